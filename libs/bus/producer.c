@@ -1,0 +1,252 @@
+/*
+ * producer.c: the idempotent producer.
+ *
+ * Delivery reports, errors and statistics are ops on the client's main
+ * queue. That queue writes a byte to our pipe when it turns non-empty
+ * (rd_kafka_queue_io_event_enable); the event base watches the pipe and we
+ * serve the queue with rd_kafka_poll(rk, 0), so no callback ever blocks.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <jansson.h>
+
+#include "bus_int.h"
+
+struct sw_bus_producer {
+	struct event_base *base;
+	rd_kafka_t *rk;
+	rd_kafka_queue_t *mainq;  /* reference to the main queue */
+	int pipefd[2];            /* main queue wake-ups */
+	struct event *ev;         /* pipefd[0] readable */
+	sw_bus_delivery_cb dr;
+	void *opaque;
+	sw_bus_error_cb err_cb;
+	void *err_opaque;
+	int have_stats;           /* a statistics JSON was seen */
+	char idemp_state[32];     /* eos.idemp_state of the latest statistics */
+	int64_t producer_id;      /* eos.producer_id of the latest statistics */
+};
+
+static const char *const producer_defaults[] = {
+	"statistics.interval.ms=1000",
+	"message.timeout.ms=300000",
+	NULL,
+};
+
+static const char *const producer_forced[] = {
+	"enable.idempotence=true",
+	"acks=all",
+	NULL,
+};
+
+static void producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	struct sw_bus_producer *p = opaque;
+
+	(void)rk;
+	if (p->dr != NULL)
+		p->dr(m->err ? rd_kafka_err2str(m->err) : NULL, m->_private, p->opaque);
+}
+
+static void producer_error(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+	struct sw_bus_producer *p = opaque;
+	char fatal[512];
+
+	if (p->err_cb == NULL)
+		return;
+	if (err == RD_KAFKA_RESP_ERR__FATAL) {
+		rd_kafka_fatal_error(rk, fatal, sizeof(fatal));
+		p->err_cb(1, fatal, p->err_opaque);
+	} else {
+		p->err_cb(0, reason, p->err_opaque);
+	}
+}
+
+/* Keep the "eos" section: {"idemp_state": "Assigned", "producer_id": N}. */
+static int producer_stats(rd_kafka_t *rk, char *json, size_t len, void *opaque)
+{
+	struct sw_bus_producer *p = opaque;
+	json_t *root, *eos, *state, *pid;
+
+	(void)rk;
+	root = json_loadb(json, len, 0, NULL);
+	if (root == NULL)
+		return 0;
+	eos = json_object_get(root, "eos");
+	state = json_object_get(eos, "idemp_state");
+	pid = json_object_get(eos, "producer_id");
+	if (json_is_string(state) && json_is_integer(pid)) {
+		snprintf(p->idemp_state, sizeof(p->idemp_state), "%s", json_string_value(state));
+		p->producer_id = json_integer_value(pid);
+		p->have_stats = 1;
+	}
+	json_decref(root);
+	return 0; /* librdkafka frees json */
+}
+
+/* The main queue has ops: serve them all. The pipe is read first so that
+ * an op enqueued while we serve writes a new wake-up; if ops remain
+ * anyway we come back through the loop rather than monopolise it. */
+static void producer_on_wakeup(evutil_socket_t fd, short what, void *arg)
+{
+	struct sw_bus_producer *p = arg;
+
+	(void)what;
+	bus_pipe_drain(fd);
+	rd_kafka_poll(p->rk, 0);
+	if (rd_kafka_queue_length(p->mainq) > 0)
+		event_active(p->ev, EV_READ, 0);
+}
+
+struct sw_bus_producer *sw_bus_producer_new(struct event_base *base, const char *bootstrap,
+					    const char *client_id, const char *const *extra,
+					    sw_bus_delivery_cb dr, void *opaque, char *errstr,
+					    size_t errlen)
+{
+	struct sw_bus_producer *p;
+	rd_kafka_conf_t *conf = NULL;
+	char rkerr[256];
+
+	if (base == NULL) {
+		snprintf(errstr, errlen, "producer: no event base");
+		return NULL;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		snprintf(errstr, errlen, "producer: out of memory");
+		return NULL;
+	}
+	p->base = base;
+	p->dr = dr;
+	p->opaque = opaque;
+	p->producer_id = -1;
+	p->pipefd[0] = p->pipefd[1] = -1;
+
+	conf = bus_conf_new(bootstrap, producer_defaults, extra, producer_forced, errstr, errlen);
+	if (conf == NULL)
+		goto fail;
+	if (client_id != NULL &&
+	    rd_kafka_conf_set(conf, "client.id", client_id, rkerr, sizeof(rkerr)) !=
+		    RD_KAFKA_CONF_OK) {
+		snprintf(errstr, errlen, "client.id: %s", rkerr);
+		goto fail;
+	}
+	rd_kafka_conf_set_opaque(conf, p);
+	rd_kafka_conf_set_dr_msg_cb(conf, producer_dr);
+	rd_kafka_conf_set_error_cb(conf, producer_error);
+	rd_kafka_conf_set_stats_cb(conf, producer_stats);
+
+	if ((p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, rkerr, sizeof(rkerr))) == NULL) {
+		snprintf(errstr, errlen, "producer: %s", rkerr);
+		goto fail;
+	}
+	conf = NULL; /* owned by rk now */
+
+	if (bus_pipe_open(p->pipefd, errstr, errlen) == -1)
+		goto fail;
+	p->ev = event_new(base, p->pipefd[0], EV_READ | EV_PERSIST, producer_on_wakeup, p);
+	if (p->ev == NULL || event_add(p->ev, NULL) == -1) {
+		snprintf(errstr, errlen, "producer: cannot watch the wake-up pipe");
+		goto fail;
+	}
+	p->mainq = rd_kafka_queue_get_main(p->rk);
+	rd_kafka_queue_io_event_enable(p->mainq, p->pipefd[1], "1", 1);
+	/* Anything queued before the io event was enabled wrote no wake-up. */
+	event_active(p->ev, EV_READ, 0);
+	return p;
+fail:
+	if (conf != NULL)
+		rd_kafka_conf_destroy(conf);
+	sw_bus_producer_destroy(p);
+	return NULL;
+}
+
+void sw_bus_producer_set_error_cb(struct sw_bus_producer *p, sw_bus_error_cb cb, void *opaque)
+{
+	p->err_cb = cb;
+	p->err_opaque = opaque;
+}
+
+int sw_bus_produce(struct sw_bus_producer *p, const char *topic, const char *key,
+		   const void *value, size_t len, const char *const *headers, void *msg_opaque,
+		   char *errstr, size_t errlen)
+{
+	rd_kafka_headers_t *hdrs = NULL;
+	size_t n = 0;
+
+	if (headers != NULL) {
+		while (headers[n] != NULL)
+			n += headers[n + 1] != NULL ? 2 : 1;
+		if (n % 2 != 0) {
+			snprintf(errstr, errlen, "produce: header %s has no value", headers[n - 1]);
+			return -1;
+		}
+		hdrs = rd_kafka_headers_new(n / 2);
+		for (size_t i = 0; i < n; i += 2)
+			rd_kafka_header_add(hdrs, headers[i], -1, headers[i + 1], -1);
+	}
+	return bus_produce(p->rk, topic, key, key != NULL ? strlen(key) : 0, value, len, hdrs,
+			   msg_opaque, errstr, errlen);
+}
+
+int sw_bus_deadletter(struct sw_bus_producer *p, const struct sw_bus_msg *m, const char *reason,
+		      void *msg_opaque, char *errstr, size_t errlen)
+{
+	rd_kafka_headers_t *hdrs;
+	char part[16], off[24];
+
+	if (m == NULL || m->topic == NULL) {
+		snprintf(errstr, errlen, "deadletter: no message");
+		return -1;
+	}
+	snprintf(part, sizeof(part), "%" PRId32, m->partition);
+	snprintf(off, sizeof(off), "%" PRId64, m->offset);
+	hdrs = rd_kafka_headers_new(4);
+	rd_kafka_header_add(hdrs, "sagewai.reason", -1, reason != NULL ? reason : "", -1);
+	rd_kafka_header_add(hdrs, "sagewai.topic", -1, m->topic, -1);
+	rd_kafka_header_add(hdrs, "sagewai.partition", -1, part, -1);
+	rd_kafka_header_add(hdrs, "sagewai.offset", -1, off, -1);
+	return bus_produce(p->rk, SW_TOPIC_DEADLETTER, m->key, m->key_len, m->value, m->len,
+			   hdrs, msg_opaque, errstr, errlen);
+}
+
+int sw_bus_producer_flush(struct sw_bus_producer *p, int timeout_ms)
+{
+	return rd_kafka_flush(p->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
+}
+
+int sw_bus_producer_outq(struct sw_bus_producer *p)
+{
+	return rd_kafka_outq_len(p->rk);
+}
+
+int sw_bus_producer_idemp_state(struct sw_bus_producer *p, char *buf, size_t len,
+				int64_t *producer_id)
+{
+	if (!p->have_stats)
+		return -1;
+	if (buf != NULL && len > 0)
+		snprintf(buf, len, "%s", p->idemp_state);
+	if (producer_id != NULL)
+		*producer_id = p->producer_id;
+	return 0;
+}
+
+void sw_bus_producer_destroy(struct sw_bus_producer *p)
+{
+	if (p == NULL)
+		return;
+	if (p->mainq != NULL) {
+		rd_kafka_queue_io_event_enable(p->mainq, -1, NULL, 0);
+		rd_kafka_queue_destroy(p->mainq);
+	}
+	if (p->ev != NULL)
+		event_free(p->ev);
+	if (p->rk != NULL)
+		rd_kafka_destroy(p->rk);
+	bus_pipe_close(p->pipefd);
+	free(p);
+}

@@ -1,0 +1,135 @@
+/*
+ * sw_bus: Kafka for Sagewai services, driven by a libevent loop.
+ *
+ * librdkafka's queues signal a pipe (rd_kafka_queue_io_event_enable) that
+ * the event base watches, so no callback ever blocks on Kafka. The producer
+ * is idempotent with acks=all. The consumer is a group member that never
+ * auto-commits: the service stores an offset only once the message's
+ * effect is durable, and the bus commits stored offsets.
+ *
+ * Topic names: SW_TOPIC_* below. The message key is the run id.
+ */
+#ifndef SW_BUS_H
+#define SW_BUS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/event.h>
+
+#define SW_TOPIC_RUNS "sagewai.runs"
+#define SW_TOPIC_STEPS "sagewai.steps"
+#define SW_TOPIC_IDENTITY "sagewai.identity"
+#define SW_TOPIC_IDENTITY_SEALED "sagewai.identity.sealed"
+#define SW_TOPIC_SANDBOX "sagewai.sandbox"
+#define SW_TOPIC_CREDENTIALS "sagewai.credentials"
+#define SW_TOPIC_AUDIT_CHECKPOINTS "sagewai.audit.checkpoints"
+#define SW_TOPIC_DEADLETTER "sagewai.deadletter"
+
+/* All topics, NULL-terminated (for devbroker and infra). */
+extern const char *const sw_bus_topics[];
+
+/* Extra librdkafka properties (name=value pairs, NULL-terminated array,
+ * may be NULL) let tests and operators tune the client. Each entry is one
+ * "name=value" string, applied after our defaults; the guarantees stated
+ * below (idempotence, acks=all, no auto commit) cannot be overridden.
+ * librdkafka's own logging is off unless a "debug=..." entry is given. */
+
+/* Errors from librdkafka (all brokers down, a failed commit, a fatal
+ * idempotence error...), served from the event base. fatal != 0 means the
+ * client is unusable and must be destroyed. Optional: librdkafka retries
+ * transient errors itself, so without a callback they are dropped. */
+typedef void (*sw_bus_error_cb)(int fatal, const char *reason, void *opaque);
+
+/* ---- producer --------------------------------------------------------- */
+
+struct sw_bus_producer;
+
+/* Delivery report: err is NULL on success, else a reason. */
+typedef void (*sw_bus_delivery_cb)(const char *err, void *msg_opaque, void *opaque);
+
+/* Idempotent producer (enable.idempotence=true, acks=all). dr may be NULL.
+ * Delivery reports are served from the event base. */
+struct sw_bus_producer *sw_bus_producer_new(struct event_base *base, const char *bootstrap,
+					    const char *client_id, const char *const *extra,
+					    sw_bus_delivery_cb dr, void *opaque, char *errstr,
+					    size_t errlen);
+/* Copies key and value. headers: NULL-terminated name,value pairs or NULL.
+ * 0, or -1 with errstr (queue full, unknown topic...). */
+int sw_bus_produce(struct sw_bus_producer *p, const char *topic, const char *key,
+		   const void *value, size_t len, const char *const *headers, void *msg_opaque,
+		   char *errstr, size_t errlen);
+/* Block until all outstanding messages are delivered or timeout. For
+ * shutdown and tools only, never from a callback. 0 or -1. */
+int sw_bus_producer_flush(struct sw_bus_producer *p, int timeout_ms);
+/* Messages not yet delivered. */
+int sw_bus_producer_outq(struct sw_bus_producer *p);
+/* The librdkafka statistics JSON idempotence state ("Assigned" when a
+ * producer id is held), for checks; copied into buf. 0 or -1. */
+int sw_bus_producer_idemp_state(struct sw_bus_producer *p, char *buf, size_t len,
+				int64_t *producer_id);
+/* Does not flush: call sw_bus_producer_flush first to deliver the queue. */
+void sw_bus_producer_destroy(struct sw_bus_producer *p);
+void sw_bus_producer_set_error_cb(struct sw_bus_producer *p, sw_bus_error_cb cb, void *opaque);
+
+/* ---- consumer --------------------------------------------------------- */
+
+struct sw_bus_msg {
+	const char *topic;
+	int32_t partition;
+	int64_t offset;
+	const void *key;
+	size_t key_len;
+	const void *value;
+	size_t len;
+	int64_t timestamp_ms;
+	void *rk_msg; /* the underlying rd_kafka_message_t, for sw_bus_msg_header */
+};
+
+/* Called with up to max_batch messages each time the queue has data. The
+ * messages are valid only during the call. */
+typedef void (*sw_bus_batch_cb)(const struct sw_bus_msg *msgs, size_t n, void *opaque);
+
+struct sw_bus_consumer;
+
+/* Join group and subscribe to topics (NULL-terminated; an entry starting
+ * with '^' is a regex, e.g. "^sagewai\\..*"). enable.auto.commit and
+ * enable.auto.offset.store are off; auto.offset.reset=earliest. */
+struct sw_bus_consumer *sw_bus_consumer_new(struct event_base *base, const char *bootstrap,
+					    const char *group, const char *const *topics,
+					    const char *const *extra, size_t max_batch,
+					    sw_bus_batch_cb cb, void *opaque, char *errstr,
+					    size_t errlen);
+/* Mark msg processed (its offset+1 will be committed). */
+int sw_bus_consumer_store(struct sw_bus_consumer *c, const struct sw_bus_msg *msg);
+/* Store by coordinates (for effects that complete after the batch). */
+int sw_bus_consumer_store_at(struct sw_bus_consumer *c, const char *topic, int32_t partition,
+			     int64_t offset);
+/* Commit stored offsets (asynchronous). 0 or -1. */
+int sw_bus_consumer_commit(struct sw_bus_consumer *c);
+/* Stop/start delivering messages to cb (backpressure). */
+void sw_bus_consumer_pause(struct sw_bus_consumer *c);
+void sw_bus_consumer_resume(struct sw_bus_consumer *c);
+/* Commit stored offsets synchronously and leave the group cleanly
+ * (LeaveGroup). For shutdown, from a signal event, not from the batch cb. */
+int sw_bus_consumer_close(struct sw_bus_consumer *c);
+/* Leaves the group without committing if close was not called. */
+void sw_bus_consumer_destroy(struct sw_bus_consumer *c);
+void sw_bus_consumer_set_error_cb(struct sw_bus_consumer *c, sw_bus_error_cb cb, void *opaque);
+
+/* Result of each asynchronous commit: err NULL on success (also when there
+ * was nothing to commit). Served from the event base. */
+typedef void (*sw_bus_commit_cb)(const char *err, void *opaque);
+void sw_bus_consumer_set_commit_cb(struct sw_bus_consumer *c, sw_bus_commit_cb cb, void *opaque);
+/* Number of partitions currently assigned to this member, or -1. */
+int sw_bus_consumer_assigned(struct sw_bus_consumer *c);
+
+/* A header value of a consumed message (NULL if absent); *len set. */
+const void *sw_bus_msg_header(const struct sw_bus_msg *m, const char *name, size_t *len);
+
+/* Send m unchanged (key, value) to sagewai.deadletter with headers
+ * sagewai.reason, sagewai.topic, sagewai.partition, sagewai.offset.
+ * msg_opaque is handed to the producer's delivery callback. */
+int sw_bus_deadletter(struct sw_bus_producer *p, const struct sw_bus_msg *m, const char *reason,
+		      void *msg_opaque, char *errstr, size_t errlen);
+
+#endif

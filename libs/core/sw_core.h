@@ -1,0 +1,86 @@
+/*
+ * sw_core: the small pieces every Sagewai process shares.
+ *
+ *   sw_log_*     structured JSON log lines (one object per line, to a FILE,
+ *                stderr by default); the process chooses the stream, the
+ *                library never writes anywhere else.
+ *   sw_config_*  configuration from a KEY=VALUE file and an environment
+ *                array (later overrides earlier); nothing here calls getenv.
+ *   sw_uuid_*    UUIDv7 (RFC 9562) generation, formatting and parsing.
+ *   sw_now_*     clocks.
+ */
+#ifndef SW_CORE_H
+#define SW_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+/* ---- logging ---------------------------------------------------------- */
+
+enum sw_log_level { SW_LOG_DEBUG, SW_LOG_INFO, SW_LOG_WARN, SW_LOG_ERROR };
+
+/* Set the service name stamped on each line, the stream (NULL = stderr)
+ * and the minimum level. Not thread-safe; call once at start. */
+void sw_log_init(const char *service, FILE *out, enum sw_log_level min);
+
+/* Write one line: {"ts":"...","level":"info","svc":"audit","msg":"...",k:v,...}.
+ * The variadic part is pairs of (const char *key, const char *value)
+ * terminated by a NULL key; values are JSON-escaped strings. */
+void sw_log(enum sw_log_level lvl, const char *msg, ...);
+
+/* printf-style message with no extra fields. */
+void sw_logf(enum sw_log_level lvl, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* ---- configuration ---------------------------------------------------- */
+
+#define SW_CONFIG_STR 512
+
+/* Every setting a service may read. Strings are NUL-terminated and empty
+ * when unset. */
+struct sw_config {
+	char kafka_bootstrap[SW_CONFIG_STR]; /* SAGEWAI_KAFKA_BOOTSTRAP */
+	char pg_dsn[SW_CONFIG_STR];          /* SAGEWAI_PG_DSN, else built from PG* */
+	char data_dir[SW_CONFIG_STR];        /* SAGEWAI_DATA_DIR */
+	char http_addr[64];                  /* SAGEWAI_HTTP_ADDR (default 127.0.0.1) */
+	int http_port;                       /* SAGEWAI_HTTP_PORT (0 = ephemeral) */
+	char group_id[128];                  /* SAGEWAI_GROUP_ID (service default if empty) */
+	char log_level[16];                  /* SAGEWAI_LOG_LEVEL: debug|info|warn|error */
+	char mode[32];                       /* SAGEWAI_MODE: single_org|multi_tenant */
+};
+
+/* Fill cfg with defaults, then the KEY=VALUE lines of file (if not NULL;
+ * '#' comments and blank lines allowed), then envp (if not NULL).
+ * PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD compose pg_dsn when
+ * SAGEWAI_PG_DSN is not given. Returns 0, or -1 with errstr filled
+ * (unreadable file, malformed line with its number, bad port). */
+int sw_config_load(struct sw_config *cfg, const char *file, char *const *envp, char *errstr,
+		   size_t errlen);
+
+/* Look up KEY in an environment array; NULL when absent. */
+const char *sw_config_env(char *const *envp, const char *key);
+
+/* Enumeration of log levels from a string; SW_LOG_INFO when unknown. */
+enum sw_log_level sw_log_level_parse(const char *s);
+
+/* ---- UUIDv7 ----------------------------------------------------------- */
+
+#define SW_UUID_STRLEN 37 /* 36 chars + NUL */
+
+/* A new UUIDv7: 48-bit Unix ms timestamp, monotonic within the process
+ * (a counter in rand_a when two calls share a millisecond), random rest
+ * from libsodium. Thread-safe. */
+void sw_uuid_v7(uint8_t out[16]);
+void sw_uuid_format(const uint8_t in[16], char out[SW_UUID_STRLEN]);
+/* Parse the 8-4-4-4-12 hex form; returns 0 or -1. */
+int sw_uuid_parse(const char *s, uint8_t out[16]);
+/* Convenience: a new v7 directly as a string. */
+void sw_uuid_v7_str(char out[SW_UUID_STRLEN]);
+
+/* ---- clocks ----------------------------------------------------------- */
+
+int64_t sw_now_us(void);      /* CLOCK_REALTIME, microseconds */
+int64_t sw_mono_ns(void);     /* CLOCK_MONOTONIC, nanoseconds */
+
+#endif

@@ -1,0 +1,140 @@
+/*
+ * sagewai-audit: the append-only, hash-chained log of every event on every
+ * sagewai.* topic (but sagewai.identity.sealed), with its index in
+ * PostgreSQL and the HTTP query API.
+ *
+ * Flow of one consumed batch:
+ *
+ *   loop thread                      writer thread
+ *   ingest_batch(): decode header,
+ *   drop duplicates (dedupe set),
+ *   dead-letter garbage, queue  ---> append all queued batches,
+ *                                    one fdatasync (group commit)
+ *   ingest_written() <--------------  post completion
+ *   in batch order, once written and every dead-letter delivery is
+ *   confirmed: store offsets, commit, queue index rows to PostgreSQL.
+ *
+ * Offsets are committed only after the records are durable; a crash
+ * before that redelivers them and the dedupe set (rebuilt from the log at
+ * start) drops the copies. The index is rebuilt from the log for any seq
+ * it lacks at start, so it may lag but never loses a record.
+ */
+#ifndef AUDIT_H
+#define AUDIT_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <event2/event.h>
+
+#include "sw_alog.h"
+#include "sw_bus.h"
+#include "sw_core.h"
+#include "sw_events.h"
+#include "sw_http.h"
+#include "sw_store.h"
+
+#define AUDIT_MAX_BATCH 2000    /* messages handed to one batch callback */
+#define AUDIT_MAX_INFLIGHT 64   /* queued batches before the consumer pauses */
+#define AUDIT_INDEX_CHUNK 2000  /* index rows per INSERT */
+#define AUDIT_SEGMENT_MAX (256u << 20)
+#define AUDIT_MAX_BODY (64u << 10)
+
+/* One message of a batch: where it came from and what to do with it. */
+struct audit_item {
+	char *topic;
+	int32_t partition;
+	int64_t offset;
+	int64_t time_us;
+	uint8_t kind;         /* SW_ALOG_EVENT / SW_ALOG_RAW; 0 = store offset only */
+	void *payload;        /* copy of the message value (kind != 0) */
+	size_t len;
+	uint8_t id[16];       /* event id, or a digest of topic/partition/offset for raw */
+	char run_id[64];
+	char type[64];
+	uint64_t seq, segment, file_off; /* filled by the writer */
+};
+
+struct audit_batch {
+	TAILQ_ENTRY(audit_batch) entry;  /* env->inflight */
+	TAILQ_ENTRY(audit_batch) wentry; /* env->wq */
+	struct audit_item *items;
+	size_t n;
+	int pending_dl;       /* dead-letter deliveries not yet confirmed */
+	int written;          /* set by the writer once durable */
+	int failed;           /* the writer could not make it durable */
+	char error[256];
+};
+TAILQ_HEAD(audit_batchq, audit_batch);
+
+/* Open-addressing set of 16-byte ids. */
+struct audit_idset {
+	uint8_t (*slots)[16];
+	size_t cap, len;
+};
+
+struct audit_env {
+	struct sw_config cfg;
+	struct event_base *base;
+	struct sw_event_registry *reg;
+	struct sw_alog *log;
+	char log_dir[SW_CONFIG_STR + 16];
+	struct sw_store *store;
+	struct sw_bus_producer *producer;
+	struct sw_bus_consumer *consumer;
+	struct sw_http *http;
+	struct sw_metrics *metrics;
+	struct audit_idset seen;
+
+	/* batches in consumption order, from queueing until offsets stored */
+	struct audit_batchq inflight;
+	size_t ninflight;
+	int paused;
+
+	/* writer thread */
+	pthread_t writer;
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	struct audit_batchq wq;  /* waiting for the writer */
+	int stopping;
+	struct event *written_ev;
+
+	struct event *sigterm, *sigint;
+	int exit_code;
+	uint64_t appended, duplicates, deadlettered, skipped, indexed_rows;
+	int index_busy;
+};
+
+/* main.c */
+void audit_fatal(struct audit_env *env, const char *what, const char *why);
+
+/* idset.c */
+int audit_idset_init(struct audit_idset *s, size_t cap);
+void audit_idset_free(struct audit_idset *s);
+/* 1 when id was added, 0 when already present, -1 on allocation failure */
+int audit_idset_add(struct audit_idset *s, const uint8_t id[16]);
+void audit_raw_id(const char *topic, size_t topic_len, int32_t partition, int64_t offset,
+		  uint8_t out[16]);
+
+/* ingest.c */
+int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen);
+void audit_ingest_stop(struct audit_env *env);
+void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque);
+void audit_ingest_delivery(const char *err, void *msg_opaque, void *opaque);
+/* Rebuild the dedupe set and bring the index up to the log's end. */
+int audit_recover(struct audit_env *env, char *errstr, size_t errlen);
+
+/* index.c */
+extern const struct sw_migration audit_migrations[];
+extern const size_t audit_nmigrations;
+void audit_index_items(struct audit_env *env, const struct audit_item *items, size_t n);
+int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen);
+
+/* api.c */
+int audit_api_start(struct audit_env *env, char *errstr, size_t errlen);
+
+/* tool.c: the offline commands */
+int audit_cmd_verify(int argc, char **argv);
+int audit_cmd_dump(int argc, char **argv);
+
+#endif

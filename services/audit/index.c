@@ -1,0 +1,317 @@
+/*
+ * The index of the log in PostgreSQL (schema "audit"): one row per record,
+ * by seq, with the event id, run id, type and Kafka coordinates, and where
+ * the record lies on disk. Rows go in chunks through one INSERT ... SELECT
+ * FROM unnest(...) ON CONFLICT DO NOTHING, which is idempotent, so the
+ * store may resend it after a reconnect. The log is the truth: at start
+ * the index is completed from it for every seq above the highest indexed.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "audit.h"
+
+static const char *const migration_1 =
+	"CREATE TABLE events ("
+	" seq bigint PRIMARY KEY,"
+	" event_id uuid UNIQUE,"
+	" run_id text,"
+	" type text,"
+	" topic text NOT NULL,"
+	" kafka_partition int NOT NULL,"
+	" kafka_offset bigint NOT NULL,"
+	" time_us bigint NOT NULL,"
+	" segment bigint NOT NULL,"
+	" file_off bigint NOT NULL,"
+	" kind smallint NOT NULL);"
+	"CREATE INDEX events_run ON events (run_id, seq);"
+	"CREATE INDEX events_topic ON events (topic, kafka_partition, kafka_offset);";
+
+const struct sw_migration audit_migrations[] = {
+	{1, migration_1},
+};
+const size_t audit_nmigrations = sizeof(audit_migrations) / sizeof(audit_migrations[0]);
+
+static const char *const insert_sql =
+	"INSERT INTO events (seq, event_id, run_id, type, topic, kafka_partition, kafka_offset,"
+	" time_us, segment, file_off, kind)"
+	" SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
+	" $6::int[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::smallint[])"
+	" ON CONFLICT DO NOTHING";
+
+#define NCOLS 11
+
+/* A growable string for array literals. */
+struct abuf {
+	char *p;
+	size_t len, cap;
+	int oom;
+};
+
+static void ab_putn(struct abuf *b, const char *s, size_t n)
+{
+	if (b->oom)
+		return;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 256;
+		char *np;
+
+		while (b->len + n + 1 > cap)
+			cap *= 2;
+		if ((np = realloc(b->p, cap)) == NULL) {
+			b->oom = 1;
+			return;
+		}
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static void ab_puts(struct abuf *b, const char *s)
+{
+	ab_putn(b, s, strlen(s));
+}
+
+/* Append one element of a PostgreSQL array literal; NULL for SQL NULL.
+ * Text is always double-quoted with '"' and '\' escaped. */
+static void ab_elem(struct abuf *b, const char *v, int first)
+{
+	const char *s;
+
+	if (!first)
+		ab_putn(b, ",", 1);
+	if (v == NULL) {
+		ab_puts(b, "NULL");
+		return;
+	}
+	ab_putn(b, "\"", 1);
+	for (s = v; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			ab_putn(b, "\\", 1);
+		ab_putn(b, s, 1);
+	}
+	ab_putn(b, "\"", 1);
+}
+
+struct index_req {
+	struct audit_env *env;
+	size_t rows;
+	uint64_t last_seq;
+};
+
+static void index_done(PGresult *res, const char *err, void *opaque)
+{
+	struct index_req *r = opaque;
+	struct audit_env *env = r->env;
+
+	(void)res;
+	if (err != NULL) {
+		/* not a connection problem (the store retries those): a row the
+		 * schema refuses. The log keeps the record; say so loudly. */
+		sw_log(SW_LOG_ERROR, "audit index insert failed", "error", err, NULL);
+		sw_metrics_counter_add(env->metrics, "sagewai_audit_index_errors_total",
+				       "Index inserts refused by PostgreSQL", 1);
+	} else {
+		env->indexed_rows += r->rows;
+		sw_metrics_gauge_set(env->metrics, "sagewai_audit_indexed_seq",
+				     "Highest log seq sent to the index and confirmed",
+				     (double)r->last_seq);
+	}
+	free(r);
+}
+
+/* Build the 11 array literals for items with kind != 0 and queue the
+ * insert. Returns the number of rows. */
+static size_t build_arrays(const struct audit_item *items, size_t n, struct abuf cols[NCOLS],
+			   uint64_t *last_seq)
+{
+	size_t i, rows = 0;
+	int c;
+
+	for (c = 0; c < NCOLS; c++)
+		ab_putn(&cols[c], "{", 1);
+	for (i = 0; i < n; i++) {
+		const struct audit_item *it = &items[i];
+		char num[8][24], uuid[SW_UUID_STRLEN];
+		int first = rows == 0;
+
+		if (it->kind == 0)
+			continue;
+		snprintf(num[0], sizeof(num[0]), "%llu", (unsigned long long)it->seq);
+		snprintf(num[1], sizeof(num[1]), "%d", it->partition);
+		snprintf(num[2], sizeof(num[2]), "%lld", (long long)it->offset);
+		snprintf(num[3], sizeof(num[3]), "%lld", (long long)it->time_us);
+		snprintf(num[4], sizeof(num[4]), "%llu", (unsigned long long)it->segment);
+		snprintf(num[5], sizeof(num[5]), "%llu", (unsigned long long)it->file_off);
+		snprintf(num[6], sizeof(num[6]), "%d", it->kind);
+		sw_uuid_format(it->id, uuid);
+		ab_elem(&cols[0], num[0], first);
+		ab_elem(&cols[1], it->kind == SW_ALOG_EVENT ? uuid : NULL, first);
+		ab_elem(&cols[2], it->run_id[0] ? it->run_id : NULL, first);
+		ab_elem(&cols[3], it->type[0] ? it->type : NULL, first);
+		ab_elem(&cols[4], it->topic, first);
+		ab_elem(&cols[5], num[1], first);
+		ab_elem(&cols[6], num[2], first);
+		ab_elem(&cols[7], num[3], first);
+		ab_elem(&cols[8], num[4], first);
+		ab_elem(&cols[9], num[5], first);
+		ab_elem(&cols[10], num[6], first);
+		*last_seq = it->seq;
+		rows++;
+	}
+	for (c = 0; c < NCOLS; c++)
+		ab_putn(&cols[c], "}", 1);
+	return rows;
+}
+
+void audit_index_items(struct audit_env *env, const struct audit_item *items, size_t n)
+{
+	size_t start, chunk;
+
+	for (start = 0; start < n; start += chunk) {
+		struct abuf cols[NCOLS] = {0};
+		const char *params[NCOLS];
+		struct index_req *r;
+		uint64_t last = 0;
+		size_t rows;
+		int c, oom = 0;
+
+		chunk = n - start < AUDIT_INDEX_CHUNK ? n - start : AUDIT_INDEX_CHUNK;
+		rows = build_arrays(items + start, chunk, cols, &last);
+		for (c = 0; c < NCOLS; c++) {
+			oom |= cols[c].oom;
+			params[c] = cols[c].p;
+		}
+		if (rows > 0 && !oom && (r = calloc(1, sizeof(*r))) != NULL) {
+			r->env = env;
+			r->rows = rows;
+			r->last_seq = last;
+			if (sw_store_query(env->store, insert_sql, NCOLS, params, index_done, r) ==
+			    -1) {
+				free(r);
+				oom = 1;
+			}
+		}
+		if (oom)
+			sw_log(SW_LOG_ERROR, "audit index: cannot queue rows", NULL);
+		for (c = 0; c < NCOLS; c++)
+			free(cols[c].p);
+	}
+}
+
+/* Catch-up at start: records above the highest indexed seq, in chunks. */
+struct catch_ctx {
+	struct audit_env *env;
+	struct audit_item *items;
+	size_t n;
+	uint64_t rows;
+	char *err;
+	size_t errlen;
+};
+
+static int flush_sync(struct catch_ctx *cc)
+{
+	struct abuf cols[NCOLS] = {0};
+	const char *params[NCOLS];
+	uint64_t last = 0;
+	PGresult *res = NULL;
+	size_t i;
+	int c, rc = -1, oom = 0;
+
+	if (cc->n == 0)
+		return 0;
+	build_arrays(cc->items, cc->n, cols, &last);
+	for (c = 0; c < NCOLS; c++) {
+		oom |= cols[c].oom;
+		params[c] = cols[c].p;
+	}
+	if (oom) {
+		snprintf(cc->err, cc->errlen, "out of memory");
+		goto out;
+	}
+	res = sw_store_exec_sync(cc->env->store, insert_sql, NCOLS, params, cc->err, cc->errlen);
+	if (res == NULL)
+		goto out;
+	cc->rows += cc->n;
+	rc = 0;
+out:
+	PQclear(res);
+	for (c = 0; c < NCOLS; c++)
+		free(cols[c].p);
+	for (i = 0; i < cc->n; i++)
+		free(cc->items[i].topic);
+	cc->n = 0;
+	return rc;
+}
+
+static int catch_rec(const struct sw_alog_rec *rec, void *opaque)
+{
+	struct catch_ctx *cc = opaque;
+	struct audit_item *it;
+	struct sw_event_header h;
+	char err[128];
+
+	if (rec->kind != SW_ALOG_EVENT && rec->kind != SW_ALOG_RAW)
+		return 0;
+	it = &cc->items[cc->n];
+	memset(it, 0, sizeof(*it));
+	if ((it->topic = strndup(rec->topic, rec->topic_len)) == NULL)
+		return -1;
+	it->kind = rec->kind;
+	it->partition = rec->partition;
+	it->offset = rec->offset;
+	it->time_us = rec->time_us;
+	it->seq = rec->seq;
+	it->segment = rec->segment;
+	it->file_off = rec->file_off;
+	if (rec->kind == SW_ALOG_EVENT &&
+	    sw_event_decode_header(cc->env->reg, rec->payload, rec->payload_len, &h, err,
+				   sizeof(err)) == 0 &&
+	    sw_uuid_parse(h.event_id, it->id) == 0) {
+		snprintf(it->run_id, sizeof(it->run_id), "%s", h.run_id);
+		snprintf(it->type, sizeof(it->type), "%s", h.type);
+	} else {
+		/* raw, or an event of a schema this binary lacks: index by place */
+		it->kind = SW_ALOG_RAW;
+		audit_raw_id(rec->topic, rec->topic_len, rec->partition, rec->offset, it->id);
+	}
+	cc->n++;
+	if (cc->n == AUDIT_INDEX_CHUNK)
+		return flush_sync(cc) == 0 ? 0 : -1;
+	return 0;
+}
+
+int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen)
+{
+	struct catch_ctx cc = {.env = env, .err = errstr, .errlen = errlen};
+	PGresult *res;
+	uint64_t max;
+	char nrows[24];
+	int rc;
+
+	res = sw_store_exec_sync(env->store, "SELECT coalesce(max(seq), 0) FROM events", 0, NULL,
+				 errstr, errlen);
+	if (res == NULL)
+		return -1;
+	max = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if ((cc.items = calloc(AUDIT_INDEX_CHUNK, sizeof(*cc.items))) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	rc = sw_alog_scan(env->log_dir, max + 1, catch_rec, &cc, errstr, errlen);
+	if (rc == 0)
+		rc = flush_sync(&cc);
+	else
+		(void)flush_sync(&cc);
+	free(cc.items);
+	if (rc != 0)
+		return -1;
+	env->indexed_rows = cc.rows;
+	snprintf(nrows, sizeof(nrows), "%llu", (unsigned long long)cc.rows);
+	sw_log(SW_LOG_INFO, "audit index caught up", "rows", nrows, NULL);
+	return 0;
+}

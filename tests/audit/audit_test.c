@@ -1,0 +1,742 @@
+/*
+ * Black-box tests of sagewai-audit over the real Kafka broker and
+ * PostgreSQL of the harness. One program, one scenario per argument:
+ *
+ *   exactly_once  10,000 events arrive once, in order per partition, the
+ *                 chain verifies, the index holds them, the run API answers
+ *   kill9         kill -9 of the service mid-stream, restarted: nothing lost
+ *                 or duplicated
+ *   deadletter    garbage, unknown-fingerprint and truncated messages go to
+ *                 sagewai.deadletter with the reason; consumption goes on
+ *   pgrestart     a PostgreSQL restart mid-stream loses no index row
+ *   flip          a flipped byte in a segment is reported at its record
+ *
+ * Topics are shared by every test of a run, so each scenario names its runs
+ * "<scenario>-<pid>-..." and counts only those; each uses its own database,
+ * consumer group and data directory.
+ */
+#include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sw_alog.h"
+#include "sw_core.h"
+#include "sw_events.h"
+#include "sw_test.h"
+
+static struct sw_event_registry *reg;
+static char prefix[40];     /* run id prefix of this scenario */
+static char data_dir[512];  /* SAGEWAI_DATA_DIR of the service */
+static char log_dir[600];   /* its audit log */
+static char db_dsn[512];    /* this scenario's database */
+static char group[128];
+static int http_port;
+static pid_t audit_pid = -1;
+static rd_kafka_t *producer;
+
+static void msleep(int ms)
+{
+	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+	nanosleep(&ts, NULL);
+}
+
+static int free_port(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+
+	SW_CHECK(fd >= 0);
+	SW_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+	SW_CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+	port = ntohs(a.sin_port);
+	close(fd);
+	return port;
+}
+
+static void show_service_log(void)
+{
+	char cmd[700];
+
+	snprintf(cmd, sizeof(cmd), "tail -n 40 %s/audit.log >&2", data_dir);
+	if (system(cmd) != 0)
+		fprintf(stderr, "(no service log)\n");
+}
+
+#define REQUIRE(cond, ...)                                                                  \
+	do {                                                                                \
+		if (!(cond)) {                                                              \
+			show_service_log();                                                 \
+			SW_CHECKF(cond, __VA_ARGS__);                                       \
+		}                                                                           \
+	} while (0)
+
+static void audit_start(void)
+{
+	char path[600], port[16];
+	pid_t pid;
+
+	snprintf(path, sizeof(path), "%s/services/audit/sagewai-audit", getenv("SW_BUILD_DIR"));
+	snprintf(port, sizeof(port), "%d", http_port);
+	pid = fork();
+	SW_CHECK(pid >= 0);
+	if (pid == 0) {
+		char logf[600];
+		int fd;
+
+		snprintf(logf, sizeof(logf), "%s/audit.log", data_dir);
+		fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
+		if (fd >= 0) {
+			dup2(fd, 2);
+			dup2(fd, 1);
+		}
+		setenv("SAGEWAI_DATA_DIR", data_dir, 1);
+		setenv("SAGEWAI_PG_DSN", db_dsn, 1);
+		setenv("SAGEWAI_GROUP_ID", group, 1);
+		setenv("SAGEWAI_HTTP_PORT", port, 1);
+		setenv("SAGEWAI_LOG_LEVEL", "info", 1);
+		/* a killed member's partitions move after 6 s, not the default 45 */
+		setenv("SAGEWAI_KAFKA_CONSUMER_CONFIG",
+		       "session.timeout.ms=6000,heartbeat.interval.ms=1000", 1);
+		execl(path, "sagewai-audit", "serve", (char *)NULL);
+		_exit(127);
+	}
+	audit_pid = pid;
+}
+
+/* Stop with sig; for SIGTERM the service must exit 0 (clean shutdown). */
+static void audit_stop(int sig)
+{
+	int status;
+
+	if (audit_pid < 0)
+		return;
+	kill(audit_pid, sig);
+	SW_CHECK(waitpid(audit_pid, &status, 0) == audit_pid);
+	if (sig == SIGTERM)
+		REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0,
+			"sagewai-audit did not exit cleanly on SIGTERM (status %d)", status);
+	audit_pid = -1;
+}
+
+static void exit_cleanup(void)
+{
+	if (audit_pid > 0) {
+		kill(audit_pid, SIGKILL);
+		waitpid(audit_pid, NULL, 0);
+	}
+}
+
+static PGresult *sql(const char *dsn, const char *q)
+{
+	PGconn *c = PQconnectdb(dsn);
+	PGresult *r;
+
+	SW_CHECKF(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
+	r = PQexec(c, q);
+	SW_CHECKF(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
+		  "%s: %s", q, PQerrorMessage(c));
+	PQfinish(c);
+	return r;
+}
+
+static void setup(const char *scenario)
+{
+	char q[1024], dbname[128];
+	const char *base_dsn, *build = getenv("SW_BUILD_DIR");
+	char err[512];
+
+	sw_test_env_load();
+	atexit(exit_cleanup);
+	base_dsn = getenv("SAGEWAI_PG_DSN");
+	SW_CHECK(base_dsn != NULL && build != NULL);
+	snprintf(prefix, sizeof(prefix), "%s-%d", scenario, (int)getpid());
+	snprintf(group, sizeof(group), "audit-test-%s", prefix);
+	snprintf(data_dir, sizeof(data_dir), "%s/tests-tmp/audit-%s", build, prefix);
+	snprintf(log_dir, sizeof(log_dir), "%s/audit", data_dir);
+	snprintf(q, sizeof(q), "mkdir -p %s", data_dir);
+	SW_CHECK(system(q) == 0);
+	snprintf(dbname, sizeof(dbname), "audit_%s_%d", scenario, (int)getpid());
+	snprintf(q, sizeof(q), "CREATE DATABASE %s", dbname);
+	PQclear(sql(base_dsn, q));
+	snprintf(db_dsn, sizeof(db_dsn), "%s dbname=%s", base_dsn, dbname);
+	http_port = free_port();
+	reg = sw_events_registry_new(err, sizeof(err));
+	SW_CHECKF(reg != NULL, "%s", err);
+
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	SW_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", getenv("SAGEWAI_KAFKA_BOOTSTRAP"),
+				   err, sizeof(err)) == RD_KAFKA_CONF_OK);
+	SW_CHECK(rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ==
+		 RD_KAFKA_CONF_OK);
+	SW_CHECK(rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err)) == RD_KAFKA_CONF_OK);
+	producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
+	SW_CHECKF(producer != NULL, "%s", err);
+}
+
+static void produce_raw(const char *topic, const char *key, const void *v, size_t len)
+{
+	rd_kafka_resp_err_t e;
+
+	for (;;) {
+		e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
+				      RD_KAFKA_V_VALUE((void *)v, len),
+				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			break;
+		rd_kafka_poll(producer, 10);
+	}
+	SW_CHECKF(e == RD_KAFKA_RESP_ERR_NO_ERROR, "produce: %s", rd_kafka_err2str(e));
+	rd_kafka_poll(producer, 0);
+}
+
+static void flush(void)
+{
+	SW_CHECK(rd_kafka_flush(producer, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+/* One run.submitted event of run r carrying its per-run counter n. */
+static void produce_event(int r, int n)
+{
+	struct sw_event_header h;
+	char input[64], err[256];
+	void *buf;
+	size_t len;
+	json_t *o;
+
+	sw_event_header_init(&h, "run.submitted", "audit-test");
+	snprintf(h.run_id, sizeof(h.run_id), "%s-r%03d", prefix, r);
+	snprintf(input, sizeof(input), "{\"n\": %d}", n);
+	o = json_pack("{s:s, s:i, s:s}", "workflow", "audit-test", "workflow_version", 1, "input",
+		      input);
+	SW_CHECKF(sw_event_encode(reg, "run.submitted", &h, o, &buf, &len, err, sizeof(err)) == 0,
+		  "%s", err);
+	json_decref(o);
+	produce_raw(r % 2 ? "sagewai.runs" : "sagewai.steps", h.run_id, buf, len);
+	free(buf);
+}
+
+/* What the log holds of this scenario. */
+struct tally {
+	size_t events, dups, order_errors, raw_matches;
+	struct {
+		uint8_t id[16];
+	} *ids;
+	size_t nids, capids;
+	int last_n[1000];            /* per run counter seen last */
+	int64_t last_off[2][64];     /* per (topic, partition) last Kafka offset */
+	const void *raw_needle;
+	size_t raw_needle_len;
+};
+
+static int cmp_id(const void *a, const void *b)
+{
+	return memcmp(a, b, 16);
+}
+
+static int tally_rec(const struct sw_alog_rec *rec, void *opaque)
+{
+	struct tally *t = opaque;
+	struct sw_event_header h;
+	char err[256];
+	int ti;
+
+	if (rec->kind == SW_ALOG_RAW && t->raw_needle != NULL &&
+	    rec->payload_len == t->raw_needle_len &&
+	    memcmp(rec->payload, t->raw_needle, t->raw_needle_len) == 0)
+		t->raw_matches++;
+	if (rec->kind != SW_ALOG_EVENT)
+		return 0;
+	if (sw_event_decode_header(reg, rec->payload, rec->payload_len, &h, err, sizeof(err)) != 0)
+		return 0;
+	if (strncmp(h.run_id, prefix, strlen(prefix)) != 0)
+		return 0;
+	ti = rec->topic_len == strlen("sagewai.runs") &&
+	     memcmp(rec->topic, "sagewai.runs", rec->topic_len) == 0;
+	if (rec->partition >= 0 && rec->partition < 64) {
+		if (rec->offset <= t->last_off[ti][rec->partition])
+			t->order_errors++;
+		t->last_off[ti][rec->partition] = rec->offset;
+	}
+	{
+		json_t *ev = sw_event_decode(reg, rec->payload, rec->payload_len, err, sizeof(err));
+		json_t *in = ev ? json_loads(json_string_value(json_object_get(ev, "input")), 0,
+					     NULL)
+				: NULL;
+		int r = atoi(h.run_id + strlen(prefix) + 2);
+		int n = in ? (int)json_integer_value(json_object_get(in, "n")) : -1;
+
+		if (r >= 0 && r < 1000) {
+			if (n != t->last_n[r] + 1)
+				t->order_errors++;
+			t->last_n[r] = n;
+		}
+		json_decref(in);
+		json_decref(ev);
+	}
+	if (t->nids == t->capids) {
+		t->capids = t->capids ? t->capids * 2 : 1024;
+		t->ids = realloc(t->ids, t->capids * sizeof(*t->ids));
+		SW_CHECK(t->ids != NULL);
+	}
+	SW_CHECK(sw_uuid_parse(h.event_id, t->ids[t->nids].id) == 0);
+	t->nids++;
+	t->events++;
+	return 0;
+}
+
+static void tally_log(struct tally *t)
+{
+	char err[256];
+	size_t i;
+	const void *needle = t->raw_needle;
+	size_t nlen = t->raw_needle_len;
+
+	free(t->ids);
+	memset(t, 0, sizeof(*t));
+	t->raw_needle = needle;
+	t->raw_needle_len = nlen;
+	memset(t->last_n, 0xff, sizeof(t->last_n)); /* -1: next expected is 0 */
+	memset(t->last_off, 0xff, sizeof(t->last_off));
+	if (access(log_dir, F_OK) != 0)
+		return;
+	SW_CHECKF(sw_alog_scan(log_dir, 1, tally_rec, t, err, sizeof(err)) == 0, "scan: %s", err);
+	qsort(t->ids, t->nids, sizeof(*t->ids), cmp_id);
+	for (i = 1; i < t->nids; i++)
+		if (memcmp(t->ids[i - 1].id, t->ids[i].id, 16) == 0)
+			t->dups++;
+}
+
+/* Wait until the log holds want events of ours (or fail after limit s). */
+static void wait_events(struct tally *t, size_t want, int limit_s)
+{
+	int64_t until = sw_mono_ns() + (int64_t)limit_s * 1000000000LL;
+
+	for (;;) {
+		tally_log(t);
+		if (t->events >= want)
+			return;
+		REQUIRE(audit_pid < 0 || waitpid(audit_pid, NULL, WNOHANG) == 0,
+			"sagewai-audit exited");
+		REQUIRE(sw_mono_ns() < until, "only %zu of %zu events in the log after %d s",
+			t->events, want, limit_s);
+		msleep(200);
+	}
+}
+
+static void check_exact(struct tally *t, size_t want)
+{
+	REQUIRE(t->events == want, "log holds %zu events, expected %zu", t->events, want);
+	REQUIRE(t->dups == 0, "%zu duplicate event ids in the log", t->dups);
+	REQUIRE(t->order_errors == 0, "%zu events out of order", t->order_errors);
+}
+
+static void check_verify(void)
+{
+	struct sw_alog_verify_result r;
+	char err[256];
+
+	SW_CHECKF(sw_alog_verify(log_dir, 0, &r, err, sizeof(err)) == 0, "%s", err);
+	SW_CHECKF(r.ok, "verify: seq %llu: %s", (unsigned long long)r.bad_seq, r.reason);
+}
+
+static long index_count(void)
+{
+	char q[256];
+	PGresult *r;
+	long n;
+
+	snprintf(q, sizeof(q), "SELECT count(*) FROM audit.events WHERE run_id LIKE '%s-%%'",
+		 prefix);
+	r = sql(db_dsn, q);
+	n = atol(PQgetvalue(r, 0, 0));
+	PQclear(r);
+	return n;
+}
+
+static void wait_index(long want, int limit_s)
+{
+	int64_t until = sw_mono_ns() + (int64_t)limit_s * 1000000000LL;
+	long n;
+
+	while ((n = index_count()) < want) {
+		REQUIRE(sw_mono_ns() < until, "index holds %ld of %ld rows after %d s", n, want,
+			limit_s);
+		msleep(200);
+	}
+	REQUIRE(n == want, "index holds %ld rows, expected %ld", n, want);
+}
+
+struct membuf {
+	char *p;
+	size_t len;
+};
+
+static size_t collect(char *d, size_t sz, size_t nm, void *u)
+{
+	struct membuf *m = u;
+
+	m->p = realloc(m->p, m->len + sz * nm + 1);
+	memcpy(m->p + m->len, d, sz * nm);
+	m->len += sz * nm;
+	m->p[m->len] = '\0';
+	return sz * nm;
+}
+
+/* GET path on the service; returns the HTTP status, body in *out. */
+static long http_get(const char *path, json_t **out)
+{
+	CURL *c = curl_easy_init();
+	struct membuf m = {0};
+	char url[256];
+	long status = 0;
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", http_port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_cleanup(c);
+	if (out)
+		*out = m.p ? json_loads(m.p, 0, NULL) : NULL;
+	free(m.p);
+	return status;
+}
+
+static void wait_http(void)
+{
+	int i;
+
+	for (i = 0; i < 300; i++) {
+		if (http_get("/healthz", NULL) == 200)
+			return;
+		REQUIRE(waitpid(audit_pid, NULL, WNOHANG) == 0, "sagewai-audit exited at start");
+		msleep(100);
+	}
+	REQUIRE(0, "sagewai-audit did not answer /healthz");
+}
+
+static void scenario_exactly_once(void)
+{
+	struct tally t = {0};
+	json_t *body;
+	char path[256];
+	int r, n;
+	size_t i;
+
+	audit_start();
+	wait_http();
+	for (n = 0; n < 100; n++)
+		for (r = 0; r < 100; r++)
+			produce_event(r, n);
+	flush();
+	wait_events(&t, 10000, 180);
+	msleep(1000); /* anything extra would show up now */
+	tally_log(&t);
+	check_exact(&t, 10000);
+	check_verify();
+	wait_index(10000, 120);
+
+	snprintf(path, sizeof(path), "/v1/audit/runs/%s-r042", prefix);
+	SW_CHECK(http_get(path, &body) == 200);
+	SW_CHECK(body != NULL);
+	SW_CHECKF(json_array_size(json_object_get(body, "events")) == 100, "run has %zu events",
+		  json_array_size(json_object_get(body, "events")));
+	for (i = 0; i < 100; i++) {
+		json_t *ev = json_object_get(json_array_get(json_object_get(body, "events"), i),
+					     "event");
+		json_t *in = json_loads(json_string_value(json_object_get(ev, "input")), 0, NULL);
+
+		SW_CHECK(in != NULL);
+		SW_CHECK(json_integer_value(json_object_get(in, "n")) == (json_int_t)i);
+		json_decref(in);
+	}
+	json_decref(body);
+	SW_CHECK(http_get("/v1/audit/runs/bad%20id", NULL) == 400);
+	SW_CHECK(http_get("/metrics", NULL) == 200);
+	audit_stop(SIGTERM);
+	free(t.ids);
+}
+
+static void scenario_kill9(void)
+{
+	struct tally t = {0};
+	int r, n, kills = 0;
+
+	audit_start();
+	wait_http();
+	for (n = 0; n < 100; n++) {
+		for (r = 0; r < 100; r++)
+			produce_event(r, n);
+		if (n % 5 == 4)
+			flush();
+		if (n == 20 || n == 45 || n == 70) {
+			/* let it be mid-way through what was sent, then kill it */
+			msleep(150 + 100 * kills);
+			audit_stop(SIGKILL);
+			kills++;
+			audit_start();
+		}
+		msleep(20);
+	}
+	flush();
+	wait_http();
+	wait_events(&t, 10000, 240);
+	msleep(1500);
+	tally_log(&t);
+	check_exact(&t, 10000);
+	check_verify();
+	wait_index(10000, 120);
+	audit_stop(SIGTERM);
+	free(t.ids);
+}
+
+/* Consume sagewai.deadletter from the start; count messages whose value is
+ * needle and that carry a non-empty sagewai.reason header. */
+static int deadletter_has(const void *needle, size_t len, char *reason, size_t rlen)
+{
+	char err[256];
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *c;
+	rd_kafka_topic_partition_list_t *tl;
+	int found = 0, idle = 0;
+
+	rd_kafka_conf_set(conf, "bootstrap.servers", getenv("SAGEWAI_KAFKA_BOOTSTRAP"), err,
+			  sizeof(err));
+	rd_kafka_conf_set(conf, "group.id", prefix, err, sizeof(err));
+	rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
+	rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err));
+	c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
+	SW_CHECK(c != NULL);
+	rd_kafka_poll_set_consumer(c);
+	tl = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(tl, "sagewai.deadletter", RD_KAFKA_PARTITION_UA);
+	SW_CHECK(rd_kafka_subscribe(c, tl) == 0);
+	rd_kafka_topic_partition_list_destroy(tl);
+	while (idle < 40 && !found) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 250);
+
+		if (m == NULL) {
+			idle++;
+			continue;
+		}
+		if (m->err == 0 && m->len == len && memcmp(m->payload, needle, len) == 0) {
+			rd_kafka_headers_t *hs = NULL;
+			const void *v;
+			size_t vlen;
+
+			if (rd_kafka_message_headers(m, &hs) == 0 &&
+			    rd_kafka_header_get_last(hs, "sagewai.reason", &v, &vlen) == 0 &&
+			    vlen > 0) {
+				snprintf(reason, rlen, "%.*s", (int)vlen, (const char *)v);
+				found = 1;
+			}
+		}
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_consumer_close(c);
+	rd_kafka_destroy(c);
+	return found;
+}
+
+static void scenario_deadletter(void)
+{
+	struct tally t = {0};
+	char garbage[128], reason[256], key[96], err[256];
+	uint8_t unknown[64];
+	struct sw_event_header h;
+	void *valid;
+	size_t vlen;
+	json_t *o;
+	int r;
+
+	snprintf(key, sizeof(key), "%s-garbage", prefix);
+	snprintf(garbage, sizeof(garbage), "this is not avro %s", prefix);
+	audit_start();
+	wait_http();
+
+	/* garbage, then a well-formed header with an unknown fingerprint, then
+	 * a valid message cut short, and then good events after all of them */
+	produce_raw("sagewai.runs", key, garbage, strlen(garbage));
+	memset(unknown, 0x5a, sizeof(unknown));
+	unknown[0] = 0xc3;
+	unknown[1] = 0x01;
+	memcpy(unknown + 10, prefix, strlen(prefix) < 50 ? strlen(prefix) : 50);
+	produce_raw("sagewai.steps", key, unknown, sizeof(unknown));
+	sw_event_header_init(&h, "run.submitted", "audit-test");
+	snprintf(h.run_id, sizeof(h.run_id), "%s-cut", prefix);
+	o = json_pack("{s:s, s:i, s:s}", "workflow", prefix, "workflow_version", 1, "input", "{}");
+	SW_CHECK(sw_event_encode(reg, "run.submitted", &h, o, &valid, &vlen, err, sizeof(err)) ==
+		 0);
+	json_decref(o);
+	produce_raw("sagewai.runs", key, valid, vlen - 3);
+	for (r = 0; r < 50; r++)
+		produce_event(r, 0);
+	flush();
+
+	t.raw_needle = garbage;
+	t.raw_needle_len = strlen(garbage);
+	wait_events(&t, 50, 120);
+	/* the dead letter itself comes back through sagewai.deadletter, stored raw */
+	{
+		int64_t until = sw_mono_ns() + 60 * 1000000000LL;
+
+		while (t.raw_matches == 0) {
+			REQUIRE(sw_mono_ns() < until, "dead letter not stored raw in the log");
+			msleep(200);
+			tally_log(&t);
+		}
+	}
+	check_exact(&t, 50);
+	SW_CHECK(t.raw_matches == 1);
+	SW_CHECKF(deadletter_has(garbage, strlen(garbage), reason, sizeof(reason)),
+		  "garbage not in sagewai.deadletter");
+	fprintf(stderr, "garbage: %s\n", reason);
+	SW_CHECKF(deadletter_has(unknown, sizeof(unknown), reason, sizeof(reason)),
+		  "unknown fingerprint not in sagewai.deadletter");
+	fprintf(stderr, "unknown fingerprint: %s\n", reason);
+	SW_CHECK(strstr(reason, "fingerprint") != NULL);
+	SW_CHECKF(deadletter_has(valid, vlen - 3, reason, sizeof(reason)),
+		  "truncated message not in sagewai.deadletter");
+	fprintf(stderr, "truncated: %s\n", reason);
+	free(valid);
+	check_verify();
+	SW_CHECK(http_get("/healthz", NULL) == 200);
+	audit_stop(SIGTERM);
+	free(t.ids);
+}
+
+static void scenario_pgrestart(void)
+{
+	struct tally t = {0};
+	char cmd[1024];
+	int r, n;
+
+	audit_start();
+	wait_http();
+	for (n = 0; n < 50; n++) {
+		for (r = 0; r < 100; r++)
+			produce_event(r, n);
+		flush();
+		if (n == 25) {
+			snprintf(cmd, sizeof(cmd), "%s/tests/harness/harness pg-restart %s",
+				 getenv("SW_SOURCE_DIR"), getenv("SW_HARNESS_DIR"));
+			SW_CHECK(system(cmd) == 0);
+		}
+		msleep(20);
+	}
+	wait_events(&t, 5000, 180);
+	tally_log(&t);
+	check_exact(&t, 5000);
+	wait_index(5000, 180);
+	SW_CHECK(http_get("/healthz", NULL) == 200);
+	audit_stop(SIGTERM);
+	free(t.ids);
+}
+
+struct find_ctx {
+	uint64_t seq;
+	struct sw_alog_rec rec;
+	int found;
+};
+
+static int find_rec(const struct sw_alog_rec *rec, void *opaque)
+{
+	struct find_ctx *f = opaque;
+
+	if (rec->seq != f->seq)
+		return 0;
+	f->rec = *rec;
+	f->found = 1;
+	return 1;
+}
+
+static void scenario_flip(void)
+{
+	struct tally t = {0};
+	struct find_ctx f = {0};
+	struct sw_alog_verify_result vr;
+	char path[700], cmd[1400], out[512], err[256];
+	uint64_t at;
+	FILE *p;
+	int r, fd;
+	uint8_t byte;
+
+	audit_start();
+	wait_http();
+	for (r = 0; r < 300; r++)
+		produce_event(r % 100, r / 100);
+	flush();
+	wait_events(&t, 300, 120);
+	audit_stop(SIGTERM);
+	check_verify();
+
+	/* flip one byte inside the payload of the record in the middle */
+	SW_CHECK(sw_alog_verify(log_dir, 0, &vr, err, sizeof(err)) == 0 && vr.ok);
+	f.seq = vr.records / 2;
+	SW_CHECK(sw_alog_scan(log_dir, 1, find_rec, &f, err, sizeof(err)) >= 0 && f.found);
+	snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", log_dir,
+		 (unsigned long long)f.rec.segment);
+	/* record: len 4 | seq 8 | prev 32 | body; the payload is the body's tail */
+	at = f.rec.file_off + 4 + 8 + 32 + 1 + 2 + f.rec.topic_len + 4 + 8 + 8 +
+	     f.rec.payload_len / 2;
+	fd = open(path, O_RDWR);
+	SW_CHECKF(fd >= 0, "%s: %s", path, strerror(errno));
+	SW_CHECK(pread(fd, &byte, 1, (off_t)at) == 1);
+	byte ^= 0x20;
+	SW_CHECK(pwrite(fd, &byte, 1, (off_t)at) == 1);
+	close(fd);
+
+	snprintf(cmd, sizeof(cmd), "%s/services/audit/sagewai-audit verify %s",
+		 getenv("SW_BUILD_DIR"), log_dir);
+	p = popen(cmd, "r");
+	SW_CHECK(p != NULL);
+	SW_CHECK(fgets(out, sizeof(out), p) != NULL);
+	r = pclose(p);
+	fprintf(stderr, "verify said: %s", out);
+	SW_CHECK(WIFEXITED(r) && WEXITSTATUS(r) == 1);
+	snprintf(cmd, sizeof(cmd), "seq %llu ", (unsigned long long)f.seq);
+	SW_CHECKF(strstr(out, cmd) != NULL, "verify did not name seq %llu",
+		  (unsigned long long)f.seq);
+	free(t.ids);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: audit_test exactly_once|kill9|deadletter|pgrestart|flip\n");
+		return 2;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	setup(argv[1]);
+	if (strcmp(argv[1], "exactly_once") == 0)
+		scenario_exactly_once();
+	else if (strcmp(argv[1], "kill9") == 0)
+		scenario_kill9();
+	else if (strcmp(argv[1], "deadletter") == 0)
+		scenario_deadletter();
+	else if (strcmp(argv[1], "pgrestart") == 0)
+		scenario_pgrestart();
+	else if (strcmp(argv[1], "flip") == 0)
+		scenario_flip();
+	else
+		SW_CHECKF(0, "unknown scenario %s", argv[1]);
+	rd_kafka_destroy(producer);
+	sw_events_registry_destroy(reg);
+	fprintf(stderr, "audit %s: ok\n", argv[1]);
+	return 0;
+}
