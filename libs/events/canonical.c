@@ -49,7 +49,7 @@ void sw_ev_err(char *errstr, size_t errlen, const char *fmt, ...)
 }
 
 static const char *const primitives[] = {
-	"null", "boolean", "int", "long", "float", "double", "bytes", "string",
+    "null", "boolean", "int", "long", "float", "double", "bytes", "string",
 };
 
 static int is_primitive(const char *s)
@@ -127,8 +127,8 @@ int sw_ev_names(json_t *named, const char *ns, char **full, char **newns)
 }
 
 /* A named type: record, error, enum or fixed. */
-static int pcf_named(FILE *o, json_t *s, const char *type, const char *ns, int depth,
-		     char *errstr, size_t errlen)
+static int pcf_named(FILE *o, json_t *s, const char *type, const char *ns, int depth, char *errstr,
+		     size_t errlen)
 {
 	char *full = NULL, *newns = NULL;
 	const char *n;
@@ -159,14 +159,15 @@ static int pcf_named(FILE *o, json_t *s, const char *type, const char *ns, int d
 			json_t *fname = json_object_get(f, "name");
 
 			if (!json_is_string(fname) || json_object_get(f, "type") == NULL) {
-				sw_ev_err(errstr, errlen, "record %s: field %zu needs name and type",
-					  n, i);
+				sw_ev_err(errstr, errlen,
+					  "record %s: field %zu needs name and type", n, i);
 				goto out;
 			}
 			fputs(i ? ",{\"name\":" : "{\"name\":", o);
 			put_string(o, json_string_value(fname));
 			fputs(",\"type\":", o);
-			if (pcf(o, json_object_get(f, "type"), newns, depth + 1, errstr, errlen) < 0)
+			if (pcf(o, json_object_get(f, "type"), newns, depth + 1, errstr, errlen) <
+			    0)
 				goto out;
 			fputc('}', o);
 		}
@@ -196,8 +197,8 @@ static int pcf_named(FILE *o, json_t *s, const char *type, const char *ns, int d
 		json_t *size = json_object_get(s, "size");
 
 		if (!json_is_integer(size) || json_integer_value(size) < 0) {
-			sw_ev_err(errstr, errlen, "fixed %s: \"size\" is not a non-negative integer",
-				  n);
+			sw_ev_err(errstr, errlen,
+				  "fixed %s: \"size\" is not a non-negative integer", n);
 			goto out;
 		}
 		/* [INTEGERS] no quotes, no leading zeros */
@@ -263,7 +264,8 @@ static int pcf(FILE *o, json_t *s, const char *ns, int depth, char *errstr, size
 					  arr ? "items" : "values");
 				return -1;
 			}
-			fputs(arr ? "{\"type\":\"array\",\"items\":" : "{\"type\":\"map\",\"values\":",
+			fputs(arr ? "{\"type\":\"array\",\"items\":"
+				  : "{\"type\":\"map\",\"values\":",
 			      o);
 			if (pcf(o, sub, ns, depth + 1, errstr, errlen) < 0)
 				return -1;

@@ -175,9 +175,8 @@ static int walk_value(struct walk *w, avro_schema_t s, int depth)
 	}
 }
 
-int sw_ev_check(struct sw_event_registry *r, const void *buf, size_t len,
-		struct sw_ev_writer **wp, const uint8_t **body, size_t *bodylen, char *errstr,
-		size_t errlen)
+int sw_ev_check(struct sw_event_registry *r, const void *buf, size_t len, struct sw_ev_writer **wp,
+		const uint8_t **body, size_t *bodylen, char *errstr, size_t errlen)
 {
 	const uint8_t *p = buf;
 	struct walk w;
@@ -200,11 +199,11 @@ int sw_ev_check(struct sw_event_registry *r, const void *buf, size_t len,
 		return -1;
 	}
 	w = (struct walk){
-		.p = p + SW_EV_PREFIX,
-		.len = len - SW_EV_PREFIX,
-		.budget = len + 1024,
-		.errstr = errstr,
-		.errlen = errlen,
+	    .p = p + SW_EV_PREFIX,
+	    .len = len - SW_EV_PREFIX,
+	    .budget = len + 1024,
+	    .errstr = errstr,
+	    .errlen = errlen,
 	};
 	if (walk_value(&w, (*wp)->schema, 0) < 0)
 		return -1;
@@ -332,10 +331,12 @@ json_t *sw_ev_value_to_json(avro_value_t *v, int depth, char *errstr, size_t err
 				json_decref(out);
 				return NULL;
 			}
-			if ((is_avro_array(s) ? json_array_append_new(out, c)
-					      : json_object_set_new(out, name ? name : "", c)) < 0) {
+			if ((is_avro_array(s)
+				 ? json_array_append_new(out, c)
+				 : json_object_set_new(out, name ? name : "", c)) < 0) {
 				json_decref(out);
-				sw_ev_err(errstr, errlen, "map key not valid UTF-8, or out of memory");
+				sw_ev_err(errstr, errlen,
+					  "map key not valid UTF-8, or out of memory");
 				return NULL;
 			}
 		}
@@ -363,8 +364,7 @@ oom:
  * resolver when the writer differs; *dst must be decref'd by the caller
  * when this returns 0. */
 static int read_body(const uint8_t *body, size_t len, avro_value_iface_t *iface,
-		     avro_value_iface_t *resolver, avro_value_t *dst, char *errstr,
-		     size_t errlen)
+		     avro_value_iface_t *resolver, avro_value_t *dst, char *errstr, size_t errlen)
 {
 	avro_reader_t rd = avro_reader_memory((const char *)body, (int64_t)len);
 	avro_value_t wv = {0};
@@ -452,7 +452,8 @@ static int hdr_str(json_t *hdr, const char *name, char *dst, size_t cap, char *e
 		sw_ev_err(errstr, errlen, "header.%s: not a string", name);
 		return -1;
 	}
-	if (json_string_length(j) >= cap || strlen(json_string_value(j)) != json_string_length(j)) {
+	if (json_string_length(j) >= cap ||
+	    strlen(json_string_value(j)) != json_string_length(j)) {
 		sw_ev_err(errstr, errlen, "header.%s: longer than %zu bytes or holds a NUL", name,
 			  cap - 1);
 		return -1;

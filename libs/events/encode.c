@@ -155,7 +155,8 @@ static int accepts(avro_schema_t b, const json_t *j)
 	case AVRO_BYTES:
 		return json_is_string(j);
 	case AVRO_ENUM:
-		return json_is_string(j) && avro_schema_enum_get_by_name(b, json_string_value(j)) >= 0;
+		return json_is_string(j) &&
+		       avro_schema_enum_get_by_name(b, json_string_value(j)) >= 0;
 	case AVRO_FIXED:
 		return json_is_string(j) &&
 		       (int64_t)json_string_length(j) == 2 * avro_schema_fixed_size(b);
@@ -299,7 +300,8 @@ static int set_value(struct enc *e, json_t *j, avro_value_t *v, int depth)
 				  path_of(e), (long long)avro_schema_fixed_size(s), n);
 			return -1;
 		}
-		rc = is_avro_fixed(s) ? avro_value_set_fixed(v, b, n) : avro_value_set_bytes(v, b, n);
+		rc = is_avro_fixed(s) ? avro_value_set_fixed(v, b, n)
+				      : avro_value_set_bytes(v, b, n);
 		free(b);
 		break;
 	case AVRO_ENUM: {
@@ -357,8 +359,7 @@ int sw_ev_json_to_value(json_t *j, avro_value_t *dst, json_t *defaults, int is_d
 			const char *path, char *errstr, size_t errlen)
 {
 	struct enc e = {
-		.defaults = defaults, .is_default = is_default, .errstr = errstr, .errlen = errlen
-	};
+	    .defaults = defaults, .is_default = is_default, .errstr = errstr, .errlen = errlen};
 
 	snprintf(e.path, sizeof(e.path), "%s", path ? path : "");
 	return set_value(&e, j, dst, 0);
@@ -381,9 +382,9 @@ static json_t *header_json(const struct sw_event_header *h)
 			 strnlen(h->type, sizeof(h->type)), "time", (json_int_t)h->time_us,
 			 "tenant", h->tenant, strnlen(h->tenant, sizeof(h->tenant)), "run_id",
 			 h->run_id, strnlen(h->run_id, sizeof(h->run_id)), "step_id",
-			 h->step_id[0] ? json_stringn(h->step_id, strnlen(h->step_id,
-									   sizeof(h->step_id)))
-				       : json_null(),
+			 h->step_id[0]
+			     ? json_stringn(h->step_id, strnlen(h->step_id, sizeof(h->step_id)))
+			     : json_null(),
 			 "trace_id", h->trace_id, strnlen(h->trace_id, sizeof(h->trace_id)),
 			 "producer", h->producer, strnlen(h->producer, sizeof(h->producer)));
 }
@@ -409,9 +410,8 @@ static int check_header(json_t *hdr, const char *type, char *errstr, size_t errl
 	return 0;
 }
 
-int sw_event_encode(struct sw_event_registry *r, const char *type,
-		    const struct sw_event_header *h, json_t *obj, void **out, size_t *outlen,
-		    char *errstr, size_t errlen)
+int sw_event_encode(struct sw_event_registry *r, const char *type, const struct sw_event_header *h,
+		    json_t *obj, void **out, size_t *outlen, char *errstr, size_t errlen)
 {
 	struct sw_ev_reader *rd = sw_ev_reader_find(r, type);
 	avro_writer_t wr = NULL;

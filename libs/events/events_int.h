@@ -18,7 +18,7 @@
 #define SW_EV_HEADER_NAME "sagewai.Header"
 #define SW_EV_MAGIC0 0xC3
 #define SW_EV_MAGIC1 0x01
-#define SW_EV_PREFIX 10   /* magic + fingerprint */
+#define SW_EV_PREFIX 10	   /* magic + fingerprint */
 #define SW_EV_MAX_DEPTH 64 /* nesting of schemas and values we accept */
 
 /* One .avsc compiled in (generated from schemas/ at build time). */
@@ -32,33 +32,33 @@ extern const size_t sw_ev_avsc_count;
 
 /* A compiled-in event schema: what decoding produces and encoding takes. */
 struct sw_ev_reader {
-	char *type;                 /* "sagewai.type", e.g. "run.submitted" */
-	char *fullname;             /* e.g. "sagewai.run.Submitted" */
-	json_t *json;               /* the schema with sagewai.Header expanded */
-	char *text;                 /* json, as compact text */
-	char *canonical;            /* its Parsing Canonical Form */
-	uint64_t fp;                /* CRC-64-AVRO of canonical */
+	char *type;	 /* "sagewai.type", e.g. "run.submitted" */
+	char *fullname;	 /* e.g. "sagewai.run.Submitted" */
+	json_t *json;	 /* the schema with sagewai.Header expanded */
+	char *text;	 /* json, as compact text */
+	char *canonical; /* its Parsing Canonical Form */
+	uint64_t fp;	 /* CRC-64-AVRO of canonical */
 	avro_schema_t schema;
-	avro_value_iface_t *iface;  /* generic class of schema */
-	json_t *defaults;           /* record full name -> {field: default} */
+	avro_value_iface_t *iface; /* generic class of schema */
+	json_t *defaults;	   /* record full name -> {field: default} */
 };
 
 /* A schema messages may be written with: every reader, plus extras. */
 struct sw_ev_writer {
 	uint64_t fp;
-	struct sw_ev_reader *reader;      /* same full name */
+	struct sw_ev_reader *reader; /* same full name */
 	avro_schema_t schema;
-	avro_schema_t target;             /* what we read into: reader or a projection */
+	avro_schema_t target;		  /* what we read into: reader or a projection */
 	avro_value_iface_t *target_iface; /* generic class of target */
-	avro_value_iface_t *resolver;     /* writer -> target; NULL if identical */
-	json_t *fill;                     /* reader fields the writer lacks, or NULL */
-	avro_schema_t hdr_schema;         /* full name + header field only */
+	avro_value_iface_t *resolver;	  /* writer -> target; NULL if identical */
+	json_t *fill;			  /* reader fields the writer lacks, or NULL */
+	avro_schema_t hdr_schema;	  /* full name + header field only */
 	avro_value_iface_t *hdr_iface;
 	avro_value_iface_t *hdr_resolver; /* writer -> hdr_schema */
 };
 
 struct sw_event_registry {
-	json_t *header;               /* sagewai.Header.avsc */
+	json_t *header; /* sagewai.Header.avsc */
 	struct sw_ev_reader *readers;
 	size_t nreaders;
 	struct sw_ev_writer *writers; /* the readers' own first */
@@ -68,7 +68,7 @@ struct sw_event_registry {
 
 /* errstr helpers: never NULL-dereference, always NUL-terminate. */
 void sw_ev_err(char *errstr, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 /* canonical.c: the Parsing Canonical Form of a parsed schema (caller
  * frees), and the full name and namespace a named type's definition
@@ -97,8 +97,7 @@ json_t *sw_ev_value_to_json(avro_value_t *v, int depth, char *errstr, size_t err
 /* Look up a writer by the 10-byte prefix of a message and check that
  * the body is well-formed for its schema, without trusting any length
  * in it. On success *w and the body are set. */
-int sw_ev_check(struct sw_event_registry *r, const void *buf, size_t len,
-		struct sw_ev_writer **w, const uint8_t **body, size_t *bodylen, char *errstr,
-		size_t errlen);
+int sw_ev_check(struct sw_event_registry *r, const void *buf, size_t len, struct sw_ev_writer **w,
+		const uint8_t **body, size_t *bodylen, char *errstr, size_t errlen);
 
 #endif

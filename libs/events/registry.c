@@ -55,7 +55,8 @@ static int expand(json_t *node, json_t *header, int *done, int depth)
 		json_t *b;
 
 		json_array_foreach(node, i, b) {
-			if (json_is_string(b) && strcmp(json_string_value(b), SW_EV_HEADER_NAME) == 0) {
+			if (json_is_string(b) &&
+			    strcmp(json_string_value(b), SW_EV_HEADER_NAME) == 0) {
 				*done = 1;
 				return json_array_set_new(node, i, json_deep_copy(header));
 			}
@@ -127,8 +128,8 @@ static int collect_defaults(json_t *node, const char *ns, json_t *table, int dep
 
 			if (def != NULL && json_is_string(fname))
 				json_object_set(d, json_string_value(fname), def);
-			if (collect_defaults(json_object_get(c, "type"), newns, table,
-					     depth + 1) < 0)
+			if (collect_defaults(json_object_get(c, "type"), newns, table, depth + 1) <
+			    0)
 				rc = -1;
 		}
 		if (json_object_get(table, full) == NULL)
@@ -306,9 +307,10 @@ static json_t *project(struct sw_ev_reader *rd, json_t *rj, avro_schema_t rs, av
 			json_t *def = json_object_get(fj, "default"), *conv;
 
 			if (def == NULL) {
-				sw_ev_err(errstr, errlen,
-					  "%s: reader field has no default and the writer lacks it",
-					  sub);
+				sw_ev_err(
+				    errstr, errlen,
+				    "%s: reader field has no default and the writer lacks it",
+				    sub);
 				goto fail;
 			}
 			if ((conv = default_json(rd, rfs, def, sub, errstr, errlen)) == NULL)
@@ -423,8 +425,7 @@ static avro_schema_t find_enum(avro_schema_t s, const char *full, int depth)
 
 /* Enums evolve by appending symbols only: avro-c hands the writer's index
  * through, so a reordered enum would read as the wrong symbol. */
-static int check_enums(avro_schema_t w, avro_schema_t rtop, int depth, char *errstr,
-		       size_t errlen)
+static int check_enums(avro_schema_t w, avro_schema_t rtop, int depth, char *errstr, size_t errlen)
 {
 	if (w == NULL || is_avro_link(w) || depth > SW_EV_MAX_DEPTH)
 		return 0;
@@ -438,7 +439,8 @@ static int check_enums(avro_schema_t w, avro_schema_t rtop, int depth, char *err
 			int nr = avro_schema_enum_number_of_symbols(r);
 
 			for (int i = 0; i < nw && i < nr; i++) {
-				if (strcmp(avro_schema_enum_get(w, i), avro_schema_enum_get(r, i))) {
+				if (strcmp(avro_schema_enum_get(w, i),
+					   avro_schema_enum_get(r, i))) {
 					sw_ev_err(errstr, errlen,
 						  "enum %s: symbol %d is %s in the writer, %s in "
 						  "the reader (symbols may only be appended)",
@@ -519,13 +521,13 @@ static int writer_setup(struct sw_ev_writer *w, struct sw_ev_reader *rd, avro_sc
 		}
 	}
 	if (fp != rd->fp && (w->resolver = avro_resolved_writer_new(ws, w->target)) == NULL) {
-		sw_ev_err(errstr, errlen, "writer does not resolve to reader %s: %s",
-			  rd->fullname, avro_strerror());
+		sw_ev_err(errstr, errlen, "writer does not resolve to reader %s: %s", rd->fullname,
+			  avro_strerror());
 		goto out;
 	}
 	/* the header alone: a record of the same name holding only "header" */
-	hj = json_pack("{s:s,s:s,s:[{s:s,s:O}]}", "type", "record", "name", rd->fullname,
-		       "fields", "name", "header", "type",
+	hj = json_pack("{s:s,s:s,s:[{s:s,s:O}]}", "type", "record", "name", rd->fullname, "fields",
+		       "name", "header", "type",
 		       json_object_get(json_array_get(json_object_get(tj, "fields"), 0), "type"));
 	if (hj == NULL) {
 		sw_ev_err(errstr, errlen, "out of memory");
@@ -664,8 +666,8 @@ int sw_events_registry_add_writer(struct sw_event_registry *r, const char *avsc,
 		sw_ev_err(errstr, errlen, "out of memory");
 		goto out;
 	}
-	if (writer_setup(&r->writers[r->nwriters], rd, avro_schema_incref(tmp.schema), tmp.fp,
-			 sub, sizeof(sub)) < 0) {
+	if (writer_setup(&r->writers[r->nwriters], rd, avro_schema_incref(tmp.schema), tmp.fp, sub,
+			 sizeof(sub)) < 0) {
 		sw_ev_err(errstr, errlen, "writer schema %s: %s", tmp.fullname, sub);
 		goto out;
 	}

@@ -37,7 +37,11 @@ void sw_events_registry_destroy(struct sw_event_registry *r);
 
 /* Add a writer schema (the text of an .avsc; references to sagewai.Header
  * are expanded). It must share its full name with a compiled-in reader
- * schema and be resolvable to it. 0, or -1 with errstr. */
+ * schema and be resolvable to it. 0, or -1 with errstr.
+ * A registry is read-only once built: encode and decode may run from many
+ * threads at once, but add writers before that, not concurrently. Enum
+ * symbols may only be appended; reader fields a writer lacks must have
+ * defaults. */
 int sw_events_registry_add_writer(struct sw_event_registry *r, const char *avsc, char *errstr,
 				  size_t errlen);
 

@@ -516,7 +516,13 @@ static int deadletter_has(const void *needle, size_t len, char *reason, size_t r
 
 	rd_kafka_conf_set(conf, "bootstrap.servers", getenv("SAGEWAI_KAFKA_BOOTSTRAP"), err,
 			  sizeof(err));
-	rd_kafka_conf_set(conf, "group.id", prefix, err, sizeof(err));
+	static int calls;
+	char gid[64];
+
+	/* a fresh group each time, committing nothing: every call reads all */
+	snprintf(gid, sizeof(gid), "%s-dl%d", prefix, calls++);
+	rd_kafka_conf_set(conf, "group.id", gid, err, sizeof(err));
+	rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
 	rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
 	rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err));
 	c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));

@@ -7,7 +7,9 @@
 #ifndef BUS_TEST_H
 #define BUS_TEST_H
 
+#include <inttypes.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -181,5 +183,98 @@ static inline int count_reached(void *arg)
 		SW_CHECKF(run_until((base), count_reached, &cw_, (timeout_s)),              \
 			  "%s reached %zu of %zu", #countp, *(countp), (size_t)(wantv));    \
 	} while (0)
+
+/* Produce values "v-<seq>" for seq in [from, to), key "run-<seq % keys>". */
+static inline void produce_seq(struct sw_bus_producer *p, const char *topic, int from, int to, int keys)
+{
+	char key[32], val[32], hv[32], err[256];
+
+	for (int i = from; i < to; i++) {
+		const char *hdrs[] = {"h", hv, NULL};
+
+		snprintf(key, sizeof(key), "run-%d", i % keys);
+		snprintf(val, sizeof(val), "v-%d", i);
+		snprintf(hv, sizeof(hv), "x-%d", i);
+		SW_CHECKF(sw_bus_produce(p, topic, key, val, strlen(val), hdrs, NULL, err,
+					 sizeof(err)) == 0,
+			  "%s", err);
+	}
+}
+
+/* Every seq in [from, to) arrived exactly once with its key and header,
+ * offsets rise within each partition and seqs rise within each key.
+ * log_dups allows a seq to be in the log twice at different offsets (the
+ * mock cluster does not deduplicate retries of a non-transactional
+ * idempotent producer); order is then checked on first occurrences, and
+ * the number of such copies is returned. */
+static inline size_t check_seq_dups(const struct sink *s, int from, int to, int keys, int log_dups)
+{
+	int n = to - from;
+	char *seen = calloc(n, 1);
+	int last_seq[64];
+	int64_t last_off[64];
+	char want[32];
+	size_t dups = 0;
+
+	SW_CHECK(seen != NULL && keys <= 64);
+	for (int i = 0; i < 64; i++) {
+		last_seq[i] = -1;
+		last_off[i] = -1;
+	}
+	for (size_t i = 0; getenv("BUS_TEST_DUMP") != NULL && i < s->n; i++)
+		fprintf(stderr, "%d %" PRId64 " %s\n", (int)s->r[i].partition, s->r[i].offset,
+			s->r[i].val);
+	if (!log_dups)
+		SW_CHECKF(s->n == (size_t)n, "got %zu messages, want %d", s->n, n);
+	for (size_t i = 0; i < s->n; i++) {
+		const struct rec *r = &s->r[i];
+		int seq;
+
+		SW_CHECKF(sscanf(r->val, "v-%d", &seq) == 1, "value %s", r->val);
+		SW_CHECKF(seq >= from && seq < to, "seq %d outside [%d,%d)", seq, from, to);
+		snprintf(want, sizeof(want), "run-%d", seq % keys);
+		SW_CHECKF(r->key_len == strlen(want) && memcmp(r->key, want, r->key_len) == 0,
+			  "seq %d key %.*s", seq, (int)r->key_len, r->key);
+		snprintf(want, sizeof(want), "x-%d", seq);
+		SW_CHECKF(strcmp(r->hdr, want) == 0, "seq %d header %s", seq, r->hdr);
+		SW_CHECK(r->partition >= 0 && r->partition < 64);
+		/* the consumer never hands out the same offset twice */
+		SW_CHECKF(r->offset > last_off[r->partition], "partition %d offset %" PRId64
+			  " after %" PRId64, (int)r->partition, r->offset, last_off[r->partition]);
+		last_off[r->partition] = r->offset;
+		if (seen[seq - from]) {
+			SW_CHECKF(log_dups, "seq %d delivered twice", seq);
+			dups++;
+			continue;
+		}
+		seen[seq - from] = 1;
+		SW_CHECKF(seq > last_seq[seq % keys], "key run-%d: seq %d after %d", seq % keys,
+			  seq, last_seq[seq % keys]);
+		last_seq[seq % keys] = seq;
+	}
+	for (int i = 0; i < n; i++)
+		SW_CHECKF(seen[i], "seq %d lost", from + i);
+	free(seen);
+	return dups;
+}
+
+static inline void check_seq(const struct sink *s, int from, int to, int keys)
+{
+	check_seq_dups(s, from, to, keys, 0);
+}
+
+struct idemp_wait {
+	struct sw_bus_producer *p;
+	char state[64];
+	int64_t pid;
+};
+
+static inline int idemp_assigned(void *arg)
+{
+	struct idemp_wait *w = arg;
+
+	return sw_bus_producer_idemp_state(w->p, w->state, sizeof(w->state), &w->pid) == 0 &&
+	       strcmp(w->state, "Assigned") == 0;
+}
 
 #endif

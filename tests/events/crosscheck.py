@@ -298,7 +298,21 @@ def main():
     check("line 1:" not in err and "line 6:" not in err, "good lines not reported")
     check("unknown schema fingerprint" in err, "reason given: %s" % err)
 
-    # 5. evolution, judged by fastavro's own resolution
+    # 5. encode fills a missing header; a partial one must name its run_id
+    r = run(a.tool, ["encode"], b'{"type":"run.cancel_requested","reason":"r"}\n'
+            b'{"type":"run.cancel_requested","header":{"tenant":"t"}}\n')
+    check(r.returncode == 1, "encode exits 1 after a bad line")
+    out = r.stdout.decode().splitlines()
+    check(len(out) == 1 and "line 2: header.run_id" in r.stderr.decode(),
+          "partial header without run_id refused: %s" % r.stderr.decode())
+    if out:
+        parsed = events["run.cancel_requested"][1]
+        h = from_py(read_single_object(parsed, base64.b64decode(out[0])))["header"]
+        check(h["producer"] == "sagewai-event" and h["run_id"] == "" and
+              h["type"] == "run.cancel_requested" and uuid.UUID(h["event_id"]).version == 7,
+              "filled header %s" % h)
+
+    # 6. evolution, judged by fastavro's own resolution
     named = header_named(a.schemas)
     cases = [("run.finished", "run.finished.v2.avsc"), ("run.submitted", "run.submitted.v0.avsc")]
     for t, fname in cases:

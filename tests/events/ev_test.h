@@ -25,7 +25,8 @@ static inline json_t *ev_sample(json_t *s, int variant)
 		json_t *b;
 
 		json_array_foreach(s, i, b) {
-			int is_null = json_is_string(b) && strcmp(json_string_value(b), "null") == 0;
+			int is_null =
+			    json_is_string(b) && strcmp(json_string_value(b), "null") == 0;
 
 			if (variant == 1 ? is_null : !is_null)
 				return ev_sample(b, variant);
@@ -43,8 +44,9 @@ static inline json_t *ev_sample(json_t *s, int variant)
 			size_t i;
 
 			json_array_foreach(json_object_get(s, "fields"), i, f)
-				json_object_set_new(o, json_string_value(json_object_get(f, "name")),
-						    ev_sample(json_object_get(f, "type"), variant));
+				json_object_set_new(
+				    o, json_string_value(json_object_get(f, "name")),
+				    ev_sample(json_object_get(f, "type"), variant));
 			return o;
 		}
 		if (strcmp(t, "enum") == 0) {
@@ -56,8 +58,8 @@ static inline json_t *ev_sample(json_t *s, int variant)
 			return json_pack("[o,o]", ev_sample(json_object_get(s, "items"), variant),
 					 ev_sample(json_object_get(s, "items"), variant));
 		if (strcmp(t, "map") == 0)
-			return json_pack("{s:o}", "k", ev_sample(json_object_get(s, "values"),
-								 variant));
+			return json_pack("{s:o}", "k",
+					 ev_sample(json_object_get(s, "values"), variant));
 		if (strcmp(t, "fixed") == 0) {
 			json_int_t n = json_integer_value(json_object_get(s, "size"));
 			char *h = calloc(1, (size_t)n * 2 + 1);
@@ -145,7 +147,7 @@ static inline void ev_put_prefix(struct ev_buf *b, uint64_t fp)
 
 /* The header our current schema has, with step_id null. */
 static inline void ev_put_header(struct ev_buf *b, const char *type, const char *run_id,
-			  int with_trace_id)
+				 int with_trace_id)
 {
 	ev_put_str(b, "0190b1a8-7b2c-7def-8abc-0123456789ab");
 	ev_put_str(b, type);

@@ -13,85 +13,85 @@ static const struct {
 	int has_fp;
 	int64_t fp;
 } spec[] = {
-	{"\"null\"", "\"null\"", 1, 7195948357588979594LL},
-	{"{\"type\":\"null\"}", "\"null\"", 0, 0},
-	{"\"boolean\"", "\"boolean\"", 1, -6970731678124411036LL},
-	{"{\"type\":\"boolean\"}", "\"boolean\"", 0, 0},
-	{"\"int\"", "\"int\"", 1, 8247732601305521295LL},
-	{"{\"type\":\"int\"}", "\"int\"", 0, 0},
-	{"\"long\"", "\"long\"", 1, -3434872931120570953LL},
-	{"{\"type\":\"long\"}", "\"long\"", 0, 0},
-	{"\"float\"", "\"float\"", 1, 5583340709985441680LL},
-	{"{\"type\":\"float\"}", "\"float\"", 0, 0},
-	{"\"double\"", "\"double\"", 1, -8181574048448539266LL},
-	{"{\"type\":\"double\"}", "\"double\"", 0, 0},
-	{"\"bytes\"", "\"bytes\"", 1, 5746618253357095269LL},
-	{"{\"type\":\"bytes\"}", "\"bytes\"", 0, 0},
-	{"\"string\"", "\"string\"", 1, -8142146995180207161LL},
-	{"{\"type\":\"string\"}", "\"string\"", 0, 0},
-	{"[  ]", "[]", 1, -1241056759729112623LL},
-	{"[ \"int\"  ]", "[\"int\"]", 1, -5232228896498058493LL},
-	{"[ \"int\" , {\"type\":\"boolean\"} ]", "[\"int\",\"boolean\"]", 1,
-	 5392556393470105090LL},
-	{"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\"}",
-	 "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", 1, -4824392279771201922LL},
-	{"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"namespace\":\"x.y\"}",
-	 "{\"name\":\"x.y.foo\",\"type\":\"record\",\"fields\":[]}", 1, 5916914534497305771LL},
-	{"{\"fields\":[], \"type\":\"record\", \"name\":\"a.b.foo\", \"namespace\":\"x.y\"}",
-	 "{\"name\":\"a.b.foo\",\"type\":\"record\",\"fields\":[]}", 1, -4616218487480524110LL},
-	{"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"doc\":\"Useful info\"}",
-	 "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", 1, -4824392279771201922LL},
-	{"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"aliases\":[\"foo\",\"bar\"]}",
-	 "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", 1, -4824392279771201922LL},
-	{"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"doc\":\"foo\", "
-	 "\"aliases\":[\"foo\",\"bar\"]}",
-	 "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", 1, -4824392279771201922LL},
-	{"{\"fields\":[{\"type\":{\"type\":\"boolean\"}, \"name\":\"f1\"}], \"type\":\"record\", "
-	 "\"name\":\"foo\"}",
-	 "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[{\"name\":\"f1\",\"type\":\"boolean\"}]}",
-	 1, 7843277075252814651LL},
-	{"{ \"fields\":[{\"type\":\"boolean\", \"aliases\":[], \"name\":\"f1\", "
-	 "\"default\":\"true\"},\n"
-	 "            {\"order\":\"descending\",\"name\":\"f2\",\"doc\":\"Hello\",\"type\":\"int\"}],\n"
-	 "  \"type\":\"record\", \"name\":\"foo\"\n}",
-	 "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[{\"name\":\"f1\",\"type\":\"boolean\"},"
-	 "{\"name\":\"f2\",\"type\":\"int\"}]}",
-	 1, -4860222112080293046LL},
-	{"{\"type\":\"enum\", \"name\":\"foo\", \"symbols\":[\"A1\"]}",
-	 "{\"name\":\"foo\",\"type\":\"enum\",\"symbols\":[\"A1\"]}", 1, -6342190197741309591LL},
-	{"{\"namespace\":\"x.y.z\", \"type\":\"enum\", \"name\":\"foo\", \"doc\":\"foo bar\", "
-	 "\"symbols\":[\"A1\", \"A2\"]}",
-	 "{\"name\":\"x.y.z.foo\",\"type\":\"enum\",\"symbols\":[\"A1\",\"A2\"]}", 1,
-	 -4448647247586288245LL},
-	{"{\"name\":\"foo\",\"type\":\"fixed\",\"size\":15}",
-	 "{\"name\":\"foo\",\"type\":\"fixed\",\"size\":15}", 1, 1756455273707447556LL},
-	{"{\"namespace\":\"x.y.z\", \"type\":\"fixed\", \"name\":\"foo\", \"doc\":\"foo bar\", "
-	 "\"size\":32}",
-	 "{\"name\":\"x.y.z.foo\",\"type\":\"fixed\",\"size\":32}", 1, -3064184465700546786LL},
-	{"{ \"items\":{\"type\":\"null\"}, \"type\":\"array\"}",
-	 "{\"type\":\"array\",\"items\":\"null\"}", 1, -589620603366471059LL},
-	{"{ \"values\":\"string\", \"type\":\"map\"}",
-	 "{\"type\":\"map\",\"values\":\"string\"}", 1, -8732877298790414990LL},
-	{"  {\"name\":\"PigValue\",\"type\":\"record\",\n"
-	 "   \"fields\":[{\"name\":\"value\", \"type\":[\"null\", \"int\", \"long\", "
-	 "\"PigValue\"]}]}",
-	 "{\"name\":\"PigValue\",\"type\":\"record\",\"fields\":[{\"name\":\"value\","
-	 "\"type\":[\"null\",\"int\",\"long\",\"PigValue\"]}]}",
-	 1, -1759257747318642341LL},
-	/* ours: nested namespaces, references, custom properties */
-	{"{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"a\",\"x-prop\":1,\"fields\":["
-	 "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"X\"]}},"
-	 "{\"name\":\"f\",\"type\":{\"type\":\"fixed\",\"name\":\"b.F\",\"size\":2}},"
-	 "{\"name\":\"g\",\"type\":[\"E\",\"b.F\",{\"type\":\"long\",\"logicalType\":\"t\"}]},"
-	 "{\"name\":\"h\",\"type\":{\"type\":\"record\",\"name\":\"S\",\"namespace\":\"\","
-	 "\"fields\":[{\"name\":\"i\",\"type\":\"E2\",\"default\":\"X\"}]}}]}",
-	 "{\"name\":\"a.R\",\"type\":\"record\",\"fields\":["
-	 "{\"name\":\"e\",\"type\":{\"name\":\"a.E\",\"type\":\"enum\",\"symbols\":[\"X\"]}},"
-	 "{\"name\":\"f\",\"type\":{\"name\":\"b.F\",\"type\":\"fixed\",\"size\":2}},"
-	 "{\"name\":\"g\",\"type\":[\"a.E\",\"b.F\",\"long\"]},"
-	 "{\"name\":\"h\",\"type\":{\"name\":\"S\",\"type\":\"record\",\"fields\":["
-	 "{\"name\":\"i\",\"type\":\"E2\"}]}}]}",
-	 0, 0},
+    {"\"null\"", "\"null\"", 1, 7195948357588979594LL},
+    {"{\"type\":\"null\"}", "\"null\"", 0, 0},
+    {"\"boolean\"", "\"boolean\"", 1, -6970731678124411036LL},
+    {"{\"type\":\"boolean\"}", "\"boolean\"", 0, 0},
+    {"\"int\"", "\"int\"", 1, 8247732601305521295LL},
+    {"{\"type\":\"int\"}", "\"int\"", 0, 0},
+    {"\"long\"", "\"long\"", 1, -3434872931120570953LL},
+    {"{\"type\":\"long\"}", "\"long\"", 0, 0},
+    {"\"float\"", "\"float\"", 1, 5583340709985441680LL},
+    {"{\"type\":\"float\"}", "\"float\"", 0, 0},
+    {"\"double\"", "\"double\"", 1, -8181574048448539266LL},
+    {"{\"type\":\"double\"}", "\"double\"", 0, 0},
+    {"\"bytes\"", "\"bytes\"", 1, 5746618253357095269LL},
+    {"{\"type\":\"bytes\"}", "\"bytes\"", 0, 0},
+    {"\"string\"", "\"string\"", 1, -8142146995180207161LL},
+    {"{\"type\":\"string\"}", "\"string\"", 0, 0},
+    {"[  ]", "[]", 1, -1241056759729112623LL},
+    {"[ \"int\"  ]", "[\"int\"]", 1, -5232228896498058493LL},
+    {"[ \"int\" , {\"type\":\"boolean\"} ]", "[\"int\",\"boolean\"]", 1, 5392556393470105090LL},
+    {"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\"}",
+     "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", 1, -4824392279771201922LL},
+    {"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"namespace\":\"x.y\"}",
+     "{\"name\":\"x.y.foo\",\"type\":\"record\",\"fields\":[]}", 1, 5916914534497305771LL},
+    {"{\"fields\":[], \"type\":\"record\", \"name\":\"a.b.foo\", \"namespace\":\"x.y\"}",
+     "{\"name\":\"a.b.foo\",\"type\":\"record\",\"fields\":[]}", 1, -4616218487480524110LL},
+    {"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"doc\":\"Useful info\"}",
+     "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", 1, -4824392279771201922LL},
+    {"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"aliases\":[\"foo\",\"bar\"]}",
+     "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", 1, -4824392279771201922LL},
+    {"{\"fields\":[], \"type\":\"record\", \"name\":\"foo\", \"doc\":\"foo\", "
+     "\"aliases\":[\"foo\",\"bar\"]}",
+     "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[]}", 1, -4824392279771201922LL},
+    {"{\"fields\":[{\"type\":{\"type\":\"boolean\"}, \"name\":\"f1\"}], \"type\":\"record\", "
+     "\"name\":\"foo\"}",
+     "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[{\"name\":\"f1\",\"type\":\"boolean\"}]}",
+     1, 7843277075252814651LL},
+    {"{ \"fields\":[{\"type\":\"boolean\", \"aliases\":[], \"name\":\"f1\", "
+     "\"default\":\"true\"},\n"
+     "            "
+     "{\"order\":\"descending\",\"name\":\"f2\",\"doc\":\"Hello\",\"type\":\"int\"}],\n"
+     "  \"type\":\"record\", \"name\":\"foo\"\n}",
+     "{\"name\":\"foo\",\"type\":\"record\",\"fields\":[{\"name\":\"f1\",\"type\":\"boolean\"},"
+     "{\"name\":\"f2\",\"type\":\"int\"}]}",
+     1, -4860222112080293046LL},
+    {"{\"type\":\"enum\", \"name\":\"foo\", \"symbols\":[\"A1\"]}",
+     "{\"name\":\"foo\",\"type\":\"enum\",\"symbols\":[\"A1\"]}", 1, -6342190197741309591LL},
+    {"{\"namespace\":\"x.y.z\", \"type\":\"enum\", \"name\":\"foo\", \"doc\":\"foo bar\", "
+     "\"symbols\":[\"A1\", \"A2\"]}",
+     "{\"name\":\"x.y.z.foo\",\"type\":\"enum\",\"symbols\":[\"A1\",\"A2\"]}", 1,
+     -4448647247586288245LL},
+    {"{\"name\":\"foo\",\"type\":\"fixed\",\"size\":15}",
+     "{\"name\":\"foo\",\"type\":\"fixed\",\"size\":15}", 1, 1756455273707447556LL},
+    {"{\"namespace\":\"x.y.z\", \"type\":\"fixed\", \"name\":\"foo\", \"doc\":\"foo bar\", "
+     "\"size\":32}",
+     "{\"name\":\"x.y.z.foo\",\"type\":\"fixed\",\"size\":32}", 1, -3064184465700546786LL},
+    {"{ \"items\":{\"type\":\"null\"}, \"type\":\"array\"}",
+     "{\"type\":\"array\",\"items\":\"null\"}", 1, -589620603366471059LL},
+    {"{ \"values\":\"string\", \"type\":\"map\"}", "{\"type\":\"map\",\"values\":\"string\"}", 1,
+     -8732877298790414990LL},
+    {"  {\"name\":\"PigValue\",\"type\":\"record\",\n"
+     "   \"fields\":[{\"name\":\"value\", \"type\":[\"null\", \"int\", \"long\", "
+     "\"PigValue\"]}]}",
+     "{\"name\":\"PigValue\",\"type\":\"record\",\"fields\":[{\"name\":\"value\","
+     "\"type\":[\"null\",\"int\",\"long\",\"PigValue\"]}]}",
+     1, -1759257747318642341LL},
+    /* ours: nested namespaces, references, custom properties */
+    {"{\"type\":\"record\",\"name\":\"R\",\"namespace\":\"a\",\"x-prop\":1,\"fields\":["
+     "{\"name\":\"e\",\"type\":{\"type\":\"enum\",\"name\":\"E\",\"symbols\":[\"X\"]}},"
+     "{\"name\":\"f\",\"type\":{\"type\":\"fixed\",\"name\":\"b.F\",\"size\":2}},"
+     "{\"name\":\"g\",\"type\":[\"E\",\"b.F\",{\"type\":\"long\",\"logicalType\":\"t\"}]},"
+     "{\"name\":\"h\",\"type\":{\"type\":\"record\",\"name\":\"S\",\"namespace\":\"\","
+     "\"fields\":[{\"name\":\"i\",\"type\":\"E2\",\"default\":\"X\"}]}}]}",
+     "{\"name\":\"a.R\",\"type\":\"record\",\"fields\":["
+     "{\"name\":\"e\",\"type\":{\"name\":\"a.E\",\"type\":\"enum\",\"symbols\":[\"X\"]}},"
+     "{\"name\":\"f\",\"type\":{\"name\":\"b.F\",\"type\":\"fixed\",\"size\":2}},"
+     "{\"name\":\"g\",\"type\":[\"a.E\",\"b.F\",\"long\"]},"
+     "{\"name\":\"h\",\"type\":{\"name\":\"S\",\"type\":\"record\",\"fields\":["
+     "{\"name\":\"i\",\"type\":\"E2\"}]}}]}",
+     0, 0},
 };
 
 static void test_spec_vectors(void)
@@ -120,8 +120,8 @@ static void test_spec_vectors(void)
 }
 
 static const char *const types[] = {
-	"run.submitted", "run.started",	  "run.finished",  "run.cancel_requested",
-	"step.dispatched", "step.started", "step.finished", "audit.checkpoint",
+    "run.submitted",   "run.started",  "run.finished",	"run.cancel_requested",
+    "step.dispatched", "step.started", "step.finished", "audit.checkpoint",
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
@@ -138,10 +138,12 @@ static void test_registry(struct sw_event_registry *r, const char *schemas)
 			found |= strcmp(sw_events_type_name(r, k), types[i]) == 0;
 		SW_CHECKF(found, "type %s not listed", types[i]);
 		SW_CHECK(canon != NULL);
-		SW_CHECK(sw_events_fingerprint(r, types[i]) == sw_avro_crc64(canon, strlen(canon)));
+		SW_CHECK(sw_events_fingerprint(r, types[i]) ==
+			 sw_avro_crc64(canon, strlen(canon)));
 		/* the header is expanded: the canonical form defines it */
-		SW_CHECK(strstr(canon, "{\"name\":\"header\",\"type\":{\"name\":\"sagewai.Header\"") !=
-			 NULL);
+		SW_CHECK(
+		    strstr(canon, "{\"name\":\"header\",\"type\":{\"name\":\"sagewai.Header\"") !=
+		    NULL);
 		/* custom properties, docs and defaults do not reach it */
 		SW_CHECK(strstr(canon, "sagewai.type") == NULL && strstr(canon, "doc") == NULL &&
 			 strstr(canon, "default") == NULL && strstr(canon, "logicalType") == NULL);
@@ -188,7 +190,7 @@ static void roundtrip(struct sw_event_registry *r, const char *type, json_t *ev,
 	SW_CHECK(strcmp(h.event_id, "0190b1a8-7b2c-7def-8abc-0123456789ab") == 0);
 	SW_CHECK(h.time_us == 1720000000123456LL);
 	SW_CHECK(strcmp(h.run_id, json_string_value(json_object_get(
-					  json_object_get(want, "header"), "run_id"))) == 0);
+				      json_object_get(want, "header"), "run_id"))) == 0);
 	free(msg);
 }
 
@@ -206,8 +208,8 @@ static void test_roundtrips(struct sw_event_registry *r)
 			json_t *s = json_loads(sw_events_schema_json(r, types[i]), 0, NULL);
 			json_t *full = ev_sample_event(r, types[i], 0);
 			json_t *sparse = json_deep_copy(full), *f;
-			json_t *hs = json_object_get(json_array_get(json_object_get(s, "fields"), 0),
-						     "type");
+			json_t *hs = json_object_get(
+			    json_array_get(json_object_get(s, "fields"), 0), "type");
 			size_t k;
 			int dropped = 0;
 
@@ -266,15 +268,15 @@ static void test_header(struct sw_event_registry *r)
 	SW_CHECK(memcmp(&h, &h2, sizeof(h)) == 0);
 	got = sw_event_decode(r, msg, len, err, sizeof(err));
 	SW_CHECK(got != NULL);
-	SW_CHECK(strcmp(json_string_value(json_object_get(json_object_get(got, "header"),
-							  "run_id")),
-			"run-1") == 0);
+	SW_CHECK(
+	    strcmp(json_string_value(json_object_get(json_object_get(got, "header"), "run_id")),
+		   "run-1") == 0);
 	SW_CHECK(json_integer_value(json_object_get(got, "attempt")) == 2);
 	SW_CHECK(strcmp(json_string_value(json_object_get(got, "executor")), "") == 0);
 	/* the caller's object is left alone */
-	SW_CHECK(strcmp(json_string_value(json_object_get(json_object_get(ev, "header"),
-							  "run_id")),
-			"ignored") == 0);
+	SW_CHECK(
+	    strcmp(json_string_value(json_object_get(json_object_get(ev, "header"), "run_id")),
+		   "ignored") == 0);
 	json_decref(got);
 	free(msg);
 
@@ -311,8 +313,9 @@ static void expect_error(struct sw_event_registry *r, const char *type, const ch
 	json_decref(ev);
 }
 
-#define HDR "\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","          \
-	    "\"type\":\"run.finished\",\"time\":1,\"run_id\":\"r\",\"producer\":\"p\"}"
+#define HDR                                                                                       \
+	"\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","                      \
+	"\"type\":\"run.finished\",\"time\":1,\"run_id\":\"r\",\"producer\":\"p\"}"
 
 static void test_encode_errors(struct sw_event_registry *r)
 {
@@ -325,37 +328,41 @@ static void test_encode_errors(struct sw_event_registry *r)
 	expect_error(r, "run.finished", "{" HDR ",\"status\":\"FAILED\",\"error\":3}",
 		     "error: no branch of the union takes a JSON integer");
 	expect_error(r, "run.finished", "{\"status\":\"FAILED\"}", "header: missing");
-	expect_error(r, "run.finished",
-		     "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
-		     "\"type\":\"run.finished\",\"time\":\"now\",\"run_id\":\"r\",\"producer\":\"p\"},"
-		     "\"status\":\"FAILED\"}",
-		     "header.time: expected integer, got string");
+	expect_error(
+	    r, "run.finished",
+	    "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
+	    "\"type\":\"run.finished\",\"time\":\"now\",\"run_id\":\"r\",\"producer\":\"p\"},"
+	    "\"status\":\"FAILED\"}",
+	    "header.time: expected integer, got string");
 	expect_error(r, "run.finished",
 		     "{\"header\":{\"event_id\":\"nope\",\"type\":\"run.finished\",\"time\":1,"
 		     "\"run_id\":\"r\",\"producer\":\"p\"},\"status\":\"FAILED\"}",
 		     "header.event_id");
-	expect_error(r, "run.finished",
-		     "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
-		     "\"type\":\"run.finished\",\"time\":1,\"producer\":\"p\"},\"status\":\"FAILED\"}",
-		     "header.run_id: missing");
-	expect_error(r, "step.dispatched",
-		     "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
-		     "\"type\":\"step.dispatched\",\"time\":1,\"run_id\":\"r\",\"producer\":\"p\"},"
-		     "\"step\":\"s\",\"index\":2147483648,\"mode\":\"sandboxed\",\"attempt\":1,"
-		     "\"spec\":\"{}\"}",
-		     "index: integer out of range");
+	expect_error(
+	    r, "run.finished",
+	    "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
+	    "\"type\":\"run.finished\",\"time\":1,\"producer\":\"p\"},\"status\":\"FAILED\"}",
+	    "header.run_id: missing");
+	expect_error(
+	    r, "step.dispatched",
+	    "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
+	    "\"type\":\"step.dispatched\",\"time\":1,\"run_id\":\"r\",\"producer\":\"p\"},"
+	    "\"step\":\"s\",\"index\":2147483648,\"mode\":\"sandboxed\",\"attempt\":1,"
+	    "\"spec\":\"{}\"}",
+	    "index: integer out of range");
 	expect_error(r, "run.submitted",
 		     "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
 		     "\"type\":\"run.submitted\",\"time\":1,\"run_id\":\"r\",\"producer\":\"p\"},"
 		     "\"workflow\":\"w\",\"workflow_version\":1,\"input\":\"{}\","
 		     "\"modes\":[\"in_process\",7]}",
 		     "modes[1]: expected string, got integer");
-	expect_error(r, "audit.checkpoint",
-		     "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
-		     "\"type\":\"audit.checkpoint\",\"time\":1,\"run_id\":\"\",\"producer\":\"p\"},"
-		     "\"log_id\":\"l\",\"seq\":1,\"hash\":\"abc\",\"prev_checkpoint_seq\":0,"
-		     "\"key_id\":\"k\",\"signature\":\"00\"}",
-		     "hash: expected a hex string");
+	expect_error(
+	    r, "audit.checkpoint",
+	    "{\"header\":{\"event_id\":\"0190b1a8-7b2c-7def-8abc-0123456789ab\","
+	    "\"type\":\"audit.checkpoint\",\"time\":1,\"run_id\":\"\",\"producer\":\"p\"},"
+	    "\"log_id\":\"l\",\"seq\":1,\"hash\":\"abc\",\"prev_checkpoint_seq\":0,"
+	    "\"key_id\":\"k\",\"signature\":\"00\"}",
+	    "hash: expected a hex string");
 	expect_error(r, "audit.checkpoint", "[1]", "must be a JSON object");
 }
 

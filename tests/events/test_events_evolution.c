@@ -18,10 +18,10 @@ static void v2_message(struct ev_buf *b, uint64_t fp, int status, int nlabels)
 	ev_put_prefix(b, fp);
 	ev_put_header(b, "run.finished", "run-v2", 1);
 	ev_put_long(b, status);
-	ev_put_long(b, 3);	   /* attempts */
-	ev_put_long(b, 1);	   /* output: string branch */
+	ev_put_long(b, 3); /* attempts */
+	ev_put_long(b, 1); /* output: string branch */
 	ev_put_str(b, "{\"ok\":true}");
-	ev_put_long(b, 0);	   /* error: null */
+	ev_put_long(b, 0); /* error: null */
 	if (nlabels > 0) {
 		ev_put_long(b, -nlabels); /* a block with its byte size */
 		struct ev_buf blk = {.n = 0};
@@ -61,11 +61,11 @@ static void test_new_writer(void)
 	SW_CHECK(sw_events_registry_add_writer(r, v2, err, sizeof(err)) == 0); /* idempotent */
 	got = sw_event_decode(r, b.b, b.n, err, sizeof(err));
 	SW_CHECKF(got != NULL, "%s", err);
-	want = json_pack("{s:{s:s,s:s,s:I,s:s,s:s,s:n,s:s,s:s},s:s,s:s,s:n}", "header",
-			 "event_id", "0190b1a8-7b2c-7def-8abc-0123456789ab", "type",
-			 "run.finished", "time", (json_int_t)1720000000123456LL, "tenant", "acme",
-			 "run_id", "run-v2", "step_id", "trace_id", "", "producer", "test", "status",
-			 "FAILED", "output", "{\"ok\":true}", "error");
+	want = json_pack("{s:{s:s,s:s,s:I,s:s,s:s,s:n,s:s,s:s},s:s,s:s,s:n}", "header", "event_id",
+			 "0190b1a8-7b2c-7def-8abc-0123456789ab", "type", "run.finished", "time",
+			 (json_int_t)1720000000123456LL, "tenant", "acme", "run_id", "run-v2",
+			 "step_id", "trace_id", "", "producer", "test", "status", "FAILED",
+			 "output", "{\"ok\":true}", "error");
 	if (!json_equal(got, want))
 		SW_CHECKF(0, "got %s", json_dumps(got, JSON_COMPACT));
 	json_decref(got);
@@ -118,7 +118,7 @@ static void test_new_writer(void)
 		ev_put_long(&c, 3);
 		ev_put_long(&c, 0);
 		ev_put_long(&c, 0);
-		ev_put_long(&c, 0);		  /* labels: empty */
+		ev_put_long(&c, 0);		/* labels: empty */
 		ev_put_long(&c, INT64_MAX / 2); /* marks */
 		ev_put_long(&c, 0);
 		SW_CHECK(sw_event_decode(r, c.b, c.n, err, sizeof(err)) == NULL);
@@ -148,12 +148,12 @@ static void test_old_writer(void)
 	ev_put_str(&b, "{\"x\":1}");
 	got = sw_event_decode(r, b.b, b.n, err, sizeof(err));
 	SW_CHECKF(got != NULL, "%s", err);
-	want = json_pack("{s:{s:s,s:s,s:I,s:s,s:s,s:n,s:s,s:s},s:s,s:i,s:s,s:s,s:[]}", "header",
-			 "event_id", "0190b1a8-7b2c-7def-8abc-0123456789ab", "type",
-			 "run.submitted", "time", (json_int_t)1720000000123456LL, "tenant", "acme",
-			 "run_id", "run-v0", "step_id", "trace_id", "", "producer", "test",
-			 "workflow", "wf", "workflow_version", 4, "input", "{\"x\":1}", "user", "",
-			 "modes");
+	want =
+	    json_pack("{s:{s:s,s:s,s:I,s:s,s:s,s:n,s:s,s:s},s:s,s:i,s:s,s:s,s:[]}", "header",
+		      "event_id", "0190b1a8-7b2c-7def-8abc-0123456789ab", "type", "run.submitted",
+		      "time", (json_int_t)1720000000123456LL, "tenant", "acme", "run_id", "run-v0",
+		      "step_id", "trace_id", "", "producer", "test", "workflow", "wf",
+		      "workflow_version", 4, "input", "{\"x\":1}", "user", "", "modes");
 	/* equal, and in the reader's field order (compare the text) */
 	a = json_dumps(got, JSON_COMPACT);
 	w = json_dumps(want, JSON_COMPACT);
@@ -183,8 +183,8 @@ static void expect_refused(struct sw_event_registry *r, const char *avsc, const 
 	SW_CHECKF(strstr(err, want) != NULL, "error \"%s\" lacks \"%s\"", err, want);
 }
 
-#define REC(name, type, fields)                                                             \
-	"{\"type\":\"record\",\"name\":\"" name "\",\"sagewai.type\":\"" type "\","         \
+#define REC(name, type, fields)                                                                   \
+	"{\"type\":\"record\",\"name\":\"" name "\",\"sagewai.type\":\"" type "\","               \
 	"\"fields\":[{\"name\":\"header\",\"type\":\"sagewai.Header\"}" fields "]}"
 
 static void test_refused_writers(void)
@@ -197,19 +197,22 @@ static void test_refused_writers(void)
 	expect_refused(r, REC("sagewai.run.Nope", "run.nope", ""), "no reader");
 	expect_refused(r, REC("sagewai.run.Started", "run.other", ""), "sagewai.type");
 	/* a reader field without a default that the writer lacks */
-	expect_refused(r, REC("sagewai.run.Started", "run.started",
-			      ",{\"name\":\"workflow\",\"type\":\"string\"}"),
+	expect_refused(r,
+		       REC("sagewai.run.Started", "run.started",
+			   ",{\"name\":\"workflow\",\"type\":\"string\"}"),
 		       "workflow_version");
 	/* incompatible types */
-	expect_refused(r, REC("sagewai.run.Started", "run.started",
-			      ",{\"name\":\"workflow\",\"type\":\"int\"},"
-			      "{\"name\":\"workflow_version\",\"type\":\"int\"}"),
+	expect_refused(r,
+		       REC("sagewai.run.Started", "run.started",
+			   ",{\"name\":\"workflow\",\"type\":\"int\"},"
+			   "{\"name\":\"workflow_version\",\"type\":\"int\"}"),
 		       "workflow");
 	/* enum symbols reordered */
-	expect_refused(r, REC("sagewai.run.Finished", "run.finished",
-			      ",{\"name\":\"status\",\"type\":{\"type\":\"enum\","
-			      "\"name\":\"RunStatus\",\"symbols\":[\"FAILED\",\"SUCCEEDED\","
-			      "\"CANCELLED\"]}}"),
+	expect_refused(r,
+		       REC("sagewai.run.Finished", "run.finished",
+			   ",{\"name\":\"status\",\"type\":{\"type\":\"enum\","
+			   "\"name\":\"RunStatus\",\"symbols\":[\"FAILED\",\"SUCCEEDED\","
+			   "\"CANCELLED\"]}}"),
 		       "symbols may only be appended");
 	/* no header */
 	expect_refused(r,

@@ -9,8 +9,8 @@
 #include "ev_test.h"
 
 static const char *const types[] = {
-	"run.submitted", "run.started",	  "run.finished",  "run.cancel_requested",
-	"step.dispatched", "step.started", "step.finished", "audit.checkpoint",
+    "run.submitted",   "run.started",  "run.finished",	"run.cancel_requested",
+    "step.dispatched", "step.started", "step.finished", "audit.checkpoint",
 };
 
 static uint64_t rng = 0x9e3779b97f4a7c15ULL;
@@ -29,8 +29,7 @@ static void *encode(struct sw_event_registry *r, const char *type, int variant, 
 	char err[512];
 	void *msg;
 
-	SW_CHECKF(sw_event_encode(r, type, NULL, ev, &msg, len, err, sizeof(err)) == 0, "%s",
-		  err);
+	SW_CHECKF(sw_event_encode(r, type, NULL, ev, &msg, len, err, sizeof(err)) == 0, "%s", err);
 	json_decref(ev);
 	return msg;
 }
@@ -96,7 +95,8 @@ static void test_flips(struct sw_event_registry *r)
 			memcpy(m, msg, len);
 			for (int k = 0; k < nflips; k++) {
 				/* mostly in the body; sometimes the prefix */
-				size_t pos = (next() % 8) ? 10 + next() % (len - 10) : next() % len;
+				size_t pos =
+				    (next() % 8) ? 10 + next() % (len - 10) : next() % len;
 
 				switch (next() % 3) {
 				case 0:
@@ -157,8 +157,8 @@ static void test_prefix(struct sw_event_registry *r)
 static void test_huge_lengths(struct sw_event_registry *r)
 {
 	static const int64_t lens[] = {
-		1LL << 20, 1LL << 31, (1LL << 31) - 1, 1LL << 40, INT64_MAX, INT64_MAX / 2, -1,
-		INT64_MIN,
+	    1LL << 20,	   1LL << 31, (1LL << 31) - 1, 1LL << 40, INT64_MAX,
+	    INT64_MAX / 2, -1,	      INT64_MIN,
 	};
 	uint64_t fp = sw_events_fingerprint(r, "run.submitted");
 	char err[512];

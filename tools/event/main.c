@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <librdkafka/rdkafka.h>
 #include <sodium.h>
 
 #include "sw_events.h"
@@ -19,6 +20,7 @@ static void usage(FILE *o)
 {
 	fputs("usage: " PROG " decode [--raw] [--writer FILE.avsc]...\n"
 	      "       " PROG " encode [TYPE]\n"
+	      "       " PROG " produce --bootstrap BROKERS [--topic TOPIC] [TYPE]\n"
 	      "       " PROG " types\n"
 	      "       " PROG " schema [--canonical] TYPE\n"
 	      "       " PROG " --help\n"
@@ -34,7 +36,12 @@ static void usage(FILE *o)
 	      "         single-object message. TYPE may be left out when every object\n"
 	      "         has a \"type\" member (as decode prints). Without a \"header\" one\n"
 	      "         is made: a fresh UUIDv7 event_id, time now, the type, producer\n"
-	      "         \"" PROG "\"; a partial header gets those where missing.\n"
+	      "         \"" PROG "\", run_id \"\"; a partial header gets all but run_id\n"
+	      "         where missing.\n"
+	      "produce  encodes like encode and sends each event to Kafka (idempotent,\n"
+	      "         acks=all), keyed by header.run_id, to TOPIC or by default to the\n"
+	      "         topic of its area (run.* to sagewai.runs, step.* to sagewai.steps,\n"
+	      "         audit.* to sagewai.audit.checkpoints); prints the number sent.\n"
 	      "types    lists event types, their CRC-64-AVRO fingerprints (as a number\n"
 	      "         in hex; on the wire it follows C3 01 little-endian) and names.\n"
 	      "schema   prints the schema of TYPE with sagewai.Header expanded, then its\n"
@@ -90,8 +97,8 @@ fail:
 }
 
 /* Print one decoded message as {"type": ..., ...event}; 0 or -1. */
-static int print_event(struct sw_event_registry *r, const void *msg, size_t len,
-		       const char *where, unsigned long no)
+static int print_event(struct sw_event_registry *r, const void *msg, size_t len, const char *where,
+		       unsigned long no)
 {
 	char err[512];
 	json_t *ev = sw_event_decode(r, msg, len, err, sizeof(err));
@@ -183,8 +190,9 @@ static int decode_raw(struct sw_event_registry *r)
 			continue;
 		}
 		if (len > RAW_MAX) {
-			fprintf(stderr, PROG ": message %lu: length %u is not plausible; stopping\n",
-				no, len);
+			fprintf(stderr,
+				PROG ": message %lu: length %u is not plausible; stopping\n", no,
+				len);
 			failed = 1;
 			break;
 		}
@@ -195,7 +203,8 @@ static int decode_raw(struct sw_event_registry *r)
 			break;
 		}
 		if (fread(msg, 1, len, stdin) != len) {
-			fprintf(stderr, PROG ": message %lu: stream ends inside the message\n", no);
+			fprintf(stderr, PROG ": message %lu: stream ends inside the message\n",
+				no);
 			failed = 1;
 			break;
 		}
@@ -214,7 +223,9 @@ static int fill_header(json_t *ev, const char *type, char *err, size_t errlen)
 
 	sw_event_header_init(&h, type, PROG);
 	if (hdr == NULL) {
-		hdr = json_object();
+		/* no header at all: an event of no run; a partial header must
+		 * name its run_id itself */
+		hdr = json_pack("{s:s}", "run_id", "");
 		if (hdr == NULL || json_object_set_new(ev, "header", hdr) < 0)
 			goto oom;
 	}
@@ -237,7 +248,62 @@ oom:
 	return -1;
 }
 
-static int encode_lines(struct sw_event_registry *r, const char *type_arg)
+/* Where an event of type goes by default: sagewai.<area>. */
+static void default_topic(const char *type, char *out, size_t len)
+{
+	const char *dot = strchr(type, '.');
+	size_t area = dot ? (size_t)(dot - type) : strlen(type);
+
+	if (area == 5 && strncmp(type, "audit", 5) == 0)
+		snprintf(out, len, "sagewai.audit.checkpoints");
+	else
+		snprintf(out, len, "sagewai.%.*ss", (int)area, type);
+}
+
+static int delivery_failed;
+
+static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	if (m->err) {
+		fprintf(stderr, PROG ": delivery to %s failed: %s\n", rd_kafka_topic_name(m->rkt),
+			rd_kafka_err2str(m->err));
+		delivery_failed = 1;
+	}
+}
+
+/* Send one encoded event; 0 or -1 with err. */
+static int produce_one(rd_kafka_t *rk, const char *topic_arg, const char *type, json_t *ev,
+		       const void *msg, size_t len, char *err, size_t errlen)
+{
+	const char *key = json_string_value(json_object_get(json_object_get(ev, "header"),
+							    "run_id"));
+	char topic[128];
+	rd_kafka_resp_err_t e;
+
+	if (topic_arg != NULL)
+		snprintf(topic, sizeof(topic), "%s", topic_arg);
+	else
+		default_topic(type, topic, sizeof(topic));
+	do {
+		e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+				      RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+				      RD_KAFKA_V_VALUE((void *)msg, len),
+				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			rd_kafka_poll(rk, 100);
+	} while (e == RD_KAFKA_RESP_ERR__QUEUE_FULL);
+	rd_kafka_poll(rk, 0);
+	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		snprintf(err, errlen, "produce to %s: %s", topic, rd_kafka_err2str(e));
+		return -1;
+	}
+	return 0;
+}
+
+static int encode_lines(struct sw_event_registry *r, const char *type_arg, rd_kafka_t *rk,
+			const char *topic_arg, unsigned long *sent)
 {
 	char *line = NULL, err[512];
 	size_t cap = 0;
@@ -283,20 +349,31 @@ static int encode_lines(struct sw_event_registry *r, const char *type_arg)
 		if (fill_header(ev, type, err, sizeof(err)) < 0 ||
 		    sw_event_encode(r, type, NULL, ev, &msg, &len, err, sizeof(err)) < 0)
 			goto bad;
+		if (rk != NULL) {
+			int prc = produce_one(rk, topic_arg, type, ev, msg, len, err, sizeof(err));
+
+			free(msg);
+			if (prc < 0)
+				goto bad;
+			(*sent)++;
+			json_decref(ev);
+			continue;
+		}
 		b64 = malloc(sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL));
 		if (b64 == NULL) {
 			snprintf(err, sizeof(err), "out of memory");
 			free(msg);
 			goto bad;
 		}
-		sodium_bin2base64(b64, sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL),
+		sodium_bin2base64(b64,
+				  sodium_base64_ENCODED_LEN(len, sodium_base64_VARIANT_ORIGINAL),
 				  msg, len, sodium_base64_VARIANT_ORIGINAL);
 		puts(b64);
 		free(b64);
 		free(msg);
 		json_decref(ev);
 		continue;
-bad:
+	bad:
 		fprintf(stderr, PROG ": line %lu: %s\n", no, err);
 		failed = 1;
 		json_decref(ev);
@@ -340,6 +417,63 @@ static int cmd_schema(struct sw_event_registry *r, int argc, char **argv)
 	return 0;
 }
 
+static int cmd_produce(struct sw_event_registry *r, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"bootstrap", required_argument, NULL, 'b'},
+	    {"topic", required_argument, NULL, 't'},
+	    {NULL, 0, NULL, 0},
+	};
+	const char *bootstrap = NULL, *topic = NULL, *type = NULL;
+	char err[512];
+	rd_kafka_conf_t *conf;
+	rd_kafka_t *rk;
+	unsigned long sent = 0;
+	int c, rc;
+
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "b:t:", opts, NULL)) != -1) {
+		if (c == 'b')
+			bootstrap = optarg;
+		else if (c == 't')
+			topic = optarg;
+		else {
+			usage(stderr);
+			return 2;
+		}
+	}
+	if (optind < argc)
+		type = argv[optind++];
+	if (bootstrap == NULL || optind != argc ||
+	    (type != NULL && sw_events_fingerprint(r, type) == 0)) {
+		fprintf(stderr, PROG ": produce needs --bootstrap and at most one known TYPE\n");
+		return 2;
+	}
+	conf = rd_kafka_conf_new();
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) ||
+	    rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ||
+	    rd_kafka_conf_set(conf, "acks", "all", err, sizeof(err))) {
+		fprintf(stderr, PROG ": %s\n", err);
+		rd_kafka_conf_destroy(conf);
+		return 2;
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, on_delivery);
+	if ((rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))) == NULL) {
+		fprintf(stderr, PROG ": %s\n", err);
+		return 1;
+	}
+	rc = encode_lines(r, type, rk, topic, &sent);
+	if (rd_kafka_flush(rk, 30000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		fprintf(stderr, PROG ": %d events not delivered in 30 s\n", rd_kafka_outq_len(rk));
+		rc = 1;
+	}
+	rd_kafka_destroy(rk);
+	if (delivery_failed)
+		rc = 1;
+	printf("%lu events sent\n", sent);
+	return rc;
+}
+
 int main(int argc, char **argv)
 {
 	struct sw_event_registry *r;
@@ -361,10 +495,10 @@ int main(int argc, char **argv)
 	}
 	if (strcmp(argv[1], "decode") == 0) {
 		static const struct option opts[] = {
-			{"raw", no_argument, NULL, 'r'},
-			{"writer", required_argument, NULL, 'w'},
-			{"help", no_argument, NULL, 'h'},
-			{NULL, 0, NULL, 0},
+		    {"raw", no_argument, NULL, 'r'},
+		    {"writer", required_argument, NULL, 'w'},
+		    {"help", no_argument, NULL, 'h'},
+		    {NULL, 0, NULL, 0},
 		};
 		int raw = 0, c;
 
@@ -379,7 +513,8 @@ int main(int argc, char **argv)
 				break;
 			case 'w':
 				if ((avsc = read_file(optarg, &len)) == NULL) {
-					fprintf(stderr, PROG ": %s: %s\n", optarg, strerror(errno));
+					fprintf(stderr, PROG ": %s: %s\n", optarg,
+						strerror(errno));
 					rc = 2;
 					goto out;
 				}
@@ -418,7 +553,9 @@ int main(int argc, char **argv)
 			rc = 2;
 			goto out;
 		}
-		rc = encode_lines(r, argc == 3 ? argv[2] : NULL);
+		rc = encode_lines(r, argc == 3 ? argv[2] : NULL, NULL, NULL, NULL);
+	} else if (strcmp(argv[1], "produce") == 0) {
+		rc = cmd_produce(r, argc, argv);
 	} else if (strcmp(argv[1], "types") == 0) {
 		for (size_t i = 0; i < sw_events_type_count(r); i++) {
 			const char *t = sw_events_type_name(r, i);
