@@ -91,7 +91,7 @@ static double blake2b_baseline(const char *logdir, uint64_t *records, double *cp
 	int64_t spent = 0;
 
 	for (;;) {
-		uint8_t *buf, h[32];
+		uint8_t *buf = NULL, h[32];
 		struct stat st;
 		size_t off = 64;
 		int64_t t0, c0;

@@ -1,0 +1,106 @@
+/*
+ * sw_workflow: workflow files (YAML, via libyaml) and step-input templates.
+ *
+ * A workflow file:
+ *
+ *     name: portfolio            # [a-z0-9][a-z0-9_.-]{0,62}
+ *     version: 1                 # optional integer >= 1 (default 1)
+ *     description: text          # optional
+ *     steps:
+ *       - name: plan             # unique, [a-z0-9][a-z0-9_-]{0,62}
+ *         mode: in_process       # one of the five modes (default in_process)
+ *         uses: llm              # in_process: template | llm | http | plugin:<name>
+ *         with:                  # any YAML mapping; strings may hold ${{ expr }}
+ *           prompt: "Extract requirements from: ${{ input.brief }}"
+ *         timeout: 30s           # optional: ms, s, m (e.g. 500ms, 30s, 5m); default 60s
+ *         retries: 2             # optional, 0..20, default 0
+ *         backoff: 1s            # optional, first retry delay, doubled each retry; default 1s
+ *         # sandboxed and later modes (parsed and kept, checked by their issue):
+ *         run: "python3 -c ..."  # command or script
+ *         variant: base
+ *         network: none | egress_only | full
+ *         egress_allow: ["host:port", ...]
+ *         limits: {...}
+ *         cli_agent: claude-code | codex | gemini | custom
+ *         identity: profile-name
+ *         artifact: {destination: github|s3|local|none, ...}
+ *         prompt: "..."
+ *
+ * Expressions: ${{ input.PATH }} and ${{ steps.NAME.output.PATH }} where
+ * PATH is dot-separated keys and [N] indexes (input.items[0].name); a
+ * string that is exactly one expression takes the JSON value (object,
+ * number...), otherwise values are interpolated as text (strings bare,
+ * other JSON compactly serialised). A steps.NAME reference must name an
+ * earlier step. Unknown roots, unterminated ${{, bad paths: errors.
+ *
+ * Validation errors read "FILE:LINE:COL: message" (LINE and COL from 1).
+ */
+#ifndef SW_WORKFLOW_H
+#define SW_WORKFLOW_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+enum sw_mode {
+	SW_MODE_IN_PROCESS,
+	SW_MODE_SANDBOXED,
+	SW_MODE_IDENTITY_SCOPED,
+	SW_MODE_CLI_AGENT,
+	SW_MODE_CLI_AGENT_JIT,
+	SW_MODE_COUNT
+};
+
+const char *sw_mode_name(enum sw_mode m);         /* "in_process", ... */
+int sw_mode_parse(const char *s, enum sw_mode *m); /* 0 or -1 */
+/* identity_scoped, cli_agent, cli_agent_jit: the preview-gated modes */
+int sw_mode_identity_bearing(enum sw_mode m);
+
+struct sw_step {
+	char *name;
+	enum sw_mode mode;
+	char *uses;          /* in_process: "template", "llm", "http", "plugin:<name>" */
+	json_t *with;        /* inputs, unrendered (owned; an object, maybe empty) */
+	int64_t timeout_ms;
+	int retries;
+	int64_t backoff_ms;
+	json_t *extra;       /* the other keys (run, variant, network, ...) as JSON (owned) */
+	int line, col;       /* where the step starts in the file */
+};
+
+struct sw_workflow {
+	char *name;
+	int version;
+	char *description;   /* may be NULL */
+	struct sw_step *steps;
+	size_t nsteps;
+};
+
+/* Parse and validate YAML text. filename is used in messages only. NULL
+ * with errstr "FILE:LINE:COL: message" on any error (syntax, unknown key,
+ * wrong type, duplicate step, unknown mode, bad uses for the mode, a
+ * template naming an unknown or later step, limits out of range). Input
+ * larger than 1 MiB is refused. */
+struct sw_workflow *sw_workflow_parse(const char *yaml, size_t len, const char *filename,
+				      char *errstr, size_t errlen);
+void sw_workflow_free(struct sw_workflow *wf);
+
+/* The canonical JSON form (for storage and the API) and back. */
+json_t *sw_workflow_to_json(const struct sw_workflow *wf);
+struct sw_workflow *sw_workflow_from_json(json_t *j, char *errstr, size_t errlen);
+
+/* First step whose mode is not in runnable (a bit mask of 1 << mode), or
+ * -1 when every step can run. */
+int sw_workflow_first_unrunnable(const struct sw_workflow *wf, unsigned runnable);
+/* 1 when any step is identity-bearing. */
+int sw_workflow_identity_bearing(const struct sw_workflow *wf);
+
+/* Render a step's with: against ctx = {"input": <run input>, "steps":
+ * {"<name>": {"output": <value>}, ...}}. Returns a new reference, or NULL
+ * with errstr naming the key path and the expression. */
+json_t *sw_template_render(json_t *with, json_t *ctx, char *errstr, size_t errlen);
+
+/* Parse "500ms", "30s", "5m", "1h" or a bare number of seconds. 0 or -1. */
+int sw_duration_parse(const char *s, int64_t *ms);
+
+#endif
