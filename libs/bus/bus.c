@@ -11,15 +11,15 @@
 #include "bus_int.h"
 
 const char *const sw_bus_topics[] = {
-	SW_TOPIC_RUNS,
-	SW_TOPIC_STEPS,
-	SW_TOPIC_IDENTITY,
-	SW_TOPIC_IDENTITY_SEALED,
-	SW_TOPIC_SANDBOX,
-	SW_TOPIC_CREDENTIALS,
-	SW_TOPIC_AUDIT_CHECKPOINTS,
-	SW_TOPIC_DEADLETTER,
-	NULL,
+    SW_TOPIC_RUNS,
+    SW_TOPIC_STEPS,
+    SW_TOPIC_IDENTITY,
+    SW_TOPIC_IDENTITY_SEALED,
+    SW_TOPIC_SANDBOX,
+    SW_TOPIC_CREDENTIALS,
+    SW_TOPIC_AUDIT_CHECKPOINTS,
+    SW_TOPIC_DEADLETTER,
+    NULL,
 };
 
 /* Apply "name=value" entries; 0 or -1 with errstr. */
@@ -125,11 +125,10 @@ int bus_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t key_l
 		snprintf(errstr, errlen, "produce: bad arguments");
 		goto fail;
 	}
-	err = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-				RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				RD_KAFKA_V_KEY(key, key_len),
-				RD_KAFKA_V_VALUE((void *)value, len), RD_KAFKA_V_HEADERS(hdrs),
-				RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
+	err = rd_kafka_producev(
+	    rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+	    RD_KAFKA_V_KEY(key, key_len), RD_KAFKA_V_VALUE((void *)value, len),
+	    RD_KAFKA_V_HEADERS(hdrs), RD_KAFKA_V_OPAQUE(msg_opaque), RD_KAFKA_V_END);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		snprintf(errstr, errlen, "produce to %s: %s", topic, rd_kafka_err2str(err));
 		goto fail;

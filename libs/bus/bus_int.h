@@ -30,5 +30,4 @@ int bus_produce(rd_kafka_t *rk, const char *topic, const void *key, size_t key_l
 		const void *value, size_t len, rd_kafka_headers_t *hdrs, void *msg_opaque,
 		char *errstr, size_t errlen);
 
-
 #endif

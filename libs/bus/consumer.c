@@ -28,16 +28,16 @@
 struct sw_bus_consumer {
 	struct event_base *base;
 	rd_kafka_t *rk;
-	rd_kafka_queue_t *q;        /* reference to the consumer queue */
-	int pipefd[2];              /* consumer queue wake-ups */
-	struct event *ev;           /* pipefd[0] readable */
-	struct event *kick;         /* drain again on the next loop turn */
-	struct event *tick;         /* periodic poll for max.poll.interval.ms */
+	rd_kafka_queue_t *q; /* reference to the consumer queue */
+	int pipefd[2];	     /* consumer queue wake-ups */
+	struct event *ev;    /* pipefd[0] readable */
+	struct event *kick;  /* drain again on the next loop turn */
+	struct event *tick;  /* periodic poll for max.poll.interval.ms */
 	size_t max_batch;
-	rd_kafka_message_t **held;  /* polled, not yet delivered */
+	rd_kafka_message_t **held; /* polled, not yet delivered */
 	size_t nheld;
 	size_t held_cap;
-	struct sw_bus_msg *msgs;    /* max_batch entries handed to cb */
+	struct sw_bus_msg *msgs; /* max_batch entries handed to cb */
 	sw_bus_batch_cb cb;
 	void *opaque;
 	sw_bus_error_cb err_cb;
@@ -45,20 +45,20 @@ struct sw_bus_consumer {
 	sw_bus_commit_cb commit_cb;
 	void *commit_opaque;
 	int paused;
-	int closing;                /* close started: no commit on revoke */
+	int closing; /* close started: no commit on revoke */
 	int closed;
 };
 
 static const char *const consumer_defaults[] = {
-	"auto.offset.reset=earliest",
-	"enable.partition.eof=false",
-	NULL,
+    "auto.offset.reset=earliest",
+    "enable.partition.eof=false",
+    NULL,
 };
 
 static const char *const consumer_forced[] = {
-	"enable.auto.commit=false",
-	"enable.auto.offset.store=false",
-	NULL,
+    "enable.auto.commit=false",
+    "enable.auto.offset.store=false",
+    NULL,
 };
 
 static void consumer_report(struct sw_bus_consumer *c, int fatal, const char *reason)
@@ -88,8 +88,7 @@ static void consumer_committed(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	(void)rk;
 	if (err == RD_KAFKA_RESP_ERR__NO_OFFSET)
 		err = RD_KAFKA_RESP_ERR_NO_ERROR;
-	for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && offsets != NULL &&
-			i < offsets->cnt;
+	for (int i = 0; err == RD_KAFKA_RESP_ERR_NO_ERROR && offsets != NULL && i < offsets->cnt;
 	     i++)
 		err = offsets->elems[i].err;
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR)
@@ -204,15 +203,15 @@ static void consumer_deliver(struct sw_bus_consumer *c, size_t n)
 		rd_kafka_message_t *m = c->held[i];
 
 		c->msgs[i] = (struct sw_bus_msg){
-			.topic = rd_kafka_topic_name(m->rkt),
-			.partition = m->partition,
-			.offset = m->offset,
-			.key = m->key,
-			.key_len = m->key_len,
-			.value = m->payload,
-			.len = m->len,
-			.timestamp_ms = rd_kafka_message_timestamp(m, NULL),
-			.rk_msg = m,
+		    .topic = rd_kafka_topic_name(m->rkt),
+		    .partition = m->partition,
+		    .offset = m->offset,
+		    .key = m->key,
+		    .key_len = m->key_len,
+		    .value = m->payload,
+		    .len = m->len,
+		    .timestamp_ms = rd_kafka_message_timestamp(m, NULL),
+		    .rk_msg = m,
 		};
 	}
 	c->cb(c->msgs, n, c->opaque);
@@ -341,8 +340,7 @@ struct sw_bus_consumer *sw_bus_consumer_new(struct event_base *base, const char 
 	conf = bus_conf_new(bootstrap, consumer_defaults, extra, consumer_forced, errstr, errlen);
 	if (conf == NULL)
 		goto fail;
-	if (rd_kafka_conf_set(conf, "group.id", group, rkerr, sizeof(rkerr)) !=
-	    RD_KAFKA_CONF_OK) {
+	if (rd_kafka_conf_set(conf, "group.id", group, rkerr, sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
 		snprintf(errstr, errlen, "group.id: %s", rkerr);
 		goto fail;
 	}

@@ -18,28 +18,28 @@
 struct sw_bus_producer {
 	struct event_base *base;
 	rd_kafka_t *rk;
-	rd_kafka_queue_t *mainq;  /* reference to the main queue */
-	int pipefd[2];            /* main queue wake-ups */
-	struct event *ev;         /* pipefd[0] readable */
+	rd_kafka_queue_t *mainq; /* reference to the main queue */
+	int pipefd[2];		 /* main queue wake-ups */
+	struct event *ev;	 /* pipefd[0] readable */
 	sw_bus_delivery_cb dr;
 	void *opaque;
 	sw_bus_error_cb err_cb;
 	void *err_opaque;
-	int have_stats;           /* a statistics JSON was seen */
-	char idemp_state[32];     /* eos.idemp_state of the latest statistics */
-	int64_t producer_id;      /* eos.producer_id of the latest statistics */
+	int have_stats;	      /* a statistics JSON was seen */
+	char idemp_state[32]; /* eos.idemp_state of the latest statistics */
+	int64_t producer_id;  /* eos.producer_id of the latest statistics */
 };
 
 static const char *const producer_defaults[] = {
-	"statistics.interval.ms=1000",
-	"message.timeout.ms=300000",
-	NULL,
+    "statistics.interval.ms=1000",
+    "message.timeout.ms=300000",
+    NULL,
 };
 
 static const char *const producer_forced[] = {
-	"enable.idempotence=true",
-	"acks=all",
-	NULL,
+    "enable.idempotence=true",
+    "acks=all",
+    NULL,
 };
 
 static void producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
@@ -128,9 +128,8 @@ struct sw_bus_producer *sw_bus_producer_new(struct event_base *base, const char 
 	conf = bus_conf_new(bootstrap, producer_defaults, extra, producer_forced, errstr, errlen);
 	if (conf == NULL)
 		goto fail;
-	if (client_id != NULL &&
-	    rd_kafka_conf_set(conf, "client.id", client_id, rkerr, sizeof(rkerr)) !=
-		    RD_KAFKA_CONF_OK) {
+	if (client_id != NULL && rd_kafka_conf_set(conf, "client.id", client_id, rkerr,
+						   sizeof(rkerr)) != RD_KAFKA_CONF_OK) {
 		snprintf(errstr, errlen, "client.id: %s", rkerr);
 		goto fail;
 	}
@@ -181,7 +180,8 @@ int sw_bus_produce(struct sw_bus_producer *p, const char *topic, const char *key
 		while (headers[n] != NULL)
 			n += headers[n + 1] != NULL ? 2 : 1;
 		if (n % 2 != 0) {
-			snprintf(errstr, errlen, "produce: header %s has no value", headers[n - 1]);
+			snprintf(errstr, errlen, "produce: header %s has no value",
+				 headers[n - 1]);
 			return -1;
 		}
 		hdrs = rd_kafka_headers_new(n / 2);
@@ -209,8 +209,8 @@ int sw_bus_deadletter(struct sw_bus_producer *p, const struct sw_bus_msg *m, con
 	rd_kafka_header_add(hdrs, "sagewai.topic", -1, m->topic, -1);
 	rd_kafka_header_add(hdrs, "sagewai.partition", -1, part, -1);
 	rd_kafka_header_add(hdrs, "sagewai.offset", -1, off, -1);
-	return bus_produce(p->rk, SW_TOPIC_DEADLETTER, m->key, m->key_len, m->value, m->len,
-			   hdrs, msg_opaque, errstr, errlen);
+	return bus_produce(p->rk, SW_TOPIC_DEADLETTER, m->key, m->key_len, m->value, m->len, hdrs,
+			   msg_opaque, errstr, errlen);
 }
 
 int sw_bus_producer_flush(struct sw_bus_producer *p, int timeout_ms)

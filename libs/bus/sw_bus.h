@@ -112,7 +112,8 @@ void sw_bus_consumer_resume(struct sw_bus_consumer *c);
 /* Commit stored offsets synchronously and leave the group cleanly
  * (LeaveGroup). For shutdown, from a signal event, not from the batch cb. */
 int sw_bus_consumer_close(struct sw_bus_consumer *c);
-/* Leaves the group without committing if close was not called. */
+/* Leaves the group without committing if close was not called. Not from
+ * the batch cb. */
 void sw_bus_consumer_destroy(struct sw_bus_consumer *c);
 void sw_bus_consumer_set_error_cb(struct sw_bus_consumer *c, sw_bus_error_cb cb, void *opaque);
 

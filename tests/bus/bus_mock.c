@@ -29,7 +29,8 @@ static void mock_start(struct mock *m, int brokers)
 	SW_CHECKF(m->rk != NULL, "%s", err);
 	m->mc = rd_kafka_mock_cluster_new(m->rk, brokers);
 	SW_CHECK(m->mc != NULL);
-	snprintf(m->bootstrap, sizeof(m->bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(m->mc));
+	snprintf(m->bootstrap, sizeof(m->bootstrap), "%s",
+		 rd_kafka_mock_cluster_bootstraps(m->mc));
 	m->brokers = brokers;
 }
 
@@ -46,8 +47,7 @@ static void mock_stop(struct mock *m)
 }
 
 static const char *const pextra[] = {"statistics.interval.ms=100", NULL};
-static const char *const cextra[] = {"session.timeout.ms=6000", "heartbeat.interval.ms=500",
-				     NULL};
+static const char *const cextra[] = {"session.timeout.ms=6000", "heartbeat.interval.ms=500", NULL};
 
 static size_t nerrors;
 
@@ -72,9 +72,8 @@ static struct sw_bus_producer *producer(struct event_base *base, struct mock *m,
 	return p;
 }
 
-static struct sw_bus_consumer *consumer(struct event_base *base, struct mock *m,
-					const char *group, const char *topic, size_t max_batch,
-					struct sink *s)
+static struct sw_bus_consumer *consumer(struct event_base *base, struct mock *m, const char *group,
+					const char *topic, size_t max_batch, struct sink *s)
 {
 	const char *topics[] = {topic, NULL};
 	char err[512];
@@ -246,8 +245,8 @@ static void deadletter_all(struct sink *s, const struct sw_bus_msg *msgs, size_t
 
 	(void)s;
 	for (size_t i = 0; i < n; i++)
-		SW_CHECKF(sw_bus_deadletter(dl_producer, &msgs[i], "undecodable: bad magic",
-					    NULL, err, sizeof(err)) == 0,
+		SW_CHECKF(sw_bus_deadletter(dl_producer, &msgs[i], "undecodable: bad magic", NULL,
+					    err, sizeof(err)) == 0,
 			  "%s", err);
 }
 
@@ -304,8 +303,8 @@ static void t_deadletter(void)
 	dl_producer = producer(base, &m, &d, NULL);
 	SW_CHECK(sw_bus_produce(dl_producer, "t.dl", "run-6", "ok", 2, NULL, NULL, err,
 				sizeof(err)) == 0);
-	SW_CHECK(sw_bus_produce(dl_producer, "t.dl", "run-7", body, sizeof(body), NULL, NULL,
-				err, sizeof(err)) == 0);
+	SW_CHECK(sw_bus_produce(dl_producer, "t.dl", "run-7", body, sizeof(body), NULL, NULL, err,
+				sizeof(err)) == 0);
 	SW_CHECK(sw_bus_producer_flush(dl_producer, 30000) == 0);
 
 	consumer(base, &m, "g.dl", "t.dl", 8, &s);
@@ -429,7 +428,8 @@ static void t_brokerdown(void)
 	dups = check_seq_dups(&s, 0, n, 20, 1);
 	if (dups > 0)
 		printf("note: the mock log holds %zu retried copies (it deduplicates only "
-		       "transactional producers)\n", dups);
+		       "transactional producers)\n",
+		       dups);
 
 	sw_bus_consumer_destroy(s.c);
 	sw_bus_producer_destroy(p);
@@ -482,9 +482,13 @@ int main(int argc, char **argv)
 		const char *name;
 		void (*fn)(void);
 	} cases[] = {
-		{"roundtrip", t_roundtrip}, {"batch", t_batch}, {"commit", t_commit},
-		{"deadletter", t_deadletter}, {"pause", t_pause}, {"brokerdown", t_brokerdown},
-		{"api", t_api},
+	    {"roundtrip", t_roundtrip},
+	    {"batch", t_batch},
+	    {"commit", t_commit},
+	    {"deadletter", t_deadletter},
+	    {"pause", t_pause},
+	    {"brokerdown", t_brokerdown},
+	    {"api", t_api},
 	};
 
 	if (argc != 2) {

@@ -37,9 +37,9 @@ struct sink {
 	struct rec *r;
 	size_t n, cap;
 	size_t batches;
-	size_t biggest;          /* largest batch seen */
+	size_t biggest; /* largest batch seen */
 	struct sw_bus_consumer *c;
-	sink_hook hook;          /* called after recording each batch */
+	sink_hook hook; /* called after recording each batch */
 	void *arg;
 };
 
@@ -177,15 +177,16 @@ static inline int count_reached(void *arg)
 }
 
 /* Run until *count >= want; fail the test after timeout_s. */
-#define RUN_UNTIL_COUNT(base, countp, wantv, timeout_s)                                    \
-	do {                                                                                \
-		struct count_want cw_ = {(countp), (wantv)};                                \
-		SW_CHECKF(run_until((base), count_reached, &cw_, (timeout_s)),              \
-			  "%s reached %zu of %zu", #countp, *(countp), (size_t)(wantv));    \
+#define RUN_UNTIL_COUNT(base, countp, wantv, timeout_s)                                           \
+	do {                                                                                      \
+		struct count_want cw_ = {(countp), (wantv)};                                      \
+		SW_CHECKF(run_until((base), count_reached, &cw_, (timeout_s)),                    \
+			  "%s reached %zu of %zu", #countp, *(countp), (size_t)(wantv));          \
 	} while (0)
 
 /* Produce values "v-<seq>" for seq in [from, to), key "run-<seq % keys>". */
-static inline void produce_seq(struct sw_bus_producer *p, const char *topic, int from, int to, int keys)
+static inline void produce_seq(struct sw_bus_producer *p, const char *topic, int from, int to,
+			       int keys)
 {
 	char key[32], val[32], hv[32], err[256];
 
@@ -239,8 +240,9 @@ static inline size_t check_seq_dups(const struct sink *s, int from, int to, int 
 		SW_CHECKF(strcmp(r->hdr, want) == 0, "seq %d header %s", seq, r->hdr);
 		SW_CHECK(r->partition >= 0 && r->partition < 64);
 		/* the consumer never hands out the same offset twice */
-		SW_CHECKF(r->offset > last_off[r->partition], "partition %d offset %" PRId64
-			  " after %" PRId64, (int)r->partition, r->offset, last_off[r->partition]);
+		SW_CHECKF(r->offset > last_off[r->partition],
+			  "partition %d offset %" PRId64 " after %" PRId64, (int)r->partition,
+			  r->offset, last_off[r->partition]);
 		last_off[r->partition] = r->offset;
 		if (seen[seq - from]) {
 			SW_CHECKF(log_dups, "seq %d delivered twice", seq);

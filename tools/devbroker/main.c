@@ -2,8 +2,8 @@
  * sagewai-devbroker: an embedded Kafka for local runs and fault injection.
  *
  * Starts librdkafka's mock cluster with N brokers, creates every sagewai
- * topic, prints the bootstrap servers as the first line on stdout (and
- * writes them to --bootstrap-file), then serves until SIGTERM or SIGINT.
+ * topic (P partitions each, sagewai.audit.checkpoints one), prints the bootstrap servers as the
+ * first line on stdout (and writes them to --bootstrap-file), then serves until SIGTERM or SIGINT.
  *
  * Fault injection: one command per line on stdin, answered "ok" or
  * "error: ..." on stdout:
@@ -30,11 +30,11 @@
 
 struct devbroker {
 	struct event_base *base;
-	rd_kafka_t *rk;               /* handle the mock cluster hangs off */
+	rd_kafka_t *rk; /* handle the mock cluster hangs off */
 	rd_kafka_mock_cluster_t *mc;
 	int brokers;
 	int partitions;
-	char line[256];               /* partial stdin line */
+	char line[256]; /* partial stdin line */
 	size_t linelen;
 };
 
@@ -165,11 +165,11 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"brokers", required_argument, NULL, 'b'},
-		{"partitions", required_argument, NULL, 'p'},
-		{"bootstrap-file", required_argument, NULL, 'f'},
-		{"help", no_argument, NULL, 'h'},
-		{NULL, 0, NULL, 0},
+	    {"brokers", required_argument, NULL, 'b'},
+	    {"partitions", required_argument, NULL, 'p'},
+	    {"bootstrap-file", required_argument, NULL, 'f'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
 	struct devbroker db = {.brokers = 1, .partitions = 4};
 	struct event *ev_term = NULL, *ev_int = NULL, *ev_in = NULL;
@@ -223,8 +223,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	for (const char *const *t = sw_bus_topics; *t != NULL; t++) {
-		rd_kafka_resp_err_t err = rd_kafka_mock_topic_create(
-			db.mc, *t, db.partitions, db.brokers < 3 ? db.brokers : 3);
+		/* as in infra/kafka/topics.tsv: checkpoints are one ordered stream */
+		int parts = strcmp(*t, SW_TOPIC_AUDIT_CHECKPOINTS) == 0 ? 1 : db.partitions;
+		rd_kafka_resp_err_t err =
+		    rd_kafka_mock_topic_create(db.mc, *t, parts, db.brokers < 3 ? db.brokers : 3);
 
 		if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 			fprintf(stderr, "devbroker: topic %s: %s\n", *t, rd_kafka_err2str(err));
