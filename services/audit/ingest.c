@@ -105,8 +105,11 @@ static void settle(struct audit_env *env)
 
 			sw_bus_consumer_store_at(env->consumer, it->topic, it->partition,
 						 it->offset);
-			if (it->kind != 0)
+			if (it->kind != 0) {
 				env->appended++;
+				sw_metrics_counter_add(env->metrics, "sagewai_audit_appended_total",
+						       "Records made durable in the audit log", 1);
+			}
 		}
 		audit_index_items(env, b->items, b->n);
 		stored = 1;
@@ -161,6 +164,8 @@ static int classify(struct audit_env *env, const struct sw_bus_msg *m, struct au
 
 	if (strcmp(m->topic, SW_TOPIC_IDENTITY_SEALED) == 0) {
 		env->skipped++;
+		sw_metrics_counter_add(env->metrics, "sagewai_audit_skipped_total",
+				       "Messages of sagewai.identity.sealed, never stored", 1);
 		return 0; /* sealed envelopes are never stored (DESIGN.md) */
 	}
 	if (m->value == NULL || m->len == 0) {
@@ -195,6 +200,8 @@ add:
 	}
 	if (fresh == 0) {
 		env->duplicates++;
+		sw_metrics_counter_add(env->metrics, "sagewai_audit_duplicates_total",
+				       "Events dropped because their id is already in the log", 1);
 		it->kind = 0;
 		return 0;
 	}
@@ -247,6 +254,8 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 				return;
 			}
 			env->deadlettered++;
+			sw_metrics_counter_add(env->metrics, "sagewai_audit_deadlettered_total",
+					       "Undecodable messages sent to sagewai.deadletter", 1);
 			sw_log(SW_LOG_WARN, "dead-lettered undecodable message", "topic", m->topic,
 			       "reason", why, NULL);
 		}

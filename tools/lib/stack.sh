@@ -1,9 +1,13 @@
 # The local stack, for the demo and the benchmarks (sourced).
 #
-#   sw_stack_start WORK BUILD [real]   start Kafka (embedded devbroker, or with
-#                                      "real" the harness's Apache Kafka),
-#                                      PostgreSQL, llm-mock, audit, scheduler,
-#                                      worker; writes WORK/stack.env
+#   sw_stack_start WORK BUILD [KIND]   start the services (llm-mock, audit,
+#                                      scheduler, worker) on a Kafka and a
+#                                      PostgreSQL chosen by KIND:
+#       embedded  sagewai-devbroker and a private PostgreSQL cluster (default)
+#       real      the test harness: Apache Kafka (KRaft) and PostgreSQL
+#       env       those named by $SAGEWAI_KAFKA_BOOTSTRAP and $SAGEWAI_PG_DSN
+#                 (a fresh database is created there for this stack)
+#                                      and writes WORK/stack.env
 #   sw_stack_stop WORK                 stop all of it
 #
 # Every process is recorded in WORK/pids; logs go to WORK/<name>.log.
@@ -36,7 +40,13 @@ sw_stack_start() {
 	chmod 755 "$work"
 	: >"$work/pids"
 
-	if [ "$kind" = real ]; then
+	if [ "$kind" = env ]; then
+		bootstrap=$SAGEWAI_KAFKA_BOOTSTRAP
+		local db
+		db="stack_$(basename "$work" | tr -c 'a-zA-Z0-9_\n' _)_$$"
+		psql "$SAGEWAI_PG_DSN" -qAt -c "CREATE DATABASE $db" >/dev/null
+		SW_STACK_PG_DSN="$SAGEWAI_PG_DSN dbname=$db"
+	elif [ "$kind" = real ]; then
 		"$root/tests/harness/harness" start "$work/harness" >/dev/null
 		bootstrap=$(sed -n 's/^SAGEWAI_KAFKA_BOOTSTRAP=//p' "$work/harness/env")
 		echo "harness $work/harness" >>"$work/pids"
