@@ -34,6 +34,15 @@
  * earlier step. Unknown roots, unterminated ${{, bad paths: errors.
  *
  * Validation errors read "FILE:LINE:COL: message" (LINE and COL from 1).
+ *
+ * As read: YAML 1.2 core schema (plain 42, 1.5, true, null, ~ become JSON
+ * numbers, booleans, null; quoted scalars and !!str stay strings); refused:
+ * anchors and aliases, other tags, several documents, nesting deeper than
+ * 32, duplicate keys, more than 1000 steps. uses is required for (and only
+ * allowed on) in_process steps; the sandbox keys (run ... env) are refused
+ * on in_process steps; timeout 1ms..24h, backoff 0..1h. Templates are
+ * checked in with: and in the string values of the sandbox keys.
+ * docs/WORKFLOWS.md is the reference for workflow authors.
  */
 #ifndef SW_WORKFLOW_H
 #define SW_WORKFLOW_H
@@ -64,8 +73,9 @@ struct sw_step {
 	int64_t timeout_ms;
 	int retries;
 	int64_t backoff_ms;
-	json_t *extra;       /* the other keys (run, variant, network, ...) as JSON (owned) */
-	int line, col;       /* where the step starts in the file */
+	json_t *extra;       /* the other keys (run, variant, network, ...) as JSON (owned;
+			      * always an object; env values always strings) */
+	int line, col;       /* where the step starts in the file (0 from JSON) */
 };
 
 struct sw_workflow {
@@ -85,7 +95,12 @@ struct sw_workflow *sw_workflow_parse(const char *yaml, size_t len, const char *
 				      char *errstr, size_t errlen);
 void sw_workflow_free(struct sw_workflow *wf);
 
-/* The canonical JSON form (for storage and the API) and back. */
+/* The canonical JSON form (for storage and the API) and back:
+ * {"name", "version", "description"?, "steps": [{"name", "mode", "uses"?,
+ * "with", "timeout_ms", "retries", "backoff_ms", <extra keys>...}]}.
+ * to_json returns a new reference sharing nothing with wf. from_json does
+ * not take j and applies every rule of the YAML parser; its errors read
+ * "$.steps[1].name: message". */
 json_t *sw_workflow_to_json(const struct sw_workflow *wf);
 struct sw_workflow *sw_workflow_from_json(json_t *j, char *errstr, size_t errlen);
 
@@ -97,7 +112,9 @@ int sw_workflow_identity_bearing(const struct sw_workflow *wf);
 
 /* Render a step's with: against ctx = {"input": <run input>, "steps":
  * {"<name>": {"output": <value>}, ...}}. Returns a new reference, or NULL
- * with errstr naming the key path and the expression. */
+ * with errstr naming the key path and the expression, e.g.
+ * "with.prompt: ${{ input.brief }}: input.brief: no such key". The result
+ * shares nothing with ctx (NULL ctx = {}) and may not exceed 64 MiB. */
 json_t *sw_template_render(json_t *with, json_t *ctx, char *errstr, size_t errlen);
 
 /* Parse "500ms", "30s", "5m", "1h" or a bare number of seconds. 0 or -1. */

@@ -1,0 +1,593 @@
+/*
+ * The workflow rules: from a wf_node tree (YAML or canonical JSON) to a
+ * checked struct sw_workflow. Every message names the node at fault.
+ */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "wf_int.h"
+
+#define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
+#define BACKOFF_MAX_MS (3600LL * 1000)
+#define RETRIES_MAX 20
+
+struct vctx {
+	struct wf_doc *d;
+	char **names; /* each step's name, NULL where it is missing or invalid */
+	size_t nsteps;
+	size_t self; /* the step being checked */
+};
+
+static const char *const extra_keys[] = {"run",	   "variant",	"network",  "egress_allow",
+					 "limits", "cli_agent", "identity", "artifact",
+					 "prompt", "env",	NULL};
+
+static int in_list(const char *s, const char *const *list)
+{
+	for (; *list != NULL; list++)
+		if (!strcmp(s, *list))
+			return 1;
+	return 0;
+}
+
+static int is_str(const struct wf_node *n)
+{
+	return n->kind == WF_SCALAR && json_is_string(n->value);
+}
+
+/* [a-z0-9][a-z0-9<extra>]{0,62} */
+static int name_ok(const char *s, size_t len, const char *extra)
+{
+	size_t i;
+
+	if (len == 0 || len > 63)
+		return 0;
+	for (i = 0; i < len; i++) {
+		char c = s[i];
+
+		if ((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9'))
+			continue;
+		if (i == 0 || c == '\0' || strchr(extra, c) == NULL)
+			return 0;
+	}
+	return 1;
+}
+
+static const char *q(const struct wf_node *n, char *buf)
+{
+	return wf_quote(n->text, n->len, buf, 80);
+}
+
+static int want(struct vctx *v, const struct wf_node *k, const struct wf_node *val,
+		const char *what)
+{
+	return wf_fail(v->d, val, "%s: expected %s, got %s", k->text, what, wf_kind_name(val));
+}
+
+/* ---- templates ------------------------------------------------------- */
+
+static int ref_check(const char *name, size_t namelen, const char *expr, size_t exprlen, void *arg,
+		     char *err, size_t errlen)
+{
+	struct vctx *v = arg;
+	char qn[80], qe[80];
+	size_t j;
+
+	for (j = 0; j < v->nsteps; j++)
+		if (v->names[j] != NULL && strlen(v->names[j]) == namelen &&
+		    !memcmp(v->names[j], name, namelen))
+			break;
+	wf_quote(name, namelen, qn, sizeof(qn));
+	wf_quote(expr, exprlen, qe, sizeof(qe));
+	if (j == v->nsteps)
+		snprintf(err, errlen, "${{ %s }}: unknown step \"%s\"", qe, qn);
+	else if (j == v->self)
+		snprintf(err, errlen, "${{ %s }}: step \"%s\" cannot use its own output", qe, qn);
+	else if (j > v->self)
+		snprintf(err, errlen,
+			 "${{ %s }}: step \"%s\" is a later step (only earlier steps' outputs "
+			 "can be used)",
+			 qe, qn);
+	else
+		return 0;
+	return -1;
+}
+
+/* Check every string under n (values, not keys) for template errors. */
+static int check_templates(struct vctx *v, const struct wf_node *n)
+{
+	char msg[400];
+	size_t i;
+
+	if (n->kind == WF_SCALAR) {
+		if (n->is_key || !json_is_string(n->value))
+			return 0;
+		if (wf_template_scan(n->text, n->len, ref_check, v, msg, sizeof(msg)))
+			return wf_fail(v->d, n, "%s", msg);
+		return 0;
+	}
+	for (i = 0; i < n->nkids; i++)
+		if (check_templates(v, n->kids[i]))
+			return -1;
+	return 0;
+}
+
+/* ---- fields ---------------------------------------------------------- */
+
+static int get_duration(struct vctx *v, const struct wf_node *k, const struct wf_node *val,
+			int64_t min, int64_t max, const char *range, int64_t *ms)
+{
+	char b[80];
+
+	if (v->d->json) {
+		if (val->kind != WF_SCALAR || !json_is_integer(val->value))
+			return want(v, k, val, "an integer number of milliseconds");
+		*ms = json_integer_value(val->value);
+	} else if (val->kind == WF_SCALAR && json_is_integer(val->value)) {
+		json_int_t s = json_integer_value(val->value);
+
+		if (s < 0 || s > max / 1000)
+			return wf_fail(v->d, val, "%s: %s is out of range (%s)", k->text,
+				       q(val, b), range);
+		*ms = s * 1000;
+	} else if (is_str(val)) {
+		if (sw_duration_parse(val->text, ms))
+			return wf_fail(
+			    v->d, val,
+			    "%s: \"%s\" is not a duration (use ms, s, m or h, e.g. 30s)", k->text,
+			    q(val, b));
+	} else {
+		return want(v, k, val, "a duration such as 30s");
+	}
+	if (*ms < min || *ms > max)
+		return wf_fail(v->d, val, "%s: %s is out of range (%s)", k->text, q(val, b),
+			       range);
+	return 0;
+}
+
+static int host_port_ok(const char *s, size_t len)
+{
+	const char *c = memrchr(s, ':', len);
+	size_t hlen, i;
+	long port = 0;
+
+	if (c == NULL || (hlen = (size_t)(c - s)) == 0 || len - hlen - 1 == 0 ||
+	    len - hlen - 1 > 5)
+		return 0;
+	for (i = hlen + 1; i < len; i++) {
+		if (s[i] < '0' || s[i] > '9')
+			return 0;
+		port = port * 10 + (s[i] - '0');
+	}
+	if (port < 1 || port > 65535)
+		return 0;
+	for (i = 0; i < hlen; i++) {
+		char ch = s[i];
+
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		      (ch >= '0' && ch <= '9') || strchr(".-_*[]:", ch) != NULL))
+			return 0;
+	}
+	return 1;
+}
+
+static int env_name_ok(const char *s, size_t len)
+{
+	size_t i;
+
+	if (len == 0 || (s[0] >= '0' && s[0] <= '9'))
+		return 0;
+	for (i = 0; i < len; i++)
+		if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+		      (s[i] >= '0' && s[i] <= '9') || s[i] == '_'))
+			return 0;
+	return 1;
+}
+
+static int one_of(struct vctx *v, const struct wf_node *k, const struct wf_node *val,
+		  const char *const *allowed, const char *list)
+{
+	char b[80];
+
+	if (!is_str(val))
+		return want(v, k, val, "a string");
+	if (!in_list(val->text, allowed))
+		return wf_fail(v->d, val, "%s: unknown value \"%s\" (expected one of %s)", k->text,
+			       q(val, b), list);
+	return 0;
+}
+
+/* Check one of the sandbox keys and add its JSON form to extra. */
+static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_node *val,
+		       json_t *extra)
+{
+	static const char *const networks[] = {"none", "egress_only", "full", NULL};
+	static const char *const agents[] = {"claude-code", "codex", "gemini", "custom", NULL};
+	static const char *const dests[] = {"github", "s3", "local", "none", NULL};
+	const char *key = k->text;
+	json_t *j = NULL;
+	char b[80];
+	size_t i;
+
+	if (!strcmp(key, "network")) {
+		if (one_of(v, k, val, networks, "none, egress_only, full"))
+			return -1;
+	} else if (!strcmp(key, "cli_agent")) {
+		if (one_of(v, k, val, agents, "claude-code, codex, gemini, custom"))
+			return -1;
+	} else if (!strcmp(key, "egress_allow")) {
+		if (val->kind != WF_SEQ)
+			return want(v, k, val, "a sequence of \"host:port\" strings");
+		for (i = 0; i < val->nkids; i++) {
+			const struct wf_node *e = val->kids[i];
+
+			if (!is_str(e))
+				return want(v, k, e, "a \"host:port\" string");
+			if (memmem(e->text, e->len, "${{", 3) == NULL &&
+			    !host_port_ok(e->text, e->len))
+				return wf_fail(v->d, e, "egress_allow: \"%s\" is not host:port",
+					       q(e, b));
+		}
+	} else if (!strcmp(key, "limits")) {
+		if (val->kind != WF_MAP)
+			return want(v, k, val, "a mapping");
+	} else if (!strcmp(key, "artifact")) {
+		const struct wf_node *dest = NULL;
+
+		if (val->kind != WF_MAP)
+			return want(v, k, val, "a mapping with a destination");
+		for (i = 0; i + 1 < val->nkids; i += 2)
+			if (!strcmp(val->kids[i]->text, "destination"))
+				dest = val->kids[i + 1];
+		if (dest == NULL)
+			return wf_fail(v->d, val,
+				       "artifact: missing destination "
+				       "(github, s3, local or none)");
+		for (i = 0; i + 1 < val->nkids; i += 2)
+			if (val->kids[i + 1] == dest &&
+			    one_of(v, val->kids[i], dest, dests, "github, s3, local, none"))
+				return -1;
+	} else if (!strcmp(key, "env")) {
+		if (val->kind != WF_MAP)
+			return want(v, k, val, "a mapping of names to strings");
+		if ((j = json_object()) == NULL)
+			return wf_fail(v->d, val, "out of memory");
+		for (i = 0; i + 1 < val->nkids; i += 2) {
+			const struct wf_node *ek = val->kids[i], *ev = val->kids[i + 1];
+
+			if (!env_name_ok(ek->text, ek->len)) {
+				wf_fail(v->d, ek, "env: \"%s\" is not a variable name", q(ek, b));
+				goto fail;
+			}
+			/* Scalars are kept as written: PORT: 8080 is "8080". */
+			if (ev->kind != WF_SCALAR || json_is_null(ev->value)) {
+				wf_fail(v->d, ev, "env: %s: expected a string, got %s", ek->text,
+					wf_kind_name(ev));
+				goto fail;
+			}
+			if (json_object_set_new(j, ek->text, json_stringn(ev->text, ev->len))) {
+				wf_fail(v->d, ev, "env: %s: invalid value", ek->text);
+				goto fail;
+			}
+		}
+	} else {
+		/* run, variant, identity, prompt */
+		if (!is_str(val))
+			return want(v, k, val, "a string");
+		if (val->len == 0)
+			return wf_fail(v->d, val, "%s: must not be empty", key);
+	}
+	if (check_templates(v, val))
+		goto fail;
+	if (j == NULL && (j = wf_node_json(val)) == NULL)
+		return wf_fail(v->d, val, "%s: invalid value", key);
+	if (json_object_set_new(extra, key, j))
+		return wf_fail(v->d, val, "out of memory");
+	return 0;
+fail:
+	json_decref(j);
+	return -1;
+}
+
+static int uses_ok(const char *s, size_t len)
+{
+	if (!strcmp(s, "template") || !strcmp(s, "llm") || !strcmp(s, "http"))
+		return 1;
+	return len > 7 && !strncmp(s, "plugin:", 7) && name_ok(s + 7, len - 7, "_.-");
+}
+
+/* ---- steps ----------------------------------------------------------- */
+
+static int build_step(struct vctx *v, const struct wf_node *item, struct sw_step *st)
+{
+	struct wf_doc *d = v->d;
+	const struct wf_node *name = NULL, *uses_k = NULL, *uses = NULL, *first_extra = NULL;
+	const char *tkey = d->json ? "timeout_ms" : "timeout";
+	const char *bkey = d->json ? "backoff_ms" : "backoff";
+	char b[80];
+	size_t i, j;
+
+	st->line = item->line;
+	st->col = item->col;
+	st->mode = SW_MODE_IN_PROCESS;
+	st->timeout_ms = 60000;
+	st->backoff_ms = 1000;
+	if ((st->extra = json_object()) == NULL)
+		return wf_fail(d, item, "out of memory");
+	if (item->kind != WF_MAP)
+		return wf_fail(d, item, "a step must be a mapping, got %s", wf_kind_name(item));
+	for (i = 0; i + 1 < item->nkids; i += 2) {
+		const struct wf_node *k = item->kids[i], *val = item->kids[i + 1];
+		const char *key = k->text;
+
+		if (!strcmp(key, "name")) {
+			if (!is_str(val))
+				return want(v, k, val, "a string");
+			if (!name_ok(val->text, val->len, "_-"))
+				return wf_fail(d, val,
+					       "name: \"%s\" is not a valid step name "
+					       "(expected [a-z0-9][a-z0-9_-]{0,62})",
+					       q(val, b));
+			for (j = 0; j < v->self; j++)
+				if (v->names[j] != NULL && !strcmp(v->names[j], val->text))
+					return wf_fail(d, val, "duplicate step name \"%s\"",
+						       val->text);
+			name = val;
+		} else if (!strcmp(key, "mode")) {
+			if (!is_str(val))
+				return want(v, k, val, "a string");
+			if (sw_mode_parse(val->text, &st->mode))
+				return wf_fail(
+				    d, val,
+				    "mode: unknown mode \"%s\" (expected one of "
+				    "in_process, sandboxed, identity_scoped, cli_agent, "
+				    "cli_agent_jit)",
+				    q(val, b));
+		} else if (!strcmp(key, "uses")) {
+			uses_k = k;
+			uses = val;
+		} else if (!strcmp(key, "with")) {
+			if (val->kind == WF_SCALAR && json_is_null(val->value))
+				continue;
+			if (val->kind != WF_MAP)
+				return want(v, k, val, "a mapping");
+			if (check_templates(v, val))
+				return -1;
+			json_decref(st->with);
+			if ((st->with = wf_node_json(val)) == NULL)
+				return wf_fail(d, val, "with: invalid value");
+		} else if (!strcmp(key, tkey)) {
+			if (get_duration(v, k, val, 1, TIMEOUT_MAX_MS, "1ms..24h",
+					 &st->timeout_ms))
+				return -1;
+		} else if (!strcmp(key, bkey)) {
+			if (get_duration(v, k, val, 0, BACKOFF_MAX_MS, "0..1h", &st->backoff_ms))
+				return -1;
+		} else if (!strcmp(key, "retries")) {
+			if (val->kind != WF_SCALAR || !json_is_integer(val->value))
+				return want(v, k, val, "an integer");
+			if (json_integer_value(val->value) < 0 ||
+			    json_integer_value(val->value) > RETRIES_MAX)
+				return wf_fail(d, val, "retries: %s is out of range (0..%d)",
+					       q(val, b), RETRIES_MAX);
+			st->retries = (int)json_integer_value(val->value);
+		} else if (in_list(key, extra_keys)) {
+			if (first_extra == NULL)
+				first_extra = k;
+			if (check_extra(v, k, val, st->extra))
+				return -1;
+		} else {
+			return wf_fail(d, k,
+				       "unknown step key \"%s\" (expected name, mode, uses, with, "
+				       "%s, retries, %s, run, variant, network, egress_allow, "
+				       "limits, cli_agent, identity, artifact, prompt, env)",
+				       q(k, b), tkey, bkey);
+		}
+	}
+	if (name == NULL)
+		return wf_fail(d, item, "step has no name");
+	if ((st->name = strdup(name->text)) == NULL)
+		return wf_fail(d, item, "out of memory");
+	if (st->mode == SW_MODE_IN_PROCESS) {
+		if (uses == NULL)
+			return wf_fail(d, item,
+				       "step \"%s\": an in_process step needs \"uses\" "
+				       "(template, llm, http or plugin:NAME)",
+				       st->name);
+		if (!is_str(uses))
+			return want(v, uses_k, uses, "a string");
+		if (!uses_ok(uses->text, uses->len))
+			return wf_fail(d, uses,
+				       "uses: unknown step kind \"%s\" (expected template, llm, "
+				       "http or plugin:NAME)",
+				       q(uses, b));
+		if (first_extra != NULL)
+			return wf_fail(d, first_extra,
+				       "\"%s\" does not apply to in_process steps (it is for "
+				       "sandboxed and later modes)",
+				       first_extra->text);
+		if ((st->uses = strdup(uses->text)) == NULL)
+			return wf_fail(d, item, "out of memory");
+	} else if (uses != NULL) {
+		return wf_fail(d, uses_k,
+			       "\"uses\" applies only to in_process steps (this step "
+			       "is %s)",
+			       sw_mode_name(st->mode));
+	}
+	if (st->with == NULL && (st->with = json_object()) == NULL)
+		return wf_fail(d, item, "out of memory");
+	return 0;
+}
+
+static const struct wf_node *map_get(const struct wf_node *m, const char *key)
+{
+	size_t i;
+
+	for (i = 0; i + 1 < m->nkids; i += 2)
+		if (!strcmp(m->kids[i]->text, key))
+			return m->kids[i + 1];
+	return NULL;
+}
+
+static int build_steps(struct vctx *v, const struct wf_node *k, const struct wf_node *seq,
+		       struct sw_workflow *wf)
+{
+	struct wf_doc *d = v->d;
+	const struct wf_node *n;
+	size_t i;
+
+	if (seq->kind != WF_SEQ)
+		return want(v, k, seq, "a sequence of steps");
+	if (seq->nkids == 0)
+		return wf_fail(d, seq, "steps: a workflow needs at least one step");
+	if (seq->nkids > WF_MAX_STEPS)
+		return wf_fail(d, seq, "steps: more than %d steps", WF_MAX_STEPS);
+	v->nsteps = seq->nkids;
+	if ((v->names = calloc(seq->nkids, sizeof(*v->names))) == NULL ||
+	    (wf->steps = calloc(seq->nkids, sizeof(*wf->steps))) == NULL)
+		return wf_fail(d, seq, "out of memory");
+	wf->nsteps = seq->nkids;
+	/* First the names, so that templates can tell a later step from an
+	 * unknown one. */
+	for (i = 0; i < seq->nkids; i++) {
+		n = seq->kids[i];
+		if (n->kind == WF_MAP && (n = map_get(n, "name")) != NULL && is_str(n) &&
+		    name_ok(n->text, n->len, "_-"))
+			v->names[i] = n->text;
+	}
+	for (i = 0; i < seq->nkids; i++) {
+		v->self = i;
+		if (build_step(v, seq->kids[i], &wf->steps[i]))
+			return -1;
+	}
+	return 0;
+}
+
+struct sw_workflow *wf_build(struct wf_doc *d, const struct wf_node *root)
+{
+	struct vctx v = {.d = d};
+	struct sw_workflow *wf;
+	const struct wf_node *name = NULL, *steps = NULL, *steps_k = NULL;
+	char b[80];
+	size_t i;
+
+	if ((wf = calloc(1, sizeof(*wf))) == NULL) {
+		wf_fail(d, root, "out of memory");
+		return NULL;
+	}
+	wf->version = 1;
+	if (root->kind != WF_MAP) {
+		wf_fail(d, root, "a workflow must be a mapping, got %s", wf_kind_name(root));
+		goto fail;
+	}
+	for (i = 0; i + 1 < root->nkids; i += 2) {
+		const struct wf_node *k = root->kids[i], *val = root->kids[i + 1];
+
+		if (!strcmp(k->text, "name")) {
+			if (!is_str(val)) {
+				want(&v, k, val, "a string");
+				goto fail;
+			}
+			if (!name_ok(val->text, val->len, "_.-")) {
+				wf_fail(d, val,
+					"name: \"%s\" is not a valid workflow name "
+					"(expected [a-z0-9][a-z0-9_.-]{0,62})",
+					q(val, b));
+				goto fail;
+			}
+			name = val;
+		} else if (!strcmp(k->text, "version")) {
+			if (val->kind != WF_SCALAR || !json_is_integer(val->value)) {
+				want(&v, k, val, "an integer");
+				goto fail;
+			}
+			if (json_integer_value(val->value) < 1 ||
+			    json_integer_value(val->value) > INT_MAX) {
+				wf_fail(d, val, "version: %s is out of range (1..%d)", q(val, b),
+					INT_MAX);
+				goto fail;
+			}
+			wf->version = (int)json_integer_value(val->value);
+		} else if (!strcmp(k->text, "description")) {
+			if (val->kind == WF_SCALAR && json_is_null(val->value))
+				continue;
+			if (!is_str(val)) {
+				want(&v, k, val, "a string");
+				goto fail;
+			}
+			free(wf->description);
+			if ((wf->description = strdup(val->text)) == NULL) {
+				wf_fail(d, val, "out of memory");
+				goto fail;
+			}
+		} else if (!strcmp(k->text, "steps")) {
+			steps_k = k;
+			steps = val;
+		} else {
+			wf_fail(d, k,
+				"unknown key \"%s\" (expected name, version, description, steps)",
+				q(k, b));
+			goto fail;
+		}
+	}
+	if (name == NULL) {
+		wf_fail(d, root, "missing key \"name\"");
+		goto fail;
+	}
+	if ((wf->name = strdup(name->text)) == NULL) {
+		wf_fail(d, root, "out of memory");
+		goto fail;
+	}
+	if (steps == NULL) {
+		wf_fail(d, root, "missing key \"steps\"");
+		goto fail;
+	}
+	if (build_steps(&v, steps_k, steps, wf))
+		goto fail;
+	free(v.names);
+	return wf;
+fail:
+	free(v.names);
+	sw_workflow_free(wf);
+	return NULL;
+}
+
+/* ---- entry points ---------------------------------------------------- */
+
+struct sw_workflow *sw_workflow_parse(const char *yaml, size_t len, const char *filename,
+				      char *errstr, size_t errlen)
+{
+	struct wf_doc d = {
+	    .file = filename != NULL ? filename : "workflow", .err = errstr, .errlen = errlen};
+	struct sw_workflow *wf;
+	struct wf_node *root;
+
+	if (errstr != NULL && errlen > 0)
+		errstr[0] = '\0';
+	if (yaml == NULL && len > 0) {
+		wf_fail(&d, NULL, "no input");
+		return NULL;
+	}
+	if ((root = wf_yaml_load(&d, yaml != NULL ? yaml : "", len)) == NULL)
+		return NULL;
+	wf = wf_build(&d, root);
+	wf_node_free(root);
+	return wf;
+}
+
+struct sw_workflow *sw_workflow_from_json(json_t *j, char *errstr, size_t errlen)
+{
+	struct wf_doc d = {.json = 1, .err = errstr, .errlen = errlen};
+	struct sw_workflow *wf;
+	struct wf_node *root;
+
+	if (errstr != NULL && errlen > 0)
+		errstr[0] = '\0';
+	if ((root = wf_json_load(&d, j)) == NULL)
+		return NULL;
+	wf = wf_build(&d, root);
+	wf_node_free(root);
+	return wf;
+}

@@ -1,0 +1,630 @@
+/*
+ * sw_workflow parsing and validation: the examples parse and round-trip
+ * through the canonical JSON form, and every class of error names the
+ * right FILE:LINE:COL.
+ *
+ *   workflow_parse EXAMPLES_DIR
+ */
+#include <math.h>
+
+#include "wf_test.h"
+
+static const char *examples;
+
+/* Parse text as "t.yaml" and expect an error that starts with prefix
+ * and contains needle. */
+static void expect_err_at(int line, const char *yaml, const char *prefix, const char *needle)
+{
+	char err[512];
+	struct sw_workflow *wf = sw_workflow_parse(yaml, strlen(yaml), "t.yaml", err, sizeof(err));
+
+	if (wf != NULL) {
+		fprintf(stderr, "line %d: parsed but expected \"%s\"\n", line, prefix);
+		exit(1);
+	}
+	if (strncmp(err, prefix, strlen(prefix)) != 0 ||
+	    (needle != NULL && strstr(err, needle) == NULL)) {
+		fprintf(stderr, "line %d: got \"%s\"\n  expected prefix \"%s\" and \"%s\"\n", line,
+			err, prefix, needle ? needle : "");
+		exit(1);
+	}
+}
+#define expect_err(y, p, n) expect_err_at(__LINE__, y, p, n)
+
+static struct sw_workflow *parse_ok_at(int line, const char *yaml)
+{
+	char err[512];
+	struct sw_workflow *wf = sw_workflow_parse(yaml, strlen(yaml), "t.yaml", err, sizeof(err));
+
+	if (wf == NULL) {
+		fprintf(stderr, "line %d: unexpected error: %s\n", line, err);
+		exit(1);
+	}
+	wf_check_roundtrip(wf, "inline");
+	return wf;
+}
+#define parse_ok(y) parse_ok_at(__LINE__, y)
+
+static void test_hello(void)
+{
+	char err[512];
+	size_t len;
+	char *text = wf_read_file(examples, "hello.yaml", &len);
+	struct sw_workflow *wf = sw_workflow_parse(text, len, "hello.yaml", err, sizeof(err));
+	json_t *with;
+
+	SW_CHECKF(wf != NULL, "%s", err);
+	SW_CHECK(!strcmp(wf->name, "hello") && wf->version == 1 && wf->description != NULL);
+	SW_CHECK(wf->nsteps == 3);
+	SW_CHECK(!strcmp(wf->steps[0].name, "plan") && !strcmp(wf->steps[0].uses, "llm"));
+	SW_CHECK(!strcmp(wf->steps[1].name, "transform") &&
+		 !strcmp(wf->steps[1].uses, "template"));
+	SW_CHECK(!strcmp(wf->steps[2].name, "summarise") && !strcmp(wf->steps[2].uses, "llm"));
+	for (size_t i = 0; i < 3; i++) {
+		SW_CHECK(wf->steps[i].mode == SW_MODE_IN_PROCESS);
+		SW_CHECK(json_is_object(wf->steps[i].with) && json_is_object(wf->steps[i].extra));
+		SW_CHECK(json_object_size(wf->steps[i].extra) == 0);
+	}
+	with = wf->steps[0].with;
+	SW_CHECK(json_is_true(json_object_get(with, "json")));
+	SW_CHECK(json_integer_value(json_object_get(with, "max_tokens")) == 400);
+	SW_CHECK(json_is_integer(json_object_get(with, "temperature")));
+	SW_CHECK(strstr(json_string_value(json_object_get(with, "prompt")),
+			"${{ input.brief }}\n\nPlan a web page") != NULL);
+	SW_CHECK(wf->steps[0].timeout_ms == 30000 && wf->steps[0].retries == 2 &&
+		 wf->steps[0].backoff_ms == 500);
+	SW_CHECK(wf->steps[1].timeout_ms == 60000 && wf->steps[1].retries == 0 &&
+		 wf->steps[1].backoff_ms == 1000);
+	SW_CHECK(wf->steps[0].line == 7 && wf->steps[0].col == 5);
+	SW_CHECK(wf->steps[1].line == 23 && wf->steps[1].col == 5);
+	SW_CHECK(json_integer_value(json_object_get(json_object_get(wf->steps[1].with, "value"),
+						    "outline_version")) == 1);
+	SW_CHECK(!sw_workflow_identity_bearing(wf));
+	SW_CHECK(sw_workflow_first_unrunnable(wf, 1u << SW_MODE_IN_PROCESS) == -1);
+	SW_CHECK(sw_workflow_first_unrunnable(wf, 1u << SW_MODE_SANDBOXED) == 0);
+	wf_check_roundtrip(wf, "hello.yaml");
+	sw_workflow_free(wf);
+	free(text);
+}
+
+static void test_portfolio(void)
+{
+	char err[512];
+	size_t len;
+	char *text = wf_read_file(examples, "portfolio.yaml", &len);
+	struct sw_workflow *wf = sw_workflow_parse(text, len, "portfolio.yaml", err, sizeof(err));
+	const struct sw_step *s;
+	json_t *x;
+
+	SW_CHECKF(wf != NULL, "%s", err);
+	SW_CHECK(!strcmp(wf->name, "portfolio") && wf->nsteps == 5);
+	s = &wf->steps[0];
+	SW_CHECK(!strcmp(s->name, "receive_brief") && s->mode == SW_MODE_IN_PROCESS &&
+		 !strcmp(s->uses, "llm"));
+	SW_CHECK(json_is_true(json_object_get(s->with, "json")));
+	s = &wf->steps[1];
+	SW_CHECK(!strcmp(s->name, "scaffold") && s->mode == SW_MODE_CLI_AGENT && s->uses == NULL);
+	SW_CHECK(
+	    !strcmp(json_string_value(json_object_get(s->extra, "cli_agent")), "claude-code"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(s->extra, "identity")),
+			 "portfolio-customer-x"));
+	x = json_object_get(s->extra, "artifact");
+	SW_CHECK(!strcmp(json_string_value(json_object_get(x, "destination")), "github"));
+	SW_CHECK(strstr(json_string_value(json_object_get(s->extra, "prompt")),
+			"${{ steps.receive_brief.output }}") != NULL);
+	SW_CHECK(s->timeout_ms == 30 * 60 * 1000);
+	s = &wf->steps[2];
+	SW_CHECK(!strcmp(s->name, "verify") && s->mode == SW_MODE_SANDBOXED);
+	SW_CHECK(!strcmp(json_string_value(json_object_get(s->extra, "variant")), "base"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(s->extra, "network")), "egress_only"));
+	x = json_object_get(s->extra, "egress_allow");
+	SW_CHECK(json_array_size(x) == 2);
+	SW_CHECK(!strcmp(json_string_value(json_array_get(x, 0)), "github.com:443"));
+	SW_CHECK(!strcmp(json_string_value(json_array_get(x, 1)), "registry.npmjs.org:443"));
+	SW_CHECK(strstr(json_string_value(json_object_get(s->extra, "run")), "npm ci") != NULL);
+	SW_CHECK(json_integer_value(
+		     json_object_get(json_object_get(s->extra, "limits"), "memory_mb")) == 2048);
+	SW_CHECK(s->with != NULL && json_object_size(s->with) == 0);
+	SW_CHECK(!strcmp(wf->steps[3].name, "summarise") && !strcmp(wf->steps[3].uses, "llm"));
+	SW_CHECK(!strcmp(wf->steps[4].name, "notify") && !strcmp(wf->steps[4].uses, "http"));
+	SW_CHECK(wf->steps[4].retries == 3 && wf->steps[4].backoff_ms == 2000);
+
+	SW_CHECK(sw_workflow_identity_bearing(wf));
+	SW_CHECK(sw_workflow_first_unrunnable(wf, 1u << SW_MODE_IN_PROCESS) == 1);
+	SW_CHECK(sw_workflow_first_unrunnable(wf, (1u << SW_MODE_IN_PROCESS) |
+						      (1u << SW_MODE_CLI_AGENT)) == 2);
+	SW_CHECK(sw_workflow_first_unrunnable(wf, (1u << SW_MODE_COUNT) - 1) == -1);
+	wf_check_roundtrip(wf, "portfolio.yaml");
+	sw_workflow_free(wf);
+	free(text);
+}
+
+/* The files in examples/broken, each with its exact location. */
+static void test_broken_files(void)
+{
+	static const struct {
+		const char *file, *prefix, *needle;
+	} cases[] = {
+	    {"broken/unknown_key.yaml", "broken/unknown_key.yaml:8:5: ", "\"retry\""},
+	    {"broken/duplicate_step.yaml",
+	     "broken/duplicate_step.yaml:10:11: ", "duplicate step name \"ask\""},
+	    {"broken/bad_mode.yaml", "broken/bad_mode.yaml:5:11: ",
+	     "unknown mode \"docker\" (expected one of in_process, sandboxed, "
+	     "identity_scoped, cli_agent, cli_agent_jit)"},
+	    {"broken/later_step.yaml",
+	     "broken/later_step.yaml:8:19: ", "step \"second\" is a later step"},
+	    {"broken/unknown_step.yaml",
+	     "broken/unknown_step.yaml:10:15: ", "unknown step \"frist\""},
+	    {"broken/unknown_root.yaml",
+	     "broken/unknown_root.yaml:7:15: ", "unknown root \"env\""},
+	    {"broken/alias.yaml", "broken/alias.yaml:8:12: ", "anchors and aliases"},
+	    {"broken/syntax.yaml", "broken/syntax.yaml:7:5: ", "did not find expected"},
+	    {"broken/no_uses.yaml", "broken/no_uses.yaml:4:5: ", "needs \"uses\""},
+	    {"broken/uses_sandboxed.yaml", "broken/uses_sandboxed.yaml:6:5: ",
+	     "\"uses\" applies only to in_process steps (this step is sandboxed)"},
+	    {"broken/no_steps.yaml", "broken/no_steps.yaml:4:8: ", "at least one step"},
+	    {"broken/two_docs.yaml", "broken/two_docs.yaml:4:1: ", "more than one YAML document"},
+	};
+	char err[512];
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		size_t len;
+		char *text = wf_read_file(examples, cases[i].file, &len);
+		struct sw_workflow *wf =
+		    sw_workflow_parse(text, len, cases[i].file, err, sizeof(err));
+
+		SW_CHECKF(wf == NULL, "%s parsed", cases[i].file);
+		SW_CHECKF(!strncmp(err, cases[i].prefix, strlen(cases[i].prefix)) &&
+			      strstr(err, cases[i].needle) != NULL,
+			  "%s: got \"%s\"", cases[i].file, err);
+		free(text);
+	}
+}
+
+#define HEAD "name: t\nsteps:\n"
+
+static void test_structure_errors(void)
+{
+	/* top level */
+	expect_err("name: t\nstep:\n  - {name: a, uses: llm}\n",
+		   "t.yaml:2:1: ", "unknown key \"step\"");
+	expect_err("name: [t]\nsteps: []\n",
+		   "t.yaml:1:7: ", "name: expected a string, got a sequence");
+	expect_err("name: 12\nsteps: []\n",
+		   "t.yaml:1:7: ", "name: expected a string, got an integer");
+	expect_err("name: Hello World\n", "t.yaml:1:7: ", "is not a valid workflow name");
+	expect_err("name: -x\n", "t.yaml:1:7: ", "is not a valid workflow name");
+	expect_err("name: t\nversion: 0\n", "t.yaml:2:10: ", "version: 0 is out of range");
+	expect_err("name: t\nversion: \"1\"\n",
+		   "t.yaml:2:10: ", "version: expected an integer, got a string");
+	expect_err("name: t\nversion: 1.5\n",
+		   "t.yaml:2:10: ", "expected an integer, got a number");
+	expect_err("name: t\nversion: 3000000000\n", "t.yaml:2:10: ", "out of range");
+	expect_err("name: t\ndescription: {a: 1}\n", "t.yaml:2:14: ", "expected a string");
+	expect_err("version: 2\nsteps: []\n", "t.yaml:1:1: ", "missing key \"name\"");
+	expect_err("# a comment\nname: t\n", "t.yaml:2:1: ", "missing key \"steps\"");
+	expect_err("name: t\nsteps: {a: 1}\n", "t.yaml:2:8: ", "steps: expected a sequence");
+	expect_err("name: t\nsteps:\n", "t.yaml:2:7: ", "steps: expected a sequence");
+	expect_err("- a\n- b\n", "t.yaml:1:1: ", "a workflow must be a mapping, got a sequence");
+	expect_err("", "t.yaml:1:1: ", "empty workflow");
+	expect_err("# nothing\n", "t.yaml:2:1: ", "empty workflow");
+	expect_err("just text\n", "t.yaml:1:1: ", "a workflow must be a mapping, got a string");
+
+	/* steps */
+	expect_err(HEAD "  - just a string\n", "t.yaml:3:5: ", "a step must be a mapping");
+	expect_err(HEAD "  - uses: llm\n    with: {prompt: x}\n",
+		   "t.yaml:3:5: ", "step has no name");
+	expect_err(HEAD "  - name: Big\n    uses: llm\n",
+		   "t.yaml:3:11: ", "not a valid step name");
+	expect_err(HEAD "  - name: a.b\n    uses: llm\n",
+		   "t.yaml:3:11: ", "not a valid step name");
+	expect_err(HEAD "  - name: [a]\n    uses: llm\n",
+		   "t.yaml:3:11: ", "name: expected a string, got a sequence");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    colour: blue\n",
+		   "t.yaml:5:5: ", "unknown step key \"colour\"");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    timeout_ms: 5\n",
+		   "t.yaml:5:5: ", "unknown step key \"timeout_ms\"");
+	expect_err(HEAD "  - name: a\n    mode: 3\n",
+		   "t.yaml:4:11: ", "mode: expected a string, got an integer");
+	expect_err(HEAD "  - name: a\n    mode: In_Process\n    uses: llm\n", "t.yaml:4:11: ",
+		   "in_process, sandboxed, identity_scoped, cli_agent, cli_agent_jit");
+	expect_err(
+	    HEAD "  - {name: a, uses: llm}\n  - {name: b, uses: llm}\n  - {name: a, uses: llm}\n",
+	    "t.yaml:5:12: ", "duplicate step name \"a\"");
+
+	/* uses */
+	expect_err(HEAD "  - name: a\n    uses: shell\n", "t.yaml:4:11: ",
+		   "unknown step kind \"shell\" (expected template, llm, http or plugin:NAME)");
+	expect_err(HEAD "  - name: a\n    uses: \"plugin:\"\n",
+		   "t.yaml:4:11: ", "unknown step kind");
+	expect_err(HEAD "  - name: a\n    uses: plugin:Bad\n",
+		   "t.yaml:4:11: ", "unknown step kind");
+	expect_err(HEAD "  - name: a\n    uses: [llm]\n",
+		   "t.yaml:4:11: ", "uses: expected a string, got a sequence");
+	expect_err(HEAD "  - name: a\n    mode: in_process\n",
+		   "t.yaml:3:5: ", "step \"a\": an in_process step needs \"uses\"");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    mode: cli_agent\n", "t.yaml:4:5: ",
+		   "\"uses\" applies only to in_process steps (this step is cli_agent)");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    run: make\n",
+		   "t.yaml:5:5: ", "\"run\" does not apply to in_process steps");
+
+	/* with */
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: [1]\n",
+		   "t.yaml:5:11: ", "with: expected a mapping, got a sequence");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: {x: 1, x: 2}\n",
+		   "t.yaml:5:18: ", "duplicate key \"x\"");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: {[1]: 2}\n",
+		   "t.yaml:5:12: ", "mapping keys must be scalars");
+}
+
+static void test_limits(void)
+{
+	struct sw_workflow *wf;
+
+	expect_err(HEAD "  - name: a\n    uses: llm\n    timeout: 0\n",
+		   "t.yaml:5:14: ", "timeout: 0 is out of range (1ms..24h)");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    timeout: 25h\n",
+		   "t.yaml:5:14: ", "timeout: 25h is out of range");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    timeout: 86401\n",
+		   "t.yaml:5:14: ", "out of range");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    timeout: -1\n",
+		   "t.yaml:5:14: ", "out of range");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    timeout: 30x\n",
+		   "t.yaml:5:14: ", "timeout: \"30x\" is not a duration");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    timeout: 1.5\n",
+		   "t.yaml:5:14: ", "timeout: expected a duration such as 30s, got a number");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    retries: 21\n",
+		   "t.yaml:5:14: ", "retries: 21 is out of range (0..20)");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    retries: -1\n",
+		   "t.yaml:5:14: ", "out of range");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    retries: \"2\"\n",
+		   "t.yaml:5:14: ", "retries: expected an integer, got a string");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    backoff: 2h\n",
+		   "t.yaml:5:14: ", "backoff: 2h is out of range (0..1h)");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    backoff: soon\n",
+		   "t.yaml:5:14: ", "not a duration");
+
+	wf = parse_ok(HEAD "  - name: a\n    uses: llm\n    timeout: 86400\n    retries: 20\n"
+			   "    backoff: 0\n");
+	SW_CHECK(wf->steps[0].timeout_ms == 86400000 && wf->steps[0].retries == 20 &&
+		 wf->steps[0].backoff_ms == 0);
+	sw_workflow_free(wf);
+	wf = parse_ok(HEAD "  - name: a\n    uses: llm\n    timeout: 1ms\n    backoff: 1h\n");
+	SW_CHECK(wf->steps[0].timeout_ms == 1 && wf->steps[0].backoff_ms == 3600000);
+	sw_workflow_free(wf);
+}
+
+static void test_sandbox_keys(void)
+{
+	struct sw_workflow *wf;
+	json_t *env;
+
+#define SBX HEAD "  - name: a\n    mode: sandboxed\n"
+	expect_err(SBX "    network: open\n", "t.yaml:5:14: ",
+		   "network: unknown value \"open\" (expected one of none, egress_only, full)");
+	expect_err(SBX "    network: [none]\n", "t.yaml:5:14: ", "network: expected a string");
+	expect_err(SBX "    egress_allow: github.com:443\n",
+		   "t.yaml:5:19: ", "egress_allow: expected a sequence");
+	expect_err(SBX "    egress_allow: [\"github.com\"]\n",
+		   "t.yaml:5:20: ", "\"github.com\" is not host:port");
+	expect_err(SBX
+		   "    egress_allow:\n      - \"a.example:443\"\n      - \"b.example:70000\"\n",
+		   "t.yaml:7:9: ", "is not host:port");
+	expect_err(SBX "    egress_allow: [1]\n",
+		   "t.yaml:5:20: ", "expected a \"host:port\" string");
+	expect_err(SBX "    limits: 5\n", "t.yaml:5:13: ", "limits: expected a mapping");
+	expect_err(SBX "    cli_agent: cursor\n",
+		   "t.yaml:5:16: ", "(expected one of claude-code, codex, gemini, custom)");
+	expect_err(SBX "    artifact: {repo: x}\n",
+		   "t.yaml:5:15: ", "artifact: missing destination");
+	expect_err(SBX "    artifact: {destination: ftp}\n", "t.yaml:5:29: ",
+		   "destination: unknown value \"ftp\" (expected one of github, s3, local, none)");
+	expect_err(SBX "    env: {1X: a}\n",
+		   "t.yaml:5:11: ", "env: \"1X\" is not a variable name");
+	expect_err(SBX "    env: {X: }\n", "t.yaml:5:14: ", "env: X: expected a string, got null");
+	expect_err(SBX "    env: {X: [1]}\n", "t.yaml:5:14: ", "env: X: expected a string");
+	expect_err(SBX "    run: [make]\n", "t.yaml:5:10: ", "run: expected a string");
+	expect_err(SBX "    run: \"\"\n", "t.yaml:5:10: ", "run: must not be empty");
+	expect_err(SBX "    identity: 5\n", "t.yaml:5:15: ", "identity: expected a string");
+	expect_err(SBX "    run: \"echo ${{ steps.b.output }}\"\n  - {name: b, uses: llm}\n",
+		   "t.yaml:5:10: ", "step \"b\" is a later step");
+
+	wf = parse_ok(SBX "    network: none\n    env: {PORT: 8080, DEBUG: true, NAME: x}\n"
+			  "    run: make\n    with: {n: 1}\n");
+	env = json_object_get(wf->steps[0].extra, "env");
+	SW_CHECK(!strcmp(json_string_value(json_object_get(env, "PORT")), "8080"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(env, "DEBUG")), "true"));
+	SW_CHECK(json_integer_value(json_object_get(wf->steps[0].with, "n")) == 1);
+	SW_CHECK(wf->steps[0].uses == NULL);
+	sw_workflow_free(wf);
+	/* identity_scoped and the agent modes parse too; a step with only a
+	 * mode and no other keys is fine outside in_process. */
+	wf = parse_ok(HEAD "  - {name: a, mode: identity_scoped, identity: p, run: x}\n"
+			   "  - {name: b, mode: cli_agent_jit, cli_agent: codex,\n"
+			   "     artifact: {destination: none}}\n"
+			   "  - {name: c, mode: sandboxed}\n");
+	SW_CHECK(wf->steps[0].mode == SW_MODE_IDENTITY_SCOPED);
+	SW_CHECK(wf->steps[1].mode == SW_MODE_CLI_AGENT_JIT);
+	SW_CHECK(sw_workflow_identity_bearing(wf));
+	sw_workflow_free(wf);
+#undef SBX
+}
+
+static void test_template_errors(void)
+{
+#define STEP HEAD "  - name: a\n    uses: template\n    with:\n      value: "
+	expect_err(STEP "\"${{ steps.a.output }}\"\n",
+		   "t.yaml:6:14: ", "step \"a\" cannot use its own output");
+	expect_err(STEP "\"x ${{ input.a\"\n", "t.yaml:6:14: ", "unterminated \"${{\"");
+	expect_err(STEP "\"${{ input..a }}\"\n", "t.yaml:6:14: ", "bad path");
+	expect_err(STEP "\"${{ input.a[x] }}\"\n", "t.yaml:6:14: ", "bad path");
+	expect_err(STEP "\"${{ input a }}\"\n", "t.yaml:6:14: ", "bad path");
+	expect_err(STEP "\"${{ }}\"\n", "t.yaml:6:14: ", "empty expression");
+	expect_err(STEP "\"${{ steps.a }}\"\n", "t.yaml:6:14: ", "expected steps.NAME.output");
+	expect_err(STEP "\"${{ steps.a.result }}\"\n",
+		   "t.yaml:6:14: ", "expected steps.NAME.output");
+	expect_err(STEP "\"${{ secrets.KEY }}\"\n", "t.yaml:6:14: ",
+		   "${{ secrets.KEY }}: unknown root \"secrets\" (expected input or steps)");
+	/* nested deep inside with: */
+	expect_err(
+	    HEAD
+	    "  - {name: a, uses: llm}\n  - name: b\n    uses: http\n    with:\n"
+	    "      body:\n        items:\n          - ok\n          - \"${{ steps.c.output }}\"\n",
+	    "t.yaml:10:13: ", "unknown step \"c\"");
+	/* keys are not templated, so not checked */
+	sw_workflow_free(parse_ok(STEP "{\"${{ nonsense\": 1}\n"));
+#undef STEP
+}
+
+static void test_yaml_level(void)
+{
+	char big[40 + 50 * 2 + 1];
+	char *huge;
+	size_t n, i;
+
+	expect_err(HEAD "  - name: &x a\n    uses: llm\n", "t.yaml:3:11: ", "anchors and aliases");
+	expect_err(HEAD "  - &s\n    name: a\n    uses: llm\n",
+		   "t.yaml:3:5: ", "anchors and aliases");
+	expect_err("name: &n t\nsteps:\n  - {name: *n, uses: llm}\n", "t.yaml:1:7: ", "anchors");
+	expect_err("name: t\nsteps: *s\n", "t.yaml:2:8: ", "anchors and aliases");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: {n: !!int 3}\n",
+		   "t.yaml:5:15: ", "tags other than !!str are not supported");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: !foo {n: 3}\n",
+		   "t.yaml:5:11: ", "tags are not supported");
+	expect_err("name: t\nsteps:\n- name: \"unterminated\n",
+		   "t.yaml:4:1: ", "found unexpected end of stream");
+	expect_err("name: t\n  steps: x\n", "t.yaml:2:8: ", "mapping values are not allowed");
+	expect_err("name: t\n\tsteps: x\n", "t.yaml:2:1: ", "found a tab character");
+	expect_err("name: t\nsteps: []\n---\nname: u\n",
+		   "t.yaml:3:1: ", "more than one YAML document");
+	expect_err("name: t\nsteps: []\n...\n--- x\n", "t.yaml:4:1: ", "more than one");
+	expect_err("name: \"t\xff\"\n", "t.yaml:1:9: ", "invalid leading UTF-8 octet");
+	expect_err("name: t\ndescription: \"\xc3\xa9\xc3\"\n", "t.yaml:2:17: ", "UTF-8");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: {n: 99999999999999999999}\n",
+		   "t.yaml:5:15: ", "integer 99999999999999999999 is out of range");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: {n: 1e400}\n",
+		   "t.yaml:5:15: ", "out of range");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: {n: -.inf}\n",
+		   "t.yaml:5:15: ", "no JSON form");
+	expect_err(HEAD "  - name: a\n    uses: llm\n    with: {n: .NaN}\n",
+		   "t.yaml:5:15: ", "no JSON form");
+	expect_err("name: \"a\\0b\"\n", "t.yaml:1:7: ", "NUL character");
+
+	/* Nesting: root map 1, steps 2, step 3, with 4, so the 29th '[' of
+	 * value is level 33, at column 14 + 28. */
+	n = (size_t)snprintf(big, sizeof(big), "%s", "");
+	for (i = 0; i < 50; i++)
+		big[n++] = '[';
+	for (i = 0; i < 50; i++)
+		big[n++] = ']';
+	big[n] = '\0';
+	{
+		char doc[512];
+
+		snprintf(doc, sizeof(doc),
+			 HEAD "  - name: a\n    uses: template\n    with:\n"
+			      "      value: %s\n",
+			 big);
+		expect_err(doc, "t.yaml:6:42: ", "nested deeper than 32 levels");
+		/* 32 levels exactly are fine */
+		snprintf(doc, sizeof(doc),
+			 HEAD "  - name: a\n    uses: template\n    with:\n"
+			      "      value: %.28s%.28s\n",
+			 big, big + 50);
+		sw_workflow_free(parse_ok(doc));
+	}
+
+	/* more than 1 MiB */
+	n = (1u << 20) + 1;
+	huge = malloc(n + 1);
+	SW_CHECK(huge != NULL);
+	memset(huge, '#', n);
+	memcpy(huge, "name: t\n", 8);
+	huge[n] = '\0';
+	expect_err(huge, "t.yaml:1:1: ", "larger than 1 MiB");
+	free(huge);
+}
+
+/* YAML 1.2 core schema: plain scalars take JSON types, quoted stay strings. */
+static void test_core_schema(void)
+{
+	struct sw_workflow *wf = parse_ok(
+	    HEAD "  - name: a\n    uses: template\n    with:\n"
+		 "      i: 42\n      neg: -7\n      pos: +5\n      hex: 0x1F\n      oct: 0o17\n"
+		 "      lead: 007\n      f: 1.5\n      e: 1e3\n      dot: .5\n"
+		 "      t: true\n      T: True\n      F: FALSE\n      n: null\n      tilde: ~\n"
+		 "      empty:\n      q: \"42\"\n      sq: 'true'\n      tagged: !!str 12\n"
+		 "      yes: yes\n      on: on\n      und: 1_000\n      date: 2024-01-01\n"
+		 "      s: plain text\n      7: seven\n      list: [1, \"1\", a]\n");
+	json_t *w = wf->steps[0].with;
+
+	SW_CHECK(json_integer_value(json_object_get(w, "i")) == 42);
+	SW_CHECK(json_integer_value(json_object_get(w, "neg")) == -7);
+	SW_CHECK(json_integer_value(json_object_get(w, "pos")) == 5);
+	SW_CHECK(json_integer_value(json_object_get(w, "hex")) == 31);
+	SW_CHECK(json_integer_value(json_object_get(w, "oct")) == 15);
+	SW_CHECK(json_integer_value(json_object_get(w, "lead")) == 7);
+	SW_CHECK(json_is_real(json_object_get(w, "f")) &&
+		 json_real_value(json_object_get(w, "f")) == 1.5);
+	SW_CHECK(json_is_real(json_object_get(w, "e")) &&
+		 json_real_value(json_object_get(w, "e")) == 1000.0);
+	SW_CHECK(json_real_value(json_object_get(w, "dot")) == 0.5);
+	SW_CHECK(json_is_true(json_object_get(w, "t")) && json_is_true(json_object_get(w, "T")));
+	SW_CHECK(json_is_false(json_object_get(w, "F")));
+	SW_CHECK(json_is_null(json_object_get(w, "n")) &&
+		 json_is_null(json_object_get(w, "tilde")));
+	SW_CHECK(json_is_null(json_object_get(w, "empty")));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "q")), "42"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "sq")), "true"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "tagged")), "12"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "yes")), "yes"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "on")), "on"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "und")), "1_000"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "date")), "2024-01-01"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "s")), "plain text"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(w, "7")), "seven"));
+	SW_CHECK(json_integer_value(json_array_get(json_object_get(w, "list"), 0)) == 1);
+	SW_CHECK(json_is_string(json_array_get(json_object_get(w, "list"), 1)));
+	sw_workflow_free(wf);
+}
+
+static void test_from_json(void)
+{
+	char err[512];
+	json_t *j;
+	struct sw_workflow *wf;
+
+	j = json_loads("{\"name\": \"t\", \"steps\": [{\"name\": \"a\", \"uses\": \"llm\", "
+		       "\"timeout_ms\": 5000, \"backoff_ms\": 0, \"retries\": 1}]}",
+		       0, NULL);
+	SW_CHECK(j != NULL);
+	wf = sw_workflow_from_json(j, err, sizeof(err));
+	SW_CHECKF(wf != NULL, "%s", err);
+	SW_CHECK(wf->version == 1 && wf->steps[0].timeout_ms == 5000 &&
+		 wf->steps[0].backoff_ms == 0 && wf->steps[0].retries == 1);
+	SW_CHECK(wf->steps[0].line == 0);
+	wf_check_roundtrip(wf, "json");
+	sw_workflow_free(wf);
+	json_decref(j);
+
+	static const struct {
+		const char *json, *err;
+	} bad[] = {
+	    {"[]", "$: a workflow must be a mapping, got a sequence"},
+	    {"{\"name\": \"t\", \"steps\": [{\"name\": \"a\", \"mode\": \"vm\"}]}",
+	     "$.steps[0].mode: mode: unknown mode \"vm\""},
+	    {"{\"name\": \"t\", \"steps\": [{\"name\": \"a\", \"uses\": \"llm\", "
+	     "\"timeout\": \"5s\"}]}",
+	     "$.steps[0].timeout: unknown step key \"timeout\""},
+	    {"{\"name\": \"t\", \"steps\": [{\"name\": \"a\", \"uses\": \"llm\", "
+	     "\"timeout_ms\": \"5s\"}]}",
+	     "$.steps[0].timeout_ms: timeout_ms: expected an integer number of milliseconds"},
+	    {"{\"name\": \"t\", \"steps\": [{\"name\": \"a\", \"uses\": \"llm\", "
+	     "\"timeout_ms\": 0}]}",
+	     "$.steps[0].timeout_ms: timeout_ms: 0 is out of range"},
+	    {"{\"name\": \"t\", \"steps\": [{\"name\": \"a\", \"uses\": \"llm\", \"with\": "
+	     "{\"p\": [\"${{ steps.b.output }}\"]}}, {\"name\": \"b\", \"uses\": \"llm\"}]}",
+	     "$.steps[0].with.p[0]: ${{ steps.b.output }}: step \"b\" is a later step"},
+	    {"{\"name\": \"t\", \"steps\": [{\"name\": \"a\", \"uses\": \"llm\"}, "
+	     "{\"name\": \"a\", \"uses\": \"llm\"}]}",
+	     "$.steps[1].name: duplicate step name \"a\""},
+	    {"{\"name\": \"t\", \"steps\": []}", "$.steps: steps: a workflow needs at least"},
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		j = json_loads(bad[i].json, 0, NULL);
+		SW_CHECKF(j != NULL, "%s", bad[i].json);
+		wf = sw_workflow_from_json(j, err, sizeof(err));
+		SW_CHECKF(wf == NULL, "%s parsed", bad[i].json);
+		SW_CHECKF(!strncmp(err, bad[i].err, strlen(bad[i].err)), "got \"%s\" want \"%s\"",
+			  err, bad[i].err);
+		json_decref(j);
+	}
+	SW_CHECK(sw_workflow_from_json(NULL, err, sizeof(err)) == NULL);
+}
+
+static void test_durations(void)
+{
+	static const struct {
+		const char *s;
+		int rc;
+		int64_t ms;
+	} cases[] = {
+	    {"500ms", 0, 500},
+	    {"30s", 0, 30000},
+	    {"5m", 0, 300000},
+	    {"1h", 0, 3600000},
+	    {"45", 0, 45000},
+	    {"0", 0, 0},
+	    {"0ms", 0, 0},
+	    {"007s", 0, 7000},
+	    {"9223372036854775807ms", 0, INT64_MAX},
+	    {"9223372036854775807s", -1, 0},
+	    {"99999999999999999999", -1, 0},
+	    {"", -1, 0},
+	    {"s", -1, 0},
+	    {"-1s", -1, 0},
+	    {"+1s", -1, 0},
+	    {" 1s", -1, 0},
+	    {"1s ", -1, 0},
+	    {"1.5s", -1, 0},
+	    {"1d", -1, 0},
+	    {"1S", -1, 0},
+	    {"1m30s", -1, 0},
+	    {"1 s", -1, 0},
+	    {"1sec", -1, 0},
+	};
+	int64_t ms;
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		ms = -42;
+		int rc = sw_duration_parse(cases[i].s, &ms);
+
+		SW_CHECKF(rc == cases[i].rc, "\"%s\": rc %d", cases[i].s, rc);
+		if (rc == 0)
+			SW_CHECKF(ms == cases[i].ms, "\"%s\": %lld", cases[i].s, (long long)ms);
+	}
+	SW_CHECK(sw_duration_parse(NULL, &ms) == -1);
+}
+
+static void test_modes(void)
+{
+	enum sw_mode m;
+	static const char *names[] = {"in_process", "sandboxed", "identity_scoped", "cli_agent",
+				      "cli_agent_jit"};
+
+	for (int i = 0; i < SW_MODE_COUNT; i++) {
+		SW_CHECK(!strcmp(sw_mode_name((enum sw_mode)i), names[i]));
+		SW_CHECK(sw_mode_parse(names[i], &m) == 0 && m == (enum sw_mode)i);
+	}
+	SW_CHECK(sw_mode_parse("IN_PROCESS", &m) == -1);
+	SW_CHECK(sw_mode_parse("", &m) == -1);
+	SW_CHECK(sw_mode_parse(NULL, &m) == -1);
+	SW_CHECK(!sw_mode_identity_bearing(SW_MODE_IN_PROCESS));
+	SW_CHECK(!sw_mode_identity_bearing(SW_MODE_SANDBOXED));
+	SW_CHECK(sw_mode_identity_bearing(SW_MODE_IDENTITY_SCOPED));
+	SW_CHECK(sw_mode_identity_bearing(SW_MODE_CLI_AGENT));
+	SW_CHECK(sw_mode_identity_bearing(SW_MODE_CLI_AGENT_JIT));
+}
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: %s EXAMPLES_DIR\n", argv[0]);
+		return 2;
+	}
+	examples = argv[1];
+	test_hello();
+	test_portfolio();
+	test_broken_files();
+	test_structure_errors();
+	test_limits();
+	test_sandbox_keys();
+	test_template_errors();
+	test_yaml_level();
+	test_core_schema();
+	test_from_json();
+	test_durations();
+	test_modes();
+	printf("workflow_parse: ok\n");
+	return 0;
+}

@@ -1,0 +1,263 @@
+/*
+ * sagewai audit run|verify.
+ *
+ * run reads one run's events from the audit service
+ * (GET /v1/audit/runs/{id}) and prints one line per event; verify checks
+ * a log directory offline with sw_alog_verify, printing what
+ * "sagewai-audit verify" prints.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "sw_alog.h"
+
+#define AUDIT_SUMMARY_MAX 120
+
+static const char group_help[] =
+	"usage: sagewai audit COMMAND\n"
+	"\n"
+	"  run ID         the events of run ID, from the audit service\n"
+	"  verify [DIR]   check an audit log offline (default $SAGEWAI_DATA_DIR/audit)\n";
+
+static const char run_help[] =
+	"usage: sagewai audit run ID [--audit-url URL] [--json]\n"
+	"\n"
+	"Print the events the audit log holds for run ID, in log order, one line each:\n"
+	"sequence number, time (UTC), event type, step, and a short summary.\n"
+	"The audit service is at --audit-url or $SAGEWAI_AUDIT_URL (default "
+	CLI_DEFAULT_AUDIT_URL ").\n";
+
+static const char verify_help[] =
+	"usage: sagewai audit verify [DIR] [--json]\n"
+	"\n"
+	"Check the audit log in DIR offline (default $SAGEWAI_DATA_DIR/audit): every\n"
+	"record's length, sequence number and hash, and the hash chain. Prints\n"
+	"\"ok: ...\" (exit 0) or \"BAD: ...\" naming the first bad record (exit 1).\n";
+
+static long long jint(json_t *o, const char *key)
+{
+	return (long long)json_integer_value(json_object_get(o, key));
+}
+
+/* The step name of an event: its "step" field, else the middle part of
+ * header.step_id ("<run>/<step>/<attempt>"), else "-". */
+static void step_of(json_t *ev, json_t *hdr, char *out, size_t outlen)
+{
+	const char *s = cli_jstr(ev, "step", NULL), *id, *a, *b;
+
+	if (s != NULL) {
+		snprintf(out, outlen, "%s", s);
+		return;
+	}
+	id = cli_jstr(hdr, "step_id", NULL);
+	if (id != NULL && (a = strchr(id, '/')) != NULL && (b = strrchr(id, '/')) > a) {
+		snprintf(out, outlen, "%.*s", (int)(b - a - 1), a + 1);
+		return;
+	}
+	snprintf(out, outlen, "-");
+}
+
+static void summary(const char *type, json_t *ev, json_t *hdr, char *out, size_t n)
+{
+	const char *err = cli_jstr(ev, "error", NULL), *x;
+	char dur[32];
+
+	if (strcmp(type, "run.submitted") == 0) {
+		snprintf(out, n, "workflow %s v%lld, input %s", cli_jstr(ev, "workflow", "?"),
+			 jint(ev, "workflow_version"), cli_jstr(ev, "input", "?"));
+	} else if (strcmp(type, "run.started") == 0) {
+		snprintf(out, n, "workflow %s v%lld", cli_jstr(ev, "workflow", "?"),
+			 jint(ev, "workflow_version"));
+	} else if (strcmp(type, "run.cancel_requested") == 0) {
+		x = cli_jstr(ev, "requested_by", "");
+		snprintf(out, n, "requested%s%s%s%s", *x ? " by " : "", x,
+			 *cli_jstr(ev, "reason", "") ? ": " : "", cli_jstr(ev, "reason", ""));
+	} else if (strcmp(type, "run.finished") == 0) {
+		snprintf(out, n, "%s%s%s", cli_jstr(ev, "status", "?"), err ? ": " : "",
+			 err ? err : "");
+	} else if (strcmp(type, "step.dispatched") == 0) {
+		long long t = jint(ev, "timeout_ms");
+
+		snprintf(out, n, "attempt %lld, %s, ", jint(ev, "attempt"),
+			 cli_jstr(ev, "mode", "?"));
+		if (t > 0)
+			snprintf(out + strlen(out), n - strlen(out), "timeout %lld ms", t);
+		else
+			snprintf(out + strlen(out), n - strlen(out), "no timeout");
+	} else if (strcmp(type, "step.started") == 0) {
+		x = cli_jstr(ev, "executor", "");
+		snprintf(out, n, "attempt %lld%s%s", jint(ev, "attempt"), *x ? " on " : "", x);
+	} else if (strcmp(type, "step.finished") == 0) {
+		cli_duration_fmt(jint(ev, "duration_us"), dur, sizeof(dur));
+		x = cli_jstr(ev, "output", NULL);
+		snprintf(out, n, "attempt %lld %s in %s%s%s%s%s", jint(ev, "attempt"),
+			 cli_jstr(ev, "status", "?"), dur, err ? ": " : "", err ? err : "",
+			 x ? ", output " : "", x ? x : "");
+	} else {
+		snprintf(out, n, "from %s", cli_jstr(hdr, "producer", "?"));
+	}
+}
+
+static int audit_run(struct cli_env *env, int argc, char **argv)
+{
+	static const char *const head[] = {"SEQ", "TIME", "TYPE", "STEP", "SUMMARY"};
+	struct cli_resp r = {0};
+	struct cli_table *t = NULL;
+	const char *pos[1];
+	json_t *events, *item;
+	size_t i;
+	char err[1024], *esc = NULL, *path = NULL, shown[128];
+	int n, rc = CLI_FAIL;
+
+	if ((n = cli_parse(env, "audit run", argc, argv, NULL, pos, 1)) == -2) {
+		fputs(run_help, stdout);
+		return CLI_OK;
+	}
+	if (n == -1)
+		return CLI_USAGE;
+	if (n == 0)
+		return cli_usage("audit run", "missing ID");
+	if ((esc = cli_http_escape(pos[0])) == NULL ||
+	    asprintf(&path, "/v1/audit/runs/%s", esc) == -1) {
+		path = NULL;
+		goto nomem;
+	}
+	if (cli_http_call(env, CLI_AUDIT_SVC, "GET", path, NULL, NULL, 0, env->token, &r, err,
+			  sizeof(err)) == -1) {
+		cli_error("%s", err);
+		goto out;
+	}
+	if (env->json) {
+		cli_raw_print(&r, stdout);
+		rc = CLI_OK;
+		goto out;
+	}
+	if (!json_is_array(events = json_object_get(r.json, "events"))) {
+		cli_error("the audit service's answer has no \"events\" list");
+		goto out;
+	}
+	if (json_array_size(events) == 0) {
+		printf("no audit events for run %s\n",
+		       cli_oneline(pos[0], 100, shown, sizeof(shown)));
+		rc = CLI_OK;
+		goto out;
+	}
+	if ((t = cli_table_new(5, head)) == NULL)
+		goto nomem;
+	json_array_foreach(events, i, item) {
+		json_t *ev = json_object_get(item, "event"), *hdr = json_object_get(ev, "header");
+		char seq[32], tm[64], type[64], step[80], sum[1024], cut[AUDIT_SUMMARY_MAX + 8];
+		const char *row[5] = {seq, tm, type, step, cut};
+		json_t *time = json_object_get(hdr, "time");
+
+		snprintf(seq, sizeof(seq), "%lld", jint(item, "seq"));
+		cli_time_fmt(json_is_integer(time) ? json_integer_value(time)
+						   : jint(item, "time_us"),
+			     tm, sizeof(tm));
+		if (json_is_object(ev)) {
+			snprintf(type, sizeof(type), "%s", cli_jstr(hdr, "type", "?"));
+			step_of(ev, hdr, step, sizeof(step));
+			summary(type, ev, hdr, sum, sizeof(sum));
+		} else {
+			snprintf(type, sizeof(type), "(undecodable)");
+			snprintf(step, sizeof(step), "-");
+			snprintf(sum, sizeof(sum), "%s: %s", cli_jstr(item, "topic", "?"),
+				 cli_jstr(item, "decode_error", "no event"));
+		}
+		cli_oneline(sum, AUDIT_SUMMARY_MAX, cut, sizeof(cut));
+		if (cli_table_add(t, row) == -1)
+			goto nomem;
+	}
+	cli_table_print(t, stdout, "");
+	rc = CLI_OK;
+	goto out;
+nomem:
+	cli_error("out of memory");
+out:
+	cli_table_free(t);
+	cli_resp_free(&r);
+	free(path);
+	free(esc);
+	return rc;
+}
+
+static void hex(const uint8_t *b, size_t n, char *out)
+{
+	static const char d[] = "0123456789abcdef";
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		out[2 * i] = d[b[i] >> 4];
+		out[2 * i + 1] = d[b[i] & 15];
+	}
+	out[2 * n] = '\0';
+}
+
+static int audit_verify(struct cli_env *env, int argc, char **argv)
+{
+	struct sw_alog_verify_result r;
+	const char *pos[1];
+	char err[512], h[2 * SW_ALOG_HASH + 1], *dir = NULL;
+	int n;
+
+	if ((n = cli_parse(env, "audit verify", argc, argv, NULL, pos, 1)) == -2) {
+		fputs(verify_help, stdout);
+		return CLI_OK;
+	}
+	if (n == -1)
+		return CLI_USAGE;
+	if (n == 1)
+		dir = strdup(pos[0]);
+	else if (env->data_dir == NULL)
+		return cli_usage("audit verify", "no DIR given and SAGEWAI_DATA_DIR is not set");
+	else if (asprintf(&dir, "%s/audit", env->data_dir) == -1)
+		dir = NULL;
+	if (dir == NULL) {
+		cli_error("out of memory");
+		return CLI_FAIL;
+	}
+	if (sw_alog_verify(dir, 0, &r, err, sizeof(err)) == -1) {
+		cli_error("audit verify: %s", err);
+		free(dir);
+		return CLI_FAIL;
+	}
+	free(dir);
+	hex(r.last_hash, SW_ALOG_HASH, h);
+	if (env->json) {
+		json_t *o = json_pack("{s:b, s:I, s:I, s:s}", "ok", r.ok, "records",
+				      (json_int_t)r.records, "checkpoints",
+				      (json_int_t)r.checkpoints, "last_hash", h);
+
+		if (!r.ok) {
+			json_object_set_new(o, "bad_seq", json_integer((json_int_t)r.bad_seq));
+			json_object_set_new(o, "segment", json_integer((json_int_t)r.segment));
+			json_object_set_new(o, "file_offset",
+					    json_integer((json_int_t)r.file_off));
+			json_object_set_new(o, "reason", json_string(r.reason));
+		}
+		json_dumpf(o, stdout, JSON_COMPACT);
+		putchar('\n');
+		json_decref(o);
+	} else if (r.ok) {
+		printf("ok: %llu records, %llu checkpoints, chain head %s\n",
+		       (unsigned long long)r.records, (unsigned long long)r.checkpoints, h);
+	} else {
+		printf("BAD: record seq %llu (segment %020llu, byte %llu): %s; %llu records "
+		       "before it verified\n",
+		       (unsigned long long)r.bad_seq, (unsigned long long)r.segment,
+		       (unsigned long long)r.file_off, r.reason, (unsigned long long)r.records);
+	}
+	return r.ok ? CLI_OK : CLI_FAIL;
+}
+
+int cli_audit(struct cli_env *env, int argc, char **argv)
+{
+	static const struct cli_cmd cmds[] = {
+		{"run", audit_run},
+		{"verify", audit_verify},
+		{NULL, NULL},
+	};
+
+	return cli_group(env, "audit", group_help, cmds, argc, argv);
+}
