@@ -1,0 +1,545 @@
+/*
+ * sagewai-llm-mock: an offline, deterministic OpenAI-compatible chat
+ * completions server for demos and tests.
+ *
+ *   sagewai-llm-mock [--port P] [--require-key KEY | --require-key-file F] [--fail-first N]
+ *                    [--delay-ms N]
+ *                    [--fence]
+ *
+ * POST /v1/chat/completions answers a chat.completion whose content is
+ *   - when the last user message or the system prompt contains "JSON": a
+ *     small JSON object derived from the prompt, e.g. for "a portfolio site
+ *     for a photographer"
+ *       {"title": "Portfolio site for a photographer",
+ *        "sections": ["about", "gallery", "contact"], "tone": "warm"}
+ *     or, when the prompt names keys in double quotes, an object with just
+ *     those keys (see json_reply)
+ *   - else "Summary: " and the first 30 words of the last user message.
+ * Same request, same answer.
+ *
+ * --require-key KEY   requests without "Authorization: Bearer KEY" get 401
+ * --fail-first N      the first N completion requests get 500
+ * --delay-ms N        every completion is answered N ms late (not blocking)
+ * --fence             JSON replies come as "Here it is:" and a ```json fence,
+ *                     as chat models often answer (clients must cope)
+ * GET /v1/mock/stats  {"requests", "completions", "unauthorized", "failed",
+ *                     "delayed", "max_delayed"} (replies held back now / at most
+ *                     at once: how many requests a client had in flight)
+ * GET /v1/models      a one-model list
+ *
+ * The first line on stdout is "listening on 127.0.0.1:PORT" (--port 0, the
+ * default, picks a free port). SIGTERM / SIGINT stop it.
+ */
+#include <ctype.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <event2/keyvalq_struct.h>
+
+#include "sw_http.h"
+
+#define SUMMARY_WORDS 30
+#define TITLE_WORDS 8
+
+struct mock {
+	struct event_base *base;
+	struct sw_http *http;
+	const char *key;
+	long fail_first;
+	long delay_ms;
+	int fence; /* wrap JSON replies in a ```json fence, as chat models do */
+	unsigned long requests, completions, unauthorized, failed;
+	unsigned long delayed, max_delayed; /* replies held back now, and at most */
+};
+
+/* A reply held back by --delay-ms. */
+struct pending {
+	struct mock *m;
+	struct evhttp_request *req;
+	struct evhttp_connection *evcon;
+	struct event *timer;
+	json_t *body;
+};
+
+static void split_words(const char *s, char ***words, size_t *n)
+{
+	const char *p = s, *start;
+	char **w = NULL, **nw;
+
+	*n = 0;
+	for (;;) {
+		while (*p && isspace((unsigned char)*p))
+			p++;
+		if (*p == '\0')
+			break;
+		start = p;
+		while (*p && !isspace((unsigned char)*p))
+			p++;
+		if ((nw = realloc(w, (*n + 1) * sizeof(*w))) == NULL)
+			break;
+		w = nw;
+		if ((w[*n] = strndup(start, (size_t)(p - start))) == NULL)
+			break;
+		(*n)++;
+	}
+	*words = w;
+}
+
+static void free_words(char **w, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		free(w[i]);
+	free(w);
+}
+
+static int has_word(const char *text, const char *needle)
+{
+	return strcasestr(text, needle) != NULL;
+}
+
+/* "Summary: <first 30 words>[...]" */
+static char *summary(const char *prompt)
+{
+	char **w, *out;
+	size_t n, i, len = 32; /* "Summary:", " ..." or " (empty prompt)" */
+
+	split_words(prompt, &w, &n);
+	for (i = 0; i < n && i < SUMMARY_WORDS; i++)
+		len += strlen(w[i]) + 1;
+	if ((out = malloc(len)) == NULL) {
+		free_words(w, n);
+		return NULL;
+	}
+	strcpy(out, "Summary:");
+	for (i = 0; i < n && i < SUMMARY_WORDS; i++) {
+		strcat(out, " ");
+		strcat(out, w[i]);
+	}
+	if (n > SUMMARY_WORDS)
+		strcat(out, " ...");
+	if (n == 0)
+		strcat(out, " (empty prompt)");
+	free_words(w, n);
+	return out;
+}
+
+/* A title from the prompt's first line: at most TITLE_WORDS words, a
+ * leading article dropped, words mentioning JSON skipped, capitalised. */
+static void make_title(const char *prompt, char *title, size_t tlen)
+{
+	size_t n, i, used = 0, t = 0, len;
+	char **w, *line;
+
+	line = strndup(prompt, strcspn(prompt, "\n"));
+	split_words(line ? line : "", &w, &n);
+	free(line);
+	title[0] = '\0';
+	for (i = 0; i < n && used < TITLE_WORDS; i++) {
+		char word[64];
+
+		if (strcasestr(w[i], "json") != NULL)
+			continue;
+		if (used == 0 && (strcasecmp(w[i], "a") == 0 || strcasecmp(w[i], "an") == 0 ||
+				  strcasecmp(w[i], "the") == 0))
+			continue;
+		snprintf(word, sizeof(word), "%s", w[i]);
+		len = strlen(word);
+		while (len > 0 && strchr(".,;:!?\"'", word[len - 1]) != NULL)
+			word[--len] = '\0';
+		if (len == 0)
+			continue;
+		if (t + len + 2 >= tlen)
+			break;
+		if (used > 0)
+			title[t++] = ' ';
+		memcpy(title + t, word, len + 1);
+		t += len;
+		used++;
+	}
+	free_words(w, n);
+	if (used == 0)
+		snprintf(title, tlen, "Untitled");
+	title[0] = (char)toupper((unsigned char)title[0]);
+}
+
+/* The value of one asked-for key; hint is the prompt text after the key. */
+static json_t *key_value(const char *key, const char *hint, const char *title, json_t *sections)
+{
+	char slug[128];
+	size_t i, n = 0;
+
+	if (strcmp(key, "sections") == 0 || strncmp(hint, "array", 5) == 0 ||
+	    strncmp(hint, "list", 4) == 0)
+		return json_incref(sections);
+	if (strcmp(key, "tone") == 0)
+		return json_string("warm");
+	if (strcmp(key, "style") == 0)
+		return json_string("clean and minimal");
+	if (strcmp(key, "framework") == 0)
+		return json_string("nextjs");
+	if (strstr(key, "url") != NULL || strstr(key, "repo") != NULL ||
+	    strcasestr(hint, "url") != NULL) {
+		for (i = 0; title[i] && n + 1 < sizeof(slug); i++)
+			if (isalnum((unsigned char)title[i]))
+				slug[n++] = (char)tolower((unsigned char)title[i]);
+			else if (n > 0 && slug[n - 1] != '-')
+				slug[n++] = '-';
+		while (n > 0 && slug[n - 1] == '-')
+			n--;
+		slug[n] = '\0';
+		return json_sprintf("https://github.com/example/%s", n ? slug : "site");
+	}
+	return json_string(title);
+}
+
+/*
+ * The JSON reply. When the prompt names the keys it wants, in double
+ * quotes ("title" (string), "sections" (array of strings) ...), the object
+ * has exactly those keys, valued by name and by the words that follow each
+ * (array/list, URL); otherwise it is {"title", "sections", "tone"}. The
+ * title comes from the prompt's first line, the middle section from its
+ * topic (shop: products, blog: posts, restaurant: menu, else gallery).
+ */
+static char *json_reply(const char *prompt)
+{
+	static const struct {
+		const char *kw;
+		const char *middle;
+	} topics[] = {
+	    {"shop", "products"},   {"store", "products"}, {"blog", "posts"},
+	    {"restaurant", "menu"}, {"cafe", "menu"},
+	};
+	const char *middle = "gallery", *p, *q, *hint;
+	char title[256], key[48], *out;
+	json_t *o, *sections, *v;
+	size_t i, len;
+
+	make_title(prompt, title, sizeof(title));
+	for (i = 0; i < sizeof(topics) / sizeof(topics[0]); i++)
+		if (has_word(prompt, topics[i].kw)) {
+			middle = topics[i].middle;
+			break;
+		}
+	sections = json_pack("[s,s,s]", "about", middle, "contact");
+	o = json_object();
+	if (sections == NULL || o == NULL)
+		goto fail;
+	for (p = prompt; (p = strchr(p, '"')) != NULL && json_object_size(o) < 16; p = q + 1) {
+		if ((q = strchr(p + 1, '"')) == NULL)
+			break;
+		len = (size_t)(q - p - 1);
+		if (len == 0 || len >= sizeof(key) ||
+		    strspn(p + 1, "abcdefghijklmnopqrstuvwxyz"
+				  "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+				  "0123456789_") != len ||
+		    isdigit((unsigned char)p[1])) {
+			q = p; /* this quote may open the next key */
+			continue;
+		}
+		memcpy(key, p + 1, len);
+		key[len] = '\0';
+		for (hint = q + 1; *hint == ' ' || *hint == '(' || *hint == ':'; hint++)
+			;
+		if (strncmp(hint, "the ", 4) == 0)
+			hint += 4;
+		if ((v = key_value(key, hint, title, sections)) == NULL ||
+		    json_object_set_new(o, key, v) == -1)
+			goto fail;
+	}
+	if (json_object_size(o) == 0 &&
+	    (json_object_set_new(o, "title", json_string(title)) == -1 ||
+	     json_object_set(o, "sections", sections) == -1 ||
+	     json_object_set_new(o, "tone", json_string("warm")) == -1))
+		goto fail;
+	out = json_dumps(o, JSON_COMPACT | JSON_SORT_KEYS);
+	json_decref(o);
+	json_decref(sections);
+	return out;
+fail:
+	json_decref(o);
+	json_decref(sections);
+	return NULL;
+}
+
+static size_t count_words(const char *s)
+{
+	char **w;
+	size_t n;
+
+	split_words(s, &w, &n);
+	free_words(w, n);
+	return n;
+}
+
+static void send_json(struct evhttp_request *req, int status, json_t *body)
+{
+	sw_http_reply_json(req, status, body);
+}
+
+static void pending_free(struct pending *p)
+{
+	p->m->delayed--;
+	if (p->timer)
+		event_free(p->timer);
+	json_decref(p->body);
+	free(p);
+}
+
+static void pending_fire(evutil_socket_t fd, short what, void *arg)
+{
+	struct pending *p = arg;
+
+	(void)fd;
+	(void)what;
+	evhttp_connection_set_closecb(p->evcon, NULL, NULL);
+	send_json(p->req, 200, json_incref(p->body));
+	pending_free(p);
+}
+
+/* The client went away while we waited: the request is gone with it. */
+static void pending_closed(struct evhttp_connection *evcon, void *arg)
+{
+	(void)evcon;
+	pending_free(arg);
+}
+
+static void on_completions(struct evhttp_request *req, void *arg)
+{
+	struct mock *m = arg;
+	const char *auth, *prompt = NULL, *sys = NULL, *model = "mock-1";
+	char expect[600], id[64], *content;
+	json_t *body, *msgs, *msg, *reply;
+	struct pending *p;
+	struct timeval tv;
+	size_t i;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		sw_http_reply_method_not_allowed(req, "POST");
+		return;
+	}
+	m->requests++;
+	if (m->key != NULL) {
+		auth = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+		snprintf(expect, sizeof(expect), "Bearer %s", m->key);
+		if (auth == NULL || strcmp(auth, expect) != 0) {
+			m->unauthorized++;
+			fprintf(stderr, "llm-mock: 401 (%s Authorization header)\n",
+				auth ? "wrong" : "no");
+			sw_http_reply_error(req, 401, "invalid_api_key",
+					    "Incorrect API key provided");
+			return;
+		}
+	}
+	if ((long)m->failed < m->fail_first) {
+		m->failed++;
+		fprintf(stderr, "llm-mock: 500 (failure %lu of %ld)\n", m->failed, m->fail_first);
+		sw_http_reply_error(req, 500, "server_error", "mock failure %lu of %ld", m->failed,
+				    m->fail_first);
+		return;
+	}
+	if ((body = sw_http_body_json(req)) == NULL)
+		return;
+	msgs = json_object_get(body, "messages");
+	if (!json_is_array(msgs) || json_array_size(msgs) == 0) {
+		json_decref(body);
+		sw_http_reply_error(req, 400, "invalid_request_error", "messages is required");
+		return;
+	}
+	json_array_foreach(msgs, i, msg) {
+		const char *role = json_string_value(json_object_get(msg, "role"));
+		const char *text = json_string_value(json_object_get(msg, "content"));
+
+		if (role == NULL || text == NULL)
+			continue;
+		if (strcmp(role, "user") == 0)
+			prompt = text;
+		else if (strcmp(role, "system") == 0 && sys == NULL)
+			sys = text;
+	}
+	if (prompt == NULL) {
+		json_decref(body);
+		sw_http_reply_error(req, 400, "invalid_request_error", "no user message");
+		return;
+	}
+	if (json_is_string(json_object_get(body, "model")))
+		model = json_string_value(json_object_get(body, "model"));
+	if (strstr(prompt, "JSON") != NULL || (sys != NULL && strstr(sys, "JSON") != NULL)) {
+		content = json_reply(prompt);
+		if (content != NULL && m->fence) {
+			char *fenced;
+
+			if (asprintf(&fenced, "Here it is:\n```json\n%s\n```\n", content) == -1)
+				fenced = NULL;
+			free(content);
+			content = fenced;
+		}
+	} else
+		content = summary(prompt);
+	m->completions++;
+	snprintf(id, sizeof(id), "chatcmpl-mock-%lu", m->completions);
+	reply = json_pack(
+	    "{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s?}, s:s}],"
+	    " s:{s:I, s:I, s:I}}",
+	    "id", id, "object", "chat.completion", "created", (json_int_t)time(NULL), "model",
+	    model, "choices", "index", 0, "message", "role", "assistant", "content", content,
+	    "finish_reason", "stop", "usage", "prompt_tokens", (json_int_t)count_words(prompt),
+	    "completion_tokens", (json_int_t)(content ? count_words(content) : 0), "total_tokens",
+	    (json_int_t)(count_words(prompt) + (content ? count_words(content) : 0)));
+	free(content);
+	json_decref(body);
+	if (reply == NULL) {
+		sw_http_reply_error(req, 500, "server_error", "out of memory");
+		return;
+	}
+	fprintf(stderr, "llm-mock: 200 completion %lu\n", m->completions);
+	if (m->delay_ms <= 0) {
+		send_json(req, 200, reply);
+		return;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		json_decref(reply);
+		sw_http_reply_error(req, 500, "server_error", "out of memory");
+		return;
+	}
+	p->m = m;
+	if (++m->delayed > m->max_delayed)
+		m->max_delayed = m->delayed;
+	p->req = req;
+	p->body = reply;
+	p->evcon = evhttp_request_get_connection(req);
+	p->timer = evtimer_new(m->base, pending_fire, p);
+	tv.tv_sec = m->delay_ms / 1000;
+	tv.tv_usec = (m->delay_ms % 1000) * 1000;
+	if (p->timer == NULL || p->evcon == NULL || evtimer_add(p->timer, &tv) == -1) {
+		pending_free(p);
+		sw_http_reply_error(req, 500, "server_error", "cannot delay");
+		return;
+	}
+	evhttp_connection_set_closecb(p->evcon, pending_closed, p);
+}
+
+static void on_stats(struct evhttp_request *req, void *arg)
+{
+	struct mock *m = arg;
+
+	send_json(req, 200,
+		  json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "requests", (json_int_t)m->requests,
+			    "completions", (json_int_t)m->completions, "unauthorized",
+			    (json_int_t)m->unauthorized, "failed", (json_int_t)m->failed,
+			    "delayed", (json_int_t)m->delayed, "max_delayed",
+			    (json_int_t)m->max_delayed));
+}
+
+static void on_models(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	send_json(req, 200,
+		  json_pack("{s:s, s:[{s:s, s:s, s:s}]}", "object", "list", "data", "id", "mock-1",
+			    "object", "model", "owned_by", "sagewai"));
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	(void)sig;
+	(void)what;
+	event_base_loopbreak(arg);
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sagewai-llm-mock [--port P] [--require-key KEY | --require-key-file F]"
+		   " [--fail-first N]"
+		   " [--delay-ms N] [--fence]\n");
+}
+
+static int num_arg(const char *s, long *out)
+{
+	char *end;
+
+	*out = strtol(s, &end, 10);
+	return end != s && *end == '\0' && *out >= 0 ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+	struct mock m = {0};
+	struct event *sigterm, *sigint;
+	char err[256];
+	long port = 0;
+	int i;
+
+	for (i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (strcmp(a, "-h") == 0 || strcmp(a, "--help") == 0) {
+			usage(stdout);
+			return 0;
+		}
+		if (strcmp(a, "--fence") == 0) {
+			m.fence = 1;
+			continue;
+		}
+		if (v == NULL) {
+			usage(stderr);
+			return 2;
+		}
+		if (strcmp(a, "--port") == 0 && num_arg(v, &port) == 0 && port < 65536) {
+		} else if (strcmp(a, "--require-key") == 0 && *v) {
+			m.key = v;
+		} else if (strcmp(a, "--require-key-file") == 0 && *v) {
+			/* the key from a file, so that it shows in no process list */
+			static char keybuf[512];
+			FILE *kf = fopen(v, "r");
+
+			if (kf == NULL || fgets(keybuf, sizeof(keybuf), kf) == NULL) {
+				fprintf(stderr, "sagewai-llm-mock: cannot read key file %s\n", v);
+				if (kf)
+					fclose(kf);
+				return 2;
+			}
+			fclose(kf);
+			keybuf[strcspn(keybuf, "\r\n")] = '\0';
+			m.key = keybuf;
+		} else if (strcmp(a, "--fail-first") == 0 && num_arg(v, &m.fail_first) == 0) {
+		} else if (strcmp(a, "--delay-ms") == 0 && num_arg(v, &m.delay_ms) == 0) {
+		} else {
+			fprintf(stderr, "sagewai-llm-mock: bad argument %s %s\n", a, v);
+			usage(stderr);
+			return 2;
+		}
+		i++;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if ((m.base = event_base_new()) == NULL)
+		return 1;
+	m.http = sw_http_new(m.base, "127.0.0.1", (int)port, 4u << 20, NULL, NULL, NULL, err,
+			     sizeof(err));
+	if (m.http == NULL) {
+		fprintf(stderr, "sagewai-llm-mock: %s\n", err);
+		return 1;
+	}
+	if (sw_http_route(m.http, "/v1/chat/completions", on_completions, &m) == -1 ||
+	    sw_http_route(m.http, "/v1/mock/stats", on_stats, &m) == -1 ||
+	    sw_http_route(m.http, "/v1/models", on_models, &m) == -1) {
+		fprintf(stderr, "sagewai-llm-mock: cannot route\n");
+		return 1;
+	}
+	sigterm = evsignal_new(m.base, SIGTERM, on_signal, m.base);
+	sigint = evsignal_new(m.base, SIGINT, on_signal, m.base);
+	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) == -1 ||
+	    evsignal_add(sigint, NULL) == -1)
+		return 1;
+	printf("listening on 127.0.0.1:%d\n", sw_http_port(m.http));
+	fflush(stdout);
+	event_base_dispatch(m.base);
+	event_free(sigterm);
+	event_free(sigint);
+	sw_http_destroy(m.http);
+	event_base_free(m.base);
+	return 0;
+}
