@@ -1,0 +1,368 @@
+/*
+ * bench-steps: in-process workflow steps through the whole platform
+ * (scheduler -> Kafka -> worker -> Kafka -> scheduler), against a running
+ * stack (bench/steps/run starts one on the harness's real Kafka broker).
+ *
+ *   latency   one-step workflow, submit -> finished, p50/p99, one at a time;
+ *             baseline: a raw librdkafka produce -> consume round trip on the
+ *             same broker, p50/p99, one at a time
+ *   steps/s   1- and 3-step workflows at concurrency 1, 16, 128 (runs in
+ *             flight); baseline: raw round trips/s with as many in flight
+ *   transitions/s  derived from the 3-step figure at the highest
+ *             concurrency: each run makes 2 run transitions (running,
+ *             succeeded) and 3 per step (dispatched, running, succeeded)
+ *
+ * "finished" is seen on the run's server-sent-event stream. One JSON line
+ * per figure: {"bench","figure","value","unit","baseline","ratio"}.
+ */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+static const char *url, *bootstrap;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *what, const char *why)
+{
+	fprintf(stderr, "bench-steps: %s: %s\n", what, why);
+	exit(1);
+}
+
+struct buf {
+	char *p;
+	size_t len;
+	int done; /* SSE: terminal run event seen */
+};
+
+static size_t collect(char *d, size_t sz, size_t nm, void *u)
+{
+	struct buf *b = u;
+	size_t n = sz * nm;
+	char *np = realloc(b->p, b->len + n + 1);
+
+	if (np == NULL)
+		return 0;
+	b->p = np;
+	memcpy(b->p + b->len, d, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return n;
+}
+
+/* SSE: stop reading once a terminal run state arrives. */
+static size_t sse_collect(char *d, size_t sz, size_t nm, void *u)
+{
+	struct buf *b = u;
+
+	if (collect(d, sz, nm, u) == 0)
+		return 0;
+	if (strstr(b->p, "\"state\":\"succeeded\"") || strstr(b->p, "\"state\": \"succeeded\"")) {
+		b->done = 1;
+		return 0; /* abort the transfer: we have what we wanted */
+	}
+	if (strstr(b->p, "\"state\":\"failed\"") || strstr(b->p, "\"state\": \"failed\""))
+		die("run", "failed");
+	return sz * nm;
+}
+
+static long request(CURL *c, const char *method, const char *path, const char *body,
+		    const char *ctype, struct buf *out)
+{
+	char u[512], ct[128];
+	struct curl_slist *h = NULL;
+	long status = 0;
+
+	snprintf(u, sizeof(u), "%s%s", url, path);
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, u);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
+	if (body != NULL) {
+		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+		h = curl_slist_append(h, ct);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	}
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	return status;
+}
+
+/* Submit a run of wf and wait for it to finish; returns elapsed ns. */
+static int64_t run_once(CURL *c, const char *wf)
+{
+	struct buf b = {0};
+	char body[256], path[128];
+	json_t *j;
+	int64_t t0 = now_ns();
+
+	snprintf(body, sizeof(body), "{\"workflow\": \"%s\", \"input\": {\"n\": 1}}", wf);
+	if (request(c, "POST", "/v1/runs", body, "application/json", &b) != 201)
+		die("submit", b.p ? b.p : "no answer");
+	j = json_loads(b.p, 0, NULL);
+	if (j == NULL || !json_is_string(json_object_get(j, "run_id")))
+		die("submit", "no run_id");
+	snprintf(path, sizeof(path), "%s/v1/runs/%s/events", url,
+		 json_string_value(json_object_get(j, "run_id")));
+	json_decref(j);
+	free(b.p);
+	memset(&b, 0, sizeof(b));
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, path);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
+	curl_easy_perform(c);
+	if (!b.done)
+		die("events", "stream ended before the run finished");
+	free(b.p);
+	return now_ns() - t0;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct(int64_t *v, size_t n, double p)
+{
+	qsort(v, n, sizeof(*v), cmp64);
+	return (double)v[(size_t)((double)(n - 1) * p)] / 1e6;
+}
+
+static void emit(const char *figure, double value, const char *unit, double baseline)
+{
+	printf("{\"bench\": \"steps\", \"figure\": \"%s\", \"value\": %.3f, \"unit\": \"%s\", "
+	       "\"baseline\": %.3f, \"ratio\": %.3f}\n",
+	       figure, value, unit, baseline, baseline > 0 ? value / baseline : 0);
+	fflush(stdout);
+}
+
+/* ---- raw librdkafka round trips ---------------------------------------- */
+
+static rd_kafka_t *raw_p, *raw_c;
+static const char *raw_topic = "bench.roundtrip"; /* outside sagewai.*: not audited */
+
+static void raw_setup(void)
+{
+	char err[256];
+	rd_kafka_conf_t *pc = rd_kafka_conf_new(), *cc = rd_kafka_conf_new();
+	rd_kafka_topic_partition_list_t *tl;
+	char group[64];
+
+	rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, err, sizeof(err));
+	rd_kafka_conf_set(pc, "enable.idempotence", "true", err, sizeof(err));
+	rd_kafka_conf_set(pc, "linger.ms", "0", err, sizeof(err));
+	if ((raw_p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err))) == NULL)
+		die("raw producer", err);
+	snprintf(group, sizeof(group), "bench-raw-%d", (int)getpid());
+	rd_kafka_conf_set(cc, "bootstrap.servers", bootstrap, err, sizeof(err));
+	rd_kafka_conf_set(cc, "group.id", group, err, sizeof(err));
+	rd_kafka_conf_set(cc, "auto.offset.reset", "latest", err, sizeof(err));
+	rd_kafka_conf_set(cc, "fetch.wait.max.ms", "10", err, sizeof(err));
+	if ((raw_c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err))) == NULL)
+		die("raw consumer", err);
+	rd_kafka_poll_set_consumer(raw_c);
+	tl = rd_kafka_topic_partition_list_new(1);
+	rd_kafka_topic_partition_list_add(tl, raw_topic, 0);
+	if (rd_kafka_assign(raw_c, tl) != 0)
+		die("raw consumer", "assign");
+	rd_kafka_topic_partition_list_destroy(tl);
+	/* warm up: create the topic and reach the end */
+	for (int i = 0; i < 20; i++) {
+		rd_kafka_producev(raw_p, RD_KAFKA_V_TOPIC(raw_topic), RD_KAFKA_V_PARTITION(0),
+				  RD_KAFKA_V_VALUE("w", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				  RD_KAFKA_V_END);
+		rd_kafka_flush(raw_p, 5000);
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(raw_c, 500);
+
+		if (m)
+			rd_kafka_message_destroy(m);
+	}
+	for (;;) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(raw_c, 300);
+
+		if (m == NULL)
+			break;
+		rd_kafka_message_destroy(m);
+	}
+}
+
+/* inflight messages kept in the pipe; returns completed round trips/s, and
+ * fills lat[] (ns) when inflight == 1. */
+static double raw_rounds(int inflight, size_t n, int64_t *lat)
+{
+	int64_t sent_at[1024], t0 = now_ns();
+	size_t sent = 0, got = 0;
+
+	while (got < n) {
+		while (sent < n && (int)(sent - got) < inflight) {
+			uint64_t id = sent;
+
+			sent_at[id % 1024] = now_ns();
+			rd_kafka_producev(raw_p, RD_KAFKA_V_TOPIC(raw_topic),
+					  RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_VALUE(&id, sizeof(id)),
+					  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+			rd_kafka_poll(raw_p, 0);
+			sent++;
+		}
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(raw_c, 100);
+
+		rd_kafka_poll(raw_p, 0);
+		if (m == NULL)
+			continue;
+		if (m->err == 0 && m->len == sizeof(uint64_t)) {
+			uint64_t id;
+
+			memcpy(&id, m->payload, sizeof(id));
+			if (lat != NULL && got < n)
+				lat[got] = now_ns() - sent_at[id % 1024];
+			got++;
+		}
+		rd_kafka_message_destroy(m);
+	}
+	return (double)n / ((double)(now_ns() - t0) / 1e9);
+}
+
+/* ---- concurrent runs ----------------------------------------------------- */
+
+struct worker {
+	pthread_t t;
+	const char *wf;
+	size_t runs;
+};
+
+static void *run_thread(void *arg)
+{
+	struct worker *w = arg;
+	CURL *c = curl_easy_init();
+
+	for (size_t i = 0; i < w->runs; i++)
+		run_once(c, w->wf);
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+static double runs_per_s(const char *wf, int conc, size_t total)
+{
+	struct worker *ws = calloc((size_t)conc, sizeof(*ws));
+	int64_t t0 = now_ns();
+	int i;
+
+	for (i = 0; i < conc; i++) {
+		ws[i].wf = wf;
+		ws[i].runs = total / (size_t)conc;
+		pthread_create(&ws[i].t, NULL, run_thread, &ws[i]);
+	}
+	for (i = 0; i < conc; i++)
+		pthread_join(ws[i].t, NULL);
+	free(ws);
+	return (double)(total / (size_t)conc * (size_t)conc) / ((double)(now_ns() - t0) / 1e9);
+}
+
+static void apply(CURL *c, const char *name, int steps)
+{
+	char yaml[2048];
+	size_t off;
+	struct buf b = {0};
+	long st;
+
+	off = (size_t)snprintf(yaml, sizeof(yaml), "name: %s\nversion: 1\nsteps:\n", name);
+	for (int i = 0; i < steps; i++)
+		off += (size_t)snprintf(yaml + off, sizeof(yaml) - off,
+					"  - name: s%d\n    mode: in_process\n    uses: template\n"
+					"    with:\n      value: \"step %d of ${{ input.n }}\"\n",
+					i, i);
+	st = request(c, "POST", "/v1/workflows", yaml, "application/yaml", &b);
+	if (st != 201 && st != 200 && st != 409)
+		die("apply", b.p ? b.p : "no answer");
+	free(b.p);
+}
+
+int main(int argc, char **argv)
+{
+	size_t nlat = 200, total = 512;
+	int concs[] = {1, 16, 128};
+	int64_t *lat, *rlat;
+	double rl50, rl99, raw_tp[3];
+	CURL *c;
+
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--url") == 0 && i + 1 < argc)
+			url = argv[++i];
+		else if (strcmp(argv[i], "--bootstrap") == 0 && i + 1 < argc)
+			bootstrap = argv[++i];
+		else if (strcmp(argv[i], "--runs") == 0 && i + 1 < argc)
+			total = strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--latency-runs") == 0 && i + 1 < argc)
+			nlat = strtoul(argv[++i], NULL, 10);
+		else {
+			fprintf(stderr, "usage: bench-steps --url SCHEDULER --bootstrap KAFKA "
+					"[--runs N] [--latency-runs N]\n");
+			return 2;
+		}
+	}
+	if (url == NULL || bootstrap == NULL || nlat < 2 || total < 128) {
+		fprintf(stderr, "bench-steps: --url and --bootstrap are required; --runs >= 128\n");
+		return 2;
+	}
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	c = curl_easy_init();
+	apply(c, "bench1", 1);
+	apply(c, "bench3", 3);
+
+	raw_setup();
+	rlat = calloc(nlat, sizeof(*rlat));
+	lat = calloc(nlat, sizeof(*lat));
+	raw_rounds(1, nlat, rlat);
+	rl50 = pct(rlat, nlat, 0.5);
+	rl99 = pct(rlat, nlat, 0.99);
+	for (int i = 0; i < 3; i++)
+		raw_tp[i] = raw_rounds(concs[i], total, NULL);
+
+	for (size_t i = 0; i < 10; i++)
+		run_once(c, "bench1"); /* warm up */
+	for (size_t i = 0; i < nlat; i++)
+		lat[i] = run_once(c, "bench1");
+	emit("submit_to_finished_p50_1step", pct(lat, nlat, 0.5), "ms", rl50);
+	emit("submit_to_finished_p99_1step", pct(lat, nlat, 0.99), "ms", rl99);
+
+	for (int w = 1; w <= 3; w += 2) {
+		for (int i = 0; i < 3; i++) {
+			char fig[64];
+			double rps = runs_per_s(w == 1 ? "bench1" : "bench3", concs[i], total);
+
+			snprintf(fig, sizeof(fig), "steps_per_s_%dstep_c%d", w, concs[i]);
+			emit(fig, rps * w, "steps/s", raw_tp[i]);
+			if (w == 3 && i == 2)
+				emit("state_transitions_per_s_3step_c128", rps * (2 + 3 * w),
+				     "transitions/s", raw_tp[i]);
+		}
+	}
+	curl_easy_cleanup(c);
+	rd_kafka_consumer_close(raw_c);
+	rd_kafka_destroy(raw_c);
+	rd_kafka_destroy(raw_p);
+	free(lat);
+	free(rlat);
+	return 0;
+}
