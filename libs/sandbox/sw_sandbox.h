@@ -1,0 +1,338 @@
+/*
+ * sw_sandbox: isolated environments whose first process is the tool runner.
+ *
+ *   variants    the operator's catalogue of image variants (infra/sandbox/
+ *               variants/<name>.json): read-only host paths, what the
+ *               variant offers, default limits.
+ *   backends    an isolation backend is a table of functions (struct
+ *               sw_sandbox_backend): create one sandbox whose first process
+ *               is the tool runner connected to a control socket, kill it,
+ *               destroy it (killing everything), account for it. The first
+ *               backend is bubblewrap (sw_sandbox_bwrap_new); docs/SANDBOX.md
+ *               maps crun/OCI and Kubernetes pods onto the same table.
+ *   sandboxes   struct sw_sandbox: a backend instance plus the host side of
+ *               the frame protocol (sw_frame.h) with its tool runner: exec,
+ *               output chunks, exit with usage, kill, env injection. The
+ *               protocol part never blocks; sw_sandbox_run() is a blocking
+ *               convenience built on it, bounded by deadlines.
+ *
+ * Nothing here logs, exits or reads the environment. A sandbox whose
+ * runner breaks the protocol is killed at once; the handle then reports
+ * why (sw_sandbox_error) until the caller destroys it. Handles are not
+ * thread-safe; one thread (one event loop) drives each.
+ */
+#ifndef SW_SANDBOX_H
+#define SW_SANDBOX_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "sw_frame.h"
+
+/* Fixed places inside every sandbox. */
+#define SW_SANDBOX_RUNNER "/.sagewai/toolrunner"	 /* the tool runner, read-only */
+#define SW_SANDBOX_EGRESS_SOCKET "/.sagewai/egress.sock" /* egress proxy socket, if bound */
+#define SW_SANDBOX_SHARED "/.sagewai"			 /* read-only, shared by all */
+#define SW_SANDBOX_WORKSPACE "/workspace"		 /* the only writable dir but /tmp */
+#define SW_SANDBOX_CTL_FD 3				 /* the runner's control socket */
+#define SW_SANDBOX_UID 65534				 /* uid/gid of everything inside */
+
+/* ---- limits and network policy ----------------------------------------- */
+
+/*
+ * Resource limits of one sandbox. The runner applies them (setrlimit,
+ * soft = hard) to every command it starts, so they bound each process of
+ * the sandbox; nproc counts all processes of the sandbox (its own user
+ * namespace). 0 in a spec means "the variant's default".
+ */
+struct sw_sandbox_limits {
+	uint64_t nproc;		  /* RLIMIT_NPROC */
+	uint64_t memory_bytes;	  /* RLIMIT_AS, per process */
+	uint64_t cpu_seconds;	  /* RLIMIT_CPU, per process */
+	uint64_t file_size_bytes; /* RLIMIT_FSIZE */
+	uint64_t nofile;	  /* RLIMIT_NOFILE */
+	uint64_t wall_ms;	  /* default exec timeout (runner kills the command) */
+};
+
+enum sw_sandbox_net {
+	SW_SANDBOX_NET_NONE,	    /* own network namespace holding only lo */
+	SW_SANDBOX_NET_EGRESS_ONLY, /* own namespace; the egress proxy is the way out */
+	SW_SANDBOX_NET_FULL,	    /* the host's network */
+};
+
+/* "none" | "egress_only" | "full" <-> enum. parse returns 0 or -1. */
+int sw_sandbox_net_parse(const char *s, enum sw_sandbox_net *out);
+const char *sw_sandbox_net_name(enum sw_sandbox_net net);
+
+/* ---- image variants ------------------------------------------------------ */
+
+struct sw_sandbox_bind {
+	char *path;    /* absolute host path; a host symlink is recreated as a symlink */
+	bool optional; /* skipped when the host has no such path */
+};
+
+struct sw_sandbox_variant {
+	char name[64];
+	char *description;
+	char **offers; /* what it provides ("shell", "python3", ...) */
+	size_t n_offers;
+	struct sw_sandbox_bind *ro_binds; /* mounted read-only at the same path */
+	size_t n_ro_binds;
+	struct sw_sandbox_limits limits; /* defaults; every field > 0 */
+};
+
+/*
+ * Load variant `name` from catalogue directory dir (<dir>/<name>.json).
+ * name must match [a-z0-9][a-z0-9_-]{0,62}. An unknown variant fails with
+ * "unknown sandbox variant 'x' (catalogue <dir> has: base, ...)". The file
+ * is validated: known keys only, name matching the file, absolute clean
+ * paths, none of the host paths that must never enter a sandbox (/etc as a
+ * whole, /etc/shadow, /root, /proc, /sys, /dev, /run, ...), all limits
+ * present and positive. Caller frees with sw_sandbox_variant_free.
+ */
+struct sw_sandbox_variant *sw_sandbox_variant_load(const char *dir, const char *name, char *errstr,
+						   size_t errlen);
+/* The same validation on a JSON document in memory. */
+struct sw_sandbox_variant *sw_sandbox_variant_parse(const char *json, size_t len, char *errstr,
+						    size_t errlen);
+void sw_sandbox_variant_free(struct sw_sandbox_variant *v);
+/* 1 if the variant offers `what`. */
+int sw_sandbox_variant_offers(const struct sw_sandbox_variant *v, const char *what);
+
+/* ---- one sandbox's description ------------------------------------------ */
+
+/*
+ * Called during create for SW_SANDBOX_NET_EGRESS_ONLY, before the runner is
+ * handed out: netns_fd is an open fd of the sandbox's network namespace
+ * (valid during the call only) and pid the host pid of its first process.
+ * This is where the egress proxy attaches (e.g. setns() a thread into the
+ * namespace and listen on 127.0.0.1 there, or move a veth in). Return 0, or
+ * -1 with errstr filled to fail the create.
+ */
+typedef int (*sw_sandbox_egress_hook)(void *arg, int netns_fd, pid_t pid, char *errstr,
+				      size_t errlen);
+
+struct sw_sandbox_spec {
+	const struct sw_sandbox_variant *variant; /* borrowed for the call */
+	enum sw_sandbox_net net;
+	struct sw_sandbox_limits limits;    /* 0 fields: the variant's default */
+	const char *const *env;		    /* NULL-terminated "NAME=value": exactly the env */
+	const char *workspace;		    /* existing host dir, bound read-write at /workspace
+					    * (bwrap: chowned to the run uid when root; its
+					    * parents must be searchable by that uid) */
+	const char *hostname;		    /* NULL: "sandbox" */
+	sw_sandbox_egress_hook egress_hook; /* egress_only: may be NULL */
+	void *egress_arg;
+	const char *egress_socket; /* egress_only: host unix socket bound read-only at
+				    * SW_SANDBOX_EGRESS_SOCKET, or NULL */
+	uint32_t start_timeout_ms; /* for the runner's READY; 0: 10000 */
+};
+
+/* ---- accounting ----------------------------------------------------------- */
+
+struct sw_sandbox_usage {
+	int64_t utime_us;
+	int64_t stime_us;
+	int64_t maxrss_kb;
+};
+
+struct sw_sandbox_stats {
+	pid_t pid;	   /* host pid of the sandbox's first process (the runner) */
+	pid_t monitor_pid; /* host pid of the backend's process owning it, or 0 */
+	int nproc;	   /* processes alive in the sandbox now (-1: unknown) */
+	pid_t pids[64];	   /* host pids of the first min(nproc, 64) of them */
+};
+
+/* ---- the backend interface ------------------------------------------------ */
+
+/*
+ * An isolation backend. create() starts one sandbox for spec with the
+ * given effective limits (already merged with the variant's defaults); its
+ * first process must be the tool runner with the other end of *ctl_fd (a
+ * connected SOCK_SEQPACKET or SOCK_STREAM socket, O_CLOEXEC, owned by the
+ * caller from then on) and nothing else of the host. *inst is the
+ * backend's per-sandbox state.
+ *
+ * kill() makes every process of the sandbox die (SIGKILL or equivalent);
+ * it is idempotent, async-signal-safe in spirit (no allocation) and does
+ * not wait. destroy() kills, waits until nothing of the sandbox is left,
+ * fills *final (may be NULL) with the whole sandbox's CPU and memory usage
+ * when known (else zeros), releases everything and frees inst. stats()
+ * reports pids and live process count; returns 0 or -1. A backend must
+ * be driven from a thread that outlives its sandboxes (bwrap's
+ * --die-with-parent follows the creating thread).
+ */
+struct sw_sandbox_backend {
+	const char *name; /* "bwrap", ... */
+	void *state;	  /* backend configuration */
+	int (*create)(void *state, const struct sw_sandbox_spec *spec,
+		      const struct sw_sandbox_limits *limits, void **inst, int *ctl_fd,
+		      char *errstr, size_t errlen);
+	void (*kill)(void *inst);
+	void (*destroy)(void *inst, struct sw_sandbox_usage *final);
+	int (*stats)(void *inst, struct sw_sandbox_stats *st);
+	/* What the backend knows of why the sandbox died (e.g. bwrap's
+	 * stderr), into buf; "" when nothing. May be NULL. */
+	void (*why)(void *inst, char *buf, size_t len);
+	void (*free)(void *state);
+};
+
+/* Free a backend made by one of the constructors below. */
+void sw_sandbox_backend_free(struct sw_sandbox_backend *be);
+
+/*
+ * The bubblewrap backend. When the caller is root, bwrap runs as run_uid/
+ * run_gid on the host (default 65534/65534) so that even an escaped
+ * process owns nothing; otherwise as the caller. Inside, everything runs as
+ * SW_SANDBOX_UID in a fresh user namespace that cannot create others. See
+ * docs/SANDBOX.md for every flag.
+ */
+struct sw_sandbox_bwrap_config {
+	const char *bwrap_path;	 /* NULL: "/usr/bin/bwrap" */
+	const char *runner_path; /* host path of sagewai-toolrunner (required; copied) */
+	const char *state_dir;	 /* where the backend makes its private directory
+				  * (removed by sw_sandbox_backend_free); NULL: /tmp */
+	uid_t run_uid;		 /* used when root; 0 = 65534 */
+	gid_t run_gid;		 /* used when root; 0 = 65534 */
+};
+
+struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_config *cfg,
+						char *errstr, size_t errlen);
+
+/*
+ * The seccomp filter every bwrap sandbox gets, as a BPF program written to
+ * fd (for --seccomp FD). Default allow; EPERM for the calls listed in
+ * docs/SANDBOX.md; ENOSYS for clone3 (so libc falls back to clone, whose
+ * flags the filter can see). Returns 0 or -1 with errstr filled.
+ */
+int sw_sandbox_seccomp_export(int fd, char *errstr, size_t errlen);
+
+/* ---- sandboxes --------------------------------------------------------------- */
+
+struct sw_sandbox;
+
+/*
+ * Start a sandbox with be (borrowed; must outlive the sandbox) and wait,
+ * at most spec->start_timeout_ms, for its runner's READY frame. NULL with
+ * errstr filled on any failure (bad spec, backend failure with its message,
+ * runner broke the protocol or never became ready); nothing is left
+ * running then.
+ */
+struct sw_sandbox *sw_sandbox_create(struct sw_sandbox_backend *be,
+				     const struct sw_sandbox_spec *spec, char *errstr,
+				     size_t errlen);
+
+/*
+ * A handle on a runner reached some other way (e.g. a control socket
+ * passed over SCM_RIGHTS by a privileged creator). Takes ownership of
+ * ctl_fd, even on failure. There is no backend: kill and destroy only shut
+ * the socket, which makes the runner (pid 1 of its sandbox) exit and the
+ * sandbox die. ready: the runner's READY was already consumed by whoever
+ * created the sandbox; otherwise the handle expects it first.
+ */
+struct sw_sandbox *sw_sandbox_attach(int ctl_fd, const struct sw_sandbox_limits *limits,
+				     bool ready, char *errstr, size_t errlen);
+
+/* Kill everything, wait, release; final usage into *final if not NULL. */
+void sw_sandbox_destroy(struct sw_sandbox *sb, struct sw_sandbox_usage *final);
+
+/* Kill every process of the sandbox now (the handle stays until destroy). */
+void sw_sandbox_kill(struct sw_sandbox *sb);
+
+int sw_sandbox_fd(const struct sw_sandbox *sb);	    /* control socket, for an event loop */
+bool sw_sandbox_ready(const struct sw_sandbox *sb); /* READY received */
+bool sw_sandbox_dead(const struct sw_sandbox *sb);  /* ended; see sw_sandbox_error */
+bool sw_sandbox_busy(const struct sw_sandbox *sb);  /* an exec is running */
+/* Why the sandbox ended ("tool runner: protocol error: ..."), or "". */
+const char *sw_sandbox_error(const struct sw_sandbox *sb);
+/* The effective limits it runs with. */
+const struct sw_sandbox_limits *sw_sandbox_limits(const struct sw_sandbox *sb);
+int sw_sandbox_stats(struct sw_sandbox *sb, struct sw_sandbox_stats *st);
+
+/* ---- the protocol, non-blocking ------------------------------------------- */
+
+struct sw_sandbox_exec {
+	const char *const *argv; /* NULL-terminated, argv[0] required; PATH searched */
+	const char *const *env;	 /* NULL-terminated "NAME=value" added to the sandbox env */
+	const char *cwd;	 /* NULL: /workspace */
+	uint32_t timeout_ms;	 /* 0: the sandbox's wall_ms */
+	const void *stdin_data;	 /* NULL: /dev/null (must be valid UTF-8 otherwise) */
+	size_t stdin_len;
+};
+
+struct sw_sandbox_exit {
+	int status;		       /* exit code, or -1 when killed by a signal */
+	int signal;		       /* the killing signal, or 0 */
+	bool timed_out;		       /* the runner killed it at its timeout */
+	bool killed;		       /* killed on a KILL frame */
+	struct sw_sandbox_usage usage; /* wait4() of the command and its reaped children */
+	const char *error;	       /* could not start it (exec failure), else NULL */
+};
+
+struct sw_sandbox_events {
+	/* stream 1 = stdout, 2 = stderr; a chunk as the runner read it. */
+	void (*on_output)(void *arg, int stream, const uint8_t *buf, size_t len);
+	/* The running exec ended; ex valid during the call. */
+	void (*on_exit)(void *arg, const struct sw_sandbox_exit *ex);
+	/* A runner-side error (its message), not fatal by itself. */
+	void (*on_error)(void *arg, const char *message);
+	/* A credential request from inside: a JSON object, as received. */
+	void (*on_cred_request)(void *arg, const char *json, size_t len);
+};
+
+/* Queue an EXEC (one at a time). 0, or -1 with errstr (busy, dead, bad
+ * argv/env, too large). Call sw_sandbox_flush when sw_sandbox_want_write. */
+int sw_sandbox_exec_start(struct sw_sandbox *sb, const struct sw_sandbox_exec *ex, char *errstr,
+			  size_t errlen);
+/* Queue a KILL of the running exec (no-op when none). 0 or -1. */
+int sw_sandbox_exec_kill(struct sw_sandbox *sb);
+/* Queue an INJECT_ENV for the next exec. 0, or -1 with errstr (bad name,
+ * NUL in value). The value is wiped from the handle's memory once sent. */
+int sw_sandbox_inject_env(struct sw_sandbox *sb, const char *name, const char *value, char *errstr,
+			  size_t errlen);
+bool sw_sandbox_want_write(const struct sw_sandbox *sb);
+/* Send what the socket takes now. 0, or -1 when the sandbox ended. */
+int sw_sandbox_flush(struct sw_sandbox *sb);
+
+/*
+ * Read what is available on the control socket (at most a bounded number
+ * of records per call, so a flooding runner cannot starve the caller's
+ * loop) and dispatch it to ev. Returns 0 (call again when readable), or
+ * -1 when the sandbox ended: EOF, a socket error, or a protocol error, in
+ * which case the sandbox has been killed. sw_sandbox_error says which.
+ */
+int sw_sandbox_read(struct sw_sandbox *sb, const struct sw_sandbox_events *ev, void *arg);
+
+/*
+ * Feed bytes as if read from the control socket (for other transports and
+ * for fuzzing); same contract as sw_sandbox_read.
+ */
+int sw_sandbox_feed(struct sw_sandbox *sb, const void *buf, size_t len,
+		    const struct sw_sandbox_events *ev, void *arg);
+
+/* ---- blocking convenience --------------------------------------------------- */
+
+struct sw_sandbox_result {
+	struct sw_sandbox_exit exit; /* exit.error points into error[] */
+	char *out;		     /* stdout, NUL-terminated, at most max_output bytes */
+	size_t out_len;
+	char *err; /* stderr, likewise */
+	size_t err_len;
+	bool out_truncated, err_truncated;
+	char error[256];
+};
+
+/*
+ * Run one command to its end: exec_start, then flush/read until EXIT,
+ * keeping at most max_output bytes of each stream. The host side gives up
+ * (kills the sandbox) if the runner is not done timeout + 5 s after the
+ * start. Returns 0 with res filled (any status), or -1 with errstr when the
+ * sandbox failed (it is then dead). Free res with sw_sandbox_result_free.
+ */
+int sw_sandbox_run(struct sw_sandbox *sb, const struct sw_sandbox_exec *ex, size_t max_output,
+		   struct sw_sandbox_result *res, char *errstr, size_t errlen);
+void sw_sandbox_result_free(struct sw_sandbox_result *res);
+
+#endif

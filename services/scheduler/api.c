@@ -1,0 +1,690 @@
+/*
+ * api.c: the scheduler's HTTP API (docs/RUNS.md).
+ *
+ *   POST /v1/workflows[?filename=F]   register YAML
+ *   GET  /v1/workflows                list
+ *   GET  /v1/workflows/{name}[/{version}]  one definition (latest version
+ *                                     by default) with its YAML
+ *   POST /v1/runs                     submit
+ *   GET  /v1/runs                     the 100 newest runs, without steps
+ *   GET  /v1/runs/{id}                a run and its steps
+ *   GET  /v1/runs/{id}/events         progress stream (sse.c)
+ *   POST /v1/runs/{id}/cancel         cancel
+ *   POST /v1/tenants                  (tenants.c)
+ *
+ * Every request is first given its tenant (tenants.c); another tenant's
+ * run or workflow answers 404 exactly as a missing one. Bad input is
+ * refused before anything is stored.
+ */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/keyvalq_struct.h>
+
+#include "scheduler.h"
+
+enum action {
+	ACT_WF_LIST,
+	ACT_WF_POST,
+	ACT_WF_GET,
+	ACT_RUN_LIST,
+	ACT_RUN_POST,
+	ACT_RUN_GET,
+	ACT_RUN_EVENTS,
+	ACT_RUN_CANCEL,
+};
+
+struct api_req {
+	enum action act;
+	char id[SW_UUID_STRLEN];
+	char name[128];
+	int version; /* 0 = latest */
+	struct sched_env *env;
+	struct evhttp_request *req;
+	char tenant[128];
+	/* submit */
+	json_t *input;
+	char *text; /* workflow YAML or definition */
+};
+
+int sched_uuid_valid(const char *s)
+{
+	uint8_t u[16];
+
+	return s != NULL && strlen(s) == 36 && sw_uuid_parse(s, u) == 0;
+}
+
+static void api_req_free(struct api_req *a)
+{
+	json_decref(a->input);
+	free(a->text);
+	free(a);
+}
+
+/* Reply with a JSON document held as text in a result (column 0, row 0). */
+static void reply_text_json(struct evhttp_request *req, int status, const char *text)
+{
+	json_t *j = json_loads(text, JSON_DECODE_ANY, NULL);
+
+	if (j == NULL) {
+		sw_http_reply_error(req, 500, "internal", "cannot encode the answer");
+		return;
+	}
+	sw_http_reply_json(req, status, j);
+}
+
+static void store_failed(struct evhttp_request *req, const char *what, const char *err)
+{
+	sw_log(SW_LOG_ERROR, what, "error", err, NULL);
+	sw_http_reply_error(req, 503, "unavailable", "%s", what);
+}
+
+/* ---- workflows --------------------------------------------------------- */
+
+static void wf_list_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct api_req *a = opaque;
+
+	if (err != NULL)
+		store_failed(a->req, "workflow list failed", err);
+	else
+		reply_text_json(a->req, 200, PQgetvalue(res, 0, 0));
+	api_req_free(a);
+}
+
+static void wf_list(struct api_req *a)
+{
+	const char *params[1] = {a->tenant};
+
+	if (sw_store_query(
+		a->env->store,
+		"SELECT json_build_object('workflows', coalesce(json_agg(json_build_object("
+		" 'name', name, 'version', version,"
+		" 'steps', jsonb_array_length(def->'steps'), 'created', ts(created))"
+		" ORDER BY name, version), '[]'))::text"
+		" FROM workflows WHERE tenant = $1",
+		1, params, wf_list_cb, a) == -1) {
+		sw_http_reply_error(a->req, 503, "unavailable", "store unavailable");
+		api_req_free(a);
+	}
+}
+
+static void wf_get_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct api_req *a = opaque;
+
+	if (err != NULL)
+		store_failed(a->req, "workflow read failed", err);
+	else if (PQntuples(res) != 1)
+		sw_http_reply_error(a->req, 404, "not_found", "no such workflow");
+	else
+		reply_text_json(a->req, 200, PQgetvalue(res, 0, 0));
+	api_req_free(a);
+}
+
+static void wf_get(struct api_req *a)
+{
+	char v[16];
+	const char *params[3] = {a->tenant, a->name, NULL};
+
+	if (a->version > 0) {
+		snprintf(v, sizeof(v), "%d", a->version);
+		params[2] = v;
+	}
+	if (sw_store_query(a->env->store,
+			   "SELECT json_build_object('name', name, 'version', version,"
+			   " 'steps', jsonb_array_length(def->'steps'), 'created', ts(created),"
+			   " 'yaml', yaml, 'definition', def)::text"
+			   " FROM workflows WHERE tenant = $1 AND name = $2"
+			   " AND ($3::int IS NULL OR version = $3::int)"
+			   " ORDER BY version DESC LIMIT 1",
+			   3, params, wf_get_cb, a) == -1) {
+		sw_http_reply_error(a->req, 503, "unavailable", "store unavailable");
+		api_req_free(a);
+	}
+}
+
+static void wf_post_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct api_req *a = opaque;
+
+	if (err != NULL) {
+		store_failed(a->req, "workflow registration failed", err);
+	} else if (PQgetvalue(res, 0, 0)[0] != 't' && PQgetvalue(res, 0, 1)[0] != 't') {
+		sw_http_reply_error(a->req, 409, "conflict",
+				    "workflow %s version %d exists with different content",
+				    a->name, a->version);
+	} else {
+		sw_http_reply_json(a->req, 201,
+				   json_pack("{s:s, s:i, s:i}", "name", a->name, "version",
+					     a->version, "steps", atoi(PQgetvalue(res, 0, 2))));
+		if (PQgetvalue(res, 0, 0)[0] == 't')
+			sw_log(SW_LOG_INFO, "workflow registered", "tenant", a->tenant, "workflow",
+			       a->name, NULL);
+	}
+	api_req_free(a);
+}
+
+/* ?filename=F: a printable base name for error messages. */
+static void query_filename(struct evhttp_request *req, char *out, size_t outlen)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct evkeyvalq kv;
+	const char *f;
+	size_t i;
+
+	snprintf(out, outlen, "workflow.yaml");
+	if (q == NULL || evhttp_parse_query_str(q, &kv) != 0)
+		return;
+	f = evhttp_find_header(&kv, "filename");
+	if (f != NULL && f[0] != '\0' && strlen(f) < outlen) {
+		for (i = 0; f[i] != '\0'; i++)
+			if ((unsigned char)f[i] < 0x20 || f[i] == 0x7f || f[i] == '/')
+				break;
+		if (f[i] == '\0')
+			snprintf(out, outlen, "%s", f);
+	}
+	evhttp_clear_headers(&kv);
+}
+
+static void wf_post(struct api_req *a)
+{
+	struct evhttp_request *req = a->req;
+	struct sw_workflow *wf;
+	char err[1024], filename[128], version[16], nsteps[16];
+	const char *params[6];
+	json_t *def;
+	size_t len;
+
+	if ((a->text = sw_http_body(req, &len)) == NULL) {
+		sw_http_reply_error(req, 503, "unavailable", "out of memory");
+		goto out;
+	}
+	if (len == 0 || strlen(a->text) != len) {
+		sw_http_reply_error(req, 400, "invalid_workflow",
+				    len ? "the workflow text holds a NUL byte"
+					: "empty body: the workflow YAML is expected");
+		goto out;
+	}
+	query_filename(req, filename, sizeof(filename));
+	if ((wf = sw_workflow_parse(a->text, len, filename, err, sizeof(err))) == NULL) {
+		sw_http_reply_error(req, 400, "invalid_workflow", "%s", err);
+		goto out;
+	}
+	def = sw_workflow_to_json(wf);
+	snprintf(a->name, sizeof(a->name), "%s", wf->name);
+	a->version = wf->version;
+	snprintf(version, sizeof(version), "%d", wf->version);
+	snprintf(nsteps, sizeof(nsteps), "%zu", wf->nsteps);
+	sw_workflow_free(wf);
+	{
+		char *def_text = def ? json_dumps(def, JSON_COMPACT) : NULL;
+
+		json_decref(def);
+		if (def_text == NULL) {
+			sw_http_reply_error(req, 500, "internal", "cannot encode the workflow");
+			goto out;
+		}
+		params[0] = a->tenant;
+		params[1] = a->name;
+		params[2] = version;
+		params[3] = a->text;
+		params[4] = def_text;
+		params[5] = nsteps;
+		/* idempotent: a resent insert finds its own identical row */
+		if (sw_store_query(
+			a->env->store,
+			"WITH ins AS (INSERT INTO workflows (tenant, name, version, yaml, def)"
+			" VALUES ($1, $2, $3::int, $4, $5::jsonb) ON CONFLICT DO NOTHING"
+			" RETURNING 1)"
+			" SELECT EXISTS (SELECT 1 FROM ins),"
+			" coalesce((SELECT yaml = $4 FROM workflows"
+			"  WHERE tenant = $1 AND name = $2 AND version = $3::int), false),"
+			" $6::int",
+			6, params, wf_post_cb, a) == -1) {
+			free(def_text);
+			sw_http_reply_error(req, 503, "unavailable", "store unavailable");
+			goto out;
+		}
+		free(def_text);
+	}
+	return;
+out:
+	api_req_free(a);
+}
+
+/* ---- runs -------------------------------------------------------------- */
+
+static const char *mode_needs(enum sw_mode m)
+{
+	switch (m) {
+	case SW_MODE_IN_PROCESS:
+		return "sagewai-worker";
+	case SW_MODE_SANDBOXED:
+		return "sandboxd";
+	case SW_MODE_IDENTITY_SCOPED:
+		return "sandboxd and the identity service";
+	case SW_MODE_CLI_AGENT:
+		return "sandboxd with CLI-agent support";
+	case SW_MODE_CLI_AGENT_JIT:
+		return "sandboxd with CLI-agent support and the policy service for run-time"
+		       " credential grants";
+	default:
+		return "an executor for it";
+	}
+}
+
+static void submit_done(const char *run_id, const char *err, void *opaque)
+{
+	struct api_req *a = opaque;
+
+	if (run_id == NULL)
+		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be stored");
+	else
+		sw_http_reply_json(a->req, 201, json_pack("{s:s}", "run_id", run_id));
+	(void)err;
+	api_req_free(a);
+}
+
+static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct api_req *a = opaque;
+	struct sched_env *env = a->env;
+	struct sw_workflow *wf = NULL;
+	char why[512];
+	json_t *def;
+	size_t i;
+	int u;
+
+	if (err != NULL) {
+		store_failed(a->req, "workflow lookup failed", err);
+		goto out;
+	}
+	if (PQntuples(res) != 1) {
+		if (a->version > 0)
+			sw_http_reply_error(a->req, 404, "not_found", "no workflow %s version %d",
+					    a->name, a->version);
+		else
+			sw_http_reply_error(a->req, 404, "not_found", "no workflow %s", a->name);
+		goto out;
+	}
+	def = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	wf = def ? sw_workflow_from_json(def, why, sizeof(why)) : NULL;
+	json_decref(def);
+	if (wf == NULL) {
+		sw_http_reply_error(a->req, 500, "internal", "stored workflow unreadable");
+		goto out;
+	}
+	if (env->multi_tenant && !env->sealed_preview && sw_workflow_identity_bearing(wf)) {
+		for (i = 0; i < wf->nsteps; i++)
+			if (sw_mode_identity_bearing(wf->steps[i].mode))
+				break;
+		sw_http_reply_error(a->req, 403, "preview_gate",
+				    "step '%s' runs in mode %s, which carries a customer identity;"
+				    " in multi_tenant mode the identity-bearing modes are in"
+				    " preview and refused unless the operator sets"
+				    " SAGEWAI_SEALED_PREVIEW=1",
+				    wf->steps[i].name, sw_mode_name(wf->steps[i].mode));
+		goto out;
+	}
+	if ((u = sw_workflow_first_unrunnable(wf, env->runnable)) >= 0) {
+		sw_http_reply_error(a->req, 422, "mode_unavailable",
+				    "step '%s' runs in mode %s, which needs %s; this deployment"
+				    " runs only: %s",
+				    wf->steps[u].name, sw_mode_name(wf->steps[u].mode),
+				    mode_needs(wf->steps[u].mode), env->runnable_list);
+		goto out;
+	}
+	if (sched_run_submit(env, a->tenant, wf, a->input, submit_done, a) == -1) {
+		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be queued");
+		goto out;
+	}
+	sw_workflow_free(wf);
+	return;
+out:
+	sw_workflow_free(wf);
+	api_req_free(a);
+}
+
+static void run_post(struct api_req *a)
+{
+	struct evhttp_request *req = a->req;
+	json_t *body, *name, *version, *input;
+	const char *params[3];
+	char v[16], *text;
+	size_t len;
+
+	if ((body = sw_http_body_json(req)) == NULL)
+		goto out;
+	name = json_object_get(body, "workflow");
+	version = json_object_get(body, "version");
+	input = json_object_get(body, "input");
+	if (!json_is_object(body) || !json_is_string(name) ||
+	    json_string_length(name) >= sizeof(a->name) || json_string_length(name) == 0) {
+		sw_http_reply_error(req, 400, "bad_request",
+				    "body must be {\"workflow\": NAME, \"version\": N (optional),"
+				    " \"input\": {...}}");
+		goto out_body;
+	}
+	if (version != NULL && !json_is_null(version) &&
+	    (!json_is_integer(version) || json_integer_value(version) < 1 ||
+	     json_integer_value(version) > 1000000000)) {
+		sw_http_reply_error(req, 400, "bad_request", "version must be an integer >= 1");
+		goto out_body;
+	}
+	if (input != NULL && !json_is_object(input)) {
+		sw_http_reply_error(req, 400, "bad_input", "input must be a JSON object");
+		goto out_body;
+	}
+	a->input = input ? json_incref(input) : json_object();
+	text = json_dumps(a->input, JSON_COMPACT);
+	len = text ? strlen(text) : SIZE_MAX;
+	free(text);
+	if (len > SCHED_MAX_INPUT) {
+		sw_http_reply_error(req, 413, "too_large", "input of %zu bytes exceeds %u", len,
+				    SCHED_MAX_INPUT);
+		goto out_body;
+	}
+	snprintf(a->name, sizeof(a->name), "%s", json_string_value(name));
+	a->version = json_is_integer(version) ? (int)json_integer_value(version) : 0;
+	json_decref(body);
+	params[0] = a->tenant;
+	params[1] = a->name;
+	params[2] = NULL;
+	if (a->version > 0) {
+		snprintf(v, sizeof(v), "%d", a->version);
+		params[2] = v;
+	}
+	if (sw_store_query(a->env->store,
+			   "SELECT def::text FROM workflows WHERE tenant = $1 AND name = $2"
+			   " AND ($3::int IS NULL OR version = $3::int)"
+			   " ORDER BY version DESC LIMIT 1",
+			   3, params, run_post_def_cb, a) == -1) {
+		sw_http_reply_error(req, 503, "unavailable", "store unavailable");
+		goto out;
+	}
+	return;
+out_body:
+	json_decref(body);
+out:
+	api_req_free(a);
+}
+
+static void run_get_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct api_req *a = opaque;
+
+	if (err != NULL)
+		store_failed(a->req, "run read failed", err);
+	else if (PQntuples(res) != 1)
+		sw_http_reply_error(a->req, 404, "not_found", "no such run");
+	else
+		reply_text_json(a->req, 200, PQgetvalue(res, 0, 0));
+	api_req_free(a);
+}
+
+static void run_get(struct api_req *a)
+{
+	const char *params[2] = {a->id, a->tenant};
+
+	if (sw_store_query(
+		a->env->store,
+		"SELECT run_json(r)::text FROM runs r WHERE id = $1::uuid AND tenant = $2", 2,
+		params, run_get_cb, a) == -1) {
+		sw_http_reply_error(a->req, 503, "unavailable", "store unavailable");
+		api_req_free(a);
+	}
+}
+
+static void run_list(struct api_req *a)
+{
+	const char *params[1] = {a->tenant};
+
+	if (sw_store_query(
+		a->env->store,
+		"SELECT json_build_object('runs', coalesce(json_agg(j ORDER BY created DESC,"
+		" id DESC), '[]'))::text FROM (SELECT run_json(r)::jsonb - 'steps' AS j,"
+		" r.created, r.id FROM runs r WHERE tenant = $1"
+		" ORDER BY created DESC, id DESC LIMIT 100) t",
+		1, params, wf_list_cb, a) == -1) {
+		sw_http_reply_error(a->req, 503, "unavailable", "store unavailable");
+		api_req_free(a);
+	}
+}
+
+static void cancel_done(struct sched_op *op, enum sched_op_result r, void *opaque)
+{
+	struct api_req *a = opaque;
+
+	switch (r) {
+	case SCHED_OP_APPLIED:
+		sw_http_reply_json(
+		    a->req, 202, json_pack("{s:s, s:s}", "run_id", a->id, "state", RUN_CANCELLED));
+		break;
+	case SCHED_OP_NOT_FOUND:
+		sw_http_reply_error(a->req, 404, "not_found", "no such run");
+		break;
+	case SCHED_OP_TERMINAL:
+	case SCHED_OP_IGNORED:
+		sw_http_reply_error(a->req, 409, "conflict", "run %s is already %s", a->id,
+				    op->run_state);
+		break;
+	case SCHED_OP_ERROR:
+	default:
+		store_failed(a->req, "cancel failed", op->errmsg);
+		break;
+	}
+	api_req_free(a);
+}
+
+static void run_cancel(struct api_req *a)
+{
+	struct sched_op *op = sched_op_new(a->env, SCHED_OP_CANCEL, a->id, cancel_done, a);
+
+	if (op == NULL) {
+		sw_http_reply_error(a->req, 503, "unavailable", "out of memory");
+		api_req_free(a);
+		return;
+	}
+	snprintf(op->tenant, sizeof(op->tenant), "%s", a->tenant);
+	sched_op_start(op);
+}
+
+/* ---- dispatch ---------------------------------------------------------- */
+
+static void authorized(struct sched_env *env, struct evhttp_request *req, const char *tenant,
+		       void *opaque)
+{
+	struct api_req *a = opaque;
+
+	(void)env;
+	(void)req;
+	if (tenant == NULL) {
+		api_req_free(a); /* answered already */
+		return;
+	}
+	snprintf(a->tenant, sizeof(a->tenant), "%s", tenant);
+	switch (a->act) {
+	case ACT_WF_LIST:
+		wf_list(a);
+		break;
+	case ACT_WF_POST:
+		wf_post(a);
+		break;
+	case ACT_WF_GET:
+		wf_get(a);
+		break;
+	case ACT_RUN_LIST:
+		run_list(a);
+		break;
+	case ACT_RUN_POST:
+		run_post(a);
+		break;
+	case ACT_RUN_GET:
+		run_get(a);
+		break;
+	case ACT_RUN_EVENTS:
+		sched_sse_open(a->env, a->req, a->id, a->tenant);
+		api_req_free(a);
+		break;
+	case ACT_RUN_CANCEL:
+		run_cancel(a);
+		break;
+	}
+}
+
+static void begin(struct sched_env *env, struct evhttp_request *req, struct api_req *a)
+{
+	a->env = env;
+	a->req = req;
+	sched_auth(env, req, authorized, a);
+}
+
+static struct api_req *api_req_new(struct evhttp_request *req, enum action act)
+{
+	struct api_req *a = calloc(1, sizeof(*a));
+
+	if (a == NULL)
+		sw_http_reply_error(req, 503, "unavailable", "out of memory");
+	else
+		a->act = act;
+	return a;
+}
+
+static int is_get(struct evhttp_request *req)
+{
+	return evhttp_request_get_command(req) == EVHTTP_REQ_GET;
+}
+
+static int is_post(struct evhttp_request *req)
+{
+	return evhttp_request_get_command(req) == EVHTTP_REQ_POST;
+}
+
+static void workflows_cb(struct evhttp_request *req, void *arg)
+{
+	struct api_req *a;
+
+	if (!is_get(req) && !is_post(req)) {
+		sw_http_reply_method_not_allowed(req, "GET, POST");
+		return;
+	}
+	if ((a = api_req_new(req, is_get(req) ? ACT_WF_LIST : ACT_WF_POST)) != NULL)
+		begin(arg, req, a);
+}
+
+static void workflow_item_cb(struct evhttp_request *req, void *arg)
+{
+	const char *rest = sw_http_path(req) + strlen("/v1/workflows/");
+	struct api_req *a;
+	char *name, *slash, *end;
+	long v = 0;
+
+	if (!is_get(req)) {
+		sw_http_reply_method_not_allowed(req, "GET");
+		return;
+	}
+	if ((name = evhttp_uridecode(rest, 0, NULL)) == NULL) {
+		sw_http_reply_error(req, 404, "not_found", "no such workflow");
+		return;
+	}
+	if ((slash = strchr(name, '/')) != NULL) {
+		*slash = '\0';
+		v = strtol(slash + 1, &end, 10);
+		if (*end != '\0' || v < 1 || v > 1000000000) {
+			free(name);
+			sw_http_reply_error(req, 404, "not_found", "no such workflow version");
+			return;
+		}
+	}
+	if (name[0] == '\0' || strlen(name) >= 128) {
+		free(name);
+		sw_http_reply_error(req, 404, "not_found", "no such workflow");
+		return;
+	}
+	if ((a = api_req_new(req, ACT_WF_GET)) != NULL) {
+		snprintf(a->name, sizeof(a->name), "%s", name);
+		a->version = (int)v;
+		begin(arg, req, a);
+	}
+	free(name);
+}
+
+static void runs_cb(struct evhttp_request *req, void *arg)
+{
+	struct api_req *a;
+
+	if (!is_get(req) && !is_post(req)) {
+		sw_http_reply_method_not_allowed(req, "GET, POST");
+		return;
+	}
+	if ((a = api_req_new(req, is_get(req) ? ACT_RUN_LIST : ACT_RUN_POST)) != NULL)
+		begin(arg, req, a);
+}
+
+static void run_item_cb(struct evhttp_request *req, void *arg)
+{
+	const char *rest = sw_http_path(req) + strlen("/v1/runs/");
+	const char *slash = strchr(rest, '/');
+	size_t idlen = slash ? (size_t)(slash - rest) : strlen(rest);
+	char id[SW_UUID_STRLEN];
+	enum action act;
+	struct api_req *a;
+
+	if (slash == NULL) {
+		act = ACT_RUN_GET;
+	} else if (strcmp(slash, "/events") == 0) {
+		act = ACT_RUN_EVENTS;
+	} else if (strcmp(slash, "/cancel") == 0) {
+		act = ACT_RUN_CANCEL;
+	} else {
+		sw_http_reply_error(req, 404, "not_found", "no such resource");
+		return;
+	}
+	if (act == ACT_RUN_CANCEL ? !is_post(req) : !is_get(req)) {
+		sw_http_reply_method_not_allowed(req, act == ACT_RUN_CANCEL ? "POST" : "GET");
+		return;
+	}
+	if (idlen != 36) {
+		sw_http_reply_error(req, 404, "not_found", "no such run");
+		return;
+	}
+	memcpy(id, rest, 36);
+	id[36] = '\0';
+	if (!sched_uuid_valid(id)) {
+		sw_http_reply_error(req, 404, "not_found", "no such run");
+		return;
+	}
+	if ((a = api_req_new(req, act)) != NULL) {
+		snprintf(a->id, sizeof(a->id), "%s", id);
+		begin(arg, req, a);
+	}
+}
+
+static int health(void *opaque)
+{
+	struct sched_env *env = opaque;
+
+	return env->exit_code != 0 || env->stopping;
+}
+
+int sched_api_start(struct sched_env *env, char *errstr, size_t errlen)
+{
+	env->http = sw_http_new(env->base, env->cfg.http_addr, env->cfg.http_port, SCHED_MAX_BODY,
+				env->metrics, health, env, errstr, errlen);
+	if (env->http == NULL)
+		return -1;
+	/* bodies above evhttp's own cap are read and dropped before its 413, so
+	 * the client sees the answer rather than a reset connection */
+	evhttp_set_flags(sw_http_evhttp(env->http), EVHTTP_SERVER_LINGERING_CLOSE);
+	if (sw_http_route(env->http, "/v1/workflows", workflows_cb, env) == -1 ||
+	    sw_http_route(env->http, "/v1/workflows/*", workflow_item_cb, env) == -1 ||
+	    sw_http_route(env->http, "/v1/runs", runs_cb, env) == -1 ||
+	    sw_http_route(env->http, "/v1/runs/*", run_item_cb, env) == -1 ||
+	    sw_http_route(env->http, "/v1/tenants", sched_tenants_post, env) == -1) {
+		snprintf(errstr, errlen, "cannot install routes");
+		return -1;
+	}
+	return 0;
+}

@@ -1,0 +1,474 @@
+/*
+ * outbox.c: events out, exactly once in effect.
+ *
+ * A transition's events are rows of the outbox table written in the same
+ * transaction as the state they describe. Once it commits, the rows it
+ * returned (seq, event_id) are produced at once from memory; the delivery
+ * report queues their seq for a batched DELETE. A seq stays in the
+ * in-flight set from produce until its row is deleted, so the sweep --
+ * every SCHED_SWEEP_MS, rows older than SCHED_SWEEP_AGE_MS; at start, every
+ * row -- never sends a row twice in one process. Rows left by a crash, by
+ * a failed delivery or by a resent transaction go out on the next sweep
+ * with their original event ids; consumers deduplicate on those.
+ *
+ * Several schedulers on one database would each sweep the other's young
+ * rows only after SCHED_SWEEP_AGE_MS: duplicates are then possible but
+ * harmless (same event ids).
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler.h"
+
+#define SWEEP_LIMIT 1000
+#define SWEEP_LIMIT_S "1000"
+#define DELETE_CHUNK 4000
+
+struct relay_msg {
+	struct sched_dr dr;
+	int64_t seq;
+};
+
+/* ---- events ------------------------------------------------------------ */
+
+int sched_event_build(struct sched_env *env, struct sched_event *ev, const char *type,
+		      const char *tenant, const char *run_id, const char *step_id, json_t *fields,
+		      char *errstr, size_t errlen)
+{
+	struct sw_event_header h;
+	int rc;
+
+	memset(ev, 0, sizeof(*ev));
+	sw_event_header_init(&h, type, SCHED_PRODUCER);
+	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
+	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id);
+	if (step_id != NULL)
+		snprintf(h.step_id, sizeof(h.step_id), "%s", step_id);
+	rc = sw_event_encode(env->reg, type, &h, fields, &ev->buf, &ev->len, errstr, errlen);
+	json_decref(fields);
+	if (rc == -1)
+		return -1;
+	snprintf(ev->id, sizeof(ev->id), "%s", h.event_id);
+	ev->topic = strncmp(type, "run.", 4) == 0 ? SW_TOPIC_RUNS : SW_TOPIC_STEPS;
+	snprintf(ev->key, sizeof(ev->key), "%s", run_id);
+	return 0;
+}
+
+void sched_event_clear(struct sched_event *ev)
+{
+	free(ev->buf);
+	memset(ev, 0, sizeof(*ev));
+}
+
+static char *hex_encode(const void *buf, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	const uint8_t *b = buf;
+	char *s = malloc(2 * len + 1);
+	size_t i;
+
+	if (s == NULL)
+		return NULL;
+	for (i = 0; i < len; i++) {
+		s[2 * i] = digits[b[i] >> 4];
+		s[2 * i + 1] = digits[b[i] & 15];
+	}
+	s[2 * len] = '\0';
+	return s;
+}
+
+static int hex_val(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+static void *hex_decode(const char *s, size_t *len)
+{
+	size_t n = strlen(s), i;
+	uint8_t *b;
+
+	if (n % 2 != 0 || (b = malloc(n / 2 + 1)) == NULL)
+		return NULL;
+	for (i = 0; i < n / 2; i++) {
+		int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
+
+		if (hi < 0 || lo < 0) {
+			free(b);
+			return NULL;
+		}
+		b[i] = (uint8_t)(hi << 4 | lo);
+	}
+	*len = n / 2;
+	return b;
+}
+
+int sched_outbox_sql(const struct sched_event *evs, size_t n, char **sql, char **params)
+{
+	size_t i, cap = 160 + n * 64, len;
+	char *s;
+
+	if (n == 0 || n > SCHED_OP_EVENTS || (s = malloc(cap)) == NULL)
+		return -1;
+	len = (size_t)sprintf(s, "INSERT INTO outbox (event_id, topic, key, payload) VALUES ");
+	for (i = 0; i < n; i++)
+		len += (size_t)sprintf(s + len, "%s($%zu::uuid, $%zu, $%zu, decode($%zu, 'hex'))",
+				       i ? ", " : "", 4 * i + 1, 4 * i + 2, 4 * i + 3, 4 * i + 4);
+	sprintf(s + len, " ON CONFLICT (event_id) DO NOTHING RETURNING seq, event_id::text");
+	memset(params, 0, 4 * n * sizeof(*params));
+	for (i = 0; i < n; i++) {
+		params[4 * i] = strdup(evs[i].id);
+		params[4 * i + 1] = strdup(evs[i].topic);
+		params[4 * i + 2] = strdup(evs[i].key);
+		params[4 * i + 3] = hex_encode(evs[i].buf, evs[i].len);
+		if (!params[4 * i] || !params[4 * i + 1] || !params[4 * i + 2] ||
+		    !params[4 * i + 3]) {
+			sched_outbox_sql_free(s, params, n);
+			return -1;
+		}
+	}
+	*sql = s;
+	return 0;
+}
+
+void sched_outbox_sql_free(char *sql, char **params, size_t n)
+{
+	size_t i;
+
+	free(sql);
+	for (i = 0; i < 4 * n; i++) {
+		free(params[i]);
+		params[i] = NULL;
+	}
+}
+
+/* ---- the in-flight set ------------------------------------------------- */
+
+int sched_seqset_init(struct sched_seqset *s, size_t cap)
+{
+	s->slots = calloc(cap, sizeof(*s->slots));
+	s->cap = s->slots ? cap : 0;
+	s->len = 0;
+	return s->slots ? 0 : -1;
+}
+
+void sched_seqset_free(struct sched_seqset *s)
+{
+	free(s->slots);
+	memset(s, 0, sizeof(*s));
+}
+
+static size_t seq_hash(int64_t v, size_t cap)
+{
+	uint64_t x = (uint64_t)v * 0x9e3779b97f4a7c15ull;
+
+	return (size_t)(x >> 17) & (cap - 1);
+}
+
+static int seqset_grow(struct sched_seqset *s)
+{
+	struct sched_seqset n;
+	size_t i;
+
+	if (sched_seqset_init(&n, s->cap * 2) == -1)
+		return -1;
+	for (i = 0; i < s->cap; i++)
+		if (s->slots[i] != 0)
+			sched_seqset_add(&n, s->slots[i]);
+	free(s->slots);
+	*s = n;
+	return 0;
+}
+
+int sched_seqset_add(struct sched_seqset *s, int64_t v)
+{
+	size_t i;
+
+	if ((s->len + 1) * 2 > s->cap && seqset_grow(s) == -1)
+		return -1;
+	for (i = seq_hash(v, s->cap); s->slots[i] != 0; i = (i + 1) & (s->cap - 1))
+		if (s->slots[i] == v)
+			return 0;
+	s->slots[i] = v;
+	s->len++;
+	return 1;
+}
+
+int sched_seqset_has(const struct sched_seqset *s, int64_t v)
+{
+	size_t i;
+
+	for (i = seq_hash(v, s->cap); s->slots[i] != 0; i = (i + 1) & (s->cap - 1))
+		if (s->slots[i] == v)
+			return 1;
+	return 0;
+}
+
+/* Linear probing: remove, then shift back the entries after it that
+ * would no longer be found. */
+void sched_seqset_del(struct sched_seqset *s, int64_t v)
+{
+	size_t i, j, k, mask = s->cap - 1;
+
+	for (i = seq_hash(v, s->cap); s->slots[i] != v; i = (i + 1) & mask)
+		if (s->slots[i] == 0)
+			return;
+	s->slots[i] = 0;
+	s->len--;
+	for (j = (i + 1) & mask; s->slots[j] != 0; j = (j + 1) & mask) {
+		k = seq_hash(s->slots[j], s->cap);
+		/* move j to i when k is not cyclically in (i, j] */
+		if ((j > i && (k <= i || k > j)) || (j < i && (k <= i && k > j))) {
+			s->slots[i] = s->slots[j];
+			s->slots[j] = 0;
+			i = j;
+		}
+	}
+}
+
+/* ---- the relay --------------------------------------------------------- */
+
+static void relay_produce(struct sched_env *env, int64_t seq, const char *topic, const char *key,
+			  const void *buf, size_t len)
+{
+	struct relay_msg *m;
+	char err[256];
+	int added = sched_seqset_add(&env->inflight, seq);
+
+	if (added != 1) {
+		if (added == -1)
+			sched_fatal(env, "outbox relay", "out of memory");
+		return;
+	}
+	if ((m = calloc(1, sizeof(*m))) == NULL) {
+		sched_seqset_del(&env->inflight, seq);
+		return; /* the sweep tries again */
+	}
+	m->dr.kind = SCHED_DR_OUTBOX;
+	m->seq = seq;
+	if (sw_bus_produce(env->producer, topic, key, buf, len, NULL, m, err, sizeof(err)) == -1) {
+		sw_log(SW_LOG_WARN, "outbox produce failed; the sweep retries", "error", err,
+		       NULL);
+		sched_seqset_del(&env->inflight, seq);
+		free(m);
+		return;
+	}
+	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_events_produced_total",
+			       "Outbox events handed to Kafka.", 1);
+}
+
+void sched_outbox_committed(struct sched_env *env, PGresult *res, const struct sched_event *evs,
+			    size_t n)
+{
+	int i, rows;
+	size_t j;
+
+	if (res == NULL || PQnfields(res) != 2)
+		return;
+	rows = PQntuples(res);
+	/* in the order the transition made them: that is the order on the topic */
+	for (j = 0; j < n; j++)
+		for (i = 0; i < rows; i++)
+			if (strcmp(evs[j].id, PQgetvalue(res, i, 1)) == 0) {
+				relay_produce(env, strtoll(PQgetvalue(res, i, 0), NULL, 10),
+					      evs[j].topic, evs[j].key, evs[j].buf, evs[j].len);
+				break;
+			}
+}
+
+static void relay_delete(struct sched_env *env);
+
+struct delete_ctx {
+	struct sched_env *env;
+	int64_t *seqs;
+	size_t n;
+};
+
+static void delete_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct delete_ctx *d = opaque;
+	struct sched_env *env = d->env;
+	size_t i;
+
+	(void)res;
+	env->deleting = 0;
+	if (err != NULL) {
+		/* the rows stay and are swept again: duplicates, not losses */
+		sw_log(SW_LOG_WARN, "outbox delete failed", "error", err, NULL);
+	}
+	for (i = 0; i < d->n; i++)
+		sched_seqset_del(&env->inflight, d->seqs[i]);
+	free(d->seqs);
+	free(d);
+	relay_delete(env);
+}
+
+static void relay_delete(struct sched_env *env)
+{
+	struct delete_ctx *d;
+	const char *params[1];
+	size_t i, n, len = 0;
+	char *lit;
+
+	if (env->deleting || env->ndelivered == 0)
+		return;
+	n = env->ndelivered < DELETE_CHUNK ? env->ndelivered : DELETE_CHUNK;
+	if ((d = calloc(1, sizeof(*d))) == NULL || (lit = malloc(n * 21 + 3)) == NULL) {
+		free(d);
+		return;
+	}
+	d->env = env;
+	d->n = n;
+	d->seqs = malloc(n * sizeof(*d->seqs));
+	if (d->seqs == NULL) {
+		free(lit);
+		free(d);
+		return;
+	}
+	memcpy(d->seqs, env->delivered, n * sizeof(*d->seqs));
+	memmove(env->delivered, env->delivered + n, (env->ndelivered - n) * sizeof(int64_t));
+	env->ndelivered -= n;
+	lit[len++] = '{';
+	for (i = 0; i < n; i++)
+		len += (size_t)sprintf(lit + len, "%s%" PRId64, i ? "," : "", d->seqs[i]);
+	lit[len++] = '}';
+	lit[len] = '\0';
+	params[0] = lit;
+	env->deleting = 1;
+	if (sw_store_query(env->store, "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", 1,
+			   params, delete_cb, d) == -1) {
+		env->deleting = 0;
+		for (i = 0; i < n; i++)
+			sched_seqset_del(&env->inflight, d->seqs[i]);
+		free(d->seqs);
+		free(d);
+	}
+	free(lit);
+}
+
+void sched_outbox_delivery(struct sched_env *env, const char *err, struct sched_dr *dr)
+{
+	struct relay_msg *m = (struct relay_msg *)dr;
+
+	if (err != NULL) {
+		sw_log(SW_LOG_WARN, "outbox event not delivered; the sweep retries", "error", err,
+		       NULL);
+		sched_seqset_del(&env->inflight, m->seq);
+		free(m);
+		return;
+	}
+	if (env->ndelivered == env->capdelivered) {
+		size_t cap = env->capdelivered ? env->capdelivered * 2 : 1024;
+		int64_t *p = realloc(env->delivered, cap * sizeof(*p));
+
+		if (p == NULL) {
+			sched_seqset_del(&env->inflight, m->seq); /* resent later: harmless */
+			free(m);
+			return;
+		}
+		env->delivered = p;
+		env->capdelivered = cap;
+	}
+	env->delivered[env->ndelivered++] = m->seq;
+	free(m);
+	relay_delete(env);
+}
+
+static void sweep_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct sched_env *env = opaque;
+	int i, n, resent = 0;
+
+	env->sweeping = 0;
+	if (err != NULL) {
+		sw_log(SW_LOG_WARN, "outbox sweep failed", "error", err, NULL);
+		return;
+	}
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		int64_t seq = strtoll(PQgetvalue(res, i, 0), NULL, 10);
+		size_t len;
+		void *buf;
+
+		if (sched_seqset_has(&env->inflight, seq))
+			continue;
+		if ((buf = hex_decode(PQgetvalue(res, i, 3), &len)) == NULL)
+			continue;
+		relay_produce(env, seq, PQgetvalue(res, i, 1), PQgetvalue(res, i, 2), buf, len);
+		free(buf);
+		resent++;
+	}
+	if (resent > 0) {
+		char s[24];
+
+		snprintf(s, sizeof(s), "%d", resent);
+		sw_log(SW_LOG_INFO, "outbox rows resent", "rows", s, NULL);
+	}
+	if (n == SWEEP_LIMIT) {
+		/* a full page: the next one at once, after the last seq seen */
+		env->sweep_from = strtoll(PQgetvalue(res, n - 1, 0), NULL, 10);
+		event_active(env->sweep_ev, EV_TIMEOUT, 0);
+		return;
+	}
+	env->sweep_from = 0;
+	env->swept_once = 1;
+}
+
+static void sweep_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_env *env = arg;
+	const char *params[3];
+	char age[24], from[24];
+
+	(void)fd;
+	(void)what;
+	if (env->sweeping)
+		return;
+	snprintf(age, sizeof(age), "%d", SCHED_SWEEP_AGE_MS);
+	snprintf(from, sizeof(from), "%" PRId64, env->sweep_from);
+	params[0] = env->swept_once ? "false" : "true";
+	params[1] = age;
+	params[2] = from;
+	env->sweeping = 1;
+	if (sw_store_query(env->store,
+			   "SELECT seq, topic, key, encode(payload, 'hex') FROM outbox"
+			   " WHERE seq > $3::bigint AND ($1::boolean"
+			   "  OR created < now() - $2::bigint * interval '1 millisecond')"
+			   " ORDER BY seq LIMIT " SWEEP_LIMIT_S,
+			   3, params, sweep_cb, env) == -1)
+		env->sweeping = 0;
+}
+
+int sched_outbox_start(struct sched_env *env, char *errstr, size_t errlen)
+{
+	struct timeval tv = {SCHED_SWEEP_MS / 1000, (SCHED_SWEEP_MS % 1000) * 1000};
+
+	if (sched_seqset_init(&env->inflight, 1024) == -1) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	env->sweep_ev = event_new(env->base, -1, EV_PERSIST, sweep_tick, env);
+	if (env->sweep_ev == NULL || event_add(env->sweep_ev, &tv) == -1) {
+		snprintf(errstr, errlen, "cannot start the outbox sweep");
+		return -1;
+	}
+	event_active(env->sweep_ev, EV_TIMEOUT, 0); /* every leftover row, now */
+	return 0;
+}
+
+int sched_outbox_idle(const struct sched_env *env)
+{
+	return env->inflight.len == 0 && env->ndelivered == 0 && !env->deleting;
+}
+
+void sched_outbox_stop(struct sched_env *env)
+{
+	if (env->sweep_ev != NULL)
+		event_del(env->sweep_ev);
+}

@@ -1,0 +1,300 @@
+/*
+ * sagewai-scheduler: workflows, runs and steps (PostgreSQL schema
+ * "scheduler"), the HTTP API of docs/RUNS.md, the preview gate, retries,
+ * timeouts, cancel, progress streams and tenancy.
+ *
+ * Every state change is one read and one transaction:
+ *
+ *   1. read a snapshot of the run (runs row, its rev, its steps, the
+ *      workflow definition, whether the triggering event was processed);
+ *   2. decide in C (runs.c) what changes and which events it causes;
+ *   3. one transaction: bump_rev(run, rev) -- which raises SWREV when the
+ *      run moved on meanwhile -- then the row updates, "processed" for a
+ *      consumed event, and the events into the outbox (last statement,
+ *      RETURNING their seq).
+ *
+ * Within a process, operations on one run take turns (a per-run queue);
+ * across processes a conflict (SWREV) or a duplicate starts again at 1, so
+ * concurrent triggers on one run (a step outcome and its deadline, a
+ * cancel, another scheduler instance) serialise on the run's rev, and a
+ * transaction that sw_store resends after a reconnect although it had
+ * committed fails its guard and re-reads a run that has moved on: nothing
+ * applies twice. Several instances may share the database (tests: twin).
+ * Where they need not: progress streams follow other instances' commits
+ * only by polling (sse.c), and a young outbox row may be sent by two
+ * relays (outbox.c) -- duplicates with one event id, which consumers drop.
+ *
+ * The outbox relay (outbox.c) produces the committed rows with the
+ * idempotent producer and deletes them after their delivery report; rows
+ * left over by a crash are resent at start with their event ids, which
+ * consumers deduplicate. Consumed offsets (consume.c) are stored only after
+ * the transaction of their message committed, in consumption order.
+ *
+ * Timers (runs.c) scan for due retries and passed deadlines every
+ * SCHED_TICK_MS, one scan at a time. All state lives in PostgreSQL: a
+ * restarted scheduler just carries on.
+ */
+#ifndef SCHEDULER_H
+#define SCHEDULER_H
+
+#include <stdint.h>
+#include <sys/queue.h>
+#include <event2/event.h>
+#include <event2/http.h>
+#include <jansson.h>
+
+#include "sw_bus.h"
+#include "sw_core.h"
+#include "sw_events.h"
+#include "sw_http.h"
+#include "sw_store.h"
+#include "sw_workflow.h"
+
+#define SCHED_PRODUCER "sagewai-scheduler"
+#define SCHED_MAX_BODY (1u << 20)    /* any request body */
+#define SCHED_MAX_INPUT (256u << 10) /* a run's input, serialised */
+#define SCHED_OUTPUT_MAX (1u << 20)  /* a step's output (told to the executor) */
+#define SCHED_MAX_ERROR 4096	     /* error texts kept and published */
+#define SCHED_MAX_BATCH 500	     /* consumed messages per batch */
+#define SCHED_MAX_BATCHES 16	     /* batches in flight before pausing */
+#define SCHED_TICK_MS 100	     /* due retries and deadlines */
+#define SCHED_SWEEP_MS 1000	     /* outbox rows left behind */
+#define SCHED_SWEEP_AGE_MS 2000	     /* ... older than this */
+#define SCHED_SSE_POLL_MS 2000	     /* re-read streamed runs anyway */
+#define SCHED_SSE_KEEPALIVE_MS 15000
+#define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
+#define SCHED_OP_EVENTS 4	/* events one transition may cause */
+#define SCHED_LOCK_BUCKETS 4096 /* hash chains of runs with an operation */
+#define SCHED_RUN_LIST 100
+
+/* Run and step states as stored (docs/RUNS.md). */
+#define RUN_RUNNING "running"
+#define RUN_SUCCEEDED "succeeded"
+#define RUN_FAILED "failed"
+#define RUN_CANCELLED "cancelled"
+
+/* One event on its way to the outbox: encoded, with its id. */
+struct sched_event {
+	char id[SW_UUID_STRLEN];
+	const char *topic;
+	char key[SW_UUID_STRLEN];
+	void *buf; /* single-object Avro message (owned) */
+	size_t len;
+};
+
+/* Delivery-report opaque: what a produced message was. */
+enum sched_dr_kind { SCHED_DR_OUTBOX = 1, SCHED_DR_DEADLETTER };
+struct sched_dr {
+	enum sched_dr_kind kind;
+};
+
+/* Open-addressing set of outbox seqs (all > 0). */
+struct sched_seqset {
+	int64_t *slots;
+	size_t cap, len;
+};
+
+struct sched_batch;
+TAILQ_HEAD(sched_batchq, sched_batch);
+struct sched_stream;
+LIST_HEAD(sched_streams, sched_stream);
+struct sched_tenant_cache;
+struct sched_run_lock;
+
+struct sched_env {
+	struct sw_config cfg;
+	struct event_base *base;
+	struct sw_event_registry *reg;
+	struct sw_store *store;
+	struct sw_bus_producer *producer;
+	struct sw_bus_consumer *consumer;
+	struct sw_http *http;
+	struct sw_metrics *metrics;
+
+	/* deployment */
+	int multi_tenant;	 /* SAGEWAI_MODE=multi_tenant */
+	int sealed_preview;	 /* SAGEWAI_SEALED_PREVIEW=1 */
+	unsigned runnable;	 /* SAGEWAI_RUNNABLE_MODES as 1 << mode */
+	char runnable_list[256]; /* the same, for messages */
+	char admin_token[256];	 /* SAGEWAI_ADMIN_TOKEN; empty = no tenant admin */
+
+	/* outbox relay (outbox.c) */
+	struct sched_seqset inflight; /* produced, not yet deleted */
+	int64_t *delivered;	      /* delivered, delete pending */
+	size_t ndelivered, capdelivered;
+	int deleting;	/* a DELETE is queued */
+	int sweeping;	/* a sweep SELECT is queued */
+	int swept_once; /* the start-up sweep (every row) is done */
+	int64_t sweep_from; /* seq after which the next sweep page starts */
+	struct event *sweep_ev;
+
+	/* consumer (consume.c) */
+	struct sched_batchq batches;
+	size_t nbatches;
+	int paused;
+
+	/* operations in flight, one per run at a time (runs.c) */
+	struct sched_run_lock **locks; /* SCHED_LOCK_BUCKETS chains */
+
+	/* timers (runs.c) */
+	struct event *tick_ev;
+	int scanning; /* scan or its operations in flight */
+	size_t scan_ops;
+	int64_t last_prune_ms;
+
+	/* streams (sse.c) */
+	struct sched_streams streams;
+	size_t nstreams;
+	struct event *sse_ev;
+
+	/* tenants (tenants.c) */
+	struct sched_tenant_cache *tcache;
+
+	struct event *metrics_ev;
+	int metrics_busy;
+	unsigned metrics_ticks;
+	unsigned long reconnects; /* sw_store_reconnects last seen */
+	struct event *sigterm, *sigint, *drain_ev;
+	int64_t drain_deadline_ms;
+	int stopping;
+	int exit_code;
+};
+
+/* main.c */
+#define SCHED_BUS_EXTRA 34
+void sched_fatal(struct sched_env *env, const char *what, const char *why);
+int64_t sched_mono_ms(void);
+int sched_bus_extra(const char *var, const char *def, const char **out, char *buf, size_t buflen);
+
+/* ---- runs.c: the state machine --------------------------------------- */
+
+extern const struct sw_migration sched_migrations[];
+extern const size_t sched_nmigrations;
+
+enum sched_op_kind {
+	SCHED_OP_STARTED,  /* step.started consumed */
+	SCHED_OP_FINISHED, /* step.finished consumed */
+	SCHED_OP_TIMEOUT,  /* a deadline passed */
+	SCHED_OP_RETRY,	   /* a retry is due */
+	SCHED_OP_CANCEL,   /* POST /v1/runs/{id}/cancel */
+};
+
+enum sched_op_result {
+	SCHED_OP_APPLIED,   /* committed */
+	SCHED_OP_IGNORED,   /* nothing to do (stale, duplicate, finished run) */
+	SCHED_OP_NOT_FOUND, /* no such run (for this tenant) */
+	SCHED_OP_TERMINAL,  /* cancel of a finished run */
+	SCHED_OP_ERROR,	    /* the store failed; message in op->errmsg */
+};
+
+struct sched_op;
+typedef void (*sched_op_done_cb)(struct sched_op *op, enum sched_op_result r, void *opaque);
+
+/* One state change in flight. The caller fills the trigger and done; the
+ * op is freed by the engine after done returns. */
+struct sched_op {
+	struct sched_env *env;
+	enum sched_op_kind kind;
+	char run_id[SW_UUID_STRLEN];
+	char event_id[SW_UUID_STRLEN]; /* consumed event, empty otherwise */
+	char tenant[128];	       /* cancel: the caller's tenant */
+	char step[64];		       /* STARTED/FINISHED: step name */
+	int idx;		       /* TIMEOUT/RETRY: step index */
+	int attempt;
+	char status[16]; /* FINISHED: SUCCEEDED | FAILED | TIMED_OUT | CANCELLED */
+	char *output;	 /* FINISHED: JSON text or NULL (owned) */
+	char *error;	 /* FINISHED: error text or NULL (owned) */
+	int tries;
+	struct sched_event ev[SCHED_OP_EVENTS];
+	size_t nev;
+	char run_state[16]; /* the run's state after the op */
+	char errmsg[256];
+	int finished_run; /* the op ended the run (metrics) */
+	int dispatched;	  /* step.dispatched events caused */
+	sched_op_done_cb done;
+	void *opaque;
+	struct sched_op *next_waiting; /* the run's queue (runs.c) */
+};
+
+struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,
+			      sched_op_done_cb done, void *opaque);
+/* Start it: read, decide, write, retried on conflicts; done is called once.
+ * Operations on one run take turns (in this process; across processes the
+ * rev guard serialises them). */
+void sched_op_start(struct sched_op *op);
+void sched_ops_free(struct sched_env *env);
+
+/* Submit a run of wf (borrowed for the call) with input (borrowed) for
+ * tenant: insert it and its steps and dispatch the first step, in one
+ * transaction. done gets the run id, or NULL and a reason. */
+typedef void (*sched_submit_cb)(const char *run_id, const char *err, void *opaque);
+int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_workflow *wf,
+		     json_t *input, sched_submit_cb done, void *opaque);
+
+int sched_timers_start(struct sched_env *env, char *errstr, size_t errlen);
+
+/* ---- outbox.c: events and the relay --------------------------------- */
+
+/* Encode an event of type for run_id into ev (fields stolen; header made
+ * here: fresh id, tenant, step_id may be NULL). 0, or -1 with errstr. */
+int sched_event_build(struct sched_env *env, struct sched_event *ev, const char *type,
+		      const char *tenant, const char *run_id, const char *step_id, json_t *fields,
+		      char *errstr, size_t errlen);
+void sched_event_clear(struct sched_event *ev);
+/* The outbox INSERT for evs (last statement of a transaction): sql and
+ * 4 * n params, malloc'd into *sql and params[] (the caller frees them
+ * with sched_outbox_sql_free). */
+int sched_outbox_sql(const struct sched_event *evs, size_t n, char **sql, char **params);
+void sched_outbox_sql_free(char *sql, char **params, size_t n);
+/* A transaction with evs committed; res holds RETURNING seq, event_id. */
+void sched_outbox_committed(struct sched_env *env, PGresult *res, const struct sched_event *evs,
+			    size_t n);
+void sched_outbox_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
+int sched_outbox_start(struct sched_env *env, char *errstr, size_t errlen);
+/* Nothing produced and undeleted. */
+int sched_outbox_idle(const struct sched_env *env);
+void sched_outbox_stop(struct sched_env *env);
+
+int sched_seqset_init(struct sched_seqset *s, size_t cap);
+void sched_seqset_free(struct sched_seqset *s);
+int sched_seqset_add(struct sched_seqset *s, int64_t v); /* 1 added, 0 present, -1 OOM */
+int sched_seqset_has(const struct sched_seqset *s, int64_t v);
+void sched_seqset_del(struct sched_seqset *s, int64_t v);
+
+/* ---- consume.c: step outcomes in --------------------------------------- */
+
+int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen);
+void sched_consume_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
+size_t sched_consume_inflight(const struct sched_env *env);
+
+/* ---- tenants.c ---------------------------------------------------------- */
+
+/* Resolve the request's tenant: "default" in single_org mode, else from the
+ * Bearer key. Calls cont once: with the tenant, or with NULL after having
+ * answered the request itself (401, 503) so that cont only cleans up. */
+typedef void (*sched_auth_cb)(struct sched_env *env, struct evhttp_request *req,
+			      const char *tenant, void *opaque);
+void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb cont,
+		void *opaque);
+void sched_tenants_post(struct evhttp_request *req, void *arg);
+int sched_tenant_name_valid(const char *s);
+void sched_tenants_free(struct sched_env *env);
+
+/* ---- api.c -------------------------------------------------------------- */
+
+int sched_api_start(struct sched_env *env, char *errstr, size_t errlen);
+/* s is a UUID in its 8-4-4-4-12 form */
+int sched_uuid_valid(const char *s);
+
+/* ---- sse.c -------------------------------------------------------------- */
+
+/* GET /v1/runs/{id}/events for tenant. */
+void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const char *run_id,
+		    const char *tenant);
+/* Something happened to run_id: streams on it re-read and send changes. */
+void sched_sse_touch(struct sched_env *env, const char *run_id);
+int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen);
+/* End every stream (shutdown). */
+void sched_sse_stop(struct sched_env *env);
+
+#endif

@@ -1,0 +1,306 @@
+/*
+ * sse.c: GET /v1/runs/{id}/events, a text/event-stream of one run.
+ *
+ * The stream opens with the run as GET /v1/runs/{id} shows it
+ * ("event: run"), then, each time the run may have changed, the run is
+ * read again and compared with what the client last got: every step whose
+ * state, attempts or error changed goes out as "event: step" (that step's
+ * JSON), a changed run state as "event: run" (the whole run). After the
+ * terminal run event the stream ends. A comment line every
+ * SCHED_SSE_KEEPALIVE_MS keeps proxies from closing an idle stream.
+ *
+ * "May have changed" is: a transition this process committed, a step
+ * event of the run consumed here, and, every SCHED_SSE_POLL_MS, anyway.
+ * The last makes a stream correct when several schedulers share the
+ * database (a transition committed by another instance shows within that
+ * period); with one instance the stream follows each commit at once.
+ * Intermediate states that come and go between two reads are not shown;
+ * the final state always is.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/keyvalq_struct.h>
+
+#include "scheduler.h"
+
+#define SSE_WRITE_TIMEOUT_S 60
+
+struct sched_stream {
+	LIST_ENTRY(sched_stream) entry;
+	struct sched_env *env;
+	struct evhttp_request *req;
+	struct evhttp_connection *conn;
+	char run_id[SW_UUID_STRLEN];
+	char tenant[128];
+	json_t *last; /* the run as last sent */
+	int started;  /* 200 and headers sent */
+	int reading;  /* a read is queued */
+	int dirty;    /* touched while reading */
+	int gone;     /* the client went away */
+	int64_t last_read_ms;
+	int64_t last_write_ms;
+};
+
+static void stream_read(struct sched_stream *s);
+
+static void stream_free(struct sched_stream *s)
+{
+	LIST_REMOVE(s, entry);
+	s->env->nstreams--;
+	json_decref(s->last);
+	free(s);
+}
+
+/* Finish the reply (or free a request whose connection is gone) and the
+ * stream. */
+static void stream_end(struct sched_stream *s)
+{
+	if (s->conn != NULL)
+		evhttp_connection_set_closecb(s->conn, NULL, NULL);
+	if (s->started)
+		evhttp_send_reply_end(s->req);
+	stream_free(s);
+}
+
+static void on_close(struct evhttp_connection *conn, void *arg)
+{
+	struct sched_stream *s = arg;
+
+	(void)conn;
+	s->gone = 1;
+	s->conn = NULL;
+	if (!s->reading)
+		stream_end(s); /* the request was detached: reply_end frees it */
+}
+
+static void send_text(struct sched_stream *s, const char *event, const char *data)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b == NULL)
+		return;
+	if (event != NULL)
+		evbuffer_add_printf(b, "event: %s\ndata: %s\n\n", event, data);
+	else
+		evbuffer_add_printf(b, "%s", data);
+	evhttp_send_reply_chunk(s->req, b);
+	evbuffer_free(b);
+	s->last_write_ms = sched_mono_ms();
+}
+
+static void send_json(struct sched_stream *s, const char *event, json_t *j)
+{
+	char *text = json_dumps(j, JSON_COMPACT);
+
+	if (text == NULL)
+		return;
+	send_text(s, event, text);
+	free(text);
+}
+
+static int differs(json_t *a, json_t *b, const char *key)
+{
+	return !json_equal(json_object_get(a, key), json_object_get(b, key));
+}
+
+static int terminal(json_t *run)
+{
+	const char *st = json_string_value(json_object_get(run, "state"));
+
+	return st != NULL && strcmp(st, RUN_RUNNING) != 0 && strcmp(st, "pending") != 0;
+}
+
+static void stream_start(struct sched_stream *s, json_t *run)
+{
+	struct evkeyvalq *h = evhttp_request_get_output_headers(s->req);
+	struct evhttp_connection *conn = evhttp_request_get_connection(s->req);
+	struct timeval wt = {SSE_WRITE_TIMEOUT_S, 0};
+
+	evhttp_remove_header(h, "Content-Type");
+	evhttp_add_header(h, "Content-Type", "text/event-stream");
+	evhttp_add_header(h, "Cache-Control", "no-cache");
+	evhttp_add_header(h, "X-Accel-Buffering", "no");
+	evhttp_send_reply_start(s->req, 200, "OK");
+	s->started = 1;
+	if (conn != NULL) {
+		s->conn = conn;
+		evhttp_connection_set_closecb(conn, on_close, s);
+		/* the client sends nothing more: no read timeout on a stream */
+		bufferevent_set_timeouts(evhttp_connection_get_bufferevent(conn), NULL, &wt);
+	}
+	send_json(s, "run", run);
+}
+
+/* Send what changed between s->last and run. */
+static void stream_diff(struct sched_stream *s, json_t *run)
+{
+	json_t *old = json_object_get(s->last, "steps"), *cur = json_object_get(run, "steps");
+	json_t *st;
+	size_t i;
+
+	json_array_foreach(cur, i, st) {
+		json_t *prev = json_array_get(old, i);
+
+		if (prev == NULL || differs(prev, st, "state") || differs(prev, st, "attempts") ||
+		    differs(prev, st, "error"))
+			send_json(s, "step", st);
+	}
+	if (differs(s->last, run, "state"))
+		send_json(s, "run", run);
+}
+
+static void read_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct sched_stream *s = opaque;
+	json_t *run;
+
+	s->reading = 0;
+	s->last_read_ms = sched_mono_ms();
+	if (s->gone) {
+		stream_end(s);
+		return;
+	}
+	if (err != NULL) {
+		sw_log(SW_LOG_WARN, "stream read failed", "run_id", s->run_id, "error", err, NULL);
+		if (!s->started) {
+			sw_http_reply_error(s->req, 503, "unavailable", "run read failed");
+			stream_free(s);
+		}
+		return; /* the poll tries again */
+	}
+	if (PQntuples(res) != 1 || (run = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
+		if (!s->started) {
+			sw_http_reply_error(s->req, 404, "not_found", "no such run");
+			stream_free(s);
+		} else {
+			stream_end(s);
+		}
+		return;
+	}
+	if (!s->started && s->env->stopping) {
+		json_decref(run);
+		sw_http_reply_error(s->req, 503, "unavailable", "the scheduler is stopping");
+		stream_free(s);
+		return;
+	}
+	if (!s->started)
+		stream_start(s, run);
+	else
+		stream_diff(s, run);
+	json_decref(s->last);
+	s->last = run;
+	if (s->gone) {
+		/* a failed write may have closed the connection meanwhile */
+		return;
+	}
+	if (terminal(run)) {
+		stream_end(s);
+		return;
+	}
+	if (s->dirty) {
+		s->dirty = 0;
+		stream_read(s);
+	}
+}
+
+static void stream_read(struct sched_stream *s)
+{
+	const char *params[2] = {s->run_id, s->tenant};
+
+	if (s->reading) {
+		s->dirty = 1;
+		return;
+	}
+	s->reading = 1;
+	if (sw_store_query(
+		s->env->store,
+		"SELECT run_json(r)::text FROM runs r WHERE id = $1::uuid AND tenant = $2", 2,
+		params, read_cb, s) == -1)
+		s->reading = 0;
+}
+
+void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const char *run_id,
+		    const char *tenant)
+{
+	struct sched_stream *s = calloc(1, sizeof(*s));
+
+	if (s == NULL) {
+		sw_http_reply_error(req, 503, "unavailable", "out of memory");
+		return;
+	}
+	s->env = env;
+	s->req = req;
+	snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
+	snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
+	s->last_write_ms = sched_mono_ms();
+	LIST_INSERT_HEAD(&env->streams, s, entry);
+	env->nstreams++;
+	stream_read(s);
+	if (!s->reading) {
+		sw_http_reply_error(req, 503, "unavailable", "store unavailable");
+		stream_free(s);
+	}
+}
+
+void sched_sse_touch(struct sched_env *env, const char *run_id)
+{
+	struct sched_stream *s;
+
+	for (s = LIST_FIRST(&env->streams); s != NULL; s = LIST_NEXT(s, entry))
+		if (s->started && !s->gone && strcmp(s->run_id, run_id) == 0)
+			stream_read(s);
+}
+
+static void sse_tick(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_env *env = arg;
+	struct sched_stream *s;
+	int64_t now = sched_mono_ms();
+
+	(void)fd;
+	(void)what;
+	for (s = LIST_FIRST(&env->streams); s != NULL; s = LIST_NEXT(s, entry)) {
+		if (!s->started || s->gone)
+			continue;
+		if (now - s->last_write_ms >= SCHED_SSE_KEEPALIVE_MS)
+			send_text(s, NULL, ": keep-alive\n\n");
+		if (now - s->last_read_ms >= SCHED_SSE_POLL_MS)
+			stream_read(s);
+	}
+}
+
+int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
+{
+	struct timeval tv = {1, 0};
+
+	LIST_INIT(&env->streams);
+	env->sse_ev = event_new(env->base, -1, EV_PERSIST, sse_tick, env);
+	if (env->sse_ev == NULL || event_add(env->sse_ev, &tv) == -1) {
+		snprintf(errstr, errlen, "cannot start the stream timer");
+		return -1;
+	}
+	return 0;
+}
+
+void sched_sse_stop(struct sched_env *env)
+{
+	struct sched_stream *s, *next;
+
+	if (env->sse_ev != NULL)
+		event_del(env->sse_ev);
+	for (s = LIST_FIRST(&env->streams); s != NULL; s = next) {
+		next = LIST_NEXT(s, entry);
+		if (!s->started)
+			continue; /* its first read answers it */
+		if (s->conn != NULL)
+			evhttp_connection_set_closecb(s->conn, NULL, NULL);
+		evhttp_send_reply_end(s->req); /* also frees a detached request */
+		s->conn = NULL;
+		s->started = 0;
+		s->gone = 1;
+		if (!s->reading)
+			stream_free(s); /* else read_cb frees it */
+	}
+}

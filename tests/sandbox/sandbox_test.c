@@ -1,0 +1,1204 @@
+/*
+ * sandbox_test: real bubblewrap sandboxes with the real tool runner.
+ * Needs bwrap and root (or unprivileged user namespaces); nothing else.
+ *
+ *   sandbox_test CASE
+ *
+ * Behaviour: python, env, workspace, exec_errors, output, kill, egress_hook.
+ * The escape suite (each attempt refused, the host unharmed, and where it
+ * can be, a control showing the attempt would have worked without the
+ * wall): files, proc, write, net, forkbomb, membomb, syscalls, timeout,
+ * parent_kill, hostile.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <spawn.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/personality.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sw_sandbox.h"
+#include "sw_test.h"
+
+#define MAX_OUT (4u << 20)
+
+static struct sw_sandbox_variant *variant;
+static struct sw_sandbox_backend *backend;
+static char workspace[] = "/tmp/sw-sbx-test-XXXXXX";
+static const char *const base_env[] = {"PATH=/usr/bin:/bin", "HOME=/workspace", NULL};
+
+static void setup(void)
+{
+	struct sw_sandbox_bwrap_config cfg = {.runner_path = SW_TOOLRUNNER};
+	char err[512];
+
+	SW_CHECKF((variant = sw_sandbox_variant_load(SW_VARIANTS_DIR, "base", err, sizeof(err))) !=
+		      NULL,
+		  "%s", err);
+	SW_CHECKF((backend = sw_sandbox_bwrap_new(&cfg, err, sizeof(err))) != NULL, "%s", err);
+	SW_CHECK(mkdtemp(workspace) != NULL);
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void teardown(void)
+{
+	nftw(workspace, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	sw_sandbox_backend_free(backend);
+	sw_sandbox_variant_free(variant);
+}
+
+static struct sw_sandbox *make(struct sw_sandbox_backend *be, enum sw_sandbox_net net,
+			       const struct sw_sandbox_limits *lim, const char *const *env)
+{
+	struct sw_sandbox_spec spec = {
+	    .variant = variant,
+	    .net = net,
+	    .env = env ? env : base_env,
+	    .workspace = workspace,
+	};
+	struct sw_sandbox *sb;
+	char err[512];
+
+	if (lim != NULL)
+		spec.limits = *lim;
+	SW_CHECKF((sb = sw_sandbox_create(be, &spec, err, sizeof(err))) != NULL, "%s", err);
+	return sb;
+}
+
+static struct sw_sandbox *sandbox(void)
+{
+	return make(backend, SW_SANDBOX_NET_NONE, NULL, NULL);
+}
+
+/* Run argv to its end (any status); the sandbox itself must not fail. */
+static void run_argv(struct sw_sandbox *sb, const char *const *argv, uint32_t timeout_ms,
+		     const char *in, struct sw_sandbox_result *res)
+{
+	struct sw_sandbox_exec ex = {.argv = argv, .timeout_ms = timeout_ms};
+	char err[512];
+
+	if (in != NULL) {
+		ex.stdin_data = in;
+		ex.stdin_len = strlen(in);
+	}
+	SW_CHECKF(sw_sandbox_run(sb, &ex, MAX_OUT, res, err, sizeof(err)) == 0, "%s", err);
+}
+
+static void sh(struct sw_sandbox *sb, const char *script, uint32_t timeout_ms,
+	       struct sw_sandbox_result *res)
+{
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+
+	run_argv(sb, argv, timeout_ms, NULL, res);
+}
+
+static void py(struct sw_sandbox *sb, const char *script, uint32_t timeout_ms,
+	       struct sw_sandbox_result *res)
+{
+	const char *argv[] = {"python3", "-c", script, NULL};
+
+	run_argv(sb, argv, timeout_ms, NULL, res);
+}
+
+static int nproc_of(struct sw_sandbox *sb)
+{
+	struct sw_sandbox_stats st;
+
+	SW_CHECK(sw_sandbox_stats(sb, &st) == 0);
+	return st.nproc;
+}
+
+/* Wait (bounded) until only the runner is left in the sandbox. */
+static int settles_to_runner(struct sw_sandbox *sb)
+{
+	for (int i = 0; i < 500; i++) {
+		if (nproc_of(sb) == 1)
+			return 1;
+		usleep(10000);
+	}
+	return 0;
+}
+
+/* ---- behaviour -------------------------------------------------------------- */
+
+static void t_python(void)
+{
+	static const char *const argv[] = {"python3", "-c",
+					   "import sys\n"
+					   "nums = [int(x) for x in sys.stdin.read().split()]\n"
+					   "print('sum', sum(nums))\n"
+					   "print('to stderr', file=sys.stderr)\n"
+					   "sys.exit(7)\n",
+					   NULL};
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+
+	run_argv(sb, argv, 20000, "1 2 3 4\n", &r);
+	SW_CHECKF(r.exit.status == 7 && r.exit.signal == 0, "status %d signal %d err %s",
+		  r.exit.status, r.exit.signal, r.err);
+	SW_CHECKF(strcmp(r.out, "sum 10\n") == 0, "out '%s'", r.out);
+	SW_CHECK(strcmp(r.err, "to stderr\n") == 0);
+	SW_CHECK(!r.exit.timed_out && !r.exit.killed && r.exit.error == NULL);
+	sw_sandbox_result_free(&r);
+	/* An exception is an ordinary failure with its traceback. */
+	py(sb, "x = 1 // 0", 20000, &r);
+	SW_CHECK(r.exit.status == 1 && strstr(r.err, "ZeroDivisionError") != NULL);
+	sw_sandbox_result_free(&r);
+	/* Some CPU work shows in the usage. */
+	py(sb, "x = 0\nfor i in range(2000000): x += i\nprint(x)", 60000, &r);
+	SW_CHECK(r.exit.status == 0 && strcmp(r.out, "1999999000000\n") == 0);
+	SW_CHECK(r.exit.usage.utime_us > 0 && r.exit.usage.maxrss_kb > 0);
+	sw_sandbox_result_free(&r);
+	/* The whole sandbox's usage comes back at destroy: at least that. */
+	{
+		struct sw_sandbox_usage u;
+		int64_t cmd_us = r.exit.usage.utime_us;
+
+		sw_sandbox_destroy(sb, &u);
+		SW_CHECKF(u.utime_us >= cmd_us && u.maxrss_kb > 0, "%lld us < %lld us",
+			  (long long)u.utime_us, (long long)cmd_us);
+	}
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted lines of s into v (at most n); returns the count. */
+static size_t lines(char *s, char **v, size_t n)
+{
+	size_t k = 0;
+
+	for (char *save, *t = strtok_r(s, "\n", &save); t && k < n;
+	     t = strtok_r(NULL, "\n", &save))
+		v[k++] = t;
+	qsort(v, k, sizeof(char *), cmp_str);
+	return k;
+}
+
+static void t_env(void)
+{
+	static const char *const env_argv[] = {"/usr/bin/env", NULL};
+	static const char *const extra[] = {"EXTRA=1", "HOME=/tmp", NULL};
+	struct sw_sandbox_exec ex = {.argv = env_argv, .env = extra};
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+	char *v[16], err[512];
+	size_t n;
+
+	/* Sandboxed mode: PATH and HOME, nothing else. */
+	run_argv(sb, env_argv, 10000, NULL, &r);
+	SW_CHECK(r.exit.status == 0);
+	n = lines(r.out, v, 16);
+	SW_CHECKF(n == 2, "%zu variables", n);
+	SW_CHECK(strcmp(v[0], "HOME=/workspace") == 0 && strcmp(v[1], "PATH=/usr/bin:/bin") == 0);
+	sw_sandbox_result_free(&r);
+
+	/* An exec's env adds to and overrides the sandbox's. */
+	SW_CHECK(sw_sandbox_run(sb, &ex, MAX_OUT, &r, err, sizeof(err)) == 0);
+	n = lines(r.out, v, 16);
+	SW_CHECK(n == 3 && strcmp(v[0], "EXTRA=1") == 0 && strcmp(v[1], "HOME=/tmp") == 0);
+	sw_sandbox_result_free(&r);
+
+	/* An injected variable serves the next exec only. */
+	SW_CHECK(
+	    sw_sandbox_inject_env(sb, "SW_TOKEN", "v4lue with \"quotes\"", err, sizeof(err)) == 0);
+	run_argv(sb, env_argv, 10000, NULL, &r);
+	SW_CHECKF(strstr(r.out, "SW_TOKEN=v4lue with \"quotes\"\n") != NULL, "%s", r.out);
+	sw_sandbox_result_free(&r);
+	run_argv(sb, env_argv, 10000, NULL, &r);
+	SW_CHECK(strstr(r.out, "SW_TOKEN") == NULL);
+	sw_sandbox_result_free(&r);
+
+	/* The runner's own environment and memory are not readable from a
+	 * command (it is not dumpable). */
+	py(sb,
+	   "for p in ('/proc/1/environ', '/proc/1/mem', '/proc/1/fd/3'):\n"
+	   "    try:\n"
+	   "        open(p, 'rb').read(1); print('READ', p)\n"
+	   "    except OSError as e:\n"
+	   "        print('refused', p, e.errno)\n",
+	   20000, &r);
+	SW_CHECKF(strstr(r.out, "READ") == NULL && strstr(r.out, "refused /proc/1/environ"), "%s",
+		  r.out);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+
+	/* A hostname of the spec's own. */
+	{
+		struct sw_sandbox_spec spec = {.variant = variant,
+					       .env = base_env,
+					       .workspace = workspace,
+					       .hostname = "tester"};
+
+		SW_CHECKF((sb = sw_sandbox_create(backend, &spec, err, sizeof(err))) != NULL, "%s",
+			  err);
+		py(sb,
+		   "import socket\nprint(socket.gethostname(), "
+		   "'tester' in open('/etc/hosts').read())",
+		   20000, &r);
+		SW_CHECKF(strcmp(r.out, "tester True\n") == 0, "%s %s", r.out, r.err);
+		sw_sandbox_result_free(&r);
+		sw_sandbox_destroy(sb, NULL);
+	}
+}
+
+static void t_workspace(void)
+{
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+	char path[256], buf[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/from-host.txt", workspace);
+	SW_CHECK((f = fopen(path, "w")) != NULL);
+	fputs("host data\n", f);
+	fclose(f);
+	sh(sb,
+	   "pwd; cat from-host.txt; echo sandbox data > made-inside.txt; echo tmp > /tmp/t && "
+	   "cat /tmp/t",
+	   10000, &r);
+	SW_CHECKF(r.exit.status == 0, "%s", r.err);
+	SW_CHECK(strcmp(r.out, "/workspace\nhost data\ntmp\n") == 0);
+	sw_sandbox_result_free(&r);
+	snprintf(path, sizeof(path), "%s/made-inside.txt", workspace);
+	SW_CHECK((f = fopen(path, "r")) != NULL);
+	SW_CHECK(fgets(buf, sizeof(buf), f) != NULL && strcmp(buf, "sandbox data\n") == 0);
+	fclose(f);
+	sw_sandbox_destroy(sb, NULL);
+
+	/* /tmp is per sandbox; the workspace is what carries over. */
+	sb = sandbox();
+	sh(sb, "cat /tmp/t; cat made-inside.txt", 10000, &r);
+	SW_CHECK(strcmp(r.out, "sandbox data\n") == 0 && strstr(r.err, "/tmp/t") != NULL);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+}
+
+static void t_exec_errors(void)
+{
+	static const char *const nope[] = {"no-such-command-xyz", NULL};
+	static const char *const ok[] = {"true", NULL};
+	struct sw_sandbox_exec ex = {.argv = ok, .cwd = "/no/such/dir"};
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+	char err[512];
+
+	run_argv(sb, nope, 10000, NULL, &r);
+	SW_CHECK(r.exit.status == 127);
+	SW_CHECKF(r.exit.error && strstr(r.exit.error, "No such file"), "%s",
+		  r.exit.error ? r.exit.error : "(none)");
+	sw_sandbox_result_free(&r);
+	SW_CHECK(sw_sandbox_run(sb, &ex, MAX_OUT, &r, err, sizeof(err)) == 0);
+	SW_CHECK(r.exit.status == 127 && r.exit.error && strstr(r.exit.error, "chdir"));
+	sw_sandbox_result_free(&r);
+	/* Bad requests are refused host-side and the sandbox carries on. */
+	ex.argv = (const char *const[]){NULL};
+	SW_CHECK(sw_sandbox_run(sb, &ex, MAX_OUT, &r, err, sizeof(err)) == -1);
+	SW_CHECK(!sw_sandbox_dead(sb));
+	run_argv(sb, ok, 10000, NULL, &r);
+	SW_CHECK(r.exit.status == 0 && r.exit.error == NULL);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+}
+
+static void t_output(void)
+{
+	static const char *const big[] = {
+	    "/bin/sh", "-c", "head -c 3000000 /dev/zero | tr '\\0' a; echo e >&2", NULL};
+	struct sw_sandbox_exec ex = {.argv = big};
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+	char err[512];
+	size_t i;
+
+	run_argv(sb, big, 30000, NULL, &r);
+	SW_CHECK(r.exit.status == 0 && r.out_len == 3000000 && !r.out_truncated);
+	for (i = 0; i < r.out_len && r.out[i] == 'a'; i++)
+		;
+	SW_CHECK(i == 3000000 && strcmp(r.err, "e\n") == 0);
+	sw_sandbox_result_free(&r);
+	/* The host keeps at most what it asked for. */
+	SW_CHECK(sw_sandbox_run(sb, &ex, 1000, &r, err, sizeof(err)) == 0);
+	SW_CHECK(r.out_len == 1000 && r.out_truncated && r.exit.status == 0);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+}
+
+struct exit_wait {
+	bool done;
+	struct sw_sandbox_exit ex;
+};
+
+static void on_exit_cb(void *arg, const struct sw_sandbox_exit *ex)
+{
+	struct exit_wait *w = arg;
+
+	w->done = true;
+	w->ex = *ex;
+}
+
+/* Drive the non-blocking API by hand until EXIT. */
+static void pump_until_exit(struct sw_sandbox *sb, struct exit_wait *w, int max_ms)
+{
+	struct sw_sandbox_events ev = {.on_exit = on_exit_cb};
+
+	for (int waited = 0; !w->done && waited < max_ms; waited += 10) {
+		struct pollfd pfd = {.fd = sw_sandbox_fd(sb), .events = POLLIN};
+
+		if (sw_sandbox_want_write(sb))
+			pfd.events |= POLLOUT;
+		if (poll(&pfd, 1, 10) > 0) {
+			if (pfd.revents & POLLOUT)
+				SW_CHECK(sw_sandbox_flush(sb) == 0);
+			if (pfd.revents & POLLIN)
+				SW_CHECKF(sw_sandbox_read(sb, &ev, w) == 0, "%s",
+					  sw_sandbox_error(sb));
+		}
+	}
+	SW_CHECK(w->done);
+}
+
+static void t_kill(void)
+{
+	static const char *const argv[] = {"sleep", "1000", NULL};
+	struct sw_sandbox_exec ex = {.argv = argv, .timeout_ms = 600000};
+	struct exit_wait w = {0};
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+	char err[512];
+
+	SW_CHECK(sw_sandbox_exec_start(sb, &ex, err, sizeof(err)) == 0);
+	SW_CHECK(sw_sandbox_flush(sb) == 0);
+	/* Until sleep runs, the runner alone is there. */
+	for (int i = 0; i < 500 && nproc_of(sb) < 2; i++)
+		usleep(10000);
+	SW_CHECK(nproc_of(sb) == 2);
+	SW_CHECK(sw_sandbox_exec_kill(sb) == 0);
+	pump_until_exit(sb, &w, 20000);
+	SW_CHECK(w.ex.killed && !w.ex.timed_out && w.ex.signal == SIGKILL && w.ex.status == -1);
+	SW_CHECK(settles_to_runner(sb));
+	sh(sb, "echo still here", 10000, &r);
+	SW_CHECK(strcmp(r.out, "still here\n") == 0);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+}
+
+/* ---- egress hook: how the proxy will attach --------------------------------- */
+
+struct hook_ctx {
+	int listen_fd; /* created inside the sandbox's network namespace */
+	int port;
+	int calls;
+};
+
+/* Put a TCP listener on 127.0.0.1 inside the sandbox's namespace, as the
+ * egress proxy will, then return this thread to ours. */
+static int egress_hook(void *arg, int netns_fd, pid_t pid, char *errstr, size_t errlen)
+{
+	struct hook_ctx *c = arg;
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	int self = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC), rc = -1;
+
+	c->calls++;
+	if (self < 0 || pid <= 1 || setns(netns_fd, CLONE_NEWNET) != 0) {
+		snprintf(errstr, errlen, "setns: %s", strerror(errno));
+		goto out;
+	}
+	c->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (c->listen_fd >= 0 && bind(c->listen_fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	    listen(c->listen_fd, 4) == 0 &&
+	    getsockname(c->listen_fd, (struct sockaddr *)&a, &al) == 0) {
+		c->port = ntohs(a.sin_port);
+		rc = 0;
+	} else {
+		snprintf(errstr, errlen, "listen in sandbox: %s", strerror(errno));
+	}
+	if (setns(self, CLONE_NEWNET) != 0)
+		abort(); /* this thread would be stranded in the sandbox */
+out:
+	if (self >= 0)
+		close(self);
+	return rc;
+}
+
+static int host_listener(int *port)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	SW_CHECK(fd >= 0);
+	SW_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 4) == 0);
+	SW_CHECK(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
+	*port = ntohs(a.sin_port);
+	return fd;
+}
+
+static const char *connect_py =
+    "import socket, sys\n"
+    "s = socket.socket()\n"
+    "s.settimeout(5)\n"
+    "try:\n"
+    "    s.connect(('127.0.0.1', %d)); s.sendall(b'hello'); s.close()\n"
+    "    print('connected')\n"
+    "except OSError as e:\n"
+    "    print('refused', e.errno)\n";
+
+static void t_egress_hook(void)
+{
+	struct hook_ctx c = {.listen_fd = -1};
+	struct sw_sandbox_spec spec = {
+	    .variant = variant,
+	    .net = SW_SANDBOX_NET_EGRESS_ONLY,
+	    .env = base_env,
+	    .workspace = workspace,
+	    .egress_hook = egress_hook,
+	    .egress_arg = &c,
+	};
+	struct sockaddr_un ua = {.sun_family = AF_UNIX};
+	struct sw_sandbox_result r;
+	struct sw_sandbox *sb;
+	char script[1024], err[512], buf[16] = "", sockdir[] = "/tmp/sw-egress-XXXXXX";
+	int hport, hfd = host_listener(&hport), ufd, conn;
+
+	/* The proxy's unix socket, bound into the sandbox. */
+	SW_CHECK(mkdtemp(sockdir) != NULL && chmod(sockdir, 0755) == 0);
+	snprintf(ua.sun_path, sizeof(ua.sun_path), "%s/egress.sock", sockdir);
+	SW_CHECK((ufd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) >= 0);
+	SW_CHECK(bind(ufd, (struct sockaddr *)&ua, sizeof(ua)) == 0 && listen(ufd, 4) == 0);
+	SW_CHECK(chmod(ua.sun_path, 0666) == 0);
+	spec.egress_socket = ua.sun_path;
+
+	SW_CHECKF((sb = sw_sandbox_create(backend, &spec, err, sizeof(err))) != NULL, "%s", err);
+	SW_CHECK(c.calls == 1 && c.listen_fd >= 0);
+	/* Through the hook's listener: reachable. */
+	snprintf(script, sizeof(script), connect_py, c.port);
+	py(sb, script, 20000, &r);
+	SW_CHECKF(strcmp(r.out, "connected\n") == 0, "%s %s", r.out, r.err);
+	sw_sandbox_result_free(&r);
+	SW_CHECK((conn = accept(c.listen_fd, NULL, NULL)) >= 0);
+	SW_CHECK(read(conn, buf, 5) == 5 && memcmp(buf, "hello", 5) == 0);
+	close(conn);
+	/* The host's loopback: not reachable. */
+	snprintf(script, sizeof(script), connect_py, hport);
+	py(sb, script, 20000, &r);
+	SW_CHECKF(strncmp(r.out, "refused", 7) == 0, "%s", r.out);
+	sw_sandbox_result_free(&r);
+	SW_CHECK(accept(hfd, NULL, NULL) < 0 && errno == EAGAIN);
+	/* The bound proxy socket: reachable, read-only mount or not. */
+	py(sb,
+	   "import socket\n"
+	   "s = socket.socket(socket.AF_UNIX)\n"
+	   "s.connect('" SW_SANDBOX_EGRESS_SOCKET "'); s.sendall(b'proxy'); print('ok')\n",
+	   20000, &r);
+	SW_CHECKF(strcmp(r.out, "ok\n") == 0, "%s", r.err);
+	sw_sandbox_result_free(&r);
+	SW_CHECK((conn = accept(ufd, NULL, NULL)) >= 0);
+	SW_CHECK(read(conn, buf, 5) == 5 && memcmp(buf, "proxy", 5) == 0);
+	close(conn);
+	sw_sandbox_destroy(sb, NULL);
+	close(c.listen_fd);
+	close(hfd);
+	close(ufd);
+	unlink(ua.sun_path);
+	rmdir(sockdir);
+}
+
+/* ---- the escape suite ----------------------------------------------------------- */
+
+static void t_files(void)
+{
+	char secret[] = "/tmp/sw-host-secret-XXXXXX", script[2048];
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+	int fd = mkstemp(secret);
+
+	SW_CHECK(fd >= 0 && write(fd, "s3cret", 6) == 6);
+	close(fd);
+	/* Control: the host can read all of these. */
+	SW_CHECK(access("/etc/shadow", R_OK) == 0 && access(secret, R_OK) == 0);
+	snprintf(script, sizeof(script),
+		 "import os\n"
+		 "for p in ('/etc/shadow', '/etc/gshadow', '/root', '/home', '/etc/ssh', '%s',\n"
+		 "          '/etc/sagewai', '/var/lib', '/run', '/sys/kernel', '/boot'):\n"
+		 "    try:\n"
+		 "        if os.path.isdir(p): os.listdir(p)\n"
+		 "        else: open(p, 'rb').read()\n"
+		 "        print('READ', p)\n"
+		 "    except OSError as e:\n"
+		 "        print('refused', p)\n"
+		 "pw = open('/etc/passwd').read()\n"
+		 "print('passwd', 'sandbox:x:65534' in pw, '/root' in pw)\n",
+		 secret);
+	py(sb, script, 20000, &r);
+	SW_CHECKF(r.exit.status == 0, "%s", r.err);
+	SW_CHECKF(strstr(r.out, "READ") == NULL, "%s", r.out);
+	SW_CHECK(strstr(r.out, "refused /etc/shadow") && strstr(r.out, "refused /root"));
+	SW_CHECK(strstr(r.out, "passwd True False\n") != NULL);
+	sw_sandbox_result_free(&r);
+	unlink(secret);
+	sw_sandbox_destroy(sb, NULL);
+}
+
+static void t_proc(void)
+{
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+	char marker[64], rev[64], script[2048];
+	size_t ml;
+
+	char envent[96];
+	char *const sleep_argv[] = {"/bin/sleep", "1000", NULL};
+	char *const sleep_env[] = {envent, NULL};
+	pid_t host_proc;
+	int st;
+
+	/* Something unique in the environment of a host process. */
+	snprintf(marker, sizeof(marker), "sw-marker-%d-%ld", (int)getpid(), (long)time(NULL));
+	snprintf(envent, sizeof(envent), "SW_ESCAPE_MARKER=%s", marker);
+	SW_CHECK(posix_spawn(&host_proc, sleep_argv[0], NULL, NULL, sleep_argv, sleep_env) == 0);
+	ml = strlen(marker);
+	for (size_t i = 0; i < ml; i++)
+		rev[i] = marker[ml - 1 - i];
+	rev[ml] = '\0';
+	snprintf(script, sizeof(script),
+		 "import os\n"
+		 "m = '%s'[::-1].encode()\n" /* not the marker itself: it is in our argv */
+		 "pids = [p for p in os.listdir('/proc') if p.isdigit()]\n"
+		 "seen = 0\n"
+		 "for p in pids:\n"
+		 "    for f in ('environ', 'cmdline'):\n"
+		 "        try:\n"
+		 "            if m in open('/proc/%%s/%%s' %% (p, f), 'rb').read(): seen += 1\n"
+		 "        except OSError:\n"
+		 "            pass\n"
+		 "print('pids', len(pids), 'max', max(int(p) for p in pids), 'marker', seen)\n",
+		 rev);
+	py(sb, script, 20000, &r);
+	SW_CHECKF(r.exit.status == 0, "%s", r.err);
+	/* Only the sandbox's own processes (runner, python) are there. */
+	SW_CHECKF(strncmp(r.out, "pids 2 max ", 11) == 0 && strstr(r.out, "marker 0\n"), "%s",
+		  r.out);
+	sw_sandbox_result_free(&r);
+	/* Control: the marker is really in that host process. */
+	{
+		char path[64], buf[65536];
+		FILE *f;
+		size_t n;
+
+		snprintf(path, sizeof(path), "/proc/%d/environ", (int)host_proc);
+		SW_CHECK((f = fopen(path, "rb")) != NULL);
+		n = fread(buf, 1, sizeof(buf), f);
+		fclose(f);
+		SW_CHECK(memmem(buf, n, marker, strlen(marker)) != NULL);
+	}
+	kill(host_proc, SIGKILL);
+	waitpid(host_proc, &st, 0);
+
+	/* No inherited fds: a command has 0, 1, 2 (and the one listing them);
+	 * the idle runner 0-2 on /dev/null, its socket and its signalfd. */
+	py(sb, "import os\nprint(sorted(int(f) for f in os.listdir('/proc/self/fd')))", 20000, &r);
+	SW_CHECKF(strcmp(r.out, "[0, 1, 2, 3]\n") == 0, "%s", r.out);
+	sw_sandbox_result_free(&r);
+	{
+		struct sw_sandbox_stats ss;
+		char path[64], link[256];
+		int nfd = 0;
+
+		SW_CHECK(sw_sandbox_stats(sb, &ss) == 0);
+		for (int fd = 0; fd < 1024; fd++) {
+			ssize_t k;
+
+			snprintf(path, sizeof(path), "/proc/%d/fd/%d", (int)ss.pid, fd);
+			if ((k = readlink(path, link, sizeof(link) - 1)) < 0)
+				continue;
+			link[k] = '\0';
+			nfd++;
+			if (fd <= 2)
+				SW_CHECKF(strcmp(link, "/dev/null") == 0, "fd %d: %s", fd, link);
+			else if (fd == 3)
+				SW_CHECKF(strncmp(link, "socket:", 7) == 0, "fd 3: %s", link);
+			else
+				SW_CHECKF(fd == 4 && strstr(link, "signalfd"), "fd %d: %s", fd,
+					  link);
+		}
+		SW_CHECKF(nfd == 5, "runner has %d fds", nfd);
+	}
+	sw_sandbox_destroy(sb, NULL);
+}
+
+static void t_write(void)
+{
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+	struct stat st;
+
+	py(sb,
+	   "import os\n"
+	   "for p in ('/usr/sw_pwned', '/etc/sw_pwned', '/sw_pwned', '/bin/sw_pwned',\n"
+	   "          '/lib/sw_pwned', '/.sagewai/toolrunner', '/etc/passwd',\n"
+	   "          '/proc/sys/kernel/hostname', '/usr/bin/python3'):\n"
+	   "    try:\n"
+	   "        open(p, 'ab').write(b'x'); print('WROTE', p)\n"
+	   "    except OSError as e:\n"
+	   "        print('refused', p, e.errno)\n"
+	   "for p in ('/tmp/ok', '/workspace/ok'):\n"
+	   "    open(p, 'w').write('ok'); print('wrote', p)\n"
+	   "try:\n"
+	   "    os.chmod('/usr/bin/python3', 0o777); print('CHMOD')\n"
+	   "except OSError as e:\n"
+	   "    print('refused chmod', e.errno)\n",
+	   20000, &r);
+	SW_CHECKF(r.exit.status == 0, "%s", r.err);
+	SW_CHECKF(strstr(r.out, "WROTE") == NULL && strstr(r.out, "CHMOD") == NULL, "%s", r.out);
+	SW_CHECK(strstr(r.out, "wrote /tmp/ok") && strstr(r.out, "wrote /workspace/ok"));
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+	/* The host is untouched. */
+	SW_CHECK(stat("/usr/sw_pwned", &st) != 0 && stat("/etc/sw_pwned", &st) != 0 &&
+		 stat("/sw_pwned", &st) != 0 && stat("/usr/bin/sw_pwned", &st) != 0);
+	SW_CHECK(stat("/usr/bin/python3", &st) == 0);
+}
+
+static void t_net(void)
+{
+	struct sw_sandbox_result r;
+	struct sw_sandbox *sb;
+	char script[1024];
+	int port, fd = host_listener(&port), conn;
+
+	snprintf(script, sizeof(script), connect_py, port);
+	/* Policy none: the host's loopback is another namespace's. */
+	sb = sandbox();
+	py(sb, script, 20000, &r);
+	SW_CHECKF(strncmp(r.out, "refused", 7) == 0, "%s %s", r.out, r.err);
+	sw_sandbox_result_free(&r);
+	sh(sb, "cat /proc/net/dev | tail -n +3 | cut -d: -f1 | tr -d ' '", 10000, &r);
+	SW_CHECKF(strcmp(r.out, "lo\n") == 0, "interfaces: %s", r.out);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+	SW_CHECK(accept(fd, NULL, NULL) < 0 && errno == EAGAIN);
+
+	/* Control: policy full reaches the same listener. */
+	sb = make(backend, SW_SANDBOX_NET_FULL, NULL, NULL);
+	py(sb, script, 20000, &r);
+	SW_CHECKF(strcmp(r.out, "connected\n") == 0, "%s %s", r.out, r.err);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+	SW_CHECK((conn = accept(fd, NULL, NULL)) >= 0);
+	close(conn);
+	close(fd);
+}
+
+static int host_fork_ok(void)
+{
+	int st;
+	pid_t p = fork();
+
+	if (p == 0)
+		_exit(0);
+	return p > 0 && waitpid(p, &st, 0) == p && WIFEXITED(st) && WEXITSTATUS(st) == 0;
+}
+
+static void t_forkbomb(void)
+{
+	struct sw_sandbox_limits lim = {.nproc = 32};
+	struct sw_sandbox *sb = make(backend, SW_SANDBOX_NET_NONE, &lim, NULL);
+	struct sw_sandbox_result r;
+	int n = -1, e = -1;
+
+	/* Counted: forks stop at the limit with EAGAIN. */
+	py(sb,
+	   "import os, time\n"
+	   "n = 0; err = None\n"
+	   "for i in range(200):\n"
+	   "    try:\n"
+	   "        pid = os.fork()\n"
+	   "    except OSError as e:\n"
+	   "        err = e.errno; break\n"
+	   "    if pid == 0:\n"
+	   "        time.sleep(60); os._exit(0)\n"
+	   "    n += 1\n"
+	   "print(n, err)\n",
+	   60000, &r);
+	SW_CHECKF(sscanf(r.out, "%d %d", &n, &e) == 2, "%s %s", r.out, r.err);
+	SW_CHECKF(n > 0 && n < 32 && e == EAGAIN, "forked %d, errno %d", n, e);
+	sw_sandbox_result_free(&r);
+	/* Its sleeping children went with it. */
+	SW_CHECK(settles_to_runner(sb));
+
+	/* The real thing: while it rages, the sandbox stays at its limit and
+	 * the host forks as usual; KILL ends it all. */
+	{
+		/* Every process forks forever, retrying when refused. */
+		static const char *const argv[] = {"python3", "-c",
+						   "import os, time\n"
+						   "while True:\n"
+						   "    try: os.fork()\n"
+						   "    except OSError: time.sleep(0.01)\n",
+						   NULL};
+		struct sw_sandbox_exec ex = {.argv = argv, .timeout_ms = 600000};
+		struct exit_wait w = {0};
+		char err[512];
+		int most = 0;
+
+		SW_CHECK(sw_sandbox_exec_start(sb, &ex, err, sizeof(err)) == 0);
+		SW_CHECK(sw_sandbox_flush(sb) == 0);
+		for (int i = 0; i < 1000 && most < 30; i++) {
+			int n = nproc_of(sb);
+
+			most = n > most ? n : most;
+			usleep(10000);
+		}
+		SW_CHECKF(most >= 30, "the bomb reached only %d processes", most);
+		for (int i = 0; i < 20; i++) {
+			int n = nproc_of(sb);
+
+			most = n > most ? n : most;
+			usleep(10000);
+		}
+		SW_CHECKF(most <= 32, "%d processes under a limit of 32", most);
+		SW_CHECK(host_fork_ok());
+		SW_CHECK(sw_sandbox_exec_kill(sb) == 0);
+		pump_until_exit(sb, &w, 30000);
+		SW_CHECK(w.ex.killed);
+	}
+	SW_CHECK(settles_to_runner(sb));
+	sh(sb, "echo alive", 10000, &r);
+	SW_CHECK(strcmp(r.out, "alive\n") == 0);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+}
+
+static void t_membomb(void)
+{
+	struct sw_sandbox_limits lim = {.memory_bytes = 512u << 20};
+	struct sw_sandbox *sb = make(backend, SW_SANDBOX_NET_NONE, &lim, NULL);
+	struct sw_sandbox_result r;
+
+	py(sb, "x = bytearray(8 << 30)\nprint('GOT 8 GiB')", 60000, &r);
+	SW_CHECKF(r.exit.status != 0 && strstr(r.err, "MemoryError"), "%d %s", r.exit.status,
+		  r.out);
+	SW_CHECK(strstr(r.out, "GOT") == NULL);
+	sw_sandbox_result_free(&r);
+	py(sb, "a = []\nwhile True: a.append(bytearray(32 << 20))", 60000, &r);
+	SW_CHECKF(r.exit.status != 0 && strstr(r.err, "MemoryError"), "%d %s", r.exit.status,
+		  r.err);
+	SW_CHECK(r.exit.usage.maxrss_kb < 600 * 1024);
+	sw_sandbox_result_free(&r);
+	/* Control: under the limit, allocation works. */
+	py(sb, "x = bytearray(64 << 20)\nprint('ok')", 60000, &r);
+	SW_CHECK(strcmp(r.out, "ok\n") == 0);
+	sw_sandbox_result_free(&r);
+	SW_CHECK(host_fork_ok());
+	sw_sandbox_destroy(sb, NULL);
+}
+
+struct sc_expect {
+	const char *name;
+	int err; /* expected errno; 0: must succeed */
+};
+
+/*
+ * Each line of the script prints "name ret errno". Syscall numbers come
+ * from this build's <sys/syscall.h>. Where a call would succeed (or fail
+ * differently) without the filter, that is noted: those prove it is on.
+ */
+static void t_syscalls(void)
+{
+	static const struct sc_expect want[] = {
+	    {"ptrace_traceme", EPERM}, /* would succeed */
+	    {"ptrace_attach_1", EPERM},
+	    {"mount", EPERM},
+	    {"umount2", EPERM},
+	    {"unshare_user", EPERM}, /* ENOSPC from --disable-userns otherwise */
+	    {"unshare_mount", EPERM},
+	    {"setns", EPERM},
+	    {"clone_newuser", EPERM},
+	    {"clone_newns", EPERM},
+	    {"clone3", ENOSYS}, /* EFAULT otherwise */
+	    {"keyctl", EPERM},	/* would succeed */
+	    {"add_key", EPERM},
+	    {"request_key", EPERM},
+	    {"bpf", EPERM},
+	    {"perf_event_open", EPERM},
+	    {"userfaultfd", EPERM},
+	    {"io_uring_setup", EPERM},	     /* EFAULT otherwise */
+	    {"process_vm_readv", EPERM},     /* would succeed on itself */
+	    {"personality_norandom", EPERM}, /* would succeed */
+	    {"personality_query", 0},
+	    {"personality_linux", 0},
+	    {"chroot", EPERM},
+	    {"pivot_root", EPERM},
+	    {"kexec_load", EPERM},
+	    {"init_module", EPERM},
+	    {"finit_module", EPERM},
+	    {"delete_module", EPERM},
+	    {"swapon", EPERM},
+	    {"open_by_handle_at", EPERM},
+	    {"fsopen", EPERM},
+	    {"getpid", 0},
+	    {"fork", 0},
+	};
+	char script[8192], *hay;
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+
+	snprintf(script, sizeof(script),
+		 "import ctypes, os\n"
+		 "libc = ctypes.CDLL(None, use_errno=True)\n"
+		 "libc.syscall.restype = ctypes.c_long\n"
+		 "def sc(name, nr, *a):\n"
+		 "    ctypes.set_errno(0)\n"
+		 "    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_long(x) for x in a])\n"
+		 "    if r == 0 and name.startswith('clone'): os._exit(0)\n"
+		 "    print(name, r, ctypes.get_errno() if r < 0 else 0, flush=True)\n"
+		 "def fn(name, f, *a):\n"
+		 "    ctypes.set_errno(0)\n"
+		 "    r = f(*a)\n"
+		 "    print(name, r, ctypes.get_errno() if r < 0 else 0, flush=True)\n"
+		 "sc('ptrace_traceme', %ld, 0, 0, 0, 0)\n"
+		 "sc('ptrace_attach_1', %ld, 16, 1, 0, 0)\n"
+		 "fn('mount', libc.mount, b'none', b'/tmp', b'tmpfs', 0, None)\n"
+		 "fn('umount2', libc.umount2, b'/tmp', 0)\n"
+		 "sc('unshare_user', %ld, 0x10000000)\n"
+		 "sc('unshare_mount', %ld, 0x00020000)\n"
+		 "fd = os.open('/proc/self/ns/net', os.O_RDONLY)\n"
+		 "sc('setns', %ld, fd, 0)\n"
+		 "sc('clone_newuser', %ld, 0x10000000 | 17, 0, 0, 0, 0)\n"
+		 "sc('clone_newns', %ld, 0x00020000 | 17, 0, 0, 0, 0)\n"
+		 "sc('clone3', %ld, 0, 0)\n"
+		 "sc('keyctl', %ld, 0, -3, 1)\n"
+		 "sc('add_key', %ld, 0, 0, 0, 0, 0)\n"
+		 "sc('request_key', %ld, 0, 0, 0, 0)\n"
+		 "sc('bpf', %ld, 0, 0, 0)\n"
+		 "sc('perf_event_open', %ld, 0, 0, -1, -1, 0)\n"
+		 "sc('userfaultfd', %ld, 0)\n"
+		 "sc('io_uring_setup', %ld, 1, 0)\n"
+		 "sc('process_vm_readv', %ld, os.getpid(), 0, 0, 0, 0, 0)\n"
+		 "sc('personality_norandom', %ld, 0x0040000)\n"
+		 "sc('personality_query', %ld, 0xffffffff)\n"
+		 "sc('personality_linux', %ld, 0)\n"
+		 "fn('chroot', libc.chroot, b'/tmp')\n"
+		 "sc('pivot_root', %ld, 0, 0)\n"
+		 "sc('kexec_load', %ld, 0, 0, 0, 0)\n"
+		 "sc('init_module', %ld, 0, 0, 0)\n"
+		 "sc('finit_module', %ld, 0, 0, 0)\n"
+		 "sc('delete_module', %ld, 0, 0)\n"
+		 "sc('swapon', %ld, 0, 0)\n"
+		 "sc('open_by_handle_at', %ld, -1, 0, 0)\n"
+		 "sc('fsopen', %ld, 0, 0)\n"
+		 "sc('getpid', %ld)\n"
+		 "pid = os.fork()\n"
+		 "if pid == 0: os._exit(0)\n"
+		 "os.waitpid(pid, 0); print('fork', pid, 0)\n",
+		 (long)SYS_ptrace, (long)SYS_ptrace, (long)SYS_unshare, (long)SYS_unshare,
+		 (long)SYS_setns, (long)SYS_clone, (long)SYS_clone, (long)SYS_clone3,
+		 (long)SYS_keyctl, (long)SYS_add_key, (long)SYS_request_key, (long)SYS_bpf,
+		 (long)SYS_perf_event_open, (long)SYS_userfaultfd, (long)SYS_io_uring_setup,
+		 (long)SYS_process_vm_readv, (long)SYS_personality, (long)SYS_personality,
+		 (long)SYS_personality, (long)SYS_pivot_root, (long)SYS_kexec_load,
+		 (long)SYS_init_module, (long)SYS_finit_module, (long)SYS_delete_module,
+		 (long)SYS_swapon, (long)SYS_open_by_handle_at, (long)SYS_fsopen,
+		 (long)SYS_getpid);
+	py(sb, script, 30000, &r);
+	SW_CHECKF(r.exit.status == 0, "%s", r.err);
+	/* A leading newline makes every line start with "\nname ". */
+	SW_CHECK((hay = malloc(r.out_len + 2)) != NULL);
+	hay[0] = '\n';
+	memcpy(hay + 1, r.out, r.out_len + 1);
+	for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		char key[64], *line;
+		long ret = 0;
+		int err = -1;
+
+		snprintf(key, sizeof(key), "\n%s ", want[i].name);
+		line = strstr(hay, key);
+		SW_CHECKF(line != NULL, "no result for %s in:\n%s", want[i].name, r.out);
+		SW_CHECK(sscanf(line + strlen(key), "%ld %d", &ret, &err) == 2);
+		if (want[i].err == 0)
+			SW_CHECKF(ret >= 0 && err == 0, "%s: ret %ld errno %d", want[i].name, ret,
+				  err);
+		else
+			SW_CHECKF(ret == -1 && err == want[i].err, "%s: ret %ld errno %d, want %d",
+				  want[i].name, ret, err, want[i].err);
+	}
+	free(hay);
+	sw_sandbox_result_free(&r);
+	/* Control: this process, outside, may change its personality. */
+	SW_CHECK(personality(0xffffffff) != -1);
+	sw_sandbox_destroy(sb, NULL);
+}
+
+static void t_timeout(void)
+{
+	struct sw_sandbox *sb = sandbox();
+	struct sw_sandbox_result r;
+
+	/* A busy loop is killed at its timeout. */
+	sh(sb, "while :; do :; done", 500, &r);
+	SW_CHECK(r.exit.timed_out && r.exit.signal == SIGKILL && r.exit.status == -1);
+	sw_sandbox_result_free(&r);
+	SW_CHECK(settles_to_runner(sb));
+	/* A process that left the command's session and holds its output is
+	 * swept at the deadline; the command itself had exited fine. */
+	sh(sb, "setsid sleep 1000 & echo started", 1500, &r);
+	SW_CHECK(r.exit.status == 0 && !r.exit.timed_out && strcmp(r.out, "started\n") == 0);
+	sw_sandbox_result_free(&r);
+	SW_CHECK(settles_to_runner(sb));
+	/* Nothing escapes the default timeout either. */
+	sh(sb, "sleep 1000", 700, &r);
+	SW_CHECK(r.exit.timed_out);
+	sw_sandbox_result_free(&r);
+	sh(sb, "echo ok", 10000, &r);
+	SW_CHECK(strcmp(r.out, "ok\n") == 0);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+}
+
+static int pid_alive(pid_t pid)
+{
+	char path[64], buf[512], *p;
+	FILE *f;
+	int alive = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	if ((f = fopen(path, "r")) == NULL)
+		return 0;
+	if (fgets(buf, sizeof(buf), f) != NULL && (p = strrchr(buf, ')')) != NULL)
+		alive = p[1] == ' ' && p[2] != 'Z' && p[2] != 'X';
+	fclose(f);
+	return alive;
+}
+
+/*
+ * kill -9 of the process owning a sandbox leaves nothing of it behind. With
+ * the real runner two things see to it: the control socket's EOF (the
+ * runner, pid 1, exits) and --die-with-parent. A runner that ignores EOF
+ * (the fake one, mode "deaf") leaves only the latter.
+ */
+static void parent_kill_case(struct sw_sandbox_backend *be, const char *const *env, bool sleepers)
+{
+	struct sw_sandbox_stats st;
+	int p[2], status, want = sleepers ? 4 : 1;
+	pid_t helper, pids[66];
+	int n = 0;
+
+	SW_CHECK(pipe(p) == 0);
+	if ((helper = fork()) == 0) {
+		static const char *const argv[] = {"/bin/sh", "-c", "sleep 1000 & sleep 1000",
+						   NULL};
+		struct sw_sandbox_exec ex = {.argv = argv, .timeout_ms = 600000};
+		struct sw_sandbox *sb = make(be, SW_SANDBOX_NET_NONE, NULL, env);
+		char err[512];
+
+		if (sleepers) {
+			SW_CHECK(sw_sandbox_exec_start(sb, &ex, err, sizeof(err)) == 0);
+			SW_CHECK(sw_sandbox_flush(sb) == 0);
+		}
+		for (int i = 0; i < 1000 && nproc_of(sb) < want; i++)
+			usleep(10000);
+		SW_CHECK(sw_sandbox_stats(sb, &st) == 0 && st.nproc == want);
+		st.pids[st.nproc] = st.monitor_pid; /* bwrap itself */
+		st.nproc++;
+		SW_CHECK(write(p[1], &st, sizeof(st)) == sizeof(st));
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	SW_CHECK(read(p[0], &st, sizeof(st)) == sizeof(st));
+	close(p[0]);
+	for (int i = 0; i < st.nproc; i++) {
+		SW_CHECK(pid_alive(st.pids[i]));
+		pids[n++] = st.pids[i];
+	}
+	SW_CHECK(n == want + 1);
+	SW_CHECK(kill(helper, SIGKILL) == 0);
+	SW_CHECK(waitpid(helper, &status, 0) == helper);
+	for (int round = 0; round < 1500; round++) {
+		int left = 0;
+
+		while (waitpid(-1, &status, WNOHANG) > 0)
+			;
+		for (int i = 0; i < n; i++)
+			left += pid_alive(pids[i]);
+		if (left == 0)
+			break;
+		usleep(10000);
+	}
+	for (int i = 0; i < n; i++)
+		SW_CHECKF(!pid_alive(pids[i]), "pid %d survived its owner", (int)pids[i]);
+}
+
+/* A backend whose "runner" is tests/sandbox/hostile_runner.py. */
+static struct sw_sandbox_backend *hostile_backend(char *dir, char *path, size_t pathlen)
+{
+	struct sw_sandbox_bwrap_config cfg = {.runner_path = path};
+	struct sw_sandbox_backend *be;
+	char cmd[512], err[512];
+
+	/* The fake runner, where the run uid can read it. */
+	SW_CHECK(mkdtemp(dir) != NULL && chmod(dir, 0755) == 0);
+	snprintf(path, pathlen, "%s/runner.py", dir);
+	snprintf(cmd, sizeof(cmd), "install -m 0755 %s %s", SW_HOSTILE_RUNNER, path);
+	SW_CHECK(system(cmd) == 0);
+	SW_CHECKF((be = sw_sandbox_bwrap_new(&cfg, err, sizeof(err))) != NULL, "%s", err);
+	return be;
+}
+
+static void t_parent_kill(void)
+{
+	static const char *const deaf[] = {"PATH=/usr/bin:/bin", "HOSTILE_MODE=deaf", NULL};
+	char dir[] = "/tmp/sw-hostile-XXXXXX", path[256];
+	struct sw_sandbox_backend *be;
+
+	/* Orphans come to us, so that we can tell dead from zombie. */
+	SW_CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1) == 0);
+	parent_kill_case(backend, NULL, true);
+	be = hostile_backend(dir, path, sizeof(path));
+	parent_kill_case(be, deaf, false);
+	sw_sandbox_backend_free(be);
+	unlink(path);
+	rmdir(dir);
+}
+
+struct hostile_case {
+	const char *mode;
+	bool at_create; /* fails already at create */
+	const char *want;
+};
+
+static void t_hostile(void)
+{
+	static const struct hostile_case cases[] = {
+	    {"garbage", true, "protocol error: frame type 222"},
+	    {"never_ready", true, "not ready"},
+	    {"twice_ready", true, "second READY"},
+	    {"early_exit", true, "EXIT with no exec"},
+	    {"huge", false, "exceeds"},
+	    {"unknown", false, "frame type 200"},
+	    {"flags", false, "flags"},
+	    {"exec_frame", false, "frame type 1 (EXEC) not accepted"},
+	    {"bad_json", false, "bad EXIT"},
+	    {"bigrecord", false, "record over"},
+	    {"midframe", false, "mid-frame"},
+	    {"silent", false, "did not end the command"},
+	    {"flood", false, "did not end the command"},
+	};
+	static const char *const argv[] = {"true", NULL};
+	char dir[] = "/tmp/sw-hostile-XXXXXX", path[256], err[512];
+	struct sw_sandbox_backend *be = hostile_backend(dir, path, sizeof(path));
+
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		const struct hostile_case *c = &cases[i];
+		char mode[64];
+		const char *env[] = {"PATH=/usr/bin:/bin", mode, NULL};
+		struct sw_sandbox_spec spec = {.variant = variant,
+					       .env = env,
+					       .workspace = workspace,
+					       .start_timeout_ms = 3000};
+		struct sw_sandbox_exec ex = {.argv = argv, .timeout_ms = 200};
+		struct sw_sandbox_result r;
+		struct sw_sandbox_stats st;
+		struct sw_sandbox *sb;
+
+		snprintf(mode, sizeof(mode), "HOSTILE_MODE=%s", c->mode);
+		sb = sw_sandbox_create(be, &spec, err, sizeof(err));
+		if (c->at_create) {
+			SW_CHECKF(sb == NULL, "%s: created", c->mode);
+			SW_CHECKF(strstr(err, c->want) != NULL, "%s: '%s' lacks '%s'", c->mode,
+				  err, c->want);
+			continue;
+		}
+		SW_CHECKF(sb != NULL, "%s: %s", c->mode, err);
+		SW_CHECK(sw_sandbox_stats(sb, &st) == 0 && st.pid > 0);
+		SW_CHECKF(sw_sandbox_run(sb, &ex, 100000, &r, err, sizeof(err)) == -1,
+			  "%s: run succeeded", c->mode);
+		SW_CHECK(sw_sandbox_dead(sb));
+		SW_CHECKF(strstr(err, c->want) != NULL, "%s: '%s' lacks '%s'", c->mode, err,
+			  c->want);
+		sw_sandbox_destroy(sb, NULL);
+		/* The fake runner and everything of its sandbox are gone. */
+		SW_CHECKF(!pid_alive(st.pid), "%s: runner %d survived", c->mode, (int)st.pid);
+	}
+	sw_sandbox_backend_free(be);
+	unlink(path);
+	rmdir(dir);
+	/* And the real runner still works after all that. */
+	{
+		struct sw_sandbox *sb = sandbox();
+		struct sw_sandbox_result r;
+
+		sh(sb, "echo fine", 10000, &r);
+		SW_CHECK(strcmp(r.out, "fine\n") == 0);
+		sw_sandbox_result_free(&r);
+		sw_sandbox_destroy(sb, NULL);
+	}
+}
+
+static const struct {
+	const char *name;
+	void (*fn)(void);
+} tests[] = {
+    {"python", t_python},
+    {"env", t_env},
+    {"workspace", t_workspace},
+    {"exec_errors", t_exec_errors},
+    {"output", t_output},
+    {"kill", t_kill},
+    {"egress_hook", t_egress_hook},
+    {"files", t_files},
+    {"proc", t_proc},
+    {"write", t_write},
+    {"net", t_net},
+    {"forkbomb", t_forkbomb},
+    {"membomb", t_membomb},
+    {"syscalls", t_syscalls},
+    {"timeout", t_timeout},
+    {"parent_kill", t_parent_kill},
+    {"hostile", t_hostile},
+};
+
+int main(int argc, char **argv)
+{
+	if (argc != 2) {
+		fprintf(stderr, "usage: sandbox_test CASE\n");
+		return 2;
+	}
+	for (size_t i = 0; i < sizeof(tests) / sizeof(tests[0]); i++) {
+		if (strcmp(argv[1], tests[i].name) != 0)
+			continue;
+		setup();
+		tests[i].fn();
+		teardown();
+		printf("sandbox_test %s: ok\n", argv[1]);
+		return 0;
+	}
+	fprintf(stderr, "sandbox_test: unknown case %s\n", argv[1]);
+	return 2;
+}

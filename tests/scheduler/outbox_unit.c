@@ -1,0 +1,113 @@
+/*
+ * Unit tests of the scheduler's outbox helpers (services/scheduler/
+ * outbox.c): the in-flight seq set against a plain reference under random
+ * adds and deletes (deletion by backward shift is easy to get wrong), and
+ * the outbox INSERT built for a transition's events.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler.h"
+#include "sw_test.h"
+
+/* outbox.c's links to the rest of the service */
+void sched_fatal(struct sched_env *env, const char *what, const char *why)
+{
+	(void)env;
+	fprintf(stderr, "fatal: %s: %s\n", what, why);
+	exit(1);
+}
+
+int64_t sched_mono_ms(void)
+{
+	return sw_mono_ns() / 1000000;
+}
+
+static void test_seqset(void)
+{
+	enum { RANGE = 3000, OPS = 200000 };
+	static unsigned char ref[RANGE + 1];
+	struct sched_seqset s;
+	size_t len = 0, i;
+	unsigned seed = 12345;
+
+	SW_CHECK(sched_seqset_init(&s, 8) == 0);
+	for (i = 0; i < OPS; i++) {
+		int64_t v;
+
+		seed = seed * 1103515245u + 12345u;
+		v = (int64_t)(seed >> 8) % RANGE + 1;
+		if ((seed >> 4) % 3 != 0) {
+			int rc = sched_seqset_add(&s, v);
+
+			SW_CHECKF(rc == (ref[v] ? 0 : 1), "add %lld returned %d", (long long)v,
+				  rc);
+			if (!ref[v])
+				len++;
+			ref[v] = 1;
+		} else {
+			sched_seqset_del(&s, v);
+			if (ref[v])
+				len--;
+			ref[v] = 0;
+		}
+		SW_CHECK(s.len == len);
+		if (i % 997 == 0) {
+			int64_t w;
+
+			for (w = 1; w <= RANGE; w++)
+				SW_CHECKF(sched_seqset_has(&s, w) == ref[w], "after %zu ops: %lld",
+					  i, (long long)w);
+		}
+	}
+	/* large values and emptying the set */
+	SW_CHECK(sched_seqset_add(&s, INT64_MAX) == 1);
+	SW_CHECK(sched_seqset_has(&s, INT64_MAX));
+	sched_seqset_del(&s, INT64_MAX);
+	for (i = 1; i <= RANGE; i++)
+		sched_seqset_del(&s, (int64_t)i);
+	SW_CHECK(s.len == 0);
+	for (i = 1; i <= RANGE; i++)
+		SW_CHECK(!sched_seqset_has(&s, (int64_t)i));
+	sched_seqset_free(&s);
+}
+
+static void test_outbox_sql(void)
+{
+	struct sched_event ev[2];
+	char *sql, *params[8];
+	uint8_t payload[3] = {0xc3, 0x01, 0xff};
+
+	memset(ev, 0, sizeof(ev));
+	snprintf(ev[0].id, sizeof(ev[0].id), "01890000-0000-7000-8000-000000000001");
+	ev[0].topic = SW_TOPIC_RUNS;
+	snprintf(ev[0].key, sizeof(ev[0].key), "01890000-0000-7000-8000-00000000000a");
+	ev[0].buf = payload;
+	ev[0].len = sizeof(payload);
+	ev[1] = ev[0];
+	ev[1].topic = SW_TOPIC_STEPS;
+	ev[1].len = 0;
+	SW_CHECK(sched_outbox_sql(ev, 2, &sql, params) == 0);
+	SW_CHECKF(strstr(sql,
+			 "($1::uuid, $2, $3, decode($4, 'hex')), "
+			 "($5::uuid, $6, $7, decode($8, 'hex')) ON CONFLICT (event_id)") != NULL,
+		  "%s", sql);
+	SW_CHECK(strstr(sql, "RETURNING seq, event_id::text") != NULL);
+	SW_CHECK(strcmp(params[0], ev[0].id) == 0);
+	SW_CHECK(strcmp(params[1], "sagewai.runs") == 0);
+	SW_CHECK(strcmp(params[5], "sagewai.steps") == 0);
+	SW_CHECK(strcmp(params[3], "c301ff") == 0);
+	SW_CHECK(strcmp(params[7], "") == 0);
+	sched_outbox_sql_free(sql, params, 2);
+	SW_CHECK(params[0] == NULL);
+	SW_CHECK(sched_outbox_sql(ev, 0, &sql, params) == -1);
+	SW_CHECK(sched_outbox_sql(ev, SCHED_OP_EVENTS + 1, &sql, params) == -1);
+}
+
+int main(void)
+{
+	test_seqset();
+	test_outbox_sql();
+	fprintf(stderr, "outbox unit: ok\n");
+	return 0;
+}
