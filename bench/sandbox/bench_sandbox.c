@@ -193,7 +193,7 @@ static double time_spawn(char **argv, bool drop)
 {
 	int64_t t0 = now_ns();
 	pid_t pid = spawn(argv, drop);
-	int st;
+	int st = 0;
 
 	if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
 		die(argv[0], "did not run /bin/true successfully");
@@ -365,7 +365,7 @@ static int crun_prepare(char *why, size_t whylen)
 	snprintf(crun_id, sizeof(crun_id), "sw-bench-%d-probe", (int)getpid());
 	{
 		pid_t pid = spawn(crun_argv, false);
-		int st;
+		int st = 0;
 
 		if (pid < 0 || waitpid(pid, &st, 0) != pid || !WIFEXITED(st) ||
 		    WEXITSTATUS(st) != 0) {
