@@ -92,7 +92,8 @@ static void test_help(void)
 			cli_out_dump(what, &o);
 			SW_CHECKF(0, "help of '%s'", what);
 		}
-		for (j = 0; c->must[j] != NULL; j++)
+		for (j = 0; j < (int)(sizeof(c->must) / sizeof(c->must[0])) && c->must[j] != NULL;
+		     j++)
 			SW_CHECKF(strstr(o.out, c->must[j]) != NULL, "help of '%s' lacks '%s'",
 				  what, c->must[j]);
 		cli_out_free(&o);
