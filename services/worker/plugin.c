@@ -3,7 +3,7 @@
  * run them.
  *
  * Plugins are loaded once at start; any bad one refuses the start. A
- * plugin step becomes a task on pool_todo; one of WORKER_PLUGIN_THREADS
+ * plugin step becomes a task on pool_queue; one of WORKER_PLUGIN_THREADS
  * threads runs it, copies the output (releasing the plugin's buffer on
  * that thread), moves the task to pool_done and wakes the loop with
  * event_active (evthread_use_pthreads makes that safe across threads).
@@ -169,12 +169,12 @@ static void *pool_main(void *arg)
 
 	pthread_mutex_lock(&env->pool_mu);
 	for (;;) {
-		while (TAILQ_EMPTY(&env->pool_todo) && !env->pool_stop)
+		while (TAILQ_EMPTY(&env->pool_queue) && !env->pool_stop)
 			pthread_cond_wait(&env->pool_cv, &env->pool_mu);
 		if (env->pool_stop)
 			break;
-		t = TAILQ_FIRST(&env->pool_todo);
-		TAILQ_REMOVE(&env->pool_todo, t, entry);
+		t = TAILQ_FIRST(&env->pool_queue);
+		TAILQ_REMOVE(&env->pool_queue, t, entry);
 		t->started = 1;
 		pthread_mutex_unlock(&env->pool_mu);
 
@@ -257,7 +257,7 @@ int worker_pool_start(struct worker_env *env, char *errstr, size_t errlen)
 {
 	int i;
 
-	TAILQ_INIT(&env->pool_todo);
+	TAILQ_INIT(&env->pool_queue);
 	TAILQ_INIT(&env->pool_done);
 	pthread_mutex_init(&env->pool_mu, NULL);
 	pthread_cond_init(&env->pool_cv, NULL);
@@ -301,8 +301,8 @@ void worker_pool_stop(struct worker_env *env)
 		return;
 	}
 	env->npool = 0;
-	while ((t = TAILQ_FIRST(&env->pool_todo)) != NULL) {
-		TAILQ_REMOVE(&env->pool_todo, t, entry);
+	while ((t = TAILQ_FIRST(&env->pool_queue)) != NULL) {
+		TAILQ_REMOVE(&env->pool_queue, t, entry);
 		task_free(t);
 	}
 	while ((t = TAILQ_FIRST(&env->pool_done)) != NULL) {
@@ -339,7 +339,7 @@ void worker_plugin_start(struct worker_job *j, const char *name)
 	t->job = j;
 	j->task = t;
 	pthread_mutex_lock(&env->pool_mu);
-	TAILQ_INSERT_TAIL(&env->pool_todo, t, entry);
+	TAILQ_INSERT_TAIL(&env->pool_queue, t, entry);
 	pthread_cond_signal(&env->pool_cv);
 	pthread_mutex_unlock(&env->pool_mu);
 }
@@ -354,7 +354,7 @@ void worker_plugin_abandon(struct worker_job *j)
 	j->task = NULL;
 	pthread_mutex_lock(&env->pool_mu);
 	if (!t->started) {
-		TAILQ_REMOVE(&env->pool_todo, t, entry);
+		TAILQ_REMOVE(&env->pool_queue, t, entry);
 		pthread_mutex_unlock(&env->pool_mu);
 		task_free(t);
 		return;

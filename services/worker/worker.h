@@ -152,7 +152,7 @@ struct worker_plugin {
 
 /* One plugin call, shared by the loop and a pool thread (under pool_mu). */
 struct worker_task {
-	TAILQ_ENTRY(worker_task) entry; /* pool_todo or pool_done */
+	TAILQ_ENTRY(worker_task) entry; /* pool_queue or pool_done */
 	const struct sagewai_plugin *plugin;
 	struct worker_job *job; /* NULL once abandoned (loop thread only) */
 	int started;		/* a thread took it */
@@ -214,7 +214,7 @@ struct worker_env {
 	int npool;
 	pthread_mutex_t pool_mu;
 	pthread_cond_t pool_cv;
-	struct worker_taskq pool_todo, pool_done;
+	struct worker_taskq pool_queue, pool_done;
 	int pool_stop;
 	struct event *pool_ev;
 

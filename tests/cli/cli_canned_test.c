@@ -6,7 +6,7 @@
  * line, and every request's method, path, query, headers and body.
  * Tests against the real scheduler are in tests/e2e.
  *
- *   cli_stub_test PATH_TO_SAGEWAI
+ *   cli_canned_test PATH_TO_SAGEWAI
  */
 #include <pthread.h>
 #include <sys/queue.h>
@@ -429,7 +429,7 @@ static int count_req(const char *method, const char *path)
 
 static const char *bin;
 static char url[64];
-static char tmpdir[] = "/tmp/sagewai-cli-stub-XXXXXX";
+static char tmpdir[] = "/tmp/sagewai-cli-canned-XXXXXX";
 
 /* Run sagewai --url URL --audit-url URL ARGS... (NULL-terminated), with
  * the tenant and admin tokens in the environment. */
@@ -799,7 +799,7 @@ int main(int argc, char **argv)
 	char cmd[300];
 
 	if (argc != 2) {
-		fprintf(stderr, "usage: cli_stub_test PATH_TO_SAGEWAI\n");
+		fprintf(stderr, "usage: cli_canned_test PATH_TO_SAGEWAI\n");
 		return 2;
 	}
 	bin = argv[1];
@@ -815,6 +815,6 @@ int main(int argc, char **argv)
 	server_stop();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	SW_CHECK(system(cmd) == 0);
-	printf("cli stub ok\n");
+	printf("cli canned-server test ok\n");
 	return 0;
 }
