@@ -16,7 +16,8 @@
  *         retries: 2             # optional, 0..20, default 0
  *         backoff: 1s            # optional, first retry delay, doubled each retry; default 1s
  *         # sandboxed and later modes (parsed and kept, checked by their issue):
- *         run: "python3 -c ..."  # command or script
+ *         run: "python3 -c ..."  # a shell command or script, or an argv list
+ *                                # (no shell: templated values stay data)
  *         variant: base
  *         network: none | egress_only | full
  *         egress_allow: ["host:port", ...]
@@ -109,6 +110,11 @@ struct sw_workflow *sw_workflow_from_json(json_t *j, char *errstr, size_t errlen
 int sw_workflow_first_unrunnable(const struct sw_workflow *wf, unsigned runnable);
 /* 1 when any step is identity-bearing. */
 int sw_workflow_identity_bearing(const struct sw_workflow *wf);
+
+/* The preview gate's backstop on an executor (worker, sandboxd): the name of
+ * the first identity-bearing mode in a step.dispatched spec's "run_modes"
+ * array (the modes of the whole workflow), or NULL when there is none. */
+const char *sw_spec_identity_mode(json_t *spec);
 
 /* Render a step's with: against ctx = {"input": <run input>, "steps":
  * {"<name>": {"output": <value>}, ...}}. Returns a new reference, or NULL

@@ -230,6 +230,13 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 				return wf_fail(v->d, e, "egress_allow: \"%s\" is not host:port",
 					       q(e, b));
 		}
+	} else if (!strcmp(key, "run") && val->kind == WF_SEQ) {
+		/* an argv: no shell, so step outputs templated into it stay data */
+		if (val->nkids == 0)
+			return wf_fail(v->d, val, "run: an argv must not be empty");
+		for (i = 0; i < val->nkids; i++)
+			if (!is_str(val->kids[i]))
+				return want(v, k, val->kids[i], "a string (an argv element)");
 	} else if (!strcmp(key, "limits")) {
 		if (val->kind != WF_MAP)
 			return want(v, k, val, "a mapping");

@@ -153,3 +153,17 @@ fail:
 	json_decref(j);
 	return NULL;
 }
+
+const char *sw_spec_identity_mode(json_t *spec)
+{
+	json_t *m;
+	size_t i;
+	enum sw_mode mode;
+
+	json_array_foreach(json_object_get(spec, "run_modes"), i, m) {
+		if (json_is_string(m) && sw_mode_parse(json_string_value(m), &mode) == 0 &&
+		    sw_mode_identity_bearing(mode))
+			return sw_mode_name(mode);
+	}
+	return NULL;
+}

@@ -107,11 +107,19 @@ void worker_flow(struct worker_env *env)
 			event_base_loopbreak(env->base);
 		return;
 	}
-	/* up to cap steps run, as many again wait in line; then stop reading */
-	if (!env->paused && env->noffsets >= 2 * cap) {
+	/* Up to cap steps run, as many again (at least WORKER_LINE_MIN
+	 * messages in all) wait in line; then stop reading. A pause is dear:
+	 * librdkafka drops what it had fetched and fetches again up to
+	 * fetch.wait.max.ms after the resume, so the line is long enough that
+	 * only a real backlog pauses, not a burst of short steps. */
+	if (2 * cap > WORKER_LINE_MIN)
+		cap = 2 * cap;
+	else
+		cap = WORKER_LINE_MIN;
+	if (!env->paused && env->noffsets >= cap) {
 		env->paused = 1;
 		sw_bus_consumer_pause(env->consumer);
-	} else if (env->paused && env->noffsets < cap) {
+	} else if (env->paused && env->noffsets < cap / 2) {
 		env->paused = 0;
 		sw_bus_consumer_resume(env->consumer);
 	}
@@ -221,7 +229,9 @@ static void on_dispatch(struct worker_env *env, const struct sw_bus_msg *m,
 		snprintf(why, sizeof(why), "step.dispatched: bad step, mode or spec");
 		goto bad;
 	}
-	if (env->ignore_other_modes && strcmp(j->mode, "in_process") != 0) {
+	/* with sandboxd on this deployment, its steps are its own; every other
+	 * mode still gets this worker's preflight (preview gate, refusal) */
+	if (env->ignore_other_modes && strcmp(j->mode, "sandboxed") == 0) {
 		free(j);
 		json_decref(ev);
 		env->ignored++;

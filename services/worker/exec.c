@@ -12,12 +12,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sw_workflow.h"
 #include "worker.h"
 
 static const char *const status_names[] = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"};
 
-static const char *const identity_modes[] = {"identity_scoped", "cli_agent", "cli_agent_jit",
-					     NULL};
 
 char *worker_redact(const struct worker_env *env, const char *s)
 {
@@ -180,19 +179,6 @@ static void pump_later(struct worker_env *env)
 }
 
 /* The first identity-bearing mode of spec.run_modes, or NULL. */
-static const char *identity_mode(json_t *spec)
-{
-	json_t *modes = json_object_get(spec, "run_modes"), *m;
-	size_t i, k;
-
-	json_array_foreach(modes, i, m) {
-		for (k = 0; json_is_string(m) && identity_modes[k] != NULL; k++)
-			if (strcmp(json_string_value(m), identity_modes[k]) == 0)
-				return identity_modes[k];
-	}
-	return NULL;
-}
-
 void worker_exec_begin(struct worker_job *j)
 {
 	struct worker_env *env = j->env;
@@ -205,7 +191,7 @@ void worker_exec_begin(struct worker_job *j)
 		worker_exec_finish(j, STEP_FAILED, NULL, "bad_input: spec is not a JSON object");
 		return;
 	}
-	if (env->multi_tenant && !env->sealed_preview && (mode = identity_mode(j->spec))) {
+	if (env->multi_tenant && !env->sealed_preview && (mode = sw_spec_identity_mode(j->spec))) {
 		worker_exec_finish(j, STEP_FAILED, NULL,
 				   "preview_gate: the workflow uses mode %s, which is refused in "
 				   "multi_tenant mode unless SAGEWAI_SEALED_PREVIEW=1",

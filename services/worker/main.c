@@ -15,8 +15,10 @@
  *                               multi_tenant mode (preview gate)
  *   SAGEWAI_WORKER_OTHER_MODES  refuse (default): a dispatch of another mode than
  *                               in_process fails "mode_unavailable: ..."; ignore:
- *                               leave it to sandboxd
+ *                               leave sandboxed steps to sandboxd (the others are
+ *                               still refused, after the preview-gate check)
  *   SAGEWAI_KAFKA_MESSAGE_MAX   largest event the bus carries (1000000)
+ *   SAGEWAI_PG_POOL             PostgreSQL connections of the results table (4)
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning
  */
 #include <errno.h>
@@ -150,6 +152,14 @@ static int settings_load(struct worker_env *env, char *err, size_t errlen)
 		}
 		env->concurrency = (int)n;
 	}
+	env->pg_pool = WORKER_PG_POOL_DEFAULT;
+	if ((v = sw_config_env(environ, "SAGEWAI_PG_POOL")) != NULL && *v) {
+		if ((n = parse_size(v)) < 1 || n > 64) {
+			snprintf(err, errlen, "SAGEWAI_PG_POOL: not in 1..64");
+			return -1;
+		}
+		env->pg_pool = (size_t)n;
+	}
 	v = sw_config_env(environ, "SAGEWAI_WORKER_OTHER_MODES");
 	if (v != NULL && strcmp(v, "ignore") == 0) {
 		env->ignore_other_modes = 1;
@@ -248,8 +258,11 @@ static int serve(void)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	if ((env->store = sw_store_new(env->base, env->cfg.pg_dsn, "worker", worker_migrations,
-				       worker_nmigrations, err, sizeof(err))) == NULL)
+	/* every step is a lookup and an insert of its own: with several
+	 * connections they overlap instead of queueing behind each other */
+	if ((env->store = sw_store_new_pool(env->base, env->cfg.pg_dsn, "worker",
+					    worker_migrations, worker_nmigrations, env->pg_pool,
+					    err, sizeof(err))) == NULL)
 		goto fail;
 	if (sw_config_env(environ, "SAGEWAI_KAFKA_MESSAGE_MAX") != NULL) {
 		snprintf(msgmax, sizeof(msgmax), "message.max.bytes=%zu", env->bus_max);

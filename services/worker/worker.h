@@ -52,6 +52,8 @@
 #define WORKER_DEFAULT_GROUP "sagewai-worker"
 #define WORKER_OUTPUT_MAX_DEFAULT (1u << 20) /* 1 MiB */
 #define WORKER_CONCURRENCY_DEFAULT 64
+#define WORKER_PG_POOL_DEFAULT 4
+#define WORKER_LINE_MIN 4096 /* messages held before pausing the consumer, at least */
 #define WORKER_PLUGIN_THREADS 2
 #define WORKER_BUS_MAX_DEFAULT 1000000 /* librdkafka's message.max.bytes default */
 #define WORKER_CANCEL_RING 256	       /* run ids remembered as cancelled */
@@ -183,6 +185,7 @@ struct worker_env {
 	size_t output_cap; /* SAGEWAI_STEP_OUTPUT_MAX */
 	size_t bus_max;	   /* largest event the bus carries */
 	int concurrency;
+	size_t pg_pool;		/* SAGEWAI_PG_POOL */
 	int multi_tenant;
 	int sealed_preview;
 	int ignore_other_modes; /* SAGEWAI_WORKER_OTHER_MODES=ignore: sandboxd takes them */

@@ -108,12 +108,17 @@ demo)
 		r = json.load(open(sys.argv[1]))
 		assert r["state"] == "succeeded", r["state"]
 		assert [s["state"] for s in r["steps"]] == ["succeeded"] * len(r["steps"]), r["steps"]
-		assert len(r["steps"]) == 3
+		assert [s["name"] for s in r["steps"]] == ["plan", "transform", "check", "summarise"]
 		plan = r["steps"][0]["output"]
 		assert isinstance(plan, dict) and "sections" in plan, plan
+		# the sandboxed step ran python3 over the outline, in a sandbox
+		check = r["steps"][2]
+		assert check["mode"] == "sandboxed", check
+		out = json.loads(check["output"]["stdout"])
+		assert out["ok"] is True and out["sections"] == len(plan["sections"]), out
 		assert r["output"], "no run output"
 	EOF
-	once_per_step "$run" 3
+	once_per_step "$run" 4
 	"$cli" audit run "$run" | tee -a "$work/cli.out" | grep -q step.finished ||
 		fail "audit run shows no step.finished"
 	"$cli" audit verify "$SAGEWAI_DATA_DIR/audit" | grep -q '^ok' || fail "audit verify"

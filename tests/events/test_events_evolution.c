@@ -191,8 +191,10 @@ static void test_refused_writers(void)
 {
 	char err[512];
 	struct sw_event_registry *r = sw_events_registry_new(err, sizeof(err));
+	size_t n_types;
 
 	SW_CHECKF(r != NULL, "%s", err);
+	n_types = sw_events_type_count(r);
 	expect_refused(r, "{", "not JSON");
 	expect_refused(r, REC("sagewai.run.Nope", "run.nope", ""), "no reader");
 	expect_refused(r, REC("sagewai.run.Started", "run.other", ""), "sagewai.type");
@@ -221,7 +223,7 @@ static void test_refused_writers(void)
 		       "\"type\":\"string\"}]}",
 		       "header");
 	/* refused writers leave the registry as it was */
-	SW_CHECK(sw_events_type_count(r) == 8);
+	SW_CHECK(sw_events_type_count(r) == n_types);
 	sw_events_registry_destroy(r);
 }
 

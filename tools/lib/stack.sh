@@ -9,6 +9,12 @@
 #         env       those named by $SAGEWAI_KAFKA_BOOTSTRAP and $SAGEWAI_PG_DSN
 #                   (a fresh database is created there for this stack)
 #       and write WORK/stack.env (KEY=VALUE) and WORK/stack.sh.env (sourceable).
+#       Unless SW_STACK_SANDBOXD=0 (and when bwrap is present) sagewai-sandboxd
+#       runs too; only once it is up do the scheduler get SAGEWAI_RUNNABLE_MODES=
+#       in_process,sandboxed and the worker SAGEWAI_WORKER_OTHER_MODES=ignore
+#       (in WORK/scheduler.env and WORK/worker.env): the worker then leaves
+#       sandboxed steps to sandboxd and still refuses the other modes after its
+#       preview-gate check; sandboxd applies the same backstop.
 #   sw_stack_restart WORK NAME         restart one service (after kill -9, or to
 #                                      pick up WORK/NAME.env, extra settings)
 #   sw_stack_kill WORK NAME [SIG]      signal one service (default KILL)
@@ -103,8 +109,9 @@ sw_stack_start() {
 	esac
 	echo "$kind" >"$work/kind"
 
-	local llm_port audit_port sched_port worker_port
+	local llm_port audit_port sched_port worker_port sbd_port
 	llm_port=$(sw_free_port)
+	sbd_port=$(sw_free_port)
 	audit_port=$(sw_free_port)
 	sched_port=$(sw_free_port)
 	worker_port=$(sw_free_port)
@@ -136,6 +143,23 @@ sw_stack_start() {
 			--require-key-file "$work/llm.key" ${SW_STACK_LLM_ARGS:-}
 	fi
 	sw_stack_service "$work" audit "$audit_port" "$build/services/audit/sagewai-audit" serve
+	# sandboxd before the scheduler, which must know whether it may dispatch
+	# sandboxed steps
+	if [ "${SW_STACK_SANDBOXD:-1}" = 1 ] && [ -x /usr/bin/bwrap ] &&
+		[ -x "$build/services/sandboxd/sagewai-sandboxd" ]; then
+		echo "SAGEWAI_SANDBOX_STATE_DIR='$work'" >>"$work/sandboxd.env"
+		sw_stack_service "$work" sandboxd "$sbd_port" \
+			"$build/services/sandboxd/sagewai-sandboxd" serve
+		if sw_stack_wait_http "http://127.0.0.1:$sbd_port" sandboxd "$work"; then
+			echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed" >>"$work/scheduler.env"
+			echo "SAGEWAI_WORKER_OTHER_MODES=ignore" >>"$work/worker.env"
+			echo "SAGEWAI_SANDBOXD_URL=http://127.0.0.1:$sbd_port" >>"$work/stack.env"
+		else
+			echo "sandboxd did not come up: sandboxed steps are not offered" >&2
+			sw_stack_kill "$work" sandboxd TERM
+			sed -i '/^sandboxd$/d' "$work/services"
+		fi
+	fi
 	sw_stack_service "$work" scheduler "$sched_port" \
 		"$build/services/scheduler/sagewai-scheduler"
 	sw_stack_service "$work" worker "$worker_port" "$build/services/worker/sagewai-worker"

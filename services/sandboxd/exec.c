@@ -1,0 +1,716 @@
+/*
+ * exec.c: from a dispatch with no stored result to its step.finished.
+ *
+ * Preflight (nothing runs, no step.started): the spec's run (a string, run
+ * as /bin/sh -c, or an argv array), variant (base), network (none; full;
+ * egress_only is refused until the egress proxy exists), limits (may only
+ * lower the variant's), output_max. Then, within the concurrency cap,
+ * step.started and an acquire; once a sandbox is held, sandbox.acquired and
+ * the EXEC. The control socket is driven on the loop: a read event calls
+ * sw_sandbox_read (bounded work per call), a write event sw_sandbox_flush
+ * while sw_sandbox_want_write. Whatever ends the attempt first -- EXIT, a
+ * broken sandbox, the host-side deadline, a cancel -- calls sbd_exec_finish;
+ * the sandbox then goes back to the pool thread to be destroyed.
+ */
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sandboxd.h"
+#include "sw_workflow.h"
+
+static const char *const status_names[] = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"};
+
+static void start_exec(struct sbd_job *j, struct sbd_slot *s);
+
+static int was_cancelled(struct sbd_env *env, const char *run_id)
+{
+	for (size_t i = 0; i < SBD_CANCEL_RING; i++)
+		if (env->cancelled[i][0] && strcmp(env->cancelled[i], run_id) == 0)
+			return 1;
+	return 0;
+}
+
+static void buf_free(struct sbd_buf *b)
+{
+	free(b->p);
+	memset(b, 0, sizeof(*b));
+}
+
+static int buf_add(struct sbd_buf *b, const uint8_t *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		char *np;
+
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		if ((np = realloc(b->p, cap)) == NULL)
+			return -1;
+		b->p = np;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+	return 0;
+}
+
+void sbd_exec_release(struct sbd_job *j)
+{
+	if (j->rd != NULL)
+		event_free(j->rd);
+	if (j->wr != NULL)
+		event_free(j->wr);
+	if (j->timer != NULL)
+		event_free(j->timer);
+	j->rd = j->wr = j->timer = NULL;
+	if (j->slot != NULL) {
+		if (j->slot_pending) {
+			sbd_pool_abandon(j->env, j);
+		} else {
+			struct sbd_slot *s = j->slot;
+
+			if (s->reason[0] == '\0')
+				snprintf(s->reason, sizeof(s->reason), "%s",
+					 j->state == JOB_RUNNING ? "aborted" : "finished");
+			j->slot = NULL;
+			sbd_pool_release(j->env, s);
+		}
+	}
+	if (j->argv != NULL) {
+		for (size_t i = 0; j->argv[i] != NULL; i++)
+			free(j->argv[i]);
+		free(j->argv);
+		j->argv = NULL;
+	}
+	buf_free(&j->out);
+	buf_free(&j->err);
+}
+
+static void timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbd_job *j = arg;
+
+	(void)fd;
+	(void)what;
+	if (j->state == JOB_ACQUIRING)
+		sbd_exec_finish(j, STEP_TIMED_OUT, NULL,
+				"timeout: no sandbox within the step's timeout of %lld ms",
+				(long long)j->timeout_ms);
+	else
+		sbd_exec_finish(j, STEP_TIMED_OUT, NULL,
+				"timeout: the command exceeded its timeout of %lld ms",
+				(long long)j->timeout_ms);
+}
+
+static int arm_timer(struct sbd_job *j, int64_t ms)
+{
+	struct timeval tv = {.tv_sec = (time_t)(ms / 1000),
+			     .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+
+	if (j->timer == NULL && (j->timer = evtimer_new(j->env->base, timeout_cb, j)) == NULL)
+		return -1;
+	return evtimer_add(j->timer, &tv);
+}
+
+static void pump(struct sbd_env *env);
+
+static void acquire(struct sbd_job *j)
+{
+	struct sbd_env *env = j->env;
+	struct sbd_slot *s;
+	char err[256];
+	int queued;
+
+	j->state = JOB_ACQUIRING;
+	env->running++;
+	j->counted = 1;
+	sbd_emit_started(j);
+	if (j->timeout_ms > 0 && arm_timer(j, j->timeout_ms + SBD_GRACE_MS) != 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "internal: cannot arm the timer");
+		return;
+	}
+	if ((s = sbd_pool_acquire(j, &queued, err, sizeof(err))) != NULL)
+		start_exec(j, s);
+	else if (!queued)
+		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s", err);
+}
+
+void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
+{
+	j->slot_pending = 0;
+	if (s->sb == NULL) {
+		snprintf(s->reason, sizeof(s->reason), "start failed");
+		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s", s->err);
+		return;
+	}
+	start_exec(j, s);
+}
+
+/* ---- the control socket ------------------------------------------------ */
+
+static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
+{
+	struct sbd_job *j = arg;
+	struct sbd_buf *b = stream == 1 ? &j->out : &j->err;
+	size_t have = j->out.len + j->err.len, n = len;
+	json_t *o;
+	char *data;
+
+	if (have + n > j->output_max) {
+		n = j->output_max > have ? j->output_max - have : 0;
+		j->truncated = true;
+	}
+	if (n > 0 && buf_add(b, buf, n) != 0) {
+		sbd_fatal(j->env, "output", "out of memory");
+		return;
+	}
+	if (j->ev_truncated)
+		return;
+	n = len;
+	if (j->ev_bytes + n > j->env->output_events_max) {
+		n = j->env->output_events_max - j->ev_bytes;
+		j->ev_truncated = true;
+	}
+	j->ev_bytes += n;
+	if ((data = sbd_utf8((const char *)buf, n)) == NULL) {
+		sbd_fatal(j->env, "output", "out of memory");
+		return;
+	}
+	o = json_pack("{s:s, s:s, s:i, s:s, s:b}", "sandbox_id", j->slot->id, "stream",
+		      stream == 1 ? "stdout" : "stderr", "seq", j->ev_seq++, "data", data,
+		      "truncated", j->ev_truncated);
+	free(data);
+	sbd_emit(j->env, "sandbox.output", &j->dh, o);
+}
+
+static void on_exit_frame(void *arg, const struct sw_sandbox_exit *ex)
+{
+	struct sbd_job *j = arg;
+
+	j->exited = true;
+	j->ex = *ex;
+	j->ex.error = NULL;
+	if (ex->error != NULL) {
+		snprintf(j->ex_error, sizeof(j->ex_error), "%s", ex->error);
+		j->ex.error = j->ex_error;
+	}
+}
+
+static void on_runner_error(void *arg, const char *message)
+{
+	struct sbd_job *j = arg;
+
+	sw_log(SW_LOG_WARN, "tool runner reported an error", "run_id", j->dh.run_id, "step_id",
+	       j->dh.step_id, "error", message, NULL);
+}
+
+static const struct sw_sandbox_events sandbox_events = {
+    .on_output = on_output,
+    .on_exit = on_exit_frame,
+    .on_error = on_runner_error,
+};
+
+/* The stderr tail for an error text, valid UTF-8; caller frees. */
+static char *stderr_tail(const struct sbd_job *j)
+{
+	size_t n = j->err.len, from = n > SBD_STDERR_TAIL ? n - SBD_STDERR_TAIL : 0;
+
+	while (n > 0 && (j->err.p[n - 1] == '\n' || j->err.p[n - 1] == '\r'))
+		n--;
+	if (from >= n)
+		return strdup("");
+	return sbd_utf8(j->err.p + from, n - from);
+}
+
+static void exited(struct sbd_job *j)
+{
+	struct sw_sandbox_exit *ex = &j->ex;
+	char *tail, *o_out, *o_err;
+	json_t *o;
+
+	o = json_pack("{s:s, s:i, s:i, s:b, s:b, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
+		      "sandbox_id", j->slot->id, "exit_code", ex->status, "signal", ex->signal,
+		      "timed_out", ex->timed_out, "killed", ex->killed, "error", ex->error,
+		      "utime_us", (json_int_t)ex->usage.utime_us, "stime_us",
+		      (json_int_t)ex->usage.stime_us, "maxrss_kb", (json_int_t)ex->usage.maxrss_kb,
+		      "duration_us", (json_int_t)((sw_mono_ns() - j->exec_t0_ns) / 1000),
+		      "stdout_bytes", (json_int_t)j->out.len, "stderr_bytes",
+		      (json_int_t)j->err.len,
+		      "output_truncated", j->truncated);
+	sbd_emit(j->env, "sandbox.exited", &j->dh, o);
+
+	if (ex->error != NULL) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "exec_error: %s", ex->error);
+		return;
+	}
+	if (ex->timed_out) {
+		sbd_exec_finish(j, STEP_TIMED_OUT, NULL,
+				"timeout: the command exceeded its timeout of %lld ms",
+				(long long)(j->timeout_ms ? j->timeout_ms
+							  : (int64_t)sw_sandbox_limits(j->slot->sb)
+								->wall_ms));
+		return;
+	}
+	if (ex->status == 0) {
+		o_out = sbd_utf8(j->out.p ? j->out.p : "", j->out.len);
+		o_err = sbd_utf8(j->err.p ? j->err.p : "", j->err.len);
+		o = o_out && o_err ? json_pack("{s:i, s:s, s:s}", "exit_code", 0, "stdout", o_out,
+					       "stderr", o_err)
+				   : NULL;
+		free(o_out);
+		free(o_err);
+		if (o != NULL && j->truncated)
+			json_object_set_new(o, "truncated", json_true());
+		if (o == NULL) {
+			sbd_fatal(j->env, "output", "out of memory");
+			return;
+		}
+		sbd_exec_finish(j, STEP_SUCCEEDED, o, NULL);
+		return;
+	}
+	tail = stderr_tail(j);
+	if (ex->status > 0)
+		sbd_exec_finish(j, STEP_FAILED, NULL,
+				"exit_status: the command exited with status %d%s%s", ex->status,
+				tail && tail[0] ? "; stderr: " : "", tail ? tail : "");
+	else
+		sbd_exec_finish(j, STEP_FAILED, NULL,
+				"exit_status: the command was killed by signal %d (%s)%s%s",
+				ex->signal,
+				sigabbrev_np(ex->signal) ? sigabbrev_np(ex->signal) : "?",
+				tail && tail[0] ? "; stderr: " : "", tail ? tail : "");
+	free(tail);
+}
+
+static void want_write(struct sbd_job *j)
+{
+	if (sw_sandbox_want_write(j->slot->sb))
+		event_add(j->wr, NULL);
+}
+
+static void on_readable(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbd_job *j = arg;
+	int rc;
+
+	(void)fd;
+	(void)what;
+	rc = sw_sandbox_read(j->slot->sb, &sandbox_events, j);
+	if (j->state != JOB_RUNNING)
+		return; /* a fatal error in a callback */
+	if (j->exited)
+		exited(j);
+	else if (rc != 0)
+		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s",
+				sw_sandbox_error(j->slot->sb));
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbd_job *j = arg;
+
+	(void)fd;
+	(void)what;
+	if (sw_sandbox_flush(j->slot->sb) != 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s",
+				sw_sandbox_error(j->slot->sb));
+		return;
+	}
+	want_write(j);
+}
+
+static void start_exec(struct sbd_job *j, struct sbd_slot *s)
+{
+	struct sbd_env *env = j->env;
+	const struct sw_sandbox_limits *lim = sw_sandbox_limits(s->sb);
+	struct sw_sandbox_exec ex = {.argv = (const char *const *)j->argv};
+	int64_t left = 0;
+	char err[320], *limits;
+	json_t *lj;
+	int fd = sw_sandbox_fd(s->sb);
+
+	j->slot = s;
+	j->slot_pending = 0;
+	j->state = JOB_RUNNING;
+	s->h = j->dh;
+	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
+		       "memory_bytes", (json_int_t)lim->memory_bytes, "cpu_seconds",
+		       (json_int_t)lim->cpu_seconds, "file_size_bytes",
+		       (json_int_t)lim->file_size_bytes, "nofile", (json_int_t)lim->nofile,
+		       "wall_ms", (json_int_t)lim->wall_ms);
+	limits = lj ? json_dumps(lj, JSON_COMPACT) : NULL;
+	json_decref(lj);
+	sbd_emit(env, "sandbox.acquired",
+		 &j->dh,
+		 json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:s}", "sandbox_id", s->id, "host",
+			   env->executor, "variant", j->warm->variant, "network",
+			   sw_sandbox_net_name(j->warm->net), "warm", s->from_warm, "start_us",
+			   (json_int_t)s->start_us, "limits", limits ? limits : "{}"));
+	free(limits);
+
+	if (j->timeout_ms > 0) {
+		left = j->timeout_ms - (sw_mono_ns() - j->t0_ns) / 1000000;
+		if (left < 1)
+			left = 1;
+	}
+	ex.timeout_ms = (uint32_t)(left > 0 ? left : 0);
+	j->exec_t0_ns = sw_mono_ns();
+	if (sw_sandbox_exec_start(s->sb, &ex, err, sizeof(err)) != 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s", err);
+		return;
+	}
+	/* the runner kills the command at its timeout; this is the backstop */
+	if (arm_timer(j, (left > 0 ? left : (int64_t)lim->wall_ms) + SBD_GRACE_MS) != 0 ||
+	    (j->rd = event_new(env->base, fd, EV_READ | EV_PERSIST, on_readable, j)) == NULL ||
+	    (j->wr = event_new(env->base, fd, EV_WRITE, on_writable, j)) == NULL ||
+	    event_add(j->rd, NULL) != 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "internal: cannot watch the sandbox");
+		return;
+	}
+	on_writable(fd, EV_WRITE, j);
+}
+
+/* ---- preflight ---------------------------------------------------------- */
+
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pump(arg);
+}
+
+static void pump(struct sbd_env *env)
+{
+	struct sbd_job *j;
+
+	while (env->running < env->concurrency && (j = TAILQ_FIRST(&env->waitq)) != NULL) {
+		TAILQ_REMOVE(&env->waitq, j, qentry);
+		acquire(j);
+	}
+}
+
+static void pump_later(struct sbd_env *env)
+{
+	if (!TAILQ_EMPTY(&env->waitq))
+		event_base_once(env->base, -1, EV_TIMEOUT, pump_cb, env, NULL);
+}
+
+/* spec.run into j->argv; 0 or -1 with err. */
+static int parse_run(struct sbd_job *j, char *err, size_t errlen)
+{
+	json_t *run = json_object_get(j->spec, "run"), *a;
+	size_t i, n;
+
+	if (json_is_string(run)) {
+		if (json_string_length(run) == 0 || strlen(json_string_value(run)) !=
+							json_string_length(run)) {
+			snprintf(err, errlen, "spec.run is empty or holds NUL");
+			return -1;
+		}
+		if ((j->argv = calloc(4, sizeof(char *))) == NULL ||
+		    (j->argv[0] = strdup("/bin/sh")) == NULL ||
+		    (j->argv[1] = strdup("-c")) == NULL ||
+		    (j->argv[2] = strdup(json_string_value(run))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	n = json_array_size(run);
+	if (!json_is_array(run) || n == 0 || n > 4096) {
+		snprintf(err, errlen,
+			 "spec.run must be a command string or a non-empty argv array");
+		return -1;
+	}
+	if ((j->argv = calloc(n + 1, sizeof(char *))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	json_array_foreach(run, i, a) {
+		/* an element that a template made a JSON value (an earlier step's
+		 * object output, say) is passed as its compact JSON text */
+		if (!json_is_string(a) && i > 0) {
+			if ((j->argv[i] = json_dumps(a, JSON_COMPACT | JSON_ENCODE_ANY)) == NULL) {
+				snprintf(err, errlen, "spec.run[%zu] cannot be serialised", i);
+				return -1;
+			}
+			continue;
+		}
+		if (!json_is_string(a) ||
+		    strlen(json_string_value(a)) != json_string_length(a) ||
+		    (i == 0 && json_string_length(a) == 0)) {
+			snprintf(err, errlen, "spec.run[%zu] is not a string (or holds NUL)", i);
+			return -1;
+		}
+		if ((j->argv[i] = strdup(json_string_value(a))) == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+	}
+	return 0;
+}
+
+/* spec.limits (optional) into j->limits; each may only lower the variant's. */
+static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
+{
+	static const char *const names[] = {"nproc",	"memory_bytes", "cpu_seconds",
+					    "file_size_bytes", "nofile", "wall_ms"};
+	const struct sw_sandbox_limits *def = &j->warm->v->limits;
+	const uint64_t ceil[] = {def->nproc,	      def->memory_bytes, def->cpu_seconds,
+				 def->file_size_bytes, def->nofile,	 def->wall_ms};
+	uint64_t *dst[] = {&j->limits.nproc,	   &j->limits.memory_bytes,
+			   &j->limits.cpu_seconds, &j->limits.file_size_bytes,
+			   &j->limits.nofile,	   &j->limits.wall_ms};
+	json_t *l = json_object_get(j->spec, "limits"), *v;
+	const char *k;
+	size_t i;
+
+	if (l == NULL || json_is_null(l))
+		return 0;
+	if (!json_is_object(l)) {
+		snprintf(err, errlen, "spec.limits is not an object");
+		return -1;
+	}
+	json_object_foreach(l, k, v) {
+		for (i = 0; i < 6 && strcmp(k, names[i]) != 0; i++)
+			;
+		if (i == 6) {
+			snprintf(err, errlen,
+				 "spec.limits: unknown limit '%.60s' (nproc, memory_bytes, "
+				 "cpu_seconds, file_size_bytes, nofile, wall_ms)",
+				 k);
+			return -1;
+		}
+		if (!json_is_integer(v) || json_integer_value(v) <= 0) {
+			snprintf(err, errlen, "spec.limits.%s is not a positive integer", k);
+			return -1;
+		}
+		if ((uint64_t)json_integer_value(v) > ceil[i]) {
+			snprintf(err, errlen,
+				 "spec.limits.%s = %lld is over the variant %s's %llu", k,
+				 (long long)json_integer_value(v), j->warm->variant,
+				 (unsigned long long)ceil[i]);
+			return -1;
+		}
+		*dst[i] = (uint64_t)json_integer_value(v);
+		j->custom_limits = *dst[i] != ceil[i] || j->custom_limits;
+	}
+	return 0;
+}
+
+void sbd_exec_begin(struct sbd_job *j)
+{
+	struct sbd_env *env = j->env;
+	enum sw_sandbox_net net;
+	const char *variant = "base", *network = "none";
+	char err[512];
+	json_error_t jerr;
+	json_t *v;
+
+	j->spec = json_loads(j->spec_text, 0, &jerr);
+	if (!json_is_object(j->spec)) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: spec is not a JSON object");
+		return;
+	}
+	if (env->multi_tenant && !env->sealed_preview && sw_spec_identity_mode(j->spec)) {
+		sbd_exec_finish(j, STEP_FAILED, NULL,
+				"preview_gate: the workflow uses mode %s, which is refused in "
+				"multi_tenant mode unless SAGEWAI_SEALED_PREVIEW=1",
+				sw_spec_identity_mode(j->spec));
+		return;
+	}
+	if ((v = json_object_get(j->spec, "variant")) != NULL && !json_is_null(v)) {
+		if (!json_is_string(v)) {
+			sbd_exec_finish(j, STEP_FAILED, NULL,
+					"bad_input: spec.variant is not a string");
+			return;
+		}
+		variant = json_string_value(v);
+	}
+	if ((v = json_object_get(j->spec, "network")) != NULL && !json_is_null(v)) {
+		if (!json_is_string(v)) {
+			sbd_exec_finish(j, STEP_FAILED, NULL,
+					"bad_input: spec.network is not a string");
+			return;
+		}
+		network = json_string_value(v);
+	}
+	if (sw_sandbox_net_parse(network, &net) != 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL,
+				"bad_input: spec.network '%.40s' is not none, egress_only or full",
+				network);
+		return;
+	}
+	if (net == SW_SANDBOX_NET_EGRESS_ONLY) {
+		sbd_exec_finish(j, STEP_FAILED, NULL,
+				"mode_unavailable: network egress_only needs the egress proxy, "
+				"which this sandbox host does not run yet");
+		return;
+	}
+	if ((j->warm = sbd_pool_warm(env, variant, net, err, sizeof(err))) == NULL) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: %s", err);
+		return;
+	}
+	if (parse_run(j, err, sizeof(err)) != 0 || parse_limits(j, err, sizeof(err)) != 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: %s", err);
+		return;
+	}
+	v = json_object_get(j->spec, "output_max");
+	j->output_max = json_is_integer(v) && json_integer_value(v) > 0
+			    ? (size_t)json_integer_value(v)
+			    : SBD_OUTPUT_MAX_DEFAULT;
+	if (j->output_max > env->output_cap)
+		j->output_max = env->output_cap;
+	/* what is captured must fit one event on the bus, with room to spare */
+	if (j->output_max > env->bus_max - 8192)
+		j->output_max = env->bus_max - 8192;
+	if (was_cancelled(env, j->dh.run_id)) {
+		sbd_exec_finish(j, STEP_CANCELLED, NULL,
+				"cancelled: the run was cancelled before the step started");
+		return;
+	}
+	if (env->running < env->concurrency) {
+		acquire(j);
+	} else {
+		j->state = JOB_QUEUED;
+		TAILQ_INSERT_TAIL(&env->waitq, j, qentry);
+	}
+}
+
+void sbd_exec_cancel(struct sbd_env *env, const char *run_id)
+{
+	struct sbd_job *j, *next;
+
+	if (!was_cancelled(env, run_id)) {
+		snprintf(env->cancelled[env->cancel_next], sizeof(env->cancelled[0]), "%s",
+			 run_id);
+		env->cancel_next = (env->cancel_next + 1) % SBD_CANCEL_RING;
+	}
+	for (j = TAILQ_FIRST(&env->jobs); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, entry);
+		if (strcmp(j->dh.run_id, run_id) != 0 ||
+		    (j->state != JOB_RUNNING && j->state != JOB_QUEUED &&
+		     j->state != JOB_ACQUIRING))
+			continue;
+		sw_log(SW_LOG_INFO, "cancelling step", "run_id", run_id, "step_id", j->dh.step_id,
+		       NULL);
+		sbd_exec_finish(j, STEP_CANCELLED, NULL, "cancelled: the run was cancelled");
+	}
+}
+
+/* ---- the outcome -------------------------------------------------------- */
+
+static int encode_finished(struct sbd_job *j, enum step_status st, const char *output,
+			   const char *error, char *err, size_t errlen)
+{
+	struct sbd_env *env = j->env;
+	struct sw_event_header h;
+	void *buf = NULL;
+	size_t len;
+	json_t *o;
+	int rc;
+
+	sw_event_header_init(&h, "step.finished", SBD_PRODUCER);
+	memcpy(h.tenant, j->dh.tenant, sizeof(h.tenant));
+	memcpy(h.run_id, j->dh.run_id, sizeof(h.run_id));
+	memcpy(h.step_id, j->dh.step_id, sizeof(h.step_id));
+	memcpy(h.trace_id, j->dh.trace_id, sizeof(h.trace_id));
+	o = json_pack("{s:s, s:i, s:s, s:s?, s:s?, s:I}", "step", j->step, "attempt", j->attempt,
+		      "status", status_names[st], "output", output, "error", error, "duration_us",
+		      (json_int_t)((sw_mono_ns() - j->t0_ns) / 1000));
+	if (o == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = sw_event_encode(env->reg, "step.finished", &h, o, &buf, &len, err, errlen);
+	json_decref(o);
+	if (rc == -1)
+		return -1;
+	free(j->finished);
+	j->finished = buf;
+	j->finished_len = len;
+	j->status = st;
+	return 0;
+}
+
+void sbd_exec_finish(struct sbd_job *j, enum step_status st, json_t *output, const char *fmt, ...)
+{
+	struct sbd_env *env = j->env;
+	char error[SBD_ERR_MAX], err[256], dur[24], *text = NULL, *safe;
+	size_t tlen = 0;
+	va_list ap;
+
+	if (j->state != JOB_LOOKUP && j->state != JOB_QUEUED && j->state != JOB_ACQUIRING &&
+	    j->state != JOB_RUNNING) {
+		json_decref(output);
+		return;
+	}
+	if (j->state == JOB_QUEUED)
+		TAILQ_REMOVE(&env->waitq, j, qentry);
+	if (j->counted) {
+		env->running--;
+		j->counted = 0;
+		pump_later(env);
+	}
+	if (j->slot != NULL && !j->slot_pending)
+		snprintf(j->slot->reason, sizeof(j->slot->reason), "%s",
+			 st == STEP_SUCCEEDED	 ? "finished"
+			 : st == STEP_TIMED_OUT	 ? "timed_out"
+			 : st == STEP_CANCELLED ? "cancelled"
+						 : "failed");
+	j->state = JOB_SAVING;
+	sbd_exec_release(j);
+
+	error[0] = '\0';
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(error, sizeof(error), fmt, ap);
+		va_end(ap);
+	}
+	if (st == STEP_SUCCEEDED) {
+		text = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (text == NULL) {
+			st = STEP_FAILED;
+			snprintf(error, sizeof(error), "internal: cannot serialise the output");
+		} else {
+			tlen = strlen(text);
+		}
+	}
+	json_decref(output);
+	/* error texts may quote stderr cut anywhere: keep them valid UTF-8 */
+	safe = sbd_utf8(error, strlen(error));
+	if (safe == NULL || encode_finished(j, st, st == STEP_SUCCEEDED ? text : NULL,
+					    st == STEP_SUCCEEDED ? NULL : safe, err,
+					    sizeof(err)) == -1) {
+		sbd_fatal(env, "cannot encode step.finished", safe ? err : "out of memory");
+		goto out;
+	}
+	if (j->finished_len > env->bus_max) {
+		snprintf(error, sizeof(error),
+			 "output_too_large: output is %zu bytes as JSON, more than the bus "
+			 "carries",
+			 tlen);
+		st = STEP_FAILED;
+		if (encode_finished(j, st, NULL, error, err, sizeof(err)) == -1) {
+			sbd_fatal(env, "cannot encode step.finished", err);
+			goto out;
+		}
+	}
+	snprintf(dur, sizeof(dur), "%lld", (long long)((sw_mono_ns() - j->t0_ns) / 1000));
+	sw_log(st == STEP_SUCCEEDED ? SW_LOG_INFO : SW_LOG_WARN, "step finished", "run_id",
+	       j->dh.run_id, "step_id", j->dh.step_id, "status", status_names[st], "error",
+	       st == STEP_SUCCEEDED ? "" : safe, "duration_us", dur, NULL);
+	sw_metrics_counter_add(env->metrics,
+			       st == STEP_SUCCEEDED   ? "sagewai_sandboxd_steps_succeeded_total"
+			       : st == STEP_FAILED    ? "sagewai_sandboxd_steps_failed_total"
+			       : st == STEP_TIMED_OUT ? "sagewai_sandboxd_steps_timed_out_total"
+						      : "sagewai_sandboxd_steps_cancelled_total",
+			       "Sandboxed steps by outcome", 1);
+	sbd_results_save(j);
+out:
+	free(text);
+	free(safe);
+}

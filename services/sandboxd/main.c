@@ -1,0 +1,348 @@
+/*
+ * sagewai-sandboxd: see sandboxd.h.
+ *
+ *   sagewai-sandboxd [serve]    run the service; configuration from the
+ *                               environment and $SAGEWAI_CONFIG
+ *
+ * Settings beyond struct sw_config (environment only):
+ *   SAGEWAI_SANDBOX_VARIANTS_DIR   the variant catalogue (build tree's
+ *                                  infra/sandbox/variants)
+ *   SAGEWAI_SANDBOX_RUNNER         sagewai-toolrunner (the build tree's)
+ *   SAGEWAI_SANDBOX_BWRAP          bubblewrap (/usr/bin/bwrap)
+ *   SAGEWAI_SANDBOX_STATE_DIR      where workspaces live; a fresh directory
+ *                                  under it is made and removed (/tmp)
+ *   SAGEWAI_SANDBOX_WARM           warm sandboxes per (variant, network) (2)
+ *   SAGEWAI_SANDBOX_OUTPUT_EVENTS_MAX  bytes of a step's output sent as
+ *                                  sandbox.output events (65536)
+ *   SAGEWAI_SANDBOXD_CONCURRENCY   steps executing at once (16)
+ *   SAGEWAI_STEP_OUTPUT_MAX        cap of any step's captured output (1 MiB)
+ *   SAGEWAI_MODE, SAGEWAI_SEALED_PREVIEW  the preview gate's backstop: in
+ *                                  multi_tenant mode, no step of a workflow with an
+ *                                  identity-bearing mode runs unless the preview is on
+ *   SAGEWAI_KAFKA_MESSAGE_MAX      largest event the bus carries (1000000)
+ *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning
+ */
+#include <errno.h>
+#include <ftw.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <event2/thread.h>
+
+#include "sandboxd.h"
+
+extern char **environ;
+
+void sbd_fatal(struct sbd_env *env, const char *what, const char *why)
+{
+	sw_log(SW_LOG_ERROR, what, "error", why, NULL);
+	env->exit_code = 1;
+	event_base_loopbreak(env->base);
+}
+
+static void drain_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct sbd_env *env = arg;
+
+	(void)fd;
+	(void)what;
+	sw_log(SW_LOG_WARN, "steps still running at shutdown; they will be redelivered", NULL);
+	event_base_loopbreak(env->base);
+}
+
+/* First signal: stop taking messages and let running steps finish for up
+ * to SBD_DRAIN_S; a second one stops at once. */
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct sbd_env *env = arg;
+	struct timeval tv = {SBD_DRAIN_S, 0};
+
+	(void)what;
+	sw_log(SW_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
+	if (env->draining) {
+		event_base_loopbreak(env->base);
+		return;
+	}
+	env->draining = 1;
+	if (!env->paused) {
+		env->paused = 1;
+		sw_bus_consumer_pause(env->consumer);
+	}
+	evtimer_add(env->drain_timer, &tv);
+	sbd_flow(env);
+}
+
+static void on_bus_error(int fatal, const char *reason, void *opaque)
+{
+	struct sbd_env *env = opaque;
+
+	if (fatal)
+		sbd_fatal(env, "kafka client failed", reason);
+	else
+		sw_log(SW_LOG_WARN, "kafka", "error", reason, NULL);
+}
+
+static int health(void *opaque)
+{
+	struct sbd_env *env = opaque;
+
+	return sw_store_connected(env->store) ? 0 : -1;
+}
+
+static long long parse_size(const char *s)
+{
+	char *end;
+	long long v;
+
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || end == s || *end != '\0' || v < 0)
+		return -1;
+	return v;
+}
+
+/* A size setting: def when unset; -1 (err filled) when not in [lo, hi]. */
+static long long size_setting(const char *name, long long def, long long lo, long long hi,
+			      char *err, size_t errlen)
+{
+	const char *v = sw_config_env(environ, name);
+	long long n;
+
+	if (v == NULL || *v == '\0')
+		return def;
+	if ((n = parse_size(v)) < lo || n > hi) {
+		snprintf(err, errlen, "%s: not a number in %lld..%lld", name, lo, hi);
+		return -1;
+	}
+	return n;
+}
+
+struct paths {
+	char runner[1024];
+	char bwrap[1024];
+	char state_parent[400];
+};
+
+static int settings_load(struct sbd_env *env, struct paths *pt, char *err, size_t errlen)
+{
+	const char *v;
+	long long n;
+	char host[128];
+
+	if ((n = size_setting("SAGEWAI_STEP_OUTPUT_MAX", SBD_OUTPUT_MAX_DEFAULT, 1, 1LL << 30, err,
+			      errlen)) < 0)
+		return -1;
+	env->output_cap = (size_t)n;
+	/* the preview gate's backstop, as in the worker */
+	env->multi_tenant = strcmp(env->cfg.mode, "multi_tenant") == 0;
+	v = sw_config_env(environ, "SAGEWAI_SEALED_PREVIEW");
+	env->sealed_preview = v != NULL && strcmp(v, "1") == 0;
+	if ((n = size_setting("SAGEWAI_KAFKA_MESSAGE_MAX", SBD_BUS_MAX_DEFAULT, 65536, 1LL << 30,
+			      err, errlen)) < 0)
+		return -1;
+	env->bus_max = (size_t)n;
+	if ((n = size_setting("SAGEWAI_SANDBOXD_CONCURRENCY", SBD_CONCURRENCY_DEFAULT, 1, 10000,
+			      err, errlen)) < 0)
+		return -1;
+	env->concurrency = (int)n;
+	if ((n = size_setting("SAGEWAI_SANDBOX_WARM", SBD_WARM_DEFAULT, 0, 1000, err, errlen)) <
+	    0)
+		return -1;
+	env->pool.warm_target = (size_t)n;
+	if ((n = size_setting("SAGEWAI_SANDBOX_OUTPUT_EVENTS_MAX", SBD_OUTPUT_EVENTS_DEFAULT, 0,
+			      1LL << 30, err, errlen)) < 0)
+		return -1;
+	env->output_events_max = (size_t)n;
+	v = sw_config_env(environ, "SAGEWAI_SANDBOX_VARIANTS_DIR");
+	snprintf(env->pool.variants_dir, sizeof(env->pool.variants_dir), "%s",
+		 v && *v ? v : SBD_DEFAULT_VARIANTS_DIR);
+	v = sw_config_env(environ, "SAGEWAI_SANDBOX_RUNNER");
+	snprintf(pt->runner, sizeof(pt->runner), "%s", v && *v ? v : SBD_DEFAULT_RUNNER);
+	v = sw_config_env(environ, "SAGEWAI_SANDBOX_BWRAP");
+	snprintf(pt->bwrap, sizeof(pt->bwrap), "%s", v && *v ? v : "/usr/bin/bwrap");
+	v = sw_config_env(environ, "SAGEWAI_SANDBOX_STATE_DIR");
+	snprintf(pt->state_parent, sizeof(pt->state_parent), "%s", v && *v ? v : "/tmp");
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(env->executor, sizeof(env->executor), "sagewai-sandboxd@%s/%d", host,
+		 (int)getpid());
+	return 0;
+}
+
+static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+	(void)st;
+	(void)flag;
+	(void)ftw;
+	return remove(path);
+}
+
+static void teardown(struct sbd_env *env)
+{
+	if (env->consumer)
+		sw_bus_consumer_destroy(env->consumer);
+	env->consumer = NULL;
+	if (env->producer)
+		sw_bus_producer_destroy(env->producer);
+	env->producer = NULL;
+	sbd_consume_stop(env); /* hands every held sandbox back to the pool */
+	sbd_pool_stop(env);    /* destroys them all, then joins */
+	if (env->pool.state_dir[0] != '\0')
+		nftw(env->pool.state_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (env->http)
+		sw_http_destroy(env->http);
+	if (env->store)
+		sw_store_destroy(env->store);
+	if (env->metrics)
+		sw_metrics_destroy(env->metrics);
+	if (env->reg)
+		sw_events_registry_destroy(env->reg);
+	if (env->sigterm)
+		event_free(env->sigterm);
+	if (env->sigint)
+		event_free(env->sigint);
+	if (env->drain_timer)
+		event_free(env->drain_timer);
+	if (env->base)
+		event_base_free(env->base);
+}
+
+static int serve(void)
+{
+	static const char *const topics[] = {SW_TOPIC_STEPS, SW_TOPIC_RUNS, NULL};
+	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
+				 "partition.assignment.strategy=range"};
+	const char *pextra[2] = {NULL, NULL};
+	char tuning[SW_CONFIG_STR], *tok, *save = NULL, msgmax[64];
+	size_t nextra = 2;
+	struct sbd_env env_s, *env = &env_s;
+	char err[1024], port[16], warm[16];
+	struct paths pt;
+	const char *group;
+
+	memset(env, 0, sizeof(*env));
+	if (sw_config_load(&env->cfg, getenv("SAGEWAI_CONFIG"), environ, err, sizeof(err)) == -1) {
+		fprintf(stderr, "sagewai-sandboxd: configuration: %s\n", err);
+		return 2;
+	}
+	sw_log_init("sandboxd", stderr, sw_log_level_parse(env->cfg.log_level));
+	if (settings_load(env, &pt, err, sizeof(err)) == -1) {
+		sw_log(SW_LOG_ERROR, "bad configuration", "error", err, NULL);
+		return 2;
+	}
+	if (evthread_use_pthreads() == -1 || (env->base = event_base_new()) == NULL) {
+		sw_log(SW_LOG_ERROR, "libevent initialisation failed", NULL);
+		return 1;
+	}
+	snprintf(env->pool.state_dir, sizeof(env->pool.state_dir), "%s/sagewai-sandboxd-XXXXXX",
+		 pt.state_parent);
+	if (mkdtemp(env->pool.state_dir) == NULL) {
+		snprintf(err, sizeof(err), "state dir under %s: %s", pt.state_parent,
+			 strerror(errno));
+		env->pool.state_dir[0] = '\0';
+		goto fail;
+	}
+	if ((env->reg = sw_events_registry_new(err, sizeof(err))) == NULL)
+		goto fail;
+	if ((env->metrics = sw_metrics_new()) == NULL) {
+		snprintf(err, sizeof(err), "out of memory");
+		goto fail;
+	}
+	if (sbd_pool_start(env, pt.runner, pt.bwrap, err, sizeof(err)) == -1)
+		goto fail;
+	if ((env->store = sw_store_new(env->base, env->cfg.pg_dsn, "sandboxd", sbd_migrations,
+				       sbd_nmigrations, err, sizeof(err))) == NULL)
+		goto fail;
+	if (sw_config_env(environ, "SAGEWAI_KAFKA_MESSAGE_MAX") != NULL) {
+		snprintf(msgmax, sizeof(msgmax), "message.max.bytes=%zu", env->bus_max);
+		pextra[0] = msgmax;
+	}
+	env->producer = sw_bus_producer_new(env->base, env->cfg.kafka_bootstrap, SBD_PRODUCER,
+					    pextra, sbd_consume_delivery, env, err, sizeof(err));
+	if (env->producer == NULL)
+		goto fail;
+	sw_bus_producer_set_error_cb(env->producer, on_bus_error, env);
+	if (sbd_consume_init(env, err, sizeof(err)) == -1)
+		goto fail;
+
+	group = env->cfg.group_id[0] ? env->cfg.group_id : SBD_DEFAULT_GROUP;
+	snprintf(tuning, sizeof(tuning), "%s",
+		 sw_config_env(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG")
+		     ? sw_config_env(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG")
+		     : "");
+	for (tok = strtok_r(tuning, ",", &save); tok != NULL && nextra < 33;
+	     tok = strtok_r(NULL, ",", &save))
+		extra[nextra++] = tok;
+	extra[nextra] = NULL;
+	env->consumer = sw_bus_consumer_new(env->base, env->cfg.kafka_bootstrap, group, topics,
+					    extra, (size_t)env->concurrency, sbd_consume_batch,
+					    env, err, sizeof(err));
+	if (env->consumer == NULL)
+		goto fail;
+	sw_bus_consumer_set_error_cb(env->consumer, on_bus_error, env);
+
+	env->http = sw_http_new(env->base, env->cfg.http_addr, env->cfg.http_port, 64 << 10,
+				env->metrics, health, env, err, sizeof(err));
+	if (env->http == NULL)
+		goto fail;
+	env->sigterm = evsignal_new(env->base, SIGTERM, on_signal, env);
+	env->sigint = evsignal_new(env->base, SIGINT, on_signal, env);
+	env->drain_timer = evtimer_new(env->base, drain_timeout, env);
+	if (env->sigterm == NULL || env->sigint == NULL || env->drain_timer == NULL ||
+	    evsignal_add(env->sigterm, NULL) == -1 || evsignal_add(env->sigint, NULL) == -1) {
+		snprintf(err, sizeof(err), "cannot install signal events");
+		goto fail;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	/* the common case warms up at once; other pools on first use */
+	if (env->pool.warm_target > 0 &&
+	    sbd_pool_warm(env, "base", SW_SANDBOX_NET_NONE, err, sizeof(err)) == NULL)
+		sw_log(SW_LOG_WARN, "no warm pool for variant base", "error", err, NULL);
+	sbd_pool_metrics(env);
+	snprintf(port, sizeof(port), "%d", sw_http_port(env->http));
+	snprintf(warm, sizeof(warm), "%zu", env->pool.warm_target);
+	sw_log(SW_LOG_INFO, "sandboxd started", "group", group, "http_port", port, "warm", warm,
+	       "variants", env->pool.variants_dir, "state_dir", env->pool.state_dir, NULL);
+
+	event_base_dispatch(env->base);
+
+	sw_bus_producer_flush(env->producer, 5000);
+	sbd_consume_settle(env);
+	if (sw_bus_consumer_close(env->consumer) == -1)
+		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
+	sw_log(SW_LOG_INFO, "sandboxd stopped", NULL);
+	teardown(env);
+	return env->exit_code;
+fail:
+	sw_log(SW_LOG_ERROR, "sandboxd failed to start", "error", err, NULL);
+	teardown(env);
+	return 1;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: sagewai-sandboxd [serve]\n"
+		   "\n"
+		   "Runs the sandboxed steps dispatched on sagewai.steps (consumer group\n"
+		   "$SAGEWAI_GROUP_ID, default sagewai-sandboxd), each in a fresh bubblewrap\n"
+		   "sandbox from a warm pool, and publishes step.started, step.finished and the\n"
+		   "sandbox lifecycle on sagewai.sandbox; results are kept in PostgreSQL (schema\n"
+		   "sandboxd) so that a redelivered dispatch re-publishes its result. /healthz\n"
+		   "and /metrics on $SAGEWAI_HTTP_ADDR:$SAGEWAI_HTTP_PORT.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || strcmp(argv[1], "serve") == 0)
+		return serve();
+	if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+		usage(stdout);
+		return 0;
+	}
+	fprintf(stderr, "sagewai-sandboxd: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,315 @@
+/*
+ * sagewai-sandboxd: runs the sandboxed steps of workflow runs on one sandbox
+ * host (docs/SANDBOX.md, "sandboxd"). One process, one libevent loop that
+ * never blocks, plus the pool thread that starts and destroys sandboxes.
+ *
+ * Flow of one step.dispatched message of mode sandboxed:
+ *
+ *   consume.c   decode; other modes are left alone (offset done at once);
+ *               a duplicate of a dispatch in flight joins it; else a job is
+ *               made and the results table is asked for it
+ *   results.c   hit: the stored step.finished bytes are re-published as they
+ *               are (same event id), nothing runs again
+ *   exec.c      miss: spec checks (run, variant, network, limits,
+ *               output_max); within the concurrency cap, step.started and an
+ *               acquire from the pool
+ *   pool.c      a warm sandbox of (variant, network) when one is ready (a
+ *               replacement starts in the background), else a cold start on
+ *               the pool thread; either way the loop gets the sandbox back
+ *               through pool_ev
+ *   exec.c      the command runs: the control socket is driven on the loop
+ *               with the non-blocking sw_sandbox_* calls; output is captured
+ *               (capped) and streamed as sandbox.output events (capped); the
+ *               exit (or timeout, or a broken sandbox) becomes step.finished
+ *   pool.c      the sandbox goes back to the pool thread, which destroys it
+ *               (never reused) and reports its final usage -> sandbox.released
+ *   results.c   step.finished is stored by dispatch id, then produced; its
+ *               delivery report marks the offset done (consume.c).
+ *
+ * Threads: the loop thread owns jobs, the bus, the store and the sandboxes
+ * while they are handed out; the pool thread owns the backend and the
+ * sandboxes being created, waiting warm, or destroyed. They share only
+ * struct sbd_pool under pool->mu. bwrap's --die-with-parent follows the
+ * thread that forked it, so the pool thread lives as long as the process.
+ */
+#ifndef SANDBOXD_H
+#define SANDBOXD_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "sw_bus.h"
+#include "sw_core.h"
+#include "sw_events.h"
+#include "sw_http.h"
+#include "sw_sandbox.h"
+#include "sw_store.h"
+
+#define SBD_PRODUCER "sagewai-sandboxd"
+#define SBD_DEFAULT_GROUP "sagewai-sandboxd"
+#define SBD_OUTPUT_MAX_DEFAULT (1u << 20)	   /* spec.output_max default, 1 MiB */
+#define SBD_OUTPUT_EVENTS_DEFAULT (64u << 10) /* sandbox.output bytes per step */
+#define SBD_CONCURRENCY_DEFAULT 16
+#define SBD_WARM_DEFAULT 2
+#define SBD_BUS_MAX_DEFAULT 1000000
+#define SBD_GRACE_MS 5000    /* host-side slack over the runner's own timeout */
+#define SBD_DRAIN_S 10	     /* grace for running steps at shutdown */
+#define SBD_ERR_MAX 1024     /* longest error text of a step */
+#define SBD_STDERR_TAIL 400  /* stderr quoted in an exit_status error */
+#define SBD_CANCEL_RING 256  /* run ids remembered as cancelled */
+#define SBD_PATH "/usr/local/bin:/usr/bin:/bin"
+
+/* Objects handed to the producer as msg_opaque start with this tag. */
+enum sbd_tag { SBD_TAG_OFFSET = 0x6f666673, SBD_TAG_JOB = 0x6a6f6273 };
+
+struct sbd_part;
+
+/* One consumed message whose offset waits for its effect. */
+struct sbd_offset {
+	enum sbd_tag tag;
+	TAILQ_ENTRY(sbd_offset) entry; /* part->offsets, in offset order */
+	struct sbd_part *part;
+	int64_t offset;
+	int done;
+};
+TAILQ_HEAD(sbd_offsetq, sbd_offset);
+
+/* One (topic, partition) with messages in flight. */
+struct sbd_part {
+	LIST_ENTRY(sbd_part) entry;
+	char topic[64];
+	int32_t partition;
+	struct sbd_offsetq offsets;
+};
+
+struct sbd_job;
+
+/*
+ * One sandbox as it travels between the threads. Fields above the line are
+ * set by whoever made the request and read-only afterwards; below it, the
+ * thread that holds the slot writes.
+ */
+struct sbd_slot {
+	TAILQ_ENTRY(sbd_slot) entry; /* one pool queue at a time */
+	char id[SW_UUID_STRLEN];     /* sandbox id */
+	struct sbd_warm *warm;	     /* the warm pool it belongs to (request key) */
+	struct sw_sandbox_limits limits; /* cold start: the job's limits */
+	struct sbd_job *job;	     /* cold start: the requester (NULL: abandoned) */
+	/* ---- */
+	struct sw_sandbox *sb;	 /* NULL when the start failed */
+	char workspace[600];	 /* host dir bound at /workspace */
+	int64_t start_us;	 /* how long the start took */
+	bool from_warm;		 /* handed out of a warm pool */
+	char err[512];		 /* why the start failed */
+	struct sw_sandbox_usage final; /* after destroy */
+	/* identity of its one use, for sandbox.released */
+	struct sw_event_header h;
+	char reason[64];
+};
+TAILQ_HEAD(sbd_slotq, sbd_slot);
+
+/* The warm pool of one (variant, network). Under pool->mu. */
+struct sbd_warm {
+	LIST_ENTRY(sbd_warm) entry;
+	char variant[64];
+	enum sw_sandbox_net net;
+	struct sw_sandbox_variant *v; /* loaded once; owned */
+	struct sbd_slotq ready;	      /* started, no identity, waiting */
+	size_t nready, starting;
+	uint64_t hits, misses, started, failed;
+	int64_t start_us_sum, start_us_last;
+	int broken; /* a warm start failed: no refill until the next acquire */
+};
+
+struct sbd_pool {
+	pthread_t th;
+	int running; /* the thread was created */
+	pthread_mutex_t mu;
+	pthread_cond_t cv;
+	int stop;
+	struct sw_sandbox_backend *be; /* used by the pool thread only */
+	char variants_dir[512];
+	char state_dir[512];
+	size_t warm_target;
+	LIST_HEAD(, sbd_warm) warms;
+	struct sbd_slotq cold;	  /* loop -> thread: start these */
+	struct sbd_slotq started; /* thread -> loop: cold starts done */
+	struct sbd_slotq doomed;  /* loop -> thread: destroy these */
+	struct sbd_slotq gone;	  /* thread -> loop: destroyed */
+	uint64_t seq;		  /* workspace names */
+	struct event *ev;	  /* activated by the thread */
+	int fail_streak;	  /* warm starts failing in a row */
+};
+
+enum job_state {
+	JOB_LOOKUP,	/* asking the results table */
+	JOB_QUEUED,	/* waiting for a concurrency slot */
+	JOB_ACQUIRING,	/* waiting for a sandbox */
+	JOB_RUNNING,	/* the command runs */
+	JOB_SAVING,	/* step.finished encoded, results row being written */
+	JOB_PUBLISHING, /* step.finished produced, delivery report awaited */
+};
+
+enum step_status { STEP_SUCCEEDED, STEP_FAILED, STEP_TIMED_OUT, STEP_CANCELLED };
+
+/* Captured output of a stream, capped. */
+struct sbd_buf {
+	char *p;
+	size_t len, cap;
+};
+
+/* One step.dispatched being handled. */
+struct sbd_job {
+	enum sbd_tag tag;
+	TAILQ_ENTRY(sbd_job) entry;  /* env->jobs */
+	TAILQ_ENTRY(sbd_job) qentry; /* env->waitq while JOB_QUEUED */
+	struct sbd_env *env;
+	enum job_state state;
+	struct sbd_offset *off;	  /* the dispatch message */
+	struct sbd_offset **dups; /* later copies of the same dispatch */
+	size_t ndups;
+	int counted; /* holds a concurrency slot */
+
+	struct sw_event_header dh; /* the dispatch's header */
+	char step[128];
+	int attempt;
+	int64_t timeout_ms;
+	char *spec_text; /* owned */
+	json_t *spec;	 /* parsed, NULL until preflight */
+	char **argv;	 /* owned, NULL-terminated */
+	struct sbd_warm *warm;
+	struct sw_sandbox_limits limits; /* the spec's (0 = variant default) */
+	bool custom_limits;
+	size_t output_max;
+	int64_t t0_ns;
+
+	struct sbd_slot *slot; /* the sandbox, while held (or being started) */
+	int slot_pending;      /* slot is a cold start not yet done */
+	struct event *rd, *wr; /* on its control socket */
+	struct event *timer;   /* host-side deadline */
+	struct sbd_buf out, err;
+	bool truncated;
+	size_t ev_bytes; /* sent as sandbox.output */
+	int ev_seq;
+	bool ev_truncated;
+	bool exited;
+	struct sw_sandbox_exit ex;
+	char ex_error[256];
+	int64_t exec_t0_ns;
+
+	/* the step.finished event, encoded */
+	int status;
+	char *finished;
+	size_t finished_len;
+};
+TAILQ_HEAD(sbd_jobq, sbd_job);
+
+struct sbd_env {
+	struct sw_config cfg;
+	struct event_base *base;
+	struct sw_event_registry *reg;
+	struct sw_store *store;
+	struct sw_bus_producer *producer;
+	struct sw_bus_consumer *consumer;
+	struct sw_http *http;
+	struct sw_metrics *metrics;
+	struct sbd_pool pool;
+	char executor[192];
+
+	/* settings */
+	size_t output_cap; /* SAGEWAI_STEP_OUTPUT_MAX */
+	size_t output_events_max;
+	size_t bus_max;
+	int concurrency;
+	int multi_tenant;   /* SAGEWAI_MODE=multi_tenant */
+	int sealed_preview; /* SAGEWAI_SEALED_PREVIEW=1 */
+
+	/* consumption */
+	LIST_HEAD(, sbd_part) parts;
+	size_t noffsets;
+	struct event *settle_ev;
+	int paused;
+	int draining;
+	struct event *drain_timer;
+
+	/* jobs */
+	struct sbd_jobq jobs;
+	struct sbd_jobq waitq;
+	size_t njobs;
+	int running;
+	char cancelled[SBD_CANCEL_RING][64];
+	size_t cancel_next;
+
+	struct event *sigterm, *sigint;
+	int exit_code;
+	uint64_t deadlettered, ignored, republished;
+};
+
+/* main.c */
+void sbd_fatal(struct sbd_env *env, const char *what, const char *why);
+
+/* consume.c */
+int sbd_consume_init(struct sbd_env *env, char *errstr, size_t errlen);
+void sbd_consume_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque);
+void sbd_consume_delivery(const char *err, void *msg_opaque, void *opaque);
+void sbd_offset_done(struct sbd_env *env, struct sbd_offset *o);
+/* The job's message (and its duplicates) are done: free the job. */
+void sbd_job_release(struct sbd_job *j);
+void sbd_flow(struct sbd_env *env);
+void sbd_consume_settle(struct sbd_env *env);
+void sbd_consume_stop(struct sbd_env *env);
+
+/* exec.c */
+void sbd_exec_begin(struct sbd_job *j);
+/* A cold start requested by j is done (slot->sb NULL on failure). */
+void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *slot);
+/* The step ended; output stolen (may be NULL); fmt "<code>: <message>".
+ * Only the first call for an attempt counts. */
+void sbd_exec_finish(struct sbd_job *j, enum step_status st, json_t *output, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+void sbd_exec_cancel(struct sbd_env *env, const char *run_id);
+/* Free what the job holds of the execution (events, sandbox, buffers). */
+void sbd_exec_release(struct sbd_job *j);
+
+/* pool.c */
+int sbd_pool_start(struct sbd_env *env, const char *runner, const char *bwrap, char *errstr,
+		   size_t errlen);
+/* Stop the thread after destroying every sandbox it holds. Idempotent. */
+void sbd_pool_stop(struct sbd_env *env);
+/* The warm pool of (variant, net), made (and filled in the background) on
+ * first use; NULL with errstr for an unknown or invalid variant. */
+struct sbd_warm *sbd_pool_warm(struct sbd_env *env, const char *variant, enum sw_sandbox_net net,
+			       char *errstr, size_t errlen);
+/* A sandbox for j: returns a warm slot at once, or NULL when a cold start
+ * was queued (sbd_exec_acquired follows) or could not be queued (errstr
+ * filled, *queued 0). */
+struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, size_t errlen);
+/* Hand a slot back: its sandbox is destroyed on the pool thread and, if it
+ * served a run (slot->h.run_id set), sandbox.released follows. */
+void sbd_pool_release(struct sbd_env *env, struct sbd_slot *slot);
+/* A job gives up a cold start it is waiting for. */
+void sbd_pool_abandon(struct sbd_env *env, struct sbd_job *j);
+void sbd_pool_metrics(struct sbd_env *env);
+
+/* events.c: lifecycle events on sagewai.sandbox (informative: a lost one
+ * is logged, never retried) and step.started */
+void sbd_emit(struct sbd_env *env, const char *type, const struct sw_event_header *like,
+	      json_t *fields);
+void sbd_emit_started(struct sbd_job *j);
+
+/* results.c */
+extern const struct sw_migration sbd_migrations[];
+extern const size_t sbd_nmigrations;
+void sbd_results_lookup(struct sbd_job *j);
+void sbd_results_save(struct sbd_job *j);
+void sbd_publish(struct sbd_job *j);
+
+/* A malloc'd NUL-terminated copy of buf with every invalid UTF-8 sequence
+ * (and NUL) replaced by U+FFFD; NULL when out of memory. */
+char *sbd_utf8(const char *buf, size_t len);
+
+#endif
