@@ -1,12 +1,24 @@
 /*
- * sw_store.c: one PostgreSQL connection driven by a libevent loop.
+ * sw_store.c: PostgreSQL connections driven by a libevent loop.
  *
- * The async connection runs in libpq pipeline mode, non-blocking. The
- * head of the FIFO queue (a "unit": one statement, or BEGIN + statements
- * + COMMIT) is sent as one batch closed by a Sync, so a transaction costs
+ * A store is a pool of one or more connections (struct store_conn), each
+ * with its own FIFO queue, state and reconnect timer; a unit is routed to
+ * a connection when it is queued (by key, or to the least loaded one) and
+ * stays there, across reconnects, until it completes.
+ *
+ * Each async connection runs in libpq pipeline mode, non-blocking. The
+ * head of its queue (a "unit": one statement, or BEGIN + statements +
+ * COMMIT) is sent as one batch closed by a Sync, so a transaction costs
  * one round trip; the next unit is sent only when the previous one's Sync
  * came back. Results are matched to the batch by counting: libpq returns
  * each query's results followed by NULL, and the Sync as its own result.
+ *
+ * Statements are prepared per connection on first use: the batch carries
+ * a Parse (PQsendPrepare) before the first Execute of an sql string, and
+ * later batches execute it by name. An entry of the cache is trusted only
+ * once its Parse answered; one whose Parse failed or was skipped (an
+ * aborted pipeline) is forgotten when its batch ends, and the whole cache
+ * with the connection.
  *
  * Connection loss (socket error, CONNECTION_BAD, SQLSTATE class 08,
  * 57P01-57P03) closes the connection and arms a backoff timer; the timer
@@ -23,6 +35,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/time.h>
 #include <time.h>
 
@@ -35,6 +48,8 @@
 #define STORE_BACKOFF_MIN_MS 50
 #define STORE_BACKOFF_MAX_MS 5000
 #define STORE_CONNECT_STEP_S 10 /* longest wait for one PQconnectPoll step */
+#define STORE_POOL_MAX 64
+#define STORE_PREP_MAX 256 /* prepared statements per connection */
 
 struct store_stmt {
 	char *sql;
@@ -53,29 +68,36 @@ struct store_unit {
 };
 
 enum store_state {
-	STORE_READY,      /* connected; the head unit may be in flight */
-	STORE_SETUP,      /* connected; SET search_path in flight */
+	STORE_READY,	  /* connected; the head unit may be in flight */
+	STORE_SETUP,	  /* connected; SET search_path in flight */
 	STORE_CONNECTING, /* PQconnectPoll in progress */
-	STORE_BACKOFF,    /* waiting for the timer before the next attempt */
+	STORE_BACKOFF,	  /* waiting for the timer before the next attempt */
 };
 
 enum store_phase {
-	PHASE_SETUP,    /* SET search_path after a reconnect */
-	PHASE_MAIN,     /* the head unit's statements */
+	PHASE_SETUP,	/* SET search_path after a reconnect */
+	PHASE_MAIN,	/* the head unit's statements */
 	PHASE_ROLLBACK, /* ROLLBACK after a failed transaction */
 };
 
-struct sw_store {
-	struct event_base *base;
-	char *conninfo;
-	char schema[STORE_SCHEMA_MAX + 1];
-	char set_path[STORE_SCHEMA_MAX + 32]; /* SET search_path TO "schema" */
-	PGconn *conn;                         /* the async connection, or NULL */
-	PGconn *sync_conn;                    /* sw_store_exec_sync's, opened lazily */
+/* A statement prepared (or being prepared) on one connection. */
+struct store_prep {
+	uint64_t hash;
+	char *sql;
+	char name[24];
+	int ready; /* its Parse answered; 0: sent in the batch in flight */
+};
+
+struct sw_store;
+
+/* One connection of the pool and its queue. */
+struct store_conn {
+	struct sw_store *s;
+	PGconn *conn; /* NULL while disconnected */
 	enum store_state state;
-	struct event *ev_read;  /* persistent, on PQsocket while connected */
+	struct event *ev_read;	/* persistent, on PQsocket while connected */
 	struct event *ev_write; /* persistent, armed while libpq holds unsent output */
-	struct event *ev_conn;  /* one PQconnectPoll step */
+	struct event *ev_conn;	/* one PQconnectPoll step */
 	struct event *ev_timer; /* backoff before reconnecting */
 	unsigned backoff_ms;
 	uint64_t rng; /* xorshift state for backoff jitter */
@@ -87,16 +109,35 @@ struct sw_store {
 	/* The batch in flight. */
 	int inflight;
 	enum store_phase phase;
-	int nsent;     /* queries sent in the batch, Sync excluded */
-	int rx;        /* index of the query whose results are being read */
+	int nsent;     /* queries sent in the batch (Parses included), Sync excluded */
+	int rx;	       /* index of the query whose results are being read */
 	int last;      /* index of the query whose result the callback gets */
 	int decided;   /* outcome known: finish with err rather than resend */
 	PGresult *res; /* result of query `last`, kept until the Sync */
 	char *err;     /* first error of the batch (malloc'd) */
+	int *items;    /* per query of the batch: the preps index its Parse
+			* makes, or -1 for an Execute */
+	size_t cap_items;
+
+	struct store_prep *preps; /* STORE_PREP_MAX slots */
+	size_t nprep;
+	unsigned long prep_seq; /* names: sw_<seq>, never reused on a connection */
 };
 
-static int store_lost(struct sw_store *s);
-static void store_pump(struct sw_store *s);
+struct sw_store {
+	struct event_base *base;
+	char *conninfo;
+	char schema[STORE_SCHEMA_MAX + 1];
+	char set_path[STORE_SCHEMA_MAX + 32]; /* SET search_path TO "schema" */
+	PGconn *sync_conn;		      /* sw_store_exec_sync's, opened lazily */
+	struct store_conn *conns;
+	size_t nconns;
+	size_t npending; /* over all connections */
+	size_t rr;	 /* where the next least-loaded search starts */
+};
+
+static int store_lost(struct store_conn *c);
+static void store_pump(struct store_conn *c);
 
 static void store_notice(void *arg, const char *msg)
 {
@@ -232,9 +273,44 @@ fail:
 	return NULL;
 }
 
-static int store_queue(struct sw_store *s, int tx, const struct sw_store_stmt *stmts, size_t n,
-		       sw_store_cb cb, void *opaque)
+/* FNV-1a, 64 bits. */
+static uint64_t store_hash(const char *p)
 {
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *p != '\0'; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+	return h;
+}
+
+/* The connection for a unit: the key's own, or the least loaded (a
+ * connection that is down counts as loaded by everything it holds plus a
+ * large constant, so it gets new work only when all are down). */
+static struct store_conn *store_pick(struct sw_store *s, const char *key)
+{
+	struct store_conn *best = NULL, *c;
+	size_t i, load, best_load = 0;
+
+	if (s->nconns == 1)
+		return &s->conns[0];
+	if (key != NULL)
+		return &s->conns[store_hash(key) % s->nconns];
+	for (i = 0; i < s->nconns; i++) {
+		c = &s->conns[(s->rr + i) % s->nconns];
+		load = c->npending + (c->state == STORE_READY ? 0 : (size_t)1 << 20);
+		if (best == NULL || load < best_load) {
+			best = c;
+			best_load = load;
+		}
+	}
+	s->rr++;
+	return best;
+}
+
+static int store_queue(struct sw_store *s, const char *key, int tx,
+		       const struct sw_store_stmt *stmts, size_t n, sw_store_cb cb, void *opaque)
+{
+	struct store_conn *c;
 	struct store_unit *u;
 	size_t i;
 
@@ -248,50 +324,116 @@ static int store_queue(struct sw_store *s, int tx, const struct sw_store_stmt *s
 	}
 	if ((u = store_unit_new(tx, stmts, n, cb, opaque)) == NULL)
 		return -1;
-	if (s->tail != NULL)
-		s->tail->next = u;
+	c = store_pick(s, key);
+	if (c->tail != NULL)
+		c->tail->next = u;
 	else
-		s->head = u;
-	s->tail = u;
+		c->head = u;
+	c->tail = u;
+	c->npending++;
 	s->npending++;
-	store_pump(s);
+	store_pump(c);
 	return 0;
+}
+
+/* ---- prepared statements ---------------------------------------------- */
+
+/* Worth preparing: a plain DML or query (not BEGIN, SET, ...). */
+static int store_preparable(const char *sql)
+{
+	static const char *const kw[] = {"SELECT", "INSERT", "UPDATE", "DELETE", "WITH"};
+	size_t i, n;
+
+	while (*sql == ' ' || *sql == '\t' || *sql == '\n' || *sql == '\r' || *sql == '(')
+		sql++;
+	for (i = 0; i < sizeof(kw) / sizeof(kw[0]); i++) {
+		n = strlen(kw[i]);
+		if (strncasecmp(sql, kw[i], n) == 0 &&
+		    (sql[n] == ' ' || sql[n] == '\t' || sql[n] == '\n' || sql[n] == '\r' ||
+		     sql[n] == '('))
+			return 1;
+	}
+	return 0;
+}
+
+static int store_prep_find(const struct store_conn *c, const char *sql, uint64_t h)
+{
+	size_t i;
+
+	for (i = 0; i < c->nprep; i++)
+		if (c->preps[i].hash == h && strcmp(c->preps[i].sql, sql) == 0)
+			return (int)i;
+	return -1;
+}
+
+/* A new, not yet ready entry, or -1 when the cache is full (or no memory:
+ * the statement then simply goes unprepared). */
+static int store_prep_add(struct store_conn *c, const char *sql, uint64_t h)
+{
+	struct store_prep *p;
+
+	if (c->preps == NULL || c->nprep == STORE_PREP_MAX)
+		return -1;
+	p = &c->preps[c->nprep];
+	if ((p->sql = strdup(sql)) == NULL)
+		return -1;
+	p->hash = h;
+	p->ready = 0;
+	snprintf(p->name, sizeof(p->name), "sw_%lu", ++c->prep_seq);
+	return (int)c->nprep++;
+}
+
+/* Forget the entries whose Parse did not answer (the batch is over), or
+ * every entry (the session is gone). */
+static void store_prep_sweep(struct store_conn *c, int all)
+{
+	size_t i = 0;
+
+	while (i < c->nprep) {
+		if (!all && c->preps[i].ready) {
+			i++;
+			continue;
+		}
+		free(c->preps[i].sql);
+		c->preps[i] = c->preps[--c->nprep];
+	}
 }
 
 /* ---- the batch in flight --------------------------------------------- */
 
-static void store_batch_reset(struct sw_store *s)
+static void store_batch_reset(struct store_conn *c)
 {
-	s->inflight = 0;
-	s->nsent = 0;
-	s->rx = 0;
-	s->last = -1;
-	s->decided = 0;
-	PQclear(s->res);
-	s->res = NULL;
-	free(s->err);
-	s->err = NULL;
+	c->inflight = 0;
+	c->nsent = 0;
+	c->rx = 0;
+	c->last = -1;
+	c->decided = 0;
+	PQclear(c->res);
+	c->res = NULL;
+	free(c->err);
+	c->err = NULL;
 }
 
 /* Pop the head unit and report its outcome. The callback may queue more. */
-static void store_finish(struct sw_store *s)
+static void store_finish(struct store_conn *c)
 {
-	struct store_unit *u = s->head;
-	PGresult *res = s->res;
-	char *err = s->err;
+	struct store_unit *u = c->head;
+	PGresult *res = c->res;
+	char *err = c->err;
 
-	s->res = NULL;
-	s->err = NULL;
-	store_batch_reset(s);
+	c->res = NULL;
+	c->err = NULL;
+	store_batch_reset(c);
 	if (u == NULL) {
 		PQclear(res);
 		free(err);
 		return;
 	}
-	s->head = u->next;
-	if (s->head == NULL)
-		s->tail = NULL;
-	s->npending--;
+	c->head = u->next;
+	if (c->head == NULL)
+		c->tail = NULL;
+	c->npending--;
+	c->s->npending--;
 	if (u->cb != NULL) {
 		if (err != NULL)
 			u->cb(NULL, err, u->opaque);
@@ -303,108 +445,174 @@ static void store_finish(struct sw_store *s)
 	store_unit_free(u);
 }
 
-static int store_flush(struct sw_store *s)
+static int store_flush(struct store_conn *c)
 {
-	int r = PQflush(s->conn);
+	int r = PQflush(c->conn);
 
 	if (r < 0)
-		return store_lost(s);
+		return store_lost(c);
 	if (r > 0)
-		event_add(s->ev_write, NULL);
+		event_add(c->ev_write, NULL);
 	else
-		event_del(s->ev_write);
+		event_del(c->ev_write);
 	return 0;
 }
 
-/* Append one query to the batch. A client-side failure on a healthy
+/* Room for n queries in the batch's items. */
+static int store_items_reserve(struct store_conn *c, size_t n)
+{
+	size_t cap = c->cap_items ? c->cap_items : 16;
+	int *p;
+
+	if (n <= c->cap_items)
+		return 0;
+	while (cap < n)
+		cap *= 2;
+	if ((p = realloc(c->items, cap * sizeof(*p))) == NULL)
+		return -1;
+	c->items = p;
+	c->cap_items = cap;
+	return 0;
+}
+
+/* The batch's error on a client-side failure: libpq's message when the
+ * connection is healthy (a dead one is noticed by the Sync or the read). */
+static void store_send_failed(struct store_conn *c, const char *why)
+{
+	if (c->err != NULL)
+		return;
+	if (why != NULL)
+		c->err = strdup(why);
+	else if (PQstatus(c->conn) != CONNECTION_BAD)
+		c->err = store_errdup(NULL, c->conn);
+}
+
+/* Append one statement to the batch, preceded by its Parse when it is
+ * worth preparing and not prepared yet (cache != 0). Returns the index of
+ * its Execute in the batch, or -1. A client-side failure on a healthy
  * connection (e.g. out of memory) becomes the batch's error and stops
  * further sends; the Sync is still sent so the batch completes. */
-static int store_send(struct sw_store *s, const char *sql, int nparams,
-		      const char *const *params)
+static int store_send(struct store_conn *c, const char *sql, int nparams,
+		      const char *const *params, int cache)
 {
-	if (s->err != NULL)
+	int pi = -1, ok;
+	uint64_t h;
+
+	if (c->err != NULL)
 		return -1;
-	if (!PQsendQueryParams(s->conn, sql, nparams, NULL, params, NULL, NULL, 0)) {
-		if (PQstatus(s->conn) != CONNECTION_BAD)
-			s->err = store_errdup(NULL, s->conn);
+	if (store_items_reserve(c, (size_t)c->nsent + 2) < 0) {
+		store_send_failed(c, "out of memory");
 		return -1;
 	}
-	s->nsent++;
-	return 0;
+	if (cache && store_preparable(sql)) {
+		h = store_hash(sql);
+		if ((pi = store_prep_find(c, sql, h)) < 0 &&
+		    (pi = store_prep_add(c, sql, h)) >= 0) {
+			if (!PQsendPrepare(c->conn, c->preps[pi].name, sql, 0, NULL)) {
+				store_send_failed(c, NULL);
+				return -1;
+			}
+			c->items[c->nsent++] = pi;
+		}
+	}
+	if (pi >= 0)
+		ok = PQsendQueryPrepared(c->conn, c->preps[pi].name, nparams, params, NULL, NULL,
+					 0);
+	else
+		ok = PQsendQueryParams(c->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+	if (!ok) {
+		store_send_failed(c, NULL);
+		return -1;
+	}
+	c->items[c->nsent] = -1;
+	return c->nsent++;
 }
 
-static int store_sync(struct sw_store *s)
+static int store_sync(struct store_conn *c)
 {
-	if (!PQpipelineSync(s->conn))
-		return store_lost(s);
-	return store_flush(s);
+	if (!PQpipelineSync(c->conn))
+		return store_lost(c);
+	return store_flush(c);
 }
 
-static int store_send_unit(struct sw_store *s)
+static int store_send_unit(struct store_conn *c)
 {
-	struct store_unit *u = s->head;
+	struct store_unit *u = c->head;
 	size_t i;
+	int idx;
 
-	store_batch_reset(s);
-	s->inflight = 1;
-	s->phase = PHASE_MAIN;
-	s->last = u->tx ? (int)u->n : 0;
-	if (u->tx && store_send(s, "BEGIN", 0, NULL) < 0)
+	store_batch_reset(c);
+	c->inflight = 1;
+	c->phase = PHASE_MAIN;
+	if (u->tx && store_send(c, "BEGIN", 0, NULL, 0) < 0)
 		goto sync;
 	for (i = 0; i < u->n; i++) {
 		struct store_stmt *st = &u->stmts[i];
 
-		if (store_send(s, st->sql, st->nparams, (const char *const *)st->params) < 0)
+		idx = store_send(c, st->sql, st->nparams, (const char *const *)st->params, 1);
+		if (idx < 0)
 			goto sync;
+		if (i + 1 == u->n)
+			c->last = idx;
 	}
 	if (u->tx)
-		store_send(s, "COMMIT", 0, NULL);
+		store_send(c, "COMMIT", 0, NULL, 0);
 sync:
-	return store_sync(s);
+	return store_sync(c);
 }
 
-static void store_pump(struct sw_store *s)
+static void store_pump(struct store_conn *c)
 {
-	if (s->state != STORE_READY || s->inflight || s->head == NULL)
+	if (c->state != STORE_READY || c->inflight || c->head == NULL)
 		return;
-	store_send_unit(s);
+	store_send_unit(c);
+}
+
+/* Send one unprepared statement as a batch of its own (search_path after
+ * a reconnect, ROLLBACK after a failed transaction). */
+static int store_send_alone(struct store_conn *c, const char *sql)
+{
+	c->nsent = 0;
+	c->rx = 0;
+	c->last = -1;
+	if (store_items_reserve(c, 1) < 0 ||
+	    !PQsendQueryParams(c->conn, sql, 0, NULL, NULL, NULL, NULL, 0))
+		return store_lost(c);
+	c->items[0] = -1;
+	c->nsent = 1;
+	return store_sync(c);
 }
 
 /* The Sync closing the batch arrived: every query of it has answered. */
-static int store_batch_done(struct sw_store *s)
+static int store_batch_done(struct store_conn *c)
 {
-	switch (s->phase) {
+	store_prep_sweep(c, 0);
+	switch (c->phase) {
 	case PHASE_SETUP:
-		if (s->err != NULL)
-			return store_lost(s);
-		store_batch_reset(s);
-		s->state = STORE_READY;
-		s->backoff_ms = 0;
-		s->reconnects++;
-		store_pump(s);
+		if (c->err != NULL)
+			return store_lost(c);
+		store_batch_reset(c);
+		c->state = STORE_READY;
+		c->backoff_ms = 0;
+		c->reconnects++;
+		store_pump(c);
 		return 0;
 	case PHASE_MAIN:
-		if (s->head->tx && s->err != NULL) {
+		if (c->head->tx && c->err != NULL) {
 			/* The block is left aborted (or open, after a client-side
 			 * failure): end it before the next unit. */
-			PQclear(s->res);
-			s->res = NULL;
-			s->phase = PHASE_ROLLBACK;
-			s->nsent = 0;
-			s->rx = 0;
-			s->last = -1;
-			s->decided = 1;
-			if (!PQsendQueryParams(s->conn, "ROLLBACK", 0, NULL, NULL, NULL, NULL, 0))
-				return store_lost(s);
-			s->nsent = 1;
-			return store_sync(s);
+			PQclear(c->res);
+			c->res = NULL;
+			c->phase = PHASE_ROLLBACK;
+			c->decided = 1;
+			return store_send_alone(c, "ROLLBACK");
 		}
-		store_finish(s);
-		store_pump(s);
+		store_finish(c);
+		store_pump(c);
 		return 0;
 	case PHASE_ROLLBACK:
-		store_finish(s);
-		store_pump(s);
+		store_finish(c);
+		store_pump(c);
 		return 0;
 	}
 	return 0;
@@ -412,12 +620,12 @@ static int store_batch_done(struct sw_store *s)
 
 /* Consume one result of the batch. Returns -1 when the connection was
  * dropped meanwhile (the caller must stop touching it). */
-static int store_result(struct sw_store *s, PGresult *r)
+static int store_result(struct store_conn *c, PGresult *r)
 {
 	switch (PQresultStatus(r)) {
 	case PGRES_PIPELINE_SYNC:
 		PQclear(r);
-		return store_batch_done(s);
+		return store_batch_done(c);
 	case PGRES_PIPELINE_ABORTED:
 		PQclear(r);
 		return 0;
@@ -425,9 +633,11 @@ static int store_result(struct sw_store *s, PGresult *r)
 	case PGRES_TUPLES_OK:
 	case PGRES_EMPTY_QUERY:
 	case PGRES_SINGLE_TUPLE:
-		if (s->phase == PHASE_MAIN && s->rx == s->last) {
-			PQclear(s->res);
-			s->res = r;
+		if (c->rx < c->nsent && c->items[c->rx] >= 0)
+			c->preps[c->items[c->rx]].ready = 1; /* a Parse answered */
+		if (c->phase == PHASE_MAIN && c->rx == c->last) {
+			PQclear(c->res);
+			c->res = r;
 		} else {
 			PQclear(r);
 		}
@@ -438,227 +648,223 @@ static int store_result(struct sw_store *s, PGresult *r)
 		/* Not supported: the connection is in COPY state; drop it and
 		 * fail the unit (a resend would do the same again). */
 		PQclear(r);
-		if (s->err == NULL)
-			s->err = strdup("COPY is not supported by sw_store");
-		s->decided = 1;
-		return store_lost(s);
+		if (c->err == NULL)
+			c->err = strdup("COPY is not supported by sw_store");
+		c->decided = 1;
+		return store_lost(c);
 	default:
-		if (store_conn_error(r, s->conn)) {
+		if (store_conn_error(r, c->conn)) {
 			PQclear(r);
-			return store_lost(s);
+			return store_lost(c);
 		}
-		if (s->err == NULL)
-			s->err = store_errdup(r, s->conn);
+		if (c->err == NULL)
+			c->err = store_errdup(r, c->conn);
 		PQclear(r);
 		return 0;
 	}
 }
 
 /* Read every result libpq has complete, in order. */
-static void store_drain(struct sw_store *s)
+static void store_drain(struct store_conn *c)
 {
 	PGresult *r;
 
-	while (s->conn != NULL && s->inflight && !PQisBusy(s->conn)) {
-		if ((r = PQgetResult(s->conn)) == NULL) {
+	while (c->conn != NULL && c->inflight && !PQisBusy(c->conn)) {
+		if ((r = PQgetResult(c->conn)) == NULL) {
 			/* End of one query's results; nothing more buffered
 			 * when we are already waiting for the Sync. */
-			if (s->rx >= s->nsent)
+			if (c->rx >= c->nsent)
 				break;
-			s->rx++;
+			c->rx++;
 			continue;
 		}
-		if (store_result(s, r) < 0)
+		if (store_result(c, r) < 0)
 			return;
 	}
-	if (s->conn != NULL && PQstatus(s->conn) == CONNECTION_BAD)
-		store_lost(s);
+	if (c->conn != NULL && PQstatus(c->conn) == CONNECTION_BAD)
+		store_lost(c);
 }
 
 static void store_read_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct sw_store *s = arg;
+	struct store_conn *c = arg;
 	PGnotify *n;
 
 	(void)fd;
 	(void)what;
-	if (!PQconsumeInput(s->conn)) {
-		store_lost(s);
+	if (!PQconsumeInput(c->conn)) {
+		store_lost(c);
 		return;
 	}
 	/* nothing here LISTENs, but a statement might: do not accumulate */
-	while ((n = PQnotifies(s->conn)) != NULL)
+	while ((n = PQnotifies(c->conn)) != NULL)
 		PQfreemem(n);
-	if (event_pending(s->ev_write, EV_WRITE, NULL) && store_flush(s) < 0)
+	if (event_pending(c->ev_write, EV_WRITE, NULL) && store_flush(c) < 0)
 		return;
-	store_drain(s);
+	store_drain(c);
 }
 
 static void store_write_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct sw_store *s = arg;
+	struct store_conn *c = arg;
 
 	(void)fd;
 	(void)what;
-	if (store_flush(s) < 0)
+	if (store_flush(c) < 0)
 		return;
 	/* Flushing may have read input to avoid a deadlock: parse it. */
-	store_drain(s);
+	store_drain(c);
 }
 
 /* ---- connection life cycle ------------------------------------------- */
 
-static void store_close(struct sw_store *s)
+static void store_close(struct store_conn *c)
 {
-	if (s->ev_read != NULL) {
-		event_free(s->ev_read);
-		s->ev_read = NULL;
+	if (c->ev_read != NULL) {
+		event_free(c->ev_read);
+		c->ev_read = NULL;
 	}
-	if (s->ev_write != NULL) {
-		event_free(s->ev_write);
-		s->ev_write = NULL;
+	if (c->ev_write != NULL) {
+		event_free(c->ev_write);
+		c->ev_write = NULL;
 	}
-	if (s->ev_conn != NULL) {
-		event_free(s->ev_conn);
-		s->ev_conn = NULL;
+	if (c->ev_conn != NULL) {
+		event_free(c->ev_conn);
+		c->ev_conn = NULL;
 	}
-	if (s->conn != NULL) {
-		PQfinish(s->conn);
-		s->conn = NULL;
+	if (c->conn != NULL) {
+		PQfinish(c->conn);
+		c->conn = NULL;
 	}
+	store_prep_sweep(c, 1); /* prepared statements die with the session */
 }
 
-static void store_backoff(struct sw_store *s)
+static void store_backoff(struct store_conn *c)
 {
 	struct timeval tv;
 	unsigned ms;
 
-	if (s->backoff_ms == 0)
-		s->backoff_ms = STORE_BACKOFF_MIN_MS;
-	else if (s->backoff_ms < STORE_BACKOFF_MAX_MS / 2)
-		s->backoff_ms *= 2;
+	if (c->backoff_ms == 0)
+		c->backoff_ms = STORE_BACKOFF_MIN_MS;
+	else if (c->backoff_ms < STORE_BACKOFF_MAX_MS / 2)
+		c->backoff_ms *= 2;
 	else
-		s->backoff_ms = STORE_BACKOFF_MAX_MS;
+		c->backoff_ms = STORE_BACKOFF_MAX_MS;
 	/* +-25% jitter so that many services do not reconnect in step */
-	s->rng ^= s->rng << 13;
-	s->rng ^= s->rng >> 7;
-	s->rng ^= s->rng << 17;
-	ms = s->backoff_ms - s->backoff_ms / 4 + (unsigned)(s->rng % (s->backoff_ms / 2 + 1));
+	c->rng ^= c->rng << 13;
+	c->rng ^= c->rng >> 7;
+	c->rng ^= c->rng << 17;
+	ms = c->backoff_ms - c->backoff_ms / 4 + (unsigned)(c->rng % (c->backoff_ms / 2 + 1));
 	tv.tv_sec = ms / 1000;
 	tv.tv_usec = (ms % 1000) * 1000;
-	s->state = STORE_BACKOFF;
-	evtimer_add(s->ev_timer, &tv);
+	c->state = STORE_BACKOFF;
+	evtimer_add(c->ev_timer, &tv);
 }
 
 /* The connection is gone: close it, keep the head unit for a resend
  * (unless its outcome is already known) and schedule a reconnect.
  * Always returns -1. */
-static int store_lost(struct sw_store *s)
+static int store_lost(struct store_conn *c)
 {
-	int finish = s->inflight && s->phase != PHASE_SETUP && s->decided;
+	int finish = c->inflight && c->phase != PHASE_SETUP && c->decided;
 
-	store_close(s);
-	store_backoff(s);
+	store_close(c);
+	store_backoff(c);
 	if (finish) {
 		/* A failed transaction whose ROLLBACK was cut off, or a COPY:
 		 * the server has rolled back; report the error we hold. */
-		store_finish(s);
+		store_finish(c);
 	} else {
-		store_batch_reset(s);
+		store_batch_reset(c);
 	}
 	return -1;
 }
 
 /* Make a fresh connection the async one: non-blocking, pipeline mode,
  * watched by the loop. */
-static int store_attach(struct sw_store *s)
+static int store_attach(struct store_conn *c)
 {
-	int fd = PQsocket(s->conn);
+	int fd = PQsocket(c->conn);
 
-	if (fd < 0 || PQsetnonblocking(s->conn, 1) != 0 || !PQenterPipelineMode(s->conn))
+	if (fd < 0 || PQsetnonblocking(c->conn, 1) != 0 || !PQenterPipelineMode(c->conn))
 		return -1;
-	s->ev_read = event_new(s->base, fd, EV_READ | EV_PERSIST, store_read_cb, s);
-	s->ev_write = event_new(s->base, fd, EV_WRITE | EV_PERSIST, store_write_cb, s);
-	if (s->ev_read == NULL || s->ev_write == NULL || event_add(s->ev_read, NULL) < 0)
+	c->ev_read = event_new(c->s->base, fd, EV_READ | EV_PERSIST, store_read_cb, c);
+	c->ev_write = event_new(c->s->base, fd, EV_WRITE | EV_PERSIST, store_write_cb, c);
+	if (c->ev_read == NULL || c->ev_write == NULL || event_add(c->ev_read, NULL) < 0)
 		return -1;
 	return 0;
 }
 
 static void store_connect_cb(evutil_socket_t fd, short what, void *arg);
 
-static int store_connect_wait(struct sw_store *s, PostgresPollingStatusType poll)
+static int store_connect_wait(struct store_conn *c, PostgresPollingStatusType poll)
 {
 	struct timeval tv = {STORE_CONNECT_STEP_S, 0};
-	int fd = PQsocket(s->conn);
+	int fd = PQsocket(c->conn);
 
 	if (fd < 0)
 		return -1;
-	if (s->ev_conn != NULL)
-		event_free(s->ev_conn);
-	s->ev_conn = event_new(s->base, fd, poll == PGRES_POLLING_READING ? EV_READ : EV_WRITE,
-			       store_connect_cb, s);
-	if (s->ev_conn == NULL || event_add(s->ev_conn, &tv) < 0)
+	if (c->ev_conn != NULL)
+		event_free(c->ev_conn);
+	c->ev_conn = event_new(c->s->base, fd, poll == PGRES_POLLING_READING ? EV_READ : EV_WRITE,
+			       store_connect_cb, c);
+	if (c->ev_conn == NULL || event_add(c->ev_conn, &tv) < 0)
 		return -1;
 	return 0;
 }
 
 static void store_connect_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct sw_store *s = arg;
+	struct store_conn *c = arg;
 	PostgresPollingStatusType poll;
 
 	(void)fd;
 	if (what & EV_TIMEOUT)
 		goto fail;
-	poll = PQconnectPoll(s->conn);
+	poll = PQconnectPoll(c->conn);
 	if (poll == PGRES_POLLING_READING || poll == PGRES_POLLING_WRITING) {
-		if (store_connect_wait(s, poll) < 0)
+		if (store_connect_wait(c, poll) < 0)
 			goto fail;
 		return;
 	}
 	if (poll != PGRES_POLLING_OK)
 		goto fail;
-	event_free(s->ev_conn);
-	s->ev_conn = NULL;
-	if (store_attach(s) < 0)
+	event_free(c->ev_conn);
+	c->ev_conn = NULL;
+	if (store_attach(c) < 0)
 		goto fail;
 	/* Session state is lost with the connection: set search_path
 	 * again before resending anything. */
-	store_batch_reset(s);
-	s->state = STORE_SETUP;
-	s->phase = PHASE_SETUP;
-	s->inflight = 1;
-	if (!PQsendQueryParams(s->conn, s->set_path, 0, NULL, NULL, NULL, NULL, 0)) {
-		store_lost(s);
-		return;
-	}
-	s->nsent = 1;
-	if (store_sync(s) == 0)
-		store_drain(s);
+	store_batch_reset(c);
+	c->state = STORE_SETUP;
+	c->phase = PHASE_SETUP;
+	c->inflight = 1;
+	if (store_send_alone(c, c->s->set_path) == 0)
+		store_drain(c);
 	return;
 fail:
-	store_close(s);
-	store_backoff(s);
+	store_close(c);
+	store_backoff(c);
 }
 
 static void store_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
-	struct sw_store *s = arg;
+	struct store_conn *c = arg;
 
 	(void)fd;
 	(void)what;
-	s->conn = PQconnectStart(s->conninfo);
-	if (s->conn == NULL || PQstatus(s->conn) == CONNECTION_BAD)
+	c->conn = PQconnectStart(c->s->conninfo);
+	if (c->conn == NULL || PQstatus(c->conn) == CONNECTION_BAD)
 		goto fail;
-	PQsetNoticeProcessor(s->conn, store_notice, NULL);
-	s->state = STORE_CONNECTING;
+	PQsetNoticeProcessor(c->conn, store_notice, NULL);
+	c->state = STORE_CONNECTING;
 	/* libpq: behave as if the last poll said "writing" */
-	if (store_connect_wait(s, PGRES_POLLING_WRITING) < 0)
+	if (store_connect_wait(c, PGRES_POLLING_WRITING) < 0)
 		goto fail;
 	return;
 fail:
-	store_close(s);
-	store_backoff(s);
+	store_close(c);
+	store_backoff(c);
 }
 
 /* ---- blocking helpers (start-up, exec_sync) -------------------------- */
@@ -716,8 +922,8 @@ static PGconn *store_connect_sync(const char *conninfo, const char *set_path, ch
 		return NULL;
 	}
 	PQsetNoticeProcessor(c, store_notice, NULL);
-	if (set_path != NULL && store_run(c, "search_path", set_path, 0, NULL, NULL, errstr,
-					  errlen) < 0) {
+	if (set_path != NULL &&
+	    store_run(c, "search_path", set_path, 0, NULL, NULL, errstr, errlen) < 0) {
 		PQfinish(c);
 		return NULL;
 	}
@@ -727,15 +933,14 @@ static PGconn *store_connect_sync(const char *conninfo, const char *set_path, ch
 /* Create the schema and the migrations table, then apply each migration
  * not yet recorded, each in its own transaction under an advisory lock
  * keyed on the schema name, re-checking the version under the lock. */
-static int store_migrate(struct sw_store *s, const struct sw_migration *migs, size_t nmigs,
-			 char *errstr, size_t errlen)
+static int store_migrate(struct sw_store *s, PGconn *c, const struct sw_migration *migs,
+			 size_t nmigs, char *errstr, size_t errlen)
 {
 	const char *lock = "SELECT pg_advisory_xact_lock(hashtext($1))";
 	const char *has = "SELECT 1 FROM schema_migrations WHERE version = $1";
 	const char *record = "INSERT INTO schema_migrations (version, applied_at) "
 			     "VALUES ($1, now())";
 	const char *schema_p[1] = {s->schema};
-	PGconn *c = s->conn;
 	PGresult *r = NULL;
 	char sql[256], what[64], ver[16];
 	const char *ver_p[1] = {ver};
@@ -799,21 +1004,62 @@ fail:
 
 /* ---- public API ------------------------------------------------------- */
 
-struct sw_store *sw_store_new(struct event_base *base, const char *conninfo, const char *schema,
-			      const struct sw_migration *migs, size_t nmigs, char *errstr,
-			      size_t errlen)
+/* Set up connection i of the pool: its events, its jitter seed, and the
+ * blocking connection (the first one migrates), then watch it. */
+static int store_conn_open(struct sw_store *s, size_t i, const struct sw_migration *migs,
+			   size_t nmigs, char *errstr, size_t errlen)
+{
+	struct store_conn *c = &s->conns[i];
+	struct timespec ts;
+
+	c->s = s;
+	c->last = -1;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	c->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)c ^ (uint64_t)ts.tv_sec;
+	if (c->rng == 0)
+		c->rng = 0x9e3779b97f4a7c15ULL;
+	if ((c->ev_timer = evtimer_new(s->base, store_timer_cb, c)) == NULL ||
+	    (c->preps = calloc(STORE_PREP_MAX, sizeof(*c->preps))) == NULL) {
+		snprintf(errstr, errlen, "store: out of memory");
+		return -1;
+	}
+	if (i == 0) {
+		if ((c->conn = store_connect_sync(s->conninfo, NULL, errstr, errlen)) == NULL ||
+		    store_migrate(s, c->conn, migs, nmigs, errstr, errlen) < 0)
+			return -1;
+	} else if ((c->conn = store_connect_sync(s->conninfo, s->set_path, errstr, errlen)) ==
+		   NULL) {
+		return -1;
+	}
+	if (store_attach(c) < 0) {
+		snprintf(errstr, errlen, "store: cannot watch the connection: %s",
+			 PQerrorMessage(c->conn));
+		store_trim(errstr);
+		return -1;
+	}
+	c->state = STORE_READY;
+	return 0;
+}
+
+struct sw_store *sw_store_new_pool(struct event_base *base, const char *conninfo,
+				   const char *schema, const struct sw_migration *migs,
+				   size_t nmigs, size_t npool, char *errstr, size_t errlen)
 {
 	struct sw_store *s = NULL;
-	struct timespec ts;
 	size_t i;
 
 	if (base == NULL || conninfo == NULL) {
 		snprintf(errstr, errlen, "store: no event base or conninfo");
 		return NULL;
 	}
+	if (npool < 1 || npool > STORE_POOL_MAX) {
+		snprintf(errstr, errlen, "store: pool size must be 1..%d", STORE_POOL_MAX);
+		return NULL;
+	}
 	if (!store_schema_valid(schema)) {
-		snprintf(errstr, errlen, "store: invalid schema name (want [a-z_][a-z0-9_]*, "
-					 "at most 63 characters)");
+		snprintf(errstr, errlen,
+			 "store: invalid schema name (want [a-z_][a-z0-9_]*, "
+			 "at most 63 characters)");
 		return NULL;
 	}
 	if (nmigs > 0 && migs == NULL) {
@@ -835,26 +1081,14 @@ struct sw_store *sw_store_new(struct event_base *base, const char *conninfo, con
 	s->base = base;
 	snprintf(s->schema, sizeof(s->schema), "%s", schema);
 	snprintf(s->set_path, sizeof(s->set_path), "SET search_path TO \"%s\"", schema);
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	s->rng = ((uint64_t)ts.tv_nsec << 20) ^ (uint64_t)(uintptr_t)s ^ (uint64_t)ts.tv_sec;
-	if (s->rng == 0)
-		s->rng = 0x9e3779b97f4a7c15ULL;
 	if ((s->conninfo = strdup(conninfo)) == NULL)
 		goto oom;
-	if ((s->ev_timer = evtimer_new(base, store_timer_cb, s)) == NULL)
+	if ((s->conns = calloc(npool, sizeof(*s->conns))) == NULL)
 		goto oom;
-	if ((s->conn = store_connect_sync(conninfo, NULL, errstr, errlen)) == NULL)
-		goto fail;
-	if (store_migrate(s, migs, nmigs, errstr, errlen) < 0)
-		goto fail;
-	if (store_attach(s) < 0) {
-		snprintf(errstr, errlen, "store: cannot watch the connection: %s",
-			 PQerrorMessage(s->conn));
-		store_trim(errstr);
-		goto fail;
-	}
-	s->state = STORE_READY;
-	s->last = -1;
+	s->nconns = npool;
+	for (i = 0; i < npool; i++)
+		if (store_conn_open(s, i, migs, nmigs, errstr, errlen) < 0)
+			goto fail;
 	return s;
 oom:
 	snprintf(errstr, errlen, "store: out of memory");
@@ -863,23 +1097,40 @@ fail:
 	return NULL;
 }
 
+struct sw_store *sw_store_new(struct event_base *base, const char *conninfo, const char *schema,
+			      const struct sw_migration *migs, size_t nmigs, char *errstr,
+			      size_t errlen)
+{
+	return sw_store_new_pool(base, conninfo, schema, migs, nmigs, 1, errstr, errlen);
+}
+
 void sw_store_destroy(struct sw_store *s)
 {
 	struct store_unit *u, *next;
+	size_t i;
 
 	if (s == NULL)
 		return;
-	store_close(s);
-	if (s->ev_timer != NULL)
-		event_free(s->ev_timer);
+	for (i = 0; s->conns != NULL && i < s->nconns; i++) {
+		struct store_conn *c = &s->conns[i];
+
+		if (c->s == NULL)
+			continue; /* never opened */
+		store_close(c);
+		if (c->ev_timer != NULL)
+			event_free(c->ev_timer);
+		PQclear(c->res);
+		free(c->err);
+		free(c->items);
+		free(c->preps);
+		for (u = c->head; u != NULL; u = next) {
+			next = u->next;
+			store_unit_free(u);
+		}
+	}
+	free(s->conns);
 	if (s->sync_conn != NULL)
 		PQfinish(s->sync_conn);
-	PQclear(s->res);
-	free(s->err);
-	for (u = s->head; u != NULL; u = next) {
-		next = u->next;
-		store_unit_free(u);
-	}
 	free(s->conninfo);
 	free(s);
 }
@@ -887,15 +1138,27 @@ void sw_store_destroy(struct sw_store *s)
 int sw_store_query(struct sw_store *s, const char *sql, int nparams, const char *const *params,
 		   sw_store_cb cb, void *opaque)
 {
-	struct sw_store_stmt st = {sql, nparams, params};
-
-	return store_queue(s, 0, &st, 1, cb, opaque);
+	return sw_store_query_key(s, NULL, sql, nparams, params, cb, opaque);
 }
 
 int sw_store_tx(struct sw_store *s, const struct sw_store_stmt *stmts, size_t n, sw_store_cb cb,
 		void *opaque)
 {
-	return store_queue(s, 1, stmts, n, cb, opaque);
+	return store_queue(s, NULL, 1, stmts, n, cb, opaque);
+}
+
+int sw_store_query_key(struct sw_store *s, const char *key, const char *sql, int nparams,
+		       const char *const *params, sw_store_cb cb, void *opaque)
+{
+	struct sw_store_stmt st = {sql, nparams, params};
+
+	return store_queue(s, key, 0, &st, 1, cb, opaque);
+}
+
+int sw_store_tx_key(struct sw_store *s, const char *key, const struct sw_store_stmt *stmts,
+		    size_t n, sw_store_cb cb, void *opaque)
+{
+	return store_queue(s, key, 1, stmts, n, cb, opaque);
 }
 
 size_t sw_store_pending(const struct sw_store *s)
@@ -905,12 +1168,27 @@ size_t sw_store_pending(const struct sw_store *s)
 
 int sw_store_connected(const struct sw_store *s)
 {
-	return s->state == STORE_READY;
+	size_t i;
+
+	for (i = 0; i < s->nconns; i++)
+		if (s->conns[i].state != STORE_READY)
+			return 0;
+	return 1;
 }
 
 unsigned long sw_store_reconnects(const struct sw_store *s)
 {
-	return s->reconnects;
+	unsigned long n = 0;
+	size_t i;
+
+	for (i = 0; i < s->nconns; i++)
+		n += s->conns[i].reconnects;
+	return n;
+}
+
+size_t sw_store_pool_size(const struct sw_store *s)
+{
+	return s->nconns;
 }
 
 PGresult *sw_store_exec_sync(struct sw_store *s, const char *sql, int nparams,
@@ -930,8 +1208,8 @@ PGresult *sw_store_exec_sync(struct sw_store *s, const char *sql, int nparams,
 			s->sync_conn = NULL;
 		}
 		if (s->sync_conn == NULL &&
-		    (s->sync_conn = store_connect_sync(s->conninfo, s->set_path, errstr,
-						       errlen)) == NULL)
+		    (s->sync_conn =
+			 store_connect_sync(s->conninfo, s->set_path, errstr, errlen)) == NULL)
 			return NULL;
 		if (store_run(s->sync_conn, "exec", sql, nparams == 0 ? -1 : nparams, params, &r,
 			      errstr, errlen) == 0)

@@ -2,8 +2,18 @@
  * sw_store: PostgreSQL for Sagewai services through libpq's asynchronous
  * API on a libevent loop.
  *
- * One connection per store; queries queue in FIFO order and run one at a
- * time. A query (or a transaction) interrupted by a lost connection is not
+ * A store holds one connection (sw_store_new) or a pool of them
+ * (sw_store_new_pool). Each connection has its own FIFO queue and runs one
+ * unit (a statement or a transaction) at a time; a pool runs as many units
+ * at once as it has connections, so their commits can share a WAL flush.
+ * A unit given with a key (sw_store_query_key, sw_store_tx_key) always goes
+ * to the same connection for that key, so units with one key run and
+ * complete in the order they were queued; a unit without a key goes to the
+ * least loaded connection, and is ordered only with respect to the units
+ * queued before it on a one-connection store. A callback that queues the
+ * next unit of a chain orders it in every case.
+ *
+ * A query (or a transaction) interrupted by a lost connection is not
  * reported: the store reconnects with backoff and sends it again, so every
  * statement given to the store must be idempotent (INSERT ... ON CONFLICT,
  * UPDATE with a guard). Callers thus see only the final outcome, and an
@@ -12,8 +22,9 @@
  * IDEMPOTENCE IS REQUIRED, NOT ADVISED. "Connection lost" covers a socket
  * error, CONNECTION_BAD, SQLSTATE class 08 and 57P01/57P02/57P03 (server
  * shutdown, crash, not yet accepting connections). When it strikes, the
- * unit in flight stays at the head of the queue and is resent from its
- * first statement after reconnecting (search_path is set again first).
+ * unit in flight stays at the head of its connection's queue and is resent
+ * from its first statement after reconnecting (search_path is set again
+ * first, and statements are prepared again).
  * The store cannot know how far the server got: in particular, COMMIT
  * sent and the connection dead before its reply means the transaction may
  * or may not have committed. Resending it is correct only because the
@@ -23,13 +34,21 @@
  * Any other server error is not retried: it reaches the callback, a
  * failed transaction is rolled back, and the queue carries on.
  *
- * The async connection uses pipeline mode (libpq >= 14): a transaction is
+ * Each async connection uses pipeline mode (libpq >= 14): a transaction is
  * sent as one batch (BEGIN, statements, COMMIT, Sync) in one round trip.
  * Statements go through the extended protocol, so each sql string holds
- * exactly one statement; COPY is not supported. Hostnames in conninfo are
- * resolved with a blocking getaddrinfo on reconnect: prefer hostaddr= or a
- * literal address where that matters. Put TCP keepalive settings in
- * conninfo to detect a silently vanished server.
+ * exactly one statement; COPY is not supported. Each connection prepares
+ * the SELECT, INSERT, UPDATE, DELETE and WITH statements it sees (up to
+ * 256 distinct sql strings per connection, matched by their exact text)
+ * and executes them by name afterwards, so the server parses and plans a
+ * statement once per connection rather than once per use; this is
+ * invisible to callers, except that an sql string should be a constant
+ * with $n parameters rather than text with values spliced in.
+ *
+ * Hostnames in conninfo are resolved with a blocking getaddrinfo on
+ * reconnect: prefer hostaddr= or a literal address where that matters.
+ * Put TCP keepalive settings in conninfo to detect a silently vanished
+ * server.
  *
  * Each service owns one schema; its migrations are applied at start.
  */
@@ -43,7 +62,7 @@
 struct sw_store;
 
 struct sw_migration {
-	int version; /* 1, 2, 3 ... strictly increasing */
+	int version;	 /* 1, 2, 3 ... strictly increasing */
 	const char *sql; /* may hold several statements; runs in one transaction */
 };
 
@@ -64,6 +83,11 @@ struct sw_migration {
 struct sw_store *sw_store_new(struct event_base *base, const char *conninfo, const char *schema,
 			      const struct sw_migration *migs, size_t nmigs, char *errstr,
 			      size_t errlen);
+/* The same with npool connections (1..64), all opened at start; the
+ * migrations run once, on the first. */
+struct sw_store *sw_store_new_pool(struct event_base *base, const char *conninfo,
+				   const char *schema, const struct sw_migration *migs,
+				   size_t nmigs, size_t npool, char *errstr, size_t errlen);
 /* Close the connections and drop queued units WITHOUT calling their
  * callbacks (wait for sw_store_pending() == 0 for a clean stop). Never
  * from a store callback. */
@@ -96,12 +120,23 @@ struct sw_store_stmt {
 int sw_store_tx(struct sw_store *s, const struct sw_store_stmt *stmts, size_t n, sw_store_cb cb,
 		void *opaque);
 
-/* Queries queued or in flight. */
+/* The same, routed by key (a NUL-terminated string, e.g. a run id; NULL
+ * means no key): every unit with an equal key goes to the same connection
+ * and so runs and completes in queue order with the others of its key. */
+int sw_store_query_key(struct sw_store *s, const char *key, const char *sql, int nparams,
+		       const char *const *params, sw_store_cb cb, void *opaque);
+int sw_store_tx_key(struct sw_store *s, const char *key, const struct sw_store_stmt *stmts,
+		    size_t n, sw_store_cb cb, void *opaque);
+
+/* Queries queued or in flight, on all connections. */
 size_t sw_store_pending(const struct sw_store *s);
-/* 1 when connected and idle/working, 0 while reconnecting. */
+/* 1 when every connection is connected (idle or working), 0 while any of
+ * them is reconnecting. */
 int sw_store_connected(const struct sw_store *s);
-/* Times the store reconnected (metrics, tests). */
+/* Times a connection of the store reconnected, summed (metrics, tests). */
 unsigned long sw_store_reconnects(const struct sw_store *s);
+/* Connections of the store. */
+size_t sw_store_pool_size(const struct sw_store *s);
 
 /* Run one statement synchronously (start-up, tools, tests; never from an
  * event callback). Returns a PGresult the caller clears, or NULL + errstr.

@@ -291,9 +291,8 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct api_req *a = opaque;
 	struct sched_env *env = a->env;
-	struct sw_workflow *wf = NULL;
+	const struct sw_workflow *wf = NULL;
 	char why[512];
-	json_t *def;
 	size_t i;
 	int u;
 
@@ -309,9 +308,8 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 			sw_http_reply_error(a->req, 404, "not_found", "no workflow %s", a->name);
 		goto out;
 	}
-	def = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
-	wf = def ? sw_workflow_from_json(def, why, sizeof(why)) : NULL;
-	json_decref(def);
+	wf = sched_def_get(env, a->tenant, a->name, atoi(PQgetvalue(res, 0, 1)),
+			   PQgetvalue(res, 0, 0), why, sizeof(why));
 	if (wf == NULL) {
 		sw_http_reply_error(a->req, 500, "internal", "stored workflow unreadable");
 		goto out;
@@ -340,10 +338,8 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be queued");
 		goto out;
 	}
-	sw_workflow_free(wf);
 	return;
 out:
-	sw_workflow_free(wf);
 	api_req_free(a);
 }
 
@@ -397,7 +393,7 @@ static void run_post(struct api_req *a)
 		params[2] = v;
 	}
 	if (sw_store_query(a->env->store,
-			   "SELECT def::text FROM workflows WHERE tenant = $1 AND name = $2"
+			   "SELECT def::text, version FROM workflows WHERE tenant = $1 AND name = $2"
 			   " AND ($3::int IS NULL OR version = $3::int)"
 			   " ORDER BY version DESC LIMIT 1",
 			   3, params, run_post_def_cb, a) == -1) {
@@ -428,10 +424,7 @@ static void run_get(struct api_req *a)
 {
 	const char *params[2] = {a->id, a->tenant};
 
-	if (sw_store_query(
-		a->env->store,
-		"SELECT run_json(r)::text FROM runs r WHERE id = $1::uuid AND tenant = $2", 2,
-		params, run_get_cb, a) == -1) {
+	if (sw_store_query(a->env->store, sched_run_json_sql, 2, params, run_get_cb, a) == -1) {
 		sw_http_reply_error(a->req, 503, "unavailable", "store unavailable");
 		api_req_free(a);
 	}

@@ -3,14 +3,16 @@
  * sagewai-scheduler unless SAGEWAI_GROUP_ID says otherwise).
  *
  * step.started and step.finished become operations of the state machine
- * (runs.c); step.dispatched (ours, or another instance's) only wakes the
- * progress streams of its run; other decodable events are not ours and
- * are skipped; undecodable messages go to sagewai.deadletter.
+ * (runs.c), started together once the batch is read; step.dispatched only
+ * wakes the progress streams of its run, when another instance produced it
+ * (our own commit woke them already); other decodable events are not ours
+ * and are skipped; undecodable messages go to sagewai.deadletter.
  *
  * A batch's offsets are stored once every operation of the batch is
  * committed (or found a no-op) and every dead letter is delivered, and
  * batches settle in consumption order, so a crash redelivers at most what
- * was not durable yet -- and the processed table makes that a no-op.
+ * was not durable yet -- and the processed table makes that a no-op. The
+ * stored offsets are committed at most every SCHED_COMMIT_MS, and on close.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +48,41 @@ static void batch_free(struct sched_batch *b)
 	free(b);
 }
 
+static void commit_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_env *env = arg;
+
+	(void)fd;
+	(void)what;
+	if (!env->commit_due || env->consumer == NULL)
+		return;
+	env->commit_due = 0;
+	env->last_commit_ms = sched_mono_ms();
+	sw_bus_consumer_commit(env->consumer);
+}
+
+/* Commit the stored offsets, at most once per SCHED_COMMIT_MS: a commit is
+ * a broker request, and at a few messages per batch one per batch would
+ * cost the broker more than the messages. Offsets stored and not yet
+ * committed are committed on close and on revocation; a crash redelivers
+ * them, which the processed table makes a no-op. */
+static void commit_soon(struct sched_env *env)
+{
+	int64_t wait = env->last_commit_ms + SCHED_COMMIT_MS - sched_mono_ms();
+	struct timeval tv;
+
+	env->commit_due = 1;
+	if (wait <= 0 || env->commit_ev == NULL) {
+		commit_cb(-1, 0, env);
+		return;
+	}
+	if (evtimer_pending(env->commit_ev, NULL))
+		return;
+	tv.tv_sec = 0;
+	tv.tv_usec = (suseconds_t)wait * 1000;
+	evtimer_add(env->commit_ev, &tv);
+}
+
 /* Store the offsets of every leading batch that is done, in order. */
 static void settle(struct sched_env *env)
 {
@@ -56,6 +93,7 @@ static void settle(struct sched_env *env)
 	while ((b = TAILQ_FIRST(&env->batches)) != NULL && b->pending == 0) {
 		TAILQ_REMOVE(&env->batches, b, entry);
 		env->nbatches--;
+		env->nconsumed -= b->n;
 		for (i = 0; i < b->n; i++)
 			/* fails for partitions revoked meanwhile: their next owner
 			 * reads from the committed offset, and handling is idempotent */
@@ -65,8 +103,8 @@ static void settle(struct sched_env *env)
 		batch_free(b);
 	}
 	if (stored)
-		sw_bus_consumer_commit(env->consumer);
-	if (env->paused && env->nbatches < SCHED_MAX_BATCHES / 2 && !env->stopping) {
+		commit_soon(env);
+	if (env->paused && env->nconsumed < SCHED_MAX_INFLIGHT / 2 && !env->stopping) {
 		env->paused = 0;
 		sw_bus_consumer_resume(env->consumer);
 	}
@@ -148,7 +186,10 @@ static int step_id_ok(const char *step_id, const char *run_id, const char *step,
 	return strcmp(step_id, want) == 0;
 }
 
-static void handle(struct sched_env *env, struct sched_batch *b, const struct sw_bus_msg *m)
+/* Handle one message; an operation it causes is added to ops[*nops] (the
+ * caller starts them all once the batch is read). */
+static void handle(struct sched_env *env, struct sched_batch *b, const struct sw_bus_msg *m,
+		   struct sched_op **ops, size_t *nops)
 {
 	struct sw_event_header h;
 	struct sched_op *op;
@@ -168,7 +209,9 @@ static void handle(struct sched_env *env, struct sched_batch *b, const struct sw
 	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_events_consumed_total",
 			       "Events consumed from sagewai.steps.", 1);
 	if (strcmp(h.type, "step.dispatched") == 0) {
-		if (sched_uuid_valid(h.run_id))
+		/* another instance's dispatch: our streams learn it here; our
+		 * own commit has told them already */
+		if (sched_uuid_valid(h.run_id) && !sched_outbox_ours(env, h.event_id))
 			sched_sse_touch(env, h.run_id);
 		return;
 	}
@@ -212,19 +255,22 @@ static void handle(struct sched_env *env, struct sched_batch *b, const struct sw
 	}
 	json_decref(ev);
 	b->pending++;
-	sched_op_start(op);
+	ops[(*nops)++] = op;
 }
 
 static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 {
 	struct sched_env *env = opaque;
 	struct sched_batch *b;
-	size_t i;
+	struct sched_op **ops;
+	size_t i, nops = 0;
 
 	if (n == 0 || env->exit_code != 0)
 		return;
-	if ((b = calloc(1, sizeof(*b))) == NULL ||
-	    (b->items = calloc(n, sizeof(*b->items))) == NULL) {
+	ops = calloc(n, sizeof(*ops));
+	b = calloc(1, sizeof(*b));
+	if (ops == NULL || b == NULL || (b->items = calloc(n, sizeof(*b->items))) == NULL) {
+		free(ops);
 		free(b);
 		sched_fatal(env, "consume", "out of memory");
 		return;
@@ -235,6 +281,7 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	for (i = 0; i < n; i++) {
 		if ((b->items[i].topic = strdup(msgs[i].topic)) == NULL) {
 			batch_free(b);
+			free(ops);
 			sched_fatal(env, "consume", "out of memory");
 			return;
 		}
@@ -243,9 +290,15 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	}
 	TAILQ_INSERT_TAIL(&env->batches, b, entry);
 	env->nbatches++;
+	env->nconsumed += n;
 	for (i = 0; i < n; i++)
-		handle(env, b, &msgs[i]);
-	if (env->nbatches >= SCHED_MAX_BATCHES && !env->paused) {
+		handle(env, b, &msgs[i], ops, &nops);
+	sched_ops_start(ops, nops);
+	free(ops);
+	/* Backpressure only against real overload: a pause makes librdkafka
+	 * drop what it had fetched, and fetching resumes a fetch cycle (up to
+	 * fetch.wait.max.ms) later. */
+	if (env->nconsumed >= SCHED_MAX_INFLIGHT && !env->paused) {
 		env->paused = 1;
 		sw_bus_consumer_pause(env->consumer);
 	}
@@ -270,6 +323,10 @@ int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen)
 	const char *group = env->cfg.group_id[0] ? env->cfg.group_id : "sagewai-scheduler";
 
 	TAILQ_INIT(&env->batches);
+	if ((env->commit_ev = evtimer_new(env->base, commit_cb, env)) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
 	if (sched_bus_extra("SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, extra, tuning,
 			    sizeof(tuning)) == -1) {
 		snprintf(errstr, errlen, "SAGEWAI_KAFKA_CONSUMER_CONFIG has too many entries");

@@ -11,6 +11,8 @@
  *   SAGEWAI_ADMIN_TOKEN        the operator's token for POST /v1/tenants
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG, SAGEWAI_KAFKA_PRODUCER_CONFIG
  *                              name=value,... librdkafka tuning
+ *   SAGEWAI_PG_POOL            PostgreSQL connections (default
+ *                              SCHED_PG_POOL_DEFAULT, 1..64)
  *
  * SIGTERM / SIGINT: stop taking work, let queued transactions, deliveries
  * and offset commits finish (at most SHUTDOWN_MS), leave the group, exit 0.
@@ -176,11 +178,33 @@ int sched_bus_extra(const char *var, const char *def, const char **out, char *bu
 	return 0;
 }
 
+/* SAGEWAI_PG_POOL: the store's connections. Every transition is one
+ * transaction: with several connections their commits overlap (and share
+ * WAL flushes) instead of queueing behind each other. */
+static int pg_pool(size_t *n, char *errstr, size_t errlen)
+{
+	const char *v = sw_config_env(environ, "SAGEWAI_PG_POOL");
+	char *end;
+	long l;
+
+	*n = SCHED_PG_POOL_DEFAULT;
+	if (v == NULL || *v == '\0')
+		return 0;
+	l = strtol(v, &end, 10);
+	if (*end != '\0' || l < 1 || l > 64) {
+		snprintf(errstr, errlen, "SAGEWAI_PG_POOL must be 1..64, not '%.32s'", v);
+		return -1;
+	}
+	*n = (size_t)l;
+	return 0;
+}
+
 static int serve(void)
 {
 	struct sched_env env_s, *env = &env_s;
 	char err[512], port[16], ptuning[SW_CONFIG_STR];
 	const char *pextra[SCHED_BUS_EXTRA];
+	size_t npool;
 
 	memset(env, 0, sizeof(*env));
 	if (sw_config_load(&env->cfg, getenv("SAGEWAI_CONFIG"), environ, err, sizeof(err)) == -1) {
@@ -202,8 +226,13 @@ static int serve(void)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	if ((env->store = sw_store_new(env->base, env->cfg.pg_dsn, "scheduler", sched_migrations,
-				       sched_nmigrations, err, sizeof(err))) == NULL)
+	if (pg_pool(&npool, err, sizeof(err)) == -1) {
+		sw_log(SW_LOG_ERROR, "bad configuration", "error", err, NULL);
+		return 2;
+	}
+	if ((env->store =
+		 sw_store_new_pool(env->base, env->cfg.pg_dsn, "scheduler", sched_migrations,
+				   sched_nmigrations, npool, err, sizeof(err))) == NULL)
 		goto fail;
 	if (sched_bus_extra("SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=1", pextra, ptuning,
 			    sizeof(ptuning)) == -1) {
@@ -256,7 +285,9 @@ out:
 	sw_events_registry_destroy(env->reg);
 	sched_seqset_free(&env->inflight);
 	sched_tenants_free(env);
+	sched_defs_free(env);
 	sched_ops_free(env);
+	free(env->ours);
 	free(env->delivered);
 	if (env->tick_ev)
 		event_free(env->tick_ev);
@@ -264,6 +295,8 @@ out:
 		event_free(env->metrics_ev);
 	if (env->sweep_ev)
 		event_free(env->sweep_ev);
+	if (env->commit_ev)
+		event_free(env->commit_ev);
 	if (env->sse_ev)
 		event_free(env->sse_ev);
 	if (env->drain_ev)
@@ -279,13 +312,16 @@ out:
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: sagewai-scheduler [serve]\n"
-		   "\n"
-		   "Runs workflows: the HTTP API of docs/RUNS.md on\n"
-		   "$SAGEWAI_HTTP_ADDR:$SAGEWAI_HTTP_PORT, state in PostgreSQL (schema\n"
-		   "scheduler, $SAGEWAI_PG_DSN), events on Kafka ($SAGEWAI_KAFKA_BOOTSTRAP).\n"
-		   "Deployment: SAGEWAI_MODE=single_org|multi_tenant, SAGEWAI_SEALED_PREVIEW=1,\n"
-		   "SAGEWAI_RUNNABLE_MODES=in_process,..., SAGEWAI_ADMIN_TOKEN.\n");
+	fprintf(f,
+		"usage: sagewai-scheduler [serve]\n"
+		"\n"
+		"Runs workflows: the HTTP API of docs/RUNS.md on\n"
+		"$SAGEWAI_HTTP_ADDR:$SAGEWAI_HTTP_PORT, state in PostgreSQL (schema\n"
+		"scheduler, $SAGEWAI_PG_DSN), events on Kafka ($SAGEWAI_KAFKA_BOOTSTRAP).\n"
+		"Deployment: SAGEWAI_MODE=single_org|multi_tenant, SAGEWAI_SEALED_PREVIEW=1,\n"
+		"SAGEWAI_RUNNABLE_MODES=in_process,..., SAGEWAI_ADMIN_TOKEN;\n"
+		"SAGEWAI_PG_POOL=N PostgreSQL connections (default %d).\n",
+		SCHED_PG_POOL_DEFAULT);
 }
 
 int main(int argc, char **argv)

@@ -24,6 +24,7 @@
 #define SWEEP_LIMIT 1000
 #define SWEEP_LIMIT_S "1000"
 #define DELETE_CHUNK 4000
+#define OURS_SLOTS 4096 /* step event ids remembered (power of two) */
 
 struct relay_msg {
 	struct sched_dr dr;
@@ -263,6 +264,32 @@ static void relay_produce(struct sched_env *env, int64_t seq, const char *topic,
 			       "Outbox events handed to Kafka.", 1);
 }
 
+/* The table of our step events' ids: direct-mapped, a newer id evicts an
+ * older one with the same slot. */
+static size_t ours_slot(const uint8_t *u)
+{
+	uint64_t x;
+
+	memcpy(&x, u + 8, sizeof(x)); /* the random half of a UUIDv7 */
+	return (size_t)(x * 0x9e3779b97f4a7c15ull >> 40) & (OURS_SLOTS - 1);
+}
+
+static void ours_add(struct sched_env *env, const char *event_id)
+{
+	uint8_t u[16];
+
+	if (env->ours != NULL && sw_uuid_parse(event_id, u) == 0)
+		memcpy(env->ours[ours_slot(u)], u, 16);
+}
+
+int sched_outbox_ours(const struct sched_env *env, const char *event_id)
+{
+	uint8_t u[16];
+
+	return env->ours != NULL && sw_uuid_parse(event_id, u) == 0 &&
+	       memcmp(env->ours[ours_slot(u)], u, 16) == 0;
+}
+
 void sched_outbox_committed(struct sched_env *env, PGresult *res, const struct sched_event *evs,
 			    size_t n)
 {
@@ -276,6 +303,8 @@ void sched_outbox_committed(struct sched_env *env, PGresult *res, const struct s
 	for (j = 0; j < n; j++)
 		for (i = 0; i < rows; i++)
 			if (strcmp(evs[j].id, PQgetvalue(res, i, 1)) == 0) {
+				if (strcmp(evs[j].topic, SW_TOPIC_STEPS) == 0)
+					ours_add(env, evs[j].id);
 				relay_produce(env, strtoll(PQgetvalue(res, i, 0), NULL, 10),
 					      evs[j].topic, evs[j].key, evs[j].buf, evs[j].len);
 				break;
@@ -449,7 +478,8 @@ int sched_outbox_start(struct sched_env *env, char *errstr, size_t errlen)
 {
 	struct timeval tv = {SCHED_SWEEP_MS / 1000, (SCHED_SWEEP_MS % 1000) * 1000};
 
-	if (sched_seqset_init(&env->inflight, 1024) == -1) {
+	if (sched_seqset_init(&env->inflight, 1024) == -1 ||
+	    (env->ours = calloc(OURS_SLOTS, sizeof(*env->ours))) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		return -1;
 	}

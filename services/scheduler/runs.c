@@ -96,6 +96,21 @@ static const char *const migration_1 =
 	"   'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
 	"   FROM steps s WHERE s.run_id = r.id)) $$;";
 
+/* A run as the API shows it: run_json(r)::text of migration 1, spelled
+ * out. A SQL function with a sub-select is not inlined, so the server
+ * would parse and plan its body at every call; this text is prepared once
+ * per connection instead. $1 run id, $2 tenant. */
+const char *const sched_run_json_sql =
+	"SELECT json_build_object('run_id', r.id, 'workflow', r.workflow,"
+	" 'version', r.version, 'state', r.state, 'input', r.input, 'output', r.output,"
+	" 'error', r.error, 'created', ts(r.created), 'started', ts(r.started),"
+	" 'finished', ts(r.finished), 'steps', (SELECT coalesce(json_agg(json_build_object("
+	"  'name', s.name, 'index', s.idx, 'mode', s.mode, 'state', s.state,"
+	"  'attempts', s.attempt, 'output', s.output, 'error', s.error,"
+	"  'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
+	"  FROM steps s WHERE s.run_id = r.id))::text"
+	" FROM runs r WHERE r.id = $1::uuid AND r.tenant = $2";
+
 const struct sw_migration sched_migrations[] = {
 	{1, migration_1},
 };
@@ -201,7 +216,7 @@ struct snap {
 	int version;
 	long long rev;
 	json_t *input;
-	struct sw_workflow *wf;
+	const struct sw_workflow *wf; /* borrowed: sched_def_get's, or the submitter's */
 	json_t *steps; /* [{idx, name, state, attempt, output}] by idx */
 	int processed; /* the triggering event was handled before */
 };
@@ -220,14 +235,13 @@ static void snap_free(struct snap *s)
 {
 	json_decref(s->input);
 	json_decref(s->steps);
-	sw_workflow_free(s->wf);
 	memset(s, 0, sizeof(*s));
 }
 
-static int snap_load(struct snap *s, PGresult *res, char *errstr, size_t errlen)
+static int snap_load(struct sched_env *env, struct snap *s, PGresult *res, char *errstr,
+		     size_t errlen)
 {
 	json_error_t jerr;
-	json_t *def;
 
 	memset(s, 0, sizeof(*s));
 	snprintf(s->tenant, sizeof(s->tenant), "%s", PQgetvalue(res, 0, 0));
@@ -238,12 +252,8 @@ static int snap_load(struct snap *s, PGresult *res, char *errstr, size_t errlen)
 	s->processed = PQgetvalue(res, 0, 7)[0] == 't';
 	s->input = json_loads(PQgetvalue(res, 0, 5), JSON_DECODE_ANY, &jerr);
 	s->steps = json_loads(PQgetvalue(res, 0, 8), JSON_DECODE_ANY, &jerr);
-	def = json_loads(PQgetvalue(res, 0, 6), 0, &jerr);
-	if (def != NULL)
-		s->wf = sw_workflow_from_json(def, errstr, errlen);
-	else
-		snprintf(errstr, errlen, "stored definition unreadable: %s", jerr.text);
-	json_decref(def);
+	s->wf = sched_def_get(env, s->tenant, s->workflow, s->version, PQgetvalue(res, 0, 6),
+			      errstr, errlen);
 	if (s->input == NULL || !json_is_array(s->steps) || s->wf == NULL ||
 	    json_array_size(s->steps) != s->wf->nsteps) {
 		if (s->wf != NULL)
@@ -341,14 +351,23 @@ static void plan_finish_run(struct plan *p, const char *state, const char *outpu
 	const char *status = strcmp(state, RUN_SUCCEEDED) == 0	 ? "SUCCEEDED"
 			     : strcmp(state, RUN_CANCELLED) == 0 ? "CANCELLED"
 								 : "FAILED";
+	json_t *st;
+	size_t i;
 
 	tx_add(&p->tx,
 	       "UPDATE runs SET state = $2, output = $3::jsonb, error = $4, finished = now()"
 	       " WHERE id = $1::uuid",
 	       4, p->run_id, state, output, error);
-	tx_add(&p->tx,
-	       "UPDATE steps SET state = 'skipped' WHERE run_id = $1::uuid AND state = 'pending'",
-	       1, p->run_id);
+	/* the snapshot is the run at the rev this transaction is guarded by */
+	json_array_foreach(p->s->steps, i, st) {
+		if (strcmp(jstr(st, "state"), "pending") == 0) {
+			tx_add(&p->tx,
+			       "UPDATE steps SET state = 'skipped'"
+			       " WHERE run_id = $1::uuid AND state = 'pending'",
+			       1, p->run_id);
+			break;
+		}
+	}
 	plan_event(p, "run.finished", NULL,
 		   json_pack("{s:s, s:o, s:o}", "status", status, "output",
 			     output ? json_string(output) : json_null(), "error",
@@ -597,6 +616,7 @@ static enum decision decide(struct plan *p, struct sched_op *op)
 /* ---- the operation engine --------------------------------------------- */
 
 static void op_read(struct sched_op *op);
+static void op_begin(struct sched_op *op);
 
 static void op_clear_events(struct sched_op *op)
 {
@@ -616,6 +636,7 @@ static void op_clear_events(struct sched_op *op)
 struct sched_run_lock {
 	struct sched_run_lock *next; /* hash chain */
 	char run_id[SW_UUID_STRLEN];
+	struct sched_op *holder;      /* the op in progress */
 	struct sched_op *head, *tail; /* waiting, in arrival order */
 };
 
@@ -633,7 +654,16 @@ static struct sched_run_lock **lock_slot(struct sched_env *env, const char *run_
 	return l;
 }
 
-/* 1: op holds its run now; 0: it waits; -1: out of memory. */
+/* op, a step.finished, supersedes w, a step.started. */
+static int op_supersedes(const struct sched_op *op, const struct sched_op *w)
+{
+	return w->kind == SCHED_OP_STARTED && op->kind == SCHED_OP_FINISHED &&
+	       w->attempt == op->attempt && strcmp(w->step, op->step) == 0;
+}
+
+/* 1: op holds its run now; 0: it waits; -1: out of memory. A step.started
+ * holding the run while it waits for its outcome is woken by whatever
+ * queues behind it: its outcome folds it, anything else must not wait. */
 static int lock_take(struct sched_op *op)
 {
 	struct sched_env *env = op->env;
@@ -643,17 +673,20 @@ static int lock_take(struct sched_op *op)
 	    (env->locks = calloc(SCHED_LOCK_BUCKETS, sizeof(*env->locks))) == NULL)
 		return -1;
 	l = lock_slot(env, op->run_id);
-	if (*l != NULL) {
-		if ((*l)->tail != NULL)
-			(*l)->tail->next_waiting = op;
+	if ((n = *l) != NULL) {
+		if (n->tail != NULL)
+			n->tail->next_waiting = op;
 		else
-			(*l)->head = op;
-		(*l)->tail = op;
+			n->head = op;
+		n->tail = op;
+		if (n->holder != NULL && n->holder->hold_ev != NULL)
+			event_active(n->holder->hold_ev, EV_TIMEOUT, 0);
 		return 0;
 	}
 	if ((n = calloc(1, sizeof(*n))) == NULL)
 		return -1;
 	snprintf(n->run_id, sizeof(n->run_id), "%s", op->run_id);
+	n->holder = op;
 	*l = n;
 	return 1;
 }
@@ -671,6 +704,7 @@ static struct sched_op *lock_pass(struct sched_op *op)
 		if (n->head == NULL)
 			n->tail = NULL;
 		next->next_waiting = NULL;
+		n->holder = next;
 		return next;
 	}
 	*l = n->next;
@@ -687,7 +721,11 @@ void sched_ops_free(struct sched_env *env)
 			struct sched_run_lock *n = env->locks[i];
 
 			env->locks[i] = n->next;
-			free(n); /* waiting ops are dropped at exit */
+			if (n->holder != NULL && n->holder->hold_ev != NULL) {
+				event_free(n->holder->hold_ev);
+				n->holder->hold_ev = NULL;
+			}
+			free(n); /* ops in progress or waiting are dropped at exit */
 		}
 	free(env->locks);
 	env->locks = NULL;
@@ -697,6 +735,8 @@ static void op_end(struct sched_op *op, enum sched_op_result r)
 {
 	struct sched_op *next = lock_pass(op);
 
+	if (op->hold_ev != NULL)
+		event_free(op->hold_ev);
 	if (op->done != NULL)
 		op->done(op, r, op->opaque);
 	op_clear_events(op);
@@ -704,7 +744,7 @@ static void op_end(struct sched_op *op, enum sched_op_result r)
 	free(op->error);
 	free(op);
 	if (next != NULL)
-		op_read(next);
+		op_begin(next);
 }
 
 struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,
@@ -803,7 +843,7 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 		op_end(op, SCHED_OP_NOT_FOUND);
 		return;
 	}
-	if (snap_load(&s, res, op->errmsg, sizeof(op->errmsg)) == -1) {
+	if (snap_load(env, &s, res, op->errmsg, sizeof(op->errmsg)) == -1) {
 		op_end(op, SCHED_OP_ERROR);
 		return;
 	}
@@ -833,10 +873,10 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 		if (op->event_id[0] != '\0') {
 			const char *params[1] = {op->event_id};
 
-			if (sw_store_query(env->store,
-					   "INSERT INTO processed (event_id) VALUES ($1::uuid)"
-					   " ON CONFLICT DO NOTHING",
-					   1, params, op_ignored_cb, op) == 0)
+			if (sw_store_query_key(env->store, op->run_id,
+					       "INSERT INTO processed (event_id) VALUES ($1::uuid)"
+					       " ON CONFLICT DO NOTHING",
+					       1, params, op_ignored_cb, op) == 0)
 				return;
 		}
 		op_end(op, SCHED_OP_IGNORED);
@@ -857,7 +897,7 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 		snprintf(op->run_state, sizeof(op->run_state), "%s", p.run_state);
 	op->finished_run = p.finished_run;
 	op->dispatched = p.dispatched;
-	if (sw_store_tx(env->store, p.tx.st, p.tx.n, op_tx_cb, op) == -1) {
+	if (sw_store_tx_key(env->store, op->run_id, p.tx.st, p.tx.n, op_tx_cb, op) == -1) {
 		tx_free(&p.tx);
 		snprintf(op->errmsg, sizeof(op->errmsg), "cannot queue the transition");
 		op_end(op, SCHED_OP_ERROR);
@@ -871,28 +911,105 @@ static void op_read(struct sched_op *op)
 	const char *params[3] = {op->run_id, op->event_id[0] ? op->event_id : NULL,
 				 op->kind == SCHED_OP_CANCEL ? op->tenant : NULL};
 
-	if (sw_store_query(op->env->store, snap_sql, 3, params, op_read_cb, op) == -1) {
+	if (sw_store_query_key(op->env->store, op->run_id, snap_sql, 3, params, op_read_cb, op) ==
+	    -1) {
 		snprintf(op->errmsg, sizeof(op->errmsg), "cannot queue the read");
 		op_end(op, SCHED_OP_ERROR);
 	}
 }
 
+/* A step.started with the step.finished of the same attempt waiting
+ * behind it: the outcome's transition covers it. */
+static int op_superseded(struct sched_op *op)
+{
+	struct sched_run_lock *n;
+	struct sched_op *w;
+
+	if (op->kind != SCHED_OP_STARTED || (n = *lock_slot(op->env, op->run_id)) == NULL)
+		return 0;
+	for (w = n->head; w != NULL; w = w->next_waiting)
+		if (op_supersedes(w, op))
+			return 1;
+	return 0;
+}
+
+static void op_fold(struct sched_op *op)
+{
+	sw_metrics_counter_add(op->env->metrics, "sagewai_scheduler_started_folded_total",
+			       "step.started events folded into their step.finished transition.",
+			       1);
+	op_end(op, SCHED_OP_IGNORED);
+}
+
+/* The hold of a step.started is over: its outcome came (lock_take woke
+ * us), or it did not come in time and the step is marked running. */
+static void op_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_op *op = arg;
+
+	(void)fd;
+	(void)what;
+	event_free(op->hold_ev);
+	op->hold_ev = NULL;
+	if (op_superseded(op))
+		op_fold(op);
+	else
+		op_read(op);
+}
+
+/* op holds its run: go, unless something behind it makes it moot; a
+ * step.started first waits a moment for its outcome. */
+static void op_begin(struct sched_op *op)
+{
+	struct timeval tv = {0, SCHED_STARTED_HOLD_MS * 1000};
+
+	if (op_superseded(op)) {
+		op_fold(op);
+		return;
+	}
+	if (op->kind == SCHED_OP_STARTED && !op->env->stopping &&
+	    (op->hold_ev = evtimer_new(op->env->base, op_hold_cb, op)) != NULL) {
+		if (evtimer_add(op->hold_ev, &tv) == 0)
+			return;
+		event_free(op->hold_ev);
+		op->hold_ev = NULL;
+	}
+	op_read(op);
+}
+
+void sched_ops_start(struct sched_op **ops, size_t n)
+{
+	struct sched_op *op;
+	size_t i, k = 0;
+
+	/* ops[0..k) become the ones that hold their run at once; the others
+	 * wait in their run's queue and may be begun (and freed) as soon as an
+	 * op before them ends, so they are not touched again here. */
+	for (i = 0; i < n; i++) {
+		op = ops[i];
+		switch (lock_take(op)) {
+		case 1:
+			ops[k++] = op;
+			break;
+		case 0:
+			break;
+		default:
+			snprintf(op->errmsg, sizeof(op->errmsg), "out of memory");
+			if (op->done != NULL)
+				op->done(op, SCHED_OP_ERROR, op->opaque);
+			free(op->output);
+			free(op->error);
+			free(op);
+		}
+	}
+	/* a holder lives until its own op_end, which only its op_begin reaches */
+	for (i = 0; i < k; i++)
+		op_begin(ops[i]);
+}
+
 void sched_op_start(struct sched_op *op)
 {
-	switch (lock_take(op)) {
-	case 1:
-		op_read(op);
-		break;
-	case 0:
-		break; /* started by the op before it */
-	default:
-		snprintf(op->errmsg, sizeof(op->errmsg), "out of memory");
-		if (op->done != NULL)
-			op->done(op, SCHED_OP_ERROR, op->opaque);
-		free(op->output);
-		free(op->error);
-		free(op);
-	}
+	sched_ops_start(&op, 1);
 }
 
 /* ---- submission ------------------------------------------------------- */
@@ -994,7 +1111,7 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_
 	snprintf(s.state, sizeof(s.state), RUN_RUNNING);
 	s.version = wf->version;
 	s.input = input;
-	s.wf = (struct sw_workflow *)wf;
+	s.wf = wf;
 	s.steps = json_array();
 	for (i = 0; i < wf->nsteps; i++)
 		json_array_append_new(s.steps,
@@ -1034,7 +1151,7 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_
 	sb->finished_run = p.finished_run;
 	snprintf(sb->run_state, sizeof(sb->run_state), "%s", p.run_state);
 	if (!p.tx.oom && !p.failed && input_text != NULL &&
-	    sw_store_tx(env->store, p.tx.st, p.tx.n, submit_cb, sb) == 0)
+	    sw_store_tx_key(env->store, sb->run_id, p.tx.st, p.tx.n, submit_cb, sb) == 0)
 		rc = 0;
 	if (p.failed)
 		sw_log(SW_LOG_ERROR, "cannot build run submission", "error", p.errstr, NULL);

@@ -13,6 +13,13 @@
  *      consumed event, and the events into the outbox (last statement,
  *      RETURNING their seq).
  *
+ * The store is a pool of connections (SAGEWAI_PG_POOL); an operation's read
+ * and transaction go to its run's connection (keyed by run id), so the
+ * transitions of different runs commit side by side. A step.started whose
+ * step.finished is already queued, or arrives within SCHED_STARTED_HOLD_MS,
+ * is folded into the outcome's transition (no read, no transaction of its
+ * own; see sched_ops_start).
+ *
  * Within a process, operations on one run take turns (a per-run queue);
  * across processes a conflict (SWREV) or a duplicate starts again at 1, so
  * concurrent triggers on one run (a step outcome and its deadline, a
@@ -56,8 +63,11 @@
 #define SCHED_OUTPUT_MAX (1u << 20)  /* a step's output (told to the executor) */
 #define SCHED_MAX_ERROR 4096	     /* error texts kept and published */
 #define SCHED_MAX_BATCH 500	     /* consumed messages per batch */
-#define SCHED_MAX_BATCHES 16	     /* batches in flight before pausing */
+#define SCHED_PG_POOL_DEFAULT 8	     /* PostgreSQL connections */
+#define SCHED_MAX_INFLIGHT 8192	     /* consumed messages unsettled before pausing */
+#define SCHED_COMMIT_MS 50	     /* at most one offset commit per this period */
 #define SCHED_TICK_MS 100	     /* due retries and deadlines */
+#define SCHED_STARTED_HOLD_MS 50     /* a step.started waits this long for its outcome */
 #define SCHED_SWEEP_MS 1000	     /* outbox rows left behind */
 #define SCHED_SWEEP_AGE_MS 2000	     /* ... older than this */
 #define SCHED_SSE_POLL_MS 2000	     /* re-read streamed runs anyway */
@@ -100,6 +110,7 @@ struct sched_stream;
 LIST_HEAD(sched_streams, sched_stream);
 struct sched_tenant_cache;
 struct sched_run_lock;
+struct sched_defs;
 
 struct sched_env {
 	struct sw_config cfg;
@@ -122,16 +133,20 @@ struct sched_env {
 	struct sched_seqset inflight; /* produced, not yet deleted */
 	int64_t *delivered;	      /* delivered, delete pending */
 	size_t ndelivered, capdelivered;
-	int deleting;	/* a DELETE is queued */
-	int sweeping;	/* a sweep SELECT is queued */
-	int swept_once; /* the start-up sweep (every row) is done */
+	int deleting;	    /* a DELETE is queued */
+	int sweeping;	    /* a sweep SELECT is queued */
+	int swept_once;	    /* the start-up sweep (every row) is done */
 	int64_t sweep_from; /* seq after which the next sweep page starts */
 	struct event *sweep_ev;
 
 	/* consumer (consume.c) */
 	struct sched_batchq batches;
 	size_t nbatches;
+	size_t nconsumed; /* messages of those batches */
 	int paused;
+	int commit_due; /* offsets stored since the last commit */
+	int64_t last_commit_ms;
+	struct event *commit_ev;
 
 	/* operations in flight, one per run at a time (runs.c) */
 	struct sched_run_lock **locks; /* SCHED_LOCK_BUCKETS chains */
@@ -149,6 +164,12 @@ struct sched_env {
 
 	/* tenants (tenants.c) */
 	struct sched_tenant_cache *tcache;
+
+	/* parsed workflow definitions (defs.c) */
+	struct sched_defs *defs;
+
+	/* ids of the step events this process produced (outbox.c) */
+	uint8_t (*ours)[16];
 
 	struct event *metrics_ev;
 	int metrics_busy;
@@ -170,6 +191,8 @@ int sched_bus_extra(const char *var, const char *def, const char **out, char *bu
 
 extern const struct sw_migration sched_migrations[];
 extern const size_t sched_nmigrations;
+/* SELECT of one run's API JSON (text); $1 run id, $2 tenant. */
+extern const char *const sched_run_json_sql;
 
 enum sched_op_kind {
 	SCHED_OP_STARTED,  /* step.started consumed */
@@ -214,6 +237,7 @@ struct sched_op {
 	sched_op_done_cb done;
 	void *opaque;
 	struct sched_op *next_waiting; /* the run's queue (runs.c) */
+	struct event *hold_ev;	       /* STARTED: waiting a moment for its outcome */
 };
 
 struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,
@@ -222,6 +246,17 @@ struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, co
  * Operations on one run take turns (in this process; across processes the
  * rev guard serialises them). */
 void sched_op_start(struct sched_op *op);
+/* Start n operations (e.g. those of one consumed batch) in order; ops[] is
+ * used as scratch space. All join their runs' queues before any reads.
+ *
+ * A step.started is folded into the step.finished of the same attempt
+ * when that is already here (in the batch or queued behind it) or comes
+ * within SCHED_STARTED_HOLD_MS: it then ends as SCHED_OP_IGNORED without
+ * a transaction of its own, and the outcome's transaction moves the step
+ * from dispatched straight on. A quick step so costs one transition
+ * instead of two; a long one shows "running" SCHED_STARTED_HOLD_MS later.
+ */
+void sched_ops_start(struct sched_op **ops, size_t n);
 void sched_ops_free(struct sched_env *env);
 
 /* Submit a run of wf (borrowed for the call) with input (borrowed) for
@@ -255,6 +290,10 @@ int sched_outbox_start(struct sched_env *env, char *errstr, size_t errlen);
 int sched_outbox_idle(const struct sched_env *env);
 void sched_outbox_stop(struct sched_env *env);
 
+/* An event id of a step event relayed by this process (remembered in a
+ * bounded table: an id may be forgotten, never made up). */
+int sched_outbox_ours(const struct sched_env *env, const char *event_id);
+
 int sched_seqset_init(struct sched_seqset *s, size_t cap);
 void sched_seqset_free(struct sched_seqset *s);
 int sched_seqset_add(struct sched_seqset *s, int64_t v); /* 1 added, 0 present, -1 OOM */
@@ -266,6 +305,17 @@ void sched_seqset_del(struct sched_seqset *s, int64_t v);
 int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen);
 void sched_consume_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
 size_t sched_consume_inflight(const struct sched_env *env);
+
+/* ---- defs.c ------------------------------------------------------------- */
+
+/* The parsed definition of workflow (tenant, name, version), from the
+ * cache or else parsed from def_text (its stored JSON) and cached. The
+ * pointer is the cache's: valid until the next sched_def_get or
+ * sched_defs_free, so never kept. NULL + errstr when def_text is bad. */
+const struct sw_workflow *sched_def_get(struct sched_env *env, const char *tenant,
+					const char *name, int version, const char *def_text,
+					char *errstr, size_t errlen);
+void sched_defs_free(struct sched_env *env);
 
 /* ---- tenants.c ---------------------------------------------------------- */
 
