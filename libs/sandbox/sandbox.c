@@ -259,6 +259,18 @@ struct sw_sandbox *sw_sandbox_attach(int ctl_fd, const struct sw_sandbox_limits 
 	return sb;
 }
 
+int sw_sandbox_give_fd(struct sw_sandbox *sb)
+{
+	int fd = sb->fd;
+
+	if (sb->dead || fd < 0)
+		return -1;
+	sb->fd = -1;
+	sb->dead = true;
+	snprintf(sb->error, sizeof(sb->error), "control socket handed over");
+	return fd;
+}
+
 void sw_sandbox_kill(struct sw_sandbox *sb)
 {
 	sb->dead = true;

@@ -235,6 +235,15 @@ struct sw_sandbox *sw_sandbox_create(struct sw_sandbox_backend *be,
 struct sw_sandbox *sw_sandbox_attach(int ctl_fd, const struct sw_sandbox_limits *limits,
 				     bool ready, char *errstr, size_t errlen);
 
+/*
+ * Hand the control socket over (e.g. to pass it to an unprivileged process
+ * with SCM_RIGHTS): returns it and forgets it; the handle keeps the
+ * backend's instance, so sw_sandbox_kill/destroy/stats still work, but the
+ * protocol calls fail from then on. -1 when the sandbox is dead or has no
+ * socket. The caller owns the returned fd.
+ */
+int sw_sandbox_give_fd(struct sw_sandbox *sb);
+
 /* Kill everything, wait, release; final usage into *final if not NULL. */
 void sw_sandbox_destroy(struct sw_sandbox *sb, struct sw_sandbox_usage *final);
 

@@ -2,8 +2,8 @@
  * exec.c: from a dispatch with no stored result to its step.finished.
  *
  * Preflight (nothing runs, no step.started): the spec's run (a string, run
- * as /bin/sh -c, or an argv array), variant (base), network (none; full;
- * egress_only is refused until the egress proxy exists), limits (may only
+ * as /bin/sh -c, or an argv array), variant (base), network (none, full,
+ * egress_only with its egress_allow list), limits (may only
  * lower the variant's), output_max. Then, within the concurrency cap,
  * step.started and an acquire; once a sandbox is held, sandbox.acquired and
  * the EXEC. The control socket is driven on the loop: a read event calls
@@ -23,6 +23,9 @@
 static const char *const status_names[] = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"};
 
 static void start_exec(struct sbd_job *j, struct sbd_slot *s);
+static int check_egress_allow(struct sbd_job *j, enum sw_sandbox_net net, char *err,
+			      size_t errlen);
+static int start_egress(struct sbd_job *j, struct sbd_slot *s);
 
 static int was_cancelled(struct sbd_env *env, const char *run_id)
 {
@@ -132,6 +135,7 @@ static void acquire(struct sbd_job *j)
 		sbd_exec_finish(j, STEP_FAILED, NULL, "internal: cannot arm the timer");
 		return;
 	}
+	j->acquire_t0_ns = sw_mono_ns();
 	if ((s = sbd_pool_acquire(j, &queued, err, sizeof(err))) != NULL)
 		start_exec(j, s);
 	else if (!queued)
@@ -332,6 +336,8 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	json_t *lj;
 	int fd = sw_sandbox_fd(s->sb);
 
+	int64_t acquire_us = (sw_mono_ns() - j->acquire_t0_ns) / 1000;
+
 	j->slot = s;
 	j->slot_pending = 0;
 	j->state = JOB_RUNNING;
@@ -345,11 +351,14 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	json_decref(lj);
 	sbd_emit(env, "sandbox.acquired",
 		 &j->dh,
-		 json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:s}", "sandbox_id", s->id, "host",
+		 json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:s}", "sandbox_id", s->id, "host",
 			   env->executor, "variant", j->warm->variant, "network",
 			   sw_sandbox_net_name(j->warm->net), "warm", s->from_warm, "start_us",
-			   (json_int_t)s->start_us, "limits", limits ? limits : "{}"));
+			   (json_int_t)s->start_us, "acquire_us", (json_int_t)acquire_us, "limits",
+			   limits ? limits : "{}"));
 	free(limits);
+	if (start_egress(j, s) != 0)
+		return;
 
 	if (j->timeout_ms > 0) {
 		left = j->timeout_ms - (sw_mono_ns() - j->t0_ns) / 1000000;
@@ -396,6 +405,83 @@ static void pump_later(struct sbd_env *env)
 {
 	if (!TAILQ_EMPTY(&env->waitq))
 		event_base_once(env->base, -1, EV_TIMEOUT, pump_cb, env, NULL);
+}
+
+/* spec.egress_allow: only with egress_only; an array of at most
+ * SBD_EGRESS_ALLOW_MAX strings (their form is checked by the proxy). */
+static int check_egress_allow(struct sbd_job *j, enum sw_sandbox_net net, char *err,
+			      size_t errlen)
+{
+	json_t *a = json_object_get(j->spec, "egress_allow"), *e;
+	size_t i;
+
+	if (a == NULL || json_is_null(a))
+		return 0;
+	if (net != SW_SANDBOX_NET_EGRESS_ONLY) {
+		snprintf(err, errlen, "spec.egress_allow needs network egress_only (it is %s)",
+			 sw_sandbox_net_name(net));
+		return -1;
+	}
+	if (!json_is_array(a) || json_array_size(a) > SBD_EGRESS_ALLOW_MAX) {
+		snprintf(err, errlen, "spec.egress_allow is not an array of at most %d \"host:port\"",
+			 SBD_EGRESS_ALLOW_MAX);
+		return -1;
+	}
+	json_array_foreach(a, i, e) if (!json_is_string(e))
+	{
+		snprintf(err, errlen, "spec.egress_allow[%zu] is not a string", i);
+		return -1;
+	}
+	return 0;
+}
+
+/* The proxy decided on a connection: say so on sagewai.sandbox. */
+static void on_egress(void *arg, const struct sbd_egress_decision *d)
+{
+	struct sbd_slot *s = arg;
+	char port[16];
+
+	snprintf(port, sizeof(port), "%d", d->port);
+	sw_log(d->allowed || strcmp(d->reason, "client_closed") == 0 ? SW_LOG_INFO : SW_LOG_WARN,
+	       d->allowed ? "egress allowed" : "egress denied", "run_id", s->h.run_id, "step_id",
+	       s->h.step_id, "sandbox_id", s->id, "method", d->method, "host", d->host, "port",
+	       port, "reason", d->reason, NULL);
+	sbd_emit(s->env, "sandbox.egress", &s->h,
+		 json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:s}", "sandbox_id", s->id, "method",
+			   d->method, "target_host", d->host, "target_port", d->port, "address",
+			   d->address, "allowed", d->allowed, "reason", d->reason));
+}
+
+/* egress_only: the proxy on the sandbox's listener, allowing the spec's
+ * egress_allow. 0, or -1 after finishing the step. */
+static int start_egress(struct sbd_job *j, struct sbd_slot *s)
+{
+	struct sbd_env *env = j->env;
+	struct sbd_egress_config ec = {.dns = env->dns, .allow_private = env->egress_private};
+	const char *list[SBD_EGRESS_ALLOW_MAX];
+	json_t *a = json_object_get(j->spec, "egress_allow"), *e;
+	char err[300];
+	size_t i, n = 0;
+
+	if (j->warm->net != SW_SANDBOX_NET_EGRESS_ONLY)
+		return 0;
+	if (s->egress_fd < 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: no egress proxy socket");
+		return -1;
+	}
+	s->env = env;
+	s->egress = sbd_egress_new(env->base, s->egress_fd, &ec, on_egress, s, err, sizeof(err));
+	s->egress_fd = -1; /* taken, even on failure */
+	if (s->egress == NULL) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: egress proxy: %s", err);
+		return -1;
+	}
+	json_array_foreach(a, i, e) list[n++] = json_string_value(e);
+	if (sbd_egress_allow(s->egress, list, n, err, sizeof(err)) != 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: spec.egress_allow: %s", err);
+		return -1;
+	}
+	return 0;
 }
 
 /* spec.run into j->argv; 0 or -1 with err. */
@@ -544,10 +630,8 @@ void sbd_exec_begin(struct sbd_job *j)
 				network);
 		return;
 	}
-	if (net == SW_SANDBOX_NET_EGRESS_ONLY) {
-		sbd_exec_finish(j, STEP_FAILED, NULL,
-				"mode_unavailable: network egress_only needs the egress proxy, "
-				"which this sandbox host does not run yet");
+	if (check_egress_allow(j, net, err, sizeof(err)) != 0) {
+		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}
 	if ((j->warm = sbd_pool_warm(env, variant, net, err, sizeof(err))) == NULL) {

@@ -11,6 +11,14 @@
  *   SAGEWAI_SANDBOX_BWRAP          bubblewrap (/usr/bin/bwrap)
  *   SAGEWAI_SANDBOX_STATE_DIR      where workspaces live; a fresh directory
  *                                  under it is made and removed (/tmp)
+ *   SAGEWAI_SANDBOXD_USER          started as root, the part that speaks Kafka,
+ *                                  PostgreSQL and HTTP runs as this user (name,
+ *                                  uid or uid:gid; 65533:65533, not the sandboxes'
+ *                                  65534); only the privileged part keeps root
+ *   SAGEWAI_SANDBOX_MAX            sandboxes held at once, warm ones included (256)
+ *   SAGEWAI_EGRESS_PRIVATE         allow: egress_only steps may reach listed hosts
+ *                                  that resolve to loopback/private addresses
+ *                                  (deny, the default, protects the host's services)
  *   SAGEWAI_SANDBOX_WARM           warm sandboxes per (variant, network) (2)
  *   SAGEWAI_SANDBOX_OUTPUT_EVENTS_MAX  bytes of a step's output sent as
  *                                  sandbox.output events (65536)
@@ -29,6 +37,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <event2/dns.h>
 #include <event2/thread.h>
 
 #include "sandboxd.h"
@@ -120,16 +129,14 @@ static long long size_setting(const char *name, long long def, long long lo, lon
 }
 
 struct paths {
-	char runner[1024];
-	char bwrap[1024];
 	char state_parent[400];
 };
 
-static int settings_load(struct sbd_env *env, struct paths *pt, char *err, size_t errlen)
+static int settings_load(struct sbd_env *env, struct paths *pt, struct sbd_priv_config *pc,
+			 char *err, size_t errlen)
 {
 	const char *v;
 	long long n;
-	char host[128];
 
 	if ((n = size_setting("SAGEWAI_STEP_OUTPUT_MAX", SBD_OUTPUT_MAX_DEFAULT, 1, 1LL << 30, err,
 			      errlen)) < 0)
@@ -158,26 +165,26 @@ static int settings_load(struct sbd_env *env, struct paths *pt, char *err, size_
 	v = sw_config_env(environ, "SAGEWAI_SANDBOX_VARIANTS_DIR");
 	snprintf(env->pool.variants_dir, sizeof(env->pool.variants_dir), "%s",
 		 v && *v ? v : SBD_DEFAULT_VARIANTS_DIR);
+	snprintf(pc->variants_dir, sizeof(pc->variants_dir), "%s", env->pool.variants_dir);
 	v = sw_config_env(environ, "SAGEWAI_SANDBOX_RUNNER");
-	snprintf(pt->runner, sizeof(pt->runner), "%s", v && *v ? v : SBD_DEFAULT_RUNNER);
+	snprintf(pc->runner, sizeof(pc->runner), "%s", v && *v ? v : SBD_DEFAULT_RUNNER);
 	v = sw_config_env(environ, "SAGEWAI_SANDBOX_BWRAP");
-	snprintf(pt->bwrap, sizeof(pt->bwrap), "%s", v && *v ? v : "/usr/bin/bwrap");
+	snprintf(pc->bwrap, sizeof(pc->bwrap), "%s", v && *v ? v : "/usr/bin/bwrap");
+	v = sw_config_env(environ, "SAGEWAI_SANDBOXD_USER");
+	snprintf(pc->user, sizeof(pc->user), "%s", v && *v ? v : SBD_USER_DEFAULT);
+	if ((n = size_setting("SAGEWAI_SANDBOX_MAX", SBD_SANDBOX_MAX_DEFAULT, 1, 100000, err,
+			      errlen)) < 0)
+		return -1;
+	pc->max_sandboxes = (size_t)n;
+	v = sw_config_env(environ, "SAGEWAI_EGRESS_PRIVATE");
+	if (v != NULL && *v != '\0' && strcmp(v, "allow") != 0 && strcmp(v, "deny") != 0) {
+		snprintf(err, errlen, "SAGEWAI_EGRESS_PRIVATE: allow or deny");
+		return -1;
+	}
+	env->egress_private = v != NULL && strcmp(v, "allow") == 0;
 	v = sw_config_env(environ, "SAGEWAI_SANDBOX_STATE_DIR");
 	snprintf(pt->state_parent, sizeof(pt->state_parent), "%s", v && *v ? v : "/tmp");
-	if (gethostname(host, sizeof(host)) == -1)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	snprintf(env->executor, sizeof(env->executor), "sagewai-sandboxd@%s/%d", host,
-		 (int)getpid());
 	return 0;
-}
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
 }
 
 static void teardown(struct sbd_env *env)
@@ -190,8 +197,8 @@ static void teardown(struct sbd_env *env)
 	env->producer = NULL;
 	sbd_consume_stop(env); /* hands every held sandbox back to the pool */
 	sbd_pool_stop(env);    /* destroys them all, then joins */
-	if (env->pool.state_dir[0] != '\0')
-		nftw(env->pool.state_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	if (env->dns)
+		evdns_base_free(env->dns, 1); /* runs pending cancel callbacks */
 	if (env->http)
 		sw_http_destroy(env->http);
 	if (env->store)
@@ -221,29 +228,63 @@ static int serve(void)
 	struct sbd_env env_s, *env = &env_s;
 	char err[1024], port[16], warm[16];
 	struct paths pt;
+	struct sbd_priv_config pc;
 	const char *group;
+	int priv_fd = -1;
 
 	memset(env, 0, sizeof(*env));
+	memset(&pc, 0, sizeof(pc));
 	if (sw_config_load(&env->cfg, getenv("SAGEWAI_CONFIG"), environ, err, sizeof(err)) == -1) {
 		fprintf(stderr, "sagewai-sandboxd: configuration: %s\n", err);
 		return 2;
 	}
 	sw_log_init("sandboxd", stderr, sw_log_level_parse(env->cfg.log_level));
-	if (settings_load(env, &pt, err, sizeof(err)) == -1) {
+	if (settings_load(env, &pt, &pc, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "bad configuration", "error", err, NULL);
 		return 2;
+	}
+	snprintf(pc.state_dir, sizeof(pc.state_dir), "%s/sagewai-sandboxd-XXXXXX",
+		 pt.state_parent);
+	if (mkdtemp(pc.state_dir) == NULL) {
+		sw_log(SW_LOG_ERROR, "sandboxd failed to start", "error", strerror(errno),
+		       "state_dir", pt.state_parent, NULL);
+		return 1;
+	}
+	if (sbd_pool_catalogue(env, err, sizeof(err)) == -1) {
+		sw_log(SW_LOG_ERROR, "sandboxd failed to start", "error", err, NULL);
+		rmdir(pc.state_dir);
+		return 1;
+	}
+	/* before any thread: the privileged part forks off here */
+	if (sbd_priv_split(&pc, &priv_fd, err, sizeof(err)) == -1) {
+		sw_log(SW_LOG_ERROR, "sandboxd failed to start", "error", err, NULL);
+		rmdir(pc.state_dir);
+		return 1;
+	}
+	{
+		char host[128];
+
+		if (gethostname(host, sizeof(host)) == -1)
+			snprintf(host, sizeof(host), "localhost");
+		host[sizeof(host) - 1] = '\0';
+		snprintf(env->executor, sizeof(env->executor), "sagewai-sandboxd@%s/%d", host,
+			 (int)getpid());
 	}
 	if (evthread_use_pthreads() == -1 || (env->base = event_base_new()) == NULL) {
 		sw_log(SW_LOG_ERROR, "libevent initialisation failed", NULL);
 		return 1;
 	}
-	snprintf(env->pool.state_dir, sizeof(env->pool.state_dir), "%s/sagewai-sandboxd-XXXXXX",
-		 pt.state_parent);
-	if (mkdtemp(env->pool.state_dir) == NULL) {
-		snprintf(err, sizeof(err), "state dir under %s: %s", pt.state_parent,
-			 strerror(errno));
-		env->pool.state_dir[0] = '\0';
-		goto fail;
+	/* the egress proxies' resolver (/etc/resolv.conf and /etc/hosts) */
+	env->dns = evdns_base_new(env->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						 EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (env->dns == NULL) {
+		sw_log(SW_LOG_WARN, "no usable /etc/resolv.conf: egress_only steps reach listed "
+				    "hosts by address or /etc/hosts only", NULL);
+		if ((env->dns = evdns_base_new(env->base, 0)) == NULL ||
+		    evdns_base_load_hosts(env->dns, NULL) != 0) {
+			sw_log(SW_LOG_ERROR, "resolver initialisation failed", NULL);
+			return 1;
+		}
 	}
 	if ((env->reg = sw_events_registry_new(err, sizeof(err))) == NULL)
 		goto fail;
@@ -251,7 +292,7 @@ static int serve(void)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	if (sbd_pool_start(env, pt.runner, pt.bwrap, err, sizeof(err)) == -1)
+	if (sbd_pool_start(env, priv_fd, err, sizeof(err)) == -1)
 		goto fail;
 	if ((env->store = sw_store_new(env->base, env->cfg.pg_dsn, "sandboxd", sbd_migrations,
 				       sbd_nmigrations, err, sizeof(err))) == NULL)
@@ -305,7 +346,7 @@ static int serve(void)
 	snprintf(port, sizeof(port), "%d", sw_http_port(env->http));
 	snprintf(warm, sizeof(warm), "%zu", env->pool.warm_target);
 	sw_log(SW_LOG_INFO, "sandboxd started", "group", group, "http_port", port, "warm", warm,
-	       "variants", env->pool.variants_dir, "state_dir", env->pool.state_dir, NULL);
+	       "variants", env->pool.variants_dir, "state_dir", pc.state_dir, NULL);
 
 	event_base_dispatch(env->base);
 

@@ -2,9 +2,9 @@
  * pool.c: the sandboxes of this host, and the thread that starts and
  * destroys them.
  *
- * Starting (bwrap, then the runner's READY) and destroying (kill, wait,
- * reap) block for milliseconds, so they never run on the loop: the pool
- * thread does them, in this order of priority: destroy what the loop gave
+ * Starting and destroying are done by the privileged part (priv.c) and
+ * block for milliseconds, so they never run on the loop: the pool thread
+ * makes those round trips, in this order of priority: destroy what the loop gave
  * back, start what a job waits for (a cold start), refill the warm pools.
  * A warm pool per (variant, network) holds up to warm_target started
  * sandboxes with no identity; an acquire takes one under the mutex and
@@ -14,66 +14,47 @@
  * The thread outlives every sandbox it forked (bwrap's --die-with-parent
  * is tied to the forking thread): it stops only after destroying them all.
  */
+#include <dirent.h>
 #include <errno.h>
-#include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sandboxd.h"
 
-static const char *const sandbox_env[] = {"PATH=" SBD_PATH, "HOME=" SW_SANDBOX_WORKSPACE, NULL};
-
-static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
-{
-	(void)st;
-	(void)flag;
-	(void)ftw;
-	return remove(path);
-}
-
-/* Pool thread: start one sandbox into s (s->sb NULL and s->err on failure). */
+/* Pool thread: start one sandbox into s (s->sb NULL and s->err on failure),
+ * through the privileged part. */
 static void slot_start(struct sbd_pool *p, struct sbd_slot *s, const struct sw_sandbox_variant *v,
 		       enum sw_sandbox_net net, const struct sw_sandbox_limits *limits)
 {
-	struct sw_sandbox_spec spec = {
-	    .variant = v,
-	    .net = net,
-	    .env = sandbox_env,
-	    .workspace = s->workspace,
-	    .start_timeout_ms = 10000,
-	};
+	struct sbd_priv_sandbox c;
 	int64_t t0 = sw_mono_ns();
 
-	if (limits != NULL)
-		spec.limits = *limits;
-	snprintf(s->workspace, sizeof(s->workspace), "%s/ws-%llu", p->state_dir,
-		 (unsigned long long)++p->seq);
-	if (mkdir(s->workspace, 0700) != 0) {
-		snprintf(s->err, sizeof(s->err), "workspace %.400s: %s", s->workspace,
-			 strerror(errno));
-		s->workspace[0] = '\0';
+	s->egress_fd = -1;
+	if (sbd_priv_create(p->priv_fd, v->name, net, limits, &c, s->err, sizeof(s->err)) != 0)
 		return;
-	}
-	s->sb = sw_sandbox_create(p->be, &spec, s->err, sizeof(s->err));
+	s->handle = c.handle;
+	s->egress_fd = c.egress_fd;
+	s->sb = sw_sandbox_attach(c.ctl_fd, &c.limits, true, s->err, sizeof(s->err));
 	s->start_us = (sw_mono_ns() - t0) / 1000;
-	if (s->sb == NULL) {
-		nftw(s->workspace, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-		s->workspace[0] = '\0';
-	}
 }
 
-/* Pool thread: destroy s's sandbox and workspace; s itself stays. */
-static void slot_destroy(struct sbd_slot *s)
+/* Pool thread: destroy s's sandbox; s itself stays. */
+static void slot_destroy(struct sbd_pool *p, struct sbd_slot *s)
 {
-	if (s->sb != NULL)
-		sw_sandbox_destroy(s->sb, &s->final);
+	char err[256];
+
+	if (s->egress_fd >= 0)
+		close(s->egress_fd);
+	s->egress_fd = -1;
+	/* closing the control socket ends the runner, pid 1 of the sandbox */
+	sw_sandbox_destroy(s->sb, NULL);
 	s->sb = NULL;
-	if (s->workspace[0] != '\0')
-		nftw(s->workspace, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	s->workspace[0] = '\0';
+	if (s->handle != 0 && sbd_priv_destroy(p->priv_fd, s->handle, &s->final, err,
+					       sizeof(err)) != 0)
+		sw_log(SW_LOG_WARN, "sandbox destroy failed", "error", err, NULL);
+	s->handle = 0;
 }
 
 /* A warm pool below its target and not failing, or NULL. Under mu. */
@@ -98,7 +79,7 @@ static void *pool_main(void *arg)
 		if ((s = TAILQ_FIRST(&p->doomed)) != NULL) {
 			TAILQ_REMOVE(&p->doomed, s, entry);
 			pthread_mutex_unlock(&p->mu);
-			slot_destroy(s);
+			slot_destroy(p, s);
 			pthread_mutex_lock(&p->mu);
 			TAILQ_INSERT_TAIL(&p->gone, s, entry);
 			event_active(p->ev, EV_READ, 0);
@@ -124,6 +105,7 @@ static void *pool_main(void *arg)
 				continue;
 			}
 			s->warm = w;
+			s->egress_fd = -1;
 			w->starting++;
 			pthread_mutex_unlock(&p->mu);
 			slot_start(p, s, w->v, w->net, NULL);
@@ -153,7 +135,7 @@ static void *pool_main(void *arg)
 			TAILQ_REMOVE(&w->ready, s, entry);
 			w->nready--;
 			pthread_mutex_unlock(&p->mu);
-			slot_destroy(s);
+			slot_destroy(p, s);
 			pthread_mutex_lock(&p->mu);
 			TAILQ_INSERT_TAIL(&p->gone, s, entry);
 		}
@@ -161,7 +143,7 @@ static void *pool_main(void *arg)
 	TAILQ_FOREACH(s, &p->started, entry)
 	{
 		pthread_mutex_unlock(&p->mu);
-		slot_destroy(s);
+		slot_destroy(p, s);
 		pthread_mutex_lock(&p->mu);
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -218,11 +200,9 @@ static void pool_cb(evutil_socket_t fd, short what, void *arg)
 	sbd_pool_metrics(env);
 }
 
-int sbd_pool_start(struct sbd_env *env, const char *runner, const char *bwrap, char *errstr,
-		   size_t errlen)
+int sbd_pool_start(struct sbd_env *env, int priv_fd, char *errstr, size_t errlen)
 {
 	struct sbd_pool *p = &env->pool;
-	struct sw_sandbox_bwrap_config bc = {.bwrap_path = bwrap, .runner_path = runner};
 
 	pthread_mutex_init(&p->mu, NULL);
 	pthread_cond_init(&p->cv, NULL);
@@ -231,14 +211,7 @@ int sbd_pool_start(struct sbd_env *env, const char *runner, const char *bwrap, c
 	TAILQ_INIT(&p->started);
 	TAILQ_INIT(&p->doomed);
 	TAILQ_INIT(&p->gone);
-	/* workspaces live here and must be searchable by the run uid */
-	if (chmod(p->state_dir, 0711) != 0) {
-		snprintf(errstr, errlen, "state dir %s: %s", p->state_dir, strerror(errno));
-		return -1;
-	}
-	bc.state_dir = p->state_dir;
-	if ((p->be = sw_sandbox_bwrap_new(&bc, errstr, errlen)) == NULL)
-		return -1;
+	p->priv_fd = priv_fd;
 	if ((p->ev = event_new(env->base, -1, 0, pool_cb, env)) == NULL) {
 		snprintf(errstr, errlen, "event_new failed");
 		return -1;
@@ -282,32 +255,83 @@ void sbd_pool_stop(struct sbd_env *env)
 	while ((w = LIST_FIRST(&p->warms)) != NULL) {
 		LIST_REMOVE(w, entry);
 		slotq_free(&w->ready);
-		sw_sandbox_variant_free(w->v);
 		free(w);
 	}
+	for (size_t i = 0; i < p->ncatalogue; i++)
+		sw_sandbox_variant_free(p->catalogue[i]);
+	free(p->catalogue);
+	p->catalogue = NULL;
+	p->ncatalogue = 0;
 	if (p->ev != NULL)
 		event_free(p->ev);
 	p->ev = NULL;
-	sw_sandbox_backend_free(p->be);
-	p->be = NULL;
+}
+
+int sbd_pool_catalogue(struct sbd_env *env, char *errstr, size_t errlen)
+{
+	struct sbd_pool *p = &env->pool;
+	DIR *d = opendir(p->variants_dir);
+	struct dirent *e;
+
+	if (d == NULL) {
+		snprintf(errstr, errlen, "variant catalogue %.400s: %s", p->variants_dir,
+			 strerror(errno));
+		return -1;
+	}
+	while ((e = readdir(d)) != NULL) {
+		size_t n = strlen(e->d_name);
+		char name[128];
+		struct sw_sandbox_variant *v, **grown;
+
+		if (n <= 5 || n - 5 >= sizeof(name) || strcmp(e->d_name + n - 5, ".json") != 0)
+			continue;
+		snprintf(name, sizeof(name), "%.*s", (int)(n - 5), e->d_name);
+		if ((v = sw_sandbox_variant_load(p->variants_dir, name, errstr, errlen)) == NULL)
+			goto fail;
+		if ((grown = realloc(p->catalogue, (p->ncatalogue + 1) * sizeof(*grown))) == NULL) {
+			sw_sandbox_variant_free(v);
+			snprintf(errstr, errlen, "out of memory");
+			goto fail;
+		}
+		p->catalogue = grown;
+		p->catalogue[p->ncatalogue++] = v;
+	}
+	closedir(d);
+	if (p->ncatalogue == 0) {
+		snprintf(errstr, errlen, "variant catalogue %.400s holds no variant", p->variants_dir);
+		return -1;
+	}
+	return 0;
+fail:
+	closedir(d);
+	return -1;
 }
 
 struct sbd_warm *sbd_pool_warm(struct sbd_env *env, const char *variant, enum sw_sandbox_net net,
 			       char *errstr, size_t errlen)
 {
 	struct sbd_pool *p = &env->pool;
-	struct sw_sandbox_variant *v;
+	struct sw_sandbox_variant *v = NULL;
 	struct sbd_warm *w;
+	size_t i, o = 0;
 
 	/* only the loop adds pools, so reading the list here needs no lock */
 	LIST_FOREACH(w, &p->warms, entry)
 	if (w->net == net && strcmp(w->variant, variant) == 0)
 		return w;
-	/* a small local file, read once per variant */
-	if ((v = sw_sandbox_variant_load(p->variants_dir, variant, errstr, errlen)) == NULL)
+	for (i = 0; i < p->ncatalogue && v == NULL; i++)
+		if (strcmp(p->catalogue[i]->name, variant) == 0)
+			v = p->catalogue[i];
+	if (v == NULL) {
+		o = (size_t)snprintf(errstr, errlen, "unknown sandbox variant '%.64s' (this host has:",
+				     variant);
+		for (i = 0; i < p->ncatalogue && o < errlen; i++)
+			o += (size_t)snprintf(errstr + o, errlen - o, " %s", p->catalogue[i]->name);
+		if (o < errlen)
+			snprintf(errstr + o, errlen - o, ")");
 		return NULL;
+	}
 	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		sw_sandbox_variant_free(v);
 		snprintf(errstr, errlen, "out of memory");
 		return NULL;
 	}
@@ -364,6 +388,7 @@ struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, 
 	}
 	sw_uuid_v7_str(s->id);
 	s->warm = w;
+	s->egress_fd = -1;
 	s->limits = j->limits;
 	s->job = j;
 	TAILQ_INSERT_TAIL(&p->cold, s, entry);
@@ -380,6 +405,9 @@ void sbd_pool_release(struct sbd_env *env, struct sbd_slot *s)
 {
 	struct sbd_pool *p = &env->pool;
 
+	if (s->egress != NULL)
+		sbd_egress_free(s->egress); /* the loop's; no callback after this */
+	s->egress = NULL;
 	if (s->sb != NULL)
 		sw_sandbox_kill(s->sb); /* at once; the thread waits for it */
 	pthread_mutex_lock(&p->mu);

@@ -62,6 +62,8 @@
 #define SBD_STDERR_TAIL 400  /* stderr quoted in an exit_status error */
 #define SBD_CANCEL_RING 256  /* run ids remembered as cancelled */
 #define SBD_PATH "/usr/local/bin:/usr/bin:/bin"
+#define SBD_USER_DEFAULT "65533:65533" /* the service part, when started as root */
+#define SBD_SANDBOX_MAX_DEFAULT 256
 
 /* Objects handed to the producer as msg_opaque start with this tag. */
 enum sbd_tag { SBD_TAG_OFFSET = 0x6f666673, SBD_TAG_JOB = 0x6a6f6273 };
@@ -101,7 +103,10 @@ struct sbd_slot {
 	struct sbd_job *job;	     /* cold start: the requester (NULL: abandoned) */
 	/* ---- */
 	struct sw_sandbox *sb;	 /* NULL when the start failed */
-	char workspace[600];	 /* host dir bound at /workspace */
+	uint64_t handle;	 /* the privileged part's name for it, 0: none */
+	int egress_fd;		 /* egress_only: its proxy's listener until used, else -1 */
+	struct sbd_egress *egress; /* the proxy while handed out (loop only) */
+	struct sbd_env *env;	   /* set with egress */
 	int64_t start_us;	 /* how long the start took */
 	bool from_warm;		 /* handed out of a warm pool */
 	char err[512];		 /* why the start failed */
@@ -117,7 +122,7 @@ struct sbd_warm {
 	LIST_ENTRY(sbd_warm) entry;
 	char variant[64];
 	enum sw_sandbox_net net;
-	struct sw_sandbox_variant *v; /* loaded once; owned */
+	struct sw_sandbox_variant *v; /* from the catalogue (pool->catalogue owns it) */
 	struct sbd_slotq ready;	      /* started, no identity, waiting */
 	size_t nready, starting;
 	uint64_t hits, misses, started, failed;
@@ -131,16 +136,16 @@ struct sbd_pool {
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
 	int stop;
-	struct sw_sandbox_backend *be; /* used by the pool thread only */
+	int priv_fd; /* to the privileged part; the pool thread only */
 	char variants_dir[512];
-	char state_dir[512];
+	struct sw_sandbox_variant **catalogue; /* read once, before the split */
+	size_t ncatalogue;
 	size_t warm_target;
 	LIST_HEAD(, sbd_warm) warms;
 	struct sbd_slotq cold;	  /* loop -> thread: start these */
 	struct sbd_slotq started; /* thread -> loop: cold starts done */
 	struct sbd_slotq doomed;  /* loop -> thread: destroy these */
 	struct sbd_slotq gone;	  /* thread -> loop: destroyed */
-	uint64_t seq;		  /* workspace names */
 	struct event *ev;	  /* activated by the thread */
 	int fail_streak;	  /* warm starts failing in a row */
 };
@@ -186,6 +191,7 @@ struct sbd_job {
 	bool custom_limits;
 	size_t output_max;
 	int64_t t0_ns;
+	int64_t acquire_t0_ns; /* the acquire began */
 
 	struct sbd_slot *slot; /* the sandbox, while held (or being started) */
 	int slot_pending;      /* slot is a cold start not yet done */
@@ -227,6 +233,8 @@ struct sbd_env {
 	int concurrency;
 	int multi_tenant;   /* SAGEWAI_MODE=multi_tenant */
 	int sealed_preview; /* SAGEWAI_SEALED_PREVIEW=1 */
+	int egress_private; /* SAGEWAI_EGRESS_PRIVATE=allow */
+	struct evdns_base *dns; /* for the egress proxies */
 
 	/* consumption */
 	LIST_HEAD(, sbd_part) parts;
@@ -276,12 +284,14 @@ void sbd_exec_cancel(struct sbd_env *env, const char *run_id);
 void sbd_exec_release(struct sbd_job *j);
 
 /* pool.c */
-int sbd_pool_start(struct sbd_env *env, const char *runner, const char *bwrap, char *errstr,
-		   size_t errlen);
+int sbd_pool_start(struct sbd_env *env, int priv_fd, char *errstr, size_t errlen);
 /* Stop the thread after destroying every sandbox it holds. Idempotent. */
 void sbd_pool_stop(struct sbd_env *env);
+/* Read the whole variant catalogue (before the split: the service part
+ * never reads it again). 0, or -1 with errstr (a bad variant file). */
+int sbd_pool_catalogue(struct sbd_env *env, char *errstr, size_t errlen);
 /* The warm pool of (variant, net), made (and filled in the background) on
- * first use; NULL with errstr for an unknown or invalid variant. */
+ * first use; NULL with errstr for a variant not in the catalogue. */
 struct sbd_warm *sbd_pool_warm(struct sbd_env *env, const char *variant, enum sw_sandbox_net net,
 			       char *errstr, size_t errlen);
 /* A sandbox for j: returns a warm slot at once, or NULL when a cold start
@@ -307,6 +317,88 @@ extern const size_t sbd_nmigrations;
 void sbd_results_lookup(struct sbd_job *j);
 void sbd_results_save(struct sbd_job *j);
 void sbd_publish(struct sbd_job *j);
+
+/* priv.c: the privileged part (creates and destroys sandboxes, nothing
+ * else) and the calls the pool thread makes to it. */
+struct sbd_priv_config {
+	char runner[1024];	 /* sagewai-toolrunner */
+	char bwrap[1024];	 /* bubblewrap */
+	char variants_dir[512];	 /* the catalogue, read by the privileged part itself */
+	char state_dir[512];	 /* made by the caller; workspaces; removed at the end */
+	char user[128];		 /* when root: the service part's user (name|uid[:gid]) */
+	size_t max_sandboxes;	 /* held at once, warm ones included */
+};
+
+struct sbd_priv_sandbox {
+	uint64_t handle;		 /* the privileged part's name for it */
+	int ctl_fd;			 /* the runner's control socket (READY consumed) */
+	int egress_fd;			 /* egress_only: listening in its netns, else -1 */
+	struct sw_sandbox_limits limits; /* effective */
+	int64_t start_us;
+	pid_t pid; /* host pid of its runner */
+};
+
+/* Fork: the parent becomes the privileged part and never returns (it
+ * exits when the child ends); the child drops its privileges and gets the
+ * socket in *sock. -1 with err when the split failed (nothing forked, or
+ * the child could not drop privileges). Call before any thread exists. */
+int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size_t errlen);
+/* Blocking round trips; the pool thread only. */
+int sbd_priv_create(int sock, const char *variant, enum sw_sandbox_net net,
+		    const struct sw_sandbox_limits *limits, struct sbd_priv_sandbox *out,
+		    char *err, size_t errlen);
+int sbd_priv_destroy(int sock, uint64_t handle, struct sw_sandbox_usage *final, char *err,
+		     size_t errlen);
+
+/* egress.c: the egress proxy of one egress_only sandbox (docs/SANDBOX.md,
+ * "egress_only"). It serves a listening socket that lives in the sandbox's
+ * network namespace (127.0.0.1:SBD_EGRESS_PORT there) and speaks HTTP CONNECT
+ * and plain HTTP (absolute-form requests). Each connection asks for one
+ * host:port; it is allowed only if listed (sbd_egress_allow) and, unless
+ * allow_private, its address is public. Every decision goes to the callback
+ * before any byte reaches the destination. Runs on the loop; never blocks. */
+#define SBD_EGRESS_PORT 3128
+#define SBD_EGRESS_HEAD_MAX 8192  /* request line + headers */
+#define SBD_EGRESS_CONNS_MAX 64	  /* open connections per sandbox */
+#define SBD_EGRESS_ALLOW_MAX 64	  /* entries of a step's egress_allow */
+
+struct sbd_egress;
+
+struct sbd_egress_decision {
+	const char *method;  /* "CONNECT", "GET", ...; "" when unparsable */
+	const char *host;    /* lower-cased; "" when unparsable */
+	int port;	     /* 0 when unparsable */
+	const char *address; /* numeric address connected to or refused; "" */
+	bool allowed;
+	const char *reason; /* "allowed", "not_listed", "private_address",
+			     * "bad_request", "head_too_large", "resolve_failed",
+			     * "too_many_connections", "timeout", ... */
+};
+
+typedef void (*sbd_egress_cb)(void *arg, const struct sbd_egress_decision *d);
+
+struct sbd_egress_config {
+	struct evdns_base *dns; /* resolver on the same base (borrowed) */
+	bool allow_private;	/* let listed hosts resolve to loopback/private/... */
+	uint32_t head_timeout_ms;    /* 0: 10000 */
+	uint32_t connect_timeout_ms; /* 0: 10000 */
+	uint32_t idle_timeout_ms;    /* 0: 300000 */
+};
+
+/* Takes listen_fd (a listening TCP socket) even on failure. Allows nothing
+ * until sbd_egress_allow. NULL with errstr on failure. */
+struct sbd_egress *sbd_egress_new(struct event_base *base, int listen_fd,
+				  const struct sbd_egress_config *cfg, sbd_egress_cb cb, void *arg,
+				  char *errstr, size_t errlen);
+/* Replace the allow-list with hostports ("host:port", host a name or an IPv4
+ * or [IPv6] literal, port 1-65535), n of them. 0, or -1 with errstr naming
+ * the bad entry (the old list stays). */
+int sbd_egress_allow(struct sbd_egress *e, const char *const *hostports, size_t n, char *errstr,
+		     size_t errlen);
+/* Connections open now. */
+size_t sbd_egress_open(const struct sbd_egress *e);
+/* Close the listener and every connection; no callback afterwards. */
+void sbd_egress_free(struct sbd_egress *e);
 
 /* A malloc'd NUL-terminated copy of buf with every invalid UTF-8 sequence
  * (and NUL) replaced by U+FFFD; NULL when out of memory. */

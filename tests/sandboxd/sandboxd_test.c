@@ -16,13 +16,28 @@
  *                execution, the same step.finished event id
  *   deadletter   garbage and a truncated dispatch go to sagewai.deadletter;
  *                sandboxd carries on serving
+ *   egress       egress_only end to end through the proxy: listed host reached,
+ *                unlisted denied (403) and never connected, the host loopback
+ *                unreachable directly, a sandbox.egress event per decision
+ *   escape       the escape suite through sandboxd: host files, sandboxd's own
+ *                state, host processes, the runner's control socket, writes
+ *                outside /workspace, the host loopback with policy none,
+ *                ptrace/mount/unshare/setns, a fork bomb, a memory bomb; each
+ *                refused, and sandboxd serves on
  *   kill9        kill -9 of sandboxd while a step runs: no process of any of
- *                its sandboxes (tool runners included) is left
+ *                its sandboxes (tool runners included) is left; started as
+ *                root, its service part runs as another uid
+ *   kill9service kill -9 of the service part only: the privileged part
+ *                destroys every sandbox and exits non-zero
  *
  * Each scenario names its runs "<scenario>-<pid>-...", uses its own database
  * and consumer group positioned at the end of the topics.
  */
 #include <curl/curl.h>
+#include <pthread.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -46,6 +61,7 @@ static char db_dsn[512];
 static char group[128];
 static pid_t sbd_pid = -1;
 static int sbd_port;
+static const char *sbd_egress_private; /* SAGEWAI_EGRESS_PRIVATE, or NULL */
 static rd_kafka_t *producer, *collector;
 
 struct ev {
@@ -111,6 +127,8 @@ static void sbd_start(void)
 		setenv("SAGEWAI_HTTP_PORT", "0", 1);
 		setenv("SAGEWAI_LOG_LEVEL", "debug", 1);
 		setenv("SAGEWAI_SANDBOX_STATE_DIR", tmp_dir, 1);
+		if (sbd_egress_private != NULL)
+			setenv("SAGEWAI_EGRESS_PRIVATE", sbd_egress_private, 1);
 		setenv("SAGEWAI_KAFKA_CONSUMER_CONFIG",
 		       "session.timeout.ms=6000,heartbeat.interval.ms=1000", 1);
 		execl(path, "sagewai-sandboxd", "serve", (char *)NULL);
@@ -821,14 +839,388 @@ static size_t names_dir(const char *dir)
 	return n;
 }
 
-static void scenario_kill9(void)
+
+/* ---- listeners on the host's loopback ------------------------------------- */
+
+/* A thread that answers every connection with one HTTP response and counts
+ * them; the first request line it saw is kept. */
+struct upstream {
+	int fd, port;
+	pthread_t th;
+	volatile int accepted;
+	char first_line[256];
+	int answer; /* 0: only count (close at once) */
+};
+
+static void *upstream_main(void *arg)
+{
+	struct upstream *u = arg;
+	int c;
+
+	while ((c = accept(u->fd, NULL, NULL)) >= 0) {
+		char buf[2048];
+		ssize_t n;
+
+		u->accepted++;
+		if (u->answer && (n = read(c, buf, sizeof(buf) - 1)) > 0) {
+			static const char resp[] = "HTTP/1.0 200 OK\r\nContent-Length: 12\r\n\r\n"
+						   "hello-egress";
+			char *eol;
+
+			buf[n] = '\0';
+			if ((eol = strstr(buf, "\r\n")) != NULL)
+				*eol = '\0';
+			if (u->first_line[0] == '\0')
+				snprintf(u->first_line, sizeof(u->first_line), "%.200s", buf);
+			if (write(c, resp, sizeof(resp) - 1) < 0)
+				u->answer = u->answer;
+		}
+		close(c);
+	}
+	return NULL;
+}
+
+static void upstream_start(struct upstream *u, int answer)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	socklen_t len = sizeof(a);
+
+	memset(u, 0, sizeof(*u));
+	u->answer = answer;
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	u->fd = socket(AF_INET, SOCK_STREAM, 0);
+	SW_CHECK(u->fd >= 0 && bind(u->fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		 listen(u->fd, 16) == 0 && getsockname(u->fd, (struct sockaddr *)&a, &len) == 0);
+	u->port = ntohs(a.sin_port);
+	SW_CHECK(pthread_create(&u->th, NULL, upstream_main, u) == 0);
+}
+
+/* ---- egress ----------------------------------------------------------------- */
+
+static const char egress_py[] =
+    "import json, os, socket, sys, urllib.request\n"
+    "port, other = int(sys.argv[1]), int(sys.argv[2])\n"
+    "res = {'proxy': os.environ.get('http_proxy', '')}\n"
+    "try:\n"
+    "    socket.create_connection(('127.0.0.1', port), 3); res['direct'] = 'connected'\n"
+    "except OSError:\n"
+    "    res['direct'] = 'refused'\n"
+    "op = urllib.request.build_opener(urllib.request.ProxyHandler(\n"
+    "    {'http': os.environ['http_proxy']}))\n"
+    "res['listed'] = op.open('http://127.0.0.1:%d/x?y=1' % port, timeout=20).read().decode()\n"
+    "s = socket.create_connection(('127.0.0.1', 3128), 10)\n"
+    "s.sendall(b'CONNECT 127.0.0.1:%d HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n' % other)\n"
+    "res['unlisted'] = s.recv(200).decode().split('\\r\\n')[0]\n"
+    "print(json.dumps(res))\n";
+
+/* The egress event of step_id whose target_port is port, or NULL. */
+static struct ev *egress_event(const char *step_id, int port)
+{
+	for (size_t i = 0; i < nevs; i++)
+		if (strcmp(evs[i].type, "sandbox.egress") == 0 &&
+		    strcmp(evs[i].step_id, step_id) == 0 &&
+		    json_integer_value(json_object_get(evs[i].body, "target_port")) == port)
+			return &evs[i];
+	return NULL;
+}
+
+/*
+ * egress_only end to end: from inside, the host's loopback is out of reach
+ * except through the proxy; a listed host:port is reached (plain HTTP,
+ * origin-form upstream), an unlisted one is denied with 403 and never
+ * connected to; each decision is a sandbox.egress event. egress_allow
+ * without egress_only is bad input; a `none` sandbox has no proxy.
+ */
+static void scenario_egress(void)
+{
+	struct upstream up, other;
+	struct dispatch d_eg, d_bad, d_none;
+	struct ev *f, *e;
+	json_t *sp, *out;
+	char hp[64], ports[2][16];
+
+	upstream_start(&up, 1);
+	upstream_start(&other, 0);
+	sbd_egress_private = "allow"; /* the listed host is the loopback here */
+	setup("egress");
+	sbd_start();
+	snprintf(hp, sizeof(hp), "127.0.0.1:%d", up.port);
+	snprintf(ports[0], sizeof(ports[0]), "%d", up.port);
+	snprintf(ports[1], sizeof(ports[1]), "%d", other.port);
+	sp = spec(json_pack("[s, s, s, s, s]", "python3", "-c", egress_py, ports[0], ports[1]));
+	json_object_set_new(sp, "network", json_string("egress_only"));
+	json_object_set_new(sp, "egress_allow", json_pack("[s]", hp));
+	dispatch(&d_eg, "egress", "fetch", "sandboxed", 60000, sp);
+	sp = spec(json_string("true"));
+	json_object_set_new(sp, "egress_allow", json_pack("[s]", hp));
+	dispatch(&d_bad, "egressbad", "bad", "sandboxed", 60000, sp);
+	dispatch(&d_none, "egressnone", "none", "sandboxed", 60000,
+		 spec(json_pack("[s, s, s]", "python3", "-c",
+				"import socket\n"
+				"try:\n"
+				"    socket.create_connection(('127.0.0.1', 3128), 3); print('open')\n"
+				"except OSError:\n"
+				"    print('closed')\n")));
+
+	f = wait_finished(d_eg.step_id);
+	require_status(f, "SUCCEEDED", NULL);
+	out = json_object_get(f->output, "stdout");
+	REQUIRE(json_is_string(out), "no stdout in %s", d_eg.step_id);
+	out = json_loads(json_string_value(out), 0, NULL);
+	REQUIRE(out != NULL, "stdout is not JSON: %s", json_string_value(json_object_get(f->output, "stdout")));
+	SW_CHECKF(strcmp(json_string_value(json_object_get(out, "proxy")), "http://127.0.0.1:3128") == 0,
+		  "http_proxy inside: %s", json_string_value(json_object_get(out, "proxy")));
+	SW_CHECKF(strcmp(json_string_value(json_object_get(out, "direct")), "refused") == 0,
+		  "the host loopback was reached directly");
+	SW_CHECKF(strcmp(json_string_value(json_object_get(out, "listed")), "hello-egress") == 0,
+		  "listed host: %s", json_string_value(json_object_get(out, "listed")));
+	SW_CHECKF(strncmp(json_string_value(json_object_get(out, "unlisted")), "HTTP/1.1 403", 12) == 0,
+		  "unlisted host: %s", json_string_value(json_object_get(out, "unlisted")));
+	json_decref(out);
+	SW_CHECKF(strcmp(up.first_line, "GET /x?y=1 HTTP/1.1") == 0, "upstream saw '%s'",
+		  up.first_line);
+	SW_CHECKF(up.accepted == 1, "listed upstream accepted %d", up.accepted);
+	SW_CHECKF(other.accepted == 0, "unlisted upstream accepted %d", other.accepted);
+	/* one event per decision */
+	for (int i = 0; i < 100 && (egress_event(d_eg.step_id, up.port) == NULL ||
+				    egress_event(d_eg.step_id, other.port) == NULL);
+	     i++)
+		collect(100);
+	e = egress_event(d_eg.step_id, up.port);
+	REQUIRE(e != NULL, "no sandbox.egress for the listed host");
+	SW_CHECK(json_is_true(json_object_get(e->body, "allowed")));
+	SW_CHECK(strcmp(json_string_value(json_object_get(e->body, "reason")), "allowed") == 0);
+	SW_CHECK(strcmp(json_string_value(json_object_get(e->body, "target_host")), "127.0.0.1") == 0);
+	SW_CHECK(strcmp(json_string_value(json_object_get(e->body, "method")), "GET") == 0);
+	e = egress_event(d_eg.step_id, other.port);
+	REQUIRE(e != NULL, "no sandbox.egress for the unlisted host");
+	SW_CHECK(json_is_false(json_object_get(e->body, "allowed")));
+	SW_CHECKF(strcmp(json_string_value(json_object_get(e->body, "reason")), "not_listed") == 0,
+		  "reason %s", json_string_value(json_object_get(e->body, "reason")));
+	SW_CHECK(strcmp(json_string_value(json_object_get(e->body, "method")), "CONNECT") == 0);
+	SW_CHECK(count("sandbox.egress", d_eg.step_id) == 2);
+
+	require_status(wait_finished(d_bad.step_id), "FAILED",
+		       "bad_input: spec.egress_allow needs network egress_only");
+	f = wait_finished(d_none.step_id);
+	require_status(f, "SUCCEEDED", NULL);
+	SW_CHECK(strcmp(json_string_value(json_object_get(f->output, "stdout")), "closed\n") == 0);
+}
+
+/* ---- escape attempts through sandboxd ---------------------------------------- */
+
+/*
+ * Each attempt runs as a sandboxed step of its own (policy none) and
+ * prints what it managed; the step must show it refused, and sandboxd must
+ * serve on: a normal step after all of them succeeds and /healthz is up.
+ */
+static const char escape_py[] =
+    "import ctypes, errno, json, os, socket, sys\n"
+    "what, arg = sys.argv[1], sys.argv[2]\n"
+    "libc = ctypes.CDLL(None, use_errno=True)\n"
+    "def tryopen(p):\n"
+    "    try:\n"
+    "        open(p).read(64); return 'read'\n"
+    "    except OSError as e:\n"
+    "        return errno.errorcode.get(e.errno, str(e.errno))\n"
+    "r = {}\n"
+    "if what == 'files':\n"
+    "    r['shadow'] = tryopen('/etc/shadow')\n"
+    "    r['statelog'] = tryopen(arg + '/sandboxd.log')\n"
+    "    r['runner_fd'] = tryopen('/proc/1/fd/3')\n"
+    "    r['runner_environ'] = tryopen('/proc/1/environ')\n"
+    "    seen = []\n"
+    "    for p in os.listdir('/proc'):\n"
+    "        if p.isdigit() and int(p) != os.getpid():\n"
+    "            try: seen.append(open('/proc/%s/cmdline' % p, 'rb').read().decode(errors='replace'))\n"
+    "            except OSError: pass\n"
+    "    r['host_procs'] = [c[:80] for c in seen if 'sagewai-sandboxd' in c or 'kafka.Kafka' in c\n"
+    "                       or 'postgres' in c]\n"
+    "    r['nprocs'] = len(seen)\n"
+    "elif what == 'write':\n"
+    "    for p in ['/etc/x', '/usr/x', '/x', '/.sagewai/x', '/workspace/ok', '/tmp/ok']:\n"
+    "        try:\n"
+    "            open(p, 'w').write('x'); r[p] = 'written'\n"
+    "        except OSError as e:\n"
+    "            r[p] = errno.errorcode.get(e.errno, str(e.errno))\n"
+    "elif what == 'loopback':\n"
+    "    try:\n"
+    "        socket.create_connection(('127.0.0.1', int(arg)), 3); r['connect'] = 'connected'\n"
+    "    except OSError as e:\n"
+    "        r['connect'] = 'refused'\n"
+    "elif what == 'syscalls':\n"
+    "    def call(f, *a):\n"
+    "        rc = f(*a); return 'ok' if rc == 0 else errno.errorcode.get(ctypes.get_errno(), '?')\n"
+    "    r['ptrace'] = call(libc.ptrace, 0, 0, None, None)\n"
+    "    r['mount'] = call(libc.mount, b'none', b'/tmp', b'tmpfs', 0, None)\n"
+    "    r['unshare'] = call(libc.unshare, 0x10000000)\n"
+    "    r['setns'] = call(libc.setns, os.open('/proc/self/ns/net', os.O_RDONLY), 0)\n"
+    "print(json.dumps(r))\n";
+
+static json_t *escape_out(const char *step_id)
+{
+	struct ev *f = wait_finished(step_id);
+	json_t *o;
+
+	require_status(f, "SUCCEEDED", NULL);
+	o = json_loads(json_string_value(json_object_get(f->output, "stdout")), 0, NULL);
+	REQUIRE(o != NULL, "%s: stdout is not JSON: %s", step_id,
+		json_dumps(f->output, JSON_COMPACT));
+	return o;
+}
+
+static const char *str(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v ? v : "(missing)";
+}
+
+static void scenario_escape(void)
+{
+	struct upstream host;
+	struct dispatch d_files, d_write, d_loop, d_sys, d_fork, d_mem, d_after;
+	json_t *o, *sp;
+	struct ev *f;
+	char port[16], *health;
+
+	upstream_start(&host, 0);
+	setup("escape");
+	sbd_start();
+	snprintf(port, sizeof(port), "%d", host.port);
+#define PY(what, arg) spec(json_pack("[s, s, s, s, s]", "python3", "-c", escape_py, what, arg))
+	dispatch(&d_files, "files", "files", "sandboxed", 60000, PY("files", tmp_dir));
+	dispatch(&d_write, "write", "write", "sandboxed", 60000, PY("write", "-"));
+	dispatch(&d_loop, "loopback", "loopback", "sandboxed", 60000, PY("loopback", port));
+	dispatch(&d_sys, "syscalls", "syscalls", "sandboxed", 60000, PY("syscalls", "-"));
+#undef PY
+	/* a fork bomb, held by the process limit; then it says how far it got */
+	sp = spec(json_pack("[s, s, s]", "python3", "-c",
+			    "import os, time\n"
+			    "n = 0\n"
+			    "try:\n"
+			    "    while n < 2000:\n"
+			    "        if os.fork() == 0:\n"
+			    "            os.close(1); os.close(2); time.sleep(20); os._exit(0)\n"
+			    "        n += 1\n"
+			    "except OSError:\n"
+			    "    pass\n"
+			    "print('started', n)\n"));
+	json_object_set_new(sp, "limits", json_pack("{s:i}", "nproc", 40));
+	dispatch(&d_fork, "forkbomb", "forkbomb", "sandboxed", 60000, sp);
+	/* a memory bomb, killed or refused at the memory limit */
+	sp = spec(json_pack("[s, s, s]", "python3", "-c",
+			    "b = []\n"
+			    "while True: b.append(bytearray(64 << 20))\n"));
+	json_object_set_new(sp, "limits", json_pack("{s:I}", "memory_bytes",
+						     (json_int_t)256 << 20));
+	dispatch(&d_mem, "membomb", "membomb", "sandboxed", 60000, sp);
+
+	o = escape_out(d_files.step_id);
+	SW_CHECKF(strcmp(str(o, "shadow"), "read") != 0, "read /etc/shadow");
+	SW_CHECKF(strcmp(str(o, "statelog"), "ENOENT") == 0, "sandboxd's state dir: %s",
+		  str(o, "statelog"));
+	SW_CHECKF(strcmp(str(o, "runner_fd"), "read") != 0, "reached the runner's control socket");
+	SW_CHECKF(strcmp(str(o, "runner_environ"), "read") != 0, "read the runner's environ");
+	SW_CHECKF(json_array_size(json_object_get(o, "host_procs")) == 0,
+		  "host processes visible inside");
+	SW_CHECKF(json_integer_value(json_object_get(o, "nprocs")) <= 3, "%lld other processes inside",
+		  (long long)json_integer_value(json_object_get(o, "nprocs")));
+	json_decref(o);
+
+	o = escape_out(d_write.step_id);
+	SW_CHECKF(strcmp(str(o, "/etc/x"), "written") != 0, "wrote /etc/x");
+	SW_CHECKF(strcmp(str(o, "/usr/x"), "written") != 0, "wrote /usr/x");
+	SW_CHECKF(strcmp(str(o, "/x"), "written") != 0, "wrote /x");
+	SW_CHECKF(strcmp(str(o, "/.sagewai/x"), "written") != 0, "wrote /.sagewai/x");
+	SW_CHECKF(strcmp(str(o, "/workspace/ok"), "written") == 0, "/workspace: %s",
+		  str(o, "/workspace/ok"));
+	SW_CHECKF(strcmp(str(o, "/tmp/ok"), "written") == 0, "/tmp: %s", str(o, "/tmp/ok"));
+	json_decref(o);
+
+	o = escape_out(d_loop.step_id);
+	SW_CHECKF(strcmp(str(o, "connect"), "refused") == 0, "host loopback: %s",
+		  str(o, "connect"));
+	SW_CHECKF(host.accepted == 0, "the host listener accepted %d", host.accepted);
+	json_decref(o);
+
+	o = escape_out(d_sys.step_id);
+	SW_CHECKF(strcmp(str(o, "ptrace"), "EPERM") == 0, "ptrace: %s", str(o, "ptrace"));
+	SW_CHECKF(strcmp(str(o, "mount"), "EPERM") == 0, "mount: %s", str(o, "mount"));
+	SW_CHECKF(strcmp(str(o, "unshare"), "EPERM") == 0, "unshare: %s", str(o, "unshare"));
+	SW_CHECKF(strcmp(str(o, "setns"), "EPERM") == 0, "setns: %s", str(o, "setns"));
+	json_decref(o);
+
+	f = wait_finished(d_fork.step_id);
+	require_status(f, "SUCCEEDED", NULL);
+	{
+		const char *so = json_string_value(json_object_get(f->output, "stdout"));
+		int n = -1;
+
+		REQUIRE(so != NULL && sscanf(so, "started %d", &n) == 1, "fork bomb said %s",
+			so ? so : "(nothing)");
+		SW_CHECKF(n > 0 && n <= 40, "%d processes under an nproc limit of 40", n);
+	}
+	f = wait_finished(d_mem.step_id);
+	require_status(f, "FAILED", "exit_status");
+
+	/* and sandboxd is unharmed */
+	dispatch(&d_after, "after", "after", "sandboxed", 60000, spec(json_string("echo fine")));
+	f = wait_finished(d_after.step_id);
+	require_status(f, "SUCCEEDED", NULL);
+	health = http_get("/healthz");
+	SW_CHECK(health != NULL);
+	free(health);
+	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+}
+
+/* ---- kill -9 ------------------------------------------------------------- */
+
+/* The service part: the child of sbd_pid that is sagewai-sandboxd too. */
+static pid_t service_part(const pid_t *pids, size_t n)
+{
+	for (size_t i = 1; i < n; i++) {
+		char path[64], buf[256] = "", st[512];
+		int fd, ppid = 0;
+		ssize_t r;
+		char *p;
+
+		snprintf(path, sizeof(path), "/proc/%d/cmdline", (int)pids[i]);
+		if ((fd = open(path, O_RDONLY)) < 0)
+			continue;
+		r = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		snprintf(path, sizeof(path), "/proc/%d/stat", (int)pids[i]);
+		if ((fd = open(path, O_RDONLY)) < 0)
+			continue;
+		r = read(fd, st, sizeof(st) - 1);
+		close(fd);
+		if (r <= 0)
+			continue;
+		st[r] = '\0';
+		if ((p = strrchr(st, ')')) == NULL || sscanf(p + 2, "%*c %d", &ppid) != 1)
+			continue;
+		if (ppid == sbd_pid && strstr(buf, "sagewai-sandboxd") != NULL)
+			return pids[i];
+	}
+	return -1;
+}
+
+/*
+ * kill -9 while a step runs, of the whole of sandboxd (its privileged
+ * part, the process started) or of its service part only: either way no
+ * process of any sandbox survives, and in the second case the privileged
+ * part notices, destroys everything and exits.
+ */
+static void kill9(int service_only)
 {
 	struct dispatch d;
-	pid_t pids[512];
+	pid_t pids[512], victim;
 	size_t n, runners = 0, left;
 	int64_t until;
+	int st;
 
-	setup("kill9");
+	setup(service_only ? "kill9service" : "kill9");
 	sbd_start();
 	dispatch(&d, "long", "sleep", "sandboxed", 120000, spec(json_string("sleep 100")));
 	wait_event("sandbox.acquired", d.step_id, 0, 120);
@@ -838,8 +1230,32 @@ static void scenario_kill9(void)
 		runners += is_runner(pids[i]);
 	/* the step's sandbox, and the warm ones */
 	REQUIRE(runners >= 2, "only %zu tool runners under sandboxd", runners);
-	kill(sbd_pid, SIGKILL);
-	SW_CHECK(waitpid(sbd_pid, NULL, 0) == sbd_pid);
+	victim = service_part(pids, n);
+	REQUIRE(victim > 0, "no service part under sandboxd %d", (int)sbd_pid);
+	if (geteuid() == 0) {
+		/* started as root, the service part is not */
+		char path[64], line[256];
+		FILE *f;
+		int uid = -1;
+
+		snprintf(path, sizeof(path), "/proc/%d/status", (int)victim);
+		f = fopen(path, "r");
+		while (f != NULL && fgets(line, sizeof(line), f) != NULL)
+			if (sscanf(line, "Uid: %d", &uid) == 1)
+				break;
+		if (f != NULL)
+			fclose(f);
+		REQUIRE(uid > 0, "the service part runs as uid %d", uid);
+	}
+	if (service_only) {
+		kill(victim, SIGKILL);
+		/* the privileged part ends by itself */
+		SW_CHECK(waitpid(sbd_pid, &st, 0) == sbd_pid);
+		SW_CHECKF(WIFEXITED(st) && WEXITSTATUS(st) != 0, "sandboxd ended with %d", st);
+	} else {
+		kill(sbd_pid, SIGKILL);
+		SW_CHECK(waitpid(sbd_pid, NULL, 0) == sbd_pid);
+	}
 	sbd_pid = -1;
 	/* --die-with-parent: the kernel kills them; wait until it has */
 	until = sw_mono_ns() + 60 * 1000000000LL;
@@ -850,10 +1266,20 @@ static void scenario_kill9(void)
 		if (left > 0)
 			usleep(50000);
 	} while (left > 0 && sw_mono_ns() < until);
-	SW_CHECKF(left == 0, "%zu sandbox processes outlived sandboxd", left);
+	SW_CHECKF(left == 0, "%zu sandboxd or sandbox processes outlived sandboxd", left);
 	/* and nothing alive names our state directory (bwrap's command line
 	 * binds from it) */
 	SW_CHECKF(names_dir(tmp_dir) == 0, "a process still names %s", tmp_dir);
+}
+
+static void scenario_kill9(void)
+{
+	kill9(0);
+}
+
+static void scenario_kill9service(void)
+{
+	kill9(1);
 }
 
 int main(int argc, char **argv)
@@ -865,7 +1291,10 @@ int main(int argc, char **argv)
 	    {"basic", scenario_basic},
 	    {"redelivery", scenario_redelivery},
 	    {"deadletter", scenario_deadletter},
+	    {"egress", scenario_egress},
+	    {"escape", scenario_escape},
 	    {"kill9", scenario_kill9},
+	    {"kill9service", scenario_kill9service},
 	};
 
 	SW_CHECKF(argc == 2, "usage: %s SCENARIO", argv[0]);

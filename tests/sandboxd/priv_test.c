@@ -1,0 +1,351 @@
+/*
+ * priv_test: the split of sagewai-sandboxd (services/sandboxd/priv.c) with
+ * real bubblewrap sandboxes, no Kafka or PostgreSQL.
+ *
+ * The test forks a process that calls sbd_priv_split(): its parent becomes
+ * the privileged part, its child (the "service side") runs the checks:
+ *   - started as root, the service side runs as the configured uid with no
+ *     capabilities, and cannot get root back;
+ *   - create/destroy round trips; the sandbox's runner answers on the
+ *     passed control socket; limits come back effective;
+ *   - egress_only: a second fd listening on 127.0.0.1:3128 inside the
+ *     sandbox's own network namespace, reachable from inside only;
+ *   - hostile requests (garbage, traversal variant names, unknown network,
+ *     limits over the variant's, unknown keys, fds passed in, oversize
+ *     datagrams, unknown handles, unknown ops) are refused with an error
+ *     and the privileged part keeps serving;
+ *   - at most max_sandboxes at once;
+ *   - when the service side ends, the privileged part destroys every
+ *     sandbox it holds and exits with the service side's status.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sandboxd.h"
+#include "sw_test.h"
+
+static const char *runner_path, *variants_dir;
+static char state_dir[256];
+static int sock;
+
+/* Send raw bytes (and optionally an fd); return the reply's "ok" and copy
+ * its error into err. */
+static int raw(const void *buf, size_t len, int pass_fd, char *err, size_t errlen)
+{
+	union {
+		char b[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr a;
+	} u;
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+	char reply[4096];
+	json_t *o;
+	ssize_t n;
+	int ok;
+
+	if (pass_fd >= 0) {
+		struct cmsghdr *c;
+
+		memset(&u, 0, sizeof(u));
+		mh.msg_control = u.b;
+		mh.msg_controllen = sizeof(u.b);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
+	}
+	SW_CHECK(sendmsg(sock, &mh, 0) == (ssize_t)len);
+	n = recv(sock, reply, sizeof(reply) - 1, 0);
+	SW_CHECKF(n > 0, "no reply (%s)", n < 0 ? strerror(errno) : "EOF");
+	reply[n] = '\0';
+	o = json_loads(reply, 0, NULL);
+	SW_CHECKF(o != NULL, "reply is not JSON: %s", reply);
+	ok = json_is_true(json_object_get(o, "ok"));
+	snprintf(err, errlen, "%s",
+		 json_string_value(json_object_get(o, "error")) ? json_string_value(
+								      json_object_get(o, "error"))
+								: "");
+	json_decref(o);
+	return ok;
+}
+
+static void refused(const char *req, const char *needle)
+{
+	char err[512];
+
+	SW_CHECKF(!raw(req, strlen(req), -1, err, sizeof(err)), "accepted: %s", req);
+	SW_CHECKF(strstr(err, needle) != NULL, "%s: error '%s' lacks '%s'", req, err, needle);
+}
+
+/* Run argv in an attached sandbox; stdout into out. */
+static int run_in(struct sw_sandbox *sb, const char *const *argv, char *out, size_t outlen)
+{
+	struct sw_sandbox_exec ex = {.argv = argv, .timeout_ms = 20000};
+	struct sw_sandbox_result res;
+	char err[256];
+
+	SW_CHECKF(sw_sandbox_run(sb, &ex, 4096, &res, err, sizeof(err)) == 0, "run: %s", err);
+	snprintf(out, outlen, "%s", res.out ? res.out : "");
+	int st = res.exit.status;
+	sw_sandbox_result_free(&res);
+	return st;
+}
+
+static void check_identity(void)
+{
+	char line[256];
+	FILE *f = fopen("/proc/self/status", "r");
+	int caps_zero = 0, saw_uid = 0;
+
+	SW_CHECK(f != NULL);
+	while (fgets(line, sizeof(line), f) != NULL) {
+		if (strncmp(line, "CapEff:", 7) == 0)
+			caps_zero = strstr(line, "0000000000000000") != NULL;
+		if (strncmp(line, "Uid:", 4) == 0)
+			saw_uid = strstr(line, "65533\t65533\t65533\t65533") != NULL;
+	}
+	fclose(f);
+	SW_CHECK(caps_zero);
+	SW_CHECK(saw_uid);
+	SW_CHECK(setuid(0) != 0);
+	SW_CHECK(geteuid() == 65533);
+}
+
+static void check_create_destroy(void)
+{
+	struct sbd_priv_sandbox c;
+	struct sw_sandbox_limits lim = {.nproc = 10};
+	struct sw_sandbox_usage u;
+	struct sw_sandbox *sb;
+	char err[512], out[256];
+	const char *const id[] = {"id", "-u", NULL};
+	const char *const ls[] = {"sh", "-c", "ls -A /workspace | wc -l", NULL};
+
+	SW_CHECKF(sbd_priv_create(sock, "base", SW_SANDBOX_NET_NONE, &lim, &c, err,
+				  sizeof(err)) == 0,
+		  "create: %s", err);
+	SW_CHECK(c.handle > 0 && c.ctl_fd >= 0 && c.egress_fd == -1 && c.pid > 0);
+	SW_CHECK(c.limits.nproc == 10 && c.limits.memory_bytes > 0 && c.limits.wall_ms > 0);
+	sb = sw_sandbox_attach(c.ctl_fd, &c.limits, true, err, sizeof(err));
+	SW_CHECK(sb != NULL);
+	SW_CHECK(run_in(sb, id, out, sizeof(out)) == 0);
+	SW_CHECKF(strcmp(out, "65534\n") == 0, "id -u inside: %s", out);
+	SW_CHECK(run_in(sb, ls, out, sizeof(out)) == 0);
+	SW_CHECKF(strcmp(out, "0\n") == 0, "workspace not empty: %s", out);
+	sw_sandbox_destroy(sb, NULL);
+	SW_CHECKF(sbd_priv_destroy(sock, c.handle, &u, err, sizeof(err)) == 0, "destroy: %s", err);
+	SW_CHECKF(kill(c.pid, 0) != 0, "runner %d outlived destroy", (int)c.pid);
+	/* twice: no such sandbox */
+	SW_CHECK(sbd_priv_destroy(sock, c.handle, &u, err, sizeof(err)) != 0);
+	SW_CHECKF(strstr(err, "no such sandbox") != NULL, "%s", err);
+}
+
+static void check_egress(void)
+{
+	struct sbd_priv_sandbox c;
+	struct sw_sandbox_usage u;
+	struct sw_sandbox *sb;
+	struct sockaddr_in a;
+	socklen_t alen = sizeof(a);
+	char err[512], out[256];
+	int one;
+	/* connect from inside, say a line, print what came back */
+	const char *const py[] = {
+	    "python3", "-c",
+	    "import socket,os\n"
+	    "s=socket.create_connection(('127.0.0.1',3128),5)\n"
+	    "s.sendall(b'hello\\n'); print(s.recv(64).decode().strip())\n"
+	    "print(os.environ.get('https_proxy',''))\n",
+	    NULL};
+	pid_t kid;
+
+	SW_CHECKF(sbd_priv_create(sock, "base", SW_SANDBOX_NET_EGRESS_ONLY, NULL, &c, err,
+				  sizeof(err)) == 0,
+		  "create egress_only: %s", err);
+	SW_CHECK(c.egress_fd >= 0);
+	SW_CHECK(getsockname(c.egress_fd, (struct sockaddr *)&a, &alen) == 0);
+	SW_CHECK(a.sin_family == AF_INET && ntohs(a.sin_port) == SBD_EGRESS_PORT &&
+		 a.sin_addr.s_addr == htonl(INADDR_LOOPBACK));
+	one = 0;
+	alen = sizeof(one);
+	SW_CHECK(getsockopt(c.egress_fd, SOL_SOCKET, SO_ACCEPTCONN, &one, &alen) == 0 && one);
+	/* this process's 127.0.0.1:3128 is another namespace's: nothing there */
+	{
+		int s = socket(AF_INET, SOCK_STREAM, 0);
+
+		SW_CHECK(connect(s, (struct sockaddr *)&a, sizeof(a)) != 0);
+		close(s);
+	}
+	/* answer one connection from inside */
+	if ((kid = fork()) == 0) {
+		int fl = fcntl(c.egress_fd, F_GETFL), s;
+
+		fcntl(c.egress_fd, F_SETFL, fl & ~O_NONBLOCK);
+		s = accept(c.egress_fd, NULL, NULL);
+		if (s < 0)
+			_exit(1);
+		char buf[64];
+		ssize_t n = read(s, buf, sizeof(buf));
+		if (n != 6 || memcmp(buf, "hello\n", 6) != 0)
+			_exit(2);
+		if (write(s, "proxy\n", 6) != 6)
+			_exit(3);
+		_exit(0);
+	}
+	sb = sw_sandbox_attach(c.ctl_fd, &c.limits, true, err, sizeof(err));
+	SW_CHECK(sb != NULL);
+	SW_CHECK(run_in(sb, py, out, sizeof(out)) == 0);
+	SW_CHECKF(strcmp(out, "proxy\nhttp://127.0.0.1:3128\n") == 0, "inside said: %s", out);
+	{
+		int st;
+
+		SW_CHECK(waitpid(kid, &st, 0) == kid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	close(c.egress_fd);
+	sw_sandbox_destroy(sb, NULL);
+	SW_CHECK(sbd_priv_destroy(sock, c.handle, &u, err, sizeof(err)) == 0);
+}
+
+static void check_hostile(void)
+{
+	char big[20000], err[512];
+	int fds[2];
+
+	refused("this is not json", "malformed");
+	refused("[1,2,3]", "malformed");
+	refused("{\"op\":\"format-disk\"}", "unknown request");
+	refused("{\"op\":\"create\",\"variant\":\"../../etc/passwd\",\"net\":\"none\"}",
+		"variant");
+	refused("{\"op\":\"create\",\"variant\":\"nosuch\",\"net\":\"none\"}", "unknown sandbox variant");
+	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"host\"}", "network policy");
+	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
+		"{\"nproc\":1000000000}}",
+		"over the variant");
+	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
+		"{\"uid\":0}}",
+		"unknown");
+	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"workspace\":\"/\"}",
+		"bad create request");
+	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"env\":[\"LD_PRELOAD=x\"]}",
+		"bad create request");
+	refused("{\"op\":\"destroy\",\"handle\":424242}", "no such sandbox");
+	refused("{\"op\":\"destroy\",\"handle\":\"1; rm -rf /\"}", "bad destroy request");
+	refused("{\"op\":\"create\",\"op\":\"destroy\"}", "malformed");
+	memset(big, ' ', sizeof(big));
+	memcpy(big, "{\"op\":\"destroy\",\"handle\":1", 26);
+	big[sizeof(big) - 1] = '}';
+	SW_CHECK(!raw(big, sizeof(big), -1, err, sizeof(err)));
+	SW_CHECKF(strstr(err, "malformed") != NULL, "oversize: %s", err);
+	/* an fd passed to the privileged part is closed, the request refused */
+	SW_CHECK(pipe(fds) == 0);
+	SW_CHECK(!raw("{\"op\":\"destroy\",\"handle\":7}", 27, fds[0], err, sizeof(err)));
+	close(fds[0]);
+	{
+		/* our copy is the only reader left: a write would SIGPIPE if the
+		 * privileged part had kept none either, so test with poll-free
+		 * EPIPE */
+		signal(SIGPIPE, SIG_IGN);
+		SW_CHECK(write(fds[1], "x", 1) == -1 && errno == EPIPE);
+		close(fds[1]);
+	}
+}
+
+static void check_max(pid_t *held)
+{
+	struct sbd_priv_sandbox c[3];
+	char err[512];
+
+	/* max_sandboxes is 2: two are held, a third is refused */
+	for (int i = 0; i < 2; i++) {
+		SW_CHECKF(sbd_priv_create(sock, "base", SW_SANDBOX_NET_NONE, NULL, &c[i], err,
+					  sizeof(err)) == 0,
+			  "create %d: %s", i, err);
+		held[i] = c[i].pid;
+	}
+	SW_CHECK(sbd_priv_create(sock, "base", SW_SANDBOX_NET_NONE, NULL, &c[2], err,
+				 sizeof(err)) != 0);
+	SW_CHECKF(strstr(err, "maximum of 2") != NULL, "%s", err);
+	/* the control sockets stay open here: the privileged part must end them */
+}
+
+/* The service side. Writes the pids of the sandboxes it leaves behind to
+ * fd out for the top-level process to check. */
+static void service_side(int out)
+{
+	pid_t held[2];
+	char line[64];
+
+	if (geteuid() == 65533)
+		check_identity();
+	check_create_destroy();
+	check_egress();
+	check_hostile();
+	check_create_destroy(); /* still serving */
+	check_max(held);
+	snprintf(line, sizeof(line), "%d %d\n", (int)held[0], (int)held[1]);
+	SW_CHECK(write(out, line, strlen(line)) == (ssize_t)strlen(line));
+	exit(7); /* the privileged part must pass this status on */
+}
+
+int main(int argc, char **argv)
+{
+	struct sbd_priv_config cfg = {.max_sandboxes = 2};
+	char err[512], buf[64] = "";
+	pid_t top;
+	int st, a = 0, b = 0, pp[2];
+	ssize_t n, got = 0;
+
+	SW_CHECK(argc == 3);
+	runner_path = argv[1];
+	variants_dir = argv[2];
+	snprintf(state_dir, sizeof(state_dir), "/tmp/sw-priv-test-XXXXXX");
+	SW_CHECK(mkdtemp(state_dir) != NULL);
+	SW_CHECK(pipe(pp) == 0);
+	snprintf(cfg.runner, sizeof(cfg.runner), "%s", runner_path);
+	snprintf(cfg.bwrap, sizeof(cfg.bwrap), "/usr/bin/bwrap");
+	snprintf(cfg.variants_dir, sizeof(cfg.variants_dir), "%s", variants_dir);
+	snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", state_dir);
+	snprintf(cfg.user, sizeof(cfg.user), "65533:65533");
+	sw_log_init("priv_test", stderr, SW_LOG_ERROR);
+
+	if ((top = fork()) == 0) {
+		close(pp[0]);
+		if (sbd_priv_split(&cfg, &sock, err, sizeof(err)) != 0) {
+			fprintf(stderr, "split: %s\n", err);
+			_exit(90);
+		}
+		service_side(pp[1]);
+	}
+	SW_CHECK(top > 0);
+	close(pp[1]);
+	while ((n = read(pp[0], buf + got, sizeof(buf) - 1 - (size_t)got)) > 0)
+		got += n;
+	buf[got] = '\0';
+	close(pp[0]);
+	SW_CHECK(waitpid(top, &st, 0) == top);
+	SW_CHECKF(WIFEXITED(st) && WEXITSTATUS(st) == 7, "privileged part ended with %d",
+		  WIFEXITED(st) ? WEXITSTATUS(st) : -WTERMSIG(st));
+	SW_CHECKF(sscanf(buf, "%d %d", &a, &b) == 2, "service side said '%s'", buf);
+	SW_CHECK(a > 0 && b > 0);
+	/* the privileged part destroyed what the service side still held */
+	SW_CHECKF(kill(a, 0) != 0 && kill(b, 0) != 0, "sandboxes %d %d outlived sandboxd", a, b);
+	/* and removed its state directory */
+	{
+		struct stat sst;
+
+		SW_CHECK(stat(state_dir, &sst) != 0 && errno == ENOENT);
+	}
+	printf("priv_test: ok\n");
+	return 0;
+}
