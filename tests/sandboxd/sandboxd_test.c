@@ -24,6 +24,9 @@
  *                outside /workspace, the host loopback with policy none,
  *                ptrace/mount/unshare/setns, a fork bomb, a memory bomb; each
  *                refused, and sandboxd serves on
+ *   hostile      every sandbox's runner misbehaves (garbage, oversized or
+ *                unknown frames, a flood, silence...): each step ends with
+ *                sandbox_error or its timeout, sandboxd keeps serving
  *   kill9        kill -9 of sandboxd while a step runs: no process of any of
  *                its sandboxes (tool runners included) is left; started as
  *                root, its service part runs as another uid
@@ -62,6 +65,7 @@ static char group[128];
 static pid_t sbd_pid = -1;
 static int sbd_port;
 static const char *sbd_egress_private; /* SAGEWAI_EGRESS_PRIVATE, or NULL */
+static char sbd_runner[600];	       /* SAGEWAI_SANDBOX_RUNNER, or "" */
 static rd_kafka_t *producer, *collector;
 
 struct ev {
@@ -129,6 +133,8 @@ static void sbd_start(void)
 		setenv("SAGEWAI_SANDBOX_STATE_DIR", tmp_dir, 1);
 		if (sbd_egress_private != NULL)
 			setenv("SAGEWAI_EGRESS_PRIVATE", sbd_egress_private, 1);
+		if (sbd_runner[0] != '\0')
+			setenv("SAGEWAI_SANDBOX_RUNNER", sbd_runner, 1);
 		setenv("SAGEWAI_KAFKA_CONSUMER_CONFIG",
 		       "session.timeout.ms=6000,heartbeat.interval.ms=1000", 1);
 		execl(path, "sagewai-sandboxd", "serve", (char *)NULL);
@@ -1174,6 +1180,57 @@ static void scenario_escape(void)
 	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
 }
 
+
+/* ---- a hostile tool runner ------------------------------------------------- */
+
+/*
+ * sandboxd with tests/sandbox/hostile_runner.py as every sandbox's runner,
+ * which misbehaves after READY the way the first EXEC's argv[0] says: each
+ * step ends (sandbox_error, or its timeout for a runner that goes quiet),
+ * the sandbox is released, and sandboxd neither crashes nor blocks: the
+ * steps finish in parallel and /healthz answers throughout.
+ */
+static void scenario_hostile(void)
+{
+	static const char *const modes[] = {"garbage", "twice_ready", "early_exit", "huge",
+					    "unknown", "flags",	      "exec_frame", "bad_json",
+					    "bigrecord", "midframe"};
+	/* valid but endless output, or none: held to the step's timeout */
+	static const char *const quiet[] = {"silent", "deaf", "flood"};
+	struct dispatch d[16];
+	size_t n = sizeof(modes) / sizeof(modes[0]), k;
+	char *health;
+
+	snprintf(sbd_runner, sizeof(sbd_runner), "%s/tests/sandbox/hostile_runner.py",
+		 getenv("SW_SOURCE_DIR"));
+	setup("hostile");
+	sbd_start();
+	for (k = 0; k < n; k++)
+		dispatch(&d[k], modes[k], modes[k], "sandboxed", 60000,
+			 spec(json_pack("[s]", modes[k])));
+	for (k = 0; k < 3; k++)
+		dispatch(&d[n + k], quiet[k], quiet[k], "sandboxed", 1500,
+			 spec(json_pack("[s]", quiet[k])));
+	for (k = 0; k < n; k++) {
+		struct ev *f = wait_finished(d[k].step_id);
+
+		require_status(f, "FAILED", "sandbox_error: ");
+		health = http_get("/healthz");
+		SW_CHECK(health != NULL);
+		free(health);
+	}
+	for (k = 0; k < 3; k++) {
+		struct ev *f = wait_finished(d[n + k].step_id);
+
+		REQUIRE(strcmp(f->status, "TIMED_OUT") == 0 || strcmp(f->status, "FAILED") == 0,
+			"%s: %s", quiet[k], f->status);
+	}
+	/* every sandbox went back and was destroyed */
+	for (k = 0; k < n + 3; k++)
+		wait_event("sandbox.released", d[k].step_id, 0, 60);
+	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+}
+
 /* ---- kill -9 ------------------------------------------------------------- */
 
 /* The service part: the child of sbd_pid that is sagewai-sandboxd too. */
@@ -1293,6 +1350,7 @@ int main(int argc, char **argv)
 	    {"deadletter", scenario_deadletter},
 	    {"egress", scenario_egress},
 	    {"escape", scenario_escape},
+	    {"hostile", scenario_hostile},
 	    {"kill9", scenario_kill9},
 	    {"kill9service", scenario_kill9service},
 	};
