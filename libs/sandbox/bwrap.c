@@ -17,6 +17,10 @@
  * /etc), and the mount point for the egress socket. One bind instead of
  * four mounts per sandbox is a measurable part of the cold start.
  * docs/SANDBOX.md explains each flag.
+ *
+ * With per-sandbox cgroups on (cgroup.c), bwrap's process joins the
+ * sandbox's cgroup between fork and exec, still privileged, so that
+ * everything of the sandbox is born inside it and bound as a whole.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -41,6 +45,7 @@
 
 #include <jansson.h>
 
+#include "sandbox_cg.h"
 #include "sw_sandbox.h"
 
 /* Where things land in bwrap's (and then the runner's) fd table. */
@@ -66,6 +71,7 @@ struct bwrap {
 	char *root;   /* <dir>/root, bound at /.sagewai */
 	uint8_t *bpf; /* the seccomp program */
 	size_t bpf_len;
+	struct sw_sandbox_cg cg; /* where sandbox cgroups go, or off */
 };
 
 struct bwrap_inst {
@@ -77,6 +83,7 @@ struct bwrap_inst {
 	dev_t ns_dev;	 /* the sandbox's pid namespace */
 	ino_t ns_ino;
 	bool reaped;
+	struct sw_sandbox_cg_box cg; /* its cgroup(s), when on */
 };
 
 struct argv_buf {
@@ -277,6 +284,7 @@ static void bw_free(void *state)
 		return;
 	if (b->dir != NULL)
 		remove_tree(b->dir);
+	sw_sandbox_cg_fini(&b->cg);
 	free(b->bwrap_path);
 	free(b->dir);
 	free(b->root);
@@ -425,6 +433,8 @@ static void bw_destroy(void *vinst, struct sw_sandbox_usage *final)
 		final->stime_us = (int64_t)ru.ru_stime.tv_sec * 1000000 + ru.ru_stime.tv_usec;
 		final->maxrss_kb = ru.ru_maxrss;
 	}
+	/* Everything is reaped: the cgroup can tell its peak, and go. */
+	sw_sandbox_cg_box_destroy(&in->cg, final);
 	if (in->pidfd >= 0)
 		close(in->pidfd);
 	if (in->mon_pidfd >= 0)
@@ -466,15 +476,23 @@ static int bw_stats(void *vinst, struct sw_sandbox_stats *st)
 	return 0;
 }
 
-/* Child side of create: fds into place, drop to the run uid, exec bwrap.
- * Only async-signal-safe calls: the caller may have threads. */
+/* Child side of create: into the sandbox's cgroup, fds into place, drop
+ * to the run uid, exec bwrap. Only async-signal-safe calls: the caller
+ * may have threads. */
 static void __attribute__((noreturn))
-exec_bwrap(const struct bwrap *b, char *const argv[], const int src[FD_FIRST_FREE])
+exec_bwrap(const struct bwrap *b, char *const argv[], const int src[FD_FIRST_FREE],
+	   const struct sw_sandbox_cg_box *cg)
 {
 	static char *const empty_env[] = {NULL};
 	int tmp[FD_FIRST_FREE];
 	sigset_t none;
 
+	if (sw_sandbox_cg_box_join(cg) != 0) {
+		static const char msg[] = "sandbox: cannot join the sandbox cgroup\n";
+
+		(void)!write(src[2], msg, sizeof(msg) - 1);
+		_exit(126);
+	}
 	/* Move every source out of the way first, then into place. */
 	for (int i = 0; i < FD_FIRST_FREE; i++)
 		if ((tmp[i] = fcntl(src[i], F_DUPFD, 100)) < 0)
@@ -548,6 +566,7 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 		goto fail;
 	}
 	in->pidfd = in->mon_pidfd = in->errlog = -1;
+	in->cg.procs[0] = in->cg.procs[1] = -1;
 
 	snprintf(hosts, sizeof(hosts), "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t%s\n",
 		 hostname);
@@ -669,6 +688,8 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 			 "bwrap: command line too long (environment > 60 entries?)");
 		goto fail;
 	}
+	if (sw_sandbox_cg_box_new(&b->cg, lim, &in->cg, errstr, errlen) != 0)
+		goto fail;
 
 	{
 		const int src[FD_FIRST_FREE] = {
@@ -680,8 +701,9 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 			goto fail;
 		}
 		if (pid == 0)
-			exec_bwrap(b, a.v, src);
+			exec_bwrap(b, a.v, src, &in->cg);
 	}
+	sw_sandbox_cg_box_close(&in->cg);
 	in->bwrap_pid = pid;
 	in->mon_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	close(sv[1]);
@@ -762,6 +784,7 @@ fail:
 			close(in->errlog);
 		if (in->mon_pidfd >= 0)
 			close(in->mon_pidfd);
+		sw_sandbox_cg_box_destroy(&in->cg, NULL);
 		free(in);
 	}
 	return -1;
@@ -803,6 +826,8 @@ struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_co
 	}
 	if (make_state(b, cfg->state_dir, cfg->runner_path, errstr, errlen) != 0)
 		goto fail;
+	if (sw_sandbox_cg_init(&b->cg, cfg->cgroup, errstr, errlen) != 0)
+		goto fail;
 	b->drop = geteuid() == 0;
 	b->uid = cfg->run_uid ? cfg->run_uid : SW_SANDBOX_UID;
 	b->gid = cfg->run_gid ? cfg->run_gid : SW_SANDBOX_UID;
@@ -834,4 +859,11 @@ fail:
 	bw_free(b);
 	free(be);
 	return NULL;
+}
+
+const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be)
+{
+	if (be == NULL || be->free != bw_free)
+		return "off: not a bwrap backend";
+	return ((const struct bwrap *)be->state)->cg.mode;
 }

@@ -45,11 +45,14 @@
  * Resource limits of one sandbox. The runner applies them (setrlimit,
  * soft = hard) to every command it starts, so they bound each process of
  * the sandbox; nproc counts all processes of the sandbox (its own user
- * namespace). 0 in a spec means "the variant's default".
+ * namespace). A backend with per-sandbox cgroups (bwrap's cgroup setting)
+ * also holds the whole sandbox to memory_bytes of memory (no swap) and
+ * nproc (+ a small margin) tasks. 0 in a spec means "the variant's
+ * default".
  */
 struct sw_sandbox_limits {
-	uint64_t nproc;		  /* RLIMIT_NPROC */
-	uint64_t memory_bytes;	  /* RLIMIT_AS, per process */
+	uint64_t nproc;		  /* RLIMIT_NPROC; cgroup pids.max */
+	uint64_t memory_bytes;	  /* RLIMIT_AS per process; cgroup memory of the whole */
 	uint64_t cpu_seconds;	  /* RLIMIT_CPU, per process */
 	uint64_t file_size_bytes; /* RLIMIT_FSIZE */
 	uint64_t nofile;	  /* RLIMIT_NOFILE */
@@ -135,7 +138,8 @@ struct sw_sandbox_spec {
 struct sw_sandbox_usage {
 	int64_t utime_us;
 	int64_t stime_us;
-	int64_t maxrss_kb;
+	int64_t maxrss_kb; /* at destroy with a cgroup: the sandbox's peak, if larger */
+	bool oom_killed;   /* at destroy: the sandbox's cgroup saw an OOM kill */
 };
 
 struct sw_sandbox_stats {
@@ -196,10 +200,24 @@ struct sw_sandbox_bwrap_config {
 				  * (removed by sw_sandbox_backend_free); NULL: /tmp */
 	uid_t run_uid;		 /* used when root; 0 = 65534 */
 	gid_t run_gid;		 /* used when root; 0 = 65534 */
+	const char *cgroup;	 /* per-sandbox cgroups: NULL, "" or "off"; "auto"
+				  * (v2, else v1); "v1" or "v2" (only that one) */
 };
 
+/*
+ * NULL with errstr on failure (also for an unknown cgroup setting). With
+ * cgroup "auto", "v1" or "v2", the cgroup to make sandbox cgroups under is
+ * found here, once: a child of the caller's own cgroup. When there is none
+ * the caller may use (not root and nothing delegated, controllers missing)
+ * the backend still works, with the runner's rlimits only:
+ * sw_sandbox_bwrap_cgroup_mode says which.
+ */
 struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_config *cfg,
 						char *errstr, size_t errlen);
+
+/* "v2", "v1", or "off: <why>" (for the caller's log); be is a bwrap
+ * backend, anything else gives "off: not a bwrap backend". */
+const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be);
 
 /*
  * The seccomp filter every bwrap sandbox gets, as a BPF program written to

@@ -16,6 +16,9 @@
  *                                  uid or uid:gid; 65533:65533, not the sandboxes'
  *                                  65534); only the privileged part keeps root
  *   SAGEWAI_SANDBOX_MAX            sandboxes held at once, warm ones included (256)
+ *   SAGEWAI_SANDBOX_CGROUP         per-sandbox cgroups bounding each sandbox's memory
+ *                                  and tasks as a whole: auto (the default: v2, else
+ *                                  v1, else off with the reason logged), v1, v2, off
  *   SAGEWAI_EGRESS_PRIVATE         allow: egress_only steps may reach listed hosts
  *                                  that resolve to loopback/private addresses
  *                                  (deny, the default, protects the host's services)
@@ -172,6 +175,8 @@ static int settings_load(struct sbd_env *env, struct paths *pt, struct sbd_priv_
 	snprintf(pc->bwrap, sizeof(pc->bwrap), "%s", v && *v ? v : "/usr/bin/bwrap");
 	v = sw_config_env(environ, "SAGEWAI_SANDBOXD_USER");
 	snprintf(pc->user, sizeof(pc->user), "%s", v && *v ? v : SBD_USER_DEFAULT);
+	v = sw_config_env(environ, "SAGEWAI_SANDBOX_CGROUP");
+	snprintf(pc->cgroup, sizeof(pc->cgroup), "%s", v && *v ? v : "auto");
 	if ((n = size_setting("SAGEWAI_SANDBOX_MAX", SBD_SANDBOX_MAX_DEFAULT, 1, 100000, err,
 			      errlen)) < 0)
 		return -1;

@@ -156,9 +156,10 @@ static void released(struct sbd_env *env, struct sbd_slot *s)
 
 	if (s->h.run_id[0] == '\0')
 		return;
-	o = json_pack("{s:s, s:s, s:I, s:I, s:I}", "sandbox_id", s->id, "reason", s->reason,
+	o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:b}", "sandbox_id", s->id, "reason", s->reason,
 		      "utime_us", (json_int_t)s->final.utime_us, "stime_us",
-		      (json_int_t)s->final.stime_us, "maxrss_kb", (json_int_t)s->final.maxrss_kb);
+		      (json_int_t)s->final.stime_us, "maxrss_kb", (json_int_t)s->final.maxrss_kb,
+		      "oom_killed", s->final.oom_killed);
 	sbd_emit(env, "sandbox.released", &s->h, o);
 }
 

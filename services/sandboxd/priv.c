@@ -14,7 +14,7 @@
  *          read) and, for egress_only, a socket listening on
  *          127.0.0.1:SBD_EGRESS_PORT inside the sandbox's network namespace
  *   {"op":"destroy","handle":N}
- *       -> {"ok":true,"utime_us":..,"stime_us":..,"maxrss_kb":..}
+ *       -> {"ok":true,"utime_us":..,"stime_us":..,"maxrss_kb":..,"oom_killed":b}
  *   anything else, or a bad field -> {"ok":false,"error":"..."}
  *
  * The parent trusts nothing the child says: it parses each datagram
@@ -485,8 +485,9 @@ static void do_destroy(struct priv *p, json_t *req)
 	*pp = b->next;
 	p->nboxes--;
 	box_free(b, &u);
-	reply = json_pack("{s:b, s:I, s:I, s:I}", "ok", 1, "utime_us", (json_int_t)u.utime_us,
-			  "stime_us", (json_int_t)u.stime_us, "maxrss_kb", (json_int_t)u.maxrss_kb);
+	reply = json_pack("{s:b, s:I, s:I, s:I, s:b}", "ok", 1, "utime_us", (json_int_t)u.utime_us,
+			  "stime_us", (json_int_t)u.stime_us, "maxrss_kb", (json_int_t)u.maxrss_kb,
+			  "oom_killed", u.oom_killed);
 out:
 	if (reply != NULL)
 		send_msg(p->sock, reply, NULL, 0);
@@ -640,7 +641,8 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 {
 	struct sw_sandbox_bwrap_config bc = {.bwrap_path = cfg->bwrap,
 					     .runner_path = cfg->runner,
-					     .state_dir = cfg->state_dir};
+					     .state_dir = cfg->state_dir,
+					     .cgroup = cfg->cgroup};
 	struct priv p = {.cfg = cfg};
 	pid_t parent = getpid();
 	int sv[2];
@@ -652,6 +654,7 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 	}
 	if ((p.be = sw_sandbox_bwrap_new(&bc, err, errlen)) == NULL)
 		return -1;
+	sw_log(SW_LOG_INFO, "sandbox cgroups", "mode", sw_sandbox_bwrap_cgroup_mode(p.be), NULL);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		sw_sandbox_backend_free(p.be);
@@ -670,7 +673,12 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 		p.sock = sv[0];
 		exit(priv_serve(&p));
 	}
-	/* the child: the backend's state is the parent's; leave it be */
+	/* the child: the backend's state (and its directory) is the parent's;
+	 * kept reachable, never used or freed here */
+	static struct sw_sandbox_backend *parents;
+
+	parents = p.be;
+	(void)parents;
 	close(sv[0]);
 	if (drop_privileges(cfg, err, errlen) != 0) {
 		close(sv[1]);
@@ -768,16 +776,18 @@ int sbd_priv_destroy(int sock, uint64_t handle, struct sw_sandbox_usage *final, 
 {
 	json_t *reply;
 	json_int_t u = 0, s = 0, r = 0;
-	int fds[2];
+	int fds[2], oom = 0;
 
 	memset(final, 0, sizeof(*final));
 	if (call(sock, json_pack("{s:s, s:I}", "op", "destroy", "handle", (json_int_t)handle),
 		 &reply, fds, err, errlen) != 0)
 		return -1;
-	json_unpack(reply, "{s?I, s?I, s?I}", "utime_us", &u, "stime_us", &s, "maxrss_kb", &r);
+	json_unpack(reply, "{s?I, s?I, s?I, s?b}", "utime_us", &u, "stime_us", &s, "maxrss_kb", &r,
+		    "oom_killed", &oom);
 	final->utime_us = u;
 	final->stime_us = s;
 	final->maxrss_kb = r;
+	final->oom_killed = oom;
 	for (int i = 0; i < 2; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);

@@ -326,6 +326,7 @@ struct sbd_priv_config {
 	char variants_dir[512];	 /* the catalogue, read by the privileged part itself */
 	char state_dir[512];	 /* made by the caller; workspaces; removed at the end */
 	char user[128];		 /* when root: the service part's user (name|uid[:gid]) */
+	char cgroup[256];	 /* per-sandbox cgroups: auto, v1, v2 or off */
 	size_t max_sandboxes;	 /* held at once, warm ones included */
 };
 

@@ -9,7 +9,12 @@
  * can be, a control showing the attempt would have worked without the
  * wall): files, proc, write, net, forkbomb, membomb, syscalls, timeout,
  * parent_kill, hostile.
+ * Per-sandbox cgroups: cgroup_memory, cgroup_pids, cgroup_cleanup; they
+ * exit 77 (skipped) with a note when the host gives us no cgroup.
+ *
+ * The shared backend runs with cgroup "auto", as sandboxd does.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -41,10 +46,11 @@ static struct sw_sandbox_variant *variant;
 static struct sw_sandbox_backend *backend;
 static char workspace[] = "/tmp/sw-sbx-test-XXXXXX";
 static const char *const base_env[] = {"PATH=/usr/bin:/bin", "HOME=/workspace", NULL};
+static int skipped; /* the case could not run here: exit 77 */
 
 static void setup(void)
 {
-	struct sw_sandbox_bwrap_config cfg = {.runner_path = SW_TOOLRUNNER};
+	struct sw_sandbox_bwrap_config cfg = {.runner_path = SW_TOOLRUNNER, .cgroup = "auto"};
 	char err[512];
 
 	SW_CHECKF((variant = sw_sandbox_variant_load(SW_VARIANTS_DIR, "base", err, sizeof(err))) !=
@@ -819,6 +825,303 @@ static void t_membomb(void)
 	sw_sandbox_destroy(sb, NULL);
 }
 
+/* ---- per-sandbox cgroups ------------------------------------------------------ */
+
+/* 1 when the backend has cgroups; else note why this case is skipped. */
+static int cgroups_on(const char *what)
+{
+	const char *mode = sw_sandbox_bwrap_cgroup_mode(backend);
+
+	if (strncmp(mode, "off", 3) != 0)
+		return 1;
+	printf("sandbox_test %s: skipped, no per-sandbox cgroups here (%s)\n", what, mode);
+	skipped = 1;
+	return 0;
+}
+
+/*
+ * Where our sandbox cgroups must be, found independently of the library:
+ * our own cgroup of controller ctrl (v1; NULL: v2) from /proc/self/cgroup,
+ * under the usual mount points.
+ */
+static void cg_base(const char *ctrl, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/cgroup", "re");
+	char line[1024];
+	int found = 0;
+
+	SW_CHECK(f != NULL);
+	while (!found && fgets(line, sizeof(line), f) != NULL) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL, *tok, *save;
+
+		if (c2 == NULL)
+			continue;
+		*c2 = '\0';
+		c2[strcspn(c2 + 1, "\n") + 1] = '\0';
+		if (ctrl == NULL) {
+			if (strcmp(line, "0:") != 0 || c1[1] != '\0')
+				continue;
+			/* the library may have moved us into a leaf of our cgroup */
+			tok = strrchr(c2 + 1, '/');
+			if (tok != NULL && strcmp(tok, "/sagewai-sandboxd") == 0)
+				*tok = '\0';
+			snprintf(out, len, "/sys/fs/cgroup%s", c2 + 1);
+			found = 1;
+			continue;
+		}
+		for (tok = strtok_r(c1 + 1, ",", &save); tok; tok = strtok_r(NULL, ",", &save))
+			if (strcmp(tok, ctrl) == 0)
+				found = 1;
+		if (found)
+			snprintf(out, len, "/sys/fs/cgroup/%s%s", ctrl,
+				 strcmp(c2 + 1, "/") == 0 ? "" : c2 + 1);
+	}
+	fclose(f);
+	SW_CHECKF(found, "no %s line in /proc/self/cgroup", ctrl ? ctrl : "0::");
+}
+
+/* The bases to look in: v1 memory and pids, or the v2 one. */
+static int cg_bases(char base[2][512])
+{
+	if (strcmp(sw_sandbox_bwrap_cgroup_mode(backend), "v2") == 0) {
+		cg_base(NULL, base[0], sizeof(base[0]));
+		return 1;
+	}
+	SW_CHECK(strcmp(sw_sandbox_bwrap_cgroup_mode(backend), "v1") == 0);
+	cg_base("memory", base[0], sizeof(base[0]));
+	cg_base("pids", base[1], sizeof(base[1]));
+	return 2;
+}
+
+/* How many sandbox cgroups of this process are under dir; the last one's
+ * path into last (may be NULL). */
+static int our_cgroups(const char *dir, char *last, size_t len)
+{
+	char prefix[64];
+	struct dirent *e;
+	DIR *d;
+	int n = 0;
+
+	snprintf(prefix, sizeof(prefix), "sagewai-sbx-%d-", (int)getpid());
+	SW_CHECKF((d = opendir(dir)) != NULL, "%s: %s", dir, strerror(errno));
+	while ((e = readdir(d)) != NULL) {
+		if (strncmp(e->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		if (last != NULL)
+			snprintf(last, len, "%s/%s", dir, e->d_name);
+		n++;
+	}
+	closedir(d);
+	return n;
+}
+
+static long long read_num(const char *dir, const char *file)
+{
+	char path[1200], buf[64] = "";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	SW_CHECKF((f = fopen(path, "re")) != NULL, "%s: %s", path, strerror(errno));
+	SW_CHECK(fgets(buf, sizeof(buf), f) != NULL);
+	fclose(f);
+	return strcmp(buf, "max\n") == 0 ? -1 : strtoll(buf, NULL, 10);
+}
+
+static void write_str(const char *dir, const char *file, const char *v)
+{
+	char path[1200];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s", dir, file);
+	SW_CHECKF((f = fopen(path, "we")) != NULL, "%s: %s", path, strerror(errno));
+	SW_CHECK(fputs(v, f) >= 0 && fclose(f) == 0);
+}
+
+/*
+ * Four processes, each allocating and touching 64 MiB, then waiting (20 s
+ * at most) until all four hold theirs. Each fits the per-process limit;
+ * together they do not fit 128 MiB.
+ */
+static const char *const four_hogs =
+    "for i in 1 2 3 4; do python3 -c '\n"
+    "import os, sys, time\n"
+    "b = bytearray(64 << 20)\n"
+    "for k in range(0, len(b), 4096): b[k] = 1\n"
+    "open(\"/tmp/ready-\" + sys.argv[1], \"w\").close()\n"
+    "end = time.time() + 20\n"
+    "while len([f for f in os.listdir(\"/tmp\") if f.startswith(\"ready-\")]) < 4 "
+    "and time.time() < end:\n"
+    "    time.sleep(0.05)\n"
+    "print(\"done\", sys.argv[1], flush=True)\n"
+    "' $i & done; wait; echo end";
+
+static int count_words(const char *s, const char *w)
+{
+	int n = 0;
+
+	for (const char *p = s; (p = strstr(p, w)) != NULL; p += strlen(w))
+		n++;
+	return n;
+}
+
+static void t_cgroup_memory(void)
+{
+	struct sw_sandbox_limits lim = {.memory_bytes = 128u << 20};
+	struct sw_sandbox_bwrap_config cfg = {.runner_path = SW_TOOLRUNNER};
+	struct sw_sandbox_backend *off;
+	struct sw_sandbox_usage u;
+	struct sw_sandbox_result r;
+	struct sw_sandbox *sb;
+	char err[512];
+
+	/* Control, without cgroups: the per-process limit lets all four be. */
+	SW_CHECKF((off = sw_sandbox_bwrap_new(&cfg, err, sizeof(err))) != NULL, "%s", err);
+	SW_CHECK(strcmp(sw_sandbox_bwrap_cgroup_mode(off), "off: disabled") == 0);
+	sb = make(off, SW_SANDBOX_NET_NONE, &lim, NULL);
+	sh(sb, four_hogs, 120000, &r);
+	SW_CHECKF(count_words(r.out, "done") == 4 && strstr(r.out, "end") != NULL,
+		  "without cgroups: out '%s' err '%s'", r.out, r.err);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, &u);
+	SW_CHECK(!u.oom_killed);
+	sw_sandbox_backend_free(off);
+
+	if (!cgroups_on("cgroup_memory"))
+		return;
+	printf("cgroup mode: %s\n", sw_sandbox_bwrap_cgroup_mode(backend));
+	/* With them, the sandbox as a whole is held to 128 MiB. */
+	sb = make(backend, SW_SANDBOX_NET_NONE, &lim, NULL);
+	sh(sb, four_hogs, 120000, &r);
+	SW_CHECKF(count_words(r.out, "done") < 4 && strstr(r.out, "end") != NULL,
+		  "with cgroups: out '%s' err '%s'", r.out, r.err);
+	sw_sandbox_result_free(&r);
+	/* The runner survived it. */
+	sh(sb, "echo alive", 10000, &r);
+	SW_CHECK(strcmp(r.out, "alive\n") == 0);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, &u);
+	SW_CHECK(u.oom_killed);
+	/* The peak is the sandbox's, near the limit (the cgroup's count). */
+	SW_CHECKF(u.maxrss_kb > 64 * 1024 && u.maxrss_kb <= 128 * 1024, "peak %lld kB",
+		  (long long)u.maxrss_kb);
+	/* And a sandbox that stays below its limit is not flagged. */
+	sb = sandbox();
+	sh(sb, "echo fine", 10000, &r);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, &u);
+	SW_CHECK(!u.oom_killed);
+}
+
+static const char *const fork_many =
+    "import os, time\n"
+    "n = 0; err = None\n"
+    "for i in range(200):\n"
+    "    try:\n"
+    "        pid = os.fork()\n"
+    "    except OSError as e:\n"
+    "        err = e.errno; break\n"
+    "    if pid == 0:\n"
+    "        time.sleep(60); os._exit(0)\n"
+    "    n += 1\n"
+    "print(n, err)\n";
+
+static void t_cgroup_pids(void)
+{
+	struct sw_sandbox_limits lim = {.nproc = 64};
+	struct sw_sandbox_result r;
+	struct sw_sandbox *sb;
+	char base[2][512], dir[1024];
+	int n = -1, e = -1, nb;
+
+	if (!cgroups_on("cgroup_pids"))
+		return;
+	nb = cg_bases(base);
+	sb = make(backend, SW_SANDBOX_NET_NONE, &lim, NULL);
+	/* One cgroup of ours, bound to nproc + margin, holding the sandbox
+	 * (bwrap and the runner at least). */
+	SW_CHECK(our_cgroups(base[nb - 1], dir, sizeof(dir)) == 1);
+	SW_CHECKF(read_num(dir, "pids.max") == 64 + 4, "pids.max %lld",
+		  read_num(dir, "pids.max"));
+	SW_CHECKF(read_num(dir, "pids.current") >= 2, "pids.current %lld",
+		  read_num(dir, "pids.current"));
+	/* Forks stop below nproc + margin. */
+	py(sb, fork_many, 60000, &r);
+	SW_CHECKF(sscanf(r.out, "%d %d", &n, &e) == 2, "%s %s", r.out, r.err);
+	SW_CHECKF(n > 0 && n < 64 + 4 && e == EAGAIN, "forked %d, errno %d", n, e);
+	sw_sandbox_result_free(&r);
+	SW_CHECK(settles_to_runner(sb));
+	/* The cgroup, not only the runner's rlimit (64), holds every process
+	 * of the sandbox: below the rlimit, its bound is the one that acts. */
+	write_str(dir, "pids.max", "16");
+	py(sb, fork_many, 60000, &r);
+	SW_CHECKF(sscanf(r.out, "%d %d", &n, &e) == 2, "%s %s", r.out, r.err);
+	SW_CHECKF(n > 0 && n <= 16 - 3 && e == EAGAIN, "forked %d, errno %d", n, e);
+	sw_sandbox_result_free(&r);
+	SW_CHECK(settles_to_runner(sb));
+	SW_CHECK(host_fork_ok());
+	sw_sandbox_destroy(sb, NULL);
+	SW_CHECK(our_cgroups(base[nb - 1], NULL, 0) == 0);
+}
+
+static int failing_hook(void *arg, int netns_fd, pid_t pid, char *errstr, size_t errlen)
+{
+	(void)arg;
+	(void)netns_fd;
+	(void)pid;
+	snprintf(errstr, errlen, "hook says no");
+	return -1;
+}
+
+static void t_cgroup_cleanup(void)
+{
+	struct sw_sandbox_limits small = {.memory_bytes = 64u << 20};
+	struct sw_sandbox_spec spec = {
+	    .variant = variant,
+	    .net = SW_SANDBOX_NET_EGRESS_ONLY,
+	    .env = base_env,
+	    .workspace = workspace,
+	    .egress_hook = failing_hook,
+	};
+	struct sw_sandbox_bwrap_config bad = {.runner_path = SW_TOOLRUNNER, .cgroup = "sometimes"};
+	struct sw_sandbox *sb[3];
+	struct sw_sandbox_result r;
+	char base[2][512], err[512];
+	int nb;
+
+	/* An unknown setting is refused, not taken for off. */
+	SW_CHECK(sw_sandbox_bwrap_new(&bad, err, sizeof(err)) == NULL);
+	SW_CHECKF(strstr(err, "sometimes") != NULL, "%s", err);
+	if (!cgroups_on("cgroup_cleanup"))
+		return;
+	nb = cg_bases(base);
+	for (int i = 0; i < 3; i++)
+		sb[i] = make(backend, SW_SANDBOX_NET_NONE, i == 2 ? &small : NULL, NULL);
+	for (int k = 0; k < nb; k++)
+		SW_CHECKF(our_cgroups(base[k], NULL, 0) == 3, "%s", base[k]);
+	/* Leave things running, and one sandbox OOM-killed. */
+	sh(sb[0], "sleep 1000 & sleep 1000 & echo started", 10000, &r);
+	sw_sandbox_result_free(&r);
+	sh(sb[2],
+	   "for i in 1 2 3; do python3 -c 'import time; b = bytearray(30 << 20); time.sleep(5)' & "
+	   "done; wait; echo end",
+	   60000, &r);
+	sw_sandbox_result_free(&r);
+	for (int i = 0; i < 3; i++) {
+		struct sw_sandbox_usage u;
+
+		sw_sandbox_destroy(sb[i], &u);
+		if (i == 2)
+			printf("64 MiB sandbox, 3 x 30 MiB: oom_killed %d\n", u.oom_killed);
+	}
+	for (int k = 0; k < nb; k++)
+		SW_CHECKF(our_cgroups(base[k], NULL, 0) == 0, "%s", base[k]);
+	/* A create that fails after its cgroup was made leaves none either. */
+	SW_CHECK(sw_sandbox_create(backend, &spec, err, sizeof(err)) == NULL);
+	SW_CHECKF(strstr(err, "hook says no") != NULL, "%s", err);
+	for (int k = 0; k < nb; k++)
+		SW_CHECKF(our_cgroups(base[k], NULL, 0) == 0, "%s", base[k]);
+}
+
 struct sc_expect {
 	const char *name;
 	int err; /* expected errno; 0: must succeed */
@@ -1182,6 +1485,9 @@ static const struct {
     {"timeout", t_timeout},
     {"parent_kill", t_parent_kill},
     {"hostile", t_hostile},
+    {"cgroup_memory", t_cgroup_memory},
+    {"cgroup_pids", t_cgroup_pids},
+    {"cgroup_cleanup", t_cgroup_cleanup},
 };
 
 int main(int argc, char **argv)
@@ -1196,6 +1502,8 @@ int main(int argc, char **argv)
 		setup();
 		tests[i].fn();
 		teardown();
+		if (skipped)
+			return 77;
 		printf("sandbox_test %s: ok\n", argv[1]);
 		return 0;
 	}
