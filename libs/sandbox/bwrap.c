@@ -36,6 +36,7 @@
 #include <sys/mman.h>
 #include <sys/pidfd.h>
 #include <sys/resource.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -481,7 +482,7 @@ static int bw_stats(void *vinst, struct sw_sandbox_stats *st)
  * may have threads. */
 static void __attribute__((noreturn))
 exec_bwrap(const struct bwrap *b, char *const argv[], const int src[FD_FIRST_FREE],
-	   const struct sw_sandbox_cg_box *cg)
+	   const struct sw_sandbox_cg_box *cg, pid_t parent)
 {
 	static char *const empty_env[] = {NULL};
 	int tmp[FD_FIRST_FREE];
@@ -519,6 +520,15 @@ exec_bwrap(const struct bwrap *b, char *const argv[], const int src[FD_FIRST_FRE
 		(void)!write(2, msg, sizeof(msg) - 1);
 		_exit(126);
 	}
+	/*
+	 * Die with the creating thread from here on, not only once bwrap's own
+	 * --die-with-parent runs: a creator killed in between would otherwise
+	 * leave this bwrap behind. After the uid change, which clears the
+	 * setting; kept across the exec (bwrap is not set-uid).
+	 */
+	if (syscall(SYS_prctl, PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 ||
+	    syscall(SYS_getppid) != parent)
+		_exit(125);
 	execve(b->bwrap_path, argv, empty_env);
 	{
 		static const char msg[] = "sandbox: cannot execute bwrap\n";
@@ -696,12 +706,14 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 		    fd_null, fd_null, in->errlog, sv[1], fd_seccomp, info[1], fd_hosts,
 		};
 
+		pid_t self = getpid();
+
 		if ((pid = fork()) < 0) {
 			snprintf(errstr, errlen, "bwrap: fork: %s", strerror(errno));
 			goto fail;
 		}
 		if (pid == 0)
-			exec_bwrap(b, a.v, src, &in->cg);
+			exec_bwrap(b, a.v, src, &in->cg, self);
 	}
 	sw_sandbox_cg_box_close(&in->cg);
 	in->bwrap_pid = pid;
