@@ -15,11 +15,19 @@
  *   idle_pss        memory (PSS, kB) of one idle sandbox: its bwrap monitor
  *                   plus its runner, beside a raw bwrap idling in sleep
  *
+ * --raw-only N measures the raw bwrap alone (the baselines of
+ * bench/sandboxd): raw_bwrap_p50/p99 (ms) over N spawns after 10 warm-up
+ * ones, raw_bwrap_spawns_per_s (N over the wall time of that sequential
+ * loop) and raw_idle_pss (kB per idle raw bwrap, K of them idling at once,
+ * --raw-idle K, default 10: PSS splits shared pages among the copies, so
+ * compare like numbers); baseline 0 on these lines.
+ *
  * Each figure is one JSON line on stdout:
  *   {"bench": "sandbox", "figure": F, "value": V, "unit": U, "baseline": B, "ratio": V/B}
  * with baseline the raw bwrap figure of the same run. Notes go to stderr.
  *
  * usage: bench-sandbox [--iterations N] [--runner PATH] [--variants DIR] [--no-crun]
+ *        bench-sandbox --raw-only N [--raw-idle K] [--variants DIR]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -444,6 +452,46 @@ static void idle_memory(struct sw_sandbox_backend *be)
 	figure("idle_pss", (double)ours / IDLE_SANDBOXES, "kB", (double)base / IDLE_SANDBOXES);
 }
 
+/* --raw-only: the raw bwrap figures alone (see the top of the file). */
+static void raw_only(int n, int idle)
+{
+	double *rawv = calloc((size_t)n, sizeof(double));
+	pid_t raw[64];
+	int64_t t0 = 0;
+	long base = 0;
+
+	if (rawv == NULL)
+		die("calloc", "out of memory");
+	for (int i = -10; i < n; i++) {
+		double r;
+
+		if (i == 0)
+			t0 = now_ns();
+		r = time_spawn(raw_true, as_root);
+		if (i >= 0)
+			rawv[i] = r;
+	}
+	{
+		double secs = (double)(now_ns() - t0) / 1e9;
+
+		figure("raw_bwrap_p50", pct(rawv, n, 50), "ms", 0);
+		figure("raw_bwrap_p99", pct(rawv, n, 99), "ms", 0);
+		figure("raw_bwrap_spawns_per_s", (double)n / secs, "spawns/s", 0);
+	}
+	for (int i = 0; i < idle; i++)
+		raw[i] = spawn(raw_sleep, as_root);
+	usleep(200000); /* let them reach their sleep */
+	for (int i = 0; i < idle; i++) {
+		int s;
+
+		base += tree_pss(raw[i]);
+		kill(raw[i], SIGKILL);
+		waitpid(raw[i], &s, 0);
+	}
+	figure("raw_idle_pss", (double)base / idle, "kB", 0);
+	free(rawv);
+}
+
 int main(int argc, char **argv)
 {
 	static const char *const cmd_true[] = {"/bin/true", NULL};
@@ -452,7 +500,7 @@ int main(int argc, char **argv)
 	struct sw_sandbox_bwrap_config cfg = {0};
 	struct sw_sandbox_backend *be;
 	double *start, *cycle, *rawv, *crunv = NULL;
-	int n = 200, warm = 10;
+	int n = 200, warm = 10, raw_n = 0, raw_idle = IDLE_SANDBOXES;
 	bool use_crun = true;
 	char err[512];
 
@@ -465,12 +513,20 @@ int main(int argc, char **argv)
 			vdir = argv[++i];
 		else if (strcmp(argv[i], "--no-crun") == 0)
 			use_crun = false;
+		else if (strcmp(argv[i], "--raw-only") == 0 && i + 1 < argc)
+			raw_n = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--raw-idle") == 0 && i + 1 < argc)
+			raw_idle = atoi(argv[++i]);
 		else
 			die("usage", "bench-sandbox [--iterations N] [--runner PATH] "
-				     "[--variants DIR] [--no-crun]");
+				     "[--variants DIR] [--no-crun] | --raw-only N [--raw-idle K]");
 	}
 	if (n < 10)
 		die("--iterations", "at least 10");
+	if (raw_n != 0 && raw_n < 10)
+		die("--raw-only", "at least 10");
+	if (raw_idle < 1 || raw_idle > 64)
+		die("--raw-idle", "1 to 64");
 	as_root = geteuid() == 0;
 	if ((variant = sw_sandbox_variant_load(vdir, "base", err, sizeof(err))) == NULL)
 		die("variant", err);
@@ -481,6 +537,13 @@ int main(int argc, char **argv)
 		die("workspace", strerror(errno));
 	raw_argv(raw_true, cmd_true);
 	raw_argv(raw_sleep, cmd_sleep);
+	if (raw_n > 0) {
+		raw_only(raw_n, raw_idle);
+		sw_sandbox_backend_free(be);
+		sw_sandbox_variant_free(variant);
+		nftw(workspace, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+		return 0;
+	}
 	if (use_crun && crun_prepare(err, sizeof(err)) != 0) {
 		fprintf(stderr, "bench-sandbox: crun skipped: %s\n", err);
 		use_crun = false;
