@@ -77,7 +77,7 @@ static char prefix[48];
 static int settle_ms;
 static struct phase phases[4] = {{'u', 0, NULL}, {'w', 0, NULL}, {'c', 0, NULL}, {'b', 0, NULL}};
 
-static void die(const char *what, const char *why)
+static void __attribute__((noreturn)) die(const char *what, const char *why)
 {
 	fprintf(stderr, "bench-sandboxd: %s: %s\n", what, why);
 	exit(1);
