@@ -15,24 +15,16 @@
  * "<scenario>-<pid>-..." and counts only those; each uses its own database,
  * consumer group and data directory.
  */
-#include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <librdkafka/rdkafka.h>
-#include <libpq-fe.h>
-#include <netinet/in.h>
 #include <signal.h>
-#include <stdarg.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sw_alog.h"
 #include "sw_core.h"
 #include "sw_events.h"
-#include "sw_test.h"
+#include "sw_test_svc.h"
 
 static struct sw_event_registry *reg;
 static char prefix[40];     /* run id prefix of this scenario */
@@ -44,166 +36,44 @@ static int http_port;
 static pid_t audit_pid = -1;
 static rd_kafka_t *producer;
 
-static void msleep(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	SW_CHECK(fd >= 0);
-	SW_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	SW_CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
-static void show_service_log(void)
-{
-	char cmd[700];
-
-	snprintf(cmd, sizeof(cmd), "tail -n 40 %s/audit.log >&2", data_dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "(no service log)\n");
-}
-
-#define REQUIRE(cond, ...)                                                                  \
-	do {                                                                                \
-		if (!(cond)) {                                                              \
-			show_service_log();                                                 \
-			SW_CHECKF(cond, __VA_ARGS__);                                       \
-		}                                                                           \
-	} while (0)
-
 static void audit_start(void)
 {
-	char path[600], port[16];
-	pid_t pid;
+	static const char *const argv[] = {"sagewai-audit", "serve", NULL};
+	char path[600], log[600], dir[600], dsn[600], gid[160], port[40];
+	const char *const env[] = {
+	    dir, dsn, gid, port, "SAGEWAI_LOG_LEVEL=info", SW_TEST_ENV_FAST_REBALANCE, NULL};
 
 	snprintf(path, sizeof(path), "%s/services/audit/sagewai-audit", getenv("SW_BUILD_DIR"));
-	snprintf(port, sizeof(port), "%d", http_port);
-	pid = fork();
-	SW_CHECK(pid >= 0);
-	if (pid == 0) {
-		char logf[600];
-		int fd;
-
-		snprintf(logf, sizeof(logf), "%s/audit.log", data_dir);
-		fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-		}
-		setenv("SAGEWAI_DATA_DIR", data_dir, 1);
-		setenv("SAGEWAI_PG_DSN", db_dsn, 1);
-		setenv("SAGEWAI_GROUP_ID", group, 1);
-		setenv("SAGEWAI_HTTP_PORT", port, 1);
-		setenv("SAGEWAI_LOG_LEVEL", "info", 1);
-		/* a killed member's partitions move after 6 s, not the default 45 */
-		setenv("SAGEWAI_KAFKA_CONSUMER_CONFIG",
-		       "session.timeout.ms=6000,heartbeat.interval.ms=1000", 1);
-		execl(path, "sagewai-audit", "serve", (char *)NULL);
-		_exit(127);
-	}
-	audit_pid = pid;
-}
-
-/* Stop with sig; for SIGTERM the service must exit 0 (clean shutdown). */
-static void audit_stop(int sig)
-{
-	int status;
-
-	if (audit_pid < 0)
-		return;
-	kill(audit_pid, sig);
-	SW_CHECK(waitpid(audit_pid, &status, 0) == audit_pid);
-	if (sig == SIGTERM)
-		REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			"sagewai-audit did not exit cleanly on SIGTERM (status %d)", status);
-	audit_pid = -1;
-}
-
-static void exit_cleanup(void)
-{
-	if (audit_pid > 0) {
-		kill(audit_pid, SIGKILL);
-		waitpid(audit_pid, NULL, 0);
-	}
-}
-
-static PGresult *sql(const char *dsn, const char *q)
-{
-	PGconn *c = PQconnectdb(dsn);
-	PGresult *r;
-
-	SW_CHECKF(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-	r = PQexec(c, q);
-	SW_CHECKF(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-		  "%s: %s", q, PQerrorMessage(c));
-	PQfinish(c);
-	return r;
+	snprintf(log, sizeof(log), "%s/audit.log", data_dir);
+	snprintf(dir, sizeof(dir), "SAGEWAI_DATA_DIR=%s", data_dir);
+	snprintf(dsn, sizeof(dsn), "SAGEWAI_PG_DSN=%s", db_dsn);
+	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", group);
+	snprintf(port, sizeof(port), "SAGEWAI_HTTP_PORT=%d", http_port);
+	audit_pid = sw_test_proc_spawn(path, argv, env, log);
 }
 
 static void setup(const char *scenario)
 {
-	char q[1024], dbname[128];
-	const char *base_dsn, *build = getenv("SW_BUILD_DIR");
-	char err[512];
+	static const char *const producer_conf[] = {"linger.ms=5", NULL};
+	const char *build = getenv("SW_BUILD_DIR");
+	char q[1024], err[512];
 
 	sw_test_env_load();
-	atexit(exit_cleanup);
-	base_dsn = getenv("SAGEWAI_PG_DSN");
-	SW_CHECK(base_dsn != NULL && build != NULL);
+	sw_test_proc_watch(&audit_pid);
+	SW_CHECK(build != NULL);
 	snprintf(prefix, sizeof(prefix), "%s-%d", scenario, (int)getpid());
 	snprintf(group, sizeof(group), "audit-test-%s", prefix);
 	snprintf(data_dir, sizeof(data_dir), "%s/tests-tmp/audit-%s", build, prefix);
 	snprintf(log_dir, sizeof(log_dir), "%s/audit", data_dir);
 	snprintf(q, sizeof(q), "mkdir -p %s", data_dir);
 	SW_CHECK(system(q) == 0);
-	snprintf(dbname, sizeof(dbname), "audit_%s_%d", scenario, (int)getpid());
-	snprintf(q, sizeof(q), "CREATE DATABASE %s", dbname);
-	PQclear(sql(base_dsn, q));
-	snprintf(db_dsn, sizeof(db_dsn), "%s dbname=%s", base_dsn, dbname);
-	http_port = free_port();
+	snprintf(q, sizeof(q), "%s/audit.log", data_dir);
+	sw_test_log_watch(q, 40);
+	sw_test_pg_db_create(db_dsn, sizeof(db_dsn), "audit", scenario);
+	http_port = sw_test_port_free();
 	reg = sw_events_registry_new(err, sizeof(err));
 	SW_CHECKF(reg != NULL, "%s", err);
-
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	SW_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", getenv("SAGEWAI_KAFKA_BOOTSTRAP"),
-				   err, sizeof(err)) == RD_KAFKA_CONF_OK);
-	SW_CHECK(rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ==
-		 RD_KAFKA_CONF_OK);
-	SW_CHECK(rd_kafka_conf_set(conf, "linger.ms", "5", err, sizeof(err)) == RD_KAFKA_CONF_OK);
-	producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-	SW_CHECKF(producer != NULL, "%s", err);
-}
-
-static void produce_raw(const char *topic, const char *key, const void *v, size_t len)
-{
-	rd_kafka_resp_err_t e;
-
-	for (;;) {
-		e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_KEY(key, strlen(key)),
-				      RD_KAFKA_V_VALUE((void *)v, len),
-				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			break;
-		rd_kafka_poll(producer, 10);
-	}
-	SW_CHECKF(e == RD_KAFKA_RESP_ERR_NO_ERROR, "produce: %s", rd_kafka_err2str(e));
-	rd_kafka_poll(producer, 0);
-}
-
-static void flush(void)
-{
-	SW_CHECK(rd_kafka_flush(producer, 60000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+	producer = sw_test_kafka_new(RD_KAFKA_PRODUCER, NULL, producer_conf);
 }
 
 static struct {
@@ -228,7 +98,7 @@ static void produce_event(int r, int n)
 	SW_CHECKF(sw_event_encode(reg, "run.submitted", &h, o, &buf, &len, err, sizeof(err)) == 0,
 		  "%s", err);
 	json_decref(o);
-	produce_raw(r % 2 ? "sagewai.runs" : "sagewai.steps", h.run_id, buf, len);
+	sw_test_kafka_send(producer, r % 2 ? "sagewai.runs" : "sagewai.steps", h.run_id, buf, len);
 	if (n == 0 && r < 100) {
 		/* kept to be sent again: the same event id must be stored once */
 		sent_again[r].buf = buf;
@@ -338,19 +208,19 @@ static void wait_events(struct tally *t, size_t want, int limit_s)
 		tally_log(t);
 		if (t->events >= want)
 			return;
-		REQUIRE(audit_pid < 0 || waitpid(audit_pid, NULL, WNOHANG) == 0,
-			"sagewai-audit exited");
-		REQUIRE(sw_mono_ns() < until, "only %zu of %zu events in the log after %d s",
-			t->events, want, limit_s);
-		msleep(200);
+		SW_REQUIRE(audit_pid < 0 || sw_test_proc_running(audit_pid),
+			   "sagewai-audit exited");
+		SW_REQUIRE(sw_mono_ns() < until, "only %zu of %zu events in the log after %d s",
+			   t->events, want, limit_s);
+		sw_test_msleep(200);
 	}
 }
 
 static void check_exact(struct tally *t, size_t want)
 {
-	REQUIRE(t->events == want, "log holds %zu events, expected %zu", t->events, want);
-	REQUIRE(t->dups == 0, "%zu duplicate event ids in the log", t->dups);
-	REQUIRE(t->order_errors == 0, "%zu events out of order", t->order_errors);
+	SW_REQUIRE(t->events == want, "log holds %zu events, expected %zu", t->events, want);
+	SW_REQUIRE(t->dups == 0, "%zu duplicate event ids in the log", t->dups);
+	SW_REQUIRE(t->order_errors == 0, "%zu events out of order", t->order_errors);
 }
 
 static void check_verify(void)
@@ -365,15 +235,10 @@ static void check_verify(void)
 static long index_count(void)
 {
 	char q[256];
-	PGresult *r;
-	long n;
 
 	snprintf(q, sizeof(q), "SELECT count(*) FROM audit.events WHERE run_id LIKE '%s-%%'",
 		 prefix);
-	r = sql(db_dsn, q);
-	n = atol(PQgetvalue(r, 0, 0));
-	PQclear(r);
-	return n;
+	return sw_test_pg_long(db_dsn, q);
 }
 
 static void wait_index(long want, int limit_s)
@@ -382,87 +247,28 @@ static void wait_index(long want, int limit_s)
 	long n;
 
 	while ((n = index_count()) < want) {
-		REQUIRE(sw_mono_ns() < until, "index holds %ld of %ld rows after %d s", n, want,
-			limit_s);
-		msleep(200);
+		SW_REQUIRE(sw_mono_ns() < until, "index holds %ld of %ld rows after %d s", n, want,
+			   limit_s);
+		sw_test_msleep(200);
 	}
-	REQUIRE(n == want, "index holds %ld rows, expected %ld", n, want);
-}
-
-struct membuf {
-	char *p;
-	size_t len;
-};
-
-static size_t collect(char *d, size_t sz, size_t nm, void *u)
-{
-	struct membuf *m = u;
-
-	m->p = realloc(m->p, m->len + sz * nm + 1);
-	memcpy(m->p + m->len, d, sz * nm);
-	m->len += sz * nm;
-	m->p[m->len] = '\0';
-	return sz * nm;
+	SW_REQUIRE(n == want, "index holds %ld rows, expected %ld", n, want);
 }
 
 /* GET path on the service; returns the HTTP status, body in *out. */
 static long http_get(const char *path, json_t **out)
 {
-	CURL *c = curl_easy_init();
-	struct membuf m = {0};
-	char url[256];
-	long status = 0;
+	long status;
+	char *body = sw_test_http_get(http_port, path, &status);
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", http_port, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_easy_cleanup(c);
 	if (out)
-		*out = m.p ? json_loads(m.p, 0, NULL) : NULL;
-	free(m.p);
+		*out = body ? json_loads(body, 0, NULL) : NULL;
+	free(body);
 	return status;
-}
-
-/* The value of a metric on /metrics, -1 when absent. */
-static double metric_value(const char *name)
-{
-	CURL *c = curl_easy_init();
-	struct membuf m = {0};
-	char url[256], *p;
-	double v = -1;
-
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d/metrics", http_port);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
-	if (curl_easy_perform(c) == CURLE_OK && m.p != NULL) {
-		for (p = strstr(m.p, name); p != NULL; p = strstr(p + 1, name)) {
-			if ((p == m.p || p[-1] == '\n') && p[strlen(name)] == ' ') {
-				v = atof(p + strlen(name) + 1);
-				break;
-			}
-		}
-	}
-	curl_easy_cleanup(c);
-	free(m.p);
-	return v;
 }
 
 static void wait_http(void)
 {
-	int i;
-
-	for (i = 0; i < 300; i++) {
-		if (http_get("/healthz", NULL) == 200)
-			return;
-		REQUIRE(waitpid(audit_pid, NULL, WNOHANG) == 0, "sagewai-audit exited at start");
-		msleep(100);
-	}
-	REQUIRE(0, "sagewai-audit did not answer /healthz");
+	sw_test_http_wait_healthy(http_port, audit_pid, "sagewai-audit");
 }
 
 static void scenario_exactly_once(void)
@@ -478,7 +284,7 @@ static void scenario_exactly_once(void)
 	for (n = 0; n < 100; n++)
 		for (r = 0; r < 100; r++)
 			produce_event(r, n);
-	flush();
+	sw_test_kafka_flush(producer, 60000);
 	wait_events(&t, 10000, 180);
 	/* re-publish 100 events unchanged (as a replay or a producer retry
 	 * would): same event ids, so nothing new may be stored */
@@ -486,11 +292,11 @@ static void scenario_exactly_once(void)
 		char key[64];
 
 		snprintf(key, sizeof(key), "%s-r%03d", prefix, r);
-		produce_raw(r % 2 ? "sagewai.runs" : "sagewai.steps", key, sent_again[r].buf,
-			    sent_again[r].len);
+		sw_test_kafka_send(producer, r % 2 ? "sagewai.runs" : "sagewai.steps", key,
+				   sent_again[r].buf, sent_again[r].len);
 		free(sent_again[r].buf);
 	}
-	flush();
+	sw_test_kafka_flush(producer, 60000);
 	{
 		/* the duplicates have been consumed once the group's committed
 		 * offsets pass them; the log must still hold 10000 */
@@ -498,13 +304,13 @@ static void scenario_exactly_once(void)
 
 		for (;;) {
 			SW_CHECK(http_get("/metrics", NULL) == 200);
-			if (metric_value("sagewai_audit_duplicates_total") >= 100)
+			if (sw_test_metric_get(http_port, "sagewai_audit_duplicates_total") >= 100)
 				break;
-			REQUIRE(sw_mono_ns() < until, "duplicates not seen by the service");
-			msleep(200);
+			SW_REQUIRE(sw_mono_ns() < until, "duplicates not seen by the service");
+			sw_test_msleep(200);
 		}
 	}
-	msleep(500); /* anything extra would show up now */
+	sw_test_msleep(500); /* anything extra would show up now */
 	tally_log(&t);
 	check_exact(&t, 10000);
 	check_verify();
@@ -527,7 +333,7 @@ static void scenario_exactly_once(void)
 	json_decref(body);
 	SW_CHECK(http_get("/v1/audit/runs/bad%20id", NULL) == 400);
 	SW_CHECK(http_get("/metrics", NULL) == 200);
-	audit_stop(SIGTERM);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
 	free(t.ids);
 }
 
@@ -542,80 +348,26 @@ static void scenario_kill9(void)
 		for (r = 0; r < 100; r++)
 			produce_event(r, n);
 		if (n % 5 == 4)
-			flush();
+			sw_test_kafka_flush(producer, 60000);
 		if (n == 20 || n == 45 || n == 70) {
 			/* let it be mid-way through what was sent, then kill it */
-			msleep(150 + 100 * kills);
-			audit_stop(SIGKILL);
+			sw_test_msleep(150 + 100 * kills);
+			sw_test_proc_stop(&audit_pid, SIGKILL, "sagewai-audit");
 			kills++;
 			audit_start();
 		}
-		msleep(20);
+		sw_test_msleep(20);
 	}
-	flush();
+	sw_test_kafka_flush(producer, 60000);
 	wait_http();
 	wait_events(&t, 10000, 240);
-	msleep(1500);
+	sw_test_msleep(1500);
 	tally_log(&t);
 	check_exact(&t, 10000);
 	check_verify();
 	wait_index(10000, 120);
-	audit_stop(SIGTERM);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
 	free(t.ids);
-}
-
-/* Consume sagewai.deadletter from the start; count messages whose value is
- * needle and that carry a non-empty sagewai.reason header. */
-static int deadletter_has(const void *needle, size_t len, char *reason, size_t rlen)
-{
-	char err[256];
-	rd_kafka_conf_t *conf = rd_kafka_conf_new();
-	rd_kafka_t *c;
-	rd_kafka_topic_partition_list_t *tl;
-	int found = 0, idle = 0;
-
-	rd_kafka_conf_set(conf, "bootstrap.servers", getenv("SAGEWAI_KAFKA_BOOTSTRAP"), err,
-			  sizeof(err));
-	static int calls;
-	char gid[64];
-
-	/* a fresh group each time, committing nothing: every call reads all */
-	snprintf(gid, sizeof(gid), "%s-dl%d", prefix, calls++);
-	rd_kafka_conf_set(conf, "group.id", gid, err, sizeof(err));
-	rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
-	rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
-	rd_kafka_conf_set(conf, "enable.partition.eof", "true", err, sizeof(err));
-	c = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-	SW_CHECK(c != NULL);
-	rd_kafka_poll_set_consumer(c);
-	tl = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(tl, "sagewai.deadletter", RD_KAFKA_PARTITION_UA);
-	SW_CHECK(rd_kafka_subscribe(c, tl) == 0);
-	rd_kafka_topic_partition_list_destroy(tl);
-	while (idle < 40 && !found) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 250);
-
-		if (m == NULL) {
-			idle++;
-			continue;
-		}
-		if (m->err == 0 && m->len == len && memcmp(m->payload, needle, len) == 0) {
-			rd_kafka_headers_t *hs = NULL;
-			const void *v;
-			size_t vlen;
-
-			if (rd_kafka_message_headers(m, &hs) == 0 &&
-			    rd_kafka_header_get_last(hs, "sagewai.reason", &v, &vlen) == 0 &&
-			    vlen > 0) {
-				snprintf(reason, rlen, "%.*s", (int)vlen, (const char *)v);
-				found = 1;
-			}
-		}
-		rd_kafka_message_destroy(m);
-	}
-	rd_kafka_consumer_close(c);
-	rd_kafka_destroy(c);
-	return found;
 }
 
 static void scenario_deadletter(void)
@@ -636,22 +388,22 @@ static void scenario_deadletter(void)
 
 	/* garbage, then a well-formed header with an unknown fingerprint, then
 	 * a valid message cut short, and then good events after all of them */
-	produce_raw("sagewai.runs", key, garbage, strlen(garbage));
+	sw_test_kafka_send(producer, "sagewai.runs", key, garbage, strlen(garbage));
 	memset(unknown, 0x5a, sizeof(unknown));
 	unknown[0] = 0xc3;
 	unknown[1] = 0x01;
 	memcpy(unknown + 10, prefix, strlen(prefix) < 50 ? strlen(prefix) : 50);
-	produce_raw("sagewai.steps", key, unknown, sizeof(unknown));
+	sw_test_kafka_send(producer, "sagewai.steps", key, unknown, sizeof(unknown));
 	sw_event_header_init(&h, "run.submitted", "audit-test");
 	snprintf(h.run_id, sizeof(h.run_id), "%s-cut", prefix);
 	o = json_pack("{s:s, s:i, s:s}", "workflow", prefix, "workflow_version", 1, "input", "{}");
 	SW_CHECK(sw_event_encode(reg, "run.submitted", &h, o, &valid, &vlen, err, sizeof(err)) ==
 		 0);
 	json_decref(o);
-	produce_raw("sagewai.runs", key, valid, vlen - 3);
+	sw_test_kafka_send(producer, "sagewai.runs", key, valid, vlen - 3);
 	for (r = 0; r < 50; r++)
 		produce_event(r, 0);
-	flush();
+	sw_test_kafka_flush(producer, 60000);
 
 	t.raw_needle = garbage;
 	t.raw_needle_len = strlen(garbage);
@@ -661,34 +413,35 @@ static void scenario_deadletter(void)
 		int64_t until = sw_mono_ns() + 60 * 1000000000LL;
 
 		while (t.raw_matches == 0) {
-			REQUIRE(sw_mono_ns() < until, "dead letter not stored raw in the log");
-			msleep(200);
+			SW_REQUIRE(sw_mono_ns() < until, "dead letter not stored raw in the log");
+			sw_test_msleep(200);
 			tally_log(&t);
 		}
 	}
 	check_exact(&t, 50);
 	SW_CHECK(t.raw_matches == 1);
-	SW_CHECKF(deadletter_has(garbage, strlen(garbage), reason, sizeof(reason)),
+	SW_CHECKF(sw_test_kafka_deadletter_find(prefix, garbage, strlen(garbage), reason,
+						sizeof(reason)),
 		  "garbage not in sagewai.deadletter");
 	fprintf(stderr, "garbage: %s\n", reason);
-	SW_CHECKF(deadletter_has(unknown, sizeof(unknown), reason, sizeof(reason)),
+	SW_CHECKF(sw_test_kafka_deadletter_find(prefix, unknown, sizeof(unknown), reason,
+						sizeof(reason)),
 		  "unknown fingerprint not in sagewai.deadletter");
 	fprintf(stderr, "unknown fingerprint: %s\n", reason);
 	SW_CHECK(strstr(reason, "fingerprint") != NULL);
-	SW_CHECKF(deadletter_has(valid, vlen - 3, reason, sizeof(reason)),
+	SW_CHECKF(sw_test_kafka_deadletter_find(prefix, valid, vlen - 3, reason, sizeof(reason)),
 		  "truncated message not in sagewai.deadletter");
 	fprintf(stderr, "truncated: %s\n", reason);
 	free(valid);
 	check_verify();
 	SW_CHECK(http_get("/healthz", NULL) == 200);
-	audit_stop(SIGTERM);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
 	free(t.ids);
 }
 
 static void scenario_pgrestart(void)
 {
 	struct tally t = {0};
-	char cmd[1024];
 	int r, n;
 
 	audit_start();
@@ -696,20 +449,18 @@ static void scenario_pgrestart(void)
 	for (n = 0; n < 50; n++) {
 		for (r = 0; r < 100; r++)
 			produce_event(r, n);
-		flush();
+		sw_test_kafka_flush(producer, 60000);
 		if (n == 25) {
-			snprintf(cmd, sizeof(cmd), "%s/tests/harness/harness pg-restart %s",
-				 getenv("SW_SOURCE_DIR"), getenv("SW_HARNESS_DIR"));
-			SW_CHECK(system(cmd) == 0);
+			sw_test_pg_restart();
 		}
-		msleep(20);
+		sw_test_msleep(20);
 	}
 	wait_events(&t, 5000, 180);
 	tally_log(&t);
 	check_exact(&t, 5000);
 	wait_index(5000, 180);
 	SW_CHECK(http_get("/healthz", NULL) == 200);
-	audit_stop(SIGTERM);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
 	free(t.ids);
 }
 
@@ -745,9 +496,9 @@ static void scenario_flip(void)
 	wait_http();
 	for (r = 0; r < 300; r++)
 		produce_event(r % 100, r / 100);
-	flush();
+	sw_test_kafka_flush(producer, 60000);
 	wait_events(&t, 300, 120);
-	audit_stop(SIGTERM);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
 	check_verify();
 
 	/* flip one byte inside the payload of the record in the middle */
@@ -782,27 +533,20 @@ static void scenario_flip(void)
 
 int main(int argc, char **argv)
 {
-	if (argc != 2) {
-		fprintf(stderr, "usage: audit_test exactly_once|kill9|deadletter|pgrestart|flip\n");
-		return 2;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	setup(argv[1]);
-	if (strcmp(argv[1], "exactly_once") == 0)
-		scenario_exactly_once();
-	else if (strcmp(argv[1], "kill9") == 0)
-		scenario_kill9();
-	else if (strcmp(argv[1], "deadletter") == 0)
-		scenario_deadletter();
-	else if (strcmp(argv[1], "pgrestart") == 0)
-		scenario_pgrestart();
-	else if (strcmp(argv[1], "flip") == 0)
-		scenario_flip();
-	else
-		SW_CHECKF(0, "unknown scenario %s", argv[1]);
+	static const struct sw_test_scenario scenarios[] = {
+	    {"exactly_once", scenario_exactly_once},
+	    {"kill9", scenario_kill9},
+	    {"deadletter", scenario_deadletter},
+	    {"pgrestart", scenario_pgrestart},
+	    {"flip", scenario_flip},
+	};
+	const struct sw_test_scenario *sc =
+	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));
+
+	setup(sc->name);
+	sc->fn();
 	rd_kafka_destroy(producer);
 	sw_events_registry_destroy(reg);
-	fprintf(stderr, "audit %s: ok\n", argv[1]);
+	fprintf(stderr, "audit %s: ok\n", sc->name);
 	return 0;
 }

@@ -13,25 +13,16 @@
  * are looked at; each scenario has its own database, consumer group and
  * scheduler process.
  */
-#include <curl/curl.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <librdkafka/rdkafka.h>
-#include <libpq-fe.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <regex.h>
 #include <signal.h>
 #include <sodium.h>
-#include <stdarg.h>
-#include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "sw_core.h"
 #include "sw_events.h"
-#include "sw_test.h"
+#include "sw_test_svc.h"
 
 /* ---- process and environment ------------------------------------------ */
 
@@ -45,168 +36,46 @@ static pid_t sched_pid = -1;
 static rd_kafka_t *producer, *consumer;
 static const char *sched_extra[16]; /* NAME=VALUE for the next start */
 
-static void msleep(int ms)
-{
-	struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-	nanosleep(&ts, NULL);
-}
-
-static int free_port(void)
-{
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-
-	SW_CHECK(fd >= 0);
-	SW_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0);
-	SW_CHECK(getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	port = ntohs(a.sin_port);
-	close(fd);
-	return port;
-}
-
-static void show_log(void)
-{
-	char cmd[700];
-
-	snprintf(cmd, sizeof(cmd), "tail -n 40 %s/scheduler.log >&2", data_dir);
-	if (system(cmd) != 0)
-		fprintf(stderr, "(no service log)\n");
-}
-
-#define REQUIRE(cond, ...)                                                                        \
-	do {                                                                                      \
-		if (!(cond)) {                                                                    \
-			show_log();                                                               \
-			SW_CHECKF(cond, __VA_ARGS__);                                             \
-		}                                                                                 \
-	} while (0)
-
 static void sched_start(void)
 {
-	char path[600], port[16];
-	pid_t pid;
-	int i;
+	static const char *const argv[] = {"sagewai-scheduler", "serve", NULL};
+	char path[600], log[600], dsn[700], gid[160], port[40];
+	const char *env[32] = {"SAGEWAI_MODE",
+			       "SAGEWAI_SEALED_PREVIEW",
+			       "SAGEWAI_RUNNABLE_MODES",
+			       "SAGEWAI_ADMIN_TOKEN",
+			       dsn,
+			       gid,
+			       port,
+			       "SAGEWAI_LOG_LEVEL=info",
+			       SW_TEST_ENV_FAST_REBALANCE};
+	int i, n = 9;
 
 	snprintf(path, sizeof(path), "%s/services/scheduler/sagewai-scheduler",
 		 getenv("SW_BUILD_DIR"));
-	snprintf(port, sizeof(port), "%d", http_port);
-	pid = fork();
-	SW_CHECK(pid >= 0);
-	if (pid == 0) {
-		char logf[600];
-		int fd;
-
-		snprintf(logf, sizeof(logf), "%s/scheduler.log", data_dir);
-		fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-		}
-		unsetenv("SAGEWAI_MODE");
-		unsetenv("SAGEWAI_SEALED_PREVIEW");
-		unsetenv("SAGEWAI_RUNNABLE_MODES");
-		unsetenv("SAGEWAI_ADMIN_TOKEN");
-		setenv("SAGEWAI_PG_DSN", db_dsn, 1);
-		setenv("SAGEWAI_GROUP_ID", group, 1);
-		setenv("SAGEWAI_HTTP_PORT", port, 1);
-		setenv("SAGEWAI_LOG_LEVEL", "info", 1);
-		/* a killed member's partitions move after 6 s, not the default 45 */
-		setenv("SAGEWAI_KAFKA_CONSUMER_CONFIG",
-		       "session.timeout.ms=6000,heartbeat.interval.ms=1000", 1);
-		for (i = 0; sched_extra[i] != NULL; i++)
-			putenv((char *)sched_extra[i]);
-		execl(path, "sagewai-scheduler", "serve", (char *)NULL);
-		_exit(127);
-	}
-	sched_pid = pid;
+	snprintf(log, sizeof(log), "%s/scheduler.log", data_dir);
+	snprintf(dsn, sizeof(dsn), "SAGEWAI_PG_DSN=%s", db_dsn);
+	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", group);
+	snprintf(port, sizeof(port), "SAGEWAI_HTTP_PORT=%d", http_port);
+	for (i = 0; sched_extra[i] != NULL; i++)
+		env[n++] = sched_extra[i];
+	env[n] = NULL;
+	sched_pid = sw_test_proc_spawn(path, argv, env, log);
 }
 
 static void sched_stop(int sig)
 {
-	int status;
-
-	if (sched_pid < 0)
-		return;
-	kill(sched_pid, sig);
-	SW_CHECK(waitpid(sched_pid, &status, 0) == sched_pid);
-	if (sig == SIGTERM)
-		REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) == 0,
-			"sagewai-scheduler did not exit cleanly on SIGTERM (status %d)", status);
-	sched_pid = -1;
+	sw_test_proc_stop(&sched_pid, sig, "sagewai-scheduler");
 }
 
 static pid_t other_pid = -1; /* a second scheduler (twin) */
 
-static void exit_cleanup(void)
-{
-	if (sched_pid > 0) {
-		kill(sched_pid, SIGKILL);
-		waitpid(sched_pid, NULL, 0);
-	}
-	if (other_pid > 0 && other_pid != sched_pid) {
-		kill(other_pid, SIGKILL);
-		waitpid(other_pid, NULL, 0);
-	}
-}
-
-static PGresult *sql(const char *dsn, const char *q)
-{
-	PGconn *c = PQconnectdb(dsn);
-	PGresult *r;
-
-	SW_CHECKF(PQstatus(c) == CONNECTION_OK, "%s", PQerrorMessage(c));
-	r = PQexec(c, q);
-	SW_CHECKF(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK,
-		  "%s: %s", q, PQerrorMessage(c));
-	PQfinish(c);
-	return r;
-}
-
-/* -1 when the database cannot be reached (while it restarts). */
-static long sql_long_try(const char *q)
-{
-	PGconn *c = PQconnectdb(db_dsn);
-	PGresult *r;
-	long n = -1;
-
-	if (PQstatus(c) == CONNECTION_OK) {
-		r = PQexec(c, q);
-		if (PQresultStatus(r) == PGRES_TUPLES_OK)
-			n = atol(PQgetvalue(r, 0, 0));
-		PQclear(r);
-	}
-	PQfinish(c);
-	return n;
-}
-
 static long sql_long(const char *q)
 {
-	PGresult *r = sql(db_dsn, q);
-	long n = atol(PQgetvalue(r, 0, 0));
-
-	PQclear(r);
-	return n;
+	return sw_test_pg_long(db_dsn, q);
 }
 
 /* ---- HTTP --------------------------------------------------------------- */
-
-struct membuf {
-	char *p;
-	size_t len;
-};
-
-static size_t collect(char *d, size_t sz, size_t nm, void *u)
-{
-	struct membuf *m = u;
-
-	m->p = realloc(m->p, m->len + sz * nm + 1);
-	memcpy(m->p + m->len, d, sz * nm);
-	m->len += sz * nm;
-	m->p[m->len] = '\0';
-	return sz * nm;
-}
 
 static char last_body[4096]; /* the last answer's text, for messages */
 static void pump(int ms);
@@ -215,43 +84,30 @@ static void pump(int ms);
 static long http(const char *method, const char *path, const char *body, size_t len,
 		 const char *token, json_t **out)
 {
-	CURL *c = curl_easy_init();
-	struct curl_slist *h = NULL;
-	struct membuf m = {0};
+	struct sw_test_http_reply r;
+	const char *h[4];
 	char url[512], auth[300];
-	long status = 0;
-	CURLcode rc;
+	int n = 0;
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", http_port, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &m);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	if (body != NULL) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
-		h = curl_slist_append(h, strncmp(path, "/v1/workflows", 13) == 0
-					     ? "Content-Type: application/yaml"
-					     : "Content-Type: application/json");
-	}
+	if (body != NULL)
+		h[n++] = strncmp(path, "/v1/workflows", 13) == 0
+			     ? "Content-Type: application/yaml"
+			     : "Content-Type: application/json";
 	if (token != NULL) {
 		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
-		h = curl_slist_append(h, auth);
+		h[n++] = auth;
 	}
-	h = curl_slist_append(h, "Expect:");
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-	rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	if (rc != CURLE_OK && status == 0)
-		fprintf(stderr, "%s %s: %s\n", method, path, curl_easy_strerror(rc));
-	curl_easy_cleanup(c);
-	curl_slist_free_all(h);
-	snprintf(last_body, sizeof(last_body), "%s", m.p ? m.p : "");
+	h[n++] = "Expect:";
+	h[n] = NULL;
+	sw_test_http_request(method, url, body, len, h, 60, &r);
+	if (r.rc != CURLE_OK && r.status == 0)
+		fprintf(stderr, "%s %s: %s\n", method, path, curl_easy_strerror(r.rc));
+	snprintf(last_body, sizeof(last_body), "%s", r.body ? r.body : "");
 	if (out != NULL)
-		*out = m.p ? json_loads(m.p, 0, NULL) : NULL;
-	free(m.p);
-	return status;
+		*out = r.body ? json_loads(r.body, 0, NULL) : NULL;
+	free(r.body);
+	return r.status;
 }
 
 static long http_s(const char *method, const char *path, const char *body, const char *token,
@@ -274,37 +130,20 @@ static const char *err_msg(json_t *j)
 	return s ? s : "";
 }
 
-static void wait_http(void)
-{
-	int i;
-
-	for (i = 0; i < 300; i++) {
-		if (http_s("GET", "/healthz", NULL, NULL, NULL) == 200)
-			return;
-		REQUIRE(waitpid(sched_pid, NULL, WNOHANG) == 0,
-			"sagewai-scheduler exited at start");
-		msleep(100);
-	}
-	REQUIRE(0, "sagewai-scheduler did not answer /healthz");
-}
-
 /* Up, and consuming step outcomes: a step's outcome is then applied
  * promptly, which the scenarios with short timeouts need. */
 static void wait_ready(void)
 {
 	int64_t until;
 
-	wait_http();
+	sw_test_http_wait_healthy(http_port, sched_pid, "sagewai-scheduler");
 	until = sw_mono_ns() + 120 * 1000000000LL;
 	for (;;) {
-		const char *g;
-
-		REQUIRE(http_s("GET", "/metrics", NULL, NULL, NULL) == 200, "metrics");
-		g = strstr(last_body, "\nsagewai_scheduler_partitions_assigned ");
-		if (g != NULL && atoi(g + strlen("\nsagewai_scheduler_partitions_assigned ")) > 0)
+		SW_REQUIRE(http_s("GET", "/metrics", NULL, NULL, NULL) == 200, "metrics");
+		if (sw_test_metric(last_body, "sagewai_scheduler_partitions_assigned") > 0)
 			return;
-		REQUIRE(sw_mono_ns() < until, "the scheduler's consumer has no partitions");
-		REQUIRE(waitpid(sched_pid, NULL, WNOHANG) == 0, "sagewai-scheduler exited");
+		SW_REQUIRE(sw_mono_ns() < until, "the scheduler's consumer has no partitions");
+		SW_REQUIRE(sw_test_proc_running(sched_pid), "sagewai-scheduler exited");
 		pump(200);
 	}
 }
@@ -314,7 +153,7 @@ static void register_wf(const char *yaml, const char *token)
 	json_t *j;
 	long st = http_s("POST", "/v1/workflows", yaml, token, &j);
 
-	REQUIRE(st == 201, "register: %ld %s", st, last_body);
+	SW_REQUIRE(st == 201, "register: %ld %s", st, last_body);
 	json_decref(j);
 }
 
@@ -380,23 +219,6 @@ static int tracked(const char *run_id)
 	return 0;
 }
 
-static void produce(const char *topic, const char *key, const void *v, size_t len)
-{
-	rd_kafka_resp_err_t e;
-
-	for (;;) {
-		e = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC(topic),
-				      RD_KAFKA_V_KEY(key, strlen(key)),
-				      RD_KAFKA_V_VALUE((void *)v, len),
-				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
-			break;
-		rd_kafka_poll(producer, 10);
-	}
-	SW_CHECKF(e == RD_KAFKA_RESP_ERR_NO_ERROR, "produce: %s", rd_kafka_err2str(e));
-	rd_kafka_poll(producer, 0);
-}
-
 static void emit(const char *type, const struct dispatch *d, int attempt, json_t *fields)
 {
 	struct sw_event_header h;
@@ -411,7 +233,7 @@ static void emit(const char *type, const struct dispatch *d, int attempt, json_t
 	SW_CHECKF(sw_event_encode(reg, type, &h, fields, &buf, &len, err, sizeof(err)) == 0, "%s",
 		  err);
 	json_decref(fields);
-	produce("sagewai.steps", d->run_id, buf, len);
+	sw_test_kafka_send(producer, "sagewai.steps", d->run_id, buf, len);
 	free(buf);
 }
 
@@ -435,11 +257,6 @@ static void send_finished(const struct dispatch *d, int attempt, const char *sta
 		       error ? json_string(error) : json_null(), "duration_us", (json_int_t)1000));
 	free(text);
 	answered++;
-}
-
-static void flush(void)
-{
-	SW_CHECK(rd_kafka_flush(producer, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
 }
 
 static void on_dispatch(struct rec *r)
@@ -527,7 +344,7 @@ static json_t *run_get(const char *id, const char *token)
 
 	snprintf(path, sizeof(path), "/v1/runs/%s", id);
 	st = http_s("GET", path, NULL, token, &j);
-	REQUIRE(st == 200 && j != NULL, "GET %s: %ld %s", path, st, last_body);
+	SW_REQUIRE(st == 200 && j != NULL, "GET %s: %ld %s", path, st, last_body);
 	return j;
 }
 
@@ -555,10 +372,10 @@ static json_t *wait_run(const char *id, const char *token, int limit_s)
 		j = run_get(id, token);
 		if (terminal(jstate(j)))
 			return j;
-		REQUIRE(sw_mono_ns() < until, "run %s still %s after %d s", id, jstate(j),
-			limit_s);
-		REQUIRE(sched_pid < 0 || waitpid(sched_pid, NULL, WNOHANG) == 0,
-			"sagewai-scheduler exited");
+		SW_REQUIRE(sw_mono_ns() < until, "run %s still %s after %d s", id, jstate(j),
+			   limit_s);
+		SW_REQUIRE(sched_pid < 0 || sw_test_proc_running(sched_pid),
+			   "sagewai-scheduler exited");
 		json_decref(j);
 	}
 }
@@ -573,7 +390,7 @@ static char *submit(const char *workflow, const char *input_json, const char *to
 	snprintf(body, sizeof(body), "{\"workflow\": \"%s\", \"input\": %s}", workflow,
 		 input_json);
 	st = http_s("POST", "/v1/runs", body, token, &j);
-	REQUIRE(st == 201, "submit %s: %ld %s", workflow, st, last_body);
+	SW_REQUIRE(st == 201, "submit %s: %ld %s", workflow, st, last_body);
 	id = strdup(json_string_value(json_object_get(j, "run_id")));
 	json_decref(j);
 	track(id);
@@ -629,8 +446,8 @@ static void wait_events(const char *run, const char *type, size_t count, int lim
 		events_of(run, type, NULL, 0, &d);
 		if (d >= count)
 			return;
-		REQUIRE(sw_mono_ns() < until, "run %s: %zu of %zu %s events after %d s", run, d,
-			count, type, limit_s);
+		SW_REQUIRE(sw_mono_ns() < until, "run %s: %zu of %zu %s events after %d s", run, d,
+			   count, type, limit_s);
 		pump(100);
 	}
 }
@@ -644,16 +461,16 @@ static void check_unique(const char *run, int exact, const char *const *steps, i
 
 	for (i = 0; i < 3; i++) {
 		n = events_of(run, once[i], NULL, 0, &d);
-		REQUIRE(d == 1, "run %s: %zu distinct %s events", run, d, once[i]);
+		SW_REQUIRE(d == 1, "run %s: %zu distinct %s events", run, d, once[i]);
 		if (exact)
-			REQUIRE(n == 1, "run %s: %s delivered %zu times", run, once[i], n);
+			SW_REQUIRE(n == 1, "run %s: %s delivered %zu times", run, once[i], n);
 	}
 	for (i = 0; i < (size_t)nsteps; i++) {
 		n = events_of(run, "step.dispatched", steps[i], 1, &d);
-		REQUIRE(d == 1, "run %s step %s: %zu distinct dispatches", run, steps[i], d);
+		SW_REQUIRE(d == 1, "run %s step %s: %zu distinct dispatches", run, steps[i], d);
 		if (exact)
-			REQUIRE(n == 1, "run %s step %s: dispatch delivered %zu times", run,
-				steps[i], n);
+			SW_REQUIRE(n == 1, "run %s step %s: dispatch delivered %zu times", run,
+				   steps[i], n);
 	}
 }
 
@@ -661,48 +478,31 @@ static void check_unique(const char *run, int exact, const char *const *steps, i
 
 static void setup(void)
 {
-	char q[1024], dbname[128], err[512], cmd[700];
-	const char *base_dsn, *build = getenv("SW_BUILD_DIR");
-	rd_kafka_conf_t *conf;
+	const char *build = getenv("SW_BUILD_DIR");
+	char gid[160], err[512], cmd[700];
 	rd_kafka_topic_partition_list_t *tl;
 
 	sw_test_env_load();
-	atexit(exit_cleanup);
+	sw_test_proc_watch(&sched_pid);
+	sw_test_proc_watch(&other_pid);
 	SW_CHECK(sodium_init() >= 0);
-	base_dsn = getenv("SAGEWAI_PG_DSN");
-	SW_CHECK(base_dsn != NULL && build != NULL);
+	SW_CHECK(build != NULL);
 	snprintf(group, sizeof(group), "sched-test-%s-%d", scenario, (int)getpid());
 	snprintf(data_dir, sizeof(data_dir), "%s/tests-tmp/sched-%s-%d", build, scenario,
 		 (int)getpid());
 	snprintf(cmd, sizeof(cmd), "mkdir -p %s", data_dir);
 	SW_CHECK(system(cmd) == 0);
-	snprintf(dbname, sizeof(dbname), "sched_%s_%d", scenario, (int)getpid());
-	snprintf(q, sizeof(q), "CREATE DATABASE %s", dbname);
-	PQclear(sql(base_dsn, q));
-	snprintf(db_dsn, sizeof(db_dsn), "%s dbname=%s", base_dsn, dbname);
-	http_port = free_port();
+	snprintf(cmd, sizeof(cmd), "%s/scheduler.log", data_dir);
+	sw_test_log_watch(cmd, 40);
+	sw_test_pg_db_create(db_dsn, sizeof(db_dsn), "sched", scenario);
+	http_port = sw_test_port_free();
 	reg = sw_events_registry_new(err, sizeof(err));
 	SW_CHECKF(reg != NULL, "%s", err);
+	producer = sw_test_kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
 
-	conf = rd_kafka_conf_new();
-	SW_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", getenv("SAGEWAI_KAFKA_BOOTSTRAP"),
-				   err, sizeof(err)) == RD_KAFKA_CONF_OK);
-	SW_CHECK(rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ==
-		 RD_KAFKA_CONF_OK);
-	SW_CHECK(rd_kafka_conf_set(conf, "linger.ms", "1", err, sizeof(err)) == RD_KAFKA_CONF_OK);
-	producer = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err));
-	SW_CHECKF(producer != NULL, "%s", err);
-
-	conf = rd_kafka_conf_new();
-	rd_kafka_conf_set(conf, "bootstrap.servers", getenv("SAGEWAI_KAFKA_BOOTSTRAP"), err,
-			  sizeof(err));
-	snprintf(q, sizeof(q), "%s-observer", group);
-	rd_kafka_conf_set(conf, "group.id", q, err, sizeof(err));
-	rd_kafka_conf_set(conf, "enable.auto.commit", "false", err, sizeof(err));
 	/* from the start: earlier tests' events are skipped, none of ours missed */
-	rd_kafka_conf_set(conf, "auto.offset.reset", "earliest", err, sizeof(err));
-	consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, err, sizeof(err));
-	SW_CHECKF(consumer != NULL, "%s", err);
+	snprintf(gid, sizeof(gid), "%s-observer", group);
+	consumer = sw_test_kafka_new(RD_KAFKA_CONSUMER, gid, NULL);
 	rd_kafka_poll_set_consumer(consumer);
 	tl = rd_kafka_topic_partition_list_new(2);
 	rd_kafka_topic_partition_list_add(tl, "sagewai.runs", RD_KAFKA_PARTITION_UA);
@@ -744,19 +544,65 @@ static void check_chain_run(json_t *run, const char *word, int n)
 	char want[128];
 	json_t *second;
 
-	REQUIRE(!strcmp(jstate(run), "succeeded"), "run state %s", jstate(run));
+	SW_REQUIRE(!strcmp(jstate(run), "succeeded"), "run state %s", jstate(run));
 	snprintf(want, sizeof(want), "got %s-2 and %d", word, n);
-	REQUIRE(json_is_string(json_object_get(run, "output")) &&
-		    !strcmp(json_string_value(json_object_get(run, "output")), want),
-		"run output is not \"%s\"", want);
-	REQUIRE(!strcmp(json_string_value(json_object_get(step_of(run, 0), "output")), word),
-		"first output");
+	SW_REQUIRE(json_is_string(json_object_get(run, "output")) &&
+		       !strcmp(json_string_value(json_object_get(run, "output")), want),
+		   "run output is not \"%s\"", want);
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(step_of(run, 0), "output")), word),
+		   "first output");
 	second = json_object_get(step_of(run, 1), "output");
 	snprintf(want, sizeof(want), "%s-2", word);
-	REQUIRE(!strcmp(json_string_value(json_object_get(second, "upper")), want),
-		"second.upper");
-	REQUIRE(json_integer_value(json_object_get(second, "n")) == n,
-		"second.n is not the number %d", n);
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(second, "upper")), want),
+		   "second.upper");
+	SW_REQUIRE(json_integer_value(json_object_get(second, "n")) == n,
+		   "second.n is not the number %d", n);
+}
+
+/* Submit chain run i: word "<tag><i>", number i. */
+static char *submit_chain(char tag, int i)
+{
+	char input[64];
+
+	snprintf(input, sizeof(input), "{\"word\": \"%c%d\", \"n\": %d}", tag, i, i);
+	return submit("chain", input, NULL);
+}
+
+/* A scheduler up with the chain workflow, and n chain runs of it submitted. */
+static void start_chains(char **ids, int n, char tag)
+{
+	int i;
+
+	sched_start();
+	wait_ready();
+	register_wf(chain_yaml, NULL);
+	for (i = 0; i < n; i++)
+		ids[i] = submit_chain(tag, i);
+}
+
+/*
+ * The n runs of submit_chain(tag, i) succeeded with their outputs and
+ * their run.finished is in; settle_ms later, each logical event has one id
+ * (and with exact, was delivered once). Frees the ids.
+ */
+static void check_chains(char **ids, int n, char tag, int settle_ms, int exact)
+{
+	char word[16];
+	int i;
+
+	for (i = 0; i < n; i++) {
+		json_t *run = run_get(ids[i], NULL);
+
+		snprintf(word, sizeof(word), "%c%d", tag, i);
+		check_chain_run(run, word, i);
+		json_decref(run);
+		wait_events(ids[i], "run.finished", 1, 60);
+	}
+	pump(settle_ms);
+	for (i = 0; i < n; i++) {
+		check_unique(ids[i], exact, chain_steps, 3);
+		free(ids[i]);
+	}
 }
 
 static void scenario_three_step(void)
@@ -772,39 +618,41 @@ static void scenario_three_step(void)
 	id = submit("chain", "{\"word\": \"hello\", \"n\": 7}", NULL);
 	run = wait_run(id, NULL, 60);
 	check_chain_run(run, "hello", 7);
-	REQUIRE(json_integer_value(json_object_get(run, "version")) == 1, "version");
-	REQUIRE(!strcmp(json_string_value(json_object_get(run, "workflow")), "chain"), "workflow");
-	REQUIRE(json_is_string(json_object_get(run, "created")) &&
-		    json_is_string(json_object_get(run, "finished")),
-		"times");
+	SW_REQUIRE(json_integer_value(json_object_get(run, "version")) == 1, "version");
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(run, "workflow")), "chain"),
+		   "workflow");
+	SW_REQUIRE(json_is_string(json_object_get(run, "created")) &&
+		       json_is_string(json_object_get(run, "finished")),
+		   "times");
 	for (i = 0; i < 3; i++) {
 		json_t *st = step_of(run, i);
 
-		REQUIRE(!strcmp(jstate(st), "succeeded"), "step %zu state %s", i, jstate(st));
-		REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 1, "attempts");
-		REQUIRE(!strcmp(json_string_value(json_object_get(st, "mode")), "in_process"),
-			"mode");
-		REQUIRE(json_integer_value(json_object_get(st, "index")) == (json_int_t)i,
-			"index");
+		SW_REQUIRE(!strcmp(jstate(st), "succeeded"), "step %zu state %s", i, jstate(st));
+		SW_REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 1, "attempts");
+		SW_REQUIRE(!strcmp(json_string_value(json_object_get(st, "mode")), "in_process"),
+			   "mode");
+		SW_REQUIRE(json_integer_value(json_object_get(st, "index")) == (json_int_t)i,
+			   "index");
 	}
 	/* the events: each once, right fields */
 	wait_events(id, "run.finished", 1, 30);
 	pump(1500); /* anything duplicated would show up now */
 	check_unique(id, 1, chain_steps, 3);
 	r = event_find(id, "run.finished");
-	REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "status")), "SUCCEEDED"),
-		"run.finished status");
-	REQUIRE(
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "status")), "SUCCEEDED"),
+		   "run.finished status");
+	SW_REQUIRE(
 	    !strcmp(json_string_value(json_object_get(r->ev, "output")), "\"got hello-2 and 7\""),
 	    "run.finished output %s", json_string_value(json_object_get(r->ev, "output")));
 	r = event_find(id, "run.submitted");
-	REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "workflow")), "chain"),
-		"run.submitted workflow");
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "workflow")), "chain"),
+		   "run.submitted workflow");
 	hdr = json_object_get(r->ev, "header");
-	REQUIRE(!strcmp(json_string_value(json_object_get(hdr, "tenant")), "default"),
-		"tenant in header");
-	REQUIRE(!strcmp(json_string_value(json_object_get(hdr, "producer")), "sagewai-scheduler"),
-		"producer");
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(hdr, "tenant")), "default"),
+		   "tenant in header");
+	SW_REQUIRE(
+	    !strcmp(json_string_value(json_object_get(hdr, "producer")), "sagewai-scheduler"),
+	    "producer");
 	for (i = 0; i < ndispatches; i++) {
 		struct dispatch *d = &dispatches[i];
 		char want[200];
@@ -812,26 +660,27 @@ static void scenario_three_step(void)
 		if (strcmp(d->run_id, id) != 0)
 			continue;
 		snprintf(want, sizeof(want), "%s/%s/%d", id, d->step, d->attempt);
-		REQUIRE(!strcmp(d->step_id, want), "step_id %s", d->step_id);
+		SW_REQUIRE(!strcmp(d->step_id, want), "step_id %s", d->step_id);
 		spec = d->spec;
-		REQUIRE(!strcmp(json_string_value(json_object_get(spec, "workflow")), "chain"),
-			"spec.workflow");
-		REQUIRE(json_integer_value(json_object_get(spec, "workflow_version")) == 1,
-			"spec.workflow_version");
-		REQUIRE(!strcmp(json_string_value(json_object_get(spec, "uses")), "template"),
-			"spec.uses");
-		REQUIRE(json_array_size(json_object_get(spec, "run_modes")) == 1 &&
-			    !strcmp(json_string_value(
-					json_array_get(json_object_get(spec, "run_modes"), 0)),
-				    "in_process"),
-			"spec.run_modes");
-		REQUIRE(json_integer_value(json_object_get(spec, "output_max")) > 0,
-			"spec.output_max");
-		REQUIRE(d->timeout_ms == 60000, "default timeout %lld", (long long)d->timeout_ms);
+		SW_REQUIRE(!strcmp(json_string_value(json_object_get(spec, "workflow")), "chain"),
+			   "spec.workflow");
+		SW_REQUIRE(json_integer_value(json_object_get(spec, "workflow_version")) == 1,
+			   "spec.workflow_version");
+		SW_REQUIRE(!strcmp(json_string_value(json_object_get(spec, "uses")), "template"),
+			   "spec.uses");
+		SW_REQUIRE(json_array_size(json_object_get(spec, "run_modes")) == 1 &&
+			       !strcmp(json_string_value(
+					   json_array_get(json_object_get(spec, "run_modes"), 0)),
+				       "in_process"),
+			   "spec.run_modes");
+		SW_REQUIRE(json_integer_value(json_object_get(spec, "output_max")) > 0,
+			   "spec.output_max");
+		SW_REQUIRE(d->timeout_ms == 60000, "default timeout %lld",
+			   (long long)d->timeout_ms);
 		{
 			char *text = json_dumps(spec, 0);
 
-			REQUIRE(strstr(text, "${{") == NULL, "unrendered template");
+			SW_REQUIRE(strstr(text, "${{") == NULL, "unrendered template");
 			free(text);
 		}
 	}
@@ -839,20 +688,22 @@ static void scenario_three_step(void)
 		/* the run list and metrics */
 		json_t *list;
 
-		REQUIRE(http_s("GET", "/v1/runs", NULL, NULL, &list) == 200, "GET /v1/runs");
-		REQUIRE(json_array_size(json_object_get(list, "runs")) == 1, "one run listed");
-		REQUIRE(json_object_get(json_array_get(json_object_get(list, "runs"), 0),
-					"steps") == NULL,
-			"the list has no steps");
+		SW_REQUIRE(http_s("GET", "/v1/runs", NULL, NULL, &list) == 200, "GET /v1/runs");
+		SW_REQUIRE(json_array_size(json_object_get(list, "runs")) == 1, "one run listed");
+		SW_REQUIRE(json_object_get(json_array_get(json_object_get(list, "runs"), 0),
+					   "steps") == NULL,
+			   "the list has no steps");
 		json_decref(list);
-		REQUIRE(http_s("GET", "/v1/workflows", NULL, NULL, &list) == 200, "GET workflows");
-		REQUIRE(json_integer_value(json_object_get(
-			    json_array_get(json_object_get(list, "workflows"), 0), "steps")) == 3,
-			"workflow list steps");
+		SW_REQUIRE(http_s("GET", "/v1/workflows", NULL, NULL, &list) == 200,
+			   "GET workflows");
+		SW_REQUIRE(json_integer_value(json_object_get(
+			       json_array_get(json_object_get(list, "workflows"), 0), "steps")) ==
+			       3,
+			   "workflow list steps");
 		json_decref(list);
-		REQUIRE(http_s("GET", "/metrics", NULL, NULL, NULL) == 200, "metrics");
-		REQUIRE(strstr(last_body, "sagewai_scheduler_runs_succeeded_total 1") != NULL,
-			"metrics: %s", last_body);
+		SW_REQUIRE(http_s("GET", "/metrics", NULL, NULL, NULL) == 200, "metrics");
+		SW_REQUIRE(strstr(last_body, "sagewai_scheduler_runs_succeeded_total 1") != NULL,
+			   "metrics: %s", last_body);
 	}
 	/* a second run and a clean stop */
 	free(id);
@@ -862,7 +713,7 @@ static void scenario_three_step(void)
 	check_chain_run(run, "again", -3);
 	json_decref(run);
 	sched_stop(SIGTERM);
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == 0, "outbox not drained");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == 0, "outbox not drained");
 	free(id);
 }
 
@@ -903,23 +754,23 @@ static void scenario_retry(void)
 	b = submit("flaky", "{\"tag\": \"twice\"}", NULL);
 
 	run = wait_run(a, NULL, 60);
-	REQUIRE(!strcmp(jstate(run), "failed"), "always: %s", jstate(run));
-	REQUIRE(!strcmp(json_string_value(json_object_get(run, "error")),
-			"step only: plugin_error: boom 3"),
-		"always: error %s", json_string_value(json_object_get(run, "error")));
+	SW_REQUIRE(!strcmp(jstate(run), "failed"), "always: %s", jstate(run));
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(run, "error")),
+			   "step only: plugin_error: boom 3"),
+		   "always: error %s", json_string_value(json_object_get(run, "error")));
 	st = step_of(run, 0);
-	REQUIRE(!strcmp(jstate(st), "failed"), "always: step %s", jstate(st));
-	REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 3, "always: attempts");
-	REQUIRE(json_is_null(json_object_get(run, "output")), "always: output");
+	SW_REQUIRE(!strcmp(jstate(st), "failed"), "always: step %s", jstate(st));
+	SW_REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 3, "always: attempts");
+	SW_REQUIRE(json_is_null(json_object_get(run, "output")), "always: output");
 	json_decref(run);
 
 	run = wait_run(b, NULL, 60);
-	REQUIRE(!strcmp(jstate(run), "succeeded"), "twice: %s", jstate(run));
-	REQUIRE(!strcmp(json_string_value(json_object_get(run, "output")), "twice"),
-		"twice: output");
+	SW_REQUIRE(!strcmp(jstate(run), "succeeded"), "twice: %s", jstate(run));
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(run, "output")), "twice"),
+		   "twice: output");
 	st = step_of(run, 0);
-	REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 3, "twice: attempts");
-	REQUIRE(json_is_null(json_object_get(st, "error")), "twice: error left");
+	SW_REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 3, "twice: attempts");
+	SW_REQUIRE(json_is_null(json_object_get(st, "error")), "twice: error left");
 	json_decref(run);
 
 	wait_events(a, "run.finished", 1, 30);
@@ -928,16 +779,16 @@ static void scenario_retry(void)
 	check_unique(a, 1, only, 1);
 	check_unique(b, 1, only, 1);
 	for (i = 1; i <= 3; i++) {
-		REQUIRE(events_of(a, "step.dispatched", "only", i, &d) == 1 && d == 1,
-			"always: attempt %d dispatched %zu times", i, d);
-		REQUIRE(events_of(b, "step.dispatched", "only", i, &d) == 1 && d == 1,
-			"twice: attempt %d dispatched %zu times", i, d);
+		SW_REQUIRE(events_of(a, "step.dispatched", "only", i, &d) == 1 && d == 1,
+			   "always: attempt %d dispatched %zu times", i, d);
+		SW_REQUIRE(events_of(b, "step.dispatched", "only", i, &d) == 1 && d == 1,
+			   "twice: attempt %d dispatched %zu times", i, d);
 	}
-	REQUIRE(events_of(a, "step.dispatched", "only", 4, &d) == 0, "always: a 4th attempt");
-	REQUIRE(!strcmp(json_string_value(
-			    json_object_get(event_find(a, "run.finished")->ev, "status")),
-			"FAILED"),
-		"always: run.finished status");
+	SW_REQUIRE(events_of(a, "step.dispatched", "only", 4, &d) == 0, "always: a 4th attempt");
+	SW_REQUIRE(!strcmp(json_string_value(
+			       json_object_get(event_find(a, "run.finished")->ev, "status")),
+			   "FAILED"),
+		   "always: run.finished status");
 	sched_stop(SIGTERM);
 	free(a);
 	free(b);
@@ -973,8 +824,8 @@ static void wait_step_state(const char *id, size_t idx, const char *state)
 		run = run_get(id, NULL);
 		if (!strcmp(jstate(step_of(run, idx)), state))
 			break;
-		REQUIRE(sw_mono_ns() < until, "step %zu never %s: %s", idx, state,
-			jstate(step_of(run, idx)));
+		SW_REQUIRE(sw_mono_ns() < until, "step %zu never %s: %s", idx, state,
+			   jstate(step_of(run, idx)));
 		json_decref(run);
 	}
 	json_decref(run);
@@ -996,45 +847,47 @@ static void scenario_cancel(void)
 	/* running once the fake worker's step.started is in */
 	wait_step_state(id, 0, "running");
 	run = run_get(id, NULL);
-	REQUIRE(!strcmp(jstate(run), "running"), "run %s", jstate(run));
+	SW_REQUIRE(!strcmp(jstate(run), "running"), "run %s", jstate(run));
 	json_decref(run);
 	snprintf(path, sizeof(path), "/v1/runs/%s/cancel", id);
-	REQUIRE(http_s("POST", path, "", NULL, &j) == 202, "cancel: %s", last_body);
-	REQUIRE(!strcmp(jstate(j), "cancelled"), "cancel answer");
+	SW_REQUIRE(http_s("POST", path, "", NULL, &j) == 202, "cancel: %s", last_body);
+	SW_REQUIRE(!strcmp(jstate(j), "cancelled"), "cancel answer");
 	json_decref(j);
 	run = run_get(id, NULL);
-	REQUIRE(!strcmp(jstate(run), "cancelled"), "after cancel: %s", jstate(run));
-	REQUIRE(!strcmp(jstate(step_of(run, 0)), "cancelled"), "step 0: %s",
-		jstate(step_of(run, 0)));
-	REQUIRE(!strcmp(jstate(step_of(run, 1)), "skipped"), "step 1: %s",
-		jstate(step_of(run, 1)));
+	SW_REQUIRE(!strcmp(jstate(run), "cancelled"), "after cancel: %s", jstate(run));
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 0)), "cancelled"), "step 0: %s",
+		   jstate(step_of(run, 0)));
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 1)), "skipped"), "step 1: %s",
+		   jstate(step_of(run, 1)));
 	json_decref(run);
-	REQUIRE(http_s("POST", path, "", NULL, &j) == 409, "second cancel: %s", last_body);
-	REQUIRE(!strcmp(err_code(j), "conflict"), "409 code");
+	SW_REQUIRE(http_s("POST", path, "", NULL, &j) == 409, "second cancel: %s", last_body);
+	SW_REQUIRE(!strcmp(err_code(j), "conflict"), "409 code");
 	json_decref(j);
 
 	/* the worker's late outcome changes nothing */
 	send_finished(&dispatches[0], 1, "SUCCEEDED", late, NULL);
-	flush();
+	sw_test_kafka_flush(producer, 30000);
 	wait_events(id, "run.finished", 1, 30);
 	wait_events(id, "run.cancel_requested", 1, 30);
 	pump(2000);
 	run = run_get(id, NULL);
-	REQUIRE(!strcmp(jstate(run), "cancelled"), "after late outcome: %s", jstate(run));
-	REQUIRE(!strcmp(jstate(step_of(run, 0)), "cancelled"), "step after late outcome");
+	SW_REQUIRE(!strcmp(jstate(run), "cancelled"), "after late outcome: %s", jstate(run));
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 0)), "cancelled"), "step after late outcome");
 	json_decref(run);
-	REQUIRE(events_of(id, "run.cancel_requested", NULL, 0, &d) == 1 && d == 1,
-		"cancel_requested events");
-	REQUIRE(events_of(id, "run.finished", NULL, 0, &d) == 1 && d == 1, "run.finished events");
+	SW_REQUIRE(events_of(id, "run.cancel_requested", NULL, 0, &d) == 1 && d == 1,
+		   "cancel_requested events");
+	SW_REQUIRE(events_of(id, "run.finished", NULL, 0, &d) == 1 && d == 1,
+		   "run.finished events");
 	r = event_find(id, "run.finished");
-	REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "status")), "CANCELLED"),
-		"run.finished CANCELLED");
-	REQUIRE(events_of(id, "step.dispatched", "after", 1, NULL) == 0, "step after dispatched");
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "status")), "CANCELLED"),
+		   "run.finished CANCELLED");
+	SW_REQUIRE(events_of(id, "step.dispatched", "after", 1, NULL) == 0,
+		   "step after dispatched");
 	/* cancelling a missing run */
-	REQUIRE(http_s("POST", "/v1/runs/01890000-0000-7000-8000-000000000000/cancel", "", NULL,
-		       NULL) == 404,
-		"cancel of a missing run");
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.processed") >= 2, "processed events");
+	SW_REQUIRE(http_s("POST", "/v1/runs/01890000-0000-7000-8000-000000000000/cancel", "", NULL,
+			  NULL) == 404,
+		   "cancel of a missing run");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.processed") >= 2, "processed events");
 	sched_stop(SIGTERM);
 	json_decref(late);
 	free(id);
@@ -1088,21 +941,22 @@ static void scenario_timeout(void)
 	b = submit("never", "{\"tag\": \"never\"}", NULL);
 
 	run = wait_run(a, NULL, 60);
-	REQUIRE(!strcmp(jstate(run), "succeeded"), "second: %s (%s)", jstate(run),
-		json_string_value(json_object_get(run, "error")));
+	SW_REQUIRE(!strcmp(jstate(run), "succeeded"), "second: %s (%s)", jstate(run),
+		   json_string_value(json_object_get(run, "error")));
 	st = step_of(run, 0);
-	REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 2, "second: attempts");
-	REQUIRE(!strcmp(json_string_value(json_object_get(run, "output")), "second"), "output");
+	SW_REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 2, "second: attempts");
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(run, "output")), "second"), "output");
 	json_decref(run);
 
 	run = wait_run(b, NULL, 60);
-	REQUIRE(!strcmp(jstate(run), "failed"), "never: %s", jstate(run));
+	SW_REQUIRE(!strcmp(jstate(run), "failed"), "never: %s", jstate(run));
 	st = step_of(run, 0);
-	REQUIRE(!strcmp(jstate(st), "timed_out"), "never: step %s", jstate(st));
-	REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 2, "never: attempts");
-	REQUIRE(strstr(json_string_value(json_object_get(run, "error")), "step wait: timeout") ==
-		    json_string_value(json_object_get(run, "error")),
-		"never: error %s", json_string_value(json_object_get(run, "error")));
+	SW_REQUIRE(!strcmp(jstate(st), "timed_out"), "never: step %s", jstate(st));
+	SW_REQUIRE(json_integer_value(json_object_get(st, "attempts")) == 2, "never: attempts");
+	SW_REQUIRE(
+	    strstr(json_string_value(json_object_get(run, "error")), "step wait: timeout") ==
+		json_string_value(json_object_get(run, "error")),
+	    "never: error %s", json_string_value(json_object_get(run, "error")));
 	json_decref(run);
 
 	/* late outcomes of timed-out attempts are ignored */
@@ -1111,20 +965,20 @@ static void scenario_timeout(void)
 			continue;
 		send_finished(&dispatches[i], 1, "SUCCEEDED", late, NULL);
 	}
-	flush();
+	sw_test_kafka_flush(producer, 30000);
 	pump(2500);
 	run = run_get(a, NULL);
-	REQUIRE(!strcmp(json_string_value(json_object_get(run, "output")), "second") &&
-		    !strcmp(jstate(run), "succeeded"),
-		"a late outcome changed run a");
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(run, "output")), "second") &&
+		       !strcmp(jstate(run), "succeeded"),
+		   "a late outcome changed run a");
 	json_decref(run);
 	run = run_get(b, NULL);
-	REQUIRE(!strcmp(jstate(run), "failed"), "a late outcome changed run b");
+	SW_REQUIRE(!strcmp(jstate(run), "failed"), "a late outcome changed run b");
 	json_decref(run);
 	check_unique(a, 1, wait1, 1);
 	check_unique(b, 1, wait1, 1);
-	REQUIRE(events_of(b, "step.dispatched", "wait", 2, &d) == 1, "never: attempt 2");
-	REQUIRE(events_of(b, "step.dispatched", "wait", 3, &d) == 0, "never: attempt 3");
+	SW_REQUIRE(events_of(b, "step.dispatched", "wait", 2, &d) == 1, "never: attempt 2");
+	SW_REQUIRE(events_of(b, "step.dispatched", "wait", 3, &d) == 0, "never: attempt 3");
 	json_decref(late);
 	sched_stop(SIGTERM);
 	free(a);
@@ -1134,26 +988,20 @@ static void scenario_timeout(void)
 static void scenario_kill9(void)
 {
 	enum { N = 20 };
-	char *ids[N], input[64];
+	char *ids[N];
 	size_t kills = 0, sent_at_kill = 0;
-	int i, done;
+	int done;
 	int64_t until;
 
-	sched_start();
-	wait_ready();
-	register_wf(chain_yaml, NULL);
-	for (i = 0; i < N; i++) {
-		snprintf(input, sizeof(input), "{\"word\": \"w%d\", \"n\": %d}", i, i);
-		ids[i] = submit("chain", input, NULL);
-	}
+	start_chains(ids, N, 'w');
 	/* answer; kill -9 twice while outcomes are being applied */
 	until = sw_mono_ns() + 240 * 1000000000LL;
 	for (;;) {
 		pump(50);
 		if ((kills == 0 && answered >= 15) ||
 		    (kills == 1 && answered >= sent_at_kill + 20)) {
-			flush();
-			msleep(30 + 40 * (int)kills);
+			sw_test_kafka_flush(producer, 30000);
+			sw_test_msleep(30 + 40 * (int)kills);
 			sched_stop(SIGKILL);
 			kills++;
 			sent_at_kill = answered;
@@ -1164,23 +1012,11 @@ static void scenario_kill9(void)
 		    (int)sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'");
 		if (done == N && kills == 2)
 			break;
-		REQUIRE(sw_mono_ns() < until, "%d of %d runs finished after %zu kills", done, N,
-			kills);
+		SW_REQUIRE(sw_mono_ns() < until, "%d of %d runs finished after %zu kills", done, N,
+			   kills);
 	}
-	REQUIRE(kills == 2, "kills");
-	for (i = 0; i < N; i++) {
-		json_t *run = run_get(ids[i], NULL);
-
-		snprintf(input, sizeof(input), "w%d", i);
-		check_chain_run(run, input, i);
-		json_decref(run);
-		wait_events(ids[i], "run.finished", 1, 60);
-	}
-	pump(3000);
-	for (i = 0; i < N; i++) {
-		check_unique(ids[i], 0, chain_steps, 3);
-		free(ids[i]);
-	}
+	SW_REQUIRE(kills == 2, "kills");
+	check_chains(ids, N, 'w', 3000, 0);
 	{
 		size_t j, dup = 0;
 
@@ -1194,7 +1030,7 @@ static void scenario_kill9(void)
 			nrecs, dup);
 	}
 	sched_stop(SIGTERM);
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == 0, "outbox not drained");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == 0, "outbox not drained");
 }
 
 /* PostgreSQL restarts while outcomes are being applied: the store resends
@@ -1202,58 +1038,36 @@ static void scenario_kill9(void)
 static void scenario_pgrestart(void)
 {
 	enum { N = 20 };
-	char *ids[N], input[64], cmd[1024];
-	int i, restarted = 0;
+	char *ids[N];
+	int restarted = 0;
 	long done;
 	int64_t until;
 
-	sched_start();
-	wait_ready();
-	register_wf(chain_yaml, NULL);
-	for (i = 0; i < N; i++) {
-		snprintf(input, sizeof(input), "{\"word\": \"p%d\", \"n\": %d}", i, i);
-		ids[i] = submit("chain", input, NULL);
-	}
+	start_chains(ids, N, 'p');
 	until = sw_mono_ns() + 240 * 1000000000LL;
 	for (;;) {
 		pump(50);
 		if (!restarted && answered >= 20) {
-			flush();
-			snprintf(cmd, sizeof(cmd), "%s/tests/harness/harness pg-restart %s",
-				 getenv("SW_SOURCE_DIR"), getenv("SW_HARNESS_DIR"));
-			SW_CHECK(system(cmd) == 0);
+			sw_test_kafka_flush(producer, 30000);
+			sw_test_pg_restart();
 			restarted = 1;
 		}
-		done =
-		    sql_long_try("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'");
+		done = sw_test_pg_long_try(
+		    db_dsn, "SELECT count(*) FROM scheduler.runs WHERE state <> 'running'");
 		if (restarted && done == N)
 			break;
-		REQUIRE(sw_mono_ns() < until, "%ld of %d runs finished", done, N);
-		REQUIRE(waitpid(sched_pid, NULL, WNOHANG) == 0, "sagewai-scheduler exited");
+		SW_REQUIRE(sw_mono_ns() < until, "%ld of %d runs finished", done, N);
+		SW_REQUIRE(sw_test_proc_running(sched_pid), "sagewai-scheduler exited");
 	}
-	for (i = 0; i < N; i++) {
-		json_t *run = run_get(ids[i], NULL);
-
-		snprintf(input, sizeof(input), "p%d", i);
-		check_chain_run(run, input, i);
-		json_decref(run);
-		wait_events(ids[i], "run.finished", 1, 60);
-	}
-	pump(3000);
-	for (i = 0; i < N; i++) {
-		check_unique(ids[i], 0, chain_steps, 3);
-		free(ids[i]);
-	}
+	check_chains(ids, N, 'p', 3000, 0);
 	{
 		/* the restart did reach the scheduler */
-		const char *g;
-
-		REQUIRE(http_s("GET", "/metrics", NULL, NULL, NULL) == 200, "metrics");
-		g = strstr(last_body, "\nsagewai_scheduler_store_reconnects ");
-		REQUIRE(g != NULL && atoi(g + 36) >= 1, "no store reconnect seen");
+		SW_REQUIRE(http_s("GET", "/metrics", NULL, NULL, NULL) == 200, "metrics");
+		SW_REQUIRE(sw_test_metric(last_body, "sagewai_scheduler_store_reconnects") >= 1,
+			   "no store reconnect seen");
 	}
 	sched_stop(SIGTERM);
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == 0, "outbox not drained");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == 0, "outbox not drained");
 }
 
 static enum act behave_ignore(const struct dispatch *d, char *err, size_t errlen)
@@ -1265,14 +1079,6 @@ static enum act behave_ignore(const struct dispatch *d, char *err, size_t errlen
 }
 
 static pid_t worker_pid = -1;
-
-static void worker_cleanup(void)
-{
-	if (worker_pid > 0) {
-		kill(worker_pid, SIGKILL);
-		waitpid(worker_pid, NULL, 0);
-	}
-}
 
 /* The real sagewai-worker instead of the fake one. */
 static void scenario_worker(void)
@@ -1287,35 +1093,21 @@ static void scenario_worker(void)
 						"    uses: plugin:no_such_plugin\n"
 						"    retries: 1\n"
 						"    backoff: 50ms\n";
-	char path[600], wgroup[160], *a, *b;
+	static const char *const argv[] = {"sagewai-worker", NULL};
+	char path[600], log[600], dsn[700], wgroup[200], *a, *b;
+	const char *const env[] = {dsn, wgroup, "SAGEWAI_HTTP_PORT=0", SW_TEST_ENV_FAST_REBALANCE,
+				   NULL};
 	json_t *run;
 	int status;
 	size_t d;
 
 	behave = behave_ignore;
 	snprintf(path, sizeof(path), "%s/services/worker/sagewai-worker", getenv("SW_BUILD_DIR"));
-	snprintf(wgroup, sizeof(wgroup), "%s-worker", group);
-	atexit(worker_cleanup);
-	worker_pid = fork();
-	SW_CHECK(worker_pid >= 0);
-	if (worker_pid == 0) {
-		char logf[600];
-		int fd;
-
-		snprintf(logf, sizeof(logf), "%s/worker.log", data_dir);
-		fd = open(logf, O_WRONLY | O_CREAT | O_APPEND, 0600);
-		if (fd >= 0) {
-			dup2(fd, 2);
-			dup2(fd, 1);
-		}
-		setenv("SAGEWAI_PG_DSN", db_dsn, 1);
-		setenv("SAGEWAI_GROUP_ID", wgroup, 1);
-		setenv("SAGEWAI_HTTP_PORT", "0", 1);
-		setenv("SAGEWAI_KAFKA_CONSUMER_CONFIG",
-		       "session.timeout.ms=6000,heartbeat.interval.ms=1000", 1);
-		execl(path, "sagewai-worker", (char *)NULL);
-		_exit(127);
-	}
+	snprintf(log, sizeof(log), "%s/worker.log", data_dir);
+	snprintf(dsn, sizeof(dsn), "SAGEWAI_PG_DSN=%s", db_dsn);
+	snprintf(wgroup, sizeof(wgroup), "SAGEWAI_GROUP_ID=%s-worker", group);
+	sw_test_proc_watch(&worker_pid);
+	worker_pid = sw_test_proc_spawn(path, argv, env, log);
 	sched_start();
 	wait_ready();
 	register_wf(chain_yaml, NULL);
@@ -1326,13 +1118,14 @@ static void scenario_worker(void)
 	check_chain_run(run, "real", 5);
 	json_decref(run);
 	run = wait_run(b, NULL, 180);
-	REQUIRE(!strcmp(jstate(run), "failed"), "failing: %s", jstate(run));
-	REQUIRE(!strcmp(jstate(step_of(run, 0)), "succeeded") &&
-		    !strcmp(jstate(step_of(run, 1)), "failed") &&
-		    json_integer_value(json_object_get(step_of(run, 1), "attempts")) == 2,
-		"failing: step states");
-	REQUIRE(strncmp(json_string_value(json_object_get(run, "error")), "step bad: ", 10) == 0,
-		"failing: error %s", json_string_value(json_object_get(run, "error")));
+	SW_REQUIRE(!strcmp(jstate(run), "failed"), "failing: %s", jstate(run));
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 0)), "succeeded") &&
+		       !strcmp(jstate(step_of(run, 1)), "failed") &&
+		       json_integer_value(json_object_get(step_of(run, 1), "attempts")) == 2,
+		   "failing: step states");
+	SW_REQUIRE(strncmp(json_string_value(json_object_get(run, "error")), "step bad: ", 10) ==
+		       0,
+		   "failing: error %s", json_string_value(json_object_get(run, "error")));
 	fprintf(stderr, "worker: failing run error: %s\n",
 		json_string_value(json_object_get(run, "error")));
 	json_decref(run);
@@ -1340,8 +1133,9 @@ static void scenario_worker(void)
 	wait_events(b, "run.finished", 1, 30);
 	pump(1500);
 	check_unique(a, 1, chain_steps, 3);
-	REQUIRE(events_of(a, "step.started", NULL, 0, &d) == 3 && d == 3, "step.started: %zu", d);
-	REQUIRE(events_of(a, "step.finished", NULL, 0, &d) == 3 && d == 3, "step.finished");
+	SW_REQUIRE(events_of(a, "step.started", NULL, 0, &d) == 3 && d == 3, "step.started: %zu",
+		   d);
+	SW_REQUIRE(events_of(a, "step.finished", NULL, 0, &d) == 3 && d == 3, "step.finished");
 	sched_stop(SIGTERM);
 	kill(worker_pid, SIGTERM);
 	SW_CHECK(waitpid(worker_pid, &status, 0) == worker_pid);
@@ -1350,16 +1144,15 @@ static void scenario_worker(void)
 	free(b);
 }
 
+/* The metric's value, 0 if absent, -1 if /metrics does not answer. */
 static double metric(const char *name)
 {
-	char pat[160];
-	const char *g;
+	double v;
 
 	if (http_s("GET", "/metrics", NULL, NULL, NULL) != 200)
 		return -1;
-	snprintf(pat, sizeof(pat), "\n%s ", name);
-	g = strstr(last_body, pat);
-	return g ? atof(g + strlen(pat)) : 0;
+	v = sw_test_metric(last_body, name);
+	return v < 0 ? 0 : v;
 }
 
 /* Two schedulers on one database, each in its own consumer group, so both
@@ -1368,7 +1161,7 @@ static double metric(const char *name)
 static void scenario_twin(void)
 {
 	enum { N = 30 };
-	char *ids[N], input[64], group_a[128];
+	char *ids[N], group_a[128];
 	pid_t pid_a, pid_b;
 	int port_a, port_b, i;
 	int64_t until;
@@ -1380,42 +1173,29 @@ static void scenario_twin(void)
 	other_pid = pid_a = sched_pid;
 	port_a = http_port;
 	snprintf(group_a, sizeof(group_a), "%s", group);
-	http_port = port_b = free_port();
+	http_port = port_b = sw_test_port_free();
 	snprintf(group + strlen(group), sizeof(group) - strlen(group), "-b");
 	sched_start();
 	wait_ready();
 	pid_b = sched_pid;
 	for (i = 0; i < N; i++) {
 		http_port = i % 2 ? port_a : port_b;
-		snprintf(input, sizeof(input), "{\"word\": \"t%d\", \"n\": %d}", i, i);
-		ids[i] = submit("chain", input, NULL);
+		ids[i] = submit_chain('t', i);
 	}
 	until = sw_mono_ns() + 240 * 1000000000LL;
 	while (sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'") < N) {
 		pump(200);
-		REQUIRE(sw_mono_ns() < until, "twin: runs not finished");
-		REQUIRE(waitpid(pid_a, NULL, WNOHANG) == 0 && waitpid(pid_b, NULL, WNOHANG) == 0,
-			"a scheduler exited");
+		SW_REQUIRE(sw_mono_ns() < until, "twin: runs not finished");
+		SW_REQUIRE(sw_test_proc_running(pid_a) && sw_test_proc_running(pid_b),
+			   "a scheduler exited");
 	}
-	for (i = 0; i < N; i++) {
-		json_t *run = run_get(ids[i], NULL);
-
-		snprintf(input, sizeof(input), "t%d", i);
-		check_chain_run(run, input, i);
-		json_decref(run);
-		wait_events(ids[i], "run.finished", 1, 60);
-	}
-	pump(3000);
-	for (i = 0; i < N; i++) {
-		check_unique(ids[i], 0, chain_steps, 3);
-		free(ids[i]);
-	}
+	check_chains(ids, N, 't', 3000, 0);
 	conflicts = metric("sagewai_scheduler_conflicts_total");
 	http_port = port_a;
 	conflicts += metric("sagewai_scheduler_conflicts_total");
 	fprintf(stderr, "twin: %.0f transitions lost the guard and were re-read\n", conflicts);
 	/* else the instances never raced and this proved nothing */
-	REQUIRE(conflicts > 0, "no transition ever lost the guard");
+	SW_REQUIRE(conflicts > 0, "no transition ever lost the guard");
 	sched_stop(SIGTERM); /* b */
 	sched_pid = pid_a;
 	other_pid = -1;
@@ -1467,10 +1247,10 @@ static void scenario_outbox(void)
 			free(buf);
 			SW_CHECK(len < cap);
 		}
-		PQclear(sql(db_dsn, q));
+		PQclear(sw_test_pg_exec(db_dsn, q));
 		free(q);
 	}
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == N, "rows inserted");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == N, "rows inserted");
 	sched_start();
 	wait_ready();
 	until = sw_mono_ns() + 120 * 1000000000LL;
@@ -1478,23 +1258,23 @@ static void scenario_outbox(void)
 		events_of(run_id, "run.started", NULL, 0, &d);
 		if (d == N)
 			break;
-		REQUIRE(sw_mono_ns() < until, "%zu of %d leftover events sent", d, N);
+		SW_REQUIRE(sw_mono_ns() < until, "%zu of %d leftover events sent", d, N);
 		pump(200);
 	}
 	until = sw_mono_ns() + 60 * 1000000000LL;
 	while (sql_long("SELECT count(*) FROM scheduler.outbox") != 0) {
-		REQUIRE(sw_mono_ns() < until, "outbox not emptied");
+		SW_REQUIRE(sw_mono_ns() < until, "outbox not emptied");
 		pump(200);
 	}
 	pump(2500); /* a second copy would show now */
-	REQUIRE(events_of(run_id, "run.started", NULL, 0, &d) == N && d == N,
-		"leftover events: %zu delivered, %zu distinct", events_of(run_id, "run.started",
-									   NULL, 0, NULL), d);
+	SW_REQUIRE(events_of(run_id, "run.started", NULL, 0, &d) == N && d == N,
+		   "leftover events: %zu delivered, %zu distinct",
+		   events_of(run_id, "run.started", NULL, 0, NULL), d);
 	for (i = 0; i < N; i += 97) {
 		for (k = 0; k < nrecs; k++)
 			if (!strcmp(recs[k].id, ids[i]))
 				break;
-		REQUIRE(k < nrecs, "event %zu (%s) not delivered", i, ids[i]);
+		SW_REQUIRE(k < nrecs, "event %zu (%s) not delivered", i, ids[i]);
 	}
 	sched_stop(SIGTERM);
 }
@@ -1502,7 +1282,7 @@ static void scenario_outbox(void)
 static void scenario_concurrent(void)
 {
 	enum { N = 100 };
-	char *ids[N], input[64];
+	char *ids[N];
 	int i;
 	int64_t until;
 
@@ -1510,32 +1290,19 @@ static void scenario_concurrent(void)
 	wait_ready();
 	register_wf(chain_yaml, NULL);
 	for (i = 0; i < N; i++) {
-		snprintf(input, sizeof(input), "{\"word\": \"c%d\", \"n\": %d}", i, i);
-		ids[i] = submit("chain", input, NULL);
+		ids[i] = submit_chain('c', i);
 		pump(0);
 	}
 	until = sw_mono_ns() + 240 * 1000000000LL;
 	while (sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'") < N) {
 		pump(200);
-		REQUIRE(sw_mono_ns() < until, "%ld of %d runs finished",
-			sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'"),
-			N);
+		SW_REQUIRE(
+		    sw_mono_ns() < until, "%ld of %d runs finished",
+		    sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'"), N);
 	}
-	for (i = 0; i < N; i++) {
-		json_t *run = run_get(ids[i], NULL);
-
-		snprintf(input, sizeof(input), "c%d", i);
-		check_chain_run(run, input, i);
-		json_decref(run);
-		wait_events(ids[i], "run.finished", 1, 60);
-	}
-	pump(2000);
-	for (i = 0; i < N; i++) {
-		check_unique(ids[i], 1, chain_steps, 3);
-		free(ids[i]);
-	}
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.steps WHERE attempt <> 1") == 0,
-		"a step needed more than one attempt");
+	check_chains(ids, N, 'c', 2000, 1);
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.steps WHERE attempt <> 1") == 0,
+		   "a step needed more than one attempt");
 	if (http_s("GET", "/metrics", NULL, NULL, NULL) == 200) {
 		const char *c = strstr(last_body, "\nsagewai_scheduler_conflicts_total ");
 
@@ -1558,10 +1325,10 @@ static int matches(const char *s, const char *re)
 
 static void check_nothing_stored(long workflows)
 {
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.workflows") == workflows, "workflows");
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 0, "runs stored");
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.steps") == 0, "steps stored");
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == 0, "outbox rows");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.workflows") == workflows, "workflows");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 0, "runs stored");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.steps") == 0, "steps stored");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.outbox") == 0, "outbox rows");
 }
 
 static void scenario_bad_input(void)
@@ -1574,37 +1341,37 @@ static void scenario_bad_input(void)
 	wait_ready();
 	/* malformed YAML: 400 naming file, line and column */
 	st = http_s("POST", "/v1/workflows", "name: x\nsteps:\n  - name: [unclosed\n", NULL, &j);
-	REQUIRE(st == 400, "malformed: %ld", st);
-	REQUIRE(matches(err_msg(j), "^workflow\\.yaml:[0-9]+:[0-9]+: "), "malformed: %s",
-		err_msg(j));
+	SW_REQUIRE(st == 400, "malformed: %ld", st);
+	SW_REQUIRE(matches(err_msg(j), "^workflow\\.yaml:[0-9]+:[0-9]+: "), "malformed: %s",
+		   err_msg(j));
 	json_decref(j);
 	st = http_s("POST", "/v1/workflows?filename=mine.yaml", "name: x\nsteps: [\n", NULL, &j);
-	REQUIRE(st == 400 && matches(err_msg(j), "^mine\\.yaml:[0-9]+:[0-9]+: "),
-		"filename: %ld %s", st, err_msg(j));
+	SW_REQUIRE(st == 400 && matches(err_msg(j), "^mine\\.yaml:[0-9]+:[0-9]+: "),
+		   "filename: %ld %s", st, err_msg(j));
 	json_decref(j);
 	/* unknown mode */
 	st = http_s("POST", "/v1/workflows",
 		    "name: m\nsteps:\n  - name: a\n    mode: teleport\n    uses: template\n", NULL,
 		    &j);
-	REQUIRE(st == 400 && matches(err_msg(j), "^workflow\\.yaml:4:[0-9]+: .*teleport"),
-		"unknown mode: %ld %s", st, err_msg(j));
+	SW_REQUIRE(st == 400 && matches(err_msg(j), "^workflow\\.yaml:4:[0-9]+: .*teleport"),
+		   "unknown mode: %ld %s", st, err_msg(j));
 	json_decref(j);
 	/* a template naming an unknown step */
 	st = http_s("POST", "/v1/workflows",
 		    "name: t\nsteps:\n  - name: a\n    uses: template\n    with:\n"
 		    "      value: \"${{ steps.nope.output }}\"\n",
 		    NULL, &j);
-	REQUIRE(st == 400 && matches(err_msg(j), "^workflow\\.yaml:6:[0-9]+: .*nope"),
-		"unknown step: %ld %s", st, err_msg(j));
+	SW_REQUIRE(st == 400 && matches(err_msg(j), "^workflow\\.yaml:6:[0-9]+: .*nope"),
+		   "unknown step: %ld %s", st, err_msg(j));
 	json_decref(j);
 	/* 10 MB and 1.5 MB bodies: 413 */
 	big = malloc(10 << 20);
 	memset(big, 'a', 10 << 20);
 	st = http("POST", "/v1/workflows", big, 10 << 20, NULL, NULL);
-	REQUIRE(st == 413, "10 MB body: %ld", st);
+	SW_REQUIRE(st == 413, "10 MB body: %ld", st);
 	st = http("POST", "/v1/runs", big, 3 << 19, NULL, &j);
-	REQUIRE(st == 413 && !strcmp(err_code(j), "too_large"), "1.5 MB body: %ld %s", st,
-		last_body);
+	SW_REQUIRE(st == 413 && !strcmp(err_code(j), "too_large"), "1.5 MB body: %ld %s", st,
+		   last_body);
 	json_decref(j);
 	free(big);
 	check_nothing_stored(0);
@@ -1612,20 +1379,20 @@ static void scenario_bad_input(void)
 	/* runs: invalid JSON, input not an object, no such workflow or version */
 	register_wf(chain_yaml, NULL);
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"chain\", \"input\": {", NULL, &j);
-	REQUIRE(st == 400, "invalid JSON: %ld", st);
+	SW_REQUIRE(st == 400, "invalid JSON: %ld", st);
 	json_decref(j);
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"chain\", \"input\": [1]}", NULL, &j);
-	REQUIRE(st == 400, "array input: %ld", st);
+	SW_REQUIRE(st == 400, "array input: %ld", st);
 	json_decref(j);
 	st = http_s("POST", "/v1/runs", "{\"input\": {}}", NULL, &j);
-	REQUIRE(st == 400, "no workflow named: %ld", st);
+	SW_REQUIRE(st == 400, "no workflow named: %ld", st);
 	json_decref(j);
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"nope\", \"input\": {}}", NULL, &j);
-	REQUIRE(st == 404 && !strcmp(err_code(j), "not_found"), "missing workflow: %ld", st);
+	SW_REQUIRE(st == 404 && !strcmp(err_code(j), "not_found"), "missing workflow: %ld", st);
 	json_decref(j);
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"chain\", \"version\": 2, \"input\": {}}",
 		    NULL, &j);
-	REQUIRE(st == 404, "missing version: %ld", st);
+	SW_REQUIRE(st == 404, "missing version: %ld", st);
 	json_decref(j);
 	big = malloc((300 << 10) + 100);
 	{
@@ -1635,37 +1402,39 @@ static void scenario_bad_input(void)
 		strcpy(big + off + (300 << 10), "\"}}");
 	}
 	st = http("POST", "/v1/runs", big, strlen(big), NULL, &j);
-	REQUIRE(st == 413, "300 KiB input: %ld %s", st, last_body);
+	SW_REQUIRE(st == 413, "300 KiB input: %ld %s", st, last_body);
 	json_decref(j);
 	free(big);
 	st = http_s("GET", "/v1/runs/not-a-uuid", NULL, NULL, NULL);
-	REQUIRE(st == 404, "bad id: %ld", st);
+	SW_REQUIRE(st == 404, "bad id: %ld", st);
 	st = http_s("GET", "/v1/runs/01890000-0000-7000-8000-000000000000", NULL, NULL, NULL);
-	REQUIRE(st == 404, "missing run: %ld", st);
+	SW_REQUIRE(st == 404, "missing run: %ld", st);
 	st = http_s("DELETE", "/v1/runs", NULL, NULL, NULL);
-	REQUIRE(st == 405, "DELETE: %ld", st);
+	SW_REQUIRE(st == 405, "DELETE: %ld", st);
 	/* same name and version: identical is fine, different is 409 */
 	register_wf(chain_yaml, NULL);
 	st = http_s("POST", "/v1/workflows",
 		    "name: chain\nsteps:\n  - name: a\n    uses: template\n", NULL, &j);
-	REQUIRE(st == 409, "conflicting version: %ld %s", st, last_body);
+	SW_REQUIRE(st == 409, "conflicting version: %ld %s", st, last_body);
 	json_decref(j);
 	check_nothing_stored(1);
 
 	/* a first step whose template finds no such input fails the run */
 	id = submit("chain", "{\"n\": 1}", NULL);
 	run = run_get(id, NULL);
-	REQUIRE(!strcmp(jstate(run), "failed"), "render error: run %s", jstate(run));
-	REQUIRE(strstr(json_string_value(json_object_get(run, "error")), "step first: ") != NULL &&
-		    strstr(json_string_value(json_object_get(run, "error")), "word") != NULL,
-		"render error: %s", json_string_value(json_object_get(run, "error")));
-	REQUIRE(!strcmp(jstate(step_of(run, 0)), "failed") &&
-		    !strcmp(jstate(step_of(run, 2)), "skipped"),
-		"render error: step states");
+	SW_REQUIRE(!strcmp(jstate(run), "failed"), "render error: run %s", jstate(run));
+	SW_REQUIRE(strstr(json_string_value(json_object_get(run, "error")), "step first: ") !=
+			   NULL &&
+		       strstr(json_string_value(json_object_get(run, "error")), "word") != NULL,
+		   "render error: %s", json_string_value(json_object_get(run, "error")));
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 0)), "failed") &&
+		       !strcmp(jstate(step_of(run, 2)), "skipped"),
+		   "render error: step states");
 	json_decref(run);
 	wait_events(id, "run.finished", 1, 30);
-	REQUIRE(events_of(id, "step.dispatched", NULL, 0, NULL) == 0, "render error dispatched");
-	REQUIRE(http_s("GET", "/healthz", NULL, NULL, NULL) == 200, "healthz");
+	SW_REQUIRE(events_of(id, "step.dispatched", NULL, 0, NULL) == 0,
+		   "render error dispatched");
+	SW_REQUIRE(http_s("GET", "/healthz", NULL, NULL, NULL) == 200, "healthz");
 	sched_stop(SIGTERM);
 	free(id);
 }
@@ -1697,9 +1466,9 @@ static char *tenant_create(const char *name, const char *admin)
 
 	snprintf(body, sizeof(body), "{\"name\": \"%s\"}", name);
 	st = http_s("POST", "/v1/tenants", body, admin, &j);
-	REQUIRE(st == 201, "create tenant %s: %ld %s", name, st, last_body);
+	SW_REQUIRE(st == 201, "create tenant %s: %ld %s", name, st, last_body);
 	key = strdup(json_string_value(json_object_get(j, "api_key")));
-	REQUIRE(strncmp(key, "swk_", 4) == 0 && strlen(key) == 47, "key format %s", key);
+	SW_REQUIRE(strncmp(key, "swk_", 4) == 0 && strlen(key) == 47, "key format %s", key);
 	json_decref(j);
 	return key;
 }
@@ -1720,11 +1489,12 @@ static void scenario_preview_gate(void)
 	key = tenant_create("acme", "op-secret-1");
 	register_wf(gated_yaml, key);
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"gated\", \"input\": {}}", key, &j);
-	REQUIRE(st == 403 && !strcmp(err_code(j), "preview_gate"), "gate: %ld %s", st, last_body);
-	REQUIRE(strstr(err_msg(j), "secret") != NULL && strstr(err_msg(j), "identity_scoped"),
-		"gate message: %s", err_msg(j));
+	SW_REQUIRE(st == 403 && !strcmp(err_code(j), "preview_gate"), "gate: %ld %s", st,
+		   last_body);
+	SW_REQUIRE(strstr(err_msg(j), "secret") != NULL && strstr(err_msg(j), "identity_scoped"),
+		   "gate message: %s", err_msg(j));
 	json_decref(j);
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 0, "gated run stored");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 0, "gated run stored");
 	sched_stop(SIGTERM);
 
 	/* with SAGEWAI_SEALED_PREVIEW=1 the run is accepted */
@@ -1734,7 +1504,7 @@ static void scenario_preview_gate(void)
 	wait_ready();
 	id = submit("gated", "{}", key);
 	j = run_get(id, key);
-	REQUIRE(!strcmp(jstate(j), "running"), "sealed preview: %s", jstate(j));
+	SW_REQUIRE(!strcmp(jstate(j), "running"), "sealed preview: %s", jstate(j));
 	json_decref(j);
 	free(id);
 	sched_stop(SIGTERM);
@@ -1747,7 +1517,7 @@ static void scenario_preview_gate(void)
 	register_wf(gated_yaml, NULL);
 	id = submit("gated", "{}", NULL);
 	j = run_get(id, NULL);
-	REQUIRE(!strcmp(jstate(j), "running"), "single_org: %s", jstate(j));
+	SW_REQUIRE(!strcmp(jstate(j), "running"), "single_org: %s", jstate(j));
 	json_decref(j);
 	free(id);
 	sched_stop(SIGTERM);
@@ -1757,20 +1527,21 @@ static void scenario_preview_gate(void)
 	sched_start();
 	wait_ready();
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"gated\", \"input\": {}}", NULL, &j);
-	REQUIRE(st == 422 && !strcmp(err_code(j), "mode_unavailable"), "unrunnable: %ld %s", st,
-		last_body);
-	REQUIRE(strstr(err_msg(j), "step 'secret' runs in mode identity_scoped") != NULL,
-		"unrunnable message: %s", err_msg(j));
+	SW_REQUIRE(st == 422 && !strcmp(err_code(j), "mode_unavailable"), "unrunnable: %ld %s", st,
+		   last_body);
+	SW_REQUIRE(strstr(err_msg(j), "step 'secret' runs in mode identity_scoped") != NULL,
+		   "unrunnable message: %s", err_msg(j));
 	json_decref(j);
 	register_wf(agent_yaml, NULL);
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"agent\", \"input\": {\"what\": \"x\"}}",
 		    NULL, &j);
-	REQUIRE(st == 422 && !strcmp(err_msg(j), "step 'scaffold' runs in mode cli_agent, which "
-						 "needs sandboxd with CLI-agent support; this "
-						 "deployment runs only: in_process"),
-		"cli_agent: %ld %s", st, err_msg(j));
+	SW_REQUIRE(st == 422 &&
+		       !strcmp(err_msg(j), "step 'scaffold' runs in mode cli_agent, which "
+					   "needs sandboxd with CLI-agent support; this "
+					   "deployment runs only: in_process"),
+		   "cli_agent: %ld %s", st, err_msg(j));
 	json_decref(j);
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 2, "runs stored");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 2, "runs stored");
 	sched_stop(SIGTERM);
 	free(key);
 }
@@ -1786,58 +1557,60 @@ static void scenario_tenancy(void)
 	sched_extra[2] = NULL;
 	sched_start();
 	wait_ready();
-	REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"a\"}", NULL, NULL) == 401, "no token");
-	REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"a\"}", "op-secret-3", NULL) == 401,
-		"wrong token");
-	REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"A!\"}", "op-secret-2", NULL) == 400,
-		"bad name");
+	SW_REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"a\"}", NULL, NULL) == 401,
+		   "no token");
+	SW_REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"a\"}", "op-secret-3", NULL) == 401,
+		   "wrong token");
+	SW_REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"A!\"}", "op-secret-2", NULL) == 400,
+		   "bad name");
 	ka = tenant_create("tenant-a", "op-secret-2");
 	kb = tenant_create("tenant-b", "op-secret-2");
-	REQUIRE(strcmp(ka, kb) != 0, "same keys");
-	REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"tenant-a\"}", "op-secret-2", NULL) ==
-		    409,
-		"duplicate tenant");
-	REQUIRE(http_s("GET", "/v1/runs", NULL, NULL, NULL) == 401, "no key");
-	REQUIRE(http_s("GET", "/v1/runs", NULL, "swk_nope", NULL) == 401, "unknown key");
-	REQUIRE(http_s("POST", "/v1/workflows", chain_yaml, NULL, NULL) == 401, "no key register");
+	SW_REQUIRE(strcmp(ka, kb) != 0, "same keys");
+	SW_REQUIRE(
+	    http_s("POST", "/v1/tenants", "{\"name\": \"tenant-a\"}", "op-secret-2", NULL) == 409,
+	    "duplicate tenant");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, NULL, NULL) == 401, "no key");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, "swk_nope", NULL) == 401, "unknown key");
+	SW_REQUIRE(http_s("POST", "/v1/workflows", chain_yaml, NULL, NULL) == 401,
+		   "no key register");
 
 	register_wf(chain_yaml, ka);
 	id = submit("chain", "{\"word\": \"a\", \"n\": 1}", ka);
 	run = wait_run(id, ka, 60);
 	check_chain_run(run, "a", 1);
 	json_decref(run);
-	REQUIRE(!strcmp(dispatches[0].tenant, "tenant-a"), "tenant in dispatch header: %s",
-		dispatches[0].tenant);
+	SW_REQUIRE(!strcmp(dispatches[0].tenant, "tenant-a"), "tenant in dispatch header: %s",
+		   dispatches[0].tenant);
 
 	/* tenant b sees none of it */
 	snprintf(path, sizeof(path), "/v1/runs/%s", id);
-	REQUIRE(http_s("GET", path, NULL, kb, NULL) == 404, "b reads a's run");
+	SW_REQUIRE(http_s("GET", path, NULL, kb, NULL) == 404, "b reads a's run");
 	snprintf(path, sizeof(path), "/v1/runs/%s/events", id);
-	REQUIRE(http_s("GET", path, NULL, kb, NULL) == 404, "b streams a's run");
+	SW_REQUIRE(http_s("GET", path, NULL, kb, NULL) == 404, "b streams a's run");
 	snprintf(path, sizeof(path), "/v1/runs/%s/cancel", id);
-	REQUIRE(http_s("POST", path, "", kb, NULL) == 404, "b cancels a's run");
-	REQUIRE(http_s("GET", "/v1/workflows/chain", NULL, kb, NULL) == 404, "b reads a's wf");
-	REQUIRE(http_s("GET", "/v1/workflows/chain", NULL, ka, &j) == 200, "a reads its wf");
-	REQUIRE(json_integer_value(json_object_get(j, "version")) == 1, "wf version");
+	SW_REQUIRE(http_s("POST", path, "", kb, NULL) == 404, "b cancels a's run");
+	SW_REQUIRE(http_s("GET", "/v1/workflows/chain", NULL, kb, NULL) == 404, "b reads a's wf");
+	SW_REQUIRE(http_s("GET", "/v1/workflows/chain", NULL, ka, &j) == 200, "a reads its wf");
+	SW_REQUIRE(json_integer_value(json_object_get(j, "version")) == 1, "wf version");
 	json_decref(j);
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"chain\", \"input\": {}}", kb, &j);
-	REQUIRE(st == 404, "b runs a's workflow: %ld", st);
+	SW_REQUIRE(st == 404, "b runs a's workflow: %ld", st);
 	json_decref(j);
-	REQUIRE(http_s("GET", "/v1/workflows", NULL, kb, &j) == 200 &&
-		    json_array_size(json_object_get(j, "workflows")) == 0,
-		"b lists a's workflows");
+	SW_REQUIRE(http_s("GET", "/v1/workflows", NULL, kb, &j) == 200 &&
+		       json_array_size(json_object_get(j, "workflows")) == 0,
+		   "b lists a's workflows");
 	json_decref(j);
-	REQUIRE(http_s("GET", "/v1/runs", NULL, kb, &j) == 200 &&
-		    json_array_size(json_object_get(j, "runs")) == 0,
-		"b lists a's runs");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, kb, &j) == 200 &&
+		       json_array_size(json_object_get(j, "runs")) == 0,
+		   "b lists a's runs");
 	json_decref(j);
-	REQUIRE(http_s("GET", "/v1/runs", NULL, ka, &j) == 200 &&
-		    json_array_size(json_object_get(j, "runs")) == 1,
-		"a lists its run");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, ka, &j) == 200 &&
+		       json_array_size(json_object_get(j, "runs")) == 1,
+		   "a lists its run");
 	json_decref(j);
 	/* b may use the same workflow name, with other content */
 	register_wf("name: chain\nsteps:\n  - name: solo\n    uses: template\n", kb);
-	REQUIRE(sql_long("SELECT count(*) FROM scheduler.workflows") == 2, "workflows");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.workflows") == 2, "workflows");
 	/* only hashes are stored, and no key or token reaches the log */
 	{
 		uint8_t h[crypto_hash_sha256_BYTES];
@@ -1849,12 +1622,12 @@ static void scenario_tenancy(void)
 			 "SELECT count(*) FROM scheduler.tenants WHERE name = 'tenant-a'"
 			 " AND key_hash = '\\x%s'::bytea",
 			 hexs);
-		REQUIRE(sql_long(q) == 1, "key hash");
+		SW_REQUIRE(sql_long(q) == 1, "key hash");
 	}
 	sched_stop(SIGTERM);
 	snprintf(cmd, sizeof(cmd), "grep -q -e '%s' -e '%s' -e op-secret-2 %s/scheduler.log", ka,
 		 kb, data_dir);
-	REQUIRE(system(cmd) != 0, "a key or the admin token is in the service log");
+	SW_REQUIRE(system(cmd) != 0, "a key or the admin token is in the service log");
 	free(ka);
 	free(kb);
 	free(id);
@@ -1864,7 +1637,7 @@ static void scenario_tenancy(void)
 
 struct stream {
 	char url[256];
-	struct membuf m;
+	struct sw_test_buf m;
 	CURLcode rc;
 	long status;
 	int stop_after_first; /* disconnect after the first event */
@@ -1877,7 +1650,7 @@ static size_t stream_collect(char *d, size_t sz, size_t nm, void *u)
 {
 	struct stream *s = u;
 
-	collect(d, sz, nm, &s->m);
+	sw_test_http_collect(d, sz, nm, &s->m);
 	if (strstr(s->m.p, "\n\n") != NULL) {
 		s->got_first = 1;
 		if (s->stop_after_first)
@@ -1915,7 +1688,7 @@ static void stream_wait(struct stream *s, volatile int *flag, int limit_s)
 	int64_t until = sw_mono_ns() + (int64_t)limit_s * 1000000000LL;
 
 	while (!*flag) {
-		REQUIRE(sw_mono_ns() < until, "stream: nothing after %d s", limit_s);
+		SW_REQUIRE(sw_mono_ns() < until, "stream: nothing after %d s", limit_s);
 		pump(50);
 	}
 	(void)s;
@@ -1972,7 +1745,7 @@ static void scenario_sse(void)
 	/* unknown run: 404, no stream */
 	st = http_s("GET", "/v1/runs/01890000-0000-7000-8000-000000000000/events", NULL, NULL,
 		    NULL);
-	REQUIRE(st == 404, "stream of a missing run: %ld", st);
+	SW_REQUIRE(st == 404, "stream of a missing run: %ld", st);
 
 	/* a client that goes away mid-stream does no harm */
 	behave = behave_hold;
@@ -1980,7 +1753,7 @@ static void scenario_sse(void)
 	stream_open(&s2, held, 1);
 	stream_wait(&s2, &s2.done, 60);
 	pthread_join(s2.th, NULL);
-	REQUIRE(s2.got_first && s2.status == 200, "aborted stream: %ld", s2.status);
+	SW_REQUIRE(s2.got_first && s2.status == 200, "aborted stream: %ld", s2.status);
 	free(s2.m.p);
 	wait_step_state(held, 0, "running");
 	{
@@ -1988,10 +1761,10 @@ static void scenario_sse(void)
 		int64_t until = sw_mono_ns() + 90 * 1000000000LL;
 
 		for (;;) {
-			REQUIRE(http_s("GET", "/metrics", NULL, NULL, NULL) == 200, "metrics");
+			SW_REQUIRE(http_s("GET", "/metrics", NULL, NULL, NULL) == 200, "metrics");
 			if (strstr(last_body, "\nsagewai_scheduler_streams 0\n") != NULL)
 				break;
-			REQUIRE(sw_mono_ns() < until, "the closed stream is still open");
+			SW_REQUIRE(sw_mono_ns() < until, "the closed stream is still open");
 			pump(500);
 		}
 	}
@@ -2004,36 +1777,36 @@ static void scenario_sse(void)
 		int64_t until = sw_mono_ns() + 60 * 1000000000LL;
 
 		while (!s.got_first) {
-			REQUIRE(sw_mono_ns() < until, "no first stream event");
-			msleep(20);
+			SW_REQUIRE(sw_mono_ns() < until, "no first stream event");
+			sw_test_msleep(20);
 		}
 	}
 	stream_wait(&s, &s.done, 90);
 	pthread_join(s.th, NULL);
-	REQUIRE(s.rc == CURLE_OK && s.status == 200, "stream ended with %s (%ld)",
-		curl_easy_strerror(s.rc), s.status);
+	SW_REQUIRE(s.rc == CURLE_OK && s.status == 200, "stream ended with %s (%ld)",
+		   curl_easy_strerror(s.rc), s.status);
 	n = stream_events(s.m.p, types, data, 64);
 	fprintf(stderr, "stream: %zu events\n", n);
-	REQUIRE(n >= 5, "stream: only %zu events:\n%s", n, s.m.p);
-	REQUIRE(!strcmp(types[0], "run") && !strcmp(jstate(data[0]), "running"),
-		"first event: %s %s", types[0], jstate(data[0]));
-	REQUIRE(json_array_size(json_object_get(data[0], "steps")) == 3, "first event steps");
-	REQUIRE(!strcmp(types[n - 1], "run") && !strcmp(jstate(data[n - 1]), "succeeded"),
-		"last event: %s %s", types[n - 1], jstate(data[n - 1]));
+	SW_REQUIRE(n >= 5, "stream: only %zu events:\n%s", n, s.m.p);
+	SW_REQUIRE(!strcmp(types[0], "run") && !strcmp(jstate(data[0]), "running"),
+		   "first event: %s %s", types[0], jstate(data[0]));
+	SW_REQUIRE(json_array_size(json_object_get(data[0], "steps")) == 3, "first event steps");
+	SW_REQUIRE(!strcmp(types[n - 1], "run") && !strcmp(jstate(data[n - 1]), "succeeded"),
+		   "last event: %s %s", types[n - 1], jstate(data[n - 1]));
 	check_chain_run(data[n - 1], "sse", 2);
 	for (i = 1; i + 1 < n; i++) {
 		const char *name;
 
-		REQUIRE(!strcmp(types[i], "step"), "event %zu is %s", i, types[i]);
+		SW_REQUIRE(!strcmp(types[i], "step"), "event %zu is %s", i, types[i]);
 		name = json_string_value(json_object_get(data[i], "name"));
 		if (!strcmp(jstate(data[i]), "succeeded"))
 			steps_done[json_integer_value(json_object_get(data[i], "index"))]++;
-		REQUIRE(name != NULL && json_object_get(data[i], "attempts") != NULL,
-			"step event fields");
+		SW_REQUIRE(name != NULL && json_object_get(data[i], "attempts") != NULL,
+			   "step event fields");
 	}
 	for (i = 0; i < 3; i++)
-		REQUIRE(steps_done[i] == 1, "step %zu succeeded %zu times in the stream", i,
-			steps_done[i]);
+		SW_REQUIRE(steps_done[i] == 1, "step %zu succeeded %zu times in the stream", i,
+			   steps_done[i]);
 	for (i = 0; i < n; i++)
 		json_decref(data[i]);
 	free(s.m.p);
@@ -2043,18 +1816,18 @@ static void scenario_sse(void)
 	stream_wait(&s, &s.done, 30);
 	pthread_join(s.th, NULL);
 	n = stream_events(s.m.p, types, data, 64);
-	REQUIRE(s.rc == CURLE_OK && n == 1 && !strcmp(jstate(data[0]), "succeeded"),
-		"stream of a finished run: %zu events", n);
+	SW_REQUIRE(s.rc == CURLE_OK && n == 1 && !strcmp(jstate(data[0]), "succeeded"),
+		   "stream of a finished run: %zu events", n);
 	json_decref(data[0]);
 	free(s.m.p);
 
 	/* the held run still cancels; the service is fine */
 	snprintf(path, sizeof(path), "/v1/runs/%s/cancel", held);
-	REQUIRE(http_s("POST", path, "", NULL, NULL) == 202, "cancel held run");
+	SW_REQUIRE(http_s("POST", path, "", NULL, NULL) == 202, "cancel held run");
 	run = run_get(held, NULL);
-	REQUIRE(!strcmp(jstate(run), "cancelled"), "held run");
+	SW_REQUIRE(!strcmp(jstate(run), "cancelled"), "held run");
 	json_decref(run);
-	REQUIRE(http_s("GET", "/healthz", NULL, NULL, NULL) == 200, "healthz");
+	SW_REQUIRE(http_s("GET", "/healthz", NULL, NULL, NULL) == 200, "healthz");
 	sched_stop(SIGTERM);
 	free(id);
 	free(held);
@@ -2062,10 +1835,7 @@ static void scenario_sse(void)
 
 int main(int argc, char **argv)
 {
-	static const struct {
-		const char *name;
-		void (*fn)(void);
-	} scenarios[] = {
+	static const struct sw_test_scenario scenarios[] = {
 	    {"three_step", scenario_three_step},
 	    {"retry", scenario_retry},
 	    {"cancel", scenario_cancel},
@@ -2081,27 +1851,16 @@ int main(int argc, char **argv)
 	    {"sse", scenario_sse},
 	    {"worker", scenario_worker},
 	};
-	size_t i;
+	const struct sw_test_scenario *sc =
+	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));
 
-	if (argc != 2) {
-		fprintf(stderr, "usage: sched_test SCENARIO\n");
-		return 2;
-	}
-	signal(SIGPIPE, SIG_IGN);
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-	for (i = 0; i < sizeof(scenarios) / sizeof(scenarios[0]); i++) {
-		if (strcmp(argv[1], scenarios[i].name) != 0)
-			continue;
-		snprintf(scenario, sizeof(scenario), "%s", argv[1]);
-		setup();
-		scenarios[i].fn();
-		rd_kafka_consumer_close(consumer);
-		rd_kafka_destroy(consumer);
-		rd_kafka_destroy(producer);
-		sw_events_registry_destroy(reg);
-		fprintf(stderr, "scheduler %s: ok\n", argv[1]);
-		return 0;
-	}
-	fprintf(stderr, "unknown scenario %s\n", argv[1]);
-	return 2;
+	snprintf(scenario, sizeof(scenario), "%s", sc->name);
+	setup();
+	sc->fn();
+	rd_kafka_consumer_close(consumer);
+	rd_kafka_destroy(consumer);
+	rd_kafka_destroy(producer);
+	sw_events_registry_destroy(reg);
+	fprintf(stderr, "scheduler %s: ok\n", sc->name);
+	return 0;
 }
