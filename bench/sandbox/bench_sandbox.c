@@ -27,6 +27,8 @@
  * with baseline the raw bwrap figure of the same run. Notes go to stderr.
  *
  * usage: bench-sandbox [--iterations N] [--runner PATH] [--variants DIR] [--no-crun]
+ *                      [--cgroup auto|off|v1|v2]   (per-sandbox cgroups; default
+ *                      auto, as sagewai-sandboxd runs; the raw bwrap has none)
  *        bench-sandbox --raw-only N [--raw-idle K] [--variants DIR]
  */
 #include <errno.h>
@@ -502,6 +504,7 @@ int main(int argc, char **argv)
 	double *start, *cycle, *rawv, *crunv = NULL;
 	int n = 200, warm = 10, raw_n = 0, raw_idle = IDLE_SANDBOXES;
 	bool use_crun = true;
+	const char *cgroup = "auto"; /* as sagewai-sandboxd runs it */
 	char err[512];
 
 	for (int i = 1; i < argc; i++) {
@@ -517,9 +520,12 @@ int main(int argc, char **argv)
 			raw_n = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--raw-idle") == 0 && i + 1 < argc)
 			raw_idle = atoi(argv[++i]);
+		else if (strcmp(argv[i], "--cgroup") == 0 && i + 1 < argc)
+			cgroup = argv[++i];
 		else
 			die("usage", "bench-sandbox [--iterations N] [--runner PATH] "
-				     "[--variants DIR] [--no-crun] | --raw-only N [--raw-idle K]");
+				     "[--variants DIR] [--no-crun] [--cgroup auto|off|v1|v2] | "
+				     "--raw-only N [--raw-idle K]");
 	}
 	if (n < 10)
 		die("--iterations", "at least 10");
@@ -531,8 +537,11 @@ int main(int argc, char **argv)
 	if ((variant = sw_sandbox_variant_load(vdir, "base", err, sizeof(err))) == NULL)
 		die("variant", err);
 	cfg.runner_path = runner;
+	cfg.cgroup = cgroup;
 	if ((be = sw_sandbox_bwrap_new(&cfg, err, sizeof(err))) == NULL)
 		die("backend", err);
+	fprintf(stderr, "bench-sandbox: per-sandbox cgroups: %s\n",
+		sw_sandbox_bwrap_cgroup_mode(be));
 	if (mkdtemp(workspace) == NULL || (as_root && chown(workspace, 65534, 65534) != 0))
 		die("workspace", strerror(errno));
 	raw_argv(raw_true, cmd_true);
