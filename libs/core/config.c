@@ -9,6 +9,7 @@
  * trimmed; the value is taken verbatim otherwise (no quotes, no escapes).
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -295,6 +296,60 @@ const char *sw_config_env(char *const *envp, const char *key)
 		if (strncmp(*envp, key, klen) == 0 && (*envp)[klen] == '=')
 			return *envp + klen + 1;
 	return NULL;
+}
+
+int sw_config_number(char *const *envp, const char *key, long long def, long long lo,
+		     long long hi, long long *out, char *errstr, size_t errlen)
+{
+	const char *v = sw_config_env(envp, key);
+	char *end;
+	long long n;
+
+	if (v == NULL || *v == '\0') {
+		*out = def;
+		return 0;
+	}
+	errno = 0;
+	n = strtoll(v, &end, 10);
+	if (errno != 0 || end == v || *end != '\0' || n < lo || n > hi) {
+		if (hi == LLONG_MAX)
+			cfg_err(errstr, errlen, key, 0, "'%.32s' is not a number >= %lld", v, lo);
+		else
+			cfg_err(errstr, errlen, key, 0, "'%.32s' is not a number in %lld..%lld",
+				v, lo, hi);
+		return -1;
+	}
+	*out = n;
+	return 0;
+}
+
+int sw_config_list(char *const *envp, const char *key, const char **out, size_t n, size_t cap,
+		   char *buf, size_t buflen, char *errstr, size_t errlen)
+{
+	const char *v = sw_config_env(envp, key);
+	char *tok, *save = NULL;
+	size_t n0 = n;
+
+	if (n >= cap || buflen == 0) {
+		cfg_err(errstr, errlen, key, 0, "no room for its entries");
+		return -1;
+	}
+	if (v == NULL)
+		v = "";
+	if (strlen(v) >= buflen) {
+		cfg_err(errstr, errlen, key, 0, "longer than %zu bytes", buflen - 1);
+		return -1;
+	}
+	memcpy(buf, v, strlen(v) + 1);
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		if (n + 1 >= cap) {
+			cfg_err(errstr, errlen, key, 0, "more than %zu entries", cap - 1 - n0);
+			return -1;
+		}
+		out[n++] = tok;
+	}
+	out[n] = NULL;
+	return (int)n;
 }
 
 int sw_config_load(struct sw_config *cfg, const char *file, char *const *envp, char *errstr,

@@ -77,9 +77,11 @@ static void log_timestamp(char *buf, size_t len)
 }
 
 /* Builds and writes the line; fields (may be NULL) is a va_list of
- * key/value string pairs ended by a NULL key. Keys that clash with the
- * fixed ones are written as given after them (JSON keeps the last). */
-static void log_emit(enum sw_log_level lvl, const char *msg, va_list *fields)
+ * key/value string pairs ended by a NULL key, kv (may be NULL) the same as
+ * an array. Keys that clash with the fixed ones are written as given after
+ * them (JSON keeps the last). */
+static void log_emit(enum sw_log_level lvl, const char *msg, va_list *fields,
+		     const char *const *kv)
 {
 	FILE *out = log_out != NULL ? log_out : stderr;
 	char ts[64];
@@ -101,6 +103,10 @@ static void log_emit(enum sw_log_level lvl, const char *msg, va_list *fields)
 		if (json_object_set_new(obj, k, log_string(v)) < 0)
 			json_object_set_new(obj, "badkey", log_string(k));
 	}
+	for (; kv != NULL && kv[0] != NULL; kv += 2) {
+		if (json_object_set_new(obj, kv[0], log_string(kv[1])) < 0)
+			json_object_set_new(obj, "badkey", log_string(kv[0]));
+	}
 	line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(obj);
 	if (line == NULL)
@@ -120,7 +126,7 @@ void sw_log(enum sw_log_level lvl, const char *msg, ...)
 	if (lvl < log_min)
 		return;
 	va_start(ap, msg);
-	log_emit(lvl, msg, &ap);
+	log_emit(lvl, msg, &ap, NULL);
 	va_end(ap);
 }
 
@@ -137,6 +143,13 @@ void sw_logf(enum sw_log_level lvl, const char *fmt, ...)
 	va_end(ap);
 	if (n < 0)
 		return;
-	log_emit(lvl, msg, NULL);
+	log_emit(lvl, msg, NULL, NULL);
 	free(msg);
+}
+
+void sw_log_kv(enum sw_log_level lvl, const char *msg, const char *const *kv)
+{
+	if (lvl < log_min)
+		return;
+	log_emit(lvl, msg, NULL, kv);
 }

@@ -33,6 +33,10 @@ void sw_log(enum sw_log_level lvl, const char *msg, ...);
 void sw_logf(enum sw_log_level lvl, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 
+/* sw_log with the fields as an array: NULL-terminated key/value pairs (a
+ * NULL kv is no field). */
+void sw_log_kv(enum sw_log_level lvl, const char *msg, const char *const *kv);
+
 /* ---- configuration ---------------------------------------------------- */
 
 #define SW_CONFIG_STR 512
@@ -60,6 +64,22 @@ int sw_config_load(struct sw_config *cfg, const char *file, char *const *envp, c
 
 /* Look up KEY in an environment array; NULL when absent. */
 const char *sw_config_env(char *const *envp, const char *key);
+
+/* A whole-number setting KEY of envp into *out: def when unset or empty,
+ * else its decimal value, which must lie in lo..hi. 0, or -1 with errstr
+ * ("KEY: 'v' is not a number in lo..hi"; "... a number >= lo" when hi is
+ * LLONG_MAX). */
+int sw_config_number(char *const *envp, const char *key, long long def, long long lo,
+		     long long hi, long long *out, char *errstr, size_t errlen);
+
+/* The "name=value,name=value" setting KEY of envp (librdkafka tuning) as
+ * entries of out: the value is copied into buf and split at each ',' (empty
+ * entries skipped); the entries follow the n already in out (fixed ones)
+ * and a NULL ends them; out has cap slots. Unset KEY: no entry. Returns the
+ * entries in out, NULL excluded, or -1 with errstr when the value does not
+ * fit buf or the entries do not fit out. */
+int sw_config_list(char *const *envp, const char *key, const char **out, size_t n, size_t cap,
+		   char *buf, size_t buflen, char *errstr, size_t errlen);
 
 /* Enumeration of log levels from a string; SW_LOG_INFO when unknown. */
 enum sw_log_level sw_log_level_parse(const char *s);

@@ -58,8 +58,7 @@ static int serve(void)
 	static const char *const topics[] = {"^sagewai\\..*", NULL};
 	/* operator tuning: SAGEWAI_KAFKA_CONSUMER_CONFIG="name=value,name=value" */
 	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000"};
-	char tuning[SW_CONFIG_STR], *tok, *save = NULL;
-	size_t nextra = 1;
+	char tuning[SW_CONFIG_STR];
 	struct audit_env env_s, *env = &env_s;
 	char err[512], port[16], repaired_s[24];
 	size_t repaired = 0;
@@ -108,14 +107,10 @@ static int serve(void)
 	if (audit_ingest_start(env, err, sizeof(err)) == -1)
 		goto fail;
 	group = env->cfg.group_id[0] ? env->cfg.group_id : "sagewai-audit";
-	snprintf(tuning, sizeof(tuning), "%s",
-		 sw_config_env(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG")
-			 ? sw_config_env(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG")
-			 : "");
-	for (tok = strtok_r(tuning, ",", &save); tok != NULL && nextra < 33;
-	     tok = strtok_r(NULL, ",", &save))
-		extra[nextra++] = tok;
-	extra[nextra] = NULL;
+	if (sw_config_list(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG", extra, 1,
+			   sizeof(extra) / sizeof(extra[0]), tuning, sizeof(tuning), err,
+			   sizeof(err)) == -1)
+		goto fail;
 	env->consumer = sw_bus_consumer_new(env->base, env->cfg.kafka_bootstrap, group, topics,
 					    extra, AUDIT_MAX_BATCH, audit_ingest_batch, env, err,
 					    sizeof(err));

@@ -1,14 +1,15 @@
 /*
  * exec.c: from a dispatch with no stored result to its step.finished.
  *
- * Preflight (nothing runs, no step.started): the spec's run (a string, run
- * as /bin/sh -c, or an argv array), variant (base), network (none, full,
- * egress_only with its egress_allow list), limits (may only
- * lower the variant's), output_max. Then, within the concurrency cap,
- * step.started and an acquire; once a sandbox is held, sandbox.acquired and
- * the EXEC. The control socket is driven on the loop: a read event calls
- * sw_sandbox_read (bounded work per call), a write event sw_sandbox_flush
- * while sw_sandbox_want_write. Whatever ends the attempt first -- EXIT, a
+ * Preflight (nothing runs, no step.started), after sw_executor's spec and
+ * preview-gate checks: the spec's run (a string, run as /bin/sh -c, or an
+ * argv array), variant (base), network (none, full, egress_only with its
+ * egress_allow list), limits (may only lower the variant's), output_max.
+ * Then sw_executor_admit: within the concurrency cap, step.started and an
+ * acquire; once a sandbox is held, sandbox.acquired and the EXEC. The
+ * control socket is driven on the loop: a read event calls sw_sandbox_read
+ * (bounded work per call), a write event sw_sandbox_flush while
+ * sw_sandbox_want_write. Whatever ends the attempt first -- EXIT, a
  * broken sandbox, the host-side deadline, a cancel -- calls sbd_exec_finish;
  * the sandbox then goes back to the pool thread to be destroyed.
  */
@@ -18,22 +19,12 @@
 #include <string.h>
 
 #include "sandboxd.h"
-#include "sw_workflow.h"
-
-static const char *const status_names[] = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"};
+#include "sw_executor.h"
 
 static void start_exec(struct sbd_job *j, struct sbd_slot *s);
 static int check_egress_allow(struct sbd_job *j, enum sw_sandbox_net net, char *err,
 			      size_t errlen);
 static int start_egress(struct sbd_job *j, struct sbd_slot *s);
-
-static int was_cancelled(struct sbd_env *env, const char *run_id)
-{
-	for (size_t i = 0; i < SBD_CANCEL_RING; i++)
-		if (env->cancelled[i][0] && strcmp(env->cancelled[i], run_id) == 0)
-			return 1;
-	return 0;
-}
 
 static void buf_free(struct sbd_buf *b)
 {
@@ -60,7 +51,8 @@ static int buf_add(struct sbd_buf *b, const uint8_t *p, size_t n)
 	return 0;
 }
 
-void sbd_exec_release(struct sbd_job *j)
+/* Free what the job holds of the execution (events, sandbox, buffers). */
+static void exec_release(struct sbd_job *j)
 {
 	if (j->rd != NULL)
 		event_free(j->rd);
@@ -77,7 +69,10 @@ void sbd_exec_release(struct sbd_job *j)
 
 			if (s->reason[0] == '\0')
 				snprintf(s->reason, sizeof(s->reason), "%s",
-					 j->state == JOB_RUNNING ? "aborted" : "finished");
+					 j->x->phase == SW_EXECUTOR_ACTIVE &&
+						 j->stage == SBD_RUNNING
+					     ? "aborted"
+					     : "finished");
 			j->slot = NULL;
 			sbd_pool_release(j->env, s);
 		}
@@ -98,14 +93,14 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (j->state == JOB_ACQUIRING)
-		sbd_exec_finish(j, STEP_TIMED_OUT, NULL,
+	if (j->stage == SBD_ACQUIRING)
+		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
 				"timeout: no sandbox within the step's timeout of %lld ms",
-				(long long)j->timeout_ms);
+				(long long)j->x->timeout_ms);
 	else
-		sbd_exec_finish(j, STEP_TIMED_OUT, NULL,
+		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
 				"timeout: the command exceeded its timeout of %lld ms",
-				(long long)j->timeout_ms);
+				(long long)j->x->timeout_ms);
 }
 
 static int arm_timer(struct sbd_job *j, int64_t ms)
@@ -118,28 +113,25 @@ static int arm_timer(struct sbd_job *j, int64_t ms)
 	return evtimer_add(j->timer, &tv);
 }
 
-static void pump(struct sbd_env *env);
-
-static void acquire(struct sbd_job *j)
+/* A slot is free and step.started produced: ask the pool for a sandbox. */
+static void exec_start(void *arg, struct sw_executor_job *x)
 {
-	struct sbd_env *env = j->env;
+	struct sbd_job *j = x->owner;
 	struct sbd_slot *s;
 	char err[256];
 	int queued;
 
-	j->state = JOB_ACQUIRING;
-	env->running++;
-	j->counted = 1;
-	sbd_emit_started(j);
-	if (j->timeout_ms > 0 && arm_timer(j, j->timeout_ms + SBD_GRACE_MS) != 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "internal: cannot arm the timer");
+	(void)arg;
+	j->stage = SBD_ACQUIRING;
+	if (x->timeout_ms > 0 && arm_timer(j, x->timeout_ms + SBD_GRACE_MS) != 0) {
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "internal: cannot arm the timer");
 		return;
 	}
 	j->acquire_t0_ns = sw_mono_ns();
 	if ((s = sbd_pool_acquire(j, &queued, err, sizeof(err))) != NULL)
 		start_exec(j, s);
 	else if (!queued)
-		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s", err);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", err);
 }
 
 void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
@@ -147,7 +139,7 @@ void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
 	j->slot_pending = 0;
 	if (s->sb == NULL) {
 		snprintf(s->reason, sizeof(s->reason), "start failed");
-		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s", s->err);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", s->err);
 		return;
 	}
 	start_exec(j, s);
@@ -179,7 +171,7 @@ static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
 		j->ev_truncated = true;
 	}
 	j->ev_bytes += n;
-	if ((data = sbd_utf8((const char *)buf, n)) == NULL) {
+	if ((data = sw_executor_utf8((const char *)buf, n)) == NULL) {
 		sbd_fatal(j->env, "output", "out of memory");
 		return;
 	}
@@ -187,7 +179,7 @@ static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
 		      stream == 1 ? "stdout" : "stderr", "seq", j->ev_seq++, "data", data,
 		      "truncated", j->ev_truncated);
 	free(data);
-	sbd_emit(j->env, "sandbox.output", &j->dh, o);
+	sbd_emit(j->env, "sandbox.output", &j->x->dh, o);
 }
 
 static void on_exit_frame(void *arg, const struct sw_sandbox_exit *ex)
@@ -207,8 +199,8 @@ static void on_runner_error(void *arg, const char *message)
 {
 	struct sbd_job *j = arg;
 
-	sw_log(SW_LOG_WARN, "tool runner reported an error", "run_id", j->dh.run_id, "step_id",
-	       j->dh.step_id, "error", message, NULL);
+	sw_log(SW_LOG_WARN, "tool runner reported an error", "run_id", j->x->dh.run_id, "step_id",
+	       j->x->dh.step_id, "error", message, NULL);
 }
 
 static const struct sw_sandbox_events sandbox_events = {
@@ -226,7 +218,7 @@ static char *stderr_tail(const struct sbd_job *j)
 		n--;
 	if (from >= n)
 		return strdup("");
-	return sbd_utf8(j->err.p + from, n - from);
+	return sw_executor_utf8(j->err.p + from, n - from);
 }
 
 static void exited(struct sbd_job *j)
@@ -244,23 +236,25 @@ static void exited(struct sbd_job *j)
 		      "stdout_bytes", (json_int_t)j->out.len, "stderr_bytes",
 		      (json_int_t)j->err.len,
 		      "output_truncated", j->truncated);
-	sbd_emit(j->env, "sandbox.exited", &j->dh, o);
+	sbd_emit(j->env, "sandbox.exited", &j->x->dh, o);
 
 	if (ex->error != NULL) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "exec_error: %s", ex->error);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "exec_error: %s", ex->error);
 		return;
 	}
 	if (ex->timed_out) {
-		sbd_exec_finish(j, STEP_TIMED_OUT, NULL,
+		int64_t ms = j->x->timeout_ms;
+
+		if (ms == 0)
+			ms = (int64_t)sw_sandbox_limits(j->slot->sb)->wall_ms;
+		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
 				"timeout: the command exceeded its timeout of %lld ms",
-				(long long)(j->timeout_ms ? j->timeout_ms
-							  : (int64_t)sw_sandbox_limits(j->slot->sb)
-								->wall_ms));
+				(long long)ms);
 		return;
 	}
 	if (ex->status == 0) {
-		o_out = sbd_utf8(j->out.p ? j->out.p : "", j->out.len);
-		o_err = sbd_utf8(j->err.p ? j->err.p : "", j->err.len);
+		o_out = sw_executor_utf8(j->out.p ? j->out.p : "", j->out.len);
+		o_err = sw_executor_utf8(j->err.p ? j->err.p : "", j->err.len);
 		o = o_out && o_err ? json_pack("{s:i, s:s, s:s}", "exit_code", 0, "stdout", o_out,
 					       "stderr", o_err)
 				   : NULL;
@@ -272,16 +266,16 @@ static void exited(struct sbd_job *j)
 			sbd_fatal(j->env, "output", "out of memory");
 			return;
 		}
-		sbd_exec_finish(j, STEP_SUCCEEDED, o, NULL);
+		sbd_exec_finish(j, SW_STEP_SUCCEEDED, o, NULL);
 		return;
 	}
 	tail = stderr_tail(j);
 	if (ex->status > 0)
-		sbd_exec_finish(j, STEP_FAILED, NULL,
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 				"exit_status: the command exited with status %d%s%s", ex->status,
 				tail && tail[0] ? "; stderr: " : "", tail ? tail : "");
 	else
-		sbd_exec_finish(j, STEP_FAILED, NULL,
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 				"exit_status: the command was killed by signal %d (%s)%s%s",
 				ex->signal,
 				sigabbrev_np(ex->signal) ? sigabbrev_np(ex->signal) : "?",
@@ -303,12 +297,12 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	rc = sw_sandbox_read(j->slot->sb, &sandbox_events, j);
-	if (j->state != JOB_RUNNING)
-		return; /* a fatal error in a callback */
+	if (j->x->phase != SW_EXECUTOR_ACTIVE)
+		return; /* the step ended in a callback */
 	if (j->exited)
 		exited(j);
 	else if (rc != 0)
-		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s",
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s",
 				sw_sandbox_error(j->slot->sb));
 }
 
@@ -319,7 +313,7 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (sw_sandbox_flush(j->slot->sb) != 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s",
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s",
 				sw_sandbox_error(j->slot->sb));
 		return;
 	}
@@ -340,8 +334,8 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 
 	j->slot = s;
 	j->slot_pending = 0;
-	j->state = JOB_RUNNING;
-	s->h = j->dh;
+	j->stage = SBD_RUNNING;
+	s->h = j->x->dh;
 	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
 		       "memory_bytes", (json_int_t)lim->memory_bytes, "cpu_seconds",
 		       (json_int_t)lim->cpu_seconds, "file_size_bytes",
@@ -350,7 +344,7 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	limits = lj ? json_dumps(lj, JSON_COMPACT) : NULL;
 	json_decref(lj);
 	sbd_emit(env, "sandbox.acquired",
-		 &j->dh,
+		 &j->x->dh,
 		 json_pack("{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:s}", "sandbox_id", s->id, "host",
 			   env->executor, "variant", j->warm->variant, "network",
 			   sw_sandbox_net_name(j->warm->net), "warm", s->from_warm, "start_us",
@@ -360,15 +354,15 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	if (start_egress(j, s) != 0)
 		return;
 
-	if (j->timeout_ms > 0) {
-		left = j->timeout_ms - (sw_mono_ns() - j->t0_ns) / 1000000;
+	if (j->x->timeout_ms > 0) {
+		left = j->x->timeout_ms - (sw_mono_ns() - j->x->t0_ns) / 1000000;
 		if (left < 1)
 			left = 1;
 	}
 	ex.timeout_ms = (uint32_t)(left > 0 ? left : 0);
 	j->exec_t0_ns = sw_mono_ns();
 	if (sw_sandbox_exec_start(s->sb, &ex, err, sizeof(err)) != 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: %s", err);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", err);
 		return;
 	}
 	/* the runner kills the command at its timeout; this is the backstop */
@@ -376,7 +370,7 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	    (j->rd = event_new(env->base, fd, EV_READ | EV_PERSIST, on_readable, j)) == NULL ||
 	    (j->wr = event_new(env->base, fd, EV_WRITE, on_writable, j)) == NULL ||
 	    event_add(j->rd, NULL) != 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "internal: cannot watch the sandbox");
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "internal: cannot watch the sandbox");
 		return;
 	}
 	on_writable(fd, EV_WRITE, j);
@@ -384,35 +378,12 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 
 /* ---- preflight ---------------------------------------------------------- */
 
-static void pump_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	pump(arg);
-}
-
-static void pump(struct sbd_env *env)
-{
-	struct sbd_job *j;
-
-	while (env->running < env->concurrency && (j = TAILQ_FIRST(&env->waitq)) != NULL) {
-		TAILQ_REMOVE(&env->waitq, j, qentry);
-		acquire(j);
-	}
-}
-
-static void pump_later(struct sbd_env *env)
-{
-	if (!TAILQ_EMPTY(&env->waitq))
-		event_base_once(env->base, -1, EV_TIMEOUT, pump_cb, env, NULL);
-}
-
 /* spec.egress_allow: only with egress_only; an array of at most
  * SBD_EGRESS_ALLOW_MAX strings (their form is checked by the proxy). */
 static int check_egress_allow(struct sbd_job *j, enum sw_sandbox_net net, char *err,
 			      size_t errlen)
 {
-	json_t *a = json_object_get(j->spec, "egress_allow"), *e;
+	json_t *a = json_object_get(j->x->spec, "egress_allow"), *e;
 	size_t i;
 
 	if (a == NULL || json_is_null(a))
@@ -459,26 +430,26 @@ static int start_egress(struct sbd_job *j, struct sbd_slot *s)
 	struct sbd_env *env = j->env;
 	struct sbd_egress_config ec = {.dns = env->dns, .allow_private = env->egress_private};
 	const char *list[SBD_EGRESS_ALLOW_MAX];
-	json_t *a = json_object_get(j->spec, "egress_allow"), *e;
+	json_t *a = json_object_get(j->x->spec, "egress_allow"), *e;
 	char err[300];
 	size_t i, n = 0;
 
 	if (j->warm->net != SW_SANDBOX_NET_EGRESS_ONLY)
 		return 0;
 	if (s->egress_fd < 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: no egress proxy socket");
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: no egress proxy socket");
 		return -1;
 	}
 	s->env = env;
 	s->egress = sbd_egress_new(env->base, s->egress_fd, &ec, on_egress, s, err, sizeof(err));
 	s->egress_fd = -1; /* taken, even on failure */
 	if (s->egress == NULL) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "sandbox_error: egress proxy: %s", err);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: egress proxy: %s", err);
 		return -1;
 	}
 	json_array_foreach(a, i, e) list[n++] = json_string_value(e);
 	if (sbd_egress_allow(s->egress, list, n, err, sizeof(err)) != 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: spec.egress_allow: %s", err);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: spec.egress_allow: %s", err);
 		return -1;
 	}
 	return 0;
@@ -487,7 +458,7 @@ static int start_egress(struct sbd_job *j, struct sbd_slot *s)
 /* spec.run into j->argv; 0 or -1 with err. */
 static int parse_run(struct sbd_job *j, char *err, size_t errlen)
 {
-	json_t *run = json_object_get(j->spec, "run"), *a;
+	json_t *run = json_object_get(j->x->spec, "run"), *a;
 	size_t i, n;
 
 	if (json_is_string(run)) {
@@ -550,7 +521,7 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 	uint64_t *dst[] = {&j->limits.nproc,	   &j->limits.memory_bytes,
 			   &j->limits.cpu_seconds, &j->limits.file_size_bytes,
 			   &j->limits.nofile,	   &j->limits.wall_ms};
-	json_t *l = json_object_get(j->spec, "limits"), *v;
+	json_t *l = json_object_get(j->x->spec, "limits"), *v;
 	const char *k;
 	size_t i;
 
@@ -587,62 +558,52 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 	return 0;
 }
 
-void sbd_exec_begin(struct sbd_job *j)
+/* The spec is an object past the preview gate: sandboxd's checks, then a
+ * slot. */
+static void exec_begin(void *arg, struct sw_executor_job *x)
 {
-	struct sbd_env *env = j->env;
+	struct sbd_env *env = arg;
+	struct sbd_job *j = x->owner;
 	enum sw_sandbox_net net;
 	const char *variant = "base", *network = "none";
 	char err[512];
-	json_error_t jerr;
 	json_t *v;
 
-	j->spec = json_loads(j->spec_text, 0, &jerr);
-	if (!json_is_object(j->spec)) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: spec is not a JSON object");
-		return;
-	}
-	if (env->multi_tenant && !env->sealed_preview && sw_spec_identity_mode(j->spec)) {
-		sbd_exec_finish(j, STEP_FAILED, NULL,
-				"preview_gate: the workflow uses mode %s, which is refused in "
-				"multi_tenant mode unless SAGEWAI_SEALED_PREVIEW=1",
-				sw_spec_identity_mode(j->spec));
-		return;
-	}
-	if ((v = json_object_get(j->spec, "variant")) != NULL && !json_is_null(v)) {
+	if ((v = json_object_get(j->x->spec, "variant")) != NULL && !json_is_null(v)) {
 		if (!json_is_string(v)) {
-			sbd_exec_finish(j, STEP_FAILED, NULL,
+			sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 					"bad_input: spec.variant is not a string");
 			return;
 		}
 		variant = json_string_value(v);
 	}
-	if ((v = json_object_get(j->spec, "network")) != NULL && !json_is_null(v)) {
+	if ((v = json_object_get(j->x->spec, "network")) != NULL && !json_is_null(v)) {
 		if (!json_is_string(v)) {
-			sbd_exec_finish(j, STEP_FAILED, NULL,
+			sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 					"bad_input: spec.network is not a string");
 			return;
 		}
 		network = json_string_value(v);
 	}
 	if (sw_sandbox_net_parse(network, &net) != 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL,
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 				"bad_input: spec.network '%.40s' is not none, egress_only or full",
 				network);
 		return;
 	}
 	if (check_egress_allow(j, net, err, sizeof(err)) != 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: %s", err);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}
 	if ((j->warm = sbd_pool_warm(env, variant, net, err, sizeof(err))) == NULL) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: %s", err);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}
 	if (parse_run(j, err, sizeof(err)) != 0 || parse_limits(j, err, sizeof(err)) != 0) {
-		sbd_exec_finish(j, STEP_FAILED, NULL, "bad_input: %s", err);
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}
-	v = json_object_get(j->spec, "output_max");
+	v = json_object_get(j->x->spec, "output_max");
 	j->output_max = json_is_integer(v) && json_integer_value(v) > 0
 			    ? (size_t)json_integer_value(v)
 			    : SBD_OUTPUT_MAX_DEFAULT;
@@ -651,150 +612,61 @@ void sbd_exec_begin(struct sbd_job *j)
 	/* what is captured must fit one event on the bus, with room to spare */
 	if (j->output_max > env->bus_max - 8192)
 		j->output_max = env->bus_max - 8192;
-	if (was_cancelled(env, j->dh.run_id)) {
-		sbd_exec_finish(j, STEP_CANCELLED, NULL,
-				"cancelled: the run was cancelled before the step started");
-		return;
-	}
-	if (env->running < env->concurrency) {
-		acquire(j);
-	} else {
-		j->state = JOB_QUEUED;
-		TAILQ_INSERT_TAIL(&env->waitq, j, qentry);
-	}
+	sw_executor_admit(x);
 }
 
-void sbd_exec_cancel(struct sbd_env *env, const char *run_id)
-{
-	struct sbd_job *j, *next;
+/* ---- sw_executor's callbacks ------------------------------------------ */
 
-	if (!was_cancelled(env, run_id)) {
-		snprintf(env->cancelled[env->cancel_next], sizeof(env->cancelled[0]), "%s",
-			 run_id);
-		env->cancel_next = (env->cancel_next + 1) % SBD_CANCEL_RING;
-	}
-	for (j = TAILQ_FIRST(&env->jobs); j != NULL; j = next) {
-		next = TAILQ_NEXT(j, entry);
-		if (strcmp(j->dh.run_id, run_id) != 0 ||
-		    (j->state != JOB_RUNNING && j->state != JOB_QUEUED &&
-		     j->state != JOB_ACQUIRING))
-			continue;
-		sw_log(SW_LOG_INFO, "cancelling step", "run_id", run_id, "step_id", j->dh.step_id,
-		       NULL);
-		sbd_exec_finish(j, STEP_CANCELLED, NULL, "cancelled: the run was cancelled");
-	}
+static int exec_wants(void *arg, const char *mode)
+{
+	(void)arg;
+	/* in_process is the worker's; the identity-bearing modes are not
+	 * served by this sandboxd yet (docs/SANDBOX.md) */
+	return strcmp(mode, "sandboxed") == 0;
 }
 
-/* ---- the outcome -------------------------------------------------------- */
-
-static int encode_finished(struct sbd_job *j, enum step_status st, const char *output,
-			   const char *error, char *err, size_t errlen)
+static int exec_job_new(void *arg, struct sw_executor_job *x)
 {
-	struct sbd_env *env = j->env;
-	struct sw_event_header h;
-	void *buf = NULL;
-	size_t len;
-	json_t *o;
-	int rc;
+	struct sbd_job *j = calloc(1, sizeof(*j));
 
-	sw_event_header_init(&h, "step.finished", SBD_PRODUCER);
-	memcpy(h.tenant, j->dh.tenant, sizeof(h.tenant));
-	memcpy(h.run_id, j->dh.run_id, sizeof(h.run_id));
-	memcpy(h.step_id, j->dh.step_id, sizeof(h.step_id));
-	memcpy(h.trace_id, j->dh.trace_id, sizeof(h.trace_id));
-	o = json_pack("{s:s, s:i, s:s, s:s?, s:s?, s:I}", "step", j->step, "attempt", j->attempt,
-		      "status", status_names[st], "output", output, "error", error, "duration_us",
-		      (json_int_t)((sw_mono_ns() - j->t0_ns) / 1000));
-	if (o == NULL) {
-		snprintf(err, errlen, "out of memory");
+	if (j == NULL)
 		return -1;
-	}
-	rc = sw_event_encode(env->reg, "step.finished", &h, o, &buf, &len, err, errlen);
-	json_decref(o);
-	if (rc == -1)
-		return -1;
-	free(j->finished);
-	j->finished = buf;
-	j->finished_len = len;
-	j->status = st;
+	j->x = x;
+	j->env = arg;
+	x->owner = j;
 	return 0;
 }
 
-void sbd_exec_finish(struct sbd_job *j, enum step_status st, json_t *output, const char *fmt, ...)
+/* The attempt ended: the sandbox goes back with the reason. */
+static void exec_halt(void *arg, struct sw_executor_job *x, enum sw_step_status st)
 {
-	struct sbd_env *env = j->env;
-	char error[SBD_ERR_MAX], err[256], dur[24], *text = NULL, *safe;
-	size_t tlen = 0;
-	va_list ap;
+	struct sbd_job *j = x->owner;
 
-	if (j->state != JOB_LOOKUP && j->state != JOB_QUEUED && j->state != JOB_ACQUIRING &&
-	    j->state != JOB_RUNNING) {
-		json_decref(output);
-		return;
-	}
-	if (j->state == JOB_QUEUED)
-		TAILQ_REMOVE(&env->waitq, j, qentry);
-	if (j->counted) {
-		env->running--;
-		j->counted = 0;
-		pump_later(env);
-	}
+	(void)arg;
 	if (j->slot != NULL && !j->slot_pending)
 		snprintf(j->slot->reason, sizeof(j->slot->reason), "%s",
-			 st == STEP_SUCCEEDED	 ? "finished"
-			 : st == STEP_TIMED_OUT	 ? "timed_out"
-			 : st == STEP_CANCELLED ? "cancelled"
-						 : "failed");
-	j->state = JOB_SAVING;
-	sbd_exec_release(j);
-
-	error[0] = '\0';
-	if (fmt != NULL) {
-		va_start(ap, fmt);
-		vsnprintf(error, sizeof(error), fmt, ap);
-		va_end(ap);
-	}
-	if (st == STEP_SUCCEEDED) {
-		text = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY);
-		if (text == NULL) {
-			st = STEP_FAILED;
-			snprintf(error, sizeof(error), "internal: cannot serialise the output");
-		} else {
-			tlen = strlen(text);
-		}
-	}
-	json_decref(output);
-	/* error texts may quote stderr cut anywhere: keep them valid UTF-8 */
-	safe = sbd_utf8(error, strlen(error));
-	if (safe == NULL || encode_finished(j, st, st == STEP_SUCCEEDED ? text : NULL,
-					    st == STEP_SUCCEEDED ? NULL : safe, err,
-					    sizeof(err)) == -1) {
-		sbd_fatal(env, "cannot encode step.finished", safe ? err : "out of memory");
-		goto out;
-	}
-	if (j->finished_len > env->bus_max) {
-		snprintf(error, sizeof(error),
-			 "output_too_large: output is %zu bytes as JSON, more than the bus "
-			 "carries",
-			 tlen);
-		st = STEP_FAILED;
-		if (encode_finished(j, st, NULL, error, err, sizeof(err)) == -1) {
-			sbd_fatal(env, "cannot encode step.finished", err);
-			goto out;
-		}
-	}
-	snprintf(dur, sizeof(dur), "%lld", (long long)((sw_mono_ns() - j->t0_ns) / 1000));
-	sw_log(st == STEP_SUCCEEDED ? SW_LOG_INFO : SW_LOG_WARN, "step finished", "run_id",
-	       j->dh.run_id, "step_id", j->dh.step_id, "status", status_names[st], "error",
-	       st == STEP_SUCCEEDED ? "" : safe, "duration_us", dur, NULL);
-	sw_metrics_counter_add(env->metrics,
-			       st == STEP_SUCCEEDED   ? "sagewai_sandboxd_steps_succeeded_total"
-			       : st == STEP_FAILED    ? "sagewai_sandboxd_steps_failed_total"
-			       : st == STEP_TIMED_OUT ? "sagewai_sandboxd_steps_timed_out_total"
-						      : "sagewai_sandboxd_steps_cancelled_total",
-			       "Sandboxed steps by outcome", 1);
-	sbd_results_save(j);
-out:
-	free(text);
-	free(safe);
+			 st == SW_STEP_SUCCEEDED   ? "finished"
+			 : st == SW_STEP_TIMED_OUT ? "timed_out"
+			 : st == SW_STEP_CANCELLED ? "cancelled"
+						   : "failed");
+	exec_release(j);
 }
+
+static void exec_job_free(void *arg, struct sw_executor_job *x)
+{
+	(void)arg;
+	exec_release(x->owner);
+	free(x->owner);
+	x->owner = NULL;
+}
+
+const struct sw_executor_ops sbd_exec_ops = {
+    .wants = exec_wants,
+    .job_new = exec_job_new,
+    .begin = exec_begin,
+    .start = exec_start,
+    .halt = exec_halt,
+    .job_free = exec_job_free,
+    .report = sbd_report,
+    .fatal = sbd_on_fatal,
+};

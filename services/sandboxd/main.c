@@ -44,6 +44,7 @@
 #include <event2/thread.h>
 
 #include "sandboxd.h"
+#include "sw_executor.h"
 
 extern char **environ;
 
@@ -51,17 +52,20 @@ void sbd_fatal(struct sbd_env *env, const char *what, const char *why)
 {
 	sw_log(SW_LOG_ERROR, what, "error", why, NULL);
 	env->exit_code = 1;
+	if (env->ex != NULL)
+		sw_executor_halt(env->ex);
 	event_base_loopbreak(env->base);
 }
 
-static void drain_timeout(evutil_socket_t fd, short what, void *arg)
+void sbd_on_fatal(void *arg, const char *what, const char *why)
 {
-	struct sbd_env *env = arg;
+	sbd_fatal(arg, what, why);
+}
 
-	(void)fd;
-	(void)what;
-	sw_log(SW_LOG_WARN, "steps still running at shutdown; they will be redelivered", NULL);
-	event_base_loopbreak(env->base);
+void sbd_report(void *arg, const struct sw_executor_report *r)
+{
+	(void)arg;
+	sw_log_kv(r->level, r->msg, r->fields);
 }
 
 /* First signal: stop taking messages and let running steps finish for up
@@ -69,31 +73,10 @@ static void drain_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct sbd_env *env = arg;
-	struct timeval tv = {SBD_DRAIN_S, 0};
 
 	(void)what;
 	sw_log(SW_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
-	if (env->draining) {
-		event_base_loopbreak(env->base);
-		return;
-	}
-	env->draining = 1;
-	if (!env->paused) {
-		env->paused = 1;
-		sw_bus_consumer_pause(env->consumer);
-	}
-	evtimer_add(env->drain_timer, &tv);
-	sbd_flow(env);
-}
-
-static void on_bus_error(int fatal, const char *reason, void *opaque)
-{
-	struct sbd_env *env = opaque;
-
-	if (fatal)
-		sbd_fatal(env, "kafka client failed", reason);
-	else
-		sw_log(SW_LOG_WARN, "kafka", "error", reason, NULL);
+	sw_executor_shutdown(env->ex, SBD_DRAIN_S);
 }
 
 static int health(void *opaque)
@@ -101,34 +84,6 @@ static int health(void *opaque)
 	struct sbd_env *env = opaque;
 
 	return sw_store_connected(env->store) ? 0 : -1;
-}
-
-static long long parse_size(const char *s)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v < 0)
-		return -1;
-	return v;
-}
-
-/* A size setting: def when unset; -1 (err filled) when not in [lo, hi]. */
-static long long size_setting(const char *name, long long def, long long lo, long long hi,
-			      char *err, size_t errlen)
-{
-	const char *v = sw_config_env(environ, name);
-	long long n;
-
-	if (v == NULL || *v == '\0')
-		return def;
-	if ((n = parse_size(v)) < lo || n > hi) {
-		snprintf(err, errlen, "%s: not a number in %lld..%lld", name, lo, hi);
-		return -1;
-	}
-	return n;
 }
 
 struct paths {
@@ -141,28 +96,28 @@ static int settings_load(struct sbd_env *env, struct paths *pt, struct sbd_priv_
 	const char *v;
 	long long n;
 
-	if ((n = size_setting("SAGEWAI_STEP_OUTPUT_MAX", SBD_OUTPUT_MAX_DEFAULT, 1, 1LL << 30, err,
-			      errlen)) < 0)
+	if (sw_config_number(environ, "SAGEWAI_STEP_OUTPUT_MAX", SBD_OUTPUT_MAX_DEFAULT, 1,
+			     1LL << 30, &n, err, errlen) == -1)
 		return -1;
 	env->output_cap = (size_t)n;
 	/* the preview gate's backstop, as in the worker */
 	env->multi_tenant = strcmp(env->cfg.mode, "multi_tenant") == 0;
 	v = sw_config_env(environ, "SAGEWAI_SEALED_PREVIEW");
 	env->sealed_preview = v != NULL && strcmp(v, "1") == 0;
-	if ((n = size_setting("SAGEWAI_KAFKA_MESSAGE_MAX", SBD_BUS_MAX_DEFAULT, 65536, 1LL << 30,
-			      err, errlen)) < 0)
+	if (sw_config_number(environ, "SAGEWAI_KAFKA_MESSAGE_MAX", SBD_BUS_MAX_DEFAULT, 65536,
+			     1LL << 30, &n, err, errlen) == -1)
 		return -1;
 	env->bus_max = (size_t)n;
-	if ((n = size_setting("SAGEWAI_SANDBOXD_CONCURRENCY", SBD_CONCURRENCY_DEFAULT, 1, 10000,
-			      err, errlen)) < 0)
+	if (sw_config_number(environ, "SAGEWAI_SANDBOXD_CONCURRENCY", SBD_CONCURRENCY_DEFAULT, 1,
+			     10000, &n, err, errlen) == -1)
 		return -1;
 	env->concurrency = (int)n;
-	if ((n = size_setting("SAGEWAI_SANDBOX_WARM", SBD_WARM_DEFAULT, 0, 1000, err, errlen)) <
-	    0)
+	if (sw_config_number(environ, "SAGEWAI_SANDBOX_WARM", SBD_WARM_DEFAULT, 0, 1000, &n, err,
+			     errlen) == -1)
 		return -1;
 	env->pool.warm_target = (size_t)n;
-	if ((n = size_setting("SAGEWAI_SANDBOX_OUTPUT_EVENTS_MAX", SBD_OUTPUT_EVENTS_DEFAULT, 0,
-			      1LL << 30, err, errlen)) < 0)
+	if (sw_config_number(environ, "SAGEWAI_SANDBOX_OUTPUT_EVENTS_MAX",
+			     SBD_OUTPUT_EVENTS_DEFAULT, 0, 1LL << 30, &n, err, errlen) == -1)
 		return -1;
 	env->output_events_max = (size_t)n;
 	v = sw_config_env(environ, "SAGEWAI_SANDBOX_VARIANTS_DIR");
@@ -177,8 +132,8 @@ static int settings_load(struct sbd_env *env, struct paths *pt, struct sbd_priv_
 	snprintf(pc->user, sizeof(pc->user), "%s", v && *v ? v : SBD_USER_DEFAULT);
 	v = sw_config_env(environ, "SAGEWAI_SANDBOX_CGROUP");
 	snprintf(pc->cgroup, sizeof(pc->cgroup), "%s", v && *v ? v : "auto");
-	if ((n = size_setting("SAGEWAI_SANDBOX_MAX", SBD_SANDBOX_MAX_DEFAULT, 1, 100000, err,
-			      errlen)) < 0)
+	if (sw_config_number(environ, "SAGEWAI_SANDBOX_MAX", SBD_SANDBOX_MAX_DEFAULT, 1, 100000,
+			     &n, err, errlen) == -1)
 		return -1;
 	pc->max_sandboxes = (size_t)n;
 	v = sw_config_env(environ, "SAGEWAI_EGRESS_PRIVATE");
@@ -194,13 +149,8 @@ static int settings_load(struct sbd_env *env, struct paths *pt, struct sbd_priv_
 
 static void teardown(struct sbd_env *env)
 {
-	if (env->consumer)
-		sw_bus_consumer_destroy(env->consumer);
-	env->consumer = NULL;
-	if (env->producer)
-		sw_bus_producer_destroy(env->producer);
-	env->producer = NULL;
-	sbd_consume_stop(env); /* hands every held sandbox back to the pool */
+	sw_executor_destroy(env->ex); /* hands every held sandbox back to the pool */
+	env->ex = NULL;
 	sbd_pool_stop(env);    /* destroys them all, then joins */
 	if (env->dns)
 		evdns_base_free(env->dns, 1); /* runs pending cancel callbacks */
@@ -216,8 +166,6 @@ static void teardown(struct sbd_env *env)
 		event_free(env->sigterm);
 	if (env->sigint)
 		event_free(env->sigint);
-	if (env->drain_timer)
-		event_free(env->drain_timer);
 	if (env->base)
 		event_base_free(env->base);
 }
@@ -228,8 +176,8 @@ static int serve(void)
 	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
 				 "partition.assignment.strategy=range"};
 	const char *pextra[2] = {NULL, NULL};
-	char tuning[SW_CONFIG_STR], *tok, *save = NULL, msgmax[64];
-	size_t nextra = 2;
+	char tuning[SW_CONFIG_STR], msgmax[64];
+	struct sw_executor_config xc;
 	struct sbd_env env_s, *env = &env_s;
 	char err[1024], port[16], warm[16];
 	struct paths pt;
@@ -299,36 +247,37 @@ static int serve(void)
 	}
 	if (sbd_pool_start(env, priv_fd, err, sizeof(err)) == -1)
 		goto fail;
-	if ((env->store = sw_store_new(env->base, env->cfg.pg_dsn, "sandboxd", sbd_migrations,
-				       sbd_nmigrations, err, sizeof(err))) == NULL)
+	if ((env->store = sw_executor_store_new(env->base, env->cfg.pg_dsn, "sandboxd", 1, err,
+						sizeof(err))) == NULL)
+		goto fail;
+	memset(&xc, 0, sizeof(xc));
+	xc.base = env->base;
+	xc.reg = env->reg;
+	xc.store = env->store;
+	xc.metrics = env->metrics;
+	xc.producer = SBD_PRODUCER;
+	xc.metrics_prefix = "sagewai_sandboxd";
+	xc.executor = env->executor;
+	xc.bus_max = env->bus_max;
+	xc.concurrency = env->concurrency;
+	/* the preview gate's backstop, as in the worker */
+	xc.refuse_identity_modes = env->multi_tenant && !env->sealed_preview;
+	xc.ops = &sbd_exec_ops;
+	xc.arg = env;
+	if ((env->ex = sw_executor_new(&xc, err, sizeof(err))) == NULL)
+		goto fail;
+	group = env->cfg.group_id[0] ? env->cfg.group_id : SBD_DEFAULT_GROUP;
+	if (sw_config_list(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG", extra, 2,
+			   sizeof(extra) / sizeof(extra[0]), tuning, sizeof(tuning), err,
+			   sizeof(err)) == -1)
 		goto fail;
 	if (sw_config_env(environ, "SAGEWAI_KAFKA_MESSAGE_MAX") != NULL) {
 		snprintf(msgmax, sizeof(msgmax), "message.max.bytes=%zu", env->bus_max);
 		pextra[0] = msgmax;
 	}
-	env->producer = sw_bus_producer_new(env->base, env->cfg.kafka_bootstrap, SBD_PRODUCER,
-					    pextra, sbd_consume_delivery, env, err, sizeof(err));
-	if (env->producer == NULL)
+	if (sw_executor_connect(env->ex, env->cfg.kafka_bootstrap, group, topics, pextra, extra,
+				err, sizeof(err)) == -1)
 		goto fail;
-	sw_bus_producer_set_error_cb(env->producer, on_bus_error, env);
-	if (sbd_consume_init(env, err, sizeof(err)) == -1)
-		goto fail;
-
-	group = env->cfg.group_id[0] ? env->cfg.group_id : SBD_DEFAULT_GROUP;
-	snprintf(tuning, sizeof(tuning), "%s",
-		 sw_config_env(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG")
-		     ? sw_config_env(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG")
-		     : "");
-	for (tok = strtok_r(tuning, ",", &save); tok != NULL && nextra < 33;
-	     tok = strtok_r(NULL, ",", &save))
-		extra[nextra++] = tok;
-	extra[nextra] = NULL;
-	env->consumer = sw_bus_consumer_new(env->base, env->cfg.kafka_bootstrap, group, topics,
-					    extra, (size_t)env->concurrency, sbd_consume_batch,
-					    env, err, sizeof(err));
-	if (env->consumer == NULL)
-		goto fail;
-	sw_bus_consumer_set_error_cb(env->consumer, on_bus_error, env);
 
 	env->http = sw_http_new(env->base, env->cfg.http_addr, env->cfg.http_port, 64 << 10,
 				env->metrics, health, env, err, sizeof(err));
@@ -336,8 +285,7 @@ static int serve(void)
 		goto fail;
 	env->sigterm = evsignal_new(env->base, SIGTERM, on_signal, env);
 	env->sigint = evsignal_new(env->base, SIGINT, on_signal, env);
-	env->drain_timer = evtimer_new(env->base, drain_timeout, env);
-	if (env->sigterm == NULL || env->sigint == NULL || env->drain_timer == NULL ||
+	if (env->sigterm == NULL || env->sigint == NULL ||
 	    evsignal_add(env->sigterm, NULL) == -1 || evsignal_add(env->sigint, NULL) == -1) {
 		snprintf(err, sizeof(err), "cannot install signal events");
 		goto fail;
@@ -355,9 +303,7 @@ static int serve(void)
 
 	event_base_dispatch(env->base);
 
-	sw_bus_producer_flush(env->producer, 5000);
-	sbd_consume_settle(env);
-	if (sw_bus_consumer_close(env->consumer) == -1)
+	if (sw_executor_close(env->ex, 5000) == -1)
 		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
 	sw_log(SW_LOG_INFO, "sandboxd stopped", NULL);
 	teardown(env);

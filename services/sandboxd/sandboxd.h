@@ -3,16 +3,14 @@
  * host (docs/SANDBOX.md, "sandboxd"). One process, one libevent loop that
  * never blocks, plus the pool thread that starts and destroys sandboxes.
  *
- * Flow of one step.dispatched message of mode sandboxed:
+ * Flow of one step.dispatched message of mode sandboxed: the mechanics
+ * are sw_executor's (libs/executor: offsets, duplicates, other modes left
+ * alone, the results table in schema "sandboxd", the preview gate's
+ * backstop, concurrency slots, cancels, step.started and step.finished);
+ * sandboxd adds
  *
- *   consume.c   decode; other modes are left alone (offset done at once);
- *               a duplicate of a dispatch in flight joins it; else a job is
- *               made and the results table is asked for it
- *   results.c   hit: the stored step.finished bytes are re-published as they
- *               are (same event id), nothing runs again
- *   exec.c      miss: spec checks (run, variant, network, limits,
- *               output_max); within the concurrency cap, step.started and an
- *               acquire from the pool
+ *   exec.c      preflight: spec checks (run, variant, network, limits,
+ *               output_max); in a slot, an acquire from the pool
  *   pool.c      a warm sandbox of (variant, network) when one is ready (a
  *               replacement starts in the background), else a cold start on
  *               the pool thread; either way the loop gets the sandbox back
@@ -20,11 +18,10 @@
  *   exec.c      the command runs: the control socket is driven on the loop
  *               with the non-blocking sw_sandbox_* calls; output is captured
  *               (capped) and streamed as sandbox.output events (capped); the
- *               exit (or timeout, or a broken sandbox) becomes step.finished
+ *               exit (or timeout, or a broken sandbox) goes to
+ *               sw_executor_finish
  *   pool.c      the sandbox goes back to the pool thread, which destroys it
  *               (never reused) and reports its final usage -> sandbox.released
- *   results.c   step.finished is stored by dispatch id, then produced; its
- *               delivery report marks the offset done (consume.c).
  *
  * Threads: the loop thread owns jobs, the bus, the store and the sandboxes
  * while they are handed out; the pool thread owns the backend and the
@@ -49,6 +46,13 @@
 #include "sw_sandbox.h"
 #include "sw_store.h"
 
+/* sw_executor.h (libs/executor) is included by the files that use it; this
+ * header is also compiled into tests that do not link the executor. */
+struct sw_executor;
+struct sw_executor_job;
+struct sw_executor_ops;
+struct sw_executor_report;
+
 #define SBD_PRODUCER "sagewai-sandboxd"
 #define SBD_DEFAULT_GROUP "sagewai-sandboxd"
 #define SBD_OUTPUT_MAX_DEFAULT (1u << 20)	   /* spec.output_max default, 1 MiB */
@@ -58,35 +62,10 @@
 #define SBD_BUS_MAX_DEFAULT 1000000
 #define SBD_GRACE_MS 5000    /* host-side slack over the runner's own timeout */
 #define SBD_DRAIN_S 10	     /* grace for running steps at shutdown */
-#define SBD_ERR_MAX 1024     /* longest error text of a step */
 #define SBD_STDERR_TAIL 400  /* stderr quoted in an exit_status error */
-#define SBD_CANCEL_RING 256  /* run ids remembered as cancelled */
 #define SBD_PATH "/usr/local/bin:/usr/bin:/bin"
 #define SBD_USER_DEFAULT "65533:65533" /* the service part, when started as root */
 #define SBD_SANDBOX_MAX_DEFAULT 256
-
-/* Objects handed to the producer as msg_opaque start with this tag. */
-enum sbd_tag { SBD_TAG_OFFSET = 0x6f666673, SBD_TAG_JOB = 0x6a6f6273 };
-
-struct sbd_part;
-
-/* One consumed message whose offset waits for its effect. */
-struct sbd_offset {
-	enum sbd_tag tag;
-	TAILQ_ENTRY(sbd_offset) entry; /* part->offsets, in offset order */
-	struct sbd_part *part;
-	int64_t offset;
-	int done;
-};
-TAILQ_HEAD(sbd_offsetq, sbd_offset);
-
-/* One (topic, partition) with messages in flight. */
-struct sbd_part {
-	LIST_ENTRY(sbd_part) entry;
-	char topic[64];
-	int32_t partition;
-	struct sbd_offsetq offsets;
-};
 
 struct sbd_job;
 
@@ -150,16 +129,11 @@ struct sbd_pool {
 	int fail_streak;	  /* warm starts failing in a row */
 };
 
-enum job_state {
-	JOB_LOOKUP,	/* asking the results table */
-	JOB_QUEUED,	/* waiting for a concurrency slot */
-	JOB_ACQUIRING,	/* waiting for a sandbox */
-	JOB_RUNNING,	/* the command runs */
-	JOB_SAVING,	/* step.finished encoded, results row being written */
-	JOB_PUBLISHING, /* step.finished produced, delivery report awaited */
+/* Where an active job (SW_EXECUTOR_ACTIVE) is. */
+enum sbd_stage {
+	SBD_ACQUIRING, /* waiting for a sandbox */
+	SBD_RUNNING,   /* the command runs */
 };
-
-enum step_status { STEP_SUCCEEDED, STEP_FAILED, STEP_TIMED_OUT, STEP_CANCELLED };
 
 /* Captured output of a stream, capped. */
 struct sbd_buf {
@@ -167,30 +141,16 @@ struct sbd_buf {
 	size_t len, cap;
 };
 
-/* One step.dispatched being handled. */
+/* sandboxd's part of a step.dispatched being handled (x->owner). */
 struct sbd_job {
-	enum sbd_tag tag;
-	TAILQ_ENTRY(sbd_job) entry;  /* env->jobs */
-	TAILQ_ENTRY(sbd_job) qentry; /* env->waitq while JOB_QUEUED */
+	struct sw_executor_job *x; /* the dispatch, its phase and step.finished */
 	struct sbd_env *env;
-	enum job_state state;
-	struct sbd_offset *off;	  /* the dispatch message */
-	struct sbd_offset **dups; /* later copies of the same dispatch */
-	size_t ndups;
-	int counted; /* holds a concurrency slot */
-
-	struct sw_event_header dh; /* the dispatch's header */
-	char step[128];
-	int attempt;
-	int64_t timeout_ms;
-	char *spec_text; /* owned */
-	json_t *spec;	 /* parsed, NULL until preflight */
-	char **argv;	 /* owned, NULL-terminated */
+	enum sbd_stage stage;
+	char **argv; /* owned, NULL-terminated */
 	struct sbd_warm *warm;
 	struct sw_sandbox_limits limits; /* the spec's (0 = variant default) */
 	bool custom_limits;
 	size_t output_max;
-	int64_t t0_ns;
 	int64_t acquire_t0_ns; /* the acquire began */
 
 	struct sbd_slot *slot; /* the sandbox, while held (or being started) */
@@ -206,24 +166,17 @@ struct sbd_job {
 	struct sw_sandbox_exit ex;
 	char ex_error[256];
 	int64_t exec_t0_ns;
-
-	/* the step.finished event, encoded */
-	int status;
-	char *finished;
-	size_t finished_len;
 };
-TAILQ_HEAD(sbd_jobq, sbd_job);
 
 struct sbd_env {
 	struct sw_config cfg;
 	struct event_base *base;
 	struct sw_event_registry *reg;
 	struct sw_store *store;
-	struct sw_bus_producer *producer;
-	struct sw_bus_consumer *consumer;
 	struct sw_http *http;
 	struct sw_metrics *metrics;
 	struct sbd_pool pool;
+	struct sw_executor *ex;
 	char executor[192];
 
 	/* settings */
@@ -236,52 +189,25 @@ struct sbd_env {
 	int egress_private; /* SAGEWAI_EGRESS_PRIVATE=allow */
 	struct evdns_base *dns; /* for the egress proxies */
 
-	/* consumption */
-	LIST_HEAD(, sbd_part) parts;
-	size_t noffsets;
-	struct event *settle_ev;
-	int paused;
-	int draining;
-	struct event *drain_timer;
-
-	/* jobs */
-	struct sbd_jobq jobs;
-	struct sbd_jobq waitq;
-	size_t njobs;
-	int running;
-	char cancelled[SBD_CANCEL_RING][64];
-	size_t cancel_next;
-
 	struct event *sigterm, *sigint;
 	int exit_code;
-	uint64_t deadlettered, ignored, republished;
 };
 
 /* main.c */
+/* Log why, and stop: the loop breaks, the exit code is 1. */
 void sbd_fatal(struct sbd_env *env, const char *what, const char *why);
+/* sw_executor's report and fatal callbacks (arg: the env). */
+void sbd_report(void *arg, const struct sw_executor_report *r);
+void sbd_on_fatal(void *arg, const char *what, const char *why);
 
-/* consume.c */
-int sbd_consume_init(struct sbd_env *env, char *errstr, size_t errlen);
-void sbd_consume_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque);
-void sbd_consume_delivery(const char *err, void *msg_opaque, void *opaque);
-void sbd_offset_done(struct sbd_env *env, struct sbd_offset *o);
-/* The job's message (and its duplicates) are done: free the job. */
-void sbd_job_release(struct sbd_job *j);
-void sbd_flow(struct sbd_env *env);
-void sbd_consume_settle(struct sbd_env *env);
-void sbd_consume_stop(struct sbd_env *env);
-
-/* exec.c */
-void sbd_exec_begin(struct sbd_job *j);
+/* exec.c: sw_executor's callbacks (sw_executor.h) and the execution */
+extern const struct sw_executor_ops sbd_exec_ops;
 /* A cold start requested by j is done (slot->sb NULL on failure). */
 void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *slot);
-/* The step ended; output stolen (may be NULL); fmt "<code>: <message>".
- * Only the first call for an attempt counts. */
-void sbd_exec_finish(struct sbd_job *j, enum step_status st, json_t *output, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-void sbd_exec_cancel(struct sbd_env *env, const char *run_id);
-/* Free what the job holds of the execution (events, sandbox, buffers). */
-void sbd_exec_release(struct sbd_job *j);
+/* The step ended: sw_executor_finishf on j's dispatch (output stolen, may
+ * be NULL; fmt "<code>: <message>"). Only the first call for an attempt
+ * counts. */
+#define sbd_exec_finish(j, ...) sw_executor_finishf((j)->x, __VA_ARGS__)
 
 /* pool.c */
 int sbd_pool_start(struct sbd_env *env, int priv_fd, char *errstr, size_t errlen);
@@ -306,17 +232,9 @@ void sbd_pool_abandon(struct sbd_env *env, struct sbd_job *j);
 void sbd_pool_metrics(struct sbd_env *env);
 
 /* events.c: lifecycle events on sagewai.sandbox (informative: a lost one
- * is logged, never retried) and step.started */
+ * is logged, never retried) */
 void sbd_emit(struct sbd_env *env, const char *type, const struct sw_event_header *like,
 	      json_t *fields);
-void sbd_emit_started(struct sbd_job *j);
-
-/* results.c */
-extern const struct sw_migration sbd_migrations[];
-extern const size_t sbd_nmigrations;
-void sbd_results_lookup(struct sbd_job *j);
-void sbd_results_save(struct sbd_job *j);
-void sbd_publish(struct sbd_job *j);
 
 /* priv.c: the privileged part (creates and destroys sandboxes, nothing
  * else) and the calls the pool thread makes to it. */
@@ -400,9 +318,5 @@ int sbd_egress_allow(struct sbd_egress *e, const char *const *hostports, size_t 
 size_t sbd_egress_open(const struct sbd_egress *e);
 /* Close the listener and every connection; no callback afterwards. */
 void sbd_egress_free(struct sbd_egress *e);
-
-/* A malloc'd NUL-terminated copy of buf with every invalid UTF-8 sequence
- * (and NUL) replaced by U+FFFD; NULL when out of memory. */
-char *sbd_utf8(const char *buf, size_t len);
 
 #endif

@@ -159,43 +159,17 @@ static int deployment(struct sched_env *env, char *errstr, size_t errlen)
 /* librdkafka properties: first def (ours: a step is latency-bound, so
  * batch for 1 ms, not librdkafka's 5), then the operator's "name=value,..."
  * from the variable var, into out (NULL-terminated, SCHED_BUS_EXTRA slots;
- * the strings point into buf). */
+ * the strings point into buf). -1 when they do not fit. */
 int sched_bus_extra(const char *var, const char *def, const char **out, char *buf, size_t buflen)
 {
-	const char *v = sw_config_env(environ, var);
-	char *tok, *save = NULL;
+	char err[128];
 	size_t n = 0;
 
 	if (def != NULL)
 		out[n++] = def;
-	snprintf(buf, buflen, "%s", v ? v : "");
-	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-		if (n + 1 >= SCHED_BUS_EXTRA)
-			return -1;
-		out[n++] = tok;
-	}
-	out[n] = NULL;
-	return 0;
-}
-
-/* SAGEWAI_PG_POOL: the store's connections. Every transition is one
- * transaction: with several connections their commits overlap (and share
- * WAL flushes) instead of queueing behind each other. */
-static int pg_pool(size_t *n, char *errstr, size_t errlen)
-{
-	const char *v = sw_config_env(environ, "SAGEWAI_PG_POOL");
-	char *end;
-	long l;
-
-	*n = SCHED_PG_POOL_DEFAULT;
-	if (v == NULL || *v == '\0')
-		return 0;
-	l = strtol(v, &end, 10);
-	if (*end != '\0' || l < 1 || l > 64) {
-		snprintf(errstr, errlen, "SAGEWAI_PG_POOL must be 1..64, not '%.32s'", v);
+	if (sw_config_list(environ, var, out, n, SCHED_BUS_EXTRA, buf, buflen, err,
+			   sizeof(err)) == -1)
 		return -1;
-	}
-	*n = (size_t)l;
 	return 0;
 }
 
@@ -204,7 +178,7 @@ static int serve(void)
 	struct sched_env env_s, *env = &env_s;
 	char err[512], port[16], ptuning[SW_CONFIG_STR];
 	const char *pextra[SCHED_BUS_EXTRA];
-	size_t npool;
+	long long npool;
 
 	memset(env, 0, sizeof(*env));
 	if (sw_config_load(&env->cfg, getenv("SAGEWAI_CONFIG"), environ, err, sizeof(err)) == -1) {
@@ -226,13 +200,17 @@ static int serve(void)
 		snprintf(err, sizeof(err), "out of memory");
 		goto fail;
 	}
-	if (pg_pool(&npool, err, sizeof(err)) == -1) {
+	/* every transition is one transaction: with several connections
+	 * their commits overlap (and share WAL flushes) instead of queueing
+	 * behind each other */
+	if (sw_config_number(environ, "SAGEWAI_PG_POOL", SCHED_PG_POOL_DEFAULT, 1, 64, &npool,
+			     err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "bad configuration", "error", err, NULL);
 		return 2;
 	}
-	if ((env->store =
-		 sw_store_new_pool(env->base, env->cfg.pg_dsn, "scheduler", sched_migrations,
-				   sched_nmigrations, npool, err, sizeof(err))) == NULL)
+	if ((env->store = sw_store_new_pool(env->base, env->cfg.pg_dsn, "scheduler",
+					    sched_migrations, sched_nmigrations, (size_t)npool,
+					    err, sizeof(err))) == NULL)
 		goto fail;
 	if (sched_bus_extra("SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=1", pextra, ptuning,
 			    sizeof(ptuning)) == -1) {

@@ -186,8 +186,8 @@ void worker_curl_common(struct worker_job *j, size_t resp_max)
 	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http,https");
 	curl_easy_setopt(e, CURLOPT_FOLLOWLOCATION, 0L);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "sagewai-worker");
-	if (j->timeout_ms > 0)
-		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)j->timeout_ms);
+	if (j->x->timeout_ms > 0)
+		curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)j->x->timeout_ms);
 }
 
 int worker_curl_add(struct worker_job *j)
@@ -266,7 +266,7 @@ void worker_http_start(struct worker_job *j)
 	url = json_object_get(j->with, "url");
 	if (!json_is_string(url) || (strncasecmp(json_string_value(url), "http://", 7) != 0 &&
 				     strncasecmp(json_string_value(url), "https://", 8) != 0)) {
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "bad_input: with.url must be an http:// or https:// URL");
 		return;
 	}
@@ -276,7 +276,7 @@ void worker_http_start(struct worker_job *j)
 			if (strcasecmp(json_string_value(method), methods[i]) == 0)
 				break;
 		if (!json_is_string(method) || methods[i] == NULL) {
-			worker_exec_finish(j, STEP_FAILED, NULL,
+			worker_exec_finish(j, SW_STEP_FAILED, NULL,
 					   "bad_input: with.method must be one of POST, GET, PUT, "
 					   "PATCH, DELETE");
 			return;
@@ -285,7 +285,7 @@ void worker_http_start(struct worker_job *j)
 	}
 	headers = json_object_get(j->with, "headers");
 	if (headers != NULL && !json_is_object(headers)) {
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "bad_input: with.headers must be an object of strings");
 		return;
 	}
@@ -293,7 +293,7 @@ void worker_http_start(struct worker_job *j)
 		goto oom;
 	json_object_foreach(headers, name, v) {
 		if (!json_is_string(v) || !header_ok(name, json_string_value(v))) {
-			worker_exec_finish(j, STEP_FAILED, NULL,
+			worker_exec_finish(j, SW_STEP_FAILED, NULL,
 					   "bad_input: with.headers.%.60s is not a valid header",
 					   name);
 			return;
@@ -332,10 +332,10 @@ void worker_http_start(struct worker_job *j)
 			curl_easy_setopt(j->easy, CURLOPT_CUSTOMREQUEST, m);
 	}
 	if (worker_curl_add(j) == -1)
-		worker_exec_finish(j, STEP_FAILED, NULL, "internal: cannot start the request");
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "internal: cannot start the request");
 	return;
 oom:
-	worker_exec_finish(j, STEP_FAILED, NULL, "internal: out of memory");
+	worker_exec_finish(j, SW_STEP_FAILED, NULL, "internal: out of memory");
 }
 
 void worker_http_done(struct worker_job *j, CURLcode rc, long status)
@@ -344,35 +344,35 @@ void worker_http_done(struct worker_job *j, CURLcode rc, long status)
 	json_t *body;
 
 	if (rc == CURLE_OPERATION_TIMEDOUT) {
-		worker_exec_finish(j, STEP_TIMED_OUT, NULL,
+		worker_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
 				   "timeout: step exceeded its timeout of %lld ms",
-				   (long long)j->timeout_ms);
+				   (long long)j->x->timeout_ms);
 		return;
 	}
 	if (rc == CURLE_WRITE_ERROR && j->resp.over) {
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "output_too_large: output is over %zu bytes, over the limit "
 				   "of %zu",
 				   j->resp.max, j->output_max);
 		return;
 	}
 	if (rc != CURLE_OK) {
-		worker_exec_finish(j, STEP_FAILED, NULL, "http_error: %s%s%s",
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "http_error: %s%s%s",
 				   curl_easy_strerror(rc), j->curl_err[0] ? ": " : "",
 				   j->curl_err);
 		return;
 	}
 	if (status >= 400) {
 		excerpt(&j->resp, ex, sizeof(ex));
-		worker_exec_finish(j, STEP_FAILED, NULL, "http_error: HTTP %ld%s%s", status,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "http_error: HTTP %ld%s%s", status,
 				   ex[0] ? ": " : "", ex);
 		return;
 	}
 	if ((body = body_value(&j->resp)) == NULL) {
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "http_error: the response body is neither JSON nor UTF-8 text");
 		return;
 	}
-	worker_exec_finish(j, STEP_SUCCEEDED,
+	worker_exec_finish(j, SW_STEP_SUCCEEDED,
 			   json_pack("{s:i, s:o}", "status", (int)status, "body", body), NULL);
 }

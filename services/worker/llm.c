@@ -83,18 +83,19 @@ void worker_llm_start(struct worker_job *j)
 	size_t max;
 
 	if (want != NULL && !json_is_boolean(want)) {
-		worker_exec_finish(j, STEP_FAILED, NULL, "bad_input: with.json must be a boolean");
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
+				   "bad_input: with.json must be a boolean");
 		return;
 	}
 	if ((req = llm_request(j, json_is_true(want), err, sizeof(err))) == NULL) {
-		worker_exec_finish(j, STEP_FAILED, NULL, "%s", err);
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "%s", err);
 		return;
 	}
 	j->req_body = json_dumps(req, JSON_COMPACT);
 	json_decref(req);
 	if ((size_t)snprintf(url, sizeof(url), "%s/chat/completions", env->llm_base) >=
 	    sizeof(url)) {
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "internal: SAGEWAI_LLM_BASE_URL too long");
 		return;
 	}
@@ -119,10 +120,10 @@ void worker_llm_start(struct worker_job *j)
 	curl_easy_setopt(j->easy, CURLOPT_POSTFIELDS, j->req_body);
 	curl_easy_setopt(j->easy, CURLOPT_POSTFIELDSIZE, (long)strlen(j->req_body));
 	if (worker_curl_add(j) == -1)
-		worker_exec_finish(j, STEP_FAILED, NULL, "internal: cannot start the request");
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "internal: cannot start the request");
 	return;
 oom:
-	worker_exec_finish(j, STEP_FAILED, NULL, "internal: out of memory");
+	worker_exec_finish(j, SW_STEP_FAILED, NULL, "internal: out of memory");
 }
 
 /* The provider's own words about an error: error.message, a string error,
@@ -191,20 +192,20 @@ void worker_llm_done(struct worker_job *j, CURLcode rc, long status)
 	char msg[400], why[200];
 
 	if (rc == CURLE_OPERATION_TIMEDOUT) {
-		worker_exec_finish(j, STEP_TIMED_OUT, NULL,
+		worker_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
 				   "timeout: step exceeded its timeout of %lld ms",
-				   (long long)j->timeout_ms);
+				   (long long)j->x->timeout_ms);
 		return;
 	}
 	if (rc == CURLE_WRITE_ERROR && j->resp.over) {
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "output_too_large: output is over %zu bytes, over the limit "
 				   "of %zu",
 				   j->resp.max, j->output_max);
 		return;
 	}
 	if (rc != CURLE_OK) {
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "llm_error: cannot reach the provider: %s",
 				   j->curl_err[0] ? j->curl_err : curl_easy_strerror(rc));
 		return;
@@ -213,7 +214,8 @@ void worker_llm_done(struct worker_job *j, CURLcode rc, long status)
 	if (status >= 400 || status < 200) {
 		provider_message(&j->resp, doc, msg, sizeof(msg));
 		json_decref(doc);
-		worker_exec_finish(j, STEP_FAILED, NULL, "llm_error: HTTP %ld: %s", status, msg);
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "llm_error: HTTP %ld: %s", status,
+				   msg);
 		return;
 	}
 	content = json_object_get(
@@ -221,7 +223,7 @@ void worker_llm_done(struct worker_job *j, CURLcode rc, long status)
 	    "content");
 	if (!json_is_string(content)) {
 		json_decref(doc);
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "llm_error: the reply has no choices[0].message.content");
 		return;
 	}
@@ -229,13 +231,13 @@ void worker_llm_done(struct worker_job *j, CURLcode rc, long status)
 		out = reply_json(json_string_value(content), why, sizeof(why));
 		json_decref(doc);
 		if (out == NULL)
-			worker_exec_finish(j, STEP_FAILED, NULL,
+			worker_exec_finish(j, SW_STEP_FAILED, NULL,
 					   "llm_error: the reply is not valid JSON: %s", why);
 		else
-			worker_exec_finish(j, STEP_SUCCEEDED, out, NULL);
+			worker_exec_finish(j, SW_STEP_SUCCEEDED, out, NULL);
 		return;
 	}
 	out = json_incref(content);
 	json_decref(doc);
-	worker_exec_finish(j, STEP_SUCCEEDED, out, NULL);
+	worker_exec_finish(j, SW_STEP_SUCCEEDED, out, NULL);
 }

@@ -21,7 +21,7 @@
  *   SAGEWAI_PG_POOL             PostgreSQL connections of the results table (4)
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning
  */
-#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,17 +36,39 @@ void worker_fatal(struct worker_env *env, const char *what, const char *why)
 {
 	sw_log(SW_LOG_ERROR, what, "error", why, NULL);
 	env->exit_code = 1;
+	if (env->ex != NULL)
+		sw_executor_halt(env->ex);
 	event_base_loopbreak(env->base);
 }
 
-static void drain_timeout(evutil_socket_t fd, short what, void *arg)
+void worker_on_fatal(void *arg, const char *what, const char *why)
 {
-	struct worker_env *env = arg;
+	worker_fatal(arg, what, why);
+}
 
-	(void)fd;
-	(void)what;
-	sw_log(SW_LOG_WARN, "steps still running at shutdown; they will be redelivered", NULL);
-	event_base_loopbreak(env->base);
+/* The executor's log lines; "step finished" also names the step's kind. */
+void worker_report(void *arg, const struct sw_executor_report *r)
+{
+	const char *kv[24];
+	size_t n = 0, i;
+
+	(void)arg;
+	if (r->kind != SW_EXECUTOR_FINISHED) {
+		sw_log_kv(r->level, r->msg, r->fields);
+		return;
+	}
+	for (i = 0; r->fields[i] != NULL && n + 4 < sizeof(kv) / sizeof(kv[0]); i += 2) {
+		kv[n++] = r->fields[i];
+		kv[n++] = r->fields[i + 1];
+		if (strcmp(r->fields[i], "step_id") == 0) {
+			struct worker_job *j = r->job->owner;
+
+			kv[n++] = "uses";
+			kv[n++] = j != NULL && j->uses != NULL ? j->uses : "";
+		}
+	}
+	kv[n] = NULL;
+	sw_log_kv(r->level, r->msg, kv);
 }
 
 /* First signal: stop taking messages and let running steps finish for up
@@ -55,31 +77,10 @@ static void drain_timeout(evutil_socket_t fd, short what, void *arg)
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct worker_env *env = arg;
-	struct timeval tv = {WORKER_DRAIN_S, 0};
 
 	(void)what;
 	sw_log(SW_LOG_INFO, "shutting down", "signal", sig == SIGTERM ? "TERM" : "INT", NULL);
-	if (env->draining) {
-		event_base_loopbreak(env->base);
-		return;
-	}
-	env->draining = 1;
-	if (!env->paused) {
-		env->paused = 1;
-		sw_bus_consumer_pause(env->consumer);
-	}
-	evtimer_add(env->drain_timer, &tv);
-	worker_flow(env);
-}
-
-static void on_bus_error(int fatal, const char *reason, void *opaque)
-{
-	struct worker_env *env = opaque;
-
-	if (fatal)
-		worker_fatal(env, "kafka client failed", reason);
-	else
-		sw_log(SW_LOG_WARN, "kafka", "error", reason, NULL);
+	sw_executor_shutdown(env->ex, WORKER_DRAIN_S);
 }
 
 static int health(void *opaque)
@@ -87,19 +88,6 @@ static int health(void *opaque)
 	struct worker_env *env = opaque;
 
 	return sw_store_connected(env->store) ? 0 : -1;
-}
-
-/* A positive size in bytes from s, or -1. */
-static long long parse_size(const char *s)
-{
-	char *end;
-	long long v;
-
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno != 0 || end == s || *end != '\0' || v <= 0)
-		return -1;
-	return v;
 }
 
 static int settings_load(struct worker_env *env, char *err, size_t errlen)
@@ -128,38 +116,22 @@ static int settings_load(struct worker_env *env, char *err, size_t errlen)
 	v = sw_config_env(environ, "SAGEWAI_LLM_MODEL");
 	snprintf(env->llm_model, sizeof(env->llm_model), "%s", v && *v ? v : "gpt-4o-mini");
 
-	env->output_cap = WORKER_OUTPUT_MAX_DEFAULT;
-	if ((v = sw_config_env(environ, "SAGEWAI_STEP_OUTPUT_MAX")) != NULL && *v) {
-		if ((n = parse_size(v)) < 0) {
-			snprintf(err, errlen, "SAGEWAI_STEP_OUTPUT_MAX: not a positive number");
-			return -1;
-		}
-		env->output_cap = (size_t)n;
-	}
-	env->bus_max = WORKER_BUS_MAX_DEFAULT;
-	if ((v = sw_config_env(environ, "SAGEWAI_KAFKA_MESSAGE_MAX")) != NULL && *v) {
-		if ((n = parse_size(v)) < 0 || n < 4096) {
-			snprintf(err, errlen, "SAGEWAI_KAFKA_MESSAGE_MAX: not a number >= 4096");
-			return -1;
-		}
-		env->bus_max = (size_t)n;
-	}
-	env->concurrency = WORKER_CONCURRENCY_DEFAULT;
-	if ((v = sw_config_env(environ, "SAGEWAI_WORKER_CONCURRENCY")) != NULL && *v) {
-		if ((n = parse_size(v)) < 0 || n > 100000) {
-			snprintf(err, errlen, "SAGEWAI_WORKER_CONCURRENCY: not in 1..100000");
-			return -1;
-		}
-		env->concurrency = (int)n;
-	}
-	env->pg_pool = WORKER_PG_POOL_DEFAULT;
-	if ((v = sw_config_env(environ, "SAGEWAI_PG_POOL")) != NULL && *v) {
-		if ((n = parse_size(v)) < 1 || n > 64) {
-			snprintf(err, errlen, "SAGEWAI_PG_POOL: not in 1..64");
-			return -1;
-		}
-		env->pg_pool = (size_t)n;
-	}
+	if (sw_config_number(environ, "SAGEWAI_STEP_OUTPUT_MAX", WORKER_OUTPUT_MAX_DEFAULT, 1,
+			     LLONG_MAX, &n, err, errlen) == -1)
+		return -1;
+	env->output_cap = (size_t)n;
+	if (sw_config_number(environ, "SAGEWAI_KAFKA_MESSAGE_MAX", WORKER_BUS_MAX_DEFAULT, 4096,
+			     LLONG_MAX, &n, err, errlen) == -1)
+		return -1;
+	env->bus_max = (size_t)n;
+	if (sw_config_number(environ, "SAGEWAI_WORKER_CONCURRENCY", WORKER_CONCURRENCY_DEFAULT, 1,
+			     100000, &n, err, errlen) == -1)
+		return -1;
+	env->concurrency = (int)n;
+	if (sw_config_number(environ, "SAGEWAI_PG_POOL", WORKER_PG_POOL_DEFAULT, 1, 64, &n, err,
+			     errlen) == -1)
+		return -1;
+	env->pg_pool = (size_t)n;
 	v = sw_config_env(environ, "SAGEWAI_WORKER_OTHER_MODES");
 	if (v != NULL && strcmp(v, "ignore") == 0) {
 		env->ignore_other_modes = 1;
@@ -188,13 +160,8 @@ static int settings_load(struct worker_env *env, char *err, size_t errlen)
 /* The producer goes before the jobs: its delivery reports point at them. */
 static void teardown(struct worker_env *env)
 {
-	if (env->consumer)
-		sw_bus_consumer_destroy(env->consumer);
-	env->consumer = NULL;
-	if (env->producer)
-		sw_bus_producer_destroy(env->producer);
-	env->producer = NULL;
-	worker_consume_stop(env);
+	sw_executor_destroy(env->ex);
+	env->ex = NULL;
 	if (env->http)
 		sw_http_destroy(env->http);
 	if (env->store)
@@ -210,8 +177,6 @@ static void teardown(struct worker_env *env)
 		event_free(env->sigterm);
 	if (env->sigint)
 		event_free(env->sigint);
-	if (env->drain_timer)
-		event_free(env->drain_timer);
 	if (env->base)
 		event_base_free(env->base);
 	explicit_bzero(env->llm_key, sizeof(env->llm_key));
@@ -223,8 +188,8 @@ static int serve(void)
 	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
 				 "partition.assignment.strategy=range"};
 	const char *pextra[2] = {NULL, NULL};
-	char tuning[SW_CONFIG_STR], *tok, *save = NULL, msgmax[64];
-	size_t nextra = 2;
+	char tuning[SW_CONFIG_STR], msgmax[64];
+	struct sw_executor_config xc;
 	struct worker_env env_s, *env = &env_s;
 	char err[1024], port[16], conc[16];
 	const char *group, *plugin_dir;
@@ -260,41 +225,40 @@ static int serve(void)
 	}
 	/* every step is a lookup and an insert of its own: with several
 	 * connections they overlap instead of queueing behind each other */
-	if ((env->store = sw_store_new_pool(env->base, env->cfg.pg_dsn, "worker",
-					    worker_migrations, worker_nmigrations, env->pg_pool,
-					    err, sizeof(err))) == NULL)
+	if ((env->store = sw_executor_store_new(env->base, env->cfg.pg_dsn, "worker",
+						env->pg_pool, err, sizeof(err))) == NULL)
+		goto fail;
+	memset(&xc, 0, sizeof(xc));
+	xc.base = env->base;
+	xc.reg = env->reg;
+	xc.store = env->store;
+	xc.metrics = env->metrics;
+	xc.producer = WORKER_PRODUCER;
+	xc.metrics_prefix = "sagewai_worker";
+	xc.executor = env->executor;
+	xc.bus_max = env->bus_max;
+	xc.concurrency = env->concurrency;
+	xc.line_min = WORKER_LINE_MIN;
+	xc.refuse_identity_modes = env->multi_tenant && !env->sealed_preview;
+	xc.ops = &worker_exec_ops;
+	xc.arg = env;
+	if ((env->ex = sw_executor_new(&xc, err, sizeof(err))) == NULL)
+		goto fail;
+	if (worker_curl_init(env, err, sizeof(err)) == -1 ||
+	    worker_pool_start(env, err, sizeof(err)) == -1)
+		goto fail;
+	group = env->cfg.group_id[0] ? env->cfg.group_id : WORKER_DEFAULT_GROUP;
+	if (sw_config_list(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG", extra, 2,
+			   sizeof(extra) / sizeof(extra[0]), tuning, sizeof(tuning), err,
+			   sizeof(err)) == -1)
 		goto fail;
 	if (sw_config_env(environ, "SAGEWAI_KAFKA_MESSAGE_MAX") != NULL) {
 		snprintf(msgmax, sizeof(msgmax), "message.max.bytes=%zu", env->bus_max);
 		pextra[0] = msgmax;
 	}
-	env->producer =
-	    sw_bus_producer_new(env->base, env->cfg.kafka_bootstrap, WORKER_PRODUCER, pextra,
-				worker_consume_delivery, env, err, sizeof(err));
-	if (env->producer == NULL)
+	if (sw_executor_connect(env->ex, env->cfg.kafka_bootstrap, group, topics, pextra, extra,
+				err, sizeof(err)) == -1)
 		goto fail;
-	sw_bus_producer_set_error_cb(env->producer, on_bus_error, env);
-	if (worker_curl_init(env, err, sizeof(err)) == -1 ||
-	    worker_pool_start(env, err, sizeof(err)) == -1 ||
-	    worker_consume_init(env, err, sizeof(err)) == -1)
-		goto fail;
-
-	group = env->cfg.group_id[0] ? env->cfg.group_id : WORKER_DEFAULT_GROUP;
-	snprintf(tuning, sizeof(tuning), "%s",
-		 sw_config_env(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG")
-		     ? sw_config_env(environ, "SAGEWAI_KAFKA_CONSUMER_CONFIG")
-		     : "");
-	for (tok = strtok_r(tuning, ",", &save); tok != NULL && nextra < 33;
-	     tok = strtok_r(NULL, ",", &save))
-		extra[nextra++] = tok;
-	extra[nextra] = NULL;
-	/* a batch never exceeds what may run at once */
-	env->consumer = sw_bus_consumer_new(env->base, env->cfg.kafka_bootstrap, group, topics,
-					    extra, (size_t)env->concurrency, worker_consume_batch,
-					    env, err, sizeof(err));
-	if (env->consumer == NULL)
-		goto fail;
-	sw_bus_consumer_set_error_cb(env->consumer, on_bus_error, env);
 
 	env->http = sw_http_new(env->base, env->cfg.http_addr, env->cfg.http_port, 64 << 10,
 				env->metrics, health, env, err, sizeof(err));
@@ -302,8 +266,7 @@ static int serve(void)
 		goto fail;
 	env->sigterm = evsignal_new(env->base, SIGTERM, on_signal, env);
 	env->sigint = evsignal_new(env->base, SIGINT, on_signal, env);
-	env->drain_timer = evtimer_new(env->base, drain_timeout, env);
-	if (env->sigterm == NULL || env->sigint == NULL || env->drain_timer == NULL ||
+	if (env->sigterm == NULL || env->sigint == NULL ||
 	    evsignal_add(env->sigterm, NULL) == -1 || evsignal_add(env->sigint, NULL) == -1) {
 		snprintf(err, sizeof(err), "cannot install signal events");
 		goto fail;
@@ -319,9 +282,7 @@ static int serve(void)
 
 	/* deliveries still due mark their messages done; store those offsets
 	 * and let close commit them */
-	sw_bus_producer_flush(env->producer, 5000);
-	worker_consume_settle(env);
-	if (sw_bus_consumer_close(env->consumer) == -1)
+	if (sw_executor_close(env->ex, 5000) == -1)
 		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
 	sw_log(SW_LOG_INFO, "worker stopped", NULL);
 	teardown(env);

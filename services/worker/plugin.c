@@ -218,16 +218,16 @@ static void task_result(struct worker_job *j, struct worker_task *t)
 	json_t *out;
 
 	if (t->rc != 0) {
-		worker_exec_finish(j, STEP_FAILED, NULL, "plugin_error: %s: %s", name, t->err);
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "plugin_error: %s: %s", name, t->err);
 		return;
 	}
 	out = json_loadb(t->output, t->output_len, JSON_DECODE_ANY, &jerr);
 	if (out == NULL) {
-		worker_exec_finish(j, STEP_FAILED, NULL,
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "plugin_error: %s returned invalid JSON: %s", name, jerr.text);
 		return;
 	}
-	worker_exec_finish(j, STEP_SUCCEEDED, out, NULL);
+	worker_exec_finish(j, SW_STEP_SUCCEEDED, out, NULL);
 }
 
 static void pool_done_cb(evutil_socket_t fd, short what, void *arg)
@@ -323,15 +323,15 @@ void worker_plugin_start(struct worker_job *j, const char *name)
 		if (strcmp(env->plugins[i].desc->name, name) == 0)
 			break;
 	if (i == env->nplugins) {
-		worker_exec_finish(j, STEP_FAILED, NULL, "plugin_error: no plugin named '%.64s'",
-				   name);
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
+				   "plugin_error: no plugin named '%.64s'", name);
 		return;
 	}
 	if ((t = calloc(1, sizeof(*t))) == NULL ||
 	    (t->input = j->with ? json_dumps(j->with, JSON_COMPACT | JSON_ENCODE_ANY)
 				: strdup("{}")) == NULL) {
 		free(t);
-		worker_exec_finish(j, STEP_FAILED, NULL, "internal: out of memory");
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "internal: out of memory");
 		return;
 	}
 	t->len = strlen(t->input);

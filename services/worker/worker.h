@@ -2,26 +2,18 @@
  * sagewai-worker: executes the in_process steps of workflow runs
  * (docs/RUNS.md). One process, one libevent loop; nothing blocks it.
  *
- * Flow of one step.dispatched message:
+ * Flow of one step.dispatched message: the mechanics are sw_executor's
+ * (libs/executor: offsets, duplicates, the results table in schema
+ * "worker", concurrency slots, cancels, step.finished); the worker adds
  *
- *   consume.c   decode; a duplicate of a dispatch still in flight joins it;
- *               else a job is made and the results table is asked for it
- *   results.c   hit: the stored step.finished bytes are re-published as they
- *               are (same event id), nothing runs again
- *   exec.c      miss: preview gate, mode, spec checks; then, within the
- *               concurrency cap, step.started and the step kind:
+ *   exec.c      the preflight of its own (mode, spec.uses, output_max) and,
+ *               in a slot, the step kind:
  *                 template   inline
  *                 llm        llm.c, over libcurl multi (httpstep.c)
  *                 http       httpstep.c, over libcurl multi
  *                 plugin:X   plugin.c, on the plugin thread pool
- *               the outcome (or a timeout / cancel) becomes step.finished,
- *               encoded once with a fresh event id
- *   results.c   the encoded event is stored by dispatch id (the stored row
- *               wins over a concurrent copy)
- *   consume.c   it is produced (idempotent producer); on its delivery
- *               report the message's offset is marked done, and offsets are
- *               stored and committed per partition up to the first message
- *               not yet done.
+ *               the outcome (or a timeout / cancel) goes to
+ *               sw_executor_finish, with the LLM key masked in every text
  *
  * So offsets advance only past durable effects, a crash re-delivers the
  * dispatch, and the results row turns the re-delivery into a re-publication.
@@ -45,6 +37,7 @@
 #include "sw_bus.h"
 #include "sw_core.h"
 #include "sw_events.h"
+#include "sw_executor.h"
 #include "sw_http.h"
 #include "sw_store.h"
 
@@ -56,44 +49,9 @@
 #define WORKER_LINE_MIN 4096 /* messages held before pausing the consumer, at least */
 #define WORKER_PLUGIN_THREADS 2
 #define WORKER_BUS_MAX_DEFAULT 1000000 /* librdkafka's message.max.bytes default */
-#define WORKER_CANCEL_RING 256	       /* run ids remembered as cancelled */
 #define WORKER_DRAIN_S 10	       /* grace for running steps at shutdown */
-#define WORKER_ERR_MAX 1024	       /* longest error text of a step */
-
-/* Objects handed to the producer as msg_opaque start with this tag. */
-enum worker_tag { WORKER_TAG_OFFSET = 0x6f666673, WORKER_TAG_JOB = 0x6a6f6273 };
-
-struct worker_part;
-
-/* One consumed message whose offset waits for its effect. */
-struct worker_offset {
-	enum worker_tag tag;
-	TAILQ_ENTRY(worker_offset) entry; /* part->offsets, in offset order */
-	struct worker_part *part;
-	int64_t offset;
-	int done;
-};
-TAILQ_HEAD(worker_offsetq, worker_offset);
-
-/* One (topic, partition) with messages in flight. */
-struct worker_part {
-	LIST_ENTRY(worker_part) entry;
-	char topic[64];
-	int32_t partition;
-	struct worker_offsetq offsets;
-};
-
-enum job_state {
-	JOB_LOOKUP,	/* asking the results table */
-	JOB_QUEUED,	/* waiting for a concurrency slot */
-	JOB_RUNNING,	/* step.started sent, kind executing */
-	JOB_SAVING,	/* step.finished encoded, results row being written */
-	JOB_PUBLISHING, /* step.finished produced, delivery report awaited */
-};
 
 enum job_kind { KIND_NONE, KIND_TEMPLATE, KIND_LLM, KIND_HTTP, KIND_PLUGIN };
-
-enum step_status { STEP_SUCCEEDED, STEP_FAILED, STEP_TIMED_OUT, STEP_CANCELLED };
 
 struct worker_task;
 
@@ -104,28 +62,13 @@ struct worker_buf {
 	int over; /* the peer sent more than max */
 };
 
-/* One step.dispatched being handled. */
+/* The worker's part of a step.dispatched being handled (x->owner). */
 struct worker_job {
-	enum worker_tag tag;
-	TAILQ_ENTRY(worker_job) entry;	/* env->jobs */
-	TAILQ_ENTRY(worker_job) qentry; /* env->waitq while JOB_QUEUED */
+	struct sw_executor_job *x; /* the dispatch, its phase and step.finished */
 	struct worker_env *env;
-	enum job_state state;
-	struct worker_offset *off;   /* the dispatch message */
-	struct worker_offset **dups; /* later copies of the same dispatch */
-	size_t ndups;
-
-	struct sw_event_header dh; /* the dispatch's header */
-	char step[128];
-	char mode[32];
-	int attempt;
-	int64_t timeout_ms;
-	char *spec_text;  /* the raw spec (owned) */
-	json_t *spec;	  /* parsed spec, NULL until preflight */
-	json_t *with;	  /* borrowed from spec */
-	const char *uses; /* borrowed from spec */
+	json_t *with;	  /* borrowed from x->spec */
+	const char *uses; /* borrowed from x->spec */
 	size_t output_max;
-	int64_t t0_ns;	     /* monotonic start of the attempt */
 	struct event *timer; /* step timeout */
 
 	enum job_kind kind;
@@ -137,13 +80,7 @@ struct worker_job {
 	char curl_err[CURL_ERROR_SIZE];
 	/* plugin */
 	struct worker_task *task;
-
-	/* the step.finished event, encoded */
-	int status;
-	char *finished;
-	size_t finished_len;
 };
-TAILQ_HEAD(worker_jobq, worker_job);
 
 /* A plugin loaded at start. */
 struct worker_plugin {
@@ -172,10 +109,9 @@ struct worker_env {
 	struct event_base *base;
 	struct sw_event_registry *reg;
 	struct sw_store *store;
-	struct sw_bus_producer *producer;
-	struct sw_bus_consumer *consumer;
 	struct sw_http *http;
 	struct sw_metrics *metrics;
+	struct sw_executor *ex;
 	char executor[192];
 
 	/* settings */
@@ -189,22 +125,6 @@ struct worker_env {
 	int multi_tenant;
 	int sealed_preview;
 	int ignore_other_modes; /* SAGEWAI_WORKER_OTHER_MODES=ignore: sandboxd takes them */
-
-	/* consumption */
-	LIST_HEAD(, worker_part) parts;
-	size_t noffsets; /* offsets not yet settled */
-	struct event *settle_ev;
-	int paused;
-	int draining;
-	struct event *drain_timer;
-
-	/* jobs */
-	struct worker_jobq jobs;
-	struct worker_jobq waitq;
-	size_t njobs;
-	int running;
-	char cancelled[WORKER_CANCEL_RING][64];
-	size_t cancel_next;
 
 	/* curl multi on the loop */
 	CURLM *multi;
@@ -223,38 +143,21 @@ struct worker_env {
 
 	struct event *sigterm, *sigint;
 	int exit_code;
-	uint64_t deadlettered, ignored, republished;
 };
 
 /* main.c */
+/* Log why, and stop: the loop breaks, the exit code is 1. */
 void worker_fatal(struct worker_env *env, const char *what, const char *why);
+/* sw_executor's report and fatal callbacks (arg: the env). */
+void worker_report(void *arg, const struct sw_executor_report *r);
+void worker_on_fatal(void *arg, const char *what, const char *why);
 
-/* consume.c */
-int worker_consume_init(struct worker_env *env, char *errstr, size_t errlen);
-void worker_consume_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque);
-void worker_consume_delivery(const char *err, void *msg_opaque, void *opaque);
-/* Mark a message done; offsets are stored/committed on the next loop turn. */
-void worker_offset_done(struct worker_env *env, struct worker_offset *o);
-/* The job's message (and its duplicates) are done: free the job. */
-void worker_job_release(struct worker_job *j);
-/* Re-evaluate pause/resume and the shutdown drain. */
-void worker_flow(struct worker_env *env);
-/* Store (not commit) the offsets of leading done messages now. */
-void worker_consume_settle(struct worker_env *env);
-void worker_consume_stop(struct worker_env *env);
-
-/* exec.c */
-/* The results table has no row: check and run (or queue) the step. */
-void worker_exec_begin(struct worker_job *j);
-/* The step ended: steals output (may be NULL); fmt is the error text
- * "<code>: <message>" for a status other than SUCCEEDED. Encodes
- * step.finished and hands it to results_save. Idempotent: only the
- * first call for an attempt counts. */
-void worker_exec_finish(struct worker_job *j, enum step_status st, json_t *output, const char *fmt,
-			...) __attribute__((format(printf, 4, 5)));
-/* run.cancel_requested for run_id: abort or pre-empt its steps. */
-void worker_exec_cancel(struct worker_env *env, const char *run_id);
-int worker_exec_was_cancelled(struct worker_env *env, const char *run_id);
+/* exec.c: sw_executor's callbacks and the steps' own preflight */
+extern const struct sw_executor_ops worker_exec_ops;
+/* The step ended: sw_executor_finishf on j's dispatch (output stolen, may
+ * be NULL; fmt the error text "<code>: <message>" for a status other than
+ * SUCCEEDED). Only the first call for an attempt counts. */
+#define worker_exec_finish(j, ...) sw_executor_finishf((j)->x, __VA_ARGS__)
 /* A malloc'd copy of s with every occurrence of the LLM key masked;
  * NULL when out of memory. */
 char *worker_redact(const struct worker_env *env, const char *s);
@@ -283,14 +186,6 @@ void worker_plugins_unload(struct worker_env *env);
 void worker_plugin_start(struct worker_job *j, const char *name);
 /* Detach a running plugin call from its job (timeout, cancel). */
 void worker_plugin_abandon(struct worker_job *j);
-
-/* results.c */
-extern const struct sw_migration worker_migrations[];
-extern const size_t worker_nmigrations;
-void worker_results_lookup(struct worker_job *j);
-void worker_results_save(struct worker_job *j);
-/* Produce j->finished and wait for its delivery report. */
-void worker_publish(struct worker_job *j);
 
 /* buffers */
 int worker_buf_add(struct worker_buf *b, const void *p, size_t n);

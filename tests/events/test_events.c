@@ -122,7 +122,7 @@ static void test_spec_vectors(void)
 static const char *const types[] = {
     "run.submitted",   "run.started",  "run.finished",	"run.cancel_requested",
     "step.dispatched", "step.started", "step.finished", "audit.checkpoint",
-    "sandbox.acquired", "sandbox.output", "sandbox.exited", "sandbox.released",
+    "sandbox.acquired", "sandbox.output", "sandbox.exited", "sandbox.released", "sandbox.egress",
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

@@ -1,0 +1,339 @@
+/*
+ * finish.c: a job from its preflight to its step.finished.
+ *
+ * Preflight (nothing runs, no step.started): the spec must be a JSON
+ * object; the preview gate's backstop refuses every step of a workflow
+ * with an identity-bearing mode; then the service's checks (ops->begin).
+ * Admission: a run already cancelled ends the step; else it takes one of
+ * the concurrency slots or waits for one. Whatever ends the attempt first
+ * -- the service's outcome, a timeout, a cancel -- calls
+ * sw_executor_finish; later calls are ignored.
+ */
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "executor_int.h"
+#include "sw_workflow.h"
+
+static const char *const status_names[] = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"};
+
+const char *sw_executor_status_name(enum sw_step_status st)
+{
+	return (unsigned)st < 4 ? status_names[st] : "FAILED";
+}
+
+char *sw_executor_utf8(const char *buf, size_t len)
+{
+	static const char repl[] = "\xef\xbf\xbd";
+	const unsigned char *s = (const unsigned char *)buf;
+	char *out;
+	size_t i = 0, o = 0;
+
+	if (len > (SIZE_MAX - 1) / 3 || (out = malloc(len * 3 + 1)) == NULL)
+		return NULL;
+	while (i < len) {
+		unsigned c = s[i], need = 0, cp = 0, k;
+
+		if (c >= 0x01 && c < 0x80) {
+			out[o++] = (char)c;
+			i++;
+			continue;
+		}
+		if (c >= 0xc2 && c <= 0xdf)
+			need = 1, cp = c & 0x1f;
+		else if (c >= 0xe0 && c <= 0xef)
+			need = 2, cp = c & 0x0f;
+		else if (c >= 0xf0 && c <= 0xf4)
+			need = 3, cp = c & 0x07;
+		for (k = 1; need > 0 && k <= need; k++) {
+			if (i + k >= len || (s[i + k] & 0xc0) != 0x80)
+				break;
+			cp = cp << 6 | (s[i + k] & 0x3f);
+		}
+		if (need == 0 || k <= need ||
+		    (need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
+		    (need == 3 && (cp < 0x10000 || cp > 0x10ffff))) {
+			memcpy(out + o, repl, 3);
+			o += 3;
+			i++;
+			continue;
+		}
+		memcpy(out + o, s + i, need + 1);
+		o += need + 1;
+		i += need + 1;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+int sw_executor_cancelled(const struct sw_executor *ex, const char *run_id)
+{
+	size_t i;
+
+	for (i = 0; i < SW_EXECUTOR_CANCEL_RING; i++)
+		if (ex->cancelled[i][0] && strcmp(ex->cancelled[i], run_id) == 0)
+			return 1;
+	return 0;
+}
+
+void sw_executor_cancel(struct sw_executor *ex, const char *run_id)
+{
+	struct sw_executor_job *j, *next;
+
+	if (!sw_executor_cancelled(ex, run_id)) {
+		snprintf(ex->cancelled[ex->cancel_next], sizeof(ex->cancelled[0]), "%s", run_id);
+		ex->cancel_next = (ex->cancel_next + 1) % SW_EXECUTOR_CANCEL_RING;
+	}
+	for (j = TAILQ_FIRST(&ex->jobs); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, entry);
+		if (strcmp(j->dh.run_id, run_id) != 0 ||
+		    (j->phase != SW_EXECUTOR_ACTIVE && j->phase != SW_EXECUTOR_QUEUED))
+			continue;
+		exec_report_job(ex, SW_EXECUTOR_CANCELLING, SW_LOG_INFO, "cancelling step", j,
+				NULL);
+		sw_executor_finish(j, SW_STEP_CANCELLED, NULL, "cancelled: the run was cancelled");
+	}
+}
+
+/* j takes a slot: step.started, then the service executes it. */
+static void activate(struct sw_executor_job *j)
+{
+	struct sw_executor *ex = j->ex;
+
+	j->phase = SW_EXECUTOR_ACTIVE;
+	j->counted = 1;
+	ex->running++;
+	sw_executor_emit(ex, SW_TOPIC_STEPS, "step.started", &j->dh,
+			 json_pack("{s:s, s:i, s:s}", "step", j->step, "attempt", j->attempt,
+				   "executor", ex->executor));
+	ex->ops.start(ex->cfg.arg, j);
+}
+
+/* Start queued jobs while slots are free. From the loop only, never from
+ * inside sw_executor_finish (a step may finish inside ops->start). */
+static void pump_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sw_executor *ex = arg;
+	struct sw_executor_job *j;
+
+	(void)fd;
+	(void)what;
+	while (ex->running < ex->cfg.concurrency && (j = TAILQ_FIRST(&ex->waitq)) != NULL) {
+		TAILQ_REMOVE(&ex->waitq, j, qentry);
+		activate(j);
+	}
+}
+
+static void pump_later(struct sw_executor *ex)
+{
+	if (!TAILQ_EMPTY(&ex->waitq))
+		event_base_once(ex->cfg.base, -1, EV_TIMEOUT, pump_cb, ex, NULL);
+}
+
+void sw_executor_admit(struct sw_executor_job *j)
+{
+	struct sw_executor *ex = j->ex;
+
+	if (sw_executor_cancelled(ex, j->dh.run_id)) {
+		sw_executor_finish(j, SW_STEP_CANCELLED, NULL,
+				   "cancelled: the run was cancelled before the step started");
+		return;
+	}
+	if (ex->running < ex->cfg.concurrency) {
+		activate(j);
+	} else {
+		j->phase = SW_EXECUTOR_QUEUED;
+		TAILQ_INSERT_TAIL(&ex->waitq, j, qentry);
+	}
+}
+
+void exec_preflight(struct sw_executor_job *j)
+{
+	struct sw_executor *ex = j->ex;
+	json_error_t jerr;
+	const char *mode;
+
+	j->spec = json_loads(j->spec_text, 0, &jerr);
+	if (!json_is_object(j->spec)) {
+		sw_executor_finish(j, SW_STEP_FAILED, NULL,
+				   "bad_input: spec is not a JSON object");
+		return;
+	}
+	if (ex->cfg.refuse_identity_modes && (mode = sw_spec_identity_mode(j->spec)) != NULL) {
+		sw_executor_finishf(j, SW_STEP_FAILED, NULL,
+				    "preview_gate: the workflow uses mode %s, which is refused in "
+				    "multi_tenant mode unless SAGEWAI_SEALED_PREVIEW=1",
+				    mode);
+		return;
+	}
+	ex->ops.begin(ex->cfg.arg, j);
+}
+
+/* Encode step.finished of j; 0 or -1 with err. */
+static int encode(struct sw_executor *ex, struct sw_executor_job *j, enum sw_step_status st,
+		  const char *output, const char *error, char *err, size_t errlen)
+{
+	struct sw_event_header h;
+	void *buf = NULL;
+	size_t len;
+	json_t *o;
+	int rc;
+
+	sw_event_header_init(&h, "step.finished", ex->producer);
+	memcpy(h.tenant, j->dh.tenant, sizeof(h.tenant));
+	memcpy(h.run_id, j->dh.run_id, sizeof(h.run_id));
+	memcpy(h.step_id, j->dh.step_id, sizeof(h.step_id));
+	memcpy(h.trace_id, j->dh.trace_id, sizeof(h.trace_id));
+	o = json_pack("{s:s, s:i, s:s, s:s?, s:s?, s:I}", "step", j->step, "attempt", j->attempt,
+		      "status", status_names[st], "output", output, "error", error, "duration_us",
+		      (json_int_t)((sw_mono_ns() - j->t0_ns) / 1000));
+	if (o == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	rc = sw_event_encode(ex->cfg.reg, "step.finished", &h, o, &buf, &len, err, errlen);
+	json_decref(o);
+	if (rc == -1)
+		return -1;
+	free(j->finished);
+	j->finished = buf;
+	j->finished_len = len;
+	j->status = st;
+	return 0;
+}
+
+/* A malloc'd copy of s through ops->redact; NULL when out of memory. */
+static char *redact(struct sw_executor *ex, const char *s)
+{
+	return ex->ops.redact != NULL ? ex->ops.redact(ex->cfg.arg, s) : strdup(s);
+}
+
+/* sw_executor_compose; the error text of the event (or "") into shown. */
+static int compose(struct sw_executor *ex, struct sw_executor_job *j, enum sw_step_status st,
+		   json_t *output, const char *error, char *shown, size_t shownlen, char *errstr,
+		   size_t errlen)
+{
+	char msg[SW_EXECUTOR_ERR_MAX], *text = NULL, *safe_text = NULL, *raw = NULL;
+	char *safe_error = NULL;
+	size_t tlen = 0, overhead, room;
+	int rc = -1;
+
+	if ((unsigned)st > SW_STEP_CANCELLED)
+		st = SW_STEP_FAILED;
+	snprintf(msg, sizeof(msg), "%s", error != NULL ? error : "");
+	if (st == SW_STEP_SUCCEEDED) {
+		text = json_dumps(output, JSON_COMPACT | JSON_ENCODE_ANY);
+		if (text == NULL) {
+			st = SW_STEP_FAILED;
+			snprintf(msg, sizeof(msg), "internal: cannot serialise the output");
+		} else if ((tlen = strlen(text)) > j->text_max && j->text_max > 0) {
+			st = SW_STEP_FAILED;
+			snprintf(msg, sizeof(msg),
+				 "output_too_large: output is %zu bytes, over the limit of %zu",
+				 tlen, j->text_max);
+		}
+	}
+	if (st == SW_STEP_SUCCEEDED) {
+		safe_text = redact(ex, text);
+	} else if ((raw = redact(ex, msg)) != NULL) {
+		/* error texts quote peers (stderr, a provider's message) and
+		 * may have been cut mid-character */
+		safe_error = sw_executor_utf8(raw, strlen(raw));
+	}
+	if (safe_text == NULL && safe_error == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		goto out;
+	}
+	if (encode(ex, j, st, safe_text, safe_error, errstr, errlen) == -1)
+		goto out;
+	if (j->finished_len > ex->cfg.bus_max) {
+		/* fits the step's limit, not the bus: fail it rather than stall */
+		overhead = j->finished_len > tlen ? j->finished_len - tlen : 0;
+		room = ex->cfg.bus_max > overhead ? ex->cfg.bus_max - overhead : 0;
+		snprintf(msg, sizeof(msg),
+			 "output_too_large: output is %zu bytes, over the limit of %zu", tlen,
+			 room);
+		if (encode(ex, j, SW_STEP_FAILED, NULL, msg, errstr, errlen) == -1)
+			goto out;
+		snprintf(shown, shownlen, "%s", msg);
+	} else {
+		snprintf(shown, shownlen, "%s", safe_error != NULL ? safe_error : "");
+	}
+	rc = 0;
+out:
+	free(text);
+	free(raw);
+	free(safe_text);
+	free(safe_error);
+	return rc;
+}
+
+int sw_executor_compose(struct sw_executor *ex, struct sw_executor_job *j, enum sw_step_status st,
+			json_t *output, const char *error, char *errstr, size_t errlen)
+{
+	char shown[1];
+
+	return compose(ex, j, st, output, error, shown, sizeof(shown), errstr, errlen);
+}
+
+void sw_executor_finish(struct sw_executor_job *j, enum sw_step_status st, json_t *output,
+			const char *error)
+{
+	static const char *const help[] = {"Steps that succeeded", "Steps that failed",
+					   "Steps that timed out", "Steps that were cancelled"};
+	struct sw_executor *ex = j->ex;
+	char err[256], dur[24], shown[3 * SW_EXECUTOR_ERR_MAX + 1];
+	const char *kv[7];
+	int rc;
+
+	if (j->phase != SW_EXECUTOR_LOOKUP && j->phase != SW_EXECUTOR_QUEUED &&
+	    j->phase != SW_EXECUTOR_ACTIVE) {
+		json_decref(output);
+		return;
+	}
+	if (j->phase == SW_EXECUTOR_QUEUED)
+		TAILQ_REMOVE(&ex->waitq, j, qentry);
+	if (j->counted) {
+		ex->running--;
+		j->counted = 0;
+		pump_later(ex);
+	}
+	if (ex->ops.halt != NULL)
+		ex->ops.halt(ex->cfg.arg, j, st);
+	j->phase = SW_EXECUTOR_SAVING;
+	rc = compose(ex, j, st, output, error, shown, sizeof(shown), err, sizeof(err));
+	json_decref(output);
+	if (rc == -1) {
+		exec_fatal(ex, "cannot encode step.finished", err);
+		return;
+	}
+	sw_metrics_counter_add(ex->cfg.metrics, ex->m_status[j->status], help[j->status], 1);
+	snprintf(dur, sizeof(dur), "%lld", (long long)((sw_mono_ns() - j->t0_ns) / 1000));
+	kv[0] = "status";
+	kv[1] = status_names[j->status];
+	kv[2] = "error";
+	kv[3] = shown;
+	kv[4] = "duration_us";
+	kv[5] = dur;
+	kv[6] = NULL;
+	exec_report_job(ex, SW_EXECUTOR_FINISHED,
+			j->status == SW_STEP_SUCCEEDED ? SW_LOG_INFO : SW_LOG_WARN,
+			"step finished", j, kv);
+	exec_results_save(j);
+}
+
+void sw_executor_finishf(struct sw_executor_job *j, enum sw_step_status st, json_t *output,
+			 const char *fmt, ...)
+{
+	char error[SW_EXECUTOR_ERR_MAX];
+	va_list ap;
+
+	error[0] = '\0';
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(error, sizeof(error), fmt, ap);
+		va_end(ap);
+	}
+	sw_executor_finish(j, st, output, error);
+}

@@ -1,0 +1,277 @@
+/*
+ * sw_executor: the mechanics every step executor shares (sagewai-worker,
+ * sagewai-sandboxd; docs/RUNS.md): from a step.dispatched message to its
+ * step.finished, with the offset discipline that makes a crash harmless.
+ *
+ *   messages   every consumed message gets a place in the queue of its
+ *              partition, in offset order; it is done once its effect is
+ *              durable (at once for an event that is not for us, on the
+ *              dead letter's delivery report for garbage, on the
+ *              step.finished delivery report for a dispatch). Each loop
+ *              turn stores the offset of every partition's leading run of
+ *              done messages and commits: steps finish out of order, an
+ *              offset never skips one that is not done.
+ *   dispatches decoded and checked (garbage is dead-lettered); a copy of a
+ *              dispatch still in flight joins it; one of a mode the service
+ *              does not run is left alone; else a job is made.
+ *   results    the results table (the service's own PostgreSQL schema)
+ *              is asked first: a hit re-publishes the stored step.finished
+ *              bytes (same event id) and nothing runs again.
+ *   preflight  the spec is parsed and the preview gate applied; then the
+ *              service checks the spec (ops->begin) and admits the job.
+ *   slots      at most `concurrency` jobs are active; the others queue.
+ *              On activation step.started is produced and ops->start runs.
+ *   finish     the first sw_executor_finish of an attempt counts: the
+ *              outcome becomes step.finished (error texts "<code>:
+ *              <message>", valid UTF-8, outputs capped by the job's limit
+ *              and by what the bus carries), encoded once with a fresh
+ *              event id, stored by dispatch id (the stored row wins over a
+ *              concurrent copy), then produced; its delivery report marks
+ *              the message (and its copies) done and frees the job.
+ *
+ * One executor per process, on the service's libevent loop; nothing here
+ * blocks, logs, exits or reads the environment. What a service would log
+ * reaches ops->report (a message and its fields, ready for sw_log);
+ * what stops the service reaches ops->fatal.
+ */
+#ifndef SW_EXECUTOR_H
+#define SW_EXECUTOR_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <event2/event.h>
+#include <jansson.h>
+
+#include "sw_bus.h"
+#include "sw_core.h"
+#include "sw_events.h"
+#include "sw_http.h"
+#include "sw_store.h"
+
+#define SW_EXECUTOR_ERR_MAX 1024    /* longest error text of a step */
+#define SW_EXECUTOR_CANCEL_RING 256 /* run ids remembered as cancelled */
+
+/* How an attempt ended (step.finished's status). */
+enum sw_step_status { SW_STEP_SUCCEEDED, SW_STEP_FAILED, SW_STEP_TIMED_OUT, SW_STEP_CANCELLED };
+
+enum sw_executor_phase {
+	SW_EXECUTOR_LOOKUP,	/* asking the results table, then preflight */
+	SW_EXECUTOR_QUEUED,	/* waiting for a concurrency slot */
+	SW_EXECUTOR_ACTIVE,	/* holding a slot: the service executes it */
+	SW_EXECUTOR_SAVING,	/* step.finished encoded, results row being written */
+	SW_EXECUTOR_PUBLISHING, /* step.finished produced, delivery report awaited */
+};
+
+struct sw_executor;
+struct sw_executor_offset;
+
+/*
+ * One step.dispatched being handled, made and freed by the executor. The
+ * service reads the fields of the dispatch, sets text_max and keeps its own
+ * state of the step in owner (ops->job_new, ops->job_free).
+ */
+struct sw_executor_job {
+	struct sw_event_header dh; /* the dispatch's header */
+	char step[128];
+	char mode[32];
+	int attempt;
+	int64_t timeout_ms; /* 0: none */
+	json_t *spec;	    /* the parsed spec, an object (from ops->begin on) */
+	int64_t t0_ns;	    /* monotonic start of the attempt */
+	size_t text_max;    /* cap of a SUCCEEDED output's JSON text (0: none) */
+	void *owner;	    /* the service's */
+	enum sw_executor_phase phase;
+	/* the step.finished event, once encoded */
+	enum sw_step_status status;
+	char *finished;
+	size_t finished_len;
+
+	/* the executor's own */
+	uint32_t tag; /* first field the delivery report sees: a job */
+	struct sw_executor *ex;
+	TAILQ_ENTRY(sw_executor_job) entry;  /* every job in flight */
+	TAILQ_ENTRY(sw_executor_job) qentry; /* the wait queue while QUEUED */
+	struct sw_executor_offset *off;	     /* the dispatch message */
+	struct sw_executor_offset **dups;    /* later copies of the same dispatch */
+	size_t ndups;
+	char *spec_text;
+	int counted; /* holds a concurrency slot */
+};
+
+enum sw_executor_report_kind {
+	SW_EXECUTOR_DEADLETTERED,  /* a message went to sagewai.deadletter */
+	SW_EXECUTOR_DUPLICATE,	   /* a copy of a dispatch in flight joined it (job) */
+	SW_EXECUTOR_REPUBLISHED,   /* a redelivered dispatch found its result (job) */
+	SW_EXECUTOR_CANCELLING,	   /* run.cancel_requested stops a step (job) */
+	SW_EXECUTOR_FINISHED,	   /* step.finished is composed (job) */
+	SW_EXECUTOR_WARNING,	   /* something informative was lost; Kafka errors */
+	SW_EXECUTOR_DRAIN_TIMEOUT, /* draining took longer than its grace */
+};
+
+/* What happened, as one log line: level, message and NULL-terminated
+ * key/value pairs (valid during the call only). */
+struct sw_executor_report {
+	enum sw_executor_report_kind kind;
+	enum sw_log_level level;
+	const char *msg;
+	const char *const *fields;
+	struct sw_executor_job *job; /* the step concerned, or NULL */
+};
+
+/* The service's side. Every callback gets the config's arg. */
+struct sw_executor_ops {
+	/* 1 when the service runs steps of this mode, 0 to leave the dispatch
+	 * alone (its offset is done at once). */
+	int (*wants)(void *arg, const char *mode);
+	/* Attach the service's state to a new job (j->owner); 0, or -1 when
+	 * out of memory. */
+	int (*job_new)(void *arg, struct sw_executor_job *j);
+	/* No stored result; j->spec is an object past the preview gate. Check
+	 * it, then sw_executor_admit(j) or sw_executor_finish(j, ...). */
+	void (*begin)(void *arg, struct sw_executor_job *j);
+	/* j holds a slot (step.started is produced): execute it. */
+	void (*start)(void *arg, struct sw_executor_job *j);
+	/* The attempt ended with st (first sw_executor_finish): release what
+	 * executes it (timers, transfers, a sandbox). Optional. */
+	void (*halt)(void *arg, struct sw_executor_job *j, enum sw_step_status st);
+	/* Free j->owner and what it holds; the executor frees j. */
+	void (*job_free)(void *arg, struct sw_executor_job *j);
+	/* A malloc'd copy of a step's output or error text with secrets
+	 * masked, NULL when out of memory. Optional. */
+	char *(*redact)(void *arg, const char *text);
+	void (*report)(void *arg, const struct sw_executor_report *r);
+	/* The executor cannot go on (out of memory, a delivery that failed for
+	 * good, the store, the bus): the service stops. Nothing is taken from
+	 * the bus afterwards. */
+	void (*fatal)(void *arg, const char *what, const char *why);
+};
+
+struct sw_executor_config {
+	struct event_base *base;	  /* borrowed, as are the next three */
+	struct sw_event_registry *reg;
+	struct sw_store *store;		  /* the results table's; NULL: none (tests) */
+	struct sw_metrics *metrics;	  /* may be NULL */
+	const char *producer;		  /* header.producer ("sagewai-worker") */
+	const char *metrics_prefix;	  /* "sagewai_worker": <prefix>_steps_running... */
+	const char *executor;		  /* step.started's executor ("name@host/pid") */
+	size_t bus_max;			  /* largest event the bus carries */
+	int concurrency;		  /* active jobs at most, >= 1 */
+	size_t line_min;		  /* messages in flight before pausing, at least */
+	int refuse_identity_modes;	  /* the preview gate's backstop is closed */
+	const struct sw_executor_ops *ops; /* every callback but halt, redact */
+	void *arg;
+};
+
+/* ---- the results table -------------------------------------------------- */
+
+/* The migrations of the results table, for sw_store_new with the service's
+ * own schema. */
+extern const struct sw_migration sw_executor_migrations[];
+extern const size_t sw_executor_nmigrations;
+
+/* sw_store_new_pool with the results table's migrations in schema ("worker",
+ * "sandboxd"); npool connections (1..64). NULL with errstr on failure. The
+ * caller owns the store. */
+struct sw_store *sw_executor_store_new(struct event_base *base, const char *conninfo,
+				       const char *schema, size_t npool, char *errstr,
+				       size_t errlen);
+
+/* ---- the executor ------------------------------------------------------- */
+
+/* cfg is copied (its strings too); what it points to is borrowed. NULL
+ * with errstr on bad arguments or out of memory. */
+struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *errstr,
+				    size_t errlen);
+/*
+ * The executor's Kafka clients, owned by it: an idempotent producer
+ * (client id cfg.producer, pextra) for step.*, dead letters and emits,
+ * and a member of group on topics (cextra) whose batches (at most
+ * cfg.concurrency messages) the executor takes. pextra and cextra are
+ * sw_bus's extra properties (may be NULL). 0, or -1 with errstr.
+ */
+int sw_executor_connect(struct sw_executor *ex, const char *bootstrap, const char *group,
+			const char *const *topics, const char *const *pextra,
+			const char *const *cextra, char *errstr, size_t errlen);
+/* After the loop: deliver what is due (up to timeout_ms), store the
+ * offsets that made done, and leave the group committing them. 0, or -1
+ * when the consumer's close failed. Never from a callback. */
+int sw_executor_close(struct sw_executor *ex, int timeout_ms);
+/* Destroy the clients (without committing), then free every job
+ * (ops->job_free) and tracked message: what is not committed is
+ * redelivered. NULL is a no-op. */
+void sw_executor_destroy(struct sw_executor *ex);
+
+/* Take no more messages: the service is stopping on an error. */
+void sw_executor_halt(struct sw_executor *ex);
+/* A shutdown signal. The first: stop taking messages and let the jobs in
+ * flight end; the loop of cfg.base breaks once none is left, or after
+ * grace_s seconds (a DRAIN_TIMEOUT report). A second breaks it at once. */
+void sw_executor_shutdown(struct sw_executor *ex, int grace_s);
+int sw_executor_draining(const struct sw_executor *ex);
+/* Store the offsets of the leading done messages now. */
+void sw_executor_settle(struct sw_executor *ex);
+/* The sw_bus callbacks sw_executor_connect wires (opaque: the executor). */
+void sw_executor_consume(const struct sw_bus_msg *msgs, size_t n, void *opaque);
+void sw_executor_delivery(const char *err, void *msg_opaque, void *opaque);
+
+/* Messages consumed and not yet settled; jobs in flight; active jobs;
+ * Kafka messages not yet delivered. */
+size_t sw_executor_inflight(const struct sw_executor *ex);
+size_t sw_executor_njobs(const struct sw_executor *ex);
+int sw_executor_running(const struct sw_executor *ex);
+int sw_executor_outq(const struct sw_executor *ex);
+/* The last offset of (topic, partition) settled, or -1. */
+int64_t sw_executor_settled(const struct sw_executor *ex, const char *topic, int32_t partition);
+
+/* run.cancel_requested for run_id: remembered (a later dispatch of the run
+ * is cancelled at admission), and its QUEUED and ACTIVE jobs finish
+ * CANCELLED. */
+void sw_executor_cancel(struct sw_executor *ex, const char *run_id);
+int sw_executor_cancelled(const struct sw_executor *ex, const char *run_id);
+
+/* ---- a job -------------------------------------------------------------- */
+
+/* Preflight passed: CANCELLED when the run was cancelled, else activate j
+ * (step.started, ops->start) or queue it for a slot. */
+void sw_executor_admit(struct sw_executor_job *j);
+
+/* j's attempt ended: output (stolen, may be NULL) for SUCCEEDED, else
+ * error, the text "<code>: <message>". Only the first call while j is
+ * LOOKUP, QUEUED or ACTIVE counts (later ones free output and return).
+ * ops->halt, then sw_executor_compose, a FINISHED report, the results row
+ * and the produce follow. */
+void sw_executor_finish(struct sw_executor_job *j, enum sw_step_status st, json_t *output,
+			const char *error);
+/* The same with the error text from fmt (NULL for none). */
+void sw_executor_finishf(struct sw_executor_job *j, enum sw_step_status st, json_t *output,
+			 const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+
+/*
+ * Encode j's step.finished into j->finished (j->status too): header from
+ * the dispatch's (tenant, run, step, trace) with a fresh event id, step,
+ * attempt, duration since j->t0_ns. The rules: a SUCCEEDED output that
+ * does not serialise fails "internal: ..."; one longer than j->text_max,
+ * or an event larger than the bus carries, fails "output_too_large: ...";
+ * texts pass ops->redact; an error text is made valid UTF-8. output is
+ * borrowed. 0, or -1 with errstr (out of memory, encoding).
+ */
+int sw_executor_compose(struct sw_executor *ex, struct sw_executor_job *j, enum sw_step_status st,
+			json_t *output, const char *error, char *errstr, size_t errlen);
+
+/* ---- events and texts --------------------------------------------------- */
+
+/* Produce an informative event of type on topic, keyed by run id, with
+ * like's tenant, run, step and trace; fields are stolen (NULL: out of
+ * memory). Nothing waits for it: a failure is a WARNING report. */
+void sw_executor_emit(struct sw_executor *ex, const char *topic, const char *type,
+		      const struct sw_event_header *like, json_t *fields);
+
+/* "SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED". */
+const char *sw_executor_status_name(enum sw_step_status st);
+
+/* A malloc'd NUL-terminated copy of buf with every invalid UTF-8 sequence
+ * (and NUL) replaced by U+FFFD; NULL when out of memory. */
+char *sw_executor_utf8(const char *buf, size_t len);
+
+#endif
