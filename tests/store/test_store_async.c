@@ -202,8 +202,10 @@ static void killer_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	r = PQexec(k->ctl, "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
-			   "AND query LIKE 'INSERT INTO lockt%'");
+	/* the backend our lock blocks (its query text in pg_stat_activity may
+	 * still be the previous statement's while it waits in parse analysis) */
+	r = PQexec(k->ctl, "SELECT pid FROM pg_stat_activity "
+			   "WHERE pg_backend_pid() = ANY (pg_blocking_pids(pid))");
 	SW_CHECKF(PQresultStatus(r) == PGRES_TUPLES_OK, "%s", PQerrorMessage(k->ctl));
 	if (PQntuples(r) == 0) {
 		/* the store's statement has not reached the lock yet */
