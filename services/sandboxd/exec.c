@@ -591,6 +591,13 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 				network);
 		return;
 	}
+	if (!(env->networks & (1u << net))) {
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
+				"mode_unavailable: network %s is not offered on this sandbox host "
+				"(SAGEWAI_SANDBOX_NETWORKS)",
+				sw_sandbox_net_name(net));
+		return;
+	}
 	if (check_egress_allow(j, net, err, sizeof(err)) != 0) {
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;

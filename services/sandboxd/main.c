@@ -19,6 +19,9 @@
  *   SAGEWAI_SANDBOX_CGROUP         per-sandbox cgroups bounding each sandbox's memory
  *                                  and tasks as a whole: auto (the default: v2, else
  *                                  v1, else off with the reason logged), v1, v2, off
+ *   SAGEWAI_SANDBOX_NETWORKS       network policies offered (none,egress_only,full;
+ *                                  none,egress_only in multi_tenant mode: `full`
+ *                                  reaches the host's own loopback services)
  *   SAGEWAI_EGRESS_PRIVATE         allow: egress_only steps may reach listed hosts
  *                                  that resolve to loopback/private addresses
  *                                  (deny, the default, protects the host's services)
@@ -86,6 +89,24 @@ static int health(void *opaque)
 	return sw_store_connected(env->store) ? 0 : -1;
 }
 
+/* "none,egress_only" -> a bit per enum sw_sandbox_net. 0 or -1. */
+static int networks_parse(const char *list, unsigned *out)
+{
+	char buf[128], *tok, *save = NULL;
+	enum sw_sandbox_net net;
+
+	if (strlen(list) >= sizeof(buf))
+		return -1;
+	snprintf(buf, sizeof(buf), "%s", list);
+	*out = 0;
+	for (tok = strtok_r(buf, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		if (sw_sandbox_net_parse(tok, &net) != 0)
+			return -1;
+		*out |= 1u << net;
+	}
+	return *out != 0 ? 0 : -1;
+}
+
 struct paths {
 	char state_parent[400];
 };
@@ -142,6 +163,16 @@ static int settings_load(struct sbd_env *env, struct paths *pt, struct sbd_priv_
 		return -1;
 	}
 	env->egress_private = v != NULL && strcmp(v, "allow") == 0;
+	/* network policies offered; `full` (the host's network, its loopback
+	 * services included) only where the operator says so in multi_tenant */
+	v = sw_config_env(environ, "SAGEWAI_SANDBOX_NETWORKS");
+	if (v == NULL || *v == '\0')
+		v = env->multi_tenant ? "none,egress_only" : "none,egress_only,full";
+	if (networks_parse(v, &env->networks) != 0) {
+		snprintf(err, errlen, "SAGEWAI_SANDBOX_NETWORKS: a comma list of none, egress_only, "
+				      "full");
+		return -1;
+	}
 	v = sw_config_env(environ, "SAGEWAI_SANDBOX_STATE_DIR");
 	snprintf(pt->state_parent, sizeof(pt->state_parent), "%s", v && *v ? v : "/tmp");
 	return 0;

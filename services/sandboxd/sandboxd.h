@@ -187,6 +187,7 @@ struct sbd_env {
 	int multi_tenant;   /* SAGEWAI_MODE=multi_tenant */
 	int sealed_preview; /* SAGEWAI_SEALED_PREVIEW=1 */
 	int egress_private; /* SAGEWAI_EGRESS_PRIVATE=allow */
+	unsigned networks;  /* SAGEWAI_SANDBOX_NETWORKS: bit (1 << enum sw_sandbox_net) */
 	struct evdns_base *dns; /* for the egress proxies */
 
 	struct event *sigterm, *sigint;

@@ -65,6 +65,7 @@ static char group[128];
 static pid_t sbd_pid = -1;
 static int sbd_port;
 static const char *sbd_egress_private; /* SAGEWAI_EGRESS_PRIVATE, or NULL */
+static const char *sbd_networks;       /* SAGEWAI_SANDBOX_NETWORKS, or NULL */
 static char sbd_runner[600];	       /* SAGEWAI_SANDBOX_RUNNER, or "" */
 static rd_kafka_t *producer;
 static struct sw_test_evlog evl; /* runs "<prefix>..." on sagewai.steps and sagewai.sandbox */
@@ -73,8 +74,8 @@ static struct sw_test_sender tx; /* our dispatches */
 static void sbd_start(void)
 {
 	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
-	char path[600], dsn[600], gid[160], state[600], egress[300], runner[700];
-	const char *env[9] = {dsn,
+	char path[600], dsn[600], gid[160], state[600], egress[300], runner[700], nets[200];
+	const char *env[10] = {dsn,
 			      gid,
 			      "SAGEWAI_HTTP_PORT=0",
 			      "SAGEWAI_LOG_LEVEL=debug",
@@ -94,6 +95,10 @@ static void sbd_start(void)
 	if (sbd_runner[0] != '\0') {
 		snprintf(runner, sizeof(runner), "SAGEWAI_SANDBOX_RUNNER=%s", sbd_runner);
 		env[n++] = runner;
+	}
+	if (sbd_networks != NULL) {
+		snprintf(nets, sizeof(nets), "SAGEWAI_SANDBOX_NETWORKS=%s", sbd_networks);
+		env[n++] = nets;
 	}
 	env[n] = NULL;
 	sbd_pid = sw_test_proc_spawn(path, argv, env, sbd_log);
@@ -664,12 +669,13 @@ static const char *str(json_t *o, const char *k)
 static void scenario_escape(void)
 {
 	struct upstream host;
-	struct sw_test_dispatch d_files, d_write, d_loop, d_sys, d_fork, d_mem, d_after;
+	struct sw_test_dispatch d_files, d_write, d_loop, d_sys, d_full, d_fork, d_mem, d_after;
 	json_t *o, *sp;
 	struct sw_test_ev *f;
 	char port[16], *health;
 
 	upstream_start(&host, 0);
+	sbd_networks = "none,egress_only"; /* as multi_tenant has it by default */
 	setup("escape");
 	sbd_start();
 	snprintf(port, sizeof(port), "%d", host.port);
@@ -682,6 +688,10 @@ static void scenario_escape(void)
 			      PY("loopback", port));
 	sw_test_dispatch_post(&tx, &d_sys, "syscalls", "syscalls", "sandboxed", 60000,
 			      PY("syscalls", "-"));
+	/* the host's network, where the operator does not offer it */
+	sp = PY("loopback", port);
+	json_object_set_new(sp, "network", json_string("full"));
+	sw_test_dispatch_post(&tx, &d_full, "full", "full", "sandboxed", 60000, sp);
 #undef PY
 	/* a fork bomb, held by the process limit; then it says how far it got */
 	sp = spec(json_pack("[s, s, s]", "python3", "-c",
@@ -739,6 +749,11 @@ static void scenario_escape(void)
 	SW_CHECKF(strcmp(str(o, "unshare"), "EPERM") == 0, "unshare: %s", str(o, "unshare"));
 	SW_CHECKF(strcmp(str(o, "setns"), "EPERM") == 0, "setns: %s", str(o, "setns"));
 	json_decref(o);
+
+	f = sw_test_evlog_finished(&evl, d_full.step_id);
+	sw_test_ev_require(f, "FAILED", "mode_unavailable: network full is not offered");
+	SW_CHECK(sw_test_evlog_count(&evl, "step.started", d_full.step_id) == 0);
+	SW_CHECKF(host.accepted == 0, "the host listener accepted %d", host.accepted);
 
 	f = sw_test_evlog_finished(&evl, d_fork.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
