@@ -93,7 +93,11 @@ static void *pool_main(void *arg)
 			pthread_mutex_unlock(&p->mu);
 			slot_start(p, s, w->v, w->net, &s->limits);
 			pthread_mutex_lock(&p->mu);
-			w->started += s->sb != NULL;
+			if (s->sb != NULL) {
+				w->cold_started++;
+				w->cold_us_sum += s->start_us;
+				w->cold_us_last = s->start_us;
+			}
 			w->failed += s->sb == NULL;
 			TAILQ_INSERT_TAIL(&p->started, s, entry);
 			event_active(p->ev, EV_READ, 0);
@@ -431,9 +435,9 @@ void sbd_pool_abandon(struct sbd_env *env, struct sbd_job *j)
 void sbd_pool_metrics(struct sbd_env *env)
 {
 	struct sbd_pool *p = &env->pool;
-	uint64_t hits = 0, misses = 0, started = 0, failed = 0;
+	uint64_t hits = 0, misses = 0, started = 0, failed = 0, cold = 0;
 	size_t ready = 0, npools = 0;
-	int64_t sum = 0, last = 0;
+	int64_t sum = 0, last = 0, cold_sum = 0, cold_last = 0;
 	struct sbd_warm *w;
 
 	pthread_mutex_lock(&p->mu);
@@ -447,6 +451,10 @@ void sbd_pool_metrics(struct sbd_env *env)
 		sum += w->start_us_sum;
 		if (w->start_us_last > last)
 			last = w->start_us_last;
+		cold += w->cold_started;
+		cold_sum += w->cold_us_sum;
+		if (w->cold_us_last > cold_last)
+			cold_last = w->cold_us_last;
 		npools++;
 	}
 	pthread_mutex_unlock(&p->mu);
@@ -469,4 +477,12 @@ void sbd_pool_metrics(struct sbd_env *env)
 	sw_metrics_gauge_set(env->metrics, "sagewai_sandboxd_warm_start_seconds_avg",
 			     "Mean start time of warm sandboxes",
 			     started ? (double)sum / 1e6 / (double)started : 0);
+	sw_metrics_gauge_set(env->metrics, "sagewai_sandboxd_cold_started",
+			     "Sandboxes started for a waiting step (cold starts)", (double)cold);
+	sw_metrics_gauge_set(env->metrics, "sagewai_sandboxd_cold_start_seconds_last",
+			     "Start time of the last cold start (largest over pools)",
+			     (double)cold_last / 1e6);
+	sw_metrics_gauge_set(env->metrics, "sagewai_sandboxd_cold_start_seconds_avg",
+			     "Mean start time of cold starts",
+			     cold ? (double)cold_sum / 1e6 / (double)cold : 0);
 }

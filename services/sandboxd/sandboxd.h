@@ -105,7 +105,9 @@ struct sbd_warm {
 	struct sbd_slotq ready;	      /* started, no identity, waiting */
 	size_t nready, starting;
 	uint64_t hits, misses, started, failed;
-	int64_t start_us_sum, start_us_last;
+	int64_t start_us_sum, start_us_last; /* warm starts (started counts them) */
+	uint64_t cold_started;		     /* cold starts for a waiting step */
+	int64_t cold_us_sum, cold_us_last;
 	int broken; /* a warm start failed: no refill until the next acquire */
 };
 

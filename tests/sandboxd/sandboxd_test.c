@@ -776,6 +776,12 @@ static void scenario_escape(void)
 	health = http_get("/healthz");
 	SW_CHECK(health != NULL);
 	free(health);
+	/* the fork and memory bombs had limits of their own: cold starts */
+	health = http_get("/metrics");
+	SW_REQUIRE(sw_test_metric(health, "sagewai_sandboxd_cold_started") >= 2 &&
+			   sw_test_metric(health, "sagewai_sandboxd_cold_start_seconds_avg") > 0,
+		   "cold starts not in /metrics:\n%s", health);
+	free(health);
 	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
 }
 
