@@ -8,6 +8,8 @@
  *                array (later overrides earlier); nothing here calls getenv.
  *   sw_uuid_*    UUIDv7 (RFC 9562) generation, formatting and parsing.
  *   sw_now_*     clocks.
+ *   sw_buf_*     a growable byte buffer, optionally capped.
+ *   sw_hex_*     lower-case hex encoding and decoding.
  */
 #ifndef SW_CORE_H
 #define SW_CORE_H
@@ -102,5 +104,47 @@ void sw_uuid_v7_str(char out[SW_UUID_STRLEN]);
 
 int64_t sw_now_us(void);      /* CLOCK_REALTIME, microseconds */
 int64_t sw_mono_ns(void);     /* CLOCK_MONOTONIC, nanoseconds */
+int64_t sw_mono_ms(void);     /* CLOCK_MONOTONIC, milliseconds (sw_mono_ns / 1e6) */
+
+/* ---- growable buffer -------------------------------------------------- */
+
+/*
+ * Bytes appended at the end; p is always NUL-terminated once anything was
+ * added (p[len] == 0), so text can be used as a string. max caps len (0:
+ * no cap): an append that would pass it adds nothing, sets over and fails.
+ * An allocation failure sets oom and fails; later appends then fail too,
+ * so a caller may append a series and check once. The buffer owns p.
+ * A zeroed struct is an empty, uncapped buffer.
+ */
+struct sw_buf {
+	char *p;
+	size_t len, cap;
+	size_t max; /* 0: no cap */
+	int over;   /* an append was refused for passing max */
+	int oom;    /* an allocation failed */
+};
+
+void sw_buf_init(struct sw_buf *b, size_t max);
+/* Append n bytes; 0, or -1 (over or oom set). */
+int sw_buf_add(struct sw_buf *b, const void *p, size_t n);
+int sw_buf_puts(struct sw_buf *b, const char *s);
+int sw_buf_printf(struct sw_buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Forget the contents, keep the memory and the cap; clears over. */
+void sw_buf_reset(struct sw_buf *b);
+/* Free the memory; the buffer is empty again (the cap is kept). */
+void sw_buf_free(struct sw_buf *b);
+/* The contents, now the caller's (free()); NULL when empty. The buffer
+ * is empty again. *len (if not NULL) gets the length. */
+char *sw_buf_steal(struct sw_buf *b, size_t *len);
+
+/* ---- hex ---------------------------------------------------------------- */
+
+/* n bytes as 2n lower-case hex digits and a NUL into out (2n+1 bytes). */
+void sw_hex_encode(const void *in, size_t n, char *out);
+/* The same, allocated (caller frees); NULL when out of memory. */
+char *sw_hex_dup(const void *in, size_t n);
+/* 2n hex digits (either case) into n bytes; 0, or -1 when s is not exactly
+ * 2n hex digits. */
+int sw_hex_decode(const char *s, void *out, size_t n);
 
 #endif
