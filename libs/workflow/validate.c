@@ -262,7 +262,8 @@ static int check_limits(struct vctx *v, const struct wf_node *k, const struct wf
 					       rule->name, wf_kind_name(lv));
 			x = json_integer_value(lv->value);
 			if (x < rule->min || x > rule->max)
-				return wf_fail(v->d, lv, "limits: %s: %s is out of range (%lld..%lld)",
+				return wf_fail(v->d, lv,
+					       "limits: %s: %s is out of range (%lld..%lld)",
 					       rule->name, q(lv, b), rule->min, rule->max);
 		}
 	}
