@@ -261,7 +261,7 @@ static void dispatch(struct phase *ph, size_t i)
 			 "sandboxed", "output_max", 65536);
 	/* limits below the variant's: never from the warm pool (pool.c) */
 	if (ph->tag == 'c')
-		json_object_set_new(spec, "limits", json_pack("{s:i}", "nproc", 255));
+		json_object_set_new(spec, "limits", json_pack("{s:i}", "pids", 255));
 	sw_event_header_init(&h, "step.dispatched", "bench-sandboxd");
 	snprintf(h.tenant, sizeof(h.tenant), "default");
 	snprintf(h.run_id, sizeof(h.run_id), "%s-%c-%zu", prefix, ph->tag, i);

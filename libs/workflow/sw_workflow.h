@@ -21,7 +21,8 @@
  *         variant: base
  *         network: none | egress_only | full
  *         egress_allow: ["host:port", ...]
- *         limits: {...}
+ *         limits: {memory_mb: 512, cpus: 1, pids: 64}   # see below
+         env: {NAME: "value ${{ input.x }}"}          # see below
  *         cli_agent: claude-code | codex | gemini | custom
  *         identity: profile-name
  *         artifact: {destination: github|s3|local|none, ...}
@@ -33,6 +34,18 @@
  * number...), otherwise values are interpolated as text (strings bare,
  * other JSON compactly serialised). A steps.NAME reference must name an
  * earlier step. Unknown roots, unterminated ${{, bad paths: errors.
+ *
+ * limits: a mapping of memory_mb (SW_LIMIT_MEMORY_MB_*), pids, cpus (a
+ * number, fractions allowed), cpu_seconds, file_size_mb, open_files; plain
+ * numbers (no templates), each in its range below; any other key is an
+ * error. The sandbox host maps them onto the variant it runs the step on
+ * (docs/SANDBOX.md); one over the variant's bound is lowered to it there.
+ *
+ * env: a mapping of at most SW_STEP_ENV_MAX variables, names
+ * [A-Za-z_][A-Za-z0-9_]* and not reserved (sw_step_env_refusal), values
+ * strings (templated), names and values at most SW_STEP_ENV_BYTES_MAX
+ * together. Values are plain: they travel in events and are no place for
+ * secrets.
  *
  * Validation errors read "FILE:LINE:COL: message" (LINE and COL from 1).
  *
@@ -122,6 +135,33 @@ const char *sw_spec_identity_mode(json_t *spec);
  * "with.prompt: ${{ input.brief }}: input.brief: no such key". The result
  * shares nothing with ctx (NULL ctx = {}) and may not exceed 64 MiB. */
 json_t *sw_template_render(json_t *with, json_t *ctx, char *errstr, size_t errlen);
+
+/* A step's env: how many variables, and how many bytes of "NAME=value\0"
+ * entries together (checked at registration on the text as written, and
+ * again by the executor after templating). */
+#define SW_STEP_ENV_MAX 64
+#define SW_STEP_ENV_BYTES_MAX (32u << 10)
+
+/* Why a step's env may not set the variable name (len bytes): NULL when it
+ * may, else a static reason ("is not a variable name ...", "is reserved by
+ * the sandbox ..."). Reserved: PATH, HOME, the proxy variables (http_proxy,
+ * https_proxy, ftp_proxy, all_proxy, no_proxy, in any case), everything
+ * starting with SAGEWAI_ or LD_. Executors re-check dispatched specs with
+ * it. */
+const char *sw_step_env_refusal(const char *name, size_t len);
+
+/* The ranges of the limits vocabulary (inclusive). */
+#define SW_LIMIT_MEMORY_MB_MIN 16
+#define SW_LIMIT_MEMORY_MB_MAX (1 << 20) /* 1 TiB */
+#define SW_LIMIT_PIDS_MIN 1
+#define SW_LIMIT_PIDS_MAX 65536
+#define SW_LIMIT_CPUS_MAX 256 /* cpus: > 0 */
+#define SW_LIMIT_CPU_SECONDS_MIN 1
+#define SW_LIMIT_CPU_SECONDS_MAX 86400
+#define SW_LIMIT_FILE_SIZE_MB_MIN 1
+#define SW_LIMIT_FILE_SIZE_MB_MAX (1 << 20)
+#define SW_LIMIT_OPEN_FILES_MIN 16
+#define SW_LIMIT_OPEN_FILES_MAX 65536
 
 /* Parse "500ms", "30s", "5m", "1h" or a bare number of seconds. 0 or -1. */
 int sw_duration_parse(const char *s, int64_t *ms);

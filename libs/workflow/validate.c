@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "wf_int.h"
 
@@ -186,6 +187,89 @@ static int env_name_ok(const char *s, size_t len)
 	return 1;
 }
 
+const char *sw_step_env_refusal(const char *name, size_t len)
+{
+	static const char *const proxies[] = {"http_proxy", "https_proxy", "ftp_proxy",
+					      "all_proxy", "no_proxy", NULL};
+	size_t i;
+
+	if (name == NULL || !env_name_ok(name, len))
+		return "is not a variable name (expected [A-Za-z_][A-Za-z0-9_]*)";
+	if ((len == 4 && !memcmp(name, "PATH", 4)) || (len == 4 && !memcmp(name, "HOME", 4)))
+		return "is reserved by the sandbox (it sets PATH and HOME itself)";
+	for (i = 0; proxies[i] != NULL; i++)
+		if (strlen(proxies[i]) == len && !strncasecmp(name, proxies[i], len))
+			return "is reserved by the sandbox (the proxy variables are its own)";
+	if (len >= 8 && !memcmp(name, "SAGEWAI_", 8))
+		return "is reserved by the sandbox (SAGEWAI_* is Sagewai's own)";
+	if (len >= 3 && !memcmp(name, "LD_", 3))
+		return "is reserved by the sandbox (LD_* would change how every program loads)";
+	return NULL;
+}
+
+/* One limit of the vocabulary (sw_workflow.h). */
+struct limit_rule {
+	const char *name;
+	int real;	   /* a number, fractions allowed (else an integer) */
+	long long min, max; /* for real: (0, max] */
+};
+
+static const struct limit_rule limit_rules[] = {
+    {"memory_mb", 0, SW_LIMIT_MEMORY_MB_MIN, SW_LIMIT_MEMORY_MB_MAX},
+    {"pids", 0, SW_LIMIT_PIDS_MIN, SW_LIMIT_PIDS_MAX},
+    {"cpus", 1, 0, SW_LIMIT_CPUS_MAX},
+    {"cpu_seconds", 0, SW_LIMIT_CPU_SECONDS_MIN, SW_LIMIT_CPU_SECONDS_MAX},
+    {"file_size_mb", 0, SW_LIMIT_FILE_SIZE_MB_MIN, SW_LIMIT_FILE_SIZE_MB_MAX},
+    {"open_files", 0, SW_LIMIT_OPEN_FILES_MIN, SW_LIMIT_OPEN_FILES_MAX},
+};
+#define LIMIT_KEYS "memory_mb, pids, cpus, cpu_seconds, file_size_mb, open_files"
+
+/* limits: a mapping of the vocabulary's keys to numbers in range. */
+static int check_limits(struct vctx *v, const struct wf_node *k, const struct wf_node *val)
+{
+	char b[80];
+	size_t i, r;
+
+	if (val->kind != WF_MAP)
+		return want(v, k, val, "a mapping (" LIMIT_KEYS ")");
+	for (i = 0; i + 1 < val->nkids; i += 2) {
+		const struct wf_node *lk = val->kids[i], *lv = val->kids[i + 1];
+		const struct limit_rule *rule = NULL;
+
+		for (r = 0; r < sizeof(limit_rules) / sizeof(*limit_rules); r++)
+			if (!strcmp(lk->text, limit_rules[r].name))
+				rule = &limit_rules[r];
+		if (rule == NULL)
+			return wf_fail(v->d, lk, "limits: unknown limit \"%s\" (expected %s)",
+				       q(lk, b), LIMIT_KEYS);
+		if (rule->real) {
+			double x;
+
+			if (lv->kind != WF_SCALAR || !json_is_number(lv->value))
+				return wf_fail(v->d, lv, "limits: %s: expected a number, got %s",
+					       rule->name, wf_kind_name(lv));
+			x = json_number_value(lv->value);
+			if (!(x > 0) || x > (double)rule->max)
+				return wf_fail(v->d, lv,
+					       "limits: %s: %s is out of range (more than 0, at "
+					       "most %lld)",
+					       rule->name, q(lv, b), rule->max);
+		} else {
+			json_int_t x;
+
+			if (lv->kind != WF_SCALAR || !json_is_integer(lv->value))
+				return wf_fail(v->d, lv, "limits: %s: expected an integer, got %s",
+					       rule->name, wf_kind_name(lv));
+			x = json_integer_value(lv->value);
+			if (x < rule->min || x > rule->max)
+				return wf_fail(v->d, lv,
+					       "limits: %s: %s is out of range (%lld..%lld)",
+					       rule->name, q(lv, b), rule->min, rule->max);
+		}
+	}
+	return 0;
+}
+
 static int one_of(struct vctx *v, const struct wf_node *k, const struct wf_node *val,
 		  const char *const *allowed, const char *list)
 {
@@ -209,7 +293,7 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 	const char *key = k->text;
 	json_t *j = NULL;
 	char b[80];
-	size_t i;
+	size_t i, total = 0;
 
 	if (!strcmp(key, "network")) {
 		if (one_of(v, k, val, networks, "none, egress_only, full"))
@@ -238,8 +322,8 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 			if (!is_str(val->kids[i]))
 				return want(v, k, val->kids[i], "a string (an argv element)");
 	} else if (!strcmp(key, "limits")) {
-		if (val->kind != WF_MAP)
-			return want(v, k, val, "a mapping");
+		if (check_limits(v, k, val))
+			return -1;
 	} else if (!strcmp(key, "artifact")) {
 		const struct wf_node *dest = NULL;
 
@@ -259,13 +343,16 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 	} else if (!strcmp(key, "env")) {
 		if (val->kind != WF_MAP)
 			return want(v, k, val, "a mapping of names to strings");
+		if (val->nkids / 2 > SW_STEP_ENV_MAX)
+			return wf_fail(v->d, val, "env: more than %d variables", SW_STEP_ENV_MAX);
 		if ((j = json_object()) == NULL)
 			return wf_fail(v->d, val, "out of memory");
 		for (i = 0; i + 1 < val->nkids; i += 2) {
 			const struct wf_node *ek = val->kids[i], *ev = val->kids[i + 1];
+			const char *why = sw_step_env_refusal(ek->text, ek->len);
 
-			if (!env_name_ok(ek->text, ek->len)) {
-				wf_fail(v->d, ek, "env: \"%s\" is not a variable name", q(ek, b));
+			if (why != NULL) {
+				wf_fail(v->d, ek, "env: \"%s\" %s", q(ek, b), why);
 				goto fail;
 			}
 			/* Scalars are kept as written: PORT: 8080 is "8080". */
@@ -276,6 +363,12 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 			}
 			if (json_object_set_new(j, ek->text, json_stringn(ev->text, ev->len))) {
 				wf_fail(v->d, ev, "env: %s: invalid value", ek->text);
+				goto fail;
+			}
+			total += ek->len + ev->len + 2; /* "NAME=value\0" */
+			if (total > SW_STEP_ENV_BYTES_MAX) {
+				wf_fail(v->d, ev, "env: more than %u bytes of names and values",
+					SW_STEP_ENV_BYTES_MAX);
 				goto fail;
 			}
 		}

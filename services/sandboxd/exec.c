@@ -3,8 +3,10 @@
  *
  * Preflight (nothing runs, no step.started), after sw_executor's spec and
  * preview-gate checks: the spec's run (a string, run as /bin/sh -c, or an
- * argv array), variant (base), network (none, full, egress_only with its
- * egress_allow list), limits (may only lower the variant's), output_max.
+ * argv array), env (the step's variables, names re-checked against what
+ * the sandbox reserves), variant (base), network (none, full, egress_only
+ * with its egress_allow list), limits (the workflow vocabulary, lowered to
+ * the variant's bounds), output_max.
  * Then sw_executor_admit: within the concurrency cap, step.started and an
  * acquire; once a sandbox is held, sandbox.acquired and the EXEC. The
  * control socket is driven on the loop: a read event calls sw_sandbox_read
@@ -20,36 +22,12 @@
 
 #include "sandboxd.h"
 #include "sw_executor.h"
+#include "sw_workflow.h"
 
 static void start_exec(struct sbd_job *j, struct sbd_slot *s);
 static int check_egress_allow(struct sbd_job *j, enum sw_sandbox_net net, char *err,
 			      size_t errlen);
 static int start_egress(struct sbd_job *j, struct sbd_slot *s);
-
-static void buf_free(struct sbd_buf *b)
-{
-	free(b->p);
-	memset(b, 0, sizeof(*b));
-}
-
-static int buf_add(struct sbd_buf *b, const uint8_t *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *np;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL)
-			return -1;
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
 
 /* Free what the job holds of the execution (events, sandbox, buffers). */
 static void exec_release(struct sbd_job *j)
@@ -83,8 +61,14 @@ static void exec_release(struct sbd_job *j)
 		free(j->argv);
 		j->argv = NULL;
 	}
-	buf_free(&j->out);
-	buf_free(&j->err);
+	if (j->envp != NULL) {
+		for (size_t i = 0; j->envp[i] != NULL; i++)
+			free(j->envp[i]);
+		free(j->envp);
+		j->envp = NULL;
+	}
+	sw_buf_free(&j->out);
+	sw_buf_free(&j->err);
 }
 
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -150,7 +134,7 @@ void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
 static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
 {
 	struct sbd_job *j = arg;
-	struct sbd_buf *b = stream == 1 ? &j->out : &j->err;
+	struct sw_buf *b = stream == 1 ? &j->out : &j->err;
 	size_t have = j->out.len + j->err.len, n = len;
 	json_t *o;
 	char *data;
@@ -159,7 +143,7 @@ static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
 		n = j->output_max > have ? j->output_max - have : 0;
 		j->truncated = true;
 	}
-	if (n > 0 && buf_add(b, buf, n) != 0) {
+	if (n > 0 && sw_buf_add(b, buf, n) != 0) {
 		sbd_fatal(j->env, "output", "out of memory");
 		return;
 	}
@@ -324,7 +308,8 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 {
 	struct sbd_env *env = j->env;
 	const struct sw_sandbox_limits *lim = sw_sandbox_limits(s->sb);
-	struct sw_sandbox_exec ex = {.argv = (const char *const *)j->argv};
+	struct sw_sandbox_exec ex = {.argv = (const char *const *)j->argv,
+				     .env = (const char *const *)j->envp};
 	int64_t left = 0;
 	char err[320], *limits;
 	json_t *lj;
@@ -510,20 +495,92 @@ static int parse_run(struct sbd_job *j, char *err, size_t errlen)
 	return 0;
 }
 
-/* spec.limits (optional) into j->limits; each may only lower the variant's. */
+/* spec.env (optional) into j->envp: the step's variables, next to the
+ * sandbox's own PATH and HOME (which the privileged part fixed). The names
+ * were checked when the workflow was registered; a dispatch is checked
+ * again, so that a crafted one cannot set PATH, LD_PRELOAD, a proxy or
+ * SAGEWAI_*. A value a template made a JSON value is its compact JSON
+ * text. 0 or -1 with err. */
+static int parse_env(struct sbd_job *j, char *err, size_t errlen)
+{
+	json_t *e = json_object_get(j->x->spec, "env"), *v;
+	const char *k, *why;
+	size_t n = 0, total = 0;
+
+	if (e == NULL || json_is_null(e))
+		return 0;
+	if (!json_is_object(e) || json_object_size(e) > SW_STEP_ENV_MAX) {
+		snprintf(err, errlen, "spec.env is not an object of at most %d variables",
+			 SW_STEP_ENV_MAX);
+		return -1;
+	}
+	if ((j->envp = calloc(json_object_size(e) + 1, sizeof(char *))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	json_object_foreach(e, k, v) {
+		char *text = json_is_string(v) ? strdup(json_string_value(v))
+					       : json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
+		size_t tl;
+
+		if ((why = sw_step_env_refusal(k, strlen(k))) != NULL) {
+			snprintf(err, errlen, "spec.env: \"%.60s\" %s", k, why);
+			free(text);
+			return -1;
+		}
+		if (text == NULL) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		tl = strlen(text);
+		if (json_is_string(v) && tl != json_string_length(v)) {
+			snprintf(err, errlen, "spec.env.%s holds NUL", k);
+			free(text);
+			return -1;
+		}
+		total += strlen(k) + tl + 2;
+		if (total > SW_STEP_ENV_BYTES_MAX) {
+			snprintf(err, errlen, "spec.env: more than %u bytes of names and values",
+				 SW_STEP_ENV_BYTES_MAX);
+			free(text);
+			return -1;
+		}
+		if (asprintf(&j->envp[n], "%s=%s", k, text) < 0) {
+			j->envp[n] = NULL;
+			snprintf(err, errlen, "out of memory");
+			free(text);
+			return -1;
+		}
+		n++;
+		free(text);
+	}
+	return 0;
+}
+
+/*
+ * spec.limits (optional; the workflow vocabulary, sw_workflow.h) onto
+ * j->limits: memory_mb -> memory_bytes, pids -> nproc, cpu_seconds,
+ * file_size_mb -> file_size_bytes, open_files -> nofile. A limit over the
+ * variant's is lowered to it (the variant's are the operator's ceiling;
+ * the workflow could not know them when it was registered). cpus is taken
+ * and not enforced (no CPU controller yet). Only a spec no registered
+ * workflow gives (an unknown key, not a positive number) is refused.
+ */
 static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 {
-	static const char *const names[] = {"nproc",	"memory_bytes", "cpu_seconds",
-					    "file_size_bytes", "nofile", "wall_ms"};
+	static const struct {
+		const char *name;
+		uint64_t unit;
+	} keys[] = {{"memory_mb", 1u << 20},   {"pids", 1},	 {"cpu_seconds", 1},
+		    {"file_size_mb", 1u << 20}, {"open_files", 1}};
 	const struct sw_sandbox_limits *def = &j->warm->v->limits;
-	const uint64_t ceil[] = {def->nproc,	      def->memory_bytes, def->cpu_seconds,
-				 def->file_size_bytes, def->nofile,	 def->wall_ms};
-	uint64_t *dst[] = {&j->limits.nproc,	   &j->limits.memory_bytes,
-			   &j->limits.cpu_seconds, &j->limits.file_size_bytes,
-			   &j->limits.nofile,	   &j->limits.wall_ms};
+	const uint64_t ceil[] = {def->memory_bytes, def->nproc, def->cpu_seconds,
+				 def->file_size_bytes, def->nofile};
+	uint64_t *dst[] = {&j->limits.memory_bytes, &j->limits.nproc, &j->limits.cpu_seconds,
+			   &j->limits.file_size_bytes, &j->limits.nofile};
 	json_t *l = json_object_get(j->x->spec, "limits"), *v;
 	const char *k;
-	size_t i;
+	size_t i, nk = sizeof(keys) / sizeof(keys[0]);
 
 	if (l == NULL || json_is_null(l))
 		return 0;
@@ -532,12 +589,21 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 		return -1;
 	}
 	json_object_foreach(l, k, v) {
-		for (i = 0; i < 6 && strcmp(k, names[i]) != 0; i++)
+		uint64_t want;
+
+		if (strcmp(k, "cpus") == 0) {
+			if (!json_is_number(v) || !(json_number_value(v) > 0)) {
+				snprintf(err, errlen, "spec.limits.cpus is not a positive number");
+				return -1;
+			}
+			continue;
+		}
+		for (i = 0; i < nk && strcmp(k, keys[i].name) != 0; i++)
 			;
-		if (i == 6) {
+		if (i == nk) {
 			snprintf(err, errlen,
-				 "spec.limits: unknown limit '%.60s' (nproc, memory_bytes, "
-				 "cpu_seconds, file_size_bytes, nofile, wall_ms)",
+				 "spec.limits: unknown limit '%.60s' (memory_mb, pids, cpus, "
+				 "cpu_seconds, file_size_mb, open_files)",
 				 k);
 			return -1;
 		}
@@ -545,14 +611,15 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 			snprintf(err, errlen, "spec.limits.%s is not a positive integer", k);
 			return -1;
 		}
-		if ((uint64_t)json_integer_value(v) > ceil[i]) {
-			snprintf(err, errlen,
-				 "spec.limits.%s = %lld is over the variant %s's %llu", k,
-				 (long long)json_integer_value(v), j->warm->variant,
-				 (unsigned long long)ceil[i]);
-			return -1;
+		want = (uint64_t)json_integer_value(v);
+		if (want > ceil[i] / keys[i].unit) {
+			sw_log(SW_LOG_INFO, "limit lowered to the variant's", "run_id",
+			       j->x->dh.run_id, "step_id", j->x->dh.step_id, "limit", k, "variant",
+			       j->warm->variant, NULL);
+			*dst[i] = ceil[i];
+		} else {
+			*dst[i] = want * keys[i].unit;
 		}
-		*dst[i] = (uint64_t)json_integer_value(v);
 		j->custom_limits = *dst[i] != ceil[i] || j->custom_limits;
 	}
 	return 0;
@@ -606,7 +673,8 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}
-	if (parse_run(j, err, sizeof(err)) != 0 || parse_limits(j, err, sizeof(err)) != 0) {
+	if (parse_run(j, err, sizeof(err)) != 0 || parse_env(j, err, sizeof(err)) != 0 ||
+	    parse_limits(j, err, sizeof(err)) != 0) {
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}

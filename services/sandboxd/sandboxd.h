@@ -9,7 +9,7 @@
  * backstop, concurrency slots, cancels, step.started and step.finished);
  * sandboxd adds
  *
- *   exec.c      preflight: spec checks (run, variant, network, limits,
+ *   exec.c      preflight: spec checks (run, env, variant, network, limits,
  *               output_max); in a slot, an acquire from the pool
  *   pool.c      a warm sandbox of (variant, network) when one is ready (a
  *               replacement starts in the background), else a cold start on
@@ -137,18 +137,13 @@ enum sbd_stage {
 	SBD_RUNNING,   /* the command runs */
 };
 
-/* Captured output of a stream, capped. */
-struct sbd_buf {
-	char *p;
-	size_t len, cap;
-};
-
 /* sandboxd's part of a step.dispatched being handled (x->owner). */
 struct sbd_job {
 	struct sw_executor_job *x; /* the dispatch, its phase and step.finished */
 	struct sbd_env *env;
 	enum sbd_stage stage;
 	char **argv; /* owned, NULL-terminated */
+	char **envp; /* spec.env as "NAME=value", owned, NULL-terminated; NULL: none */
 	struct sbd_warm *warm;
 	struct sw_sandbox_limits limits; /* the spec's (0 = variant default) */
 	bool custom_limits;
@@ -159,7 +154,7 @@ struct sbd_job {
 	int slot_pending;      /* slot is a cold start not yet done */
 	struct event *rd, *wr; /* on its control socket */
 	struct event *timer;   /* host-side deadline */
-	struct sbd_buf out, err;
+	struct sw_buf out, err; /* captured output (output_max caps both together) */
 	bool truncated;
 	size_t ev_bytes; /* sent as sandbox.output */
 	int ev_seq;

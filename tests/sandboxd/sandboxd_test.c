@@ -12,6 +12,12 @@
  *                left alone; the lifecycle events (acquired, output, exited,
  *                released) are on sagewai.sandbox; step.started precedes
  *                step.finished; /metrics shows the warm pool
+ *   spec         a step's env and limits as the workflow parser gives them:
+ *                env values templated from the input reach the command,
+ *                next to PATH and HOME; limits {memory_mb, pids, cpus} are
+ *                the command's rlimits; one over the variant's is lowered to
+ *                it; a crafted dispatch setting PATH or LD_PRELOAD (or using
+ *                another limits vocabulary) is refused with bad_input
  *   redelivery   the same dispatch produced again after it finished: one
  *                execution, the same step.finished event id
  *   deadletter   garbage and a truncated dispatch go to sagewai.deadletter;
@@ -55,6 +61,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_test_svc.h"
+#include "sw_workflow.h"
 
 static struct sw_event_registry *reg;
 static char prefix[48];
@@ -333,6 +340,140 @@ static void scenario_basic(void)
 	SW_REQUIRE(sw_test_metric(metrics, "sagewai_sandboxd_warm_started") >= 1,
 		   "no warm start:\n%s", metrics);
 	free(metrics);
+}
+
+/* The spec the scheduler dispatches for step idx of wf with input: the
+ * step's own keys rendered against {"input": input} (runs.c plan_dispatch). */
+static json_t *step_spec(const struct sw_workflow *wf, size_t idx, json_t *input)
+{
+	json_t *ctx = json_pack("{s:O, s:{}}", "input", input, "steps"), *extra, *sp;
+	char err[512];
+
+	SW_CHECK(ctx != NULL && idx < wf->nsteps);
+	extra = sw_template_render(wf->steps[idx].extra, ctx, err, sizeof(err));
+	SW_CHECKF(extra != NULL, "render: %s", err);
+	json_decref(ctx);
+	sp = json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i}", "workflow", wf->name,
+		       "workflow_version", wf->version, "uses", "", "with", "run_modes",
+		       "sandboxed", "output_max", 1048576);
+	SW_CHECK(sp != NULL && json_object_update_missing(sp, extra) == 0);
+	json_decref(extra);
+	return sp;
+}
+
+/* The value of "Max <what>" (soft) in a /proc/<pid>/limits text, or -1. */
+static long long proc_limit(const char *text, const char *what)
+{
+	const char *p = text != NULL ? strstr(text, what) : NULL;
+	long long v = -1;
+
+	if (p != NULL)
+		sscanf(p + strlen(what), " %lld", &v);
+	return v;
+}
+
+static json_int_t acquired_limit(const char *step_id, const char *name)
+{
+	struct sw_test_ev *e;
+	json_t *l;
+
+	sw_test_evlog_wait(&evl, "sandbox.acquired", step_id, 0, 60);
+	e = sw_test_evlog_find(&evl, "sandbox.acquired", step_id, 0);
+	SW_REQUIRE(e != NULL, "no sandbox.acquired for %s", step_id);
+	l = json_loads(json_string_value(json_object_get(e->body, "limits")), 0, NULL);
+	SW_REQUIRE(l != NULL, "sandbox.acquired has no limits");
+	json_int_t v = json_integer_value(json_object_get(l, name));
+	json_decref(l);
+	return v;
+}
+
+static void scenario_spec(void)
+{
+	static const char yaml[] =
+	    "name: spec\n"
+	    "steps:\n"
+	    "  - name: greet\n"
+	    "    mode: sandboxed\n"
+	    "    env: {GREETING: \"${{ input.x }}\", COUNT: \"${{ input.n }}\"}\n"
+	    "    run: 'printf \"%s|%s|%s|%s\" \"$GREETING\" \"$COUNT\" \"$PATH\" \"$HOME\"'\n"
+	    "  - name: limited\n"
+	    "    mode: sandboxed\n"
+	    "    limits: {memory_mb: 128, pids: 64, cpus: 1}\n"
+	    "    run: [cat, /proc/self/limits]\n"
+	    "  - name: lowered\n"
+	    "    mode: sandboxed\n"
+	    "    limits: {memory_mb: 1048576, pids: 65536, cpus: 256}\n"
+	    "    run: [cat, /proc/self/limits]\n";
+	struct sw_test_dispatch d_greet, d_lim, d_low, d_path, d_ld, d_vocab;
+	struct sw_test_ev *f;
+	struct sw_workflow *wf;
+	json_t *input, *sp;
+	const char *so;
+	char err[512];
+
+	wf = sw_workflow_parse(yaml, strlen(yaml), "spec.yaml", err, sizeof(err));
+	SW_CHECKF(wf != NULL, "%s", err);
+	setup("spec");
+	sbd_start();
+	input = json_pack("{s:s, s:i}", "x", "hello from the input", "n", 42);
+	sw_test_dispatch_post(&tx, &d_greet, "greet", "greet", "sandboxed", 60000,
+			      step_spec(wf, 0, input));
+	sw_test_dispatch_post(&tx, &d_lim, "limited", "limited", "sandboxed", 60000,
+			      step_spec(wf, 1, input));
+	sw_test_dispatch_post(&tx, &d_low, "lowered", "lowered", "sandboxed", 60000,
+			      step_spec(wf, 2, input));
+	/* crafted dispatches: no registered workflow gives these */
+	sp = spec(json_string("echo $PATH"));
+	json_object_set_new(sp, "env", json_pack("{s:s, s:s}", "GREETING", "hi", "PATH", "/tmp"));
+	sw_test_dispatch_post(&tx, &d_path, "path", "path", "sandboxed", 60000, sp);
+	sp = spec(json_string("true"));
+	json_object_set_new(sp, "env", json_pack("{s:s}", "LD_PRELOAD", "/workspace/evil.so"));
+	sw_test_dispatch_post(&tx, &d_ld, "ldpreload", "ld", "sandboxed", 60000, sp);
+	sp = spec(json_string("true"));
+	json_object_set_new(sp, "limits", json_pack("{s:i}", "memory_bytes", 1 << 28));
+	sw_test_dispatch_post(&tx, &d_vocab, "vocab", "vocab", "sandboxed", 60000, sp);
+	json_decref(input);
+
+	/* env: templated from the input, beside the sandbox's PATH and HOME */
+	f = sw_test_evlog_finished(&evl, d_greet.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	so = json_string_value(json_object_get(f->output, "stdout"));
+	SW_REQUIRE(so != NULL && strcmp(so, "hello from the input|42|/usr/local/bin:/usr/bin:/bin|"
+					    "/workspace") == 0,
+		   "env step printed '%s'", so ? so : "(nothing)");
+
+	/* limits in the workflow vocabulary: the command's rlimits */
+	f = sw_test_evlog_finished(&evl, d_lim.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	so = json_string_value(json_object_get(f->output, "stdout"));
+	SW_REQUIRE(proc_limit(so, "Max processes") == 64 &&
+		       proc_limit(so, "Max address space") == 128LL << 20,
+		   "limits inside:\n%s", so ? so : "(nothing)");
+	SW_REQUIRE(acquired_limit(d_lim.step_id, "nproc") == 64 &&
+		       acquired_limit(d_lim.step_id, "memory_bytes") == 128LL << 20,
+		   "sandbox.acquired limits are not the step's");
+
+	/* over the variant's: lowered to the variant's bound, never refused */
+	f = sw_test_evlog_finished(&evl, d_low.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	so = json_string_value(json_object_get(f->output, "stdout"));
+	SW_REQUIRE(proc_limit(so, "Max processes") == 256 &&
+		       proc_limit(so, "Max address space") == 2147483648LL,
+		   "lowered limits inside (base: nproc 256, 2 GiB):\n%s", so ? so : "(nothing)");
+
+	/* crafted: refused before anything starts */
+	f = sw_test_evlog_finished(&evl, d_path.step_id);
+	sw_test_ev_require(f, "FAILED", "bad_input: spec.env: \"PATH\" is reserved");
+	f = sw_test_evlog_finished(&evl, d_ld.step_id);
+	sw_test_ev_require(f, "FAILED", "bad_input: spec.env: \"LD_PRELOAD\" is reserved");
+	f = sw_test_evlog_finished(&evl, d_vocab.step_id);
+	sw_test_ev_require(f, "FAILED", "bad_input: spec.limits: unknown limit 'memory_bytes'");
+	SW_REQUIRE(sw_test_evlog_count(&evl, "step.started", d_path.step_id) == 0 &&
+		       sw_test_evlog_count(&evl, "step.started", d_ld.step_id) == 0 &&
+		       sw_test_evlog_count(&evl, "step.started", d_vocab.step_id) == 0,
+		   "a refused step was started");
+	sw_workflow_free(wf);
+	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
 }
 
 static void scenario_redelivery(void)
@@ -705,14 +846,13 @@ static void scenario_escape(void)
 			    "except OSError:\n"
 			    "    pass\n"
 			    "print('started', n)\n"));
-	json_object_set_new(sp, "limits", json_pack("{s:i}", "nproc", 40));
+	json_object_set_new(sp, "limits", json_pack("{s:i}", "pids", 40));
 	sw_test_dispatch_post(&tx, &d_fork, "forkbomb", "forkbomb", "sandboxed", 60000, sp);
 	/* a memory bomb, killed or refused at the memory limit */
 	sp = spec(json_pack("[s, s, s]", "python3", "-c",
 			    "b = []\n"
 			    "while True: b.append(bytearray(64 << 20))\n"));
-	json_object_set_new(sp, "limits", json_pack("{s:I}", "memory_bytes",
-						     (json_int_t)256 << 20));
+	json_object_set_new(sp, "limits", json_pack("{s:i}", "memory_mb", 256));
 	sw_test_dispatch_post(&tx, &d_mem, "membomb", "membomb", "sandboxed", 60000, sp);
 
 	o = escape_out(d_files.step_id);
@@ -933,7 +1073,8 @@ static void scenario_kill9service(void)
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
-	    {"basic", scenario_basic},		 {"redelivery", scenario_redelivery},
+	    {"basic", scenario_basic},		 {"spec", scenario_spec},
+	    {"redelivery", scenario_redelivery},
 	    {"deadletter", scenario_deadletter}, {"egress", scenario_egress},
 	    {"escape", scenario_escape},	 {"hostile", scenario_hostile},
 	    {"kill9", scenario_kill9},		 {"kill9service", scenario_kill9service},

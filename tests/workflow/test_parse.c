@@ -321,6 +321,40 @@ static void test_sandbox_keys(void)
 	expect_err(SBX "    egress_allow: [1]\n",
 		   "t.yaml:5:20: ", "expected a \"host:port\" string");
 	expect_err(SBX "    limits: 5\n", "t.yaml:5:13: ", "limits: expected a mapping");
+	/* one vocabulary: the documented keys, in range, nothing else */
+	wf = parse_ok(SBX "    limits: {memory_mb: 128, pids: 64, cpus: 1}\n");
+	SW_CHECK(json_integer_value(json_object_get(
+		     json_object_get(wf->steps[0].extra, "limits"), "memory_mb")) == 128);
+	sw_workflow_free(wf);
+	wf = parse_ok(SBX "    limits:\n      cpus: 0.5\n      cpu_seconds: 60\n"
+			  "      file_size_mb: 10\n      open_files: 256\n"
+			  "      memory_mb: 1048576\n      pids: 65536\n");
+	SW_CHECK(json_real_value(json_object_get(json_object_get(wf->steps[0].extra, "limits"),
+						 "cpus")) == 0.5);
+	sw_workflow_free(wf);
+	expect_err(SBX "    limits: {memory_mb: 128, nproc: 40}\n", "t.yaml:5:30: ",
+		   "limits: unknown limit \"nproc\" (expected memory_mb, pids, cpus");
+	expect_err(SBX "    limits: {memory_bytes: 1000000}\n", "t.yaml:5:14: ",
+		   "unknown limit \"memory_bytes\"");
+	expect_err(SBX "    limits:\n      pids: 0\n", "t.yaml:6:13: ",
+		   "limits: pids: 0 is out of range (1..65536)");
+	expect_err(SBX "    limits: {pids: 65537}\n", "t.yaml:5:20: ", "out of range (1..65536)");
+	expect_err(SBX "    limits: {memory_mb: 8}\n", "t.yaml:5:25: ",
+		   "limits: memory_mb: 8 is out of range (16..1048576)");
+	expect_err(SBX "    limits: {memory_mb: 1048577}\n", "t.yaml:5:25: ", "out of range");
+	expect_err(SBX "    limits: {memory_mb: 1.5}\n", "t.yaml:5:25: ",
+		   "limits: memory_mb: expected an integer, got a number");
+	expect_err(SBX "    limits: {memory_mb: \"${{ input.m }}\"}\n", "t.yaml:5:25: ",
+		   "expected an integer, got a string");
+	expect_err(SBX "    limits: {cpus: 0}\n", "t.yaml:5:20: ",
+		   "limits: cpus: 0 is out of range (more than 0, at most 256)");
+	expect_err(SBX "    limits: {cpus: 257}\n", "t.yaml:5:20: ", "out of range");
+	expect_err(SBX "    limits: {cpus: -1}\n", "t.yaml:5:20: ", "out of range");
+	expect_err(SBX "    limits: {cpus: two}\n", "t.yaml:5:20: ",
+		   "limits: cpus: expected a number, got a string");
+	expect_err(SBX "    limits: {cpu_seconds: 86401}\n", "t.yaml:5:27: ", "out of range");
+	expect_err(SBX "    limits: {open_files: 3}\n", "t.yaml:5:26: ", "out of range (16..");
+	expect_err(SBX "    limits: {file_size_mb: 0}\n", "t.yaml:5:28: ", "out of range");
 	expect_err(SBX "    run: []\n", "t.yaml:5:10: ", "run: an argv must not be empty");
 	expect_err(SBX "    run: [python3, {a: 1}]\n", "t.yaml:5:20: ",
 		   "expected a string (an argv element)");
@@ -335,6 +369,56 @@ static void test_sandbox_keys(void)
 		   "destination: unknown value \"ftp\" (expected one of github, s3, local, none)");
 	expect_err(SBX "    env: {1X: a}\n",
 		   "t.yaml:5:11: ", "env: \"1X\" is not a variable name");
+	/* names the sandbox sets itself, or that change how programs load */
+	expect_err(SBX "    env: {GREETING: hi, PATH: /tmp}\n", "t.yaml:5:25: ",
+		   "env: \"PATH\" is reserved by the sandbox");
+	expect_err(SBX "    env:\n      A: b\n      HOME: /x\n", "t.yaml:7:7: ",
+		   "env: \"HOME\" is reserved by the sandbox");
+	expect_err(SBX "    env: {LD_PRELOAD: /tmp/x.so}\n", "t.yaml:5:11: ",
+		   "env: \"LD_PRELOAD\" is reserved");
+	expect_err(SBX "    env: {LD_LIBRARY_PATH: /tmp}\n", "t.yaml:5:11: ", "is reserved");
+	expect_err(SBX "    env: {LD_AUDIT: /tmp}\n", "t.yaml:5:11: ", "is reserved");
+	expect_err(SBX "    env: {LD_BIND_NOW: 1}\n", "t.yaml:5:11: ", "is reserved");
+	expect_err(SBX "    env: {SAGEWAI_TOKEN: x}\n", "t.yaml:5:11: ",
+		   "env: \"SAGEWAI_TOKEN\" is reserved");
+	static const char *const proxies[] = {"http_proxy", "https_proxy", "HTTP_PROXY",
+					      "HTTPS_PROXY", "no_proxy",    "NO_PROXY",
+					      "All_Proxy",  NULL};
+	for (int i = 0; proxies[i] != NULL; i++) {
+		char y[256];
+
+		snprintf(y, sizeof(y), SBX "    env: {%s: \"http://evil:1\"}\n", proxies[i]);
+		expect_err(y, "t.yaml:5:11: ", "is reserved by the sandbox");
+	}
+	expect_err(SBX "    env: {A-B: x}\n", "t.yaml:5:11: ", "is not a variable name");
+	{
+		/* at most SW_STEP_ENV_MAX variables and SW_STEP_ENV_BYTES_MAX bytes */
+		char *y = malloc(64 << 10);
+		size_t o = (size_t)snprintf(y, 64 << 10, SBX "    env:\n");
+
+		for (int i = 0; i <= SW_STEP_ENV_MAX; i++)
+			o += (size_t)snprintf(y + o, (64 << 10) - o, "      V%d: x\n", i);
+		expect_err(y, "t.yaml:6:7: ", "env: more than 64 variables");
+		o = (size_t)snprintf(y, 64 << 10, SBX "    env:\n      A: \"");
+		memset(y + o, 'x', SW_STEP_ENV_BYTES_MAX);
+		snprintf(y + o + SW_STEP_ENV_BYTES_MAX, 16, "\"\n");
+		expect_err(y, "t.yaml:6:10: ", "env: more than 32768 bytes");
+		free(y);
+	}
+	wf = parse_ok(SBX "    env: {GREETING: \"${{ input.x }}\", _x1: \"a=b\", ld_x: y}\n"
+			  "    run: echo $GREETING\n");
+	env = json_object_get(wf->steps[0].extra, "env");
+	SW_CHECK(!strcmp(json_string_value(json_object_get(env, "GREETING")), "${{ input.x }}"));
+	SW_CHECK(!strcmp(json_string_value(json_object_get(env, "_x1")), "a=b"));
+	sw_workflow_free(wf);
+	expect_err(SBX "    env: {GREETING: \"${{ steps.zz.output }}\"}\n", "t.yaml:5:21: ",
+		   "unknown step \"zz\"");
+	SW_CHECK(sw_step_env_refusal("PATH", 4) != NULL);
+	SW_CHECK(sw_step_env_refusal("PATHX", 5) == NULL);
+	SW_CHECK(sw_step_env_refusal("PAT", 3) == NULL);
+	SW_CHECK(sw_step_env_refusal("LD_", 3) != NULL);
+	SW_CHECK(sw_step_env_refusal("", 0) != NULL);
+	SW_CHECK(sw_step_env_refusal("A\0B", 3) != NULL);
 	expect_err(SBX "    env: {X: }\n", "t.yaml:5:14: ", "env: X: expected a string, got null");
 	expect_err(SBX "    env: {X: [1]}\n", "t.yaml:5:14: ", "env: X: expected a string");
 	expect_err(SBX "    run: \"\"\n", "t.yaml:5:10: ", "run: must not be empty");
