@@ -103,10 +103,10 @@ static const struct sw_service_def audit_def = {
 	.health = audit_health,
 };
 
+/* The one env of the process, handed to every callback. */
+static struct audit_env env;
+
 int main(int argc, char **argv)
 {
-	struct audit_env env;
-
-	memset(&env, 0, sizeof(env));
 	return sw_service_main(&audit_def, &env, argc, argv);
 }

@@ -208,10 +208,10 @@ static const struct sw_service_def worker_def = {
 	.health = worker_health,
 };
 
+/* The one env of the process, handed to every callback. */
+static struct worker_env env;
+
 int main(int argc, char **argv)
 {
-	struct worker_env env;
-
-	memset(&env, 0, sizeof(env));
 	return sw_service_main(&worker_def, &env, argc, argv);
 }
