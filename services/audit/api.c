@@ -15,7 +15,6 @@
 
 #include "audit.h"
 
-
 struct run_req {
 	struct audit_env *env;
 	struct evhttp_request *req;
@@ -128,18 +127,9 @@ static void runs_cb(struct evhttp_request *req, void *arg)
 	}
 }
 
-static int health(void *opaque)
-{
-	struct audit_env *env = opaque;
-
-	return env->exit_code != 0;
-}
-
 int audit_api_start(struct audit_env *env, char *errstr, size_t errlen)
 {
-	env->http = sw_http_new(env->base, env->cfg.http_addr, env->cfg.http_port, AUDIT_MAX_BODY,
-				env->metrics, health, env, errstr, errlen);
-	if (env->http == NULL)
+	if ((env->http = sw_service_http(env->svc, AUDIT_MAX_BODY, errstr, errlen)) == NULL)
 		return -1;
 	if (sw_http_route(env->http, "/v1/audit/runs/*", runs_cb, env) == -1) {
 		snprintf(errstr, errlen, "cannot route /v1/audit/runs/");

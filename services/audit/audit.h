@@ -5,12 +5,12 @@
  *
  * Flow of one consumed batch:
  *
- *   loop thread                      writer thread
+ *   loop thread                      writer thread (sw_handoff)
  *   ingest_batch(): decode header,
  *   drop duplicates (dedupe set),
  *   dead-letter garbage, queue  ---> append all queued batches,
  *                                    one fdatasync (group commit)
- *   ingest_written() <--------------  post completion
+ *   settle() <----------------------  wake the loop
  *   in batch order, once written and every dead-letter delivery is
  *   confirmed: store offsets, commit, queue index rows to PostgreSQL.
  *
@@ -22,7 +22,6 @@
 #ifndef AUDIT_H
 #define AUDIT_H
 
-#include <pthread.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <event2/event.h>
@@ -32,6 +31,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
+#include "sw_service.h"
 #include "sw_store.h"
 
 #define AUDIT_MAX_BATCH 2000    /* messages handed to one batch callback */
@@ -74,39 +74,34 @@ struct audit_idset {
 };
 
 struct audit_env {
-	struct sw_config cfg;
-	struct event_base *base;
+	struct sw_service *svc;
+	const struct sw_config *cfg; /* the frame's, set in start */
+	struct event_base *base;     /* the frame's */
 	struct sw_event_registry *reg;
 	struct sw_alog *log;
 	char log_dir[SW_CONFIG_STR + 16];
 	struct sw_store *store;
 	struct sw_bus_producer *producer;
 	struct sw_bus_consumer *consumer;
-	struct sw_http *http;
-	struct sw_metrics *metrics;
+	const char *group; /* the consumer group */
+	struct sw_http *http;	     /* the frame's */
+	struct sw_metrics *metrics;  /* the frame's */
 	struct audit_idset seen;
 
 	/* batches in consumption order, from queueing until offsets stored */
 	struct audit_batchq inflight;
 	size_t ninflight;
 	int paused;
+	int draining; /* the first signal came: the consumer stays paused */
+	int halted;   /* sw_service_fatal ran: take nothing more */
 
-	/* writer thread */
-	pthread_t writer;
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	struct audit_batchq wq;  /* waiting for the writer */
-	int stopping;
-	struct event *written_ev;
-
-	struct event *sigterm, *sigint;
-	int exit_code;
+	/* the writer thread; inflight, wq and the batches' written, failed
+	 * and pending_dl are under writer.mu while it runs */
+	struct sw_handoff writer;
+	struct audit_batchq wq; /* waiting for the writer */
 	uint64_t appended, duplicates, deadlettered, skipped, indexed_rows;
 	int index_busy;
 };
-
-/* main.c */
-void audit_fatal(struct audit_env *env, const char *what, const char *why);
 
 /* idset.c */
 int audit_idset_init(struct audit_idset *s, size_t cap);
@@ -117,8 +112,17 @@ void audit_raw_id(const char *topic, size_t topic_len, int32_t partition, int64_
 		  uint8_t out[16]);
 
 /* ingest.c */
+/* Create $SAGEWAI_DATA_DIR/audit and open the log there (a torn tail is
+ * cut and reported). */
+int audit_log_open(struct audit_env *env, char *errstr, size_t errlen);
+/* The dead-letter producer, the writer thread and the consumer. */
 int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen);
+/* Stop the writer once it wrote what is queued, and settle. */
 void audit_ingest_stop(struct audit_env *env);
+/* Drain: pause the consumer for good; audit_ingest_idle says when every
+ * consumed batch is settled. */
+void audit_ingest_drain(struct audit_env *env);
+int audit_ingest_idle(const struct audit_env *env);
 void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque);
 void audit_ingest_delivery(const char *err, void *msg_opaque, void *opaque);
 /* Rebuild the dedupe set and bring the index up to the log's end. */

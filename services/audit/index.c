@@ -41,59 +41,25 @@ static const char *const insert_sql =
 
 #define NCOLS 11
 
-/* A growable string for array literals. */
-struct abuf {
-	char *p;
-	size_t len, cap;
-	int oom;
-};
-
-static void ab_putn(struct abuf *b, const char *s, size_t n)
-{
-	if (b->oom)
-		return;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-		char *np;
-
-		while (b->len + n + 1 > cap)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL) {
-			b->oom = 1;
-			return;
-		}
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-}
-
-static void ab_puts(struct abuf *b, const char *s)
-{
-	ab_putn(b, s, strlen(s));
-}
-
 /* Append one element of a PostgreSQL array literal; NULL for SQL NULL.
  * Text is always double-quoted with '"' and '\' escaped. */
-static void ab_elem(struct abuf *b, const char *v, int first)
+static void array_elem(struct sw_buf *b, const char *v, int first)
 {
 	const char *s;
 
 	if (!first)
-		ab_putn(b, ",", 1);
+		sw_buf_add(b, ",", 1);
 	if (v == NULL) {
-		ab_puts(b, "NULL");
+		sw_buf_puts(b, "NULL");
 		return;
 	}
-	ab_putn(b, "\"", 1);
+	sw_buf_add(b, "\"", 1);
 	for (s = v; *s; s++) {
 		if (*s == '"' || *s == '\\')
-			ab_putn(b, "\\", 1);
-		ab_putn(b, s, 1);
+			sw_buf_add(b, "\\", 1);
+		sw_buf_add(b, s, 1);
 	}
-	ab_putn(b, "\"", 1);
+	sw_buf_add(b, "\"", 1);
 }
 
 struct index_req {
@@ -125,14 +91,14 @@ static void index_done(PGresult *res, const char *err, void *opaque)
 
 /* Build the 11 array literals for items with kind != 0 and queue the
  * insert. Returns the number of rows. */
-static size_t build_arrays(const struct audit_item *items, size_t n, struct abuf cols[NCOLS],
+static size_t build_arrays(const struct audit_item *items, size_t n, struct sw_buf cols[NCOLS],
 			   uint64_t *last_seq)
 {
 	size_t i, rows = 0;
 	int c;
 
 	for (c = 0; c < NCOLS; c++)
-		ab_putn(&cols[c], "{", 1);
+		sw_buf_add(&cols[c], "{", 1);
 	for (i = 0; i < n; i++) {
 		const struct audit_item *it = &items[i];
 		char num[8][24], uuid[SW_UUID_STRLEN];
@@ -148,22 +114,22 @@ static size_t build_arrays(const struct audit_item *items, size_t n, struct abuf
 		snprintf(num[5], sizeof(num[5]), "%llu", (unsigned long long)it->file_off);
 		snprintf(num[6], sizeof(num[6]), "%d", it->kind);
 		sw_uuid_format(it->id, uuid);
-		ab_elem(&cols[0], num[0], first);
-		ab_elem(&cols[1], it->kind == SW_ALOG_EVENT ? uuid : NULL, first);
-		ab_elem(&cols[2], it->run_id[0] ? it->run_id : NULL, first);
-		ab_elem(&cols[3], it->type[0] ? it->type : NULL, first);
-		ab_elem(&cols[4], it->topic, first);
-		ab_elem(&cols[5], num[1], first);
-		ab_elem(&cols[6], num[2], first);
-		ab_elem(&cols[7], num[3], first);
-		ab_elem(&cols[8], num[4], first);
-		ab_elem(&cols[9], num[5], first);
-		ab_elem(&cols[10], num[6], first);
+		array_elem(&cols[0], num[0], first);
+		array_elem(&cols[1], it->kind == SW_ALOG_EVENT ? uuid : NULL, first);
+		array_elem(&cols[2], it->run_id[0] ? it->run_id : NULL, first);
+		array_elem(&cols[3], it->type[0] ? it->type : NULL, first);
+		array_elem(&cols[4], it->topic, first);
+		array_elem(&cols[5], num[1], first);
+		array_elem(&cols[6], num[2], first);
+		array_elem(&cols[7], num[3], first);
+		array_elem(&cols[8], num[4], first);
+		array_elem(&cols[9], num[5], first);
+		array_elem(&cols[10], num[6], first);
 		*last_seq = it->seq;
 		rows++;
 	}
 	for (c = 0; c < NCOLS; c++)
-		ab_putn(&cols[c], "}", 1);
+		sw_buf_add(&cols[c], "}", 1);
 	return rows;
 }
 
@@ -172,7 +138,7 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 	size_t start, chunk;
 
 	for (start = 0; start < n; start += chunk) {
-		struct abuf cols[NCOLS] = {0};
+		struct sw_buf cols[NCOLS] = {0};
 		const char *params[NCOLS];
 		struct index_req *r;
 		uint64_t last = 0;
@@ -198,7 +164,7 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 		if (oom)
 			sw_log(SW_LOG_ERROR, "audit index: cannot queue rows", NULL);
 		for (c = 0; c < NCOLS; c++)
-			free(cols[c].p);
+			sw_buf_free(&cols[c]);
 	}
 }
 
@@ -214,7 +180,7 @@ struct catch_ctx {
 
 static int flush_sync(struct catch_ctx *cc)
 {
-	struct abuf cols[NCOLS] = {0};
+	struct sw_buf cols[NCOLS] = {0};
 	const char *params[NCOLS];
 	uint64_t last = 0;
 	PGresult *res = NULL;
@@ -240,7 +206,7 @@ static int flush_sync(struct catch_ctx *cc)
 out:
 	PQclear(res);
 	for (c = 0; c < NCOLS; c++)
-		free(cols[c].p);
+		sw_buf_free(&cols[c]);
 	for (i = 0; i < cc->n; i++)
 		free(cc->items[i].topic);
 	cc->n = 0;

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "audit.h"
 
@@ -20,12 +21,28 @@ static void batch_free(struct audit_batch *b)
 	free(b);
 }
 
+/* The batches are shared with the writer while it runs; once it is
+ * stopped (or before it starts) the loop is alone and takes no lock. */
+static void q_lock(struct audit_env *env)
+{
+	if (env->writer.inited)
+		sw_handoff_lock(&env->writer);
+}
+
+static void q_unlock(struct audit_env *env)
+{
+	if (env->writer.inited)
+		sw_handoff_unlock(&env->writer);
+}
+
 /*
  * The writer thread: take every waiting batch, append its records, one
- * fdatasync for all of them (group commit), then tell the loop. The log
- * is touched by this thread only once ingest has started.
+ * fdatasync for all of them (group commit), then wake the loop (settle).
+ * It ends once stopping with nothing queued, so what was queued before
+ * the stop is written. The log is touched by this thread only once
+ * ingest has started.
  */
-static void *writer_main(void *arg)
+static void *writer_main(struct sw_handoff *h, void *arg)
 {
 	struct audit_env *env = arg;
 	struct audit_batchq work;
@@ -34,15 +51,14 @@ static void *writer_main(void *arg)
 	size_t i;
 	int rc;
 
-	pthread_mutex_lock(&env->mu);
+	sw_handoff_lock(h);
 	for (;;) {
-		while (TAILQ_EMPTY(&env->wq) && !env->stopping)
-			pthread_cond_wait(&env->cv, &env->mu);
-		if (TAILQ_EMPTY(&env->wq) && env->stopping)
-			break;
+		while (TAILQ_EMPTY(&env->wq))
+			if (!sw_handoff_wait(h))
+				goto out;
 		TAILQ_INIT(&work);
 		TAILQ_CONCAT(&work, &env->wq, wentry);
-		pthread_mutex_unlock(&env->mu);
+		sw_handoff_unlock(h);
 
 		rc = 0;
 		err[0] = '\0';
@@ -61,7 +77,7 @@ static void *writer_main(void *arg)
 		if (rc == 0)
 			rc = sw_alog_sync(env->log, err, sizeof(err));
 
-		pthread_mutex_lock(&env->mu);
+		sw_handoff_lock(h);
 		TAILQ_FOREACH(b, &work, wentry) {
 			b->written = 1;
 			if (rc != 0) {
@@ -70,33 +86,35 @@ static void *writer_main(void *arg)
 			}
 		}
 		/* the batches themselves stay on env->inflight; just wake the loop */
-		event_active(env->written_ev, EV_READ, 0);
+		sw_handoff_wake(h);
 	}
-	pthread_mutex_unlock(&env->mu);
+out:
+	sw_handoff_unlock(h);
 	return NULL;
 }
 
 /* Store the offsets of every leading batch that is done, in order. */
-static void settle(struct audit_env *env)
+static void settle(void *arg)
 {
+	struct audit_env *env = arg;
 	struct audit_batch *b;
 	int stored = 0;
 	size_t i;
 
 	for (;;) {
-		pthread_mutex_lock(&env->mu);
+		q_lock(env);
 		b = TAILQ_FIRST(&env->inflight);
 		if (b == NULL || !b->written || b->pending_dl > 0) {
-			pthread_mutex_unlock(&env->mu);
+			q_unlock(env);
 			break;
 		}
 		TAILQ_REMOVE(&env->inflight, b, entry);
 		env->ninflight--;
-		pthread_mutex_unlock(&env->mu);
+		q_unlock(env);
 
 		if (b->failed) {
 			/* nothing of this batch is committed; it comes back after restart */
-			audit_fatal(env, "audit log append failed", b->error);
+			sw_service_fatal(env->svc, "audit log append failed", b->error);
 			batch_free(b);
 			return;
 		}
@@ -121,17 +139,10 @@ static void settle(struct audit_env *env)
 			     "Batches consumed but not yet committed", (double)env->ninflight);
 	sw_metrics_gauge_set(env->metrics, "sagewai_audit_next_seq",
 			     "Next audit log sequence number", (double)sw_alog_next_seq(env->log));
-	if (env->paused && env->ninflight < AUDIT_MAX_INFLIGHT / 2) {
+	if (env->paused && !env->draining && env->ninflight < AUDIT_MAX_INFLIGHT / 2) {
 		env->paused = 0;
 		sw_bus_consumer_resume(env->consumer);
 	}
-}
-
-static void written_cb(evutil_socket_t fd, short what, void *arg)
-{
-	(void)fd;
-	(void)what;
-	settle(arg);
 }
 
 void audit_ingest_delivery(const char *err, void *msg_opaque, void *opaque)
@@ -144,12 +155,12 @@ void audit_ingest_delivery(const char *err, void *msg_opaque, void *opaque)
 	if (err != NULL) {
 		/* librdkafka gave up on the dead letter; nothing may be committed
 		 * past it, so stop: the message is redelivered after restart. */
-		audit_fatal(env, "dead-letter delivery failed", err);
+		sw_service_fatal(env->svc, "dead-letter delivery failed", err);
 		return;
 	}
-	pthread_mutex_lock(&env->mu);
+	q_lock(env);
 	b->pending_dl--;
-	pthread_mutex_unlock(&env->mu);
+	q_unlock(env);
 	settle(env);
 }
 
@@ -195,7 +206,7 @@ raw:
 add:
 	fresh = audit_idset_add(&env->seen, it->id);
 	if (fresh == -1) {
-		audit_fatal(env, "dedupe set", "out of memory");
+		sw_service_fatal(env->svc, "dedupe set", "out of memory");
 		return 0;
 	}
 	if (fresh == 0) {
@@ -215,12 +226,12 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	char why[256], err[256];
 	size_t i;
 
-	if (n == 0 || env->exit_code != 0)
+	if (n == 0 || env->halted)
 		return;
 	if ((b = calloc(1, sizeof(*b))) == NULL ||
 	    (b->items = calloc(n, sizeof(*b->items))) == NULL) {
 		free(b);
-		audit_fatal(env, "batch", "out of memory");
+		sw_service_fatal(env->svc, "batch", "out of memory");
 		return;
 	}
 	b->n = n;
@@ -233,13 +244,13 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 		it->partition = m->partition;
 		it->offset = m->offset;
 		if (it->topic == NULL) {
-			audit_fatal(env, "batch", "out of memory");
+			sw_service_fatal(env->svc, "batch", "out of memory");
 			return;
 		}
 		rc = classify(env, m, it, why, sizeof(why));
 		if (rc == 1) {
 			if ((it->payload = malloc(m->len ? m->len : 1)) == NULL) {
-				audit_fatal(env, "batch", "out of memory");
+				sw_service_fatal(env->svc, "batch", "out of memory");
 				return;
 			}
 			if (m->len)
@@ -250,7 +261,7 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			b->pending_dl++;
 			if (sw_bus_deadletter(env->producer, m, why, b, err, sizeof(err)) == -1) {
 				b->pending_dl--;
-				audit_fatal(env, "dead-letter produce failed", err);
+				sw_service_fatal(env->svc, "dead-letter produce failed", err);
 				return;
 			}
 			env->deadlettered++;
@@ -260,12 +271,12 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			       "reason", why, NULL);
 		}
 	}
-	pthread_mutex_lock(&env->mu);
+	q_lock(env);
 	TAILQ_INSERT_TAIL(&env->inflight, b, entry);
 	env->ninflight++;
 	TAILQ_INSERT_TAIL(&env->wq, b, wentry);
-	pthread_cond_signal(&env->cv);
-	pthread_mutex_unlock(&env->mu);
+	sw_handoff_signal(&env->writer, 0);
+	q_unlock(env);
 
 	if (env->ninflight >= AUDIT_MAX_INFLIGHT && !env->paused) {
 		env->paused = 1;
@@ -273,32 +284,105 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	}
 }
 
-int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
+static int mkdirs(const char *path)
 {
-	TAILQ_INIT(&env->inflight);
-	TAILQ_INIT(&env->wq);
-	pthread_mutex_init(&env->mu, NULL);
-	pthread_cond_init(&env->cv, NULL);
-	env->written_ev = event_new(env->base, -1, 0, written_cb, env);
-	if (env->written_ev == NULL) {
-		snprintf(errstr, errlen, "event_new failed");
+	char buf[SW_CONFIG_STR + 16];
+	char *p;
+
+	if ((size_t)snprintf(buf, sizeof(buf), "%s", path) >= sizeof(buf)) {
+		errno = ENAMETOOLONG;
 		return -1;
 	}
-	if (pthread_create(&env->writer, NULL, writer_main, env) != 0) {
-		snprintf(errstr, errlen, "cannot start writer thread: %s", strerror(errno));
+	for (p = buf + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(buf, 0700) == -1 && errno != EEXIST)
+			return -1;
+		*p = '/';
+	}
+	return mkdir(buf, 0700) == -1 && errno != EEXIST ? -1 : 0;
+}
+
+int audit_log_open(struct audit_env *env, char *errstr, size_t errlen)
+{
+	char repaired_s[24];
+	size_t repaired = 0;
+
+	if ((size_t)snprintf(env->log_dir, sizeof(env->log_dir), "%s/audit",
+			     env->cfg->data_dir) >= sizeof(env->log_dir) ||
+	    mkdirs(env->log_dir) == -1) {
+		snprintf(errstr, errlen, "cannot create %.300s/audit: %s", env->cfg->data_dir,
+			 strerror(errno));
 		return -1;
+	}
+	if ((env->log = sw_alog_open(env->log_dir, AUDIT_SEGMENT_MAX, &repaired, errstr,
+				     errlen)) == NULL)
+		return -1;
+	if (repaired > 0) {
+		snprintf(repaired_s, sizeof(repaired_s), "%zu", repaired);
+		sw_log(SW_LOG_WARN, "torn tail of the audit log repaired", "bytes_cut", repaired_s,
+		       NULL);
 	}
 	return 0;
 }
 
+int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
+{
+	static const char *const topics[] = {"^sagewai\\..*", NULL};
+	/* operator tuning: SAGEWAI_KAFKA_CONSUMER_CONFIG="name=value,name=value" */
+	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000"};
+	char tuning[SW_CONFIG_STR];
+
+	TAILQ_INIT(&env->inflight);
+	TAILQ_INIT(&env->wq);
+	env->producer = sw_bus_producer_new(env->base, env->cfg->kafka_bootstrap, "sagewai-audit",
+					    NULL, audit_ingest_delivery, env, errstr, errlen);
+	if (env->producer == NULL)
+		return -1;
+	if (sw_handoff_start(&env->writer, env->base, 1, writer_main, settle, env, errstr,
+			     errlen) == -1)
+		return -1;
+	env->group = env->cfg->group_id[0] ? env->cfg->group_id : "sagewai-audit";
+	if (sw_config_list(sw_service_environ(env->svc), "SAGEWAI_KAFKA_CONSUMER_CONFIG", extra,
+			   1, sizeof(extra) / sizeof(extra[0]), tuning, sizeof(tuning), errstr,
+			   errlen) == -1)
+		return -1;
+	env->consumer = sw_bus_consumer_new(env->base, env->cfg->kafka_bootstrap, env->group,
+					    topics, extra, AUDIT_MAX_BATCH, audit_ingest_batch,
+					    env, errstr, errlen);
+	return env->consumer != NULL ? 0 : -1;
+}
+
+/* The writer writes what was queued before it ends; settle what it wrote,
+ * then leave the group committing it and deliver what is due. */
 void audit_ingest_stop(struct audit_env *env)
 {
-	pthread_mutex_lock(&env->mu);
-	env->stopping = 1;
-	pthread_cond_signal(&env->cv);
-	pthread_mutex_unlock(&env->mu);
-	pthread_join(env->writer, NULL);
-	settle(env);
+	sw_handoff_stop(&env->writer, -1);
+	if (env->log != NULL)
+		settle(env);
+	if (env->consumer != NULL && sw_bus_consumer_close(env->consumer) == -1)
+		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
+	if (env->producer != NULL)
+		sw_bus_producer_flush(env->producer, 5000);
+	sw_bus_consumer_destroy(env->consumer);
+	sw_bus_producer_destroy(env->producer);
+	env->consumer = NULL;
+	env->producer = NULL;
+}
+
+void audit_ingest_drain(struct audit_env *env)
+{
+	env->draining = 1;
+	if (!env->paused && env->consumer != NULL) {
+		env->paused = 1;
+		sw_bus_consumer_pause(env->consumer);
+	}
+}
+
+int audit_ingest_idle(const struct audit_env *env)
+{
+	return env->ninflight == 0;
 }
 
 struct recover_ctx {

@@ -7,18 +7,6 @@
 
 #include "audit.h"
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = d[b[i] >> 4];
-		out[2 * i + 1] = d[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 int audit_cmd_verify(int argc, char **argv)
 {
 	struct sw_alog_verify_result r;
@@ -43,7 +31,7 @@ int audit_cmd_verify(int argc, char **argv)
 		fprintf(stderr, "sagewai-audit verify: %s\n", err);
 		return 2;
 	}
-	hex(r.last_hash, SW_ALOG_HASH, h);
+	sw_hex_encode(r.last_hash, SW_ALOG_HASH, h);
 	if (json) {
 		json_t *o = json_pack("{s:b, s:I, s:I, s:s}", "ok", r.ok, "records",
 				      (json_int_t)r.records, "checkpoints",

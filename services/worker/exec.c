@@ -8,6 +8,9 @@
  * Whatever ends the attempt first -- the kind's outcome, the step timeout,
  * a cancel -- calls worker_exec_finish; later calls are ignored and the
  * kind's resources are released (exec_halt).
+ *
+ * The executor itself is made and connected here too (worker_exec_new,
+ * worker_exec_connect); what stops it reaches the frame (exec_fatal).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -188,6 +191,40 @@ static char *exec_redact(void *arg, const char *text)
 	return worker_redact(arg, text);
 }
 
+/* The executor's log lines; "step finished" also names the step's kind. */
+static void exec_report(void *arg, const struct sw_executor_report *r)
+{
+	const char *kv[24];
+	size_t n = 0, i;
+
+	(void)arg;
+	if (r->kind != SW_EXECUTOR_FINISHED) {
+		sw_log_kv(r->level, r->msg, r->fields);
+		return;
+	}
+	for (i = 0; r->fields[i] != NULL && n + 4 < sizeof(kv) / sizeof(kv[0]); i += 2) {
+		kv[n++] = r->fields[i];
+		kv[n++] = r->fields[i + 1];
+		if (strcmp(r->fields[i], "step_id") == 0) {
+			struct worker_job *j = r->job->owner;
+
+			kv[n++] = "uses";
+			kv[n++] = j != NULL && j->uses != NULL ? j->uses : "";
+		}
+	}
+	kv[n] = NULL;
+	sw_log_kv(r->level, r->msg, kv);
+}
+
+/* The executor cannot go on: the frame stops the service (def->halt halts
+ * the executor first). */
+static void exec_fatal(void *arg, const char *what, const char *why)
+{
+	struct worker_env *env = arg;
+
+	sw_service_fatal(env->svc, what, why);
+}
+
 const struct sw_executor_ops worker_exec_ops = {
     .wants = exec_wants,
     .job_new = exec_job_new,
@@ -196,6 +233,73 @@ const struct sw_executor_ops worker_exec_ops = {
     .halt = exec_halt,
     .job_free = exec_job_free,
     .redact = exec_redact,
-    .report = worker_report,
-    .fatal = worker_on_fatal,
+    .report = exec_report,
+    .fatal = exec_fatal,
 };
+
+int worker_exec_new(struct worker_env *env, char *errstr, size_t errlen)
+{
+	struct sw_executor_config xc;
+
+	/* every step is a lookup and an insert of its own: with several
+	 * connections they overlap instead of queueing behind each other */
+	if ((env->store = sw_executor_store_new(env->base, env->cfg->pg_dsn, "worker",
+						env->pg_pool, errstr, errlen)) == NULL)
+		return -1;
+	memset(&xc, 0, sizeof(xc));
+	xc.base = env->base;
+	xc.reg = env->reg;
+	xc.store = env->store;
+	xc.metrics = env->metrics;
+	xc.producer = WORKER_PRODUCER;
+	xc.metrics_prefix = "sagewai_worker";
+	xc.executor = sw_service_instance(env->svc);
+	xc.bus_max = env->bus_max;
+	xc.concurrency = env->concurrency;
+	xc.line_min = WORKER_LINE_MIN;
+	xc.refuse_identity_modes = env->multi_tenant && !env->sealed_preview;
+	xc.ops = &worker_exec_ops;
+	xc.arg = env;
+	env->ex = sw_executor_new(&xc, errstr, errlen);
+	return env->ex != NULL ? 0 : -1;
+}
+
+int worker_exec_connect(struct worker_env *env, char *errstr, size_t errlen)
+{
+	static const char *const topics[] = {SW_TOPIC_STEPS, SW_TOPIC_RUNS, NULL};
+	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
+				 "partition.assignment.strategy=range"};
+	const char *pextra[2] = {NULL, NULL};
+	char *const *envp = sw_service_environ(env->svc);
+	char tuning[SW_CONFIG_STR], msgmax[64];
+
+	env->group = env->cfg->group_id[0] ? env->cfg->group_id : WORKER_DEFAULT_GROUP;
+	/* operator tuning: SAGEWAI_KAFKA_CONSUMER_CONFIG="name=value,name=value" */
+	if (sw_config_list(envp, "SAGEWAI_KAFKA_CONSUMER_CONFIG", extra, 2,
+			   sizeof(extra) / sizeof(extra[0]), tuning, sizeof(tuning), errstr,
+			   errlen) == -1)
+		return -1;
+	if (sw_config_env(envp, "SAGEWAI_KAFKA_MESSAGE_MAX") != NULL) {
+		snprintf(msgmax, sizeof(msgmax), "message.max.bytes=%zu", env->bus_max);
+		pextra[0] = msgmax;
+	}
+	if (sw_executor_connect(env->ex, env->cfg->kafka_bootstrap, env->group, topics, pextra,
+				extra, errstr, errlen) == -1)
+		return -1;
+	env->connected = 1;
+	return 0;
+}
+
+/* Deliveries still due mark their messages done; store those offsets and
+ * let close commit them. The producer goes before the jobs: its delivery
+ * reports point at them (sw_executor_destroy). */
+void worker_exec_close(struct worker_env *env)
+{
+	if (env->connected && sw_executor_close(env->ex, 5000) == -1)
+		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
+	env->connected = 0;
+	sw_executor_destroy(env->ex);
+	env->ex = NULL;
+	sw_store_destroy(env->store);
+	env->store = NULL;
+}

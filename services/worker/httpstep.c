@@ -16,38 +16,6 @@
 
 #include "worker.h"
 
-int worker_buf_add(struct worker_buf *b, const void *p, size_t n)
-{
-	size_t cap;
-	char *np;
-
-	if (b->len + n > b->max) {
-		b->over = 1;
-		return -1;
-	}
-	if (b->len + n + 1 > b->cap) {
-		cap = b->cap ? b->cap : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL)
-			return -1;
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
-
-void worker_buf_free(struct worker_buf *b)
-{
-	free(b->p);
-	b->p = NULL;
-	b->len = b->cap = 0;
-	b->over = 0;
-}
-
 static void check_multi_info(struct worker_env *env)
 {
 	struct worker_job *j;
@@ -167,8 +135,8 @@ static size_t write_cb(char *data, size_t size, size_t nmemb, void *userp)
 {
 	struct worker_job *j = userp;
 
-	if (worker_buf_add(&j->resp, data, size * nmemb) == -1)
-		return 0; /* CURLE_WRITE_ERROR; resp.over tells why */
+	if (sw_buf_add(&j->resp, data, size * nmemb) == -1)
+		return 0; /* CURLE_WRITE_ERROR; resp.over tells when too long */
 	return size * nmemb;
 }
 
@@ -208,12 +176,12 @@ void worker_curl_abort(struct worker_job *j)
 	}
 	free(j->req_body);
 	j->req_body = NULL;
-	worker_buf_free(&j->resp);
+	sw_buf_free(&j->resp);
 }
 
 /* The response body as a JSON value: parsed JSON, else a string; NULL when
  * it is neither JSON nor UTF-8 text. */
-static json_t *body_value(const struct worker_buf *b)
+static json_t *body_value(const struct sw_buf *b)
 {
 	json_t *v;
 
@@ -225,7 +193,7 @@ static json_t *body_value(const struct worker_buf *b)
 }
 
 /* A short, printable excerpt of a body for error messages. */
-static void excerpt(const struct worker_buf *b, char *out, size_t outlen)
+static void excerpt(const struct sw_buf *b, char *out, size_t outlen)
 {
 	size_t i, n = 0;
 

@@ -128,7 +128,7 @@ oom:
 
 /* The provider's own words about an error: error.message, a string error,
  * message, or failing those the start of the body. */
-static void provider_message(const struct worker_buf *b, json_t *doc, char *out, size_t outlen)
+static void provider_message(const struct sw_buf *b, json_t *doc, char *out, size_t outlen)
 {
 	json_t *e = json_object_get(doc, "error");
 	json_t *m = json_is_object(e) ? json_object_get(e, "message") : e;

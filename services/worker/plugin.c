@@ -4,12 +4,12 @@
  *
  * Plugins are loaded once at start; any bad one refuses the start. A
  * plugin step becomes a task on pool_queue; one of WORKER_PLUGIN_THREADS
- * threads runs it, copies the output (releasing the plugin's buffer on
- * that thread), moves the task to pool_done and wakes the loop with
- * event_active (evthread_use_pthreads makes that safe across threads).
- * task->job is read and written by the loop thread only: a timeout or a
- * cancel sets it to NULL (abandon) and the loop frees the task when it
- * comes back; a task no thread has taken yet is just unlinked.
+ * threads of the hand-off (sw_handoff, env->pool) runs it, copies the
+ * output (releasing the plugin's buffer on that thread), moves the task to
+ * pool_done and wakes the loop (pool_done_loop). task->job is read and
+ * written by the loop thread only: a timeout or a cancel sets it to NULL
+ * (abandon) and the loop frees the task when it comes back; a task no
+ * thread has taken yet is just unlinked.
  */
 #include <dirent.h>
 #include <dlfcn.h>
@@ -143,7 +143,7 @@ void worker_plugins_unload(struct worker_env *env)
 
 	/* a pool thread left running a plugin would return into unmapped
 	 * code: unload only when the pool is gone */
-	if (env->npool > 0)
+	if (env->pool_stuck)
 		return;
 	for (i = 0; i < env->nplugins; i++)
 		if (env->plugins[i].dl != NULL)
@@ -160,23 +160,26 @@ static void task_free(struct worker_task *t)
 	free(t);
 }
 
-static void *pool_main(void *arg)
+/* A pool thread: run the queued tasks until the pool stops (a task still
+ * queued then is freed by worker_pool_stop). */
+static void *pool_main(struct sw_handoff *h, void *arg)
 {
 	struct worker_env *env = arg;
 	struct worker_task *t;
 	char *out;
 	size_t outlen;
 
-	pthread_mutex_lock(&env->pool_mu);
+	sw_handoff_lock(h);
 	for (;;) {
-		while (TAILQ_EMPTY(&env->pool_queue) && !env->pool_stop)
-			pthread_cond_wait(&env->pool_cv, &env->pool_mu);
-		if (env->pool_stop)
+		while (TAILQ_EMPTY(&env->pool_queue))
+			if (!sw_handoff_wait(h))
+				goto out;
+		if (sw_handoff_stopping(h))
 			break;
 		t = TAILQ_FIRST(&env->pool_queue);
 		TAILQ_REMOVE(&env->pool_queue, t, entry);
 		t->started = 1;
-		pthread_mutex_unlock(&env->pool_mu);
+		sw_handoff_unlock(h);
 
 		out = NULL;
 		outlen = 0;
@@ -203,11 +206,12 @@ static void *pool_main(void *arg)
 			snprintf(t->err, sizeof(t->err), "failed (code %d)", t->rc);
 		}
 
-		pthread_mutex_lock(&env->pool_mu);
+		sw_handoff_lock(h);
 		TAILQ_INSERT_TAIL(&env->pool_done, t, entry);
-		event_active(env->pool_ev, EV_READ, 0);
+		sw_handoff_wake(h);
 	}
-	pthread_mutex_unlock(&env->pool_mu);
+out:
+	sw_handoff_unlock(h);
 	return NULL;
 }
 
@@ -230,19 +234,19 @@ static void task_result(struct worker_job *j, struct worker_task *t)
 	worker_exec_finish(j, SW_STEP_SUCCEEDED, out, NULL);
 }
 
-static void pool_done_cb(evutil_socket_t fd, short what, void *arg)
+/* The loop, woken by a pool thread: hand the finished tasks to their jobs
+ * (an abandoned one is just freed). */
+static void pool_done_loop(void *arg)
 {
 	struct worker_env *env = arg;
 	struct worker_taskq done;
 	struct worker_task *t;
 	struct worker_job *j;
 
-	(void)fd;
-	(void)what;
 	TAILQ_INIT(&done);
-	pthread_mutex_lock(&env->pool_mu);
+	sw_handoff_lock(&env->pool);
 	TAILQ_CONCAT(&done, &env->pool_done, entry);
-	pthread_mutex_unlock(&env->pool_mu);
+	sw_handoff_unlock(&env->pool);
 	while ((t = TAILQ_FIRST(&done)) != NULL) {
 		TAILQ_REMOVE(&done, t, entry);
 		if ((j = t->job) != NULL) {
@@ -255,52 +259,27 @@ static void pool_done_cb(evutil_socket_t fd, short what, void *arg)
 
 int worker_pool_start(struct worker_env *env, char *errstr, size_t errlen)
 {
-	int i;
-
 	TAILQ_INIT(&env->pool_queue);
 	TAILQ_INIT(&env->pool_done);
-	pthread_mutex_init(&env->pool_mu, NULL);
-	pthread_cond_init(&env->pool_cv, NULL);
-	if ((env->pool_ev = event_new(env->base, -1, 0, pool_done_cb, env)) == NULL) {
-		snprintf(errstr, errlen, "event_new failed");
-		return -1;
-	}
-	if (env->nplugins == 0)
-		return 0; /* no plugin, no thread */
-	for (i = 0; i < WORKER_PLUGIN_THREADS; i++) {
-		if (pthread_create(&env->pool[i], NULL, pool_main, env) != 0) {
-			snprintf(errstr, errlen, "cannot start a plugin thread");
-			return -1;
-		}
-		env->npool++;
-	}
-	return 0;
+	/* no plugin, no thread */
+	return sw_handoff_start(&env->pool, env->base,
+				env->nplugins > 0 ? WORKER_PLUGIN_THREADS : 0, pool_main,
+				pool_done_loop, env, errstr, errlen);
 }
 
-/* Stop the threads. One stuck in a plugin is given a few seconds and then
- * left (with its task and the plugins) to the process exit. */
+/* A thread stuck in a plugin is given a few seconds and then left (with
+ * its task, the queues and the plugins) to the process exit. */
 void worker_pool_stop(struct worker_env *env)
 {
 	struct worker_task *t;
-	struct timespec ts;
-	int i, stuck = 0;
 
-	if (env->pool_ev == NULL)
+	if (!env->pool.inited)
 		return;
-	pthread_mutex_lock(&env->pool_mu);
-	env->pool_stop = 1;
-	pthread_cond_broadcast(&env->pool_cv);
-	pthread_mutex_unlock(&env->pool_mu);
-	clock_gettime(CLOCK_REALTIME, &ts);
-	ts.tv_sec += 5;
-	for (i = 0; i < env->npool; i++)
-		if (pthread_timedjoin_np(env->pool[i], NULL, &ts) != 0)
-			stuck = 1;
-	if (stuck) {
+	if (sw_handoff_stop(&env->pool, WORKER_POOL_STOP_MS) == -1) {
+		env->pool_stuck = 1;
 		sw_log(SW_LOG_WARN, "a plugin thread did not stop", NULL);
 		return;
 	}
-	env->npool = 0;
 	while ((t = TAILQ_FIRST(&env->pool_queue)) != NULL) {
 		TAILQ_REMOVE(&env->pool_queue, t, entry);
 		task_free(t);
@@ -309,8 +288,6 @@ void worker_pool_stop(struct worker_env *env)
 		TAILQ_REMOVE(&env->pool_done, t, entry);
 		task_free(t);
 	}
-	event_free(env->pool_ev);
-	env->pool_ev = NULL;
 }
 
 void worker_plugin_start(struct worker_job *j, const char *name)
@@ -338,10 +315,10 @@ void worker_plugin_start(struct worker_job *j, const char *name)
 	t->plugin = env->plugins[i].desc;
 	t->job = j;
 	j->task = t;
-	pthread_mutex_lock(&env->pool_mu);
+	sw_handoff_lock(&env->pool);
 	TAILQ_INSERT_TAIL(&env->pool_queue, t, entry);
-	pthread_cond_signal(&env->pool_cv);
-	pthread_mutex_unlock(&env->pool_mu);
+	sw_handoff_signal(&env->pool, 0);
+	sw_handoff_unlock(&env->pool);
 }
 
 void worker_plugin_abandon(struct worker_job *j)
@@ -352,13 +329,13 @@ void worker_plugin_abandon(struct worker_job *j)
 	if (t == NULL)
 		return;
 	j->task = NULL;
-	pthread_mutex_lock(&env->pool_mu);
+	sw_handoff_lock(&env->pool);
 	if (!t->started) {
 		TAILQ_REMOVE(&env->pool_queue, t, entry);
-		pthread_mutex_unlock(&env->pool_mu);
+		sw_handoff_unlock(&env->pool);
 		task_free(t);
 		return;
 	}
 	t->job = NULL; /* the loop frees it when the thread hands it back */
-	pthread_mutex_unlock(&env->pool_mu);
+	sw_handoff_unlock(&env->pool);
 }

@@ -11,7 +11,7 @@
  *                 template   inline
  *                 llm        llm.c, over libcurl multi (httpstep.c)
  *                 http       httpstep.c, over libcurl multi
- *                 plugin:X   plugin.c, on the plugin thread pool
+ *                 plugin:X   plugin.c, on the plugin threads (sw_handoff)
  *               the outcome (or a timeout / cancel) goes to
  *               sw_executor_finish, with the LLM key masked in every text
  *
@@ -26,7 +26,6 @@
 #ifndef WORKER_H
 #define WORKER_H
 
-#include <pthread.h>
 #include <stdint.h>
 #include <sys/queue.h>
 #include <curl/curl.h>
@@ -39,6 +38,7 @@
 #include "sw_events.h"
 #include "sw_executor.h"
 #include "sw_http.h"
+#include "sw_service.h"
 #include "sw_store.h"
 
 #define WORKER_PRODUCER "sagewai-worker"
@@ -48,19 +48,13 @@
 #define WORKER_PG_POOL_DEFAULT 4
 #define WORKER_LINE_MIN 4096 /* messages held before pausing the consumer, at least */
 #define WORKER_PLUGIN_THREADS 2
+#define WORKER_POOL_STOP_MS 5000 /* then a thread stuck in a plugin is left behind */
 #define WORKER_BUS_MAX_DEFAULT 1000000 /* librdkafka's message.max.bytes default */
 #define WORKER_DRAIN_S 10	       /* grace for running steps at shutdown */
 
 enum job_kind { KIND_NONE, KIND_TEMPLATE, KIND_LLM, KIND_HTTP, KIND_PLUGIN };
 
 struct worker_task;
-
-/* A growable response buffer with a hard cap. */
-struct worker_buf {
-	char *p;
-	size_t len, cap, max;
-	int over; /* the peer sent more than max */
-};
 
 /* The worker's part of a step.dispatched being handled (x->owner). */
 struct worker_job {
@@ -76,7 +70,7 @@ struct worker_job {
 	CURL *easy;
 	struct curl_slist *hdrs;
 	char *req_body;
-	struct worker_buf resp;
+	struct sw_buf resp; /* capped: over when the peer sent more than max */
 	char curl_err[CURL_ERROR_SIZE];
 	/* plugin */
 	struct worker_task *task;
@@ -89,7 +83,7 @@ struct worker_plugin {
 	const struct sagewai_plugin *desc;
 };
 
-/* One plugin call, shared by the loop and a pool thread (under pool_mu). */
+/* One plugin call, shared by the loop and a pool thread (under pool.mu). */
 struct worker_task {
 	TAILQ_ENTRY(worker_task) entry; /* pool_queue or pool_done */
 	const struct sagewai_plugin *plugin;
@@ -105,14 +99,16 @@ struct worker_task {
 TAILQ_HEAD(worker_taskq, worker_task);
 
 struct worker_env {
-	struct sw_config cfg;
-	struct event_base *base;
+	struct sw_service *svc;
+	const struct sw_config *cfg; /* the frame's, set in configure */
+	struct event_base *base;     /* the frame's, set in start */
+	struct sw_metrics *metrics;  /* the frame's, set in start */
 	struct sw_event_registry *reg;
 	struct sw_store *store;
-	struct sw_http *http;
-	struct sw_metrics *metrics;
 	struct sw_executor *ex;
-	char executor[192];
+	int connected;	   /* the executor's Kafka clients exist */
+	const char *group; /* the consumer group */
+	int curl_global; /* curl_global_init ran */
 
 	/* settings */
 	char llm_base[512];
@@ -133,27 +129,20 @@ struct worker_env {
 	/* plugins */
 	struct worker_plugin *plugins;
 	size_t nplugins;
-	pthread_t pool[WORKER_PLUGIN_THREADS];
-	int npool;
-	pthread_mutex_t pool_mu;
-	pthread_cond_t pool_cv;
-	struct worker_taskq pool_queue, pool_done;
-	int pool_stop;
-	struct event *pool_ev;
-
-	struct event *sigterm, *sigint;
-	int exit_code;
+	struct sw_handoff pool; /* WORKER_PLUGIN_THREADS threads, none without plugins */
+	struct worker_taskq pool_queue, pool_done; /* under pool.mu */
+	int pool_stuck; /* a thread is still in a plugin: leave the plugins mapped */
 };
 
-/* main.c */
-/* Log why, and stop: the loop breaks, the exit code is 1. */
-void worker_fatal(struct worker_env *env, const char *what, const char *why);
-/* sw_executor's report and fatal callbacks (arg: the env). */
-void worker_report(void *arg, const struct sw_executor_report *r);
-void worker_on_fatal(void *arg, const char *what, const char *why);
-
-/* exec.c: sw_executor's callbacks and the steps' own preflight */
-extern const struct sw_executor_ops worker_exec_ops;
+/* exec.c: the executor, its callbacks and the steps' own preflight */
+/* The results table (schema "worker") and the executor on it. */
+int worker_exec_new(struct worker_env *env, char *errstr, size_t errlen);
+/* The executor's Kafka clients: the group reads sagewai.steps and
+ * sagewai.runs. */
+int worker_exec_connect(struct worker_env *env, char *errstr, size_t errlen);
+/* Deliver what is due, commit and leave the group (once connected), then
+ * free the executor and the store. */
+void worker_exec_close(struct worker_env *env);
 /* The step ended: sw_executor_finishf on j's dispatch (output stolen, may
  * be NULL; fmt the error text "<code>: <message>" for a status other than
  * SUCCEEDED). Only the first call for an attempt counts. */
@@ -181,14 +170,11 @@ void worker_llm_done(struct worker_job *j, CURLcode rc, long status);
 /* plugin.c */
 int worker_plugins_load(struct worker_env *env, const char *dir, char *errstr, size_t errlen);
 int worker_pool_start(struct worker_env *env, char *errstr, size_t errlen);
+/* Stop the threads; one stuck in a plugin is left to the process exit. */
 void worker_pool_stop(struct worker_env *env);
 void worker_plugins_unload(struct worker_env *env);
 void worker_plugin_start(struct worker_job *j, const char *name);
 /* Detach a running plugin call from its job (timeout, cancel). */
 void worker_plugin_abandon(struct worker_job *j);
-
-/* buffers */
-int worker_buf_add(struct worker_buf *b, const void *p, size_t n);
-void worker_buf_free(struct worker_buf *b);
 
 #endif
