@@ -123,8 +123,8 @@ static int settings_load(struct sbd_env *env, char *const *envp, const struct sw
 	if (v == NULL || *v == '\0')
 		v = env->multi_tenant ? "none,egress_only" : "none,egress_only,full";
 	if (networks_parse(v, &env->networks) != 0) {
-		snprintf(err, errlen, "SAGEWAI_SANDBOX_NETWORKS: a comma list of none, egress_only, "
-				      "full");
+		snprintf(err, errlen,
+			 "SAGEWAI_SANDBOX_NETWORKS: a comma list of none, egress_only, full");
 		return -1;
 	}
 	v = sw_config_env(envp, "SAGEWAI_SANDBOX_STATE_DIR");

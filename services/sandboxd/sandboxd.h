@@ -286,9 +286,10 @@ int sbd_priv_create(int sock, const char *variant, enum sw_sandbox_net net,
 int sbd_priv_destroy(int sock, uint64_t handle, struct sw_sandbox_usage *final, char *err,
 		     size_t errlen);
 
-/* egress.c: the egress proxy of one egress_only sandbox (docs/SANDBOX.md,
- * "egress_only"). It serves a listening socket that lives in the sandbox's
- * network namespace (127.0.0.1:SBD_EGRESS_PORT there) and speaks HTTP CONNECT
+/* egress*.c (their private header: egress.h): the egress proxy of one
+ * egress_only sandbox (docs/SANDBOX.md, "egress_only"). It serves a
+ * listening socket that lives in the sandbox's network namespace
+ * (127.0.0.1:SBD_EGRESS_PORT there) and speaks HTTP CONNECT
  * and plain HTTP (absolute-form requests). Each connection asks for one
  * host:port; it is allowed only if listed (sbd_egress_allow) and, unless
  * allow_private, its address is public. Every decision goes to the callback

@@ -59,22 +59,22 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 	const struct sw_config *cfg = sw_service_config(env->svc);
 	char *const *envp = sw_service_environ(env->svc);
 	char tuning[SW_CONFIG_STR], msgmax[64];
-	struct sw_executor_config xc;
+	const struct sw_executor_config xc = {
+	    .base = env->base,
+	    .reg = env->reg,
+	    .store = env->store,
+	    .metrics = env->metrics,
+	    .producer = SBD_PRODUCER,
+	    .metrics_prefix = "sagewai_sandboxd",
+	    .executor = env->executor,
+	    .bus_max = env->bus_max,
+	    .concurrency = env->concurrency,
+	    /* the preview gate's backstop, as in the worker */
+	    .refuse_identity_modes = env->multi_tenant && !env->sealed_preview,
+	    .ops = &sbd_exec_ops,
+	    .arg = env,
+	};
 
-	memset(&xc, 0, sizeof(xc));
-	xc.base = env->base;
-	xc.reg = env->reg;
-	xc.store = env->store;
-	xc.metrics = env->metrics;
-	xc.producer = SBD_PRODUCER;
-	xc.metrics_prefix = "sagewai_sandboxd";
-	xc.executor = env->executor;
-	xc.bus_max = env->bus_max;
-	xc.concurrency = env->concurrency;
-	/* the preview gate's backstop, as in the worker */
-	xc.refuse_identity_modes = env->multi_tenant && !env->sealed_preview;
-	xc.ops = &sbd_exec_ops;
-	xc.arg = env;
 	if ((env->ex = sw_executor_new(&xc, err, errlen)) == NULL)
 		return -1;
 	env->group = cfg->group_id[0] ? cfg->group_id : SBD_DEFAULT_GROUP;
