@@ -14,7 +14,7 @@
  *   pool.c      a warm sandbox of (variant, network) when one is ready (a
  *               replacement starts in the background), else a cold start on
  *               the pool thread; either way the loop gets the sandbox back
- *               through pool_ev
+ *               through the pool's sw_handoff (pool_cb)
  *   exec.c      the command runs: the control socket is driven on the loop
  *               with the non-blocking sw_sandbox_* calls; output is captured
  *               (capped) and streamed as sandbox.output events (capped); the
