@@ -242,17 +242,19 @@ static int serve(const struct sw_service_def *def, void *arg)
 		return 2;
 	}
 	sw_log_init(def->name, stderr, sw_log_level_parse(svc->cfg.log_level));
-	if (gethostname(host, sizeof(host)) == -1)
-		snprintf(host, sizeof(host), "localhost");
-	host[sizeof(host) - 1] = '\0';
-	snprintf(svc->instance, sizeof(svc->instance), "sagewai-%s@%s/%d", def->name, host,
-		 (int)getpid());
 	if (def->configure != NULL && def->configure(svc, arg, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "bad configuration", "error", err, NULL);
 		if (def->stop != NULL)
 			def->stop(svc, arg);
 		return 2;
 	}
+	/* after configure: a service that forks there (a privileged part)
+	 * names the process that runs the loop */
+	if (gethostname(host, sizeof(host)) == -1)
+		snprintf(host, sizeof(host), "localhost");
+	host[sizeof(host) - 1] = '\0';
+	snprintf(svc->instance, sizeof(svc->instance), "sagewai-%s@%s/%d", def->name, host,
+		 (int)getpid());
 	signal(SIGPIPE, SIG_IGN);
 	if (evthread_use_pthreads() == -1 || (svc->base = event_base_new()) == NULL) {
 		snprintf(err, sizeof(err), "libevent initialisation failed");

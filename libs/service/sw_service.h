@@ -90,7 +90,8 @@ const struct sw_config *sw_service_config(const struct sw_service *svc);
 /* The process environment the settings come from (sw_config_env etc.). */
 char *const *sw_service_environ(const struct sw_service *svc);
 struct sw_metrics *sw_service_metrics(struct sw_service *svc);
-/* "sagewai-<name>@<host>/<pid>": this instance, for executor fields. */
+/* "sagewai-<name>@<host>/<pid>": this instance, for executor fields; the
+ * pid is the loop's process, set after def->configure ("" before). */
 const char *sw_service_instance(const struct sw_service *svc);
 const char *sw_service_name(const struct sw_service *svc);
 

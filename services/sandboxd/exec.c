@@ -144,7 +144,7 @@ static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
 		j->truncated = true;
 	}
 	if (n > 0 && sw_buf_add(b, buf, n) != 0) {
-		sbd_fatal(j->env, "output", "out of memory");
+		sw_service_fatal(j->env->svc, "output", "out of memory");
 		return;
 	}
 	if (j->ev_truncated)
@@ -156,7 +156,7 @@ static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
 	}
 	j->ev_bytes += n;
 	if ((data = sw_executor_utf8((const char *)buf, n)) == NULL) {
-		sbd_fatal(j->env, "output", "out of memory");
+		sw_service_fatal(j->env->svc, "output", "out of memory");
 		return;
 	}
 	o = json_pack("{s:s, s:s, s:i, s:s, s:b}", "sandbox_id", j->slot->id, "stream",
@@ -247,7 +247,7 @@ static void exited(struct sbd_job *j)
 		if (o != NULL && j->truncated)
 			json_object_set_new(o, "truncated", json_true());
 		if (o == NULL) {
-			sbd_fatal(j->env, "output", "out of memory");
+			sw_service_fatal(j->env->svc, "output", "out of memory");
 			return;
 		}
 		sbd_exec_finish(j, SW_STEP_SUCCEEDED, o, NULL);

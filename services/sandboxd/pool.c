@@ -11,8 +11,11 @@
  * wakes the thread to start its replacement. A sandbox serves one step and
  * is destroyed afterwards, never reused.
  *
- * The thread outlives every sandbox it forked (bwrap's --die-with-parent
- * is tied to the forking thread): it stops only after destroying them all.
+ * The thread is the pool's sw_handoff (one thread; the loop queues under
+ * h.mu and signals, the thread wakes the loop for pool_cb). It outlives
+ * every sandbox it forked (bwrap's --die-with-parent is tied to the forking
+ * thread): it stops only after destroying them all, and sbd_pool_stop
+ * waits for it without a limit.
  */
 #include <dirent.h>
 #include <errno.h>
@@ -57,7 +60,7 @@ static void slot_destroy(struct sbd_pool *p, struct sbd_slot *s)
 	s->handle = 0;
 }
 
-/* A warm pool below its target and not failing, or NULL. Under mu. */
+/* A warm pool below its target and not failing, or NULL. Under h.mu. */
 static struct sbd_warm *needy(struct sbd_pool *p)
 {
 	struct sbd_warm *w;
@@ -68,31 +71,34 @@ static struct sbd_warm *needy(struct sbd_pool *p)
 	return NULL;
 }
 
-static void *pool_main(void *arg)
+/* The pool thread. In order: destroy what the loop gave back (stopping
+ * too), start what a job waits for, refill the warm pools; then wait. */
+static void *pool_main(struct sw_handoff *h, void *arg)
 {
-	struct sbd_pool *p = arg;
+	struct sbd_env *env = arg;
+	struct sbd_pool *p = &env->pool;
 	struct sbd_slot *s;
 	struct sbd_warm *w;
 
-	pthread_mutex_lock(&p->mu);
+	sw_handoff_lock(h);
 	for (;;) {
 		if ((s = TAILQ_FIRST(&p->doomed)) != NULL) {
 			TAILQ_REMOVE(&p->doomed, s, entry);
-			pthread_mutex_unlock(&p->mu);
+			sw_handoff_unlock(h);
 			slot_destroy(p, s);
-			pthread_mutex_lock(&p->mu);
+			sw_handoff_lock(h);
 			TAILQ_INSERT_TAIL(&p->gone, s, entry);
-			event_active(p->ev, EV_READ, 0);
+			sw_handoff_wake(h);
 			continue;
 		}
-		if (p->stop)
+		if (sw_handoff_stopping(h))
 			break;
 		if ((s = TAILQ_FIRST(&p->cold)) != NULL) {
 			TAILQ_REMOVE(&p->cold, s, entry);
 			w = s->warm;
-			pthread_mutex_unlock(&p->mu);
+			sw_handoff_unlock(h);
 			slot_start(p, s, w->v, w->net, &s->limits);
-			pthread_mutex_lock(&p->mu);
+			sw_handoff_lock(h);
 			if (s->sb != NULL) {
 				w->cold_started++;
 				w->cold_us_sum += s->start_us;
@@ -100,7 +106,7 @@ static void *pool_main(void *arg)
 			}
 			w->failed += s->sb == NULL;
 			TAILQ_INSERT_TAIL(&p->started, s, entry);
-			event_active(p->ev, EV_READ, 0);
+			sw_handoff_wake(h);
 			continue;
 		}
 		if ((w = needy(p)) != NULL) {
@@ -111,9 +117,9 @@ static void *pool_main(void *arg)
 			s->warm = w;
 			s->egress_fd = -1;
 			w->starting++;
-			pthread_mutex_unlock(&p->mu);
+			sw_handoff_unlock(h);
 			slot_start(p, s, w->v, w->net, NULL);
-			pthread_mutex_lock(&p->mu);
+			sw_handoff_lock(h);
 			w->starting--;
 			if (s->sb != NULL) {
 				w->started++;
@@ -127,10 +133,11 @@ static void *pool_main(void *arg)
 				w->broken = 1;
 				TAILQ_INSERT_TAIL(&p->gone, s, entry);
 			}
-			event_active(p->ev, EV_READ, 0);
+			sw_handoff_wake(h);
 			continue;
 		}
-		pthread_cond_wait(&p->cv, &p->mu);
+		/* stopping: back to the top, where what is doomed goes first */
+		(void)sw_handoff_wait(h);
 	}
 	/* stopping: nothing is handed out any more; destroy what is held */
 	LIST_FOREACH(w, &p->warms, entry)
@@ -138,19 +145,19 @@ static void *pool_main(void *arg)
 		while ((s = TAILQ_FIRST(&w->ready)) != NULL) {
 			TAILQ_REMOVE(&w->ready, s, entry);
 			w->nready--;
-			pthread_mutex_unlock(&p->mu);
+			sw_handoff_unlock(h);
 			slot_destroy(p, s);
-			pthread_mutex_lock(&p->mu);
+			sw_handoff_lock(h);
 			TAILQ_INSERT_TAIL(&p->gone, s, entry);
 		}
 	}
 	TAILQ_FOREACH(s, &p->started, entry)
 	{
-		pthread_mutex_unlock(&p->mu);
+		sw_handoff_unlock(h);
 		slot_destroy(p, s);
-		pthread_mutex_lock(&p->mu);
+		sw_handoff_lock(h);
 	}
-	pthread_mutex_unlock(&p->mu);
+	sw_handoff_unlock(h);
 	return NULL;
 }
 
@@ -168,21 +175,19 @@ static void released(struct sbd_env *env, struct sbd_slot *s)
 }
 
 /* Loop: take what the thread finished. */
-static void pool_cb(evutil_socket_t fd, short what, void *arg)
+static void pool_cb(void *arg)
 {
 	struct sbd_env *env = arg;
 	struct sbd_pool *p = &env->pool;
 	struct sbd_slotq started, gone;
 	struct sbd_slot *s;
 
-	(void)fd;
-	(void)what;
 	TAILQ_INIT(&started);
 	TAILQ_INIT(&gone);
-	pthread_mutex_lock(&p->mu);
+	sw_handoff_lock(&p->h);
 	TAILQ_CONCAT(&started, &p->started, entry);
 	TAILQ_CONCAT(&gone, &p->gone, entry);
-	pthread_mutex_unlock(&p->mu);
+	sw_handoff_unlock(&p->h);
 	while ((s = TAILQ_FIRST(&started)) != NULL) {
 		TAILQ_REMOVE(&started, s, entry);
 		if (s->job != NULL) {
@@ -205,28 +210,16 @@ static void pool_cb(evutil_socket_t fd, short what, void *arg)
 	sbd_pool_metrics(env);
 }
 
-int sbd_pool_start(struct sbd_env *env, int priv_fd, char *errstr, size_t errlen)
+int sbd_pool_start(struct sbd_env *env, char *errstr, size_t errlen)
 {
 	struct sbd_pool *p = &env->pool;
 
-	pthread_mutex_init(&p->mu, NULL);
-	pthread_cond_init(&p->cv, NULL);
 	LIST_INIT(&p->warms);
 	TAILQ_INIT(&p->cold);
 	TAILQ_INIT(&p->started);
 	TAILQ_INIT(&p->doomed);
 	TAILQ_INIT(&p->gone);
-	p->priv_fd = priv_fd;
-	if ((p->ev = event_new(env->base, -1, 0, pool_cb, env)) == NULL) {
-		snprintf(errstr, errlen, "event_new failed");
-		return -1;
-	}
-	if (pthread_create(&p->th, NULL, pool_main, p) != 0) {
-		snprintf(errstr, errlen, "cannot start the pool thread");
-		return -1;
-	}
-	p->running = 1;
-	return 0;
+	return sw_handoff_start(&p->h, env->base, 1, pool_main, pool_cb, env, errstr, errlen);
 }
 
 static void slotq_free(struct sbd_slotq *q)
@@ -244,14 +237,8 @@ void sbd_pool_stop(struct sbd_env *env)
 	struct sbd_pool *p = &env->pool;
 	struct sbd_warm *w;
 
-	if (p->running) {
-		pthread_mutex_lock(&p->mu);
-		p->stop = 1;
-		pthread_cond_signal(&p->cv);
-		pthread_mutex_unlock(&p->mu);
-		pthread_join(p->th, NULL);
-		p->running = 0;
-	}
+	/* no limit: the thread must outlive the sandboxes it forked */
+	sw_handoff_stop(&p->h, -1);
 	/* cold starts nobody began: nothing runs for them */
 	slotq_free(&p->cold);
 	slotq_free(&p->started);
@@ -267,9 +254,6 @@ void sbd_pool_stop(struct sbd_env *env)
 	free(p->catalogue);
 	p->catalogue = NULL;
 	p->ncatalogue = 0;
-	if (p->ev != NULL)
-		event_free(p->ev);
-	p->ev = NULL;
 }
 
 int sbd_pool_catalogue(struct sbd_env *env, char *errstr, size_t errlen)
@@ -344,10 +328,10 @@ struct sbd_warm *sbd_pool_warm(struct sbd_env *env, const char *variant, enum sw
 	w->net = net;
 	w->v = v;
 	TAILQ_INIT(&w->ready);
-	pthread_mutex_lock(&p->mu);
+	sw_handoff_lock(&p->h);
 	LIST_INSERT_HEAD(&p->warms, w, entry);
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	sw_handoff_signal(&p->h, 0);
+	sw_handoff_unlock(&p->h);
 	return w;
 }
 
@@ -360,19 +344,19 @@ struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, 
 
 	*queued = 0;
 	for (;;) {
-		pthread_mutex_lock(&p->mu);
+		sw_handoff_lock(&p->h);
 		s = j->custom_limits ? NULL : TAILQ_FIRST(&w->ready);
 		if (s == NULL)
 			break;
 		TAILQ_REMOVE(&w->ready, s, entry);
 		w->nready--;
-		pthread_cond_signal(&p->cv); /* start its replacement */
-		pthread_mutex_unlock(&p->mu);
+		sw_handoff_signal(&p->h, 0); /* start its replacement */
+		sw_handoff_unlock(&p->h);
 		/* a runner that died or spoke while waiting is not handed out */
 		if (sw_sandbox_read(s->sb, NULL, NULL) == 0) {
-			pthread_mutex_lock(&p->mu);
+			sw_handoff_lock(&p->h);
 			w->hits++;
-			pthread_mutex_unlock(&p->mu);
+			sw_handoff_unlock(&p->h);
 			s->from_warm = true;
 			sw_uuid_v7_str(s->id);
 			sbd_pool_metrics(env);
@@ -387,7 +371,7 @@ struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, 
 	w->misses++;
 	w->broken = 0;
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		pthread_mutex_unlock(&p->mu);
+		sw_handoff_unlock(&p->h);
 		snprintf(errstr, errlen, "out of memory");
 		return NULL;
 	}
@@ -397,8 +381,8 @@ struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, 
 	s->limits = j->limits;
 	s->job = j;
 	TAILQ_INSERT_TAIL(&p->cold, s, entry);
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	sw_handoff_signal(&p->h, 0);
+	sw_handoff_unlock(&p->h);
 	j->slot = s;
 	j->slot_pending = 1;
 	*queued = 1;
@@ -415,10 +399,10 @@ void sbd_pool_release(struct sbd_env *env, struct sbd_slot *s)
 	s->egress = NULL;
 	if (s->sb != NULL)
 		sw_sandbox_kill(s->sb); /* at once; the thread waits for it */
-	pthread_mutex_lock(&p->mu);
+	sw_handoff_lock(&p->h);
 	TAILQ_INSERT_TAIL(&p->doomed, s, entry);
-	pthread_cond_signal(&p->cv);
-	pthread_mutex_unlock(&p->mu);
+	sw_handoff_signal(&p->h, 0);
+	sw_handoff_unlock(&p->h);
 }
 
 void sbd_pool_abandon(struct sbd_env *env, struct sbd_job *j)
@@ -440,7 +424,7 @@ void sbd_pool_metrics(struct sbd_env *env)
 	int64_t sum = 0, last = 0, cold_sum = 0, cold_last = 0;
 	struct sbd_warm *w;
 
-	pthread_mutex_lock(&p->mu);
+	sw_handoff_lock(&p->h);
 	LIST_FOREACH(w, &p->warms, entry)
 	{
 		hits += w->hits;
@@ -457,7 +441,7 @@ void sbd_pool_metrics(struct sbd_env *env)
 			cold_last = w->cold_us_last;
 		npools++;
 	}
-	pthread_mutex_unlock(&p->mu);
+	sw_handoff_unlock(&p->h);
 	sw_metrics_gauge_set(env->metrics, "sagewai_sandboxd_warm_ready",
 			     "Warm sandboxes started and waiting, all pools", (double)ready);
 	sw_metrics_gauge_set(env->metrics, "sagewai_sandboxd_warm_target",

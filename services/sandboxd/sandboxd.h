@@ -14,7 +14,7 @@
  *   pool.c      a warm sandbox of (variant, network) when one is ready (a
  *               replacement starts in the background), else a cold start on
  *               the pool thread; either way the loop gets the sandbox back
- *               through pool_ev
+ *               through the pool's sw_handoff (pool_cb)
  *   exec.c      the command runs: the control socket is driven on the loop
  *               with the non-blocking sw_sandbox_* calls; output is captured
  *               (capped) and streamed as sandbox.output events (capped); the
@@ -26,7 +26,7 @@
  * Threads: the loop thread owns jobs, the bus, the store and the sandboxes
  * while they are handed out; the pool thread owns the backend and the
  * sandboxes being created, waiting warm, or destroyed. They share only
- * struct sbd_pool under pool->mu. bwrap's --die-with-parent follows the
+ * struct sbd_pool under pool->h.mu (sw_handoff). bwrap's --die-with-parent follows the
  * thread that forked it, so the pool thread lives as long as the process.
  */
 #ifndef SANDBOXD_H
@@ -44,6 +44,7 @@
 #include "sw_events.h"
 #include "sw_http.h"
 #include "sw_sandbox.h"
+#include "sw_service.h"
 #include "sw_store.h"
 
 /* sw_executor.h (libs/executor) is included by the files that use it; this
@@ -96,7 +97,7 @@ struct sbd_slot {
 };
 TAILQ_HEAD(sbd_slotq, sbd_slot);
 
-/* The warm pool of one (variant, network). Under pool->mu. */
+/* The warm pool of one (variant, network). Under pool->h.mu. */
 struct sbd_warm {
 	LIST_ENTRY(sbd_warm) entry;
 	char variant[64];
@@ -112,12 +113,8 @@ struct sbd_warm {
 };
 
 struct sbd_pool {
-	pthread_t th;
-	int running; /* the thread was created */
-	pthread_mutex_t mu;
-	pthread_cond_t cv;
-	int stop;
-	int priv_fd; /* to the privileged part; the pool thread only */
+	struct sw_handoff h; /* the pool thread, mu, cv and the loop's wake-up */
+	int priv_fd;	     /* to the privileged part; the pool thread only */
 	char variants_dir[512];
 	struct sw_sandbox_variant **catalogue; /* read once, before the split */
 	size_t ncatalogue;
@@ -127,7 +124,6 @@ struct sbd_pool {
 	struct sbd_slotq started; /* thread -> loop: cold starts done */
 	struct sbd_slotq doomed;  /* loop -> thread: destroy these */
 	struct sbd_slotq gone;	  /* thread -> loop: destroyed */
-	struct event *ev;	  /* activated by the thread */
 	int fail_streak;	  /* warm starts failing in a row */
 };
 
@@ -166,15 +162,17 @@ struct sbd_job {
 };
 
 struct sbd_env {
-	struct sw_config cfg;
-	struct event_base *base;
+	struct sw_service *svc;	     /* the frame (libs/service) */
+	struct event_base *base;     /* the frame's, borrowed */
+	struct sw_metrics *metrics;  /* the frame's, borrowed */
 	struct sw_event_registry *reg;
 	struct sw_store *store;
-	struct sw_http *http;
-	struct sw_metrics *metrics;
 	struct sbd_pool pool;
 	struct sw_executor *ex;
-	char executor[192];
+	const char *executor; /* sw_service_instance: step.started's executor */
+	const char *group;    /* the consumer group */
+	char state_dir[512];  /* this process's, under SAGEWAI_SANDBOX_STATE_DIR */
+	int serving;	      /* sbd_start completed: close the consumer at the end */
 
 	/* settings */
 	size_t output_cap; /* SAGEWAI_STEP_OUTPUT_MAX */
@@ -186,15 +184,28 @@ struct sbd_env {
 	int egress_private; /* SAGEWAI_EGRESS_PRIVATE=allow */
 	unsigned networks;  /* SAGEWAI_SANDBOX_NETWORKS: bit (1 << enum sw_sandbox_net) */
 	struct evdns_base *dns; /* for the egress proxies */
-
-	struct event *sigterm, *sigint;
-	int exit_code;
 };
 
-/* main.c */
-/* Log why, and stop: the loop breaks, the exit code is 1. */
-void sbd_fatal(struct sbd_env *env, const char *what, const char *why);
-/* sw_executor's report and fatal callbacks (arg: the env). */
+/* main.c: the struct sw_service_def wiring the roles below; nothing else. */
+
+/* config.c: def->configure, before the loop and before any thread: the
+ * settings beyond struct sw_config, this process's state directory, the
+ * variant catalogue, then the privileged/unprivileged split (a fork). */
+int sbd_configure(struct sw_service *svc, void *arg, char *err, size_t errlen);
+
+/* serve.c: the frame's other callbacks (arg: the env) */
+/* The roles: resolver, pool, store, executor and its Kafka clients, HTTP. */
+int sbd_start(struct sw_service *svc, void *arg, char *err, size_t errlen);
+/* First signal: the executor takes no more messages, running steps end. */
+void sbd_drain(struct sw_service *svc, void *arg);
+int sbd_drained(void *arg);
+/* Fatal: the executor takes nothing more. */
+void sbd_halt(void *arg);
+/* After the loop or a failed start (or configure): close what is open. */
+void sbd_stop(struct sw_service *svc, void *arg);
+int sbd_health(void *arg);
+/* sw_executor's report and fatal callbacks (arg: the env); fatal is
+ * sw_service_fatal. */
 void sbd_report(void *arg, const struct sw_executor_report *r);
 void sbd_on_fatal(void *arg, const char *what, const char *why);
 
@@ -208,8 +219,11 @@ void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *slot);
 #define sbd_exec_finish(j, ...) sw_executor_finishf((j)->x, __VA_ARGS__)
 
 /* pool.c */
-int sbd_pool_start(struct sbd_env *env, int priv_fd, char *errstr, size_t errlen);
-/* Stop the thread after destroying every sandbox it holds. Idempotent. */
+/* The pool thread (sw_handoff) speaking to the privileged part over
+ * pool.priv_fd. 0, or -1 with errstr. */
+int sbd_pool_start(struct sbd_env *env, char *errstr, size_t errlen);
+/* Stop the thread after destroying every sandbox it holds, then free the
+ * pools and the catalogue. Idempotent; copes with a pool never started. */
 void sbd_pool_stop(struct sbd_env *env);
 /* Read the whole variant catalogue (before the split: the service part
  * never reads it again). 0, or -1 with errstr (a bad variant file). */
@@ -267,9 +281,10 @@ int sbd_priv_create(int sock, const char *variant, enum sw_sandbox_net net,
 int sbd_priv_destroy(int sock, uint64_t handle, struct sw_sandbox_usage *final, char *err,
 		     size_t errlen);
 
-/* egress.c: the egress proxy of one egress_only sandbox (docs/SANDBOX.md,
- * "egress_only"). It serves a listening socket that lives in the sandbox's
- * network namespace (127.0.0.1:SBD_EGRESS_PORT there) and speaks HTTP CONNECT
+/* egress*.c (their private header: egress.h): the egress proxy of one
+ * egress_only sandbox (docs/SANDBOX.md, "egress_only"). It serves a
+ * listening socket that lives in the sandbox's network namespace
+ * (127.0.0.1:SBD_EGRESS_PORT there) and speaks HTTP CONNECT
  * and plain HTTP (absolute-form requests). Each connection asks for one
  * host:port; it is allowed only if listed (sbd_egress_allow) and, unless
  * allow_private, its address is public. Every decision goes to the callback
