@@ -1230,7 +1230,7 @@ static void metrics_cb(PGresult *res, const char *err, void *opaque)
 static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched_env *env = arg;
-	int64_t now = sched_mono_ms();
+	int64_t now = sw_mono_ms();
 
 	(void)fd;
 	(void)what;
@@ -1303,4 +1303,19 @@ int sched_timers_start(struct sched_env *env, char *errstr, size_t errlen)
 	}
 	event_active(env->metrics_ev, EV_TIMEOUT, 0);
 	return 0;
+}
+
+void sched_timers_stop(struct sched_env *env)
+{
+	if (env->tick_ev != NULL)
+		event_del(env->tick_ev);
+}
+
+void sched_timers_free(struct sched_env *env)
+{
+	if (env->tick_ev != NULL)
+		event_free(env->tick_ev);
+	if (env->metrics_ev != NULL)
+		event_free(env->metrics_ev);
+	env->tick_ev = env->metrics_ev = NULL;
 }

@@ -54,6 +54,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
+#include "sw_service.h"
 #include "sw_store.h"
 #include "sw_workflow.h"
 
@@ -113,14 +114,19 @@ struct sched_run_lock;
 struct sched_defs;
 
 struct sched_env {
-	struct sw_config cfg;
-	struct event_base *base;
+	struct sw_service *svc;	      /* the frame (libs/service) */
+	const struct sw_config *cfg;  /* the frame's */
+	char *const *envp;	      /* the frame's environment */
+	struct event_base *base;      /* the frame's */
+	struct sw_metrics *metrics;   /* the frame's */
+	struct sw_http *http;	      /* the frame's */
 	struct sw_event_registry *reg;
 	struct sw_store *store;
 	struct sw_bus_producer *producer;
 	struct sw_bus_consumer *consumer;
-	struct sw_http *http;
-	struct sw_metrics *metrics;
+	long long pg_pool;	      /* SAGEWAI_PG_POOL */
+	int running;		      /* start succeeded */
+	int halted;		      /* sw_service_fatal: take no more work */
 
 	/* deployment */
 	int multi_tenant;	 /* SAGEWAI_MODE=multi_tenant */
@@ -175,17 +181,27 @@ struct sched_env {
 	int metrics_busy;
 	unsigned metrics_ticks;
 	unsigned long reconnects; /* sw_store_reconnects last seen */
-	struct event *sigterm, *sigint, *drain_ev;
-	int64_t drain_deadline_ms;
-	int stopping;
-	int exit_code;
+	int stopping;		  /* draining: take no new work */
 };
 
-/* main.c */
+/* ---- config.c: the scheduler's own settings ----------------------------- */
+
+/* SAGEWAI_MODE, SAGEWAI_SEALED_PREVIEW, SAGEWAI_RUNNABLE_MODES,
+ * SAGEWAI_ADMIN_TOKEN and SAGEWAI_PG_POOL of env->cfg / env->envp into env.
+ * 0, or -1 with errstr. */
+int sched_config_load(struct sched_env *env, char *errstr, size_t errlen);
+
+/* ---- bus.c: Kafka tuning and the producer ------------------------------- */
+
 #define SCHED_BUS_EXTRA 34
-void sched_fatal(struct sched_env *env, const char *what, const char *why);
-int64_t sched_mono_ms(void);
-int sched_bus_extra(const char *var, const char *def, const char **out, char *buf, size_t buflen);
+/* librdkafka properties: first def, then the operator's "name=value,..."
+ * of the variable var, into out (NULL-terminated, SCHED_BUS_EXTRA slots;
+ * the strings point into buf). -1 when they do not fit. */
+int sched_bus_extra(const struct sched_env *env, const char *var, const char *def,
+		    const char **out, char *buf, size_t buflen);
+/* The producer of the outbox relay and the dead letters; its delivery
+ * reports go to sched_outbox_delivery and sched_consume_delivery. */
+int sched_producer_start(struct sched_env *env, char *errstr, size_t errlen);
 
 /* ---- runs.c: the state machine --------------------------------------- */
 
@@ -267,6 +283,9 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_
 		     json_t *input, sched_submit_cb done, void *opaque);
 
 int sched_timers_start(struct sched_env *env, char *errstr, size_t errlen);
+/* Drain: no more scans. */
+void sched_timers_stop(struct sched_env *env);
+void sched_timers_free(struct sched_env *env);
 
 /* ---- outbox.c: events and the relay --------------------------------- */
 
@@ -289,6 +308,8 @@ int sched_outbox_start(struct sched_env *env, char *errstr, size_t errlen);
 /* Nothing produced and undeleted. */
 int sched_outbox_idle(const struct sched_env *env);
 void sched_outbox_stop(struct sched_env *env);
+/* After the loop: what the relay holds. */
+void sched_outbox_free(struct sched_env *env);
 
 /* An event id of a step event relayed by this process (remembered in a
  * bounded table: an id may be forgotten, never made up). */
@@ -305,6 +326,11 @@ void sched_seqset_del(struct sched_seqset *s, int64_t v);
 int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen);
 void sched_consume_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
 size_t sched_consume_inflight(const struct sched_env *env);
+/* Drain: take no more messages. */
+void sched_consume_pause(struct sched_env *env);
+/* After the loop: commit and leave the group (blocks; loop stopped). */
+void sched_consume_close(struct sched_env *env);
+void sched_consume_free(struct sched_env *env);
 
 /* ---- defs.c ------------------------------------------------------------- */
 
@@ -346,5 +372,6 @@ void sched_sse_touch(struct sched_env *env, const char *run_id);
 int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen);
 /* End every stream (shutdown). */
 void sched_sse_stop(struct sched_env *env);
+void sched_sse_free(struct sched_env *env);
 
 #endif
