@@ -11,6 +11,18 @@
 
 #include "scheduler.h"
 
+void sched_plan_init(struct sched_plan *p, struct sched_env *env, struct sched_snap *s,
+		     const char *run_id, struct sched_event *ev, size_t *nev)
+{
+	memset(p, 0, sizeof(*p));
+	p->env = env;
+	p->s = s;
+	p->run_id = run_id;
+	p->ev = ev;
+	p->nev = nev;
+	snprintf(p->run_state, sizeof(p->run_state), "%s", sched_run_state_name(s->run.state));
+}
+
 void sched_plan_event(struct sched_plan *p, const char *type, const char *step_id,
 		      json_t *fields)
 {

@@ -249,12 +249,7 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 		op_end(op, SCHED_OP_IGNORED);
 		return;
 	}
-	memset(&p, 0, sizeof(p));
-	p.env = env;
-	p.s = &s;
-	p.run_id = op->run_id;
-	p.ev = op->ev;
-	p.nev = &op->nev;
+	sched_plan_init(&p, env, &s, op->run_id, op->ev, &op->nev);
 	rev = sched_tx_fmt(&p.tx, "%lld", s.rev);
 	sched_tx_add(&p.tx, "SELECT bump_rev($1::uuid, $2::bigint)", 2, op->run_id, rev);
 	v = sched_plan_op(&p, op);

@@ -277,13 +277,7 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_
 		s.run.steps[i].retries = wf->steps[i].retries;
 		s.run.steps[i].backoff_ms = wf->steps[i].backoff_ms;
 	}
-	memset(&p, 0, sizeof(p));
-	p.env = env;
-	p.s = &s;
-	p.run_id = sb->run_id;
-	p.ev = sb->ev;
-	p.nev = &sb->nev;
-	snprintf(p.run_state, sizeof(p.run_state), "%s", RUN_RUNNING);
+	sched_plan_init(&p, env, &s, sb->run_id, sb->ev, &sb->nev);
 
 	input_text = json_dumps(input, JSON_COMPACT);
 	sched_tx_own(&p.tx, input_text);

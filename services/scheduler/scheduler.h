@@ -240,8 +240,7 @@ const char *sched_tx_fmt(struct sched_tx *t, const char *fmt, ...)
 /* Add a statement; the np parameters (const char *, NULL = SQL NULL) must
  * outlive the tx: literals, sched_tx_fmt strings or the caller's buffers. */
 void sched_tx_add(struct sched_tx *t, const char *sql, int np, ...);
-/* The outbox INSERT of evs (borrowed until sched_tx_free) as the last
- * statement. */
+/* The outbox INSERT of evs (copied) as the last statement. */
 void sched_tx_outbox(struct sched_tx *t, const struct sched_event *evs, size_t n);
 void sched_tx_free(struct sched_tx *t);
 
@@ -360,6 +359,9 @@ struct sched_plan {
 	char errstr[256];
 };
 
+/* Start planning on s (borrowed) for run_id, the events into ev[*nev..]. */
+void sched_plan_init(struct sched_plan *p, struct sched_env *env, struct sched_snap *s,
+		     const char *run_id, struct sched_event *ev, size_t *nev);
 /* Encode an event of type into p (fields stolen; NULL is a failure). */
 void sched_plan_event(struct sched_plan *p, const char *type, const char *step_id,
 		      json_t *fields);
