@@ -655,18 +655,9 @@ static void run_item_cb(struct evhttp_request *req, void *arg)
 	}
 }
 
-static int health(void *opaque)
-{
-	struct sched_env *env = opaque;
-
-	return env->exit_code != 0 || env->stopping;
-}
-
 int sched_api_start(struct sched_env *env, char *errstr, size_t errlen)
 {
-	env->http = sw_http_new(env->base, env->cfg.http_addr, env->cfg.http_port, SCHED_MAX_BODY,
-				env->metrics, health, env, errstr, errlen);
-	if (env->http == NULL)
+	if ((env->http = sw_service_http(env->svc, SCHED_MAX_BODY, errstr, errlen)) == NULL)
 		return -1;
 	/* bodies above evhttp's own cap are read and dropped before its 413, so
 	 * the client sees the answer rather than a reset connection */

@@ -57,7 +57,7 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
 	if (!env->commit_due || env->consumer == NULL)
 		return;
 	env->commit_due = 0;
-	env->last_commit_ms = sched_mono_ms();
+	env->last_commit_ms = sw_mono_ms();
 	sw_bus_consumer_commit(env->consumer);
 }
 
@@ -68,7 +68,7 @@ static void commit_cb(evutil_socket_t fd, short what, void *arg)
  * them, which the processed table makes a no-op. */
 static void commit_soon(struct sched_env *env)
 {
-	int64_t wait = env->last_commit_ms + SCHED_COMMIT_MS - sched_mono_ms();
+	int64_t wait = env->last_commit_ms + SCHED_COMMIT_MS - sw_mono_ms();
 	struct timeval tv;
 
 	env->commit_due = 1;
@@ -145,7 +145,7 @@ static void deadletter(struct sched_env *env, struct sched_batch *b, const struc
 	char err[256];
 
 	if (dl == NULL) {
-		sched_fatal(env, "dead letter", "out of memory");
+		sw_service_fatal(env->svc, "dead letter", "out of memory");
 		return;
 	}
 	dl->dr.kind = SCHED_DR_DEADLETTER;
@@ -154,7 +154,7 @@ static void deadletter(struct sched_env *env, struct sched_batch *b, const struc
 	if (sw_bus_deadletter(env->producer, m, why, dl, err, sizeof(err)) == -1) {
 		b->pending--;
 		free(dl);
-		sched_fatal(env, "dead-letter produce failed", err);
+		sw_service_fatal(env->svc, "dead-letter produce failed", err);
 		return;
 	}
 	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_deadlettered_total",
@@ -171,7 +171,7 @@ void sched_consume_delivery(struct sched_env *env, const char *err, struct sched
 	free(dl);
 	if (err != NULL) {
 		/* nothing may be committed past it: stop, it comes back */
-		sched_fatal(env, "dead-letter delivery failed", err);
+		sw_service_fatal(env->svc, "dead-letter delivery failed", err);
 		return;
 	}
 	batch_release(b);
@@ -237,7 +237,7 @@ static void handle(struct sched_env *env, struct sched_batch *b, const struct sw
 			  b);
 	if (op == NULL) {
 		json_decref(ev);
-		sched_fatal(env, "consume", "out of memory");
+		sw_service_fatal(env->svc, "consume", "out of memory");
 		return;
 	}
 	snprintf(op->event_id, sizeof(op->event_id), "%s", h.event_id);
@@ -265,14 +265,14 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	struct sched_op **ops;
 	size_t i, nops = 0;
 
-	if (n == 0 || env->exit_code != 0)
+	if (n == 0 || env->halted)
 		return;
 	ops = calloc(n, sizeof(*ops));
 	b = calloc(1, sizeof(*b));
 	if (ops == NULL || b == NULL || (b->items = calloc(n, sizeof(*b->items))) == NULL) {
 		free(ops);
 		free(b);
-		sched_fatal(env, "consume", "out of memory");
+		sw_service_fatal(env->svc, "consume", "out of memory");
 		return;
 	}
 	b->env = env;
@@ -282,7 +282,7 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 		if ((b->items[i].topic = strdup(msgs[i].topic)) == NULL) {
 			batch_free(b);
 			free(ops);
-			sched_fatal(env, "consume", "out of memory");
+			sw_service_fatal(env->svc, "consume", "out of memory");
 			return;
 		}
 		b->items[i].partition = msgs[i].partition;
@@ -310,7 +310,7 @@ static void on_consumer_error(int fatal, const char *reason, void *opaque)
 	struct sched_env *env = opaque;
 
 	if (fatal)
-		sched_fatal(env, "Kafka consumer failed", reason);
+		sw_service_fatal(env->svc, "Kafka consumer failed", reason);
 	else
 		sw_log(SW_LOG_WARN, "Kafka consumer", "error", reason, NULL);
 }
@@ -318,21 +318,21 @@ static void on_consumer_error(int fatal, const char *reason, void *opaque)
 int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen)
 {
 	static const char *const topics[] = {SW_TOPIC_STEPS, NULL};
-	static char tuning[SW_CONFIG_STR];
+	char tuning[SW_CONFIG_STR];
 	const char *extra[SCHED_BUS_EXTRA];
-	const char *group = env->cfg.group_id[0] ? env->cfg.group_id : "sagewai-scheduler";
+	const char *group = env->cfg->group_id[0] ? env->cfg->group_id : "sagewai-scheduler";
 
 	TAILQ_INIT(&env->batches);
 	if ((env->commit_ev = evtimer_new(env->base, commit_cb, env)) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		return -1;
 	}
-	if (sched_bus_extra("SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, extra, tuning,
+	if (sched_bus_extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, extra, tuning,
 			    sizeof(tuning)) == -1) {
 		snprintf(errstr, errlen, "SAGEWAI_KAFKA_CONSUMER_CONFIG has too many entries");
 		return -1;
 	}
-	env->consumer = sw_bus_consumer_new(env->base, env->cfg.kafka_bootstrap, group, topics,
+	env->consumer = sw_bus_consumer_new(env->base, env->cfg->kafka_bootstrap, group, topics,
 					    extra, SCHED_MAX_BATCH, on_batch, env, errstr, errlen);
 	if (env->consumer == NULL)
 		return -1;
@@ -343,4 +343,27 @@ int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen)
 size_t sched_consume_inflight(const struct sched_env *env)
 {
 	return env->nbatches;
+}
+
+void sched_consume_pause(struct sched_env *env)
+{
+	if (env->consumer != NULL && !env->paused) {
+		env->paused = 1;
+		sw_bus_consumer_pause(env->consumer);
+	}
+}
+
+void sched_consume_close(struct sched_env *env)
+{
+	if (env->consumer != NULL && sw_bus_consumer_close(env->consumer) == -1)
+		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
+}
+
+void sched_consume_free(struct sched_env *env)
+{
+	sw_bus_consumer_destroy(env->consumer);
+	env->consumer = NULL;
+	if (env->commit_ev != NULL)
+		event_free(env->commit_ev);
+	env->commit_ev = NULL;
 }

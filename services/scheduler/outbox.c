@@ -62,49 +62,18 @@ void sched_event_clear(struct sched_event *ev)
 	memset(ev, 0, sizeof(*ev));
 }
 
-static char *hex_encode(const void *buf, size_t len)
-{
-	static const char digits[] = "0123456789abcdef";
-	const uint8_t *b = buf;
-	char *s = malloc(2 * len + 1);
-	size_t i;
-
-	if (s == NULL)
-		return NULL;
-	for (i = 0; i < len; i++) {
-		s[2 * i] = digits[b[i] >> 4];
-		s[2 * i + 1] = digits[b[i] & 15];
-	}
-	s[2 * len] = '\0';
-	return s;
-}
-
-static int hex_val(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
+/* The payload column as encode(payload, 'hex') gives it: malloc'd bytes,
+ * NULL when s is not hex. */
 static void *hex_decode(const char *s, size_t *len)
 {
-	size_t n = strlen(s), i;
-	uint8_t *b;
+	size_t n = strlen(s);
+	void *b;
 
 	if (n % 2 != 0 || (b = malloc(n / 2 + 1)) == NULL)
 		return NULL;
-	for (i = 0; i < n / 2; i++) {
-		int hi = hex_val(s[2 * i]), lo = hex_val(s[2 * i + 1]);
-
-		if (hi < 0 || lo < 0) {
-			free(b);
-			return NULL;
-		}
-		b[i] = (uint8_t)(hi << 4 | lo);
+	if (sw_hex_decode(s, b, n / 2) == -1) {
+		free(b);
+		return NULL;
 	}
 	*len = n / 2;
 	return b;
@@ -127,7 +96,7 @@ int sched_outbox_sql(const struct sched_event *evs, size_t n, char **sql, char *
 		params[4 * i] = strdup(evs[i].id);
 		params[4 * i + 1] = strdup(evs[i].topic);
 		params[4 * i + 2] = strdup(evs[i].key);
-		params[4 * i + 3] = hex_encode(evs[i].buf, evs[i].len);
+		params[4 * i + 3] = sw_hex_dup(evs[i].buf, evs[i].len);
 		if (!params[4 * i] || !params[4 * i + 1] || !params[4 * i + 2] ||
 		    !params[4 * i + 3]) {
 			sched_outbox_sql_free(s, params, n);
@@ -244,7 +213,7 @@ static void relay_produce(struct sched_env *env, int64_t seq, const char *topic,
 
 	if (added != 1) {
 		if (added == -1)
-			sched_fatal(env, "outbox relay", "out of memory");
+			sw_service_fatal(env->svc, "outbox relay", "out of memory");
 		return;
 	}
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
@@ -501,4 +470,16 @@ void sched_outbox_stop(struct sched_env *env)
 {
 	if (env->sweep_ev != NULL)
 		event_del(env->sweep_ev);
+}
+
+void sched_outbox_free(struct sched_env *env)
+{
+	sched_seqset_free(&env->inflight);
+	free(env->ours);
+	env->ours = NULL;
+	free(env->delivered);
+	env->delivered = NULL;
+	if (env->sweep_ev != NULL)
+		event_free(env->sweep_ev);
+	env->sweep_ev = NULL;
 }

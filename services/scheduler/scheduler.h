@@ -7,7 +7,8 @@
  *
  *   1. read a snapshot of the run (runs row, its rev, its steps, the
  *      workflow definition, whether the triggering event was processed);
- *   2. decide in C (runs.c) what changes and which events it causes;
+ *   2. decide what changes (fsm.c, pure) and which rows and events that
+ *      makes (apply.c);
  *   3. one transaction: bump_rev(run, rev) -- which raises SWREV when the
  *      run moved on meanwhile -- then the row updates, "processed" for a
  *      consumed event, and the events into the outbox (last statement,
@@ -37,7 +38,7 @@
  * consumers deduplicate. Consumed offsets (consume.c) are stored only after
  * the transaction of their message committed, in consumption order.
  *
- * Timers (runs.c) scan for due retries and passed deadlines every
+ * Timers (timers.c) scan for due retries and passed deadlines every
  * SCHED_TICK_MS, one scan at a time. All state lives in PostgreSQL: a
  * restarted scheduler just carries on.
  */
@@ -54,8 +55,11 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
+#include "sw_service.h"
 #include "sw_store.h"
 #include "sw_workflow.h"
+
+#include "fsm.h"
 
 #define SCHED_PRODUCER "sagewai-scheduler"
 #define SCHED_MAX_BODY (1u << 20)    /* any request body */
@@ -113,14 +117,19 @@ struct sched_run_lock;
 struct sched_defs;
 
 struct sched_env {
-	struct sw_config cfg;
-	struct event_base *base;
+	struct sw_service *svc;	      /* the frame (libs/service) */
+	const struct sw_config *cfg;  /* the frame's */
+	char *const *envp;	      /* the frame's environment */
+	struct event_base *base;      /* the frame's */
+	struct sw_metrics *metrics;   /* the frame's */
+	struct sw_http *http;	      /* the frame's */
 	struct sw_event_registry *reg;
 	struct sw_store *store;
 	struct sw_bus_producer *producer;
 	struct sw_bus_consumer *consumer;
-	struct sw_http *http;
-	struct sw_metrics *metrics;
+	long long pg_pool;	      /* SAGEWAI_PG_POOL */
+	int running;		      /* start succeeded */
+	int halted;		      /* sw_service_fatal: take no more work */
 
 	/* deployment */
 	int multi_tenant;	 /* SAGEWAI_MODE=multi_tenant */
@@ -148,10 +157,10 @@ struct sched_env {
 	int64_t last_commit_ms;
 	struct event *commit_ev;
 
-	/* operations in flight, one per run at a time (runs.c) */
+	/* operations in flight, one per run at a time (ops.c) */
 	struct sched_run_lock **locks; /* SCHED_LOCK_BUCKETS chains */
 
-	/* timers (runs.c) */
+	/* timers (timers.c) */
 	struct event *tick_ev;
 	int scanning; /* scan or its operations in flight */
 	size_t scan_ops;
@@ -175,24 +184,98 @@ struct sched_env {
 	int metrics_busy;
 	unsigned metrics_ticks;
 	unsigned long reconnects; /* sw_store_reconnects last seen */
-	struct event *sigterm, *sigint, *drain_ev;
-	int64_t drain_deadline_ms;
-	int stopping;
-	int exit_code;
+	int stopping;		  /* draining: take no new work */
 };
 
-/* main.c */
-#define SCHED_BUS_EXTRA 34
-void sched_fatal(struct sched_env *env, const char *what, const char *why);
-int64_t sched_mono_ms(void);
-int sched_bus_extra(const char *var, const char *def, const char **out, char *buf, size_t buflen);
+/* ---- config.c: the scheduler's own settings ----------------------------- */
 
-/* ---- runs.c: the state machine --------------------------------------- */
+/* SAGEWAI_MODE, SAGEWAI_SEALED_PREVIEW, SAGEWAI_RUNNABLE_MODES,
+ * SAGEWAI_ADMIN_TOKEN and SAGEWAI_PG_POOL of env->cfg / env->envp into env.
+ * 0, or -1 with errstr. */
+int sched_config_load(struct sched_env *env, char *errstr, size_t errlen);
+
+/* ---- bus.c: Kafka tuning and the producer ------------------------------- */
+
+#define SCHED_BUS_EXTRA 34
+/* librdkafka properties: first def, then the operator's "name=value,..."
+ * of the variable var, into out (NULL-terminated, SCHED_BUS_EXTRA slots;
+ * the strings point into buf). -1 when they do not fit. */
+int sched_bus_extra(const struct sched_env *env, const char *var, const char *def,
+		    const char **out, char *buf, size_t buflen);
+/* The producer of the outbox relay and the dead letters; its delivery
+ * reports go to sched_outbox_delivery and sched_consume_delivery. */
+int sched_producer_start(struct sched_env *env, char *errstr, size_t errlen);
+
+/* ---- schema.c ------------------------------------------------------------ */
 
 extern const struct sw_migration sched_migrations[];
 extern const size_t sched_nmigrations;
 /* SELECT of one run's API JSON (text); $1 run id, $2 tenant. */
 extern const char *const sched_run_json_sql;
+
+/* ---- runs.c: transactions, snapshots, submission ------------------------ */
+
+/* A transaction under construction: statements whose parameters live as
+ * long as it does. Any failure to add sets oom; check it before queueing. */
+#define SCHED_TX_STMTS 16
+#define SCHED_TX_PARAMS 96
+struct sched_tx {
+	struct sw_store_stmt st[SCHED_TX_STMTS];
+	size_t n;
+	const char *pv[SCHED_TX_PARAMS]; /* parameters of all statements, in order */
+	size_t npv;
+	char *own[SCHED_TX_PARAMS]; /* strings to free with the tx */
+	size_t nown;
+	char *ob_sql; /* the outbox INSERT */
+	char *ob_params[4 * SCHED_OP_EVENTS];
+	size_t ob_n;
+	int oom;
+};
+
+/* s (malloc'd, may be NULL: oom) now belongs to t; returns it. */
+const char *sched_tx_own(struct sched_tx *t, char *s);
+/* A formatted string owned by t (NULL: oom). */
+const char *sched_tx_fmt(struct sched_tx *t, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+/* Add a statement; the np parameters (const char *, NULL = SQL NULL) must
+ * outlive the tx: literals, sched_tx_fmt strings or the caller's buffers. */
+void sched_tx_add(struct sched_tx *t, const char *sql, int np, ...);
+/* The outbox INSERT of evs (copied) as the last statement. */
+void sched_tx_outbox(struct sched_tx *t, const struct sched_event *evs, size_t n);
+void sched_tx_free(struct sched_tx *t);
+
+/* What a transition reads of its run. */
+struct sched_snap {
+	char tenant[128];
+	char workflow[128];
+	int version;
+	long long rev;
+	json_t *input;
+	const struct sw_workflow *wf; /* borrowed: sched_def_get's, or the submitter's */
+	json_t *steps;		      /* [{idx, name, state, attempt, output}] by idx */
+	struct sched_fsm_run run;     /* the states; run.steps owned */
+	int processed;		      /* the triggering event was handled before */
+};
+
+/* The snapshot SELECT: $1 run id, $2 the triggering event id or NULL, $3
+ * the tenant the run must belong to or NULL. */
+extern const char *const sched_snap_sql;
+/* The one row of sched_snap_sql into s. 0, or -1 with errstr (the stored
+ * state is inconsistent); s needs sched_snap_free after 0 only. */
+int sched_snap_load(struct sched_env *env, struct sched_snap *s, PGresult *res, char *errstr,
+		    size_t errlen);
+void sched_snap_free(struct sched_snap *s);
+/* The index of step name, or -1. */
+int sched_snap_find(const struct sched_snap *s, const char *name);
+
+/* Submit a run of wf (borrowed for the call) with input (borrowed) for
+ * tenant: insert it and its steps and dispatch the first step, in one
+ * transaction. done gets the run id, or NULL and a reason. */
+typedef void (*sched_submit_cb)(const char *run_id, const char *err, void *opaque);
+int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_workflow *wf,
+		     json_t *input, sched_submit_cb done, void *opaque);
+
+/* ---- ops.c: the operation engine ----------------------------------------- */
 
 enum sched_op_kind {
 	SCHED_OP_STARTED,  /* step.started consumed */
@@ -236,7 +319,7 @@ struct sched_op {
 	int dispatched;	  /* step.dispatched events caused */
 	sched_op_done_cb done;
 	void *opaque;
-	struct sched_op *next_waiting; /* the run's queue (runs.c) */
+	struct sched_op *next_waiting; /* the run's queue (ops.c) */
 	struct event *hold_ev;	       /* STARTED: waiting a moment for its outcome */
 };
 
@@ -259,14 +342,47 @@ void sched_op_start(struct sched_op *op);
 void sched_ops_start(struct sched_op **ops, size_t n);
 void sched_ops_free(struct sched_env *env);
 
-/* Submit a run of wf (borrowed for the call) with input (borrowed) for
- * tenant: insert it and its steps and dispatch the first step, in one
- * transaction. done gets the run id, or NULL and a reason. */
-typedef void (*sched_submit_cb)(const char *run_id, const char *err, void *opaque);
-int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_workflow *wf,
-		     json_t *input, sched_submit_cb done, void *opaque);
+/* ---- apply.c: decisions into transactions --------------------------------- */
+
+/* A transition being planned on a snapshot: its statements and events. */
+struct sched_plan {
+	struct sched_env *env;
+	struct sched_snap *s;
+	const char *run_id;
+	struct sched_tx tx;
+	struct sched_event *ev; /* SCHED_OP_EVENTS slots */
+	size_t *nev;
+	char run_state[16]; /* the run's state after the plan */
+	int finished_run;
+	int dispatched;
+	int failed; /* an event could not be built */
+	char errstr[256];
+};
+
+/* Start planning on s (borrowed) for run_id, the events into ev[*nev..]. */
+void sched_plan_init(struct sched_plan *p, struct sched_env *env, struct sched_snap *s,
+		     const char *run_id, struct sched_event *ev, size_t *nev);
+/* Encode an event of type into p (fields stolen; NULL is a failure). */
+void sched_plan_event(struct sched_plan *p, const char *type, const char *step_id,
+		      json_t *fields);
+/* The distinct modes of wf's steps as a JSON array (new reference). */
+json_t *sched_plan_modes(const struct sw_workflow *wf);
+/* Put d (an APPLY decision on p->s->run) into p's transaction and events:
+ * error is the failing step's error text (borrowed), output the succeeding
+ * step's (JSON text, borrowed), requested_by the cancelling tenant. Then
+ * p->s->run is where d leads. */
+void sched_plan_apply(struct sched_plan *p, const struct sched_fsm_decision *d,
+		      const char *error, const char *output, const char *requested_by);
+/* Decide op on p's snapshot with the state machine and plan the result.
+ * SCHED_FSM_APPLY: planned in p; else nothing changes. */
+enum sched_fsm_verdict sched_plan_op(struct sched_plan *p, struct sched_op *op);
+
+/* ---- timers.c ------------------------------------------------------------- */
 
 int sched_timers_start(struct sched_env *env, char *errstr, size_t errlen);
+/* Drain: no more scans. */
+void sched_timers_stop(struct sched_env *env);
+void sched_timers_free(struct sched_env *env);
 
 /* ---- outbox.c: events and the relay --------------------------------- */
 
@@ -289,6 +405,8 @@ int sched_outbox_start(struct sched_env *env, char *errstr, size_t errlen);
 /* Nothing produced and undeleted. */
 int sched_outbox_idle(const struct sched_env *env);
 void sched_outbox_stop(struct sched_env *env);
+/* After the loop: what the relay holds. */
+void sched_outbox_free(struct sched_env *env);
 
 /* An event id of a step event relayed by this process (remembered in a
  * bounded table: an id may be forgotten, never made up). */
@@ -305,6 +423,11 @@ void sched_seqset_del(struct sched_seqset *s, int64_t v);
 int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen);
 void sched_consume_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
 size_t sched_consume_inflight(const struct sched_env *env);
+/* Drain: take no more messages. */
+void sched_consume_pause(struct sched_env *env);
+/* After the loop: commit and leave the group (blocks; loop stopped). */
+void sched_consume_close(struct sched_env *env);
+void sched_consume_free(struct sched_env *env);
 
 /* ---- defs.c ------------------------------------------------------------- */
 
@@ -346,5 +469,6 @@ void sched_sse_touch(struct sched_env *env, const char *run_id);
 int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen);
 /* End every stream (shutdown). */
 void sched_sse_stop(struct sched_env *env);
+void sched_sse_free(struct sched_env *env);
 
 #endif

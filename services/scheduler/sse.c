@@ -91,7 +91,7 @@ static void send_text(struct sched_stream *s, const char *event, const char *dat
 		evbuffer_add_printf(b, "%s", data);
 	evhttp_send_reply_chunk(s->req, b);
 	evbuffer_free(b);
-	s->last_write_ms = sched_mono_ms();
+	s->last_write_ms = sw_mono_ms();
 }
 
 static void send_json(struct sched_stream *s, const char *event, json_t *j)
@@ -168,7 +168,7 @@ static void read_cb(PGresult *res, const char *err, void *opaque)
 	json_t *run;
 
 	s->reading = 0;
-	s->last_read_ms = sched_mono_ms();
+	s->last_read_ms = sw_mono_ms();
 	if (s->gone) {
 		stream_end(s);
 		return;
@@ -242,7 +242,7 @@ void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const cha
 	s->req = req;
 	snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
 	snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
-	s->last_write_ms = sched_mono_ms();
+	s->last_write_ms = sw_mono_ms();
 	LIST_INSERT_HEAD(&env->streams, s, entry);
 	env->nstreams++;
 	stream_read(s);
@@ -265,7 +265,7 @@ static void sse_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched_env *env = arg;
 	struct sched_stream *s;
-	int64_t now = sched_mono_ms();
+	int64_t now = sw_mono_ms();
 
 	(void)fd;
 	(void)what;
@@ -311,4 +311,11 @@ void sched_sse_stop(struct sched_env *env)
 		if (!s->reading)
 			stream_free(s); /* else read_cb frees it */
 	}
+}
+
+void sched_sse_free(struct sched_env *env)
+{
+	if (env->sse_ev != NULL)
+		event_free(env->sse_ev);
+	env->sse_ev = NULL;
 }

@@ -101,18 +101,6 @@ static int bearer(struct evhttp_request *req, char *out, size_t outlen)
 	return 0;
 }
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = d[b[i] >> 4];
-		out[2 * i + 1] = d[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 struct auth_req {
 	struct sched_env *env;
 	struct evhttp_request *req;
@@ -177,7 +165,7 @@ void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb
 	memcpy(a->hash, hash, sizeof(hash));
 	hexhash[0] = '\\';
 	hexhash[1] = 'x';
-	hex(hash, sizeof(hash), hexhash + 2);
+	sw_hex_encode(hash, sizeof(hash), hexhash + 2);
 	params[0] = hexhash;
 	if (sw_store_query(env->store, "SELECT name FROM tenants WHERE key_hash = $1::bytea", 1,
 			   params, auth_cb, a) == -1) {
@@ -268,7 +256,7 @@ void sched_tenants_post(struct evhttp_request *req, void *arg)
 	crypto_hash_sha256(hash, (const uint8_t *)c->key, strlen(c->key));
 	hexhash[0] = '\\';
 	hexhash[1] = 'x';
-	hex(hash, sizeof(hash), hexhash + 2);
+	sw_hex_encode(hash, sizeof(hash), hexhash + 2);
 	params[0] = c->name;
 	params[1] = hexhash;
 	/* idempotent: a resent insert finds its own row (same hash) */

@@ -10,19 +10,6 @@
 #include "scheduler.h"
 #include "sw_test.h"
 
-/* outbox.c's links to the rest of the service */
-void sched_fatal(struct sched_env *env, const char *what, const char *why)
-{
-	(void)env;
-	fprintf(stderr, "fatal: %s: %s\n", what, why);
-	exit(1);
-}
-
-int64_t sched_mono_ms(void)
-{
-	return sw_mono_ns() / 1000000;
-}
-
 static void test_seqset(void)
 {
 	enum { RANGE = 3000, OPS = 200000 };

@@ -1,0 +1,63 @@
+/*
+ * bus.c: the scheduler's Kafka clients' tuning and its one producer,
+ * shared by the outbox relay (outbox.c) and the dead letters (consume.c);
+ * each produced message carries a struct sched_dr saying whose delivery
+ * report it is.
+ */
+#include "scheduler.h"
+
+int sched_bus_extra(const struct sched_env *env, const char *var, const char *def,
+		    const char **out, char *buf, size_t buflen)
+{
+	char err[128];
+	size_t n = 0;
+
+	if (def != NULL)
+		out[n++] = def;
+	if (sw_config_list(env->envp, var, out, n, SCHED_BUS_EXTRA, buf, buflen, err,
+			   sizeof(err)) == -1)
+		return -1;
+	return 0;
+}
+
+static void on_delivery(const char *err, void *msg_opaque, void *opaque)
+{
+	struct sched_env *env = opaque;
+	struct sched_dr *dr = msg_opaque;
+
+	if (dr == NULL)
+		return;
+	if (dr->kind == SCHED_DR_OUTBOX)
+		sched_outbox_delivery(env, err, dr);
+	else if (dr->kind == SCHED_DR_DEADLETTER)
+		sched_consume_delivery(env, err, dr);
+}
+
+static void on_producer_error(int fatal, const char *reason, void *opaque)
+{
+	struct sched_env *env = opaque;
+
+	if (fatal)
+		sw_service_fatal(env->svc, "Kafka producer failed", reason);
+	else
+		sw_log(SW_LOG_WARN, "Kafka producer", "error", reason, NULL);
+}
+
+int sched_producer_start(struct sched_env *env, char *errstr, size_t errlen)
+{
+	char tuning[SW_CONFIG_STR];
+	const char *extra[SCHED_BUS_EXTRA];
+
+	/* a step is latency-bound: batch for 1 ms, not librdkafka's 5 */
+	if (sched_bus_extra(env, "SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=1", extra, tuning,
+			    sizeof(tuning)) == -1) {
+		snprintf(errstr, errlen, "SAGEWAI_KAFKA_PRODUCER_CONFIG has too many entries");
+		return -1;
+	}
+	env->producer = sw_bus_producer_new(env->base, env->cfg->kafka_bootstrap, SCHED_PRODUCER,
+					    extra, on_delivery, env, errstr, errlen);
+	if (env->producer == NULL)
+		return -1;
+	sw_bus_producer_set_error_cb(env->producer, on_producer_error, env);
+	return 0;
+}

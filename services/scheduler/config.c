@@ -1,0 +1,83 @@
+/*
+ * config.c: the scheduler's own settings, read once before the loop
+ * exists (the frame's def->configure; a failure exits 2):
+ *
+ *   SAGEWAI_MODE               single_org (default) | multi_tenant
+ *   SAGEWAI_SEALED_PREVIEW     1 lets multi_tenant run identity-bearing modes
+ *   SAGEWAI_RUNNABLE_MODES     modes this deployment executes (comma list,
+ *                              default in_process)
+ *   SAGEWAI_ADMIN_TOKEN        the operator's token for POST /v1/tenants
+ *   SAGEWAI_PG_POOL            PostgreSQL connections (default
+ *                              SCHED_PG_POOL_DEFAULT, 1..64)
+ *
+ * SAGEWAI_KAFKA_CONSUMER_CONFIG and SAGEWAI_KAFKA_PRODUCER_CONFIG are read
+ * where the clients are made (bus.c).
+ */
+#include <string.h>
+
+#include "scheduler.h"
+
+static int runnable_modes(struct sched_env *env, char *errstr, size_t errlen)
+{
+	const char *v = sw_config_env(env->envp, "SAGEWAI_RUNNABLE_MODES");
+	char list[256], *tok, *save = NULL;
+	size_t len = 0;
+	enum sw_mode m;
+
+	v = v != NULL && v[0] != '\0' ? v : "in_process";
+	if (strlen(v) >= sizeof(list)) {
+		snprintf(errstr, errlen, "SAGEWAI_RUNNABLE_MODES is too long");
+		return -1;
+	}
+	snprintf(list, sizeof(list), "%s", v);
+	env->runnable = 0;
+	env->runnable_list[0] = '\0';
+	for (tok = strtok_r(list, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
+		if (sw_mode_parse(tok, &m) == -1) {
+			snprintf(errstr, errlen, "SAGEWAI_RUNNABLE_MODES: unknown mode '%.64s'",
+				 tok);
+			return -1;
+		}
+		if (env->runnable & (1u << m))
+			continue;
+		env->runnable |= 1u << m;
+		len += (size_t)snprintf(env->runnable_list + len, sizeof(env->runnable_list) - len,
+					"%s%s", len ? ", " : "", sw_mode_name(m));
+	}
+	if (env->runnable == 0) {
+		snprintf(errstr, errlen, "SAGEWAI_RUNNABLE_MODES names no mode");
+		return -1;
+	}
+	return 0;
+}
+
+int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
+{
+	const char *v;
+
+	if (env->cfg->mode[0] == '\0' || strcmp(env->cfg->mode, "single_org") == 0) {
+		env->multi_tenant = 0;
+	} else if (strcmp(env->cfg->mode, "multi_tenant") == 0) {
+		env->multi_tenant = 1;
+	} else {
+		snprintf(errstr, errlen,
+			 "SAGEWAI_MODE must be single_org or multi_tenant, not '%s'",
+			 env->cfg->mode);
+		return -1;
+	}
+	if (runnable_modes(env, errstr, errlen) == -1)
+		return -1;
+	v = sw_config_env(env->envp, "SAGEWAI_SEALED_PREVIEW");
+	env->sealed_preview = v != NULL && strcmp(v, "1") == 0;
+	v = sw_config_env(env->envp, "SAGEWAI_ADMIN_TOKEN");
+	if (v != NULL && strlen(v) >= sizeof(env->admin_token)) {
+		snprintf(errstr, errlen, "SAGEWAI_ADMIN_TOKEN is too long");
+		return -1;
+	}
+	snprintf(env->admin_token, sizeof(env->admin_token), "%s", v ? v : "");
+	/* every transition is one transaction: with several connections
+	 * their commits overlap (and share WAL flushes) instead of queueing
+	 * behind each other */
+	return sw_config_number(env->envp, "SAGEWAI_PG_POOL", SCHED_PG_POOL_DEFAULT, 1, 64,
+				&env->pg_pool, errstr, errlen);
+}

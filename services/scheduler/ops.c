@@ -1,0 +1,404 @@
+/*
+ * ops.c: the operation engine. A state change (struct sched_op) reads a
+ * snapshot of its run, has the state machine decide (apply.c, fsm.c) and
+ * commits the result in one transaction guarded by the run's rev; a
+ * conflict reads again. Operations on one run take turns in a per-run
+ * queue, and a step.started waits a moment to be folded into its outcome.
+ * A late or stale trigger is recorded as processed, never applied.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "scheduler.h"
+
+static void op_read(struct sched_op *op);
+static void op_begin(struct sched_op *op);
+
+static void op_clear_events(struct sched_op *op)
+{
+	size_t i;
+
+	for (i = 0; i < op->nev; i++)
+		sched_event_clear(&op->ev[i]);
+	op->nev = 0;
+}
+
+/*
+ * One operation per run at a time: the others wait in the run's queue.
+ * Without this, a step.started and a step.finished of one run consumed in
+ * the same batch would read the same rev, and one of them would lose the
+ * guard and read again; correct, but a wasted round trip per step.
+ */
+struct sched_run_lock {
+	struct sched_run_lock *next; /* hash chain */
+	char run_id[SW_UUID_STRLEN];
+	struct sched_op *holder;      /* the op in progress */
+	struct sched_op *head, *tail; /* waiting, in arrival order */
+};
+
+static struct sched_run_lock **lock_slot(struct sched_env *env, const char *run_id)
+{
+	struct sched_run_lock **l;
+	uint32_t h = 2166136261u;
+	const char *p;
+
+	for (p = run_id; *p; p++)
+		h = (h ^ (uint8_t)*p) * 16777619u;
+	for (l = &env->locks[h % SCHED_LOCK_BUCKETS]; *l != NULL; l = &(*l)->next)
+		if (strcmp((*l)->run_id, run_id) == 0)
+			break;
+	return l;
+}
+
+/* op, a step.finished, supersedes w, a step.started. */
+static int op_supersedes(const struct sched_op *op, const struct sched_op *w)
+{
+	return w->kind == SCHED_OP_STARTED && op->kind == SCHED_OP_FINISHED &&
+	       w->attempt == op->attempt && strcmp(w->step, op->step) == 0;
+}
+
+/* 1: op holds its run now; 0: it waits; -1: out of memory. A step.started
+ * holding the run while it waits for its outcome is woken by whatever
+ * queues behind it: its outcome folds it, anything else must not wait. */
+static int lock_take(struct sched_op *op)
+{
+	struct sched_env *env = op->env;
+	struct sched_run_lock **l, *n;
+
+	if (env->locks == NULL &&
+	    (env->locks = calloc(SCHED_LOCK_BUCKETS, sizeof(*env->locks))) == NULL)
+		return -1;
+	l = lock_slot(env, op->run_id);
+	if ((n = *l) != NULL) {
+		if (n->tail != NULL)
+			n->tail->next_waiting = op;
+		else
+			n->head = op;
+		n->tail = op;
+		if (n->holder != NULL && n->holder->hold_ev != NULL)
+			event_active(n->holder->hold_ev, EV_TIMEOUT, 0);
+		return 0;
+	}
+	if ((n = calloc(1, sizeof(*n))) == NULL)
+		return -1;
+	snprintf(n->run_id, sizeof(n->run_id), "%s", op->run_id);
+	n->holder = op;
+	*l = n;
+	return 1;
+}
+
+/* op is done with its run: the next waiting op, or NULL (lock dropped). */
+static struct sched_op *lock_pass(struct sched_op *op)
+{
+	struct sched_run_lock **l = lock_slot(op->env, op->run_id), *n = *l;
+	struct sched_op *next;
+
+	if (n == NULL)
+		return NULL;
+	if ((next = n->head) != NULL) {
+		n->head = next->next_waiting;
+		if (n->head == NULL)
+			n->tail = NULL;
+		next->next_waiting = NULL;
+		n->holder = next;
+		return next;
+	}
+	*l = n->next;
+	free(n);
+	return NULL;
+}
+
+void sched_ops_free(struct sched_env *env)
+{
+	size_t i;
+
+	for (i = 0; env->locks != NULL && i < SCHED_LOCK_BUCKETS; i++)
+		while (env->locks[i] != NULL) {
+			struct sched_run_lock *n = env->locks[i];
+
+			env->locks[i] = n->next;
+			if (n->holder != NULL && n->holder->hold_ev != NULL) {
+				event_free(n->holder->hold_ev);
+				n->holder->hold_ev = NULL;
+			}
+			free(n); /* ops in progress or waiting are dropped at exit */
+		}
+	free(env->locks);
+	env->locks = NULL;
+}
+
+static void op_end(struct sched_op *op, enum sched_op_result r)
+{
+	struct sched_op *next = lock_pass(op);
+
+	if (op->hold_ev != NULL)
+		event_free(op->hold_ev);
+	if (op->done != NULL)
+		op->done(op, r, op->opaque);
+	op_clear_events(op);
+	free(op->output);
+	free(op->error);
+	free(op);
+	if (next != NULL)
+		op_begin(next);
+}
+
+struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,
+			      sched_op_done_cb done, void *opaque)
+{
+	struct sched_op *op = calloc(1, sizeof(*op));
+
+	if (op == NULL)
+		return NULL;
+	op->env = env;
+	op->kind = kind;
+	op->idx = -1;
+	snprintf(op->run_id, sizeof(op->run_id), "%s", run_id);
+	op->done = done;
+	op->opaque = opaque;
+	return op;
+}
+
+static void op_count(struct sched_env *env, struct sched_op *op)
+{
+	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_transitions_total",
+			       "State transitions committed.", 1);
+	if (op->dispatched)
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_steps_dispatched_total",
+				       "Step attempts dispatched.", op->dispatched);
+	if (!op->finished_run)
+		return;
+	if (strcmp(op->run_state, RUN_SUCCEEDED) == 0)
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_runs_succeeded_total",
+				       "Runs that succeeded.", 1);
+	else if (strcmp(op->run_state, RUN_CANCELLED) == 0)
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_runs_cancelled_total",
+				       "Runs cancelled.", 1);
+	else
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_runs_failed_total",
+				       "Runs that failed.", 1);
+	sw_log(SW_LOG_INFO, "run finished", "run_id", op->run_id, "state", op->run_state, NULL);
+}
+
+static void op_tx_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct sched_op *op = opaque;
+	struct sched_env *env = op->env;
+
+	if (err != NULL) {
+		if (strncmp(err, "SWREV", 5) == 0 || strncmp(err, "23505", 5) == 0) {
+			/* the run moved on, or our own resent commit: read again */
+			sw_metrics_counter_add(env->metrics, "sagewai_scheduler_conflicts_total",
+					       "Transitions re-read after a concurrent change.",
+					       1);
+			op_clear_events(op);
+			if (++op->tries < SCHED_MAX_TRIES) {
+				op_read(op);
+				return;
+			}
+		}
+		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	if (op->nev > 0)
+		sched_outbox_committed(env, res, op->ev, op->nev);
+	op_count(env, op);
+	sched_sse_touch(env, op->run_id);
+	op_end(op, SCHED_OP_APPLIED);
+}
+
+static void op_ignored_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct sched_op *op = opaque;
+
+	(void)res;
+	if (err != NULL) {
+		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	op_end(op, SCHED_OP_IGNORED);
+}
+
+static void op_read_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct sched_op *op = opaque;
+	struct sched_env *env = op->env;
+	struct sched_plan p;
+	struct sched_snap s;
+	enum sched_fsm_verdict v;
+	const char *rev;
+
+	if (err != NULL) {
+		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		op_end(op, SCHED_OP_NOT_FOUND);
+		return;
+	}
+	if (sched_snap_load(env, &s, res, op->errmsg, sizeof(op->errmsg)) == -1) {
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	snprintf(op->run_state, sizeof(op->run_state), "%s", sched_run_state_name(s.run.state));
+	if (s.processed) {
+		sched_snap_free(&s);
+		op_end(op, SCHED_OP_IGNORED);
+		return;
+	}
+	sched_plan_init(&p, env, &s, op->run_id, op->ev, &op->nev);
+	rev = sched_tx_fmt(&p.tx, "%lld", s.rev);
+	sched_tx_add(&p.tx, "SELECT bump_rev($1::uuid, $2::bigint)", 2, op->run_id, rev);
+	v = sched_plan_op(&p, op);
+	sched_snap_free(&s);
+	if (v != SCHED_FSM_APPLY) {
+		sched_tx_free(&p.tx);
+		op_clear_events(op);
+		if (v == SCHED_FSM_TERMINAL) {
+			op_end(op, SCHED_OP_TERMINAL);
+			return;
+		}
+		if (op->event_id[0] != '\0') {
+			const char *params[1] = {op->event_id};
+
+			if (sw_store_query_key(env->store, op->run_id,
+					       "INSERT INTO processed (event_id) VALUES ($1::uuid)"
+					       " ON CONFLICT DO NOTHING",
+					       1, params, op_ignored_cb, op) == 0)
+				return;
+		}
+		op_end(op, SCHED_OP_IGNORED);
+		return;
+	}
+	if (op->event_id[0] != '\0')
+		sched_tx_add(&p.tx, "INSERT INTO processed (event_id) VALUES ($1::uuid)", 1,
+			     op->event_id);
+	sched_tx_outbox(&p.tx, op->ev, op->nev);
+	if (p.tx.oom || p.failed) {
+		snprintf(op->errmsg, sizeof(op->errmsg), "cannot build the transition: %.200s",
+			 p.failed ? p.errstr : "out of memory");
+		sched_tx_free(&p.tx);
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	if (p.finished_run)
+		snprintf(op->run_state, sizeof(op->run_state), "%s", p.run_state);
+	op->finished_run = p.finished_run;
+	op->dispatched = p.dispatched;
+	if (sw_store_tx_key(env->store, op->run_id, p.tx.st, p.tx.n, op_tx_cb, op) == -1) {
+		sched_tx_free(&p.tx);
+		snprintf(op->errmsg, sizeof(op->errmsg), "cannot queue the transition");
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	sched_tx_free(&p.tx);
+}
+
+static void op_read(struct sched_op *op)
+{
+	const char *params[3] = {op->run_id, op->event_id[0] ? op->event_id : NULL,
+				 op->kind == SCHED_OP_CANCEL ? op->tenant : NULL};
+
+	if (sw_store_query_key(op->env->store, op->run_id, sched_snap_sql, 3, params, op_read_cb,
+			       op) == -1) {
+		snprintf(op->errmsg, sizeof(op->errmsg), "cannot queue the read");
+		op_end(op, SCHED_OP_ERROR);
+	}
+}
+
+/* A step.started with the step.finished of the same attempt waiting
+ * behind it: the outcome's transition covers it. */
+static int op_superseded(struct sched_op *op)
+{
+	struct sched_run_lock *n;
+	struct sched_op *w;
+
+	if (op->kind != SCHED_OP_STARTED || (n = *lock_slot(op->env, op->run_id)) == NULL)
+		return 0;
+	for (w = n->head; w != NULL; w = w->next_waiting)
+		if (op_supersedes(w, op))
+			return 1;
+	return 0;
+}
+
+static void op_fold(struct sched_op *op)
+{
+	sw_metrics_counter_add(op->env->metrics, "sagewai_scheduler_started_folded_total",
+			       "step.started events folded into their step.finished transition.",
+			       1);
+	op_end(op, SCHED_OP_IGNORED);
+}
+
+/* The hold of a step.started is over: its outcome came (lock_take woke
+ * us), or it did not come in time and the step is marked running. */
+static void op_hold_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_op *op = arg;
+
+	(void)fd;
+	(void)what;
+	event_free(op->hold_ev);
+	op->hold_ev = NULL;
+	if (op_superseded(op))
+		op_fold(op);
+	else
+		op_read(op);
+}
+
+/* op holds its run: go, unless something behind it makes it moot; a
+ * step.started first waits a moment for its outcome. */
+static void op_begin(struct sched_op *op)
+{
+	struct timeval tv = {0, SCHED_STARTED_HOLD_MS * 1000};
+
+	if (op_superseded(op)) {
+		op_fold(op);
+		return;
+	}
+	if (op->kind == SCHED_OP_STARTED && !op->env->stopping &&
+	    (op->hold_ev = evtimer_new(op->env->base, op_hold_cb, op)) != NULL) {
+		if (evtimer_add(op->hold_ev, &tv) == 0)
+			return;
+		event_free(op->hold_ev);
+		op->hold_ev = NULL;
+	}
+	op_read(op);
+}
+
+void sched_ops_start(struct sched_op **ops, size_t n)
+{
+	struct sched_op *op;
+	size_t i, k = 0;
+
+	/* ops[0..k) become the ones that hold their run at once; the others
+	 * wait in their run's queue and may be begun (and freed) as soon as an
+	 * op before them ends, so they are not touched again here. */
+	for (i = 0; i < n; i++) {
+		op = ops[i];
+		switch (lock_take(op)) {
+		case 1:
+			ops[k++] = op;
+			break;
+		case 0:
+			break;
+		default:
+			snprintf(op->errmsg, sizeof(op->errmsg), "out of memory");
+			if (op->done != NULL)
+				op->done(op, SCHED_OP_ERROR, op->opaque);
+			free(op->output);
+			free(op->error);
+			free(op);
+		}
+	}
+	/* a holder lives until its own op_end, which only its op_begin reaches */
+	for (i = 0; i < k; i++)
+		op_begin(ops[i]);
+}
+
+void sched_op_start(struct sched_op *op)
+{
+	sched_ops_start(&op, 1);
+}

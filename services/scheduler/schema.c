@@ -1,0 +1,102 @@
+/*
+ * schema.c: the scheduler's tables in PostgreSQL (schema "scheduler",
+ * applied by sw_store's migrations at start) and the API's JSON of a run.
+ */
+#include "scheduler.h"
+
+static const char *const migration_1 =
+	"CREATE TABLE tenants ("
+	" name text PRIMARY KEY,"
+	" key_hash bytea NOT NULL UNIQUE,"
+	" created timestamptz NOT NULL DEFAULT now());"
+	"CREATE TABLE workflows ("
+	" tenant text NOT NULL,"
+	" name text NOT NULL,"
+	" version int NOT NULL,"
+	" yaml text NOT NULL,"
+	" def jsonb NOT NULL,"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (tenant, name, version));"
+	"CREATE TABLE runs ("
+	" id uuid PRIMARY KEY,"
+	" tenant text NOT NULL,"
+	" workflow text NOT NULL,"
+	" version int NOT NULL,"
+	" input jsonb NOT NULL,"
+	" state text NOT NULL,"
+	" output jsonb,"
+	" error text,"
+	" rev bigint NOT NULL DEFAULT 0,"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" started timestamptz,"
+	" finished timestamptz);"
+	"CREATE INDEX runs_tenant_created ON runs (tenant, created DESC);"
+	"CREATE INDEX runs_running ON runs (state) WHERE state = 'running';"
+	"CREATE TABLE steps ("
+	" run_id uuid NOT NULL REFERENCES runs (id),"
+	" idx int NOT NULL,"
+	" name text NOT NULL,"
+	" mode text NOT NULL,"
+	" state text NOT NULL,"
+	" attempt int NOT NULL DEFAULT 0,"
+	" output jsonb,"
+	" error text,"
+	" started timestamptz,"
+	" finished timestamptz,"
+	" deadline timestamptz,"
+	" next_attempt timestamptz,"
+	" dispatch_event_id uuid,"
+	" PRIMARY KEY (run_id, idx));"
+	"CREATE INDEX steps_deadline ON steps (deadline) WHERE state IN ('dispatched', 'running');"
+	"CREATE INDEX steps_retry ON steps (next_attempt) WHERE state = 'retrying';"
+	"CREATE TABLE processed ("
+	" event_id uuid PRIMARY KEY,"
+	" created timestamptz NOT NULL DEFAULT now());"
+	"CREATE INDEX processed_created ON processed (created);"
+	"CREATE TABLE outbox ("
+	" seq bigserial PRIMARY KEY,"
+	" event_id uuid NOT NULL UNIQUE,"
+	" topic text NOT NULL,"
+	" key text NOT NULL,"
+	" payload bytea NOT NULL,"
+	" created timestamptz NOT NULL DEFAULT now());"
+	/* the optimistic guard: first statement of every transition */
+	"CREATE FUNCTION bump_rev(p_id uuid, p_rev bigint) RETURNS void LANGUAGE plpgsql AS $$"
+	" BEGIN"
+	"  UPDATE runs SET rev = rev + 1 WHERE id = p_id AND rev = p_rev;"
+	"  IF NOT FOUND THEN"
+	"   RAISE EXCEPTION 'run % changed concurrently', p_id USING ERRCODE = 'SWREV';"
+	"  END IF;"
+	" END $$;"
+	"CREATE FUNCTION ts(t timestamptz) RETURNS text LANGUAGE sql STABLE AS $$"
+	" SELECT to_char(t AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') $$;"
+	/* the API's JSON of a run (docs/RUNS.md) */
+	"CREATE FUNCTION run_json(r runs) RETURNS json LANGUAGE sql STABLE AS $$"
+	" SELECT json_build_object('run_id', r.id, 'workflow', r.workflow,"
+	"  'version', r.version, 'state', r.state, 'input', r.input, 'output', r.output,"
+	"  'error', r.error, 'created', ts(r.created), 'started', ts(r.started),"
+	"  'finished', ts(r.finished), 'steps', (SELECT coalesce(json_agg(json_build_object("
+	"   'name', s.name, 'index', s.idx, 'mode', s.mode, 'state', s.state,"
+	"   'attempts', s.attempt, 'output', s.output, 'error', s.error,"
+	"   'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
+	"   FROM steps s WHERE s.run_id = r.id)) $$;";
+
+/* A run as the API shows it: run_json(r)::text of migration 1, spelled
+ * out. A SQL function with a sub-select is not inlined, so the server
+ * would parse and plan its body at every call; this text is prepared once
+ * per connection instead. $1 run id, $2 tenant. */
+const char *const sched_run_json_sql =
+	"SELECT json_build_object('run_id', r.id, 'workflow', r.workflow,"
+	" 'version', r.version, 'state', r.state, 'input', r.input, 'output', r.output,"
+	" 'error', r.error, 'created', ts(r.created), 'started', ts(r.started),"
+	" 'finished', ts(r.finished), 'steps', (SELECT coalesce(json_agg(json_build_object("
+	"  'name', s.name, 'index', s.idx, 'mode', s.mode, 'state', s.state,"
+	"  'attempts', s.attempt, 'output', s.output, 'error', s.error,"
+	"  'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
+	"  FROM steps s WHERE s.run_id = r.id))::text"
+	" FROM runs r WHERE r.id = $1::uuid AND r.tenant = $2";
+
+const struct sw_migration sched_migrations[] = {
+	{1, migration_1},
+};
+const size_t sched_nmigrations = sizeof(sched_migrations) / sizeof(sched_migrations[0]);
