@@ -82,17 +82,6 @@ static avro_schema_t skip_links(avro_schema_t s)
 	return s;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Bytes of a bytes/fixed JSON string: hex, or for defaults the Avro
  * convention of one code point 0-255 per byte. malloc'd in *out. */
 static int bytes_of(struct enc *e, const json_t *j, uint8_t **out, size_t *outlen)
@@ -117,15 +106,10 @@ static int bytes_of(struct enc *e, const json_t *j, uint8_t **out, size_t *outle
 			}
 		}
 	} else {
-		if (n % 2 != 0)
+		/* jansson's strings end in a NUL, which sw_hex_decode checks */
+		if (n % 2 != 0 || sw_hex_decode(s, b, n / 2) == -1)
 			goto bad;
-		for (size_t i = 0; i < n; i += 2) {
-			int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-
-			if (hi < 0 || lo < 0)
-				goto bad;
-			b[k++] = (uint8_t)(hi << 4 | lo);
-		}
+		k = n / 2;
 	}
 	*out = b;
 	*outlen = k;

@@ -11,6 +11,7 @@
 #include <librdkafka/rdkafka.h>
 #include <sodium.h>
 
+#include "sw_core.h"
 #include "sw_events.h"
 
 #define PROG "sagewai-event"
@@ -63,37 +64,30 @@ static void usage(FILE *o)
 	      o);
 }
 
+/* The whole file, NUL-terminated (caller frees); NULL with errno set. */
 static void *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, got;
+	struct sw_buf b = {0};
+	char chunk[8192];
+	size_t got;
+	int e;
 
 	if (f == NULL)
 		return NULL;
-	for (;;) {
-		if (n + 4096 + 1 > cap) {
-			char *nb = realloc(buf, cap = 2 * cap + 8192);
-
-			if (nb == NULL)
-				goto fail;
-			buf = nb;
-		}
-		got = fread(buf + n, 1, cap - n - 1, f);
-		n += got;
-		if (got == 0)
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (sw_buf_add(&b, chunk, got) == -1)
 			break;
+	sw_buf_add(&b, "", 0); /* an empty file is "", not NULL */
+	if (b.oom || ferror(f)) {
+		e = b.oom ? ENOMEM : errno;
+		sw_buf_free(&b);
+		fclose(f);
+		errno = e;
+		return NULL;
 	}
-	if (ferror(f))
-		goto fail;
 	fclose(f);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-fail:
-	free(buf);
-	fclose(f);
-	return NULL;
+	return sw_buf_steal(&b, len);
 }
 
 /* Print one decoded message as {"type": ..., ...event}; 0 or -1. */
