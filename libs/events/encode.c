@@ -293,7 +293,9 @@ static int set_value(struct enc *e, json_t *j, avro_value_t *v, int depth)
 
 		if (!json_is_string(j))
 			return wrong(e, "string", j);
-		if ((sym = avro_schema_enum_get_by_name(s, json_string_value(j))) < 0) {
+		/* a symbol is a C string: one holding U+0000 matches none */
+		if (strlen(json_string_value(j)) != json_string_length(j) ||
+		    (sym = avro_schema_enum_get_by_name(s, json_string_value(j))) < 0) {
 			sw_ev_err(e->errstr, e->errlen, "%s: \"%s\" is not a symbol of %s",
 				  path_of(e), json_string_value(j), avro_schema_name(s));
 			return -1;
@@ -381,12 +383,15 @@ static int check_header(json_t *hdr, const char *type, char *errstr, size_t errl
 	json_t *id = json_object_get(hdr, "event_id");
 	uint8_t uuid[16];
 
-	if (json_is_string(t) && strcmp(json_string_value(t), type) != 0) {
+	/* compared by length: a string may hold U+0000 */
+	if (json_is_string(t) && (json_string_length(t) != strlen(type) ||
+				  memcmp(json_string_value(t), type, strlen(type)) != 0)) {
 		sw_ev_err(errstr, errlen, "header.type: \"%s\" is not the event type \"%s\"",
 			  json_string_value(t), type);
 		return -1;
 	}
-	if (json_is_string(id) && sw_uuid_parse(json_string_value(id), uuid) != 0) {
+	if (json_is_string(id) && (strlen(json_string_value(id)) != json_string_length(id) ||
+				   sw_uuid_parse(json_string_value(id), uuid) != 0)) {
 		sw_ev_err(errstr, errlen, "header.event_id: \"%s\" is not a UUID",
 			  json_string_value(id));
 		return -1;

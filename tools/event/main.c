@@ -271,8 +271,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static int produce_one(rd_kafka_t *rk, const char *topic_arg, const char *type, json_t *ev,
 		       const void *msg, size_t len, char *err, size_t errlen)
 {
-	const char *key = json_string_value(json_object_get(json_object_get(ev, "header"),
-							    "run_id"));
+	json_t *jkey = json_object_get(json_object_get(ev, "header"), "run_id");
+	const char *key = json_string_value(jkey);
 	char topic[128];
 	rd_kafka_resp_err_t e;
 
@@ -282,7 +282,7 @@ static int produce_one(rd_kafka_t *rk, const char *topic_arg, const char *type, 
 		default_topic(type, topic, sizeof(topic));
 	do {
 		e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-				      RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+				      RD_KAFKA_V_KEY(key, key ? json_string_length(jkey) : 0),
 				      RD_KAFKA_V_VALUE((void *)msg, len),
 				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -314,7 +314,8 @@ static int encode_lines(struct sw_event_registry *r, const char *type_arg, rd_ka
 		char *b64 = NULL, tbuf[128];
 
 		no++;
-		ev = json_loadb(line, (size_t)n, 0, &jerr);
+		/* decode prints strings holding U+0000 as \u0000: take them back */
+		ev = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &jerr);
 		if (!json_is_object(ev)) {
 			snprintf(err, sizeof(err), "not a JSON object%s%s", ev ? "" : ": ",
 				 ev ? "" : jerr.text);
@@ -323,6 +324,7 @@ static int encode_lines(struct sw_event_registry *r, const char *type_arg, rd_ka
 		jt = json_object_get(ev, "type");
 		if (jt != NULL) {
 			if (!json_is_string(jt) ||
+			    strlen(json_string_value(jt)) != json_string_length(jt) ||
 			    (type != NULL && strcmp(type, json_string_value(jt)) != 0)) {
 				snprintf(err, sizeof(err), "\"type\" member does not match %s",
 					 type ? type : "a type name");
