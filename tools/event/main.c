@@ -11,8 +11,8 @@
 #include <librdkafka/rdkafka.h>
 #include <sodium.h>
 
+#include "event.h"
 #include "sw_core.h"
-#include "sw_events.h"
 
 #define PROG "sagewai-event"
 #define RAW_MAX (64u << 20) /* a length prefix above this means a corrupt stream */
@@ -24,6 +24,7 @@ static void usage(FILE *o)
 	      "       " PROG " produce --bootstrap BROKERS [--topic TOPIC] [TYPE]\n"
 	      "       " PROG " types\n"
 	      "       " PROG " schema [--canonical] TYPE\n"
+	      "       " PROG " docs\n"
 	      "       " PROG " --help\n"
 	      "\n"
 	      "decode   reads messages from stdin, one per line in base64 (standard\n"
@@ -47,6 +48,8 @@ static void usage(FILE *o)
 	      "         in hex; on the wire it follows C3 01 little-endian) and names.\n"
 	      "schema   prints the schema of TYPE with sagewai.Header expanded, then its\n"
 	      "         Parsing Canonical Form; --canonical prints only the latter.\n"
+	      "docs     prints the Markdown reference of every event type (topic, key,\n"
+	      "         producer, consumers, fields): docs/EVENTS.md is its output.\n"
 	      "\n"
 	      "Reading a topic with kcat (1.7): -f '%R%s' writes each payload prefixed\n"
 	      "with its length as a 32-bit big-endian integer, which is what --raw reads\n"
@@ -562,6 +565,11 @@ int main(int argc, char **argv)
 		}
 	} else if (strcmp(argv[1], "schema") == 0) {
 		rc = cmd_schema(r, argc - 1, argv + 1);
+	} else if (strcmp(argv[1], "docs") == 0 && argc == 2) {
+		if (event_docs(r, stdout) < 0) {
+			fprintf(stderr, PROG ": docs: cannot generate\n");
+			rc = 1;
+		}
 	} else {
 		fprintf(stderr, PROG ": unknown command \"%s\"\n", argv[1]);
 		usage(stderr);
