@@ -316,29 +316,15 @@ static void wait_done(struct phase *ph, size_t from, size_t to)
 
 /* ---- /metrics ------------------------------------------------------------ */
 
-struct body {
-	char *p;
-	size_t len;
-};
-
 static size_t body_cb(char *d, size_t sz, size_t nm, void *u)
 {
-	struct body *b = u;
-	char *np = realloc(b->p, b->len + sz * nm + 1);
-
-	if (np == NULL)
-		return 0;
-	b->p = np;
-	memcpy(b->p + b->len, d, sz * nm);
-	b->len += sz * nm;
-	b->p[b->len] = '\0';
-	return sz * nm;
+	return sw_buf_add(u, d, sz * nm) == 0 ? sz * nm : 0;
 }
 
 /* The value of metric name, or -1 when unreachable or missing. */
 static double metric(const char *name)
 {
-	struct body b = {0};
+	struct sw_buf b = {0};
 	double v = -1;
 	size_t n = strlen(name);
 	const char *p;
@@ -353,7 +339,7 @@ static double metric(const char *name)
 				v = atof(p + n + 1);
 				break;
 			}
-	free(b.p);
+	sw_buf_free(&b);
 	return v;
 }
 

@@ -31,6 +31,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sw_core.h"
+
 static const char *url, *bootstrap;
 
 static int64_t now_ns(void)
@@ -48,8 +50,7 @@ static void die(const char *what, const char *why)
 }
 
 struct buf {
-	char *p;
-	size_t len;
+	struct sw_buf body;
 	int done;    /* SSE: terminal run event seen */
 	size_t seen; /* SSE: bytes of whole events already looked at */
 };
@@ -58,15 +59,8 @@ static size_t collect(char *d, size_t sz, size_t nm, void *u)
 {
 	struct buf *b = u;
 	size_t n = sz * nm;
-	char *np = realloc(b->p, b->len + n + 1);
 
-	if (np == NULL)
-		return 0;
-	b->p = np;
-	memcpy(b->p + b->len, d, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return n;
+	return sw_buf_add(&b->body, d, n) == 0 ? n : 0;
 }
 
 /* SSE: stop reading once the run's terminal state arrives. Only "event:
@@ -79,9 +73,9 @@ static size_t sse_collect(char *d, size_t sz, size_t nm, void *u)
 
 	if (collect(d, sz, nm, u) == 0)
 		return 0;
-	while ((end = strstr(b->p + b->seen, "\n\n")) != NULL) {
-		ev = b->p + b->seen;
-		b->seen = (size_t)(end - b->p) + 2;
+	while ((end = strstr(b->body.p + b->seen, "\n\n")) != NULL) {
+		ev = b->body.p + b->seen;
+		b->seen = (size_t)(end - b->body.p) + 2;
 		if (strncmp(ev, "event: run\ndata: ", 17) == 0) {
 			json_t *run = json_loadb(ev + 17, (size_t)(end - ev) - 17, 0, NULL);
 			const char *st = json_string_value(json_object_get(run, "state"));
@@ -136,14 +130,14 @@ static int64_t run_once(CURL *c, const char *wf)
 
 	snprintf(body, sizeof(body), "{\"workflow\": \"%s\", \"input\": {\"n\": 1}}", wf);
 	if (request(c, "POST", "/v1/runs", body, "application/json", &b) != 201)
-		die("submit", b.p ? b.p : "no answer");
-	j = json_loads(b.p, 0, NULL);
+		die("submit", b.body.p ? b.body.p : "no answer");
+	j = json_loads(b.body.p, 0, NULL);
 	if (j == NULL || !json_is_string(json_object_get(j, "run_id")))
 		die("submit", "no run_id");
 	snprintf(path, sizeof(path), "%s/v1/runs/%s/events", url,
 		 json_string_value(json_object_get(j, "run_id")));
 	json_decref(j);
-	free(b.p);
+	sw_buf_free(&b.body);
 	memset(&b, 0, sizeof(b));
 	curl_easy_reset(c);
 	curl_easy_setopt(c, CURLOPT_URL, path);
@@ -153,7 +147,7 @@ static int64_t run_once(CURL *c, const char *wf)
 	curl_easy_perform(c);
 	if (!b.done)
 		die("events", "stream ended before the run finished");
-	free(b.p);
+	sw_buf_free(&b.body);
 	return now_ns() - t0;
 }
 
@@ -327,8 +321,8 @@ static void apply(CURL *c, const char *name, int steps)
 					i, i);
 	st = request(c, "POST", "/v1/workflows", yaml, "application/yaml", &b);
 	if (st != 201 && st != 200 && st != 409)
-		die("apply", b.p ? b.p : "no answer");
-	free(b.p);
+		die("apply", b.body.p ? b.body.p : "no answer");
+	sw_buf_free(&b.body);
 }
 
 int main(int argc, char **argv)

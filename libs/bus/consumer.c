@@ -430,14 +430,30 @@ int sw_bus_consumer_commit(struct sw_bus_consumer *c)
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : -1;
 }
 
-static void consumer_pause_resume(struct sw_bus_consumer *c, int pause)
+/* The current assignment (caller destroys), or NULL. A helper of its own
+ * so that the local whose address rd_kafka_assignment fills never shares
+ * a function with its later uses: GCC 12 at -O3, once the caller was
+ * inlined into sw_bus_consumer_pause/_resume, warned "dangling pointer to
+ * 'parts' may be used" at the pause/resume/destroy calls. That was a
+ * false positive (parts was in scope and held librdkafka's list, which we
+ * destroy exactly once), but -Werror builds must stay clean. */
+static rd_kafka_topic_partition_list_t *consumer_assignment(rd_kafka_t *rk)
 {
 	rd_kafka_topic_partition_list_t *parts = NULL;
+
+	if (rd_kafka_assignment(rk, &parts) != RD_KAFKA_RESP_ERR_NO_ERROR)
+		return NULL;
+	return parts;
+}
+
+static void consumer_pause_resume(struct sw_bus_consumer *c, int pause)
+{
+	rd_kafka_topic_partition_list_t *parts;
 
 	c->paused = pause;
 	if (c->closed)
 		return;
-	if (rd_kafka_assignment(c->rk, &parts) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+	if ((parts = consumer_assignment(c->rk)) != NULL) {
 		if (pause)
 			rd_kafka_pause_partitions(c->rk, parts);
 		else

@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "events_int.h"
+#include "sw_core.h"
 
 struct walk {
 	const uint8_t *p;
@@ -217,21 +218,6 @@ int sw_ev_check(struct sw_event_registry *r, const void *buf, size_t len, struct
 	return 0;
 }
 
-static char *hex(const uint8_t *b, size_t n)
-{
-	static const char digits[] = "0123456789abcdef";
-	char *s = malloc(2 * n + 1);
-
-	if (s == NULL)
-		return NULL;
-	for (size_t i = 0; i < n; i++) {
-		s[2 * i] = digits[b[i] >> 4];
-		s[2 * i + 1] = digits[b[i] & 15];
-	}
-	s[2 * n] = '\0';
-	return s;
-}
-
 static json_t *real_json(double d, char *errstr, size_t errlen)
 {
 	if (!isfinite(d)) {
@@ -297,7 +283,7 @@ json_t *sw_ev_value_to_json(avro_value_t *v, int depth, char *errstr, size_t err
 		if ((is_avro_bytes(s) ? avro_value_get_bytes(v, &b, &n)
 				      : avro_value_get_fixed(v, &b, &n)) != 0)
 			goto avro;
-		if ((h = hex(b, n)) == NULL)
+		if ((h = sw_hex_dup(b, n)) == NULL)
 			goto oom;
 		out = json_string(h);
 		free(h);

@@ -82,17 +82,6 @@ static avro_schema_t skip_links(avro_schema_t s)
 	return s;
 }
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Bytes of a bytes/fixed JSON string: hex, or for defaults the Avro
  * convention of one code point 0-255 per byte. malloc'd in *out. */
 static int bytes_of(struct enc *e, const json_t *j, uint8_t **out, size_t *outlen)
@@ -117,15 +106,10 @@ static int bytes_of(struct enc *e, const json_t *j, uint8_t **out, size_t *outle
 			}
 		}
 	} else {
-		if (n % 2 != 0)
+		/* jansson's strings end in a NUL, which sw_hex_decode checks */
+		if (n % 2 != 0 || sw_hex_decode(s, b, n / 2) == -1)
 			goto bad;
-		for (size_t i = 0; i < n; i += 2) {
-			int hi = hexval(s[i]), lo = hexval(s[i + 1]);
-
-			if (hi < 0 || lo < 0)
-				goto bad;
-			b[k++] = (uint8_t)(hi << 4 | lo);
-		}
+		k = n / 2;
 	}
 	*out = b;
 	*outlen = k;
@@ -309,7 +293,9 @@ static int set_value(struct enc *e, json_t *j, avro_value_t *v, int depth)
 
 		if (!json_is_string(j))
 			return wrong(e, "string", j);
-		if ((sym = avro_schema_enum_get_by_name(s, json_string_value(j))) < 0) {
+		/* a symbol is a C string: one holding U+0000 matches none */
+		if (strlen(json_string_value(j)) != json_string_length(j) ||
+		    (sym = avro_schema_enum_get_by_name(s, json_string_value(j))) < 0) {
 			sw_ev_err(e->errstr, e->errlen, "%s: \"%s\" is not a symbol of %s",
 				  path_of(e), json_string_value(j), avro_schema_name(s));
 			return -1;
@@ -397,12 +383,15 @@ static int check_header(json_t *hdr, const char *type, char *errstr, size_t errl
 	json_t *id = json_object_get(hdr, "event_id");
 	uint8_t uuid[16];
 
-	if (json_is_string(t) && strcmp(json_string_value(t), type) != 0) {
+	/* compared by length: a string may hold U+0000 */
+	if (json_is_string(t) && (json_string_length(t) != strlen(type) ||
+				  memcmp(json_string_value(t), type, strlen(type)) != 0)) {
 		sw_ev_err(errstr, errlen, "header.type: \"%s\" is not the event type \"%s\"",
 			  json_string_value(t), type);
 		return -1;
 	}
-	if (json_is_string(id) && sw_uuid_parse(json_string_value(id), uuid) != 0) {
+	if (json_is_string(id) && (strlen(json_string_value(id)) != json_string_length(id) ||
+				   sw_uuid_parse(json_string_value(id), uuid) != 0)) {
 		sw_ev_err(errstr, errlen, "header.event_id: \"%s\" is not a UUID",
 			  json_string_value(id));
 		return -1;

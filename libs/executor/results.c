@@ -140,12 +140,10 @@ static void save_cb(PGresult *res, const char *err, void *opaque)
 /* Store j->finished by dispatch id, then produce the stored bytes. */
 void exec_results_save(struct sw_executor_job *j)
 {
-	static const char hex[] = "0123456789abcdef";
 	struct sw_executor *ex = j->ex;
 	struct sw_event_header h;
 	const char *params[6];
 	char err[128], *x;
-	size_t i;
 
 	if (ex->cfg.store == NULL) {
 		publish(j);
@@ -162,11 +160,7 @@ void exec_results_save(struct sw_executor_job *j)
 	}
 	x[0] = '\\';
 	x[1] = 'x';
-	for (i = 0; i < j->finished_len; i++) {
-		x[2 + 2 * i] = hex[(unsigned char)j->finished[i] >> 4];
-		x[3 + 2 * i] = hex[(unsigned char)j->finished[i] & 15];
-	}
-	x[2 + 2 * j->finished_len] = '\0';
+	sw_hex_encode(j->finished, j->finished_len, x + 2);
 	params[0] = j->dh.event_id;
 	params[1] = j->dh.run_id;
 	params[2] = j->dh.step_id;

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sw_core.h"
 #include "wf_int.h"
 
 #define TPL_MAX_SEGS 64
@@ -259,28 +260,13 @@ static json_t *eval(struct render *r, const char *e, size_t len)
 	return cur;
 }
 
-struct buf {
-	char *p;
-	size_t len, cap;
-};
-
-static int buf_add(struct render *r, struct buf *b, const char *s, size_t n)
+/* Append to b what the render's budget allows. */
+static int buf_add(struct render *r, struct sw_buf *b, const char *s, size_t n)
 {
 	if (charge(r, n))
 		return -1;
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 64;
-		char *p;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((p = realloc(b->p, cap)) == NULL)
-			return rfail(r, "out of memory");
-		b->p = p;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, s, n);
-	b->len += n;
+	if (sw_buf_add(b, s, n) == -1)
+		return rfail(r, "out of memory");
 	return 0;
 }
 
@@ -289,7 +275,7 @@ static json_t *render_string(struct render *r, json_t *v)
 	const char *s = json_string_value(v), *e;
 	size_t len = json_string_length(v), pos = 0, open, elen, close;
 	char msg[300];
-	struct buf b = {0};
+	struct sw_buf b = {0};
 	json_t *x, *out;
 	int rc;
 
@@ -331,12 +317,12 @@ static json_t *render_string(struct render *r, json_t *v)
 		goto fail;
 	/* Interpolated values are valid UTF-8 (jansson strings and dumps). */
 	out = json_stringn_nocheck(b.p ? b.p : "", b.len);
-	free(b.p);
+	sw_buf_free(&b);
 	if (out == NULL)
 		rfail(r, "out of memory");
 	return out;
 fail:
-	free(b.p);
+	sw_buf_free(&b);
 	return NULL;
 }
 

@@ -11,6 +11,7 @@
 
 #include "cli.h"
 #include "sw_alog.h"
+#include "sw_core.h"
 
 #define AUDIT_SUMMARY_MAX 120
 
@@ -182,18 +183,6 @@ out:
 	return rc;
 }
 
-static void hex(const uint8_t *b, size_t n, char *out)
-{
-	static const char d[] = "0123456789abcdef";
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		out[2 * i] = d[b[i] >> 4];
-		out[2 * i + 1] = d[b[i] & 15];
-	}
-	out[2 * n] = '\0';
-}
-
 static int audit_verify(struct cli_env *env, int argc, char **argv)
 {
 	struct sw_alog_verify_result r;
@@ -223,7 +212,7 @@ static int audit_verify(struct cli_env *env, int argc, char **argv)
 		return CLI_FAIL;
 	}
 	free(dir);
-	hex(r.last_hash, SW_ALOG_HASH, h);
+	sw_hex_encode(r.last_hash, SW_ALOG_HASH, h);
 	if (env->json) {
 		json_t *o = json_pack("{s:b, s:I, s:I, s:s}", "ok", r.ok, "records",
 				      (json_int_t)r.records, "checkpoints",

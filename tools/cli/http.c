@@ -10,6 +10,7 @@
 
 #include "cli.h"
 #include "sse.h"
+#include "sw_core.h"
 
 #define CLI_MAX_BODY (64u << 20)   /* an answer larger than this is refused */
 #define CLI_MAX_ERRBODY (64u << 10) /* kept of an error answer to a stream */
@@ -71,36 +72,13 @@ static void url_shown(const char *url, char *out, size_t outlen)
 		snprintf(out, outlen, "%s", url);
 }
 
-struct body {
-	char *p;
-	size_t len, cap, max;
-	int overflow;
-};
-
+/* curl's write callback into a capped struct sw_buf: past the cap (over
+ * set) or out of memory, 0 makes curl stop. */
 static size_t body_write(char *ptr, size_t size, size_t nmemb, void *opaque)
 {
-	struct body *b = opaque;
 	size_t n = size * nmemb;
 
-	if (n > b->max - b->len) {
-		b->overflow = 1;
-		return 0;
-	}
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap : 4096;
-		char *np;
-
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL)
-			return 0;
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, ptr, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return n;
+	return sw_buf_add(opaque, ptr, n) == 0 ? n : 0;
 }
 
 /* Fill resp->code/message from an error body, and errstr with the line. */
@@ -207,12 +185,12 @@ int cli_http_call(struct cli_env *env, enum cli_target t, const char *method, co
 {
 	const char *base = target_url(env, t);
 	struct curl_slist *hdrs = NULL;
-	struct body b = {.max = CLI_MAX_BODY};
+	struct sw_buf b = {.max = CLI_MAX_BODY};
 	char cerr[CURL_ERROR_SIZE];
 	json_error_t je;
 	CURLcode cc;
 	CURL *c;
-	int rc = -1;
+	int rc = -1, over;
 
 	memset(resp, 0, sizeof(*resp));
 	c = easy_new(base, path, bearer, &hdrs, "application/json", body ? ctype : NULL, cerr);
@@ -233,10 +211,9 @@ int cli_http_call(struct cli_env *env, enum cli_target t, const char *method, co
 	}
 	cc = curl_easy_perform(c);
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &resp->status);
-	resp->body = b.p;
-	resp->len = b.len;
-	b.p = NULL;
-	if (b.overflow) {
+	over = b.over;
+	resp->body = sw_buf_steal(&b, &resp->len);
+	if (over) {
 		snprintf(errstr, errlen, "the answer of %s is larger than %u bytes", target_name(t),
 			 CLI_MAX_BODY);
 		goto out;
@@ -269,7 +246,7 @@ struct stream {
 	CURL *c;
 	struct cli_sse *sse;
 	long status;      /* known once the first body bytes arrive */
-	struct body err;  /* the body of an error answer */
+	struct sw_buf err; /* the body of an error answer */
 	int stopped;      /* the parser callback's positive value */
 	int failed;       /* the parser failed: perr says why */
 	char perr[256];
@@ -333,16 +310,14 @@ int cli_http_stream(struct cli_env *env, const char *path, struct cli_sse *sse, 
 		goto out;
 	}
 	if (resp.status < 200 || resp.status > 299) {
-		resp.body = s.err.p;
-		resp.len = s.err.len;
-		s.err.p = NULL;
+		resp.body = sw_buf_steal(&s.err, &resp.len);
 		error_answer(&resp, CLI_SCHEDULER, env->url, errstr, errlen);
 		goto out;
 	}
 	rc = 0;
 out:
 	cli_resp_free(&resp);
-	free(s.err.p);
+	sw_buf_free(&s.err);
 	curl_slist_free_all(hdrs);
 	if (s.c != NULL)
 		curl_easy_cleanup(s.c);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli.h"
+#include "sw_core.h"
 
 static const char main_help[] =
 	"usage: sagewai [global options] COMMAND [arguments]\n"
@@ -376,49 +377,37 @@ out:
 char *cli_read_file(const char *path, size_t max, size_t *len, char *errstr, size_t errlen)
 {
 	FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
-	size_t cap = 4096, n = 0, got;
-	char *buf = NULL, *np, shown[256];
+	struct sw_buf b;
+	char chunk[4096], shown[256];
+	size_t got;
 
 	cli_oneline(path, 200, shown, sizeof(shown));
 	if (f == NULL) {
 		snprintf(errstr, errlen, "cannot read %s: %s", shown, strerror(errno));
 		return NULL;
 	}
-	if ((buf = malloc(cap)) == NULL)
-		goto nomem;
-	for (;;) {
-		if (n + 1 >= cap) {
-			if (cap > max + 1) {
-				snprintf(errstr, errlen, "%s is larger than %zu bytes", shown, max);
-				goto fail;
-			}
-			cap *= 2;
-			if ((np = realloc(buf, cap)) == NULL)
-				goto nomem;
-			buf = np;
-		}
-		got = fread(buf + n, 1, cap - n - 1, f);
-		n += got;
-		if (got == 0)
+	sw_buf_init(&b, max);
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (sw_buf_add(&b, chunk, got) == -1)
 			break;
+	sw_buf_add(&b, "", 0); /* an empty file is "", not NULL */
+	if (b.oom) {
+		snprintf(errstr, errlen, "out of memory reading %s", shown);
+		goto fail;
+	}
+	if (b.over) {
+		snprintf(errstr, errlen, "%s is larger than %zu bytes", shown, max);
+		goto fail;
 	}
 	if (ferror(f)) {
 		snprintf(errstr, errlen, "cannot read %s: %s", shown, strerror(errno));
 		goto fail;
 	}
-	if (n > max) {
-		snprintf(errstr, errlen, "%s is larger than %zu bytes", shown, max);
-		goto fail;
-	}
-	buf[n] = '\0';
-	*len = n;
 	if (f != stdin)
 		fclose(f);
-	return buf;
-nomem:
-	snprintf(errstr, errlen, "out of memory reading %s", shown);
+	return sw_buf_steal(&b, len);
 fail:
-	free(buf);
+	sw_buf_free(&b);
 	if (f != stdin)
 		fclose(f);
 	return NULL;

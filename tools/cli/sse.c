@@ -8,50 +8,21 @@
 #include <string.h>
 
 #include "sse.h"
+#include "sw_core.h"
 
 #define SSE_DEFAULT_MAX (4u << 20)
-
-struct sse_buf {
-	char *p;
-	size_t len, cap;
-};
 
 struct cli_sse {
 	size_t max;          /* cap of a line and of one event's data */
 	cli_sse_cb cb;
 	void *opaque;
-	struct sse_buf line; /* the line being read */
-	struct sse_buf data; /* data lines so far, each followed by '\n' */
-	struct sse_buf event; /* the event type so far */
+	struct sw_buf line;  /* the line being read; capped at max */
+	struct sw_buf data;  /* data lines so far, each followed by '\n' */
+	struct sw_buf event; /* the event type so far */
 	int after_cr;        /* the last byte was a CR: a following LF is part of it */
 	int first_line;      /* no line ended yet (a BOM may open it) */
 	int stopped;         /* non-zero: the callback's value, or -1 on failure */
 };
-
-/* Append n bytes, keeping room for a NUL; -1 when the total would exceed max. */
-static int buf_add(struct sse_buf *b, const char *p, size_t n, size_t max)
-{
-	size_t want;
-	char *np;
-
-	if (n > max || b->len > max - n)
-		return -1;
-	want = b->len + n + 1;
-	if (want > b->cap) {
-		size_t cap = b->cap ? b->cap : 256;
-
-		while (cap < want)
-			cap *= 2;
-		if ((np = realloc(b->p, cap)) == NULL)
-			return -1;
-		b->p = np;
-		b->cap = cap;
-	}
-	memcpy(b->p + b->len, p, n);
-	b->len += n;
-	b->p[b->len] = '\0';
-	return 0;
-}
 
 struct cli_sse *cli_sse_new(size_t max_event, cli_sse_cb cb, void *opaque)
 {
@@ -63,6 +34,9 @@ struct cli_sse *cli_sse_new(size_t max_event, cli_sse_cb cb, void *opaque)
 	s->cb = cb;
 	s->opaque = opaque;
 	s->first_line = 1;
+	sw_buf_init(&s->line, s->max);
+	sw_buf_init(&s->data, s->max);
+	sw_buf_init(&s->event, s->max);
 	return s;
 }
 
@@ -70,9 +44,9 @@ void cli_sse_destroy(struct cli_sse *s)
 {
 	if (s == NULL)
 		return;
-	free(s->line.p);
-	free(s->data.p);
-	free(s->event.p);
+	sw_buf_free(&s->line);
+	sw_buf_free(&s->data);
+	sw_buf_free(&s->event);
 	free(s);
 }
 
@@ -132,13 +106,13 @@ static int process_line(struct cli_sse *s, char *errstr, size_t errlen)
 	}
 	if (flen == 5 && memcmp(line, "event", 5) == 0) {
 		s->event.len = 0;
-		if (buf_add(&s->event, val, vlen, s->max) == -1)
+		if (sw_buf_add(&s->event, val, vlen) == -1)
 			goto toolong;
 		/* a NUL makes the type shorter than its bytes: keep the C string */
 		s->event.len = strlen(s->event.p);
 	} else if (flen == 4 && memcmp(line, "data", 4) == 0) {
-		if (buf_add(&s->data, val, vlen, s->max) == -1 ||
-		    buf_add(&s->data, "\n", 1, s->max) == -1)
+		if (sw_buf_add(&s->data, val, vlen) == -1 ||
+		    sw_buf_add(&s->data, "\n", 1) == -1)
 			goto toolong;
 	}
 	return 0;
@@ -166,7 +140,7 @@ int cli_sse_feed(struct cli_sse *s, const char *buf, size_t len, char *errstr, s
 		}
 		for (j = i; j < len && buf[j] != '\r' && buf[j] != '\n'; j++)
 			;
-		if (buf_add(&s->line, buf + i, j - i, s->max) == -1) {
+		if (sw_buf_add(&s->line, buf + i, j - i) == -1) {
 			snprintf(errstr, errlen, "event stream: a line is longer than %zu bytes",
 				 s->max);
 			s->stopped = -1;

@@ -11,7 +11,8 @@
 #include <librdkafka/rdkafka.h>
 #include <sodium.h>
 
-#include "sw_events.h"
+#include "event.h"
+#include "sw_core.h"
 
 #define PROG "sagewai-event"
 #define RAW_MAX (64u << 20) /* a length prefix above this means a corrupt stream */
@@ -23,6 +24,7 @@ static void usage(FILE *o)
 	      "       " PROG " produce --bootstrap BROKERS [--topic TOPIC] [TYPE]\n"
 	      "       " PROG " types\n"
 	      "       " PROG " schema [--canonical] TYPE\n"
+	      "       " PROG " docs\n"
 	      "       " PROG " --help\n"
 	      "\n"
 	      "decode   reads messages from stdin, one per line in base64 (standard\n"
@@ -46,6 +48,8 @@ static void usage(FILE *o)
 	      "         in hex; on the wire it follows C3 01 little-endian) and names.\n"
 	      "schema   prints the schema of TYPE with sagewai.Header expanded, then its\n"
 	      "         Parsing Canonical Form; --canonical prints only the latter.\n"
+	      "docs     prints the Markdown reference of every event type (topic, key,\n"
+	      "         producer, consumers, fields): docs/EVENTS.md is its output.\n"
 	      "\n"
 	      "Reading a topic with kcat (1.7): -f '%R%s' writes each payload prefixed\n"
 	      "with its length as a 32-bit big-endian integer, which is what --raw reads\n"
@@ -63,37 +67,30 @@ static void usage(FILE *o)
 	      o);
 }
 
+/* The whole file, NUL-terminated (caller frees); NULL with errno set. */
 static void *read_file(const char *path, size_t *len)
 {
 	FILE *f = fopen(path, "rb");
-	char *buf = NULL;
-	size_t cap = 0, n = 0, got;
+	struct sw_buf b = {0};
+	char chunk[8192];
+	size_t got;
+	int e;
 
 	if (f == NULL)
 		return NULL;
-	for (;;) {
-		if (n + 4096 + 1 > cap) {
-			char *nb = realloc(buf, cap = 2 * cap + 8192);
-
-			if (nb == NULL)
-				goto fail;
-			buf = nb;
-		}
-		got = fread(buf + n, 1, cap - n - 1, f);
-		n += got;
-		if (got == 0)
+	while ((got = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		if (sw_buf_add(&b, chunk, got) == -1)
 			break;
+	sw_buf_add(&b, "", 0); /* an empty file is "", not NULL */
+	if (b.oom || ferror(f)) {
+		e = b.oom ? ENOMEM : errno;
+		sw_buf_free(&b);
+		fclose(f);
+		errno = e;
+		return NULL;
 	}
-	if (ferror(f))
-		goto fail;
 	fclose(f);
-	buf[n] = '\0';
-	*len = n;
-	return buf;
-fail:
-	free(buf);
-	fclose(f);
-	return NULL;
+	return sw_buf_steal(&b, len);
 }
 
 /* Print one decoded message as {"type": ..., ...event}; 0 or -1. */
@@ -277,8 +274,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 static int produce_one(rd_kafka_t *rk, const char *topic_arg, const char *type, json_t *ev,
 		       const void *msg, size_t len, char *err, size_t errlen)
 {
-	const char *key = json_string_value(json_object_get(json_object_get(ev, "header"),
-							    "run_id"));
+	json_t *jkey = json_object_get(json_object_get(ev, "header"), "run_id");
+	const char *key = json_string_value(jkey);
 	char topic[128];
 	rd_kafka_resp_err_t e;
 
@@ -288,7 +285,7 @@ static int produce_one(rd_kafka_t *rk, const char *topic_arg, const char *type, 
 		default_topic(type, topic, sizeof(topic));
 	do {
 		e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-				      RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+				      RD_KAFKA_V_KEY(key, key ? json_string_length(jkey) : 0),
 				      RD_KAFKA_V_VALUE((void *)msg, len),
 				      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
@@ -320,7 +317,8 @@ static int encode_lines(struct sw_event_registry *r, const char *type_arg, rd_ka
 		char *b64 = NULL, tbuf[128];
 
 		no++;
-		ev = json_loadb(line, (size_t)n, 0, &jerr);
+		/* decode prints strings holding U+0000 as \u0000: take them back */
+		ev = json_loadb(line, (size_t)n, JSON_ALLOW_NUL, &jerr);
 		if (!json_is_object(ev)) {
 			snprintf(err, sizeof(err), "not a JSON object%s%s", ev ? "" : ": ",
 				 ev ? "" : jerr.text);
@@ -329,6 +327,7 @@ static int encode_lines(struct sw_event_registry *r, const char *type_arg, rd_ka
 		jt = json_object_get(ev, "type");
 		if (jt != NULL) {
 			if (!json_is_string(jt) ||
+			    strlen(json_string_value(jt)) != json_string_length(jt) ||
 			    (type != NULL && strcmp(type, json_string_value(jt)) != 0)) {
 				snprintf(err, sizeof(err), "\"type\" member does not match %s",
 					 type ? type : "a type name");
@@ -566,6 +565,11 @@ int main(int argc, char **argv)
 		}
 	} else if (strcmp(argv[1], "schema") == 0) {
 		rc = cmd_schema(r, argc - 1, argv + 1);
+	} else if (strcmp(argv[1], "docs") == 0 && argc == 2) {
+		if (event_docs(r, stdout) < 0) {
+			fprintf(stderr, PROG ": docs: cannot generate\n");
+			rc = 1;
+		}
 	} else {
 		fprintf(stderr, PROG ": unknown command \"%s\"\n", argv[1]);
 		usage(stderr);
