@@ -15,6 +15,15 @@
 #                      level hides the started line)
 #       Fails when PID exits first or after 15 s.
 
+# sw_pid_alive PID: running (an exited process its parent has not reaped yet,
+# a zombie, is not: tools/stack's processes outlive their parent)
+sw_pid_alive() {
+	local st
+	kill -0 "$1" 2>/dev/null || return 1
+	st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+	case "$st" in Z* | '') return 1 ;; esac
+}
+
 sw_port_from_log() { # LOG OFFSET
 	[ -f "$1" ] || return 1
 	tail -c +"$(($2 + 1))" "$1" 2>/dev/null |
@@ -39,7 +48,7 @@ sw_port_wait() { # PID LOG [OFFSET [PORTFILE]]
 			[ "$(echo "$port" | wc -l)" = 1 ] || port=
 		fi
 		case "$port" in [1-9]*) echo "$port"; return 0 ;; esac
-		kill -0 "$pid" 2>/dev/null || return 1
+		sw_pid_alive "$pid" || return 1
 		sleep 0.05
 	done
 	return 1

@@ -125,7 +125,7 @@ sw_stack_launch() {
 		if port=$(sw_port_wait "$pid" "$work/$name.log" "$off" "$work/$name.portfile"); then
 			break
 		fi
-		if [ $try = 1 ] && [ -s "$work/$name.port" ] && ! kill -0 "$pid" 2>/dev/null; then
+		if [ $try = 1 ] && [ -s "$work/$name.port" ] && ! sw_pid_alive "$pid"; then
 			echo "$name: could not start on port $(cat "$work/$name.port"); trying a new one" >&2
 			rm -f "$work/$name.port"
 			continue
@@ -143,7 +143,7 @@ sw_stack_kill() { # WORK NAME [SIG]
 	local pid
 	pid=$(cat "$1/$2.pid" 2>/dev/null) || return 0
 	kill "-${3:-KILL}" "$pid" 2>/dev/null || true
-	for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+	for _ in $(seq 1 200); do sw_pid_alive "$pid" || return 0; sleep 0.05; done
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
