@@ -5,6 +5,15 @@
  * queue. That queue writes a byte to our pipe when it turns non-empty
  * (rd_kafka_queue_io_event_enable); the event base watches the pipe and we
  * serve the queue with rd_kafka_poll(rk, 0), so no callback ever blocks.
+ *
+ * librdkafka learns a topic's partitions only for topics it knows, and it
+ * asks for unknown ones from a timer that runs once a second: the first
+ * message to each topic would wait up to a second (measured: 0.9 s per
+ * producer and topic, on every hop of a run's first steps). So the producer
+ * holds a handle on each sagewai topic (sw_bus_topics) from the start: their
+ * metadata comes with the first connection or that timer's first turn, before
+ * anything is produced. The topics exist anyway (infra/kafka/topics.tsv;
+ * every consumer subscribes to them).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -19,6 +28,7 @@ struct sw_bus_producer {
 	struct event_base *base;
 	rd_kafka_t *rk;
 	rd_kafka_queue_t *mainq; /* reference to the main queue */
+	rd_kafka_topic_t **topics; /* one handle per sw_bus_topics entry, NULL-ended */
 	int pipefd[2];		 /* main queue wake-ups */
 	struct event *ev;	 /* pipefd[0] readable */
 	sw_bus_delivery_cb dr;
@@ -103,6 +113,27 @@ static void producer_on_wakeup(evutil_socket_t fd, short what, void *arg)
 		event_active(p->ev, EV_READ, 0);
 }
 
+/* Take a handle on each sagewai topic (see the top of this file). */
+static int producer_topics_hold(struct sw_bus_producer *p, char *errstr, size_t errlen)
+{
+	size_t n = 0, i;
+
+	while (sw_bus_topics[n] != NULL)
+		n++;
+	if ((p->topics = calloc(n + 1, sizeof(*p->topics))) == NULL) {
+		snprintf(errstr, errlen, "producer: out of memory");
+		return -1;
+	}
+	for (i = 0; i < n; i++) {
+		if ((p->topics[i] = rd_kafka_topic_new(p->rk, sw_bus_topics[i], NULL)) == NULL) {
+			snprintf(errstr, errlen, "producer: topic %s: %s", sw_bus_topics[i],
+				 rd_kafka_err2str(rd_kafka_last_error()));
+			return -1;
+		}
+	}
+	return 0;
+}
+
 struct sw_bus_producer *sw_bus_producer_new(struct event_base *base, const char *bootstrap,
 					    const char *client_id, const char *const *extra,
 					    sw_bus_delivery_cb dr, void *opaque, char *errstr,
@@ -144,6 +175,8 @@ struct sw_bus_producer *sw_bus_producer_new(struct event_base *base, const char 
 		goto fail;
 	}
 	conf = NULL; /* owned by rk now */
+	if (producer_topics_hold(p, errstr, errlen) == -1)
+		goto fail;
 
 	if (bus_pipe_open(p->pipefd, errstr, errlen) == -1)
 		goto fail;
@@ -246,6 +279,9 @@ void sw_bus_producer_destroy(struct sw_bus_producer *p)
 	}
 	if (p->ev != NULL)
 		event_free(p->ev);
+	for (size_t i = 0; p->topics != NULL && p->topics[i] != NULL; i++)
+		rd_kafka_topic_destroy(p->topics[i]);
+	free(p->topics);
 	if (p->rk != NULL)
 		rd_kafka_destroy(p->rk);
 	bus_pipe_close(p->pipefd);

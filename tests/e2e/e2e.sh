@@ -193,7 +193,7 @@ secrets)
 		"$SAGEWAI_DATA_DIR" 2>/dev/null | grep -v '/llm-mock.log$' || true)
 	[ -z "$found" ] || fail "the LLM key appears in: $found"
 	# and the check itself can fail: the key is really in the worker's env file
-	grep -qF -- "$key" "$work/worker.env" || fail "grep found nothing where the key is"
+	cat "$work"/worker*.env | grep -qF -- "$key" || fail "grep found nothing where the key is"
 	echo "the key appears in none of: service logs, CLI output, Kafka topics, audit log"
 	;;
 tenants)

@@ -1,13 +1,13 @@
 # Private PostgreSQL clusters for the demo and the test harness (sourced).
-# A cluster lives in DIR/pg with its socket in DIR/pgsock, listening on
-# 127.0.0.1:$(cat DIR/pg.port) with trust authentication; as root the
-# server runs as the postgres user (initdb refuses root).
+# A cluster lives in DIR/pg and listens only on a Unix socket in the private
+# directory DIR/pgsock (listen_addresses=''), with trust authentication: no
+# TCP port, so nothing to pick or collide on (PostgreSQL cannot bind port 0
+# and report it). Clients use the DSN of sw_pg_dsn (host=DIR/pgsock); the
+# socket's name still carries a port number, always 5432, which is private to
+# the directory. As root the server runs as the postgres user (initdb
+# refuses root).
 
 sw_pgbin=${SW_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
-
-sw_free_port() {
-	python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 sw_as_pg() {
 	if [ "$(id -u)" = 0 ]; then
@@ -17,12 +17,13 @@ sw_as_pg() {
 	fi
 }
 
-# sw_pg_init DIR: create the cluster and choose its port
+sw_pg_port=5432 # in the socket's name only
+
+# sw_pg_init DIR: create the cluster
 sw_pg_init() {
 	local dir=$1
 	mkdir -p "$dir/pg" "$dir/pgsock"
 	chmod 755 "$dir"
-	sw_free_port >"$dir/pg.port"
 	if [ "$(id -u)" = 0 ]; then
 		chown postgres "$dir/pg" "$dir/pgsock"
 		touch "$dir/pg.log" && chown postgres "$dir/pg.log"
@@ -39,7 +40,7 @@ sw_pg_init() {
 sw_pg_start() {
 	local dir=$1
 	sw_as_pg "$sw_pgbin/pg_ctl" -D "$dir/pg" -l "$dir/pg.log" -w -t 60 \
-		-o "-p $(cat "$dir/pg.port") -k $dir/pgsock -c listen_addresses=127.0.0.1" \
+		-o "-p $sw_pg_port -k $dir/pgsock -c listen_addresses=''" \
 		start >/dev/null
 }
 
@@ -51,5 +52,5 @@ sw_pg_stop() {
 }
 
 sw_pg_dsn() {
-	echo "host=127.0.0.1 port=$(cat "$1/pg.port") user=postgres dbname=postgres"
+	echo "host=$1/pgsock port=$sw_pg_port user=postgres dbname=postgres"
 }

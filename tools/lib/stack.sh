@@ -9,21 +9,37 @@
 #         env       those named by $SAGEWAI_KAFKA_BOOTSTRAP and $SAGEWAI_PG_DSN
 #                   (a fresh database is created there for this stack)
 #       and write WORK/stack.env (KEY=VALUE) and WORK/stack.sh.env (sourceable).
+#       Every server binds port 0 and reports the port it got (its "started"
+#       log line, see port.sh), kept in WORK/NAME.port; its URL goes into
+#       stack.env as it becomes known (SAGEWAI_URL, SAGEWAI_AUDIT_URL,
+#       SAGEWAI_SANDBOXD_URL, SAGEWAI_WORKER_URL, SAGEWAI_LLM_BASE_URL).
+#       A later start in the same WORK (tools/stack up after down) reuses the
+#       PostgreSQL cluster and WORK/data, and each server first tries the
+#       port it had, so that exported URLs stay valid, taking a new one when
+#       that port is taken.
 #       Unless SW_STACK_SANDBOXD=0 (and when bwrap is present) sagewai-sandboxd
 #       runs too; only once it is up do the scheduler get SAGEWAI_RUNNABLE_MODES=
 #       in_process,sandboxed and the worker SAGEWAI_WORKER_OTHER_MODES=ignore
-#       (in WORK/scheduler.env and WORK/worker.env): the worker then leaves
+#       (in WORK/scheduler.gen.env and WORK/worker.gen.env, rewritten at each
+#       start; WORK/NAME.env, the caller's settings, wins): the worker then leaves
 #       sandboxed steps to sandboxd and still refuses the other modes after its
 #       preview-gate check; sandboxd applies the same backstop.
 #   sw_stack_restart WORK NAME         restart one service (after kill -9, or to
-#                                      pick up WORK/NAME.env, extra settings)
+#                                      pick up WORK/NAME.env, extra settings),
+#                                      on the port it had
 #   sw_stack_kill WORK NAME [SIG]      signal one service (default KILL)
 #   sw_stack_stop WORK                 stop all of it
+#
+#   sw_stack_launch WORK NAME          start WORK/run-NAME.sh and learn its port
+#   sw_stack_ready WORK                wait until the scheduler consumes its
+#                                      partitions (see there)
 #
 # Each service runs from WORK/run-NAME.sh; logs go to WORK/NAME.log.
 
 # shellcheck source=pg.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pg.sh"
+# shellcheck source=port.sh
+. "$(dirname "${BASH_SOURCE[0]}")/port.sh"
 
 sw_stack_root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 
@@ -38,44 +54,121 @@ sw_stack_wait_http() { # URL NAME WORK
 	return 1
 }
 
-# sw_stack_service WORK NAME PORT CMD...: write WORK/run-NAME.sh and start it
+# sw_stack_env_set WORK KEY VALUE: set KEY in stack.env and stack.sh.env
+sw_stack_env_set() {
+	local work=$1
+	{
+		grep -v "^$2=" "$work/stack.env" 2>/dev/null || true
+		echo "$2=$3"
+	} >"$work/stack.env.tmp"
+	mv "$work/stack.env.tmp" "$work/stack.env"
+	sed 's/^\([A-Z_]*\)=\(.*\)$/\1='"'"'\2'"'"'/' "$work/stack.env" >"$work/stack.sh.env"
+}
+
+# The stack.env entry naming a service's URL, and the URL's path.
+sw_stack_url_key() { # NAME
+	case "$1" in
+	scheduler) echo SAGEWAI_URL ;;
+	audit) echo SAGEWAI_AUDIT_URL ;;
+	sandboxd) echo SAGEWAI_SANDBOXD_URL ;;
+	worker) echo SAGEWAI_WORKER_URL ;;
+	llm-mock) echo "SAGEWAI_LLM_BASE_URL /v1" ;;
+	esac
+}
+
+sw_stack_url() { # WORK NAME
+	echo "http://127.0.0.1:$(cat "$1/$2.port")"
+}
+
+# sw_stack_service WORK NAME CMD...: write WORK/run-NAME.sh and start it.
+# An argument @PORT@ stands for the port to bind ($SAGEWAI_HTTP_PORT: the
+# one the service had, or 0).
 sw_stack_service() {
-	local work=$1 name=$2 port=$3
-	shift 3
+	local work=$1 name=$2 a
+	shift 2
 	{
 		echo '#!/usr/bin/env bash'
 		echo "set -a"
 		echo ". '$work/stack.sh.env'"
-		echo "SAGEWAI_HTTP_PORT=$port"
+		echo "SAGEWAI_HTTP_PORT=0"
+		echo "[ -s '$work/$name.port' ] && SAGEWAI_HTTP_PORT=\$(cat '$work/$name.port')"
+		echo "SAGEWAI_PORT_FILE='$work/$name.portfile'"
+		echo "[ -f '$work/$name.gen.env' ] && . '$work/$name.gen.env'"
 		echo "[ -f '$work/$name.env' ] && . '$work/$name.env'"
 		echo "set +a"
 		printf 'exec'
-		printf " %q" "$@"
+		for a in "$@"; do
+			if [ "$a" = @PORT@ ]; then
+				printf ' "$SAGEWAI_HTTP_PORT"'
+			else
+				printf " %q" "$a"
+			fi
+		done
 		echo " >>'$work/$name.log' 2>&1 </dev/null"
 	} >"$work/run-$name.sh"
-	echo "$port" >"$work/$name.port"
 	sw_stack_launch "$work" "$name"
 }
 
-sw_stack_launch() { # WORK NAME
-	setsid bash "$1/run-$2.sh" &
-	echo $! >"$1/$2.pid"
-	echo "$2" >>"$1/services"
+# sw_stack_launch WORK NAME: start WORK/run-NAME.sh detached (setsid), wait
+# for the port it bound, record it (WORK/NAME.port) and its URL. A service
+# that exits before reporting a port while it was asked for its old one
+# starts once more on port 0 (the old port may have been taken meanwhile).
+sw_stack_launch() {
+	local work=$1 name=$2 off=0 pid port key try
+	for try in 1 2; do
+		[ -f "$work/$name.log" ] && off=$(stat -c %s "$work/$name.log")
+		rm -f "$work/$name.portfile"
+		setsid bash "$work/run-$name.sh" &
+		pid=$!
+		echo "$pid" >"$work/$name.pid"
+		grep -qx "$name" "$work/services" 2>/dev/null || echo "$name" >>"$work/services"
+		if port=$(sw_port_wait "$pid" "$work/$name.log" "$off" "$work/$name.portfile"); then
+			break
+		fi
+		if [ $try = 1 ] && [ -s "$work/$name.port" ] && ! sw_pid_alive "$pid"; then
+			echo "$name: could not start on port $(cat "$work/$name.port"); trying a new one" >&2
+			rm -f "$work/$name.port"
+			continue
+		fi
+		echo "$name reported no port; its log:" >&2
+		tail -n 20 "$work/$name.log" >&2
+		return 1
+	done
+	echo "$port" >"$work/$name.port"
+	read -r key path <<<"$(sw_stack_url_key "$name")"
+	[ -z "$key" ] || sw_stack_env_set "$work" "$key" "http://127.0.0.1:$port${path:-}"
 }
 
 sw_stack_kill() { # WORK NAME [SIG]
 	local pid
-	pid=$(cat "$1/$2.pid")
+	pid=$(cat "$1/$2.pid" 2>/dev/null) || return 0
 	kill "-${3:-KILL}" "$pid" 2>/dev/null || true
-	for _ in $(seq 1 200); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.05; done
+	for _ in $(seq 1 200); do sw_pid_alive "$pid" || return 0; sleep 0.05; done
 	kill -KILL "$pid" 2>/dev/null || true
 }
 
 sw_stack_restart() { # WORK NAME
 	sw_stack_kill "$1" "$2" TERM
-	sw_stack_launch "$1" "$2"
-	[ "$2" = llm-mock ] ||
-		sw_stack_wait_http "http://127.0.0.1:$(cat "$1/$2.port")" "$2" "$1"
+	sw_stack_launch "$1" "$2" || return 1
+	[ "$2" = llm-mock ] || sw_stack_wait_http "$(sw_stack_url "$1" "$2")" "$2" "$1"
+}
+
+# sw_stack_ready WORK: wait (up to 15 s) until the scheduler has its
+# partitions. A consumer group's first member gets its partitions only after
+# the broker's initial rebalance delay (3 s on the embedded broker, fixed in
+# librdkafka's mock cluster; 0 in the harness); a run submitted before then
+# waits for it. The scheduler is started last, so its group forms last; it
+# alone reports its assignment (sagewai_scheduler_partitions_assigned).
+sw_stack_ready() {
+	local url n
+	url=$(sw_stack_url "$1" scheduler)
+	for _ in $(seq 1 300); do
+		n=$(curl -fsS "$url/metrics" 2>/dev/null |
+			sed -n 's/^sagewai_scheduler_partitions_assigned \([0-9]*\).*/\1/p')
+		[ "${n:-0}" -gt 0 ] && return 0
+		sleep 0.05
+	done
+	return 1
 }
 
 sw_stack_start() {
@@ -83,6 +176,7 @@ sw_stack_start() {
 	mkdir -p "$work"
 	chmod 755 "$work"
 	: >"$work/services"
+	rm -f "$work"/*.gen.env
 
 	case "$kind" in
 	env)
@@ -97,75 +191,70 @@ sw_stack_start() {
 		dsn=$(sed -n 's/^SAGEWAI_PG_DSN=//p' "$work/harness/env")
 		;;
 	*)
+		rm -f "$work/bootstrap"
 		setsid "$build/tools/devbroker/sagewai-devbroker" \
 			--bootstrap-file "$work/bootstrap" >"$work/devbroker.log" 2>&1 </dev/null &
 		echo $! >"$work/devbroker.pid"
 		for _ in $(seq 1 100); do [ -s "$work/bootstrap" ] && break; sleep 0.05; done
 		bootstrap=$(cat "$work/bootstrap")
-		sw_pg_init "$work"
+		# the cluster (and its data) of an earlier start in WORK, if any
+		[ -f "$work/pg/PG_VERSION" ] || sw_pg_init "$work"
 		sw_pg_start "$work"
 		dsn=$(sw_pg_dsn "$work")
 		;;
 	esac
 	echo "$kind" >"$work/kind"
 
-	local llm_port audit_port sched_port worker_port sbd_port
-	llm_port=$(sw_free_port)
-	sbd_port=$(sw_free_port)
-	audit_port=$(sw_free_port)
-	sched_port=$(sw_free_port)
-	worker_port=$(sw_free_port)
-	local llm_url=${SAGEWAI_LLM_BASE_URL:-http://127.0.0.1:$llm_port/v1}
 	local llm_key=${SAGEWAI_LLM_API_KEY:-sk-mock-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')}
 	cat >"$work/stack.env" <<-EOF
 		SAGEWAI_KAFKA_BOOTSTRAP=$bootstrap
 		SAGEWAI_PG_DSN=$dsn
-		SAGEWAI_URL=http://127.0.0.1:$sched_port
-		SAGEWAI_AUDIT_URL=http://127.0.0.1:$audit_port
 		SAGEWAI_DATA_DIR=$work/data
-		SAGEWAI_LLM_BASE_URL=$llm_url
 		SAGEWAI_LLM_MODEL=${SAGEWAI_LLM_MODEL:-mock-1}
 		SAGEWAI_LOG_LEVEL=${SAGEWAI_LOG_LEVEL:-info}
 	EOF
+	[ -z "${SAGEWAI_LLM_BASE_URL:-}" ] ||
+		echo "SAGEWAI_LLM_BASE_URL=$SAGEWAI_LLM_BASE_URL" >>"$work/stack.env"
 	# the mock cluster answers a fetch only when fetch.wait.max.ms runs out
 	# (a real broker answers as soon as data arrives): keep it short there
 	[ "$kind" = embedded ] &&
 		echo "SAGEWAI_KAFKA_CONSUMER_CONFIG=fetch.wait.max.ms=5" >>"$work/stack.env"
 	sed 's/^\([A-Z_]*\)=\(.*\)$/\1='"'"'\2'"'"'/' "$work/stack.env" >"$work/stack.sh.env"
 	# the key reaches the worker (and the mock) only, never stack.env
-	printf "SAGEWAI_LLM_API_KEY='%s'\n" "$llm_key" >>"$work/worker.env"
+	printf "SAGEWAI_LLM_API_KEY='%s'\n" "$llm_key" >"$work/worker.gen.env"
 	echo "$llm_key" >"$work/llm.key"
-	chmod 600 "$work/llm.key" "$work/worker.env"
+	chmod 600 "$work/llm.key" "$work/worker.gen.env"
 
+	# each server is up (it reported its port) before the next one starts:
+	# the worker needs the LLM's URL, the scheduler sandboxd's
 	if [ -z "${SAGEWAI_LLM_BASE_URL:-}" ]; then
-		sw_stack_service "$work" llm-mock "$llm_port" \
-			"$build/tools/llm-mock/sagewai-llm-mock" --port "$llm_port" \
-			--require-key-file "$work/llm.key" ${SW_STACK_LLM_ARGS:-}
+		sw_stack_service "$work" llm-mock "$build/tools/llm-mock/sagewai-llm-mock" \
+			--port @PORT@ --port-file "$work/llm-mock.portfile" --require-key-file "$work/llm.key" ${SW_STACK_LLM_ARGS:-} ||
+			return 1
 	fi
-	sw_stack_service "$work" audit "$audit_port" "$build/services/audit/sagewai-audit" serve
-	# sandboxd before the scheduler, which must know whether it may dispatch
-	# sandboxed steps
+	sw_stack_service "$work" audit "$build/services/audit/sagewai-audit" serve || return 1
 	if [ "${SW_STACK_SANDBOXD:-1}" = 1 ] && [ -x /usr/bin/bwrap ] &&
 		[ -x "$build/services/sandboxd/sagewai-sandboxd" ]; then
-		echo "SAGEWAI_SANDBOX_STATE_DIR='$work'" >>"$work/sandboxd.env"
-		sw_stack_service "$work" sandboxd "$sbd_port" \
-			"$build/services/sandboxd/sagewai-sandboxd" serve
-		if sw_stack_wait_http "http://127.0.0.1:$sbd_port" sandboxd "$work"; then
-			echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed" >>"$work/scheduler.env"
-			echo "SAGEWAI_WORKER_OTHER_MODES=ignore" >>"$work/worker.env"
-			echo "SAGEWAI_SANDBOXD_URL=http://127.0.0.1:$sbd_port" >>"$work/stack.env"
+		echo "SAGEWAI_SANDBOX_STATE_DIR='$work'" >"$work/sandboxd.gen.env"
+		if sw_stack_service "$work" sandboxd \
+			"$build/services/sandboxd/sagewai-sandboxd" serve &&
+			sw_stack_wait_http "$(sw_stack_url "$work" sandboxd)" sandboxd "$work"; then
+			echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed" >"$work/scheduler.gen.env"
+			echo "SAGEWAI_WORKER_OTHER_MODES=ignore" >>"$work/worker.gen.env"
 		else
 			echo "sandboxd did not come up: sandboxed steps are not offered" >&2
 			sw_stack_kill "$work" sandboxd TERM
 			sed -i '/^sandboxd$/d' "$work/services"
+			sed -i '/^SAGEWAI_SANDBOXD_URL=/d' "$work/stack.env" "$work/stack.sh.env"
 		fi
 	fi
-	sw_stack_service "$work" scheduler "$sched_port" \
-		"$build/services/scheduler/sagewai-scheduler"
-	sw_stack_service "$work" worker "$worker_port" "$build/services/worker/sagewai-worker"
-	sw_stack_wait_http "http://127.0.0.1:$audit_port" audit "$work" &&
-		sw_stack_wait_http "http://127.0.0.1:$sched_port" scheduler "$work" &&
-		sw_stack_wait_http "http://127.0.0.1:$worker_port" worker "$work"
+	# the scheduler last: see sw_stack_ready
+	sw_stack_service "$work" worker "$build/services/worker/sagewai-worker" || return 1
+	sw_stack_service "$work" scheduler "$build/services/scheduler/sagewai-scheduler" ||
+		return 1
+	sw_stack_wait_http "$(sw_stack_url "$work" audit)" audit "$work" &&
+		sw_stack_wait_http "$(sw_stack_url "$work" worker)" worker "$work" &&
+		sw_stack_wait_http "$(sw_stack_url "$work" scheduler)" scheduler "$work"
 }
 
 sw_stack_stop() {
@@ -182,7 +271,7 @@ sw_stack_stop() {
 	case "$(cat "$work/kind" 2>/dev/null)" in
 	real) "$sw_stack_root/tests/harness/harness" stop "$work/harness" ;;
 	embedded)
-		kill -TERM "$(cat "$work/devbroker.pid")" 2>/dev/null || true
+		sw_stack_kill "$work" devbroker TERM
 		sw_pg_stop "$work" fast
 		;;
 	esac

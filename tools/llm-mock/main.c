@@ -2,8 +2,8 @@
  * sagewai-llm-mock: an offline, deterministic OpenAI-compatible chat
  * completions server for demos and tests.
  *
- *   sagewai-llm-mock [--port P] [--require-key KEY | --require-key-file F] [--fail-first N]
- *                    [--delay-ms N]
+ *   sagewai-llm-mock [--port P] [--port-file F] [--require-key KEY | --require-key-file F]
+ *                    [--fail-first N] [--delay-ms N]
  *                    [--fence]
  *
  * POST /v1/chat/completions answers a chat.completion whose content is
@@ -28,13 +28,16 @@
  * GET /v1/models      a one-model list
  *
  * The first line on stdout is "listening on 127.0.0.1:PORT" (--port 0, the
- * default, picks a free port). SIGTERM / SIGINT stop it.
+ * default, binds a port the kernel chooses); --port-file F also writes PORT
+ * and a newline to F (atomically: F.tmp, then renamed). SIGTERM / SIGINT
+ * stop it.
  */
 #include <ctype.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
@@ -452,9 +455,32 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: sagewai-llm-mock [--port P] [--require-key KEY | --require-key-file F]"
+	fprintf(f, "usage: sagewai-llm-mock [--port P] [--port-file F]"
+		   " [--require-key KEY | --require-key-file F]"
 		   " [--fail-first N]"
 		   " [--delay-ms N] [--fence]\n");
+}
+
+/* Write "port\n" to path through path.tmp and a rename; 0 or -1. */
+static int write_port_file(const char *path, int port)
+{
+	char tmp[4096];
+	FILE *f;
+
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return -1;
+	if ((f = fopen(tmp, "w")) == NULL)
+		return -1;
+	if (fprintf(f, "%d\n", port) < 0) {
+		fclose(f);
+		unlink(tmp);
+		return -1;
+	}
+	if (fclose(f) != 0 || rename(tmp, path) == -1) {
+		unlink(tmp);
+		return -1;
+	}
+	return 0;
 }
 
 static int num_arg(const char *s, long *out)
@@ -470,6 +496,7 @@ int main(int argc, char **argv)
 	struct mock m = {0};
 	struct event *sigterm, *sigint;
 	char err[256];
+	const char *port_file = NULL;
 	long port = 0;
 	int i;
 
@@ -489,6 +516,8 @@ int main(int argc, char **argv)
 			return 2;
 		}
 		if (strcmp(a, "--port") == 0 && num_arg(v, &port) == 0 && port < 65536) {
+		} else if (strcmp(a, "--port-file") == 0 && *v) {
+			port_file = v;
 		} else if (strcmp(a, "--require-key") == 0 && *v) {
 			m.key = v;
 		} else if (strcmp(a, "--require-key-file") == 0 && *v) {
@@ -534,6 +563,10 @@ int main(int argc, char **argv)
 	if (sigterm == NULL || sigint == NULL || evsignal_add(sigterm, NULL) == -1 ||
 	    evsignal_add(sigint, NULL) == -1)
 		return 1;
+	if (port_file != NULL && write_port_file(port_file, sw_http_port(m.http)) == -1) {
+		fprintf(stderr, "sagewai-llm-mock: cannot write %s\n", port_file);
+		return 1;
+	}
 	printf("listening on 127.0.0.1:%d\n", sw_http_port(m.http));
 	fflush(stdout);
 	event_base_dispatch(m.base);
