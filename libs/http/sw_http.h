@@ -18,14 +18,32 @@
 struct sw_http;
 struct sw_metrics;
 
+/* Limits on what clients may hold (see http.c's top comment). A zero
+ * field takes its default; sw_http_limits_default fills them all. */
+struct sw_http_limits {
+	unsigned max_connections; /* open connections, all peers (1024) */
+	unsigned max_per_address; /* open connections from one IP address (64) */
+	unsigned head_ms;	  /* to receive a request head, counted from accept or the
+				     first byte of a later request (10000) */
+	unsigned body_ms;	  /* to receive a declared body after its head (60000) */
+	unsigned idle_ms;	  /* inactivity on a connection, evhttp's timeout (60000) */
+};
+void sw_http_limits_default(struct sw_http_limits *l);
+
 /* Bind addr:port (port 0 = ephemeral; see sw_http_port). max_body caps
  * request bodies: larger ones get 413 with a JSON error before the handler
  * runs. /healthz answers {"status":"ok"} unless the health callback (may be
- * NULL) returns non-zero, then 503. Returns NULL with errstr filled. */
+ * NULL) returns non-zero, then 503. Returns NULL with errstr filled.
+ * sw_http_new uses the default limits; sw_http_new_opts takes them (NULL =
+ * defaults; the struct is copied). */
 typedef int (*sw_http_health_cb)(void *opaque);
 struct sw_http *sw_http_new(struct event_base *base, const char *addr, int port, size_t max_body,
 			    struct sw_metrics *metrics, sw_http_health_cb health, void *opaque,
 			    char *errstr, size_t errlen);
+struct sw_http *sw_http_new_opts(struct event_base *base, const char *addr, int port,
+				 size_t max_body, const struct sw_http_limits *limits,
+				 struct sw_metrics *metrics, sw_http_health_cb health,
+				 void *opaque, char *errstr, size_t errlen);
 void sw_http_destroy(struct sw_http *h);
 int sw_http_port(const struct sw_http *h);
 struct evhttp *sw_http_evhttp(struct sw_http *h);
