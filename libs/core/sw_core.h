@@ -10,6 +10,7 @@
  *   sw_now_*     clocks.
  *   sw_buf_*     a growable byte buffer, optionally capped.
  *   sw_hex_*     lower-case hex encoding and decoding.
+ *   sw_hostport_* host:port authorities.
  */
 #ifndef SW_CORE_H
 #define SW_CORE_H
@@ -17,6 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/socket.h>
 
 /* ---- logging ---------------------------------------------------------- */
 
@@ -146,5 +148,23 @@ char *sw_hex_dup(const void *in, size_t n);
 /* 2n hex digits (either case) into n bytes; 0, or -1 when s is not exactly
  * 2n hex digits. */
 int sw_hex_decode(const char *s, void *out, size_t n);
+
+/* ---- host:port ---------------------------------------------------------- */
+
+#define SW_HOST_MAX 260 /* a canonical host, brackets and NUL included */
+
+/*
+ * Parse the authority s[0..n): "host:port", or "host" when defport > 0.
+ * host is a DNS name, a dotted-quad IPv4 literal or an [IPv6] literal (no
+ * zone). Other numeric spellings that resolvers read differently ("127.1",
+ * "2130706433", "0x7f.1") are refused, as are wildcards ("*") and empty
+ * labels. Fills host with the canonical spelling (lower case, no trailing
+ * dot; IPv6 as "[" inet_ntop "]"), *port, *family (0 for a name, AF_INET,
+ * AF_INET6) and, for a literal, *ss and *sslen with the port set.
+ * 0, or -1 with *why (a static string).
+ */
+int sw_hostport_parse(const char *s, size_t n, int defport, char host[SW_HOST_MAX], int *port,
+		      int *family, struct sockaddr_storage *ss, socklen_t *sslen,
+		      const char **why);
 
 #endif

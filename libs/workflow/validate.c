@@ -8,6 +8,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "sw_core.h"
 #include "wf_int.h"
 
 #define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
@@ -148,30 +149,16 @@ static int get_duration(struct vctx *v, const struct wf_node *k, const struct wf
 	return 0;
 }
 
-static int host_port_ok(const char *s, size_t len)
+/* An egress_allow entry: exactly what sandboxd's proxy accepts at run time
+ * (sw_hostport_parse), so nothing registered is refused later. */
+static int host_port_ok(const char *s, size_t len, const char **why)
 {
-	const char *c = memrchr(s, ':', len);
-	size_t hlen, i;
-	long port = 0;
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	char host[SW_HOST_MAX];
+	int port, family;
 
-	if (c == NULL || (hlen = (size_t)(c - s)) == 0 || len - hlen - 1 == 0 ||
-	    len - hlen - 1 > 5)
-		return 0;
-	for (i = hlen + 1; i < len; i++) {
-		if (s[i] < '0' || s[i] > '9')
-			return 0;
-		port = port * 10 + (s[i] - '0');
-	}
-	if (port < 1 || port > 65535)
-		return 0;
-	for (i = 0; i < hlen; i++) {
-		char ch = s[i];
-
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		      (ch >= '0' && ch <= '9') || strchr(".-_*[]:", ch) != NULL))
-			return 0;
-	}
-	return 1;
+	return sw_hostport_parse(s, len, 0, host, &port, &family, &ss, &sslen, why) == 0;
 }
 
 static int env_name_ok(const char *s, size_t len)
@@ -294,6 +281,7 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 	json_t *j = NULL;
 	char b[80];
 	size_t i, total = 0;
+	const char *why = "";
 
 	if (!strcmp(key, "network")) {
 		if (one_of(v, k, val, networks, "none, egress_only, full"))
@@ -310,9 +298,10 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 			if (!is_str(e))
 				return want(v, k, e, "a \"host:port\" string");
 			if (memmem(e->text, e->len, "${{", 3) == NULL &&
-			    !host_port_ok(e->text, e->len))
-				return wf_fail(v->d, e, "egress_allow: \"%s\" is not host:port",
-					       q(e, b));
+			    !host_port_ok(e->text, e->len, &why))
+				return wf_fail(v->d, e,
+					       "egress_allow: \"%s\" is not host:port (%s)",
+					       q(e, b), why);
 		}
 	} else if (!strcmp(key, "run") && val->kind == WF_SEQ) {
 		/* an argv: no shell, so step outputs templated into it stay data */

@@ -40,7 +40,7 @@
 
 #include "sandboxd.h"
 
-#define HOST_MAX 260 /* canonical host, brackets and NUL included */
+#define HOST_MAX SW_HOST_MAX /* canonical host, brackets and NUL included */
 #define METHOD_MAX 32
 #define ADDRS_MAX 8			  /* addresses of one name tried in turn */
 #define CONN_HEADERS_MAX 16		  /* Connection header lines in one request */
@@ -131,16 +131,6 @@ void egress_refuse(struct conn *c, int status, const char *reason, const char *f
 void egress_conn_free(struct conn *c);
 
 /* egress_addr.c */
-/*
- * Parse the authority s[0..n): "host:port", or "host" with defport > 0.
- * host is a name, an IPv4 literal (dotted quad) or an [IPv6] literal (no
- * zone). Fills host (HOST_MAX) with the canonical spelling (lower case, no
- * trailing dot; IPv6 as "[" inet_ntop "]"), *port, *family (0 for a name)
- * and, for a literal, *ss and *sslen with the port set. 0, or -1 with *why.
- */
-int egress_authority_parse(const char *s, size_t n, int defport, char *host, int *port,
-			   int *family, struct sockaddr_storage *ss, socklen_t *sslen,
-			   const char **why);
 /* Whether sa is an address a tenant may not reach unless allow_private. */
 bool egress_addr_refused(const struct sockaddr *sa);
 /* The numeric address of sa ("?" when it has none). */

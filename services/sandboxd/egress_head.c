@@ -95,7 +95,7 @@ static int destination(struct conn *c, const char *s, size_t n, int defport, con
 	struct sockaddr_storage ss;
 	socklen_t sslen = 0;
 
-	if (egress_authority_parse(s, n, defport, c->host, &c->port, &c->family, &ss, &sslen,
+	if (sw_hostport_parse(s, n, defport, c->host, &c->port, &c->family, &ss, &sslen,
 				   why) == -1)
 		return -1;
 	if (c->family != 0) {

@@ -320,6 +320,22 @@ static void test_sandbox_keys(void)
 		   "t.yaml:7:9: ", "is not host:port");
 	expect_err(SBX "    egress_allow: [1]\n",
 		   "t.yaml:5:20: ", "expected a \"host:port\" string");
+	/* what sandboxd's proxy would refuse at run time is refused here */
+	expect_err(SBX "    egress_allow: [\"127.1:8080\"]\n", "t.yaml:5:20: ",
+		   "\"127.1:8080\" is not host:port (bad IPv4 address)");
+	expect_err(SBX "    egress_allow: [\"2130706433:80\"]\n", "t.yaml:5:20: ",
+		   "(bad IPv4 address)");
+	expect_err(SBX "    egress_allow: [\"*:443\"]\n", "t.yaml:5:20: ",
+		   "(bad character in host name)");
+	expect_err(SBX "    egress_allow: [\"*.example.com:443\"]\n", "t.yaml:5:20: ",
+		   "(bad character in host name)");
+	expect_err(SBX "    egress_allow: [\"a..example:443\"]\n", "t.yaml:5:20: ",
+		   "(empty label in host name)");
+	expect_err(SBX "    egress_allow: [\"::1:443\"]\n", "t.yaml:5:20: ",
+		   "(an IPv6 address needs [brackets])");
+	expect_err(SBX "    egress_allow: [\"[::1]\"]\n", "t.yaml:5:20: ", "(no port)");
+	wf = parse_ok(SBX "    egress_allow: [\"PyPI.org:443\", \"10.0.0.1:80\", \"[::1]:8080\"]\n");
+	sw_workflow_free(wf);
 	expect_err(SBX "    limits: 5\n", "t.yaml:5:13: ", "limits: expected a mapping");
 	/* one vocabulary: the documented keys, in range, nothing else */
 	wf = parse_ok(SBX "    limits: {memory_mb: 128, pids: 64, cpus: 1}\n");
