@@ -4,6 +4,7 @@
  * /healthz and /metrics, the port report, fatal stops and teardown.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ struct sw_service {
 	int draining;
 	int64_t drain_deadline_ms;
 	int exit_code;
+	int port_fd; /* $SAGEWAI_PORT_FILE until the port is in it, else -1 */
 	char instance[256];
 	char *started_kv[STARTED_KV_MAX + 1]; /* copies, NULL-terminated */
 };
@@ -162,29 +164,41 @@ static void on_signal(evutil_socket_t sig, short what, void *opaque)
 	sw_service_shutdown(svc);
 }
 
-/* The port into $SAGEWAI_PORT_FILE: a temporary file renamed into place. */
-static int port_file(struct sw_service *svc, int port, char *err, size_t errlen)
+/*
+ * $SAGEWAI_PORT_FILE is opened (created empty, or emptied) before
+ * configure, while the process still has the rights it was started with:
+ * a service that drops them (sandboxd) could not create it afterwards.
+ * The port goes in with one write once the server listens; a reader treats
+ * an empty file as "not yet".
+ */
+static int port_file_open(struct sw_service *svc, char *err, size_t errlen)
 {
 	const char *path = sw_config_env(svc->envp, "SAGEWAI_PORT_FILE");
-	char tmp[SW_CONFIG_STR + 16];
-	FILE *f;
 
+	svc->port_fd = -1;
 	if (path == NULL || *path == '\0')
 		return 0;
-	if ((size_t)snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= sizeof(tmp)) {
-		snprintf(err, errlen, "SAGEWAI_PORT_FILE is too long");
-		return -1;
-	}
-	if ((f = fopen(tmp, "w")) == NULL) {
-		snprintf(err, errlen, "SAGEWAI_PORT_FILE %.300s: %s", tmp, strerror(errno));
-		return -1;
-	}
-	fprintf(f, "%d\n", port);
-	if (fclose(f) != 0 || rename(tmp, path) == -1) {
+	svc->port_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+	if (svc->port_fd == -1) {
 		snprintf(err, errlen, "SAGEWAI_PORT_FILE %.300s: %s", path, strerror(errno));
-		unlink(tmp);
 		return -1;
 	}
+	return 0;
+}
+
+static int port_file_write(struct sw_service *svc, int port, char *err, size_t errlen)
+{
+	char line[16];
+	int n = snprintf(line, sizeof(line), "%d\n", port);
+
+	if (svc->port_fd == -1)
+		return 0;
+	if (write(svc->port_fd, line, (size_t)n) != n) {
+		snprintf(err, errlen, "SAGEWAI_PORT_FILE: %s", strerror(errno));
+		return -1;
+	}
+	close(svc->port_fd);
+	svc->port_fd = -1;
 	return 0;
 }
 
@@ -224,6 +238,8 @@ static void teardown(struct sw_service *svc)
 		event_free(svc->sigint);
 	if (svc->base != NULL)
 		event_base_free(svc->base);
+	if (svc->port_fd != -1)
+		close(svc->port_fd);
 	for (i = 0; svc->started_kv[i] != NULL; i++)
 		free(svc->started_kv[i]);
 }
@@ -237,11 +253,16 @@ static int serve(const struct sw_service_def *def, void *arg)
 	svc->def = def;
 	svc->arg = arg;
 	svc->envp = environ;
+	svc->port_fd = -1;
 	if (sw_config_load(&svc->cfg, getenv("SAGEWAI_CONFIG"), environ, err, sizeof(err)) == -1) {
 		fprintf(stderr, "sagewai-%s: configuration: %s\n", def->name, err);
 		return 2;
 	}
 	sw_log_init(def->name, stderr, sw_log_level_parse(svc->cfg.log_level));
+	if (port_file_open(svc, err, sizeof(err)) == -1) {
+		sw_log(SW_LOG_ERROR, "bad configuration", "error", err, NULL);
+		return 2;
+	}
 	if (def->configure != NULL && def->configure(svc, arg, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "bad configuration", "error", err, NULL);
 		if (def->stop != NULL)
@@ -274,7 +295,7 @@ static int serve(const struct sw_service_def *def, void *arg)
 	if (def->start(svc, arg, err, sizeof(err)) == -1)
 		goto fail;
 	if (svc->http != NULL &&
-	    port_file(svc, sw_http_port(svc->http), err, sizeof(err)) == -1)
+	    port_file_write(svc, sw_http_port(svc->http), err, sizeof(err)) == -1)
 		goto fail;
 	started(svc, svc->http != NULL ? sw_http_port(svc->http) : 0);
 

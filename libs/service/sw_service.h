@@ -18,8 +18,10 @@
  *     SAGEWAI_HTTP_PORT (0, the default, is a port the kernel picks) once
  *     a role asks for the HTTP server, and reports the port it got in the
  *     "started" log line and, when SAGEWAI_PORT_FILE names a file, in that
- *     file (written whole, then renamed into place, so that a reader never
- *     sees half of it: nothing picks a "free" port and uses it later);
+ *     file (created empty before configure, while the process still has the
+ *     rights it started with, and given the port in one write once the
+ *     server listens: a reader waits for it to be non-empty; nothing picks a
+ *     "free" port and uses it later);
  *   - handles SIGTERM and SIGINT on the loop: the first starts a graceful
  *     drain (def->drain, then def->drained polled every 20 ms until it says
  *     done or def->drain_ms passes), a second ends the loop at once;

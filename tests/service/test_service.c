@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -29,6 +30,7 @@ static char dir[] = "/tmp/sw_service_XXXXXX";
 struct app {
 	int unhealthy;
 	int fail_configure, fail_start, fatal_after_ms, drain_never;
+	int drop_root; /* configure gives up root, as sandboxd's service part does */
 	struct event *timer;
 	char log[512];
 };
@@ -49,6 +51,11 @@ static int app_configure(struct sw_service *svc, void *arg, char *err, size_t er
 
 	(void)svc;
 	note(a, "configure");
+	if (a->drop_root && geteuid() == 0 &&
+	    (setresgid(65534, 65534, 65534) != 0 || setresuid(65534, 65534, 65534) != 0)) {
+		snprintf(err, errlen, "cannot drop root");
+		return -1;
+	}
 	if (a->fail_configure) {
 		snprintf(err, errlen, "SETTING: bad");
 		return -1;
@@ -173,14 +180,24 @@ static int read_port(const char *path)
 
 	for (i = 0; i < 500; i++) {
 		if ((f = fopen(path, "r")) != NULL) {
-			SW_CHECK(fscanf(f, "%d", &port) == 1);
+			int got = fscanf(f, "%d", &port);
+
 			fclose(f);
-			return port;
+			if (got == 1)
+				return port;
 		}
 		usleep(10000);
 	}
 	SW_CHECK(!"no port file");
 	return 0;
+}
+
+/* The port file holds no port: absent, or created empty and never filled. */
+static int no_port(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) == -1 || st.st_size == 0;
 }
 
 static size_t sink(char *p, size_t s, size_t n, void *ud)
@@ -250,6 +267,16 @@ static void test_serve_and_drain(void)
 	SW_CHECK(logged(&a, "configure") && logged(&a, "start") && logged(&a, "drain") &&
 		 logged(&a, "stop") && !logged(&a, "halt"));
 
+	/* a service that drops root in configure still reports its port, in a
+	 * directory only root may write */
+	fresh(&a, "dropped", pf, sizeof(pf));
+	a.drop_root = 1;
+	pid = spawn(&a, 1, argv);
+	port = read_port(pf);
+	SW_CHECK(port > 0 && get(port, "/healthz") == 200);
+	SW_CHECK(kill(pid, SIGTERM) == 0);
+	SW_CHECK(wait_exit(pid) == 0);
+
 	/* unhealthy: 503 */
 	fresh(&a, "sick", pf, sizeof(pf));
 	a.unhealthy = 1;
@@ -288,12 +315,12 @@ static void test_failures(void)
 	fresh(&a, "conf", pf, sizeof(pf));
 	a.fail_configure = 1;
 	SW_CHECK(wait_exit(spawn(&a, 2, argv)) == 2);
-	SW_CHECK(!logged(&a, "start") && access(pf, F_OK) == -1);
+	SW_CHECK(!logged(&a, "start") && no_port(pf));
 
 	fresh(&a, "start", pf, sizeof(pf));
 	a.fail_start = 1;
 	SW_CHECK(wait_exit(spawn(&a, 2, argv)) == 1);
-	SW_CHECK(logged(&a, "stop") && access(pf, F_OK) == -1);
+	SW_CHECK(logged(&a, "stop") && no_port(pf));
 
 	/* a configuration that cannot load: exit 2 before anything */
 	fresh(&a, "badport", pf, sizeof(pf));
