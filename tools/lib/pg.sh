@@ -206,7 +206,11 @@ sw_pg_schemas() {
 				              n.nspname, c.relname, :'role')
 				  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 				 WHERE n.nspname = :'schema' AND c.relkind IN ('r', 'p', 'S')
-				   AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = :'role') \gexec
+				   AND c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = :'role')
+				   -- a serial's sequence follows its table
+				   AND NOT EXISTS (SELECT 1 FROM pg_depend d
+				                    WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+				                      AND d.deptype IN ('a', 'i')) \gexec
 			EOF
 		done
 	} | sw_pg_psql "$dsn"
