@@ -7,12 +7,20 @@
  * File syntax: one KEY=VALUE per line; blank lines and lines whose first
  * non-blank character is '#' are skipped; blanks around KEY and VALUE are
  * trimmed; the value is taken verbatim otherwise (no quotes, no escapes).
+ *
+ * KEY_FILE=/path, in either layer, stands for KEY=<the file's contents>
+ * (cfg_read_file): how a secret reaches a process without sitting in its
+ * environment, where any process of the same user, and every child, can
+ * read it (/proc/PID/environ).
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "sw_core.h"
 
@@ -73,6 +81,93 @@ static void cfg_err(char *errstr, size_t errlen, const char *where, int line, co
 	va_start(ap, fmt);
 	vsnprintf(errstr + n, errlen - (size_t)n, fmt, ap);
 	va_end(ap);
+}
+
+/*
+ * The value a KEY_FILE setting names, into buf (len bytes, NUL included):
+ * the whole file, one trailing "\n" (or "\r\n") removed. Refused: a file
+ * that is not a regular file (a FIFO, a directory, /dev/stdin), one that
+ * grants its group or others any access (mode 0600 or 0400 expected, as
+ * libpq wants of a passfile), a NUL byte, a value that does not fit. The
+ * key (for messages) is KEY_FILE. 0, or -1 with errstr.
+ */
+static int cfg_read_file(const char *key, const char *path, char *buf, size_t len, char *errstr,
+			 size_t errlen)
+{
+	struct stat st;
+	char *tmp = NULL;
+	size_t n = 0, want;
+	ssize_t r;
+	int fd, rc = -1;
+
+	if (*path == '\0') {
+		cfg_err(errstr, errlen, key, 0, "empty path");
+		return -1;
+	}
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)) == -1) {
+		cfg_err(errstr, errlen, key, 0, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &st) == -1) {
+		cfg_err(errstr, errlen, key, 0, "%s: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!S_ISREG(st.st_mode)) {
+		cfg_err(errstr, errlen, key, 0, "%s: not a regular file", path);
+		goto out;
+	}
+	if ((st.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
+		cfg_err(errstr, errlen, key, 0,
+			"%s: mode %04o grants group or others access (chmod 600 it)", path,
+			(unsigned)(st.st_mode & 07777));
+		goto out;
+	}
+	/* the value (len - 1 bytes at most) and a "\r\n" after it */
+	if (st.st_size < 0 || (unsigned long long)st.st_size > len + 1) {
+		cfg_err(errstr, errlen, key, 0, "%s: value too long (max %zu bytes)", path,
+			len - 1);
+		goto out;
+	}
+	want = (size_t)st.st_size;
+	if ((tmp = malloc(want + 1)) == NULL) {
+		cfg_err(errstr, errlen, key, 0, "out of memory");
+		goto out;
+	}
+	while (n < want) {
+		r = read(fd, tmp + n, want - n);
+		if (r == -1 && errno == EINTR)
+			continue;
+		if (r == -1) {
+			cfg_err(errstr, errlen, key, 0, "%s: %s", path, strerror(errno));
+			goto out;
+		}
+		if (r == 0)
+			break;
+		n += (size_t)r;
+	}
+	if (memchr(tmp, '\0', n) != NULL) {
+		cfg_err(errstr, errlen, key, 0, "%s: NUL byte in value", path);
+		goto out;
+	}
+	if (n > 0 && tmp[n - 1] == '\n')
+		n--;
+	if (n > 0 && tmp[n - 1] == '\r')
+		n--;
+	if (n >= len) {
+		cfg_err(errstr, errlen, key, 0, "%s: value too long (max %zu bytes)", path,
+			len - 1);
+		goto out;
+	}
+	memcpy(buf, tmp, n);
+	buf[n] = '\0';
+	rc = 0;
+out:
+	if (tmp != NULL) {
+		explicit_bzero(tmp, want + 1);
+		free(tmp);
+	}
+	close(fd);
+	return rc;
 }
 
 /* Decimal 0..65535, digits only. */
@@ -155,6 +250,38 @@ static const struct cfg_key *cfg_find(const char *key)
 	return NULL;
 }
 
+/* The known key that name is KEY_FILE of, or NULL. */
+static const struct cfg_key *cfg_find_file(const char *name)
+{
+	size_t n = strlen(name), i;
+
+	if (n <= 5 || strcmp(name + n - 5, "_FILE") != 0)
+		return NULL;
+	for (i = 0; i < sizeof(cfg_keys) / sizeof(cfg_keys[0]); i++)
+		if (strlen(cfg_keys[i].name) == n - 5 && strncmp(cfg_keys[i].name, name, n - 5) == 0)
+			return &cfg_keys[i];
+	return NULL;
+}
+
+/* Applies k from the file path names (KEY_FILE=path); where/line name
+ * the setting's source for errors. */
+static int cfg_apply_file(struct sw_config *cfg, struct cfg_pg *pg, const struct cfg_key *k,
+			  const char *path, const char *where, int line, char *errstr,
+			  size_t errlen)
+{
+	char val[SW_CONFIG_STR], name[96], why[SW_CONFIG_STR + 200];
+	int rc;
+
+	snprintf(name, sizeof(name), "%s_FILE", k->name);
+	if (cfg_read_file(name, path, val, sizeof(val), why, sizeof(why)) < 0) {
+		cfg_err(errstr, errlen, where, line, "%s", why);
+		return -1;
+	}
+	rc = cfg_apply(cfg, pg, k, val, where, line, errstr, errlen);
+	explicit_bzero(val, sizeof(val));
+	return rc;
+}
+
 static int cfg_is_blank(char c)
 {
 	return c == ' ' || c == '\t' || c == '\r' || c == '\n';
@@ -217,6 +344,11 @@ static int cfg_load_file(struct sw_config *cfg, struct cfg_pg *pg, const char *f
 		if (!cfg_valid_key(key)) {
 			cfg_err(errstr, errlen, file, lineno, "malformed key '%.64s'", key);
 			goto out;
+		}
+		if ((k = cfg_find_file(key)) != NULL) {
+			if (cfg_apply_file(cfg, pg, k, val, file, lineno, errstr, errlen) < 0)
+				goto out;
+			continue;
 		}
 		if ((k = cfg_find(key)) == NULL)
 			continue;
@@ -356,7 +488,8 @@ int sw_config_load(struct sw_config *cfg, const char *file, char *const *envp, c
 		   size_t errlen)
 {
 	struct cfg_pg *pg;
-	const char *v;
+	const char *v, *path;
+	char name[96];
 	size_t i;
 	int rc = -1;
 
@@ -376,7 +509,21 @@ int sw_config_load(struct sw_config *cfg, const char *file, char *const *envp, c
 	if (file != NULL && cfg_load_file(cfg, pg, file, errstr, errlen) < 0)
 		goto out;
 	for (i = 0; i < sizeof(cfg_keys) / sizeof(cfg_keys[0]); i++) {
-		if ((v = sw_config_env(envp, cfg_keys[i].name)) == NULL)
+		snprintf(name, sizeof(name), "%s_FILE", cfg_keys[i].name);
+		v = sw_config_env(envp, cfg_keys[i].name);
+		path = sw_config_env(envp, name);
+		if (v != NULL && path != NULL) {
+			cfg_err(errstr, errlen, "environment", 0, "both %s and %s are set",
+				cfg_keys[i].name, name);
+			goto out;
+		}
+		if (path != NULL) {
+			if (cfg_apply_file(cfg, pg, &cfg_keys[i], path, "environment", 0, errstr,
+					   errlen) < 0)
+				goto out;
+			continue;
+		}
+		if (v == NULL)
 			continue;
 		if (cfg_apply(cfg, pg, &cfg_keys[i], v, "environment", 0, errstr, errlen) < 0)
 			goto out;
@@ -385,6 +532,39 @@ int sw_config_load(struct sw_config *cfg, const char *file, char *const *envp, c
 		goto out;
 	rc = 0;
 out:
+	explicit_bzero(pg, sizeof(*pg)); /* PGPASSWORD */
 	free(pg);
 	return rc;
+}
+
+int sw_config_secret(char *const *envp, const char *key, char *buf, size_t len, char *errstr,
+		     size_t errlen)
+{
+	const char *v, *path;
+	char name[96];
+
+	if (errstr != NULL && errlen > 0)
+		errstr[0] = '\0';
+	if (key == NULL || buf == NULL || len == 0 || strlen(key) + 6 > sizeof(name)) {
+		cfg_err(errstr, errlen, "config", 0, "sw_config_secret: bad arguments");
+		return -1;
+	}
+	buf[0] = '\0';
+	snprintf(name, sizeof(name), "%s_FILE", key);
+	v = sw_config_env(envp, key);
+	path = sw_config_env(envp, name);
+	if (v != NULL && path != NULL) {
+		cfg_err(errstr, errlen, "environment", 0, "both %s and %s are set", key, name);
+		return -1;
+	}
+	if (path != NULL)
+		return cfg_read_file(name, path, buf, len, errstr, errlen) < 0 ? -1 : 1;
+	if (v == NULL)
+		return 0;
+	if (strlen(v) >= len) {
+		cfg_err(errstr, errlen, key, 0, "value too long (max %zu bytes)", len - 1);
+		return -1;
+	}
+	memcpy(buf, v, strlen(v) + 1);
+	return 1;
 }

@@ -5,7 +5,8 @@
  *                stderr by default); the process chooses the stream, the
  *                library never writes anywhere else.
  *   sw_config_*  configuration from a KEY=VALUE file and an environment
- *                array (later overrides earlier); nothing here calls getenv.
+ *                array (later overrides earlier), secrets from files named
+ *                by KEY_FILE; nothing here calls getenv.
  *   sw_uuid_*    UUIDv7 (RFC 9562) generation, formatting and parsing.
  *   sw_now_*     clocks.
  *   sw_buf_*     a growable byte buffer, optionally capped.
@@ -58,16 +59,34 @@ struct sw_config {
 	char mode[32];                       /* SAGEWAI_MODE: single_org|multi_tenant */
 };
 
-/* Fill cfg with defaults, then the KEY=VALUE lines of file (if not NULL;
+/*
+ * Fill cfg with defaults, then the KEY=VALUE lines of file (if not NULL;
  * '#' comments and blank lines allowed), then envp (if not NULL).
  * PGHOST, PGPORT, PGUSER, PGDATABASE, PGPASSWORD compose pg_dsn when
  * SAGEWAI_PG_DSN is not given. Returns 0, or -1 with errstr filled
- * (unreadable file, malformed line with its number, bad port). */
+ * (unreadable file, malformed line with its number, bad port).
+ *
+ * The _FILE convention: for any KEY above, KEY_FILE=/path (in the file or
+ * in envp) means KEY's value is the contents of that file, one trailing
+ * newline ("\n" or "\r\n") removed, so that a secret (PGPASSWORD, a DSN
+ * holding a password) need not sit in any process's environment. The file
+ * must be a regular file granting its group and others no access (0600 or
+ * 0400), hold no NUL byte and fit the setting; anything else is an error,
+ * as is envp holding both KEY and KEY_FILE.
+ */
 int sw_config_load(struct sw_config *cfg, const char *file, char *const *envp, char *errstr,
 		   size_t errlen);
 
 /* Look up KEY in an environment array; NULL when absent. */
 const char *sw_config_env(char *const *envp, const char *key);
+
+/* A secret setting KEY of envp (an API key, a token) into buf (len bytes,
+ * NUL included): KEY's value, or the contents of the file KEY_FILE names,
+ * checked as in sw_config_load. Use it, never sw_config_env, for a secret.
+ * 1 when set, 0 when neither is (buf ""), -1 with errstr (both set, the
+ * file refused or unreadable, the value longer than len - 1). */
+int sw_config_secret(char *const *envp, const char *key, char *buf, size_t len, char *errstr,
+		     size_t errlen);
 
 /* A whole-number setting KEY of envp into *out: def when unset or empty,
  * else its decimal value, which must lie in lo..hi. 0, or -1 with errstr

@@ -6,7 +6,8 @@
  *   SAGEWAI_SEALED_PREVIEW     1 lets multi_tenant run identity-bearing modes
  *   SAGEWAI_RUNNABLE_MODES     modes this deployment executes (comma list,
  *                              default in_process)
- *   SAGEWAI_ADMIN_TOKEN        the operator's token for POST /v1/tenants
+ *   SAGEWAI_ADMIN_TOKEN        the operator's token for POST /v1/tenants (or
+ *                              SAGEWAI_ADMIN_TOKEN_FILE, a 0600 file holding it)
  *   SAGEWAI_PG_POOL            PostgreSQL connections (default
  *                              SCHED_PG_POOL_DEFAULT, 1..64)
  *
@@ -69,12 +70,9 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 		return -1;
 	v = sw_config_env(env->envp, "SAGEWAI_SEALED_PREVIEW");
 	env->sealed_preview = v != NULL && strcmp(v, "1") == 0;
-	v = sw_config_env(env->envp, "SAGEWAI_ADMIN_TOKEN");
-	if (v != NULL && strlen(v) >= sizeof(env->admin_token)) {
-		snprintf(errstr, errlen, "SAGEWAI_ADMIN_TOKEN is too long");
+	if (sw_config_secret(env->envp, "SAGEWAI_ADMIN_TOKEN", env->admin_token,
+			     sizeof(env->admin_token), errstr, errlen) == -1)
 		return -1;
-	}
-	snprintf(env->admin_token, sizeof(env->admin_token), "%s", v ? v : "");
 	/* every transition is one transaction: with several connections
 	 * their commits overlap (and share WAL flushes) instead of queueing
 	 * behind each other */

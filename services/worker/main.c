@@ -5,7 +5,8 @@
  *
  * Settings beyond struct sw_config (environment only):
  *   SAGEWAI_LLM_BASE_URL        OpenAI-compatible base (https://api.openai.com/v1)
- *   SAGEWAI_LLM_API_KEY         bearer key of the llm kind (never logged)
+ *   SAGEWAI_LLM_API_KEY         bearer key of the llm kind (never logged); or
+ *                               SAGEWAI_LLM_API_KEY_FILE, a 0600 file holding it
  *   SAGEWAI_LLM_MODEL           default model (gpt-4o-mini)
  *   SAGEWAI_PLUGIN_DIR          every *.so in it is loaded at start
  *   SAGEWAI_STEP_OUTPUT_MAX     cap of any step's output in bytes (1 MiB)
@@ -44,12 +45,9 @@ static int worker_configure(struct sw_service *svc, void *arg, char *err, size_t
 	len = strlen(env->llm_base);
 	while (len > 0 && env->llm_base[len - 1] == '/')
 		env->llm_base[--len] = '\0';
-	v = sw_config_env(envp, "SAGEWAI_LLM_API_KEY");
-	if (v != NULL && strlen(v) >= sizeof(env->llm_key)) {
-		snprintf(err, errlen, "SAGEWAI_LLM_API_KEY is too long");
+	if (sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", env->llm_key, sizeof(env->llm_key), err,
+			     errlen) == -1)
 		return -1;
-	}
-	snprintf(env->llm_key, sizeof(env->llm_key), "%s", v ? v : "");
 	if (strpbrk(env->llm_key, "\r\n") != NULL) {
 		snprintf(err, errlen, "SAGEWAI_LLM_API_KEY holds a line break");
 		return -1;

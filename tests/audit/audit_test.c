@@ -46,7 +46,7 @@ static void audit_start(void)
 	snprintf(path, sizeof(path), "%s/services/audit/sagewai-audit", getenv("SW_BUILD_DIR"));
 	snprintf(log, sizeof(log), "%s/audit.log", data_dir);
 	snprintf(dir, sizeof(dir), "SAGEWAI_DATA_DIR=%s", data_dir);
-	snprintf(dsn, sizeof(dsn), "SAGEWAI_PG_DSN=%s", db_dsn);
+	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "audit");
 	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", group);
 	snprintf(port, sizeof(port), "SAGEWAI_HTTP_PORT=%d", http_port);
 	audit_pid = sw_test_proc_spawn(path, argv, env, log);

@@ -1,10 +1,13 @@
 /*
  * core_config: defaults, file then environment precedence, PG* composition
  * into a quoted libpq conninfo, and the errors: malformed line (with its
- * number), bad port, bad mode, bad level, value too long, missing file.
+ * number), bad port, bad mode, bad level, value too long, missing file;
+ * the _FILE convention (KEY_FILE=path in either layer, sw_config_secret):
+ * newline stripping, mode and file-type checks, missing file, both set.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "sw_core.h"
@@ -158,6 +161,138 @@ static void test_errors(void)
 	expect_error(write_file(buf), NULL, "conninfo", "too long");
 }
 
+/* write_file with mode; the path is copied into a static buffer of its
+ * own (one of four, reused in turn). */
+static const char *secret_file(const char *text, mode_t mode)
+{
+	static char paths[4][256];
+	static int turn;
+	char *p = paths[turn++ % 4];
+
+	snprintf(p, 256, "%s", write_file(text));
+	SW_CHECK(chmod(p, mode) == 0);
+	return p;
+}
+
+static void test_file_settings(void)
+{
+	struct sw_config cfg;
+	char err[256], buf[64], env1[300], env2[300], line[400];
+	char *envp[4] = {env1, NULL, NULL, NULL};
+	const char *p;
+
+	/* the environment layer: one trailing newline goes, the rest stays */
+	p = secret_file("host=/run/pg user=svc passfile=/x\n", 0600);
+	snprintf(env1, sizeof(env1), "SAGEWAI_PG_DSN_FILE=%s", p);
+	SW_CHECKF(sw_config_load(&cfg, NULL, envp, err, sizeof(err)) == 0, "%s", err);
+	SW_CHECKF(strcmp(cfg.pg_dsn, "host=/run/pg user=svc passfile=/x") == 0, "%s", cfg.pg_dsn);
+	p = secret_file("s3cret\r\n", 0400);
+	snprintf(env1, sizeof(env1), "PGPASSWORD_FILE=%s", p);
+	envp[1] = "PGUSER=u";
+	SW_CHECKF(sw_config_load(&cfg, NULL, envp, err, sizeof(err)) == 0, "%s", err);
+	SW_CHECKF(strcmp(cfg.pg_dsn, "user='u' password='s3cret'") == 0, "%s", cfg.pg_dsn);
+	envp[1] = NULL;
+	p = secret_file("two\n\n", 0600);
+	snprintf(env1, sizeof(env1), "SAGEWAI_GROUP_ID_FILE=%s", p);
+	SW_CHECKF(sw_config_load(&cfg, NULL, envp, err, sizeof(err)) == 0, "%s", err);
+	SW_CHECKF(strcmp(cfg.group_id, "two\n") == 0, "'%s'", cfg.group_id);
+	p = secret_file("", 0600);
+	snprintf(env1, sizeof(env1), "SAGEWAI_GROUP_ID_FILE=%s", p);
+	SW_CHECKF(sw_config_load(&cfg, NULL, envp, err, sizeof(err)) == 0, "%s", err);
+	SW_CHECK(cfg.group_id[0] == '\0');
+
+	/* the file layer, overridden by the environment as any setting */
+	p = secret_file("from-secret-file\n", 0600);
+	snprintf(line, sizeof(line), "SAGEWAI_GROUP_ID_FILE=%s\nSAGEWAI_MODE=multi_tenant\n", p);
+	SW_CHECKF(sw_config_load(&cfg, write_file(line), NULL, err, sizeof(err)) == 0, "%s", err);
+	SW_CHECK(strcmp(cfg.group_id, "from-secret-file") == 0);
+	snprintf(env1, sizeof(env1), "SAGEWAI_GROUP_ID=env-wins");
+	SW_CHECKF(sw_config_load(&cfg, write_file(line), envp, err, sizeof(err)) == 0, "%s", err);
+	SW_CHECK(strcmp(cfg.group_id, "env-wins") == 0);
+
+	/* refused: group or world access, not a regular file, missing, both */
+	p = secret_file("x\n", 0644);
+	snprintf(env1, sizeof(env1), "PGPASSWORD_FILE=%s", p);
+	expect_error(NULL, envp, "PGPASSWORD_FILE", "0644");
+	p = secret_file("x\n", 0620);
+	snprintf(env1, sizeof(env1), "PGPASSWORD_FILE=%s", p);
+	expect_error(NULL, envp, "PGPASSWORD_FILE", "group or others");
+	snprintf(line, sizeof(line), "PGPASSWORD_FILE=%s\n", p);
+	expect_error(write_file(line), NULL, ":1:", "group or others");
+	snprintf(env1, sizeof(env1), "PGPASSWORD_FILE=%s", tmpl_dir);
+	expect_error(NULL, envp, "PGPASSWORD_FILE", "not a regular file");
+	snprintf(env1, sizeof(env1), "PGPASSWORD_FILE=%s/missing", tmpl_dir);
+	expect_error(NULL, envp, "PGPASSWORD_FILE", "No such file");
+	snprintf(env1, sizeof(env1), "PGPASSWORD_FILE=");
+	expect_error(NULL, envp, "PGPASSWORD_FILE", "empty path");
+	snprintf(env1, sizeof(env1), "PGPASSWORD_FILE=%s", secret_file("x", 0600));
+	envp[1] = "PGPASSWORD=y";
+	expect_error(NULL, envp, "both PGPASSWORD and PGPASSWORD_FILE", NULL);
+	envp[1] = NULL;
+	/* the value still has to fit (SAGEWAI_HTTP_ADDR holds 63 bytes) and parse */
+	snprintf(line, sizeof(line), "%064d\n", 0);
+	snprintf(env1, sizeof(env1), "SAGEWAI_HTTP_ADDR_FILE=%s", secret_file(line, 0600));
+	expect_error(NULL, envp, "SAGEWAI_HTTP_ADDR", "too long");
+	snprintf(env1, sizeof(env1), "SAGEWAI_HTTP_PORT_FILE=%s", secret_file("80a\n", 0600));
+	expect_error(NULL, envp, "SAGEWAI_HTTP_PORT", "port");
+	/* a NUL byte inside */
+	p = secret_file("", 0600);
+	{
+		FILE *f = fopen(p, "w");
+
+		SW_CHECK(f != NULL && fwrite("a\0b\n", 1, 4, f) == 4 && fclose(f) == 0);
+	}
+	snprintf(env1, sizeof(env1), "PGPASSWORD_FILE=%s", p);
+	expect_error(NULL, envp, "PGPASSWORD_FILE", "NUL byte");
+
+	/* sw_config_secret: the same rules for a service's own secrets */
+	envp[0] = env1;
+	envp[1] = NULL;
+	snprintf(env1, sizeof(env1), "SAGEWAI_LLM_API_KEY=sk-env");
+	SW_CHECK(sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", buf, sizeof(buf), err,
+				  sizeof(err)) == 1);
+	SW_CHECK(strcmp(buf, "sk-env") == 0);
+	SW_CHECK(sw_config_secret(envp, "SAGEWAI_ADMIN_TOKEN", buf, sizeof(buf), err,
+				  sizeof(err)) == 0);
+	SW_CHECK(buf[0] == '\0');
+	snprintf(env1, sizeof(env1), "SAGEWAI_LLM_API_KEY_FILE=%s",
+		 secret_file("sk-from-file\n", 0600));
+	SW_CHECKF(sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", buf, sizeof(buf), err,
+				   sizeof(err)) == 1, "%s", err);
+	SW_CHECK(strcmp(buf, "sk-from-file") == 0);
+	/* 63 bytes and a newline fit 64; 64 bytes do not */
+	snprintf(line, sizeof(line), "%063d\n", 7);
+	snprintf(env1, sizeof(env1), "SAGEWAI_LLM_API_KEY_FILE=%s", secret_file(line, 0600));
+	SW_CHECKF(sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", buf, sizeof(buf), err,
+				   sizeof(err)) == 1, "%s", err);
+	SW_CHECK(strlen(buf) == 63);
+	snprintf(line, sizeof(line), "%064d", 7);
+	snprintf(env1, sizeof(env1), "SAGEWAI_LLM_API_KEY_FILE=%s", secret_file(line, 0600));
+	SW_CHECK(sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", buf, sizeof(buf), err,
+				  sizeof(err)) == -1);
+	SW_CHECKF(strstr(err, "too long") != NULL, "%s", err);
+	SW_CHECK(buf[0] == '\0');
+	snprintf(env1, sizeof(env1), "SAGEWAI_LLM_API_KEY_FILE=%s", secret_file("sk\n", 0604));
+	SW_CHECK(sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", buf, sizeof(buf), err,
+				  sizeof(err)) == -1);
+	SW_CHECKF(strstr(err, "SAGEWAI_LLM_API_KEY_FILE") != NULL && strstr(err, "0604"), "%s",
+		  err);
+	snprintf(env1, sizeof(env1), "SAGEWAI_LLM_API_KEY_FILE=/dev/null");
+	SW_CHECK(sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", buf, sizeof(buf), err,
+				  sizeof(err)) == -1);
+	SW_CHECKF(strstr(err, "not a regular file") != NULL, "%s", err);
+	snprintf(env1, sizeof(env1), "SAGEWAI_LLM_API_KEY_FILE=%s/none", tmpl_dir);
+	SW_CHECK(sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", buf, sizeof(buf), err,
+				  sizeof(err)) == -1);
+	SW_CHECKF(strstr(err, "No such file") != NULL, "%s", err);
+	envp[1] = env2;
+	snprintf(env1, sizeof(env1), "SAGEWAI_LLM_API_KEY_FILE=%s", secret_file("sk\n", 0600));
+	snprintf(env2, sizeof(env2), "SAGEWAI_LLM_API_KEY=sk");
+	SW_CHECK(sw_config_secret(envp, "SAGEWAI_LLM_API_KEY", buf, sizeof(buf), err,
+				  sizeof(err)) == -1);
+	SW_CHECKF(strstr(err, "both") != NULL, "%s", err);
+}
+
 int main(void)
 {
 	char cmd[128];
@@ -167,6 +302,7 @@ int main(void)
 	test_precedence();
 	test_pg_compose();
 	test_errors();
+	test_file_settings();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpl_dir);
 	SW_CHECK(system(cmd) == 0);
 	printf("core_config: ok\n");

@@ -10,7 +10,11 @@
 #                      the audit log
 #   e2e.sh secrets     everything captured in a run (service logs, every
 #                      sagewai.* topic, the audit log, API answers, CLI output)
-#                      is grepped for the LLM key: it appears nowhere
+#                      is grepped for the LLM key: it appears nowhere; and the
+#                      environment of every process of the stack and of
+#                      postgres holds no LLM key, admin token or database
+#                      password, and no SAGEWAI_* setting its service does
+#                      not read
 #   e2e.sh tenants     multi-tenant mode: keys, isolation (404), the preview
 #                      gate (403 at submit) and its worker backstop
 set -euo pipefail
@@ -192,9 +196,85 @@ secrets)
 	found=$(grep -rlaF -- "$key" "$work"/*.log "$work/cli.out" "$work/topics.bin" \
 		"$SAGEWAI_DATA_DIR" 2>/dev/null | grep -v '/llm-mock.log$' || true)
 	[ -z "$found" ] || fail "the LLM key appears in: $found"
-	# and the check itself can fail: the key is really in the worker's env file
-	cat "$work"/worker*.env | grep -qF -- "$key" || fail "grep found nothing where the key is"
+	# and the check itself can fail: the key is really in the worker's key file
+	grep -qF -- "$key" "$work/llm.key" || fail "grep found nothing where the key is"
 	echo "the key appears in none of: service logs, CLI output, Kafka topics, audit log"
+
+	# the environments: with an admin token set too (in scheduler.env, as
+	# an operator would), every process of the stack and postgres
+	admin=adm-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+	printf "SAGEWAI_ADMIN_TOKEN=%s\n" "$admin" >>"$work/scheduler.env"
+	sw_stack_restart "$work" scheduler
+	SAGEWAI_ADMIN_TOKEN=$admin "$cli" --json tenant create acme >/dev/null ||
+		fail "the scheduler did not take its admin token from its file"
+	pg_pid=$(head -n 1 "$SW_HARNESS_DIR/pg/postmaster.pid")
+	python3 - "$work" "$pg_pid" "$key" "$admin" "$SW_HARNESS_DIR/secrets" "$work/secrets" \
+		<<-'EOF' || fail "a secret or a foreign setting in a process's environment"
+		import glob, os, sys
+		work, pg_pid, key, admin, *secret_dirs = sys.argv[1:]
+		# what each service reads (tools/lib/stack.sh, sw_stack_keys)
+		common = {"SAGEWAI_KAFKA_BOOTSTRAP", "SAGEWAI_LOG_LEVEL", "SAGEWAI_KAFKA_CONSUMER_CONFIG",
+		          "SAGEWAI_HTTP_PORT", "SAGEWAI_PORT_FILE", "SAGEWAI_PG_DSN"}
+		allowed = {
+		    "audit": common | {"SAGEWAI_DATA_DIR"},
+		    "scheduler": common | {"SAGEWAI_RUNNABLE_MODES", "SAGEWAI_ADMIN_TOKEN_FILE"},
+		    "worker": common | {"SAGEWAI_LLM_BASE_URL", "SAGEWAI_LLM_MODEL",
+		                        "SAGEWAI_LLM_API_KEY_FILE", "SAGEWAI_WORKER_OTHER_MODES"},
+		    "sandboxd": common | {"SAGEWAI_SANDBOX_STATE_DIR"},
+		    "llm-mock": set(),
+		    "postgres": set(),
+		}
+		# every database password: the passfiles' last field
+		secrets = {"LLM key": key, "admin token": admin}
+		for d in secret_dirs:
+		    for f in glob.glob(d + "/*.pgpass"):
+		        pw = open(f).read().split("\n")[0].rsplit(":", 1)[1]
+		        assert len(pw) >= 16, f
+		        secrets["password of " + os.path.basename(f)] = pw
+		assert len(secrets) >= 7, secrets.keys()
+		def children(pid):
+		    out = []
+		    for t in glob.glob("/proc/%d/task/*/children" % pid):
+		        try:
+		            out += [int(c) for c in open(t).read().split()]
+		        except OSError:
+		            pass
+		    return out
+		def tree(pid):
+		    todo, seen = [pid], []
+		    while todo:
+		        p = todo.pop()
+		        seen.append(p)
+		        todo += children(p)
+		    return seen
+		roots = {name: int(open("%s/%s.pid" % (work, name)).read())
+		         for name in allowed if os.path.exists("%s/%s.pid" % (work, name))}
+		roots["postgres"] = int(pg_pid)
+		assert set(roots) == set(allowed), "missing: %s" % (set(allowed) - set(roots))
+		bad, n = [], 0
+		for name, root in roots.items():
+		    for pid in tree(root):
+		        try:
+		            env = open("/proc/%d/environ" % pid, "rb").read().decode("utf-8", "replace")
+		        except OSError:
+		            continue  # gone meanwhile
+		        n += 1
+		        for what, value in secrets.items():
+		            if value in env:
+		                bad.append("%s (pid %d): its environment holds the %s" % (name, pid, what))
+		        for var in env.split("\0"):
+		            k = var.split("=", 1)[0]
+		            if k.startswith(("SAGEWAI_", "PG")) and k not in allowed[name] and k != "PGDATA" \
+		                    and not k.startswith(("PG_GRANDPARENT", "PGLOCALEDIR", "PGSYSCONFDIR")):
+		                bad.append("%s (pid %d): %s, which it does not read" % (name, pid, k))
+		assert n >= len(allowed) + 1, "only %d processes read" % n
+		# the check can fail: the same scan finds the key where it is
+		assert key in open(work + "/llm.key").read()
+		for b in bad:
+		    print(b, file=sys.stderr)
+		print("%d processes of %d services and postgres: no secret in any environment" % (n, len(roots) - 1))
+		sys.exit(1 if bad else 0)
+	EOF
 	;;
 tenants)
 	admin=adm-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')

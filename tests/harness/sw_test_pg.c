@@ -1,6 +1,8 @@
 /*
  * sw_test_pg: one-shot PostgreSQL statements and per-test databases.
  */
+#include <ctype.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "sw_test_svc.h"
@@ -55,6 +57,37 @@ void sw_test_pg_db_create(char *dsn, size_t len, const char *svc, const char *sc
 	PQclear(sw_test_pg_exec(base, q));
 	SW_CHECK((size_t)snprintf(dsn, len, "%s dbname=%s", base, q + strlen("CREATE DATABASE ")) <
 		 len);
+}
+
+void sw_test_pg_svc_dsn(char *dsn, size_t len, const char *db_dsn, const char *svc)
+{
+	PQconninfoOption *opts, *o;
+	const char *base, *db = NULL;
+	char var[64], *err = NULL;
+	size_t i;
+
+	snprintf(var, sizeof(var), "SAGEWAI_PG_DSN_%s", svc);
+	for (i = strlen("SAGEWAI_PG_DSN_"); var[i] != '\0'; i++)
+		var[i] = (char)toupper((unsigned char)var[i]);
+	base = getenv(var);
+	SW_CHECKF(base != NULL && *base != '\0', "%s is not set (sw_test_env_load first)", var);
+	opts = PQconninfoParse(db_dsn, &err);
+	SW_CHECKF(opts != NULL, "%s: %s", db_dsn, err ? err : "out of memory");
+	for (o = opts; o->keyword != NULL; o++)
+		if (strcmp(o->keyword, "dbname") == 0 && o->val != NULL)
+			db = o->val;
+	SW_CHECKF(db != NULL, "%s names no database", db_dsn);
+	SW_CHECK((size_t)snprintf(dsn, len, "%s dbname=%s", base, db) < len);
+	PQconninfoFree(opts);
+}
+
+void sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc)
+{
+	static const char key[] = "SAGEWAI_PG_DSN=";
+
+	SW_CHECK(len > sizeof(key));
+	memcpy(entry, key, sizeof(key) - 1);
+	sw_test_pg_svc_dsn(entry + sizeof(key) - 1, len - (sizeof(key) - 1), db_dsn, svc);
 }
 
 void sw_test_pg_restart(void)

@@ -103,6 +103,13 @@ long sw_test_pg_long_try(const char *dsn, const char *q);
 /* CREATE DATABASE <svc>_<scenario>_<pid> on $SAGEWAI_PG_DSN; its DSN into
  * dsn. */
 void sw_test_pg_db_create(char *dsn, size_t len, const char *svc, const char *scenario);
+/* The DSN service svc ("scheduler", "worker", "sandboxd", "audit") connects
+ * with to the database of db_dsn (one of sw_test_pg_db_create): its own
+ * role, $SAGEWAI_PG_DSN_<SVC> of the harness, never the superuser's; the
+ * test keeps db_dsn for its own checks. */
+void sw_test_pg_svc_dsn(char *dsn, size_t len, const char *db_dsn, const char *svc);
+/* The same as the environment entry "SAGEWAI_PG_DSN=..." of a service. */
+void sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc);
 /* Restart the harness's PostgreSQL (harness pg-restart). */
 void sw_test_pg_restart(void);
 

@@ -92,7 +92,7 @@ static void sbd_start(void)
 
 	snprintf(path, sizeof(path), "%s/services/sandboxd/sagewai-sandboxd",
 		 getenv("SW_BUILD_DIR"));
-	snprintf(dsn, sizeof(dsn), "SAGEWAI_PG_DSN=%s", db_dsn);
+	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "sandboxd");
 	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", group);
 	snprintf(state, sizeof(state), "SAGEWAI_SANDBOX_STATE_DIR=%s", tmp_dir);
 	if (sbd_egress_private != NULL) {

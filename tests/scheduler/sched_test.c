@@ -54,7 +54,7 @@ static void sched_start(void)
 	snprintf(path, sizeof(path), "%s/services/scheduler/sagewai-scheduler",
 		 getenv("SW_BUILD_DIR"));
 	snprintf(log, sizeof(log), "%s/scheduler.log", data_dir);
-	snprintf(dsn, sizeof(dsn), "SAGEWAI_PG_DSN=%s", db_dsn);
+	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "scheduler");
 	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", group);
 	snprintf(port, sizeof(port), "SAGEWAI_HTTP_PORT=%d", http_port);
 	for (i = 0; sched_extra[i] != NULL; i++)
@@ -1104,7 +1104,7 @@ static void scenario_worker(void)
 	behave = behave_ignore;
 	snprintf(path, sizeof(path), "%s/services/worker/sagewai-worker", getenv("SW_BUILD_DIR"));
 	snprintf(log, sizeof(log), "%s/worker.log", data_dir);
-	snprintf(dsn, sizeof(dsn), "SAGEWAI_PG_DSN=%s", db_dsn);
+	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "worker");
 	snprintf(wgroup, sizeof(wgroup), "SAGEWAI_GROUP_ID=%s-worker", group);
 	sw_test_proc_watch(&worker_pid);
 	worker_pid = sw_test_proc_spawn(path, argv, env, log);

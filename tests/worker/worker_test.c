@@ -86,7 +86,7 @@ static void worker_start(const char *const *extra)
 	int n = 9;
 
 	snprintf(path, sizeof(path), "%s/services/worker/sagewai-worker", getenv("SW_BUILD_DIR"));
-	snprintf(dsn, sizeof(dsn), "SAGEWAI_PG_DSN=%s", db_dsn);
+	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "worker");
 	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", group);
 	snprintf(base_url, sizeof(base_url), "SAGEWAI_LLM_BASE_URL=http://127.0.0.1:%d/v1",
 		 mock_port);

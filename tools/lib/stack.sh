@@ -35,6 +35,26 @@
 #                                      partitions (see there)
 #
 # Each service runs from WORK/run-NAME.sh; logs go to WORK/NAME.log.
+#
+# Environments: every process started here (the services, llm-mock, the
+# broker, postgres) starts from an empty environment (env -i) holding
+# exactly what it reads (sw_stack_exec): PATH, LANG, the sanitizers'
+# options, the shared settings the service needs (sw_stack_keys: not the
+# other services' URLs, not the LLM's settings outside the worker), its
+# port settings, its own database DSN, then WORK/NAME.gen.env and
+# WORK/NAME.env. Never the caller's environment. A secret is never in any
+# process's environment: the worker gets SAGEWAI_LLM_API_KEY_FILE
+# (WORK/llm.key, 0600), and a secret a caller puts in WORK/NAME.env
+# (SAGEWAI_LLM_API_KEY, SAGEWAI_ADMIN_TOKEN, PGPASSWORD) is moved into a file
+# WORK/secrets/NAME.KEY (0600) and passed as KEY_FILE to the service that
+# uses it (libs/core's _FILE convention), and withheld from the others.
+#
+# PostgreSQL: each service connects as its own role (see pg.sh), with
+# SAGEWAI_PG_DSN naming its passfile (WORK/NAME.dsn). stack.env's
+# SAGEWAI_PG_DSN is the administrator's, for the operator's own checks.
+# The env kind takes the roles' DSNs from SAGEWAI_PG_DSN_<SERVICE> when they
+# are set (the harness's env file holds them) and otherwise creates roles
+# <database>_<service> itself (the admin DSN needs CREATEROLE then).
 
 # shellcheck source=pg.sh
 . "$(dirname "${BASH_SOURCE[0]}")/pg.sh"
@@ -88,25 +108,124 @@ sw_stack_service() {
 	shift 2
 	{
 		echo '#!/usr/bin/env bash'
-		echo "set -a"
-		echo ". '$work/stack.sh.env'"
-		echo "SAGEWAI_HTTP_PORT=0"
-		echo "[ -s '$work/$name.port' ] && SAGEWAI_HTTP_PORT=\$(cat '$work/$name.port')"
-		echo "SAGEWAI_PORT_FILE='$work/$name.portfile'"
-		echo "[ -f '$work/$name.gen.env' ] && . '$work/$name.gen.env'"
-		echo "[ -f '$work/$name.env' ] && . '$work/$name.env'"
-		echo "set +a"
-		printf 'exec'
-		for a in "$@"; do
-			if [ "$a" = @PORT@ ]; then
-				printf ' "$SAGEWAI_HTTP_PORT"'
-			else
-				printf " %q" "$a"
-			fi
-		done
-		echo " >>'$work/$name.log' 2>&1 </dev/null"
+		echo "# $name in a clean environment (tools/lib/stack.sh, sw_stack_exec)"
+		printf '. %q\n' "$sw_stack_root/tools/lib/stack.sh"
+		printf 'sw_stack_exec %q %q' "$work" "$name"
+		for a in "$@"; do printf " %q" "$a"; done
+		echo
 	} >"$work/run-$name.sh"
 	sw_stack_launch "$work" "$name"
+}
+
+# The services on the libs/service frame (they read SAGEWAI_* settings).
+sw_stack_is_service() { # NAME
+	case "$1" in scheduler | worker | sandboxd | audit) return 0 ;; esac
+	return 1
+}
+
+# sw_stack_keys NAME: the settings of stack.env service NAME reads
+sw_stack_keys() {
+	sw_stack_is_service "$1" || return 0
+	echo SAGEWAI_KAFKA_BOOTSTRAP SAGEWAI_LOG_LEVEL SAGEWAI_KAFKA_CONSUMER_CONFIG
+	case "$1" in
+	audit) echo SAGEWAI_DATA_DIR ;;
+	worker) echo SAGEWAI_LLM_BASE_URL SAGEWAI_LLM_MODEL ;;
+	esac
+}
+
+# The secrets a caller may set in WORK/NAME.env, and who uses each.
+sw_stack_secret_user() { # KEY NAME: 0 when service NAME uses secret KEY
+	case "$1" in
+	SAGEWAI_LLM_API_KEY) [ "$2" = worker ] ;;
+	SAGEWAI_ADMIN_TOKEN) [ "$2" = scheduler ] ;;
+	PGPASSWORD) sw_stack_is_service "$2" ;;
+	*) return 1 ;;
+	esac
+}
+sw_stack_is_secret() { # KEY
+	case "$1" in SAGEWAI_LLM_API_KEY | SAGEWAI_ADMIN_TOKEN | PGPASSWORD) return 0 ;; esac
+	return 1
+}
+
+# sw_stack_portfile WORK NAME: where NAME writes its port. A service that
+# writes it as another user (sandboxd's unprivileged part) gets a directory
+# of its own, WORK/NAME.run, made here.
+sw_stack_portfile() {
+	local owner
+	owner=$(sw_pg_owner "$2")
+	if [ -z "$owner" ]; then
+		echo "$1/$2.portfile"
+		return
+	fi
+	mkdir -p "$1/$2.run"
+	chown "$owner" "$1/$2.run"
+	chmod 755 "$1/$2.run"
+	echo "$1/$2.run/portfile"
+}
+
+# sw_stack_env_get WORK KEY: KEY's value in stack.env (fails when absent)
+sw_stack_env_get() {
+	local line
+	line=$(grep -m 1 "^$2=" "$1/stack.env" 2>/dev/null) || return 1
+	printf '%s\n' "${line#*=}"
+}
+
+# sw_stack_file_vars FILE...: the KEY=VALUE assignments of the files (shell
+# syntax, sourced in order as before), NUL-separated; only the names the
+# files assign, nothing of this shell's environment
+sw_stack_file_vars() {
+	local names
+	names=$(sed -n 's/^[[:space:]]*\(export[[:space:]]\{1,\}\)\{0,1\}\([A-Za-z_][A-Za-z0-9_]*\)=.*/\2/p' \
+		"$@" 2>/dev/null | awk '!seen[$0]++')
+	[ -n "$names" ] || return 0
+	(
+		for f in "$@"; do
+			# shellcheck disable=SC1090
+			[ -f "$f" ] && . "$f"
+		done
+		for n in $names; do printf '%s=%s\0' "$n" "${!n-}"; done
+	)
+}
+
+# sw_stack_exec WORK NAME CMD...: run-NAME.sh's body: exec CMD (an @PORT@
+# argument stands for the port) in the environment described at the top,
+# its output appended to WORK/NAME.log
+sw_stack_exec() {
+	local work=$1 name=$2 port=0 k v kv f owner a
+	shift 2
+	local -a vars=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+		LANG=C.UTF-8) args=()
+	for k in ASAN_OPTIONS UBSAN_OPTIONS LSAN_OPTIONS; do
+		[ -z "${!k:-}" ] || vars+=("$k=${!k}")
+	done
+	[ -s "$work/$name.port" ] && port=$(cat "$work/$name.port")
+	if sw_stack_is_service "$name"; then
+		vars+=("SAGEWAI_HTTP_PORT=$port" "SAGEWAI_PORT_FILE=$(sw_stack_portfile "$work" "$name")")
+		for k in $(sw_stack_keys "$name"); do
+			v=$(sw_stack_env_get "$work" "$k") && vars+=("$k=$v")
+		done
+		[ -s "$work/$name.dsn" ] && vars+=("SAGEWAI_PG_DSN=$(cat "$work/$name.dsn")")
+	fi
+	owner=$(sw_pg_owner "$name")
+	while IFS= read -r -d '' kv; do
+		k=${kv%%=*} v=${kv#*=}
+		if ! sw_stack_is_secret "$k"; then
+			vars+=("$kv")
+		elif sw_stack_secret_user "$k" "$name"; then
+			mkdir -p "$work/secrets" && chmod 711 "$work/secrets"
+			f=$work/secrets/$name.$k
+			(umask 077 && rm -f "$f" && printf '%s\n' "$v" >"$f")
+			[ -z "$owner" ] || chown "$owner" "$f"
+			vars+=("${k}_FILE=$f")
+		else
+			echo "stack: $k withheld from $name (another service's secret)" >>"$work/$name.log"
+		fi
+	done < <(sw_stack_file_vars "$work/$name.gen.env" "$work/$name.env")
+	for a in "$@"; do
+		[ "$a" = @PORT@ ] && a=$port
+		args+=("$a")
+	done
+	exec env -i "${vars[@]}" "${args[@]}" >>"$work/$name.log" 2>&1 </dev/null
 }
 
 # sw_stack_launch WORK NAME: start WORK/run-NAME.sh detached (setsid), wait
@@ -117,12 +236,13 @@ sw_stack_launch() {
 	local work=$1 name=$2 off=0 pid port key try
 	for try in 1 2; do
 		[ -f "$work/$name.log" ] && off=$(stat -c %s "$work/$name.log")
-		rm -f "$work/$name.portfile"
+		rm -f "$(sw_stack_portfile "$work" "$name")"
 		setsid bash "$work/run-$name.sh" &
 		pid=$!
 		echo "$pid" >"$work/$name.pid"
 		grep -qx "$name" "$work/services" 2>/dev/null || echo "$name" >>"$work/services"
-		if port=$(sw_port_wait "$pid" "$work/$name.log" "$off" "$work/$name.portfile"); then
+		if port=$(sw_port_wait "$pid" "$work/$name.log" "$off" \
+			"$(sw_stack_portfile "$work" "$name")"); then
 			break
 		fi
 		if [ $try = 1 ] && [ -s "$work/$name.port" ] && ! sw_pid_alive "$pid"; then
@@ -171,8 +291,44 @@ sw_stack_ready() {
 	return 1
 }
 
+# sw_stack_dsn_strip DSN: a keyword=value DSN without user, password and
+# passfile (the admin's), to which a role's are appended
+sw_stack_dsn_strip() {
+	local t out=
+	for t in $1; do
+		case "$t" in user=* | password=* | passfile=* | dbname=*) ;; *) out="$out $t" ;; esac
+	done
+	echo "${out# }"
+}
+
+# sw_stack_db_env WORK DB: the env kind's roles and schemas in database DB
+# of $SAGEWAI_PG_DSN (see the top); writes WORK/<svc>.dsn
+sw_stack_db_env() {
+	local work=$1 db=$2 svc var dsn role base prefix
+	base=$(sw_stack_dsn_strip "$SAGEWAI_PG_DSN")
+	var=SAGEWAI_PG_DSN_SCHEDULER
+	if [ -n "${!var:-}" ]; then
+		# the roles exist (the harness made them): learn their names
+		prefix=$(sw_pg_psql "${!var} dbname=$db" <<<"SELECT current_user" | sed 's/scheduler$//')
+		[ -n "$prefix" ] || return 1
+		for svc in $sw_pg_services; do
+			var=SAGEWAI_PG_DSN_$(echo "$svc" | tr a-z A-Z)
+			[ -n "${!var:-}" ] || { echo "stack: $var is not set" >&2; return 1; }
+			echo "${!var} dbname=$db" >"$work/$svc.dsn"
+		done
+	else
+		prefix=${db}_
+		sw_pg_roles "$SAGEWAI_PG_DSN dbname=$db" "$work/secrets" "$prefix" || return 1
+		for svc in $sw_pg_services; do
+			echo "$base user=$prefix$svc dbname=$db passfile=$work/secrets/$svc.pgpass" \
+				>"$work/$svc.dsn"
+		done
+	fi
+	sw_pg_schemas "$SAGEWAI_PG_DSN dbname=$db" "$prefix"
+}
+
 sw_stack_start() {
-	local work=$1 build=$2 kind=${3:-embedded} bootstrap dsn db
+	local work=$1 build=$2 kind=${3:-embedded} bootstrap dsn db svc
 	mkdir -p "$work"
 	chmod 755 "$work"
 	: >"$work/services"
@@ -182,25 +338,35 @@ sw_stack_start() {
 	env)
 		bootstrap=$SAGEWAI_KAFKA_BOOTSTRAP
 		db="stack_$(basename "$work" | tr -c 'a-zA-Z0-9_\n' _)"
-		psql "$SAGEWAI_PG_DSN" -qAt -c "CREATE DATABASE $db" >/dev/null
+		sw_pg_psql "$SAGEWAI_PG_DSN" <<<"CREATE DATABASE $db" >/dev/null || return 1
 		dsn="$SAGEWAI_PG_DSN dbname=$db"
+		sw_stack_db_env "$work" "$db" || return 1
 		;;
 	real)
 		"$sw_stack_root/tests/harness/harness" start "$work/harness" >/dev/null
 		bootstrap=$(sed -n 's/^SAGEWAI_KAFKA_BOOTSTRAP=//p' "$work/harness/env")
 		dsn=$(sed -n 's/^SAGEWAI_PG_DSN=//p' "$work/harness/env")
+		for svc in $sw_pg_services; do
+			sed -n "s/^SAGEWAI_PG_DSN_$(echo "$svc" | tr a-z A-Z)=//p" \
+				"$work/harness/env" >"$work/$svc.dsn"
+		done
 		;;
 	*)
 		rm -f "$work/bootstrap"
-		setsid "$build/tools/devbroker/sagewai-devbroker" \
+		setsid env -i PATH=/usr/bin:/bin LANG=C.UTF-8 \
+			"$build/tools/devbroker/sagewai-devbroker" \
 			--bootstrap-file "$work/bootstrap" >"$work/devbroker.log" 2>&1 </dev/null &
 		echo $! >"$work/devbroker.pid"
 		for _ in $(seq 1 100); do [ -s "$work/bootstrap" ] && break; sleep 0.05; done
 		bootstrap=$(cat "$work/bootstrap")
 		# the cluster (and its data) of an earlier start in WORK, if any
-		[ -f "$work/pg/PG_VERSION" ] || sw_pg_init "$work"
-		sw_pg_start "$work"
+		[ -f "$work/pg/PG_VERSION" ] || sw_pg_init "$work" || return 1
+		sw_pg_start "$work" || return 1
+		sw_pg_secure "$work" || return 1
 		dsn=$(sw_pg_dsn "$work")
+		for svc in $sw_pg_services; do
+			sw_pg_svc_dsn "$work" "$svc" >"$work/$svc.dsn"
+		done
 		;;
 	esac
 	echo "$kind" >"$work/kind"
@@ -220,10 +386,10 @@ sw_stack_start() {
 	[ "$kind" = embedded ] &&
 		echo "SAGEWAI_KAFKA_CONSUMER_CONFIG=fetch.wait.max.ms=5" >>"$work/stack.env"
 	sed 's/^\([A-Z_]*\)=\(.*\)$/\1='"'"'\2'"'"'/' "$work/stack.env" >"$work/stack.sh.env"
-	# the key reaches the worker (and the mock) only, never stack.env
-	printf "SAGEWAI_LLM_API_KEY='%s'\n" "$llm_key" >"$work/worker.gen.env"
-	echo "$llm_key" >"$work/llm.key"
-	chmod 600 "$work/llm.key" "$work/worker.gen.env"
+	# the key reaches the worker (and the mock) only, through a file: never
+	# stack.env, never an environment
+	(umask 077 && rm -f "$work/llm.key" && echo "$llm_key" >"$work/llm.key")
+	echo "SAGEWAI_LLM_API_KEY_FILE=$work/llm.key" >"$work/worker.gen.env"
 
 	# each server is up (it reported its port) before the next one starts:
 	# the worker needs the LLM's URL, the scheduler sandboxd's
