@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
+
 #include "sw_core.h"
 
 void sw_buf_init(struct sw_buf *b, size_t max)
@@ -128,7 +130,7 @@ char *sw_hex_dup(const void *in, size_t n)
 	return s;
 }
 
-static int nibble(char c)
+int sw_hex_digit(char c)
 {
 	if (c >= '0' && c <= '9')
 		return c - '0';
@@ -146,9 +148,28 @@ int sw_hex_decode(const char *s, void *out, size_t n)
 	int hi, lo;
 
 	for (i = 0; i < n; i++) {
-		if ((hi = nibble(s[2 * i])) < 0 || (lo = nibble(s[2 * i + 1])) < 0)
+		if ((hi = sw_hex_digit(s[2 * i])) < 0 || (lo = sw_hex_digit(s[2 * i + 1])) < 0)
 			return -1;
 		o[i] = (unsigned char)(hi << 4 | lo);
 	}
 	return s[2 * n] == '\0' ? 0 : -1;
+}
+
+struct json_t *sw_json_string_lossy(const char *s)
+{
+	json_t *j;
+	char *copy, *p;
+
+	if (s == NULL)
+		s = "(null)";
+	if ((j = json_string(s)) != NULL)
+		return j;
+	if ((copy = strdup(s)) == NULL)
+		return NULL;
+	for (p = copy; *p != '\0'; p++)
+		if ((unsigned char)*p >= 0x80)
+			*p = '?';
+	j = json_string(copy);
+	free(copy);
+	return j;
 }

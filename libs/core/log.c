@@ -43,26 +43,6 @@ enum sw_log_level sw_log_level_parse(const char *s)
 	return SW_LOG_INFO;
 }
 
-/* A jansson string for s; never NULL unless out of memory. */
-static json_t *log_string(const char *s)
-{
-	json_t *j;
-	char *copy, *p;
-
-	if (s == NULL)
-		s = "(null)";
-	if ((j = json_string(s)) != NULL)
-		return j;
-	if ((copy = strdup(s)) == NULL)
-		return NULL;
-	for (p = copy; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	j = json_string(copy);
-	free(copy);
-	return j;
-}
-
 static void log_timestamp(char *buf, size_t len)
 {
 	int64_t us = sw_now_us();
@@ -96,16 +76,16 @@ static void log_emit(enum sw_log_level lvl, const char *msg, va_list *fields,
 		return;
 	json_object_set_new(obj, "ts", json_string(ts));
 	json_object_set_new(obj, "level", json_string(level_names[lvl]));
-	json_object_set_new(obj, "svc", log_string(log_service));
-	json_object_set_new(obj, "msg", log_string(msg));
+	json_object_set_new(obj, "svc", sw_json_string_lossy(log_service));
+	json_object_set_new(obj, "msg", sw_json_string_lossy(msg));
 	while (fields != NULL && (k = va_arg(*fields, const char *)) != NULL) {
 		v = va_arg(*fields, const char *);
-		if (json_object_set_new(obj, k, log_string(v)) < 0)
-			json_object_set_new(obj, "badkey", log_string(k));
+		if (json_object_set_new(obj, k, sw_json_string_lossy(v)) < 0)
+			json_object_set_new(obj, "badkey", sw_json_string_lossy(k));
 	}
 	for (; kv != NULL && kv[0] != NULL; kv += 2) {
-		if (json_object_set_new(obj, kv[0], log_string(kv[1])) < 0)
-			json_object_set_new(obj, "badkey", log_string(kv[0]));
+		if (json_object_set_new(obj, kv[0], sw_json_string_lossy(kv[1])) < 0)
+			json_object_set_new(obj, "badkey", sw_json_string_lossy(kv[0]));
 	}
 	line = json_dumps(obj, JSON_COMPACT | JSON_PRESERVE_ORDER);
 	json_decref(obj);

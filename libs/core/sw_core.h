@@ -164,9 +164,19 @@ char *sw_buf_steal(struct sw_buf *b, size_t *len);
 void sw_hex_encode(const void *in, size_t n, char *out);
 /* The same, allocated (caller frees); NULL when out of memory. */
 char *sw_hex_dup(const void *in, size_t n);
+/* The value of one hex digit (either case), or -1. */
+int sw_hex_digit(char c);
 /* 2n hex digits (either case) into n bytes; 0, or -1 when s is not exactly
  * 2n hex digits. */
 int sw_hex_decode(const char *s, void *out, size_t n);
+
+/* ---- JSON text ---------------------------------------------------------- */
+
+struct json_t;
+/* A jansson string of s, with every byte of an invalid UTF-8 sequence
+ * shown as '?' (jansson refuses invalid UTF-8); NULL s is "(null)". NULL
+ * only when out of memory. */
+struct json_t *sw_json_string_lossy(const char *s);
 
 /* ---- host:port ---------------------------------------------------------- */
 

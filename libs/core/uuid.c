@@ -87,17 +87,6 @@ void sw_uuid_format(const uint8_t in[16], char out[SW_UUID_STRLEN])
 	out[o] = '\0';
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Accepts exactly 36 characters (either case); out is untouched on error. */
 int sw_uuid_parse(const char *s, uint8_t out[16])
 {
@@ -113,7 +102,7 @@ int sw_uuid_parse(const char *s, uint8_t out[16])
 				return -1;
 			continue;
 		}
-		if ((hi = hexval(s[i])) < 0 || (lo = hexval(s[i + 1])) < 0)
+		if ((hi = sw_hex_digit(s[i])) < 0 || (lo = sw_hex_digit(s[i + 1])) < 0)
 			return -1;
 		buf[o++] = (uint8_t)(hi << 4 | lo);
 		i++;

@@ -68,6 +68,7 @@
 #include <event2/bufferevent.h>
 #include <event2/keyvalq_struct.h>
 
+#include "sw_core.h"
 #include "sw_http.h"
 
 #define HTTP_MAX_HEADERS (64 * 1024)
@@ -171,24 +172,6 @@ void sw_http_reply_json(struct evhttp_request *req, int status, json_t *body)
 	free(text);
 }
 
-/* A JSON string for s; bytes that are not valid UTF-8 become '?'. */
-static json_t *http_json_string(const char *s)
-{
-	json_t *j;
-	char *copy, *p;
-
-	if ((j = json_string(s)) != NULL)
-		return j;
-	if ((copy = strdup(s)) == NULL)
-		return NULL;
-	for (p = copy; *p != '\0'; p++)
-		if ((unsigned char)*p >= 0x80)
-			*p = '?';
-	j = json_string(copy);
-	free(copy);
-	return j;
-}
-
 void sw_http_reply_error(struct evhttp_request *req, int status, const char *code,
 			 const char *fmt, ...)
 {
@@ -200,8 +183,8 @@ void sw_http_reply_error(struct evhttp_request *req, int status, const char *cod
 	if (vasprintf(&msg, fmt, ap) < 0)
 		msg = NULL;
 	va_end(ap);
-	body = json_pack("{s:{s:o,s:o}}", "error", "code", http_json_string(code), "message",
-			 http_json_string(msg != NULL ? msg : code));
+	body = json_pack("{s:{s:o,s:o}}", "error", "code", sw_json_string_lossy(code), "message",
+			 sw_json_string_lossy(msg != NULL ? msg : code));
 	free(msg);
 	sw_http_reply_json(req, status, body);
 }
