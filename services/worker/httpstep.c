@@ -9,10 +9,23 @@
  * transfers. Name resolution uses curl's threaded resolver, so nothing
  * here blocks. A transfer is removed only from loop callbacks, never from
  * inside a curl callback.
+ *
+ * Where an http step may connect (dest.h) is judged on the address curl is
+ * about to connect to, after name resolution: CURLOPT_OPENSOCKETFUNCTION
+ * runs for every connection it opens (each address tried, each redirect
+ * hop), so a name that resolves to a public address when checked and to
+ * 127.0.0.1 when connected cannot slip through; CURLOPT_PREREQFUNCTION runs
+ * before every request, on a new or a reused connection, so a connection
+ * left in the multi's pool by the llm kind (whose operator-set base URL is
+ * exempt) is not reused by an http step either. Redirects are followed,
+ * WORKER_HTTP_REDIRECTS at most, over http and https only, and no proxy
+ * is taken from the environment.
  */
+#include <arpa/inet.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/socket.h>
 
 #include "worker.h"
 
@@ -146,6 +159,7 @@ void worker_curl_common(struct worker_job *j, size_t resp_max)
 
 	j->resp.max = resp_max;
 	j->curl_err[0] = '\0';
+	j->refused[0] = '\0';
 	curl_easy_setopt(e, CURLOPT_PRIVATE, (char *)j);
 	curl_easy_setopt(e, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(e, CURLOPT_WRITEDATA, j);
@@ -223,6 +237,65 @@ static int header_ok(const char *name, const char *value)
 	return strpbrk(value, "\r\n") == NULL;
 }
 
+/* 1 when the http step j must not connect to sa; the first such
+ * destination is kept in j->refused for the step's error. */
+static int dest_refused(struct worker_job *j, const struct sockaddr *sa, socklen_t len)
+{
+	char name[INET6_ADDRSTRLEN + 16];
+	const char *why;
+
+	if ((why = worker_dest_check(&j->env->http_allow, sa, len, name, sizeof(name))) == NULL)
+		return 0;
+	if (j->refused[0] == '\0')
+		snprintf(j->refused, sizeof(j->refused),
+			 "destination %s is not allowed (%s); operators can allow it with "
+			 "SAGEWAI_HTTP_ALLOW",
+			 name, why);
+	return 1;
+}
+
+/* CURLOPT_OPENSOCKETFUNCTION: the address of each connection, before it
+ * is made. */
+static curl_socket_t open_socket_cb(void *clientp, curlsocktype purpose,
+				    struct curl_sockaddr *a)
+{
+	(void)purpose;
+	if (dest_refused(clientp, &a->addr, a->addrlen))
+		return CURL_SOCKET_BAD;
+	return socket(a->family, a->socktype | SOCK_CLOEXEC, a->protocol);
+}
+
+/* CURLOPT_PREREQFUNCTION: the peer of the connection, new or reused,
+ * before each request is sent. */
+static int prereq_cb(void *clientp, char *peer_ip, char *local_ip, int peer_port, int local_port)
+{
+	struct sockaddr_in6 s6;
+	struct sockaddr_in s4;
+
+	(void)local_ip;
+	(void)local_port;
+	memset(&s4, 0, sizeof(s4));
+	memset(&s6, 0, sizeof(s6));
+	if (peer_port < 0 || peer_port > 65535)
+		peer_port = 0;
+	if (peer_ip != NULL && inet_pton(AF_INET, peer_ip, &s4.sin_addr) == 1) {
+		s4.sin_family = AF_INET;
+		s4.sin_port = htons((uint16_t)peer_port);
+		return dest_refused(clientp, (struct sockaddr *)&s4, sizeof(s4))
+			   ? CURL_PREREQFUNC_ABORT
+			   : CURL_PREREQFUNC_OK;
+	}
+	if (peer_ip != NULL && inet_pton(AF_INET6, peer_ip, &s6.sin6_addr) == 1) {
+		s6.sin6_family = AF_INET6;
+		s6.sin6_port = htons((uint16_t)peer_port);
+		return dest_refused(clientp, (struct sockaddr *)&s6, sizeof(s6))
+			   ? CURL_PREREQFUNC_ABORT
+			   : CURL_PREREQFUNC_OK;
+	}
+	/* not an IP peer (a unix socket): never for a step */
+	return dest_refused(clientp, NULL, 0) ? CURL_PREREQFUNC_ABORT : CURL_PREREQFUNC_OK;
+}
+
 void worker_http_start(struct worker_job *j)
 {
 	static const char *const methods[] = {"POST", "GET", "PUT", "PATCH", "DELETE", NULL};
@@ -290,6 +363,15 @@ void worker_http_start(struct worker_job *j)
 	worker_curl_common(j, j->output_max + 65536);
 	curl_easy_setopt(j->easy, CURLOPT_URL, json_string_value(url));
 	curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->hdrs);
+	/* the tenant's destination: judged on every connection (dest.h) */
+	curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
+	curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETDATA, j);
+	curl_easy_setopt(j->easy, CURLOPT_PREREQFUNCTION, prereq_cb);
+	curl_easy_setopt(j->easy, CURLOPT_PREREQDATA, j);
+	curl_easy_setopt(j->easy, CURLOPT_PROXY, "");
+	curl_easy_setopt(j->easy, CURLOPT_FOLLOWLOCATION, 1L);
+	curl_easy_setopt(j->easy, CURLOPT_MAXREDIRS, (long)WORKER_HTTP_REDIRECTS);
+	curl_easy_setopt(j->easy, CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
 	if (strcmp(m, "GET") == 0) {
 		curl_easy_setopt(j->easy, CURLOPT_HTTPGET, 1L);
 	} else {
@@ -322,6 +404,10 @@ void worker_http_done(struct worker_job *j, CURLcode rc, long status)
 				   "output_too_large: output is over %zu bytes, over the limit "
 				   "of %zu",
 				   j->resp.max, j->output_max);
+		return;
+	}
+	if (rc != CURLE_OK && j->refused[0] != '\0') {
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "http_error: %s", j->refused);
 		return;
 	}
 	if (rc != CURLE_OK) {

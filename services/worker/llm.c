@@ -14,6 +14,14 @@
  * The key lives only in the request's header list: errors name the HTTP
  * status and the provider's message, and every error and output passes
  * through worker_redact before it leaves the process.
+ *
+ * The destination is the operator's (SAGEWAI_LLM_BASE_URL; nothing in a
+ * step changes it) and redirects are not followed, so this kind is exempt
+ * from the http kind's destination policy (dest.h): a provider on loopback
+ * or a private network (llm-mock, a local model server) works without
+ * SAGEWAI_HTTP_ALLOW. The exemption is this transfer's alone: an http step
+ * to the same host and port is judged like any other, even on a pooled
+ * connection the llm kind left behind (httpstep.c).
  */
 #include <ctype.h>
 #include <stdlib.h>

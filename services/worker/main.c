@@ -19,6 +19,10 @@
  *                               still refused, after the preview-gate check)
  *   SAGEWAI_KAFKA_MESSAGE_MAX   largest event the bus carries (1000000)
  *   SAGEWAI_PG_POOL             PostgreSQL connections of the results table (4)
+ *   SAGEWAI_HTTP_ALLOW          destinations an http step may reach although not
+ *                               public (loopback, private, link-local, ...):
+ *                               "ADDR[/BITS][:PORT],[V6ADDR[/BITS]]:PORT,..."
+ *                               (dest.h); empty: public addresses only
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning
  */
 #include <limits.h>
@@ -33,6 +37,7 @@ static int worker_configure(struct sw_service *svc, void *arg, char *err, size_t
 	struct worker_env *env = arg;
 	char *const *envp = sw_service_environ(svc);
 	const char *v;
+	char msg[300];
 	long long n;
 	size_t len;
 
@@ -78,6 +83,12 @@ static int worker_configure(struct sw_service *svc, void *arg, char *err, size_t
 		snprintf(err, errlen, "SAGEWAI_WORKER_OTHER_MODES: refuse or ignore");
 		return -1;
 	}
+	v = sw_config_env(envp, "SAGEWAI_HTTP_ALLOW");
+	if (worker_allow_parse(&env->http_allow, v, msg, sizeof(msg)) == -1) {
+		snprintf(err, errlen, "SAGEWAI_HTTP_ALLOW: %s", msg);
+		return -1;
+	}
+	env->http_allow_spec = v != NULL && *v ? v : "none";
 	v = sw_config_env(envp, "SAGEWAI_SEALED_PREVIEW");
 	env->sealed_preview = v != NULL && strcmp(v, "1") == 0;
 	if (strcmp(env->cfg->mode, "multi_tenant") == 0) {
@@ -131,7 +142,9 @@ static int worker_start(struct sw_service *svc, void *arg, char *err, size_t err
 	kv[7] = env->llm_model;
 	kv[8] = "llm_key";
 	kv[9] = env->llm_key[0] ? "set" : "unset";
-	kv[10] = NULL;
+	kv[10] = "http_allow";
+	kv[11] = env->http_allow_spec;
+	kv[12] = NULL;
 	sw_service_started_fields(svc, kv);
 	return 0;
 }
@@ -179,6 +192,7 @@ static void worker_stop(struct sw_service *svc, void *arg)
 		curl_global_cleanup();
 	env->curl_global = 0;
 	explicit_bzero(env->llm_key, sizeof(env->llm_key));
+	worker_allow_free(&env->http_allow);
 }
 
 static int worker_health(void *arg)

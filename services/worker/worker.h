@@ -32,6 +32,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
+#include "dest.h"
 #include "sagewai_plugin.h"
 #include "sw_bus.h"
 #include "sw_core.h"
@@ -51,6 +52,7 @@
 #define WORKER_POOL_STOP_MS 5000 /* then a thread stuck in a plugin is left behind */
 #define WORKER_BUS_MAX_DEFAULT 1000000 /* librdkafka's message.max.bytes default */
 #define WORKER_DRAIN_S 10	       /* grace for running steps at shutdown */
+#define WORKER_HTTP_REDIRECTS 5	       /* redirects an http step follows, at most */
 
 enum job_kind { KIND_NONE, KIND_TEMPLATE, KIND_LLM, KIND_HTTP, KIND_PLUGIN };
 
@@ -72,6 +74,7 @@ struct worker_job {
 	char *req_body;
 	struct sw_buf resp; /* capped: over when the peer sent more than max */
 	char curl_err[CURL_ERROR_SIZE];
+	char refused[256]; /* http: the first destination refused, and why */
 	/* plugin */
 	struct worker_task *task;
 };
@@ -121,6 +124,8 @@ struct worker_env {
 	int multi_tenant;
 	int sealed_preview;
 	int ignore_other_modes; /* SAGEWAI_WORKER_OTHER_MODES=ignore: sandboxd takes them */
+	struct worker_allow http_allow; /* SAGEWAI_HTTP_ALLOW, parsed (dest.h) */
+	const char *http_allow_spec;	/* as given, for the start line */
 
 	/* curl multi on the loop */
 	CURLM *multi;

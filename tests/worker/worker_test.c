@@ -8,6 +8,7 @@
  *                listener in this test, which records the body), plugin
  *                (wordcount, and a failing one), output over the limit,
  *                mode sandboxed refused, an unknown kind, a non-http URL
+ *                (the listener is on SAGEWAI_HTTP_ALLOW)
  *   preview      multi_tenant without SAGEWAI_SEALED_PREVIEW refuses a run
  *                with an identity-bearing mode before executing; with it
  *                the step runs; SAGEWAI_WORKER_OTHER_MODES=ignore leaves a
@@ -25,6 +26,12 @@
  *                still finishes
  *   badplugin    a .so that is not a plugin refuses the start, naming it
  *   concurrency  steps run at once, up to SAGEWAI_WORKER_CONCURRENCY
+ *   ssrf         an http step reaches a loopback listener only when
+ *                SAGEWAI_HTTP_ALLOW names it: refused to 127.0.0.1, to
+ *                localhost, to [::1], to the metadata address, to the LLM
+ *                provider's port (whose llm steps still work), and at a
+ *                redirect from an allowed listener to another port; a bad
+ *                SAGEWAI_HTTP_ALLOW refuses the start (exit 2)
  *
  * Topics are shared by every test of a run: each scenario names its runs
  * "<scenario>-<pid>-...", uses its own database and consumer group, and
@@ -236,10 +243,12 @@ static void require_not_started(const char *step_id)
 struct target {
 	struct event_base *base;
 	struct evhttp *http;
-	int port;
+	int port;  /* the listener the tests allow */
+	int port2; /* another one, on the same server */
 	pthread_t th;
 	pthread_mutex_t mu;
 	int hits;
+	int secret_hits; /* requests for /secret */
 	char body[4096]; /* what /ok was sent, last */
 	char ctype[128];
 	char xtest[128];
@@ -262,6 +271,8 @@ static void target_cb(struct evhttp_request *req, void *arg)
 	body[n] = '\0';
 	pthread_mutex_lock(&t->mu);
 	t->hits++;
+	if (strcmp(uri, "/secret") == 0)
+		t->secret_hits++;
 	if (strcmp(uri, "/ok") != 0) {
 		pthread_mutex_unlock(&t->mu);
 		goto reply;
@@ -283,6 +294,14 @@ reply:
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 				  "application/json");
 		evhttp_send_reply(req, 200, "OK", out);
+	} else if (strcmp(uri, "/redirect") == 0) {
+		/* to the other listener: must be refused there */
+		snprintf(body, sizeof(body), "http://127.0.0.1:%d/secret", t->port2);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Location", body);
+		evhttp_send_reply(req, 302, "Found", out);
+	} else if (strcmp(uri, "/secret") == 0) {
+		evbuffer_add_printf(out, "{\"secret\": \"loopback only\"}");
+		evhttp_send_reply(req, 200, "OK", out);
 	} else if (strcmp(uri, "/text") == 0) {
 		evbuffer_add_printf(out, "plain words, not JSON");
 		evhttp_send_reply(req, 200, "OK", out);
@@ -299,11 +318,20 @@ static void *target_main(void *arg)
 	return NULL;
 }
 
-static void target_start(void)
+static int target_listen(void)
 {
 	struct evhttp_bound_socket *bs;
 	struct sockaddr_in a;
 	socklen_t len = sizeof(a);
+
+	bs = evhttp_bind_socket_with_handle(target.http, "127.0.0.1", 0);
+	SW_CHECK(bs != NULL);
+	SW_CHECK(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&a, &len) == 0);
+	return ntohs(a.sin_port);
+}
+
+static void target_start(void)
+{
 
 	SW_CHECK(evthread_use_pthreads() == 0);
 	pthread_mutex_init(&target.mu, NULL);
@@ -311,10 +339,8 @@ static void target_start(void)
 	target.http = evhttp_new(target.base);
 	SW_CHECK(target.base != NULL && target.http != NULL);
 	evhttp_set_gencb(target.http, target_cb, &target);
-	bs = evhttp_bind_socket_with_handle(target.http, "127.0.0.1", 0);
-	SW_CHECK(bs != NULL);
-	SW_CHECK(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&a, &len) == 0);
-	target.port = ntohs(a.sin_port);
+	target.port = target_listen();
+	target.port2 = target_listen();
 	SW_CHECK(pthread_create(&target.th, NULL, target_main, &target) == 0);
 }
 
@@ -386,14 +412,17 @@ static void require_key_secret(void)
 static void scenario_basic(void)
 {
 	static const char *const mock_args[] = {"--require-key", KEY, NULL};
+	const char *allow[] = {NULL, NULL};
 	struct sw_test_dispatch d[14];
-	char url[128], big[201];
+	char url[128], big[201], allow_env[64];
 	struct sw_test_ev *e;
 	json_t *o, *want;
 
 	mock_start(mock_args);
 	target_start();
-	worker_start(NULL);
+	snprintf(allow_env, sizeof(allow_env), "SAGEWAI_HTTP_ALLOW=127.0.0.1:%d", target.port);
+	allow[0] = allow_env;
+	worker_start(allow);
 
 	sw_test_dispatch_post(
 	    &tx, &d[0], "tpl", "hello", "in_process", 30000,
@@ -740,13 +769,13 @@ static void scenario_kill9(void)
 }
 
 /* Start the worker, which must refuse to (exit non-zero); its log in log. */
-static void worker_refuses(char *log, size_t len)
+static int worker_refuses(const char *const *extra, char *log, size_t len)
 {
 	int status;
 	size_t n;
 	FILE *f;
 
-	worker_start(NULL);
+	worker_start(extra);
 	SW_CHECK(waitpid(worker_pid, &status, 0) == worker_pid);
 	worker_pid = -1;
 	SW_CHECKF(WIFEXITED(status) && WEXITSTATUS(status) != 0, "worker started (status %d)",
@@ -756,6 +785,7 @@ static void worker_refuses(char *log, size_t len)
 	n = fread(log, 1, len - 1, f);
 	fclose(f);
 	log[n] = '\0';
+	return WEXITSTATUS(status);
 }
 
 static void scenario_badplugin(void)
@@ -769,7 +799,7 @@ static void scenario_badplugin(void)
 	SW_CHECK(f != NULL);
 	fputs("not an ELF file\n", f);
 	fclose(f);
-	worker_refuses(log, sizeof(log));
+	worker_refuses(NULL, log, sizeof(log));
 	SW_REQUIRE(strstr(log, path) != NULL, "the error does not name %s", path);
 
 	/* a shared object without the entry point */
@@ -778,7 +808,7 @@ static void scenario_badplugin(void)
 		 plugin_dir);
 	SW_CHECK(system(cmd) == 0);
 	SW_CHECK(truncate(worker_log, 0) == 0);
-	worker_refuses(log, sizeof(log));
+	worker_refuses(NULL, log, sizeof(log));
 	SW_REQUIRE(strstr(log, "nope.so") != NULL && strstr(log, "sagewai_plugin_v1") != NULL,
 		   "the error does not name nope.so and the missing symbol");
 }
@@ -809,6 +839,119 @@ static void scenario_concurrency(void)
 	worker_stop(SIGTERM);
 }
 
+/* The step's error must be exactly the refusal of dest (an address:port)
+ * for why. */
+static void require_refused(const char *step_id, const char *dest, const char *why)
+{
+	struct sw_test_ev *e = sw_test_evlog_finished(&evl, step_id);
+	char want[300];
+
+	snprintf(want, sizeof(want),
+		 "http_error: destination %s is not allowed (%s); operators can allow it with "
+		 "SAGEWAI_HTTP_ALLOW",
+		 dest, why);
+	sw_test_ev_require(e, "FAILED", "http_error: destination ");
+	SW_REQUIRE(strcmp(e->error, want) == 0, "%s: error '%s', expected '%s'", step_id,
+		   e->error, want);
+}
+
+/* An http step of this scenario to url: GET, step name name. */
+static void http_post(struct sw_test_dispatch *d, const char *run, const char *name,
+		      const char *url)
+{
+	sw_test_dispatch_post(&tx, d, run, name, "in_process", 30000,
+			      spec("http", json_pack("{s:s, s:s}", "url", url, "method", "GET")));
+}
+
+static void scenario_ssrf(void)
+{
+	const char *allow[] = {NULL, NULL};
+	static const char *const bad[] = {"SAGEWAI_HTTP_ALLOW=127.0.0.1:8080,internal.example:443",
+					  NULL};
+	struct sw_test_dispatch d[12];
+	char url[160], dest[64], allow_env[64], log[4096];
+	struct sw_test_ev *e;
+	int i;
+
+	mock_start(NULL);
+	target_start();
+	snprintf(allow_env, sizeof(allow_env), "SAGEWAI_HTTP_ALLOW=127.0.0.1:%d", target.port);
+	allow[0] = allow_env;
+	worker_start(allow);
+
+	/* the allowed listener answers */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/ok", target.port);
+	http_post(&d[0], "allowed", "get", url);
+	/* the other port of the same address does not */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/secret", target.port2);
+	http_post(&d[1], "direct", "get", url);
+	/* a name that resolves to loopback */
+	snprintf(url, sizeof(url), "http://localhost:%d/secret", target.port2);
+	http_post(&d[2], "name", "get", url);
+	/* IPv6 loopback, the cloud metadata address, 0.0.0.0, 127.0.0.1 in
+	 * decimal */
+	snprintf(url, sizeof(url), "http://[::1]:%d/secret", target.port2);
+	http_post(&d[3], "v6", "get", url);
+	http_post(&d[4], "metadata", "get", "http://169.254.169.254/latest/meta-data/");
+	snprintf(url, sizeof(url), "http://0.0.0.0:%d/secret", target.port2);
+	http_post(&d[5], "zero", "get", url);
+	snprintf(url, sizeof(url), "http://2130706433:%d/secret", target.port2);
+	http_post(&d[6], "decimal", "get", url);
+	/* a redirect from the allowed listener to the other port */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/redirect", target.port);
+	http_post(&d[7], "redirect", "get", url);
+	/* an llm step works (its base URL is the operator's, on loopback) ... */
+	sw_test_dispatch_post(&tx, &d[8], "llm", "ask", "in_process", 30000,
+			      spec("llm", json_pack("{s:s}", "prompt", "hello from ssrf")));
+
+	e = sw_test_evlog_finished(&evl, d[0].step_id);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	require_output(e, "{\"status\": 200, \"body\": {\"received\": null}}");
+	snprintf(dest, sizeof(dest), "127.0.0.1:%d", target.port2);
+	require_refused(d[1].step_id, dest, "loopback");
+	e = sw_test_evlog_finished(&evl, d[2].step_id);
+	sw_test_ev_require(e, "FAILED", "http_error: destination ");
+	SW_REQUIRE(strstr(e->error, "is not allowed (loopback); operators can allow it with "
+				    "SAGEWAI_HTTP_ALLOW") != NULL,
+		   "localhost: %s", e->error);
+	snprintf(dest, sizeof(dest), "[::1]:%d", target.port2);
+	require_refused(d[3].step_id, dest, "loopback");
+	require_refused(d[4].step_id, "169.254.169.254:80", "cloud metadata");
+	snprintf(dest, sizeof(dest), "0.0.0.0:%d", target.port2);
+	require_refused(d[5].step_id, dest, "unspecified");
+	snprintf(dest, sizeof(dest), "127.0.0.1:%d", target.port2);
+	require_refused(d[6].step_id, dest, "loopback");
+	require_refused(d[7].step_id, dest, "loopback");
+	e = sw_test_evlog_finished(&evl, d[8].step_id);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	require_output(e, "\"Summary: hello from ssrf\"");
+
+	/* ... but an http step to the provider's port is refused, on a fresh
+	 * connection or on one the llm step left in the pool */
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/mock/stats", mock_port);
+	snprintf(dest, sizeof(dest), "127.0.0.1:%d", mock_port);
+	for (i = 0; i < 2; i++) {
+		sw_test_dispatch_post(&tx, &d[9], "llm", i ? "again-2" : "again-1", "in_process",
+				      30000, spec("llm", json_pack("{s:s}", "prompt", "again")));
+		sw_test_ev_require(sw_test_evlog_finished(&evl, d[9].step_id), "SUCCEEDED",
+				   NULL);
+		http_post(&d[10 + i], "provider", i ? "get-2" : "get-1", url);
+		require_refused(d[10 + i].step_id, dest, "loopback");
+	}
+
+	pthread_mutex_lock(&target.mu);
+	SW_REQUIRE(target.secret_hits == 0, "/secret was fetched %d times", target.secret_hits);
+	pthread_mutex_unlock(&target.mu);
+	worker_stop(SIGTERM);
+
+	/* a host name in the allow-list is a configuration error */
+	SW_CHECK(truncate(worker_log, 0) == 0);
+	SW_REQUIRE(worker_refuses(bad, log, sizeof(log)) == 2, "a bad allow-list: not exit 2");
+	SW_REQUIRE(strstr(log, "SAGEWAI_HTTP_ALLOW: entry 'internal.example:443'") != NULL &&
+		       strstr(log, "host names are not matched") != NULL,
+		   "the error does not explain the bad entry: %s", log);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -821,6 +964,7 @@ int main(int argc, char **argv)
 	    {"kill9", scenario_kill9},
 	    {"badplugin", scenario_badplugin},
 	    {"concurrency", scenario_concurrency},
+	    {"ssrf", scenario_ssrf},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));
