@@ -9,57 +9,18 @@
 #include <string.h>
 
 #include "egress.h"
-
-static bool v4_refused(const uint8_t *a)
-{
-	static const struct {
-		uint32_t net, mask;
-	} nets[] = {
-	    {0x00000000, 0xff000000}, /* 0/8: this network, unspecified */
-	    {0x0a000000, 0xff000000}, /* 10/8 */
-	    {0x64400000, 0xffc00000}, /* 100.64/10: CGNAT */
-	    {0x7f000000, 0xff000000}, /* 127/8: loopback */
-	    {0xa9fe0000, 0xffff0000}, /* 169.254/16: link-local, metadata */
-	    {0xac100000, 0xfff00000}, /* 172.16/12 */
-	    {0xc0000000, 0xffffff00}, /* 192.0.0/24: IETF protocol assignments */
-	    {0xc0a80000, 0xffff0000}, /* 192.168/16 */
-	    {0xc6120000, 0xfffe0000}, /* 198.18/15: benchmarking */
-	    {0xe0000000, 0xf0000000}, /* 224/4: multicast */
-	    {0xf0000000, 0xf0000000}, /* 240/4: reserved, broadcast */
-	};
-	uint32_t x = (uint32_t)a[0] << 24 | (uint32_t)a[1] << 16 | (uint32_t)a[2] << 8 | a[3];
-
-	for (size_t i = 0; i < sizeof(nets) / sizeof(nets[0]); i++)
-		if ((x & nets[i].mask) == nets[i].net)
-			return true;
-	return false;
-}
+#include "sw_addr.h"
 
 /* Whether sa is an address a tenant may not reach unless allow_private:
- * loopback, unspecified, private, CGNAT, link-local, ULA, site-local,
- * multicast, reserved, and IPv6 forms embedding such an IPv4 address
- * (mapped, compatible, NAT64 64:ff9b::/96, 6to4 2002::/16). */
+ * the one policy of sw_addr_class (loopback, private, link-local and
+ * metadata, CGNAT, multicast, reserved, documentation, and IPv6 forms
+ * embedding such an IPv4 address), shared with the worker's http steps. */
 bool egress_addr_refused(const struct sockaddr *sa)
 {
-	static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
-	static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-	static const uint8_t zero[12];
-	const uint8_t *a;
+	socklen_t len = sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						 : sizeof(struct sockaddr_in);
 
-	if (sa->sa_family == AF_INET)
-		return v4_refused((const uint8_t *)&((const struct sockaddr_in *)sa)->sin_addr);
-	if (sa->sa_family != AF_INET6)
-		return true;
-	a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-	if (memcmp(a, mapped, 12) == 0 || memcmp(a, zero, 12) == 0 || memcmp(a, nat64, 12) == 0)
-		return v4_refused(a + 12);
-	if (a[0] == 0x20 && a[1] == 0x02)
-		return v4_refused(a + 2);
-	if (a[0] == 0x00 && a[1] == 0x64 && a[2] == 0xff && a[3] == 0x9b && a[4] == 0 && a[5] == 1)
-		return true;			  /* 64:ff9b:1::/48, local NAT64 */
-	return (a[0] & 0xfe) == 0xfc ||		  /* fc00::/7: ULA */
-	       (a[0] == 0xfe && (a[1] & 0x80)) || /* fe80::/10, fec0::/10 */
-	       a[0] == 0xff;			  /* multicast */
+	return sw_addr_class(sa, len) != NULL;
 }
 
 void egress_addr_text(const struct sockaddr *sa, char *out, size_t outlen)

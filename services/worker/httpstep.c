@@ -10,7 +10,7 @@
  * here blocks. A transfer is removed only from loop callbacks, never from
  * inside a curl callback.
  *
- * Where an http step may connect (dest.h) is judged on the address curl is
+ * Where an http step may connect (sw_addr.h) is judged on the address curl is
  * about to connect to, after name resolution: CURLOPT_OPENSOCKETFUNCTION
  * runs for every connection it opens (each address tried, each redirect
  * hop), so a name that resolves to a public address when checked and to
@@ -244,7 +244,7 @@ static int dest_refused(struct worker_job *j, const struct sockaddr *sa, socklen
 	char name[INET6_ADDRSTRLEN + 16];
 	const char *why;
 
-	if ((why = worker_dest_check(&j->env->http_allow, sa, len, name, sizeof(name))) == NULL)
+	if ((why = sw_addr_check(&j->env->http_allow, sa, len, name, sizeof(name))) == NULL)
 		return 0;
 	if (j->refused[0] == '\0')
 		snprintf(j->refused, sizeof(j->refused),
@@ -363,7 +363,7 @@ void worker_http_start(struct worker_job *j)
 	worker_curl_common(j, j->output_max + 65536);
 	curl_easy_setopt(j->easy, CURLOPT_URL, json_string_value(url));
 	curl_easy_setopt(j->easy, CURLOPT_HTTPHEADER, j->hdrs);
-	/* the tenant's destination: judged on every connection (dest.h) */
+	/* the tenant's destination: judged on every connection (sw_addr.h) */
 	curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb);
 	curl_easy_setopt(j->easy, CURLOPT_OPENSOCKETDATA, j);
 	curl_easy_setopt(j->easy, CURLOPT_PREREQFUNCTION, prereq_cb);

@@ -17,7 +17,7 @@
  *
  * The destination is the operator's (SAGEWAI_LLM_BASE_URL; nothing in a
  * step changes it) and redirects are not followed, so this kind is exempt
- * from the http kind's destination policy (dest.h): a provider on loopback
+ * from the http kind's destination policy (sw_addr.h): a provider on loopback
  * or a private network (llm-mock, a local model server) works without
  * SAGEWAI_HTTP_ALLOW. The exemption is this transfer's alone: an http step
  * to the same host and port is judged like any other, even on a pooled

@@ -22,7 +22,7 @@
  *   SAGEWAI_HTTP_ALLOW          destinations an http step may reach although not
  *                               public (loopback, private, link-local, ...):
  *                               "ADDR[/BITS][:PORT],[V6ADDR[/BITS]]:PORT,..."
- *                               (dest.h); empty: public addresses only
+ *                               (sw_addr.h); empty: public addresses only
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning
  */
 #include <limits.h>
@@ -84,7 +84,7 @@ static int worker_configure(struct sw_service *svc, void *arg, char *err, size_t
 		return -1;
 	}
 	v = sw_config_env(envp, "SAGEWAI_HTTP_ALLOW");
-	if (worker_allow_parse(&env->http_allow, v, msg, sizeof(msg)) == -1) {
+	if (sw_addr_allow_parse(&env->http_allow, v, msg, sizeof(msg)) == -1) {
 		snprintf(err, errlen, "SAGEWAI_HTTP_ALLOW: %s", msg);
 		return -1;
 	}
@@ -192,7 +192,7 @@ static void worker_stop(struct sw_service *svc, void *arg)
 		curl_global_cleanup();
 	env->curl_global = 0;
 	explicit_bzero(env->llm_key, sizeof(env->llm_key));
-	worker_allow_free(&env->http_allow);
+	sw_addr_allow_free(&env->http_allow);
 }
 
 static int worker_health(void *arg)

@@ -32,7 +32,7 @@
 #include <event2/event.h>
 #include <jansson.h>
 
-#include "dest.h"
+#include "sw_addr.h"
 #include "sagewai_plugin.h"
 #include "sw_bus.h"
 #include "sw_core.h"
@@ -124,7 +124,7 @@ struct worker_env {
 	int multi_tenant;
 	int sealed_preview;
 	int ignore_other_modes; /* SAGEWAI_WORKER_OTHER_MODES=ignore: sandboxd takes them */
-	struct worker_allow http_allow; /* SAGEWAI_HTTP_ALLOW, parsed (dest.h) */
+	struct sw_addr_allow http_allow; /* SAGEWAI_HTTP_ALLOW, parsed (sw_addr.h) */
 	const char *http_allow_spec;	/* as given, for the start line */
 
 	/* curl multi on the loop */

@@ -1,5 +1,6 @@
 /*
- * dest.h: which addresses a tenant's http step may connect to.
+ * sw_addr: which addresses a tenant's code may connect to (the worker's http
+ * steps, sandboxd's egress proxy).
  *
  * The worker runs next to the project's own services (audit, scheduler,
  * the LLM provider, sandboxd, PostgreSQL, Kafka) and often inside a cloud
@@ -27,15 +28,15 @@
  *
  * Pure functions over struct sockaddr: no curl, no I/O, no environment.
  */
-#ifndef WORKER_DEST_H
-#define WORKER_DEST_H
+#ifndef SW_ADDR_H
+#define SW_ADDR_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
 
 /* One allow-list entry. */
-struct worker_allow_rule {
+struct sw_addr_rule {
 	int family;		 /* AF_INET or AF_INET6 */
 	unsigned char addr[16];	 /* network order; 4 bytes used for AF_INET */
 	unsigned prefix;	 /* bits compared: 0..32 or 0..128 */
@@ -43,29 +44,29 @@ struct worker_allow_rule {
 };
 
 /* The parsed SAGEWAI_HTTP_ALLOW; zeroed means empty. */
-struct worker_allow {
-	struct worker_allow_rule *rules; /* owned, freed by worker_allow_free */
+struct sw_addr_allow {
+	struct sw_addr_rule *rules; /* owned, freed by sw_addr_allow_free */
 	size_t n;
 };
 
 /* Parse spec (NULL or "" is the empty list) into al, replacing nothing:
  * al must be zeroed. 0, or -1 with errstr naming the bad entry (al is then
  * left empty). */
-int worker_allow_parse(struct worker_allow *al, const char *spec, char *errstr, size_t errlen);
-void worker_allow_free(struct worker_allow *al);
+int sw_addr_allow_parse(struct sw_addr_allow *al, const char *spec, char *errstr, size_t errlen);
+void sw_addr_allow_free(struct sw_addr_allow *al);
 
 /* Why sa must not be connected to by default: a static string such as
  * "loopback" or "private", or NULL when it is a public address. Anything
  * but AF_INET and AF_INET6 is "not an IP address". */
-const char *worker_dest_class(const struct sockaddr *sa, socklen_t len);
+const char *sw_addr_class(const struct sockaddr *sa, socklen_t len);
 
 /* 1 when an allow-list entry covers sa (address and, when given, port). */
-int worker_allow_match(const struct worker_allow *al, const struct sockaddr *sa, socklen_t len);
+int sw_addr_allow_match(const struct sw_addr_allow *al, const struct sockaddr *sa, socklen_t len);
 
 /* The decision for a connection to sa: NULL when allowed (public, or on
- * the allow-list), else the reason from worker_dest_class. name receives
+ * the allow-list), else the reason from sw_addr_class. name receives
  * sa in print form, "127.0.0.1:8081" or "[::1]:8081", either way. */
-const char *worker_dest_check(const struct worker_allow *al, const struct sockaddr *sa,
+const char *sw_addr_check(const struct sw_addr_allow *al, const struct sockaddr *sa,
 			      socklen_t len, char *name, size_t namelen);
 
 #endif

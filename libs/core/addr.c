@@ -1,5 +1,5 @@
 /*
- * dest.c: the destination policy of the http step kind (see dest.h): the
+ * addr.c: the destination policy of tenant code (sw_addr.h): the
  * address classes refused by default, and the operator's allow-list.
  */
 #include <arpa/inet.h>
@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dest.h"
+#include "sw_addr.h"
 
 #define ALLOW_ENTRY_MAX 128 /* longest allow-list entry */
 
@@ -136,7 +136,7 @@ static const char *class_v6(const unsigned char *a)
 	return prefix_eq(a, v6_global, 3) ? NULL : "reserved";
 }
 
-const char *worker_dest_class(const struct sockaddr *sa, socklen_t len)
+const char *sw_addr_class(const struct sockaddr *sa, socklen_t len)
 {
 	unsigned char b[16];
 	unsigned port;
@@ -147,9 +147,9 @@ const char *worker_dest_class(const struct sockaddr *sa, socklen_t len)
 	return family == AF_INET ? class_v4(b) : class_v6(b);
 }
 
-int worker_allow_match(const struct worker_allow *al, const struct sockaddr *sa, socklen_t len)
+int sw_addr_allow_match(const struct sw_addr_allow *al, const struct sockaddr *sa, socklen_t len)
 {
-	const struct worker_allow_rule *r;
+	const struct sw_addr_rule *r;
 	unsigned char b[16];
 	unsigned port;
 	int family;
@@ -166,7 +166,7 @@ int worker_allow_match(const struct worker_allow *al, const struct sockaddr *sa,
 	return 0;
 }
 
-const char *worker_dest_check(const struct worker_allow *al, const struct sockaddr *sa,
+const char *sw_addr_check(const struct sw_addr_allow *al, const struct sockaddr *sa,
 			      socklen_t len, char *name, size_t namelen)
 {
 	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
@@ -182,7 +182,7 @@ const char *worker_dest_check(const struct worker_allow *al, const struct sockad
 		snprintf(name, namelen, "[%s]:%u", host, (unsigned)ntohs(s6->sin6_port));
 	else
 		snprintf(name, namelen, "(address family %d)", sa != NULL ? sa->sa_family : -1);
-	if ((why = worker_dest_class(sa, len)) == NULL || worker_allow_match(al, sa, len))
+	if ((why = sw_addr_class(sa, len)) == NULL || sw_addr_allow_match(al, sa, len))
 		return NULL;
 	return why;
 }
@@ -206,7 +206,7 @@ static int parse_small(const char *s, unsigned max, unsigned *out)
 
 /* One entry, s[0..n): [ADDR[/BITS]]:PORT, ADDR[/BITS]:PORT (IPv4), or
  * ADDR[/BITS] without a port. */
-static int parse_rule(const char *s, size_t n, struct worker_allow_rule *r, char *err,
+static int parse_rule(const char *s, size_t n, struct sw_addr_rule *r, char *err,
 		      size_t errlen)
 {
 	char buf[ALLOW_ENTRY_MAX], *host = buf, *bits, *port = NULL, *c;
@@ -277,7 +277,7 @@ static int parse_rule(const char *s, size_t n, struct worker_allow_rule *r, char
 	return 0;
 }
 
-int worker_allow_parse(struct worker_allow *al, const char *spec, char *errstr, size_t errlen)
+int sw_addr_allow_parse(struct sw_addr_allow *al, const char *spec, char *errstr, size_t errlen)
 {
 	const char *p, *end, *s, *e;
 	size_t cap = 0;
@@ -304,7 +304,7 @@ int worker_allow_parse(struct worker_allow *al, const char *spec, char *errstr, 
 		if (e == s)
 			continue; /* "a,,b" and a trailing comma */
 		if (parse_rule(s, (size_t)(e - s), &al->rules[al->n], errstr, errlen) == -1) {
-			worker_allow_free(al);
+			sw_addr_allow_free(al);
 			return -1;
 		}
 		al->n++;
@@ -312,7 +312,7 @@ int worker_allow_parse(struct worker_allow *al, const char *spec, char *errstr, 
 	return 0;
 }
 
-void worker_allow_free(struct worker_allow *al)
+void sw_addr_allow_free(struct sw_addr_allow *al)
 {
 	free(al->rules);
 	al->rules = NULL;

@@ -1,5 +1,5 @@
 /*
- * worker_dest: the http step's destination policy (services/worker/dest.c).
+ * core_addr: the destination policy of tenant code (libs/core/addr.c).
  * Every refused range with the addresses on both sides of its bounds,
  * IPv4-mapped, NAT64 and 6to4 forms judged by the IPv4 address they carry,
  * the allow-list (with and without a port, IPv4 and IPv6, mapped entries)
@@ -9,7 +9,7 @@
 #include <netinet/in.h>
 #include <sys/un.h>
 
-#include "dest.h"
+#include "sw_addr.h"
 #include "sw_test.h"
 
 /* addr (IPv4 or IPv6 text) and port as a sockaddr; its length. */
@@ -35,7 +35,7 @@ static const char *cls(const char *addr)
 	struct sockaddr_storage ss;
 	socklen_t len = mk(&ss, addr, 80);
 
-	return worker_dest_class((struct sockaddr *)&ss, len);
+	return sw_addr_class((struct sockaddr *)&ss, len);
 }
 
 /* NULL want: public. */
@@ -194,23 +194,23 @@ static void test_classes(void)
 	}
 	memset(&un, 0, sizeof(un));
 	un.sun_family = AF_UNIX;
-	got = worker_dest_class((struct sockaddr *)&un, sizeof(un));
+	got = sw_addr_class((struct sockaddr *)&un, sizeof(un));
 	SW_CHECK(got != NULL && strcmp(got, "not an IP address") == 0);
-	SW_CHECK(worker_dest_class(NULL, 0) != NULL);
+	SW_CHECK(sw_addr_class(NULL, 0) != NULL);
 	/* a length too short for the family is not trusted */
 	{
 		struct sockaddr_storage ss;
 
 		mk(&ss, "8.8.8.8", 80);
-		SW_CHECK(worker_dest_class((struct sockaddr *)&ss, 4) != NULL);
+		SW_CHECK(sw_addr_class((struct sockaddr *)&ss, 4) != NULL);
 		mk(&ss, "2606:4700:4700::1111", 80);
-		SW_CHECK(worker_dest_class((struct sockaddr *)&ss, sizeof(struct sockaddr_in)) !=
+		SW_CHECK(sw_addr_class((struct sockaddr *)&ss, sizeof(struct sockaddr_in)) !=
 			 NULL);
 	}
 }
 
-/* worker_dest_check of addr:port: NULL when allowed; name checked too. */
-static const char *check(const struct worker_allow *al, const char *addr, unsigned port,
+/* sw_addr_check of addr:port: NULL when allowed; name checked too. */
+static const char *check(const struct sw_addr_allow *al, const char *addr, unsigned port,
 			 const char *want_name)
 {
 	struct sockaddr_storage ss;
@@ -218,7 +218,7 @@ static const char *check(const struct worker_allow *al, const char *addr, unsign
 	const char *why;
 	char name[80];
 
-	why = worker_dest_check(al, (struct sockaddr *)&ss, len, name, sizeof(name));
+	why = sw_addr_check(al, (struct sockaddr *)&ss, len, name, sizeof(name));
 	if (want_name != NULL)
 		SW_CHECKF(strcmp(name, want_name) == 0, "name %s, expected %s", name, want_name);
 	return why;
@@ -226,10 +226,10 @@ static const char *check(const struct worker_allow *al, const char *addr, unsign
 
 static void test_allow(void)
 {
-	struct worker_allow al = {0}, none = {0};
+	struct sw_addr_allow al = {0}, none = {0};
 	char err[300];
 
-	SW_CHECKF(worker_allow_parse(&al,
+	SW_CHECKF(sw_addr_allow_parse(&al,
 				     " 127.0.0.1:8080, 10.0.0.0/8,[::1]:9000, fd00::/8 ,"
 				     "[fc00::/16]:443,::ffff:192.168.1.0/120,,203.0.113.7",
 				     err, sizeof(err)) == 0,
@@ -277,27 +277,27 @@ static void test_allow(void)
 	SW_CHECK(strcmp(check(&al, "203.0.113.8", 1234, NULL), "documentation") == 0);
 	/* NAT64 is matched as itself, not as the IPv4 address it carries */
 	SW_CHECK(strcmp(check(&al, "64:ff9b::127.0.0.1", 8080, NULL), "loopback") == 0);
-	worker_allow_free(&al);
+	sw_addr_allow_free(&al);
 	SW_CHECK(al.rules == NULL && al.n == 0);
 
 	/* everything, and nothing */
-	SW_CHECK(worker_allow_parse(&al, "0.0.0.0/0,::/0", err, sizeof(err)) == 0);
+	SW_CHECK(sw_addr_allow_parse(&al, "0.0.0.0/0,::/0", err, sizeof(err)) == 0);
 	SW_CHECK(check(&al, "127.0.0.1", 1, NULL) == NULL && check(&al, "::1", 1, NULL) == NULL);
-	worker_allow_free(&al);
-	SW_CHECK(worker_allow_parse(&al, "", err, sizeof(err)) == 0 && al.n == 0);
-	worker_allow_free(&al);
-	SW_CHECK(worker_allow_parse(&al, " , ", err, sizeof(err)) == 0 && al.n == 0);
-	worker_allow_free(&al);
-	SW_CHECK(worker_allow_parse(&al, NULL, err, sizeof(err)) == 0 && al.n == 0);
-	worker_allow_free(&al);
+	sw_addr_allow_free(&al);
+	SW_CHECK(sw_addr_allow_parse(&al, "", err, sizeof(err)) == 0 && al.n == 0);
+	sw_addr_allow_free(&al);
+	SW_CHECK(sw_addr_allow_parse(&al, " , ", err, sizeof(err)) == 0 && al.n == 0);
+	sw_addr_allow_free(&al);
+	SW_CHECK(sw_addr_allow_parse(&al, NULL, err, sizeof(err)) == 0 && al.n == 0);
+	sw_addr_allow_free(&al);
 }
 
 static void expect_error(const char *spec, const char *part)
 {
-	struct worker_allow al = {0};
+	struct sw_addr_allow al = {0};
 	char err[300] = "";
 
-	SW_CHECKF(worker_allow_parse(&al, spec, err, sizeof(err)) == -1, "'%s' was accepted",
+	SW_CHECKF(sw_addr_allow_parse(&al, spec, err, sizeof(err)) == -1, "'%s' was accepted",
 		  spec);
 	SW_CHECKF(strstr(err, part) != NULL, "'%s': error '%s' does not say '%s'", spec, err,
 		  part);
