@@ -363,6 +363,24 @@ static void run_post(struct api_req *a)
 				    " \"input\": {...}}");
 		goto out_body;
 	}
+	{
+		/* as the workflow parser does: a field we do not know is a
+		 * mistake to report, never something to ignore */
+		const char *key;
+		json_t *val;
+
+		json_object_foreach(body, key, val)
+		{
+			if (strcmp(key, "workflow") != 0 && strcmp(key, "version") != 0 &&
+			    strcmp(key, "input") != 0) {
+				sw_http_reply_error(req, 400, "bad_request",
+						    "unknown field \"%.64s\" (known: workflow, "
+						    "version, input)",
+						    key);
+				goto out_body;
+			}
+		}
+	}
 	if (version != NULL && !json_is_null(version) &&
 	    (!json_is_integer(version) || json_integer_value(version) < 1 ||
 	     json_integer_value(version) > 1000000000)) {

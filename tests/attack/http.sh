@@ -37,6 +37,9 @@ attempt tenant-create-no-admin "create a tenant with a tenant's key" \
 attempt bad-json "submit a run with malformed JSON" \
 	expect_status 400 POST "$api/v1/runs" -H "Authorization: Bearer $ka" \
 	-H 'Content-Type: application/json' -d '{"workflow": "hello", "input": {'
+attempt unknown-field "submit a run with a field the API does not know" \
+	expect_status 400 POST "$api/v1/runs" -H "Authorization: Bearer $ka" \
+	-H 'Content-Type: application/json' -d '{"workflow": "hello", "inputs": {}}'
 attempt oversized-body "submit a 10 MiB body" \
 	expect_status 413 POST "$api/v1/runs" -H "Authorization: Bearer $ka" \
 	-H 'Content-Type: application/json' --data-binary "@$big"

@@ -1387,6 +1387,15 @@ static void scenario_bad_input(void)
 	st = http_s("POST", "/v1/runs", "{\"input\": {}}", NULL, &j);
 	SW_REQUIRE(st == 400, "no workflow named: %ld", st);
 	json_decref(j);
+	/* a misspelt field is refused, not ignored (the run would get no input) */
+	st = http_s("POST", "/v1/runs", "{\"workflow\": \"chain\", \"inputs\": {\"n\": 1}}", NULL,
+		    &j);
+	SW_REQUIRE(st == 400 &&
+			   strstr(json_string_value(json_object_get(json_object_get(j, "error"),
+								    "message")),
+				  "unknown field \"inputs\"") != NULL,
+		   "unknown field: %ld", st);
+	json_decref(j);
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"nope\", \"input\": {}}", NULL, &j);
 	SW_REQUIRE(st == 404 && !strcmp(err_code(j), "not_found"), "missing workflow: %ld", st);
 	json_decref(j);
