@@ -326,6 +326,22 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 				    wf->steps[i].name, sw_mode_name(wf->steps[i].mode));
 		goto out;
 	}
+	/* network: full is the host's own network: offered only where the
+	 * operator lists it (never by default to tenants), refused here, at
+	 * submit, rather than left to sandboxd's configuration */
+	for (i = 0; !env->offer_full && i < wf->nsteps; i++) {
+		const char *net = json_string_value(json_object_get(wf->steps[i].extra, "network"));
+
+		if (net != NULL && strcmp(net, "full") == 0) {
+			sw_http_reply_error(a->req, 422, "mode_unavailable",
+					    "step '%s' asks for network full, which this %s"
+					    " deployment does not offer (SAGEWAI_SANDBOX_NETWORKS);"
+					    " use egress_only with an egress_allow list",
+					    wf->steps[i].name,
+					    env->multi_tenant ? "multi_tenant" : "single_org");
+			goto out;
+		}
+	}
 	if ((u = sw_workflow_first_unrunnable(wf, env->runnable)) >= 0) {
 		sw_http_reply_error(a->req, 422, "mode_unavailable",
 				    "step '%s' runs in mode %s, which needs %s; this deployment"

@@ -8,6 +8,10 @@
  *                              default in_process)
  *   SAGEWAI_ADMIN_TOKEN        the operator's token for POST /v1/tenants (or
  *                              SAGEWAI_ADMIN_TOKEN_FILE, a 0600 file holding it)
+ *   SAGEWAI_SANDBOX_NETWORKS   sandbox network policies offered (comma list of
+ *                              none, egress_only, full; default all three in
+ *                              single_org, none,egress_only in multi_tenant,
+ *                              where `full` is refused at submit unless listed)
  *   SAGEWAI_PG_POOL            PostgreSQL connections (default
  *                              SCHED_PG_POOL_DEFAULT, 1..64)
  *
@@ -68,6 +72,31 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 	}
 	if (runnable_modes(env, errstr, errlen) == -1)
 		return -1;
+	v = sw_config_env(env->envp, "SAGEWAI_SANDBOX_NETWORKS");
+	if (v == NULL || *v == '\0') {
+		env->offer_full = !env->multi_tenant;
+	} else {
+		char list[128], *tok, *save = NULL;
+
+		if (strlen(v) >= sizeof(list)) {
+			snprintf(errstr, errlen, "SAGEWAI_SANDBOX_NETWORKS is too long");
+			return -1;
+		}
+		snprintf(list, sizeof(list), "%s", v);
+		env->offer_full = 0;
+		for (tok = strtok_r(list, ", ", &save); tok != NULL;
+		     tok = strtok_r(NULL, ", ", &save)) {
+			if (strcmp(tok, "full") == 0)
+				env->offer_full = 1;
+			else if (strcmp(tok, "none") != 0 && strcmp(tok, "egress_only") != 0) {
+				snprintf(errstr, errlen,
+					 "SAGEWAI_SANDBOX_NETWORKS: a comma list of none, "
+					 "egress_only, full (not '%.40s')",
+					 tok);
+				return -1;
+			}
+		}
+	}
 	v = sw_config_env(env->envp, "SAGEWAI_SEALED_PREVIEW");
 	env->sealed_preview = v != NULL && strcmp(v, "1") == 0;
 	if (sw_config_secret(env->envp, "SAGEWAI_ADMIN_TOKEN", env->admin_token,

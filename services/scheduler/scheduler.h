@@ -134,6 +134,7 @@ struct sched_env {
 	/* deployment */
 	int multi_tenant;	 /* SAGEWAI_MODE=multi_tenant */
 	int sealed_preview;	 /* SAGEWAI_SEALED_PREVIEW=1 */
+	int offer_full;		 /* SAGEWAI_SANDBOX_NETWORKS offers network: full */
 	unsigned runnable;	 /* SAGEWAI_RUNNABLE_MODES as 1 << mode */
 	char runnable_list[256]; /* the same, for messages */
 	char admin_token[256];	 /* SAGEWAI_ADMIN_TOKEN; empty = no tenant admin */

@@ -20,6 +20,17 @@ SAGEWAI_TOKEN=$ka "$cli" workflow apply "$attack_root/examples/hello.yaml" >/dev
 run=$(SAGEWAI_TOKEN=$ka "$cli" --json run submit hello --input '{"brief": "acme secret brief"}' |
 	python3 -c 'import json,sys; print(json.load(sys.stdin)["run_id"])') || attack_fail "submit"
 
+cat >"$work/fullnet.yaml" <<-'EOF'
+	name: fullnet
+	steps:
+	  - name: probe
+	    mode: sandboxed
+	    network: full
+	    run: "cat /proc/net/tcp"
+EOF
+SAGEWAI_TOKEN=$ka "$cli" workflow apply "$work/fullnet.yaml" >/dev/null ||
+	attack_fail "workflow apply fullnet"
+
 big=$work/big.json
 python3 -c 'import sys; sys.stdout.write("{\"x\":\"" + "a" * (10 << 20) + "\"}")' >"$big"
 
@@ -53,6 +64,8 @@ attempt huge-header "a 100 KiB header" \
 	bash -c 'c=$(curl -s -o /dev/null -w "%{http_code}" -m 10 -H "X-Big: $(head -c 100000 /dev/zero | tr "\0" a)" "$1/v1/workflows"); [ "$c" -ge 400 ] && [ "$c" -lt 500 ] || [ "$c" = 000 ]' _ "$api"
 attempt garbage-request "raw garbage instead of HTTP" \
 	bash -c 'printf "\x00\x01\x02GARBAGE\r\n\r\n" | timeout 5 bash -c "cat >/dev/tcp/127.0.0.1/$1" || true' _ "$(cat "$work/scheduler.port")"
+attempt network-full "a tenant's sandboxed step with network full (the host's network)" \
+	bash -c 'out=$(SAGEWAI_TOKEN=$1 "$2" run submit fullnet --input "{}" 2>&1) && { echo "accepted: $out" >&2; exit 1; }; echo "$out" | grep -q "network full" || { echo "$out" >&2; exit 1; }' _ "$ka" "$cli"
 attempt audit-no-key "read a run's audit trail without a key" \
 	expect_status 401 GET "$audit/v1/audit/runs/$run"
 attempt audit-cross-tenant "read another tenant's audit trail" \
