@@ -17,8 +17,9 @@
  *                next to PATH and HOME; limits {memory_mb, pids, cpus} are
  *                the command's rlimits and the sandbox's CPU bandwidth
  *                (cpus -> cpu_millis in sandbox.acquired); one over the
- *                variant's is lowered to it; a crafted dispatch setting PATH or LD_PRELOAD (or using
- *                another limits vocabulary) is refused with bad_input
+ *                variant's is lowered to it; a crafted dispatch setting PATH
+ *                or LD_PRELOAD (or using another limits vocabulary) is
+ *                refused with bad_input
  *   cpuoff       sandboxd without cgroups (SAGEWAI_SANDBOX_CGROUP=off): a
  *                step with a cpus limit fails with mode_unavailable instead
  *                of running unbounded; one without runs
