@@ -576,7 +576,8 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 		goto fail;
 	}
 	in->pidfd = in->mon_pidfd = in->errlog = -1;
-	in->cg.procs[0] = in->cg.procs[1] = -1;
+	for (int i = 0; i < SW_CG_MAX; i++)
+		in->cg.procs[i] = -1;
 
 	snprintf(hosts, sizeof(hosts), "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t%s\n",
 		 hostname);

@@ -3,16 +3,23 @@
  *
  * The runner's setrlimit() bounds each process of a sandbox; a cgroup
  * bounds the sandbox as a whole: its memory (all processes together, page
- * cache and tmpfs included, no swap) and its task count. Sandbox cgroups
- * are children of the caller's own cgroup, so whatever bounds the caller
- * (a container, a systemd unit) bounds them too:
+ * cache and tmpfs included, no swap), its task count and, where the cpu
+ * controller is ours, its CPU bandwidth. Sandbox cgroups are children of
+ * the caller's own cgroup, so whatever bounds the caller (a container, a
+ * systemd unit) bounds them too:
  *
- *   v2  <own>/sagewai-sbx-<pid>-<seq> with memory.max, memory.swap.max = 0
- *       and pids.max; the memory and pids controllers must be on in
- *       <own>/cgroup.subtree_control (we turn them on if we may).
+ *   v2  <own>/sagewai-sbx-<pid>-<seq> with memory.max, memory.swap.max = 0,
+ *       pids.max and cpu.max; the memory and pids controllers must be on
+ *       in <own>/cgroup.subtree_control (we turn them on if we may), cpu
+ *       too for cpu.max.
  *   v1  the same name under <own> in the memory hierarchy
  *       (memory.limit_in_bytes, memory.memsw.limit_in_bytes when swap is
- *       accounted) and in the pids hierarchy (pids.max).
+ *       accounted), in the pids hierarchy (pids.max), and, when mounted
+ *       and ours, in the cpu hierarchy (cpu.cfs_period_us/cfs_quota_us)
+ *       and the cpuacct one (the CPU time; often the same mount as cpu).
+ *
+ * The cpu controller is optional: without it sandboxes still get memory
+ * and pids cgroups, and only a sandbox asking for a CPU limit is refused.
  *
  * Paths come from /proc/self/cgroup and /proc/self/mountinfo, never from
  * a fixed /sys/fs/cgroup layout.
@@ -367,9 +374,28 @@ static int v2_enable(const char *dir, char *why, size_t wlen)
 	return 0;
 }
 
+/* v2, once memory and pids are on in dir: the cpu controller too, if it is
+ * offered and we may. 0 or -1 + why (the cgroups work without it). */
+static int v2_enable_cpu(const char *dir, char *why, size_t wlen)
+{
+	char buf[512];
+
+	if (cg_read(dir, "cgroup.controllers", buf, sizeof(buf)) < 0 || !has_word(buf, "cpu")) {
+		snprintf(why, wlen, "v2: %.150s lacks the cpu controller", dir);
+		return -1;
+	}
+	if (cg_read(dir, "cgroup.subtree_control", buf, sizeof(buf)) >= 0 && has_word(buf, "cpu"))
+		return 0;
+	if (cg_write(dir, "cgroup.subtree_control", "+cpu") != 0) {
+		snprintf(why, wlen, "v2: cannot enable cpu in %.150s: %s", dir, strerror(errno));
+		return -1;
+	}
+	return 0;
+}
+
 static int try_v2(struct sw_sandbox_cg *cg, char *why, size_t wlen)
 {
-	char *dir = own_dir(NULL, why, wlen);
+	char *dir = own_dir(NULL, why, wlen), cpu_why[200];
 
 	if (dir == NULL)
 		return -1;
@@ -378,34 +404,68 @@ static int try_v2(struct sw_sandbox_cg *cg, char *why, size_t wlen)
 		return -1;
 	}
 	sweep(dir);
-	cg->base[0] = dir;
+	cg->base[SW_CG_MEMORY] = dir;
 	cg->version = 2;
-	snprintf(cg->mode, sizeof(cg->mode), "v2");
+	cg->acct = SW_CG_MEMORY; /* cpu.stat is there without the controller */
+	cg->cpu = v2_enable_cpu(dir, cpu_why, sizeof(cpu_why)) == 0;
+	snprintf(cg->mode, sizeof(cg->mode), "v2%s%s", cg->cpu ? "" : "; cpu off: ",
+		 cg->cpu ? "" : cpu_why);
 	return 0;
+}
+
+/* v1: ctrl's hierarchy dir, if mounted and we may make cgroups in it;
+ * NULL + why. */
+static char *v1_dir(const char *ctrl, char *why, size_t wlen)
+{
+	char tmp[256], *dir;
+
+	if ((dir = own_dir(ctrl, tmp, sizeof(tmp))) == NULL || probe(dir, tmp, sizeof(tmp)) != 0) {
+		snprintf(why, wlen, "v1: %.190s", tmp);
+		free(dir);
+		return NULL;
+	}
+	return dir;
+}
+
+/* v1, once memory and pids are ours: the cpu hierarchy (required for a
+ * CPU limit) and cpuacct (CPU time; NULL when it is cpu's own mount). */
+static void v1_cpu(struct sw_sandbox_cg *cg, char *why, size_t wlen)
+{
+	char tmp[200];
+
+	cg->acct = -1;
+	if ((cg->base[SW_CG_CPU] = v1_dir("cpu", why, wlen)) != NULL) {
+		cg->cpu = true;
+		sweep(cg->base[SW_CG_CPU]);
+	}
+	cg->base[SW_CG_CPUACCT] = v1_dir("cpuacct", tmp, sizeof(tmp));
+	if (cg->base[SW_CG_CPUACCT] != NULL && cg->base[SW_CG_CPU] != NULL &&
+	    strcmp(cg->base[SW_CG_CPUACCT], cg->base[SW_CG_CPU]) == 0) {
+		free(cg->base[SW_CG_CPUACCT]);
+		cg->base[SW_CG_CPUACCT] = NULL;
+		cg->acct = SW_CG_CPU;
+	} else if (cg->base[SW_CG_CPUACCT] != NULL) {
+		sweep(cg->base[SW_CG_CPUACCT]);
+		cg->acct = SW_CG_CPUACCT;
+	}
 }
 
 static int try_v1(struct sw_sandbox_cg *cg, char *why, size_t wlen)
 {
 	static const char *const ctrl[2] = {"memory", "pids"};
-	char *dir[2] = {NULL, NULL};
-	char tmp[256];
+	char *dir[2] = {NULL, NULL}, cpu_why[200] = "";
 
-	for (int i = 0; i < 2; i++) {
-		if ((dir[i] = own_dir(ctrl[i], tmp, sizeof(tmp))) == NULL) {
-			snprintf(why, wlen, "v1: %.190s", tmp);
+	for (int i = 0; i < 2; i++)
+		if ((dir[i] = v1_dir(ctrl[i], why, wlen)) == NULL)
 			goto fail;
-		}
-		if (probe(dir[i], tmp, sizeof(tmp)) != 0) {
-			snprintf(why, wlen, "v1: %.190s", tmp);
-			goto fail;
-		}
-	}
 	for (int i = 0; i < 2; i++) {
 		sweep(dir[i]);
 		cg->base[i] = dir[i];
 	}
 	cg->version = 1;
-	snprintf(cg->mode, sizeof(cg->mode), "v1");
+	v1_cpu(cg, cpu_why, sizeof(cpu_why));
+	snprintf(cg->mode, sizeof(cg->mode), "v1%s%s", cg->cpu ? "" : "; cpu off: ",
+		 cg->cpu ? "" : cpu_why);
 	return 0;
 fail:
 	free(dir[0]);
@@ -418,6 +478,7 @@ int sw_sandbox_cg_init(struct sw_sandbox_cg *cg, const char *want, char *errstr,
 	char why2[200] = "", why1[200] = "";
 
 	memset(cg, 0, sizeof(*cg));
+	cg->acct = -1;
 	if (want == NULL || *want == '\0' || strcmp(want, "off") == 0) {
 		snprintf(cg->mode, sizeof(cg->mode), "off: disabled");
 		return 0;
@@ -438,10 +499,13 @@ int sw_sandbox_cg_init(struct sw_sandbox_cg *cg, const char *want, char *errstr,
 
 void sw_sandbox_cg_fini(struct sw_sandbox_cg *cg)
 {
-	free(cg->base[0]);
-	free(cg->base[1]);
-	cg->base[0] = cg->base[1] = NULL;
+	for (int i = 0; i < SW_CG_MAX; i++) {
+		free(cg->base[i]);
+		cg->base[i] = NULL;
+	}
 	cg->version = 0;
+	cg->cpu = false;
+	cg->acct = -1;
 }
 
 /* ---- one sandbox's cgroup --------------------------------------------------- */
@@ -490,33 +554,59 @@ static void remove_cg(const char *dir, int version)
 
 void sw_sandbox_cg_box_close(struct sw_sandbox_cg_box *box)
 {
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < SW_CG_MAX; i++) {
 		if (box->procs[i] >= 0)
 			close(box->procs[i]);
 		box->procs[i] = -1;
 	}
 }
 
+/*
+ * cpu_millis as CFS bandwidth: quota per period, in µs. The kernel takes a
+ * quota of at least 1 ms, so below 10 millis the period is 1 s instead of
+ * 100 ms (the longest it takes).
+ */
+static void cpu_bandwidth(uint64_t millis, char *quota, char *period, size_t len)
+{
+	uint64_t per = millis < 10 ? 1000000 : 100000;
+
+	snprintf(period, len, "%llu", (unsigned long long)per);
+	snprintf(quota, len, "%llu", (unsigned long long)(millis * per / 1000));
+}
+
 int sw_sandbox_cg_box_new(struct sw_sandbox_cg *cg, const struct sw_sandbox_limits *lim,
 			  struct sw_sandbox_cg_box *box, char *errstr, size_t errlen)
 {
-	unsigned seq = __atomic_fetch_add(&cg_seq, 1, __ATOMIC_RELAXED);
-	int n = cg->version == 1 ? 2 : 1;
-	char mem[32], pids[32], path[PATH_MAX];
+	unsigned seq;
+	char mem[32], pids[32], quota[32], period[32], cpu_max[80], path[PATH_MAX];
 	const char *what = "mkdir";
+	bool limit_cpu = lim->cpu_millis > 0;
 	int wd = 0; /* which dir what is about */
 
 	memset(box, 0, sizeof(*box));
-	box->procs[0] = box->procs[1] = -1;
+	box->acct = -1;
+	for (int i = 0; i < SW_CG_MAX; i++)
+		box->procs[i] = -1;
+	if (limit_cpu && !cg->cpu) {
+		snprintf(errstr, errlen, "bwrap: " SW_SANDBOX_ERR_NO_CPU " here (cgroups %s)",
+			 cg->mode);
+		return -1;
+	}
 	if (cg->version == 0)
 		return 0;
+	seq = __atomic_fetch_add(&cg_seq, 1, __ATOMIC_RELAXED);
 	box->version = cg->version;
+	box->acct = cg->acct;
 	limit_str(mem, sizeof(mem), cg->version, lim->memory_bytes);
 	limit_str(pids, sizeof(pids), cg->version,
 		  lim->nproc > UINT64_MAX - SW_SANDBOX_CG_PIDS_MARGIN
 		      ? UINT64_MAX
 		      : lim->nproc + SW_SANDBOX_CG_PIDS_MARGIN);
-	for (int i = 0; i < n; i++) {
+	cpu_bandwidth(lim->cpu_millis, quota, period, sizeof(quota));
+	snprintf(cpu_max, sizeof(cpu_max), "%s %s", quota, period);
+	for (int i = 0; i < SW_CG_MAX; i++) {
+		if (cg->base[i] == NULL)
+			continue;
 		wd = i;
 		if (asprintf(&box->dir[i], "%s/" SW_SANDBOX_CG_PREFIX "%d-%u", cg->base[i],
 			     (int)getpid(), seq) < 0) {
@@ -532,26 +622,43 @@ int sw_sandbox_cg_box_new(struct sw_sandbox_cg *cg, const struct sw_sandbox_limi
 			goto fail;
 		}
 	}
-	/* The swap files are absent without swap accounting: no swap to bound. */
+	/* The swap files are absent without swap accounting: no swap to bound.
+	 * The CPU files only when there is a CPU limit (a new cgroup has none). */
 	{
 		const struct {
 			int d;
 			const char *file, *val;
-			bool optional;
-		} v2[3] = {{0, "memory.max", mem, false},
-			   {0, "memory.swap.max", "0", true},
-			   {0, "pids.max", pids, false}},
-		  v1[3] = {{0, "memory.limit_in_bytes", mem, false},
-			   {0, "memory.memsw.limit_in_bytes", mem, true},
-			   {1, "pids.max", pids, false}},
+			bool optional, cpu;
+		} v2[4] = {{SW_CG_MEMORY, "memory.max", mem, false, false},
+			   {SW_CG_MEMORY, "memory.swap.max", "0", true, false},
+			   {SW_CG_MEMORY, "pids.max", pids, false, false},
+			   {SW_CG_MEMORY, "cpu.max", cpu_max, false, true}},
+		  v1[5] = {{SW_CG_MEMORY, "memory.limit_in_bytes", mem, false, false},
+			   {SW_CG_MEMORY, "memory.memsw.limit_in_bytes", mem, true, false},
+			   {SW_CG_PIDS, "pids.max", pids, false, false},
+			   {SW_CG_CPU, "cpu.cfs_period_us", period, false, true},
+			   {SW_CG_CPU, "cpu.cfs_quota_us", quota, false, true}},
 		  *set = cg->version == 2 ? v2 : v1;
+		int n = cg->version == 2 ? 4 : 5;
 
-		for (int i = 0; i < 3; i++) {
+		for (int i = 0; i < n; i++) {
+			if (set[i].cpu && !limit_cpu)
+				continue;
 			what = set[i].file;
 			wd = set[i].d;
-			if (cg_write(box->dir[set[i].d], what, set[i].val) != 0 &&
-			    !(set[i].optional && errno == ENOENT))
-				goto fail;
+			if (cg_write(box->dir[set[i].d], what, set[i].val) == 0 ||
+			    (set[i].optional && errno == ENOENT))
+				continue;
+			/*
+			 * v1 refuses a quota above an ancestor's (EINVAL; v2
+			 * does not check). Unlimited, the sandbox is then held
+			 * to that ancestor's bound, lower than the one asked.
+			 */
+			if (cg->version == 1 && set[i].cpu && errno == EINVAL &&
+			    strcmp(what, "cpu.cfs_quota_us") == 0 &&
+			    cg_write(box->dir[set[i].d], what, "-1") == 0)
+				continue;
+			goto fail;
 		}
 	}
 	/*
@@ -562,7 +669,9 @@ int sw_sandbox_cg_box_new(struct sw_sandbox_cg *cg, const struct sw_sandbox_limi
 	 * favordynmods (5-20 ms here against ~0.5 ms for the thread).
 	 */
 	what = cg->version == 1 ? "tasks" : "cgroup.procs";
-	for (int i = 0; i < n; i++) {
+	for (int i = 0; i < SW_CG_MAX; i++) {
+		if (box->dir[i] == NULL)
+			continue;
 		wd = i;
 		snprintf(path, sizeof(path), "%s/%s", box->dir[i], what);
 		if ((box->procs[i] = open(path, O_WRONLY | O_CLOEXEC)) < 0)
@@ -578,9 +687,40 @@ fail:
 
 int sw_sandbox_cg_box_join(const struct sw_sandbox_cg_box *box)
 {
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < SW_CG_MAX; i++)
 		if (box->procs[i] >= 0 && write(box->procs[i], "0", 1) != 1)
 			return -1;
+	return 0;
+}
+
+/* The CPU time of everything that ran in dir, user and system, in µs
+ * (v2 cpu.stat; v1 cpuacct.usage_user/_sys, else cpuacct.stat's ticks).
+ * 0 or -1. */
+static int cpu_time(const char *dir, int version, int64_t *user, int64_t *sys)
+{
+	long long u, s;
+
+	if (version == 2) {
+		u = cg_read_key(dir, "cpu.stat", "user_usec");
+		s = cg_read_key(dir, "cpu.stat", "system_usec");
+	} else if ((u = cg_read_num(dir, "cpuacct.usage_user")) >= 0 &&
+		   (s = cg_read_num(dir, "cpuacct.usage_sys")) >= 0) {
+		u /= 1000;
+		s /= 1000;
+	} else {
+		long hz = sysconf(_SC_CLK_TCK);
+
+		u = cg_read_key(dir, "cpuacct.stat", "user");
+		s = cg_read_key(dir, "cpuacct.stat", "system");
+		if (hz <= 0)
+			return -1;
+		u = u * (1000000 / hz);
+		s = s * (1000000 / hz);
+	}
+	if (u < 0 || s < 0)
+		return -1;
+	*user = u;
+	*sys = s;
 	return 0;
 }
 
@@ -589,23 +729,32 @@ void sw_sandbox_cg_box_destroy(struct sw_sandbox_cg_box *box, struct sw_sandbox_
 	sw_sandbox_cg_box_close(box);
 	if (box->version == 0)
 		return;
-	if (final != NULL && box->dir[0] != NULL) {
+	if (final != NULL && box->dir[SW_CG_MEMORY] != NULL) {
+		const char *mdir = box->dir[SW_CG_MEMORY];
 		long long peak, oom;
+		int64_t u, s;
 
 		if (box->version == 2) {
-			peak = cg_read_num(box->dir[0], "memory.peak");
-			oom = cg_read_key(box->dir[0], "memory.events", "oom_kill");
+			peak = cg_read_num(mdir, "memory.peak");
+			oom = cg_read_key(mdir, "memory.events", "oom_kill");
 		} else {
-			peak = cg_read_num(box->dir[0], "memory.max_usage_in_bytes");
+			peak = cg_read_num(mdir, "memory.max_usage_in_bytes");
 			/* oom_kill appeared in 4.13; before, any limit hit */
-			if ((oom = cg_read_key(box->dir[0], "memory.oom_control", "oom_kill")) < 0)
-				oom = cg_read_num(box->dir[0], "memory.failcnt");
+			if ((oom = cg_read_key(mdir, "memory.oom_control", "oom_kill")) < 0)
+				oom = cg_read_num(mdir, "memory.failcnt");
 		}
 		if (peak / 1024 > final->maxrss_kb)
 			final->maxrss_kb = peak / 1024;
 		final->oom_killed = oom > 0;
+		/* the cgroup also counts what wait4() never saw (killed orphans) */
+		if (box->acct >= 0 && box->dir[box->acct] != NULL &&
+		    cpu_time(box->dir[box->acct], box->version, &u, &s) == 0 &&
+		    u + s > final->utime_us + final->stime_us) {
+			final->utime_us = u;
+			final->stime_us = s;
+		}
 	}
-	for (int i = 0; i < 2; i++) {
+	for (int i = 0; i < SW_CG_MAX; i++) {
 		if (box->dir[i] != NULL)
 			remove_cg(box->dir[i], box->version);
 		free(box->dir[i]);

@@ -199,6 +199,7 @@ static void merge_limits(struct sw_sandbox_limits *out, const struct sw_sandbox_
 	    spec->file_size_bytes ? spec->file_size_bytes : def->file_size_bytes;
 	out->nofile = spec->nofile ? spec->nofile : def->nofile;
 	out->wall_ms = spec->wall_ms ? spec->wall_ms : def->wall_ms;
+	out->cpu_millis = spec->cpu_millis ? spec->cpu_millis : def->cpu_millis;
 }
 
 struct sw_sandbox *sw_sandbox_create(struct sw_sandbox_backend *be,
@@ -226,6 +227,11 @@ struct sw_sandbox *sw_sandbox_create(struct sw_sandbox_backend *be,
 		}
 	}
 	merge_limits(&lim, &spec->limits, &spec->variant->limits);
+	if (lim.cpu_millis > SW_SANDBOX_CPU_MILLIS_MAX) {
+		snprintf(errstr, errlen, "sandbox: cpu_millis %llu over %d",
+			 (unsigned long long)lim.cpu_millis, SW_SANDBOX_CPU_MILLIS_MAX);
+		return NULL;
+	}
 	if (be->create(be->state, spec, &lim, &inst, &fd, errstr, errlen) != 0)
 		return NULL;
 	if ((sb = handle_new(fd, &lim, errstr, errlen)) == NULL) {

@@ -49,7 +49,18 @@
  * also holds the whole sandbox to memory_bytes of memory (no swap) and
  * nproc (+ a small margin) tasks. 0 in a spec means "the variant's
  * default".
+ *
+ * cpu_millis is the one limit no rlimit can give: a CPU bandwidth for
+ * the whole sandbox (1000 = one CPU's worth of time per period), enforced
+ * only by the cgroup cpu controller (v1 cpu.cfs_quota_us, v2 cpu.max).
+ * 0 in a variant: none; 0 in a spec: the variant's. A create asking for
+ * one (its own or the variant's) where the backend has no cpu controller
+ * fails with an error containing SW_SANDBOX_ERR_NO_CPU, never runs
+ * unbounded.
  */
+#define SW_SANDBOX_CPU_MILLIS_MAX 1000000 /* 1000 CPUs */
+#define SW_SANDBOX_ERR_NO_CPU "cpu limit cannot be enforced"
+
 struct sw_sandbox_limits {
 	uint64_t nproc;		  /* RLIMIT_NPROC; cgroup pids.max */
 	uint64_t memory_bytes;	  /* RLIMIT_AS per process; cgroup memory of the whole */
@@ -57,6 +68,7 @@ struct sw_sandbox_limits {
 	uint64_t file_size_bytes; /* RLIMIT_FSIZE */
 	uint64_t nofile;	  /* RLIMIT_NOFILE */
 	uint64_t wall_ms;	  /* default exec timeout (runner kills the command) */
+	uint64_t cpu_millis;	  /* cgroup CPU bandwidth, 1/1000 CPU; 0: none */
 };
 
 enum sw_sandbox_net {
@@ -83,7 +95,8 @@ struct sw_sandbox_variant {
 	size_t n_offers;
 	struct sw_sandbox_bind *ro_binds; /* mounted read-only at the same path */
 	size_t n_ro_binds;
-	struct sw_sandbox_limits limits; /* defaults; every field > 0 */
+	struct sw_sandbox_limits limits; /* defaults; every field > 0 but cpu_millis
+					  * (optional; 0: no CPU bandwidth limit) */
 };
 
 /*
@@ -93,7 +106,8 @@ struct sw_sandbox_variant {
  * is validated: known keys only, name matching the file, absolute clean
  * paths, none of the host paths that must never enter a sandbox (/etc as a
  * whole, /etc/shadow, /root, /proc, /sys, /dev, /run, ...), all limits
- * present and positive. Caller frees with sw_sandbox_variant_free.
+ * present and positive but cpu_millis, which may be left out (1 ..
+ * SW_SANDBOX_CPU_MILLIS_MAX when given). Caller frees with sw_sandbox_variant_free.
  */
 struct sw_sandbox_variant *sw_sandbox_variant_load(const char *dir, const char *name, char *errstr,
 						   size_t errlen);
@@ -136,8 +150,8 @@ struct sw_sandbox_spec {
 /* ---- accounting ----------------------------------------------------------- */
 
 struct sw_sandbox_usage {
-	int64_t utime_us;
-	int64_t stime_us;
+	int64_t utime_us;  /* at destroy with a cpu cgroup: the sandbox's, if larger */
+	int64_t stime_us;  /* likewise */
 	int64_t maxrss_kb; /* at destroy with a cgroup: the sandbox's peak, if larger */
 	bool oom_killed;   /* at destroy: the sandbox's cgroup saw an OOM kill */
 };
@@ -210,13 +224,16 @@ struct sw_sandbox_bwrap_config {
  * found here, once: a child of the caller's own cgroup. When there is none
  * the caller may use (not root and nothing delegated, controllers missing)
  * the backend still works, with the runner's rlimits only:
- * sw_sandbox_bwrap_cgroup_mode says which.
+ * sw_sandbox_bwrap_cgroup_mode says which. The cpu controller is looked
+ * for too, but not required: without it (or without cgroups) only a
+ * create with a CPU limit (cpu_millis) fails, with SW_SANDBOX_ERR_NO_CPU.
  */
 struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_config *cfg,
 						char *errstr, size_t errlen);
 
-/* "v2", "v1", or "off: <why>" (for the caller's log); be is a bwrap
- * backend, anything else gives "off: not a bwrap backend". */
+/* "v2", "v1", "v2; cpu off: <why>", "v1; cpu off: <why>" (memory and
+ * pids only, CPU limits refused) or "off: <why>" (for the caller's log);
+ * be is a bwrap backend, anything else gives "off: not a bwrap backend". */
 const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be);
 
 /*

@@ -110,12 +110,12 @@ int sw_sandbox_variant_offers(const struct sw_sandbox_variant *v, const char *wh
 
 static int parse_limits(json_t *j, struct sw_sandbox_limits *l, char *errstr, size_t errlen)
 {
-	json_int_t v[6];
+	json_int_t v[6], cpu = 0;
 	json_error_t jerr;
 
-	if (json_unpack_ex(j, &jerr, JSON_STRICT, "{s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", &v[0],
-			   "memory_bytes", &v[1], "cpu_seconds", &v[2], "file_size_bytes", &v[3],
-			   "nofile", &v[4], "wall_ms", &v[5]) != 0) {
+	if (json_unpack_ex(j, &jerr, JSON_STRICT, "{s:I, s:I, s:I, s:I, s:I, s:I, s?I}", "nproc",
+			   &v[0], "memory_bytes", &v[1], "cpu_seconds", &v[2], "file_size_bytes",
+			   &v[3], "nofile", &v[4], "wall_ms", &v[5], "cpu_millis", &cpu) != 0) {
 		snprintf(errstr, errlen, "limits: %s", jerr.text);
 		return -1;
 	}
@@ -129,6 +129,14 @@ static int parse_limits(json_t *j, struct sw_sandbox_limits *l, char *errstr, si
 		snprintf(errstr, errlen, "limits: nproc, nofile or wall_ms out of range");
 		return -1;
 	}
+	/* absent: no CPU bandwidth limit; given: a real one */
+	if (json_object_get(j, "cpu_millis") != NULL &&
+	    (cpu <= 0 || cpu > SW_SANDBOX_CPU_MILLIS_MAX)) {
+		snprintf(errstr, errlen, "limits: cpu_millis out of range (1..%d)",
+			 SW_SANDBOX_CPU_MILLIS_MAX);
+		return -1;
+	}
+	l->cpu_millis = (uint64_t)cpu;
 	l->nproc = (uint64_t)v[0];
 	l->memory_bytes = (uint64_t)v[1];
 	l->cpu_seconds = (uint64_t)v[2];

@@ -123,7 +123,11 @@ void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
 	j->slot_pending = 0;
 	if (s->sb == NULL) {
 		snprintf(s->reason, sizeof(s->reason), "start failed");
-		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", s->err);
+		/* a CPU limit (the step's or the variant's) this host cannot hold */
+		if (strstr(s->err, SW_SANDBOX_ERR_NO_CPU) != NULL)
+			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "mode_unavailable: %s", s->err);
+		else
+			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", s->err);
 		return;
 	}
 	start_exec(j, s);
@@ -321,11 +325,12 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	j->slot_pending = 0;
 	j->stage = SBD_RUNNING;
 	s->h = j->x->dh;
-	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
+	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
 		       "memory_bytes", (json_int_t)lim->memory_bytes, "cpu_seconds",
 		       (json_int_t)lim->cpu_seconds, "file_size_bytes",
 		       (json_int_t)lim->file_size_bytes, "nofile", (json_int_t)lim->nofile,
-		       "wall_ms", (json_int_t)lim->wall_ms);
+		       "wall_ms", (json_int_t)lim->wall_ms, "cpu_millis",
+		       (json_int_t)lim->cpu_millis);
 	limits = lj ? json_dumps(lj, JSON_COMPACT) : NULL;
 	json_decref(lj);
 	sbd_emit(env, "sandbox.acquired",
@@ -562,9 +567,13 @@ static int parse_env(struct sbd_job *j, char *err, size_t errlen)
  * j->limits: memory_mb -> memory_bytes, pids -> nproc, cpu_seconds,
  * file_size_mb -> file_size_bytes, open_files -> nofile. A limit over the
  * variant's is lowered to it (the variant's are the operator's ceiling;
- * the workflow could not know them when it was registered). cpus is taken
- * and not enforced (no CPU controller yet). Only a spec no registered
- * workflow gives (an unknown key, not a positive number) is refused.
+ * the workflow could not know them when it was registered). cpus ->
+ * cpu_millis (rounded to the nearest, at least 1), lowered to the
+ * variant's CPU maximum when it has one; where the host cannot hold a CPU
+ * limit the sandbox's start fails and the step with mode_unavailable
+ * (sbd_exec_acquired). Only a spec no registered workflow gives (an
+ * unknown key, not a positive number, cpus over SW_LIMIT_CPUS_MAX) is
+ * refused.
  */
 static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 {
@@ -592,10 +601,25 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 		uint64_t want;
 
 		if (strcmp(k, "cpus") == 0) {
-			if (!json_is_number(v) || !(json_number_value(v) > 0)) {
-				snprintf(err, errlen, "spec.limits.cpus is not a positive number");
+			double cpus = json_is_number(v) ? json_number_value(v) : 0;
+
+			if (!(cpus > 0) || cpus > SW_LIMIT_CPUS_MAX) {
+				snprintf(err, errlen,
+					 "spec.limits.cpus is not a number in (0, %d]",
+					 SW_LIMIT_CPUS_MAX);
 				return -1;
 			}
+			want = (uint64_t)(cpus * 1000 + 0.5);
+			if (want < 1)
+				want = 1;
+			if (def->cpu_millis > 0 && want > def->cpu_millis) {
+				sw_log(SW_LOG_INFO, "limit lowered to the variant's", "run_id",
+				       j->x->dh.run_id, "step_id", j->x->dh.step_id, "limit", k,
+				       "variant", j->warm->variant, NULL);
+				want = def->cpu_millis;
+			}
+			j->limits.cpu_millis = want;
+			j->custom_limits = want != def->cpu_millis || j->custom_limits;
 			continue;
 		}
 		for (i = 0; i < nk && strcmp(k, keys[i].name) != 0; i++)

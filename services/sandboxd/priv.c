@@ -19,8 +19,9 @@
  *
  * The parent trusts nothing the child says: it parses each datagram
  * strictly, loads the variant from its own catalogue, takes limits only
- * when they lower the variant's, fixes the sandbox's environment itself,
- * makes and removes the workspaces, and holds at most max_sandboxes. So a
+ * when they lower the variant's (a CPU limit above it is lowered to it),
+ * fixes the sandbox's environment itself, makes and removes the
+ * workspaces, and holds at most max_sandboxes. So a
  * child taken over through Kafka, PostgreSQL, HTTP or a hostile runner can
  * ask for sandboxes and nothing else. bwrap's --die-with-parent ties every
  * sandbox to the parent; the child gets SIGKILL when the parent dies; when
@@ -48,22 +49,25 @@
 #include "sandboxd.h"
 
 #define PRIV_MSG_MAX 16384
-#define PRIV_LIMIT_KEYS 6
+#define PRIV_LIMIT_KEYS 7
+#define PRIV_LIMIT_CPU 6 /* cpu_millis: lowered to the variant's, not refused */
 
 static const char *const limit_names[PRIV_LIMIT_KEYS] = {
-    "nproc", "memory_bytes", "cpu_seconds", "file_size_bytes", "nofile", "wall_ms"};
+    "nproc", "memory_bytes", "cpu_seconds", "file_size_bytes", "nofile", "wall_ms", "cpu_millis"};
 
 static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
 {
 	const uint64_t f[PRIV_LIMIT_KEYS] = {l->nproc,		 l->memory_bytes, l->cpu_seconds,
-					     l->file_size_bytes, l->nofile,	  l->wall_ms};
+					     l->file_size_bytes, l->nofile,	  l->wall_ms,
+					     l->cpu_millis};
 	return f[i];
 }
 
 static void limit_set(struct sw_sandbox_limits *l, int i, uint64_t v)
 {
 	uint64_t *f[PRIV_LIMIT_KEYS] = {&l->nproc,	     &l->memory_bytes, &l->cpu_seconds,
-					&l->file_size_bytes, &l->nofile,       &l->wall_ms};
+					&l->file_size_bytes, &l->nofile,       &l->wall_ms,
+					&l->cpu_millis};
 	*f[i] = v;
 }
 
@@ -373,16 +377,26 @@ static void do_create(struct priv *p, json_t *req)
 	}
 	json_object_foreach(lim, k, val)
 	{
+		uint64_t want, ceil = 0;
 		int i;
 
 		for (i = 0; i < PRIV_LIMIT_KEYS && strcmp(k, limit_names[i]) != 0; i++)
 			;
+		if (i < PRIV_LIMIT_KEYS)
+			ceil = limit_get(&v->limits, i);
 		if (i == PRIV_LIMIT_KEYS || !json_is_integer(val) || json_integer_value(val) < 0 ||
-		    (uint64_t)json_integer_value(val) > limit_get(&v->limits, i)) {
+		    (uint64_t)json_integer_value(val) >
+			(i == PRIV_LIMIT_CPU ? SW_SANDBOX_CPU_MILLIS_MAX : ceil)) {
 			reply = reply_error("limit '%.40s' is unknown or over the variant's", k);
 			goto out;
 		}
-		limit_set(&limits, i, (uint64_t)json_integer_value(val));
+		/* A variant's CPU maximum is optional (0: none) and the child's
+		 * copy of the catalogue may be older than ours: lowering to
+		 * ours only ever narrows what was asked. */
+		want = (uint64_t)json_integer_value(val);
+		if (i == PRIV_LIMIT_CPU && ceil > 0 && want > ceil)
+			want = ceil;
+		limit_set(&limits, i, want);
 	}
 	if (p->nboxes >= p->cfg->max_sandboxes) {
 		char n[32];

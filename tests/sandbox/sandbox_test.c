@@ -9,8 +9,9 @@
  * can be, a control showing the attempt would have worked without the
  * wall): files, proc, write, net, forkbomb, membomb, syscalls, timeout,
  * parent_kill, hostile.
- * Per-sandbox cgroups: cgroup_memory, cgroup_pids, cgroup_cleanup; they
- * exit 77 (skipped) with a note when the host gives us no cgroup.
+ * Per-sandbox cgroups: cgroup_memory, cgroup_pids, cgroup_cpu,
+ * cgroup_cleanup; they exit 77 (skipped) with a note when the host gives
+ * us no cgroup (cgroup_cpu: no cpu controller).
  *
  * The shared backend runs with cgroup "auto", as sandboxd does.
  */
@@ -883,11 +884,11 @@ static void cg_base(const char *ctrl, char *out, size_t len)
 /* The bases to look in: v1 memory and pids, or the v2 one. */
 static int cg_bases(char base[2][512])
 {
-	if (strcmp(sw_sandbox_bwrap_cgroup_mode(backend), "v2") == 0) {
+	if (strncmp(sw_sandbox_bwrap_cgroup_mode(backend), "v2", 2) == 0) {
 		cg_base(NULL, base[0], sizeof(base[0]));
 		return 1;
 	}
-	SW_CHECK(strcmp(sw_sandbox_bwrap_cgroup_mode(backend), "v1") == 0);
+	SW_CHECK(strncmp(sw_sandbox_bwrap_cgroup_mode(backend), "v1", 2) == 0);
 	cg_base("memory", base[0], sizeof(base[0]));
 	cg_base("pids", base[1], sizeof(base[1]));
 	return 2;
@@ -1061,6 +1062,116 @@ static void t_cgroup_pids(void)
 	SW_CHECK(host_fork_ok());
 	sw_sandbox_destroy(sb, NULL);
 	SW_CHECK(our_cgroups(base[nb - 1], NULL, 0) == 0);
+}
+
+/*
+ * Two processes busy for 1.5 s of wall time each, however much CPU they
+ * get; prints nothing. Their CPU time is the exec's usage (wait4 of the
+ * shell, which reaped them).
+ */
+static const char *const two_busy =
+    "for i in 1 2; do python3 -c '\n"
+    "import time\n"
+    "end = time.monotonic() + 1.5\n"
+    "while time.monotonic() < end: pass\n"
+    "' & done; wait";
+
+/* CPU time (s) the busy pair got in sb; the sandbox must survive it. */
+static double busy_cpu(struct sw_sandbox *sb)
+{
+	struct sw_sandbox_result r;
+	double cpu;
+
+	sh(sb, two_busy, 60000, &r);
+	SW_CHECKF(r.exit.status == 0, "busy loop: status %d, err '%s'", r.exit.status, r.err);
+	cpu = (double)(r.exit.usage.utime_us + r.exit.usage.stime_us) / 1e6;
+	sw_sandbox_result_free(&r);
+	return cpu;
+}
+
+static void t_cgroup_cpu(void)
+{
+	struct sw_sandbox_limits lim = {.cpu_millis = 200}, tiny = {.cpu_millis = 5};
+	struct sw_sandbox_bwrap_config cfg = {.runner_path = SW_TOOLRUNNER};
+	struct sw_sandbox_spec spec = {
+	    .variant = variant, .net = SW_SANDBOX_NET_NONE, .env = base_env,
+	    .workspace = workspace, .limits = lim};
+	struct sw_sandbox_backend *off;
+	struct sw_sandbox_usage u;
+	struct sw_sandbox *sb;
+	const char *mode = sw_sandbox_bwrap_cgroup_mode(backend);
+	char err[512], dir[1024], base[512];
+	double free_cpu, held_cpu;
+	int v2 = strncmp(mode, "v2", 2) == 0;
+
+	/* Without cgroups a CPU limit cannot be held: the create is refused,
+	 * never run unbounded. */
+	SW_CHECKF((off = sw_sandbox_bwrap_new(&cfg, err, sizeof(err))) != NULL, "%s", err);
+	SW_CHECK(sw_sandbox_create(off, &spec, err, sizeof(err)) == NULL);
+	SW_CHECKF(strstr(err, SW_SANDBOX_ERR_NO_CPU) != NULL, "%s", err);
+	sw_sandbox_backend_free(off);
+	if (!cgroups_on("cgroup_cpu"))
+		return;
+	printf("cgroup mode: %s\n", mode);
+	if (strstr(mode, "cpu off") != NULL) {
+		/* the same refusal with memory and pids cgroups but no cpu */
+		SW_CHECK(sw_sandbox_create(backend, &spec, err, sizeof(err)) == NULL);
+		SW_CHECKF(strstr(err, SW_SANDBOX_ERR_NO_CPU) != NULL, "%s", err);
+		printf("sandbox_test cgroup_cpu: skipped, no cpu controller here\n");
+		skipped = 1;
+		return;
+	}
+	cg_base(v2 ? NULL : "cpu", base, sizeof(base));
+
+	/* Control: unlimited, the pair gets what the host gives it. */
+	sb = sandbox();
+	free_cpu = busy_cpu(sb);
+	sw_sandbox_destroy(sb, NULL);
+
+	/* 0.2 CPU for the whole sandbox: 20 ms each 100 ms period. */
+	sb = make(backend, SW_SANDBOX_NET_NONE, &lim, NULL);
+	SW_CHECK(sw_sandbox_limits(sb)->cpu_millis == 200);
+	SW_CHECK(our_cgroups(base, dir, sizeof(dir)) == 1);
+	if (v2) {
+		char path[1200], buf[64] = "";
+		FILE *f;
+
+		snprintf(path, sizeof(path), "%s/cpu.max", dir);
+		SW_CHECKF((f = fopen(path, "re")) != NULL, "%s: %s", path, strerror(errno));
+		SW_CHECK(fgets(buf, sizeof(buf), f) != NULL);
+		fclose(f);
+		SW_CHECKF(strcmp(buf, "20000 100000\n") == 0, "cpu.max %s", buf);
+	} else {
+		SW_CHECKF(read_num(dir, "cpu.cfs_quota_us") == 20000 &&
+			      read_num(dir, "cpu.cfs_period_us") == 100000,
+			  "quota %lld period %lld", read_num(dir, "cpu.cfs_quota_us"),
+			  read_num(dir, "cpu.cfs_period_us"));
+	}
+	held_cpu = busy_cpu(sb);
+	sw_sandbox_destroy(sb, &u);
+	printf("busy pair, 1.5 s each: unlimited %.3f s CPU, 0.2 CPU %.3f s; at destroy "
+	       "%.3f s\n",
+	       free_cpu, held_cpu, (double)(u.utime_us + u.stime_us) / 1e6);
+	/* 0.2 x 1.5 s is 0.3 s, whatever the pair wanted (up to 3 s) */
+	SW_CHECKF(held_cpu < 0.5 * 1.5, "limited to 0.2 CPU, got %.3f s in 1.5 s", held_cpu);
+	SW_CHECKF(free_cpu > 1.5 * held_cpu, "unlimited %.3f s is not above limited %.3f s",
+		  free_cpu, held_cpu);
+	/* the cgroup counted it too, and is gone */
+	SW_CHECKF(u.utime_us + u.stime_us >= (int64_t)(held_cpu * 1e6 * 0.9),
+		  "usage at destroy %lld us", (long long)(u.utime_us + u.stime_us));
+	SW_CHECK(our_cgroups(base, NULL, 0) == 0);
+
+	/* Below 10 millis the quota would be under the kernel's 1 ms: a 1 s
+	 * period instead. */
+	sb = make(backend, SW_SANDBOX_NET_NONE, &tiny, NULL);
+	SW_CHECK(our_cgroups(base, dir, sizeof(dir)) == 1);
+	if (!v2)
+		SW_CHECKF(read_num(dir, "cpu.cfs_quota_us") == 5000 &&
+			      read_num(dir, "cpu.cfs_period_us") == 1000000,
+			  "quota %lld period %lld", read_num(dir, "cpu.cfs_quota_us"),
+			  read_num(dir, "cpu.cfs_period_us"));
+	sw_sandbox_destroy(sb, NULL);
+	SW_CHECK(our_cgroups(base, NULL, 0) == 0);
 }
 
 static int failing_hook(void *arg, int netns_fd, pid_t pid, char *errstr, size_t errlen)
@@ -1487,6 +1598,7 @@ static const struct {
     {"hostile", t_hostile},
     {"cgroup_memory", t_cgroup_memory},
     {"cgroup_pids", t_cgroup_pids},
+    {"cgroup_cpu", t_cgroup_cpu},
     {"cgroup_cleanup", t_cgroup_cleanup},
 };
 

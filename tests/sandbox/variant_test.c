@@ -98,7 +98,32 @@ static void test_refusals(void)
 	SW_CHECKF(v != NULL, "%s", err);
 	SW_CHECK(v->n_ro_binds == 2 && v->ro_binds[1].optional && !v->ro_binds[0].optional);
 	SW_CHECK(v->limits.nofile == 64);
+	SW_CHECK(v->limits.cpu_millis == 0); /* left out: no CPU bandwidth limit */
 	sw_sandbox_variant_free(v);
+
+	/* cpu_millis is optional; given, it must be a real limit. */
+	{
+		static const char *const cpu[] = {"1500", "0", "-5", "1000001", "\"2\""};
+
+		for (int i = 0; i < 5; i++) {
+			char d[1024];
+
+			snprintf(d, sizeof(d),
+				 "{\"name\": \"t\", \"description\": \"d\", \"offers\": [\"shell\"],"
+				 " \"ro_binds\": [{\"path\": \"/usr\"}], \"limits\": {\"nproc\": 1,"
+				 " \"memory_bytes\": 1, \"cpu_seconds\": 1, \"file_size_bytes\": 1,"
+				 " \"nofile\": 1, \"wall_ms\": 1, \"cpu_millis\": %s}}",
+				 cpu[i]);
+			v = sw_sandbox_variant_parse(d, strlen(d), err, sizeof(err));
+			if (i == 0) {
+				SW_CHECKF(v != NULL && v->limits.cpu_millis == 1500, "%s", err);
+				sw_sandbox_variant_free(v);
+			} else {
+				SW_CHECKF(v == NULL, "accepted cpu_millis %s", cpu[i]);
+				SW_CHECK(strstr(err, "limits") != NULL);
+			}
+		}
+	}
 
 	/* Unknown keys, missing or non-positive limits, bad offers. */
 	doc = "{\"name\": \"t\", \"description\": \"d\", \"offers\": [\"shell\"],"

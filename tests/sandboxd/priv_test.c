@@ -8,6 +8,10 @@
  *     capabilities, and cannot get root back;
  *   - create/destroy round trips; the sandbox's runner answers on the
  *     passed control socket; limits come back effective;
+ *   - a CPU limit (cpu_millis) above the variant's maximum is lowered to
+ *     it, and is what the sandbox's cgroup holds; without one in the
+ *     variant it is taken as asked (where the host has no cpu controller:
+ *     refused with SW_SANDBOX_ERR_NO_CPU, never run unbounded);
  *   - egress_only: a second fd listening on 127.0.0.1:3128 inside the
  *     sandbox's own network namespace, reachable from inside only;
  *   - hostile requests (garbage, traversal variant names, unknown network,
@@ -35,7 +39,7 @@
 #include "sw_test.h"
 
 static const char *runner_path, *variants_dir;
-static char state_dir[256];
+static char state_dir[256], my_variants[256];
 static int sock;
 
 /* Send raw bytes (and optionally an fd); return the reply's "ok" and copy
@@ -151,6 +155,139 @@ static void check_create_destroy(void)
 	SW_CHECKF(strstr(err, "no such sandbox") != NULL, "%s", err);
 }
 
+/*
+ * The CPU bandwidth the cgroup of host pid `pid` holds, in millis, read
+ * from its cgroup files (v1 cpu hierarchy, else v2 cpu.max); -1 unknown.
+ */
+static long long cgroup_cpu_millis(pid_t pid)
+{
+	char path[600], line[512], rel[400] = "";
+	long long quota = -1, period = -1;
+	int v1 = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)pid);
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL) {
+		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+		if (c2 == NULL)
+			continue;
+		*c2 = '\0';
+		c2[strcspn(c2 + 1, "\n") + 1] = '\0';
+		if (strcmp(c1 + 1, "cpu") == 0 || strncmp(c1 + 1, "cpu,", 4) == 0 ||
+		    strstr(c1 + 1, ",cpu,") != NULL) {
+			snprintf(rel, sizeof(rel), "%s", c2 + 1);
+			v1 = 1;
+		} else if (!v1 && strcmp(line, "0") == 0 && c1[1] == '\0') {
+			snprintf(rel, sizeof(rel), "%s", c2 + 1);
+		}
+	}
+	fclose(f);
+	if (v1) {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu%s/cpu.cfs_quota_us", rel);
+		if ((f = fopen(path, "re")) == NULL || fscanf(f, "%lld", &quota) != 1)
+			quota = -1;
+		if (f != NULL)
+			fclose(f);
+		snprintf(path, sizeof(path), "/sys/fs/cgroup/cpu%s/cpu.cfs_period_us", rel);
+	} else {
+		snprintf(path, sizeof(path), "/sys/fs/cgroup%s/cpu.max", rel);
+	}
+	if ((f = fopen(path, "re")) == NULL)
+		return -1;
+	if (v1 ? fscanf(f, "%lld", &period) != 1 : fscanf(f, "%lld %lld", &quota, &period) != 2)
+		period = -1;
+	fclose(f);
+	return quota > 0 && period > 0 ? quota * 1000 / period : -1;
+}
+
+static void check_cpu(void)
+{
+	struct sw_sandbox_limits want = {.cpu_millis = 4000};
+	struct sbd_priv_sandbox c;
+	struct sw_sandbox_usage u;
+	char err[512];
+
+	/* "capped" allows 300 millis (0.3 CPU): 4000 is lowered, not refused */
+	if (sbd_priv_create(sock, "capped", SW_SANDBOX_NET_NONE, &want, &c, err, sizeof(err)) !=
+	    0) {
+		SW_CHECKF(strstr(err, SW_SANDBOX_ERR_NO_CPU) != NULL, "create capped: %s", err);
+		printf("priv_test: no cpu controller here, CPU limits refused: %s\n", err);
+		return;
+	}
+	SW_CHECKF(c.limits.cpu_millis == 300, "cpu_millis %llu, not the variant's 300",
+		  (unsigned long long)c.limits.cpu_millis);
+	SW_CHECKF(cgroup_cpu_millis(c.pid) == 300, "the sandbox's cgroup holds %lld millis",
+		  cgroup_cpu_millis(c.pid));
+	close(c.ctl_fd);
+	SW_CHECK(sbd_priv_destroy(sock, c.handle, &u, err, sizeof(err)) == 0);
+	/* below the maximum: as asked; none asked: the variant's */
+	want.cpu_millis = 120;
+	SW_CHECKF(sbd_priv_create(sock, "capped", SW_SANDBOX_NET_NONE, &want, &c, err,
+				  sizeof(err)) == 0,
+		  "create capped 120: %s", err);
+	SW_CHECK(c.limits.cpu_millis == 120 && cgroup_cpu_millis(c.pid) == 120);
+	close(c.ctl_fd);
+	SW_CHECK(sbd_priv_destroy(sock, c.handle, &u, err, sizeof(err)) == 0);
+	SW_CHECKF(sbd_priv_create(sock, "capped", SW_SANDBOX_NET_NONE, NULL, &c, err,
+				  sizeof(err)) == 0,
+		  "create capped: %s", err);
+	SW_CHECK(c.limits.cpu_millis == 300 && cgroup_cpu_millis(c.pid) == 300);
+	close(c.ctl_fd);
+	SW_CHECK(sbd_priv_destroy(sock, c.handle, &u, err, sizeof(err)) == 0);
+	/* base has no CPU maximum: taken as asked */
+	want.cpu_millis = 1500;
+	SW_CHECKF(sbd_priv_create(sock, "base", SW_SANDBOX_NET_NONE, &want, &c, err,
+				  sizeof(err)) == 0,
+		  "create base 1500: %s", err);
+	SW_CHECK(c.limits.cpu_millis == 1500 && cgroup_cpu_millis(c.pid) == 1500);
+	close(c.ctl_fd);
+	SW_CHECK(sbd_priv_destroy(sock, c.handle, &u, err, sizeof(err)) == 0);
+}
+
+/*
+ * A catalogue of our own: the real base, and "capped", the same with a
+ * CPU maximum of 300 millis.
+ */
+static void make_variants(void)
+{
+	char path[600], err[512];
+	json_error_t jerr;
+	json_t *v;
+
+	snprintf(my_variants, sizeof(my_variants), "/tmp/sw-priv-variants-XXXXXX");
+	SW_CHECK(mkdtemp(my_variants) != NULL);
+	snprintf(path, sizeof(path), "%s/base.json", variants_dir);
+	SW_CHECKF((v = json_load_file(path, 0, &jerr)) != NULL, "%s: %s", path, jerr.text);
+	snprintf(path, sizeof(path), "%s/base.json", my_variants);
+	SW_CHECK(json_dump_file(v, path, 0) == 0);
+	json_object_set_new(v, "name", json_string("capped"));
+	json_object_set_new(json_object_get(v, "limits"), "cpu_millis", json_integer(300));
+	snprintf(path, sizeof(path), "%s/capped.json", my_variants);
+	SW_CHECK(json_dump_file(v, path, 0) == 0);
+	json_decref(v);
+	{
+		struct sw_sandbox_variant *cv = sw_sandbox_variant_load(my_variants, "capped", err,
+									sizeof(err));
+
+		SW_CHECKF(cv != NULL && cv->limits.cpu_millis == 300, "capped: %s", err);
+		sw_sandbox_variant_free(cv);
+	}
+}
+
+static void remove_variants(void)
+{
+	char path[600];
+
+	snprintf(path, sizeof(path), "%s/base.json", my_variants);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/capped.json", my_variants);
+	unlink(path);
+	rmdir(my_variants);
+}
+
 static void check_egress(void)
 {
 	struct sbd_priv_sandbox c;
@@ -235,6 +372,12 @@ static void check_hostile(void)
 	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
 		"{\"uid\":0}}",
 		"unknown");
+	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
+		"{\"cpu_millis\":1000001}}",
+		"over the variant");
+	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
+		"{\"cpu_millis\":-1}}",
+		"over the variant");
 	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"workspace\":\"/\"}",
 		"bad create request");
 	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"env\":[\"LD_PRELOAD=x\"]}",
@@ -289,6 +432,7 @@ static void service_side(int out)
 	if (geteuid() == 65533)
 		check_identity();
 	check_create_destroy();
+	check_cpu();
 	check_egress();
 	check_hostile();
 	check_create_destroy(); /* still serving */
@@ -314,7 +458,10 @@ int main(int argc, char **argv)
 	SW_CHECK(pipe(pp) == 0);
 	snprintf(cfg.runner, sizeof(cfg.runner), "%s", runner_path);
 	snprintf(cfg.bwrap, sizeof(cfg.bwrap), "/usr/bin/bwrap");
-	snprintf(cfg.variants_dir, sizeof(cfg.variants_dir), "%s", variants_dir);
+	make_variants();
+	snprintf(cfg.variants_dir, sizeof(cfg.variants_dir), "%s", my_variants);
+	/* as sandboxd runs: per-sandbox cgroups where the host has them */
+	snprintf(cfg.cgroup, sizeof(cfg.cgroup), "auto");
 	snprintf(cfg.state_dir, sizeof(cfg.state_dir), "%s", state_dir);
 	snprintf(cfg.user, sizeof(cfg.user), "65533:65533");
 	sw_log_init("priv_test", stderr, SW_LOG_ERROR);
@@ -346,6 +493,7 @@ int main(int argc, char **argv)
 
 		SW_CHECK(stat(state_dir, &sst) != 0 && errno == ENOENT);
 	}
+	remove_variants();
 	printf("priv_test: ok\n");
 	return 0;
 }

@@ -15,9 +15,14 @@
  *   spec         a step's env and limits as the workflow parser gives them:
  *                env values templated from the input reach the command,
  *                next to PATH and HOME; limits {memory_mb, pids, cpus} are
- *                the command's rlimits; one over the variant's is lowered to
- *                it; a crafted dispatch setting PATH or LD_PRELOAD (or using
- *                another limits vocabulary) is refused with bad_input
+ *                the command's rlimits and the sandbox's CPU bandwidth
+ *                (cpus -> cpu_millis in sandbox.acquired); one over the
+ *                variant's is lowered to it; a crafted dispatch setting PATH
+ *                or LD_PRELOAD (or using another limits vocabulary) is
+ *                refused with bad_input
+ *   cpuoff       sandboxd without cgroups (SAGEWAI_SANDBOX_CGROUP=off): a
+ *                step with a cpus limit fails with mode_unavailable instead
+ *                of running unbounded; one without runs
  *   redelivery   the same dispatch produced again after it finished: one
  *                execution, the same step.finished event id
  *   deadletter   garbage and a truncated dispatch go to sagewai.deadletter;
@@ -73,6 +78,7 @@ static pid_t sbd_pid = -1;
 static int sbd_port;
 static const char *sbd_egress_private; /* SAGEWAI_EGRESS_PRIVATE, or NULL */
 static const char *sbd_networks;       /* SAGEWAI_SANDBOX_NETWORKS, or NULL */
+static const char *sbd_cgroup;	       /* SAGEWAI_SANDBOX_CGROUP, or NULL */
 static char sbd_runner[600];	       /* SAGEWAI_SANDBOX_RUNNER, or "" */
 static rd_kafka_t *producer;
 static struct sw_test_evlog evl; /* runs "<prefix>..." on sagewai.steps and sagewai.sandbox */
@@ -82,7 +88,8 @@ static void sbd_start(void)
 {
 	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
 	char path[600], dsn[600], gid[160], state[600], egress[300], runner[700], nets[200];
-	const char *env[10] = {dsn,
+	char cgroup[200];
+	const char *env[12] = {dsn,
 			      gid,
 			      "SAGEWAI_HTTP_PORT=0",
 			      "SAGEWAI_LOG_LEVEL=debug",
@@ -106,6 +113,10 @@ static void sbd_start(void)
 	if (sbd_networks != NULL) {
 		snprintf(nets, sizeof(nets), "SAGEWAI_SANDBOX_NETWORKS=%s", sbd_networks);
 		env[n++] = nets;
+	}
+	if (sbd_cgroup != NULL) {
+		snprintf(cgroup, sizeof(cgroup), "SAGEWAI_SANDBOX_CGROUP=%s", sbd_cgroup);
+		env[n++] = cgroup;
 	}
 	env[n] = NULL;
 	sbd_pid = sw_test_proc_spawn(path, argv, env, sbd_log);
@@ -460,6 +471,12 @@ static void scenario_spec(void)
 	SW_REQUIRE(proc_limit(so, "Max processes") == 256 &&
 		       proc_limit(so, "Max address space") == 2147483648LL,
 		   "lowered limits inside (base: nproc 256, 2 GiB):\n%s", so ? so : "(nothing)");
+	/* cpus: CPU bandwidth in millis (base has no CPU maximum: as asked) */
+	SW_REQUIRE(acquired_limit(d_lim.step_id, "cpu_millis") == 1000 &&
+		       acquired_limit(d_low.step_id, "cpu_millis") == 256000,
+		   "sandbox.acquired cpu_millis %lld and %lld, expected 1000 and 256000",
+		   (long long)acquired_limit(d_lim.step_id, "cpu_millis"),
+		   (long long)acquired_limit(d_low.step_id, "cpu_millis"));
 
 	/* crafted: refused before anything starts */
 	f = sw_test_evlog_finished(&evl, d_path.step_id);
@@ -473,6 +490,32 @@ static void scenario_spec(void)
 		       sw_test_evlog_count(&evl, "step.started", d_vocab.step_id) == 0,
 		   "a refused step was started");
 	sw_workflow_free(wf);
+	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+}
+
+static void scenario_cpuoff(void)
+{
+	struct sw_test_dispatch d_cpu, d_plain;
+	struct sw_test_ev *f;
+	json_t *sp;
+
+	setup("cpuoff");
+	sbd_cgroup = "off";
+	sbd_start();
+	sp = spec(json_string("echo ran"));
+	json_object_set_new(sp, "limits", json_pack("{s:f}", "cpus", 0.5));
+	sw_test_dispatch_post(&tx, &d_cpu, "cpu", "cpu", "sandboxed", 60000, sp);
+	sw_test_dispatch_post(&tx, &d_plain, "plain", "plain", "sandboxed", 60000,
+			      spec(json_string("echo ran")));
+	/* a CPU limit no cgroup can hold: refused, never run unbounded */
+	f = sw_test_evlog_finished(&evl, d_cpu.step_id);
+	sw_test_ev_require(f, "FAILED", "mode_unavailable: ");
+	SW_REQUIRE(strstr(f->error, "cpu limit cannot be enforced") != NULL, "error: %s", f->error);
+	SW_REQUIRE(sw_test_evlog_count(&evl, "sandbox.acquired", d_cpu.step_id) == 0,
+		   "the cpu-limited step got a sandbox");
+	/* without one, steps run as before */
+	f = sw_test_evlog_finished(&evl, d_plain.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
 }
 
@@ -1074,6 +1117,7 @@ int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
 	    {"basic", scenario_basic},		 {"spec", scenario_spec},
+	    {"cpuoff", scenario_cpuoff},
 	    {"redelivery", scenario_redelivery},
 	    {"deadletter", scenario_deadletter}, {"egress", scenario_egress},
 	    {"escape", scenario_escape},	 {"hostile", scenario_hostile},
