@@ -250,7 +250,8 @@ void sched_plan_apply(struct sched_plan *p, const struct sched_fsm_decision *d,
 	for (i = 0; d->cancel_active && i < run->nsteps; i++)
 		if (sched_fsm_step_active(run->steps[i].state))
 			plan_step_final(p, (int)i, SCHED_STEP_CANCELLED,
-					"cancelled: run cancelled");
+					d->expired ? "cancelled: the run's time is up"
+						   : "cancelled: run cancelled");
 	if (d->step >= 0)
 		plan_step(p, d, error, output);
 	switch (d->run_to) {
@@ -261,6 +262,14 @@ void sched_plan_apply(struct sched_plan *p, const struct sched_fsm_decision *d,
 		plan_finish_run(p, d, output, NULL);
 		break;
 	case SCHED_RUN_FAILED:
+		if (d->expired) {
+			/* the executors learn it as they learn a cancel */
+			sched_plan_event(p, "run.cancel_requested", NULL,
+					 json_pack("{s:s, s:s}", "requested_by", "scheduler",
+						   "reason", "run_timeout"));
+			plan_finish_run(p, d, NULL, error);
+			break;
+		}
 		plan_finish_run(p, d, NULL,
 				plan_error(p, "step %s: %s", p->s->wf->steps[d->step].name,
 					   error));
@@ -294,7 +303,7 @@ enum sched_fsm_verdict sched_plan_op(struct sched_plan *p, struct sched_op *op)
 	static const enum sched_fsm_input_kind kinds[] = {
 		[SCHED_OP_STARTED] = SCHED_FSM_STARTED, [SCHED_OP_FINISHED] = SCHED_FSM_FINISHED,
 		[SCHED_OP_TIMEOUT] = SCHED_FSM_TIMEOUT, [SCHED_OP_RETRY] = SCHED_FSM_RETRY_DUE,
-		[SCHED_OP_CANCEL] = SCHED_FSM_CANCEL,
+		[SCHED_OP_CANCEL] = SCHED_FSM_CANCEL, [SCHED_OP_EXPIRE] = SCHED_FSM_EXPIRE,
 	};
 	struct sched_snap *s = p->s;
 	struct sched_fsm_input in;
@@ -337,6 +346,11 @@ enum sched_fsm_verdict sched_plan_op(struct sched_plan *p, struct sched_op *op)
 	else if (op->kind == SCHED_OP_TIMEOUT)
 		error = plan_error(p, "timeout: no outcome of attempt %d within %" PRId64 " ms",
 				   op->attempt, s->wf->steps[in.step].timeout_ms);
+	else if (op->kind == SCHED_OP_EXPIRE)
+		error = plan_error(p,
+				   "run_timeout: the run did not finish within %lld s"
+				   " (SAGEWAI_RUN_MAX)",
+				   p->env->run_max_s);
 	sched_plan_apply(p, &d, error, text, op->tenant);
 	return SCHED_FSM_APPLY;
 }

@@ -12,6 +12,9 @@
  *                              none, egress_only, full; default all three in
  *                              single_org, none,egress_only in multi_tenant,
  *                              where `full` is refused at submit unless listed)
+ *   SAGEWAI_RUN_MAX            a run's longest life in seconds (default 86400):
+ *                              retries and backoffs cannot keep a run open past
+ *                              it; the run then fails with run_timeout
  *   SAGEWAI_PG_POOL            PostgreSQL connections (default
  *                              SCHED_PG_POOL_DEFAULT, 1..64)
  *
@@ -97,6 +100,9 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 			}
 		}
 	}
+	if (sw_config_number(env->envp, "SAGEWAI_RUN_MAX", 86400, 1, 366LL * 86400,
+			     &env->run_max_s, errstr, errlen) == -1)
+		return -1;
 	v = sw_config_env(env->envp, "SAGEWAI_SEALED_PREVIEW");
 	env->sealed_preview = v != NULL && strcmp(v, "1") == 0;
 	if (sw_config_secret(env->envp, "SAGEWAI_ADMIN_TOKEN", env->admin_token,

@@ -150,6 +150,18 @@ void sched_fsm_decide(const struct sched_fsm_run *run, const struct sched_fsm_in
 		cancel(run, d);
 		return;
 	}
+	if (in->kind == SCHED_FSM_EXPIRE) {
+		/* retries and backoffs must not keep a run alive for ever: what
+		 * is in flight is cancelled, the rest skipped, the run fails */
+		if (run->state != SCHED_RUN_RUNNING && run->state != SCHED_RUN_PENDING) {
+			ignore(d, SCHED_FSM_RUN_OVER);
+			return;
+		}
+		d->cancel_active = 1;
+		d->expired = 1;
+		end_run(run, d, SCHED_RUN_FAILED);
+		return;
+	}
 	if (run->state != SCHED_RUN_RUNNING) {
 		ignore(d, SCHED_FSM_RUN_OVER);
 		return;
@@ -217,6 +229,7 @@ void sched_fsm_decide(const struct sched_fsm_run *run, const struct sched_fsm_in
 		end_run(run, d, SCHED_RUN_FAILED);
 		return;
 	case SCHED_FSM_CANCEL:
+	case SCHED_FSM_EXPIRE:
 		break;
 	}
 	ignore(d, SCHED_FSM_STEP_STATE);

@@ -69,6 +69,7 @@ enum sched_fsm_input_kind {
 	SCHED_FSM_RETRY_DUE,	   /* the backoff of (step, attempt) is over */
 	SCHED_FSM_CANCEL,	   /* the run is to be cancelled */
 	SCHED_FSM_DISPATCH_FAILED, /* step's input could not be rendered */
+	SCHED_FSM_EXPIRE,	   /* the run's own time is up (SAGEWAI_RUN_MAX) */
 };
 
 enum sched_fsm_outcome {
@@ -113,6 +114,7 @@ struct sched_fsm_decision {
 	int dispatch_attempt;	      /* ... as this attempt */
 	enum sched_run_state run_to;  /* RUNNING: the run goes on; else it ends so */
 	int skip_pending;	      /* the run ends with steps pending: skipped */
+	int expired;		      /* the run ends because its time is up */
 };
 
 /* The decision on in for run (not changed). */

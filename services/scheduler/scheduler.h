@@ -135,6 +135,8 @@ struct sched_env {
 	int multi_tenant;	 /* SAGEWAI_MODE=multi_tenant */
 	int sealed_preview;	 /* SAGEWAI_SEALED_PREVIEW=1 */
 	int offer_full;		 /* SAGEWAI_SANDBOX_NETWORKS offers network: full */
+	long long run_max_s;	 /* SAGEWAI_RUN_MAX: a run's longest life, seconds */
+	char run_max_text[24];	 /* ... as the timer scan's parameter */
 	unsigned runnable;	 /* SAGEWAI_RUNNABLE_MODES as 1 << mode */
 	char runnable_list[256]; /* the same, for messages */
 	char admin_token[256];	 /* SAGEWAI_ADMIN_TOKEN; empty = no tenant admin */
@@ -284,6 +286,7 @@ enum sched_op_kind {
 	SCHED_OP_TIMEOUT,  /* a deadline passed */
 	SCHED_OP_RETRY,	   /* a retry is due */
 	SCHED_OP_CANCEL,   /* POST /v1/runs/{id}/cancel */
+	SCHED_OP_EXPIRE,   /* the run's time (SAGEWAI_RUN_MAX) is up */
 };
 
 enum sched_op_result {

@@ -14,7 +14,11 @@ static const char *const scan_sql =
 	" UNION ALL "
 	"(SELECT run_id::text, idx, attempt, 't' FROM steps"
 	"  WHERE state IN ('dispatched', 'running') AND deadline <= now()"
-	"  ORDER BY deadline LIMIT 200)";
+	"  ORDER BY deadline LIMIT 200)"
+	" UNION ALL "
+	"(SELECT id::text, -1, 0, 'x' FROM runs"
+	"  WHERE state = 'running' AND created <= now() - make_interval(secs => $1::bigint)"
+	"  ORDER BY created LIMIT 200)";
 
 static void scan_op_done(struct sched_op *op, enum sched_op_result r, void *opaque)
 {
@@ -40,8 +44,11 @@ static void scan_cb(PGresult *res, const char *err, void *opaque)
 	n = PQntuples(res);
 	env->scan_ops = 1; /* held while starting them */
 	for (i = 0; i < n; i++) {
-		int retry = PQgetvalue(res, i, 3)[0] == 'r';
-		struct sched_op *op = sched_op_new(env, retry ? SCHED_OP_RETRY : SCHED_OP_TIMEOUT,
+		char k = PQgetvalue(res, i, 3)[0];
+		struct sched_op *op = sched_op_new(env,
+						   k == 'r'   ? SCHED_OP_RETRY
+						   : k == 'x' ? SCHED_OP_EXPIRE
+							      : SCHED_OP_TIMEOUT,
 						   PQgetvalue(res, i, 0), scan_op_done, env);
 
 		if (op == NULL)
@@ -75,6 +82,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched_env *env = arg;
 	int64_t now = sw_mono_ms();
+	const char *params[1];
 
 	(void)fd;
 	(void)what;
@@ -90,7 +98,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (env->scanning)
 		return;
 	env->scanning = 1;
-	if (sw_store_query(env->store, scan_sql, 0, NULL, scan_cb, env) == -1)
+	snprintf(env->run_max_text, sizeof(env->run_max_text), "%lld", env->run_max_s);
+	params[0] = env->run_max_text;
+	if (sw_store_query(env->store, scan_sql, 1, params, scan_cb, env) == -1)
 		env->scanning = 0;
 }
 

@@ -372,6 +372,34 @@ static void test_cancel(void)
 	SW_CHECK(step(&f, input(SCHED_FSM_RETRY_DUE, 1, 1, OK)).late == SCHED_FSM_RUN_OVER);
 }
 
+/* The run's own time is up: what is in flight is cancelled, the rest
+ * skipped, the run failed; a step waiting to retry (for a long backoff)
+ * cannot keep it open; a finished run is not touched. */
+static void test_expire(void)
+{
+	struct sched_fsm_decision d;
+	struct fixture f;
+
+	fixture(&f, RUNNING, "S1 R1 P0", 2);
+	d = step(&f, input(SCHED_FSM_EXPIRE, -1, 0, OK));
+	SW_CHECK(d.verdict == APPLY && d.expired && d.cancel_active && d.step == -1);
+	SW_CHECK(d.run_to == SCHED_RUN_FAILED && d.dispatch == -1 && d.skip_pending);
+	check_states(&f, SCHED_RUN_FAILED, "S1 C1 K0");
+	SW_CHECK(step(&f, input(SCHED_FSM_FINISHED, 1, 1, OK)).late == SCHED_FSM_RUN_OVER);
+	SW_CHECK(step(&f, input(SCHED_FSM_EXPIRE, -1, 0, OK)).late == SCHED_FSM_RUN_OVER);
+
+	fixture(&f, RUNNING, "Y9 P0", 1000);
+	d = step(&f, input(SCHED_FSM_EXPIRE, -1, 0, OK));
+	SW_CHECK(d.verdict == APPLY && d.run_to == SCHED_RUN_FAILED);
+	check_states(&f, SCHED_RUN_FAILED, "C9 K0");
+	SW_CHECK(step(&f, input(SCHED_FSM_RETRY_DUE, 0, 9, OK)).late == SCHED_FSM_RUN_OVER);
+
+	fixture(&f, SCHED_RUN_SUCCEEDED, "S1", 0);
+	SW_CHECK(step(&f, input(SCHED_FSM_EXPIRE, -1, 0, OK)).verdict == IGNORE);
+	fixture(&f, SCHED_RUN_CANCELLED, "C1", 0);
+	SW_CHECK(step(&f, input(SCHED_FSM_EXPIRE, -1, 0, OK)).late == SCHED_FSM_RUN_OVER);
+}
+
 static void test_dispatch_failed(void)
 {
 	struct sched_fsm_decision d;
@@ -426,6 +454,7 @@ int main(void)
 	test_retries_until_limit();
 	test_timeouts();
 	test_cancel();
+	test_expire();
 	test_dispatch_failed();
 	test_backoff();
 	test_names();

@@ -794,6 +794,52 @@ static void scenario_retry(void)
 	free(b);
 }
 
+/* retries x backoff that would keep the run open for days */
+static const char *const stubborn_yaml = "name: stubborn\n"
+					 "steps:\n"
+					 "  - name: only\n"
+					 "    uses: template\n"
+					 "    retries: 20\n"
+					 "    backoff: 1s\n"
+					 "    with:\n"
+					 "      value: \"${{ input.tag }}\"\n"
+					 "  - name: after\n"
+					 "    uses: template\n"
+					 "    with: {value: 1}\n";
+
+/* SAGEWAI_RUN_MAX bounds a run's life: a step that always fails, with 20
+ * retries and a doubling backoff, fails the run with run_timeout once its
+ * time is up; the step waiting to retry is cancelled, the next skipped,
+ * and executors are told with run.cancel_requested. */
+static void scenario_run_max(void)
+{
+	json_t *run;
+	const char *err;
+	char *a;
+
+	behave = behave_flaky;
+	sched_extra[0] = "SAGEWAI_RUN_MAX=3";
+	sched_start();
+	wait_ready();
+	register_wf(stubborn_yaml, NULL);
+	a = submit("stubborn", "{\"tag\": \"always\"}", NULL);
+	run = wait_run(a, NULL, 60);
+	SW_REQUIRE(!strcmp(jstate(run), "failed"), "stubborn: %s", jstate(run));
+	err = json_string_value(json_object_get(run, "error"));
+	SW_REQUIRE(err != NULL && strncmp(err, "run_timeout: ", 13) == 0, "error %s", err);
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 0)), "cancelled"), "step 0: %s",
+		   jstate(step_of(run, 0)));
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 1)), "skipped"), "step 1: %s",
+		   jstate(step_of(run, 1)));
+	json_decref(run);
+	wait_events(a, "run.finished", 1, 30);
+	wait_events(a, "run.cancel_requested", 1, 30);
+	SW_REQUIRE(http_s("GET", "/healthz", NULL, NULL, NULL) == 200, "healthz");
+	sched_stop(SIGTERM);
+	sched_extra[0] = NULL;
+	free(a);
+}
+
 static const char *const hold_yaml = "name: hold\n"
 				     "steps:\n"
 				     "  - name: wait\n"
@@ -1847,6 +1893,7 @@ int main(int argc, char **argv)
 	static const struct sw_test_scenario scenarios[] = {
 	    {"three_step", scenario_three_step},
 	    {"retry", scenario_retry},
+	    {"run_max", scenario_run_max},
 	    {"cancel", scenario_cancel},
 	    {"timeout", scenario_timeout},
 	    {"kill9", scenario_kill9},
