@@ -19,6 +19,10 @@
  *   SAGEWAI_KAFKA_MESSAGE_MAX   largest event the bus carries (1000000)
  *   SAGEWAI_PG_POOL             PostgreSQL connections of the results table (4)
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning
+ *   SAGEWAI_INSTANCE_ID         this instance's group.instance.id (static group
+ *                               membership: a restart gets its partitions back at
+ *                               once); stable across restarts, unique in the group;
+ *                               unset: dynamic membership (exec.c)
  */
 #include <limits.h>
 #include <stdlib.h>
