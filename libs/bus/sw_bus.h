@@ -110,7 +110,9 @@ int sw_bus_consumer_commit(struct sw_bus_consumer *c);
 void sw_bus_consumer_pause(struct sw_bus_consumer *c);
 void sw_bus_consumer_resume(struct sw_bus_consumer *c);
 /* Commit stored offsets synchronously and leave the group cleanly
- * (LeaveGroup). For shutdown, from a signal event, not from the batch cb. */
+ * (LeaveGroup). A static member (group.instance.id in extra) sends no
+ * LeaveGroup: its partitions wait for it until its session times out. For
+ * shutdown, from a signal event, not from the batch cb. */
 int sw_bus_consumer_close(struct sw_bus_consumer *c);
 /* Leaves the group without committing if close was not called. Not from
  * the batch cb. */

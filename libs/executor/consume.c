@@ -5,7 +5,8 @@
  * its partition, in offset order, and is marked done once its effect is
  * durable; settle_cb (executor.c) stores and commits. A step.dispatched
  * on sagewai.steps becomes a job (or joins the one in flight with its event
- * id); run.cancel_requested cancels; anything else is done at once;
+ * id) and the newest attempt of its step; run.cancel_requested cancels;
+ * run.finished ends the run's steps (finish.c); anything else is done at once;
  * garbage is dead-lettered and done on the dead letter's delivery report.
  */
 #include <stdlib.h>
@@ -72,6 +73,8 @@ void exec_offsets_free(struct sw_executor *ex)
 void exec_job_free(struct sw_executor_job *j)
 {
 	j->ex->ops.job_free(j->ex->cfg.arg, j);
+	if (j->deadline_ev != NULL)
+		event_free(j->deadline_ev);
 	json_decref(j->spec);
 	free(j->spec_text);
 	free(j->finished);
@@ -196,6 +199,9 @@ static void on_dispatch(struct sw_executor *ex, const struct sw_bus_msg *m,
 	v = json_object_get(ev, "timeout_ms");
 	j->timeout_ms =
 	    json_is_integer(v) && json_integer_value(v) > 0 ? json_integer_value(v) : 0;
+	/* the scheduler's deadline of the attempt runs from the dispatch */
+	if (j->timeout_ms > 0 && h->time_us > 0 && j->timeout_ms < INT64_MAX / 2000)
+		j->deadline_us = h->time_us + j->timeout_ms * 1000;
 	if ((j->spec_text = strdup(json_string_value(json_object_get(ev, "spec")))) == NULL ||
 	    ex->ops.job_new(ex->cfg.arg, j) == -1) {
 		free(j->spec_text);
@@ -203,6 +209,7 @@ static void on_dispatch(struct sw_executor *ex, const struct sw_bus_msg *m,
 		goto out;
 	}
 	json_decref(ev);
+	exec_attempt_seen(ex, j);
 	j->phase = SW_EXECUTOR_LOOKUP;
 	TAILQ_INSERT_TAIL(&ex->jobs, j, entry);
 	ex->njobs++;
@@ -246,6 +253,8 @@ void sw_executor_consume(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 		}
 		if (strcmp(h.type, "run.cancel_requested") == 0 && h.run_id[0] != '\0')
 			sw_executor_cancel(ex, h.run_id);
+		else if (strcmp(h.type, "run.finished") == 0 && h.run_id[0] != '\0')
+			sw_executor_run_finished(ex, h.run_id);
 		exec_offset_done(ex, o);
 	}
 	exec_flow(ex);

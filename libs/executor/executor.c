@@ -53,11 +53,22 @@ static void drain_timeout(evutil_socket_t fd, short what, void *arg)
 	event_base_loopbreak(ex->cfg.base);
 }
 
+int sw_executor_instance_ok(const char *id)
+{
+	size_t n = strlen(id);
+
+	return n <= SW_EXECUTOR_INSTANCE_MAX && strspn(id, "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+							   "abcdefghijklmnopqrstuvwxyz"
+							   "0123456789._-") == n;
+}
+
 struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *errstr,
 				    size_t errlen)
 {
 	static const char *const status_metric[4] = {"succeeded", "failed", "timed_out",
 						     "cancelled"};
+	static const char *const fence_metric[EXEC_NFENCES] = {"expired", "cancelled",
+							       "finished", "superseded"};
 	const struct sw_executor_ops *o = cfg != NULL ? cfg->ops : NULL;
 	struct sw_executor *ex;
 	size_t i;
@@ -77,6 +88,12 @@ struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *
 					 "missing or too long");
 		return NULL;
 	}
+	if (cfg->instance_id != NULL && !sw_executor_instance_ok(cfg->instance_id)) {
+		snprintf(errstr, errlen,
+			 "executor: instance id '%.64s' is not 1 to %d of A-Z a-z 0-9 . _ -",
+			 cfg->instance_id, SW_EXECUTOR_INSTANCE_MAX);
+		return NULL;
+	}
 	if ((ex = calloc(1, sizeof(*ex))) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		return NULL;
@@ -85,8 +102,11 @@ struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *
 	ex->ops = *o;
 	snprintf(ex->producer, sizeof(ex->producer), "%s", cfg->producer);
 	snprintf(ex->executor, sizeof(ex->executor), "%s", cfg->executor);
+	snprintf(ex->instance_id, sizeof(ex->instance_id), "%s",
+		 cfg->instance_id != NULL ? cfg->instance_id : "");
 	ex->cfg.producer = ex->producer;
 	ex->cfg.executor = ex->executor;
+	ex->cfg.instance_id = ex->instance_id;
 	ex->cfg.metrics_prefix = NULL;
 	ex->cfg.ops = &ex->ops;
 	snprintf(ex->m_running, sizeof(ex->m_running), "%s_steps_running", cfg->metrics_prefix);
@@ -99,6 +119,9 @@ struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *
 	for (i = 0; i < 4; i++)
 		snprintf(ex->m_status[i], sizeof(ex->m_status[i]), "%s_steps_%s_total",
 			 cfg->metrics_prefix, status_metric[i]);
+	for (i = 0; i < EXEC_NFENCES; i++)
+		snprintf(ex->m_fenced[i], sizeof(ex->m_fenced[i]), "%s_fenced_%s_total",
+			 cfg->metrics_prefix, fence_metric[i]);
 	LIST_INIT(&ex->parts);
 	TAILQ_INIT(&ex->jobs);
 	TAILQ_INIT(&ex->waitq);
@@ -127,19 +150,46 @@ int sw_executor_connect(struct sw_executor *ex, const char *bootstrap, const cha
 			const char *const *topics, const char *const *pextra,
 			const char *const *cextra, char *errstr, size_t errlen)
 {
+	char session[64], heartbeat[64], instance[sizeof(ex->instance_id) + 32];
+	const char **extra;
+	size_t n = 0, i;
+
 	if (ex->bus_producer != NULL || ex->consumer != NULL) {
 		snprintf(errstr, errlen, "executor: already connected");
 		return -1;
 	}
+	/* our membership first, the service's properties after (they win) */
+	for (i = 0; cextra != NULL && cextra[i] != NULL; i++)
+		;
+	if ((extra = calloc(i + 4, sizeof(*extra))) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	snprintf(session, sizeof(session), "session.timeout.ms=%d",
+		 SW_EXECUTOR_SESSION_TIMEOUT_MS);
+	snprintf(heartbeat, sizeof(heartbeat), "heartbeat.interval.ms=%d",
+		 SW_EXECUTOR_HEARTBEAT_MS);
+	extra[n++] = session;
+	extra[n++] = heartbeat;
+	if (ex->instance_id[0] != '\0') {
+		snprintf(instance, sizeof(instance), "group.instance.id=%s", ex->instance_id);
+		extra[n++] = instance;
+	}
+	for (i = 0; cextra != NULL && cextra[i] != NULL; i++)
+		extra[n++] = cextra[i];
+	extra[n] = NULL;
 	ex->bus_producer = sw_bus_producer_new(ex->cfg.base, bootstrap, ex->producer, pextra,
 					       sw_executor_delivery, ex, errstr, errlen);
-	if (ex->bus_producer == NULL)
+	if (ex->bus_producer == NULL) {
+		free(extra);
 		return -1;
+	}
 	sw_bus_producer_set_error_cb(ex->bus_producer, bus_error, ex);
 	/* a batch never exceeds what may run at once */
-	ex->consumer = sw_bus_consumer_new(ex->cfg.base, bootstrap, group, topics, cextra,
+	ex->consumer = sw_bus_consumer_new(ex->cfg.base, bootstrap, group, topics, extra,
 					   (size_t)ex->cfg.concurrency, sw_executor_consume, ex,
 					   errstr, errlen);
+	free(extra);
 	if (ex->consumer == NULL)
 		return -1; /* the producer goes with the executor */
 	sw_bus_consumer_set_error_cb(ex->consumer, bus_error, ex);

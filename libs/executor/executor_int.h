@@ -38,15 +38,28 @@ struct exec_part {
 
 TAILQ_HEAD(exec_jobq, sw_executor_job);
 
+/* The newest attempt of a step consumed. */
+struct exec_attempt {
+	char run_id[64];
+	char step[128];
+	int attempt;
+};
+
+/* Why an attempt is no longer current (finish.c). */
+enum exec_fence { EXEC_FENCE_EXPIRED, EXEC_FENCE_CANCELLED, EXEC_FENCE_FINISHED,
+		  EXEC_FENCE_SUPERSEDED, EXEC_NFENCES };
+
 struct sw_executor {
 	struct sw_executor_config cfg; /* strings point into the fields below */
 	char producer[64];
 	char executor[192];
+	char instance_id[SW_EXECUTOR_INSTANCE_MAX + 1];
 	struct sw_executor_ops ops;
 	struct sw_bus_producer *bus_producer;
 	struct sw_bus_consumer *consumer;
 	char m_running[128], m_inflight[128], m_deadlettered[128], m_republished[128];
 	char m_status[4][128];
+	char m_fenced[EXEC_NFENCES][128];
 
 	LIST_HEAD(, exec_part) parts;
 	size_t noffsets; /* offsets not yet settled */
@@ -62,6 +75,10 @@ struct sw_executor {
 	int running;
 	char cancelled[SW_EXECUTOR_CANCEL_RING][64];
 	size_t cancel_next;
+	char finished[SW_EXECUTOR_FINISHED_RING][64];
+	size_t finished_next;
+	struct exec_attempt attempts[SW_EXECUTOR_ATTEMPT_RING];
+	size_t attempt_next;
 };
 
 #define EXEC_JOB_OF_TAG(t) \
@@ -92,7 +109,11 @@ void exec_results_lookup(struct sw_executor_job *j);
 void exec_results_save(struct sw_executor_job *j);
 
 /* finish.c */
-/* The lookup found nothing: parse the spec, the preview gate, ops->begin. */
+/* The lookup found nothing: the fences, then parse the spec, the preview
+ * gate, ops->begin. */
 void exec_preflight(struct sw_executor_job *j);
+/* j (fields decoded, not yet in the jobs list) is an attempt of its step:
+ * remember it as the newest, and stop the older attempts in flight. */
+void exec_attempt_seen(struct sw_executor *ex, struct sw_executor_job *j);
 
 #endif

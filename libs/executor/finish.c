@@ -1,12 +1,15 @@
 /*
  * finish.c: a job from its preflight to its step.finished.
  *
- * Preflight (nothing runs, no step.started): the spec must be a JSON
- * object; the preview gate's backstop refuses every step of a workflow
- * with an identity-bearing mode; then the service's checks (ops->begin).
- * Admission: a run already cancelled ends the step; else it takes one of
- * the concurrency slots or waits for one. Whatever ends the attempt first
- * -- the service's outcome, a timeout, a cancel -- calls
+ * Fences (nothing runs, no step.started): an attempt that is no longer
+ * current is refused once the results table has nothing for it, again at
+ * admission and again when a queued job would take a slot; see fence().
+ * Preflight: the spec must be a JSON object; the preview gate's backstop
+ * refuses every step of a workflow with an identity-bearing mode; then the
+ * service's checks (ops->begin). Admission: it takes one of the
+ * concurrency slots or waits for one; an active job's deadline is armed.
+ * Whatever ends the attempt first -- the service's outcome, a timeout, the
+ * deadline, a cancel, the run's end, a newer attempt -- calls
  * sw_executor_finish; later calls are ignored.
  */
 #include <stdarg.h>
@@ -67,6 +70,169 @@ char *sw_executor_utf8(const char *buf, size_t len)
 	return out;
 }
 
+static const char *const fence_names[EXEC_NFENCES] = {"expired", "cancelled", "finished",
+							"superseded"};
+
+/* The newest attempt of (run_id, step) consumed, or NULL. */
+static struct exec_attempt *attempt_find(struct sw_executor *ex, const char *run_id,
+					 const char *step)
+{
+	size_t i;
+
+	for (i = 0; i < SW_EXECUTOR_ATTEMPT_RING; i++) {
+		struct exec_attempt *a = &ex->attempts[i];
+
+		if (a->attempt > 0 && strcmp(a->run_id, run_id) == 0 && strcmp(a->step, step) == 0)
+			return a;
+	}
+	return NULL;
+}
+
+/*
+ * Is j's attempt still current? 0 when it is; else 1, with the status to
+ * finish it with and why. The order matters only for the text: a run that
+ * is over says so rather than that its step's deadline passed.
+ */
+static int fence_check(struct sw_executor_job *j, enum exec_fence *fence,
+		       enum sw_step_status *st, char *why, size_t len)
+{
+	struct sw_executor *ex = j->ex;
+	struct exec_attempt *a;
+	int64_t now;
+
+	if (sw_executor_cancelled(ex, j->dh.run_id)) {
+		*fence = EXEC_FENCE_CANCELLED;
+		*st = SW_STEP_CANCELLED;
+		snprintf(why, len, "cancelled: the run was cancelled before the step started");
+		return 1;
+	}
+	if (sw_executor_run_over(ex, j->dh.run_id)) {
+		*fence = EXEC_FENCE_FINISHED;
+		*st = SW_STEP_CANCELLED;
+		snprintf(why, len, "fenced: the run finished before attempt %d of step %s started",
+			 j->attempt, j->step);
+		return 1;
+	}
+	if ((a = attempt_find(ex, j->dh.run_id, j->step)) != NULL && a->attempt > j->attempt) {
+		*fence = EXEC_FENCE_SUPERSEDED;
+		*st = SW_STEP_TIMED_OUT;
+		snprintf(why, len, "fenced: attempt %d of step %s is superseded by attempt %d",
+			 j->attempt, j->step, a->attempt);
+		return 1;
+	}
+	now = sw_now_us();
+	if (j->deadline_us > 0 && now >= j->deadline_us) {
+		*fence = EXEC_FENCE_EXPIRED;
+		*st = SW_STEP_TIMED_OUT;
+		snprintf(why, len,
+			 "fenced: attempt %d of step %s reached its deadline (%lld ms after its "
+			 "dispatch) %lld ms before it could start",
+			 j->attempt, j->step, (long long)j->timeout_ms,
+			 (long long)((now - j->deadline_us) / 1000));
+		return 1;
+	}
+	return 0;
+}
+
+/* Count, report and finish j for fence with st and why. */
+static void fence_apply(struct sw_executor_job *j, enum exec_fence fence, enum sw_step_status st,
+			const char *why)
+{
+	static const char *const help[EXEC_NFENCES] = {
+	    "Dispatches refused: their attempt's deadline had passed",
+	    "Dispatches refused: their run was cancelled",
+	    "Dispatches refused or steps stopped: their run had finished",
+	    "Dispatches refused or steps stopped: a newer attempt was dispatched"};
+	struct sw_executor *ex = j->ex;
+	const char *kv[] = {"reason", fence_names[fence], "attempt_state",
+			    j->phase == SW_EXECUTOR_ACTIVE ? "running" : "not started", NULL};
+
+	sw_metrics_counter_add(ex->cfg.metrics, ex->m_fenced[fence], help[fence], 1);
+	exec_report_job(ex, SW_EXECUTOR_FENCED, SW_LOG_WARN,
+			j->phase == SW_EXECUTOR_ACTIVE ? "step stopped: its attempt is no longer "
+							 "current"
+						       : "dispatch fenced: its attempt is no "
+							 "longer current",
+			j, kv);
+	sw_executor_finish(j, st, NULL, why);
+}
+
+/* Refuse j if its attempt is no longer current: 1 when it was finished. */
+static int fence(struct sw_executor_job *j)
+{
+	enum exec_fence f;
+	enum sw_step_status st;
+	char why[512];
+
+	if (!fence_check(j, &f, &st, why, sizeof(why)))
+		return 0;
+	fence_apply(j, f, st, why);
+	return 1;
+}
+
+void exec_attempt_seen(struct sw_executor *ex, struct sw_executor_job *j)
+{
+	struct sw_executor_job *o, *next;
+	struct exec_attempt *a;
+	char why[512];
+
+	if (j->attempt < 1 || strlen(j->dh.run_id) >= sizeof(a->run_id))
+		return;
+	if ((a = attempt_find(ex, j->dh.run_id, j->step)) == NULL) {
+		a = &ex->attempts[ex->attempt_next];
+		ex->attempt_next = (ex->attempt_next + 1) % SW_EXECUTOR_ATTEMPT_RING;
+		snprintf(a->run_id, sizeof(a->run_id), "%s", j->dh.run_id);
+		snprintf(a->step, sizeof(a->step), "%s", j->step);
+		a->attempt = j->attempt;
+	} else if (j->attempt > a->attempt) {
+		a->attempt = j->attempt;
+	} else {
+		return; /* not newer: fence() refuses it if it is older */
+	}
+	/* the scheduler has given up on the older attempts */
+	for (o = TAILQ_FIRST(&ex->jobs); o != NULL; o = next) {
+		next = TAILQ_NEXT(o, entry);
+		if (o == j || o->attempt >= j->attempt || strcmp(o->dh.run_id, j->dh.run_id) != 0 ||
+		    strcmp(o->step, j->step) != 0 ||
+		    (o->phase != SW_EXECUTOR_ACTIVE && o->phase != SW_EXECUTOR_QUEUED))
+			continue;
+		snprintf(why, sizeof(why), "fenced: attempt %d of step %s is superseded by attempt %d",
+			 o->attempt, o->step, j->attempt);
+		fence_apply(o, EXEC_FENCE_SUPERSEDED, SW_STEP_TIMED_OUT, why);
+	}
+}
+
+int sw_executor_run_over(const struct sw_executor *ex, const char *run_id)
+{
+	size_t i;
+
+	for (i = 0; i < SW_EXECUTOR_FINISHED_RING; i++)
+		if (ex->finished[i][0] && strcmp(ex->finished[i], run_id) == 0)
+			return 1;
+	return 0;
+}
+
+void sw_executor_run_finished(struct sw_executor *ex, const char *run_id)
+{
+	struct sw_executor_job *j, *next;
+	char why[512];
+
+	if (!sw_executor_run_over(ex, run_id)) {
+		snprintf(ex->finished[ex->finished_next], sizeof(ex->finished[0]), "%s", run_id);
+		ex->finished_next = (ex->finished_next + 1) % SW_EXECUTOR_FINISHED_RING;
+	}
+	for (j = TAILQ_FIRST(&ex->jobs); j != NULL; j = next) {
+		next = TAILQ_NEXT(j, entry);
+		if (strcmp(j->dh.run_id, run_id) != 0 ||
+		    (j->phase != SW_EXECUTOR_ACTIVE && j->phase != SW_EXECUTOR_QUEUED))
+			continue;
+		snprintf(why, sizeof(why), "fenced: the run finished while attempt %d of step %s %s",
+			 j->attempt, j->step,
+			 j->phase == SW_EXECUTOR_ACTIVE ? "was running" : "waited for a slot");
+		fence_apply(j, EXEC_FENCE_FINISHED, SW_STEP_CANCELLED, why);
+	}
+}
+
 int sw_executor_cancelled(const struct sw_executor *ex, const char *run_id)
 {
 	size_t i;
@@ -96,12 +262,43 @@ void sw_executor_cancel(struct sw_executor *ex, const char *run_id)
 	}
 }
 
-/* j takes a slot: step.started, then the service executes it. */
+/* The attempt's deadline passed while it ran: the scheduler has given up
+ * on it (or is about to), so it stops here too. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sw_executor_job *j = arg;
+
+	(void)fd;
+	(void)what;
+	sw_executor_finishf(j, SW_STEP_TIMED_OUT, NULL,
+			    "timeout: attempt %d of step %s reached its deadline, %lld ms after "
+			    "its dispatch",
+			    j->attempt, j->step, (long long)j->timeout_ms);
+}
+
+/* j takes a slot: its deadline, step.started, then the service executes
+ * it. fence() has just passed, so the deadline is ahead. */
 static void activate(struct sw_executor_job *j)
 {
 	struct sw_executor *ex = j->ex;
+	struct timeval tv;
+	int64_t left;
 
-	j->phase = SW_EXECUTOR_ACTIVE;
+	j->phase = SW_EXECUTOR_ACTIVE; /* out of the wait queue: finish leaves it be */
+	if (j->deadline_us > 0) {
+		left = j->deadline_us - sw_now_us();
+		if (left < 1)
+			left = 1;
+		tv.tv_sec = (time_t)(left / 1000000);
+		tv.tv_usec = (suseconds_t)(left % 1000000);
+		if (j->deadline_ev == NULL &&
+		    (j->deadline_ev = evtimer_new(ex->cfg.base, deadline_cb, j)) == NULL) {
+			sw_executor_finish(j, SW_STEP_FAILED, NULL,
+					   "internal: cannot arm the attempt's deadline");
+			return;
+		}
+		evtimer_add(j->deadline_ev, &tv);
+	}
 	j->counted = 1;
 	ex->running++;
 	sw_executor_emit(ex, SW_TOPIC_STEPS, "step.started", &j->dh,
@@ -120,6 +317,8 @@ static void pump_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	while (ex->running < ex->cfg.concurrency && (j = TAILQ_FIRST(&ex->waitq)) != NULL) {
+		if (fence(j)) /* it waited too long, or its run ended meanwhile */
+			continue;
 		TAILQ_REMOVE(&ex->waitq, j, qentry);
 		activate(j);
 	}
@@ -135,11 +334,8 @@ void sw_executor_admit(struct sw_executor_job *j)
 {
 	struct sw_executor *ex = j->ex;
 
-	if (sw_executor_cancelled(ex, j->dh.run_id)) {
-		sw_executor_finish(j, SW_STEP_CANCELLED, NULL,
-				   "cancelled: the run was cancelled before the step started");
+	if (fence(j))
 		return;
-	}
 	if (ex->running < ex->cfg.concurrency) {
 		activate(j);
 	} else {
@@ -154,6 +350,8 @@ void exec_preflight(struct sw_executor_job *j)
 	json_error_t jerr;
 	const char *mode;
 
+	if (fence(j))
+		return;
 	j->spec = json_loads(j->spec_text, 0, &jerr);
 	if (!json_is_object(j->spec)) {
 		sw_executor_finish(j, SW_STEP_FAILED, NULL,
@@ -294,6 +492,8 @@ void sw_executor_finish(struct sw_executor_job *j, enum sw_step_status st, json_
 	}
 	if (j->phase == SW_EXECUTOR_QUEUED)
 		TAILQ_REMOVE(&ex->waitq, j, qentry);
+	if (j->deadline_ev != NULL)
+		evtimer_del(j->deadline_ev);
 	if (j->counted) {
 		ex->running--;
 		j->counted = 0;

@@ -17,6 +17,18 @@
  *   results    the results table (the service's own PostgreSQL schema)
  *              is asked first: a hit re-publishes the stored step.finished
  *              bytes (same event id) and nothing runs again.
+ *   fences     a dispatch whose attempt is no longer current is refused
+ *              before it starts (after the lookup, at admission and when a
+ *              queued job would take a slot), without step.started: its
+ *              deadline (header time + timeout_ms) has passed, its run was
+ *              cancelled or has finished (run.cancel_requested and
+ *              run.finished on sagewai.runs, remembered in rings), or a
+ *              newer attempt of the same step was consumed. It finishes
+ *              TIMED_OUT ("fenced: ...") or CANCELLED; the scheduler
+ *              records that outcome and applies it only if the attempt is
+ *              still its current one. An active job is stopped the same way
+ *              when its run ends, a newer attempt comes, or its deadline
+ *              passes (TIMED_OUT "timeout: ...").
  *   preflight  the spec is parsed and the preview gate applied; then the
  *              service checks the spec (ops->begin) and admits the job.
  *   slots      at most `concurrency` jobs are active; the others queue.
@@ -50,7 +62,24 @@
 #include "sw_store.h"
 
 #define SW_EXECUTOR_ERR_MAX 1024    /* longest error text of a step */
-#define SW_EXECUTOR_CANCEL_RING 256 /* run ids remembered as cancelled */
+#define SW_EXECUTOR_CANCEL_RING 256	/* run ids remembered as cancelled */
+#define SW_EXECUTOR_FINISHED_RING 1024	/* run ids remembered as finished */
+#define SW_EXECUTOR_ATTEMPT_RING 1024	/* (run, step) pairs with their newest attempt */
+#define SW_EXECUTOR_INSTANCE_MAX 200	/* longest group.instance.id */
+
+/*
+ * The executors' group membership (sw_executor_connect's defaults, before
+ * the service's extra properties, which may override them). A member that
+ * dies is noticed after the session timeout: 10 s rather than librdkafka's
+ * 45 s. With a group.instance.id (static membership) a member that comes
+ * back within it gets its partitions back at once, without a rebalance;
+ * but a static member sends no LeaveGroup when it closes, so a clean stop
+ * holds its partitions for a session timeout too: 10 s keeps both short.
+ * max.poll.interval.ms stays librdkafka's: the loop never blocks, and it
+ * must not fall under a session timeout an operator raises.
+ */
+#define SW_EXECUTOR_SESSION_TIMEOUT_MS 10000
+#define SW_EXECUTOR_HEARTBEAT_MS 1000
 
 /* How an attempt ended (step.finished's status). */
 enum sw_step_status { SW_STEP_SUCCEEDED, SW_STEP_FAILED, SW_STEP_TIMED_OUT, SW_STEP_CANCELLED };
@@ -77,6 +106,7 @@ struct sw_executor_job {
 	char mode[32];
 	int attempt;
 	int64_t timeout_ms; /* 0: none */
+	int64_t deadline_us; /* wall clock the attempt ends: header time + timeout (0: none) */
 	json_t *spec;	    /* the parsed spec, an object (from ops->begin on) */
 	int64_t t0_ns;	    /* monotonic start of the attempt */
 	size_t text_max;    /* cap of a SUCCEEDED output's JSON text (0: none) */
@@ -96,7 +126,8 @@ struct sw_executor_job {
 	struct sw_executor_offset **dups;    /* later copies of the same dispatch */
 	size_t ndups;
 	char *spec_text;
-	int counted; /* holds a concurrency slot */
+	int counted;		   /* holds a concurrency slot */
+	struct event *deadline_ev; /* while ACTIVE: the attempt's deadline */
 };
 
 enum sw_executor_report_kind {
@@ -104,6 +135,7 @@ enum sw_executor_report_kind {
 	SW_EXECUTOR_DUPLICATE,	   /* a copy of a dispatch in flight joined it (job) */
 	SW_EXECUTOR_REPUBLISHED,   /* a redelivered dispatch found its result (job) */
 	SW_EXECUTOR_CANCELLING,	   /* run.cancel_requested stops a step (job) */
+	SW_EXECUTOR_FENCED,	   /* an attempt no longer current is refused or stopped (job) */
 	SW_EXECUTOR_FINISHED,	   /* step.finished is composed (job) */
 	SW_EXECUTOR_WARNING,	   /* something informative was lost; Kafka errors */
 	SW_EXECUTOR_DRAIN_TIMEOUT, /* draining took longer than its grace */
@@ -159,6 +191,10 @@ struct sw_executor_config {
 	int concurrency;		  /* active jobs at most, >= 1 */
 	size_t line_min;		  /* messages in flight before pausing, at least */
 	int refuse_identity_modes;	  /* the preview gate's backstop is closed */
+	/* group.instance.id of the consumer (static membership): stable across
+	 * restarts of one instance, distinct between instances of the group,
+	 * [A-Za-z0-9._-]{1,200}. NULL or "": dynamic membership. */
+	const char *instance_id;
 	const struct sw_executor_ops *ops; /* every callback but halt, redact */
 	void *arg;
 };
@@ -179,6 +215,9 @@ struct sw_store *sw_executor_store_new(struct event_base *base, const char *conn
 
 /* ---- the executor ------------------------------------------------------- */
 
+/* 1 when id is "" or a valid cfg.instance_id, else 0. */
+int sw_executor_instance_ok(const char *id);
+
 /* cfg is copied (its strings too); what it points to is borrowed. NULL
  * with errstr on bad arguments or out of memory. */
 struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *errstr,
@@ -187,8 +226,9 @@ struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *
  * The executor's Kafka clients, owned by it: an idempotent producer
  * (client id cfg.producer, pextra) for step.*, dead letters and emits,
  * and a member of group on topics (cextra) whose batches (at most
- * cfg.concurrency messages) the executor takes. pextra and cextra are
- * sw_bus's extra properties (may be NULL). 0, or -1 with errstr.
+ * cfg.concurrency messages) the executor takes: the session settings
+ * above and cfg.instance_id, then cextra. pextra and cextra are sw_bus's
+ * extra properties (may be NULL). 0, or -1 with errstr.
  */
 int sw_executor_connect(struct sw_executor *ex, const char *bootstrap, const char *group,
 			const char *const *topics, const char *const *pextra,
@@ -229,11 +269,16 @@ int64_t sw_executor_settled(const struct sw_executor *ex, const char *topic, int
  * CANCELLED. */
 void sw_executor_cancel(struct sw_executor *ex, const char *run_id);
 int sw_executor_cancelled(const struct sw_executor *ex, const char *run_id);
+/* run.finished for run_id: remembered (a later dispatch of the run is
+ * refused), and its QUEUED and ACTIVE jobs finish CANCELLED ("fenced: ..."). */
+void sw_executor_run_finished(struct sw_executor *ex, const char *run_id);
+int sw_executor_run_over(const struct sw_executor *ex, const char *run_id);
 
 /* ---- a job -------------------------------------------------------------- */
 
-/* Preflight passed: CANCELLED when the run was cancelled, else activate j
- * (step.started, ops->start) or queue it for a slot. */
+/* Preflight passed: refused when the attempt is no longer current (see
+ * fences above), else activate j (step.started, ops->start, the deadline's
+ * timer) or queue it for a slot. */
 void sw_executor_admit(struct sw_executor_job *j);
 
 /* j's attempt ended: output (stolen, may be NULL) for SUCCEEDED, else

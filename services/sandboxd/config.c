@@ -36,6 +36,11 @@
  *                                  identity-bearing mode runs unless the preview is on
  *   SAGEWAI_KAFKA_MESSAGE_MAX      largest event the bus carries (1000000)
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning (serve.c)
+ *   SAGEWAI_INSTANCE_ID            this instance's group.instance.id (serve.c): static
+ *                                  group membership, so a restart gets its partitions
+ *                                  back at once; stable across restarts, unique in the
+ *                                  group; unset: dynamic membership (a guessed id two
+ *                                  instances share would have the broker fence one)
  */
 #include <errno.h>
 #include <stdio.h>

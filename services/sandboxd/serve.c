@@ -58,6 +58,7 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 	const char *pextra[2] = {NULL, NULL};
 	const struct sw_config *cfg = sw_service_config(env->svc);
 	char *const *envp = sw_service_environ(env->svc);
+	const char *instance = sw_config_env(envp, "SAGEWAI_INSTANCE_ID");
 	char tuning[SW_CONFIG_STR], msgmax[64];
 	const struct sw_executor_config xc = {
 	    .base = env->base,
@@ -71,10 +72,18 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 	    .concurrency = env->concurrency,
 	    /* the preview gate's backstop, as in the worker */
 	    .refuse_identity_modes = env->multi_tenant && !env->sealed_preview,
+	    /* static membership, as in the worker (config.c) */
+	    .instance_id = instance,
 	    .ops = &sbd_exec_ops,
 	    .arg = env,
 	};
 
+	if (instance != NULL && !sw_executor_instance_ok(instance)) {
+		snprintf(err, errlen,
+			 "SAGEWAI_INSTANCE_ID: 1 to %d of A-Z a-z 0-9 . _ -, unique in the group",
+			 SW_EXECUTOR_INSTANCE_MAX);
+		return -1;
+	}
 	if ((env->ex = sw_executor_new(&xc, err, errlen)) == NULL)
 		return -1;
 	env->group = cfg->group_id[0] ? cfg->group_id : SBD_DEFAULT_GROUP;

@@ -239,7 +239,19 @@ const struct sw_executor_ops worker_exec_ops = {
 
 int worker_exec_new(struct worker_env *env, char *errstr, size_t errlen)
 {
+	const char *instance = sw_config_env(sw_service_environ(env->svc), "SAGEWAI_INSTANCE_ID");
 	struct sw_executor_config xc;
+
+	/* static group membership: a restart of this instance gets its
+	 * partitions back at once (sw_executor.h); unset, membership is
+	 * dynamic, since a guessed id shared by two instances would have the
+	 * broker fence one of them */
+	if (instance != NULL && !sw_executor_instance_ok(instance)) {
+		snprintf(errstr, errlen,
+			 "SAGEWAI_INSTANCE_ID: 1 to %d of A-Z a-z 0-9 . _ -, unique in the group",
+			 SW_EXECUTOR_INSTANCE_MAX);
+		return -1;
+	}
 
 	/* every step is a lookup and an insert of its own: with several
 	 * connections they overlap instead of queueing behind each other */
@@ -258,6 +270,7 @@ int worker_exec_new(struct worker_env *env, char *errstr, size_t errlen)
 	xc.concurrency = env->concurrency;
 	xc.line_min = WORKER_LINE_MIN;
 	xc.refuse_identity_modes = env->multi_tenant && !env->sealed_preview;
+	xc.instance_id = instance;
 	xc.ops = &worker_exec_ops;
 	xc.arg = env;
 	env->ex = sw_executor_new(&xc, errstr, errlen);

@@ -13,7 +13,8 @@
  *                with an identity-bearing mode before executing; with it
  *                the step runs; SAGEWAI_WORKER_OTHER_MODES=ignore leaves a
  *                sandboxed dispatch alone; a fenced JSON reply is parsed
- *   timeout      llm (mock --delay-ms) and plugin steps past timeout_ms
+ *   timeout      llm (mock --delay-ms) and plugin steps past timeout_ms; a
+ *                dispatch consumed after its deadline is refused unstarted
  *   cancel       run.cancel_requested aborts a running llm and plugin step,
  *                and pre-empts a later dispatch of that run
  *   redelivery   one dispatch produced several times (while running, after
@@ -589,11 +590,24 @@ static void scenario_preview(void)
 static void scenario_timeout(void)
 {
 	static const char *const mock_args[] = {"--delay-ms", "60000", NULL};
-	struct sw_test_dispatch d[4];
+	struct sw_test_dispatch d[4], expired, warm;
 	struct sw_test_ev *e;
 
 	mock_start(mock_args);
+	/* dispatched while no worker runs, with 300 ms to live: by the time
+	 * the worker has its partitions the attempt is over, and it is
+	 * refused without running */
+	sw_test_dispatch_post(&tx, &expired, "expired", "gone", "in_process", 300,
+			      spec("template", json_pack("{s:i}", "value", 1)));
 	worker_start(NULL);
+	/* the worker has its partitions: the short timeouts below run from a
+	 * prompt consumption, so they time out running, not fenced */
+	sw_test_dispatch_post(&tx, &warm, "warm", "up", "in_process", 60000,
+			      spec("template", json_pack("{s:i}", "value", 1)));
+	e = sw_test_evlog_finished(&evl, expired.step_id);
+	sw_test_ev_require(e, "TIMED_OUT", "fenced: ");
+	require_not_started(expired.step_id);
+	sw_test_ev_require(sw_test_evlog_finished(&evl, warm.step_id), "SUCCEEDED", NULL);
 	sw_test_dispatch_post(&tx, &d[0], "llm", "slow", "in_process", 500,
 			      spec("llm", json_pack("{s:s}", "prompt", "take your time")));
 	sw_test_dispatch_post(&tx, &d[1], "plugin", "slow", "in_process", 300,
