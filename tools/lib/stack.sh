@@ -390,6 +390,11 @@ sw_stack_start() {
 	# stack.env, never an environment
 	(umask 077 && rm -f "$work/llm.key" && echo "$llm_key" >"$work/llm.key")
 	echo "SAGEWAI_LLM_API_KEY_FILE=$work/llm.key" >"$work/worker.gen.env"
+	# static group membership: a restarted executor of this stack gets its
+	# partitions back at once (one id per service and stack directory)
+	local sid
+	sid=$(printf '%s' "$work" | cksum | cut -d' ' -f1)
+	echo "SAGEWAI_INSTANCE_ID=worker-$sid" >>"$work/worker.gen.env"
 
 	# each server is up (it reported its port) before the next one starts:
 	# the worker needs the LLM's URL, the scheduler sandboxd's
@@ -402,6 +407,7 @@ sw_stack_start() {
 	if [ "${SW_STACK_SANDBOXD:-1}" = 1 ] && [ -x /usr/bin/bwrap ] &&
 		[ -x "$build/services/sandboxd/sagewai-sandboxd" ]; then
 		echo "SAGEWAI_SANDBOX_STATE_DIR='$work'" >"$work/sandboxd.gen.env"
+		echo "SAGEWAI_INSTANCE_ID=sandboxd-$sid" >>"$work/sandboxd.gen.env"
 		if sw_stack_service "$work" sandboxd \
 			"$build/services/sandboxd/sagewai-sandboxd" serve &&
 			sw_stack_wait_http "$(sw_stack_url "$work" sandboxd)" sandboxd "$work"; then
