@@ -5,20 +5,33 @@
  *       {"run_id": ..., "events": [{"seq", "topic", "partition", "offset",
  *        "event": {...}}]}
  *
+ * Who may read: in single_org mode anyone who reaches it, as the run API.
+ * In multi_tenant mode "Authorization: Bearer <key>" with a key the
+ * scheduler issued (learnt from apikey.* and tenant.* events, index.c):
+ * a tenant's key reads the events of its own tenant (header.tenant) only,
+ * and a run with none of them is 404, as a missing one; an auditor key
+ * reads every run, a deleted tenant's too. No key, or an unknown, revoked
+ * or deleted tenant's key, is 401.
+ *
  * The index (PostgreSQL, asynchronous) names the records; they are read
  * from the log by their place on disk (a pread of a durable record).
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
 #include "audit.h"
 
+#define KEY_MAX 128 /* longest Bearer value accepted */
+
 struct run_req {
 	struct audit_env *env;
 	struct evhttp_request *req;
 	char run_id[64];
+	char tenant[128]; /* the tenant whose events may be read; "" = all */
+	int filtered;     /* a tenant's key: none of its events is 404 */
 };
 
 static int valid_run_id(const char *s)
@@ -48,6 +61,11 @@ static void run_rows(PGresult *res, const char *err, void *opaque)
 		return;
 	}
 	n = PQntuples(res);
+	if (n == 0 && r->filtered) {
+		sw_http_reply_error(r->req, 404, "not_found", "no such run");
+		free(r);
+		return;
+	}
 	events = json_array();
 	for (i = 0; i < n; i++) {
 		uint64_t seg = strtoull(PQgetvalue(res, i, 0), NULL, 10);
@@ -84,12 +102,104 @@ static void run_rows(PGresult *res, const char *err, void *opaque)
 	free(r);
 }
 
+/* The run's events the request may see, in log order. */
+static void run_query(struct run_req *r)
+{
+	const char *params[2] = {r->run_id, r->filtered ? r->tenant : NULL};
+
+	if (sw_store_query(r->env->store,
+			   "SELECT segment, file_off FROM events WHERE run_id = $1"
+			   " AND ($2::text IS NULL OR tenant = $2) ORDER BY seq LIMIT 100000",
+			   2, params, run_rows, r) == -1) {
+		sw_http_reply_error(r->req, 503, "unavailable", "index unavailable");
+		free(r);
+	}
+}
+
+static void auth_rows(PGresult *res, const char *err, void *opaque)
+{
+	struct run_req *r = opaque;
+
+	if (err != NULL) {
+		sw_log(SW_LOG_ERROR, "audit key lookup failed", "error", err, NULL);
+		sw_http_reply_error(r->req, 503, "unavailable", "key lookup failed");
+		free(r);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		sw_http_reply_error(r->req, 401, "unauthorized", "unknown API key");
+		free(r);
+		return;
+	}
+	if (strcmp(PQgetvalue(res, 0, 0), "AUDITOR") != 0) {
+		r->filtered = 1;
+		snprintf(r->tenant, sizeof(r->tenant), "%s", PQgetvalue(res, 0, 1));
+	}
+	run_query(r);
+}
+
+/* The Bearer value of the request into out; -1 when missing or malformed. */
+static int bearer(struct evhttp_request *req, char *out, size_t outlen)
+{
+	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+	size_t n;
+
+	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
+		return -1;
+	h += 7;
+	while (*h == ' ')
+		h++;
+	n = strlen(h);
+	while (n > 0 && h[n - 1] == ' ')
+		n--;
+	if (n == 0 || n >= outlen)
+		return -1;
+	memcpy(out, h, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* multi_tenant: look the key up, then run_query; single_org: run_query. */
+static void run_auth(struct run_req *r)
+{
+	char key[KEY_MAX], hexhash[2 * crypto_hash_sha256_BYTES + 3];
+	uint8_t hash[crypto_hash_sha256_BYTES];
+	const char *params[1];
+
+	if (!r->env->multi_tenant) {
+		run_query(r);
+		return;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
+			  "Bearer");
+	if (bearer(r->req, key, sizeof(key)) == -1) {
+		sw_http_reply_error(r->req, 401, "unauthorized",
+				    "an API key is required: Authorization: Bearer <key>");
+		free(r);
+		return;
+	}
+	crypto_hash_sha256(hash, (const uint8_t *)key, strlen(key));
+	sodium_memzero(key, sizeof(key));
+	hexhash[0] = '\\';
+	hexhash[1] = 'x';
+	sw_hex_encode(hash, sizeof(hash), hexhash + 2);
+	params[0] = hexhash;
+	if (sw_store_query(r->env->store,
+			   "SELECT k.role, k.tenant_id FROM apikeys k"
+			   " LEFT JOIN tenants t ON t.id = k.tenant_id"
+			   " WHERE k.key_hash = $1::bytea AND NOT k.revoked"
+			   " AND (k.role = 'AUDITOR' OR (k.role = 'TENANT' AND NOT t.deleted))",
+			   1, params, auth_rows, r) == -1) {
+		sw_http_reply_error(r->req, 503, "unavailable", "key lookup failed");
+		free(r);
+	}
+}
+
 static void runs_cb(struct evhttp_request *req, void *arg)
 {
 	struct audit_env *env = arg;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	const char *prefix = "/v1/audit/runs/";
-	const char *params[1];
 	struct run_req *r;
 	char *id;
 
@@ -117,18 +227,18 @@ static void runs_cb(struct evhttp_request *req, void *arg)
 	r->req = req;
 	snprintf(r->run_id, sizeof(r->run_id), "%s", id);
 	free(id);
-	params[0] = r->run_id;
-	if (sw_store_query(env->store,
-			   "SELECT segment, file_off FROM events WHERE run_id = $1 ORDER BY seq"
-			   " LIMIT 100000",
-			   1, params, run_rows, r) == -1) {
-		free(r);
-		sw_http_reply_error(req, 503, "unavailable", "index unavailable");
-	}
+	run_auth(r);
 }
 
 int audit_api_start(struct audit_env *env, char *errstr, size_t errlen)
 {
+	if (strcmp(env->cfg->mode, "multi_tenant") == 0) {
+		env->multi_tenant = 1;
+	} else if (env->cfg->mode[0] != '\0' && strcmp(env->cfg->mode, "single_org") != 0) {
+		snprintf(errstr, errlen, "SAGEWAI_MODE must be single_org or multi_tenant, not '%s'",
+			 env->cfg->mode);
+		return -1;
+	}
 	if ((env->http = sw_service_http(env->svc, AUDIT_MAX_BODY, errstr, errlen)) == NULL)
 		return -1;
 	if (sw_http_route(env->http, "/v1/audit/runs/*", runs_cb, env) == -1) {

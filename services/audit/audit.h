@@ -39,6 +39,10 @@
 #define AUDIT_INDEX_CHUNK 2000  /* index rows per INSERT */
 #define AUDIT_SEGMENT_MAX (256u << 20)
 #define AUDIT_MAX_BODY (64u << 10)
+/* The smallest record: len 4 | seq 8 | prev 32 | body 23 (no topic, no
+ * payload) | hash 32 (sw_alog.h); bounds the seqs a cut can have held. */
+#define AUDIT_MIN_RECORD 99
+#define AUDIT_TOPIC_REPAIRED "sagewai.audit.checkpoints" /* audit.repaired goes here */
 
 /* One message of a batch: where it came from and what to do with it. */
 struct audit_item {
@@ -52,6 +56,7 @@ struct audit_item {
 	uint8_t id[16];       /* event id, or a digest of topic/partition/offset for raw */
 	char run_id[64];
 	char type[64];
+	char tenant[128];     /* header.tenant: the tenant id */
 	uint64_t seq, segment, file_off; /* filled by the writer */
 };
 
@@ -87,6 +92,9 @@ struct audit_env {
 	struct sw_http *http;	     /* the frame's */
 	struct sw_metrics *metrics;  /* the frame's */
 	struct audit_idset seen;
+	int multi_tenant; /* SAGEWAI_MODE=multi_tenant: the API needs keys */
+	void *repair_msg; /* audit.repaired recorded at open, to produce (owned) */
+	size_t repair_len;
 
 	/* batches in consumption order, from queueing until offsets stored */
 	struct audit_batchq inflight;
@@ -112,8 +120,10 @@ void audit_raw_id(const char *topic, size_t topic_len, int32_t partition, int64_
 		  uint8_t out[16]);
 
 /* ingest.c */
-/* Create $SAGEWAI_DATA_DIR/audit and open the log there (a torn tail is
- * cut and reported). */
+/* Create $SAGEWAI_DATA_DIR/audit and open the log there. Needs the store:
+ * a log that ends before the index's highest seq is refused (errstr names
+ * both seqs); a torn tail is cut and recorded as audit.repaired, appended
+ * to the log and produced once ingest starts. */
 int audit_log_open(struct audit_env *env, char *errstr, size_t errlen);
 /* The dead-letter producer, the writer thread and the consumer. */
 int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen);
@@ -131,7 +141,11 @@ int audit_recover(struct audit_env *env, char *errstr, size_t errlen);
 /* index.c */
 extern const struct sw_migration audit_migrations[];
 extern const size_t audit_nmigrations;
+/* Queue the index rows of items (and, before them, the key-table effect of
+ * their tenant.* and apikey.* events). */
 void audit_index_items(struct audit_env *env, const struct audit_item *items, size_t n);
+/* The highest seq the index holds (0: none). 0, or -1 with errstr. */
+int audit_index_max_seq(struct audit_env *env, uint64_t *max, char *errstr, size_t errlen);
 int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen);
 
 /* api.c */

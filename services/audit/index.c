@@ -27,19 +27,41 @@ static const char *const migration_1 =
 	"CREATE INDEX events_run ON events (run_id, seq);"
 	"CREATE INDEX events_topic ON events (topic, kafka_partition, kafka_offset);";
 
+/*
+ * Migration 2: the tenant of every event (header.tenant: the tenant id),
+ * and the API keys the audit API accepts, learnt from the events of
+ * sagewai.tenants (never from the scheduler's tables). A key row may
+ * arrive revoked before it is known (revoked is sticky); key_hash is the
+ * SHA-256 of the key, never the key.
+ */
+static const char *const migration_2 =
+	"ALTER TABLE events ADD COLUMN tenant text;"
+	"CREATE TABLE tenants ("
+	" id text PRIMARY KEY,"
+	" name text NOT NULL DEFAULT '',"
+	" deleted boolean NOT NULL DEFAULT false);"
+	"CREATE TABLE apikeys ("
+	" key_id uuid PRIMARY KEY,"
+	" key_hash bytea UNIQUE,"
+	" tenant_id text NOT NULL DEFAULT '',"
+	" role text NOT NULL DEFAULT '',"
+	" revoked boolean NOT NULL DEFAULT false);";
+
 const struct sw_migration audit_migrations[] = {
 	{1, migration_1},
+	{2, migration_2},
 };
 const size_t audit_nmigrations = sizeof(audit_migrations) / sizeof(audit_migrations[0]);
 
 static const char *const insert_sql =
 	"INSERT INTO events (seq, event_id, run_id, type, topic, kafka_partition, kafka_offset,"
-	" time_us, segment, file_off, kind)"
+	" time_us, segment, file_off, kind, tenant)"
 	" SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
-	" $6::int[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::smallint[])"
+	" $6::int[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::smallint[],"
+	" $12::text[])"
 	" ON CONFLICT DO NOTHING";
 
-#define NCOLS 11
+#define NCOLS 12
 
 /* Append one element of a PostgreSQL array literal; NULL for SQL NULL.
  * Text is always double-quoted with '"' and '\' escaped. */
@@ -89,7 +111,7 @@ static void index_done(PGresult *res, const char *err, void *opaque)
 	free(r);
 }
 
-/* Build the 11 array literals for items with kind != 0 and queue the
+/* Build the NCOLS array literals for items with kind != 0 and queue the
  * insert. Returns the number of rows. */
 static size_t build_arrays(const struct audit_item *items, size_t n, struct sw_buf cols[NCOLS],
 			   uint64_t *last_seq)
@@ -125,6 +147,7 @@ static size_t build_arrays(const struct audit_item *items, size_t n, struct sw_b
 		array_elem(&cols[8], num[4], first);
 		array_elem(&cols[9], num[5], first);
 		array_elem(&cols[10], num[6], first);
+		array_elem(&cols[11], it->kind == SW_ALOG_EVENT ? it->tenant : NULL, first);
 		*last_seq = it->seq;
 		rows++;
 	}
@@ -133,9 +156,122 @@ static size_t build_arrays(const struct audit_item *items, size_t n, struct sw_b
 	return rows;
 }
 
+/* ---- the keys of the audit API, from sagewai.tenants ---------------------- */
+
+static void keys_done(PGresult *res, const char *err, void *opaque)
+{
+	struct audit_env *env = opaque;
+
+	(void)res;
+	if (err != NULL) {
+		sw_log(SW_LOG_ERROR, "audit: cannot apply a tenant or key event", "error", err, NULL);
+		sw_metrics_counter_add(env->metrics, "sagewai_audit_index_errors_total",
+				       "Index inserts refused by PostgreSQL", 1);
+	}
+}
+
+/*
+ * The statement a tenant.* or apikey.* event makes of the key tables, with
+ * its parameters (pointing into ev or hexbuf); 0 when ev is none of them
+ * or not acceptable (logged), else the number of parameters. Only the
+ * scheduler's events count (header.producer; Kafka ACLs must keep anyone
+ * else from producing to sagewai.tenants).
+ */
+static int keys_stmt(json_t *ev, const char **sql, const char *params[4])
+{
+	json_t *h = json_object_get(ev, "header");
+	const char *type = json_string_value(json_object_get(h, "type"));
+	const char *producer = json_string_value(json_object_get(h, "producer"));
+	const char *key_id = json_string_value(json_object_get(ev, "key_id"));
+	const char *tenant = json_string_value(json_object_get(ev, "tenant_id"));
+	const char *name = json_string_value(json_object_get(ev, "name"));
+	const char *role = json_string_value(json_object_get(ev, "role"));
+	const char *hash = json_string_value(json_object_get(ev, "key_sha256"));
+
+	if (type == NULL || (strncmp(type, "tenant.", 7) != 0 && strncmp(type, "apikey.", 7) != 0))
+		return 0;
+	if (producer == NULL || strcmp(producer, "sagewai-scheduler") != 0 || tenant == NULL) {
+		sw_log(SW_LOG_ERROR, "audit: tenant or key event not from the scheduler ignored",
+		       "type", type, NULL);
+		return 0;
+	}
+	if (strcmp(type, "tenant.created") == 0 && name != NULL) {
+		*sql = "INSERT INTO tenants (id, name) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING";
+		params[0] = tenant;
+		params[1] = name;
+		return 2;
+	}
+	if (strcmp(type, "tenant.deleted") == 0 && name != NULL) {
+		*sql = "INSERT INTO tenants (id, name, deleted) VALUES ($1, $2, true)"
+		       " ON CONFLICT (id) DO UPDATE SET deleted = true";
+		params[0] = tenant;
+		params[1] = name;
+		return 2;
+	}
+	if (strcmp(type, "apikey.created") == 0 && key_id != NULL && role != NULL &&
+	    hash != NULL && strlen(hash) == 64 &&
+	    ((strcmp(role, "TENANT") == 0 && strlen(tenant) == 36) ||
+	     (strcmp(role, "AUDITOR") == 0 && tenant[0] == '\0'))) {
+		*sql = "INSERT INTO apikeys (key_id, key_hash, tenant_id, role)"
+		       " VALUES ($1::uuid, decode($2, 'hex'), $3, $4) ON CONFLICT (key_id) DO UPDATE"
+		       " SET key_hash = EXCLUDED.key_hash, tenant_id = EXCLUDED.tenant_id,"
+		       " role = EXCLUDED.role";
+		params[0] = key_id;
+		params[1] = hash;
+		params[2] = tenant;
+		params[3] = role;
+		return 4;
+	}
+	if (strcmp(type, "apikey.revoked") == 0 && key_id != NULL) {
+		*sql = "INSERT INTO apikeys (key_id, tenant_id, revoked) VALUES ($1::uuid, $2, true)"
+		       " ON CONFLICT (key_id) DO UPDATE SET revoked = true";
+		params[0] = key_id;
+		params[1] = tenant;
+		return 2;
+	}
+	sw_log(SW_LOG_ERROR, "audit: malformed tenant or key event ignored", "type", type, NULL);
+	return 0;
+}
+
+/* Apply the key-table effect of one logged event (payload), queued on the
+ * store before its index row (one connection: in order, so an indexed seq
+ * has had its effect), or at once when sync. 0, or -1 with errstr (sync). */
+static int keys_apply(struct audit_env *env, const char *type, const void *payload, size_t len,
+		      int sync, char *errstr, size_t errlen)
+{
+	const char *sql = NULL, *params[4];
+	char err[256];
+	PGresult *res;
+	json_t *ev;
+	int n, rc = 0;
+
+	if (strncmp(type, "tenant.", 7) != 0 && strncmp(type, "apikey.", 7) != 0)
+		return 0;
+	if ((ev = sw_event_decode(env->reg, payload, len, err, sizeof(err))) == NULL)
+		return 0; /* logged as an event, so it decoded once; a schema gone since */
+	if ((n = keys_stmt(ev, &sql, params)) > 0) {
+		if (!sync) {
+			if (sw_store_query(env->store, sql, n, params, keys_done, env) == -1)
+				sw_log(SW_LOG_ERROR, "audit: cannot queue a key event", NULL);
+		} else if ((res = sw_store_exec_sync(env->store, sql, n, params, errstr, errlen)) ==
+			   NULL) {
+			rc = -1;
+		} else {
+			PQclear(res);
+		}
+	}
+	json_decref(ev);
+	return rc;
+}
+
 void audit_index_items(struct audit_env *env, const struct audit_item *items, size_t n)
 {
-	size_t start, chunk;
+	size_t start, chunk, i;
+
+	for (i = 0; i < n; i++)
+		if (items[i].kind == SW_ALOG_EVENT)
+			(void)keys_apply(env, items[i].type, items[i].payload, items[i].len, 0, NULL,
+					 0);
 
 	for (start = 0; start < n; start += chunk) {
 		struct sw_buf cols[NCOLS] = {0};
@@ -239,6 +375,12 @@ static int catch_rec(const struct sw_alog_rec *rec, void *opaque)
 	    sw_uuid_parse(h.event_id, it->id) == 0) {
 		snprintf(it->run_id, sizeof(it->run_id), "%s", h.run_id);
 		snprintf(it->type, sizeof(it->type), "%s", h.type);
+		snprintf(it->tenant, sizeof(it->tenant), "%s", h.tenant);
+		if (keys_apply(cc->env, it->type, rec->payload, rec->payload_len, 1, cc->err,
+			       cc->errlen) == -1) {
+			free(it->topic);
+			return -1;
+		}
 	} else {
 		/* raw, or an event of a schema this binary lacks: index by place */
 		it->kind = SW_ALOG_RAW;
@@ -250,20 +392,28 @@ static int catch_rec(const struct sw_alog_rec *rec, void *opaque)
 	return 0;
 }
 
-int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen)
+int audit_index_max_seq(struct audit_env *env, uint64_t *max, char *errstr, size_t errlen)
 {
-	struct catch_ctx cc = {.env = env, .err = errstr, .errlen = errlen};
 	PGresult *res;
-	uint64_t max;
-	char nrows[24];
-	int rc;
 
 	res = sw_store_exec_sync(env->store, "SELECT coalesce(max(seq), 0) FROM events", 0, NULL,
 				 errstr, errlen);
 	if (res == NULL)
 		return -1;
-	max = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	*max = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
 	PQclear(res);
+	return 0;
+}
+
+int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen)
+{
+	struct catch_ctx cc = {.env = env, .err = errstr, .errlen = errlen};
+	uint64_t max;
+	char nrows[24];
+	int rc;
+
+	if (audit_index_max_seq(env, &max, errstr, errlen) == -1)
+		return -1;
 	if ((cc.items = calloc(AUDIT_INDEX_CHUNK, sizeof(*cc.items))) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		return -1;

@@ -196,6 +196,7 @@ static int classify(struct audit_env *env, const struct sw_bus_msg *m, struct au
 	}
 	snprintf(it->run_id, sizeof(it->run_id), "%s", h.run_id);
 	snprintf(it->type, sizeof(it->type), "%s", h.type);
+	snprintf(it->tenant, sizeof(it->tenant), "%s", h.tenant);
 	it->time_us = h.time_us;
 	it->kind = SW_ALOG_EVENT;
 	goto add;
@@ -304,9 +305,54 @@ static int mkdirs(const char *path)
 	return mkdir(buf, 0700) == -1 && errno != EEXIST ? -1 : 0;
 }
 
+/*
+ * A repaired torn tail is an error-level event of the trail itself:
+ * audit.repaired is appended to the log (durable before anything else is,
+ * so no crash can lose it) and produced to Kafka once ingest runs; the
+ * copy consumed back is a duplicate by event id and dropped.
+ */
+static int record_repair(struct audit_env *env, size_t cut, uint64_t indexed, char *errstr,
+			 size_t errlen)
+{
+	uint64_t first = sw_alog_next_seq(env->log);
+	uint64_t last = first + (cut > 0 ? (cut - 1) / AUDIT_MIN_RECORD : 0);
+	struct sw_event_header h;
+	char s_cut[24], s_first[24], s_last[24], s_idx[24];
+	json_t *fields;
+	int rc;
+
+	snprintf(s_cut, sizeof(s_cut), "%zu", cut);
+	snprintf(s_first, sizeof(s_first), "%llu", (unsigned long long)first);
+	snprintf(s_last, sizeof(s_last), "%llu", (unsigned long long)last);
+	snprintf(s_idx, sizeof(s_idx), "%llu", (unsigned long long)indexed);
+	sw_log(SW_LOG_ERROR, "audit log: torn tail cut at start", "log", env->log_dir,
+	       "bytes_cut", s_cut, "first_seq", s_first, "last_seq", s_last, "indexed_seq", s_idx,
+	       NULL);
+	sw_event_header_init(&h, "audit.repaired", "sagewai-audit");
+	fields = json_pack("{s:s, s:I, s:I, s:I, s:I}", "log_id", env->log_dir, "bytes_cut",
+			   (json_int_t)cut, "first_seq", (json_int_t)first, "last_seq",
+			   (json_int_t)last, "indexed_seq", (json_int_t)indexed);
+	rc = fields == NULL ? -1
+			    : sw_event_encode(env->reg, "audit.repaired", &h, fields,
+					      &env->repair_msg, &env->repair_len, errstr, errlen);
+	json_decref(fields);
+	if (rc == -1) {
+		if (fields == NULL)
+			snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	return sw_alog_append(env->log, SW_ALOG_EVENT, AUDIT_TOPIC_REPAIRED, -1, -1, h.time_us,
+			      env->repair_msg, env->repair_len, NULL, NULL, NULL, errstr,
+			      errlen) == 0 &&
+			       sw_alog_sync(env->log, errstr, errlen) == 0
+		       ? 0
+		       : -1;
+}
+
 int audit_log_open(struct audit_env *env, char *errstr, size_t errlen)
 {
-	char repaired_s[24];
+	char e[256];
+	uint64_t indexed, last;
 	size_t repaired = 0;
 
 	if ((size_t)snprintf(env->log_dir, sizeof(env->log_dir), "%s/audit",
@@ -316,15 +362,44 @@ int audit_log_open(struct audit_env *env, char *errstr, size_t errlen)
 			 strerror(errno));
 		return -1;
 	}
+	if (audit_index_max_seq(env, &indexed, e, sizeof(e)) == -1) {
+		snprintf(errstr, errlen, "audit index: %s", e);
+		return -1;
+	}
 	if ((env->log = sw_alog_open(env->log_dir, AUDIT_SEGMENT_MAX, &repaired, errstr,
 				     errlen)) == NULL)
 		return -1;
-	if (repaired > 0) {
-		snprintf(repaired_s, sizeof(repaired_s), "%zu", repaired);
-		sw_log(SW_LOG_WARN, "torn tail of the audit log repaired", "bytes_cut", repaired_s,
-		       NULL);
+	/* The index names only records made durable before it was written: a
+	 * log that ends before the index's highest seq lost durable records
+	 * (deleted, truncated, restored from an old copy). Never continue it:
+	 * the next records would take the lost seqs. */
+	last = sw_alog_next_seq(env->log) - 1;
+	if (indexed > last) {
+		snprintf(errstr, errlen,
+			 "audit log %.300s ends at seq %llu but its index (PostgreSQL schema audit)"
+			 " records seq %llu: the log was shortened; refusing to start%s",
+			 env->log_dir, (unsigned long long)last, (unsigned long long)indexed,
+			 repaired > 0 ? " (a torn tail was cut at open)" : "");
+		return -1;
 	}
+	if (repaired > 0)
+		return record_repair(env, repaired, indexed, errstr, errlen);
 	return 0;
+}
+
+/* Tell Kafka about a repair recorded at open (audit.repaired). */
+static void announce_repair(struct audit_env *env)
+{
+	char err[256];
+
+	if (env->repair_msg == NULL)
+		return;
+	if (sw_bus_produce(env->producer, AUDIT_TOPIC_REPAIRED, env->log_dir, env->repair_msg,
+			   env->repair_len, NULL, NULL, err, sizeof(err)) == -1)
+		sw_log(SW_LOG_ERROR, "cannot produce audit.repaired (it is in the log)", "error",
+		       err, NULL);
+	free(env->repair_msg);
+	env->repair_msg = NULL;
 }
 
 int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
@@ -351,7 +426,10 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 	env->consumer = sw_bus_consumer_new(env->base, env->cfg->kafka_bootstrap, env->group,
 					    topics, extra, AUDIT_MAX_BATCH, audit_ingest_batch,
 					    env, errstr, errlen);
-	return env->consumer != NULL ? 0 : -1;
+	if (env->consumer == NULL)
+		return -1;
+	announce_repair(env);
+	return 0;
 }
 
 /* The writer writes what was queued before it ends; settle what it wrote,

@@ -23,11 +23,11 @@ static int audit_start(struct sw_service *svc, void *arg, char *err, size_t errl
 	env->cfg = sw_service_config(svc);
 	env->base = sw_service_base(svc);
 	env->metrics = sw_service_metrics(svc);
-	if ((env->reg = sw_events_registry_new(err, errlen)) == NULL ||
-	    audit_log_open(env, err, errlen) == -1)
+	if ((env->reg = sw_events_registry_new(err, errlen)) == NULL)
 		return -1;
 	if ((env->store = sw_store_new(env->base, env->cfg->pg_dsn, "audit", audit_migrations,
-				       audit_nmigrations, err, errlen)) == NULL)
+				       audit_nmigrations, err, errlen)) == NULL ||
+	    audit_log_open(env, err, errlen) == -1)
 		return -1;
 	if (audit_recover(env, err, errlen) == -1 || audit_ingest_start(env, err, errlen) == -1 ||
 	    audit_api_start(env, err, errlen) == -1)
@@ -69,6 +69,7 @@ static void audit_stop(struct sw_service *svc, void *arg)
 	sw_alog_close(env->log);
 	sw_events_registry_destroy(env->reg);
 	audit_idset_free(&env->seen);
+	free(env->repair_msg);
 }
 
 static int audit_health(void *arg)

@@ -10,7 +10,8 @@
  *   GET  /v1/runs/{id}                a run and its steps
  *   GET  /v1/runs/{id}/events         progress stream (sse.c)
  *   POST /v1/runs/{id}/cancel         cancel
- *   POST /v1/tenants                  (tenants.c)
+ *   POST /v1/tenants, DELETE /v1/tenants/{id or name}, POST /v1/keys
+ *                                     (tenants.c, the operator's)
  *
  * Every request is first given its tenant (tenants.c); another tenant's
  * run or workflow answers 404 exactly as a missing one. Bad input is
@@ -700,7 +701,9 @@ int sched_api_start(struct sched_env *env, char *errstr, size_t errlen)
 	    sw_http_route(env->http, "/v1/workflows/*", workflow_item_cb, env) == -1 ||
 	    sw_http_route(env->http, "/v1/runs", runs_cb, env) == -1 ||
 	    sw_http_route(env->http, "/v1/runs/*", run_item_cb, env) == -1 ||
-	    sw_http_route(env->http, "/v1/tenants", sched_tenants_post, env) == -1) {
+	    sw_http_route(env->http, "/v1/tenants", sched_tenants_post, env) == -1 ||
+	    sw_http_route(env->http, "/v1/tenants/*", sched_tenant_item, env) == -1 ||
+	    sw_http_route(env->http, "/v1/keys", sched_keys_post, env) == -1) {
 		snprintf(errstr, errlen, "cannot install routes");
 		return -1;
 	}

@@ -48,6 +48,7 @@ static int sched_start(struct sw_service *svc, void *arg, char *err, size_t errl
 				       sched_nmigrations, (size_t)env->pg_pool, err, errlen);
 	if (env->store == NULL || sched_producer_start(env, err, errlen) == -1 ||
 	    sched_outbox_start(env, err, errlen) == -1 ||
+	    sched_tenants_announce(env, err, errlen) == -1 ||
 	    sched_consume_start(env, err, errlen) == -1 ||
 	    sched_sse_start(env, err, errlen) == -1 || sched_api_start(env, err, errlen) == -1 ||
 	    sched_timers_start(env, err, errlen) == -1)

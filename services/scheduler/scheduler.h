@@ -62,6 +62,8 @@
 #include "fsm.h"
 
 #define SCHED_PRODUCER "sagewai-scheduler"
+#define SCHED_TOPIC_TENANTS "sagewai.tenants" /* tenants and keys (libs/bus lacks it yet) */
+#define SCHED_SINGLE_TENANT "default"	     /* the tenant id of single_org mode */
 #define SCHED_MAX_BODY (1u << 20)    /* any request body */
 #define SCHED_MAX_INPUT (256u << 10) /* a run's input, serialised */
 #define SCHED_OUTPUT_MAX (1u << 20)  /* a step's output (told to the executor) */
@@ -446,14 +448,21 @@ void sched_defs_free(struct sched_env *env);
 
 /* ---- tenants.c ---------------------------------------------------------- */
 
-/* Resolve the request's tenant: "default" in single_org mode, else from the
- * Bearer key. Calls cont once: with the tenant, or with NULL after having
+/* Resolve the request's tenant id: "default" in single_org mode, else
+ * from the Bearer key. Calls cont once: with the tenant, or with NULL after having
  * answered the request itself (401, 503) so that cont only cleans up. */
 typedef void (*sched_auth_cb)(struct sched_env *env, struct evhttp_request *req,
 			      const char *tenant, void *opaque);
 void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb cont,
 		void *opaque);
+/* The operator's routes (SAGEWAI_ADMIN_TOKEN): POST /v1/tenants,
+ * DELETE /v1/tenants/{id or name}, POST /v1/keys. */
 void sched_tenants_post(struct evhttp_request *req, void *arg);
+void sched_tenant_item(struct evhttp_request *req, void *arg);
+void sched_keys_post(struct evhttp_request *req, void *arg);
+/* Publish tenant.created / apikey.created for rows a migration made
+ * (announced = false), at start. 0, or -1 with errstr. */
+int sched_tenants_announce(struct sched_env *env, char *errstr, size_t errlen);
 int sched_tenant_name_valid(const char *s);
 void sched_tenants_free(struct sched_env *env);
 

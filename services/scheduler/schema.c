@@ -81,6 +81,73 @@ static const char *const migration_1 =
 	"   'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
 	"   FROM steps s WHERE s.run_id = r.id)) $$;";
 
+/*
+ * Migration 2: tenants get immutable ids. A tenant is a UUIDv7 and a name;
+ * the name is a label, unique among live tenants only, so a deleted
+ * tenant's name may be given again -- to a new id, which sees nothing of
+ * the old one. workflows.tenant and runs.tenant hold the id ("default" is
+ * the id of single_org mode's one tenant, never a tenant name). Keys move
+ * to apikeys (one row per key, a role, revocable); tenant_delete() is the
+ * guard of DELETE /v1/tenants/{id}.
+ *
+ * Existing tenants get ids here (v4: gen_random_uuid, SQL has no v7) and
+ * their rows are re-pointed from name to id. A v1 tenant named "default"
+ * shared its rows with single_org mode; they cannot be told apart, so the
+ * rows stay with single_org and the tenant becomes "default-v1". Rows of
+ * migration are marked announced = false: the scheduler publishes their
+ * tenant.created / apikey.created at start (tenants.c).
+ */
+static const char *const migration_2 =
+	"ALTER TABLE tenants RENAME TO tenants_v1;"
+	"ALTER INDEX tenants_pkey RENAME TO tenants_v1_pkey;"
+	"ALTER INDEX tenants_key_hash_key RENAME TO tenants_v1_key_hash_key;"
+	"CREATE TABLE tenants ("
+	" id uuid PRIMARY KEY,"
+	" name text NOT NULL,"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" deleted timestamptz,"
+	" announced boolean NOT NULL DEFAULT true);"
+	"CREATE UNIQUE INDEX tenants_live_name ON tenants (name) WHERE deleted IS NULL;"
+	"CREATE TABLE apikeys ("
+	" id uuid PRIMARY KEY,"
+	" tenant_id uuid REFERENCES tenants (id),"
+	" role text NOT NULL CHECK (role IN ('tenant', 'auditor')),"
+	" key_hash bytea NOT NULL UNIQUE,"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" revoked timestamptz,"
+	" announced boolean NOT NULL DEFAULT true,"
+	" CHECK ((role = 'tenant') = (tenant_id IS NOT NULL)));"
+	"CREATE INDEX apikeys_tenant ON apikeys (tenant_id) WHERE revoked IS NULL;"
+	"INSERT INTO tenants (id, name, created, announced)"
+	" SELECT gen_random_uuid(), CASE WHEN name = 'default' THEN 'default-v1' ELSE name END,"
+	"  created, false FROM tenants_v1;"
+	"CREATE TEMP TABLE tenant_map ON COMMIT DROP AS"
+	" SELECT v.name AS old, t.id FROM tenants_v1 v JOIN tenants t"
+	"  ON t.name = CASE WHEN v.name = 'default' THEN 'default-v1' ELSE v.name END;"
+	"INSERT INTO apikeys (id, tenant_id, role, key_hash, created, announced)"
+	" SELECT gen_random_uuid(), m.id, 'tenant', v.key_hash, v.created, false"
+	" FROM tenants_v1 v JOIN tenant_map m ON m.old = v.name;"
+	"UPDATE workflows w SET tenant = m.id::text FROM tenant_map m"
+	" WHERE w.tenant = m.old AND m.old <> 'default';"
+	"UPDATE runs r SET tenant = m.id::text FROM tenant_map m"
+	" WHERE r.tenant = m.old AND m.old <> 'default';"
+	"DROP TABLE tenants_v1;"
+	/* mark a live tenant deleted and revoke its keys, expecting p_keys of
+	 * them: SWGON when it is not live, SWREV when its keys changed */
+	"CREATE FUNCTION tenant_delete(p_id uuid, p_keys int) RETURNS void LANGUAGE plpgsql AS $$"
+	" DECLARE n int;"
+	" BEGIN"
+	"  UPDATE tenants SET deleted = now() WHERE id = p_id AND deleted IS NULL;"
+	"  IF NOT FOUND THEN"
+	"   RAISE EXCEPTION 'tenant % is not live', p_id USING ERRCODE = 'SWGON';"
+	"  END IF;"
+	"  UPDATE apikeys SET revoked = now() WHERE tenant_id = p_id AND revoked IS NULL;"
+	"  GET DIAGNOSTICS n = ROW_COUNT;"
+	"  IF n <> p_keys THEN"
+	"   RAISE EXCEPTION 'keys of tenant % changed concurrently', p_id USING ERRCODE = 'SWREV';"
+	"  END IF;"
+	" END $$;";
+
 /* A run as the API shows it: run_json(r)::text of migration 1, spelled
  * out. A SQL function with a sub-select is not inlined, so the server
  * would parse and plan its body at every call; this text is prepared once
@@ -98,5 +165,6 @@ const char *const sched_run_json_sql =
 
 const struct sw_migration sched_migrations[] = {
 	{1, migration_1},
+	{2, migration_2},
 };
 const size_t sched_nmigrations = sizeof(sched_migrations) / sizeof(sched_migrations[0]);

@@ -1,14 +1,28 @@
 /*
- * tenants.c: who is asking.
+ * tenants.c: who is asking, and the tenants and keys themselves.
+ *
+ * A tenant is an immutable id (UUIDv7) and a name, a label unique among
+ * live tenants. Runs and workflows belong to the id, so a new tenant that
+ * takes a deleted tenant's name sees nothing of it. single_org mode has one
+ * tenant whose id is "default" (a name no tenant may take).
  *
  * single_org: every request is tenant "default", no authentication.
  * multi_tenant: "Authorization: Bearer <key>"; the key's SHA-256 is looked
- * up in tenants.key_hash (positive answers cached in memory: a tenant's key
- * never changes). No key or an unknown one is 401.
+ * up among the live keys of role tenant of live tenants (apikeys). Positive
+ * answers are cached for SCHED_TCACHE_TTL_MS; a deletion here empties the
+ * cache at once, one made by another instance takes effect within the TTL.
+ * No key, an unknown, revoked or auditor key is 401.
  *
- * POST /v1/tenants {"name"} with the operator's SAGEWAI_ADMIN_TOKEN creates
- * a tenant and shows its key once: "swk_" + base64url of 32 random bytes.
- * Only its hash is stored. Keys and tokens never reach a log line.
+ * With the operator's SAGEWAI_ADMIN_TOKEN:
+ *   POST   /v1/tenants {"name"}       a tenant and its key (shown once)
+ *   DELETE /v1/tenants/{id or name}   delete it: every key revoked at once;
+ *                                     its runs and audit trail are kept
+ *   POST   /v1/keys {"role": "auditor"}  an auditor key (audit API only)
+ * A key is "swk_" + base64url of 32 random bytes; only its SHA-256 is
+ * stored. Each change commits with its events (tenant.created,
+ * tenant.deleted, apikey.created, apikey.revoked on sagewai.tenants)
+ * through the outbox, so the audit service learns the key hashes from
+ * events, never from these tables. Keys and tokens never reach a log line.
  */
 #include <ctype.h>
 #include <stdlib.h>
@@ -21,10 +35,12 @@
 #define TCACHE_SIZE 1024 /* entries; a full cache starts over */
 #define KEY_BYTES 32
 #define KEY_MAX 128 /* longest Bearer value accepted */
+#define SCHED_TCACHE_TTL_MS 2000 /* a cached key is trusted this long */
 
 struct tcache_entry {
 	uint8_t hash[crypto_hash_sha256_BYTES];
-	char tenant[128];
+	char tenant[128]; /* its tenant's id */
+	int64_t until_ms; /* sw_mono_ms after which it is looked up again */
 };
 
 struct sched_tenant_cache {
@@ -36,6 +52,9 @@ int sched_tenant_name_valid(const char *s)
 {
 	size_t i, n = strlen(s);
 
+	/* "default" is single_org's tenant; a UUID-shaped name would read as an id */
+	if (strcmp(s, SCHED_SINGLE_TENANT) == 0 || sched_uuid_valid(s))
+		return 0;
 	if (n == 0 || n > 63 || !(islower((unsigned char)s[0]) || isdigit((unsigned char)s[0])))
 		return 0;
 	for (i = 1; i < n; i++)
@@ -54,21 +73,34 @@ static const char *tcache_find(struct sched_env *env, const uint8_t *hash)
 		return NULL;
 	for (i = 0; i < c->n; i++)
 		if (sodium_memcmp(c->e[i].hash, hash, sizeof(c->e[i].hash)) == 0)
-			return c->e[i].tenant;
+			return c->e[i].until_ms > sw_mono_ms() ? c->e[i].tenant : NULL;
 	return NULL;
 }
 
 static void tcache_put(struct sched_env *env, const uint8_t *hash, const char *tenant)
 {
 	struct sched_tenant_cache *c = env->tcache;
+	size_t i;
 
 	if (c == NULL && (c = env->tcache = calloc(1, sizeof(*c))) == NULL)
 		return;
 	if (c->n == TCACHE_SIZE)
 		c->n = 0;
-	memcpy(c->e[c->n].hash, hash, sizeof(c->e[c->n].hash));
-	snprintf(c->e[c->n].tenant, sizeof(c->e[c->n].tenant), "%s", tenant);
-	c->n++;
+	for (i = 0; i < c->n; i++)
+		if (sodium_memcmp(c->e[i].hash, hash, sizeof(c->e[i].hash)) == 0)
+			break;
+	memcpy(c->e[i].hash, hash, sizeof(c->e[i].hash));
+	snprintf(c->e[i].tenant, sizeof(c->e[i].tenant), "%s", tenant);
+	c->e[i].until_ms = sw_mono_ms() + SCHED_TCACHE_TTL_MS;
+	if (i == c->n)
+		c->n++;
+}
+
+/* Forget every cached key (a tenant was deleted). */
+static void tcache_clear(struct sched_env *env)
+{
+	if (env->tcache != NULL)
+		sodium_memzero(env->tcache, sizeof(*env->tcache));
 }
 
 void sched_tenants_free(struct sched_env *env)
@@ -137,7 +169,7 @@ void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb
 	struct auth_req *a;
 
 	if (!env->multi_tenant) {
-		cont(env, req, "default", opaque);
+		cont(env, req, SCHED_SINGLE_TENANT, opaque);
 		return;
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
@@ -167,77 +199,174 @@ void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb
 	hexhash[1] = 'x';
 	sw_hex_encode(hash, sizeof(hash), hexhash + 2);
 	params[0] = hexhash;
-	if (sw_store_query(env->store, "SELECT name FROM tenants WHERE key_hash = $1::bytea", 1,
-			   params, auth_cb, a) == -1) {
+	if (sw_store_query(env->store,
+			   "SELECT k.tenant_id::text FROM apikeys k JOIN tenants t ON t.id = k.tenant_id"
+			   " WHERE k.key_hash = $1::bytea AND k.role = 'tenant'"
+			   " AND k.revoked IS NULL AND t.deleted IS NULL",
+			   1, params, auth_cb, a) == -1) {
 		free(a);
 		sw_http_reply_error(req, 503, "unavailable", "tenant lookup failed");
 		cont(env, req, NULL, opaque);
 	}
 }
 
-/* ---- POST /v1/tenants -------------------------------------------------- */
+/* ---- administration: the operator's token ------------------------------ */
 
-struct create_req {
+/* 0 when the request carries the operator's SAGEWAI_ADMIN_TOKEN; else the
+ * request is answered (403 without a token configured, 401) and -1. */
+static int admin_check(struct sched_env *env, struct evhttp_request *req)
+{
+	char token[KEY_MAX];
+	size_t alen = strlen(env->admin_token);
+	int ok;
+
+	if (alen == 0) {
+		sw_http_reply_error(req, 403, "forbidden",
+				    "tenant administration is disabled (no SAGEWAI_ADMIN_TOKEN)");
+		return -1;
+	}
+	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+	ok = bearer(req, token, sizeof(token)) == 0 && strlen(token) == alen &&
+	     sodium_memcmp(token, env->admin_token, alen) == 0;
+	sodium_memzero(token, sizeof(token));
+	if (!ok) {
+		sw_http_reply_error(req, 401, "unauthorized",
+				    "the operator's admin token is required");
+		return -1;
+	}
+	return 0;
+}
+
+/* A fresh key into key ("swk_" + base64url of KEY_BYTES random bytes) and
+ * its SHA-256 as hex (hexhash) and as the bytea literal (byteahash). */
+static void key_new(char *key, size_t keylen, char hexhash[2 * crypto_hash_sha256_BYTES + 1],
+		    char byteahash[2 * crypto_hash_sha256_BYTES + 3])
+{
+	uint8_t raw[KEY_BYTES], hash[crypto_hash_sha256_BYTES];
+
+	randombytes_buf(raw, sizeof(raw));
+	memcpy(key, "swk_", 4);
+	sodium_bin2base64(key + 4, keylen - 4, raw, sizeof(raw),
+			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
+	sodium_memzero(raw, sizeof(raw));
+	crypto_hash_sha256(hash, (const uint8_t *)key, strlen(key));
+	sw_hex_encode(hash, sizeof(hash), hexhash);
+	byteahash[0] = '\\';
+	byteahash[1] = 'x';
+	sw_hex_encode(hash, sizeof(hash), byteahash + 2);
+}
+
+/* Encode an event of sagewai.tenants into ev: header.tenant is tenant (the
+ * tenant id, or "" for an auditor key), the Kafka key is key (the tenant
+ * id, or the auditor key's id); fields stolen. 0 or -1 (logged). */
+static int tenant_event(struct sched_env *env, struct sched_event *ev, const char *type,
+			const char *tenant, const char *key, json_t *fields)
+{
+	struct sw_event_header h;
+	char err[256];
+	int rc;
+
+	memset(ev, 0, sizeof(*ev));
+	sw_event_header_init(&h, type, SCHED_PRODUCER);
+	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
+	rc = fields == NULL ? -1
+			    : sw_event_encode(env->reg, type, &h, fields, &ev->buf, &ev->len, err,
+					      sizeof(err));
+	json_decref(fields);
+	if (rc == -1) {
+		sw_log(SW_LOG_ERROR, "cannot encode a tenant event", "type", type, "error",
+		       fields == NULL ? "out of memory" : err, NULL);
+		return -1;
+	}
+	snprintf(ev->id, sizeof(ev->id), "%s", h.event_id);
+	ev->topic = SCHED_TOPIC_TENANTS;
+	snprintf(ev->key, sizeof(ev->key), "%s", key);
+	return 0;
+}
+
+/* One administrative change in flight: its transaction's events. */
+struct admin_req {
+	struct sched_env *env;
 	struct evhttp_request *req;
+	struct sched_event ev[SCHED_OP_EVENTS];
+	size_t nev;
+	char tenant_id[SW_UUID_STRLEN];
+	char key_id[SW_UUID_STRLEN];
 	char name[64];
 	char key[8 + 64];
+	int nkeys;
 };
+
+static void admin_free(struct admin_req *c)
+{
+	size_t i;
+
+	for (i = 0; i < c->nev; i++)
+		sched_event_clear(&c->ev[i]);
+	sodium_memzero(c->key, sizeof(c->key));
+	free(c);
+}
+
+/* Queue t (its events last) as one transaction answered by cb; -1 when it
+ * could not be queued (t is freed either way). */
+static int admin_commit(struct admin_req *c, struct sched_tx *t, sw_store_cb cb)
+{
+	int rc = -1;
+
+	sched_tx_outbox(t, c->ev, c->nev);
+	if (!t->oom && sw_store_tx(c->env->store, t->st, t->n, cb, c) == 0)
+		rc = 0;
+	sched_tx_free(t);
+	return rc;
+}
+
+/* ---- POST /v1/tenants -------------------------------------------------- */
 
 static void create_cb(PGresult *res, const char *err, void *opaque)
 {
-	struct create_req *c = opaque;
+	struct admin_req *c = opaque;
 
-	if (err != NULL) {
+	/* a duplicate primary key is our own transaction, resent after a
+	 * reconnect although it had committed (the ids are fresh) */
+	if (err != NULL && strncmp(err, "23505", 5) == 0 && strstr(err, "tenants_live_name")) {
+		sw_http_reply_error(c->req, 409, "conflict", "tenant '%s' exists", c->name);
+	} else if (err != NULL && !(strncmp(err, "23505", 5) == 0 && strstr(err, "_pkey"))) {
 		sw_http_reply_error(c->req, 503, "unavailable", "tenant creation failed");
 		sw_log(SW_LOG_ERROR, "tenant creation failed", "error", err, NULL);
-	} else if (PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] != 't') {
-		/* only if its key_hash is ours (a resent insert) is it new to us */
-		sw_http_reply_error(c->req, 409, "conflict", "tenant '%s' exists", c->name);
 	} else {
+		if (err == NULL)
+			sched_outbox_committed(c->env, res, c->ev, c->nev);
 		sw_http_reply_json(c->req, 201,
-				   json_pack("{s:s, s:s}", "name", c->name, "api_key", c->key));
-		sw_log(SW_LOG_INFO, "tenant created", "tenant", c->name, NULL);
+				   json_pack("{s:s, s:s, s:s, s:s}", "id", c->tenant_id, "name",
+					     c->name, "key_id", c->key_id, "api_key", c->key));
+		sw_log(SW_LOG_INFO, "tenant created", "tenant", c->tenant_id, "name", c->name,
+		       NULL);
 	}
-	sodium_memzero(c->key, sizeof(c->key));
-	free(c);
+	admin_free(c);
 }
 
 void sched_tenants_post(struct evhttp_request *req, void *arg)
 {
 	struct sched_env *env = arg;
-	char token[KEY_MAX], hexhash[2 * crypto_hash_sha256_BYTES + 3];
-	uint8_t raw[KEY_BYTES], hash[crypto_hash_sha256_BYTES];
-	size_t tlen, alen = strlen(env->admin_token);
-	const char *name, *params[2];
-	struct create_req *c;
+	char hexhash[2 * crypto_hash_sha256_BYTES + 1], bhash[2 * crypto_hash_sha256_BYTES + 3];
+	struct sched_tx t = {0};
+	struct admin_req *c;
+	const char *name;
 	json_t *body;
 
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		sw_http_reply_method_not_allowed(req, "POST");
 		return;
 	}
-	if (alen == 0) {
-		sw_http_reply_error(req, 403, "forbidden",
-				    "tenant administration is disabled (no SAGEWAI_ADMIN_TOKEN)");
-		return;
-	}
-	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-	if (bearer(req, token, sizeof(token)) == -1 || (tlen = strlen(token)) != alen ||
-	    sodium_memcmp(token, env->admin_token, alen) != 0) {
-		sodium_memzero(token, sizeof(token));
-		sw_http_reply_error(req, 401, "unauthorized",
-				    "the operator's admin token is required");
-		return;
-	}
-	sodium_memzero(token, sizeof(token));
-	if ((body = sw_http_body_json(req)) == NULL)
+	if (admin_check(env, req) == -1 || (body = sw_http_body_json(req)) == NULL)
 		return;
 	name = json_string_value(json_object_get(body, "name"));
 	if (!json_is_object(body) || name == NULL || !sched_tenant_name_valid(name)) {
 		json_decref(body);
 		sw_http_reply_error(req, 400, "bad_request",
 				    "body must be {\"name\": NAME}, NAME matching "
-				    "[a-z0-9][a-z0-9_-]{0,62}");
+				    "[a-z0-9][a-z0-9_-]{0,62}, not \"default\" (single_org's) "
+				    "and not shaped like a UUID (an id)");
 		return;
 	}
 	if ((c = calloc(1, sizeof(*c))) == NULL) {
@@ -245,30 +374,294 @@ void sched_tenants_post(struct evhttp_request *req, void *arg)
 		sw_http_reply_error(req, 503, "unavailable", "out of memory");
 		return;
 	}
+	c->env = env;
 	c->req = req;
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	json_decref(body);
-	randombytes_buf(raw, sizeof(raw));
-	memcpy(c->key, "swk_", 4);
-	sodium_bin2base64(c->key + 4, sizeof(c->key) - 4, raw, sizeof(raw),
-			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
-	sodium_memzero(raw, sizeof(raw));
-	crypto_hash_sha256(hash, (const uint8_t *)c->key, strlen(c->key));
-	hexhash[0] = '\\';
-	hexhash[1] = 'x';
-	sw_hex_encode(hash, sizeof(hash), hexhash + 2);
-	params[0] = c->name;
-	params[1] = hexhash;
-	/* idempotent: a resent insert finds its own row (same hash) */
-	if (sw_store_query(
-		env->store,
-		"WITH ins AS (INSERT INTO tenants (name, key_hash) VALUES ($1, $2::bytea)"
-		" ON CONFLICT DO NOTHING RETURNING 1)"
-		" SELECT EXISTS (SELECT 1 FROM ins) OR EXISTS (SELECT 1 FROM tenants"
-		"  WHERE name = $1 AND key_hash = $2::bytea)",
-		2, params, create_cb, c) == -1) {
-		sodium_memzero(c->key, sizeof(c->key));
-		free(c);
-		sw_http_reply_error(req, 503, "unavailable", "tenant creation failed");
+	sw_uuid_v7_str(c->tenant_id);
+	sw_uuid_v7_str(c->key_id);
+	key_new(c->key, sizeof(c->key), hexhash, bhash);
+	if (tenant_event(env, &c->ev[c->nev++], "tenant.created", c->tenant_id, c->tenant_id,
+			 json_pack("{s:s, s:s}", "tenant_id", c->tenant_id, "name", c->name)) ==
+		    -1 ||
+	    tenant_event(env, &c->ev[c->nev++], "apikey.created", c->tenant_id, c->tenant_id,
+			 json_pack("{s:s, s:s, s:s, s:s}", "key_id", c->key_id, "tenant_id",
+				   c->tenant_id, "role", "TENANT", "key_sha256", hexhash)) == -1)
+		goto fail;
+	sched_tx_add(&t, "INSERT INTO tenants (id, name) VALUES ($1::uuid, $2)", 2, c->tenant_id,
+		     c->name);
+	sched_tx_add(&t,
+		     "INSERT INTO apikeys (id, tenant_id, role, key_hash)"
+		     " VALUES ($1::uuid, $2::uuid, 'tenant', $3::bytea)",
+		     3, c->key_id, c->tenant_id, sched_tx_fmt(&t, "%s", bhash));
+	if (admin_commit(c, &t, create_cb) == 0)
+		return;
+fail:
+	sched_tx_free(&t);
+	admin_free(c);
+	sw_http_reply_error(req, 503, "unavailable", "tenant creation failed");
+}
+
+/* ---- POST /v1/keys ------------------------------------------------------ */
+
+static void key_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct admin_req *c = opaque;
+
+	if (err != NULL && !(strncmp(err, "23505", 5) == 0 && strstr(err, "_pkey"))) {
+		sw_http_reply_error(c->req, 503, "unavailable", "key creation failed");
+		sw_log(SW_LOG_ERROR, "key creation failed", "error", err, NULL);
+	} else {
+		if (err == NULL)
+			sched_outbox_committed(c->env, res, c->ev, c->nev);
+		sw_http_reply_json(c->req, 201,
+				   json_pack("{s:s, s:s, s:s}", "key_id", c->key_id, "role",
+					     "auditor", "api_key", c->key));
+		sw_log(SW_LOG_INFO, "auditor key created", "key_id", c->key_id, NULL);
 	}
+	admin_free(c);
+}
+
+void sched_keys_post(struct evhttp_request *req, void *arg)
+{
+	struct sched_env *env = arg;
+	char hexhash[2 * crypto_hash_sha256_BYTES + 1], bhash[2 * crypto_hash_sha256_BYTES + 3];
+	struct sched_tx t = {0};
+	struct admin_req *c;
+	const char *role;
+	json_t *body;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		sw_http_reply_method_not_allowed(req, "POST");
+		return;
+	}
+	if (admin_check(env, req) == -1 || (body = sw_http_body_json(req)) == NULL)
+		return;
+	role = json_string_value(json_object_get(body, "role"));
+	if (!json_is_object(body) || role == NULL || strcmp(role, "auditor") != 0 ||
+	    json_object_size(body) != 1) {
+		json_decref(body);
+		sw_http_reply_error(req, 400, "bad_request",
+				    "body must be {\"role\": \"auditor\"} (a tenant's key comes "
+				    "with the tenant: POST /v1/tenants)");
+		return;
+	}
+	json_decref(body);
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		sw_http_reply_error(req, 503, "unavailable", "out of memory");
+		return;
+	}
+	c->env = env;
+	c->req = req;
+	sw_uuid_v7_str(c->key_id);
+	key_new(c->key, sizeof(c->key), hexhash, bhash);
+	if (tenant_event(env, &c->ev[c->nev++], "apikey.created", "", c->key_id,
+			 json_pack("{s:s, s:s, s:s, s:s}", "key_id", c->key_id, "tenant_id", "",
+				   "role", "AUDITOR", "key_sha256", hexhash)) == -1)
+		goto fail;
+	sched_tx_add(&t,
+		     "INSERT INTO apikeys (id, tenant_id, role, key_hash)"
+		     " VALUES ($1::uuid, NULL, 'auditor', $2::bytea)",
+		     2, c->key_id, sched_tx_fmt(&t, "%s", bhash));
+	if (admin_commit(c, &t, key_cb) == 0)
+		return;
+fail:
+	sched_tx_free(&t);
+	admin_free(c);
+	sw_http_reply_error(req, 503, "unavailable", "key creation failed");
+}
+
+/* ---- DELETE /v1/tenants/{id or name} -------------------------------------- */
+
+static void delete_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct admin_req *c = opaque;
+
+	if (err != NULL && strncmp(err, "SWGON", 5) == 0) {
+		sw_http_reply_error(c->req, 404, "not_found", "no such tenant");
+	} else if (err != NULL && strncmp(err, "SWREV", 5) == 0) {
+		sw_http_reply_error(c->req, 409, "conflict",
+				    "the tenant's keys changed meanwhile; try again");
+	} else if (err != NULL) {
+		sw_http_reply_error(c->req, 503, "unavailable", "tenant deletion failed");
+		sw_log(SW_LOG_ERROR, "tenant deletion failed", "error", err, NULL);
+	} else {
+		sched_outbox_committed(c->env, res, c->ev, c->nev);
+		/* no key of it may be trusted from the cache any longer */
+		tcache_clear(c->env);
+		sw_http_reply_json(c->req, 200,
+				   json_pack("{s:s, s:s, s:b, s:i}", "id", c->tenant_id, "name",
+					     c->name, "deleted", 1, "keys_revoked", c->nkeys));
+		sw_log(SW_LOG_INFO, "tenant deleted", "tenant", c->tenant_id, "name", c->name,
+		       NULL);
+	}
+	admin_free(c);
+}
+
+/* The tenant as read: id, name, its live key ids (comma-separated). Build
+ * tenant.deleted and one apikey.revoked per key, then the guarded
+ * transaction. */
+static void delete_read_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct admin_req *c = opaque;
+	struct sched_env *env = c->env;
+	struct sched_tx t = {0};
+	char *keys = NULL, *k, *save = NULL;
+
+	if (err != NULL) {
+		sw_http_reply_error(c->req, 503, "unavailable", "tenant lookup failed");
+		sw_log(SW_LOG_ERROR, "tenant lookup failed", "error", err, NULL);
+		goto out;
+	}
+	if (PQntuples(res) != 1) {
+		sw_http_reply_error(c->req, 404, "not_found", "no such tenant");
+		goto out;
+	}
+	snprintf(c->tenant_id, sizeof(c->tenant_id), "%s", PQgetvalue(res, 0, 0));
+	snprintf(c->name, sizeof(c->name), "%s", PQgetvalue(res, 0, 1));
+	if ((keys = strdup(PQgetvalue(res, 0, 2))) == NULL)
+		goto fail;
+	c->nev = 1; /* tenant.deleted first, built once the keys are counted */
+	for (k = strtok_r(keys, ",", &save); k != NULL; k = strtok_r(NULL, ",", &save)) {
+		if (c->nev == SCHED_OP_EVENTS) {
+			sw_log(SW_LOG_ERROR, "tenant deletion: more keys than one transaction holds",
+			       "tenant", c->tenant_id, NULL);
+			goto fail;
+		}
+		if (tenant_event(env, &c->ev[c->nev], "apikey.revoked", c->tenant_id, c->tenant_id,
+				 json_pack("{s:s, s:s, s:s}", "key_id", k, "tenant_id",
+					   c->tenant_id, "reason", "tenant deleted")) == -1)
+			goto fail;
+		c->nev++;
+		c->nkeys++;
+	}
+	if (tenant_event(env, &c->ev[0], "tenant.deleted", c->tenant_id, c->tenant_id,
+			 json_pack("{s:s, s:s, s:i}", "tenant_id", c->tenant_id, "name", c->name,
+				   "keys_revoked", c->nkeys)) == -1)
+		goto fail;
+	sched_tx_add(&t, "SELECT tenant_delete($1::uuid, $2::int)", 2, c->tenant_id,
+		     sched_tx_fmt(&t, "%d", c->nkeys));
+	free(keys);
+	if (admin_commit(c, &t, delete_cb) == 0)
+		return;
+	sw_http_reply_error(c->req, 503, "unavailable", "tenant deletion failed");
+	admin_free(c);
+	return;
+fail:
+	sw_http_reply_error(c->req, 503, "unavailable", "tenant deletion failed");
+out:
+	free(keys);
+	sched_tx_free(&t);
+	admin_free(c);
+}
+
+void sched_tenant_item(struct evhttp_request *req, void *arg)
+{
+	struct sched_env *env = arg;
+	const char *rest = sw_http_path(req) + strlen("/v1/tenants/");
+	const char *params[1];
+	struct admin_req *c;
+	char *ref;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_DELETE) {
+		sw_http_reply_method_not_allowed(req, "DELETE");
+		return;
+	}
+	if (admin_check(env, req) == -1)
+		return;
+	if ((ref = evhttp_uridecode(rest, 0, NULL)) == NULL ||
+	    !(sched_uuid_valid(ref) || sched_tenant_name_valid(ref))) {
+		free(ref);
+		sw_http_reply_error(req, 404, "not_found", "no such tenant");
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL) {
+		free(ref);
+		sw_http_reply_error(req, 503, "unavailable", "out of memory");
+		return;
+	}
+	c->env = env;
+	c->req = req;
+	params[0] = ref;
+	/* a UUID-shaped reference is an id (no name has that shape) */
+	if (sw_store_query(env->store,
+			   sched_uuid_valid(ref)
+				   ? "SELECT t.id::text, t.name, coalesce(string_agg(k.id::text, ','), '')"
+				     " FROM tenants t LEFT JOIN apikeys k ON k.tenant_id = t.id"
+				     "  AND k.revoked IS NULL"
+				     " WHERE t.deleted IS NULL AND t.id = $1::uuid GROUP BY t.id"
+				   : "SELECT t.id::text, t.name, coalesce(string_agg(k.id::text, ','), '')"
+				     " FROM tenants t LEFT JOIN apikeys k ON k.tenant_id = t.id"
+				     "  AND k.revoked IS NULL"
+				     " WHERE t.deleted IS NULL AND t.name = $1 GROUP BY t.id",
+			   1, params, delete_read_cb, c) == -1) {
+		admin_free(c);
+		sw_http_reply_error(req, 503, "unavailable", "tenant lookup failed");
+	}
+	free(ref);
+}
+
+/* ---- start: announce what a migration made ------------------------------- */
+
+static void announce_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct admin_req *c = opaque;
+
+	/* 22012: another instance announced it first (the guard divided by 0) */
+	if (err != NULL && strncmp(err, "22012", 5) != 0)
+		sw_log(SW_LOG_ERROR, "cannot announce a migrated tenant", "tenant", c->tenant_id,
+		       "error", err, NULL);
+	else if (err == NULL)
+		sched_outbox_committed(c->env, res, c->ev, c->nev);
+	admin_free(c);
+}
+
+int sched_tenants_announce(struct sched_env *env, char *errstr, size_t errlen)
+{
+	PGresult *res;
+	int i, n;
+
+	/* a migrated tenant has exactly one key (v1 had one per tenant) */
+	res = sw_store_exec_sync(
+		env->store,
+		"SELECT t.id::text, t.name, k.id::text, encode(k.key_hash, 'hex')"
+		" FROM tenants t JOIN apikeys k ON k.tenant_id = t.id"
+		" WHERE NOT t.announced AND NOT k.announced",
+		0, NULL, errstr, errlen);
+	if (res == NULL)
+		return -1;
+	n = PQntuples(res);
+	for (i = 0; i < n; i++) {
+		struct sched_tx t = {0};
+		struct admin_req *c = calloc(1, sizeof(*c));
+
+		if (c == NULL)
+			break;
+		c->env = env;
+		snprintf(c->tenant_id, sizeof(c->tenant_id), "%s", PQgetvalue(res, i, 0));
+		snprintf(c->key_id, sizeof(c->key_id), "%s", PQgetvalue(res, i, 2));
+		if (tenant_event(env, &c->ev[c->nev++], "tenant.created", c->tenant_id,
+				 c->tenant_id,
+				 json_pack("{s:s, s:s}", "tenant_id", c->tenant_id, "name",
+					   PQgetvalue(res, i, 1))) == -1 ||
+		    tenant_event(env, &c->ev[c->nev++], "apikey.created", c->tenant_id,
+				 c->tenant_id,
+				 json_pack("{s:s, s:s, s:s, s:s}", "key_id", c->key_id, "tenant_id",
+					   c->tenant_id, "role", "TENANT", "key_sha256",
+					   PQgetvalue(res, i, 3))) == -1) {
+			admin_free(c);
+			continue;
+		}
+		sched_tx_add(&t,
+			     "WITH u AS (UPDATE tenants SET announced = true"
+			     " WHERE id = $1::uuid AND NOT announced RETURNING 1)"
+			     " SELECT 1 / (SELECT count(*)::int FROM u)",
+			     1, c->tenant_id);
+		sched_tx_add(&t, "UPDATE apikeys SET announced = true WHERE id = $1::uuid", 1,
+			     c->key_id);
+		if (admin_commit(c, &t, announce_cb) == -1)
+			admin_free(c);
+	}
+	PQclear(res);
+	return 0;
 }

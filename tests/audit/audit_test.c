@@ -10,6 +10,13 @@
  *                 sagewai.deadletter with the reason; consumption goes on
  *   pgrestart     a PostgreSQL restart mid-stream loses no index row
  *   flip          a flipped byte in a segment is reported at its record
+ *   shortened     a log cut cleanly at a record boundary below what the index
+ *                 records: the service refuses to start, naming both seqs
+ *   torn          a torn tail (garbage after the last record): the service
+ *                 starts, and the log's next record is audit.repaired, also
+ *                 produced to Kafka (consumed back as a duplicate)
+ *   keys          multi_tenant: the run API answers only keys learnt from
+ *                 sagewai.tenants events; a tenant reads its own runs only
  *
  * Topics are shared by every test of a run, so each scenario names its runs
  * "<scenario>-<pid>-..." and counts only those; each uses its own database,
@@ -20,6 +27,7 @@
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
+#include <sodium.h>
 
 #include "sw_alog.h"
 #include "sw_core.h"
@@ -35,13 +43,16 @@ static char group[128];
 static int http_port;
 static pid_t audit_pid = -1;
 static rd_kafka_t *producer;
+static const char *audit_mode = "SAGEWAI_MODE=single_org";
 
 static void audit_start(void)
 {
 	static const char *const argv[] = {"sagewai-audit", "serve", NULL};
 	char path[600], log[600], dir[600], dsn[600], gid[160], port[40];
-	const char *const env[] = {
-	    dir, dsn, gid, port, "SAGEWAI_LOG_LEVEL=info", SW_TEST_ENV_FAST_REBALANCE, NULL};
+	const char *const env[] = {dir,		       dsn,
+				   gid,		       port,
+				   audit_mode,	       "SAGEWAI_LOG_LEVEL=info",
+				   SW_TEST_ENV_FAST_REBALANCE, NULL};
 
 	snprintf(path, sizeof(path), "%s/services/audit/sagewai-audit", getenv("SW_BUILD_DIR"));
 	snprintf(log, sizeof(log), "%s/audit.log", data_dir);
@@ -531,6 +542,280 @@ static void scenario_flip(void)
 	free(t.ids);
 }
 
+/* ---- a shortened or torn log ------------------------------------------- */
+
+/* Wait (60 s at most) for the service to exit by itself; its wait status. */
+static int wait_exit(void)
+{
+	int64_t until = sw_mono_ns() + 60 * 1000000000LL;
+	int status = 0;
+	pid_t p;
+
+	while ((p = waitpid(audit_pid, &status, WNOHANG)) == 0) {
+		SW_REQUIRE(sw_mono_ns() < until, "sagewai-audit did not exit");
+		sw_test_msleep(100);
+	}
+	SW_CHECK(p == audit_pid);
+	audit_pid = -1;
+	return status;
+}
+
+/* The service's log file holds needle. */
+static int log_has(const char *needle)
+{
+	char path[600], *buf;
+	FILE *f;
+	long n;
+	int found;
+
+	snprintf(path, sizeof(path), "%s/audit.log", data_dir);
+	SW_CHECK((f = fopen(path, "r")) != NULL);
+	SW_CHECK(fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0);
+	rewind(f);
+	SW_CHECK((buf = calloc(1, (size_t)n + 1)) != NULL);
+	SW_CHECK(fread(buf, 1, (size_t)n, f) == (size_t)n);
+	fclose(f);
+	found = strstr(buf, needle) != NULL;
+	free(buf);
+	return found;
+}
+
+/* Fill the log with some of our events, stop the service; the highest
+ * seq its index holds. */
+static long fill_and_stop(int events)
+{
+	struct tally t = {0};
+	char q[64];
+	int r;
+
+	audit_start();
+	wait_http();
+	for (r = 0; r < events; r++)
+		produce_event(r % 100, r / 100);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, (size_t)events, 120);
+	wait_index(events, 120);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	free(t.ids);
+	snprintf(q, sizeof(q), "SELECT coalesce(max(seq), 0) FROM audit.events");
+	return sw_test_pg_long(db_dsn, q);
+}
+
+static void scenario_shortened(void)
+{
+	struct find_ctx f = {0};
+	struct sw_alog_verify_result vr;
+	char path[700], err[256], want[128];
+	long indexed;
+	int status;
+
+	indexed = fill_and_stop(300);
+	SW_REQUIRE(indexed >= 300, "index holds seq %ld", indexed);
+	/* cut the log cleanly before record indexed - 5: it then ends at
+	 * indexed - 6 and verifies, but the index knows seqs it lacks */
+	f.seq = (uint64_t)indexed - 5;
+	SW_CHECK(sw_alog_scan(log_dir, 1, find_rec, &f, err, sizeof(err)) >= 0 && f.found);
+	snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", log_dir,
+		 (unsigned long long)f.rec.segment);
+	SW_CHECKF(truncate(path, (off_t)f.rec.file_off) == 0, "%s: %s", path, strerror(errno));
+	SW_CHECK(sw_alog_verify(log_dir, 0, &vr, err, sizeof(err)) == 0 && vr.ok);
+	SW_CHECK(vr.records == (uint64_t)indexed - 6);
+
+	audit_start();
+	status = wait_exit();
+	SW_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) != 0,
+		   "sagewai-audit served a shortened log (status %d)", status);
+	snprintf(want, sizeof(want), "ends at seq %ld but its index", indexed - 6);
+	SW_REQUIRE(log_has(want), "no '%s' in the service log", want);
+	snprintf(want, sizeof(want), "records seq %ld: the log was shortened", indexed);
+	SW_REQUIRE(log_has(want), "no '%s' in the service log", want);
+	/* and it touched nothing */
+	SW_CHECK(sw_alog_verify(log_dir, 0, &vr, err, sizeof(err)) == 0 && vr.ok);
+	SW_CHECK(vr.records == (uint64_t)indexed - 6);
+}
+
+static void scenario_torn(void)
+{
+	static const uint8_t junk[150] = {0x61, 0x00, 0x00, 0x00, 0x13, 0x37};
+	struct find_ctx f = {0};
+	struct sw_alog_verify_result vr;
+	char path[700], err[256];
+	json_t *ev;
+	uint64_t last;
+	int fd;
+
+	(void)fill_and_stop(100);
+	SW_CHECK(sw_alog_verify(log_dir, 0, &vr, err, sizeof(err)) == 0 && vr.ok);
+	last = vr.records;
+	/* a crash in the middle of an append: bytes of a record never made
+	 * durable (and never indexed) after the last one */
+	f.seq = last;
+	SW_CHECK(sw_alog_scan(log_dir, 1, find_rec, &f, err, sizeof(err)) >= 0 && f.found);
+	snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", log_dir,
+		 (unsigned long long)f.rec.segment);
+	SW_CHECK((fd = open(path, O_WRONLY | O_APPEND)) >= 0);
+	SW_CHECK(write(fd, junk, sizeof(junk)) == (ssize_t)sizeof(junk));
+	close(fd);
+	SW_CHECK(sw_alog_verify(log_dir, 0, &vr, err, sizeof(err)) == 0 && !vr.ok);
+
+	audit_start();
+	wait_http();
+	SW_REQUIRE(log_has("\"level\":\"error\"") && log_has("torn tail cut at start"),
+		   "no error line about the repair");
+	/* the next record is the repair itself */
+	memset(&f, 0, sizeof(f));
+	f.seq = last + 1;
+	SW_CHECK(sw_alog_scan(log_dir, 1, find_rec, &f, err, sizeof(err)) >= 0);
+	SW_REQUIRE(f.found, "no record after seq %llu", (unsigned long long)last);
+	/* f.rec's payload pointed into the scan's buffer: read it by place */
+	{
+		struct sw_alog_rec rec;
+		void *buf = NULL;
+
+		SW_CHECK(sw_alog_read_at(log_dir, f.rec.segment, f.rec.file_off, &rec, &buf, err,
+					 sizeof(err)) == 0);
+		ev = sw_event_decode(reg, rec.payload, rec.payload_len, err, sizeof(err));
+		SW_CHECKF(ev != NULL, "%s", err);
+		free(buf);
+	}
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(json_object_get(ev, "header"),
+							     "type")),
+			   "audit.repaired"),
+		   "record %llu is not audit.repaired", (unsigned long long)(last + 1));
+	SW_CHECK(json_integer_value(json_object_get(ev, "bytes_cut")) == (json_int_t)sizeof(junk));
+	SW_CHECK(json_integer_value(json_object_get(ev, "first_seq")) == (json_int_t)(last + 1));
+	SW_CHECK(json_integer_value(json_object_get(ev, "last_seq")) >= (json_int_t)(last + 1));
+	json_decref(ev);
+	/* it went to Kafka too: consumed back, it is a duplicate of that record */
+	{
+		int64_t until = sw_mono_ns() + 60 * 1000000000LL;
+
+		while (sw_test_metric_get(http_port, "sagewai_audit_duplicates_total") < 1) {
+			SW_REQUIRE(sw_mono_ns() < until, "audit.repaired never came back from Kafka");
+			sw_test_msleep(200);
+		}
+	}
+	SW_CHECK(sw_alog_verify(log_dir, 0, &vr, err, sizeof(err)) == 0 && vr.ok);
+	SW_CHECK(sw_test_pg_long(db_dsn, "SELECT count(*) FROM audit.events"
+					 " WHERE type = 'audit.repaired'") == 1);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+}
+
+/* ---- keys: the API in multi_tenant mode --------------------------------- */
+
+static void produce_tenant_event(const char *type, const char *tenant, const char *producer_name,
+				 json_t *fields)
+{
+	struct sw_event_header h;
+	char err[256];
+	void *buf;
+	size_t len;
+
+	sw_event_header_init(&h, type, producer_name);
+	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
+	SW_CHECKF(sw_event_encode(reg, type, &h, fields, &buf, &len, err, sizeof(err)) == 0,
+		  "%s: %s", type, err);
+	json_decref(fields);
+	sw_test_kafka_send(producer, "sagewai.tenants", tenant[0] ? tenant : h.event_id, buf, len);
+	free(buf);
+}
+
+static void key_created(const char *tenant, const char *key, const char *role,
+			const char *producer_name, char key_id[SW_UUID_STRLEN])
+{
+	uint8_t hash[32];
+	char hex[65];
+
+	sw_uuid_v7_str(key_id);
+	crypto_hash_sha256(hash, (const uint8_t *)key, strlen(key));
+	sw_hex_encode(hash, sizeof(hash), hex);
+	produce_tenant_event("apikey.created", tenant, producer_name,
+			     json_pack("{s:s, s:s, s:s, s:s}", "key_id", key_id, "tenant_id", tenant,
+				       "role", role, "key_sha256", hex));
+}
+
+static long get_as(const char *path, const char *key)
+{
+	struct sw_test_http_reply r = {0};
+	char url[256], auth[200];
+	const char *h[2] = {auth, NULL};
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", http_port, path);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+	sw_test_http_request("GET", url, NULL, 0, key ? h : NULL, 30, &r);
+	free(r.body);
+	return r.status;
+}
+
+static void scenario_keys(void)
+{
+	char ta[SW_UUID_STRLEN], tb[SW_UUID_STRLEN], kid[SW_UUID_STRLEN], kida[SW_UUID_STRLEN];
+	char path[256], input[16];
+	struct sw_event_header h;
+	char err[256];
+	void *buf;
+	size_t len;
+	int64_t until;
+	json_t *o;
+
+	audit_mode = "SAGEWAI_MODE=multi_tenant";
+	audit_start();
+	wait_http();
+	sw_uuid_v7_str(ta);
+	sw_uuid_v7_str(tb);
+	produce_tenant_event("tenant.created", ta, "sagewai-scheduler",
+			     json_pack("{s:s, s:s}", "tenant_id", ta, "name", "acme"));
+	key_created(ta, "swk_key-of-a", "TENANT", "sagewai-scheduler", kida);
+	produce_tenant_event("tenant.created", tb, "sagewai-scheduler",
+			     json_pack("{s:s, s:s}", "tenant_id", tb, "name", "globex"));
+	key_created(tb, "swk_key-of-b", "TENANT", "sagewai-scheduler", kid);
+	key_created("", "swk_key-of-the-auditor", "AUDITOR", "sagewai-scheduler", kid);
+	/* a key minted by anyone but the scheduler is not a key */
+	key_created("", "swk_forged", "AUDITOR", "sagewai-worker", kid);
+	/* a run of tenant a */
+	sw_event_header_init(&h, "run.submitted", "sagewai-scheduler");
+	snprintf(h.run_id, sizeof(h.run_id), "%s-ra", prefix);
+	snprintf(h.tenant, sizeof(h.tenant), "%s", ta);
+	snprintf(input, sizeof(input), "{}");
+	o = json_pack("{s:s, s:i, s:s}", "workflow", "w", "workflow_version", 1, "input", input);
+	SW_CHECKF(sw_event_encode(reg, "run.submitted", &h, o, &buf, &len, err, sizeof(err)) == 0,
+		  "%s", err);
+	json_decref(o);
+	sw_test_kafka_send(producer, "sagewai.runs", h.run_id, buf, len);
+	free(buf);
+	sw_test_kafka_flush(producer, 60000);
+	wait_index(1, 120);
+
+	snprintf(path, sizeof(path), "/v1/audit/runs/%s-ra", prefix);
+	until = sw_mono_ns() + 60 * 1000000000LL;
+	while (get_as(path, "swk_key-of-the-auditor") != 200) {
+		SW_REQUIRE(sw_mono_ns() < until, "the auditor key never worked");
+		sw_test_msleep(200);
+	}
+	SW_REQUIRE(get_as(path, NULL) == 401, "no key");
+	SW_REQUIRE(get_as(path, "swk_made-up") == 401, "unknown key");
+	SW_REQUIRE(get_as(path, "swk_forged") == 401, "a key not from the scheduler");
+	SW_REQUIRE(get_as(path, "swk_key-of-b") == 404, "another tenant's run");
+	SW_REQUIRE(get_as(path, "swk_key-of-a") == 200, "its own run");
+	/* deletion revokes: a's key stops, the auditor still reads a's run */
+	produce_tenant_event("tenant.deleted", ta, "sagewai-scheduler",
+			     json_pack("{s:s, s:s, s:i}", "tenant_id", ta, "name", "acme",
+				       "keys_revoked", 1));
+	produce_tenant_event("apikey.revoked", ta, "sagewai-scheduler",
+			     json_pack("{s:s, s:s, s:s}", "key_id", kida, "tenant_id", ta, "reason",
+				       "tenant deleted"));
+	sw_test_kafka_flush(producer, 60000);
+	until = sw_mono_ns() + 60 * 1000000000LL;
+	while (get_as(path, "swk_key-of-a") != 401) {
+		SW_REQUIRE(sw_mono_ns() < until, "a deleted tenant's key still reads");
+		sw_test_msleep(200);
+	}
+	SW_REQUIRE(get_as(path, "swk_key-of-the-auditor") == 200, "auditor after deletion");
+	SW_CHECK(sw_test_pg_long(db_dsn, "SELECT count(*) FROM audit.apikeys WHERE key_hash IS"
+					 " NOT NULL AND role = 'AUDITOR'") == 1);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -539,6 +824,9 @@ int main(int argc, char **argv)
 	    {"deadletter", scenario_deadletter},
 	    {"pgrestart", scenario_pgrestart},
 	    {"flip", scenario_flip},
+	    {"shortened", scenario_shortened},
+	    {"torn", scenario_torn},
+	    {"keys", scenario_keys},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));

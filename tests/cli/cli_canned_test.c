@@ -276,7 +276,11 @@ static void handle(struct evhttp_request *req, void *arg)
 	pthread_mutex_lock(&srv.mu);
 	SW_CHECK(srv.nreqs < 256);
 	r = &srv.reqs[srv.nreqs++];
-	snprintf(r->method, sizeof(r->method), "%s", post ? "POST" : get ? "GET" : "OTHER");
+	snprintf(r->method, sizeof(r->method), "%s",
+		 post ? "POST"
+		 : get ? "GET"
+		 : evhttp_request_get_command(req) == EVHTTP_REQ_DELETE ? "DELETE"
+									 : "OTHER");
 	r->path = dupn(path);
 	r->query = dupn(query);
 	r->auth = dupn(evhttp_find_header(h, "Authorization"));
@@ -349,7 +353,28 @@ static void handle(struct evhttp_request *req, void *arg)
 		if (a == NULL || strcmp(a, "Bearer " ADMIN) != 0)
 			reply_err(req, 401, "unauthorized", "admin token required");
 		else
-			reply_json(req, 201, "{\"name\":\"acme\",\"api_key\":\"swk_live_abc123\"}");
+			reply_json(req, 201,
+				   "{\"id\":\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\","
+				   "\"name\":\"acme\",\"api_key\":\"swk_live_abc123\"}");
+	} else if (strcmp(path, "/v1/tenants/acme") == 0 &&
+		   evhttp_request_get_command(req) == EVHTTP_REQ_DELETE) {
+		const char *a = evhttp_find_header(h, "Authorization");
+
+		if (a == NULL || strcmp(a, "Bearer " ADMIN) != 0)
+			reply_err(req, 401, "unauthorized", "admin token required");
+		else
+			reply_json(req, 200,
+				   "{\"id\":\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\","
+				   "\"name\":\"acme\",\"deleted\":true,\"keys_revoked\":1}");
+	} else if (post && strcmp(path, "/v1/keys") == 0) {
+		const char *a = evhttp_find_header(h, "Authorization");
+
+		if (a == NULL || strcmp(a, "Bearer " ADMIN) != 0)
+			reply_err(req, 401, "unauthorized", "admin token required");
+		else
+			reply_json(req, 201,
+				   "{\"key_id\":\"k1\",\"role\":\"auditor\","
+				   "\"api_key\":\"swk_aud_xyz\"}");
 	} else if (get && strcmp(path, "/v1/audit/runs/run-ok") == 0) {
 		reply_json(req, 200, audit_body);
 	} else if (get && strcmp(path, "/v1/audit/runs/run-none") == 0) {
@@ -766,12 +791,24 @@ static void test_audit_tenant(void)
 	CLI(&o, "tenant", "create", "acme");
 	expect("tenant create", &o, 0,
 	       "tenant acme created\n"
+	       "id: 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\n"
 	       "api key: swk_live_abc123\n"
 	       "note: this key is shown once and cannot be read back; store it now.\n",
 	       "");
 	SW_CHECK((r = last_req("POST", "/v1/tenants")) != NULL);
 	SW_CHECK(r->auth != NULL && strcmp(r->auth, "Bearer " ADMIN) == 0);
 	SW_CHECK(strcmp(r->body, "{\"name\":\"acme\"}") == 0);
+	CLI(&o, "tenant", "delete", "acme");
+	expect("tenant delete", &o, 0,
+	       "tenant acme (0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b) deleted; 1 key(s) revoked\n", "");
+	SW_CHECK((r = last_req("DELETE", "/v1/tenants/acme")) != NULL);
+	CLI(&o, "key", "create", "--role", "auditor");
+	expect("key create", &o, 0,
+	       "auditor key: swk_aud_xyz\n"
+	       "note: this key is shown once and cannot be read back; store it now.\n",
+	       "");
+	SW_CHECK((r = last_req("POST", "/v1/keys")) != NULL);
+	SW_CHECK(strcmp(r->body, "{\"role\":\"auditor\"}") == 0);
 }
 
 /* Every request to the scheduler carried the tenant key (the admin token
@@ -783,8 +820,10 @@ static void test_auth(void)
 	pthread_mutex_lock(&srv.mu);
 	for (i = 0; i < srv.nreqs; i++) {
 		struct rq *r = &srv.reqs[i];
-		const char *want = strcmp(r->path, "/v1/tenants") == 0 ? "Bearer " ADMIN
-								       : "Bearer " TOKEN;
+		const char *want = strncmp(r->path, "/v1/tenants", 11) == 0 ||
+						   strcmp(r->path, "/v1/keys") == 0
+					   ? "Bearer " ADMIN
+					   : "Bearer " TOKEN;
 
 		SW_CHECKF(r->auth != NULL && strcmp(r->auth, want) == 0, "%s %s: %s", r->method,
 			  r->path, r->auth ? "wrong token" : "no token");

@@ -123,6 +123,7 @@ static const char *const types[] = {
     "run.submitted",   "run.started",  "run.finished",	"run.cancel_requested",
     "step.dispatched", "step.started", "step.finished", "audit.checkpoint",
     "sandbox.acquired", "sandbox.output", "sandbox.exited", "sandbox.released", "sandbox.egress",
+    "tenant.created", "tenant.deleted", "apikey.created", "apikey.revoked", "audit.repaired",
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

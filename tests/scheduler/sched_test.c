@@ -1512,9 +1512,11 @@ static const char *const agent_yaml = "name: agent\n"
 				      "    cli_agent: claude-code\n"
 				      "    prompt: \"write ${{ input.what }}\"\n";
 
-static char *tenant_create(const char *name, const char *admin)
+/* Create tenant name; its key (malloc'd), its id into id (may be NULL). */
+static char *tenant_create_id(const char *name, const char *admin, char id[SW_UUID_STRLEN])
 {
 	char body[128];
+	const char *tid;
 	json_t *j;
 	long st;
 	char *key;
@@ -1524,8 +1526,18 @@ static char *tenant_create(const char *name, const char *admin)
 	SW_REQUIRE(st == 201, "create tenant %s: %ld %s", name, st, last_body);
 	key = strdup(json_string_value(json_object_get(j, "api_key")));
 	SW_REQUIRE(strncmp(key, "swk_", 4) == 0 && strlen(key) == 47, "key format %s", key);
+	tid = json_string_value(json_object_get(j, "id"));
+	SW_REQUIRE(tid != NULL && strlen(tid) == 36 && tid[14] == '7', "tenant id: %s",
+		   tid ? tid : "(none)");
+	if (id != NULL)
+		snprintf(id, SW_UUID_STRLEN, "%s", tid);
 	json_decref(j);
 	return key;
+}
+
+static char *tenant_create(const char *name, const char *admin)
+{
+	return tenant_create_id(name, admin, NULL);
 }
 
 static void scenario_preview_gate(void)
@@ -1604,7 +1616,8 @@ static void scenario_preview_gate(void)
 static void scenario_tenancy(void)
 {
 	json_t *j, *run;
-	char *ka, *kb, *id, path[160], cmd[800];
+	char *ka, *kb, *ka2, *kaud, *id, path[160], cmd[800];
+	char ida[SW_UUID_STRLEN], idb[SW_UUID_STRLEN], ida2[SW_UUID_STRLEN];
 	long st;
 
 	sched_extra[0] = "SAGEWAI_MODE=multi_tenant";
@@ -1618,9 +1631,17 @@ static void scenario_tenancy(void)
 		   "wrong token");
 	SW_REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"A!\"}", "op-secret-2", NULL) == 400,
 		   "bad name");
-	ka = tenant_create("tenant-a", "op-secret-2");
-	kb = tenant_create("tenant-b", "op-secret-2");
-	SW_REQUIRE(strcmp(ka, kb) != 0, "same keys");
+	/* "default" is single_org's tenant id; a UUID-shaped name would read as an id */
+	SW_REQUIRE(http_s("POST", "/v1/tenants", "{\"name\": \"default\"}", "op-secret-2",
+			  NULL) == 400,
+		   "a tenant named default");
+	SW_REQUIRE(http_s("POST", "/v1/tenants",
+			  "{\"name\": \"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\"}", "op-secret-2",
+			  NULL) == 400,
+		   "a tenant named like an id");
+	ka = tenant_create_id("tenant-a", "op-secret-2", ida);
+	kb = tenant_create_id("tenant-b", "op-secret-2", idb);
+	SW_REQUIRE(strcmp(ka, kb) != 0 && strcmp(ida, idb) != 0, "same keys or ids");
 	SW_REQUIRE(
 	    http_s("POST", "/v1/tenants", "{\"name\": \"tenant-a\"}", "op-secret-2", NULL) == 409,
 	    "duplicate tenant");
@@ -1634,7 +1655,7 @@ static void scenario_tenancy(void)
 	run = wait_run(id, ka, 60);
 	check_chain_run(run, "a", 1);
 	json_decref(run);
-	SW_REQUIRE(!strcmp(dispatches[0].tenant, "tenant-a"), "tenant in dispatch header: %s",
+	SW_REQUIRE(!strcmp(dispatches[0].tenant, ida), "tenant id in dispatch header: %s",
 		   dispatches[0].tenant);
 
 	/* tenant b sees none of it */
@@ -1674,17 +1695,69 @@ static void scenario_tenancy(void)
 		crypto_hash_sha256(h, (const uint8_t *)ka, strlen(ka));
 		sodium_bin2hex(hexs, sizeof(hexs), h, sizeof(h));
 		snprintf(q, sizeof(q),
-			 "SELECT count(*) FROM scheduler.tenants WHERE name = 'tenant-a'"
-			 " AND key_hash = '\\x%s'::bytea",
+			 "SELECT count(*) FROM scheduler.apikeys k JOIN scheduler.tenants t"
+			 " ON t.id = k.tenant_id WHERE t.name = 'tenant-a'"
+			 " AND k.key_hash = '\\x%s'::bytea",
 			 hexs);
 		SW_REQUIRE(sql_long(q) == 1, "key hash");
 	}
+	/* an auditor key is for the audit API only */
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"role\": \"auditor\"}", NULL, NULL) == 401,
+		   "auditor key without the admin token");
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"role\": \"tenant\"}", "op-secret-2", NULL) ==
+		       400,
+		   "a key of another role");
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"role\": \"auditor\"}", "op-secret-2", &j) == 201,
+		   "auditor key: %s", last_body);
+	kaud = strdup(json_string_value(json_object_get(j, "api_key")));
+	json_decref(j);
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, kaud, NULL) == 401, "auditor key on the run API");
+
+	/* deletion: admin only, every key revoked at once, runs kept */
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/tenant-a", NULL, NULL, NULL) == 401,
+		   "delete without the admin token");
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/tenant-a", NULL, ka, NULL) == 401,
+		   "delete with a tenant's key");
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/tenant-a", NULL, "op-secret-2", &j) == 200,
+		   "delete tenant-a: %s", last_body);
+	SW_REQUIRE(json_integer_value(json_object_get(j, "keys_revoked")) == 1 &&
+		       !strcmp(json_string_value(json_object_get(j, "id")), ida),
+		   "delete answer: %s", last_body);
+	json_decref(j);
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, ka, NULL) == 401, "a deleted tenant's key");
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/tenant-a", NULL, "op-secret-2", NULL) == 404,
+		   "delete twice");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 1, "runs kept");
+	/* the name again: a new tenant, which inherits nothing */
+	ka2 = tenant_create_id("tenant-a", "op-secret-2", ida2);
+	SW_REQUIRE(strcmp(ida, ida2) != 0, "the id came back with the name");
+	snprintf(path, sizeof(path), "/v1/runs/%s", id);
+	SW_REQUIRE(http_s("GET", path, NULL, ka2, NULL) == 404, "new tenant-a reads the old run");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, ka2, &j) == 200 &&
+		       json_array_size(json_object_get(j, "runs")) == 0,
+		   "new tenant-a lists the old runs");
+	json_decref(j);
+	SW_REQUIRE(http_s("GET", "/v1/workflows", NULL, ka2, &j) == 200 &&
+		       json_array_size(json_object_get(j, "workflows")) == 0,
+		   "new tenant-a lists the old workflows");
+	json_decref(j);
+	/* by id too */
+	snprintf(path, sizeof(path), "/v1/tenants/%s", idb);
+	SW_REQUIRE(http_s("DELETE", path, NULL, "op-secret-2", NULL) == 200, "delete by id");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, kb, NULL) == 401, "b's key after deletion");
+	/* every change went out as events, on sagewai.tenants through the outbox */
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.apikeys WHERE revoked IS NOT NULL") ==
+		       2,
+		   "revoked keys");
 	sched_stop(SIGTERM);
-	snprintf(cmd, sizeof(cmd), "grep -q -e '%s' -e '%s' -e op-secret-2 %s/scheduler.log", ka,
-		 kb, data_dir);
+	snprintf(cmd, sizeof(cmd),
+		 "grep -q -e '%s' -e '%s' -e '%s' -e '%s' -e op-secret-2 %s/scheduler.log", ka, kb,
+		 ka2, kaud, data_dir);
 	SW_REQUIRE(system(cmd) != 0, "a key or the admin token is in the service log");
 	free(ka);
 	free(kb);
+	free(ka2);
+	free(kaud);
 	free(id);
 }
 

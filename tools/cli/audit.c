@@ -27,7 +27,9 @@ static const char run_help[] =
 	"Print the events the audit log holds for run ID, in log order, one line each:\n"
 	"sequence number, time (UTC), event type, step, and a short summary.\n"
 	"The audit service is at --audit-url or $SAGEWAI_AUDIT_URL (default "
-	CLI_DEFAULT_AUDIT_URL ").\n";
+	CLI_DEFAULT_AUDIT_URL ").\n"
+	"In multi_tenant mode it needs a key (--token or $SAGEWAI_TOKEN): a tenant's key\n"
+	"reads its own runs, an auditor key (sagewai key create --role auditor) any run.\n";
 
 static const char verify_help[] =
 	"usage: sagewai audit verify [DIR] [--json]\n"

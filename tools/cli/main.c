@@ -24,7 +24,9 @@ static const char main_help[] =
 	"  run cancel ID                   ask for a run to be cancelled\n"
 	"  audit run ID                    a run's events from the audit log\n"
 	"  audit verify [DIR]              check an audit log offline\n"
-	"  tenant create NAME              create a tenant and print its key\n"
+	"  tenant create NAME              create a tenant and print its id and key\n"
+	"  tenant delete NAME|ID           delete a tenant (its keys stop working)\n"
+	"  key create --role auditor       an auditor key for the audit API\n"
 	"\n"
 	"Global options (accepted anywhere on the line):\n"
 	"  --url URL         the scheduler (SAGEWAI_URL, default " CLI_DEFAULT_URL ")\n"
@@ -34,7 +36,7 @@ static const char main_help[] =
 	"  --json            print the raw JSON answers (for scripts)\n"
 	"  --help, -h        help; 'sagewai COMMAND [SUBCOMMAND] --help' for one command\n"
 	"\n"
-	"Environment: SAGEWAI_ADMIN_TOKEN (tenant create), SAGEWAI_DATA_DIR (audit verify).\n"
+	"Environment: SAGEWAI_ADMIN_TOKEN (tenant, key), SAGEWAI_DATA_DIR (audit verify).\n"
 	"Exit status: 0 ok, 1 failure (server error, failed run, bad log), 2 usage.\n";
 
 static void vline(const char *prefix, const char *fmt, va_list ap)
@@ -266,6 +268,7 @@ static int dispatch(struct cli_env *env, int argc, char **argv)
 		{"run", cli_run},
 		{"audit", cli_audit},
 		{"tenant", cli_tenant},
+		{"key", cli_key},
 		{NULL, NULL},
 	};
 	char **hargv = NULL;

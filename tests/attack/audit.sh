@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Attacks on the audit log at rest: whoever can write its files shortens
+# it. A log cut at a record boundary verifies by itself, so the service
+# must notice from its index and refuse to start; a torn tail it repairs
+# must leave an error-level audit.repaired event in the trail.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+attack_stack_start
+"$cli" workflow apply "$attack_root/examples/hello.yaml" >/dev/null || attack_fail "workflow apply"
+for i in 1 2 3; do
+	"$cli" run submit hello --input "{\"brief\": \"run $i\"}" --watch >/dev/null 2>&1 ||
+		attack_fail "run $i"
+done
+sleep 2 # let the index catch up with the last events
+logdir=$SAGEWAI_DATA_DIR/audit
+verify() { "$attack_build/services/audit/sagewai-audit" verify "$logdir" >/dev/null; }
+
+# the records of the last segment: "offset seq" lines
+records() {
+	python3 - "$1" <<'PY'
+import struct, sys
+d = open(sys.argv[1], "rb").read()
+o = 64
+while o + 12 <= len(d):
+    n, seq = struct.unpack_from("<IQ", d, o)
+    if o + 4 + 8 + 32 + n + 32 > len(d):
+        break
+    print(o, seq)
+    o += 4 + 8 + 32 + n + 32
+PY
+}
+
+# shorten: drop the last 3 records cleanly, restart the service
+shorten() {
+	local seg off
+	sw_stack_kill "$work" audit TERM
+	seg=$(ls "$logdir"/seg-*.swlog | tail -n 1)
+	off=$(records "$seg" | tail -n 3 | head -n 1 | cut -d' ' -f1)
+	truncate -s "$off" "$seg"
+	verify || { echo "the cut log does not verify by itself" >&2; return 1; }
+	sw_stack_launch "$work" audit
+	for _ in $(seq 1 100); do
+		kill -0 "$(cat "$work/audit.pid")" 2>/dev/null || break
+		sleep 0.1
+	done
+	if kill -0 "$(cat "$work/audit.pid")" 2>/dev/null; then
+		echo "sagewai-audit serves a shortened log" >&2
+		return 1
+	fi
+	grep -q 'the log was shortened; refusing to start' "$work/audit.log" || {
+		echo "no clear refusal in the service log" >&2
+		return 1
+	}
+}
+# the stack is then without audit: this group's last attempt
+attempt tear "tear the log's tail (a crash mid-append)" bash -c '
+	set -e
+	. "$1/tools/lib/stack.sh"
+	work=$2 logdir=$3
+	sw_stack_kill "$work" audit TERM
+	seg=$(ls "$logdir"/seg-*.swlog | tail -n 1)
+	head -c 150 /dev/urandom >>"$seg"
+	sw_stack_launch "$work" audit
+	sw_stack_wait_http "$SAGEWAI_AUDIT_URL" audit "$work"
+	grep -q "\"level\":\"error\".*torn tail cut at start" "$work/audit.log" ||
+		{ echo "no error line for the repair" >&2; exit 1; }
+	"$4" dump "$logdir" | grep -q "\"audit.repaired\"" ||
+		{ echo "no audit.repaired event in the log" >&2; exit 1; }
+	"$4" verify "$logdir" >/dev/null' _ "$attack_root" "$work" "$logdir" \
+	"$attack_build/services/audit/sagewai-audit"
+attack_alive() { :; } # the next attempt leaves the audit service stopped, on purpose
+attempt shorten "cut the last records of the log at a record boundary" shorten
+attack_done

@@ -1,0 +1,90 @@
+#!/usr/bin/env bash
+# Attacks on tenancy: names are labels, ids are the identity. A deleted
+# tenant's keys stop at once; its name, or "default", given to a new tenant
+# inherits nothing; tenants' keys reach only their own runs, on the run API
+# and on the audit API; only the operator administers.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+attack_stack_start multi_tenant
+api=$SAGEWAI_URL
+audit=$SAGEWAI_AUDIT_URL
+admin() { SAGEWAI_ADMIN_TOKEN=$ATTACK_ADMIN "$cli" --json "$@"; }
+jget() { python3 -c 'import json,sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"; }
+
+ka=$(admin tenant create acme | jget api_key) || attack_fail "tenant create"
+kb=$(admin tenant create globex | jget api_key) || attack_fail "tenant create"
+kaud=$(admin key create --role auditor | jget api_key) || attack_fail "key create"
+SAGEWAI_TOKEN=$ka "$cli" workflow apply "$attack_root/examples/hello.yaml" >/dev/null ||
+	attack_fail "workflow apply"
+run=$(SAGEWAI_TOKEN=$ka "$cli" --json run submit hello --input '{"brief": "acme secret brief"}' |
+	jget run_id) || attack_fail "submit"
+# the run's trail is in the audit log, readable with acme's key (keys reach
+# the audit service as events: wait for them)
+for _ in $(seq 1 150); do
+	[ "$(http_status GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $ka")" = 200 ] &&
+		break
+	sleep 0.2
+done
+expect_status 200 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $ka" ||
+	attack_fail "acme cannot read its own audit trail"
+
+# until STATUS METHOD URL ARGS...: the status comes within 10 s (keys are
+# events: the audit service learns a revocation a moment later)
+until_status() {
+	local want=$1 got
+	shift
+	for _ in $(seq 1 50); do
+		got=$(http_status "$@")
+		[ "$got" = "$want" ] && return 0
+		sleep 0.2
+	done
+	echo "expected HTTP $want, still $got: $*" >&2
+	return 1
+}
+
+attempt audit-no-key "read a run's audit trail without a key" \
+	expect_status 401 GET "$audit/v1/audit/runs/$run"
+attempt audit-bad-key "read a run's audit trail with a made-up key" \
+	expect_status 401 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer swk_made-up"
+attempt audit-cross-tenant "read another tenant's audit trail" \
+	expect_status 404 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $kb"
+attempt audit-admin-token "read the audit trail with the operator's admin token" \
+	expect_status 401 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $ATTACK_ADMIN"
+attempt auditor-run-api "use an auditor key on the run API" \
+	expect_status 401 GET "$api/v1/runs/$run" -H "Authorization: Bearer $kaud"
+attempt key-create-tenant "mint an auditor key with a tenant's key" \
+	expect_status 401 POST "$api/v1/keys" -H "Authorization: Bearer $ka" \
+	-H 'Content-Type: application/json' -d '{"role":"auditor"}'
+attempt delete-tenant-key "delete another tenant with a tenant's key" \
+	expect_status 401 DELETE "$api/v1/tenants/globex" -H "Authorization: Bearer $ka"
+attempt name-default "create a tenant named default (single_org's data)" \
+	expect_status 400 POST "$api/v1/tenants" -H "Authorization: Bearer $ATTACK_ADMIN" \
+	-H 'Content-Type: application/json' -d '{"name":"default"}'
+attempt name-like-id "create a tenant named like another's id" \
+	expect_status 400 POST "$api/v1/tenants" -H "Authorization: Bearer $ATTACK_ADMIN" \
+	-H 'Content-Type: application/json' -d '{"name":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}'
+
+# the operator deletes acme; someone gets the name
+admin tenant delete acme >/dev/null || attack_fail "tenant delete"
+kn=$(admin tenant create acme | jget api_key) || attack_fail "tenant create (again)"
+
+attempt deleted-key-runs "use a deleted tenant's key on the run API" \
+	until_status 401 GET "$api/v1/runs/$run" -H "Authorization: Bearer $ka"
+attempt deleted-key-audit "use a deleted tenant's key on the audit API" \
+	until_status 401 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $ka"
+attempt reused-name-run "read the old acme's run as the new acme" \
+	expect_status 404 GET "$api/v1/runs/$run" -H "Authorization: Bearer $kn"
+attempt reused-name-list "list the old acme's runs and workflows as the new acme" \
+	bash -c '[ "$(curl -fsS -m 10 -H "Authorization: Bearer $2" "$1/v1/runs")" = "{\"runs\": []}" ] ||
+		[ "$(curl -fsS -m 10 -H "Authorization: Bearer $2" "$1/v1/runs" |
+			python3 -c "import json,sys; print(len(json.load(sys.stdin)[\"runs\"]))")" = 0 ] &&
+		[ "$(curl -fsS -m 10 -H "Authorization: Bearer $2" "$1/v1/workflows" |
+			python3 -c "import json,sys; print(len(json.load(sys.stdin)[\"workflows\"]))")" = 0 ]' \
+	_ "$api" "$kn"
+attempt reused-name-audit "read the old acme's audit trail as the new acme" \
+	until_status 404 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $kn"
+# and the trail is kept: the auditor still reads it
+expect_status 200 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $kaud" ||
+	attack_fail "the auditor cannot read a deleted tenant's trail"
+attack_done
