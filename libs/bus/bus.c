@@ -19,6 +19,7 @@ const char *const sw_bus_topics[] = {
     SW_TOPIC_CREDENTIALS,
     SW_TOPIC_AUDIT_CHECKPOINTS,
     SW_TOPIC_DEADLETTER,
+    SW_TOPIC_TENANTS,
     NULL,
 };
 

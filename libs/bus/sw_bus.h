@@ -24,6 +24,7 @@
 #define SW_TOPIC_CREDENTIALS "sagewai.credentials"
 #define SW_TOPIC_AUDIT_CHECKPOINTS "sagewai.audit.checkpoints"
 #define SW_TOPIC_DEADLETTER "sagewai.deadletter"
+#define SW_TOPIC_TENANTS "sagewai.tenants"
 
 /* All topics, NULL-terminated (for devbroker and infra). */
 extern const char *const sw_bus_topics[];

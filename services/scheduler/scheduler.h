@@ -62,7 +62,7 @@
 #include "fsm.h"
 
 #define SCHED_PRODUCER "sagewai-scheduler"
-#define SCHED_TOPIC_TENANTS "sagewai.tenants" /* tenants and keys (libs/bus lacks it yet) */
+#define SCHED_TOPIC_TENANTS SW_TOPIC_TENANTS /* tenants and keys */
 #define SCHED_SINGLE_TENANT "default"	     /* the tenant id of single_org mode */
 #define SCHED_MAX_BODY (1u << 20)    /* any request body */
 #define SCHED_MAX_INPUT (256u << 10) /* a run's input, serialised */

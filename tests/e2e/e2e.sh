@@ -188,7 +188,7 @@ secrets)
 	"$cli" workflow apply "$work/badkey.yaml" >>"$work/cli.out"
 	"$cli" run submit badllm --input '{}' --watch >>"$work/cli.out" 2>&1 || true
 	sleep 2
-	for t in runs steps identity sandbox credentials audit.checkpoints deadletter; do
+	for t in runs steps identity sandbox credentials audit.checkpoints deadletter tenants; do
 		kcat -b "$SAGEWAI_KAFKA_BOOTSTRAP" -C -t "sagewai.$t" -o beginning -e -q \
 			>>"$work/topics.bin" 2>/dev/null || true
 	done
