@@ -258,6 +258,14 @@ static void exited(struct sbd_job *j)
 		return;
 	}
 	tail = stderr_tail(j);
+	if (ex->disk_full != NULL) {
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
+				"disk_full: %s is full (%llu MiB); stderr: %s", ex->disk_full,
+				(unsigned long long)(sw_sandbox_limits(j->slot->sb)->disk_bytes >> 20),
+				tail ? tail : "");
+		free(tail);
+		return;
+	}
 	if (ex->status > 0)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 				"exit_status: the command exited with status %d%s%s", ex->status,
@@ -565,7 +573,8 @@ static int parse_env(struct sbd_job *j, char *err, size_t errlen)
 /*
  * spec.limits (optional; the workflow vocabulary, sw_workflow.h) onto
  * j->limits: memory_mb -> memory_bytes, pids -> nproc, cpu_seconds,
- * file_size_mb -> file_size_bytes, open_files -> nofile. A limit over the
+ * file_size_mb -> file_size_bytes, open_files -> nofile, disk_mb ->
+ * disk_bytes (the tmpfs /workspace and /tmp). A limit over the
  * variant's is lowered to it (the variant's are the operator's ceiling;
  * the workflow could not know them when it was registered). cpus ->
  * cpu_millis (rounded to the nearest, at least 1), lowered to the
@@ -581,12 +590,12 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 		const char *name;
 		uint64_t unit;
 	} keys[] = {{"memory_mb", 1u << 20},   {"pids", 1},	 {"cpu_seconds", 1},
-		    {"file_size_mb", 1u << 20}, {"open_files", 1}};
+		    {"file_size_mb", 1u << 20}, {"open_files", 1},	 {"disk_mb", 1u << 20}};
 	const struct sw_sandbox_limits *def = &j->warm->v->limits;
 	const uint64_t ceil[] = {def->memory_bytes, def->nproc, def->cpu_seconds,
-				 def->file_size_bytes, def->nofile};
+				 def->file_size_bytes, def->nofile,	 def->disk_bytes};
 	uint64_t *dst[] = {&j->limits.memory_bytes, &j->limits.nproc, &j->limits.cpu_seconds,
-			   &j->limits.file_size_bytes, &j->limits.nofile};
+			   &j->limits.file_size_bytes, &j->limits.nofile, &j->limits.disk_bytes};
 	json_t *l = json_object_get(j->x->spec, "limits"), *v;
 	const char *k;
 	size_t i, nk = sizeof(keys) / sizeof(keys[0]);
@@ -627,7 +636,7 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 		if (i == nk) {
 			snprintf(err, errlen,
 				 "spec.limits: unknown limit '%.60s' (memory_mb, pids, cpus, "
-				 "cpu_seconds, file_size_mb, open_files)",
+				 "cpu_seconds, file_size_mb, open_files, disk_mb)",
 				 k);
 			return -1;
 		}

@@ -493,6 +493,49 @@ static void scenario_spec(void)
 	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
 }
 
+/*
+ * The workspace is a tmpfs of the step's disk_mb: a step writing 600 MiB
+ * into 64 fails with disk_full and sandboxd goes on; the mount table a
+ * sandbox sees names none of sandboxd's host paths.
+ */
+static void scenario_disk(void)
+{
+	struct sw_test_dispatch d_full, d_mounts, d_after;
+	struct sw_test_ev *f;
+	const char *so;
+	json_t *sp;
+
+	setup("disk");
+	sbd_start();
+	sp = spec(json_string("dd if=/dev/zero of=/workspace/f bs=1M count=600"));
+	json_object_set_new(sp, "limits", json_pack("{s:i, s:i}", "disk_mb", 64, "memory_mb", 512));
+	sw_test_dispatch_post(&tx, &d_full, "full", "full", "sandboxed", 60000, sp);
+	sw_test_dispatch_post(
+	    &tx, &d_mounts, "mounts", "mounts", "sandboxed", 60000,
+	    spec(json_string("cat /proc/self/mountinfo /proc/1/mountinfo; df -k /workspace")));
+	f = sw_test_evlog_finished(&evl, d_full.step_id);
+	sw_test_ev_require(f, "FAILED", "disk_full: /workspace is full (64 MiB)");
+	SW_REQUIRE(acquired_limit(d_full.step_id, "nproc") > 0, "no sandbox.acquired");
+
+	f = sw_test_evlog_finished(&evl, d_mounts.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	so = json_string_value(json_object_get(f->output, "stdout"));
+	SW_REQUIRE(so != NULL && strstr(so, " /workspace ") != NULL &&
+		       strstr(so, tmp_dir) == NULL && strstr(so, "sagewai-sandbox") == NULL &&
+		       strstr(so, "/tmp/") == NULL,
+		   "mountinfo names host paths (state dir under %s):\n%s", tmp_dir,
+		   so ? so : "(nothing)");
+	/* the variant's default: 256 MiB */
+	SW_REQUIRE(strstr(so, " 262144 ") != NULL, "workspace size:\n%s", so);
+
+	/* and sandboxd keeps serving */
+	sw_test_dispatch_post(&tx, &d_after, "after", "after", "sandboxed", 60000,
+			      spec(json_string("echo ok")));
+	f = sw_test_evlog_finished(&evl, d_after.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+}
+
 static void scenario_cpuoff(void)
 {
 	struct sw_test_dispatch d_cpu, d_plain;
@@ -1117,7 +1160,7 @@ int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
 	    {"basic", scenario_basic},		 {"spec", scenario_spec},
-	    {"cpuoff", scenario_cpuoff},
+	    {"cpuoff", scenario_cpuoff},	 {"disk", scenario_disk},
 	    {"redelivery", scenario_redelivery},
 	    {"deadletter", scenario_deadletter}, {"egress", scenario_egress},
 	    {"escape", scenario_escape},	 {"hostile", scenario_hostile},
