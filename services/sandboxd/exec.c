@@ -123,8 +123,10 @@ void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
 	j->slot_pending = 0;
 	if (s->sb == NULL) {
 		snprintf(s->reason, sizeof(s->reason), "start failed");
-		/* a CPU limit (the step's or the variant's) this host cannot hold */
-		if (strstr(s->err, SW_SANDBOX_ERR_NO_CPU) != NULL)
+		/* a CPU limit (the step's or the variant's) this host cannot
+		 * hold, or network full without slirp4netns and nft */
+		if (strstr(s->err, SW_SANDBOX_ERR_NO_CPU) != NULL ||
+		    strstr(s->err, SW_SANDBOX_ERR_NO_FULL) != NULL)
 			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "mode_unavailable: %s", s->err);
 		else
 			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", s->err);

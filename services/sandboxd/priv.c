@@ -646,12 +646,14 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 	struct sw_sandbox_bwrap_config bc = {.bwrap_path = cfg->bwrap,
 					     .runner_path = cfg->runner,
 					     .state_dir = cfg->state_dir,
-					     .cgroup = cfg->cgroup};
+					     .cgroup = cfg->cgroup,
+					     .slirp_path = cfg->slirp[0] ? cfg->slirp : NULL,
+					     .nft_path = cfg->nft[0] ? cfg->nft : NULL};
 	struct priv p = {.cfg = cfg};
 	pid_t parent = getpid();
 	int sv[2];
 
-	/* workspaces live here and must be searchable by the run uid */
+	/* the sandboxes' state lives here and must be searchable by the run uid */
 	if (chmod(cfg->state_dir, 0711) != 0) {
 		snprintf(err, errlen, "state dir %s: %s", cfg->state_dir, strerror(errno));
 		return -1;
@@ -659,6 +661,9 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 	if ((p.be = sw_sandbox_bwrap_new(&bc, err, errlen)) == NULL)
 		return -1;
 	sw_log(SW_LOG_INFO, "sandbox cgroups", "mode", sw_sandbox_bwrap_cgroup_mode(p.be), NULL);
+	if (sw_sandbox_bwrap_full_why(p.be) != NULL)
+		sw_log(SW_LOG_WARN, "sandbox network full unavailable, refused", "why",
+		       sw_sandbox_bwrap_full_why(p.be), NULL);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		sw_sandbox_backend_free(p.be);
