@@ -11,12 +11,14 @@
  * itself runs as the configured unprivileged host uid (default 65534), so
  * the sandbox owns nothing on the host even outside its namespaces.
  *
- * What every sandbox shares lives in one host directory made by
- * sw_sandbox_bwrap_new and bound read-only at /.sagewai: a copy of the
- * runner, the generated etc/passwd, etc/group and etc/hosts (linked from
- * /etc), and the mount point for the egress socket. One bind instead of
- * four mounts per sandbox is a measurable part of the cold start.
- * docs/SANDBOX.md explains each flag.
+ * What every sandbox gets lives in one host directory made by
+ * sw_sandbox_bwrap_new: a copy of the runner and the generated etc/passwd
+ * and etc/group. They are copied (--file) into each sandbox's root tmpfs,
+ * never bound: a bind shows its host path in /proc/<pid>/mountinfo. The
+ * workspace and /tmp are tmpfs of the sandbox's disk_bytes (a host
+ * workspace is bound only when the spec names one). Policy full adds
+ * slirp4netns and nftables rules to the sandbox's own network namespace
+ * (netfull.c). docs/SANDBOX.md explains each flag.
  *
  * With per-sandbox cgroups on (cgroup.c), bwrap's process joins the
  * sandbox's cgroup between fork and exec, still privileged, so that

@@ -13,7 +13,7 @@
  *   SAGEWAI_SANDBOX_SLIRP4NETNS    network full: slirp4netns (/usr/bin/slirp4netns)
  *   SAGEWAI_SANDBOX_NFT            network full: nft (/usr/sbin/nft); either missing:
  *                                  full steps fail with mode_unavailable
- *   SAGEWAI_SANDBOX_STATE_DIR      where workspaces live; a fresh directory
+ *   SAGEWAI_SANDBOX_STATE_DIR      the backend's state (workspaces are tmpfs); a fresh directory
  *                                  under it is made and removed (/tmp)
  *   SAGEWAI_SANDBOXD_USER          started as root, the part that speaks Kafka,
  *                                  PostgreSQL and HTTP runs as this user (name,
