@@ -335,12 +335,12 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	j->slot_pending = 0;
 	j->stage = SBD_RUNNING;
 	s->h = j->x->dh;
-	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
+	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
 		       "memory_bytes", (json_int_t)lim->memory_bytes, "cpu_seconds",
 		       (json_int_t)lim->cpu_seconds, "file_size_bytes",
 		       (json_int_t)lim->file_size_bytes, "nofile", (json_int_t)lim->nofile,
 		       "wall_ms", (json_int_t)lim->wall_ms, "cpu_millis",
-		       (json_int_t)lim->cpu_millis);
+		       (json_int_t)lim->cpu_millis, "disk_bytes", (json_int_t)lim->disk_bytes);
 	limits = lj ? json_dumps(lj, JSON_COMPACT) : NULL;
 	json_decref(lj);
 	sbd_emit(env, "sandbox.acquired",

@@ -521,7 +521,8 @@ static void scenario_disk(void)
 	    spec(json_string("cat /proc/self/mountinfo /proc/1/mountinfo; df -k /workspace")));
 	f = sw_test_evlog_finished(&evl, d_full.step_id);
 	sw_test_ev_require(f, "FAILED", "disk_full: /workspace is full (64 MiB)");
-	SW_REQUIRE(acquired_limit(d_full.step_id, "nproc") > 0, "no sandbox.acquired");
+	SW_REQUIRE(acquired_limit(d_full.step_id, "disk_bytes") == 64LL << 20,
+		   "sandbox.acquired disk_bytes is not the step's 64 MiB");
 
 	f = sw_test_evlog_finished(&evl, d_mounts.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
@@ -534,11 +535,16 @@ static void scenario_disk(void)
 	/* the variant's default: 256 MiB */
 	SW_REQUIRE(strstr(so, " 262144 ") != NULL, "workspace size:\n%s", so);
 
-	/* and sandboxd keeps serving */
-	sw_test_dispatch_post(&tx, &d_after, "after", "after", "sandboxed", 60000,
-			      spec(json_string("echo ok")));
+	/* and sandboxd keeps serving; disk_mb over the variant's is lowered */
+	sp = spec(json_string("df -k /workspace | tail -n 1"));
+	json_object_set_new(sp, "limits", json_pack("{s:i}", "disk_mb", 65536));
+	sw_test_dispatch_post(&tx, &d_after, "after", "after", "sandboxed", 60000, sp);
 	f = sw_test_evlog_finished(&evl, d_after.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	so = json_string_value(json_object_get(f->output, "stdout"));
+	SW_REQUIRE(so != NULL && strstr(so, " 262144 ") != NULL &&
+		       acquired_limit(d_after.step_id, "disk_bytes") == 256LL << 20,
+		   "disk_mb 65536 not lowered to base's 256 MiB: %s", so ? so : "(nothing)");
 	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
 }
 
