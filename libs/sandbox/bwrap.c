@@ -11,12 +11,14 @@
  * itself runs as the configured unprivileged host uid (default 65534), so
  * the sandbox owns nothing on the host even outside its namespaces.
  *
- * What every sandbox shares lives in one host directory made by
- * sw_sandbox_bwrap_new and bound read-only at /.sagewai: a copy of the
- * runner, the generated etc/passwd, etc/group and etc/hosts (linked from
- * /etc), and the mount point for the egress socket. One bind instead of
- * four mounts per sandbox is a measurable part of the cold start.
- * docs/SANDBOX.md explains each flag.
+ * What every sandbox gets lives in one host directory made by
+ * sw_sandbox_bwrap_new: a copy of the runner and the generated etc/passwd
+ * and etc/group. They are copied (--file) into each sandbox's root tmpfs,
+ * never bound: a bind shows its host path in /proc/<pid>/mountinfo. The
+ * workspace and /tmp are tmpfs of the sandbox's disk_bytes (a host
+ * workspace is bound only when the spec names one). Policy full adds
+ * slirp4netns and nftables rules to the sandbox's own network namespace
+ * (netfull.c). docs/SANDBOX.md explains each flag.
  *
  * With per-sandbox cgroups on (cgroup.c), bwrap's process joins the
  * sandbox's cgroup between fork and exec, still privileged, so that
@@ -47,6 +49,7 @@
 #include <jansson.h>
 
 #include "sandbox_cg.h"
+#include "sandbox_net.h"
 #include "sw_sandbox.h"
 
 /* Where things land in bwrap's (and then the runner's) fd table. */
@@ -54,8 +57,12 @@ enum {
 	FD_CTL = SW_SANDBOX_CTL_FD, /* 3 */
 	FD_SECCOMP = 4,
 	FD_INFO = 5,
-	FD_HOSTS = 6, /* only for a custom hostname */
-	FD_FIRST_FREE = 7,
+	FD_HOSTS = 6,  /* /etc/hosts */
+	FD_RUNNER = 7, /* the runner's copy, copied into the sandbox */
+	FD_PASSWD = 8,
+	FD_GROUP = 9,
+	FD_RESOLV = 10, /* /etc/resolv.conf of policy full */
+	FD_FIRST_FREE = 11,
 };
 
 #define MAX_ARGS 1024
@@ -73,6 +80,10 @@ struct bwrap {
 	uint8_t *bpf; /* the seccomp program */
 	size_t bpf_len;
 	struct sw_sandbox_cg cg; /* where sandbox cgroups go, or off */
+	struct sw_sandbox_netfull_cfg net; /* policy full: slirp4netns, nft */
+	char *slirp_path, *nft_path;
+	bool full_ok;	    /* both there */
+	char full_why[300]; /* else why not */
 };
 
 struct bwrap_inst {
@@ -85,6 +96,7 @@ struct bwrap_inst {
 	ino_t ns_ino;
 	bool reaped;
 	struct sw_sandbox_cg_box cg; /* its cgroup(s), when on */
+	struct sw_sandbox_netfull net; /* policy full: its slirp4netns */
 };
 
 struct argv_buf {
@@ -287,6 +299,8 @@ static void bw_free(void *state)
 		remove_tree(b->dir);
 	sw_sandbox_cg_fini(&b->cg);
 	free(b->bwrap_path);
+	free(b->slirp_path);
+	free(b->nft_path);
 	free(b->dir);
 	free(b->root);
 	free(b->bpf);
@@ -436,6 +450,7 @@ static void bw_destroy(void *vinst, struct sw_sandbox_usage *final)
 	}
 	/* Everything is reaped: the cgroup can tell its peak, and go. */
 	sw_sandbox_cg_box_destroy(&in->cg, final);
+	sw_sandbox_netfull_stop(&in->net);
 	if (in->pidfd >= 0)
 		close(in->pidfd);
 	if (in->mon_pidfd >= 0)
@@ -545,23 +560,32 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 	struct bwrap *b = state;
 	struct bwrap_inst *in = NULL;
 	struct argv_buf a = {.n = 0};
-	char hosts[256], line[256], root_link[3][64];
+	char hosts[256], line[256], path[PATH_MAX];
 	const char *hostname = spec->hostname ? spec->hostname : DEFAULT_HOSTNAME;
-	bool own_hosts = strcmp(hostname, DEFAULT_HOSTNAME) != 0;
 	uint32_t start_ms = spec->start_timeout_ms ? spec->start_timeout_ms : 10000;
 	int sv[2] = {-1, -1}, info[2] = {-1, -1};
-	int fd_seccomp = -1, fd_hosts = -1, fd_null = -1;
+	int fd_seccomp = -1, fd_hosts = -1, fd_null = -1, fd_copy[3] = {-1, -1, -1};
+	int fd_resolv = -1;
+	static const char resolv[] = "nameserver 10.0.2.3\n"; /* slirp4netns's DNS */
 	char(*mylinks)[PATH_MAX] = NULL;
 	size_t n_links = 0;
 	struct stat st;
 	pid_t pid;
 
-	if (spec->workspace == NULL || stat(spec->workspace, &st) != 0 || !S_ISDIR(st.st_mode)) {
-		snprintf(errstr, errlen, "bwrap: workspace %s is not a directory",
-			 spec->workspace ? spec->workspace : "(none)");
+	if (spec->workspace != NULL && (stat(spec->workspace, &st) != 0 || !S_ISDIR(st.st_mode))) {
+		snprintf(errstr, errlen, "bwrap: workspace %s is not a directory", spec->workspace);
 		return -1;
 	}
-	if (b->drop && st.st_uid != b->uid && chown(spec->workspace, b->uid, b->gid) != 0) {
+	if (spec->net == SW_SANDBOX_NET_FULL && !b->full_ok) {
+		snprintf(errstr, errlen, "%s (%s)", SW_SANDBOX_ERR_NO_FULL, b->full_why);
+		return -1;
+	}
+	if (lim->disk_bytes == 0 || lim->disk_bytes > SW_SANDBOX_DISK_BYTES_MAX) {
+		snprintf(errstr, errlen, "bwrap: disk_bytes out of range");
+		return -1;
+	}
+	if (spec->workspace != NULL && b->drop && st.st_uid != b->uid &&
+	    chown(spec->workspace, b->uid, b->gid) != 0) {
 		snprintf(errstr, errlen, "bwrap: chown workspace: %s", strerror(errno));
 		return -1;
 	}
@@ -576,6 +600,7 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 		goto fail;
 	}
 	in->pidfd = in->mon_pidfd = in->errlog = -1;
+	in->net.pidfd = in->net.exit_fd = -1;
 	for (int i = 0; i < SW_CG_MAX; i++)
 		in->cg.procs[i] = -1;
 
@@ -585,11 +610,20 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 	    pipe2(info, O_CLOEXEC) != 0 ||
 	    (fd_seccomp = memfd_with("sw-seccomp", b->bpf, b->bpf_len)) < 0 ||
 	    (fd_null = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
-	    (fd_hosts = own_hosts ? memfd_with("sw-hosts", hosts, strlen(hosts))
-				  : fcntl(fd_null, F_DUPFD_CLOEXEC, 0)) < 0 ||
+	    (fd_hosts = memfd_with("sw-hosts", hosts, strlen(hosts))) < 0 ||
+	    (fd_resolv = memfd_with("sw-resolv", resolv, strlen(resolv))) < 0 ||
 	    (in->errlog = memfd_create("sw-bwrap-stderr", MFD_CLOEXEC)) < 0) {
 		snprintf(errstr, errlen, "bwrap: setting up fds: %s", strerror(errno));
 		goto fail;
+	}
+	for (int i = 0; i < 3; i++) {
+		static const char *const src[] = {"toolrunner", "etc/passwd", "etc/group"};
+
+		snprintf(path, sizeof(path), "%s/%s", b->root, src[i]);
+		if ((fd_copy[i] = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+			snprintf(errstr, errlen, "bwrap: %s: %s", path, strerror(errno));
+			goto fail;
+		}
 	}
 
 	arg(&a, b->bwrap_path);
@@ -604,8 +638,8 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 	arg(&a, "--unshare-ipc");
 	arg(&a, "--unshare-uts");
 	arg(&a, "--unshare-cgroup-try");
-	if (spec->net != SW_SANDBOX_NET_FULL)
-		arg(&a, "--unshare-net");
+	/* every policy: own network namespace (full: slirp4netns, below) */
+	arg(&a, "--unshare-net");
 	arg(&a, "--hostname");
 	arg(&a, hostname);
 	arg(&a, "--die-with-parent");
@@ -614,31 +648,32 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 	arg(&a, "ALL");
 	if (add_binds(&a, spec->variant, mylinks, &n_links, errstr, errlen) != 0)
 		goto fail;
-	/* The shared tree: the runner, and what /etc/{passwd,group,hosts}
-	 * point to. */
-	arg(&a, "--ro-bind");
-	arg(&a, b->root);
+	/* The runner and /etc/{passwd,group,hosts} are copied (--file) into
+	 * the sandbox's own root tmpfs, not bound from our state directory:
+	 * a bind shows its host path in /proc/self/mountinfo, a copied file
+	 * is no mount at all. */
+	arg(&a, "--dir");
 	arg(&a, "/.sagewai");
+	arg(&a, "--perms");
+	arg(&a, "0555");
+	arg(&a, "--file");
+	arg_num(&a, FD_RUNNER);
+	arg(&a, SW_SANDBOX_RUNNER);
 	for (int i = 0; i < 3; i++) {
-		static const char *const names[] = {"passwd", "group", "hosts"};
+		static const char *const dst[] = {"/etc/passwd", "/etc/group", "/etc/hosts"};
+		static const int fds[] = {FD_PASSWD, FD_GROUP, FD_HOSTS};
 
-		if (i == 2 && own_hosts)
-			break;
-		snprintf(root_link[i], sizeof(root_link[i]), "/.sagewai/etc/%s", names[i]);
-		arg(&a, "--symlink");
-		arg(&a, root_link[i]);
-		arg(&a, i == 0 ? "/etc/passwd" : i == 1 ? "/etc/group" : "/etc/hosts");
-	}
-	if (own_hosts) {
 		arg(&a, "--perms");
 		arg(&a, "0444");
-		arg(&a, "--ro-bind-data");
-		arg_num(&a, FD_HOSTS);
-		arg(&a, "/etc/hosts");
+		arg(&a, "--file");
+		arg_num(&a, (unsigned long long)fds[i]);
+		arg(&a, dst[i]);
 	}
 	if (spec->net == SW_SANDBOX_NET_FULL) {
-		arg(&a, "--ro-bind-try");
-		arg(&a, "/etc/resolv.conf");
+		arg(&a, "--perms");
+		arg(&a, "0444");
+		arg(&a, "--file");
+		arg_num(&a, FD_RESOLV);
 		arg(&a, "/etc/resolv.conf");
 	}
 	if (spec->net == SW_SANDBOX_NET_EGRESS_ONLY && spec->egress_socket != NULL) {
@@ -650,11 +685,25 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 	arg(&a, "/proc");
 	arg(&a, "--dev");
 	arg(&a, "/dev");
+	/* /tmp and (without a host workspace) /workspace: tmpfs of at most
+	 * disk_bytes each, their pages charged to the sandbox's memory
+	 * cgroup. */
+	arg(&a, "--size");
+	arg_num(&a, lim->disk_bytes);
 	arg(&a, "--tmpfs");
 	arg(&a, "/tmp");
-	arg(&a, "--bind");
-	arg(&a, spec->workspace);
-	arg(&a, SW_SANDBOX_WORKSPACE);
+	if (spec->workspace != NULL) {
+		arg(&a, "--bind");
+		arg(&a, spec->workspace);
+		arg(&a, SW_SANDBOX_WORKSPACE);
+	} else {
+		arg(&a, "--perms");
+		arg(&a, "0700");
+		arg(&a, "--size");
+		arg_num(&a, lim->disk_bytes);
+		arg(&a, "--tmpfs");
+		arg(&a, SW_SANDBOX_WORKSPACE);
+	}
 	/* The root tmpfs bwrap built is read-only from here on; /tmp,
 	 * /workspace, /dev and /proc are their own mounts. */
 	arg(&a, "--remount-ro");
@@ -704,7 +753,9 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 
 	{
 		const int src[FD_FIRST_FREE] = {
-		    fd_null, fd_null, in->errlog, sv[1], fd_seccomp, info[1], fd_hosts,
+		    fd_null,  fd_null,	   in->errlog,	sv[1],	    fd_seccomp,
+		    info[1],  fd_hosts,	   fd_copy[0],	fd_copy[1], fd_copy[2],
+		    fd_resolv,
 		};
 
 		pid_t self = getpid();
@@ -725,7 +776,12 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 	close(fd_seccomp);
 	close(fd_hosts);
 	close(fd_null);
-	fd_seccomp = fd_hosts = fd_null = -1;
+	close(fd_resolv);
+	fd_seccomp = fd_hosts = fd_null = fd_resolv = -1;
+	for (int i = 0; i < 3; i++) {
+		close(fd_copy[i]);
+		fd_copy[i] = -1;
+	}
 
 	in->pid = read_info(info[0], start_ms);
 	close(info[0]);
@@ -751,6 +807,10 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 			in->ns_ino = st.st_ino;
 		}
 	}
+	/* Before create returns, so before any command of the sandbox runs. */
+	if (spec->net == SW_SANDBOX_NET_FULL &&
+	    sw_sandbox_netfull_start(&b->net, in->pid, &in->net, errstr, errlen) != 0)
+		goto fail_running;
 	if (spec->net == SW_SANDBOX_NET_EGRESS_ONLY && spec->egress_hook != NULL) {
 		char path[64];
 		int nfd;
@@ -790,6 +850,11 @@ fail:
 		close(fd_seccomp);
 	if (fd_hosts >= 0)
 		close(fd_hosts);
+	if (fd_resolv >= 0)
+		close(fd_resolv);
+	for (int i = 0; i < 3; i++)
+		if (fd_copy[i] >= 0)
+			close(fd_copy[i]);
 	if (fd_null >= 0)
 		close(fd_null);
 	if (in != NULL) {
@@ -844,6 +909,18 @@ struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_co
 	b->drop = geteuid() == 0;
 	b->uid = cfg->run_uid ? cfg->run_uid : SW_SANDBOX_UID;
 	b->gid = cfg->run_gid ? cfg->run_gid : SW_SANDBOX_UID;
+	if ((b->slirp_path = strdup(cfg->slirp_path ? cfg->slirp_path : "/usr/bin/slirp4netns")) ==
+		NULL ||
+	    (b->nft_path = strdup(cfg->nft_path ? cfg->nft_path : "/usr/sbin/nft")) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		goto fail;
+	}
+	b->net.slirp_path = b->slirp_path;
+	b->net.nft_path = b->nft_path;
+	b->net.drop = b->drop;
+	b->net.uid = b->uid;
+	b->net.gid = b->gid;
+	b->full_ok = sw_sandbox_netfull_check(&b->net, b->full_why, sizeof(b->full_why)) == 0;
 	if ((fd = memfd_create("sw-seccomp", MFD_CLOEXEC)) < 0) {
 		snprintf(errstr, errlen, "memfd_create: %s", strerror(errno));
 		goto fail;
@@ -879,4 +956,12 @@ const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be)
 	if (be == NULL || be->free != bw_free)
 		return "off: not a bwrap backend";
 	return ((const struct bwrap *)be->state)->cg.mode;
+}
+
+const char *sw_sandbox_bwrap_full_why(const struct sw_sandbox_backend *be)
+{
+	if (be == NULL || be->free != bw_free)
+		return "not a bwrap backend";
+	return ((const struct bwrap *)be->state)->full_ok ? NULL
+							  : ((const struct bwrap *)be->state)->full_why;
 }

@@ -200,6 +200,9 @@ static void merge_limits(struct sw_sandbox_limits *out, const struct sw_sandbox_
 	out->nofile = spec->nofile ? spec->nofile : def->nofile;
 	out->wall_ms = spec->wall_ms ? spec->wall_ms : def->wall_ms;
 	out->cpu_millis = spec->cpu_millis ? spec->cpu_millis : def->cpu_millis;
+	out->disk_bytes = spec->disk_bytes		? spec->disk_bytes
+			  : def->disk_bytes ? def->disk_bytes
+					    : SW_SANDBOX_DISK_BYTES_DEFAULT;
 }
 
 struct sw_sandbox *sw_sandbox_create(struct sw_sandbox_backend *be,
@@ -385,22 +388,23 @@ static int on_exit_frame(struct sw_sandbox *sb, const uint8_t *p, uint32_t n)
 	json_t *j = payload_json(sb, SW_FRAME_EXIT, p, n);
 	json_int_t status, sig, ut, st, rss;
 	struct sw_sandbox_exit ex = {0};
-	const char *error = NULL;
+	const char *error = NULL, *full = NULL;
 	int timed_out, killed;
 	json_error_t jerr;
 	int rc = -1;
 
 	if (j == NULL)
 		return -1;
-	if (json_unpack_ex(j, &jerr, JSON_STRICT, "{s:I, s:I, s:b, s:b, s:{s:I, s:I, s:I}, s?s}",
+	if (json_unpack_ex(j, &jerr, JSON_STRICT, "{s:I, s:I, s:b, s:b, s:{s:I, s:I, s:I}, s?s, s?s}",
 			   "status", &status, "signal", &sig, "timed_out", &timed_out, "killed",
 			   &killed, "usage", "utime_us", &ut, "stime_us", &st, "maxrss_kb", &rss,
-			   "error", &error) != 0) {
+			   "error", &error, "disk_full", &full) != 0) {
 		snprintf(sb->cb_err, sizeof(sb->cb_err), "bad EXIT: %s", jerr.text);
 		goto out;
 	}
 	if (status < -1 || status > 255 || sig < 0 || sig > 64 || (status == -1) != (sig > 0) ||
-	    ut < 0 || st < 0 || rss < 0) {
+	    ut < 0 || st < 0 || rss < 0 ||
+	    (full != NULL && strcmp(full, "/workspace") != 0 && strcmp(full, "/tmp") != 0)) {
 		snprintf(sb->cb_err, sizeof(sb->cb_err), "EXIT values out of range");
 		goto out;
 	}
@@ -412,6 +416,8 @@ static int on_exit_frame(struct sw_sandbox *sb, const uint8_t *p, uint32_t n)
 	ex.usage.stime_us = st;
 	ex.usage.maxrss_kb = rss;
 	ex.error = error;
+	/* one of two literals: valid after the payload is freed */
+	ex.disk_full = full == NULL ? NULL : strcmp(full, "/tmp") == 0 ? "/tmp" : "/workspace";
 	sb->busy = false;
 	if (sb->ev->on_exit != NULL)
 		sb->ev->on_exit(sb->ev_arg, &ex);

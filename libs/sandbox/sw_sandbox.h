@@ -60,6 +60,8 @@
  */
 #define SW_SANDBOX_CPU_MILLIS_MAX 1000000 /* 1000 CPUs */
 #define SW_SANDBOX_ERR_NO_CPU "cpu limit cannot be enforced"
+#define SW_SANDBOX_DISK_BYTES_DEFAULT (256ULL << 20) /* a variant without disk_bytes */
+#define SW_SANDBOX_DISK_BYTES_MAX (64ULL << 30)
 
 struct sw_sandbox_limits {
 	uint64_t nproc;		  /* RLIMIT_NPROC; cgroup pids.max */
@@ -69,12 +71,14 @@ struct sw_sandbox_limits {
 	uint64_t nofile;	  /* RLIMIT_NOFILE */
 	uint64_t wall_ms;	  /* default exec timeout (runner kills the command) */
 	uint64_t cpu_millis;	  /* cgroup CPU bandwidth, 1/1000 CPU; 0: none */
+	uint64_t disk_bytes;	  /* size of the tmpfs /tmp and /workspace, each */
 };
 
 enum sw_sandbox_net {
 	SW_SANDBOX_NET_NONE,	    /* own network namespace holding only lo */
 	SW_SANDBOX_NET_EGRESS_ONLY, /* own namespace; the egress proxy is the way out */
-	SW_SANDBOX_NET_FULL,	    /* the host's network */
+	SW_SANDBOX_NET_FULL,	    /* own namespace, the internet through slirp4netns;
+				     * the host's and private networks rejected */
 };
 
 /* "none" | "egress_only" | "full" <-> enum. parse returns 0 or -1. */
@@ -216,6 +220,8 @@ struct sw_sandbox_bwrap_config {
 	gid_t run_gid;		 /* used when root; 0 = 65534 */
 	const char *cgroup;	 /* per-sandbox cgroups: NULL, "" or "off"; "auto"
 				  * (v2, else v1); "v1" or "v2" (only that one) */
+	const char *slirp_path;	 /* policy full; NULL: "/usr/bin/slirp4netns" */
+	const char *nft_path;	 /* policy full; NULL: "/usr/sbin/nft" */
 };
 
 /*
@@ -235,6 +241,14 @@ struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_co
  * pids only, CPU limits refused) or "off: <why>" (for the caller's log);
  * be is a bwrap backend, anything else gives "off: not a bwrap backend". */
 const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be);
+
+/*
+ * Policy full needs slirp4netns and nft (netfull.c): NULL when this
+ * backend has both, else why not; a full create then fails with an error
+ * starting with SW_SANDBOX_ERR_NO_FULL.
+ */
+#define SW_SANDBOX_ERR_NO_FULL "network full is not available on this host"
+const char *sw_sandbox_bwrap_full_why(const struct sw_sandbox_backend *be);
 
 /*
  * The seccomp filter every bwrap sandbox gets, as a BPF program written to
@@ -313,6 +327,7 @@ struct sw_sandbox_exit {
 	bool killed;		       /* killed on a KILL frame */
 	struct sw_sandbox_usage usage; /* wait4() of the command and its reaped children */
 	const char *error;	       /* could not start it (exec failure), else NULL */
+	const char *disk_full;	       /* failed with "/workspace" or "/tmp" full, or NULL */
 };
 
 struct sw_sandbox_events {

@@ -110,12 +110,13 @@ int sw_sandbox_variant_offers(const struct sw_sandbox_variant *v, const char *wh
 
 static int parse_limits(json_t *j, struct sw_sandbox_limits *l, char *errstr, size_t errlen)
 {
-	json_int_t v[6], cpu = 0;
+	json_int_t v[6], cpu = 0, disk = (json_int_t)SW_SANDBOX_DISK_BYTES_DEFAULT;
 	json_error_t jerr;
 
-	if (json_unpack_ex(j, &jerr, JSON_STRICT, "{s:I, s:I, s:I, s:I, s:I, s:I, s?I}", "nproc",
+	if (json_unpack_ex(j, &jerr, JSON_STRICT, "{s:I, s:I, s:I, s:I, s:I, s:I, s?I, s?I}", "nproc",
 			   &v[0], "memory_bytes", &v[1], "cpu_seconds", &v[2], "file_size_bytes",
-			   &v[3], "nofile", &v[4], "wall_ms", &v[5], "cpu_millis", &cpu) != 0) {
+			   &v[3], "nofile", &v[4], "wall_ms", &v[5], "cpu_millis", &cpu, "disk_bytes",
+			   &disk) != 0) {
 		snprintf(errstr, errlen, "limits: %s", jerr.text);
 		return -1;
 	}
@@ -136,6 +137,12 @@ static int parse_limits(json_t *j, struct sw_sandbox_limits *l, char *errstr, si
 			 SW_SANDBOX_CPU_MILLIS_MAX);
 		return -1;
 	}
+	/* absent: SW_SANDBOX_DISK_BYTES_DEFAULT; the most a step may ask */
+	if (disk < (1 << 20) || (uint64_t)disk > SW_SANDBOX_DISK_BYTES_MAX) {
+		snprintf(errstr, errlen, "limits: disk_bytes out of range (1 MiB..64 GiB)");
+		return -1;
+	}
+	l->disk_bytes = (uint64_t)disk;
 	l->cpu_millis = (uint64_t)cpu;
 	l->nproc = (uint64_t)v[0];
 	l->memory_bytes = (uint64_t)v[1];

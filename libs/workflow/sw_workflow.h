@@ -160,6 +160,8 @@ const char *sw_step_env_refusal(const char *name, size_t len);
 #define SW_LIMIT_CPU_SECONDS_MAX 86400
 #define SW_LIMIT_FILE_SIZE_MB_MIN 1
 #define SW_LIMIT_FILE_SIZE_MB_MAX (1 << 20)
+#define SW_LIMIT_DISK_MB_MIN 1
+#define SW_LIMIT_DISK_MB_MAX 65536
 #define SW_LIMIT_OPEN_FILES_MIN 16
 #define SW_LIMIT_OPEN_FILES_MAX 65536
 

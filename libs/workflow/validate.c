@@ -208,8 +208,9 @@ static const struct limit_rule limit_rules[] = {
     {"cpu_seconds", 0, SW_LIMIT_CPU_SECONDS_MIN, SW_LIMIT_CPU_SECONDS_MAX},
     {"file_size_mb", 0, SW_LIMIT_FILE_SIZE_MB_MIN, SW_LIMIT_FILE_SIZE_MB_MAX},
     {"open_files", 0, SW_LIMIT_OPEN_FILES_MIN, SW_LIMIT_OPEN_FILES_MAX},
+    {"disk_mb", 0, SW_LIMIT_DISK_MB_MIN, SW_LIMIT_DISK_MB_MAX},
 };
-#define LIMIT_KEYS "memory_mb, pids, cpus, cpu_seconds, file_size_mb, open_files"
+#define LIMIT_KEYS "memory_mb, pids, cpus, cpu_seconds, file_size_mb, open_files, disk_mb"
 
 /* limits: a mapping of the vocabulary's keys to numbers in range. */
 static int check_limits(struct vctx *v, const struct wf_node *k, const struct wf_node *val)

@@ -10,7 +10,10 @@
  *                                  infra/sandbox/variants)
  *   SAGEWAI_SANDBOX_RUNNER         sagewai-toolrunner (the build tree's)
  *   SAGEWAI_SANDBOX_BWRAP          bubblewrap (/usr/bin/bwrap)
- *   SAGEWAI_SANDBOX_STATE_DIR      where workspaces live; a fresh directory
+ *   SAGEWAI_SANDBOX_SLIRP4NETNS    network full: slirp4netns (/usr/bin/slirp4netns)
+ *   SAGEWAI_SANDBOX_NFT            network full: nft (/usr/sbin/nft); either missing:
+ *                                  full steps fail with mode_unavailable
+ *   SAGEWAI_SANDBOX_STATE_DIR      the backend's state (workspaces are tmpfs); a fresh directory
  *                                  under it is made and removed (/tmp)
  *   SAGEWAI_SANDBOXD_USER          started as root, the part that speaks Kafka,
  *                                  PostgreSQL and HTTP runs as this user (name,
@@ -21,8 +24,7 @@
  *                                  and tasks as a whole: auto (the default: v2, else
  *                                  v1, else off with the reason logged), v1, v2, off
  *   SAGEWAI_SANDBOX_NETWORKS       network policies offered (none,egress_only,full;
- *                                  none,egress_only in multi_tenant mode: `full`
- *                                  reaches the host's own loopback services)
+ *                                  none,egress_only in multi_tenant mode)
  *   SAGEWAI_EGRESS_PRIVATE         allow: egress_only steps may reach listed hosts
  *                                  that resolve to loopback/private addresses
  *                                  (deny, the default, protects the host's services)
@@ -108,6 +110,10 @@ static int settings_load(struct sbd_env *env, char *const *envp, const struct sw
 	snprintf(pc->runner, sizeof(pc->runner), "%s", v && *v ? v : SBD_DEFAULT_RUNNER);
 	v = sw_config_env(envp, "SAGEWAI_SANDBOX_BWRAP");
 	snprintf(pc->bwrap, sizeof(pc->bwrap), "%s", v && *v ? v : "/usr/bin/bwrap");
+	v = sw_config_env(envp, "SAGEWAI_SANDBOX_SLIRP4NETNS");
+	snprintf(pc->slirp, sizeof(pc->slirp), "%s", v && *v ? v : "/usr/bin/slirp4netns");
+	v = sw_config_env(envp, "SAGEWAI_SANDBOX_NFT");
+	snprintf(pc->nft, sizeof(pc->nft), "%s", v && *v ? v : "/usr/sbin/nft");
 	v = sw_config_env(envp, "SAGEWAI_SANDBOXD_USER");
 	snprintf(pc->user, sizeof(pc->user), "%s", v && *v ? v : SBD_USER_DEFAULT);
 	v = sw_config_env(envp, "SAGEWAI_SANDBOX_CGROUP");

@@ -123,8 +123,10 @@ void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
 	j->slot_pending = 0;
 	if (s->sb == NULL) {
 		snprintf(s->reason, sizeof(s->reason), "start failed");
-		/* a CPU limit (the step's or the variant's) this host cannot hold */
-		if (strstr(s->err, SW_SANDBOX_ERR_NO_CPU) != NULL)
+		/* a CPU limit (the step's or the variant's) this host cannot
+		 * hold, or network full without slirp4netns and nft */
+		if (strstr(s->err, SW_SANDBOX_ERR_NO_CPU) != NULL ||
+		    strstr(s->err, SW_SANDBOX_ERR_NO_FULL) != NULL)
 			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "mode_unavailable: %s", s->err);
 		else
 			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", s->err);
@@ -258,6 +260,14 @@ static void exited(struct sbd_job *j)
 		return;
 	}
 	tail = stderr_tail(j);
+	if (ex->disk_full != NULL) {
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
+				"disk_full: %s is full (%llu MiB); stderr: %s", ex->disk_full,
+				(unsigned long long)(sw_sandbox_limits(j->slot->sb)->disk_bytes >> 20),
+				tail ? tail : "");
+		free(tail);
+		return;
+	}
 	if (ex->status > 0)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 				"exit_status: the command exited with status %d%s%s", ex->status,
@@ -325,12 +335,12 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	j->slot_pending = 0;
 	j->stage = SBD_RUNNING;
 	s->h = j->x->dh;
-	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
+	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
 		       "memory_bytes", (json_int_t)lim->memory_bytes, "cpu_seconds",
 		       (json_int_t)lim->cpu_seconds, "file_size_bytes",
 		       (json_int_t)lim->file_size_bytes, "nofile", (json_int_t)lim->nofile,
 		       "wall_ms", (json_int_t)lim->wall_ms, "cpu_millis",
-		       (json_int_t)lim->cpu_millis);
+		       (json_int_t)lim->cpu_millis, "disk_bytes", (json_int_t)lim->disk_bytes);
 	limits = lj ? json_dumps(lj, JSON_COMPACT) : NULL;
 	json_decref(lj);
 	sbd_emit(env, "sandbox.acquired",
@@ -565,7 +575,8 @@ static int parse_env(struct sbd_job *j, char *err, size_t errlen)
 /*
  * spec.limits (optional; the workflow vocabulary, sw_workflow.h) onto
  * j->limits: memory_mb -> memory_bytes, pids -> nproc, cpu_seconds,
- * file_size_mb -> file_size_bytes, open_files -> nofile. A limit over the
+ * file_size_mb -> file_size_bytes, open_files -> nofile, disk_mb ->
+ * disk_bytes (the tmpfs /workspace and /tmp). A limit over the
  * variant's is lowered to it (the variant's are the operator's ceiling;
  * the workflow could not know them when it was registered). cpus ->
  * cpu_millis (rounded to the nearest, at least 1), lowered to the
@@ -581,12 +592,12 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 		const char *name;
 		uint64_t unit;
 	} keys[] = {{"memory_mb", 1u << 20},   {"pids", 1},	 {"cpu_seconds", 1},
-		    {"file_size_mb", 1u << 20}, {"open_files", 1}};
+		    {"file_size_mb", 1u << 20}, {"open_files", 1},	 {"disk_mb", 1u << 20}};
 	const struct sw_sandbox_limits *def = &j->warm->v->limits;
 	const uint64_t ceil[] = {def->memory_bytes, def->nproc, def->cpu_seconds,
-				 def->file_size_bytes, def->nofile};
+				 def->file_size_bytes, def->nofile,	 def->disk_bytes};
 	uint64_t *dst[] = {&j->limits.memory_bytes, &j->limits.nproc, &j->limits.cpu_seconds,
-			   &j->limits.file_size_bytes, &j->limits.nofile};
+			   &j->limits.file_size_bytes, &j->limits.nofile, &j->limits.disk_bytes};
 	json_t *l = json_object_get(j->x->spec, "limits"), *v;
 	const char *k;
 	size_t i, nk = sizeof(keys) / sizeof(keys[0]);
@@ -627,7 +638,7 @@ static int parse_limits(struct sbd_job *j, char *err, size_t errlen)
 		if (i == nk) {
 			snprintf(err, errlen,
 				 "spec.limits: unknown limit '%.60s' (memory_mb, pids, cpus, "
-				 "cpu_seconds, file_size_mb, open_files)",
+				 "cpu_seconds, file_size_mb, open_files, disk_mb)",
 				 k);
 			return -1;
 		}

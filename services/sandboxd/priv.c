@@ -20,8 +20,8 @@
  * The parent trusts nothing the child says: it parses each datagram
  * strictly, loads the variant from its own catalogue, takes limits only
  * when they lower the variant's (a CPU limit above it is lowered to it),
- * fixes the sandbox's environment itself, makes and removes the
- * workspaces, and holds at most max_sandboxes. So a
+ * fixes the sandbox's environment itself (and its workspace: a tmpfs of
+ * the sandbox's disk_bytes, never a host directory), and holds at most max_sandboxes. So a
  * child taken over through Kafka, PostgreSQL, HTTP or a hostile runner can
  * ask for sandboxes and nothing else. bwrap's --die-with-parent ties every
  * sandbox to the parent; the child gets SIGKILL when the parent dies; when
@@ -49,17 +49,18 @@
 #include "sandboxd.h"
 
 #define PRIV_MSG_MAX 16384
-#define PRIV_LIMIT_KEYS 7
+#define PRIV_LIMIT_KEYS 8
 #define PRIV_LIMIT_CPU 6 /* cpu_millis: lowered to the variant's, not refused */
 
 static const char *const limit_names[PRIV_LIMIT_KEYS] = {
-    "nproc", "memory_bytes", "cpu_seconds", "file_size_bytes", "nofile", "wall_ms", "cpu_millis"};
+    "nproc",   "memory_bytes", "cpu_seconds", "file_size_bytes",
+    "nofile",  "wall_ms",	    "cpu_millis",  "disk_bytes"};
 
 static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
 {
 	const uint64_t f[PRIV_LIMIT_KEYS] = {l->nproc,		 l->memory_bytes, l->cpu_seconds,
 					     l->file_size_bytes, l->nofile,	  l->wall_ms,
-					     l->cpu_millis};
+					     l->cpu_millis,	 l->disk_bytes};
 	return f[i];
 }
 
@@ -67,7 +68,7 @@ static void limit_set(struct sw_sandbox_limits *l, int i, uint64_t v)
 {
 	uint64_t *f[PRIV_LIMIT_KEYS] = {&l->nproc,	     &l->memory_bytes, &l->cpu_seconds,
 					&l->file_size_bytes, &l->nofile,       &l->wall_ms,
-					&l->cpu_millis};
+					&l->cpu_millis,	     &l->disk_bytes};
 	*f[i] = v;
 }
 
@@ -178,7 +179,6 @@ static int recv_msg(int fd, json_t **out, int fds[2])
 struct priv_box {
 	uint64_t handle;
 	struct sw_sandbox *sb;
-	char workspace[600];
 	struct priv_box *next;
 };
 
@@ -195,7 +195,7 @@ struct priv {
 	struct priv_box *boxes;
 	size_t nboxes;
 	struct priv_variant *variants;
-	uint64_t next_handle, seq;
+	uint64_t next_handle;
 };
 
 static volatile sig_atomic_t got_signal;
@@ -330,8 +330,6 @@ static json_t *reply_error(const char *fmt, const char *a)
 static void box_free(struct priv_box *b, struct sw_sandbox_usage *final)
 {
 	sw_sandbox_destroy(b->sb, final);
-	if (b->workspace[0] != '\0')
-		nftw(b->workspace, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	free(b);
 }
 
@@ -409,19 +407,11 @@ static void do_create(struct priv *p, json_t *req)
 		reply = reply_error("out of memory%s", "");
 		goto out;
 	}
-	snprintf(b->workspace, sizeof(b->workspace), "%s/ws-%llu", p->cfg->state_dir,
-		 (unsigned long long)++p->seq);
-	if (mkdir(b->workspace, 0700) != 0) {
-		snprintf(err, sizeof(err), "workspace: %s", strerror(errno));
-		b->workspace[0] = '\0';
-		reply = reply_error("%s", err);
-		goto out;
-	}
 	spec.variant = v;
 	spec.net = net;
 	spec.limits = limits;
 	spec.env = net == SW_SANDBOX_NET_EGRESS_ONLY ? egress_env : base_env;
-	spec.workspace = b->workspace;
+	spec.workspace = NULL; /* a tmpfs of limits.disk_bytes: bounded, no host path */
 	spec.start_timeout_ms = 10000;
 	if ((b->sb = sw_sandbox_create(p->be, &spec, err, sizeof(err))) == NULL) {
 		reply = reply_error("%s", err);
@@ -656,12 +646,14 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 	struct sw_sandbox_bwrap_config bc = {.bwrap_path = cfg->bwrap,
 					     .runner_path = cfg->runner,
 					     .state_dir = cfg->state_dir,
-					     .cgroup = cfg->cgroup};
+					     .cgroup = cfg->cgroup,
+					     .slirp_path = cfg->slirp[0] ? cfg->slirp : NULL,
+					     .nft_path = cfg->nft[0] ? cfg->nft : NULL};
 	struct priv p = {.cfg = cfg};
 	pid_t parent = getpid();
 	int sv[2];
 
-	/* workspaces live here and must be searchable by the run uid */
+	/* the sandboxes' state lives here and must be searchable by the run uid */
 	if (chmod(cfg->state_dir, 0711) != 0) {
 		snprintf(err, errlen, "state dir %s: %s", cfg->state_dir, strerror(errno));
 		return -1;
@@ -669,6 +661,9 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 	if ((p.be = sw_sandbox_bwrap_new(&bc, err, errlen)) == NULL)
 		return -1;
 	sw_log(SW_LOG_INFO, "sandbox cgroups", "mode", sw_sandbox_bwrap_cgroup_mode(p.be), NULL);
+	if (sw_sandbox_bwrap_full_why(p.be) != NULL)
+		sw_log(SW_LOG_WARN, "sandbox network full unavailable, refused", "why",
+		       sw_sandbox_bwrap_full_why(p.be), NULL);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
 		snprintf(err, errlen, "socketpair: %s", strerror(errno));
 		sw_sandbox_backend_free(p.be);

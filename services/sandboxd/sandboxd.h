@@ -253,6 +253,8 @@ void sbd_emit(struct sbd_env *env, const char *type, const struct sw_event_heade
 struct sbd_priv_config {
 	char runner[1024];	 /* sagewai-toolrunner */
 	char bwrap[1024];	 /* bubblewrap */
+	char slirp[1024];	 /* slirp4netns, for network full */
+	char nft[1024];		 /* nft, for network full */
 	char variants_dir[512];	 /* the catalogue, read by the privileged part itself */
 	char state_dir[512];	 /* made by the caller; workspaces; removed at the end */
 	char user[128];		 /* when root: the service part's user (name|uid[:gid]) */

@@ -17,6 +17,8 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <arpa/inet.h>
+#include <ifaddrs.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <netinet/in.h>
@@ -91,6 +93,21 @@ static struct sw_sandbox *make(struct sw_sandbox_backend *be, enum sw_sandbox_ne
 	if (lim != NULL)
 		spec.limits = *lim;
 	SW_CHECKF((sb = sw_sandbox_create(be, &spec, err, sizeof(err))) != NULL, "%s", err);
+	return sb;
+}
+
+static int full_available(void);
+
+/* A sandbox whose /workspace is its own tmpfs of lim's disk_bytes. */
+static struct sw_sandbox *make_tmpfs(enum sw_sandbox_net net, const struct sw_sandbox_limits *lim)
+{
+	struct sw_sandbox_spec spec = {.variant = variant, .net = net, .env = base_env};
+	struct sw_sandbox *sb;
+	char err[512];
+
+	if (lim != NULL)
+		spec.limits = *lim;
+	SW_CHECKF((sb = sw_sandbox_create(backend, &spec, err, sizeof(err))) != NULL, "%s", err);
 	return sb;
 }
 
@@ -692,12 +709,93 @@ static void t_write(void)
 	SW_CHECK(stat("/usr/bin/python3", &st) == 0);
 }
 
+/*
+ * Policy full: its own namespace (lo and slirp4netns's tap0), and none of
+ * the host's addresses reachable: a listener on all of the host's
+ * addresses is connected to at 127.0.0.1, 10.0.2.2 (slirp's gateway, the
+ * host) and each of the host's own IPv4 addresses, and never accepts.
+ */
+static void t_net_full(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
+	socklen_t al = sizeof(a);
+	char script[4096], addrs[2048] = "'127.0.0.1', '10.0.2.2', '10.0.2.3'";
+	struct ifaddrs *ifs, *i;
+	struct sw_sandbox_result r;
+	struct sw_sandbox *sb;
+	int fd, port;
+
+	if (!full_available()) {
+		char err[512];
+		struct sw_sandbox_spec spec = {.variant = variant, .net = SW_SANDBOX_NET_FULL,
+					       .env = base_env};
+
+		SW_CHECK(sw_sandbox_create(backend, &spec, err, sizeof(err)) == NULL);
+		SW_CHECKF(strstr(err, SW_SANDBOX_ERR_NO_FULL) != NULL, "%s", err);
+		return;
+	}
+	SW_CHECK((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) >= 0);
+	SW_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 16) == 0);
+	SW_CHECK(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
+	port = ntohs(a.sin_port);
+	SW_CHECK(getifaddrs(&ifs) == 0);
+	for (i = ifs; i != NULL; i = i->ifa_next) {
+		char ip[INET_ADDRSTRLEN];
+
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, ip, sizeof(ip));
+		snprintf(addrs + strlen(addrs), sizeof(addrs) - strlen(addrs), ", '%s'", ip);
+	}
+	freeifaddrs(ifs);
+	snprintf(script, sizeof(script),
+		 "import socket\n"
+		 "for a in [%s]:\n"
+		 "    s = socket.socket(); s.settimeout(3)\n"
+		 "    try:\n"
+		 "        s.connect((a, %d)); print('connected', a)\n"
+		 "    except OSError as e:\n"
+		 "        print('refused', a, e.errno)\n"
+		 "    s.close()\n"
+		 "s = socket.socket(socket.AF_INET6); s.settimeout(3)\n"
+		 "try:\n"
+		 "    s.connect(('::1', %d)); print('connected ::1')\n"
+		 "except OSError as e:\n"
+		 "    print('refused ::1', e.errno)\n",
+		 addrs, port, port);
+	sb = make(backend, SW_SANDBOX_NET_FULL, NULL, NULL);
+	py(sb, script, 60000, &r);
+	SW_CHECKF(r.exit.status == 0 && strstr(r.out, "connected") == NULL &&
+		      strstr(r.out, "refused 127.0.0.1") != NULL,
+		  "%s %s", r.out, r.err);
+	sw_sandbox_result_free(&r);
+	SW_CHECK(accept(fd, NULL, NULL) < 0 && errno == EAGAIN);
+	/* its own namespace: lo and tap0, routed through slirp4netns */
+	sh(sb, "tail -n +3 /proc/net/dev | cut -d: -f1 | tr -d ' ' | sort; "
+	       "cut -f1,2 /proc/net/route | tail -n +2; cat /etc/resolv.conf",
+	   10000, &r);
+	SW_CHECKF(strncmp(r.out, "lo\ntap0\n", 8) == 0 && strstr(r.out, "tap0\t00000000") != NULL &&
+		      strstr(r.out, "nameserver 10.0.2.3") != NULL,
+		  "%s", r.out);
+	sw_sandbox_result_free(&r);
+	/* its own loopback works */
+	py(sb,
+	   "import socket\n"
+	   "l = socket.socket(); l.bind(('127.0.0.1', 0)); l.listen(1)\n"
+	   "c = socket.create_connection(l.getsockname(), 3); print('own lo ok')\n",
+	   10000, &r);
+	SW_CHECKF(strcmp(r.out, "own lo ok\n") == 0, "%s %s", r.out, r.err);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+	close(fd);
+}
+
 static void t_net(void)
 {
 	struct sw_sandbox_result r;
 	struct sw_sandbox *sb;
 	char script[1024];
-	int port, fd = host_listener(&port), conn;
+	int port, fd = host_listener(&port);
 
 	snprintf(script, sizeof(script), connect_py, port);
 	/* Policy none: the host's loopback is another namespace's. */
@@ -711,15 +809,8 @@ static void t_net(void)
 	sw_sandbox_destroy(sb, NULL);
 	SW_CHECK(accept(fd, NULL, NULL) < 0 && errno == EAGAIN);
 
-	/* Control: policy full reaches the same listener. */
-	sb = make(backend, SW_SANDBOX_NET_FULL, NULL, NULL);
-	py(sb, script, 20000, &r);
-	SW_CHECKF(strcmp(r.out, "connected\n") == 0, "%s %s", r.out, r.err);
-	sw_sandbox_result_free(&r);
-	sw_sandbox_destroy(sb, NULL);
-	SW_CHECK((conn = accept(fd, NULL, NULL)) >= 0);
-	close(conn);
 	close(fd);
+	t_net_full();
 }
 
 static int host_fork_ok(void)
@@ -1575,10 +1666,115 @@ static void t_hostile(void)
 	}
 }
 
+/* Whether this host can run policy full (slirp4netns). */
+static int full_available(void)
+{
+	return sw_sandbox_bwrap_full_why(backend) == NULL;
+}
+
+/*
+ * Every mount line's root (field 4: the path inside its source file
+ * system) must be "/", bwrap's own /newroot, or a tail of the mount point
+ * itself (/dev/null from devtmpfs's /null): anything else is a host path.
+ */
+static void check_mountinfo(const char *text, const char *what)
+{
+	char *copy = strdup(text), *save = NULL;
+
+	SW_CHECK(copy != NULL);
+	SW_CHECKF(strstr(text, "sagewai") == NULL && strstr(text, "sw-sbx-test") == NULL,
+		  "%s names a host path:\n%s", what, text);
+	for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		char root[512], mnt[512];
+		size_t lr, lm;
+
+		if (line[0] == '=') /* the separator printed between files */
+			continue;
+		SW_CHECKF(sscanf(line, "%*s %*s %*s %511s %511s", root, mnt) == 2, "%s", line);
+		lr = strlen(root);
+		lm = strlen(mnt);
+		SW_CHECKF(strcmp(root, "/") == 0 || strcmp(root, "/newroot") == 0 ||
+			      (lm >= lr && strcmp(mnt + lm - lr, root) == 0),
+			  "%s: host path in %s", what, line);
+	}
+	free(copy);
+}
+
+static void t_mountinfo(void)
+{
+	struct sw_sandbox_result r;
+	struct sw_sandbox *sb;
+
+	/* The control: a host workspace bound in shows its host path. */
+	sb = sandbox();
+	sh(sb, "cat /proc/self/mountinfo", 10000, &r);
+	SW_CHECKF(r.exit.status == 0 && strstr(r.out, workspace) != NULL, "%s", r.out);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+
+	/* As sandboxd runs them: tmpfs workspace, runner and /etc copied in. */
+	for (int net = SW_SANDBOX_NET_NONE; net <= SW_SANDBOX_NET_FULL; net++) {
+		if (net == SW_SANDBOX_NET_FULL && !full_available())
+			continue;
+		sb = make_tmpfs((enum sw_sandbox_net)net, NULL);
+		sh(sb,
+		   "cat /proc/self/mountinfo; echo ===; cat /proc/1/mountinfo; echo ===; "
+		   "sh -c 'cat /proc/$$/mountinfo'",
+		   10000, &r);
+		SW_CHECKF(r.exit.status == 0 && strstr(r.out, " /workspace ") != NULL, "%s %s",
+			  r.out, r.err);
+		check_mountinfo(r.out, "mountinfo");
+		sw_sandbox_result_free(&r);
+		/* and what it needs is still there */
+		sh(sb, "test -x /.sagewai/toolrunner && grep -q '^sandbox:' /etc/passwd && "
+		       "grep -q localhost /etc/hosts && touch /workspace/x /tmp/x && id -un",
+		   10000, &r);
+		SW_CHECKF(r.exit.status == 0 && strcmp(r.out, "sandbox\n") == 0, "%s %s", r.out,
+			  r.err);
+		sw_sandbox_result_free(&r);
+		sw_sandbox_destroy(sb, NULL);
+	}
+}
+
+static void t_disk(void)
+{
+	struct sw_sandbox_limits lim = {.disk_bytes = 64ull << 20, .memory_bytes = 512ull << 20};
+	struct sw_sandbox *sb = make_tmpfs(SW_SANDBOX_NET_NONE, &lim);
+	struct sw_sandbox_result r;
+
+	SW_CHECK(sw_sandbox_limits(sb)->disk_bytes == 64ull << 20);
+	sh(sb, "df -k /workspace /tmp | tail -n 2 | awk '{print $2}'", 10000, &r);
+	SW_CHECKF(strcmp(r.out, "65536\n65536\n") == 0, "%s %s", r.out, r.err);
+	sw_sandbox_result_free(&r);
+	/* 600 MiB into 64: dd fails with ENOSPC, the runner says which. */
+	sh(sb, "dd if=/dev/zero of=/workspace/f bs=1M count=600", 60000, &r);
+	SW_CHECKF(r.exit.status != 0 && r.exit.disk_full != NULL &&
+		      strcmp(r.exit.disk_full, "/workspace") == 0,
+		  "status %d disk_full %s: %s", r.exit.status,
+		  r.exit.disk_full ? r.exit.disk_full : "(none)", r.err);
+	sw_sandbox_result_free(&r);
+	/* /tmp the same, and an ordinary failure is not blamed on the disk */
+	sh(sb, "rm -f /workspace/f; dd if=/dev/zero of=/tmp/f bs=1M count=600", 60000, &r);
+	SW_CHECKF(r.exit.status != 0 && r.exit.disk_full != NULL &&
+		      strcmp(r.exit.disk_full, "/tmp") == 0, "%s", r.err);
+	sw_sandbox_result_free(&r);
+	sh(sb, "rm -f /tmp/f; exit 3", 10000, &r);
+	SW_CHECK(r.exit.status == 3 && r.exit.disk_full == NULL);
+	sw_sandbox_result_free(&r);
+	sw_sandbox_destroy(sb, NULL);
+
+	/* The variant's default: 256 MiB. */
+	sb = make_tmpfs(SW_SANDBOX_NET_NONE, NULL);
+	SW_CHECK(sw_sandbox_limits(sb)->disk_bytes == SW_SANDBOX_DISK_BYTES_DEFAULT);
+	sw_sandbox_destroy(sb, NULL);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } tests[] = {
+    {"mountinfo", t_mountinfo},
+    {"disk", t_disk},
     {"python", t_python},
     {"env", t_env},
     {"workspace", t_workspace},

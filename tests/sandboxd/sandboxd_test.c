@@ -55,6 +55,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <librdkafka/rdkafka.h>
 #include <libpq-fe.h>
 #include <signal.h>
@@ -79,6 +80,7 @@ static int sbd_port;
 static const char *sbd_egress_private; /* SAGEWAI_EGRESS_PRIVATE, or NULL */
 static const char *sbd_networks;       /* SAGEWAI_SANDBOX_NETWORKS, or NULL */
 static const char *sbd_cgroup;	       /* SAGEWAI_SANDBOX_CGROUP, or NULL */
+static const char *sbd_slirp;	       /* SAGEWAI_SANDBOX_SLIRP4NETNS, or NULL */
 static char sbd_runner[600];	       /* SAGEWAI_SANDBOX_RUNNER, or "" */
 static rd_kafka_t *producer;
 static struct sw_test_evlog evl; /* runs "<prefix>..." on sagewai.steps and sagewai.sandbox */
@@ -88,7 +90,7 @@ static void sbd_start(void)
 {
 	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
 	char path[600], dsn[600], gid[160], state[600], egress[300], runner[700], nets[200];
-	char cgroup[200];
+	char cgroup[200], slirp[200];
 	const char *env[12] = {dsn,
 			      gid,
 			      "SAGEWAI_HTTP_PORT=0",
@@ -113,6 +115,10 @@ static void sbd_start(void)
 	if (sbd_networks != NULL) {
 		snprintf(nets, sizeof(nets), "SAGEWAI_SANDBOX_NETWORKS=%s", sbd_networks);
 		env[n++] = nets;
+	}
+	if (sbd_slirp != NULL) {
+		snprintf(slirp, sizeof(slirp), "SAGEWAI_SANDBOX_SLIRP4NETNS=%s", sbd_slirp);
+		env[n++] = slirp;
 	}
 	if (sbd_cgroup != NULL) {
 		snprintf(cgroup, sizeof(cgroup), "SAGEWAI_SANDBOX_CGROUP=%s", sbd_cgroup);
@@ -493,6 +499,137 @@ static void scenario_spec(void)
 		       sw_test_evlog_count(&evl, "step.started", d_vocab.step_id) == 0,
 		   "a refused step was started");
 	sw_workflow_free(wf);
+	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+}
+
+/*
+ * The workspace is a tmpfs of the step's disk_mb: a step writing 600 MiB
+ * into 64 fails with disk_full and sandboxd goes on; the mount table a
+ * sandbox sees names none of sandboxd's host paths.
+ */
+static void scenario_disk(void)
+{
+	struct sw_test_dispatch d_full, d_mounts, d_after;
+	struct sw_test_ev *f;
+	const char *so;
+	json_t *sp;
+
+	setup("disk");
+	sbd_start();
+	sp = spec(json_string("dd if=/dev/zero of=/workspace/f bs=1M count=600"));
+	json_object_set_new(sp, "limits", json_pack("{s:i, s:i}", "disk_mb", 64, "memory_mb", 512));
+	sw_test_dispatch_post(&tx, &d_full, "full", "full", "sandboxed", 60000, sp);
+	sw_test_dispatch_post(
+	    &tx, &d_mounts, "mounts", "mounts", "sandboxed", 60000,
+	    spec(json_string("cat /proc/self/mountinfo /proc/1/mountinfo; df -k /workspace")));
+	f = sw_test_evlog_finished(&evl, d_full.step_id);
+	sw_test_ev_require(f, "FAILED", "disk_full: /workspace is full (64 MiB)");
+	SW_REQUIRE(acquired_limit(d_full.step_id, "disk_bytes") == 64LL << 20,
+		   "sandbox.acquired disk_bytes is not the step's 64 MiB");
+
+	f = sw_test_evlog_finished(&evl, d_mounts.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	so = json_string_value(json_object_get(f->output, "stdout"));
+	SW_REQUIRE(so != NULL && strstr(so, " /workspace ") != NULL &&
+		       strstr(so, tmp_dir) == NULL && strstr(so, "sagewai-sandbox") == NULL &&
+		       strstr(so, "/tmp/") == NULL,
+		   "mountinfo names host paths (state dir under %s):\n%s", tmp_dir,
+		   so ? so : "(nothing)");
+	/* the variant's default: 256 MiB */
+	SW_REQUIRE(strstr(so, " 262144 ") != NULL, "workspace size:\n%s", so);
+
+	/* and sandboxd keeps serving; disk_mb over the variant's is lowered */
+	sp = spec(json_string("df -k /workspace | tail -n 1"));
+	json_object_set_new(sp, "limits", json_pack("{s:i}", "disk_mb", 65536));
+	sw_test_dispatch_post(&tx, &d_after, "after", "after", "sandboxed", 60000, sp);
+	f = sw_test_evlog_finished(&evl, d_after.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	so = json_string_value(json_object_get(f->output, "stdout"));
+	SW_REQUIRE(so != NULL && strstr(so, " 262144 ") != NULL &&
+		       acquired_limit(d_after.step_id, "disk_bytes") == 256LL << 20,
+		   "disk_mb 65536 not lowered to base's 256 MiB: %s", so ? so : "(nothing)");
+	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+}
+
+/*
+ * Network full: the sandbox's own namespace (lo and tap0) and nothing of
+ * the host's: a listener on all the host's addresses is tried at
+ * 127.0.0.1, slirp's gateway 10.0.2.2 and each address of the host's
+ * interfaces, and never accepts. Without slirp4netns: mode_unavailable.
+ */
+static void scenario_netfull(void)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_ANY)};
+	socklen_t al = sizeof(a);
+	struct sw_test_dispatch d_probe;
+	char script[4096], addrs[2048] = "'127.0.0.1', '10.0.2.2'";
+	struct ifaddrs *ifs, *i;
+	struct sw_test_ev *f;
+	const char *so;
+	json_t *sp;
+	int fd;
+
+	setup("netfull");
+	sbd_start();
+	SW_CHECK((fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) >= 0);
+	SW_CHECK(bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 && listen(fd, 16) == 0);
+	SW_CHECK(getsockname(fd, (struct sockaddr *)&a, &al) == 0);
+	SW_CHECK(getifaddrs(&ifs) == 0);
+	for (i = ifs; i != NULL; i = i->ifa_next) {
+		char ip[INET_ADDRSTRLEN];
+
+		if (i->ifa_addr == NULL || i->ifa_addr->sa_family != AF_INET)
+			continue;
+		inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, ip, sizeof(ip));
+		snprintf(addrs + strlen(addrs), sizeof(addrs) - strlen(addrs), ", '%s'", ip);
+	}
+	freeifaddrs(ifs);
+	snprintf(script, sizeof(script),
+		 "import socket\n"
+		 "for a in [%s]:\n"
+		 "    s = socket.socket(); s.settimeout(3)\n"
+		 "    try:\n"
+		 "        s.connect((a, %d)); print('connected', a)\n"
+		 "    except OSError as e:\n"
+		 "        print('refused', a, e.errno)\n"
+		 "    s.close()\n"
+		 "print(sorted(l.split(':')[0].strip() for l in open('/proc/net/dev').readlines()[2:]))\n",
+		 addrs, ntohs(a.sin_port));
+	sp = spec(json_pack("[s, s, s]", "python3", "-c", script));
+	json_object_set_new(sp, "network", json_string("full"));
+	sw_test_dispatch_post(&tx, &d_probe, "probe", "probe", "sandboxed", 60000, sp);
+	f = sw_test_evlog_finished(&evl, d_probe.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	so = json_string_value(json_object_get(f->output, "stdout"));
+	SW_REQUIRE(so != NULL && strstr(so, "connected") == NULL &&
+		       strstr(so, "refused 127.0.0.1") != NULL &&
+		       strstr(so, "['lo', 'tap0']") != NULL,
+		   "network full probe:\n%s", so ? so : "(nothing)");
+	SW_REQUIRE(accept(fd, NULL, NULL) < 0 && errno == EAGAIN, "the host's listener was reached");
+	close(fd);
+	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+}
+
+static void scenario_netfulloff(void)
+{
+	struct sw_test_dispatch d_full, d_none;
+	struct sw_test_ev *f;
+	json_t *sp;
+
+	setup("netfulloff");
+	sbd_slirp = "/nonexistent/slirp4netns";
+	sbd_start();
+	sp = spec(json_string("echo ran"));
+	json_object_set_new(sp, "network", json_string("full"));
+	sw_test_dispatch_post(&tx, &d_full, "full", "full", "sandboxed", 60000, sp);
+	sw_test_dispatch_post(&tx, &d_none, "none", "none", "sandboxed", 60000,
+			      spec(json_string("echo ran")));
+	/* never the host's namespace instead */
+	f = sw_test_evlog_finished(&evl, d_full.step_id);
+	sw_test_ev_require(f, "FAILED",
+			   "mode_unavailable: network full is not available on this host (");
+	f = sw_test_evlog_finished(&evl, d_none.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
 }
 
@@ -1063,7 +1200,9 @@ static void kill9(int service_only)
 			      spec(json_string("sleep 100")));
 	sw_test_evlog_wait(&evl, "sandbox.acquired", d.step_id, 0, 120);
 	n = sw_test_proc_descendants(sbd_pid, pids, 512);
-	SW_REQUIRE(names_dir(tmp_dir) >= 2, "no sandbox names the state directory");
+	/* sandboxes no longer bind from the state directory (tmpfs workspaces,
+	 * the runner copied in): not even bwrap's command line names it */
+	SW_REQUIRE(names_dir(tmp_dir) == 0, "a sandbox names the state directory");
 	for (size_t i = 1; i < n; i++)
 		runners += is_runner(pids[i]);
 	/* the step's sandbox, and the warm ones */
@@ -1105,8 +1244,7 @@ static void kill9(int service_only)
 			usleep(50000);
 	} while (left > 0 && sw_mono_ns() < until);
 	SW_CHECKF(left == 0, "%zu sandboxd or sandbox processes outlived sandboxd", left);
-	/* and nothing alive names our state directory (bwrap's command line
-	 * binds from it) */
+	/* and nothing alive names our state directory */
 	SW_CHECKF(names_dir(tmp_dir) == 0, "a process still names %s", tmp_dir);
 }
 
@@ -1124,7 +1262,8 @@ int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
 	    {"basic", scenario_basic},		 {"spec", scenario_spec},
-	    {"cpuoff", scenario_cpuoff},
+	    {"cpuoff", scenario_cpuoff},	 {"disk", scenario_disk},
+	    {"netfull", scenario_netfull},	 {"netfulloff", scenario_netfulloff},
 	    {"redelivery", scenario_redelivery},
 	    {"deadletter", scenario_deadletter}, {"egress", scenario_egress},
 	    {"escape", scenario_escape},	 {"hostile", scenario_hostile},

@@ -27,7 +27,9 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/vfs.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 #include <unistd.h>
 
 #include <jansson.h>
@@ -147,6 +149,26 @@ static void inject_clear(struct runner *r)
 	r->n_inject = 0;
 }
 
+/*
+ * Which of the sandbox's own file systems a failed command left full, or
+ * NULL: under 1/64 of it free after the command (a write that hit ENOSPC
+ * fills a tmpfs to the page). Checked only for a failure, so a command
+ * that merely filled its disk and succeeded is not blamed.
+ */
+static const char *full_disk(void)
+{
+	static const char *const paths[] = {"/workspace", "/tmp"};
+
+	for (size_t i = 0; i < sizeof(paths) / sizeof(paths[0]); i++) {
+		struct statfs f;
+
+		if (statfs(paths[i], &f) == 0 && f.f_type == TMPFS_MAGIC && f.f_blocks > 0 &&
+		    f.f_bavail * 64 < f.f_blocks)
+			return paths[i];
+	}
+	return NULL;
+}
+
 static void send_exit(struct runner *r)
 {
 	struct job *j = &r->job;
@@ -165,6 +187,13 @@ static void send_exit(struct runner *r)
 		      (json_int_t)j->maxrss_kb);
 	if (o != NULL && j->error[0] != '\0')
 		json_object_set_new(o, "error", json_string(j->error));
+	if (o != NULL && j->error[0] == '\0' && !j->timed_out && !j->killed &&
+	    (status != 0 || sig != 0)) {
+		const char *full = full_disk();
+
+		if (full != NULL)
+			json_object_set_new(o, "disk_full", json_string(full));
+	}
 	send_json(r, SW_FRAME_EXIT, o);
 }
 
