@@ -737,11 +737,12 @@ static void key_created(const char *tenant, const char *key, const char *role,
 static long get_as(const char *path, const char *key)
 {
 	struct sw_test_http_reply r = {0};
-	char url[256], auth[200];
+	char url[512], auth[200];
 	const char *h[2] = {auth, NULL};
 
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", http_port, path);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
+	if (key != NULL)
+		snprintf(auth, sizeof(auth), "Authorization: Bearer %s", key);
 	sw_test_http_request("GET", url, NULL, 0, key ? h : NULL, 30, &r);
 	free(r.body);
 	return r.status;
