@@ -406,7 +406,9 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 {
 	static const char *const topics[] = {"^sagewai\\..*", NULL};
 	/* operator tuning: SAGEWAI_KAFKA_CONSUMER_CONFIG="name=value,name=value" */
-	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000"};
+	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
+				 /* a restarted audit rejoins in seconds, not 45 s */
+				 "session.timeout.ms=10000"};
 	char tuning[SW_CONFIG_STR];
 
 	TAILQ_INIT(&env->inflight);
@@ -420,7 +422,7 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 		return -1;
 	env->group = env->cfg->group_id[0] ? env->cfg->group_id : "sagewai-audit";
 	if (sw_config_list(sw_service_environ(env->svc), "SAGEWAI_KAFKA_CONSUMER_CONFIG", extra,
-			   1, sizeof(extra) / sizeof(extra[0]), tuning, sizeof(tuning), errstr,
+			   2, sizeof(extra) / sizeof(extra[0]), tuning, sizeof(tuning), errstr,
 			   errlen) == -1)
 		return -1;
 	env->consumer = sw_bus_consumer_new(env->base, env->cfg->kafka_bootstrap, env->group,

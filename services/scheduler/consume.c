@@ -327,7 +327,10 @@ int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen)
 		snprintf(errstr, errlen, "out of memory");
 		return -1;
 	}
-	if (sched_bus_extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, extra, tuning,
+	/* a restarted scheduler gets its partitions back in seconds, not after
+	 * librdkafka's 45 s default (the operator's settings still win) */
+	if (sched_bus_extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", "session.timeout.ms=10000", extra,
+			    tuning,
 			    sizeof(tuning)) == -1) {
 		snprintf(errstr, errlen, "SAGEWAI_KAFKA_CONSUMER_CONFIG has too many entries");
 		return -1;

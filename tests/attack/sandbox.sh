@@ -105,6 +105,50 @@ full_own_netns() {
 	}
 }
 
+# escape probes: each step prints ESCAPED if it got through; the step must
+# have run (its marker line "probe done" is in its output) and not escaped;
+# the markers are spelt apart in the commands, so only output can hold them
+apply shadow "  - name: probe
+    mode: sandboxed
+    run: 'cat /etc/shadow 2>/dev/null && echo ESC\"\"APED; ls /root 2>/dev/null && echo ESC\"\"APED; echo probe\" \"done'"
+apply hostprocs "  - name: probe
+    mode: sandboxed
+    run: 'n=\$(ls /proc | grep -c \"^[0-9]*\$\"); [ \"\$n\" -gt 10 ] && echo ESC\"\"APED \$n; echo probe\" \"done'"
+apply writes "  - name: probe
+    mode: sandboxed
+    run: 'for d in / /etc /usr /bin /proc/sys; do touch \$d/sw_escape 2>/dev/null && echo ESC\"\"APED \$d; done; echo probe\" \"done'"
+apply syscalls "  - name: probe
+    mode: sandboxed
+    run: [python3, -c, \"import ctypes\\nlibc = ctypes.CDLL(None, use_errno=True)\\nfor name, flag in [('user', 0x10000000), ('mount', 0x20000), ('net', 0x40000000)]:\\n  if libc.unshare(flag) == 0: print('ESC' + 'APED unshare', name)\\nif libc.ptrace(16, 1, 0, 0) == 0: print('ESC' + 'APED ptrace')\\nif libc.mount(b'x', b'/mnt', b'tmpfs', 0, None) == 0: print('ESC' + 'APED mount')\\nprint('probe' + ' done')\\n\"]"
+apply loopnone "  - name: probe
+    mode: sandboxed
+    network: none
+    run: [python3, -c, \"import socket\\nfor p in [$sbd_port, $sched_port]:\\n  s = socket.socket(); s.settimeout(3)\\n  try:\\n    s.connect(('127.0.0.1', p)); print('ESC' + 'APED', p)\\n  except OSError: pass\\nprint('probe' + ' done')\\n\"]"
+apply envleak "  - name: probe
+    mode: sandboxed
+    run: 'env | grep -v -e ^PATH= -e ^HOME= -e ^PWD= -e ^OLDPWD= -e ^SHLVL= -e ^_= | while read -r l; do echo ESC\"\"APED env \$l; done; echo probe\" \"done'"
+
+# held_probe WORKFLOW: the probe ran and printed no ESCAPED line
+held_probe() {
+	local j
+	j=$(run_json "$1") || return 1
+	grep -q 'probe done' <<<"$j" || {
+		echo "probe did not run: ${j:0:2000}" >&2
+		return 1
+	}
+	if grep -q ESCAPED <<<"$j"; then
+		echo "escaped: ${j:0:2000}" >&2
+		return 1
+	fi
+}
+
+attempt read-host-secrets "read /etc/shadow and /root from a sandbox" held_probe shadow
+attempt host-processes "see the host's processes in /proc" held_probe hostprocs
+attempt write-outside "write to /, /etc, /usr, /bin, /proc/sys" held_probe writes
+attempt syscalls "unshare (user, mount, net), ptrace pid 1, mount" held_probe syscalls
+attempt loopback-none "network none: reach sandboxd's and the scheduler's ports on 127.0.0.1" \
+	held_probe loopnone
+attempt environment "find anything but PATH and HOME in the environment" held_probe envleak
 attempt mountinfo "read the host's paths from /proc/self/mountinfo and /proc/1/mountinfo" no_host_paths
 attempt disk-workspace "write 600 MiB into a 64 MiB /workspace" disk_full diskfill 64 /workspace
 attempt disk-tmp "write 600 MiB into a 32 MiB /tmp" disk_full tmpfill 32 /tmp

@@ -218,9 +218,9 @@ secrets)
 		allowed = {
 		    "audit": common | {"SAGEWAI_DATA_DIR"},
 		    "scheduler": common | {"SAGEWAI_RUNNABLE_MODES", "SAGEWAI_ADMIN_TOKEN_FILE"},
-		    "worker": common | {"SAGEWAI_LLM_BASE_URL", "SAGEWAI_LLM_MODEL",
+		    "worker": common | {"SAGEWAI_LLM_BASE_URL", "SAGEWAI_LLM_MODEL", "SAGEWAI_INSTANCE_ID",
 		                        "SAGEWAI_LLM_API_KEY_FILE", "SAGEWAI_WORKER_OTHER_MODES"},
-		    "sandboxd": common | {"SAGEWAI_SANDBOX_STATE_DIR"},
+		    "sandboxd": common | {"SAGEWAI_SANDBOX_STATE_DIR", "SAGEWAI_INSTANCE_ID"},
 		    "llm-mock": set(),
 		    "postgres": set(),
 		}

@@ -390,11 +390,17 @@ sw_stack_start() {
 	# stack.env, never an environment
 	(umask 077 && rm -f "$work/llm.key" && echo "$llm_key" >"$work/llm.key")
 	echo "SAGEWAI_LLM_API_KEY_FILE=$work/llm.key" >"$work/worker.gen.env"
-	# static group membership: a restarted executor of this stack gets its
-	# partitions back at once (one id per service and stack directory)
-	local sid
-	sid=$(printf '%s' "$work" | cksum | cut -d' ' -f1)
-	echo "SAGEWAI_INSTANCE_ID=worker-$sid" >>"$work/worker.gen.env"
+	# static group membership on the stack's own embedded broker: a
+	# restarted executor gets its partitions back at once (one id per
+	# service and stack directory). Not on a shared broker (the test
+	# harness), where stacks come and go in the same groups: a static
+	# member does not leave its group when it stops, so each new stack would
+	# wait out the last one's session.
+	local sid=
+	if [ "$kind" = embedded ]; then
+		sid=$(printf '%s' "$work" | cksum | cut -d' ' -f1)
+		echo "SAGEWAI_INSTANCE_ID=worker-$sid" >>"$work/worker.gen.env"
+	fi
 
 	# each server is up (it reported its port) before the next one starts:
 	# the worker needs the LLM's URL, the scheduler sandboxd's
@@ -407,7 +413,7 @@ sw_stack_start() {
 	if [ "${SW_STACK_SANDBOXD:-1}" = 1 ] && [ -x /usr/bin/bwrap ] &&
 		[ -x "$build/services/sandboxd/sagewai-sandboxd" ]; then
 		echo "SAGEWAI_SANDBOX_STATE_DIR='$work'" >"$work/sandboxd.gen.env"
-		echo "SAGEWAI_INSTANCE_ID=sandboxd-$sid" >>"$work/sandboxd.gen.env"
+		[ -z "$sid" ] || echo "SAGEWAI_INSTANCE_ID=sandboxd-$sid" >>"$work/sandboxd.gen.env"
 		if sw_stack_service "$work" sandboxd \
 			"$build/services/sandboxd/sagewai-sandboxd" serve &&
 			sw_stack_wait_http "$(sw_stack_url "$work" sandboxd)" sandboxd "$work"; then
