@@ -44,12 +44,15 @@ static struct sw_executor_offset *offset_track(struct sw_executor *ex, const str
 	o->offset = m->offset;
 	TAILQ_INSERT_TAIL(&p->offsets, o, entry);
 	ex->noffsets++;
+	ex->nundone++;
 	return o;
 }
 
 /* Done: stored and committed on the next loop turn. */
 void exec_offset_done(struct sw_executor *ex, struct sw_executor_offset *o)
 {
+	if (!o->done && ex->nundone > 0)
+		ex->nundone--;
 	o->done = 1;
 	event_active(ex->settle_ev, 0, 0);
 }
@@ -68,6 +71,7 @@ void exec_offsets_free(struct sw_executor *ex)
 		free(p);
 	}
 	ex->noffsets = 0;
+	ex->nundone = 0;
 }
 
 void exec_job_free(struct sw_executor_job *j)

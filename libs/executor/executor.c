@@ -299,10 +299,15 @@ void exec_flow(struct sw_executor *ex)
 	 * enough that only a real backlog pauses, not a burst of short steps. */
 	if (line < ex->cfg.line_min)
 		line = ex->cfg.line_min;
-	if (!ex->paused && ex->noffsets >= line) {
+	/* The line counts messages whose work is not done. Messages already
+	 * done but not yet committable (behind a long step in their
+	 * partition: offsets commit in order) do not stop the reading, or one
+	 * step of hours would stall every other; they are bounded apart
+	 * (EXEC_SETTLE_MAX), for memory. */
+	if (!ex->paused && (ex->nundone >= line || ex->noffsets >= EXEC_SETTLE_MAX)) {
 		ex->paused = 1;
 		sw_bus_consumer_pause(ex->consumer);
-	} else if (ex->paused && ex->noffsets < line / 2) {
+	} else if (ex->paused && ex->nundone < line / 2 && ex->noffsets < EXEC_SETTLE_MAX / 2) {
 		ex->paused = 0;
 		sw_bus_consumer_resume(ex->consumer);
 	}

@@ -12,6 +12,7 @@
 #include "sw_executor.h"
 
 /* Objects handed to the producer as msg_opaque start with one of these. */
+#define EXEC_SETTLE_MAX 65536 /* messages held uncommitted before reading stops */
 #define EXEC_TAG_OFFSET 0x6f666673u
 #define EXEC_TAG_JOB 0x6a6f6273u
 
@@ -63,6 +64,7 @@ struct sw_executor {
 
 	LIST_HEAD(, exec_part) parts;
 	size_t noffsets; /* offsets not yet settled */
+	size_t nundone;	 /* ... of which the message's effect is not done yet */
 	struct event *settle_ev;
 	struct event *drain_timer;
 	int paused;
