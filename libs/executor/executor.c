@@ -345,6 +345,11 @@ size_t sw_executor_inflight(const struct sw_executor *ex)
 	return ex->noffsets;
 }
 
+int sw_executor_paused(const struct sw_executor *ex)
+{
+	return ex->paused;
+}
+
 size_t sw_executor_njobs(const struct sw_executor *ex)
 {
 	return ex->njobs;

@@ -261,6 +261,8 @@ size_t sw_executor_inflight(const struct sw_executor *ex);
 size_t sw_executor_njobs(const struct sw_executor *ex);
 int sw_executor_running(const struct sw_executor *ex);
 int sw_executor_outq(const struct sw_executor *ex);
+/* Non-zero while reading is paused (too much work in line). */
+int sw_executor_paused(const struct sw_executor *ex);
 /* The last offset of (topic, partition) settled, or -1. */
 int64_t sw_executor_settled(const struct sw_executor *ex, const char *topic, int32_t partition);
 

@@ -295,6 +295,11 @@ static int settled_all(void)
 	       sw_executor_inflight(S.ex) == 0;
 }
 
+static int settled_long(void)
+{
+	return sw_executor_settled(S.ex, SW_TOPIC_STEPS, 1) == 25 && sw_executor_outq(S.ex) == 0;
+}
+
 static void give_up(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -478,6 +483,35 @@ int main(void)
 	SW_CHECK(st == SW_STEP_CANCELLED && strcmp(e, "cancelled: the run was cancelled") == 0);
 	SW_CHECK(S.nfinished == 6 && S.nstarted == 3 && S.nhalted == 6 && S.nfreed == 6);
 
+	/* a long step holds partition 1's commits; messages done behind it
+	 * (here: 20 dispatches of a mode not ours) must not pause reading, or
+	 * one long step stalls every other */
+	memset(m, 0, sizeof(m));
+	snprintf(m[0].topic, sizeof(m[0].topic), SW_TOPIC_STEPS);
+	m[0].partition = 1;
+	m[0].offset = 5;
+	m[0].value = dispatch("run-6", "long", "in_process", "{\"uses\":\"x\"}", &m[0].len);
+	feed(m, 1);
+	SW_CHECK(S.nstarted == 4 && strcmp(S.started[3]->step, "long") == 0);
+	for (i = 0; i < 20; i += 4) {
+		size_t k;
+
+		memset(m, 0, sizeof(m));
+		for (k = 0; k < 4; k++) {
+			snprintf(m[k].topic, sizeof(m[k].topic), SW_TOPIC_STEPS);
+			m[k].partition = 1;
+			m[k].offset = (int64_t)(6 + i + k);
+			m[k].value = dispatch("run-7", "other", "sandboxed", "{\"uses\":\"x\"}",
+					      &m[k].len);
+		}
+		feed(m, 4);
+	}
+	SW_CHECKF(!sw_executor_paused(S.ex), "reading paused behind one long step (%zu held)",
+		  sw_executor_inflight(S.ex));
+	SW_CHECK(sw_executor_inflight(S.ex) == 21);
+	sw_executor_finish(S.started[3]->x, SW_STEP_SUCCEEDED, json_true(), NULL);
+	run_until(base, settled_long, "partition 1 after the long step");
+
 	/* shutdown: a step in flight holds the loop; no message is taken; the
 	 * loop breaks once the step is done */
 	memset(m, 0, sizeof(m));
@@ -485,14 +519,14 @@ int main(void)
 	m[0].offset = 7;
 	m[0].value = dispatch("run-5", "h", "in_process", "{\"uses\":\"x\"}", &m[0].len);
 	feed(m, 1);
-	SW_CHECK(S.nstarted == 4);
+	SW_CHECK(S.nstarted == 5);
 	sw_executor_shutdown(S.ex, 60);
 	SW_CHECK(sw_executor_draining(S.ex));
 	m[0].offset = 8;
 	m[0].value = dispatch("run-5", "i", "in_process", "{\"uses\":\"x\"}", &m[0].len);
 	feed(m, 1);
-	SW_CHECK(sw_executor_inflight(S.ex) == 1 && S.nbegun == 4);
-	sw_executor_finish(S.started[3]->x, SW_STEP_SUCCEEDED, json_true(), NULL);
+	SW_CHECK(sw_executor_inflight(S.ex) == 1 && S.nbegun == 5);
+	sw_executor_finish(S.started[4]->x, SW_STEP_SUCCEEDED, json_true(), NULL);
 	{
 		struct timeval tv = {60, 0};
 		struct event *ev = evtimer_new(base, give_up, base);
