@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bus_int.h"
 
@@ -47,6 +48,7 @@ struct sw_bus_consumer {
 	int paused;
 	int closing; /* close started: no commit on revoke */
 	int closed;
+	int tail; /* sw_bus_tail_new: assigned, no group, nothing stored */
 };
 
 static const char *const consumer_defaults[] = {
@@ -303,11 +305,96 @@ static int consumer_subscribe(struct sw_bus_consumer *c, const char *const *topi
 	return 0;
 }
 
+/* Tail mode: every partition of each topic, from its high watermark now
+ * (queried, so that a reply produced after this returns is never missed,
+ * as it could be with OFFSET_END resolved later, at the first fetch). */
+static int consumer_assign_tail(struct sw_bus_consumer *c, const char *const *topics,
+				int timeout_ms, char *errstr, size_t errlen)
+{
+	rd_kafka_topic_partition_list_t *list = rd_kafka_topic_partition_list_new(16);
+	rd_kafka_resp_err_t err;
+	int rc = -1;
+
+	for (int i = 0; topics[i] != NULL; i++) {
+		const struct rd_kafka_metadata *md = NULL;
+		rd_kafka_topic_t *rkt = rd_kafka_topic_new(c->rk, topics[i], NULL);
+
+		if (rkt == NULL) {
+			snprintf(errstr, errlen, "tail: topic %s: %s", topics[i],
+				 rd_kafka_err2str(rd_kafka_last_error()));
+			goto out;
+		}
+		err = rd_kafka_metadata(c->rk, 0, rkt, &md, timeout_ms);
+		rd_kafka_topic_destroy(rkt);
+		if (err == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err)
+			err = md->topics[0].err;
+		if (err != RD_KAFKA_RESP_ERR_NO_ERROR || md->topics[0].partition_cnt == 0) {
+			snprintf(errstr, errlen, "tail: metadata of %s: %s", topics[i],
+				 err ? rd_kafka_err2str(err) : "no partitions");
+			if (md != NULL)
+				rd_kafka_metadata_destroy(md);
+			goto out;
+		}
+		for (int p = 0; p < md->topics[0].partition_cnt; p++) {
+			int64_t lo, hi;
+			int32_t id = md->topics[0].partitions[p].id;
+
+			err = rd_kafka_query_watermark_offsets(c->rk, topics[i], id, &lo, &hi,
+							       timeout_ms);
+			if (err != RD_KAFKA_RESP_ERR_NO_ERROR) {
+				snprintf(errstr, errlen, "tail: watermarks of %s [%d]: %s",
+					 topics[i], (int)id, rd_kafka_err2str(err));
+				rd_kafka_metadata_destroy(md);
+				goto out;
+			}
+			rd_kafka_topic_partition_list_add(list, topics[i], id)->offset = hi;
+		}
+		rd_kafka_metadata_destroy(md);
+	}
+	if ((err = rd_kafka_assign(c->rk, list)) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		snprintf(errstr, errlen, "tail: assign: %s", rd_kafka_err2str(err));
+		goto out;
+	}
+	rc = 0;
+out:
+	rd_kafka_topic_partition_list_destroy(list);
+	return rc;
+}
+
+static struct sw_bus_consumer *consumer_create(struct event_base *base, const char *bootstrap,
+					       const char *group, const char *const *topics,
+					       const char *const *extra, size_t max_batch,
+					       sw_bus_batch_cb cb, void *opaque, int tail,
+					       char *errstr, size_t errlen);
+
 struct sw_bus_consumer *sw_bus_consumer_new(struct event_base *base, const char *bootstrap,
 					    const char *group, const char *const *topics,
 					    const char *const *extra, size_t max_batch,
 					    sw_bus_batch_cb cb, void *opaque, char *errstr,
 					    size_t errlen)
+{
+	return consumer_create(base, bootstrap, group, topics, extra, max_batch, cb, opaque, 0,
+			       errstr, errlen);
+}
+
+struct sw_bus_consumer *sw_bus_tail_new(struct event_base *base, const char *bootstrap,
+					const char *const *topics, const char *const *extra,
+					size_t max_batch, sw_bus_batch_cb cb, void *opaque,
+					char *errstr, size_t errlen)
+{
+	char group[64];
+
+	/* never joined nor committed: assign() alone; librdkafka wants a name */
+	snprintf(group, sizeof(group), "sagewai-tail-%d-%p", (int)getpid(), (void *)&group);
+	return consumer_create(base, bootstrap, group, topics, extra, max_batch, cb, opaque, 1,
+			       errstr, errlen);
+}
+
+static struct sw_bus_consumer *consumer_create(struct event_base *base, const char *bootstrap,
+					       const char *group, const char *const *topics,
+					       const char *const *extra, size_t max_batch,
+					       sw_bus_batch_cb cb, void *opaque, int tail,
+					       char *errstr, size_t errlen)
 {
 	struct sw_bus_consumer *c;
 	rd_kafka_conf_t *conf = NULL;
@@ -373,7 +460,9 @@ struct sw_bus_consumer *sw_bus_consumer_new(struct event_base *base, const char 
 	}
 	c->q = rd_kafka_queue_get_consumer(c->rk);
 	rd_kafka_queue_io_event_enable(c->q, c->pipefd[1], "1", 1);
-	if (consumer_subscribe(c, topics, errstr, errlen) == -1)
+	c->tail = tail;
+	if (tail ? consumer_assign_tail(c, topics, 10000, errstr, errlen) == -1
+		 : consumer_subscribe(c, topics, errstr, errlen) == -1)
 		goto fail;
 	event_active(c->kick, 0, 0);
 	return c;
@@ -402,7 +491,7 @@ int sw_bus_consumer_store_at(struct sw_bus_consumer *c, const char *topic, int32
 	rd_kafka_topic_partition_list_t *list;
 	rd_kafka_resp_err_t err;
 
-	if (c->closed || topic == NULL || partition < 0 || offset < 0)
+	if (c->closed || c->tail || topic == NULL || partition < 0 || offset < 0)
 		return -1;
 	list = rd_kafka_topic_partition_list_new(1);
 	rd_kafka_topic_partition_list_add(list, topic, partition)->offset = offset + 1;
@@ -424,7 +513,7 @@ int sw_bus_consumer_commit(struct sw_bus_consumer *c)
 {
 	rd_kafka_resp_err_t err;
 
-	if (c->closed)
+	if (c->closed || c->tail)
 		return -1;
 	err = rd_kafka_commit(c->rk, NULL, 1);
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : -1;
@@ -511,7 +600,7 @@ int sw_bus_consumer_close(struct sw_bus_consumer *c)
 
 	if (c->closed)
 		return 0;
-	err = rd_kafka_commit(c->rk, NULL, 0);
+	err = c->tail ? RD_KAFKA_RESP_ERR_NO_ERROR : rd_kafka_commit(c->rk, NULL, 0);
 	if (err != RD_KAFKA_RESP_ERR_NO_ERROR && err != RD_KAFKA_RESP_ERR__NO_OFFSET)
 		rc = -1;
 	if (consumer_shutdown(c) == -1)

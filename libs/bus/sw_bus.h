@@ -100,6 +100,17 @@ struct sw_bus_consumer *sw_bus_consumer_new(struct event_base *base, const char 
 					    const char *const *extra, size_t max_batch,
 					    sw_bus_batch_cb cb, void *opaque, char *errstr,
 					    size_t errlen);
+/* A tail reader: no group; every partition of topics, from the end as of
+ * this call (high watermarks queried, blocking up to 10 s: at start only),
+ * so each instance of a service sees every message produced after it
+ * started. For replies to requests (match them by a request id and ignore
+ * the others) and for broadcasts (revocations). Nothing is stored or
+ * committed: store/commit return -1, close just stops. Destroy with
+ * sw_bus_consumer_destroy. */
+struct sw_bus_consumer *sw_bus_tail_new(struct event_base *base, const char *bootstrap,
+					const char *const *topics, const char *const *extra,
+					size_t max_batch, sw_bus_batch_cb cb, void *opaque,
+					char *errstr, size_t errlen);
 /* Mark msg processed (its offset+1 will be committed). */
 int sw_bus_consumer_store(struct sw_bus_consumer *c, const struct sw_bus_msg *msg);
 /* Store by coordinates (for effects that complete after the batch). */

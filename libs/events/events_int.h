@@ -29,6 +29,9 @@ struct sw_ev_avsc {
 };
 extern const struct sw_ev_avsc sw_ev_avsc_table[];
 extern const size_t sw_ev_avsc_count;
+/* earlier versions of evolved events (schemas/history), added as writers */
+extern const struct sw_ev_avsc sw_ev_avsc_history[];
+extern const size_t sw_ev_avsc_history_count;
 
 /* A compiled-in event schema: what decoding produces and encoding takes. */
 struct sw_ev_reader {

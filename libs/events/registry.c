@@ -612,6 +612,14 @@ struct sw_event_registry *sw_events_registry_new(char *errstr, size_t errlen)
 		}
 		r->nwriters++;
 	}
+	for (i = 0; i < sw_ev_avsc_history_count; i++) {
+		const struct sw_ev_avsc *a = &sw_ev_avsc_history[i];
+
+		if (sw_events_registry_add_writer(r, a->text, sub, sizeof(sub)) < 0) {
+			sw_ev_err(errstr, errlen, "%s: %s", a->file, sub);
+			goto fail;
+		}
+	}
 	return r;
 oom:
 	sw_ev_err(errstr, errlen, "out of memory");

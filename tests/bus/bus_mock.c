@@ -155,6 +155,50 @@ static void t_batch(void)
 	mock_stop(&m);
 }
 
+/* A tail reader sees every partition from where the topic ended when it
+ * was made: nothing older, everything newer, in order per partition; two
+ * tails both see everything (no group shares the work); store refuses. */
+static void t_tail(void)
+{
+	const char *topics[] = {"t.tail", NULL};
+	struct event_base *base = event_base_new();
+	struct drs d = {0};
+	struct sink s1 = {0}, s2 = {0};
+	struct sw_bus_producer *p;
+	char err[512];
+	struct mock m;
+
+	mock_start(&m, 1);
+	mock_topic(&m, "t.tail", 4);
+	p = producer(base, &m, &d, NULL);
+	produce_seq(p, "t.tail", 0, 40, 8); /* before: never seen */
+	SW_CHECK(sw_bus_producer_flush(p, 30000) == 0);
+	s1.c = sw_bus_tail_new(base, m.bootstrap, topics, NULL, 16, sink_cb, &s1, err, sizeof(err));
+	SW_CHECKF(s1.c != NULL, "%s", err);
+	s2.c = sw_bus_tail_new(base, m.bootstrap, topics, NULL, 16, sink_cb, &s2, err, sizeof(err));
+	SW_CHECKF(s2.c != NULL, "%s", err);
+	SW_CHECK(sw_bus_consumer_assigned(s1.c) == 4);
+	produce_seq(p, "t.tail", 40, 60, 8); /* after: seen by both */
+	RUN_UNTIL_COUNT(base, &s1.n, 20, 30);
+	RUN_UNTIL_COUNT(base, &s2.n, 20, 30);
+	check_seq(&s1, 40, 60, 8);
+	check_seq(&s2, 40, 60, 8);
+	{
+		struct sw_bus_msg fake = {.topic = "t.tail", .partition = 0, .offset = 1};
+
+		SW_CHECK(sw_bus_consumer_store(s1.c, &fake) == -1);
+		SW_CHECK(sw_bus_consumer_commit(s1.c) == -1);
+	}
+	SW_CHECK(sw_bus_consumer_close(s1.c) == 0);
+	sw_bus_consumer_destroy(s1.c);
+	sw_bus_consumer_destroy(s2.c);
+	sw_bus_producer_destroy(p);
+	sink_reset(&s1);
+	sink_reset(&s2);
+	event_base_free(base);
+	mock_stop(&m);
+}
+
 static void store_nine(struct sink *s, const struct sw_bus_msg *msgs, size_t n)
 {
 	for (size_t i = 0; i < n; i++)
@@ -498,6 +542,7 @@ int main(int argc, char **argv)
 	    {"pause", t_pause},
 	    {"brokerdown", t_brokerdown},
 	    {"api", t_api},
+	    {"tail", t_tail},
 	};
 
 	if (argc != 2) {

@@ -124,6 +124,10 @@ static const char *const types[] = {
     "step.dispatched", "step.started", "step.finished", "audit.checkpoint",
     "sandbox.acquired", "sandbox.output", "sandbox.exited", "sandbox.released", "sandbox.egress",
     "tenant.created", "tenant.deleted", "apikey.created", "apikey.revoked", "audit.repaired",
+    "identity.resolve_requested", "identity.resolved", "identity.denied",
+    "identity.seal_requested", "identity.sealed", "identity.injected", "identity.revoke_killed",
+    "secret.set", "secret.revoked", "secret.rekeyed", "profile.set", "profile.deleted",
+    "user.created", "user.deleted",
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
