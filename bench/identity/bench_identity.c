@@ -1,0 +1,481 @@
+/*
+ * bench-identity: the identity cascade resolved through sagewai-identity,
+ * request on Kafka to reply, against a running stack (bench/identity/run
+ * starts one on the harness's real Kafka broker, a private PostgreSQL and
+ * an OpenBao dev server).
+ *
+ *   builtin   a 3-level cascade (system, workflow, user), one key per level,
+ *             each bound to a built-in secret: identity.resolve_requested
+ *             produced -> identity.resolved consumed, p50/p99, one at a time;
+ *             baselines in the same run: a raw librdkafka produce -> consume
+ *             round trip on the same broker, and a raw PostgreSQL
+ *             primary-key SELECT (prepared) on the same server
+ *   vault     the same cascade with the workflow key in Vault KV v2;
+ *             baseline: a raw HTTP GET of the same KV path (keep-alive)
+ *   service   the service's own work per resolution: its
+ *             sagewai_identity_resolve_seconds_sum / _count from /metrics
+ *             over the builtin run
+ *
+ * One JSON line per figure: {"bench","figure","value","unit","baseline",
+ * "ratio"}. Setup goes through the identity HTTP API with the admin token.
+ */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+#include <librdkafka/rdkafka.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <sodium.h>
+
+#include "sw_core.h"
+#include "sw_events.h"
+
+static const char *url, *bootstrap, *pg, *vault_addr, *vault_token, *admin;
+static struct sw_event_registry *reg;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *what, const char *why)
+{
+	fprintf(stderr, "bench-identity: %s: %s\n", what, why);
+	exit(1);
+}
+
+static size_t collect(char *d, size_t sz, size_t nm, void *u)
+{
+	return sw_buf_add(u, d, sz * nm) == 0 ? sz * nm : 0;
+}
+
+/* One HTTP call; the body of the answer in out (caller frees). */
+static long http(CURL *c, const char *method, const char *u, const char *hdr, const char *body,
+		 struct sw_buf *out)
+{
+	struct curl_slist *h = NULL;
+	long status = 0;
+
+	sw_buf_reset(out);
+	curl_easy_setopt(c, CURLOPT_URL, u);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 30L);
+	h = curl_slist_append(h, "Content-Type: application/json");
+	if (hdr != NULL)
+		h = curl_slist_append(h, hdr);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	if (body == NULL)
+		curl_easy_setopt(c, CURLOPT_HTTPGET, strcmp(method, "GET") == 0 ? 1L : 0L);
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	return status;
+}
+
+static void api(CURL *c, const char *method, const char *path, const char *body)
+{
+	char u[512], auth[512];
+	struct sw_buf out;
+	long st;
+
+	sw_buf_init(&out, 1 << 20);
+	snprintf(u, sizeof(u), "%s%s", url, path);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
+	st = http(c, method, u, auth, body, &out);
+	if (st < 200 || st > 299) {
+		fprintf(stderr, "bench-identity: %s %s: HTTP %ld %.*s\n", method, path, st,
+			(int)out.len, out.p ? out.p : "");
+		exit(1);
+	}
+	sw_buf_free(&out);
+}
+
+/* 32 random bytes as base64 of a printable value */
+static void put_secret(CURL *c, const char *scope, const char *name, const char *backend)
+{
+	unsigned char raw[24];
+	char val[64], b64[128], body[512], path[256];
+
+	randombytes_buf(raw, sizeof(raw));
+	sodium_bin2hex(val, sizeof(val), raw, sizeof(raw));
+	sodium_bin2base64(b64, sizeof(b64), (unsigned char *)val, strlen(val),
+			  sodium_base64_VARIANT_ORIGINAL);
+	snprintf(body, sizeof(body), "{\"value_b64\": \"%s\", \"backend\": \"%s\"}", b64, backend);
+	snprintf(path, sizeof(path), "/v1/secrets/%s?tenant=%s", name, scope);
+	api(c, "PUT", path, body);
+}
+
+static void setup(CURL *c)
+{
+	put_secret(c, "_system", "bench_sys", "builtin");
+	put_secret(c, "default", "bench_wf", "builtin");
+	put_secret(c, "default", "bench_user", "builtin");
+	api(c, "PUT", "/v1/identity/profiles/default?level=system&tenant=_system",
+	    "{\"keys\": {\"SYS_KEY\": {\"secret\": \"bench_sys\"}}}");
+	api(c, "PUT", "/v1/identity/profiles/bench?level=workflow&tenant=default",
+	    "{\"keys\": {\"WF_KEY\": {\"secret\": \"bench_wf\"}}}");
+	api(c, "PUT", "/v1/identity/profiles/benchuser?level=user&tenant=default",
+	    "{\"keys\": {\"USER_KEY\": {\"secret\": \"bench_user\"}}}");
+	if (vault_addr != NULL) {
+		put_secret(c, "default", "bench_vault", "vault");
+		api(c, "PUT", "/v1/identity/profiles/benchv?level=workflow&tenant=default",
+		    "{\"keys\": {\"WF_KEY\": {\"secret\": \"bench_vault\"}}}");
+	}
+}
+
+/* ---- Kafka: raw round trips and identity requests ------------------------ */
+
+static rd_kafka_t *kp, *kc;	   /* identity requests and replies */
+static rd_kafka_t *raw_p, *raw_c; /* raw baseline */
+static const char *raw_topic = "bench.roundtrip"; /* outside sagewai.*: not audited */
+
+static rd_kafka_t *producer(void)
+{
+	rd_kafka_conf_t *pc = rd_kafka_conf_new();
+	rd_kafka_t *p;
+	char err[256];
+
+	rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, err, sizeof(err));
+	rd_kafka_conf_set(pc, "enable.idempotence", "true", err, sizeof(err));
+	rd_kafka_conf_set(pc, "linger.ms", "0", err, sizeof(err));
+	if ((p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err))) == NULL)
+		die("producer", err);
+	return p;
+}
+
+/* A consumer of every partition of topic from its end now. */
+static rd_kafka_t *tail(const char *topic, int partitions)
+{
+	rd_kafka_conf_t *cc = rd_kafka_conf_new();
+	rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(partitions);
+	rd_kafka_t *c;
+	char err[256], group[64];
+
+	snprintf(group, sizeof(group), "bench-identity-%d", (int)getpid());
+	rd_kafka_conf_set(cc, "bootstrap.servers", bootstrap, err, sizeof(err));
+	rd_kafka_conf_set(cc, "group.id", group, err, sizeof(err));
+	rd_kafka_conf_set(cc, "enable.auto.commit", "false", err, sizeof(err));
+	rd_kafka_conf_set(cc, "fetch.wait.max.ms", "10", err, sizeof(err));
+	if ((c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err))) == NULL)
+		die("consumer", err);
+	rd_kafka_poll_set_consumer(c);
+	for (int p = 0; p < partitions; p++) {
+		int64_t lo, hi;
+
+		if (rd_kafka_query_watermark_offsets(c, topic, p, &lo, &hi, 10000) != 0)
+			hi = RD_KAFKA_OFFSET_END;
+		rd_kafka_topic_partition_list_add(tl, topic, p)->offset = hi;
+	}
+	if (rd_kafka_assign(c, tl) != 0)
+		die("consumer", "assign");
+	rd_kafka_topic_partition_list_destroy(tl);
+	return c;
+}
+
+static void raw_setup(void)
+{
+	raw_p = producer();
+	for (int i = 0; i < 5; i++) { /* the topic exists before the tail looks */
+		rd_kafka_producev(raw_p, RD_KAFKA_V_TOPIC(raw_topic), RD_KAFKA_V_PARTITION(0),
+				  RD_KAFKA_V_VALUE("w", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				  RD_KAFKA_V_END);
+		rd_kafka_flush(raw_p, 5000);
+	}
+	raw_c = tail(raw_topic, 1);
+}
+
+static int64_t raw_once(uint64_t id)
+{
+	int64_t t0 = now_ns();
+
+	rd_kafka_producev(raw_p, RD_KAFKA_V_TOPIC(raw_topic), RD_KAFKA_V_PARTITION(0),
+			  RD_KAFKA_V_VALUE(&id, sizeof(id)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			  RD_KAFKA_V_END);
+	for (;;) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(raw_c, 100);
+		int hit = 0;
+
+		rd_kafka_poll(raw_p, 0);
+		if (m == NULL)
+			continue;
+		if (m->err == 0 && m->len == sizeof(id)) {
+			uint64_t got;
+
+			memcpy(&got, m->payload, sizeof(got));
+			hit = got == id;
+		}
+		rd_kafka_message_destroy(m);
+		if (hit)
+			return now_ns() - t0;
+	}
+}
+
+/* One resolution of workflow profile wfprof for user "benchuser";
+ * returns the round trip in ns. */
+static int64_t resolve_once(const char *wfprof)
+{
+	struct sw_event_header h;
+	char rid[SW_UUID_STRLEN], err[256], run[SW_UUID_STRLEN];
+	uint8_t u[16];
+	void *msg;
+	size_t len;
+	json_t *ev;
+	int64_t t0;
+
+	sw_uuid_v7(u);
+	sw_uuid_format(u, rid);
+	sw_uuid_v7(u);
+	sw_uuid_format(u, run);
+	sw_event_header_init(&h, "identity.resolve_requested", "bench-identity");
+	snprintf(h.tenant, sizeof(h.tenant), "default");
+	snprintf(h.run_id, sizeof(h.run_id), "%s", run);
+	ev = json_pack("{s:s,s:s,s:i,s:s,s:[{s:s,s:s,s:s,s:s}],s:[]}", "request_id", rid,
+		       "workflow", "bench", "workflow_version", 1, "user", "benchuser", "steps",
+		       "step", "use", "mode", "identity_scoped", "agent", "", "profile", wfprof,
+		       "input_macs");
+	if (sw_event_encode(reg, "identity.resolve_requested", &h, ev, &msg, &len, err,
+			    sizeof(err)) < 0)
+		die("encode", err);
+	json_decref(ev);
+	t0 = now_ns();
+	if (rd_kafka_producev(kp, RD_KAFKA_V_TOPIC("sagewai.identity"), RD_KAFKA_V_KEY(run, 36),
+			      RD_KAFKA_V_VALUE(msg, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			      RD_KAFKA_V_END) != 0)
+		die("produce", "identity.resolve_requested");
+	free(msg);
+	for (;;) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(kc, 100);
+		struct sw_event_header rh;
+		int done = 0;
+
+		rd_kafka_poll(kp, 0);
+		if (m == NULL) {
+			if (now_ns() - t0 > 10000000000LL)
+				die("resolve", "no identity.resolved within 10 s");
+			continue;
+		}
+		if (m->err == 0 &&
+		    sw_event_decode_header(reg, m->payload, m->len, &rh, err, sizeof(err)) == 0 &&
+		    strcmp(rh.type, "identity.resolved") == 0) {
+			json_t *r = sw_event_decode(reg, m->payload, m->len, err, sizeof(err));
+			const char *got = json_string_value(json_object_get(r, "request_id"));
+
+			if (got != NULL && strcmp(got, rid) == 0) {
+				if (!json_is_true(json_object_get(r, "ok")))
+					die("resolve", json_string_value(json_object_get(r, "error")));
+				if (json_array_size(json_object_get(
+					json_array_get(json_object_get(r, "steps"), 0), "keys")) != 3)
+					die("resolve", "the cascade did not give 3 keys");
+				done = 1;
+			}
+			json_decref(r);
+		}
+		rd_kafka_message_destroy(m);
+		if (done)
+			return now_ns() - t0;
+	}
+}
+
+/* ---- PostgreSQL and Vault baselines --------------------------------------- */
+
+static PGconn *pgc;
+
+static void pg_setup(void)
+{
+	PGresult *r;
+
+	if ((pgc = PQconnectdb(pg)) == NULL || PQstatus(pgc) != CONNECTION_OK)
+		die("postgresql", pgc ? PQerrorMessage(pgc) : "no memory");
+	r = PQexec(pgc, "CREATE TEMP TABLE bench_pk (k int PRIMARY KEY, v text);"
+			"INSERT INTO bench_pk SELECT g, md5(g::text) FROM generate_series(1, 1000) g");
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		die("postgresql", PQerrorMessage(pgc));
+	PQclear(r);
+	r = PQprepare(pgc, "pk", "SELECT v FROM bench_pk WHERE k = $1", 1, NULL);
+	if (PQresultStatus(r) != PGRES_COMMAND_OK)
+		die("postgresql", PQerrorMessage(pgc));
+	PQclear(r);
+}
+
+static int64_t pg_once(int k)
+{
+	char v[16];
+	const char *p[1] = {v};
+	int64_t t0;
+	PGresult *r;
+
+	snprintf(v, sizeof(v), "%d", 1 + k % 1000);
+	t0 = now_ns();
+	r = PQexecPrepared(pgc, "pk", 1, p, NULL, NULL, 0);
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+		die("postgresql", PQerrorMessage(pgc));
+	PQclear(r);
+	return now_ns() - t0;
+}
+
+static int64_t vault_once(CURL *c, const char *u, const char *hdr, struct sw_buf *out)
+{
+	int64_t t0 = now_ns();
+
+	if (http(c, "GET", u, hdr, NULL, out) != 200)
+		die("vault", "raw GET of the KV path failed");
+	return now_ns() - t0;
+}
+
+/* ---- figures --------------------------------------------------------------- */
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double pct(int64_t *v, size_t n, double p)
+{
+	qsort(v, n, sizeof(*v), cmp64);
+	return (double)v[(size_t)((double)(n - 1) * p)] / 1e6;
+}
+
+static void emit(const char *figure, double value, const char *unit, const char *base_name,
+		 double baseline)
+{
+	printf("{\"bench\": \"identity\", \"figure\": \"%s\", \"value\": %.3f, \"unit\": \"%s\", "
+	       "\"baseline_name\": \"%s\", \"baseline\": %.3f, \"ratio\": %.3f}\n",
+	       figure, value, unit, base_name, baseline, baseline > 0 ? value / baseline : 0);
+	fflush(stdout);
+}
+
+/* sum and count of the service's resolve timer, or -1 */
+static int metric(CURL *c, double *sum, double *count)
+{
+	char u[512];
+	struct sw_buf out;
+	const char *s, *n;
+	int rc = -1;
+
+	sw_buf_init(&out, 4 << 20);
+	snprintf(u, sizeof(u), "%s/metrics", url);
+	if (http(c, "GET", u, NULL, NULL, &out) == 200 && sw_buf_add(&out, "", 1) == 0 &&
+	    (s = strstr(out.p, "sagewai_identity_resolve_seconds_sum ")) != NULL &&
+	    (n = strstr(out.p, "sagewai_identity_resolve_seconds_count ")) != NULL) {
+		*sum = strtod(s + strlen("sagewai_identity_resolve_seconds_sum "), NULL);
+		*count = strtod(n + strlen("sagewai_identity_resolve_seconds_count "), NULL);
+		rc = 0;
+	}
+	sw_buf_free(&out);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	size_t n = 2000, warm = 300, i;
+	int64_t *a, *b, *d;
+	double s0 = 0, c0 = 0, s1 = 0, c1 = 0;
+	char err[256];
+	CURL *c;
+
+	for (int k = 1; k < argc; k++) {
+		if (strcmp(argv[k], "--url") == 0 && k + 1 < argc)
+			url = argv[++k];
+		else if (strcmp(argv[k], "--bootstrap") == 0 && k + 1 < argc)
+			bootstrap = argv[++k];
+		else if (strcmp(argv[k], "--pg") == 0 && k + 1 < argc)
+			pg = argv[++k];
+		else if (strcmp(argv[k], "--vault-addr") == 0 && k + 1 < argc)
+			vault_addr = argv[++k];
+		else if (strcmp(argv[k], "--vault-token") == 0 && k + 1 < argc)
+			vault_token = argv[++k];
+		else if (strcmp(argv[k], "-n") == 0 && k + 1 < argc)
+			n = strtoul(argv[++k], NULL, 10);
+		else if (strcmp(argv[k], "--warmup") == 0 && k + 1 < argc)
+			warm = strtoul(argv[++k], NULL, 10);
+		else
+			die("usage", "bench-identity --url IDENTITY_URL --bootstrap HOST:PORT --pg DSN"
+				     " [--vault-addr URL --vault-token T] [-n N] [--warmup N]"
+				     " (SAGEWAI_ADMIN_TOKEN in the environment)");
+	}
+	admin = getenv("SAGEWAI_ADMIN_TOKEN");
+	if (url == NULL || bootstrap == NULL || pg == NULL || admin == NULL || n < 10)
+		die("usage", "--url, --bootstrap, --pg and SAGEWAI_ADMIN_TOKEN are required");
+	if (sodium_init() < 0 || (reg = sw_events_registry_new(err, sizeof(err))) == NULL)
+		die("init", err);
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	c = curl_easy_init();
+	setup(c);
+	kp = producer();
+	kc = tail("sagewai.identity", 4);
+	raw_setup();
+	pg_setup();
+	a = calloc(n, sizeof(*a));
+	b = calloc(n, sizeof(*b));
+	d = calloc(n, sizeof(*d));
+	for (i = 0; i < warm; i++) { /* JIT of the broker, caches, connections */
+		resolve_once("bench");
+		raw_once(i);
+		pg_once((int)i);
+	}
+	metric(c, &s0, &c0);
+	for (i = 0; i < n; i++) { /* interleaved: the same conditions for each */
+		a[i] = resolve_once("bench");
+		b[i] = raw_once(warm + i);
+		d[i] = pg_once((int)i);
+	}
+	if (metric(c, &s1, &c1) == 0 && c1 > c0)
+		emit("service_own_work_mean_ms", (s1 - s0) / (c1 - c0) * 1e3, "ms",
+		     "raw_pg_pk_select_p50", pct(d, n, 0.5));
+	{
+		double rp50 = pct(a, n, 0.5), rp99 = pct(a, n, 0.99);
+		double kp50 = pct(b, n, 0.5), kp99 = pct(b, n, 0.99);
+
+		emit("builtin_resolve_p50_ms", rp50, "ms", "raw_kafka_roundtrip_p50", kp50);
+		emit("builtin_resolve_p99_ms", rp99, "ms", "raw_kafka_roundtrip_p99", kp99);
+		emit("pg_pk_select_p50_ms", pct(d, n, 0.5), "ms", "none", 0);
+		emit("pg_pk_select_p99_ms", pct(d, n, 0.99), "ms", "none", 0);
+	}
+	if (vault_addr != NULL && vault_token != NULL) {
+		char u[512], hdr[512];
+		struct sw_buf out;
+
+		sw_buf_init(&out, 1 << 20);
+		snprintf(u, sizeof(u), "%s/v1/secret/data/sagewai/default/bench_vault", vault_addr);
+		snprintf(hdr, sizeof(hdr), "X-Vault-Token: %s", vault_token);
+		for (i = 0; i < warm / 3; i++) {
+			resolve_once("benchv");
+			vault_once(c, u, hdr, &out);
+		}
+		for (i = 0; i < n; i++) {
+			a[i] = resolve_once("benchv");
+			b[i] = vault_once(c, u, hdr, &out);
+		}
+		emit("vault_resolve_p50_ms", pct(a, n, 0.5), "ms", "raw_vault_kv_get_p50",
+		     pct(b, n, 0.5));
+		emit("vault_resolve_p99_ms", pct(a, n, 0.99), "ms", "raw_vault_kv_get_p99",
+		     pct(b, n, 0.99));
+		sw_buf_free(&out);
+	}
+	free(a);
+	free(b);
+	free(d);
+	curl_easy_cleanup(c);
+	rd_kafka_destroy(kp);
+	rd_kafka_destroy(raw_p);
+	rd_kafka_consumer_close(kc);
+	rd_kafka_destroy(kc);
+	rd_kafka_consumer_close(raw_c);
+	rd_kafka_destroy(raw_c);
+	PQfinish(pgc);
+	sw_events_registry_destroy(reg);
+	return 0;
+}
