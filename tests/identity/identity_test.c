@@ -36,6 +36,10 @@
  * Every scenario ends by checking that no line the service logged holds a
  * secret value of the test (raw, base64 or hex).
  */
+#include <arpa/inet.h>
+#include <glob.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -174,8 +178,14 @@ static pid_t spawn(const char *log, int want_port, int *port, const char *const 
 	return pid;
 }
 
+/* Each start logs to a file of its own (the port is read from its first
+ * "started" line); the log check reads them all. */
 static void id_start(void)
 {
+	static int starts;
+
+	snprintf(log_path, sizeof(log_path), "%s/identity-%d.log", dir, ++starts);
+	sw_test_log_watch(log_path, 60);
 	id_pid = spawn(log_path, 1, &id_port, NULL);
 }
 
@@ -216,8 +226,6 @@ static void setup(const char *scenario)
 	snprintf(dir, sizeof(dir), "%s/tests-tmp/identity-%s", getenv("SW_BUILD_DIR"), prefix);
 	snprintf(q, sizeof(q), "rm -rf %s && mkdir -p %s && chmod 700 %s", dir, dir, dir);
 	SW_CHECK(system(q) == 0);
-	snprintf(log_path, sizeof(log_path), "%s/identity.log", dir);
-	sw_test_log_watch(log_path, 60);
 	sw_test_pg_db_create(db_dsn, sizeof(db_dsn), "identity", scenario);
 	reg = sw_events_registry_new(err, sizeof(err));
 	SW_CHECKF(reg != NULL, "%s", err);
@@ -590,13 +598,16 @@ static void log_clean(const char *path)
 
 static void finish(void)
 {
+	glob_t g;
 	char q[700];
+	size_t i;
 
-	log_clean(log_path);
-	snprintf(q, sizeof(q), "%s/identity2.log", dir);
-	log_clean(q);
-	snprintf(q, sizeof(q), "%s/refused.log", dir);
-	log_clean(q);
+	snprintf(q, sizeof(q), "%s/*.log", dir);
+	SW_REQUIRE(glob(q, 0, NULL, &g) == 0 && g.gl_pathc > 0 && nmarkers > 0,
+		   "no service log to check");
+	for (i = 0; i < g.gl_pathc; i++)
+		log_clean(g.gl_pathv[i]);
+	globfree(&g);
 	id_stop();
 	sw_test_proc_stop(&id2_pid, SIGTERM, "sagewai-identity (second)");
 	printf("%s: ok\n", prefix);
@@ -1369,7 +1380,74 @@ static void t_hostile(void)
 	finish();
 }
 
+/* kill -9 while a resolution waits on a Vault that never answers: the
+ * request was consumed but not answered, so the restarted service answers
+ * it (its offset was not stored). */
+static void t_kill9(void)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t salen = sizeof(sa);
+	char run[80], rid[SW_UUID_STRLEN], mac[65];
+	int fd;
+
+	setup("kill9");
+	marker("k");
+	/* a server that takes connections (the backlog) and never answers */
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	SW_CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 &&
+		 listen(fd, 64) == 0 && getsockname(fd, (struct sockaddr *)&sa, &salen) == 0);
+	snprintf(vault_addr, sizeof(vault_addr), "http://127.0.0.1:%d", ntohs(sa.sin_port));
+	write_file(token_path, "some-token\n", 0600);
+	vault_on = 1;
+	id_start();
+	/* a Vault secret as identity would have recorded it */
+	mac_hex("never-read", mac);
+	{
+		char q[600];
+
+		snprintf(q, sizeof(q),
+			 "INSERT INTO identity.secrets (tenant, name, backend) VALUES"
+			 " ('default', 'slow', 'vault');"
+			 "INSERT INTO identity.versions (tenant, name, version, mac) VALUES"
+			 " ('default', 'slow', 1, decode('%s', 'hex'))",
+			 mac);
+		PQclear(sw_test_pg_exec(db_dsn, q));
+	}
+	put_profile("default", "workflow", "p", "{\"keys\": {\"SLOW\": {\"secret\": \"slow\"}}}");
+	snprintf(run, sizeof(run), "%s-r1", prefix);
+	sw_uuid_v7_str(rid);
+	produce("identity.resolve_requested", "sagewai.identity", "default", run, NULL,
+		"sagewai-scheduler",
+		json_pack("{s:s, s:s, s:i, s:s, s:o, s:[]}", "request_id", rid, "workflow", "wf",
+			  "workflow_version", 1, "user", "", "steps",
+			  step1("s", "identity_scoped", "", "p"), "input_macs"));
+	/* the request is in hand (waiting on Vault for SAGEWAI_VAULT_TIMEOUT_MS) */
+	{
+		char cmd[800];
+		int64_t until = sw_mono_ms() + 20000;
+
+		snprintf(cmd, sizeof(cmd), "ss -tn state established "
+			 "'( dport = :%d )' | grep -q 127.0.0.1", ntohs(sa.sin_port));
+		while (system(cmd) != 0) {
+			SW_REQUIRE(sw_mono_ms() < until, "the resolution never reached Vault");
+			sw_test_msleep(20);
+		}
+	}
+	sw_test_proc_stop(&id_pid, SIGKILL, "sagewai-identity");
+	SW_REQUIRE(count_events("identity.resolved", rid) == 0, "answered before the kill");
+	id_start();
+	{
+		json_t *a = reply_for("identity.resolved", rid);
+
+		require_refused(a, "backend_unavailable", "backend vault unavailable for SLOW");
+	}
+	close(fd);
+	finish();
+}
+
 static const struct sw_test_scenario scenarios[] = {
+	{"kill9", t_kill9},
 	{"config", t_config}, {"api", t_api},	  {"auth", t_auth},   {"cascade", t_cascade},
 	{"builtin", t_builtin}, {"rekey", t_rekey}, {"vault", t_vault}, {"cache", t_cache},
 	{"hostile", t_hostile},
