@@ -799,6 +799,8 @@ static void resolve_http(struct areq *a)
 
 static void dispatch(struct areq *a)
 {
+	json_t *body;
+
 	if (a->write && !a->admin) {
 		fail(a, a->own[0] ? 403 : 401, a->own[0] ? "forbidden" : "unauthorized",
 		     "changes need the operator's admin token");
@@ -810,15 +812,20 @@ static void dispatch(struct areq *a)
 		return;
 	case A_SECRET_PUT:
 	case A_SECRET_ROTATE:
-		if ((a->body = read_body(a)) != NULL)
+		/* read_body answers and frees a when it fails */
+		if ((body = read_body(a)) != NULL) {
+			a->body = body;
 			secret_put(a);
+		}
 		return;
 	case A_SECRET_REVOKE: {
 		struct evbuffer *in = evhttp_request_get_input_buffer(a->req);
 
-		a->body = evbuffer_get_length(in) == 0 ? json_object() : read_body(a);
-		if (a->body != NULL)
+		body = evbuffer_get_length(in) == 0 ? json_object() : read_body(a);
+		if (body != NULL) {
+			a->body = body;
 			secret_revoke(a);
+		}
 		return;
 	}
 	case A_SECRET_DELETE:
@@ -835,15 +842,19 @@ static void dispatch(struct areq *a)
 		profile_get(a);
 		return;
 	case A_PROFILE_PUT:
-		if ((a->body = read_body(a)) != NULL)
+		if ((body = read_body(a)) != NULL) {
+			a->body = body;
 			profile_put(a);
+		}
 		return;
 	case A_PROFILE_DELETE:
 		profile_delete(a);
 		return;
 	case A_RESOLVE:
-		if ((a->body = read_body(a)) != NULL)
+		if ((body = read_body(a)) != NULL) {
+			a->body = body;
 			resolve_http(a);
+		}
 		return;
 	}
 }

@@ -339,6 +339,13 @@ static void resolved_wrap(struct id_env *env, json_t *answer, json_t *stored, vo
 	free(w);
 }
 
+static int uuid_ok(const char *s)
+{
+	uint8_t u[16];
+
+	return s != NULL && strlen(s) == 36 && sw_uuid_parse(s, u) == 0;
+}
+
 static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_msg *m)
 {
 	char why[256];
@@ -362,6 +369,11 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 	if (strcmp(m->topic, SW_TOPIC_TENANTS) == 0) {
 		it->pending++;
 		id_tenants_apply(env, ev, tenant_done, it);
+	} else if ((strcmp(it->h.type, "identity.resolve_requested") == 0 ||
+		    strcmp(it->h.type, "identity.seal_requested") == 0) &&
+		   !uuid_ok(json_string_value(json_object_get(ev, "request_id")))) {
+		/* no answer can name it: the requester's bug, kept for the operator */
+		deadletter(env, it, m, "request_id is not a UUID");
 	} else if (strcmp(it->h.type, "identity.resolve_requested") == 0) {
 		struct rwrap *w = calloc(1, sizeof(*w));
 		struct id_resolve_in in;

@@ -1303,6 +1303,28 @@ static void t_hostile(void)
 	SW_REQUIRE(sw_test_kafka_deadletter_find(prefix, garbage, sizeof(garbage) - 1, reason,
 						 sizeof(reason)),
 		   "garbage not dead-lettered");
+	/* a request no answer could name: dead-lettered too */
+	{
+		struct sw_event_header h;
+		char err[256];
+		void *buf;
+		size_t len;
+		json_t *f = json_pack("{s:s, s:s, s:i, s:s, s:[], s:[]}", "request_id", "not-a-uuid",
+				      "workflow", "wf", "workflow_version", 1, "user", "", "steps",
+				      "input_macs");
+
+		sw_event_header_init(&h, "identity.resolve_requested", "sagewai-scheduler");
+		snprintf(h.tenant, sizeof(h.tenant), "default");
+		snprintf(h.run_id, sizeof(h.run_id), "%s-bad", prefix);
+		SW_CHECK(sw_event_encode(reg, "identity.resolve_requested", &h, f, &buf, &len, err,
+					 sizeof(err)) == 0);
+		json_decref(f);
+		sw_test_kafka_deliver(producer, "sagewai.identity", h.run_id, buf, len);
+		SW_REQUIRE(sw_test_kafka_deadletter_find(prefix, buf, len, reason, sizeof(reason)) &&
+			   strstr(reason, "request_id") != NULL,
+			   "a non-UUID request_id not dead-lettered");
+		free(buf);
+	}
 	/* malformed but decodable requests: bad_request answers */
 	snprintf(run, sizeof(run), "%s-r1", prefix);
 	a = resolve_kafka("default", run, "wf", "",
