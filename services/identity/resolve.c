@@ -346,7 +346,7 @@ static void pkey(char *out, size_t len, const char *scope, const char *level, co
 static void profiles_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct rslv *r = opaque;
-	char k[256], ck[160];
+	char k[512], ck[160];
 	int i;
 
 	if (err != NULL) {
@@ -416,7 +416,7 @@ static void matches_cb(PGresult *res, const char *err, void *opaque)
 static void want_profile(struct rslv *r, struct sw_buf q[3], size_t *nq, const char *scope,
 			 const char *level, const char *name)
 {
-	char k[256], ck[128];
+	char k[512], ck[128];
 	json_t *c;
 
 	pkey(k, sizeof(k), scope, level, name);
@@ -562,7 +562,7 @@ static const char *owner_of(struct rslv *r, const char *level)
 static void metas_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct rslv *r = opaque;
-	char k[256];
+	char k[512];
 	int i;
 
 	if (err != NULL) {
@@ -588,7 +588,7 @@ static void phase_cascade(struct rslv *r)
 {
 	struct sw_buf q[2] = {{0}};
 	const char *params[2];
-	char k[256];
+	char k[512];
 	size_t i, nq = 0;
 	json_t *s;
 	int c;
@@ -686,7 +686,7 @@ static void phase_cascade(struct rslv *r)
 
 struct vread {
 	struct rslv *r;
-	char key[256]; /* in metas */
+	char key[512]; /* in metas */
 	char tenant[128], name[64];
 };
 
@@ -786,7 +786,7 @@ static const char *first_env(struct rslv *r, const char *k)
 	const char *env;
 	json_t *plan, *e;
 	size_t i;
-	char kk[256];
+	char kk[512];
 
 	json_array_foreach(r->plans, i, plan)
 		json_object_foreach(plan, env, e) {
@@ -895,7 +895,7 @@ static void phase_answer(struct rslv *r)
 		for (j = 0; j < n; j++) {
 			json_t *spec, *meta;
 			const char *level, *secret, *owner, *state;
-			char k[256];
+			char k[512];
 
 			e = json_object_get(plan, envs[j]);
 			spec = json_object_get(e, "spec");

@@ -18,6 +18,7 @@
  * status or curl's reason, never a byte of the body.
  */
 #include <limits.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <curl/curl.h>
@@ -92,17 +93,27 @@ static void subject(const struct id_secret_ref *ref, char *out, size_t len)
 		snprintf(out, len, "for secret %s%s", ref->name, sys);
 }
 
-static void fail(struct vjob *j, enum id_berr e, const char *fmt, const char *why)
+/* vsnprintf: a message may be cut at its end, which is fine for errors */
+static void msgf(char *out, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static void msgf(char *out, size_t len, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(out, len, fmt, ap);
+	va_end(ap);
+}
+
+/* The outcome e with "backend vault <what> <subject>: <why>". */
+static void fail(struct vjob *j, enum id_berr e, const char *what, const char *why)
 {
 	char subj[256];
 
 	subject(&j->ref, subj, sizeof(subj));
 	j->out.err = e;
-	if (fmt == NULL)
-		snprintf(j->out.error, sizeof(j->out.error), "backend vault unavailable %s: %s",
-			 subj, why);
-	else
-		snprintf(j->out.error, sizeof(j->out.error), fmt, subj, why);
+	msgf(j->out.error, sizeof(j->out.error), "backend vault %s %s: %s",
+	     what != NULL ? what : "unavailable", subj, why);
 }
 
 /* The version in data.metadata.version (read) or data.version (write). */
@@ -140,8 +151,7 @@ static void parse_read(struct id_env *env, struct vjob *j, const struct vresp *r
 	del = json_object_get(meta, "deletion_time");
 	if (json_is_true(json_object_get(meta, "destroyed")) ||
 	    (json_is_string(del) && json_string_length(del) > 0)) {
-		fail(j, ID_BREVOKED, "backend vault holds no value %s: version deleted or destroyed%s",
-		     "");
+		fail(j, ID_BREVOKED, "holds no value", "version deleted or destroyed");
 		goto out;
 	}
 	val = json_object_get(inner, "value");
@@ -260,7 +270,7 @@ static void run_job(struct id_env *env, CURL *e, struct curl_slist *hdrs, struct
 	}
 	r->p[r->len] = '\0';
 	if (j->op == ID_VREAD && status == 404) {
-		fail(j, ID_BMISSING, "backend vault holds no such value %s: HTTP 404%s", "");
+		fail(j, ID_BMISSING, "holds no such value", "HTTP 404");
 		goto out;
 	}
 	if (!(status == 200 || (j->op == ID_VDELETE && status == 204))) {
