@@ -205,12 +205,14 @@ int id_profile_check(json_t *body, enum id_level level, json_t *names, char *err
 
 #undef ERR
 
-/* A tenant id as headers carry it: a UUID, "default" or "_system". */
+/* A tenant id as a request's header carries it: a UUID or "default";
+ * never the operator's scope _system. */
 static int tenant_valid(const char *s)
 {
 	size_t n = strlen(s);
 
-	return n > 0 && n < 64 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-_") == n;
+	return n > 0 && n < 64 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-_") == n &&
+	       strcmp(s, ID_SYSTEM) != 0;
 }
 
 static int text_ok(const char *s, size_t max)

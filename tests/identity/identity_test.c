@@ -1334,6 +1334,8 @@ static void t_hostile(void)
 	require_refused(a, "bad_request", "steps[0]");
 	a = resolve_kafka("../etc", run, "wf", "", json_array(), NULL);
 	require_refused(a, "bad_request", "tenant");
+	a = resolve_kafka("_system", run, "wf", "", json_array(), NULL);
+	require_refused(a, "bad_request", "tenant");
 	a = resolve_kafka("default", run, "wf", "", json_array(),
 			  json_pack("[{s:s, s:s}]", "field", "input.x", "mac", "abcd"));
 	require_refused(a, "bad_request", "input_macs[0]");
