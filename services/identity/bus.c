@@ -1,0 +1,543 @@
+/*
+ * bus.c: the identity service on Kafka.
+ *
+ *   producer   idempotent; every event of ours goes through id_publish
+ *   consumer   group sagewai-identity (SAGEWAI_GROUP_ID) on sagewai.identity
+ *              and sagewai.tenants: identity.resolve_requested and
+ *              identity.seal_requested are answered, tenant, key and user
+ *              events are applied (tenants.c); other decodable events of
+ *              sagewai.identity (ours, the answers) are skipped; a message
+ *              of sagewai.identity that does not decode goes to
+ *              sagewai.deadletter with the reason
+ *   tail       every partition of sagewai.identity from the end, on every
+ *              instance: secret.* and profile.* events drop the cache
+ *              entries of their scope (this instance's own too)
+ *
+ * A consumed message's offset is stored only once its effect is durable:
+ * the answer (and each identity.denied) delivered, the dead letter
+ * delivered, the tenant event committed. Messages are handled side by
+ * side and settle in consumption order, so a kill -9 mid-resolution
+ * redelivers the request at restart and it is answered again (the
+ * resolution row is keyed by request id; the requester matches answers by
+ * request id and takes the first).
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "identity.h"
+
+struct id_item {
+	TAILQ_ENTRY(id_item) entry;
+	struct id_env *env;
+	char *topic;
+	int32_t partition;
+	int64_t offset;
+	int pending; /* deliveries and effects outstanding */
+	struct sw_event_header h;
+	json_t *answer; /* identity.resolved fields, until the resolution is stored */
+};
+
+/* What a produced message's delivery report is for. */
+struct pub {
+	id_sent_cb cb;
+	void *opaque;
+};
+
+static void settle(struct id_env *env)
+{
+	struct id_item *it;
+	int stored = 0;
+
+	while ((it = TAILQ_FIRST(&env->items)) != NULL && it->pending == 0) {
+		TAILQ_REMOVE(&env->items, it, entry);
+		env->nitems--;
+		if (env->consumer != NULL)
+			sw_bus_consumer_store_at(env->consumer, it->topic, it->partition,
+						 it->offset);
+		stored = 1;
+		json_decref(it->answer);
+		free(it->topic);
+		free(it);
+	}
+	if (stored && env->consumer != NULL)
+		sw_bus_consumer_commit(env->consumer);
+	if (env->paused && !env->draining && env->nitems < ID_MAX_INFLIGHT / 2) {
+		env->paused = 0;
+		sw_bus_consumer_resume(env->consumer);
+	}
+	sw_metrics_gauge_set(env->metrics, "sagewai_identity_inflight",
+			     "Consumed messages whose effect is not yet durable", (double)env->nitems);
+}
+
+static void item_release(struct id_item *it)
+{
+	if (--it->pending == 0)
+		settle(it->env);
+}
+
+static void on_delivery(const char *err, void *msg_opaque, void *opaque)
+{
+	struct id_env *env = opaque;
+	struct pub *p = msg_opaque;
+
+	if (p == NULL)
+		return;
+	if (p->cb != NULL)
+		p->cb(env, err, p->opaque);
+	free(p);
+}
+
+static void on_producer_error(int fatal, const char *reason, void *opaque)
+{
+	struct id_env *env = opaque;
+
+	if (fatal)
+		sw_service_fatal(env->svc, "Kafka producer failed", reason);
+	else
+		sw_log(SW_LOG_WARN, "Kafka producer", "error", reason, NULL);
+}
+
+static void on_consumer_error(int fatal, const char *reason, void *opaque)
+{
+	struct id_env *env = opaque;
+
+	if (fatal)
+		sw_service_fatal(env->svc, "Kafka consumer failed", reason);
+	else
+		sw_log(SW_LOG_WARN, "Kafka consumer", "error", reason, NULL);
+}
+
+int id_publish(struct id_env *env, const char *type, const char *topic, const char *key,
+	       const struct sw_event_header *h, json_t *fields, id_sent_cb cb, void *opaque,
+	       char *errstr, size_t errlen)
+{
+	struct pub *p = NULL;
+	void *buf = NULL;
+	size_t len;
+	int rc = -1;
+
+	if (fields == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	if (sw_event_encode(env->reg, type, h, fields, &buf, &len, errstr, errlen) == -1)
+		goto out;
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		goto out;
+	}
+	p->cb = cb;
+	p->opaque = opaque;
+	if (sw_bus_produce(env->producer, topic, key, buf, len, NULL, p, errstr, errlen) == -1) {
+		free(p);
+		goto out;
+	}
+	sw_metrics_counter_add(env->metrics, "sagewai_identity_events_total",
+			       "Events produced by the identity service", 1);
+	rc = 0;
+out:
+	json_decref(fields);
+	free(buf);
+	return rc;
+}
+
+/* A reply (or dead letter) of item it was delivered: it may settle. */
+static void reply_sent(struct id_env *env, const char *err, void *opaque)
+{
+	struct id_item *it = opaque;
+
+	if (err != NULL) {
+		/* nothing may be committed past it: stop; the request comes back */
+		sw_service_fatal(env->svc, "identity reply delivery failed", err);
+		return;
+	}
+	item_release(it);
+}
+
+/* A header for an answer to h: tenant, run and step copied. */
+static void answer_header(struct sw_event_header *out, const struct sw_event_header *h,
+			  const char *type)
+{
+	sw_event_header_init(out, type, ID_PRODUCER);
+	snprintf(out->tenant, sizeof(out->tenant), "%s", h->tenant);
+	snprintf(out->run_id, sizeof(out->run_id), "%s", h->run_id);
+	snprintf(out->step_id, sizeof(out->step_id), "%s", h->step_id);
+	snprintf(out->trace_id, sizeof(out->trace_id), "%s", h->trace_id);
+}
+
+static void publish_or_die(struct id_env *env, struct id_item *it, const char *type,
+			   const char *topic, const struct sw_event_header *h, json_t *fields)
+{
+	char err[256];
+
+	it->pending++;
+	if (id_publish(env, type, topic, it->h.run_id, h, fields, reply_sent, it, err,
+		       sizeof(err)) == -1) {
+		it->pending--;
+		sw_log(SW_LOG_ERROR, "cannot produce an answer", "type", type, "error", err, NULL);
+		sw_service_fatal(env->svc, "identity answer not produced", err);
+	}
+}
+
+/* ---- identity.resolve_requested -------------------------------------------- */
+
+static void send_resolved(struct id_env *env, struct id_item *it)
+{
+	struct sw_event_header h;
+	json_t *d;
+	size_t i;
+
+	answer_header(&h, &it->h, "identity.resolved");
+	h.step_id[0] = '\0';
+	/* identity.resolved's denials carry no level (identity.denied does) */
+	json_array_foreach(json_object_get(it->answer, "denied"), i, d)
+		json_object_del(d, "level");
+	publish_or_die(env, it, "identity.resolved", SW_TOPIC_IDENTITY, &h,
+		       json_incref(it->answer));
+	json_decref(it->answer);
+	it->answer = NULL;
+	item_release(it); /* the resolve itself */
+}
+
+static void stored_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct id_item *it = opaque;
+	struct id_env *env = it->env;
+
+	(void)res;
+	if (err != NULL) {
+		sw_log(SW_LOG_ERROR, "resolution not recorded", "run_id", it->h.run_id, "error",
+		       err, NULL);
+		json_object_set_new(it->answer, "ok", json_false());
+		json_object_set_new(it->answer, "code", json_string("backend_unavailable"));
+		json_object_set_new(it->answer, "error",
+				    json_string("backend builtin unavailable: cannot record the "
+						"resolution"));
+		json_object_set_new(it->answer, "steps", json_array());
+	}
+	send_resolved(env, it);
+}
+
+static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void *opaque)
+{
+	struct id_item *it = opaque;
+	struct sw_event_header h;
+	const char *params[4];
+	struct sw_store_stmt st[2];
+	char err[256], *text = NULL;
+	json_t *d;
+	size_t i;
+
+	it->answer = json_deep_copy(answer);
+	/* one identity.denied per denial */
+	json_array_foreach(json_object_get(answer, "denied"), i, d) {
+		answer_header(&h, &it->h, "identity.denied");
+		h.step_id[0] = '\0';
+		publish_or_die(env, it, "identity.denied", SW_TOPIC_IDENTITY, &h,
+			       json_pack("{s:s, s:O, s:O, s:O, s:O, s:O}", "request_id",
+					 json_string_value(json_object_get(answer, "request_id")),
+					 "step", json_object_get(d, "step"), "env",
+					 json_object_get(d, "env"), "secret",
+					 json_object_get(d, "secret"), "level",
+					 json_object_get(d, "level"), "reason",
+					 json_object_get(d, "reason")));
+	}
+	if (!json_is_true(json_object_get(answer, "ok")) || stored == NULL) {
+		send_resolved(env, it);
+		return;
+	}
+	text = json_dumps(stored, JSON_COMPACT);
+	params[0] = it->h.run_id;
+	params[1] = json_string_value(json_object_get(answer, "request_id"));
+	params[2] = it->h.tenant;
+	params[3] = text;
+	st[0].sql = "SET LOCAL synchronous_commit TO off";
+	st[0].nparams = 0;
+	st[0].params = NULL;
+	st[1].sql = "INSERT INTO resolutions (run_id, step, request_id, tenant, keys)"
+		    " SELECT $1, e->>'step', $2::uuid, $3, e->'keys'"
+		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
+	st[1].nparams = 4;
+	st[1].params = params;
+	if (text == NULL || sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
+		snprintf(err, sizeof(err), "cannot queue");
+		stored_cb(NULL, err, it);
+	}
+	free(text);
+}
+
+/* The answer carries the request id whatever the outcome. */
+static void resolved_add_id(json_t *answer, const char *rid)
+{
+	json_object_set_new(answer, "request_id", json_string(rid));
+}
+
+/* ---- identity.seal_requested ----------------------------------------------- */
+
+static void sealed_cb(struct id_env *env, json_t *fields, void *opaque)
+{
+	struct id_item *it = opaque;
+	struct sw_event_header h;
+
+	answer_header(&h, &it->h, "identity.sealed");
+	if (!json_is_true(json_object_get(fields, "ok")))
+		sw_log(SW_LOG_WARN, "seal refused", "run_id", it->h.run_id, "code",
+		       json_string_value(json_object_get(fields, "code")), "error",
+		       json_string_value(json_object_get(fields, "error")), NULL);
+	sw_metrics_counter_add(env->metrics, "sagewai_identity_seals_total",
+			       "identity.seal_requested handled", 1);
+	publish_or_die(env, it, "identity.sealed", SW_TOPIC_IDENTITY_SEALED, &h,
+		       json_incref(fields));
+	item_release(it);
+}
+
+/* ---- the consumer ------------------------------------------------------------ */
+
+static void deadletter(struct id_env *env, struct id_item *it, const struct sw_bus_msg *m,
+		       const char *why)
+{
+	struct pub *p = calloc(1, sizeof(*p));
+	char err[256];
+
+	if (p == NULL) {
+		sw_service_fatal(env->svc, "dead letter", "out of memory");
+		return;
+	}
+	p->cb = reply_sent;
+	p->opaque = it;
+	it->pending++;
+	if (sw_bus_deadletter(env->producer, m, why, p, err, sizeof(err)) == -1) {
+		it->pending--;
+		free(p);
+		sw_service_fatal(env->svc, "dead-letter produce failed", err);
+		return;
+	}
+	sw_metrics_counter_add(env->metrics, "sagewai_identity_deadlettered_total",
+			       "Undecodable messages sent to sagewai.deadletter", 1);
+	sw_log(SW_LOG_WARN, "dead-lettered undecodable message", "topic", m->topic, "reason", why,
+	       NULL);
+}
+
+static void tenant_done(void *opaque, int ok)
+{
+	(void)ok;
+	item_release(opaque);
+}
+
+/* Answer-with-id wrapper: resolve answers need the request id inside. */
+struct rwrap {
+	struct id_item *it;
+	char rid[SW_UUID_STRLEN];
+};
+
+static void resolved_wrap(struct id_env *env, json_t *answer, json_t *stored, void *opaque)
+{
+	struct rwrap *w = opaque;
+
+	resolved_add_id(answer, w->rid);
+	resolved_cb(env, answer, stored, w->it);
+	free(w);
+}
+
+static int uuid_ok(const char *s)
+{
+	uint8_t u[16];
+
+	return s != NULL && strlen(s) == 36 && sw_uuid_parse(s, u) == 0;
+}
+
+static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_msg *m)
+{
+	char why[256];
+	json_t *ev;
+
+	if (m->value == NULL || m->len == 0) {
+		if (strcmp(m->topic, SW_TOPIC_IDENTITY) == 0)
+			deadletter(env, it, m, "empty message");
+		return;
+	}
+	ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why));
+	if (ev == NULL || sw_event_decode_header(env->reg, m->value, m->len, &it->h, why,
+						 sizeof(why)) == -1) {
+		json_decref(ev);
+		if (strcmp(m->topic, SW_TOPIC_IDENTITY) == 0)
+			deadletter(env, it, m, why);
+		else
+			sw_log(SW_LOG_WARN, "undecodable tenant event skipped", "reason", why, NULL);
+		return;
+	}
+	if (strcmp(m->topic, SW_TOPIC_TENANTS) == 0) {
+		it->pending++;
+		id_tenants_apply(env, ev, tenant_done, it);
+	} else if ((strcmp(it->h.type, "identity.resolve_requested") == 0 ||
+		    strcmp(it->h.type, "identity.seal_requested") == 0) &&
+		   !uuid_ok(json_string_value(json_object_get(ev, "request_id")))) {
+		/* no answer can name it: the requester's bug, kept for the operator */
+		deadletter(env, it, m, "request_id is not a UUID");
+	} else if (strcmp(it->h.type, "identity.resolve_requested") == 0) {
+		struct rwrap *w = calloc(1, sizeof(*w));
+		struct id_resolve_in in;
+		const char *rid = json_string_value(json_object_get(ev, "request_id"));
+
+		if (w == NULL) {
+			sw_service_fatal(env->svc, "resolve", "out of memory");
+		} else {
+			w->it = it;
+			snprintf(w->rid, sizeof(w->rid), "%s", rid ? rid : "");
+			memset(&in, 0, sizeof(in));
+			snprintf(in.tenant, sizeof(in.tenant), "%s", it->h.tenant);
+			snprintf(in.run_id, sizeof(in.run_id), "%s", it->h.run_id);
+			snprintf(in.request_id, sizeof(in.request_id), "%s", w->rid);
+			snprintf(in.workflow, sizeof(in.workflow), "%s",
+				 json_string_value(json_object_get(ev, "workflow")));
+			snprintf(in.user, sizeof(in.user), "%s",
+				 json_string_value(json_object_get(ev, "user")));
+			in.steps = json_object_get(ev, "steps");
+			in.input_macs = json_object_get(ev, "input_macs");
+			it->pending++;
+			sw_metrics_counter_add(env->metrics, "sagewai_identity_resolves_total",
+					       "identity.resolve_requested handled", 1);
+			id_resolve(env, &in, resolved_wrap, w);
+		}
+	} else if (strcmp(it->h.type, "identity.seal_requested") == 0) {
+		it->pending++;
+		id_seal(env, &it->h, ev, sealed_cb, it);
+	}
+	/* anything else on sagewai.identity is ours or the answers: not for us */
+	json_decref(ev);
+}
+
+static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
+{
+	struct id_env *env = opaque;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		struct id_item *it = calloc(1, sizeof(*it));
+
+		if (it == NULL || (it->topic = strdup(msgs[i].topic)) == NULL) {
+			free(it);
+			sw_service_fatal(env->svc, "consume", "out of memory");
+			return;
+		}
+		it->env = env;
+		it->partition = msgs[i].partition;
+		it->offset = msgs[i].offset;
+		it->pending = 1; /* held while handling */
+		TAILQ_INSERT_TAIL(&env->items, it, entry);
+		env->nitems++;
+		handle(env, it, &msgs[i]);
+		item_release(it);
+	}
+	if (!env->paused && env->nitems >= ID_MAX_INFLIGHT) {
+		env->paused = 1;
+		sw_bus_consumer_pause(env->consumer);
+	}
+}
+
+/* The tail: change events drop cache entries on every instance. */
+static void on_tail(const struct sw_bus_msg *msgs, size_t n, void *opaque)
+{
+	struct id_env *env = opaque;
+	struct sw_event_header h;
+	char why[128];
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		if (msgs[i].value == NULL ||
+		    sw_event_decode_header(env->reg, msgs[i].value, msgs[i].len, &h, why,
+					   sizeof(why)) == -1)
+			continue;
+		if (strncmp(h.type, "secret.", 7) == 0 || strncmp(h.type, "profile.", 8) == 0)
+			id_cache_drop(env, h.tenant[0] ? h.tenant : NULL);
+	}
+}
+
+static int extra(struct id_env *env, const char *var, const char *def, const char **out,
+		 char *buf, size_t buflen, char *errstr, size_t errlen)
+{
+	size_t n = 0;
+
+	if (def != NULL)
+		out[n++] = def;
+	return sw_config_list(env->envp, var, out, n, ID_BUS_EXTRA, buf, buflen, errstr, errlen) ==
+			       -1
+		       ? -1
+		       : 0;
+}
+
+int id_bus_start(struct id_env *env, char *errstr, size_t errlen)
+{
+	static const char *const topics[] = {SW_TOPIC_IDENTITY, SW_TOPIC_TENANTS, NULL};
+	static const char *const tail_topics[] = {SW_TOPIC_IDENTITY, NULL};
+	char pbuf[SW_CONFIG_STR], cbuf[SW_CONFIG_STR];
+	const char *pextra[ID_BUS_EXTRA], *cextra[ID_BUS_EXTRA];
+
+	TAILQ_INIT(&env->items);
+	if (extra(env, "SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=1", pextra, pbuf, sizeof(pbuf),
+		  errstr, errlen) == -1 ||
+	    extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, cextra, cbuf, sizeof(cbuf), errstr,
+		  errlen) == -1)
+		return -1;
+	env->producer = sw_bus_producer_new(env->base, env->cfg->kafka_bootstrap, ID_PRODUCER,
+					    pextra, on_delivery, env, errstr, errlen);
+	if (env->producer == NULL)
+		return -1;
+	sw_bus_producer_set_error_cb(env->producer, on_producer_error, env);
+	/* the tail first: a change made once requests flow is never missed */
+	env->tail = sw_bus_tail_new(env->base, env->cfg->kafka_bootstrap, tail_topics, cextra, 256,
+				    on_tail, env, errstr, errlen);
+	if (env->tail == NULL)
+		return -1;
+	sw_bus_consumer_set_error_cb(env->tail, on_consumer_error, env);
+	env->consumer = sw_bus_consumer_new(env->base, env->cfg->kafka_bootstrap, env->group,
+					    topics, cextra, 256, on_batch, env, errstr, errlen);
+	if (env->consumer == NULL)
+		return -1;
+	sw_bus_consumer_set_error_cb(env->consumer, on_consumer_error, env);
+	return 0;
+}
+
+void id_bus_pause(struct id_env *env)
+{
+	env->draining = 1;
+	if (env->consumer != NULL && !env->paused) {
+		env->paused = 1;
+		sw_bus_consumer_pause(env->consumer);
+	}
+}
+
+int id_bus_idle(const struct id_env *env)
+{
+	return env->nitems == 0 && env->busy == 0 &&
+	       (env->producer == NULL || sw_bus_producer_outq(env->producer) == 0);
+}
+
+void id_bus_close(struct id_env *env)
+{
+	if (env->consumer != NULL)
+		sw_bus_consumer_close(env->consumer);
+	if (env->producer != NULL)
+		sw_bus_producer_flush(env->producer, 2000);
+}
+
+void id_bus_free(struct id_env *env)
+{
+	struct id_item *it;
+
+	if (env->consumer != NULL)
+		sw_bus_consumer_destroy(env->consumer);
+	env->consumer = NULL;
+	if (env->tail != NULL)
+		sw_bus_consumer_destroy(env->tail);
+	env->tail = NULL;
+	if (env->producer != NULL)
+		sw_bus_producer_destroy(env->producer);
+	env->producer = NULL;
+	while (env->items.tqh_first != NULL && (it = TAILQ_FIRST(&env->items)) != NULL) {
+		TAILQ_REMOVE(&env->items, it, entry);
+		json_decref(it->answer);
+		free(it->topic);
+		free(it);
+	}
+}

@@ -1,0 +1,145 @@
+/*
+ * store.c: the schema "identity" in PostgreSQL, and small helpers for
+ * parameters and results.
+ *
+ *   secrets      one row per (scope, name): its backend, chosen at the first
+ *                set (free again once every version is deleted), and for an
+ *                operator-managed Vault value its path
+ *   versions     one row per version: state (active, revoked, deleted), the
+ *                MAC, and for builtin the ciphertext, its nonce and the id of
+ *                the master key it is under (NULL once deleted). write_id is
+ *                the request that made it, so a resent insert is recognised
+ *   profiles     (scope, level, name) -> body
+ *   resolutions  what each resolve request of a run resolved per step (keys
+ *                with their owning scope); seal requests are checked
+ *                against it
+ *   tenants, apikeys, users
+ *                learnt from sagewai.tenants (tenants.c)
+ *
+ * Every statement the services send is idempotent (sw_store resends after
+ * a lost connection): inserts are ON CONFLICT, updates are guarded.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "identity.h"
+
+static const char *const migration_1 =
+	"CREATE TABLE secrets ("
+	" tenant text NOT NULL,"
+	" name text NOT NULL,"
+	" backend text NOT NULL CHECK (backend IN ('builtin', 'vault')),"
+	" vault_path text NOT NULL DEFAULT '',"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (tenant, name));"
+	"CREATE TABLE versions ("
+	" tenant text NOT NULL,"
+	" name text NOT NULL,"
+	" version int NOT NULL CHECK (version >= 1),"
+	" state text NOT NULL DEFAULT 'active' CHECK (state IN ('active', 'revoked', 'deleted')),"
+	" key_id text,"
+	" nonce bytea,"
+	" ct bytea,"
+	" mac bytea NOT NULL CHECK (length(mac) = 32),"
+	" write_id uuid,"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" changed timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (tenant, name, version),"
+	" FOREIGN KEY (tenant, name) REFERENCES secrets ON DELETE CASCADE);"
+	"CREATE INDEX versions_mac ON versions (mac) WHERE state = 'active';"
+	"CREATE INDEX versions_rekey ON versions (key_id) WHERE ct IS NOT NULL;"
+	"CREATE TABLE profiles ("
+	" tenant text NOT NULL,"
+	" level text NOT NULL CHECK (level IN ('system', 'workflow', 'user')),"
+	" name text NOT NULL,"
+	" body jsonb NOT NULL,"
+	" updated timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (tenant, level, name));"
+	"CREATE TABLE resolutions ("
+	" run_id text NOT NULL,"
+	" step text NOT NULL,"
+	" request_id uuid NOT NULL,"
+	" tenant text NOT NULL,"
+	" keys jsonb NOT NULL,"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (run_id, step, request_id));"
+	"CREATE TABLE tenants ("
+	" id text PRIMARY KEY,"
+	" name text NOT NULL DEFAULT '',"
+	" deleted boolean NOT NULL DEFAULT false);"
+	"CREATE INDEX tenants_name ON tenants (name) WHERE NOT deleted;"
+	"CREATE TABLE apikeys ("
+	" key_id uuid PRIMARY KEY,"
+	" key_hash bytea UNIQUE,"
+	" tenant_id text NOT NULL DEFAULT '',"
+	" role text NOT NULL DEFAULT '',"
+	" username text NOT NULL DEFAULT '',"
+	" revoked boolean NOT NULL DEFAULT false);"
+	"CREATE TABLE users ("
+	" user_id uuid PRIMARY KEY,"
+	" tenant_id text NOT NULL,"
+	" name text NOT NULL,"
+	" deleted boolean NOT NULL DEFAULT false);";
+
+const struct sw_migration id_migrations[] = {
+	{1, migration_1},
+};
+const size_t id_nmigrations = sizeof(id_migrations) / sizeof(id_migrations[0]);
+
+int id_pg_bytea(const char *text, uint8_t **out, size_t *len)
+{
+	size_t n;
+	uint8_t *b;
+
+	if (text == NULL || text[0] != '\\' || text[1] != 'x')
+		return -1;
+	n = strlen(text + 2);
+	if (n % 2 != 0 || (b = malloc(n / 2 + 1)) == NULL)
+		return -1;
+	if (sw_hex_decode(text + 2, b, n / 2) == -1) {
+		free(b);
+		return -1;
+	}
+	*out = b;
+	*len = n / 2;
+	return 0;
+}
+
+char *id_pg_bytea_param(const uint8_t *p, size_t n)
+{
+	char *s = malloc(2 * n + 3);
+
+	if (s == NULL)
+		return NULL;
+	s[0] = '\\';
+	s[1] = 'x';
+	sw_hex_encode(p, n, s + 2);
+	return s;
+}
+
+char *id_pg_array(const char *const *v, size_t n)
+{
+	struct sw_buf b;
+	size_t i;
+	const char *s;
+
+	sw_buf_init(&b, 0);
+	sw_buf_add(&b, "{", 1);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			sw_buf_add(&b, ",", 1);
+		sw_buf_add(&b, "\"", 1);
+		for (s = v[i]; *s; s++) {
+			if (*s == '"' || *s == '\\')
+				sw_buf_add(&b, "\\", 1);
+			sw_buf_add(&b, s, 1);
+		}
+		sw_buf_add(&b, "\"", 1);
+	}
+	sw_buf_add(&b, "}", 1);
+	if (b.oom) {
+		sw_buf_free(&b);
+		return NULL;
+	}
+	return sw_buf_steal(&b, NULL);
+}
