@@ -427,7 +427,7 @@ static void test_secret_set(void)
 {
 	static const unsigned char bin_value[] = {'s', 0, 0xff, '\n', 0x80, '\r', '\n'};
 	char p_nl[256], p_crlf[256], p_raw[256], p_empty[256], p_nl_only[256], p_big[256];
-	char p_bin[256], p_two[256];
+	char p_bin[256], p_two[256], p_max[256];
 	struct cli_out o;
 	struct rq *r;
 	int before;
@@ -446,6 +446,8 @@ static void test_secret_set(void)
 		SW_CHECK(big != NULL);
 		memset(big, 'x', n);
 		write_bytes("big.txt", big, n, p_big, sizeof(p_big));
+		big[n - 1] = '\n'; /* 65536 bytes and a newline: the largest value */
+		write_bytes("max.txt", big, n, p_max, sizeof(p_max));
 		free(big);
 	}
 
@@ -526,6 +528,21 @@ static void test_secret_set(void)
 	expect_err("/dev/null", &o, 2, "the value is empty");
 	CLI_IN(p_big, &o, "secret", "set", "gh_token");
 	expect_err("too large", &o, 1, "larger than 65536 bytes");
+	SW_CHECKF(nreqs() == before, "a refused command sent %d requests", nreqs() - before);
+	CLI_IN(p_max, &o, "secret", "set", "gh_token");
+	expect("largest value", &o, 0, NULL, "");
+	{
+		json_t *j = json_loads(last("PUT", "/v1/secrets/gh_token")->body, 0, NULL);
+		const char *v = json_string_value(json_object_get(j, "value_b64"));
+		static unsigned char dec[70000];
+		size_t n = 0;
+
+		SW_CHECK(v != NULL && sodium_base642bin(dec, sizeof(dec), v, strlen(v), NULL, &n,
+							 NULL, sodium_base64_VARIANT_ORIGINAL) == 0);
+		SW_CHECKF(n == 65536 && dec[0] == 'x' && dec[n - 1] == 'x', "decoded %zu", n);
+		json_decref(j);
+	}
+	before = nreqs();
 	CLI(&o, "secret", "set", "gh_token", "--from-file", "/nonexistent/v");
 	expect_err("no file", &o, 1, "cannot read /nonexistent/v");
 	CLI_IN(p_nl, &o, "secret", "set", "GH/token");

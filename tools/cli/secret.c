@@ -280,7 +280,8 @@ static int value_body(const char *cmd, const char *name, const char *file, int r
 	} else {
 		snprintf(shown, sizeof(shown), "standard input");
 	}
-	if (secret_buf_alloc(&v, SECRET_MAX + 1) == -1) {
+	/* room for a "\r\n" to take off, and one byte to tell "too large" */
+	if (secret_buf_alloc(&v, SECRET_MAX + 3) == -1) {
 		cli_error("out of memory");
 		goto out;
 	}
@@ -292,6 +293,10 @@ static int value_body(const char *cmd, const char *name, const char *file, int r
 		v.len--;
 		if (v.len > 0 && v.p[v.len - 1] == '\r')
 			v.len--;
+	}
+	if (v.len > SECRET_MAX) {
+		cli_error("%s: the value in %s is larger than %u bytes", cmd, shown, SECRET_MAX);
+		goto out;
 	}
 	if (v.len == 0) {
 		cli_error("%s: the value is empty (nothing read from %s)", cmd, shown);
