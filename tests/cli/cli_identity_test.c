@@ -87,13 +87,15 @@ static const char secrets_body[] =
 	"\"versions\":[{\"version\":1,\"state\":\"revoked\",\"created\":\"2024-05-01T12:00:00Z\"},"
 	"{\"version\":2,\"state\":\"deleted\",\"created\":\"2024-05-01T12:00:00Z\"},"
 	"{\"version\":3,\"state\":\"active\",\"created\":\"2024-05-01T12:00:00Z\"}]},"
-	"{\"name\":\"npm.publish-key\",\"backend\":\"vault\",\"state\":\"revoked\",\"current\":null,"
-	"\"versions\":[{\"version\":7,\"state\":\"revoked\",\"created\":\"2024-05-01T12:00:00Z\"}]}"
+	"{\"name\":\"npm.publish-key\",\"backend\":\"vault\",\"state\":\"revoked\","
+	"\"current\":null,\"versions\":[{\"version\":7,\"state\":\"revoked\","
+	"\"created\":\"2024-05-01T12:00:00Z\"}]}"
 	"]}";
 
 static const char profiles_body[] =
 	"{\"profiles\":["
-	"{\"name\":\"default\",\"level\":\"system\",\"keys\":1,\"updated\":\"2024-05-01T12:00:00Z\"},"
+	"{\"name\":\"default\",\"level\":\"system\",\"keys\":1,"
+	"\"updated\":\"2024-05-01T12:00:00Z\"},"
 	"{\"name\":\"deploy\",\"level\":\"workflow\",\"keys\":2,"
 	"\"updated\":\"2024-05-02T08:30:00.250Z\"}]}";
 
@@ -116,7 +118,8 @@ static const char workflow_body[] =
 static const char resolved_ok[] =
 	"{\"ok\":true,\"code\":\"\",\"error\":\"\",\"steps\":["
 	"{\"step\":\"push\",\"keys\":["
-	"{\"env\":\"GITHUB_TOKEN\",\"level\":\"workflow\",\"profile\":\"deploy\",\"kind\":\"secret\","
+	"{\"env\":\"GITHUB_TOKEN\",\"level\":\"workflow\",\"profile\":\"deploy\","
+	"\"kind\":\"secret\","
 	"\"secret\":\"gh_token\",\"version\":3,\"backend\":\"builtin\",\"mac\":\"00ff\"},"
 	"{\"env\":\"API_BASE\",\"level\":\"system\",\"profile\":\"default\",\"kind\":\"plain\","
 	"\"secret\":\"\",\"version\":0,\"backend\":\"\",\"mac\":\"\"}]},"
@@ -128,7 +131,8 @@ static const char resolved_ok[] =
 	"\"reason\":\"agent claude-code not in acl\"}]}";
 
 static const char resolved_refused[] =
-	"{\"ok\":false,\"code\":\"revoked\",\"error\":\"revoked: GITHUB_TOKEN (secret gh_token v2)\","
+	"{\"ok\":false,\"code\":\"revoked\","
+	"\"error\":\"revoked: GITHUB_TOKEN (secret gh_token v2)\","
 	"\"steps\":[],\"denied\":[]}";
 
 static int is_admin(struct evhttp_request *req)
@@ -172,7 +176,8 @@ static void handle(struct evhttp_request *req, void *arg)
 	    strcmp(path, "/v1/identity/resolve") != 0 && !is_admin(req)) {
 		reply_err(req, 403, "forbidden", "writes need the operator's token");
 	} else if (put && strcmp(path, "/v1/secrets/gh_token") == 0) {
-		reply_json(req, 201, "{\"name\":\"gh_token\",\"version\":1,\"backend\":\"builtin\"}");
+		reply_json(req, 201,
+			   "{\"name\":\"gh_token\",\"version\":1,\"backend\":\"builtin\"}");
 	} else if (put && strcmp(path, "/v1/secrets/vaulted") == 0) {
 		reply_json(req, 201, "{\"name\":\"vaulted\",\"version\":4,\"backend\":\"vault\"}");
 	} else if (put && strcmp(path, "/v1/secrets/toolong") == 0) {
@@ -183,7 +188,8 @@ static void handle(struct evhttp_request *req, void *arg)
 		j = json_loads(body, 0, NULL);
 		reply_json(req, 200,
 			   json_is_true(json_object_get(j, "hard"))
-				   ? "{\"name\":\"gh_token\",\"versions_revoked\":[2],\"hard\":true}"
+				   ? "{\"name\":\"gh_token\",\"versions_revoked\":[2],"
+				     "\"hard\":true}"
 				   : "{\"name\":\"gh_token\",\"versions_revoked\":[1,2,3],"
 				     "\"hard\":false}");
 		json_decref(j);
@@ -489,7 +495,8 @@ static void test_secret_set(void)
 		json_pack("{s:s}", "value_b64", b64(bin_value, sizeof(bin_value) - 2)));
 
 	/* backend and tenant */
-	CLI_IN(p_nl, &o, "secret", "set", "vaulted", "--backend", "vault", "--tenant", "acme corp");
+	CLI_IN(p_nl, &o, "secret", "set", "vaulted", "--backend", "vault", "--tenant",
+	       "acme corp");
 	expect("set vault", &o, 0, "secret vaulted: version 4 stored (backend vault)\n", "");
 	r = last("PUT", "/v1/secrets/vaulted");
 	query_is(r, "tenant=acme%20corp");
@@ -503,8 +510,8 @@ static void test_secret_set(void)
 	query_is(r, "tenant=_system");
 	body_is(r, json_pack("{s:s, s:s}", "backend", "vault", "vault_path", "kv/app/token"));
 	CLI_IN(p_nl, &o, "--json", "secret", "set", "gh_token");
-	expect("set --json", &o, 0, "{\"name\":\"gh_token\",\"version\":1,\"backend\":\"builtin\"}\n",
-	       "");
+	expect("set --json", &o, 0,
+	       "{\"name\":\"gh_token\",\"version\":1,\"backend\":\"builtin\"}\n", "");
 
 	/* refused before anything is sent, the value never echoed */
 	before = nreqs();
@@ -537,8 +544,9 @@ static void test_secret_set(void)
 		static unsigned char dec[70000];
 		size_t n = 0;
 
-		SW_CHECK(v != NULL && sodium_base642bin(dec, sizeof(dec), v, strlen(v), NULL, &n,
-							 NULL, sodium_base64_VARIANT_ORIGINAL) == 0);
+		SW_CHECK(v != NULL);
+		SW_CHECK(sodium_base642bin(dec, sizeof(dec), v, strlen(v), NULL, &n, NULL,
+					   sodium_base64_VARIANT_ORIGINAL) == 0);
 		SW_CHECKF(n == 65536 && dec[0] == 'x' && dec[n - 1] == 'x', "decoded %zu", n);
 		json_decref(j);
 	}
@@ -699,7 +707,8 @@ static void test_profiles(void)
 		expect_err("profile not an object", &o, 1, "a profile is a JSON object");
 		CLI(&o, "identity", "profile", "set", "deploy");
 		expect_err("profile set nothing", &o, 2, "either --file FILE.json or --key");
-		CLI(&o, "identity", "profile", "set", "deploy", "--file", p_json, "--key", "A=value:");
+		CLI(&o, "identity", "profile", "set", "deploy", "--file", p_json, "--key",
+		    "A=value:");
 		expect_err("profile set both", &o, 2, "either --file FILE.json or --key");
 		CLI(&o, "identity", "profile", "set", "deploy", "--key", "A=s3cr3t");
 		expect_err("profile key kind", &o, 2, "expected A=secret:NAME or A=value:TEXT");

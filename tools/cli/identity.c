@@ -215,7 +215,8 @@ static int take_keys(int *argc, char **argv, const char **keys, int *nkeys)
 			continue;
 		}
 		if (*nkeys >= ID_MAX_KEYS) {
-			cli_usage("identity profile set", "more than %d --key options", ID_MAX_KEYS);
+			cli_usage("identity profile set", "more than %d --key options",
+				  ID_MAX_KEYS);
 			return -1;
 		}
 		keys[(*nkeys)++] = v;
@@ -269,7 +270,8 @@ static json_t *keys_body(const char **keys, int nkeys)
 			k = json_pack("{s:s}", "value", what + 6);
 		else {
 			cli_usage("identity profile set",
-				  "--key %s: expected %s=secret:NAME or %s=value:TEXT", env, env, env);
+				  "--key %s: expected %s=secret:NAME or %s=value:TEXT", env, env,
+				  env);
 			goto fail;
 		}
 		if (k == NULL) {
@@ -615,6 +617,7 @@ static json_t *resolve_request(json_t *wf, const char *user, char *errstr, size_
 	list = json_object_get(out, "steps");
 	json_array_foreach(steps, i, s) {
 		const char *mode = cli_jstr(s, "mode", NULL), *sn = cli_jstr(s, "name", NULL);
+		json_t *need;
 		int agent;
 
 		if (mode == NULL || sn == NULL) {
@@ -624,11 +627,10 @@ static json_t *resolve_request(json_t *wf, const char *user, char *errstr, size_
 		if (!bearing(mode))
 			continue;
 		agent = strncmp(mode, "cli_agent", 9) == 0;
-		if (json_array_append_new(list, json_pack("{s:s, s:s, s:s, s:s}", "step", sn,
-							  "mode", mode, "agent",
-							  agent ? cli_jstr(s, "cli_agent", "") : "",
-							  "profile",
-							  cli_jstr(s, "identity", ""))) != 0) {
+		need = json_pack("{s:s, s:s, s:s, s:s}", "step", sn, "mode", mode, "agent",
+				 agent ? cli_jstr(s, "cli_agent", "") : "", "profile",
+				 cli_jstr(s, "identity", ""));
+		if (json_array_append_new(list, need) != 0) {
 			snprintf(errstr, errlen, "out of memory");
 			goto fail;
 		}
@@ -651,7 +653,8 @@ static int print_cascade(json_t *ans)
 	size_t i, j, nkeys = 0;
 	int rc = -1;
 
-	if ((steps != NULL && !json_is_array(steps)) || (denied != NULL && !json_is_array(denied))) {
+	if ((steps != NULL && !json_is_array(steps)) ||
+	    (denied != NULL && !json_is_array(denied))) {
 		cli_error("the identity service's answer has malformed \"steps\" or \"denied\"");
 		return -1;
 	}
@@ -660,17 +663,18 @@ static int print_cascade(json_t *ans)
 	json_array_foreach(steps, i, s) {
 		json_array_foreach(json_object_get(s, "keys"), j, k) {
 			int plain = strcmp(cli_jstr(k, "kind", "secret"), "plain") == 0;
+			json_int_t v = json_integer_value(json_object_get(k, "version"));
 			char ver[32];
-			const char *row[7] = {cli_jstr(s, "step", "?"), cli_jstr(k, "env", "?"),
-					      cli_jstr(k, "level", "?"), cli_jstr(k, "profile", "-"),
-					      plain ? "(plain value)" : cli_jstr(k, "secret", "?"),
-					      ver, plain ? "-" : cli_jstr(k, "backend", "?")};
+			const char *row[7] = {
+				cli_jstr(s, "step", "?"), cli_jstr(k, "env", "?"),
+				cli_jstr(k, "level", "?"), cli_jstr(k, "profile", "-"),
+				plain ? "(plain value)" : cli_jstr(k, "secret", "?"), ver,
+				plain ? "-" : cli_jstr(k, "backend", "?")};
 
 			if (plain)
 				snprintf(ver, sizeof(ver), "-");
 			else
-				snprintf(ver, sizeof(ver), "%lld",
-					 (long long)json_integer_value(json_object_get(k, "version")));
+				snprintf(ver, sizeof(ver), "%lld", (long long)v);
 			if (cli_table_add(t, row) == -1)
 				goto nomem;
 			nkeys++;

@@ -143,9 +143,9 @@ static int stray_option(const char *cmd, int argc, char **argv, const struct cli
 			if (strlen(globals[j]) == n && strncmp(a, globals[j], n) == 0)
 				known = 1 + (a[n] == '\0');
 		if (!known) {
-			cli_usage(cmd, "unknown option (not shown: it may be the value, which is "
-				       "read from standard input or --from-file, never the command "
-				       "line)");
+			cli_usage(cmd, "unknown option (not shown: it may be the value, "
+				       "which is read from standard input or --from-file, "
+				       "never the command line)");
 			return 1;
 		}
 		if (known == 2)
@@ -345,7 +345,8 @@ static int send_value(struct cli_env *env, const char *method, const char *path,
 	int rc;
 
 	rc = cli_http_call(env, CLI_IDENTITY_SVC, method, path, "application/json",
-			   (const char *)body->p, body->len, env->admin_token, r, err, sizeof(err));
+			   (const char *)body->p, body->len, env->admin_token, r, err,
+			   sizeof(err));
 	secret_buf_free(body);
 	if (rc == -1)
 		cli_error("%s", err);
