@@ -174,7 +174,8 @@ struct secret_buf {
 static void secret_buf_free(struct secret_buf *b)
 {
 	if (b->p != NULL) {
-		sodium_munlock(b->p, b->cap); /* zeroes it first */
+		sodium_memzero(b->p, b->cap);
+		sodium_munlock(b->p, b->cap);
 		free(b->p);
 	}
 	memset(b, 0, sizeof(*b));
