@@ -51,10 +51,12 @@ attack_stack_start() { # [multi_tenant]
 	ATTACK_ADMIN=adm-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 	export ATTACK_ADMIN
 	if [ "${1:-}" = multi_tenant ]; then
-		for svc in scheduler worker sandboxd audit; do
+		# identity's files are read only when it is built (tools/lib/stack.sh)
+		for svc in scheduler worker sandboxd audit identity; do
 			printf "SAGEWAI_MODE=multi_tenant\n" >>"$work/$svc.env"
 		done
 		printf "SAGEWAI_ADMIN_TOKEN=%s\n" "$ATTACK_ADMIN" >>"$work/scheduler.env"
+		printf "SAGEWAI_ADMIN_TOKEN=%s\n" "$ATTACK_ADMIN" >>"$work/identity.env"
 		printf "SAGEWAI_ADMIN_TOKEN=%s\n" "$ATTACK_ADMIN" >>"$work/audit.env"
 	fi
 	trap 'sw_stack_stop "$work"' EXIT
@@ -68,7 +70,7 @@ attack_stack_start() { # [multi_tenant]
 # attack_alive: every service still answers /healthz
 attack_alive() {
 	local name port
-	for name in scheduler worker audit sandboxd; do
+	for name in scheduler worker audit sandboxd identity; do
 		[ -f "$work/$name.port" ] || continue
 		port=$(cat "$work/$name.port")
 		curl -fsS -m 5 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 || {

@@ -40,6 +40,11 @@ fail() {
 }
 trap 'sw_stack_stop "$work"' EXIT
 
+# tenants: the worker's preview-gate backstop needs a scheduler that lets an
+# identity-bearing run through, which one with identity deployed does not (it
+# resolves every submit first): that scenario runs without identity
+[ "$scenario" != tenants ] || export SW_STACK_IDENTITY=0
+
 # a killed member's partitions move after 6 s instead of librdkafka's 45
 for svc in worker scheduler audit; do
 	echo "SAGEWAI_KAFKA_CONSUMER_CONFIG=session.timeout.ms=6000,heartbeat.interval.ms=1000" \
@@ -212,6 +217,7 @@ secrets)
 		<<-'EOF' || fail "a secret or a foreign setting in a process's environment"
 		import glob, os, sys
 		work, pg_pid, key, admin, *secret_dirs = sys.argv[1:]
+		identity = os.path.exists(work + "/run-identity.sh")
 		# what each service reads (tools/lib/stack.sh, sw_stack_keys)
 		common = {"SAGEWAI_KAFKA_BOOTSTRAP", "SAGEWAI_LOG_LEVEL", "SAGEWAI_KAFKA_CONSUMER_CONFIG",
 		          "SAGEWAI_HTTP_PORT", "SAGEWAI_PORT_FILE", "SAGEWAI_PG_DSN"}
@@ -224,6 +230,12 @@ secrets)
 		    "llm-mock": set(),
 		    "postgres": set(),
 		}
+		if identity:  # tools/lib/stack.sh, sw_stack_id_keys
+		    allowed["identity"] = common | {"SAGEWAI_IDENTITY_MASTER_KEYS_FILE",
+		        "SAGEWAI_SECRET_MAC_KEY_FILE", "SAGEWAI_IDENTITY_HOSTS_FILE",
+		        "SAGEWAI_ADMIN_TOKEN_FILE"}
+		    allowed["scheduler"] |= {"SAGEWAI_IDENTITY", "SAGEWAI_SECRET_MAC_KEY_FILE"}
+		    allowed["sandboxd"] |= {"SAGEWAI_SANDBOXD_SEAL_KEY_FILE"}
 		# every database password: the passfiles' last field
 		secrets = {"LLM key": key, "admin token": admin}
 		for d in secret_dirs:
@@ -232,6 +244,17 @@ secrets)
 		        assert len(pw) >= 16, f
 		        secrets["password of " + os.path.basename(f)] = pw
 		assert len(secrets) >= 7, secrets.keys()
+		# identity's keys: each master key, the MAC key, the stack's admin
+		# token, sandboxd's seal key
+		if identity:
+		    idk = work + "/secrets/identity/"
+		    keys = {f: open(idk + f).read().strip() for f in ("mac.key", "admin.token")}
+		    keys["seal key"] = open(work + "/secrets/sandboxd.seal.key").read().strip()
+		    for line in open(idk + "master.keys").read().split("\n"):
+		        if line:
+		            keys["master key " + line.split()[0]] = line.split()[1]
+		    assert all(len(v) == 64 for v in keys.values()), "a key is not 64 hex"
+		    secrets.update(keys)
 		def children(pid):
 		    out = []
 		    for t in glob.glob("/proc/%d/task/*/children" % pid):

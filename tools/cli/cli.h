@@ -3,11 +3,12 @@
  *
  *   sagewai [global options] GROUP COMMAND [arguments]
  *
- * It speaks the scheduler HTTP API of docs/RUNS.md and the audit service's
- * GET /v1/audit/runs/{id}, and verifies audit logs offline with sw_alog.
+ * It speaks the scheduler HTTP API of docs/RUNS.md, the audit service's
+ * GET /v1/audit/runs/{id} and the identity service's API of
+ * docs/IDENTITY.md, and verifies audit logs offline with sw_alog.
  * Everything goes through one struct cli_env built by main.c from the
- * flags and the environment (SAGEWAI_URL, SAGEWAI_AUDIT_URL, SAGEWAI_TOKEN,
- * SAGEWAI_ADMIN_TOKEN, SAGEWAI_DATA_DIR).
+ * flags and the environment (SAGEWAI_URL, SAGEWAI_AUDIT_URL,
+ * SAGEWAI_IDENTITY_URL, SAGEWAI_TOKEN, SAGEWAI_ADMIN_TOKEN, SAGEWAI_DATA_DIR).
  *
  * Output: human-readable on stdout, or with --json the server's answer
  * as it came. Errors: exactly one line "sagewai: <reason>" on stderr.
@@ -28,10 +29,13 @@
 
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_DEFAULT_AUDIT_URL "http://127.0.0.1:8081"
+#define CLI_DEFAULT_IDENTITY_URL "http://127.0.0.1:8084"
 
 struct cli_env {
 	char *url;               /* scheduler base URL, no trailing '/' (owned) */
 	char *audit_url;         /* audit service base URL, no trailing '/' (owned) */
+	char *identity_url;      /* identity service base URL, no trailing '/' (owned) */
+	const char *tenant;      /* --tenant: the tenant an admin call acts on; may be NULL */
 	const char *token;       /* tenant key (--token, SAGEWAI_TOKEN); may be NULL */
 	const char *admin_token; /* SAGEWAI_ADMIN_TOKEN; may be NULL */
 	const char *data_dir;    /* SAGEWAI_DATA_DIR; may be NULL */
@@ -86,10 +90,12 @@ int cli_run(struct cli_env *env, int argc, char **argv);
 int cli_audit(struct cli_env *env, int argc, char **argv);
 int cli_tenant(struct cli_env *env, int argc, char **argv);
 int cli_key(struct cli_env *env, int argc, char **argv);
+int cli_secret(struct cli_env *env, int argc, char **argv);
+int cli_identity(struct cli_env *env, int argc, char **argv);
 
 /* ---- http.c: one request, or one event stream ----------------------- */
 
-enum cli_target { CLI_SCHEDULER, CLI_AUDIT_SVC };
+enum cli_target { CLI_SCHEDULER, CLI_AUDIT_SVC, CLI_IDENTITY_SVC };
 
 struct cli_resp {
 	long status;   /* HTTP status, 0 when no answer came */
@@ -164,5 +170,19 @@ void cli_table_free(struct cli_table *t);
 void cli_json_print(json_t *v, FILE *out);
 /* Print the raw body of an answer as it came, newline-terminated (--json). */
 void cli_raw_print(const struct cli_resp *r, FILE *out);
+
+/* ---- identity.c: shared by the secret and identity groups ------------ */
+
+/* The token of a read of the identity API: the operator's when set, else
+ * the tenant's; may be NULL (single_org mode reads need none). */
+const char *cli_id_read_token(const struct cli_env *env);
+/* "?level=L&tenant=T" for the identity API: level when not NULL, the
+ * --tenant when given (else "_system" for level "system"); "" when
+ * neither. Caller frees; NULL when out of memory. */
+char *cli_id_query(const struct cli_env *env, const char *level);
+/* "/v1/<collection>/<escaped name><suffix><query>"; caller frees, NULL
+ * when out of memory. */
+char *cli_id_path(const char *collection, const char *name, const char *suffix,
+		  const char *query);
 
 #endif

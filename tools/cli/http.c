@@ -50,12 +50,28 @@ void cli_resp_free(struct cli_resp *r)
 
 static const char *target_name(enum cli_target t)
 {
-	return t == CLI_SCHEDULER ? "the scheduler" : "the audit service";
+	switch (t) {
+	case CLI_SCHEDULER:
+		return "the scheduler";
+	case CLI_AUDIT_SVC:
+		return "the audit service";
+	case CLI_IDENTITY_SVC:
+		return "the identity service";
+	}
+	return "the server";
 }
 
 static const char *target_url(const struct cli_env *env, enum cli_target t)
 {
-	return t == CLI_SCHEDULER ? env->url : env->audit_url;
+	switch (t) {
+	case CLI_SCHEDULER:
+		return env->url;
+	case CLI_AUDIT_SVC:
+		return env->audit_url;
+	case CLI_IDENTITY_SVC:
+		return env->identity_url;
+	}
+	return env->url;
 }
 
 /* The base URL as shown in messages: without any "user:password@". */

@@ -27,16 +27,27 @@ static const char main_help[] =
 	"  tenant create NAME              create a tenant and print its id and key\n"
 	"  tenant delete NAME|ID           delete a tenant (its keys stop working)\n"
 	"  key create --role auditor       an auditor key for the audit API\n"
+	"  secret set NAME [--backend B]   store a secret read from stdin (a new version)\n"
+	"  secret list|rotate|revoke|delete|rekey\n"
+	"                                  a tenant's secrets (see 'sagewai secret --help')\n"
+	"  identity profile set|show|list|delete NAME\n"
+	"                                  identity profiles (system, workflow, user)\n"
+	"  identity resolve --workflow W   the identity cascade of a workflow's steps\n"
 	"\n"
 	"Global options (accepted anywhere on the line):\n"
 	"  --url URL         the scheduler (SAGEWAI_URL, default " CLI_DEFAULT_URL ")\n"
 	"  --audit-url URL   the audit service (SAGEWAI_AUDIT_URL, default "
 	CLI_DEFAULT_AUDIT_URL ")\n"
+	"  --identity-url URL  the identity service (SAGEWAI_IDENTITY_URL, default\n"
+	"                    " CLI_DEFAULT_IDENTITY_URL ")\n"
+	"  --tenant REF      the tenant (name or id) an operator's secret/identity call\n"
+	"                    acts on ('_system' for operator-wide secrets)\n"
 	"  --token TOKEN     the tenant's API key, sent as a Bearer token (SAGEWAI_TOKEN)\n"
 	"  --json            print the raw JSON answers (for scripts)\n"
 	"  --help, -h        help; 'sagewai COMMAND [SUBCOMMAND] --help' for one command\n"
 	"\n"
-	"Environment: SAGEWAI_ADMIN_TOKEN (tenant, key), SAGEWAI_DATA_DIR (audit verify).\n"
+	"Environment: SAGEWAI_ADMIN_TOKEN (tenant, key, secret, identity), SAGEWAI_DATA_DIR\n"
+	"(audit verify).\n"
 	"Exit status: 0 ok, 1 failure (server error, failed run, bad log), 2 usage.\n";
 
 static void vline(const char *prefix, const char *fmt, va_list ap)
@@ -141,6 +152,25 @@ static int global_opt(struct cli_env *env, const char *cmd, int argc, char **arg
 			cli_usage(cmd, "%s must be an http:// or https:// URL", name);
 			return -1;
 		}
+		return 1;
+	}
+	if (opt_is(a, "--identity-url")) {
+		if ((v = opt_value(argc, argv, i, "--identity-url")) == NULL) {
+			cli_usage(cmd, "--identity-url needs a value");
+			return -1;
+		}
+		if (set_url(&env->identity_url, v) == -1) {
+			cli_usage(cmd, "--identity-url must be an http:// or https:// URL");
+			return -1;
+		}
+		return 1;
+	}
+	if (opt_is(a, "--tenant")) {
+		if ((v = opt_value(argc, argv, i, "--tenant")) == NULL || *v == '\0') {
+			cli_usage(cmd, "--tenant needs a tenant's name or id");
+			return -1;
+		}
+		env->tenant = v;
 		return 1;
 	}
 	if (opt_is(a, "--token")) {
@@ -269,6 +299,8 @@ static int dispatch(struct cli_env *env, int argc, char **argv)
 		{"audit", cli_audit},
 		{"tenant", cli_tenant},
 		{"key", cli_key},
+		{"secret", cli_secret},
+		{"identity", cli_identity},
 		{NULL, NULL},
 	};
 	char **hargv = NULL;
@@ -348,6 +380,12 @@ int main(int argc, char **argv)
 		rc = CLI_USAGE;
 		goto out;
 	}
+	v = getenv("SAGEWAI_IDENTITY_URL");
+	if (set_url(&env.identity_url, v != NULL && *v ? v : CLI_DEFAULT_IDENTITY_URL) == -1) {
+		cli_error("SAGEWAI_IDENTITY_URL must be an http:// or https:// URL");
+		rc = CLI_USAGE;
+		goto out;
+	}
 	v = getenv("SAGEWAI_TOKEN");
 	env.token = v != NULL && *v ? v : NULL;
 	v = getenv("SAGEWAI_ADMIN_TOKEN");
@@ -374,6 +412,7 @@ int main(int argc, char **argv)
 out:
 	free(env.url);
 	free(env.audit_url);
+	free(env.identity_url);
 	return rc;
 }
 

@@ -2,8 +2,8 @@
 # (sourced).
 #
 #   sw_stack_start WORK BUILD [KIND]   start the services (llm-mock unless
-#       SAGEWAI_LLM_BASE_URL is set, audit, scheduler, worker) on a Kafka and a
-#       PostgreSQL chosen by KIND:
+#       SAGEWAI_LLM_BASE_URL is set, audit, identity when built, sandboxd,
+#       worker, scheduler) on a Kafka and a PostgreSQL chosen by KIND:
 #         embedded  sagewai-devbroker and a private PostgreSQL cluster (default)
 #         real      the test harness: Apache Kafka (KRaft) and PostgreSQL
 #         env       those named by $SAGEWAI_KAFKA_BOOTSTRAP and $SAGEWAI_PG_DSN
@@ -12,7 +12,8 @@
 #       Every server binds port 0 and reports the port it got (its "started"
 #       log line, see port.sh), kept in WORK/NAME.port; its URL goes into
 #       stack.env as it becomes known (SAGEWAI_URL, SAGEWAI_AUDIT_URL,
-#       SAGEWAI_SANDBOXD_URL, SAGEWAI_WORKER_URL, SAGEWAI_LLM_BASE_URL).
+#       SAGEWAI_SANDBOXD_URL, SAGEWAI_WORKER_URL, SAGEWAI_LLM_BASE_URL,
+#       SAGEWAI_IDENTITY_URL).
 #       A later start in the same WORK (tools/stack up after down) reuses the
 #       PostgreSQL cluster and WORK/data, and each server first tries the
 #       port it had, so that exported URLs stay valid, taking a new one when
@@ -24,6 +25,13 @@
 #       start; WORK/NAME.env, the caller's settings, wins): the worker then leaves
 #       sandboxed steps to sandboxd and still refuses the other modes after its
 #       preview-gate check; sandboxd applies the same backstop.
+#       When BUILD has services/identity/sagewai-identity (and unless
+#       SW_STACK_IDENTITY=0), sagewai-identity runs too (after audit, before
+#       sandboxd and the scheduler), with the key files of sw_stack_id_keys;
+#       once it is up the scheduler gets SAGEWAI_IDENTITY=1, the MAC key and
+#       the stack's admin token, identity_scoped joins its runnable modes
+#       when sandboxd is up as well, and sandboxd gets its seal key. Without
+#       that binary nothing of this happens.
 #   sw_stack_restart WORK NAME         restart one service (after kill -9, or to
 #                                      pick up WORK/NAME.env, extra settings),
 #                                      on the port it had
@@ -47,7 +55,22 @@
 # (WORK/llm.key, 0600), and a secret a caller puts in WORK/NAME.env
 # (SAGEWAI_LLM_API_KEY, SAGEWAI_ADMIN_TOKEN, PGPASSWORD) is moved into a file
 # WORK/secrets/NAME.KEY (0600) and passed as KEY_FILE to the service that
-# uses it (libs/core's _FILE convention), and withheld from the others.
+# uses it (libs/core's _FILE convention; it replaces a KEY_FILE of
+# WORK/NAME.gen.env), and withheld from the others.
+#
+# Identity's keys (sw_stack_id_keys), made once from libsodium's random
+# bytes by sagewai-keygen and kept across starts (the master keys encrypt
+# what PostgreSQL keeps): in WORK/secrets/identity (0700), each 0600,
+#   master.keys   "k1 HEX64" (SAGEWAI_IDENTITY_MASTER_KEYS_FILE, identity)
+#   mac.key       HEX64 (SAGEWAI_SECRET_MAC_KEY_FILE, identity and scheduler)
+#   admin.token   the stack's operator token (SAGEWAI_ADMIN_TOKEN_FILE,
+#                 identity and scheduler): $SAGEWAI_ADMIN_TOKEN at start when
+#                 set, else generated once
+#   hosts         "sandboxd HEX64", the seal key's public key
+#                 (SAGEWAI_IDENTITY_HOSTS_FILE, identity), rewritten each start
+# and sandboxd's X25519 seal key WORK/secrets/sandboxd.seal.key (0600, owned
+# by sandboxd's unprivileged user when run as root, see sw_pg_owner:
+# SAGEWAI_SANDBOXD_SEAL_KEY_FILE) with its public key sandboxd.seal.pub.
 #
 # PostgreSQL: each service connects as its own role (see pg.sh), with
 # SAGEWAI_PG_DSN naming its passfile (WORK/NAME.dsn). stack.env's
@@ -93,6 +116,7 @@ sw_stack_url_key() { # NAME
 	sandboxd) echo SAGEWAI_SANDBOXD_URL ;;
 	worker) echo SAGEWAI_WORKER_URL ;;
 	llm-mock) echo "SAGEWAI_LLM_BASE_URL /v1" ;;
+	identity) echo SAGEWAI_IDENTITY_URL ;;
 	esac
 }
 
@@ -119,7 +143,7 @@ sw_stack_service() {
 
 # The services on the libs/service frame (they read SAGEWAI_* settings).
 sw_stack_is_service() { # NAME
-	case "$1" in scheduler | worker | sandboxd | audit) return 0 ;; esac
+	case "$1" in scheduler | worker | sandboxd | audit | identity) return 0 ;; esac
 	return 1
 }
 
@@ -137,7 +161,7 @@ sw_stack_keys() {
 sw_stack_secret_user() { # KEY NAME: 0 when service NAME uses secret KEY
 	case "$1" in
 	SAGEWAI_LLM_API_KEY) [ "$2" = worker ] ;;
-	SAGEWAI_ADMIN_TOKEN) [ "$2" = scheduler ] ;;
+	SAGEWAI_ADMIN_TOKEN) [ "$2" = scheduler ] || [ "$2" = identity ] ;;
 	PGPASSWORD) sw_stack_is_service "$2" ;;
 	*) return 1 ;;
 	esac
@@ -216,7 +240,12 @@ sw_stack_exec() {
 			f=$work/secrets/$name.$k
 			(umask 077 && rm -f "$f" && printf '%s\n' "$v" >"$f")
 			[ -z "$owner" ] || chown "$owner" "$f"
-			vars+=("${k}_FILE=$f")
+			# it replaces a KEY_FILE of NAME.gen.env (the stack's own)
+			local -a kept=()
+			for v in "${vars[@]}"; do
+				[ "${v%%=*}" = "${k}_FILE" ] || kept+=("$v")
+			done
+			vars=("${kept[@]}" "${k}_FILE=$f")
 		else
 			echo "stack: $k withheld from $name (another service's secret)" >>"$work/$name.log"
 		fi
@@ -327,6 +356,38 @@ sw_stack_db_env() {
 	sw_pg_schemas "$SAGEWAI_PG_DSN dbname=$db" "$prefix"
 }
 
+# sw_stack_id_keys WORK BUILD: identity's key files (see the top), made
+# when missing; the hosts file and the admin token are written each time
+sw_stack_id_keys() {
+	local work=$1 keygen=$2/tools/keygen/sagewai-keygen d=$1/secrets/identity owner pub
+	if [ ! -x "$keygen" ]; then
+		echo "stack: sagewai-identity needs $keygen (ninja sagewai-keygen)" >&2
+		return 1
+	fi
+	mkdir -p "$work/secrets" "$d"
+	chmod 711 "$work/secrets"
+	chmod 700 "$d"
+	[ -s "$d/master.keys" ] || "$keygen" master "$d/master.keys" || return 1
+	[ -s "$d/mac.key" ] || "$keygen" secret "$d/mac.key" || return 1
+	if [ -n "${SAGEWAI_ADMIN_TOKEN:-}" ]; then
+		(umask 077 && rm -f "$d/admin.token" && printf '%s\n' "$SAGEWAI_ADMIN_TOKEN" \
+			>"$d/admin.token") || return 1
+	elif [ ! -s "$d/admin.token" ]; then
+		"$keygen" secret "$d/admin.token" || return 1
+	fi
+	# sandboxd's seal key pair; the public key is the secret key's
+	if [ ! -s "$work/secrets/sandboxd.seal.key" ]; then
+		rm -f "$work/secrets/sandboxd.seal.key" "$work/secrets/sandboxd.seal.pub"
+		"$keygen" x25519 "$work/secrets/sandboxd.seal.key" \
+			"$work/secrets/sandboxd.seal.pub" || return 1
+	fi
+	pub=$("$keygen" x25519-pub "$work/secrets/sandboxd.seal.key") || return 1
+	owner=$(sw_pg_owner sandboxd)
+	[ -z "$owner" ] || chown "$owner" "$work/secrets/sandboxd.seal.key"
+	(umask 077 && rm -f "$d/hosts.tmp" && printf 'sandboxd %s\n' "$pub" >"$d/hosts.tmp") &&
+		mv -f "$d/hosts.tmp" "$d/hosts"
+}
+
 sw_stack_start() {
 	local work=$1 build=$2 kind=${3:-embedded} bootstrap dsn db svc
 	mkdir -p "$work"
@@ -410,14 +471,43 @@ sw_stack_start() {
 			return 1
 	fi
 	sw_stack_service "$work" audit "$build/services/audit/sagewai-audit" serve || return 1
+	# identity before sandboxd (which asks it for sealed values) and the
+	# scheduler (which has it resolve every submit)
+	local identity=0 idk=$work/secrets/identity
+	if [ "${SW_STACK_IDENTITY:-1}" = 1 ] &&
+		[ -x "$build/services/identity/sagewai-identity" ]; then
+		sw_stack_id_keys "$work" "$build" || return 1
+		cat >"$work/identity.gen.env" <<-EOF
+			SAGEWAI_IDENTITY_MASTER_KEYS_FILE='$idk/master.keys'
+			SAGEWAI_SECRET_MAC_KEY_FILE='$idk/mac.key'
+			SAGEWAI_IDENTITY_HOSTS_FILE='$idk/hosts'
+			SAGEWAI_ADMIN_TOKEN_FILE='$idk/admin.token'
+		EOF
+		sw_stack_service "$work" identity "$build/services/identity/sagewai-identity" \
+			serve || return 1
+		sw_stack_wait_http "$(sw_stack_url "$work" identity)" identity "$work" || return 1
+		identity=1
+		cat >"$work/scheduler.gen.env" <<-EOF
+			SAGEWAI_IDENTITY=1
+			SAGEWAI_SECRET_MAC_KEY_FILE='$idk/mac.key'
+			SAGEWAI_ADMIN_TOKEN_FILE='$idk/admin.token'
+		EOF
+	fi
 	if [ "${SW_STACK_SANDBOXD:-1}" = 1 ] && [ -x /usr/bin/bwrap ] &&
 		[ -x "$build/services/sandboxd/sagewai-sandboxd" ]; then
 		echo "SAGEWAI_SANDBOX_STATE_DIR='$work'" >"$work/sandboxd.gen.env"
 		[ -z "$sid" ] || echo "SAGEWAI_INSTANCE_ID=sandboxd-$sid" >>"$work/sandboxd.gen.env"
+		[ $identity = 0 ] || echo "SAGEWAI_SANDBOXD_SEAL_KEY_FILE='$work/secrets/sandboxd.seal.key'" \
+			>>"$work/sandboxd.gen.env"
 		if sw_stack_service "$work" sandboxd \
 			"$build/services/sandboxd/sagewai-sandboxd" serve &&
 			sw_stack_wait_http "$(sw_stack_url "$work" sandboxd)" sandboxd "$work"; then
-			echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed" >"$work/scheduler.gen.env"
+			if [ $identity = 1 ]; then
+				echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed,identity_scoped" \
+					>>"$work/scheduler.gen.env"
+			else
+				echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed" >"$work/scheduler.gen.env"
+			fi
 			echo "SAGEWAI_WORKER_OTHER_MODES=ignore" >>"$work/worker.gen.env"
 		else
 			echo "sandboxd did not come up: sandboxed steps are not offered" >&2
