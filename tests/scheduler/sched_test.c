@@ -2267,7 +2267,7 @@ static void scenario_users(void)
 		   "cli user list: %s", out);
 	SW_REQUIRE(cli(out, sizeof(out), "op-users", "--json key create --tenant acme --user carol") ==
 			   0 &&
-		       strstr(out, "\"user\": \"carol\"") != NULL,
+		       strstr(out, "\"user\":\"carol\"") != NULL,
 		   "cli key create: %s", out);
 	{
 		json_t *k = json_loads(out, 0, NULL);

@@ -86,6 +86,7 @@ int cli_run(struct cli_env *env, int argc, char **argv);
 int cli_audit(struct cli_env *env, int argc, char **argv);
 int cli_tenant(struct cli_env *env, int argc, char **argv);
 int cli_key(struct cli_env *env, int argc, char **argv);
+int cli_user(struct cli_env *env, int argc, char **argv);
 
 /* ---- http.c: one request, or one event stream ----------------------- */
 
