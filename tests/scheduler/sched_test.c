@@ -2123,7 +2123,7 @@ static void scenario_users(void)
 	sched_start();
 	wait_ready();
 	ka = tenant_create_id("acme", "op-users", ida);
-	tenant_create("globex", "op-users");
+	free(tenant_create("globex", "op-users"));
 
 	/* the operator only */
 	SW_REQUIRE(http_s("POST", "/v1/tenants/acme/users", "{\"name\": \"alice\"}", NULL,
@@ -2477,16 +2477,17 @@ static void id_send(const char *tenant, const char *run_id, const char *request_
 	char err[256];
 	void *buf;
 	size_t len;
+	json_t *f;
 
 	sw_event_header_init(&h, "identity.resolved", "sched-test-identity");
 	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
 	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id);
-	SW_CHECKF(sw_event_encode(reg, "identity.resolved", &h,
-				  json_pack("{s:s, s:b, s:s, s:s, s:o, s:[]}", "request_id",
-					    request_id, "ok", ok, "code", code, "error", error,
-					    "steps", steps, "denied"),
-				  &buf, &len, err, sizeof(err)) == 0,
+	f = json_pack("{s:s, s:b, s:s, s:s, s:o, s:[]}", "request_id", request_id, "ok", ok,
+		      "code", code, "error", error, "steps", steps, "denied");
+	SW_CHECKF(sw_event_encode(reg, "identity.resolved", &h, f, &buf, &len, err,
+				  sizeof(err)) == 0,
 		  "%s", err);
+	json_decref(f);
 	sw_test_kafka_send(producer, "sagewai.identity", run_id, buf, len);
 	free(buf);
 }
@@ -2668,11 +2669,12 @@ static void require_absent(const char *run_id)
 {
 	char q[300];
 
-	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.runs WHERE id = '%s'", run_id);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.runs WHERE id = '%.64s'", run_id);
 	SW_REQUIRE(sql_long(q) == 0, "refused run %s stored", run_id);
-	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.steps WHERE run_id = '%s'", run_id);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.steps WHERE run_id = '%.64s'",
+		 run_id);
 	SW_REQUIRE(sql_long(q) == 0, "refused run %s has steps", run_id);
-	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.outbox WHERE key = '%s'", run_id);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.outbox WHERE key = '%.64s'", run_id);
 	SW_REQUIRE(sql_long(q) == 0, "refused run %s has outbox rows", run_id);
 	SW_REQUIRE(events_of(run_id, "run.submitted", NULL, 0, NULL) == 0 &&
 		       events_of(run_id, "step.dispatched", NULL, 0, NULL) == 0,
@@ -2882,12 +2884,14 @@ static void scenario_identity(void)
 		sw_test_kafka_send(producer, "sagewai.identity", "x", junk, sizeof(junk) - 1);
 		sw_test_kafka_send(producer, "sagewai.identity", "x", badfp, sizeof(badfp));
 		sw_test_kafka_send(producer, "sagewai.identity", "x", "", 0);
+		json_t *f = json_pack("{s:s, s:b, s:s, s:s, s:[], s:[]}", "request_id",
+				      "01890000-0000-7000-8000-000000000000", "ok", 1, "code", "",
+				      "error", "", "steps", "denied");
+
 		sw_event_header_init(&h, "identity.resolved", "sched-test-identity");
-		SW_CHECK(sw_event_encode(reg, "identity.resolved", &h,
-					 json_pack("{s:s, s:b, s:s, s:s, s:[], s:[]}", "request_id",
-						   "01890000-0000-7000-8000-000000000000", "ok", 1,
-						   "code", "", "error", "", "steps", "denied"),
-					 &buf, &len, err, sizeof(err)) == 0);
+		SW_CHECK(sw_event_encode(reg, "identity.resolved", &h, f, &buf, &len, err,
+					 sizeof(err)) == 0);
+		json_decref(f);
 		sw_test_kafka_send(producer, "sagewai.identity", "x", buf, len - 3); /* cut */
 		sw_test_kafka_send(producer, "sagewai.identity", "x", buf, len); /* nobody's */
 		free(buf);
