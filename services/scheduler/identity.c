@@ -64,8 +64,6 @@ struct id_dr {
 	char request_id[SW_UUID_STRLEN];
 };
 
-static int64_t garbage_logged_ms;
-
 static size_t bucket(const char *request_id)
 {
 	uint64_t h = 0xcbf29ce484222325ULL;
@@ -487,9 +485,9 @@ static void garbage(struct sched_env *env, const struct sw_bus_msg *m, const cha
 
 	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_garbage_total",
 			       "Undecodable messages read on sagewai.identity.", 1);
-	if (garbage_logged_ms != 0 && now - garbage_logged_ms < SCHED_ID_LOG_EVERY_MS)
+	if (env->idgarbage_ms != 0 && now - env->idgarbage_ms < SCHED_ID_LOG_EVERY_MS)
 		return;
-	garbage_logged_ms = now;
+	env->idgarbage_ms = now;
 	snprintf(part, sizeof(part), "%d", (int)m->partition);
 	snprintf(off, sizeof(off), "%lld", (long long)m->offset);
 	sw_log(SW_LOG_WARN, "undecodable message on sagewai.identity skipped", "partition", part,

@@ -156,6 +156,7 @@ struct sched_env {
 	struct sw_bus_consumer *idtail; /* sagewai.identity, every partition, from the end */
 	struct sched_idreqs *idreqs;	 /* resolutions waiting: hash chains (owned) */
 	size_t nidreqs;
+	int64_t idgarbage_ms;		 /* when undecodable input was last logged */
 
 	/* outbox relay (outbox.c) */
 	struct sched_seqset inflight; /* produced, not yet deleted */
@@ -561,8 +562,9 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 void sched_identity_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
 /* Resolutions waiting. */
 size_t sched_identity_pending(const struct sched_env *env);
-/* Answer every waiting resolution 503 and stop reading (shutdown). */
+/* Answer every waiting resolution 503 (shutdown). */
 void sched_identity_stop(struct sched_env *env);
+/* After the loop: sched_identity_stop, then the reader and the MAC key go. */
 void sched_identity_free(struct sched_env *env);
 
 /* ---- api.c -------------------------------------------------------------- */
