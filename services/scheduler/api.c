@@ -12,10 +12,16 @@
  *   POST /v1/runs/{id}/cancel         cancel
  *   POST /v1/tenants, DELETE /v1/tenants/{id or name}, POST /v1/keys
  *                                     (tenants.c, the operator's)
+ *   /v1/tenants/{ref}/users[/{name}]  (users.c, the operator's)
  *
- * Every request is first given its tenant (tenants.c); another tenant's
- * run or workflow answers 404 exactly as a missing one. Bad input is
- * refused before anything is stored.
+ * Every request is first given its tenant and user (tenants.c); another
+ * tenant's run or workflow answers 404 exactly as a missing one. Bad input
+ * is refused before anything is stored. A submit is checked in this order:
+ * the workflow (404), the preview gate (403), the network policy and the
+ * runnable modes (422 mode_unavailable), credential shapes in the input
+ * and the steps' definitions (422 credential_in_input, creds.h); then,
+ * with SAGEWAI_IDENTITY=1, sagewai-identity resolves it (identity.c) and
+ * only an ok answer lets the run be stored.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -23,6 +29,7 @@
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
 
+#include "creds.h"
 #include "scheduler.h"
 
 enum action {
@@ -44,9 +51,12 @@ struct api_req {
 	struct sched_env *env;
 	struct evhttp_request *req;
 	char tenant[128];
+	char user[SCHED_NAME_MAX]; /* the key's user, "" for none */
 	/* submit */
 	json_t *input;
-	char *text; /* workflow YAML or definition */
+	char *text; /* workflow YAML, or the stored definition while identity resolves */
+	int wf_version; /* the version that runs */
+	char run_id[SW_UUID_STRLEN];
 };
 
 int sched_uuid_valid(const char *s)
@@ -265,7 +275,8 @@ static const char *mode_needs(enum sw_mode m)
 	case SW_MODE_SANDBOXED:
 		return "sandboxd";
 	case SW_MODE_IDENTITY_SCOPED:
-		return "sandboxd and the identity service";
+		return "the identity service (SAGEWAI_IDENTITY=1) and a sandbox host that runs"
+		       " identity_scoped";
 	case SW_MODE_CLI_AGENT:
 		return "sandboxd with CLI-agent support";
 	case SW_MODE_CLI_AGENT_JIT:
@@ -286,6 +297,39 @@ static void submit_done(const char *run_id, const char *err, void *opaque)
 		sw_http_reply_json(a->req, 201, json_pack("{s:s}", "run_id", run_id));
 	(void)err;
 	api_req_free(a);
+}
+
+/* The run may be stored: with identity, steps holds each identity-bearing
+ * step's pinned keys. */
+static void submit_now(struct api_req *a, const struct sw_workflow *wf, json_t *steps)
+{
+	if (sched_run_submit(a->env, a->tenant, a->user, a->run_id, wf, a->input, steps,
+			     submit_done, a) == -1) {
+		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be queued");
+		api_req_free(a);
+	}
+}
+
+static void identity_done(struct sched_env *env, int status, const char *code,
+			  const char *message, json_t *steps, void *opaque)
+{
+	struct api_req *a = opaque;
+	const struct sw_workflow *wf;
+	char why[512];
+
+	if (status != 0) {
+		sw_http_reply_error(a->req, status, code, "%s", message);
+		api_req_free(a);
+		return;
+	}
+	/* the definition cached before the wait may have been evicted since */
+	wf = sched_def_get(env, a->tenant, a->name, a->wf_version, a->text, why, sizeof(why));
+	if (wf == NULL) {
+		sw_http_reply_error(a->req, 500, "internal", "stored workflow unreadable");
+		api_req_free(a);
+		return;
+	}
+	submit_now(a, wf, steps);
 }
 
 static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
@@ -343,7 +387,9 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 			goto out;
 		}
 	}
-	if ((u = sw_workflow_first_unrunnable(wf, env->runnable)) >= 0) {
+	for (u = 0; (size_t)u < wf->nsteps; u++) {
+		if (sched_mode_runnable(env, wf->steps[u].mode))
+			continue;
 		sw_http_reply_error(a->req, 422, "mode_unavailable",
 				    "step '%s' runs in mode %s, which needs %s; this deployment"
 				    " runs only: %s",
@@ -351,10 +397,34 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 				    mode_needs(wf->steps[u].mode), env->runnable_list);
 		goto out;
 	}
-	if (sched_run_submit(env, a->tenant, wf, a->input, submit_done, a) == -1) {
-		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be queued");
+	/* anti-pattern 3, with or without identity: never the value itself */
+	if (sched_creds_find(a->input, wf, why, sizeof(why))) {
+		sw_http_reply_error(a->req, 422, "credential_in_input",
+				    "%s; credentials reach steps through the identity service"
+				    " (secrets and profiles), never through a run's input or a"
+				    " workflow's definition",
+				    why);
 		goto out;
 	}
+	sw_uuid_v7_str(a->run_id);
+	a->wf_version = wf->version;
+	if (env->identity) {
+		int status;
+		char code[64];
+
+		if ((a->text = strdup(PQgetvalue(res, 0, 0))) == NULL) {
+			sw_http_reply_error(a->req, 503, "unavailable", "out of memory");
+			goto out;
+		}
+		if (sched_identity_resolve(env, a->tenant, a->user, a->run_id, wf, a->input,
+					   identity_done, a, &status, code, sizeof(code), why,
+					   sizeof(why)) == -1) {
+			sw_http_reply_error(a->req, status, code, "%s", why);
+			goto out;
+		}
+		return;
+	}
+	submit_now(a, wf, NULL);
 	return;
 out:
 	api_req_free(a);
@@ -522,7 +592,7 @@ static void run_cancel(struct api_req *a)
 /* ---- dispatch ---------------------------------------------------------- */
 
 static void authorized(struct sched_env *env, struct evhttp_request *req, const char *tenant,
-		       void *opaque)
+		       const char *user, void *opaque)
 {
 	struct api_req *a = opaque;
 
@@ -533,6 +603,7 @@ static void authorized(struct sched_env *env, struct evhttp_request *req, const 
 		return;
 	}
 	snprintf(a->tenant, sizeof(a->tenant), "%s", tenant);
+	snprintf(a->user, sizeof(a->user), "%s", user ? user : "");
 	switch (a->act) {
 	case ACT_WF_LIST:
 		wf_list(a);

@@ -139,7 +139,7 @@ static void plan_dispatch(struct sched_plan *p, int idx, int attempt)
 	const struct sw_step *st = &wf->steps[idx];
 	json_t *ctx, *with, *spec, *extra = NULL;
 	char err[512], *spec_text;
-	const char *step_id;
+	const char *step_id, *pin;
 
 	ctx = plan_ctx(p->s);
 	with = ctx != NULL ? sw_template_render(st->with, ctx, err, sizeof(err)) : NULL;
@@ -175,10 +175,14 @@ static void plan_dispatch(struct sched_plan *p, int idx, int attempt)
 	}
 	sched_tx_own(&p->tx, spec_text);
 	step_id = sched_tx_fmt(&p->tx, "%s/%s/%d", p->run_id, st->name, attempt);
+	/* the keys pinned at submit travel with every attempt (docs/IDENTITY.md) */
+	pin = json_string_value(json_object_get(json_array_get(p->s->steps, (size_t)idx),
+						"identity"));
 	sched_plan_event(p, "step.dispatched", step_id,
-			 json_pack("{s:s, s:i, s:s, s:i, s:s, s:I}", "step", st->name, "index",
-				   idx, "mode", sw_mode_name(st->mode), "attempt", attempt, "spec",
-				   spec_text, "timeout_ms", (json_int_t)st->timeout_ms));
+			 json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:s}", "step", st->name,
+				   "index", idx, "mode", sw_mode_name(st->mode), "attempt",
+				   attempt, "spec", spec_text, "timeout_ms",
+				   (json_int_t)st->timeout_ms, "identity", pin ? pin : ""));
 	if (p->failed)
 		return;
 	sched_tx_add(&p->tx,

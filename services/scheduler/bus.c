@@ -1,6 +1,7 @@
 /*
  * bus.c: the scheduler's Kafka clients' tuning and its one producer,
- * shared by the outbox relay (outbox.c) and the dead letters (consume.c);
+ * shared by the outbox relay (outbox.c), the dead letters (consume.c) and
+ * the identity resolutions (identity.c);
  * each produced message carries a struct sched_dr saying whose delivery
  * report it is.
  */
@@ -31,6 +32,8 @@ static void on_delivery(const char *err, void *msg_opaque, void *opaque)
 		sched_outbox_delivery(env, err, dr);
 	else if (dr->kind == SCHED_DR_DEADLETTER)
 		sched_consume_delivery(env, err, dr);
+	else if (dr->kind == SCHED_DR_IDENTITY)
+		sched_identity_delivery(env, err, dr);
 }
 
 static void on_producer_error(int fatal, const char *reason, void *opaque)

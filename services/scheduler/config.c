@@ -17,19 +17,76 @@
  *                              it; the run then fails with run_timeout
  *   SAGEWAI_PG_POOL            PostgreSQL connections (default
  *                              SCHED_PG_POOL_DEFAULT, 1..64)
+ *   SAGEWAI_IDENTITY           1: sagewai-identity is deployed; every submit
+ *                              is resolved by it (identity.c) and
+ *                              identity_scoped becomes runnable (when also in
+ *                              SAGEWAI_RUNNABLE_MODES)
+ *   SAGEWAI_SECRET_MAC_KEY_FILE   with SAGEWAI_IDENTITY=1: a file (0600 or
+ *                              0400) holding the deployment's 32-byte MAC key
+ *                              as 64 hex digits, shared with sagewai-identity
+ *   SAGEWAI_IDENTITY_TIMEOUT_MS   how long a submit waits for identity.resolved
+ *                              (default SCHED_IDENTITY_TIMEOUT_MS, 10..120000)
  *
  * SAGEWAI_KAFKA_CONSUMER_CONFIG and SAGEWAI_KAFKA_PRODUCER_CONFIG are read
  * where the clients are made (bus.c).
  */
 #include <string.h>
+#include <sodium.h>
 
 #include "scheduler.h"
+
+int sched_mode_runnable(const struct sched_env *env, enum sw_mode m)
+{
+	if (!(env->runnable & (1u << m)))
+		return 0;
+	return m != SW_MODE_IDENTITY_SCOPED || env->identity;
+}
+
+/* SAGEWAI_IDENTITY and what it needs. */
+static int identity_config(struct sched_env *env, char *errstr, size_t errlen)
+{
+	const char *v = sw_config_env(env->envp, "SAGEWAI_IDENTITY");
+	char hex[130];
+	int rc;
+
+	if (v == NULL || v[0] == '\0' || strcmp(v, "0") == 0) {
+		env->identity = 0;
+		return 0;
+	}
+	if (strcmp(v, "1") != 0) {
+		snprintf(errstr, errlen, "SAGEWAI_IDENTITY must be 0 or 1, not '%.16s'", v);
+		return -1;
+	}
+	env->identity = 1;
+	if (sw_config_number(env->envp, "SAGEWAI_IDENTITY_TIMEOUT_MS", SCHED_IDENTITY_TIMEOUT_MS,
+			     10, 120000, &env->identity_timeout_ms, errstr, errlen) == -1)
+		return -1;
+	/* a file only: the key must not sit in any process's environment */
+	if (sw_config_env(env->envp, "SAGEWAI_SECRET_MAC_KEY") != NULL) {
+		snprintf(errstr, errlen,
+			 "SAGEWAI_SECRET_MAC_KEY is not read: give the MAC key as a file, "
+			 "SAGEWAI_SECRET_MAC_KEY_FILE");
+		return -1;
+	}
+	rc = sw_config_secret(env->envp, "SAGEWAI_SECRET_MAC_KEY", hex, sizeof(hex), errstr,
+			      errlen);
+	if (rc == 0)
+		snprintf(errstr, errlen,
+			 "SAGEWAI_IDENTITY=1 needs SAGEWAI_SECRET_MAC_KEY_FILE (the MAC key shared "
+			 "with sagewai-identity, 64 hex digits, mode 0600)");
+	else if (rc == 1 && (strlen(hex) != 64 || sw_hex_decode(hex, env->mac_key, 32) == -1))
+		snprintf(errstr, errlen,
+			 "SAGEWAI_SECRET_MAC_KEY_FILE must hold 64 hex digits (a 32-byte key)");
+	else if (rc == 1)
+		rc = 2;
+	sodium_memzero(hex, sizeof(hex));
+	return rc == 2 ? 0 : -1;
+}
 
 static int runnable_modes(struct sched_env *env, char *errstr, size_t errlen)
 {
 	const char *v = sw_config_env(env->envp, "SAGEWAI_RUNNABLE_MODES");
 	char list[256], *tok, *save = NULL;
-	size_t len = 0;
 	enum sw_mode m;
 
 	v = v != NULL && v[0] != '\0' ? v : "in_process";
@@ -39,24 +96,36 @@ static int runnable_modes(struct sched_env *env, char *errstr, size_t errlen)
 	}
 	snprintf(list, sizeof(list), "%s", v);
 	env->runnable = 0;
-	env->runnable_list[0] = '\0';
 	for (tok = strtok_r(list, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
 		if (sw_mode_parse(tok, &m) == -1) {
 			snprintf(errstr, errlen, "SAGEWAI_RUNNABLE_MODES: unknown mode '%.64s'",
 				 tok);
 			return -1;
 		}
-		if (env->runnable & (1u << m))
-			continue;
 		env->runnable |= 1u << m;
-		len += (size_t)snprintf(env->runnable_list + len, sizeof(env->runnable_list) - len,
-					"%s%s", len ? ", " : "", sw_mode_name(m));
 	}
 	if (env->runnable == 0) {
 		snprintf(errstr, errlen, "SAGEWAI_RUNNABLE_MODES names no mode");
 		return -1;
 	}
 	return 0;
+}
+
+/* env->runnable_list: the modes that do run here (identity_scoped needs
+ * SAGEWAI_IDENTITY=1 as well), for messages. */
+static void runnable_list(struct sched_env *env)
+{
+	size_t len = 0;
+	int m;
+
+	env->runnable_list[0] = '\0';
+	for (m = 0; m < SW_MODE_COUNT; m++)
+		if (sched_mode_runnable(env, (enum sw_mode)m))
+			len += (size_t)snprintf(env->runnable_list + len,
+						sizeof(env->runnable_list) - len, "%s%s",
+						len ? ", " : "", sw_mode_name((enum sw_mode)m));
+	if (len == 0)
+		snprintf(env->runnable_list, sizeof(env->runnable_list), "(none)");
 }
 
 int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
@@ -108,6 +177,9 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 	if (sw_config_secret(env->envp, "SAGEWAI_ADMIN_TOKEN", env->admin_token,
 			     sizeof(env->admin_token), errstr, errlen) == -1)
 		return -1;
+	if (identity_config(env, errstr, errlen) == -1)
+		return -1;
+	runnable_list(env);
 	/* every transition is one transaction: with several connections
 	 * their commits overlap (and share WAL flushes) instead of queueing
 	 * behind each other */

@@ -34,6 +34,7 @@ static int sched_start(struct sw_service *svc, void *arg, char *err, size_t errl
 	const char *kv[] = {"mode",	      env->multi_tenant ? "multi_tenant" : "single_org",
 			    "runnable_modes", env->runnable_list,
 			    "sealed_preview", env->sealed_preview ? "1" : "0",
+			    "identity",	      env->identity ? "1" : "0",
 			    NULL};
 
 	env->base = sw_service_base(svc);
@@ -48,6 +49,7 @@ static int sched_start(struct sw_service *svc, void *arg, char *err, size_t errl
 				       sched_nmigrations, (size_t)env->pg_pool, err, errlen);
 	if (env->store == NULL || sched_producer_start(env, err, errlen) == -1 ||
 	    sched_outbox_start(env, err, errlen) == -1 ||
+	    sched_identity_start(env, err, errlen) == -1 ||
 	    sched_tenants_announce(env, err, errlen) == -1 ||
 	    sched_consume_start(env, err, errlen) == -1 ||
 	    sched_sse_start(env, err, errlen) == -1 || sched_api_start(env, err, errlen) == -1 ||
@@ -75,7 +77,8 @@ static int sched_drained(void *arg)
 	struct sched_env *env = arg;
 
 	return sw_store_pending(env->store) == 0 && sw_bus_producer_outq(env->producer) == 0 &&
-	       sched_outbox_idle(env) && sched_consume_inflight(env) == 0;
+	       sched_outbox_idle(env) && sched_consume_inflight(env) == 0 &&
+	       sched_identity_pending(env) == 0;
 }
 
 static void sched_halt(void *arg)
@@ -96,6 +99,7 @@ static void sched_stop(struct sw_service *svc, void *arg)
 		sw_bus_producer_flush(env->producer, 2000);
 	}
 	sched_consume_free(env);
+	sched_identity_free(env);
 	sw_bus_producer_destroy(env->producer);
 	env->producer = NULL;
 	sw_store_destroy(env->store);
@@ -124,6 +128,9 @@ static const struct sw_service_def sched_def = {
 		"scheduler, $SAGEWAI_PG_DSN), events on Kafka ($SAGEWAI_KAFKA_BOOTSTRAP).\n"
 		"Deployment: SAGEWAI_MODE=single_org|multi_tenant, SAGEWAI_SEALED_PREVIEW=1,\n"
 		"SAGEWAI_RUNNABLE_MODES=in_process,..., SAGEWAI_ADMIN_TOKEN;\n"
+		"SAGEWAI_IDENTITY=1 with SAGEWAI_SECRET_MAC_KEY_FILE and\n"
+		"SAGEWAI_IDENTITY_TIMEOUT_MS (ms, default "
+		XSTR(SCHED_IDENTITY_TIMEOUT_MS) ") when sagewai-identity is deployed;\n"
 		"SAGEWAI_PG_POOL=N PostgreSQL connections (default "
 		XSTR(SCHED_PG_POOL_DEFAULT) ").\n",
 	.drain_ms = 5000,

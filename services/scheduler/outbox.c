@@ -84,7 +84,7 @@ int sched_outbox_sql(const struct sched_event *evs, size_t n, char **sql, char *
 	size_t i, cap = 160 + n * 64, len;
 	char *s;
 
-	if (n == 0 || n > SCHED_OP_EVENTS || (s = malloc(cap)) == NULL)
+	if (n == 0 || n > SCHED_OUTBOX_MAX || (s = malloc(cap)) == NULL)
 		return -1;
 	len = (size_t)sprintf(s, "INSERT INTO outbox (event_id, topic, key, payload) VALUES ");
 	for (i = 0; i < n; i++)

@@ -58,7 +58,9 @@ void sched_tx_outbox(struct sched_tx *t, const struct sched_event *evs, size_t n
 {
 	if (n == 0)
 		return;
-	if (t->n == SCHED_TX_STMTS || sched_outbox_sql(evs, n, &t->ob_sql, t->ob_params) == -1) {
+	if (t->n == SCHED_TX_STMTS || t->ob_params != NULL ||
+	    (t->ob_params = calloc(4 * n, sizeof(*t->ob_params))) == NULL ||
+	    sched_outbox_sql(evs, n, &t->ob_sql, t->ob_params) == -1) {
 		t->oom = 1;
 		return;
 	}
@@ -77,6 +79,7 @@ void sched_tx_free(struct sched_tx *t)
 		free(t->own[i]);
 	if (t->ob_sql != NULL)
 		sched_outbox_sql_free(t->ob_sql, t->ob_params, t->ob_n);
+	free(t->ob_params);
 	memset(t, 0, sizeof(*t));
 }
 
@@ -86,7 +89,7 @@ const char *const sched_snap_sql =
 	"SELECT r.tenant, r.workflow, r.version, r.state, r.rev, r.input::text, w.def::text,"
 	" EXISTS (SELECT 1 FROM processed p WHERE p.event_id = $2::uuid),"
 	" (SELECT json_agg(json_build_object('idx', s.idx, 'name', s.name, 'state', s.state,"
-	"  'attempt', s.attempt, 'output', s.output) ORDER BY s.idx)"
+	"  'attempt', s.attempt, 'output', s.output, 'identity', s.identity) ORDER BY s.idx)"
 	"  FROM steps s WHERE s.run_id = r.id)::text"
 	" FROM runs r JOIN workflows w"
 	"  ON w.tenant = r.tenant AND w.name = r.workflow AND w.version = r.version"
@@ -236,8 +239,27 @@ static char *names_array(const struct sw_workflow *wf, int modes)
 	return s;
 }
 
-int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_workflow *wf,
-		     json_t *input, sched_submit_cb done, void *opaque)
+/* The steps' pinned identities as a JSON array by index (null for none),
+ * as text (malloc'd; NULL when out of memory). */
+static char *identity_array(const struct sw_workflow *wf, json_t *identity)
+{
+	json_t *a = json_array();
+	char *text;
+	size_t i;
+
+	for (i = 0; a != NULL && i < wf->nsteps; i++) {
+		json_t *v = json_object_get(identity, wf->steps[i].name);
+
+		json_array_append_new(a, json_is_string(v) ? json_copy(v) : json_null());
+	}
+	text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+	json_decref(a);
+	return text;
+}
+
+int sched_run_submit(struct sched_env *env, const char *tenant, const char *user,
+		     const char *run_id, const struct sw_workflow *wf, json_t *input,
+		     json_t *identity, sched_submit_cb done, void *opaque)
 {
 	struct submit *sb;
 	struct sched_plan p;
@@ -252,7 +274,7 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_
 	sb->env = env;
 	sb->done = done;
 	sb->opaque = opaque;
-	sw_uuid_v7_str(sb->run_id);
+	snprintf(sb->run_id, sizeof(sb->run_id), "%s", run_id);
 
 	memset(&s, 0, sizeof(s));
 	snprintf(s.tenant, sizeof(s.tenant), "%s", tenant);
@@ -269,10 +291,13 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_
 		return -1;
 	}
 	for (i = 0; i < wf->nsteps; i++) {
+		json_t *pin = json_object_get(identity, wf->steps[i].name);
+
 		json_array_append_new(s.steps,
-				      json_pack("{s:i, s:s, s:s, s:i, s:n}", "idx", (int)i, "name",
-						wf->steps[i].name, "state", "pending", "attempt",
-						0, "output"));
+				      json_pack("{s:i, s:s, s:s, s:i, s:n, s:O}", "idx", (int)i,
+						"name", wf->steps[i].name, "state", "pending",
+						"attempt", 0, "output", "identity",
+						json_is_string(pin) ? pin : json_null()));
 		s.run.steps[i].state = SCHED_STEP_PENDING;
 		s.run.steps[i].retries = wf->steps[i].retries;
 		s.run.steps[i].backoff_ms = wf->steps[i].backoff_ms;
@@ -282,20 +307,24 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_
 	input_text = json_dumps(input, JSON_COMPACT);
 	sched_tx_own(&p.tx, input_text);
 	sched_tx_add(&p.tx,
-		     "INSERT INTO runs (id, tenant, workflow, version, input, state, started)"
-		     " VALUES ($1::uuid, $2, $3, $4::int, $5::jsonb, 'running', now())",
-		     5, sb->run_id, tenant, wf->name, sched_tx_fmt(&p.tx, "%d", wf->version),
-		     input_text);
+		     "INSERT INTO runs (id, tenant, workflow, version, input, state, started,"
+		     " user_name)"
+		     " VALUES ($1::uuid, $2, $3, $4::int, $5::jsonb, 'running', now(), $6)",
+		     6, sb->run_id, tenant, wf->name, sched_tx_fmt(&p.tx, "%d", wf->version),
+		     input_text, user);
+	/* identity: a JSON array by index of each step's pinned keys (text) */
 	sched_tx_add(&p.tx,
-		     "INSERT INTO steps (run_id, idx, name, mode, state)"
-		     " SELECT $1::uuid, t.i - 1, t.n, t.m, 'pending'"
+		     "INSERT INTO steps (run_id, idx, name, mode, state, identity)"
+		     " SELECT $1::uuid, t.i - 1, t.n, t.m, 'pending',"
+		     "  $4::json ->> (t.i - 1)::int"
 		     " FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t (n, m, i)",
-		     3, sb->run_id, sched_tx_own(&p.tx, names_array(wf, 0)),
-		     sched_tx_own(&p.tx, names_array(wf, 1)));
+		     4, sb->run_id, sched_tx_own(&p.tx, names_array(wf, 0)),
+		     sched_tx_own(&p.tx, names_array(wf, 1)),
+		     sched_tx_own(&p.tx, identity_array(wf, identity)));
 	sched_plan_event(&p, "run.submitted", NULL,
 			 json_pack("{s:s, s:i, s:s, s:s, s:o}", "workflow", wf->name,
 				   "workflow_version", wf->version, "input",
-				   input_text ? input_text : "{}", "user", "", "modes",
+				   input_text ? input_text : "{}", "user", user, "modes",
 				   sched_plan_modes(wf)));
 	sched_plan_event(&p, "run.started", NULL,
 			 json_pack("{s:s, s:i}", "workflow", wf->name, "workflow_version",

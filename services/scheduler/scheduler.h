@@ -82,6 +82,10 @@
 #define SCHED_OP_EVENTS 4	/* events one transition may cause */
 #define SCHED_LOCK_BUCKETS 4096 /* hash chains of runs with an operation */
 #define SCHED_RUN_LIST 100
+#define SCHED_NAME_MAX 64	   /* a user's name, NUL included */
+#define SCHED_OUTBOX_MAX 256	   /* events of one administrative transaction */
+#define SCHED_KEYS_MAX 200	   /* live keys of one tenant (its deletion revokes them at once) */
+#define SCHED_IDENTITY_TIMEOUT_MS 5000 /* default wait for identity.resolved */
 
 /* Run and step states as stored (docs/RUNS.md). */
 #define RUN_RUNNING "running"
@@ -99,7 +103,7 @@ struct sched_event {
 };
 
 /* Delivery-report opaque: what a produced message was. */
-enum sched_dr_kind { SCHED_DR_OUTBOX = 1, SCHED_DR_DEADLETTER };
+enum sched_dr_kind { SCHED_DR_OUTBOX = 1, SCHED_DR_DEADLETTER, SCHED_DR_IDENTITY };
 struct sched_dr {
 	enum sched_dr_kind kind;
 };
@@ -117,6 +121,8 @@ LIST_HEAD(sched_streams, sched_stream);
 struct sched_tenant_cache;
 struct sched_run_lock;
 struct sched_defs;
+struct sched_idreq;
+LIST_HEAD(sched_idreqs, sched_idreq);
 
 struct sched_env {
 	struct sw_service *svc;	      /* the frame (libs/service) */
@@ -142,6 +148,15 @@ struct sched_env {
 	unsigned runnable;	 /* SAGEWAI_RUNNABLE_MODES as 1 << mode */
 	char runnable_list[256]; /* the same, for messages */
 	char admin_token[256];	 /* SAGEWAI_ADMIN_TOKEN; empty = no tenant admin */
+	int identity;		 /* SAGEWAI_IDENTITY=1: sagewai-identity is deployed */
+	uint8_t mac_key[32];	 /* SAGEWAI_SECRET_MAC_KEY_FILE (with identity) */
+	long long identity_timeout_ms; /* SAGEWAI_IDENTITY_TIMEOUT_MS */
+
+	/* the identity client (identity.c) */
+	struct sw_bus_consumer *idtail; /* sagewai.identity, every partition, from the end */
+	struct sched_idreqs *idreqs;	 /* resolutions waiting: hash chains (owned) */
+	size_t nidreqs;
+	int64_t idgarbage_ms;		 /* when undecodable input was last logged */
 
 	/* outbox relay (outbox.c) */
 	struct sched_seqset inflight; /* produced, not yet deleted */
@@ -195,9 +210,13 @@ struct sched_env {
 /* ---- config.c: the scheduler's own settings ----------------------------- */
 
 /* SAGEWAI_MODE, SAGEWAI_SEALED_PREVIEW, SAGEWAI_RUNNABLE_MODES,
- * SAGEWAI_ADMIN_TOKEN and SAGEWAI_PG_POOL of env->cfg / env->envp into env.
- * 0, or -1 with errstr. */
+ * SAGEWAI_ADMIN_TOKEN, SAGEWAI_IDENTITY (with SAGEWAI_SECRET_MAC_KEY_FILE
+ * and SAGEWAI_IDENTITY_TIMEOUT_MS) and SAGEWAI_PG_POOL of env->cfg /
+ * env->envp into env. 0, or -1 with errstr. */
 int sched_config_load(struct sched_env *env, char *errstr, size_t errlen);
+/* Whether mode m runs here: in SAGEWAI_RUNNABLE_MODES, and for
+ * identity_scoped only with SAGEWAI_IDENTITY=1 as well. */
+int sched_mode_runnable(const struct sched_env *env, enum sw_mode m);
 
 /* ---- bus.c: Kafka tuning and the producer ------------------------------- */
 
@@ -232,7 +251,7 @@ struct sched_tx {
 	char *own[SCHED_TX_PARAMS]; /* strings to free with the tx */
 	size_t nown;
 	char *ob_sql; /* the outbox INSERT */
-	char *ob_params[4 * SCHED_OP_EVENTS];
+	char **ob_params; /* its 4 * ob_n parameters (owned) */
 	size_t ob_n;
 	int oom;
 };
@@ -273,12 +292,16 @@ void sched_snap_free(struct sched_snap *s);
 /* The index of step name, or -1. */
 int sched_snap_find(const struct sched_snap *s, const char *name);
 
-/* Submit a run of wf (borrowed for the call) with input (borrowed) for
- * tenant: insert it and its steps and dispatch the first step, in one
- * transaction. done gets the run id, or NULL and a reason. */
+/* Submit run run_id of wf (borrowed for the call) with input (borrowed)
+ * for tenant and user ("" for none): insert it and its steps and dispatch
+ * the first step, in one transaction. identity (borrowed, may be NULL)
+ * maps step names to the JSON text of their pinned identity keys, stored
+ * with the step and sent in each of its dispatches. done gets the run id,
+ * or NULL and a reason. */
 typedef void (*sched_submit_cb)(const char *run_id, const char *err, void *opaque);
-int sched_run_submit(struct sched_env *env, const char *tenant, const struct sw_workflow *wf,
-		     json_t *input, sched_submit_cb done, void *opaque);
+int sched_run_submit(struct sched_env *env, const char *tenant, const char *user,
+		     const char *run_id, const struct sw_workflow *wf, json_t *input,
+		     json_t *identity, sched_submit_cb done, void *opaque);
 
 /* ---- ops.c: the operation engine ----------------------------------------- */
 
@@ -398,9 +421,9 @@ int sched_event_build(struct sched_env *env, struct sched_event *ev, const char 
 		      const char *tenant, const char *run_id, const char *step_id, json_t *fields,
 		      char *errstr, size_t errlen);
 void sched_event_clear(struct sched_event *ev);
-/* The outbox INSERT for evs (last statement of a transaction): sql and
- * 4 * n params, malloc'd into *sql and params[] (the caller frees them
- * with sched_outbox_sql_free). */
+/* The outbox INSERT for evs (last statement of a transaction; n at most
+ * SCHED_OUTBOX_MAX): sql and 4 * n params, malloc'd into *sql and params[]
+ * (the caller frees them with sched_outbox_sql_free). */
 int sched_outbox_sql(const struct sched_event *evs, size_t n, char **sql, char **params);
 void sched_outbox_sql_free(char *sql, char **params, size_t n);
 /* A transaction with evs committed; res holds RETURNING seq, event_id. */
@@ -448,15 +471,17 @@ void sched_defs_free(struct sched_env *env);
 
 /* ---- tenants.c ---------------------------------------------------------- */
 
-/* Resolve the request's tenant id: "default" in single_org mode, else
- * from the Bearer key. Calls cont once: with the tenant, or with NULL after having
- * answered the request itself (401, 503) so that cont only cleans up. */
+/* Resolve the request's tenant id and user: from the Bearer key, or
+ * "default" and "" in single_org mode without one. Calls cont once: with
+ * the tenant and the key's user ("" for a tenant-wide key), or with NULLs
+ * after having answered the request itself (401, 503) so that cont only
+ * cleans up. */
 typedef void (*sched_auth_cb)(struct sched_env *env, struct evhttp_request *req,
-			      const char *tenant, void *opaque);
+			      const char *tenant, const char *user, void *opaque);
 void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb cont,
 		void *opaque);
 /* The operator's routes (SAGEWAI_ADMIN_TOKEN): POST /v1/tenants,
- * DELETE /v1/tenants/{id or name}, POST /v1/keys. */
+ * DELETE /v1/tenants/{id or name} (and users.c below it), POST /v1/keys. */
 void sched_tenants_post(struct evhttp_request *req, void *arg);
 void sched_tenant_item(struct evhttp_request *req, void *arg);
 void sched_keys_post(struct evhttp_request *req, void *arg);
@@ -464,7 +489,83 @@ void sched_keys_post(struct evhttp_request *req, void *arg);
  * (announced = false), at start. 0, or -1 with errstr. */
 int sched_tenants_announce(struct sched_env *env, char *errstr, size_t errlen);
 int sched_tenant_name_valid(const char *s);
+/* Forget every cached key (a tenant or user was deleted). */
+void sched_tcache_clear(struct sched_env *env);
 void sched_tenants_free(struct sched_env *env);
+
+/* One administrative change in flight (tenants.c, users.c): what it is
+ * about and its transaction's events. */
+struct sched_admin {
+	struct sched_env *env;
+	struct evhttp_request *req;
+	struct sched_event *ev; /* nev of capev, at most SCHED_OUTBOX_MAX (owned) */
+	size_t nev, capev;
+	char tenant_id[SW_UUID_STRLEN]; /* a UUID, or "default" */
+	char tenant_name[64];
+	char name[64]; /* the tenant's name (tenant routes) */
+	char key_id[SW_UUID_STRLEN];
+	char key[8 + 64];		/* a new key, shown once */
+	char user_id[SW_UUID_STRLEN];
+	char user[SCHED_NAME_MAX];	/* a user's name, "" for none */
+	char *keys;			/* key ids read, comma-separated (owned) */
+	int nkeys;
+	int auditor;			/* an auditor key */
+};
+typedef void (*sched_admin_cb)(struct sched_admin *c);
+
+/* NULL after answering 503. */
+struct sched_admin *sched_admin_new(struct sched_env *env, struct evhttp_request *req);
+void sched_admin_free(struct sched_admin *c);
+/* 0 when the request carries the operator's SAGEWAI_ADMIN_TOKEN; else the
+ * request is answered (403 without a token configured, 401) and -1. */
+int sched_admin_check(struct sched_env *env, struct evhttp_request *req);
+/* Encode an event of sagewai.tenants into c's next slot: header.tenant is
+ * tenant (an id, or "" for an auditor key), the Kafka key is key; fields
+ * stolen. 0, or -1 (logged). */
+int sched_admin_event(struct sched_admin *c, const char *type, const char *tenant,
+		      const char *key, json_t *fields);
+/* Queue t (c's events last) as one transaction answered by cb(c); -1 when
+ * it could not be queued (t is freed either way). */
+int sched_admin_commit(struct sched_admin *c, struct sched_tx *t, sw_store_cb cb);
+/* Find the live tenant ref (an id, a name, or "default" in single_org
+ * mode) and call cont with c->tenant_id and c->tenant_name set; when there
+ * is none (or the store fails) the request is answered and c freed. */
+void sched_admin_tenant(struct sched_admin *c, const char *ref, sched_admin_cb cont);
+
+/* ---- users.c -------------------------------------------------------------- */
+
+/* /v1/tenants/{ref}/users[/{name}]: rest is the path after /v1/tenants/. */
+void sched_users_route(struct sched_env *env, struct evhttp_request *req, const char *rest);
+/* [a-z0-9][a-z0-9_.-]{0,62} */
+int sched_user_name_valid(const char *s);
+
+/* ---- identity.c: the client of sagewai-identity ------------------------- */
+
+/* The answer to a resolution: status 0 and steps (an object: step name ->
+ * the JSON text of its keys; borrowed for the call) when the run may be
+ * stored; else the HTTP status, the error code and a message to refuse
+ * the submit with. */
+typedef void (*sched_identity_cb)(struct sched_env *env, int status, const char *code,
+				  const char *message, json_t *steps, void *opaque);
+/* Read sagewai.identity from its end (SAGEWAI_IDENTITY=1 only). */
+int sched_identity_start(struct sched_env *env, char *errstr, size_t errlen);
+/* Ask sagewai-identity to resolve run run_id of wf (borrowed for the
+ * call) with input for tenant and user; done is called exactly once, from
+ * the loop, never from within this call: with the answer, or 503
+ * identity_unavailable after SAGEWAI_IDENTITY_TIMEOUT_MS. -1 (done never
+ * called) with status/code/message filled when the request cannot be sent
+ * (too many strings to check: 413; the producer refused: 503). */
+int sched_identity_resolve(struct sched_env *env, const char *tenant, const char *user,
+			   const char *run_id, const struct sw_workflow *wf, json_t *input,
+			   sched_identity_cb done, void *opaque, int *status, char *code,
+			   size_t codelen, char *message, size_t msglen);
+void sched_identity_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
+/* Resolutions waiting. */
+size_t sched_identity_pending(const struct sched_env *env);
+/* Answer every waiting resolution 503 (shutdown). */
+void sched_identity_stop(struct sched_env *env);
+/* After the loop: sched_identity_stop, then the reader and the MAC key go. */
+void sched_identity_free(struct sched_env *env);
 
 /* ---- api.c -------------------------------------------------------------- */
 

@@ -148,15 +148,115 @@ static const char *const migration_2 =
 	"  END IF;"
 	" END $$;";
 
-/* A run as the API shows it: run_json(r)::text of migration 1, spelled
+/*
+ * Migration 3: users, the submitting user of a run, and pinned identities.
+ * A user is an immutable id (UUIDv7) and a name unique among the live
+ * users of its tenant; a key may belong to one (apikeys.user_name, "" for
+ * a tenant-wide key). apikeys.tenant_id becomes text, as runs.tenant and
+ * workflows.tenant are, so that single_org mode's tenant "default" (no
+ * row in tenants) can have keys too. runs.user_name is the submitting
+ * user; steps.identity the keys sagewai-identity resolved for an
+ * identity-bearing step at submit (JSON text, sent in every dispatch).
+ *
+ * The guards (each raises a code of its own, read by the API):
+ *   tenant_live(t)          SWGON unless t is "default" or a live tenant,
+ *                           which stays live until commit (FOR SHARE)
+ *   key_guard(t, u, max)    tenant_live; SWNOU unless u is "" or a live
+ *                           user of t (locked likewise); SWMAX when t has
+ *                           max live keys already
+ *   user_delete(t, u, n)    mark the live user u of t deleted and revoke
+ *                           its keys, expecting n: SWGON, SWREV
+ *   tenant_delete(id, n)    as in migration 2, and its users deleted
+ */
+static const char *const migration_3 =
+	"ALTER TABLE apikeys DROP CONSTRAINT apikeys_tenant_id_fkey;"
+	"ALTER TABLE apikeys ALTER COLUMN tenant_id TYPE text USING tenant_id::text;"
+	"ALTER TABLE apikeys ADD COLUMN user_name text NOT NULL DEFAULT '';"
+	"CREATE TABLE users ("
+	" id uuid PRIMARY KEY,"
+	" tenant_id text NOT NULL,"
+	" name text NOT NULL,"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" deleted timestamptz);"
+	"CREATE UNIQUE INDEX users_live_name ON users (tenant_id, name) WHERE deleted IS NULL;"
+	"ALTER TABLE runs ADD COLUMN user_name text NOT NULL DEFAULT '';"
+	"ALTER TABLE steps ADD COLUMN identity text;"
+	"CREATE FUNCTION tenant_live(p_tenant text) RETURNS void LANGUAGE plpgsql AS $$"
+	" BEGIN"
+	"  IF p_tenant = 'default' THEN RETURN; END IF;"
+	"  PERFORM 1 FROM tenants WHERE id = p_tenant::uuid AND deleted IS NULL FOR SHARE;"
+	"  IF NOT FOUND THEN"
+	"   RAISE EXCEPTION 'tenant % is not live', p_tenant USING ERRCODE = 'SWGON';"
+	"  END IF;"
+	" END $$;"
+	"CREATE FUNCTION key_guard(p_tenant text, p_user text, p_max int) RETURNS void"
+	" LANGUAGE plpgsql AS $$"
+	" BEGIN"
+	"  PERFORM tenant_live(p_tenant);"
+	"  IF p_user <> '' THEN"
+	"   PERFORM 1 FROM users WHERE tenant_id = p_tenant AND name = p_user"
+	"    AND deleted IS NULL FOR SHARE;"
+	"   IF NOT FOUND THEN"
+	"    RAISE EXCEPTION 'no live user %', p_user USING ERRCODE = 'SWNOU';"
+	"   END IF;"
+	"  END IF;"
+	"  IF (SELECT count(*) FROM apikeys WHERE tenant_id = p_tenant AND revoked IS NULL)"
+	"     >= p_max THEN"
+	"   RAISE EXCEPTION 'tenant % has % live keys', p_tenant, p_max USING ERRCODE = 'SWMAX';"
+	"  END IF;"
+	" END $$;"
+	"CREATE FUNCTION user_delete(p_tenant text, p_user text, p_keys int) RETURNS void"
+	" LANGUAGE plpgsql AS $$"
+	" DECLARE n int;"
+	" BEGIN"
+	"  UPDATE users SET deleted = now()"
+	"   WHERE tenant_id = p_tenant AND name = p_user AND deleted IS NULL;"
+	"  IF NOT FOUND THEN"
+	"   RAISE EXCEPTION 'user % is not live', p_user USING ERRCODE = 'SWGON';"
+	"  END IF;"
+	"  UPDATE apikeys SET revoked = now()"
+	"   WHERE tenant_id = p_tenant AND user_name = p_user AND revoked IS NULL;"
+	"  GET DIAGNOSTICS n = ROW_COUNT;"
+	"  IF n <> p_keys THEN"
+	"   RAISE EXCEPTION 'keys of user % changed concurrently', p_user USING ERRCODE = 'SWREV';"
+	"  END IF;"
+	" END $$;"
+	"CREATE OR REPLACE FUNCTION tenant_delete(p_id uuid, p_keys int) RETURNS void"
+	" LANGUAGE plpgsql AS $$"
+	" DECLARE n int;"
+	" BEGIN"
+	"  UPDATE tenants SET deleted = now() WHERE id = p_id AND deleted IS NULL;"
+	"  IF NOT FOUND THEN"
+	"   RAISE EXCEPTION 'tenant % is not live', p_id USING ERRCODE = 'SWGON';"
+	"  END IF;"
+	"  UPDATE apikeys SET revoked = now() WHERE tenant_id = p_id::text AND revoked IS NULL;"
+	"  GET DIAGNOSTICS n = ROW_COUNT;"
+	"  IF n <> p_keys THEN"
+	"   RAISE EXCEPTION 'keys of tenant % changed concurrently', p_id USING ERRCODE = 'SWREV';"
+	"  END IF;"
+	"  UPDATE users SET deleted = now() WHERE tenant_id = p_id::text AND deleted IS NULL;"
+	" END $$;"
+	"CREATE OR REPLACE FUNCTION run_json(r runs) RETURNS json LANGUAGE sql STABLE AS $$"
+	" SELECT json_build_object('run_id', r.id, 'workflow', r.workflow,"
+	"  'version', r.version, 'state', r.state, 'user', r.user_name, 'input', r.input,"
+	"  'output', r.output, 'error', r.error, 'created', ts(r.created),"
+	"  'started', ts(r.started), 'finished', ts(r.finished),"
+	"  'steps', (SELECT coalesce(json_agg(json_build_object("
+	"   'name', s.name, 'index', s.idx, 'mode', s.mode, 'state', s.state,"
+	"   'attempts', s.attempt, 'output', s.output, 'error', s.error,"
+	"   'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
+	"   FROM steps s WHERE s.run_id = r.id)) $$;";
+
+/* A run as the API shows it: run_json(r)::text of migration 3, spelled
  * out. A SQL function with a sub-select is not inlined, so the server
  * would parse and plan its body at every call; this text is prepared once
  * per connection instead. $1 run id, $2 tenant. */
 const char *const sched_run_json_sql =
 	"SELECT json_build_object('run_id', r.id, 'workflow', r.workflow,"
-	" 'version', r.version, 'state', r.state, 'input', r.input, 'output', r.output,"
-	" 'error', r.error, 'created', ts(r.created), 'started', ts(r.started),"
-	" 'finished', ts(r.finished), 'steps', (SELECT coalesce(json_agg(json_build_object("
+	" 'version', r.version, 'state', r.state, 'user', r.user_name, 'input', r.input,"
+	" 'output', r.output, 'error', r.error, 'created', ts(r.created),"
+	" 'started', ts(r.started), 'finished', ts(r.finished),"
+	" 'steps', (SELECT coalesce(json_agg(json_build_object("
 	"  'name', s.name, 'index', s.idx, 'mode', s.mode, 'state', s.state,"
 	"  'attempts', s.attempt, 'output', s.output, 'error', s.error,"
 	"  'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
@@ -166,5 +266,6 @@ const char *const sched_run_json_sql =
 const struct sw_migration sched_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
+	{3, migration_3},
 };
 const size_t sched_nmigrations = sizeof(sched_migrations) / sizeof(sched_migrations[0]);

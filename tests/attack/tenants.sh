@@ -2,7 +2,9 @@
 # Attacks on tenancy: names are labels, ids are the identity. A deleted
 # tenant's keys stop at once; its name, or "default", given to a new tenant
 # inherits nothing; tenants' keys reach only their own runs, on the run API
-# and on the audit API; only the operator administers.
+# and on the audit API; only the operator administers -- users and their
+# keys too, which act for their tenant and no more, and stop when the user
+# is deleted. A credential in a run's input is refused, never echoed.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -64,6 +66,62 @@ attempt name-default "create a tenant named default (single_org's data)" \
 attempt name-like-id "create a tenant named like another's id" \
 	expect_status 400 POST "$api/v1/tenants" -H "Authorization: Bearer $ATTACK_ADMIN" \
 	-H 'Content-Type: application/json' -d '{"name":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}'
+
+# users: the operator's alone; a user's key acts for its tenant, no more
+admin user create alice --tenant acme >/dev/null || attack_fail "user create"
+admin user create bob --tenant globex >/dev/null || attack_fail "user create"
+kal=$(admin key create --tenant acme --user alice | jget api_key) || attack_fail "user key"
+kgb=$(admin key create --tenant globex --user bob | jget api_key) || attack_fail "user key"
+adm=(-H "Authorization: Bearer $ATTACK_ADMIN" -H 'Content-Type: application/json')
+
+attempt user-create-tenant-key "create a user with a tenant's key" \
+	expect_status 401 POST "$api/v1/tenants/acme/users" -H "Authorization: Bearer $ka" \
+	-H 'Content-Type: application/json' -d '{"name":"mallory"}'
+attempt user-list-user-key "list a tenant's users with a user's key" \
+	expect_status 401 GET "$api/v1/tenants/acme/users" -H "Authorization: Bearer $kal"
+attempt user-key-mint "mint a key with a user's key" \
+	expect_status 401 POST "$api/v1/keys" -H "Authorization: Bearer $kal" \
+	-H 'Content-Type: application/json' -d '{"tenant":"acme","user":"alice"}'
+attempt user-key-cross-run "read another tenant's run with a user's key" \
+	expect_status 404 GET "$api/v1/runs/$run" -H "Authorization: Bearer $kgb"
+attempt user-key-cross-audit "read another tenant's audit trail with a user's key" \
+	until_status 404 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $kgb"
+attempt user-key-own-audit "a user's key reads its own tenant's trail (and only that)" \
+	until_status 200 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $kal"
+attempt user-name-path "a user named with a path" \
+	expect_status 400 POST "$api/v1/tenants/acme/users" "${adm[@]}" \
+	-d '{"name":"../../globex/users/bob"}'
+# bob of globex must survive a delete aimed at him through acme's path
+bob_alive() {
+	expect_status 404 DELETE "$api/v1/tenants/acme/users/..%2F..%2Fglobex%2Fusers%2Fbob" \
+		"${adm[@]}" || return 1
+	expect_status 404 DELETE "$api/v1/tenants/acme/users/bob" "${adm[@]}" || return 1
+	expect_status 200 GET "$api/v1/runs" -H "Authorization: Bearer $kgb"
+}
+attempt user-delete-other "delete another tenant's user through an encoded path" bob_alive
+default_refused() {
+	expect_status 404 POST "$api/v1/tenants/default/users" "${adm[@]}" -d '{"name":"x"}' &&
+		expect_status 404 POST "$api/v1/keys" "${adm[@]}" -d '{"tenant":"default"}'
+}
+attempt user-default-tenant "users or keys of single_org's tenant in multi_tenant mode" \
+	default_refused
+token=ghp_4fTq9ZkLm2Rx7PwY1vB8nC3dE6gH0jK5sA2b
+credential_refused() {
+	local out
+	out=$(curl -s -m 10 -X POST "$api/v1/runs" -H "Authorization: Bearer $kal" \
+		-H 'Content-Type: application/json' \
+		-d "{\"workflow\":\"hello\",\"input\":{\"brief\":\"deploy with $token\"}}")
+	echo "$out" | grep -q '"credential_in_input"' || { echo "accepted: $out" >&2; return 1; }
+	echo "$out" | grep -q 'input.brief looks like a GitHub token' || { echo "$out" >&2; return 1; }
+	! echo "$out" | grep -q "$token" || { echo "echoed: $out" >&2; return 1; }
+}
+attempt credential-in-input "a GitHub token as run input (refused, never echoed)" \
+	credential_refused
+admin user delete alice --tenant acme >/dev/null || attack_fail "user delete"
+attempt deleted-user-key-runs "use a deleted user's key on the run API" \
+	expect_status 401 GET "$api/v1/runs" -H "Authorization: Bearer $kal"
+attempt deleted-user-key-audit "use a deleted user's key on the audit API" \
+	until_status 401 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $kal"
 
 # the operator deletes acme; someone gets the name
 admin tenant delete acme >/dev/null || attack_fail "tenant delete"

@@ -371,10 +371,46 @@ static void handle(struct evhttp_request *req, void *arg)
 
 		if (a == NULL || strcmp(a, "Bearer " ADMIN) != 0)
 			reply_err(req, 401, "unauthorized", "admin token required");
+		else if (strstr(body, "\"user\":\"ghost\"") != NULL)
+			reply_err(req, 404, "not_found", "tenant acme has no user 'ghost'");
+		else if (strstr(body, "\"user\":\"alice\"") != NULL)
+			reply_json(req, 201,
+				   "{\"key_id\":\"k2\",\"role\":\"tenant\","
+				   "\"api_key\":\"swk_alice_1\",\"tenant_id\":"
+				   "\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\",\"user\":\"alice\"}");
+		else if (strstr(body, "\"tenant\"") != NULL)
+			reply_json(req, 201,
+				   "{\"key_id\":\"k3\",\"role\":\"tenant\","
+				   "\"api_key\":\"swk_wide_2\",\"tenant_id\":"
+				   "\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\",\"user\":\"\"}");
 		else
 			reply_json(req, 201,
 				   "{\"key_id\":\"k1\",\"role\":\"auditor\","
 				   "\"api_key\":\"swk_aud_xyz\"}");
+	} else if (strcmp(path, "/v1/tenants/acme/users") == 0 && post) {
+		reply_json(req, 201,
+			   "{\"user_id\":\"0190a1b2-c3d4-7e5f-8a9b-000000000001\","
+			   "\"tenant_id\":\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\","
+			   "\"name\":\"alice\"}");
+	} else if (strcmp(path, "/v1/tenants/acme/users") == 0 && get) {
+		reply_json(req, 200,
+			   "{\"tenant_id\":\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\",\"users\":["
+			   "{\"user_id\":\"0190a1b2-c3d4-7e5f-8a9b-000000000001\",\"name\":\"alice\","
+			   "\"created\":\"2024-05-01T12:00:00.000000Z\",\"keys\":2},"
+			   "{\"user_id\":\"0190a1b2-c3d4-7e5f-8a9b-000000000002\","
+			   "\"name\":\"bob.the-builder\","
+			   "\"created\":\"2024-05-02T08:30:00.500000Z\",\"keys\":0}]}");
+	} else if (strcmp(path, "/v1/tenants/empty/users") == 0 && get) {
+		reply_json(req, 200, "{\"tenant_id\":\"e\",\"users\":[]}");
+	} else if (strcmp(path, "/v1/tenants/acme/users/alice") == 0 &&
+		   evhttp_request_get_command(req) == EVHTTP_REQ_DELETE) {
+		reply_json(req, 200,
+			   "{\"user_id\":\"0190a1b2-c3d4-7e5f-8a9b-000000000001\","
+			   "\"tenant_id\":\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\","
+			   "\"name\":\"alice\",\"deleted\":true,\"keys_revoked\":2}");
+	} else if (strcmp(path, "/v1/tenants/acme/users/ghost") == 0 &&
+		   evhttp_request_get_command(req) == EVHTTP_REQ_DELETE) {
+		reply_err(req, 404, "not_found", "no such user");
 	} else if (get && strcmp(path, "/v1/audit/runs/run-ok") == 0) {
 		reply_json(req, 200, audit_body);
 	} else if (get && strcmp(path, "/v1/audit/runs/run-none") == 0) {
@@ -811,6 +847,73 @@ static void test_audit_tenant(void)
 	SW_CHECK(strcmp(r->body, "{\"role\":\"auditor\"}") == 0);
 }
 
+static void test_users(void)
+{
+	char want[2048];
+	struct cli_out o;
+	struct rq *r;
+
+	CLI(&o, "user", "create", "alice", "--tenant", "acme");
+	expect("user create", &o, 0,
+	       "user alice created\n"
+	       "id: 0190a1b2-c3d4-7e5f-8a9b-000000000001\n"
+	       "tenant: 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\n",
+	       "");
+	SW_CHECK((r = last_req("POST", "/v1/tenants/acme/users")) != NULL);
+	SW_CHECK(strcmp(r->body, "{\"name\":\"alice\"}") == 0);
+	SW_CHECK(r->auth != NULL && strcmp(r->auth, "Bearer " ADMIN) == 0);
+	CLI(&o, "--json", "user", "create", "alice", "--tenant=acme");
+	SW_CHECK(o.status == 0 && strstr(o.out, "\"user_id\"") != NULL);
+	cli_out_free(&o);
+
+	snprintf(want, sizeof(want),
+		 "%-17s%-38s%-6s%s\n"
+		 "%-17s%-38s%-6s%s\n"
+		 "%-17s%-38s%-6s%s\n",
+		 "NAME", "ID", "KEYS", "CREATED",
+		 "alice", "0190a1b2-c3d4-7e5f-8a9b-000000000001", "2", "2024-05-01 12:00:00.000",
+		 "bob.the-builder", "0190a1b2-c3d4-7e5f-8a9b-000000000002", "0",
+		 "2024-05-02 08:30:00.500");
+	CLI(&o, "user", "list", "--tenant", "acme");
+	expect("user list", &o, 0, want, "");
+	CLI(&o, "user", "list", "--tenant", "empty");
+	expect("user list empty", &o, 0, "no users\n", "");
+
+	CLI(&o, "user", "delete", "alice", "--tenant", "acme");
+	expect("user delete", &o, 0,
+	       "user alice (0190a1b2-c3d4-7e5f-8a9b-000000000001) deleted; 2 key(s) revoked\n", "");
+	SW_CHECK(last_req("DELETE", "/v1/tenants/acme/users/alice") != NULL);
+	CLI(&o, "user", "delete", "ghost", "--tenant", "acme");
+	expect("user delete missing", &o, 1, "",
+	       "sagewai: no such user (not_found, HTTP 404)\n");
+	/* names and tenants are escaped into the path */
+	CLI(&o, "user", "delete", "a/b", "--tenant", "x y");
+	SW_CHECK(o.status == 1);
+	cli_out_free(&o);
+	SW_CHECK(last_req("DELETE", "/v1/tenants/x%20y/users/a%2Fb") != NULL);
+
+	CLI(&o, "key", "create", "--tenant", "acme", "--user", "alice");
+	expect("key create --user", &o, 0,
+	       "key of user alice of tenant 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b: swk_alice_1\n"
+	       "note: this key is shown once and cannot be read back; store it now.\n",
+	       "");
+	SW_CHECK((r = last_req("POST", "/v1/keys")) != NULL);
+	SW_CHECK(strcmp(r->body, "{\"tenant\":\"acme\",\"user\":\"alice\"}") == 0);
+	CLI(&o, "key", "create", "--tenant", "acme");
+	expect("key create --tenant", &o, 0,
+	       "key of tenant 0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b: swk_wide_2\n"
+	       "note: this key is shown once and cannot be read back; store it now.\n",
+	       "");
+	SW_CHECK((r = last_req("POST", "/v1/keys")) != NULL);
+	SW_CHECK(strcmp(r->body, "{\"tenant\":\"acme\"}") == 0);
+	CLI(&o, "key", "create", "--tenant", "acme", "--user", "ghost");
+	expect("key create of a missing user", &o, 1, "",
+	       "sagewai: tenant acme has no user 'ghost' (not_found, HTTP 404)\n");
+	CLI(&o, "--json", "key", "create", "--tenant", "acme", "--user", "alice");
+	SW_CHECK(o.status == 0 && strstr(o.out, "\"api_key\":\"swk_alice_1\"") != NULL);
+	cli_out_free(&o);
+}
+
 /* Every request to the scheduler carried the tenant key (the admin token
  * only where it belongs). */
 static void test_auth(void)
@@ -850,6 +953,7 @@ int main(int argc, char **argv)
 	test_watch();
 	test_show_list_cancel();
 	test_audit_tenant();
+	test_users();
 	test_auth();
 	server_stop();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);

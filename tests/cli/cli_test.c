@@ -72,6 +72,19 @@ static void test_help(void)
 		{{"tenant", "--help"}, "usage: sagewai tenant", {"create NAME"}},
 		{{"tenant", "create", "--help"}, "usage: sagewai tenant create NAME",
 		 {"SAGEWAI_ADMIN_TOKEN", "shown once"}},
+		{{"--help"}, "usage: sagewai ", {"user create|delete NAME --tenant T",
+						"user list --tenant T", "key create --tenant T"}},
+		{{"user", "--help"}, "usage: sagewai user", {"create NAME --tenant T",
+							   "list --tenant T",
+							   "delete NAME --tenant T"}},
+		{{"user", "create", "--help"}, "usage: sagewai user create NAME --tenant T",
+		 {"[a-z0-9][a-z0-9_.-]{0,62}", "default", "SAGEWAI_ADMIN_TOKEN", "--json"}},
+		{{"user", "list", "--help"}, "usage: sagewai user list --tenant T", {"keys"}},
+		{{"user", "delete", "--help"}, "usage: sagewai user delete NAME --tenant T",
+		 {"revoked"}},
+		{{"key", "--help"}, "usage: sagewai key", {"--role auditor", "--tenant T [--user U]"}},
+		{{"key", "create", "--help"}, "usage: sagewai key create --role auditor",
+		 {"--tenant T [--user U]", "record U", "Printed once", "SAGEWAI_ADMIN_TOKEN"}},
 		/* help wins over anything else on the line */
 		{{"run", "submit", "--bogus", "-h"}, "usage: sagewai run submit", {"--watch"}},
 		{{"help", "run", "submit"}, "usage: sagewai run submit", {"--input"}},
@@ -136,6 +149,22 @@ static void test_usage(void)
 		{{"audit", "verify", "a", "b"}, "unexpected argument"},
 		{{"tenant", "create"}, "missing NAME"},
 		{{"tenant", "create", "acme"}, "SAGEWAI_ADMIN_TOKEN is not set"},
+		{{"user"}, "user: missing command"},
+		{{"user", "rename"}, "unknown command 'rename'"},
+		{{"user", "create", "--tenant", "acme"}, "missing NAME"},
+		{{"user", "create", "alice"}, "--tenant T is required"},
+		{{"user", "create", "alice", "--tenant"}, "--tenant needs a value"},
+		{{"user", "create", "alice", "bob", "--tenant", "acme"}, "unexpected argument 'bob'"},
+		{{"user", "create", "alice", "--tenant", "acme"}, "SAGEWAI_ADMIN_TOKEN is not set"},
+		{{"user", "list"}, "--tenant T is required"},
+		{{"user", "list", "extra", "--tenant", "acme"}, "unexpected argument 'extra'"},
+		{{"user", "delete", "--tenant", "acme"}, "missing NAME"},
+		{{"user", "delete", "alice", "--tenant", "acme"}, "SAGEWAI_ADMIN_TOKEN is not set"},
+		{{"key", "create"}, "give either --role auditor or --tenant T"},
+		{{"key", "create", "--role", "auditor", "--tenant", "acme"}, "give either"},
+		{{"key", "create", "--role", "tenant"}, "--role auditor is the one role"},
+		{{"key", "create", "--role", "auditor", "--user", "u"}, "--user goes with --tenant"},
+		{{"key", "create", "--tenant", "acme"}, "SAGEWAI_ADMIN_TOKEN is not set"},
 		{{"--url", "ftp://example.com", "run", "list"}, "--url must be an http"},
 		{{"run", "list", "--url"}, "--url needs a value"},
 		{{"run", "list", "--token"}, "--token needs a value"},
@@ -188,7 +217,7 @@ static int refusing_port(int *fd)
 
 static void test_unreachable(void)
 {
-	static const char *const cmds[][6] = {
+	static const char *const cmds[][8] = {
 		{"workflow", "list"},
 		{"workflow", "apply", "/dev/null"},
 		{"run", "submit", "wf", "--input", "{\"x\":1}"},
@@ -198,6 +227,10 @@ static void test_unreachable(void)
 		{"run", "watch", "r1"},
 		{"run", "cancel", "r1"},
 		{"tenant", "create", "acme"},
+		{"user", "create", "alice", "--tenant", "acme"},
+		{"user", "list", "--tenant", "acme"},
+		{"user", "delete", "alice", "--tenant", "acme"},
+		{"key", "create", "--tenant", "acme", "--user", "alice"},
 		{"audit", "run", "r1"},
 	};
 	char url[64], aurl[64], tokenenv[] = "SAGEWAI_TOKEN=" TOKEN,
@@ -221,7 +254,7 @@ static void test_unreachable(void)
 		/* once through the environment, once through flags */
 		for (by_flag = 0; by_flag < 2; by_flag++) {
 			char *flag_env[] = {adminenv, NULL}, af[96];
-			const char *args[12];
+			const char *args[16];
 			int n = 0, k;
 
 			snprintf(af, sizeof(af), "--audit-url=%s", aurl);

@@ -331,9 +331,9 @@ tenants)
 		    uses: template
 		    with: {value: 1}
 		  - name: creds
-		    mode: identity_scoped
-		    identity: customer
-		    run: "env"
+		    mode: cli_agent
+		    cli_agent: claude-code
+		    prompt: "write it"
 	EOF
 	SAGEWAI_TOKEN=$ka "$cli" workflow apply "$work/gated.yaml" >/dev/null
 	run=$(SAGEWAI_TOKEN=$ka "$cli" --json run submit gated --input '{}' |

@@ -88,7 +88,7 @@ static void test_outbox_sql(void)
 	sched_outbox_sql_free(sql, params, 2);
 	SW_CHECK(params[0] == NULL);
 	SW_CHECK(sched_outbox_sql(ev, 0, &sql, params) == -1);
-	SW_CHECK(sched_outbox_sql(ev, SCHED_OP_EVENTS + 1, &sql, params) == -1);
+	SW_CHECK(sched_outbox_sql(ev, SCHED_OUTBOX_MAX + 1, &sql, params) == -1);
 }
 
 int main(void)

@@ -17,6 +17,7 @@
 #include <regex.h>
 #include <signal.h>
 #include <sodium.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -203,20 +204,27 @@ static enum act behave_succeed(const struct dispatch *d, char *err, size_t errle
 }
 static behave_fn behave = behave_succeed;
 
+/* runs[] is shared with the identity responder's thread (identity). */
+static pthread_mutex_t runs_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static void track(const char *run_id)
 {
+	pthread_mutex_lock(&runs_mu);
 	SW_CHECK(nruns < MAX_RUNS);
 	snprintf(runs[nruns++], sizeof(runs[0]), "%s", run_id);
+	pthread_mutex_unlock(&runs_mu);
 }
 
 static int tracked(const char *run_id)
 {
 	size_t i;
+	int found = 0;
 
-	for (i = 0; i < nruns; i++)
-		if (strcmp(runs[i], run_id) == 0)
-			return 1;
-	return 0;
+	pthread_mutex_lock(&runs_mu);
+	for (i = 0; i < nruns && !found; i++)
+		found = strcmp(runs[i], run_id) == 0;
+	pthread_mutex_unlock(&runs_mu);
+	return found;
 }
 
 static void emit(const char *type, const struct dispatch *d, int attempt, json_t *fields)
@@ -308,12 +316,12 @@ static void pump(int ms)
 	int64_t until = sw_mono_ns() + (int64_t)ms * 1000000;
 
 	do {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(consumer, 50);
+		rd_kafka_message_t *m;
 		struct sw_event_header h;
 		char err[256];
 		struct rec *r;
 
-		if (m == NULL)
+		if ((m = rd_kafka_consumer_poll(consumer, 50)) == NULL)
 			continue;
 		if (m->err != 0 || m->len == 0 ||
 		    sw_event_decode_header(reg, m->payload, m->len, &h, err, sizeof(err)) != 0 ||
@@ -1540,10 +1548,21 @@ static char *tenant_create(const char *name, const char *admin)
 	return tenant_create_id(name, admin, NULL);
 }
 
+/* The refusal of identity_scoped where it cannot run. */
+static void require_no_identity(json_t *j, long st)
+{
+	SW_REQUIRE(st == 422 && !strcmp(err_code(j), "mode_unavailable"), "no identity: %ld %s",
+		   st, last_body);
+	SW_REQUIRE(strstr(err_msg(j), "step 'secret' runs in mode identity_scoped, which needs "
+				      "the identity service (SAGEWAI_IDENTITY=1) and a sandbox "
+				      "host that runs identity_scoped") != NULL,
+		   "no identity message: %s", err_msg(j));
+}
+
 static void scenario_preview_gate(void)
 {
 	json_t *j;
-	char *key, *id;
+	char *key;
 	long st;
 
 	/* multi_tenant without the preview flag: 403, nothing stored */
@@ -1564,29 +1583,27 @@ static void scenario_preview_gate(void)
 	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 0, "gated run stored");
 	sched_stop(SIGTERM);
 
-	/* with SAGEWAI_SEALED_PREVIEW=1 the run is accepted */
+	/* with SAGEWAI_SEALED_PREVIEW=1 the gate opens, but identity_scoped
+	 * still needs the identity service (the identity scenario has it) */
 	sched_extra[3] = "SAGEWAI_SEALED_PREVIEW=1";
 	sched_extra[4] = NULL;
 	sched_start();
 	wait_ready();
-	id = submit("gated", "{}", key);
-	j = run_get(id, key);
-	SW_REQUIRE(!strcmp(jstate(j), "running"), "sealed preview: %s", jstate(j));
+	st = http_s("POST", "/v1/runs", "{\"workflow\": \"gated\", \"input\": {}}", key, &j);
+	require_no_identity(j, st);
 	json_decref(j);
-	free(id);
 	sched_stop(SIGTERM);
 
-	/* single_org allows it (the mode must still be runnable) */
+	/* single_org: no gate; the mode must still be runnable, which
+	 * identity_scoped is not without SAGEWAI_IDENTITY=1 */
 	sched_extra[0] = "SAGEWAI_RUNNABLE_MODES=in_process,identity_scoped";
 	sched_extra[1] = NULL;
 	sched_start();
 	wait_ready();
 	register_wf(gated_yaml, NULL);
-	id = submit("gated", "{}", NULL);
-	j = run_get(id, NULL);
-	SW_REQUIRE(!strcmp(jstate(j), "running"), "single_org: %s", jstate(j));
+	st = http_s("POST", "/v1/runs", "{\"workflow\": \"gated\", \"input\": {}}", NULL, &j);
+	require_no_identity(j, st);
 	json_decref(j);
-	free(id);
 	sched_stop(SIGTERM);
 
 	/* and without the mode in SAGEWAI_RUNNABLE_MODES: 422 naming it */
@@ -1594,9 +1611,8 @@ static void scenario_preview_gate(void)
 	sched_start();
 	wait_ready();
 	st = http_s("POST", "/v1/runs", "{\"workflow\": \"gated\", \"input\": {}}", NULL, &j);
-	SW_REQUIRE(st == 422 && !strcmp(err_code(j), "mode_unavailable"), "unrunnable: %ld %s", st,
-		   last_body);
-	SW_REQUIRE(strstr(err_msg(j), "step 'secret' runs in mode identity_scoped") != NULL,
+	require_no_identity(j, st);
+	SW_REQUIRE(strstr(err_msg(j), "this deployment runs only: in_process") != NULL,
 		   "unrunnable message: %s", err_msg(j));
 	json_decref(j);
 	register_wf(agent_yaml, NULL);
@@ -1608,7 +1624,7 @@ static void scenario_preview_gate(void)
 					   "deployment runs only: in_process"),
 		   "cli_agent: %ld %s", st, err_msg(j));
 	json_decref(j);
-	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 2, "runs stored");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 0, "runs stored");
 	sched_stop(SIGTERM);
 	free(key);
 }
@@ -1696,7 +1712,7 @@ static void scenario_tenancy(void)
 		sodium_bin2hex(hexs, sizeof(hexs), h, sizeof(h));
 		snprintf(q, sizeof(q),
 			 "SELECT count(*) FROM scheduler.apikeys k JOIN scheduler.tenants t"
-			 " ON t.id = k.tenant_id WHERE t.name = 'tenant-a'"
+			 " ON t.id::text = k.tenant_id WHERE t.name = 'tenant-a'"
 			 " AND k.key_hash = '\\x%s'::bytea",
 			 hexs);
 		SW_REQUIRE(sql_long(q) == 1, "key hash");
@@ -1961,6 +1977,974 @@ static void scenario_sse(void)
 	free(held);
 }
 
+/* ---- users, keys and the submitting user ---------------------------------- */
+
+/* s is a UUIDv7 in its 8-4-4-4-12 form */
+static int sched_uuid_like(const char *s)
+{
+	uint8_t u[16];
+
+	return s != NULL && strlen(s) == 36 && sw_uuid_parse(s, u) == 0 && s[14] == '7';
+}
+
+/* A reader of sagewai.tenants from its end (tail), and the events it saw. */
+static rd_kafka_t *tenants_tail;
+static json_t *tenant_evs[512];
+static size_t ntenant_evs;
+
+static void tenants_open(void)
+{
+	static const char *const topics[] = {"sagewai.tenants", NULL};
+	char gid[200];
+
+	snprintf(gid, sizeof(gid), "%s-tenants", group);
+	tenants_tail = sw_test_kafka_tail(gid, topics);
+}
+
+/* The event of type whose header.tenant is tenant and whose field equals
+ * value (any when field is NULL), waited for up to 30 s (borrowed). */
+static json_t *tenant_event(const char *type, const char *tenant, const char *field,
+			    const char *value)
+{
+	int64_t until = sw_mono_ns() + 30 * 1000000000LL;
+	char err[256];
+	size_t i;
+
+	for (;;) {
+		rd_kafka_message_t *m;
+
+		for (i = 0; i < ntenant_evs; i++) {
+			json_t *e = tenant_evs[i], *h = json_object_get(e, "header");
+
+			if (!strcmp(json_string_value(json_object_get(h, "type")), type) &&
+			    !strcmp(json_string_value(json_object_get(h, "tenant")), tenant) &&
+			    (field == NULL ||
+			     !strcmp(json_string_value(json_object_get(e, field)), value)))
+				return e;
+		}
+		SW_REQUIRE(sw_mono_ns() < until, "no %s of tenant %s (%s = %s)", type, tenant,
+			   field ? field : "-", value ? value : "-");
+		if ((m = rd_kafka_consumer_poll(tenants_tail, 200)) == NULL)
+			continue;
+		if (m->err == 0 && m->len > 0 && ntenant_evs < 512) {
+			json_t *e = sw_event_decode(reg, m->payload, m->len, err, sizeof(err));
+
+			SW_REQUIRE(e != NULL, "undecodable event on sagewai.tenants: %s", err);
+			tenant_evs[ntenant_evs++] = e;
+		}
+		rd_kafka_message_destroy(m);
+	}
+}
+
+/* POST .../users: the answer (new reference), status checked. */
+static json_t *user_create(const char *ref, const char *name, const char *admin, long want)
+{
+	char path[200], body[200];
+	json_t *j;
+	long st;
+
+	snprintf(path, sizeof(path), "/v1/tenants/%s/users", ref);
+	snprintf(body, sizeof(body), "{\"name\": \"%s\"}", name);
+	st = http_s("POST", path, body, admin, &j);
+	SW_REQUIRE(st == want, "create user %s of %s: %ld %s", name, ref, st, last_body);
+	return j;
+}
+
+/* POST /v1/keys for a tenant (and user, may be NULL): the key (malloc'd). */
+static char *user_key(const char *tenant, const char *user, const char *admin)
+{
+	char body[300];
+	json_t *j;
+	char *key;
+	long st;
+
+	if (user != NULL)
+		snprintf(body, sizeof(body), "{\"tenant\": \"%s\", \"user\": \"%s\"}", tenant, user);
+	else
+		snprintf(body, sizeof(body), "{\"tenant\": \"%s\"}", tenant);
+	st = http_s("POST", "/v1/keys", body, admin, &j);
+	SW_REQUIRE(st == 201, "key of %s/%s: %ld %s", tenant, user ? user : "-", st, last_body);
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(j, "user")), user ? user : ""),
+		   "key's user: %s", last_body);
+	SW_REQUIRE(sched_uuid_like(json_string_value(json_object_get(j, "key_id"))), "key id");
+	key = strdup(json_string_value(json_object_get(j, "api_key")));
+	SW_REQUIRE(strncmp(key, "swk_", 4) == 0, "key format");
+	json_decref(j);
+	return key;
+}
+
+/* The run's "user", and that of its run.submitted. */
+static void check_run_user(const char *id, const char *token, const char *user)
+{
+	struct rec *r;
+	json_t *run = run_get(id, token);
+
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(run, "user")), user),
+		   "run %s user: %s", id, last_body);
+	json_decref(run);
+	wait_events(id, "run.submitted", 1, 30);
+	r = event_find(id, "run.submitted");
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "user")), user),
+		   "run.submitted user of %s: %s", id,
+		   json_string_value(json_object_get(r->ev, "user")));
+}
+
+/* Run the CLI with the admin token against the scheduler: its exit code,
+ * stdout into out. */
+static int cli(char *out, size_t outlen, const char *admin, const char *args)
+{
+	char cmd[1200];
+	size_t n = 0, got;
+	FILE *p;
+	int st;
+
+	snprintf(cmd, sizeof(cmd),
+		 "SAGEWAI_URL=http://127.0.0.1:%d SAGEWAI_ADMIN_TOKEN=%s %s/tools/cli/sagewai %s"
+		 " 2>&1",
+		 http_port, admin, getenv("SW_BUILD_DIR"), args);
+	SW_CHECK((p = popen(cmd, "r")) != NULL);
+	while (n + 1 < outlen && (got = fread(out + n, 1, outlen - n - 1, p)) > 0)
+		n += got;
+	out[n] = '\0';
+	st = pclose(p);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void scenario_users(void)
+{
+	char ida[SW_UUID_STRLEN], uid[SW_UUID_STRLEN], path[200], out[4096];
+	char *ka, *kal, *kwide, *kbob, *id, *id2, *id3, *id4;
+	json_t *j, *e;
+
+	tenants_open();
+	sched_extra[0] = "SAGEWAI_MODE=multi_tenant";
+	sched_extra[1] = "SAGEWAI_ADMIN_TOKEN=op-users";
+	sched_extra[2] = NULL;
+	sched_start();
+	wait_ready();
+	ka = tenant_create_id("acme", "op-users", ida);
+	free(tenant_create("globex", "op-users"));
+
+	/* the operator only */
+	SW_REQUIRE(http_s("POST", "/v1/tenants/acme/users", "{\"name\": \"alice\"}", NULL,
+			  NULL) == 401,
+		   "user without the admin token");
+	SW_REQUIRE(http_s("POST", "/v1/tenants/acme/users", "{\"name\": \"alice\"}", ka, NULL) ==
+		       401,
+		   "user with a tenant's key");
+	SW_REQUIRE(http_s("GET", "/v1/tenants/acme/users", NULL, ka, NULL) == 401,
+		   "user list with a tenant's key");
+	SW_REQUIRE(http_s("PUT", "/v1/tenants/acme/users", "{}", "op-users", NULL) == 405, "PUT");
+	SW_REQUIRE(http_s("GET", "/v1/tenants/acme/nope", NULL, "op-users", NULL) == 404,
+		   "unknown sub-resource");
+	/* names: [a-z0-9][a-z0-9_.-]{0,62} */
+	json_decref(user_create("acme", "Alice", "op-users", 400));
+	json_decref(user_create("acme", ".alice", "op-users", 400));
+	json_decref(user_create("acme", "a/b", "op-users", 400));
+	json_decref(user_create("acme", "", "op-users", 400));
+	json_decref(user_create("acme",
+				"a123456789012345678901234567890123456789012345678901234567890123",
+				"op-users", 400));
+	SW_REQUIRE(http_s("POST", "/v1/tenants/acme/users", "{\"name\": \"x\", \"role\": 1}",
+			  "op-users", NULL) == 400,
+		   "an unknown field");
+	/* an unknown tenant, and "default" (single_org's only) */
+	json_decref(user_create("nope", "alice", "op-users", 404));
+	json_decref(user_create("default", "alice", "op-users", 404));
+	json_decref(user_create("0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b", "alice", "op-users", 404));
+
+	j = user_create("acme", "alice.smith-1", "op-users", 201);
+	SW_REQUIRE(sched_uuid_like(json_string_value(json_object_get(j, "user_id"))) &&
+		       !strcmp(json_string_value(json_object_get(j, "tenant_id")), ida) &&
+		       !strcmp(json_string_value(json_object_get(j, "name")), "alice.smith-1"),
+		   "user answer: %s", last_body);
+	snprintf(uid, sizeof(uid), "%s", json_string_value(json_object_get(j, "user_id")));
+	json_decref(j);
+	/* by id too, and a name taken is 409 */
+	snprintf(path, sizeof(path), "/v1/tenants/%s/users", ida);
+	SW_REQUIRE(http_s("POST", path, "{\"name\": \"alice.smith-1\"}", "op-users", NULL) == 409,
+		   "duplicate user: %s", last_body);
+	/* another tenant may have the name */
+	json_decref(user_create("globex", "alice.smith-1", "op-users", 201));
+	e = tenant_event("user.created", ida, "user_id", uid);
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(e, "name")), "alice.smith-1") &&
+		       !strcmp(json_string_value(json_object_get(e, "tenant_id")), ida),
+		   "user.created fields");
+
+	/* keys: of a user, tenant-wide, and refusals */
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"tenant\": \"acme\", \"user\": \"bob\"}",
+			  "op-users", NULL) == 404,
+		   "key of a missing user: %s", last_body);
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"tenant\": \"nope\", \"user\": \"alice.smith-1\"}",
+			  "op-users", NULL) == 404,
+		   "key of a missing tenant");
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"tenant\": \"acme\", \"user\": \"Bad!\"}",
+			  "op-users", NULL) == 400,
+		   "key of a bad user name");
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"tenant\": \"acme\", \"extra\": 1}", "op-users",
+			  NULL) == 400,
+		   "key with an unknown field");
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"tenant\": \"acme\", \"user\": \"alice.smith-1\"}",
+			  ka, NULL) == 401,
+		   "key with a tenant's key");
+	kal = user_key("acme", "alice.smith-1", "op-users");
+	kwide = user_key(ida, NULL, "op-users");
+	e = tenant_event("apikey.created", ida, "user", "alice.smith-1");
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(e, "role")), "TENANT") &&
+		       strlen(json_string_value(json_object_get(e, "key_sha256"))) == 64,
+		   "apikey.created of a user's key");
+	/* the auditor key as before */
+	SW_REQUIRE(http_s("POST", "/v1/keys", "{\"role\": \"auditor\"}", "op-users", &j) == 201 &&
+		       !strcmp(json_string_value(json_object_get(j, "role")), "auditor"),
+		   "auditor key: %s", last_body);
+	json_decref(j);
+	SW_REQUIRE(http_s("GET", "/v1/tenants/acme/users", NULL, "op-users", &j) == 200, "list");
+	SW_REQUIRE(json_array_size(json_object_get(j, "users")) == 1 &&
+		       json_integer_value(json_object_get(
+			   json_array_get(json_object_get(j, "users"), 0), "keys")) == 1,
+		   "user list: %s", last_body);
+	json_decref(j);
+
+	/* the submitting user: on the run, in the list, in run.submitted */
+	register_wf(chain_yaml, kal);
+	id = submit("chain", "{\"word\": \"u\", \"n\": 1}", kal);
+	json_decref(wait_run(id, kal, 60));
+	check_run_user(id, kal, "alice.smith-1");
+	id2 = submit("chain", "{\"word\": \"w\", \"n\": 1}", kwide);
+	check_run_user(id2, ka, "");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, ka, &j) == 200, "list runs");
+	{
+		json_t *r0 = json_array_get(json_object_get(j, "runs"), 0);
+		json_t *r1 = json_array_get(json_object_get(j, "runs"), 1);
+
+		SW_REQUIRE(!strcmp(json_string_value(json_object_get(r0, "user")), "") &&
+			       !strcmp(json_string_value(json_object_get(r1, "user")),
+				       "alice.smith-1"),
+			   "run list users: %s", last_body);
+	}
+	json_decref(j);
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs WHERE user_name = "
+			    "'alice.smith-1'") == 1,
+		   "runs.user_name");
+
+	/* deletion: the user's keys stop at once, its runs stay */
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/acme/users/alice.smith-1", NULL, ka, NULL) ==
+		       401,
+		   "delete a user with a tenant's key");
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/acme/users/alice.smith-1", NULL, "op-users",
+			  &j) == 200,
+		   "delete user: %s", last_body);
+	SW_REQUIRE(json_integer_value(json_object_get(j, "keys_revoked")) == 1 &&
+		       !strcmp(json_string_value(json_object_get(j, "user_id")), uid),
+		   "delete answer: %s", last_body);
+	json_decref(j);
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, kal, NULL) == 401, "a deleted user's key");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, kwide, NULL) == 200, "the tenant-wide key");
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/acme/users/alice.smith-1", NULL, "op-users",
+			  NULL) == 404,
+		   "delete twice");
+	e = tenant_event("user.deleted", ida, "user_id", uid);
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(e, "name")), "alice.smith-1"),
+		   "user.deleted");
+	e = tenant_event("apikey.revoked", ida, "reason", "user deleted");
+	json_decref(run_get(id, ka));
+	/* the name again: a new id, the old key stays dead */
+	j = user_create("acme", "alice.smith-1", "op-users", 201);
+	SW_REQUIRE(strcmp(json_string_value(json_object_get(j, "user_id")), uid) != 0,
+		   "the user id came back with the name");
+	json_decref(j);
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, kal, NULL) == 401, "the old key revived");
+
+	/* the CLI, against this scheduler */
+	SW_REQUIRE(cli(out, sizeof(out), "op-users", "user create carol --tenant acme") == 0 &&
+			   strstr(out, "user carol created") != NULL,
+		   "cli user create: %s", out);
+	SW_REQUIRE(cli(out, sizeof(out), "op-users", "--json user list --tenant acme") == 0 &&
+			   strstr(out, "\"carol\"") != NULL,
+		   "cli user list: %s", out);
+	SW_REQUIRE(cli(out, sizeof(out), "op-users", "user list --tenant acme") == 0 &&
+			   strstr(out, "carol") != NULL && strstr(out, "alice.smith-1") != NULL,
+		   "cli user list: %s", out);
+	SW_REQUIRE(cli(out, sizeof(out), "op-users", "--json key create --tenant acme --user carol") ==
+			   0 &&
+		       strstr(out, "\"user\":\"carol\"") != NULL,
+		   "cli key create: %s", out);
+	{
+		json_t *k = json_loads(out, 0, NULL);
+
+		SW_REQUIRE(k != NULL, "cli key create --json: %s", out);
+		id3 = submit("chain", "{\"word\": \"c\", \"n\": 1}",
+			     json_string_value(json_object_get(k, "api_key")));
+		check_run_user(id3, ka, "carol");
+		SW_REQUIRE(cli(out, sizeof(out), "op-users", "user delete carol --tenant acme") == 0 &&
+				   strstr(out, "1 key(s) revoked") != NULL,
+			   "cli user delete: %s", out);
+		SW_REQUIRE(http_s("GET", "/v1/runs", NULL,
+				  json_string_value(json_object_get(k, "api_key")), NULL) == 401,
+			   "carol's key after the CLI deleted her");
+		json_decref(k);
+	}
+	SW_REQUIRE(cli(out, sizeof(out), "op-users", "user delete carol --tenant acme") == 1 &&
+			   strstr(out, "no such user") != NULL,
+		   "cli user delete twice: %s", out);
+
+	/* a tenant's deletion deletes its users */
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/acme", NULL, "op-users", NULL) == 200,
+		   "delete tenant");
+	{
+		char q[200];
+
+		snprintf(q, sizeof(q),
+			 "SELECT count(*) FROM scheduler.users WHERE tenant_id = '%s'"
+			 " AND deleted IS NULL",
+			 ida);
+		SW_REQUIRE(sql_long(q) == 0, "live users of a deleted tenant");
+	}
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, kwide, NULL) == 401, "keys of a deleted tenant");
+	sched_stop(SIGTERM);
+
+	/* single_org: tenant "default" has users and keys too; a key, when
+	 * given, must be one of them */
+	sched_extra[0] = "SAGEWAI_ADMIN_TOKEN=op-users";
+	sched_extra[1] = NULL;
+	sched_start();
+	wait_ready();
+	j = user_create("default", "bob", "op-users", 201);
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(j, "tenant_id")), "default"),
+		   "default's user: %s", last_body);
+	json_decref(j);
+	kbob = user_key("default", "bob", "op-users");
+	register_wf(chain_yaml, NULL);
+	id4 = submit("chain", "{\"word\": \"b\", \"n\": 1}", kbob);
+	check_run_user(id4, NULL, "bob");
+	free(id4);
+	id4 = submit("chain", "{\"word\": \"n\", \"n\": 1}", NULL);
+	check_run_user(id4, kbob, "");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, "swk_not-a-key", NULL) == 401,
+		   "single_org: an unknown key");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, ka, NULL) == 401,
+		   "single_org: a (deleted) multi_tenant tenant's key");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, "op-users", NULL) == 401,
+		   "single_org: the admin token as a key");
+	SW_REQUIRE(http_s("DELETE", "/v1/tenants/default/users/bob", NULL, "op-users", NULL) ==
+		       200,
+		   "delete bob");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, kbob, NULL) == 401, "bob's key after deletion");
+	SW_REQUIRE(http_s("GET", "/v1/runs", NULL, NULL, NULL) == 200, "single_org without a key");
+	sched_stop(SIGTERM);
+	{
+		char cmd[800];
+
+		snprintf(cmd, sizeof(cmd), "grep -q -e '%s' -e '%s' -e '%s' -e op-users %s/scheduler.log",
+			 kal, kwide, kbob, data_dir);
+		SW_REQUIRE(system(cmd) != 0, "a key or the admin token is in the service log");
+	}
+	free(ka);
+	free(kal);
+	free(kwide);
+	free(kbob);
+	free(id);
+	free(id2);
+	free(id3);
+	free(id4);
+}
+
+/* ---- anti-pattern 3: credentials in a run ------------------------------- */
+
+#define T_AWS "AKIAZ7Q3R5T2LMN4PX6W"
+#define T_GHP "ghp_4fTq9ZkLm2Rx7PwY1vB8nC3dE6gH0jK5sA2b"
+#define T_SK "sk-ant-api03-Qw3rTy7uIo1pAs5dFg9hJk2lZx4cVb8nM6qW1eR3tY5uI7oP9aS2dF4gH6j"
+#define T_PEM "-----BEGIN OPENSSH PRIVATE KEY-----\\nb3BlbnNzaC1rZXktdjEAAAAA\\n"
+
+static const char *const envwf_yaml = "name: envwf\n"
+				      "steps:\n"
+				      "  - name: fetch\n"
+				      "    mode: sandboxed\n"
+				      "    run: \"curl https://example.com\"\n"
+				      "    env:\n"
+				      "      AUTH: \"" T_AWS "\"\n";
+
+/* A submit of workflow with input refused for a credential at field. */
+static void refuse_shape(const char *workflow, const char *input, const char *field,
+			 const char *kind, const char *value)
+{
+	char body[1024], want[300];
+	json_t *j;
+	long st;
+
+	snprintf(body, sizeof(body), "{\"workflow\": \"%s\", \"input\": %s}", workflow, input);
+	st = http_s("POST", "/v1/runs", body, NULL, &j);
+	snprintf(want, sizeof(want), "%s looks like %s; ", field, kind);
+	SW_REQUIRE(st == 422 && !strcmp(err_code(j), "credential_in_input"), "%s: %ld %s", field,
+		   st, last_body);
+	SW_REQUIRE(strncmp(err_msg(j), want, strlen(want)) == 0, "%s: message %s", field,
+		   err_msg(j));
+	SW_REQUIRE(strstr(last_body, value) == NULL, "the value is echoed: %s", last_body);
+	json_decref(j);
+}
+
+static void scenario_creds(void)
+{
+	char *id;
+
+	sched_extra[0] = "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed";
+	sched_extra[1] = NULL;
+	sched_start();
+	wait_ready();
+	register_wf(chain_yaml, NULL);
+	refuse_shape("chain", "{\"aws\": {\"id\": \"" T_AWS "\"}}", "input.aws.id",
+		     "an AWS access key id", T_AWS);
+	refuse_shape("chain", "{\"deploy\": {\"token\": \"x " T_GHP "\"}}", "input.deploy.token",
+		     "a GitHub token", T_GHP);
+	refuse_shape("chain", "{\"llm\": [\"ok\", {\"key\": \"Bearer " T_SK "\"}]}",
+		     "input.llm[1].key", "an API key (sk-...)", T_SK);
+	refuse_shape("chain", "{\"tls\": \"" T_PEM "\"}", "input.tls", "a PEM private key",
+		     "b3BlbnNzaC1rZXktdjEAAAAA");
+	/* in a workflow's env, as registered (registration itself is not refused) */
+	register_wf(envwf_yaml, NULL);
+	refuse_shape("envwf", "{}", "steps.fetch.env.AUTH", "an AWS access key id", T_AWS);
+	check_nothing_stored(2);
+	/* ordinary text that merely resembles: accepted */
+	id = submit("chain",
+		    "{\"word\": \"sk-learn-is-a-python-library and AKIA alone\", \"n\": 1,"
+		    " \"doc\": \"-----BEGIN PUBLIC KEY-----\"}",
+		    NULL);
+	json_decref(wait_run(id, NULL, 60));
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 1, "runs");
+	SW_REQUIRE(http_s("GET", "/healthz", NULL, NULL, NULL) == 200, "healthz");
+	sched_stop(SIGTERM);
+	{
+		char cmd[800];
+
+		snprintf(cmd, sizeof(cmd), "grep -q -e '%s' -e '%s' -e '%s' %s/scheduler.log", T_AWS,
+			 T_GHP, T_SK, data_dir);
+		SW_REQUIRE(system(cmd) != 0, "a credential is in the service log");
+	}
+	free(id);
+}
+
+/* ---- the identity service, played by the test ------------------------------- */
+
+#define MAC_KEY_HEX "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f"
+
+struct idreq {
+	char request_id[40];
+	char run_id[64];
+	char tenant[128];
+	json_t *ev; /* the decoded request */
+};
+
+/* The responder runs in a thread of its own (the test's HTTP calls block
+ * while the scheduler waits for the answer); id_mu guards what it shares:
+ * the requests seen and how to answer. */
+static pthread_mutex_t id_mu = PTHREAD_MUTEX_INITIALIZER;
+static pthread_t id_thread;
+static volatile int id_stop;
+static rd_kafka_t *idtail;	 /* sagewai.identity from its end */
+static struct idreq idreqs[256]; /* requests seen, in order */
+static size_t nidreqs;
+static const char *id_code;  /* NULL: answer ok */
+static const char *id_error; /* the refusal's error */
+static int id_silent;	     /* answer nothing */
+static int id_decoy;	     /* first an ok answer to a request id nobody asked */
+static json_t *id_keys;	     /* every step's keys in an ok answer (read only) */
+
+static size_t id_count(void)
+{
+	size_t n;
+
+	pthread_mutex_lock(&id_mu);
+	n = nidreqs;
+	pthread_mutex_unlock(&id_mu);
+	return n;
+}
+
+/* How to answer from now on. */
+static void id_set(const char *code, const char *error, int silent, int decoy)
+{
+	pthread_mutex_lock(&id_mu);
+	id_code = code;
+	id_error = error;
+	id_silent = silent;
+	id_decoy = decoy;
+	pthread_mutex_unlock(&id_mu);
+}
+
+static void id_send(const char *tenant, const char *run_id, const char *request_id, int ok,
+		    const char *code, const char *error, json_t *steps)
+{
+	struct sw_event_header h;
+	char err[256];
+	void *buf;
+	size_t len;
+	json_t *f;
+
+	sw_event_header_init(&h, "identity.resolved", "sched-test-identity");
+	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
+	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id);
+	f = json_pack("{s:s, s:b, s:s, s:s, s:o, s:[]}", "request_id", request_id, "ok", ok,
+		      "code", code, "error", error, "steps", steps, "denied");
+	SW_CHECKF(sw_event_encode(reg, "identity.resolved", &h, f, &buf, &len, err,
+				  sizeof(err)) == 0,
+		  "%s", err);
+	json_decref(f);
+	sw_test_kafka_send(producer, "sagewai.identity", run_id, buf, len);
+	free(buf);
+}
+
+/* The steps of an ok answer to r: each step asked for gets id_keys. */
+static json_t *id_steps(const struct idreq *r)
+{
+	json_t *out = json_array(), *st;
+	size_t i;
+
+	json_array_foreach(json_object_get(r->ev, "steps"), i, st)
+		json_array_append_new(out, json_pack("{s:O, s:O}", "step",
+						     json_object_get(st, "step"), "keys", id_keys));
+	return out;
+}
+
+/* Answer r as told (under id_mu). */
+static void id_answer(const struct idreq *r)
+{
+	char fake[SW_UUID_STRLEN];
+
+	if (id_silent)
+		return;
+	if (id_decoy) {
+		sw_uuid_v7_str(fake);
+		id_send(r->tenant, r->run_id, fake, 1, "", "", id_steps(r));
+	}
+	if (id_code == NULL)
+		id_send(r->tenant, r->run_id, r->request_id, 1, "", "", id_steps(r));
+	else
+		id_send(r->tenant, r->run_id, r->request_id, 0, id_code, id_error, json_array());
+	sw_test_kafka_flush(producer, 10000);
+}
+
+static void *id_main(void *arg)
+{
+	(void)arg;
+	while (!id_stop) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(idtail, 100);
+		struct sw_event_header h;
+		struct idreq *r;
+		char err[256];
+
+		if (m == NULL)
+			continue;
+		if (m->err != 0 || m->len == 0 ||
+		    sw_event_decode_header(reg, m->payload, m->len, &h, err, sizeof(err)) != 0 ||
+		    strcmp(h.type, "identity.resolve_requested") != 0 ||
+		    strcmp(h.producer, "sagewai-scheduler") != 0) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		pthread_mutex_lock(&id_mu);
+		SW_CHECK(nidreqs < 256);
+		r = &idreqs[nidreqs];
+		r->ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err));
+		SW_REQUIRE(r->ev != NULL, "undecodable identity.resolve_requested: %s", err);
+		rd_kafka_message_destroy(m);
+		snprintf(r->request_id, sizeof(r->request_id), "%s",
+			 json_string_value(json_object_get(r->ev, "request_id")));
+		snprintf(r->run_id, sizeof(r->run_id), "%s", h.run_id);
+		snprintf(r->tenant, sizeof(r->tenant), "%s", h.tenant);
+		track(r->run_id); /* its events, if any, are recorded */
+		id_answer(r);
+		nidreqs++;
+		pthread_mutex_unlock(&id_mu);
+	}
+	return NULL;
+}
+
+static const char *const idwf_yaml = "name: idwf\n"
+				     "steps:\n"
+				     "  - name: local\n"
+				     "    uses: template\n"
+				     "    with:\n"
+				     "      value: \"${{ input.deploy.token }}\"\n"
+				     "      motto: \"keep calm: carry-on-42\"\n"
+				     "  - name: secret\n"
+				     "    mode: identity_scoped\n"
+				     "    run: \"echo hi\"\n"
+				     "    identity: payroll\n"
+				     "    retries: 1\n"
+				     "    backoff: 100ms\n"
+				     "    env:\n"
+				     "      MODE: \"fast-lane\"\n";
+
+static const char *const id_keys_json =
+	"[{\"env\": \"GITHUB_TOKEN\", \"level\": \"workflow\", \"profile\": \"payroll\","
+	" \"kind\": \"secret\", \"secret\": \"gh_token\", \"version\": 2, \"backend\": \"builtin\","
+	" \"value\": \"\", \"mac\": "
+	"\"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08\"},"
+	" {\"env\": \"API_BASE\", \"level\": \"system\", \"profile\": \"default\","
+	" \"kind\": \"plain\", \"secret\": \"\", \"version\": 0, \"backend\": \"\","
+	" \"value\": \"https://api.internal\", \"mac\": \"\"}]";
+
+/* The MAC the scheduler must send for s. */
+static void mac_hex(const char *s, char out[65])
+{
+	uint8_t key[32], mac[32];
+
+	SW_CHECK(sodium_hex2bin(key, sizeof(key), MAC_KEY_HEX, 64, NULL, NULL, NULL) == 0);
+	crypto_generichash(mac, sizeof(mac), (const uint8_t *)s, strlen(s), key, sizeof(key));
+	sodium_bin2hex(out, 65, mac, sizeof(mac));
+}
+
+/* r's input_macs hold the MAC of s at field. */
+static int has_mac(const struct idreq *r, const char *field, const char *s)
+{
+	char want[65];
+	json_t *m;
+	size_t i;
+
+	mac_hex(s, want);
+	json_array_foreach(json_object_get(r->ev, "input_macs"), i, m)
+		if (!strcmp(json_string_value(json_object_get(m, "field")), field) &&
+		    !strcmp(json_string_value(json_object_get(m, "mac")), want))
+			return 1;
+	return 0;
+}
+
+/* The step.dispatched of run's step and attempt, waited for. */
+static struct rec *dispatch_of(const char *run, const char *step, int attempt)
+{
+	int64_t until = sw_mono_ns() + 60 * 1000000000LL;
+	char want[200];
+	size_t i;
+
+	snprintf(want, sizeof(want), "%s/%s/%d", run, step, attempt);
+	for (;;) {
+		for (i = 0; i < nrecs; i++)
+			if (!strcmp(recs[i].type, "step.dispatched") &&
+			    !strcmp(recs[i].step_id, want))
+				return &recs[i];
+		SW_REQUIRE(sw_mono_ns() < until, "no dispatch %s", want);
+		pump(100);
+	}
+}
+
+static void require_pinned(struct rec *r)
+{
+	json_t *got = json_loads(json_string_value(json_object_get(r->ev, "identity")), 0, NULL);
+
+	SW_REQUIRE(got != NULL && json_equal(got, id_keys), "step.dispatched.identity of %s: %s",
+		   r->step_id, json_string_value(json_object_get(r->ev, "identity")));
+	json_decref(got);
+}
+
+static int hold_secret; /* the fake worker ignores attempt 1 of step secret */
+static enum act behave_id(const struct dispatch *d, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	if (hold_secret && !strcmp(d->step, "secret") && d->attempt == 1)
+		return ACT_IGNORE;
+	return ACT_SUCCEED;
+}
+
+/* A submit refused by identity: the status and code, the message, the
+ * request it caused (its run id into run_id), nothing stored. */
+static void refused(const char *body, const char *key, long want, const char *code,
+		    const char *msg, char run_id[64])
+{
+	size_t before = id_count();
+	json_t *j;
+	long st = http_s("POST", "/v1/runs", body, key, &j);
+
+	SW_REQUIRE(st == want && !strcmp(err_code(j), code), "want %ld %s: %ld %s", want, code,
+		   st, last_body);
+	if (msg != NULL)
+		SW_REQUIRE(!strcmp(err_msg(j), msg), "message: %s", err_msg(j));
+	json_decref(j);
+	pump(200);
+	SW_REQUIRE(id_count() == before + 1, "%zu requests for one submit", id_count() - before);
+	snprintf(run_id, 64, "%s", idreqs[before].run_id);
+}
+
+/* Nothing of run_id was stored or published. */
+static void require_absent(const char *run_id)
+{
+	char q[300];
+
+	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.runs WHERE id = '%.64s'", run_id);
+	SW_REQUIRE(sql_long(q) == 0, "refused run %s stored", run_id);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.steps WHERE run_id = '%.64s'",
+		 run_id);
+	SW_REQUIRE(sql_long(q) == 0, "refused run %s has steps", run_id);
+	snprintf(q, sizeof(q), "SELECT count(*) FROM scheduler.outbox WHERE key = '%.64s'", run_id);
+	SW_REQUIRE(sql_long(q) == 0, "refused run %s has outbox rows", run_id);
+	SW_REQUIRE(events_of(run_id, "run.submitted", NULL, 0, NULL) == 0 &&
+		       events_of(run_id, "step.dispatched", NULL, 0, NULL) == 0,
+		   "refused run %s published events", run_id);
+}
+
+/* The scheduler refuses to start with extra; its log says why (needle). */
+static void refuses_to_start(const char *needle)
+{
+	char path[600], *text;
+	int64_t until = sw_mono_ns() + 30 * 1000000000LL;
+
+	sched_start();
+	while (sw_test_proc_running(sched_pid)) {
+		SW_REQUIRE(sw_mono_ns() < until, "the scheduler started (wanted: %s)", needle);
+		sw_test_msleep(50);
+	}
+	sched_pid = -1;
+	snprintf(path, sizeof(path), "%s/scheduler.log", data_dir);
+	{
+		FILE *f = fopen(path, "r");
+		size_t n;
+
+		SW_CHECK(f != NULL);
+		text = calloc(1, 1 << 20);
+		n = fread(text, 1, (1 << 20) - 1, f);
+		text[n] = '\0';
+		fclose(f);
+	}
+	SW_REQUIRE(strstr(text, needle) != NULL, "the log does not say '%s'", needle);
+	free(text);
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	FILE *f = fopen(path, "w");
+
+	SW_CHECK(f != NULL && fputs(text, f) >= 0 && fclose(f) == 0);
+	SW_CHECK(chmod(path, mode) == 0);
+}
+
+static void scenario_identity(void)
+{
+	static const char *const topics[] = {"sagewai.identity", NULL};
+	static const struct {
+		const char *code;
+		long status;
+	} refusals[] = {
+		{"revoked", 409},	      {"missing", 422},		    {"not_allowed", 403},
+		{"credential_in_input", 422}, {"backend_unavailable", 503}, {"bad_request", 400},
+	};
+	char keyfile[600], badfile[600], openfile[600], kf_env[700], bad_env[700], open_env[700];
+	char gid[200], absent[16][64], body[512], msg[200];
+	size_t nabsent = 0, i;
+	char *kal, *id;
+	struct idreq *r;
+	struct dispatch *held = NULL;
+	json_t *j;
+	int64_t t0;
+	long st;
+
+	snprintf(keyfile, sizeof(keyfile), "%s/mac.key", data_dir);
+	snprintf(badfile, sizeof(badfile), "%s/mac-bad.key", data_dir);
+	snprintf(openfile, sizeof(openfile), "%s/mac-open.key", data_dir);
+	write_file(keyfile, MAC_KEY_HEX "\n", 0600);
+	write_file(badfile, "0011zz\n", 0600);
+	write_file(openfile, MAC_KEY_HEX "\n", 0644);
+	snprintf(kf_env, sizeof(kf_env), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", keyfile);
+	snprintf(bad_env, sizeof(bad_env), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", badfile);
+	snprintf(open_env, sizeof(open_env), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", openfile);
+
+	/* SAGEWAI_IDENTITY=1 without a good, private key file: no start */
+	sched_extra[0] = "SAGEWAI_IDENTITY=1";
+	sched_extra[1] = NULL;
+	refuses_to_start("SAGEWAI_IDENTITY=1 needs SAGEWAI_SECRET_MAC_KEY_FILE");
+	sched_extra[1] = bad_env;
+	sched_extra[2] = NULL;
+	refuses_to_start("must hold 64 hex digits");
+	sched_extra[1] = open_env;
+	refuses_to_start("SAGEWAI_SECRET_MAC_KEY_FILE");
+	sched_extra[1] = "SAGEWAI_SECRET_MAC_KEY=" MAC_KEY_HEX;
+	refuses_to_start("give the MAC key as a file");
+	SW_REQUIRE(system("true") == 0, "shell");
+
+	/* identity_scoped runs only with identity AND in SAGEWAI_RUNNABLE_MODES */
+	sched_extra[1] = kf_env;
+	sched_extra[2] = "SAGEWAI_RUNNABLE_MODES=in_process";
+	sched_extra[3] = NULL;
+	sched_start();
+	wait_ready();
+	register_wf(idwf_yaml, NULL);
+	st = http_s("POST", "/v1/runs", "{\"workflow\": \"idwf\", \"input\": {}}", NULL, &j);
+	SW_REQUIRE(st == 422 && !strcmp(err_code(j), "mode_unavailable"), "not runnable: %ld %s",
+		   st, last_body);
+	json_decref(j);
+	sched_stop(SIGTERM);
+
+	snprintf(gid, sizeof(gid), "%s-identity", group);
+	idtail = sw_test_kafka_tail(gid, topics);
+	id_keys = json_loads(id_keys_json, 0, NULL);
+	SW_CHECK(id_keys != NULL);
+	SW_CHECK(pthread_create(&id_thread, NULL, id_main, NULL) == 0);
+	sched_extra[2] = "SAGEWAI_RUNNABLE_MODES=in_process,identity_scoped";
+	sched_extra[3] = "SAGEWAI_IDENTITY_TIMEOUT_MS=2000";
+	sched_extra[4] = "SAGEWAI_ADMIN_TOKEN=op-id";
+	sched_extra[5] = NULL;
+	sched_start();
+	wait_ready();
+	json_decref(user_create("default", "alice", "op-id", 201));
+	kal = user_key("default", "alice", "op-id");
+
+	/* ok: stored, pinned keys in every dispatch of the step -- a retry,
+	 * and one made by a restarted scheduler from what it stored */
+	behave = behave_id;
+	hold_secret = 1;
+	id = submit("idwf",
+		    "{\"deploy\": {\"token\": \"tok-ABCDEF123\"},"
+		    " \"note\": \"please use hunter2secret now\"}",
+		    kal);
+	SW_REQUIRE(id_count() == 1, "%zu resolution requests", id_count());
+	r = &idreqs[0];
+	SW_REQUIRE(!strcmp(r->run_id, id), "request run id %s, run %s", r->run_id, id);
+	SW_REQUIRE(!strcmp(r->tenant, "default"), "request tenant %s", r->tenant);
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "user")), "alice") &&
+		       !strcmp(json_string_value(json_object_get(r->ev, "workflow")), "idwf") &&
+		       json_integer_value(json_object_get(r->ev, "workflow_version")) == 1,
+		   "request fields");
+	j = json_loads("[{\"step\": \"secret\", \"mode\": \"identity_scoped\", \"agent\": \"\","
+		       " \"profile\": \"payroll\"}]",
+		       0, NULL);
+	SW_REQUIRE(json_equal(j, json_object_get(r->ev, "steps")), "request steps");
+	json_decref(j);
+	SW_REQUIRE(has_mac(r, "input.deploy.token", "tok-ABCDEF123"), "MAC of the input token");
+	SW_REQUIRE(has_mac(r, "input.note", "hunter2secret"), "MAC of a word of the input");
+	SW_REQUIRE(has_mac(r, "input.note", "please use hunter2secret now"), "MAC of the string");
+	SW_REQUIRE(!has_mac(r, "input.note", "use"), "a 3-byte token was MAC'd");
+	SW_REQUIRE(has_mac(r, "steps.local.with.motto", "carry-on-42"), "MAC of a with token");
+	SW_REQUIRE(has_mac(r, "steps.secret.env.MODE", "fast-lane"), "MAC of an env value");
+	{
+		char q[1200];
+
+		snprintf(q, sizeof(q),
+			 "SELECT count(*) FROM scheduler.steps WHERE run_id = '%s' AND"
+			 " ((name = 'secret' AND identity::jsonb = '%s'::jsonb) OR"
+			 "  (name = 'local' AND identity IS NULL))",
+			 id, id_keys_json);
+		SW_REQUIRE(sql_long(q) == 2, "steps.identity as stored");
+	}
+	require_pinned(dispatch_of(id, "secret", 1));
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(dispatch_of(id, "local", 1)->ev,
+							      "identity")),
+			   ""),
+		   "identity of an in_process step");
+	for (i = 0; i < ndispatches; i++)
+		if (!strcmp(dispatches[i].run_id, id) && !strcmp(dispatches[i].step, "secret"))
+			held = &dispatches[i];
+	SW_CHECK(held != NULL);
+	sched_stop(SIGTERM);
+	sched_start();
+	wait_ready();
+	send_finished(held, 1, "FAILED", NULL, "boom");
+	require_pinned(dispatch_of(id, "secret", 2));
+	j = wait_run(id, kal, 60);
+	SW_REQUIRE(!strcmp(jstate(j), "succeeded"), "identity run: %s", last_body);
+	json_decref(j);
+	check_run_user(id, kal, "alice");
+	hold_secret = 0;
+	free(id);
+
+	/* each refusal: its status, its code, its error; nothing stored */
+	for (i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
+		snprintf(msg, sizeof(msg), "%s: GITHUB_TOKEN (secret gh_token v2)",
+			 refusals[i].code);
+		id_set(refusals[i].code, msg, 0, 0);
+		refused("{\"workflow\": \"idwf\", \"input\": {\"deploy\": {\"token\": \"t\"}}}", kal,
+			refusals[i].status, refusals[i].code, msg, absent[nabsent++]);
+	}
+	/* an unknown code: the service is not trusted to be up to date */
+	id_set("weird", "?", 0, 0);
+	refused("{\"workflow\": \"idwf\", \"input\": {}}", NULL, 503, "identity_unavailable", NULL,
+		absent[nabsent++]);
+	/* an answer to another request id first: not taken for ours */
+	id_set("missing", "missing: secret gh_token", 0, 1);
+	refused("{\"workflow\": \"idwf\", \"input\": {}}", NULL, 422, "missing",
+		"missing: secret gh_token", absent[nabsent++]);
+	/* no answer: 503 after the timeout; a late answer changes nothing */
+	id_set(NULL, NULL, 1, 0);
+	t0 = sw_mono_ns();
+	refused("{\"workflow\": \"idwf\", \"input\": {}}", NULL, 503, "identity_unavailable", NULL,
+		absent[nabsent++]);
+	SW_REQUIRE(sw_mono_ns() - t0 >= 1900000000LL && sw_mono_ns() - t0 < 15000000000LL,
+		   "answered after %lld ms", (long long)((sw_mono_ns() - t0) / 1000000));
+	id_set(NULL, NULL, 0, 0);
+	r = &idreqs[id_count() - 1];
+	id_send(r->tenant, r->run_id, r->request_id, 1, "", "", id_steps(r));
+	sw_test_kafka_flush(producer, 10000);
+
+	/* garbage on sagewai.identity disturbs nothing */
+	{
+		static const char junk[] = "not avro at all";
+		static const uint8_t badfp[] = {0xc3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9};
+		struct sw_event_header h;
+		char err[256];
+		void *buf;
+		size_t len;
+
+		sw_test_kafka_send(producer, "sagewai.identity", "x", junk, sizeof(junk) - 1);
+		sw_test_kafka_send(producer, "sagewai.identity", "x", badfp, sizeof(badfp));
+		sw_test_kafka_send(producer, "sagewai.identity", "x", "", 0);
+		json_t *f = json_pack("{s:s, s:b, s:s, s:s, s:[], s:[]}", "request_id",
+				      "01890000-0000-7000-8000-000000000000", "ok", 1, "code", "",
+				      "error", "", "steps", "denied");
+
+		sw_event_header_init(&h, "identity.resolved", "sched-test-identity");
+		SW_CHECK(sw_event_encode(reg, "identity.resolved", &h, f, &buf, &len, err,
+					 sizeof(err)) == 0);
+		json_decref(f);
+		sw_test_kafka_send(producer, "sagewai.identity", "x", buf, len - 3); /* cut */
+		sw_test_kafka_send(producer, "sagewai.identity", "x", buf, len); /* nobody's */
+		free(buf);
+		sw_test_kafka_flush(producer, 10000);
+	}
+	id = submit("idwf", "{\"deploy\": {\"token\": \"after-garbage\"}}", NULL);
+	j = wait_run(id, NULL, 60);
+	SW_REQUIRE(!strcmp(jstate(j), "succeeded"), "run after garbage: %s", last_body);
+	json_decref(j);
+	free(id);
+	SW_REQUIRE(metric("sagewai_scheduler_identity_garbage_total") >= 3, "garbage counted");
+	SW_REQUIRE(metric("sagewai_scheduler_identity_ignored_total") >= 3,
+		   "decoy, late and nobody's answers counted as ignored");
+	SW_REQUIRE(metric("sagewai_scheduler_identity_timeouts_total") == 1, "timeouts");
+
+	/* a credential shape is refused before identity is asked */
+	{
+		size_t before = id_count();
+
+		snprintf(body, sizeof(body),
+			 "{\"workflow\": \"idwf\", \"input\": {\"deploy\": {\"token\": \"%s\"}}}",
+			 T_GHP);
+		st = http_s("POST", "/v1/runs", body, NULL, &j);
+		SW_REQUIRE(st == 422 && !strcmp(err_code(j), "credential_in_input") &&
+				   !strncmp(err_msg(j), "input.deploy.token looks like a GitHub token",
+					    44),
+			   "shape with identity: %ld %s", st, last_body);
+		json_decref(j);
+		pump(500);
+		SW_REQUIRE(id_count() == before, "identity was asked about a refused shape");
+	}
+
+	/* nothing of a refused submit anywhere, events included */
+	pump(1500);
+	for (i = 0; i < nabsent; i++)
+		require_absent(absent[i]);
+	SW_REQUIRE(http_s("GET", "/healthz", NULL, NULL, NULL) == 200, "healthz");
+	sched_stop(SIGTERM);
+	{
+		char cmd[800];
+
+		snprintf(cmd, sizeof(cmd), "grep -q -e '%s' -e '%s' -e hunter2secret %s/scheduler.log",
+			 MAC_KEY_HEX, kal, data_dir);
+		SW_REQUIRE(system(cmd) != 0, "the MAC key, a key or an input value is in the log");
+	}
+	id_stop = 1;
+	pthread_join(id_thread, NULL);
+	rd_kafka_destroy(idtail);
+	idtail = NULL;
+	json_decref(id_keys);
+	free(kal);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -1979,6 +2963,9 @@ int main(int argc, char **argv)
 	    {"tenancy", scenario_tenancy},
 	    {"sse", scenario_sse},
 	    {"worker", scenario_worker},
+	    {"users", scenario_users},
+	    {"creds", scenario_creds},
+	    {"identity", scenario_identity},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));

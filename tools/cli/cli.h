@@ -92,6 +92,7 @@ int cli_tenant(struct cli_env *env, int argc, char **argv);
 int cli_key(struct cli_env *env, int argc, char **argv);
 int cli_secret(struct cli_env *env, int argc, char **argv);
 int cli_identity(struct cli_env *env, int argc, char **argv);
+int cli_user(struct cli_env *env, int argc, char **argv);
 
 /* ---- http.c: one request, or one event stream ----------------------- */
 

@@ -27,6 +27,9 @@ static const char main_help[] =
 	"  tenant create NAME              create a tenant and print its id and key\n"
 	"  tenant delete NAME|ID           delete a tenant (its keys stop working)\n"
 	"  key create --role auditor       an auditor key for the audit API\n"
+	"  key create --tenant T [--user U]  a key of tenant T (of its user U)\n"
+	"  user create|delete NAME --tenant T, user list --tenant T\n"
+	"                                  a tenant's users (runs record who submitted)\n"
 	"  secret set NAME [--backend B]   store a secret read from stdin (a new version)\n"
 	"  secret list|rotate|revoke|delete|rekey\n"
 	"                                  a tenant's secrets (see 'sagewai secret --help')\n"
@@ -46,8 +49,8 @@ static const char main_help[] =
 	"  --json            print the raw JSON answers (for scripts)\n"
 	"  --help, -h        help; 'sagewai COMMAND [SUBCOMMAND] --help' for one command\n"
 	"\n"
-	"Environment: SAGEWAI_ADMIN_TOKEN (tenant, key, secret, identity), SAGEWAI_DATA_DIR\n"
-	"(audit verify).\n"
+	"Environment: SAGEWAI_ADMIN_TOKEN (tenant, key, user, secret, identity),\n"
+	"SAGEWAI_DATA_DIR (audit verify).\n"
 	"Exit status: 0 ok, 1 failure (server error, failed run, bad log), 2 usage.\n";
 
 static void vline(const char *prefix, const char *fmt, va_list ap)
@@ -299,6 +302,7 @@ static int dispatch(struct cli_env *env, int argc, char **argv)
 		{"audit", cli_audit},
 		{"tenant", cli_tenant},
 		{"key", cli_key},
+		{"user", cli_user},
 		{"secret", cli_secret},
 		{"identity", cli_identity},
 		{NULL, NULL},

@@ -1,0 +1,599 @@
+/*
+ * identity.c: the scheduler's side of sagewai-identity (SAGEWAI_IDENTITY=1;
+ * the protocol is docs/IDENTITY.md, "On Kafka", step 1).
+ *
+ * Every submit, once the workflow and the credential shapes are checked
+ * and before anything is stored, becomes identity.resolve_requested on
+ * sagewai.identity (Kafka key and header.run_id: the run id the run will
+ * get): a fresh request id, the workflow, the submitting user, the
+ * identity-bearing steps (mode, CLI agent, the profile named by
+ * identity:), and the keyed MACs (BLAKE2b-256 under the deployment's MAC
+ * key) of the run's strings -- each string of the input and of the steps'
+ * definitions and each of its tokens of SCHED_CREDS_MIN_TOKEN bytes or
+ * more (creds.h), at most SCHED_ID_MACS_MAX distinct ones, each with the
+ * field path where it was first found. A run with more is refused (413)
+ * rather than checked in part. The values never leave the process.
+ *
+ * The answer, identity.resolved with the same request id, is read by a
+ * tail reader (sw_bus_tail_new: every partition of sagewai.identity from
+ * its end, no group), so every scheduler instance sees every answer and
+ * takes only those of its own waiting requests; others (another
+ * instance's, an answer after the timeout, other event types of the
+ * topic) are skipped, undecodable messages counted and logged (rate
+ * limited) -- never a reason to stop. Nothing blocks: a request waits in a
+ * table with its timer (SAGEWAI_IDENTITY_TIMEOUT_MS, then 503
+ * identity_unavailable); a failed delivery answers 503 at once.
+ *
+ * An answer not ok refuses the submit with the code it names (revoked 409,
+ * missing 422, not_allowed 403, credential_in_input 422,
+ * backend_unavailable 503, bad_request 400; anything else 503
+ * identity_unavailable) and its error as the message. An ok answer gives
+ * each identity-bearing step its keys: the JSON text of the ResolvedKey
+ * records as decoded (bytes as lowercase hex), which runs.c stores with
+ * the step and apply.c puts in each of its step.dispatched.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sodium.h>
+
+#include "creds.h"
+#include "scheduler.h"
+
+#define SCHED_ID_BUCKETS 1024	    /* hash chains of waiting requests */
+#define SCHED_ID_WAITING_MAX 20000  /* requests waiting at once */
+#define SCHED_ID_MACS_MAX 10000	    /* distinct candidate strings of one run */
+#define SCHED_ID_MSG_MAX (900u << 10) /* an encoded request (Kafka's default cap is 1 MB) */
+#define SCHED_ID_KEYS_MAX (64u << 10) /* the JSON text of one step's keys */
+#define SCHED_ID_ERROR_MAX 1024	    /* an answer's error, as shown */
+#define SCHED_ID_LOG_EVERY_MS 10000 /* at most one log line of garbage per period */
+
+struct sched_idreq {
+	LIST_ENTRY(sched_idreq) entry;
+	struct sched_env *env;
+	char request_id[SW_UUID_STRLEN];
+	char run_id[SW_UUID_STRLEN];
+	json_t *steps; /* the names of the identity-bearing steps asked for */
+	struct event *timer;
+	sched_identity_cb done;
+	void *opaque;
+};
+
+/* The delivery report's opaque: which request (by id: it may be gone). */
+struct id_dr {
+	struct sched_dr dr;
+	char request_id[SW_UUID_STRLEN];
+};
+
+static size_t bucket(const char *request_id)
+{
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (; *request_id; request_id++)
+		h = (h ^ (uint8_t)*request_id) * 0x100000001b3ULL;
+	return (size_t)(h % SCHED_ID_BUCKETS);
+}
+
+static struct sched_idreq *find(struct sched_env *env, const char *request_id)
+{
+	struct sched_idreq *r;
+
+	if (env->idreqs == NULL)
+		return NULL;
+	LIST_FOREACH(r, &env->idreqs[bucket(request_id)], entry)
+		if (strcmp(r->request_id, request_id) == 0)
+			return r;
+	return NULL;
+}
+
+static void idreq_free(struct sched_idreq *r)
+{
+	if (r->timer != NULL)
+		event_free(r->timer);
+	json_decref(r->steps);
+	free(r);
+}
+
+/* Take r out of the table and answer with it; then free it. */
+static void finish(struct sched_idreq *r, int status, const char *code, const char *message,
+		   json_t *steps)
+{
+	struct sched_env *env = r->env;
+
+	LIST_REMOVE(r, entry);
+	env->nidreqs--;
+	r->done(env, status, code, message, steps, r->opaque);
+	idreq_free(r);
+}
+
+static void unavailable(struct sched_idreq *r, const char *fmt, const char *arg)
+{
+	char msg[512];
+
+	snprintf(msg, sizeof(msg), fmt, arg);
+	finish(r, 503, "identity_unavailable", msg, NULL);
+}
+
+/* ---- the request ----------------------------------------------------------- */
+
+/* The candidates of a run as they are MAC'd: a set of MACs (open
+ * addressing on their first 8 bytes) and the input_macs array. */
+struct cands {
+	const uint8_t *key;
+	uint8_t (*set)[32];
+	size_t cap, n;
+	json_t *macs;
+	const char *field; /* of the string being split */
+	int over;	   /* more than SCHED_ID_MACS_MAX */
+	int oom;
+};
+
+static int cand_token(const char *tok, size_t len, void *arg)
+{
+	struct cands *c = arg;
+	uint8_t mac[32];
+	char hex[65];
+	uint64_t h;
+	size_t i;
+
+	crypto_generichash(mac, sizeof(mac), (const uint8_t *)tok, len, c->key, 32);
+	memcpy(&h, mac, sizeof(h));
+	for (i = h & (c->cap - 1); sodium_is_zero(c->set[i], 32) == 0; i = (i + 1) & (c->cap - 1))
+		if (memcmp(c->set[i], mac, 32) == 0)
+			return 0;
+	if (c->n == SCHED_ID_MACS_MAX) {
+		c->over = 1;
+		return 1;
+	}
+	memcpy(c->set[i], mac, 32);
+	c->n++;
+	sw_hex_encode(mac, sizeof(mac), hex);
+	if (json_array_append_new(c->macs, json_pack("{s:s, s:s}", "field", c->field, "mac",
+						    hex)) == -1) {
+		c->oom = 1;
+		return 1;
+	}
+	return 0;
+}
+
+static int cand_string(const char *field, const char *s, size_t len, int is_key, void *arg)
+{
+	struct cands *c = arg;
+
+	(void)is_key;
+	c->field = field;
+	return sched_creds_tokens(s, len, cand_token, c);
+}
+
+/* identity.resolve_requested's fields for run run_id (new reference), the
+ * step names asked for into *names; NULL with status and reason. */
+static json_t *request_fields(struct sched_env *env, const char *request_id, const char *user,
+			      const struct sw_workflow *wf, json_t *input, json_t **names,
+			      int *status, char *message, size_t msglen)
+{
+	struct cands c;
+	json_t *steps = json_array(), *f = NULL;
+	size_t i;
+
+	memset(&c, 0, sizeof(c));
+	c.key = env->mac_key;
+	c.cap = 2 * 16384; /* a power of two, twice SCHED_ID_MACS_MAX and more */
+	c.set = calloc(c.cap, 32);
+	c.macs = json_array();
+	*names = json_array();
+	if (steps == NULL || c.set == NULL || c.macs == NULL || *names == NULL)
+		goto oom;
+	for (i = 0; i < wf->nsteps; i++) {
+		const struct sw_step *st = &wf->steps[i];
+		const char *agent = json_string_value(json_object_get(st->extra, "cli_agent"));
+		const char *profile = json_string_value(json_object_get(st->extra, "identity"));
+
+		if (!sw_mode_identity_bearing(st->mode))
+			continue;
+		if (json_array_append_new(steps, json_pack("{s:s, s:s, s:s, s:s}", "step",
+							   st->name, "mode",
+							   sw_mode_name(st->mode), "agent",
+							   agent ? agent : "", "profile",
+							   profile ? profile : "")) == -1 ||
+		    json_array_append_new(*names, json_string(st->name)) == -1)
+			goto oom;
+	}
+	sched_creds_walk(input, wf, cand_string, &c);
+	if (c.oom)
+		goto oom;
+	if (c.over) {
+		*status = 413;
+		snprintf(message, msglen,
+			 "the input and the steps' definitions hold more than %d distinct strings"
+			 " to check for secret values; send less",
+			 SCHED_ID_MACS_MAX);
+		goto fail;
+	}
+	f = json_pack("{s:s, s:s, s:i, s:s, s:o, s:o}", "request_id", request_id, "workflow",
+		      wf->name, "workflow_version", wf->version, "user", user, "steps", steps,
+		      "input_macs", c.macs);
+	steps = c.macs = NULL;
+	if (f == NULL)
+		goto oom;
+	sodium_memzero(c.set, c.cap * 32);
+	free(c.set);
+	return f;
+oom:
+	*status = 503;
+	snprintf(message, msglen, "out of memory");
+fail:
+	if (c.set != NULL)
+		sodium_memzero(c.set, c.cap * 32);
+	free(c.set);
+	json_decref(c.macs);
+	json_decref(steps);
+	json_decref(*names);
+	*names = NULL;
+	return NULL;
+}
+
+static void on_timeout(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_idreq *r = arg;
+	char ms[24];
+
+	(void)fd;
+	(void)what;
+	sw_metrics_counter_add(r->env->metrics, "sagewai_scheduler_identity_timeouts_total",
+			       "Identity resolutions that got no answer in time.", 1);
+	sw_log(SW_LOG_WARN, "identity resolution timed out", "run_id", r->run_id, "request_id",
+	       r->request_id, NULL);
+	snprintf(ms, sizeof(ms), "%lld", r->env->identity_timeout_ms);
+	unavailable(r, "the identity service did not answer within %s ms; try again", ms);
+}
+
+int sched_identity_resolve(struct sched_env *env, const char *tenant, const char *user,
+			   const char *run_id, const struct sw_workflow *wf, json_t *input,
+			   sched_identity_cb done, void *opaque, int *status, char *code,
+			   size_t codelen, char *message, size_t msglen)
+{
+	struct sched_idreq *r = NULL;
+	struct sw_event_header h;
+	struct id_dr *dr = NULL;
+	struct timeval tv;
+	json_t *fields, *names = NULL;
+	char err[256];
+	void *buf = NULL;
+	size_t len;
+
+	snprintf(code, codelen, "identity_unavailable");
+	*status = 503;
+	if (env->idreqs == NULL || env->nidreqs >= SCHED_ID_WAITING_MAX) {
+		snprintf(message, msglen, "too many submits wait for the identity service");
+		return -1;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL || (dr = calloc(1, sizeof(*dr))) == NULL) {
+		snprintf(message, msglen, "out of memory");
+		goto fail;
+	}
+	r->env = env;
+	r->done = done;
+	r->opaque = opaque;
+	sw_uuid_v7_str(r->request_id);
+	snprintf(r->run_id, sizeof(r->run_id), "%s", run_id);
+	fields = request_fields(env, r->request_id, user, wf, input, &names, status, message,
+				msglen);
+	if (fields == NULL) {
+		if (*status == 413)
+			snprintf(code, codelen, "too_large");
+		goto fail;
+	}
+	r->steps = names;
+	sw_event_header_init(&h, "identity.resolve_requested", SCHED_PRODUCER);
+	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
+	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id);
+	if (sw_event_encode(env->reg, "identity.resolve_requested", &h, fields, &buf, &len, err,
+			    sizeof(err)) == -1) {
+		json_decref(fields);
+		sw_log(SW_LOG_ERROR, "cannot encode identity.resolve_requested", "error", err,
+		       NULL);
+		snprintf(message, msglen, "cannot encode the resolution request");
+		goto fail;
+	}
+	json_decref(fields);
+	if (len > SCHED_ID_MSG_MAX) {
+		*status = 413;
+		snprintf(code, codelen, "too_large");
+		snprintf(message, msglen,
+			 "the input and the steps' definitions hold too many strings to check for"
+			 " secret values (%zu bytes of MACs and field paths); send less",
+			 len);
+		goto fail;
+	}
+	r->timer = evtimer_new(env->base, on_timeout, r);
+	tv.tv_sec = (time_t)(env->identity_timeout_ms / 1000);
+	tv.tv_usec = (suseconds_t)(env->identity_timeout_ms % 1000) * 1000;
+	if (r->timer == NULL || evtimer_add(r->timer, &tv) == -1) {
+		snprintf(message, msglen, "cannot arm a timer");
+		goto fail;
+	}
+	dr->dr.kind = SCHED_DR_IDENTITY;
+	snprintf(dr->request_id, sizeof(dr->request_id), "%s", r->request_id);
+	if (sw_bus_produce(env->producer, SW_TOPIC_IDENTITY, run_id, buf, len, NULL, dr, err,
+			   sizeof(err)) == -1) {
+		sw_log(SW_LOG_ERROR, "cannot send identity.resolve_requested", "error", err, NULL);
+		snprintf(message, msglen, "cannot send the resolution request");
+		goto fail;
+	}
+	free(buf);
+	LIST_INSERT_HEAD(&env->idreqs[bucket(r->request_id)], r, entry);
+	env->nidreqs++;
+	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_requests_total",
+			       "Identity resolutions asked for.", 1);
+	return 0;
+fail:
+	free(buf);
+	free(dr);
+	if (r != NULL)
+		idreq_free(r);
+	return -1;
+}
+
+void sched_identity_delivery(struct sched_env *env, const char *err, struct sched_dr *dr)
+{
+	struct id_dr *d = (struct id_dr *)dr;
+	struct sched_idreq *r;
+
+	if (err != NULL && (r = find(env, d->request_id)) != NULL) {
+		sw_log(SW_LOG_ERROR, "identity.resolve_requested not delivered", "run_id",
+		       r->run_id, "error", err, NULL);
+		unavailable(r, "%s", "the resolution request could not be delivered; try again");
+	}
+	free(d);
+}
+
+/* ---- the answer ------------------------------------------------------------ */
+
+static int refusal_status(const char *code)
+{
+	static const struct {
+		const char *code;
+		int status;
+	} map[] = {
+		{"revoked", 409},	 {"missing", 422},	       {"not_allowed", 403},
+		{"credential_in_input", 422}, {"backend_unavailable", 503}, {"bad_request", 400},
+	};
+	size_t i;
+
+	for (i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+		if (strcmp(code, map[i].code) == 0)
+			return map[i].status;
+	return 0;
+}
+
+static int hex64_or_empty(const char *s)
+{
+	size_t i, n = strlen(s);
+
+	if (n != 0 && n != 64)
+		return 0;
+	for (i = 0; i < n; i++)
+		if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f')))
+			return 0;
+	return 1;
+}
+
+/* The steps of an ok answer as an object: step name -> keys as JSON text,
+ * every step asked for (one the answer leaves out gets "[]"). NULL with
+ * why when the answer does not fit the question. */
+static json_t *answer_steps(const struct sched_idreq *r, json_t *steps, char *why, size_t whylen)
+{
+	json_t *out = json_object(), *st, *name, *k;
+	size_t i, j;
+
+	if (out == NULL || !json_is_array(steps)) {
+		snprintf(why, whylen, "no steps");
+		goto fail;
+	}
+	json_array_foreach(steps, i, st) {
+		const char *step = json_string_value(json_object_get(st, "step"));
+		json_t *keys = json_object_get(st, "keys");
+		char *text;
+		size_t n;
+		int asked = 0;
+
+		json_array_foreach(r->steps, j, name)
+			asked |= step != NULL && strcmp(step, json_string_value(name)) == 0;
+		if (!asked || json_object_get(out, step) != NULL || !json_is_array(keys)) {
+			snprintf(why, whylen, "step %zu is not one asked for, or twice", i);
+			goto fail;
+		}
+		json_array_foreach(keys, j, k) {
+			const char *mac = json_string_value(json_object_get(k, "mac"));
+			const char *env = json_string_value(json_object_get(k, "env"));
+
+			if (mac == NULL || !hex64_or_empty(mac) || env == NULL || env[0] == '\0') {
+				snprintf(why, whylen, "a key of step %s has no env or a bad mac",
+					 step);
+				goto fail;
+			}
+		}
+		text = json_dumps(keys, JSON_COMPACT);
+		n = text ? strlen(text) : 0;
+		if (text == NULL || n > SCHED_ID_KEYS_MAX ||
+		    json_object_set_new(out, step, json_string(text)) == -1) {
+			free(text);
+			snprintf(why, whylen, "the keys of step %s are too large", step);
+			goto fail;
+		}
+		free(text);
+	}
+	json_array_foreach(r->steps, j, name)
+		if (json_object_get(out, json_string_value(name)) == NULL &&
+		    json_object_set_new(out, json_string_value(name), json_string("[]")) == -1)
+			goto fail;
+	return out;
+fail:
+	json_decref(out);
+	return NULL;
+}
+
+static void answer(struct sched_idreq *r, json_t *ev)
+{
+	struct sched_env *env = r->env;
+	const char *code = json_string_value(json_object_get(ev, "code"));
+	const char *error = json_string_value(json_object_get(ev, "error"));
+	char msg[SCHED_ID_ERROR_MAX + 8], why[256];
+	json_t *steps;
+	int status;
+
+	if (json_is_true(json_object_get(ev, "ok"))) {
+		if ((steps = answer_steps(r, json_object_get(ev, "steps"), why, sizeof(why))) ==
+		    NULL) {
+			sw_log(SW_LOG_ERROR, "malformed identity.resolved", "run_id", r->run_id,
+			       "error", why, NULL);
+			unavailable(r, "the identity service's answer is malformed: %s", why);
+			return;
+		}
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_resolved_total",
+				       "Identity resolutions answered ok.", 1);
+		finish(r, 0, NULL, NULL, steps);
+		json_decref(steps);
+		return;
+	}
+	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_refused_total",
+			       "Submits the identity service refused.", 1);
+	code = code ? code : "";
+	error = error && error[0] ? error : code;
+	/* a sentence, cut at a character boundary */
+	snprintf(msg, sizeof(msg), "%.*s", SCHED_ID_ERROR_MAX, error);
+	if (strlen(error) > SCHED_ID_ERROR_MAX) {
+		size_t n = SCHED_ID_ERROR_MAX;
+
+		while (n > 0 && ((unsigned char)msg[n] & 0xc0) == 0x80)
+			n--;
+		snprintf(msg + n, sizeof(msg) - n, "...");
+	}
+	if ((status = refusal_status(code)) == 0) {
+		snprintf(why, sizeof(why), "%.64s", code);
+		unavailable(r, "the identity service refused with an unknown code '%s'", why);
+		return;
+	}
+	sw_log(SW_LOG_INFO, "submit refused by the identity service", "run_id", r->run_id,
+	       "code", code, NULL);
+	finish(r, status, code, msg, NULL);
+}
+
+static void garbage(struct sched_env *env, const struct sw_bus_msg *m, const char *why)
+{
+	int64_t now = sw_mono_ms();
+	char part[16], off[24];
+
+	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_garbage_total",
+			       "Undecodable messages read on sagewai.identity.", 1);
+	if (env->idgarbage_ms != 0 && now - env->idgarbage_ms < SCHED_ID_LOG_EVERY_MS)
+		return;
+	env->idgarbage_ms = now;
+	snprintf(part, sizeof(part), "%d", (int)m->partition);
+	snprintf(off, sizeof(off), "%lld", (long long)m->offset);
+	sw_log(SW_LOG_WARN, "undecodable message on sagewai.identity skipped", "partition", part,
+	       "offset", off, "error", why, NULL);
+}
+
+static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
+{
+	struct sched_env *env = opaque;
+	struct sw_event_header h;
+	struct sched_idreq *r;
+	char err[256];
+	json_t *ev;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		const char *request_id;
+
+		if (msgs[i].len == 0 || msgs[i].value == NULL) {
+			garbage(env, &msgs[i], "empty message");
+			continue;
+		}
+		if (sw_event_decode_header(env->reg, msgs[i].value, msgs[i].len, &h, err,
+					   sizeof(err)) == -1) {
+			garbage(env, &msgs[i], err);
+			continue;
+		}
+		/* the topic carries the whole protocol: only answers are ours */
+		if (strcmp(h.type, "identity.resolved") != 0)
+			continue;
+		if ((ev = sw_event_decode(env->reg, msgs[i].value, msgs[i].len, err,
+					  sizeof(err))) == NULL) {
+			garbage(env, &msgs[i], err);
+			continue;
+		}
+		request_id = json_string_value(json_object_get(ev, "request_id"));
+		if (request_id == NULL || (r = find(env, request_id)) == NULL) {
+			/* another instance's, or one answered or timed out already */
+			sw_metrics_counter_add(env->metrics,
+					       "sagewai_scheduler_identity_ignored_total",
+					       "identity.resolved of no request waiting here.", 1);
+			json_decref(ev);
+			continue;
+		}
+		answer(r, ev);
+		json_decref(ev);
+	}
+}
+
+static void on_tail_error(int fatal, const char *reason, void *opaque)
+{
+	struct sched_env *env = opaque;
+
+	if (fatal)
+		sw_service_fatal(env->svc, "Kafka reader of sagewai.identity failed", reason);
+	else
+		sw_log(SW_LOG_WARN, "Kafka reader of sagewai.identity", "error", reason, NULL);
+}
+
+int sched_identity_start(struct sched_env *env, char *errstr, size_t errlen)
+{
+	static const char *const topics[] = {SW_TOPIC_IDENTITY, NULL};
+	char tuning[SW_CONFIG_STR];
+	const char *extra[SCHED_BUS_EXTRA];
+
+	if (!env->identity)
+		return 0;
+	if ((env->idreqs = calloc(SCHED_ID_BUCKETS, sizeof(*env->idreqs))) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	if (sched_bus_extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, extra, tuning,
+			    sizeof(tuning)) == -1) {
+		snprintf(errstr, errlen, "SAGEWAI_KAFKA_CONSUMER_CONFIG has too many entries");
+		return -1;
+	}
+	env->idtail = sw_bus_tail_new(env->base, env->cfg->kafka_bootstrap, topics, extra, 500,
+				      on_batch, env, errstr, errlen);
+	if (env->idtail == NULL)
+		return -1;
+	sw_bus_consumer_set_error_cb(env->idtail, on_tail_error, env);
+	return 0;
+}
+
+size_t sched_identity_pending(const struct sched_env *env)
+{
+	return env->nidreqs;
+}
+
+void sched_identity_stop(struct sched_env *env)
+{
+	struct sched_idreq *r;
+	size_t i;
+
+	for (i = 0; env->idreqs != NULL && i < SCHED_ID_BUCKETS; i++)
+		while ((r = LIST_FIRST(&env->idreqs[i])) != NULL)
+			unavailable(r, "%s", "the scheduler is stopping; try again");
+}
+
+void sched_identity_free(struct sched_env *env)
+{
+	sched_identity_stop(env);
+	if (env->idtail != NULL)
+		sw_bus_consumer_destroy(env->idtail);
+	env->idtail = NULL;
+	free(env->idreqs);
+	env->idreqs = NULL;
+	sodium_memzero(env->mac_key, sizeof(env->mac_key));
+}
