@@ -153,7 +153,7 @@ static void test_usage(void)
 		{{"user", "rename"}, "unknown command 'rename'"},
 		{{"user", "create", "--tenant", "acme"}, "missing NAME"},
 		{{"user", "create", "alice"}, "--tenant T is required"},
-		{{"user", "create", "alice", "--tenant"}, "--tenant needs a value"},
+		{{"user", "create", "alice", "--tenant"}, "--tenant needs a tenant's name or id"},
 		{{"user", "create", "alice", "bob", "--tenant", "acme"}, "unexpected argument 'bob'"},
 		{{"user", "create", "alice", "--tenant", "acme"}, "SAGEWAI_ADMIN_TOKEN is not set"},
 		{{"user", "list"}, "--tenant T is required"},
