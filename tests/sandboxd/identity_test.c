@@ -455,7 +455,8 @@ static void setup(const char *name)
 	static const char *const topics[] = {"sagewai.steps",	  "sagewai.sandbox",
 					     "sagewai.identity",  "sagewai.identity.sealed",
 					     "sagewai.runs",	  "sagewai.deadletter",
-					     "sagewai.credentials", NULL};
+					     "sagewai.credentials", "sagewai.tenants",
+					     "sagewai.audit.checkpoints", NULL};
 	const char *build = getenv("SW_BUILD_DIR");
 	char q[2048], err[256], hex[65];
 
@@ -540,13 +541,12 @@ static double metric(const char *name)
 	return sw_test_metric_get(sbd_port, name);
 }
 
-/* sandboxd's log holds none of the values, in any spelling */
-static void log_clean(void)
+/* sandboxd's log so far (NUL-terminated; caller frees) */
+static char *log_read(size_t *len)
 {
 	FILE *f = fopen(sbd_log, "r");
 	char *buf;
 	long n;
-	const char *bad;
 
 	SW_CHECK(f != NULL);
 	SW_CHECK(fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0);
@@ -554,8 +554,29 @@ static void log_clean(void)
 	buf = malloc((size_t)n + 1);
 	SW_CHECK(buf != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n);
 	fclose(f);
-	bad = leak(buf, (size_t)n);
+	buf[n] = '\0';
+	*len = (size_t)n;
+	return buf;
+}
+
+/* sandboxd's log holds none of the values, in any spelling */
+static void log_clean(void)
+{
+	size_t n;
+	char *buf = log_read(&n);
+	const char *bad = leak(buf, n);
+
 	SW_REQUIRE(bad == NULL, "sandboxd's log holds a secret value (spelled '%s')", bad);
+	free(buf);
+}
+
+/* sandboxd's log holds text */
+static void log_has(const char *text)
+{
+	size_t n;
+	char *buf = log_read(&n);
+
+	SW_REQUIRE(strstr(buf, text) != NULL, "sandboxd's log lacks '%s'", text);
 	free(buf);
 }
 
@@ -684,6 +705,15 @@ static void scenario_inject(void)
 	setup("inject");
 	keys_init();
 	sbd_start();
+	/* the public half of the key, for the operator's hosts file */
+	{
+		char pk[65], want[120];
+
+		sodium_bin2hex(pk, sizeof(pk), host_pk, sizeof(host_pk));
+		snprintf(want, sizeof(want), "\"identity_scoped\":\"on\",\"seal_public_key\":\"%s\"",
+			 pk);
+		log_has(want);
+	}
 	/* the warm pool (1 sandbox of base/none) is full before the step */
 	for (int i = 0; i < 100 && metric("sagewai_sandboxd_warm_ready") < 1; i++)
 		sw_test_msleep(100);
@@ -1091,6 +1121,8 @@ static void scenario_nokey(void)
 		  0644);
 	st = sbd_spawn(bad, 0);
 	SW_REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) != 0, "sandboxd started with a 0644 key");
+	log_has("SAGEWAI_SANDBOXD_SEAL_KEY_FILE: ");
+	log_has("mode 0644 grants group or others access");
 	snprintf(bad, sizeof(bad), "%s/short.key", tmp_dir);
 	write_key(bad, "0101", 0600);
 	st = sbd_spawn(bad, 0);
@@ -1100,8 +1132,10 @@ static void scenario_nokey(void)
 		  0600);
 	st = sbd_spawn(bad, 0);
 	SW_REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) != 0, "sandboxd started with a zero key");
+	log_has("SAGEWAI_SANDBOXD_SEAL_KEY_FILE: not an X25519 secret key");
 	/* without a key: identity_scoped is not taken */
 	sbd_spawn(NULL, 1);
+	log_has("\"identity_scoped\":\"off\"");
 	post(&d1, "id", "deploy", ANSWER_OK, k_token, 2, 60000, spec(json_string("echo ran")));
 	sw_test_dispatch_post(&tx, &d2, "plain", "plain", "sandboxed", 60000,
 			      json_pack("{s:s, s:i, s:s, s:s, s:[s]}", "workflow", "identity-test",
