@@ -20,6 +20,11 @@
  *               (capped) and streamed as sandbox.output events (capped); the
  *               exit (or timeout, or a broken sandbox) goes to
  *               sw_executor_finish
+ *   identity.c  identity_scoped only (with a seal key): once the sandbox is
+ *               held, its values are asked for (identity.seal_requested), the
+ *               sealed answer (read by a tail reader) opened and checked, the
+ *               values injected before the EXEC and redacted from everything
+ *               the step says; secret.revoked (hard) kills its sandbox
  *   pool.c      the sandbox goes back to the pool thread, which destroys it
  *               (never reused) and reports its final usage -> sandbox.released
  *

@@ -535,6 +535,12 @@ static void sbd_start(void)
 	sbd_spawn(key_file, 1);
 }
 
+/* SIGTERM: sandboxd drains and exits 0 (under ASan: nothing leaked) */
+static void sbd_stop(void)
+{
+	sw_test_proc_stop(&sbd_pid, SIGTERM, "sagewai-sandboxd");
+}
+
 /* A metric of sandboxd's /metrics, -1 if absent. */
 static double metric(const char *name)
 {
@@ -798,6 +804,7 @@ static void scenario_inject(void)
 	SW_REQUIRE(strcmp(sid1, sid2) != 0 && strcmp(sid1, sandbox_of(d3.step_id)) != 0,
 		   "a sandbox served two steps");
 	log_clean();
+	sbd_stop();
 }
 
 /* Each way a step may print a value, as (name, command, stream checked). */
@@ -911,6 +918,7 @@ static void scenario_redact(void)
 	/* everything on every topic has been seen by on_seen; and the log */
 	sw_test_evlog_poll(&evl, 2000);
 	log_clean();
+	sbd_stop();
 }
 
 static void scenario_refuse(void)
@@ -936,6 +944,7 @@ static void scenario_refuse(void)
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	SW_REQUIRE(strcmp(stdout_of(f), "[REDACTED:TOKEN]\n") == 0, "stdout '%s'", stdout_of(f));
 	log_clean();
+	sbd_stop();
 }
 
 static void scenario_timeout(void)
@@ -969,6 +978,7 @@ static void scenario_timeout(void)
 	SW_REQUIRE(metric("sagewai_sandboxd_identity_seal_timeouts_total") == 1,
 		   "no seal timeout counted");
 	log_clean();
+	sbd_stop();
 }
 
 static void scenario_forged(void)
@@ -1011,6 +1021,7 @@ static void scenario_forged(void)
 	     spec(json_string("printf '%s\\n' \"$TOKEN\"")));
 	sw_test_ev_require(sw_test_evlog_finished(&evl, ok.step_id), "SUCCEEDED", NULL);
 	log_clean();
+	sbd_stop();
 }
 
 static void revoke_secret(const char *tenant, const char *name, int version, int hard)
@@ -1105,6 +1116,7 @@ static void scenario_revoke(void)
 	sw_test_evlog_poll(&evl, 2000);
 	never_ran(d3.step_id);
 	log_clean();
+	sbd_stop();
 }
 
 static void scenario_nokey(void)
@@ -1146,6 +1158,7 @@ static void scenario_nokey(void)
 	SW_REQUIRE(sw_test_evlog_count(&evl, "step.started", d1.step_id) == 0 &&
 		       sw_test_evlog_count(&evl, "identity.seal_requested", d1.step_id) == 0,
 		   "an identity_scoped step was taken without a seal key");
+	sbd_stop();
 }
 
 static void scenario_hostile(void)
@@ -1234,6 +1247,7 @@ static void scenario_hostile(void)
 	     spec(json_string("printf '%s\\n' \"$TOKEN\"")));
 	sw_test_ev_require(sw_test_evlog_finished(&evl, dok.step_id), "SUCCEEDED", NULL);
 	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+	sbd_stop();
 }
 
 /* (attack) One step reads what it can of every process it sees while
@@ -1265,6 +1279,7 @@ static void scenario_cross(void)
 		   "the holder ended before the probe");
 	sw_test_ev_require(sw_test_evlog_finished(&evl, da.step_id), "SUCCEEDED", NULL);
 	log_clean();
+	sbd_stop();
 }
 
 int main(int argc, char **argv)
