@@ -130,7 +130,7 @@ static int hex64_ok(const char *s)
 static int parse_key(json_t *e, size_t i, struct sbd_idkey *k, char *err, size_t errlen)
 {
 	const char *env, *level, *kind, *profile = "", *secret = "", *backend = "", *value = NULL;
-	const char *mac = "", *why;
+	const char *mac = "", *why = NULL;
 	size_t env_len, value_len = 0;
 	json_int_t version = 0;
 	json_error_t jerr;
@@ -344,7 +344,7 @@ static int inject_plain(struct sbd_job *j, char *err, size_t errlen)
 			continue;
 		if (sw_sandbox_inject_env(j->slot->sb, id->keys[i].env, id->keys[i].plain, why,
 					  sizeof(why)) != 0) {
-			snprintf(err, errlen, "identity_error: %s: %s", id->keys[i].env, why);
+			snprintf(err, errlen, "identity_error: %.60s: %s", id->keys[i].env, why);
 			return -1;
 		}
 	}
@@ -531,13 +531,13 @@ static int open_box(struct sbd_job *j, const char *hex, char *err, size_t errlen
 				      sodium_base64_VARIANT_ORIGINAL) != 0 &&
 		    sodium_base642bin(vals[k], n, b64, b64len, NULL, &lens[k], NULL,
 				      sodium_base64_VARIANT_ORIGINAL_NO_PADDING) != 0) {
-			snprintf(err, errlen, "identity_error: the value of %s is not base64",
+			snprintf(err, errlen, "identity_error: the value of %.60s is not base64",
 				 id->keys[k].env);
 			goto out;
 		}
 		vals[k][lens[k]] = '\0';
 		if (memchr(vals[k], '\0', lens[k]) != NULL) {
-			snprintf(err, errlen, "identity_error: the value of %s holds a NUL byte",
+			snprintf(err, errlen, "identity_error: the value of %.60s holds a NUL byte",
 				 id->keys[k].env);
 			goto out;
 		}
@@ -550,7 +550,7 @@ static int open_box(struct sbd_job *j, const char *hex, char *err, size_t errlen
 	for (k = 0; k < id->nkeys; k++)
 		if (vals[k] != NULL &&
 		    sw_redact_add(id->red, id->keys[k].env, vals[k], lens[k], why, sizeof(why)) != 0) {
-			snprintf(err, errlen, "identity_error: %s cannot be injected: %s",
+			snprintf(err, errlen, "identity_error: %.60s cannot be injected: %s",
 				 id->keys[k].env, why);
 			goto out;
 		}
@@ -565,7 +565,7 @@ static int open_box(struct sbd_job *j, const char *hex, char *err, size_t errlen
 
 		if (sw_sandbox_inject_env(j->slot->sb, id->keys[k].env, v, why, sizeof(why)) !=
 		    0) {
-			snprintf(err, errlen, "identity_error: %s: %s", id->keys[k].env, why);
+			snprintf(err, errlen, "identity_error: %.60s: %s", id->keys[k].env, why);
 			goto out;
 		}
 	}
