@@ -44,12 +44,49 @@
 
 /* ---- configuration -------------------------------------------------------- */
 
-int sbd_identity_configure(struct sbd_env *env, char *const *envp, char *err, size_t errlen)
+/* A 32-byte key given as 64 hex in the file setting KEY_FILE (sw_config_secret:
+ * mode 0600 or 0400) into *out (sodium_malloc'd, read-only); NULL when
+ * unset. 0, or -1 with err. */
+static int key_load(char *const *envp, const char *key, unsigned char **out, char *err,
+		    size_t errlen)
 {
 	char hex[80];
 	size_t bin_len = 0;
-	long long n;
 	int rc;
+
+	*out = NULL;
+	rc = sw_config_secret(envp, key, hex, sizeof(hex), err, errlen);
+	if (rc <= 0)
+		goto out;
+	rc = -1;
+	if (sodium_init() < 0) {
+		snprintf(err, errlen, "libsodium cannot start");
+		goto out;
+	}
+	if ((*out = sodium_malloc(32)) == NULL) {
+		snprintf(err, errlen, "%s_FILE: out of memory", key);
+		goto out;
+	}
+	if (strlen(hex) != 64 || strspn(hex, "0123456789abcdefABCDEF") != 64 ||
+	    sodium_hex2bin(*out, 32, hex, 64, NULL, &bin_len, NULL) != 0 || bin_len != 32 ||
+	    sodium_is_zero(*out, 32)) {
+		snprintf(err, errlen, "%s_FILE: not a key (64 hexadecimal digits, not all zero)",
+			 key);
+		goto out;
+	}
+	rc = 0;
+out:
+	sodium_memzero(hex, sizeof(hex));
+	if (rc != 0) {
+		sodium_free(*out);
+		*out = NULL;
+	}
+	return rc;
+}
+
+int sbd_identity_configure(struct sbd_env *env, char *const *envp, char *err, size_t errlen)
+{
+	long long n;
 
 	LIST_INIT(&env->idjobs);
 	if (sw_config_number(envp, "SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS", SBD_SEAL_TIMEOUT_DEFAULT,
@@ -61,44 +98,26 @@ int sbd_identity_configure(struct sbd_env *env, char *const *envp, char *err, si
 				      "(SAGEWAI_SANDBOXD_SEAL_KEY_FILE), never in the environment");
 		return -1;
 	}
-	/* the file must be a regular file of mode 0600 or 0400 (sw_config_secret) */
-	rc = sw_config_secret(envp, "SAGEWAI_SANDBOXD_SEAL_KEY", hex, sizeof(hex), err, errlen);
-	if (rc <= 0) {
-		sodium_memzero(hex, sizeof(hex));
-		return rc;
+	if (key_load(envp, "SAGEWAI_SANDBOXD_SEAL_KEY", &env->seal_sk, err, errlen) != 0)
+		return -1;
+	if (env->seal_sk == NULL)
+		return 0;
+	if (key_load(envp, "SAGEWAI_SECRET_MAC_KEY", &env->mac_key, err, errlen) != 0) {
+		sbd_identity_forget(env);
+		return -1;
 	}
-	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium cannot start");
-		goto fail;
-	}
-	if ((env->seal_sk = sodium_malloc(crypto_scalarmult_SCALARBYTES)) == NULL) {
-		snprintf(err, errlen, "SAGEWAI_SANDBOXD_SEAL_KEY_FILE: out of memory");
-		goto fail;
-	}
-	if (strlen(hex) != 2 * crypto_scalarmult_SCALARBYTES ||
-	    strspn(hex, "0123456789abcdefABCDEF") != strlen(hex) ||
-	    sodium_hex2bin(env->seal_sk, crypto_scalarmult_SCALARBYTES, hex, strlen(hex), NULL,
-			   &bin_len, NULL) != 0 ||
-	    bin_len != crypto_scalarmult_SCALARBYTES ||
-	    sodium_is_zero(env->seal_sk, crypto_scalarmult_SCALARBYTES)) {
-		snprintf(err, errlen, "SAGEWAI_SANDBOXD_SEAL_KEY_FILE: not an X25519 secret key "
-				      "(64 hexadecimal digits, not all zero)");
-		goto fail;
-	}
-	sodium_memzero(hex, sizeof(hex));
+	/* X25519 clamps any 32 bytes into a scalar: every non-zero key is usable */
 	if (crypto_scalarmult_base(env->seal_pk, env->seal_sk) != 0) {
 		snprintf(err, errlen, "SAGEWAI_SANDBOXD_SEAL_KEY_FILE: unusable key");
-		goto fail;
+		sbd_identity_forget(env);
+		return -1;
 	}
 	sodium_bin2hex(env->seal_pk_hex, sizeof(env->seal_pk_hex), env->seal_pk,
 		       sizeof(env->seal_pk));
 	sodium_mprotect_readonly(env->seal_sk);
+	if (env->mac_key != NULL)
+		sodium_mprotect_readonly(env->mac_key);
 	return 0;
-fail:
-	sodium_memzero(hex, sizeof(hex));
-	sodium_free(env->seal_sk);
-	env->seal_sk = NULL;
-	return -1;
 }
 
 void sbd_identity_forget(void *arg)
@@ -107,6 +126,8 @@ void sbd_identity_forget(void *arg)
 
 	sodium_free(env->seal_sk); /* wipes it */
 	env->seal_sk = NULL;
+	sodium_free(env->mac_key);
+	env->mac_key = NULL;
 }
 
 /* ---- the dispatch's identity ---------------------------------------------- */
@@ -433,6 +454,19 @@ static int box_id_is(json_t *box, const char *key, const char *want)
 	return v != NULL && strcmp(v, want) == 0;
 }
 
+/* The keyed BLAKE2b-256 of v[0..n) under the MAC key is the pinned mac (hex). */
+static int mac_ok(const struct sbd_env *env, const unsigned char *v, size_t n, const char *hex)
+{
+	unsigned char want[32], got[32];
+	size_t bin_len = 0;
+
+	if (sodium_hex2bin(want, sizeof(want), hex, strlen(hex), NULL, &bin_len, NULL) != 0 ||
+	    bin_len != sizeof(want))
+		return 0;
+	crypto_generichash(got, sizeof(got), v, n, env->mac_key, 32);
+	return sodium_memcmp(got, want, sizeof(got)) == 0;
+}
+
 /*
  * Open the sealed box (hex) of j's request, check it, and queue the values
  * (and the plain knobs) as INJECT_ENV frames; the redactor holds the values
@@ -538,6 +572,14 @@ static int open_box(struct sbd_job *j, const char *hex, char *err, size_t errlen
 		vals[k][lens[k]] = '\0';
 		if (memchr(vals[k], '\0', lens[k]) != NULL) {
 			snprintf(err, errlen, "identity_error: the value of %.60s holds a NUL byte",
+				 id->keys[k].env);
+			goto out;
+		}
+		/* with the deployment's MAC key: the value pinned at submit, and no
+		 * other (a sealed box proves nothing about its sender) */
+		if (env->mac_key != NULL && !mac_ok(env, vals[k], lens[k], id->keys[k].mac)) {
+			snprintf(err, errlen, "identity_error: the value of %.60s does not match "
+					      "its pinned MAC: not used",
 				 id->keys[k].env);
 			goto out;
 		}

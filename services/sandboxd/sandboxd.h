@@ -234,6 +234,8 @@ struct sbd_env {
 	unsigned char seal_pk[32];   /* its public key */
 	char seal_pk_hex[65];
 	int64_t seal_timeout_ms;     /* SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS */
+	unsigned char *mac_key;	     /* SAGEWAI_SECRET_MAC_KEY_FILE (sodium_malloc), or NULL:
+				      * sealed values are checked against the pinned MACs */
 	struct sw_bus_consumer *idtail; /* sagewai.identity{,.sealed} from their ends */
 	struct sbd_jobl idjobs;	     /* identity_scoped jobs in flight */
 };
@@ -303,7 +305,8 @@ void sbd_pool_metrics(struct sbd_env *env);
 /* identity.c: the identity_scoped mode (docs/SANDBOX.md, "identity_scoped").
  * Configuration (before the split): SAGEWAI_SANDBOXD_SEAL_KEY_FILE, the
  * host's X25519 secret key as 64 hex (mode 0600 or stricter; sodium_malloc'd),
- * and SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS. 0, or -1 with err. */
+ * SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS and, optionally, the deployment's MAC key
+ * (SAGEWAI_SECRET_MAC_KEY_FILE). 0, or -1 with err. */
 int sbd_identity_configure(struct sbd_env *env, char *const *envp, char *err, size_t errlen);
 /* The privileged part's copy of the key is wiped (sbd_priv_config.forget). */
 void sbd_identity_forget(void *arg);

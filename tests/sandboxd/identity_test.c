@@ -25,8 +25,10 @@
  *              topics is ignored; the next step is served
  *   forged     a box sealed to another key, for another sandbox, step or
  *              request id, with a key more, a key less or another version,
- *              an answer to nobody's request: each step fails (or times
- *              out), no identity.injected, the command never runs
+ *              an answer to nobody's request, a well-formed box holding
+ *              another value than pinned (its MAC, under the deployment's
+ *              MAC key sandboxd is given, differs): each step fails (or
+ *              times out), no identity.injected, the command never runs
  *   revoke     a step sleeps holding the secret: a soft revocation, a hard
  *              one of another tenant or version, and one of a tenant's
  *              secret of the same name as a system key leave it running; a
@@ -36,7 +38,8 @@
  *              the seal request is in flight fails the step before any
  *              injection, and the late answer is ignored
  *   nokey      without a seal key identity_scoped steps are not taken; a
- *              group-readable or malformed key file stops sandboxd at start
+ *              group-readable or malformed seal key file, or a malformed MAC
+ *              key file, stops sandboxd at start
  *   hostile    a crafted step.dispatched.identity (not JSON, not an array,
  *              wrong types, unknown keys, reserved names, duplicates, huge,
  *              too many keys, empty; an identity on a sandboxed step): each
@@ -66,9 +69,11 @@ static char sbd_log[600];
 static char db_dsn[512];
 static char group[128];
 static char key_file[600];
+static char mac_file[600];
 static pid_t sbd_pid = -1;
 static int sbd_port;
 static const char *sbd_seal_timeout; /* SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS, or NULL */
+static const char *sbd_mac_file;     /* SAGEWAI_SECRET_MAC_KEY_FILE, NULL: mac_file */
 static rd_kafka_t *producer;
 static struct sw_test_evlog evl;
 static struct sw_test_sender tx;
@@ -184,6 +189,7 @@ enum policy {
 	ANSWER_MISSING,	      /* one key less */
 	ANSWER_VERSION,	      /* another version than pinned */
 	ANSWER_NOT_OURS,      /* an answer to a request nobody made */
+	ANSWER_OTHER_VALUE,   /* all in order, but another value than pinned */
 };
 
 struct idstep {
@@ -367,10 +373,14 @@ static void answer_now(struct idstep *st, enum policy policy)
 			   env);
 		if (policy == ANSWER_MISSING && i == 0)
 			continue;
-		bl = sodium_base64_ENCODED_LEN(strlen(k->value), sodium_base64_VARIANT_ORIGINAL);
-		b64 = malloc(bl);
-		sodium_bin2base64(b64, bl, (const unsigned char *)k->value, strlen(k->value),
-				  sodium_base64_VARIANT_ORIGINAL);
+		{
+			const char *v = policy == ANSWER_OTHER_VALUE ? sys_token : k->value;
+
+			bl = sodium_base64_ENCODED_LEN(strlen(v), sodium_base64_VARIANT_ORIGINAL);
+			b64 = malloc(bl);
+			sodium_bin2base64(b64, bl, (const unsigned char *)v, strlen(v),
+					  sodium_base64_VARIANT_ORIGINAL);
+		}
 		json_array_append_new(
 		    bkeys, json_pack("{s:s, s:s, s:I, s:s}", "env", env, "secret", k->secret,
 				     "version",
@@ -469,6 +479,7 @@ static void setup(const char *name)
 	snprintf(tmp_dir, sizeof(tmp_dir), "%s/tests-tmp/sandboxd-%s", build, prefix);
 	snprintf(sbd_log, sizeof(sbd_log), "%s/sandboxd.log", tmp_dir);
 	snprintf(key_file, sizeof(key_file), "%s/seal.key", tmp_dir);
+	snprintf(mac_file, sizeof(mac_file), "%s/mac.key", tmp_dir);
 	snprintf(q, sizeof(q), "mkdir -p %s && chmod 755 %s/.. %s", tmp_dir, tmp_dir, tmp_dir);
 	SW_CHECK(system(q) == 0);
 	sw_test_log_watch(sbd_log, 60);
@@ -482,6 +493,8 @@ static void setup(const char *name)
 	randombytes_buf(mac_key, sizeof(mac_key));
 	sodium_bin2hex(hex, sizeof(hex), host_sk, sizeof(host_sk));
 	write_key(key_file, hex, 0600);
+	sodium_bin2hex(hex, sizeof(hex), mac_key, sizeof(mac_key));
+	write_key(mac_file, hex, 0600);
 	values_make();
 	sw_test_kafka_group_to_end(group, group_topics);
 	sw_test_evlog_open(&evl, reg, prefix, topics);
@@ -495,7 +508,7 @@ static void setup(const char *name)
 static int sbd_spawn(const char *key, int expect_start)
 {
 	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
-	char path[600], dsn[600], gid[160], state[600], kf[700], to[100];
+	char path[600], dsn[600], gid[160], state[600], kf[700], mf[700], to[100];
 	const char *env[12] = {dsn,
 			       gid,
 			       "SAGEWAI_HTTP_PORT=0",
@@ -513,6 +526,9 @@ static int sbd_spawn(const char *key, int expect_start)
 	if (key != NULL) {
 		snprintf(kf, sizeof(kf), "SAGEWAI_SANDBOXD_SEAL_KEY_FILE=%s", key);
 		env[n++] = kf;
+		snprintf(mf, sizeof(mf), "SAGEWAI_SECRET_MAC_KEY_FILE=%s",
+			 sbd_mac_file != NULL ? sbd_mac_file : mac_file);
+		env[n++] = mf;
 	}
 	if (sbd_seal_timeout != NULL) {
 		snprintf(to, sizeof(to), "SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS=%s", sbd_seal_timeout);
@@ -996,6 +1012,8 @@ static void scenario_forged(void)
 	    {ANSWER_MISSING, "missing", "identity_error: the sealed box holds 0 keys"},
 	    {ANSWER_VERSION, "version", "identity_error: sealed key 0 is not one that was asked"},
 	    {ANSWER_NOT_OURS, "notours", "identity_unavailable: identity service did not answer"},
+	    {ANSWER_OTHER_VALUE, "value", "identity_error: the value of TOKEN does not match its "
+					  "pinned MAC"},
 	};
 	size_t n = sizeof(cases) / sizeof(cases[0]);
 	struct sw_test_dispatch d[16], ok;
@@ -1144,7 +1162,13 @@ static void scenario_nokey(void)
 		  0600);
 	st = sbd_spawn(bad, 0);
 	SW_REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) != 0, "sandboxd started with a zero key");
-	log_has("SAGEWAI_SANDBOXD_SEAL_KEY_FILE: not an X25519 secret key");
+	log_has("SAGEWAI_SANDBOXD_SEAL_KEY_FILE: not a key");
+	/* a good seal key, a bad MAC key */
+	sbd_mac_file = bad;
+	st = sbd_spawn(key_file, 0);
+	SW_REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) != 0, "sandboxd started with a zero MAC key");
+	log_has("SAGEWAI_SECRET_MAC_KEY_FILE: not a key");
+	sbd_mac_file = NULL;
 	/* without a key: identity_scoped is not taken */
 	sbd_spawn(NULL, 1);
 	log_has("\"identity_scoped\":\"off\"");
