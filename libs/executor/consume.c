@@ -81,6 +81,7 @@ void exec_job_free(struct sw_executor_job *j)
 		event_free(j->deadline_ev);
 	json_decref(j->spec);
 	free(j->spec_text);
+	free(j->identity);
 	free(j->finished);
 	free(j->dups);
 	free(j);
@@ -206,9 +207,13 @@ static void on_dispatch(struct sw_executor *ex, const struct sw_bus_msg *m,
 	/* the scheduler's deadline of the attempt runs from the dispatch */
 	if (j->timeout_ms > 0 && h->time_us > 0 && j->timeout_ms < INT64_MAX / 2000)
 		j->deadline_us = h->time_us + j->timeout_ms * 1000;
+	/* identity-bearing steps: the keys pinned at submit (no values) */
+	v = json_object_get(ev, "identity");
 	if ((j->spec_text = strdup(json_string_value(json_object_get(ev, "spec")))) == NULL ||
+	    (j->identity = strdup(json_is_string(v) ? json_string_value(v) : "")) == NULL ||
 	    ex->ops.job_new(ex->cfg.arg, j) == -1) {
 		free(j->spec_text);
+		free(j->identity);
 		exec_fatal(ex, "dispatch", "out of memory");
 		goto out;
 	}

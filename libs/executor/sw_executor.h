@@ -108,6 +108,7 @@ struct sw_executor_job {
 	int64_t timeout_ms; /* 0: none */
 	int64_t deadline_us; /* wall clock the attempt ends: header time + timeout (0: none) */
 	json_t *spec;	    /* the parsed spec, an object (from ops->begin on) */
+	char *identity;	    /* step.dispatched.identity as sent, "" when none (JSON text) */
 	int64_t t0_ns;	    /* monotonic start of the attempt */
 	size_t text_max;    /* cap of a SUCCEEDED output's JSON text (0: none) */
 	void *owner;	    /* the service's */

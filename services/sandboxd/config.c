@@ -38,6 +38,10 @@
  *                                  identity-bearing mode runs unless the preview is on
  *   SAGEWAI_KAFKA_MESSAGE_MAX      largest event the bus carries (1000000)
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning (serve.c)
+ *   SAGEWAI_SANDBOXD_SEAL_KEY_FILE this host's X25519 secret key (64 hex, mode 0600 or
+ *                                  0400): identity_scoped steps are taken only with it
+ *                                  (identity.c); its public key is logged at start
+ *   SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS  how long a step waits for its sealed values (10000)
  *   SAGEWAI_INSTANCE_ID            this instance's group.instance.id (serve.c): static
  *                                  group membership, so a restart gets its partitions
  *                                  back at once; stable across restarts, unique in the
@@ -45,11 +49,23 @@
  *                                  instances share would have the broker fence one)
  */
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "sandboxd.h"
+
+/* jansson's memory may hold an injected value (the opened box is parsed
+ * with it): wiped before it is freed, whoever frees it. */
+static void wipe_free(void *p)
+{
+	if (p == NULL)
+		return;
+	explicit_bzero(p, malloc_usable_size(p));
+	free(p);
+}
 
 /* "none,egress_only" -> a bit per enum sw_sandbox_net. 0 or -1. */
 static int networks_parse(const char *list, unsigned *out)
@@ -150,11 +166,18 @@ int sbd_configure(struct sw_service *svc, void *arg, char *err, size_t errlen)
 	char parent[400];
 
 	memset(&pc, 0, sizeof(pc));
+	/* before any thread; memory jansson already holds is malloc's too */
+	json_set_alloc_funcs(malloc, wipe_free);
 	env->svc = svc;
 	env->pool.priv_fd = -1;
 	if (settings_load(env, sw_service_environ(svc), sw_service_config(svc), &pc, parent,
 			  sizeof(parent), err, errlen) == -1)
 		return -1;
+	/* before the split: the key file is for root's eyes only */
+	if (sbd_identity_configure(env, sw_service_environ(svc), err, errlen) == -1)
+		return -1;
+	pc.forget = sbd_identity_forget;
+	pc.forget_arg = env;
 	snprintf(pc.state_dir, sizeof(pc.state_dir), "%s/sagewai-sandboxd-XXXXXX", parent);
 	if (mkdtemp(pc.state_dir) == NULL) {
 		snprintf(err, errlen, "state directory under %s: %s", parent, strerror(errno));
@@ -169,5 +192,6 @@ int sbd_configure(struct sw_service *svc, void *arg, char *err, size_t errlen)
 	return 0;
 fail:
 	rmdir(pc.state_dir);
+	sbd_identity_forget(env);
 	return -1;
 }

@@ -12,8 +12,14 @@
  * control socket is driven on the loop: a read event calls sw_sandbox_read
  * (bounded work per call), a write event sw_sandbox_flush while
  * sw_sandbox_want_write. Whatever ends the attempt first -- EXIT, a
- * broken sandbox, the host-side deadline, a cancel -- calls sbd_exec_finish;
- * the sandbox then goes back to the pool thread to be destroyed.
+ * broken sandbox, the host-side deadline, a cancel, a hard revocation --
+ * calls sbd_exec_finish; the sandbox then goes back to the pool thread to
+ * be destroyed.
+ *
+ * identity_scoped steps (identity.c) take the same path with one stage
+ * more: once the sandbox is held, its values are asked for, sealed to this
+ * host, and injected before the EXEC; from then on every byte of output,
+ * every error text and the step's output pass the step's redactor.
  */
 #include <signal.h>
 #include <stdarg.h>
@@ -69,6 +75,43 @@ static void exec_release(struct sbd_job *j)
 	}
 	sw_buf_free(&j->out);
 	sw_buf_free(&j->err);
+	/* last: the egress proxy (gone with the slot) redacts with it */
+	sbd_identity_release(j);
+}
+
+void sbd_exec_finish(struct sbd_job *j, int st, json_t *output, const char *fmt, ...)
+{
+	char error[SW_EXECUTOR_ERR_MAX], *safe = NULL;
+	va_list ap;
+
+	error[0] = '\0';
+	if (fmt != NULL) {
+		va_start(ap, fmt);
+		vsnprintf(error, sizeof(error), fmt, ap);
+		va_end(ap);
+	}
+	if (j->ident == NULL || j->ident->red == NULL) {
+		sw_executor_finish(j->x, (enum sw_step_status)st, output, fmt ? error : NULL);
+		return;
+	}
+	/* the texts quote the command's output: no injected value leaves */
+	if (output != NULL) {
+		json_t *o = sw_redact_json(j->ident->red, output, NULL);
+
+		json_decref(output);
+		if ((output = o) == NULL)
+			goto oom;
+	}
+	if (fmt != NULL && (safe = sw_redact_buf(j->ident->red, error, strlen(error), NULL,
+						 NULL)) == NULL) {
+		json_decref(output);
+		goto oom;
+	}
+	sw_executor_finish(j->x, (enum sw_step_status)st, output, safe);
+	free(safe);
+	return;
+oom:
+	sw_executor_finish(j->x, SW_STEP_FAILED, NULL, "internal: out of memory while redacting");
 }
 
 static void timeout_cb(evutil_socket_t fd, short what, void *arg)
@@ -80,6 +123,10 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 	if (j->stage == SBD_ACQUIRING)
 		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
 				"timeout: no sandbox within the step's timeout of %lld ms",
+				(long long)j->x->timeout_ms);
+	else if (j->stage == SBD_SEALING)
+		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
+				"timeout: no sealed identity within the step's timeout of %lld ms",
 				(long long)j->x->timeout_ms);
 	else
 		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
@@ -137,13 +184,17 @@ void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
 
 /* ---- the control socket ------------------------------------------------ */
 
-static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
+/* len bytes of stream (1 stdout, 2 stderr), redacted, into the captured
+ * output (capped) and a sandbox.output event (capped). */
+static void output_take(struct sbd_job *j, int stream, const char *buf, size_t len)
 {
-	struct sbd_job *j = arg;
 	struct sw_buf *b = stream == 1 ? &j->out : &j->err;
 	size_t have = j->out.len + j->err.len, n = len;
 	json_t *o;
-	char *data;
+	char *data, *safe;
+
+	if (len == 0)
+		return;
 
 	if (have + n > j->output_max) {
 		n = j->output_max > have ? j->output_max - have : 0;
@@ -161,15 +212,58 @@ static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
 		j->ev_truncated = true;
 	}
 	j->ev_bytes += n;
-	if ((data = sw_executor_utf8((const char *)buf, n)) == NULL) {
+	if ((data = sw_executor_utf8(buf, n)) == NULL ||
+	    (safe = sbd_identity_redact(j, data)) == NULL) {
+		free(data);
 		sw_service_fatal(j->env->svc, "output", "out of memory");
 		return;
 	}
-	o = json_pack("{s:s, s:s, s:i, s:s, s:b}", "sandbox_id", j->slot->id, "stream",
-		      stream == 1 ? "stdout" : "stderr", "seq", j->ev_seq++, "data", data,
-		      "truncated", j->ev_truncated);
 	free(data);
+	o = json_pack("{s:s, s:s, s:i, s:s, s:b}", "sandbox_id", j->slot->id, "stream",
+		      stream == 1 ? "stdout" : "stderr", "seq", j->ev_seq++, "data", safe,
+		      "truncated", j->ev_truncated);
+	free(safe);
 	sbd_emit(j->env, "sandbox.output", &j->x->dh, o);
+}
+
+/* A chunk as the runner read it: through the step's redactor (one stream
+ * each for stdout and stderr, so a value cut across chunks is caught). Never
+ * ends the step here (the sandbox is being read): redact_failed does. */
+static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
+{
+	struct sbd_job *j = arg;
+	struct sw_buf *t;
+
+	if (j->ident == NULL) {
+		output_take(j, stream, (const char *)buf, len);
+		return;
+	}
+	if (j->redact_failed)
+		return;
+	t = &j->ident->scratch;
+	sw_buf_reset(t);
+	if (sbd_identity_feed(j, stream, buf, len, t) != 0) {
+		j->redact_failed = true;
+		return;
+	}
+	output_take(j, stream, t->p, t->len);
+}
+
+/* The end of the output: what the redactor held back. 0, or -1. */
+static int output_flush(struct sbd_job *j)
+{
+	struct sw_buf *t;
+
+	if (j->ident == NULL)
+		return 0;
+	t = &j->ident->scratch;
+	for (int stream = 1; stream <= 2; stream++) {
+		sw_buf_reset(t);
+		if (sbd_identity_flush(j, stream, t) != 0)
+			return -1;
+		output_take(j, stream, t->p, t->len);
+	}
+	return 0;
 }
 
 static void on_exit_frame(void *arg, const struct sw_sandbox_exit *ex)
@@ -188,9 +282,11 @@ static void on_exit_frame(void *arg, const struct sw_sandbox_exit *ex)
 static void on_runner_error(void *arg, const char *message)
 {
 	struct sbd_job *j = arg;
+	char *safe = sbd_identity_redact(j, message);
 
 	sw_log(SW_LOG_WARN, "tool runner reported an error", "run_id", j->x->dh.run_id, "step_id",
-	       j->x->dh.step_id, "error", message, NULL);
+	       j->x->dh.step_id, "error", safe ? safe : "(out of memory)", NULL);
+	free(safe);
 }
 
 static const struct sw_sandbox_events sandbox_events = {
@@ -214,9 +310,13 @@ static char *stderr_tail(const struct sbd_job *j)
 static void exited(struct sbd_job *j)
 {
 	struct sw_sandbox_exit *ex = &j->ex;
-	char *tail, *o_out, *o_err;
+	char *tail, *o_out, *o_err, *exerr = NULL;
 	json_t *o;
 
+	if (ex->error != NULL && (exerr = sbd_identity_redact(j, ex->error)) != NULL) {
+		snprintf(j->ex_error, sizeof(j->ex_error), "%s", exerr);
+		free(exerr);
+	}
 	o = json_pack("{s:s, s:i, s:i, s:b, s:b, s:s?, s:I, s:I, s:I, s:I, s:I, s:I, s:b}",
 		      "sandbox_id", j->slot->id, "exit_code", ex->status, "signal", ex->signal,
 		      "timed_out", ex->timed_out, "killed", ex->killed, "error", ex->error,
@@ -297,7 +397,10 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	rc = sw_sandbox_read(j->slot->sb, &sandbox_events, j);
 	if (j->x->phase != SW_EXECUTOR_ACTIVE)
 		return; /* the step ended in a callback */
-	if (j->exited)
+	if (j->redact_failed || (j->exited && output_flush(j) != 0))
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
+				"internal: out of memory while redacting the output");
+	else if (j->exited)
 		exited(j);
 	else if (rc != 0)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s",
@@ -322,18 +425,12 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 {
 	struct sbd_env *env = j->env;
 	const struct sw_sandbox_limits *lim = sw_sandbox_limits(s->sb);
-	struct sw_sandbox_exec ex = {.argv = (const char *const *)j->argv,
-				     .env = (const char *const *)j->envp};
-	int64_t left = 0;
-	char err[320], *limits;
+	char *limits;
 	json_t *lj;
-	int fd = sw_sandbox_fd(s->sb);
-
 	int64_t acquire_us = (sw_mono_ns() - j->acquire_t0_ns) / 1000;
 
 	j->slot = s;
 	j->slot_pending = 0;
-	j->stage = SBD_RUNNING;
 	s->h = j->x->dh;
 	lj = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "nproc", (json_int_t)lim->nproc,
 		       "memory_bytes", (json_int_t)lim->memory_bytes, "cpu_seconds",
@@ -353,7 +450,25 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	free(limits);
 	if (start_egress(j, s) != 0)
 		return;
+	if (j->ident != NULL) {
+		sbd_identity_seal(j); /* sbd_exec_run once the values are in */
+		return;
+	}
+	sbd_exec_run(j);
+}
 
+void sbd_exec_run(struct sbd_job *j)
+{
+	struct sbd_env *env = j->env;
+	struct sbd_slot *s = j->slot;
+	const struct sw_sandbox_limits *lim = sw_sandbox_limits(s->sb);
+	struct sw_sandbox_exec ex = {.argv = (const char *const *)j->argv,
+				     .env = (const char *const *)j->envp};
+	int64_t left = 0;
+	char err[320];
+	int fd = sw_sandbox_fd(s->sb);
+
+	j->stage = SBD_RUNNING;
 	if (j->x->timeout_ms > 0) {
 		left = j->x->timeout_ms - (sw_mono_ns() - j->x->t0_ns) / 1000000;
 		if (left < 1)
@@ -365,6 +480,8 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", err);
 		return;
 	}
+	if (j->ident != NULL)
+		sbd_identity_injected(j);
 	/* the runner kills the command at its timeout; this is the backstop */
 	if (arm_timer(j, (left > 0 ? left : (int64_t)lim->wall_ms) + SBD_GRACE_MS) != 0 ||
 	    (j->rd = event_new(env->base, fd, EV_READ | EV_PERSIST, on_readable, j)) == NULL ||
@@ -410,17 +527,30 @@ static int check_egress_allow(struct sbd_job *j, enum sw_sandbox_net net, char *
 static void on_egress(void *arg, const struct sbd_egress_decision *d)
 {
 	struct sbd_slot *s = arg;
-	char port[16];
+	char port[16], *host, *method;
 
+	/* a step holding injected values could spell one into a host name */
+	host = s->red ? sw_redact_buf(s->red, d->host, strlen(d->host), NULL, NULL)
+		      : strdup(d->host);
+	method = s->red ? sw_redact_buf(s->red, d->method, strlen(d->method), NULL, NULL)
+			: strdup(d->method);
+	if (host == NULL || method == NULL) {
+		free(host);
+		free(method);
+		sw_service_fatal(s->env->svc, "egress", "out of memory");
+		return;
+	}
 	snprintf(port, sizeof(port), "%d", d->port);
 	sw_log(d->allowed || strcmp(d->reason, "client_closed") == 0 ? SW_LOG_INFO : SW_LOG_WARN,
 	       d->allowed ? "egress allowed" : "egress denied", "run_id", s->h.run_id, "step_id",
-	       s->h.step_id, "sandbox_id", s->id, "method", d->method, "host", d->host, "port",
-	       port, "reason", d->reason, NULL);
+	       s->h.step_id, "sandbox_id", s->id, "method", method, "host", host, "port", port,
+	       "reason", d->reason, NULL);
 	sbd_emit(s->env, "sandbox.egress", &s->h,
 		 json_pack("{s:s, s:s, s:s, s:i, s:s, s:b, s:s}", "sandbox_id", s->id, "method",
-			   d->method, "target_host", d->host, "target_port", d->port, "address",
+			   method, "target_host", host, "target_port", d->port, "address",
 			   d->address, "allowed", d->allowed, "reason", d->reason));
+	free(host);
+	free(method);
 }
 
 /* egress_only: the proxy on the sandbox's listener, allowing the spec's
@@ -713,6 +843,17 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}
+	if (strcmp(j->x->mode, "identity_scoped") == 0) {
+		if (sbd_identity_parse(j, err, sizeof(err)) != 0) {
+			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
+			return;
+		}
+	} else if (j->x->identity[0] != '\0' && strcmp(j->x->identity, "[]") != 0) {
+		/* its values would not be injected: fail rather than run without */
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
+				"bad_input: an identity is given for a %s step", j->x->mode);
+		return;
+	}
 	v = json_object_get(j->x->spec, "output_max");
 	j->output_max = json_is_integer(v) && json_integer_value(v) > 0
 			    ? (size_t)json_integer_value(v)
@@ -729,10 +870,13 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 
 static int exec_wants(void *arg, const char *mode)
 {
-	(void)arg;
-	/* in_process is the worker's; the identity-bearing modes are not
-	 * served by this sandboxd yet (docs/SANDBOX.md) */
-	return strcmp(mode, "sandboxed") == 0;
+	struct sbd_env *env = arg;
+
+	/* in_process is the worker's; identity_scoped only with a seal key
+	 * (another host, or nobody, takes it otherwise); the CLI agent modes
+	 * are not served here */
+	return strcmp(mode, "sandboxed") == 0 ||
+	       (strcmp(mode, "identity_scoped") == 0 && env->seal_sk != NULL);
 }
 
 static int exec_job_new(void *arg, struct sw_executor_job *x)
@@ -755,10 +899,11 @@ static void exec_halt(void *arg, struct sw_executor_job *x, enum sw_step_status 
 	(void)arg;
 	if (j->slot != NULL && !j->slot_pending)
 		snprintf(j->slot->reason, sizeof(j->slot->reason), "%s",
-			 st == SW_STEP_SUCCEEDED   ? "finished"
-			 : st == SW_STEP_TIMED_OUT ? "timed_out"
-			 : st == SW_STEP_CANCELLED ? "cancelled"
-						   : "failed");
+			 j->slot->revoke_event_id[0] != '\0' ? "revoked"
+			 : st == SW_STEP_SUCCEEDED	     ? "finished"
+			 : st == SW_STEP_TIMED_OUT	     ? "timed_out"
+			 : st == SW_STEP_CANCELLED	     ? "cancelled"
+							     : "failed");
 	exec_release(j);
 }
 

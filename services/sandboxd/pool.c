@@ -164,6 +164,7 @@ static void *pool_main(struct sw_handoff *h, void *arg)
 static void released(struct sbd_env *env, struct sbd_slot *s)
 {
 	json_t *o;
+	int64_t elapsed;
 
 	if (s->h.run_id[0] == '\0')
 		return;
@@ -172,6 +173,15 @@ static void released(struct sbd_env *env, struct sbd_slot *s)
 		      (json_int_t)s->final.stime_us, "maxrss_kb", (json_int_t)s->final.maxrss_kb,
 		      "oom_killed", s->final.oom_killed);
 	sbd_emit(env, "sandbox.released", &s->h, o);
+	if (s->revoke_event_id[0] == '\0')
+		return;
+	/* a hard revocation killed it: it is gone now */
+	elapsed = (sw_now_us() - s->revoke_time_us) / 1000;
+	sbd_emit(env, "identity.revoke_killed", &s->h,
+		 json_pack("{s:s, s:s, s:s, s:i, s:s, s:I}", "step", s->step, "sandbox_id", s->id,
+			   "secret", s->revoke_secret, "version", s->revoke_version,
+			   "revoke_event_id", s->revoke_event_id, "elapsed_ms",
+			   (json_int_t)(elapsed > 0 ? elapsed : 0)));
 }
 
 /* Loop: take what the thread finished. */
@@ -400,7 +410,10 @@ void sbd_pool_release(struct sbd_env *env, struct sbd_slot *s)
 	if (s->sb != NULL)
 		sw_sandbox_kill(s->sb); /* at once; the thread waits for it */
 	sw_handoff_lock(&p->h);
-	TAILQ_INSERT_TAIL(&p->doomed, s, entry);
+	if (s->revoke_event_id[0] != '\0')
+		TAILQ_INSERT_HEAD(&p->doomed, s, entry); /* a hard revocation: first */
+	else
+		TAILQ_INSERT_TAIL(&p->doomed, s, entry);
 	sw_handoff_signal(&p->h, 0);
 	sw_handoff_unlock(&p->h);
 }

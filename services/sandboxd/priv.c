@@ -680,6 +680,8 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 	if (p.child > 0) {
 		close(sv[1]);
 		p.sock = sv[0];
+		if (cfg->forget != NULL)
+			cfg->forget(cfg->forget_arg);
 		exit(priv_serve(&p));
 	}
 	/* the child: the backend's state (and its directory) is the parent's;

@@ -20,6 +20,11 @@
  *               (capped) and streamed as sandbox.output events (capped); the
  *               exit (or timeout, or a broken sandbox) goes to
  *               sw_executor_finish
+ *   identity.c  identity_scoped only (with a seal key): once the sandbox is
+ *               held, its values are asked for (identity.seal_requested), the
+ *               sealed answer (read by a tail reader) opened and checked, the
+ *               values injected before the EXEC and redacted from everything
+ *               the step says; secret.revoked (hard) kills its sandbox
  *   pool.c      the sandbox goes back to the pool thread, which destroys it
  *               (never reused) and reports its final usage -> sandbox.released
  *
@@ -43,6 +48,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
+#include "sw_redact.h"
 #include "sw_sandbox.h"
 #include "sw_service.h"
 #include "sw_store.h"
@@ -87,6 +93,7 @@ struct sbd_slot {
 	int egress_fd;		 /* egress_only: its proxy's listener until used, else -1 */
 	struct sbd_egress *egress; /* the proxy while handed out (loop only) */
 	struct sbd_env *env;	   /* set with egress */
+	const struct sw_redact *red; /* the step's injected values, while it holds it (loop) */
 	int64_t start_us;	 /* how long the start took */
 	bool from_warm;		 /* handed out of a warm pool */
 	char err[512];		 /* why the start failed */
@@ -94,6 +101,12 @@ struct sbd_slot {
 	/* identity of its one use, for sandbox.released */
 	struct sw_event_header h;
 	char reason[64];
+	/* killed by a hard revocation: identity.revoke_killed once it is gone */
+	char step[128];
+	char revoke_event_id[SW_UUID_STRLEN]; /* "" when not */
+	char revoke_secret[64];
+	int revoke_version;
+	int64_t revoke_time_us; /* the revocation's header.time */
 };
 TAILQ_HEAD(sbd_slotq, sbd_slot);
 
@@ -130,7 +143,33 @@ struct sbd_pool {
 /* Where an active job (SW_EXECUTOR_ACTIVE) is. */
 enum sbd_stage {
 	SBD_ACQUIRING, /* waiting for a sandbox */
+	SBD_SEALING,   /* identity_scoped: sandbox held, waiting for identity.sealed */
 	SBD_RUNNING,   /* the command runs */
+};
+
+/* One key of an identity_scoped step (step.dispatched.identity): a pinned
+ * secret, whose value comes sealed, or a plain knob, whose value is in the
+ * dispatch. Never a secret value. */
+struct sbd_idkey {
+	char env[256];	  /* the variable */
+	char secret[64];  /* the secret's name; "" for a plain knob */
+	int version;	  /* pinned version; 0 for a plain knob */
+	bool system;	  /* level system: a secret of the scope _system */
+	char mac[65];	  /* keyed BLAKE2b-256 of the value, hex; "" for a plain knob */
+	char *plain;	  /* a plain knob's value (not secret; owned); NULL for a secret */
+};
+
+/* The identity side of one identity_scoped job (identity.c). */
+struct sbd_ident {
+	struct sbd_idkey *keys; /* the dispatch's, in its order */
+	size_t nkeys;
+	size_t npins;		/* of which secrets */
+	char request_id[SW_UUID_STRLEN]; /* the seal request in flight, "" before */
+	struct event *timer;		 /* its deadline (SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS) */
+	struct sw_redact *red;		 /* the injected values, until the step ends */
+	struct sw_redact_stream *rs[2];	 /* stdout, stderr */
+	struct sw_buf scratch;		 /* redacted bytes of one chunk */
+	bool injected;			 /* INJECT_ENV frames queued */
 };
 
 /* sandboxd's part of a step.dispatched being handled (x->owner). */
@@ -159,7 +198,12 @@ struct sbd_job {
 	struct sw_sandbox_exit ex;
 	char ex_error[256];
 	int64_t exec_t0_ns;
+
+	bool redact_failed;		 /* out of memory redacting: nothing more is released */
+	struct sbd_ident *ident;	 /* identity_scoped: its keys and redactor; else NULL */
+	LIST_ENTRY(sbd_job) id_entry; /* env->idjobs while ident is set */
 };
+LIST_HEAD(sbd_jobl, sbd_job);
 
 struct sbd_env {
 	struct sw_service *svc;	     /* the frame (libs/service) */
@@ -184,6 +228,16 @@ struct sbd_env {
 	int egress_private; /* SAGEWAI_EGRESS_PRIVATE=allow */
 	unsigned networks;  /* SAGEWAI_SANDBOX_NETWORKS: bit (1 << enum sw_sandbox_net) */
 	struct evdns_base *dns; /* for the egress proxies */
+
+	/* identity_scoped (identity.c); only with SAGEWAI_SANDBOXD_SEAL_KEY_FILE */
+	unsigned char *seal_sk;	     /* X25519 secret key (sodium_malloc, read-only); NULL: none */
+	unsigned char seal_pk[32];   /* its public key */
+	char seal_pk_hex[65];
+	int64_t seal_timeout_ms;     /* SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS */
+	unsigned char *mac_key;	     /* SAGEWAI_SECRET_MAC_KEY_FILE (sodium_malloc), or NULL:
+				      * sealed values are checked against the pinned MACs */
+	struct sw_bus_consumer *idtail; /* sagewai.identity{,.sealed} from their ends */
+	struct sbd_jobl idjobs;	     /* identity_scoped jobs in flight */
 };
 
 /* main.c: the struct sw_service_def wiring the roles below; nothing else. */
@@ -213,10 +267,15 @@ void sbd_on_fatal(void *arg, const char *what, const char *why);
 extern const struct sw_executor_ops sbd_exec_ops;
 /* A cold start requested by j is done (slot->sb NULL on failure). */
 void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *slot);
-/* The step ended: sw_executor_finishf on j's dispatch (output stolen, may
- * be NULL; fmt "<code>: <message>"). Only the first call for an attempt
+/* The step ended: sw_executor_finish on j's dispatch (output stolen, may
+ * be NULL; fmt "<code>: <message>"), output and error redacted first when
+ * the job holds injected values. Only the first call for an attempt
  * counts. */
-#define sbd_exec_finish(j, ...) sw_executor_finishf((j)->x, __VA_ARGS__)
+void sbd_exec_finish(struct sbd_job *j, int st, json_t *output, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+/* identity_scoped: the values are injected (or there were none to seal):
+ * queue the EXEC. */
+void sbd_exec_run(struct sbd_job *j);
 
 /* pool.c */
 /* The pool thread (sw_handoff) speaking to the privileged part over
@@ -243,6 +302,37 @@ void sbd_pool_release(struct sbd_env *env, struct sbd_slot *slot);
 void sbd_pool_abandon(struct sbd_env *env, struct sbd_job *j);
 void sbd_pool_metrics(struct sbd_env *env);
 
+/* identity.c: the identity_scoped mode (docs/SANDBOX.md, "identity_scoped").
+ * Configuration (before the split): SAGEWAI_SANDBOXD_SEAL_KEY_FILE, the
+ * host's X25519 secret key as 64 hex (mode 0600 or stricter; sodium_malloc'd),
+ * SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS and, optionally, the deployment's MAC key
+ * (SAGEWAI_SECRET_MAC_KEY_FILE). 0, or -1 with err. */
+int sbd_identity_configure(struct sbd_env *env, char *const *envp, char *err, size_t errlen);
+/* The privileged part's copy of the key is wiped (sbd_priv_config.forget). */
+void sbd_identity_forget(void *arg);
+/* The tail reader of sagewai.identity and sagewai.identity.sealed (answers
+ * to our seal requests, revocations); nothing without a key. 0 or -1. */
+int sbd_identity_start(struct sbd_env *env, char *err, size_t errlen);
+void sbd_identity_stop(struct sbd_env *env);
+/* Preflight: j's dispatch identity parsed and checked into j->ident (a
+ * bad one: -1 with err, the step fails bad_input). */
+int sbd_identity_parse(struct sbd_job *j, char *err, size_t errlen);
+/* j holds its sandbox: ask for the sealed values (identity.seal_requested);
+ * the answer injects them and calls sbd_exec_run, or fails the step. */
+void sbd_identity_seal(struct sbd_job *j);
+/* The EXEC is queued: identity.injected (the keys with their MACs). */
+void sbd_identity_injected(struct sbd_job *j);
+/* The job is done with its identity: timers, the redactor (wiped). */
+void sbd_identity_release(struct sbd_job *j);
+/* Redaction of j's output: feed a chunk of stream (1 stdout, 2 stderr),
+ * redacted bytes appended to out; flush at the end. 0, or -1 (out of
+ * memory: nothing may be released). Without injected values, a copy. */
+int sbd_identity_feed(struct sbd_job *j, int stream, const void *buf, size_t len,
+		      struct sw_buf *out);
+int sbd_identity_flush(struct sbd_job *j, int stream, struct sw_buf *out);
+/* A malloc'd redacted copy of text (NULL when out of memory). */
+char *sbd_identity_redact(const struct sbd_job *j, const char *text);
+
 /* events.c: lifecycle events on sagewai.sandbox (informative: a lost one
  * is logged, never retried) */
 void sbd_emit(struct sbd_env *env, const char *type, const struct sw_event_header *like,
@@ -260,6 +350,9 @@ struct sbd_priv_config {
 	char user[128];		 /* when root: the service part's user (name|uid[:gid]) */
 	char cgroup[256];	 /* per-sandbox cgroups: auto, v1, v2 or off */
 	size_t max_sandboxes;	 /* held at once, warm ones included */
+	/* the privileged part calls this once forked (secrets it must not keep) */
+	void (*forget)(void *arg);
+	void *forget_arg;
 };
 
 struct sbd_priv_sandbox {

@@ -118,6 +118,8 @@ int sbd_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
 		return -1;
 	if (executor_new(env, err, errlen) == -1)
 		return -1;
+	if (sbd_identity_start(env, err, errlen) == -1)
+		return -1;
 	if (sw_service_http(svc, 64 << 10, err, errlen) == NULL)
 		return -1;
 	/* the common case warms up at once; other pools on first use */
@@ -126,9 +128,15 @@ int sbd_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
 		sw_log(SW_LOG_WARN, "no warm pool for variant base", "error", err, NULL);
 	sbd_pool_metrics(env);
 	snprintf(warm, sizeof(warm), "%zu", env->pool.warm_target);
+	/* the seal key's public half: the operator lists it in identity's hosts */
 	sw_service_started_fields(svc, (const char *const[]){"group", env->group, "warm", warm,
 							     "variants", env->pool.variants_dir,
-							     "state_dir", env->state_dir, NULL});
+							     "state_dir", env->state_dir,
+							     "identity_scoped",
+							     env->seal_sk ? "on" : "off",
+							     "seal_public_key",
+							     env->seal_sk ? env->seal_pk_hex : "",
+							     NULL});
 	env->serving = 1;
 	return 0;
 }
@@ -166,6 +174,7 @@ void sbd_stop(struct sw_service *svc, void *arg)
 	if (env->serving && sw_executor_close(env->ex, 5000) == -1)
 		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
 	env->serving = 0;
+	sbd_identity_stop(env); /* no answer or revocation reaches a job any more */
 	sw_executor_destroy(env->ex); /* hands every held sandbox back to the pool */
 	env->ex = NULL;
 	sbd_pool_stop(env); /* destroys them all, then joins */
