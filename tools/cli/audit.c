@@ -61,6 +61,56 @@ static void step_of(json_t *ev, json_t *hdr, char *out, size_t outlen)
 	snprintf(out, outlen, "-");
 }
 
+/* "ENV level/secret vN, ..." of the keys an identity event names (never a
+ * value: these events hold none). */
+static void identity_keys(json_t *keys, char *out, size_t n)
+{
+	size_t i, len;
+	json_t *k;
+
+	json_array_foreach(keys, i, k)
+	{
+		const char *sec = cli_jstr(k, "secret", ""), *lvl = cli_jstr(k, "level", NULL);
+
+		len = strlen(out);
+		if (len + 1 >= n)
+			return;
+		snprintf(out + len, n - len, "%s%s", i ? ", " : "", cli_jstr(k, "env", "?"));
+		len = strlen(out);
+		if (*sec != '\0')
+			snprintf(out + len, n - len, " = %s%s%s v%lld", lvl ? lvl : "", lvl ? "/" : "",
+				 sec, jint(k, "version"));
+		else if (lvl != NULL)
+			snprintf(out + len, n - len, " = %s/plain", lvl);
+	}
+}
+
+static void identity_summary(const char *type, json_t *ev, char *out, size_t n)
+{
+	json_t *steps = json_object_get(ev, "steps"), *st;
+	size_t i, len;
+
+	out[0] = '\0';
+	if (strcmp(type, "identity.resolved") == 0) {
+		if (!json_is_true(json_object_get(ev, "ok"))) {
+			snprintf(out, n, "refused: %s", cli_jstr(ev, "error", "?"));
+			return;
+		}
+		json_array_foreach(steps, i, st)
+		{
+			len = strlen(out);
+			snprintf(out + len, n - len, "%s%s: ", i ? "; " : "",
+				 cli_jstr(st, "step", "?"));
+			identity_keys(json_object_get(st, "keys"), out, n);
+		}
+		if (json_array_size(steps) == 0)
+			snprintf(out, n, "ok, no identity-bearing step");
+		return;
+	}
+	snprintf(out, n, "%s ", strcmp(type, "identity.injected") == 0 ? "injected" : "asked for");
+	identity_keys(json_object_get(ev, "keys"), out, n);
+}
+
 static void summary(const char *type, json_t *ev, json_t *hdr, char *out, size_t n)
 {
 	const char *err = cli_jstr(ev, "error", NULL), *x;
@@ -97,6 +147,13 @@ static void summary(const char *type, json_t *ev, json_t *hdr, char *out, size_t
 		snprintf(out, n, "attempt %lld %s in %s%s%s%s%s", jint(ev, "attempt"),
 			 cli_jstr(ev, "status", "?"), dur, err ? ": " : "", err ? err : "",
 			 x ? ", output " : "", x ? x : "");
+	} else if (strcmp(type, "identity.resolved") == 0 ||
+		   strcmp(type, "identity.injected") == 0 ||
+		   strcmp(type, "identity.seal_requested") == 0) {
+		identity_summary(type, ev, out, n);
+	} else if (strcmp(type, "identity.revoke_killed") == 0) {
+		snprintf(out, n, "secret %s revoked: sandbox killed in %lld ms",
+			 cli_jstr(ev, "secret", "?"), jint(ev, "elapsed_ms"));
 	} else {
 		snprintf(out, n, "from %s", cli_jstr(hdr, "producer", "?"));
 	}
