@@ -367,11 +367,12 @@ static int metric(CURL *c, double *sum, double *count)
 
 	sw_buf_init(&out, 4 << 20);
 	snprintf(u, sizeof(u), "%s/metrics", url);
+	curl_easy_reset(c);
 	if (http(c, "GET", u, NULL, NULL, &out) == 200 && sw_buf_add(&out, "", 1) == 0 &&
-	    (s = strstr(out.p, "sagewai_identity_resolve_seconds_sum ")) != NULL &&
-	    (n = strstr(out.p, "sagewai_identity_resolve_seconds_count ")) != NULL) {
-		*sum = strtod(s + strlen("sagewai_identity_resolve_seconds_sum "), NULL);
-		*count = strtod(n + strlen("sagewai_identity_resolve_seconds_count "), NULL);
+	    (s = strstr(out.p, "\nsagewai_identity_resolve_seconds_sum ")) != NULL &&
+	    (n = strstr(out.p, "\nsagewai_identity_resolve_seconds_count ")) != NULL) {
+		*sum = strtod(s + strlen("\nsagewai_identity_resolve_seconds_sum "), NULL);
+		*count = strtod(n + strlen("\nsagewai_identity_resolve_seconds_count "), NULL);
 		rc = 0;
 	}
 	sw_buf_free(&out);
@@ -432,7 +433,10 @@ int main(int argc, char **argv)
 		b[i] = raw_once(warm + i);
 		d[i] = pg_once((int)i);
 	}
-	if (metric(c, &s1, &c1) == 0 && c1 > c0)
+	if (metric(c, &s1, &c1) != 0 || c1 <= c0)
+		fprintf(stderr, "bench-identity: /metrics gave no resolve timer (%.0f -> %.0f)\n", c0,
+			c1);
+	else
 		emit("service_own_work_mean_ms", (s1 - s0) / (c1 - c0) * 1e3, "ms",
 		     "raw_pg_pk_select_p50", pct(d, n, 0.5));
 	{
