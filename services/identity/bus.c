@@ -488,7 +488,9 @@ int id_bus_start(struct id_env *env, char *errstr, size_t errlen)
 	const char *pextra[ID_BUS_EXTRA], *cextra[ID_BUS_EXTRA];
 
 	TAILQ_INIT(&env->items);
-	if (extra(env, "SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=1", pextra, pbuf, sizeof(pbuf),
+	/* every answer has a requester waiting on it, and answers are few:
+	 * send each at once rather than batch for the library's 1 ms */
+	if (extra(env, "SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=0", pextra, pbuf, sizeof(pbuf),
 		  errstr, errlen) == -1 ||
 	    extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, cextra, cbuf, sizeof(cbuf), errstr,
 		  errlen) == -1)
