@@ -79,8 +79,6 @@ if [ "$scenario" != acl ]; then
 	printf 'SAGEWAI_VAULT_ADDR=%s\nSAGEWAI_VAULT_TOKEN_FILE=%s\n' \
 		"$(cat "$work/bao/bao.addr")" "$work/bao/bao.token" >>"$work/identity.env"
 fi
-# a submit waits at most 2 s for identity's answer (kill -9 of identity)
-[ "$scenario" != revoke ] || echo "SAGEWAI_IDENTITY_TIMEOUT_MS=2000" >>"$work/scheduler.env"
 sw_stack_start "$work" "$build" env || fail "stack did not start"
 sw_stack_ready "$work" || fail "the scheduler got no partitions"
 set -a
@@ -299,10 +297,9 @@ print("aws AKIA" + "".join(secrets.choice(a) for _ in range(16)))' >>"$work/valu
 	cl identity resolve --workflow leak --user leaker || fail "identity resolve"
 	cl --json identity resolve --workflow leak --user leaker >/dev/null || fail "resolve --json"
 
-	run=$(submit leak '{"note": "spill everything"}' "$ukey") || fail "submit leak"
 	# while spill holds its values: every process of the stack, of
-	# PostgreSQL, Kafka and OpenBao (environment and command line)
-	audit_wait "$run" identity.injected >/dev/null || fail "spill was never injected"
+	# PostgreSQL, Kafka and OpenBao (environment and command line), from the
+	# submit on until each value was seen inside the step's sandbox
 	roots=()
 	for f in "$work"/*.pid "$SW_HARNESS_DIR/kafka.pid" "$work/bao/bao.pid"; do
 		[ -s "$f" ] && roots+=("$(cat "$f")")
@@ -310,7 +307,8 @@ print("aws AKIA" + "".join(secrets.choice(a) for _ in range(16)))' >>"$work/valu
 	roots+=("$(head -n 1 "$SW_HARNESS_DIR/pg/postmaster.pid")")
 	[ ${#roots[@]} -ge 9 ] || fail "only ${#roots[@]} process trees to scan"
 	grep -v '^aws ' "$work/values/markers" >"$work/values/injected"
-	python3 "$scan" procs "$work/values/injected" 20 "${roots[@]}" ||
+	run=$(submit leak '{"note": "spill everything"}' "$ukey") || fail "submit leak"
+	python3 "$scan" procs "$work/values/injected" 30 "${roots[@]}" ||
 		fail "a value in a process's environment or command line outside its sandbox"
 	[ "$(wait_end "$run" 60)" = failed ] || fail "run $run did not fail (its crash step)"
 
@@ -344,10 +342,17 @@ print("aws AKIA" + "".join(secrets.choice(a) for _ in range(16)))' >>"$work/valu
 	EOF
 
 	# anti-pattern 3: a credential as run input, refused and never echoed
+	not_echoed() { # VALUE: the CLI's answer (last.out) does not hold it
+		! grep -qF -- "$1" "$work/last.out" ||
+			fail "the CLI echoed the credential: $(cat "$work/last.out")"
+	}
 	refused 422 credential_in_input -- leak "{\"note\": \"$(cat "$work/values/builtin")\"}" "$ukey"
+	not_echoed "$(cat "$work/values/builtin")"
 	refused 422 credential_in_input -- leak \
 		"{\"deep\": {\"list\": [1, \"$(cat "$work/values/system")\"]}}" "$ukey"
+	not_echoed "$(cat "$work/values/system")"
 	refused 422 credential_in_input "AWS" -- leak "{\"key\": \"$aws\"}" "$ukey"
+	not_echoed "$aws"
 	[ "$(runs_of leak)" = 1 ] || fail "a refused submit was stored: $(runs_of leak) runs of leak"
 
 	# capture everything there is
@@ -449,13 +454,14 @@ revoke)
 	shastep() { # STEP PROFILE KEY [SLEEP]
 		printf '  - name: %s\n    mode: identity_scoped\n    identity: %s\n' "$1" "$2"
 		printf '    timeout: 90s\n'
-		printf '    run: [python3, -c, "import hashlib, os, time; print(hashlib.sha256(os.environ[%s].encode()).hexdigest(), flush=True); time.sleep(%s)"]\n' \
-			"'$3'" "${4:-0}"
+		printf '    run: [python3, -c, "import hashlib, os, time; %s; time.sleep(%s)"]\n' \
+			"print(hashlib.sha256(os.environ['$3'].encode()).hexdigest(), flush=True)" \
+			"${4:-0}"
 	}
 	apply rva "$(shastep s pa A_KEY)"
 	apply rvb "  - name: first
     mode: sandboxed
-    run: 'sleep 3'
+    run: 'sleep 4'
 $(shastep second pb B_KEY)"
 	apply rvc "$(shastep hold pc C_KEY 60)"
 	apply rvd "$(shastep s pd D_KEY)"
@@ -499,8 +505,10 @@ $(shastep second pb B_KEY)"
 print(e["elapsed_ms"])' "$(head -n 1 <<<"$killed")") || fail "(c) revoke_killed: $killed"
 	python3 -c 'import sys; a, b, c = map(float, sys.argv[1:]); sys.exit(0 if c - a < 55 else 1)' \
 		"$t_submit" "$t0" "$t1" || fail "(c) the run lasted as long as the step's sleep"
-	printf '(c) hard revoke: identity.revoke_killed elapsed_ms %s; %.2f s from the CLI call to the run'"'"'s end\n' \
-		"$elapsed" "$(python3 -c 'import sys; print(float(sys.argv[2]) - float(sys.argv[1]))' "$t0" "$t1")"
+	wall=$(python3 -c 'import sys; print("%.2f" % (float(sys.argv[2]) - float(sys.argv[1])))' \
+		"$t0" "$t1")
+	echo "(c) hard revoke: identity.revoke_killed elapsed_ms $elapsed;" \
+		"$wall s from the CLI call to the run's end"
 
 	# (d) rotation between two runs: the second gets version 2
 	run=$(submit rvd '{}') || fail "(d) submit 1"
@@ -520,6 +528,9 @@ print(e["elapsed_ms"])' "$(head -n 1 <<<"$killed")") || fail "(c) revoke_killed:
 	run=$(submit rve '{}') || fail "(e) submit with Vault up"
 	[ "$(wait_end "$run" 60)" = succeeded ] || fail "(e) the run with Vault up failed"
 	"$bao" stop "$work/bao"
+	# identity reuses a secret's metadata for SAGEWAI_IDENTITY_CACHE_MS (1 s)
+	# without asking Vault: let the last resolution's entry expire
+	sleep 1.2
 	before=$(runs_of rve)
 	refused 503 backend_unavailable "backend vault" E_KEY -- rve '{}'
 	[ "$(runs_of rve)" = "$before" ] || fail "(e) a refused run was stored"
@@ -558,13 +569,20 @@ print(e["elapsed_ms"])' "$(head -n 1 <<<"$killed")") || fail "(c) revoke_killed:
 	echo "(e) Vault down: 503 backend_unavailable, nothing stored; restored, rotated," \
 		"deleted and set again: runs work"
 
-	# (f) kill -9 of sagewai-identity: refused after the scheduler's timeout
+	# (f) kill -9 of sagewai-identity: refused after the scheduler's timeout,
+	# 2 s here (set only now: the runs above are not held to it)
+	echo "SAGEWAI_IDENTITY_TIMEOUT_MS=2000" >>"$work/scheduler.env"
+	sw_stack_restart "$work" scheduler || fail "(f) the scheduler did not restart"
+	sw_stack_ready "$work" || fail "(f) the scheduler got no partitions"
 	sw_stack_kill "$work" identity KILL
 	before=$(runs_of rvok)
 	t0=$(date +%s.%N)
 	refused 503 identity_unavailable -- rvok '{}'
 	t1=$(date +%s.%N)
-	python3 -c 'import sys; d = float(sys.argv[2]) - float(sys.argv[1]); print("(f) refused after %.2f s" % d)
+	python3 -c '
+import sys
+d = float(sys.argv[2]) - float(sys.argv[1])
+print("(f) refused after %.2f s" % d)
 sys.exit(0 if 1.5 < d < 15 else 1)' "$t0" "$t1" || fail "(f) not refused after the 2 s timeout"
 	[ "$(runs_of rvok)" = "$before" ] || fail "(f) a refused run was stored"
 	"$cli" --json run list | python3 -c '
@@ -616,7 +634,10 @@ for k in ("OVR", "ONLY_OTHER"):
     print(k, "absent" if v is None else hashlib.sha256(v.encode()).hexdigest())'
 	probe=${probe//\"/\\\"}
 	probe=${probe//$'\n'/\\n}
-	step() { printf '  - name: %s\n    mode: identity_scoped\n    identity: %s\n    run: [python3, -c, "%s"]\n' "$1" "$2" "$probe"; }
+	step() {
+		printf '  - name: %s\n    mode: identity_scoped\n    identity: %s\n' "$1" "$2"
+		printf '    run: [python3, -c, "%s"]\n' "$probe"
+	}
 	apply aclwf "$(step s aclp)
 $(step other aclp)
 $(step bare bare)"
