@@ -230,8 +230,9 @@ int id_backend_put(struct id_env *env, const struct id_secret_ref *ref, const ui
  * batches; cb(rows, error or NULL) once none is left. */
 typedef void (*id_rekey_cb)(struct id_env *env, long long rows, const char *err, void *opaque);
 int id_backend_rekey(struct id_env *env, id_rekey_cb cb, void *opaque);
-/* Destroy the values in the backend (vault: DELETE metadata of an owned
- * path; builtin: nothing, the rows are wiped by the caller). */
+/* Destroy the values in the backend (vault: destroy every version of an
+ * owned path, keeping its metadata so that its version numbers go on;
+ * builtin: nothing, the rows are wiped by the caller). */
 int id_backend_destroy(struct id_env *env, const struct id_secret_ref *ref, id_bvalue_cb cb,
 		       void *opaque);
 
@@ -241,7 +242,8 @@ int id_vault_start(struct id_env *env, char *errstr, size_t errlen);
 void id_vault_stop(struct id_env *env);
 int id_vault_idle(const struct id_env *env);
 /* Queue one Vault call for ref: read version (0 latest), write value
- * (copied), delete the metadata. cb on the loop with the outcome. */
+ * (copied), delete (destroy every version the path's metadata lists). cb
+ * on the loop with the outcome. */
 int id_vault_call(struct id_env *env, enum id_vop op, const struct id_secret_ref *ref,
 		  int version, const uint8_t *value, size_t len, id_bvalue_cb cb, void *opaque);
 

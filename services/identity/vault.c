@@ -5,7 +5,8 @@
  *
  *   read    GET    /v1/<mount>/data/<path>[?version=N]
  *   write   POST   /v1/<mount>/data/<path>   {"data": {"value": "<base64>"}}
- *   delete  DELETE /v1/<mount>/metadata/<path>
+ *   delete  GET    /v1/<mount>/metadata/<path>, then
+ *           POST   /v1/<mount>/destroy/<path>    {"versions": [every one listed]}
  *
  * <path> is <prefix><tenant>/<name> for the values identity writes
  * (base64 under "value"), or the operator's own path for a reference (the
@@ -17,6 +18,7 @@
  * names the backend, the scope, the secret and the key, and the HTTP
  * status or curl's reason, never a byte of the body.
  */
+#include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -204,33 +206,22 @@ static void parse_write(struct vjob *j, const struct vresp *r)
 	json_decref(root);
 }
 
-/* One call on this thread's handle. */
-static void run_job(struct id_env *env, CURL *e, struct curl_slist *hdrs, struct vresp *r,
-		    struct vjob *j)
+/*
+ * One HTTP request on this thread's handle: method, url, an optional JSON
+ * body. 0 with *status and the answer in r, or -1 with why (curl's reason,
+ * or an answer over RESP_MAX). The caller wipes r.
+ */
+static int perform(struct id_env *env, CURL *e, struct curl_slist *hdrs, struct vresp *r,
+		   const char *method, const char *url, const char *body, long *status,
+		   char *why, size_t whylen)
 {
-	char url[2048], path[512], why[CURL_ERROR_SIZE + 64], errbuf[CURL_ERROR_SIZE];
-	char *body = NULL, *b64 = NULL;
-	const char *addr = env->vault_addr;
-	size_t alen = strlen(addr);
-	long status = 0;
+	char errbuf[CURL_ERROR_SIZE];
 	CURLcode rc;
-
-	while (alen > 0 && addr[alen - 1] == '/')
-		alen--;
-	vault_path(env, &j->ref, path, sizeof(path));
-	if (j->op == ID_VDELETE)
-		snprintf(url, sizeof(url), "%.*s/v1/%s/metadata/%s", (int)alen, addr,
-			 env->vault_mount, path);
-	else if (j->op == ID_VREAD && j->version > 0)
-		snprintf(url, sizeof(url), "%.*s/v1/%s/data/%s?version=%d", (int)alen, addr,
-			 env->vault_mount, path, j->version);
-	else
-		snprintf(url, sizeof(url), "%.*s/v1/%s/data/%s", (int)alen, addr, env->vault_mount,
-			 path);
 
 	r->len = 0;
 	r->over = 0;
 	errbuf[0] = '\0';
+	*status = 0;
 	curl_easy_reset(e);
 	curl_easy_setopt(e, CURLOPT_URL, url);
 	curl_easy_setopt(e, CURLOPT_HTTPHEADER, hdrs);
@@ -244,6 +235,127 @@ static void run_job(struct id_env *env, CURL *e, struct curl_slist *hdrs, struct
 	curl_easy_setopt(e, CURLOPT_TIMEOUT_MS, (long)env->vault_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_CONNECTTIMEOUT_MS, (long)env->vault_timeout_ms);
 	curl_easy_setopt(e, CURLOPT_USERAGENT, "sagewai-identity");
+	if (body != NULL) {
+		curl_easy_setopt(e, CURLOPT_POST, 1L);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+	}
+	if (strcmp(method, "GET") != 0 && strcmp(method, "POST") != 0)
+		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, method);
+	rc = curl_easy_perform(e);
+	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
+	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && r->over)) {
+		snprintf(why, whylen, "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+		return -1;
+	}
+	if (r->over) {
+		snprintf(why, whylen, "the answer is larger than 512 KiB");
+		return -1;
+	}
+	r->p[r->len] = '\0';
+	return 0;
+}
+
+/*
+ * Delete: destroy every version of the path (KV v2 destroy: the values are
+ * gone for good) and keep its metadata, so that Vault's version numbers go
+ * on: a name set again after its deletion gets versions above the deleted
+ * ones, which identity keeps recording (deleting the metadata would restart
+ * them at 1, a number already taken). The versions are those the path's
+ * metadata lists; a path Vault does not know holds nothing to destroy.
+ */
+static void run_delete(struct id_env *env, CURL *e, struct curl_slist *hdrs, struct vresp *r,
+		       struct vjob *j, const char *base, const char *path)
+{
+	char url[2048], why[CURL_ERROR_SIZE + 64];
+	json_t *root = NULL, *versions, *v;
+	struct sw_buf body = {0};
+	const char *k;
+	long status;
+	char *end;
+	int n = 0;
+
+	snprintf(url, sizeof(url), "%s/metadata/%s", base, path);
+	if (perform(env, e, hdrs, r, "GET", url, NULL, &status, why, sizeof(why)) == -1) {
+		fail(j, ID_BUNAVAILABLE, NULL, why);
+		goto out;
+	}
+	if (status == 404) {
+		j->out.err = ID_BOK;
+		goto out;
+	}
+	if (status != 200) {
+		snprintf(why, sizeof(why), "HTTP %ld", status);
+		fail(j, ID_BUNAVAILABLE, NULL, why);
+		goto out;
+	}
+	root = json_loadb((const char *)r->p, r->len, JSON_REJECT_DUPLICATES, NULL);
+	versions = json_object_get(json_object_get(root, "data"), "versions");
+	if (!json_is_object(versions)) {
+		fail(j, ID_BUNAVAILABLE, NULL, "the answer is not KV version 2 metadata");
+		goto out;
+	}
+	sw_buf_add(&body, "{\"versions\":[", 13);
+	json_object_foreach(versions, k, v) {
+		long long x;
+
+		errno = 0;
+		x = strtoll(k, &end, 10);
+		if (k[0] < '1' || k[0] > '9' || *end != '\0' || errno != 0 || x > INT_MAX) {
+			fail(j, ID_BUNAVAILABLE, NULL, "the metadata lists a version not a number");
+			goto out;
+		}
+		if (n++ > 0)
+			sw_buf_add(&body, ",", 1);
+		sw_buf_add(&body, k, strlen(k));
+	}
+	sw_buf_add(&body, "]}", 3); /* with the NUL */
+	if (body.oom) {
+		fail(j, ID_BINTERNAL, NULL, "out of memory");
+		goto out;
+	}
+	if (n == 0) {
+		j->out.err = ID_BOK;
+		goto out;
+	}
+	snprintf(url, sizeof(url), "%s/destroy/%s", base, path);
+	if (perform(env, e, hdrs, r, "POST", url, body.p, &status, why, sizeof(why)) == -1) {
+		fail(j, ID_BUNAVAILABLE, NULL, why);
+		goto out;
+	}
+	if (status != 204 && status != 200) {
+		snprintf(why, sizeof(why), "HTTP %ld", status);
+		fail(j, ID_BUNAVAILABLE, NULL, why);
+		goto out;
+	}
+	j->out.err = ID_BOK;
+out:
+	json_decref(root);
+	sw_buf_free(&body);
+}
+
+/* One call on this thread's handle. */
+static void run_job(struct id_env *env, CURL *e, struct curl_slist *hdrs, struct vresp *r,
+		    struct vjob *j)
+{
+	char base[1024], url[2048], path[512], why[CURL_ERROR_SIZE + 64];
+	char *body = NULL, *b64 = NULL;
+	const char *addr = env->vault_addr;
+	size_t alen = strlen(addr);
+	long status = 0;
+
+	while (alen > 0 && addr[alen - 1] == '/')
+		alen--;
+	vault_path(env, &j->ref, path, sizeof(path));
+	snprintf(base, sizeof(base), "%.*s/v1/%s", (int)alen, addr, env->vault_mount);
+	if (j->op == ID_VDELETE) {
+		run_delete(env, e, hdrs, r, j, base, path);
+		goto out;
+	}
+	if (j->op == ID_VREAD && j->version > 0)
+		snprintf(url, sizeof(url), "%s/data/%s?version=%d", base, path, j->version);
+	else
+		snprintf(url, sizeof(url), "%s/data/%s", base, path);
 	if (j->op == ID_VWRITE) {
 		if ((b64 = id_b64(j->in, j->inlen)) == NULL ||
 		    (body = sodium_malloc(strlen(b64) + 32)) == NULL) {
@@ -251,39 +363,25 @@ static void run_job(struct id_env *env, CURL *e, struct curl_slist *hdrs, struct
 			goto out;
 		}
 		sprintf(body, "{\"data\":{\"value\":\"%s\"}}", b64);
-		curl_easy_setopt(e, CURLOPT_POST, 1L);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(e, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
-	} else if (j->op == ID_VDELETE) {
-		curl_easy_setopt(e, CURLOPT_CUSTOMREQUEST, "DELETE");
 	}
-	rc = curl_easy_perform(e);
-	curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-	if (rc != CURLE_OK && !(rc == CURLE_WRITE_ERROR && r->over)) {
-		snprintf(why, sizeof(why), "%s", errbuf[0] ? errbuf : curl_easy_strerror(rc));
+	if (perform(env, e, hdrs, r, j->op == ID_VWRITE ? "POST" : "GET", url, body, &status, why,
+		    sizeof(why)) == -1) {
 		fail(j, ID_BUNAVAILABLE, NULL, why);
 		goto out;
 	}
-	if (r->over) {
-		fail(j, ID_BUNAVAILABLE, NULL, "the answer is larger than 512 KiB");
-		goto out;
-	}
-	r->p[r->len] = '\0';
 	if (j->op == ID_VREAD && status == 404) {
 		fail(j, ID_BMISSING, "holds no such value", "HTTP 404");
 		goto out;
 	}
-	if (!(status == 200 || (j->op == ID_VDELETE && status == 204))) {
+	if (status != 200) {
 		snprintf(why, sizeof(why), "HTTP %ld", status);
 		fail(j, ID_BUNAVAILABLE, NULL, why);
 		goto out;
 	}
 	if (j->op == ID_VREAD)
 		parse_read(env, j, r);
-	else if (j->op == ID_VWRITE)
-		parse_write(j, r);
 	else
-		j->out.err = ID_BOK;
+		parse_write(j, r);
 out:
 	sodium_memzero(r->p, r->len);
 	r->len = 0;

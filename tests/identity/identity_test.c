@@ -1134,9 +1134,10 @@ static void t_vault(void)
 {
 	const char *v1 = marker("v1"), *v2 = marker("v2"), *ref1 = marker("ref1"),
 		   *ref2 = marker("ref2");
-	char run[80], sb[SW_UUID_STRLEN], body[512], *b;
+	char run[80], sb[SW_UUID_STRLEN], body[512], vp[128], *b;
 	json_t *j, *a, *s, *k;
 	long st;
+	int i;
 
 	cache_ms = 0;
 	setup("vault");
@@ -1206,6 +1207,25 @@ static void t_vault(void)
 	must_drop(200, "DELETE", "/v1/secrets/opsref", NULL, admin);
 	json_decref(bao_http("GET", "/v1/secret/data/ops/gh", NULL, &st));
 	SW_REQUIRE(st == 200, "the operator's path was deleted");
+	/* deleting a secret identity wrote destroys its values in Vault; the name
+	 * may then be set again, with Vault too: its versions go on from the
+	 * path's (a reset version number would clash with the deleted ones) */
+	SW_CHECK(put_secret("default", "vd", v1, "vault") == 1);
+	SW_CHECK(rotate_secret("default", "vd", v2) == 2);
+	must_drop(200, "DELETE", "/v1/secrets/vd", NULL, admin);
+	for (i = 1; i <= 2; i++) {
+		snprintf(vp, sizeof(vp), "/v1/secret/data/sagewai/default/vd?version=%d", i);
+		j = bao_http("GET", vp, NULL, &st);
+		SW_REQUIRE(st == 404 && !json_is_object(json_object_get(json_object_get(j, "data"),
+									 "data")),
+			   "version %d of a deleted secret is still readable in Vault", i);
+		json_decref(j);
+	}
+	j = must(201, "PUT", "/v1/secrets/vd",
+		 "{\"value_b64\": \"QUJDREVGR0g=\", \"backend\": \"vault\"}", admin);
+	SW_REQUIRE(json_integer_value(json_object_get(j, "version")) == 3,
+		   "a deleted vault secret set again: version 3");
+	json_decref(j);
 	/* a wrong token: 403, closed */
 	id_stop();
 	write_file(token_path, "not-the-token\n", 0600);
