@@ -210,7 +210,9 @@ static int keys_stmt(json_t *ev, const char **sql, const char *params[4])
 	}
 	if (strcmp(type, "apikey.created") == 0 && key_id != NULL && role != NULL &&
 	    hash != NULL && strlen(hash) == 64 &&
-	    ((strcmp(role, "TENANT") == 0 && strlen(tenant) == 36) ||
+	    /* a tenant's id, or single_org's tenant "default" (its users' keys) */
+	    ((strcmp(role, "TENANT") == 0 &&
+	      (strlen(tenant) == 36 || strcmp(tenant, "default") == 0)) ||
 	     (strcmp(role, "AUDITOR") == 0 && tenant[0] == '\0'))) {
 		*sql = "INSERT INTO apikeys (key_id, key_hash, tenant_id, role)"
 		       " VALUES ($1::uuid, decode($2, 'hex'), $3, $4) ON CONFLICT (key_id) DO UPDATE"
