@@ -39,7 +39,7 @@ static int visit_cp(struct chk *c, const struct sw_alog_rec *rec, struct sw_alog
 	char e[200];
 
 	if (sw_alog_checkpoint_parse(rec->payload, rec->payload_len, cp) != 0) {
-		snprintf(why, whylen, "malformed checkpoint (key id field)");
+		snprintf(why, whylen, "checkpoint: malformed key id field");
 		return -1;
 	}
 	if (c->first_cp == 0)
@@ -207,6 +207,16 @@ static int cmp_cp(const void *a, const void *b)
 	return x->seq < y->seq ? -1 : x->seq > y->seq;
 }
 
+/* The last seq known sound before seq: what a published checkpoint that
+ * matched covered (its record included), or a good signed checkpoint
+ * record of the log itself. */
+static uint64_t anchor(const struct sw_alog_check_result *res, uint64_t matched, uint64_t seq)
+{
+	uint64_t own = res->covered_seq > 0 ? res->covered_seq + 1 : 0;
+
+	return own < seq && own > matched ? own : matched;
+}
+
 /* The published checkpoints of the log against it. */
 static int published(struct chk *c, char *errstr, size_t errlen)
 {
@@ -214,8 +224,12 @@ static int published(struct chk *c, char *errstr, size_t errlen)
 	struct sw_alog_check_result *res = c->res;
 	const struct sw_alog_checkpoint **mine;
 	uint64_t last = res->v.records, matched = 0, first_unsigned = 0;
-	char e[200];
+	uint64_t log_bad = res->v.bad_seq;
+	int log_ok = res->v.ok;
+	char e[200], log_why[sizeof(res->v.reason)];
 	size_t i, n = 0;
+
+	memcpy(log_why, res->v.reason, sizeof(log_why));
 
 	if (o->npublished == 0)
 		return 0;
@@ -267,6 +281,23 @@ static int published(struct chk *c, char *errstr, size_t errlen)
 		}
 		if (cp->seq > res->published_max)
 			res->published_max = cp->seq;
+		if (!log_ok && cp->seq + 1 >= log_bad) {
+			/* the log is bad at log_bad and this checkpoint saw it sound up
+			 * to seq + 1. A bad record of the chain itself (hash, seq,
+			 * prev) is where the damage is; a checkpoint that no longer
+			 * fits is only where a rewritten chain shows it: the change
+			 * lies between the last sound point and there. */
+			uint64_t from = anchor(res, matched, cp->seq);
+
+			if (from + 1 < log_bad && strncmp(log_why, "checkpoint", 10) == 0)
+				bad_at(res, from + 1,
+				       "records %" PRIu64 "..%" PRIu64 " differ from what the "
+				       "checkpoint published at %lld us covered: a record there was "
+				       "changed, inserted, reordered or deleted (at %" PRIu64
+				       ": %.60s)",
+				       from + 1, log_bad, (long long)cp->time_us, log_bad, log_why);
+			continue;
+		}
 		if (w == NULL || !w->have || cp->seq + 1 > last) {
 			bad_at(res, last + 1,
 			       "the log ends at seq %" PRIu64 ", but a checkpoint published at %lld "
@@ -277,10 +308,7 @@ static int published(struct chk *c, char *errstr, size_t errlen)
 			continue;
 		}
 		if (memcmp(w->hash, cp->hash, SW_ALOG_HASH) != 0) {
-			/* records up to a good signed checkpoint before it are sound */
-			uint64_t from = res->covered_seq < cp->seq && res->covered_seq > matched
-						? res->covered_seq
-						: matched;
+			uint64_t from = anchor(res, matched, cp->seq);
 
 			bad_at(res, from + 1,
 			       "the chain at seq %" PRIu64 " differs from the checkpoint published "
@@ -299,7 +327,7 @@ static int published(struct chk *c, char *errstr, size_t errlen)
 			continue;
 		}
 		res->published_ok++;
-		matched = cp->seq;
+		matched = cp->seq + 1; /* the checkpoint record itself checked too */
 	}
 	free(mine);
 	if (first_unsigned != 0 && (c->first_cp == 0 || first_unsigned < c->first_cp))

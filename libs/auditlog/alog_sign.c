@@ -649,3 +649,75 @@ int sw_alog_mtree_climb(const uint8_t leaf[SW_ALOG_HASH], uint64_t n, uint64_t i
 	memcpy(root, h, SW_ALOG_HASH);
 	return 0;
 }
+
+/* ---- the writer's side --------------------------------------------------- */
+
+void sw_alog_cpstate_init(struct sw_alog_cpstate *st)
+{
+	sw_alog_mtree_init(&st->tree);
+	st->prev_seq = 0;
+	st->since = 0;
+	st->log_id[0] = '\0';
+}
+
+static void cpstate_restart(struct sw_alog_cpstate *st, uint64_t covered,
+			    const uint8_t hash[SW_ALOG_HASH])
+{
+	sw_alog_mtree_init(&st->tree);
+	sw_alog_mtree_add(&st->tree, hash);
+	st->prev_seq = covered;
+	st->since = 0;
+}
+
+void sw_alog_cpstate_feed(struct sw_alog_cpstate *st, const struct sw_alog_rec *rec)
+{
+	if (rec->kind == SW_ALOG_CHECKPOINT && rec->payload_len == SW_ALOG_CHECKPOINT_LEN) {
+		size_t n = rec->topic_len < SW_ALOG_LOG_ID_MAX ? rec->topic_len : SW_ALOG_LOG_ID_MAX;
+
+		memcpy(st->log_id, rec->topic, n);
+		st->log_id[n] = '\0';
+		cpstate_restart(st, alog_get64(rec->payload), rec->hash);
+		return;
+	}
+	sw_alog_cpstate_add(st, rec->hash);
+}
+
+void sw_alog_cpstate_add(struct sw_alog_cpstate *st, const uint8_t hash[SW_ALOG_HASH])
+{
+	sw_alog_mtree_add(&st->tree, hash);
+	st->since++;
+}
+
+int sw_alog_checkpoint_append(struct sw_alog *l, struct sw_alog_cpstate *st,
+			      const struct sw_alog_signer *s, const char *log_id, int64_t time_us,
+			      struct sw_alog_checkpoint *cp, char *errstr, size_t errlen)
+{
+	struct sw_alog_checkpoint c;
+	uint8_t pl[SW_ALOG_CHECKPOINT_LEN], h[SW_ALOG_HASH];
+
+	memset(&c, 0, sizeof(c));
+	if (sw_alog_next_seq(l) <= 1 || sw_alog_mtree_root(&st->tree, c.root) != 0) {
+		alog_err(errstr, errlen, "checkpoint: no record to cover");
+		return -1;
+	}
+	if (!sw_alog_id_ok(log_id, SW_ALOG_LOG_ID_MAX)) {
+		alog_err(errstr, errlen, "checkpoint: log id '%.80s' is not well-formed", log_id);
+		return -1;
+	}
+	snprintf(c.log_id, sizeof(c.log_id), "%s", log_id);
+	c.seq = sw_alog_next_seq(l) - 1;
+	sw_alog_last_hash(l, c.hash);
+	c.prev_seq = st->prev_seq;
+	c.time_us = time_us;
+	sw_alog_sign(s, &c);
+	sw_alog_checkpoint_payload(&c, pl);
+	if (sw_alog_append(l, SW_ALOG_CHECKPOINT, log_id, -1, (int64_t)c.prev_seq, time_us, pl,
+			   sizeof(pl), NULL, NULL, NULL, errstr, errlen) != 0)
+		return -1;
+	sw_alog_last_hash(l, h);
+	snprintf(st->log_id, sizeof(st->log_id), "%s", log_id);
+	cpstate_restart(st, c.seq, h);
+	if (cp != NULL)
+		*cp = c;
+	return 0;
+}

@@ -261,6 +261,28 @@ int sw_alog_mtree_climb(const uint8_t leaf[SW_ALOG_HASH], uint64_t n, uint64_t i
 			const uint8_t (*proof)[SW_ALOG_HASH], size_t nproof,
 			uint8_t root[SW_ALOG_HASH]);
 
+/* What a writer keeps to make its next checkpoint: the tree of the records
+ * since the last checkpoint record (that one included), the seq that
+ * checkpoint covered, how many records came after it. Plain memory: copy
+ * it to save and restore it around a write that may be rolled back. */
+struct sw_alog_cpstate {
+	struct sw_alog_mtree tree;
+	uint64_t prev_seq;
+	uint64_t since; /* records after the last checkpoint record */
+	char log_id[SW_ALOG_LOG_ID_MAX + 1]; /* the last checkpoint's, "" if none */
+};
+void sw_alog_cpstate_init(struct sw_alog_cpstate *st);
+/* A record read back from the log, in order from seq 1 (sw_alog_scan). */
+void sw_alog_cpstate_feed(struct sw_alog_cpstate *st, const struct sw_alog_rec *rec);
+/* A record just appended, by its hash (sw_alog_last_hash). */
+void sw_alog_cpstate_add(struct sw_alog_cpstate *st, const uint8_t hash[SW_ALOG_HASH]);
+/* Sign a checkpoint of every record appended so far and append it
+ * (buffered, as any append: durable after the next sync). Fills cp when
+ * not NULL. 0, or -1 with errstr (no record to cover, a bad log id, I/O). */
+int sw_alog_checkpoint_append(struct sw_alog *l, struct sw_alog_cpstate *st,
+			      const struct sw_alog_signer *s, const char *log_id, int64_t time_us,
+			      struct sw_alog_checkpoint *cp, char *errstr, size_t errlen);
+
 /* ---- the whole check: chain, signatures, published checkpoints ----------
  *
  * sw_alog_verify's checks, and with keys every checkpoint record's
