@@ -112,4 +112,29 @@ void sw_alog_bundle_report_text(const struct sw_alog_bundle_result *r, char *out
 				size_t outlen);
 json_t *sw_alog_bundle_report_json(const struct sw_alog_bundle_result *r);
 
+/* ---- the commands both tools run (sagewai-audit and sagewai audit) -------- */
+
+struct sw_alog_verify_cmd {
+	const char *dir;	 /* a log directory, or */
+	const char *bundle;	 /* a bundle file */
+	const char *pubkeys;	 /* the public keys file (NULL: none; bundles: their own) */
+	const char *checkpoints; /* published checkpoints from a file, or */
+	const char *kafka;	 /* from this bootstrap */
+	const char *log_id;	 /* which log (NULL: the log's own) */
+	int json;
+	int timeout_ms; /* Kafka (0: 30 s) */
+};
+/* Run a verification; *report (malloc'd, one line or one JSON object, no
+ * newline) says what came out. 0 sound, 1 not (*report names the first bad
+ * record), 2 could not check (errstr: unreadable, bad arguments). */
+int sw_alog_verify_run(const struct sw_alog_verify_cmd *c, char **report, char *errstr,
+		       size_t errlen);
+/* Write the bundle of run_id's events in the log at dir to out_path
+ * (created; "-": the caller prints *text instead), with the keys of
+ * pubkeys. Records the next checkpoint will cover are waited for up to
+ * wait_ms. 0 (*records, *text when out_path is "-"), or -1 with errstr. */
+int sw_alog_export_run(const char *dir, const char *run_id, const char *pubkeys,
+		       const char *out_path, int wait_ms, size_t *records, char **text,
+		       char *errstr, size_t errlen);
+
 #endif

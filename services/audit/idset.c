@@ -1,8 +1,8 @@
 /*
- * The dedupe set: every event id in the log, so that a redelivered or
- * re-published event is appended once. Open addressing with linear probing
- * on the id's own bytes (UUIDv7 random bits, or a BLAKE2b digest for raw
- * records), doubled at 50% load. 16 bytes per slot.
+ * A set of event ids (one generation of the dedupe window, dedupe.c).
+ * Open addressing with linear probing on the id's own bytes (UUIDv7 random
+ * bits, or a BLAKE2b digest for raw records), doubled at 50% load. 16
+ * bytes per slot.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -79,6 +79,24 @@ int audit_idset_add(struct audit_idset *s, const uint8_t id[16])
 		}
 		if (memcmp(s->slots[i], key, 16) == 0)
 			return 0;
+	}
+}
+
+int audit_idset_has(const struct audit_idset *s, const uint8_t id[16])
+{
+	uint8_t key[16];
+	size_t i;
+
+	if (s->cap == 0)
+		return 0;
+	memcpy(key, id, 16);
+	if (memcmp(key, zero_id, 16) == 0)
+		key[15] = 1;
+	for (i = slot_of(s, key);; i = (i + 1) & (s->cap - 1)) {
+		if (memcmp(s->slots[i], zero_id, 16) == 0)
+			return 0;
+		if (memcmp(s->slots[i], key, 16) == 0)
+			return 1;
 	}
 }
 

@@ -102,7 +102,12 @@ static void index_done(PGresult *res, const char *err, void *opaque)
 		sw_log(SW_LOG_ERROR, "audit index insert failed", "error", err, NULL);
 		sw_metrics_counter_add(env->metrics, "sagewai_audit_index_errors_total",
 				       "Index inserts refused by PostgreSQL", 1);
-	} else {
+	}
+	/* a refused row is not in the index: an id of it that leaves the
+	 * dedupe window is not found there (docs/AUDIT.md, Memory) */
+	if (r->last_seq > env->indexed_seq)
+		env->indexed_seq = r->last_seq;
+	if (err == NULL) {
 		env->indexed_rows += r->rows;
 		sw_metrics_gauge_set(env->metrics, "sagewai_audit_indexed_seq",
 				     "Highest log seq sent to the index and confirmed",
