@@ -275,10 +275,10 @@ void sw_alog_report_text(const struct sw_alog_check_result *r, char *out, size_t
 			 "; records %" PRIu64 "..%" PRIu64 " not yet covered by a checkpoint",
 			 r->covered_seq + 2, r->last_seq);
 	snprintf(out, outlen,
-		 "ok: %" PRIu64 " records, %" PRIu64 " checkpoints (%" PRIu64
-		 " signatures good)%s, log %s, chain head %s%s",
-		 r->v.records, r->v.checkpoints, r->signed_ok, pub,
-		 r->log_id[0] ? r->log_id : "(no id)", h, tail);
+		 "ok: %" PRIu64 " records, %" PRIu64 " checkpoints, chain head %s; %" PRIu64
+		 " signatures good%s%s%s%s",
+		 r->v.records, r->v.checkpoints, h, r->signed_ok, pub,
+		 r->log_id[0] ? ", log " : "", r->log_id, tail);
 }
 
 json_t *sw_alog_report_json(const struct sw_alog_check_result *r)
