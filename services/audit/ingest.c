@@ -35,19 +35,49 @@ static void q_unlock(struct audit_env *env)
 		sw_handoff_unlock(&env->writer);
 }
 
-/* Writer thread: append the records of the group and, when one is due, a
- * checkpoint, then one sync. On failure the checkpoint state is as before
- * (the log is to be rolled back to its last sync). 1 when a checkpoint
- * was written (cp), 0 when none, -1 with err. */
+/* Checkpoints a group made, to publish once it is durable. */
+struct cp_list {
+	struct sw_alog_checkpoint *v;
+	size_t n, cap;
+};
+
+/* Writer thread: a checkpoint if one is due (force: the interval passed),
+ * noted in l. 0 or -1. */
+static int group_cp(struct audit_env *env, int force, struct cp_list *l, char *err,
+		    size_t errlen)
+{
+	struct sw_alog_checkpoint cp;
+	int rc;
+
+	if ((rc = audit_cp_maybe(env, force, &cp, err, errlen)) <= 0)
+		return rc;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct sw_alog_checkpoint *nv = realloc(l->v, cap * sizeof(*nv));
+
+		if (nv == NULL)
+			return 0; /* in the log; the next one covers its records */
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = cp;
+	return 0;
+}
+
+/* Writer thread: append the records of the group, a checkpoint after
+ * every cp_records of them and one at the end when the interval passed,
+ * then one sync. On failure the checkpoint state is as before (the log is
+ * to be rolled back to its last sync) and l is emptied. 0, or -1 with
+ * err. */
 static int write_group(struct audit_env *env, struct audit_batchq *work, int due,
-		       struct sw_alog_checkpoint *cp, char *err, size_t errlen)
+		       struct cp_list *l, char *err, size_t errlen)
 {
 	struct sw_alog_cpstate saved = env->cps;
 	struct audit_batch *b;
 	uint8_t h[SW_ALOG_HASH];
 	size_t i;
-	int ncp;
 
+	l->n = 0;
 	TAILQ_FOREACH(b, work, wentry) {
 		for (i = 0; i < b->n; i++) {
 			struct audit_item *it = &b->items[i];
@@ -60,15 +90,16 @@ static int write_group(struct audit_env *env, struct audit_batchq *work, int due
 				goto fail;
 			sw_alog_last_hash(env->log, h);
 			sw_alog_cpstate_add(&env->cps, h);
+			if (group_cp(env, 0, l, err, errlen) != 0)
+				goto fail;
 		}
 	}
-	if ((ncp = audit_cp_maybe(env, due, cp, err, errlen)) < 0)
+	if (group_cp(env, due, l, err, errlen) != 0 || sw_alog_sync(env->log, err, errlen) != 0)
 		goto fail;
-	if (sw_alog_sync(env->log, err, errlen) != 0)
-		goto fail;
-	return ncp;
+	return 0;
 fail:
 	env->cps = saved;
+	l->n = 0;
 	return -1;
 }
 
@@ -118,7 +149,7 @@ static void *writer_main(struct sw_handoff *h, void *arg)
 {
 	struct audit_env *env = arg;
 	struct audit_batchq work;
-	struct sw_alog_checkpoint cp;
+	struct cp_list cps = {0};
 	struct audit_batch *b;
 	char err[256];
 	int rc, due, backoff;
@@ -136,9 +167,9 @@ static void *writer_main(struct sw_handoff *h, void *arg)
 		for (;;) {
 			sw_handoff_unlock(h);
 			err[0] = '\0';
-			rc = write_group(env, &work, due, &cp, err, sizeof(err));
+			rc = write_group(env, &work, due, &cps, err, sizeof(err));
 			sw_handoff_lock(h);
-			if (rc >= 0)
+			if (rc == 0)
 				break;
 			if (write_failed(env, err, &backoff) != 0) {
 				TAILQ_FOREACH(b, &work, wentry) {
@@ -152,7 +183,7 @@ static void *writer_main(struct sw_handoff *h, void *arg)
 		}
 		TAILQ_FOREACH(b, &work, wentry)
 			b->written = 1;
-		if (rc == 1) {
+		for (size_t k = 0; k < cps.n; k++) {
 			if (env->ncp_out == env->capcp_out) {
 				size_t cap = env->capcp_out ? env->capcp_out * 2 : 8;
 				struct sw_alog_checkpoint *n =
@@ -165,7 +196,7 @@ static void *writer_main(struct sw_handoff *h, void *arg)
 			}
 			/* no room: not published; the next checkpoint covers it */
 			if (env->ncp_out < env->capcp_out)
-				env->cp_out[env->ncp_out++] = cp;
+				env->cp_out[env->ncp_out++] = cps.v[k];
 		}
 		env->failing = 0;
 		/* the batches themselves stay on env->inflight; just wake the loop */
@@ -173,6 +204,7 @@ static void *writer_main(struct sw_handoff *h, void *arg)
 	}
 out:
 	sw_handoff_unlock(h);
+	free(cps.v);
 	return NULL;
 }
 
