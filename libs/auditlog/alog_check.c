@@ -8,6 +8,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <time.h>
 
 #include "alog_int.h"
 
@@ -217,6 +218,21 @@ static uint64_t anchor(const struct sw_alog_check_result *res, uint64_t matched,
 	return own < seq && own > matched ? own : matched;
 }
 
+/* A signing time for people: "2026-01-02T03:04:05.123456Z". */
+static const char *when(int64_t us, char out[40])
+{
+	time_t t = (time_t)(us / 1000000);
+	struct tm tm;
+
+	if (us < 0 || gmtime_r(&t, &tm) == NULL ||
+	    strftime(out, 40, "%Y-%m-%dT%H:%M:%S", &tm) == 0) {
+		snprintf(out, 40, "%lld us", (long long)us);
+		return out;
+	}
+	snprintf(out + strlen(out), 40 - strlen(out), ".%06dZ", (int)(us % 1000000));
+	return out;
+}
+
 /* The published checkpoints of the log against it. */
 static int published(struct chk *c, char *errstr, size_t errlen)
 {
@@ -226,7 +242,7 @@ static int published(struct chk *c, char *errstr, size_t errlen)
 	uint64_t last = res->v.records, matched = 0, first_unsigned = 0;
 	uint64_t log_bad = res->v.bad_seq;
 	int log_ok = res->v.ok;
-	char e[200], log_why[sizeof(res->v.reason)];
+	char e[200], tb[40], log_why[sizeof(res->v.reason)];
 	size_t i, n = 0;
 
 	memcpy(log_why, res->v.reason, sizeof(log_why));
@@ -274,8 +290,8 @@ static int published(struct chk *c, char *errstr, size_t errlen)
 		if (cp->seq == 0 || sw_alog_checkpoint_verify(o->keys, cp, e, sizeof(e)) != 0) {
 			bad_at(res, cp->seq + 1,
 			       "published checkpoint of records %" PRIu64 "..%" PRIu64
-			       " (signed at %lld us): %s",
-			       cp->prev_seq + 1, cp->seq, (long long)cp->time_us,
+			       " (signed %s): %s",
+			       cp->prev_seq + 1, cp->seq, when(cp->time_us, tb),
 			       cp->seq == 0 ? "covers no record" : e);
 			continue;
 		}
@@ -292,18 +308,18 @@ static int published(struct chk *c, char *errstr, size_t errlen)
 			if (from + 1 < log_bad && strncmp(log_why, "checkpoint", 10) == 0)
 				bad_at(res, from + 1,
 				       "records %" PRIu64 "..%" PRIu64 " differ from what the "
-				       "checkpoint published at %lld us covered: a record there was "
+				       "checkpoint published %s covered: a record there was "
 				       "changed, inserted, reordered or deleted (at %" PRIu64
 				       ": %.60s)",
-				       from + 1, log_bad, (long long)cp->time_us, log_bad, log_why);
+				       from + 1, log_bad, when(cp->time_us, tb), log_bad, log_why);
 			continue;
 		}
 		if (w == NULL || !w->have || cp->seq + 1 > last) {
 			bad_at(res, last + 1,
-			       "the log ends at seq %" PRIu64 ", but a checkpoint published at %lld "
-			       "us (key '%s') was written as record %" PRIu64
+			       "the log ends at seq %" PRIu64 ", but a checkpoint published %s "
+			       "(key '%s') was written as record %" PRIu64
 			       ": records %" PRIu64 "..%" PRIu64 " were deleted",
-			       last, (long long)cp->time_us, cp->key_id, cp->seq + 1, last + 1,
+			       last, when(cp->time_us, tb), cp->key_id, cp->seq + 1, last + 1,
 			       cp->seq + 1);
 			continue;
 		}
@@ -312,18 +328,18 @@ static int published(struct chk *c, char *errstr, size_t errlen)
 
 			bad_at(res, from + 1,
 			       "the chain at seq %" PRIu64 " differs from the checkpoint published "
-			       "at %lld us: a record in %" PRIu64 "..%" PRIu64
+			       "%s: a record in %" PRIu64 "..%" PRIu64
 			       " was changed, inserted, reordered or deleted and the chain "
 			       "rewritten",
-			       cp->seq, (long long)cp->time_us, from + 1, cp->seq);
+			       cp->seq, when(cp->time_us, tb), from + 1, cp->seq);
 			continue;
 		}
 		if (!w->next_seen || !w->next_cp ||
 		    memcmp(w->next_sig, cp->sig, SW_ALOG_SIG) != 0) {
 			bad_at(res, cp->seq + 1,
-			       "record %" PRIu64 " is not the checkpoint published at %lld us: the "
-			       "log was changed there",
-			       cp->seq + 1, (long long)cp->time_us);
+			       "record %" PRIu64 " is not the checkpoint published %s: the log "
+			       "was changed there",
+			       cp->seq + 1, when(cp->time_us, tb));
 			continue;
 		}
 		res->published_ok++;

@@ -231,8 +231,6 @@ int audit_dedupe_full(const struct audit_dedupe *d);
  * previous. 0 or -1 (out of memory: nothing changed). */
 int audit_dedupe_rotate(struct audit_dedupe *d);
 size_t audit_dedupe_len(const struct audit_dedupe *d);
-/* The index lookup of a batch's AUDIT_DD_ASK items (it->lookup set). */
-void audit_dedupe_lookup(struct audit_env *env, struct audit_batch *b);
 
 /* ingest.c */
 /* /healthz: why it is not healthy, NULL when it is. */
@@ -285,6 +283,10 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 /* The highest seq the index holds (0: none). 0, or -1 with errstr. */
 int audit_index_max_seq(struct audit_env *env, uint64_t *max, char *errstr, size_t errlen);
 int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen);
+/* Look up a batch's AUDIT_DD_ASK items (it->lookup set) in the index;
+ * those found become duplicates, then the batch goes on
+ * (audit_ingest_dispatch). */
+void audit_dedupe_lookup(struct audit_env *env, struct audit_batch *b);
 
 /* api.c */
 int audit_api_start(struct audit_env *env, char *errstr, size_t errlen);

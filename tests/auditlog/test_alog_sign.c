@@ -104,7 +104,7 @@ static void test_keys(void)
 	SW_CHECK(sw_alog_keys_find(k, "k2", pk2) == 0 && memcmp(pk, pk2, 32) == 0);
 	SW_CHECK(sw_alog_keys_find(k, "k3", pk2) == -1);
 	sw_alog_keys_destroy(k);
-	snprintf(text, sizeof(text), "k1 %s\nk1 %.63s0\n", hex, hex);
+	snprintf(text, sizeof(text), "k1 %s\nk1 %.63s%c\n", hex, hex, hex[63] == '0' ? '1' : '0');
 	SW_CHECK(sw_alog_keys_parse(text, strlen(text), err, sizeof(err)) == NULL);
 	SW_CHECKF(strstr(err, "line 2") && strstr(err, "two different keys"), "%s", err);
 	snprintf(text, sizeof(text), "k1 %s extra\n", hex);
