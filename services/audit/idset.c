@@ -6,6 +6,7 @@
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sodium.h>
 
 #include "audit.h"
@@ -24,15 +25,21 @@ static size_t slot_of(const struct audit_idset *s, const uint8_t id[16])
 	return (size_t)h & (s->cap - 1);
 }
 
+/* The slots are a private anonymous mapping, not malloc's: zero pages
+ * that cost memory only once written, and given back to the system when
+ * a generation of the window is dropped (a large free() may stay in the
+ * heap once malloc raised its mmap threshold). */
 int audit_idset_init(struct audit_idset *s, size_t cap)
 {
 	size_t c = 1024;
+	void *p;
 
 	while (c < cap * 2)
 		c <<= 1;
-	s->slots = calloc(c, 16);
-	if (s->slots == NULL)
+	p = mmap(NULL, c * 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
 		return -1;
+	s->slots = p;
 	s->cap = c;
 	s->len = 0;
 	return 0;
@@ -40,7 +47,8 @@ int audit_idset_init(struct audit_idset *s, size_t cap)
 
 void audit_idset_free(struct audit_idset *s)
 {
-	free(s->slots);
+	if (s->slots != NULL)
+		munmap(s->slots, s->cap * 16);
 	s->slots = NULL;
 	s->cap = s->len = 0;
 }
@@ -55,7 +63,7 @@ static int grow(struct audit_idset *s)
 	for (i = 0; i < s->cap; i++)
 		if (memcmp(s->slots[i], zero_id, 16) != 0)
 			(void)audit_idset_add(&n, s->slots[i]);
-	free(s->slots);
+	audit_idset_free(s);
 	*s = n;
 	return 0;
 }
