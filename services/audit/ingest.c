@@ -678,10 +678,19 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 	return 0;
 }
 
-/* The writer writes what was queued before it ends; settle what it wrote,
- * then leave the group committing it and deliver what is due. */
+/* The writer writes what was queued before it ends, and a last checkpoint;
+ * settle what it wrote (publishing the checkpoint), then leave the group
+ * committing it and deliver what is due. */
 void audit_ingest_stop(struct audit_env *env)
 {
+	/* a last checkpoint over whatever came since the one before: a clean
+	 * stop leaves no record unprotected */
+	if (env->writer.inited && env->signer != NULL) {
+		sw_handoff_lock(&env->writer);
+		env->cp_due = 1;
+		sw_handoff_signal(&env->writer, 0);
+		sw_handoff_unlock(&env->writer);
+	}
 	sw_handoff_stop(&env->writer, -1);
 	if (env->cp_timer != NULL)
 		event_del(env->cp_timer);
