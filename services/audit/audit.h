@@ -153,6 +153,7 @@ struct audit_env {
 	struct sw_metrics *metrics;  /* the frame's */
 	struct audit_dedupe seen;
 	uint64_t batch_no;     /* the last batch's number */
+	uint64_t settled_batch; /* the last settled batch's number */
 	uint64_t seal_batch;   /* the previous generation's ids are all in batches <= this */
 	int prev_known;        /* ... and those are settled: */
 	uint64_t prev_max_seq; /* the highest seq they can have */
@@ -224,8 +225,9 @@ void audit_dedupe_free(struct audit_dedupe *d);
  * place; an event: topic NULL). AUDIT_DD_* or -1 (out of memory). */
 int audit_dedupe_add(struct audit_dedupe *d, const uint8_t id[16], const char *topic,
 		     int32_t partition, int64_t offset);
-/* Non-zero when the current generation is full and the previous one
- * should go (once the index holds its records). */
+/* Non-zero when the previous generation should go (once the index holds
+ * its records): the current one is full, or both hold more than the
+ * window. */
 int audit_dedupe_full(const struct audit_dedupe *d);
 /* Drop the previous generation into the summary; the current becomes the
  * previous. 0 or -1 (out of memory: nothing changed). */
@@ -237,6 +239,9 @@ size_t audit_dedupe_len(const struct audit_dedupe *d);
 const char *audit_health_why(struct audit_env *env);
 /* Hand the batches the dedupe window is done with to the writer, in order. */
 void audit_ingest_dispatch(struct audit_env *env);
+/* Drop the window's previous generation if it is due and all in the index
+ * (after an id is added, a batch settled, an index insert confirmed). */
+void audit_ingest_window(struct audit_env *env);
 /* Create $SAGEWAI_DATA_DIR/audit and open the log there. Needs the store:
  * a log that ends before the index's highest seq is refused (errstr names
  * both seqs); a torn tail is cut and recorded as audit.repaired, appended
@@ -283,6 +288,9 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 /* The highest seq the index holds (0: none). 0, or -1 with errstr. */
 int audit_index_max_seq(struct audit_env *env, uint64_t *max, char *errstr, size_t errlen);
 int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen);
+/* At stop, after ingest: let the index rows still queued reach PostgreSQL
+ * (the loop runs for them, at most ms; the log has them anyway). */
+void audit_index_flush(struct audit_env *env, int ms);
 /* Look up a batch's AUDIT_DD_ASK items (it->lookup set) in the index;
  * those found become duplicates, then the batch goes on
  * (audit_ingest_dispatch). */

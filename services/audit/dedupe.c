@@ -176,7 +176,9 @@ int audit_dedupe_add(struct audit_dedupe *d, const uint8_t id[16], const char *t
 
 int audit_dedupe_full(const struct audit_dedupe *d)
 {
-	return d->gen[d->cur].ids.len >= d->half;
+	/* the current generation is full, or both hold more than the window
+	 * (the previous one grew while the index lagged) */
+	return d->gen[d->cur].ids.len >= d->half || audit_dedupe_len(d) > 2 * d->half;
 }
 
 int audit_dedupe_rotate(struct audit_dedupe *d)

@@ -105,8 +105,10 @@ static void index_done(PGresult *res, const char *err, void *opaque)
 	}
 	/* a refused row is not in the index: an id of it that leaves the
 	 * dedupe window is not found there (docs/AUDIT.md, Memory) */
-	if (r->last_seq > env->indexed_seq)
+	if (r->last_seq > env->indexed_seq) {
 		env->indexed_seq = r->last_seq;
+		audit_ingest_window(env);
+	}
 	if (err == NULL) {
 		env->indexed_rows += r->rows;
 		sw_metrics_gauge_set(env->metrics, "sagewai_audit_indexed_seq",
@@ -306,6 +308,18 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 			sw_log(SW_LOG_ERROR, "audit index: cannot queue rows", NULL);
 		for (c = 0; c < NCOLS; c++)
 			sw_buf_free(&cols[c]);
+	}
+}
+
+void audit_index_flush(struct audit_env *env, int ms)
+{
+	struct timeval tv = {0, 50000};
+	int64_t until = sw_mono_ms() + ms;
+
+	while (env->store != NULL && env->base != NULL && sw_store_pending(env->store) > 0 &&
+	       sw_mono_ms() < until) {
+		event_base_loopexit(env->base, &tv);
+		event_base_dispatch(env->base);
 	}
 }
 

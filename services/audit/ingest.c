@@ -281,17 +281,24 @@ void audit_ingest_dispatch(struct audit_env *env)
 
 /* The dedupe window's previous generation may go once its records are all
  * in the index (an id older than the window is looked up there). */
-static void window_turn(struct audit_env *env)
+void audit_ingest_window(struct audit_env *env)
 {
-	if (!audit_dedupe_full(&env->seen))
-		return;
-	if (env->seen.gen[!env->seen.cur].ids.len > 0 &&
-	    (!env->prev_known || env->prev_max_seq > env->indexed_seq))
-		return; /* grows past its half until then */
-	if (audit_dedupe_rotate(&env->seen) == -1)
-		return; /* out of memory: keep both, try at the next id */
-	env->seal_batch = env->batch_no;
-	env->prev_known = 0;
+	int turns;
+
+	for (turns = 0; turns < 2 && audit_dedupe_full(&env->seen); turns++) {
+		if (env->seen.gen[!env->seen.cur].ids.len > 0 &&
+		    (!env->prev_known || env->prev_max_seq > env->indexed_seq))
+			break; /* grows past its half until then */
+		if (audit_dedupe_rotate(&env->seen) == -1)
+			break; /* out of memory: keep both, try again later */
+		env->seal_batch = env->batch_no;
+		env->prev_known = env->settled_batch >= env->seal_batch;
+		env->prev_max_seq = env->settled_seq;
+	}
+	if (turns > 0 && env->metrics != NULL)
+		sw_metrics_gauge_set(env->metrics, "sagewai_audit_dedupe_ids",
+				     "Event ids in the dedupe window",
+				     (double)audit_dedupe_len(&env->seen));
 }
 
 /* Store the offsets of every leading batch that is done, in order. */
@@ -346,9 +353,11 @@ static void settle(void *arg)
 						       "Records made durable in the audit log", 1);
 			}
 		}
+		env->settled_batch = b->no;
 		if (!env->prev_known && b->no >= env->seal_batch) {
 			env->prev_known = 1;
 			env->prev_max_seq = env->settled_seq;
+			audit_ingest_window(env);
 		}
 		audit_index_items(env, b->items, b->n);
 		stored = 1;
@@ -442,7 +451,7 @@ raw:
 add:
 	fresh = audit_dedupe_add(&env->seen, it->id, it->kind == SW_ALOG_RAW ? m->topic : NULL,
 				 m->partition, m->offset);
-	window_turn(env);
+	audit_ingest_window(env);
 	if (fresh == -1) {
 		sw_service_fatal(env->svc, "dedupe set", "out of memory");
 		return 0;

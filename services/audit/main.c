@@ -86,6 +86,7 @@ static void audit_stop(struct sw_service *svc, void *arg)
 
 	(void)svc;
 	audit_ingest_stop(env);
+	audit_index_flush(env, 5000);
 	sw_store_destroy(env->store);
 	sw_alog_close(env->log);
 	sw_events_registry_destroy(env->reg);

@@ -233,7 +233,8 @@ static void tally_log(struct tally *t)
 	if (access(log_dir, F_OK) != 0)
 		return;
 	SW_CHECKF(sw_alog_scan(log_dir, 1, tally_rec, t, err, sizeof(err)) == 0, "scan: %s", err);
-	qsort(t->ids, t->nids, sizeof(*t->ids), cmp_id);
+	if (t->nids > 1) /* ids is NULL while none of ours is in the log */
+		qsort(t->ids, t->nids, sizeof(*t->ids), cmp_id);
 	for (i = 1; i < t->nids; i++)
 		if (memcmp(t->ids[i - 1].id, t->ids[i].id, 16) == 0)
 			t->dups++;
@@ -1271,6 +1272,8 @@ static void scenario_diskfull(void)
 	}
 	mounted = 1;
 	atexit(unmount_log);
+	/* only this scenario's events: the others' would fill the disk first */
+	sw_test_kafka_group_to_end(group, sw_bus_topics);
 	key_make("k1", 1);
 	checkpoint_env();
 	snprintf(extra_env[3], sizeof(extra_env[3]), "SAGEWAI_AUDIT_SEGMENT_BYTES=262144");
@@ -1627,9 +1630,17 @@ static void scenario_window(void)
 	sw_test_kafka_flush(producer, 60000);
 	wait_events(&t, 4000, 180);
 	wait_index(4000, 120);
-	ids = sw_test_metric_get(http_port, "sagewai_audit_dedupe_ids");
-	fprintf(stderr, "dedupe window holds %g ids of 4000\n", ids);
-	SW_REQUIRE(ids > 0 && ids <= 2000, "%g ids in a window of 1000", ids);
+	{
+		/* the log holds the other scenarios' events too: bounded once the
+		 * index has them all */
+		int64_t until = sw_mono_ns() + 60 * 1000000000LL;
+
+		while ((ids = sw_test_metric_get(http_port, "sagewai_audit_dedupe_ids")) > 1000) {
+			SW_REQUIRE(sw_mono_ns() < until, "%g ids in a window of 1000", ids);
+			sw_test_msleep(200);
+		}
+	}
+	fprintf(stderr, "dedupe window holds %g ids\n", ids);
 
 	/* long after: they left the window; the index knows them */
 	resend_dups(keep, nkeep, sw_test_metric_get(http_port, "sagewai_audit_duplicates_total"));
