@@ -1371,7 +1371,7 @@ static void bundle_save(json_t *b, const char *path)
 /* sagewai-audit verify --bundle path [pinned]; first line in out. */
 static int bundle_verify(const char *path, const char *pinned, char *out, size_t outlen)
 {
-	char cmd[2000];
+	char cmd[3000];
 
 	snprintf(cmd, sizeof(cmd), "env -u SAGEWAI_AUDIT_PUBKEYS %s verify --bundle %s%s%s 2>&1",
 		 tool(), path, pinned ? " --pubkeys " : "", pinned ? pinned : "");
