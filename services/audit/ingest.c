@@ -119,8 +119,11 @@ static int write_failed(struct audit_env *env, const char *err, int *backoff_ms)
 		env->fail_attempts++;
 		snprintf(env->fail_reason, sizeof(env->fail_reason), "%s", err);
 		sw_handoff_wake(h);
-		if (!sw_handoff_wait_ms(h, *backoff_ms))
-			return -1;
+		/* the whole backoff: the checkpoint timer's signals wake us too */
+		for (int64_t until = sw_mono_ms() + *backoff_ms, left = *backoff_ms; left > 0;
+		     left = until - sw_mono_ms())
+			if (!sw_handoff_wait_ms(h, (int)left))
+				return -1;
 		*backoff_ms = *backoff_ms * 2 > env->retry_max_ms ? (int)env->retry_max_ms
 								  : *backoff_ms * 2;
 		sw_handoff_unlock(h);
