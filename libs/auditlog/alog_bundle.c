@@ -481,8 +481,8 @@ int sw_alog_bundle_check(json_t *bundle, struct sw_event_registry *reg,
 
 		snprintf(cp->log_id, sizeof(cp->log_id), "%s", log_id);
 		if (kid == NULL || strlen(kid) > SW_ALOG_KEY_ID_MAX || !json_is_integer(t) ||
-		    json_u64(x, "seq", &cp->seq) != 0 || json_u64(x, "prev_seq", &cp->prev_seq) != 0 ||
-		    cp->seq <= cp->prev_seq || json_hex(x, "hash", cp->hash, SW_ALOG_HASH) != 0 ||
+		    json_u64(x, "seq", &cp->seq) != 0 ||
+		    json_u64(x, "prev_seq", &cp->prev_seq) != 0 || cp->seq <= cp->prev_seq || json_hex(x, "hash", cp->hash, SW_ALOG_HASH) != 0 ||
 		    json_hex(x, "root", cp->root, SW_ALOG_HASH) != 0 ||
 		    json_hex(x, "signature", cp->sig, SW_ALOG_SIG) != 0) {
 			snprintf(cps[i].why, sizeof(cps[i].why), "malformed checkpoint");

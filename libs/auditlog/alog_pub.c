@@ -66,8 +66,8 @@ int sw_alog_pub_from_json(json_t *ev, struct sw_alog_checkpoint *cp, char *errst
 	seq = json_object_get(ev, "seq");
 	prev = json_object_get(ev, "prev_checkpoint_seq");
 	time = json_object_get(h, "time");
-	if (!sw_alog_id_ok(log_id, SW_ALOG_LOG_ID_MAX) || !sw_alog_id_ok(key_id, SW_ALOG_KEY_ID_MAX) ||
-	    !json_is_integer(seq) || json_integer_value(seq) < 1 || !json_is_integer(prev) ||
+	if (!sw_alog_id_ok(log_id, SW_ALOG_LOG_ID_MAX) ||
+	    !sw_alog_id_ok(key_id, SW_ALOG_KEY_ID_MAX) || !json_is_integer(seq) || json_integer_value(seq) < 1 || !json_is_integer(prev) ||
 	    json_integer_value(prev) < -1 || !json_is_integer(time) ||
 	    hex_field(ev, "hash", cp->hash, SW_ALOG_HASH) != 0 ||
 	    hex_field(ev, "signature", cp->sig, SW_ALOG_SIG) != 0) {

@@ -179,8 +179,8 @@ struct sw_alog_signer *sw_alog_signer_load(const char *path, char *errstr, size_
 			goto fail;
 		}
 	}
-	if (memchr(buf, '\0', (size_t)(nl ? nl - buf : n)) != NULL || two_words(buf, &id, &hex) != 0 ||
-	    !sw_alog_id_ok(id, SW_ALOG_KEY_ID_MAX) ||
+	if (memchr(buf, '\0', (size_t)(nl ? nl - buf : n)) != NULL ||
+	    two_words(buf, &id, &hex) != 0 || !sw_alog_id_ok(id, SW_ALOG_KEY_ID_MAX) ||
 	    unhex(hex, strlen(hex), seed, crypto_sign_SEEDBYTES) != 0) {
 		alog_err(errstr, errlen,
 			 "signing key %s: expected one line \"KEYID HEX\" (a key id of 1-%d "

@@ -505,14 +505,14 @@ static void lookup_done(PGresult *res, const char *err, void *opaque)
 		snprintf(off, sizeof(off), "%lld", (long long)it->offset);
 		snprintf(part, sizeof(part), "%d", it->partition);
 		for (row = 0; row < n; row++) {
-			int found = it->kind == SW_ALOG_EVENT
-					    ? !PQgetisnull(res, row, 0) &&
-						      strcmp(PQgetvalue(res, row, 0), uuid) == 0
-					    : PQgetisnull(res, row, 0) &&
-						      strcmp(PQgetvalue(res, row, 1), it->topic) == 0 &&
-						      strcmp(PQgetvalue(res, row, 2), part) == 0 &&
-						      strcmp(PQgetvalue(res, row, 3), off) == 0;
+			int ev = !PQgetisnull(res, row, 0), found;
 
+			if (it->kind == SW_ALOG_EVENT)
+				found = ev && strcmp(PQgetvalue(res, row, 0), uuid) == 0;
+			else
+				found = !ev && strcmp(PQgetvalue(res, row, 1), it->topic) == 0 &&
+					strcmp(PQgetvalue(res, row, 2), part) == 0 &&
+					strcmp(PQgetvalue(res, row, 3), off) == 0;
 			if (!found)
 				continue;
 			free(it->payload);

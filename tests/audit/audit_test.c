@@ -1499,20 +1499,16 @@ static void scenario_export(void)
 	 * the first of them named */
 	{
 		json_t *c = json_deep_copy(b), *x = json_array_get(json_object_get(c, "records"), 9);
-		json_t *cp = json_array_get(json_object_get(c, "checkpoints"),
-					    (size_t)jlong(x, "checkpoint"));
+		long ci = jlong(x, "checkpoint"), first = 0;
+		json_t *cp = json_array_get(json_object_get(c, "checkpoints"), (size_t)ci);
 		char *root = strdup(json_string_value(json_object_get(cp, "root")));
 		size_t i;
-		long first = 0;
 
 		flip_hex(root, 3);
 		json_object_set_new(cp, "root", json_string(root));
 		free(root);
 		json_array_foreach(json_object_get(c, "records"), i, x) {
-			if (jlong(x, "checkpoint") == jlong(json_array_get(json_object_get(c,
-											   "records"),
-									   9),
-							    "checkpoint")) {
+			if (jlong(x, "checkpoint") == ci) {
 				first = jlong(x, "seq");
 				break;
 			}
