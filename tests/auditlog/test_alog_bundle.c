@@ -6,7 +6,8 @@
  *             in it; a record not yet covered makes export wait (uncovered)
  *   hostile   thousands of mutated bundles (bytes flipped, dropped,
  *             inserted, cut): never a crash, and one that still checks is
- *             the same bundle (up to the case of its hex digits)
+ *             the same bundle (up to the case of its hex digits, and but
+ *             for its own public keys when the verifier pins its keys)
  *   pubfile   published checkpoints read from JSON and hex lines; hostile
  *             lines are refused naming the line, never a crash
  */
@@ -194,9 +195,14 @@ static void test_bundle(void)
 		parsed++;
 		if (sw_alog_bundle_check(x, reg, k % 2 ? keys : NULL, &r, err, sizeof(err)) == 0 &&
 		    r.ok) {
-			json_t *l = lowered(x);
+			json_t *l = lowered(x), *want = json_deep_copy(norm);
 
-			SW_CHECKF(json_equal(l, norm), "a changed bundle checked (mutation %d)", k);
+			if (k % 2) { /* pinned keys: the bundle's own are not read */
+				json_object_del(l, "public_keys");
+				json_object_del(want, "public_keys");
+			}
+			SW_CHECKF(json_equal(l, want), "a changed bundle checked (mutation %d)", k);
+			json_decref(want);
 			json_decref(l);
 			oks++;
 		}
