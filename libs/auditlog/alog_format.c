@@ -59,11 +59,11 @@ static int cmp_u64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
+static int list_dir(DIR *d, const char *dir, uint64_t **firsts, size_t *n, char *errstr,
+		    size_t errlen);
+
 int alog_list(const char *dir, uint64_t **firsts, size_t *n, char *errstr, size_t errlen)
 {
-	uint64_t *v = NULL, *nv;
-	size_t len = 0, cap = 0;
-	struct dirent *de;
 	DIR *d;
 
 	*firsts = NULL;
@@ -72,6 +72,31 @@ int alog_list(const char *dir, uint64_t **firsts, size_t *n, char *errstr, size_
 		alog_err(errstr, errlen, "%s: %s", dir, strerror(errno));
 		return -1;
 	}
+	return list_dir(d, dir, firsts, n, errstr, errlen);
+}
+
+int alog_list_fd(int dfd, uint64_t **firsts, size_t *n, char *errstr, size_t errlen)
+{
+	DIR *d;
+
+	*firsts = NULL;
+	*n = 0;
+	if ((d = fdopendir(dfd)) == NULL) {
+		alog_err(errstr, errlen, "log directory: %s", strerror(errno));
+		close(dfd);
+		return -1;
+	}
+	rewinddir(d);
+	return list_dir(d, "log directory", firsts, n, errstr, errlen);
+}
+
+static int list_dir(DIR *d, const char *dir, uint64_t **firsts, size_t *n, char *errstr,
+		    size_t errlen)
+{
+	uint64_t *v = NULL, *nv;
+	size_t len = 0, cap = 0;
+	struct dirent *de;
+
 	errno = 0;
 	while ((de = readdir(d)) != NULL) {
 		uint64_t first;

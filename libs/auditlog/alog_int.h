@@ -6,6 +6,9 @@
  *   sw_alog.c      the writer: open (with torn-tail repair), append, sync
  *   alog_read.c    sw_alog_scan and sw_alog_read_at
  *   alog_verify.c  sw_alog_verify: the whole log, hashes in parallel
+ *   alog_sign.c    signed checkpoints: key files, signatures, Merkle tree
+ *   alog_check.c   sw_alog_check: verify with signatures and published
+ *                  checkpoints
  */
 #ifndef ALOG_INT_H
 #define ALOG_INT_H
@@ -95,6 +98,8 @@ void alog_seg_name(char out[ALOG_SEG_NAME], uint64_t first);
 /* The sorted first seqs of the segments in dir. *firsts is malloc'd (NULL
  * when there are none). 0, or -1 with errstr (unreadable directory). */
 int alog_list(const char *dir, uint64_t **firsts, size_t *n, char *errstr, size_t errlen);
+/* The same of an open directory descriptor, which it takes (closes). */
+int alog_list_fd(int dfd, uint64_t **firsts, size_t *n, char *errstr, size_t errlen);
 
 void alog_hdr_build(uint8_t h[ALOG_HDR], uint64_t first, const uint8_t prev[SW_ALOG_HASH]);
 /* Check a header read from the segment named name_first: 0, or -1 with the
@@ -121,6 +126,15 @@ void alog_rec_hash(const uint8_t *p, uint32_t len, uint8_t out[SW_ALOG_HASH]);
  * 0, or -1 with the reason in why. */
 int alog_body_parse(const uint8_t *body, size_t len, struct sw_alog_rec *rec, char *why,
 		    size_t whylen);
+
+/* sw_alog_verify with a visitor for its in-order pass: every record that
+ * checked, in log order, body parsed (rec's payload points into the
+ * mapped segment). Non-zero (with the reason in why) makes that record
+ * the first bad one. */
+typedef int (*alog_visit_fn)(const struct sw_alog_rec *rec, void *opaque, char *why,
+			     size_t whylen);
+int alog_verify_visit(const char *dir, int threads, alog_visit_fn visit, void *opaque,
+		      struct sw_alog_verify_result *res, char *errstr, size_t errlen);
 
 void alog_err(char *errstr, size_t errlen, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));

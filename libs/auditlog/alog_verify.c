@@ -63,6 +63,8 @@ struct verify {
 	size_t nseg;
 	struct deferred *def;
 	size_t ndef, capdef;
+	alog_visit_fn visit; /* may be NULL */
+	void *visit_opaque;
 };
 
 static const uint8_t *rec_hash_at(const struct vseg *s, size_t k)
@@ -309,15 +311,15 @@ static void set_bad(struct sw_alog_verify_result *res, uint64_t seq, uint64_t se
 }
 
 /* In log order over the records [0, upto) that checked: count checkpoints,
- * call the signature hook, remember those naming an earlier segment.
- * Returns the index of a checkpoint the hook rejected, else NONE (also on
- * a memory failure, which sets *oom). */
+ * call the signature hook and the visitor, remember checkpoints naming an
+ * earlier segment. Returns the index of a record the hook or the visitor
+ * rejected (its reason in why), else NONE (also on a memory failure,
+ * which sets *oom). */
 static size_t checkpoints(struct verify *vf, const struct vseg *s, size_t upto,
 			  sw_alog_checkpoint_cb cb, void *opaque,
-			  struct sw_alog_verify_result *res, int *oom)
+			  struct sw_alog_verify_result *res, int *oom, char *why, size_t whylen)
 {
 	struct sw_alog_rec rec;
-	char why[8];
 	size_t k;
 
 	for (k = 0; k < upto; k++) {
@@ -325,10 +327,18 @@ static size_t checkpoints(struct verify *vf, const struct vseg *s, size_t upto,
 		const uint8_t *pl;
 		uint64_t cp;
 
-		if (p[ALOG_REC_HEAD] != SW_ALOG_CHECKPOINT)
+		if (p[ALOG_REC_HEAD] != SW_ALOG_CHECKPOINT && vf->visit == NULL)
 			continue;
-		if (alog_body_parse(p + ALOG_REC_HEAD, alog_get32(p), &rec, why, sizeof(why)) != 0)
+		if (alog_body_parse(p + ALOG_REC_HEAD, alog_get32(p), &rec, why, whylen) != 0)
 			continue; /* cannot happen: check_slice passed it */
+		rec.seq = alog_get64(p + 4);
+		memcpy(rec.hash, rec_hash_at(s, k), SW_ALOG_HASH);
+		rec.segment = s->first;
+		rec.file_off = s->offs[k];
+		if (vf->visit != NULL && vf->visit(&rec, vf->visit_opaque, why, whylen) != 0)
+			return k;
+		if (rec.kind != SW_ALOG_CHECKPOINT)
+			continue;
 		res->checkpoints++;
 		pl = rec.payload;
 		cp = alog_get64(pl);
@@ -348,18 +358,14 @@ static size_t checkpoints(struct verify *vf, const struct vseg *s, size_t upto,
 			d = &vf->def[vf->ndef++];
 			d->cp_seq = cp;
 			memcpy(d->cp_hash, pl + 8, SW_ALOG_HASH);
-			d->seq = alog_get64(p + 4);
+			d->seq = rec.seq;
 			d->segment = s->first;
 			d->off = s->offs[k];
 			memcpy(d->prev, p + 12, SW_ALOG_HASH);
 		}
-		if (cb != NULL) {
-			rec.seq = alog_get64(p + 4);
-			memcpy(rec.hash, rec_hash_at(s, k), SW_ALOG_HASH);
-			rec.segment = s->first;
-			rec.file_off = s->offs[k];
-			if (cb(&rec, cp, pl + 8, pl + 40, pl + 72, opaque) != 0)
-				return k;
+		if (cb != NULL && cb(&rec, cp, pl + 8, pl + 40, pl + 72, opaque) != 0) {
+			snprintf(why, whylen, "checkpoint signature rejected");
+			return k;
 		}
 	}
 	return NONE;
@@ -432,7 +438,7 @@ static int verify_segment(struct verify *vf, struct vseg *s, size_t i, int threa
 {
 	uint64_t first = vf->firsts[i];
 	size_t bad, rej, good;
-	char why[200];
+	char why[200], rwhy[200];
 	int oom = 0;
 
 	if (seg_map(vf, s, first) != 0) {
@@ -462,14 +468,15 @@ static int verify_segment(struct verify *vf, struct vseg *s, size_t i, int threa
 		return -1;
 	}
 	bad = s->n > 0 ? check_segment(s, threads, why, sizeof(why)) : NONE;
-	rej = checkpoints(vf, s, bad == NONE ? s->n : bad, cb, opaque, res, &oom);
+	rej = checkpoints(vf, s, bad == NONE ? s->n : bad, cb, opaque, res, &oom, rwhy,
+			  sizeof(rwhy));
 	if (oom) {
 		alog_err(errstr, errlen, "out of memory");
 		return -1;
 	}
 	if (rej != NONE) {
 		bad = rej;
-		snprintf(why, sizeof(why), "checkpoint signature rejected");
+		snprintf(why, sizeof(why), "%s", rwhy);
 	}
 	good = bad == NONE ? s->n : bad;
 	res->records += good;
@@ -483,10 +490,11 @@ static int verify_segment(struct verify *vf, struct vseg *s, size_t i, int threa
 	return 0;
 }
 
-int sw_alog_verify_ex(const char *dir, int threads, sw_alog_checkpoint_cb cb, void *opaque,
-		      struct sw_alog_verify_result *res, char *errstr, size_t errlen)
+static int verify_run(const char *dir, int threads, sw_alog_checkpoint_cb cb, void *opaque,
+		      alog_visit_fn visit, void *visit_opaque, struct sw_alog_verify_result *res,
+		      char *errstr, size_t errlen)
 {
-	struct verify vf = {.dir = dir, .dfd = -1};
+	struct verify vf = {.dir = dir, .dfd = -1, .visit = visit, .visit_opaque = visit_opaque};
 	struct vseg s = {.fd = -1};
 	uint8_t last[SW_ALOG_HASH] = {0};
 	uint64_t expect = 1;
@@ -532,6 +540,18 @@ out:
 	if (vf.dfd >= 0)
 		close(vf.dfd);
 	return ret;
+}
+
+int sw_alog_verify_ex(const char *dir, int threads, sw_alog_checkpoint_cb cb, void *opaque,
+		      struct sw_alog_verify_result *res, char *errstr, size_t errlen)
+{
+	return verify_run(dir, threads, cb, opaque, NULL, NULL, res, errstr, errlen);
+}
+
+int alog_verify_visit(const char *dir, int threads, alog_visit_fn visit, void *opaque,
+		      struct sw_alog_verify_result *res, char *errstr, size_t errlen)
+{
+	return verify_run(dir, threads, NULL, NULL, visit, opaque, res, errstr, errlen);
 }
 
 int sw_alog_verify(const char *dir, int threads, struct sw_alog_verify_result *res,

@@ -17,6 +17,7 @@
 #include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <sodium.h>
@@ -25,23 +26,50 @@
 
 #define ALOG_BUF (8u << 20) /* append buffer; grows only for a larger record */
 
+/* Where the log ends; the live one and the one the last sync made durable. */
+struct alog_pos {
+	uint64_t seg_first;	  /* first seq of the current segment */
+	uint64_t seg_size;	  /* its size (live: including buffered bytes) */
+	uint64_t seg_records;	  /* records in it */
+	int64_t seg_birth_us;	  /* when it was made (for the age roll) */
+	uint64_t next_seq;
+	uint8_t last_hash[SW_ALOG_HASH];
+};
+
 struct sw_alog {
 	int dirfd;		  /* the log directory, flock'ed */
 	int fd;			  /* current segment, -1 before the first one */
 	size_t segment_max;
-	uint64_t seg_first;	  /* first seq of the current segment */
-	uint64_t seg_size;	  /* its size including buffered bytes */
-	uint64_t seg_records;	  /* records in it */
+	int64_t max_age_us;	  /* 0: segments roll by size only */
+	struct alog_pos pos;	  /* live */
+	struct alog_pos dur;	  /* as of the last good sync (seg_size 0: not even
+				     the segment's header is durable yet) */
 	uint8_t *buf;		  /* appended, not yet written */
 	size_t buf_len, buf_cap;
-	uint64_t next_seq;
-	uint8_t last_hash[SW_ALOG_HASH];
 	int data_dirty;		  /* written since the last fdatasync */
 	int dir_dirty;		  /* a segment was created since the last sync */
 	int failed;		  /* an I/O error left the on-disk state unknown */
 };
 
 static const uint8_t zero_hash[SW_ALOG_HASH];
+
+static int64_t now_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A segment's birth time where the file system keeps one, else now. */
+static int64_t birth_us(int fd)
+{
+	struct statx stx;
+
+	if (statx(fd, "", AT_EMPTY_PATH, STATX_BTIME, &stx) == 0 && (stx.stx_mask & STATX_BTIME))
+		return (int64_t)stx.stx_btime.tv_sec * 1000000 + stx.stx_btime.tv_nsec / 1000;
+	return now_us();
+}
 
 static int fail_io(struct sw_alog *l, const char *what, char *errstr, size_t errlen)
 {
@@ -78,9 +106,10 @@ static int new_segment(struct sw_alog *l, uint64_t first, const uint8_t prev[SW_
 		return -1;
 	}
 	l->fd = fd;
-	l->seg_first = first;
-	l->seg_size = ALOG_HDR;
-	l->seg_records = 0;
+	l->pos.seg_first = first;
+	l->pos.seg_size = ALOG_HDR;
+	l->pos.seg_records = 0;
+	l->pos.seg_birth_us = now_us();
 	alog_hdr_build(l->buf, first, prev);
 	l->buf_len = ALOG_HDR;
 	l->dir_dirty = 1;
@@ -97,7 +126,7 @@ static int roll(struct sw_alog *l, char *errstr, size_t errlen)
 	close(l->fd);
 	l->fd = -1;
 	l->data_dirty = 0;
-	if (new_segment(l, l->next_seq, l->last_hash, errstr, errlen) != 0) {
+	if (new_segment(l, l->pos.next_seq, l->pos.last_hash, errstr, errlen) != 0) {
 		l->failed = 1;
 		return -1;
 	}
@@ -158,8 +187,8 @@ static int scan_last(struct sw_alog *l, const uint8_t *p, size_t size, uint64_t 
 	char why[160];
 	enum alog_rc rc;
 
-	memcpy(l->last_hash, alog_hdr_prev(p), SW_ALOG_HASH);
-	l->seg_records = 0;
+	memcpy(l->pos.last_hash, alog_hdr_prev(p), SW_ALOG_HASH);
+	l->pos.seg_records = 0;
 	*cut = size;
 	while (off < size) {
 		rc = alog_rec_view(p + off, size - off, 1, &v);
@@ -180,7 +209,7 @@ static int scan_last(struct sw_alog *l, const uint8_t *p, size_t size, uint64_t 
 			snprintf(why, sizeof(why),
 				 "sequence %s: expected %" PRIu64 ", found %" PRIu64,
 				 alog_seq_word(expect, v.seq), expect, v.seq);
-		else if (memcmp(v.prev, l->last_hash, SW_ALOG_HASH) != 0)
+		else if (memcmp(v.prev, l->pos.last_hash, SW_ALOG_HASH) != 0)
 			snprintf(why, sizeof(why), "prev hash does not chain");
 		else if (alog_body_parse(v.body, v.len, &rec, why, sizeof(why)) == 0)
 			why[0] = '\0';
@@ -190,12 +219,12 @@ static int scan_last(struct sw_alog *l, const uint8_t *p, size_t size, uint64_t 
 				 first, expect, off, why);
 			return -1;
 		}
-		memcpy(l->last_hash, v.hash, SW_ALOG_HASH);
+		memcpy(l->pos.last_hash, v.hash, SW_ALOG_HASH);
 		expect++;
-		l->seg_records++;
+		l->pos.seg_records++;
 		off += v.size;
 	}
-	l->next_seq = expect;
+	l->pos.next_seq = expect;
 	return 0;
 }
 
@@ -267,14 +296,20 @@ static int open_last(struct sw_alog *l, uint64_t *firsts, size_t n, size_t *repa
 			goto fail;
 		}
 		l->fd = fd;
-		l->seg_first = first;
-		l->seg_size = cut;
+		l->pos.seg_first = first;
+		l->pos.seg_size = cut;
+		l->pos.seg_birth_us = birth_us(fd);
+		l->dur = l->pos;
 		return 0;
 	}
 	/* Nothing left: a new log. */
-	l->next_seq = 1;
-	memset(l->last_hash, 0, SW_ALOG_HASH);
-	return new_segment(l, 1, zero_hash, errstr, errlen);
+	l->pos.next_seq = 1;
+	memset(l->pos.last_hash, 0, SW_ALOG_HASH);
+	if (new_segment(l, 1, zero_hash, errstr, errlen) != 0)
+		return -1;
+	l->dur = l->pos;
+	l->dur.seg_size = 0; /* the header is not on disk yet */
+	return 0;
 fail:
 	if (p != MAP_FAILED)
 		munmap(p, size);
@@ -403,7 +438,9 @@ int sw_alog_append(struct sw_alog *l, uint8_t kind, const char *topic, int32_t p
 	}
 	body = ALOG_BODY_MIN + tl + len;
 	size = ALOG_REC_OVER + body;
-	if (l->seg_records > 0 && l->seg_size + size > l->segment_max &&
+	if (l->pos.seg_records > 0 &&
+	    (l->pos.seg_size + size > l->segment_max ||
+	     (l->max_age_us > 0 && now_us() - l->pos.seg_birth_us >= l->max_age_us)) &&
 	    roll(l, errstr, errlen) != 0)
 		return -1;
 	if (l->buf_len + size > l->buf_cap) {
@@ -422,8 +459,8 @@ int sw_alog_append(struct sw_alog *l, uint8_t kind, const char *topic, int32_t p
 	}
 	p = l->buf + l->buf_len;
 	alog_put32(p, (uint32_t)body);
-	alog_put64(p + 4, l->next_seq);
-	memcpy(p + 12, l->last_hash, SW_ALOG_HASH);
+	alog_put64(p + 4, l->pos.next_seq);
+	memcpy(p + 12, l->pos.last_hash, SW_ALOG_HASH);
 	p[ALOG_REC_HEAD] = kind;
 	alog_put16(p + ALOG_REC_HEAD + 1, (uint16_t)tl);
 	if (tl > 0)
@@ -434,17 +471,17 @@ int sw_alog_append(struct sw_alog *l, uint8_t kind, const char *topic, int32_t p
 	if (len > 0)
 		memcpy(p + ALOG_REC_HEAD + ALOG_BODY_MIN + tl, payload, len);
 	alog_rec_hash(p, (uint32_t)body, p + ALOG_REC_HEAD + body);
-	memcpy(l->last_hash, p + ALOG_REC_HEAD + body, SW_ALOG_HASH);
+	memcpy(l->pos.last_hash, p + ALOG_REC_HEAD + body, SW_ALOG_HASH);
 	if (seq != NULL)
-		*seq = l->next_seq;
+		*seq = l->pos.next_seq;
 	if (segment != NULL)
-		*segment = l->seg_first;
+		*segment = l->pos.seg_first;
 	if (file_off != NULL)
-		*file_off = l->seg_size;
-	l->next_seq++;
+		*file_off = l->pos.seg_size;
+	l->pos.next_seq++;
 	l->buf_len += size;
-	l->seg_size += size;
-	l->seg_records++;
+	l->pos.seg_size += size;
+	l->pos.seg_records++;
 	return 0;
 }
 
@@ -466,15 +503,97 @@ int sw_alog_sync(struct sw_alog *l, char *errstr, size_t errlen)
 			return fail_io(l, "fsync log directory", errstr, errlen);
 		l->dir_dirty = 0;
 	}
+	l->dur = l->pos;
 	return 0;
 }
 
 uint64_t sw_alog_next_seq(const struct sw_alog *l)
 {
-	return l->next_seq;
+	return l->pos.next_seq;
 }
 
 void sw_alog_last_hash(const struct sw_alog *l, uint8_t out[SW_ALOG_HASH])
 {
-	memcpy(out, l->last_hash, SW_ALOG_HASH);
+	memcpy(out, l->pos.last_hash, SW_ALOG_HASH);
+}
+
+void sw_alog_set_roll(struct sw_alog *l, size_t max_bytes, int64_t max_age_us)
+{
+	if (max_bytes > 0)
+		l->segment_max = max_bytes;
+	l->max_age_us = max_age_us > 0 ? max_age_us : 0;
+}
+
+int sw_alog_failed(const struct sw_alog *l)
+{
+	return l->failed;
+}
+
+/* Remove the segments after first (made since the last durable point). */
+static int drop_after(struct sw_alog *l, uint64_t first, char *errstr, size_t errlen)
+{
+	char name[ALOG_SEG_NAME];
+	uint64_t *firsts = NULL;
+	size_t n, i;
+	int dfd, ret = 0;
+
+	if ((dfd = dup(l->dirfd)) < 0) { /* alog_list_fd takes it */
+		alog_err(errstr, errlen, "dup: %s", strerror(errno));
+		return -1;
+	}
+	if (alog_list_fd(dfd, &firsts, &n, errstr, errlen) != 0)
+		return -1;
+	for (i = 0; i < n; i++) {
+		if (firsts[i] <= first)
+			continue;
+		alog_seg_name(name, firsts[i]);
+		if (unlinkat(l->dirfd, name, 0) != 0 && errno != ENOENT) {
+			alog_err(errstr, errlen, "remove %s: %s", name, strerror(errno));
+			ret = -1;
+			break;
+		}
+	}
+	free(firsts);
+	return ret;
+}
+
+int sw_alog_rollback(struct sw_alog *l, char *errstr, size_t errlen)
+{
+	char name[ALOG_SEG_NAME];
+	int fd;
+
+	if (l->fd >= 0)
+		close(l->fd);
+	l->fd = -1;
+	l->buf_len = 0;
+	l->failed = 1; /* until this succeeds */
+	if (drop_after(l, l->dur.seg_first, errstr, errlen) != 0)
+		return -1;
+	alog_seg_name(name, l->dur.seg_first);
+	fd = openat(l->dirfd, name, O_RDWR | O_CLOEXEC | (l->dur.seg_size == 0 ? O_CREAT : 0),
+		    0644);
+	if (fd < 0) {
+		alog_err(errstr, errlen, "open %s: %s", name, strerror(errno));
+		return -1;
+	}
+	if (ftruncate(fd, (off_t)l->dur.seg_size) != 0 || fsync(fd) != 0 ||
+	    lseek(fd, (off_t)l->dur.seg_size, SEEK_SET) < 0 || fsync(l->dirfd) != 0) {
+		alog_err(errstr, errlen, "cut %s back to %llu bytes: %s", name,
+			 (unsigned long long)l->dur.seg_size, strerror(errno));
+		close(fd);
+		return -1;
+	}
+	l->fd = fd;
+	l->pos = l->dur;
+	l->data_dirty = 0;
+	l->dir_dirty = 0;
+	if (l->pos.seg_size == 0) {
+		/* the segment's header never made it: write it again */
+		alog_hdr_build(l->buf, l->pos.seg_first, l->pos.last_hash);
+		l->buf_len = ALOG_HDR;
+		l->pos.seg_size = ALOG_HDR;
+		l->dir_dirty = 1;
+	}
+	l->failed = 0;
+	return 0;
 }

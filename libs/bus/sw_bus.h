@@ -141,6 +141,15 @@ int sw_bus_consumer_assigned(struct sw_bus_consumer *c);
 /* A header value of a consumed message (NULL if absent); *len set. */
 const void *sw_bus_msg_header(const struct sw_bus_msg *m, const char *name, size_t *len);
 
+/* For offline tools (blocks; never in a service's loop): read every
+ * partition of topic from its first message to its end as of the call,
+ * calling cb for each message in order per partition. cb returning
+ * non-zero stops the read (that value is returned). 0, or -1 with errstr
+ * (no such topic, the broker unreachable, not done within timeout_ms). */
+int sw_bus_read_topic(const char *bootstrap, const char *topic, const char *const *extra,
+		      int timeout_ms, int (*cb)(const struct sw_bus_msg *m, void *opaque),
+		      void *opaque, char *errstr, size_t errlen);
+
 /* Send m unchanged (key, value) to sagewai.deadletter with headers
  * sagewai.reason, sagewai.topic, sagewai.partition, sagewai.offset.
  * msg_opaque is handed to the producer's delivery callback. */

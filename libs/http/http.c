@@ -156,10 +156,20 @@ static void http_healthz(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (h->health != NULL && h->health(h->health_opaque) != 0) {
-		sw_http_reply_error(req, HTTP_SERVUNAVAIL, "unhealthy", "service is not healthy");
+		const char *why = h->health_why ? h->health_why(h->health_why_opaque) : NULL;
+
+		sw_http_reply_error(req, HTTP_SERVUNAVAIL, "unhealthy", "%s",
+				    why != NULL && *why ? why : "service is not healthy");
 		return;
 	}
 	sw_http_reply_json(req, HTTP_OK, json_pack("{s:s}", "status", "ok"));
+}
+
+void sw_http_set_health_reason(struct sw_http *h, const char *(*why)(void *opaque),
+			       void *opaque)
+{
+	h->health_why = why;
+	h->health_why_opaque = opaque;
 }
 
 static void http_metrics(struct evhttp_request *req, void *arg)

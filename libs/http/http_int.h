@@ -82,6 +82,8 @@ struct sw_http {
 	struct sw_metrics *metrics; /* not owned; may be NULL */
 	sw_http_health_cb health;   /* may be NULL */
 	void *health_opaque;
+	const char *(*health_why)(void *opaque); /* may be NULL */
+	void *health_why_opaque;
 	struct route *routes;
 	size_t nroutes, cap;
 };

@@ -44,6 +44,10 @@ struct sw_http *sw_http_new_opts(struct event_base *base, const char *addr, int 
 				 size_t max_body, const struct sw_http_limits *limits,
 				 struct sw_metrics *metrics, sw_http_health_cb health,
 				 void *opaque, char *errstr, size_t errlen);
+/* What /healthz says with its 503: why(opaque) returns a short reason
+ * (read at once, may be NULL) instead of "service is not healthy". */
+void sw_http_set_health_reason(struct sw_http *h, const char *(*why)(void *opaque),
+			       void *opaque);
 void sw_http_destroy(struct sw_http *h);
 int sw_http_port(const struct sw_http *h);
 struct evhttp *sw_http_evhttp(struct sw_http *h);

@@ -91,6 +91,23 @@ int sw_handoff_wait(struct sw_handoff *h)
 	return !h->stopping;
 }
 
+int sw_handoff_wait_ms(struct sw_handoff *h, int ms)
+{
+	struct timespec ts;
+
+	if (h->stopping)
+		return 0;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	ts.tv_sec += ms / 1000;
+	ts.tv_nsec += (long)(ms % 1000) * 1000000;
+	if (ts.tv_nsec >= 1000000000) {
+		ts.tv_sec++;
+		ts.tv_nsec -= 1000000000;
+	}
+	pthread_cond_timedwait(&h->cv, &h->mu, &ts);
+	return !h->stopping;
+}
+
 void sw_handoff_signal(struct sw_handoff *h, int broadcast)
 {
 	if (broadcast)

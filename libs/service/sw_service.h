@@ -147,6 +147,9 @@ void sw_handoff_lock(struct sw_handoff *h);
 void sw_handoff_unlock(struct sw_handoff *h);
 /* Thread, under the lock: wait for a signal; returns 0 once stopping. */
 int sw_handoff_wait(struct sw_handoff *h);
+/* The same for at most ms milliseconds (a retry's backoff that a stop
+ * cuts short): 0 once stopping, else 1 (signalled or timed out). */
+int sw_handoff_wait_ms(struct sw_handoff *h, int ms);
 /* Under the lock: wake one waiting thread (all: broadcast non-zero). */
 void sw_handoff_signal(struct sw_handoff *h, int broadcast);
 /* Any thread: have the loop run on_loop. */

@@ -1,11 +1,12 @@
 /*
- * The dedupe set: every event id in the log, so that a redelivered or
- * re-published event is appended once. Open addressing with linear probing
- * on the id's own bytes (UUIDv7 random bits, or a BLAKE2b digest for raw
- * records), doubled at 50% load. 16 bytes per slot.
+ * A set of event ids (one generation of the dedupe window, dedupe.c).
+ * Open addressing with linear probing on the id's own bytes (UUIDv7 random
+ * bits, or a BLAKE2b digest for raw records), doubled at 50% load. 16
+ * bytes per slot.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sodium.h>
 
 #include "audit.h"
@@ -24,15 +25,21 @@ static size_t slot_of(const struct audit_idset *s, const uint8_t id[16])
 	return (size_t)h & (s->cap - 1);
 }
 
+/* The slots are a private anonymous mapping, not malloc's: zero pages
+ * that cost memory only once written, and given back to the system when
+ * a generation of the window is dropped (a large free() may stay in the
+ * heap once malloc raised its mmap threshold). */
 int audit_idset_init(struct audit_idset *s, size_t cap)
 {
 	size_t c = 1024;
+	void *p;
 
 	while (c < cap * 2)
 		c <<= 1;
-	s->slots = calloc(c, 16);
-	if (s->slots == NULL)
+	p = mmap(NULL, c * 16, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (p == MAP_FAILED)
 		return -1;
+	s->slots = p;
 	s->cap = c;
 	s->len = 0;
 	return 0;
@@ -40,7 +47,8 @@ int audit_idset_init(struct audit_idset *s, size_t cap)
 
 void audit_idset_free(struct audit_idset *s)
 {
-	free(s->slots);
+	if (s->slots != NULL)
+		munmap(s->slots, s->cap * 16);
 	s->slots = NULL;
 	s->cap = s->len = 0;
 }
@@ -55,7 +63,7 @@ static int grow(struct audit_idset *s)
 	for (i = 0; i < s->cap; i++)
 		if (memcmp(s->slots[i], zero_id, 16) != 0)
 			(void)audit_idset_add(&n, s->slots[i]);
-	free(s->slots);
+	audit_idset_free(s);
 	*s = n;
 	return 0;
 }
@@ -79,6 +87,24 @@ int audit_idset_add(struct audit_idset *s, const uint8_t id[16])
 		}
 		if (memcmp(s->slots[i], key, 16) == 0)
 			return 0;
+	}
+}
+
+int audit_idset_has(const struct audit_idset *s, const uint8_t id[16])
+{
+	uint8_t key[16];
+	size_t i;
+
+	if (s->cap == 0)
+		return 0;
+	memcpy(key, id, 16);
+	if (memcmp(key, zero_id, 16) == 0)
+		key[15] = 1;
+	for (i = slot_of(s, key);; i = (i + 1) & (s->cap - 1)) {
+		if (memcmp(s->slots[i], zero_id, 16) == 0)
+			return 0;
+		if (memcmp(s->slots[i], key, 16) == 0)
+			return 1;
 	}
 }
 

@@ -102,7 +102,14 @@ static void index_done(PGresult *res, const char *err, void *opaque)
 		sw_log(SW_LOG_ERROR, "audit index insert failed", "error", err, NULL);
 		sw_metrics_counter_add(env->metrics, "sagewai_audit_index_errors_total",
 				       "Index inserts refused by PostgreSQL", 1);
-	} else {
+	}
+	/* a refused row is not in the index: an id of it that leaves the
+	 * dedupe window is not found there (docs/AUDIT.md, Memory) */
+	if (r->last_seq > env->indexed_seq) {
+		env->indexed_seq = r->last_seq;
+		audit_ingest_window(env);
+	}
+	if (err == NULL) {
 		env->indexed_rows += r->rows;
 		sw_metrics_gauge_set(env->metrics, "sagewai_audit_indexed_seq",
 				     "Highest log seq sent to the index and confirmed",
@@ -306,6 +313,18 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 	}
 }
 
+void audit_index_flush(struct audit_env *env, int ms)
+{
+	struct timeval tv = {0, 50000};
+	int64_t until = sw_mono_ms() + ms;
+
+	while (env->store != NULL && env->base != NULL && sw_store_pending(env->store) > 0 &&
+	       sw_mono_ms() < until) {
+		event_base_loopexit(env->base, &tv);
+		event_base_dispatch(env->base);
+	}
+}
+
 /* Catch-up at start: records above the highest indexed seq, in chunks. */
 struct catch_ctx {
 	struct audit_env *env;
@@ -432,4 +451,146 @@ int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen)
 	snprintf(nrows, sizeof(nrows), "%llu", (unsigned long long)cc.rows);
 	sw_log(SW_LOG_INFO, "audit index caught up", "rows", nrows, NULL);
 	return 0;
+}
+
+/* ---- the dedupe window's lookups ---------------------------------------- */
+
+/*
+ * An id older than the dedupe window (dedupe.c) is looked up here. The
+ * lookup keeps the order of the log: a batch with ids to ask about goes
+ * to the writer only once the index answered (ingest.c holds the later
+ * batches back meanwhile).
+ */
+
+/*
+ * Which of the ids (events) and places (raw records) the index holds: one
+ * statement for the batch, on the store's one connection, so it runs after
+ * every index insert queued before it.
+ */
+static const char *const lookup_sql =
+	"SELECT event_id::text, NULL::text, NULL::int, NULL::bigint FROM events"
+	" WHERE event_id = ANY($1::uuid[])"
+	" UNION ALL"
+	" SELECT NULL::text, e.topic, e.kafka_partition, e.kafka_offset FROM events e"
+	" JOIN unnest($2::text[], $3::int[], $4::bigint[]) AS r(topic, p, o)"
+	" ON e.topic = r.topic AND e.kafka_partition = r.p AND e.kafka_offset = r.o"
+	" WHERE e.kind = 2";
+
+struct lookup_req {
+	struct audit_env *env;
+	struct audit_batch *b;
+};
+
+static void lookup_done(PGresult *res, const char *err, void *opaque)
+{
+	struct lookup_req *r = opaque;
+	struct audit_env *env = r->env;
+	struct audit_batch *b = r->b;
+	size_t i;
+	int row, n;
+
+	free(r);
+	if (err != NULL) {
+		/* not a lost connection (the store retries those): a bug */
+		sw_service_fatal(env->svc, "dedupe lookup in the audit index failed", err);
+		return;
+	}
+	n = PQntuples(res);
+	for (i = 0; i < b->n; i++) {
+		struct audit_item *it = &b->items[i];
+		char uuid[SW_UUID_STRLEN], off[24], part[16];
+
+		if (!it->lookup)
+			continue;
+		it->lookup = 0;
+		sw_uuid_format(it->id, uuid);
+		snprintf(off, sizeof(off), "%lld", (long long)it->offset);
+		snprintf(part, sizeof(part), "%d", it->partition);
+		for (row = 0; row < n; row++) {
+			int ev = !PQgetisnull(res, row, 0), found;
+
+			if (it->kind == SW_ALOG_EVENT)
+				found = ev && strcmp(PQgetvalue(res, row, 0), uuid) == 0;
+			else
+				found = !ev && strcmp(PQgetvalue(res, row, 1), it->topic) == 0 &&
+					strcmp(PQgetvalue(res, row, 2), part) == 0 &&
+					strcmp(PQgetvalue(res, row, 3), off) == 0;
+			if (!found)
+				continue;
+			free(it->payload);
+			it->payload = NULL;
+			it->kind = 0;
+			env->duplicates++;
+			sw_metrics_counter_add(env->metrics, "sagewai_audit_duplicates_total",
+					       "Events dropped because their id is already in the log",
+					       1);
+			break;
+		}
+	}
+	b->lookup = 0;
+	audit_ingest_dispatch(env);
+}
+
+static void array_add(struct sw_buf *b, const char *v)
+{
+	if (b->len > 1)
+		sw_buf_add(b, ",", 1);
+	sw_buf_add(b, "\"", 1);
+	for (; *v; v++) {
+		if (*v == '"' || *v == '\\')
+			sw_buf_add(b, "\\", 1);
+		sw_buf_add(b, v, 1);
+	}
+	sw_buf_add(b, "\"", 1);
+}
+
+void audit_dedupe_lookup(struct audit_env *env, struct audit_batch *b)
+{
+	struct sw_buf a[4] = {{0}};
+	const char *params[4];
+	struct lookup_req *r;
+	size_t i;
+	int c, oom = 0;
+
+	for (c = 0; c < 4; c++)
+		sw_buf_add(&a[c], "{", 1);
+	for (i = 0; i < b->n; i++) {
+		const struct audit_item *it = &b->items[i];
+		char v[SW_UUID_STRLEN > 24 ? SW_UUID_STRLEN : 24];
+
+		if (!it->lookup)
+			continue;
+		env->lookups++;
+		if (it->kind == SW_ALOG_EVENT) {
+			sw_uuid_format(it->id, v);
+			array_add(&a[0], v);
+			continue;
+		}
+		array_add(&a[1], it->topic);
+		snprintf(v, sizeof(v), "%d", it->partition);
+		array_add(&a[2], v);
+		snprintf(v, sizeof(v), "%lld", (long long)it->offset);
+		array_add(&a[3], v);
+	}
+	for (c = 0; c < 4; c++) {
+		sw_buf_add(&a[c], "}", 1);
+		oom |= a[c].oom;
+		params[c] = a[c].p;
+	}
+	sw_metrics_gauge_set(env->metrics, "sagewai_audit_dedupe_lookups",
+			     "Ids looked up in the index (older than the dedupe window)",
+			     (double)env->lookups);
+	r = oom ? NULL : calloc(1, sizeof(*r));
+	if (r != NULL) {
+		r->env = env;
+		r->b = b;
+		if (sw_store_query(env->store, lookup_sql, 4, params, lookup_done, r) == -1) {
+			free(r);
+			r = NULL;
+		}
+	}
+	for (c = 0; c < 4; c++)
+		sw_buf_free(&a[c]);
+	if (r == NULL)
+		sw_service_fatal(env->svc, "dedupe lookup", "out of memory");
 }

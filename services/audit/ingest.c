@@ -35,62 +35,273 @@ static void q_unlock(struct audit_env *env)
 		sw_handoff_unlock(&env->writer);
 }
 
+/* Checkpoints a group made, to publish once it is durable. */
+struct cp_list {
+	struct sw_alog_checkpoint *v;
+	size_t n, cap;
+};
+
+/* Writer thread: a checkpoint if one is due (force: the interval passed),
+ * noted in l. 0 or -1. */
+static int group_cp(struct audit_env *env, int force, struct cp_list *l, char *err,
+		    size_t errlen)
+{
+	struct sw_alog_checkpoint cp;
+	int rc;
+
+	if ((rc = audit_cp_maybe(env, force, &cp, err, errlen)) <= 0)
+		return rc;
+	if (l->n == l->cap) {
+		size_t cap = l->cap ? l->cap * 2 : 8;
+		struct sw_alog_checkpoint *nv = realloc(l->v, cap * sizeof(*nv));
+
+		if (nv == NULL)
+			return 0; /* in the log; the next one covers its records */
+		l->v = nv;
+		l->cap = cap;
+	}
+	l->v[l->n++] = cp;
+	return 0;
+}
+
+/* Writer thread: append the records of the group, a checkpoint after
+ * every cp_records of them and one at the end when the interval passed,
+ * then one sync. On failure the checkpoint state is as before (the log is
+ * to be rolled back to its last sync) and l is emptied. 0, or -1 with
+ * err. */
+static int write_group(struct audit_env *env, struct audit_batchq *work, int due,
+		       struct cp_list *l, char *err, size_t errlen)
+{
+	struct sw_alog_cpstate saved = env->cps;
+	struct audit_batch *b;
+	uint8_t h[SW_ALOG_HASH];
+	size_t i;
+
+	l->n = 0;
+	TAILQ_FOREACH(b, work, wentry) {
+		for (i = 0; i < b->n; i++) {
+			struct audit_item *it = &b->items[i];
+
+			if (it->kind == 0)
+				continue;
+			if (sw_alog_append(env->log, it->kind, it->topic, it->partition, it->offset,
+					   it->time_us, it->payload, it->len, &it->seq,
+					   &it->segment, &it->file_off, err, errlen) != 0)
+				goto fail;
+			sw_alog_last_hash(env->log, h);
+			sw_alog_cpstate_add(&env->cps, h);
+			if (group_cp(env, 0, l, err, errlen) != 0)
+				goto fail;
+		}
+	}
+	if (group_cp(env, due, l, err, errlen) != 0 || sw_alog_sync(env->log, err, errlen) != 0)
+		goto fail;
+	return 0;
+fail:
+	env->cps = saved;
+	l->n = 0;
+	return -1;
+}
+
+/* Writer thread, under the lock: a group could not be written. Say so
+ * (the loop logs it and /healthz tells), wait out the backoff, cut the
+ * log back to its last sync. 0 to try again, -1 when stopping. */
+static int write_failed(struct audit_env *env, const char *err, int *backoff_ms)
+{
+	struct sw_handoff *h = &env->writer;
+	char rerr[256];
+
+	for (;;) {
+		if (!env->failing) {
+			env->failing = 1;
+			env->fail_since_us = sw_now_us();
+		}
+		env->fail_attempts++;
+		snprintf(env->fail_reason, sizeof(env->fail_reason), "%s", err);
+		sw_handoff_wake(h);
+		/* the whole backoff: the checkpoint timer's signals wake us too */
+		for (int64_t until = sw_mono_ms() + *backoff_ms, left = *backoff_ms; left > 0;
+		     left = until - sw_mono_ms())
+			if (!sw_handoff_wait_ms(h, (int)left))
+				return -1;
+		*backoff_ms = *backoff_ms * 2 > env->retry_max_ms ? (int)env->retry_max_ms
+								  : *backoff_ms * 2;
+		sw_handoff_unlock(h);
+		rerr[0] = '\0';
+		if (sw_alog_rollback(env->log, rerr, sizeof(rerr)) == 0) {
+			sw_handoff_lock(h);
+			return 0;
+		}
+		sw_handoff_lock(h);
+		err = rerr;
+	}
+}
+
 /*
- * The writer thread: take every waiting batch, append its records, one
- * fdatasync for all of them (group commit), then wake the loop (settle).
- * It ends once stopping with nothing queued, so what was queued before
- * the stop is written. The log is touched by this thread only once
+ * The writer thread: take every waiting batch, append its records (and a
+ * checkpoint when due), fdatasync once for all of them (group commit),
+ * then wake the loop (settle). A group that cannot be written stays here,
+ * retried with backoff after the log is cut back to its last sync, so the
+ * batches behind it wait and nothing is committed. It ends once stopping
+ * with nothing queued, so what was queued before the stop is written; a
+ * stop while failing leaves the group unwritten (failed: not committed,
+ * redelivered after restart). The log is touched by this thread only once
  * ingest has started.
  */
 static void *writer_main(struct sw_handoff *h, void *arg)
 {
 	struct audit_env *env = arg;
 	struct audit_batchq work;
+	struct cp_list cps = {0};
 	struct audit_batch *b;
 	char err[256];
-	size_t i;
-	int rc;
+	int rc, due, backoff;
 
 	sw_handoff_lock(h);
 	for (;;) {
-		while (TAILQ_EMPTY(&env->wq))
+		while (TAILQ_EMPTY(&env->wq) && !env->cp_due)
 			if (!sw_handoff_wait(h))
 				goto out;
 		TAILQ_INIT(&work);
 		TAILQ_CONCAT(&work, &env->wq, wentry);
-		sw_handoff_unlock(h);
-
-		rc = 0;
-		err[0] = '\0';
-		TAILQ_FOREACH(b, &work, wentry) {
-			for (i = 0; i < b->n && rc == 0; i++) {
-				struct audit_item *it = &b->items[i];
-
-				if (it->kind == 0)
-					continue;
-				rc = sw_alog_append(env->log, it->kind, it->topic, it->partition,
-						    it->offset, it->time_us, it->payload, it->len,
-						    &it->seq, &it->segment, &it->file_off, err,
-						    sizeof(err));
+		due = env->cp_due;
+		env->cp_due = 0;
+		backoff = AUDIT_RETRY_FIRST_MS;
+		for (;;) {
+			sw_handoff_unlock(h);
+			err[0] = '\0';
+			rc = write_group(env, &work, due, &cps, err, sizeof(err));
+			sw_handoff_lock(h);
+			if (rc == 0)
+				break;
+			if (write_failed(env, err, &backoff) != 0) {
+				TAILQ_FOREACH(b, &work, wentry) {
+					b->written = 1;
+					b->failed = 1;
+					snprintf(b->error, sizeof(b->error), "%s", env->fail_reason);
+				}
+				sw_handoff_wake(h);
+				goto out;
 			}
 		}
-		if (rc == 0)
-			rc = sw_alog_sync(env->log, err, sizeof(err));
-
-		sw_handoff_lock(h);
-		TAILQ_FOREACH(b, &work, wentry) {
+		TAILQ_FOREACH(b, &work, wentry)
 			b->written = 1;
-			if (rc != 0) {
-				b->failed = 1;
-				snprintf(b->error, sizeof(b->error), "%s", err);
+		for (size_t k = 0; k < cps.n; k++) {
+			if (env->ncp_out == env->capcp_out) {
+				size_t cap = env->capcp_out ? env->capcp_out * 2 : 8;
+				struct sw_alog_checkpoint *n =
+					realloc(env->cp_out, cap * sizeof(*n));
+
+				if (n != NULL) {
+					env->cp_out = n;
+					env->capcp_out = cap;
+				}
 			}
+			/* no room: not published; the next checkpoint covers it */
+			if (env->ncp_out < env->capcp_out)
+				env->cp_out[env->ncp_out++] = cps.v[k];
 		}
+		env->failing = 0;
 		/* the batches themselves stay on env->inflight; just wake the loop */
 		sw_handoff_wake(h);
 	}
 out:
 	sw_handoff_unlock(h);
+	free(cps.v);
 	return NULL;
+}
+
+/* Loop: say when writing starts or stops failing (once each). */
+static void failure_news(struct audit_env *env)
+{
+	char since[32], attempts[24], why[256];
+	int failing;
+	uint64_t n;
+
+	q_lock(env);
+	failing = env->failing;
+	snprintf(why, sizeof(why), "%s", env->fail_reason);
+	n = env->fail_attempts;
+	snprintf(since, sizeof(since), "%lld", (long long)env->fail_since_us);
+	q_unlock(env);
+	snprintf(attempts, sizeof(attempts), "%llu", (unsigned long long)n);
+	if (failing && !env->fail_logged) {
+		sw_log(SW_LOG_ERROR,
+		       "audit log cannot be written: not committing offsets (events wait in "
+		       "Kafka); retrying",
+		       "error", why, "log", env->log_dir, NULL);
+		env->fail_logged = 1;
+	} else if (!failing && env->fail_logged) {
+		sw_log(SW_LOG_INFO, "audit log writable again: committing", "attempts", attempts,
+		       "failing_since_us", since, NULL);
+		env->fail_logged = 0;
+	}
+	sw_metrics_gauge_set(env->metrics, "sagewai_audit_log_failing",
+			     "1 while the audit log cannot be written (nothing is committed)",
+			     failing ? 1 : 0);
+	sw_metrics_gauge_set(env->metrics, "sagewai_audit_write_failures",
+			     "Failed attempts to write the audit log since start", (double)n);
+}
+
+const char *audit_health_why(struct audit_env *env)
+{
+	if (env->halted)
+		return "stopped after a fatal error (see the log)";
+	q_lock(env);
+	if (env->failing)
+		snprintf(env->health_why, sizeof(env->health_why),
+			 "the audit log cannot be written (%s): no offset is committed, events "
+			 "wait in Kafka; retrying",
+			 env->fail_reason);
+	else
+		env->health_why[0] = '\0';
+	q_unlock(env);
+	return env->health_why[0] ? env->health_why : NULL;
+}
+
+/* Loop: hand the leading batches the index has answered for to the
+ * writer, in consumption order (a batch waiting on a lookup holds back
+ * the ones after it, so the log keeps Kafka's order). */
+void audit_ingest_dispatch(struct audit_env *env)
+{
+	struct audit_batch *b;
+	int any = 0;
+
+	q_lock(env);
+	TAILQ_FOREACH(b, &env->inflight, entry) {
+		if (b->queued)
+			continue;
+		if (b->lookup)
+			break;
+		b->queued = 1;
+		TAILQ_INSERT_TAIL(&env->wq, b, wentry);
+		any = 1;
+	}
+	if (any && env->writer.inited)
+		sw_handoff_signal(&env->writer, 0);
+	q_unlock(env);
+}
+
+/* The dedupe window's previous generation may go once its records are all
+ * in the index (an id older than the window is looked up there). */
+void audit_ingest_window(struct audit_env *env)
+{
+	int turns;
+
+	for (turns = 0; turns < 2 && audit_dedupe_full(&env->seen); turns++) {
+		if (env->seen.gen[!env->seen.cur].ids.len > 0 &&
+		    (!env->prev_known || env->prev_max_seq > env->indexed_seq))
+			break; /* grows past its half until then */
+		if (audit_dedupe_rotate(&env->seen) == -1)
+			break; /* out of memory: keep both, try again later */
+		env->seal_batch = env->batch_no;
+		env->prev_known = env->settled_batch >= env->seal_batch;
+		env->prev_max_seq = env->settled_seq;
+	}
+	if (turns > 0 && env->metrics != NULL)
+		sw_metrics_gauge_set(env->metrics, "sagewai_audit_dedupe_ids",
+				     "Event ids in the dedupe window",
+				     (double)audit_dedupe_len(&env->seen));
 }
 
 /* Store the offsets of every leading batch that is done, in order. */
@@ -101,6 +312,20 @@ static void settle(void *arg)
 	int stored = 0;
 	size_t i;
 
+	struct sw_alog_checkpoint *cps;
+	size_t ncps;
+
+	failure_news(env);
+	q_lock(env);
+	cps = env->cp_out;
+	ncps = env->ncp_out;
+	env->cp_out = NULL;
+	env->ncp_out = env->capcp_out = 0;
+	q_unlock(env);
+	if (env->producer != NULL)
+		audit_cp_publish(env, cps, ncps);
+	else
+		free(cps);
 	for (;;) {
 		q_lock(env);
 		b = TAILQ_FIRST(&env->inflight);
@@ -125,9 +350,17 @@ static void settle(void *arg)
 						 it->offset);
 			if (it->kind != 0) {
 				env->appended++;
+				if (it->seq > env->settled_seq)
+					env->settled_seq = it->seq;
 				sw_metrics_counter_add(env->metrics, "sagewai_audit_appended_total",
 						       "Records made durable in the audit log", 1);
 			}
+		}
+		env->settled_batch = b->no;
+		if (!env->prev_known && b->no >= env->seal_batch) {
+			env->prev_known = 1;
+			env->prev_max_seq = env->settled_seq;
+			audit_ingest_window(env);
 		}
 		audit_index_items(env, b->items, b->n);
 		stored = 1;
@@ -139,6 +372,8 @@ static void settle(void *arg)
 			     "Batches consumed but not yet committed", (double)env->ninflight);
 	sw_metrics_gauge_set(env->metrics, "sagewai_audit_next_seq",
 			     "Next audit log sequence number", (double)sw_alog_next_seq(env->log));
+	sw_metrics_gauge_set(env->metrics, "sagewai_audit_dedupe_ids",
+			     "Event ids in the dedupe window", (double)audit_dedupe_len(&env->seen));
 	if (env->paused && !env->draining && env->ninflight < AUDIT_MAX_INFLIGHT / 2) {
 		env->paused = 0;
 		sw_bus_consumer_resume(env->consumer);
@@ -150,6 +385,10 @@ void audit_ingest_delivery(const char *err, void *msg_opaque, void *opaque)
 	struct audit_env *env = opaque;
 	struct audit_batch *b = msg_opaque;
 
+	if (msg_opaque == &env->cp_tag) {
+		audit_cp_delivered(env, err);
+		return;
+	}
 	if (b == NULL)
 		return;
 	if (err != NULL) {
@@ -194,6 +433,14 @@ static int classify(struct audit_env *env, const struct sw_bus_msg *m, struct au
 		snprintf(why, whylen, "header.event_id is not a UUID");
 		return -1;
 	}
+	if (strcmp(h.type, "audit.checkpoint") == 0) {
+		/* a log's checkpoints are its own records (kind 3): storing them
+		 * again would make records that call for checkpoints, forever */
+		env->skipped++;
+		sw_metrics_counter_add(env->metrics, "sagewai_audit_checkpoint_events_total",
+				       "audit.checkpoint events seen (not stored again)", 1);
+		return 0;
+	}
 	snprintf(it->run_id, sizeof(it->run_id), "%s", h.run_id);
 	snprintf(it->type, sizeof(it->type), "%s", h.type);
 	snprintf(it->tenant, sizeof(it->tenant), "%s", h.tenant);
@@ -205,18 +452,21 @@ raw:
 	it->kind = SW_ALOG_RAW;
 	it->time_us = m->timestamp_ms * 1000;
 add:
-	fresh = audit_idset_add(&env->seen, it->id);
+	fresh = audit_dedupe_add(&env->seen, it->id, it->kind == SW_ALOG_RAW ? m->topic : NULL,
+				 m->partition, m->offset);
+	audit_ingest_window(env);
 	if (fresh == -1) {
 		sw_service_fatal(env->svc, "dedupe set", "out of memory");
 		return 0;
 	}
-	if (fresh == 0) {
+	if (fresh == AUDIT_DD_DUP) {
 		env->duplicates++;
 		sw_metrics_counter_add(env->metrics, "sagewai_audit_duplicates_total",
 				       "Events dropped because their id is already in the log", 1);
 		it->kind = 0;
 		return 0;
 	}
+	it->lookup = fresh == AUDIT_DD_ASK;
 	return 1;
 }
 
@@ -236,6 +486,7 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 		return;
 	}
 	b->n = n;
+	b->no = ++env->batch_no;
 	for (i = 0; i < n; i++) {
 		const struct sw_bus_msg *m = &msgs[i];
 		struct audit_item *it = &b->items[i];
@@ -257,6 +508,7 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			if (m->len)
 				memcpy(it->payload, m->value, m->len);
 			it->len = m->len;
+			b->lookup |= it->lookup;
 		} else if (rc == -1) {
 			it->kind = 0;
 			b->pending_dl++;
@@ -275,9 +527,11 @@ void audit_ingest_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	q_lock(env);
 	TAILQ_INSERT_TAIL(&env->inflight, b, entry);
 	env->ninflight++;
-	TAILQ_INSERT_TAIL(&env->wq, b, wentry);
-	sw_handoff_signal(&env->writer, 0);
 	q_unlock(env);
+	if (b->lookup)
+		audit_dedupe_lookup(env, b);
+	else
+		audit_ingest_dispatch(env);
 
 	if (env->ninflight >= AUDIT_MAX_INFLIGHT && !env->paused) {
 		env->paused = 1;
@@ -366,9 +620,10 @@ int audit_log_open(struct audit_env *env, char *errstr, size_t errlen)
 		snprintf(errstr, errlen, "audit index: %s", e);
 		return -1;
 	}
-	if ((env->log = sw_alog_open(env->log_dir, AUDIT_SEGMENT_MAX, &repaired, errstr,
+	if ((env->log = sw_alog_open(env->log_dir, (size_t)env->segment_bytes, &repaired, errstr,
 				     errlen)) == NULL)
 		return -1;
+	sw_alog_set_roll(env->log, (size_t)env->segment_bytes, env->segment_age_s * 1000000);
 	/* The index names only records made durable before it was written: a
 	 * log that ends before the index's highest seq lost durable records
 	 * (deleted, truncated, restored from an old copy). Never continue it:
@@ -418,7 +673,8 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 	if (env->producer == NULL)
 		return -1;
 	if (sw_handoff_start(&env->writer, env->base, 1, writer_main, settle, env, errstr,
-			     errlen) == -1)
+			     errlen) == -1 ||
+	    audit_cp_start(env, errstr, errlen) == -1)
 		return -1;
 	env->group = env->cfg->group_id[0] ? env->cfg->group_id : "sagewai-audit";
 	if (sw_config_list(sw_service_environ(env->svc), "SAGEWAI_KAFKA_CONSUMER_CONFIG", extra,
@@ -434,12 +690,23 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 	return 0;
 }
 
-/* The writer writes what was queued before it ends; settle what it wrote,
- * then leave the group committing it and deliver what is due. */
+/* The writer writes what was queued before it ends, and a last checkpoint;
+ * settle what it wrote (publishing the checkpoint), then leave the group
+ * committing it and deliver what is due. */
 void audit_ingest_stop(struct audit_env *env)
 {
+	/* a last checkpoint over whatever came since the one before: a clean
+	 * stop leaves no record unprotected */
+	if (env->writer.inited && env->signer != NULL) {
+		sw_handoff_lock(&env->writer);
+		env->cp_due = 1;
+		sw_handoff_signal(&env->writer, 0);
+		sw_handoff_unlock(&env->writer);
+	}
 	sw_handoff_stop(&env->writer, -1);
-	if (env->log != NULL)
+	if (env->cp_timer != NULL)
+		event_del(env->cp_timer);
+	if (env->log != NULL && env->writer.inited)
 		settle(env);
 	if (env->consumer != NULL && sw_bus_consumer_close(env->consumer) == -1)
 		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
@@ -470,41 +737,72 @@ struct recover_ctx {
 	uint64_t records;
 };
 
+/* At start, every record in order: the dedupe window and the checkpoint
+ * state. The index is complete by then, so the window turns freely. */
 static int recover_rec(const struct sw_alog_rec *rec, void *opaque)
 {
 	struct recover_ctx *rc = opaque;
+	struct audit_env *env = rc->env;
 	struct sw_event_header h;
 	uint8_t id[16];
 	char err[128];
+	int r;
 
 	rc->records++;
+	audit_cp_feed(env, rec);
 	if (rec->kind == SW_ALOG_EVENT) {
-		if (sw_event_decode_header(rc->env->reg, rec->payload, rec->payload_len, &h, err,
+		if (sw_event_decode_header(env->reg, rec->payload, rec->payload_len, &h, err,
 					   sizeof(err)) == -1 ||
 		    sw_uuid_parse(h.event_id, id) == -1)
 			return 0; /* stored as an event, so it decoded once: a schema we
 				     no longer carry; it cannot be a duplicate we see */
+		r = audit_dedupe_add(&env->seen, id, NULL, 0, 0);
 	} else if (rec->kind == SW_ALOG_RAW) {
+		char topic[256];
+		size_t tl = rec->topic_len < sizeof(topic) - 1 ? rec->topic_len : sizeof(topic) - 1;
+
+		memcpy(topic, rec->topic, tl);
+		topic[tl] = '\0';
 		audit_raw_id(rec->topic, rec->topic_len, rec->partition, rec->offset, id);
+		r = audit_dedupe_add(&env->seen, id, topic, rec->partition, rec->offset);
 	} else {
 		return 0;
 	}
-	return audit_idset_add(&rc->env->seen, id) == -1 ? -1 : 0;
+	if (r == -1)
+		return -1;
+	if (audit_dedupe_full(&env->seen) && audit_dedupe_rotate(&env->seen) == -1)
+		return -1;
+	return 0;
 }
 
 int audit_recover(struct audit_env *env, char *errstr, size_t errlen)
 {
 	struct recover_ctx rc = {.env = env};
+	char nrec[24], nids[24];
 
-	if (audit_idset_init(&env->seen, 1 << 16) == -1) {
+	/* the index first: complete up to the log's end, so that the window
+	 * may drop any id while it is rebuilt */
+	if (audit_index_catch_up(env, errstr, errlen) != 0)
+		return -1;
+	env->indexed_seq = sw_alog_next_seq(env->log) - 1;
+	env->settled_seq = env->indexed_seq;
+	env->prev_known = 1;
+	env->prev_max_seq = env->indexed_seq;
+	if (audit_dedupe_init(&env->seen, (size_t)env->window) == -1) {
 		snprintf(errstr, errlen, "out of memory");
 		return -1;
 	}
-	if (sw_alog_scan(env->log_dir, 1, recover_rec, &rc, errstr, errlen) != 0)
+	sw_alog_cpstate_init(&env->cps);
+	errstr[0] = '\0';
+	if (sw_alog_scan(env->log_dir, 1, recover_rec, &rc, errstr, errlen) != 0) {
+		if (errstr[0] == '\0')
+			snprintf(errstr, errlen, "out of memory");
 		return -1;
-	char nrec[24];
-
+	}
+	audit_cp_recovered(env);
 	snprintf(nrec, sizeof(nrec), "%llu", (unsigned long long)rc.records);
-	sw_log(SW_LOG_INFO, "audit log recovered", "records", nrec, NULL);
-	return audit_index_catch_up(env, errstr, errlen);
+	snprintf(nids, sizeof(nids), "%zu", audit_dedupe_len(&env->seen));
+	sw_log(SW_LOG_INFO, "audit log recovered", "records", nrec, "dedupe_window_ids", nids,
+	       "log_id", env->log_id, NULL);
+	return 0;
 }

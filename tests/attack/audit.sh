@@ -1,8 +1,12 @@
 #!/usr/bin/env bash
 # Attacks on the audit log at rest: whoever can write its files shortens
 # it. A log cut at a record boundary verifies by itself, so the service
-# must notice from its index and refuse to start; a torn tail it repairs
-# must leave an error-level audit.repaired event in the trail.
+# must notice from its index and refuse to start, and the checkpoints it
+# published must show it off-box; a torn tail it repairs must leave an
+# error-level audit.repaired event in the trail. Whoever can produce to
+# sagewai.audit.checkpoints forges checkpoints: verify names them. A run's
+# bundle altered after export is refused, naming the record. A signing
+# key others may read is refused.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -31,6 +35,79 @@ while o + 12 <= len(d):
 PY
 }
 
+# forge: a checkpoint on the topic claiming the log is longer, signed by a
+# key nobody lists: verify must call it forged (unknown key), not believe it
+forge() {
+	local out log_id records msg
+	out=$("$cli" --json audit verify) || { echo "the log does not verify: $out" >&2; return 1; }
+	log_id=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["log_id"])')
+	records=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')
+	msg=$work/forged.msg
+	printf '{"type":"audit.checkpoint","header":{"run_id":""},"log_id":"%s","seq":%d,"hash":"%s","prev_checkpoint_seq":-1,"key_id":"forger","signature":"%s","root":"%s"}\n' \
+		"$log_id" $((records + 100)) "$(printf '0%.0s' $(seq 1 64))" \
+		"$(printf 'a%.0s' $(seq 1 128))" "$(printf 'b%.0s' $(seq 1 64))" |
+		"$attack_build/tools/event/sagewai-event" encode audit.checkpoint | base64 -d >"$msg"
+	kcat -P -b "$SAGEWAI_KAFKA_BOOTSTRAP" -t sagewai.audit.checkpoints -k "$log_id" "$msg"
+	out=$("$cli" audit verify --checkpoints-from-kafka "$SAGEWAI_KAFKA_BOOTSTRAP" 2>&1) && {
+		echo "verify believed a forged checkpoint: $out" >&2
+		return 1
+	}
+	case "$out" in
+	*"unknown key 'forger'"*) ;;
+	*) echo "verify did not name the forged checkpoint: $out" >&2; return 1 ;;
+	esac
+}
+attempt forge "publish a checkpoint signed by an unknown key" forge
+
+# bundle: export a run, change one byte of one of its records
+bundle() {
+	local run b=$work/bundle.json t=$work/bundle-tampered.json out
+	run=$("$cli" run submit hello --input '{"brief": "to export"}' --watch 2>/dev/null | head -n 1)
+	[ -n "$run" ] || { echo "no run to export" >&2; return 1; }
+	"$cli" audit export --run "$run" --output "$b" 2>/dev/null || {
+		echo "export failed" >&2
+		return 1
+	}
+	"$cli" audit verify --bundle "$b" >/dev/null || { echo "the bundle does not verify" >&2; return 1; }
+	python3 - "$b" "$t" <<'PY'
+import json, sys
+b = json.load(open(sys.argv[1]))
+r = b["records"][len(b["records"]) // 2]
+h = r["record"]
+i = len(h) - 64 - 20
+r["record"] = h[:i] + ("1" if h[i] == "0" else "0") + h[i + 1:]
+json.dump(b, open(sys.argv[2], "w"))
+print(r["seq"])
+PY
+	out=$("$cli" audit verify --bundle "$t" 2>&1) && {
+		echo "a tampered bundle verified: $out" >&2
+		return 1
+	}
+	case "$out" in
+	"BAD: record seq "*"hash mismatch"*) ;;
+	*) echo "the tampered record was not named: $out" >&2; return 1 ;;
+	esac
+}
+attempt bundle "alter a record inside an exported bundle" bundle
+
+# loose key: a signing key group or others may read is refused at start
+loose_key() {
+	local k=$work/loose.key out
+	cp "$work/secrets/audit-signing.key" "$k"
+	chmod 644 "$k"
+	out=$(env -i PATH=/usr/bin:/bin SAGEWAI_AUDIT_SIGNING_KEY_FILE="$k" \
+		SAGEWAI_DATA_DIR="$work/loose" "$attack_build/services/audit/sagewai-audit" serve 2>&1) && {
+		echo "sagewai-audit started with a world-readable key" >&2
+		return 1
+	}
+	rm -f "$k"
+	case "$out" in
+	*"chmod 600"*) ;;
+	*) echo "no clear refusal: $out" >&2; return 1 ;;
+	esac
+}
+attempt loose-key "start the audit service with a signing key others can read" loose_key
+
 # shorten: drop the last 3 records cleanly, restart the service
 shorten() {
 	local seg off
@@ -52,6 +129,16 @@ shorten() {
 		echo "no clear refusal in the service log" >&2
 		return 1
 	}
+	# and off-box: the published checkpoints name the first record cut
+	local out
+	out=$("$cli" audit verify --checkpoints-from-kafka "$SAGEWAI_KAFKA_BOOTSTRAP" 2>&1) && {
+		echo "verify against the published checkpoints passed a shortened log: $out" >&2
+		return 1
+	}
+	case "$out" in
+	*"were deleted"*) ;;
+	*) echo "verify did not report the deleted tail: $out" >&2; return 1 ;;
+	esac
 }
 # the stack is then without audit: this group's last attempt
 attempt tear "tear the log's tail (a crash mid-append)" bash -c '

@@ -17,6 +17,22 @@
  *                 produced to Kafka (consumed back as a duplicate)
  *   keys          multi_tenant: the run API answers only keys learnt from
  *                 sagewai.tenants events; a tenant reads its own runs only
+ *   checkpoints   signed checkpoints are written and published; the log
+ *                 verifies against them (sagewai-audit and sagewai audit,
+ *                 from Kafka and from files of JSON or raw lines); its tail
+ *                 cut at a record boundary verifies alone but not against
+ *                 them, naming the first record cut
+ *   rotation      a key rotated on restart: both keys listed, all verifies;
+ *                 the old one missing: its checkpoints are by an unknown key;
+ *                 published checkpoints forged (another key, a bad signature)
+ *                 are named, not believed
+ *   diskfull      the log's file system fills up (a tmpfs): the service stops
+ *                 committing, /healthz says why, nothing is lost, and once
+ *                 space returns every event is in the log exactly once
+ *   export        a run's bundle verifies without the log, on its own keys or
+ *                 pinned ones; a tampered bundle names the record
+ *   window        a dedupe window of 1000 ids: events re-published long after
+ *                 (and after a restart) are found in the index and dropped
  *
  * Topics are shared by every test of a run, so each scenario names its runs
  * "<scenario>-<pid>-..." and counts only those; each uses its own database,
@@ -29,7 +45,13 @@
 #include <unistd.h>
 #include <sodium.h>
 
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+
 #include "sw_alog.h"
+#include "sw_alog_pub.h"
+#include "sw_bus.h"
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_test_svc.h"
@@ -44,15 +66,22 @@ static int http_port;
 static pid_t audit_pid = -1;
 static rd_kafka_t *producer;
 static const char *audit_mode = "SAGEWAI_MODE=single_org";
+static char extra_env[6][800]; /* more settings of a scenario ("" unused) */
 
 static void audit_start(void)
 {
 	static const char *const argv[] = {"sagewai-audit", "serve", NULL};
 	char path[600], log[600], dir[600], dsn[600], gid[160], port[40];
-	const char *const env[] = {dir,		       dsn,
-				   gid,		       port,
-				   audit_mode,	       "SAGEWAI_LOG_LEVEL=info",
-				   SW_TEST_ENV_FAST_REBALANCE, NULL};
+	const char *env[16] = {dir,	   dsn,
+			       gid,	   port,
+			       audit_mode, "SAGEWAI_LOG_LEVEL=info",
+			       SW_TEST_ENV_FAST_REBALANCE};
+	int k, n = 7;
+
+	for (k = 0; k < 6; k++)
+		if (extra_env[k][0] != '\0')
+			env[n++] = extra_env[k];
+	env[n] = NULL;
 
 	snprintf(path, sizeof(path), "%s/services/audit/sagewai-audit", getenv("SW_BUILD_DIR"));
 	snprintf(log, sizeof(log), "%s/audit.log", data_dir);
@@ -204,7 +233,8 @@ static void tally_log(struct tally *t)
 	if (access(log_dir, F_OK) != 0)
 		return;
 	SW_CHECKF(sw_alog_scan(log_dir, 1, tally_rec, t, err, sizeof(err)) == 0, "scan: %s", err);
-	qsort(t->ids, t->nids, sizeof(*t->ids), cmp_id);
+	if (t->nids > 1) /* ids is NULL while none of ours is in the log */
+		qsort(t->ids, t->nids, sizeof(*t->ids), cmp_id);
 	for (i = 1; i < t->nids; i++)
 		if (memcmp(t->ids[i - 1].id, t->ids[i].id, 16) == 0)
 			t->dups++;
@@ -817,6 +847,819 @@ static void scenario_keys(void)
 	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
 }
 
+/* ---- signed checkpoints ------------------------------------------------- */
+
+static char pubkeys[700]; /* the public keys file of the scenario */
+
+/* A signing key id in data_dir/keys, its public key added to pubkeys; the
+ * service is to use it (extra_env[0]). */
+static void key_make(const char *id, int use)
+{
+	char secret[700], err[256], hex[65];
+	uint8_t pk[32];
+	FILE *f;
+
+	snprintf(secret, sizeof(secret), "%s/keys", data_dir);
+	mkdir(secret, 0700);
+	snprintf(secret, sizeof(secret), "%s/keys/%s.key", data_dir, id);
+	SW_CHECKF(sw_alog_keygen(id, secret, pk, err, sizeof(err)) == 0, "%s", err);
+	snprintf(pubkeys, sizeof(pubkeys), "%s/keys/audit.pub", data_dir);
+	sw_hex_encode(pk, 32, hex);
+	SW_CHECK((f = fopen(pubkeys, "a")) != NULL);
+	fprintf(f, "%s %s\n", id, hex);
+	fclose(f);
+	if (use)
+		snprintf(extra_env[0], sizeof(extra_env[0]), "SAGEWAI_AUDIT_SIGNING_KEY_FILE=%s",
+			 secret);
+}
+
+/* Run a shell command; its first line of output in out, its exit status. */
+static int run_cmd(const char *cmd, char *out, size_t outlen)
+{
+	FILE *p = popen(cmd, "r");
+	int st;
+
+	SW_CHECK(p != NULL);
+	out[0] = '\0';
+	if (fgets(out, (int)outlen, p) == NULL)
+		out[0] = '\0';
+	while (fgetc(p) != EOF)
+		;
+	st = pclose(p);
+	out[strcspn(out, "\n")] = '\0';
+	fprintf(stderr, "$ %s\n  -> %s (exit %d)\n", cmd, out, WIFEXITED(st) ? WEXITSTATUS(st) : -1);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static const char *tool(void)
+{
+	static char path[600];
+
+	snprintf(path, sizeof(path), "%s/services/audit/sagewai-audit", getenv("SW_BUILD_DIR"));
+	return path;
+}
+
+static const char *cli(void)
+{
+	static char path[600];
+
+	snprintf(path, sizeof(path), "%s/tools/cli/sagewai", getenv("SW_BUILD_DIR"));
+	return path;
+}
+
+/* sagewai-audit verify of the log with keys (pub) and the checkpoints read
+ * back from Kafka, as JSON; its exit status. */
+static int verify_json(const char *pub, const char *source, json_t **out)
+{
+	char cmd[3000], line[4096];
+	int st;
+
+	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s %s --json 2>&1", tool(), log_dir,
+		 pub, source);
+	st = run_cmd(cmd, line, sizeof(line));
+	*out = json_loads(line, 0, NULL);
+	SW_CHECKF(*out != NULL, "verify printed no JSON: %s", line);
+	return st;
+}
+
+static long jlong(json_t *o, const char *k)
+{
+	return (long)json_integer_value(json_object_get(o, k));
+}
+
+static char kafka_source[700];
+
+/* Wait until the log verifies against its published checkpoints and the
+ * last of them covers every record but the checkpoint itself. */
+static void wait_covered(int limit_s)
+{
+	int64_t until = sw_mono_ns() + (int64_t)limit_s * 1000000000LL;
+	json_t *j;
+
+	for (;;) {
+		int st = verify_json(pubkeys, kafka_source, &j);
+
+		if (st == 0 && json_is_true(json_object_get(j, "ok")) &&
+		    jlong(j, "published_max") + 1 == jlong(j, "records") &&
+		    jlong(j, "covered_seq") == jlong(j, "published_max")) {
+			json_decref(j);
+			return;
+		}
+		json_decref(j);
+		SW_REQUIRE(sw_mono_ns() < until, "the log is not covered by published checkpoints");
+		sw_test_msleep(300);
+	}
+}
+
+static void checkpoint_env(void)
+{
+	snprintf(extra_env[1], sizeof(extra_env[1]), "SAGEWAI_AUDIT_CHECKPOINT_RECORDS=100");
+	snprintf(extra_env[2], sizeof(extra_env[2]), "SAGEWAI_AUDIT_CHECKPOINT_MS=200");
+	snprintf(kafka_source, sizeof(kafka_source), "--checkpoints-from-kafka %s",
+		 getenv("SAGEWAI_KAFKA_BOOTSTRAP"));
+}
+
+/* Cut the log cleanly before record seq (and drop any later segment). */
+static void cut_before(uint64_t seq)
+{
+	struct find_ctx f = {0};
+	char path[700], err[256];
+	uint64_t s;
+
+	f.seq = seq;
+	SW_CHECK(sw_alog_scan(log_dir, 1, find_rec, &f, err, sizeof(err)) >= 0 && f.found);
+	snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", log_dir,
+		 (unsigned long long)f.rec.segment);
+	SW_CHECKF(truncate(path, (off_t)f.rec.file_off) == 0, "%s: %s", path, strerror(errno));
+	for (s = f.rec.segment + 1; s <= seq + 10; s++) {
+		snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", log_dir, (unsigned long long)s);
+		unlink(path);
+	}
+}
+
+/* The published checkpoints now in Kafka into files: JSON lines and raw
+ * messages in hex. */
+static void save_published(const char *json_path, const char *hex_path)
+{
+	struct sw_alog_pubset set = {0};
+	FILE *fj = fopen(json_path, "w"), *fh = fopen(hex_path, "w");
+	char err[300];
+	size_t i;
+
+	SW_CHECK(fj != NULL && fh != NULL);
+	SW_CHECKF(sw_alog_pub_read_kafka(reg, getenv("SAGEWAI_KAFKA_BOOTSTRAP"), 30000, &set, err,
+					 sizeof(err)) == 0,
+		  "%s", err);
+	fprintf(fj, "# audit.checkpoint events, as sagewai-event decode prints them\n\n");
+	for (i = 0; i < set.n; i++) {
+		void *msg;
+		size_t len;
+		char *hex, *text;
+		json_t *ev;
+
+		SW_CHECK(sw_alog_pub_encode(reg, &set.v[i], &msg, &len, err, sizeof(err)) == 0);
+		SW_CHECK((hex = sw_hex_dup(msg, len)) != NULL);
+		fprintf(fh, "%s\n", hex);
+		SW_CHECK((ev = sw_event_decode(reg, msg, len, err, sizeof(err))) != NULL);
+		SW_CHECK((text = json_dumps(ev, JSON_COMPACT)) != NULL);
+		fprintf(fj, "%s\n", text);
+		free(text);
+		json_decref(ev);
+		free(hex);
+		free(msg);
+	}
+	fclose(fj);
+	fclose(fh);
+	sw_alog_pubset_free(&set);
+}
+
+static void scenario_checkpoints(void)
+{
+	struct sw_alog_verify_result vr;
+	struct tally t = {0};
+	char cmd[3000], line[4096], line2[4096], want[200], jpath[700], hpath[700], err[256];
+	long records, pmax, cut;
+	json_t *j;
+	int r;
+
+	key_make("k1", 1);
+	checkpoint_env();
+	audit_start();
+	wait_http();
+	SW_REQUIRE(log_has("\"checkpoints\":\"k1\""), "the started line does not name key k1");
+	for (r = 0; r < 500; r++)
+		produce_event(r % 50, r / 50);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 500, 120);
+	wait_covered(60);
+	SW_CHECK(sw_test_metric_get(http_port, "sagewai_audit_checkpoints_published_total") >= 5);
+	SW_CHECK(http_get("/healthz", NULL) == 200);
+
+	/* both tools say the same */
+	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s %s", tool(), log_dir, pubkeys,
+		 kafka_source);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 0);
+	SW_CHECKF(strncmp(line, "ok: ", 4) == 0 && strstr(line, "published checkpoints match"),
+		  "%s", line);
+	snprintf(cmd, sizeof(cmd), "SAGEWAI_AUDIT_PUBKEYS=%s %s audit verify %s %s", pubkeys,
+		 cli(), log_dir, kafka_source);
+	SW_CHECK(run_cmd(cmd, line2, sizeof(line2)) == 0);
+	SW_CHECKF(strcmp(line, line2) == 0, "sagewai audit verify said '%s'", line2);
+	/* no keys: not believed */
+	snprintf(cmd, sizeof(cmd), "env -u SAGEWAI_AUDIT_PUBKEYS %s verify %s", tool(), log_dir);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 1);
+	SW_CHECK(strstr(line, "no public keys") != NULL);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	snprintf(jpath, sizeof(jpath), "%s/published.jsonl", data_dir);
+	snprintf(hpath, sizeof(hpath), "%s/published.hex", data_dir);
+	save_published(jpath, hpath);
+
+	/* the tail cut at a record boundary, its last checkpoint with it */
+	SW_CHECK(verify_json(pubkeys, kafka_source, &j) == 0);
+	records = jlong(j, "records");
+	pmax = jlong(j, "published_max");
+	json_decref(j);
+	cut = pmax + 1 - 10;
+	cut_before((uint64_t)cut);
+	SW_CHECK(sw_alog_verify(log_dir, 0, &vr, err, sizeof(err)) == 0);
+	SW_REQUIRE(vr.ok && vr.records == (uint64_t)cut - 1,
+		   "the cut log does not verify by itself (%s)", vr.reason);
+	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s", tool(), log_dir, pubkeys);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 0); /* alone, it cannot tell */
+	snprintf(want, sizeof(want), "BAD: record seq %ld: the log ends at seq %ld", cut, cut - 1);
+	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s %s", tool(), log_dir, pubkeys,
+		 kafka_source);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 1);
+	SW_CHECKF(strncmp(line, want, strlen(want)) == 0 && strstr(line, "were deleted"), "%s",
+		  line);
+	snprintf(cmd, sizeof(cmd), "SAGEWAI_AUDIT_PUBKEYS=%s %s audit verify %s %s", pubkeys,
+		 cli(), log_dir, kafka_source);
+	SW_CHECK(run_cmd(cmd, line2, sizeof(line2)) == 1 && strcmp(line, line2) == 0);
+	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s --checkpoints %s", tool(), log_dir,
+		 pubkeys, jpath);
+	SW_CHECK(run_cmd(cmd, line2, sizeof(line2)) == 1 && strcmp(line, line2) == 0);
+	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s --checkpoints %s", tool(), log_dir,
+		 pubkeys, hpath);
+	SW_CHECK(run_cmd(cmd, line2, sizeof(line2)) == 1 && strcmp(line, line2) == 0);
+	/* hostile checkpoint files: named by line, nothing believed */
+	{
+		FILE *f = fopen(hpath, "a");
+
+		fprintf(f, "zz-not-hex\n");
+		fclose(f);
+		snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s --checkpoints %s 2>&1",
+			 tool(), log_dir, pubkeys, hpath);
+		SW_CHECK(run_cmd(cmd, line2, sizeof(line2)) == 2 && strstr(line2, "line"));
+	}
+	(void)records;
+	free(t.ids);
+}
+
+/* Publish a checkpoint made here (signed by s, or s's signature spoilt). */
+static void publish_forged(const char *log_id, uint64_t seq, struct sw_alog_signer *s,
+			   const char *claim_key, int spoil)
+{
+	struct sw_alog_checkpoint cp;
+	char err[256];
+	void *msg;
+	size_t len;
+
+	memset(&cp, 0, sizeof(cp));
+	snprintf(cp.log_id, sizeof(cp.log_id), "%s", log_id);
+	cp.seq = seq;
+	cp.prev_seq = seq - 1;
+	cp.time_us = sw_now_us();
+	randombytes_buf(cp.hash, 32);
+	randombytes_buf(cp.root, 32);
+	SW_CHECK(sw_alog_sign(s, &cp) == 0);
+	if (claim_key != NULL)
+		snprintf(cp.key_id, sizeof(cp.key_id), "%s", claim_key);
+	if (spoil)
+		cp.sig[7] ^= 0x10;
+	SW_CHECK(sw_alog_pub_encode(reg, &cp, &msg, &len, err, sizeof(err)) == 0);
+	sw_test_kafka_deliver(producer, SW_TOPIC_AUDIT_CHECKPOINTS, log_id, msg, len);
+	free(msg);
+}
+
+static void scenario_rotation(void)
+{
+	struct tally t = {0};
+	char cmd[3000], line[4096], only2[700], k9path[700], err[256], log_id[80] = "";
+	uint8_t pk[32];
+	struct sw_alog_signer *k9;
+	long records, first_cp;
+	json_t *j;
+	int r;
+
+	key_make("k1", 1);
+	checkpoint_env();
+	audit_start();
+	wait_http();
+	for (r = 0; r < 200; r++)
+		produce_event(r % 20, r / 20);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 200, 120);
+	wait_covered(60);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+
+	/* rotate: a new key, the old one stays listed */
+	key_make("k2", 1);
+	audit_start();
+	wait_http();
+	SW_REQUIRE(log_has("\"checkpoints\":\"k2\""), "the restarted service does not sign with k2");
+	for (r = 200; r < 400; r++)
+		produce_event(r % 20, r / 20);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 400, 120);
+	wait_covered(60);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	SW_CHECK(verify_json(pubkeys, kafka_source, &j) == 0);
+	snprintf(log_id, sizeof(log_id), "%s", json_string_value(json_object_get(j, "log_id")));
+	records = jlong(j, "records");
+	json_decref(j);
+
+	/* only k2 listed: k1's checkpoints are by an unknown key, the first
+	 * of them named */
+	{
+		FILE *in = fopen(pubkeys, "r"), *out;
+		char l[200];
+
+		snprintf(only2, sizeof(only2), "%s/keys/only2.pub", data_dir);
+		SW_CHECK(in != NULL && (out = fopen(only2, "w")) != NULL);
+		while (fgets(l, sizeof(l), in) != NULL)
+			if (strncmp(l, "k2 ", 3) == 0)
+				fputs(l, out);
+		fclose(in);
+		fclose(out);
+	}
+	{
+		struct sw_alog_rec rec;
+		struct find_ctx f = {0};
+
+		(void)rec;
+		for (first_cp = 1; first_cp <= records; first_cp++) {
+			f.seq = (uint64_t)first_cp;
+			f.found = 0;
+			SW_CHECK(sw_alog_scan(log_dir, f.seq, find_rec, &f, err, sizeof(err)) >= 0);
+			if (f.found && f.rec.kind == SW_ALOG_CHECKPOINT)
+				break;
+		}
+		SW_CHECK(first_cp <= records);
+	}
+	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s", tool(), log_dir, only2);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 1);
+	{
+		char want[100];
+
+		snprintf(want, sizeof(want), "BAD: record seq %ld ", first_cp);
+		SW_CHECKF(strncmp(line, want, strlen(want)) == 0 &&
+				  strstr(line, "unknown key 'k1'"),
+			  "%s", line);
+	}
+
+	/* forged published checkpoints: a key nobody lists claiming the log
+	 * is longer, and k1's id with a spoilt signature */
+	snprintf(k9path, sizeof(k9path), "%s/keys/k9.key", data_dir);
+	SW_CHECK(sw_alog_keygen("k9", k9path, pk, err, sizeof(err)) == 0);
+	SW_CHECK((k9 = sw_alog_signer_load(k9path, err, sizeof(err))) != NULL);
+	publish_forged(log_id, (uint64_t)records + 50, k9, NULL, 0);
+	SW_CHECK(verify_json(pubkeys, kafka_source, &j) == 1);
+	SW_CHECKF(jlong(j, "bad_seq") == records + 51 &&
+			  strstr(json_string_value(json_object_get(j, "reason")),
+				 "unknown key 'k9'"),
+		  "%s", json_string_value(json_object_get(j, "reason")));
+	json_decref(j);
+	publish_forged(log_id, (uint64_t)records + 20, k9, "k1", 0);
+	SW_CHECK(verify_json(pubkeys, kafka_source, &j) == 1);
+	SW_CHECKF(jlong(j, "bad_seq") == records + 21 &&
+			  strstr(json_string_value(json_object_get(j, "reason")),
+				 "does not verify with key 'k1'"),
+		  "%s", json_string_value(json_object_get(j, "reason")));
+	json_decref(j);
+	sw_alog_signer_destroy(k9);
+	free(t.ids);
+}
+
+/* ---- the log's disk full ---------------------------------------------------- */
+
+static int mounted;
+
+static void unmount_log(void)
+{
+	if (mounted)
+		umount2(log_dir, MNT_DETACH);
+}
+
+static long committed_sum(void)
+{
+	static const char *const topics[] = {"sagewai.runs", "sagewai.steps", NULL};
+	rd_kafka_t *rk = sw_test_kafka_new(RD_KAFKA_CONSUMER, group, NULL);
+	rd_kafka_topic_partition_list_t *l = sw_test_kafka_ends(rk, topics);
+	long sum = 0;
+	int i;
+
+	SW_CHECK(rd_kafka_committed(rk, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+	for (i = 0; i < l->cnt; i++)
+		if (l->elems[i].offset > 0)
+			sum += (long)l->elems[i].offset;
+	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_destroy(rk);
+	return sum;
+}
+
+static char *healthz(long *status)
+{
+	return sw_test_http_get(http_port, "/healthz", status);
+}
+
+static void scenario_diskfull(void)
+{
+	struct tally t = {0};
+	struct statvfs sv;
+	char ballast[700], line[4096], cmd[3000], *body;
+	long status, c1, c2;
+	int64_t until;
+	int r, fd;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "audit diskfull: skipped: mounting a tmpfs needs root\n");
+		exit(77);
+	}
+	SW_CHECK(mkdir(log_dir, 0700) == 0 || errno == EEXIST);
+	if (mount("tmpfs", log_dir, "tmpfs", 0, "size=4m,mode=0700") != 0) {
+		fprintf(stderr, "audit diskfull: skipped: mount tmpfs: %s\n", strerror(errno));
+		exit(77);
+	}
+	mounted = 1;
+	atexit(unmount_log);
+	/* only this scenario's events: the others' would fill the disk first */
+	sw_test_kafka_group_to_end(group, sw_bus_topics);
+	key_make("k1", 1);
+	checkpoint_env();
+	snprintf(extra_env[3], sizeof(extra_env[3]), "SAGEWAI_AUDIT_SEGMENT_BYTES=262144");
+	snprintf(extra_env[4], sizeof(extra_env[4]), "SAGEWAI_AUDIT_RETRY_MAX_MS=400");
+	audit_start();
+	wait_http();
+	for (r = 0; r < 100; r++)
+		produce_event(r % 50, r / 50);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 100, 120);
+
+	/* leave about 150 KiB: room for a few hundred records */
+	snprintf(ballast, sizeof(ballast), "%s/ballast", log_dir);
+	SW_CHECK(statvfs(log_dir, &sv) == 0);
+	SW_CHECK((fd = open(ballast, O_WRONLY | O_CREAT | O_TRUNC, 0600)) >= 0);
+	{
+		static char zero[65536];
+		long left = (long)(sv.f_bavail * sv.f_frsize) - (150 << 10);
+
+		while (left > 0) {
+			ssize_t w = write(fd, zero, left < 65536 ? (size_t)left : sizeof(zero));
+
+			SW_CHECK(w > 0);
+			left -= w;
+		}
+	}
+	close(fd);
+	for (r = 100; r < 3000; r++)
+		produce_event(r % 50, r / 50);
+	sw_test_kafka_flush(producer, 60000);
+
+	/* it says so: /healthz, its log, the metric */
+	until = sw_mono_ns() + 60 * 1000000000LL;
+	for (;;) {
+		body = healthz(&status);
+		if (status == 503 && body != NULL && strstr(body, "cannot be written"))
+			break;
+		free(body);
+		SW_REQUIRE(sw_mono_ns() < until, "/healthz never said the log cannot be written");
+		SW_REQUIRE(sw_test_proc_running(audit_pid), "sagewai-audit exited");
+		sw_test_msleep(200);
+	}
+	fprintf(stderr, "/healthz: %s\n", body);
+	SW_CHECK(strstr(body, "No space left on device") != NULL);
+	free(body);
+	SW_REQUIRE(log_has("audit log cannot be written: not committing offsets"),
+		   "no error line in the service log");
+	SW_CHECK(sw_test_metric_get(http_port, "sagewai_audit_log_failing") == 1);
+	/* nothing is committed while it fails */
+	c1 = committed_sum();
+	sw_test_msleep(2500);
+	c2 = committed_sum();
+	body = healthz(&status);
+	free(body);
+	SW_REQUIRE(status == 503, "recovered with no space returned");
+	SW_REQUIRE(c1 == c2, "offsets were committed while the log could not be written (%ld, %ld)",
+		   c1, c2);
+	tally_log(&t);
+	SW_REQUIRE(t.events < 3000, "all events fit: the disk was not full");
+	fprintf(stderr, "while full: %zu events in the log, committed offsets %ld\n", t.events, c1);
+
+	/* space returns: it resumes by itself and nothing is lost */
+	SW_CHECK(unlink(ballast) == 0);
+	wait_events(&t, 3000, 180);
+	sw_test_http_wait_healthy(http_port, audit_pid, "sagewai-audit");
+	sw_test_msleep(1000);
+	tally_log(&t);
+	check_exact(&t, 3000);
+	SW_REQUIRE(log_has("audit log writable again"), "no line saying it recovered");
+	SW_CHECK(committed_sum() > c2);
+	wait_covered(60);
+	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s %s", tool(), log_dir, pubkeys,
+		 kafka_source);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 0);
+	wait_index(3000, 120);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	free(t.ids);
+}
+
+/* ---- export and bundles ----------------------------------------------------- */
+
+static json_t *bundle_load(const char *path)
+{
+	json_t *b = json_load_file(path, 0, NULL);
+
+	SW_CHECKF(b != NULL, "%s is not JSON", path);
+	return b;
+}
+
+static void bundle_save(json_t *b, const char *path)
+{
+	SW_CHECK(json_dump_file(b, path, JSON_COMPACT) == 0);
+}
+
+/* sagewai-audit verify --bundle path [pinned]; first line in out. */
+static int bundle_verify(const char *path, const char *pinned, char *out, size_t outlen)
+{
+	char cmd[3000];
+
+	snprintf(cmd, sizeof(cmd), "env -u SAGEWAI_AUDIT_PUBKEYS %s verify --bundle %s%s%s 2>&1",
+		 tool(), path, pinned ? " --pubkeys " : "", pinned ? pinned : "");
+	return run_cmd(cmd, out, outlen);
+}
+
+/* Flip one hex digit of s at i. */
+static void flip_hex(char *s, size_t i)
+{
+	s[i] = s[i] == '0' ? '1' : '0';
+}
+
+static void scenario_export(void)
+{
+	struct tally t = {0};
+	char cmd[3000], line[4096], path[700], tpath[700], other[700], run_a[80], want[200];
+	json_t *b, *recs, *rec;
+	long seq10;
+	int r;
+
+	key_make("k1", 1);
+	checkpoint_env();
+	audit_start();
+	wait_http();
+	/* 10 runs of 30 events, in rounds a checkpoint interval apart: a run's
+	 * records spread over several checkpoints */
+	for (r = 0; r < 300; r++) {
+		produce_event(r % 10, r / 10);
+		if (r % 30 == 29) {
+			sw_test_kafka_flush(producer, 60000);
+			sw_test_msleep(300);
+		}
+	}
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 300, 120);
+	wait_covered(60);
+	snprintf(run_a, sizeof(run_a), "%s-r003", prefix);
+
+	snprintf(path, sizeof(path), "%s/bundle.json", data_dir);
+	snprintf(cmd, sizeof(cmd), "%s export %s --run %s --pubkeys %s -o %s 2>&1", tool(),
+		 log_dir, run_a, pubkeys, path);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 0 && strstr(line, "30 records"));
+	/* pinned keys, the bundle's own keys (another machine: no log there) */
+	SW_CHECK(bundle_verify(path, pubkeys, line, sizeof(line)) == 0);
+	snprintf(want, sizeof(want), "ok: 30 records of run %s", run_a);
+	SW_CHECKF(strncmp(line, want, strlen(want)) == 0 && strstr(line, "verifier's own"), "%s",
+		  line);
+	snprintf(other, sizeof(other), "/tmp/audit-bundle-%d.json", (int)getpid());
+	b = bundle_load(path);
+	bundle_save(b, other);
+	SW_CHECK(bundle_verify(other, NULL, line, sizeof(line)) == 0);
+	SW_CHECK(strstr(line, "not pinned") != NULL);
+	unlink(other);
+	/* the CLI: the same bundle from the same log */
+	snprintf(tpath, sizeof(tpath), "%s/bundle-cli.json", data_dir);
+	snprintf(cmd, sizeof(cmd),
+		 "SAGEWAI_AUDIT_PUBKEYS=%s %s audit export --run %s --dir %s --output %s 2>&1",
+		 pubkeys, cli(), run_a, log_dir, tpath);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 0);
+	snprintf(cmd, sizeof(cmd), "SAGEWAI_AUDIT_PUBKEYS=%s %s audit verify --bundle %s",
+		 pubkeys, cli(), tpath);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 0 && strncmp(line, want, strlen(want)) == 0);
+	/* a run with nothing in the log */
+	snprintf(cmd, sizeof(cmd), "%s export %s --run %s-none --pubkeys %s 2>&1", tool(),
+		 log_dir, prefix, pubkeys);
+	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 1 && strstr(line, "no event of run"));
+
+	recs = json_object_get(b, "records");
+	SW_CHECK(json_array_size(recs) == 30);
+	SW_CHECKF(json_array_size(json_object_get(b, "checkpoints")) >= 3,
+		  "the run's records are under %zu checkpoints only",
+		  json_array_size(json_object_get(b, "checkpoints")));
+	rec = json_array_get(recs, 9);
+	seq10 = jlong(rec, "seq");
+	snprintf(tpath, sizeof(tpath), "%s/tampered.json", data_dir);
+	snprintf(want, sizeof(want), "BAD: record seq %ld: ", seq10);
+
+	/* a byte of the tenth record's event changed */
+	{
+		json_t *c = json_deep_copy(b), *x = json_array_get(json_object_get(c, "records"), 9);
+		char *hex = strdup(json_string_value(json_object_get(x, "record")));
+
+		flip_hex(hex, strlen(hex) - 64 - 10);
+		json_object_set_new(x, "record", json_string(hex));
+		free(hex);
+		bundle_save(c, tpath);
+		json_decref(c);
+		SW_CHECK(bundle_verify(tpath, pubkeys, line, sizeof(line)) == 1);
+		SW_CHECKF(strncmp(line, want, strlen(want)) == 0 && strstr(line, "hash mismatch"),
+			  "%s", line);
+	}
+	/* the record and its hash changed together: its proof fails */
+	{
+		json_t *c = json_deep_copy(b), *x = json_array_get(json_object_get(c, "records"), 9);
+		const char *hex = json_string_value(json_object_get(x, "record"));
+		size_t n = strlen(hex) / 2;
+		uint8_t *raw = malloc(n), h[32];
+		char *nhex;
+
+		SW_CHECK(sw_hex_decode(hex, raw, n) == 0);
+		raw[n - 32 - 5] ^= 1;
+		crypto_generichash(h, 32, raw, n - 32, NULL, 0);
+		memcpy(raw + n - 32, h, 32);
+		nhex = sw_hex_dup(raw, n);
+		json_object_set_new(x, "record", json_string(nhex));
+		bundle_save(c, tpath);
+		free(nhex);
+		free(raw);
+		json_decref(c);
+		SW_CHECK(bundle_verify(tpath, pubkeys, line, sizeof(line)) == 1);
+		SW_CHECKF(strncmp(line, want, strlen(want)) == 0 && strstr(line, "Merkle proof"),
+			  "%s", line);
+	}
+	/* another run's claim: the bundle says run_a, the record is of r004 */
+	{
+		json_t *c = json_deep_copy(b);
+
+		json_object_set_new(c, "run_id", json_string("someone-else"));
+		bundle_save(c, tpath);
+		json_decref(c);
+		SW_CHECK(bundle_verify(tpath, pubkeys, line, sizeof(line)) == 1);
+		SW_CHECKF(strstr(line, "not of the bundle's run") != NULL, "%s", line);
+	}
+	/* the checkpoint over the tenth record altered: every record under it,
+	 * the first of them named */
+	{
+		json_t *c = json_deep_copy(b), *x = json_array_get(json_object_get(c, "records"), 9);
+		long ci = jlong(x, "checkpoint"), first = 0;
+		json_t *cp = json_array_get(json_object_get(c, "checkpoints"), (size_t)ci);
+		char *root = strdup(json_string_value(json_object_get(cp, "root")));
+		size_t i;
+
+		flip_hex(root, 3);
+		json_object_set_new(cp, "root", json_string(root));
+		free(root);
+		json_array_foreach(json_object_get(c, "records"), i, x) {
+			if (jlong(x, "checkpoint") == ci) {
+				first = jlong(x, "seq");
+				break;
+			}
+		}
+		bundle_save(c, tpath);
+		json_decref(c);
+		SW_CHECK(bundle_verify(tpath, pubkeys, line, sizeof(line)) == 1);
+		snprintf(want, sizeof(want), "BAD: record seq %ld: its checkpoint", first);
+		SW_CHECKF(strncmp(line, want, strlen(want)) == 0 &&
+				  strstr(line, "signature does not verify"),
+			  "%s", line);
+	}
+	/* pinned keys that did not sign it */
+	{
+		char pk2[700], secret[700], err[256], hex[65];
+		uint8_t pk[32];
+		FILE *f;
+
+		snprintf(secret, sizeof(secret), "%s/keys/other.key", data_dir);
+		SW_CHECK(sw_alog_keygen("k1", secret, pk, err, sizeof(err)) == 0);
+		snprintf(pk2, sizeof(pk2), "%s/keys/other.pub", data_dir);
+		sw_hex_encode(pk, 32, hex);
+		SW_CHECK((f = fopen(pk2, "w")) != NULL);
+		fprintf(f, "k1 %s\n", hex);
+		fclose(f);
+		SW_CHECK(bundle_verify(path, pk2, line, sizeof(line)) == 1);
+		SW_CHECKF(strstr(line, "signature does not verify with key 'k1'") != NULL, "%s",
+			  line);
+	}
+	/* not a bundle at all */
+	{
+		FILE *f = fopen(tpath, "w");
+
+		fputs("{\"format\": \"something else\"}\n", f);
+		fclose(f);
+		SW_CHECK(bundle_verify(tpath, pubkeys, line, sizeof(line)) == 2);
+		SW_CHECK(strstr(line, "not an audit bundle") != NULL);
+		f = fopen(tpath, "w");
+		fputs("\x01\x02 garbage", f);
+		fclose(f);
+		SW_CHECK(bundle_verify(tpath, pubkeys, line, sizeof(line)) == 2);
+	}
+	json_decref(b);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	free(t.ids);
+}
+
+/* ---- the dedupe window ------------------------------------------------------- */
+
+/* Send the kept copies again and wait until the service counted them as
+ * duplicates (its counter since its start: from base). */
+struct kept {
+	void *buf;
+	size_t len;
+	char key[64];
+	const char *topic;
+};
+
+static void resend_dups(struct kept *keep, size_t n, double base)
+{
+	int64_t until = sw_mono_ns() + 90 * 1000000000LL;
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		sw_test_kafka_send(producer, keep[i].topic, keep[i].key, keep[i].buf, keep[i].len);
+	sw_test_kafka_flush(producer, 60000);
+	while (sw_test_metric_get(http_port, "sagewai_audit_duplicates_total") < base + (double)n) {
+		SW_REQUIRE(sw_mono_ns() < until, "the re-published events were not all dropped");
+		sw_test_msleep(200);
+	}
+}
+
+static void scenario_window(void)
+{
+	static struct kept keep[200];
+	struct tally t = {0};
+	size_t nkeep = 0, i;
+	double ids;
+	int r, n;
+
+	snprintf(extra_env[1], sizeof(extra_env[1]), "SAGEWAI_AUDIT_DEDUPE_WINDOW=1000");
+	audit_start();
+	wait_http();
+	for (n = 0; n < 40; n++) {
+		for (r = 0; r < 100; r++) {
+			struct sw_event_header h;
+			char input[64], err[256];
+			const char *topic = r % 2 ? "sagewai.runs" : "sagewai.steps";
+			void *buf;
+			size_t len;
+			json_t *o;
+
+			sw_event_header_init(&h, "run.submitted", "audit-test");
+			snprintf(h.run_id, sizeof(h.run_id), "%s-r%03d", prefix, r);
+			snprintf(input, sizeof(input), "{\"n\": %d}", n);
+			o = json_pack("{s:s, s:i, s:s}", "workflow", "audit-test", "workflow_version",
+				      1, "input", input);
+			SW_CHECK(sw_event_encode(reg, "run.submitted", &h, o, &buf, &len, err,
+						 sizeof(err)) == 0);
+			json_decref(o);
+			sw_test_kafka_send(producer, topic, h.run_id, buf, len);
+			if ((n == 0 || n == 20) && nkeep < 200) {
+				keep[nkeep].buf = buf;
+				keep[nkeep].len = len;
+				keep[nkeep].topic = topic;
+				snprintf(keep[nkeep].key, sizeof(keep[nkeep].key), "%s", h.run_id);
+				nkeep++;
+			} else {
+				free(buf);
+			}
+		}
+		if (n % 10 == 9)
+			sw_test_kafka_flush(producer, 60000);
+	}
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 4000, 180);
+	wait_index(4000, 120);
+	{
+		/* the log holds the other scenarios' events too: bounded once the
+		 * index has them all */
+		int64_t until = sw_mono_ns() + 60 * 1000000000LL;
+
+		while ((ids = sw_test_metric_get(http_port, "sagewai_audit_dedupe_ids")) > 1000) {
+			SW_REQUIRE(sw_mono_ns() < until, "%g ids in a window of 1000", ids);
+			sw_test_msleep(200);
+		}
+	}
+	fprintf(stderr, "dedupe window holds %g ids\n", ids);
+
+	/* long after: they left the window; the index knows them */
+	resend_dups(keep, nkeep, sw_test_metric_get(http_port, "sagewai_audit_duplicates_total"));
+	SW_CHECK(sw_test_metric_get(http_port, "sagewai_audit_dedupe_lookups") >= (double)nkeep);
+	sw_test_msleep(500);
+	tally_log(&t);
+	check_exact(&t, 4000);
+
+	/* after a restart: the window rebuilt from the log's last records */
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	audit_start();
+	wait_http();
+	resend_dups(keep, nkeep, 0);
+	sw_test_msleep(500);
+	tally_log(&t);
+	check_exact(&t, 4000);
+	check_verify();
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	for (i = 0; i < nkeep; i++)
+		free(keep[i].buf);
+	free(t.ids);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -828,6 +1671,11 @@ int main(int argc, char **argv)
 	    {"shortened", scenario_shortened},
 	    {"torn", scenario_torn},
 	    {"keys", scenario_keys},
+	    {"checkpoints", scenario_checkpoints},
+	    {"rotation", scenario_rotation},
+	    {"diskfull", scenario_diskfull},
+	    {"export", scenario_export},
+	    {"window", scenario_window},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));

@@ -1,16 +1,19 @@
 /*
- * sagewai audit run|verify.
+ * sagewai audit run|verify|export.
  *
  * run reads one run's events from the audit service
  * (GET /v1/audit/runs/{id}) and prints one line per event; verify checks
- * a log directory offline with sw_alog_verify, printing what
- * "sagewai-audit verify" prints.
+ * a log directory (chain, checkpoint signatures, published checkpoints)
+ * or a bundle offline, export writes a run's bundle from a log directory:
+ * both exactly as "sagewai-audit verify" and "export" do (sw_alog_pub.h).
+ * The public keys come from --pubkeys or $SAGEWAI_AUDIT_PUBKEYS.
  */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli.h"
 #include "sw_alog.h"
+#include "sw_alog_pub.h"
 #include "sw_core.h"
 
 #define AUDIT_SUMMARY_MAX 120
@@ -18,8 +21,10 @@
 static const char group_help[] =
 	"usage: sagewai audit COMMAND\n"
 	"\n"
-	"  run ID         the events of run ID, from the audit service\n"
-	"  verify [DIR]   check an audit log offline (default $SAGEWAI_DATA_DIR/audit)\n";
+	"  run ID           the events of run ID, from the audit service\n"
+	"  verify [DIR]     check an audit log offline (default $SAGEWAI_DATA_DIR/audit),\n"
+	"                   or a bundle (--bundle FILE)\n"
+	"  export --run ID  write run ID's records with what proves them (a bundle)\n";
 
 static const char run_help[] =
 	"usage: sagewai audit run ID [--audit-url URL] [--json]\n"
@@ -32,11 +37,39 @@ static const char run_help[] =
 	"reads its own runs, an auditor key (sagewai key create --role auditor) any run.\n";
 
 static const char verify_help[] =
-	"usage: sagewai audit verify [DIR] [--json]\n"
+	"usage: sagewai audit verify [DIR] [--pubkeys FILE] [--checkpoints FILE |\n"
+	"                            --checkpoints-from-kafka BOOTSTRAP] [--log-id ID] [--json]\n"
+	"       sagewai audit verify --bundle FILE [--pubkeys FILE] [--json]\n"
 	"\n"
 	"Check the audit log in DIR offline (default $SAGEWAI_DATA_DIR/audit): every\n"
-	"record's length, sequence number and hash, and the hash chain. Prints\n"
-	"\"ok: ...\" (exit 0) or \"BAD: ...\" naming the first bad record (exit 1).\n";
+	"record's length, sequence number and hash, the hash chain, and every signed\n"
+	"checkpoint's signature with the public keys of --pubkeys (default\n"
+	"$SAGEWAI_AUDIT_PUBKEYS; lines \"KEYID HEX\"). Given the checkpoints the service\n"
+	"published (read back from Kafka, or a file of them: JSON lines or raw messages\n"
+	"in hex), it also finds a log shorter than its last published checkpoint and a\n"
+	"chain rewritten after a record was changed, moved or deleted. With --bundle,\n"
+	"check an exported bundle instead, without the log (its own keys unless\n"
+	"--pubkeys pins them). Prints \"ok: ...\" (exit 0) or \"BAD: ...\" naming the\n"
+	"first bad record (exit 1).\n";
+
+static const char export_help[] =
+	"usage: sagewai audit export --run ID [--dir DIR] [--pubkeys FILE] [--output FILE]\n"
+	"                            [--wait-ms N]\n"
+	"\n"
+	"Write the bundle of run ID: its records in the audit log DIR (default\n"
+	"$SAGEWAI_DATA_DIR/audit), the signed checkpoints covering them, each record's\n"
+	"Merkle proof and the public keys (--pubkeys, default $SAGEWAI_AUDIT_PUBKEYS),\n"
+	"to FILE (default: standard output). Records the next checkpoint will cover are\n"
+	"waited for (default 5000 ms). \"sagewai audit verify --bundle FILE\" checks it\n"
+	"anywhere; it shows each record is in the signed log, not that none was left out.\n";
+
+/* $SAGEWAI_AUDIT_PUBKEYS, the public keys of the stack (NULL when unset) */
+static const char *env_pubkeys(void)
+{
+	const char *v = getenv("SAGEWAI_AUDIT_PUBKEYS");
+
+	return v != NULL && *v != '\0' ? v : NULL;
+}
 
 static long long jint(json_t *o, const char *key)
 {
@@ -244,59 +277,104 @@ out:
 
 static int audit_verify(struct cli_env *env, int argc, char **argv)
 {
-	struct sw_alog_verify_result r;
-	const char *pos[1];
-	char err[512], h[2 * SW_ALOG_HASH + 1], *dir = NULL;
-	int n;
+	struct sw_alog_verify_cmd c = {0};
+	const char *pos[1], *timeout = NULL;
+	const struct cli_opt opts[] = {
+		{"--pubkeys", &c.pubkeys, NULL},
+		{"--checkpoints", &c.checkpoints, NULL},
+		{"--checkpoints-from-kafka", &c.kafka, NULL},
+		{"--log-id", &c.log_id, NULL},
+		{"--bundle", &c.bundle, NULL},
+		{"--timeout-ms", &timeout, NULL},
+		{NULL, NULL, NULL},
+	};
+	char err[600], *dir = NULL, *report = NULL;
+	int n, rc;
 
-	if ((n = cli_parse(env, "audit verify", argc, argv, NULL, pos, 1)) == -2) {
+	c.pubkeys = env_pubkeys();
+	if ((n = cli_parse(env, "audit verify", argc, argv, opts, pos, 1)) == -2) {
 		fputs(verify_help, stdout);
 		return CLI_OK;
 	}
 	if (n == -1)
 		return CLI_USAGE;
-	if (n == 1)
-		dir = strdup(pos[0]);
+	if (c.bundle != NULL && n == 1)
+		return cli_usage("audit verify", "a DIR or --bundle FILE, not both");
+	if (c.bundle == NULL) {
+		if (n == 1)
+			dir = strdup(pos[0]);
+		else if (env->data_dir == NULL)
+			return cli_usage("audit verify",
+					 "no DIR given and SAGEWAI_DATA_DIR is not set");
+		else if (asprintf(&dir, "%s/audit", env->data_dir) == -1)
+			dir = NULL;
+		if (dir == NULL) {
+			cli_error("out of memory");
+			return CLI_FAIL;
+		}
+	}
+	c.dir = dir;
+	c.json = env->json;
+	c.timeout_ms = timeout ? atoi(timeout) : 0;
+	rc = sw_alog_verify_run(&c, &report, err, sizeof(err));
+	free(dir);
+	if (rc == 2) {
+		cli_error("audit verify: %s", err);
+		return CLI_FAIL;
+	}
+	printf("%s\n", report);
+	free(report);
+	return rc == 0 ? CLI_OK : CLI_FAIL;
+}
+
+static int audit_export(struct cli_env *env, int argc, char **argv)
+{
+	const char *run = NULL, *dir_opt = NULL, *out = "-", *wait = NULL;
+	const char *pubkeys = env_pubkeys();
+	const struct cli_opt opts[] = {
+		{"--run", &run, NULL},
+		{"--dir", &dir_opt, NULL},
+		{"--pubkeys", &pubkeys, NULL},
+		{"--output", &out, NULL},
+		{"--wait-ms", &wait, NULL},
+		{NULL, NULL, NULL},
+	};
+	char err[600], *dir = NULL, *text = NULL;
+	size_t records;
+	int n, rc = CLI_FAIL;
+
+	if ((n = cli_parse(env, "audit export", argc, argv, opts, NULL, 0)) == -2) {
+		fputs(export_help, stdout);
+		return CLI_OK;
+	}
+	if (n == -1)
+		return CLI_USAGE;
+	if (run == NULL)
+		return cli_usage("audit export", "missing --run ID");
+	if (dir_opt != NULL)
+		dir = strdup(dir_opt);
 	else if (env->data_dir == NULL)
-		return cli_usage("audit verify", "no DIR given and SAGEWAI_DATA_DIR is not set");
+		return cli_usage("audit export", "no --dir given and SAGEWAI_DATA_DIR is not set");
 	else if (asprintf(&dir, "%s/audit", env->data_dir) == -1)
 		dir = NULL;
 	if (dir == NULL) {
 		cli_error("out of memory");
 		return CLI_FAIL;
 	}
-	if (sw_alog_verify(dir, 0, &r, err, sizeof(err)) == -1) {
-		cli_error("audit verify: %s", err);
-		free(dir);
-		return CLI_FAIL;
+	if (sw_alog_export_run(dir, run, pubkeys, out, wait ? atoi(wait) : 5000, &records, &text,
+			       err, sizeof(err)) != 0) {
+		cli_error("audit export: %s", err);
+		goto out;
 	}
+	if (text != NULL)
+		printf("%s\n", text);
+	else
+		fprintf(stderr, "%zu records of run %s into %s\n", records, run, out);
+	rc = CLI_OK;
+out:
+	free(text);
 	free(dir);
-	sw_hex_encode(r.last_hash, SW_ALOG_HASH, h);
-	if (env->json) {
-		json_t *o = json_pack("{s:b, s:I, s:I, s:s}", "ok", r.ok, "records",
-				      (json_int_t)r.records, "checkpoints",
-				      (json_int_t)r.checkpoints, "last_hash", h);
-
-		if (!r.ok) {
-			json_object_set_new(o, "bad_seq", json_integer((json_int_t)r.bad_seq));
-			json_object_set_new(o, "segment", json_integer((json_int_t)r.segment));
-			json_object_set_new(o, "file_offset",
-					    json_integer((json_int_t)r.file_off));
-			json_object_set_new(o, "reason", json_string(r.reason));
-		}
-		json_dumpf(o, stdout, JSON_COMPACT);
-		putchar('\n');
-		json_decref(o);
-	} else if (r.ok) {
-		printf("ok: %llu records, %llu checkpoints, chain head %s\n",
-		       (unsigned long long)r.records, (unsigned long long)r.checkpoints, h);
-	} else {
-		printf("BAD: record seq %llu (segment %020llu, byte %llu): %s; %llu records "
-		       "before it verified\n",
-		       (unsigned long long)r.bad_seq, (unsigned long long)r.segment,
-		       (unsigned long long)r.file_off, r.reason, (unsigned long long)r.records);
-	}
-	return r.ok ? CLI_OK : CLI_FAIL;
+	return rc;
 }
 
 int cli_audit(struct cli_env *env, int argc, char **argv)
@@ -304,6 +382,7 @@ int cli_audit(struct cli_env *env, int argc, char **argv)
 	static const struct cli_cmd cmds[] = {
 		{"run", audit_run},
 		{"verify", audit_verify},
+		{"export", audit_export},
 		{NULL, NULL},
 	};
 

@@ -24,6 +24,7 @@ static const char main_help[] =
 	"  run cancel ID                   ask for a run to be cancelled\n"
 	"  audit run ID                    a run's events from the audit log\n"
 	"  audit verify [DIR]              check an audit log offline\n"
+	"  audit export --run ID           a run's records with what proves them\n"
 	"  tenant create NAME              create a tenant and print its id and key\n"
 	"  tenant delete NAME|ID           delete a tenant (its keys stop working)\n"
 	"  key create --role auditor       an auditor key for the audit API\n"

@@ -470,6 +470,7 @@ sw_stack_start() {
 			--port @PORT@ --port-file "$work/llm-mock.portfile" --require-key-file "$work/llm.key" ${SW_STACK_LLM_ARGS:-} ||
 			return 1
 	fi
+	sw_stack_audit_key "$work" "$build" || return 1
 	sw_stack_service "$work" audit "$build/services/audit/sagewai-audit" serve || return 1
 	# identity before sandboxd (which asks it for sealed values) and the
 	# scheduler (which has it resolve every submit)
@@ -523,6 +524,22 @@ sw_stack_start() {
 	sw_stack_wait_http "$(sw_stack_url "$work" audit)" audit "$work" &&
 		sw_stack_wait_http "$(sw_stack_url "$work" worker)" worker "$work" &&
 		sw_stack_wait_http "$(sw_stack_url "$work" scheduler)" scheduler "$work"
+}
+
+# sw_stack_audit_key WORK BUILD: the key the audit service signs its
+# checkpoints with (made once, 0600, kept across restarts of WORK), and its
+# public key in WORK/audit.pub, which stack.env names for the CLI
+# (SAGEWAI_AUDIT_PUBKEYS: sagewai audit verify and export)
+sw_stack_audit_key() {
+	local work=$1 build=$2 key=$1/secrets/audit-signing.key
+	mkdir -p "$work/secrets" && chmod 711 "$work/secrets"
+	if [ ! -s "$key" ]; then
+		rm -f "$key"
+		"$build/services/audit/sagewai-audit" keygen --key-id "stack-$(date -u +%s)" \
+			--secret-key "$key" --public-keys "$work/audit.pub" >/dev/null || return 1
+	fi
+	echo "SAGEWAI_AUDIT_SIGNING_KEY_FILE=$key" >>"$work/audit.gen.env"
+	sw_stack_env_set "$work" SAGEWAI_AUDIT_PUBKEYS "$work/audit.pub"
 }
 
 sw_stack_stop() {
