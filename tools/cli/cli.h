@@ -86,6 +86,18 @@ int cli_run(struct cli_env *env, int argc, char **argv);
 int cli_audit(struct cli_env *env, int argc, char **argv);
 int cli_tenant(struct cli_env *env, int argc, char **argv);
 int cli_key(struct cli_env *env, int argc, char **argv);
+int cli_replay(struct cli_env *env, int argc, char **argv);
+
+/* ---- replay.c: repeatable options ----------------------------------- */
+
+/* Take every "NAME VALUE" / "NAME=VALUE" out of argv (up to a "--"),
+ * closing the gaps (*argc shrinks, argv[*argc] = NULL), the values into
+ * vals (at most max; *n of them). -1 after a usage error (exit 2). */
+int cli_take_list(int *argc, char **argv, const char *name, const char **vals, size_t max,
+		  size_t *n, const char *cmd);
+/* 0 when each of the n types is an event type this build knows; -1 after
+ * a usage error naming the first that is not. */
+int cli_check_types(const char *const *types, size_t n, const char *cmd);
 
 /* ---- http.c: one request, or one event stream ----------------------- */
 

@@ -24,6 +24,8 @@ static const char main_help[] =
 	"  run cancel ID                   ask for a run to be cancelled\n"
 	"  audit run ID                    a run's events from the audit log\n"
 	"  audit verify [DIR]              check an audit log offline\n"
+	"  audit tail [--follow]           the newest audit events (and then new ones)\n"
+	"  replay publish --to TOPIC       re-publish audit log events to a Kafka topic\n"
 	"  tenant create NAME              create a tenant and print its id and key\n"
 	"  tenant delete NAME|ID           delete a tenant (its keys stop working)\n"
 	"  key create --role auditor       an auditor key for the audit API\n"
@@ -269,6 +271,7 @@ static int dispatch(struct cli_env *env, int argc, char **argv)
 		{"audit", cli_audit},
 		{"tenant", cli_tenant},
 		{"key", cli_key},
+		{"replay", cli_replay},
 		{NULL, NULL},
 	};
 	char **hargv = NULL;
