@@ -5,6 +5,7 @@
  *   ingest.c   the log, the writer thread, the consumer and dead letters
  *   index.c    the index in PostgreSQL
  *   api.c      GET /v1/audit/runs/{id}
+ *   feed.c     GET /v1/audit/events (cursor, long poll)
  *   tool.c     the offline commands verify and dump
  */
 #include <stdlib.h>
@@ -64,6 +65,7 @@ static void audit_stop(struct sw_service *svc, void *arg)
 	struct audit_env *env = arg;
 
 	(void)svc;
+	audit_feed_stop(env);
 	audit_ingest_stop(env);
 	sw_store_destroy(env->store);
 	sw_alog_close(env->log);
@@ -91,7 +93,7 @@ static const struct sw_service_def audit_def = {
 		    "       sagewai-audit dump DIR [--from SEQ]\n",
 	.help = "serve: consume every sagewai.* topic into the hash-chained log in\n"
 		"  $SAGEWAI_DATA_DIR/audit, index it in PostgreSQL (schema audit) and\n"
-		"  answer GET /v1/audit/runs/{id}.\n"
+		"  answer GET /v1/audit/runs/{id} and /v1/audit/events.\n"
 		"verify: check every record's hash, the chain and the sequence; exit 1\n"
 		"  naming the first bad record.\n"
 		"dump: print each record as one JSON line, events decoded.\n",
