@@ -794,6 +794,12 @@ int main(int argc, char **argv)
 	s->fn();
 	sw_events_registry_destroy(reg);
 	free(gen);
+	{
+		char q[1100];
+
+		snprintf(q, sizeof(q), "rm -rf %s", work); /* passed: the logs are not needed */
+		SW_CHECK(system(q) == 0);
+	}
 	printf("replay %s: ok\n", s->name);
 	return 0;
 }
