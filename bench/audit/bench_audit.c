@@ -11,12 +11,21 @@
  *   verify          events/s of sw_alog_verify over that log (page cache
  *                   warm, median of 3), against single-threaded BLAKE2b-256
  *                   of the same record bytes already in memory.
+ *   replay publish  (with --kafka or $SAGEWAI_KAFKA_BOOTSTRAP) events/s of
+ *                   sw_replay_publish of a log of --replay-events events into
+ *                   a fresh topic, end to end (both passes over the log, the
+ *                   state file, every delivery report), against a raw
+ *                   librdkafka produce of the same bytes with the same keys
+ *                   and producer settings, already in memory, into another
+ *                   fresh topic, flushed; median of 3 rounds, alternating
+ *                   which goes first.
  *
  * Each figure is one JSON line on stdout:
  *   {"bench": "audit", "figure": F, "value": V, "unit": U, "baseline": B, "ratio": V/B}
  * Notes go to stderr.
  *
  * usage: bench-audit [--events N] [--batch B] [--threads T] [--dir DIR]
+ *                    [--kafka SERVERS] [--replay-events N] [--replay-only]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -30,9 +39,13 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
 
 #include "sw_alog.h"
 #include "sw_core.h"
+#include "sw_events.h"
+#include "sw_replay.h"
 
 #define PAYLOAD 1024
 #define TOPIC "sagewai.runs"
@@ -166,10 +179,228 @@ static void loadavg(const char *when)
 	fprintf(stderr, "bench-audit: load average %s: %s\n", when, buf);
 }
 
+/* ---- replay publish against raw produce ------------------------------------ */
+
+#define RP_RUNS 1000
+#define RP_INPUT 880 /* bytes of run.submitted input: ~1 KiB events */
+
+struct rp_msg {
+	void *buf;
+	size_t len;
+	char key[64];
+};
+
+/* A log of n run.submitted events of RP_RUNS runs in logdir; the messages
+ * are kept in msgs for the raw baseline. */
+static void rp_gen(const char *logdir, uint64_t n, struct rp_msg *msgs)
+{
+	struct sw_event_registry *reg;
+	char err[256], input[RP_INPUT + 1];
+	struct sw_alog *l;
+	uint64_t i;
+
+	if ((reg = sw_events_registry_new(err, sizeof(err))) == NULL)
+		die("registry", err);
+	if ((l = sw_alog_open(logdir, 0, NULL, err, sizeof(err))) == NULL)
+		die("open log", err);
+	memset(input, 'x', RP_INPUT);
+	input[RP_INPUT] = '\0';
+	for (i = 0; i < n; i++) {
+		struct sw_event_header h;
+		json_t *o;
+
+		sw_event_header_init(&h, "run.submitted", "bench-audit");
+		snprintf(h.run_id, sizeof(h.run_id), "bench-run-%" PRIu64, i % RP_RUNS);
+		input[0] = (char)('a' + i % 26);
+		o = json_pack("{s:s, s:i, s:s}", "workflow", "bench", "workflow_version", 1,
+			      "input", input);
+		if (sw_event_encode(reg, "run.submitted", &h, o, &msgs[i].buf, &msgs[i].len, err,
+				    sizeof(err)) != 0)
+			die("encode", err);
+		json_decref(o);
+		snprintf(msgs[i].key, sizeof(msgs[i].key), "%s", h.run_id);
+		if (sw_alog_append(l, SW_ALOG_EVENT, TOPIC, (int32_t)(i % 4), (int64_t)i, h.time_us,
+				   msgs[i].buf, msgs[i].len, NULL, NULL, NULL, err,
+				   sizeof(err)) != 0)
+			die("append", err);
+		if (i % 4096 == 4095 && sw_alog_sync(l, err, sizeof(err)) != 0)
+			die("sync", err);
+	}
+	if (sw_alog_sync(l, err, sizeof(err)) != 0)
+		die("sync", err);
+	sw_alog_close(l);
+	sw_events_registry_destroy(reg);
+}
+
+/* The producer settings sw_replay uses (tools/replay/publish.c). */
+static const char *const rp_conf[] = {
+	"linger.ms=5", "message.timeout.ms=120000", "queue.buffering.max.messages=200000",
+	"queue.buffering.max.kbytes=262144", "enable.idempotence=true", "acks=all", NULL,
+};
+
+static uint64_t rp_failed;
+
+static void rp_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	if (m->err)
+		rp_failed++;
+}
+
+static rd_kafka_t *rp_client(const char *bootstrap, rd_kafka_type_t type)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char err[256], name[64];
+	const char *const *e;
+	rd_kafka_t *rk;
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) != 0)
+		die("kafka", err);
+	for (e = rp_conf; type == RD_KAFKA_PRODUCER && *e != NULL; e++) {
+		const char *eq = strchr(*e, '=');
+
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+		if (rd_kafka_conf_set(conf, name, eq + 1, err, sizeof(err)) != 0)
+			die("kafka", err);
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, rp_dr);
+	if ((rk = rd_kafka_new(type, conf, err, sizeof(err))) == NULL)
+		die("kafka", err);
+	return rk;
+}
+
+/* Create topic (the broker creates it on a metadata request) and wait
+ * until it has partitions, so that neither side times topic creation. */
+static void rp_topic(rd_kafka_t *rk, const char *topic)
+{
+	rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+	const struct rd_kafka_metadata *md;
+	int k, ok = 0;
+
+	for (k = 0; k < 100 && !ok; k++) {
+		if (rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			ok = md->topic_cnt == 1 && md->topics[0].err == 0 &&
+			     md->topics[0].partition_cnt > 0;
+			rd_kafka_metadata_destroy(md);
+		}
+		if (!ok)
+			usleep(100 * 1000);
+	}
+	rd_kafka_topic_destroy(t);
+	if (!ok)
+		die(topic, "the topic did not appear");
+}
+
+/* events/s of a raw produce of msgs into topic, flushed. */
+static double rp_raw(const char *bootstrap, const char *topic, const struct rp_msg *msgs,
+		     uint64_t n)
+{
+	rd_kafka_t *rk = rp_client(bootstrap, RD_KAFKA_PRODUCER);
+	int64_t t0;
+	uint64_t i;
+	double s;
+
+	rp_topic(rk, topic);
+	rp_failed = 0;
+	t0 = sw_mono_ns();
+	for (i = 0; i < n; i++) {
+		rd_kafka_resp_err_t e;
+
+		while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
+					      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					      RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
+					      RD_KAFKA_V_VALUE(msgs[i].buf, msgs[i].len),
+					      RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+			rd_kafka_poll(rk, 10);
+		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+			die("raw produce", rd_kafka_err2str(e));
+		if ((i & 63) == 0)
+			rd_kafka_poll(rk, 0);
+	}
+	if (rd_kafka_flush(rk, 120000) != RD_KAFKA_RESP_ERR_NO_ERROR || rp_failed != 0)
+		die("raw produce", "not every message was delivered");
+	s = secs(sw_mono_ns() - t0);
+	rd_kafka_destroy(rk);
+	return (double)n / s;
+}
+
+/* events/s of sw_replay_publish of the whole log into topic. */
+static double rp_replay(const char *bootstrap, const char *logdir, const char *topic,
+			const char *state, uint64_t n)
+{
+	struct sw_replay_opts o;
+	struct sw_replay_progress pr;
+	rd_kafka_t *rk = rp_client(bootstrap, RD_KAFKA_PRODUCER);
+	char err[512];
+	int64_t t0;
+
+	rp_topic(rk, topic);
+	rd_kafka_destroy(rk);
+	memset(&o, 0, sizeof(o));
+	o.log_dir = logdir;
+	o.bootstrap = bootstrap;
+	o.topic = topic;
+	o.state = state;
+	o.sel.since_us = INT64_MIN;
+	o.sel.until_us = INT64_MAX;
+	unlink(state);
+	t0 = sw_mono_ns();
+	if (sw_replay_publish(&o, &pr, err, sizeof(err)) != SW_REPLAY_OK)
+		die("replay publish", err);
+	if (pr.done != n || pr.sent != n)
+		die("replay publish", "not every event was published");
+	return (double)n / secs(sw_mono_ns() - t0);
+}
+
+static void replay_bench(const char *dir, const char *bootstrap, uint64_t n)
+{
+	char logdir[4200], state[4200], topic[128];
+	struct rp_msg *msgs = calloc(n, sizeof(*msgs));
+	double raw[3], rep[3];
+	uint64_t i;
+	int k;
+
+	if (msgs == NULL)
+		die("replay", "out of memory");
+	snprintf(logdir, sizeof(logdir), "%s/replay-log", dir);
+	snprintf(state, sizeof(state), "%s/replay.state", dir);
+	rp_gen(logdir, n, msgs);
+	fprintf(stderr, "bench-audit: replay: %" PRIu64 " events of %zu bytes, %d runs, Kafka %s\n",
+		n, msgs[0].len, RP_RUNS, bootstrap);
+	for (k = 0; k < 3; k++) {
+		int first_raw = k % 2 == 0, j;
+
+		for (j = 0; j < 2; j++) {
+			snprintf(topic, sizeof(topic), "bench-audit-%d-%s-%d", (int)getpid(),
+				 (j == 0) == first_raw ? "raw" : "replay", k);
+			if ((j == 0) == first_raw)
+				raw[k] = rp_raw(bootstrap, topic, msgs, n);
+			else
+				rep[k] = rp_replay(bootstrap, logdir, topic, state, n);
+		}
+		fprintf(stderr, "bench-audit: replay round %d: %.0f events/s (raw %.0f)\n", k,
+			rep[k], raw[k]);
+	}
+	qsort(raw, 3, sizeof(raw[0]), cmp_d);
+	qsort(rep, 3, sizeof(rep[0]), cmp_d);
+	figure("replay_publish", rep[1], "events/s", raw[1]);
+	fprintf(stderr, "bench-audit: replay_publish = sagewai replay publish of the whole log "
+			"(chain checked twice, state file, delivery reports) into a fresh topic; "
+			"baseline = librdkafka produce of the same bytes and keys from memory, "
+			"same producer settings, flushed; medians of 3\n");
+	for (i = 0; i < n; i++)
+		free(msgs[i].buf);
+	free(msgs);
+	nftw(logdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	unlink(state);
+}
+
 int main(int argc, char **argv)
 {
-	uint64_t events = 200000, batch = 1000, done, b, hashed;
-	int threads = 0, own_dir = 0, k, fd;
+	uint64_t events = 200000, batch = 1000, done, b, hashed, replay_events = 100000;
+	int threads = 0, own_dir = 0, k, fd, replay_only = 0;
+	const char *kafka = getenv("SAGEWAI_KAFKA_BOOTSTRAP");
 	const char *base = getenv("SAGEWAI_BENCH_DIR");
 	char dir[4096], logdir[4200], rawpath[4200], err[256], name[64];
 	int64_t log_ns = 0, raw_ns = 0, t0;
@@ -189,14 +420,23 @@ int main(int argc, char **argv)
 			threads = atoi(argv[++k]);
 		else if (strcmp(argv[k], "--dir") == 0 && k + 1 < argc)
 			snprintf(dir, sizeof(dir), "%s", argv[++k]);
+		else if (strcmp(argv[k], "--kafka") == 0 && k + 1 < argc)
+			kafka = argv[++k];
+		else if (strcmp(argv[k], "--replay-events") == 0 && k + 1 < argc)
+			replay_events = strtoull(argv[++k], NULL, 10);
+		else if (strcmp(argv[k], "--replay-only") == 0)
+			replay_only = 1;
 		else {
 			fprintf(stderr, "usage: bench-audit [--events N] [--batch B] "
-					"[--threads T] [--dir DIR]\n");
+					"[--threads T] [--dir DIR] [--kafka SERVERS] "
+					"[--replay-events N] [--replay-only]\n");
 			return 2;
 		}
 	}
-	if (events == 0 || batch == 0)
-		die("arguments", "--events and --batch must be positive");
+	if (events == 0 || batch == 0 || replay_events == 0)
+		die("arguments", "--events, --batch and --replay-events must be positive");
+	if (replay_only && (kafka == NULL || *kafka == '\0'))
+		die("arguments", "--replay-only needs --kafka or SAGEWAI_KAFKA_BOOTSTRAP");
 	if (sodium_init() < 0)
 		die("libsodium", "init failed");
 	if (dir[0] == '\0') {
@@ -210,6 +450,12 @@ int main(int argc, char **argv)
 	}
 	snprintf(logdir, sizeof(logdir), "%s/log", dir);
 	snprintf(rawpath, sizeof(rawpath), "%s/raw.bin", dir);
+	if (replay_only) {
+		loadavg("at start");
+		replay_bench(dir, kafka, replay_events);
+		loadavg("at end");
+		goto out;
+	}
 	fprintf(stderr,
 		"bench-audit: %" PRIu64 " events of %d bytes payload (%zu bytes per record), "
 		"batch = %" PRIu64 " events per sync, dir %s\n",
@@ -275,8 +521,14 @@ int main(int argc, char **argv)
 			"process during verify; baseline = events / CPU seconds of the "
 			"single-threaded BLAKE2b-256 loop\n");
 
+	if (kafka != NULL && *kafka != '\0')
+		replay_bench(dir, kafka, replay_events);
+	else
+		fprintf(stderr, "bench-audit: no --kafka (nor SAGEWAI_KAFKA_BOOTSTRAP): replay "
+				"publish not measured\n");
 	loadavg("at end");
 	free(raw);
+out:
 	if (own_dir) {
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	} else {

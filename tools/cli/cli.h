@@ -4,7 +4,8 @@
  *   sagewai [global options] GROUP COMMAND [arguments]
  *
  * It speaks the scheduler HTTP API of docs/RUNS.md and the audit service's
- * GET /v1/audit/runs/{id}, and verifies audit logs offline with sw_alog.
+ * GET /v1/audit/runs/{id} and /v1/audit/events, verifies and tails audit
+ * logs offline with sw_alog, and re-publishes them with sw_replay.
  * Everything goes through one struct cli_env built by main.c from the
  * flags and the environment (SAGEWAI_URL, SAGEWAI_AUDIT_URL, SAGEWAI_TOKEN,
  * SAGEWAI_ADMIN_TOKEN, SAGEWAI_DATA_DIR).

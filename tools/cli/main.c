@@ -38,7 +38,8 @@ static const char main_help[] =
 	"  --json            print the raw JSON answers (for scripts)\n"
 	"  --help, -h        help; 'sagewai COMMAND [SUBCOMMAND] --help' for one command\n"
 	"\n"
-	"Environment: SAGEWAI_ADMIN_TOKEN (tenant, key), SAGEWAI_DATA_DIR (audit verify).\n"
+	"Environment: SAGEWAI_ADMIN_TOKEN (tenant, key), SAGEWAI_DATA_DIR (audit verify,\n"
+	"replay publish), SAGEWAI_KAFKA_BOOTSTRAP (replay publish).\n"
 	"Exit status: 0 ok, 1 failure (server error, failed run, bad log), 2 usage.\n";
 
 static void vline(const char *prefix, const char *fmt, va_list ap)

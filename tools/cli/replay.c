@@ -48,7 +48,7 @@ static const char publish_help[] =
 	"  --kafka SERVERS Kafka bootstrap servers (default $SAGEWAI_KAFKA_BOOTSTRAP);\n"
 	"                  $SAGEWAI_KAFKA_PRODUCER_CONFIG adds name=value,... settings\n"
 	"  --into-live     allow a live sagewai.* topic as TOPIC: every service consuming\n"
-	"                  it would take the events as new, so this is refused without it\n"
+	"                  it would receive the events again (refused without it)\n"
 	"  --json          progress as JSON lines (the default when stdout is no terminal)\n"
 	"\n"
 	"Exit status: 0 done, 1 failure or interrupted (the state is saved), 2 usage.\n";

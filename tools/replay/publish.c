@@ -566,9 +566,9 @@ static enum sw_replay_rc check_opts(const struct sw_replay_opts *o, char *errstr
 	if (sw_replay_topic_is_live(o->topic) && !o->into_live) {
 		snprintf(errstr, errlen,
 			 "refusing to publish into the live topic %s: every service consuming it "
-			 "would take these events as new (the scheduler and workers would act on "
-			 "them again where they do not deduplicate by event id); publish to "
-			 "another topic, or pass --into-live if that is what you want",
+			 "would receive these events again and act on any it does not recognise "
+			 "by event id as seen (dispatch steps, finish runs); publish to another "
+			 "topic, or pass --into-live if that is what you want",
 			 o->topic);
 		return SW_REPLAY_REFUSED;
 	}
