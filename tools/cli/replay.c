@@ -292,16 +292,17 @@ static int replay_publish(struct cli_env *env, int argc, char **argv)
 	switch (r) {
 	case SW_REPLAY_OK:
 		if (show.bar) {
-			char d[32], t[32];
+			char d[32], t[32], sent[32];
 
 			cli_duration_fmt((int64_t)(pr.elapsed_s * 1e6), t, sizeof(t));
 			fmt_count(pr.done, d, sizeof(d));
-			printf("published %s events to %s (log up to seq %llu) in %s; replay id "
-			       "%s\n",
-			       d, to, (unsigned long long)pr.end_seq, t, pr.replay_id);
+			fmt_count(pr.sent, sent, sizeof(sent));
+			printf("published %s events to %s in %s; all %s events of the job (log "
+			       "up to seq %llu) are there; replay id %s\n",
+			       sent, to, t, d, (unsigned long long)pr.end_seq, pr.replay_id);
 			if (pr.resumed + pr.found > 0)
-				printf("  of them %llu acknowledged by an earlier run, %llu found in "
-				       "the topic\n",
+				printf("  %llu of them were acknowledged in an earlier run, %llu "
+				       "found in the topic\n",
 				       (unsigned long long)pr.resumed,
 				       (unsigned long long)pr.found);
 		}
