@@ -219,8 +219,8 @@ static void rp_gen(const char *logdir, uint64_t n, struct rp_msg *msgs)
 			die("encode", err);
 		json_decref(o);
 		snprintf(msgs[i].key, sizeof(msgs[i].key), "%s", h.run_id);
-		if (sw_alog_append(l, SW_ALOG_EVENT, TOPIC, (int32_t)(i % 4), (int64_t)i, h.time_us,
-				   msgs[i].buf, msgs[i].len, NULL, NULL, NULL, err,
+		if (sw_alog_append(l, SW_ALOG_EVENT, TOPIC, (int32_t)(i % 4), (int64_t)i,
+				   h.time_us, msgs[i].buf, msgs[i].len, NULL, NULL, NULL, err,
 				   sizeof(err)) != 0)
 			die("append", err);
 		if (i % 4096 == 4095 && sw_alog_sync(l, err, sizeof(err)) != 0)
@@ -366,8 +366,9 @@ static void replay_bench(const char *dir, const char *bootstrap, uint64_t n)
 	snprintf(logdir, sizeof(logdir), "%s/replay-log", dir);
 	snprintf(state, sizeof(state), "%s/replay.state", dir);
 	rp_gen(logdir, n, msgs);
-	fprintf(stderr, "bench-audit: replay: %" PRIu64 " events of %zu bytes, %d runs, Kafka %s\n",
-		n, msgs[0].len, RP_RUNS, bootstrap);
+	fprintf(stderr,
+		"bench-audit: replay: %" PRIu64 " events of %zu bytes, %d runs, Kafka %s\n", n,
+		msgs[0].len, RP_RUNS, bootstrap);
 	for (k = 0; k < 3; k++) {
 		int first_raw = k % 2 == 0, j;
 

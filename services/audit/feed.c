@@ -66,7 +66,8 @@ static const char *const sql_after =
 	"WITH h AS (SELECT coalesce(max(seq), 0) AS head FROM events)"
 	" SELECT h.head, e.seq, e.segment, e.file_off FROM h LEFT JOIN LATERAL"
 	" (SELECT seq, segment, file_off FROM events WHERE seq > $1::bigint AND seq <= h.head"
-	"  AND ($2::text IS NULL OR run_id = $2) AND ($3::text[] IS NULL OR type = ANY($3::text[]))"
+	"  AND ($2::text IS NULL OR run_id = $2)"
+	"  AND ($3::text[] IS NULL OR type = ANY($3::text[]))"
 	"  AND ($4::text IS NULL OR tenant = $4) ORDER BY seq LIMIT $5::int) e ON true"
 	" ORDER BY e.seq";
 
@@ -74,7 +75,8 @@ static const char *const sql_last =
 	"WITH h AS (SELECT coalesce(max(seq), 0) AS head FROM events)"
 	" SELECT h.head, e.seq, e.segment, e.file_off FROM h LEFT JOIN LATERAL"
 	" (SELECT seq, segment, file_off FROM events WHERE seq <= h.head"
-	"  AND ($2::text IS NULL OR run_id = $2) AND ($3::text[] IS NULL OR type = ANY($3::text[]))"
+	"  AND ($2::text IS NULL OR run_id = $2)"
+	"  AND ($3::text[] IS NULL OR type = ANY($3::text[]))"
 	"  AND ($4::text IS NULL OR tenant = $4) AND $1::bigint >= 0"
 	"  ORDER BY seq DESC LIMIT $5::int) e ON true"
 	" ORDER BY e.seq";
@@ -166,7 +168,8 @@ static void poll_rows(PGresult *res, const char *err, void *opaque)
 	int i, n, got = 0;
 
 	if (err != NULL) {
-		sw_http_reply_error(p->req, 500, "index_error", "audit index query failed: %s", err);
+		sw_http_reply_error(p->req, 500, "index_error", "audit index query failed: %s",
+				    err);
 		poll_free(p);
 		return;
 	}
@@ -344,7 +347,8 @@ static int parse(struct evhttp_request *req, struct audit_poll *p)
 			snprintf(p->run, sizeof(p->run), "%s", e->value);
 		} else if (k == 3) {
 			if (parse_types(e->value, p->types, sizeof(p->types)) == -1) {
-				bad(req, "type: 1 to 32 comma-separated event types of [a-z0-9._]");
+				bad(req, "type: 1 to 32 comma-separated event types of "
+					 "[a-z0-9._]");
 				goto out;
 			}
 		} else if (k == 4) {

@@ -400,8 +400,8 @@ static void key_created(const char *tenant, const char *key, const char *role)
 	crypto_hash_sha256(hash, (const uint8_t *)key, strlen(key));
 	sw_hex_encode(hash, sizeof(hash), hex);
 	produce_tenant_event("apikey.created", tenant,
-			     json_pack("{s:s, s:s, s:s, s:s}", "key_id", key_id, "tenant_id", tenant,
-				       "role", role, "key_sha256", hex));
+			     json_pack("{s:s, s:s, s:s, s:s}", "key_id", key_id, "tenant_id",
+				       tenant, "role", role, "key_sha256", hex));
 }
 
 /* Every event the key reads from the cursor: how many, and whether any is

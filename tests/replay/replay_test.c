@@ -262,8 +262,11 @@ static struct got *read_topic(const char *topic, size_t *count)
 	as = rd_kafka_topic_partition_list_new(ends->cnt);
 	for (i = 0; i < ends->cnt; i++) {
 		if (ends->elems[i].offset > 0) {
-			rd_kafka_topic_partition_list_add(as, topic, ends->elems[i].partition)->offset =
-				RD_KAFKA_OFFSET_BEGINNING;
+			rd_kafka_topic_partition_t *tp;
+
+			tp = rd_kafka_topic_partition_list_add(as, topic,
+							       ends->elems[i].partition);
+			tp->offset = RD_KAFKA_OFFSET_BEGINNING;
 			left++;
 		}
 	}
@@ -281,7 +284,8 @@ static struct got *read_topic(const char *topic, size_t *count)
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
 			for (i = 0; i < ends->cnt; i++)
 				if (ends->elems[i].partition == m->partition &&
-				    ends->elems[i].offset > 0 && m->offset >= ends->elems[i].offset) {
+				    ends->elems[i].offset > 0 &&
+				    m->offset >= ends->elems[i].offset) {
 					ends->elems[i].offset = 0;
 					left--;
 				}
@@ -730,9 +734,11 @@ static void refuse(void)
 	snprintf(topic2, sizeof(topic2), "%s-b", prefix);
 	gen_log(dir, 300, 3);
 	{
-		const char *a[] = {"replay", "publish", "--log", dir, "--to", "sagewai.runs", NULL};
+		const char *a[] = {"replay", "publish", "--log", dir, "--to", "sagewai.runs",
+				   NULL};
 
-		expect_refusal("live", a, 2, "refusing to publish into the live topic sagewai.runs");
+		expect_refusal("live", a, 2,
+			       "refusing to publish into the live topic sagewai.runs");
 		expect_refusal("live2", a, 2, "--into-live");
 	}
 	{
@@ -747,19 +753,20 @@ static void refuse(void)
 		expect_refusal("name", a, 2, "is not a Kafka topic name");
 	}
 	{
-		const char *a[] = {"replay", "publish", "--log", dir, "--to", topic, "--state", state,
-				   NULL};
+		const char *a[] = {"replay", "publish", "--log",   dir,
+				   "--to",   topic,	"--state", state, NULL};
 		const char *b[] = {"replay", "publish", "--log", dir, "--to", topic2, "--state",
 				   state, NULL};
-		const char *c[] = {"replay", "publish", "--log", dir, "--to", topic, "--state", bad,
-				   NULL};
+		const char *c[] = {"replay", "publish", "--log",   dir,
+				   "--to",   topic,	"--state", bad,	  NULL};
 		const char *d[] = {"replay", "publish", "--log", dir2, "--to", topic, "--state",
 				   state, NULL};
 		char out[600];
 
 		snprintf(out, sizeof(out), "%s/first.out", work);
 		SW_CHECKF(run_cli(out, a) == 0, "%s", slurp(out));
-		expect_refusal("other-job", b, 2, "is of another replay job: it publishes to topic");
+		expect_refusal("other-job", b, 2,
+			       "is of another replay job: it publishes to topic");
 		f = fopen(bad, "w");
 		fputs("{\"version\": 1, \"replay_id\": \"x\"", f);
 		fclose(f);

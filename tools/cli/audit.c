@@ -475,7 +475,8 @@ static json_t *tail_item(struct tail_log *tl, const struct sw_alog_rec *rec, int
 		json_object_set_new(item, "event", ev);
 	else
 		json_object_set_new(item, "decode_error",
-				    json_string(rec->kind == SW_ALOG_EVENT ? err : "not an event"));
+				    json_string(rec->kind == SW_ALOG_EVENT ? err
+									 : "not an event"));
 	return item;
 }
 
@@ -591,7 +592,8 @@ static int audit_tail(struct cli_env *env, int argc, char **argv)
 
 		for (i = 0; i < len; i++)
 			if (!(run[i] == '-' || run[i] == '_' || run[i] == '.' ||
-			      (run[i] >= '0' && run[i] <= '9') || (run[i] >= 'a' && run[i] <= 'z') ||
+			      (run[i] >= '0' && run[i] <= '9') ||
+			      (run[i] >= 'a' && run[i] <= 'z') ||
 			      (run[i] >= 'A' && run[i] <= 'Z')))
 				break;
 		if (len == 0 || len >= 64 || i < len)

@@ -158,7 +158,8 @@ static void progress(const struct sw_replay_progress *p, void *opaque)
 	int width = 30, filled = (int)(frac * width), i;
 
 	if (!s->bar) {
-		json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, s:b}",
+		json_t *o = json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f, s:f, "
+				      "s:b}",
 				      "replay_id", p->replay_id, "topic", s->topic, "total",
 				      (json_int_t)p->total, "done", (json_int_t)p->done, "sent",
 				      (json_int_t)p->sent, "resumed", (json_int_t)p->resumed,
@@ -240,7 +241,8 @@ static int replay_publish(struct cli_env *env, int argc, char **argv)
 	if (rate != NULL) {
 		o.rate = strtod(rate, &end);
 		if (end == rate || *end != '\0' || !(o.rate > 0) || o.rate > 1e9)
-			return cli_usage("replay publish", "--rate: a number of events per second");
+			return cli_usage("replay publish",
+					 "--rate: a number of events per second");
 	}
 	if (run != NULL && (strlen(run) == 0 || strlen(run) >= 64))
 		return cli_usage("replay publish", "--run: a run id of 1-63 characters");

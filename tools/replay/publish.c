@@ -191,8 +191,8 @@ static enum sw_replay_rc pass_count(struct job *j, int resuming, char *errstr, s
 		return SW_REPLAY_FAIL;
 	} else if (last > 0 && memcmp(last_hash, j->st.end_hash, SW_ALOG_HASH) != 0) {
 		snprintf(errstr, errlen,
-			 "record seq %" PRIu64 " of %s is not the one this job started on (another "
-			 "hash): the log was replaced or rewritten",
+			 "record seq %" PRIu64 " of %s is not the one this job started on "
+			 "(another hash): the log was replaced or rewritten",
 			 last, j->o->log_dir);
 		return SW_REPLAY_FAIL;
 	}
@@ -405,7 +405,8 @@ static int produce(struct job *j, const struct sw_alog_rec *rec, const struct sw
 	s->offset = -1;
 	for (;;) {
 		e = rd_kafka_producev(
-			j->rk, RD_KAFKA_V_TOPIC(j->st.topic), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			j->rk, RD_KAFKA_V_TOPIC(j->st.topic),
+			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 			RD_KAFKA_V_KEY(klen ? h->run_id : NULL, klen),
 			RD_KAFKA_V_VALUE((void *)rec->payload, rec->payload_len),
 			RD_KAFKA_V_HEADER(SW_REPLAY_HDR, "1", 1),
@@ -643,10 +644,13 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 	report(&j, 0);
 	j.last_progress_ms = sw_mono_ms();
 	rc = pass_publish(&j, errstr, errlen);
-	if (drain(&j, rc == SW_REPLAY_OK ? errstr : why, rc == SW_REPLAY_OK ? errlen : sizeof(why)) ==
-		    -1 &&
-	    rc == SW_REPLAY_OK)
-		rc = SW_REPLAY_FAIL;
+	/* after a failure errstr holds its reason: a drain error goes to why */
+	if (rc == SW_REPLAY_OK) {
+		if (drain(&j, errstr, errlen) == -1)
+			rc = SW_REPLAY_FAIL;
+	} else {
+		(void)drain(&j, why, sizeof(why));
+	}
 	if (rc == SW_REPLAY_OK && j.dr_err[0] != '\0') {
 		snprintf(errstr, errlen,
 			 "kafka: delivery of seq %" PRIu64 " to %s failed: %s; the state holds "

@@ -256,7 +256,8 @@ int replay_state_match(const struct replay_state *st, const struct replay_state 
 	}
 	if (st->has_run != want->has_run || strcmp(st->run_id, want->run_id) != 0) {
 		snprintf(errstr, errlen, "it selects run %s, not %s",
-			 st->has_run ? st->run_id : "(any)", want->has_run ? want->run_id : "(any)");
+			 st->has_run ? st->run_id : "(any)",
+			 want->has_run ? want->run_id : "(any)");
 		return -1;
 	}
 	for (i = 0; i < st->ntypes && i < want->ntypes; i++)
