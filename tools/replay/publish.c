@@ -50,6 +50,7 @@ struct slot {
 struct job {
 	const struct sw_replay_opts *o;
 	struct sw_event_registry *reg;
+	struct replay_hdrs hdrs; /* the fast header reader */
 	struct replay_state st;
 	rd_kafka_t *rk;
 	struct slot *ring;
@@ -84,34 +85,45 @@ static int topic_valid(const char *t)
 	return 1;
 }
 
-/* Does the event (its decoded header h) belong to the job? */
+/* Does the event (its header h) belong to the job? */
 static int selected(const struct replay_state *st, const struct sw_alog_rec *rec,
-		    const struct sw_event_header *h)
+		    const struct replay_hdr *h)
 {
 	size_t i;
 
 	if (rec->time_us < st->since_us || rec->time_us >= st->until_us)
 		return 0;
-	if (st->has_run && strcmp(h->run_id, st->run_id) != 0)
+	if (st->has_run && (h->run_id_len != strlen(st->run_id) ||
+			    memcmp(h->run_id, st->run_id, h->run_id_len) != 0))
 		return 0;
 	if (st->ntypes == 0)
 		return 1;
 	for (i = 0; i < st->ntypes; i++)
-		if (strcmp(h->type, st->types[i]) == 0)
+		if (h->type_len == strlen(st->types[i]) &&
+		    memcmp(h->type, st->types[i], h->type_len) == 0)
 			return 1;
 	return 0;
 }
 
-/* The header of an event record; its absence is an error (the audit
- * service stored it as an event because it decoded). */
-static int rec_header(struct job *j, const struct sw_alog_rec *rec, struct sw_event_header *h,
-		      char *errstr, size_t errlen)
+/* The header of an event record (hdr.c, else the full decoder into *full,
+ * which h then points into); its absence is an error (the audit service
+ * stored it as an event because it decoded). */
+static int rec_header(struct job *j, const struct sw_alog_rec *rec, struct replay_hdr *h,
+		      struct sw_event_header *full, char *errstr, size_t errlen)
 {
 	char err[256];
 
-	if (sw_event_decode_header(j->reg, rec->payload, rec->payload_len, h, err, sizeof(err)) ==
-	    0)
+	if (replay_hdr_peek(&j->hdrs, rec->payload, rec->payload_len, h) == 1)
 		return 0;
+	if (sw_event_decode_header(j->reg, rec->payload, rec->payload_len, full, err,
+				   sizeof(err)) == 0) {
+		h->type = full->type;
+		h->type_len = strlen(full->type);
+		h->run_id = full->run_id;
+		h->run_id_len = strlen(full->run_id);
+		h->time_us = full->time_us;
+		return 0;
+	}
 	snprintf(errstr, errlen,
 		 "record seq %" PRIu64 ": its event does not decode (%s); is this sagewai older "
 		 "than the log?",
@@ -148,7 +160,8 @@ static enum sw_replay_rc pass_count(struct job *j, int resuming, char *errstr, s
 {
 	struct sw_alog_cursor *c;
 	struct sw_alog_rec rec;
-	struct sw_event_header h;
+	struct sw_event_header full;
+	struct replay_hdr h;
 	uint64_t last = 0;
 	uint8_t last_hash[SW_ALOG_HASH] = {0};
 	char err[512];
@@ -163,7 +176,7 @@ static enum sw_replay_rc pass_count(struct job *j, int resuming, char *errstr, s
 		memcpy(last_hash, rec.hash, SW_ALOG_HASH);
 		if (rec.kind != SW_ALOG_EVENT)
 			continue;
-		if (needs_header(&j->st) && rec_header(j, &rec, &h, errstr, errlen) != 0)
+		if (needs_header(&j->st) && rec_header(j, &rec, &h, &full, errstr, errlen) != 0)
 			goto fail;
 		if (!needs_header(&j->st))
 			memset(&h, 0, sizeof(h));
@@ -383,13 +396,13 @@ static int tick(struct job *j, int ms, char *errstr, size_t errlen)
 }
 
 /* Produce one event; waits while the queue or the window is full. */
-static int produce(struct job *j, const struct sw_alog_rec *rec, const struct sw_event_header *h,
+static int produce(struct job *j, const struct sw_alog_rec *rec, const struct replay_hdr *h,
 		   char *errstr, size_t errlen)
 {
 	char seq[24], part[16], off[24], topic[256];
 	rd_kafka_resp_err_t e;
 	struct slot *s;
-	size_t klen = strlen(h->run_id);
+	size_t klen = h->run_id_len;
 
 	while (j->tail - j->head >= RING)
 		if (tick(j, 10, errstr, errlen) == -1)
@@ -453,7 +466,8 @@ static enum sw_replay_rc pass_publish(struct job *j, char *errstr, size_t errlen
 {
 	struct sw_alog_cursor *c;
 	struct sw_alog_rec rec;
-	struct sw_event_header h;
+	struct sw_event_header full;
+	struct replay_hdr h;
 	char err[512];
 	int rc = 0;
 	uint64_t n = 0;
@@ -478,7 +492,7 @@ static enum sw_replay_rc pass_publish(struct job *j, char *errstr, size_t errlen
 			j->scanned = rec.seq;
 			continue;
 		}
-		if (rec_header(j, &rec, &h, errstr, errlen) != 0)
+		if (rec_header(j, &rec, &h, &full, errstr, errlen) != 0)
 			goto fail;
 		if (!selected(&j->st, &rec, &h)) {
 			j->scanned = rec.seq;
@@ -616,6 +630,10 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 	snprintf(j.pr.replay_id, sizeof(j.pr.replay_id), "%s", j.st.id);
 	if ((j.reg = sw_events_registry_new(errstr, errlen)) == NULL)
 		goto out;
+	if (replay_hdrs_init(&j.hdrs, j.reg) == -1) {
+		snprintf(errstr, errlen, "out of memory");
+		goto out;
+	}
 	if ((rc = pass_count(&j, loaded, errstr, errlen)) != SW_REPLAY_OK)
 		goto out;
 	rc = SW_REPLAY_FAIL;
@@ -674,6 +692,7 @@ out:
 		*out = j.pr;
 	free(j.found);
 	free(j.ring);
+	replay_hdrs_free(&j.hdrs);
 	sw_events_registry_destroy(j.reg);
 	replay_state_free(&j.st);
 	replay_state_free(&want);

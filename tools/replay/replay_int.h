@@ -5,6 +5,7 @@
  *              window of messages in flight
  *   state.c    the state file: load, check against the job, save
  *   resume.c   what a killed run delivered past its last saved state
+ *   hdr.c      the header's first fields, fast, for the layouts it knows
  */
 #ifndef REPLAY_INT_H
 #define REPLAY_INT_H
@@ -13,6 +14,7 @@
 #include <stdint.h>
 
 #include "sw_alog.h"
+#include "sw_events.h"
 #include "sw_replay.h"
 
 #define REPLAY_STATE_MAX (1u << 20) /* a state file larger than this is refused */
@@ -54,6 +56,25 @@ int replay_state_save(const char *path, const struct replay_state *st, char *err
 /* Grow the floors to cover partition p (new ones -1). 0 or -1. */
 int replay_state_floor_grow(struct replay_state *st, int32_t p);
 void replay_state_free(struct replay_state *st);
+
+/* hdr.c: the header's first fields without avro-c, for known layouts */
+struct replay_hdrs {
+	uint64_t *fp;	   /* fingerprints of the writers laid out as expected */
+	const char **type; /* and their types (owned by the registry) */
+	size_t n;
+};
+struct replay_hdr {
+	const char *type, *run_id; /* into the message, not NUL-terminated */
+	size_t type_len, run_id_len;
+	int64_t time_us;
+};
+/* 0, or -1 (out of memory). */
+int replay_hdrs_init(struct replay_hdrs *h, struct sw_event_registry *reg);
+void replay_hdrs_free(struct replay_hdrs *h);
+/* 1 with out filled; 0 when the message is not one this reader knows (or
+ * it finds it malformed): use sw_event_decode_header. */
+int replay_hdr_peek(const struct replay_hdrs *h, const void *buf, size_t len,
+		    struct replay_hdr *out);
 
 /* resume.c */
 /* The seqs of job st->id found in st->topic past its floors, up to the
