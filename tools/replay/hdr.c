@@ -24,6 +24,7 @@
  * damaged messages.
  */
 #include <endian.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,4 +133,52 @@ int replay_hdr_peek(const struct replay_hdrs *h, const void *buf, size_t len,
 	    memchr(out->run_id, '\0', out->run_id_len) != NULL)
 		return 0;
 	return 1;
+}
+
+int replay_selected(const struct replay_state *st, const struct sw_alog_rec *rec,
+		    const struct replay_hdr *h)
+{
+	size_t i;
+
+	if (rec->time_us < st->since_us || rec->time_us >= st->until_us)
+		return 0;
+	if (st->has_run && (h->run_id_len != strlen(st->run_id) ||
+			    memcmp(h->run_id, st->run_id, h->run_id_len) != 0))
+		return 0;
+	if (st->ntypes == 0)
+		return 1;
+	for (i = 0; i < st->ntypes; i++)
+		if (h->type_len == strlen(st->types[i]) &&
+		    memcmp(h->type, st->types[i], h->type_len) == 0)
+			return 1;
+	return 0;
+}
+
+int replay_rec_header(const struct replay_hdrs *hdrs, struct sw_event_registry *reg,
+		      const struct sw_alog_rec *rec, struct replay_hdr *h,
+		      struct sw_event_header *full, char *errstr, size_t errlen)
+{
+	char err[256];
+
+	if (replay_hdr_peek(hdrs, rec->payload, rec->payload_len, h) == 1)
+		return 0;
+	if (sw_event_decode_header(reg, rec->payload, rec->payload_len, full, err,
+				   sizeof(err)) == 0) {
+		h->type = full->type;
+		h->type_len = strlen(full->type);
+		h->run_id = full->run_id;
+		h->run_id_len = strlen(full->run_id);
+		h->time_us = full->time_us;
+		return 0;
+	}
+	snprintf(errstr, errlen,
+		 "record seq %" PRIu64 ": its event does not decode (%s); is this sagewai older "
+		 "than the log?",
+		 rec->seq, err);
+	return -1;
+}
+
+int replay_needs_header(const struct replay_state *st)
+{
+	return st->has_run || st->ntypes > 0;
 }

@@ -10,8 +10,10 @@
  *   3. a new job notes each target partition's end (where a resume starts
  *      looking) and saves its state before producing; a resumed one reads
  *      what its killed run delivered past its state (resume.c);
- *   4. the second pass produces the selected events in log order, each
- *      message remembered in a ring (the window) until its delivery report;
+ *   4. the second pass (reader.c, on its own thread, started before the
+ *      first pass so that it reads ahead meanwhile) hands the selected
+ *      events over in log order; each is produced and remembered in a ring
+ *      (the window) until its delivery report;
  *      the acknowledged seq advances over the oldest reported slots only,
  *      so it never passes an event whose delivery is unknown. Reports
  *      arrive out of order across partitions, hence the ring.
@@ -37,6 +39,7 @@
 #define RING (1u << 18)	   /* messages in flight at most */
 #define STATE_EVERY_MS 200 /* state file saved this often while running */
 #define FLUSH_MS 120000	   /* waiting for the last delivery reports */
+#define REPLAY_AHEAD (64u << 20) /* event bytes the reader may hold ready */
 
 enum slot_state { SLOT_SENT = 1, SLOT_ACKED = 2, SLOT_FAILED = 3 };
 
@@ -85,58 +88,6 @@ static int topic_valid(const char *t)
 	return 1;
 }
 
-/* Does the event (its header h) belong to the job? */
-static int selected(const struct replay_state *st, const struct sw_alog_rec *rec,
-		    const struct replay_hdr *h)
-{
-	size_t i;
-
-	if (rec->time_us < st->since_us || rec->time_us >= st->until_us)
-		return 0;
-	if (st->has_run && (h->run_id_len != strlen(st->run_id) ||
-			    memcmp(h->run_id, st->run_id, h->run_id_len) != 0))
-		return 0;
-	if (st->ntypes == 0)
-		return 1;
-	for (i = 0; i < st->ntypes; i++)
-		if (h->type_len == strlen(st->types[i]) &&
-		    memcmp(h->type, st->types[i], h->type_len) == 0)
-			return 1;
-	return 0;
-}
-
-/* The header of an event record (hdr.c, else the full decoder into *full,
- * which h then points into); its absence is an error (the audit service
- * stored it as an event because it decoded). */
-static int rec_header(struct job *j, const struct sw_alog_rec *rec, struct replay_hdr *h,
-		      struct sw_event_header *full, char *errstr, size_t errlen)
-{
-	char err[256];
-
-	if (replay_hdr_peek(&j->hdrs, rec->payload, rec->payload_len, h) == 1)
-		return 0;
-	if (sw_event_decode_header(j->reg, rec->payload, rec->payload_len, full, err,
-				   sizeof(err)) == 0) {
-		h->type = full->type;
-		h->type_len = strlen(full->type);
-		h->run_id = full->run_id;
-		h->run_id_len = strlen(full->run_id);
-		h->time_us = full->time_us;
-		return 0;
-	}
-	snprintf(errstr, errlen,
-		 "record seq %" PRIu64 ": its event does not decode (%s); is this sagewai older "
-		 "than the log?",
-		 rec->seq, err);
-	return -1;
-}
-
-/* Does the job need the header to select (not only for the key)? */
-static int needs_header(const struct replay_state *st)
-{
-	return st->has_run || st->ntypes > 0;
-}
-
 static void report(struct job *j, int finished)
 {
 	double el = (double)(sw_mono_ns() - j->t0_ns) / 1e9;
@@ -176,11 +127,11 @@ static enum sw_replay_rc pass_count(struct job *j, int resuming, char *errstr, s
 		memcpy(last_hash, rec.hash, SW_ALOG_HASH);
 		if (rec.kind != SW_ALOG_EVENT)
 			continue;
-		if (needs_header(&j->st) && rec_header(j, &rec, &h, &full, errstr, errlen) != 0)
+		if (replay_needs_header(&j->st) && replay_rec_header(&j->hdrs, j->reg, &rec, &h, &full, errstr, errlen) != 0)
 			goto fail;
-		if (!needs_header(&j->st))
+		if (!replay_needs_header(&j->st))
 			memset(&h, 0, sizeof(h));
-		if (!selected(&j->st, &rec, &h))
+		if (!replay_selected(&j->st, &rec, &h))
 			continue;
 		j->pr.total++;
 		if (rec.seq <= j->st.acked_seq)
@@ -396,23 +347,20 @@ static int tick(struct job *j, int ms, char *errstr, size_t errlen)
 }
 
 /* Produce one event; waits while the queue or the window is full. */
-static int produce(struct job *j, const struct sw_alog_rec *rec, const struct replay_hdr *h,
-		   char *errstr, size_t errlen)
+static int produce(struct job *j, const struct replay_item *it, char *errstr, size_t errlen)
 {
-	char seq[24], part[16], off[24], topic[256];
+	char seq[24], part[16], off[24];
 	rd_kafka_resp_err_t e;
 	struct slot *s;
-	size_t klen = h->run_id_len;
 
 	while (j->tail - j->head >= RING)
 		if (tick(j, 10, errstr, errlen) == -1)
 			return -1;
-	snprintf(seq, sizeof(seq), "%" PRIu64, rec->seq);
-	snprintf(part, sizeof(part), "%" PRId32, rec->partition);
-	snprintf(off, sizeof(off), "%" PRId64, rec->offset);
-	snprintf(topic, sizeof(topic), "%.*s", (int)rec->topic_len, rec->topic);
+	snprintf(seq, sizeof(seq), "%" PRIu64, it->seq);
+	snprintf(part, sizeof(part), "%" PRId32, it->partition);
+	snprintf(off, sizeof(off), "%" PRId64, it->offset);
 	s = &j->ring[j->tail % RING];
-	s->seq = rec->seq;
+	s->seq = it->seq;
 	s->state = SLOT_SENT;
 	s->partition = -1;
 	s->offset = -1;
@@ -420,12 +368,12 @@ static int produce(struct job *j, const struct sw_alog_rec *rec, const struct re
 		e = rd_kafka_producev(
 			j->rk, RD_KAFKA_V_TOPIC(j->st.topic),
 			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			RD_KAFKA_V_KEY(klen ? h->run_id : NULL, klen),
-			RD_KAFKA_V_VALUE((void *)rec->payload, rec->payload_len),
+			RD_KAFKA_V_KEY(it->key_len ? it->data : NULL, it->key_len),
+			RD_KAFKA_V_VALUE((void *)(it->data + it->key_len), it->len),
 			RD_KAFKA_V_HEADER(SW_REPLAY_HDR, "1", 1),
 			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_ID, j->st.id, (ssize_t)strlen(j->st.id)),
 			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_SEQ, seq, (ssize_t)strlen(seq)),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_TOPIC, topic, (ssize_t)strlen(topic)),
+			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_TOPIC, it->topic, (ssize_t)strlen(it->topic)),
 			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_PARTITION, part, (ssize_t)strlen(part)),
 			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_OFFSET, off, (ssize_t)strlen(off)),
 			RD_KAFKA_V_OPAQUE((void *)(uintptr_t)j->tail), RD_KAFKA_V_END);
@@ -435,7 +383,7 @@ static int produce(struct job *j, const struct sw_alog_rec *rec, const struct re
 			return -1;
 	}
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		snprintf(errstr, errlen, "kafka: producing seq %" PRIu64 " to %s: %s", rec->seq,
+		snprintf(errstr, errlen, "kafka: producing seq %" PRIu64 " to %s: %s", it->seq,
 			 j->st.topic, rd_kafka_err2str(e));
 		return -1;
 	}
@@ -460,79 +408,50 @@ static int pace(struct job *j, char *errstr, size_t errlen)
 	}
 }
 
-/* The second pass: everything selected above acked_seq, up to end_seq,
- * not found in the topic already. */
-static enum sw_replay_rc pass_publish(struct job *j, char *errstr, size_t errlen)
+/* The second pass: produce what the reader hands over (everything
+ * selected above acked_seq, up to end_seq, not found in the topic). */
+static enum sw_replay_rc pass_publish(struct job *j, struct replay_reader *r, char *errstr,
+				      size_t errlen)
 {
-	struct sw_alog_cursor *c;
-	struct sw_alog_rec rec;
-	struct sw_event_header full;
-	struct replay_hdr h;
-	char err[512];
-	int rc = 0;
+	struct replay_group *g;
 	uint64_t n = 0;
+	size_t i;
+	int got;
 
-	if ((c = sw_alog_cursor_open(j->o->log_dir, errstr, errlen)) == NULL)
-		return SW_REPLAY_FAIL;
-	while (j->scanned < j->st.end_seq) {
-		if (j->o->stop != NULL && *j->o->stop) {
-			sw_alog_cursor_close(c);
+	for (;;) {
+		if (j->o->stop != NULL && *j->o->stop)
 			return SW_REPLAY_STOPPED;
-		}
 		if (j->dr_err[0] != '\0')
-			break;
-		if ((rc = sw_alog_cursor_next(c, &rec, err, sizeof(err))) != 1)
-			break;
-		if (rec.seq <= j->st.acked_seq || rec.kind != SW_ALOG_EVENT) {
-			j->scanned = rec.seq;
+			return SW_REPLAY_OK; /* sw_replay_publish reports it */
+		if ((got = replay_reader_next(r, 50, &g)) == -1)
+			return SW_REPLAY_OK; /* the reader is done: how, it tells */
+		if (got == 0) {
+			if (tick(j, 0, errstr, errlen) == -1)
+				return SW_REPLAY_FAIL;
 			continue;
 		}
-		if (!needs_header(&j->st) &&
-		    (rec.time_us < j->st.since_us || rec.time_us >= j->st.until_us)) {
-			j->scanned = rec.seq;
-			continue;
+		for (i = 0; i < g->n && g->items[i]->seq <= j->st.end_seq; i++) {
+			if (j->o->stop != NULL && *j->o->stop)
+				break;
+			if ((j->o->rate > 0 && pace(j, errstr, errlen) == -1) ||
+			    produce(j, g->items[i], errstr, errlen) == -1) {
+				replay_group_free(g);
+				return SW_REPLAY_FAIL;
+			}
+			j->scanned = g->items[i]->seq;
+			if ((++n & 63) == 0 && tick(j, 0, errstr, errlen) == -1) {
+				replay_group_free(g);
+				return SW_REPLAY_FAIL;
+			}
 		}
-		if (rec_header(j, &rec, &h, &full, errstr, errlen) != 0)
-			goto fail;
-		if (!selected(&j->st, &rec, &h)) {
-			j->scanned = rec.seq;
-			continue;
+		if (i == g->n) { /* all of it sent: what it looked at is done */
+			j->pr.found += g->found;
+			j->pr.done += g->found;
+			j->st.done += g->found;
+			j->scanned = g->scanned < j->st.end_seq ? g->scanned : j->st.end_seq;
 		}
-		while (j->ifound < j->nfound && j->found[j->ifound] < rec.seq)
-			j->ifound++;
-		if (j->ifound < j->nfound && j->found[j->ifound] == rec.seq) {
-			j->pr.found++;
-			j->pr.done++;
-			j->st.done++;
-			j->scanned = rec.seq;
-			continue;
-		}
-		if (j->o->rate > 0 && pace(j, errstr, errlen) == -1)
-			goto fail;
-		if (produce(j, &rec, &h, errstr, errlen) == -1)
-			goto fail;
-		j->scanned = rec.seq;
-		if ((++n & 63) == 0 && tick(j, 0, errstr, errlen) == -1)
-			goto fail;
+		replay_group_free(g);
 	}
-	if (rc == -1) {
-		snprintf(errstr, errlen, "the audit log %s broke while publishing: %s",
-			 j->o->log_dir, err);
-		sw_alog_cursor_close(c);
-		return SW_REPLAY_BROKEN;
-	}
-	if (rc == 0 && j->scanned < j->st.end_seq && j->dr_err[0] == '\0') {
-		snprintf(errstr, errlen, "the audit log %s ended at seq %" PRIu64
-			 " while publishing, before the job's end %" PRIu64, j->o->log_dir,
-			 j->scanned, j->st.end_seq);
-		sw_alog_cursor_close(c);
-		return SW_REPLAY_FAIL;
-	}
-	sw_alog_cursor_close(c);
-	return SW_REPLAY_OK;
-fail:
-	sw_alog_cursor_close(c);
-	return SW_REPLAY_FAIL;
 }
 
 /* Wait for every report (or FLUSH_MS), release and save. */
@@ -598,9 +517,10 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 				    char *errstr, size_t errlen)
 {
 	struct replay_state want = {0};
+	struct replay_reader *reader = NULL;
 	struct job j;
-	enum sw_replay_rc rc;
-	char why[512];
+	enum sw_replay_rc rc, rrc;
+	char why[512], rerr[512];
 	int loaded = 0;
 
 	memset(&j, 0, sizeof(j));
@@ -634,6 +554,15 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 		snprintf(errstr, errlen, "out of memory");
 		goto out;
 	}
+	/* the second pass reads ahead while the first checks the log */
+	if (!(loaded && j.st.complete)) {
+		if (loaded &&
+		    replay_resume_scan(o, &j.st, &j.found, &j.nfound, errstr, errlen) == -1)
+			goto out;
+		if ((reader = replay_reader_start(o->log_dir, &j.st, j.found, j.nfound,
+						  REPLAY_AHEAD, errstr, errlen)) == NULL)
+			goto out;
+	}
 	if ((rc = pass_count(&j, loaded, errstr, errlen)) != SW_REPLAY_OK)
 		goto out;
 	rc = SW_REPLAY_FAIL;
@@ -645,23 +574,26 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 		rc = SW_REPLAY_OK;
 		goto out;
 	}
+	replay_reader_set_end(reader, j.st.end_seq);
 	if ((j.ring = calloc(RING, sizeof(*j.ring))) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		goto out;
 	}
 	if ((j.rk = producer_new(&j, errstr, errlen)) == NULL)
 		goto out;
-	if (!loaded) {
-		if (floors_init(&j, errstr, errlen) == -1 || save(&j, errstr, errlen) == -1)
-			goto out;
-	} else if (replay_resume_scan(o, &j.st, &j.found, &j.nfound, errstr, errlen) == -1) {
+	if (!loaded && (floors_init(&j, errstr, errlen) == -1 || save(&j, errstr, errlen) == -1))
 		goto out;
-	}
 	j.scanned = j.st.acked_seq;
 	j.t0_ns = sw_mono_ns();
 	report(&j, 0);
 	j.last_progress_ms = sw_mono_ms();
-	rc = pass_publish(&j, errstr, errlen);
+	rc = pass_publish(&j, reader, errstr, errlen);
+	rrc = replay_reader_stop(reader, rerr, sizeof(rerr));
+	reader = NULL;
+	if (rc == SW_REPLAY_OK && (rrc == SW_REPLAY_FAIL || rrc == SW_REPLAY_BROKEN)) {
+		snprintf(errstr, errlen, "%s", rerr);
+		rc = rrc;
+	}
 	/* after a failure errstr holds its reason: a drain error goes to why */
 	if (rc == SW_REPLAY_OK) {
 		if (drain(&j, errstr, errlen) == -1)
@@ -682,6 +614,8 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 			rc = SW_REPLAY_FAIL;
 	}
 out:
+	if (reader != NULL)
+		(void)replay_reader_stop(reader, NULL, 0);
 	if (j.rk != NULL) {
 		rd_kafka_flush(j.rk, 1000); /* only after a failure is anything left */
 		rd_kafka_destroy(j.rk);

@@ -5,7 +5,9 @@
  *              window of messages in flight
  *   state.c    the state file: load, check against the job, save
  *   resume.c   what a killed run delivered past its last saved state
- *   hdr.c      the header's first fields, fast, for the layouts it knows
+ *   hdr.c      the header's first fields, fast, for the layouts it knows;
+ *              the selection
+ *   reader.c   the second pass read ahead on a thread of its own
  */
 #ifndef REPLAY_INT_H
 #define REPLAY_INT_H
@@ -75,6 +77,55 @@ void replay_hdrs_free(struct replay_hdrs *h);
  * it finds it malformed): use sw_event_decode_header. */
 int replay_hdr_peek(const struct replay_hdrs *h, const void *buf, size_t len,
 		    struct replay_hdr *out);
+
+/* Does the event (its header h) belong to the job? */
+int replay_selected(const struct replay_state *st, const struct sw_alog_rec *rec,
+		    const struct replay_hdr *h);
+/* Does the job need the header to select (not only for the key)? */
+int replay_needs_header(const struct replay_state *st);
+/* The header of an event record: replay_hdr_peek, else the full decoder
+ * into *full, which h then points into. Its absence is an error, errstr
+ * naming the record (the audit service stored it as an event because it
+ * decoded). 0 or -1. */
+int replay_rec_header(const struct replay_hdrs *hdrs, struct sw_event_registry *reg,
+		      const struct sw_alog_rec *rec, struct replay_hdr *h,
+		      struct sw_event_header *full, char *errstr, size_t errlen);
+
+/* reader.c: the second pass read ahead on its own thread */
+struct replay_item {
+	uint64_t seq;
+	int32_t partition; /* where the event was consumed from */
+	int64_t offset;
+	char topic[256];
+	size_t key_len, len;
+	uint8_t data[]; /* the key (run id), then the event's bytes */
+};
+struct replay_group {
+	struct replay_group *next;
+	struct replay_item **items; /* in log order */
+	size_t n;
+	size_t bytes;	 /* of the events */
+	uint64_t found;	 /* selected events already in the topic, not items */
+	uint64_t scanned; /* every record up to this seq is in this group or before */
+};
+struct replay_reader;
+/* Start reading dir for the job st (which must not change meanwhile), found
+ * (sorted) being the seqs already in the topic; at most max_bytes of events
+ * wait for the producer. NULL + errstr. */
+struct replay_reader *replay_reader_start(const char *dir, const struct replay_state *st,
+					  const uint64_t *found, size_t nfound, size_t max_bytes,
+					  char *errstr, size_t errlen);
+/* The next group (caller frees with replay_group_free): 1; 0 when none
+ * came within wait_ms; -1 when the reader is done (replay_reader_stop
+ * tells how). */
+int replay_reader_next(struct replay_reader *r, int wait_ms, struct replay_group **g);
+/* The first pass is through: the job ends at seq end (the reader stops
+ * there; it may have read past it, and the producer drops those). */
+void replay_reader_set_end(struct replay_reader *r, uint64_t end);
+void replay_group_free(struct replay_group *g);
+/* Stop the reader (if it still runs), free it; how it ended: SW_REPLAY_OK
+ * (all read), _STOPPED, or _FAIL / _BROKEN with errstr. */
+enum sw_replay_rc replay_reader_stop(struct replay_reader *r, char *errstr, size_t errlen);
 
 /* resume.c */
 /* The seqs of job st->id found in st->topic past its floors, up to the
