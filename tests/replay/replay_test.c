@@ -13,11 +13,13 @@
  *   kill9      kill -9 of a rate-limited publish twice, each time resumed
  *              with the same state file: no event twice in the topic, none
  *              missing, and the killed runs had delivered past their saved
- *              state (so the resume had to find those in the topic)
+ *              state (so the resume had to find those in the topic); runs
+ *              with the selection held in memory and with a first pass
  *   select     --run, --type (repeated), --since/--until, and all at once:
  *              exactly the matching events
- *   broken     a changed byte in record 2,500: refused, naming the record,
- *              and nothing published
+ *   broken     a changed byte in record 15,000: refused, naming the record,
+ *              and nothing published, whether the selection fits in memory
+ *              (one pass) or not (a first pass checks the log)
  *   refuse     a live topic without --into-live, an unknown type, a state
  *              file of another job, a state file that is no state, a log
  *              replaced under a state: each refused with its reason
@@ -274,7 +276,7 @@ static struct got *read_topic(const char *topic, size_t *count)
 	while (left > 0) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
 		rd_kafka_headers_t *h = NULL;
-		char seq[32];
+		char job[64], from[96], *slash;
 		struct got *g;
 
 		SW_CHECKF(sw_mono_ms() - t0 < 120000, "reading %s back: %d partitions left", topic,
@@ -306,12 +308,14 @@ static struct got *read_topic(const char *topic, size_t *count)
 		memcpy(g->key, m->key, m->key_len);
 		crypto_generichash(g->digest, 16, m->payload, m->len, NULL, 0);
 		rd_kafka_message_headers(m, &h);
-		SW_CHECK(hdr(h, "sagewai.replay.seq", seq, sizeof(seq)) == 0);
-		g->seq = strtoull(seq, NULL, 10);
-		hdr(h, "sagewai.replay.id", g->id, sizeof(g->id));
-		hdr(h, "sagewai.replay.topic", g->htopic, sizeof(g->htopic));
-		hdr(h, "sagewai.replay.partition", g->hpart, sizeof(g->hpart));
-		hdr(h, "sagewai.replay.offset", g->hoff, sizeof(g->hoff));
+		/* sagewai.replay.job = ID/SEQ, sagewai.replay.from = TOPIC/PARTITION/OFFSET */
+		SW_CHECK(hdr(h, "sagewai.replay.job", job, sizeof(job)) == 0);
+		SW_CHECKF((slash = strchr(job, '/')) != NULL && slash - job == 36, "job %s", job);
+		memcpy(g->id, job, 36);
+		g->seq = strtoull(slash + 1, NULL, 10);
+		SW_CHECK(hdr(h, "sagewai.replay.from", from, sizeof(from)) == 0);
+		SW_CHECKF(sscanf(from, "%31[^/]/%15[^/]/%23s", g->htopic, g->hpart, g->hoff) == 3,
+			  "from %s", from);
 		hdr(h, "sagewai.replay", g->replay, sizeof(g->replay));
 		rd_kafka_message_destroy(m);
 	}
@@ -345,6 +349,8 @@ static size_t check_topic(const char *topic, const uint8_t *want)
 
 	SW_CHECK(seen != NULL && last != NULL);
 	qsort(v, n, sizeof(*v), cmp_part_off);
+	for (i = 1; i < n; i++)
+		SW_CHECKF(strcmp(v[i].id, v[0].id) == 0, "two replay jobs in %s", topic);
 	for (i = 0; i < n; i++) {
 		const struct got *g = &v[i];
 		const struct genrec *e;
@@ -527,8 +533,11 @@ static size_t count_above(const char *topic, uint64_t above)
 static void kill9(void)
 {
 	char dir[600], state[600], out[600], topic[128];
+	/* the first run holds at most 1 MB (so it checks the log in a pass of
+	 * its own first), the second the default (one pass) */
 	const char *argv[] = {"sagewai", "replay", "publish", "--log", dir,  "--to", topic,
-			      "--state", state, "--rate", "12000", "--json", NULL};
+			      "--state", state, "--rate", "12000", "--json", "--memory", "1",
+			      NULL};
 	const char *const env[] = {"SAGEWAI_DATA_DIR", NULL};
 	long long marks[2] = {12000, 36000};
 	size_t past[2];
@@ -547,6 +556,8 @@ static void kill9(void)
 		int64_t t0 = sw_mono_ms();
 
 		snprintf(out, sizeof(out), "%s/publish-%d.out", work, k);
+		if (k == 1)
+			argv[12] = NULL; /* no --memory */
 		pid = sw_test_proc_spawn(cli, argv, env, out);
 		while ((acked = state_acked(state)) < marks[k]) {
 			SW_REQUIRE(sw_test_proc_running(pid), "publish ended early: %s",
@@ -567,8 +578,8 @@ static void kill9(void)
 	SW_CHECKF(past[0] + past[1] > 0, "no delivery past the saved state: the kill came right "
 					"after a save both times");
 	{
-		const char *args[] = {"replay", "publish", "--log", dir, "--to", topic, "--state",
-				      state, "--json", NULL};
+		const char *args[] = {"replay", "publish", "--log",  dir,    "--to", topic,
+				      "--state", state,    "--json", "--memory", "1",  NULL};
 
 		snprintf(out, sizeof(out), "%s/publish-final.out", work);
 		rc = run_cli(out, args);
@@ -670,38 +681,49 @@ static void select_(void)
 	}
 }
 
+/* Publish the log (args extra) and expect a refusal naming record seq. */
+static void expect_broken(const char *dir, uint64_t seq, const char *name, const char *memory)
+{
+	char out[600], topic[128], want[96], *text;
+	const char *args[] = {"replay", "publish", "--log", dir,    "--to",
+			      topic,	memory ? "--memory" : NULL,   memory, NULL};
+	int rc;
+
+	snprintf(topic, sizeof(topic), "%s-%s", prefix, name);
+	snprintf(out, sizeof(out), "%s/%s.out", work, name);
+	rc = run_cli(out, args);
+	text = slurp(out);
+	snprintf(want, sizeof(want), "record seq %llu at offset %llu: hash mismatch",
+		 (unsigned long long)seq, (unsigned long long)gen[seq].file_off);
+	SW_CHECKF(rc == 1 && strstr(text, want) && strstr(text, "nothing was published"),
+		  "%s: exit %d: %s", name, rc, text);
+	fprintf(stderr, "%s: %s", name, text);
+	free(text);
+	SW_CHECK(topic_total(topic) == 0);
+}
+
 static void broken(void)
 {
-	char dir[600], out[600], topic[128], path[700], want[64], *text;
+	char dir[600], path[700];
 	uint8_t b;
-	int fd, rc;
+	int fd;
 
 	setup("broken");
 	snprintf(dir, sizeof(dir), "%s/audit", work);
-	snprintf(out, sizeof(out), "%s/publish.out", work);
-	snprintf(topic, sizeof(topic), "%s-target", prefix);
-	gen_log(dir, 5000, 50);
-	/* one byte of record 2500's event changed, its length and hash kept */
+	gen_log(dir, 20000, 50);
+	/* one byte of record 15000's event changed, its length and hash kept */
 	snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", dir,
-		 (unsigned long long)gen[2500].segment);
+		 (unsigned long long)gen[15000].segment);
 	fd = open(path, O_RDWR);
 	SW_CHECK(fd >= 0);
-	SW_CHECK(pread(fd, &b, 1, (off_t)gen[2500].file_off + 44 + 60) == 1);
+	SW_CHECK(pread(fd, &b, 1, (off_t)gen[15000].file_off + 44 + 60) == 1);
 	b ^= 0x20;
-	SW_CHECK(pwrite(fd, &b, 1, (off_t)gen[2500].file_off + 44 + 60) == 1);
+	SW_CHECK(pwrite(fd, &b, 1, (off_t)gen[15000].file_off + 44 + 60) == 1);
 	close(fd);
-	{
-		const char *args[] = {"replay", "publish", "--log", dir, "--to", topic, NULL};
-
-		rc = run_cli(out, args);
-	}
-	text = slurp(out);
-	snprintf(want, sizeof(want), "record seq 2500 at offset %llu: hash mismatch",
-		 (unsigned long long)gen[2500].file_off);
-	SW_CHECKF(rc == 1 && strstr(text, want) && strstr(text, "nothing was published"),
-		  "exit %d: %s", rc, text);
-	free(text);
-	SW_CHECK(topic_total(topic) == 0);
+	/* found while the selection is held in memory, and by the first pass
+	 * of a job that holds less (1 MB: 15,000 events are more) */
+	expect_broken(dir, 15000, "held", NULL);
+	expect_broken(dir, 15000, "first-pass", "1");
 }
 
 /* Expect exit code want_rc and a message holding needle. */

@@ -26,22 +26,24 @@ static const char group_help[] =
 
 static const char publish_help[] =
 	"usage: sagewai replay publish --to TOPIC [--log DIR] [--run ID] [--type T]...\n"
-	"           [--since TIME] [--until TIME] [--rate N] [--state FILE]\n"
+	"           [--since TIME] [--until TIME] [--rate N] [--memory MB] [--state FILE]\n"
 	"           [--kafka SERVERS] [--into-live] [--json]\n"
 	"\n"
 	"Read the events of the audit log in DIR (default $SAGEWAI_DATA_DIR/audit), checking\n"
 	"its hash chain first (a broken log is refused, naming the record, before anything\n"
 	"is sent), and produce the selected ones to TOPIC: the exact stored bytes, in log\n"
 	"order, keyed by their run id as the original producers key them, with the headers\n"
-	"sagewai.replay=1, sagewai.replay.id, .seq, .topic, .partition and .offset (where\n"
-	"each came from). Event ids are kept: a consumer that deduplicates by id sees each\n"
-	"event once.\n"
+	"sagewai.replay=1, sagewai.replay.from=TOPIC/PARTITION/OFFSET (where each came\n"
+	"from) and sagewai.replay.job=ID/SEQ (the job, the record's seq in the log).\n"
+	"Event ids are kept: a consumer that deduplicates by id sees each event once.\n"
 	"\n"
 	"  --run ID        only the events of run ID\n"
 	"  --type T        only events of type T (repeatable)\n"
 	"  --since TIME    only events at or after TIME (RFC 3339, e.g. 2025-01-31T12:00:00Z)\n"
 	"  --until TIME    only events before TIME\n"
 	"  --rate N        at most N events per second\n"
+	"  --memory MB     hold at most MB of events in memory while the log is checked\n"
+	"                  (default 256); a larger selection is read from the log twice\n"
 	"  --state FILE    make the job resumable: FILE records what Kafka acknowledged;\n"
 	"                  rerunning the same command after an interruption (even kill -9)\n"
 	"                  goes on from there without publishing any event twice\n"
@@ -199,7 +201,7 @@ static void progress(const struct sw_replay_progress *p, void *opaque)
 static int replay_publish(struct cli_env *env, int argc, char **argv)
 {
 	const char *types[MAX_TYPES + 1], *to = NULL, *log = NULL, *run = NULL, *since = NULL,
-		   *until = NULL, *rate = NULL, *state = NULL, *kafka = NULL;
+		   *until = NULL, *rate = NULL, *state = NULL, *kafka = NULL, *memory = NULL;
 	const char *extra[65], *pos[1];
 	char err[1024], *dir = NULL, cfgbuf[2048], *end;
 	struct sw_replay_opts o;
@@ -214,6 +216,7 @@ static int replay_publish(struct cli_env *env, int argc, char **argv)
 		{"--run", &run, NULL},	   {"--since", &since, NULL},
 		{"--until", &until, NULL}, {"--rate", &rate, NULL},
 		{"--state", &state, NULL}, {"--kafka", &kafka, NULL},
+		{"--memory", &memory, NULL},
 		{"--into-live", NULL, &into_live}, {NULL, NULL, NULL},
 	};
 
@@ -243,6 +246,13 @@ static int replay_publish(struct cli_env *env, int argc, char **argv)
 		if (end == rate || *end != '\0' || !(o.rate > 0) || o.rate > 1e9)
 			return cli_usage("replay publish",
 					 "--rate: a number of events per second");
+	}
+	if (memory != NULL) {
+		long mb = strtol(memory, &end, 10);
+
+		if (end == memory || *end != '\0' || mb < 1 || mb > 1 << 20)
+			return cli_usage("replay publish", "--memory: a number of MB, at least 1");
+		o.hold_bytes = (size_t)mb << 20;
 	}
 	if (run != NULL && (strlen(run) == 0 || strlen(run) >= 64))
 		return cli_usage("replay publish", "--run: a run id of 1-63 characters");

@@ -3,17 +3,19 @@
  *
  *   1. the state file, if any: a new job, or the one it holds (which must
  *      be the job asked for);
- *   2. the first pass: the whole log through a cursor up to its end as it
- *      is now (or the job's end seq on resume, whose record must still
- *      carry the same hash), counting the selection; a broken log stops
- *      everything here, before a message is sent;
- *   3. a new job notes each target partition's end (where a resume starts
- *      looking) and saves its state before producing; a resumed one reads
- *      what its killed run delivered past its state (resume.c);
- *   4. the second pass (reader.c, on its own thread, started before the
- *      first pass so that it reads ahead meanwhile) hands the selected
- *      events over in log order; each is produced and remembered in a ring
- *      (the window) until its delivery report;
+ *   2. a resumed job reads what its killed run delivered past its state
+ *      (resume.c);
+ *   3. the reader (reader.c, on a thread of its own) checks the whole log
+ *      up to its end as it is now (or the job's end seq on resume, whose
+ *      record must still carry the same hash), counting the selection and
+ *      holding it; if the selection is more than it may hold, the first
+ *      pass here checks and counts the whole log while the reader waits.
+ *      Either way a broken log stops everything before a message is sent;
+ *   4. a new job notes each target partition's end (where a resume starts
+ *      looking) and saves its state before producing;
+ *   5. the reader hands the selected events over in log order (checking
+ *      again what it reads after the first pass); each is produced and
+ *      remembered in a ring (the window) until its delivery report;
  *      the acknowledged seq advances over the oldest reported slots only,
  *      so it never passes an event whose delivery is unknown. Reports
  *      arrive out of order across partitions, hence the ring.
@@ -39,7 +41,7 @@
 #define RING (1u << 18)	   /* messages in flight at most */
 #define STATE_EVERY_MS 200 /* state file saved this often while running */
 #define FLUSH_MS 120000	   /* waiting for the last delivery reports */
-#define REPLAY_AHEAD (64u << 20) /* event bytes the reader may hold ready */
+#define REPLAY_HOLD (256u << 20) /* event bytes the reader may hold (default) */
 
 enum slot_state { SLOT_SENT = 1, SLOT_ACKED = 2, SLOT_FAILED = 3 };
 
@@ -349,16 +351,17 @@ static int tick(struct job *j, int ms, char *errstr, size_t errlen)
 /* Produce one event; waits while the queue or the window is full. */
 static int produce(struct job *j, const struct replay_item *it, char *errstr, size_t errlen)
 {
-	char seq[24], part[16], off[24];
+	char job[64], from[320];
 	rd_kafka_resp_err_t e;
 	struct slot *s;
+	int jlen, flen;
 
 	while (j->tail - j->head >= RING)
 		if (tick(j, 10, errstr, errlen) == -1)
 			return -1;
-	snprintf(seq, sizeof(seq), "%" PRIu64, it->seq);
-	snprintf(part, sizeof(part), "%" PRId32, it->partition);
-	snprintf(off, sizeof(off), "%" PRId64, it->offset);
+	jlen = snprintf(job, sizeof(job), "%s/%" PRIu64, j->st.id, it->seq);
+	flen = snprintf(from, sizeof(from), "%s/%" PRId32 "/%" PRId64, it->topic, it->partition,
+			it->offset);
 	s = &j->ring[j->tail % RING];
 	s->seq = it->seq;
 	s->state = SLOT_SENT;
@@ -371,11 +374,8 @@ static int produce(struct job *j, const struct replay_item *it, char *errstr, si
 			RD_KAFKA_V_KEY(it->key_len ? it->data : NULL, it->key_len),
 			RD_KAFKA_V_VALUE((void *)(it->data + it->key_len), it->len),
 			RD_KAFKA_V_HEADER(SW_REPLAY_HDR, "1", 1),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_ID, j->st.id, (ssize_t)strlen(j->st.id)),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_SEQ, seq, (ssize_t)strlen(seq)),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_TOPIC, it->topic, (ssize_t)strlen(it->topic)),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_PARTITION, part, (ssize_t)strlen(part)),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_OFFSET, off, (ssize_t)strlen(off)),
+			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_FROM, from, (ssize_t)flen),
+			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_JOB, job, (ssize_t)jlen),
 			RD_KAFKA_V_OPAQUE((void *)(uintptr_t)j->tail), RD_KAFKA_V_END);
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
@@ -518,6 +518,8 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 {
 	struct replay_state want = {0};
 	struct replay_reader *reader = NULL;
+	struct replay_check chk;
+	enum replay_phase ph;
 	struct job j;
 	enum sw_replay_rc rc, rrc;
 	char why[512], rerr[512];
@@ -554,27 +556,46 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 		snprintf(errstr, errlen, "out of memory");
 		goto out;
 	}
-	/* the second pass reads ahead while the first checks the log */
-	if (!(loaded && j.st.complete)) {
-		if (loaded &&
-		    replay_resume_scan(o, &j.st, &j.found, &j.nfound, errstr, errlen) == -1)
-			goto out;
-		if ((reader = replay_reader_start(o->log_dir, &j.st, j.found, j.nfound,
-						  REPLAY_AHEAD, errstr, errlen)) == NULL)
-			goto out;
-	}
-	if ((rc = pass_count(&j, loaded, errstr, errlen)) != SW_REPLAY_OK)
+	if (loaded && j.st.complete) { /* done before: check the log is still its log */
+		if ((rc = pass_count(&j, loaded, errstr, errlen)) == SW_REPLAY_OK) {
+			j.counted = 1;
+			j.pr.done = j.pr.resumed;
+			j.scanned = j.st.end_seq;
+		}
 		goto out;
+	}
+	/* the reader checks the log, holding the selection, while we wait */
+	if (loaded && replay_resume_scan(o, &j.st, &j.found, &j.nfound, errstr, errlen) == -1)
+		goto out;
+	if ((reader = replay_reader_start(o->log_dir, &j.st, loaded, j.found, j.nfound,
+					  o->hold_bytes ? o->hold_bytes : REPLAY_HOLD, errstr,
+					  errlen)) == NULL)
+		goto out;
+	while ((ph = replay_reader_wait(reader, 100, &chk, &rc, errstr, errlen)) == R_READING) {
+		if (o->stop != NULL && *o->stop) {
+			rc = SW_REPLAY_STOPPED;
+			goto out;
+		}
+	}
+	if (ph == R_FAILED)
+		goto out;
+	if (ph == R_AT_END) { /* checked and counted in one pass */
+		if (!loaded) {
+			j.st.end_seq = chk.end_seq;
+			memcpy(j.st.end_hash, chk.end_hash, SW_ALOG_HASH);
+		}
+		j.pr.total = chk.total;
+		j.pr.resumed = chk.resumed;
+		j.pr.end_seq = j.st.end_seq;
+	} else { /* more than it holds: check the whole log here first */
+		if ((rc = pass_count(&j, loaded, errstr, errlen)) != SW_REPLAY_OK)
+			goto out;
+		replay_reader_set_end(reader, j.st.end_seq);
+	}
 	rc = SW_REPLAY_FAIL;
 	j.counted = 1;
 	j.pr.done = j.pr.resumed;
 	j.st.done = j.pr.resumed;
-	if (loaded && j.st.complete) {
-		j.scanned = j.st.end_seq;
-		rc = SW_REPLAY_OK;
-		goto out;
-	}
-	replay_reader_set_end(reader, j.st.end_seq);
 	if ((j.ring = calloc(RING, sizeof(*j.ring))) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		goto out;

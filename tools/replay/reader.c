@@ -1,21 +1,32 @@
 /*
- * reader.c: the second pass of a job read on a thread of its own.
+ * reader.c: the log read for a job, on a thread of its own.
  *
- * Reading the log back is mostly hashing (every record is checked again as
- * it is read: what is sent must be what was checked). Done on the thread
- * that produces, it would add to the time of every message; here it runs
- * beside it, and it starts while the first pass still checks the log, so
- * on two cores the first REPLAY_AHEAD bytes of the second pass cost no
- * time at all. The producer takes the selected events in groups, in log
- * order. A group also says up to which seq the reader has looked
- * (records not selected, or already in the topic, included), so the
- * producer may count those as done once it has sent the group.
+ * Everything sent must have been checked, and nothing may be sent from a
+ * log that turns out broken further on. Checking is mostly hashing, so
+ * the reader checks each record once and keeps the selected events in
+ * memory (up to max_bytes) while the producer waits:
  *
- * The reader has its own registry and header reader (avro-c values are
- * not shared across threads); it reads the job's selection, acknowledged
- * and end seqs and the found seqs, none of which change while it runs.
+ *   - when it reaches the end of the log (or the end seq of a resumed
+ *     job) first, the whole job is checked and counted in this one pass:
+ *     it reports R_AT_END with the end seq, its record's hash and the
+ *     counts, and the producer sends what it holds;
+ *   - when the events held pass max_bytes first, it reports R_OVER and
+ *     waits; the producer then checks the whole log itself (the first pass
+ *     of publish.c), tells the reader the job's end seq, and takes the
+ *     events as the reader goes on, checking every record again.
+ *
+ * Either way a broken log is refused before anything is sent. The events
+ * come to the producer in groups, in log order; a group also says up to
+ * which seq the reader has looked (records not selected, or already in the
+ * topic, included), which the producer counts done once it has sent the
+ * group.
+ *
+ * The reader has its own registry and header reader (avro-c values are not
+ * shared between threads); of the job it reads the selection, the
+ * acknowledged seq and the found seqs, none of which change meanwhile.
  */
 #include <errno.h>
+#include <stdarg.h>
 #include <inttypes.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -26,30 +37,34 @@
 #include "replay_int.h"
 #include "sw_alog_cursor.h"
 
-#define GROUP_ITEMS 256	     /* events per group at most */
-#define GROUP_SCAN 4096	     /* records looked at before a group goes anyway */
+#define GROUP_ITEMS 256 /* events per group at most */
+#define GROUP_SCAN 4096 /* records looked at before a group goes anyway */
 
 struct replay_reader {
 	pthread_t th;
 	pthread_mutex_t mu;
-	pthread_cond_t cv;	     /* a group was queued, or taken, or the end */
-	struct replay_group *head, *tail; /* queued, under mu */
-	size_t bytes;		     /* queued payload bytes, under mu */
+	pthread_cond_t cv;		  /* any change below */
+	struct replay_group *head, *tail; /* queued groups, under mu */
+	size_t bytes;			  /* their events' bytes, under mu */
 	size_t max_bytes;
-	int finished;		     /* the reader is done (end or error), under mu */
-	int stop;		     /* the producer asks it to stop, under mu */
-	enum sw_replay_rc rc;	     /* how it finished */
-	char err[512];
-
-	uint64_t end;		     /* the job's end seq, under mu */
-	int end_known;		     /* the first pass is through: end is the end, under mu */
+	enum replay_phase phase;	  /* under mu */
+	int finished;			  /* the thread is done, under mu */
+	int stop;			  /* the producer asks it to stop, under mu */
+	uint64_t end;			  /* the job's end seq, under mu */
+	int end_known;			  /* end is final, under mu */
+	struct replay_check check;	  /* for R_AT_END, under mu */
+	enum sw_replay_rc rc;		  /* how it finished, under mu */
+	char err[512];			  /* why, under mu */
 
 	/* the reader thread's own */
 	char *dir;
-	const struct replay_state *st; /* its selection (which does not change) */
-	uint64_t acked;		     /* the acknowledged seq at the start */
+	const struct replay_state *st;
+	uint64_t acked;			  /* the acknowledged seq at the start */
+	int resuming;			  /* the end seq and its hash are the state's */
+	uint8_t end_hash[SW_ALOG_HASH];	  /* a resumed job's end record's hash */
 	const uint64_t *found;
 	size_t nfound, ifound;
+	uint64_t total, resumed;
 	struct sw_event_registry *reg;
 	struct replay_hdrs hdrs;
 };
@@ -77,29 +92,37 @@ static struct replay_group *group_new(void)
 	return g;
 }
 
-/* Hand g to the producer, waiting while too much is queued. 0, or -1 when
- * asked to stop (g is freed). */
+static void deadline(struct timespec *t, int ms)
+{
+	clock_gettime(CLOCK_REALTIME, t);
+	t->tv_sec += ms / 1000;
+	t->tv_nsec += (long)(ms % 1000) * 1000000;
+	if (t->tv_nsec >= 1000000000) {
+		t->tv_sec++;
+		t->tv_nsec -= 1000000000;
+	}
+}
+
+/* Queue g for the producer; past max_bytes, say R_OVER (while still
+ * reading) and wait for room. 0, or -1 when asked to stop (g is freed). */
 static int push(struct replay_reader *r, struct replay_group *g)
 {
 	int rc = 0;
 
 	pthread_mutex_lock(&r->mu);
+	if (r->tail != NULL)
+		r->tail->next = g;
+	else
+		r->head = g;
+	r->tail = g;
+	r->bytes += g->bytes;
+	if (r->bytes > r->max_bytes && r->phase == R_READING)
+		r->phase = R_OVER;
+	pthread_cond_broadcast(&r->cv);
 	while (!r->stop && r->bytes > r->max_bytes)
 		pthread_cond_wait(&r->cv, &r->mu);
-	if (r->stop) {
-		rc = -1;
-	} else {
-		if (r->tail != NULL)
-			r->tail->next = g;
-		else
-			r->head = g;
-		r->tail = g;
-		r->bytes += g->bytes;
-		pthread_cond_broadcast(&r->cv);
-	}
+	rc = r->stop ? -1 : 0;
 	pthread_mutex_unlock(&r->mu);
-	if (rc == -1)
-		replay_group_free(g);
 	return rc;
 }
 
@@ -120,7 +143,21 @@ static struct replay_item *item_new(const struct sw_alog_rec *rec, const struct 
 	return it;
 }
 
-/* Does rec become an item? 1 with *it made, 0 not (g->found counted), -1
+/* Set the reason under the lock (the producer may read it). */
+static void fail_with(struct replay_reader *r, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+static void fail_with(struct replay_reader *r, const char *fmt, ...)
+{
+	va_list ap;
+
+	pthread_mutex_lock(&r->mu);
+	va_start(ap, fmt);
+	vsnprintf(r->err, sizeof(r->err), fmt, ap);
+	va_end(ap);
+	pthread_mutex_unlock(&r->mu);
+}
+
+/* Does rec become an item? 1 with *it made, 0 not (counted as it is), -1
  * with r->err. */
 static int consider(struct replay_reader *r, const struct sw_alog_rec *rec,
 		    struct replay_group *g, struct replay_item **it)
@@ -128,16 +165,24 @@ static int consider(struct replay_reader *r, const struct sw_alog_rec *rec,
 	const struct replay_state *st = r->st;
 	struct sw_event_header full;
 	struct replay_hdr h;
+	char err[512];
 
-	if (rec->seq <= r->acked || rec->kind != SW_ALOG_EVENT)
+	if (rec->kind != SW_ALOG_EVENT)
 		return 0;
 	if (!replay_needs_header(st) &&
 	    (rec->time_us < st->since_us || rec->time_us >= st->until_us))
 		return 0;
-	if (replay_rec_header(&r->hdrs, r->reg, rec, &h, &full, r->err, sizeof(r->err)) != 0)
+	if (replay_rec_header(&r->hdrs, r->reg, rec, &h, &full, err, sizeof(err)) != 0) {
+		fail_with(r, "%s", err);
 		return -1;
+	}
 	if (!replay_selected(st, rec, &h))
 		return 0;
+	r->total++;
+	if (rec->seq <= r->acked) {
+		r->resumed++;
+		return 0;
+	}
 	while (r->ifound < r->nfound && r->found[r->ifound] < rec->seq)
 		r->ifound++;
 	if (r->ifound < r->nfound && r->found[r->ifound] == rec->seq) {
@@ -145,35 +190,10 @@ static int consider(struct replay_reader *r, const struct sw_alog_rec *rec,
 		return 0;
 	}
 	if ((*it = item_new(rec, &h)) == NULL) {
-		snprintf(r->err, sizeof(r->err), "out of memory");
+		fail_with(r, "out of memory");
 		return -1;
 	}
 	return 1;
-}
-
-/* The second pass: every record up to end_seq checked; the selected events
- * above acked_seq not found in the topic become items, in groups. */
-/* Whether the job's end seq is known yet (then *end is it), waiting up to
- * 10 ms for it when wait; -1 when the reader is to stop. */
-static int end_of(struct replay_reader *r, int wait, uint64_t *end)
-{
-	struct timespec until;
-	int known;
-
-	pthread_mutex_lock(&r->mu);
-	if (!r->end_known && wait && !r->stop) {
-		clock_gettime(CLOCK_REALTIME, &until);
-		until.tv_nsec += 10 * 1000000;
-		if (until.tv_nsec >= 1000000000) {
-			until.tv_sec++;
-			until.tv_nsec -= 1000000000;
-		}
-		pthread_cond_timedwait(&r->cv, &r->mu, &until);
-	}
-	known = r->stop ? -1 : r->end_known;
-	*end = r->end;
-	pthread_mutex_unlock(&r->mu);
-	return known;
 }
 
 static enum sw_replay_rc read_all(struct replay_reader *r)
@@ -181,41 +201,64 @@ static enum sw_replay_rc read_all(struct replay_reader *r)
 	struct sw_alog_cursor *c;
 	struct replay_group *g = NULL;
 	struct sw_alog_rec rec;
+	uint8_t last_hash[SW_ALOG_HASH] = {0};
 	uint64_t last = 0, end;
 	size_t scanned = 0;
 	char err[400];
-	int rc = 0, known;
+	int rc = 0, known, over, stop;
 
-	if ((c = sw_alog_cursor_open(r->dir, r->err, sizeof(r->err))) == NULL)
+	if ((c = sw_alog_cursor_open(r->dir, err, sizeof(err))) == NULL) {
+		fail_with(r, "%s", err);
 		return SW_REPLAY_FAIL;
+	}
 	for (;;) {
 		struct replay_item *it = NULL;
 		int took;
 
-		/* the end is known once the first pass is through: until then,
-		 * read on (what lies past it the producer drops) */
-		if ((known = end_of(r, 0, &end)) == -1)
+		pthread_mutex_lock(&r->mu);
+		known = r->end_known;
+		end = r->end;
+		over = r->phase != R_READING;
+		stop = r->stop;
+		pthread_mutex_unlock(&r->mu);
+		if (stop)
 			goto stopped;
 		if (known && last >= end)
 			break;
 		if (g == NULL && (g = group_new()) == NULL) {
-			snprintf(r->err, sizeof(r->err), "out of memory");
+			fail_with(r, "out of memory");
 			goto fail;
 		}
 		if ((rc = sw_alog_cursor_next(c, &rec, err, sizeof(err))) == -1)
 			break;
 		if (rc == 0) {
-			if (known) { /* the first pass saw records this one does not */
-				snprintf(r->err, sizeof(r->err),
-					 "the audit log %s ended at seq %" PRIu64
-					 " while publishing, before the job's end %" PRIu64,
-					 r->dir, last, end);
+			struct timespec t;
+
+			if (known) { /* the job's end lies beyond the log's */
+				fail_with(r,
+					  "the audit log %s ends at seq %" PRIu64
+					  ", before the job's end %" PRIu64
+					  ": it is not the log this job started on",
+					  r->dir, last, end);
 				goto fail;
 			}
-			(void)end_of(r, 1, &end);
+			if (!over) { /* all checked and held: the end is here */
+				pthread_mutex_lock(&r->mu);
+				r->end = last;
+				r->end_known = 1;
+				pthread_mutex_unlock(&r->mu);
+				break;
+			}
+			/* the producer checks the log and tells the end */
+			pthread_mutex_lock(&r->mu);
+			deadline(&t, 10);
+			if (!r->end_known && !r->stop)
+				pthread_cond_timedwait(&r->cv, &r->mu, &t);
+			pthread_mutex_unlock(&r->mu);
 			continue;
 		}
 		last = rec.seq;
+		memcpy(last_hash, rec.hash, SW_ALOG_HASH);
 		if ((took = consider(r, &rec, g, &it)) == -1)
 			goto fail;
 		if (took) {
@@ -227,21 +270,46 @@ static enum sw_replay_rc read_all(struct replay_reader *r)
 		 * so that the producer may count them done */
 		if (g->n == GROUP_ITEMS || ++scanned % GROUP_SCAN == 0) {
 			rc = push(r, g);
-			g = NULL; /* the producer's now, or freed */
+			g = NULL; /* the producer's now */
 			if (rc == -1)
 				goto stopped;
 		}
 	}
 	if (rc == -1) {
-		snprintf(r->err, sizeof(r->err), "the audit log %s broke while publishing: %s",
-			 r->dir, err);
+		pthread_mutex_lock(&r->mu);
+		if (r->phase == R_READING)
+			snprintf(r->err, sizeof(r->err),
+				 "the audit log %s is broken: %s; nothing was published", r->dir,
+				 err);
+		else
+			snprintf(r->err, sizeof(r->err),
+				 "the audit log %s broke while publishing: %s", r->dir, err);
+		pthread_mutex_unlock(&r->mu);
 		replay_group_free(g);
 		sw_alog_cursor_close(c);
 		return SW_REPLAY_BROKEN;
 	}
 	sw_alog_cursor_close(c);
+	if (r->resuming && last > 0 && memcmp(last_hash, r->end_hash, SW_ALOG_HASH) != 0) {
+		/* the log must be the one the job started on */
+		fail_with(r,
+			  "record seq %" PRIu64 " of %s is not the one this job started on "
+			  "(another hash): the log was replaced or rewritten",
+			  last, r->dir);
+		replay_group_free(g);
+		return SW_REPLAY_FAIL;
+	}
 	if (g != NULL && push(r, g) == -1)
 		return SW_REPLAY_STOPPED;
+	pthread_mutex_lock(&r->mu);
+	if (r->phase == R_READING) {
+		r->phase = R_AT_END;
+		r->check.end_seq = last;
+		memcpy(r->check.end_hash, last_hash, SW_ALOG_HASH);
+		r->check.total = r->total;
+		r->check.resumed = r->resumed;
+	}
+	pthread_mutex_unlock(&r->mu);
 	return SW_REPLAY_OK;
 fail:
 	replay_group_free(g);
@@ -253,15 +321,6 @@ stopped:
 	return SW_REPLAY_STOPPED;
 }
 
-void replay_reader_set_end(struct replay_reader *r, uint64_t end)
-{
-	pthread_mutex_lock(&r->mu);
-	r->end = end;
-	r->end_known = 1;
-	pthread_cond_broadcast(&r->cv);
-	pthread_mutex_unlock(&r->mu);
-}
-
 static void *reader_main(void *arg)
 {
 	struct replay_reader *r = arg;
@@ -270,14 +329,16 @@ static void *reader_main(void *arg)
 	pthread_mutex_lock(&r->mu);
 	r->rc = rc;
 	r->finished = 1;
+	if (rc != SW_REPLAY_OK && r->phase == R_READING)
+		r->phase = R_FAILED;
 	pthread_cond_broadcast(&r->cv);
 	pthread_mutex_unlock(&r->mu);
 	return NULL;
 }
 
 struct replay_reader *replay_reader_start(const char *dir, const struct replay_state *st,
-					  const uint64_t *found, size_t nfound, size_t max_bytes,
-					  char *errstr, size_t errlen)
+					  int resuming, const uint64_t *found, size_t nfound,
+					  size_t max_bytes, char *errstr, size_t errlen)
 {
 	struct replay_reader *r = calloc(1, sizeof(*r));
 	int e;
@@ -289,9 +350,16 @@ struct replay_reader *replay_reader_start(const char *dir, const struct replay_s
 	}
 	r->st = st;
 	r->acked = st->acked_seq;
+	if (resuming) { /* the job's end is known: check up to it */
+		r->resuming = 1;
+		r->end = st->end_seq;
+		r->end_known = 1;
+		memcpy(r->end_hash, st->end_hash, SW_ALOG_HASH);
+	}
 	r->found = found;
 	r->nfound = nfound;
 	r->max_bytes = max_bytes;
+	r->phase = R_READING;
 	if ((r->reg = sw_events_registry_new(errstr, errlen)) == NULL)
 		goto fail;
 	if (replay_hdrs_init(&r->hdrs, r->reg) == -1) {
@@ -315,22 +383,47 @@ fail:
 	return NULL;
 }
 
+enum replay_phase replay_reader_wait(struct replay_reader *r, int wait_ms,
+				     struct replay_check *check, enum sw_replay_rc *rc, char *errstr,
+				     size_t errlen)
+{
+	struct timespec t;
+	enum replay_phase ph;
+
+	deadline(&t, wait_ms);
+	pthread_mutex_lock(&r->mu);
+	while (r->phase == R_READING && pthread_cond_timedwait(&r->cv, &r->mu, &t) != ETIMEDOUT)
+		;
+	ph = r->phase;
+	if (ph == R_AT_END)
+		*check = r->check;
+	if (ph == R_FAILED) {
+		*rc = r->rc;
+		snprintf(errstr, errlen, "%s", r->err);
+	}
+	pthread_mutex_unlock(&r->mu);
+	return ph;
+}
+
+void replay_reader_set_end(struct replay_reader *r, uint64_t end)
+{
+	pthread_mutex_lock(&r->mu);
+	r->end = end;
+	r->end_known = 1;
+	pthread_cond_broadcast(&r->cv);
+	pthread_mutex_unlock(&r->mu);
+}
+
 int replay_reader_next(struct replay_reader *r, int wait_ms, struct replay_group **g)
 {
-	struct timespec until;
+	struct timespec t;
 	int rc;
 
 	*g = NULL;
-	clock_gettime(CLOCK_REALTIME, &until);
-	until.tv_sec += wait_ms / 1000;
-	until.tv_nsec += (long)(wait_ms % 1000) * 1000000;
-	if (until.tv_nsec >= 1000000000) {
-		until.tv_sec++;
-		until.tv_nsec -= 1000000000;
-	}
+	deadline(&t, wait_ms);
 	pthread_mutex_lock(&r->mu);
 	while (r->head == NULL && !r->finished &&
-	       pthread_cond_timedwait(&r->cv, &r->mu, &until) != ETIMEDOUT)
+	       pthread_cond_timedwait(&r->cv, &r->mu, &t) != ETIMEDOUT)
 		;
 	if (r->head != NULL) {
 		*g = r->head;

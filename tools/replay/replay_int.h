@@ -7,7 +7,8 @@
  *   resume.c   what a killed run delivered past its last saved state
  *   hdr.c      the header's first fields, fast, for the layouts it knows;
  *              the selection
- *   reader.c   the second pass read ahead on a thread of its own
+ *   reader.c   the log read on a thread of its own: checked once, the
+ *              selection held for the producer
  */
 #ifndef REPLAY_INT_H
 #define REPLAY_INT_H
@@ -109,19 +110,34 @@ struct replay_group {
 	uint64_t scanned; /* every record up to this seq is in this group or before */
 };
 struct replay_reader;
-/* Start reading dir for the job st (which must not change meanwhile), found
- * (sorted) being the seqs already in the topic; at most max_bytes of events
- * wait for the producer. NULL + errstr. */
+enum replay_phase {
+	R_READING, /* checking the log, holding the selected events */
+	R_AT_END,  /* all checked and counted (struct replay_check) */
+	R_OVER,	   /* more selected than it may hold: the producer checks the log */
+	R_FAILED,  /* broken or failed before either */
+};
+struct replay_check {
+	uint64_t end_seq;
+	uint8_t end_hash[SW_ALOG_HASH];
+	uint64_t total, resumed; /* as struct sw_replay_progress */
+};
+/* Start reading dir for the job st (resuming: up to its end seq, whose
+ * hash must be the state's), found (sorted) being the seqs already in the
+ * topic; at most max_bytes of events wait for the producer. NULL + errstr. */
 struct replay_reader *replay_reader_start(const char *dir, const struct replay_state *st,
-					  const uint64_t *found, size_t nfound, size_t max_bytes,
-					  char *errstr, size_t errlen);
+					  int resuming, const uint64_t *found, size_t nfound,
+					  size_t max_bytes, char *errstr, size_t errlen);
+/* Wait up to wait_ms for the reader to leave R_READING; the phase. R_AT_END
+ * fills check; R_FAILED fills rc and errstr. */
+enum replay_phase replay_reader_wait(struct replay_reader *r, int wait_ms,
+				     struct replay_check *check, enum sw_replay_rc *rc, char *errstr,
+				     size_t errlen);
+/* After R_OVER, once the producer has checked the log: the job ends at end. */
+void replay_reader_set_end(struct replay_reader *r, uint64_t end);
 /* The next group (caller frees with replay_group_free): 1; 0 when none
  * came within wait_ms; -1 when the reader is done (replay_reader_stop
  * tells how). */
 int replay_reader_next(struct replay_reader *r, int wait_ms, struct replay_group **g);
-/* The first pass is through: the job ends at seq end (the reader stops
- * there; it may have read past it, and the producer drops those). */
-void replay_reader_set_end(struct replay_reader *r, uint64_t end);
 void replay_group_free(struct replay_group *g);
 /* Stop the reader (if it still runs), free it; how it ended: SW_REPLAY_OK
  * (all read), _STOPPED, or _FAIL / _BROKEN with errstr. */

@@ -5,7 +5,7 @@
  * run's later deliveries can only lie past it, since one producer's
  * messages keep their order within a partition. Those offsets are read up
  * to each partition's end as it is now, and every message carrying this
- * job's id (sagewai.replay.id) and a seq above the acknowledged one is
+ * job's id and a seq above the acknowledged one (sagewai.replay.job) is
  * collected: the rerun does not send them again.
  */
 #include <inttypes.h>
@@ -65,15 +65,18 @@ static int found_add(struct found *f, uint64_t seq)
 static int take(const rd_kafka_message_t *m, const struct replay_state *st, struct found *f)
 {
 	rd_kafka_headers_t *h = NULL;
-	char id[64], num[32], *end;
+	char job[96], *end;
+	size_t idlen = strlen(st->id);
 	uint64_t seq;
 
 	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return 0;
-	if (header_str(h, SW_REPLAY_HDR_ID, id, sizeof(id)) != 0 || strcmp(id, st->id) != 0 ||
-	    header_str(h, SW_REPLAY_HDR_SEQ, num, sizeof(num)) != 0)
+	/* "ID/SEQ" of this job */
+	if (header_str(h, SW_REPLAY_HDR_JOB, job, sizeof(job)) != 0 ||
+	    strncmp(job, st->id, idlen) != 0 || job[idlen] != '/' || job[idlen + 1] < '0' ||
+	    job[idlen + 1] > '9')
 		return 0;
-	seq = strtoull(num, &end, 10);
+	seq = strtoull(job + idlen + 1, &end, 10);
 	if (*end != '\0' || seq <= st->acked_seq || seq > st->end_seq)
 		return 0;
 	return found_add(f, seq);

@@ -3,19 +3,20 @@
  * downstream consumers to reprocess (docs/AUDIT.md, "Replay: publish").
  *
  * A job reads the log with sw_alog_cursor from its first record, so the
- * whole chain is checked, twice: a first pass up to the log's end as it is
- * at the start (the job's end seq) checks it and counts the selection
- * before anything is sent; a broken log is refused then, naming the record.
- * The second pass produces each selected event, unchanged (the exact stored
+ * whole chain is checked, up to the log's end as it is at the start (the
+ * job's end seq), and the selection counted, before anything is sent; a
+ * broken log is refused then, naming the record. The selected events are
+ * held in memory meanwhile (up to hold_bytes; a larger selection is read
+ * again, and checked again, after a first pass). Then each is produced,
+ * unchanged (the exact stored
  * bytes), in log order, with the Kafka key of its original producers
  * (header.run_id; none when it is empty) and the headers
  *
- *     sagewai.replay            "1"
- *     sagewai.replay.id         the job's id (a UUIDv7, kept in the state)
- *     sagewai.replay.seq        the record's seq in the log
- *     sagewai.replay.topic      the topic the event was consumed from
- *     sagewai.replay.partition  and its partition and offset there
- *     sagewai.replay.offset
+ *     sagewai.replay       "1"
+ *     sagewai.replay.from  "TOPIC/PARTITION/OFFSET": where the audit service
+ *                          consumed the event (topic names hold no '/')
+ *     sagewai.replay.job   "ID/SEQ": the job's id (a UUIDv7, kept in the
+ *                          state) and the record's seq in the log
  *
  * through an idempotent producer (acks=all), so each key's events keep
  * their order in the target partition. Event ids are kept: a consumer that
@@ -45,12 +46,11 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* Three headers, not one per field: each costs the producer an allocation
+ * and its bytes on the wire, per message. */
 #define SW_REPLAY_HDR "sagewai.replay"
-#define SW_REPLAY_HDR_ID "sagewai.replay.id"
-#define SW_REPLAY_HDR_SEQ "sagewai.replay.seq"
-#define SW_REPLAY_HDR_TOPIC "sagewai.replay.topic"
-#define SW_REPLAY_HDR_PARTITION "sagewai.replay.partition"
-#define SW_REPLAY_HDR_OFFSET "sagewai.replay.offset"
+#define SW_REPLAY_HDR_FROM "sagewai.replay.from"
+#define SW_REPLAY_HDR_JOB "sagewai.replay.job"
 
 /* Which events of the log a job publishes: all four must match. Only
  * events are published (records of kind SW_ALOG_EVENT); dead letters kept
@@ -85,6 +85,8 @@ struct sw_replay_opts {
 	int into_live;	       /* allow a target among the live sagewai.* topics */
 	const char *state;     /* the state file (created when missing); NULL: no resume */
 	double rate;	       /* at most this many events/s; 0: as fast as Kafka takes them */
+	size_t hold_bytes;     /* events held in memory while the log is checked; 0: 256 MiB
+				  (a larger selection makes a first pass of its own) */
 	const char *const *kafka_extra; /* "name=value" librdkafka settings, NULL-ended, or NULL;
 					   idempotence and acks=all cannot be changed */
 	struct sw_replay_select sel;
