@@ -290,7 +290,7 @@ static int floors_init(struct job *j, char *errstr, size_t errlen)
 			break;
 		if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1)
 			e = md->topics[0].err;
-		usleep(200 * 1000);
+		usleep(20 * 1000);
 	}
 	if (md == NULL || md->topic_cnt != 1 || md->topics[0].partition_cnt <= 0 ||
 	    md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
@@ -571,6 +571,14 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 					  o->hold_bytes ? o->hold_bytes : REPLAY_HOLD, errstr,
 					  errlen)) == NULL)
 		goto out;
+	/* the producer connects meanwhile (it touches no topic before the log
+	 * is found sound) */
+	if ((j.ring = calloc(RING, sizeof(*j.ring))) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		goto out;
+	}
+	if ((j.rk = producer_new(&j, errstr, errlen)) == NULL)
+		goto out;
 	while ((ph = replay_reader_wait(reader, 100, &chk, &rc, errstr, errlen)) == R_READING) {
 		if (o->stop != NULL && *o->stop) {
 			rc = SW_REPLAY_STOPPED;
@@ -596,12 +604,6 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 	j.counted = 1;
 	j.pr.done = j.pr.resumed;
 	j.st.done = j.pr.resumed;
-	if ((j.ring = calloc(RING, sizeof(*j.ring))) == NULL) {
-		snprintf(errstr, errlen, "out of memory");
-		goto out;
-	}
-	if ((j.rk = producer_new(&j, errstr, errlen)) == NULL)
-		goto out;
 	if (!loaded && (floors_init(&j, errstr, errlen) == -1 || save(&j, errstr, errlen) == -1))
 		goto out;
 	j.scanned = j.st.acked_seq;
