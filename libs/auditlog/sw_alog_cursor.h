@@ -47,4 +47,20 @@ int sw_alog_cursor_next(struct sw_alog_cursor *c, struct sw_alog_rec *rec, char 
  * the start of a log that begins at seq 1). */
 uint64_t sw_alog_cursor_seq(const struct sw_alog_cursor *c);
 
+/*
+ * Hashing left to the caller, for hashing on other threads: with on, the
+ * cursor checks everything but each record's hash (its length, seq, body,
+ * and its prev against the stored hash of the record before it), and the
+ * caller must check every record it is handed with sw_alog_raw_check on
+ * the bytes sw_alog_cursor_raw gives (copied: they live until the next
+ * call). Only the two together check the chain; off (the default) the
+ * cursor checks it alone.
+ */
+void sw_alog_cursor_defer(struct sw_alog_cursor *c, int on);
+/* The last record returned, as it lies in the log (len | seq | prev | body
+ * | hash); valid until the next call. */
+void sw_alog_cursor_raw(const struct sw_alog_cursor *c, const void **raw, size_t *len);
+/* 0 when raw (one whole record) carries the hash of its bytes, else -1. */
+int sw_alog_raw_check(const void *raw, size_t len);
+
 #endif

@@ -263,54 +263,70 @@ bad:
 	return NULL;
 }
 
+/* Every partition of a topic's metadata has a leader. */
+static int all_led(const struct rd_kafka_metadata_topic *t)
+{
+	int i;
+
+	if (t->err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partition_cnt <= 0)
+		return 0;
+	for (i = 0; i < t->partition_cnt; i++)
+		if (t->partitions[i].err != RD_KAFKA_RESP_ERR_NO_ERROR || t->partitions[i].leader < 0)
+			return 0;
+	return 1;
+}
+
 /* A new job: the target's partitions and their ends now, as floors (the
- * metadata request creates the topic where the broker allows that). */
+ * metadata request creates the topic where the broker allows that). A
+ * topic being created answers without partitions, or without leaders, or
+ * "not leader" for a moment: that is waited out (15 s at most). */
 static int floors_init(struct job *j, char *errstr, size_t errlen)
 {
 	const struct rd_kafka_metadata *md = NULL;
 	rd_kafka_topic_t *t = rd_kafka_topic_new(j->rk, j->st.topic, NULL);
 	rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR_NO_ERROR;
 	int64_t lo, hi, deadline = sw_mono_ms() + 15000;
-	int32_t np = 0, p;
+	int32_t np = 0, p = 0;
 	int rc = -1;
 
 	if (t == NULL) {
 		snprintf(errstr, errlen, "kafka: topic %s: out of memory", j->st.topic);
 		return -1;
 	}
-	/* a topic being created may answer without partitions at first */
-	while (sw_mono_ms() < deadline) {
+	for (;;) {
 		if (md != NULL)
 			rd_kafka_metadata_destroy(md);
 		md = NULL;
 		e = rd_kafka_metadata(j->rk, 0, t, &md, 10000);
-		if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 &&
-		    md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR &&
-		    md->topics[0].partition_cnt > 0)
-			break;
-		if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1)
+		if (e == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
+			if (all_led(&md->topics[0]))
+				break;
 			e = md->topics[0].err;
+		}
+		if (sw_mono_ms() >= deadline) {
+			snprintf(errstr, errlen, "kafka: topic %s is not available: %s",
+				 j->st.topic, rd_kafka_err2str(e));
+			goto out;
+		}
 		usleep(20 * 1000);
-	}
-	if (md == NULL || md->topic_cnt != 1 || md->topics[0].partition_cnt <= 0 ||
-	    md->topics[0].err != RD_KAFKA_RESP_ERR_NO_ERROR) {
-		snprintf(errstr, errlen, "kafka: topic %s is not available: %s", j->st.topic,
-			 rd_kafka_err2str(e));
-		goto out;
 	}
 	np = md->topics[0].partition_cnt;
 	if (np > REPLAY_MAX_PARTITIONS || replay_state_floor_grow(&j->st, np - 1) == -1) {
 		snprintf(errstr, errlen, "kafka: topic %s: %d partitions", j->st.topic, (int)np);
 		goto out;
 	}
-	for (p = 0; p < np; p++) {
+	while (p < np) {
 		e = rd_kafka_query_watermark_offsets(j->rk, j->st.topic, p, &lo, &hi, 10000);
-		if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
+		if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			j->st.floors[p++] = hi;
+			continue;
+		}
+		if (sw_mono_ms() >= deadline) {
 			snprintf(errstr, errlen, "kafka: end offsets of %s [%d]: %s", j->st.topic,
 				 (int)p, rd_kafka_err2str(e));
 			goto out;
 		}
-		j->st.floors[p] = hi;
+		usleep(20 * 1000); /* e.g. not the leader yet: ask again */
 	}
 	rc = 0;
 out:
