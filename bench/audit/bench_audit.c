@@ -12,7 +12,8 @@
  *                   warm, median of 3), against single-threaded BLAKE2b-256
  *                   of the same record bytes already in memory.
  *   replay publish  (with --kafka or $SAGEWAI_KAFKA_BOOTSTRAP) events/s of
- *                   sw_replay_publish of a log of --replay-events events into
+ *                   sw_replay_publish of a log of --replay-events events (of
+ *                   ~1 KiB; of ~230 bytes: replay_publish_small) into
  *                   a fresh topic, end to end (both passes over the log, the
  *                   state file, every delivery report), against a raw
  *                   librdkafka produce of the same bytes with the same keys
@@ -183,7 +184,7 @@ static void loadavg(const char *when)
 /* ---- replay publish against raw produce ------------------------------------ */
 
 #define RP_RUNS 1000
-#define RP_INPUT 880 /* bytes of run.submitted input: ~1 KiB events */
+#define RP_INPUT_MAX 880 /* bytes of run.submitted input: ~1 KiB events */
 
 struct rp_msg {
 	void *buf;
@@ -193,10 +194,10 @@ struct rp_msg {
 
 /* A log of n run.submitted events of RP_RUNS runs in logdir; the messages
  * are kept in msgs for the raw baseline. */
-static void rp_gen(const char *logdir, uint64_t n, struct rp_msg *msgs)
+static void rp_gen(const char *logdir, uint64_t n, size_t input_len, struct rp_msg *msgs)
 {
 	struct sw_event_registry *reg;
-	char err[256], input[RP_INPUT + 1];
+	char err[256], input[RP_INPUT_MAX + 1];
 	struct sw_alog *l;
 	uint64_t i;
 
@@ -204,8 +205,8 @@ static void rp_gen(const char *logdir, uint64_t n, struct rp_msg *msgs)
 		die("registry", err);
 	if ((l = sw_alog_open(logdir, 0, NULL, err, sizeof(err))) == NULL)
 		die("open log", err);
-	memset(input, 'x', RP_INPUT);
-	input[RP_INPUT] = '\0';
+	memset(input, 'x', input_len);
+	input[input_len] = '\0';
 	for (i = 0; i < n; i++) {
 		struct sw_event_header h;
 		json_t *o;
@@ -295,7 +296,7 @@ static void rp_topic(rd_kafka_t *rk, const char *topic)
 
 /* events/s of a raw produce of msgs into topic, flushed. */
 static double rp_raw(const char *bootstrap, const char *topic, const struct rp_msg *msgs,
-		     uint64_t n)
+		     uint64_t n, int headers)
 {
 	rd_kafka_t *rk = rp_client(bootstrap, RD_KAFKA_PRODUCER);
 	int64_t t0;
@@ -308,12 +309,35 @@ static double rp_raw(const char *bootstrap, const char *topic, const struct rp_m
 	for (i = 0; i < n; i++) {
 		rd_kafka_resp_err_t e;
 
-		while ((e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
-					      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					      RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
-					      RD_KAFKA_V_VALUE(msgs[i].buf, msgs[i].len),
-					      RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		char job[64], from[64];
+		int jl = 0, fl = 0;
+
+		if (headers) { /* what replay adds */
+			jl = snprintf(job, sizeof(job), "01a2417e-5688-7263-b100-abcb9debb80d/%" PRIu64,
+				      i + 1);
+			fl = snprintf(from, sizeof(from), "%s/%d/%" PRIu64, TOPIC, (int)(i % 4), i);
+		}
+		for (;;) {
+			if (headers)
+				e = rd_kafka_producev(
+					rk, RD_KAFKA_V_TOPIC(topic),
+					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
+					RD_KAFKA_V_VALUE(msgs[i].buf, msgs[i].len),
+					RD_KAFKA_V_HEADER(SW_REPLAY_HDR, "1", 1),
+					RD_KAFKA_V_HEADER(SW_REPLAY_HDR_FROM, from, (ssize_t)fl),
+					RD_KAFKA_V_HEADER(SW_REPLAY_HDR_JOB, job, (ssize_t)jl),
+					RD_KAFKA_V_END);
+			else
+				e = rd_kafka_producev(
+					rk, RD_KAFKA_V_TOPIC(topic),
+					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
+					RD_KAFKA_V_VALUE(msgs[i].buf, msgs[i].len), RD_KAFKA_V_END);
+			if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				break;
 			rd_kafka_poll(rk, 10);
+		}
 		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
 			die("raw produce", rd_kafka_err2str(e));
 		if ((i & 63) == 0)
@@ -356,57 +380,81 @@ static double rp_replay(const char *bootstrap, const char *logdir, const char *t
 
 #define RP_ROUNDS 5
 
-static void replay_bench(const char *dir, const char *bootstrap, uint64_t n)
+/* The round of the median ratio of v to base: a trio measured side by
+ * side, so a load that comes and goes moves all of its numbers. */
+static int median_round(const double *v, const double *base)
 {
-	char logdir[4200], state[4200], topic[128];
-	struct rp_msg *msgs = calloc(n, sizeof(*msgs));
-	double raw[RP_ROUNDS], rep[RP_ROUNDS], ratio[RP_ROUNDS], sorted[RP_ROUNDS];
-	uint64_t i;
+	double ratio[RP_ROUNDS], sorted[RP_ROUNDS];
 	int k, med = 0;
+
+	for (k = 0; k < RP_ROUNDS; k++)
+		ratio[k] = sorted[k] = v[k] / base[k];
+	qsort(sorted, RP_ROUNDS, sizeof(sorted[0]), cmp_d);
+	for (k = 0; k < RP_ROUNDS; k++)
+		if (ratio[k] == sorted[RP_ROUNDS / 2])
+			med = k;
+	return med;
+}
+
+/* Two figures of n events whose input is input_len bytes: name (against a
+ * raw produce of the same bytes) and name_headers (against a raw produce of
+ * the same bytes with the three headers replay adds). */
+static void replay_bench(const char *dir, const char *bootstrap, uint64_t n, size_t input_len,
+			 const char *name)
+{
+	static const char *const sides[3] = {"raw", "rawhdr", "replay"};
+	char logdir[4200], state[4200], topic[128], hname[64];
+	struct rp_msg *msgs = calloc(n, sizeof(*msgs));
+	double raw[RP_ROUNDS], rawh[RP_ROUNDS], rep[RP_ROUNDS];
+	uint64_t i;
+	int k, m;
 
 	if (msgs == NULL)
 		die("replay", "out of memory");
 	snprintf(logdir, sizeof(logdir), "%s/replay-log", dir);
 	snprintf(state, sizeof(state), "%s/replay.state", dir);
-	rp_gen(logdir, n, msgs);
+	rp_gen(logdir, n, input_len, msgs);
 	fprintf(stderr,
 		"bench-audit: replay: %" PRIu64 " events of %zu bytes, %d runs, Kafka %s\n", n,
 		msgs[0].len, RP_RUNS, bootstrap);
-	/* one pair first, not counted: the first produce and the first replay of
-	 * a process pay for what later ones find ready (measured: ratio 0.3-0.6
-	 * in that round against 0.6-1.0 after it) */
-	snprintf(topic, sizeof(topic), "bench-audit-%d-warm-raw", (int)getpid());
-	(void)rp_raw(bootstrap, topic, msgs, n);
-	snprintf(topic, sizeof(topic), "bench-audit-%d-warm-replay", (int)getpid());
+	/* one of each first, not counted: the first produce and the first replay
+	 * of a process pay for what later ones find ready */
+	snprintf(topic, sizeof(topic), "bench-audit-%d-%s-warm-raw", (int)getpid(), name);
+	(void)rp_raw(bootstrap, topic, msgs, n, 0);
+	snprintf(topic, sizeof(topic), "bench-audit-%d-%s-warm-replay", (int)getpid(), name);
 	(void)rp_replay(bootstrap, logdir, topic, state, n);
 	for (k = 0; k < RP_ROUNDS; k++) {
-		int first_raw = k % 2 == 0, j;
+		int j;
 
-		for (j = 0; j < 2; j++) {
-			snprintf(topic, sizeof(topic), "bench-audit-%d-%s-%d", (int)getpid(),
-				 (j == 0) == first_raw ? "raw" : "replay", k);
-			if ((j == 0) == first_raw)
-				raw[k] = rp_raw(bootstrap, topic, msgs, n);
+		for (j = 0; j < 3; j++) { /* each round starts with another side */
+			int side = (j + k) % 3;
+
+			snprintf(topic, sizeof(topic), "bench-audit-%d-%s-%s-%d", (int)getpid(),
+				 name, sides[side], k);
+			if (side == 0)
+				raw[k] = rp_raw(bootstrap, topic, msgs, n, 0);
+			else if (side == 1)
+				rawh[k] = rp_raw(bootstrap, topic, msgs, n, 1);
 			else
 				rep[k] = rp_replay(bootstrap, logdir, topic, state, n);
 		}
-		ratio[k] = sorted[k] = rep[k] / raw[k];
-		fprintf(stderr, "bench-audit: replay round %d: %.0f events/s (raw %.0f): %.3f\n",
-			k, rep[k], raw[k], ratio[k]);
+		fprintf(stderr,
+			"bench-audit: %s round %d: %.0f events/s (raw %.0f: %.3f; raw with the "
+			"headers %.0f: %.3f)\n",
+			name, k, rep[k], raw[k], rep[k] / raw[k], rawh[k], rep[k] / rawh[k]);
 	}
-	/* the figure is the round of the median ratio: a pair measured side by
-	 * side, so a load that comes and goes moves both of its numbers */
-	qsort(sorted, RP_ROUNDS, sizeof(sorted[0]), cmp_d);
-	for (k = 0; k < RP_ROUNDS; k++)
-		if (ratio[k] == sorted[RP_ROUNDS / 2])
-			med = k;
-	figure("replay_publish", rep[med], "events/s", raw[med]);
-	fprintf(stderr, "bench-audit: replay_publish = sagewai replay publish of the whole log "
-			"(chain checked twice, state file, delivery reports) into a fresh topic; "
-			"baseline = librdkafka produce of the same bytes and keys from memory, "
-			"same producer settings, flushed; the round (of %d after a warm-up pair, "
-			"alternating which goes first) with the median ratio\n",
-		RP_ROUNDS);
+	m = median_round(rep, raw);
+	figure(name, rep[m], "events/s", raw[m]);
+	m = median_round(rep, rawh);
+	snprintf(hname, sizeof(hname), "%s_headers", name);
+	figure(hname, rep[m], "events/s", rawh[m]);
+	fprintf(stderr, "bench-audit: %s = sagewai replay publish of the whole log "
+			"(checked before the first message, state file, delivery reports) into a "
+			"fresh topic; baseline = librdkafka produce of the same bytes and keys "
+			"from memory, same producer settings, flushed (%s: with the three "
+			"replay headers as well); the round (of %d after a warm-up, each "
+			"starting with another side) with the median ratio\n",
+		name, hname, RP_ROUNDS);
 	for (i = 0; i < n; i++)
 		free(msgs[i].buf);
 	free(msgs);
@@ -470,7 +518,8 @@ int main(int argc, char **argv)
 	snprintf(rawpath, sizeof(rawpath), "%s/raw.bin", dir);
 	if (replay_only) {
 		loadavg("at start");
-		replay_bench(dir, kafka, replay_events);
+		replay_bench(dir, kafka, replay_events, RP_INPUT_MAX, "replay_publish");
+		replay_bench(dir, kafka, replay_events, 100, "replay_publish_small");
 		loadavg("at end");
 		goto out;
 	}
@@ -539,9 +588,10 @@ int main(int argc, char **argv)
 			"process during verify; baseline = events / CPU seconds of the "
 			"single-threaded BLAKE2b-256 loop\n");
 
-	if (kafka != NULL && *kafka != '\0')
-		replay_bench(dir, kafka, replay_events);
-	else
+	if (kafka != NULL && *kafka != '\0') {
+		replay_bench(dir, kafka, replay_events, RP_INPUT_MAX, "replay_publish");
+		replay_bench(dir, kafka, replay_events, 100, "replay_publish_small");
+	} else
 		fprintf(stderr, "bench-audit: no --kafka (nor SAGEWAI_KAFKA_BOOTSTRAP): replay "
 				"publish not measured\n");
 	loadavg("at end");
