@@ -8,9 +8,9 @@
  * broken log is refused then, naming the record. The selected events are
  * held in memory meanwhile (up to hold_bytes; a larger selection is read
  * again, and checked again, after a first pass). Then each is produced,
- * unchanged (the exact stored
- * bytes), in log order, with the Kafka key of its original producers
- * (header.run_id; none when it is empty) and the headers
+ * unchanged (the exact stored bytes), in log order, with the Kafka key of
+ * its original producers (header.run_id; none when it is empty) and the
+ * headers
  *
  *     sagewai.replay       "1"
  *     sagewai.replay.from  "TOPIC/PARTITION/OFFSET": where the audit service
