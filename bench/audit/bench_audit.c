@@ -17,6 +17,16 @@
  *   verify          events/s of sw_alog_verify over that log (page cache
  *                   warm, median of 3), against single-threaded BLAKE2b-256
  *                   of the same record bytes already in memory.
+ *   replay publish  (with --kafka or $SAGEWAI_KAFKA_BOOTSTRAP) events/s of
+ *                   sw_replay_publish of a log of --replay-events events (of
+ *                   ~1 KiB; of ~230 bytes: replay_publish_small) into
+ *                   a fresh topic, end to end (both passes over the log, the
+ *                   state file, every delivery report), against a raw
+ *                   librdkafka produce of the same bytes with the same keys
+ *                   and producer settings, already in memory, into another
+ *                   fresh topic, flushed; after a pair not counted, 5 rounds
+ *                   alternating which goes first, the figure from the round
+ *                   of the median ratio.
  *
  * Each figure is one JSON line on stdout:
  *   {"bench": "audit", "figure": F, "value": V, "unit": U, "baseline": B, "ratio": V/B}
@@ -24,6 +34,7 @@
  *
  * usage: bench-audit [--events N] [--batch B] [--threads T] [--dir DIR]
  *                    [--cp-every N]
+ *                    [--kafka SERVERS] [--replay-events N] [--replay-only]
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -37,9 +48,13 @@
 #include <unistd.h>
 
 #include <sodium.h>
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
 
 #include "sw_alog.h"
 #include "sw_core.h"
+#include "sw_events.h"
+#include "sw_replay.h"
 
 #define PAYLOAD 1024
 #define TOPIC "sagewai.runs"
@@ -201,10 +216,293 @@ static void loadavg(const char *when)
 	fprintf(stderr, "bench-audit: load average %s: %s\n", when, buf);
 }
 
+/* ---- replay publish against raw produce ------------------------------------ */
+
+#define RP_RUNS 1000
+#define RP_INPUT_MAX 880 /* bytes of run.submitted input: ~1 KiB events */
+
+struct rp_msg {
+	void *buf;
+	size_t len;
+	char key[64];
+};
+
+/* A log of n run.submitted events of RP_RUNS runs in logdir; the messages
+ * are kept in msgs for the raw baseline. */
+static void rp_gen(const char *logdir, uint64_t n, size_t input_len, struct rp_msg *msgs)
+{
+	struct sw_event_registry *reg;
+	char err[256], input[RP_INPUT_MAX + 1];
+	struct sw_alog *l;
+	uint64_t i;
+
+	if ((reg = sw_events_registry_new(err, sizeof(err))) == NULL)
+		die("registry", err);
+	if ((l = sw_alog_open(logdir, 0, NULL, err, sizeof(err))) == NULL)
+		die("open log", err);
+	memset(input, 'x', input_len);
+	input[input_len] = '\0';
+	for (i = 0; i < n; i++) {
+		struct sw_event_header h;
+		json_t *o;
+
+		sw_event_header_init(&h, "run.submitted", "bench-audit");
+		snprintf(h.run_id, sizeof(h.run_id), "bench-run-%" PRIu64, i % RP_RUNS);
+		input[0] = (char)('a' + i % 26);
+		o = json_pack("{s:s, s:i, s:s}", "workflow", "bench", "workflow_version", 1,
+			      "input", input);
+		if (sw_event_encode(reg, "run.submitted", &h, o, &msgs[i].buf, &msgs[i].len, err,
+				    sizeof(err)) != 0)
+			die("encode", err);
+		json_decref(o);
+		snprintf(msgs[i].key, sizeof(msgs[i].key), "%s", h.run_id);
+		if (sw_alog_append(l, SW_ALOG_EVENT, TOPIC, (int32_t)(i % 4), (int64_t)i,
+				   h.time_us, msgs[i].buf, msgs[i].len, NULL, NULL, NULL, err,
+				   sizeof(err)) != 0)
+			die("append", err);
+		if (i % 4096 == 4095 && sw_alog_sync(l, err, sizeof(err)) != 0)
+			die("sync", err);
+	}
+	if (sw_alog_sync(l, err, sizeof(err)) != 0)
+		die("sync", err);
+	sw_alog_close(l);
+	sw_events_registry_destroy(reg);
+}
+
+/* The producer settings sw_replay uses (tools/replay/publish.c). */
+static const char *const rp_conf[] = {
+	"linger.ms=5", "message.timeout.ms=120000", "queue.buffering.max.messages=200000",
+	"queue.buffering.max.kbytes=262144", "enable.idempotence=true", "acks=all", NULL,
+};
+
+static uint64_t rp_failed;
+
+static void rp_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	if (m->err)
+		rp_failed++;
+}
+
+static rd_kafka_t *rp_client(const char *bootstrap, rd_kafka_type_t type)
+{
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	char err[256], name[64];
+	const char *const *e;
+	rd_kafka_t *rk;
+
+	if (rd_kafka_conf_set(conf, "bootstrap.servers", bootstrap, err, sizeof(err)) != 0)
+		die("kafka", err);
+	for (e = rp_conf; type == RD_KAFKA_PRODUCER && *e != NULL; e++) {
+		const char *eq = strchr(*e, '=');
+
+		snprintf(name, sizeof(name), "%.*s", (int)(eq - *e), *e);
+		if (rd_kafka_conf_set(conf, name, eq + 1, err, sizeof(err)) != 0)
+			die("kafka", err);
+	}
+	rd_kafka_conf_set_dr_msg_cb(conf, rp_dr);
+	if ((rk = rd_kafka_new(type, conf, err, sizeof(err))) == NULL)
+		die("kafka", err);
+	return rk;
+}
+
+/* Create topic (the broker creates it on a metadata request) and wait
+ * until it has partitions, so that neither side times topic creation. */
+static void rp_topic(rd_kafka_t *rk, const char *topic)
+{
+	rd_kafka_topic_t *t = rd_kafka_topic_new(rk, topic, NULL);
+	const struct rd_kafka_metadata *md;
+	int k, ok = 0;
+
+	for (k = 0; k < 100 && !ok; k++) {
+		if (rd_kafka_metadata(rk, 0, t, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+			ok = md->topic_cnt == 1 && md->topics[0].err == 0 &&
+			     md->topics[0].partition_cnt > 0;
+			rd_kafka_metadata_destroy(md);
+		}
+		if (!ok)
+			usleep(100 * 1000);
+	}
+	rd_kafka_topic_destroy(t);
+	if (!ok)
+		die(topic, "the topic did not appear");
+}
+
+/* events/s of a raw produce of msgs into topic, flushed. */
+static double rp_raw(const char *bootstrap, const char *topic, const struct rp_msg *msgs,
+		     uint64_t n, int headers)
+{
+	rd_kafka_t *rk = rp_client(bootstrap, RD_KAFKA_PRODUCER);
+	int64_t t0;
+	uint64_t i;
+	double s;
+
+	rp_topic(rk, topic);
+	rp_failed = 0;
+	t0 = sw_mono_ns();
+	for (i = 0; i < n; i++) {
+		rd_kafka_resp_err_t e;
+
+		char job[64], from[64];
+		int jl = 0, fl = 0;
+
+		if (headers) { /* what replay adds */
+			jl = snprintf(job, sizeof(job), "01a2417e-5688-7263-b100-abcb9debb80d/%" PRIu64,
+				      i + 1);
+			fl = snprintf(from, sizeof(from), "%s/%d/%" PRIu64, TOPIC, (int)(i % 4), i);
+		}
+		for (;;) {
+			if (headers)
+				e = rd_kafka_producev(
+					rk, RD_KAFKA_V_TOPIC(topic),
+					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
+					RD_KAFKA_V_VALUE(msgs[i].buf, msgs[i].len),
+					RD_KAFKA_V_HEADER(SW_REPLAY_HDR, "1", 1),
+					RD_KAFKA_V_HEADER(SW_REPLAY_HDR_FROM, from, (ssize_t)fl),
+					RD_KAFKA_V_HEADER(SW_REPLAY_HDR_JOB, job, (ssize_t)jl),
+					RD_KAFKA_V_END);
+			else
+				e = rd_kafka_producev(
+					rk, RD_KAFKA_V_TOPIC(topic),
+					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
+					RD_KAFKA_V_VALUE(msgs[i].buf, msgs[i].len), RD_KAFKA_V_END);
+			if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
+				break;
+			rd_kafka_poll(rk, 10);
+		}
+		if (e != RD_KAFKA_RESP_ERR_NO_ERROR)
+			die("raw produce", rd_kafka_err2str(e));
+		if ((i & 63) == 0)
+			rd_kafka_poll(rk, 0);
+	}
+	if (rd_kafka_flush(rk, 120000) != RD_KAFKA_RESP_ERR_NO_ERROR || rp_failed != 0)
+		die("raw produce", "not every message was delivered");
+	s = secs(sw_mono_ns() - t0);
+	rd_kafka_destroy(rk);
+	return (double)n / s;
+}
+
+/* events/s of sw_replay_publish of the whole log into topic. */
+static double rp_replay(const char *bootstrap, const char *logdir, const char *topic,
+			const char *state, uint64_t n)
+{
+	struct sw_replay_opts o;
+	struct sw_replay_progress pr;
+	rd_kafka_t *rk = rp_client(bootstrap, RD_KAFKA_PRODUCER);
+	char err[512];
+	int64_t t0;
+
+	rp_topic(rk, topic);
+	rd_kafka_destroy(rk);
+	memset(&o, 0, sizeof(o));
+	o.log_dir = logdir;
+	o.bootstrap = bootstrap;
+	o.topic = topic;
+	o.state = state;
+	o.sel.since_us = INT64_MIN;
+	o.sel.until_us = INT64_MAX;
+	unlink(state);
+	t0 = sw_mono_ns();
+	if (sw_replay_publish(&o, &pr, err, sizeof(err)) != SW_REPLAY_OK)
+		die("replay publish", err);
+	if (pr.done != n || pr.sent != n)
+		die("replay publish", "not every event was published");
+	return (double)n / secs(sw_mono_ns() - t0);
+}
+
+#define RP_ROUNDS 5
+
+/* The round of the median ratio of v to base: a trio measured side by
+ * side, so a load that comes and goes moves all of its numbers. */
+static int median_round(const double *v, const double *base)
+{
+	double ratio[RP_ROUNDS], sorted[RP_ROUNDS];
+	int k, med = 0;
+
+	for (k = 0; k < RP_ROUNDS; k++)
+		ratio[k] = sorted[k] = v[k] / base[k];
+	qsort(sorted, RP_ROUNDS, sizeof(sorted[0]), cmp_d);
+	for (k = 0; k < RP_ROUNDS; k++)
+		if (ratio[k] == sorted[RP_ROUNDS / 2])
+			med = k;
+	return med;
+}
+
+/* Two figures of n events whose input is input_len bytes: name (against a
+ * raw produce of the same bytes) and name_headers (against a raw produce of
+ * the same bytes with the three headers replay adds). */
+static void replay_bench(const char *dir, const char *bootstrap, uint64_t n, size_t input_len,
+			 const char *name)
+{
+	static const char *const sides[3] = {"raw", "rawhdr", "replay"};
+	char logdir[4200], state[4200], topic[128], hname[64];
+	struct rp_msg *msgs = calloc(n, sizeof(*msgs));
+	double raw[RP_ROUNDS], rawh[RP_ROUNDS], rep[RP_ROUNDS];
+	uint64_t i;
+	int k, m;
+
+	if (msgs == NULL)
+		die("replay", "out of memory");
+	snprintf(logdir, sizeof(logdir), "%s/replay-log", dir);
+	snprintf(state, sizeof(state), "%s/replay.state", dir);
+	rp_gen(logdir, n, input_len, msgs);
+	fprintf(stderr,
+		"bench-audit: replay: %" PRIu64 " events of %zu bytes, %d runs, Kafka %s\n", n,
+		msgs[0].len, RP_RUNS, bootstrap);
+	/* one of each first, not counted: the first produce and the first replay
+	 * of a process pay for what later ones find ready */
+	snprintf(topic, sizeof(topic), "bench-audit-%d-%s-warm-raw", (int)getpid(), name);
+	(void)rp_raw(bootstrap, topic, msgs, n, 0);
+	snprintf(topic, sizeof(topic), "bench-audit-%d-%s-warm-replay", (int)getpid(), name);
+	(void)rp_replay(bootstrap, logdir, topic, state, n);
+	for (k = 0; k < RP_ROUNDS; k++) {
+		int j;
+
+		for (j = 0; j < 3; j++) { /* each round starts with another side */
+			int side = (j + k) % 3;
+
+			snprintf(topic, sizeof(topic), "bench-audit-%d-%s-%s-%d", (int)getpid(),
+				 name, sides[side], k);
+			if (side == 0)
+				raw[k] = rp_raw(bootstrap, topic, msgs, n, 0);
+			else if (side == 1)
+				rawh[k] = rp_raw(bootstrap, topic, msgs, n, 1);
+			else
+				rep[k] = rp_replay(bootstrap, logdir, topic, state, n);
+		}
+		fprintf(stderr,
+			"bench-audit: %s round %d: %.0f events/s (raw %.0f: %.3f; raw with the "
+			"headers %.0f: %.3f)\n",
+			name, k, rep[k], raw[k], rep[k] / raw[k], rawh[k], rep[k] / rawh[k]);
+	}
+	m = median_round(rep, raw);
+	figure(name, rep[m], "events/s", raw[m]);
+	m = median_round(rep, rawh);
+	snprintf(hname, sizeof(hname), "%s_headers", name);
+	figure(hname, rep[m], "events/s", rawh[m]);
+	fprintf(stderr, "bench-audit: %s = sagewai replay publish of the whole log "
+			"(checked before the first message, state file, delivery reports) into a "
+			"fresh topic; baseline = librdkafka produce of the same bytes and keys "
+			"from memory, same producer settings, flushed (%s: with the three "
+			"replay headers as well); the round (of %d after a warm-up, each "
+			"starting with another side) with the median ratio\n",
+		name, hname, RP_ROUNDS);
+	for (i = 0; i < n; i++)
+		free(msgs[i].buf);
+	free(msgs);
+	nftw(logdir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
+	unlink(state);
+}
+
 int main(int argc, char **argv)
 {
 	uint64_t events = 200000, batch = 1000, done, b, hashed, cp_every = 10000, ncps = 0;
-	int threads = 0, own_dir = 0, k, fd;
+	uint64_t replay_events = 100000;
+	int threads = 0, own_dir = 0, k, fd, replay_only = 0;
+	const char *kafka = getenv("SAGEWAI_KAFKA_BOOTSTRAP");
 	const char *base = getenv("SAGEWAI_BENCH_DIR");
 	char dir[4096], logdir[4200], cpdir[4200], keypath[4200], rawpath[4200], err[256];
 	char name[64];
@@ -231,14 +529,23 @@ int main(int argc, char **argv)
 			snprintf(dir, sizeof(dir), "%s", argv[++k]);
 		else if (strcmp(argv[k], "--cp-every") == 0 && k + 1 < argc)
 			cp_every = strtoull(argv[++k], NULL, 10);
+		else if (strcmp(argv[k], "--kafka") == 0 && k + 1 < argc)
+			kafka = argv[++k];
+		else if (strcmp(argv[k], "--replay-events") == 0 && k + 1 < argc)
+			replay_events = strtoull(argv[++k], NULL, 10);
+		else if (strcmp(argv[k], "--replay-only") == 0)
+			replay_only = 1;
 		else {
 			fprintf(stderr, "usage: bench-audit [--events N] [--batch B] "
-					"[--threads T] [--dir DIR] [--cp-every N]\n");
+					"[--threads T] [--dir DIR] [--cp-every N] [--kafka SERVERS] "
+					"[--replay-events N] [--replay-only]\n");
 			return 2;
 		}
 	}
-	if (events == 0 || batch == 0 || cp_every == 0)
-		die("arguments", "--events, --batch and --cp-every must be positive");
+	if (events == 0 || batch == 0 || cp_every == 0 || replay_events == 0)
+		die("arguments", "--events, --batch, --cp-every and --replay-events must be positive");
+	if (replay_only && (kafka == NULL || *kafka == '\0'))
+		die("arguments", "--replay-only needs --kafka or SAGEWAI_KAFKA_BOOTSTRAP");
 	if (sodium_init() < 0)
 		die("libsodium", "init failed");
 	if (dir[0] == '\0') {
@@ -254,6 +561,13 @@ int main(int argc, char **argv)
 	snprintf(cpdir, sizeof(cpdir), "%s/log-cp", dir);
 	snprintf(keypath, sizeof(keypath), "%s/bench.key", dir);
 	snprintf(rawpath, sizeof(rawpath), "%s/raw.bin", dir);
+	if (replay_only) {
+		loadavg("at start");
+		replay_bench(dir, kafka, replay_events, RP_INPUT_MAX, "replay_publish");
+		replay_bench(dir, kafka, replay_events, 100, "replay_publish_small");
+		loadavg("at end");
+		goto out;
+	}
 	unlink(keypath);
 	if (sw_alog_keygen("bench", keypath, pk, err, sizeof(err)) != 0 ||
 	    (signer = sw_alog_signer_load(keypath, err, sizeof(err))) == NULL)
@@ -369,8 +683,15 @@ int main(int argc, char **argv)
 			"process during verify; baseline = events / CPU seconds of the "
 			"single-threaded BLAKE2b-256 loop\n");
 
+	if (kafka != NULL && *kafka != '\0') {
+		replay_bench(dir, kafka, replay_events, RP_INPUT_MAX, "replay_publish");
+		replay_bench(dir, kafka, replay_events, 100, "replay_publish_small");
+	} else
+		fprintf(stderr, "bench-audit: no --kafka (nor SAGEWAI_KAFKA_BOOTSTRAP): replay "
+				"publish not measured\n");
 	loadavg("at end");
 	free(raw);
+out:
 	if (own_dir) {
 		nftw(dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 	} else {

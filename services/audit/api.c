@@ -4,6 +4,7 @@
  *   GET /v1/audit/runs/{run_id}   one run's events in log order, decoded:
  *       {"run_id": ..., "events": [{"seq", "topic", "partition", "offset",
  *        "event": {...}}]}
+ *   GET /v1/audit/events          a cursor over the whole log (feed.c)
  *
  * Who may read: in single_org mode anyone who reaches it, as the run API.
  * In multi_tenant mode "Authorization: Bearer <key>" with a key the
@@ -34,7 +35,7 @@ struct run_req {
 	int filtered;     /* a tenant's key: none of its events is 404 */
 };
 
-static int valid_run_id(const char *s)
+int audit_valid_run_id(const char *s)
 {
 	size_t n = strlen(s), i;
 
@@ -45,6 +46,38 @@ static int valid_run_id(const char *s)
 		      (s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z')))
 			return 0;
 	return 1;
+}
+
+json_t *audit_api_item(struct audit_env *env, uint64_t segment, uint64_t file_off, char *errstr,
+		       size_t errlen)
+{
+	struct sw_alog_rec rec;
+	char e[256];
+	void *buf = NULL;
+	json_t *ev, *item;
+
+	if (sw_alog_read_at(env->log_dir, segment, file_off, &rec, &buf, errstr, errlen) == -1) {
+		free(buf);
+		return NULL;
+	}
+	item = json_pack("{s:I, s:s%, s:i, s:I, s:I}", "seq", (json_int_t)rec.seq, "topic",
+			 rec.topic, rec.topic_len, "partition", (int)rec.partition, "offset",
+			 (json_int_t)rec.offset, "time_us", (json_int_t)rec.time_us);
+	if (item == NULL) {
+		free(buf);
+		snprintf(errstr, errlen, "out of memory");
+		return NULL;
+	}
+	ev = rec.kind == SW_ALOG_EVENT
+		     ? sw_event_decode(env->reg, rec.payload, rec.payload_len, e, sizeof(e))
+		     : NULL;
+	if (ev != NULL)
+		json_object_set_new(item, "event", ev);
+	else
+		json_object_set_new(item, "decode_error",
+				    json_string(rec.kind == SW_ALOG_EVENT ? e : "not an event"));
+	free(buf);
+	return item;
 }
 
 static void run_rows(PGresult *res, const char *err, void *opaque)
@@ -70,32 +103,17 @@ static void run_rows(PGresult *res, const char *err, void *opaque)
 	for (i = 0; i < n; i++) {
 		uint64_t seg = strtoull(PQgetvalue(res, i, 0), NULL, 10);
 		uint64_t off = strtoull(PQgetvalue(res, i, 1), NULL, 10);
-		struct sw_alog_rec rec;
 		char e[256];
-		void *buf = NULL;
-		json_t *ev, *item;
+		json_t *item = audit_api_item(env, seg, off, e, sizeof(e));
 
-		if (sw_alog_read_at(env->log_dir, seg, off, &rec, &buf, e, sizeof(e)) == -1) {
+		if (item == NULL) {
 			json_decref(events);
-			free(buf);
 			sw_http_reply_error(r->req, 500, "log_error",
 					    "audit log record unreadable: %s", e);
 			free(r);
 			return;
 		}
-		item = json_pack("{s:I, s:s%, s:i, s:I, s:I}", "seq", (json_int_t)rec.seq, "topic",
-				 rec.topic, rec.topic_len, "partition", (int)rec.partition,
-				 "offset", (json_int_t)rec.offset, "time_us",
-				 (json_int_t)rec.time_us);
-		ev = rec.kind == SW_ALOG_EVENT
-			     ? sw_event_decode(env->reg, rec.payload, rec.payload_len, e, sizeof(e))
-			     : NULL;
-		if (ev != NULL)
-			json_object_set_new(item, "event", ev);
-		else
-			json_object_set_new(item, "decode_error", json_string(e));
 		json_array_append_new(events, item);
-		free(buf);
 	}
 	body = json_pack("{s:s, s:o}", "run_id", r->run_id, "events", events);
 	sw_http_reply_json(r->req, 200, body);
@@ -116,26 +134,33 @@ static void run_query(struct run_req *r)
 	}
 }
 
+struct auth_req {
+	struct audit_env *env;
+	struct evhttp_request *req;
+	audit_auth_cb cb;
+	void *opaque;
+};
+
 static void auth_rows(PGresult *res, const char *err, void *opaque)
 {
-	struct run_req *r = opaque;
+	struct auth_req *a = opaque;
+	struct evhttp_request *req = a->req;
 
 	if (err != NULL) {
 		sw_log(SW_LOG_ERROR, "audit key lookup failed", "error", err, NULL);
-		sw_http_reply_error(r->req, 503, "unavailable", "key lookup failed");
-		free(r);
-		return;
+		sw_http_reply_error(req, 503, "unavailable", "key lookup failed");
+		req = NULL;
+	} else if (PQntuples(res) != 1) {
+		sw_http_reply_error(req, 401, "unauthorized", "unknown API key");
+		req = NULL;
 	}
-	if (PQntuples(res) != 1) {
-		sw_http_reply_error(r->req, 401, "unauthorized", "unknown API key");
-		free(r);
-		return;
-	}
-	if (strcmp(PQgetvalue(res, 0, 0), "AUDITOR") != 0) {
-		r->filtered = 1;
-		snprintf(r->tenant, sizeof(r->tenant), "%s", PQgetvalue(res, 0, 1));
-	}
-	run_query(r);
+	if (req == NULL)
+		a->cb(NULL, NULL, a->opaque);
+	else if (strcmp(PQgetvalue(res, 0, 0), "AUDITOR") != 0)
+		a->cb(req, PQgetvalue(res, 0, 1), a->opaque);
+	else
+		a->cb(req, NULL, a->opaque);
+	free(a);
 }
 
 /* The Bearer value of the request into out; -1 when missing or malformed. */
@@ -159,23 +184,23 @@ static int bearer(struct evhttp_request *req, char *out, size_t outlen)
 	return 0;
 }
 
-/* multi_tenant: look the key up, then run_query; single_org: run_query. */
-static void run_auth(struct run_req *r)
+void audit_api_auth(struct audit_env *env, struct evhttp_request *req, audit_auth_cb cb,
+		    void *opaque)
 {
 	char key[KEY_MAX], hexhash[2 * crypto_hash_sha256_BYTES + 3];
 	uint8_t hash[crypto_hash_sha256_BYTES];
 	const char *params[1];
+	struct auth_req *a;
 
-	if (!r->env->multi_tenant) {
-		run_query(r);
+	if (!env->multi_tenant) {
+		cb(req, NULL, opaque);
 		return;
 	}
-	evhttp_add_header(evhttp_request_get_output_headers(r->req), "WWW-Authenticate",
-			  "Bearer");
-	if (bearer(r->req, key, sizeof(key)) == -1) {
-		sw_http_reply_error(r->req, 401, "unauthorized",
+	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
+	if (bearer(req, key, sizeof(key)) == -1) {
+		sw_http_reply_error(req, 401, "unauthorized",
 				    "an API key is required: Authorization: Bearer <key>");
-		free(r);
+		cb(NULL, NULL, opaque);
 		return;
 	}
 	crypto_hash_sha256(hash, (const uint8_t *)key, strlen(key));
@@ -184,15 +209,40 @@ static void run_auth(struct run_req *r)
 	hexhash[1] = 'x';
 	sw_hex_encode(hash, sizeof(hash), hexhash + 2);
 	params[0] = hexhash;
-	if (sw_store_query(r->env->store,
+	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		sw_http_reply_error(req, 503, "unavailable", "out of memory");
+		cb(NULL, NULL, opaque);
+		return;
+	}
+	a->env = env;
+	a->req = req;
+	a->cb = cb;
+	a->opaque = opaque;
+	if (sw_store_query(env->store,
 			   "SELECT k.role, k.tenant_id FROM apikeys k"
 			   " LEFT JOIN tenants t ON t.id = k.tenant_id"
 			   " WHERE k.key_hash = $1::bytea AND NOT k.revoked"
 			   " AND (k.role = 'AUDITOR' OR (k.role = 'TENANT' AND NOT t.deleted))",
-			   1, params, auth_rows, r) == -1) {
-		sw_http_reply_error(r->req, 503, "unavailable", "key lookup failed");
-		free(r);
+			   1, params, auth_rows, a) == -1) {
+		free(a);
+		sw_http_reply_error(req, 503, "unavailable", "key lookup failed");
+		cb(NULL, NULL, opaque);
 	}
+}
+
+static void run_authed(struct evhttp_request *req, const char *tenant, void *opaque)
+{
+	struct run_req *r = opaque;
+
+	if (req == NULL) {
+		free(r);
+		return;
+	}
+	if (tenant != NULL) {
+		r->filtered = 1;
+		snprintf(r->tenant, sizeof(r->tenant), "%s", tenant);
+	}
+	run_query(r);
 }
 
 static void runs_cb(struct evhttp_request *req, void *arg)
@@ -212,7 +262,7 @@ static void runs_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	id = evhttp_uridecode(path + strlen(prefix), 0, NULL);
-	if (id == NULL || !valid_run_id(id)) {
+	if (id == NULL || !audit_valid_run_id(id)) {
 		sw_http_reply_error(req, 400, "bad_run_id",
 				    "a run id is 1-63 characters of [A-Za-z0-9._-]");
 		free(id);
@@ -227,7 +277,7 @@ static void runs_cb(struct evhttp_request *req, void *arg)
 	r->req = req;
 	snprintf(r->run_id, sizeof(r->run_id), "%s", id);
 	free(id);
-	run_auth(r);
+	audit_api_auth(env, req, run_authed, r);
 }
 
 int audit_api_start(struct audit_env *env, char *errstr, size_t errlen)
@@ -245,5 +295,5 @@ int audit_api_start(struct audit_env *env, char *errstr, size_t errlen)
 		snprintf(errstr, errlen, "cannot route /v1/audit/runs/");
 		return -1;
 	}
-	return 0;
+	return audit_feed_start(env, errstr, errlen);
 }

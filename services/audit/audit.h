@@ -87,6 +87,8 @@ struct audit_batch {
 };
 TAILQ_HEAD(audit_batchq, audit_batch);
 
+struct audit_feed; /* feed.c */
+
 /* Open-addressing set of 16-byte ids. */
 struct audit_idset {
 	uint8_t (*slots)[16];
@@ -202,6 +204,7 @@ struct audit_env {
 	char health_why[400];   /* /healthz's reason (loop only) */
 	uint64_t appended, duplicates, deadlettered, skipped, indexed_rows, lookups;
 	int index_busy;
+	struct audit_feed *feed; /* feed.c: the long polls of GET /v1/audit/events */
 };
 
 /* idset.c */
@@ -298,6 +301,26 @@ void audit_dedupe_lookup(struct audit_env *env, struct audit_batch *b);
 
 /* api.c */
 int audit_api_start(struct audit_env *env, char *errstr, size_t errlen);
+/* 1 for a run id of 1-63 characters of [A-Za-z0-9._-]. */
+int audit_valid_run_id(const char *s);
+/* The record at (segment, file_off) as an answer's item: {"seq", "topic",
+ * "partition", "offset", "time_us", "event" | "decode_error"}. NULL with
+ * errstr when it cannot be read. */
+json_t *audit_api_item(struct audit_env *env, uint64_t segment, uint64_t file_off, char *errstr,
+		       size_t errlen);
+/* Who may read: called with req and NULL (every tenant: single_org, or an
+ * auditor's key) or the tenant id of a tenant's key; or, after the refusal
+ * (401, 503) was sent, with req NULL, for the caller to free its state. */
+typedef void (*audit_auth_cb)(struct evhttp_request *req, const char *tenant, void *opaque);
+void audit_api_auth(struct audit_env *env, struct evhttp_request *req, audit_auth_cb cb,
+		    void *opaque);
+
+/* feed.c: GET /v1/audit/events, with long polls woken by the index */
+int audit_feed_start(struct audit_env *env, char *errstr, size_t errlen);
+/* The index confirmed rows up to seq: answer the polls waiting for them. */
+void audit_feed_wake(struct audit_env *env, uint64_t seq);
+/* Answer every waiting poll (empty) before the HTTP server goes. */
+void audit_feed_stop(struct audit_env *env);
 
 /* tool.c: the offline commands */
 int audit_cmd_verify(int argc, char **argv);

@@ -114,6 +114,7 @@ static void index_done(PGresult *res, const char *err, void *opaque)
 		sw_metrics_gauge_set(env->metrics, "sagewai_audit_indexed_seq",
 				     "Highest log seq sent to the index and confirmed",
 				     (double)r->last_seq);
+		audit_feed_wake(env, r->last_seq);
 	}
 	free(r);
 }

@@ -8,6 +8,7 @@
  *   idset.c      the id sets of the window
  *   index.c      the index in PostgreSQL
  *   api.c        GET /v1/audit/runs/{id}
+ *   feed.c       GET /v1/audit/events (cursor, long poll)
  *   tool.c       the offline commands verify, dump, keygen and export
  */
 #include <stdlib.h>
@@ -85,6 +86,7 @@ static void audit_stop(struct sw_service *svc, void *arg)
 	struct audit_env *env = arg;
 
 	(void)svc;
+	audit_feed_stop(env);
 	audit_ingest_stop(env);
 	audit_index_flush(env, 5000);
 	sw_store_destroy(env->store);
@@ -119,7 +121,8 @@ static const struct sw_service_def audit_def = {
 	.help = "serve: consume every sagewai.* topic into the hash-chained log in\n"
 		"  $SAGEWAI_DATA_DIR/audit, index it in PostgreSQL (schema audit), sign\n"
 		"  checkpoints with $SAGEWAI_AUDIT_SIGNING_KEY_FILE and publish them on\n"
-		"  sagewai.audit.checkpoints, and answer GET /v1/audit/runs/{id}.\n"
+		"  sagewai.audit.checkpoints, and answer GET /v1/audit/runs/{id} and\n"
+		"  /v1/audit/events.\n"
 		"verify: check every record's hash, the chain, the sequence and every\n"
 		"  checkpoint's signature (public keys: --pubkeys or $SAGEWAI_AUDIT_PUBKEYS),\n"
 		"  and the log against its published checkpoints; or check a bundle. Exit 1\n"

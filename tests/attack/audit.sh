@@ -7,6 +7,8 @@
 # sagewai.audit.checkpoints forges checkpoints: verify names them. A run's
 # bundle altered after export is refused, naming the record. A signing
 # key others may read is refused.
+# A changed byte stops replay publish before it sends anything; the audit
+# cursor refuses hostile queries and survives clients hanging up.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -140,6 +142,51 @@ shorten() {
 	*) echo "verify did not report the deleted tail: $out" >&2; return 1 ;;
 	esac
 }
+# replay publish of a log with one changed byte: refused, nothing sent
+replay_tampered() {
+	local copy=$work/tampered topic=attack-replay-$$ out
+	rm -rf "$copy"
+	cp -r "$logdir" "$copy"
+	python3 - "$(ls "$copy"/seg-*.swlog | head -n 1)" <<-'PY'
+		import sys
+		f = open(sys.argv[1], "r+b")
+		d = f.read()
+		f.seek(64 + (len(d) - 64) // 2)
+		f.write(bytes([d[64 + (len(d) - 64) // 2] ^ 0x01]))
+	PY
+	if out=$("$cli" replay publish --log "$copy" --to "$topic" 2>&1); then
+		echo "a tampered log was published: $out" >&2
+		return 1
+	fi
+	echo "$out" | grep -q "is broken: .*record seq [0-9]* .*nothing was published" || {
+		echo "no clear refusal naming the record: $out" >&2
+		return 1
+	}
+	[ "$(kcat -b "$SAGEWAI_KAFKA_BOOTSTRAP" -C -t "$topic" -o beginning -e -q 2>/dev/null |
+		wc -l)" = 0 ] || { echo "messages reached $topic" >&2; return 1; }
+}
+attempt replay-tampered "re-publish a log with one changed byte" replay_tampered
+
+# the audit cursor under hostile queries and clients that hang up mid-poll
+cursor_hostile() {
+	local q long
+	long=$(python3 -c 'print(",".join(["run.started"] * 2000))')
+	for q in "type=run.started'%20OR%201=1--" "run=x%27%3BDROP%20TABLE%20events--" \
+		"after=1e9" "last=-1" "limit=99999999999999999999" "type=$long" \
+		"run=$(printf 'a%.0s' $(seq 1 200))" "wait=30&last=5" "after=%00" "type=%7Ba%7D"; do
+		[ "$(http_status GET "$SAGEWAI_AUDIT_URL/v1/audit/events?$q")" = 400 ] || {
+			echo "not refused: ${q:0:80}" >&2
+			return 1
+		}
+	done
+	for _ in $(seq 1 20); do
+		curl -s -m 0.2 "$SAGEWAI_AUDIT_URL/v1/audit/events?after=99999999&wait=30" \
+			>/dev/null 2>&1 || true
+	done
+	[ "$(http_status GET "$SAGEWAI_AUDIT_URL/v1/audit/events?last=1")" = 200 ]
+}
+attempt cursor-hostile "hostile queries on the audit cursor, polls hung up" cursor_hostile
+
 # the stack is then without audit: this group's last attempt
 attempt tear "tear the log's tail (a crash mid-append)" bash -c '
 	set -e

@@ -51,6 +51,34 @@ attempt audit-bad-key "read a run's audit trail with a made-up key" \
 	expect_status 401 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer swk_made-up"
 attempt audit-cross-tenant "read another tenant's audit trail" \
 	expect_status 404 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $kb"
+# the audit cursor (GET /v1/audit/events, sagewai audit tail): a tenant's
+# key pages through everything and finds nothing of another tenant
+cursor_clean() { # KEY: every page of the cursor holds no event of acme's run
+	local after=0 body
+	for _ in $(seq 1 1000); do
+		body=$(curl -fsS -m 10 -H "Authorization: Bearer $1" \
+			"$audit/v1/audit/events?after=$after&limit=5000") || return 1
+		if echo "$body" | grep -q -e "$run" -e "acme secret brief"; then
+			echo "acme's events through the cursor" >&2
+			return 1
+		fi
+		python3 -c 'import json,sys; sys.exit(0 if json.load(sys.stdin)["events"] else 1)' \
+			<<<"$body" || return 0
+		after=$(jget next <<<"$body")
+	done
+	return 1
+}
+attempt audit-cursor-no-key "read the audit cursor without a key" \
+	expect_status 401 GET "$audit/v1/audit/events?last=10"
+attempt audit-cursor-cross-tenant "page through the audit cursor for another tenant's events" \
+	cursor_clean "$kb"
+attempt audit-cursor-run "ask the audit cursor for another tenant's run by id" bash -c '
+	out=$(curl -fsS -m 10 -H "Authorization: Bearer $1" "$2/v1/audit/events?run=$3&last=100")
+	python3 -c "import json,sys; sys.exit(1 if json.load(sys.stdin)[\"events\"] else 0)" \
+		<<<"$out"' _ "$kb" "$audit" "$run"
+attempt audit-tail-cross-tenant "follow another tenant's run with sagewai audit tail" bash -c '
+	out=$(SAGEWAI_TOKEN=$1 "$2" --json audit tail --run "$3" --lines 100) || exit 1
+	[ -z "$out" ]' _ "$kb" "$cli" "$run"
 attempt audit-admin-token "read the audit trail with the operator's admin token" \
 	expect_status 401 GET "$audit/v1/audit/runs/$run" -H "Authorization: Bearer $ATTACK_ADMIN"
 attempt auditor-run-api "use an auditor key on the run API" \

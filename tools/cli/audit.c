@@ -1,5 +1,5 @@
 /*
- * sagewai audit run|verify|export.
+ * sagewai audit run|verify|export|tail.
  *
  * run reads one run's events from the audit service
  * (GET /v1/audit/runs/{id}) and prints one line per event; verify checks
@@ -7,14 +7,20 @@
  * or a bundle offline, export writes a run's bundle from a log directory:
  * both exactly as "sagewai-audit verify" and "export" do (sw_alog_pub.h).
  * The public keys come from --pubkeys or $SAGEWAI_AUDIT_PUBKEYS.
+ * tail prints the newest events of the log and, with --follow, every new one
+ * as it is logged: from the audit service's cursor (GET /v1/audit/events,
+ * long polls), or from a log directory (--log DIR) read with sw_alog_cursor.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "sw_alog.h"
 #include "sw_alog_pub.h"
+#include "sw_alog_cursor.h"
 #include "sw_core.h"
+#include "sw_events.h"
 
 #define AUDIT_SUMMARY_MAX 120
 
@@ -24,7 +30,29 @@ static const char group_help[] =
 	"  run ID           the events of run ID, from the audit service\n"
 	"  verify [DIR]     check an audit log offline (default $SAGEWAI_DATA_DIR/audit),\n"
 	"                   or a bundle (--bundle FILE)\n"
-	"  export --run ID  write run ID's records with what proves them (a bundle)\n";
+	"  export --run ID  write run ID's records with what proves them (a bundle)\n"
+	"  tail             the newest events of the log; with --follow, then new ones\n";
+
+static const char tail_help[] =
+	"usage: sagewai audit tail [--follow] [--run ID] [--type T]... [--lines N]\n"
+	"           [--log DIR] [--audit-url URL] [--json]\n"
+	"\n"
+	"Print the newest N events of the audit log (default 20), oldest first, one line\n"
+	"each: time (UTC), sequence number, type, run, step and the event's key fields.\n"
+	"\n"
+	"  --follow, -f   then keep printing events as they are logged, until interrupted\n"
+	"  --run ID       only the events of run ID\n"
+	"  --type T       only events of type T (repeatable)\n"
+	"  --lines N, -n N  how many of the newest to print first (0: none)\n"
+	"  --log DIR      read the log directory DIR instead of the audit service\n"
+	"                 (its hash chain checked on the way; a broken log is an error)\n"
+	"  --json         each event as one JSON line: {\"seq\", \"topic\", \"partition\",\n"
+	"                 \"offset\", \"time_us\", \"event\"} with the event decoded\n"
+	"\n"
+	"The audit service is at --audit-url or $SAGEWAI_AUDIT_URL (default "
+	CLI_DEFAULT_AUDIT_URL ");\n"
+	"in multi_tenant mode it needs a key (--token or $SAGEWAI_TOKEN): a tenant's key\n"
+	"sees its own events, an auditor key all of them.\n";
 
 static const char run_help[] =
 	"usage: sagewai audit run ID [--audit-url URL] [--json]\n"
@@ -377,12 +405,349 @@ out:
 	return rc;
 }
 
+
+/* ---- tail ------------------------------------------------------------------ */
+
+#define TAIL_MAX_TYPES 32
+#define TAIL_MAX_LINES 5000
+#define TAIL_WAIT_S 25	     /* one long poll of the audit service */
+#define TAIL_POLL_MS 200     /* a log directory is looked at this often */
+
+struct tail {
+	struct cli_env *env;
+	const char *run;	    /* NULL: any */
+	const char *types[TAIL_MAX_TYPES + 1];
+	size_t ntypes;
+	long lines;
+	int follow;
+};
+
+/* One event (an item as the audit API answers it) as one line, or as
+ * compact JSON with --json. */
+static void tail_print(const struct tail *t, json_t *item)
+{
+	json_t *ev = json_object_get(item, "event"), *hdr = json_object_get(ev, "header");
+	json_t *time = json_object_get(hdr, "time");
+	char tm[64], type[64], step[80], sum[1024], cut[AUDIT_SUMMARY_MAX + 8], run[80];
+
+	if (t->env->json) {
+		json_dumpf(item, stdout, JSON_COMPACT);
+		putchar('\n');
+		fflush(stdout);
+		return;
+	}
+	cli_time_fmt(json_is_integer(time) ? json_integer_value(time) : jint(item, "time_us"), tm,
+		     sizeof(tm));
+	if (json_is_object(ev)) {
+		cli_oneline(cli_jstr(hdr, "type", "?"), 40, type, sizeof(type));
+		cli_oneline(*cli_jstr(hdr, "run_id", "") ? cli_jstr(hdr, "run_id", "") : "-", 64,
+			    run, sizeof(run));
+		step_of(ev, hdr, step, sizeof(step));
+		summary(type, ev, hdr, sum, sizeof(sum));
+	} else {
+		snprintf(type, sizeof(type), "(undecodable)");
+		snprintf(run, sizeof(run), "-");
+		snprintf(step, sizeof(step), "-");
+		snprintf(sum, sizeof(sum), "%s: %s", cli_jstr(item, "topic", "?"),
+			 cli_jstr(item, "decode_error", "no event"));
+	}
+	cli_oneline(sum, AUDIT_SUMMARY_MAX, cut, sizeof(cut));
+	cli_oneline(step, 40, sum, sizeof(sum));
+	printf("%s  %8lld  %-22s  %-36s  %-12s  %s\n", tm, jint(item, "seq"), type, run, sum, cut);
+	fflush(stdout);
+}
+
+/* The query string of the filters: "&run=...&type=a,b" (caller frees). */
+static char *tail_filters(const struct tail *t)
+{
+	struct sw_buf b = {0};
+	char *esc;
+	size_t i;
+
+	sw_buf_add(&b, "", 0);
+	if (t->run != NULL) {
+		if ((esc = cli_http_escape(t->run)) == NULL)
+			goto nomem;
+		sw_buf_printf(&b, "&run=%s", esc);
+		free(esc);
+	}
+	for (i = 0; i < t->ntypes; i++) {
+		if ((esc = cli_http_escape(t->types[i])) == NULL)
+			goto nomem;
+		sw_buf_printf(&b, "%s%s", i == 0 ? "&type=" : ",", esc);
+		free(esc);
+	}
+	if (b.oom)
+		goto nomem;
+	return sw_buf_steal(&b, NULL);
+nomem:
+	sw_buf_free(&b);
+	return NULL;
+}
+
+/* One GET of the cursor: print its events (unless quiet), *next from the
+ * answer. 0, or -1 with err (worth retrying when *transient). */
+static int tail_get(const struct tail *t, const char *path, int quiet, long long *next,
+		    int *transient, char *err, size_t errlen)
+{
+	struct cli_resp r = {0};
+	json_t *events, *item;
+	size_t i;
+	int rc = -1;
+
+	*transient = 0;
+	if (cli_http_call(t->env, CLI_AUDIT_SVC, "GET", path, NULL, NULL, 0, t->env->token, &r,
+			  err, errlen) == -1) {
+		*transient = r.status == 0 || r.status >= 500;
+		goto out;
+	}
+	if (!json_is_array(events = json_object_get(r.json, "events")) ||
+	    !json_is_integer(json_object_get(r.json, "next"))) {
+		snprintf(err, errlen, "the audit service's answer has no \"events\" and \"next\"");
+		goto out;
+	}
+	if (!quiet)
+		json_array_foreach(events, i, item)
+			tail_print(t, item);
+	*next = json_integer_value(json_object_get(r.json, "next"));
+	rc = 0;
+out:
+	cli_resp_free(&r);
+	return rc;
+}
+
+static int tail_api(const struct tail *t)
+{
+	char *filters = tail_filters(t), *path = NULL, err[1024];
+	long long next = 0;
+	int transient, down = 0, rc = CLI_FAIL;
+
+	if (filters == NULL)
+		goto nomem;
+	/* the newest lines; with none wanted, only where the log ends now */
+	if (asprintf(&path, "/v1/audit/events?last=%ld%s", t->lines > 0 ? t->lines : 1,
+		     filters) == -1) {
+		path = NULL;
+		goto nomem;
+	}
+	if (tail_get(t, path, t->lines == 0, &next, &transient, err, sizeof(err)) == -1)
+		goto fail;
+	while (t->follow) {
+		free(path);
+		if (asprintf(&path, "/v1/audit/events?after=%lld&wait=%d&limit=500%s", next,
+			     TAIL_WAIT_S, filters) == -1) {
+			path = NULL;
+			goto nomem;
+		}
+		if (tail_get(t, path, 0, &next, &transient, err, sizeof(err)) == 0) {
+			down = 0;
+			continue;
+		}
+		if (!transient)
+			goto fail;
+		if (!down)
+			cli_error("%s; retrying every second", err);
+		down = 1;
+		sleep(1);
+	}
+	rc = CLI_OK;
+	goto out;
+fail:
+	cli_error("%s", err);
+	goto out;
+nomem:
+	cli_error("out of memory");
+out:
+	free(path);
+	free(filters);
+	return rc;
+}
+
+/* ---- tail of a log directory ------------------------------------------------ */
+
+struct tail_log {
+	const struct tail *t;
+	struct sw_event_registry *reg;
+	json_t **ring; /* the newest lines matching items, oldest at head */
+	size_t head, n;
+};
+
+/* The record as an item of the audit API when it matches, else NULL
+ * (*oom set when memory ran out). */
+static json_t *tail_item(struct tail_log *tl, const struct sw_alog_rec *rec, int *oom)
+{
+	const struct tail *t = tl->t;
+	struct sw_event_header h;
+	char err[256];
+	json_t *item, *ev = NULL;
+	size_t i;
+
+	*oom = 0;
+	if (rec->kind == SW_ALOG_CHECKPOINT)
+		return NULL;
+	if (rec->kind == SW_ALOG_EVENT &&
+	    sw_event_decode_header(tl->reg, rec->payload, rec->payload_len, &h, err,
+				   sizeof(err)) == 0) {
+		if (t->run != NULL && strcmp(h.run_id, t->run) != 0)
+			return NULL;
+		for (i = 0; i < t->ntypes && strcmp(h.type, t->types[i]) != 0; i++)
+			;
+		if (t->ntypes > 0 && i == t->ntypes)
+			return NULL;
+	} else if (t->run != NULL || t->ntypes > 0) {
+		return NULL; /* no header: matches no filter */
+	}
+	item = json_pack("{s:I, s:s%, s:i, s:I, s:I}", "seq", (json_int_t)rec->seq, "topic",
+			 rec->topic, rec->topic_len, "partition", (int)rec->partition, "offset",
+			 (json_int_t)rec->offset, "time_us", (json_int_t)rec->time_us);
+	if (item == NULL) {
+		*oom = 1;
+		return NULL;
+	}
+	if (rec->kind == SW_ALOG_EVENT)
+		ev = sw_event_decode(tl->reg, rec->payload, rec->payload_len, err, sizeof(err));
+	if (ev != NULL)
+		json_object_set_new(item, "event", ev);
+	else
+		json_object_set_new(item, "decode_error",
+				    json_string(rec->kind == SW_ALOG_EVENT ? err
+									 : "not an event"));
+	return item;
+}
+
+static int tail_dir(const struct tail *t, const char *dir)
+{
+	struct tail_log tl = {.t = t};
+	struct sw_alog_cursor *c = NULL;
+	struct sw_alog_rec rec;
+	char err[1024];
+	int r, oom, rc = CLI_FAIL;
+	size_t i;
+
+	if ((tl.reg = sw_events_registry_new(err, sizeof(err))) == NULL ||
+	    (c = sw_alog_cursor_open(dir, err, sizeof(err))) == NULL)
+		goto fail;
+	if (t->lines > 0 && (tl.ring = calloc((size_t)t->lines, sizeof(*tl.ring))) == NULL)
+		goto nomem;
+	/* the log as it is: keep the newest lines matching */
+	while ((r = sw_alog_cursor_next(c, &rec, err, sizeof(err))) == 1) {
+		json_t *item;
+
+		if (t->lines == 0)
+			continue;
+		if ((item = tail_item(&tl, &rec, &oom)) == NULL) {
+			if (oom)
+				goto nomem;
+			continue;
+		}
+		if (tl.n == (size_t)t->lines) {
+			json_decref(tl.ring[tl.head]);
+			tl.ring[tl.head] = item;
+			tl.head = (tl.head + 1) % (size_t)t->lines;
+		} else {
+			tl.ring[(tl.head + tl.n++) % (size_t)t->lines] = item;
+		}
+	}
+	if (r == -1)
+		goto broken;
+	for (i = 0; i < tl.n; i++)
+		tail_print(t, tl.ring[(tl.head + i) % (size_t)t->lines]);
+	/* then what is appended */
+	while (t->follow) {
+		json_t *item;
+
+		if ((r = sw_alog_cursor_next(c, &rec, err, sizeof(err))) == -1)
+			goto broken;
+		if (r == 0) {
+			usleep(TAIL_POLL_MS * 1000);
+			continue;
+		}
+		if ((item = tail_item(&tl, &rec, &oom)) == NULL) {
+			if (oom)
+				goto nomem;
+			continue;
+		}
+		tail_print(t, item);
+		json_decref(item);
+	}
+	rc = CLI_OK;
+	goto out;
+broken:
+	cli_error("audit tail: the audit log %s is broken: %s", dir, err);
+	goto out;
+fail:
+	cli_error("audit tail: %s", err);
+	goto out;
+nomem:
+	cli_error("out of memory");
+out:
+	for (i = 0; i < tl.n; i++)
+		json_decref(tl.ring[(tl.head + i) % (size_t)t->lines]);
+	free(tl.ring);
+	sw_alog_cursor_close(c);
+	sw_events_registry_destroy(tl.reg);
+	return rc;
+}
+
+static int audit_tail(struct cli_env *env, int argc, char **argv)
+{
+	struct tail t = {.env = env, .lines = 20};
+	const char *run = NULL, *lines = NULL, *nlines = NULL, *log = NULL, *pos[1];
+	int follow = 0, f = 0, n;
+	char *end;
+	const struct cli_opt opts[] = {
+		{"--follow", NULL, &follow}, {"-f", NULL, &f},
+		{"--run", &run, NULL},	     {"--lines", &lines, NULL},
+		{"-n", &nlines, NULL},	     {"--log", &log, NULL},
+		{NULL, NULL, NULL},
+	};
+
+	if (cli_take_list(&argc, argv, "--type", t.types, TAIL_MAX_TYPES, &t.ntypes,
+			  "audit tail") == -1)
+		return CLI_USAGE;
+	if ((n = cli_parse(env, "audit tail", argc, argv, opts, pos, 0)) == -2) {
+		fputs(tail_help, stdout);
+		return CLI_OK;
+	}
+	if (n == -1)
+		return CLI_USAGE;
+	if (cli_check_types(t.types, t.ntypes, "audit tail") == -1)
+		return CLI_USAGE;
+	t.follow = follow || f;
+	if (lines == NULL)
+		lines = nlines;
+	if (lines != NULL) {
+		t.lines = strtol(lines, &end, 10);
+		if (end == lines || *end != '\0' || t.lines < 0 || t.lines > TAIL_MAX_LINES)
+			return cli_usage("audit tail", "--lines: a number from 0 to %d",
+					 TAIL_MAX_LINES);
+	}
+	if (run != NULL) {
+		size_t i, len = strlen(run);
+
+		for (i = 0; i < len; i++)
+			if (!(run[i] == '-' || run[i] == '_' || run[i] == '.' ||
+			      (run[i] >= '0' && run[i] <= '9') ||
+			      (run[i] >= 'a' && run[i] <= 'z') ||
+			      (run[i] >= 'A' && run[i] <= 'Z')))
+				break;
+		if (len == 0 || len >= 64 || i < len)
+			return cli_usage("audit tail",
+					 "--run: a run id is 1-63 characters of [A-Za-z0-9._-]");
+		t.run = run;
+	}
+	if (log != NULL)
+		return tail_dir(&t, log);
+	return tail_api(&t);
+}
+
 int cli_audit(struct cli_env *env, int argc, char **argv)
 {
 	static const struct cli_cmd cmds[] = {
 		{"run", audit_run},
 		{"verify", audit_verify},
 		{"export", audit_export},
+		{"tail", audit_tail},
 		{NULL, NULL},
 	};
 

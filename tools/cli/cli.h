@@ -5,7 +5,8 @@
  *
  * It speaks the scheduler HTTP API of docs/RUNS.md, the audit service's
  * GET /v1/audit/runs/{id} and the identity service's API of
- * docs/IDENTITY.md, and verifies audit logs offline with sw_alog.
+ * docs/IDENTITY.md, the audit service's GET /v1/audit/events, verifies and
+ * tails audit logs offline with sw_alog, and re-publishes them with sw_replay.
  * Everything goes through one struct cli_env built by main.c from the
  * flags and the environment (SAGEWAI_URL, SAGEWAI_AUDIT_URL,
  * SAGEWAI_IDENTITY_URL, SAGEWAI_TOKEN, SAGEWAI_ADMIN_TOKEN, SAGEWAI_DATA_DIR).
@@ -93,6 +94,18 @@ int cli_key(struct cli_env *env, int argc, char **argv);
 int cli_secret(struct cli_env *env, int argc, char **argv);
 int cli_identity(struct cli_env *env, int argc, char **argv);
 int cli_user(struct cli_env *env, int argc, char **argv);
+int cli_replay(struct cli_env *env, int argc, char **argv);
+
+/* ---- replay.c: repeatable options ----------------------------------- */
+
+/* Take every "NAME VALUE" / "NAME=VALUE" out of argv (up to a "--"),
+ * closing the gaps (*argc shrinks, argv[*argc] = NULL), the values into
+ * vals (at most max; *n of them). -1 after a usage error (exit 2). */
+int cli_take_list(int *argc, char **argv, const char *name, const char **vals, size_t max,
+		  size_t *n, const char *cmd);
+/* 0 when each of the n types is an event type this build knows; -1 after
+ * a usage error naming the first that is not. */
+int cli_check_types(const char *const *types, size_t n, const char *cmd);
 
 /* ---- http.c: one request, or one event stream ----------------------- */
 

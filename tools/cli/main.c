@@ -25,6 +25,8 @@ static const char main_help[] =
 	"  audit run ID                    a run's events from the audit log\n"
 	"  audit verify [DIR]              check an audit log offline\n"
 	"  audit export --run ID           a run's records with what proves them\n"
+	"  audit tail [--follow]           the newest audit events (and then new ones)\n"
+	"  replay publish --to TOPIC       re-publish audit log events to a Kafka topic\n"
 	"  tenant create NAME              create a tenant and print its id and key\n"
 	"  tenant delete NAME|ID           delete a tenant (its keys stop working)\n"
 	"  key create --role auditor       an auditor key for the audit API\n"
@@ -51,7 +53,8 @@ static const char main_help[] =
 	"  --help, -h        help; 'sagewai COMMAND [SUBCOMMAND] --help' for one command\n"
 	"\n"
 	"Environment: SAGEWAI_ADMIN_TOKEN (tenant, key, user, secret, identity),\n"
-	"SAGEWAI_DATA_DIR (audit verify).\n"
+	"SAGEWAI_DATA_DIR (audit verify, replay publish), SAGEWAI_KAFKA_BOOTSTRAP (replay\n"
+	"publish).\n"
 	"Exit status: 0 ok, 1 failure (server error, failed run, bad log), 2 usage.\n";
 
 static void vline(const char *prefix, const char *fmt, va_list ap)
@@ -306,6 +309,7 @@ static int dispatch(struct cli_env *env, int argc, char **argv)
 		{"user", cli_user},
 		{"secret", cli_secret},
 		{"identity", cli_identity},
+		{"replay", cli_replay},
 		{NULL, NULL},
 	};
 	char **hargv = NULL;
