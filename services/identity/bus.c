@@ -212,23 +212,20 @@ static void send_resolved(struct id_env *env, struct id_item *it)
 	item_release(it); /* the resolve itself */
 }
 
+/* The resolution's record is written beside the answer, not before it: a
+ * seal looks for it only once the run is stored and its step dispatched,
+ * and waits a little for it (resolve.c); an answer never waits on the
+ * disk. A record that fails makes the step's seal fail closed
+ * (not_allowed), never the reverse. */
 static void stored_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct id_item *it = opaque;
-	struct id_env *env = it->env;
 
 	(void)res;
-	if (err != NULL) {
-		sw_log(SW_LOG_ERROR, "resolution not recorded", "run_id", it->h.run_id, "error",
-		       err, NULL);
-		json_object_set_new(it->answer, "ok", json_false());
-		json_object_set_new(it->answer, "code", json_string("backend_unavailable"));
-		json_object_set_new(it->answer, "error",
-				    json_string("backend builtin unavailable: cannot record the "
-						"resolution"));
-		json_object_set_new(it->answer, "steps", json_array());
-	}
-	send_resolved(env, it);
+	if (err != NULL)
+		sw_log(SW_LOG_ERROR, "resolution not recorded: its seals will be refused",
+		       "run_id", it->h.run_id, "error", err, NULL);
+	item_release(it); /* the record */
 }
 
 static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void *opaque)
@@ -272,11 +269,13 @@ static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void
 		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
 	st[1].nparams = 4;
 	st[1].params = params;
+	it->pending++; /* the record: the offset waits for it too */
 	if (text == NULL || sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
 		snprintf(err, sizeof(err), "cannot queue");
 		stored_cb(NULL, err, it);
 	}
 	free(text);
+	send_resolved(env, it);
 }
 
 /* The answer carries the request id whatever the outcome. */

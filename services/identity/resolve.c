@@ -1055,11 +1055,15 @@ struct seal {
 	struct pin *pins;
 	size_t npins;
 	int pending;
+	int lookups; /* reads of its resolution so far (seal_resolutions_cb) */
 	char code[32];
 	char error[512];
 	id_seal_cb cb;
 	void *opaque;
 };
+
+#define SEAL_LOOKUPS 25	     /* a resolution not found is looked up again ... */
+#define SEAL_LOOKUP_GAP_MS 40 /* ... this often: for up to a second */
 
 static void seal_free(struct seal *s)
 {
@@ -1316,6 +1320,32 @@ static void seal_rows_cb(PGresult *res, const char *err, void *opaque)
 	seal_done_one(s);
 }
 
+static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque);
+
+/* Read the resolutions of (run, step, tenant). */
+static void seal_lookup(struct seal *s)
+{
+	const char *params[3];
+
+	params[0] = s->h.run_id;
+	params[1] = s->step;
+	params[2] = s->h.tenant;
+	if (sw_store_query(s->env->store,
+			   "SELECT keys::text FROM resolutions"
+			   " WHERE run_id = $1 AND step = $2 AND tenant = $3",
+			   3, params, seal_resolutions_cb, s) == -1) {
+		seal_error(s, "backend_unavailable", "cannot queue the resolution read");
+		seal_answer(s);
+	}
+}
+
+static void seal_lookup_again(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	seal_lookup(arg);
+}
+
 /* The resolutions of (run, step, tenant): each pin must be one of them. */
 static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque)
 {
@@ -1352,6 +1382,15 @@ static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque)
 					break;
 				}
 			json_decref(keys);
+		}
+		if (!found && ++s->lookups < SEAL_LOOKUPS) {
+			/* its record is written beside the answer (bus.c) and
+			 * may still be on its way: look again shortly */
+			struct timeval tv = {0, SEAL_LOOKUP_GAP_MS * 1000};
+
+			if (event_base_once(s->env->base, -1, EV_TIMEOUT, seal_lookup_again, s,
+					    &tv) == 0)
+				return;
 		}
 		if (!found) {
 			seal_error(s, "not_allowed",
@@ -1456,7 +1495,6 @@ void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id
 	     void *opaque)
 {
 	struct seal *s = calloc(1, sizeof(*s));
-	const char *params[3];
 	json_t *fields;
 
 	if (s == NULL) {
@@ -1484,14 +1522,5 @@ void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id
 		seal_answer(s);
 		return;
 	}
-	params[0] = s->h.run_id;
-	params[1] = s->step;
-	params[2] = s->h.tenant;
-	if (sw_store_query(env->store,
-			   "SELECT keys::text FROM resolutions"
-			   " WHERE run_id = $1 AND step = $2 AND tenant = $3",
-			   3, params, seal_resolutions_cb, s) == -1) {
-		seal_error(s, "backend_unavailable", "cannot queue the resolution read");
-		seal_answer(s);
-	}
+	seal_lookup(s);
 }
