@@ -44,6 +44,12 @@ static void pop(struct walker *w, size_t was)
 	w->path[was] = '\0';
 }
 
+static int is_key_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-';
+}
+
 static int plain_key(const char *k, size_t n)
 {
 	size_t i;
