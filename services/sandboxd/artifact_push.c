@@ -63,6 +63,7 @@ struct cmd {
 	struct sw_buf out; /* stdout (STDOUT_MAX) */
 	char err[OUT_TAIL + 1];
 	size_t errlen;
+	char line[OUT_TAIL + 1]; /* err_line's */
 	int status; /* exit status, -1: killed or not started */
 };
 
@@ -201,22 +202,20 @@ static const char *err_line(struct cmd *c)
 		s += n - 600;
 		n = 600;
 	}
-	for (i = 0; i < n; i++) {
+	for (i = 0; i < n && k + 3 < sizeof(c->line); i++) {
 		if (s[i] == '\r')
 			continue;
 		if (s[i] == '\n') {
-			if (k > 0 && c->err[k - 1] != ' ') {
-				c->err[k++] = ';';
-				c->err[k++] = ' ';
+			if (k > 0 && c->line[k - 1] != ' ') {
+				c->line[k++] = ';';
+				c->line[k++] = ' ';
 			}
 			continue;
 		}
-		c->err[k++] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
-		if (k >= OUT_TAIL - 2)
-			break;
+		c->line[k++] = (unsigned char)s[i] < 0x20 ? '?' : s[i];
 	}
-	c->err[k] = '\0';
-	return k > 0 ? c->err : "(no message)";
+	c->line[k] = '\0';
+	return k > 0 ? c->line : "(no message)";
 }
 
 /* "host" and port of an http(s) URL already checked by sw_artifact_check. */
@@ -697,7 +696,6 @@ int sbd_art_push_s3(struct sbd_art_job *j)
 		snprintf(h_type, sizeof(h_type), "Content-Type: %s", content_type(path));
 		if ((h = curl_slist_append(hdrs, h_sha)) == NULL || (hdrs = h, 0) ||
 		    (h = curl_slist_append(hdrs, h_type)) == NULL || (hdrs = h, 0) ||
-		    (h = curl_slist_append(hdrs, "Expect:")) == NULL || (hdrs = h, 0) ||
 		    (hdr_tok != NULL && ((h = curl_slist_append(hdrs, hdr_tok)) == NULL ||
 					 (hdrs = h, 0)))) {
 			curl_slist_free_all(hdrs);

@@ -141,6 +141,12 @@ static pid_t helper(const char *const *argv, char *line, size_t len)
 
 	SW_CHECK(pipe(p) == 0);
 	if ((pid = fork()) == 0) {
+		char log[700];
+		int lfd;
+
+		snprintf(log, sizeof(log), "%s/helper-%zu.log", tmp, nhelpers);
+		if ((lfd = open(log, O_WRONLY | O_CREAT | O_APPEND, 0600)) >= 0)
+			dup2(lfd, 2);
 		dup2(p[1], 1);
 		close(p[0]);
 		close(p[1]);
@@ -902,15 +908,17 @@ static void test_s3(void)
 	env_start(&env, &c);
 	fresh_dir(ws, sizeof(ws), "s3-ws");
 	sh("mkdir -p %s/css && echo '<h1>portfolio</h1>' > %s/index.html && echo 'a{}' > "
-	   "%s/css/s.css && echo 'x y' > '%s/with space.txt'",
-	   ws, ws, ws, ws);
+	   "%s/css/s.css && echo 'x y' > '%s/with space.txt' && head -c 3000000 /dev/urandom > "
+	   "%s/big.bin",
+	   ws, ws, ws, ws, ws);
 	snprintf(spec, sizeof(spec),
 		 "{\"destination\": \"s3\", \"bucket\": \"art-bucket\", \"prefix\": \"runs/r1\", "
 		 "\"endpoint\": \"%s\"}",
 		 ep);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
 	SW_CHECKF(o.ok, "%s", o.error);
-	SW_CHECK(!strcmp(o.location, "s3://art-bucket/runs/r1") && o.files == 3);
+	SW_CHECKF(!strcmp(o.location, "s3://art-bucket/runs/r1") && o.files == 4, "%s %zu",
+		  o.location, o.files);
 	outcome_free(&o);
 	snprintf(url, sizeof(url), "%s/art-bucket/runs/r1/css/s.css", ep);
 	k = s3_get(url, akid, secret, &len, &code);
@@ -974,7 +982,7 @@ static void test_s3(void)
 		free(body);
 		nobj++;
 	}
-	SW_CHECKF(nobj == 3, "%zu objects: %s", nobj, list);
+	SW_CHECKF(nobj == 4, "%zu objects: %s", nobj, list);
 	free(list);
 	kill_helpers();
 }
