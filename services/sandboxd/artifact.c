@@ -192,7 +192,9 @@ static void job_run(struct sbd_art_job *j)
 		return;
 	}
 	for (size_t i = 0; i < j->nsecrets; i++)
-		if (sw_redact_add(j->red, j->secrets[i].env, j->secrets[i].value, j->secrets[i].len,
+		if (strcmp(j->secrets[i].env, "AWS_REGION") != 0 && /* a knob, not a secret */
+		    strcmp(j->secrets[i].env, "AWS_DEFAULT_REGION") != 0 &&
+		    sw_redact_add(j->red, j->secrets[i].env, j->secrets[i].value, j->secrets[i].len,
 				  err, sizeof(err)) != 0) {
 			sbd_art_fail(j, "internal", "the value of %s cannot be scanned for: %s",
 				     j->secrets[i].env, err);

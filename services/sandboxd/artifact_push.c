@@ -16,7 +16,11 @@
  *   x-access-token, password the token: what GitHub takes for a token over
  *   Basic). Author and committer are "Sagewai <sagewai@localhost>", the
  *   message names the run and the step. .gitignore'd files are left out
- *   (named in the summary's skipped). Errors quote git's last lines, the
+ *   (named in the summary's skipped). Blobs are made with hash-object
+ *   --no-filters and the tree from them (update-index --index-info,
+ *   write-tree): no .gitattributes of the workspace (eol, encodings,
+ *   filters) can make the committed bytes differ from the scanned ones.
+ *   Files are committed as 100644 (the staging keeps no mode bits). Errors quote git's last lines, the
  *   server's answer ("remote: ...") included, redacted.
  * s3: one PUT per file to spec.endpoint (an operator-allowed one; path
  *   style) or https://BUCKET.s3.REGION.amazonaws.com, signed by libcurl
@@ -60,6 +64,7 @@
 /* ---- running git -------------------------------------------------------- */
 
 struct cmd {
+	int in;		   /* stdin for the next run (-1: /dev/null); the caller's */
 	struct sw_buf out; /* stdout (STDOUT_MAX) */
 	char err[OUT_TAIL + 1];
 	size_t errlen;
@@ -86,8 +91,8 @@ static void tail_add(struct cmd *c, const char *b, size_t n)
 }
 
 /*
- * Run argv with envp in the staging directory, fd 3 = cred_fd (or
- * nothing), stdin /dev/null; stdout into c->out, stderr's tail into
+ * Run argv with envp in the staged tree, fd 3 = cred_fd (or
+ * nothing), stdin c->in (at its offset) or /dev/null; stdout into c->out, stderr's tail into
  * c->err. Killed (its process group) when the job is cancelled or its
  * deadline passes. 0 when it ran (c->status set), -1 with the job failed.
  */
@@ -96,8 +101,9 @@ static int run(struct sbd_art_job *j, char *const argv[], char *const envp[], in
 {
 	int po[2] = {-1, -1}, pe[2] = {-1, -1}, devnull, st = 0;
 	pid_t pid;
-	char buf[65536];
+	char buf[65536], cwd[700];
 
+	snprintf(cwd, sizeof(cwd), "%s/tree", j->stage);
 	memset(c->err, 0, sizeof(c->err));
 	c->errlen = 0;
 	c->status = -1;
@@ -116,7 +122,8 @@ static int run(struct sbd_art_job *j, char *const argv[], char *const envp[], in
 	if (pid == 0) {
 		/* async-signal-safe calls only from here */
 		setpgid(0, 0);
-		if (chdir(j->stage) != 0 || dup2(devnull, 0) < 0 || dup2(po[1], 1) < 0 ||
+		if (chdir(cwd) != 0 || dup2(c->in >= 0 ? c->in : devnull, 0) < 0 ||
+		    dup2(po[1], 1) < 0 ||
 		    dup2(pe[1], 2) < 0)
 			_exit(127);
 		if (cred_fd >= 0) {
@@ -330,6 +337,57 @@ static int keep_tracked(struct sbd_art_job *j, struct sw_buf *out)
 	return 0;
 }
 
+/*
+ * The next command's stdin in c->in (an unlinked file of the staging
+ * directory): index 0, every path of j->files, one a line (names never hold
+ * a newline: the staging refuses control characters), for hash-object
+ * --stdin-paths; index 1, "100644 BLOB\tPATH" lines for update-index
+ * --index-info, the blobs read from c->out (hash-object's answer, one a
+ * line, in order). 0, or -1 with the job failed.
+ */
+static int stdin_file(struct sbd_art_job *j, struct cmd *c, int index)
+{
+	FILE *f;
+	int fd;
+	size_t i, off = 0;
+
+	if (c->in >= 0)
+		close(c->in);
+	c->in = -1;
+	if ((fd = openat(j->stage_fd, ".", O_RDWR | O_TMPFILE | O_CLOEXEC, 0600)) < 0 ||
+	    (f = fdopen(dup(fd), "w")) == NULL) {
+		if (fd >= 0)
+			close(fd);
+		return sbd_art_fail(j, "internal", "cannot make a list for git: %s", strerror(errno));
+	}
+	for (i = 0; i < j->nfiles; i++) {
+		if (index == 0) {
+			fprintf(f, "%s\n", j->files[i].path);
+			continue;
+		}
+		{
+			size_t n = off < c->out.len ? strcspn(c->out.p + off, "\n") : 0;
+
+			if (n < 40 || n > 64 || off + n >= c->out.len) {
+				fclose(f);
+				close(fd);
+				return sbd_art_fail(j, "artifact_failed",
+						    "github: git hash-object gave %zu blobs for %zu files",
+						    i, j->nfiles);
+			}
+			fprintf(f, "100644 %.*s\t%s\n", (int)n, c->out.p + off, j->files[i].path);
+			off += n + 1;
+		}
+	}
+	if (fclose(f) != 0 || lseek(fd, 0, SEEK_SET) != 0) {
+		close(fd);
+		return sbd_art_fail(j, "disk_full", "the staging directory is full");
+	}
+	sw_buf_free(&c->out);
+	c->in = fd;
+	return 0;
+}
+
 int sbd_art_push_github(struct sbd_art_job *j)
 {
 	const char *repo = json_string_value(json_object_get(j->spec, "repo"));
@@ -339,7 +397,7 @@ int sbd_art_push_github(struct sbd_art_job *j)
 	char pin[400], cfgpath[700], env_cfg[730], env_home[660], env_dir[660], env_tree[660];
 	char env_proto[64], git[256], ref[300], msg[600], tree[80], parent[80] = "", commit[80];
 	char *envp[16];
-	struct cmd c = {0};
+	struct cmd c = {.in = -1};
 	int cred = -1, rc = -1, fd;
 	FILE *f;
 
@@ -414,8 +472,9 @@ int sbd_art_push_github(struct sbd_art_job *j)
 	snprintf(msg, sizeof(msg), "sagewai: run %s, step %s", j->h.run_id, j->step);
 	{
 		char *init[] = {git, "init", "-q", NULL};
-		char *add[] = {git, "add", "-A", NULL};
-		char *ls[] = {git, "ls-files", "-z", NULL};
+		char *ls[] = {git, "ls-files", "-z", "--others", "--exclude-standard", NULL};
+		char *hash[] = {git, "hash-object", "-w", "--no-filters", "--stdin-paths", NULL};
+		char *upd[] = {git, "update-index", "--add", "--index-info", NULL};
 		char *wt[] = {git, "write-tree", NULL};
 		char *lsr[] = {git, "ls-remote", "--", (char *)repo, ref, NULL};
 
@@ -426,15 +485,33 @@ int sbd_art_push_github(struct sbd_art_job *j)
 			goto out;
 		}
 		sw_buf_free(&c.out);
-		if (run(j, add, envp, -1, &c) != 0)
+		/* what to commit: the snapshot less what .gitignore excludes */
+		if (run(j, ls, envp, -1, &c) != 0)
 			goto out;
 		if (c.status != 0) {
-			sbd_art_fail(j, "artifact_failed", "github: git add: %s", err_line(&c));
+			sbd_art_fail(j, "artifact_failed", "github: git ls-files: %s", err_line(&c));
 			goto out;
 		}
-		sw_buf_free(&c.out);
-		if (run(j, ls, envp, -1, &c) != 0 || (c.status == 0 && keep_tracked(j, &c.out) != 0))
+		if (keep_tracked(j, &c.out) != 0)
 			goto out;
+		sw_buf_free(&c.out);
+		/* blobs of the bytes as staged and scanned: --no-filters, so no
+		 * .gitattributes of the workspace (eol, working-tree-encoding,
+		 * filters) turns them into something the scan did not see */
+		if (stdin_file(j, &c, 0) != 0 || run(j, hash, envp, -1, &c) != 0)
+			goto out;
+		if (c.status != 0) {
+			sbd_art_fail(j, "artifact_failed", "github: git hash-object: %s", err_line(&c));
+			goto out;
+		}
+		if (stdin_file(j, &c, 1) != 0 || run(j, upd, envp, -1, &c) != 0)
+			goto out;
+		if (c.status != 0) {
+			sbd_art_fail(j, "artifact_failed", "github: git update-index: %s", err_line(&c));
+			goto out;
+		}
+		close(c.in);
+		c.in = -1;
 		sw_buf_free(&c.out);
 		if (run(j, wt, envp, -1, &c) != 0)
 			goto out;
@@ -504,6 +581,8 @@ int sbd_art_push_github(struct sbd_art_job *j)
 	rc = 0;
 out:
 	sw_buf_free(&c.out);
+	if (c.in >= 0)
+		close(c.in);
 	if (cred >= 0)
 		close(cred);
 	return rc;

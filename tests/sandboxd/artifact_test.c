@@ -751,14 +751,19 @@ static void test_github(void)
 	fresh_dir(ws, sizeof(ws), "git-ws");
 	sh("mkdir -p %s/css %s/.git %s/node_modules/x && echo '<h1>portfolio</h1>' > "
 	   "%s/index.html && echo 'a{}' > %s/css/s.css && echo 'node_modules/' > %s/.gitignore && "
-	   "echo dep > %s/node_modules/x/i.js && echo '[core]' > %s/.git/config",
-	   ws, ws, ws, ws, ws, ws, ws, ws);
+	   "echo dep > %s/node_modules/x/i.js && echo '[core]' > %s/.git/config && "
+	   /* the token in UTF-16: the scan cannot read it, and git must not turn it
+	    * into UTF-8 (working-tree-encoding) on the way in */
+	   "echo '*.txt working-tree-encoding=UTF-16LE' > %s/.gitattributes && "
+	   "printf 'k=%s\n' | iconv -f UTF-8 -t UTF-16LE > %s/enc.txt",
+	   ws, ws, ws, ws, ws, ws, ws, ws, ws, TOKEN, ws);
 	snprintf(spec, sizeof(spec),
 		 "{\"destination\": \"github\", \"repo\": \"%s\", \"branch\": \"main\"}", url);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
 	SW_CHECKF(o.ok, "%s", o.error);
 	fprintf(stderr, "  pushed: %s\n", o.location);
-	SW_CHECK(o.files == 3); /* index.html, css/s.css, .gitignore */
+	SW_CHECKF(o.files == 5, "%zu", o.files); /* index.html, css/s.css, .git{ignore,attributes},
+						   * enc.txt */
 	s = json_dumps(o.summary, JSON_COMPACT);
 	SW_CHECKF(strstr(s, "ignored by .gitignore") && strstr(s, "node_modules/x/i.js"), "%s", s);
 	free(s);
@@ -768,7 +773,8 @@ static void test_github(void)
 	SW_CHECKF(strstr(o.location, first) != NULL, "%s vs %s", o.location, first);
 	s = sh_out(NULL, "git --git-dir=%s/site.git ls-tree -r --name-only main | tr '\\n' ' '",
 		   root);
-	SW_CHECKF(!strcmp(s, ".gitignore css/s.css index.html "), "tree: %s", s);
+	SW_CHECKF(!strcmp(s, ".gitattributes .gitignore css/s.css enc.txt index.html "), "tree: %s",
+		  s);
 	free(s);
 	s = sh_out(NULL, "git --git-dir=%s/site.git log -1 --format='%%an <%%ae>|%%s' main", root);
 	SW_CHECKF(!strcmp(s, "Sagewai <sagewai@localhost>|sagewai: run "
@@ -880,7 +886,7 @@ static void test_s3(void)
 {
 	struct sbd_artifact_config c = config();
 	char line[512], akid[128], secret[128], ep[128], ws[700], spec[1024], err[512], url[512];
-	struct secrets sec = {.n = 2}, bad = {.n = 2}, unknown = {.n = 2};
+	struct secrets sec = {.n = 3}, bad = {.n = 2}, unknown = {.n = 2};
 	struct sbd_env env;
 	struct outcome o;
 	char *list, *k;
@@ -899,17 +905,21 @@ static void test_s3(void)
 	snprintf(ep, sizeof(ep), "http://127.0.0.1:%d", port);
 	sec.s[0] = (struct sbd_artifact_secret){"AWS_ACCESS_KEY_ID", akid, strlen(akid)};
 	sec.s[1] = (struct sbd_artifact_secret){"AWS_SECRET_ACCESS_KEY", secret, strlen(secret)};
+	/* a knob: it signs, and a workspace naming the region is not refused */
+	sec.s[2] = (struct sbd_artifact_secret){"AWS_REGION", "us-east-1", 9};
 	bad = sec;
+	bad.n = 2;
 	bad.s[1] = (struct sbd_artifact_secret){"AWS_SECRET_ACCESS_KEY", "wrong/secret+x", 14};
 	unknown = sec;
+	unknown.n = 2;
 	unknown.s[0] = (struct sbd_artifact_secret){"AWS_ACCESS_KEY_ID", "AKIAUNKNOWN000000000",
 						    20};
 	snprintf(c.s3_endpoints, sizeof(c.s3_endpoints), "http://other:1, %s", ep);
 	env_start(&env, &c);
 	fresh_dir(ws, sizeof(ws), "s3-ws");
 	sh("mkdir -p %s/css && echo '<h1>portfolio</h1>' > %s/index.html && echo 'a{}' > "
-	   "%s/css/s.css && echo 'x y' > '%s/with space.txt' && head -c 3000000 /dev/urandom > "
-	   "%s/big.bin",
+	   "%s/css/s.css && echo 'region us-east-1' > '%s/with space.txt' && "
+	   "head -c 3000000 /dev/urandom > %s/big.bin",
 	   ws, ws, ws, ws, ws);
 	snprintf(spec, sizeof(spec),
 		 "{\"destination\": \"s3\", \"bucket\": \"art-bucket\", \"prefix\": \"runs/r1\", "
@@ -978,7 +988,13 @@ static void test_s3(void)
 				memmove(q + 3, q + 1, strlen(q + 1) + 1), memcpy(q, "%20", 3);
 		body = s3_get(url, akid, secret, &blen, &bc);
 		SW_CHECKF(bc == 200, "%s: %ld", key, bc);
-		no_secret(&sec, body, blen, key);
+		no_secret(&bad, body, blen, key); /* bad: the two keys, the wrong secret too */
+		{
+			struct secrets keys = sec;
+
+			keys.n = 2;
+			no_secret(&keys, body, blen, key);
+		}
 		free(body);
 		nobj++;
 	}
