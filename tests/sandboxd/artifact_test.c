@@ -817,6 +817,7 @@ static void test_github(void)
 	s = sh_out(NULL, "git --git-dir=%s/site.git rev-parse main", root);
 	sh("printf 'token: %s\\n' > %s/oops.txt", TOKEN, ws);
 	expect_refused(&env, spec, ws, &sec, "oops.txt:1 holds", "the value of GITHUB_TOKEN");
+	free(first);
 	first = sh_out(NULL, "git --git-dir=%s/site.git rev-parse main", root);
 	SW_CHECKF(!strcmp(s, first), "the branch moved: %s -> %s", s, first);
 	free(s);
@@ -861,6 +862,9 @@ static size_t collect(char *d, size_t sz, size_t nm, void *u)
 static char *s3_get(const char *url, const char *akid, const char *secret, size_t *len, long *code)
 {
 	CURL *cu = curl_easy_init();
+	struct curl_slist *hdrs = curl_slist_append(
+	    NULL, "x-amz-content-sha256: "
+		  "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 	struct sw_buf b;
 	char up[256];
 
@@ -871,12 +875,11 @@ static char *s3_get(const char *url, const char *akid, const char *secret, size_
 	curl_easy_setopt(cu, CURLOPT_USERPWD, up);
 	curl_easy_setopt(cu, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(cu, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(cu, CURLOPT_HTTPHEADER,
-			 curl_slist_append(NULL, "x-amz-content-sha256: "
-						 "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"));
+	curl_easy_setopt(cu, CURLOPT_HTTPHEADER, hdrs);
 	SW_CHECK(curl_easy_perform(cu) == CURLE_OK);
 	curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, code);
 	curl_easy_cleanup(cu);
+	curl_slist_free_all(hdrs);
 	SW_CHECK(sw_buf_add(&b, "", 1) == 0);
 	*len = b.len - 1;
 	return sw_buf_steal(&b, NULL);
