@@ -7,7 +7,9 @@
  * caller's callback. An abandoned job runs on until its next check
  * (sbd_art_cancelled) and is freed without a callback.
  */
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -330,6 +332,36 @@ static void on_loop(void *arg)
 	}
 }
 
+/* Staging directories a crashed sandboxd left in parent (ours, their pid
+ * gone) are removed. */
+static void sweep_stale(const char *parent)
+{
+	struct dirent *de;
+	struct stat st;
+	DIR *d;
+	int fd;
+
+	if ((fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
+		return;
+	if ((d = fdopendir(fd)) == NULL) {
+		close(fd);
+		return;
+	}
+	while ((de = readdir(d)) != NULL) {
+		int pid = 0, n = 0;
+
+		if (sscanf(de->d_name, "sagewai-artifact-%d-%n", &pid, &n) != 1 || n == 0 ||
+		    pid <= 0 || pid == getpid())
+			continue;
+		if (kill(pid, 0) == 0 || errno != ESRCH)
+			continue; /* alive (or not ours to signal) */
+		if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+		    S_ISDIR(st.st_mode) && st.st_uid == geteuid())
+			sbd_art_rmtree(dirfd(d), de->d_name);
+	}
+	closedir(d);
+}
+
 struct sbd_art *sbd_artifact_start(struct event_base *base, const struct sbd_artifact_config *cfg,
 				   sbd_artifact_emit_fn emit, void *emit_arg, char *err,
 				   size_t errlen)
@@ -352,8 +384,9 @@ struct sbd_art *sbd_artifact_start(struct event_base *base, const struct sbd_art
 	TAILQ_INIT(&a->todo);
 	TAILQ_INIT(&a->active);
 	TAILQ_INIT(&a->done);
-	snprintf(a->stage_dir, sizeof(a->stage_dir), "%s/sagewai-artifact-XXXXXX",
-		 cfg->stage_parent);
+	sweep_stale(cfg->stage_parent);
+	snprintf(a->stage_dir, sizeof(a->stage_dir), "%s/sagewai-artifact-%d-XXXXXX",
+		 cfg->stage_parent, (int)getpid());
 	if (mkdtemp(a->stage_dir) == NULL) {
 		snprintf(err, errlen, "SAGEWAI_ARTIFACT_STAGE_DIR: cannot make a directory under %s: %s",
 			 cfg->stage_parent, strerror(errno));

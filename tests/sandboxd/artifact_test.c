@@ -1032,6 +1032,23 @@ static void test_snapshot(const char *runner, const char *variants)
 	size_t i;
 	int fd;
 
+	/* a staging directory of a sandboxd that died goes at the next start; one
+	 * of a live process stays */
+	{
+		pid_t dead = fork();
+
+		if (dead == 0)
+			_exit(0);
+		waitpid(dead, NULL, 0);
+		sh("mkdir -p %s/sagewai-artifact-%d-old/j-x/tree %s/sagewai-artifact-%d-live", tmp,
+		   (int)dead, tmp, (int)getppid());
+		env_start(&env, &c);
+		snprintf(err, sizeof(err), "%s/sagewai-artifact-%d-old", tmp, (int)dead);
+		SW_CHECKF(!exists(err), "%s left", err);
+		snprintf(err, sizeof(err), "%s/sagewai-artifact-%d-live", tmp, (int)getppid());
+		SW_CHECKF(exists(err), "%s removed", err);
+		env_stop(&env);
+	}
 	SW_CHECKF((v = sw_sandbox_variant_load(variants, "base", err, sizeof(err))) != NULL, "%s",
 		  err);
 	SW_CHECKF((be = sw_sandbox_bwrap_new(&bc, err, sizeof(err))) != NULL, "%s", err);
