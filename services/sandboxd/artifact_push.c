@@ -251,14 +251,16 @@ static int url_host(const char *url, char *host, size_t hostlen, char *port, siz
 	return 0;
 }
 
-/* Resolve host:port and keep the first address we may connect to, as
- * curl's resolve entry "host:port:addr". 0, or -1 with the job failed. */
+/* Resolve host:port and keep the addresses we may connect to (at most 8),
+ * as curl's resolve entry "host:port:addr[,addr...]" (empty for a literal,
+ * which nothing resolves). 0, or -1 with the job failed. */
 static int pin_address(struct sbd_art_job *j, const char *url, char *pin, size_t pinlen)
 {
 	struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *res = NULL, *ai;
 	char host[256], port[8], name[128], addr[INET6_ADDRSTRLEN];
 	const char *why = NULL;
 	struct sw_addr_allow none = {0};
+	size_t n = 0, at;
 	int rc;
 
 	if (url_host(url, host, sizeof(host), port, sizeof(port)) != 0)
@@ -266,24 +268,36 @@ static int pin_address(struct sbd_art_job *j, const char *url, char *pin, size_t
 	if ((rc = getaddrinfo(host, port, &hints, &res)) != 0)
 		return sbd_art_fail(j, "artifact_failed", "github: cannot resolve %s: %s", host,
 				    gai_strerror(rc));
-	for (ai = res; ai != NULL; ai = ai->ai_next) {
-		why = j->a->cfg.allow_private
-			  ? NULL
-			  : sw_addr_check(&none, ai->ai_addr, ai->ai_addrlen, name, sizeof(name));
-		if (why != NULL)
+	at = (size_t)snprintf(pin, pinlen, "%s:%s:", host, port);
+	for (ai = res; ai != NULL && n < 8 && at < pinlen; ai = ai->ai_next) {
+		const char *w = j->a->cfg.allow_private ? NULL
+							: sw_addr_check(&none, ai->ai_addr,
+									ai->ai_addrlen, name,
+									sizeof(name));
+
+		if (w != NULL) {
+			why = w;
 			continue;
+		}
 		if (ai->ai_family == AF_INET)
 			inet_ntop(AF_INET, &((struct sockaddr_in *)ai->ai_addr)->sin_addr, addr,
 				  sizeof(addr));
 		else
 			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)ai->ai_addr)->sin6_addr, addr,
 				  sizeof(addr));
-		snprintf(pin, pinlen, ai->ai_family == AF_INET ? "%s:%s:%s" : "%s:%s:[%s]", host,
-			 port, addr);
-		freeaddrinfo(res);
-		return 0;
+		if (!strcmp(host, addr)) { /* a literal: nothing to pin */
+			freeaddrinfo(res);
+			pin[0] = '\0';
+			return 0;
+		}
+		at += (size_t)snprintf(pin + at, pinlen - at,
+				       ai->ai_family == AF_INET ? "%s%s" : "%s[%s]", n ? "," : "",
+				       addr);
+		n++;
 	}
 	freeaddrinfo(res);
+	if (n > 0 && at < pinlen)
+		return 0;
 	return sbd_art_fail(j, "artifact_failed",
 			    "github: %s resolves to no address sandboxd may push to (%s; "
 			    "SAGEWAI_ARTIFACT_PRIVATE)",
@@ -423,12 +437,13 @@ int sbd_art_push_github(struct sbd_art_job *j)
 	}
 	fprintf(f,
 		"[credential]\n\thelper = \"!f() { test \\\"$1\\\" = get && cat /dev/fd/3; }; f\"\n"
-		"[http]\n\tfollowRedirects = false\n\tcurloptResolve = %s\n"
+		"[http]\n\tfollowRedirects = false\n%s%s%s"
 		"[protocol]\n\tallow = never\n[protocol \"https\"]\n\tallow = always\n"
 		"[protocol \"http\"]\n\tallow = %s\n"
 		"[core]\n\thooksPath = /dev/null\n\tfsmonitor = false\n\tautocrlf = false\n"
 		"\tsymlinks = false\n[init]\n\tdefaultBranch = main\n[gc]\n\tauto = 0\n",
-		pin, j->a->cfg.insecure_http ? "always" : "never");
+		pin[0] ? "\tcurloptResolve = " : "", pin, pin[0] ? "\n" : "",
+		j->a->cfg.insecure_http ? "always" : "never");
 	if (fclose(f) != 0)
 		return sbd_art_fail(j, "internal", "cannot write the git configuration");
 	/* the token: in a memfd that only the credential helper reads */

@@ -782,9 +782,14 @@ static void test_github(void)
 		  "%s", s);
 	free(s);
 	outcome_free(&o);
-	/* again: a fast-forward on top of the first commit */
+	/* again, through a name (resolved, then pinned): a fast-forward on top of
+	 * the first commit */
 	sh("echo more > %s/more.txt", ws);
+	snprintf(spec, sizeof(spec),
+		 "{\"destination\": \"github\", \"repo\": \"http://localhost:%d/site.git\"}", port);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
+	snprintf(spec, sizeof(spec),
+		 "{\"destination\": \"github\", \"repo\": \"%s\", \"branch\": \"main\"}", url);
 	SW_CHECKF(o.ok, "%s", o.error);
 	s = sh_out(NULL, "git --git-dir=%s/site.git rev-parse main~1", root);
 	SW_CHECKF(!strncmp(s, first, 40), "parent %s, first %s", s, first);
@@ -836,6 +841,11 @@ static void test_github(void)
 	env_start(&env, &c);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "resolves to no address sandboxd may push to (loopback"),
+		  "%s", o.error);
+	snprintf(spec, sizeof(spec),
+		 "{\"destination\": \"github\", \"repo\": \"http://localhost:%d/site.git\"}", port);
+	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
+	SW_CHECKF(!o.ok && strstr(o.error, "localhost resolves to no address sandboxd may push to"),
 		  "%s", o.error);
 	env_stop(&env);
 
