@@ -117,8 +117,7 @@ static int pem_at(const char *s, size_t len, size_t i)
 	n = span(s, len, i, pem_char);
 	if (n > 64)
 		return 0;
-	return n >= t && memcmp(s + i + n - t, tail, t) == 0 &&
-	       has_prefix(s, len, i + n, "-----");
+	return n >= t && memcmp(s + i + n - t, tail, t) == 0 && has_prefix(s, len, i + n, "-----");
 }
 
 const char *sw_credshape_find(const void *buf, size_t len, size_t *off)

@@ -98,8 +98,7 @@ const char *sw_artifact_repo_refusal(const char *s, size_t len)
 			return "its path holds a character not allowed here";
 	}
 	if (holds(s + a, len - a, "/../") || holds(s + a, len - a, "/./") ||
-	    holds(s + a, len - a, "//") ||
-	    (len - a >= 3 && memcmp(s + len - 3, "/..", 3) == 0))
+	    holds(s + a, len - a, "//") || (len - a >= 3 && memcmp(s + len - 3, "/..", 3) == 0))
 		return "its path holds an empty, . or .. segment";
 	return NULL;
 }
@@ -165,7 +164,8 @@ static const char *rel_refusal(const char *s, size_t len, int prefix)
 			unsigned char c = (unsigned char)s[i];
 
 			if (!(is_alnum(c) || strchr("._-@+=,~", c) != NULL))
-				return "it holds a character other than A-Z a-z 0-9 . _ - @ + = , ~ "
+				return "it holds a character other than A-Z a-z 0-9 . _ - @ + = , "
+				       "~ "
 				       "and /";
 			continue;
 		}

@@ -196,8 +196,8 @@ static void job_run(struct sbd_art_job *j)
 	for (size_t i = 0; i < j->nsecrets; i++)
 		if (strcmp(j->secrets[i].env, "AWS_REGION") != 0 && /* a knob, not a secret */
 		    strcmp(j->secrets[i].env, "AWS_DEFAULT_REGION") != 0 &&
-		    sw_redact_add(j->red, j->secrets[i].env, j->secrets[i].value, j->secrets[i].len,
-				  err, sizeof(err)) != 0) {
+		    sw_redact_add(j->red, j->secrets[i].env, j->secrets[i].value,
+				  j->secrets[i].len, err, sizeof(err)) != 0) {
 			sbd_art_fail(j, "internal", "the value of %s cannot be scanned for: %s",
 				     j->secrets[i].env, err);
 			return;
@@ -309,18 +309,18 @@ static void on_loop(void *arg)
 			a->delivered++;
 			if (a->emit != NULL)
 				a->emit(a->emit_arg, "artifact.pushed", &j->h,
-					json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "step", j->step,
-						  "sandbox_id", j->sandbox_id, "destination",
-						  j->dest_name, "location", j->location, "files",
-						  (json_int_t)j->nfiles, "bytes",
-						  (json_int_t)j->bytes));
+					json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "step",
+						  j->step, "sandbox_id", j->sandbox_id,
+						  "destination", j->dest_name, "location",
+						  j->location, "files", (json_int_t)j->nfiles,
+						  "bytes", (json_int_t)j->bytes));
 		} else if (j->refused) {
 			a->refused++;
 			if (a->emit != NULL)
 				a->emit(a->emit_arg, "artifact.scan_refused", &j->h,
-					json_pack("{s:s, s:s, s:s, s:o, s:I, s:s}", "step", j->step,
-						  "sandbox_id", j->sandbox_id, "destination",
-						  j->dest_name, "file",
+					json_pack("{s:s, s:s, s:s, s:o, s:I, s:s}", "step",
+						  j->step, "sandbox_id", j->sandbox_id,
+						  "destination", j->dest_name, "file",
 						  sw_json_string_lossy(j->ref_file), "line",
 						  (json_int_t)j->ref_line, "what", j->ref_what));
 		} else {
@@ -388,7 +388,8 @@ struct sbd_art *sbd_artifact_start(struct event_base *base, const struct sbd_art
 	snprintf(a->stage_dir, sizeof(a->stage_dir), "%s/sagewai-artifact-%d-XXXXXX",
 		 cfg->stage_parent, (int)getpid());
 	if (mkdtemp(a->stage_dir) == NULL) {
-		snprintf(err, errlen, "SAGEWAI_ARTIFACT_STAGE_DIR: cannot make a directory under %s: %s",
+		snprintf(err, errlen,
+			 "SAGEWAI_ARTIFACT_STAGE_DIR: cannot make a directory under %s: %s",
 			 cfg->stage_parent, strerror(errno));
 		free(a);
 		return NULL;
@@ -412,9 +413,9 @@ void sbd_artifact_stop(struct sbd_art *a)
 		return;
 	sw_handoff_lock(&a->h);
 	TAILQ_FOREACH(j, &a->todo, entry)
-	j->abandoned = 1;
+		j->abandoned = 1;
 	TAILQ_FOREACH(j, &a->active, entry)
-	j->abandoned = 1;
+		j->abandoned = 1;
 	sw_handoff_unlock(&a->h);
 	/* workers see stopping at their next check and finish up */
 	if (sw_handoff_stop(&a->h, 30000) != 0)
@@ -455,9 +456,10 @@ static int offered(const struct sbd_art *a, enum sw_artifact_dest d, json_t *spe
 		return -1;
 	}
 	if (d == SW_ARTIFACT_GITHUB && !a->cfg.insecure_http && !strncmp(repo, "http://", 7)) {
-		snprintf(err, errlen,
-			 "mode_unavailable: plain http repositories are refused on this sandbox "
-			 "host (the token would cross the network in clear; SAGEWAI_ARTIFACT_HTTP)");
+		snprintf(
+		    err, errlen,
+		    "mode_unavailable: plain http repositories are refused on this sandbox "
+		    "host (the token would cross the network in clear; SAGEWAI_ARTIFACT_HTTP)");
 		return -1;
 	}
 	if (d == SW_ARTIFACT_S3 && ep != NULL) {
@@ -537,7 +539,8 @@ int sbd_artifact_deliver(struct sbd_env *env, const struct sbd_artifact_req *req
 	}
 	j->h = *req->h;
 	snprintf(j->step, sizeof(j->step), "%s", req->step ? req->step : "");
-	snprintf(j->sandbox_id, sizeof(j->sandbox_id), "%s", req->sandbox_id ? req->sandbox_id : "");
+	snprintf(j->sandbox_id, sizeof(j->sandbox_id), "%s",
+		 req->sandbox_id ? req->sandbox_id : "");
 	j->deadline_ms = sw_mono_ms() + a->cfg.timeout_ms;
 	sw_handoff_lock(&a->h);
 	TAILQ_INSERT_TAIL(&a->todo, j, entry);
@@ -563,13 +566,13 @@ void sbd_artifact_abandon(struct sbd_env *env, void *opaque)
 		return;
 	sw_handoff_lock(&a->h);
 	TAILQ_FOREACH(j, &a->todo, entry)
-	if (j->opaque == opaque)
-		j->abandoned = 1;
+		if (j->opaque == opaque)
+			j->abandoned = 1;
 	TAILQ_FOREACH(j, &a->active, entry)
-	if (j->opaque == opaque)
-		j->abandoned = 1;
+		if (j->opaque == opaque)
+			j->abandoned = 1;
 	TAILQ_FOREACH(j, &a->done, entry)
-	if (j->opaque == opaque)
-		j->abandoned = 1;
+		if (j->opaque == opaque)
+			j->abandoned = 1;
 	sw_handoff_unlock(&a->h);
 }

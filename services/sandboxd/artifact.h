@@ -55,10 +55,12 @@ struct sbd_env;
 
 /* The snapshot command, run in the sandbox by the tool runner once the
  * agent has exited: a tar stream of /workspace on stdout. */
-#define SBD_ARTIFACT_PACK_ARGV                                                              \
+/* clang-format off */
+#define SBD_ARTIFACT_PACK_ARGV \
 	{"tar", "--create", "--file=-", "--directory=/workspace", "--numeric-owner", ".", NULL}
+/* clang-format on */
 
-#define SBD_ARTIFACT_INLINE_MAX_DEFAULT (1u << 20)     /* none: output bytes */
+#define SBD_ARTIFACT_INLINE_MAX_DEFAULT (1u << 20) /* none: output bytes */
 #define SBD_ARTIFACT_MAX_FILES_DEFAULT 10000
 #define SBD_ARTIFACT_MAX_BYTES_DEFAULT (256ull << 20)
 #define SBD_ARTIFACT_TIMEOUT_MS_DEFAULT 600000
@@ -68,14 +70,14 @@ struct sbd_env;
 
 /* Settings (sbd_artifact_configure reads them from the environment). */
 struct sbd_artifact_config {
-	char stage_parent[512]; /* SAGEWAI_ARTIFACT_STAGE_DIR: a private directory is made
-				 * under it (/tmp) */
-	char local_dir[512];	/* SAGEWAI_ARTIFACT_LOCAL_DIR: local's root; "": refused */
-	size_t inline_max;	/* SAGEWAI_ARTIFACT_INLINE_MAX */
-	size_t max_files;	/* SAGEWAI_ARTIFACT_MAX_FILES */
-	uint64_t max_bytes;	/* SAGEWAI_ARTIFACT_MAX_BYTES: the files' total */
-	int64_t timeout_ms;	/* SAGEWAI_ARTIFACT_TIMEOUT_MS: one delivery */
-	int threads;		/* SAGEWAI_ARTIFACT_THREADS */
+	char stage_parent[512];	 /* SAGEWAI_ARTIFACT_STAGE_DIR: a private directory is made
+				  * under it (/tmp) */
+	char local_dir[512];	 /* SAGEWAI_ARTIFACT_LOCAL_DIR: local's root; "": refused */
+	size_t inline_max;	 /* SAGEWAI_ARTIFACT_INLINE_MAX */
+	size_t max_files;	 /* SAGEWAI_ARTIFACT_MAX_FILES */
+	uint64_t max_bytes;	 /* SAGEWAI_ARTIFACT_MAX_BYTES: the files' total */
+	int64_t timeout_ms;	 /* SAGEWAI_ARTIFACT_TIMEOUT_MS: one delivery */
+	int threads;		 /* SAGEWAI_ARTIFACT_THREADS */
 	char s3_endpoints[1024]; /* SAGEWAI_ARTIFACT_S3_ENDPOINTS: scheme://host[:port], ... */
 	char s3_region[33];	 /* SAGEWAI_ARTIFACT_S3_REGION: default region (us-east-1) */
 	char git[256];		 /* SAGEWAI_ARTIFACT_GIT: the git program (/usr/bin/git) */
@@ -92,9 +94,9 @@ struct sbd_artifact_secret {
 };
 
 struct sbd_artifact_req {
-	json_t *spec;	   /* the rendered artifact: object (borrowed, copied) */
-	int workspace_fd;  /* taken, even on failure: a directory, or a readable tar
-			    * stream (memfd, file or pipe) */
+	json_t *spec;	  /* the rendered artifact: object (borrowed, copied) */
+	int workspace_fd; /* taken, even on failure: a directory, or a readable tar
+			   * stream (memfd, file or pipe) */
 	const struct sbd_artifact_secret *secrets;
 	size_t nsecrets;
 	const struct sw_event_header *h; /* tenant, run, step, trace of the step (copied) */
@@ -163,7 +165,7 @@ size_t sbd_artifact_pending(const struct sbd_art *a);
 struct sw_redact;
 
 struct sbd_art_file {
-	char *path;    /* relative, '/'-separated */
+	char *path; /* relative, '/'-separated */
 	uint64_t size;
 };
 
@@ -172,7 +174,7 @@ struct sbd_art_job {
 	struct sbd_art *a;
 	sbd_artifact_cb cb;
 	void *opaque;
-	int abandoned;	   /* under a->h.mu; read by the worker through sbd_art_cancelled */
+	int abandoned; /* under a->h.mu; read by the worker through sbd_art_cancelled */
 	/* the request */
 	json_t *spec;
 	enum sw_artifact_dest dest;
@@ -215,10 +217,10 @@ struct sbd_art {
 	struct event_base *base;
 	sbd_artifact_emit_fn emit;
 	void *emit_arg;
-	char stage_dir[600];	 /* this process's, removed at stop */
-	struct sbd_art_jobq todo; /* loop -> workers */
+	char stage_dir[600];	    /* this process's, removed at stop */
+	struct sbd_art_jobq todo;   /* loop -> workers */
 	struct sbd_art_jobq active; /* on a worker */
-	struct sbd_art_jobq done; /* workers -> loop */
+	struct sbd_art_jobq done;   /* workers -> loop */
 	size_t running;
 	uint64_t delivered, refused, failed;
 };

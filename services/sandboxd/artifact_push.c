@@ -20,11 +20,10 @@
  *   --no-filters and the tree from them (update-index --index-info,
  *   write-tree): no .gitattributes of the workspace (eol, encodings,
  *   filters) can make the committed bytes differ from the scanned ones.
- *   Files are committed as 100644 (the staging keeps no mode bits). Errors quote git's last lines, the
- *   server's answer ("remote: ...") included, redacted.
- * s3: one PUT per file to spec.endpoint (an operator-allowed one; path
- *   style) or https://BUCKET.s3.REGION.amazonaws.com, signed by libcurl
- *   (CURLOPT_AWS_SIGV4) with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
+ *   Files are committed as 100644 (the staging keeps no mode bits). Errors quote git's last lines,
+ * the server's answer ("remote: ...") included, redacted. s3: one PUT per file to spec.endpoint
+ * (an operator-allowed one; path style) or https://BUCKET.s3.REGION.amazonaws.com, signed by
+ * libcurl (CURLOPT_AWS_SIGV4) with AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY
  *   (+ AWS_SESSION_TOKEN as x-amz-security-token), the body's SHA-256 in
  *   x-amz-content-sha256; key = prefix + the file's path. No proxy, no
  *   redirect. A refusal quotes S3's Code and Message.
@@ -58,7 +57,7 @@
 #include "sandboxd.h"
 #include "sw_addr.h"
 
-#define OUT_TAIL 4096		/* of a command's stderr, for the error */
+#define OUT_TAIL 4096	       /* of a command's stderr, for the error */
 #define STDOUT_MAX (64u << 20) /* of a command's stdout */
 
 /* ---- running git -------------------------------------------------------- */
@@ -69,7 +68,7 @@ struct cmd {
 	char err[OUT_TAIL + 1];
 	size_t errlen;
 	char line[OUT_TAIL + 1]; /* err_line's */
-	int status; /* exit status, -1: killed or not started */
+	int status;		 /* exit status, -1: killed or not started */
 };
 
 static void tail_add(struct cmd *c, const char *b, size_t n)
@@ -116,15 +115,15 @@ static int run(struct sbd_art_job *j, char *const argv[], char *const envp[], in
 			close(po[0]);
 			close(po[1]);
 		}
-		return sbd_art_fail(j, "internal", "cannot start %s: %s", argv[0], strerror(errno));
+		return sbd_art_fail(j, "internal", "cannot start %s: %s", argv[0],
+				    strerror(errno));
 	}
 	pid = fork();
 	if (pid == 0) {
 		/* async-signal-safe calls only from here */
 		setpgid(0, 0);
 		if (chdir(cwd) != 0 || dup2(c->in >= 0 ? c->in : devnull, 0) < 0 ||
-		    dup2(po[1], 1) < 0 ||
-		    dup2(pe[1], 2) < 0)
+		    dup2(po[1], 1) < 0 || dup2(pe[1], 2) < 0)
 			_exit(127);
 		if (cred_fd >= 0) {
 			if (cred_fd == 3 ? fcntl(3, F_SETFD, 0) != 0 : dup2(cred_fd, 3) < 0)
@@ -145,7 +144,8 @@ static int run(struct sbd_art_job *j, char *const argv[], char *const envp[], in
 		return sbd_art_fail(j, "internal", "cannot fork: %s", strerror(errno));
 	}
 	{
-		struct pollfd pf[2] = {{.fd = po[0], .events = POLLIN}, {.fd = pe[0], .events = POLLIN}};
+		struct pollfd pf[2] = {{.fd = po[0], .events = POLLIN},
+				       {.fd = pe[0], .events = POLLIN}};
 		int open_fds = 2, gone = 0;
 
 		while (open_fds > 0) {
@@ -160,7 +160,8 @@ static int run(struct sbd_art_job *j, char *const argv[], char *const envp[], in
 			for (int k = 0; k < 2 && n > 0; k++) {
 				ssize_t r;
 
-				if (pf[k].fd < 0 || !(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
+				if (pf[k].fd < 0 ||
+				    !(pf[k].revents & (POLLIN | POLLHUP | POLLERR)))
 					continue;
 				r = read(pf[k].fd, buf, sizeof(buf));
 				if (r <= 0) {
@@ -270,10 +271,10 @@ static int pin_address(struct sbd_art_job *j, const char *url, char *pin, size_t
 				    gai_strerror(rc));
 	at = (size_t)snprintf(pin, pinlen, "%s:%s:", host, port);
 	for (ai = res; ai != NULL && n < 8 && at < pinlen; ai = ai->ai_next) {
-		const char *w = j->a->cfg.allow_private ? NULL
-							: sw_addr_check(&none, ai->ai_addr,
-									ai->ai_addrlen, name,
-									sizeof(name));
+		const char *w =
+		    j->a->cfg.allow_private
+			? NULL
+			: sw_addr_check(&none, ai->ai_addr, ai->ai_addrlen, name, sizeof(name));
 
 		if (w != NULL) {
 			why = w;
@@ -336,10 +337,10 @@ static int keep_tracked(struct sbd_art_job *j, struct sw_buf *out)
 	for (i = 0; i < j->nfiles; i++) {
 		if (!mark[i]) {
 			if (json_array_size(j->skipped) < 100)
-				json_array_append_new(j->skipped,
-						      json_pack("{s:o, s:s}", "path",
-								sw_json_string_lossy(j->files[i].path),
-								"why", "ignored by .gitignore"));
+				json_array_append_new(
+				    j->skipped, json_pack("{s:o, s:s}", "path",
+							  sw_json_string_lossy(j->files[i].path),
+							  "why", "ignored by .gitignore"));
 			free(j->files[i].path);
 			continue;
 		}
@@ -372,7 +373,8 @@ static int stdin_file(struct sbd_art_job *j, struct cmd *c, int index)
 	    (f = fdopen(dup(fd), "w")) == NULL) {
 		if (fd >= 0)
 			close(fd);
-		return sbd_art_fail(j, "internal", "cannot make a list for git: %s", strerror(errno));
+		return sbd_art_fail(j, "internal", "cannot make a list for git: %s",
+				    strerror(errno));
 	}
 	for (i = 0; i < j->nfiles; i++) {
 		if (index == 0) {
@@ -385,9 +387,10 @@ static int stdin_file(struct sbd_art_job *j, struct cmd *c, int index)
 			if (n < 40 || n > 64 || off + n >= c->out.len) {
 				fclose(f);
 				close(fd);
-				return sbd_art_fail(j, "artifact_failed",
-						    "github: git hash-object gave %zu blobs for %zu files",
-						    i, j->nfiles);
+				return sbd_art_fail(
+				    j, "artifact_failed",
+				    "github: git hash-object gave %zu blobs for %zu files", i,
+				    j->nfiles);
 			}
 			fprintf(f, "100644 %.*s\t%s\n", (int)n, c->out.p + off, j->files[i].path);
 			off += n + 1;
@@ -419,31 +422,34 @@ int sbd_art_push_github(struct sbd_art_job *j)
 		branch = "main";
 	snprintf(git, sizeof(git), "%s", j->a->cfg.git);
 	if ((tok = sbd_art_secret(j, "GITHUB_TOKEN", &toklen)) == NULL)
-		return sbd_art_fail(j, "artifact_failed",
-				    "github: the step's identity has no GITHUB_TOKEN to push with");
+		return sbd_art_fail(
+		    j, "artifact_failed",
+		    "github: the step's identity has no GITHUB_TOKEN to push with");
 	if (memchr(tok, '\n', toklen) != NULL || memchr(tok, '\0', toklen) != NULL)
-		return sbd_art_fail(j, "artifact_failed", "github: GITHUB_TOKEN holds a newline or NUL");
+		return sbd_art_fail(j, "artifact_failed",
+				    "github: GITHUB_TOKEN holds a newline or NUL");
 	if (pin_address(j, repo, pin, sizeof(pin)) != 0)
 		return -1;
 	/* our configuration: no secret in it */
 	snprintf(cfgpath, sizeof(cfgpath), "%s/gitconfig", j->stage);
-	if ((fd = openat(j->stage_fd, "gitconfig", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) <
-		0 ||
+	if ((fd = openat(j->stage_fd, "gitconfig", O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
+			 0600)) < 0 ||
 	    (f = fdopen(fd, "w")) == NULL) {
 		if (fd >= 0)
 			close(fd);
 		return sbd_art_fail(j, "internal", "cannot write the git configuration: %s",
 				    strerror(errno));
 	}
-	fprintf(f,
-		"[credential]\n\thelper = \"!f() { test \\\"$1\\\" = get && cat /dev/fd/3; }; f\"\n"
-		"[http]\n\tfollowRedirects = false\n%s%s%s"
-		"[protocol]\n\tallow = never\n[protocol \"https\"]\n\tallow = always\n"
-		"[protocol \"http\"]\n\tallow = %s\n"
-		"[core]\n\thooksPath = /dev/null\n\tfsmonitor = false\n\tautocrlf = false\n"
-		"\tsymlinks = false\n[init]\n\tdefaultBranch = main\n[gc]\n\tauto = 0\n",
-		pin[0] ? "\tcurloptResolve = " : "", pin, pin[0] ? "\n" : "",
-		j->a->cfg.insecure_http ? "always" : "never");
+	fprintf(
+	    f,
+	    "[credential]\n\thelper = \"!f() { test \\\"$1\\\" = get && cat /dev/fd/3; }; f\"\n"
+	    "[http]\n\tfollowRedirects = false\n%s%s%s"
+	    "[protocol]\n\tallow = never\n[protocol \"https\"]\n\tallow = always\n"
+	    "[protocol \"http\"]\n\tallow = %s\n"
+	    "[core]\n\thooksPath = /dev/null\n\tfsmonitor = false\n\tautocrlf = false\n"
+	    "\tsymlinks = false\n[init]\n\tdefaultBranch = main\n[gc]\n\tauto = 0\n",
+	    pin[0] ? "\tcurloptResolve = " : "", pin, pin[0] ? "\n" : "",
+	    j->a->cfg.insecure_http ? "always" : "never");
 	if (fclose(f) != 0)
 		return sbd_art_fail(j, "internal", "cannot write the git configuration");
 	/* the token: in a memfd that only the credential helper reads */
@@ -504,7 +510,8 @@ int sbd_art_push_github(struct sbd_art_job *j)
 		if (run(j, ls, envp, -1, &c) != 0)
 			goto out;
 		if (c.status != 0) {
-			sbd_art_fail(j, "artifact_failed", "github: git ls-files: %s", err_line(&c));
+			sbd_art_fail(j, "artifact_failed", "github: git ls-files: %s",
+				     err_line(&c));
 			goto out;
 		}
 		if (keep_tracked(j, &c.out) != 0)
@@ -516,13 +523,15 @@ int sbd_art_push_github(struct sbd_art_job *j)
 		if (stdin_file(j, &c, 0) != 0 || run(j, hash, envp, -1, &c) != 0)
 			goto out;
 		if (c.status != 0) {
-			sbd_art_fail(j, "artifact_failed", "github: git hash-object: %s", err_line(&c));
+			sbd_art_fail(j, "artifact_failed", "github: git hash-object: %s",
+				     err_line(&c));
 			goto out;
 		}
 		if (stdin_file(j, &c, 1) != 0 || run(j, upd, envp, -1, &c) != 0)
 			goto out;
 		if (c.status != 0) {
-			sbd_art_fail(j, "artifact_failed", "github: git update-index: %s", err_line(&c));
+			sbd_art_fail(j, "artifact_failed", "github: git update-index: %s",
+				     err_line(&c));
 			goto out;
 		}
 		close(c.in);
@@ -531,7 +540,8 @@ int sbd_art_push_github(struct sbd_art_job *j)
 		if (run(j, wt, envp, -1, &c) != 0)
 			goto out;
 		if (c.status != 0 || c.out.len < 40 || c.out.len > 70) {
-			sbd_art_fail(j, "artifact_failed", "github: git write-tree: %s", err_line(&c));
+			sbd_art_fail(j, "artifact_failed", "github: git write-tree: %s",
+				     err_line(&c));
 			goto out;
 		}
 		snprintf(tree, sizeof(tree), "%.*s", (int)strcspn(c.out.p, "\n"), c.out.p);
@@ -540,8 +550,8 @@ int sbd_art_push_github(struct sbd_art_job *j)
 		if (run(j, lsr, envp, cred, &c) != 0)
 			goto out;
 		if (c.status != 0) {
-			sbd_art_fail(j, "artifact_failed", "github: %s refused or failed: %s", repo,
-				     err_line(&c));
+			sbd_art_fail(j, "artifact_failed", "github: %s refused or failed: %s",
+				     repo, err_line(&c));
 			goto out;
 		}
 		if (c.out.len >= 40) {
@@ -556,8 +566,8 @@ int sbd_art_push_github(struct sbd_art_job *j)
 		sw_buf_free(&c.out);
 	}
 	if (parent[0] != '\0') {
-		char *fetch[] = {git, "fetch", "-q", "--depth=1", "--no-tags", "--", (char *)repo,
-				 ref, NULL};
+		char *fetch[] = {git,  "fetch",	     "-q", "--depth=1", "--no-tags",
+				 "--", (char *)repo, ref,  NULL};
 
 		if (run(j, fetch, envp, cred, &c) != 0)
 			goto out;
@@ -587,8 +597,8 @@ int sbd_art_push_github(struct sbd_art_job *j)
 		if (run(j, push, envp, cred, &c) != 0)
 			goto out;
 		if (c.status != 0) {
-			sbd_art_fail(j, "artifact_failed", "github: push to %s (%s) failed: %s", repo,
-				     branch, err_line(&c));
+			sbd_art_fail(j, "artifact_failed", "github: push to %s (%s) failed: %s",
+				     repo, branch, err_line(&c));
 			goto out;
 		}
 	}
@@ -716,7 +726,8 @@ int sbd_art_push_s3(struct sbd_art_job *j)
 	    rg_len < sizeof(regbuf)) {
 		snprintf(regbuf, sizeof(regbuf), "%.*s", (int)rg_len, rg);
 		if (sw_artifact_region_refusal(regbuf, strlen(regbuf)) != NULL)
-			return sbd_art_fail(j, "artifact_failed", "s3: AWS_REGION is not a region");
+			return sbd_art_fail(j, "artifact_failed",
+					    "s3: AWS_REGION is not a region");
 		region = regbuf;
 	}
 	if (region == NULL)
@@ -764,7 +775,8 @@ int sbd_art_push_s3(struct sbd_art_job *j)
 			if (sw_buf_add(&url, endpoint, n && endpoint[n - 1] == '/' ? n - 1 : n) ||
 			    sw_buf_printf(&url, "/%s/", bucket))
 				goto oom;
-		} else if (sw_buf_printf(&url, "https://%s.s3.%s.amazonaws.com/", bucket, region)) {
+		} else if (sw_buf_printf(&url, "https://%s.s3.%s.amazonaws.com/", bucket,
+					 region)) {
 			goto oom;
 		}
 		if (key_encode(&url, prefix) != 0 ||
@@ -777,21 +789,22 @@ int sbd_art_push_s3(struct sbd_art_job *j)
 			sbd_art_fail(j, "internal", "cannot read the staged %s", path);
 			goto out;
 		}
-		if (st.st_size > 0 &&
-		    (p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0)) == MAP_FAILED) {
+		if (st.st_size > 0 && (p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE,
+						fd, 0)) == MAP_FAILED) {
 			close(fd);
 			sbd_art_fail(j, "internal", "cannot map the staged %s", path);
 			goto out;
 		}
 		close(fd);
-		crypto_hash_sha256(digest, p ? p : (const void *)"", (unsigned long long)st.st_size);
+		crypto_hash_sha256(digest, p ? p : (const void *)"",
+				   (unsigned long long)st.st_size);
 		sodium_bin2hex(hex, sizeof(hex), digest, sizeof(digest));
 		snprintf(h_sha, sizeof(h_sha), "x-amz-content-sha256: %s", hex);
 		snprintf(h_type, sizeof(h_type), "Content-Type: %s", content_type(path));
 		if ((h = curl_slist_append(hdrs, h_sha)) == NULL || (hdrs = h, 0) ||
 		    (h = curl_slist_append(hdrs, h_type)) == NULL || (hdrs = h, 0) ||
-		    (hdr_tok != NULL && ((h = curl_slist_append(hdrs, hdr_tok)) == NULL ||
-					 (hdrs = h, 0)))) {
+		    (hdr_tok != NULL &&
+		     ((h = curl_slist_append(hdrs, hdr_tok)) == NULL || (hdrs = h, 0)))) {
 			curl_slist_free_all(hdrs);
 			if (p)
 				munmap(p, (size_t)st.st_size);
@@ -816,9 +829,9 @@ int sbd_art_push_s3(struct sbd_art_job *j)
 		curl_easy_setopt(cu, CURLOPT_XFERINFOFUNCTION, s3_progress);
 		curl_easy_setopt(cu, CURLOPT_XFERINFODATA, j);
 		curl_easy_setopt(cu, CURLOPT_CONNECTTIMEOUT_MS, 10000L);
-		curl_easy_setopt(cu, CURLOPT_TIMEOUT_MS,
-				 (long)(j->deadline_ms > sw_mono_ms() ? j->deadline_ms - sw_mono_ms()
-								      : 1));
+		curl_easy_setopt(
+		    cu, CURLOPT_TIMEOUT_MS,
+		    (long)(j->deadline_ms > sw_mono_ms() ? j->deadline_ms - sw_mono_ms() : 1));
 		cc = curl_easy_perform(cu);
 		curl_easy_getinfo(cu, CURLINFO_RESPONSE_CODE, &code);
 		curl_slist_free_all(hdrs);
@@ -827,9 +840,10 @@ int sbd_art_push_s3(struct sbd_art_job *j)
 		if (cc == CURLE_ABORTED_BY_CALLBACK)
 			goto out; /* cancelled: the error is set */
 		if (cc != CURLE_OK) {
-			sbd_art_fail(j, "artifact_failed", "s3: PUT s3://%s/%s%s%s: %s", bucket, prefix,
-				     prefix[0] && prefix[strlen(prefix) - 1] != '/' ? "/" : "", path,
-				     curl_easy_strerror(cc));
+			sbd_art_fail(j, "artifact_failed", "s3: PUT s3://%s/%s%s%s: %s", bucket,
+				     prefix,
+				     prefix[0] && prefix[strlen(prefix) - 1] != '/' ? "/" : "",
+				     path, curl_easy_strerror(cc));
 			goto out;
 		}
 		if (code < 200 || code > 299) {
@@ -837,10 +851,11 @@ int sbd_art_push_s3(struct sbd_art_job *j)
 
 			xml_tag(resp.body, "Code", scode, sizeof(scode));
 			xml_tag(resp.body, "Message", smsg, sizeof(smsg));
-			sbd_art_fail(j, "artifact_failed", "s3: PUT s3://%s/%s%s%s: HTTP %ld%s%s%s%s",
-				     bucket, prefix,
-				     prefix[0] && prefix[strlen(prefix) - 1] != '/' ? "/" : "", path,
-				     code, scode[0] ? " " : "", scode, smsg[0] ? ": " : "", smsg);
+			sbd_art_fail(j, "artifact_failed",
+				     "s3: PUT s3://%s/%s%s%s: HTTP %ld%s%s%s%s", bucket, prefix,
+				     prefix[0] && prefix[strlen(prefix) - 1] != '/' ? "/" : "",
+				     path, code, scode[0] ? " " : "", scode, smsg[0] ? ": " : "",
+				     smsg);
 			goto out;
 		}
 	}
@@ -912,7 +927,8 @@ static int copy_tree(struct sbd_art_job *j, int src, int dst)
 			break;
 		}
 		if (S_ISDIR(st.st_mode)) {
-			in = openat(src, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+			in = openat(src, de->d_name,
+				    O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
 			if (in < 0 || mkdirat(dst, de->d_name, 0750) != 0 ||
 			    (out = openat(dst, de->d_name,
 					  O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
@@ -958,8 +974,9 @@ int sbd_art_push_local(struct sbd_art_job *j)
 
 	for (int i = 0; i < 3; i++)
 		if (!dir_name_ok(names[i]))
-			return sbd_art_fail(j, "bad_input",
-					    "local: the tenant, run or step is not a directory name");
+			return sbd_art_fail(
+			    j, "bad_input",
+			    "local: the tenant, run or step is not a directory name");
 	if ((root = open(j->a->cfg.local_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0)
 		return sbd_art_fail(j, "artifact_failed",
 				    "local: SAGEWAI_ARTIFACT_LOCAL_DIR %s cannot be opened: %s",
@@ -969,8 +986,9 @@ int sbd_art_push_local(struct sbd_art_job *j)
 		if ((next = open_mkdir(fd, names[i])) < 0) {
 			sbd_art_fail(j, "artifact_failed", "local: cannot make %s under %s: %s",
 				     names[i], j->a->cfg.local_dir,
-				     errno == ELOOP || errno == ENOTDIR ? "not a directory (a symlink?)"
-									: strerror(errno));
+				     errno == ELOOP || errno == ENOTDIR
+					 ? "not a directory (a symlink?)"
+					 : strerror(errno));
 			goto out;
 		}
 		close(fd);
@@ -999,8 +1017,11 @@ int sbd_art_push_local(struct sbd_art_job *j)
 		sw_uuid_format(u, id);
 		snprintf(partial, sizeof(partial), ".sagewai-partial-%s", id);
 		if (mkdirat(fd, partial, 0750) != 0 ||
-		    (dst = openat(fd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0) {
-			sbd_art_fail(j, errno == ENOSPC || errno == EDQUOT ? "disk_full" : "artifact_failed",
+		    (dst = openat(fd, partial, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) <
+			0) {
+			sbd_art_fail(j,
+				     errno == ENOSPC || errno == EDQUOT ? "disk_full"
+									: "artifact_failed",
 				     "local: cannot write under %s: %s", j->a->cfg.local_dir,
 				     strerror(errno));
 			goto out;
@@ -1011,7 +1032,9 @@ int sbd_art_push_local(struct sbd_art_job *j)
 			close(dst);
 			sbd_art_rmtree(fd, partial);
 			if (e != ECANCELED)
-				sbd_art_fail(j, e == ENOSPC || e == EDQUOT ? "disk_full" : "artifact_failed",
+				sbd_art_fail(j,
+					     e == ENOSPC || e == EDQUOT ? "disk_full"
+									: "artifact_failed",
 					     "local: copying into %s: %s", j->a->cfg.local_dir,
 					     strerror(e));
 			goto out;
@@ -1021,9 +1044,10 @@ int sbd_art_push_local(struct sbd_art_job *j)
 			int e = errno;
 
 			sbd_art_rmtree(fd, partial);
-			sbd_art_fail(j, "artifact_failed", "local: %s/%s/%s/%s %s",
-				     j->h.tenant, j->h.run_id, j->step, rel,
-				     e == EEXIST ? "exists already (never overwritten)" : strerror(e));
+			sbd_art_fail(j, "artifact_failed", "local: %s/%s/%s/%s %s", j->h.tenant,
+				     j->h.run_id, j->step, rel,
+				     e == EEXIST ? "exists already (never overwritten)"
+						 : strerror(e));
 			goto out;
 		}
 	}
@@ -1043,11 +1067,12 @@ int sbd_art_push_none(struct sbd_art_job *j)
 	size_t i;
 
 	if (j->bytes > j->a->cfg.inline_max)
-		return sbd_art_fail(j, "artifact_too_large",
-				    "the workspace holds %llu bytes, more than the %zu a step's output "
-				    "may hold (SAGEWAI_ARTIFACT_INLINE_MAX); choose another "
-				    "destination",
-				    (unsigned long long)j->bytes, j->a->cfg.inline_max);
+		return sbd_art_fail(
+		    j, "artifact_too_large",
+		    "the workspace holds %llu bytes, more than the %zu a step's output "
+		    "may hold (SAGEWAI_ARTIFACT_INLINE_MAX); choose another "
+		    "destination",
+		    (unsigned long long)j->bytes, j->a->cfg.inline_max);
 	if ((ws = json_array()) == NULL)
 		return sbd_art_fail(j, "internal", "out of memory");
 	for (i = 0; i < j->nfiles; i++) {
@@ -1070,15 +1095,17 @@ int sbd_art_push_none(struct sbd_art_job *j)
 		if (memchr(data, '\0', size) == NULL)
 			text = json_stringn(data, size); /* NULL unless valid UTF-8 */
 		if (text != NULL) {
-			o = json_pack("{s:o, s:I, s:o}", "path", sw_json_string_lossy(path), "size",
-				      (json_int_t)size, "text", text);
+			o = json_pack("{s:o, s:I, s:o}", "path", sw_json_string_lossy(path),
+				      "size", (json_int_t)size, "text", text);
 		} else {
-			size_t elen = sodium_base64_ENCODED_LEN(size, sodium_base64_VARIANT_ORIGINAL);
+			size_t elen =
+			    sodium_base64_ENCODED_LEN(size, sodium_base64_VARIANT_ORIGINAL);
 			char *b64 = malloc(elen);
 
 			o = b64 ? json_pack("{s:o, s:I, s:s}", "path", sw_json_string_lossy(path),
 					    "size", (json_int_t)size, "base64",
-					    sodium_bin2base64(b64, elen, (unsigned char *)data, size,
+					    sodium_bin2base64(b64, elen, (unsigned char *)data,
+							      size,
 							      sodium_base64_VARIANT_ORIGINAL))
 				: NULL;
 			free(b64);

@@ -112,8 +112,8 @@ int sbd_art_scan(struct sbd_art_job *j)
 
 			if (fd >= 0)
 				close(fd);
-			return sbd_art_fail(j, "internal", "cannot read the staged %.400s: %s", path,
-					    strerror(e));
+			return sbd_art_fail(j, "internal", "cannot read the staged %.400s: %s",
+					    path, strerror(e));
 		}
 		if (st.st_size == 0) {
 			close(fd);
@@ -122,8 +122,8 @@ int sbd_art_scan(struct sbd_art_job *j)
 		p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
 		close(fd);
 		if (p == MAP_FAILED)
-			return sbd_art_fail(j, "internal", "cannot map the staged %.400s: %s", path,
-					    strerror(errno));
+			return sbd_art_fail(j, "internal", "cannot map the staged %.400s: %s",
+					    path, strerror(errno));
 		hit = find(j, p, (size_t)st.st_size, &off, what, sizeof(what));
 		if (hit) {
 			size_t line = line_of(p, off);

@@ -356,7 +356,8 @@ static int stage_tar(struct sbd_art_job *j)
 			goto out;
 	}
 	if (r != ARCHIVE_EOF) {
-		sbd_art_fail(j, "artifact_failed", "the workspace snapshot is not a valid tar stream: %s",
+		sbd_art_fail(j, "artifact_failed",
+			     "the workspace snapshot is not a valid tar stream: %s",
 			     archive_error_string(ar) ? archive_error_string(ar) : "?");
 		goto out;
 	}
@@ -395,8 +396,9 @@ static int stage_walk(struct sbd_art_job *j, int src, const char *rel, int depth
 			goto out;
 		if ((size_t)snprintf(name, sizeof(name), "%s%s%s", rel, rel[0] ? "/" : "",
 				     de->d_name) >= sizeof(name)) {
-			sbd_art_fail(j, "artifact_failed", "the workspace holds a name longer than "
-							   "1023 bytes under %s",
+			sbd_art_fail(j, "artifact_failed",
+				     "the workspace holds a name longer than "
+				     "1023 bytes under %s",
 				     quote(rel, q));
 			goto out;
 		}
@@ -421,14 +423,15 @@ static int stage_walk(struct sbd_art_job *j, int src, const char *rel, int depth
 			continue;
 		}
 		fd = openat(src, de->d_name,
-			    (S_ISDIR(st.st_mode) ? O_DIRECTORY : O_NONBLOCK) | O_RDONLY | O_NOFOLLOW |
-				O_NOCTTY | O_CLOEXEC);
+			    (S_ISDIR(st.st_mode) ? O_DIRECTORY : O_NONBLOCK) | O_RDONLY |
+				O_NOFOLLOW | O_NOCTTY | O_CLOEXEC);
 		if (fd < 0 || fstat(fd, &st2) != 0 || st2.st_dev != st.st_dev ||
 		    st2.st_ino != st.st_ino || (st2.st_mode & S_IFMT) != (st.st_mode & S_IFMT)) {
 			if (fd >= 0)
 				close(fd);
 			sbd_art_fail(j, "artifact_failed",
-				     "the workspace changed while it was copied (%s)", quote(path, q));
+				     "the workspace changed while it was copied (%s)",
+				     quote(path, q));
 			goto out;
 		}
 		if (S_ISDIR(st.st_mode)) {
@@ -488,8 +491,8 @@ int sbd_art_stage(struct sbd_art_job *j)
 	}
 	if ((j->stage_fd = open(j->stage, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0 ||
 	    mkdirat(j->stage_fd, "tree", 0700) != 0 ||
-	    (j->tree_fd = openat(j->stage_fd, "tree",
-				 O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
+	    (j->tree_fd =
+		 openat(j->stage_fd, "tree", O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)) < 0)
 		return io_fail(j, errno, "cannot make the staging tree in", j->stage);
 	if (fstat(j->fd, &st) != 0)
 		return io_fail(j, errno, "cannot read", "the workspace");

@@ -59,7 +59,7 @@
 #define AWS_SECRET_MARK "not-the-real-secret" /* replaced by moto's */
 #define GHP_SHAPED "ghp_4fTq9ZkLm2Rx7PwY1vB8nC3dE6gH0jK5sA2b"
 
-static char tmp[512];	   /* this run's scratch directory */
+static char tmp[512];	  /* this run's scratch directory */
 static char src_dir[600]; /* the test's source dir (helpers) */
 static struct event_base *base;
 static struct sw_event_registry *reg;
@@ -376,8 +376,8 @@ static void test_scan(void)
 	struct emitted *e;
 
 	sec.s[0] = (struct sbd_artifact_secret){"GITHUB_TOKEN", TOKEN, strlen(TOKEN)};
-	sec.s[1] = (struct sbd_artifact_secret){"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG",
-						21};
+	sec.s[1] =
+	    (struct sbd_artifact_secret){"AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG", 21};
 	fresh_dir(local, sizeof(local), "scan-local");
 	snprintf(c.local_dir, sizeof(c.local_dir), "%s", local);
 	env_start(&env, &c);
@@ -388,9 +388,11 @@ static void test_scan(void)
 	sh("mkdir -p %s/a/b/c/d/e && printf 'x\\ny\\nkey=%s\\n' > %s/a/b/c/d/e/deep.txt && "
 	   "echo ok > %s/index.html",
 	   ws, TOKEN, ws, ws);
-	expect_refused(&env, spec, ws, &sec, "a/b/c/d/e/deep.txt:3 holds", "the value of GITHUB_TOKEN");
+	expect_refused(&env, spec, ws, &sec, "a/b/c/d/e/deep.txt:3 holds",
+		       "the value of GITHUB_TOKEN");
 	e = last_event("artifact.scan_refused");
-	SW_CHECK(!strcmp(json_string_value(json_object_get(e->fields, "file")), "a/b/c/d/e/deep.txt"));
+	SW_CHECK(
+	    !strcmp(json_string_value(json_object_get(e->fields, "file")), "a/b/c/d/e/deep.txt"));
 	SW_CHECK(json_integer_value(json_object_get(e->fields, "line")) == 3);
 	SW_CHECK(!strcmp(json_string_value(json_object_get(e->fields, "destination")), "local"));
 	SW_CHECK(!exists(local) || !exists(strcat(strcpy(p, local), "/tenant-1")));
@@ -409,7 +411,8 @@ static void test_scan(void)
 	expect_refused(&env, spec, ws, &sec, "h.txt:1 holds", "the value of GITHUB_TOKEN");
 	fresh_dir(ws, sizeof(ws), "scan-ws");
 	sh("printf 'u=wJalrXUtnFEMI%%%%2FK7MDENG\\n' > %s/url.txt", ws);
-	expect_refused(&env, spec, ws, &sec, "url.txt:1 holds", "the value of AWS_SECRET_ACCESS_KEY");
+	expect_refused(&env, spec, ws, &sec, "url.txt:1 holds",
+		       "the value of AWS_SECRET_ACCESS_KEY");
 
 	/* credentials nobody injected, by their shape */
 	fresh_dir(ws, sizeof(ws), "scan-ws");
@@ -419,17 +422,20 @@ static void test_scan(void)
 	sh("printf 'id = AKIAZ7Q3R5T2LMN4PX6W\\n' > %s/aws.ini", ws);
 	expect_refused(&env, spec, ws, &sec, "aws.ini:1 holds", "an AWS access key id");
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("mkdir %s/keys && printf '\\n-----BEGIN OPENSSH PRIVATE KEY-----\\nAAA\\n' > %s/keys/id",
+	sh("mkdir %s/keys && printf '\\n-----BEGIN OPENSSH PRIVATE KEY-----\\nAAA\\n' > "
+	   "%s/keys/id",
 	   ws, ws);
 	expect_refused(&env, spec, ws, &sec, "keys/id:2 holds", "a PEM private key");
 
 	/* in names: a file's, and a skipped symlink's */
 	fresh_dir(ws, sizeof(ws), "scan-ws");
 	sh("echo hi > '%s/notes-%s.txt'", ws, TOKEN);
-	expect_refused(&env, spec, ws, &sec, "notes-[withheld] holds the value of GITHUB_TOKEN in its name",
+	expect_refused(&env, spec, ws, &sec,
+		       "notes-[withheld] holds the value of GITHUB_TOKEN in its name",
 		       "the value of GITHUB_TOKEN");
 	e = last_event("artifact.scan_refused");
-	SW_CHECK(!strcmp(json_string_value(json_object_get(e->fields, "file")), "notes-[withheld]"));
+	SW_CHECK(
+	    !strcmp(json_string_value(json_object_get(e->fields, "file")), "notes-[withheld]"));
 	SW_CHECK(json_integer_value(json_object_get(e->fields, "line")) == 0);
 	fresh_dir(ws, sizeof(ws), "scan-ws");
 	sh("ln -s /nowhere '%s/l-%s'", ws, GHP_SHAPED);
@@ -478,7 +484,8 @@ static void test_none(void)
 		const char *path = json_string_value(json_object_get(f, "path"));
 
 		if (!strcmp(path, "d/a.txt")) {
-			SW_CHECK(!strcmp(json_string_value(json_object_get(f, "text")), "hello\n"));
+			SW_CHECK(
+			    !strcmp(json_string_value(json_object_get(f, "text")), "hello\n"));
 			saw_text = 1;
 		} else if (!strcmp(path, "bin")) {
 			SW_CHECK(!strcmp(json_string_value(json_object_get(f, "base64")), "AAH/"));
@@ -545,20 +552,21 @@ static int tar_fd(const char *members)
 	int fd;
 
 	snprintf(path, sizeof(path), "%s/t.tar", tmp);
-	out = sh_out(&len,
-		     "python3 -c 'import tarfile, io, sys\n"
-		     "t = tarfile.open(sys.argv[1], \"w\", format=tarfile.PAX_FORMAT)\n"
-		     "def f(n, data=b\"x\\n\", **k):\n"
-		     "    i = tarfile.TarInfo(n); i.size = len(data)\n"
-		     "    for a, v in k.items(): setattr(i, a, v)\n"
-		     "    t.addfile(i, io.BytesIO(data))\n"
-		     "def l(n, target, kind=tarfile.SYMTYPE):\n"
-		     "    i = tarfile.TarInfo(n); i.type = kind; i.linkname = target; t.addfile(i)\n"
-		     "def d(n):\n"
-		     "    i = tarfile.TarInfo(n); i.type = tarfile.DIRTYPE; t.addfile(i)\n"
-		     "%s\n"
-		     "t.close()' %s 2>&1",
-		     members, path);
+	out =
+	    sh_out(&len,
+		   "python3 -c 'import tarfile, io, sys\n"
+		   "t = tarfile.open(sys.argv[1], \"w\", format=tarfile.PAX_FORMAT)\n"
+		   "def f(n, data=b\"x\\n\", **k):\n"
+		   "    i = tarfile.TarInfo(n); i.size = len(data)\n"
+		   "    for a, v in k.items(): setattr(i, a, v)\n"
+		   "    t.addfile(i, io.BytesIO(data))\n"
+		   "def l(n, target, kind=tarfile.SYMTYPE):\n"
+		   "    i = tarfile.TarInfo(n); i.type = kind; i.linkname = target; t.addfile(i)\n"
+		   "def d(n):\n"
+		   "    i = tarfile.TarInfo(n); i.type = tarfile.DIRTYPE; t.addfile(i)\n"
+		   "%s\n"
+		   "t.close()' %s 2>&1",
+		   members, path);
 	SW_CHECKF(len == 0, "tar: %s", out);
 	free(out);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -600,7 +608,8 @@ static void test_local(void)
 	SW_CHECK(deliver(&env, spec, ws, NULL, &o, NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "site/out exists already (never overwritten)"), "%s",
 		  o.error);
-	s = sh_out(NULL, "ls -A %s/tenant-1/0190b0b0-1111-7000-8000-000000000002/build/site", local);
+	s = sh_out(NULL, "ls -A %s/tenant-1/0190b0b0-1111-7000-8000-000000000002/build/site",
+		   local);
 	SW_CHECKF(!strcmp(s, "out\n"), "left behind: %s", s); /* no partial copy */
 	free(s);
 	/* a symlink planted in the destination tree is not followed */
@@ -630,30 +639,33 @@ static void test_local(void)
 		static const struct {
 			const char *members, *want;
 		} t[] = {
-		    {"f(\"../escape\")", "artifact_failed: the workspace snapshot holds a name with "
-					 "a . or .. component"},
+		    {"f(\"../escape\")",
+		     "artifact_failed: the workspace snapshot holds a name with "
+		     "a . or .. component"},
 		    {"f(\"a/../../escape\")", "a . or .. component"},
 		    {"f(\"/abs/escape\")", "an absolute name"},
 		    {"f(\"a//b\")", "an empty component"},
 		    {"f(\"x\"); f(\"x\")", "names x twice"},
 		};
 		for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
-			SW_CHECK(deliver_fd(&env, "{\"destination\": \"none\"}", tar_fd(t[i].members),
-					    NULL, &o, NULL, 0) == 0);
+			SW_CHECK(deliver_fd(&env, "{\"destination\": \"none\"}",
+					    tar_fd(t[i].members), NULL, &o, NULL, 0) == 0);
 			SW_CHECKF(!o.ok && strstr(o.error, t[i].want), "%s: %s", t[i].members,
 				  o.error);
 		}
 		/* a symlink, then a file through it; a hard link; a fifo: the file
 		 * lands in a directory of the snapshot, never outside */
-		snprintf(p, sizeof(p),
-			 "l(\"link\", \"%s\"); f(\"link/owned\"); l(\"hard\", \"link/owned\", "
-			 "tarfile.LNKTYPE); f(\"fifo\", b\"\", type=tarfile.FIFOTYPE); d(\"dir\"); "
-			 "f(\"dir/ok\", b\"fine\\n\")",
-			 outside);
+		snprintf(
+		    p, sizeof(p),
+		    "l(\"link\", \"%s\"); f(\"link/owned\"); l(\"hard\", \"link/owned\", "
+		    "tarfile.LNKTYPE); f(\"fifo\", b\"\", type=tarfile.FIFOTYPE); d(\"dir\"); "
+		    "f(\"dir/ok\", b\"fine\\n\")",
+		    outside);
 		SW_CHECK(deliver_fd(&env, "{\"destination\": \"local\", \"path\": \"tar1\"}",
 				    tar_fd(p), NULL, &o, NULL, 0) == 0);
 		SW_CHECKF(o.ok, "%s", o.error);
-		s = sh_out(NULL, "cd %s && find . -mindepth 1 | sort | tr '\\n' ' '; ls -A %s | wc -l",
+		s = sh_out(NULL,
+			   "cd %s && find . -mindepth 1 | sort | tr '\\n' ' '; ls -A %s | wc -l",
 			   o.location, outside);
 		SW_CHECKF(!strcmp(s, "./dir ./dir/ok ./link ./link/owned 0\n"), "%s", s);
 		free(s);
@@ -668,9 +680,10 @@ static void test_local(void)
 
 			SW_CHECK(write(fd, "this is no tar stream at all, just text\n", 40) == 40);
 			lseek(fd, 0, SEEK_SET);
-			SW_CHECK(deliver_fd(&env, "{\"destination\": \"none\"}", fd, NULL, &o, NULL,
-					    0) == 0);
-			SW_CHECKF(!o.ok && strstr(o.error, "artifact_failed: the workspace snapshot"),
+			SW_CHECK(deliver_fd(&env, "{\"destination\": \"none\"}", fd, NULL, &o,
+					    NULL, 0) == 0);
+			SW_CHECKF(!o.ok &&
+				      strstr(o.error, "artifact_failed: the workspace snapshot"),
 				  "%s", o.error);
 		}
 		{
@@ -682,8 +695,8 @@ static void test_local(void)
 			SW_CHECK(write(cut, buf, sizeof(buf)) == (ssize_t)sizeof(buf));
 			close(fd);
 			lseek(cut, 0, SEEK_SET);
-			SW_CHECK(deliver_fd(&env, "{\"destination\": \"none\"}", cut, NULL, &o, NULL,
-					    0) == 0);
+			SW_CHECK(deliver_fd(&env, "{\"destination\": \"none\"}", cut, NULL, &o,
+					    NULL, 0) == 0);
 			SW_CHECKF(!o.ok && strstr(o.error, "cut or damaged"), "%s", o.error);
 		}
 	}
@@ -763,7 +776,7 @@ static void test_github(void)
 	SW_CHECKF(o.ok, "%s", o.error);
 	fprintf(stderr, "  pushed: %s\n", o.location);
 	SW_CHECKF(o.files == 5, "%zu", o.files); /* index.html, css/s.css, .git{ignore,attributes},
-						   * enc.txt */
+						  * enc.txt */
 	s = json_dumps(o.summary, JSON_COMPACT);
 	SW_CHECKF(strstr(s, "ignored by .gitignore") && strstr(s, "node_modules/x/i.js"), "%s", s);
 	free(s);
@@ -773,8 +786,8 @@ static void test_github(void)
 	SW_CHECKF(strstr(o.location, first) != NULL, "%s vs %s", o.location, first);
 	s = sh_out(NULL, "git --git-dir=%s/site.git ls-tree -r --name-only main | tr '\\n' ' '",
 		   root);
-	SW_CHECKF(!strcmp(s, ".gitattributes .gitignore css/s.css enc.txt index.html "), "tree: %s",
-		  s);
+	SW_CHECKF(!strcmp(s, ".gitattributes .gitignore css/s.css enc.txt index.html "),
+		  "tree: %s", s);
 	free(s);
 	s = sh_out(NULL, "git --git-dir=%s/site.git log -1 --format='%%an <%%ae>|%%s' main", root);
 	SW_CHECKF(!strcmp(s, "Sagewai <sagewai@localhost>|sagewai: run "
@@ -786,7 +799,8 @@ static void test_github(void)
 	 * the first commit */
 	sh("echo more > %s/more.txt", ws);
 	snprintf(spec, sizeof(spec),
-		 "{\"destination\": \"github\", \"repo\": \"http://localhost:%d/site.git\"}", port);
+		 "{\"destination\": \"github\", \"repo\": \"http://localhost:%d/site.git\"}",
+		 port);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
 	snprintf(spec, sizeof(spec),
 		 "{\"destination\": \"github\", \"repo\": \"%s\", \"branch\": \"main\"}", url);
@@ -799,13 +813,14 @@ static void test_github(void)
 	/* a wrong token, a revoked one: the server's answer, not the token */
 	SW_CHECK(deliver(&env, spec, ws, &wrong, &o, NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "artifact_failed: github:") &&
-			  strstr(o.error, "bad credentials: this token is not known here") &&
-			  strstr(o.error, "Authentication failed"),
+		      strstr(o.error, "bad credentials: this token is not known here") &&
+		      strstr(o.error, "Authentication failed"),
 		  "%s", o.error);
 	no_secret(&wrong, o.error, strlen(o.error), "the error");
 	fprintf(stderr, "  wrong token: %s\n", o.error);
 	SW_CHECK(deliver(&env, spec, ws, &revoked, &o, NULL, 0) == 0);
-	SW_CHECKF(!o.ok && strstr(o.error, "token revoked: ask the owner") && strstr(o.error, "403"),
+	SW_CHECKF(!o.ok && strstr(o.error, "token revoked: ask the owner") &&
+		      strstr(o.error, "403"),
 		  "%s", o.error);
 	no_secret(&revoked, o.error, strlen(o.error), "the error");
 	fprintf(stderr, "  revoked token: %s\n", o.error);
@@ -840,12 +855,15 @@ static void test_github(void)
 	c.allow_private = false;
 	env_start(&env, &c);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
-	SW_CHECKF(!o.ok && strstr(o.error, "resolves to no address sandboxd may push to (loopback"),
+	SW_CHECKF(!o.ok &&
+		      strstr(o.error, "resolves to no address sandboxd may push to (loopback"),
 		  "%s", o.error);
 	snprintf(spec, sizeof(spec),
-		 "{\"destination\": \"github\", \"repo\": \"http://localhost:%d/site.git\"}", port);
+		 "{\"destination\": \"github\", \"repo\": \"http://localhost:%d/site.git\"}",
+		 port);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
-	SW_CHECKF(!o.ok && strstr(o.error, "localhost resolves to no address sandboxd may push to"),
+	SW_CHECKF(!o.ok &&
+		      strstr(o.error, "localhost resolves to no address sandboxd may push to"),
 		  "%s", o.error);
 	env_stop(&env);
 
@@ -925,8 +943,8 @@ static void test_s3(void)
 	bad.s[1] = (struct sbd_artifact_secret){"AWS_SECRET_ACCESS_KEY", "wrong/secret+x", 14};
 	unknown = sec;
 	unknown.n = 2;
-	unknown.s[0] = (struct sbd_artifact_secret){"AWS_ACCESS_KEY_ID", "AKIAUNKNOWN000000000",
-						    20};
+	unknown.s[0] =
+	    (struct sbd_artifact_secret){"AWS_ACCESS_KEY_ID", "AKIAUNKNOWN000000000", 20};
 	snprintf(c.s3_endpoints, sizeof(c.s3_endpoints), "http://other:1, %s", ep);
 	env_start(&env, &c);
 	fresh_dir(ws, sizeof(ws), "s3-ws");
@@ -950,14 +968,16 @@ static void test_s3(void)
 
 	/* failures quote S3 */
 	snprintf(spec, sizeof(spec),
-		 "{\"destination\": \"s3\", \"bucket\": \"no-such-bucket\", \"endpoint\": \"%s\"}", ep);
+		 "{\"destination\": \"s3\", \"bucket\": \"no-such-bucket\", \"endpoint\": \"%s\"}",
+		 ep);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "HTTP 404 NoSuchBucket: The specified bucket does not "
 					   "exist"),
 		  "%s", o.error);
 	fprintf(stderr, "  missing bucket: %s\n", o.error);
 	snprintf(spec, sizeof(spec),
-		 "{\"destination\": \"s3\", \"bucket\": \"art-bucket\", \"endpoint\": \"%s\"}", ep);
+		 "{\"destination\": \"s3\", \"bucket\": \"art-bucket\", \"endpoint\": \"%s\"}",
+		 ep);
 	SW_CHECK(deliver(&env, spec, ws, &bad, &o, NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "HTTP 403 SignatureDoesNotMatch"), "%s", o.error);
 	no_secret(&bad, o.error, strlen(o.error), "the error");
@@ -1065,12 +1085,12 @@ static void test_snapshot(const char *runner, const char *variants)
 	sp.variant = v;
 	SW_CHECKF((sb = sw_sandbox_create(be, &sp, err, sizeof(err))) != NULL, "%s", err);
 	SW_CHECKF(sw_sandbox_run(sb, &ex, 1 << 20, &res, err, sizeof(err)) == 0 &&
-			  res.exit.status == 0,
+		      res.exit.status == 0,
 		  "%s %s", err, res.err);
 	sw_sandbox_result_free(&res);
 	ex.argv = pack;
 	SW_CHECKF(sw_sandbox_run(sb, &ex, 16 << 20, &res, err, sizeof(err)) == 0 &&
-			  res.exit.status == 0 && !res.out_truncated,
+		      res.exit.status == 0 && !res.out_truncated,
 		  "%s %s", err, res.err);
 	/* the stdout, unredacted, into a memfd: what a cli_agent step hands over */
 	fd = memfd_create("workspace.tar", MFD_CLOEXEC);
@@ -1084,9 +1104,9 @@ static void test_snapshot(const char *runner, const char *variants)
 	SW_CHECKF(o.files == 2, "%zu files", o.files);
 	w = json_object_get(o.summary, "workspace");
 	json_array_foreach(w, i, f)
-	if (!strcmp(json_string_value(json_object_get(f, "path")), "site/index.html"))
-		SW_CHECK(!strcmp(json_string_value(json_object_get(f, "text")),
-				 "<h1>from the sandbox</h1>\n"));
+		if (!strcmp(json_string_value(json_object_get(f, "path")), "site/index.html"))
+			SW_CHECK(!strcmp(json_string_value(json_object_get(f, "text")),
+					 "<h1>from the sandbox</h1>\n"));
 	{
 		char *s = json_dumps(json_object_get(o.summary, "skipped"), JSON_COMPACT);
 
@@ -1139,8 +1159,9 @@ int main(int argc, char **argv)
 	int rc = 0;
 
 	if (argc < 5) {
-		fprintf(stderr, "usage: %s scan|none|local|github|s3|snapshot SRC_DIR RUNNER "
-				"VARIANTS\n",
+		fprintf(stderr,
+			"usage: %s scan|none|local|github|s3|snapshot SRC_DIR RUNNER "
+			"VARIANTS\n",
 			argv[0]);
 		return 2;
 	}
