@@ -455,6 +455,34 @@ char *sw_redact_buf(const struct sw_redact *r, const void *buf, size_t len, size
 	return sw_buf_steal(&out, outlen);
 }
 
+int sw_redact_find(const struct sw_redact *r, const void *buf, size_t len, size_t *off,
+		   size_t *mlen, char *key, size_t keylen)
+{
+	const unsigned char *b = buf;
+	size_t i, m;
+
+	for (i = 0; i < len; i++) {
+		if (r->first[b[i]] == r->first[b[i] + 1])
+			continue;
+		if ((m = longest(r, b + i, len - i, 1)) == NONE)
+			continue;
+		*off = i;
+		if (mlen != NULL)
+			*mlen = r->pats[m].len;
+		if (key != NULL && keylen > 0) {
+			const struct secret *s = &r->secrets[r->pats[m].secret];
+			size_t n = s->markerlen - strlen(MARK_PREFIX) - 1;
+
+			if (n >= keylen)
+				n = keylen - 1;
+			memcpy(key, s->marker + strlen(MARK_PREFIX), n);
+			key[n] = '\0';
+		}
+		return 1;
+	}
+	return 0;
+}
+
 /* ---- JSON --------------------------------------------------------------- */
 
 /* The length of the valid UTF-8 sequence at s[0..n) (NUL included, as

@@ -113,6 +113,18 @@ char *sw_redact_buf(const struct sw_redact *r, const void *buf, size_t len, size
  */
 json_t *sw_redact_json(const struct sw_redact *r, json_t *v, size_t *hits);
 
+/*
+ * The first occurrence in buf[0..len) of any pattern of r (the value of a
+ * secret in any of the spellings above): 1 with *off its offset, *mlen
+ * (if not NULL) its length and key[0..keylen) (if key is not NULL) the key
+ * it was added under, NUL-terminated and cut to keylen - 1; 0 when buf
+ * holds none. At the earliest offset the longest pattern wins, as when
+ * redacting. For scanning what is about to leave (an artifact) without
+ * releasing any of it; never says which spelling matched.
+ */
+int sw_redact_find(const struct sw_redact *r, const void *buf, size_t len, size_t *off,
+		   size_t *mlen, char *key, size_t keylen);
+
 /* ---- streams ------------------------------------------------------------ */
 
 struct sw_redact_stream;

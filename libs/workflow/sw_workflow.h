@@ -28,6 +28,19 @@
  *         artifact: {destination: github|s3|local|none, ...}
  *         prompt: "..."
  *
+ * artifact (cli_agent and cli_agent_jit steps only): where the sandbox
+ * host delivers the step's /workspace once the agent is done
+ * (docs/SANDBOX.md, "Artifacts"); string values, templates allowed (a
+ * templated value is checked by the sandbox host once rendered):
+ *   {destination: github, repo: https://host/owner/name.git, branch: main}
+ *       repo: an http(s) URL without user@, query or fragment; branch
+ *       (default main): a branch name, [A-Za-z0-9._/-], no .., //, /.
+ *   {destination: s3, bucket: B, prefix?: P, endpoint?: URL, region?: R}
+ *       an S3 bucket name; prefix a relative key prefix; endpoint
+ *       scheme://host[:port] (the sandbox host must allow it)
+ *   {destination: local, path: REL}   under the host's artifact directory
+ *   {destination: none}                the workspace is the step's output
+ *
  * Expressions: ${{ input.PATH }} and ${{ steps.NAME.output.PATH }} where
  * PATH is dot-separated keys and [N] indexes (input.items[0].name); a
  * string that is exactly one expression takes the JSON value (object,
@@ -167,5 +180,45 @@ const char *sw_step_env_refusal(const char *name, size_t len);
 
 /* Parse "500ms", "30s", "5m", "1h" or a bare number of seconds. 0 or -1. */
 int sw_duration_parse(const char *s, int64_t *ms);
+
+/* ---- artifacts (artifact.c) ------------------------------------------- */
+
+#define SW_ARTIFACT_URL_MAX 512	 /* repo, endpoint */
+#define SW_ARTIFACT_PATH_MAX 512 /* prefix, path */
+
+enum sw_artifact_dest {
+	SW_ARTIFACT_NONE,
+	SW_ARTIFACT_GITHUB,
+	SW_ARTIFACT_S3,
+	SW_ARTIFACT_LOCAL,
+};
+
+/* "none", "github", "s3", "local" -> d. 0 or -1. */
+int sw_artifact_dest_parse(const char *s, enum sw_artifact_dest *d);
+
+/* Why value[0..len) is refused for key (NULL when it is fine); each a
+ * sentence part such as "it must not hold credentials (user@host): ...". */
+const char *sw_artifact_repo_refusal(const char *s, size_t len);
+const char *sw_artifact_branch_refusal(const char *s, size_t len);
+const char *sw_artifact_bucket_refusal(const char *s, size_t len);
+const char *sw_artifact_prefix_refusal(const char *s, size_t len);
+const char *sw_artifact_endpoint_refusal(const char *s, size_t len);
+const char *sw_artifact_region_refusal(const char *s, size_t len);
+const char *sw_artifact_path_refusal(const char *s, size_t len);
+
+/* For key of destination dest (a valid one): "is not a key of this
+ * destination" when it has no such key, else value's refusal (NULL: fine;
+ * value NULL: only the key is checked). *allowed: the destination's keys,
+ * for messages. */
+const char *sw_artifact_key_refusal(const char *dest, const char *key, const char *value,
+				    size_t len, const char **allowed);
+/* The first required key of dest that has(key, arg) says is absent, or
+ * NULL. */
+const char *sw_artifact_missing(const char *dest, int (*has)(const char *key, void *arg),
+				void *arg);
+/* A rendered artifact spec (a JSON object) by every rule above. 0, or -1
+ * with err naming the key at fault, never more than 40 bytes of a key and
+ * none of a value. */
+int sw_artifact_check(json_t *spec, char *err, size_t errlen);
 
 #endif

@@ -271,13 +271,70 @@ static int one_of(struct vctx *v, const struct wf_node *k, const struct wf_node 
 	return 0;
 }
 
+static int artifact_has(const char *key, void *arg)
+{
+	const struct wf_node *m = arg;
+	size_t i;
+
+	for (i = 0; i + 1 < m->nkids; i += 2)
+		if (!strcmp(m->kids[i]->text, key))
+			return 1;
+	return 0;
+}
+
+/* artifact: {destination: D, ...}: the keys of D only, strings, each
+ * checked by the rules of artifact.c unless it holds a template (then
+ * sandboxd checks the value it renders to). */
+static int check_artifact(struct vctx *v, const struct wf_node *k, const struct wf_node *val)
+{
+	static const char *const dests[] = {"github", "s3", "local", "none", NULL};
+	const struct wf_node *dest = NULL;
+	const char *why, *allowed, *miss;
+	char b[80];
+	size_t i;
+
+	if (val->kind != WF_MAP)
+		return want(v, k, val, "a mapping with a destination");
+	for (i = 0; i + 1 < val->nkids; i += 2)
+		if (!strcmp(val->kids[i]->text, "destination"))
+			dest = val->kids[i + 1];
+	if (dest == NULL)
+		return wf_fail(v->d, val, "artifact: missing destination (github, s3, local or none)");
+	for (i = 0; i + 1 < val->nkids; i += 2)
+		if (val->kids[i + 1] == dest &&
+		    one_of(v, val->kids[i], dest, dests, "github, s3, local, none"))
+			return -1;
+	for (i = 0; i + 1 < val->nkids; i += 2) {
+		const struct wf_node *ak = val->kids[i], *av = val->kids[i + 1];
+		int templ;
+
+		if (av == dest)
+			continue;
+		if (sw_artifact_key_refusal(dest->text, ak->text, NULL, 0, &allowed) != NULL)
+			return wf_fail(v->d, ak,
+				       "artifact: \"%s\" is not a key of destination %s (expected "
+				       "%s)",
+				       q(ak, b), dest->text, allowed);
+		if (!is_str(av))
+			return wf_fail(v->d, av, "artifact: %s: expected a string, got %s",
+				       ak->text, wf_kind_name(av));
+		templ = memmem(av->text, av->len, "${{", 3) != NULL;
+		if (!templ && (why = sw_artifact_key_refusal(dest->text, ak->text, av->text,
+							     av->len, &allowed)) != NULL)
+			return wf_fail(v->d, av, "artifact: %s: \"%s\" is refused: %s", ak->text,
+				       q(av, b), why);
+	}
+	if ((miss = sw_artifact_missing(dest->text, artifact_has, (void *)val)) != NULL)
+		return wf_fail(v->d, val, "artifact: destination %s needs %s", dest->text, miss);
+	return 0;
+}
+
 /* Check one of the sandbox keys and add its JSON form to extra. */
 static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_node *val,
 		       json_t *extra)
 {
 	static const char *const networks[] = {"none", "egress_only", "full", NULL};
 	static const char *const agents[] = {"claude-code", "codex", "gemini", "custom", NULL};
-	static const char *const dests[] = {"github", "s3", "local", "none", NULL};
 	const char *key = k->text;
 	json_t *j = NULL;
 	char b[80];
@@ -315,21 +372,8 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 		if (check_limits(v, k, val))
 			return -1;
 	} else if (!strcmp(key, "artifact")) {
-		const struct wf_node *dest = NULL;
-
-		if (val->kind != WF_MAP)
-			return want(v, k, val, "a mapping with a destination");
-		for (i = 0; i + 1 < val->nkids; i += 2)
-			if (!strcmp(val->kids[i]->text, "destination"))
-				dest = val->kids[i + 1];
-		if (dest == NULL)
-			return wf_fail(v->d, val,
-				       "artifact: missing destination "
-				       "(github, s3, local or none)");
-		for (i = 0; i + 1 < val->nkids; i += 2)
-			if (val->kids[i + 1] == dest &&
-			    one_of(v, val->kids[i], dest, dests, "github, s3, local, none"))
-				return -1;
+		if (check_artifact(v, k, val))
+			return -1;
 	} else if (!strcmp(key, "env")) {
 		if (val->kind != WF_MAP)
 			return want(v, k, val, "a mapping of names to strings");
@@ -394,6 +438,7 @@ static int build_step(struct vctx *v, const struct wf_node *item, struct sw_step
 {
 	struct wf_doc *d = v->d;
 	const struct wf_node *name = NULL, *uses_k = NULL, *uses = NULL, *first_extra = NULL;
+	const struct wf_node *artifact_k = NULL;
 	const char *tkey = d->json ? "timeout_ms" : "timeout";
 	const char *bkey = d->json ? "backoff_ms" : "backoff";
 	char b[80];
@@ -466,6 +511,8 @@ static int build_step(struct vctx *v, const struct wf_node *item, struct sw_step
 		} else if (in_list(key, extra_keys)) {
 			if (first_extra == NULL)
 				first_extra = k;
+			if (!strcmp(key, "artifact"))
+				artifact_k = k;
 			if (check_extra(v, k, val, st->extra))
 				return -1;
 		} else {
@@ -506,6 +553,12 @@ static int build_step(struct vctx *v, const struct wf_node *item, struct sw_step
 			       "is %s)",
 			       sw_mode_name(st->mode));
 	}
+	if (artifact_k != NULL && st->mode != SW_MODE_CLI_AGENT &&
+	    st->mode != SW_MODE_CLI_AGENT_JIT && st->mode != SW_MODE_IN_PROCESS)
+		return wf_fail(d, artifact_k,
+			       "\"artifact\" applies only to cli_agent and cli_agent_jit steps "
+			       "(this step is %s)",
+			       sw_mode_name(st->mode));
 	if (st->with == NULL && (st->with = json_object()) == NULL)
 		return wf_fail(d, item, "out of memory");
 	return 0;

@@ -42,6 +42,10 @@
  *                                  0400): identity_scoped steps are taken only with it
  *                                  (identity.c); its public key is logged at start
  *   SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS  how long a step waits for its sealed values (10000)
+ *   SAGEWAI_ARTIFACT_*             artifact destinations of cli_agent steps
+ *                                  (artifact.c: LOCAL_DIR, STAGE_DIR, INLINE_MAX,
+ *                                  MAX_FILES, MAX_BYTES, TIMEOUT_MS, THREADS,
+ *                                  S3_ENDPOINTS, S3_REGION, GIT, HTTP, PRIVATE)
  *   SAGEWAI_INSTANCE_ID            this instance's group.instance.id (serve.c): static
  *                                  group membership, so a restart gets its partitions
  *                                  back at once; stable across restarts, unique in the
@@ -156,7 +160,7 @@ static int settings_load(struct sbd_env *env, char *const *envp, const struct sw
 	}
 	v = sw_config_env(envp, "SAGEWAI_SANDBOX_STATE_DIR");
 	snprintf(state_parent, parentlen, "%s", v && *v ? v : "/tmp");
-	return 0;
+	return sbd_artifact_configure(&env->art_cfg, envp, err, errlen);
 }
 
 int sbd_configure(struct sw_service *svc, void *arg, char *err, size_t errlen)

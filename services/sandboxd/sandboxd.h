@@ -53,6 +53,8 @@
 #include "sw_service.h"
 #include "sw_store.h"
 
+#include "artifact.h"
+
 /* sw_executor.h (libs/executor) is included by the files that use it; this
  * header is also compiled into tests that do not link the executor. */
 struct sw_executor;
@@ -238,6 +240,10 @@ struct sbd_env {
 				      * sealed values are checked against the pinned MACs */
 	struct sw_bus_consumer *idtail; /* sagewai.identity{,.sealed} from their ends */
 	struct sbd_jobl idjobs;	     /* identity_scoped jobs in flight */
+
+	/* artifact destinations (artifact.h) */
+	struct sbd_artifact_config art_cfg;
+	struct sbd_art *art; /* started by sbd_start */
 };
 
 /* main.c: the struct sw_service_def wiring the roles below; nothing else. */

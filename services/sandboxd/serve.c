@@ -99,6 +99,12 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 				   extra, err, errlen);
 }
 
+static void art_emit(void *arg, const char *type, const struct sw_event_header *like,
+		     json_t *fields)
+{
+	sbd_emit(arg, type, like, fields);
+}
+
 int sbd_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
 {
 	struct sbd_env *env = arg;
@@ -119,6 +125,9 @@ int sbd_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
 	if (executor_new(env, err, errlen) == -1)
 		return -1;
 	if (sbd_identity_start(env, err, errlen) == -1)
+		return -1;
+	if ((env->art = sbd_artifact_start(env->base, &env->art_cfg, art_emit, env, err,
+					   errlen)) == NULL)
 		return -1;
 	if (sw_service_http(svc, 64 << 10, err, errlen) == NULL)
 		return -1;
@@ -175,6 +184,8 @@ void sbd_stop(struct sw_service *svc, void *arg)
 		sw_log(SW_LOG_WARN, "consumer close failed", NULL);
 	env->serving = 0;
 	sbd_identity_stop(env); /* no answer or revocation reaches a job any more */
+	sbd_artifact_stop(env->art); /* deliveries abandoned: no callback reaches a job */
+	env->art = NULL;
 	sw_executor_destroy(env->ex); /* hands every held sandbox back to the pool */
 	env->ex = NULL;
 	sbd_pool_stop(env); /* destroys them all, then joins */

@@ -5,149 +5,7 @@
 #include <string.h>
 
 #include "creds.h"
-
-static int is_alnum(unsigned char c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
-}
-
-static int is_digit(unsigned char c)
-{
-	return c >= '0' && c <= '9';
-}
-
-static int is_upper_digit(unsigned char c)
-{
-	return (c >= 'A' && c <= 'Z') || is_digit(c);
-}
-
-/* s[i] starts a word: nothing before it, or no letter or digit. */
-static int word_start(const char *s, size_t i)
-{
-	return i == 0 || !is_alnum((unsigned char)s[i - 1]);
-}
-
-static int has_prefix(const char *s, size_t len, size_t i, const char *p)
-{
-	size_t n = strlen(p);
-
-	return len - i >= n && memcmp(s + i, p, n) == 0;
-}
-
-/* Bytes from i on that satisfy ok. */
-static size_t span(const char *s, size_t len, size_t i, int (*ok)(unsigned char))
-{
-	size_t j = i;
-
-	while (j < len && ok((unsigned char)s[j]))
-		j++;
-	return j - i;
-}
-
-static int is_alnum_us(unsigned char c)
-{
-	return is_alnum(c) || c == '_';
-}
-
-static int is_key_char(unsigned char c)
-{
-	return is_alnum(c) || c == '_' || c == '-';
-}
-
-static int aws_at(const char *s, size_t len, size_t i)
-{
-	if (!has_prefix(s, len, i, "AKIA") && !has_prefix(s, len, i, "ASIA"))
-		return 0;
-	if (span(s, len, i + 4, is_upper_digit) < 16)
-		return 0;
-	return i + 20 == len || !is_alnum((unsigned char)s[i + 20]);
-}
-
-static int github_at(const char *s, size_t len, size_t i)
-{
-	static const char *const pfx[] = {"ghp_", "gho_", "ghu_", "ghs_", "ghr_"};
-	size_t k;
-
-	for (k = 0; k < sizeof(pfx) / sizeof(pfx[0]); k++)
-		if (has_prefix(s, len, i, pfx[k]) && span(s, len, i + 4, is_alnum) >= 36)
-			return 1;
-	return has_prefix(s, len, i, "github_pat_") && span(s, len, i + 11, is_alnum_us) >= 22;
-}
-
-/* sk- and a body of key characters holding a run of >= 16 letters and
- * digits with at least one of each. */
-static int sk_at(const char *s, size_t len, size_t i)
-{
-	size_t n, j, run = 0;
-	int digit = 0, alpha = 0;
-
-	if (!has_prefix(s, len, i, "sk-") || (n = span(s, len, i + 3, is_key_char)) < 20)
-		return 0;
-	for (j = i + 3; j <= i + 3 + n; j++) {
-		unsigned char c = j < i + 3 + n ? (unsigned char)s[j] : '-';
-
-		if (is_alnum(c)) {
-			run++;
-			digit |= is_digit(c);
-			alpha |= !is_digit(c);
-			continue;
-		}
-		if (run >= 16 && digit && alpha)
-			return 1;
-		run = 0;
-		digit = alpha = 0;
-	}
-	return 0;
-}
-
-static int pem_char(unsigned char c)
-{
-	return is_upper_digit(c) || c == ' ';
-}
-
-static int pem_at(const char *s, size_t len, size_t i)
-{
-	static const char tail[] = "PRIVATE KEY";
-	size_t n, t = sizeof(tail) - 1;
-
-	if (!has_prefix(s, len, i, "-----BEGIN "))
-		return 0;
-	i += 11;
-	n = span(s, len, i, pem_char);
-	if (n > 64)
-		return 0;
-	return n >= t && memcmp(s + i + n - t, tail, t) == 0 &&
-	       has_prefix(s, len, i + n, "-----");
-}
-
-const char *sched_creds_shape(const char *s, size_t len)
-{
-	size_t i;
-
-	for (i = 0; i < len; i++) {
-		if (s[i] == '-' && pem_at(s, len, i))
-			return "a PEM private key";
-		if (!word_start(s, i))
-			continue;
-		switch (s[i]) {
-		case 'A':
-			if (aws_at(s, len, i))
-				return "an AWS access key id";
-			break;
-		case 'g':
-			if (github_at(s, len, i))
-				return "a GitHub token";
-			break;
-		case 's':
-			if (sk_at(s, len, i))
-				return "an API key (sk-...)";
-			break;
-		default:
-			break;
-		}
-	}
-	return NULL;
-}
+#include "sw_credshape.h"
 
 /* ---- walking a run's strings ------------------------------------------- */
 
@@ -184,6 +42,12 @@ static void pop(struct walker *w, size_t was)
 {
 	w->len = was;
 	w->path[was] = '\0';
+}
+
+static int is_key_char(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+	       c == '_' || c == '-';
 }
 
 static int plain_key(const char *k, size_t n)
@@ -323,7 +187,7 @@ struct finder {
 static int find_one(const char *field, const char *s, size_t len, int is_key, void *arg)
 {
 	struct finder *f = arg;
-	const char *kind = sched_creds_shape(s, len);
+	const char *kind = sw_credshape_find(s, len, NULL);
 
 	if (kind == NULL)
 		return 0;

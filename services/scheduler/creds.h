@@ -18,17 +18,8 @@
  * position), so a path never repeats an odd key verbatim. A path longer
  * than SCHED_CREDS_PATH - 1 bytes ends in "...".
  *
- * Obvious credential shapes (sched_creds_shape), each matched anywhere in a
- * string at a word boundary (the character before, if any, is not a letter
- * or digit):
- *   AWS access key ids    AKIA or ASIA + 16 [A-Z0-9], not followed by [A-Za-z0-9]
- *   GitHub tokens         ghp_ gho_ ghu_ ghs_ ghr_ + >= 36 [A-Za-z0-9];
- *                         github_pat_ + >= 22 [A-Za-z0-9_]
- *   API keys              sk- + >= 20 [A-Za-z0-9_-] (sk-ant-..., sk-proj-...)
- *                         holding a run of >= 16 letters and digits with at
- *                         least one of each: random key material, not a
- *                         hyphenated word list ("sk-learn-is-a-library")
- *   PEM private keys      -----BEGIN [A-Z0-9 ]*PRIVATE KEY-----
+ * Obvious credential shapes: sw_credshape.h (libs/core), shared with
+ * sandboxd's artifact scan.
  */
 #ifndef SCHED_CREDS_H
 #define SCHED_CREDS_H
@@ -40,11 +31,6 @@
 
 #define SCHED_CREDS_PATH 256   /* a field path, NUL included */
 #define SCHED_CREDS_MIN_TOKEN 4 /* shorter candidates are not MAC'd */
-
-/* The kind of the first obvious credential in s (len bytes, may hold NUL
- * bytes) as a phrase ("an AWS access key id", "a GitHub token", "an API
- * key (sk-...)", "a PEM private key"), or NULL when there is none. */
-const char *sched_creds_shape(const char *s, size_t len);
 
 /* One string of a run: its field path, its bytes, whether it is an object
  * key (then field is the path of the object holding it). A non-zero return

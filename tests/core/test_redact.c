@@ -12,6 +12,9 @@
  * arrays, keys, numbers, UTF-8 kept valid); and a seeded property check:
  * random secrets and inputs cut at random give stream == one-shot, and no
  * pattern (computed here, independently) survives outside the markers.
+ * sw_redact_find: the first occurrence in any spelling, its offset, length
+ * and key, the earliest of two secrets, none in clean text; on random
+ * inputs its offset is where one-shot redaction writes its first marker.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -557,6 +560,75 @@ static void test_property(void)
 	}
 }
 
+static void find_at(const struct sw_redact *r, const char *in, size_t want_off,
+		    size_t want_len, const char *want_key)
+{
+	size_t off = 99, mlen = 99;
+	char key[16];
+
+	SW_CHECKF(sw_redact_find(r, in, strlen(in), &off, &mlen, key, sizeof(key)) == 1, "%s",
+		  in);
+	SW_CHECKF(off == want_off && mlen == want_len && strcmp(key, want_key) == 0,
+		  "%s: at %zu len %zu key %s", in, off, mlen, key);
+}
+
+static void test_find(void)
+{
+	struct sw_redact *r = set1("GITHUB_TOKEN", "tok-s3cret", 10);
+	char err[256], key[4], buf[256];
+	size_t off, i, n;
+
+	find_at(r, "abc tok-s3cret", 4, 10, "GITHUB_TOKEN");
+	find_at(r, "x\n746f6b2d733363726574 ", 2, 20, "GITHUB_TOKEN");	/* hex */
+	find_at(r, "AA dG9rLXMzY3JldA==", 3, 16, "GITHUB_TOKEN");	/* base64 padded */
+	find_at(r, "AA dG9rLXMzY3JldA", 3, 14, "GITHUB_TOKEN");	/* unpadded */
+	SW_CHECK(sw_redact_find(r, "tok-s3cre t", 11, &off, NULL, NULL, 0) == 0);
+	SW_CHECK(sw_redact_find(r, "", 0, &off, NULL, NULL, 0) == 0);
+	/* the key is cut to the buffer */
+	SW_CHECK(sw_redact_find(r, "tok-s3cret", 10, &off, NULL, key, sizeof(key)) == 1);
+	SW_CHECK(strcmp(key, "GIT") == 0 && off == 0);
+	SW_CHECKF(sw_redact_add(r, "AWS_SECRET_ACCESS_KEY", "wJalr/XUtnFEMI", 14, err,
+				sizeof(err)) == 0, "%s", err);
+	find_at(r, "a=wJalr%2FXUtnFEMI b=tok-s3cret", 2, 16, "AWS_SECRET_ACCE");
+	find_at(r, "b=tok-s3cret a=wJalr/XUtnFEMI", 2, 10, "GITHUB_TOKEN");
+	/* NUL bytes before it do not stop the search */
+	memcpy(buf, "\0\0\0tok-s3cret", 13);
+	SW_CHECK(sw_redact_find(r, buf, 13, &off, NULL, NULL, 0) == 1 && off == 3);
+	/* an empty set finds nothing */
+	{
+		struct sw_redact *e = sw_redact_new();
+
+		SW_CHECK(sw_redact_find(e, "tok-s3cret", 10, &off, NULL, NULL, 0) == 0);
+		sw_redact_destroy(e);
+	}
+	/* random text with the value spelled in somewhere: the offset is where
+	 * redaction starts its first marker */
+	srand(7);
+	for (i = 0; i < 2000; i++) {
+		size_t at, olen;
+		char *red;
+
+		n = 20 + (size_t)rand() % 100;
+		for (size_t k = 0; k < n; k++)
+			buf[k] = (char)("abcdefgtok-s3r=%2F/"[rand() % 19]);
+		at = (size_t)rand() % (n - 14);
+		if (rand() % 2) {
+			const char *v = rand() % 2 ? "tok-s3cret" : "wJalr%2fXUtnFEMI";
+
+			memcpy(buf + at, v, strlen(v));
+		}
+		red = sw_redact_buf(r, buf, n, &olen, NULL);
+		SW_CHECK(red != NULL);
+		if (sw_redact_find(r, buf, n, &off, NULL, NULL, 0) == 1)
+			SW_CHECKF(off < olen && memcmp(red + off, "[REDACTED:", 10) == 0 &&
+					  memcmp(red, buf, off) == 0, "round %zu", i);
+		else
+			SW_CHECK(strstr(red, "[REDACTED:") == NULL);
+		free(red);
+	}
+	sw_redact_destroy(r);
+}
+
 int main(void)
 {
 	SW_CHECK(sodium_init() >= 0);
@@ -572,6 +644,7 @@ int main(void)
 	test_refused();
 	test_json();
 	test_property();
+	test_find();
 	printf("core_redact: ok\n");
 	return 0;
 }

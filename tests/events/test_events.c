@@ -127,7 +127,7 @@ static const char *const types[] = {
     "identity.resolve_requested", "identity.resolved", "identity.denied",
     "identity.seal_requested", "identity.sealed", "identity.injected", "identity.revoke_killed",
     "secret.set", "secret.revoked", "secret.rekeyed", "profile.set", "profile.deleted",
-    "user.created", "user.deleted",
+    "user.created", "user.deleted", "artifact.pushed", "artifact.scan_refused",
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 

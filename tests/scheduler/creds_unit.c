@@ -2,6 +2,8 @@
  * Unit tests of services/scheduler/creds.c, without any service:
  *   - each credential shape is found inside ordinary text, at its start,
  *     end and alone, and named by kind;
+ *     (sw_credshape_find, libs/core: the scheduler's and sandboxd's artifact
+ *     scan's), with the offset of the first one;
  *   - near misses and ordinary text do not fire (too short, no word
  *     boundary, hyphenated words after sk-, lower case after AKIA, prose
  *     about PEM files, base64 and hex blobs, UUIDs, URLs);
@@ -13,6 +15,7 @@
 #include <string.h>
 
 #include "creds.h"
+#include "sw_credshape.h"
 #include "sw_test.h"
 
 /* Realistic-looking keys, made up (not valid anywhere). */
@@ -28,7 +31,7 @@
 
 static void expect(const char *s, const char *kind)
 {
-	const char *got = sched_creds_shape(s, strlen(s));
+	const char *got = sw_credshape_find(s, strlen(s), NULL);
 
 	if (kind == NULL)
 		SW_CHECKF(got == NULL, "false positive (%s) on: %s", got, s);
@@ -63,8 +66,20 @@ static void test_shapes(void)
 	{
 		const char s[] = "x\0" AWS;
 
-		SW_CHECK(sched_creds_shape(s, sizeof(s) - 1) != NULL);
-		SW_CHECK(sched_creds_shape(s, 1) == NULL);
+		size_t off = 0;
+
+		SW_CHECK(sw_credshape_find(s, sizeof(s) - 1, &off) != NULL && off == 2);
+		SW_CHECK(sw_credshape_find(s, 1, NULL) == NULL);
+	}
+	/* the offset of the first one (the artifact scan names its line) */
+	{
+		static const char t[] = "line one\nx = \"" GHP "\"\n" AWS "\n";
+		static const char p[] = "a\n\n  -----BEGIN RSA PRIVATE KEY-----\n";
+		size_t off = 0;
+
+		SW_CHECK(strcmp(sw_credshape_find(t, sizeof(t) - 1, &off), gh) == 0 && off == 14);
+		SW_CHECK(strcmp(sw_credshape_find(p, sizeof(p) - 1, &off), pem) == 0 && off == 5);
+		SW_CHECK(sw_credshape_find("sk-learn-is-a-library", 21, &off) == NULL);
 	}
 
 	/* ordinary text and near misses */

@@ -655,6 +655,132 @@ static void test_from_json(void)
 	SW_CHECK(sw_workflow_from_json(NULL, err, sizeof(err)) == NULL);
 }
 
+/* artifact: (cli_agent steps): each destination's keys, the value rules of
+ * artifact.c at the value's line and column, templates left to the sandbox
+ * host, and sw_artifact_check on rendered specs. */
+static void test_artifact(void)
+{
+#define CLI HEAD "  - name: a\n    mode: cli_agent\n    cli_agent: codex\n    artifact: "
+	static const struct {
+		const char *yaml, *at, *needle;
+	} bad[] = {
+	    {"{destination: github}", "t.yaml:6:15: ", "destination github needs repo"},
+	    {"{destination: github, repo: \"https://x:tok@h.example/o/r.git\"}", "t.yaml:6:43: ",
+	     "repo: \"https://x:tok@h.example/o/r.git\" is refused: it must not hold credentials"},
+	    {"{destination: github, repo: \"ftp://h/o/r\"}", "t.yaml:6:43: ",
+	     "is refused: it is not an https:// (or http://) URL"},
+	    {"{destination: github, repo: \"https://h/o/r?x=1\"}", "t.yaml:6:43: ",
+	     "must not have a query"},
+	    {"{destination: github, repo: \"https://h/\"}", "t.yaml:6:43: ", "no repository path"},
+	    {"{destination: github, repo: \"https://h/o/../r\"}", "t.yaml:6:43: ", ". or .. segment"},
+	    {"{destination: github, repo: \"https://h:99999/o/r\"}", "t.yaml:6:43: ", "port"},
+	    {"{destination: github, repo: \"https://h/o/r\", branch: \"a..b\"}", "t.yaml:6:68: ",
+	     "branch: \"a..b\" is refused"},
+	    {"{destination: github, repo: \"https://h/o/r\", branch: -x}", "t.yaml:6:68: ",
+	     "must not start with"},
+	    {"{destination: github, repo: \"https://h/o/r\", branch: x.lock}", "t.yaml:6:68: ",
+	     "not a valid branch name"},
+	    {"{destination: github, repo: 5}", "t.yaml:6:43: ", "repo: expected a string, got an"},
+	    {"{destination: github, repo: \"https://h/o/r\", path: x}", "t.yaml:6:60: ",
+	     "\"path\" is not a key of destination github (expected destination, repo, branch)"},
+	    {"{destination: s3}", "t.yaml:6:15: ", "destination s3 needs bucket"},
+	    {"{destination: s3, bucket: Bad_Bucket}", "t.yaml:6:41: ", "a bucket name holds only"},
+	    {"{destination: s3, bucket: ab}", "t.yaml:6:41: ", "3..63 bytes"},
+	    {"{destination: s3, bucket: 10.0.0.1}", "t.yaml:6:41: ", "not an IP address"},
+	    {"{destination: s3, bucket: b-1, prefix: /abs}", "t.yaml:6:54: ", "must be relative"},
+	    {"{destination: s3, bucket: b-1, prefix: a/../b}", "t.yaml:6:54: ", ". or .. component"},
+	    {"{destination: s3, bucket: b-1, endpoint: \"http://h:9000/x\"}", "t.yaml:6:56: ",
+	     "without a path"},
+	    {"{destination: s3, bucket: b-1, endpoint: \"http://u:p@h:9000\"}", "t.yaml:6:56: ",
+	     "must not hold credentials"},
+	    {"{destination: s3, bucket: b-1, region: EU}", "t.yaml:6:54: ", "a region holds only"},
+	    {"{destination: local}", "t.yaml:6:15: ", "destination local needs path"},
+	    {"{destination: local, path: ../up}", "t.yaml:6:42: ", ". or .. component"},
+	    {"{destination: local, path: /etc}", "t.yaml:6:42: ", "must be relative"},
+	    {"{destination: local, path: \"a//b\"}", "t.yaml:6:42: ", "empty component"},
+	    {"{destination: local, path: \"a/\"}", "t.yaml:6:42: ", "empty component"},
+	    {"{destination: local, path: \"\"}", "t.yaml:6:42: ", "must not be empty"},
+	    {"{destination: local, path: \"a\\\\b\"}", "t.yaml:6:42: ", "holds a character"},
+	    {"{destination: none, path: x}", "t.yaml:6:35: ",
+	     "\"path\" is not a key of destination none (expected destination)"},
+	    {"[none]", "t.yaml:6:15: ", "artifact: expected a mapping with a destination"},
+	};
+	char y[512];
+	struct sw_workflow *wf;
+	json_t *spec;
+
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		snprintf(y, sizeof(y), CLI "%s\n", bad[i].yaml);
+		expect_err_at((int)i, y, bad[i].at, bad[i].needle);
+	}
+	wf = parse_ok(CLI "{destination: github, repo: \"http://127.0.0.1:8080/o/r.git\", branch: "
+			  "feature/x-1}\n");
+	spec = json_object_get(wf->steps[0].extra, "artifact");
+	SW_CHECK(!strcmp(json_string_value(json_object_get(spec, "branch")), "feature/x-1"));
+	sw_workflow_free(wf);
+	/* a template is the sandbox host's to check once rendered */
+	wf = parse_ok(HEAD "  - {name: a, uses: llm}\n  - name: b\n    mode: cli_agent\n"
+			   "    artifact: {destination: s3, bucket: b-1, prefix: "
+			   "\"runs/${{ steps.a.output.id }}/\", region: eu-west-1,\n"
+			   "               endpoint: \"http://127.0.0.1:9000\"}\n");
+	sw_workflow_free(wf);
+	expect_err(HEAD "  - name: b\n    mode: cli_agent\n    artifact: {destination: local, "
+			"path: \"${{ steps.zz.output }}\"}\n",
+		   "t.yaml:5:42: ", "unknown step \"zz\"");
+	wf = parse_ok(CLI "{destination: local, path: site/out-1.v2}\n");
+	sw_workflow_free(wf);
+	/* only the agent modes deliver artifacts */
+	expect_err(HEAD "  - name: a\n    mode: sandboxed\n    artifact: {destination: none}\n",
+		   "t.yaml:5:5: ",
+		   "\"artifact\" applies only to cli_agent and cli_agent_jit steps (this step is "
+		   "sandboxed)");
+	expect_err(HEAD "  - name: a\n    mode: identity_scoped\n    artifact: {destination: none}\n",
+		   "t.yaml:5:5: ", "(this step is identity_scoped)");
+	wf = parse_ok(HEAD "  - {name: a, mode: cli_agent_jit, artifact: {destination: none}}\n");
+	sw_workflow_free(wf);
+
+	/* the rendered spec, as sandboxd checks it */
+	{
+		static const struct {
+			const char *json, *err;
+		} cases[] = {
+		    {"{\"destination\": \"github\", \"repo\": \"https://h/o/r.git\"}", NULL},
+		    {"{\"destination\": \"none\"}", NULL},
+		    {"{\"destination\": \"s3\", \"bucket\": \"b-1\", \"prefix\": \"\"}", NULL},
+		    {"{\"destination\": \"local\", \"path\": \"a/b\"}", NULL},
+		    {"{\"destination\": \"github\", \"repo\": \"https://u:SECRETX@h/o/r\"}",
+		     "artifact.repo is refused: it must not hold credentials"},
+		    {"{\"destination\": \"local\", \"path\": \"../../etc\"}",
+		     "artifact.path is refused: it holds a . or .. component"},
+		    {"{\"destination\": \"local\", \"path\": \"a\\u0000b\"}", "holds NUL"},
+		    {"{\"destination\": \"local\", \"path\": 5}", "artifact.path is not a string"},
+		    {"{\"destination\": \"local\"}", "artifact: destination local needs path"},
+		    {"{\"destination\": \"ftp\"}", "artifact.destination is not github"},
+		    {"{\"destination\": \"none\", \"x\": \"y\"}",
+		     "artifact.x is not a key of this destination (none: destination)"},
+		    {"[]", "artifact is not an object"},
+		};
+		char err[256];
+
+		for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+			json_t *j = json_loads(cases[i].json, JSON_ALLOW_NUL, NULL);
+			int rc;
+
+			SW_CHECKF(j != NULL, "%s", cases[i].json);
+			err[0] = '\0';
+			rc = sw_artifact_check(j, err, sizeof(err));
+			if (cases[i].err == NULL)
+				SW_CHECKF(rc == 0, "%s: %s", cases[i].json, err);
+			else
+				SW_CHECKF(rc == -1 && strstr(err, cases[i].err) != NULL &&
+						  strstr(err, "SECRETX") == NULL,
+					  "%s: got \"%s\"", cases[i].json, err);
+			json_decref(j);
+		}
+	}
+#undef CLI
+}
+
 static void test_durations(void)
 {
 	static const struct {
@@ -736,6 +862,7 @@ int main(int argc, char **argv)
 	test_yaml_level();
 	test_core_schema();
 	test_from_json();
+	test_artifact();
 	test_durations();
 	test_modes();
 	printf("workflow_parse: ok\n");
