@@ -449,6 +449,35 @@ static json_t *headers_json(struct evhttp_request *req)
 	return o;
 }
 
+/* The query string with the value of any key= parameter redacted. */
+static json_t *query_json(const char *q)
+{
+	char *out, *o;
+	json_t *j;
+
+	if (q == NULL)
+		return json_null();
+	if ((out = malloc(strlen(q) * 2 + 16)) == NULL)
+		return NULL;
+	for (o = out; *q;) {
+		size_t n = strcspn(q, "&");
+
+		if (strncmp(q, "key=", 4) == 0)
+			o += sprintf(o, "key=[redacted]");
+		else {
+			memcpy(o, q, n);
+			o += n;
+		}
+		q += n;
+		if (*q == '&')
+			*o++ = *q++;
+	}
+	*o = '\0';
+	j = json_string(out);
+	free(out);
+	return j;
+}
+
 /* Keep entry e (stolen) for /v1/mock/requests and the --log file. */
 static void record(struct mock *m, json_t *e, json_t *body, size_t body_len)
 {
@@ -506,10 +535,10 @@ static void scripted(struct mock *m, struct evhttp_request *req, enum mock_provi
 	int status = 200, gstream = 0, sse_mode, have_h = 0;
 
 	m->requests++;
-	e = json_pack("{s:I, s:s, s:s, s:s, s:s?, s:o}", "seq", (json_int_t)m->requests,
+	e = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "seq", (json_int_t)m->requests,
 		      "provider", mock_provider_name(p), "method",
 		      evhttp_request_get_command(req) == EVHTTP_REQ_POST ? "POST" : "other",
-		      "path", path, "query", query, "headers", headers_json(req));
+		      "path", path, "query", query_json(query), "headers", headers_json(req));
 	if (e == NULL) {
 		provider_error(req, p, 500, "out of memory");
 		return;
