@@ -55,7 +55,9 @@
 extern char **environ;
 
 #define KEY "sk-mock-9f2c41d7e0b3a6c5"
-#define PAGE "<!doctype html>\n<h1>Built by a scripted agent</h1>\n<p>caf\xc3\xa9 \"quotes\" 'and' $HOME</p>\n"
+#define PAGE                                                                                      \
+	"<!doctype html>\n<h1>Built by a scripted agent</h1>\n<p>caf\xc3\xa9 \"quotes\" 'and' "   \
+	"$HOME</p>\n"
 
 static char tmpdir[] = "/tmp/sw-cli-agents-XXXXXX";
 static char workspace[512];
@@ -109,7 +111,8 @@ struct bridge {
 
 static int connect_mock(void)
 {
-	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)mock_port),
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_port = htons((uint16_t)mock_port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -162,7 +165,8 @@ static void *bridge_main(void *arg)
 		for (int i = 0; i < PAIRS; i++)
 			for (int s = 0; s < 2; s++)
 				if (b->fd[i][s] >= 0 && !b->eof[i][s]) {
-					p[n] = (struct pollfd){.fd = b->fd[i][s], .events = POLLIN};
+					p[n] =
+					    (struct pollfd){.fd = b->fd[i][s], .events = POLLIN};
 					who[n][0] = i;
 					who[n][1] = s;
 					n++;
@@ -263,10 +267,10 @@ static void mock_start(void)
 	json_decref(s);
 	write_file(key_path, KEY "\n");
 	{
-		const char *argv[] = {SW_LLM_MOCK,   "--port",	  "0",	 "--port-file",
-				      port_path,     "--script",  script_path, "--workdir",
-				      "/workspace",  "--require-key-file", key_path, "--log",
-				      log,	     NULL};
+		const char *argv[] = {
+		    SW_LLM_MOCK, "--port",    "0",	   "--port-file", port_path,
+		    "--script",	 script_path, "--workdir", "/workspace",  "--require-key-file",
+		    key_path,	 "--log",     log,	   NULL};
 
 		SW_CHECK(posix_spawn_file_actions_init(&fa) == 0);
 		posix_spawn_file_actions_addopen(&fa, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0644);
@@ -352,9 +356,10 @@ static void require_built(const struct sw_sandbox_variant *v)
 			continue;
 		rc = system("timeout 20 npm ping >/dev/null 2>&1");
 		if (rc != 0) {
-			printf("SKIP: variant %s is not built (%s missing) and the npm registry is "
-			       "unreachable (npm ping failed), so tools/setup could not build it\n",
-			       v->name, marker);
+			printf(
+			    "SKIP: variant %s is not built (%s missing) and the npm registry is "
+			    "unreachable (npm ping failed), so tools/setup could not build it\n",
+			    v->name, marker);
 			cleanup();
 			exit(77);
 		}
@@ -383,7 +388,9 @@ static struct sw_sandbox_variant *load_variant(const char *name)
 static void run(struct sw_sandbox *sb, const char *const *argv, const char *const *env,
 		const char *stdin_data, uint32_t timeout_ms, struct sw_sandbox_result *res)
 {
-	struct sw_sandbox_exec ex = {.argv = argv, .env = env, .timeout_ms = timeout_ms,
+	struct sw_sandbox_exec ex = {.argv = argv,
+				     .env = env,
+				     .timeout_ms = timeout_ms,
 				     .stdin_data = stdin_data,
 				     .stdin_len = stdin_data ? strlen(stdin_data) : 0};
 	char err[512];
@@ -394,8 +401,8 @@ static void run(struct sw_sandbox *sb, const char *const *argv, const char *cons
 /* Write stdin to the file path inside the sandbox (its directory made). */
 static void put_file(struct sw_sandbox *sb, const char *path, const char *content)
 {
-	const char *argv[] = {"sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"", "sh",
-			      path, NULL};
+	const char *argv[] = {"sh", "-c", "mkdir -p \"$(dirname \"$1\")\" && cat > \"$1\"",
+			      "sh", path, NULL};
 	struct sw_sandbox_result r;
 
 	run(sb, argv, NULL, content, 10000, &r);
@@ -414,8 +421,8 @@ static int64_t now_ms(void)
 /* ---- the cases ---------------------------------------------------------------- */
 
 struct cli {
-	const char *name;    /* the case and the variant */
-	const char *config;  /* a file to write in the sandbox, or NULL */
+	const char *name;   /* the case and the variant */
+	const char *config; /* a file to write in the sandbox, or NULL */
 	const char *config_text;
 	const char *const *argv;
 	const char *env[8]; /* beyond PATH and HOME; "%d" is the port */
@@ -423,34 +430,30 @@ struct cli {
 
 #define PROMPT "Build index.html for the brief, then list the directory."
 
-static const char *const claude_argv[] = {"claude", "-p", PROMPT,
-					  "--dangerously-skip-permissions", NULL};
-static const char *const codex_argv[] = {"codex",
-					 "exec",
-					 "--skip-git-repo-check",
-					 "--dangerously-bypass-approvals-and-sandbox",
-					 PROMPT,
-					 NULL};
+static const char *const claude_argv[] = {"claude", "-p", PROMPT, "--dangerously-skip-permissions",
+					  NULL};
+static const char *const codex_argv[] = {
+    "codex", "exec", "--skip-git-repo-check", "--dangerously-bypass-approvals-and-sandbox",
+    PROMPT,  NULL};
 static const char *const gemini_argv[] = {"gemini", "-m", "gemini-2.5-pro", "-p", PROMPT,
 					  "--yolo", NULL};
 
-static const char codex_config[] =
-    "model = \"mock-codex\"\n"
-    "model_provider = \"sagewai\"\n"
-    "check_for_update_on_startup = false\n"
-    "[model_providers.sagewai]\n"
-    "name = \"sagewai\"\n"
-    "base_url = \"http://127.0.0.1:%d/v1\"\n"
-    "wire_api = \"responses\"\n"
-    "env_key = \"OPENAI_API_KEY\"\n"
-    "request_max_retries = 0\n"
-    "stream_max_retries = 0\n"
-    "[analytics]\n"
-    "enabled = false\n"
-    "[features]\n"
-    "plugins = false\n"
-    "apps = false\n"
-    "remote_plugin = false\n";
+static const char codex_config[] = "model = \"mock-codex\"\n"
+				   "model_provider = \"sagewai\"\n"
+				   "check_for_update_on_startup = false\n"
+				   "[model_providers.sagewai]\n"
+				   "name = \"sagewai\"\n"
+				   "base_url = \"http://127.0.0.1:%d/v1\"\n"
+				   "wire_api = \"responses\"\n"
+				   "env_key = \"OPENAI_API_KEY\"\n"
+				   "request_max_retries = 0\n"
+				   "stream_max_retries = 0\n"
+				   "[analytics]\n"
+				   "enabled = false\n"
+				   "[features]\n"
+				   "plugins = false\n"
+				   "apps = false\n"
+				   "remote_plugin = false\n";
 
 static const char gemini_settings[] =
     "{\"security\": {\"auth\": {\"selectedType\": \"gemini-api-key\"},"
@@ -460,13 +463,22 @@ static const char gemini_settings[] =
     " \"telemetry\": {\"enabled\": false}}\n";
 
 static const struct cli clis[] = {
-    {"claude-code", NULL, NULL, claude_argv,
+    {"claude-code",
+     NULL,
+     NULL,
+     claude_argv,
      {"ANTHROPIC_BASE_URL=http://127.0.0.1:%d", "ANTHROPIC_API_KEY=" KEY,
       "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1", "CLAUDE_CODE_MAX_RETRIES=0",
       "CLAUDE_CODE_TMPDIR=/tmp", "IS_SANDBOX=1", NULL}},
-    {"codex", "/tmp/home/.codex/config.toml", codex_config, codex_argv,
+    {"codex",
+     "/tmp/home/.codex/config.toml",
+     codex_config,
+     codex_argv,
      {"CODEX_HOME=/tmp/home/.codex", "OPENAI_API_KEY=" KEY, NULL}},
-    {"gemini", "/tmp/home/.gemini/settings.json", gemini_settings, gemini_argv,
+    {"gemini",
+     "/tmp/home/.gemini/settings.json",
+     gemini_settings,
+     gemini_argv,
      {"GOOGLE_GEMINI_BASE_URL=http://127.0.0.1:%d", "GEMINI_API_KEY=" KEY,
       "NODE_OPTIONS=--disable-wasm-trap-handler", "GEMINI_CLI_NO_RELAUNCH=true", NULL}},
 };
@@ -479,8 +491,7 @@ static void check_requests(const char *cli, const char *expect_provider)
 	char *dump;
 
 	SW_CHECK(json_is_array(reqs));
-	json_array_foreach(reqs, i, e)
-	{
+	json_array_foreach(reqs, i, e) {
 		const char *prov = json_string_value(json_object_get(e, "provider"));
 
 		SW_CHECKF(json_integer_value(json_object_get(e, "status")) == 200,
@@ -506,8 +517,8 @@ static void check_requests(const char *cli, const char *expect_provider)
 		saw_ls = json_is_string(r) && strstr(json_string_value(r), "index.html") != NULL;
 		SW_CHECKF(saw_ls, "%s: the last tool result is not ls's: %s", cli,
 			  json_string_value(r));
-		SW_CHECK(strcmp(json_string_value(json_object_get(json_object_get(last, "reply"),
-								  "text")),
+		SW_CHECK(strcmp(json_string_value(
+				    json_object_get(json_object_get(last, "reply"), "text")),
 				"done") == 0);
 	}
 	/* the key is in no record (headers redacted) */
@@ -567,8 +578,9 @@ static void t_cli(const struct cli *c)
 	wall = now_ms() - t0;
 	printf("%s: exit %d, %lld ms wall (the CLI's run, in the sandbox)\n", c->name,
 	       r.exit.status, (long long)wall);
-	SW_CHECKF(r.exit.status == 0 && !r.exit.timed_out, "%s failed: %s\nstdout: %.2000s\nstderr: %.4000s",
-		  c->name, r.exit.error ? r.exit.error : "", r.out, r.err);
+	SW_CHECKF(r.exit.status == 0 && !r.exit.timed_out,
+		  "%s failed: %s\nstdout: %.2000s\nstderr: %.4000s", c->name,
+		  r.exit.error ? r.exit.error : "", r.out, r.err);
 	if (getenv("SW_CLI_AGENTS_VERBOSE") != NULL)
 		printf("stdout: %s\nstderr: %s\n", r.out, r.err);
 	sw_sandbox_result_free(&r);
@@ -597,8 +609,8 @@ static void t_multi(void)
 	static const char *const env[] = {"NODE_OPTIONS=--disable-wasm-trap-handler", NULL};
 	char path[1024], err[512];
 	const char *base_env[] = {path, "HOME=/tmp", NULL};
-	struct sw_sandbox_spec spec = {.variant = v, .net = SW_SANDBOX_NET_NONE, .env = base_env,
-				       .workspace = workspace};
+	struct sw_sandbox_spec spec = {
+	    .variant = v, .net = SW_SANDBOX_NET_NONE, .env = base_env, .workspace = workspace};
 	struct sw_sandbox_result r;
 	struct sw_sandbox *sb;
 

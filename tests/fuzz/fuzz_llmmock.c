@@ -25,7 +25,8 @@ static const char *const seeds[] = {
     "\"exec_command\"}],\"input\":[{\"type\":\"function_call\",\"call_id\":\"c\"},{\"type\":"
     "\"function_call_output\",\"call_id\":\"c\",\"output\":\"x\"}]}",
     "\x02{\"model\":\"m\",\"tools\":[{\"type\":\"function\",\"function\":{\"name\":\"shell\"}}],"
-    "\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"tool\",\"content\":[{\"text\":"
+    "\"messages\":[{\"role\":\"user\",\"content\":\"x\"},{\"role\":\"tool\",\"content\":[{"
+    "\"text\":"
     "\"y\"}]}]}",
     "\x03{\"contents\":[{\"role\":\"model\",\"parts\":[{\"text\":\"a\"}]},{\"parts\":[{"
     "\"functionResponse\":{\"response\":{\"o\":1}}}]}],\"tools\":[{\"functionDeclarations\":[{"
@@ -36,8 +37,9 @@ static const char *const seeds[] = {
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	const char *doc = "[{\"tool\":\"write\",\"path\":\"d\xc3\xa9/i.html\",\"content\":\"\xe2\x82\xac\"},"
-			  "{\"tool\":\"bash\",\"command\":\"ls\"},{\"text\":\"\xf0\x9f\x99\x82 done\"}]";
+	const char *doc =
+	    "[{\"tool\":\"write\",\"path\":\"d\xc3\xa9/i.html\",\"content\":\"\xe2\x82\xac\"},"
+	    "{\"tool\":\"bash\",\"command\":\"ls\"},{\"text\":\"\xf0\x9f\x99\x82 done\"}]";
 	const char *dir = getenv("SW_FUZZ_LLMMOCK_SEEDS");
 	char err[256], path[512];
 

@@ -32,7 +32,8 @@ static char dir[] = "/tmp/sw-mock-hostile-XXXXXX";
 static const char good_anthropic[] =
     "{\"model\": \"claude-x\", \"stream\": true, \"max_tokens\": 100, \"tools\": [{\"name\":"
     " \"Write\", \"input_schema\": {}}, {\"name\": \"Bash\", \"input_schema\": {}}],"
-    " \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": \"go\"}]}]}";
+    " \"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\", \"text\": "
+    "\"go\"}]}]}";
 
 static const char good_responses[] =
     "{\"model\": \"gpt-x\", \"stream\": true, \"tools\": [{\"type\": \"function\", \"name\":"
@@ -101,8 +102,9 @@ static void start(void)
 	fputs(KEY "\n", f);
 	fclose(f);
 	{
-		const char *argv[] = {SW_LLM_MOCK, "--port-file", portf, "--script", script,
-				      "--require-key-file", keyf, "--log", log, NULL};
+		const char *argv[] = {
+		    SW_LLM_MOCK,	  "--port-file", portf,	  "--script", script,
+		    "--require-key-file", keyf,		 "--log", log,	      NULL};
 
 		mock = sw_test_proc_spawn(SW_LLM_MOCK, argv, NULL, out);
 		sw_test_proc_watch(&mock);
@@ -158,28 +160,36 @@ static void t_malformed(void)
 	     "messages: must be a non-empty array"},
 	    {"/v1/messages", "{\"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
 	     h_anthropic, 400, "model: must be a string"},
-	    {"/v1/messages", "{\"model\": \"m\", \"messages\": [{\"role\": \"user\"}]}", h_anthropic,
-	     400, "messages[0].content"},
-	    {"/v1/messages", "{\"model\": \"m\", \"messages\": [{\"role\": \"god\", \"content\": \"\"}]}",
+	    {"/v1/messages", "{\"model\": \"m\", \"messages\": [{\"role\": \"user\"}]}",
+	     h_anthropic, 400, "messages[0].content"},
+	    {"/v1/messages",
+	     "{\"model\": \"m\", \"messages\": [{\"role\": \"god\", \"content\": \"\"}]}",
 	     h_anthropic, 400, "messages[0].role"},
-	    {"/v1/messages", "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{}]}]}",
+	    {"/v1/messages",
+	     "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [{}]}]}",
 	     h_anthropic, 400, "messages[0].content[0]"},
-	    {"/v1/messages", "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"\\udc00\"}]}",
-	     h_anthropic, 400, "not JSON"},
-	    {"/v1/messages", "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}",
+	    {"/v1/messages",
+	     "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"\\udc00\"}]}",
 	     h_anthropic, 400, "not JSON"},
 	    {"/v1/messages",
-	     "{\"model\": \"m\", \"stream\": 1, \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+	     "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": \"\xff\xfe\"}]}",
+	     h_anthropic, 400, "not JSON"},
+	    {"/v1/messages",
+	     "{\"model\": \"m\", \"stream\": 1, \"messages\": [{\"role\": \"user\", \"content\": "
+	     "\"x\"}]}",
 	     h_anthropic, 400, "stream: must be a boolean"},
 	    {"/v1/messages",
-	     "{\"model\": \"m\", \"tools\": [\"Write\"], \"messages\": [{\"role\": \"user\", \"content\": \"x\"}]}",
+	     "{\"model\": \"m\", \"tools\": [\"Write\"], \"messages\": [{\"role\": \"user\", "
+	     "\"content\": \"x\"}]}",
 	     h_anthropic, 400, "tools[0]: must be an object"},
 	    /* the script's first turn writes; a request without Write cannot take it */
 	    {"/v1/messages",
-	     "{\"model\": \"m\", \"tools\": [{\"name\": \"Read\"}], \"messages\": [{\"role\": \"user\","
+	     "{\"model\": \"m\", \"tools\": [{\"name\": \"Read\"}], \"messages\": [{\"role\": "
+	     "\"user\","
 	     " \"content\": \"x\"}]}",
 	     h_anthropic, 400, "calls Write, which the request does not offer"},
-	    {"/v1/responses", "{\"model\": \"m\", \"input\": {}}", h_bearer, 400, "input: must be"},
+	    {"/v1/responses", "{\"model\": \"m\", \"input\": {}}", h_bearer, 400,
+	     "input: must be"},
 	    {"/v1/responses", "{\"model\": 5, \"input\": \"x\"}", h_bearer, 400, "model"},
 	    {"/v1/responses", "{\"model\": \"m\", \"input\": [3]}", h_bearer, 400, "input[0]"},
 	    {"/v1/chat/completions", "{\"messages\": 1}", h_bearer, 400, "messages"},
@@ -199,7 +209,8 @@ static void t_malformed(void)
 	size_t n = 17u << 20;
 
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-		expect(cases[i].path, cases[i].body, cases[i].hdrs, cases[i].status, cases[i].want);
+		expect(cases[i].path, cases[i].body, cases[i].hdrs, cases[i].status,
+		       cases[i].want);
 	/* wrong method */
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/v1/messages", port);
 	sw_test_http_request("GET", url, NULL, 0, h_anthropic, 10, &r);
@@ -278,8 +289,7 @@ static void t_record(void)
 	SW_CHECK(j != NULL);
 	reqs = json_object_get(j, "requests");
 	SW_CHECK(json_array_size(reqs) > 390);
-	json_array_foreach(reqs, i, e)
-	{
+	json_array_foreach(reqs, i, e) {
 		json_int_t status = json_integer_value(json_object_get(e, "status"));
 
 		SW_CHECK(status >= 200 && status < 500);

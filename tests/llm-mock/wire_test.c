@@ -31,8 +31,9 @@ static void script_refused(const char *doc, const char *want)
 
 static void t_script(void)
 {
-	const char *good = "[{\"tool\": \"write\", \"path\": \"site/index.html\", \"content\": \"<h1>\"},"
-			   " {\"tool\": \"bash\", \"command\": \"ls\"}, {\"text\": \"done\"}]";
+	const char *good =
+	    "[{\"tool\": \"write\", \"path\": \"site/index.html\", \"content\": \"<h1>\"},"
+	    " {\"tool\": \"bash\", \"command\": \"ls\"}, {\"text\": \"done\"}]";
 	char err[512], big[64 * (MOCK_SCRIPT_MAX_TURNS + 2)];
 	struct mock_script *s = mock_script_parse(good, strlen(good), err, sizeof(err));
 	size_t o;
@@ -54,10 +55,12 @@ static void t_script(void)
 	script_refused("[{\"text\": 5}]", "script[0].text: must be a string");
 	script_refused("[{\"text\": \"a\\u0000b\"}]", "not allowed");
 	script_refused("[{\"tool\": \"bash\", \"command\": \"\"}]", "empty");
-	script_refused("[{\"tool\": \"bash\", \"command\": \"ls\", \"x\": 1}]", "exactly tool, command");
+	script_refused("[{\"tool\": \"bash\", \"command\": \"ls\", \"x\": 1}]",
+		       "exactly tool, command");
 	script_refused("[{\"tool\": \"write\", \"path\": \"a\"}]", "exactly tool, path, content");
-	script_refused("[{\"text\": \"ok\"}, {\"tool\": \"write\", \"path\": \"../x\", \"content\": \"\"}]",
-		       "script[1].path: not a clean path");
+	script_refused(
+	    "[{\"text\": \"ok\"}, {\"tool\": \"write\", \"path\": \"../x\", \"content\": \"\"}]",
+	    "script[1].path: not a clean path");
 	script_refused("[{\"tool\": \"write\", \"path\": \"a//b\", \"content\": \"\"}]", "clean");
 	script_refused("[{\"tool\": \"write\", \"path\": \"a/./b\", \"content\": \"\"}]", "clean");
 	script_refused("[{\"tool\": \"write\", \"path\": \"a/\", \"content\": \"\"}]", "clean");
@@ -76,9 +79,13 @@ static void t_script(void)
 /* The command codex gets writes exactly the content, whatever it holds. */
 static void t_shell_write(void)
 {
-	static const char *const contents[] = {
-	    "", "a", "ab", "abc", "<h1>it's \"quoted\" $HOME `id` \\n</h1>\n",
-	    "caf\xc3\xa9 \xe2\x82\xac\n\n\ttabs", "'; rm -rf / #"};
+	static const char *const contents[] = {"",
+					       "a",
+					       "ab",
+					       "abc",
+					       "<h1>it's \"quoted\" $HOME `id` \\n</h1>\n",
+					       "caf\xc3\xa9 \xe2\x82\xac\n\n\ttabs",
+					       "'; rm -rf / #"};
 	char dir[] = "/tmp/sw-mock-sh-XXXXXX", path[256], buf[256], cmd[1024];
 
 	SW_CHECK(mkdtemp(dir) != NULL);
@@ -149,20 +156,21 @@ static void t_history(void)
 	struct mock_history h;
 
 	/* anthropic: two assistant turns, tool results as a string and as blocks */
-	history_ok(MOCK_ANTHROPIC,
-		   "{\"model\": \"m\", \"stream\": true, \"tools\": [{\"name\": \"Write\"},"
-		   " {\"name\": \"Bash\"}, {\"type\": \"web_search_20250305\"}], \"messages\": ["
-		   "{\"role\": \"user\", \"content\": \"go\"},"
-		   "{\"role\": \"assistant\", \"content\": [{\"type\": \"tool_use\", \"id\": \"t1\","
-		   " \"name\": \"Write\", \"input\": {}}]},"
-		   "{\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", \"tool_use_id\":"
-		   " \"t1\", \"content\": \"written\"}]},"
-		   "{\"role\": \"assistant\", \"content\": [{\"type\": \"tool_use\", \"id\": \"t2\","
-		   " \"name\": \"Bash\", \"input\": {}}]},"
-		   "{\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", \"tool_use_id\":"
-		   " \"t2\", \"content\": [{\"type\": \"text\", \"text\": \"index.html\"}]}]},"
-		   "{\"role\": \"system\", \"content\": \"mid-conversation\"}]}",
-		   2, 2, 2, &h);
+	history_ok(
+	    MOCK_ANTHROPIC,
+	    "{\"model\": \"m\", \"stream\": true, \"tools\": [{\"name\": \"Write\"},"
+	    " {\"name\": \"Bash\"}, {\"type\": \"web_search_20250305\"}], \"messages\": ["
+	    "{\"role\": \"user\", \"content\": \"go\"},"
+	    "{\"role\": \"assistant\", \"content\": [{\"type\": \"tool_use\", \"id\": \"t1\","
+	    " \"name\": \"Write\", \"input\": {}}]},"
+	    "{\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", \"tool_use_id\":"
+	    " \"t1\", \"content\": \"written\"}]},"
+	    "{\"role\": \"assistant\", \"content\": [{\"type\": \"tool_use\", \"id\": \"t2\","
+	    " \"name\": \"Bash\", \"input\": {}}]},"
+	    "{\"role\": \"user\", \"content\": [{\"type\": \"tool_result\", \"tool_use_id\":"
+	    " \"t2\", \"content\": [{\"type\": \"text\", \"text\": \"index.html\"}]}]},"
+	    "{\"role\": \"system\", \"content\": \"mid-conversation\"}]}",
+	    2, 2, 2, &h);
 	SW_CHECK(h.stream == 1);
 	SW_CHECK(strcmp(json_string_value(json_array_get(h.tool_results, 1)), "index.html") == 0);
 	mock_history_clear(&h);
@@ -170,19 +178,22 @@ static void t_history(void)
 	history_refused(MOCK_ANTHROPIC, "{\"messages\": []}", "model");
 	history_refused(MOCK_ANTHROPIC, "{\"model\": \"m\"}", "messages: must be a non-empty");
 	history_refused(MOCK_ANTHROPIC, "{\"model\": \"m\", \"messages\": [5]}", "messages[0]");
-	history_refused(MOCK_ANTHROPIC,
-			"{\"model\": \"m\", \"messages\": [{\"role\": \"root\", \"content\": \"x\"}]}",
-			"messages[0].role");
+	history_refused(
+	    MOCK_ANTHROPIC,
+	    "{\"model\": \"m\", \"messages\": [{\"role\": \"root\", \"content\": \"x\"}]}",
+	    "messages[0].role");
 	history_refused(MOCK_ANTHROPIC,
 			"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": 1}]}",
 			"messages[0].content: must be a string or an array");
-	history_refused(MOCK_ANTHROPIC,
-			"{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [7]}]}",
-			"messages[0].content[0]");
-	history_refused(MOCK_ANTHROPIC,
-			"{\"model\": \"m\", \"stream\": \"yes\", \"messages\": [{\"role\": \"user\","
-			" \"content\": \"x\"}]}",
-			"stream: must be a boolean");
+	history_refused(
+	    MOCK_ANTHROPIC,
+	    "{\"model\": \"m\", \"messages\": [{\"role\": \"user\", \"content\": [7]}]}",
+	    "messages[0].content[0]");
+	history_refused(
+	    MOCK_ANTHROPIC,
+	    "{\"model\": \"m\", \"stream\": \"yes\", \"messages\": [{\"role\": \"user\","
+	    " \"content\": \"x\"}]}",
+	    "stream: must be a boolean");
 	history_refused(MOCK_ANTHROPIC,
 			"{\"model\": \"m\", \"tools\": {}, \"messages\": [{\"role\": \"user\","
 			" \"content\": \"x\"}]}",
@@ -193,14 +204,15 @@ static void t_history(void)
 			"tools[0].name");
 
 	/* responses: calls and their outputs; reasoning items do not count */
-	history_ok(MOCK_RESPONSES,
-		   "{\"model\": \"m\", \"stream\": true, \"tools\": [{\"type\": \"function\", \"name\":"
-		   " \"exec_command\"}], \"input\": [{\"type\": \"message\", \"role\": \"user\","
-		   " \"content\": []}, {\"type\": \"reasoning\", \"summary\": []},"
-		   " {\"type\": \"function_call\", \"call_id\": \"c1\", \"name\": \"exec_command\","
-		   " \"arguments\": \"{}\"}, {\"type\": \"function_call_output\", \"call_id\": \"c1\","
-		   " \"output\": \"Output:\\nindex.html\\n\"}]}",
-		   1, 1, 1, &h);
+	history_ok(
+	    MOCK_RESPONSES,
+	    "{\"model\": \"m\", \"stream\": true, \"tools\": [{\"type\": \"function\", \"name\":"
+	    " \"exec_command\"}], \"input\": [{\"type\": \"message\", \"role\": \"user\","
+	    " \"content\": []}, {\"type\": \"reasoning\", \"summary\": []},"
+	    " {\"type\": \"function_call\", \"call_id\": \"c1\", \"name\": \"exec_command\","
+	    " \"arguments\": \"{}\"}, {\"type\": \"function_call_output\", \"call_id\": \"c1\","
+	    " \"output\": \"Output:\\nindex.html\\n\"}]}",
+	    1, 1, 1, &h);
 	mock_history_clear(&h);
 	history_ok(MOCK_RESPONSES, "{\"model\": \"m\", \"input\": \"hello\"}", 0, 0, 0, &h);
 	mock_history_clear(&h);
@@ -209,31 +221,32 @@ static void t_history(void)
 	history_refused(MOCK_RESPONSES, "{\"input\": \"x\"}", "model");
 
 	/* chat */
-	history_ok(MOCK_CHAT,
-		   "{\"model\": \"m\", \"tools\": [{\"type\": \"function\", \"function\": {\"name\":"
-		   " \"shell\"}}], \"messages\": [{\"role\": \"user\", \"content\": \"go\"},"
-		   " {\"role\": \"assistant\", \"tool_calls\": []}, {\"role\": \"tool\","
-		   " \"tool_call_id\": \"c\", \"content\": \"ok\"}]}",
-		   1, 1, 1, &h);
+	history_ok(
+	    MOCK_CHAT,
+	    "{\"model\": \"m\", \"tools\": [{\"type\": \"function\", \"function\": {\"name\":"
+	    " \"shell\"}}], \"messages\": [{\"role\": \"user\", \"content\": \"go\"},"
+	    " {\"role\": \"assistant\", \"tool_calls\": []}, {\"role\": \"tool\","
+	    " \"tool_call_id\": \"c\", \"content\": \"ok\"}]}",
+	    1, 1, 1, &h);
 	SW_CHECK(strcmp(json_string_value(json_array_get(h.tools, 0)), "shell") == 0);
 	mock_history_clear(&h);
 	history_refused(MOCK_CHAT, "{\"messages\": [{\"content\": \"x\"}]}", "messages[0]");
 
 	/* gemini: model turns, function responses, a structured-output side request */
-	history_ok(MOCK_GEMINI,
-		   "{\"contents\": [{\"role\": \"user\", \"parts\": [{\"text\": \"go\"}]},"
-		   " {\"role\": \"model\", \"parts\": [{\"functionCall\": {\"name\": \"write_file\","
-		   " \"args\": {}}}]}, {\"role\": \"user\", \"parts\": [{\"functionResponse\":"
-		   " {\"name\": \"write_file\", \"response\": {\"output\": \"ok\"}}}]}],"
-		   " \"tools\": [{\"functionDeclarations\": [{\"name\": \"write_file\"},"
-		   " {\"name\": \"run_shell_command\"}]}]}",
-		   1, 1, 2, &h);
+	history_ok(
+	    MOCK_GEMINI,
+	    "{\"contents\": [{\"role\": \"user\", \"parts\": [{\"text\": \"go\"}]},"
+	    " {\"role\": \"model\", \"parts\": [{\"functionCall\": {\"name\": \"write_file\","
+	    " \"args\": {}}}]}, {\"role\": \"user\", \"parts\": [{\"functionResponse\":"
+	    " {\"name\": \"write_file\", \"response\": {\"output\": \"ok\"}}}]}],"
+	    " \"tools\": [{\"functionDeclarations\": [{\"name\": \"write_file\"},"
+	    " {\"name\": \"run_shell_command\"}]}]}",
+	    1, 1, 2, &h);
 	SW_CHECK(strcmp(json_string_value(json_array_get(h.tool_results, 0)),
 			"{\"output\":\"ok\"}") == 0);
 	mock_history_clear(&h);
 	history_refused(MOCK_GEMINI, "{\"contents\": [{\"role\": \"user\"}]}", "contents[0]");
-	history_refused(MOCK_GEMINI,
-			"{\"contents\": [{\"parts\": [1]}]}", "contents[0].parts[0]");
+	history_refused(MOCK_GEMINI, "{\"contents\": [{\"parts\": [1]}]}", "contents[0].parts[0]");
 	history_refused(MOCK_GEMINI,
 			"{\"contents\": [{\"parts\": []}], \"tools\": [{\"functionDeclarations\":"
 			" [{}]}]}",
@@ -294,7 +307,8 @@ static void t_plan(void)
 	mock_reply_clear(&r);
 
 	plan(MOCK_RESPONSES, s, 0, "[\"exec_command\", \"write_stdin\"]", &r);
-	SW_CHECK(r.is_tool && strcmp(r.name, "exec_command") == 0 && strcmp(r.id, "call_mock_7") == 0);
+	SW_CHECK(r.is_tool && strcmp(r.name, "exec_command") == 0 &&
+		 strcmp(r.id, "call_mock_7") == 0);
 	SW_CHECK(strstr(json_string_value(json_object_get(r.args, "cmd")),
 			"base64 -d > '/workspace/index.html'") != NULL);
 	mock_reply_clear(&r);
@@ -321,10 +335,11 @@ static void t_plan(void)
 	SW_CHECKF(strstr(err, "neither exec_command nor shell") != NULL, "%s", err);
 
 	/* gemini's structured side requests get an object of their schema */
-	schema = js("{\"type\": \"OBJECT\", \"properties\": {\"next_speaker\": {\"type\": \"STRING\","
-		    " \"enum\": [\"user\", \"model\"]}, \"reasoning\": {\"type\": \"STRING\"},"
-		    " \"score\": {\"type\": \"INTEGER\"}, \"opt\": {\"type\": \"STRING\"}},"
-		    " \"required\": [\"next_speaker\", \"reasoning\", \"score\"]}");
+	schema =
+	    js("{\"type\": \"OBJECT\", \"properties\": {\"next_speaker\": {\"type\": \"STRING\","
+	       " \"enum\": [\"user\", \"model\"]}, \"reasoning\": {\"type\": \"STRING\"},"
+	       " \"score\": {\"type\": \"INTEGER\"}, \"opt\": {\"type\": \"STRING\"}},"
+	       " \"required\": [\"next_speaker\", \"reasoning\", \"score\"]}");
 	h.json_schema = schema;
 	SW_CHECK(mock_plan(MOCK_GEMINI, s, &h, "/workspace", 1, &r, err, sizeof(err)) == 0);
 	SW_CHECK(!r.is_tool);
@@ -403,10 +418,13 @@ static void reply_text(struct mock_reply *r, const char *text)
 	r->in_tokens = 100;
 }
 
-#define ARGS                                                                                       \
-	"{\"file_path\": \"/workspace/index.html\", \"content\": \"<h1>caf\xc3\xa9 "               \
+#define ARGS                                                                                      \
+	"{\"file_path\": \"/workspace/index.html\", \"content\": \"<h1>caf\xc3\xa9 "              \
 	"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac \\\"quoted\\\"</h1>\\n\"}"
-#define TEXT "d\xc3\xa9j\xc3\xa0 \xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac done"
+#define TEXT                                                                                      \
+	"d\xc3\xa9j\xc3\xa0 "                                                                     \
+	"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"    \
+	"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac done"
 
 static void free_events(json_t **data, size_t n)
 {
@@ -426,14 +444,15 @@ static void t_anthropic(void)
 	SW_CHECK((s = mock_sse(MOCK_ANTHROPIC, &r, "claude-x", 3, &len)) != NULL);
 	n = sse_parse(s, len, names, data, 64);
 	SW_CHECK(n >= 6);
-	SW_CHECK(strcmp(names[0], "message_start") == 0 && strcmp(type_of(data[0]), "message_start") == 0);
+	SW_CHECK(strcmp(names[0], "message_start") == 0 &&
+		 strcmp(type_of(data[0]), "message_start") == 0);
 	m = json_object_get(data[0], "message");
 	SW_CHECK(strcmp(json_string_value(json_object_get(m, "id")), "msg_mock_3") == 0);
 	SW_CHECK(strcmp(json_string_value(json_object_get(m, "model")), "claude-x") == 0);
 	SW_CHECK(strcmp(names[1], "content_block_start") == 0);
 	SW_CHECK(strcmp(type_of(json_object_get(data[1], "content_block")), "tool_use") == 0);
-	SW_CHECK(strcmp(json_string_value(json_object_get(json_object_get(data[1], "content_block"),
-							  "id")),
+	SW_CHECK(strcmp(json_string_value(
+			    json_object_get(json_object_get(data[1], "content_block"), "id")),
 			"call_x_1") == 0);
 	for (size_t i = 2; i < n - 3; i++) {
 		json_t *d = json_object_get(data[i], "delta");
@@ -449,16 +468,16 @@ static void t_anthropic(void)
 	json_decref(args);
 	SW_CHECK(strcmp(names[n - 3], "content_block_stop") == 0);
 	SW_CHECK(strcmp(names[n - 2], "message_delta") == 0);
-	SW_CHECK(strcmp(json_string_value(json_object_get(json_object_get(data[n - 2], "delta"),
-							  "stop_reason")),
+	SW_CHECK(strcmp(json_string_value(
+			    json_object_get(json_object_get(data[n - 2], "delta"), "stop_reason")),
 			"tool_use") == 0);
 	SW_CHECK(strcmp(names[n - 1], "message_stop") == 0);
 	free_events(data, n);
 	free(s);
 	m = mock_json(MOCK_ANTHROPIC, &r, "claude-x", 3);
 	SW_CHECK(strcmp(json_string_value(json_object_get(m, "stop_reason")), "tool_use") == 0);
-	SW_CHECK(json_equal(json_object_get(json_array_get(json_object_get(m, "content"), 0), "input"),
-			    r.args));
+	SW_CHECK(json_equal(
+	    json_object_get(json_array_get(json_object_get(m, "content"), 0), "input"), r.args));
 	json_decref(m);
 	mock_reply_clear(&r);
 
@@ -468,10 +487,11 @@ static void t_anthropic(void)
 	acc[0] = '\0';
 	SW_CHECK(strcmp(type_of(json_object_get(data[1], "content_block")), "text") == 0);
 	for (size_t i = 2; i < n - 3; i++)
-		strcat(acc, json_string_value(json_object_get(json_object_get(data[i], "delta"), "text")));
+		strcat(acc, json_string_value(
+				json_object_get(json_object_get(data[i], "delta"), "text")));
 	SW_CHECK(strcmp(acc, TEXT) == 0);
-	SW_CHECK(strcmp(json_string_value(json_object_get(json_object_get(data[n - 2], "delta"),
-							  "stop_reason")),
+	SW_CHECK(strcmp(json_string_value(
+			    json_object_get(json_object_get(data[n - 2], "delta"), "stop_reason")),
 			"end_turn") == 0);
 	free_events(data, n);
 	free(s);
@@ -486,7 +506,8 @@ static void t_responses(void)
 	size_t len, n;
 	char *s;
 
-	reply_tool(&r, "exec_command", "{\"cmd\": \"printf '%s' 'PGgxPg==' | base64 -d > '/w/i'\"}");
+	reply_tool(&r, "exec_command",
+		   "{\"cmd\": \"printf '%s' 'PGgxPg==' | base64 -d > '/w/i'\"}");
 	SW_CHECK((s = mock_sse(MOCK_RESPONSES, &r, "gpt-x", 5, &len)) != NULL);
 	n = sse_parse(s, len, names, data, 64);
 	for (size_t i = 0; i < n; i++) {
@@ -512,8 +533,8 @@ static void t_responses(void)
 	resp = json_object_get(data[n - 1], "response");
 	SW_CHECK(strcmp(names[n - 1], "response.completed") == 0);
 	SW_CHECK(strcmp(json_string_value(json_object_get(resp, "status")), "completed") == 0);
-	SW_CHECK(json_integer_value(json_object_get(json_object_get(resp, "usage"),
-						    "total_tokens")) > 0);
+	SW_CHECK(json_integer_value(
+		     json_object_get(json_object_get(resp, "usage"), "total_tokens")) > 0);
 	SW_CHECK(json_array_size(json_object_get(resp, "output")) == 1);
 	free_events(data, n);
 	free(s);
@@ -553,19 +574,22 @@ static void t_chat(void)
 		SW_CHECK(names[i][0] == '\0');
 		SW_CHECK(strcmp(json_string_value(json_object_get(data[i], "object")),
 				"chat.completion.chunk") == 0);
-		ch = json_object_get(json_array_get(json_object_get(data[i], "choices"), 0), "delta");
+		ch = json_object_get(json_array_get(json_object_get(data[i], "choices"), 0),
+				     "delta");
 		ch = json_array_get(json_object_get(ch, "tool_calls"), 0);
 		if (i == 0)
-			SW_CHECK(strcmp(json_string_value(json_object_get(ch, "id")), "call_x_1") == 0);
+			SW_CHECK(
+			    strcmp(json_string_value(json_object_get(ch, "id")), "call_x_1") == 0);
 		if (ch != NULL)
-			strcat(acc, json_string_value(json_object_get(json_object_get(ch, "function"),
-								      "arguments")));
+			strcat(acc, json_string_value(json_object_get(
+					json_object_get(ch, "function"), "arguments")));
 	}
 	args = js(acc);
 	SW_CHECK(json_equal(args, r.args));
 	json_decref(args);
 	SW_CHECK(strcmp(json_string_value(json_object_get(
-			    json_array_get(json_object_get(data[n - 2], "choices"), 0), "finish_reason")),
+			    json_array_get(json_object_get(data[n - 2], "choices"), 0),
+			    "finish_reason")),
 			"tool_calls") == 0);
 	free_events(data, n);
 	free(s);
@@ -592,18 +616,21 @@ static void t_gemini(void)
 	SW_CHECK((s = mock_sse(MOCK_GEMINI, &r, "gemini-x", 9, &len)) != NULL);
 	n = sse_parse(s, len, names, data, 64);
 	SW_CHECK(n == 1 && names[0][0] == '\0');
-	part = json_array_get(json_object_get(json_object_get(json_array_get(
-						  json_object_get(data[0], "candidates"), 0),
-							      "content"),
-					      "parts"),
-			      0);
-	SW_CHECK(strcmp(json_string_value(json_object_get(json_object_get(part, "functionCall"),
-							  "name")),
+	part = json_array_get(
+	    json_object_get(
+		json_object_get(json_array_get(json_object_get(data[0], "candidates"), 0),
+				"content"),
+		"parts"),
+	    0);
+	SW_CHECK(strcmp(json_string_value(
+			    json_object_get(json_object_get(part, "functionCall"), "name")),
 			"write_file") == 0);
-	SW_CHECK(json_equal(json_object_get(json_object_get(part, "functionCall"), "args"), r.args));
-	SW_CHECK(strcmp(json_string_value(json_object_get(
-			    json_array_get(json_object_get(data[0], "candidates"), 0), "finishReason")),
-			"STOP") == 0);
+	SW_CHECK(
+	    json_equal(json_object_get(json_object_get(part, "functionCall"), "args"), r.args));
+	SW_CHECK(
+	    strcmp(json_string_value(json_object_get(
+		       json_array_get(json_object_get(data[0], "candidates"), 0), "finishReason")),
+		   "STOP") == 0);
 	SW_CHECK(json_object_get(data[0], "usageMetadata") != NULL);
 	free_events(data, n);
 	free(s);
@@ -617,8 +644,8 @@ static void t_gemini(void)
 		json_t *cand = json_array_get(json_object_get(data[i], "candidates"), 0);
 
 		strcat(acc, json_string_value(json_object_get(
-				json_array_get(json_object_get(json_object_get(cand, "content"), "parts"),
-					       0),
+				json_array_get(
+				    json_object_get(json_object_get(cand, "content"), "parts"), 0),
 				"text")));
 		SW_CHECK((json_object_get(cand, "finishReason") != NULL) == (i == n - 1));
 	}

@@ -432,8 +432,7 @@ static json_t *headers_json(struct evhttp_request *req)
 	struct evkeyval *kv;
 	json_t *o = json_object();
 
-	TAILQ_FOREACH(kv, h, next)
-	{
+	TAILQ_FOREACH(kv, h, next) {
 		char name[128];
 		size_t i;
 
@@ -535,8 +534,8 @@ static void scripted(struct mock *m, struct evhttp_request *req, enum mock_provi
 	int status = 200, gstream = 0, sse_mode, have_h = 0;
 
 	m->requests++;
-	e = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "seq", (json_int_t)m->requests,
-		      "provider", mock_provider_name(p), "method",
+	e = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "seq", (json_int_t)m->requests, "provider",
+		      mock_provider_name(p), "method",
 		      evhttp_request_get_command(req) == EVHTTP_REQ_POST ? "POST" : "other",
 		      "path", path, "query", query_json(query), "headers", headers_json(req));
 	if (e == NULL) {
@@ -603,10 +602,10 @@ static void scripted(struct mock *m, struct evhttp_request *req, enum mock_provi
 		goto refuse;
 	}
 	r.in_tokens = len / 4 + 1;
-	json_object_set_new(e, "reply",
-			    r.is_tool ? json_pack("{s:s, s:s, s:O}", "tool", r.name, "id", r.id,
-						  "args", r.args)
-				      : json_pack("{s:s}", "text", r.text));
+	json_object_set_new(
+	    e, "reply",
+	    r.is_tool ? json_pack("{s:s, s:s, s:O}", "tool", r.name, "id", r.id, "args", r.args)
+		      : json_pack("{s:s}", "text", r.text));
 	sse_mode = h.stream && (p != MOCK_GEMINI || (query && strstr(query, "alt=sse") != NULL));
 	if (sse_mode) {
 		struct evbuffer *buf = evbuffer_new();
@@ -712,8 +711,7 @@ static void on_requests(struct evhttp_request *req, void *arg)
 	}
 	if (q != NULL && strstr(q, "bodies=0") != NULL) {
 		out = json_array();
-		json_array_foreach(m->log, i, e)
-		{
+		json_array_foreach(m->log, i, e) {
 			json_t *c = json_copy(e);
 
 			json_object_del(c, "body");

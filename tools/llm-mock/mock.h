@@ -73,12 +73,12 @@ void mock_script_free(struct mock_script *s);
 /* ---- what a request says (wire.c) ------------------------------------ */
 
 struct mock_history {
-	size_t turn;	     /* assistant turns already in the history: the script's position */
+	size_t turn;	      /* assistant turns already in the history: the script's position */
 	json_t *tool_results; /* array of strings: the tool outputs the request carries (owned) */
-	json_t *tools;	     /* array of strings: the tool names it offers (owned) */
-	const char *model;   /* borrowed from the body ("" when it names none) */
-	int stream;	     /* the request asks for a stream */
-	json_t *json_schema; /* gemini: a structured-output side request's schema (borrowed) */
+	json_t *tools;	      /* array of strings: the tool names it offers (owned) */
+	const char *model;    /* borrowed from the body ("" when it names none) */
+	int stream;	      /* the request asks for a stream */
+	json_t *json_schema;  /* gemini: a structured-output side request's schema (borrowed) */
 };
 
 /*
@@ -96,11 +96,11 @@ void mock_history_clear(struct mock_history *h);
 /* ---- the reply -------------------------------------------------------- */
 
 struct mock_reply {
-	int is_tool;	/* a tool call, else text */
-	char *text;	/* text reply */
-	char *name;	/* tool name */
-	json_t *args;	/* tool arguments (an object, owned) */
-	char id[48];	/* the call's id (toolu_mock_N, call_mock_N) */
+	int is_tool;	  /* a tool call, else text */
+	char *text;	  /* text reply */
+	char *name;	  /* tool name */
+	json_t *args;	  /* tool arguments (an object, owned) */
+	char id[48];	  /* the call's id (toolu_mock_N, call_mock_N) */
 	size_t in_tokens; /* a rough count for the usage fields */
 };
 

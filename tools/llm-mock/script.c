@@ -50,7 +50,8 @@ static int path_ok(const char *p)
 	for (;;) {
 		size_t n = strcspn(seg, "/");
 
-		if (n == 0 || (n == 1 && seg[0] == '.') || (n == 2 && seg[0] == '.' && seg[1] == '.'))
+		if (n == 0 || (n == 1 && seg[0] == '.') ||
+		    (n == 2 && seg[0] == '.' && seg[1] == '.'))
 			return 0;
 		if (seg[n] == '\0')
 			return 1;
@@ -65,8 +66,8 @@ static int get_str(json_t *o, const char *key, char **out, size_t i, char *errst
 
 	if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
 	    json_string_length(v) > STR_MAX) {
-		snprintf(errstr, errlen, "script[%zu].%s: must be a string (no NUL, at most 1 MiB)",
-			 i, key);
+		snprintf(errstr, errlen,
+			 "script[%zu].%s: must be a string (no NUL, at most 1 MiB)", i, key);
 		return -1;
 	}
 	if ((*out = strdup(json_string_value(v))) == NULL) {
@@ -99,9 +100,10 @@ static int parse_turn(json_t *o, struct mock_turn *t, size_t i, char *errstr, si
 		if (keys != 3 || get_str(o, "path", &t->path, i, errstr, errlen) != 0 ||
 		    get_str(o, "content", &t->content, i, errstr, errlen) != 0) {
 			if (keys != 3)
-				snprintf(errstr, errlen,
-					 "script[%zu]: a write turn has exactly tool, path, content",
-					 i);
+				snprintf(
+				    errstr, errlen,
+				    "script[%zu]: a write turn has exactly tool, path, content",
+				    i);
 			return -1;
 		}
 		if (!path_ok(t->path)) {
@@ -113,8 +115,8 @@ static int parse_turn(json_t *o, struct mock_turn *t, size_t i, char *errstr, si
 	if (tool != NULL && strcmp(tool, "bash") == 0) {
 		t->kind = MOCK_TURN_BASH;
 		if (keys != 2) {
-			snprintf(errstr, errlen, "script[%zu]: a bash turn has exactly tool, command",
-				 i);
+			snprintf(errstr, errlen,
+				 "script[%zu]: a bash turn has exactly tool, command", i);
 			return -1;
 		}
 		if (get_str(o, "command", &t->command, i, errstr, errlen) != 0)
@@ -126,7 +128,8 @@ static int parse_turn(json_t *o, struct mock_turn *t, size_t i, char *errstr, si
 		return 0;
 	}
 	snprintf(errstr, errlen,
-		 "script[%zu]: want {\"text\"}, {\"tool\": \"write\", ...} or {\"tool\": \"bash\", ...}",
+		 "script[%zu]: want {\"text\"}, {\"tool\": \"write\", ...} or {\"tool\": "
+		 "\"bash\", ...}",
 		 i);
 	return -1;
 }
@@ -148,7 +151,8 @@ struct mock_script *mock_script_parse(const char *json, size_t len, char *errstr
 	}
 	n = json_array_size(root);
 	if (!json_is_array(root) || n == 0 || n > MOCK_SCRIPT_MAX_TURNS) {
-		snprintf(errstr, errlen, "script: an array of 1 to %d turns", MOCK_SCRIPT_MAX_TURNS);
+		snprintf(errstr, errlen, "script: an array of 1 to %d turns",
+			 MOCK_SCRIPT_MAX_TURNS);
 		goto fail;
 	}
 	if ((s->turns = calloc(n, sizeof(*s->turns))) == NULL) {
@@ -209,8 +213,8 @@ static int offers(const struct mock_history *h, const char *name)
 	json_t *v;
 
 	json_array_foreach(h->tools, i, v)
-	if (strcmp(json_string_value(v), name) == 0)
-		return 1;
+		if (strcmp(json_string_value(v), name) == 0)
+			return 1;
 	return 0;
 }
 
@@ -273,8 +277,7 @@ static json_t *schema_fill(json_t *schema, int depth)
 			return NULL;
 		req = json_object_get(schema, "required");
 		props = json_object_get(schema, "properties");
-		json_array_foreach(req, i, v)
-		{
+		json_array_foreach(req, i, v) {
 			const char *k = json_string_value(v);
 
 			if (k != NULL)
@@ -381,7 +384,8 @@ int mock_plan(enum mock_provider p, const struct mock_script *s, const struct mo
 		break;
 	case MOCK_RESPONSES:
 	case MOCK_CHAT:
-		if (t->kind == MOCK_TURN_WRITE && (cmd = mock_shell_write(path, t->content)) == NULL)
+		if (t->kind == MOCK_TURN_WRITE &&
+		    (cmd = mock_shell_write(path, t->content)) == NULL)
 			goto nomem;
 		if (openai_shell(h, cmd ? cmd : t->command, r, errstr, errlen) != 0)
 			goto out;
@@ -389,9 +393,10 @@ int mock_plan(enum mock_provider p, const struct mock_script *s, const struct mo
 	}
 	if (want != NULL) {
 		if (!offers(h, want)) {
-			snprintf(errstr, errlen,
-				 "the script's turn %zu calls %s, which the request does not offer",
-				 h->turn, want);
+			snprintf(
+			    errstr, errlen,
+			    "the script's turn %zu calls %s, which the request does not offer",
+			    h->turn, want);
 			goto out;
 		}
 		r->name = strdup(want);

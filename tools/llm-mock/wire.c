@@ -11,7 +11,7 @@
 
 #include "mock.h"
 
-#define DELTA_BYTES 24	  /* most bytes of one delta: clients must reassemble */
+#define DELTA_BYTES 24	 /* most bytes of one delta: clients must reassemble */
 #define MAX_ITEMS 100000 /* messages / items / contents in one request */
 
 /* ---- requests ----------------------------------------------------------- */
@@ -24,7 +24,7 @@ void mock_history_clear(struct mock_history *h)
 }
 
 static int fail(char *errstr, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static int fail(char *errstr, size_t errlen, const char *fmt, ...)
 {
@@ -51,11 +51,10 @@ static int add_result(struct mock_history *h, json_t *content)
 		char *joined;
 
 		json_array_foreach(content, i, b)
-		n += json_string_length(json_object_get(b, "text")) + 1;
+			n += json_string_length(json_object_get(b, "text")) + 1;
 		if ((joined = calloc(1, n + 1)) == NULL)
 			return -1;
-		json_array_foreach(content, i, b)
-		{
+		json_array_foreach(content, i, b) {
 			json_t *t = json_object_get(b, "text");
 
 			if (json_is_string(t)) {
@@ -88,8 +87,7 @@ static int parse_tools(enum mock_provider p, json_t *tools, struct mock_history 
 		return 0;
 	if (!json_is_array(tools) || json_array_size(tools) > 1024)
 		return fail(errstr, errlen, "tools: must be an array of at most 1024 tools");
-	json_array_foreach(tools, i, t)
-	{
+	json_array_foreach(tools, i, t) {
 		json_t *name;
 
 		if (!json_is_object(t))
@@ -99,15 +97,16 @@ static int parse_tools(enum mock_provider p, json_t *tools, struct mock_history 
 
 			if (decls != NULL && !json_is_array(decls))
 				return fail(errstr, errlen,
-					    "tools[%zu].functionDeclarations: must be an array", i);
-			json_array_foreach(decls, k, d)
-			{
+					    "tools[%zu].functionDeclarations: must be an array",
+					    i);
+			json_array_foreach(decls, k, d) {
 				name = json_object_get(d, "name");
 				if (!json_is_string(name))
-					return fail(errstr, errlen,
-						    "tools[%zu].functionDeclarations[%zu].name: must "
-						    "be a string",
-						    i, k);
+					return fail(
+					    errstr, errlen,
+					    "tools[%zu].functionDeclarations[%zu].name: must "
+					    "be a string",
+					    i, k);
 				json_array_append(h->tools, name);
 			}
 			continue;
@@ -132,8 +131,7 @@ static int parse_anthropic(json_t *body, struct mock_history *h, char *errstr, s
 	if (!json_is_array(msgs) || json_array_size(msgs) == 0 ||
 	    json_array_size(msgs) > MAX_ITEMS)
 		return fail(errstr, errlen, "messages: must be a non-empty array");
-	json_array_foreach(msgs, i, m)
-	{
+	json_array_foreach(msgs, i, m) {
 		const char *role = json_string_value(json_object_get(m, "role"));
 		json_t *content = json_object_get(m, "content");
 
@@ -148,8 +146,7 @@ static int parse_anthropic(json_t *body, struct mock_history *h, char *errstr, s
 				    "messages[%zu].content: must be a string or an array", i);
 		if (strcmp(role, "assistant") == 0)
 			h->turn++;
-		json_array_foreach(content, k, b)
-		{
+		json_array_foreach(content, k, b) {
 			const char *type = json_string_value(json_object_get(b, "type"));
 
 			if (!json_is_object(b) || type == NULL)
@@ -176,8 +173,7 @@ static int parse_responses(json_t *body, struct mock_history *h, char *errstr, s
 		return 0;
 	if (!json_is_array(input) || json_array_size(input) > MAX_ITEMS)
 		return fail(errstr, errlen, "input: must be a string or an array");
-	json_array_foreach(input, i, it)
-	{
+	json_array_foreach(input, i, it) {
 		const char *type = json_string_value(json_object_get(it, "type"));
 		const char *role = json_string_value(json_object_get(it, "role"));
 
@@ -189,7 +185,8 @@ static int parse_responses(json_t *body, struct mock_history *h, char *errstr, s
 			type = "message";
 		if (strcmp(type, "function_call") == 0 || strcmp(type, "custom_tool_call") == 0 ||
 		    strcmp(type, "local_shell_call") == 0 ||
-		    (strcmp(type, "message") == 0 && role != NULL && strcmp(role, "assistant") == 0))
+		    (strcmp(type, "message") == 0 && role != NULL &&
+		     strcmp(role, "assistant") == 0))
 			h->turn++;
 		if ((strcmp(type, "function_call_output") == 0 ||
 		     strcmp(type, "custom_tool_call_output") == 0) &&
@@ -207,8 +204,7 @@ static int parse_chat(json_t *body, struct mock_history *h, char *errstr, size_t
 	if (!json_is_array(msgs) || json_array_size(msgs) == 0 ||
 	    json_array_size(msgs) > MAX_ITEMS)
 		return fail(errstr, errlen, "messages: must be a non-empty array");
-	json_array_foreach(msgs, i, m)
-	{
+	json_array_foreach(msgs, i, m) {
 		const char *role = json_string_value(json_object_get(m, "role"));
 
 		if (!json_is_object(m) || role == NULL)
@@ -231,8 +227,7 @@ static int parse_gemini(json_t *body, struct mock_history *h, char *errstr, size
 	if (!json_is_array(contents) || json_array_size(contents) == 0 ||
 	    json_array_size(contents) > MAX_ITEMS)
 		return fail(errstr, errlen, "contents: must be a non-empty array");
-	json_array_foreach(contents, i, c)
-	{
+	json_array_foreach(contents, i, c) {
 		const char *role = json_string_value(json_object_get(c, "role"));
 		json_t *parts = json_object_get(c, "parts");
 
@@ -241,13 +236,13 @@ static int parse_gemini(json_t *body, struct mock_history *h, char *errstr, size
 				    i);
 		if (role != NULL && strcmp(role, "model") == 0)
 			h->turn++;
-		json_array_foreach(parts, k, part)
-		{
+		json_array_foreach(parts, k, part) {
 			json_t *fr = json_object_get(part, "functionResponse");
 
 			if (!json_is_object(part))
-				return fail(errstr, errlen, "contents[%zu].parts[%zu]: must be an "
-							    "object",
+				return fail(errstr, errlen,
+					    "contents[%zu].parts[%zu]: must be an "
+					    "object",
 					    i, k);
 			if (fr != NULL && add_result(h, json_object_get(fr, "response")) != 0)
 				return fail(errstr, errlen, "out of memory");
@@ -431,8 +426,8 @@ static void anthropic_sse(struct sbuf *b, const struct mock_reply *r, const char
 		}
 	} else {
 		sse(b, "content_block_start",
-		    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index", 0,
-			      "content_block", "type", "text", "text", ""));
+		    json_pack("{s:s, s:i, s:{s:s, s:s}}", "type", "content_block_start", "index",
+			      0, "content_block", "type", "text", "text", ""));
 		for (s = r->text; *s;) {
 			size_t n = next_cut(s);
 
@@ -448,8 +443,8 @@ static void anthropic_sse(struct sbuf *b, const struct mock_reply *r, const char
 	    json_pack("{s:s, s:i}", "type", "content_block_stop", "index", 0));
 	sse(b, "message_delta",
 	    json_pack("{s:s, s:{s:s, s:n}, s:{s:I}}", "type", "message_delta", "delta",
-		      "stop_reason", r->is_tool ? "tool_use" : "end_turn", "stop_sequence", "usage",
-		      "output_tokens", (json_int_t)out_tokens(r)));
+		      "stop_reason", r->is_tool ? "tool_use" : "end_turn", "stop_sequence",
+		      "usage", "output_tokens", (json_int_t)out_tokens(r)));
 	sse(b, "message_stop", json_pack("{s:s}", "type", "message_stop"));
 }
 
@@ -464,8 +459,8 @@ static json_t *responses_item(const struct mock_reply *r, unsigned long seq, con
 		if ((args = args_text(r)) == NULL)
 			return NULL;
 		it = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s}", "type", "function_call", "id", id,
-			       "call_id", r->id, "name", r->name, "arguments", status[0] == 'i' ? "" : args,
-			       "status", status);
+			       "call_id", r->id, "name", r->name, "arguments",
+			       status[0] == 'i' ? "" : args, "status", status);
 		free(args);
 		return it;
 	}
@@ -487,14 +482,14 @@ static json_t *responses_obj(const struct mock_reply *r, const char *model, unsi
 	return json_pack("{s:s, s:s, s:I, s:s, s:s, s:o, s:o}", "id", id, "object", "response",
 			 "created_at", (json_int_t)time(NULL), "status", status, "model", model,
 			 "output", output ? output : json_array(), "usage",
-			 status[0] == 'c' ? json_pack("{s:I, s:{s:i}, s:I, s:{s:i}, s:I}",
-						      "input_tokens", (json_int_t)r->in_tokens,
-						      "input_tokens_details", "cached_tokens", 0,
-						      "output_tokens", (json_int_t)out_tokens(r),
-						      "output_tokens_details", "reasoning_tokens", 0,
-						      "total_tokens",
-						      (json_int_t)(r->in_tokens + out_tokens(r)))
-					  : json_null());
+			 status[0] == 'c'
+			     ? json_pack("{s:I, s:{s:i}, s:I, s:{s:i}, s:I}", "input_tokens",
+					 (json_int_t)r->in_tokens, "input_tokens_details",
+					 "cached_tokens", 0, "output_tokens",
+					 (json_int_t)out_tokens(r), "output_tokens_details",
+					 "reasoning_tokens", 0, "total_tokens",
+					 (json_int_t)(r->in_tokens + out_tokens(r)))
+			     : json_null());
 }
 
 static void responses_sse(struct sbuf *b, const struct mock_reply *r, const char *model,
@@ -505,8 +500,7 @@ static void responses_sse(struct sbuf *b, const struct mock_reply *r, const char
 	int n_ev = 0;
 
 	snprintf(item_id, sizeof(item_id), r->is_tool ? "fc_mock_%lu" : "msg_mock_%lu", seq);
-#define EV(name, ...)                                                                              \
-	sse(b, name, json_pack("{s:s, s:i, " __VA_ARGS__))
+#define EV(name, ...) sse(b, name, json_pack("{s:s, s:i, " __VA_ARGS__))
 	EV("response.created", "s:o}", "type", "response.created", "sequence_number", n_ev++,
 	   "response", responses_obj(r, model, seq, "in_progress", NULL));
 	EV("response.in_progress", "s:o}", "type", "response.in_progress", "sequence_number",
@@ -531,8 +525,8 @@ static void responses_sse(struct sbuf *b, const struct mock_reply *r, const char
 	} else {
 		EV("response.content_part.added", "s:s, s:i, s:i, s:{s:s, s:s, s:[]}}", "type",
 		   "response.content_part.added", "sequence_number", n_ev++, "item_id", item_id,
-		   "output_index", 0, "content_index", 0, "part", "type", "output_text", "text", "",
-		   "annotations");
+		   "output_index", 0, "content_index", 0, "part", "type", "output_text", "text",
+		   "", "annotations");
 		for (s = r->text; *s;) {
 			size_t n = next_cut(s);
 
@@ -599,13 +593,14 @@ static void chat_sse(struct sbuf *b, const struct mock_reply *r, const char *mod
 		free(args);
 	} else {
 		sse(b, NULL,
-		    chat_chunk(model, seq, json_pack("{s:s, s:s}", "role", "assistant", "content", ""),
-			       NULL));
+		    chat_chunk(model, seq,
+			       json_pack("{s:s, s:s}", "role", "assistant", "content", ""), NULL));
 		for (s = r->text; *s;) {
 			size_t n = next_cut(s);
 
-			sse(b, NULL, chat_chunk(model, seq, json_pack("{s:o}", "content", strn(s, n)),
-						NULL));
+			sse(b, NULL,
+			    chat_chunk(model, seq, json_pack("{s:o}", "content", strn(s, n)),
+				       NULL));
 			s += n;
 		}
 	}
@@ -653,13 +648,14 @@ static json_t *gemini_chunks(const struct mock_reply *r, const char *model)
 	for (s = r->text; *s;) {
 		size_t n = next_cut(s);
 
-		json_array_append_new(
-		    a, gemini_chunk(r, model, json_pack("[{s:o}]", "text", strn(s, n)),
-				    s[n] == '\0'));
+		json_array_append_new(a, gemini_chunk(r, model,
+						      json_pack("[{s:o}]", "text", strn(s, n)),
+						      s[n] == '\0'));
 		s += n;
 	}
 	if (r->text[0] == '\0')
-		json_array_append_new(a, gemini_chunk(r, model, json_pack("[{s:s}]", "text", ""), 1));
+		json_array_append_new(a,
+				      gemini_chunk(r, model, json_pack("[{s:s}]", "text", ""), 1));
 	return a;
 }
 
@@ -689,7 +685,7 @@ char *mock_sse(enum mock_provider p, const struct mock_reply *r, const char *mod
 		if ((chunks = gemini_chunks(r, model)) == NULL)
 			b.oom = 1;
 		json_array_foreach(chunks, i, c)
-		sse(&b, NULL, json_incref(c));
+			sse(&b, NULL, json_incref(c));
 		json_decref(chunks);
 		break;
 	}
@@ -722,11 +718,11 @@ json_t *mock_json(enum mock_provider p, const struct mock_reply *r, const char *
 	case MOCK_CHAT:
 		snprintf(id, sizeof(id), "chatcmpl-mock-%lu", seq);
 		if (!r->is_tool)
-			return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}", "id",
-					 id, "object", "chat.completion", "created",
-					 (json_int_t)time(NULL), "model", model, "choices", "index",
-					 0, "message", "role", "assistant", "content", r->text,
-					 "finish_reason", "stop");
+			return json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:s}, s:s}]}",
+					 "id", id, "object", "chat.completion", "created",
+					 (json_int_t)time(NULL), "model", model, "choices",
+					 "index", 0, "message", "role", "assistant", "content",
+					 r->text, "finish_reason", "stop");
 		if ((args = args_text(r)) == NULL)
 			return NULL;
 		o = json_pack("{s:s, s:s, s:I, s:s, s:[{s:i, s:{s:s, s:n, s:[{s:s, s:s, s:{s:s, "
