@@ -332,6 +332,11 @@ int main(void)
 	expect("/v1/responses", good_responses, h_bearer, 200, "response.completed");
 	expect("/v1beta/models/gemini-x:streamGenerateContent?alt=sse", good_gemini, h_gemini, 200,
 	       "data: {");
+	expect("/v1/chat/completions",
+	       "{\"model\": \"m\", \"stream\": true, \"tools\": [{\"type\": \"function\","
+	       " \"function\": {\"name\": \"shell\"}}], \"messages\": [{\"role\": \"user\","
+	       " \"content\": \"go\"}]}",
+	       h_bearer, 200, "data: [DONE]");
 	SW_CHECK(kill(mock, 0) == 0);
 	sw_test_proc_stop(&mock, SIGTERM, "sagewai-llm-mock");
 	snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
