@@ -222,7 +222,7 @@ secrets)
 		common = {"SAGEWAI_KAFKA_BOOTSTRAP", "SAGEWAI_LOG_LEVEL", "SAGEWAI_KAFKA_CONSUMER_CONFIG",
 		          "SAGEWAI_HTTP_PORT", "SAGEWAI_PORT_FILE", "SAGEWAI_PG_DSN"}
 		allowed = {
-		    "audit": common | {"SAGEWAI_DATA_DIR"},
+		    "audit": common | {"SAGEWAI_DATA_DIR", "SAGEWAI_AUDIT_SIGNING_KEY_FILE"},
 		    "scheduler": common | {"SAGEWAI_RUNNABLE_MODES", "SAGEWAI_ADMIN_TOKEN_FILE"},
 		    "worker": common | {"SAGEWAI_LLM_BASE_URL", "SAGEWAI_LLM_MODEL", "SAGEWAI_INSTANCE_ID",
 		                        "SAGEWAI_LLM_API_KEY_FILE", "SAGEWAI_WORKER_OTHER_MODES"},
@@ -255,6 +255,9 @@ secrets)
 		            keys["master key " + line.split()[0]] = line.split()[1]
 		    assert all(len(v) == 64 for v in keys.values()), "a key is not 64 hex"
 		    secrets.update(keys)
+		# the audit service's signing key ("KEYID HEX"): its secret half
+		secrets["audit signing key"] = open(work + "/secrets/audit-signing.key").read().split()[1]
+		assert len(secrets["audit signing key"]) >= 64
 		def children(pid):
 		    out = []
 		    for t in glob.glob("/proc/%d/task/*/children" % pid):
