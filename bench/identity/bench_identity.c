@@ -8,8 +8,9 @@
  *             each bound to a built-in secret: identity.resolve_requested
  *             produced -> identity.resolved consumed, p50/p99, one at a time;
  *             baselines in the same run: a raw librdkafka produce -> consume
- *             round trip on the same broker, and a raw PostgreSQL
- *             primary-key SELECT (prepared) on the same server
+ *             round trip (one hop) on the same broker, a raw request/reply
+ *             (two hops: an echo thread with its own consumer and producer),
+ *             and a raw PostgreSQL primary-key SELECT (prepared)
  *   vault     the same cascade with the workflow key in Vault KV v2;
  *             baseline: a raw HTTP GET of the same KV path (keep-alive)
  *   service   the service's own work per resolution: its
@@ -23,6 +24,7 @@
 #include <jansson.h>
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -235,6 +237,77 @@ static int64_t real_us(void)
 	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* A raw request/reply: an echo thread (its own consumer and producer, as a
+ * service has) answers each message of bench.req on bench.rep; the main
+ * thread produces to one and consumes the other. Two hops, no work: the
+ * floor of any Kafka request/reply on this broker. */
+static rd_kafka_t *echo_c, *echo_p, *rr_p, *rr_c;
+static volatile int echo_stop;
+
+static void *echo_main(void *arg)
+{
+	(void)arg;
+	while (!echo_stop) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(echo_c, 50);
+
+		rd_kafka_poll(echo_p, 0);
+		if (m == NULL)
+			continue;
+		if (m->err == 0)
+			rd_kafka_producev(echo_p, RD_KAFKA_V_TOPIC("bench.rep"),
+					  RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_VALUE(m->payload, m->len),
+					  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		rd_kafka_message_destroy(m);
+	}
+	return NULL;
+}
+
+static void echo_setup(pthread_t *t)
+{
+	const char *topics[] = {"bench.req", "bench.rep"};
+
+	echo_p = producer();
+	rr_p = producer();
+	for (int k = 0; k < 2; k++) { /* the topics exist before the tails look */
+		rd_kafka_producev(rr_p, RD_KAFKA_V_TOPIC(topics[k]), RD_KAFKA_V_PARTITION(0),
+				  RD_KAFKA_V_VALUE("w", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				  RD_KAFKA_V_END);
+		rd_kafka_flush(rr_p, 5000);
+	}
+	echo_c = tail("bench.req", 1);
+	rr_c = tail("bench.rep", 1);
+	pthread_create(t, NULL, echo_main, NULL);
+}
+
+static int64_t echo_once(uint64_t id)
+{
+	int64_t t0 = now_ns();
+
+	rd_kafka_producev(rr_p, RD_KAFKA_V_TOPIC("bench.req"), RD_KAFKA_V_PARTITION(0),
+			  RD_KAFKA_V_VALUE(&id, sizeof(id)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+			  RD_KAFKA_V_END);
+	for (;;) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(rr_c, 100);
+		int hit = 0;
+
+		rd_kafka_poll(rr_p, 0);
+		if (m == NULL) {
+			if (now_ns() - t0 > 10000000000LL)
+				die("echo", "no reply within 10 s");
+			continue;
+		}
+		if (m->err == 0 && m->len == sizeof(id)) {
+			uint64_t got;
+
+			memcpy(&got, m->payload, sizeof(got));
+			hit = got == id;
+		}
+		rd_kafka_message_destroy(m);
+		if (hit)
+			return now_ns() - t0;
+	}
+}
+
 /* One resolution of workflow profile wfprof for user "benchuser";
  * returns the round trip in ns. */
 static int64_t resolve_once(const char *wfprof)
@@ -400,7 +473,8 @@ static int metric(CURL *c, double *sum, double *count)
 int main(int argc, char **argv)
 {
 	size_t n = 2000, warm = 300, i;
-	int64_t *a, *b, *d;
+	int64_t *a, *b, *d, *e;
+	pthread_t echo_t;
 	double s0 = 0, c0 = 0, s1 = 0, c1 = 0;
 	char err[256];
 	CURL *c;
@@ -436,13 +510,16 @@ int main(int argc, char **argv)
 	kp = producer();
 	kc = tail("sagewai.identity", 4);
 	raw_setup();
+	echo_setup(&echo_t);
 	pg_setup();
 	a = calloc(n, sizeof(*a));
 	b = calloc(n, sizeof(*b));
 	d = calloc(n, sizeof(*d));
+	e = calloc(n, sizeof(*e));
 	for (i = 0; i < warm; i++) { /* JIT of the broker, caches, connections */
 		resolve_once("bench");
 		raw_once(i);
+		echo_once(i);
 		pg_once((int)i);
 	}
 	metric(c, &s0, &c0);
@@ -452,6 +529,7 @@ int main(int argc, char **argv)
 	for (i = 0; i < n; i++) { /* interleaved: the same conditions for each */
 		a[i] = resolve_once("bench");
 		b[i] = raw_once(warm + i);
+		e[i] = echo_once(warm + i);
 		d[i] = pg_once((int)i);
 	}
 	if (metric(c, &s1, &c1) != 0 || c1 <= c0)
@@ -464,7 +542,11 @@ int main(int argc, char **argv)
 		double rp50 = pct(a, n, 0.5), rp99 = pct(a, n, 0.99);
 		double kp50 = pct(b, n, 0.5), kp99 = pct(b, n, 0.99);
 
+		double ep50 = pct(e, n, 0.5), ep99 = pct(e, n, 0.99);
+
 		emit("builtin_resolve_p50_ms", rp50, "ms", "raw_kafka_roundtrip_p50", kp50);
+		emit("builtin_resolve_p50_ms", rp50, "ms", "raw_kafka_request_reply_p50", ep50);
+		emit("builtin_resolve_p99_ms", rp99, "ms", "raw_kafka_request_reply_p99", ep99);
 		if (nhops > 0) {
 			emit("builtin_request_to_answer_made_p50_ms", pct(hop_there, nhops, 0.5),
 			     "ms", "raw_kafka_roundtrip_p50", kp50);
@@ -497,9 +579,12 @@ int main(int argc, char **argv)
 		     pct(b, n, 0.99));
 		sw_buf_free(&out);
 	}
+	echo_stop = 1;
+	pthread_join(echo_t, NULL);
 	free(a);
 	free(b);
 	free(d);
+	free(e);
 	curl_easy_cleanup(c);
 	rd_kafka_destroy(kp);
 	rd_kafka_destroy(raw_p);

@@ -269,13 +269,15 @@ static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void
 		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
 	st[1].nparams = 4;
 	st[1].params = params;
+	/* the answer first: the record's round trip to PostgreSQL then
+	 * overlaps the answer's way to the requester instead of delaying it */
 	it->pending++; /* the record: the offset waits for it too */
+	send_resolved(env, it);
 	if (text == NULL || sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
 		snprintf(err, sizeof(err), "cannot queue");
 		stored_cb(NULL, err, it);
 	}
 	free(text);
-	send_resolved(env, it);
 }
 
 /* The answer carries the request id whatever the outcome. */
