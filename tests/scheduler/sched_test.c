@@ -1520,6 +1520,23 @@ static const char *const agent_yaml = "name: agent\n"
 				      "    cli_agent: claude-code\n"
 				      "    prompt: \"write ${{ input.what }}\"\n";
 
+static int starts(const char *s, const char *prefix)
+{
+	return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* anti-pattern 2 twice: registered, with a warning for each step */
+static const char *const fixed_agent_yaml = "name: fixed\n"
+					    "steps:\n"
+					    "  - name: empty\n"
+					    "    mode: cli_agent\n"
+					    "    cli_agent: codex\n"
+					    "    prompt: \"\"\n"
+					    "  - name: copy\n"
+					    "    mode: cli_agent\n"
+					    "    cli_agent: custom\n"
+					    "    run: \"cp -r /workspace /tmp/x\"\n";
+
 /* Create tenant name; its key (malloc'd), its id into id (may be NULL). */
 static char *tenant_create_id(const char *name, const char *admin, char id[SW_UUID_STRLEN])
 {
@@ -1620,11 +1637,42 @@ static void scenario_preview_gate(void)
 		    NULL, &j);
 	SW_REQUIRE(st == 422 &&
 		       !strcmp(err_msg(j), "step 'scaffold' runs in mode cli_agent, which "
-					   "needs sandboxd with CLI-agent support; this "
-					   "deployment runs only: in_process"),
+					   "needs the identity service (SAGEWAI_IDENTITY=1) and a "
+					   "sandbox host that runs cli_agent; this deployment runs "
+					   "only: in_process"),
 		   "cli_agent: %ld %s", st, err_msg(j));
 	json_decref(j);
+	/* a real task registers without warnings; anti-pattern 2 registers
+	 * with them, each naming the place and identity_scoped */
+	st = http_s("POST", "/v1/workflows?filename=agent.yaml", agent_yaml, NULL, &j);
+	SW_REQUIRE(st == 201 && json_array_size(json_object_get(j, "warnings")) == 0,
+		   "agent warnings: %ld %s", st, last_body);
+	json_decref(j);
+	st = http_s("POST", "/v1/workflows?filename=fixed.yaml", fixed_agent_yaml, NULL, &j);
+	SW_REQUIRE(st == 201 && json_array_size(json_object_get(j, "warnings")) == 2 &&
+		       starts(json_string_value(json_array_get(json_object_get(j, "warnings"), 0)),
+			      "fixed.yaml:6:13: step \"empty\": the prompt is empty") &&
+		       starts(json_string_value(json_array_get(json_object_get(j, "warnings"), 1)),
+			      "fixed.yaml:9:16: step \"copy\": cli_agent: custom runs a fixed") &&
+		       strstr(last_body, "identity_scoped") != NULL,
+		   "anti-pattern 2 warnings: %ld %s", st, last_body);
+	json_decref(j);
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.workflows WHERE name = 'fixed'") == 1,
+		   "the warned workflow is registered");
 	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 0, "runs stored");
+	sched_stop(SIGTERM);
+
+	/* cli_agent listed, but no identity service: still not runnable */
+	sched_extra[0] = "SAGEWAI_RUNNABLE_MODES=in_process,cli_agent";
+	sched_extra[1] = NULL;
+	sched_start();
+	wait_ready();
+	st = http_s("POST", "/v1/runs", "{\"workflow\": \"agent\", \"input\": {\"what\": \"x\"}}",
+		    NULL, &j);
+	SW_REQUIRE(st == 422 && strstr(err_msg(j), "a sandbox host that runs cli_agent; this "
+						   "deployment runs only: in_process") != NULL,
+		   "cli_agent without identity: %ld %s", st, err_msg(j));
+	json_decref(j);
 	sched_stop(SIGTERM);
 	free(key);
 }
