@@ -150,7 +150,7 @@ static void raw_argv(char **v, const char *const *cmd)
 			v[n++] = "--ro-bind";
 			v[n++] = b->path;
 		}
-		v[n++] = b->path;
+		v[n++] = b->at;
 	}
 	v[n++] = "--proc";
 	v[n++] = "/proc";

@@ -307,24 +307,33 @@ static void bw_free(void *state)
 	free(b);
 }
 
-/* The variant's binds: a host symlink is recreated as the same symlink
- * (merged-/usr hosts have /bin -> usr/bin), anything else ro-bound. */
+/* The variant's binds: at their own place, a host symlink is recreated as
+ * the same symlink (merged-/usr hosts have /bin -> usr/bin), anything else
+ * ro-bound; elsewhere ("at"), the host path is followed (a variant store's
+ * "current" link to a content-addressed root) and its target ro-bound. */
 static int add_binds(struct argv_buf *a, const struct sw_sandbox_variant *v,
 		     char links[][PATH_MAX], size_t *n_links, char *errstr, size_t errlen)
 {
 	for (size_t i = 0; i < v->n_ro_binds; i++) {
 		const struct sw_sandbox_bind *b = &v->ro_binds[i];
+		int same = strcmp(b->at, b->path) == 0;
 		struct stat st;
 		ssize_t n;
 
-		if (lstat(b->path, &st) != 0) {
+		if ((same ? lstat(b->path, &st) : stat(b->path, &st)) != 0) {
 			if (b->optional && errno == ENOENT)
 				continue;
-			snprintf(errstr, errlen, "variant %s: %s: %s", v->name, b->path,
-				 strerror(errno));
+			if (same)
+				snprintf(errstr, errlen, "variant %s: %s: %s", v->name, b->path,
+					 strerror(errno));
+			else
+				snprintf(errstr, errlen,
+					 "variant %s: %s (bound at %s): %s (is the variant "
+					 "built?)",
+					 v->name, b->path, b->at, strerror(errno));
 			return -1;
 		}
-		if (S_ISLNK(st.st_mode)) {
+		if (same && S_ISLNK(st.st_mode)) {
 			if (*n_links >= SW_SANDBOX_MAX_LINKS) {
 				snprintf(errstr, errlen, "variant %s: too many symlinks", v->name);
 				return -1;
@@ -342,7 +351,7 @@ static int add_binds(struct argv_buf *a, const struct sw_sandbox_variant *v,
 		} else {
 			arg(a, b->optional ? "--ro-bind-try" : "--ro-bind");
 			arg(a, b->path);
-			arg(a, b->path);
+			arg(a, b->at);
 		}
 	}
 	return 0;

@@ -88,7 +88,10 @@ const char *sw_sandbox_net_name(enum sw_sandbox_net net);
 /* ---- image variants ------------------------------------------------------ */
 
 struct sw_sandbox_bind {
-	char *path;    /* absolute host path; a host symlink is recreated as a symlink */
+	char *path;    /* absolute host path */
+	char *at;      /* where the sandbox sees it: == path (a host symlink is then
+			* recreated as a symlink), or another place ("at"; the host
+			* path is then followed if it is a symlink, and bound) */
 	bool optional; /* skipped when the host has no such path */
 };
 
@@ -97,8 +100,10 @@ struct sw_sandbox_variant {
 	char *description;
 	char **offers; /* what it provides ("shell", "python3", ...) */
 	size_t n_offers;
-	struct sw_sandbox_bind *ro_binds; /* mounted read-only at the same path */
+	struct sw_sandbox_bind *ro_binds; /* mounted read-only */
 	size_t n_ro_binds;
+	char **env_path; /* directories put before PATH ("env_path"), each inside a bind */
+	size_t n_env_path;
 	struct sw_sandbox_limits limits; /* defaults; every field > 0 but cpu_millis
 					  * (optional; 0: no CPU bandwidth limit) */
 };
@@ -121,6 +126,15 @@ struct sw_sandbox_variant *sw_sandbox_variant_parse(const char *json, size_t len
 void sw_sandbox_variant_free(struct sw_sandbox_variant *v);
 /* 1 if the variant offers `what`. */
 int sw_sandbox_variant_offers(const struct sw_sandbox_variant *v, const char *what);
+/*
+ * The PATH a sandbox of this variant should get: the variant's env_path
+ * directories, in order, then base (e.g. "/usr/bin:/bin"; NULL or "" for
+ * none), ':'-separated, into out. 0, or -1 when it does not fit in outlen.
+ * The library never sets an environment by itself: whoever builds the
+ * spec's env (sandboxd, a test) calls this.
+ */
+int sw_sandbox_variant_path(const struct sw_sandbox_variant *v, const char *base, char *out,
+			    size_t outlen);
 
 /* ---- one sandbox's description ------------------------------------------ */
 

@@ -19,6 +19,7 @@
 #define VARIANT_FILE_MAX (1 << 20)
 #define MAX_BINDS 256
 #define MAX_OFFERS 64
+#define MAX_ENV_PATH 8
 
 /* Never bound, nor anything under them. */
 static const char *const forbidden_trees[] = {
@@ -94,9 +95,14 @@ void sw_sandbox_variant_free(struct sw_sandbox_variant *v)
 	for (size_t i = 0; i < v->n_offers; i++)
 		free(v->offers[i]);
 	free(v->offers);
-	for (size_t i = 0; i < v->n_ro_binds; i++)
+	for (size_t i = 0; i < v->n_ro_binds; i++) {
 		free(v->ro_binds[i].path);
+		free(v->ro_binds[i].at);
+	}
 	free(v->ro_binds);
+	for (size_t i = 0; i < v->n_env_path; i++)
+		free(v->env_path[i]);
+	free(v->env_path);
 	free(v);
 }
 
@@ -105,6 +111,37 @@ int sw_sandbox_variant_offers(const struct sw_sandbox_variant *v, const char *wh
 	for (size_t i = 0; i < v->n_offers; i++)
 		if (strcmp(v->offers[i], what) == 0)
 			return 1;
+	return 0;
+}
+
+/* 1 if p is dir or lies under it. */
+static int path_under(const char *p, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	return strncmp(p, dir, n) == 0 && (p[n] == '\0' || p[n] == '/');
+}
+
+int sw_sandbox_variant_path(const struct sw_sandbox_variant *v, const char *base, char *out,
+			    size_t outlen)
+{
+	size_t o = 0;
+	int w;
+
+	if (outlen == 0)
+		return -1;
+	out[0] = '\0';
+	for (size_t i = 0; i < v->n_env_path; i++) {
+		w = snprintf(out + o, outlen - o, "%s%s", o ? ":" : "", v->env_path[i]);
+		if (w < 0 || (size_t)w >= outlen - o)
+			return -1;
+		o += (size_t)w;
+	}
+	if (base != NULL && base[0] != '\0') {
+		w = snprintf(out + o, outlen - o, "%s%s", o ? ":" : "", base);
+		if (w < 0 || (size_t)w >= outlen - o)
+			return -1;
+	}
 	return 0;
 }
 
@@ -153,6 +190,14 @@ static int parse_limits(json_t *j, struct sw_sandbox_limits *l, char *errstr, si
 	return 0;
 }
 
+/*
+ * ro_binds: {"path": HOST, "at"?: WHERE, "optional"?: b}. Both paths obey
+ * the same rules (a host path that must never enter, or a sandbox place
+ * that is the sandbox's own: /proc, /dev, /tmp, /workspace, /.sagewai,
+ * /etc/passwd...). Destinations are unique; an "at" destination may not
+ * lie inside another bind's destination, nor hold one (a read-only bind
+ * has no room for a mount point made later, and the order would matter).
+ */
 static int parse_binds(json_t *arr, struct sw_sandbox_variant *v, char *errstr, size_t errlen)
 {
 	size_t n = json_array_size(arr);
@@ -166,16 +211,16 @@ static int parse_binds(json_t *arr, struct sw_sandbox_variant *v, char *errstr, 
 		return -1;
 	}
 	for (size_t i = 0; i < n; i++) {
-		const char *path, *bad;
+		const char *path, *at = NULL, *dest, *bad;
 		int optional = 0;
 		json_error_t jerr;
 
-		if (json_unpack_ex(json_array_get(arr, i), &jerr, JSON_STRICT, "{s:s, s?b}",
-				   "path", &path, "optional", &optional) != 0) {
+		if (json_unpack_ex(json_array_get(arr, i), &jerr, JSON_STRICT, "{s:s, s?s, s?b}",
+				   "path", &path, "at", &at, "optional", &optional) != 0) {
 			snprintf(errstr, errlen, "ro_binds[%zu]: %s", i, jerr.text);
 			return -1;
 		}
-		if (!path_clean(path)) {
+		if (!path_clean(path) || (at != NULL && !path_clean(at))) {
 			snprintf(errstr, errlen, "ro_binds[%zu]: not a clean absolute path", i);
 			return -1;
 		}
@@ -184,14 +229,33 @@ static int parse_binds(json_t *arr, struct sw_sandbox_variant *v, char *errstr, 
 				 i, path, bad);
 			return -1;
 		}
+		if (at != NULL && (bad = path_forbidden(at)) != NULL) {
+			snprintf(errstr, errlen,
+				 "ro_binds[%zu]: nothing may be bound at %s in a sandbox (%s)", i,
+				 at, bad);
+			return -1;
+		}
+		dest = at ? at : path;
 		for (size_t k = 0; k < v->n_ro_binds; k++) {
-			if (strcmp(v->ro_binds[k].path, path) == 0) {
-				snprintf(errstr, errlen, "ro_binds[%zu]: %s listed twice", i,
-					 path);
+			const struct sw_sandbox_bind *o = &v->ro_binds[k];
+
+			if (strcmp(o->at, dest) == 0) {
+				snprintf(errstr, errlen, "ro_binds[%zu]: %s listed twice", i, dest);
+				return -1;
+			}
+			if ((at != NULL || strcmp(o->at, o->path) != 0) &&
+			    (path_under(dest, o->at) || path_under(o->at, dest))) {
+				snprintf(errstr, errlen,
+					 "ro_binds[%zu]: %s and ro_binds[%zu]'s %s nest (a bind"
+					 " elsewhere must not lie inside another)",
+					 i, dest, k, o->at);
 				return -1;
 			}
 		}
-		if ((v->ro_binds[i].path = strdup(path)) == NULL) {
+		if ((v->ro_binds[i].path = strdup(path)) == NULL ||
+		    (v->ro_binds[i].at = strdup(dest)) == NULL) {
+			free(v->ro_binds[i].path);
+			v->ro_binds[i].path = NULL;
 			snprintf(errstr, errlen, "out of memory");
 			return -1;
 		}
@@ -201,11 +265,53 @@ static int parse_binds(json_t *arr, struct sw_sandbox_variant *v, char *errstr, 
 	return 0;
 }
 
+/* env_path: absolute directories, each inside a bind's destination. */
+static int parse_env_path(json_t *arr, struct sw_sandbox_variant *v, char *errstr,
+			  size_t errlen)
+{
+	size_t n = json_array_size(arr);
+
+	if (!json_is_array(arr) || n == 0 || n > MAX_ENV_PATH) {
+		snprintf(errstr, errlen, "env_path: an array of 1 to %d directories",
+			 MAX_ENV_PATH);
+		return -1;
+	}
+	if ((v->env_path = calloc(n, sizeof(char *))) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	for (size_t i = 0; i < n; i++) {
+		const char *d = json_string_value(json_array_get(arr, i));
+		size_t k;
+
+		if (d == NULL || !path_clean(d) || strchr(d, ':') != NULL ||
+		    strlen(d) > 512) {
+			snprintf(errstr, errlen,
+				 "env_path[%zu]: not a clean absolute path without ':'", i);
+			return -1;
+		}
+		for (k = 0; k < v->n_ro_binds; k++)
+			if (path_under(d, v->ro_binds[k].at))
+				break;
+		if (k == v->n_ro_binds) {
+			snprintf(errstr, errlen, "env_path[%zu]: %s is inside no ro_binds entry",
+				 i, d);
+			return -1;
+		}
+		if ((v->env_path[i] = strdup(d)) == NULL) {
+			snprintf(errstr, errlen, "out of memory");
+			return -1;
+		}
+		v->n_env_path++;
+	}
+	return 0;
+}
+
 struct sw_sandbox_variant *sw_sandbox_variant_parse(const char *json, size_t len, char *errstr,
 						    size_t errlen)
 {
 	struct sw_sandbox_variant *v = calloc(1, sizeof(*v));
-	json_t *root = NULL, *offers, *binds, *limits;
+	json_t *root = NULL, *offers, *binds, *limits, *env_path = NULL;
 	const char *name, *desc;
 	json_error_t jerr;
 	size_t n;
@@ -218,9 +324,9 @@ struct sw_sandbox_variant *sw_sandbox_variant_parse(const char *json, size_t len
 		snprintf(errstr, errlen, "line %d: %s", jerr.line, jerr.text);
 		goto fail;
 	}
-	if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:s, s:s, s:o, s:o, s:o}", "name", &name,
-			   "description", &desc, "offers", &offers, "ro_binds", &binds, "limits",
-			   &limits) != 0) {
+	if (json_unpack_ex(root, &jerr, JSON_STRICT, "{s:s, s:s, s:o, s:o, s?o, s:o}", "name",
+			   &name, "description", &desc, "offers", &offers, "ro_binds", &binds,
+			   "env_path", &env_path, "limits", &limits) != 0) {
 		snprintf(errstr, errlen, "%s", jerr.text);
 		goto fail;
 	}
@@ -261,6 +367,8 @@ struct sw_sandbox_variant *sw_sandbox_variant_parse(const char *json, size_t len
 		goto fail;
 	}
 	if (parse_binds(binds, v, errstr, errlen) != 0)
+		goto fail;
+	if (env_path != NULL && parse_env_path(env_path, v, errstr, errlen) != 0)
 		goto fail;
 	if (parse_limits(limits, &v->limits, errstr, errlen) != 0)
 		goto fail;

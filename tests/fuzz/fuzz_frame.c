@@ -122,6 +122,14 @@ static void write_seeds(const char *dir)
 	    "\"limits\":{\"nproc\":1,\"memory_bytes\":1,\"cpu_seconds\":1,"
 	    "\"file_size_bytes\":1,\"nofile\":1,\"wall_ms\":1}}");
 	write_seed(dir, i++, 4, b, n);
+	n = (size_t)snprintf(
+	    (char *)b, sizeof(b),
+	    "{\"name\":\"v\",\"description\":\"d\",\"offers\":[\"shell\"],"
+	    "\"ro_binds\":[{\"path\":\"/usr\"},{\"path\":\"/var/lib/v/x\",\"at\":\"/opt/x\"}],"
+	    "\"env_path\":[\"/opt/x/bin\",\"/usr/bin\"],"
+	    "\"limits\":{\"nproc\":1,\"memory_bytes\":1,\"cpu_seconds\":1,"
+	    "\"file_size_bytes\":1,\"nofile\":1,\"wall_ms\":1}}");
+	write_seed(dir, i++, 4, b, n);
 }
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
@@ -169,6 +177,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 		if (v != NULL && (v->n_ro_binds == 0 || v->ro_binds[0].path[0] != '/'))
 			abort();
+		for (size_t i = 0; v != NULL && i < v->n_ro_binds; i++)
+			if (v->ro_binds[i].at == NULL || v->ro_binds[i].at[0] != '/')
+				abort();
+		for (size_t i = 0; v != NULL && i < v->n_env_path; i++)
+			if (v->env_path[i][0] != '/' || strchr(v->env_path[i], ':') != NULL)
+				abort();
 		sw_sandbox_variant_free(v);
 		return 0;
 	}

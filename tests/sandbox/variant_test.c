@@ -149,6 +149,131 @@ static void test_refusals(void)
 	SW_CHECK(sw_sandbox_variant_parse("{", 1, err, sizeof(err)) == NULL);
 }
 
+/* A document with these binds (and env_path, when not NULL). */
+static struct sw_sandbox_variant *parse_with(const char *binds, const char *env_path, char *err,
+					     size_t errlen)
+{
+	char doc[4096];
+
+	snprintf(doc, sizeof(doc),
+		 "{\"name\": \"t\", \"description\": \"d\", \"offers\": [\"shell\"],"
+		 " \"ro_binds\": %s,%s%s%s " GOOD_LIMITS "}",
+		 binds, env_path ? " \"env_path\": " : "", env_path ? env_path : "",
+		 env_path ? "," : "");
+	return sw_sandbox_variant_parse(doc, strlen(doc), err, errlen);
+}
+
+/*
+ * "at" binds a host path elsewhere (a variant root at /opt/...), env_path
+ * names directories to put before PATH. Both are checked like paths: the
+ * host side by the host rules, the sandbox side may not cover the
+ * sandbox's own places, destinations are unique and do not nest, env_path
+ * lies inside a bind.
+ */
+static void test_at_and_env_path(void)
+{
+	static const char *const refused[][3] = {
+	    /* binds, env_path, error */
+	    {"[{\"path\": \"/usr\", \"at\": \"/proc\"}]", NULL, "nothing may be bound at /proc"},
+	    {"[{\"path\": \"/usr\", \"at\": \"/.sagewai/toolrunner\"}]", NULL, "(/.sagewai)"},
+	    {"[{\"path\": \"/usr\", \"at\": \"/workspace\"}]", NULL, "(/workspace)"},
+	    {"[{\"path\": \"/usr\", \"at\": \"/tmp/x\"}]", NULL, "(/tmp)"},
+	    {"[{\"path\": \"/usr\", \"at\": \"/etc/passwd\"}]", NULL, "bound at /etc/passwd"},
+	    {"[{\"path\": \"/usr\", \"at\": \"/\"}]", NULL, "clean absolute path"},
+	    {"[{\"path\": \"/usr\", \"at\": \"/opt/../etc\"}]", NULL, "clean absolute path"},
+	    {"[{\"path\": \"/usr\", \"at\": \"opt\"}]", NULL, "clean absolute path"},
+	    {"[{\"path\": \"/usr\", \"at\": 5}]", NULL, "ro_binds[0]"},
+	    {"[{\"path\": \"/root/x\", \"at\": \"/opt/x\"}]", NULL, "may not enter"},
+	    {"[{\"path\": \"/home/u/.cache/v\", \"at\": \"/opt/v\"}]", NULL, "may not enter"},
+	    {"[{\"path\": \"/usr\"}, {\"path\": \"/var/lib/v\", \"at\": \"/usr\"}]", NULL,
+	     "listed twice"},
+	    {"[{\"path\": \"/usr\"}, {\"path\": \"/var/lib/v\", \"at\": \"/usr/local/v\"}]",
+	     NULL, "nest"},
+	    {"[{\"path\": \"/var/lib/v\", \"at\": \"/opt/v\"}, {\"path\": \"/opt\"}]", NULL,
+	     "nest"},
+	    {"[{\"path\": \"/var/lib/a\", \"at\": \"/opt/a\"},"
+	     " {\"path\": \"/var/lib/b\", \"at\": \"/opt/a/b\"}]",
+	     NULL, "nest"},
+	    {"[{\"path\": \"/usr\"}]", "[\"/opt/x/bin\"]", "inside no ro_binds entry"},
+	    {"[{\"path\": \"/var/lib/v\", \"at\": \"/opt/v\"}]", "[\"/opt/vv/bin\"]",
+	     "inside no ro_binds"},
+	    {"[{\"path\": \"/usr\"}]", "[\"/usr/bin:/evil\"]", "without ':'"},
+	    {"[{\"path\": \"/usr\"}]", "[\"usr/bin\"]", "env_path[0]"},
+	    {"[{\"path\": \"/usr\"}]", "[]", "1 to 8"},
+	    {"[{\"path\": \"/usr\"}]", "\"/usr/bin\"", "1 to 8"},
+	    {"[{\"path\": \"/usr\"}]", "[\"/usr/bin\", 3]", "env_path[1]"},
+	    {"[{\"path\": \"/usr\"}]",
+	     "[\"/usr/a\", \"/usr/b\", \"/usr/c\", \"/usr/d\", \"/usr/e\", \"/usr/f\","
+	     " \"/usr/g\", \"/usr/h\", \"/usr/i\"]",
+	     "1 to 8"},
+	};
+	struct sw_sandbox_variant *v;
+	char err[512], path[256];
+
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++) {
+		v = parse_with(refused[i][0], refused[i][1], err, sizeof(err));
+		SW_CHECKF(v == NULL, "accepted %s / %s", refused[i][0],
+			  refused[i][1] ? refused[i][1] : "-");
+		SW_CHECKF(strstr(err, refused[i][2]) != NULL, "error '%s' lacks '%s'", err,
+			  refused[i][2]);
+	}
+
+	/* A variant root at /opt, with its bin first in PATH. */
+	v = parse_with("[{\"path\": \"/usr\"}, {\"path\": \"/var/lib/sagewai/variants/x\","
+		       " \"at\": \"/opt/sagewai/x\"}, {\"path\": \"/opt/y\", \"optional\": true}]",
+		       "[\"/opt/sagewai/x/bin\", \"/usr/local/bin\"]", err, sizeof(err));
+	SW_CHECKF(v != NULL, "%s", err);
+	SW_CHECK(v->n_ro_binds == 3 && strcmp(v->ro_binds[0].at, "/usr") == 0);
+	SW_CHECK(strcmp(v->ro_binds[1].path, "/var/lib/sagewai/variants/x") == 0);
+	SW_CHECK(strcmp(v->ro_binds[1].at, "/opt/sagewai/x") == 0 && !v->ro_binds[1].optional);
+	SW_CHECK(strcmp(v->ro_binds[2].at, "/opt/y") == 0 && v->ro_binds[2].optional);
+	SW_CHECK(v->n_env_path == 2);
+	SW_CHECK(sw_sandbox_variant_path(v, "/usr/bin:/bin", path, sizeof(path)) == 0);
+	SW_CHECKF(strcmp(path, "/opt/sagewai/x/bin:/usr/local/bin:/usr/bin:/bin") == 0, "%s",
+		  path);
+	SW_CHECK(sw_sandbox_variant_path(v, NULL, path, sizeof(path)) == 0);
+	SW_CHECK(strcmp(path, "/opt/sagewai/x/bin:/usr/local/bin") == 0);
+	SW_CHECK(sw_sandbox_variant_path(v, "/bin", path, 20) == -1); /* does not fit */
+	SW_CHECK(sw_sandbox_variant_path(v, "/bin", path, 0) == -1);
+	sw_sandbox_variant_free(v);
+
+	/* No env_path: PATH is the base. */
+	v = parse_with("[{\"path\": \"/usr\"}]", NULL, err, sizeof(err));
+	SW_CHECKF(v != NULL && v->n_env_path == 0, "%s", err);
+	SW_CHECK(sw_sandbox_variant_path(v, "/usr/bin", path, sizeof(path)) == 0);
+	SW_CHECK(strcmp(path, "/usr/bin") == 0);
+	sw_sandbox_variant_free(v);
+}
+
+/* The CLI variants of the catalogue load: their roots at /opt/sagewai,
+ * their bin directories on PATH, the host's /usr beside. */
+static void test_cli_variants(void)
+{
+	static const char *const names[] = {"claude-code", "codex", "gemini", "multi"};
+	char err[512], path[1024];
+
+	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+		struct sw_sandbox_variant *v =
+		    sw_sandbox_variant_load(variants_dir, names[i], err, sizeof(err));
+		int roots = 0;
+
+		SW_CHECKF(v != NULL, "%s: %s", names[i], err);
+		SW_CHECK(sw_sandbox_variant_offers(v, "shell") && sw_sandbox_variant_offers(v, "git"));
+		SW_CHECK(sw_sandbox_variant_offers(v, "node"));
+		for (size_t k = 0; k < v->n_ro_binds; k++)
+			if (strncmp(v->ro_binds[k].at, "/opt/sagewai/", 13) == 0) {
+				roots++;
+				SW_CHECK(strncmp(v->ro_binds[k].path, "/var/lib/sagewai/variants/",
+						 26) == 0);
+			}
+		SW_CHECKF(roots == (i == 3 ? 3 : 1), "%s: %d roots", names[i], roots);
+		SW_CHECK(v->n_env_path == (size_t)roots);
+		SW_CHECK(sw_sandbox_variant_path(v, "/usr/bin:/bin", path, sizeof(path)) == 0);
+		SW_CHECKF(strncmp(path, "/opt/sagewai/", 13) == 0, "%s", path);
+		sw_sandbox_variant_free(v);
+	}
+}
+
 /* A file whose name disagrees with its content is refused. */
 static void test_name_mismatch(void)
 {
@@ -172,6 +297,8 @@ int main(void)
 	test_base();
 	test_unknown();
 	test_refusals();
+	test_at_and_env_path();
+	test_cli_variants();
 	test_name_mismatch();
 	printf("variant_test: ok\n");
 	return 0;

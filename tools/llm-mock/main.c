@@ -1,10 +1,37 @@
 /*
- * sagewai-llm-mock: an offline, deterministic OpenAI-compatible chat
- * completions server for demos and tests.
+ * sagewai-llm-mock: an offline, deterministic model endpoint for demos and
+ * tests: OpenAI-compatible chat completions, and, with --script, the wire
+ * APIs the real agent CLIs speak (Anthropic Messages, OpenAI Responses and
+ * Chat Completions, Gemini generateContent), playing a script of tool calls.
  *
  *   sagewai-llm-mock [--port P] [--port-file F] [--require-key KEY | --require-key-file F]
- *                    [--fail-first N] [--delay-ms N]
- *                    [--fence]
+ *                    [--fail-first N] [--delay-ms N] [--fence]
+ *                    [--script FILE [--workdir DIR]] [--log FILE]
+ *
+ * Scripted endpoints (mock.h has the script and how each turn becomes each
+ * provider's tool call; docs/AGENTS.md the whole contract):
+ *   POST /v1/messages                 Anthropic Messages (Claude Code), SSE when
+ *                                     "stream": true; /v1/messages/count_tokens
+ *   POST /v1/responses                OpenAI Responses (Codex CLI), SSE when streamed
+ *   POST /v1/chat/completions         with --script: Chat Completions with tool_calls
+ *                                     (streamed when asked); without, the replies below
+ *   POST /v1beta/models/M:generateContent, M:streamGenerateContent[?alt=sse]
+ *                                     Gemini (Gemini CLI)
+ *   HEAD/GET /                        200 (Claude Code's connectivity probe)
+ *   GET /v1/mock/requests             {"requests": [...]}: every request to the
+ *                                     endpoints above, in order: seq, provider, method,
+ *                                     path, status, authorized, headers (key headers
+ *                                     redacted), model, stream, turn, tools (offered),
+ *                                     tool_results (the tool outputs it carried), reply,
+ *                                     error, body (the parsed body; ?bodies=0 leaves
+ *                                     them out; bodies beyond 256 MiB in all are dropped)
+ *   --log FILE                        the same entries, one JSON line each, appended
+ *   --workdir DIR                     relative script paths are joined to DIR
+ *                                     (/workspace)
+ * The key (--require-key*) is taken where each provider sends it:
+ * x-api-key or Authorization: Bearer (Anthropic), Authorization: Bearer
+ * (OpenAI), x-goog-api-key or ?key= (Gemini); errors come in each
+ * provider's own error shape, 4xx for anything a client got wrong.
  *
  * POST /v1/chat/completions answers a chat.completion whose content is
  *   - when the last user message or the system prompt contains "JSON": a
@@ -40,9 +67,14 @@
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/http.h>
+#include <sys/queue.h>
 #include <event2/keyvalq_struct.h>
 
+#include "mock.h"
 #include "sw_http.h"
+
+#define BODY_MAX (16u << 20)
+#define LOG_BODIES_MAX (256u << 20) /* bodies kept for /v1/mock/requests, in all */
 
 #define SUMMARY_WORDS 30
 #define TITLE_WORDS 8
@@ -56,6 +88,12 @@ struct mock {
 	int fence; /* wrap JSON replies in a ```json fence, as chat models do */
 	unsigned long requests, completions, unauthorized, failed;
 	unsigned long delayed, max_delayed; /* replies held back now, and at most */
+	struct mock_script *script;	    /* --script: the scripted endpoints play it */
+	const char *workdir;		    /* relative script paths are joined to it */
+	unsigned long seq;		    /* scripted requests answered (ids) */
+	json_t *log;			    /* entries of /v1/mock/requests */
+	size_t log_bytes;		    /* body bytes kept in log */
+	FILE *logf;			    /* --log */
 };
 
 /* A reply held back by --delay-ms. */
@@ -311,6 +349,380 @@ static void pending_closed(struct evhttp_connection *evcon, void *arg)
 	pending_free(arg);
 }
 
+/* ---- the scripted endpoints -------------------------------------------- */
+
+/* An error in provider p's own shape. */
+static void provider_error(struct evhttp_request *req, enum mock_provider p, int status,
+			   const char *msg)
+{
+	const char *atype, *gstatus;
+	json_t *o;
+
+	switch (status) {
+	case 401:
+		atype = "authentication_error";
+		gstatus = "UNAUTHENTICATED";
+		break;
+	case 404:
+		atype = "not_found_error";
+		gstatus = "NOT_FOUND";
+		break;
+	case 405:
+		atype = "invalid_request_error";
+		gstatus = "INVALID_ARGUMENT";
+		break;
+	case 500:
+		atype = "api_error";
+		gstatus = "INTERNAL";
+		break;
+	default:
+		atype = "invalid_request_error";
+		gstatus = "INVALID_ARGUMENT";
+		break;
+	}
+	if (p == MOCK_ANTHROPIC)
+		o = json_pack("{s:s, s:{s:s, s:s}}", "type", "error", "error", "type", atype,
+			      "message", msg);
+	else if (p == MOCK_GEMINI)
+		o = json_pack("{s:{s:i, s:s, s:s}}", "error", "code", status, "message", msg,
+			      "status", gstatus);
+	else
+		o = json_pack("{s:{s:s, s:s, s:s}}", "error", "message", msg, "type",
+			      status == 401 ? "invalid_request_error" : atype, "code",
+			      status == 401 ? "invalid_api_key" : atype);
+	sw_http_reply_json(req, status, o);
+}
+
+/* 1 when the request carries the key where provider p sends it. */
+static int key_ok(struct mock *m, struct evhttp_request *req, enum mock_provider p)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	const char *auth = evhttp_find_header(h, "Authorization");
+	const char *x = NULL;
+	char bearer[600];
+
+	if (m->key == NULL)
+		return 1;
+	snprintf(bearer, sizeof(bearer), "Bearer %s", m->key);
+	if (auth != NULL && strcmp(auth, bearer) == 0 && p != MOCK_GEMINI)
+		return 1;
+	if (p == MOCK_ANTHROPIC)
+		x = evhttp_find_header(h, "x-api-key");
+	if (p == MOCK_GEMINI) {
+		const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+		struct evkeyvalq qs;
+		int ok = 0;
+
+		x = evhttp_find_header(h, "x-goog-api-key");
+		if (x == NULL && q != NULL && evhttp_parse_query_str(q, &qs) == 0) {
+			const char *k = evhttp_find_header(&qs, "key");
+
+			ok = k != NULL && strcmp(k, m->key) == 0;
+			evhttp_clear_headers(&qs);
+			return ok;
+		}
+	}
+	return x != NULL && strcmp(x, m->key) == 0;
+}
+
+/* The request's headers, the key-bearing ones redacted. */
+static json_t *headers_json(struct evhttp_request *req)
+{
+	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
+	struct evkeyval *kv;
+	json_t *o = json_object();
+
+	TAILQ_FOREACH(kv, h, next) {
+		char name[128];
+		size_t i;
+
+		snprintf(name, sizeof(name), "%s", kv->key);
+		for (i = 0; name[i]; i++)
+			name[i] = (char)tolower((unsigned char)name[i]);
+		if (strcmp(name, "authorization") == 0 || strcmp(name, "x-api-key") == 0 ||
+		    strcmp(name, "x-goog-api-key") == 0)
+			json_object_set_new(o, name, json_string("[redacted]"));
+		else
+			json_object_set_new(o, name, json_string(kv->value));
+	}
+	return o;
+}
+
+/* The query string with the value of any key= parameter redacted. */
+static json_t *query_json(const char *q)
+{
+	char *out, *o;
+	json_t *j;
+
+	if (q == NULL)
+		return json_null();
+	if ((out = malloc(strlen(q) * 2 + 16)) == NULL)
+		return NULL;
+	for (o = out; *q;) {
+		size_t n = strcspn(q, "&");
+
+		if (strncmp(q, "key=", 4) == 0)
+			o += sprintf(o, "key=[redacted]");
+		else {
+			memcpy(o, q, n);
+			o += n;
+		}
+		q += n;
+		if (*q == '&')
+			*o++ = *q++;
+	}
+	*o = '\0';
+	j = json_string(out);
+	free(out);
+	return j;
+}
+
+/* Keep entry e (stolen) for /v1/mock/requests and the --log file. */
+static void record(struct mock *m, json_t *e, json_t *body, size_t body_len)
+{
+	if (m->logf != NULL) {
+		if (body != NULL)
+			json_object_set(e, "body", body);
+		json_dumpf(e, m->logf, JSON_COMPACT);
+		fputc('\n', m->logf);
+		fflush(m->logf);
+	}
+	if (body != NULL && m->log_bytes + body_len <= LOG_BODIES_MAX) {
+		json_object_set(e, "body", body);
+		m->log_bytes += body_len;
+	} else {
+		json_object_del(e, "body");
+		if (body != NULL)
+			json_object_set_new(e, "body_dropped", json_true());
+	}
+	json_array_append_new(m->log, e);
+}
+
+/* Gemini's path: /v1beta/models/MODEL:ACTION; 0 with model and stream
+ * filled, or -1 (an unknown action or a bad model name). */
+static int gemini_path(const char *path, char *model, size_t mlen, int *stream)
+{
+	const char *p = path + strlen("/v1beta/models/"), *colon = strrchr(p, ':');
+	size_t n;
+
+	if (colon == NULL || (n = (size_t)(colon - p)) == 0 || n >= mlen || n > 128)
+		return -1;
+	for (size_t i = 0; i < n; i++)
+		if (!isalnum((unsigned char)p[i]) && strchr("._-", p[i]) == NULL)
+			return -1;
+	memcpy(model, p, n);
+	model[n] = '\0';
+	if (strcmp(colon + 1, "generateContent") == 0)
+		*stream = 0;
+	else if (strcmp(colon + 1, "streamGenerateContent") == 0)
+		*stream = 1;
+	else
+		return -1;
+	return 0;
+}
+
+static void scripted(struct mock *m, struct evhttp_request *req, enum mock_provider p)
+{
+	const char *path = sw_http_path(req);
+	const char *query = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	struct mock_history h = {0};
+	struct mock_reply r = {0};
+	char err[512], gmodel[160];
+	json_t *e, *body = NULL;
+	char *raw = NULL, *sse_body;
+	size_t len = 0, sse_len;
+	int status = 200, gstream = 0, sse_mode, have_h = 0;
+
+	m->requests++;
+	e = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "seq", (json_int_t)m->requests, "provider",
+		      mock_provider_name(p), "method",
+		      evhttp_request_get_command(req) == EVHTTP_REQ_POST ? "POST" : "other",
+		      "path", path, "query", query_json(query), "headers", headers_json(req));
+	if (e == NULL) {
+		provider_error(req, p, 500, "out of memory");
+		return;
+	}
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		status = 405;
+		snprintf(err, sizeof(err), "%s takes POST only", path);
+		goto refuse;
+	}
+	if (p == MOCK_GEMINI && gemini_path(path, gmodel, sizeof(gmodel), &gstream) != 0) {
+		status = 404;
+		snprintf(err, sizeof(err),
+			 "no such method: want /v1beta/models/MODEL:generateContent or "
+			 ":streamGenerateContent, MODEL of [A-Za-z0-9._-]{1,128}");
+		goto refuse;
+	}
+	if (!key_ok(m, req, p)) {
+		m->unauthorized++;
+		status = 401;
+		snprintf(err, sizeof(err), "invalid API key");
+		json_object_set_new(e, "authorized", json_false());
+		goto refuse;
+	}
+	json_object_set_new(e, "authorized", json_true());
+	if ((long)m->failed < m->fail_first) {
+		m->failed++;
+		status = 500;
+		snprintf(err, sizeof(err), "mock failure %lu of %ld", m->failed, m->fail_first);
+		goto refuse;
+	}
+	if ((raw = sw_http_body(req, &len)) == NULL) {
+		status = 400;
+		snprintf(err, sizeof(err), "cannot read the body");
+		goto refuse;
+	}
+	{
+		json_error_t jerr;
+
+		if ((body = json_loadb(raw, len, 0, &jerr)) == NULL) {
+			status = 400;
+			snprintf(err, sizeof(err), "the body is not JSON: line %d: %s", jerr.line,
+				 jerr.text);
+			goto refuse;
+		}
+	}
+	if (mock_history_parse(p, body, &h, err, sizeof(err)) != 0) {
+		status = 400;
+		goto refuse;
+	}
+	have_h = 1;
+	if (p == MOCK_GEMINI) {
+		h.model = gmodel;
+		h.stream = gstream;
+	}
+	json_object_set_new(e, "model", json_string(h.model));
+	json_object_set_new(e, "stream", json_boolean(h.stream));
+	json_object_set_new(e, "turn", json_integer((json_int_t)h.turn));
+	json_object_set(e, "tools", h.tools);
+	json_object_set(e, "tool_results", h.tool_results);
+	if (mock_plan(p, m->script, &h, m->workdir, ++m->seq, &r, err, sizeof(err)) != 0) {
+		status = 400;
+		goto refuse;
+	}
+	r.in_tokens = len / 4 + 1;
+	json_object_set_new(
+	    e, "reply",
+	    r.is_tool ? json_pack("{s:s, s:s, s:O}", "tool", r.name, "id", r.id, "args", r.args)
+		      : json_pack("{s:s}", "text", r.text));
+	sse_mode = h.stream && (p != MOCK_GEMINI || (query && strstr(query, "alt=sse") != NULL));
+	if (sse_mode) {
+		struct evbuffer *buf = evbuffer_new();
+
+		if ((sse_body = mock_sse(p, &r, h.model, m->seq, &sse_len)) == NULL ||
+		    buf == NULL) {
+			free(sse_body);
+			if (buf)
+				evbuffer_free(buf);
+			status = 500;
+			snprintf(err, sizeof(err), "out of memory");
+			goto refuse;
+		}
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "text/event-stream");
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Cache-Control",
+				  "no-cache");
+		evbuffer_add(buf, sse_body, sse_len);
+		free(sse_body);
+		evhttp_send_reply_start(req, 200, "OK");
+		evhttp_send_reply_chunk(req, buf);
+		evhttp_send_reply_end(req);
+		evbuffer_free(buf);
+	} else {
+		json_t *o = p == MOCK_GEMINI && h.stream ? mock_gemini_array(&r, h.model)
+							 : mock_json(p, &r, h.model, m->seq);
+
+		if (o == NULL) {
+			status = 500;
+			snprintf(err, sizeof(err), "out of memory");
+			goto refuse;
+		}
+		sw_http_reply_json(req, 200, o);
+	}
+	m->completions++;
+	json_object_set_new(e, "status", json_integer(200));
+	fprintf(stderr, "llm-mock: 200 %s turn %zu: %s %s\n", mock_provider_name(p), h.turn,
+		r.is_tool ? "tool" : "text", r.is_tool ? r.name : "");
+	goto out;
+refuse:
+	fprintf(stderr, "llm-mock: %d %s %s: %s\n", status, mock_provider_name(p), path, err);
+	json_object_set_new(e, "status", json_integer(status));
+	json_object_set_new(e, "error", json_string(err));
+	provider_error(req, p, status, err);
+out:
+	record(m, e, body, len);
+	json_decref(body);
+	free(raw);
+	if (have_h)
+		mock_history_clear(&h);
+	mock_reply_clear(&r);
+}
+
+static void on_messages(struct evhttp_request *req, void *arg)
+{
+	scripted(arg, req, MOCK_ANTHROPIC);
+}
+
+static void on_responses(struct evhttp_request *req, void *arg)
+{
+	scripted(arg, req, MOCK_RESPONSES);
+}
+
+static void on_gemini(struct evhttp_request *req, void *arg)
+{
+	scripted(arg, req, MOCK_GEMINI);
+}
+
+/* Anthropic's token counter: a rough count of the body. */
+static void on_count_tokens(struct evhttp_request *req, void *arg)
+{
+	struct mock *m = arg;
+	size_t len = evbuffer_get_length(evhttp_request_get_input_buffer(req));
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
+		provider_error(req, MOCK_ANTHROPIC, 405, "POST only");
+		return;
+	}
+	if (!key_ok(m, req, MOCK_ANTHROPIC)) {
+		m->unauthorized++;
+		provider_error(req, MOCK_ANTHROPIC, 401, "invalid API key");
+		return;
+	}
+	send_json(req, 200, json_pack("{s:I}", "input_tokens", (json_int_t)(len / 4 + 1)));
+}
+
+static void on_root(struct evhttp_request *req, void *arg)
+{
+	(void)arg;
+	send_json(req, 200, json_pack("{s:s}", "status", "ok"));
+}
+
+static void on_requests(struct evhttp_request *req, void *arg)
+{
+	struct mock *m = arg;
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(req));
+	json_t *out, *e;
+	size_t i;
+
+	if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
+		sw_http_reply_method_not_allowed(req, "GET");
+		return;
+	}
+	if (q != NULL && strstr(q, "bodies=0") != NULL) {
+		out = json_array();
+		json_array_foreach(m->log, i, e) {
+			json_t *c = json_copy(e);
+
+			json_object_del(c, "body");
+			json_array_append_new(out, c);
+		}
+	} else {
+		out = json_incref(m->log);
+	}
+	send_json(req, 200, json_pack("{s:o}", "requests", out));
+}
+
 static void on_completions(struct evhttp_request *req, void *arg)
 {
 	struct mock *m = arg;
@@ -321,6 +733,10 @@ static void on_completions(struct evhttp_request *req, void *arg)
 	struct timeval tv;
 	size_t i;
 
+	if (m->script != NULL) {
+		scripted(m, req, MOCK_CHAT);
+		return;
+	}
 	if (evhttp_request_get_command(req) != EVHTTP_REQ_POST) {
 		sw_http_reply_method_not_allowed(req, "POST");
 		return;
@@ -458,7 +874,7 @@ static void usage(FILE *f)
 	fprintf(f, "usage: sagewai-llm-mock [--port P] [--port-file F]"
 		   " [--require-key KEY | --require-key-file F]"
 		   " [--fail-first N]"
-		   " [--delay-ms N] [--fence]\n");
+		   " [--delay-ms N] [--fence] [--script FILE [--workdir DIR]] [--log FILE]\n");
 }
 
 /* Write "port\n" to path through path.tmp and a rename; 0 or -1. */
@@ -493,10 +909,11 @@ static int num_arg(const char *s, long *out)
 
 int main(int argc, char **argv)
 {
-	struct mock m = {0};
+	struct mock m = {.workdir = "/workspace"};
 	struct event *sigterm, *sigint;
-	char err[256];
-	const char *port_file = NULL;
+	char err[512];
+	const char *port_file = NULL, *script = NULL, *log = NULL;
+	int rc = 1;
 	long port = 0;
 	int i;
 
@@ -534,6 +951,12 @@ int main(int argc, char **argv)
 			fclose(kf);
 			keybuf[strcspn(keybuf, "\r\n")] = '\0';
 			m.key = keybuf;
+		} else if (strcmp(a, "--script") == 0 && *v) {
+			script = v;
+		} else if (strcmp(a, "--workdir") == 0 && v[0] == '/') {
+			m.workdir = v;
+		} else if (strcmp(a, "--log") == 0 && *v) {
+			log = v;
 		} else if (strcmp(a, "--fail-first") == 0 && num_arg(v, &m.fail_first) == 0) {
 		} else if (strcmp(a, "--delay-ms") == 0 && num_arg(v, &m.delay_ms) == 0) {
 		} else {
@@ -544,9 +967,17 @@ int main(int argc, char **argv)
 		i++;
 	}
 	signal(SIGPIPE, SIG_IGN);
-	if ((m.base = event_base_new()) == NULL)
+	if (script != NULL && (m.script = mock_script_load(script, err, sizeof(err))) == NULL) {
+		fprintf(stderr, "sagewai-llm-mock: %s\n", err);
+		return 2;
+	}
+	if (log != NULL && (m.logf = fopen(log, "a")) == NULL) {
+		fprintf(stderr, "sagewai-llm-mock: cannot open %s\n", log);
+		return 2;
+	}
+	if ((m.log = json_array()) == NULL || (m.base = event_base_new()) == NULL)
 		return 1;
-	m.http = sw_http_new(m.base, "127.0.0.1", (int)port, 4u << 20, NULL, NULL, NULL, err,
+	m.http = sw_http_new(m.base, "127.0.0.1", (int)port, BODY_MAX, NULL, NULL, NULL, err,
 			     sizeof(err));
 	if (m.http == NULL) {
 		fprintf(stderr, "sagewai-llm-mock: %s\n", err);
@@ -554,6 +985,12 @@ int main(int argc, char **argv)
 	}
 	if (sw_http_route(m.http, "/v1/chat/completions", on_completions, &m) == -1 ||
 	    sw_http_route(m.http, "/v1/mock/stats", on_stats, &m) == -1 ||
+	    sw_http_route(m.http, "/v1/mock/requests", on_requests, &m) == -1 ||
+	    sw_http_route(m.http, "/v1/messages", on_messages, &m) == -1 ||
+	    sw_http_route(m.http, "/v1/messages/count_tokens", on_count_tokens, &m) == -1 ||
+	    sw_http_route(m.http, "/v1/responses", on_responses, &m) == -1 ||
+	    sw_http_route(m.http, "/v1beta/models/*", on_gemini, &m) == -1 ||
+	    sw_http_route(m.http, "/", on_root, &m) == -1 ||
 	    sw_http_route(m.http, "/v1/models", on_models, &m) == -1) {
 		fprintf(stderr, "sagewai-llm-mock: cannot route\n");
 		return 1;
@@ -572,7 +1009,12 @@ int main(int argc, char **argv)
 	event_base_dispatch(m.base);
 	event_free(sigterm);
 	event_free(sigint);
+	rc = 0;
 	sw_http_destroy(m.http);
 	event_base_free(m.base);
-	return 0;
+	json_decref(m.log);
+	mock_script_free(m.script);
+	if (m.logf != NULL)
+		fclose(m.logf);
+	return rc;
 }
