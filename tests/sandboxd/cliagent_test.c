@@ -39,8 +39,12 @@
  *             identity): each bad_input before anything starts
  *   claude    the real Claude Code (variant claude-code) against the
  *             scripted sagewai-llm-mock through the egress proxy writes
- *             index.html; it is pushed to the git server (skipped, 77,
- *             when the variant is not built)
+ *             index.html with its own tool; it is pushed to the git server
+ *             (skipped, 77, when the variant is not built); the workspace
+ *             holds nothing else (the CLI's state is in its HOME)
+ *   codex, gemini  the same with the Codex CLI (its config.toml from the
+ *             identity's OPENAI_BASE_URL and OPENAI_MODEL) and the Gemini
+ *             CLI (GOOGLE_GEMINI_BASE_URL, GEMINI_MODEL)
  */
 #include <dirent.h>
 #include <errno.h>
@@ -1165,27 +1169,35 @@ static void scenario_hostile(void)
 
 /* ---- the real Claude Code ----------------------------------------------------------- */
 
-#define PAGE "<!doctype html>\n<h1>Built by Claude Code in a sagewai sandbox</h1>\n"
+#define PAGE "<!doctype html>\n<h1>Built by a CLI agent in a sagewai sandbox</h1>\n"
 
-static void scenario_claude(void)
+/* The real CLI of agent (its variant must be built) against the scripted
+ * mock, through sandboxd's egress proxy (the mock's host:port allowed),
+ * the key and base URL from the identity; index.html pushed to the git
+ * server with the identity's GITHUB_TOKEN. */
+static void real_agent(const char *name, const char *agent, const char *key_env,
+		       const char *url_env, const char *url_suffix, const char *model_env,
+		       const char *model)
 {
 	struct sw_test_dispatch d;
 	struct sw_test_ev *f;
-	struct key kc[3];
+	struct key kc[4];
 	char root[700], url[256], script[700], keyf[700], portf[700], mlog[700], mout[700];
-	char base[128], allow[64], *o;
+	char base[128], allow[64], bin[300], *o;
 	const char *build = getenv("SW_BUILD_DIR");
 	char mock[700];
 	pid_t git, mpid;
 	int mport = 0;
+	size_t nk = 0;
 	json_t *s;
 	FILE *fp;
 
-	if (access("/var/lib/sagewai/variants/claude-code/bin/claude", X_OK) != 0) {
-		printf("claude: the claude-code variant is not built (tools/setup); skipped\n");
+	snprintf(bin, sizeof(bin), "/var/lib/sagewai/variants/%s/bin", agent);
+	if (access(bin, X_OK) != 0) {
+		printf("%s: the variant is not built (tools/setup); skipped\n", agent);
 		exit(77);
 	}
-	setup("claude");
+	setup(name);
 	git = git_server(root, sizeof(root), url, sizeof(url));
 	/* the scripted model endpoint */
 	snprintf(mock, sizeof(mock), "%s/tools/llm-mock/sagewai-llm-mock", build);
@@ -1227,31 +1239,30 @@ static void scenario_claude(void)
 			sw_test_msleep(10);
 	}
 	SW_REQUIRE(mport > 0, "the mock did not start (%s)", mout);
-	snprintf(base, sizeof(base), "http://127.0.0.1:%d", mport);
+	snprintf(base, sizeof(base), "http://127.0.0.1:%d%s", mport, url_suffix);
 	snprintf(allow, sizeof(allow), "127.0.0.1:%d", mport);
-	kc[0] = (struct key){"ANTHROPIC_API_KEY", "anthropic", 2, token};
-	kc[1] = (struct key){"ANTHROPIC_BASE_URL", NULL, 0, base};
-	kc[2] = (struct key){"GITHUB_TOKEN", "github", 1, gh_token};
+	kc[nk++] = (struct key){key_env, "llm", 2, token};
+	kc[nk++] = (struct key){url_env, NULL, 0, base};
+	kc[nk++] = (struct key){"GITHUB_TOKEN", "github", 1, gh_token};
+	if (model_env != NULL)
+		kc[nk++] = (struct key){model_env, NULL, 0, model};
 	sbd_extra[0] = "SAGEWAI_ARTIFACT_HTTP=allow";
 	sbd_extra[1] = "SAGEWAI_ARTIFACT_PRIVATE=allow";
 	sbd_extra[2] = "SAGEWAI_EGRESS_PRIVATE=allow";
 	sbd_extra[3] = NULL;
 	sbd_start();
-	s = agent_spec("claude-code", "Build index.html for the brief, then list the directory.",
-		       NULL,
+	s = agent_spec(agent, "Build index.html for the brief, then list the directory.", NULL,
 		       json_pack("{s:s, s:s, s:s}", "destination", "github", "repo", url,
 				 "branch", "main"));
 	json_object_set_new(s, "egress_allow", json_pack("[s]", allow));
-	dispatch(&d, "claude", "build", 240000, s, kc, 3, NULL);
+	dispatch(&d, "real", "build", 240000, s, kc, nk, NULL);
 	f = sw_test_evlog_finished(&evl, d.step_id);
-	o = json_dumps(f->output, JSON_COMPACT);
-	printf("claude: %s %s\n%.1500s\n", f->status, f->error ? f->error : "", o ? o : "");
-	free(o);
 	sw_test_evlog_wait(&evl, "sandbox.released", d.step_id, 0, 60);
 	{
 		char *so = output_of(d.step_id, "stdout"), *se = output_of(d.step_id, "stderr");
 
-		printf("claude stdout: %.2000s\nclaude stderr: %.2000s\n", so, se);
+		printf("%s: %s %s\nstdout: %.2000s\nstderr: %.3000s\n", agent, f->status,
+		       f->error ? f->error : "", so, se);
 		free(so);
 		free(se);
 	}
@@ -1269,10 +1280,12 @@ static void scenario_claude(void)
 		pclose(p);
 		SW_REQUIRE(!strcmp(buf, PAGE), "on the server: '%s'", buf);
 	}
-	printf("claude: index.html written by Claude Code, pushed to %s\n",
+	/* nothing of the CLI's own state in the workspace: only the page */
+	SW_REQUIRE(changed_count(f) == 1, "%zu files in the workspace", changed_count(f));
+	printf("%s: index.html written by the CLI's own tool, pushed to %s\n", agent,
 	       json_string_value(json_object_get(json_object_get(f->output, "artifact"),
 						 "location")));
-	/* every connection went through the proxy to the endpoint only */
+	/* every connection went through the proxy, to the endpoint only */
 	for (size_t i = 0; i < evl.n; i++) {
 		json_t *b = evl.ev[i]->body;
 
@@ -1292,6 +1305,23 @@ static void scenario_claude(void)
 	waitpid(git, NULL, 0);
 }
 
+static void scenario_claude(void)
+{
+	real_agent("claude", "claude-code", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "", NULL, NULL);
+}
+
+static void scenario_codex(void)
+{
+	real_agent("codex", "codex", "OPENAI_API_KEY", "OPENAI_BASE_URL", "/v1", "OPENAI_MODEL",
+		   "mock-codex");
+}
+
+static void scenario_gemini(void)
+{
+	real_agent("gemini", "gemini", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "", "GEMINI_MODEL",
+		   "gemini-2.5-pro");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -1299,7 +1329,8 @@ int main(int argc, char **argv)
 	    {"scan", scenario_scan},	   {"fail", scenario_fail},
 	    {"cancel", scenario_cancel},   {"timeout", scenario_timeout},
 	    {"kill9", scenario_kill9},	   {"hostile", scenario_hostile},
-	    {"claude", scenario_claude},
+	    {"claude", scenario_claude},   {"codex", scenario_codex},
+	    {"gemini", scenario_gemini},
 	};
 
 	src_dir = getenv("SW_SANDBOXD_TEST_SRC");
