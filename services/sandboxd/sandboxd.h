@@ -25,6 +25,10 @@
  *               sealed answer (read by a tail reader) opened and checked, the
  *               values injected before the EXEC and redacted from everything
  *               the step says; secret.revoked (hard) kills its sandbox
+ *   agent.c     cli_agent only (with a seal key): the agent's command line
+ *               and home from a per-agent table, prepared before the seal;
+ *               after the agent, the workspace snapshot (one more exec), the
+ *               sandbox destroyed, the artifact delivered (artifact.h)
  *   pool.c      the sandbox goes back to the pool thread, which destroys it
  *               (never reused) and reports its final usage -> sandbox.released
  *
