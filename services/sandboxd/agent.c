@@ -63,17 +63,17 @@
 
 /* The home's setup: $1 the home, $2 its configuration file (relative, or
  * "") written from stdin. Fixed text; the arguments are ours. */
-#define SBD_AGENT_PREP_SCRIPT                                                                  \
-	"umask 077 && mkdir -p \"$1\" && if [ -n \"$2\" ]; then "                              \
+#define SBD_AGENT_PREP_SCRIPT                                                                     \
+	"umask 077 && mkdir -p \"$1\" && if [ -n \"$2\" ]; then "                                 \
 	"mkdir -p \"$(dirname \"$1/$2\")\" && cat > \"$1/$2\"; fi"
 
 enum sbd_agent_kind { AGENT_CLAUDE, AGENT_CODEX, AGENT_GEMINI, AGENT_CUSTOM };
 
 static const struct agent_def {
-	const char *name;	    /* spec.cli_agent */
-	const char *variant;	    /* the default variant */
-	const char *config;	    /* its configuration file under HOME, or NULL */
-	const char *const env[6];   /* its environment beyond HOME and TMPDIR */
+	const char *name;	  /* spec.cli_agent */
+	const char *variant;	  /* the default variant */
+	const char *config;	  /* its configuration file under HOME, or NULL */
+	const char *const env[6]; /* its environment beyond HOME and TMPDIR */
 } agents[] = {
     [AGENT_CLAUDE] = {"claude-code",
 		      "claude-code",
@@ -99,10 +99,10 @@ struct sbd_agent {
 	char *config;	  /* the configuration file's text, or NULL */
 	int exit_code;	  /* the agent's */
 	/* the snapshot */
-	int pack_fd;	    /* memfd */
+	int pack_fd; /* memfd */
 	uint64_t pack_bytes, pack_max;
-	bool pack_over;	    /* over pack_max: the exec was killed */
-	int pack_errno;	    /* a write to the memfd failed */
+	bool pack_over;	       /* over pack_max: the exec was killed */
+	int pack_errno;	       /* a write to the memfd failed */
 	struct sw_buf errtail; /* stderr of our execs (the home, the snapshot), capped */
 	/* the injected values, for the artifact */
 	struct sbd_artifact_secret keep[SBD_AGENT_KEEP_MAX];
@@ -130,16 +130,18 @@ int sbd_agent_new(struct sbd_job *j, const char **variant, char *err, size_t err
 	size_t k;
 
 	if (!json_is_string(a)) {
-		snprintf(err, errlen, "spec.cli_agent is missing (claude-code, codex, gemini or "
-				      "custom)");
+		snprintf(err, errlen,
+			 "spec.cli_agent is missing (claude-code, codex, gemini or "
+			 "custom)");
 		return -1;
 	}
 	for (k = 0; k < sizeof(agents) / sizeof(agents[0]); k++)
 		if (strcmp(json_string_value(a), agents[k].name) == 0)
 			break;
 	if (k == sizeof(agents) / sizeof(agents[0])) {
-		snprintf(err, errlen, "spec.cli_agent '%.40s' is not claude-code, codex, gemini or "
-				      "custom",
+		snprintf(err, errlen,
+			 "spec.cli_agent '%.40s' is not claude-code, codex, gemini or "
+			 "custom",
 			 json_string_value(a));
 		return -1;
 	}
@@ -148,8 +150,9 @@ int sbd_agent_new(struct sbd_job *j, const char **variant, char *err, size_t err
 		return -1;
 	}
 	if (k != AGENT_CUSTOM && run != NULL && !json_is_null(run)) {
-		snprintf(err, errlen, "spec.run is only for cli_agent custom (%s's command line is "
-				      "this host's)",
+		snprintf(err, errlen,
+			 "spec.run is only for cli_agent custom (%s's command line is "
+			 "this host's)",
 			 agents[k].name);
 		return -1;
 	}
@@ -254,8 +257,9 @@ static int codex_config(struct sbd_job *j, char *err, size_t errlen)
 	if (url == NULL)
 		url = "https://api.openai.com/v1";
 	if (!url_ok(url)) {
-		snprintf(err, errlen, "the identity's OPENAI_BASE_URL is not an http(s) URL of "
-				      "plain characters");
+		snprintf(err, errlen,
+			 "the identity's OPENAI_BASE_URL is not an http(s) URL of "
+			 "plain characters");
 		return -1;
 	}
 	if (model != NULL) {
@@ -331,8 +335,9 @@ int sbd_agent_build(struct sbd_job *j, char *err, size_t errlen)
 			goto oom;
 		if ((model = knob(j, "GEMINI_MODEL")) != NULL) {
 			if (!model_ok(model)) {
-				snprintf(err, errlen, "the identity's GEMINI_MODEL is not a model "
-						      "name");
+				snprintf(err, errlen,
+					 "the identity's GEMINI_MODEL is not a model "
+					 "name");
 				goto out;
 			}
 			if (vec_add(&j->argv, &na, "-m") || vec_add(&j->argv, &na, model))
@@ -364,7 +369,8 @@ int sbd_agent_build(struct sbd_job *j, char *err, size_t errlen)
 			goto oom;
 	}
 	/* ours over the step's env (the runner: the last of a name wins) */
-	if (vec_add(&j->envp, &ne, "HOME=" SBD_AGENT_HOME) || vec_add(&j->envp, &ne, "TMPDIR=/tmp"))
+	if (vec_add(&j->envp, &ne, "HOME=" SBD_AGENT_HOME) ||
+	    vec_add(&j->envp, &ne, "TMPDIR=/tmp"))
 		goto oom;
 	for (size_t i = 0; d->env[i] != NULL; i++)
 		if (vec_add(&j->envp, &ne, d->env[i]))
@@ -418,8 +424,9 @@ void sbd_agent_prepare(struct sbd_job *j)
 {
 	struct sbd_agent *ag = j->agent;
 	const char *cfg = agents[ag->kind].config;
-	const char *argv[] = {"/bin/sh", "-c",	SBD_AGENT_PREP_SCRIPT, "sagewai-prep",
-			      SBD_AGENT_HOME, cfg ? cfg : "", NULL};
+	const char *argv[] = {
+	    "/bin/sh",	    "-c", SBD_AGENT_PREP_SCRIPT, "sagewai-prep", SBD_AGENT_HOME,
+	    cfg ? cfg : "", NULL};
 	struct sw_sandbox_exec ex = {.argv = argv,
 				     .timeout_ms = SBD_AGENT_PREP_TIMEOUT_MS,
 				     .stdin_data = ag->config,
@@ -489,7 +496,8 @@ void sbd_agent_ran(struct sbd_job *j)
 	ag->pack_max = c->max_bytes + (uint64_t)c->max_files * 1536 + (1u << 20);
 	if ((ag->pack_fd = memfd_create("sagewai-workspace", MFD_CLOEXEC)) < 0) {
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
-				"internal: cannot hold the workspace snapshot: %s", strerror(errno));
+				"internal: cannot hold the workspace snapshot: %s",
+				strerror(errno));
 		return;
 	}
 	(void)sbd_exec_launch(j, &ex);
@@ -550,8 +558,9 @@ void sbd_agent_exited(struct sbd_job *j)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 				"sandbox_error: the agent's home could not be prepared in variant "
 				"%s (%s%s%d)%s%s",
-				j->warm->variant, ex->error ? ex->error : "", ex->error ? ", " : "status ",
-				ex->status, tail && tail[0] ? ": " : "", tail ? tail : "");
+				j->warm->variant, ex->error ? ex->error : "",
+				ex->error ? ", " : "status ", ex->status,
+				tail && tail[0] ? ": " : "", tail ? tail : "");
 		free(tail);
 		return;
 	}
@@ -572,16 +581,18 @@ void sbd_agent_exited(struct sbd_job *j)
 	if (ex->error != NULL || ex->timed_out || ex->status != 0) {
 		tail = errtail_text(j);
 		if (ex->timed_out)
-			sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
-					"timeout: the workspace snapshot did not finish within the "
-					"step's timeout");
+			sbd_exec_finish(
+			    j, SW_STEP_TIMED_OUT, NULL,
+			    "timeout: the workspace snapshot did not finish within the "
+			    "step's timeout");
 		else
-			sbd_exec_finish(j, SW_STEP_FAILED, NULL,
-					"artifact_failed: the workspace snapshot failed (%s %d)%s%s; "
-					"nothing was delivered",
-					ex->error ? ex->error : "tar exited with status",
-					ex->error ? 0 : ex->status, tail && tail[0] ? ": " : "",
-					tail ? tail : "");
+			sbd_exec_finish(
+			    j, SW_STEP_FAILED, NULL,
+			    "artifact_failed: the workspace snapshot failed (%s %d)%s%s; "
+			    "nothing was delivered",
+			    ex->error ? ex->error : "tar exited with status",
+			    ex->error ? 0 : ex->status, tail && tail[0] ? ": " : "",
+			    tail ? tail : "");
 		free(tail);
 		return;
 	}
@@ -636,11 +647,12 @@ static void delivered(void *opaque, const struct sbd_artifact_result *r)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "%s", r->error);
 		return;
 	}
-	if ((fc = files_changed(r)) == NULL || (out = tail_of(&j->out, SBD_AGENT_STDOUT_TAIL)) == NULL ||
+	if ((fc = files_changed(r)) == NULL ||
+	    (out = tail_of(&j->out, SBD_AGENT_STDOUT_TAIL)) == NULL ||
 	    (err = tail_of(&j->err, SBD_AGENT_STDERR_TAIL)) == NULL ||
-	    (o = json_pack("{s:s, s:i, s:o, s:s, s:s}", "agent", agents[ag->kind].name, "exit_code",
-			   ag->exit_code, "files_changed", fc, "stdout", out, "stderr", err)) ==
-		NULL) {
+	    (o = json_pack("{s:s, s:i, s:o, s:s, s:s}", "agent", agents[ag->kind].name,
+			   "exit_code", ag->exit_code, "files_changed", fc, "stdout", out,
+			   "stderr", err)) == NULL) {
 		if (o == NULL)
 			json_decref(fc);
 		free(out);

@@ -86,7 +86,7 @@ static unsigned char mac_key[crypto_generichash_KEYBYTES];
 #define FORMS_MAX 64
 static char *forms[FORMS_MAX];
 static size_t nforms;
-static char token[64];	/* the agent's key (ANTHROPIC_API_KEY, ...) */
+static char token[64];	  /* the agent's key (ANTHROPIC_API_KEY, ...) */
 static char gh_token[64]; /* GITHUB_TOKEN, as the git server knows it */
 
 static void form_add(const char *s)
@@ -178,10 +178,10 @@ static char *identity_text(const struct key *keys, size_t n)
 					 "secret", "secret", k->secret, "version", k->version,
 					 "backend", "builtin", "value", "", "mac", mac));
 		} else {
-			json_array_append_new(
-			    a, json_pack("{s:s, s:s, s:s, s:s, s:s}", "env", k->env, "level",
-					 "workflow", "profile", "site", "kind", "plain", "value",
-					 k->value));
+			json_array_append_new(a,
+					      json_pack("{s:s, s:s, s:s, s:s, s:s}", "env", k->env,
+							"level", "workflow", "profile", "site",
+							"kind", "plain", "value", k->value));
 		}
 	}
 	s = json_dumps(a, JSON_COMPACT);
@@ -247,13 +247,13 @@ static void answer(struct idstep *st, json_t *req)
 			   env);
 		sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)k->value,
 				  strlen(k->value), sodium_base64_VARIANT_ORIGINAL);
-		json_array_append_new(bkeys, json_pack("{s:s, s:s, s:i, s:s}", "env", env, "secret",
-						       k->secret, "version", k->version,
+		json_array_append_new(bkeys, json_pack("{s:s, s:s, s:i, s:s}", "env", env,
+						       "secret", k->secret, "version", k->version,
 						       "value_b64", b64));
 		mac_hex(k->value, mac);
-		json_array_append_new(ekeys, json_pack("{s:s, s:s, s:i, s:s}", "env", env, "secret",
-						       k->secret, "version", k->version, "mac",
-						       mac));
+		json_array_append_new(ekeys,
+				      json_pack("{s:s, s:s, s:i, s:s}", "env", env, "secret",
+						k->secret, "version", k->version, "mac", mac));
 	}
 	box = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "request_id", rid, "run_id", like.run_id,
 			"step_id", like.step_id, "sandbox_id",
@@ -340,11 +340,16 @@ static char *slurp(const char *path)
 static void setup(const char *name)
 {
 	static const char *const group_topics[] = {"sagewai.steps", "sagewai.runs", NULL};
-	static const char *const topics[] = {"sagewai.steps",	     "sagewai.sandbox",
-					     "sagewai.identity",     "sagewai.identity.sealed",
-					     "sagewai.runs",	     "sagewai.deadletter",
-					     "sagewai.credentials",  "sagewai.tenants",
-					     "sagewai.audit.checkpoints", NULL};
+	static const char *const topics[] = {"sagewai.steps",
+					     "sagewai.sandbox",
+					     "sagewai.identity",
+					     "sagewai.identity.sealed",
+					     "sagewai.runs",
+					     "sagewai.deadletter",
+					     "sagewai.credentials",
+					     "sagewai.tenants",
+					     "sagewai.audit.checkpoints",
+					     NULL};
 	const char *build = getenv("SW_BUILD_DIR");
 	char err[256], hex[65];
 
@@ -412,8 +417,8 @@ static void sbd_start(void)
 		env[n++] = sbd_extra[i];
 	env[n] = NULL;
 	sbd_pid = sw_test_proc_spawn(path, argv, env, sbd_log);
-	sbd_port = sw_test_proc_wait_port(sbd_pid, "sagewai-sandboxd", sbd_log,
-					  "sandboxd started");
+	sbd_port =
+	    sw_test_proc_wait_port(sbd_pid, "sagewai-sandboxd", sbd_log, "sandboxd started");
 }
 
 static void sbd_stop(void)
@@ -439,9 +444,9 @@ static void log_clean(void)
  * none), run (stolen, NULL: none), artifact (stolen, NULL: none). */
 static json_t *agent_spec(const char *agent, const char *prompt, json_t *run, json_t *artifact)
 {
-	json_t *s = json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s}", "workflow", "site", "workflow_version",
-			      1, "uses", "", "with", "run_modes", "cli_agent", "output_max",
-			      1048576, "cli_agent", agent);
+	json_t *s = json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s}", "workflow", "site",
+			      "workflow_version", 1, "uses", "", "with", "run_modes", "cli_agent",
+			      "output_max", 1048576, "cli_agent", agent);
 
 	SW_CHECK(s != NULL);
 	if (prompt != NULL)
@@ -483,8 +488,8 @@ static void dispatch(struct sw_test_dispatch *d, const char *run, const char *st
 	text = json_dumps(sp, JSON_COMPACT);
 	json_decref(sp);
 	o = json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:s}", "step", step, "index", 0, "mode",
-		      "cli_agent", "attempt", 1, "spec", text, "timeout_ms", (json_int_t)timeout_ms,
-		      "identity", id);
+		      "cli_agent", "attempt", 1, "spec", text, "timeout_ms",
+		      (json_int_t)timeout_ms, "identity", id);
 	free(text);
 	free(id);
 	SW_CHECKF(sw_event_encode(reg, "step.dispatched", &h, o, &d->buf, &d->len, err,
@@ -533,11 +538,12 @@ static char *output_of(const char *step_id, const char *stream)
 				continue;
 			found = 1;
 			seq++;
-			if (strcmp(json_string_value(json_object_get(body, "stream")), stream) != 0)
+			if (strcmp(json_string_value(json_object_get(body, "stream")), stream) !=
+			    0)
 				break;
-			sw_test_http_collect((char *)json_string_value(json_object_get(body, "data")),
-					     1, json_string_length(json_object_get(body, "data")),
-					     &b);
+			sw_test_http_collect(
+			    (char *)json_string_value(json_object_get(body, "data")), 1,
+			    json_string_length(json_object_get(body, "data")), &b);
 			break;
 		}
 	} while (found);
@@ -571,7 +577,8 @@ static void changed_has(const struct sw_test_ev *f, const char *path, const char
 	json_array_foreach(list, i, e) {
 		if (strcmp(json_string_value(json_object_get(e, "path")), path) != 0)
 			continue;
-		SW_REQUIRE(json_integer_value(json_object_get(e, "size")) == (json_int_t)strlen(text) &&
+		SW_REQUIRE(json_integer_value(json_object_get(e, "size")) ==
+				   (json_int_t)strlen(text) &&
 			       !strcmp(json_string_value(json_object_get(e, "sha256")), sha),
 			   "%s: %s has size %lld sha256 %s, want %zu %s", f->step_id, path,
 			   (long long)json_integer_value(json_object_get(e, "size")),
@@ -698,17 +705,16 @@ static pid_t git_server(char *root, size_t rootlen, char *url, size_t urllen)
 
 /* The custom "CLI": a site, its key, HOME, its prompt ($1), a line on
  * stderr. */
-static const char site_cli[] =
-    "set -e\n"
-    "mkdir -p site/css\n"
-    "printf '<h1>portfolio</h1>\\n' > site/index.html\n"
-    "printf 'a{}\\n' > site/css/s.css\n"
-    "echo \"key=$ANTHROPIC_API_KEY\"\n"
-    "echo \"base=$ANTHROPIC_BASE_URL home=$HOME tmp=$TMPDIR\"\n"
-    "touch \"$HOME/.cli-state\" && echo home-writable\n"
-    "printf 'prompt=%s\\n' \"$1\"\n"
-    "echo \"ws=$(ls -A /workspace | tr '\\n' ' ')\"\n"
-    "echo 'to stderr' >&2\n";
+static const char site_cli[] = "set -e\n"
+			       "mkdir -p site/css\n"
+			       "printf '<h1>portfolio</h1>\\n' > site/index.html\n"
+			       "printf 'a{}\\n' > site/css/s.css\n"
+			       "echo \"key=$ANTHROPIC_API_KEY\"\n"
+			       "echo \"base=$ANTHROPIC_BASE_URL home=$HOME tmp=$TMPDIR\"\n"
+			       "touch \"$HOME/.cli-state\" && echo home-writable\n"
+			       "printf 'prompt=%s\\n' \"$1\"\n"
+			       "echo \"ws=$(ls -A /workspace | tr '\\n' ' ')\"\n"
+			       "echo 'to stderr' >&2\n";
 
 #define PROMPT "build it $(touch /workspace/pwned) `id` \"q\" 'x'; rm -rf /workspace"
 
@@ -776,8 +782,8 @@ static void scenario_deliver(void)
 	SW_REQUIRE(page != NULL && !strcmp(page, "<h1>portfolio</h1>\n"), "%s: %s", path,
 		   page ? page : "(none)");
 	free(page);
-	SW_REQUIRE(strstr(json_string_value(json_object_get(
-			      json_object_get(f->output, "artifact"), "location")),
+	SW_REQUIRE(strstr(json_string_value(
+			      json_object_get(json_object_get(f->output, "artifact"), "location")),
 			  "/out/site") != NULL,
 		   "artifact location");
 	/* the live output (before sandbox.released on the run's partition):
@@ -800,8 +806,8 @@ static void scenario_deliver(void)
 				      "<h1>portfolio</h1>\n");
 	SW_REQUIRE(saw, "none: index.html not in the workspace output");
 	changed_has(f, "site/index.html", "<h1>portfolio</h1>\n");
-	SW_REQUIRE(!strcmp(json_string_value(json_object_get(json_object_get(f->output, "artifact"),
-							     "destination")),
+	SW_REQUIRE(!strcmp(json_string_value(json_object_get(
+			       json_object_get(f->output, "artifact"), "destination")),
 			   "none"),
 		   "none: destination");
 
@@ -891,12 +897,13 @@ static void scenario_scan(void)
 	setup("scan");
 	keys_init();
 	sbd_start();
-	dispatch(&d, "leak", "build", 120000,
-		 agent_spec("custom", "write the config",
-			    json_string("mkdir -p site && printf 'a = 1\\nb = 2\\nkey = \"%s\"\\n' "
-					"\"$ANTHROPIC_API_KEY\" > site/config.js && echo ok"),
-			    json_pack("{s:s, s:s}", "destination", "local", "path", "leak")),
-		 k_agent, 2, NULL);
+	dispatch(
+	    &d, "leak", "build", 120000,
+	    agent_spec("custom", "write the config",
+		       json_string("mkdir -p site && printf 'a = 1\\nb = 2\\nkey = \"%s\"\\n' "
+				   "\"$ANTHROPIC_API_KEY\" > site/config.js && echo ok"),
+		       json_pack("{s:s, s:s}", "destination", "local", "path", "leak")),
+	    k_agent, 2, NULL);
 	f = sw_test_evlog_finished(&evl, d.step_id);
 	sw_test_ev_require(f, "FAILED",
 			   "artifact_refused: site/config.js:3 holds the value of "
@@ -958,10 +965,10 @@ static void scenario_cancel(void)
 	sbd_start();
 	/* mid-CLI: the script waits for its sleep, its command line holds the
 	 * prompt */
-	dispatch(&d, "mid", "build", 120000,
-		 agent_spec("custom", prompt, json_string("echo started; sleep 300; echo done"),
-			    NULL),
-		 k_agent, 2, NULL);
+	dispatch(
+	    &d, "mid", "build", 120000,
+	    agent_spec("custom", prompt, json_string("echo started; sleep 300; echo done"), NULL),
+	    k_agent, 2, NULL);
 	sw_test_evlog_wait(&evl, "sandbox.output", d.step_id, 0, 60);
 	SW_REQUIRE(procs_with(prompt) > 0, "the CLI is not running");
 	/* timed from the cancel's delivery to the broker (the test's producer
@@ -1041,10 +1048,10 @@ static void scenario_timeout(void)
 	keys_init();
 	snprintf(prompt, sizeof(prompt), "mark-%s-cli", prefix);
 	sbd_start();
-	dispatch(&d, "slow", "build", 6000,
-		 agent_spec("custom", prompt, json_string("echo started; sleep 300; echo done"),
-			    NULL),
-		 k_agent, 2, NULL);
+	dispatch(
+	    &d, "slow", "build", 6000,
+	    agent_spec("custom", prompt, json_string("echo started; sleep 300; echo done"), NULL),
+	    k_agent, 2, NULL);
 	sd = sw_test_evlog_wait(&evl, "step.started", d.step_id, 0, 60);
 	(void)sd;
 	sw_test_evlog_wait(&evl, "sandbox.output", d.step_id, 0, 60);
@@ -1093,8 +1100,8 @@ static void scenario_kill9(void)
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	changed_has(f, "done.txt", "done\n");
 	SW_REQUIRE(sw_test_evlog_count(&evl, "sandbox.acquired", d.step_id) == 2,
-		   "%zu sandboxes for the step", sw_test_evlog_count(&evl, "sandbox.acquired",
-								       d.step_id));
+		   "%zu sandboxes for the step",
+		   sw_test_evlog_count(&evl, "sandbox.acquired", d.step_id));
 	printf("kill -9: the step ran again on the restarted sandboxd and succeeded\n");
 	sbd_stop();
 }
@@ -1112,15 +1119,15 @@ static void scenario_hostile(void)
 	setup("hostile");
 	keys_init();
 	sbd_start();
-#define BAD(w, ...)                                                                                \
-	do {                                                                                       \
-		char run[16];                                                                      \
-		snprintf(run, sizeof(run), "bad%zu", n);                                           \
-		dispatch(&d[n], run, "build", 60000, __VA_ARGS__);                                 \
-		want[n++].want = w;                                                                \
+#define BAD(w, ...)                                                                               \
+	do {                                                                                      \
+		char run[16];                                                                     \
+		snprintf(run, sizeof(run), "bad%zu", n);                                          \
+		dispatch(&d[n], run, "build", 60000, __VA_ARGS__);                                \
+		want[n++].want = w;                                                               \
 	} while (0)
-	BAD("bad_input: spec.cli_agent 'cursor' is not",
-	    agent_spec("cursor", "p", NULL, NULL), k_agent, 2, NULL);
+	BAD("bad_input: spec.cli_agent 'cursor' is not", agent_spec("cursor", "p", NULL, NULL),
+	    k_agent, 2, NULL);
 	BAD("bad_input: spec.run is only for cli_agent custom",
 	    agent_spec("claude-code", "p", json_string("curl evil"), NULL), k_agent, 2, NULL);
 	BAD("bad_input: cli_agent custom needs spec.run", agent_spec("custom", "p", NULL, NULL),
@@ -1251,9 +1258,9 @@ static void real_agent(const char *name, const char *agent, const char *key_env,
 	sbd_extra[2] = "SAGEWAI_EGRESS_PRIVATE=allow";
 	sbd_extra[3] = NULL;
 	sbd_start();
-	s = agent_spec(agent, "Build index.html for the brief, then list the directory.", NULL,
-		       json_pack("{s:s, s:s, s:s}", "destination", "github", "repo", url,
-				 "branch", "main"));
+	s = agent_spec(
+	    agent, "Build index.html for the brief, then list the directory.", NULL,
+	    json_pack("{s:s, s:s, s:s}", "destination", "github", "repo", url, "branch", "main"));
 	json_object_set_new(s, "egress_allow", json_pack("[s]", allow));
 	dispatch(&d, "real", "build", 240000, s, kc, nk, NULL);
 	f = sw_test_evlog_finished(&evl, d.step_id);
@@ -1283,8 +1290,8 @@ static void real_agent(const char *name, const char *agent, const char *key_env,
 	/* nothing of the CLI's own state in the workspace: only the page */
 	SW_REQUIRE(changed_count(f) == 1, "%zu files in the workspace", changed_count(f));
 	printf("%s: index.html written by the CLI's own tool, pushed to %s\n", agent,
-	       json_string_value(json_object_get(json_object_get(f->output, "artifact"),
-						 "location")));
+	       json_string_value(
+		   json_object_get(json_object_get(f->output, "artifact"), "location")));
 	/* every connection went through the proxy, to the endpoint only */
 	for (size_t i = 0; i < evl.n; i++) {
 		json_t *b = evl.ev[i]->body;
@@ -1307,7 +1314,8 @@ static void real_agent(const char *name, const char *agent, const char *key_env,
 
 static void scenario_claude(void)
 {
-	real_agent("claude", "claude-code", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "", NULL, NULL);
+	real_agent("claude", "claude-code", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL", "", NULL,
+		   NULL);
 }
 
 static void scenario_codex(void)
@@ -1318,8 +1326,8 @@ static void scenario_codex(void)
 
 static void scenario_gemini(void)
 {
-	real_agent("gemini", "gemini", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "", "GEMINI_MODEL",
-		   "gemini-2.5-pro");
+	real_agent("gemini", "gemini", "GEMINI_API_KEY", "GOOGLE_GEMINI_BASE_URL", "",
+		   "GEMINI_MODEL", "gemini-2.5-pro");
 }
 
 int main(int argc, char **argv)
