@@ -709,6 +709,8 @@ static const char site_cli[] = "set -e\n"
 			       "mkdir -p site/css\n"
 			       "printf '<h1>portfolio</h1>\\n' > site/index.html\n"
 			       "printf 'a{}\\n' > site/css/s.css\n"
+			       /* what a hostile agent could leave for the host to follow */
+			       "ln -s /etc/shadow site/shadow && mkfifo site/fifo\n"
 			       "echo \"key=$ANTHROPIC_API_KEY\"\n"
 			       "echo \"base=$ANTHROPIC_BASE_URL home=$HOME tmp=$TMPDIR\"\n"
 			       "touch \"$HOME/.cli-state\" && echo home-writable\n"
@@ -776,6 +778,12 @@ static void scenario_deliver(void)
 	changed_has(f, "site/css/s.css", "a{}\n");
 	SW_REQUIRE(changed_count(f) == 2, "%zu files changed (the prompt ran as a command?)",
 		   changed_count(f));
+	/* the symlink and the fifo: skipped and named, never followed or read */
+	o = json_dumps(json_object_get(json_object_get(f->output, "files_changed"), "skipped"),
+		       JSON_COMPACT);
+	SW_REQUIRE(o != NULL && strstr(o, "site/shadow") && strstr(o, "site/fifo"), "skipped: %s",
+		   o ? o : "");
+	free(o);
 	snprintf(path, sizeof(path), "%s/%s/%s/%s/out/site/site/index.html", local_dir, tenant,
 		 dl.run_id, "build");
 	page = slurp(path); /* under TENANT/RUN/STEP (the step's name)/PATH */
