@@ -115,6 +115,30 @@ int wf_fail(struct wf_doc *d, const struct wf_node *n, const char *fmt, ...)
 	return rc;
 }
 
+void wf_warn(struct wf_doc *d, const struct wf_node *n, const char *fmt, ...)
+{
+	char msg[512], where[256], text[800];
+	va_list ap;
+
+	if (d->warnings == NULL)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	wf_utf8_trim(msg);
+	if (d->json) {
+		node_path(n, where, sizeof(where));
+		wf_utf8_trim(where);
+		snprintf(text, sizeof(text), "%s: %s", where, msg);
+	} else {
+		snprintf(text, sizeof(text), "%s:%d:%d: %s", d->file,
+			 n != NULL && n->line > 0 ? n->line : 1, n != NULL && n->col > 0 ? n->col : 1,
+			 msg);
+	}
+	wf_utf8_trim(text);
+	json_array_append_new(d->warnings, json_string(text)); /* NULL: dropped, as is OOM */
+}
+
 static int fail_at(struct wf_doc *d, int line, int col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static int fail_at(struct wf_doc *d, int line, int col, const char *fmt, ...)

@@ -28,6 +28,14 @@
  *         artifact: {destination: github|s3|local|none, ...}
  *         prompt: "..."
  *
+ * cli_agent steps: cli_agent is required; claude-code, codex and gemini
+ * need a prompt (the agent's task; the sandbox host builds their command
+ * line, so run is refused), custom needs run (and gets the prompt, if
+ * any, as its last argument). An empty prompt, or custom without one, is
+ * anti-pattern 2 (a CLI agent for an identity_scoped task): a warning in
+ * wf->warnings, not an error. Their timeout defaults to 30m. cli_agent,
+ * prompt and artifact are refused on sandboxed and identity_scoped steps.
+ *
  * artifact (cli_agent and cli_agent_jit steps only): where the sandbox
  * host delivers the step's /workspace once the agent is done
  * (docs/SANDBOX.md, "Artifacts"); string values, templates allowed (a
@@ -111,6 +119,9 @@ struct sw_workflow {
 	char *description;   /* may be NULL */
 	struct sw_step *steps;
 	size_t nsteps;
+	json_t *warnings;    /* strings "FILE:LINE:COL: text" ("$.path: text" from JSON):
+			      * what registers but should be otherwise (owned; an array,
+			      * maybe empty) */
 };
 
 /* Parse and validate YAML text. filename is used in messages only. NULL

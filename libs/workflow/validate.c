@@ -14,6 +14,7 @@
 #define TIMEOUT_MAX_MS (24LL * 3600 * 1000)
 #define BACKOFF_MAX_MS (3600LL * 1000)
 #define RETRIES_MAX 20
+#define CLI_AGENT_TIMEOUT_MS (30LL * 60 * 1000) /* a cli_agent step's default */
 
 struct vctx {
 	struct wf_doc *d;
@@ -407,10 +408,11 @@ static int check_extra(struct vctx *v, const struct wf_node *k, const struct wf_
 			}
 		}
 	} else {
-		/* run, variant, identity, prompt */
+		/* run, variant, identity, prompt; an empty prompt is anti-pattern
+		 * 2, a warning (cli_agent_check), not an error */
 		if (!is_str(val))
 			return want(v, k, val, "a string");
-		if (val->len == 0)
+		if (val->len == 0 && strcmp(key, "prompt") != 0)
 			return wf_fail(v->d, val, "%s: must not be empty", key);
 	}
 	if (check_templates(v, val))
@@ -434,11 +436,76 @@ static int uses_ok(const char *s, size_t len)
 
 /* ---- steps ----------------------------------------------------------- */
 
+/* The keys of a step that the checks after the loop need. */
+struct step_keys {
+	const struct wf_node *artifact_k, *agent_k, *agent, *prompt_k, *prompt, *run_k;
+	int timeout_given;
+};
+
+/* Only blanks (or nothing): the agent would get no task. */
+static int blank(const struct wf_node *n)
+{
+	return strspn(n->text, " \t\r\n") == n->len;
+}
+
+/*
+ * A cli_agent step: the agent is required; claude-code, codex and gemini
+ * get their command line from the sandbox host and need a prompt (their
+ * task), custom needs its run (and gets the prompt, if any, as its last
+ * argument). Anti-pattern 2 -- a cli_agent step with nothing for an agent
+ * to decide (an empty prompt, or a custom command with none) -- is a
+ * warning: the workflow registers, and the answer says why it should
+ * rather be an identity_scoped step.
+ */
+static int cli_agent_check(struct vctx *v, const struct wf_node *item, struct sw_step *st,
+			   const struct step_keys *sk)
+{
+	struct wf_doc *d = v->d;
+	int custom;
+
+	if (sk->agent == NULL)
+		return wf_fail(d, item,
+			       "step \"%s\": a cli_agent step needs cli_agent (claude-code, "
+			       "codex, gemini or custom)",
+			       st->name);
+	custom = !strcmp(sk->agent->text, "custom");
+	if (!custom && sk->run_k != NULL)
+		return wf_fail(d, sk->run_k,
+			       "\"run\" applies only to cli_agent: custom (the command line of %s "
+			       "is the sandbox host's; give it its task in prompt)",
+			       sk->agent->text);
+	if (custom && sk->run_k == NULL)
+		return wf_fail(d, item,
+			       "step \"%s\": cli_agent: custom needs run (the agent's command; "
+			       "the prompt is passed as its last argument)",
+			       st->name);
+	if (!custom && sk->prompt == NULL)
+		return wf_fail(d, item,
+			       "step \"%s\": cli_agent: %s needs a prompt (the agent's task)",
+			       st->name, sk->agent->text);
+	if (sk->prompt != NULL && blank(sk->prompt))
+		wf_warn(d, sk->prompt,
+			"step \"%s\": the prompt is empty, so the agent has no task to decide on "
+			"(anti-pattern 2: a CLI agent for an identity-scoped task); a fixed "
+			"operation belongs in mode identity_scoped, which runs it with the same "
+			"credentials and no agent",
+			st->name);
+	else if (custom && sk->prompt == NULL)
+		wf_warn(d, sk->agent,
+			"step \"%s\": cli_agent: custom runs a fixed command with no prompt, so "
+			"nothing is left for an agent to decide (anti-pattern 2: a CLI agent for an "
+			"identity-scoped task); run it in mode identity_scoped instead",
+			st->name);
+	if (!sk->timeout_given)
+		st->timeout_ms = CLI_AGENT_TIMEOUT_MS;
+	return 0;
+}
+
 static int build_step(struct vctx *v, const struct wf_node *item, struct sw_step *st)
 {
 	struct wf_doc *d = v->d;
 	const struct wf_node *name = NULL, *uses_k = NULL, *uses = NULL, *first_extra = NULL;
-	const struct wf_node *artifact_k = NULL;
+	struct step_keys sk = {0};
 	const char *tkey = d->json ? "timeout_ms" : "timeout";
 	const char *bkey = d->json ? "backoff_ms" : "backoff";
 	char b[80];
@@ -497,6 +564,7 @@ static int build_step(struct vctx *v, const struct wf_node *item, struct sw_step
 			if (get_duration(v, k, val, 1, TIMEOUT_MAX_MS, "1ms..24h",
 					 &st->timeout_ms))
 				return -1;
+			sk.timeout_given = 1;
 		} else if (!strcmp(key, bkey)) {
 			if (get_duration(v, k, val, 0, BACKOFF_MAX_MS, "0..1h", &st->backoff_ms))
 				return -1;
@@ -512,7 +580,13 @@ static int build_step(struct vctx *v, const struct wf_node *item, struct sw_step
 			if (first_extra == NULL)
 				first_extra = k;
 			if (!strcmp(key, "artifact"))
-				artifact_k = k;
+				sk.artifact_k = k;
+			else if (!strcmp(key, "cli_agent"))
+				sk.agent_k = k, sk.agent = val;
+			else if (!strcmp(key, "prompt"))
+				sk.prompt_k = k, sk.prompt = val;
+			else if (!strcmp(key, "run"))
+				sk.run_k = k;
 			if (check_extra(v, k, val, st->extra))
 				return -1;
 		} else {
@@ -553,12 +627,19 @@ static int build_step(struct vctx *v, const struct wf_node *item, struct sw_step
 			       "is %s)",
 			       sw_mode_name(st->mode));
 	}
-	if (artifact_k != NULL && st->mode != SW_MODE_CLI_AGENT &&
-	    st->mode != SW_MODE_CLI_AGENT_JIT && st->mode != SW_MODE_IN_PROCESS)
-		return wf_fail(d, artifact_k,
-			       "\"artifact\" applies only to cli_agent and cli_agent_jit steps "
-			       "(this step is %s)",
-			       sw_mode_name(st->mode));
+	if (st->mode == SW_MODE_SANDBOXED || st->mode == SW_MODE_IDENTITY_SCOPED) {
+		/* nothing there would run an agent or deliver its work */
+		const struct wf_node *agent_only[] = {sk.artifact_k, sk.agent_k, sk.prompt_k};
+
+		for (i = 0; i < sizeof(agent_only) / sizeof(agent_only[0]); i++)
+			if (agent_only[i] != NULL)
+				return wf_fail(d, agent_only[i],
+					       "\"%s\" applies only to cli_agent and cli_agent_jit "
+					       "steps (this step is %s)",
+					       agent_only[i]->text, sw_mode_name(st->mode));
+	}
+	if (st->mode == SW_MODE_CLI_AGENT && cli_agent_check(v, item, st, &sk) != 0)
+		return -1;
 	if (st->with == NULL && (st->with = json_object()) == NULL)
 		return wf_fail(d, item, "out of memory");
 	return 0;
@@ -699,12 +780,26 @@ fail:
 
 /* ---- entry points ---------------------------------------------------- */
 
+/* wf_build with the warnings collected into wf->warnings; root freed. */
+static struct sw_workflow *build_warned(struct wf_doc *d, struct wf_node *root)
+{
+	struct sw_workflow *wf = NULL;
+
+	if ((d->warnings = json_array()) == NULL)
+		wf_fail(d, root, "out of memory");
+	else if ((wf = wf_build(d, root)) != NULL)
+		wf->warnings = json_incref(d->warnings);
+	json_decref(d->warnings);
+	d->warnings = NULL;
+	wf_node_free(root);
+	return wf;
+}
+
 struct sw_workflow *sw_workflow_parse(const char *yaml, size_t len, const char *filename,
 				      char *errstr, size_t errlen)
 {
 	struct wf_doc d = {
 	    .file = filename != NULL ? filename : "workflow", .err = errstr, .errlen = errlen};
-	struct sw_workflow *wf;
 	struct wf_node *root;
 
 	if (errstr != NULL && errlen > 0)
@@ -715,22 +810,17 @@ struct sw_workflow *sw_workflow_parse(const char *yaml, size_t len, const char *
 	}
 	if ((root = wf_yaml_load(&d, yaml != NULL ? yaml : "", len)) == NULL)
 		return NULL;
-	wf = wf_build(&d, root);
-	wf_node_free(root);
-	return wf;
+	return build_warned(&d, root);
 }
 
 struct sw_workflow *sw_workflow_from_json(json_t *j, char *errstr, size_t errlen)
 {
 	struct wf_doc d = {.json = 1, .err = errstr, .errlen = errlen};
-	struct sw_workflow *wf;
 	struct wf_node *root;
 
 	if (errstr != NULL && errlen > 0)
 		errstr[0] = '\0';
 	if ((root = wf_json_load(&d, j)) == NULL)
 		return NULL;
-	wf = wf_build(&d, root);
-	wf_node_free(root);
-	return wf;
+	return build_warned(&d, root);
 }

@@ -41,6 +41,7 @@ struct wf_doc {
 	char *err;
 	size_t errlen;
 	size_t nnodes;
+	json_t *warnings; /* strings, like errors; NULL: not collected */
 };
 
 /* ---- load.c ---------------------------------------------------------- */
@@ -49,6 +50,10 @@ struct wf_doc {
  * (JSON) for node n (NULL: the document start) and return -1. The result
  * is always valid UTF-8. */
 int wf_fail(struct wf_doc *d, const struct wf_node *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The same text as a warning, appended to d->warnings: the workflow is
+ * still valid. */
+void wf_warn(struct wf_doc *d, const struct wf_node *n, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Copy at most 60 bytes of s into out (size >= 80) for quoting in a
  * message: control characters become '?', a cut is marked "...", and a

@@ -106,6 +106,7 @@ void sw_workflow_free(struct sw_workflow *wf)
 	free(wf->steps);
 	free(wf->name);
 	free(wf->description);
+	json_decref(wf->warnings);
 	free(wf);
 }
 

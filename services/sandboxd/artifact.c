@@ -171,9 +171,10 @@ static int make_summary(struct sbd_art_job *j)
 	if (list == NULL)
 		return -1;
 	for (i = 0; i < j->nfiles && i < SBD_ARTIFACT_LIST_MAX; i++)
-		if (json_array_append_new(list, json_pack("{s:o, s:I}", "path",
+		if (json_array_append_new(list, json_pack("{s:o, s:I, s:s}", "path",
 							  sw_json_string_lossy(j->files[i].path),
-							  "size", (json_int_t)j->files[i].size))) {
+							  "size", (json_int_t)j->files[i].size,
+							  "sha256", j->files[i].sha256))) {
 			json_decref(list);
 			return -1;
 		}
@@ -202,8 +203,18 @@ static void job_run(struct sbd_art_job *j)
 				     j->secrets[i].env, err);
 			return;
 		}
-	if (sbd_art_stage(j) != 0 || sbd_art_cancelled(j) || sbd_art_scan(j) != 0 ||
-	    sbd_art_cancelled(j))
+	if (sbd_art_stage(j) != 0 || sbd_art_cancelled(j) || sbd_art_hash(j) != 0)
+		return;
+	if (j->list_only) {
+		/* nothing leaves: no scan, no push */
+		if (make_summary(j) != 0) {
+			sbd_art_fail(j, "internal", "out of memory");
+			return;
+		}
+		j->ok = true;
+		return;
+	}
+	if (sbd_art_scan(j) != 0 || sbd_art_cancelled(j))
 		return;
 	switch (j->dest) {
 	case SW_ARTIFACT_GITHUB:
@@ -305,7 +316,9 @@ static void on_loop(void *arg)
 		a->running--;
 		gone = j->abandoned;
 		sw_handoff_unlock(&a->h);
-		if (j->ok) {
+		if (j->ok && j->list_only) {
+			/* nothing was delivered */
+		} else if (j->ok) {
 			a->delivered++;
 			if (a->emit != NULL)
 				a->emit(a->emit_arg, "artifact.pushed", &j->h,
@@ -497,7 +510,7 @@ int sbd_artifact_deliver(struct sbd_env *env, const struct sbd_artifact_req *req
 		snprintf(err, errlen, "internal: artifacts are not started");
 		goto fail;
 	}
-	if (sw_artifact_check(req->spec, why, sizeof(why)) != 0) {
+	if (!req->list_only && sw_artifact_check(req->spec, why, sizeof(why)) != 0) {
 		snprintf(err, errlen, "bad_input: %s", why);
 		goto fail;
 	}
@@ -515,14 +528,17 @@ int sbd_artifact_deliver(struct sbd_env *env, const struct sbd_artifact_req *req
 	j->a = a;
 	j->cb = cb;
 	j->opaque = opaque;
-	snprintf(j->dest_name, sizeof(j->dest_name), "%s",
-		 json_string_value(json_object_get(req->spec, "destination")));
-	sw_artifact_dest_parse(j->dest_name, &j->dest);
-	if (offered(a, j->dest, req->spec, err, errlen) != 0)
-		goto fail_job;
-	if ((j->spec = json_deep_copy(req->spec)) == NULL) {
-		snprintf(err, errlen, "internal: out of memory");
-		goto fail_job;
+	j->list_only = req->list_only;
+	if (!j->list_only) {
+		snprintf(j->dest_name, sizeof(j->dest_name), "%s",
+			 json_string_value(json_object_get(req->spec, "destination")));
+		sw_artifact_dest_parse(j->dest_name, &j->dest);
+		if (offered(a, j->dest, req->spec, err, errlen) != 0)
+			goto fail_job;
+		if ((j->spec = json_deep_copy(req->spec)) == NULL) {
+			snprintf(err, errlen, "internal: out of memory");
+			goto fail_job;
+		}
 	}
 	for (i = 0; i < req->nsecrets; i++) {
 		const struct sbd_artifact_secret *s = &req->secrets[i];

@@ -94,7 +94,10 @@ struct sbd_artifact_secret {
 };
 
 struct sbd_artifact_req {
-	json_t *spec;	  /* the rendered artifact: object (borrowed, copied) */
+	json_t *spec;	  /* the rendered artifact: object (borrowed, copied); NULL with
+			   * list_only */
+	bool list_only;	  /* no destination: stage and list the files (with their
+			   * sha256), deliver nothing, no scan, no event */
 	int workspace_fd; /* taken, even on failure: a directory, or a readable tar
 			   * stream (memfd, file or pipe) */
 	const struct sbd_artifact_secret *secrets;
@@ -107,10 +110,11 @@ struct sbd_artifact_req {
 /*
  * The outcome, valid during the callback only. ok: location says where it
  * went ("https://host/o/r.git#main@<commit>", "s3://bucket/prefix",
- * the host path, "" for none) and summary is {"destination", "location",
- * "files", "bytes", "list": [{"path", "size"}] (the first
- * SBD_ARTIFACT_LIST_MAX), "skipped": [{"path", "why"}]}, for none with
- * "workspace": [{"path", "size", "text" | "base64"}] instead of "list".
+ * the host path, "" for none and list_only) and summary is {"destination",
+ * "location", "files", "bytes", "list": [{"path", "size", "sha256"}] (the
+ * first SBD_ARTIFACT_LIST_MAX), "skipped": [{"path", "why"}]}, for none
+ * with "workspace": [{"path", "size", "sha256", "text" | "base64"}]
+ * instead of "list" (list_only: destination "").
  * !ok: error is "<code>: <message>", never holding a value: bad_input,
  * mode_unavailable, artifact_refused (the scan), artifact_too_large,
  * artifact_failed (the destination's answer), disk_full, timeout, internal.
@@ -167,6 +171,7 @@ struct sw_redact;
 struct sbd_art_file {
 	char *path; /* relative, '/'-separated */
 	uint64_t size;
+	char sha256[65]; /* of the staged copy, hex; "" until sbd_art_hash */
 };
 
 struct sbd_art_job {
@@ -176,7 +181,8 @@ struct sbd_art_job {
 	void *opaque;
 	int abandoned; /* under a->h.mu; read by the worker through sbd_art_cancelled */
 	/* the request */
-	json_t *spec;
+	json_t *spec; /* NULL when list_only */
+	bool list_only;
 	enum sw_artifact_dest dest;
 	char dest_name[16];
 	int fd;
@@ -251,6 +257,9 @@ int64_t sbd_art_copy_fd(int in, int out, uint64_t max);
 /* Every staged file and path name: 0 when clean, -1 with j->refused (or
  * another error) set. */
 int sbd_art_scan(struct sbd_art_job *j);
+/* The sha256 of every staged file into j->files[].sha256. 0, or -1 with
+ * j's error. */
+int sbd_art_hash(struct sbd_art_job *j);
 
 /* artifact_push.c */
 int sbd_art_push_github(struct sbd_art_job *j);

@@ -1095,15 +1095,17 @@ int sbd_art_push_none(struct sbd_art_job *j)
 		if (memchr(data, '\0', size) == NULL)
 			text = json_stringn(data, size); /* NULL unless valid UTF-8 */
 		if (text != NULL) {
-			o = json_pack("{s:o, s:I, s:o}", "path", sw_json_string_lossy(path),
-				      "size", (json_int_t)size, "text", text);
+			o = json_pack("{s:o, s:I, s:s, s:o}", "path", sw_json_string_lossy(path),
+				      "size", (json_int_t)size, "sha256", j->files[i].sha256, "text",
+				      text);
 		} else {
 			size_t elen =
 			    sodium_base64_ENCODED_LEN(size, sodium_base64_VARIANT_ORIGINAL);
 			char *b64 = malloc(elen);
 
-			o = b64 ? json_pack("{s:o, s:I, s:s}", "path", sw_json_string_lossy(path),
-					    "size", (json_int_t)size, "base64",
+			o = b64 ? json_pack("{s:o, s:I, s:s, s:s}", "path",
+					    sw_json_string_lossy(path), "size", (json_int_t)size,
+					    "sha256", j->files[i].sha256, "base64",
 					    sodium_bin2base64(b64, elen, (unsigned char *)data,
 							      size,
 							      sodium_base64_VARIANT_ORIGINAL))

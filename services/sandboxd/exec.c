@@ -75,6 +75,7 @@ static void exec_release(struct sbd_job *j)
 	}
 	sw_buf_free(&j->out);
 	sw_buf_free(&j->err);
+	sbd_agent_release(j); /* a delivery in progress is abandoned */
 	/* last: the egress proxy (gone with the slot) redacts with it */
 	sbd_identity_release(j);
 }
@@ -127,6 +128,16 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 	else if (j->stage == SBD_SEALING)
 		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
 				"timeout: no sealed identity within the step's timeout of %lld ms",
+				(long long)j->x->timeout_ms);
+	else if (j->stage == SBD_PREPARING)
+		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
+				"timeout: the agent's home was not prepared within the step's "
+				"timeout of %lld ms",
+				(long long)j->x->timeout_ms);
+	else if (j->stage == SBD_PACKING || j->stage == SBD_DELIVERING)
+		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
+				"timeout: the artifact was not delivered within the step's timeout "
+				"of %lld ms",
 				(long long)j->x->timeout_ms);
 	else
 		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
@@ -234,6 +245,8 @@ static void on_output(void *arg, int stream, const uint8_t *buf, size_t len)
 	struct sbd_job *j = arg;
 	struct sw_buf *t;
 
+	if (j->agent != NULL && sbd_agent_output(j, stream, buf, len))
+		return; /* not the agent's own run: preparing its home, the snapshot */
 	if (j->ident == NULL) {
 		output_take(j, stream, (const char *)buf, len);
 		return;
@@ -310,6 +323,7 @@ static char *stderr_tail(const struct sbd_job *j)
 static void exited(struct sbd_job *j)
 {
 	struct sw_sandbox_exit *ex = &j->ex;
+	const char *who = j->agent != NULL ? "agent" : "command";
 	char *tail, *o_out, *o_err, *exerr = NULL;
 	json_t *o;
 
@@ -338,8 +352,12 @@ static void exited(struct sbd_job *j)
 		if (ms == 0)
 			ms = (int64_t)sw_sandbox_limits(j->slot->sb)->wall_ms;
 		sbd_exec_finish(j, SW_STEP_TIMED_OUT, NULL,
-				"timeout: the command exceeded its timeout of %lld ms",
+				"timeout: the %s exceeded its timeout of %lld ms", who,
 				(long long)ms);
+		return;
+	}
+	if (ex->status == 0 && j->agent != NULL) {
+		sbd_agent_ran(j); /* the snapshot, then the artifact */
 		return;
 	}
 	if (ex->status == 0) {
@@ -370,11 +388,11 @@ static void exited(struct sbd_job *j)
 	}
 	if (ex->status > 0)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
-				"exit_status: the command exited with status %d%s%s", ex->status,
+				"exit_status: the %s exited with status %d%s%s", who, ex->status,
 				tail && tail[0] ? "; stderr: " : "", tail ? tail : "");
 	else
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
-				"exit_status: the command was killed by signal %d (%s)%s%s",
+				"exit_status: the %s was killed by signal %d (%s)%s%s", who,
 				ex->signal,
 				sigabbrev_np(ex->signal) ? sigabbrev_np(ex->signal) : "?",
 				tail && tail[0] ? "; stderr: " : "", tail ? tail : "");
@@ -400,11 +418,15 @@ static void on_readable(evutil_socket_t fd, short what, void *arg)
 	if (j->redact_failed || (j->exited && output_flush(j) != 0))
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL,
 				"internal: out of memory while redacting the output");
+	else if (j->exited && j->agent != NULL && j->stage != SBD_RUNNING)
+		sbd_agent_exited(j);
 	else if (j->exited)
 		exited(j);
 	else if (rc != 0)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s",
 				sw_sandbox_error(j->slot->sb));
+	else
+		want_write(j); /* a KILL queued meanwhile (an oversized snapshot) */
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
@@ -450,6 +472,10 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	free(limits);
 	if (start_egress(j, s) != 0)
 		return;
+	if (j->agent != NULL) {
+		sbd_agent_prepare(j); /* then the seal, then sbd_exec_run */
+		return;
+	}
 	if (j->ident != NULL) {
 		sbd_identity_seal(j); /* sbd_exec_run once the values are in */
 		return;
@@ -457,40 +483,89 @@ static void start_exec(struct sbd_job *j, struct sbd_slot *s)
 	sbd_exec_run(j);
 }
 
-void sbd_exec_run(struct sbd_job *j)
+int64_t sbd_exec_left_ms(const struct sbd_job *j)
+{
+	int64_t left;
+
+	if (j->x->timeout_ms <= 0)
+		return 0;
+	left = j->x->timeout_ms - (sw_mono_ns() - j->x->t0_ns) / 1000000;
+	return left < 1 ? 1 : left;
+}
+
+int sbd_exec_launch(struct sbd_job *j, struct sw_sandbox_exec *ex)
 {
 	struct sbd_env *env = j->env;
 	struct sbd_slot *s = j->slot;
 	const struct sw_sandbox_limits *lim = sw_sandbox_limits(s->sb);
-	struct sw_sandbox_exec ex = {.argv = (const char *const *)j->argv,
-				     .env = (const char *const *)j->envp};
-	int64_t left = 0;
+	int64_t left = sbd_exec_left_ms(j);
 	char err[320];
 	int fd = sw_sandbox_fd(s->sb);
 
-	j->stage = SBD_RUNNING;
-	if (j->x->timeout_ms > 0) {
-		left = j->x->timeout_ms - (sw_mono_ns() - j->x->t0_ns) / 1000000;
-		if (left < 1)
-			left = 1;
-	}
-	ex.timeout_ms = (uint32_t)(left > 0 ? left : 0);
+	if (ex->timeout_ms == 0 || (left > 0 && ex->timeout_ms > (uint64_t)left))
+		ex->timeout_ms = (uint32_t)(left > 0 ? left : 0);
+	j->exited = false;
+	memset(&j->ex, 0, sizeof(j->ex));
+	j->ex_error[0] = '\0';
 	j->exec_t0_ns = sw_mono_ns();
-	if (sw_sandbox_exec_start(s->sb, &ex, err, sizeof(err)) != 0) {
+	if (sw_sandbox_exec_start(s->sb, ex, err, sizeof(err)) != 0) {
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "sandbox_error: %s", err);
-		return;
+		return -1;
 	}
-	if (j->ident != NULL)
-		sbd_identity_injected(j);
 	/* the runner kills the command at its timeout; this is the backstop */
-	if (arm_timer(j, (left > 0 ? left : (int64_t)lim->wall_ms) + SBD_GRACE_MS) != 0 ||
-	    (j->rd = event_new(env->base, fd, EV_READ | EV_PERSIST, on_readable, j)) == NULL ||
-	    (j->wr = event_new(env->base, fd, EV_WRITE, on_writable, j)) == NULL ||
-	    event_add(j->rd, NULL) != 0) {
+	if (arm_timer(j, (ex->timeout_ms > 0 ? (int64_t)ex->timeout_ms : (int64_t)lim->wall_ms) +
+			     SBD_GRACE_MS) != 0 ||
+	    (j->rd == NULL &&
+	     ((j->rd = event_new(env->base, fd, EV_READ | EV_PERSIST, on_readable, j)) == NULL ||
+	      (j->wr = event_new(env->base, fd, EV_WRITE, on_writable, j)) == NULL ||
+	      event_add(j->rd, NULL) != 0))) {
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "internal: cannot watch the sandbox");
-		return;
+		return -1;
 	}
 	on_writable(fd, EV_WRITE, j);
+	return 0;
+}
+
+void sbd_exec_rearm(struct sbd_job *j)
+{
+	int64_t left = sbd_exec_left_ms(j);
+
+	if (left == 0) {
+		if (j->timer != NULL)
+			evtimer_del(j->timer);
+	} else if (arm_timer(j, left + SBD_GRACE_MS) != 0) {
+		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "internal: cannot arm the timer");
+	}
+}
+
+void sbd_exec_run(struct sbd_job *j)
+{
+	struct sw_sandbox_exec ex = {.argv = (const char *const *)j->argv,
+				     .env = (const char *const *)j->envp};
+
+	j->stage = SBD_RUNNING;
+	if (j->agent != NULL && sbd_agent_running(j, &ex) != 0)
+		return;
+	if (sbd_exec_launch(j, &ex) != 0)
+		return;
+	if (j->ident != NULL)
+		sbd_identity_injected(j);
+}
+
+void sbd_exec_drop_sandbox(struct sbd_job *j)
+{
+	if (j->rd != NULL)
+		event_free(j->rd);
+	if (j->wr != NULL)
+		event_free(j->wr);
+	j->rd = j->wr = NULL;
+	if (j->slot != NULL && !j->slot_pending) {
+		struct sbd_slot *s = j->slot;
+
+		snprintf(s->reason, sizeof(s->reason), "finished");
+		j->slot = NULL;
+		sbd_pool_release(j->env, s);
+	}
 }
 
 /* ---- preflight ---------------------------------------------------------- */
@@ -798,9 +873,19 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 	struct sbd_job *j = x->owner;
 	enum sw_sandbox_net net;
 	const char *variant = "base", *network = "none";
+	int agent = strcmp(j->x->mode, "cli_agent") == 0;
 	char err[512];
 	json_t *v;
 
+	if (agent) {
+		/* the agent, its prompt and artifact; its variant and egress_only
+		 * by default */
+		if (sbd_agent_new(j, &variant, err, sizeof(err)) != 0) {
+			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
+			return;
+		}
+		network = "egress_only";
+	}
 	if ((v = json_object_get(j->x->spec, "variant")) != NULL && !json_is_null(v)) {
 		if (!json_is_string(v)) {
 			sbd_exec_finish(j, SW_STEP_FAILED, NULL,
@@ -838,13 +923,15 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}
-	if (parse_run(j, err, sizeof(err)) != 0 || parse_env(j, err, sizeof(err)) != 0 ||
-	    parse_limits(j, err, sizeof(err)) != 0) {
+	/* an agent's command line is ours, but for custom */
+	if (((!agent || sbd_agent_custom(j)) && parse_run(j, err, sizeof(err)) != 0) ||
+	    parse_env(j, err, sizeof(err)) != 0 || parse_limits(j, err, sizeof(err)) != 0) {
 		sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 		return;
 	}
-	if (strcmp(j->x->mode, "identity_scoped") == 0) {
-		if (sbd_identity_parse(j, err, sizeof(err)) != 0) {
+	if (agent || strcmp(j->x->mode, "identity_scoped") == 0) {
+		if (sbd_identity_parse(j, err, sizeof(err)) != 0 ||
+		    (agent && sbd_agent_build(j, err, sizeof(err)) != 0)) {
 			sbd_exec_finish(j, SW_STEP_FAILED, NULL, "bad_input: %s", err);
 			return;
 		}
@@ -872,11 +959,12 @@ static int exec_wants(void *arg, const char *mode)
 {
 	struct sbd_env *env = arg;
 
-	/* in_process is the worker's; identity_scoped only with a seal key
-	 * (another host, or nobody, takes it otherwise); the CLI agent modes
-	 * are not served here */
+	/* in_process is the worker's; identity_scoped and cli_agent only with
+	 * a seal key (another host, or nobody, takes them otherwise);
+	 * cli_agent_jit is not served here */
 	return strcmp(mode, "sandboxed") == 0 ||
-	       (strcmp(mode, "identity_scoped") == 0 && env->seal_sk != NULL);
+	       ((strcmp(mode, "identity_scoped") == 0 || strcmp(mode, "cli_agent") == 0) &&
+		env->seal_sk != NULL);
 }
 
 static int exec_job_new(void *arg, struct sw_executor_job *x)

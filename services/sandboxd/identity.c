@@ -245,8 +245,8 @@ int sbd_identity_parse(struct sbd_job *j, char *err, size_t errlen)
 	int rc = -1;
 
 	if (len == 0) {
-		snprintf(err, errlen, "identity_scoped step without its identity "
-				      "(step.dispatched.identity is empty)");
+		snprintf(err, errlen, "%s step without its identity "
+				      "(step.dispatched.identity is empty)", j->x->mode);
 		return -1;
 	}
 	if (len > SBD_ID_TEXT_MAX) {
@@ -601,6 +601,12 @@ static int open_box(struct sbd_job *j, const char *hex, char *err, size_t errlen
 		snprintf(err, errlen, "internal: out of memory");
 		goto out;
 	}
+	/* cli_agent: the artifact is scanned for them, and a push uses some */
+	for (k = 0; j->agent != NULL && k < id->nkeys; k++)
+		if (vals[k] != NULL && sbd_agent_keep(j, id->keys[k].env, vals[k], lens[k]) != 0) {
+			snprintf(err, errlen, "internal: out of memory");
+			goto out;
+		}
 	/* in the dispatch's order; the runner puts them over the step's env */
 	for (k = 0; k < id->nkeys; k++) {
 		const char *v = vals[k] != NULL ? (const char *)vals[k] : id->keys[k].plain;
@@ -715,7 +721,8 @@ static void on_revoked(struct sbd_env *env, json_t *ev, const struct sw_event_he
 	for (j = LIST_FIRST(&env->idjobs); j != NULL; j = next) {
 		next = LIST_NEXT(j, id_entry);
 		if (j->x->phase != SW_EXECUTOR_ACTIVE ||
-		    (j->stage != SBD_SEALING && j->stage != SBD_RUNNING) ||
+		    (j->stage != SBD_SEALING && j->stage != SBD_RUNNING &&
+		     j->stage != SBD_PACKING && j->stage != SBD_DELIVERING) ||
 		    (k = holds(j, h->tenant, name, (int)json_integer_value(v))) == NULL)
 			continue;
 		if (j->stage == SBD_SEALING) {
@@ -728,6 +735,18 @@ static void on_revoked(struct sbd_env *env, json_t *ev, const struct sw_event_he
 		}
 		if (!hard)
 			continue;
+		if (j->slot == NULL) {
+			/* cli_agent, delivering: the sandbox is gone; the push (which
+			 * may use the value) is abandoned */
+			sw_log(SW_LOG_WARN, "hard revocation: abandoning the delivery", "run_id",
+			       j->x->dh.run_id, "step_id", j->x->dh.step_id, "secret", name,
+			       "version", ver, NULL);
+			sbd_exec_finish(j, SW_STEP_FAILED, NULL,
+					"revoked: %s (secret %s was revoked; nothing more was "
+					"delivered)",
+					k->env, name);
+			continue;
+		}
 		snprintf(j->slot->revoke_event_id, sizeof(j->slot->revoke_event_id), "%s",
 			 h->event_id);
 		snprintf(j->slot->revoke_secret, sizeof(j->slot->revoke_secret), "%s", name);

@@ -333,12 +333,28 @@ static void box_free(struct priv_box *b, struct sw_sandbox_usage *final)
 	free(b);
 }
 
-static const char *const base_env[] = {"PATH=" SBD_PATH, "HOME=" SW_SANDBOX_WORKSPACE, NULL};
 #define PROXY "http://127.0.0.1:3128"
-static const char *const egress_env[] = {"PATH=" SBD_PATH,	"HOME=" SW_SANDBOX_WORKSPACE,
-					 "http_proxy=" PROXY,	"https_proxy=" PROXY,
-					 "HTTP_PROXY=" PROXY,	"HTTPS_PROXY=" PROXY,
-					 "no_proxy=",		NULL};
+/* The sandbox's environment, fixed here: PATH (the variant's env_path
+ * first: a CLI variant's bin directory), HOME, and for egress_only the
+ * proxy. env_buf holds PATH's text. 0, or -1 (PATH too long). */
+static int sandbox_env(const struct sw_sandbox_variant *v, enum sw_sandbox_net net,
+		       const char *env[8], char *env_buf, size_t buflen)
+{
+	static const char *const proxy[] = {"http_proxy=" PROXY,  "https_proxy=" PROXY,
+					    "HTTP_PROXY=" PROXY,  "HTTPS_PROXY=" PROXY,
+					    "no_proxy=", NULL};
+	size_t n = 0;
+
+	memcpy(env_buf, "PATH=", 5);
+	if (sw_sandbox_variant_path(v, SBD_PATH, env_buf + 5, buflen - 5) != 0)
+		return -1;
+	env[n++] = env_buf;
+	env[n++] = "HOME=" SW_SANDBOX_WORKSPACE;
+	for (size_t i = 0; net == SW_SANDBOX_NET_EGRESS_ONLY && proxy[i] != NULL; i++)
+		env[n++] = proxy[i];
+	env[n] = NULL;
+	return 0;
+}
 
 static void do_create(struct priv *p, json_t *req)
 {
@@ -350,7 +366,8 @@ static void do_create(struct priv *p, json_t *req)
 	struct sw_sandbox_spec spec = {0};
 	struct priv_box *b = NULL;
 	struct sw_sandbox_stats st;
-	char err[600];
+	const char *env[8];
+	char err[600], path[1024];
 	int fds[2] = {-1, -1}, nfds = 1;
 	int64_t t0 = sw_mono_ns();
 	const char *k;
@@ -410,7 +427,11 @@ static void do_create(struct priv *p, json_t *req)
 	spec.variant = v;
 	spec.net = net;
 	spec.limits = limits;
-	spec.env = net == SW_SANDBOX_NET_EGRESS_ONLY ? egress_env : base_env;
+	if (sandbox_env(v, net, env, path, sizeof(path)) != 0) {
+		reply = reply_error("variant %s: its env_path makes PATH too long", variant);
+		goto out;
+	}
+	spec.env = env;
 	spec.workspace = NULL; /* a tmpfs of limits.disk_bytes: bounded, no host path */
 	spec.start_timeout_ms = 10000;
 	if ((b->sb = sw_sandbox_create(p->be, &spec, err, sizeof(err))) == NULL) {

@@ -25,6 +25,10 @@
  *               sealed answer (read by a tail reader) opened and checked, the
  *               values injected before the EXEC and redacted from everything
  *               the step says; secret.revoked (hard) kills its sandbox
+ *   agent.c     cli_agent only (with a seal key): the agent's command line
+ *               and home from a per-agent table, prepared before the seal;
+ *               after the agent, the workspace snapshot (one more exec), the
+ *               sandbox destroyed, the artifact delivered (artifact.h)
  *   pool.c      the sandbox goes back to the pool thread, which destroys it
  *               (never reused) and reports its final usage -> sandbox.released
  *
@@ -144,10 +148,16 @@ struct sbd_pool {
 
 /* Where an active job (SW_EXECUTOR_ACTIVE) is. */
 enum sbd_stage {
-	SBD_ACQUIRING, /* waiting for a sandbox */
-	SBD_SEALING,   /* identity_scoped: sandbox held, waiting for identity.sealed */
-	SBD_RUNNING,   /* the command runs */
+	SBD_ACQUIRING,	/* waiting for a sandbox */
+	SBD_PREPARING,	/* cli_agent: the agent's home and configuration are written */
+	SBD_SEALING,	/* identity_scoped, cli_agent: sandbox held, waiting for
+			 * identity.sealed */
+	SBD_RUNNING,	/* the command (the agent) runs */
+	SBD_PACKING,	/* cli_agent: the workspace snapshot is taken */
+	SBD_DELIVERING, /* cli_agent: the sandbox is gone, the artifact is delivered */
 };
+
+struct sbd_agent; /* agent.c */
 
 /* One key of an identity_scoped step (step.dispatched.identity): a pinned
  * secret, whose value comes sealed, or a plain knob, whose value is in the
@@ -201,6 +211,7 @@ struct sbd_job {
 	char ex_error[256];
 	int64_t exec_t0_ns;
 
+	struct sbd_agent *agent;	 /* cli_agent: its agent and artifact; else NULL */
 	bool redact_failed;		 /* out of memory redacting: nothing more is released */
 	struct sbd_ident *ident;	 /* identity_scoped: its keys and redactor; else NULL */
 	LIST_ENTRY(sbd_job) id_entry; /* env->idjobs while ident is set */
@@ -282,6 +293,17 @@ void sbd_exec_finish(struct sbd_job *j, int st, json_t *output, const char *fmt,
 /* identity_scoped: the values are injected (or there were none to seal):
  * queue the EXEC. */
 void sbd_exec_run(struct sbd_job *j);
+/* Start ex on j's sandbox (its timeout: ex->timeout_ms if given and
+ * shorter, else what is left of the step's); the exit comes back through
+ * the loop. 0, or -1 after finishing the step. */
+int sbd_exec_launch(struct sbd_job *j, struct sw_sandbox_exec *ex);
+/* What is left of the step's timeout, ms (0: none, else at least 1). */
+int64_t sbd_exec_left_ms(const struct sbd_job *j);
+/* The host-side backstop back at the step's own deadline (+ grace), after
+ * a shorter exec of sandboxd's own. */
+void sbd_exec_rearm(struct sbd_job *j);
+/* j is done with its sandbox (the step goes on): it is destroyed. */
+void sbd_exec_drop_sandbox(struct sbd_job *j);
 
 /* pool.c */
 /* The pool thread (sw_handoff) speaking to the privileged part over
@@ -338,6 +360,37 @@ int sbd_identity_feed(struct sbd_job *j, int stream, const void *buf, size_t len
 int sbd_identity_flush(struct sbd_job *j, int stream, struct sw_buf *out);
 /* A malloc'd redacted copy of text (NULL when out of memory). */
 char *sbd_identity_redact(const struct sbd_job *j, const char *text);
+
+/* agent.c: the cli_agent mode (docs/SANDBOX.md, "cli_agent"): after the
+ * sandbox is acquired, the agent's home is prepared (PREPARING), the
+ * identity sealed and injected (SEALING), the agent run (RUNNING); on its
+ * exit 0 the workspace snapshot is taken (PACKING), the sandbox destroyed
+ * and the artifact delivered (DELIVERING); then step.finished. */
+/* Preflight: spec.cli_agent, prompt, artifact, run (custom only) into
+ * j->agent; *variant: the agent's default variant. 0, or -1 with err. */
+int sbd_agent_new(struct sbd_job *j, const char **variant, char *err, size_t errlen);
+/* j's agent is custom (its command is spec.run). */
+int sbd_agent_custom(const struct sbd_job *j);
+/* Preflight, after the env and the identity are parsed: the agent's
+ * command line (j->argv), its environment (added to j->envp) and the file
+ * its home needs (from the identity's plain knobs). 0, or -1 with err. */
+int sbd_agent_build(struct sbd_job *j, char *err, size_t errlen);
+/* The sandbox is held: write the agent's home, then sbd_identity_seal. */
+void sbd_agent_prepare(struct sbd_job *j);
+/* The agent's EXEC is about to be queued (ex is j->argv/j->envp's). 0. */
+int sbd_agent_running(struct sbd_job *j, struct sw_sandbox_exec *ex);
+/* Output while not RUNNING (the home, the snapshot): consumed, 1; else 0.
+ * Never ends the step (the sandbox is being read). */
+int sbd_agent_output(struct sbd_job *j, int stream, const uint8_t *buf, size_t len);
+/* The exit of an exec of ours (PREPARING, PACKING) is in j->ex. */
+void sbd_agent_exited(struct sbd_job *j);
+/* The agent exited 0: the snapshot. */
+void sbd_agent_ran(struct sbd_job *j);
+/* identity.c, opening the box: a value injected into j's sandbox, kept
+ * (sodium memory) for the artifact's scan and push. 0, or -1. */
+int sbd_agent_keep(struct sbd_job *j, const char *env, const void *value, size_t len);
+/* The job ends: a delivery in flight is abandoned, kept values wiped. */
+void sbd_agent_release(struct sbd_job *j);
 
 /* events.c: lifecycle events on sagewai.sandbox (informative: a lost one
  * is logged, never retried) */

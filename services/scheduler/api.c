@@ -55,6 +55,7 @@ struct api_req {
 	/* submit */
 	json_t *input;
 	char *text; /* workflow YAML, or the stored definition while identity resolves */
+	json_t *warnings; /* registration: the parser's (sw_workflow.warnings) */
 	int wf_version; /* the version that runs */
 	char run_id[SW_UUID_STRLEN];
 };
@@ -69,6 +70,7 @@ int sched_uuid_valid(const char *s)
 static void api_req_free(struct api_req *a)
 {
 	json_decref(a->input);
+	json_decref(a->warnings);
 	free(a->text);
 	free(a);
 }
@@ -167,9 +169,11 @@ static void wf_post_cb(PGresult *res, const char *err, void *opaque)
 				    "workflow %s version %d exists with different content",
 				    a->name, a->version);
 	} else {
+		/* what registers but should be otherwise (anti-pattern 2, ...) */
 		sw_http_reply_json(a->req, 201,
-				   json_pack("{s:s, s:i, s:i}", "name", a->name, "version",
-					     a->version, "steps", atoi(PQgetvalue(res, 0, 2))));
+				   json_pack("{s:s, s:i, s:i, s:O}", "name", a->name, "version",
+					     a->version, "steps", atoi(PQgetvalue(res, 0, 2)),
+					     "warnings", a->warnings));
 		if (PQgetvalue(res, 0, 0)[0] == 't')
 			sw_log(SW_LOG_INFO, "workflow registered", "tenant", a->tenant, "workflow",
 			       a->name, NULL);
@@ -228,6 +232,7 @@ static void wf_post(struct api_req *a)
 	a->version = wf->version;
 	snprintf(version, sizeof(version), "%d", wf->version);
 	snprintf(nsteps, sizeof(nsteps), "%zu", wf->nsteps);
+	a->warnings = json_incref(wf->warnings);
 	sw_workflow_free(wf);
 	{
 		char *def_text = def ? json_dumps(def, JSON_COMPACT) : NULL;
@@ -278,7 +283,8 @@ static const char *mode_needs(enum sw_mode m)
 		return "the identity service (SAGEWAI_IDENTITY=1) and a sandbox host that runs"
 		       " identity_scoped";
 	case SW_MODE_CLI_AGENT:
-		return "sandboxd with CLI-agent support";
+		return "the identity service (SAGEWAI_IDENTITY=1) and a sandbox host that runs"
+		       " cli_agent";
 	case SW_MODE_CLI_AGENT_JIT:
 		return "sandboxd with CLI-agent support and the policy service for run-time"
 		       " credential grants";

@@ -19,8 +19,8 @@
  *                              SCHED_PG_POOL_DEFAULT, 1..64)
  *   SAGEWAI_IDENTITY           1: sagewai-identity is deployed; every submit
  *                              is resolved by it (identity.c) and
- *                              identity_scoped becomes runnable (when also in
- *                              SAGEWAI_RUNNABLE_MODES)
+ *                              identity_scoped and cli_agent become runnable
+ *                              (when also in SAGEWAI_RUNNABLE_MODES)
  *   SAGEWAI_SECRET_MAC_KEY_FILE   with SAGEWAI_IDENTITY=1: a file (0600 or
  *                              0400) holding the deployment's 32-byte MAC key
  *                              as 64 hex digits, shared with sagewai-identity
@@ -39,7 +39,9 @@ int sched_mode_runnable(const struct sched_env *env, enum sw_mode m)
 {
 	if (!(env->runnable & (1u << m)))
 		return 0;
-	return m != SW_MODE_IDENTITY_SCOPED || env->identity;
+	/* the modes that carry a customer identity need the identity service
+	 * to resolve it (cli_agent_jit also needs a policy service: not yet) */
+	return (m != SW_MODE_IDENTITY_SCOPED && m != SW_MODE_CLI_AGENT) || env->identity;
 }
 
 /* SAGEWAI_IDENTITY and what it needs. */

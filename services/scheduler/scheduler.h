@@ -78,6 +78,7 @@
 #define SCHED_SWEEP_AGE_MS 2000	     /* ... older than this */
 #define SCHED_SSE_POLL_MS 2000	     /* re-read streamed runs anyway */
 #define SCHED_SSE_KEEPALIVE_MS 15000
+#define SCHED_SSE_LINGER_MS 500	     /* a run's end waits for its output this long */
 #define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
 #define SCHED_OP_EVENTS 4	/* events one transition may cause */
 #define SCHED_LOCK_BUCKETS 4096 /* hash chains of runs with an operation */
@@ -190,6 +191,7 @@ struct sched_env {
 	struct sched_streams streams;
 	size_t nstreams;
 	struct event *sse_ev;
+	struct sw_bus_consumer *sse_tail; /* sagewai.sandbox from its end: live output */
 
 	/* tenants (tenants.c) */
 	struct sched_tenant_cache *tcache;

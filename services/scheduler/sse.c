@@ -17,6 +17,21 @@
  * period); with one instance the stream follows each commit at once.
  * Intermediate states that come and go between two reads are not shown;
  * the final state always is.
+ *
+ * Live output ("event: output"): the sandbox hosts publish each chunk a
+ * sandboxed, identity_scoped or cli_agent step writes, already redacted of
+ * the step's injected values, as sandbox.output on sagewai.sandbox, keyed
+ * by run id. Every scheduler instance reads that topic from its end with a
+ * tail reader (no group: each instance sees every chunk, so a stream is
+ * served whichever instance holds it); a message whose key is not the run
+ * of an open stream is dropped undecoded. A chunk goes to the streams of
+ * its run and tenant as {"step", "step_id", "attempt", "stream", "seq",
+ * "data", "truncated"}. Output is informative, like the event: a chunk
+ * produced before this instance started, or while the client was away, is
+ * not replayed (the step's result holds the captured output). Chunks and
+ * step.finished travel on different topics, so a run that ends is held
+ * back SCHED_SSE_LINGER_MS before its last events go out, letting the
+ * chunks produced before its end arrive first.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -45,6 +60,8 @@ struct sched_stream {
 	int gone;     /* the client went away */
 	int64_t last_read_ms;
 	int64_t last_write_ms;
+	struct event *linger; /* the run ended: its last events wait for its output */
+	int lingered;	      /* ... and have waited */
 };
 
 static void stream_read(struct sched_stream *s);
@@ -54,6 +71,8 @@ static void stream_free(struct sched_stream *s)
 	LIST_REMOVE(s, entry);
 	s->env->nstreams--;
 	json_decref(s->last);
+	if (s->linger != NULL)
+		event_free(s->linger);
 	free(s);
 }
 
@@ -114,6 +133,46 @@ static int terminal(json_t *run)
 	const char *st = json_string_value(json_object_get(run, "state"));
 
 	return st != NULL && strcmp(st, RUN_RUNNING) != 0 && strcmp(st, "pending") != 0;
+}
+
+/* The run has a step that runs on a sandbox host (whose output streams). */
+static int has_sandbox_steps(json_t *run)
+{
+	json_t *st;
+	size_t i;
+
+	json_array_foreach(json_object_get(run, "steps"), i, st) {
+		const char *mode = json_string_value(json_object_get(st, "mode"));
+
+		if (mode != NULL && strcmp(mode, "in_process") != 0)
+			return 1;
+	}
+	return 0;
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_stream *s = arg;
+
+	(void)fd;
+	(void)what;
+	if (!s->gone)
+		stream_read(s);
+}
+
+/* The run just ended: hold its last events back for a moment (its output
+ * comes on another topic). 1 when held, 0 to send them now. */
+static int linger(struct sched_stream *s, json_t *run)
+{
+	struct timeval tv = {SCHED_SSE_LINGER_MS / 1000, (SCHED_SSE_LINGER_MS % 1000) * 1000};
+
+	if (s->lingered || !has_sandbox_steps(run))
+		return 0;
+	s->lingered = 1;
+	if (s->linger == NULL &&
+	    (s->linger = evtimer_new(s->env->base, linger_cb, s)) == NULL)
+		return 0;
+	return evtimer_add(s->linger, &tv) == 0;
 }
 
 static void stream_start(struct sched_stream *s, json_t *run)
@@ -194,6 +253,10 @@ static void read_cb(PGresult *res, const char *err, void *opaque)
 		json_decref(run);
 		sw_http_reply_error(s->req, 503, "unavailable", "the scheduler is stopping");
 		stream_free(s);
+		return;
+	}
+	if (s->started && terminal(run) && linger(s, run)) {
+		json_decref(run); /* read again when the output had its moment */
 		return;
 	}
 	if (!s->started)
@@ -279,11 +342,102 @@ static void sse_tick(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
+/* The run id (a UUID) of a message's key into out; 0, or -1. */
+static int key_run(const struct sw_bus_msg *m, char out[SW_UUID_STRLEN])
+{
+	if (m->key == NULL || m->key_len == 0 || m->key_len >= SW_UUID_STRLEN)
+		return -1;
+	memcpy(out, m->key, m->key_len);
+	out[m->key_len] = '\0';
+	return 0;
+}
+
+/* A sandbox.output: to every stream of its run and tenant. */
+static void output(struct sched_env *env, const struct sw_event_header *h, json_t *ev)
+{
+	const char *first = strchr(h->step_id, '/'), *last = strrchr(h->step_id, '/');
+	struct sched_stream *s;
+	json_t *data, *d = json_object_get(ev, "data"), *stream = json_object_get(ev, "stream");
+	char step[128];
+
+	if (first == NULL || last == NULL || last <= first + 1 ||
+	    (size_t)(last - first - 1) >= sizeof(step) || !json_is_string(d) ||
+	    !json_is_string(stream))
+		return;
+	memcpy(step, first + 1, (size_t)(last - first - 1));
+	step[last - first - 1] = '\0';
+	data = json_pack("{s:s, s:s, s:i, s:O, s:O, s:O, s:b}", "step", step, "step_id",
+			 h->step_id, "attempt", atoi(last + 1), "stream", stream, "seq",
+			 json_object_get(ev, "seq"), "data", d, "truncated",
+			 json_is_true(json_object_get(ev, "truncated")));
+	if (data == NULL)
+		return;
+	LIST_FOREACH(s, &env->streams, entry)
+	if (s->started && !s->gone && strcmp(s->run_id, h->run_id) == 0 &&
+	    strcmp(s->tenant, h->tenant) == 0)
+		send_json(s, "output", data);
+	json_decref(data);
+}
+
+static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
+{
+	struct sched_env *env = opaque;
+	struct sw_event_header h;
+	struct sched_stream *s;
+	char run[SW_UUID_STRLEN], why[256];
+	json_t *ev;
+
+	for (size_t i = 0; i < n && !LIST_EMPTY(&env->streams); i++) {
+		const struct sw_bus_msg *m = &msgs[i];
+
+		if (m->value == NULL || key_run(m, run) != 0)
+			continue;
+		LIST_FOREACH(s, &env->streams, entry)
+		if (s->started && !s->gone && strcmp(s->run_id, run) == 0)
+			break;
+		if (s == NULL)
+			continue; /* nobody follows that run here */
+		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) != 0 ||
+		    strcmp(h.type, "sandbox.output") != 0 || strcmp(h.run_id, run) != 0)
+			continue;
+		if ((ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) == NULL) {
+			sw_log(SW_LOG_WARN, "a sandbox.output does not decode", "run_id", run,
+			       "error", why, NULL);
+			continue;
+		}
+		output(env, &h, ev);
+		json_decref(ev);
+	}
+}
+
+static void on_tail_error(int fatal, const char *reason, void *opaque)
+{
+	struct sched_env *env = opaque;
+
+	/* output is informative: a reader that fails loses the chunks only */
+	sw_log(fatal ? SW_LOG_ERROR : SW_LOG_WARN, "Kafka reader of sagewai.sandbox", "error",
+	       reason, NULL);
+	(void)env;
+}
+
 int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 {
+	static const char *const topics[] = {SW_TOPIC_SANDBOX, NULL};
 	struct timeval tv = {1, 0};
+	char tuning[SW_CONFIG_STR];
+	const char *extra[SCHED_BUS_EXTRA];
 
 	LIST_INIT(&env->streams);
+	if (sched_bus_extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, extra, tuning,
+			    sizeof(tuning)) == -1) {
+		snprintf(errstr, errlen, "SAGEWAI_KAFKA_CONSUMER_CONFIG has too many entries");
+		return -1;
+	}
+	env->sse_tail = sw_bus_tail_new(env->base, env->cfg->kafka_bootstrap, topics, extra, 500,
+					tail_cb, env, errstr, errlen);
+	if (env->sse_tail == NULL)
+		return -1;
+	sw_bus_consumer_set_error_cb(env->sse_tail, on_tail_error, env);
 	env->sse_ev = event_new(env->base, -1, EV_PERSIST, sse_tick, env);
 	if (env->sse_ev == NULL || event_add(env->sse_ev, &tv) == -1) {
 		snprintf(errstr, errlen, "cannot start the stream timer");
@@ -318,4 +472,7 @@ void sched_sse_free(struct sched_env *env)
 	if (env->sse_ev != NULL)
 		event_free(env->sse_ev);
 	env->sse_ev = NULL;
+	if (env->sse_tail != NULL)
+		sw_bus_consumer_destroy(env->sse_tail);
+	env->sse_tail = NULL;
 }

@@ -15,9 +15,9 @@
  *                               multi_tenant mode (preview gate)
  *   SAGEWAI_WORKER_OTHER_MODES  refuse (default): a dispatch of another mode than
  *                               in_process fails "mode_unavailable: ..."; ignore:
- *                               leave sandboxed and identity_scoped steps to
- *                               sandboxd (the others are still refused, after the
- *                               preview-gate check)
+ *                               leave sandboxed, identity_scoped and cli_agent
+ *                               steps to sandboxd (the others are still refused,
+ *                               after the preview-gate check)
  *   SAGEWAI_KAFKA_MESSAGE_MAX   largest event the bus carries (1000000)
  *   SAGEWAI_PG_POOL             PostgreSQL connections of the results table (4)
  *   SAGEWAI_HTTP_ALLOW          destinations an http step may reach although not

@@ -185,6 +185,22 @@ static const char stream_drop[] =
 
 static const char stream_bad[] = "event: step\ndata: {not json\n\n";
 
+/* a cli_agent step's live output: lines cut across chunks, both streams,
+ * a terminal escape and a C1 CSI from the sandbox, the cap */
+#define OUT(stream, seq, data, trunc)                                                          \
+	"event: output\ndata: {\"step\":\"build\",\"step_id\":\"run-out/build/1\",\"stream\":\"" \
+	stream "\",\"seq\":" #seq ",\"data\":\"" data "\",\"truncated\":" trunc "}\n\n"
+static const char stream_out[] =
+	"event: step\ndata: " STEP("build", "running", 1, "\"started\":null") "\n\n"
+	OUT("stdout", 0, "writing index.html\\nhalf a ", "false")
+	OUT("stdout", 1, "line\\nkey=[REDACTED:ANTHROPIC_API_KEY]\\n", "false")
+	OUT("stderr", 0, "warn: \\u001b[31mred\\u001b[0m \\u009b2J\\tend", "false")
+	OUT("stdout", 2, "more", "true")
+	"event: step\ndata: " STEP("build", "succeeded", 1, "\"started\":\"" T0 ".000100Z\","
+				   "\"finished\":\"" T0 ".003100Z\"") "\n\n"
+	"event: run\ndata: {\"run_id\":\"run-out\",\"state\":\"succeeded\","
+	"\"output\":{\"exit_code\":0}}\n\n";
+
 static const char run_show_body[] =
 	"{\"run_id\":\"run-show\",\"workflow\":\"portfolio\",\"version\":2,\"state\":\"failed\","
 	"\"input\":{\"brief\":\"x\"},\"output\":null,"
@@ -300,6 +316,12 @@ static void handle(struct evhttp_request *req, void *arg)
 		evhttp_clear_headers(&q);
 		if (strstr(body, "name: good") != NULL) {
 			reply_json(req, 201, "{\"name\":\"good\",\"version\":2,\"steps\":3}");
+		} else if (strstr(body, "name: warned") != NULL) {
+			reply_json(req, 201,
+				   "{\"name\":\"warned\",\"version\":1,\"steps\":2,\"warnings\":["
+				   "\"w.yaml:6:13: step \\\"a\\\": the prompt is empty\\u001b[2J\","
+				   "\"w.yaml:9:16: step \\\"b\\\": cli_agent: custom runs a fixed "
+				   "command\"]}");
 		} else if (strstr(body, "name: one") != NULL) {
 			reply_json(req, 201, "{\"name\":\"one\",\"version\":1,\"steps\":1}");
 		} else {
@@ -333,6 +355,12 @@ static void handle(struct evhttp_request *req, void *arg)
 		reply_stream(req, stream_drop);
 	} else if (get && strcmp(path, "/v1/runs/run-loop/events") == 0) {
 		reply_stream(req, ": nothing yet\n\n");
+	} else if (get && strcmp(path, "/v1/runs/run-out/events") == 0) {
+		reply_stream(req, stream_out);
+	} else if (get && strcmp(path, "/v1/runs/run-out") == 0) {
+		reply_json(req, 200,
+			   "{\"run_id\":\"run-out\",\"workflow\":\"site\",\"version\":1,"
+			   "\"state\":\"running\",\"steps\":[]}");
 	} else if (get && strcmp(path, "/v1/runs/run-bad/events") == 0) {
 		reply_stream(req, stream_bad);
 	} else if (get && strcmp(path, "/v1/runs/run-show") == 0) {
@@ -554,7 +582,7 @@ static void write_file(const char *name, const char *text, char *path, size_t n)
 static void test_workflow(void)
 {
 	static const char good[] = "name: good\nversion: 2\nsteps:\n  - name: a\n    uses: template\n";
-	char gpath[256], bpath[256], opath[256];
+	char gpath[256], bpath[256], opath[256], wpath[256];
 	struct cli_out o;
 	struct rq *r;
 
@@ -571,6 +599,18 @@ static void test_workflow(void)
 
 	CLI(&o, "workflow", "apply", opath);
 	expect("apply one", &o, 0, "applied one v1 (1 step)\n", "");
+
+	/* the scheduler's warnings: registered (exit 0), each on stderr, on one
+	 * line without control characters */
+	write_file("w.yaml", "name: warned\n", wpath, sizeof(wpath));
+	CLI(&o, "workflow", "apply", wpath);
+	expect("apply warned", &o, 0, "applied warned v1 (2 steps)\n",
+	       "warning: w.yaml:6:13: step \"a\": the prompt is empty [2J\n"
+	       "warning: w.yaml:9:16: step \"b\": cli_agent: custom runs a fixed command\n");
+	CLI(&o, "--json", "workflow", "apply", wpath);
+	SW_CHECKF(o.status == 0 && strstr(o.out, "\"warnings\":[") != NULL && o.err[0] == '\0',
+		  "apply warned --json: %d %s%s", o.status, o.out, o.err);
+	cli_out_free(&o);
 
 	CLI(&o, "workflow", "apply", bpath);
 	expect("apply bad", &o, 1, "", "sagewai: bad file.yaml:3:7: unknown key \"stpes\"\n");
@@ -686,6 +726,35 @@ static void test_watch(void)
 	expect("watch loop", &o, 1, "",
 	       "sagewai: the event stream of run run-loop keeps ending before the run does\n");
 	SW_CHECK(count_req("GET", "/v1/runs/run-loop/events") == 6);
+
+	/* a step's live output, prefixed per line; escapes defused */
+	CLI(&o, "run", "watch", "run-out");
+	expect("watch output", &o, 0,
+	       "  build       running (attempt 1)\n"
+	       "  build       | writing index.html\n"
+	       "  build       | half a line\n"
+	       "  build       | key=[REDACTED:ANTHROPIC_API_KEY]\n"
+	       "  build       ! warn: ?[31mred?[0m ?2J\tend\n"
+	       "  build       | more\n"
+	       "  build       | [output truncated: the rest is in the step's result]\n"
+	       "  build       succeeded  3.0 ms\n"
+	       "run run-out succeeded\n"
+	       "{\n"
+	       "  \"exit_code\": 0\n"
+	       "}\n",
+	       "");
+	/* show --follow: the run as it is, then its stream */
+	CLI(&o, "run", "show", "run-out", "--follow");
+	SW_CHECKF(o.status == 0 && strstr(o.out, "state     running\n") != NULL &&
+		      strstr(o.out, "\nfollowing:\n  build       running (attempt 1)\n") != NULL &&
+		      strstr(o.out, "  build       | half a line\n") != NULL &&
+		      strstr(o.out, "run run-out succeeded\n") != NULL,
+		  "show --follow: %d\n%s%s", o.status, o.out, o.err);
+	cli_out_free(&o);
+	/* a run that has ended is shown, not followed */
+	CLI(&o, "run", "show", "run-show", "--follow");
+	SW_CHECK(o.status == 0 && strstr(o.out, "following") == NULL);
+	cli_out_free(&o);
 
 	CLI(&o, "run", "watch", "run-bad");
 	expect("watch bad", &o, 1, "",

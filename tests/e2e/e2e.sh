@@ -304,7 +304,7 @@ secrets)
 	;;
 tenants)
 	admin=adm-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
-	printf "SAGEWAI_MODE=multi_tenant\nSAGEWAI_ADMIN_TOKEN=%s\nSAGEWAI_RUNNABLE_MODES=in_process,identity_scoped,cli_agent,sandboxed\n" \
+	printf "SAGEWAI_MODE=multi_tenant\nSAGEWAI_ADMIN_TOKEN=%s\nSAGEWAI_RUNNABLE_MODES=in_process,identity_scoped,cli_agent,cli_agent_jit,sandboxed\n" \
 		"$admin" >"$work/scheduler.env"
 	printf "SAGEWAI_MODE=multi_tenant\n" >>"$work/worker.env"
 	sw_stack_restart "$work" scheduler
@@ -325,6 +325,8 @@ tenants)
 		fail "identity-bearing run accepted in multi-tenant mode"
 	echo "$out" | grep -q 403 || fail "expected 403 preview_gate, got: $out"
 	# the worker backstop: the scheduler lets it through, the worker does not
+	# (cli_agent_jit: without the identity service, identity_scoped and
+	# cli_agent are not runnable at all, cli_agent_jit still is)
 	printf "SAGEWAI_SEALED_PREVIEW=1\n" >>"$work/scheduler.env"
 	sw_stack_restart "$work" scheduler
 	cat >"$work/gated.yaml" <<-'EOF'
@@ -334,7 +336,7 @@ tenants)
 		    uses: template
 		    with: {value: 1}
 		  - name: creds
-		    mode: cli_agent
+		    mode: cli_agent_jit
 		    cli_agent: claude-code
 		    prompt: "write it"
 	EOF

@@ -30,9 +30,18 @@
 #                       resolve), and is in the step it names; the cascade:
 #                       the user's key over the workflow's over the system's
 #                       (compared by sha256 printed by the step, never values)
+#   identity.sh agent   a cli_agent step (a custom "CLI": a script that writes a
+#                       site and prints its key, slowly) with its key and
+#                       GITHUB_TOKEN from the identity service: `run show
+#                       --follow` prints its output lines as they come, the key
+#                       redacted; the site is pushed to a git server
+#                       (tests/sandboxd/git_server.py) that takes only that
+#                       token; files_changed has its sha256; anti-pattern 2 is
+#                       registered with a warning printed by `workflow apply`;
+#                       no log, answer or topic holds a value
 set -euo pipefail
 
-scenario=${1:?usage: identity.sh leak|revoke|acl}
+scenario=${1:?usage: identity.sh leak|revoke|acl|agent}
 root=${SW_SOURCE_DIR:?run through ctest}
 build=${SW_BUILD_DIR:?run through ctest}
 # shellcheck source=../../tools/lib/stack.sh
@@ -74,7 +83,11 @@ for svc in worker scheduler audit identity sandboxd; do
 	echo "SAGEWAI_KAFKA_CONSUMER_CONFIG=session.timeout.ms=6000,heartbeat.interval.ms=1000" \
 		>"$work/$svc.env"
 done
-if [ "$scenario" != acl ]; then
+if [ "$scenario" = agent ]; then
+	# the git server is on this host's loopback, plain http
+	printf 'SAGEWAI_ARTIFACT_HTTP=allow\nSAGEWAI_ARTIFACT_PRIVATE=allow\n' >>"$work/sandboxd.env"
+fi
+if [ "$scenario" = leak ] || [ "$scenario" = revoke ]; then
 	"$bao" start "$work/bao" >/dev/null || fail "OpenBao did not start"
 	printf 'SAGEWAI_VAULT_ADDR=%s\nSAGEWAI_VAULT_TOKEN_FILE=%s\n' \
 		"$(cat "$work/bao/bao.addr")" "$work/bao/bao.token" >>"$work/identity.env"
@@ -693,6 +706,109 @@ assert inj == {"s": ["OVR"], "other": ["ONLY_OTHER", "OVR"], "bare": ["KNOB", "O
 	expect "$run" bare sys absent
 	echo "acl: ONLY_OTHER denied to aclwf/s (identity.denied, resolve), injected in aclwf/other;" \
 		"OVR: user over workflow over system"
+	;;
+agent)
+	grep -q cli_agent "$work/scheduler.gen.env" || fail "cli_agent is not offered"
+	newval agentkey ak1
+	newval ghtok gh1
+	mkdir -p "$work/git"
+	git init -q --bare "$work/git/site.git"
+	printf 'good %s\n' "$(cat "$work/values/ghtok")" >"$work/git/tokens"
+	python3 "$root/tests/sandboxd/git_server.py" "$work/git" "$work/git/tokens" \
+		"$work/git/requests.log" >"$work/git/server.out" 2>"$work/git-server.log" &
+	echo $! >"$work/git-server.pid"
+	for _ in $(seq 1 100); do grep -q '^port' "$work/git/server.out" && break; sleep 0.1; done
+	gport=$(sed -n 's/^port //p' "$work/git/server.out")
+	[ -n "$gport" ] || fail "the git server did not start"
+	trap 'kill "$(cat "$work/git-server.pid")" 2>/dev/null; cleanup' EXIT
+
+	cl secret set agent_key --from-file "$work/values/agentkey" || fail "secret set agent_key"
+	cl secret set gh_token --from-file "$work/values/ghtok" || fail "secret set gh_token"
+	cl identity profile set site --key AGENT_KEY=secret:agent_key \
+		--key GITHUB_TOKEN=secret:gh_token --key AGENT_BASE_URL=value:http://llm.internal ||
+		fail "profile site"
+	cat >"$work/agent.yaml" <<-EOF
+		name: agent
+		steps:
+		  - name: build
+		    mode: cli_agent
+		    cli_agent: custom
+		    identity: site
+		    prompt: "\${{ input.task }}"
+		    timeout: 2m
+		    run: |
+		      mkdir -p site
+		      printf '<h1>%s</h1>\\n' "\$1" > site/index.html
+		      sleep 2 # output is not replayed: give the follow time to open
+		      for i in 1 2 3; do echo "step \$i key=\$AGENT_KEY"; sleep 0.5; done
+		      echo "base=\$AGENT_BASE_URL" >&2
+		    artifact:
+		      destination: github
+		      repo: "http://127.0.0.1:$gport/site.git"
+		      branch: main
+	EOF
+	cl workflow apply "$work/agent.yaml" >"$work/apply.out" 2>&1 || fail "apply agent"
+	grep -q warning "$work/apply.out" && fail "a real task was warned: $(cat "$work/apply.out")"
+	# anti-pattern 2: registered, warned, pointing at identity_scoped
+	printf 'name: fixed\nsteps:\n  - name: copy\n    mode: cli_agent\n    cli_agent: custom\n    identity: site\n    run: "cp -r /workspace /tmp/x"\n' \
+		>"$work/fixed.yaml"
+	"$cli" workflow apply "$work/fixed.yaml" >"$work/fixed.out" 2>"$work/fixed.err" ||
+		fail "anti-pattern 2 was refused: $(cat "$work/fixed.err")"
+	grep -q '^applied fixed v1' "$work/fixed.out" || fail "fixed: $(cat "$work/fixed.out")"
+	grep -q '^warning: fixed.yaml:5:16: step "copy": cli_agent: custom runs a fixed command' \
+		"$work/fixed.err" && grep -q 'identity_scoped' "$work/fixed.err" ||
+		fail "no anti-pattern 2 warning: $(cat "$work/fixed.err")"
+	cat "$work/fixed.err"
+
+	run=$(submit agent '{"task": "portfolio"}') || fail "submit agent"
+	# follow it live: the show, then its events as they come
+	"$cli" run show "$run" --follow >"$work/follow.out" 2>&1 || {
+		cat "$work/follow.out" >&2
+		fail "run $run did not succeed"
+	}
+	cat "$work/follow.out" >>"$work/cli.out"
+	cat "$work/follow.out"
+	for i in 1 2 3; do
+		grep -qF "  build       | step $i key=[REDACTED:AGENT_KEY]" "$work/follow.out" ||
+			fail "line $i of the CLI not followed"
+	done
+	grep -qF "  build       ! base=http://llm.internal" "$work/follow.out" ||
+		fail "the CLI's stderr not followed"
+	grep -q "^run $run succeeded" "$work/follow.out" || fail "the follow did not end the run"
+	# the output lines came before the step's end
+	[ "$(grep -n '| step 3 key' "$work/follow.out" | head -n 1 | cut -d: -f1)" -lt \
+		"$(grep -n '^  build  *succeeded' "$work/follow.out" | head -n 1 | cut -d: -f1)" ] ||
+		fail "output after the step's end"
+	"$cli" --json run show "$run" >"$work/run.json"
+	python3 - "$work/run.json" <<-'EOF' || fail "the step's output"
+		import hashlib, json, sys
+		r = json.load(open(sys.argv[1]))
+		o = r["steps"][0]["output"]
+		assert o["agent"] == "custom" and o["exit_code"] == 0, o
+		f = {e["path"]: e for e in o["files_changed"]["list"]}
+		page = b"<h1>portfolio</h1>\n"
+		assert f["site/index.html"]["sha256"] == hashlib.sha256(page).hexdigest(), f
+		assert o["artifact"]["destination"] == "github", o
+		assert "site.git#main@" in o["artifact"]["location"], o
+		assert "[REDACTED:AGENT_KEY]" in o["stdout"], o
+		print("agent: files_changed", list(f), "pushed to", o["artifact"]["location"])
+	EOF
+	[ "$(git --git-dir="$work/git/site.git" show main:site/index.html)" = "<h1>portfolio</h1>" ] ||
+		fail "the site is not on the git server"
+	events "$run" identity.injected | grep -q GITHUB_TOKEN || fail "identity.injected"
+	events "$run" artifact.pushed | grep -q github || fail "artifact.pushed not audited"
+	# no value anywhere it could have gone: logs, CLI output, topics
+	ntopics=0
+	while read -r topic _; do
+		case "$topic" in sagewai.*) ;; *) continue ;; esac
+		kcat -C -b "$SAGEWAI_KAFKA_BOOTSTRAP" -t "$topic" -o beginning -e -q \
+			>"$work/capture/topic-$topic.bin" 2>/dev/null || true
+		ntopics=$((ntopics + 1))
+	done <"$root/infra/kafka/topics.tsv"
+	python3 "$scan" files "$work/values/markers" "$work"/*.log "$work/cli.out" \
+		"$work/follow.out" "$work/run.json" "$work/capture" >"$work/hits" ||
+		fail "a value was found: $(cat "$work/hits")"
+	echo "agent: followed live, key redacted, pushed with the identity's GITHUB_TOKEN"
 	;;
 *) fail "unknown scenario" ;;
 esac

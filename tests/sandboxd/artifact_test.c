@@ -486,13 +486,57 @@ static void test_none(void)
 		if (!strcmp(path, "d/a.txt")) {
 			SW_CHECK(
 			    !strcmp(json_string_value(json_object_get(f, "text")), "hello\n"));
+			SW_CHECK(!strcmp(json_string_value(json_object_get(f, "sha256")),
+					 "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d08286a2e8"
+					 "46f6be03"));
 			saw_text = 1;
 		} else if (!strcmp(path, "bin")) {
 			SW_CHECK(!strcmp(json_string_value(json_object_get(f, "base64")), "AAH/"));
+			SW_CHECK(!strcmp(json_string_value(json_object_get(f, "sha256")),
+					 "26a66b061e8f48f39927c312f25293959729eee95978e2892d49d351"
+					 "2a5cc092"));
 			saw_bin = 1;
 		}
 	}
 	SW_CHECK(saw_text && saw_bin);
+	/* list_only: the same files listed with their sha256; nothing is
+	 * scanned (a secret in a file is no refusal: nothing leaves), nothing
+	 * emitted */
+	{
+		struct sw_event_header h;
+		struct outcome lo;
+		struct sbd_artifact_secret sec = {"GITHUB_TOKEN", "ghp-value-in-file-0001", 22};
+		struct sbd_artifact_req req = {.list_only = true,
+					       .secrets = &sec,
+					       .nsecrets = 1,
+					       .h = &h,
+					       .step = "build",
+					       .sandbox_id = ""};
+		char err[256];
+		size_t before = nevents;
+		json_t *l;
+
+		memset(&h, 0, sizeof(h));
+		memset(&lo, 0, sizeof(lo));
+		sh("printf 'ghp-value-in-file-0001' > %s/d/tok.txt", ws);
+		req.workspace_fd = open(ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+		SW_CHECK(req.workspace_fd >= 0);
+		SW_CHECKF(sbd_artifact_deliver(&env, &req, on_result, &lo, err, sizeof(err)) == 0,
+			  "%s", err);
+		while (!lo.done)
+			event_base_loop(base, EVLOOP_ONCE);
+		SW_CHECKF(lo.ok && lo.files == 3 && !strcmp(lo.location, ""), "%s", lo.error);
+		l = json_object_get(lo.summary, "list");
+		SW_CHECK(json_array_size(l) == 3 && nevents == before);
+		SW_CHECK(!strcmp(json_string_value(json_object_get(lo.summary, "destination")), ""));
+		json_array_foreach(l, i, f)
+			if (!strcmp(json_string_value(json_object_get(f, "path")), "d/a.txt"))
+				SW_CHECK(!strcmp(json_string_value(json_object_get(f, "sha256")),
+						 "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d0"
+						 "8286a2e846f6be03"));
+		outcome_free(&lo);
+		sh("rm %s/d/tok.txt", ws);
+	}
 	{
 		char *s = json_dumps(json_object_get(o.summary, "skipped"), JSON_COMPACT);
 

@@ -1520,6 +1520,23 @@ static const char *const agent_yaml = "name: agent\n"
 				      "    cli_agent: claude-code\n"
 				      "    prompt: \"write ${{ input.what }}\"\n";
 
+static int starts(const char *s, const char *prefix)
+{
+	return s != NULL && strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+/* anti-pattern 2 twice: registered, with a warning for each step */
+static const char *const fixed_agent_yaml = "name: fixed\n"
+					    "steps:\n"
+					    "  - name: empty\n"
+					    "    mode: cli_agent\n"
+					    "    cli_agent: codex\n"
+					    "    prompt: \"\"\n"
+					    "  - name: copy\n"
+					    "    mode: cli_agent\n"
+					    "    cli_agent: custom\n"
+					    "    run: \"cp -r /workspace /tmp/x\"\n";
+
 /* Create tenant name; its key (malloc'd), its id into id (may be NULL). */
 static char *tenant_create_id(const char *name, const char *admin, char id[SW_UUID_STRLEN])
 {
@@ -1620,11 +1637,42 @@ static void scenario_preview_gate(void)
 		    NULL, &j);
 	SW_REQUIRE(st == 422 &&
 		       !strcmp(err_msg(j), "step 'scaffold' runs in mode cli_agent, which "
-					   "needs sandboxd with CLI-agent support; this "
-					   "deployment runs only: in_process"),
+					   "needs the identity service (SAGEWAI_IDENTITY=1) and a "
+					   "sandbox host that runs cli_agent; this deployment runs "
+					   "only: in_process"),
 		   "cli_agent: %ld %s", st, err_msg(j));
 	json_decref(j);
+	/* a real task registers without warnings; anti-pattern 2 registers
+	 * with them, each naming the place and identity_scoped */
+	st = http_s("POST", "/v1/workflows?filename=agent.yaml", agent_yaml, NULL, &j);
+	SW_REQUIRE(st == 201 && json_array_size(json_object_get(j, "warnings")) == 0,
+		   "agent warnings: %ld %s", st, last_body);
+	json_decref(j);
+	st = http_s("POST", "/v1/workflows?filename=fixed.yaml", fixed_agent_yaml, NULL, &j);
+	SW_REQUIRE(st == 201 && json_array_size(json_object_get(j, "warnings")) == 2 &&
+		       starts(json_string_value(json_array_get(json_object_get(j, "warnings"), 0)),
+			      "fixed.yaml:6:13: step \"empty\": the prompt is empty") &&
+		       starts(json_string_value(json_array_get(json_object_get(j, "warnings"), 1)),
+			      "fixed.yaml:9:16: step \"copy\": cli_agent: custom runs a fixed") &&
+		       strstr(last_body, "identity_scoped") != NULL,
+		   "anti-pattern 2 warnings: %ld %s", st, last_body);
+	json_decref(j);
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.workflows WHERE name = 'fixed'") == 1,
+		   "the warned workflow is registered");
 	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs") == 0, "runs stored");
+	sched_stop(SIGTERM);
+
+	/* cli_agent listed, but no identity service: still not runnable */
+	sched_extra[0] = "SAGEWAI_RUNNABLE_MODES=in_process,cli_agent";
+	sched_extra[1] = NULL;
+	sched_start();
+	wait_ready();
+	st = http_s("POST", "/v1/runs", "{\"workflow\": \"agent\", \"input\": {\"what\": \"x\"}}",
+		    NULL, &j);
+	SW_REQUIRE(st == 422 && strstr(err_msg(j), "a sandbox host that runs cli_agent; this "
+						   "deployment runs only: in_process") != NULL,
+		   "cli_agent without identity: %ld %s", st, err_msg(j));
+	json_decref(j);
 	sched_stop(SIGTERM);
 	free(key);
 }
@@ -1872,6 +1920,53 @@ static size_t stream_events(const char *text, char types[][16], json_t **data, s
 	return n;
 }
 
+/* A sandbox host's output for a dispatch: chunks on sagewai.sandbox, as
+ * sandboxd emits them (keyed by run id), one of them claiming another
+ * tenant; then the step succeeds. */
+static void output_chunk(const struct dispatch *d, const char *tenant_id, int seq,
+			 const char *stream, const char *data)
+{
+	struct sw_event_header h;
+	char err[256];
+	void *buf;
+	size_t len;
+	json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:b}", "sandbox_id",
+			      "01890000-0000-7000-8000-0000000000aa", "stream", stream, "seq", seq,
+			      "data", data, "truncated", 0);
+
+	sw_event_header_init(&h, "sandbox.output", "sched-test-sandboxd");
+	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant_id);
+	snprintf(h.run_id, sizeof(h.run_id), "%s", d->run_id);
+	snprintf(h.step_id, sizeof(h.step_id), "%.40s/%.63s/%d", d->run_id, d->step, d->attempt);
+	SW_CHECKF(sw_event_encode(reg, "sandbox.output", &h, o, &buf, &len, err, sizeof(err)) ==
+		      0,
+		  "%s", err);
+	json_decref(o);
+	sw_test_kafka_send(producer, "sagewai.sandbox", d->run_id, buf, len);
+	free(buf);
+}
+
+static enum act behave_output(const struct dispatch *d, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	if (strcmp(d->step, "box") == 0) {
+		send_started(d);
+		output_chunk(d, d->tenant, 0, "stdout", "building [REDACTED:TOKEN]\nhalf ");
+		output_chunk(d, "someone-else", 1, "stdout", "NOT FOR THIS TENANT\n");
+		output_chunk(d, d->tenant, 1, "stderr", "warn\n");
+		output_chunk(d, d->tenant, 2, "stdout", "line\n");
+		sw_test_kafka_flush(producer, 5000);
+	}
+	return ACT_SUCCEED;
+}
+
+static const char *const boxed_yaml = "name: boxed\n"
+				      "steps:\n"
+				      "  - name: box\n"
+				      "    mode: sandboxed\n"
+				      "    run: \"echo hi\"\n";
+
 static void scenario_sse(void)
 {
 	struct stream s, s2;
@@ -1975,6 +2070,64 @@ static void scenario_sse(void)
 	sched_stop(SIGTERM);
 	free(id);
 	free(held);
+
+	/* a sandboxed step's live output: "event: output" chunks of the run's
+	 * own tenant, in order, before the run's end */
+	sched_extra[0] = "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed";
+	sched_extra[1] = NULL;
+	sched_start();
+	wait_ready();
+	register_wf(boxed_yaml, NULL);
+	behave = behave_output;
+	id = submit("boxed", "{}", NULL);
+	stream_open(&s, id, 0);
+	{
+		int64_t until = sw_mono_ns() + 60 * 1000000000LL;
+
+		while (!s.got_first) {
+			SW_REQUIRE(sw_mono_ns() < until, "no first stream event");
+			sw_test_msleep(20);
+		}
+	}
+	stream_wait(&s, &s.done, 90);
+	pthread_join(s.th, NULL);
+	n = stream_events(s.m.p, types, data, 64);
+	{
+		size_t nout = 0, last_out = 0;
+		const char *want[][3] = {{"stdout", "building [REDACTED:TOKEN]\nhalf ", "0"},
+					 {"stderr", "warn\n", "1"},
+					 {"stdout", "line\n", "2"}};
+
+		for (i = 0; i < n; i++) {
+			if (strcmp(types[i], "output") != 0)
+				continue;
+			SW_REQUIRE(nout < 3, "more output than sent:\n%s", s.m.p);
+			SW_REQUIRE(!strcmp(json_string_value(json_object_get(data[i], "stream")),
+					   want[nout][0]) &&
+				       !strcmp(json_string_value(json_object_get(data[i], "data")),
+					       want[nout][1]) &&
+				       json_integer_value(json_object_get(data[i], "seq")) ==
+					   atoi(want[nout][2]) &&
+				       !strcmp(json_string_value(json_object_get(data[i], "step")),
+					       "box") &&
+				       json_integer_value(json_object_get(data[i], "attempt")) == 1,
+				   "output %zu: %s", nout, s.m.p);
+			nout++;
+			last_out = i;
+		}
+		SW_REQUIRE(nout == 3, "%zu output events of 3:\n%s", nout, s.m.p);
+		SW_REQUIRE(strstr(s.m.p, "NOT FOR THIS TENANT") == NULL,
+			   "another tenant's chunk went out");
+		SW_REQUIRE(!strcmp(types[n - 1], "run") && !strcmp(jstate(data[n - 1]), "succeeded") &&
+			       last_out < n - 1,
+			   "the run's end came before its output:\n%s", s.m.p);
+	}
+	for (i = 0; i < n; i++)
+		json_decref(data[i]);
+	free(s.m.p);
+	sched_stop(SIGTERM);
+	free(id);
+	behave = behave_succeed;
 }
 
 /* ---- users, keys and the submitting user ---------------------------------- */

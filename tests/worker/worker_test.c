@@ -541,7 +541,7 @@ static void scenario_preview(void)
 					     "SAGEWAI_SEALED_PREVIEW=1",
 					     "SAGEWAI_WORKER_OTHER_MODES=ignore", NULL};
 	static const char *const mock_args[] = {"--fence", NULL};
-	struct sw_test_dispatch d[6];
+	struct sw_test_dispatch d[7];
 	struct sw_test_ev *e;
 	json_t *o;
 
@@ -570,13 +570,15 @@ static void scenario_preview(void)
 	worker_stop(SIGTERM);
 
 	/* the operator opts in: the same kind of run now executes; and with
-	 * SAGEWAI_WORKER_OTHER_MODES=ignore a sandboxed and an identity_scoped
-	 * step (sandboxd's) are left alone (dispatched first in the same run, so
+	 * SAGEWAI_WORKER_OTHER_MODES=ignore a sandboxed, an identity_scoped and
+	 * a cli_agent step (sandboxd's) are left alone (dispatched first in the same run, so
 	 * they are consumed first) */
 	worker_start(sealed);
 	sw_test_dispatch_post(&tx, &d[3], "sealed", "boxed", "sandboxed", 30000,
 			      spec("template", json_pack("{s:s}", "value", "not mine")));
 	sw_test_dispatch_post(&tx, &d[5], "sealed", "keyed", "identity_scoped", 30000,
+			      spec("template", json_pack("{s:s}", "value", "not mine")));
+	sw_test_dispatch_post(&tx, &d[6], "sealed", "agent", "cli_agent", 30000,
 			      spec("template", json_pack("{s:s}", "value", "not mine")));
 	o = spec("template", json_pack("{s:s}", "value", "identity run"));
 	json_object_set_new(o, "run_modes", json_pack("[s,s]", "in_process", "cli_agent_jit"));
@@ -589,6 +591,8 @@ static void scenario_preview(void)
 		   "the sandboxed step was answered");
 	SW_REQUIRE(sw_test_evlog_count(&evl, "step.finished", d[5].step_id) == 0,
 		   "the identity_scoped step was answered");
+	SW_REQUIRE(sw_test_evlog_count(&evl, "step.finished", d[6].step_id) == 0,
+		   "the cli_agent step was answered");
 	worker_stop(SIGTERM);
 }
 

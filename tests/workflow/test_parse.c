@@ -714,12 +714,13 @@ static void test_artifact(void)
 		expect_err_at((int)i, y, bad[i].at, bad[i].needle);
 	}
 	wf = parse_ok(CLI "{destination: github, repo: \"http://127.0.0.1:8080/o/r.git\", branch: "
-			  "feature/x-1}\n");
+			  "feature/x-1}\n    prompt: p\n");
 	spec = json_object_get(wf->steps[0].extra, "artifact");
 	SW_CHECK(!strcmp(json_string_value(json_object_get(spec, "branch")), "feature/x-1"));
 	sw_workflow_free(wf);
 	/* a template is the sandbox host's to check once rendered */
 	wf = parse_ok(HEAD "  - {name: a, uses: llm}\n  - name: b\n    mode: cli_agent\n"
+			   "    cli_agent: custom\n    run: x\n    prompt: p\n"
 			   "    artifact: {destination: s3, bucket: b-1, prefix: "
 			   "\"runs/${{ steps.a.output.id }}/\", region: eu-west-1,\n"
 			   "               endpoint: \"http://127.0.0.1:9000\"}\n");
@@ -727,7 +728,7 @@ static void test_artifact(void)
 	expect_err(HEAD "  - name: b\n    mode: cli_agent\n    artifact: {destination: local, "
 			"path: \"${{ steps.zz.output }}\"}\n",
 		   "t.yaml:5:42: ", "unknown step \"zz\"");
-	wf = parse_ok(CLI "{destination: local, path: site/out-1.v2}\n");
+	wf = parse_ok(CLI "{destination: local, path: site/out-1.v2}\n    prompt: p\n");
 	sw_workflow_free(wf);
 	/* only the agent modes deliver artifacts */
 	expect_err(HEAD "  - name: a\n    mode: sandboxed\n    artifact: {destination: none}\n",
@@ -779,6 +780,102 @@ static void test_artifact(void)
 		}
 	}
 #undef CLI
+}
+
+/* One warning of wf: it is the only one, and starts with at and holds
+ * needle. */
+static void expect_warning(const struct sw_workflow *wf, const char *at, const char *needle)
+{
+	const char *w = json_string_value(json_array_get(wf->warnings, 0));
+
+	SW_CHECKF(json_array_size(wf->warnings) == 1 && w != NULL, "%zu warnings",
+		  json_array_size(wf->warnings));
+	SW_CHECKF(!strncmp(w, at, strlen(at)) && strstr(w, needle) != NULL,
+		  "warning \"%s\", want \"%s\" and \"%s\"", w, at, needle);
+}
+
+/* cli_agent steps: the agent, its prompt or run, anti-pattern 2 as a
+ * warning (FILE:LINE:COL, and $.path from JSON), the 30m default timeout,
+ * the agent keys refused on the other sandbox modes. */
+static void test_cli_agent(void)
+{
+	struct sw_workflow *wf, *wf2;
+	char err[512];
+	json_t *j;
+
+#define AG HEAD "  - name: a\n    mode: cli_agent\n"
+	expect_err(AG "    prompt: p\n", "t.yaml:3:5: ",
+		   "step \"a\": a cli_agent step needs cli_agent (claude-code, codex, gemini or "
+		   "custom)");
+	expect_err(AG "    cli_agent: claude-code\n", "t.yaml:3:5: ",
+		   "step \"a\": cli_agent: claude-code needs a prompt (the agent's task)");
+	expect_err(AG "    cli_agent: codex\n    prompt: p\n    run: make\n", "t.yaml:7:5: ",
+		   "\"run\" applies only to cli_agent: custom (the command line of codex is the "
+		   "sandbox host's");
+	expect_err(AG "    cli_agent: custom\n    prompt: p\n", "t.yaml:3:5: ",
+		   "step \"a\": cli_agent: custom needs run");
+	expect_err(AG "    cli_agent: gemini\n    prompt: [p]\n", "t.yaml:6:13: ",
+		   "prompt: expected a string");
+	expect_err(AG "    cli_agent: gemini\n    prompt: p\n    timeout: 25h\n", "t.yaml:7:14: ",
+		   "out of range (1ms..24h)");
+
+	/* a real task: no warning; 30 minutes unless given, up to 24 hours */
+	wf = parse_ok(AG "    cli_agent: claude-code\n    prompt: \"build ${{ input.x }}\"\n"
+			 "    identity: site\n    variant: claude-code\n");
+	SW_CHECK(json_array_size(wf->warnings) == 0);
+	SW_CHECK(wf->steps[0].timeout_ms == 30LL * 60 * 1000);
+	sw_workflow_free(wf);
+	wf = parse_ok(AG "    cli_agent: codex\n    prompt: p\n    timeout: 24h\n");
+	SW_CHECK(wf->steps[0].timeout_ms == 24LL * 3600 * 1000);
+	sw_workflow_free(wf);
+	wf = parse_ok(AG "    cli_agent: custom\n    run: [my-agent, --task]\n    prompt: p\n");
+	SW_CHECK(json_array_size(wf->warnings) == 0);
+	sw_workflow_free(wf);
+
+	/* anti-pattern 2: registered, with a warning pointing at identity_scoped */
+	wf = parse_ok(AG "    cli_agent: claude-code\n    prompt: \"\"\n");
+	expect_warning(wf, "t.yaml:6:13: ",
+		       "step \"a\": the prompt is empty, so the agent has no task to decide on "
+		       "(anti-pattern 2");
+	SW_CHECK(strstr(json_string_value(json_array_get(wf->warnings, 0)), "identity_scoped"));
+	sw_workflow_free(wf);
+	wf = parse_ok(AG "    cli_agent: gemini\n    prompt: \"  \\n\"\n");
+	expect_warning(wf, "t.yaml:6:13: ", "the prompt is empty");
+	sw_workflow_free(wf);
+	wf = parse_ok(AG "    cli_agent: custom\n    run: \"aws s3 cp /workspace s3://b/ --recursive\"\n");
+	expect_warning(wf, "t.yaml:5:16: ",
+		       "step \"a\": cli_agent: custom runs a fixed command with no prompt, so "
+		       "nothing is left for an agent to decide (anti-pattern 2");
+	SW_CHECK(strstr(json_string_value(json_array_get(wf->warnings, 0)),
+			"run it in mode identity_scoped instead"));
+	/* the stored JSON form warns the same, by path */
+	j = sw_workflow_to_json(wf);
+	wf2 = sw_workflow_from_json(j, err, sizeof(err));
+	SW_CHECKF(wf2 != NULL, "%s", err);
+	expect_warning(wf2, "$.steps[0].cli_agent: ", "custom runs a fixed command");
+	sw_workflow_free(wf2);
+	json_decref(j);
+	sw_workflow_free(wf);
+	/* two steps, two warnings, in order; other modes none */
+	wf = parse_ok(HEAD "  - {name: a, mode: cli_agent, cli_agent: codex, prompt: \"\"}\n"
+			   "  - {name: b, mode: sandboxed, run: x}\n"
+			   "  - {name: c, mode: cli_agent, cli_agent: custom, run: x}\n");
+	SW_CHECK(json_array_size(wf->warnings) == 2);
+	SW_CHECK(!strncmp(json_string_value(json_array_get(wf->warnings, 0)), "t.yaml:3:", 9));
+	SW_CHECK(!strncmp(json_string_value(json_array_get(wf->warnings, 1)), "t.yaml:5:", 9));
+	sw_workflow_free(wf);
+	wf = parse_ok(HEAD "  - {name: a, uses: llm}\n");
+	SW_CHECK(json_is_array(wf->warnings) && json_array_size(wf->warnings) == 0);
+	sw_workflow_free(wf);
+
+	/* nothing runs an agent on the other sandbox modes */
+	expect_err(HEAD "  - name: a\n    mode: identity_scoped\n    run: x\n    cli_agent: codex\n",
+		   "t.yaml:6:5: ",
+		   "\"cli_agent\" applies only to cli_agent and cli_agent_jit steps (this step is "
+		   "identity_scoped)");
+	expect_err(HEAD "  - name: a\n    mode: sandboxed\n    run: x\n    prompt: go\n",
+		   "t.yaml:6:5: ", "\"prompt\" applies only to cli_agent and cli_agent_jit steps");
+#undef AG
 }
 
 static void test_durations(void)
@@ -863,6 +960,7 @@ int main(int argc, char **argv)
 	test_core_schema();
 	test_from_json();
 	test_artifact();
+	test_cli_agent();
 	test_durations();
 	test_modes();
 	printf("workflow_parse: ok\n");

@@ -2,8 +2,12 @@
  * sagewai run submit|show|list|watch|cancel.
  *
  * Watching follows GET /v1/runs/{id}/events (text/event-stream, "step" and
- * "run" events carrying the step's or the run's JSON) and prints one line
- * per step state change until the run's terminal event. Should the stream
+ * "run" events carrying the step's or the run's JSON, "output" events a
+ * chunk of a sandbox step's output, redacted by the sandbox host) and
+ * prints one line per step state change, and each output line as
+ * "  STEP | text" (stdout) or "  STEP ! text" (stderr), until the run's
+ * terminal event. Output comes from the sandbox: control characters are
+ * shown as '?', never passed to the terminal. Should the stream
  * end early, the run is read with GET /v1/runs/{id}; if it has not ended
  * the stream is opened again (a few times), repeated states are not
  * printed twice.
@@ -24,7 +28,8 @@ static const char group_help[] =
 	"\n"
 	"  submit WORKFLOW [--version N] [--input JSON|@FILE] [--watch]\n"
 	"                 start a run and print its id\n"
-	"  show ID        the run, its steps and its output\n"
+	"  show ID [--follow]\n"
+	"                 the run, its steps and its output (--follow: then watch it)\n"
 	"  list           the newest runs\n"
 	"  watch ID       follow a run until it ends\n"
 	"  cancel ID      ask for a run to be cancelled\n";
@@ -41,10 +46,12 @@ static const char submit_help[] =
 	"  --json             print the answer (and with --watch each event) as JSON\n";
 
 static const char show_help[] =
-	"usage: sagewai run show ID [--json]\n"
+	"usage: sagewai run show ID [--follow] [--json]\n"
 	"\n"
 	"Show run ID: workflow, state, times, a table of its steps (name, mode,\n"
-	"state, attempts, duration, error) and its output.\n";
+	"state, attempts, duration, error) and its output. --follow: then, unless\n"
+	"the run has ended, follow it as 'run watch' does (step changes and the\n"
+	"live output of its sandbox steps) until it ends.\n";
 
 static const char list_help[] =
 	"usage: sagewai run list [--json]\n"
@@ -54,8 +61,11 @@ static const char list_help[] =
 static const char watch_help[] =
 	"usage: sagewai run watch ID [--json]\n"
 	"\n"
-	"Follow run ID step by step until it ends. Exit 0 when it succeeded, 1 when it\n"
-	"failed or was cancelled. --json prints each event as {\"event\", \"data\"}.\n";
+	"Follow run ID step by step until it ends, with the output of its sandbox\n"
+	"steps (CLI agents included) as it comes: \"  STEP | line\" for stdout,\n"
+	"\"  STEP ! line\" for stderr (secret values already redacted by the sandbox\n"
+	"host). Exit 0 when it succeeded, 1 when it failed or was cancelled. --json\n"
+	"prints each event as {\"event\", \"data\"}.\n";
 
 static const char cancel_help[] =
 	"usage: sagewai run cancel ID [--json]\n"
@@ -121,6 +131,7 @@ struct watch {
 	struct cli_env *env;
 	const char *run_id;
 	json_t *seen;  /* step name -> "state/attempts" last printed */
+	char open[160]; /* "step/stream" of the output line left unfinished, or "" */
 	json_t *final; /* the run object of the terminal event (owned) */
 	char err[512];
 };
@@ -161,6 +172,63 @@ static void print_step(struct watch *w, json_t *s)
 	fflush(stdout);
 }
 
+/* One chunk of a step's output: each line prefixed with the step's name and
+ * the stream's mark; a line cut between chunks continues on the next. The
+ * bytes are the sandbox's: C0 and C1 controls (but tab) and DEL become
+ * '?', so nothing reaches the terminal as an escape sequence. */
+static void print_output(struct watch *w, json_t *o)
+{
+	const char *step = cli_jstr(o, "step", "?"), *stream = cli_jstr(o, "stream", "stdout");
+	json_t *d = json_object_get(o, "data");
+	const unsigned char *p = (const unsigned char *)json_string_value(d);
+	size_t n = json_string_length(d), i;
+	char key[160], nm[128];
+	int err = strcmp(stream, "stderr") == 0, open;
+
+	if (p == NULL)
+		return;
+	snprintf(key, sizeof(key), "%.64s/%s", step, err ? "stderr" : "stdout");
+	if (w->open[0] != '\0' && strcmp(w->open, key) != 0)
+		putchar('\n'); /* another stream's line: it goes on under its own prefix */
+	open = strcmp(w->open, key) == 0;
+	cli_oneline(step, 64, nm, sizeof(nm));
+	for (i = 0; i < n; i++) {
+		if (!open) {
+			printf("  %-*s %c ", RUN_NAME_WIDTH, nm, err ? '!' : '|');
+			open = 1;
+		}
+		if (p[i] == '\n') {
+			putchar('\n');
+			open = 0;
+		} else if (p[i] == 0xc2 && i + 1 < n && p[i + 1] >= 0x80 && p[i + 1] <= 0x9f) {
+			putchar('?'); /* a C1 control: U+0080..U+009F */
+			i++;
+		} else if ((p[i] < 0x20 && p[i] != '\t') || p[i] == 0x7f) {
+			putchar('?');
+		} else {
+			putchar(p[i]);
+		}
+	}
+	if (json_is_true(json_object_get(o, "truncated"))) {
+		if (open)
+			putchar('\n');
+		printf("  %-*s %c [output truncated: the rest is in the step's result]\n",
+		       RUN_NAME_WIDTH, nm, err ? '!' : '|');
+		open = 0;
+	}
+	snprintf(w->open, sizeof(w->open), "%s", open ? key : "");
+	fflush(stdout);
+}
+
+/* Finish the lines of output left open (before a step's or the run's
+ * state is printed). */
+static void close_output(struct watch *w)
+{
+	if (w->open[0] != '\0')
+		putchar('\n');
+	w->open[0] = '\0';
+}
+
 static int on_event(const char *event, const char *data, size_t len, void *opaque)
 {
 	struct watch *w = opaque;
@@ -182,7 +250,10 @@ static int on_event(const char *event, const char *data, size_t len, void *opaqu
 		fflush(stdout);
 		json_decref(line);
 	} else if (strcmp(event, "step") == 0) {
+		close_output(w);
 		print_step(w, o);
+	} else if (strcmp(event, "output") == 0) {
+		print_output(w, o);
 	}
 	/* other event types (e.g. keep-alives) carry nothing for us */
 	if (strcmp(event, "run") == 0 && terminal(cli_jstr(o, "state", NULL))) {
@@ -272,6 +343,8 @@ static int watch(struct cli_env *env, const char *id)
 		json_decref(w.final);
 		w.final = json_incref(r.json);
 	}
+	if (!env->json)
+		close_output(&w);
 	rc = print_final(env, id, w.final);
 out:
 	cli_resp_free(&r);
@@ -439,18 +512,29 @@ static int run_show(struct cli_env *env, int argc, char **argv)
 	const char *id;
 	json_t *run, *steps, *v;
 	char buf[1024], tm[64], dur[32], *in;
-	int rc;
+	int follow = 0, n, ended;
+	const struct cli_opt opts[] = {
+		{"--follow", NULL, &follow},
+		{NULL, NULL, NULL},
+	};
 
-	if ((rc = one_id(env, "run show", show_help, argc, argv, &id)) != -1)
-		return rc;
+	if ((n = cli_parse(env, "run show", argc, argv, opts, &id, 1)) == -2) {
+		fputs(show_help, stdout);
+		return CLI_OK;
+	}
+	if (n == -1)
+		return CLI_USAGE;
+	if (n == 0)
+		return cli_usage("run show", "missing ID");
 	if (get_run(env, id, &r) == -1) {
 		cli_resp_free(&r);
 		return CLI_FAIL;
 	}
+	ended = terminal(cli_jstr(r.json, "state", NULL));
 	if (env->json) {
 		cli_raw_print(&r, stdout);
 		cli_resp_free(&r);
-		return CLI_OK;
+		return follow && !ended ? watch(env, id) : CLI_OK;
 	}
 	run = r.json;
 	printf("run       %s\n", cli_oneline(cli_jstr(run, "run_id", id), 100, buf, sizeof(buf)));
@@ -480,7 +564,11 @@ static int run_show(struct cli_env *env, int argc, char **argv)
 		cli_json_print(v, stdout);
 	}
 	cli_resp_free(&r);
-	return CLI_OK;
+	if (!follow || ended)
+		return CLI_OK;
+	printf("\nfollowing:\n");
+	fflush(stdout);
+	return watch(env, id);
 }
 
 static int run_list(struct cli_env *env, int argc, char **argv)

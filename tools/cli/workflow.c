@@ -23,14 +23,34 @@ static const char apply_help[] =
 	"usage: sagewai workflow apply FILE [--json]\n"
 	"\n"
 	"Register the workflow defined in FILE (YAML, '-' for standard input) with\n"
-	"the scheduler. Prints \"applied NAME vVERSION (N steps)\". A file that does\n"
-	"not validate is reported as FILE:LINE:COL: message (exit 1). Applying the\n"
-	"same name and version again with other content is refused (HTTP 409).\n";
+	"the scheduler. Prints \"applied NAME vVERSION (N steps)\", then each warning\n"
+	"of the scheduler on standard error as \"warning: FILE:LINE:COL: text\" (the\n"
+	"workflow is registered; e.g. a cli_agent step with nothing for its agent to\n"
+	"decide, which belongs in mode identity_scoped). A file that does not\n"
+	"validate is reported as FILE:LINE:COL: message (exit 1). Applying the same\n"
+	"name and version again with other content is refused (HTTP 409).\n";
 
 static const char list_help[] =
 	"usage: sagewai workflow list [--json]\n"
 	"\n"
 	"List the registered workflows: name, version, number of steps, creation time.\n";
+
+/* The scheduler's warnings (what registered but should be otherwise,
+ * "FILE:LINE:COL: text"), one line each on stderr; text from the server is
+ * shown on one line, without control characters. */
+static void print_warnings(json_t *warnings)
+{
+	char line[1024];
+	json_t *w;
+	size_t i;
+
+	json_array_foreach(warnings, i, w) {
+		if (!json_is_string(w))
+			continue;
+		fprintf(stderr, "warning: %s\n", cli_oneline(json_string_value(w), 900, line,
+							      sizeof(line)));
+	}
+}
 
 static int wf_apply(struct cli_env *env, int argc, char **argv)
 {
@@ -79,6 +99,7 @@ static int wf_apply(struct cli_env *env, int argc, char **argv)
 		printf("applied %s v%lld (%lld step%s)\n", cli_jstr(r.json, "name", "?"),
 		       (long long)json_integer_value(json_object_get(r.json, "version")),
 		       (long long)steps, steps == 1 ? "" : "s");
+		print_warnings(json_object_get(r.json, "warnings"));
 	}
 	rc = CLI_OK;
 out:

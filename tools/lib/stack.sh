@@ -29,8 +29,9 @@
 #       SW_STACK_IDENTITY=0), sagewai-identity runs too (after audit, before
 #       sandboxd and the scheduler), with the key files of sw_stack_id_keys;
 #       once it is up the scheduler gets SAGEWAI_IDENTITY=1, the MAC key and
-#       the stack's admin token, identity_scoped joins its runnable modes
-#       when sandboxd is up as well, and sandboxd gets its seal key. Without
+#       the stack's admin token, identity_scoped and cli_agent join its
+#       runnable modes when sandboxd is up as well, and sandboxd gets its seal
+#       key. Without
 #       that binary nothing of this happens.
 #   sw_stack_restart WORK NAME         restart one service (after kill -9, or to
 #                                      pick up WORK/NAME.env, extra settings),
@@ -504,7 +505,7 @@ sw_stack_start() {
 			"$build/services/sandboxd/sagewai-sandboxd" serve &&
 			sw_stack_wait_http "$(sw_stack_url "$work" sandboxd)" sandboxd "$work"; then
 			if [ $identity = 1 ]; then
-				echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed,identity_scoped" \
+				echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed,identity_scoped,cli_agent" \
 					>>"$work/scheduler.gen.env"
 			else
 				echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed" >"$work/scheduler.gen.env"
