@@ -47,7 +47,7 @@ TAILQ_HEAD(vjobq, vjob);
 
 struct id_vault {
 	struct sw_handoff h;
-	struct vjobq todo, done; /* under h.mu */
+	struct vjobq queued, done; /* waiting for a thread / for the loop (h.mu) */
 	size_t inflight;	 /* loop only: queued and not yet called back */
 	struct id_env *env;
 };
@@ -413,11 +413,11 @@ static void *vault_main(struct sw_handoff *h, void *arg)
 	}
 	sw_handoff_lock(h);
 	for (;;) {
-		while (TAILQ_EMPTY(&v->todo))
+		while (TAILQ_EMPTY(&v->queued))
 			if (!sw_handoff_wait(h))
 				goto out;
-		j = TAILQ_FIRST(&v->todo);
-		TAILQ_REMOVE(&v->todo, j, entry);
+		j = TAILQ_FIRST(&v->queued);
+		TAILQ_REMOVE(&v->queued, j, entry);
 		sw_handoff_unlock(h);
 		if (e == NULL || r.p == NULL || hdrs == NULL)
 			fail(j, ID_BINTERNAL, NULL, "cannot set up a Vault client");
@@ -482,7 +482,7 @@ int id_vault_start(struct id_env *env, char *errstr, size_t errlen)
 		snprintf(errstr, errlen, "out of memory");
 		return -1;
 	}
-	TAILQ_INIT(&v->todo);
+	TAILQ_INIT(&v->queued);
 	TAILQ_INIT(&v->done);
 	v->env = env;
 	env->vault = v;
@@ -499,8 +499,8 @@ void id_vault_stop(struct id_env *env)
 		return;
 	if (sw_handoff_stop(&v->h, (int)env->vault_timeout_ms + 2000) == -1)
 		return; /* a thread is stuck in a call: left to the process exit */
-	while ((j = TAILQ_FIRST(&v->todo)) != NULL) {
-		TAILQ_REMOVE(&v->todo, j, entry);
+	while ((j = TAILQ_FIRST(&v->queued)) != NULL) {
+		TAILQ_REMOVE(&v->queued, j, entry);
 		job_free(j);
 	}
 	while ((j = TAILQ_FIRST(&v->done)) != NULL) {
@@ -536,7 +536,7 @@ int id_vault_call(struct id_env *env, enum id_vop op, const struct id_secret_ref
 	j->inlen = len;
 	v->inflight++;
 	sw_handoff_lock(&v->h);
-	TAILQ_INSERT_TAIL(&v->todo, j, entry);
+	TAILQ_INSERT_TAIL(&v->queued, j, entry);
 	sw_handoff_signal(&v->h, 0);
 	sw_handoff_unlock(&v->h);
 	return 0;
