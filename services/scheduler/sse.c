@@ -424,7 +424,7 @@ int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 {
 	static const char *const topics[] = {SW_TOPIC_SANDBOX, NULL};
 	struct timeval tv = {1, 0};
-	char tuning[SW_CONFIG_STR];
+	char tuning[SW_CONFIG_STR], why[256];
 	const char *extra[SCHED_BUS_EXTRA];
 
 	LIST_INIT(&env->streams);
@@ -433,11 +433,14 @@ int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 		snprintf(errstr, errlen, "SAGEWAI_KAFKA_CONSUMER_CONFIG has too many entries");
 		return -1;
 	}
+	/* output is informative: without the topic the streams carry states only */
 	env->sse_tail = sw_bus_tail_new(env->base, env->cfg->kafka_bootstrap, topics, extra, 500,
-					tail_cb, env, errstr, errlen);
-	if (env->sse_tail == NULL)
-		return -1;
-	sw_bus_consumer_set_error_cb(env->sse_tail, on_tail_error, env);
+					tail_cb, env, why, sizeof(why));
+	if (env->sse_tail != NULL)
+		sw_bus_consumer_set_error_cb(env->sse_tail, on_tail_error, env);
+	else
+		sw_log(SW_LOG_WARN, "no live output on event streams: cannot read sagewai.sandbox",
+		       "error", why, NULL);
 	env->sse_ev = event_new(env->base, -1, EV_PERSIST, sse_tick, env);
 	if (env->sse_ev == NULL || event_add(env->sse_ev, &tv) == -1) {
 		snprintf(errstr, errlen, "cannot start the stream timer");
