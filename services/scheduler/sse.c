@@ -169,8 +169,7 @@ static int linger(struct sched_stream *s, json_t *run)
 	if (s->lingered || !has_sandbox_steps(run))
 		return 0;
 	s->lingered = 1;
-	if (s->linger == NULL &&
-	    (s->linger = evtimer_new(s->env->base, linger_cb, s)) == NULL)
+	if (s->linger == NULL && (s->linger = evtimer_new(s->env->base, linger_cb, s)) == NULL)
 		return 0;
 	return evtimer_add(s->linger, &tv) == 0;
 }
@@ -397,7 +396,8 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			break;
 		if (s == NULL)
 			continue; /* nobody follows that run here */
-		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) != 0 ||
+		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) !=
+			0 ||
 		    strcmp(h.type, "sandbox.output") != 0 || strcmp(h.run_id, run) != 0)
 			continue;
 		if ((ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) == NULL) {
