@@ -132,8 +132,8 @@ void wf_warn(struct wf_doc *d, const struct wf_node *n, const char *fmt, ...)
 		snprintf(text, sizeof(text), "%s: %s", where, msg);
 	} else {
 		snprintf(text, sizeof(text), "%s:%d:%d: %s", d->file,
-			 n != NULL && n->line > 0 ? n->line : 1, n != NULL && n->col > 0 ? n->col : 1,
-			 msg);
+			 n != NULL && n->line > 0 ? n->line : 1,
+			 n != NULL && n->col > 0 ? n->col : 1, msg);
 	}
 	wf_utf8_trim(text);
 	json_array_append_new(d->warnings, json_string(text)); /* NULL: dropped, as is OOM */

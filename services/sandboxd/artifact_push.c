@@ -1096,8 +1096,8 @@ int sbd_art_push_none(struct sbd_art_job *j)
 			text = json_stringn(data, size); /* NULL unless valid UTF-8 */
 		if (text != NULL) {
 			o = json_pack("{s:o, s:I, s:s, s:o}", "path", sw_json_string_lossy(path),
-				      "size", (json_int_t)size, "sha256", j->files[i].sha256, "text",
-				      text);
+				      "size", (json_int_t)size, "sha256", j->files[i].sha256,
+				      "text", text);
 		} else {
 			size_t elen =
 			    sodium_base64_ENCODED_LEN(size, sodium_base64_VARIANT_ORIGINAL);

@@ -169,8 +169,7 @@ static int linger(struct sched_stream *s, json_t *run)
 	if (s->lingered || !has_sandbox_steps(run))
 		return 0;
 	s->lingered = 1;
-	if (s->linger == NULL &&
-	    (s->linger = evtimer_new(s->env->base, linger_cb, s)) == NULL)
+	if (s->linger == NULL && (s->linger = evtimer_new(s->env->base, linger_cb, s)) == NULL)
 		return 0;
 	return evtimer_add(s->linger, &tv) == 0;
 }
@@ -397,7 +396,8 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			break;
 		if (s == NULL)
 			continue; /* nobody follows that run here */
-		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) != 0 ||
+		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) !=
+			0 ||
 		    strcmp(h.type, "sandbox.output") != 0 || strcmp(h.run_id, run) != 0)
 			continue;
 		if ((ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) == NULL) {
@@ -424,7 +424,7 @@ int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 {
 	static const char *const topics[] = {SW_TOPIC_SANDBOX, NULL};
 	struct timeval tv = {1, 0};
-	char tuning[SW_CONFIG_STR];
+	char tuning[SW_CONFIG_STR], why[256];
 	const char *extra[SCHED_BUS_EXTRA];
 
 	LIST_INIT(&env->streams);
@@ -433,11 +433,14 @@ int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 		snprintf(errstr, errlen, "SAGEWAI_KAFKA_CONSUMER_CONFIG has too many entries");
 		return -1;
 	}
+	/* output is informative: without the topic the streams carry states only */
 	env->sse_tail = sw_bus_tail_new(env->base, env->cfg->kafka_bootstrap, topics, extra, 500,
-					tail_cb, env, errstr, errlen);
-	if (env->sse_tail == NULL)
-		return -1;
-	sw_bus_consumer_set_error_cb(env->sse_tail, on_tail_error, env);
+					tail_cb, env, why, sizeof(why));
+	if (env->sse_tail != NULL)
+		sw_bus_consumer_set_error_cb(env->sse_tail, on_tail_error, env);
+	else
+		sw_log(SW_LOG_WARN, "no live output on event streams: cannot read sagewai.sandbox",
+		       "error", why, NULL);
 	env->sse_ev = event_new(env->base, -1, EV_PERSIST, sse_tick, env);
 	if (env->sse_ev == NULL || event_add(env->sse_ev, &tv) == -1) {
 		snprintf(errstr, errlen, "cannot start the stream timer");
