@@ -396,9 +396,9 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			break;
 		if (s == NULL)
 			continue; /* nobody follows that run here */
-		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) !=
-			0 ||
-		    strcmp(h.type, "sandbox.output") != 0 || strcmp(h.run_id, run) != 0)
+		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)))
+			continue;
+		if (strcmp(h.type, "sandbox.output") != 0 || strcmp(h.run_id, run) != 0)
 			continue;
 		if ((ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) == NULL) {
 			sw_log(SW_LOG_WARN, "a sandbox.output does not decode", "run_id", run,
