@@ -128,6 +128,8 @@ static const char *const types[] = {
     "identity.seal_requested", "identity.sealed", "identity.injected", "identity.revoke_killed",
     "secret.set", "secret.revoked", "secret.rekeyed", "profile.set", "profile.deleted",
     "user.created", "user.deleted", "artifact.pushed", "artifact.scan_refused",
+    "credential.requested", "credential.pending", "credential.decided", "credential.withdrawn",
+    "credential.delivered", "credential.refused",
 };
 #define NTYPES (sizeof(types) / sizeof(types[0]))
 
