@@ -45,7 +45,7 @@
 # (sandboxd_cli_deliver, sandboxd_artifact_local, _github); a sandboxed
 # step's host files, processes, syscalls and egress (attack_sandbox,
 # sandboxd_escape, sandboxd_egress); output capping of a sandboxed step
-# (sandboxd_spec); redaction of identity_scoped output in every spelling
+# (sandboxd_basic); redaction of identity_scoped output in every spelling
 # (e2e_identity_leak); a hostile tool runner's frames (sandboxd_hostile);
 # bad cli_agent specs (sandboxd_cli_hostile).
 set -euo pipefail
