@@ -182,8 +182,13 @@ python3 - "$work/claude-api.requests" <<-'EOF' | sed 's/^/    /'
 EOF
 
 say "the audit trail of run $run"
-for _ in $(seq 1 100); do
-	sagewai --json audit run "$run" | grep -q run.finished && break
+# the audit service reads several topics: wait (30 s at most) until it has
+# the run's end and both sandboxes' release
+for _ in $(seq 1 300); do
+	sagewai --json audit run "$run" | python3 -c '
+import json, sys
+t = [e.get("event", {}).get("header", {}).get("type") for e in json.load(sys.stdin)["events"]]
+sys.exit(0 if "run.finished" in t and t.count("sandbox.released") >= 2 else 1)' && break
 	sleep 0.1
 done
 pf_events "$run" | tee "$work/trail.out" | sed 's/^/    /'
