@@ -11,8 +11,6 @@
 # sandboxd scans the workspace and pushes it; the verify step clones the
 # pushed commit in another sandbox and checks it.
 
-pf_uuid='[0-9a-f]\{8\}-[0-9a-f]\{4\}-[0-9a-f]\{4\}-[0-9a-f]\{4\}-[0-9a-f]\{12\}'
-
 # pf_marker FILE PREFIX: a random value (0600), searched for at the end
 pf_marker() {
 	(umask 077 && printf '%s_%s\n' "$2" "$(head -c 18 /dev/urandom | od -An -tx1 |
