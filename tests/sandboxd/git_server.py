@@ -2,11 +2,13 @@
 """A git smart-HTTP server for sandboxd's artifact tests: git http-backend
 (Debian git) behind a token check, as a hosted git service does it.
 
-    git_server.py ROOT TOKENS LOG
+    git_server.py ROOT TOKENS LOG [--public-read]
 
 Serves the repositories under ROOT on 127.0.0.1, a port of the kernel's
 choosing, printed on stdout as "port N" once listening. Every request needs
-Authorization: Basic (the password is the token, any user name) or Bearer.
+Authorization: Basic (the password is the token, any user name) or Bearer;
+with --public-read, fetches and clones (git-upload-pack) need none, as for a
+public repository on a hosted service, and pushes still do.
 TOKENS is read on every request: lines "good TOKEN" or "revoked TOKEN".
   no credentials      401 + WWW-Authenticate (git then asks its helper)
   unknown token       401 "bad credentials: this token is not known here"
@@ -22,6 +24,9 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 ROOT, TOKENS, LOG = sys.argv[1], sys.argv[2], sys.argv[3]
+PUBLIC_READ = sys.argv[4:] == ["--public-read"]
+if sys.argv[4:] and not PUBLIC_READ:
+    sys.exit("usage: git_server.py ROOT TOKENS LOG [--public-read]")
 BACKEND = "/usr/lib/git-core/git-http-backend"
 
 
@@ -76,15 +81,19 @@ class Handler(BaseHTTPRequestHandler):
                 token = ""
         elif auth and auth.startswith("Bearer "):
             token = auth[7:]
-        if token is None:
-            return self.answer(401, "authentication required\n", auth=True)
-        state = tokens().get(token)
-        if state is None:
-            return self.answer(401, "bad credentials: this token is not known here\n", auth=True)
-        if state != "good":
-            return self.answer(403, "token revoked: ask the owner for a new one\n")
-        data = self.body()
         path, _, query = self.path.partition("?")
+        reading = path.endswith("/git-upload-pack") or (
+            path.endswith("/info/refs") and query == "service=git-upload-pack")
+        if token is None and not (PUBLIC_READ and reading):
+            return self.answer(401, "authentication required\n", auth=True)
+        if token is not None:
+            state = tokens().get(token)
+            if state is None:
+                return self.answer(401, "bad credentials: this token is not known here\n",
+                                   auth=True)
+            if state != "good":
+                return self.answer(403, "token revoked: ask the owner for a new one\n")
+        data = self.body()
         env = {
             "PATH": "/usr/bin:/bin",
             "GIT_PROJECT_ROOT": ROOT,
