@@ -271,7 +271,26 @@ static const char audit_body[] =
 	"{\"seq\":16,\"topic\":\"sagewai.audit.checkpoints\",\"partition\":0,\"offset\":1,"
 	"\"time_us\":1,\"event\":{" HDR("audit.checkpoint", "1714564800005000",
 					"\"run-ok/write/2\"", "sagewai-audit")
-	"}}]}";
+	"}},"
+	"{\"seq\":17,\"topic\":\"sagewai.sandbox\",\"partition\":0,\"offset\":1,"
+	"\"time_us\":1,\"event\":{" HDR("sandbox.egress", "1714564800006000",
+					"\"run-ok/site/1\"", "sagewai-sandboxd")
+	",\"sandbox_id\":\"0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000\",\"method\":\"CONNECT\","
+	"\"target_host\":\"example.com\",\"target_port\":443,\"address\":\"\","
+	"\"allowed\":false,\"reason\":\"not_listed\"}},"
+	"{\"seq\":18,\"topic\":\"sagewai.sandbox\",\"partition\":0,\"offset\":2,"
+	"\"time_us\":1,\"event\":{" HDR("artifact.pushed", "1714564800007000",
+					"\"run-ok/site/1\"", "sagewai-sandboxd")
+	",\"step\":\"site\",\"sandbox_id\":\"0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000\","
+	"\"destination\":\"github\",\"location\":\"https://git.example/site@abc123\","
+	"\"files\":2,\"bytes\":1234}},"
+	"{\"seq\":19,\"topic\":\"sagewai.credentials\",\"partition\":0,\"offset\":1,"
+	"\"time_us\":1,\"event\":{" HDR("credential.decided", "1714564800008000",
+					"\"run-ok/site/1\"", "sagewai-policy")
+	",\"request_id\":\"0190aaaa-bbbb-7ccc-8ddd-eeeeffff0001\","
+	"\"sandbox_id\":\"0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000\",\"step\":\"site\","
+	"\"name\":\"GITHUB_TOKEN_X\",\"decision\":\"allow\",\"by\":\"human\","
+	"\"rule\":\"new-keys\",\"approver\":\"ops-ann\",\"reason\":\"ok\",\"secret\":\"\"}}]}";
 
 static void handle(struct evhttp_request *req, void *arg)
 {
@@ -864,14 +883,17 @@ static void test_audit_tenant(void)
 	struct rq *r;
 
 	snprintf(want, sizeof(want),
-		 "%-5s%-25s%-18s%-7s%s\n"
-		 "%-5s%-25s%-18s%-7s%s\n"
-		 "%-5s%-25s%-18s%-7s%s\n"
-		 "%-5s%-25s%-18s%-7s%s\n"
-		 "%-5s%-25s%-18s%-7s%s\n"
-		 "%-5s%-25s%-18s%-7s%s\n"
-		 "%-5s%-25s%-18s%-7s%s\n"
-		 "%-5s%-25s%-18s%-7s%s\n",
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n"
+		 "%-5s%-25s%-20s%-7s%s\n",
 		 "SEQ", "TIME", "TYPE", "STEP", "SUMMARY",
 		 "10", "2024-05-01 12:00:00.000", "run.submitted", "-",
 		 "workflow portfolio v2, input {\"brief\":\"x\"}",
@@ -884,7 +906,12 @@ static void test_audit_tenant(void)
 		 "sagewai.runs: unknown fingerprint",
 		 "15", "2024-05-01 12:00:00.004", "run.finished", "-", "FAILED: step write failed",
 		 "16", "2024-05-01 12:00:00.005", "audit.checkpoint", "write",
-		 "from sagewai-audit");
+		 "from sagewai-audit", "17", "2024-05-01 12:00:00.006", "sandbox.egress", "site",
+		 "sandbox 0190aaaa: CONNECT example.com:443 refused: not_listed", "18",
+		 "2024-05-01 12:00:00.007", "artifact.pushed", "site",
+		 "github: 2 files, 1234 bytes to https://git.example/site@abc123", "19",
+		 "2024-05-01 12:00:00.008", "credential.decided", "site",
+		 "GITHUB_TOKEN_X allow by human new-keys ops-ann");
 	CLI(&o, "audit", "run", "run-ok");
 	expect("audit run", &o, 0, want, "");
 	CLI(&o, "audit", "run", "run-none");

@@ -22,7 +22,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 
-#define AUDIT_SUMMARY_MAX 120
+#define AUDIT_SUMMARY_MAX 160
 
 static const char group_help[] =
 	"usage: sagewai audit COMMAND\n"
@@ -172,6 +172,81 @@ static void identity_summary(const char *type, json_t *ev, char *out, size_t n)
 	identity_keys(json_object_get(ev, "keys"), out, n);
 }
 
+/* The sandbox's first 8 characters: enough to follow one through a trail. */
+static const char *sbx(json_t *ev)
+{
+	static char id[9];
+
+	snprintf(id, sizeof(id), "%s", cli_jstr(ev, "sandbox_id", "?"));
+	return id;
+}
+
+static void sandbox_summary(const char *type, json_t *ev, char *out, size_t n)
+{
+	char dur[32];
+
+	if (strcmp(type, "sandbox.acquired") == 0) {
+		cli_duration_fmt(jint(ev, "acquire_us"), dur, sizeof(dur));
+		snprintf(out, n, "sandbox %s: %s, network %s, %s in %s", sbx(ev),
+			 cli_jstr(ev, "variant", "?"), cli_jstr(ev, "network", "?"),
+			 json_is_true(json_object_get(ev, "warm")) ? "warm" : "cold", dur);
+	} else if (strcmp(type, "sandbox.egress") == 0) {
+		snprintf(out, n, "sandbox %s: %s %s:%lld %s%s%s", sbx(ev),
+			 cli_jstr(ev, "method", "?"), cli_jstr(ev, "target_host", "?"),
+			 jint(ev, "target_port"),
+			 json_is_true(json_object_get(ev, "allowed")) ? "allowed" : "refused",
+			 *cli_jstr(ev, "reason", "") ? ": " : "", cli_jstr(ev, "reason", ""));
+	} else if (strcmp(type, "sandbox.exited") == 0) {
+		const char *err = cli_jstr(ev, "error", "");
+
+		cli_duration_fmt(jint(ev, "duration_us"), dur, sizeof(dur));
+		snprintf(out, n, "sandbox %s: exit %lld%s%s after %s, %lld+%lld bytes out%s%s%s",
+			 sbx(ev), jint(ev, "exit_code"),
+			 json_is_true(json_object_get(ev, "timed_out")) ? ", timed out" : "",
+			 json_is_true(json_object_get(ev, "killed")) ? ", killed" : "", dur,
+			 jint(ev, "stdout_bytes"), jint(ev, "stderr_bytes"),
+			 json_is_true(json_object_get(ev, "output_truncated")) ? " (truncated)" : "",
+			 *err ? ": " : "", err);
+	} else if (strcmp(type, "sandbox.released") == 0) {
+		snprintf(out, n, "sandbox %s: %s%s", sbx(ev), cli_jstr(ev, "reason", "?"),
+			 json_is_true(json_object_get(ev, "oom_killed")) ? ", out of memory" : "");
+	} else if (strcmp(type, "sandbox.output") == 0) {
+		snprintf(out, n, "sandbox %s: %s", sbx(ev), cli_jstr(ev, "stream", "output"));
+	} else if (strcmp(type, "artifact.pushed") == 0) {
+		snprintf(out, n, "%s: %lld files, %lld bytes to %s", cli_jstr(ev, "destination", "?"),
+			 jint(ev, "files"), jint(ev, "bytes"), cli_jstr(ev, "location", "?"));
+	} else if (strcmp(type, "artifact.scan_refused") == 0) {
+		snprintf(out, n, "%s refused: %s at %s:%lld", cli_jstr(ev, "destination", "?"),
+			 cli_jstr(ev, "what", "?"), cli_jstr(ev, "file", "?"), jint(ev, "line"));
+	} else {
+		snprintf(out, n, "sandbox %s", sbx(ev));
+	}
+}
+
+static void credential_summary(const char *type, json_t *ev, char *out, size_t n)
+{
+	const char *name = cli_jstr(ev, "name", "?");
+
+	if (strcmp(type, "credential.requested") == 0)
+		snprintf(out, n, "%s for %s: %s", name, cli_jstr(ev, "scope", "?"),
+			 cli_jstr(ev, "reason", ""));
+	else if (strcmp(type, "credential.pending") == 0)
+		snprintf(out, n, "waits for a person (rule %s)", cli_jstr(ev, "rule", "?"));
+	else if (strcmp(type, "credential.decided") == 0)
+		snprintf(out, n, "%s %s by %s%s%s%s%s", name, cli_jstr(ev, "decision", "?"),
+			 cli_jstr(ev, "by", "?"), *cli_jstr(ev, "rule", "") ? " " : "",
+			 cli_jstr(ev, "rule", ""), *cli_jstr(ev, "approver", "") ? " " : "",
+			 cli_jstr(ev, "approver", ""));
+	else if (strcmp(type, "credential.delivered") == 0)
+		snprintf(out, n, "%s = %s v%lld into sandbox %s", name, cli_jstr(ev, "secret", "?"),
+			 jint(ev, "version"), sbx(ev));
+	else if (strcmp(type, "credential.refused") == 0)
+		snprintf(out, n, "%s refused (%s): %s", name, cli_jstr(ev, "code", "?"),
+			 cli_jstr(ev, "error", ""));
+	else
+		snprintf(out, n, "withdrawn: %s", cli_jstr(ev, "reason", "?"));
+}
+
 static void summary(const char *type, json_t *ev, json_t *hdr, char *out, size_t n)
 {
 	const char *err = cli_jstr(ev, "error", NULL), *x;
@@ -215,6 +290,10 @@ static void summary(const char *type, json_t *ev, json_t *hdr, char *out, size_t
 	} else if (strcmp(type, "identity.revoke_killed") == 0) {
 		snprintf(out, n, "secret %s revoked: sandbox killed in %lld ms",
 			 cli_jstr(ev, "secret", "?"), jint(ev, "elapsed_ms"));
+	} else if (strncmp(type, "sandbox.", 8) == 0 || strncmp(type, "artifact.", 9) == 0) {
+		sandbox_summary(type, ev, out, n);
+	} else if (strncmp(type, "credential.", 11) == 0) {
+		credential_summary(type, ev, out, n);
 	} else {
 		snprintf(out, n, "from %s", cli_jstr(hdr, "producer", "?"));
 	}
