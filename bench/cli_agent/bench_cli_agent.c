@@ -38,7 +38,12 @@
  * end_outside_push, cli_run (first request -> exit: the CLI's own run, the
  * proxy's cost per request shows here), added_ms_outside_push (per round:
  * (ours start - raw start) + (ours end - push - raw end); target <= 100 ms)
- * and where ours spends its start and end (ours only). One line per round
+ * and where ours spends its start and end (ours only: dispatch_to_started,
+ * started_to_acquired, acquired_to_seal_requested (the agent's home made),
+ * seal_round_trip (to the identity's answer), dispatch_to_exec (all of it
+ * up to the CLI's exec: identity.injected), exec_to_first_request (the
+ * CLI's own start, through the egress proxy), exit_to_pushing (the
+ * snapshot, staging, the scan), pushed_to_finished). One line per round
  * and notes on stderr.
  *
  *   bench-cli-agent --work DIR [--rounds N] [--warmup W] [--variants DIR]
@@ -505,11 +510,11 @@ static struct reqs mock_reqs(void)
 /* ---- one round of ours ------------------------------------------------------ */
 
 struct ours {
-	double start, end, push, cli_run;
+	double start, end, push, cli_run, to_exec_all;
 	/* where it goes (ms) */
 	double to_started, to_acquired, prepare, seal, to_exec, exec_to_req;
 	double pack, art_queue, art_stage, art_scan, art_cleanup, to_finished, finished_read;
-	int warm, requests;
+	int warm, requests, egress;
 };
 
 static int64_t ev_time(const struct sw_test_ev *e)
@@ -633,6 +638,7 @@ static void ours_round(int i, struct ours *r)
 	dl = delivered_line(d.step_id, &dl_ts);
 
 	r->requests = q.n;
+	r->egress = (int)sw_test_evlog_count(&evl, "sandbox.egress", d.step_id);
 	r->warm = json_is_true(json_object_get(acq->body, "warm"));
 	r->start = (double)(q.first_us - t0) / 1000.0;
 	r->end = (double)(ev_time(fin) - ev_time(ex)) / 1000.0;
@@ -644,6 +650,7 @@ static void ours_round(int i, struct ours *r)
 	r->seal = (double)(ev_time(sealed) - ev_time(sreq)) / 1000.0;
 	r->to_exec = (double)(ev_time(inj) - ev_time(sealed)) / 1000.0;
 	r->exec_to_req = (double)(q.first_us - ev_time(inj)) / 1000.0;
+	r->to_exec_all = (double)(ev_time(inj) - t0) / 1000.0;
 	r->art_queue = us_field(dl, "queue_us");
 	r->art_stage = us_field(dl, "stage_us");
 	r->art_scan = us_field(dl, "scan_us");
@@ -852,7 +859,7 @@ int main(int argc, char **argv)
 {
 	static struct ours o[ROUNDS_MAX];
 	static struct raw w[ROUNDS_MAX];
-	static double a[16][ROUNDS_MAX];
+	static double a[17][ROUNDS_MAX];
 	int rounds = 10, warmup = 1, n;
 
 	for (int i = 1; i < argc; i++) {
@@ -904,13 +911,13 @@ int main(int argc, char **argv)
 			"%.1f end %.1f run %.1f | ours: dispatch->started %.1f ->acquired %.1f "
 			"(warm %d) prepare %.1f seal %.1f ->exec %.1f exec->request %.1f; pack "
 			"%.1f queue %.1f stage %.1f scan %.1f cleanup %.1f ->finished %.1f, "
-			"read %.1f later; requests %d/%d\n",
+			"read %.1f later; requests %d/%d, egress decisions %d\n",
 			i, i < warmup ? " (warm-up)" : "", po->start, po->end, po->push,
 			po->cli_run, pw->start, pw->end, pw->cli_run, po->to_started,
 			po->to_acquired, po->warm, po->prepare, po->seal, po->to_exec,
 			po->exec_to_req, po->pack, po->art_queue, po->art_stage, po->art_scan,
 			po->art_cleanup, po->to_finished, po->finished_read, po->requests,
-			pw->requests);
+			pw->requests, po->egress);
 	}
 	n = rounds;
 	for (int i = 0; i < n; i++) {
@@ -930,6 +937,7 @@ int main(int argc, char **argv)
 		a[13][i] = o[i].exec_to_req;
 		a[14][i] = o[i].pack + o[i].art_queue + o[i].art_stage + o[i].art_scan;
 		a[15][i] = o[i].art_cleanup + o[i].to_finished;
+		a[16][i] = o[i].to_exec_all;
 	}
 	figure("start_to_first_request", a[0], a[1], n);
 	figure("exit_to_finished", a[2], a[3], n); /* raw: exit -> reaped */
@@ -941,6 +949,7 @@ int main(int argc, char **argv)
 	figure("ours_started_to_acquired", a[10], NULL, n);
 	figure("ours_acquired_to_seal_requested", a[11], NULL, n);
 	figure("ours_seal_round_trip", a[12], NULL, n);
+	figure("ours_dispatch_to_exec", a[16], NULL, n);
 	figure("ours_exec_to_first_request", a[13], NULL, n);
 	figure("ours_exit_to_pushing", a[14], NULL, n);
 	figure("ours_pushed_to_finished", a[15], NULL, n);

@@ -246,6 +246,7 @@ static void *worker_main(struct sw_handoff *h, void *arg)
 {
 	struct sbd_art *a = arg;
 	struct sbd_art_job *j;
+	char gone[sizeof(j->stage)];
 
 	sw_handoff_lock(h);
 	for (;;) {
@@ -261,7 +262,6 @@ static void *worker_main(struct sw_handoff *h, void *arg)
 		j->t_start = sw_mono_ns();
 		if (!sbd_art_cancelled(j))
 			job_run(j);
-		/* the snapshot goes whatever happened */
 		if (j->tree_fd >= 0) {
 			close(j->tree_fd);
 			j->tree_fd = -1;
@@ -270,15 +270,11 @@ static void *worker_main(struct sw_handoff *h, void *arg)
 			close(j->stage_fd);
 			j->stage_fd = -1;
 		}
-		if (j->stage[0] != '\0') {
-			const char *base = strrchr(j->stage, '/') + 1;
-			int dfd = open(a->stage_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-			if (dfd >= 0) {
-				sbd_art_rmtree(dfd, base);
-				close(dfd);
-			}
-		}
+		/* the staging copy goes whatever happened: below, once the job
+		 * is handed back (the loop frees it, so its name is copied) */
+		gone[0] = '\0';
+		if (j->stage[0] != '\0')
+			snprintf(gone, sizeof(gone), "%s", strrchr(j->stage, '/') + 1);
 		for (size_t i = 0; i < j->nsecrets; i++) {
 			sodium_free(j->secrets[i].value);
 			j->secrets[i].value = NULL;
@@ -291,13 +287,28 @@ static void *worker_main(struct sw_handoff *h, void *arg)
 		TAILQ_REMOVE(&a->active, j, entry);
 		TAILQ_INSERT_TAIL(&a->done, j, entry);
 		sw_handoff_wake(h);
+		/* off the step's path: the step ends while its copy is removed
+		 * (a sandboxd killed meanwhile leaves it to the next one's
+		 * sweep_stale) */
+		if (gone[0] != '\0') {
+			int dfd;
+
+			sw_handoff_unlock(h);
+			if ((dfd = open(a->stage_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+				sbd_art_rmtree(dfd, gone);
+				close(dfd);
+			}
+			sw_handoff_lock(h);
+		}
 	}
 	sw_handoff_unlock(h);
 	return NULL;
 }
 
 /* On the loop: where a delivered job's time went, in µs (an info line:
- * bench/cli_agent reads it). */
+ * bench/cli_agent reads it): waiting for a worker, staging and hashing the
+ * snapshot, the secret scan, the push, closing up (the staging copy is
+ * removed after the hand-back), and all of it up to this line. */
 static void log_timing(const struct sbd_art_job *j)
 {
 	char q[24], st[24], sc[24], pu[24], cl[24], to[24];
