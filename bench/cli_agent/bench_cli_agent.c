@@ -37,7 +37,12 @@
  * start_to_first_request, exit_to_finished (raw: exit_to_reaped), push,
  * end_outside_push, cli_run (first request -> exit: the CLI's own run, the
  * proxy's cost per request shows here), added_ms_outside_push (per round:
- * (ours start - raw start) + (ours end - push - raw end); target <= 100 ms)
+ * (ours start - raw start) + (ours end - push - raw end); target <= 100 ms),
+ * sandbox_only (ours: dispatch -> the CLI's exec plus end_outside_push;
+ * raw: the same bwrap around /usr/bin/true, fork -> reaped) and
+ * added_ms_outside_push_direct (their difference per round: the same
+ * target without the CLI's own start, whose noise swamps the first on a
+ * loaded machine)
  * and where ours spends its start and end (ours only: dispatch_to_started,
  * started_to_acquired, acquired_to_seal_requested (the agent's home made),
  * seal_round_trip (to the identity's answer), dispatch_to_exec (all of it
@@ -666,7 +671,7 @@ static void ours_round(int i, struct ours *r)
 /* ---- one round of raw ------------------------------------------------------- */
 
 struct raw {
-	double start, end, cli_run;
+	double start, end, cli_run, bwrap_true;
 	int requests;
 };
 
@@ -676,9 +681,9 @@ static void raw_round(int i, struct raw *r)
 {
 	char *v[ARGS_MAX], ws[700], outp[700], path[1024], envs[16][1100];
 	char links[32][PATH_MAX], buf[512];
-	size_t n = 0, nl = 0, ne = 0, got = 0;
+	size_t n = 0, nl = 0, ne = 0, got = 0, tail;
 	int pfd[2], status, exited = 0;
-	int64_t t0, t_exit = 0, t_reaped;
+	int64_t t0, t_exit = 0, t_reaped, t0_true;
 	struct reqs q;
 	pid_t pid;
 
@@ -756,6 +761,7 @@ static void raw_round(int i, struct raw *r)
 		A(envs[k]);
 		A(eq + 1);
 	}
+	tail = n;
 	A("--json-status-fd");
 	A("3");
 	A("--");
@@ -808,6 +814,20 @@ static void raw_round(int i, struct raw *r)
 	t_reaped = sw_now_us();
 	if (!exited || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
 		die("raw round %d: the CLI failed (status %d; %s)", i, status, outp);
+	/* the same sandbox around /usr/bin/true: what raw bwrap itself costs */
+	v[tail] = "--";
+	v[tail + 1] = "/usr/bin/true";
+	v[tail + 2] = NULL;
+	t0_true = sw_now_us();
+	if ((pid = fork()) < 0)
+		die("fork: %s", strerror(errno));
+	if (pid == 0) {
+		execv(v[0], v);
+		_exit(127);
+	}
+	if (waitpid(pid, &status, 0) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0)
+		die("raw round %d: bwrap ... /usr/bin/true failed (status %d)", i, status);
+	r->bwrap_true = (double)(sw_now_us() - t0_true) / 1000.0;
 	q = mock_reqs();
 	if (q.n == 0 || q.first_us < t0)
 		die("raw round %d: no model request in the mock's log (%s)", i, outp);
@@ -859,7 +879,7 @@ int main(int argc, char **argv)
 {
 	static struct ours o[ROUNDS_MAX];
 	static struct raw w[ROUNDS_MAX];
-	static double a[17][ROUNDS_MAX];
+	static double a[20][ROUNDS_MAX];
 	int rounds = 10, warmup = 1, n;
 
 	for (int i = 1; i < argc; i++) {
@@ -908,12 +928,12 @@ int main(int argc, char **argv)
 		sw_test_msleep(300);
 		fprintf(stderr,
 			"round %d%s: ours start %.1f end %.1f (push %.1f) run %.1f | raw start "
-			"%.1f end %.1f run %.1f | ours: dispatch->started %.1f ->acquired %.1f "
+			"%.1f end %.1f run %.1f, bwrap true %.1f | ours: dispatch->started %.1f ->acquired %.1f "
 			"(warm %d) prepare %.1f seal %.1f ->exec %.1f exec->request %.1f; pack "
 			"%.1f queue %.1f stage %.1f scan %.1f cleanup %.1f ->finished %.1f, "
 			"read %.1f later; requests %d/%d, egress decisions %d\n",
 			i, i < warmup ? " (warm-up)" : "", po->start, po->end, po->push,
-			po->cli_run, pw->start, pw->end, pw->cli_run, po->to_started,
+			po->cli_run, pw->start, pw->end, pw->cli_run, pw->bwrap_true, po->to_started,
 			po->to_acquired, po->warm, po->prepare, po->seal, po->to_exec,
 			po->exec_to_req, po->pack, po->art_queue, po->art_stage, po->art_scan,
 			po->art_cleanup, po->to_finished, po->finished_read, po->requests,
@@ -938,6 +958,9 @@ int main(int argc, char **argv)
 		a[14][i] = o[i].pack + o[i].art_queue + o[i].art_stage + o[i].art_scan;
 		a[15][i] = o[i].art_cleanup + o[i].to_finished;
 		a[16][i] = o[i].to_exec_all;
+		a[17][i] = w[i].bwrap_true;
+		a[18][i] = o[i].to_exec_all + (o[i].end - o[i].push);
+		a[19][i] = a[18][i] - w[i].bwrap_true;
 	}
 	figure("start_to_first_request", a[0], a[1], n);
 	figure("exit_to_finished", a[2], a[3], n); /* raw: exit -> reaped */
@@ -945,6 +968,11 @@ int main(int argc, char **argv)
 	figure("end_outside_push", a[5], a[3], n);
 	figure("cli_run", a[6], a[7], n);
 	figure("added_ms_outside_push", a[8], NULL, n);
+	/* the same without the CLI's own start in it (its noise swamps the
+	 * above on a loaded machine): ours up to the exec and after the exit,
+	 * outside the push, against a raw bwrap around /usr/bin/true */
+	figure("sandbox_only", a[18], a[17], n);
+	figure("added_ms_outside_push_direct", a[19], NULL, n);
 	figure("ours_dispatch_to_started", a[9], NULL, n);
 	figure("ours_started_to_acquired", a[10], NULL, n);
 	figure("ours_acquired_to_seal_requested", a[11], NULL, n);
