@@ -274,7 +274,8 @@ static void answer(json_t *req)
 	tl = strlen(text);
 	c = malloc(tl + crypto_box_SEALBYTES);
 	hex = malloc(2 * (tl + crypto_box_SEALBYTES) + 1);
-	if (c == NULL || hex == NULL || crypto_box_seal(c, (unsigned char *)text, tl, host_pk) != 0)
+	if (c == NULL || hex == NULL ||
+	    crypto_box_seal(c, (unsigned char *)text, tl, host_pk) != 0)
 		die("cannot seal");
 	sodium_memzero(text, tl);
 	free(text);
@@ -566,7 +567,8 @@ static json_t *delivered_line(const char *step_id, int64_t *ts_us)
 			unsigned us = 0;
 			char *rest;
 
-			if (ts == NULL || (rest = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL ||
+			if (ts == NULL ||
+			    (rest = strptime(ts, "%Y-%m-%dT%H:%M:%S", &tm)) == NULL ||
 			    sscanf(rest, ".%6uZ", &us) != 1)
 				die("sandboxd's log: a bad ts");
 			*ts_us = (int64_t)timegm(&tm) * 1000000 + us;
@@ -661,8 +663,8 @@ static void ours_round(int i, struct ours *r)
 	r->art_scan = us_field(dl, "scan_us");
 	r->art_cleanup = us_field(dl, "cleanup_us");
 	/* exited -> queued for delivery: the snapshot (tar of /workspace) */
-	r->pack = (double)(dl_ts - (int64_t)(us_field(dl, "total_us") * 1000.0) - ev_time(ex)) /
-		  1000.0;
+	r->pack =
+	    (double)(dl_ts - (int64_t)(us_field(dl, "total_us") * 1000.0) - ev_time(ex)) / 1000.0;
 	r->to_finished = (double)(ev_time(fin) - dl_ts) / 1000.0;
 	r->finished_read = (double)(cur_finished_read_us - ev_time(fin)) / 1000.0;
 	json_decref(dl);
@@ -909,8 +911,9 @@ int main(int argc, char **argv)
 	mock_start();
 	keys[2] = (struct key){"ANTHROPIC_BASE_URL", NULL, 0, mock_base};
 	sbd_start();
-	fprintf(stderr, "bench-cli-agent: %d warm-up and %d measured rounds, each ours and raw "
-			"(alternating which goes first)\n",
+	fprintf(stderr,
+		"bench-cli-agent: %d warm-up and %d measured rounds, each ours and raw "
+		"(alternating which goes first)\n",
 		warmup, rounds);
 	for (int i = 0; i < warmup + rounds; i++) {
 		struct ours *po = &o[i < warmup ? 0 : i - warmup];
@@ -928,16 +931,17 @@ int main(int argc, char **argv)
 		sw_test_msleep(300);
 		fprintf(stderr,
 			"round %d%s: ours start %.1f end %.1f (push %.1f) run %.1f | raw start "
-			"%.1f end %.1f run %.1f, bwrap true %.1f | ours: dispatch->started %.1f ->acquired %.1f "
-			"(warm %d) prepare %.1f seal %.1f ->exec %.1f exec->request %.1f; pack "
+			"%.1f end %.1f run %.1f, bwrap true %.1f | ours: dispatch->started %.1f "
+			"->acquired %.1f (warm %d) prepare %.1f seal %.1f ->exec %.1f "
+			"exec->request %.1f; pack "
 			"%.1f queue %.1f stage %.1f scan %.1f cleanup %.1f ->finished %.1f, "
 			"read %.1f later; requests %d/%d, egress decisions %d\n",
 			i, i < warmup ? " (warm-up)" : "", po->start, po->end, po->push,
-			po->cli_run, pw->start, pw->end, pw->cli_run, pw->bwrap_true, po->to_started,
-			po->to_acquired, po->warm, po->prepare, po->seal, po->to_exec,
-			po->exec_to_req, po->pack, po->art_queue, po->art_stage, po->art_scan,
-			po->art_cleanup, po->to_finished, po->finished_read, po->requests,
-			pw->requests, po->egress);
+			po->cli_run, pw->start, pw->end, pw->cli_run, pw->bwrap_true,
+			po->to_started, po->to_acquired, po->warm, po->prepare, po->seal,
+			po->to_exec, po->exec_to_req, po->pack, po->art_queue, po->art_stage,
+			po->art_scan, po->art_cleanup, po->to_finished, po->finished_read,
+			po->requests, pw->requests, po->egress);
 	}
 	n = rounds;
 	for (int i = 0; i < n; i++) {
