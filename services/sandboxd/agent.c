@@ -26,7 +26,8 @@
  * Order of one step, all through the tool runner, on the loop:
  *   PREPARING   /bin/sh -c <fixed script> makes HOME (0700) and writes the
  *               agent's configuration file from stdin (ours: no workflow
- *               text in the script); no identity yet
+ *               text in the script), or, for an agent without one,
+ *               mkdir -p -m 0700 HOME; no identity yet
  *   SEALING     identity.c: the values sealed to this host, injected for
  *               the next exec only; each value is also kept here (sodium
  *               memory) for the artifact's scan and push
@@ -427,7 +428,10 @@ void sbd_agent_prepare(struct sbd_job *j)
 	const char *argv[] = {
 	    "/bin/sh",	    "-c", SBD_AGENT_PREP_SCRIPT, "sagewai-prep", SBD_AGENT_HOME,
 	    cfg ? cfg : "", NULL};
-	struct sw_sandbox_exec ex = {.argv = argv,
+	/* no configuration file: the home alone, one exec instead of a shell
+	 * and its mkdir (bench/cli_agent: the step waits for it) */
+	const char *mkdir_argv[] = {"/bin/mkdir", "-p", "-m", "0700", SBD_AGENT_HOME, NULL};
+	struct sw_sandbox_exec ex = {.argv = cfg ? argv : mkdir_argv,
 				     .timeout_ms = SBD_AGENT_PREP_TIMEOUT_MS,
 				     .stdin_data = ag->config,
 				     .stdin_len = ag->config ? strlen(ag->config) : 0};

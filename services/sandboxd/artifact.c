@@ -205,6 +205,7 @@ static void job_run(struct sbd_art_job *j)
 		}
 	if (sbd_art_stage(j) != 0 || sbd_art_cancelled(j) || sbd_art_hash(j) != 0)
 		return;
+	j->t_staged = sw_mono_ns();
 	if (j->list_only) {
 		/* nothing leaves: no scan, no push */
 		if (make_summary(j) != 0) {
@@ -216,6 +217,7 @@ static void job_run(struct sbd_art_job *j)
 	}
 	if (sbd_art_scan(j) != 0 || sbd_art_cancelled(j))
 		return;
+	j->t_scanned = sw_mono_ns();
 	switch (j->dest) {
 	case SW_ARTIFACT_GITHUB:
 		rc = sbd_art_push_github(j);
@@ -232,6 +234,7 @@ static void job_run(struct sbd_art_job *j)
 	}
 	if (rc != 0)
 		return;
+	j->t_pushed = sw_mono_ns();
 	if (j->summary == NULL && make_summary(j) != 0) {
 		sbd_art_fail(j, "internal", "out of memory");
 		return;
@@ -243,6 +246,7 @@ static void *worker_main(struct sw_handoff *h, void *arg)
 {
 	struct sbd_art *a = arg;
 	struct sbd_art_job *j;
+	char gone[sizeof(j->stage)];
 
 	sw_handoff_lock(h);
 	for (;;) {
@@ -255,9 +259,9 @@ static void *worker_main(struct sw_handoff *h, void *arg)
 		TAILQ_INSERT_TAIL(&a->active, j, entry);
 		sw_handoff_unlock(h);
 
+		j->t_start = sw_mono_ns();
 		if (!sbd_art_cancelled(j))
 			job_run(j);
-		/* the snapshot goes whatever happened */
 		if (j->tree_fd >= 0) {
 			close(j->tree_fd);
 			j->tree_fd = -1;
@@ -266,29 +270,59 @@ static void *worker_main(struct sw_handoff *h, void *arg)
 			close(j->stage_fd);
 			j->stage_fd = -1;
 		}
-		if (j->stage[0] != '\0') {
-			const char *base = strrchr(j->stage, '/') + 1;
-			int dfd = open(a->stage_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-
-			if (dfd >= 0) {
-				sbd_art_rmtree(dfd, base);
-				close(dfd);
-			}
-		}
+		/* the staging copy goes whatever happened: below, once the job
+		 * is handed back (the loop frees it, so its name is copied) */
+		gone[0] = '\0';
+		if (j->stage[0] != '\0')
+			snprintf(gone, sizeof(gone), "%s", strrchr(j->stage, '/') + 1);
 		for (size_t i = 0; i < j->nsecrets; i++) {
 			sodium_free(j->secrets[i].value);
 			j->secrets[i].value = NULL;
 		}
 		sw_redact_destroy(j->red);
 		j->red = NULL;
+		j->t_done = sw_mono_ns();
 
 		sw_handoff_lock(h);
 		TAILQ_REMOVE(&a->active, j, entry);
 		TAILQ_INSERT_TAIL(&a->done, j, entry);
 		sw_handoff_wake(h);
+		/* off the step's path: the step ends while its copy is removed
+		 * (a sandboxd killed meanwhile leaves it to the next one's
+		 * sweep_stale) */
+		if (gone[0] != '\0') {
+			int dfd;
+
+			sw_handoff_unlock(h);
+			if ((dfd = open(a->stage_dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) >= 0) {
+				sbd_art_rmtree(dfd, gone);
+				close(dfd);
+			}
+			sw_handoff_lock(h);
+		}
 	}
 	sw_handoff_unlock(h);
 	return NULL;
+}
+
+/* On the loop: where a delivered job's time went, in µs (an info line:
+ * bench/cli_agent reads it): waiting for a worker, staging and hashing the
+ * snapshot, the secret scan, the push, closing up (the staging copy is
+ * removed after the hand-back), and all of it up to this line. */
+static void log_timing(const struct sbd_art_job *j)
+{
+	char q[24], st[24], sc[24], pu[24], cl[24], to[24];
+	int64_t now = sw_mono_ns();
+
+	snprintf(q, sizeof(q), "%lld", (long long)((j->t_start - j->t_queued) / 1000));
+	snprintf(st, sizeof(st), "%lld", (long long)((j->t_staged - j->t_start) / 1000));
+	snprintf(sc, sizeof(sc), "%lld", (long long)((j->t_scanned - j->t_staged) / 1000));
+	snprintf(pu, sizeof(pu), "%lld", (long long)((j->t_pushed - j->t_scanned) / 1000));
+	snprintf(cl, sizeof(cl), "%lld", (long long)((j->t_done - j->t_pushed) / 1000));
+	snprintf(to, sizeof(to), "%lld", (long long)((now - j->t_queued) / 1000));
+	sw_log(SW_LOG_INFO, "artifact delivered", "run_id", j->h.run_id, "step_id", j->h.step_id,
+	       "destination", j->dest_name, "queue_us", q, "stage_us", st, "scan_us", sc,
+	       "push_us", pu, "cleanup_us", cl, "total_us", to, NULL);
 }
 
 /* On the loop: the events, then the callbacks of finished jobs. */
@@ -320,6 +354,7 @@ static void on_loop(void *arg)
 			/* nothing was delivered */
 		} else if (j->ok) {
 			a->delivered++;
+			log_timing(j);
 			if (a->emit != NULL)
 				a->emit(a->emit_arg, "artifact.pushed", &j->h,
 					json_pack("{s:s, s:s, s:s, s:s, s:I, s:I}", "step",
@@ -558,6 +593,7 @@ int sbd_artifact_deliver(struct sbd_env *env, const struct sbd_artifact_req *req
 	snprintf(j->sandbox_id, sizeof(j->sandbox_id), "%s",
 		 req->sandbox_id ? req->sandbox_id : "");
 	j->deadline_ms = sw_mono_ms() + a->cfg.timeout_ms;
+	j->t_queued = sw_mono_ns();
 	sw_handoff_lock(&a->h);
 	TAILQ_INSERT_TAIL(&a->todo, j, entry);
 	a->running++;

@@ -214,6 +214,10 @@ struct sbd_art_job {
 	char ref_file[512];
 	size_t ref_line;
 	char ref_what[160];
+	/* sw_mono_ns stamps, for the "artifact delivered" log line (0: not
+	 * reached): queued, picked by a worker, staged and hashed, scanned,
+	 * pushed, cleaned up */
+	int64_t t_queued, t_start, t_staged, t_scanned, t_pushed, t_done;
 };
 TAILQ_HEAD(sbd_art_jobq, sbd_art_job);
 

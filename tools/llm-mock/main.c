@@ -19,7 +19,8 @@
  *                                     Gemini (Gemini CLI)
  *   HEAD/GET /                        200 (Claude Code's connectivity probe)
  *   GET /v1/mock/requests             {"requests": [...]}: every request to the
- *                                     endpoints above, in order: seq, provider, method,
+ *                                     endpoints above, in order: seq, t_us (when the
+ *                                     request was read, CLOCK_REALTIME µs), provider, method,
  *                                     path, status, authorized, headers (key headers
  *                                     redacted), model, stream, turn, tools (offered),
  *                                     tool_results (the tool outputs it carried), reply,
@@ -71,6 +72,7 @@
 #include <event2/keyvalq_struct.h>
 
 #include "mock.h"
+#include "sw_core.h"
 #include "sw_http.h"
 
 #define BODY_MAX (16u << 20)
@@ -534,8 +536,8 @@ static void scripted(struct mock *m, struct evhttp_request *req, enum mock_provi
 	int status = 200, gstream = 0, sse_mode, have_h = 0;
 
 	m->requests++;
-	e = json_pack("{s:I, s:s, s:s, s:s, s:o, s:o}", "seq", (json_int_t)m->requests, "provider",
-		      mock_provider_name(p), "method",
+	e = json_pack("{s:I, s:I, s:s, s:s, s:s, s:o, s:o}", "seq", (json_int_t)m->requests,
+		      "t_us", (json_int_t)sw_now_us(), "provider", mock_provider_name(p), "method",
 		      evhttp_request_get_command(req) == EVHTTP_REQ_POST ? "POST" : "other",
 		      "path", path, "query", query_json(query), "headers", headers_json(req));
 	if (e == NULL) {
