@@ -76,7 +76,7 @@ struct sw_executor_report;
 #define SBD_GRACE_MS 5000    /* host-side slack over the runner's own timeout */
 #define SBD_DRAIN_S 10	     /* grace for running steps at shutdown */
 #define SBD_STDERR_TAIL 400  /* stderr quoted in an exit_status error */
-#define SBD_PATH "/usr/local/bin:/usr/bin:/bin"
+#define SBD_PATH "/usr/local/bin:/usr/bin:/bin:/.sagewai/bin" /* sagewai-cred last */
 #define SBD_USER_DEFAULT "65533:65533" /* the service part, when started as root */
 #define SBD_SANDBOX_MAX_DEFAULT 256
 
