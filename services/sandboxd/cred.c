@@ -443,9 +443,15 @@ void sbd_cred_sealed(struct sbd_env *env, json_t *ev)
 		return; /* another host's, or one we gave up on */
 	j = c->j;
 	if (!json_is_true(json_object_get(ev, "ok"))) {
+		const char *e = str(ev, "error");
+
 		code = seal_code(str(ev, "code"), &status);
-		refuse(j, c->id, c->request_id, c->name, status, code, "%s: %.400s", code,
-		       str(ev, "error")[0] ? str(ev, "error") : "the identity service refused");
+		/* identity's sentences start with their code already */
+		if (strncmp(e, code, strlen(code)) == 0 && e[strlen(code)] == ':')
+			refuse(j, c->id, c->request_id, c->name, status, code, "%.400s", e);
+		else
+			refuse(j, c->id, c->request_id, c->name, status, code, "%s: %.400s", code,
+			       e[0] ? e : "the identity service refused");
 		goto done;
 	}
 	if (open_grant(c, ev, &value, &vlen, secret, sizeof(secret), &version, err,

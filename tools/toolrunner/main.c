@@ -511,6 +511,7 @@ static void setup(struct runner *r, int argc, char **argv)
 		if ((r->base_env[k++] = strdup(environ[i])) == NULL)
 			_exit(3);
 	}
+	cred_init(r);
 	runner_send_json(r, SW_FRAME_READY,
 		  json_pack("{s:i, s:i}", "version", SW_FRAME_VERSION, "pid", (int)getpid()));
 }
