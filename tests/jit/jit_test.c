@@ -799,7 +799,16 @@ static void scenario_hostile(void)
 	has(out, "JIT_TOKEN rc=2 value= ");
 	has(out, "refused (not_jit): not_jit: this is a cli_agent step");
 	free(out);
-	SW_REQUIRE(cred_event("credential.refused", dn.step_id, "JIT_TOKEN") != NULL, "refused");
+	/* refused before any request was published: credential.refused alone */
+	{
+		struct sw_test_ev *e = sw_test_evlog_wait(&evl, "credential.refused", dn.step_id, 0,
+							  30);
+
+		SW_REQUIRE(strcmp(js(e->body, "code"), "not_jit") == 0 &&
+			       strcmp(js(e->body, "name"), "JIT_TOKEN") == 0 &&
+			       sw_test_evlog_count(&evl, "credential.requested", dn.step_id) == 0,
+			   "not_jit: %s", js(e->body, "code"));
+	}
 	{
 		char *log = slurp(sbd_log);
 
