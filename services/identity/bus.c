@@ -408,7 +408,7 @@ static void on_decided(struct id_env *env, struct id_item *it, json_t *ev)
 	params[8] = it->h.step_id;
 	params[9] = it->h.tenant;
 	it->pending++;
-	if (sw_store_query(env->store,
+	if (sw_store_query_key(env->store, params[0],
 			  "INSERT INTO grants (request_id, sandbox_id, step, name, secret, rule, by,"
 			  " run_id, step_id, tenant)"
 			  " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10)"

@@ -1074,6 +1074,9 @@ struct seal {
 
 #define SEAL_LOOKUPS 25	     /* a resolution not found is looked up again ... */
 #define SEAL_LOOKUP_GAP_MS 40 /* ... this often: for up to a second */
+#define GRANT_LOOKUPS 200     /* a grant not found (its decision may be consumed just
+			       * after the seal request) is looked up again ... */
+#define GRANT_LOOKUP_GAP_MS 5 /* ... this often: for up to a second */
 
 static void seal_free(struct seal *s)
 {
@@ -1581,9 +1584,9 @@ static void grant_cb(PGresult *res, const char *err, void *opaque)
 		    strcmp(PQgetvalue(res, row, 5), p->env) == 0 &&
 		    (p->secret[0] == '\0' || strcmp(PQgetvalue(res, row, 6), p->secret) == 0))
 			break;
-	if (row == PQntuples(res) && ++s->grant_lookups < SEAL_LOOKUPS) {
+	if (row == PQntuples(res) && ++s->grant_lookups < GRANT_LOOKUPS) {
 		/* the decision may reach us a little after the seal request */
-		struct timeval tv = {0, SEAL_LOOKUP_GAP_MS * 1000};
+		struct timeval tv = {0, GRANT_LOOKUP_GAP_MS * 1000};
 
 		if (event_base_once(s->env->base, -1, EV_TIMEOUT, grant_lookup_again, s, &tv) == 0)
 			return;
@@ -1628,10 +1631,12 @@ static void grant_lookup(struct seal *s)
 {
 	const char *params[1] = {s->grant};
 
-	if (sw_store_query(s->env->store,
-			   "SELECT run_id, step_id, step, tenant, sandbox_id, name, secret"
-			   " FROM grants WHERE request_id = $1::uuid",
-			   1, params, grant_cb, s) == -1) {
+	/* keyed by the request: after its grant's insert on the same
+	 * connection when that was queued first (bus.c) */
+	if (sw_store_query_key(s->env->store, s->grant,
+			       "SELECT run_id, step_id, step, tenant, sandbox_id, name, secret"
+			       " FROM grants WHERE request_id = $1::uuid",
+			       1, params, grant_cb, s) == -1) {
 		seal_error(s, "backend_unavailable", "cannot queue the grant read");
 		seal_answer(s);
 	}

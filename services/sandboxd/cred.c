@@ -151,14 +151,20 @@ void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 	struct timeval tv;
 
 	counter(env, "requested");
-	if (++j->creds_total > SBD_CRED_TOTAL_MAX) {
-		/* a flood: answered, no more events */
-		if (j->creds_total == SBD_CRED_TOTAL_MAX + 1)
-			sw_log(SW_LOG_WARN, "credential requests over the limit: refused quietly",
+	/* at most SAGEWAI_SANDBOXD_CRED_RATE a minute; past it a flood is
+	 * answered without events (one line in the log per minute) */
+	if (sw_mono_ns() / 1000000 - j->cred_window_ms >= 60000 || j->cred_window_n == 0) {
+		j->cred_window_ms = sw_mono_ns() / 1000000;
+		j->cred_window_n = 0;
+	}
+	if (++j->cred_window_n > env->cred_rate) {
+		if (j->cred_window_n == env->cred_rate + 1)
+			sw_log(SW_LOG_WARN, "credential requests over the rate: refused quietly",
 			       "run_id", j->x->dh.run_id, "step_id", j->x->dh.step_id, NULL);
 		sbd_cred_parse(json, len, &req, err, sizeof(err));
-		answer(j, req.id, ST_ERROR, "bad_request", "",
-		       "bad_request: this sandbox has made too many credential requests");
+		answer(j, req.id, ST_ERROR, "bad_request",
+		       "", "bad_request: this sandbox asks for credentials too often (its limit "
+			   "is per minute)");
 		counter(env, "refused");
 		return;
 	}

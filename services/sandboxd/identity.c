@@ -93,6 +93,9 @@ int sbd_identity_configure(struct sbd_env *env, char *const *envp, char *err, si
 			     100, 600000, &n, err, errlen) == -1)
 		return -1;
 	env->seal_timeout_ms = n;
+	if (sw_config_number(envp, "SAGEWAI_SANDBOXD_CRED_RATE", SBD_CRED_RATE_DEFAULT, 1, 1000000,
+			     &env->cred_rate, err, errlen) == -1)
+		return -1;
 	if (sw_config_env(envp, "SAGEWAI_SANDBOXD_SEAL_KEY") != NULL) {
 		snprintf(err, errlen, "SAGEWAI_SANDBOXD_SEAL_KEY: give the key in a file "
 				      "(SAGEWAI_SANDBOXD_SEAL_KEY_FILE), never in the environment");
@@ -416,8 +419,14 @@ int sbd_identity_grant(struct sbd_job *j, const char *env, const void *value, si
 		       char *err, size_t errlen)
 {
 	struct sbd_ident *id = j->ident;
-	struct sbd_layer *g;
+	struct sbd_layer l[SBD_CRED_GRANTS_MAX + 1], *g;
+	size_t n = layers(id, l), off = 0, mlen = 0;
 
+	/* a value redacted already (asked again, or pinned too) needs no layer */
+	for (size_t k = 0; k < n; k++)
+		if (sw_redact_find(l[k].red, value, len, &off, &mlen, NULL, 0) == 1 && off == 0 &&
+		    mlen == len)
+			return 0;
 	if (id == NULL || id->ngrants >= SBD_CRED_GRANTS_MAX) {
 		snprintf(err, errlen, "at most %d values are delivered to one sandbox",
 			 SBD_CRED_GRANTS_MAX);

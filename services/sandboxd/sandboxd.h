@@ -173,8 +173,8 @@ struct sbd_idkey {
 };
 
 #define SBD_CRED_PENDING_MAX 4 /* credential requests of one sandbox waiting at once */
-#define SBD_CRED_TOTAL_MAX 32  /* credential requests of one sandbox in its life */
-#define SBD_CRED_GRANTS_MAX 16 /* values delivered to one sandbox */
+#define SBD_CRED_RATE_DEFAULT 60 /* requests of one sandbox per minute */
+#define SBD_CRED_GRANTS_MAX 16 /* distinct values delivered to one sandbox */
 
 /* One redaction layer: a set and its two streams (stdout, stderr). */
 struct sbd_layer {
@@ -251,7 +251,9 @@ struct sbd_job {
 	struct sbd_ident *ident;	 /* identity_scoped: its keys and redactor; else NULL */
 	LIST_ENTRY(sbd_job) id_entry; /* env->idjobs while ident is set */
 	struct sbd_credl creds;	      /* cli_agent_jit: requests in flight */
-	size_t ncreds, creds_total;
+	size_t ncreds;
+	int64_t cred_window_ms; /* the rate limit's minute began (monotonic) */
+	long long cred_window_n; /* requests in it */
 };
 LIST_HEAD(sbd_jobl, sbd_job);
 
@@ -284,6 +286,8 @@ struct sbd_env {
 	unsigned char seal_pk[32];   /* its public key */
 	char seal_pk_hex[65];
 	int64_t seal_timeout_ms;     /* SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS */
+	long long cred_rate;	     /* SAGEWAI_SANDBOXD_CRED_RATE: requests per sandbox per
+				      * minute (cli_agent_jit) */
 	unsigned char *mac_key;	     /* SAGEWAI_SECRET_MAC_KEY_FILE (sodium_malloc), or NULL:
 				      * sealed values are checked against the pinned MACs */
 	struct sw_bus_consumer *idtail; /* sagewai.identity{,.sealed} from their ends */
