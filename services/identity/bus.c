@@ -390,6 +390,7 @@ static void on_decided(struct id_env *env, struct id_item *it, json_t *ev)
 	static const char *const keys[] = {"request_id", "sandbox_id", "step", "name", "secret",
 					   "rule", "by"};
 	const char *params[10];
+	struct sw_store_stmt st[2];
 	size_t i;
 	const char *decision = json_string_value(json_object_get(ev, "decision"));
 
@@ -407,13 +408,21 @@ static void on_decided(struct id_env *env, struct id_item *it, json_t *ev)
 	params[7] = it->h.run_id;
 	params[8] = it->h.step_id;
 	params[9] = it->h.tenant;
+	/* not waiting for the disk: the decision itself is durable where it
+	 * was made (the policy service), and a grant lost in a crash makes its
+	 * seal fail closed (not_allowed), never the reverse */
+	st[0].sql = "SET LOCAL synchronous_commit TO off";
+	st[0].nparams = 0;
+	st[0].params = NULL;
+	st[1].sql = "INSERT INTO grants (request_id, sandbox_id, step, name, secret, rule, by,"
+		    " run_id, step_id, tenant)"
+		    " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+		    " ON CONFLICT DO NOTHING";
+	st[1].nparams = 10;
+	st[1].params = params;
 	it->pending++;
-	if (sw_store_query_key(env->store, params[0],
-			  "INSERT INTO grants (request_id, sandbox_id, step, name, secret, rule, by,"
-			  " run_id, step_id, tenant)"
-			  " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-			  " ON CONFLICT DO NOTHING",
-			  10, params, grant_stored, it) == -1)
+	/* keyed by the request: a seal's lookup of it runs after it (resolve.c) */
+	if (sw_store_tx_key(env->store, params[0], st, 2, grant_stored, it) == -1)
 		grant_stored(NULL, "cannot queue", it);
 }
 

@@ -443,7 +443,7 @@ void sbd_cred_sealed(struct sbd_env *env, json_t *ev)
 	size_t vlen = 0;
 	char err[320], secret[64], mac[65];
 	const char *code;
-	int version = 0, status;
+	int version = 0, status, known;
 
 	if (c == NULL || c->stage != SBD_CRED_SEALING)
 		return; /* another host's, or one we gave up on */
@@ -476,12 +476,12 @@ void sbd_cred_sealed(struct sbd_env *env, json_t *ev)
 		goto done;
 	}
 	/* redacted from here on, kept for the artifact scan, or not given */
-	if (sbd_identity_grant(j, c->name, value, vlen, err, sizeof(err)) != 0) {
+	if ((known = sbd_identity_grant(j, c->name, value, vlen, err, sizeof(err))) < 0) {
 		refuse(j, c->id, c->request_id, c->name, ST_ERROR, "unavailable",
 		       "unavailable: %s cannot be delivered: %s", c->name, err);
 		goto done;
 	}
-	if (j->agent != NULL && sbd_agent_keep(j, c->name, value, vlen) != 0) {
+	if (!known && j->agent != NULL && sbd_agent_keep(j, c->name, value, vlen) != 0) {
 		refuse(j, c->id, c->request_id, c->name, ST_ERROR, "unavailable",
 		       "unavailable: out of memory");
 		goto done;

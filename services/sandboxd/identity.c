@@ -426,7 +426,7 @@ int sbd_identity_grant(struct sbd_job *j, const char *env, const void *value, si
 	for (size_t k = 0; k < n; k++)
 		if (sw_redact_find(l[k].red, value, len, &off, &mlen, NULL, 0) == 1 && off == 0 &&
 		    mlen == len)
-			return 0;
+			return 1;
 	if (id == NULL || id->ngrants >= SBD_CRED_GRANTS_MAX) {
 		snprintf(err, errlen, "at most %d values are delivered to one sandbox",
 			 SBD_CRED_GRANTS_MAX);

@@ -407,7 +407,8 @@ int sbd_identity_redacting(const struct sbd_job *j);
  * stolen. */
 json_t *sbd_identity_redact_json(const struct sbd_job *j, json_t *v);
 /* cli_agent_jit: redact value (len bytes) as env from now on (a new
- * layer). 0, or -1 with err (too short to redact, too many, no memory). */
+ * layer). 0; 1 when it is redacted already (no layer added); -1 with err
+ * (too short to redact, too many, no memory). */
 int sbd_identity_grant(struct sbd_job *j, const char *env, const void *value, size_t len,
 		       char *err, size_t errlen);
 /* A sealed answer nobody's seal waits for: the credential flow's? */
