@@ -12,6 +12,9 @@
  *       The baseline: a raw librdkafka produce -> consume round trip (one
  *       hop) on the same broker; prints p50 and p99 in ms as
  *       "kafka_p50_ms X" and "kafka_p99_ms Y".
+ *   bench-jit kafka-beside --bootstrap B
+ *       The same, one every ~20 ms from "ready" until SIGTERM: run while
+ *       the JIT requests run, so both see the same machine.
  */
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
@@ -110,10 +113,85 @@ static const char *js(json_t *o, const char *k)
 	return v != NULL ? v : "";
 }
 
+/* Where the time goes, from the events' header times (one machine, one
+ * clock): per request, requested -> decided -> seal requested -> sealed ->
+ * delivered. */
+#define HOPS_MAX 4096
+static struct hop {
+	char rid[40], seal[40];
+	int64_t t[5];
+} hops[HOPS_MAX];
+static size_t nhops;
+
+static struct hop *hop_of(const char *rid, const char *seal)
+{
+	for (size_t i = nhops; i-- > 0;)
+		if ((rid != NULL && strcmp(hops[i].rid, rid) == 0) ||
+		    (seal != NULL && strcmp(hops[i].seal, seal) == 0))
+			return &hops[i];
+	if (rid == NULL || nhops == HOPS_MAX)
+		return NULL;
+	snprintf(hops[nhops].rid, sizeof(hops[0].rid), "%s", rid);
+	return &hops[nhops++];
+}
+
+static int cmp64(const void *a, const void *b);
+
+static void hops_report(void)
+{
+	static const char *const names[] = {"requested_to_decided", "decided_to_seal_requested",
+					    "seal_requested_to_sealed", "sealed_to_delivered"};
+	int64_t *v = calloc(HOPS_MAX, sizeof(*v));
+
+	for (int k = 0; k < 4 && v != NULL; k++) {
+		size_t n = 0;
+
+		for (size_t i = 0; i < nhops; i++)
+			if (hops[i].t[k] > 0 && hops[i].t[k + 1] > 0)
+				v[n++] = hops[i].t[k + 1] - hops[i].t[k];
+		if (n == 0)
+			continue;
+		qsort(v, n, sizeof(*v), cmp64);
+		fprintf(stderr, "hop %s p50_ms %.3f p99_ms %.3f n %zu\n", names[k],
+			(double)v[(n - 1) / 2] / 1e3, (double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3,
+			n);
+	}
+	free(v);
+}
+
+static void hop_note(struct sw_event_registry *reg, const rd_kafka_message_t *m,
+		     const struct sw_event_header *h)
+{
+	static const char *const types[] = {"credential.requested", "credential.decided",
+					    "identity.seal_requested", "identity.sealed",
+					    "credential.delivered"};
+	char err[128];
+	json_t *ev;
+	struct hop *hp;
+	int k;
+
+	for (k = 0; k < 5; k++)
+		if (strcmp(h->type, types[k]) == 0)
+			break;
+	if (k == 5 || (ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err))) == NULL)
+		return;
+	if (k == 2 && json_string_value(json_object_get(ev, "grant")) != NULL &&
+	    (hp = hop_of(json_string_value(json_object_get(ev, "grant")), NULL)) != NULL)
+		snprintf(hp->seal, sizeof(hp->seal), "%s",
+			 json_string_value(json_object_get(ev, "request_id")));
+	else
+		hp = k == 3 ? hop_of(NULL, json_string_value(json_object_get(ev, "request_id")))
+			    : hop_of(json_string_value(json_object_get(ev, "request_id")), NULL);
+	if (hp != NULL)
+		hp->t[k] = h->time_us;
+	json_decref(ev);
+}
+
 static int respond(const char *name, const char *secret)
 {
 	struct sw_event_registry *reg;
 	rd_kafka_t *p = producer(), *c = tail("sagewai.credentials");
+	rd_kafka_t *ci = tail("sagewai.identity"), *cs = tail("sagewai.identity.sealed");
 	struct sw_event_header h, rh;
 	char err[256];
 	long answered = 0;
@@ -125,14 +203,28 @@ static int respond(const char *name, const char *secret)
 	printf("ready\n");
 	fflush(stdout);
 	while (!stop) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 20);
 		json_t *ev, *o;
 		void *buf;
 		size_t len;
 
+		for (int q = 0; q < 2; q++) {
+			rd_kafka_message_t *x;
+
+			while ((x = rd_kafka_consumer_poll(q ? cs : ci, 0)) != NULL) {
+				if (x->err == 0 && x->payload != NULL &&
+				    sw_event_decode_header(reg, x->payload, x->len, &rh, err,
+							   sizeof(err)) == 0)
+					hop_note(reg, x, &rh);
+				rd_kafka_message_destroy(x);
+			}
+		}
 		rd_kafka_poll(p, 0);
 		if (m == NULL)
 			continue;
+		if (m->err == 0 && m->payload != NULL &&
+		    sw_event_decode_header(reg, m->payload, m->len, &rh, err, sizeof(err)) == 0)
+			hop_note(reg, m, &rh);
 		if (m->err != 0 || m->payload == NULL ||
 		    sw_event_decode_header(reg, m->payload, m->len, &rh, err, sizeof(err)) != 0 ||
 		    strcmp(rh.type, "credential.requested") != 0 ||
@@ -169,6 +261,11 @@ static int respond(const char *name, const char *secret)
 	}
 	rd_kafka_flush(p, 2000);
 	fprintf(stderr, "bench-jit respond: %ld requests answered\n", answered);
+	hops_report();
+	rd_kafka_consumer_close(ci);
+	rd_kafka_destroy(ci);
+	rd_kafka_consumer_close(cs);
+	rd_kafka_destroy(cs);
 	rd_kafka_consumer_close(c);
 	rd_kafka_destroy(c);
 	rd_kafka_destroy(p);
@@ -183,11 +280,14 @@ static int cmp64(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-static int kafka(size_t n, size_t warm)
+/* n round trips after warm; with until_signal, as many as fit until
+ * SIGTERM (at most n) -- run beside the JIT requests, under the same load. */
+static int kafka(size_t n, size_t warm, int until_signal)
 {
 	static const char *topic = "bench.roundtrip"; /* outside sagewai.*: not audited */
 	rd_kafka_t *p = producer(), *c;
 	int64_t *v = calloc(n, sizeof(*v));
+	size_t got_n = 0;
 
 	for (int i = 0; i < 5; i++) { /* the topic exists before the tail looks */
 		rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
@@ -196,7 +296,12 @@ static int kafka(size_t n, size_t warm)
 		rd_kafka_flush(p, 5000);
 	}
 	c = tail(topic);
-	for (uint64_t id = 1; id <= n + warm; id++) {
+	if (until_signal) {
+		signal(SIGTERM, on_term);
+		printf("ready\n");
+		fflush(stdout);
+	}
+	for (uint64_t id = 1; id <= n + warm && !stop; id++) {
 		int64_t t0 = now_ns();
 		int hit = 0;
 
@@ -217,11 +322,16 @@ static int kafka(size_t n, size_t warm)
 			rd_kafka_message_destroy(m);
 		}
 		if (id > warm)
-			v[id - warm - 1] = now_ns() - t0;
+			v[got_n++] = now_ns() - t0;
+		if (until_signal)
+			usleep(20000); /* a sample every ~20 ms, not a flood */
 	}
+	if (got_n < 10)
+		die("kafka", "fewer than 10 round trips");
+	n = got_n;
 	qsort(v, n, sizeof(*v), cmp64);
-	printf("kafka_p50_ms %.3f\nkafka_p99_ms %.3f\n", (double)v[(n - 1) / 2] / 1e6,
-	       (double)v[(size_t)((double)(n - 1) * 0.99)] / 1e6);
+	printf("kafka_p50_ms %.3f\nkafka_p99_ms %.3f\nkafka_n %zu\n", (double)v[(n - 1) / 2] / 1e6,
+	       (double)v[(size_t)((double)(n - 1) * 0.99)] / 1e6, n);
 	free(v);
 	rd_kafka_consumer_close(c);
 	rd_kafka_destroy(c);
@@ -258,7 +368,9 @@ int main(int argc, char **argv)
 		return respond(name, secret);
 	}
 	if (strcmp(argv[1], "kafka") == 0)
-		return kafka(n, warm);
+		return kafka(n, warm, 0);
+	if (strcmp(argv[1], "kafka-beside") == 0)
+		return kafka(100000, warm, 1);
 	die("usage", "respond or kafka");
 	return 1;
 }
