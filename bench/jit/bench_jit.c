@@ -153,8 +153,8 @@ static void hops_report(void)
 			continue;
 		qsort(v, n, sizeof(*v), cmp64);
 		fprintf(stderr, "hop %s p50_ms %.3f p99_ms %.3f n %zu\n", names[k],
-			(double)v[(n - 1) / 2] / 1e3, (double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3,
-			n);
+			(double)v[(n - 1) / 2] / 1e3,
+			(double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3, n);
 	}
 	free(v);
 }
@@ -291,8 +291,8 @@ static int kafka(size_t n, size_t warm, int until_signal)
 
 	for (int i = 0; i < 5; i++) { /* the topic exists before the tail looks */
 		rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
-				  RD_KAFKA_V_VALUE("w", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				  RD_KAFKA_V_END);
+				  RD_KAFKA_V_VALUE("w", 1),
+				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
 		rd_kafka_flush(p, 5000);
 	}
 	c = tail(topic);

@@ -106,8 +106,8 @@ size_t sw_credsock_req_encode(const struct sw_credsock_req *req, uint8_t *buf, s
 	return at;
 }
 
-int sw_credsock_req_decode(const uint8_t *p, size_t n, struct sw_credsock_req *req,
-			   char *errstr, size_t errlen)
+int sw_credsock_req_decode(const uint8_t *p, size_t n, struct sw_credsock_req *req, char *errstr,
+			   size_t errlen)
 {
 	static const char *const names[4] = {"name", "scope", "reason", "argv0"};
 	static const size_t max[4] = {SW_CREDSOCK_NAME_MAX, SW_CREDSOCK_SCOPE_MAX,
@@ -117,7 +117,8 @@ int sw_credsock_req_decode(const uint8_t *p, size_t n, struct sw_credsock_req *r
 
 	memset(req, 0, sizeof(*req));
 	if (n < 8 || n > SW_CREDSOCK_REQ_MAX) {
-		snprintf(errstr, errlen, "a request is 8..%d bytes, not %zu", SW_CREDSOCK_REQ_MAX, n);
+		snprintf(errstr, errlen, "a request is 8..%d bytes, not %zu", SW_CREDSOCK_REQ_MAX,
+			 n);
 		return -1;
 	}
 	if (p[0] != SW_CREDSOCK_VERSION || p[1] != SW_CREDSOCK_OP_REQUEST || p[2] || p[3]) {
@@ -156,8 +157,8 @@ int sw_credsock_req_decode(const uint8_t *p, size_t n, struct sw_credsock_req *r
 	return 0;
 }
 
-size_t sw_credsock_reply_encode(enum sw_credsock_status status, const char *code,
-				const char *text, size_t text_len, uint8_t *buf, size_t cap)
+size_t sw_credsock_reply_encode(enum sw_credsock_status status, const char *code, const char *text,
+				size_t text_len, uint8_t *buf, size_t cap)
 {
 	size_t cl = strlen(code);
 

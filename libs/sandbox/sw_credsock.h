@@ -31,19 +31,19 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define SW_CREDSOCK_NAME "sagewai-cred"	  /* abstract: "\0sagewai-cred" */
+#define SW_CREDSOCK_NAME "sagewai-cred" /* abstract: "\0sagewai-cred" */
 #define SW_CREDSOCK_VERSION 1
 #define SW_CREDSOCK_OP_REQUEST 1
 #define SW_CREDSOCK_NAME_MAX 128
 #define SW_CREDSOCK_SCOPE_MAX 256
 #define SW_CREDSOCK_REASON_MAX 1024
 #define SW_CREDSOCK_ARGV0_MAX 128
-#define SW_CREDSOCK_REQ_MAX 2048		   /* a request's body, bytes */
-#define SW_CREDSOCK_VALUE_MAX (64u << 10)	   /* a delivered value, bytes */
-#define SW_CREDSOCK_TEXT_MAX 1024		   /* a refusal's sentence, bytes */
+#define SW_CREDSOCK_REQ_MAX 2048	  /* a request's body, bytes */
+#define SW_CREDSOCK_VALUE_MAX (64u << 10) /* a delivered value, bytes */
+#define SW_CREDSOCK_TEXT_MAX 1024	  /* a refusal's sentence, bytes */
 #define SW_CREDSOCK_REPLY_MAX (SW_CREDSOCK_VALUE_MAX + 256)
-#define SW_CREDSOCK_TIMEOUT_MAX 600000		   /* ms */
-#define SW_CREDSOCK_TIMEOUT_DEFAULT 60000	   /* ms */
+#define SW_CREDSOCK_TIMEOUT_MAX 600000	  /* ms */
+#define SW_CREDSOCK_TIMEOUT_DEFAULT 60000 /* ms */
 
 enum sw_credsock_status {
 	SW_CREDSOCK_OK = 0,	 /* text is the value */
@@ -69,13 +69,13 @@ int sw_credsock_text_ok(const char *s, size_t n);
  * its length, or 0 when a field breaks the rules above. */
 size_t sw_credsock_req_encode(const struct sw_credsock_req *req, uint8_t *buf, size_t cap);
 /* Decode and check a body of n bytes into req. 0, or -1 with errstr. */
-int sw_credsock_req_decode(const uint8_t *p, size_t n, struct sw_credsock_req *req,
-			   char *errstr, size_t errlen);
+int sw_credsock_req_decode(const uint8_t *p, size_t n, struct sw_credsock_req *req, char *errstr,
+			   size_t errlen);
 
 /* Encode a reply body into buf (cap bytes); its length, or 0 when it does
  * not fit (or status/code/text break the caps). */
-size_t sw_credsock_reply_encode(enum sw_credsock_status status, const char *code,
-				const char *text, size_t text_len, uint8_t *buf, size_t cap);
+size_t sw_credsock_reply_encode(enum sw_credsock_status status, const char *code, const char *text,
+				size_t text_len, uint8_t *buf, size_t cap);
 /* Decode a reply body: *code and *text point into p (not NUL-terminated).
  * 0, or -1 with errstr. */
 int sw_credsock_reply_decode(const uint8_t *p, size_t n, unsigned *status, const char **code,

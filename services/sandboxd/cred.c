@@ -75,7 +75,7 @@ static void emit(struct sbd_job *j, const char *type, json_t *fields)
 /* credential.refused for a request of ours, and the refusal to the client. */
 static void refuse(struct sbd_job *j, uint32_t id, const char *request_id, const char *name,
 		   int status, const char *code, const char *fmt, ...)
-	__attribute__((format(printf, 7, 8)));
+    __attribute__((format(printf, 7, 8)));
 
 static void refuse(struct sbd_job *j, uint32_t id, const char *request_id, const char *name,
 		   int status, const char *code, const char *fmt, ...)
@@ -92,7 +92,8 @@ static void refuse(struct sbd_job *j, uint32_t id, const char *request_id, const
 	if (request_id != NULL)
 		emit(j, "credential.refused",
 		     json_pack("{s:s, s:s, s:s, s:s, s:s}", "request_id", request_id, "sandbox_id",
-			       j->slot != NULL ? j->slot->id : "00000000-0000-0000-0000-000000000000",
+			       j->slot != NULL ? j->slot->id
+					       : "00000000-0000-0000-0000-000000000000",
 			       "name", name, "code", code, "error", safe ? safe : code));
 	sw_log(SW_LOG_INFO, "credential refused", "run_id", j->x->dh.run_id, "step_id",
 	       j->x->dh.step_id, "request_id", request_id ? request_id : "", "name", name, "code",
@@ -126,8 +127,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (c->stage == SBD_CRED_DECIDING) {
-		snprintf(why, sizeof(why),
-			 "timeout: no decision within the requester's %lld ms",
+		snprintf(why, sizeof(why), "timeout: no decision within the requester's %lld ms",
 			 (long long)c->timeout_ms);
 		answer(j, c->id, ST_TIMEOUT, "timeout", "", why);
 		withdraw(c, why);
@@ -162,9 +162,9 @@ void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 			sw_log(SW_LOG_WARN, "credential requests over the rate: refused quietly",
 			       "run_id", j->x->dh.run_id, "step_id", j->x->dh.step_id, NULL);
 		sbd_cred_parse(json, len, &req, err, sizeof(err));
-		answer(j, req.id, ST_ERROR, "bad_request",
-		       "", "bad_request: this sandbox asks for credentials too often (its limit "
-			   "is per minute)");
+		answer(j, req.id, ST_ERROR, "bad_request", "",
+		       "bad_request: this sandbox asks for credentials too often (its limit "
+		       "is per minute)");
 		counter(env, "refused");
 		return;
 	}
@@ -227,10 +227,10 @@ void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 	       j->x->dh.step_id, "request_id", rid, "sandbox_id", j->slot->id, "name", req.name,
 	       NULL);
 	emit(j, "credential.requested",
-	     json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "request_id", rid,
-		       "workflow", wf ? wf : "", "step", j->x->step, "cli_agent",
-		       agent ? agent : "", "sandbox_id", j->slot->id, "host", env->executor, "name",
-		       req.name, "scope", req.scope, "reason", req.reason, "requester",
+	     json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "request_id",
+		       rid, "workflow", wf ? wf : "", "step", j->x->step, "cli_agent",
+		       agent ? agent : "", "sandbox_id", j->slot->id, "host", env->executor,
+		       "name", req.name, "scope", req.scope, "reason", req.reason, "requester",
 		       req.requester, "deadline_ms", (json_int_t)(wall_ms() + timeout)));
 }
 
@@ -279,8 +279,10 @@ void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_hea
 	j = c->j;
 	if (strcmp(h->run_id, j->x->dh.run_id) != 0 || strcmp(h->step_id, j->x->dh.step_id) != 0 ||
 	    strcmp(h->tenant, j->x->dh.tenant) != 0 ||
-	    strcmp(str(ev, "sandbox_id"), j->slot->id) != 0 || strcmp(str(ev, "name"), c->name) != 0) {
-		sw_log(SW_LOG_WARN, "ignored a credential decision that does not match its request",
+	    strcmp(str(ev, "sandbox_id"), j->slot->id) != 0 ||
+	    strcmp(str(ev, "name"), c->name) != 0) {
+		sw_log(SW_LOG_WARN,
+		       "ignored a credential decision that does not match its request",
 		       "request_id", rid, "event_id", h->event_id, NULL);
 		counter(env, "mismatched_decisions");
 		return;
@@ -294,8 +296,8 @@ void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_hea
 			       "denied: nobody approved %s before the deadline", c->name);
 		else
 			refuse(j, c->id, c->request_id, c->name, ST_DENIED, "denied",
-			       "denied: %s (by %s%s%.80s): %.300s", c->name, by, rule[0] ? " " : "",
-			       rule, str(ev, "reason"));
+			       "denied: %s (by %s%s%.80s): %.300s", c->name, by,
+			       rule[0] ? " " : "", rule, str(ev, "reason"));
 		cred_free(c);
 		return;
 	}
@@ -366,8 +368,9 @@ static int open_grant(struct sbd_cred *c, json_t *ev, unsigned char **value, siz
 	    json_unpack_ex(box, &jerr, JSON_STRICT, "{s:s, s:s, s:s, s:s, s?s, s:o}", "request_id",
 			   &x, "run_id", &x, "step_id", &x, "sandbox_id", &x, "tenant", &tenant,
 			   "keys", &keys) != 0) {
-		snprintf(err, errlen, "the sealed box is not {request_id, run_id, step_id, "
-				      "sandbox_id, tenant, keys}");
+		snprintf(err, errlen,
+			 "the sealed box is not {request_id, run_id, step_id, "
+			 "sandbox_id, tenant, keys}");
 		goto out;
 	}
 	if (strcmp(str(box, "request_id"), c->seal_id) != 0 ||
@@ -375,17 +378,19 @@ static int open_grant(struct sbd_cred *c, json_t *ev, unsigned char **value, siz
 	    strcmp(str(box, "step_id"), j->x->dh.step_id) != 0 ||
 	    strcmp(str(box, "sandbox_id"), j->slot->id) != 0 ||
 	    (tenant != NULL && strcmp(tenant, j->x->dh.tenant) != 0)) {
-		snprintf(err, errlen, "the sealed box is for another request, run, step, tenant "
-				      "or sandbox: not used");
+		snprintf(err, errlen,
+			 "the sealed box is for another request, run, step, tenant "
+			 "or sandbox: not used");
 		goto out;
 	}
 	if (!json_is_array(keys) || json_array_size(keys) != 1 ||
-	    json_unpack_ex((k = json_array_get(keys, 0)), &jerr, JSON_STRICT, "{s:s, s:s, s:I, s:s%}",
-			   "env", &kenv, "secret", &ksec, "version", &kver, "value_b64", &b64,
-			   &b64len) != 0 ||
+	    json_unpack_ex((k = json_array_get(keys, 0)), &jerr, JSON_STRICT,
+			   "{s:s, s:s, s:I, s:s%}", "env", &kenv, "secret", &ksec, "version",
+			   &kver, "value_b64", &b64, &b64len) != 0 ||
 	    strcmp(kenv, c->name) != 0 || !secret_ok(ksec) || ksec[0] == '\0' || kver < 1 ||
 	    kver > INT32_MAX) {
-		snprintf(err, errlen, "the sealed box does not hold exactly the key asked: not used");
+		snprintf(err, errlen,
+			 "the sealed box does not hold exactly the key asked: not used");
 		goto out;
 	}
 	n = b64len / 4 * 3 + 3;
@@ -460,8 +465,8 @@ void sbd_cred_sealed(struct sbd_env *env, json_t *ev)
 			       e[0] ? e : "the identity service refused");
 		goto done;
 	}
-	if (open_grant(c, ev, &value, &vlen, secret, sizeof(secret), &version, err,
-		       sizeof(err)) != 0) {
+	if (open_grant(c, ev, &value, &vlen, secret, sizeof(secret), &version, err, sizeof(err)) !=
+	    0) {
 		counter(env, "bad_boxes");
 		refuse(j, c->id, c->request_id, c->name, ST_ERROR, "unavailable",
 		       "unavailable: %s", err);

@@ -37,8 +37,9 @@ int sbd_cred_parse(const void *p, size_t n, struct sbd_cred_req *req, char *err,
 	if (json_unpack_ex(o, &jerr, JSON_STRICT, "{s:I, s:s%, s:s%, s:s%, s:I, s:s%}", "id", &id,
 			   "name", &name, &nl, "scope", &scope, &sl, "reason", &reason, &rl,
 			   "timeout_ms", &timeout, "requester", &requester, &ql) != 0) {
-		snprintf(err, errlen, "a credential request is {id, name, scope, reason, "
-				      "timeout_ms, requester}");
+		snprintf(err, errlen,
+			 "a credential request is {id, name, scope, reason, "
+			 "timeout_ms, requester}");
 		goto out;
 	}
 	if (id < 1 || id > UINT32_MAX) {
@@ -52,8 +53,9 @@ int sbd_cred_parse(const void *p, size_t n, struct sbd_cred_req *req, char *err,
 	if (sl > SW_CREDSOCK_SCOPE_MAX || !sw_credsock_text_ok(scope, sl) ||
 	    rl > SW_CREDSOCK_REASON_MAX || !sw_credsock_text_ok(reason, rl) ||
 	    ql > SBD_CRED_REQUESTER_MAX || !sw_credsock_text_ok(requester, ql)) {
-		snprintf(err, errlen, "scope (<= %d bytes), reason (<= %d) and requester (<= %d) "
-				      "are printable text",
+		snprintf(err, errlen,
+			 "scope (<= %d bytes), reason (<= %d) and requester (<= %d) "
+			 "are printable text",
 			 SW_CREDSOCK_SCOPE_MAX, SW_CREDSOCK_REASON_MAX, SBD_CRED_REQUESTER_MAX);
 		goto out;
 	}

@@ -39,9 +39,10 @@ static void seed(const char *dir, const char *name, const void *p, size_t n)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
 	const char *dir = getenv("SW_FUZZ_CRED_SEEDS");
-	static const char json[] = "\0{\"id\":7,\"name\":\"GITHUB_TOKEN\",\"scope\":\"github:push\","
-				   "\"reason\":\"push\",\"timeout_ms\":5000,"
-				   "\"requester\":\"sagewai-cred (pid 9)\"}";
+	static const char json[] =
+	    "\0{\"id\":7,\"name\":\"GITHUB_TOKEN\",\"scope\":\"github:push\","
+	    "\"reason\":\"push\",\"timeout_ms\":5000,"
+	    "\"requester\":\"sagewai-cred (pid 9)\"}";
 	struct sw_credsock_req r = {.timeout_ms = 5000};
 	uint8_t buf[1 + SW_CREDSOCK_REQ_MAX];
 	size_t n;

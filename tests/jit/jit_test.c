@@ -214,21 +214,21 @@ static void decide(json_t *e)
 		/* a decision for another sandbox: sandboxd and identity ignore it */
 		produce("sagewai.credentials", "credential.decided", "sagewai-policy", run,
 			js(h, "step_id"),
-			json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
-				  js(e, "request_id"), "sandbox_id",
+			json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+				  "request_id", js(e, "request_id"), "sandbox_id",
 				  "00000000-0000-4000-8000-000000000001", "step", js(e, "step"),
-				  "name", name, "decision", "allow", "by", "rule", "rule", "forged",
-				  "approver", "", "reason", "forged", "secret", r->secret));
+				  "name", name, "decision", "allow", "by", "rule", "rule",
+				  "forged", "approver", "", "reason", "forged", "secret",
+				  r->secret));
 	}
-	produce("sagewai.credentials", "credential.decided", "sagewai-policy", run,
-		js(h, "step_id"),
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
-			  js(e, "request_id"), "sandbox_id", js(e, "sandbox_id"), "step",
-			  js(e, "step"), "name", name, "decision",
-			  r->act == ALLOW ? "allow" : "deny", "by", "rule", "rule",
-			  r->act == ALLOW ? "r-allow" : "r-deny", "approver", "", "reason",
-			  r->act == ALLOW ? "auto-approved" : "escalation to admin", "secret",
-			  r->secret));
+	produce(
+	    "sagewai.credentials", "credential.decided", "sagewai-policy", run, js(h, "step_id"),
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
+		      js(e, "request_id"), "sandbox_id", js(e, "sandbox_id"), "step",
+		      js(e, "step"), "name", name, "decision", r->act == ALLOW ? "allow" : "deny",
+		      "by", "rule", "rule", r->act == ALLOW ? "r-allow" : "r-deny", "approver", "",
+		      "reason", r->act == ALLOW ? "auto-approved" : "escalation to admin",
+		      "secret", r->secret));
 	ndecided++;
 }
 
@@ -314,8 +314,8 @@ static void http_must(long want, const char *method, const char *path, const cha
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", id_port, path);
 	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
 	sw_test_http_request(method, url, body, strlen(body), hdrs, 20, &r);
-	SW_REQUIRE(r.status == want, "%s %s: HTTP %ld, want %ld: %s", method, path, r.status,
-		   want, r.body ? r.body : "");
+	SW_REQUIRE(r.status == want, "%s %s: HTTP %ld, want %ld: %s", method, path, r.status, want,
+		   r.body ? r.body : "");
 	free(r.body);
 }
 
@@ -335,11 +335,16 @@ static void setup(const char *name)
 	static const char *const sgtopics[] = {"sagewai.steps", "sagewai.runs", NULL};
 	static const char *const igtopics[] = {"sagewai.identity", "sagewai.tenants",
 					       "sagewai.credentials", NULL};
-	static const char *const topics[] = {"sagewai.steps",	     "sagewai.sandbox",
-					     "sagewai.identity",     "sagewai.identity.sealed",
-					     "sagewai.runs",	     "sagewai.deadletter",
-					     "sagewai.credentials",  "sagewai.tenants",
-					     "sagewai.audit.checkpoints", NULL};
+	static const char *const topics[] = {"sagewai.steps",
+					     "sagewai.sandbox",
+					     "sagewai.identity",
+					     "sagewai.identity.sealed",
+					     "sagewai.runs",
+					     "sagewai.deadletter",
+					     "sagewai.credentials",
+					     "sagewai.tenants",
+					     "sagewai.audit.checkpoints",
+					     NULL};
 	const char *build = getenv("SW_BUILD_DIR");
 	char err[256], hex[65], line[300];
 
@@ -445,11 +450,11 @@ static void run_step(struct sw_test_dispatch *d, const char *run, const char *mo
 	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", prefix, run);
 	snprintf(d->step_id, sizeof(d->step_id), "%s/fix/1", d->run_id);
 	sw_uuid_v7_str(rid);
-	produce("sagewai.identity", "identity.resolve_requested", "sagewai-scheduler", d->run_id,
-		NULL,
-		json_pack("{s:s, s:s, s:i, s:s, s:[{s:s, s:s, s:s, s:s}], s:[]}", "request_id", rid,
-			  "workflow", "site", "workflow_version", 1, "user", "", "steps", "step",
-			  "fix", "mode", mode, "agent", "custom", "profile", "site", "input_macs"));
+	produce(
+	    "sagewai.identity", "identity.resolve_requested", "sagewai-scheduler", d->run_id, NULL,
+	    json_pack("{s:s, s:s, s:i, s:s, s:[{s:s, s:s, s:s, s:s}], s:[]}", "request_id", rid,
+		      "workflow", "site", "workflow_version", 1, "user", "", "steps", "step",
+		      "fix", "mode", mode, "agent", "custom", "profile", "site", "input_macs"));
 	while (e == NULL || strcmp(js(e->body, "request_id"), rid) != 0) {
 		SW_REQUIRE(sw_mono_ms() < until, "no identity.resolved for %s", d->run_id);
 		sw_test_evlog_poll(&evl, 200);
@@ -463,10 +468,10 @@ static void run_step(struct sw_test_dispatch *d, const char *run, const char *mo
 		   js(e->body, "error"));
 	keys = json_object_get(json_array_get(json_object_get(e->body, "steps"), 0), "keys");
 	SW_CHECK((pins = json_dumps(keys, JSON_COMPACT)) != NULL);
-	spec = json_dumps(json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s, s:s, s:s}",
-				    "workflow", "site", "workflow_version", 1, "uses", "", "with",
-				    "run_modes", mode, "output_max", 1048576, "cli_agent", "custom",
-				    "prompt", "fix it", "run", script),
+	spec = json_dumps(json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s, s:s, s:s}", "workflow",
+				    "site", "workflow_version", 1, "uses", "", "with", "run_modes",
+				    mode, "output_max", 1048576, "cli_agent", "custom", "prompt",
+				    "fix it", "run", script),
 			  JSON_COMPACT);
 	produce("sagewai.steps", "step.dispatched", "sagewai-scheduler", d->run_id, d->step_id,
 		json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:s}", "step", "fix", "index", 0, "mode",
@@ -530,8 +535,8 @@ static struct sw_test_ev *cred_event(const char *type, const char *step_id, cons
 }
 
 #define REQ_FN                                                                                    \
-	"req() { v=$(sagewai-cred request \"$1\" --scope \"$2\" --reason \"$3\" --timeout "   \
-	"${4:-30} 2>/tmp/err); rc=$?; echo \"$1 rc=$rc value=$v sha=$(printf %s \"$v\" | "      \
+	"req() { v=$(sagewai-cred request \"$1\" --scope \"$2\" --reason \"$3\" --timeout "       \
+	"${4:-30} 2>/tmp/err); rc=$?; echo \"$1 rc=$rc value=$v sha=$(printf %s \"$v\" | "        \
 	"sha256sum | cut -c1-64) err=$(cat /tmp/err)\"; }\n"
 
 /* ---- scenarios ---------------------------------------------------------------- */
@@ -565,7 +570,8 @@ static void scenario_flow(void)
 	out = stdout_of(d.step_id);
 	printf("--- the agent's stdout:\n%s---\n", out);
 	sha_hex(jit, sha);
-	snprintf(want, sizeof(want), "JIT_TOKEN rc=0 value=[REDACTED:JIT_TOKEN] sha=%s err=\n", sha);
+	snprintf(want, sizeof(want), "JIT_TOKEN rc=0 value=[REDACTED:JIT_TOKEN] sha=%s err=\n",
+		 sha);
 	has(out, want);
 	sha_hex(site, sha);
 	snprintf(want, sizeof(want), "SITE_TOKEN rc=0 value=[REDACTED:SITE_TOKEN] sha=%s", sha);
@@ -581,14 +587,14 @@ static void scenario_flow(void)
 	/* the trail */
 	e = cred_event("credential.requested", d.step_id, "JIT_TOKEN");
 	SW_REQUIRE(strcmp(js(e->body, "scope"), "github:push:acme/site") == 0 &&
-		   strcmp(js(e->body, "reason"), "push the site") == 0 &&
-		   strcmp(js(e->body, "workflow"), "site") == 0 &&
-		   strcmp(js(e->body, "cli_agent"), "custom") == 0 &&
-		   strncmp(js(e->body, "requester"), "sagewai-cred (pid ", 18) == 0,
+		       strcmp(js(e->body, "reason"), "push the site") == 0 &&
+		       strcmp(js(e->body, "workflow"), "site") == 0 &&
+		       strcmp(js(e->body, "cli_agent"), "custom") == 0 &&
+		       strncmp(js(e->body, "requester"), "sagewai-cred (pid ", 18) == 0,
 		   "credential.requested fields");
 	e = cred_event("credential.delivered", d.step_id, "JIT_TOKEN");
 	SW_REQUIRE(strcmp(js(e->body, "secret"), "jit-token") == 0 &&
-		   json_integer_value(json_object_get(e->body, "version")) == 1,
+		       json_integer_value(json_object_get(e->body, "version")) == 1,
 		   "delivered names the secret and version");
 	e = cred_event("credential.delivered", d.step_id, "SITE_TOKEN");
 	SW_REQUIRE(strcmp(js(e->body, "secret"), "site-token") == 0, "cascade key delivered");
@@ -694,56 +700,56 @@ static void scenario_concurrent(void)
 /* What the hostile program inside the sandbox does (python3 of the base
  * variant): each attempt prints one line. */
 static const char hostile_py[] =
-	"import socket, struct, sys, time\n"
-	"def conn():\n"
-	"    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
-	"    s.settimeout(10); s.connect('\\0sagewai-cred'); return s\n"
-	"def reply(s):\n"
-	"    try:\n"
-	"        h = s.recv(4)\n"
-	"        if len(h) < 4: return 'closed'\n"
-	"        n = struct.unpack('<I', h)[0]; b = b''\n"
-	"        while len(b) < n:\n"
-	"            c = s.recv(n - len(b))\n"
-	"            if not c: break\n"
-	"            b += c\n"
-	"        return 'status=%d code=%s' % (b[1], b[8:8 + struct.unpack('<H', b[2:4])[0]]"
-	".decode())\n"
-	"    except OSError as e: return 'closed'\n"
-	"def req(name, extra=b'', ver=1, scope=b's'):\n"
-	"    f = [name, scope, b'r', b'py']\n"
-	"    body = struct.pack('<BBHI', ver, 1, 0, 5000) + b''.join(struct.pack('<H', len(x)) + x"
-	" for x in f) + extra\n"
-	"    return struct.pack('<I', len(body)) + body\n"
-	"tests = [('oversized', struct.pack('<I', 0xffffffff)),\n"
-	"         ('garbage', struct.pack('<I', 40) + bytes(range(40))),\n"
-	"         ('badname', req(b'lower_case')),\n"
-	"         ('trailing', req(b'OK_NAME', b'xx')),\n"
-	"         ('badversion', req(b'OK_NAME', ver=9)),\n"
-	"         ('control', req(b'OK_NAME', scope=b'a\\nb'))]\n"
-	"for name, data in tests:\n"
-	"    s = conn(); s.sendall(data); print(name, reply(s)); s.close()\n"
-	"held = []\n"
-	"for i in range(20):\n"
-	"    try: held.append(conn())\n"
-	"    except OSError: pass\n"
-	"for s in held: s.setblocking(False)\n"
-	"time.sleep(0.5)\n"
-	"closed = 0\n"
-	"for s in held:\n"
-	"    try:\n"
-	"        if s.recv(1) == b'': closed += 1\n"
-	"    except BlockingIOError: pass\n"
-	"    except OSError: closed += 1\n"
-	"print('flood held=%d closed=%d' % (len(held), closed))\n"
-	"for s in held: s.close()\n"
-	"time.sleep(0.5)\n"
-	"ws = []\n"
-	"for i in range(6):\n"
-	"    s = conn(); s.sendall(req(b'WAIT_%d' % i)); ws.append(s)\n"
-	"time.sleep(1)\n"
-	"print('pending', sorted(reply(s) for s in ws))\n"
-	"sys.stdout.flush()\n";
+    "import socket, struct, sys, time\n"
+    "def conn():\n"
+    "    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+    "    s.settimeout(10); s.connect('\\0sagewai-cred'); return s\n"
+    "def reply(s):\n"
+    "    try:\n"
+    "        h = s.recv(4)\n"
+    "        if len(h) < 4: return 'closed'\n"
+    "        n = struct.unpack('<I', h)[0]; b = b''\n"
+    "        while len(b) < n:\n"
+    "            c = s.recv(n - len(b))\n"
+    "            if not c: break\n"
+    "            b += c\n"
+    "        return 'status=%d code=%s' % (b[1], b[8:8 + struct.unpack('<H', b[2:4])[0]]"
+    ".decode())\n"
+    "    except OSError as e: return 'closed'\n"
+    "def req(name, extra=b'', ver=1, scope=b's'):\n"
+    "    f = [name, scope, b'r', b'py']\n"
+    "    body = struct.pack('<BBHI', ver, 1, 0, 5000) + b''.join(struct.pack('<H', len(x)) + x"
+    " for x in f) + extra\n"
+    "    return struct.pack('<I', len(body)) + body\n"
+    "tests = [('oversized', struct.pack('<I', 0xffffffff)),\n"
+    "         ('garbage', struct.pack('<I', 40) + bytes(range(40))),\n"
+    "         ('badname', req(b'lower_case')),\n"
+    "         ('trailing', req(b'OK_NAME', b'xx')),\n"
+    "         ('badversion', req(b'OK_NAME', ver=9)),\n"
+    "         ('control', req(b'OK_NAME', scope=b'a\\nb'))]\n"
+    "for name, data in tests:\n"
+    "    s = conn(); s.sendall(data); print(name, reply(s)); s.close()\n"
+    "held = []\n"
+    "for i in range(20):\n"
+    "    try: held.append(conn())\n"
+    "    except OSError: pass\n"
+    "for s in held: s.setblocking(False)\n"
+    "time.sleep(0.5)\n"
+    "closed = 0\n"
+    "for s in held:\n"
+    "    try:\n"
+    "        if s.recv(1) == b'': closed += 1\n"
+    "    except BlockingIOError: pass\n"
+    "    except OSError: closed += 1\n"
+    "print('flood held=%d closed=%d' % (len(held), closed))\n"
+    "for s in held: s.close()\n"
+    "time.sleep(0.5)\n"
+    "ws = []\n"
+    "for i in range(6):\n"
+    "    s = conn(); s.sendall(req(b'WAIT_%d' % i)); ws.append(s)\n"
+    "time.sleep(1)\n"
+    "print('pending', sorted(reply(s) for s in ws))\n"
+    "sys.stdout.flush()\n";
 
 static void scenario_hostile(void)
 {
@@ -785,7 +791,8 @@ static void scenario_hostile(void)
 	has(out, "pending ['status=2 code=timeout', 'status=2 code=timeout', "
 		 "'status=2 code=timeout', 'status=2 code=timeout', 'status=3 code=bad_request', "
 		 "'status=3 code=bad_request']");
-	snprintf(want, sizeof(want), "JIT_TOKEN rc=0 value=[REDACTED:JIT_TOKEN] sha=%s err=\n", sha);
+	snprintf(want, sizeof(want), "JIT_TOKEN rc=0 value=[REDACTED:JIT_TOKEN] sha=%s err=\n",
+		 sha);
 	has(out, want);
 	free(out);
 	/* only well-formed requests reached sandboxd: 4 of WAIT_*, then JIT_TOKEN */
@@ -801,8 +808,8 @@ static void scenario_hostile(void)
 	free(out);
 	/* refused before any request was published: credential.refused alone */
 	{
-		struct sw_test_ev *e = sw_test_evlog_wait(&evl, "credential.refused", dn.step_id, 0,
-							  30);
+		struct sw_test_ev *e =
+		    sw_test_evlog_wait(&evl, "credential.refused", dn.step_id, 0, 30);
 
 		SW_REQUIRE(strcmp(js(e->body, "code"), "not_jit") == 0 &&
 			       strcmp(js(e->body, "name"), "JIT_TOKEN") == 0 &&
@@ -812,8 +819,9 @@ static void scenario_hostile(void)
 	{
 		char *log = slurp(sbd_log);
 
-		SW_REQUIRE(log != NULL && strstr(log, "ignored a credential decision that does not "
-						      "match its request") != NULL,
+		SW_REQUIRE(log != NULL &&
+			       strstr(log, "ignored a credential decision that does not "
+					   "match its request") != NULL,
 			   "sandboxd did not log the forged decision");
 		free(log);
 	}

@@ -86,8 +86,8 @@ int cred_main(int argc, char **argv)
 {
 	struct sw_credsock_req req;
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	socklen_t salen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-				      strlen(SW_CREDSOCK_NAME));
+	socklen_t salen =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(SW_CREDSOCK_NAME));
 	uint8_t hdr[4], *buf = NULL;
 	const char *scope = NULL, *reason = NULL, *code, *text, *base;
 	size_t n, code_len, text_len;
@@ -112,7 +112,8 @@ int cred_main(int argc, char **argv)
 			secs = strtol(argv[i + 1], &end, 10);
 			if (errno != 0 || *end != '\0' || secs < 1 ||
 			    secs > SW_CREDSOCK_TIMEOUT_MAX / 1000)
-				return fail(EXIT_USAGE, "--timeout must be 1..600 seconds, not '%s'",
+				return fail(EXIT_USAGE,
+					    "--timeout must be 1..600 seconds, not '%s'",
 					    argv[i + 1]);
 		} else
 			return usage();
@@ -167,9 +168,9 @@ int cred_main(int argc, char **argv)
 			 : fail(EXIT_ERROR, "%s", "cannot write the value");
 		goto out;
 	}
-	fprintf(stderr, "sagewai-cred: refused (%.*s): %.*s\n", (int)code_len, code,
-		(int)text_len, text);
-	rc = status == SW_CREDSOCK_DENIED ? EXIT_DENIED
+	fprintf(stderr, "sagewai-cred: refused (%.*s): %.*s\n", (int)code_len, code, (int)text_len,
+		text);
+	rc = status == SW_CREDSOCK_DENIED    ? EXIT_DENIED
 	     : status == SW_CREDSOCK_TIMEOUT ? EXIT_TIMEOUT
 					     : EXIT_ERROR;
 out:

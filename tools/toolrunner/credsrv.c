@@ -50,8 +50,8 @@ static void conn_close(struct cred_conn *c)
 void cred_init(struct runner *r)
 {
 	struct sockaddr_un sa = {.sun_family = AF_UNIX};
-	socklen_t len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 +
-				    strlen(SW_CREDSOCK_NAME));
+	socklen_t len =
+	    (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 1 + strlen(SW_CREDSOCK_NAME));
 
 	for (int i = 0; i < CRED_CONNS_MAX; i++)
 		r->cred[i].fd = -1;
@@ -122,11 +122,11 @@ static void forward(struct runner *r, struct cred_conn *c)
 	}
 	if (getsockopt(c->fd, SOL_SOCKET, SO_PEERCRED, &uc, &ul) != 0)
 		uc.pid = 0;
-	snprintf(requester, sizeof(requester), "%s (pid %d)",
-		 req.argv0[0] ? req.argv0 : "?", (int)uc.pid);
+	snprintf(requester, sizeof(requester), "%s (pid %d)", req.argv0[0] ? req.argv0 : "?",
+		 (int)uc.pid);
 	c->id = ++r->cred_next_id;
-	o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s}", "id", (json_int_t)c->id, "name",
-		      req.name, "scope", req.scope, "reason", req.reason, "timeout_ms",
+	o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s}", "id", (json_int_t)c->id, "name", req.name,
+		      "scope", req.scope, "reason", req.reason, "timeout_ms",
 		      (json_int_t)req.timeout_ms, "requester", requester);
 	if (o == NULL)
 		_exit(3);
@@ -181,8 +181,8 @@ static void on_read(struct runner *r, struct cred_conn *c)
 
 static void on_write(struct cred_conn *c)
 {
-	ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-			 MSG_DONTWAIT | MSG_NOSIGNAL);
+	ssize_t n =
+	    send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
 
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -231,8 +231,8 @@ int cred_poll_add(struct runner *r, struct pollfd *pf, int np, int *timeout)
 			continue;
 		}
 		c->pidx = np;
-		pf[np++] = (struct pollfd){.fd = c->fd,
-					   .events = c->out != NULL ? POLLOUT : POLLIN};
+		pf[np++] =
+		    (struct pollfd){.fd = c->fd, .events = c->out != NULL ? POLLOUT : POLLIN};
 		left = c->deadline_ms > now ? c->deadline_ms - now : 0;
 		if (*timeout < 0 || left < *timeout)
 			*timeout = (int)left;
@@ -262,8 +262,8 @@ void cred_poll_run(struct runner *r, const struct pollfd *pf)
 		if (c->out != NULL)
 			conn_close(c); /* a client that does not read its reply */
 		else if (c->waiting)
-			reply(c, SW_CREDSOCK_TIMEOUT, "timeout",
-			      "sandboxd did not answer in time", 31);
+			reply(c, SW_CREDSOCK_TIMEOUT, "timeout", "sandboxd did not answer in time",
+			      31);
 		else
 			refuse(c, "the request was not sent in time");
 	}
