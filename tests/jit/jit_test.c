@@ -73,11 +73,11 @@ static void form_add(const char *s)
 static void value_make(char *out, size_t len, const char *tag)
 {
 	unsigned char r[12];
-	char hex[256], b64[256];
+	char rh[25], hex[256], b64[256];
 
 	randombytes_buf(r, sizeof(r));
-	sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
-	snprintf(out, len, "%s-%s-j7", tag, hex);
+	sodium_bin2hex(rh, sizeof(rh), r, sizeof(r));
+	snprintf(out, len, "%s-%s-j7", tag, rh);
 	form_add(out);
 	sodium_bin2hex(hex, sizeof(hex), (const unsigned char *)out, strlen(out));
 	form_add(hex);
