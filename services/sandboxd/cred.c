@@ -274,7 +274,7 @@ void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_hea
 	struct sbd_job *j;
 	json_t *o;
 
-	if (c == NULL || c->stage != SBD_CRED_DECIDING)
+	if (c == NULL || c->stage != SBD_CRED_DECIDING || c->j->slot == NULL)
 		return; /* another host's, decided already, or given up */
 	j = c->j;
 	if (strcmp(h->run_id, j->x->dh.run_id) != 0 || strcmp(h->step_id, j->x->dh.step_id) != 0 ||
@@ -450,7 +450,7 @@ void sbd_cred_sealed(struct sbd_env *env, json_t *ev)
 	const char *code;
 	int version = 0, status, known;
 
-	if (c == NULL || c->stage != SBD_CRED_SEALING)
+	if (c == NULL || c->stage != SBD_CRED_SEALING || c->j->slot == NULL)
 		return; /* another host's, or one we gave up on */
 	j = c->j;
 	if (!json_is_true(json_object_get(ev, "ok"))) {

@@ -562,6 +562,7 @@ void sbd_exec_run(struct sbd_job *j)
 
 void sbd_exec_drop_sandbox(struct sbd_job *j)
 {
+	sbd_cred_release(j); /* nothing can be delivered to a sandbox that is gone */
 	if (j->rd != NULL)
 		event_free(j->rd);
 	if (j->wr != NULL)

@@ -451,7 +451,8 @@ void sbd_agent_release(struct sbd_job *j);
 void sbd_cred_request(struct sbd_job *j, const char *json, size_t len);
 /* A credential.decided (decoded) from the tail reader. */
 void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_header *h);
-/* The job ends: pending requests are withdrawn (credential.withdrawn). */
+/* The job ends, or its sandbox is dropped: pending requests are withdrawn
+ * (credential.withdrawn). */
 void sbd_cred_release(struct sbd_job *j);
 /* exec.c: queue what j's sandbox has to be sent. */
 void sbd_exec_want_write(struct sbd_job *j);
