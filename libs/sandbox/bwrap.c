@@ -668,6 +668,12 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 	arg(&a, "--file");
 	arg_num(&a, FD_RUNNER);
 	arg(&a, SW_SANDBOX_RUNNER);
+	/* the credential client is the runner under another name */
+	arg(&a, "--dir");
+	arg(&a, SW_SANDBOX_SHARED "/bin");
+	arg(&a, "--symlink");
+	arg(&a, "../toolrunner");
+	arg(&a, SW_SANDBOX_CRED);
 	for (int i = 0; i < 3; i++) {
 		static const char *const dst[] = {"/etc/passwd", "/etc/group", "/etc/hosts"};
 		static const int fds[] = {FD_PASSWD, FD_GROUP, FD_HOSTS};

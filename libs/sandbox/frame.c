@@ -33,6 +33,7 @@ static const char *const type_names[] = {
     [SW_FRAME_CRED_REQUEST] = "CRED_REQUEST",
     [SW_FRAME_ERROR] = "ERROR",
     [SW_FRAME_READY] = "READY",
+    [SW_FRAME_CRED_ANSWER] = "CRED_ANSWER",
 };
 
 const char *sw_frame_type_name(unsigned type)

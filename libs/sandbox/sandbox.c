@@ -741,6 +741,65 @@ int sw_sandbox_inject_env(struct sw_sandbox *sb, const char *name, const char *v
 	return rc;
 }
 
+/* A JSON string literal of s[0..n) into buf at *o (room checked by the
+ * caller: 6 bytes per input byte + 2). */
+static void json_lit(char *buf, size_t *o, const char *s, size_t n)
+{
+	buf[(*o)++] = '"';
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+
+		if (c == '"' || c == '\\') {
+			buf[(*o)++] = '\\';
+			buf[(*o)++] = (char)c;
+		} else if (c < 0x20) {
+			*o += (size_t)sprintf(buf + *o, "\\u%04x", c);
+		} else {
+			buf[(*o)++] = (char)c;
+		}
+	}
+	buf[(*o)++] = '"';
+}
+
+/* CRED_ANSWER may carry a value: built by hand and wiped, as INJECT_ENV. */
+int sw_sandbox_cred_answer(struct sw_sandbox *sb, uint32_t id, int status, const char *code,
+			   const char *name, const char *text, char *errstr, size_t errlen)
+{
+	size_t nl = strlen(name), cl = strlen(code), tl = strlen(text);
+	size_t cap = 6 * (nl + cl + tl) + 128, o = 0;
+	char *buf;
+	int rc;
+
+	if ((status == 0 && !env_name_ok(name, nl)) || status < 0 || status > 3) {
+		snprintf(errstr, errlen, "cred_answer: bad variable name or status");
+		return -1;
+	}
+	if (!utf8_ok((const unsigned char *)text, tl) || !utf8_ok((const unsigned char *)code, cl)) {
+		snprintf(errstr, errlen, "cred_answer: text is not valid UTF-8");
+		return -1;
+	}
+	if ((buf = malloc(cap)) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	if (status == 0) {
+		o += (size_t)sprintf(buf, "{\"id\":%u,\"ok\":true,\"name\":\"%s\",\"value\":",
+				     id, name);
+	} else {
+		o += (size_t)sprintf(buf, "{\"id\":%u,\"ok\":false,\"status\":%d,\"code\":",
+				     id, status);
+		json_lit(buf, &o, code, cl);
+		memcpy(buf + o, ",\"error\":", 9);
+		o += 9;
+	}
+	json_lit(buf, &o, text, tl);
+	buf[o++] = '}';
+	rc = queue(sb, SW_FRAME_CRED_ANSWER, buf, o, errstr, errlen);
+	explicit_bzero(buf, cap);
+	free(buf);
+	return rc;
+}
+
 bool sw_sandbox_want_write(const struct sw_sandbox *sb)
 {
 	return !sb->dead && sw_frame_outq_pending(&sb->outq) > 0;

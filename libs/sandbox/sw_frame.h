@@ -35,10 +35,16 @@ enum sw_frame_type {
 	SW_FRAME_EXIT = 4,	   /* runner -> host: JSON {status, signal, timed_out, ...} */
 	SW_FRAME_KILL = 5,	   /* host -> runner: kill the running command (empty) */
 	SW_FRAME_INJECT_ENV = 6,   /* host -> runner: JSON {name, value} for the next EXEC */
-	SW_FRAME_CRED_REQUEST = 7, /* runner -> host: JSON, a credential asked from inside */
+	SW_FRAME_CRED_REQUEST = 7, /* runner -> host: JSON {id, name, scope, reason,
+				    * timeout_ms, requester}: a credential asked from
+				    * inside (sw_credsock.h), at most
+				    * SW_FRAME_CRED_REQUEST_MAX bytes */
 	SW_FRAME_ERROR = 8,	   /* runner -> host: JSON {message} */
 	SW_FRAME_READY = 9,	   /* runner -> host, first frame: JSON {version, pid} */
-	SW_FRAME_TYPE_MAX = 9,
+	SW_FRAME_CRED_ANSWER = 10, /* host -> runner: JSON {id, ok: true, name, value} (the
+				    * runner keeps NAME=value for every later EXEC) or
+				    * {id, ok: false, status, code, error} */
+	SW_FRAME_TYPE_MAX = 10,
 };
 
 #define SW_FRAME_BIT(t) (1u << (t))
@@ -49,9 +55,10 @@ enum sw_frame_type {
 	 SW_FRAME_BIT(SW_FRAME_ERROR) | SW_FRAME_BIT(SW_FRAME_READY))
 #define SW_FRAME_FROM_HOST                                                                        \
 	(SW_FRAME_BIT(SW_FRAME_EXEC) | SW_FRAME_BIT(SW_FRAME_KILL) |                              \
-	 SW_FRAME_BIT(SW_FRAME_INJECT_ENV))
+	 SW_FRAME_BIT(SW_FRAME_INJECT_ENV) | SW_FRAME_BIT(SW_FRAME_CRED_ANSWER))
 
 #define SW_FRAME_VERSION 1 /* sent in READY */
+#define SW_FRAME_CRED_REQUEST_MAX 4096 /* a CRED_REQUEST payload's largest */
 
 /* The name of a frame type ("EXEC", ...), or "?" */
 const char *sw_frame_type_name(unsigned type);

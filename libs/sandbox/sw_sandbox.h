@@ -35,6 +35,8 @@
 #define SW_SANDBOX_RUNNER "/.sagewai/toolrunner"	 /* the tool runner, read-only */
 #define SW_SANDBOX_EGRESS_SOCKET "/.sagewai/egress.sock" /* egress proxy socket, if bound */
 #define SW_SANDBOX_SHARED "/.sagewai"			 /* read-only, shared by all */
+#define SW_SANDBOX_CRED "/.sagewai/bin/sagewai-cred"	 /* the credential client (the
+							  * runner by another name) */
 #define SW_SANDBOX_WORKSPACE "/workspace"		 /* the only writable dir but /tmp */
 #define SW_SANDBOX_CTL_FD 3				 /* the runner's control socket */
 #define SW_SANDBOX_UID 65534				 /* uid/gid of everything inside */
@@ -365,6 +367,12 @@ int sw_sandbox_exec_kill(struct sw_sandbox *sb);
  * NUL in value). The value is wiped from the handle's memory once sent. */
 int sw_sandbox_inject_env(struct sw_sandbox *sb, const char *name, const char *value, char *errstr,
 			  size_t errlen);
+/* Queue a CRED_ANSWER for the runner's request id: status 0 gives name its
+ * value text (the runner hands it to the asking client and keeps it for
+ * every later exec); 1 denied, 2 timeout, 3 error give code and the
+ * sentence text. 0, or -1 with errstr. The frame is wiped once sent. */
+int sw_sandbox_cred_answer(struct sw_sandbox *sb, uint32_t id, int status, const char *code,
+			   const char *name, const char *text, char *errstr, size_t errlen);
 bool sw_sandbox_want_write(const struct sw_sandbox *sb);
 /* Send what the socket takes now. 0, or -1 when the sandbox ended. */
 int sw_sandbox_flush(struct sw_sandbox *sb);

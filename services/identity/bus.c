@@ -2,10 +2,12 @@
  * bus.c: the identity service on Kafka.
  *
  *   producer   idempotent; every event of ours goes through id_publish
- *   consumer   group sagewai-identity (SAGEWAI_GROUP_ID) on sagewai.identity
- *              and sagewai.tenants: identity.resolve_requested and
- *              identity.seal_requested are answered, tenant, key and user
- *              events are applied (tenants.c); other decodable events of
+ *   consumer   group sagewai-identity (SAGEWAI_GROUP_ID) on sagewai.identity,
+ *              sagewai.tenants and sagewai.credentials: identity.resolve_requested
+ *              and identity.seal_requested are answered, tenant, key and user
+ *              events are applied (tenants.c), credential.decided (allow) is
+ *              recorded as a grant (resolve.c checks seals against it);
+ *              other decodable events of
  *              sagewai.identity (ours, the answers) are skipped; a message
  *              of sagewai.identity that does not decode goes to
  *              sagewai.deadletter with the reason
@@ -232,9 +234,9 @@ static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void
 {
 	struct id_item *it = opaque;
 	struct sw_event_header h;
-	const char *params[4];
+	const char *params[5];
 	struct sw_store_stmt st[2];
-	char err[256], *text = NULL;
+	char err[256], *text = NULL, *denied = NULL;
 	json_t *d;
 	size_t i;
 
@@ -257,17 +259,23 @@ static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void
 		return;
 	}
 	text = json_dumps(stored, JSON_COMPACT);
+	denied = json_dumps(json_object_get(answer, "denied"), JSON_COMPACT);
 	params[0] = it->h.run_id;
 	params[1] = json_string_value(json_object_get(answer, "request_id"));
 	params[2] = it->h.tenant;
 	params[3] = text;
+	params[4] = denied ? denied : "[]";
 	st[0].sql = "SET LOCAL synchronous_commit TO off";
 	st[0].nparams = 0;
 	st[0].params = NULL;
-	st[1].sql = "INSERT INTO resolutions (run_id, step, request_id, tenant, keys)"
-		    " SELECT $1, e->>'step', $2::uuid, $3, e->'keys'"
+	/* the denials too: a credential granted later at run time for a key
+	 * the step's ACL refuses is not_allowed (resolve.c) */
+	st[1].sql = "INSERT INTO resolutions (run_id, step, request_id, tenant, keys, denied)"
+		    " SELECT $1, e->>'step', $2::uuid, $3, e->'keys',"
+		    "  coalesce((SELECT jsonb_agg(d) FROM jsonb_array_elements($5::jsonb) d"
+		    "   WHERE d->>'step' = e->>'step'), '[]'::jsonb)"
 		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
-	st[1].nparams = 4;
+	st[1].nparams = 5;
 	st[1].params = params;
 	/* the answer first: the record's round trip to PostgreSQL then
 	 * overlaps the answer's way to the requester instead of delaying it */
@@ -278,6 +286,7 @@ static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void
 		stored_cb(NULL, err, it);
 	}
 	free(text);
+	free(denied);
 }
 
 /* The answer carries the request id whatever the outcome. */
@@ -360,6 +369,63 @@ static int uuid_ok(const char *s)
 	return s != NULL && strlen(s) == 36 && sw_uuid_parse(s, u) == 0;
 }
 
+/* ---- credential.decided ----------------------------------------------------- */
+
+static void grant_stored(PGresult *res, const char *err, void *opaque)
+{
+	struct id_item *it = opaque;
+
+	(void)res;
+	if (err != NULL)
+		/* its seal is refused (not_allowed): fails closed */
+		sw_log(SW_LOG_ERROR, "grant not recorded", "run_id", it->h.run_id, "error", err,
+		       NULL);
+	item_release(it);
+}
+
+/* An allow decision is recorded as a grant (denials need nothing: a seal
+ * without a recorded allow is refused). */
+static void on_decided(struct id_env *env, struct id_item *it, json_t *ev)
+{
+	static const char *const keys[] = {"request_id", "sandbox_id", "step", "name", "secret",
+					   "rule", "by"};
+	const char *params[10];
+	struct sw_store_stmt st[2];
+	size_t i;
+	const char *decision = json_string_value(json_object_get(ev, "decision"));
+
+	if (decision == NULL || strcmp(decision, "allow") != 0)
+		return;
+	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
+		if ((params[i] = json_string_value(json_object_get(ev, keys[i]))) == NULL)
+			return;
+	if (!uuid_ok(params[0]) || it->h.run_id[0] == '\0' || it->h.step_id[0] == '\0' ||
+	    it->h.tenant[0] == '\0') {
+		sw_log(SW_LOG_WARN, "ignored a malformed credential.decided", "event_id",
+		       it->h.event_id, NULL);
+		return;
+	}
+	params[7] = it->h.run_id;
+	params[8] = it->h.step_id;
+	params[9] = it->h.tenant;
+	/* not waiting for the disk: the decision itself is durable where it
+	 * was made (the policy service), and a grant lost in a crash makes its
+	 * seal fail closed (not_allowed), never the reverse */
+	st[0].sql = "SET LOCAL synchronous_commit TO off";
+	st[0].nparams = 0;
+	st[0].params = NULL;
+	st[1].sql = "INSERT INTO grants (request_id, sandbox_id, step, name, secret, rule, by,"
+		    " run_id, step_id, tenant)"
+		    " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
+		    " ON CONFLICT DO NOTHING";
+	st[1].nparams = 10;
+	st[1].params = params;
+	it->pending++;
+	/* keyed by the request: a seal's lookup of it runs after it (resolve.c) */
+	if (sw_store_tx_key(env->store, params[0], st, 2, grant_stored, it) == -1)
+		grant_stored(NULL, "cannot queue", it);
+}
+
 static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_msg *m)
 {
 	char why[256];
@@ -380,7 +446,10 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 			sw_log(SW_LOG_WARN, "undecodable tenant event skipped", "reason", why, NULL);
 		return;
 	}
-	if (strcmp(m->topic, SW_TOPIC_TENANTS) == 0) {
+	if (strcmp(m->topic, SW_TOPIC_CREDENTIALS) == 0) {
+		if (strcmp(it->h.type, "credential.decided") == 0)
+			on_decided(env, it, ev);
+	} else if (strcmp(m->topic, SW_TOPIC_TENANTS) == 0) {
 		it->pending++;
 		id_tenants_apply(env, ev, tenant_done, it);
 	} else if ((strcmp(it->h.type, "identity.resolve_requested") == 0 ||
@@ -483,7 +552,8 @@ static int extra(struct id_env *env, const char *var, const char *def, const cha
 
 int id_bus_start(struct id_env *env, char *errstr, size_t errlen)
 {
-	static const char *const topics[] = {SW_TOPIC_IDENTITY, SW_TOPIC_TENANTS, NULL};
+	static const char *const topics[] = {SW_TOPIC_IDENTITY, SW_TOPIC_TENANTS,
+					     SW_TOPIC_CREDENTIALS, NULL};
 	static const char *const tail_topics[] = {SW_TOPIC_IDENTITY, NULL};
 	char pbuf[SW_CONFIG_STR], cbuf[SW_CONFIG_STR];
 	const char *pextra[ID_BUS_EXTRA], *cextra[ID_BUS_EXTRA];

@@ -25,6 +25,14 @@
  * that run, step and tenant gave, and its version is active -- read from
  * PostgreSQL, never from the cache -- then reads the values, seals them to
  * the host key and wipes them.
+ *
+ * A seal with a grant (cli_agent_jit, docs/JIT.md) asks for one key at run
+ * time: it is honoured only when an allow decision recorded for that
+ * credential request (grants, bus.c) names the same run, attempt, step,
+ * tenant, sandbox and key. The value is the decided secret's current
+ * version, else the key as the run's resolution gave it (the cascade with
+ * its ACLs at submit: a key the ACL denied is not_allowed, one the cascade
+ * lacks is missing); then as above: active, read, sealed.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -1049,6 +1057,8 @@ struct seal {
 	struct id_env *env;
 	struct sw_event_header h;
 	char request_id[SW_UUID_STRLEN];
+	char grant[SW_UUID_STRLEN]; /* the credential request; "" for pinned keys */
+	int grant_lookups;
 	char step[130];
 	char sandbox_id[SW_UUID_STRLEN];
 	uint8_t host_key[32];
@@ -1064,6 +1074,9 @@ struct seal {
 
 #define SEAL_LOOKUPS 25	     /* a resolution not found is looked up again ... */
 #define SEAL_LOOKUP_GAP_MS 40 /* ... this often: for up to a second */
+#define GRANT_LOOKUPS 200     /* a grant not found (its decision may be consumed just
+			       * after the seal request) is looked up again ... */
+#define GRANT_LOOKUP_GAP_MS 5 /* ... this often: for up to a second */
 
 static void seal_free(struct seal *s)
 {
@@ -1431,6 +1444,204 @@ static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque)
 		sw_buf_free(&q[c]);
 }
 
+/* ---- seal with a grant (cli_agent_jit) -------------------------------------- */
+
+static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque);
+static void seal_rows_cb(PGresult *res, const char *err, void *opaque);
+
+/* The one key of a seal with a grant: {env, secret ("" or a name), version 0}. */
+static int grant_parse(struct seal *s, json_t *ev, json_t *keys)
+{
+	json_t *k = json_array_get(keys, 0);
+	const char *g = step_str(ev, "grant"), *why, *sec;
+	uint8_t u[16];
+
+	if (strlen(g) != 36 || sw_uuid_parse(g, u) == -1) {
+		seal_error(s, "bad_request", "grant is not a UUID");
+		return -1;
+	}
+	snprintf(s->grant, sizeof(s->grant), "%s", g);
+	sec = step_str(k, "secret");
+	if (json_array_size(keys) != 1 || !id_env_valid(step_str(k, "env"), &why) ||
+	    (sec[0] != '\0' && !id_name_valid(sec)) ||
+	    json_integer_value(json_object_get(k, "version")) != 0) {
+		seal_error(s, "bad_request",
+			   "a seal with a grant asks for one key {env, secret or \"\", version 0}");
+		return -1;
+	}
+	if ((s->pins = calloc(1, sizeof(*s->pins))) == NULL) {
+		seal_error(s, "backend_unavailable", "out of memory");
+		return -1;
+	}
+	snprintf(s->pins[0].env, sizeof(s->pins[0].env), "%s", step_str(k, "env"));
+	snprintf(s->pins[0].secret, sizeof(s->pins[0].secret), "%s", sec);
+	s->npins = 1;
+	return 0;
+}
+
+/* The decided secret's latest version (the tenant's own secret). */
+static void grant_version_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct seal *s = opaque;
+	struct pin *p = &s->pins[0];
+
+	if (err == NULL && PQntuples(res) == 0) {
+		seal_error(s, "missing", "missing: %s (secret %s has no version)", p->env,
+			   p->secret);
+		seal_answer(s);
+		return;
+	}
+	if (err == NULL) {
+		snprintf(p->scope, sizeof(p->scope), "%s", PQgetvalue(res, 0, 0));
+		p->version = atoi(PQgetvalue(res, 0, 2));
+	}
+	seal_rows_cb(res, err, s); /* active, its MAC, then the value */
+}
+
+/* The key in the run's resolution (keys or denied), or not there. */
+static void grant_cascade_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct seal *s = opaque;
+	struct pin *p = &s->pins[0];
+	int j;
+
+	if (err != NULL) {
+		sw_log(SW_LOG_ERROR, "seal: resolution read failed", "error", err, NULL);
+		seal_error(s, "backend_unavailable",
+			   "backend builtin unavailable: cannot read the resolution");
+		seal_answer(s);
+		return;
+	}
+	for (j = 0; j < PQntuples(res); j++) {
+		json_t *keys = json_loads(PQgetvalue(res, j, 0), 0, NULL);
+		json_t *denied = json_loads(PQgetvalue(res, j, 1), 0, NULL), *k;
+		size_t n;
+		int hit = 0;
+
+		json_array_foreach(denied, n, k)
+			if (!hit && strcmp(step_str(k, "env"), p->env) == 0) {
+				seal_error(s, "not_allowed", "not_allowed: %s: %s", p->env,
+					   step_str(k, "reason")[0] ? step_str(k, "reason")
+								    : "denied by the key's ACL");
+				hit = 1;
+			}
+		json_array_foreach(keys, n, k)
+			if (!hit && strcmp(step_str(k, "env"), p->env) == 0) {
+				snprintf(p->secret, sizeof(p->secret), "%s", step_str(k, "secret"));
+				p->version = (int)json_integer_value(json_object_get(k, "version"));
+				hit = 2;
+			}
+		json_decref(keys);
+		json_decref(denied);
+		if (hit == 1) {
+			seal_answer(s);
+			return;
+		}
+		if (hit == 2) {
+			/* now an ordinary pin of this resolution */
+			seal_resolutions_cb(res, NULL, s);
+			return;
+		}
+	}
+	seal_error(s, "missing", "missing: %s is not in the identity cascade of this step",
+		   p->env);
+	seal_answer(s);
+}
+
+static void grant_lookup(struct seal *s);
+
+static void grant_lookup_again(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	grant_lookup(arg);
+}
+
+/* The recorded allow decision must name this seal's run, attempt, step,
+ * tenant, sandbox and key (and secret, when the seal names one). */
+static void grant_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct seal *s = opaque;
+	struct pin *p = &s->pins[0];
+	const char *params[3];
+	int row;
+
+	if (err != NULL) {
+		sw_log(SW_LOG_ERROR, "seal: grant read failed", "error", err, NULL);
+		seal_error(s, "backend_unavailable",
+			   "backend builtin unavailable: cannot read the grant");
+		seal_answer(s);
+		return;
+	}
+	/* a decision naming anything else (another sandbox, run, key: a
+	 * forgery or a mistake) is no grant for this seal */
+	for (row = 0; row < PQntuples(res); row++)
+		if (strcmp(PQgetvalue(res, row, 0), s->h.run_id) == 0 &&
+		    strcmp(PQgetvalue(res, row, 1), s->h.step_id) == 0 &&
+		    strcmp(PQgetvalue(res, row, 2), s->step) == 0 &&
+		    strcmp(PQgetvalue(res, row, 3), s->h.tenant) == 0 &&
+		    strcmp(PQgetvalue(res, row, 4), s->sandbox_id) == 0 &&
+		    strcmp(PQgetvalue(res, row, 5), p->env) == 0 &&
+		    (p->secret[0] == '\0' || strcmp(PQgetvalue(res, row, 6), p->secret) == 0))
+			break;
+	if (row == PQntuples(res) && ++s->grant_lookups < GRANT_LOOKUPS) {
+		/* the decision may reach us a little after the seal request */
+		struct timeval tv = {0, GRANT_LOOKUP_GAP_MS * 1000};
+
+		if (event_base_once(s->env->base, -1, EV_TIMEOUT, grant_lookup_again, s, &tv) == 0)
+			return;
+	}
+	if (row == PQntuples(res)) {
+		seal_error(s, "not_allowed",
+			   "not_allowed: %s: no allow decision names this run, step, tenant, "
+			   "sandbox and key",
+			   p->env);
+		seal_answer(s);
+		return;
+	}
+	snprintf(p->secret, sizeof(p->secret), "%s", PQgetvalue(res, row, 6));
+	if (p->secret[0] != '\0') {
+		params[0] = s->h.tenant;
+		params[1] = p->secret;
+		if (sw_store_query(s->env->store,
+				   "SELECT v.tenant, v.name, v.version, v.state, v.mac, s.backend,"
+				   " s.vault_path FROM versions v"
+				   " JOIN secrets s ON s.tenant = v.tenant AND s.name = v.name"
+				   " WHERE v.tenant = $1 AND v.name = $2 AND v.state <> 'deleted'"
+				   " ORDER BY v.version DESC LIMIT 1",
+				   2, params, grant_version_cb, s) == -1) {
+			seal_error(s, "backend_unavailable", "cannot queue the version read");
+			seal_answer(s);
+		}
+		return;
+	}
+	params[0] = s->h.run_id;
+	params[1] = s->step;
+	params[2] = s->h.tenant;
+	if (sw_store_query(s->env->store,
+			   "SELECT keys::text, denied::text FROM resolutions"
+			   " WHERE run_id = $1 AND step = $2 AND tenant = $3",
+			   3, params, grant_cascade_cb, s) == -1) {
+		seal_error(s, "backend_unavailable", "cannot queue the resolution read");
+		seal_answer(s);
+	}
+}
+
+static void grant_lookup(struct seal *s)
+{
+	const char *params[1] = {s->grant};
+
+	/* keyed by the request: after its grant's insert on the same
+	 * connection when that was queued first (bus.c) */
+	if (sw_store_query_key(s->env->store, s->grant,
+			       "SELECT run_id, step_id, step, tenant, sandbox_id, name, secret"
+			       " FROM grants WHERE request_id = $1::uuid",
+			       1, params, grant_cb, s) == -1) {
+		seal_error(s, "backend_unavailable", "cannot queue the grant read");
+		seal_answer(s);
+	}
+}
+
 /* Fill s from the event; -1 (with s->code set) when it is malformed. */
 static int seal_parse(struct seal *s, json_t *ev)
 {
@@ -1468,6 +1679,8 @@ static int seal_parse(struct seal *s, json_t *ev)
 		seal_error(s, "bad_request", "keys: at most %d pins", ID_MAX_KEYS);
 		return -1;
 	}
+	if (step_str(ev, "grant")[0] != '\0')
+		return grant_parse(s, ev, keys);
 	if (json_array_size(keys) > 0 &&
 	    (s->pins = calloc(json_array_size(keys), sizeof(*s->pins))) == NULL) {
 		seal_error(s, "backend_unavailable", "out of memory");
@@ -1522,5 +1735,8 @@ void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id
 		seal_answer(s);
 		return;
 	}
-	seal_lookup(s);
+	if (s->grant[0] != '\0')
+		grant_lookup(s);
+	else
+		seal_lookup(s);
 }

@@ -13,6 +13,9 @@
  *   resolutions  what each resolve request of a run resolved per step (keys
  *                with their owning scope); seal requests are checked
  *                against it
+ *   grants       allow decisions of credential requests (cli_agent_jit),
+ *                learnt from credential.decided on sagewai.credentials: a
+ *                seal request with a grant is checked against it
  *   tenants, apikeys, users
  *                learnt from sagewai.tenants (tenants.c)
  *
@@ -81,8 +84,27 @@ static const char *const migration_1 =
 	" name text NOT NULL,"
 	" deleted boolean NOT NULL DEFAULT false);";
 
+/* cli_agent_jit: the allow decisions, and each resolution's denied keys
+ * (a grant of a key the step's ACL refuses is not_allowed, naming why) */
+static const char *const migration_2 =
+	"CREATE TABLE grants ("
+	" request_id uuid NOT NULL,"
+	" run_id text NOT NULL,"
+	" step_id text NOT NULL,"
+	" step text NOT NULL,"
+	" tenant text NOT NULL,"
+	" sandbox_id text NOT NULL,"
+	" name text NOT NULL,"
+	" secret text NOT NULL,"
+	" rule text NOT NULL DEFAULT '',"
+	" by text NOT NULL DEFAULT '',"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (request_id, run_id, step_id, tenant, sandbox_id, name));"
+	"ALTER TABLE resolutions ADD COLUMN denied jsonb NOT NULL DEFAULT '[]';";
+
 const struct sw_migration id_migrations[] = {
 	{1, migration_1},
+	{2, migration_2},
 };
 const size_t id_nmigrations = sizeof(id_migrations) / sizeof(id_migrations[0]);
 

@@ -76,6 +76,7 @@ static void exec_release(struct sbd_job *j)
 	sw_buf_free(&j->out);
 	sw_buf_free(&j->err);
 	sbd_agent_release(j); /* a delivery in progress is abandoned */
+	sbd_cred_release(j);  /* requests still waiting are withdrawn */
 	/* last: the egress proxy (gone with the slot) redacts with it */
 	sbd_identity_release(j);
 }
@@ -91,20 +92,14 @@ void sbd_exec_finish(struct sbd_job *j, int st, json_t *output, const char *fmt,
 		vsnprintf(error, sizeof(error), fmt, ap);
 		va_end(ap);
 	}
-	if (j->ident == NULL || j->ident->red == NULL) {
+	if (!sbd_identity_redacting(j)) {
 		sw_executor_finish(j->x, (enum sw_step_status)st, output, fmt ? error : NULL);
 		return;
 	}
 	/* the texts quote the command's output: no injected value leaves */
-	if (output != NULL) {
-		json_t *o = sw_redact_json(j->ident->red, output, NULL);
-
-		json_decref(output);
-		if ((output = o) == NULL)
-			goto oom;
-	}
-	if (fmt != NULL && (safe = sw_redact_buf(j->ident->red, error, strlen(error), NULL,
-						 NULL)) == NULL) {
+	if (output != NULL && (output = sbd_identity_redact_json(j, output)) == NULL)
+		goto oom;
+	if (fmt != NULL && (safe = sbd_identity_redact(j, error)) == NULL) {
 		json_decref(output);
 		goto oom;
 	}
@@ -302,10 +297,17 @@ static void on_runner_error(void *arg, const char *message)
 	free(safe);
 }
 
+/* cli_agent_jit: a program in the sandbox asks for a credential (cred.c) */
+static void on_cred_request(void *arg, const char *json, size_t len)
+{
+	sbd_cred_request(arg, json, len);
+}
+
 static const struct sw_sandbox_events sandbox_events = {
     .on_output = on_output,
     .on_exit = on_exit_frame,
     .on_error = on_runner_error,
+    .on_cred_request = on_cred_request,
 };
 
 /* The stderr tail for an error text, valid UTF-8; caller frees. */
@@ -403,6 +405,12 @@ static void want_write(struct sbd_job *j)
 {
 	if (sw_sandbox_want_write(j->slot->sb))
 		event_add(j->wr, NULL);
+}
+
+void sbd_exec_want_write(struct sbd_job *j)
+{
+	if (j->slot != NULL && j->slot->sb != NULL && j->wr != NULL)
+		want_write(j);
 }
 
 static void on_readable(evutil_socket_t fd, short what, void *arg)
@@ -554,6 +562,7 @@ void sbd_exec_run(struct sbd_job *j)
 
 void sbd_exec_drop_sandbox(struct sbd_job *j)
 {
+	sbd_cred_release(j); /* nothing can be delivered to a sandbox that is gone */
 	if (j->rd != NULL)
 		event_free(j->rd);
 	if (j->wr != NULL)
@@ -873,7 +882,7 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 	struct sbd_job *j = x->owner;
 	enum sw_sandbox_net net;
 	const char *variant = "base", *network = "none";
-	int agent = strcmp(j->x->mode, "cli_agent") == 0;
+	int agent = strcmp(j->x->mode, "cli_agent") == 0 || strcmp(j->x->mode, "cli_agent_jit") == 0;
 	char err[512];
 	json_t *v;
 
@@ -959,11 +968,12 @@ static int exec_wants(void *arg, const char *mode)
 {
 	struct sbd_env *env = arg;
 
-	/* in_process is the worker's; identity_scoped and cli_agent only with
-	 * a seal key (another host, or nobody, takes them otherwise);
-	 * cli_agent_jit is not served here */
+	/* in_process is the worker's; identity_scoped, cli_agent and
+	 * cli_agent_jit only with a seal key (another host, or nobody, takes
+	 * them otherwise) */
 	return strcmp(mode, "sandboxed") == 0 ||
-	       ((strcmp(mode, "identity_scoped") == 0 || strcmp(mode, "cli_agent") == 0) &&
+	       ((strcmp(mode, "identity_scoped") == 0 || strcmp(mode, "cli_agent") == 0 ||
+		 strcmp(mode, "cli_agent_jit") == 0) &&
 		env->seal_sk != NULL);
 }
 
@@ -975,6 +985,7 @@ static int exec_job_new(void *arg, struct sw_executor_job *x)
 		return -1;
 	j->x = x;
 	j->env = arg;
+	LIST_INIT(&j->creds);
 	x->owner = j;
 	return 0;
 }

@@ -93,6 +93,9 @@ int sbd_identity_configure(struct sbd_env *env, char *const *envp, char *err, si
 			     100, 600000, &n, err, errlen) == -1)
 		return -1;
 	env->seal_timeout_ms = n;
+	if (sw_config_number(envp, "SAGEWAI_SANDBOXD_CRED_RATE", SBD_CRED_RATE_DEFAULT, 1, 1000000,
+			     &env->cred_rate, err, errlen) == -1)
+		return -1;
 	if (sw_config_env(envp, "SAGEWAI_SANDBOXD_SEAL_KEY") != NULL) {
 		snprintf(err, errlen, "SAGEWAI_SANDBOXD_SEAL_KEY: give the key in a file "
 				      "(SAGEWAI_SANDBOXD_SEAL_KEY_FILE), never in the environment");
@@ -231,6 +234,11 @@ static void ident_free(struct sbd_ident *id)
 	sw_redact_stream_destroy(id->rs[0]);
 	sw_redact_stream_destroy(id->rs[1]);
 	sw_redact_destroy(id->red);
+	for (size_t i = 0; i < id->ngrants; i++) {
+		sw_redact_stream_destroy(id->grants[i].rs[0]);
+		sw_redact_stream_destroy(id->grants[i].rs[1]);
+		sw_redact_destroy(id->grants[i].red);
+	}
 	sw_buf_free(&id->scratch);
 	free(id);
 }
@@ -302,30 +310,146 @@ void sbd_identity_release(struct sbd_job *j)
 
 /* ---- redaction -------------------------------------------------------------- */
 
+/* The layers output goes through: the pinned values', then each grant's. */
+static size_t layers(const struct sbd_ident *id, struct sbd_layer *out)
+{
+	size_t n = 0;
+
+	if (id == NULL)
+		return 0;
+	if (id->red != NULL)
+		out[n++] = (struct sbd_layer){.red = id->red, .rs = {id->rs[0], id->rs[1]}};
+	for (size_t i = 0; i < id->ngrants; i++)
+		out[n++] = id->grants[i];
+	return n;
+}
+
+int sbd_identity_redacting(const struct sbd_job *j)
+{
+	return j->ident != NULL && (j->ident->red != NULL || j->ident->ngrants > 0);
+}
+
+/* buf through layers [from, n) of stream s, appended to out. 0 or -1. */
+static int chain(const struct sbd_layer *l, size_t from, size_t n, int s, const void *buf,
+		 size_t len, struct sw_buf *out)
+{
+	struct sw_buf t[2];
+	const void *cur = buf;
+	size_t curlen = len;
+	int rc = 0, w = 0;
+
+	if (from >= n)
+		return sw_buf_add(out, buf, len);
+	sw_buf_init(&t[0], 0);
+	sw_buf_init(&t[1], 0);
+	for (size_t k = from; k < n && rc == 0; k++) {
+		struct sw_buf *dst = k + 1 == n ? out : &t[w];
+
+		if (dst != out)
+			sw_buf_reset(dst);
+		rc = sw_redact_stream_feed(l[k].rs[s], cur, curlen, dst);
+		cur = dst->p;
+		curlen = dst->len;
+		w ^= 1;
+	}
+	sw_buf_free(&t[0]);
+	sw_buf_free(&t[1]);
+	return rc;
+}
+
 int sbd_identity_feed(struct sbd_job *j, int stream, const void *buf, size_t len,
 		      struct sw_buf *out)
 {
-	struct sbd_ident *id = j->ident;
+	struct sbd_layer l[SBD_CRED_GRANTS_MAX + 1];
+	size_t n = layers(j->ident, l);
 
-	if (id == NULL || id->red == NULL)
+	if (n == 0)
 		return sw_buf_add(out, buf, len);
-	return sw_redact_stream_feed(id->rs[stream == 1 ? 0 : 1], buf, len, out);
+	return chain(l, 0, n, stream == 1 ? 0 : 1, buf, len, out);
 }
 
 int sbd_identity_flush(struct sbd_job *j, int stream, struct sw_buf *out)
 {
-	struct sbd_ident *id = j->ident;
+	struct sbd_layer l[SBD_CRED_GRANTS_MAX + 1];
+	size_t n = layers(j->ident, l);
+	int s = stream == 1 ? 0 : 1, rc = 0;
+	struct sw_buf t;
 
-	if (id == NULL || id->red == NULL)
-		return 0;
-	return sw_redact_stream_flush(id->rs[stream == 1 ? 0 : 1], out);
+	sw_buf_init(&t, 0);
+	/* each layer's held-back tail goes through the layers after it */
+	for (size_t k = 0; k < n && rc == 0; k++) {
+		sw_buf_reset(&t);
+		rc = sw_redact_stream_flush(l[k].rs[s], &t);
+		if (rc == 0)
+			rc = chain(l, k + 1, n, s, t.p ? t.p : "", t.len, out);
+	}
+	sw_buf_free(&t);
+	return rc;
 }
 
 char *sbd_identity_redact(const struct sbd_job *j, const char *text)
 {
-	if (j->ident == NULL || j->ident->red == NULL)
-		return strdup(text);
-	return sw_redact_buf(j->ident->red, text, strlen(text), NULL, NULL);
+	struct sbd_layer l[SBD_CRED_GRANTS_MAX + 1];
+	size_t n = layers(j->ident, l);
+	char *cur = strdup(text), *next;
+
+	for (size_t k = 0; k < n && cur != NULL; k++) {
+		next = sw_redact_buf(l[k].red, cur, strlen(cur), NULL, NULL);
+		free(cur);
+		cur = next;
+	}
+	return cur;
+}
+
+json_t *sbd_identity_redact_json(const struct sbd_job *j, json_t *v)
+{
+	struct sbd_layer l[SBD_CRED_GRANTS_MAX + 1];
+	size_t n = layers(j->ident, l);
+	json_t *next;
+
+	for (size_t k = 0; k < n && v != NULL; k++) {
+		next = sw_redact_json(l[k].red, v, NULL);
+		json_decref(v);
+		v = next;
+	}
+	return v;
+}
+
+int sbd_identity_grant(struct sbd_job *j, const char *env, const void *value, size_t len,
+		       char *err, size_t errlen)
+{
+	struct sbd_ident *id = j->ident;
+	struct sbd_layer l[SBD_CRED_GRANTS_MAX + 1], *g;
+	size_t n = layers(id, l), off = 0, mlen = 0;
+
+	/* a value redacted already (asked again, or pinned too) needs no layer */
+	for (size_t k = 0; k < n; k++)
+		if (sw_redact_find(l[k].red, value, len, &off, &mlen, NULL, 0) == 1 && off == 0 &&
+		    mlen == len)
+			return 1;
+	if (id == NULL || id->ngrants >= SBD_CRED_GRANTS_MAX) {
+		snprintf(err, errlen, "at most %d values are delivered to one sandbox",
+			 SBD_CRED_GRANTS_MAX);
+		return -1;
+	}
+	g = &id->grants[id->ngrants];
+	if ((g->red = sw_redact_new()) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return -1;
+	}
+	if (sw_redact_add(g->red, env, value, len, err, errlen) != 0 ||
+	    (g->rs[0] = sw_redact_stream_new(g->red)) == NULL ||
+	    (g->rs[1] = sw_redact_stream_new(g->red)) == NULL) {
+		if (g->rs[0] == NULL && err[0] == '\0')
+			snprintf(err, errlen, "out of memory");
+		sw_redact_stream_destroy(g->rs[0]);
+		sw_redact_stream_destroy(g->rs[1]);
+		sw_redact_destroy(g->red);
+		memset(g, 0, sizeof(*g));
+		return -1;
+	}
+	id->ngrants++;
+	return 0;
 }
 
 /* ---- the seal request and its answer ------------------------------------------ */
@@ -644,8 +768,10 @@ static void on_sealed(struct sbd_env *env, json_t *ev)
 	if (j->stage == SBD_SEALING && j->x->phase == SW_EXECUTOR_ACTIVE &&
 	    strcmp(j->ident->request_id, rid) == 0)
 		break;
-	if (j == NULL)
-		return; /* another host's, or one we gave up on */
+	if (j == NULL) {
+		sbd_cred_sealed(env, ev); /* a granted credential's, or nobody's */
+		return;
+	}
 	evtimer_del(j->ident->timer);
 	if (!json_is_true(json_object_get(ev, "ok"))) {
 		refused(j, ev);
@@ -785,6 +911,7 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	for (size_t i = 0; i < n; i++) {
 		const struct sw_bus_msg *m = &msgs[i];
 		int sealed = strcmp(m->topic, SW_TOPIC_IDENTITY_SEALED) == 0;
+		int creds = strcmp(m->topic, SW_TOPIC_CREDENTIALS) == 0;
 
 		if (m->value == NULL || m->len == 0) {
 			ignored(m, "empty message");
@@ -793,6 +920,20 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) !=
 		    0) {
 			ignored(m, why);
+			continue;
+		}
+		if (creds) {
+			/* the decisions on our sandboxes' requests; the rest is
+			 * the flow's other traffic */
+			if (strcmp(h.type, "credential.decided") != 0 || LIST_EMPTY(&env->idjobs))
+				continue;
+			if ((ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) ==
+			    NULL) {
+				ignored(m, why);
+				continue;
+			}
+			sbd_cred_decided(env, ev, &h);
+			json_decref(ev);
 			continue;
 		}
 		if (sealed && strcmp(h.type, "identity.sealed") != 0) {
@@ -817,7 +958,8 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 
 int sbd_identity_start(struct sbd_env *env, char *err, size_t errlen)
 {
-	static const char *const topics[] = {SW_TOPIC_IDENTITY, SW_TOPIC_IDENTITY_SEALED, NULL};
+	static const char *const topics[] = {SW_TOPIC_IDENTITY, SW_TOPIC_IDENTITY_SEALED,
+					     SW_TOPIC_CREDENTIALS, NULL};
 
 	if (env->seal_sk == NULL)
 		return 0;

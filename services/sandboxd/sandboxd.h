@@ -58,6 +58,7 @@
 #include "sw_store.h"
 
 #include "artifact.h"
+#include "credparse.h"
 
 /* sw_executor.h (libs/executor) is included by the files that use it; this
  * header is also compiled into tests that do not link the executor. */
@@ -76,7 +77,7 @@ struct sw_executor_report;
 #define SBD_GRACE_MS 5000    /* host-side slack over the runner's own timeout */
 #define SBD_DRAIN_S 10	     /* grace for running steps at shutdown */
 #define SBD_STDERR_TAIL 400  /* stderr quoted in an exit_status error */
-#define SBD_PATH "/usr/local/bin:/usr/bin:/bin"
+#define SBD_PATH "/usr/local/bin:/usr/bin:/bin:/.sagewai/bin" /* sagewai-cred last */
 #define SBD_USER_DEFAULT "65533:65533" /* the service part, when started as root */
 #define SBD_SANDBOX_MAX_DEFAULT 256
 
@@ -171,6 +172,16 @@ struct sbd_idkey {
 	char *plain;	  /* a plain knob's value (not secret; owned); NULL for a secret */
 };
 
+#define SBD_CRED_PENDING_MAX 4 /* credential requests of one sandbox waiting at once */
+#define SBD_CRED_RATE_DEFAULT 60 /* requests of one sandbox per minute */
+#define SBD_CRED_GRANTS_MAX 16 /* distinct values delivered to one sandbox */
+
+/* One redaction layer: a set and its two streams (stdout, stderr). */
+struct sbd_layer {
+	struct sw_redact *red;
+	struct sw_redact_stream *rs[2];
+};
+
 /* The identity side of one identity_scoped job (identity.c). */
 struct sbd_ident {
 	struct sbd_idkey *keys; /* the dispatch's, in its order */
@@ -182,7 +193,31 @@ struct sbd_ident {
 	struct sw_redact_stream *rs[2];	 /* stdout, stderr */
 	struct sw_buf scratch;		 /* redacted bytes of one chunk */
 	bool injected;			 /* INJECT_ENV frames queued */
+	/* cli_agent_jit: one layer per value delivered at run time (a set is
+	 * immutable once its streams exist); output goes through red, then
+	 * each of these in order */
+	struct sbd_layer grants[SBD_CRED_GRANTS_MAX];
+	size_t ngrants;
 };
+
+/* A credential request of a cli_agent_jit sandbox (cred.c). */
+enum sbd_cred_stage {
+	SBD_CRED_DECIDING, /* credential.requested out, credential.decided awaited */
+	SBD_CRED_SEALING,  /* allowed: identity.seal_requested out, the box awaited */
+};
+
+struct sbd_cred {
+	LIST_ENTRY(sbd_cred) entry;
+	struct sbd_job *j;
+	enum sbd_cred_stage stage;
+	uint32_t id;			 /* the runner's */
+	char request_id[SW_UUID_STRLEN]; /* ours, in every credential.* event */
+	char seal_id[SW_UUID_STRLEN];	 /* the seal request's, once allowed */
+	char name[129];
+	int64_t timeout_ms;
+	struct event *timer; /* the requester's deadline */
+};
+LIST_HEAD(sbd_credl, sbd_cred);
 
 /* sandboxd's part of a step.dispatched being handled (x->owner). */
 struct sbd_job {
@@ -215,6 +250,10 @@ struct sbd_job {
 	bool redact_failed;		 /* out of memory redacting: nothing more is released */
 	struct sbd_ident *ident;	 /* identity_scoped: its keys and redactor; else NULL */
 	LIST_ENTRY(sbd_job) id_entry; /* env->idjobs while ident is set */
+	struct sbd_credl creds;	      /* cli_agent_jit: requests in flight */
+	size_t ncreds;
+	int64_t cred_window_ms; /* the rate limit's minute began (monotonic) */
+	long long cred_window_n; /* requests in it */
 };
 LIST_HEAD(sbd_jobl, sbd_job);
 
@@ -247,6 +286,8 @@ struct sbd_env {
 	unsigned char seal_pk[32];   /* its public key */
 	char seal_pk_hex[65];
 	int64_t seal_timeout_ms;     /* SAGEWAI_SANDBOXD_SEAL_TIMEOUT_MS */
+	long long cred_rate;	     /* SAGEWAI_SANDBOXD_CRED_RATE: requests per sandbox per
+				      * minute (cli_agent_jit) */
 	unsigned char *mac_key;	     /* SAGEWAI_SECRET_MAC_KEY_FILE (sodium_malloc), or NULL:
 				      * sealed values are checked against the pinned MACs */
 	struct sw_bus_consumer *idtail; /* sagewai.identity{,.sealed} from their ends */
@@ -360,6 +401,18 @@ int sbd_identity_feed(struct sbd_job *j, int stream, const void *buf, size_t len
 int sbd_identity_flush(struct sbd_job *j, int stream, struct sw_buf *out);
 /* A malloc'd redacted copy of text (NULL when out of memory). */
 char *sbd_identity_redact(const struct sbd_job *j, const char *text);
+/* j holds values to redact (pinned or granted). */
+int sbd_identity_redacting(const struct sbd_job *j);
+/* v redacted (a new reference; NULL when out of memory); v's reference is
+ * stolen. */
+json_t *sbd_identity_redact_json(const struct sbd_job *j, json_t *v);
+/* cli_agent_jit: redact value (len bytes) as env from now on (a new
+ * layer). 0; 1 when it is redacted already (no layer added); -1 with err
+ * (too short to redact, too many, no memory). */
+int sbd_identity_grant(struct sbd_job *j, const char *env, const void *value, size_t len,
+		       char *err, size_t errlen);
+/* A sealed answer nobody's seal waits for: the credential flow's? */
+void sbd_cred_sealed(struct sbd_env *env, json_t *ev);
 
 /* agent.c: the cli_agent mode (docs/SANDBOX.md, "cli_agent"): after the
  * sandbox is acquired, the agent's home is prepared (PREPARING), the
@@ -391,6 +444,18 @@ void sbd_agent_ran(struct sbd_job *j);
 int sbd_agent_keep(struct sbd_job *j, const char *env, const void *value, size_t len);
 /* The job ends: a delivery in flight is abandoned, kept values wiped. */
 void sbd_agent_release(struct sbd_job *j);
+
+/* cred.c: the cli_agent_jit credential requests (docs/JIT.md) */
+/* A CRED_REQUEST frame from j's runner (payload as received). Never ends
+ * the step: a bad one is refused to the runner and logged. */
+void sbd_cred_request(struct sbd_job *j, const char *json, size_t len);
+/* A credential.decided (decoded) from the tail reader. */
+void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_header *h);
+/* The job ends, or its sandbox is dropped: pending requests are withdrawn
+ * (credential.withdrawn). */
+void sbd_cred_release(struct sbd_job *j);
+/* exec.c: queue what j's sandbox has to be sent. */
+void sbd_exec_want_write(struct sbd_job *j);
 
 /* events.c: lifecycle events on sagewai.sandbox (informative: a lost one
  * is logged, never retried) */

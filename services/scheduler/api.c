@@ -286,8 +286,9 @@ static const char *mode_needs(enum sw_mode m)
 		return "the identity service (SAGEWAI_IDENTITY=1) and a sandbox host that runs"
 		       " cli_agent";
 	case SW_MODE_CLI_AGENT_JIT:
-		return "sandboxd with CLI-agent support and the policy service for run-time"
-		       " credential grants";
+		return "the identity service (SAGEWAI_IDENTITY=1), the policy service"
+		       " (SAGEWAI_POLICY=1) that decides run-time credential requests, and a"
+		       " sandbox host that runs cli_agent_jit";
 	default:
 		return "an executor for it";
 	}

@@ -26,6 +26,10 @@
  *                              as 64 hex digits, shared with sagewai-identity
  *   SAGEWAI_IDENTITY_TIMEOUT_MS   how long a submit waits for identity.resolved
  *                              (default SCHED_IDENTITY_TIMEOUT_MS, 10..120000)
+ *   SAGEWAI_POLICY             1: sagewai-policy is deployed (it decides the
+ *                              credential requests of cli_agent_jit steps):
+ *                              with SAGEWAI_IDENTITY=1, cli_agent_jit becomes
+ *                              runnable (when also in SAGEWAI_RUNNABLE_MODES)
  *
  * SAGEWAI_KAFKA_CONSUMER_CONFIG and SAGEWAI_KAFKA_PRODUCER_CONFIG are read
  * where the clients are made (bus.c).
@@ -40,7 +44,10 @@ int sched_mode_runnable(const struct sched_env *env, enum sw_mode m)
 	if (!(env->runnable & (1u << m)))
 		return 0;
 	/* the modes that carry a customer identity need the identity service
-	 * to resolve it (cli_agent_jit also needs a policy service: not yet) */
+	 * to resolve it; cli_agent_jit also a policy service to decide its
+	 * credential requests */
+	if (m == SW_MODE_CLI_AGENT_JIT)
+		return env->identity && env->policy;
 	return (m != SW_MODE_IDENTITY_SCOPED && m != SW_MODE_CLI_AGENT) || env->identity;
 }
 
@@ -179,6 +186,12 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 	if (sw_config_secret(env->envp, "SAGEWAI_ADMIN_TOKEN", env->admin_token,
 			     sizeof(env->admin_token), errstr, errlen) == -1)
 		return -1;
+	v = sw_config_env(env->envp, "SAGEWAI_POLICY");
+	if (v != NULL && v[0] != '\0' && strcmp(v, "0") != 0 && strcmp(v, "1") != 0) {
+		snprintf(errstr, errlen, "SAGEWAI_POLICY must be 0 or 1, not '%.16s'", v);
+		return -1;
+	}
+	env->policy = v != NULL && strcmp(v, "1") == 0;
 	if (identity_config(env, errstr, errlen) == -1)
 		return -1;
 	runnable_list(env);

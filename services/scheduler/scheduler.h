@@ -150,6 +150,7 @@ struct sched_env {
 	char runnable_list[256]; /* the same, for messages */
 	char admin_token[256];	 /* SAGEWAI_ADMIN_TOKEN; empty = no tenant admin */
 	int identity;		 /* SAGEWAI_IDENTITY=1: sagewai-identity is deployed */
+	int policy;		 /* SAGEWAI_POLICY=1: sagewai-policy is deployed */
 	uint8_t mac_key[32];	 /* SAGEWAI_SECRET_MAC_KEY_FILE (with identity) */
 	long long identity_timeout_ms; /* SAGEWAI_IDENTITY_TIMEOUT_MS */
 

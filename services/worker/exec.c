@@ -144,7 +144,7 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 }
 
 /* With sandboxd on this deployment, its steps (sandboxed, identity_scoped,
- * cli_agent) are its own; every other mode still gets this worker's
+ * cli_agent, cli_agent_jit) are its own; every other mode still gets this worker's
  * preflight (preview gate, refusal). */
 static int exec_wants(void *arg, const char *mode)
 {
@@ -152,7 +152,7 @@ static int exec_wants(void *arg, const char *mode)
 
 	return !(env->ignore_other_modes &&
 		 (strcmp(mode, "sandboxed") == 0 || strcmp(mode, "identity_scoped") == 0 ||
-		  strcmp(mode, "cli_agent") == 0));
+		  strcmp(mode, "cli_agent") == 0 || strcmp(mode, "cli_agent_jit") == 0));
 }
 
 static int exec_job_new(void *arg, struct sw_executor_job *x)

@@ -214,7 +214,8 @@ static void setup(const char *scenario)
 {
 	static const char *const pconf[] = {"linger.ms=1", NULL};
 	static const char *const rtopics[] = {"sagewai.identity", "sagewai.identity.sealed", NULL};
-	static const char *const gtopics[] = {"sagewai.identity", "sagewai.tenants", NULL};
+	static const char *const gtopics[] = {"sagewai.identity", "sagewai.tenants",
+					      "sagewai.credentials", NULL};
 	char q[2048], err[256], k1[65], mk[65], line[200], rg[160];
 
 	sw_test_env_load();
@@ -1507,11 +1508,144 @@ static void t_kill9(void)
 	finish();
 }
 
+/* cli_agent_jit (docs/JIT.md): seals with a grant. The test plays the
+ * policy (credential.decided) and sandboxd (identity.seal_requested). */
+static void decided(const char *run, const char *rid, const char *sandbox, const char *name,
+		    const char *decision, const char *secret)
+{
+	char step_id[200];
+
+	snprintf(step_id, sizeof(step_id), "%s/s1/1", run);
+	produce("credential.decided", "sagewai.credentials", "default", run, step_id,
+		"sagewai-policy",
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id", rid,
+			  "sandbox_id", sandbox, "step", "s1", "name", name, "decision", decision,
+			  "by", "rule", "rule", "r1", "approver", "", "reason", "test", "secret",
+			  secret));
+}
+
+static json_t *grant_seal(const char *run, const char *grant, const char *sandbox,
+			  const char *env, const char *secret)
+{
+	char rid[SW_UUID_STRLEN], hk[65], step_id[200];
+
+	sw_uuid_v7_str(rid);
+	sw_hex_encode(host_pk, 32, hk);
+	snprintf(step_id, sizeof(step_id), "%s/s1/1", run);
+	produce("identity.seal_requested", "sagewai.identity", "default", run, step_id,
+		"sagewai-sandboxd",
+		json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:i}], s:s}", "request_id", rid,
+			  "step", "s1", "sandbox_id", sandbox, "host_key", hk, "keys", "env", env,
+			  "secret", secret, "version", 0, "grant", grant));
+	return reply_for("identity.sealed", rid);
+}
+
+static void sealed_refused(json_t *s, const char *code, const char *what)
+{
+	SW_REQUIRE(!json_is_true(json_object_get(s, "ok")) && strcmp(js(s, "code"), code) == 0,
+		   "%s: %s %s, want %s", what, js(s, "code"), js(s, "error"), code);
+}
+
+static void t_grant(void)
+{
+	const char *v = marker("jit"), *vp = marker("pinned");
+	char run[80], g1[SW_UUID_STRLEN], g2[SW_UUID_STRLEN], g3[SW_UUID_STRLEN];
+	char g4[SW_UUID_STRLEN], g5[SW_UUID_STRLEN], sb[SW_UUID_STRLEN], other[SW_UUID_STRLEN];
+	json_t *a, *s, *box, *k;
+	char *val;
+	int64_t t0;
+
+	setup("grant");
+	id_start();
+	put_secret("default", "jit-tok", v, NULL);
+	put_secret("default", "pinned", vp, NULL);
+	put_profile("default", "workflow", "deploy",
+		    "{\"keys\": {\"PINNED\": {\"secret\": \"pinned\"},"
+		    " \"FORBIDDEN\": {\"secret\": \"pinned\", \"agents\": [\"codex\"]}}}");
+	snprintf(run, sizeof(run), "%s-r1", prefix);
+	a = resolve_kafka("default", run, "wf", "", step1("s1", "cli_agent_jit", "custom", "deploy"),
+			  NULL);
+	SW_REQUIRE(json_is_true(json_object_get(a, "ok")), "resolve: %s", js(a, "error"));
+	sw_uuid_v7_str(sb);
+	sw_uuid_v7_str(other);
+	sw_uuid_v7_str(g1);
+	sw_uuid_v7_str(g2);
+	sw_uuid_v7_str(g3);
+	sw_uuid_v7_str(g4);
+	sw_uuid_v7_str(g5);
+	/* an allow naming the secret: sealed for that sandbox, and no other */
+	decided(run, g1, sb, "JIT_KEY", "allow", "jit-tok");
+	s = grant_seal(run, g1, sb, "JIT_KEY", "jit-tok");
+	box = open_box(s);
+	k = json_array_get(json_object_get(box, "keys"), 0);
+	SW_REQUIRE(json_array_size(json_object_get(box, "keys")) == 1 &&
+		   strcmp(js(k, "env"), "JIT_KEY") == 0 && strcmp(js(k, "secret"), "jit-tok") == 0 &&
+		   json_integer_value(json_object_get(k, "version")) == 1,
+		   "the box holds JIT_KEY (jit-tok v1)");
+	SW_CHECK((val = malloc(strlen(v) + 8)) != NULL);
+	{
+		size_t n = 0;
+
+		SW_CHECK(sodium_base642bin((unsigned char *)val, strlen(v) + 8, js(k, "value_b64"),
+					   strlen(js(k, "value_b64")), NULL, &n, NULL,
+					   sodium_base64_VARIANT_ORIGINAL) == 0);
+		val[n] = '\0';
+	}
+	SW_REQUIRE(strcmp(val, v) == 0, "the sealed value is the secret's");
+	free(val);
+	json_decref(box);
+	sealed_refused(grant_seal(run, g1, other, "JIT_KEY", "jit-tok"), "not_allowed",
+		       "another sandbox");
+	sealed_refused(grant_seal(run, g1, sb, "OTHER_KEY", ""), "not_allowed", "another key");
+	sealed_refused(grant_seal(run, g1, sb, "JIT_KEY", "pinned"), "not_allowed",
+		       "another secret");
+	/* no decision at all: looked for about a second, then not_allowed */
+	t0 = sw_mono_ms();
+	sealed_refused(grant_seal(run, g2, sb, "JIT_KEY", ""), "not_allowed", "no decision");
+	SW_REQUIRE(sw_mono_ms() - t0 >= 900, "gave up after %lld ms", (long long)(sw_mono_ms() - t0));
+	/* a denial is no grant */
+	decided(run, g3, sb, "JIT_KEY", "deny", "");
+	sealed_refused(grant_seal(run, g3, sb, "JIT_KEY", ""), "not_allowed", "denied");
+	/* from the run's cascade: a kept key is sealed at its pinned version;
+	 * one the ACL denied (agents) is not_allowed naming why; one in none
+	 * missing */
+	decided(run, g4, sb, "PINNED", "allow", "");
+	box = open_box(grant_seal(run, g4, sb, "PINNED", ""));
+	k = json_array_get(json_object_get(box, "keys"), 0);
+	SW_REQUIRE(strcmp(js(k, "secret"), "pinned") == 0, "PINNED from the cascade");
+	json_decref(box);
+	decided(run, g5, sb, "FORBIDDEN", "allow", "");
+	s = grant_seal(run, g5, sb, "FORBIDDEN", "");
+	sealed_refused(s, "not_allowed", "ACL");
+	SW_REQUIRE(strstr(js(s, "error"), "agent not in acl") != NULL, "why: %s", js(s, "error"));
+	sw_uuid_v7_str(g5);
+	decided(run, g5, sb, "NOWHERE", "allow", "");
+	sealed_refused(grant_seal(run, g5, sb, "NOWHERE", ""), "missing", "not in the cascade");
+	/* a malformed grant seal: two keys */
+	{
+		char rid[SW_UUID_STRLEN], hk[65], step_id[200];
+
+		sw_uuid_v7_str(rid);
+		sw_hex_encode(host_pk, 32, hk);
+		snprintf(step_id, sizeof(step_id), "%s/s1/1", run);
+		produce("identity.seal_requested", "sagewai.identity", "default", run, step_id,
+			"sagewai-sandboxd",
+			json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:i}, {s:s, s:s, s:i}], s:s}",
+				  "request_id", rid, "step", "s1", "sandbox_id", sb, "host_key", hk,
+				  "keys", "env", "JIT_KEY", "secret", "", "version", 0, "env", "B",
+				  "secret", "", "version", 0, "grant", g1));
+		sealed_refused(reply_for("identity.sealed", rid), "bad_request", "two keys");
+	}
+	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.grants") == 4,
+		   "four allow decisions recorded");
+	finish();
+}
+
 static const struct sw_test_scenario scenarios[] = {
 	{"kill9", t_kill9},
 	{"config", t_config}, {"api", t_api},	  {"auth", t_auth},   {"cascade", t_cascade},
 	{"builtin", t_builtin}, {"rekey", t_rekey}, {"vault", t_vault}, {"cache", t_cache},
-	{"hostile", t_hostile},
+	{"hostile", t_hostile}, {"grant", t_grant},
 };
 
 int main(int argc, char **argv)

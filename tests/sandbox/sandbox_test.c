@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <jansson.h>
+
 #include "sw_sandbox.h"
 #include "sw_test.h"
 
@@ -431,6 +433,140 @@ static void t_kill(void)
 	sw_sandbox_destroy(sb, NULL);
 }
 
+/* ---- credential requests from inside (cli_agent_jit's runner side) -------- */
+
+struct cbuf {
+	char *p;
+	size_t len;
+};
+
+static void cbuf_add(struct cbuf *b, const void *p, size_t n)
+{
+	SW_CHECK((b->p = realloc(b->p, b->len + n + 1)) != NULL);
+	memcpy(b->p + b->len, p, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+struct cred_ctx {
+	struct sw_sandbox *sb;
+	int requests;
+	char names[4][64];
+	char requester[128];
+	struct exit_wait w;
+	struct cbuf out, err;
+};
+
+/* The host answers: GRANTED_KEY gets a value, DENIED_KEY a denial, SLOW
+ * nothing. */
+static void cred_cb(void *arg, const char *json, size_t len)
+{
+	struct cred_ctx *c = arg;
+	json_t *j = json_loadb(json, len, 0, NULL);
+	const char *name = json_string_value(json_object_get(j, "name"));
+	uint32_t id = (uint32_t)json_integer_value(json_object_get(j, "id"));
+	char err[200];
+
+	SW_CHECK(j != NULL && name != NULL && id > 0);
+	if (c->requests < 4)
+		snprintf(c->names[c->requests], sizeof(c->names[0]), "%s", name);
+	c->requests++;
+	snprintf(c->requester, sizeof(c->requester), "%s",
+		 json_string_value(json_object_get(j, "requester")));
+	if (strcmp(name, "GRANTED_KEY") == 0)
+		SW_CHECK(sw_sandbox_cred_answer(c->sb, id, 0, "", name, "granted-value-42", err,
+						sizeof(err)) == 0);
+	else if (strcmp(name, "DENIED_KEY") == 0)
+		SW_CHECK(sw_sandbox_cred_answer(c->sb, id, 1, "denied", "", "denied: no rule", err,
+						sizeof(err)) == 0);
+	json_decref(j);
+}
+
+static void cred_out(void *arg, int stream, const uint8_t *buf, size_t len)
+{
+	struct cred_ctx *c = arg;
+
+	cbuf_add(stream == 1 ? &c->out : &c->err, buf, len);
+}
+
+static void cred_exit(void *arg, const struct sw_sandbox_exit *ex)
+{
+	struct cred_ctx *c = arg;
+
+	c->w.done = true;
+	c->w.ex = *ex;
+}
+
+/* Run script with the credential callbacks until it exits. */
+static void cred_run(struct cred_ctx *c, const char *script)
+{
+	static const struct sw_sandbox_events ev = {
+	    .on_output = cred_out, .on_exit = cred_exit, .on_cred_request = cred_cb};
+	const char *argv[] = {"/bin/sh", "-c", script, NULL};
+	struct sw_sandbox_exec ex = {.argv = argv, .timeout_ms = 30000};
+	char err[512];
+
+	memset(&c->w, 0, sizeof(c->w));
+	free(c->out.p);
+	free(c->err.p);
+	memset(&c->out, 0, sizeof(c->out));
+	memset(&c->err, 0, sizeof(c->err));
+	SW_CHECK(sw_sandbox_exec_start(c->sb, &ex, err, sizeof(err)) == 0);
+	for (int waited = 0; !c->w.done && waited < 30000; waited += 10) {
+		struct pollfd pfd = {.fd = sw_sandbox_fd(c->sb), .events = POLLIN};
+
+		if (sw_sandbox_want_write(c->sb))
+			pfd.events |= POLLOUT;
+		if (poll(&pfd, 1, 10) > 0) {
+			if (pfd.revents & POLLOUT)
+				SW_CHECK(sw_sandbox_flush(c->sb) == 0);
+			if (pfd.revents & POLLIN)
+				SW_CHECKF(sw_sandbox_read(c->sb, &ev, c) == 0, "%s",
+					  sw_sandbox_error(c->sb));
+		}
+	}
+	SW_CHECK(c->w.done);
+}
+
+static void t_cred(void)
+{
+	struct cred_ctx c = {0};
+
+	c.sb = sandbox();
+	/* granted: the client prints the value; the command's own env is as it was */
+	cred_run(&c, "v=$(/.sagewai/bin/sagewai-cred request GRANTED_KEY --scope s --reason r); echo \"rc=$? "
+		     "v=$v own=${GRANTED_KEY:-unset}\"");
+	SW_CHECKF(c.out.p && strcmp(c.out.p, "rc=0 v=granted-value-42 own=unset\n") == 0, "%s",
+		  c.out.p ? c.out.p : "");
+	SW_CHECK(c.requests == 1 && strcmp(c.names[0], "GRANTED_KEY") == 0);
+	SW_CHECKF(strncmp(c.requester, "sagewai-cred (pid ", 18) == 0, "%s", c.requester);
+	/* a later command the runner starts has it in its environment */
+	cred_run(&c, "echo \"later=$GRANTED_KEY\"");
+	SW_CHECKF(c.out.p && strcmp(c.out.p, "later=granted-value-42\n") == 0, "%s",
+		  c.out.p ? c.out.p : "");
+	/* denied: the sentence on stderr, exit 2 */
+	cred_run(&c, "/.sagewai/bin/sagewai-cred request DENIED_KEY --scope s --reason r; echo \"rc=$?\"");
+	SW_CHECKF(c.out.p && strcmp(c.out.p, "rc=2\n") == 0, "%s", c.out.p ? c.out.p : "");
+	SW_CHECKF(c.err.p && strstr(c.err.p, "refused (denied): denied: no rule"), "%s",
+		  c.err.p ? c.err.p : "");
+	/* usage errors never reach the host: exit 1 */
+	cred_run(&c, "/.sagewai/bin/sagewai-cred request lower --scope s --reason r; echo \"rc=$?\";"
+		     "/.sagewai/bin/sagewai-cred request X --scope s; echo \"rc=$?\";"
+		     "/.sagewai/bin/sagewai-cred request X --scope s --reason r --timeout 0; echo \"rc=$?\"");
+	SW_CHECKF(c.out.p && strcmp(c.out.p, "rc=1\nrc=1\nrc=1\n") == 0, "%s",
+		  c.out.p ? c.out.p : "");
+	SW_CHECK(c.requests == 2);
+	/* nobody answers: the runner's own deadline is the request's + slack;
+	 * the client gives up at its own; a killed client is forgotten */
+	cred_run(&c, "timeout -s KILL 1 /.sagewai/bin/sagewai-cred request SLOW --scope s --reason r; "
+		     "echo \"rc=$?\"; echo \"later=$GRANTED_KEY\"");
+	SW_CHECKF(c.out.p && strcmp(c.out.p, "rc=137\nlater=granted-value-42\n") == 0, "%s",
+		  c.out.p ? c.out.p : "");
+	free(c.out.p);
+	free(c.err.p);
+	sw_sandbox_destroy(c.sb, NULL);
+}
+
 /* ---- egress hook: how the proxy will attach --------------------------------- */
 
 struct hook_ctx {
@@ -645,7 +781,8 @@ static void t_proc(void)
 	waitpid(host_proc, &st, 0);
 
 	/* No inherited fds: a command has 0, 1, 2 (and the one listing them);
-	 * the idle runner 0-2 on /dev/null, its socket and its signalfd. */
+	 * the idle runner 0-2 on /dev/null, its socket, its signalfd and the
+	 * credential socket's listener (fd 5). */
 	py(sb, "import os\nprint(sorted(int(f) for f in os.listdir('/proc/self/fd')))", 20000, &r);
 	SW_CHECKF(strcmp(r.out, "[0, 1, 2, 3]\n") == 0, "%s", r.out);
 	sw_sandbox_result_free(&r);
@@ -665,13 +802,13 @@ static void t_proc(void)
 			nfd++;
 			if (fd <= 2)
 				SW_CHECKF(strcmp(link, "/dev/null") == 0, "fd %d: %s", fd, link);
-			else if (fd == 3)
-				SW_CHECKF(strncmp(link, "socket:", 7) == 0, "fd 3: %s", link);
+			else if (fd == 3 || fd == 5)
+				SW_CHECKF(strncmp(link, "socket:", 7) == 0, "fd %d: %s", fd, link);
 			else
 				SW_CHECKF(fd == 4 && strstr(link, "signalfd"), "fd %d: %s", fd,
 					  link);
 		}
-		SW_CHECKF(nfd == 5, "runner has %d fds", nfd);
+		SW_CHECKF(nfd == 6, "runner has %d fds", nfd);
 	}
 	sw_sandbox_destroy(sb, NULL);
 }
@@ -1796,6 +1933,7 @@ static const struct {
     {"cgroup_pids", t_cgroup_pids},
     {"cgroup_cpu", t_cgroup_cpu},
     {"cgroup_cleanup", t_cgroup_cleanup},
+    {"cred", t_cred},
 };
 
 int main(int argc, char **argv)

@@ -458,7 +458,7 @@ static void scenario_spec(void)
 	f = sw_test_evlog_finished(&evl, d_greet.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	so = json_string_value(json_object_get(f->output, "stdout"));
-	SW_REQUIRE(so != NULL && strcmp(so, "hello from the input|42|/usr/local/bin:/usr/bin:/bin|"
+	SW_REQUIRE(so != NULL && strcmp(so, "hello from the input|42|/usr/local/bin:/usr/bin:/bin:/.sagewai/bin|"
 					    "/workspace") == 0,
 		   "env step printed '%s'", so ? so : "(nothing)");
 

@@ -1674,6 +1674,23 @@ static void scenario_preview_gate(void)
 		   "cli_agent without identity: %ld %s", st, err_msg(j));
 	json_decref(j);
 	sched_stop(SIGTERM);
+
+	/* cli_agent_jit listed, but neither identity nor a policy service
+	 * (SAGEWAI_POLICY=1): refused naming what it needs */
+	sched_extra[0] = "SAGEWAI_RUNNABLE_MODES=in_process,cli_agent_jit";
+	sched_extra[1] = NULL;
+	sched_start();
+	wait_ready();
+	register_wf("name: jit\nsteps:\n  - name: fix\n    mode: cli_agent_jit\n"
+		    "    cli_agent: codex\n    prompt: fix it\n",
+		    NULL);
+	st = http_s("POST", "/v1/runs", "{\"workflow\": \"jit\", \"input\": {}}", NULL, &j);
+	SW_REQUIRE(st == 422 && !strcmp(err_code(j), "mode_unavailable") &&
+		       strstr(err_msg(j), "(SAGEWAI_POLICY=1)") != NULL &&
+		       strstr(err_msg(j), "this deployment runs only: in_process") != NULL,
+		   "cli_agent_jit without policy: %ld %s", st, err_msg(j));
+	json_decref(j);
+	sched_stop(SIGTERM);
 	free(key);
 }
 

@@ -504,7 +504,13 @@ sw_stack_start() {
 		if sw_stack_service "$work" sandboxd \
 			"$build/services/sandboxd/sagewai-sandboxd" serve &&
 			sw_stack_wait_http "$(sw_stack_url "$work" sandboxd)" sandboxd "$work"; then
-			if [ $identity = 1 ]; then
+			if [ $identity = 1 ] && [ "${SW_STACK_POLICY:-0}" = 1 ]; then
+				# something decides credential requests (bench/jit's
+				# responder, or sagewai-policy): cli_agent_jit runs
+				printf '%s\n' "SAGEWAI_POLICY=1" \
+					"SAGEWAI_RUNNABLE_MODES=in_process,sandboxed,identity_scoped,cli_agent,cli_agent_jit" \
+					>>"$work/scheduler.gen.env"
+			elif [ $identity = 1 ]; then
 				echo "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed,identity_scoped,cli_agent" \
 					>>"$work/scheduler.gen.env"
 			else

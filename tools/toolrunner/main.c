@@ -49,7 +49,7 @@ static void *wipe_malloc(size_t n)
 }
 
 /* jansson's memory may hold an injected value: wipe before freeing. */
-static void wipe_free(void *p)
+void runner_wipe_free(void *p)
 {
 	if (p == NULL)
 		return;
@@ -64,14 +64,14 @@ int runner_send(struct runner *r, enum sw_frame_type type, const void *p, size_t
 	return 0;
 }
 
-static void send_json(struct runner *r, enum sw_frame_type type, json_t *j)
+void runner_send_json(struct runner *r, enum sw_frame_type type, json_t *j)
 {
 	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
 	if (s == NULL)
 		_exit(3);
 	runner_send(r, type, s, strlen(s));
-	wipe_free(s);
+	runner_wipe_free(s);
 	json_decref(j);
 }
 
@@ -83,7 +83,7 @@ void runner_error(struct runner *r, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	send_json(r, SW_FRAME_ERROR, json_pack("{s:s}", "message", msg));
+	runner_send_json(r, SW_FRAME_ERROR, json_pack("{s:s}", "message", msg));
 }
 
 /* Push out what is queued, waiting at most ms; used before exiting. */
@@ -145,7 +145,7 @@ static void env_put(char **env, size_t *n, const char *entry)
 static void inject_clear(struct runner *r)
 {
 	for (size_t i = 0; i < r->n_inject; i++)
-		wipe_free(r->inject[i]);
+		runner_wipe_free(r->inject[i]);
 	r->n_inject = 0;
 }
 
@@ -194,13 +194,13 @@ static void send_exit(struct runner *r)
 		if (full != NULL)
 			json_object_set_new(o, "disk_full", json_string(full));
 	}
-	send_json(r, SW_FRAME_EXIT, o);
+	runner_send_json(r, SW_FRAME_EXIT, o);
 }
 
 /* A command that cannot even be forked still gets its EXIT. */
 static void send_start_failure(struct runner *r, const char *why)
 {
-	send_json(r, SW_FRAME_EXIT,
+	runner_send_json(r, SW_FRAME_EXIT,
 		  json_pack("{s:i, s:i, s:b, s:b, s:{s:i, s:i, s:i}, s:s}", "status", 127,
 			    "signal", 0, "timed_out", 0, "killed", 0, "usage", "utime_us", 0,
 			    "stime_us", 0, "maxrss_kb", 0, "error", why));
@@ -240,7 +240,7 @@ static int on_exec(struct runner *r, const uint8_t *p, uint32_t n)
 	argv = calloc(na + 1, sizeof(char *));
 	for (ne = 0; r->base_env[ne] != NULL; ne++)
 		;
-	env = calloc(ne + json_array_size(jenv) + r->n_inject + 1, sizeof(char *));
+	env = calloc(ne + json_array_size(jenv) + r->n_grants + r->n_inject + 1, sizeof(char *));
 	if (argv == NULL || env == NULL)
 		_exit(3);
 	for (size_t i = 0; i < na; i++) {
@@ -260,6 +260,10 @@ static int on_exec(struct runner *r, const uint8_t *p, uint32_t n)
 		}
 		env_put(env, &k, e);
 	}
+	/* credentials granted in this sandbox (cli_agent_jit), then the
+	 * step's injected values */
+	for (size_t i = 0; i < r->n_grants; i++)
+		env_put(env, &k, r->grants[i]);
 	for (size_t i = 0; i < r->n_inject; i++)
 		env_put(env, &k, r->inject[i]);
 	if (job_start(r, argv, env, cwd, (uint32_t)timeout, in, in_len, err, sizeof(err)) != 0)
@@ -299,7 +303,7 @@ static int on_inject(struct runner *r, const uint8_t *p, uint32_t n)
 	json_decref(j);
 	for (size_t i = 0; i < r->n_inject; i++) {
 		if (name_len(r->inject[i]) == nl && strncmp(r->inject[i], entry, nl + 1) == 0) {
-			wipe_free(r->inject[i]);
+			runner_wipe_free(r->inject[i]);
 			r->inject[i] = entry;
 			return 0;
 		}
@@ -326,6 +330,8 @@ static int on_frame(void *arg, unsigned type, const uint8_t *p, uint32_t n)
 		return 0;
 	case SW_FRAME_INJECT_ENV:
 		return on_inject(r, p, n);
+	case SW_FRAME_CRED_ANSWER:
+		return cred_answer(r, p, n);
 	}
 	return -1;
 }
@@ -477,7 +483,7 @@ static void setup(struct runner *r, int argc, char **argv)
 	if (fd > 2)
 		close(fd);
 	prctl(PR_SET_DUMPABLE, 0);
-	json_set_alloc_funcs(wipe_malloc, wipe_free);
+	json_set_alloc_funcs(wipe_malloc, runner_wipe_free);
 	if ((r->parser = sw_frame_parser_new(SW_FRAME_FROM_HOST)) == NULL)
 		_exit(3);
 	r->job.out_fd = r->job.err_fd = r->job.in_fd = r->job.errpipe = -1;
@@ -494,7 +500,8 @@ static void setup(struct runner *r, int argc, char **argv)
 	for (n = 0; environ[n] != NULL; n++)
 		;
 	if ((r->base_env = calloc(n + 1, sizeof(char *))) == NULL ||
-	    (r->inject = calloc(MAX_INJECT, sizeof(char *))) == NULL)
+	    (r->inject = calloc(MAX_INJECT, sizeof(char *))) == NULL ||
+	    (r->grants = calloc(CRED_GRANTS_MAX, sizeof(char *))) == NULL)
 		_exit(3);
 	/* The sandbox's environment is exactly what the backend set, except
 	 * PWD, which bwrap adds by itself. */
@@ -504,7 +511,8 @@ static void setup(struct runner *r, int argc, char **argv)
 		if ((r->base_env[k++] = strdup(environ[i])) == NULL)
 			_exit(3);
 	}
-	send_json(r, SW_FRAME_READY,
+	cred_init(r);
+	runner_send_json(r, SW_FRAME_READY,
 		  json_pack("{s:i, s:i}", "version", SW_FRAME_VERSION, "pid", (int)getpid()));
 }
 
@@ -512,7 +520,7 @@ static void loop(struct runner *r)
 {
 	for (;;) {
 		struct job *j = &r->job;
-		struct pollfd pf[6];
+		struct pollfd pf[6 + CRED_CONNS_MAX + 1];
 		int np = 0, i_out = -1, i_err = -1, i_fail = -1, i_in = -1, timeout = -1;
 		int64_t now;
 
@@ -544,8 +552,10 @@ static void loop(struct runner *r)
 				timeout = j->deadline_ms > now ? (int)(j->deadline_ms - now) : 0;
 			}
 		}
+		np = cred_poll_add(r, pf, np, &timeout);
 		if (poll(pf, (nfds_t)np, timeout) < 0 && errno != EINTR)
 			die(r, "poll failed");
+		cred_poll_run(r, pf);
 		/* Past the deadline nothing of the command may stay (even what
 		 * holds its pipes after it exited). */
 		if (j->running && !j->swept && runner_now_ms() >= j->deadline_ms) {
@@ -581,6 +591,12 @@ static void loop(struct runner *r)
 int main(int argc, char **argv)
 {
 	static struct runner r;
+	const char *base = argc > 0 ? strrchr(argv[0], '/') : NULL;
+
+	/* one binary, two programs: as sagewai-cred it is the client */
+	base = base != NULL ? base + 1 : argc > 0 ? argv[0] : "";
+	if (strcmp(base, "sagewai-cred") == 0)
+		return cred_main(argc, argv);
 
 	setup(&r, argc, argv);
 	loop(&r);

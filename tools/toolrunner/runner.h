@@ -5,8 +5,10 @@
  * process group under the sandbox's limits, streams its output, enforces
  * its wall-clock timeout and reports its exit and resource usage.
  *
- *   main.c  start-up, the poll loop, frames in and out
- *   job.c   starting a command, reaping, killing
+ *   main.c     start-up, the poll loop, frames in and out
+ *   job.c      starting a command, reaping, killing
+ *   credsrv.c  the local credential socket (cli_agent_jit, docs/JIT.md)
+ *   cred.c     the client, sagewai-cred (the same binary, by its name)
  */
 #ifndef RUNNER_H
 #define RUNNER_H
@@ -14,6 +16,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
+
+#include <poll.h>
+#include <jansson.h>
 
 #include "sw_frame.h"
 #include "sw_sandbox.h"
@@ -47,6 +52,24 @@ struct job {
 	char error[256]; /* could not start */
 };
 
+#define CRED_CONNS_MAX 8    /* client connections at once */
+#define CRED_PENDING_MAX 4  /* requests waiting for sandboxd */
+#define CRED_GRANTS_MAX 64  /* values kept for later commands */
+
+/* One client connection on the credential socket. */
+struct cred_conn {
+	int fd;		     /* -1: free */
+	int pidx;	     /* its pollfd this round, -1 */
+	bool reading;	     /* the request is being read */
+	bool waiting;	     /* forwarded; the answer is awaited */
+	uint32_t id;	     /* the CRED_REQUEST id */
+	int64_t deadline_ms; /* read, answer or write deadline */
+	uint8_t in[4 + 2048]; /* length + request (SW_CREDSOCK_REQ_MAX) */
+	size_t in_len;
+	uint8_t *out; /* the reply (may hold a value: wiped) */
+	size_t out_len, out_off;
+};
+
 struct runner {
 	int ctl;      /* control socket (fd 3) */
 	int sigfd;    /* signalfd for SIGCHLD */
@@ -58,6 +81,12 @@ struct runner {
 	char **inject;	 /* NAME=value for the next EXEC (wiped after) */
 	size_t n_inject;
 	struct job job;
+	int cred_lfd;	 /* the credential socket, -1: none */
+	int cred_lidx;	 /* its pollfd this round, -1 */
+	uint32_t cred_next_id;
+	struct cred_conn cred[CRED_CONNS_MAX];
+	char **grants; /* NAME=value granted in this sandbox, for every later EXEC */
+	size_t n_grants;
 };
 
 /* job.c */
@@ -69,7 +98,21 @@ bool job_done(const struct runner *r);
 void job_close(struct job *j);
 int64_t runner_now_ms(void);
 
+/* credsrv.c */
+void cred_init(struct runner *r);
+/* Add the socket's fds to pf from np; returns the new count; lowers
+ * *timeout (ms, -1 none) to the nearest deadline. */
+int cred_poll_add(struct runner *r, struct pollfd *pf, int np, int *timeout);
+void cred_poll_run(struct runner *r, const struct pollfd *pf);
+/* A CRED_ANSWER frame. 0, or -1 (a protocol error). */
+int cred_answer(struct runner *r, const uint8_t *p, uint32_t n);
+
+/* cred.c: sagewai-cred */
+int cred_main(int argc, char **argv);
+
 /* main.c */
+void runner_wipe_free(void *p);
+void runner_send_json(struct runner *r, enum sw_frame_type type, json_t *j);
 int runner_send(struct runner *r, enum sw_frame_type type, const void *p, size_t n);
 void runner_error(struct runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 

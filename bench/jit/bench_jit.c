@@ -1,0 +1,376 @@
+/*
+ * bench-jit: helpers of bench/jit/run (the cli_agent_jit credential round
+ * trip against a running stack).
+ *
+ *   bench-jit respond --bootstrap B --name NAME --secret S
+ *       The bench's decision responder, used when sagewai-policy is not
+ *       there: every credential.requested for NAME is answered at once with
+ *       credential.decided allow (by rule, rule "bench-responder", secret
+ *       S). It is NOT the policy service: bench/jit/run says so in its
+ *       output. Runs until SIGTERM; prints "ready" once it reads.
+ *   bench-jit kafka --bootstrap B [-n N] [--warmup N]
+ *       The baseline: a raw librdkafka produce -> consume round trip (one
+ *       hop) on the same broker; prints p50 and p99 in ms as
+ *       "kafka_p50_ms X" and "kafka_p99_ms Y".
+ *   bench-jit kafka-beside --bootstrap B
+ *       The same, one every ~20 ms from "ready" until SIGTERM: run while
+ *       the JIT requests run, so both see the same machine.
+ */
+#include <jansson.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "sw_core.h"
+#include "sw_events.h"
+
+static const char *bootstrap;
+static volatile sig_atomic_t stop;
+
+static void on_term(int sig)
+{
+	(void)sig;
+	stop = 1;
+}
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static void die(const char *what, const char *why)
+{
+	fprintf(stderr, "bench-jit: %s: %s\n", what, why);
+	exit(1);
+}
+
+static rd_kafka_t *producer(void)
+{
+	rd_kafka_conf_t *pc = rd_kafka_conf_new();
+	rd_kafka_t *p;
+	char err[256];
+
+	rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, err, sizeof(err));
+	rd_kafka_conf_set(pc, "enable.idempotence", "true", err, sizeof(err));
+	rd_kafka_conf_set(pc, "linger.ms", "0", err, sizeof(err));
+	if ((p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err))) == NULL)
+		die("producer", err);
+	return p;
+}
+
+/* A consumer of every partition of topic from its end now. */
+static rd_kafka_t *tail(const char *topic)
+{
+	rd_kafka_conf_t *cc = rd_kafka_conf_new();
+	const struct rd_kafka_metadata *md = NULL;
+	rd_kafka_topic_partition_list_t *tl;
+	rd_kafka_topic_t *t;
+	rd_kafka_t *c;
+	char err[256], group[64];
+	int parts;
+
+	snprintf(group, sizeof(group), "bench-jit-%d", (int)getpid());
+	rd_kafka_conf_set(cc, "bootstrap.servers", bootstrap, err, sizeof(err));
+	rd_kafka_conf_set(cc, "group.id", group, err, sizeof(err));
+	rd_kafka_conf_set(cc, "enable.auto.commit", "false", err, sizeof(err));
+	rd_kafka_conf_set(cc, "fetch.wait.max.ms", "5", err, sizeof(err));
+	if ((c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err))) == NULL)
+		die("consumer", err);
+	rd_kafka_poll_set_consumer(c);
+	t = rd_kafka_topic_new(c, topic, NULL);
+	if (rd_kafka_metadata(c, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+	    md->topic_cnt != 1 || md->topics[0].partition_cnt < 1)
+		die("metadata", topic);
+	parts = md->topics[0].partition_cnt;
+	rd_kafka_metadata_destroy(md);
+	rd_kafka_topic_destroy(t);
+	tl = rd_kafka_topic_partition_list_new(parts);
+	for (int p = 0; p < parts; p++) {
+		int64_t lo, hi;
+
+		if (rd_kafka_query_watermark_offsets(c, topic, p, &lo, &hi, 10000) != 0)
+			hi = RD_KAFKA_OFFSET_END;
+		rd_kafka_topic_partition_list_add(tl, topic, p)->offset = hi;
+	}
+	if (rd_kafka_assign(c, tl) != 0)
+		die("consumer", "assign");
+	rd_kafka_topic_partition_list_destroy(tl);
+	return c;
+}
+
+static const char *js(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v != NULL ? v : "";
+}
+
+/* Where the time goes, from the events' header times (one machine, one
+ * clock): per request, requested -> decided -> seal requested -> sealed ->
+ * delivered. */
+#define HOPS_MAX 4096
+static struct hop {
+	char rid[40], seal[40];
+	int64_t t[5];
+} hops[HOPS_MAX];
+static size_t nhops;
+
+static struct hop *hop_of(const char *rid, const char *seal)
+{
+	for (size_t i = nhops; i-- > 0;)
+		if ((rid != NULL && strcmp(hops[i].rid, rid) == 0) ||
+		    (seal != NULL && strcmp(hops[i].seal, seal) == 0))
+			return &hops[i];
+	if (rid == NULL || nhops == HOPS_MAX)
+		return NULL;
+	snprintf(hops[nhops].rid, sizeof(hops[0].rid), "%s", rid);
+	return &hops[nhops++];
+}
+
+static int cmp64(const void *a, const void *b);
+
+static void hops_report(void)
+{
+	static const char *const names[] = {"requested_to_decided", "decided_to_seal_requested",
+					    "seal_requested_to_sealed", "sealed_to_delivered"};
+	int64_t *v = calloc(HOPS_MAX, sizeof(*v));
+
+	for (int k = 0; k < 4 && v != NULL; k++) {
+		size_t n = 0;
+
+		for (size_t i = 0; i < nhops; i++)
+			if (hops[i].t[k] > 0 && hops[i].t[k + 1] > 0)
+				v[n++] = hops[i].t[k + 1] - hops[i].t[k];
+		if (n == 0)
+			continue;
+		qsort(v, n, sizeof(*v), cmp64);
+		fprintf(stderr, "hop %s p50_ms %.3f p99_ms %.3f n %zu\n", names[k],
+			(double)v[(n - 1) / 2] / 1e3,
+			(double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3, n);
+	}
+	free(v);
+}
+
+static void hop_note(struct sw_event_registry *reg, const rd_kafka_message_t *m,
+		     const struct sw_event_header *h)
+{
+	static const char *const types[] = {"credential.requested", "credential.decided",
+					    "identity.seal_requested", "identity.sealed",
+					    "credential.delivered"};
+	char err[128];
+	json_t *ev;
+	struct hop *hp;
+	int k;
+
+	for (k = 0; k < 5; k++)
+		if (strcmp(h->type, types[k]) == 0)
+			break;
+	if (k == 5 || (ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err))) == NULL)
+		return;
+	if (k == 2 && json_string_value(json_object_get(ev, "grant")) != NULL &&
+	    (hp = hop_of(json_string_value(json_object_get(ev, "grant")), NULL)) != NULL)
+		snprintf(hp->seal, sizeof(hp->seal), "%s",
+			 json_string_value(json_object_get(ev, "request_id")));
+	else
+		hp = k == 3 ? hop_of(NULL, json_string_value(json_object_get(ev, "request_id")))
+			    : hop_of(json_string_value(json_object_get(ev, "request_id")), NULL);
+	if (hp != NULL)
+		hp->t[k] = h->time_us;
+	json_decref(ev);
+}
+
+static int respond(const char *name, const char *secret)
+{
+	struct sw_event_registry *reg;
+	rd_kafka_t *p = producer(), *c = tail("sagewai.credentials");
+	rd_kafka_t *ci = tail("sagewai.identity"), *cs = tail("sagewai.identity.sealed");
+	struct sw_event_header h, rh;
+	char err[256];
+	long answered = 0;
+
+	if ((reg = sw_events_registry_new(err, sizeof(err))) == NULL)
+		die("registry", err);
+	signal(SIGTERM, on_term);
+	signal(SIGINT, on_term);
+	printf("ready\n");
+	fflush(stdout);
+	while (!stop) {
+		rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 20);
+		json_t *ev, *o;
+		void *buf;
+		size_t len;
+
+		for (int q = 0; q < 2; q++) {
+			rd_kafka_message_t *x;
+
+			while ((x = rd_kafka_consumer_poll(q ? cs : ci, 0)) != NULL) {
+				if (x->err == 0 && x->payload != NULL &&
+				    sw_event_decode_header(reg, x->payload, x->len, &rh, err,
+							   sizeof(err)) == 0)
+					hop_note(reg, x, &rh);
+				rd_kafka_message_destroy(x);
+			}
+		}
+		rd_kafka_poll(p, 0);
+		if (m == NULL)
+			continue;
+		if (m->err == 0 && m->payload != NULL &&
+		    sw_event_decode_header(reg, m->payload, m->len, &rh, err, sizeof(err)) == 0)
+			hop_note(reg, m, &rh);
+		if (m->err != 0 || m->payload == NULL ||
+		    sw_event_decode_header(reg, m->payload, m->len, &rh, err, sizeof(err)) != 0 ||
+		    strcmp(rh.type, "credential.requested") != 0 ||
+		    (ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err))) == NULL) {
+			rd_kafka_message_destroy(m);
+			continue;
+		}
+		if (strcmp(js(ev, "name"), name) == 0) {
+			sw_event_header_init(&h, "credential.decided", "bench-responder");
+			snprintf(h.tenant, sizeof(h.tenant), "%s", rh.tenant);
+			snprintf(h.run_id, sizeof(h.run_id), "%s", rh.run_id);
+			snprintf(h.step_id, sizeof(h.step_id), "%s", rh.step_id);
+			o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+				      "request_id", js(ev, "request_id"), "sandbox_id",
+				      js(ev, "sandbox_id"), "step", js(ev, "step"), "name", name,
+				      "decision", "allow", "by", "rule", "rule", "bench-responder",
+				      "approver", "", "reason", "bench: auto-approved", "secret",
+				      secret);
+			if (sw_event_encode(reg, "credential.decided", &h, o, &buf, &len, err,
+					    sizeof(err)) != 0)
+				die("encode", err);
+			json_decref(o);
+			if (rd_kafka_producev(p, RD_KAFKA_V_TOPIC("sagewai.credentials"),
+					      RD_KAFKA_V_KEY(rh.run_id, strlen(rh.run_id)),
+					      RD_KAFKA_V_VALUE(buf, len),
+					      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+					      RD_KAFKA_V_END) != 0)
+				die("produce", "credential.decided");
+			free(buf);
+			answered++;
+		}
+		json_decref(ev);
+		rd_kafka_message_destroy(m);
+	}
+	rd_kafka_flush(p, 2000);
+	fprintf(stderr, "bench-jit respond: %ld requests answered\n", answered);
+	hops_report();
+	rd_kafka_consumer_close(ci);
+	rd_kafka_destroy(ci);
+	rd_kafka_consumer_close(cs);
+	rd_kafka_destroy(cs);
+	rd_kafka_consumer_close(c);
+	rd_kafka_destroy(c);
+	rd_kafka_destroy(p);
+	sw_events_registry_destroy(reg);
+	return 0;
+}
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* n round trips after warm; with until_signal, as many as fit until
+ * SIGTERM (at most n) -- run beside the JIT requests, under the same load. */
+static int kafka(size_t n, size_t warm, int until_signal)
+{
+	static const char *topic = "bench.roundtrip"; /* outside sagewai.*: not audited */
+	rd_kafka_t *p = producer(), *c;
+	int64_t *v = calloc(n, sizeof(*v));
+	size_t got_n = 0;
+
+	for (int i = 0; i < 5; i++) { /* the topic exists before the tail looks */
+		rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+				  RD_KAFKA_V_VALUE("w", 1),
+				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		rd_kafka_flush(p, 5000);
+	}
+	c = tail(topic);
+	if (until_signal) {
+		signal(SIGTERM, on_term);
+		printf("ready\n");
+		fflush(stdout);
+	}
+	for (uint64_t id = 1; id <= n + warm && !stop; id++) {
+		int64_t t0 = now_ns();
+		int hit = 0;
+
+		rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
+				  RD_KAFKA_V_VALUE(&id, sizeof(id)),
+				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
+		while (!hit) {
+			rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
+			uint64_t got;
+
+			rd_kafka_poll(p, 0);
+			if (m == NULL)
+				continue;
+			if (m->err == 0 && m->len == sizeof(id)) {
+				memcpy(&got, m->payload, sizeof(got));
+				hit = got == id;
+			}
+			rd_kafka_message_destroy(m);
+		}
+		if (id > warm)
+			v[got_n++] = now_ns() - t0;
+		if (until_signal)
+			usleep(20000); /* a sample every ~20 ms, not a flood */
+	}
+	if (got_n < 10)
+		die("kafka", "fewer than 10 round trips");
+	n = got_n;
+	qsort(v, n, sizeof(*v), cmp64);
+	printf("kafka_p50_ms %.3f\nkafka_p99_ms %.3f\nkafka_n %zu\n", (double)v[(n - 1) / 2] / 1e6,
+	       (double)v[(size_t)((double)(n - 1) * 0.99)] / 1e6, n);
+	free(v);
+	rd_kafka_consumer_close(c);
+	rd_kafka_destroy(c);
+	rd_kafka_destroy(p);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	const char *name = NULL, *secret = NULL;
+	size_t n = 500, warm = 100;
+
+	if (argc < 2)
+		die("usage", "bench-jit respond|kafka --bootstrap HOST:PORT ...");
+	for (int k = 2; k < argc; k++) {
+		if (strcmp(argv[k], "--bootstrap") == 0 && k + 1 < argc)
+			bootstrap = argv[++k];
+		else if (strcmp(argv[k], "--name") == 0 && k + 1 < argc)
+			name = argv[++k];
+		else if (strcmp(argv[k], "--secret") == 0 && k + 1 < argc)
+			secret = argv[++k];
+		else if (strcmp(argv[k], "-n") == 0 && k + 1 < argc)
+			n = strtoul(argv[++k], NULL, 10);
+		else if (strcmp(argv[k], "--warmup") == 0 && k + 1 < argc)
+			warm = strtoul(argv[++k], NULL, 10);
+		else
+			die("usage", argv[k]);
+	}
+	if (bootstrap == NULL || n < 10)
+		die("usage", "--bootstrap is required, -n at least 10");
+	if (strcmp(argv[1], "respond") == 0) {
+		if (name == NULL || secret == NULL)
+			die("usage", "respond needs --name and --secret");
+		return respond(name, secret);
+	}
+	if (strcmp(argv[1], "kafka") == 0)
+		return kafka(n, warm, 0);
+	if (strcmp(argv[1], "kafka-beside") == 0)
+		return kafka(100000, warm, 1);
+	die("usage", "respond or kafka");
+	return 1;
+}

@@ -1,0 +1,843 @@
+/*
+ * Black-box tests of the cli_agent_jit credential flow (docs/JIT.md) over
+ * the harness's Kafka and PostgreSQL: the real sagewai-identity (secrets,
+ * a profile, the resolution, grants and sealing) and the real
+ * sagewai-sandboxd with bubblewrap sandboxes. The test program plays the
+ * scheduler (identity.resolve_requested, then step.dispatched with the
+ * pinned identity) and the policy service: it reads credential.requested
+ * and answers credential.decided from a table (allow with a secret or from
+ * the cascade, deny, or never). The agent is a custom "CLI", a shell
+ * script that runs sagewai-cred inside its sandbox.
+ *
+ * Every message read from every topic is searched for every spelling of
+ * every value (raw, hex, base64); at the end of each scenario the logs of
+ * both services and a pg_dump of their database are searched too. The
+ * only place a value may be is inside sealed ciphertext.
+ *
+ *   flow        one sandbox asks for: a tenant secret the policy grants
+ *               (delivered; the client prints it, redacted in the output),
+ *               a key of its cascade (delivered), a key its ACL denies
+ *               (not_allowed), a key nowhere (missing), a key the policy
+ *               denies (denied, the rule's words): exit codes 0/2, the
+ *               events requested -> decided -> delivered/refused, the seal
+ *               requests carrying the grant
+ *   timeout     nobody decides: the client's --timeout gives exit 3 and
+ *               credential.withdrawn; a request still waiting when the step
+ *               ends is withdrawn too
+ *   concurrent  three sandboxes ask at once, each granted its own value:
+ *               each gets its own (its SHA-256), none another's
+ *   hostile     from inside the sandbox, on the credential socket: an
+ *               oversized length, garbage, a forged request (bad name,
+ *               trailing bytes), a flood of connections and of requests;
+ *               each refused, then a good request is still served; a
+ *               forged decision (another sandbox) is ignored; a cli_agent
+ *               (not jit) step asking is refused not_jit
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <librdkafka/rdkafka.h>
+#include <signal.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "sw_core.h"
+#include "sw_events.h"
+#include "sw_test_svc.h"
+
+static struct sw_event_registry *reg;
+static char prefix[48], dir[512], db_dsn[512], sgroup[128], igroup[128];
+static char sbd_log[600], id_log[600], seal_file[600], mac_file[600], mkeys_file[600];
+static char hosts_file[600], admin_file[600], admin[65];
+static pid_t sbd_pid = -1, id_pid = -1;
+static int id_port;
+static rd_kafka_t *producer;
+static struct sw_test_evlog evl;
+static unsigned char host_pk[32], host_sk[32], mac_key[32];
+
+/* ---- the values and their spellings ------------------------------------------ */
+
+#define FORMS_MAX 128
+static char *forms[FORMS_MAX];
+static size_t nforms;
+
+static void form_add(const char *s)
+{
+	SW_CHECK(nforms < FORMS_MAX);
+	SW_CHECK((forms[nforms++] = strdup(s)) != NULL);
+}
+
+/* A fresh value, remembered in every spelling that must never leave. */
+static void value_make(char *out, size_t len, const char *tag)
+{
+	unsigned char r[12];
+	char rh[25], hex[256], b64[256];
+
+	randombytes_buf(r, sizeof(r));
+	sodium_bin2hex(rh, sizeof(rh), r, sizeof(r));
+	snprintf(out, len, "%s-%s-j7", tag, rh);
+	form_add(out);
+	sodium_bin2hex(hex, sizeof(hex), (const unsigned char *)out, strlen(out));
+	form_add(hex);
+	sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)out, strlen(out),
+			  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+	form_add(b64);
+}
+
+static const char *leak(const void *buf, size_t len)
+{
+	for (size_t i = 0; i < nforms; i++)
+		if (buf != NULL && memmem(buf, len, forms[i], strlen(forms[i])) != NULL)
+			return forms[i];
+	return NULL;
+}
+
+static void sha_hex(const char *v, char out[65])
+{
+	unsigned char h[32];
+
+	crypto_hash_sha256(h, (const unsigned char *)v, strlen(v));
+	sodium_bin2hex(out, 65, h, sizeof(h));
+}
+
+/* ---- small helpers -------------------------------------------------------------- */
+
+static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	SW_CHECKF(rc == 0, "%s: %d", cmd, rc);
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+
+	SW_CHECKF(fd >= 0, "%s: %s", path, strerror(errno));
+	SW_CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	SW_CHECK(fchmod(fd, mode) == 0);
+	close(fd);
+}
+
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	SW_CHECK(fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	SW_CHECK(buf != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n);
+	fclose(f);
+	buf[n] = '\0';
+	return buf;
+}
+
+static const char *js(json_t *j, const char *k)
+{
+	const char *v = json_string_value(json_object_get(j, k));
+
+	return v != NULL ? v : "";
+}
+
+static void produce(const char *topic, const char *type, const char *producer_name,
+		    const char *run, const char *step_id, json_t *o)
+{
+	struct sw_event_header h;
+	char err[256];
+	void *buf;
+	size_t len;
+
+	sw_event_header_init(&h, type, producer_name);
+	snprintf(h.tenant, sizeof(h.tenant), "default");
+	snprintf(h.run_id, sizeof(h.run_id), "%s", run);
+	snprintf(h.step_id, sizeof(h.step_id), "%s", step_id ? step_id : "");
+	SW_CHECKF(sw_event_encode(reg, type, &h, o, &buf, &len, err, sizeof(err)) == 0, "%s: %s",
+		  type, err);
+	json_decref(o);
+	sw_test_kafka_deliver(producer, topic, run, buf, len);
+	free(buf);
+}
+
+/* ---- the policy we play -------------------------------------------------------- */
+
+enum act { NEVER, ALLOW, DENY };
+
+struct rule {
+	char run[96]; /* "" any run */
+	char name[64];
+	enum act act;
+	char secret[64]; /* ALLOW: "" = the cascade */
+};
+
+static struct rule rules[16];
+static size_t nrules;
+static size_t ndecided;
+static int forge_decision; /* also send a decision naming another sandbox first */
+
+static void rule_add(const char *run, const char *name, enum act act, const char *secret)
+{
+	struct rule *r = &rules[nrules++];
+
+	SW_CHECK(nrules <= sizeof(rules) / sizeof(rules[0]));
+	snprintf(r->run, sizeof(r->run), "%s", run ? run : "");
+	snprintf(r->name, sizeof(r->name), "%s", name);
+	r->act = act;
+	snprintf(r->secret, sizeof(r->secret), "%s", secret ? secret : "");
+}
+
+static void decide(json_t *e)
+{
+	json_t *h = json_object_get(e, "header");
+	const char *run = js(h, "run_id"), *name = js(e, "name");
+	const struct rule *r = NULL;
+
+	for (size_t i = 0; i < nrules && r == NULL; i++)
+		if (strcmp(rules[i].name, name) == 0 &&
+		    (rules[i].run[0] == '\0' || strcmp(rules[i].run, run) == 0))
+			r = &rules[i];
+	if (r == NULL || r->act == NEVER)
+		return;
+	if (forge_decision && r->act == ALLOW) {
+		/* a decision for another sandbox: sandboxd and identity ignore it */
+		produce("sagewai.credentials", "credential.decided", "sagewai-policy", run,
+			js(h, "step_id"),
+			json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+				  "request_id", js(e, "request_id"), "sandbox_id",
+				  "00000000-0000-4000-8000-000000000001", "step", js(e, "step"),
+				  "name", name, "decision", "allow", "by", "rule", "rule",
+				  "forged", "approver", "", "reason", "forged", "secret",
+				  r->secret));
+	}
+	produce(
+	    "sagewai.credentials", "credential.decided", "sagewai-policy", run, js(h, "step_id"),
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
+		      js(e, "request_id"), "sandbox_id", js(e, "sandbox_id"), "step",
+		      js(e, "step"), "name", name, "decision", r->act == ALLOW ? "allow" : "deny",
+		      "by", "rule", "rule", r->act == ALLOW ? "r-allow" : "r-deny", "approver", "",
+		      "reason", r->act == ALLOW ? "auto-approved" : "escalation to admin",
+		      "secret", r->secret));
+	ndecided++;
+}
+
+static void on_seen(const rd_kafka_message_t *m, json_t *e)
+{
+	const char *bad = leak(m->payload, m->len);
+	json_t *h;
+
+	SW_REQUIRE(bad == NULL, "a message on %s holds a secret value (spelled '%s')",
+		   rd_kafka_topic_name(m->rkt), bad);
+	if (e == NULL)
+		return;
+	h = json_object_get(e, "header");
+	if (strcmp(js(h, "type"), "credential.requested") == 0 &&
+	    strncmp(js(h, "run_id"), prefix, strlen(prefix)) == 0)
+		decide(e);
+}
+
+/* ---- the services ---------------------------------------------------------------- */
+
+static void id_start(void)
+{
+	static const char *const argv[] = {"sagewai-identity", "serve", NULL};
+	char path[600], dsn[700], gid[200], mk[700], mac[700], hosts[700], adm[700];
+	const char *env[] = {dsn,
+			     gid,
+			     "SAGEWAI_MODE=single_org",
+			     mk,
+			     mac,
+			     hosts,
+			     adm,
+			     "SAGEWAI_HTTP_PORT=0",
+			     "SAGEWAI_LOG_LEVEL=debug",
+			     SW_TEST_ENV_FAST_REBALANCE,
+			     NULL};
+
+	snprintf(path, sizeof(path), "%s/services/identity/sagewai-identity",
+		 getenv("SW_BUILD_DIR"));
+	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "identity");
+	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", igroup);
+	snprintf(mk, sizeof(mk), "SAGEWAI_IDENTITY_MASTER_KEYS_FILE=%s", mkeys_file);
+	snprintf(mac, sizeof(mac), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", mac_file);
+	snprintf(hosts, sizeof(hosts), "SAGEWAI_IDENTITY_HOSTS_FILE=%s", hosts_file);
+	snprintf(adm, sizeof(adm), "SAGEWAI_ADMIN_TOKEN_FILE=%s", admin_file);
+	sw_test_log_watch(id_log, 40);
+	id_pid = sw_test_proc_spawn(path, argv, env, id_log);
+	id_port = sw_test_proc_wait_port(id_pid, "sagewai-identity", id_log, "identity started");
+}
+
+static void sbd_start(void)
+{
+	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
+	char path[600], dsn[700], gid[200], state[700], kf[700], mf[700];
+	const char *env[] = {dsn,
+			     gid,
+			     "SAGEWAI_HTTP_PORT=0",
+			     "SAGEWAI_LOG_LEVEL=debug",
+			     state,
+			     SW_TEST_ENV_FAST_REBALANCE,
+			     "SAGEWAI_SANDBOX_WARM=1",
+			     kf,
+			     mf,
+			     NULL};
+
+	snprintf(path, sizeof(path), "%s/services/sandboxd/sagewai-sandboxd",
+		 getenv("SW_BUILD_DIR"));
+	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "sandboxd");
+	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", sgroup);
+	snprintf(state, sizeof(state), "SAGEWAI_SANDBOX_STATE_DIR=%s", dir);
+	snprintf(kf, sizeof(kf), "SAGEWAI_SANDBOXD_SEAL_KEY_FILE=%s", seal_file);
+	snprintf(mf, sizeof(mf), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", mac_file);
+	sw_test_log_watch(sbd_log, 60);
+	sbd_pid = sw_test_proc_spawn(path, argv, env, sbd_log);
+	sw_test_proc_wait_port(sbd_pid, "sagewai-sandboxd", sbd_log, "sandboxd started");
+}
+
+static void http_must(long want, const char *method, const char *path, const char *body)
+{
+	char url[1200], auth[300];
+	const char *hdrs[3] = {"Content-Type: application/json", auth, NULL};
+	struct sw_test_http_reply r = {0};
+
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", id_port, path);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
+	sw_test_http_request(method, url, body, strlen(body), hdrs, 20, &r);
+	SW_REQUIRE(r.status == want, "%s %s: HTTP %ld, want %ld: %s", method, path, r.status, want,
+		   r.body ? r.body : "");
+	free(r.body);
+}
+
+static void put_secret(const char *name, const char *value)
+{
+	char path[300], body[600], b64[300];
+
+	sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)value, strlen(value),
+			  sodium_base64_VARIANT_ORIGINAL);
+	snprintf(path, sizeof(path), "/v1/secrets/%s?tenant=default", name);
+	snprintf(body, sizeof(body), "{\"value_b64\": \"%s\"}", b64);
+	http_must(201, "PUT", path, body);
+}
+
+static void setup(const char *name)
+{
+	static const char *const sgtopics[] = {"sagewai.steps", "sagewai.runs", NULL};
+	static const char *const igtopics[] = {"sagewai.identity", "sagewai.tenants",
+					       "sagewai.credentials", NULL};
+	static const char *const topics[] = {"sagewai.steps",
+					     "sagewai.sandbox",
+					     "sagewai.identity",
+					     "sagewai.identity.sealed",
+					     "sagewai.runs",
+					     "sagewai.deadletter",
+					     "sagewai.credentials",
+					     "sagewai.tenants",
+					     "sagewai.audit.checkpoints",
+					     NULL};
+	const char *build = getenv("SW_BUILD_DIR");
+	char err[256], hex[65], line[300];
+
+	sw_test_env_load();
+	sw_test_proc_watch(&sbd_pid);
+	sw_test_proc_watch(&id_pid);
+	SW_CHECK(build != NULL && sodium_init() >= 0);
+	snprintf(prefix, sizeof(prefix), "jit-%s-%d", name, (int)getpid());
+	snprintf(sgroup, sizeof(sgroup), "jit-test-sbd-%s", prefix);
+	snprintf(igroup, sizeof(igroup), "jit-test-id-%s", prefix);
+	snprintf(dir, sizeof(dir), "%s/tests-tmp/%s", build, prefix);
+	snprintf(sbd_log, sizeof(sbd_log), "%s/sandboxd.log", dir);
+	snprintf(id_log, sizeof(id_log), "%s/identity.log", dir);
+	snprintf(seal_file, sizeof(seal_file), "%s/seal.key", dir);
+	snprintf(mac_file, sizeof(mac_file), "%s/mac.key", dir);
+	snprintf(mkeys_file, sizeof(mkeys_file), "%s/master.keys", dir);
+	snprintf(hosts_file, sizeof(hosts_file), "%s/hosts", dir);
+	snprintf(admin_file, sizeof(admin_file), "%s/admin.token", dir);
+	/* sandboxd's service part writes here (another uid when root) */
+	sh("rm -rf %s && mkdir -p %s && chmod 755 %s/.. && chmod 777 %s", dir, dir, dir, dir);
+	sw_test_pg_db_create(db_dsn, sizeof(db_dsn), "jit", name);
+	reg = sw_events_registry_new(err, sizeof(err));
+	SW_CHECKF(reg != NULL, "%s", err);
+	producer = sw_test_kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
+	crypto_box_keypair(host_pk, host_sk);
+	sodium_bin2hex(hex, sizeof(hex), host_sk, sizeof(host_sk));
+	write_file(seal_file, hex, 0600);
+	sodium_bin2hex(hex, sizeof(hex), host_pk, sizeof(host_pk));
+	snprintf(line, sizeof(line), "host-a %s\n", hex);
+	write_file(hosts_file, line, 0644);
+	randombytes_buf(mac_key, sizeof(mac_key));
+	sodium_bin2hex(hex, sizeof(hex), mac_key, sizeof(mac_key));
+	write_file(mac_file, hex, 0600);
+	randombytes_buf(mac_key, sizeof(mac_key)); /* a master key, reusing the buffer */
+	sodium_bin2hex(hex, sizeof(hex), mac_key, sizeof(mac_key));
+	snprintf(line, sizeof(line), "k1 %s\n", hex);
+	write_file(mkeys_file, line, 0600);
+	randombytes_buf(mac_key, sizeof(mac_key));
+	sodium_bin2hex(admin, sizeof(admin), mac_key, sizeof(mac_key));
+	snprintf(line, sizeof(line), "%s\n", admin);
+	write_file(admin_file, line, 0600);
+	sw_test_kafka_group_to_end(sgroup, sgtopics);
+	sw_test_kafka_group_to_end(igroup, igtopics);
+	sw_test_evlog_open(&evl, reg, prefix, topics);
+	evl.pid = &sbd_pid;
+	evl.name = "sagewai-sandboxd";
+	evl.seen = on_seen;
+	id_start();
+	sbd_start();
+}
+
+/* No value in either service's log, nor anywhere in their database. */
+static void finish(void)
+{
+	const char *logs[] = {sbd_log, id_log};
+	char dump[700], *buf;
+	const char *bad;
+
+	sw_test_evlog_poll(&evl, 500);
+	for (size_t i = 0; i < 2; i++) {
+		SW_CHECK((buf = slurp(logs[i])) != NULL);
+		bad = leak(buf, strlen(buf));
+		SW_REQUIRE(bad == NULL, "%s holds a secret value (spelled '%s')", logs[i], bad);
+		free(buf);
+	}
+	snprintf(dump, sizeof(dump), "%s/pg.dump", dir);
+	sh("pg_dump -d '%s' -f %s", db_dsn, dump);
+	SW_CHECK((buf = slurp(dump)) != NULL && strlen(buf) > 100);
+	bad = leak(buf, strlen(buf));
+	SW_REQUIRE(bad == NULL, "pg_dump holds a secret value (spelled '%s')", bad);
+	SW_REQUIRE(strstr(buf, "CREATE TABLE identity.grants") != NULL, "no grants table dumped");
+	free(buf);
+	sw_test_proc_stop(&sbd_pid, SIGTERM, "sagewai-sandboxd");
+	sw_test_proc_stop(&id_pid, SIGTERM, "sagewai-identity");
+	sw_test_evlog_close(&evl);
+	printf("ok: no value in any topic, log or the database\n");
+}
+
+/* ---- runs -------------------------------------------------------------------- */
+
+/* The profile every scenario uses: SITE_TOKEN (a pinned secret), RESTRICTED
+ * (its ACL lets only other workflows have it). */
+static void profile_make(char *site_value, size_t len)
+{
+	value_make(site_value, len, "site");
+	put_secret("site-token", site_value);
+	http_must(200, "PUT", "/v1/identity/profiles/site?level=workflow&tenant=default",
+		  "{\"keys\": {\"SITE_TOKEN\": {\"secret\": \"site-token\"},"
+		  " \"RESTRICTED\": {\"secret\": \"site-token\", \"steps\": [\"other/*\"]}}}");
+}
+
+/* As the scheduler: resolve the run's step, then dispatch it with its pins.
+ * mode cli_agent_jit or cli_agent; script: the custom CLI. */
+static void run_step(struct sw_test_dispatch *d, const char *run, const char *mode,
+		     const char *script, int64_t timeout_ms)
+{
+	char rid[SW_UUID_STRLEN], *spec, *pins;
+	struct sw_test_ev *e = NULL;
+	json_t *keys;
+	int64_t until = sw_mono_ms() + 30000;
+
+	memset(d, 0, sizeof(*d));
+	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", prefix, run);
+	snprintf(d->step_id, sizeof(d->step_id), "%s/fix/1", d->run_id);
+	sw_uuid_v7_str(rid);
+	produce(
+	    "sagewai.identity", "identity.resolve_requested", "sagewai-scheduler", d->run_id, NULL,
+	    json_pack("{s:s, s:s, s:i, s:s, s:[{s:s, s:s, s:s, s:s}], s:[]}", "request_id", rid,
+		      "workflow", "site", "workflow_version", 1, "user", "", "steps", "step",
+		      "fix", "mode", mode, "agent", "custom", "profile", "site", "input_macs"));
+	while (e == NULL || strcmp(js(e->body, "request_id"), rid) != 0) {
+		SW_REQUIRE(sw_mono_ms() < until, "no identity.resolved for %s", d->run_id);
+		sw_test_evlog_poll(&evl, 200);
+		e = NULL;
+		for (size_t i = 0; i < evl.n; i++)
+			if (strcmp(evl.ev[i]->type, "identity.resolved") == 0 &&
+			    strcmp(js(evl.ev[i]->body, "request_id"), rid) == 0)
+				e = evl.ev[i];
+	}
+	SW_REQUIRE(json_is_true(json_object_get(e->body, "ok")), "resolution refused: %s",
+		   js(e->body, "error"));
+	keys = json_object_get(json_array_get(json_object_get(e->body, "steps"), 0), "keys");
+	SW_CHECK((pins = json_dumps(keys, JSON_COMPACT)) != NULL);
+	spec = json_dumps(json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s, s:s, s:s}", "workflow",
+				    "site", "workflow_version", 1, "uses", "", "with", "run_modes",
+				    mode, "output_max", 1048576, "cli_agent", "custom", "prompt",
+				    "fix it", "run", script),
+			  JSON_COMPACT);
+	produce("sagewai.steps", "step.dispatched", "sagewai-scheduler", d->run_id, d->step_id,
+		json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:s}", "step", "fix", "index", 0, "mode",
+			  mode, "attempt", 1, "spec", spec, "timeout_ms", (json_int_t)timeout_ms,
+			  "identity", pins));
+	free(spec);
+	free(pins);
+}
+
+/* All sandbox.output data of step_id's stdout, in order (caller frees). */
+static char *stdout_of(const char *step_id)
+{
+	struct sw_test_buf b = {0};
+	int seq = 0, found;
+
+	do {
+		found = 0;
+		for (size_t i = 0; i < evl.n; i++) {
+			json_t *body = evl.ev[i]->body;
+
+			if (strcmp(evl.ev[i]->type, "sandbox.output") != 0 ||
+			    strcmp(evl.ev[i]->step_id, step_id) != 0 ||
+			    json_integer_value(json_object_get(body, "seq")) != seq)
+				continue;
+			found = 1;
+			seq++;
+			if (strcmp(js(body, "stream"), "stdout") == 0)
+				sw_test_http_collect((char *)js(body, "data"), 1,
+						     strlen(js(body, "data")), &b);
+			break;
+		}
+	} while (found);
+	return b.p != NULL ? b.p : strdup("");
+}
+
+static void has(const char *text, const char *want)
+{
+	SW_REQUIRE(strstr(text, want) != NULL, "the output lacks '%s':\n%s", want, text);
+}
+
+/* The one credential.* event of type for the request of name in run, or
+ * fail (waits up to 30 s). */
+static struct sw_test_ev *cred_event(const char *type, const char *step_id, const char *name)
+{
+	int64_t until = sw_mono_ms() + 30000;
+	const char *rid = NULL;
+
+	for (;;) {
+		for (size_t i = 0; i < evl.n && rid == NULL; i++)
+			if (strcmp(evl.ev[i]->type, "credential.requested") == 0 &&
+			    strcmp(evl.ev[i]->step_id, step_id) == 0 &&
+			    strcmp(js(evl.ev[i]->body, "name"), name) == 0)
+				rid = js(evl.ev[i]->body, "request_id");
+		for (size_t i = 0; i < evl.n && rid != NULL; i++)
+			if (strcmp(evl.ev[i]->type, type) == 0 &&
+			    strcmp(js(evl.ev[i]->body, "request_id"), rid) == 0)
+				return evl.ev[i];
+		SW_REQUIRE(sw_mono_ms() < until, "no %s for %s in %s", type, name, step_id);
+		sw_test_evlog_poll(&evl, 200);
+	}
+}
+
+#define REQ_FN                                                                                    \
+	"req() { v=$(sagewai-cred request \"$1\" --scope \"$2\" --reason \"$3\" --timeout "       \
+	"${4:-30} 2>/tmp/err); rc=$?; echo \"$1 rc=$rc value=$v sha=$(printf %s \"$v\" | "        \
+	"sha256sum | cut -c1-64) err=$(cat /tmp/err)\"; }\n"
+
+/* ---- scenarios ---------------------------------------------------------------- */
+
+static void scenario_flow(void)
+{
+	char site[64], jit[64], want[300], sha[65];
+	struct sw_test_dispatch d;
+	struct sw_test_ev *f, *e;
+	char *out;
+
+	setup("flow");
+	profile_make(site, sizeof(site));
+	value_make(jit, sizeof(jit), "jit");
+	put_secret("jit-token", jit);
+	rule_add(NULL, "JIT_TOKEN", ALLOW, "jit-token");
+	rule_add(NULL, "SITE_TOKEN", ALLOW, "");
+	rule_add(NULL, "RESTRICTED", ALLOW, "");
+	rule_add(NULL, "NOPE", ALLOW, "");
+	rule_add(NULL, "DENY_ME", DENY, NULL);
+	run_step(&d, "r1", "cli_agent_jit",
+		 REQ_FN "req JIT_TOKEN github:push:acme/site 'push the site'\n"
+			"req SITE_TOKEN site:read again\n"
+			"req RESTRICTED admin escalate\n"
+			"req NOPE x nothing\n"
+			"req DENY_ME admin:root 'make me admin'\n"
+			"echo \"agent env: ${JIT_TOKEN:-unset}\"\n",
+		 120000);
+	f = sw_test_evlog_finished(&evl, d.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	out = stdout_of(d.step_id);
+	printf("--- the agent's stdout:\n%s---\n", out);
+	sha_hex(jit, sha);
+	snprintf(want, sizeof(want), "JIT_TOKEN rc=0 value=[REDACTED:JIT_TOKEN] sha=%s err=\n",
+		 sha);
+	has(out, want);
+	sha_hex(site, sha);
+	snprintf(want, sizeof(want), "SITE_TOKEN rc=0 value=[REDACTED:SITE_TOKEN] sha=%s", sha);
+	has(out, want);
+	has(out, "RESTRICTED rc=2 value= ");
+	has(out, "refused (not_allowed): not_allowed: RESTRICTED: step not in acl");
+	has(out, "NOPE rc=2 value= ");
+	has(out, "refused (missing): missing: NOPE is not in the identity cascade");
+	has(out, "DENY_ME rc=2 value= ");
+	has(out, "refused (denied): denied: DENY_ME (by rule r-deny): escalation to admin");
+	/* the agent's own environment never changes under it */
+	has(out, "agent env: unset");
+	/* the trail */
+	e = cred_event("credential.requested", d.step_id, "JIT_TOKEN");
+	SW_REQUIRE(strcmp(js(e->body, "scope"), "github:push:acme/site") == 0 &&
+		       strcmp(js(e->body, "reason"), "push the site") == 0 &&
+		       strcmp(js(e->body, "workflow"), "site") == 0 &&
+		       strcmp(js(e->body, "cli_agent"), "custom") == 0 &&
+		       strncmp(js(e->body, "requester"), "sagewai-cred (pid ", 18) == 0,
+		   "credential.requested fields");
+	e = cred_event("credential.delivered", d.step_id, "JIT_TOKEN");
+	SW_REQUIRE(strcmp(js(e->body, "secret"), "jit-token") == 0 &&
+		       json_integer_value(json_object_get(e->body, "version")) == 1,
+		   "delivered names the secret and version");
+	e = cred_event("credential.delivered", d.step_id, "SITE_TOKEN");
+	SW_REQUIRE(strcmp(js(e->body, "secret"), "site-token") == 0, "cascade key delivered");
+	e = cred_event("credential.refused", d.step_id, "RESTRICTED");
+	SW_REQUIRE(strcmp(js(e->body, "code"), "not_allowed") == 0, "RESTRICTED: %s",
+		   js(e->body, "code"));
+	e = cred_event("credential.refused", d.step_id, "NOPE");
+	SW_REQUIRE(strcmp(js(e->body, "code"), "missing") == 0, "NOPE: %s", js(e->body, "code"));
+	e = cred_event("credential.refused", d.step_id, "DENY_ME");
+	SW_REQUIRE(strcmp(js(e->body, "code"), "denied") == 0, "DENY_ME: %s", js(e->body, "code"));
+	SW_REQUIRE(sw_test_evlog_count(&evl, "credential.requested", d.step_id) == 5 &&
+		       sw_test_evlog_count(&evl, "credential.delivered", d.step_id) == 2 &&
+		       sw_test_evlog_count(&evl, "credential.refused", d.step_id) == 3 &&
+		       sw_test_evlog_count(&evl, "credential.withdrawn", d.step_id) == 0,
+		   "requested 5, delivered 2, refused 3");
+	{
+		size_t grants = 0;
+
+		for (size_t i = 0; i < evl.n; i++)
+			if (strcmp(evl.ev[i]->type, "identity.seal_requested") == 0 &&
+			    strcmp(evl.ev[i]->step_id, d.step_id) == 0 &&
+			    js(evl.ev[i]->body, "grant")[0] != '\0')
+				grants++;
+		SW_REQUIRE(grants == 4, "%zu seal requests with a grant, want 4", grants);
+	}
+	free(out);
+	finish();
+}
+
+static void scenario_timeout(void)
+{
+	char site[64];
+	struct sw_test_dispatch d;
+	struct sw_test_ev *f, *e;
+	char *out;
+
+	setup("timeout");
+	profile_make(site, sizeof(site));
+	rule_add(NULL, "SLOW", NEVER, NULL);
+	rule_add(NULL, "LATER", NEVER, NULL);
+	run_step(&d, "r1", "cli_agent_jit",
+		 REQ_FN "req SLOW s 'nobody answers' 2\n"
+			/* still waiting when the agent exits: withdrawn with the step */
+			"sagewai-cred request LATER --scope s --reason r --timeout 120 &\n"
+			"sleep 2\n",
+		 120000);
+	f = sw_test_evlog_finished(&evl, d.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	out = stdout_of(d.step_id);
+	printf("--- the agent's stdout:\n%s---\n", out);
+	has(out, "SLOW rc=3 value= ");
+	has(out, "refused (timeout): timeout: no decision within the requester's 2000 ms");
+	e = cred_event("credential.withdrawn", d.step_id, "SLOW");
+	SW_REQUIRE(strncmp(js(e->body, "reason"), "timeout:", 8) == 0, "SLOW withdrawn: %s",
+		   js(e->body, "reason"));
+	e = cred_event("credential.withdrawn", d.step_id, "LATER");
+	SW_REQUIRE(strncmp(js(e->body, "reason"), "step_ended:", 11) == 0, "LATER withdrawn: %s",
+		   js(e->body, "reason"));
+	SW_REQUIRE(ndecided == 0, "nothing was decided");
+	free(out);
+	finish();
+}
+
+static void scenario_concurrent(void)
+{
+	char site[64], v[3][64], sha[3][65], run[3][16], secret[3][16];
+	struct sw_test_dispatch d[3];
+	char *out;
+
+	setup("concurrent");
+	profile_make(site, sizeof(site));
+	for (int i = 0; i < 3; i++) {
+		snprintf(secret[i], sizeof(secret[i]), "sib-%c", 'a' + i);
+		snprintf(run[i], sizeof(run[i]), "c%d", i);
+		value_make(v[i], sizeof(v[i]), secret[i]);
+		sha_hex(v[i], sha[i]);
+		put_secret(secret[i], v[i]);
+	}
+	for (int i = 0; i < 3; i++) {
+		char r[96];
+
+		snprintf(r, sizeof(r), "%s-%s", prefix, run[i]);
+		rule_add(r, "JIT_TOKEN", ALLOW, secret[i]);
+	}
+	for (int i = 0; i < 3; i++)
+		run_step(&d[i], run[i], "cli_agent_jit",
+			 REQ_FN "req JIT_TOKEN s r\nsleep 1\nreq JIT_TOKEN s again\n", 120000);
+	for (int i = 0; i < 3; i++) {
+		sw_test_ev_require(sw_test_evlog_finished(&evl, d[i].step_id), "SUCCEEDED", NULL);
+		out = stdout_of(d[i].step_id);
+		printf("--- sandbox %d:\n%s---\n", i, out);
+		for (int k = 0; k < 3; k++)
+			SW_REQUIRE((strstr(out, sha[k]) != NULL) == (k == i),
+				   "sandbox %d %s the value of sandbox %d", i,
+				   k == i ? "lacks" : "holds", k);
+		SW_REQUIRE(sw_test_evlog_count(&evl, "credential.delivered", d[i].step_id) == 2,
+			   "sandbox %d: two deliveries", i);
+		free(out);
+	}
+	finish();
+}
+
+/* What the hostile program inside the sandbox does (python3 of the base
+ * variant): each attempt prints one line. */
+static const char hostile_py[] =
+    "import socket, struct, sys, time\n"
+    "def conn():\n"
+    "    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+    "    s.settimeout(10); s.connect('\\0sagewai-cred'); return s\n"
+    "def reply(s):\n"
+    "    try:\n"
+    "        h = s.recv(4)\n"
+    "        if len(h) < 4: return 'closed'\n"
+    "        n = struct.unpack('<I', h)[0]; b = b''\n"
+    "        while len(b) < n:\n"
+    "            c = s.recv(n - len(b))\n"
+    "            if not c: break\n"
+    "            b += c\n"
+    "        return 'status=%d code=%s' % (b[1], b[8:8 + struct.unpack('<H', b[2:4])[0]]"
+    ".decode())\n"
+    "    except OSError as e: return 'closed'\n"
+    "def req(name, extra=b'', ver=1, scope=b's'):\n"
+    "    f = [name, scope, b'r', b'py']\n"
+    "    body = struct.pack('<BBHI', ver, 1, 0, 5000) + b''.join(struct.pack('<H', len(x)) + x"
+    " for x in f) + extra\n"
+    "    return struct.pack('<I', len(body)) + body\n"
+    "tests = [('oversized', struct.pack('<I', 0xffffffff)),\n"
+    "         ('garbage', struct.pack('<I', 40) + bytes(range(40))),\n"
+    "         ('badname', req(b'lower_case')),\n"
+    "         ('trailing', req(b'OK_NAME', b'xx')),\n"
+    "         ('badversion', req(b'OK_NAME', ver=9)),\n"
+    "         ('control', req(b'OK_NAME', scope=b'a\\nb'))]\n"
+    "for name, data in tests:\n"
+    "    s = conn(); s.sendall(data); print(name, reply(s)); s.close()\n"
+    "held = []\n"
+    "for i in range(20):\n"
+    "    try: held.append(conn())\n"
+    "    except OSError: pass\n"
+    "for s in held: s.setblocking(False)\n"
+    "time.sleep(0.5)\n"
+    "closed = 0\n"
+    "for s in held:\n"
+    "    try:\n"
+    "        if s.recv(1) == b'': closed += 1\n"
+    "    except BlockingIOError: pass\n"
+    "    except OSError: closed += 1\n"
+    "print('flood held=%d closed=%d' % (len(held), closed))\n"
+    "for s in held: s.close()\n"
+    "time.sleep(0.5)\n"
+    "ws = []\n"
+    "for i in range(6):\n"
+    "    s = conn(); s.sendall(req(b'WAIT_%d' % i)); ws.append(s)\n"
+    "time.sleep(1)\n"
+    "print('pending', sorted(reply(s) for s in ws))\n"
+    "sys.stdout.flush()\n";
+
+static void scenario_hostile(void)
+{
+	char site[64], jit[64], sha[65], want[200], script[8192];
+	struct sw_test_dispatch d, dn;
+	char *out;
+
+	setup("hostile");
+	profile_make(site, sizeof(site));
+	value_make(jit, sizeof(jit), "jit");
+	put_secret("jit-token", jit);
+	sha_hex(jit, sha);
+	rule_add(NULL, "JIT_TOKEN", ALLOW, "jit-token");
+	for (int i = 0; i < 6; i++) {
+		char n[16];
+
+		snprintf(n, sizeof(n), "WAIT_%d", i);
+		rule_add(NULL, n, NEVER, NULL);
+	}
+	/* every allow is preceded by a forged one naming another sandbox */
+	forge_decision = 1;
+	SW_CHECK(strlen(REQ_FN) + strlen(hostile_py) + 200 < sizeof(script));
+	strcpy(script, REQ_FN "cat > /tmp/h.py <<'PYEOF'\n");
+	strcat(script, hostile_py);
+	strcat(script, "PYEOF\npython3 /tmp/h.py\nreq JIT_TOKEN s 'after the attacks'\n");
+	run_step(&d, "r1", "cli_agent_jit", script, 120000);
+	/* a cli_agent step may not ask at all */
+	run_step(&dn, "r2", "cli_agent", REQ_FN "req JIT_TOKEN s r\n", 120000);
+	sw_test_ev_require(sw_test_evlog_finished(&evl, d.step_id), "SUCCEEDED", NULL);
+	out = stdout_of(d.step_id);
+	printf("--- the hostile agent's stdout:\n%s---\n", out);
+	has(out, "oversized status=3 code=bad_request");
+	has(out, "garbage status=3 code=bad_request");
+	has(out, "badname status=3 code=bad_request");
+	has(out, "trailing status=3 code=bad_request");
+	has(out, "badversion status=3 code=bad_request");
+	has(out, "control status=3 code=bad_request");
+	has(out, "flood held=20");
+	has(out, "pending ['status=2 code=timeout', 'status=2 code=timeout', "
+		 "'status=2 code=timeout', 'status=2 code=timeout', 'status=3 code=bad_request', "
+		 "'status=3 code=bad_request']");
+	snprintf(want, sizeof(want), "JIT_TOKEN rc=0 value=[REDACTED:JIT_TOKEN] sha=%s err=\n",
+		 sha);
+	has(out, want);
+	free(out);
+	/* only well-formed requests reached sandboxd: 4 of WAIT_*, then JIT_TOKEN */
+	SW_REQUIRE(sw_test_evlog_count(&evl, "credential.requested", d.step_id) == 5,
+		   "%zu requests reached sandboxd, want 5",
+		   sw_test_evlog_count(&evl, "credential.requested", d.step_id));
+	SW_REQUIRE(sw_test_evlog_count(&evl, "credential.delivered", d.step_id) == 1,
+		   "the forged decision changed nothing");
+	sw_test_ev_require(sw_test_evlog_finished(&evl, dn.step_id), "SUCCEEDED", NULL);
+	out = stdout_of(dn.step_id);
+	has(out, "JIT_TOKEN rc=2 value= ");
+	has(out, "refused (not_jit): not_jit: this is a cli_agent step");
+	free(out);
+	/* refused before any request was published: credential.refused alone */
+	{
+		struct sw_test_ev *e =
+		    sw_test_evlog_wait(&evl, "credential.refused", dn.step_id, 0, 30);
+
+		SW_REQUIRE(strcmp(js(e->body, "code"), "not_jit") == 0 &&
+			       strcmp(js(e->body, "name"), "JIT_TOKEN") == 0 &&
+			       sw_test_evlog_count(&evl, "credential.requested", dn.step_id) == 0,
+			   "not_jit: %s", js(e->body, "code"));
+	}
+	{
+		char *log = slurp(sbd_log);
+
+		SW_REQUIRE(log != NULL &&
+			       strstr(log, "ignored a credential decision that does not "
+					   "match its request") != NULL,
+			   "sandboxd did not log the forged decision");
+		free(log);
+	}
+	finish();
+}
+
+int main(int argc, char **argv)
+{
+	static const struct sw_test_scenario scenarios[] = {
+	    {"flow", scenario_flow},
+	    {"timeout", scenario_timeout},
+	    {"concurrent", scenario_concurrent},
+	    {"hostile", scenario_hostile},
+	};
+
+	sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]))
+	    ->fn();
+	return 0;
+}
