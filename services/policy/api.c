@@ -156,7 +156,7 @@ static void put_cb(PGresult *res, const char *err, void *opaque)
 static void policy_put(struct areq *a)
 {
 	char err[1024], who[300], *ov_text;
-	const char *params[6];
+	const char *params[4], *p2[3];
 	struct sw_store_stmt st[3];
 	json_t *ov;
 
@@ -189,7 +189,9 @@ static void policy_put(struct areq *a)
 	params[1] = a->text;
 	params[2] = a->filename;
 	params[3] = who;
-	params[4] = ov_text;
+	p2[0] = a->tenant;
+	p2[1] = a->text;
+	p2[2] = ov_text;
 	/* re-applying the same text changes nothing (and a resent statement
 	 * after a lost connection counts no version twice) */
 	st[0].sql = "INSERT INTO policies (tenant, version, yaml, filename, updated_by)"
@@ -200,10 +202,10 @@ static void policy_put(struct areq *a)
 	st[0].nparams = 4;
 	st[0].params = params;
 	st[1].sql = "INSERT INTO policy_history (tenant, version, yaml, filename, actor, overrides)"
-		    " SELECT tenant, version, yaml, filename, updated_by, $5::jsonb FROM policies"
+		    " SELECT tenant, version, yaml, filename, updated_by, $3::jsonb FROM policies"
 		    " WHERE tenant = $1 AND yaml = $2 ON CONFLICT DO NOTHING";
-	st[1].nparams = 5;
-	st[1].params = params;
+	st[1].nparams = 3;
+	st[1].params = p2;
 	st[2].sql = "SELECT version FROM policies WHERE tenant = $1";
 	st[2].nparams = 1;
 	st[2].params = params;

@@ -605,7 +605,7 @@ void pol_withdrawn(struct pol_env *env, json_t *ev, const struct sw_event_header
 	static char *sql;
 	struct wd *w;
 	struct sw_store_stmt st[2];
-	const char *params[4];
+	const char *params[4], *p0[3];
 	char now[24], reason[600];
 
 	if (!uuid_ok(jstr(ev, "request_id")) || h->tenant[0] == '\0') {
@@ -632,10 +632,13 @@ void pol_withdrawn(struct pol_env *env, json_t *ev, const struct sw_event_header
 	params[1] = reason;
 	params[2] = now;
 	params[3] = h->tenant;
+	p0[0] = params[0];
+	p0[1] = h->tenant;
+	p0[2] = reason;
 	st[0].sql = "INSERT INTO withdrawals (request_id, tenant, reason)"
-		    " VALUES ($1::uuid, $4, $2) ON CONFLICT DO NOTHING";
-	st[0].nparams = 4;
-	st[0].params = params;
+		    " VALUES ($1::uuid, $2, $3) ON CONFLICT DO NOTHING";
+	st[0].nparams = 3;
+	st[0].params = p0;
 	st[1].sql = sql;
 	st[1].nparams = 4;
 	st[1].params = params;

@@ -57,7 +57,7 @@ async function decide(a, approve, why) {
       say("refused: " + ((j.error && j.error.message) || r.status));
       return;
     }
-    upsert(j);
+    if (upsert(j)) render();
     say((approve ? "approved " : "denied ") + a.name);
   } catch (e) {
     say("failed: " + e);
@@ -123,9 +123,14 @@ function render() {
     });
 }
 
+/* Keep a; true when it changed what is shown (a repeat changes nothing,
+ * so a reason being typed is not swept away by a re-render). */
 function upsert(a) {
-  if (!a || typeof a.id !== "string") return;
+  if (!a || typeof a.id !== "string") return false;
+  const old = approvals.get(a.id);
+  if (old && JSON.stringify(old) === JSON.stringify(a)) return false;
   approvals.set(a.id, a);
+  return true;
 }
 
 function handle(event, data) {
@@ -134,10 +139,10 @@ function handle(event, data) {
   if (event === "snapshot") {
     approvals.clear();
     (j.approvals || []).forEach(upsert);
-  } else if (event === "approval") {
-    upsert(j);
+    render();
+  } else if (event === "approval" && upsert(j)) {
+    render();
   }
-  render();
 }
 
 async function connect() {
