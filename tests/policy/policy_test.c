@@ -26,6 +26,9 @@
  *   hostile   oversized and garbage HTTP bodies, bad paths and methods,
  *             garbage on sagewai.credentials (dead-lettered), malformed
  *             requests (denied, the service keeps serving)
+ *   cli       sagewai policy apply|show|test and approvals list|approve|deny|
+ *             watch against the service: output, --json, --help, a bad file's
+ *             FILE:LINE:COL on stderr (exit 1), an approval decided by the CLI
  *   page      headless Chromium (tests/policy/page.py over the DevTools
  *             protocol): the page shows a pending request, a click on Approve
  *             produces credential.decided by human; a screenshot is kept in
@@ -40,6 +43,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_test_svc.h"
+#include "cli_spawn.h"
 
 #define MAXEV 4096
 
@@ -887,6 +891,174 @@ static void t_hostile(void)
 	finish();
 }
 
+
+/* sagewai ARGS... with the policy service's URL and the admin token. */
+static void sagewai(struct cli_out *o, int want, const char *const *args)
+{
+	char bin[600], url[200], tok[120];
+	char *envp[] = {url, tok, "PATH=/usr/bin:/bin", NULL};
+
+	snprintf(bin, sizeof(bin), "%s/tools/cli/sagewai", getenv("SW_BUILD_DIR"));
+	snprintf(url, sizeof(url), "SAGEWAI_POLICY_URL=http://127.0.0.1:%d", pol_port);
+	snprintf(tok, sizeof(tok), "SAGEWAI_ADMIN_TOKEN=%s", admin);
+	cli_runv(bin, args, envp, NULL, o);
+	if (o->status != want)
+		cli_out_dump(args[0], o);
+	SW_REQUIRE(o->status == want, "sagewai %s %s: exit %d, want %d", args[0],
+		   args[1] ? args[1] : "", o->status, want);
+	SW_REQUIRE(strstr(o->out, admin) == NULL && strstr(o->err, admin) == NULL,
+		   "the CLI printed the token");
+}
+
+static void t_cli(void)
+{
+	char good[700], bad[700], run[80], rid[SW_UUID_STRLEN], aid[SW_UUID_STRLEN];
+	struct cli_out o;
+	json_t *j;
+
+	mode = "single_org";
+	setup("cli");
+	pol_start();
+	snprintf(good, sizeof(good), "%s/site-policy.yaml", dir);
+	snprintf(bad, sizeof(bad), "%s/bad-policy.yaml", dir);
+	write_file(good, policy_main, 0644);
+	write_file(bad, "rules:\n  - name: X\n    effect: perhaps\n", 0644);
+	{
+		const char *a[] = {"policy", "apply", bad, NULL};
+
+		sagewai(&o, 1, a);
+		SW_REQUIRE(strstr(o.err, "bad-policy.yaml:3:13: effect: allow, deny or ask") != NULL,
+			   "stderr: %s", o.err);
+		cli_out_free(&o);
+	}
+	{
+		const char *a[] = {"policy", "apply", good, NULL};
+
+		sagewai(&o, 0, a);
+		SW_REQUIRE(strstr(o.out, "version 1, 4 rules, 1 approvers") != NULL, "%s", o.out);
+		cli_out_free(&o);
+	}
+	{
+		const char *a[] = {"policy", "show", NULL};
+
+		sagewai(&o, 0, a);
+		SW_REQUIRE(strstr(o.out, "# tenant default, version 1, file site-policy.yaml") !=
+				   NULL && strstr(o.out, policy_main) != NULL,
+			   "%s", o.out);
+		cli_out_free(&o);
+	}
+	{
+		const char *a[] = {"policy", "test", "--request",
+				   "{\"name\": \"GITHUB_TOKEN_A\", \"scope\": \"github:push:acme/a\"}",
+				   NULL};
+
+		sagewai(&o, 0, a);
+		SW_REQUIRE(strstr(o.out, "allow by rule push-own-org (tenant policy, line 4),"
+					 " secret github-push") != NULL,
+			   "%s", o.out);
+		cli_out_free(&o);
+	}
+	{
+		const char *a[] = {"policy", "test", "--json", "--request", "{\"name\": \"X_API_KEY\"}",
+				   NULL};
+
+		sagewai(&o, 0, a);
+		j = json_loads(o.out, 0, NULL);
+		SW_REQUIRE(j != NULL && strcmp(js(j, "decision"), "ask") == 0, "%s", o.out);
+		json_decref(j);
+		cli_out_free(&o);
+	}
+	snprintf(run, sizeof(run), "%s-r1", prefix);
+	request("default", run, "STRIPE_API_KEY", "stripe:charges", rid);
+	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", rid), "approval_id"));
+	{
+		const char *a[] = {"approvals", "list", NULL};
+
+		sagewai(&o, 0, a);
+		SW_REQUIRE(strstr(o.out, aid) != NULL && strstr(o.out, "STRIPE_API_KEY") != NULL &&
+			   strstr(o.out, "pending") != NULL && strstr(o.out, "left") != NULL,
+			   "%s", o.out);
+		cli_out_free(&o);
+	}
+	{
+		const char *a[] = {"approvals", "approve", aid, NULL};
+
+		sagewai(&o, 2, a); /* no --reason */
+		cli_out_free(&o);
+	}
+	{
+		const char *a[] = {"approvals", "approve", aid, "--reason", "ok by the CLI", NULL};
+
+		sagewai(&o, 0, a);
+		SW_REQUIRE(strstr(o.out, "approved") != NULL, "%s", o.out);
+		cli_out_free(&o);
+	}
+	require_decided(reply_for("credential.decided", rid), "allow", "human", NULL);
+	{
+		const char *a[] = {"approvals", "deny", aid, "--reason", "again", NULL};
+
+		sagewai(&o, 1, a);
+		SW_REQUIRE(strstr(o.err, "already approved") != NULL, "%s", o.err);
+		cli_out_free(&o);
+	}
+	{
+		const char *a[] = {"approvals", "list", "--all", "--json", NULL};
+
+		sagewai(&o, 0, a);
+		j = json_loads(o.out, 0, NULL);
+		SW_REQUIRE(j != NULL && json_array_size(json_object_get(j, "approvals")) == 1,
+			   "%s", o.out);
+		json_decref(j);
+		cli_out_free(&o);
+	}
+	{
+		static const char *const helps[][4] = {
+			{"policy", "--help", NULL}, {"policy", "apply", "--help", NULL},
+			{"policy", "show", "--help", NULL}, {"policy", "test", "--help", NULL},
+			{"approvals", "--help", NULL}, {"approvals", "list", "--help", NULL},
+			{"approvals", "approve", "--help", NULL}, {"approvals", "deny", "--help", NULL},
+			{"approvals", "watch", "--help", NULL}};
+
+		for (size_t i = 0; i < sizeof(helps) / sizeof(*helps); i++) {
+			sagewai(&o, 0, helps[i]);
+			SW_REQUIRE(strncmp(o.out, "usage: sagewai ", 15) == 0, "%s", o.out);
+			cli_out_free(&o);
+		}
+	}
+	/* watch: the snapshot, then a new ask as it comes (stopped by a timeout) */
+	{
+		char bin[600], cmd[4096], out[700];
+		char run2[80], r2[SW_UUID_STRLEN];
+		FILE *f;
+		int64_t until = sw_mono_ms() + 20000;
+		int found = 0;
+
+		snprintf(out, sizeof(out), "%s/watch.out", dir);
+		snprintf(bin, sizeof(bin), "%s/tools/cli/sagewai", getenv("SW_BUILD_DIR"));
+		snprintf(cmd, sizeof(cmd),
+			 "SAGEWAI_POLICY_URL=http://127.0.0.1:%d SAGEWAI_ADMIN_TOKEN_FILE= "
+			 "SAGEWAI_ADMIN_TOKEN=$(cat %s) timeout 15 %s approvals watch > %s 2>&1 &",
+			 pol_port, admin_path, bin, out);
+		SW_CHECK(system(cmd) == 0);
+		sw_test_msleep(1500);
+		snprintf(run2, sizeof(run2), "%s-r2", prefix);
+		request("default", run2, "NEW_API_KEY", "n", r2);
+		while (!found && sw_mono_ms() < until) {
+			char line[2048];
+
+			sw_test_msleep(300);
+			if ((f = fopen(out, "r")) == NULL)
+				continue;
+			while (fgets(line, sizeof(line), f) != NULL)
+				if (strstr(line, "NEW_API_KEY") != NULL && strstr(line, "pending"))
+					found = 1;
+			fclose(f);
+		}
+		SW_REQUIRE(found, "approvals watch did not show the new ask");
+	}
+	finish();
+}
+
 static void t_page(void)
 {
 	char run[80], rid[SW_UUID_STRLEN], cmd[4096], shot[700], url[200];
@@ -923,7 +1095,7 @@ static void t_page(void)
 static const struct sw_test_scenario scenarios[] = {
 	{"lang", t_lang},	  {"decide", t_decide}, {"deadline", t_deadline},
 	{"withdraw", t_withdraw}, {"kill9", t_kill9},	{"tenants", t_tenants},
-	{"hostile", t_hostile},	  {"page", t_page},
+	{"hostile", t_hostile},	  {"page", t_page},	{"cli", t_cli},
 };
 
 int main(int argc, char **argv)
