@@ -326,7 +326,9 @@ static const char *glob_problem(const char *s)
 static const char *const name_probes[] = {"A", "Z", "_", "X9", "GITHUB_TOKEN_REPO_X",
 					  "AWS_SECRET_ACCESS_KEY", "OPENAI_API_KEY", "ADMIN",
 					  "Q_1_2_3_4_5_6_7_8_9", NULL};
-static const char *const scope_probes[] = {"", "a", "*", "github:push:acme/site",
+/* no empty scope: a glob that matches every non-empty scope ("?*") allows
+ * everything a requester can ask for */
+static const char *const scope_probes[] = {"a", "*", "github:push:acme/site",
 					   "aws:iam:role/admin", "any thing at all",
 					   "/", "0", "~!@#$%^&()", NULL};
 

@@ -473,6 +473,8 @@ static void t_lang(void)
 		    "rule all allows every credential");
 	apply_fails("rules:\n  - id: all\n    name: \"[A-Z_]*\"\n    scope: \"**\"\n    effect: allow\n",
 		    "rule all allows every credential");
+	apply_fails("rules:\n  - id: all\n    name: \"?*\"\n    scope: \"?*\"\n    effect: allow\n",
+		    "rule all allows every credential");
 	apply_fails("rules:\n  - id: all\n    name: \"*\"\n    effect: allow\n    override: allow-all\n"
 		    "    justification: short\n",
 		    "needs a justification");
