@@ -433,7 +433,8 @@ static void decide_now(struct areq *a)
 	if (sql[0] == '\0')
 		snprintf(sql, sizeof(sql),
 			 "UPDATE requests SET state = 'decided', decision = $3, by = 'human',"
-			 " approver = $4, reason = $5, decided_us = $6::bigint"
+			 " approver = $4, reason = $5, decided_us = $6::bigint,"
+			 " secret = CASE WHEN $3 = 'allow' THEN secret ELSE '' END"
 			 " WHERE approval_id = $1::uuid AND tenant = $2 AND state = 'pending'"
 			 " RETURNING %s",
 			 pol_pub_cols);

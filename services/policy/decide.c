@@ -215,13 +215,14 @@ static void event_id(const char *request_id, const char *type, char out[SW_UUID_
 }
 
 struct sent {
+	struct pol_env *env;
 	char key[SW_UUID_STRLEN + 4]; /* request_id + "/p" or "/d" */
 };
 
 static void marked_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct sent *s = opaque;
-	struct pol_env *env = *(struct pol_env **)(s + 1);
+	struct pol_env *env = s->env;
 
 	(void)res;
 	if (err != NULL)
@@ -255,7 +256,7 @@ static void delivered_cb(struct pol_env *env, const char *err, void *opaque)
 		marked_cb(NULL, "cannot queue", s);
 }
 
-/* Produce one event of row i; 0 when produced or not owed. */
+/* Produce the pending or decided event of row i, unless it is in flight. */
 static void publish_one(struct pol_env *env, PGresult *res, int i, int pending)
 {
 	struct sw_event_header h;
@@ -265,11 +266,11 @@ static void publish_one(struct pol_env *env, PGresult *res, int i, int pending)
 	const char *type = pending ? "credential.pending" : "credential.decided";
 	char err[256];
 
-	if ((s = calloc(1, sizeof(*s) + sizeof(env))) == NULL) {
+	if ((s = calloc(1, sizeof(*s))) == NULL) {
 		sw_log(SW_LOG_ERROR, "cannot publish", "error", "out of memory", NULL);
 		return;
 	}
-	memcpy(s + 1, &env, sizeof(env));
+	s->env = env;
 	snprintf(s->key, sizeof(s->key), "%s/%c", rid, pending ? 'p' : 'd');
 	if (json_object_get(env->inflight, s->key) != NULL) {
 		free(s);
@@ -592,7 +593,8 @@ static char *withdraw_sql(const char *where)
 
 	if (asprintf(&s,
 		     "UPDATE requests SET state = 'decided', decision = 'deny', by = 'withdrawn',"
-		     " reason = $2, decided_us = $3::bigint WHERE %s AND state = 'pending'"
+		     " reason = $2, decided_us = $3::bigint, secret = ''"
+		     " WHERE %s AND state = 'pending'"
 		     " RETURNING %s",
 		     where, pol_pub_cols) == -1)
 		return NULL;
@@ -812,7 +814,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (sql[0] == '\0')
 		snprintf(sql, sizeof(sql),
 			 "UPDATE requests SET state = 'decided', decision = 'deny', by = 'deadline',"
-			 " reason = 'nobody decided before the deadline', decided_us = $1::bigint"
+			 " reason = 'nobody decided before the deadline', decided_us = $1::bigint,"
+			 " secret = ''"
 			 " WHERE state = 'pending' AND deadline_ms <= $2::bigint RETURNING %s",
 			 pol_pub_cols);
 	snprintf(now_us, sizeof(now_us), "%" PRId64, now);

@@ -434,6 +434,7 @@ static const char policy_main[] =
 	"    name: \"*_API_KEY\"\n"
 	"    effect: ask\n"
 	"    deadline: 10m\n"
+	"    secret: vendor-keys\n"
 	"  - id: quick\n"
 	"    name: QUICK_*\n"
 	"    effect: ask\n"
@@ -589,6 +590,7 @@ static void t_decide(void)
 	d = reply_for("credential.decided", r4);
 	require_decided(d, "allow", "human", "new-api-key");
 	SW_REQUIRE(strcmp(js(d, "approver"), "admin") == 0 &&
+		   strcmp(js(d, "secret"), "vendor-keys") == 0 &&
 		   strcmp(js(d, "reason"), "new vendor, agreed with finance") == 0,
 		   "approver %s reason %s", js(d, "approver"), js(d, "reason"));
 	approval_status(r4, "approved");
@@ -601,6 +603,8 @@ static void t_decide(void)
 	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", r5), "approval_id"));
 	decide(200, aid, "deny", "not today", admin);
 	require_decided(reply_for("credential.decided", r5), "deny", "human", "new-api-key");
+	SW_REQUIRE(strcmp(js(reply_for("credential.decided", r5), "secret"), "") == 0,
+		   "a denial names a secret");
 	approval_status(r5, "denied");
 	/* the same request consumed twice (sandboxd re-sent it): decided once */
 	{
