@@ -108,7 +108,8 @@ void pol_tenants_apply(struct pol_env *env, json_t *ev, pol_done_cb done,
 	t->done = done;
 	t->opaque = opaque;
 	snprintf(t->type, sizeof(t->type), "%s", type);
-	if (sw_store_query(env->store, sql, n, params, applied, t) == -1) {
+	/* keyed by tenant: its events commit in their order (a key after its tenant) */
+	if (sw_store_query_key(env->store, tenant, sql, n, params, applied, t) == -1) {
 		free(t);
 		sw_service_fatal(env->svc, "tenant event", "cannot queue");
 	}
