@@ -52,12 +52,13 @@ attack_stack_start() { # [multi_tenant]
 	export ATTACK_ADMIN
 	if [ "${1:-}" = multi_tenant ]; then
 		# identity's files are read only when it is built (tools/lib/stack.sh)
-		for svc in scheduler worker sandboxd audit identity; do
+		for svc in scheduler worker sandboxd audit identity policy; do
 			printf "SAGEWAI_MODE=multi_tenant\n" >>"$work/$svc.env"
 		done
 		printf "SAGEWAI_ADMIN_TOKEN=%s\n" "$ATTACK_ADMIN" >>"$work/scheduler.env"
 		printf "SAGEWAI_ADMIN_TOKEN=%s\n" "$ATTACK_ADMIN" >>"$work/identity.env"
 		printf "SAGEWAI_ADMIN_TOKEN=%s\n" "$ATTACK_ADMIN" >>"$work/audit.env"
+		printf "SAGEWAI_ADMIN_TOKEN=%s\n" "$ATTACK_ADMIN" >>"$work/policy.env"
 	fi
 	trap 'sw_stack_stop "$work"' EXIT
 	sw_stack_start "$work" "$attack_build" env || attack_fail "stack did not start"
@@ -70,7 +71,7 @@ attack_stack_start() { # [multi_tenant]
 # attack_alive: every service still answers /healthz
 attack_alive() {
 	local name port
-	for name in scheduler worker audit sandboxd identity; do
+	for name in scheduler worker audit sandboxd identity policy; do
 		[ -f "$work/$name.port" ] || continue
 		port=$(cat "$work/$name.port")
 		curl -fsS -m 5 "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 || {

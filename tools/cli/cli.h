@@ -31,11 +31,13 @@
 #define CLI_DEFAULT_URL "http://127.0.0.1:8080"
 #define CLI_DEFAULT_AUDIT_URL "http://127.0.0.1:8081"
 #define CLI_DEFAULT_IDENTITY_URL "http://127.0.0.1:8084"
+#define CLI_DEFAULT_POLICY_URL "http://127.0.0.1:8085"
 
 struct cli_env {
 	char *url;               /* scheduler base URL, no trailing '/' (owned) */
 	char *audit_url;         /* audit service base URL, no trailing '/' (owned) */
 	char *identity_url;      /* identity service base URL, no trailing '/' (owned) */
+	char *policy_url;        /* policy service base URL, no trailing '/' (owned) */
 	const char *tenant;      /* --tenant: the tenant an admin call acts on; may be NULL */
 	const char *token;       /* tenant key (--token, SAGEWAI_TOKEN); may be NULL */
 	const char *admin_token; /* SAGEWAI_ADMIN_TOKEN; may be NULL */
@@ -95,6 +97,8 @@ int cli_secret(struct cli_env *env, int argc, char **argv);
 int cli_identity(struct cli_env *env, int argc, char **argv);
 int cli_user(struct cli_env *env, int argc, char **argv);
 int cli_replay(struct cli_env *env, int argc, char **argv);
+int cli_policy(struct cli_env *env, int argc, char **argv);
+int cli_approvals(struct cli_env *env, int argc, char **argv);
 
 /* ---- replay.c: repeatable options ----------------------------------- */
 
@@ -109,7 +113,7 @@ int cli_check_types(const char *const *types, size_t n, const char *cmd);
 
 /* ---- http.c: one request, or one event stream ----------------------- */
 
-enum cli_target { CLI_SCHEDULER, CLI_AUDIT_SVC, CLI_IDENTITY_SVC };
+enum cli_target { CLI_SCHEDULER, CLI_AUDIT_SVC, CLI_IDENTITY_SVC, CLI_POLICY_SVC };
 
 struct cli_resp {
 	long status;   /* HTTP status, 0 when no answer came */
@@ -143,6 +147,9 @@ struct cli_sse;
  * (transport, HTTP error answer, malformed stream). */
 int cli_http_stream(struct cli_env *env, const char *path, struct cli_sse *sse, char *errstr,
 		    size_t errlen);
+/* The same from target t with bearer (may be NULL). */
+int cli_http_stream_at(struct cli_env *env, enum cli_target t, const char *path,
+		       const char *bearer, struct cli_sse *sse, char *errstr, size_t errlen);
 
 /* Percent-encode s for use as one path segment or query value; caller
  * frees. NULL when out of memory. */

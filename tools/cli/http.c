@@ -57,6 +57,8 @@ static const char *target_name(enum cli_target t)
 		return "the audit service";
 	case CLI_IDENTITY_SVC:
 		return "the identity service";
+	case CLI_POLICY_SVC:
+		return "the policy service";
 	}
 	return "the server";
 }
@@ -70,6 +72,8 @@ static const char *target_url(const struct cli_env *env, enum cli_target t)
 		return env->audit_url;
 	case CLI_IDENTITY_SVC:
 		return env->identity_url;
+	case CLI_POLICY_SVC:
+		return env->policy_url;
 	}
 	return env->url;
 }
@@ -295,6 +299,12 @@ static size_t stream_write(char *ptr, size_t size, size_t nmemb, void *opaque)
 int cli_http_stream(struct cli_env *env, const char *path, struct cli_sse *sse, char *errstr,
 		    size_t errlen)
 {
+	return cli_http_stream_at(env, CLI_SCHEDULER, path, env->token, sse, errstr, errlen);
+}
+
+int cli_http_stream_at(struct cli_env *env, enum cli_target t, const char *path,
+		       const char *bearer, struct cli_sse *sse, char *errstr, size_t errlen)
+{
 	struct stream s = {.sse = sse, .err = {.max = CLI_MAX_ERRBODY}};
 	struct curl_slist *hdrs = NULL;
 	struct cli_resp resp;
@@ -303,7 +313,7 @@ int cli_http_stream(struct cli_env *env, const char *path, struct cli_sse *sse, 
 	int rc = -1;
 
 	memset(&resp, 0, sizeof(resp));
-	s.c = easy_new(env->url, path, env->token, &hdrs, "text/event-stream", NULL, cerr);
+	s.c = easy_new(target_url(env, t), path, bearer, &hdrs, "text/event-stream", NULL, cerr);
 	if (s.c == NULL) {
 		snprintf(errstr, errlen, "cannot set up a request (out of memory)");
 		goto out;
@@ -322,12 +332,12 @@ int cli_http_stream(struct cli_env *env, const char *path, struct cli_sse *sse, 
 	}
 	curl_easy_getinfo(s.c, CURLINFO_RESPONSE_CODE, &resp.status);
 	if (cc != CURLE_OK) {
-		transport_error(cc, cerr, CLI_SCHEDULER, env->url, errstr, errlen);
+		transport_error(cc, cerr, t, target_url(env, t), errstr, errlen);
 		goto out;
 	}
 	if (resp.status < 200 || resp.status > 299) {
 		resp.body = sw_buf_steal(&s.err, &resp.len);
-		error_answer(&resp, CLI_SCHEDULER, env->url, errstr, errlen);
+		error_answer(&resp, t, target_url(env, t), errstr, errlen);
 		goto out;
 	}
 	rc = 0;

@@ -39,6 +39,9 @@ static const char main_help[] =
 	"  identity profile set|show|list|delete NAME\n"
 	"                                  identity profiles (system, workflow, user)\n"
 	"  identity resolve --workflow W   the identity cascade of a workflow's steps\n"
+	"  policy apply|show|test          a tenant's credential policy (docs/POLICY.md)\n"
+	"  approvals list|approve|deny|watch\n"
+	"                                  credential requests waiting for a person\n"
 	"\n"
 	"Global options (accepted anywhere on the line):\n"
 	"  --url URL         the scheduler (SAGEWAI_URL, default " CLI_DEFAULT_URL ")\n"
@@ -46,6 +49,8 @@ static const char main_help[] =
 	CLI_DEFAULT_AUDIT_URL ")\n"
 	"  --identity-url URL  the identity service (SAGEWAI_IDENTITY_URL, default\n"
 	"                    " CLI_DEFAULT_IDENTITY_URL ")\n"
+	"  --policy-url URL  the policy service (SAGEWAI_POLICY_URL, default\n"
+	"                    " CLI_DEFAULT_POLICY_URL ")\n"
 	"  --tenant REF      the tenant (name or id) an operator's secret/identity call\n"
 	"                    acts on ('_system' for operator-wide secrets)\n"
 	"  --token TOKEN     the tenant's API key, sent as a Bearer token (SAGEWAI_TOKEN)\n"
@@ -168,6 +173,17 @@ static int global_opt(struct cli_env *env, const char *cmd, int argc, char **arg
 		}
 		if (set_url(&env->identity_url, v) == -1) {
 			cli_usage(cmd, "--identity-url must be an http:// or https:// URL");
+			return -1;
+		}
+		return 1;
+	}
+	if (opt_is(a, "--policy-url")) {
+		if ((v = opt_value(argc, argv, i, "--policy-url")) == NULL) {
+			cli_usage(cmd, "--policy-url needs a value");
+			return -1;
+		}
+		if (set_url(&env->policy_url, v) == -1) {
+			cli_usage(cmd, "--policy-url must be an http:// or https:// URL");
 			return -1;
 		}
 		return 1;
@@ -310,6 +326,8 @@ static int dispatch(struct cli_env *env, int argc, char **argv)
 		{"secret", cli_secret},
 		{"identity", cli_identity},
 		{"replay", cli_replay},
+		{"policy", cli_policy},
+		{"approvals", cli_approvals},
 		{NULL, NULL},
 	};
 	char **hargv = NULL;
@@ -395,6 +413,12 @@ int main(int argc, char **argv)
 		rc = CLI_USAGE;
 		goto out;
 	}
+	v = getenv("SAGEWAI_POLICY_URL");
+	if (set_url(&env.policy_url, v != NULL && *v ? v : CLI_DEFAULT_POLICY_URL) == -1) {
+		cli_error("SAGEWAI_POLICY_URL must be an http:// or https:// URL");
+		rc = CLI_USAGE;
+		goto out;
+	}
 	v = getenv("SAGEWAI_TOKEN");
 	env.token = v != NULL && *v ? v : NULL;
 	v = getenv("SAGEWAI_ADMIN_TOKEN");
@@ -422,6 +446,7 @@ out:
 	free(env.url);
 	free(env.audit_url);
 	free(env.identity_url);
+	free(env.policy_url);
 	return rc;
 }
 

@@ -40,8 +40,8 @@
 sw_pgbin=${SW_PG_BIN:-$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)}
 
 # The services with a role and a schema of their own (identity's schema is
-# "identity"); the planned policy service joins this list.
-sw_pg_services="scheduler worker sandboxd audit identity"
+# "identity").
+sw_pg_services="scheduler worker sandboxd audit identity policy"
 
 # A clean environment for the server and its tools: the caller's (an LLM
 # key, tokens) must not reach postgres, whose children inherit it.

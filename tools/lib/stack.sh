@@ -33,6 +33,10 @@
 #       runnable modes when sandboxd is up as well, and sandboxd gets its seal
 #       key. Without
 #       that binary nothing of this happens.
+#       When BUILD has services/policy/sagewai-policy (and unless
+#       SW_STACK_POLICY=0), sagewai-policy runs too (after identity, before
+#       sandboxd), with identity's admin token when identity runs; its URL
+#       (the API and the approvals page) is SAGEWAI_POLICY_URL.
 #   sw_stack_restart WORK NAME         restart one service (after kill -9, or to
 #                                      pick up WORK/NAME.env, extra settings),
 #                                      on the port it had
@@ -118,6 +122,7 @@ sw_stack_url_key() { # NAME
 	worker) echo SAGEWAI_WORKER_URL ;;
 	llm-mock) echo "SAGEWAI_LLM_BASE_URL /v1" ;;
 	identity) echo SAGEWAI_IDENTITY_URL ;;
+	policy) echo SAGEWAI_POLICY_URL ;;
 	esac
 }
 
@@ -144,7 +149,7 @@ sw_stack_service() {
 
 # The services on the libs/service frame (they read SAGEWAI_* settings).
 sw_stack_is_service() { # NAME
-	case "$1" in scheduler | worker | sandboxd | audit | identity) return 0 ;; esac
+	case "$1" in scheduler | worker | sandboxd | audit | identity | policy) return 0 ;; esac
 	return 1
 }
 
@@ -162,7 +167,7 @@ sw_stack_keys() {
 sw_stack_secret_user() { # KEY NAME: 0 when service NAME uses secret KEY
 	case "$1" in
 	SAGEWAI_LLM_API_KEY) [ "$2" = worker ] ;;
-	SAGEWAI_ADMIN_TOKEN) [ "$2" = scheduler ] || [ "$2" = identity ] ;;
+	SAGEWAI_ADMIN_TOKEN) [ "$2" = scheduler ] || [ "$2" = identity ] || [ "$2" = policy ] ;;
 	PGPASSWORD) sw_stack_is_service "$2" ;;
 	*) return 1 ;;
 	esac
@@ -494,6 +499,16 @@ sw_stack_start() {
 			SAGEWAI_SECRET_MAC_KEY_FILE='$idk/mac.key'
 			SAGEWAI_ADMIN_TOKEN_FILE='$idk/admin.token'
 		EOF
+	fi
+	# policy (the JIT credential requests' decisions) before sandboxd, whose
+	# requests it answers
+	if [ "${SW_STACK_POLICY:-1}" = 1 ] && [ -x "$build/services/policy/sagewai-policy" ]; then
+		: >"$work/policy.gen.env"
+		[ $identity = 0 ] ||
+			echo "SAGEWAI_ADMIN_TOKEN_FILE='$idk/admin.token'" >"$work/policy.gen.env"
+		sw_stack_service "$work" policy "$build/services/policy/sagewai-policy" serve ||
+			return 1
+		sw_stack_wait_http "$(sw_stack_url "$work" policy)" policy "$work" || return 1
 	fi
 	if [ "${SW_STACK_SANDBOXD:-1}" = 1 ] && [ -x /usr/bin/bwrap ] &&
 		[ -x "$build/services/sandboxd/sagewai-sandboxd" ]; then
