@@ -456,10 +456,6 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 			sw_http_reply_error(a->req, 404, "not_found", "no workflow %s", a->name);
 		goto out;
 	}
-	if (PQgetvalue(res, 0, 2)[0] != 't') {
-		sw_http_reply_error(a->req, 404, "not_found", "no run %s to re-run", a->replay_of);
-		goto out;
-	}
 	wf = sched_def_get(env, a->tenant, a->name, atoi(PQgetvalue(res, 0, 1)),
 			   PQgetvalue(res, 0, 0), why, sizeof(why));
 	if (wf == NULL) {
@@ -476,6 +472,11 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 				    " preview and refused unless the operator sets"
 				    " SAGEWAI_SEALED_PREVIEW=1",
 				    wf->steps[i].name, sw_mode_name(wf->steps[i].mode));
+		goto out;
+	}
+	/* a re-run is checked as any submit, the gate first (docs/AUDIT.md) */
+	if (PQgetvalue(res, 0, 2)[0] != 't') {
+		sw_http_reply_error(a->req, 404, "not_found", "no run %s to re-run", a->replay_of);
 		goto out;
 	}
 	/* network: full is the host's own network: offered only where the

@@ -96,6 +96,10 @@ int cli_identity(struct cli_env *env, int argc, char **argv);
 int cli_user(struct cli_env *env, int argc, char **argv);
 int cli_replay(struct cli_env *env, int argc, char **argv);
 
+/* ---- rerun.c: sagewai replay run -------------------------------------- */
+
+int cli_replay_run(struct cli_env *env, int argc, char **argv);
+
 /* ---- replay.c: repeatable options ----------------------------------- */
 
 /* Take every "NAME VALUE" / "NAME=VALUE" out of argv (up to a "--"),
