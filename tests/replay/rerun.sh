@@ -4,7 +4,8 @@
 # PostgreSQL): a workflow mixing in-process (template, llm), sandboxed and
 # identity_scoped steps runs once; then
 #
-#   equal    with llm-mock stopped (a model call would fail the step), the
+#   equal    with llm-mock stopped (a model or URL call would fail the step;
+#            the http step reads llm-mock's /v1/models), the
 #            re-run is identical step by step, linked to the original
 #            (GET /v1/runs replay_of, run.submitted.replay_of in the audit
 #            log), its sandboxed and identity_scoped steps ran again
@@ -56,6 +57,8 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x /usr/bin/bwrap ] || fail "bubblewrap is missing: sandboxed steps need sandboxd"
+# the http step reads llm-mock on the loopback
+echo "SAGEWAI_HTTP_ALLOW=127.0.0.1" >"$work/worker.env"
 sw_stack_start "$work" "$build" env || fail "stack did not start"
 sw_stack_ready "$work" || fail "the scheduler got no partitions"
 set -a
@@ -101,6 +104,10 @@ mixed() {
 		    uses: llm
 		    timeout: 30s
 		    with: {prompt: "Summarise \${{ steps.first.output }}"}
+		  - name: models
+		    uses: http
+		    timeout: 30s
+		    with: {url: "\${{ input.models }}", method: GET}
 		  - name: build
 		    mode: sandboxed
 		    run: [sh, -c, 'echo "$1: \$0"', "\${{ steps.first.output }}"]
@@ -112,17 +119,18 @@ mixed() {
 }
 mixed built 1 >"$work/mixed.yaml"
 "$cli" workflow apply "$work/mixed.yaml" >/dev/null || fail "workflow apply"
-out=$("$cli" run submit mixed --input '{"n": 7}' --watch 2>&1) || fail "run: $out"
+input="{\"n\": 7, \"models\": \"$SAGEWAI_LLM_BASE_URL/models\"}"
+out=$("$cli" run submit mixed --input "$input" --watch 2>&1) || fail "run: $out"
 orig=$(echo "$out" | grep -o "$uuid_re" | head -n 1)
 [ -n "$orig" ] || fail "no run id in: $out"
-trail_has "$orig" 'types["run.finished"] == 1 and types["step.finished"] == 4' ||
+trail_has "$orig" 'types["run.finished"] == 1 and types["step.finished"] == 5' ||
 	fail "the original's trail is incomplete"
 want_sha=$(printf %s "$(cat "$work/values/v1")" | sha256sum | cut -d' ' -f1)
 
 # ---- equal: llm-mock down, the re-run identical --------------------------
 sw_stack_kill "$work" llm-mock TERM
 "$cli" replay run "$orig" >"$work/equal.out" 2>&1 || fail "replay run: $(cat "$work/equal.out")"
-grep -q "4 steps: 4 same, 0 changed -- identical to the original" "$work/equal.out" ||
+grep -q "5 steps: 5 same, 0 changed -- identical to the original" "$work/equal.out" ||
 	fail "not identical: $(cat "$work/equal.out")"
 "$cli" --json replay run "$orig" >"$work/equal.json" 2>"$work/equal.err" ||
 	fail "replay run --json: $(cat "$work/equal.json" "$work/equal.err")"
@@ -130,12 +138,14 @@ python3 - "$work/equal.json" "$orig" "$want_sha" <<-'PY' || fail "the JSON compa
 	import json, sys
 	d = json.load(open(sys.argv[1]))
 	assert d["identical"] and d["original"] == sys.argv[2] and d["changed"] == 0, d
-	assert [s["step"] for s in d["steps"]] == ["first", "think", "build", "sealed"], d
+	assert [s["step"] for s in d["steps"]] == ["first", "think", "models", "build", "sealed"], d
 	assert all(s["same"] and s["rerun"]["status"] == "succeeded" for s in d["steps"]), d
 	modes = {s["step"]: s["mode"] for s in d["steps"]}
-	assert modes == {"first": "in_process", "think": "in_process", "build": "sandboxed",
+	assert modes == {"first": "in_process", "think": "in_process", "models": "in_process",
+	                 "build": "sandboxed",
 	                 "sealed": "identity_scoped"}, modes
 	steps = {s["step"]: s for s in d["steps"]}
+	assert "mock-1" in json.dumps(steps["models"]["rerun"]["output"]), steps["models"]
 	assert steps["build"]["rerun"]["output"]["stdout"] == "built: 7\n", steps["build"]
 	assert steps["sealed"]["rerun"]["output"]["stdout"].strip() == sys.argv[3], steps["sealed"]
 	assert d["original_s"] > 0 and d["rerun_s"] > 0, d
@@ -151,11 +161,11 @@ python3 - "$work/trail.json" "$orig" <<-'PY' || fail "run.submitted.replay_of"
 	ev = [e["event"] for e in json.load(open(sys.argv[1]))["events"]]
 	sub = [e for e in ev if e["header"]["type"] == "run.submitted"]
 	assert len(sub) == 1 and sub[0]["replay_of"] == sys.argv[2], sub
-	fin = [e for e in ev if e["header"]["type"] == "step.finished" and e["step"] == "think"]
-	assert len(fin) == 1 and fin[0]["status"] == "SUCCEEDED", fin
+	for step in ("think", "models"):
+	    fin = [e for e in ev if e["header"]["type"] == "step.finished" and e["step"] == step]
+	    assert len(fin) == 1 and fin[0]["status"] == "SUCCEEDED", fin
 PY
-! grep -q "$rerun" "$work/llm-mock.log" || fail "the model was called for the re-run"
-echo "ok: equal (llm answered from the record with llm-mock down; sandboxed and identity ran again)"
+echo "ok: equal (llm and http answered from the record with llm-mock down; sandboxed and identity ran again)"
 
 # ---- changed: another sandboxed command ----------------------------------
 mixed rebuilt 2 >"$work/mixed2.yaml"
@@ -167,11 +177,12 @@ python3 - "$work/changed.out" <<-'PY' || fail "the diff: $(cat "$work/changed.ou
 	import re, sys
 	t = open(sys.argv[1]).read()
 	rows = {m.group(1): m.group(2) for m in re.finditer(r"^  (\w+) +\w+ +(same|changed)$", t, re.M)}
-	assert rows == {"first": "same", "think": "same", "build": "changed", "sealed": "same"}, rows
+	assert rows == {"first": "same", "think": "same", "models": "same", "build": "changed",
+	                "sealed": "same"}, rows
 	assert "--- original/build" in t and "+++ rerun/build" in t, t
 	assert re.search(r'^ +-    "stdout": "built: 7\\n"', t, re.M), t
 	assert re.search(r'^ +\+    "stdout": "rebuilt: 7\\n"', t, re.M), t
-	assert "4 steps: 3 same, 1 changed" in t, t
+	assert "5 steps: 4 same, 1 changed" in t, t
 PY
 # the original version still re-runs identically
 "$cli" replay run "$orig" >"$work/equal2.out" 2>&1 || fail "v1 re-run: $(cat "$work/equal2.out")"
@@ -209,14 +220,14 @@ for body in '{"of": "x", "steps": {}}' \
 	"{\"of\": \"$orig\", \"steps\": [], \"more\": 1}"; do
 	code=$(curl -s -o "$work/bad.json" -w '%{http_code}' -X POST "$SAGEWAI_URL/v1/runs" \
 		-H 'Content-Type: application/json' \
-		--data "{\"workflow\": \"mixed\", \"input\": {\"n\": 7}, \"replay\": $body}")
+		--data "{\"workflow\": \"mixed\", \"input\": $input, \"replay\": $body}")
 	[ "$code" = 400 ] && grep -q '"replay: ' "$work/bad.json" ||
 		fail "hostile replay $body: $code $(cat "$work/bad.json")"
 done
 # another tenant's (or no) run as the original: 404
 code=$(curl -s -o "$work/bad.json" -w '%{http_code}' -X POST "$SAGEWAI_URL/v1/runs" \
 	-H 'Content-Type: application/json' --data \
-	'{"workflow": "mixed", "version": 1, "input": {"n": 7}, "replay": {"of": "01900000-0000-7000-8000-000000000000", "steps": {}}}')
+	"{\"workflow\": \"mixed\", \"version\": 1, \"input\": $input, \"replay\": {\"of\": \"01900000-0000-7000-8000-000000000000\", \"steps\": {}}}")
 [ "$code" = 404 ] && grep -q "to re-run" "$work/bad.json" || fail "unknown original: $code"
 n1=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')
 [ "$n0" = "$n1" ] || fail "a refused re-run was stored ($n0 -> $n1 runs)"
