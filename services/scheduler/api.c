@@ -346,8 +346,10 @@ static void pin_str(json_t *k, char *out, size_t n)
  * an identity-bearing step are not those the original run was given (its
  * step.dispatched.identity, sent as the step's replay entry "identity"):
  * another secret or version (the original revoked or rotated since), a
- * key more or less. 0 when every step's keys are the original's. */
-static int replay_pins_differ(struct api_req *a, json_t *steps, char *why, size_t whylen)
+ * key more or less. 0 when every step's keys are the original's. Only the
+ * identity-bearing steps of wf (the version that runs) are compared. */
+static int replay_pins_differ(struct api_req *a, const struct sw_workflow *wf, json_t *steps,
+			      char *why, size_t whylen)
 {
 	const char *name;
 	json_t *entry;
@@ -359,7 +361,13 @@ static int replay_pins_differ(struct api_req *a, json_t *steps, char *why, size_
 		size_t i, j;
 		int differ = 0;
 
-		if (was == NULL || was[0] == '\0')
+		/* a step the version that runs does not have, or runs without
+		 * an identity (--latest), has nothing to pin */
+		for (i = 0; i < wf->nsteps; i++)
+			if (strcmp(wf->steps[i].name, name) == 0)
+				break;
+		if (was == NULL || was[0] == '\0' || i == wf->nsteps ||
+		    !sw_mode_identity_bearing(wf->steps[i].mode))
 			continue;
 		wa = json_loads(was, 0, NULL);
 		na = now != NULL ? json_loads(now, 0, NULL) : json_array();
@@ -417,18 +425,18 @@ static void identity_done(struct sched_env *env, int status, const char *code,
 		api_req_free(a);
 		return;
 	}
-	if (a->replay_of[0] != '\0' && replay_pins_differ(a, steps, why, sizeof(why))) {
-		sw_http_reply_error(a->req, 409, "replay_pin",
-				    "%s; a re-run gets the original run's secret versions or does"
-				    " not run (revoked or rotated since)",
-				    why);
-		api_req_free(a);
-		return;
-	}
 	/* the definition cached before the wait may have been evicted since */
 	wf = sched_def_get(env, a->tenant, a->name, a->wf_version, a->text, why, sizeof(why));
 	if (wf == NULL) {
 		sw_http_reply_error(a->req, 500, "internal", "stored workflow unreadable");
+		api_req_free(a);
+		return;
+	}
+	if (a->replay_of[0] != '\0' && replay_pins_differ(a, wf, steps, why, sizeof(why))) {
+		sw_http_reply_error(a->req, 409, "replay_pin",
+				    "%s; a re-run gets the original run's secret versions or does"
+				    " not run (revoked or rotated since)",
+				    why);
 		api_req_free(a);
 		return;
 	}

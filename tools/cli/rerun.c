@@ -413,70 +413,63 @@ static double secs(json_t *o, const char *a, const char *b)
 	return (double)(y - x) / 1e6;
 }
 
+/* One step's outcomes a (the original's) and b (the re-run's), both
+ * stolen, appended to out as {step, mode, same, original, rerun[, diff]}.
+ * 1 when they are the same. */
+static int compare_one(json_t *out, const char *name, const char *mode, json_t *a, json_t *b,
+		       struct sw_buf *diff)
+{
+	int eq = a != NULL && b != NULL && json_equal(a, b);
+	json_t *doc;
+
+	diff->len = 0;
+	doc = json_pack("{s:s, s:s, s:b, s:O, s:O}", "step", name, "mode", mode, "same", eq,
+			"original", a ? a : json_null(), "rerun", b ? b : json_null());
+	if (!eq && a != NULL && b != NULL && diff_unified(a, b, name, diff) == 0)
+		json_object_set_new(doc, "diff", json_stringn(diff->p, diff->len));
+	json_array_append_new(out, doc);
+	json_decref(a);
+	json_decref(b);
+	return eq;
+}
+
 /* The comparison, printed; 0 all the same, 1 a change. */
 static int compare(struct cli_env *env, struct rerun *r, const char *id, json_t *orig_run,
 		   json_t *run, double wall_s)
 {
 	json_t *out = json_array(), *st, *doc;
 	struct sw_buf diff = {0};
+
+	if (out == NULL)
+		return cli_error("out of memory"), 1;
 	size_t i, same = 0, changed = 0;
 	const char *new_id = cli_jstr(run, "run_id", "?");
 	char shown[160];
 
-	/* the original's steps in order, then steps only the re-run has */
-	for (i = 0; i <= r->n; i++) {
-		size_t j, extra = 0;
+	/* the original's steps in order */
+	for (i = 0; i < r->n; i++) {
+		json_t *a = outcome_orig(&r->steps[i]);
+		json_t *b = outcome_new(new_step(run, r->steps[i].name));
 
-		if (i == r->n) {
-			json_array_foreach(json_object_get(run, "steps"), j, st) {
-				size_t k;
+		compare_one(out, r->steps[i].name,
+			    r->steps[i].dispatched ? cli_jstr(r->steps[i].dispatched, "mode", "")
+						   : "",
+			    a, b, &diff) ? same++ : changed++;
+	}
+	/* then the steps only the re-run has (--latest) */
+	json_array_foreach(json_object_get(run, "steps"), i, st) {
+		size_t k;
 
-				for (k = 0; k < r->n; k++)
-					if (strcmp(r->steps[k].name, cli_jstr(st, "name", "")) == 0)
-						break;
-				if (k == r->n) {
-					json_t *a = json_pack("{s:s}", "status", "not in the original"),
-					       *b = outcome_new(st);
-
-					diff.len = 0;
-					diff_unified(a, b, cli_jstr(st, "name", "?"), &diff);
-					json_array_append_new(
-						out, json_pack("{s:s, s:s, s:b, s:O, s:O, s:s#}",
-							       "step", cli_jstr(st, "name", "?"),
-							       "mode", cli_jstr(st, "mode", ""),
-							       "same", 0, "original", a, "rerun", b,
-							       "diff", diff.p ? diff.p : "",
-							       (int)diff.len));
-					json_decref(a);
-					json_decref(b);
-					changed++;
-					extra++;
-				}
-			}
-			(void)extra;
-			break;
-		}
-		{
-			struct rstep *s = &r->steps[i];
-			json_t *a = outcome_orig(s), *b = outcome_new(new_step(run, s->name));
-			int eq = a != NULL && b != NULL && json_equal(a, b);
-
-			diff.len = 0;
-			if (diff.p != NULL)
-				diff.p[0] = '\0';
-			if (!eq)
-				diff_unified(a, b, s->name, &diff);
-			doc = json_pack("{s:s, s:s, s:b, s:O, s:O}", "step", s->name, "mode",
-					s->dispatched ? cli_jstr(s->dispatched, "mode", "") : "",
-					"same", eq, "original", a, "rerun", b);
-			if (!eq)
-				json_object_set_new(doc, "diff",
-						    json_stringn(diff.p ? diff.p : "", diff.len));
-			json_array_append_new(out, doc);
-			eq ? same++ : changed++;
-			json_decref(a);
-			json_decref(b);
-		}
+		for (k = 0; k < r->n; k++)
+			if (strcmp(r->steps[k].name, cli_jstr(st, "name", "")) == 0)
+				break;
+		if (k < r->n)
+			continue;
+		compare_one(out, cli_jstr(st, "name", "?"), cli_jstr(st, "mode", ""),
+			    json_pack("{s:s}", "status", "not in the original"), outcome_new(st),
+			    &diff)
+		    ? same++
+		    : changed++;
 	}
 	if (env->json) {
 		json_t *o = json_pack(
