@@ -336,9 +336,8 @@ static void pin_str(json_t *k, char *out, size_t n)
 		 str_or(json_object_get(k, "secret")),
 		 (long long)json_integer_value(json_object_get(k, "version")),
 		 vt != NULL && strcmp(str_or(json_object_get(k, "kind")), "plain") == 0 ? " = "
-											   : "",
-		 vt != NULL && strcmp(str_or(json_object_get(k, "kind")), "plain") == 0 ? vt
-											   : "");
+											: "",
+		 vt != NULL && strcmp(str_or(json_object_get(k, "kind")), "plain") == 0 ? vt : "");
 	free(vt);
 }
 
@@ -372,8 +371,10 @@ static int replay_pins_differ(struct api_req *a, const struct sw_workflow *wf, j
 		wa = json_loads(was, 0, NULL);
 		na = now != NULL ? json_loads(now, 0, NULL) : json_array();
 		if (!json_is_array(wa) || !json_is_array(na)) {
-			snprintf(why, whylen, "step '%s': the recorded identity is not a list of"
-					      " keys", name);
+			snprintf(why, whylen,
+				 "step '%s': the recorded identity is not a list of"
+				 " keys",
+				 name);
 			differ = 1;
 		}
 		for (i = 0; !differ && i < json_array_size(wa) + json_array_size(na); i++) {
@@ -400,8 +401,9 @@ static int replay_pins_differ(struct api_req *a, const struct sw_workflow *wf, j
 			pin_str(from_was ? k : m, want, sizeof(want));
 			pin_str(from_was ? m : k, got, sizeof(got));
 			if (strcmp(want, got) != 0) {
-				snprintf(why, whylen, "step '%s': key %.64s was %.200s, now %.200s",
-					 name, env, want, got);
+				snprintf(why, whylen,
+					 "step '%s': key %.64s was %.200s, now %.200s", name, env,
+					 want, got);
 				differ = 1;
 			}
 		}
@@ -567,8 +569,9 @@ static int replay_parse(struct api_req *a, json_t *rp, char *why, size_t whylen)
 	const char *key, *name;
 	size_t i;
 
-	if (!json_is_object(rp) || !json_is_string(of) || !sched_uuid_valid(json_string_value(of)) ||
-	    !json_is_object(steps) || json_object_size(rp) != 2) {
+	if (!json_is_object(rp) || !json_is_string(of) ||
+	    !sched_uuid_valid(json_string_value(of)) || !json_is_object(steps) ||
+	    json_object_size(rp) != 2) {
 		snprintf(why, whylen, "must be {\"of\": RUN_ID, \"steps\": {...}}");
 		return -1;
 	}
@@ -599,21 +602,24 @@ static int replay_parse(struct api_req *a, json_t *rp, char *why, size_t whylen)
 				if (i < 4)
 					continue;
 			}
-			snprintf(why, whylen, "step '%.64s': field \"%.32s\" unknown or of the"
-					      " wrong type", name, key);
+			snprintf(why, whylen,
+				 "step '%.64s': field \"%.32s\" unknown or of the"
+				 " wrong type",
+				 name, key);
 			return -1;
 		}
 		has_req = json_object_get(e, "request") != NULL;
 		v = json_object_get(e, "answer");
 		if (has_req != (json_object_get(e, "status") != NULL) || has_req != (v != NULL) ||
-		    (v != NULL &&
-		     (json_object_size(v) != 2 ||
-		      !(json_is_string(json_object_get(v, "output")) ||
-			json_is_null(json_object_get(v, "output"))) ||
-		      !(json_is_string(json_object_get(v, "error")) ||
-			json_is_null(json_object_get(v, "error")))))) {
-			snprintf(why, whylen, "step '%.64s': request, status and answer ({\"output\","
-					      " \"error\"}) go together", name);
+		    (v != NULL && (json_object_size(v) != 2 ||
+				   !(json_is_string(json_object_get(v, "output")) ||
+				     json_is_null(json_object_get(v, "output"))) ||
+				   !(json_is_string(json_object_get(v, "error")) ||
+				     json_is_null(json_object_get(v, "error")))))) {
+			snprintf(why, whylen,
+				 "step '%.64s': request, status and answer ({\"output\","
+				 " \"error\"}) go together",
+				 name);
 			return -1;
 		}
 		json_array_foreach(json_object_get(e, "decisions"), i, v) {

@@ -139,8 +139,8 @@ json_t *sched_plan_modes(const struct sw_workflow *wf)
 static void plan_replay(const struct sched_snap *s, int idx, json_t *spec)
 {
 	const struct sw_step *st = &s->wf->steps[idx];
-	const char *text = json_string_value(
-		json_object_get(json_array_get(s->steps, (size_t)idx), "replay"));
+	const char *text =
+	    json_string_value(json_object_get(json_array_get(s->steps, (size_t)idx), "replay"));
 	json_t *rp, *keep = NULL;
 
 	if (text == NULL || (rp = json_loads(text, 0, NULL)) == NULL)

@@ -280,8 +280,8 @@ static char *replay_array(const struct sw_workflow *wf, json_t *replay)
 
 int sched_run_submit(struct sched_env *env, const char *tenant, const char *user,
 		     const char *run_id, const struct sw_workflow *wf, json_t *input,
-		     json_t *identity, const char *replay_of, json_t *replay,
-		     sched_submit_cb done, void *opaque)
+		     json_t *identity, const char *replay_of, json_t *replay, sched_submit_cb done,
+		     void *opaque)
 {
 	struct submit *sb;
 	struct sched_plan p;
@@ -350,12 +350,11 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 		     sched_tx_own(&p.tx, names_array(wf, 1)),
 		     sched_tx_own(&p.tx, identity_array(wf, identity)),
 		     sched_tx_own(&p.tx, replay_array(wf, replay)));
-	sched_plan_event(&p, "run.submitted", NULL,
-			 json_pack("{s:s, s:i, s:s, s:s, s:o, s:s}", "workflow", wf->name,
-				   "workflow_version", wf->version, "input",
-				   input_text ? input_text : "{}", "user", user, "modes",
-				   sched_plan_modes(wf), "replay_of",
-				   replay_of != NULL ? replay_of : ""));
+	sched_plan_event(
+	    &p, "run.submitted", NULL,
+	    json_pack("{s:s, s:i, s:s, s:s, s:o, s:s}", "workflow", wf->name, "workflow_version",
+		      wf->version, "input", input_text ? input_text : "{}", "user", user, "modes",
+		      sched_plan_modes(wf), "replay_of", replay_of != NULL ? replay_of : ""));
 	sched_plan_event(&p, "run.started", NULL,
 			 json_pack("{s:s, s:i}", "workflow", wf->name, "workflow_version",
 				   wf->version));

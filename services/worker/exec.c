@@ -57,8 +57,8 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* The spec's keys that may differ between a run and its re-run without the
  * request being another: where the spec comes from, not what it asks. */
-static const char *const replay_volatile[] = {"workflow", "workflow_version", "run_modes",
-					      "output_max", "replay", NULL};
+static const char *const replay_volatile[] = {"workflow",   "workflow_version", "run_modes",
+					      "output_max", "replay",		NULL};
 
 /* 1 when spec asks what the recorded request asked (both without the
  * volatile keys), else 0. */
@@ -205,12 +205,12 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 			return;
 		}
 		if (!replay_same_request(x->spec, json_object_get(v, "request"))) {
-			worker_exec_finish(j, SW_STEP_FAILED, NULL,
-					   "replay: step %s asks another request than the original"
-					   " run's (its input changed); a re-run answers %s steps only"
-					   " from the recorded responses and does not call the %s",
-					   x->step, j->uses,
-					   j->kind == KIND_LLM ? "model" : "URL");
+			worker_exec_finish(
+			    j, SW_STEP_FAILED, NULL,
+			    "replay: step %s asks another request than the original"
+			    " run's (its input changed); a re-run answers %s steps only"
+			    " from the recorded responses and does not call the %s",
+			    x->step, j->uses, j->kind == KIND_LLM ? "model" : "URL");
 			return;
 		}
 		j->replay = v;

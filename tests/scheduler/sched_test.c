@@ -1577,23 +1577,24 @@ static void require_no_identity(json_t *j, long st)
 }
 
 /* A re-run's workflow: each kind of step the replay field feeds. */
-static const char *const replay_yaml = "name: rr\n"
-				       "steps:\n"
-				       "  - name: first\n"
-				       "    uses: template\n"
-				       "    with: {value: \"${{ input.n }}\"}\n"
-				       "  - name: think\n"
-				       "    uses: llm\n"
-				       "    with: {prompt: \"about ${{ steps.first.output }}\", value: 1}\n"
-				       "  - name: box\n"
-				       "    mode: sandboxed\n"
-				       "    run: [\"true\"]\n"
-				       "    with: {value: 2}\n"
-				       "  - name: agent\n"
-				       "    mode: cli_agent_jit\n"
-				       "    cli_agent: claude-code\n"
-				       "    prompt: \"write ${{ input.n }}\"\n"
-				       "    with: {value: 3}\n";
+static const char *const replay_yaml =
+    "name: rr\n"
+    "steps:\n"
+    "  - name: first\n"
+    "    uses: template\n"
+    "    with: {value: \"${{ input.n }}\"}\n"
+    "  - name: think\n"
+    "    uses: llm\n"
+    "    with: {prompt: \"about ${{ steps.first.output }}\", value: 1}\n"
+    "  - name: box\n"
+    "    mode: sandboxed\n"
+    "    run: [\"true\"]\n"
+    "    with: {value: 2}\n"
+    "  - name: agent\n"
+    "    mode: cli_agent_jit\n"
+    "    cli_agent: claude-code\n"
+    "    prompt: \"write ${{ input.n }}\"\n"
+    "    with: {value: 3}\n";
 
 /* The replay field reaches the dispatches of the steps it is for: the llm
  * step's recorded request and answer, the cli_agent_jit step's recorded
@@ -1654,25 +1655,27 @@ static void scenario_replay(void)
 			continue;
 		seen++;
 		if (!strcmp(d->step, "think")) {
-			SW_REQUIRE(json_is_object(rp) &&
-				       !strcmp(json_string_value(json_object_get(rp, "of")), orig) &&
-				       !strcmp(json_string_value(json_object_get(
-						   json_object_get(rp, "request"), "uses")),
-					       "llm") &&
-				       !strcmp(json_string_value(json_object_get(
-						   json_object_get(rp, "answer"), "output")),
-					       "\"recorded\"") &&
-				       !strcmp(json_string_value(json_object_get(rp, "status")),
-					       "SUCCEEDED"),
-				   "think's spec.replay");
+			SW_REQUIRE(
+			    json_is_object(rp) &&
+				!strcmp(json_string_value(json_object_get(rp, "of")), orig) &&
+				!strcmp(json_string_value(json_object_get(
+					    json_object_get(rp, "request"), "uses")),
+					"llm") &&
+				!strcmp(json_string_value(json_object_get(
+					    json_object_get(rp, "answer"), "output")),
+					"\"recorded\"") &&
+				!strcmp(json_string_value(json_object_get(rp, "status")),
+					"SUCCEEDED"),
+			    "think's spec.replay");
 		} else if (!strcmp(d->step, "agent")) {
-			SW_REQUIRE(json_is_object(rp) &&
-				       !strcmp(json_string_value(json_object_get(json_array_get(
-						       json_object_get(rp, "decisions"), 0),
-						   "decision")),
-					       "deny") &&
-				       json_object_get(rp, "request") == NULL,
-				   "agent's spec.replay");
+			SW_REQUIRE(
+			    json_is_object(rp) &&
+				!strcmp(json_string_value(json_object_get(
+					    json_array_get(json_object_get(rp, "decisions"), 0),
+					    "decision")),
+					"deny") &&
+				json_object_get(rp, "request") == NULL,
+			    "agent's spec.replay");
 		} else {
 			SW_REQUIRE(rp == NULL, "step %s got spec.replay", d->step);
 		}
@@ -1684,21 +1687,23 @@ static void scenario_replay(void)
 		 "{\"of\": \"01900000-0000-7000-8000-000000000000\", \"steps\": {}}");
 	snprintf(body, sizeof(body), fmt, field);
 	st = http_s("POST", "/v1/runs", body, NULL, &j);
-	SW_REQUIRE(st == 404 && strstr(err_msg(j), "to re-run") != NULL, "unknown original: %ld %s",
-		   st, last_body);
+	SW_REQUIRE(st == 404 && strstr(err_msg(j), "to re-run") != NULL,
+		   "unknown original: %ld %s", st, last_body);
 	json_decref(j);
 	{
 		static const char *const bad[] = {
-			"[]", "{\"of\": 1, \"steps\": {}}", "{\"of\": \"%s\"}",
-			"{\"of\": \"%s\", \"steps\": {}, \"x\": 1}",
-			"{\"of\": \"%s\", \"steps\": {\"think\": 1}}",
-			"{\"of\": \"%s\", \"steps\": {\"think\": {\"status\": \"SUCCEEDED\"}}}",
-			"{\"of\": \"%s\", \"steps\": {\"think\": {\"request\": {},"
-			" \"status\": \"SUCCEEDED\", \"answer\": {\"output\": 1, \"error\": null}}}}",
-			"{\"of\": \"%s\", \"steps\": {\"think\": {\"identity\": []}}}",
-			"{\"of\": \"%s\", \"steps\": {\"agent\": {\"decisions\": [1]}}}",
-			"{\"of\": \"%s\", \"steps\": {\"agent\": {\"shell\": \"rm -rf /\"}}}",
-			NULL,
+		    "[]",
+		    "{\"of\": 1, \"steps\": {}}",
+		    "{\"of\": \"%s\"}",
+		    "{\"of\": \"%s\", \"steps\": {}, \"x\": 1}",
+		    "{\"of\": \"%s\", \"steps\": {\"think\": 1}}",
+		    "{\"of\": \"%s\", \"steps\": {\"think\": {\"status\": \"SUCCEEDED\"}}}",
+		    "{\"of\": \"%s\", \"steps\": {\"think\": {\"request\": {},"
+		    " \"status\": \"SUCCEEDED\", \"answer\": {\"output\": 1, \"error\": null}}}}",
+		    "{\"of\": \"%s\", \"steps\": {\"think\": {\"identity\": []}}}",
+		    "{\"of\": \"%s\", \"steps\": {\"agent\": {\"decisions\": [1]}}}",
+		    "{\"of\": \"%s\", \"steps\": {\"agent\": {\"shell\": \"rm -rf /\"}}}",
+		    NULL,
 		};
 
 		for (i = 0; bad[i] != NULL; i++) {
@@ -1706,7 +1711,7 @@ static void scenario_replay(void)
 			snprintf(body, sizeof(body), fmt, field);
 			st = http_s("POST", "/v1/runs", body, NULL, &j);
 			SW_REQUIRE(st == 400 && !strcmp(err_code(j), "bad_request") &&
-					   strncmp(err_msg(j), "replay: ", 8) == 0,
+				       strncmp(err_msg(j), "replay: ", 8) == 0,
 				   "hostile replay %s: %ld %s", field, st, last_body);
 			json_decref(j);
 		}

@@ -632,11 +632,11 @@ static void scenario_replay(void)
 			      replay_spec("llm", json_pack("{s:s}", "prompt", "Summarise 7"), NULL,
 					  "SUCCEEDED", "{\"summary\": \"recorded\"}", NULL));
 	/* port 1: nothing listens, and loopback is not allowed anyway */
-	sw_test_dispatch_post(&tx, &d[1], "http", "answered", "in_process", 30000,
-			      replay_spec("http",
-					  json_pack("{s:s, s:s}", "url", "http://127.0.0.1:1/x",
-						    "method", "GET"),
-					  NULL, "SUCCEEDED", "{\"status\": 200}", NULL));
+	sw_test_dispatch_post(
+	    &tx, &d[1], "http", "answered", "in_process", 30000,
+	    replay_spec("http",
+			json_pack("{s:s, s:s}", "url", "http://127.0.0.1:1/x", "method", "GET"),
+			NULL, "SUCCEEDED", "{\"status\": 200}", NULL));
 	sw_test_dispatch_post(&tx, &d[2], "llm", "other", "in_process", 30000,
 			      replay_spec("llm", json_pack("{s:s}", "prompt", "Condense 7"),
 					  spec("llm", json_pack("{s:s}", "prompt", "Summarise 7")),

@@ -187,7 +187,8 @@ static json_t *submit_body(struct rerun *r, const char *id, int latest)
 		spec = json_loads(cli_jstr(s->dispatched, "spec", ""), 0, NULL);
 		uses = cli_jstr(spec, "uses", "");
 		if (strcmp(mode, "in_process") == 0 && json_is_object(spec) &&
-		    (strcmp(uses, "llm") == 0 || strcmp(uses, "http") == 0) && s->finished != NULL) {
+		    (strcmp(uses, "llm") == 0 || strcmp(uses, "http") == 0) &&
+		    s->finished != NULL) {
 			json_t *out = json_object_get(s->finished, "output");
 			json_t *err = json_object_get(s->finished, "error");
 
@@ -197,7 +198,8 @@ static json_t *submit_body(struct rerun *r, const char *id, int latest)
 			json_object_set_new(e, "answer",
 					    json_pack("{s:O, s:O}", "output",
 						      json_is_string(out) ? out : json_null(),
-						      "error", json_is_string(err) ? err : json_null()));
+						      "error",
+						      json_is_string(err) ? err : json_null()));
 		}
 		json_decref(spec);
 		pin = cli_jstr(s->dispatched, "identity", "");
@@ -210,8 +212,8 @@ static json_t *submit_body(struct rerun *r, const char *id, int latest)
 		json_decref(e);
 	}
 	body = json_pack("{s:s, s:o, s:{s:s, s:o}}", "workflow",
-			 cli_jstr(r->submitted, "workflow", ""), "input", input, "replay", "of", id,
-			 "steps", steps);
+			 cli_jstr(r->submitted, "workflow", ""), "input", input, "replay", "of",
+			 id, "steps", steps);
 	if (body != NULL && !latest)
 		json_object_set_new(body, "version",
 				    json_integer(json_integer_value(
@@ -242,8 +244,7 @@ static json_t *outcome_orig(const struct rstep *s)
 		out = json_loads(cli_jstr(s->finished, "output", "null"), JSON_DECODE_ANY, NULL);
 		return json_pack("{s:s, s:o}", "status", low, "output", out ? out : json_null());
 	}
-	return json_pack("{s:s, s:s}", "status", low, "error",
-			 cli_jstr(s->finished, "error", ""));
+	return json_pack("{s:s, s:s}", "status", low, "error", cli_jstr(s->finished, "error", ""));
 }
 
 static json_t *outcome_new(json_t *st)
@@ -314,8 +315,7 @@ static void hunk_print(struct sw_buf *o, const struct dline *d, size_t from, siz
 		na += d[i].op != '+';
 		nb += d[i].op != '-';
 	}
-	sw_buf_printf(o, "@@ -%zu,%zu +%zu,%zu @@\n", na ? a0 : a0 - 1, na, nb ? b0 : b0 - 1,
-		      nb);
+	sw_buf_printf(o, "@@ -%zu,%zu +%zu,%zu @@\n", na ? a0 : a0 - 1, na, nb ? b0 : b0 - 1, nb);
 	for (i = from; i < to; i++)
 		sw_buf_printf(o, "%c%s\n", d[i].op, d[i].s);
 }
@@ -351,7 +351,8 @@ static int diff_unified(json_t *a, json_t *b, const char *name, struct sw_buf *o
 				d[n++] = (struct dline){' ', A.l[i]};
 				i++;
 				j++;
-			} else if (i < A.n && (j == B.n || T[(i + 1) * w + j] >= T[i * w + j + 1])) {
+			} else if (i < A.n &&
+				   (j == B.n || T[(i + 1) * w + j] >= T[i * w + j + 1])) {
 				d[n++] = (struct dline){'-', A.l[i++]};
 			} else {
 				d[n++] = (struct dline){'+', B.l[j++]};
@@ -454,7 +455,9 @@ static int compare(struct cli_env *env, struct rerun *r, const char *id, json_t 
 		compare_one(out, r->steps[i].name,
 			    r->steps[i].dispatched ? cli_jstr(r->steps[i].dispatched, "mode", "")
 						   : "",
-			    a, b, &diff) ? same++ : changed++;
+			    a, b, &diff)
+		    ? same++
+		    : changed++;
 	}
 	/* then the steps only the re-run has (--latest) */
 	json_array_foreach(json_object_get(run, "steps"), i, st) {
@@ -473,18 +476,19 @@ static int compare(struct cli_env *env, struct rerun *r, const char *id, json_t 
 	}
 	if (env->json) {
 		json_t *o = json_pack(
-			"{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:o, s:f, s:f, s:f}", "original", id,
-			"run_id", new_id, "state", cli_jstr(run, "state", "?"), "original_state",
-			cli_jstr(orig_run, "state", cli_jstr(r->finished_run, "state", "?")),
-			"identical", changed == 0, "same", (json_int_t)same, "changed",
-			(json_int_t)changed, "steps", out, "original_s",
-			secs(orig_run, "started", "finished"), "rerun_s",
-			secs(run, "started", "finished"), "wall_s", wall_s);
+		    "{s:s, s:s, s:s, s:s, s:b, s:I, s:I, s:o, s:f, s:f, s:f}", "original", id,
+		    "run_id", new_id, "state", cli_jstr(run, "state", "?"), "original_state",
+		    cli_jstr(orig_run, "state", cli_jstr(r->finished_run, "state", "?")),
+		    "identical", changed == 0, "same", (json_int_t)same, "changed",
+		    (json_int_t)changed, "steps", out, "original_s",
+		    secs(orig_run, "started", "finished"), "rerun_s",
+		    secs(run, "started", "finished"), "wall_s", wall_s);
 
 		cli_json_print(o, stdout);
 		json_decref(o);
 	} else {
-		double a = secs(orig_run, "started", "finished"), b = secs(run, "started", "finished");
+		double a = secs(orig_run, "started", "finished"),
+		       b = secs(run, "started", "finished");
 
 		printf("re-run of %s: run %s %s", cli_oneline(id, 40, shown, sizeof(shown)),
 		       new_id, cli_jstr(run, "state", "?"));
@@ -561,9 +565,9 @@ int cli_replay_run(struct cli_env *env, int argc, char **argv)
 	int64_t t0, deadline, wait_ms = 5;
 	size_t i;
 	const struct cli_opt opts[] = {
-		{"--latest", NULL, &latest},
-		{"--timeout", &timeout, NULL},
-		{NULL, NULL, NULL},
+	    {"--latest", NULL, &latest},
+	    {"--timeout", &timeout, NULL},
+	    {NULL, NULL, NULL},
 	};
 
 	if ((n = cli_parse(env, "replay run", argc, argv, opts, pos, 1)) == -2) {
