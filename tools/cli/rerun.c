@@ -325,7 +325,7 @@ static void hunk_print(struct sw_buf *o, const struct dline *d, size_t from, siz
  * context. Past RERUN_DIFF_CELLS the whole of a is removed and b added. */
 static int diff_unified(json_t *a, json_t *b, const char *name, struct sw_buf *o)
 {
-	struct lines A, B;
+	struct lines A = {0}, B = {0};
 	struct dline *d = NULL;
 	unsigned *T = NULL;
 	size_t i, j, n = 0, k, start, end, last;
