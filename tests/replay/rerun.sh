@@ -184,8 +184,14 @@ python3 - "$work/changed.out" <<-'PY' || fail "the diff: $(cat "$work/changed.ou
 	assert re.search(r'^ +\+    "stdout": "rebuilt: 7\\n"', t, re.M), t
 	assert "5 steps: 4 same, 1 changed" in t, t
 PY
-# the original version still re-runs identically
-"$cli" replay run "$orig" >"$work/equal2.out" 2>&1 || fail "v1 re-run: $(cat "$work/equal2.out")"
+# the original version still re-runs identically; the trail read from the
+# log directory (the chain checked) works as the service's
+"$cli" replay run "$orig" --log "$SAGEWAI_DATA_DIR/audit" >"$work/equal2.out" 2>&1 ||
+	fail "v1 re-run from the log: $(cat "$work/equal2.out")"
+grep -q "5 steps: 5 same, 0 changed" "$work/equal2.out" || fail "--log: $(cat "$work/equal2.out")"
+if out=$("$cli" replay run "$orig" --log "$work/no-such-log" 2>&1); then
+	fail "a missing log directory re-ran: $out"
+fi
 echo "ok: changed (the sandboxed step's diff shown, the rest the same)"
 
 # ---- refused ------------------------------------------------------------

@@ -4,7 +4,8 @@
  * (docs/AUDIT.md, "Re-run").
  *
  * The original's events come from the audit service (GET
- * /v1/audit/runs/{id}, as audit run reads them). From them: the workflow,
+ * /v1/audit/runs/{id}, as audit run reads them) or, with --log DIR, from
+ * the log directory (sw_alog_cursor: the chain checked). From them: the workflow,
  * version and input of run.submitted; per step the last attempt's
  * step.dispatched (mode, spec, pinned identity) and step.finished (status,
  * output, error); the credential.decided events by step. The re-run is an
@@ -23,14 +24,17 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "sw_alog.h"
+#include "sw_alog_cursor.h"
 #include "sw_core.h"
+#include "sw_events.h"
 
 #define RERUN_TIMEOUT_S 600	  /* waiting for the re-run to end, by default */
 #define RERUN_DIFF_CELLS 4000000u /* lines(a) x lines(b) a diff computes, at most */
 #define RERUN_CONTEXT 3		  /* lines of context in a hunk */
 
 static const char run_help[] =
-	"usage: sagewai replay run ID [--latest] [--timeout SECONDS] [--json]\n"
+	"usage: sagewai replay run ID [--latest] [--log DIR] [--timeout SECONDS] [--json]\n"
 	"\n"
 	"Re-run run ID as a new run linked to it (run.submitted.replay_of), from its\n"
 	"audit trail, and compare the outputs step by step:\n"
@@ -44,6 +48,8 @@ static const char run_help[] =
 	"\n"
 	"  --latest         run the workflow's latest version, not the original's\n"
 	"                   (to see what a changed workflow does on the recorded inputs)\n"
+	"  --log DIR        read the original's events from the audit log directory DIR\n"
+	"                   (its hash chain checked on the way) instead of the audit service\n"
 	"  --timeout SECONDS  wait at most this long for the re-run to end (default 600)\n"
 	"  --json           the comparison as one JSON object\n"
 	"\n"
@@ -546,6 +552,54 @@ out:
 	return rc;
 }
 
+/* The events of run id in the audit log directory dir, as the audit
+ * service answers them ({"events": [{"seq", "event"}, ...]}), the whole
+ * chain checked on the way. -1 after printing the error. */
+static int trail_from_log(const char *dir, const char *id, struct cli_resp *resp)
+{
+	struct sw_event_registry *reg = NULL;
+	struct sw_alog_cursor *c = NULL;
+	struct sw_event_header h;
+	struct sw_alog_rec rec;
+	json_t *events = json_array(), *ev;
+	char err[1024];
+	int r, rc = -1;
+
+	memset(resp, 0, sizeof(*resp));
+	if (events == NULL || (reg = sw_events_registry_new(err, sizeof(err))) == NULL ||
+	    (c = sw_alog_cursor_open(dir, err, sizeof(err))) == NULL) {
+		cli_error("replay run: %s", events == NULL ? "out of memory" : err);
+		goto out;
+	}
+	while ((r = sw_alog_cursor_next(c, &rec, err, sizeof(err))) == 1) {
+		if (rec.kind != SW_ALOG_EVENT ||
+		    sw_event_decode_header(reg, rec.payload, rec.payload_len, &h, err,
+					   sizeof(err)) != 0 ||
+		    strcmp(h.run_id, id) != 0)
+			continue;
+		ev = sw_event_decode(reg, rec.payload, rec.payload_len, err, sizeof(err));
+		if (ev == NULL)
+			continue;
+		if (json_array_append_new(events, json_pack("{s:I, s:o}", "seq",
+							    (json_int_t)rec.seq, "event", ev)) ==
+		    -1) {
+			cli_error("out of memory");
+			goto out;
+		}
+	}
+	if (r == -1) {
+		cli_error("replay run: the audit log %s is broken: %s", dir, err);
+		goto out;
+	}
+	resp->json = json_pack("{s:O}", "events", events);
+	rc = resp->json != NULL ? 0 : -1;
+out:
+	json_decref(events);
+	sw_alog_cursor_close(c);
+	sw_events_registry_destroy(reg);
+	return rc;
+}
+
 static int terminal(const char *state)
 {
 	return state != NULL && (strcmp(state, "succeeded") == 0 || strcmp(state, "failed") == 0 ||
@@ -554,7 +608,7 @@ static int terminal(const char *state)
 
 int cli_replay_run(struct cli_env *env, int argc, char **argv)
 {
-	const char *pos[1], *timeout = NULL;
+	const char *pos[1], *timeout = NULL, *log = NULL;
 	int latest = 0, n, rc = CLI_FAIL;
 	struct cli_resp trail = {0}, sub = {0}, run = {0}, orig = {0};
 	struct rerun r = {0};
@@ -567,6 +621,7 @@ int cli_replay_run(struct cli_env *env, int argc, char **argv)
 	const struct cli_opt opts[] = {
 	    {"--latest", NULL, &latest},
 	    {"--timeout", &timeout, NULL},
+	    {"--log", &log, NULL},
 	    {NULL, NULL, NULL},
 	};
 
@@ -585,7 +640,8 @@ int cli_replay_run(struct cli_env *env, int argc, char **argv)
 		if (end == timeout || *end != '\0' || tmo < 1 || tmo > 86400)
 			return cli_usage("replay run", "--timeout: seconds, 1 to 86400");
 	}
-	if (get_json(env, CLI_AUDIT_SVC, "/v1/audit/runs/%s", pos[0], &trail, 0) == -1)
+	if (log != NULL ? trail_from_log(log, pos[0], &trail) == -1
+			: get_json(env, CLI_AUDIT_SVC, "/v1/audit/runs/%s", pos[0], &trail, 0) == -1)
 		goto out;
 	if (!json_is_array(events = json_object_get(trail.json, "events"))) {
 		cli_error("the audit service's answer has no \"events\" list");
