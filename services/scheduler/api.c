@@ -58,6 +58,9 @@ struct api_req {
 	json_t *warnings; /* registration: the parser's (sw_workflow.warnings) */
 	int wf_version; /* the version that runs */
 	char run_id[SW_UUID_STRLEN];
+	/* a re-run (sagewai replay run; docs/AUDIT.md "Re-run") */
+	char replay_of[SW_UUID_STRLEN]; /* "" for any other submit */
+	json_t *replay;			/* its "steps": name -> entry (checked shapes) */
 };
 
 int sched_uuid_valid(const char *s)
@@ -71,6 +74,7 @@ static void api_req_free(struct api_req *a)
 {
 	json_decref(a->input);
 	json_decref(a->warnings);
+	json_decref(a->replay);
 	free(a->text);
 	free(a);
 }
@@ -311,10 +315,105 @@ static void submit_done(const char *run_id, const char *err, void *opaque)
 static void submit_now(struct api_req *a, const struct sw_workflow *wf, json_t *steps)
 {
 	if (sched_run_submit(a->env, a->tenant, a->user, a->run_id, wf, a->input, steps,
-			     submit_done, a) == -1) {
+			     a->replay_of, a->replay, submit_done, a) == -1) {
 		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be queued");
 		api_req_free(a);
 	}
+}
+
+static const char *str_or(json_t *v)
+{
+	return json_is_string(v) ? json_string_value(v) : "";
+}
+
+/* One key of a pinned identity as compared by a re-run: what decides which
+ * value the step gets (never a value: secrets are named by version). */
+static void pin_str(json_t *k, char *out, size_t n)
+{
+	json_t *v = json_object_get(k, "value");
+	char *vt = v != NULL ? json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY) : NULL;
+
+	snprintf(out, n, "%s %s v%lld%s%s", str_or(json_object_get(k, "kind")),
+		 str_or(json_object_get(k, "secret")),
+		 (long long)json_integer_value(json_object_get(k, "version")),
+		 vt != NULL && strcmp(str_or(json_object_get(k, "kind")), "plain") == 0 ? " = "
+											: "",
+		 vt != NULL && strcmp(str_or(json_object_get(k, "kind")), "plain") == 0 ? vt : "");
+	free(vt);
+}
+
+/* A re-run: 1 (why says which key) when the keys identity resolved now for
+ * an identity-bearing step are not those the original run was given (its
+ * step.dispatched.identity, sent as the step's replay entry "identity"):
+ * another secret or version (the original revoked or rotated since), a
+ * key more or less. 0 when every step's keys are the original's. Only the
+ * identity-bearing steps of wf (the version that runs) are compared. */
+static int replay_pins_differ(struct api_req *a, const struct sw_workflow *wf, json_t *steps,
+			      char *why, size_t whylen)
+{
+	const char *name;
+	json_t *entry;
+
+	json_object_foreach(a->replay, name, entry) {
+		const char *was = json_string_value(json_object_get(entry, "identity"));
+		const char *now = json_string_value(json_object_get(steps, name));
+		json_t *wa, *na, *k, *m;
+		size_t i, j;
+		int differ = 0;
+
+		/* a step the version that runs does not have, or runs without
+		 * an identity (--latest), has nothing to pin */
+		for (i = 0; i < wf->nsteps; i++)
+			if (strcmp(wf->steps[i].name, name) == 0)
+				break;
+		if (was == NULL || was[0] == '\0' || i == wf->nsteps ||
+		    !sw_mode_identity_bearing(wf->steps[i].mode))
+			continue;
+		wa = json_loads(was, 0, NULL);
+		na = now != NULL ? json_loads(now, 0, NULL) : json_array();
+		if (!json_is_array(wa) || !json_is_array(na)) {
+			snprintf(why, whylen,
+				 "step '%s': the recorded identity is not a list of"
+				 " keys",
+				 name);
+			differ = 1;
+		}
+		for (i = 0; !differ && i < json_array_size(wa) + json_array_size(na); i++) {
+			int from_was = i < json_array_size(wa);
+			char want[512], got[512];
+			const char *env;
+
+			k = from_was ? json_array_get(wa, i)
+				     : json_array_get(na, i - json_array_size(wa));
+			env = str_or(json_object_get(k, "env"));
+			m = NULL;
+			json_array_foreach(from_was ? na : wa, j, m)
+				if (strcmp(str_or(json_object_get(m, "env")), env) == 0)
+					break;
+			if (j == json_array_size(from_was ? na : wa))
+				m = NULL;
+			if (m == NULL) {
+				snprintf(why, whylen, "step '%s': key %.64s %s", name, env,
+					 from_was ? "is no longer bound to it"
+						  : "is bound to it now and was not then");
+				differ = 1;
+				break;
+			}
+			pin_str(from_was ? k : m, want, sizeof(want));
+			pin_str(from_was ? m : k, got, sizeof(got));
+			if (strcmp(want, got) != 0) {
+				snprintf(why, whylen,
+					 "step '%s': key %.64s was %.200s, now %.200s", name, env,
+					 want, got);
+				differ = 1;
+			}
+		}
+		json_decref(wa);
+		json_decref(na);
+		if (differ)
+			return 1;
+	}
+	return 0;
 }
 
 static void identity_done(struct sched_env *env, int status, const char *code,
@@ -333,6 +432,14 @@ static void identity_done(struct sched_env *env, int status, const char *code,
 	wf = sched_def_get(env, a->tenant, a->name, a->wf_version, a->text, why, sizeof(why));
 	if (wf == NULL) {
 		sw_http_reply_error(a->req, 500, "internal", "stored workflow unreadable");
+		api_req_free(a);
+		return;
+	}
+	if (a->replay_of[0] != '\0' && replay_pins_differ(a, wf, steps, why, sizeof(why))) {
+		sw_http_reply_error(a->req, 409, "replay_pin",
+				    "%s; a re-run gets the original run's secret versions or does"
+				    " not run (revoked or rotated since)",
+				    why);
 		api_req_free(a);
 		return;
 	}
@@ -376,6 +483,11 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 				    " preview and refused unless the operator sets"
 				    " SAGEWAI_SEALED_PREVIEW=1",
 				    wf->steps[i].name, sw_mode_name(wf->steps[i].mode));
+		goto out;
+	}
+	/* a re-run is checked as any submit, the gate first (docs/AUDIT.md) */
+	if (PQgetvalue(res, 0, 2)[0] != 't') {
+		sw_http_reply_error(a->req, 404, "not_found", "no run %s to re-run", a->replay_of);
 		goto out;
 	}
 	/* network: full is the host's own network: offered only where the
@@ -437,11 +549,99 @@ out:
 	api_req_free(a);
 }
 
+/*
+ * The "replay" field of a re-run's submit (sagewai replay run builds it from
+ * the original's audit trail; docs/RUNS.md):
+ *
+ *   {"of": RUN_ID, "steps": {"<step>": {"request": {...}, "status": S,
+ *     "answer": {"output": TEXT|null, "error": TEXT|null},
+ *     "identity": TEXT, "decisions": [{...}, ...]}, ...}}
+ *
+ * every field of a step optional; request, status and answer go together
+ * (an in_process llm or http step's recorded request and outcome). Shapes
+ * only: which steps take what is apply.c's; the original's tenant is
+ * checked with the workflow; entries of steps the workflow that runs does
+ * not have are left out. Each entry gets "of". 0, or -1 with why.
+ */
+static int replay_parse(struct api_req *a, json_t *rp, char *why, size_t whylen)
+{
+	static const char *const statuses[] = {"SUCCEEDED", "FAILED", "TIMED_OUT", "CANCELLED"};
+	json_t *of = json_object_get(rp, "of"), *steps = json_object_get(rp, "steps"), *e, *v;
+	const char *key, *name;
+	size_t i;
+
+	if (!json_is_object(rp) || !json_is_string(of) ||
+	    !sched_uuid_valid(json_string_value(of)) || !json_is_object(steps) ||
+	    json_object_size(rp) != 2) {
+		snprintf(why, whylen, "must be {\"of\": RUN_ID, \"steps\": {...}}");
+		return -1;
+	}
+	if (json_object_size(steps) > SCHED_REPLAY_STEPS_MAX) {
+		snprintf(why, whylen, "more than %d steps", SCHED_REPLAY_STEPS_MAX);
+		return -1;
+	}
+	json_object_foreach(steps, name, e) {
+		int has_req;
+
+		if (!json_is_object(e)) {
+			snprintf(why, whylen, "step '%.64s' is not an object", name);
+			return -1;
+		}
+		json_object_foreach(e, key, v) {
+			if (strcmp(key, "request") == 0 && json_is_object(v))
+				continue;
+			if (strcmp(key, "answer") == 0 && json_is_object(v))
+				continue;
+			if (strcmp(key, "identity") == 0 && json_is_string(v))
+				continue;
+			if (strcmp(key, "decisions") == 0 && json_is_array(v))
+				continue;
+			if (strcmp(key, "status") == 0 && json_is_string(v)) {
+				for (i = 0; i < 4; i++)
+					if (strcmp(json_string_value(v), statuses[i]) == 0)
+						break;
+				if (i < 4)
+					continue;
+			}
+			snprintf(why, whylen,
+				 "step '%.64s': field \"%.32s\" unknown or of the"
+				 " wrong type",
+				 name, key);
+			return -1;
+		}
+		has_req = json_object_get(e, "request") != NULL;
+		v = json_object_get(e, "answer");
+		if (has_req != (json_object_get(e, "status") != NULL) || has_req != (v != NULL) ||
+		    (v != NULL && (json_object_size(v) != 2 ||
+				   !(json_is_string(json_object_get(v, "output")) ||
+				     json_is_null(json_object_get(v, "output"))) ||
+				   !(json_is_string(json_object_get(v, "error")) ||
+				     json_is_null(json_object_get(v, "error")))))) {
+			snprintf(why, whylen,
+				 "step '%.64s': request, status and answer ({\"output\","
+				 " \"error\"}) go together",
+				 name);
+			return -1;
+		}
+		json_array_foreach(json_object_get(e, "decisions"), i, v) {
+			if (!json_is_object(v)) {
+				snprintf(why, whylen, "step '%.64s': a decision is not an object",
+					 name);
+				return -1;
+			}
+		}
+		json_object_set(e, "of", of);
+	}
+	snprintf(a->replay_of, sizeof(a->replay_of), "%s", json_string_value(of));
+	a->replay = json_incref(steps);
+	return 0;
+}
+
 static void run_post(struct api_req *a)
 {
 	struct evhttp_request *req = a->req;
 	json_t *body, *name, *version, *input;
-	const char *params[3];
+	const char *params[4];
 	char v[16], *text;
 	size_t len;
 
@@ -466,13 +666,21 @@ static void run_post(struct api_req *a)
 		json_object_foreach(body, key, val)
 		{
 			if (strcmp(key, "workflow") != 0 && strcmp(key, "version") != 0 &&
-			    strcmp(key, "input") != 0) {
+			    strcmp(key, "input") != 0 && strcmp(key, "replay") != 0) {
 				sw_http_reply_error(req, 400, "bad_request",
 						    "unknown field \"%.64s\" (known: workflow, "
-						    "version, input)",
+						    "version, input, replay)",
 						    key);
 				goto out_body;
 			}
+		}
+	}
+	if (json_object_get(body, "replay") != NULL) {
+		char why[256];
+
+		if (replay_parse(a, json_object_get(body, "replay"), why, sizeof(why)) == -1) {
+			sw_http_reply_error(req, 400, "bad_request", "replay: %s", why);
+			goto out_body;
 		}
 	}
 	if (version != NULL && !json_is_null(version) &&
@@ -500,15 +708,19 @@ static void run_post(struct api_req *a)
 	params[0] = a->tenant;
 	params[1] = a->name;
 	params[2] = NULL;
+	params[3] = a->replay_of[0] != '\0' ? a->replay_of : NULL;
 	if (a->version > 0) {
 		snprintf(v, sizeof(v), "%d", a->version);
 		params[2] = v;
 	}
+	/* a re-run's original must be a run of the same tenant */
 	if (sw_store_query(a->env->store,
-			   "SELECT def::text, version FROM workflows WHERE tenant = $1 AND name = $2"
+			   "SELECT def::text, version, $4::uuid IS NULL OR EXISTS (SELECT 1 FROM"
+			   " runs r WHERE r.id = $4::uuid AND r.tenant = $1)"
+			   " FROM workflows WHERE tenant = $1 AND name = $2"
 			   " AND ($3::int IS NULL OR version = $3::int)"
 			   " ORDER BY version DESC LIMIT 1",
-			   3, params, run_post_def_cb, a) == -1) {
+			   4, params, run_post_def_cb, a) == -1) {
 		sw_http_reply_error(req, 503, "unavailable", "store unavailable");
 		goto out;
 	}

@@ -130,6 +130,37 @@ json_t *sched_plan_modes(const struct sw_workflow *wf)
 	return a;
 }
 
+/* A re-run's step: its replay entry (stored at submit, docs/AUDIT.md "Re-run")
+ * becomes spec.replay -- for an in_process llm or http step the recorded
+ * request and answer (the worker answers from them, never calling the
+ * model or URL), for a cli_agent_jit step the recorded credential
+ * decisions. Other steps run again as rendered now; their entry (the
+ * pinned identity, checked at submit) does not travel in the spec. */
+static void plan_replay(const struct sched_snap *s, int idx, json_t *spec)
+{
+	const struct sw_step *st = &s->wf->steps[idx];
+	const char *text =
+	    json_string_value(json_object_get(json_array_get(s->steps, (size_t)idx), "replay"));
+	json_t *rp, *keep = NULL;
+
+	if (text == NULL || (rp = json_loads(text, 0, NULL)) == NULL)
+		return;
+	if (st->mode == SW_MODE_IN_PROCESS && st->uses != NULL &&
+	    (strcmp(st->uses, "llm") == 0 || strcmp(st->uses, "http") == 0) &&
+	    json_is_object(json_object_get(rp, "request")))
+		keep = json_pack("{s:O, s:O, s:O, s:O}", "of", json_object_get(rp, "of"),
+				 "request", json_object_get(rp, "request"), "status",
+				 json_object_get(rp, "status"), "answer",
+				 json_object_get(rp, "answer"));
+	else if (st->mode == SW_MODE_CLI_AGENT_JIT &&
+		 json_is_array(json_object_get(rp, "decisions")))
+		keep = json_pack("{s:O, s:O}", "of", json_object_get(rp, "of"), "decisions",
+				 json_object_get(rp, "decisions"));
+	if (keep != NULL)
+		json_object_set_new(spec, "replay", keep);
+	json_decref(rp);
+}
+
 /* Dispatch attempt of step idx: render its with: against the input and the
  * outputs so far; a render error is the machine's DISPATCH_FAILED (the
  * step and the run fail). */
@@ -166,6 +197,8 @@ static void plan_dispatch(struct sched_plan *p, int idx, int attempt)
 	if (spec != NULL && extra != NULL)
 		json_object_update_missing(spec, extra);
 	json_decref(extra);
+	if (spec != NULL)
+		plan_replay(p->s, idx, spec);
 	spec_text = spec ? json_dumps(spec, JSON_COMPACT) : NULL;
 	json_decref(spec);
 	if (spec_text == NULL) {

@@ -89,7 +89,8 @@ const char *const sched_snap_sql =
 	"SELECT r.tenant, r.workflow, r.version, r.state, r.rev, r.input::text, w.def::text,"
 	" EXISTS (SELECT 1 FROM processed p WHERE p.event_id = $2::uuid),"
 	" (SELECT json_agg(json_build_object('idx', s.idx, 'name', s.name, 'state', s.state,"
-	"  'attempt', s.attempt, 'output', s.output, 'identity', s.identity) ORDER BY s.idx)"
+	"  'attempt', s.attempt, 'output', s.output, 'identity', s.identity,"
+	"  'replay', s.replay) ORDER BY s.idx)"
 	"  FROM steps s WHERE s.run_id = r.id)::text"
 	" FROM runs r JOIN workflows w"
 	"  ON w.tenant = r.tenant AND w.name = r.workflow AND w.version = r.version"
@@ -257,9 +258,30 @@ static char *identity_array(const struct sw_workflow *wf, json_t *identity)
 	return text;
 }
 
+/* The steps' replay entries as a JSON array by index of their JSON text
+ * (null for none), as text (malloc'd; NULL when out of memory). */
+static char *replay_array(const struct sw_workflow *wf, json_t *replay)
+{
+	json_t *a = json_array();
+	char *text;
+	size_t i;
+
+	for (i = 0; a != NULL && i < wf->nsteps; i++) {
+		json_t *v = json_object_get(replay, wf->steps[i].name);
+		char *t = json_is_object(v) ? json_dumps(v, JSON_COMPACT) : NULL;
+
+		json_array_append_new(a, t != NULL ? json_string(t) : json_null());
+		free(t);
+	}
+	text = a ? json_dumps(a, JSON_COMPACT) : NULL;
+	json_decref(a);
+	return text;
+}
+
 int sched_run_submit(struct sched_env *env, const char *tenant, const char *user,
 		     const char *run_id, const struct sw_workflow *wf, json_t *input,
-		     json_t *identity, sched_submit_cb done, void *opaque)
+		     json_t *identity, const char *replay_of, json_t *replay, sched_submit_cb done,
+		     void *opaque)
 {
 	struct submit *sb;
 	struct sched_plan p;
@@ -292,12 +314,16 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 	}
 	for (i = 0; i < wf->nsteps; i++) {
 		json_t *pin = json_object_get(identity, wf->steps[i].name);
+		json_t *rp = json_object_get(replay, wf->steps[i].name);
+		char *rpt = json_is_object(rp) ? json_dumps(rp, JSON_COMPACT) : NULL;
 
 		json_array_append_new(s.steps,
-				      json_pack("{s:i, s:s, s:s, s:i, s:n, s:O}", "idx", (int)i,
-						"name", wf->steps[i].name, "state", "pending",
-						"attempt", 0, "output", "identity",
-						json_is_string(pin) ? pin : json_null()));
+				      json_pack("{s:i, s:s, s:s, s:i, s:n, s:O, s:o}", "idx",
+						(int)i, "name", wf->steps[i].name, "state",
+						"pending", "attempt", 0, "output", "identity",
+						json_is_string(pin) ? pin : json_null(), "replay",
+						rpt != NULL ? json_string(rpt) : json_null()));
+		free(rpt);
 		s.run.steps[i].state = SCHED_STEP_PENDING;
 		s.run.steps[i].retries = wf->steps[i].retries;
 		s.run.steps[i].backoff_ms = wf->steps[i].backoff_ms;
@@ -308,24 +334,27 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 	sched_tx_own(&p.tx, input_text);
 	sched_tx_add(&p.tx,
 		     "INSERT INTO runs (id, tenant, workflow, version, input, state, started,"
-		     " user_name)"
-		     " VALUES ($1::uuid, $2, $3, $4::int, $5::jsonb, 'running', now(), $6)",
-		     6, sb->run_id, tenant, wf->name, sched_tx_fmt(&p.tx, "%d", wf->version),
-		     input_text, user);
-	/* identity: a JSON array by index of each step's pinned keys (text) */
+		     " user_name, replay_of)"
+		     " VALUES ($1::uuid, $2, $3, $4::int, $5::jsonb, 'running', now(), $6,"
+		     " nullif($7, '')::uuid)",
+		     7, sb->run_id, tenant, wf->name, sched_tx_fmt(&p.tx, "%d", wf->version),
+		     input_text, user, replay_of != NULL ? replay_of : "");
+	/* identity, replay: JSON arrays by index of each step's pinned keys
+	 * and replay entry (text) */
 	sched_tx_add(&p.tx,
-		     "INSERT INTO steps (run_id, idx, name, mode, state, identity)"
+		     "INSERT INTO steps (run_id, idx, name, mode, state, identity, replay)"
 		     " SELECT $1::uuid, t.i - 1, t.n, t.m, 'pending',"
-		     "  $4::json ->> (t.i - 1)::int"
+		     "  $4::json ->> (t.i - 1)::int, $5::json ->> (t.i - 1)::int"
 		     " FROM unnest($2::text[], $3::text[]) WITH ORDINALITY AS t (n, m, i)",
-		     4, sb->run_id, sched_tx_own(&p.tx, names_array(wf, 0)),
+		     5, sb->run_id, sched_tx_own(&p.tx, names_array(wf, 0)),
 		     sched_tx_own(&p.tx, names_array(wf, 1)),
-		     sched_tx_own(&p.tx, identity_array(wf, identity)));
-	sched_plan_event(&p, "run.submitted", NULL,
-			 json_pack("{s:s, s:i, s:s, s:s, s:o}", "workflow", wf->name,
-				   "workflow_version", wf->version, "input",
-				   input_text ? input_text : "{}", "user", user, "modes",
-				   sched_plan_modes(wf)));
+		     sched_tx_own(&p.tx, identity_array(wf, identity)),
+		     sched_tx_own(&p.tx, replay_array(wf, replay)));
+	sched_plan_event(
+	    &p, "run.submitted", NULL,
+	    json_pack("{s:s, s:i, s:s, s:s, s:o, s:s}", "workflow", wf->name, "workflow_version",
+		      wf->version, "input", input_text ? input_text : "{}", "user", user, "modes",
+		      sched_plan_modes(wf), "replay_of", replay_of != NULL ? replay_of : ""));
 	sched_plan_event(&p, "run.started", NULL,
 			 json_pack("{s:s, s:i}", "workflow", wf->name, "workflow_version",
 				   wf->version));

@@ -66,6 +66,7 @@
 #define SCHED_SINGLE_TENANT "default"	     /* the tenant id of single_org mode */
 #define SCHED_MAX_BODY (1u << 20)    /* any request body */
 #define SCHED_MAX_INPUT (256u << 10) /* a run's input, serialised */
+#define SCHED_REPLAY_STEPS_MAX 1000  /* steps of a re-run's replay field (a workflow's cap) */
 #define SCHED_OUTPUT_MAX (1u << 20)  /* a step's output (told to the executor) */
 #define SCHED_MAX_ERROR 4096	     /* error texts kept and published */
 #define SCHED_MAX_BATCH 500	     /* consumed messages per batch */
@@ -302,9 +303,13 @@ int sched_snap_find(const struct sched_snap *s, const char *name);
  * with the step and sent in each of its dispatches. done gets the run id,
  * or NULL and a reason. */
 typedef void (*sched_submit_cb)(const char *run_id, const char *err, void *opaque);
+/* A re-run: replay_of the original run's id ("" or NULL for none), replay
+ * (borrowed, may be NULL) maps step names to their replay entries (objects,
+ * stored as text and put into each dispatch's spec.replay). */
 int sched_run_submit(struct sched_env *env, const char *tenant, const char *user,
 		     const char *run_id, const struct sw_workflow *wf, json_t *input,
-		     json_t *identity, sched_submit_cb done, void *opaque);
+		     json_t *identity, const char *replay_of, json_t *replay, sched_submit_cb done,
+		     void *opaque);
 
 /* ---- ops.c: the operation engine ----------------------------------------- */
 

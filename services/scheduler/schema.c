@@ -247,7 +247,29 @@ static const char *const migration_3 =
 	"   'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
 	"   FROM steps s WHERE s.run_id = r.id)) $$;";
 
-/* A run as the API shows it: run_json(r)::text of migration 3, spelled
+/*
+ * Migration 4: re-runs (sagewai replay run). runs.replay_of is the run a
+ * re-run re-runs (NULL for any other run); steps.replay what the re-run was
+ * given for that step from the original's audit trail (JSON text: the
+ * recorded request and answer of an in_process llm or http step, the pinned
+ * identity, the credential decisions), put into each of its dispatches'
+ * spec.replay. run_json shows replay_of.
+ */
+static const char *const migration_4 =
+	"ALTER TABLE runs ADD COLUMN replay_of uuid;"
+	"ALTER TABLE steps ADD COLUMN replay text;"
+	"CREATE OR REPLACE FUNCTION run_json(r runs) RETURNS json LANGUAGE sql STABLE AS $$"
+	" SELECT json_build_object('run_id', r.id, 'workflow', r.workflow,"
+	"  'version', r.version, 'state', r.state, 'user', r.user_name, 'input', r.input,"
+	"  'output', r.output, 'error', r.error, 'created', ts(r.created),"
+	"  'started', ts(r.started), 'finished', ts(r.finished), 'replay_of', r.replay_of,"
+	"  'steps', (SELECT coalesce(json_agg(json_build_object("
+	"   'name', s.name, 'index', s.idx, 'mode', s.mode, 'state', s.state,"
+	"   'attempts', s.attempt, 'output', s.output, 'error', s.error,"
+	"   'started', ts(s.started), 'finished', ts(s.finished)) ORDER BY s.idx), '[]')"
+	"   FROM steps s WHERE s.run_id = r.id)) $$;";
+
+/* A run as the API shows it: run_json(r)::text of migration 4, spelled
  * out. A SQL function with a sub-select is not inlined, so the server
  * would parse and plan its body at every call; this text is prepared once
  * per connection instead. $1 run id, $2 tenant. */
@@ -255,7 +277,7 @@ const char *const sched_run_json_sql =
 	"SELECT json_build_object('run_id', r.id, 'workflow', r.workflow,"
 	" 'version', r.version, 'state', r.state, 'user', r.user_name, 'input', r.input,"
 	" 'output', r.output, 'error', r.error, 'created', ts(r.created),"
-	" 'started', ts(r.started), 'finished', ts(r.finished),"
+	" 'started', ts(r.started), 'finished', ts(r.finished), 'replay_of', r.replay_of,"
 	" 'steps', (SELECT coalesce(json_agg(json_build_object("
 	"  'name', s.name, 'index', s.idx, 'mode', s.mode, 'state', s.state,"
 	"  'attempts', s.attempt, 'output', s.output, 'error', s.error,"
@@ -267,5 +289,6 @@ const struct sw_migration sched_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
 	{3, migration_3},
+	{4, migration_4},
 };
 const size_t sched_nmigrations = sizeof(sched_migrations) / sizeof(sched_migrations[0]);

@@ -55,6 +55,58 @@ static void timeout_cb(evutil_socket_t fd, short what, void *arg)
 			   (long long)j->x->timeout_ms);
 }
 
+/* The spec's keys that may differ between a run and its re-run without the
+ * request being another: where the spec comes from, not what it asks. */
+static const char *const replay_volatile[] = {"workflow",   "workflow_version", "run_modes",
+					      "output_max", "replay",		NULL};
+
+/* 1 when spec asks what the recorded request asked (both without the
+ * volatile keys), else 0. */
+static int replay_same_request(json_t *spec, json_t *recorded)
+{
+	json_t *a = json_copy(spec), *b = json_copy(recorded);
+	int i, same;
+
+	for (i = 0; replay_volatile[i] != NULL; i++) {
+		json_object_del(a, replay_volatile[i]);
+		json_object_del(b, replay_volatile[i]);
+	}
+	same = a != NULL && b != NULL && json_equal(a, b);
+	json_decref(a);
+	json_decref(b);
+	return same;
+}
+
+/* A re-run's llm or http step: the original's recorded outcome, the model
+ * or URL not called (docs/AUDIT.md "Re-run"). The request was checked in
+ * exec_begin. */
+static void replay_answer(struct worker_job *j)
+{
+	const char *status = json_string_value(json_object_get(j->replay, "status"));
+	json_t *ans = json_object_get(j->replay, "answer");
+	const char *out = json_string_value(json_object_get(ans, "output"));
+	const char *err = json_string_value(json_object_get(ans, "error"));
+	json_t *v;
+
+	if (status != NULL && strcmp(status, "SUCCEEDED") == 0 && out != NULL) {
+		if ((v = json_loads(out, JSON_DECODE_ANY, NULL)) == NULL)
+			worker_exec_finish(j, SW_STEP_FAILED, NULL,
+					   "replay: the recorded output of step %s is not JSON",
+					   j->x->step);
+		else
+			worker_exec_finish(j, SW_STEP_SUCCEEDED, v, NULL);
+	} else if (status != NULL && strcmp(status, "FAILED") == 0 && err != NULL) {
+		worker_exec_finish(j, SW_STEP_FAILED, NULL, "%s", err);
+	} else if (status != NULL && strcmp(status, "TIMED_OUT") == 0 && err != NULL) {
+		worker_exec_finish(j, SW_STEP_TIMED_OUT, NULL, "%s", err);
+	} else {
+		worker_exec_finish(j, SW_STEP_FAILED, NULL,
+				   "replay: no recorded outcome of step %s to answer from (the "
+				   "original attempt was %s)",
+				   j->x->step, status != NULL ? status : "not recorded");
+	}
+}
+
 /* A slot is free and step.started produced: the timer, then the kind. */
 static void exec_start(void *arg, struct sw_executor_job *x)
 {
@@ -90,6 +142,9 @@ static void exec_start(void *arg, struct sw_executor_job *x)
 		break;
 	case KIND_PLUGIN:
 		worker_plugin_start(j, j->uses + strlen("plugin:"));
+		break;
+	case KIND_REPLAY:
+		replay_answer(j);
 		break;
 	default:
 		worker_exec_finish(j, SW_STEP_FAILED, NULL, "internal: no kind");
@@ -139,6 +194,27 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 		worker_exec_finish(j, SW_STEP_FAILED, NULL,
 				   "bad_input: unknown step kind '%.100s'", j->uses);
 		return;
+	}
+	/* a re-run's llm or http step answers from the original's record, or
+	 * fails: it never calls the model or URL */
+	v = json_object_get(x->spec, "replay");
+	if (v != NULL && (j->kind == KIND_LLM || j->kind == KIND_HTTP)) {
+		if (!json_is_object(v) || !json_is_object(json_object_get(v, "request"))) {
+			worker_exec_finish(j, SW_STEP_FAILED, NULL,
+					   "bad_input: spec.replay has no recorded request");
+			return;
+		}
+		if (!replay_same_request(x->spec, json_object_get(v, "request"))) {
+			worker_exec_finish(
+			    j, SW_STEP_FAILED, NULL,
+			    "replay: step %s asks another request than the original"
+			    " run's (its input changed); a re-run answers %s steps only"
+			    " from the recorded responses and does not call the %s",
+			    x->step, j->uses, j->kind == KIND_LLM ? "model" : "URL");
+			return;
+		}
+		j->replay = v;
+		j->kind = KIND_REPLAY;
 	}
 	sw_executor_admit(x);
 }

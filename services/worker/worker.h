@@ -54,7 +54,7 @@
 #define WORKER_DRAIN_S 10	       /* grace for running steps at shutdown */
 #define WORKER_HTTP_REDIRECTS 5	       /* redirects an http step follows, at most */
 
-enum job_kind { KIND_NONE, KIND_TEMPLATE, KIND_LLM, KIND_HTTP, KIND_PLUGIN };
+enum job_kind { KIND_NONE, KIND_TEMPLATE, KIND_LLM, KIND_HTTP, KIND_PLUGIN, KIND_REPLAY };
 
 struct worker_task;
 
@@ -77,6 +77,8 @@ struct worker_job {
 	char refused[256]; /* http: the first destination refused, and why */
 	/* plugin */
 	struct worker_task *task;
+	/* replay: spec.replay of a re-run's llm or http step (borrowed) */
+	json_t *replay;
 };
 
 /* A plugin loaded at start. */

@@ -148,12 +148,12 @@ static void test_old_writer(void)
 	ev_put_str(&b, "{\"x\":1}");
 	got = sw_event_decode(r, b.b, b.n, err, sizeof(err));
 	SW_CHECKF(got != NULL, "%s", err);
-	want =
-	    json_pack("{s:{s:s,s:s,s:I,s:s,s:s,s:n,s:s,s:s},s:s,s:i,s:s,s:s,s:[]}", "header",
-		      "event_id", "0190b1a8-7b2c-7def-8abc-0123456789ab", "type", "run.submitted",
-		      "time", (json_int_t)1720000000123456LL, "tenant", "acme", "run_id", "run-v0",
-		      "step_id", "trace_id", "", "producer", "test", "workflow", "wf",
-		      "workflow_version", 4, "input", "{\"x\":1}", "user", "", "modes");
+	want = json_pack("{s:{s:s,s:s,s:I,s:s,s:s,s:n,s:s,s:s},s:s,s:i,s:s,s:s,s:[],s:s}",
+			 "header", "event_id", "0190b1a8-7b2c-7def-8abc-0123456789ab", "type",
+			 "run.submitted", "time", (json_int_t)1720000000123456LL, "tenant", "acme",
+			 "run_id", "run-v0", "step_id", "trace_id", "", "producer", "test",
+			 "workflow", "wf", "workflow_version", 4, "input", "{\"x\":1}", "user", "",
+			 "modes", "replay_of", "");
 	/* equal, and in the reader's field order (compare the text) */
 	a = json_dumps(got, JSON_COMPACT);
 	w = json_dumps(want, JSON_COMPACT);

@@ -27,6 +27,13 @@
  *                still finishes
  *   badplugin    a .so that is not a plugin refuses the start, naming it
  *   concurrency  steps run at once, up to SAGEWAI_WORKER_CONCURRENCY
+ *   replay       a re-run's llm and http steps (spec.replay) answer from the
+ *                recorded outcome without calling the model or URL (the
+ *                mock counts no completion; the URL is unreachable): a
+ *                recorded output, a recorded failure; a request other
+ *                than the recorded one, no recorded request, an output
+ *                that is not JSON, a cancelled original: each a clear
+ *                failure; a template step ignores spec.replay
  *   ssrf         an http step reaches a loopback listener only when
  *                SAGEWAI_HTTP_ALLOW names it: refused to 127.0.0.1, to
  *                localhost, to [::1], to the metadata address, to the LLM
@@ -596,6 +603,89 @@ static void scenario_preview(void)
 	worker_stop(SIGTERM);
 }
 
+/* A re-run's llm or http dispatch: the spec of uses/with, and spec.replay
+ * with the recorded request (that spec, or req when not NULL), status and
+ * answer. */
+static json_t *replay_spec(const char *uses, json_t *with, json_t *req, const char *status,
+			   const char *output, const char *error)
+{
+	json_t *o = spec(uses, with), *r = req != NULL ? req : json_deep_copy(o);
+
+	json_object_set_new(r, "workflow_version", json_integer(7)); /* not compared */
+	json_object_set_new(o, "replay",
+			    json_pack("{s:s, s:o, s:s, s:{s:s?, s:s?}}", "of",
+				      "01900000-0000-7000-8000-000000000000", "request", r,
+				      "status", status, "answer", "output", output, "error",
+				      error));
+	return o;
+}
+
+static void scenario_replay(void)
+{
+	struct sw_test_dispatch d[8];
+	struct sw_test_ev *e;
+	json_t *o;
+
+	mock_start(NULL);
+	worker_start(NULL);
+	sw_test_dispatch_post(&tx, &d[0], "llm", "answered", "in_process", 30000,
+			      replay_spec("llm", json_pack("{s:s}", "prompt", "Summarise 7"), NULL,
+					  "SUCCEEDED", "{\"summary\": \"recorded\"}", NULL));
+	/* port 1: nothing listens, and loopback is not allowed anyway */
+	sw_test_dispatch_post(
+	    &tx, &d[1], "http", "answered", "in_process", 30000,
+	    replay_spec("http",
+			json_pack("{s:s, s:s}", "url", "http://127.0.0.1:1/x", "method", "GET"),
+			NULL, "SUCCEEDED", "{\"status\": 200}", NULL));
+	sw_test_dispatch_post(&tx, &d[2], "llm", "other", "in_process", 30000,
+			      replay_spec("llm", json_pack("{s:s}", "prompt", "Condense 7"),
+					  spec("llm", json_pack("{s:s}", "prompt", "Summarise 7")),
+					  "SUCCEEDED", "\"x\"", NULL));
+	o = spec("llm", json_pack("{s:s}", "prompt", "Summarise 7"));
+	json_object_set_new(o, "replay", json_pack("{s:s}", "of", "x"));
+	sw_test_dispatch_post(&tx, &d[3], "llm", "norequest", "in_process", 30000, o);
+	sw_test_dispatch_post(&tx, &d[4], "llm", "notjson", "in_process", 30000,
+			      replay_spec("llm", json_pack("{s:s}", "prompt", "Summarise 7"), NULL,
+					  "SUCCEEDED", "{not json", NULL));
+	sw_test_dispatch_post(&tx, &d[5], "llm", "failed", "in_process", 30000,
+			      replay_spec("llm", json_pack("{s:s}", "prompt", "Summarise 7"), NULL,
+					  "FAILED", NULL, "upstream: the provider said no"));
+	sw_test_dispatch_post(&tx, &d[6], "llm", "cancelled", "in_process", 30000,
+			      replay_spec("llm", json_pack("{s:s}", "prompt", "Summarise 7"), NULL,
+					  "CANCELLED", NULL, NULL));
+	sw_test_dispatch_post(&tx, &d[7], "tpl", "ignores", "in_process", 30000,
+			      replay_spec("template", json_pack("{s:s}", "value", "live"), NULL,
+					  "SUCCEEDED", "\"recorded\"", NULL));
+
+	e = sw_test_evlog_finished(&evl, d[0].step_id);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	require_output(e, "{\"summary\": \"recorded\"}");
+	e = sw_test_evlog_finished(&evl, d[1].step_id);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	require_output(e, "{\"status\": 200}");
+	sw_test_ev_require(sw_test_evlog_finished(&evl, d[2].step_id), "FAILED",
+			   "replay: step other asks another request than the original run's");
+	sw_test_ev_require(sw_test_evlog_finished(&evl, d[3].step_id), "FAILED",
+			   "bad_input: spec.replay has no recorded request");
+	sw_test_ev_require(sw_test_evlog_finished(&evl, d[4].step_id), "FAILED",
+			   "replay: the recorded output of step notjson is not JSON");
+	sw_test_ev_require(sw_test_evlog_finished(&evl, d[5].step_id), "FAILED",
+			   "upstream: the provider said no");
+	sw_test_ev_require(sw_test_evlog_finished(&evl, d[6].step_id), "FAILED",
+			   "replay: no recorded outcome of step cancelled");
+	e = sw_test_evlog_finished(&evl, d[7].step_id);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	require_output(e, "\"live\"");
+	SW_REQUIRE(mock_stat("requests") == 0, "the model was called %ld times for re-run steps",
+		   mock_stat("requests"));
+	/* and the same llm step without spec.replay does call it */
+	sw_test_dispatch_post(&tx, &d[0], "llm", "live", "in_process", 30000,
+			      spec("llm", json_pack("{s:s}", "prompt", "Summarise 7")));
+	sw_test_ev_require(sw_test_evlog_finished(&evl, d[0].step_id), "SUCCEEDED", NULL);
+	SW_REQUIRE(mock_stat("completions") == 1, "no completion for the live step");
+	worker_stop(SIGTERM);
+}
+
 static void scenario_timeout(void)
 {
 	static const char *const mock_args[] = {"--delay-ms", "60000", NULL};
@@ -988,6 +1078,7 @@ int main(int argc, char **argv)
 	    {"badplugin", scenario_badplugin},
 	    {"concurrency", scenario_concurrency},
 	    {"ssrf", scenario_ssrf},
+	    {"replay", scenario_replay},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));

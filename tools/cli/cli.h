@@ -100,6 +100,10 @@ int cli_replay(struct cli_env *env, int argc, char **argv);
 int cli_policy(struct cli_env *env, int argc, char **argv);
 int cli_approvals(struct cli_env *env, int argc, char **argv);
 
+/* ---- rerun.c: sagewai replay run -------------------------------------- */
+
+int cli_replay_run(struct cli_env *env, int argc, char **argv);
+
 /* ---- replay.c: repeatable options ----------------------------------- */
 
 /* Take every "NAME VALUE" / "NAME=VALUE" out of argv (up to a "--"),

@@ -27,6 +27,7 @@ static const char main_help[] =
 	"  audit export --run ID           a run's records with what proves them\n"
 	"  audit tail [--follow]           the newest audit events (and then new ones)\n"
 	"  replay publish --to TOPIC       re-publish audit log events to a Kafka topic\n"
+	"  replay run ID [--latest]        re-run a run from its audit trail, diff the outputs\n"
 	"  tenant create NAME              create a tenant and print its id and key\n"
 	"  tenant delete NAME|ID           delete a tenant (its keys stop working)\n"
 	"  key create --role auditor       an auditor key for the audit API\n"

@@ -22,7 +22,8 @@
 static const char group_help[] =
 	"usage: sagewai replay COMMAND\n"
 	"\n"
-	"  publish --to TOPIC   re-publish events of the audit log to a Kafka topic\n";
+	"  publish --to TOPIC   re-publish events of the audit log to a Kafka topic\n"
+	"  run ID               re-run run ID from its audit trail and diff the outputs\n";
 
 static const char publish_help[] =
 	"usage: sagewai replay publish --to TOPIC [--log DIR] [--run ID] [--type T]...\n"
@@ -341,6 +342,7 @@ int cli_replay(struct cli_env *env, int argc, char **argv)
 {
 	static const struct cli_cmd cmds[] = {
 		{"publish", replay_publish},
+		{"run", cli_replay_run},
 		{NULL, NULL},
 	};
 
