@@ -1382,8 +1382,15 @@ static void t_cgroup_cpu(void)
 	       free_cpu, held_cpu, (double)(u.utime_us + u.stime_us) / 1e6);
 	/* 0.2 x 1.5 s is 0.3 s, whatever the pair wanted (up to 3 s) */
 	SW_CHECKF(held_cpu < 0.5 * 1.5, "limited to 0.2 CPU, got %.3f s in 1.5 s", held_cpu);
-	SW_CHECKF(free_cpu > 1.5 * held_cpu, "unlimited %.3f s is not above limited %.3f s",
-		  free_cpu, held_cpu);
+	/* the control means something only when the host gave the unlimited
+	 * pair clearly more than the limit allows (a loaded host may not) */
+	if (free_cpu > 1.5 * 0.2 * 1.5)
+		SW_CHECKF(free_cpu > 1.5 * held_cpu, "unlimited %.3f s is not above limited %.3f s",
+			  free_cpu, held_cpu);
+	else
+		printf("the host gave the unlimited pair only %.3f s: too loaded to compare it "
+		       "with the limited one\n",
+		       free_cpu);
 	/* the cgroup counted it too, and is gone */
 	SW_CHECKF(u.utime_us + u.stime_us >= (int64_t)(held_cpu * 1e6 * 0.9),
 		  "usage at destroy %lld us", (long long)(u.utime_us + u.stime_us));
