@@ -5,6 +5,7 @@
  * transition that reads nothing.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,25 @@ void sched_tx_free(struct sched_tx *t)
 		sched_outbox_sql_free(t->ob_sql, t->ob_params, t->ob_n);
 	free(t->ob_params);
 	memset(t, 0, sizeof(*t));
+}
+
+struct sched_tx *sched_tx_move(struct sched_tx *t)
+{
+	struct sched_tx *m = malloc(sizeof(*m));
+	size_t i;
+
+	if (m == NULL)
+		return NULL;
+	*m = *t;
+	for (i = 0; i < m->n; i++) {
+		uintptr_t a = (uintptr_t)m->st[i].params, lo = (uintptr_t)t->pv;
+
+		/* into t->pv: the same place in m->pv (the outbox's are on the heap) */
+		if (a >= lo && a <= lo + sizeof(t->pv))
+			m->st[i].params = m->pv + (a - lo) / sizeof(t->pv[0]);
+	}
+	memset(t, 0, sizeof(*t));
+	return m;
 }
 
 /* ---- snapshots --------------------------------------------------------- */

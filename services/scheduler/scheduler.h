@@ -81,12 +81,20 @@
 #define SCHED_SSE_LINGER_MS 500	     /* a run's end waits for its output this long */
 #define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
 #define SCHED_OP_EVENTS 4	/* events one transition may cause */
+#define SCHED_GROUP_OPS 64	/* transitions of one group commit (<= SCHED_OUTBOX_MAX / 4) */
+#define SCHED_GROUPS 1		/* group commits in flight at once */
 #define SCHED_LOCK_BUCKETS 4096 /* hash chains of runs with an operation */
 #define SCHED_RUN_LIST 100
 #define SCHED_NAME_MAX 64	   /* a user's name, NUL included */
 #define SCHED_OUTBOX_MAX 256	   /* events of one administrative transaction */
 #define SCHED_KEYS_MAX 200	   /* live keys of one tenant (its deletion revokes them at once) */
 #define SCHED_IDENTITY_TIMEOUT_MS 5000 /* default wait for identity.resolved */
+
+/* First statement of a transaction that records only a mark (step.started,
+ * a processed no-op, a delivered outbox row): its COMMIT returns without
+ * waiting for the WAL to reach the disk. A crash may lose it, never a
+ * later durable commit (the WAL is flushed in order). */
+#define SCHED_LAZY_SQL "SET LOCAL synchronous_commit TO off"
 
 /* Run and step states as stored (docs/RUNS.md). */
 #define RUN_RUNNING "running"
@@ -180,6 +188,9 @@ struct sched_env {
 
 	/* operations in flight, one per run at a time (ops.c) */
 	struct sched_run_lock **locks; /* SCHED_LOCK_BUCKETS chains */
+	struct sched_op *cq_head, *cq_tail; /* planned, waiting for the next group commit */
+	size_t cq_n;
+	int committing; /* group commits in flight */
 
 	/* timers (timers.c) */
 	struct event *tick_ev;
@@ -269,6 +280,9 @@ void sched_tx_add(struct sched_tx *t, const char *sql, int np, ...);
 /* The outbox INSERT of evs (copied) as the last statement. */
 void sched_tx_outbox(struct sched_tx *t, const struct sched_event *evs, size_t n);
 void sched_tx_free(struct sched_tx *t);
+/* t moved to the heap (its statements still point at its parameters); t
+ * is left empty. NULL when out of memory (t unchanged). */
+struct sched_tx *sched_tx_move(struct sched_tx *t);
 
 /* What a transition reads of its run. */
 struct sched_snap {
@@ -352,6 +366,9 @@ struct sched_op {
 	void *opaque;
 	struct sched_op *next_waiting; /* the run's queue (ops.c) */
 	struct event *hold_ev;	       /* STARTED: waiting a moment for its outcome */
+	struct sched_tx *tx;	       /* planned, waiting for its group commit (owned) */
+	struct sched_op *next_commit;  /* the group-commit queue (ops.c) */
+	int solo;		       /* a group with it failed: commit alone from now */
 };
 
 struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,
