@@ -90,10 +90,13 @@ static int lock_take(struct sched_op *op)
 /* op is done with its run: the next waiting op, or NULL (lock dropped). */
 static struct sched_op *lock_pass(struct sched_op *op)
 {
-	struct sched_run_lock **l = lock_slot(op->env, op->run_id), *n = *l;
+	struct sched_run_lock **l, *n;
 	struct sched_op *next;
 
-	if (n == NULL)
+	if (op->kind == SCHED_OP_SUBMIT || op->env->locks == NULL)
+		return NULL; /* a submit takes no lock */
+	l = lock_slot(op->env, op->run_id);
+	if ((n = *l) == NULL)
 		return NULL;
 	if ((next = n->head) != NULL) {
 		n->head = next->next_waiting;
@@ -262,38 +265,74 @@ static void op_untx(struct sched_op *op)
 	}
 }
 
+/* A submit committed alone (its group failed). */
+static void submit_alone_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct sched_op *op = opaque;
+
+	if (err == NULL && op->nev > 0)
+		sched_outbox_committed(op->env, res, op->ev, op->nev);
+	op_untx(op);
+	if (err != NULL) {
+		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	op_end(op, SCHED_OP_APPLIED);
+}
+
+/* A submit's plan holds: send it again alone, its outbox INSERT last. */
+static void submit_alone(struct sched_op *op)
+{
+	sched_tx_outbox(op->tx, op->ev, op->nev);
+	if (op->tx->oom || sw_store_tx_key(op->env->store, op->run_id, op->tx->st, op->tx->n,
+					   submit_alone_cb, op) == -1) {
+		op_untx(op);
+		snprintf(op->errmsg, sizeof(op->errmsg), "cannot queue the submission");
+		op_end(op, SCHED_OP_ERROR);
+	}
+}
+
 static void group_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct group *g = opaque;
 	struct sched_env *env = g->env;
+	struct sched_op *op;
 	size_t i;
 
 	env->committing--;
-	for (i = 0; i < g->n; i++)
-		op_untx(g->ops[i]);
-	if (err != NULL) {
-		if (g->n == 1) {
-			op_tx_cb(NULL, err, g->ops[0]);
-		} else {
-			sw_metrics_counter_add(env->metrics,
-					       "sagewai_scheduler_group_retries_total",
-					       "Group commits rolled back and retried alone.", 1);
-			for (i = 0; i < g->n; i++) {
-				g->ops[i]->solo = 1;
-				op_clear_events(g->ops[i]);
-				op_read(g->ops[i]);
-			}
+	if (err != NULL && g->n > 1)
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_group_retries_total",
+				       "Group commits rolled back and retried alone.", 1);
+	for (i = 0; i < g->n; i++) {
+		op = g->ops[i];
+		if (err != NULL && op->kind == SCHED_OP_SUBMIT && g->n > 1) {
+			submit_alone(op);
+			continue;
 		}
-	} else {
+		op_untx(op);
+		if (err != NULL && op->kind == SCHED_OP_SUBMIT) {
+			snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
+			op_end(op, SCHED_OP_ERROR);
+		} else if (err != NULL && g->n == 1) {
+			op_tx_cb(NULL, err, op);
+		} else if (err != NULL) {
+			op->solo = 1;
+			op_clear_events(op);
+			op_read(op);
+		}
+	}
+	if (err == NULL) {
 		if (g->nev > 0)
 			sched_outbox_committed(env, res, g->evs, g->nev);
 		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_group_commits_total",
 				       "Transactions that committed transitions.", 1);
 		for (i = 0; i < g->n; i++) {
-			struct sched_op *op = g->ops[i];
-
-			op_count(env, op);
-			sched_sse_touch(env, op->run_id);
+			op = g->ops[i];
+			if (op->kind != SCHED_OP_SUBMIT) {
+				op_count(env, op);
+				sched_sse_touch(env, op->run_id);
+			}
 			op_end(op, SCHED_OP_APPLIED);
 		}
 	}
@@ -351,6 +390,10 @@ fail:
 	free(st);
 	for (i = 0; i < g->n; i++) {
 		op = g->ops[i];
+		if (op->kind == SCHED_OP_SUBMIT) {
+			submit_alone(op);
+			continue;
+		}
 		op_untx(op);
 		op->solo = 1;
 		op_clear_events(op);
@@ -373,6 +416,11 @@ static void group_queue(struct sched_op *op)
 	env->cq_tail = op;
 	env->cq_n++;
 	group_flush(env);
+}
+
+void sched_op_commit(struct sched_op *op)
+{
+	group_queue(op);
 }
 
 static void op_read_cb(PGresult *res, const char *err, void *opaque)

@@ -328,6 +328,7 @@ enum sched_op_kind {
 	SCHED_OP_RETRY,	   /* a retry is due */
 	SCHED_OP_CANCEL,   /* POST /v1/runs/{id}/cancel */
 	SCHED_OP_EXPIRE,   /* the run's time (SAGEWAI_RUN_MAX) is up */
+	SCHED_OP_SUBMIT,   /* a new run, planned (sched_op_commit) */
 };
 
 enum sched_op_result {
@@ -388,6 +389,11 @@ void sched_op_start(struct sched_op *op);
  * instead of two; a long one shows "running" SCHED_STARTED_HOLD_MS later.
  */
 void sched_ops_start(struct sched_op **ops, size_t n);
+/* Commit a SCHED_OP_SUBMIT op whose transaction is planned (op->tx, its
+ * events in op->ev, no outbox statement) with the next group commit; done
+ * gets SCHED_OP_APPLIED once it is durable and its events are on their
+ * way, or SCHED_OP_ERROR with op->errmsg. */
+void sched_op_commit(struct sched_op *op);
 void sched_ops_free(struct sched_env *env);
 
 /* ---- apply.c: decisions into transactions --------------------------------- */
