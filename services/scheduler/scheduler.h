@@ -12,11 +12,17 @@
  *   3. one transaction: bump_rev(run, rev) -- which raises SWREV when the
  *      run moved on meanwhile -- then the row updates, "processed" for a
  *      consumed event, and the events into the outbox (last statement,
- *      RETURNING their seq).
+ *      RETURNING their seq). Transitions ready at the same time (and
+ *      submits) share one transaction and one WAL flush: the group commit
+ *      of ops.c; a failed group is retried member by member. A mark
+ *      (step.started, a no-op's processed row, outbox deletes) commits
+ *      with synchronous_commit off (SCHED_LAZY_SQL).
  *
  * The store is a pool of connections (SAGEWAI_PG_POOL); an operation's read
- * and transaction go to its run's connection (keyed by run id), so the
- * transitions of different runs commit side by side. A step.started whose
+ * goes to its run's connection (keyed by run id), so the reads of different
+ * runs go side by side, and its transaction to the group commit (or, for a
+ * mark or a member of a failed group, alone on the run's connection); an
+ * operation's next read is queued only after its commit. A step.started whose
  * step.finished is already queued, or arrives within SCHED_STARTED_HOLD_MS,
  * is folded into the outcome's transition (no read, no transaction of its
  * own; see sched_ops_start).
