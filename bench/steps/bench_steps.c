@@ -15,6 +15,10 @@
  * "finished" is seen on the run's server-sent-event stream. One JSON line
  * per figure: {"bench","figure","value","unit","baseline","ratio"}.
  *
+ * --load WF CONC N only applies the workflows (bench1, bench3), makes N
+ * runs of WF with CONC in flight, prints {"runs", "seconds"} and exits: no
+ * warm-up, no baseline. bench/steps/syncs counts commits around it.
+ *
  * Before measuring anything, the stack is loaded for --warmup-s seconds
  * (default 60; runs of both workflows at concurrency 16, and raw round
  * trips): the broker is a JVM, and its first minute under load is spent
@@ -94,6 +98,21 @@ static size_t sse_collect(char *d, size_t sz, size_t nm, void *u)
 	return sz * nm;
 }
 
+/* The scheduler takes at most 64 connections from one address (libs/http
+ * guard): on loopback, each 48 run threads connect from their own
+ * 127.0.0.x. src_idx is the thread's index, -1 for the main thread. */
+static __thread int src_idx = -1;
+
+static void source_addr(CURL *c)
+{
+	char ifc[32];
+
+	if (src_idx < 0 || strncmp(url, "http://127.0.0.1:", 17) != 0)
+		return;
+	snprintf(ifc, sizeof(ifc), "host!127.0.0.%d", 2 + src_idx / 48);
+	curl_easy_setopt(c, CURLOPT_INTERFACE, ifc);
+}
+
 static long request(CURL *c, const char *method, const char *path, const char *body,
 		    const char *ctype, struct buf *out)
 {
@@ -103,6 +122,7 @@ static long request(CURL *c, const char *method, const char *path, const char *b
 
 	snprintf(u, sizeof(u), "%s%s", url, path);
 	curl_easy_reset(c);
+	source_addr(c);
 	curl_easy_setopt(c, CURLOPT_URL, u);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
@@ -140,6 +160,7 @@ static int64_t run_once(CURL *c, const char *wf)
 	sw_buf_free(&b.body);
 	memset(&b, 0, sizeof(b));
 	curl_easy_reset(c);
+	source_addr(c);
 	curl_easy_setopt(c, CURLOPT_URL, path);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
@@ -264,6 +285,7 @@ struct worker {
 	pthread_t t;
 	const char *wf;
 	size_t runs;
+	int idx;
 };
 
 static void *run_thread(void *arg)
@@ -271,6 +293,7 @@ static void *run_thread(void *arg)
 	struct worker *w = arg;
 	CURL *c = curl_easy_init();
 
+	src_idx = w->idx;
 	for (size_t i = 0; i < w->runs; i++)
 		run_once(c, w->wf);
 	curl_easy_cleanup(c);
@@ -285,6 +308,7 @@ static double runs_per_s(const char *wf, int conc, size_t total)
 
 	for (i = 0; i < conc; i++) {
 		ws[i].wf = wf;
+		ws[i].idx = i;
 		ws[i].runs = total / (size_t)conc;
 		pthread_create(&ws[i].t, NULL, run_thread, &ws[i]);
 	}
@@ -327,8 +351,9 @@ static void apply(CURL *c, const char *name, int steps)
 
 int main(int argc, char **argv)
 {
-	size_t nlat = 200, total = 512;
-	int warm_s = 60;
+	size_t nlat = 200, total = 512, load_n = 0;
+	const char *load_wf = NULL;
+	int warm_s = 60, load_c = 0;
 	int concs[] = {1, 16, 128};
 	int64_t *lat, *rlat;
 	double rl50, rl99, raw_tp[3];
@@ -345,11 +370,20 @@ int main(int argc, char **argv)
 			nlat = strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--warmup-s") == 0 && i + 1 < argc)
 			warm_s = atoi(argv[++i]);
-		else {
+		else if (strcmp(argv[i], "--load") == 0 && i + 3 < argc) {
+			load_wf = argv[++i];
+			load_c = atoi(argv[++i]);
+			load_n = strtoul(argv[++i], NULL, 10);
+		} else {
 			fprintf(stderr, "usage: bench-steps --url SCHEDULER --bootstrap KAFKA "
-					"[--runs N] [--latency-runs N] [--warmup-s S]\n");
+					"[--runs N] [--latency-runs N] [--warmup-s S] "
+					"[--load WF CONC N]\n");
 			return 2;
 		}
+	}
+	if (load_wf != NULL && (load_c < 1 || load_n < (size_t)load_c)) {
+		fprintf(stderr, "bench-steps: --load needs CONC >= 1 and N >= CONC\n");
+		return 2;
 	}
 	if (url == NULL || bootstrap == NULL || nlat < 2 || total < 128) {
 		fprintf(stderr, "bench-steps: --url and --bootstrap are required; --runs >= 128\n");
@@ -359,6 +393,16 @@ int main(int argc, char **argv)
 	c = curl_easy_init();
 	apply(c, "bench1", 1);
 	apply(c, "bench3", 3);
+	if (load_wf != NULL) {
+		int64_t t0 = now_ns();
+		double rps = runs_per_s(load_wf, load_c, load_n);
+
+		printf("{\"runs\": %zu, \"seconds\": %.3f, \"runs_per_s\": %.1f}\n",
+		       load_n / (size_t)load_c * (size_t)load_c, (double)(now_ns() - t0) / 1e9,
+		       rps);
+		curl_easy_cleanup(c);
+		return 0;
+	}
 
 	raw_setup();
 	warm_up(warm_s);

@@ -231,6 +231,7 @@ void sw_executor_destroy(struct sw_executor *ex)
 		exec_job_free(j);
 	}
 	exec_offsets_free(ex);
+	free(ex->saveq);
 	if (ex->settle_ev != NULL)
 		event_free(ex->settle_ev);
 	if (ex->drain_timer != NULL)

@@ -81,6 +81,11 @@ struct sw_executor {
 	size_t finished_next;
 	struct exec_attempt attempts[SW_EXECUTOR_ATTEMPT_RING];
 	size_t attempt_next;
+
+	/* results to save (results.c): queued while a save is in flight */
+	struct sw_executor_job **saveq;
+	size_t nsaveq, capsaveq;
+	int saving; /* a save (of one job or a group) in flight */
 };
 
 #define EXEC_JOB_OF_TAG(t) \

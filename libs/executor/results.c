@@ -8,9 +8,14 @@
  * first row for a dispatch id and returns it, so two copies of one
  * dispatch racing through two members still publish one event id. Both
  * statements are idempotent, as sw_store requires.
+ *
+ * Group commit: while one save is in flight, the results that finish
+ * meanwhile wait, and go as one INSERT of many rows (one COMMIT, one WAL
+ * flush) when it is done. One at a time, a result is saved at once.
  */
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "executor_int.h"
 
@@ -39,6 +44,16 @@ static const char *const save_sql =
     " ON CONFLICT (dispatch_id) DO UPDATE SET created = results.created"
     " RETURNING finished";
 
+/* The same for many rows: arrays by column, a row back per dispatch id. */
+static const char *const save_many_sql =
+    "INSERT INTO results (dispatch_id, run_id, step_id, finished_id, status, finished)"
+    " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::uuid[], $5::text[],"
+    "  $6::bytea[])"
+    " ON CONFLICT (dispatch_id) DO UPDATE SET created = results.created"
+    " RETURNING dispatch_id::text, finished";
+
+#define SAVE_GROUP_MAX 256 /* results of one grouped INSERT */
+
 struct sw_store *sw_executor_store_new(struct event_base *base, const char *conninfo,
 				       const char *schema, size_t npool, char *errstr,
 				       size_t errlen)
@@ -63,14 +78,14 @@ static void publish(struct sw_executor_job *j)
 		exec_fatal(ex, "cannot produce step.finished", err);
 }
 
-/* Replace j->finished with the bytea value of res's first row; 0 or -1. */
-static int take_bytes(struct sw_executor_job *j, PGresult *res)
+/* Replace j->finished with the bytea value of res's row at col; 0 or -1. */
+static int take_bytes(struct sw_executor_job *j, PGresult *res, int row, int col)
 {
 	unsigned char *raw;
 	size_t len;
 	char *copy;
 
-	raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, 0, 0), &len);
+	raw = PQunescapeBytea((const unsigned char *)PQgetvalue(res, row, col), &len);
 	if (raw == NULL)
 		return -1;
 	if ((copy = malloc(len ? len : 1)) == NULL) {
@@ -98,7 +113,7 @@ static void lookup_cb(PGresult *res, const char *err, void *opaque)
 		exec_preflight(j);
 		return;
 	}
-	if (take_bytes(j, res) == -1) {
+	if (take_bytes(j, res, 0, 0) == -1) {
 		exec_fatal(ex, "results lookup", "out of memory");
 		return;
 	}
@@ -121,53 +136,226 @@ void exec_results_lookup(struct sw_executor_job *j)
 		exec_fatal(j->ex, "results lookup", "cannot queue the query");
 }
 
+static void save_next(struct sw_executor *ex);
+
 static void save_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct sw_executor_job *j = opaque;
+	struct sw_executor *ex = j->ex;
 
+	ex->saving = 0;
 	if (err != NULL) {
-		exec_fatal(j->ex, "results save failed", err);
+		exec_fatal(ex, "results save failed", err);
 		return;
 	}
 	/* the stored row wins: a concurrent copy may have saved first */
-	if (PQntuples(res) != 1 || take_bytes(j, res) == -1) {
-		exec_fatal(j->ex, "results save", "no row returned");
+	if (PQntuples(res) != 1 || take_bytes(j, res, 0, 0) == -1) {
+		exec_fatal(ex, "results save", "no row returned");
 		return;
 	}
 	publish(j);
+	save_next(ex);
+}
+
+/* "\\x<hex>" of j->finished (bytea input), malloc'd; NULL: no memory. */
+static char *bytea_text(const struct sw_executor_job *j)
+{
+	char *x = malloc(2 * j->finished_len + 3);
+
+	if (x == NULL)
+		return NULL;
+	x[0] = '\\';
+	x[1] = 'x';
+	sw_hex_encode(j->finished, j->finished_len, x + 2);
+	return x;
+}
+
+/* The finished event's id into id (SW_UUID_STRLEN); 0 or -1 (fatal). */
+static int finished_id(struct sw_executor_job *j, char *id)
+{
+	struct sw_event_header h;
+	char err[128];
+
+	if (sw_event_decode_header(j->ex->cfg.reg, j->finished, j->finished_len, &h, err,
+				   sizeof(err)) == -1) {
+		exec_fatal(j->ex, "results save: own event does not decode", err);
+		return -1;
+	}
+	snprintf(id, SW_UUID_STRLEN, "%s", h.event_id);
+	return 0;
+}
+
+static void save_one(struct sw_executor_job *j)
+{
+	struct sw_executor *ex = j->ex;
+	char id[SW_UUID_STRLEN], *x;
+	const char *params[6];
+
+	if (finished_id(j, id) == -1)
+		return;
+	if ((x = bytea_text(j)) == NULL) {
+		exec_fatal(ex, "results save", "out of memory");
+		return;
+	}
+	params[0] = j->dh.event_id;
+	params[1] = j->dh.run_id;
+	params[2] = j->dh.step_id;
+	params[3] = id;
+	params[4] = sw_executor_status_name(j->status);
+	params[5] = x;
+	ex->saving = 1;
+	if (sw_store_query(ex->cfg.store, save_sql, 6, params, save_cb, j) == -1) {
+		ex->saving = 0;
+		exec_fatal(ex, "results save", "cannot queue the query");
+	}
+	free(x); /* the store copies parameters */
+}
+
+/* A group in flight: its jobs, in queue order. */
+struct save_group {
+	struct sw_executor *ex;
+	struct sw_executor_job **jobs;
+	size_t n;
+};
+
+static void save_group_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct save_group *g = opaque;
+	struct sw_executor *ex = g->ex;
+	size_t i;
+	int r, rows;
+
+	ex->saving = 0;
+	if (err != NULL) {
+		exec_fatal(ex, "results save failed", err);
+		goto out;
+	}
+	rows = PQntuples(res);
+	for (i = 0; i < g->n; i++) {
+		for (r = 0; r < rows; r++)
+			if (strcasecmp(PQgetvalue(res, r, 0), g->jobs[i]->dh.event_id) == 0)
+				break;
+		/* the stored row wins: a concurrent copy may have saved first */
+		if (r == rows || take_bytes(g->jobs[i], res, r, 1) == -1) {
+			exec_fatal(ex, "results save", "no row returned");
+			goto out;
+		}
+	}
+	for (i = 0; i < g->n; i++)
+		publish(g->jobs[i]);
+	save_next(ex);
+out:
+	free(g->jobs);
+	free(g);
+}
+
+/* A PostgreSQL array element: double-quoted, '"' and '\\' escaped. */
+static void array_add(struct sw_buf *b, const char *v, size_t i)
+{
+	const char *s;
+
+	sw_buf_add(b, i ? ",\"" : "{\"", 2);
+	for (s = v; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			sw_buf_add(b, "\\", 1);
+		sw_buf_add(b, s, 1);
+	}
+	sw_buf_add(b, "\"", 1);
+}
+
+/* Save the queued results: alone, or as one grouped INSERT. Two copies of
+ * one dispatch never share a group (ON CONFLICT cannot take a row twice
+ * in one statement): a later copy waits for the next. */
+static void save_next(struct sw_executor *ex)
+{
+	struct sw_buf cols[6] = {{0}};
+	struct save_group *g = NULL;
+	const char *params[6];
+	size_t i, k, keep = 0;
+	int c, oom = 0;
+
+	if (ex->saving || ex->nsaveq == 0)
+		return;
+	if (ex->nsaveq == 1) {
+		ex->nsaveq = 0;
+		save_one(ex->saveq[0]);
+		return;
+	}
+	if ((g = calloc(1, sizeof(*g))) == NULL ||
+	    (g->jobs = calloc(ex->nsaveq, sizeof(*g->jobs))) == NULL)
+		goto oom;
+	g->ex = ex;
+	for (i = 0; i < ex->nsaveq; i++) {
+		struct sw_executor_job *j = ex->saveq[i];
+		char id[SW_UUID_STRLEN], *x;
+
+		for (k = 0; k < g->n; k++)
+			if (strcasecmp(g->jobs[k]->dh.event_id, j->dh.event_id) == 0)
+				break;
+		if (k < g->n || g->n == SAVE_GROUP_MAX) {
+			ex->saveq[keep++] = j;
+			continue;
+		}
+		if (finished_id(j, id) == -1)
+			goto out;
+		if ((x = bytea_text(j)) == NULL)
+			goto oom;
+		array_add(&cols[0], j->dh.event_id, g->n);
+		array_add(&cols[1], j->dh.run_id, g->n);
+		array_add(&cols[2], j->dh.step_id, g->n);
+		array_add(&cols[3], id, g->n);
+		array_add(&cols[4], sw_executor_status_name(j->status), g->n);
+		array_add(&cols[5], x, g->n);
+		free(x);
+		g->jobs[g->n++] = j;
+	}
+	ex->nsaveq = keep;
+	for (c = 0; c < 6; c++) {
+		sw_buf_add(&cols[c], "}", 1);
+		oom |= cols[c].oom;
+		params[c] = cols[c].p;
+	}
+	if (oom)
+		goto oom;
+	ex->saving = 1;
+	if (sw_store_query(ex->cfg.store, save_many_sql, 6, params, save_group_cb, g) == -1) {
+		ex->saving = 0;
+		exec_fatal(ex, "results save", "cannot queue the query");
+		goto out;
+	}
+	g = NULL;
+	goto out;
+oom:
+	exec_fatal(ex, "results save", "out of memory");
+out:
+	for (c = 0; c < 6; c++)
+		sw_buf_free(&cols[c]);
+	if (g != NULL) {
+		free(g->jobs);
+		free(g);
+	}
 }
 
 /* Store j->finished by dispatch id, then produce the stored bytes. */
 void exec_results_save(struct sw_executor_job *j)
 {
 	struct sw_executor *ex = j->ex;
-	struct sw_event_header h;
-	const char *params[6];
-	char err[128], *x;
 
 	if (ex->cfg.store == NULL) {
 		publish(j);
 		return;
 	}
-	if (sw_event_decode_header(ex->cfg.reg, j->finished, j->finished_len, &h, err,
-				   sizeof(err)) == -1) {
-		exec_fatal(ex, "results save: own event does not decode", err);
-		return;
+	if (ex->nsaveq == ex->capsaveq) {
+		size_t cap = ex->capsaveq ? 2 * ex->capsaveq : 64;
+		struct sw_executor_job **q = realloc(ex->saveq, cap * sizeof(*q));
+
+		if (q == NULL) {
+			exec_fatal(ex, "results save", "out of memory");
+			return;
+		}
+		ex->saveq = q;
+		ex->capsaveq = cap;
 	}
-	if ((x = malloc(2 * j->finished_len + 3)) == NULL) {
-		exec_fatal(ex, "results save", "out of memory");
-		return;
-	}
-	x[0] = '\\';
-	x[1] = 'x';
-	sw_hex_encode(j->finished, j->finished_len, x + 2);
-	params[0] = j->dh.event_id;
-	params[1] = j->dh.run_id;
-	params[2] = j->dh.step_id;
-	params[3] = h.event_id;
-	params[4] = sw_executor_status_name(j->status);
-	params[5] = x;
-	if (sw_store_query(ex->cfg.store, save_sql, 6, params, save_cb, j) == -1)
-		exec_fatal(ex, "results save", "cannot queue the query");
-	free(x); /* the store copies parameters */
+	ex->saveq[ex->nsaveq++] = j;
+	save_next(ex);
 }

@@ -90,10 +90,13 @@ static int lock_take(struct sched_op *op)
 /* op is done with its run: the next waiting op, or NULL (lock dropped). */
 static struct sched_op *lock_pass(struct sched_op *op)
 {
-	struct sched_run_lock **l = lock_slot(op->env, op->run_id), *n = *l;
+	struct sched_run_lock **l, *n;
 	struct sched_op *next;
 
-	if (n == NULL)
+	if (op->kind == SCHED_OP_SUBMIT || op->env->locks == NULL)
+		return NULL; /* a submit takes no lock */
+	l = lock_slot(op->env, op->run_id);
+	if ((n = *l) == NULL)
 		return NULL;
 	if ((next = n->head) != NULL) {
 		n->head = next->next_waiting;
@@ -221,6 +224,205 @@ static void op_ignored_cb(PGresult *res, const char *err, void *opaque)
 	op_end(op, SCHED_OP_IGNORED);
 }
 
+/*
+ * Group commit. A planned transition (op->tx, its events in op->ev) joins
+ * the queue; while fewer than SCHED_GROUPS groups are in flight, the queue
+ * goes out as one transaction: every op's statements (each guarded by its
+ * run's rev), then one outbox INSERT of all their events. Under load the
+ * queue fills while a group commits, so the outcomes of many runs share
+ * one COMMIT and one WAL flush; one at a time, an op commits at once.
+ *
+ * A group that fails (a rev guard tripped, a duplicate, any refused
+ * statement) is rolled back whole: its ops read their runs again and
+ * commit alone (op->solo), where a failure is their own.
+ */
+struct group {
+	struct sched_env *env;
+	struct sched_op *ops[SCHED_GROUP_OPS];
+	size_t n;
+	struct sched_event evs[SCHED_GROUP_OPS * SCHED_OP_EVENTS]; /* borrowed from ops */
+	size_t nev;
+	char *ob_sql;
+	char **ob_params;
+};
+
+static void group_flush(struct sched_env *env);
+
+static void group_free(struct group *g)
+{
+	if (g->ob_sql != NULL)
+		sched_outbox_sql_free(g->ob_sql, g->ob_params, g->nev);
+	free(g->ob_params);
+	free(g);
+}
+
+static void op_untx(struct sched_op *op)
+{
+	if (op->tx != NULL) {
+		sched_tx_free(op->tx);
+		free(op->tx);
+		op->tx = NULL;
+	}
+}
+
+/* A submit committed alone (its group failed). */
+static void submit_alone_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct sched_op *op = opaque;
+
+	if (err == NULL && op->nev > 0)
+		sched_outbox_committed(op->env, res, op->ev, op->nev);
+	op_untx(op);
+	if (err != NULL) {
+		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	op_end(op, SCHED_OP_APPLIED);
+}
+
+/* A submit's plan holds: send it again alone, its outbox INSERT last. */
+static void submit_alone(struct sched_op *op)
+{
+	sched_tx_outbox(op->tx, op->ev, op->nev);
+	if (op->tx->oom || sw_store_tx_key(op->env->store, op->run_id, op->tx->st, op->tx->n,
+					   submit_alone_cb, op) == -1) {
+		op_untx(op);
+		snprintf(op->errmsg, sizeof(op->errmsg), "cannot queue the submission");
+		op_end(op, SCHED_OP_ERROR);
+	}
+}
+
+static void group_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct group *g = opaque;
+	struct sched_env *env = g->env;
+	struct sched_op *op;
+	size_t i;
+
+	env->committing--;
+	if (err != NULL && g->n > 1)
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_group_retries_total",
+				       "Group commits rolled back and retried alone.", 1);
+	for (i = 0; i < g->n; i++) {
+		op = g->ops[i];
+		if (err != NULL && op->kind == SCHED_OP_SUBMIT && g->n > 1) {
+			submit_alone(op);
+			continue;
+		}
+		op_untx(op);
+		if (err != NULL && op->kind == SCHED_OP_SUBMIT) {
+			snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
+			op_end(op, SCHED_OP_ERROR);
+		} else if (err != NULL && g->n == 1) {
+			op_tx_cb(NULL, err, op);
+		} else if (err != NULL) {
+			op->solo = 1;
+			op_clear_events(op);
+			op_read(op);
+		}
+	}
+	if (err == NULL) {
+		if (g->nev > 0)
+			sched_outbox_committed(env, res, g->evs, g->nev);
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_group_commits_total",
+				       "Transactions that committed transitions.", 1);
+		for (i = 0; i < g->n; i++) {
+			op = g->ops[i];
+			if (op->kind != SCHED_OP_SUBMIT) {
+				op_count(env, op);
+				sched_sse_touch(env, op->run_id);
+			}
+			op_end(op, SCHED_OP_APPLIED);
+		}
+	}
+	group_free(g);
+	group_flush(env);
+}
+
+static void group_flush(struct sched_env *env)
+{
+	struct sw_store_stmt *st = NULL;
+	struct group *g;
+	struct sched_op *op;
+	size_t i, j, nst = 0;
+
+	while (env->committing < SCHED_GROUPS && env->cq_head != NULL) {
+		if ((g = calloc(1, sizeof(*g))) == NULL)
+			goto oom;
+		g->env = env;
+		while (g->n < SCHED_GROUP_OPS && (op = env->cq_head) != NULL) {
+			env->cq_head = op->next_commit;
+			if (env->cq_head == NULL)
+				env->cq_tail = NULL;
+			env->cq_n--;
+			op->next_commit = NULL;
+			g->ops[g->n++] = op;
+			nst += op->tx->n;
+			for (j = 0; j < op->nev; j++)
+				g->evs[g->nev++] = op->ev[j];
+		}
+		if ((st = calloc(nst + 1, sizeof(*st))) == NULL)
+			goto fail;
+		nst = 0;
+		for (i = 0; i < g->n; i++)
+			for (j = 0; j < g->ops[i]->tx->n; j++)
+				st[nst++] = g->ops[i]->tx->st[j];
+		if (g->nev > 0) {
+			if ((g->ob_params = calloc(4 * g->nev, sizeof(*g->ob_params))) == NULL ||
+			    sched_outbox_sql(g->evs, g->nev, &g->ob_sql, g->ob_params) == -1)
+				goto fail;
+			st[nst].sql = g->ob_sql;
+			st[nst].nparams = (int)(4 * g->nev);
+			st[nst].params = (const char *const *)g->ob_params;
+			nst++;
+		}
+		if (sw_store_tx(env->store, st, nst, group_cb, g) == -1)
+			goto fail;
+		env->committing++;
+		free(st);
+		st = NULL;
+		nst = 0;
+	}
+	return;
+fail:
+	/* the group's ops go back to committing alone */
+	free(st);
+	for (i = 0; i < g->n; i++) {
+		op = g->ops[i];
+		if (op->kind == SCHED_OP_SUBMIT) {
+			submit_alone(op);
+			continue;
+		}
+		op_untx(op);
+		op->solo = 1;
+		op_clear_events(op);
+		op_read(op);
+	}
+	group_free(g);
+	return;
+oom:
+	sw_service_fatal(env->svc, "group commit", "out of memory");
+}
+
+static void group_queue(struct sched_op *op)
+{
+	struct sched_env *env = op->env;
+
+	if (env->cq_tail != NULL)
+		env->cq_tail->next_commit = op;
+	else
+		env->cq_head = op;
+	env->cq_tail = op;
+	env->cq_n++;
+	group_flush(env);
+}
+
+void sched_op_commit(struct sched_op *op)
+{
+	group_queue(op);
+}
+
 static void op_read_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct sched_op *op = opaque;
@@ -229,6 +431,7 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 	struct sched_snap s;
 	enum sched_fsm_verdict v;
 	const char *rev;
+	int lazy;
 
 	if (err != NULL) {
 		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
@@ -254,6 +457,12 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 	sched_tx_add(&p.tx, "SELECT bump_rev($1::uuid, $2::bigint)", 2, op->run_id, rev);
 	v = sched_plan_op(&p, op);
 	sched_snap_free(&s);
+	/* step.started (not folded into its outcome) is a mark: it moves a
+	 * step from dispatched to running and causes no event. Its commit
+	 * does not wait for the disk; lost in a crash, the step shows
+	 * dispatched until its outcome, which the machine takes from either
+	 * state (docs/RUNS.md). */
+	lazy = v == SCHED_FSM_APPLY && op->kind == SCHED_OP_STARTED && op->nev == 0;
 	if (v != SCHED_FSM_APPLY) {
 		sched_tx_free(&p.tx);
 		op_clear_events(op);
@@ -262,12 +471,17 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 			return;
 		}
 		if (op->event_id[0] != '\0') {
+			/* a mark only: lost in a crash, the event is redelivered
+			 * or not, and is a no-op again either way */
 			const char *params[1] = {op->event_id};
+			struct sw_store_stmt st[2] = {
+				{SCHED_LAZY_SQL, 0, NULL},
+				{"INSERT INTO processed (event_id) VALUES ($1::uuid)"
+				 " ON CONFLICT DO NOTHING",
+				 1, params},
+			};
 
-			if (sw_store_query_key(env->store, op->run_id,
-					       "INSERT INTO processed (event_id) VALUES ($1::uuid)"
-					       " ON CONFLICT DO NOTHING",
-					       1, params, op_ignored_cb, op) == 0)
+			if (sw_store_tx_key(env->store, op->run_id, st, 2, op_ignored_cb, op) == 0)
 				return;
 		}
 		op_end(op, SCHED_OP_IGNORED);
@@ -276,7 +490,6 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 	if (op->event_id[0] != '\0')
 		sched_tx_add(&p.tx, "INSERT INTO processed (event_id) VALUES ($1::uuid)", 1,
 			     op->event_id);
-	sched_tx_outbox(&p.tx, op->ev, op->nev);
 	if (p.tx.oom || p.failed) {
 		snprintf(op->errmsg, sizeof(op->errmsg), "cannot build the transition: %.200s",
 			 p.failed ? p.errstr : "out of memory");
@@ -288,6 +501,31 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 		snprintf(op->run_state, sizeof(op->run_state), "%s", p.run_state);
 	op->finished_run = p.finished_run;
 	op->dispatched = p.dispatched;
+	if (!lazy && !op->solo) {
+		/* its events go into the group's one outbox INSERT */
+		if ((op->tx = sched_tx_move(&p.tx)) == NULL) {
+			sched_tx_free(&p.tx);
+			snprintf(op->errmsg, sizeof(op->errmsg), "out of memory");
+			op_end(op, SCHED_OP_ERROR);
+			return;
+		}
+		group_queue(op);
+		return;
+	}
+	sched_tx_outbox(&p.tx, op->ev, op->nev);
+	if (p.tx.oom) {
+		sched_tx_free(&p.tx);
+		snprintf(op->errmsg, sizeof(op->errmsg), "out of memory");
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	if (lazy && p.tx.n < SCHED_TX_STMTS) {
+		memmove(&p.tx.st[1], &p.tx.st[0], p.tx.n * sizeof(p.tx.st[0]));
+		p.tx.st[0].sql = SCHED_LAZY_SQL;
+		p.tx.st[0].nparams = 0;
+		p.tx.st[0].params = NULL;
+		p.tx.n++;
+	}
 	if (sw_store_tx_key(env->store, op->run_id, p.tx.st, p.tx.n, op_tx_cb, op) == -1) {
 		sched_tx_free(&p.tx);
 		snprintf(op->errmsg, sizeof(op->errmsg), "cannot queue the transition");

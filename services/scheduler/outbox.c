@@ -4,7 +4,8 @@
  * A transition's events are rows of the outbox table written in the same
  * transaction as the state they describe. Once it commits, the rows it
  * returned (seq, event_id) are produced at once from memory; the delivery
- * report queues their seq for a batched DELETE. A seq stays in the
+ * report queues their seq for a batched DELETE, committed without waiting
+ * for the disk (a DELETE lost in a crash only resends). A seq stays in the
  * in-flight set from produce until its row is deleted, so the sweep --
  * every SCHED_SWEEP_MS, rows older than SCHED_SWEEP_AGE_MS; at start, every
  * row -- never sends a row twice in one process. Rows left by a crash, by
@@ -307,8 +308,13 @@ static void delete_cb(PGresult *res, const char *err, void *opaque)
 	relay_delete(env);
 }
 
+/* Delete the delivered rows. The DELETE does not wait for its WAL to reach
+ * the disk (synchronous_commit off): a crash may lose it, and the rows are
+ * then sent once more with their event ids, which consumers drop. The
+ * next durable commit makes it durable too. */
 static void relay_delete(struct sched_env *env)
 {
+	struct sw_store_stmt st[2] = {{0}};
 	struct delete_ctx *d;
 	const char *params[1];
 	size_t i, n, len = 0;
@@ -338,9 +344,12 @@ static void relay_delete(struct sched_env *env)
 	lit[len++] = '}';
 	lit[len] = '\0';
 	params[0] = lit;
+	st[0].sql = SCHED_LAZY_SQL;
+	st[1].sql = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])";
+	st[1].nparams = 1;
+	st[1].params = params;
 	env->deleting = 1;
-	if (sw_store_query(env->store, "DELETE FROM outbox WHERE seq = ANY($1::bigint[])", 1,
-			   params, delete_cb, d) == -1) {
+	if (sw_store_tx(env->store, st, 2, delete_cb, d) == -1) {
 		env->deleting = 0;
 		for (i = 0; i < n; i++)
 			sched_seqset_del(&env->inflight, d->seqs[i]);

@@ -5,6 +5,7 @@
  * transition that reads nothing.
  */
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -81,6 +82,25 @@ void sched_tx_free(struct sched_tx *t)
 		sched_outbox_sql_free(t->ob_sql, t->ob_params, t->ob_n);
 	free(t->ob_params);
 	memset(t, 0, sizeof(*t));
+}
+
+struct sched_tx *sched_tx_move(struct sched_tx *t)
+{
+	struct sched_tx *m = malloc(sizeof(*m));
+	size_t i;
+
+	if (m == NULL)
+		return NULL;
+	*m = *t;
+	for (i = 0; i < m->n; i++) {
+		uintptr_t a = (uintptr_t)m->st[i].params, lo = (uintptr_t)t->pv;
+
+		/* into t->pv: the same place in m->pv (the outbox's are on the heap) */
+		if (a >= lo && a <= lo + sizeof(t->pv))
+			m->st[i].params = m->pv + (a - lo) / sizeof(t->pv[0]);
+	}
+	memset(t, 0, sizeof(*t));
+	return m;
 }
 
 /* ---- snapshots --------------------------------------------------------- */
@@ -169,38 +189,28 @@ int sched_snap_find(const struct sched_snap *s, const char *name)
 struct submit {
 	struct sched_env *env;
 	char run_id[SW_UUID_STRLEN];
-	struct sched_event ev[SCHED_OP_EVENTS];
-	size_t nev;
 	int dispatched, finished_run;
 	char run_state[16];
 	sched_submit_cb done;
 	void *opaque;
 };
 
-static void submit_free(struct submit *sb)
-{
-	size_t i;
-
-	for (i = 0; i < sb->nev; i++)
-		sched_event_clear(&sb->ev[i]);
-	free(sb);
-}
-
-static void submit_cb(PGresult *res, const char *err, void *opaque)
+/* The submission's group commit is over (ops.c). */
+static void submit_done(struct sched_op *op, enum sched_op_result r, void *opaque)
 {
 	struct submit *sb = opaque;
 	struct sched_env *env = sb->env;
 
-	if (err != NULL && !(strncmp(err, "23505", 5) == 0 && strstr(err, "runs_pkey") != NULL)) {
-		sw_log(SW_LOG_ERROR, "run submission failed", "run_id", sb->run_id, "error", err,
-		       NULL);
-		sb->done(NULL, err, sb->opaque);
-		submit_free(sb);
+	/* a duplicate key on runs is our own resent transaction: committed
+	 * (its outbox rows go out with the sweep) */
+	if (r != SCHED_OP_APPLIED &&
+	    !(strncmp(op->errmsg, "23505", 5) == 0 && strstr(op->errmsg, "runs_pkey") != NULL)) {
+		sw_log(SW_LOG_ERROR, "run submission failed", "run_id", sb->run_id, "error",
+		       op->errmsg, NULL);
+		sb->done(NULL, op->errmsg, sb->opaque);
+		free(sb);
 		return;
 	}
-	/* a duplicate key on runs is our own resent transaction: committed */
-	if (err == NULL)
-		sched_outbox_committed(env, res, sb->ev, sb->nev);
 	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_runs_submitted_total",
 			       "Runs accepted.", 1);
 	if (sb->dispatched)
@@ -212,7 +222,7 @@ static void submit_cb(PGresult *res, const char *err, void *opaque)
 	sw_log(SW_LOG_INFO, "run submitted", "run_id", sb->run_id, "state", sb->run_state, NULL);
 	sched_sse_touch(env, sb->run_id);
 	sb->done(sb->run_id, NULL, sb->opaque);
-	submit_free(sb);
+	free(sb);
 }
 
 /* A PostgreSQL array literal of names ([a-z0-9_-], validated by the
@@ -284,6 +294,7 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 		     void *opaque)
 {
 	struct submit *sb;
+	struct sched_op *op;
 	struct sched_plan p;
 	struct sched_snap s;
 	struct sched_fsm_decision d;
@@ -293,6 +304,10 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 
 	if (wf->nsteps == 0 || (sb = calloc(1, sizeof(*sb))) == NULL)
 		return -1;
+	if ((op = sched_op_new(env, SCHED_OP_SUBMIT, run_id, submit_done, sb)) == NULL) {
+		free(sb);
+		return -1;
+	}
 	sb->env = env;
 	sb->done = done;
 	sb->opaque = opaque;
@@ -309,6 +324,7 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 	s.run.nsteps = wf->nsteps;
 	if ((s.run.steps = calloc(wf->nsteps, sizeof(*s.run.steps))) == NULL) {
 		json_decref(s.steps);
+		free(op);
 		free(sb);
 		return -1;
 	}
@@ -328,7 +344,7 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 		s.run.steps[i].retries = wf->steps[i].retries;
 		s.run.steps[i].backoff_ms = wf->steps[i].backoff_ms;
 	}
-	sched_plan_init(&p, env, &s, sb->run_id, sb->ev, &sb->nev);
+	sched_plan_init(&p, env, &s, op->run_id, op->ev, &op->nev);
 
 	input_text = json_dumps(input, JSON_COMPACT);
 	sched_tx_own(&p.tx, input_text);
@@ -362,19 +378,26 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 		sched_fsm_submit(&s.run, &d);
 		sched_plan_apply(&p, &d, NULL, NULL, NULL);
 	}
-	sched_tx_outbox(&p.tx, sb->ev, sb->nev);
 	sb->dispatched = p.dispatched;
 	sb->finished_run = p.finished_run;
 	snprintf(sb->run_state, sizeof(sb->run_state), "%s", p.run_state);
+	/* one transaction: the run, its steps, the first dispatch's outbox row;
+	 * answered once it is durable (with the group commit of ops.c) */
 	if (!p.tx.oom && !p.failed && input_text != NULL &&
-	    sw_store_tx_key(env->store, sb->run_id, p.tx.st, p.tx.n, submit_cb, sb) == 0)
+	    (op->tx = sched_tx_move(&p.tx)) != NULL) {
+		sched_op_commit(op);
 		rc = 0;
+	}
 	if (p.failed)
 		sw_log(SW_LOG_ERROR, "cannot build run submission", "error", p.errstr, NULL);
 	sched_tx_free(&p.tx);
 	json_decref(s.steps);
 	free(s.run.steps);
-	if (rc == -1)
-		submit_free(sb);
+	if (rc == -1) {
+		for (i = 0; i < op->nev; i++)
+			sched_event_clear(&op->ev[i]);
+		free(op);
+		free(sb);
+	}
 	return rc;
 }

@@ -12,11 +12,17 @@
  *   3. one transaction: bump_rev(run, rev) -- which raises SWREV when the
  *      run moved on meanwhile -- then the row updates, "processed" for a
  *      consumed event, and the events into the outbox (last statement,
- *      RETURNING their seq).
+ *      RETURNING their seq). Transitions ready at the same time (and
+ *      submits) share one transaction and one WAL flush: the group commit
+ *      of ops.c; a failed group is retried member by member. A mark
+ *      (step.started, a no-op's processed row, outbox deletes) commits
+ *      with synchronous_commit off (SCHED_LAZY_SQL).
  *
  * The store is a pool of connections (SAGEWAI_PG_POOL); an operation's read
- * and transaction go to its run's connection (keyed by run id), so the
- * transitions of different runs commit side by side. A step.started whose
+ * goes to its run's connection (keyed by run id), so the reads of different
+ * runs go side by side, and its transaction to the group commit (or, for a
+ * mark or a member of a failed group, alone on the run's connection); an
+ * operation's next read is queued only after its commit. A step.started whose
  * step.finished is already queued, or arrives within SCHED_STARTED_HOLD_MS,
  * is folded into the outcome's transition (no read, no transaction of its
  * own; see sched_ops_start).
@@ -82,12 +88,20 @@
 #define SCHED_SSE_LINGER_MS 500	     /* a run's end waits for its output this long */
 #define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
 #define SCHED_OP_EVENTS 4	/* events one transition may cause */
+#define SCHED_GROUP_OPS 64	/* transitions of one group commit (<= SCHED_OUTBOX_MAX / 4) */
+#define SCHED_GROUPS 1		/* group commits in flight at once */
 #define SCHED_LOCK_BUCKETS 4096 /* hash chains of runs with an operation */
 #define SCHED_RUN_LIST 100
 #define SCHED_NAME_MAX 64	   /* a user's name, NUL included */
 #define SCHED_OUTBOX_MAX 256	   /* events of one administrative transaction */
 #define SCHED_KEYS_MAX 200	   /* live keys of one tenant (its deletion revokes them at once) */
 #define SCHED_IDENTITY_TIMEOUT_MS 5000 /* default wait for identity.resolved */
+
+/* First statement of a transaction that records only a mark (step.started,
+ * a processed no-op, a delivered outbox row): its COMMIT returns without
+ * waiting for the WAL to reach the disk. A crash may lose it, never a
+ * later durable commit (the WAL is flushed in order). */
+#define SCHED_LAZY_SQL "SET LOCAL synchronous_commit TO off"
 
 /* Run and step states as stored (docs/RUNS.md). */
 #define RUN_RUNNING "running"
@@ -182,6 +196,9 @@ struct sched_env {
 
 	/* operations in flight, one per run at a time (ops.c) */
 	struct sched_run_lock **locks; /* SCHED_LOCK_BUCKETS chains */
+	struct sched_op *cq_head, *cq_tail; /* planned, waiting for the next group commit */
+	size_t cq_n;
+	int committing; /* group commits in flight */
 
 	/* timers (timers.c) */
 	struct event *tick_ev;
@@ -271,6 +288,9 @@ void sched_tx_add(struct sched_tx *t, const char *sql, int np, ...);
 /* The outbox INSERT of evs (copied) as the last statement. */
 void sched_tx_outbox(struct sched_tx *t, const struct sched_event *evs, size_t n);
 void sched_tx_free(struct sched_tx *t);
+/* t moved to the heap (its statements still point at its parameters); t
+ * is left empty. NULL when out of memory (t unchanged). */
+struct sched_tx *sched_tx_move(struct sched_tx *t);
 
 /* What a transition reads of its run. */
 struct sched_snap {
@@ -320,6 +340,7 @@ enum sched_op_kind {
 	SCHED_OP_RETRY,	   /* a retry is due */
 	SCHED_OP_CANCEL,   /* POST /v1/runs/{id}/cancel */
 	SCHED_OP_EXPIRE,   /* the run's time (SAGEWAI_RUN_MAX) is up */
+	SCHED_OP_SUBMIT,   /* a new run, planned (sched_op_commit) */
 };
 
 enum sched_op_result {
@@ -358,6 +379,9 @@ struct sched_op {
 	void *opaque;
 	struct sched_op *next_waiting; /* the run's queue (ops.c) */
 	struct event *hold_ev;	       /* STARTED: waiting a moment for its outcome */
+	struct sched_tx *tx;	       /* planned, waiting for its group commit (owned) */
+	struct sched_op *next_commit;  /* the group-commit queue (ops.c) */
+	int solo;		       /* a group with it failed: commit alone from now */
 };
 
 struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,
@@ -377,6 +401,11 @@ void sched_op_start(struct sched_op *op);
  * instead of two; a long one shows "running" SCHED_STARTED_HOLD_MS later.
  */
 void sched_ops_start(struct sched_op **ops, size_t n);
+/* Commit a SCHED_OP_SUBMIT op whose transaction is planned (op->tx, its
+ * events in op->ev, no outbox statement) with the next group commit; done
+ * gets SCHED_OP_APPLIED once it is durable and its events are on their
+ * way, or SCHED_OP_ERROR with op->errmsg. */
+void sched_op_commit(struct sched_op *op);
 void sched_ops_free(struct sched_env *env);
 
 /* ---- apply.c: decisions into transactions --------------------------------- */

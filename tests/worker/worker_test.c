@@ -34,6 +34,11 @@
  *                than the recorded one, no recorded request, an output
  *                that is not JSON, a cancelled original: each a clear
  *                failure; a template step ignores spec.replay
+ *   groupsave    40 quick steps dispatched at once (their results saved in
+ *                groups, several rows per INSERT), run names with '"',
+ *                '\' and ',' included: each finishes once, and a second
+ *                copy of every dispatch is answered from the results table
+ *                with the first step.finished's event id, never run again
  *   ssrf         an http step reaches a loopback listener only when
  *                SAGEWAI_HTTP_ALLOW names it: refused to 127.0.0.1, to
  *                localhost, to [::1], to the metadata address, to the LLM
@@ -952,6 +957,49 @@ static void scenario_concurrency(void)
 	worker_stop(SIGTERM);
 }
 
+static void scenario_groupsave(void)
+{
+	enum { N = 40 };
+	static struct sw_test_dispatch d[N];
+	static char first[N][64];
+	struct sw_test_ev *e;
+	char run[32];
+	int i;
+
+	worker_start(NULL);
+	/* made first, sent back to back: the results finish together */
+	for (i = 0; i < N; i++) {
+		/* characters an array literal must escape, in run_id and step_id */
+		snprintf(run, sizeof(run), i % 4 == 0 ? "g%d\"q" : i % 4 == 1 ? "g%d\\b"
+						 : i % 4 == 2 ? "g%d,c" : "g%d", i);
+		sw_test_dispatch_make(&tx, &d[i], run, "quick", "in_process", 0,
+				      spec("template", json_pack("{s:s}", "value", "fast")));
+	}
+	for (i = 0; i < N; i++)
+		sw_test_dispatch_send(&tx, &d[i]);
+	for (i = 0; i < N; i++) {
+		e = sw_test_evlog_finished(&evl, d[i].step_id);
+		sw_test_ev_require(e, "SUCCEEDED", NULL);
+		snprintf(first[i], sizeof(first[i]), "%s", e->event_id);
+	}
+	/* every row was stored as produced: a redelivery re-publishes it */
+	for (i = 0; i < N; i++)
+		sw_test_dispatch_send(&tx, &d[i]);
+	for (i = 0; i < N; i++) {
+		sw_test_evlog_wait(&evl, "step.finished", d[i].step_id, 1, 120);
+		e = sw_test_evlog_find(&evl, "step.finished", d[i].step_id, 1);
+		SW_REQUIRE(strcmp(e->event_id, first[i]) == 0,
+			   "%s: re-published %s, first was %s", d[i].step_id, e->event_id,
+			   first[i]);
+		SW_REQUIRE(sw_test_evlog_count(&evl, "step.started", d[i].step_id) == 1,
+			   "%s started %zu times", d[i].step_id,
+			   sw_test_evlog_count(&evl, "step.started", d[i].step_id));
+	}
+	worker_stop(SIGTERM);
+	for (i = 0; i < N; i++)
+		free(d[i].buf);
+}
+
 /* The step's error must be exactly the refusal of dest (an address:port)
  * for why. */
 static void require_refused(const char *step_id, const char *dest, const char *why)
@@ -1077,6 +1125,7 @@ int main(int argc, char **argv)
 	    {"kill9", scenario_kill9},
 	    {"badplugin", scenario_badplugin},
 	    {"concurrency", scenario_concurrency},
+	    {"groupsave", scenario_groupsave},
 	    {"ssrf", scenario_ssrf},
 	    {"replay", scenario_replay},
 	};
