@@ -1,13 +1,17 @@
 /*
  * bus.c: the identity service on Kafka.
  *
- *   producer   idempotent; every event of ours goes through id_publish
+ *   producer   idempotent; every event of ours goes through id_publish.
+ *              The answers to resolve requests (identity.resolved, each
+ *              identity.denied) go to sagewai.identity.replies, a topic
+ *              only requesters and the audit service read: an answer wakes
+ *              no reader of the requests (this service, sandbox hosts)
  *   consumer   group sagewai-identity (SAGEWAI_GROUP_ID) on sagewai.identity
  *              and sagewai.tenants: identity.resolve_requested and
  *              identity.seal_requested are answered, tenant, key and user
  *              events are applied (tenants.c); other decodable events of
- *              sagewai.identity (ours, the answers) are skipped; a message
- *              of sagewai.identity that does not decode goes to
+ *              sagewai.identity (ours) are skipped; a message of
+ *              sagewai.identity that does not decode goes to
  *              sagewai.deadletter with the reason
  *   tail       every partition of sagewai.identity from the end, on every
  *              instance: secret.* and profile.* events drop the cache
@@ -205,7 +209,7 @@ static void send_resolved(struct id_env *env, struct id_item *it)
 	/* identity.resolved's denials carry no level (identity.denied does) */
 	json_array_foreach(json_object_get(it->answer, "denied"), i, d)
 		json_object_del(d, "level");
-	publish_or_die(env, it, "identity.resolved", SW_TOPIC_IDENTITY, &h,
+	publish_or_die(env, it, "identity.resolved", SW_TOPIC_IDENTITY_REPLIES, &h,
 		       json_incref(it->answer));
 	json_decref(it->answer);
 	it->answer = NULL;
@@ -243,7 +247,7 @@ static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void
 	json_array_foreach(json_object_get(answer, "denied"), i, d) {
 		answer_header(&h, &it->h, "identity.denied");
 		h.step_id[0] = '\0';
-		publish_or_die(env, it, "identity.denied", SW_TOPIC_IDENTITY, &h,
+		publish_or_die(env, it, "identity.denied", SW_TOPIC_IDENTITY_REPLIES, &h,
 			       json_pack("{s:s, s:O, s:O, s:O, s:O, s:O}", "request_id",
 					 json_string_value(json_object_get(answer, "request_id")),
 					 "step", json_object_get(d, "step"), "env",
@@ -418,7 +422,7 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 		it->pending++;
 		id_seal(env, &it->h, ev, sealed_cb, it);
 	}
-	/* anything else on sagewai.identity is ours or the answers: not for us */
+	/* anything else on sagewai.identity is ours: not for us */
 	json_decref(ev);
 }
 

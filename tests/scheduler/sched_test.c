@@ -2641,7 +2641,7 @@ static void id_send(const char *tenant, const char *run_id, const char *request_
 				  sizeof(err)) == 0,
 		  "%s", err);
 	json_decref(f);
-	sw_test_kafka_send(producer, "sagewai.identity", run_id, buf, len);
+	sw_test_kafka_send(producer, "sagewai.identity.replies", run_id, buf, len);
 	free(buf);
 }
 
@@ -3025,18 +3025,19 @@ static void scenario_identity(void)
 	id_send(r->tenant, r->run_id, r->request_id, 1, "", "", id_steps(r));
 	sw_test_kafka_flush(producer, 10000);
 
-	/* garbage on sagewai.identity disturbs nothing */
+	/* garbage on sagewai.identity.replies disturbs nothing */
 	{
 		static const char junk[] = "not avro at all";
 		static const uint8_t badfp[] = {0xc3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9};
+		static const char rt[] = "sagewai.identity.replies";
 		struct sw_event_header h;
 		char err[256];
 		void *buf;
 		size_t len;
 
-		sw_test_kafka_send(producer, "sagewai.identity", "x", junk, sizeof(junk) - 1);
-		sw_test_kafka_send(producer, "sagewai.identity", "x", badfp, sizeof(badfp));
-		sw_test_kafka_send(producer, "sagewai.identity", "x", "", 0);
+		sw_test_kafka_send(producer, rt, "x", junk, sizeof(junk) - 1);
+		sw_test_kafka_send(producer, rt, "x", badfp, sizeof(badfp));
+		sw_test_kafka_send(producer, rt, "x", "", 0);
 		json_t *f = json_pack("{s:s, s:b, s:s, s:s, s:[], s:[]}", "request_id",
 				      "01890000-0000-7000-8000-000000000000", "ok", 1, "code", "",
 				      "error", "", "steps", "denied");
@@ -3045,8 +3046,8 @@ static void scenario_identity(void)
 		SW_CHECK(sw_event_encode(reg, "identity.resolved", &h, f, &buf, &len, err,
 					 sizeof(err)) == 0);
 		json_decref(f);
-		sw_test_kafka_send(producer, "sagewai.identity", "x", buf, len - 3); /* cut */
-		sw_test_kafka_send(producer, "sagewai.identity", "x", buf, len); /* nobody's */
+		sw_test_kafka_send(producer, rt, "x", buf, len - 3); /* cut */
+		sw_test_kafka_send(producer, rt, "x", buf, len);     /* nobody's */
 		free(buf);
 		sw_test_kafka_flush(producer, 10000);
 	}
