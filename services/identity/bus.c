@@ -40,6 +40,8 @@ struct id_item {
 	int pending; /* deliveries and effects outstanding */
 	struct sw_event_header h;
 	json_t *answer; /* identity.resolved fields, until the resolution is stored */
+	char *record;	/* an ok resolution's steps (JSON text), written once answered */
+	char rid[SW_UUID_STRLEN]; /* the resolve request's id */
 	struct timespec t0; /* a resolve request taken in hand */
 };
 
@@ -62,6 +64,7 @@ static void settle(struct id_env *env)
 						 it->offset);
 		stored = 1;
 		json_decref(it->answer);
+		free(it->record);
 		free(it->topic);
 		free(it);
 	}
@@ -172,12 +175,13 @@ static void answer_header(struct sw_event_header *out, const struct sw_event_hea
 }
 
 static void publish_or_die(struct id_env *env, struct id_item *it, const char *type,
-			   const char *topic, const struct sw_event_header *h, json_t *fields)
+			   const char *topic, const struct sw_event_header *h, json_t *fields,
+			   id_sent_cb sent)
 {
 	char err[256];
 
 	it->pending++;
-	if (id_publish(env, type, topic, it->h.run_id, h, fields, reply_sent, it, err,
+	if (id_publish(env, type, topic, it->h.run_id, h, fields, sent, it, err,
 		       sizeof(err)) == -1) {
 		it->pending--;
 		sw_log(SW_LOG_ERROR, "cannot produce an answer", "type", type, "error", err, NULL);
@@ -187,6 +191,56 @@ static void publish_or_die(struct id_env *env, struct id_item *it, const char *t
 
 /* ---- identity.resolve_requested -------------------------------------------- */
 
+/* The resolution's record is written once its answer is delivered, not
+ * before it nor beside it: a seal looks for it only once the run is stored
+ * and its step dispatched, and waits a little for it (resolve.c), so the
+ * answer neither waits on the disk nor shares the cores with PostgreSQL on
+ * its way to the requester. The request's offset waits for both. A record
+ * that fails makes the step's seal fail closed (not_allowed), never the
+ * reverse. */
+static void stored_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct id_item *it = opaque;
+
+	(void)res;
+	if (err != NULL)
+		sw_log(SW_LOG_ERROR, "resolution not recorded: its seals will be refused",
+		       "run_id", it->h.run_id, "error", err, NULL);
+	item_release(it); /* the record */
+}
+
+/* The answer of it was delivered: write its record (when ok), settle. */
+static void resolved_sent(struct id_env *env, const char *err, void *opaque)
+{
+	struct id_item *it = opaque;
+	const char *params[4];
+	struct sw_store_stmt st[2];
+	char why[64];
+
+	if (err != NULL || it->record == NULL) {
+		reply_sent(env, err, it);
+		return;
+	}
+	params[0] = it->h.run_id;
+	params[1] = it->rid;
+	params[2] = it->h.tenant;
+	params[3] = it->record;
+	st[0].sql = "SET LOCAL synchronous_commit TO off";
+	st[0].nparams = 0;
+	st[0].params = NULL;
+	st[1].sql = "INSERT INTO resolutions (run_id, step, request_id, tenant, keys)"
+		    " SELECT $1, e->>'step', $2::uuid, $3, e->'keys'"
+		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
+	st[1].nparams = 4;
+	st[1].params = params;
+	it->pending++; /* the record */
+	if (sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
+		snprintf(why, sizeof(why), "cannot queue");
+		stored_cb(NULL, why, it);
+	}
+	item_release(it); /* the answer */
+}
+
 static void send_resolved(struct id_env *env, struct id_item *it)
 {
 	struct sw_event_header h;
@@ -195,8 +249,8 @@ static void send_resolved(struct id_env *env, struct id_item *it)
 	size_t i;
 
 	/* the service's own work per resolution: request taken in hand to
-	 * answer handed to the producer, its PostgreSQL record included, the
-	 * Kafka hops not (bench/identity reads it) */
+	 * answer handed to the producer; the Kafka hops and the record (written
+	 * after) not (bench/identity reads it) */
 	clock_gettime(CLOCK_MONOTONIC, &t1);
 	sw_metrics_counter_add(env->metrics, "sagewai_identity_resolve_seconds_sum",
 			       "time from a resolve request taken in hand to its answer produced",
@@ -210,35 +264,16 @@ static void send_resolved(struct id_env *env, struct id_item *it)
 	json_array_foreach(json_object_get(it->answer, "denied"), i, d)
 		json_object_del(d, "level");
 	publish_or_die(env, it, "identity.resolved", SW_TOPIC_IDENTITY_REPLIES, &h,
-		       json_incref(it->answer));
+		       json_incref(it->answer), resolved_sent);
 	json_decref(it->answer);
 	it->answer = NULL;
 	item_release(it); /* the resolve itself */
-}
-
-/* The resolution's record is written beside the answer, not before it: a
- * seal looks for it only once the run is stored and its step dispatched,
- * and waits a little for it (resolve.c); an answer never waits on the
- * disk. A record that fails makes the step's seal fail closed
- * (not_allowed), never the reverse. */
-static void stored_cb(PGresult *res, const char *err, void *opaque)
-{
-	struct id_item *it = opaque;
-
-	(void)res;
-	if (err != NULL)
-		sw_log(SW_LOG_ERROR, "resolution not recorded: its seals will be refused",
-		       "run_id", it->h.run_id, "error", err, NULL);
-	item_release(it); /* the record */
 }
 
 static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void *opaque)
 {
 	struct id_item *it = opaque;
 	struct sw_event_header h;
-	const char *params[4];
-	struct sw_store_stmt st[2];
-	char err[256], *text = NULL;
 	json_t *d;
 	size_t i;
 
@@ -254,34 +289,16 @@ static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void
 					 json_object_get(d, "env"), "secret",
 					 json_object_get(d, "secret"), "level",
 					 json_object_get(d, "level"), "reason",
-					 json_object_get(d, "reason")));
+					 json_object_get(d, "reason")),
+			       reply_sent);
 	}
-	if (!json_is_true(json_object_get(answer, "ok")) || stored == NULL) {
-		send_resolved(env, it);
-		return;
-	}
-	text = json_dumps(stored, JSON_COMPACT);
-	params[0] = it->h.run_id;
-	params[1] = json_string_value(json_object_get(answer, "request_id"));
-	params[2] = it->h.tenant;
-	params[3] = text;
-	st[0].sql = "SET LOCAL synchronous_commit TO off";
-	st[0].nparams = 0;
-	st[0].params = NULL;
-	st[1].sql = "INSERT INTO resolutions (run_id, step, request_id, tenant, keys)"
-		    " SELECT $1, e->>'step', $2::uuid, $3, e->'keys'"
-		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
-	st[1].nparams = 4;
-	st[1].params = params;
-	/* the answer first: the record's round trip to PostgreSQL then
-	 * overlaps the answer's way to the requester instead of delaying it */
-	it->pending++; /* the record: the offset waits for it too */
+	snprintf(it->rid, sizeof(it->rid), "%s",
+		 json_string_value(json_object_get(answer, "request_id")));
+	if (json_is_true(json_object_get(answer, "ok")) && stored != NULL &&
+	    (it->record = json_dumps(stored, JSON_COMPACT)) == NULL)
+		sw_log(SW_LOG_ERROR, "resolution not recorded: its seals will be refused",
+		       "run_id", it->h.run_id, "error", "out of memory", NULL);
 	send_resolved(env, it);
-	if (text == NULL || sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
-		snprintf(err, sizeof(err), "cannot queue");
-		stored_cb(NULL, err, it);
-	}
-	free(text);
 }
 
 /* The answer carries the request id whatever the outcome. */
@@ -305,7 +322,7 @@ static void sealed_cb(struct id_env *env, json_t *fields, void *opaque)
 	sw_metrics_counter_add(env->metrics, "sagewai_identity_seals_total",
 			       "identity.seal_requested handled", 1);
 	publish_or_die(env, it, "identity.sealed", SW_TOPIC_IDENTITY_SEALED, &h,
-		       json_incref(fields));
+		       json_incref(fields), reply_sent);
 	item_release(it);
 }
 
@@ -558,6 +575,7 @@ void id_bus_free(struct id_env *env)
 	while (env->items.tqh_first != NULL && (it = TAILQ_FIRST(&env->items)) != NULL) {
 		TAILQ_REMOVE(&env->items, it, entry);
 		json_decref(it->answer);
+		free(it->record);
 		free(it->topic);
 		free(it);
 	}
