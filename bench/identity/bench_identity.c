@@ -138,7 +138,7 @@ static void setup(CURL *c)
 
 /* ---- Kafka: raw round trips and identity requests ------------------------ */
 
-static rd_kafka_t *kp, *kc;	   /* identity requests and replies */
+static rd_kafka_t *kp, *kc;	   /* identity requests, and replies (their own topic) */
 static rd_kafka_t *raw_p, *raw_c; /* raw baseline */
 static const char *raw_topic = "bench.roundtrip"; /* outside sagewai.*: not audited */
 
@@ -508,7 +508,7 @@ int main(int argc, char **argv)
 	c = curl_easy_init();
 	setup(c);
 	kp = producer();
-	kc = tail("sagewai.identity", 4);
+	kc = tail("sagewai.identity.replies", 4);
 	raw_setup();
 	echo_setup(&echo_t);
 	pg_setup();

@@ -20,6 +20,7 @@
 #define SW_TOPIC_STEPS "sagewai.steps"
 #define SW_TOPIC_IDENTITY "sagewai.identity"
 #define SW_TOPIC_IDENTITY_SEALED "sagewai.identity.sealed"
+#define SW_TOPIC_IDENTITY_REPLIES "sagewai.identity.replies"
 #define SW_TOPIC_SANDBOX "sagewai.sandbox"
 #define SW_TOPIC_CREDENTIALS "sagewai.credentials"
 #define SW_TOPIC_AUDIT_CHECKPOINTS "sagewai.audit.checkpoints"

@@ -1,15 +1,19 @@
 /*
  * bus.c: the identity service on Kafka.
  *
- *   producer   idempotent; every event of ours goes through id_publish
+ *   producer   idempotent; every event of ours goes through id_publish.
+ *              The answers to resolve requests (identity.resolved, each
+ *              identity.denied) go to sagewai.identity.replies, a topic
+ *              only requesters and the audit service read: an answer wakes
+ *              no reader of the requests (this service, sandbox hosts)
  *   consumer   group sagewai-identity (SAGEWAI_GROUP_ID) on sagewai.identity,
- *              sagewai.tenants and sagewai.credentials: identity.resolve_requested
- *              and identity.seal_requested are answered, tenant, key and user
- *              events are applied (tenants.c), credential.decided (allow) is
- *              recorded as a grant (resolve.c checks seals against it);
- *              other decodable events of
- *              sagewai.identity (ours, the answers) are skipped; a message
- *              of sagewai.identity that does not decode goes to
+ *              sagewai.tenants and sagewai.credentials:
+ *              identity.resolve_requested and identity.seal_requested are
+ *              answered, tenant, key and user events are applied
+ *              (tenants.c), credential.decided (allow) is recorded as a
+ *              grant (resolve.c checks seals against it); other decodable
+ *              events of sagewai.identity (ours) are skipped; a message of
+ *              sagewai.identity that does not decode goes to
  *              sagewai.deadletter with the reason
  *   tail       every partition of sagewai.identity from the end, on every
  *              instance: secret.* and profile.* events drop the cache
@@ -38,6 +42,9 @@ struct id_item {
 	int pending; /* deliveries and effects outstanding */
 	struct sw_event_header h;
 	json_t *answer; /* identity.resolved fields, until the resolution is stored */
+	char *record;	/* an ok resolution's steps (JSON text), written once answered */
+	char *denied;	/* and its denials (JSON text; NULL: none) */
+	char rid[SW_UUID_STRLEN]; /* the resolve request's id */
 	struct timespec t0; /* a resolve request taken in hand */
 };
 
@@ -60,6 +67,8 @@ static void settle(struct id_env *env)
 						 it->offset);
 		stored = 1;
 		json_decref(it->answer);
+		free(it->record);
+		free(it->denied);
 		free(it->topic);
 		free(it);
 	}
@@ -170,12 +179,13 @@ static void answer_header(struct sw_event_header *out, const struct sw_event_hea
 }
 
 static void publish_or_die(struct id_env *env, struct id_item *it, const char *type,
-			   const char *topic, const struct sw_event_header *h, json_t *fields)
+			   const char *topic, const struct sw_event_header *h, json_t *fields,
+			   id_sent_cb sent)
 {
 	char err[256];
 
 	it->pending++;
-	if (id_publish(env, type, topic, it->h.run_id, h, fields, reply_sent, it, err,
+	if (id_publish(env, type, topic, it->h.run_id, h, fields, sent, it, err,
 		       sizeof(err)) == -1) {
 		it->pending--;
 		sw_log(SW_LOG_ERROR, "cannot produce an answer", "type", type, "error", err, NULL);
@@ -185,40 +195,13 @@ static void publish_or_die(struct id_env *env, struct id_item *it, const char *t
 
 /* ---- identity.resolve_requested -------------------------------------------- */
 
-static void send_resolved(struct id_env *env, struct id_item *it)
-{
-	struct sw_event_header h;
-	struct timespec t1;
-	json_t *d;
-	size_t i;
-
-	/* the service's own work per resolution: request taken in hand to
-	 * answer handed to the producer, its PostgreSQL record included, the
-	 * Kafka hops not (bench/identity reads it) */
-	clock_gettime(CLOCK_MONOTONIC, &t1);
-	sw_metrics_counter_add(env->metrics, "sagewai_identity_resolve_seconds_sum",
-			       "time from a resolve request taken in hand to its answer produced",
-			       (double)(t1.tv_sec - it->t0.tv_sec) +
-				   (double)(t1.tv_nsec - it->t0.tv_nsec) / 1e9);
-	sw_metrics_counter_add(env->metrics, "sagewai_identity_resolve_seconds_count",
-			       "resolutions timed in sagewai_identity_resolve_seconds_sum", 1);
-	answer_header(&h, &it->h, "identity.resolved");
-	h.step_id[0] = '\0';
-	/* identity.resolved's denials carry no level (identity.denied does) */
-	json_array_foreach(json_object_get(it->answer, "denied"), i, d)
-		json_object_del(d, "level");
-	publish_or_die(env, it, "identity.resolved", SW_TOPIC_IDENTITY, &h,
-		       json_incref(it->answer));
-	json_decref(it->answer);
-	it->answer = NULL;
-	item_release(it); /* the resolve itself */
-}
-
-/* The resolution's record is written beside the answer, not before it: a
- * seal looks for it only once the run is stored and its step dispatched,
- * and waits a little for it (resolve.c); an answer never waits on the
- * disk. A record that fails makes the step's seal fail closed
- * (not_allowed), never the reverse. */
+/* The resolution's record is written once its answer is delivered, not
+ * before it nor beside it: a seal looks for it only once the run is stored
+ * and its step dispatched, and waits a little for it (resolve.c), so the
+ * answer neither waits on the disk nor shares the cores with PostgreSQL on
+ * its way to the requester. The request's offset waits for both. A record
+ * that fails makes the step's seal fail closed (not_allowed), never the
+ * reverse. */
 static void stored_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct id_item *it = opaque;
@@ -230,41 +213,23 @@ static void stored_cb(PGresult *res, const char *err, void *opaque)
 	item_release(it); /* the record */
 }
 
-static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void *opaque)
+/* The answer of it was delivered: write its record (when ok), settle. */
+static void resolved_sent(struct id_env *env, const char *err, void *opaque)
 {
 	struct id_item *it = opaque;
-	struct sw_event_header h;
 	const char *params[5];
 	struct sw_store_stmt st[2];
-	char err[256], *text = NULL, *denied = NULL;
-	json_t *d;
-	size_t i;
+	char why[64];
 
-	it->answer = json_deep_copy(answer);
-	/* one identity.denied per denial */
-	json_array_foreach(json_object_get(answer, "denied"), i, d) {
-		answer_header(&h, &it->h, "identity.denied");
-		h.step_id[0] = '\0';
-		publish_or_die(env, it, "identity.denied", SW_TOPIC_IDENTITY, &h,
-			       json_pack("{s:s, s:O, s:O, s:O, s:O, s:O}", "request_id",
-					 json_string_value(json_object_get(answer, "request_id")),
-					 "step", json_object_get(d, "step"), "env",
-					 json_object_get(d, "env"), "secret",
-					 json_object_get(d, "secret"), "level",
-					 json_object_get(d, "level"), "reason",
-					 json_object_get(d, "reason")));
-	}
-	if (!json_is_true(json_object_get(answer, "ok")) || stored == NULL) {
-		send_resolved(env, it);
+	if (err != NULL || it->record == NULL) {
+		reply_sent(env, err, it);
 		return;
 	}
-	text = json_dumps(stored, JSON_COMPACT);
-	denied = json_dumps(json_object_get(answer, "denied"), JSON_COMPACT);
 	params[0] = it->h.run_id;
-	params[1] = json_string_value(json_object_get(answer, "request_id"));
+	params[1] = it->rid;
 	params[2] = it->h.tenant;
-	params[3] = text;
-	params[4] = denied ? denied : "[]";
+	params[3] = it->record;
+	params[4] = it->denied != NULL ? it->denied : "[]";
 	st[0].sql = "SET LOCAL synchronous_commit TO off";
 	st[0].nparams = 0;
 	st[0].params = NULL;
@@ -277,16 +242,77 @@ static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void
 		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
 	st[1].nparams = 5;
 	st[1].params = params;
-	/* the answer first: the record's round trip to PostgreSQL then
-	 * overlaps the answer's way to the requester instead of delaying it */
-	it->pending++; /* the record: the offset waits for it too */
-	send_resolved(env, it);
-	if (text == NULL || sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
-		snprintf(err, sizeof(err), "cannot queue");
-		stored_cb(NULL, err, it);
+	it->pending++; /* the record */
+	if (sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
+		snprintf(why, sizeof(why), "cannot queue");
+		stored_cb(NULL, why, it);
 	}
-	free(text);
-	free(denied);
+	item_release(it); /* the answer */
+}
+
+static void send_resolved(struct id_env *env, struct id_item *it)
+{
+	struct sw_event_header h;
+	struct timespec t1;
+	json_t *d;
+	size_t i;
+
+	/* the service's own work per resolution: request taken in hand to
+	 * answer handed to the producer; the Kafka hops and the record (written
+	 * after) not (bench/identity reads it) */
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	sw_metrics_counter_add(env->metrics, "sagewai_identity_resolve_seconds_sum",
+			       "time from a resolve request taken in hand to its answer produced",
+			       (double)(t1.tv_sec - it->t0.tv_sec) +
+				   (double)(t1.tv_nsec - it->t0.tv_nsec) / 1e9);
+	sw_metrics_counter_add(env->metrics, "sagewai_identity_resolve_seconds_count",
+			       "resolutions timed in sagewai_identity_resolve_seconds_sum", 1);
+	answer_header(&h, &it->h, "identity.resolved");
+	h.step_id[0] = '\0';
+	/* identity.resolved's denials carry no level (identity.denied does) */
+	json_array_foreach(json_object_get(it->answer, "denied"), i, d)
+		json_object_del(d, "level");
+	publish_or_die(env, it, "identity.resolved", SW_TOPIC_IDENTITY_REPLIES, &h,
+		       json_incref(it->answer), resolved_sent);
+	json_decref(it->answer);
+	it->answer = NULL;
+	item_release(it); /* the resolve itself */
+}
+
+static void resolved_cb(struct id_env *env, json_t *answer, json_t *stored, void *opaque)
+{
+	struct id_item *it = opaque;
+	struct sw_event_header h;
+	json_t *d, *dn;
+	size_t i;
+
+	it->answer = json_deep_copy(answer);
+	/* one identity.denied per denial */
+	json_array_foreach(json_object_get(answer, "denied"), i, d) {
+		answer_header(&h, &it->h, "identity.denied");
+		h.step_id[0] = '\0';
+		publish_or_die(env, it, "identity.denied", SW_TOPIC_IDENTITY_REPLIES, &h,
+			       json_pack("{s:s, s:O, s:O, s:O, s:O, s:O}", "request_id",
+					 json_string_value(json_object_get(answer, "request_id")),
+					 "step", json_object_get(d, "step"), "env",
+					 json_object_get(d, "env"), "secret",
+					 json_object_get(d, "secret"), "level",
+					 json_object_get(d, "level"), "reason",
+					 json_object_get(d, "reason")),
+			       reply_sent);
+	}
+	snprintf(it->rid, sizeof(it->rid), "%s",
+		 json_string_value(json_object_get(answer, "request_id")));
+	dn = json_object_get(answer, "denied");
+	if (json_is_true(json_object_get(answer, "ok")) && stored != NULL &&
+	    ((it->record = json_dumps(stored, JSON_COMPACT)) == NULL ||
+	     (json_array_size(dn) > 0 && (it->denied = json_dumps(dn, JSON_COMPACT)) == NULL))) {
+		free(it->record);
+		it->record = NULL;
+		sw_log(SW_LOG_ERROR, "resolution not recorded: its seals will be refused",
+		       "run_id", it->h.run_id, "error", "out of memory", NULL);
+	}
+	send_resolved(env, it);
 }
 
 /* The answer carries the request id whatever the outcome. */
@@ -310,7 +336,7 @@ static void sealed_cb(struct id_env *env, json_t *fields, void *opaque)
 	sw_metrics_counter_add(env->metrics, "sagewai_identity_seals_total",
 			       "identity.seal_requested handled", 1);
 	publish_or_die(env, it, "identity.sealed", SW_TOPIC_IDENTITY_SEALED, &h,
-		       json_incref(fields));
+		       json_incref(fields), reply_sent);
 	item_release(it);
 }
 
@@ -487,7 +513,7 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 		it->pending++;
 		id_seal(env, &it->h, ev, sealed_cb, it);
 	}
-	/* anything else on sagewai.identity is ours or the answers: not for us */
+	/* anything else on sagewai.identity is ours: not for us */
 	json_decref(ev);
 }
 
@@ -624,6 +650,8 @@ void id_bus_free(struct id_env *env)
 	while (env->items.tqh_first != NULL && (it = TAILQ_FIRST(&env->items)) != NULL) {
 		TAILQ_REMOVE(&env->items, it, entry);
 		json_decref(it->answer);
+		free(it->record);
+		free(it->denied);
 		free(it->topic);
 		free(it);
 	}

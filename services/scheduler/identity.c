@@ -15,14 +15,18 @@
  * rather than checked in part. The values never leave the process.
  *
  * The answer, identity.resolved with the same request id, is read by a
- * tail reader (sw_bus_tail_new: every partition of sagewai.identity from
- * its end, no group), so every scheduler instance sees every answer and
- * takes only those of its own waiting requests; others (another
+ * tail reader (sw_bus_tail_new: every partition of sagewai.identity.replies
+ * from its end, no group), so every scheduler instance sees every answer
+ * and takes only those of its own waiting requests; others (another
  * instance's, an answer after the timeout, other event types of the
  * topic) are skipped, undecodable messages counted and logged (rate
- * limited) -- never a reason to stop. Nothing blocks: a request waits in a
- * table with its timer (SAGEWAI_IDENTITY_TIMEOUT_MS, then 503
- * identity_unavailable); a failed delivery answers 503 at once.
+ * limited) -- never a reason to stop. The answers have a topic of their
+ * own so that the requests and the identity service's other traffic never
+ * wake this reader, nor the answers the readers of the requests (a reader
+ * woken is CPU and a broker fetch taken from the answer's way back).
+ * Nothing blocks: a request waits in a table with its timer
+ * (SAGEWAI_IDENTITY_TIMEOUT_MS, then 503 identity_unavailable); a failed
+ * delivery answers 503 at once.
  *
  * An answer not ok refuses the submit with the code it names (revoked 409,
  * missing 422, not_allowed 403, credential_in_input 422,
@@ -484,14 +488,14 @@ static void garbage(struct sched_env *env, const struct sw_bus_msg *m, const cha
 	char part[16], off[24];
 
 	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_garbage_total",
-			       "Undecodable messages read on sagewai.identity.", 1);
+			       "Undecodable messages read on sagewai.identity.replies.", 1);
 	if (env->idgarbage_ms != 0 && now - env->idgarbage_ms < SCHED_ID_LOG_EVERY_MS)
 		return;
 	env->idgarbage_ms = now;
 	snprintf(part, sizeof(part), "%d", (int)m->partition);
 	snprintf(off, sizeof(off), "%lld", (long long)m->offset);
-	sw_log(SW_LOG_WARN, "undecodable message on sagewai.identity skipped", "partition", part,
-	       "offset", off, "error", why, NULL);
+	sw_log(SW_LOG_WARN, "undecodable message on sagewai.identity.replies skipped", "partition",
+	       part, "offset", off, "error", why, NULL);
 }
 
 static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
@@ -515,7 +519,7 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			garbage(env, &msgs[i], err);
 			continue;
 		}
-		/* the topic carries the whole protocol: only answers are ours */
+		/* identity.denied shares the topic: only identity.resolved is ours */
 		if (strcmp(h.type, "identity.resolved") != 0)
 			continue;
 		if ((ev = sw_event_decode(env->reg, msgs[i].value, msgs[i].len, err,
@@ -542,14 +546,16 @@ static void on_tail_error(int fatal, const char *reason, void *opaque)
 	struct sched_env *env = opaque;
 
 	if (fatal)
-		sw_service_fatal(env->svc, "Kafka reader of sagewai.identity failed", reason);
+		sw_service_fatal(env->svc, "Kafka reader of sagewai.identity.replies failed",
+				 reason);
 	else
-		sw_log(SW_LOG_WARN, "Kafka reader of sagewai.identity", "error", reason, NULL);
+		sw_log(SW_LOG_WARN, "Kafka reader of sagewai.identity.replies", "error", reason,
+		       NULL);
 }
 
 int sched_identity_start(struct sched_env *env, char *errstr, size_t errlen)
 {
-	static const char *const topics[] = {SW_TOPIC_IDENTITY, NULL};
+	static const char *const topics[] = {SW_TOPIC_IDENTITY_REPLIES, NULL};
 	char tuning[SW_CONFIG_STR];
 	const char *extra[SCHED_BUS_EXTRA];
 

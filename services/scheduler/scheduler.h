@@ -170,7 +170,7 @@ struct sched_env {
 	long long identity_timeout_ms; /* SAGEWAI_IDENTITY_TIMEOUT_MS */
 
 	/* the identity client (identity.c) */
-	struct sw_bus_consumer *idtail; /* sagewai.identity, every partition, from the end */
+	struct sw_bus_consumer *idtail; /* sagewai.identity.replies from its end */
 	struct sched_idreqs *idreqs;	 /* resolutions waiting: hash chains (owned) */
 	size_t nidreqs;
 	int64_t idgarbage_ms;		 /* when undecodable input was last logged */
@@ -584,7 +584,7 @@ int sched_user_name_valid(const char *s);
  * the submit with. */
 typedef void (*sched_identity_cb)(struct sched_env *env, int status, const char *code,
 				  const char *message, json_t *steps, void *opaque);
-/* Read sagewai.identity from its end (SAGEWAI_IDENTITY=1 only). */
+/* Read sagewai.identity.replies from its end (SAGEWAI_IDENTITY=1 only). */
 int sched_identity_start(struct sched_env *env, char *errstr, size_t errlen);
 /* Ask sagewai-identity to resolve run run_id of wf (borrowed for the
  * call) with input for tenant and user; done is called exactly once, from

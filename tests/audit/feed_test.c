@@ -39,10 +39,16 @@ static pid_t audit_pid = -1;
 static rd_kafka_t *producer;
 static const char *audit_mode = "SAGEWAI_MODE=single_org";
 
-static const char *const topics[] = {"sagewai.runs", "sagewai.steps", "sagewai.tenants",
-				     "sagewai.identity", "sagewai.sandbox",
-				     "sagewai.credentials", "sagewai.audit.checkpoints",
-				     "sagewai.deadletter", NULL};
+static const char *const topics[] = {"sagewai.runs",
+				     "sagewai.steps",
+				     "sagewai.tenants",
+				     "sagewai.identity",
+				     "sagewai.identity.replies",
+				     "sagewai.sandbox",
+				     "sagewai.credentials",
+				     "sagewai.audit.checkpoints",
+				     "sagewai.deadletter",
+				     NULL};
 
 static void audit_start(void)
 {

@@ -373,6 +373,9 @@ print("aws AKIA" + "".join(secrets.choice(a) for _ in range(16)))' >>"$work/valu
 	cl --json run show "$run" >/dev/null
 	cl run show "$run" >/dev/null
 	audit_wait "$run" run.finished >/dev/null || fail "run.finished not in the audit log"
+	# the answer to the scheduler (on sagewai.identity.replies) is audited too
+	audit_wait "$run" identity.resolved >/dev/null ||
+		fail "identity.resolved (sagewai.identity.replies) not in the audit log"
 	cl --json audit run "$run" >/dev/null
 	cl audit run "$run" >/dev/null
 	cl --json run list >/dev/null

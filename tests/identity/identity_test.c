@@ -213,7 +213,8 @@ static void refused_start(const char *want)
 static void setup(const char *scenario)
 {
 	static const char *const pconf[] = {"linger.ms=1", NULL};
-	static const char *const rtopics[] = {"sagewai.identity", "sagewai.identity.sealed", NULL};
+	static const char *const rtopics[] = {"sagewai.identity", "sagewai.identity.replies",
+					      "sagewai.identity.sealed", NULL};
 	static const char *const gtopics[] = {"sagewai.identity", "sagewai.tenants",
 					      "sagewai.credentials", NULL};
 	char q[2048], err[256], k1[65], mk[65], line[200], rg[160];
@@ -390,6 +391,24 @@ static void produce(const char *type, const char *topic, const char *tenant, con
 	free(buf);
 }
 
+/* An event the service produced came on the topic its schema names
+ * (answers on sagewai.identity.replies, seals on sagewai.identity.sealed,
+ * changes on sagewai.identity): requesters read only the reply topics. */
+static void check_topic(const rd_kafka_message_t *m, json_t *ev)
+{
+	const char *type = js(json_object_get(ev, "header"), "type");
+	json_t *schema;
+	const char *want;
+
+	if (strcmp(js(json_object_get(ev, "header"), "producer"), "sagewai-identity") != 0)
+		return; /* the test's own requests and hostile input */
+	schema = json_loads(sw_events_schema_json(reg, type), 0, NULL);
+	want = js(schema, "sagewai.topic");
+	SW_REQUIRE(want[0] != '\0' && strcmp(rd_kafka_topic_name(m->rkt), want) == 0,
+		   "%s on %s, its schema names %s", type, rd_kafka_topic_name(m->rkt), want);
+	json_decref(schema);
+}
+
 /* Read replies into seen[] for up to wait_ms. */
 static void poll_replies(int wait_ms)
 {
@@ -401,6 +420,7 @@ static void poll_replies(int wait_ms)
 		wait_ms = 0;
 		if (m->err == 0 && m->payload != NULL &&
 		    (ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err))) != NULL) {
+			check_topic(m, ev);
 			if (nseen < MAXEV)
 				seen[nseen++] = ev;
 			else

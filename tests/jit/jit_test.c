@@ -338,6 +338,7 @@ static void setup(const char *name)
 	static const char *const topics[] = {"sagewai.steps",
 					     "sagewai.sandbox",
 					     "sagewai.identity",
+					     "sagewai.identity.replies",
 					     "sagewai.identity.sealed",
 					     "sagewai.runs",
 					     "sagewai.deadletter",

@@ -1602,17 +1602,26 @@ static const char *const replay_yaml =
  * the template and sandboxed steps run again without. run.submitted and
  * the run carry replay_of. The original must be a run of the tenant (404),
  * hostile replay fields are 400, and nothing is stored for either. */
+static void id_responder_start(const char *keys_json, char *kf_env, size_t kf_len);
+static void id_responder_stop(void);
+
 static void scenario_replay(void)
 {
 	const char *fmt = "{\"workflow\": \"rr\", \"input\": {\"n\": 7}, \"replay\": %s}";
-	char body[4096], field[2048], *orig, *id;
+	char body[4096], field[2048], kf_env[700], *orig, *id;
 	json_t *j, *run;
 	struct rec *r;
 	size_t i, seen = 0;
 	long st;
 
+	/* cli_agent_jit is runnable with identity (played here: no keys) and
+	 * a policy service */
+	id_responder_start("[]", kf_env, sizeof(kf_env));
 	sched_extra[0] = "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed,cli_agent_jit";
-	sched_extra[1] = NULL;
+	sched_extra[1] = "SAGEWAI_IDENTITY=1";
+	sched_extra[2] = "SAGEWAI_POLICY=1";
+	sched_extra[3] = kf_env;
+	sched_extra[4] = NULL;
 	sched_start();
 	wait_ready();
 	register_wf(replay_yaml, NULL);
@@ -1720,6 +1729,7 @@ static void scenario_replay(void)
 	free(id);
 	free(orig);
 	sched_stop(SIGTERM);
+	id_responder_stop();
 }
 
 static void scenario_preview_gate(void)
@@ -2804,7 +2814,7 @@ static void id_send(const char *tenant, const char *run_id, const char *request_
 				  sizeof(err)) == 0,
 		  "%s", err);
 	json_decref(f);
-	sw_test_kafka_send(producer, "sagewai.identity", run_id, buf, len);
+	sw_test_kafka_send(producer, "sagewai.identity.replies", run_id, buf, len);
 	free(buf);
 }
 
@@ -2872,6 +2882,38 @@ static void *id_main(void *arg)
 		pthread_mutex_unlock(&id_mu);
 	}
 	return NULL;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode);
+
+/* Play identity for a scenario: every resolve answered ok with keys_json
+ * for each step; kf_env gets SAGEWAI_SECRET_MAC_KEY_FILE=... for the
+ * scheduler. */
+static void id_responder_start(const char *keys_json, char *kf_env, size_t kf_len)
+{
+	static const char *const topics[] = {"sagewai.identity", NULL};
+	char keyfile[600], gid[200];
+
+	snprintf(keyfile, sizeof(keyfile), "%s/mac.key", data_dir);
+	write_file(keyfile, MAC_KEY_HEX "\n", 0600);
+	snprintf(kf_env, kf_len, "SAGEWAI_SECRET_MAC_KEY_FILE=%s", keyfile);
+	snprintf(gid, sizeof(gid), "%s-identity", group);
+	idtail = sw_test_kafka_tail(gid, topics);
+	id_keys = json_loads(keys_json, 0, NULL);
+	SW_CHECK(id_keys != NULL);
+	id_set(NULL, NULL, 0, 0);
+	id_stop = 0;
+	SW_CHECK(pthread_create(&id_thread, NULL, id_main, NULL) == 0);
+}
+
+static void id_responder_stop(void)
+{
+	id_stop = 1;
+	pthread_join(id_thread, NULL);
+	rd_kafka_destroy(idtail);
+	idtail = NULL;
+	json_decref(id_keys);
+	id_keys = NULL;
 }
 
 static const char *const idwf_yaml = "name: idwf\n"
@@ -3188,18 +3230,19 @@ static void scenario_identity(void)
 	id_send(r->tenant, r->run_id, r->request_id, 1, "", "", id_steps(r));
 	sw_test_kafka_flush(producer, 10000);
 
-	/* garbage on sagewai.identity disturbs nothing */
+	/* garbage on sagewai.identity.replies disturbs nothing */
 	{
 		static const char junk[] = "not avro at all";
 		static const uint8_t badfp[] = {0xc3, 0x01, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9};
+		static const char rt[] = "sagewai.identity.replies";
 		struct sw_event_header h;
 		char err[256];
 		void *buf;
 		size_t len;
 
-		sw_test_kafka_send(producer, "sagewai.identity", "x", junk, sizeof(junk) - 1);
-		sw_test_kafka_send(producer, "sagewai.identity", "x", badfp, sizeof(badfp));
-		sw_test_kafka_send(producer, "sagewai.identity", "x", "", 0);
+		sw_test_kafka_send(producer, rt, "x", junk, sizeof(junk) - 1);
+		sw_test_kafka_send(producer, rt, "x", badfp, sizeof(badfp));
+		sw_test_kafka_send(producer, rt, "x", "", 0);
 		json_t *f = json_pack("{s:s, s:b, s:s, s:s, s:[], s:[]}", "request_id",
 				      "01890000-0000-7000-8000-000000000000", "ok", 1, "code", "",
 				      "error", "", "steps", "denied");
@@ -3208,8 +3251,8 @@ static void scenario_identity(void)
 		SW_CHECK(sw_event_encode(reg, "identity.resolved", &h, f, &buf, &len, err,
 					 sizeof(err)) == 0);
 		json_decref(f);
-		sw_test_kafka_send(producer, "sagewai.identity", "x", buf, len - 3); /* cut */
-		sw_test_kafka_send(producer, "sagewai.identity", "x", buf, len); /* nobody's */
+		sw_test_kafka_send(producer, rt, "x", buf, len - 3); /* cut */
+		sw_test_kafka_send(producer, rt, "x", buf, len);     /* nobody's */
 		free(buf);
 		sw_test_kafka_flush(producer, 10000);
 	}
