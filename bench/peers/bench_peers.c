@@ -105,6 +105,44 @@ static size_t sse_collect(char *d, size_t sz, size_t nm, void *u)
 	return sz * nm;
 }
 
+/* The source address of a load thread's connections (NULL: the default).
+ * Our HTTP servers take at most 64 connections from one address (libs/http
+ * guard.c), so the threads of a case spread over 127.0.0.2, .3, ... (48
+ * each); the servers listen on 127.0.0.1, which every loopback address
+ * reaches. */
+static __thread char src_addr[32];
+
+static void source_for(int thread)
+{
+	snprintf(src_addr, sizeof(src_addr), "127.0.0.%d", 2 + thread / 48);
+}
+
+static atomic_size_t retries_503;
+
+static void setup(CURL *c, const char *u)
+{
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, u);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (src_addr[0] != '\0')
+		curl_easy_setopt(c, CURLOPT_INTERFACE, src_addr);
+}
+
+/* A 503 too_many_connections (the servers' connection caps) is retried
+ * after 5 ms: the request was refused at accept, nothing was done. */
+static int refused(long status, struct buf *b)
+{
+	if (status != 503 || b->body.p == NULL ||
+	    strstr(b->body.p, "too_many_connections") == NULL)
+		return 0;
+	atomic_fetch_add(&retries_503, 1);
+	sw_buf_reset(&b->body);
+	b->seen = 0;
+	nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+	return 1;
+}
+
 static long request(CURL *c, const char *method, const char *u, const char *body,
 		    const char *ctype, struct buf *out)
 {
@@ -112,13 +150,11 @@ static long request(CURL *c, const char *method, const char *u, const char *body
 	struct curl_slist *h = NULL;
 	long status = 0;
 
-	curl_easy_reset(c);
-	curl_easy_setopt(c, CURLOPT_URL, u);
+again:
+	setup(c, u);
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
 	if (body != NULL) {
 		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
 		h = curl_slist_append(h, ct);
@@ -128,6 +164,9 @@ static long request(CURL *c, const char *method, const char *u, const char *body
 	if (curl_easy_perform(c) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_slist_free_all(h);
+	h = NULL;
+	if (refused(status, out))
+		goto again;
 	return status;
 }
 
@@ -154,13 +193,17 @@ static int run_ours(CURL *c, int steps)
 		goto out;
 	sw_buf_free(&b.body);
 	memset(&b, 0, sizeof(b));
-	curl_easy_reset(c);
-	curl_easy_setopt(c, CURLOPT_URL, u);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_perform(c);
+	for (;;) {
+		long status = 0;
+
+		setup(c, u);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_collect);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+		curl_easy_perform(c);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (b.done || b.failed || !refused(status, &b))
+			break;
+	}
 	rc = b.done ? 0 : -1;
 out:
 	sw_buf_free(&b.body);
@@ -198,6 +241,7 @@ static int cmp64(const void *a, const void *b)
 /* ---- concurrent runs ----------------------------------------------------- */
 
 struct load {
+	atomic_int thread; /* the next thread's index */
 	int steps;
 	size_t total;     /* runs to start at most */
 	int64_t deadline; /* no new run after this (0: none) */
@@ -211,6 +255,7 @@ static void *load_thread(void *arg)
 
 	if (c == NULL)
 		return NULL;
+	source_for(atomic_fetch_add(&l->thread, 1));
 	for (;;) {
 		if (l->deadline != 0 && now_ns() >= l->deadline)
 			break;
@@ -369,9 +414,9 @@ int main(int argc, char **argv)
 		else
 			rate = load(steps, conc, SIZE_MAX, deadline, &l);
 		printf("{\"case\":\"%d:%d\",\"steps\":%d,\"conc\":%d,\"runs\":%zu,\"errors\":%zu,"
-		       "\"runs_per_s\":%.3f,\"t0\":%lld,\"t1\":%lld}\n",
-		       steps, conc, steps, conc, atomic_load(&l.done), atomic_load(&l.errors), rate,
-		       t0, epoch_ms());
+		       "\"retries_503\":%zu,\"runs_per_s\":%.3f,\"t0\":%lld,\"t1\":%lld}\n",
+		       steps, conc, steps, conc, atomic_load(&l.done), atomic_load(&l.errors),
+		       atomic_exchange(&retries_503, 0), rate, t0, epoch_ms());
 		fflush(stdout);
 	}
 	free(list);

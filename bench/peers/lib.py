@@ -4,7 +4,11 @@
   lib.py wait-port PORT [SECONDS]   until 127.0.0.1:PORT accepts
   lib.py rss OUT PID...             every 0.5 s until killed: one line
                                     "EPOCH_MS TOTAL_KB NAME:KB,..." with the
-                                    RSS of each PID and all its descendants
+                                    memory of each PID and all its
+                                    descendants: their PSS (proportional
+                                    set size), so that pages shared between
+                                    processes (PostgreSQL's shared buffers
+                                    in every backend) count once
   lib.py tree PID...                every thread id of the PIDs and of all
                                     their descendants
   lib.py syncs STRACE_FILE...       fsync+fdatasync+sync_file_range calls
@@ -46,19 +50,25 @@ def proc_table():
         try:
             with open("/proc/%s/stat" % d) as f:
                 s = f.read()
-            with open("/proc/%s/status" % d) as f:
-                rss = next((int(l.split()[1]) for l in f if l.startswith("VmRSS:")), 0)
-        except (OSError, ValueError):
+        except OSError:
             continue
         name = s[s.index("(") + 1:s.rindex(")")]
         ppid = int(s[s.rindex(")") + 2:].split()[1])
-        t[int(d)] = (ppid, name, rss)
+        t[int(d)] = (ppid, name)
     return t
+
+
+def pss_kb(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            return next((int(l.split()[1]) for l in f if l.startswith("Pss:")), 0)
+    except (OSError, ValueError):
+        return 0
 
 
 def descendants(t, roots):
     kids = {}
-    for pid, (ppid, _, _) in t.items():
+    for pid, (ppid, _) in t.items():
         kids.setdefault(ppid, []).append(pid)
     seen, todo = set(), [r for r in roots if r in t]
     while todo:
@@ -83,10 +93,9 @@ def rss(out, roots):
     with open(out, "a") as f:
         while True:
             t = proc_table()
-            seen = descendants(t, roots)
             by = {}
-            for p in seen:
-                by[t[p][1]] = by.get(t[p][1], 0) + t[p][2]
+            for p in descendants(t, roots):
+                by[t[p][1]] = by.get(t[p][1], 0) + pss_kb(p)
             f.write("%d %d %s\n" % (time.time() * 1000, sum(by.values()),
                                     ",".join("%s:%d" % kv for kv in sorted(by.items()))))
             f.flush()
@@ -127,7 +136,8 @@ def side_figures(work, r, side):
             if d["steps"] == 1:
                 fig["runs_per_s_1step_c%d" % d["conc"]] = (d["runs_per_s"], "runs/s")
             else:
-                fig["steps_per_s_3step_c%d" % d["conc"]] = (d["runs_per_s"] * 3, "steps/s")
+                fig["steps_per_s_3step_c%d" % d["conc"]] = (round(d["runs_per_s"] * 3, 3),
+                                                              "steps/s")
             if d.get("errors"):
                 print("peers: %s round %d case %s: %d runs failed" % (side, r, c, d["errors"]),
                       file=sys.stderr)

@@ -30,11 +30,16 @@ async def main():
 
     async def cleanup():
         ids = [w.id async for w in client.list_workflows("ExecutionStatus='Running'")]
-        for wid in ids:
-            try:
-                await client.get_workflow_handle(wid).terminate("bench case cut")
-            except Exception:
-                pass
+        sem = asyncio.Semaphore(32)
+
+        async def term(wid):
+            async with sem:
+                try:
+                    await client.get_workflow_handle(wid).terminate("bench case cut")
+                except Exception:
+                    pass
+
+        await asyncio.gather(*(term(w) for w in ids))
         print("temporal: terminated %d running workflows" % len(ids), file=sys.stderr)
 
     await pydrive.run_tasks(run, a, cleanup)
