@@ -118,6 +118,15 @@ static void source_for(int thread)
 }
 
 static atomic_size_t retries_503;
+static atomic_int complaints; /* failures told on stderr, at most 5 a case */
+
+static void complain(const char *what, long status, const struct buf *b)
+{
+	if (atomic_fetch_add(&complaints, 1) >= 5)
+		return;
+	fprintf(stderr, "bench-peers: %s failed: HTTP %ld: %.200s\n", what, status,
+		b->body.p != NULL ? b->body.p : "(no answer)");
+}
 
 static void setup(CURL *c, const char *u)
 {
@@ -182,8 +191,12 @@ static int run_ours(CURL *c, int steps)
 
 	snprintf(u, sizeof(u), "%s/v1/runs", url);
 	snprintf(body, sizeof(body), "{\"workflow\": \"bench%d\", \"input\": {\"n\": 1}}", steps);
-	if (request(c, "POST", u, body, "application/json", &b) != 201)
+	long st = request(c, "POST", u, body, "application/json", &b);
+
+	if (st != 201) {
+		complain("submit", st, &b);
 		goto out;
+	}
 	j = json_loadb(b.body.p, b.body.len, 0, NULL);
 	id = json_string_value(json_object_get(j, "run_id"));
 	if (id != NULL)
@@ -205,6 +218,12 @@ static int run_ours(CURL *c, int steps)
 			break;
 	}
 	rc = b.done ? 0 : -1;
+	if (rc != 0) {
+		long status = 0;
+
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		complain(b.failed ? "run (it did not succeed)" : "event stream", status, &b);
+	}
 out:
 	sw_buf_free(&b.body);
 	return rc;
@@ -222,6 +241,8 @@ static int run_restate(CURL *c, int steps)
 	st = request(c, "POST", u, "{\"n\": 1}", "application/json", &b);
 	if (st == 200 && b.body.p != NULL && strstr(b.body.p, "step 0 of 1") == NULL)
 		st = 0; /* not the handler's answer */
+	if (st != 200)
+		complain("call", st, &b);
 	sw_buf_free(&b.body);
 	return st == 200 ? 0 : -1;
 }
@@ -409,6 +430,7 @@ int main(int argc, char **argv)
 		    (steps != 1 && steps != 3) || conc < 1 || conc > 8192)
 			die("--cases", tok);
 		t0 = epoch_ms();
+		atomic_store(&complaints, 0);
 		if (total > 0)
 			rate = load(steps, conc, total, 0, &l);
 		else
