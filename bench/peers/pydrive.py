@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import sys
 import threading
 import time
 
@@ -84,8 +85,10 @@ def thread_load(run, steps, conc, total, deadline):
             try:
                 run(steps)
                 ok = "done"
-            except Exception:  # counted, the load goes on
+            except Exception as e:  # counted, the load goes on
                 ok = "errors"
+                if st["errors"] < 3:
+                    print("run failed: %s: %.200s" % (type(e).__name__, e), file=sys.stderr)
             with lock:
                 st[ok] += 1
 
@@ -143,8 +146,10 @@ async def task_load(run, steps, conc, total, deadline, hard_cap, cleanup):
                 st["done"] += 1
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as e:
                 st["errors"] += 1
+                if st["errors"] <= 3:
+                    print("run failed: %s: %.200s" % (type(e).__name__, e), file=sys.stderr)
 
     tasks = [asyncio.create_task(body()) for _ in range(conc)]
     try:
