@@ -1,0 +1,448 @@
+/*
+ * bench-peers: the load generator of bench/peers for the two sides that
+ * are called over HTTP: ours (submit a run, follow its event stream until
+ * it finished) and Restate (one request-response on its ingress; the
+ * answer comes when the handler has completed). The same client code and
+ * the same cases on both sides; DBOS and Temporal have drivers in Python
+ * (bench/peers/dbos, bench/peers/temporal) with the same options and
+ * output.
+ *
+ *   bench-peers --target ours --url SCHEDULER | --target restate --url INGRESS
+ *       [--warmup-runs N]    runs at 16 in flight before anything (default 64)
+ *       [--latency N]        one-step runs one at a time, after 10 unmeasured
+ *       [--deadline S]       a case stops taking new runs after S seconds
+ *       [--cases LIST]       STEPS:CONC[:TOTAL],... TOTAL: exactly that many
+ *                            runs, no deadline
+ *
+ * One JSON line per case, with its wall-clock span (ms since the epoch),
+ * for the caller's memory and sync sampling:
+ *   {"case":"latency","p50_ms":X,"p99_ms":Y,"n":N,"t0":T,"t1":T}
+ *   {"case":"3:128","steps":3,"conc":128,"runs":N,"errors":E,
+ *    "runs_per_s":X,"t0":T,"t1":T}
+ * A case's rate is its completed runs over the time from its start until
+ * the last one finished (the drain after the deadline included).
+ */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "sw_core.h"
+
+enum target { OURS, RESTATE };
+
+static enum target target;
+static const char *url;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long epoch_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void die(const char *what, const char *why)
+{
+	fprintf(stderr, "bench-peers: %s: %s\n", what, why);
+	exit(1);
+}
+
+struct buf {
+	struct sw_buf body;
+	int done;    /* SSE: the run succeeded */
+	int failed;  /* SSE: the run ended otherwise */
+	size_t seen; /* SSE: bytes of whole events already looked at */
+};
+
+static size_t collect(char *d, size_t sz, size_t nm, void *u)
+{
+	struct buf *b = u;
+	size_t n = sz * nm;
+
+	return sw_buf_add(&b->body, d, n) == 0 ? n : 0;
+}
+
+/* SSE: stop once the run's terminal state arrives ("event: run" blocks
+ * only, by their top-level state; see bench/steps/bench_steps.c). */
+static size_t sse_collect(char *d, size_t sz, size_t nm, void *u)
+{
+	struct buf *b = u;
+	char *ev, *end;
+
+	if (collect(d, sz, nm, u) == 0)
+		return 0;
+	while ((end = strstr(b->body.p + b->seen, "\n\n")) != NULL) {
+		ev = b->body.p + b->seen;
+		b->seen = (size_t)(end - b->body.p) + 2;
+		if (strncmp(ev, "event: run\ndata: ", 17) != 0)
+			continue;
+		json_t *run = json_loadb(ev + 17, (size_t)(end - ev) - 17, 0, NULL);
+		const char *st = json_string_value(json_object_get(run, "state"));
+
+		if (st != NULL && strcmp(st, "succeeded") == 0)
+			b->done = 1;
+		else if (st == NULL ||
+			 (strcmp(st, "running") != 0 && strcmp(st, "pending") != 0))
+			b->failed = 1;
+		json_decref(run);
+		if (b->done || b->failed)
+			return 0; /* abort the transfer: we have what we wanted */
+	}
+	return sz * nm;
+}
+
+/* The source address of a load thread's connections (NULL: the default).
+ * Our HTTP servers take at most 64 connections from one address (libs/http
+ * guard.c), so the threads of a case spread over 127.0.0.2, .3, ... (48
+ * each); the servers listen on 127.0.0.1, which every loopback address
+ * reaches. */
+static __thread char src_addr[32];
+
+static void source_for(int thread)
+{
+	snprintf(src_addr, sizeof(src_addr), "127.0.0.%d", 2 + thread / 48);
+}
+
+static atomic_size_t retries_503;
+static atomic_int complaints; /* failures told on stderr, at most 5 a case */
+
+static void complain(const char *what, long status, const struct buf *b)
+{
+	if (atomic_fetch_add(&complaints, 1) >= 5)
+		return;
+	fprintf(stderr, "bench-peers: %s failed: HTTP %ld: %.200s\n", what, status,
+		b->body.p != NULL ? b->body.p : "(no answer)");
+}
+
+static void setup(CURL *c, const char *u)
+{
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, u);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, 300L);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	if (src_addr[0] != '\0')
+		curl_easy_setopt(c, CURLOPT_INTERFACE, src_addr);
+}
+
+/* A 503 too_many_connections (the servers' connection caps) is retried
+ * after 5 ms: the request was refused at accept, nothing was done. */
+static int refused(long status, struct buf *b)
+{
+	if (status != 503 || b->body.p == NULL ||
+	    strstr(b->body.p, "too_many_connections") == NULL)
+		return 0;
+	atomic_fetch_add(&retries_503, 1);
+	sw_buf_reset(&b->body);
+	b->seen = 0;
+	nanosleep(&(struct timespec){.tv_nsec = 5000000}, NULL);
+	return 1;
+}
+
+static long request(CURL *c, const char *method, const char *u, const char *body,
+		    const char *ctype, struct buf *out)
+{
+	char ct[128];
+	struct curl_slist *h = NULL;
+	long status = 0;
+
+again:
+	setup(c, u);
+	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
+	if (body != NULL) {
+		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
+		h = curl_slist_append(h, ct);
+		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+	}
+	if (curl_easy_perform(c) == CURLE_OK)
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_slist_free_all(h);
+	h = NULL;
+	if (refused(status, out))
+		goto again;
+	return status;
+}
+
+/* Ours: submit a run of the workflow with `steps` steps, follow its events
+ * until it finished. 0 when it succeeded. */
+static int run_ours(CURL *c, int steps)
+{
+	struct buf b = {0};
+	char body[256], u[512];
+	const char *id;
+	json_t *j;
+	int rc = -1;
+
+	snprintf(u, sizeof(u), "%s/v1/runs", url);
+	snprintf(body, sizeof(body), "{\"workflow\": \"bench%d\", \"input\": {\"n\": 1}}", steps);
+	long st = request(c, "POST", u, body, "application/json", &b);
+
+	if (st != 201) {
+		complain("submit", st, &b);
+		goto out;
+	}
+	j = json_loadb(b.body.p, b.body.len, 0, NULL);
+	id = json_string_value(json_object_get(j, "run_id"));
+	if (id != NULL)
+		snprintf(u, sizeof(u), "%s/v1/runs/%s/events", url, id);
+	json_decref(j);
+	if (id == NULL)
+		goto out;
+	sw_buf_free(&b.body);
+	memset(&b, 0, sizeof(b));
+	for (;;) {
+		long status = 0;
+
+		setup(c, u);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_collect);
+		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
+		curl_easy_perform(c);
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		if (b.done || b.failed || !refused(status, &b))
+			break;
+	}
+	rc = b.done ? 0 : -1;
+	if (rc != 0) {
+		long status = 0;
+
+		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+		complain(b.failed ? "run (it did not succeed)" : "event stream", status, &b);
+	}
+out:
+	sw_buf_free(&b.body);
+	return rc;
+}
+
+/* Restate: one call of Bench/one or Bench/three; the ingress answers when
+ * the handler has completed, every ctx.run durably logged. */
+static int run_restate(CURL *c, int steps)
+{
+	struct buf b = {0};
+	char u[512];
+	long st;
+
+	snprintf(u, sizeof(u), "%s/Bench/%s", url, steps == 1 ? "one" : "three");
+	st = request(c, "POST", u, "{\"n\": 1}", "application/json", &b);
+	if (st == 200 && b.body.p != NULL && strstr(b.body.p, "step 0 of 1") == NULL)
+		st = 0; /* not the handler's answer */
+	if (st != 200)
+		complain("call", st, &b);
+	sw_buf_free(&b.body);
+	return st == 200 ? 0 : -1;
+}
+
+static int run_once(CURL *c, int steps)
+{
+	return target == OURS ? run_ours(c, steps) : run_restate(c, steps);
+}
+
+static int cmp64(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* ---- concurrent runs ----------------------------------------------------- */
+
+struct load {
+	atomic_int thread; /* the next thread's index */
+	int steps;
+	size_t total;     /* runs to start at most */
+	int64_t deadline; /* no new run after this (0: none) */
+	atomic_size_t next, done, errors;
+};
+
+static void *load_thread(void *arg)
+{
+	struct load *l = arg;
+	CURL *c = curl_easy_init();
+
+	if (c == NULL)
+		return NULL;
+	source_for(atomic_fetch_add(&l->thread, 1));
+	for (;;) {
+		if (l->deadline != 0 && now_ns() >= l->deadline)
+			break;
+		if (atomic_fetch_add(&l->next, 1) >= l->total)
+			break;
+		if (run_once(c, l->steps) == 0)
+			atomic_fetch_add(&l->done, 1);
+		else
+			atomic_fetch_add(&l->errors, 1);
+	}
+	curl_easy_cleanup(c);
+	return NULL;
+}
+
+/* conc threads, each one run in flight; returns completed runs/s */
+static double load(int steps, int conc, size_t total, double deadline_s, struct load *l)
+{
+	pthread_t *ts = calloc((size_t)conc, sizeof(*ts));
+	pthread_attr_t attr;
+	int64_t t0 = now_ns();
+	int i, n = 0;
+
+	if (ts == NULL)
+		die("load", "out of memory");
+	memset(l, 0, sizeof(*l));
+	l->steps = steps;
+	l->total = total;
+	l->deadline = deadline_s > 0 ? t0 + (int64_t)(deadline_s * 1e9) : 0;
+	pthread_attr_init(&attr);
+	pthread_attr_setstacksize(&attr, 256 * 1024);
+	for (i = 0; i < conc; i++)
+		if (pthread_create(&ts[n], &attr, load_thread, l) == 0)
+			n++;
+	if (n < conc)
+		die("load", "could not start a thread per run in flight");
+	for (i = 0; i < n; i++)
+		pthread_join(ts[i], NULL);
+	pthread_attr_destroy(&attr);
+	free(ts);
+	return (double)atomic_load(&l->done) / ((double)(now_ns() - t0) / 1e9);
+}
+
+/* Our workflows bench1 and bench3: in-process template steps (echo), the
+ * ones bench/steps applies. */
+static void apply(CURL *c, int steps)
+{
+	char yaml[2048], u[512];
+	size_t off;
+	struct buf b = {0};
+	long st;
+
+	off = (size_t)snprintf(yaml, sizeof(yaml), "name: bench%d\nversion: 1\nsteps:\n", steps);
+	for (int i = 0; i < steps; i++)
+		off += (size_t)snprintf(yaml + off, sizeof(yaml) - off,
+					"  - name: s%d\n    mode: in_process\n    uses: template\n"
+					"    with:\n      value: \"step %d of ${{ input.n }}\"\n",
+					i, i);
+	snprintf(u, sizeof(u), "%s/v1/workflows", url);
+	st = request(c, "POST", u, yaml, "application/yaml", &b);
+	if (st != 201 && st != 200 && st != 409)
+		die("apply", b.body.p ? b.body.p : "no answer");
+	sw_buf_free(&b.body);
+}
+
+static void usage(void)
+{
+	fprintf(stderr, "usage: bench-peers --target ours|restate --url URL [--warmup-runs N] "
+			"[--latency N] [--deadline S] [--cases STEPS:CONC[:TOTAL],...]\n");
+	exit(2);
+}
+
+int main(int argc, char **argv)
+{
+	size_t nlat = 200, warm = 64;
+	double deadline = 10;
+	const char *cases = "1:1,1:16,1:128,1:1024,3:1,3:16,3:128,3:1024";
+	char *list, *tok, *save = NULL;
+	struct load l;
+	CURL *c;
+
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (v == NULL)
+			usage();
+		i++;
+		if (strcmp(a, "--target") == 0 && strcmp(v, "ours") == 0)
+			target = OURS;
+		else if (strcmp(a, "--target") == 0 && strcmp(v, "restate") == 0)
+			target = RESTATE;
+		else if (strcmp(a, "--url") == 0)
+			url = v;
+		else if (strcmp(a, "--warmup-runs") == 0)
+			warm = strtoul(v, NULL, 10);
+		else if (strcmp(a, "--latency") == 0)
+			nlat = strtoul(v, NULL, 10);
+		else if (strcmp(a, "--deadline") == 0)
+			deadline = strtod(v, NULL);
+		else if (strcmp(a, "--cases") == 0)
+			cases = v;
+		else
+			usage();
+	}
+	if (url == NULL || strlen(url) > 400 || (nlat == 1))
+		usage();
+	curl_global_init(CURL_GLOBAL_DEFAULT);
+	c = curl_easy_init();
+	if (target == OURS) {
+		apply(c, 1);
+		apply(c, 3);
+	}
+	if (warm > 0) {
+		load(1, 16, warm, 0, &l);
+		load(3, 16, warm / 2 + 1, 0, &l);
+		if (atomic_load(&l.errors) > 0)
+			die("warm-up", "runs failed");
+	}
+	if (nlat > 0) {
+		int64_t *lat = calloc(nlat, sizeof(*lat));
+		long long t0;
+
+		if (lat == NULL)
+			die("latency", "out of memory");
+		for (size_t i = 0; i < 10; i++)
+			run_once(c, 1);
+		t0 = epoch_ms();
+		for (size_t i = 0; i < nlat; i++) {
+			int64_t s = now_ns();
+
+			if (run_once(c, 1) != 0)
+				die("latency", "a run failed");
+			lat[i] = now_ns() - s;
+		}
+		qsort(lat, nlat, sizeof(*lat), cmp64);
+		printf("{\"case\":\"latency\",\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"n\":%zu,"
+		       "\"t0\":%lld,\"t1\":%lld}\n",
+		       (double)lat[(nlat - 1) / 2] / 1e6,
+		       (double)lat[(size_t)((double)(nlat - 1) * 0.99)] / 1e6, nlat, t0,
+		       epoch_ms());
+		fflush(stdout);
+		free(lat);
+	}
+	list = strdup(cases);
+	for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
+		int steps = 0, conc = 0;
+		size_t total = 0;
+		long long t0;
+		double rate;
+
+		if (sscanf(tok, "%d:%d:%zu", &steps, &conc, &total) < 2 ||
+		    (steps != 1 && steps != 3) || conc < 1 || conc > 8192)
+			die("--cases", tok);
+		t0 = epoch_ms();
+		atomic_store(&complaints, 0);
+		if (total > 0)
+			rate = load(steps, conc, total, 0, &l);
+		else
+			rate = load(steps, conc, SIZE_MAX, deadline, &l);
+		printf("{\"case\":\"%d:%d\",\"steps\":%d,\"conc\":%d,\"runs\":%zu,\"errors\":%zu,"
+		       "\"retries_503\":%zu,\"runs_per_s\":%.3f,\"t0\":%lld,\"t1\":%lld}\n",
+		       steps, conc, steps, conc, atomic_load(&l.done), atomic_load(&l.errors),
+		       atomic_exchange(&retries_503, 0), rate, t0, epoch_ms());
+		fflush(stdout);
+	}
+	free(list);
+	curl_easy_cleanup(c);
+	curl_global_cleanup();
+	return 0;
+}

@@ -1,0 +1,204 @@
+"""Helpers of bench/peers/run (no third-party modules: the system python3).
+
+  lib.py ports N                    N free loopback TCP ports
+  lib.py wait-port PORT [SECONDS]   until 127.0.0.1:PORT accepts
+  lib.py rss OUT PID...             every 0.5 s until killed: one line
+                                    "EPOCH_MS TOTAL_KB NAME:KB,..." with the
+                                    memory of each PID and all its
+                                    descendants: their PSS (proportional
+                                    set size), so that pages shared between
+                                    processes (PostgreSQL's shared buffers
+                                    in every backend) count once
+  lib.py tree PID...                every thread id of the PIDs and of all
+                                    their descendants
+  lib.py syncs STRACE_FILE...       fsync+fdatasync+sync_file_range calls
+                                    counted by `strace -c` in the files
+  lib.py report WORK ROUNDS PEERS   the JSON lines of the run (see run)
+"""
+import json
+import os
+import socket
+import sys
+import time
+
+SYNCS = ("fsync", "fdatasync", "sync_file_range")
+
+
+def ports(n):
+    ss = [socket.socket() for _ in range(n)]
+    for s in ss:
+        s.bind(("127.0.0.1", 0))
+    print(" ".join(str(s.getsockname()[1]) for s in ss))
+
+
+def wait_port(port, secs=60.0):
+    end = time.time() + secs
+    while time.time() < end:
+        try:
+            socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return 0
+        except OSError:
+            time.sleep(0.1)
+    return 1
+
+
+def proc_table():
+    t = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % d) as f:
+                s = f.read()
+        except OSError:
+            continue
+        name = s[s.index("(") + 1:s.rindex(")")]
+        ppid = int(s[s.rindex(")") + 2:].split()[1])
+        t[int(d)] = (ppid, name)
+    return t
+
+
+def pss_kb(pid):
+    try:
+        with open("/proc/%d/smaps_rollup" % pid) as f:
+            return next((int(l.split()[1]) for l in f if l.startswith("Pss:")), 0)
+    except (OSError, ValueError):
+        return 0
+
+
+def descendants(t, roots):
+    kids = {}
+    for pid, (ppid, _) in t.items():
+        kids.setdefault(ppid, []).append(pid)
+    seen, todo = set(), [r for r in roots if r in t]
+    while todo:
+        p = todo.pop()
+        if p not in seen:
+            seen.add(p)
+            todo.extend(kids.get(p, []))
+    return seen
+
+
+def tree(roots):
+    tids = []
+    for p in sorted(descendants(proc_table(), roots)):
+        try:
+            tids.extend(int(x) for x in os.listdir("/proc/%d/task" % p))
+        except OSError:
+            pass
+    print(" ".join(str(x) for x in tids))
+
+
+def rss(out, roots):
+    with open(out, "a") as f:
+        while True:
+            t = proc_table()
+            by = {}
+            for p in descendants(t, roots):
+                by[t[p][1]] = by.get(t[p][1], 0) + pss_kb(p)
+            f.write("%d %d %s\n" % (time.time() * 1000, sum(by.values()),
+                                    ",".join("%s:%d" % kv for kv in sorted(by.items()))))
+            f.flush()
+            time.sleep(0.5)
+
+
+def syncs(files):
+    n = 0
+    for fn in files:
+        with open(fn) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 5 and w[-1] in SYNCS and w[3].isdigit():
+                    n += int(w[3])
+    return n
+
+
+def read_jsonl(fn):
+    out = []
+    if os.path.exists(fn):
+        with open(fn) as f:
+            for line in f:
+                line = line.strip()
+                if line.startswith("{"):
+                    out.append(json.loads(line))
+    return out
+
+
+def side_figures(work, r, side):
+    """figure -> (value, unit) for one side in one round"""
+    fig = {}
+    for d in read_jsonl(os.path.join(work, "res", "%d.%s.jsonl" % (r, side))):
+        c = d.get("case")
+        if c == "latency":
+            fig["p50_1step_ms"] = (d["p50_ms"], "ms")
+            fig["p99_1step_ms"] = (d["p99_ms"], "ms")
+        elif c and ":" in c and c != "ready":
+            if d["steps"] == 1:
+                fig["runs_per_s_1step_c%d" % d["conc"]] = (d["runs_per_s"], "runs/s")
+            else:
+                fig["steps_per_s_3step_c%d" % d["conc"]] = (round(d["runs_per_s"] * 3, 3),
+                                                              "steps/s")
+            if d.get("errors"):
+                print("peers: %s round %d case %s: %d runs failed" % (side, r, c, d["errors"]),
+                      file=sys.stderr)
+            if d["conc"] == 128:
+                fig.setdefault("_w128", []).append((d["t0"], d["t1"]))
+    s = os.path.join(work, "res", "%d.%s.syncs.json" % (r, side))
+    if os.path.exists(s):
+        with open(s) as f:
+            sy = json.load(f)
+        fig["syncs_per_run_1step"] = (sy["per_run_1step"], "syncs")
+        fig["syncs_per_extra_step"] = (sy["per_extra_step"], "syncs")
+    peak = None
+    rs = os.path.join(work, "res", "%d.%s.rss" % (r, side))
+    if os.path.exists(rs):
+        with open(rs) as f:
+            for line in f:
+                w = line.split()
+                if len(w) >= 2 and any(a <= int(w[0]) <= b for a, b in fig.get("_w128", [])):
+                    peak = max(peak or 0, int(w[1]))
+    if peak is not None:
+        fig["rss_mb_c128"] = (round(peak / 1024.0, 1), "MB")
+    fig.pop("_w128", None)
+    return fig
+
+
+ORDER = (["p50_1step_ms", "p99_1step_ms"]
+         + ["runs_per_s_1step_c%d" % c for c in (1, 16, 128, 1024)]
+         + ["steps_per_s_3step_c%d" % c for c in (1, 16, 128, 1024)]
+         + ["syncs_per_run_1step", "syncs_per_extra_step", "rss_mb_c128"])
+
+
+def report(work, rounds, peers):
+    for r in range(1, rounds + 1):
+        ours = side_figures(work, r, "ours")
+        for p in peers:
+            theirs = side_figures(work, r, p)
+            for f in ORDER:
+                if f not in ours and f not in theirs:
+                    continue
+                o, t = ours.get(f, (None, None)), theirs.get(f, (None, None))
+                print(json.dumps({"bench": "peers", "figure": f, "peer": p, "ours": o[0],
+                                  "theirs": t[0], "unit": o[1] or t[1], "round": r},
+                                 separators=(",", ":")))
+
+
+def main(a):
+    if a[0] == "ports":
+        ports(int(a[1]))
+    elif a[0] == "wait-port":
+        sys.exit(wait_port(int(a[1]), float(a[2]) if len(a) > 2 else 60.0))
+    elif a[0] == "rss":
+        rss(a[1], [int(x) for x in a[2:]])
+    elif a[0] == "tree":
+        tree([int(x) for x in a[1:]])
+    elif a[0] == "syncs":
+        print(syncs(a[1:]))
+    elif a[0] == "report":
+        report(a[1], int(a[2]), [p for p in a[3].split(",") if p])
+    else:
+        sys.exit("lib.py: unknown command " + a[0])
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
