@@ -233,7 +233,7 @@ struct got {
 	int64_t offset;
 	char key[64];
 	uint8_t digest[16];
-	char id[40], htopic[32], hpart[16], hoff[24], replay[4];
+	char id[40], htopic[32], hpart[16], hoff[24];
 };
 
 static int hdr(rd_kafka_headers_t *h, const char *name, char *out, size_t n)
@@ -276,7 +276,7 @@ static struct got *read_topic(const char *topic, size_t *count)
 	while (left > 0) {
 		rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
 		rd_kafka_headers_t *h = NULL;
-		char job[64], from[96], *slash;
+		char job[160], *slash, *sp;
 		struct got *g;
 
 		SW_CHECKF(sw_mono_ms() - t0 < 120000, "reading %s back: %d partitions left", topic,
@@ -308,15 +308,15 @@ static struct got *read_topic(const char *topic, size_t *count)
 		memcpy(g->key, m->key, m->key_len);
 		crypto_generichash(g->digest, 16, m->payload, m->len, NULL, 0);
 		rd_kafka_message_headers(m, &h);
-		/* sagewai.replay.job = ID/SEQ, sagewai.replay.from = TOPIC/PARTITION/OFFSET */
-		SW_CHECK(hdr(h, "sagewai.replay.job", job, sizeof(job)) == 0);
+		/* one header: sagewai.replay = ID/SEQ TOPIC/PARTITION/OFFSET */
+		SW_CHECK(hdr(h, "sagewai.replay", job, sizeof(job)) == 0);
+		SW_CHECK(rd_kafka_header_cnt(h) == 1);
 		SW_CHECKF((slash = strchr(job, '/')) != NULL && slash - job == 36, "job %s", job);
 		memcpy(g->id, job, 36);
-		g->seq = strtoull(slash + 1, NULL, 10);
-		SW_CHECK(hdr(h, "sagewai.replay.from", from, sizeof(from)) == 0);
-		SW_CHECKF(sscanf(from, "%31[^/]/%15[^/]/%23s", g->htopic, g->hpart, g->hoff) == 3,
-			  "from %s", from);
-		hdr(h, "sagewai.replay", g->replay, sizeof(g->replay));
+		g->seq = strtoull(slash + 1, &sp, 10);
+		SW_CHECKF(*sp == ' ', "job %s", job);
+		SW_CHECKF(sscanf(sp + 1, "%31[^/]/%15[^/]/%23s", g->htopic, g->hpart, g->hoff) == 3,
+			  "from %s", job);
 		rd_kafka_message_destroy(m);
 	}
 	rd_kafka_topic_partition_list_destroy(as);
@@ -369,7 +369,7 @@ static size_t check_topic(const char *topic, const uint8_t *want)
 		run_id(e->run, rid, sizeof(rid));
 		SW_CHECKF(strcmp(g->key, rid) == 0, "seq %llu: key '%s', not %s",
 			  (unsigned long long)g->seq, g->key, rid);
-		SW_CHECK(strcmp(g->replay, "1") == 0 && strcmp(g->htopic, e->topic) == 0);
+		SW_CHECK(strcmp(g->htopic, e->topic) == 0);
 		snprintf(num, sizeof(num), "%d", e->partition);
 		SW_CHECK(strcmp(g->hpart, num) == 0);
 		snprintf(num, sizeof(num), "%lld", (long long)e->offset);

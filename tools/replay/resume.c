@@ -5,7 +5,8 @@
  * run's later deliveries can only lie past it, since one producer's
  * messages keep their order within a partition. Those offsets are read up
  * to each partition's end as it is now, and every message carrying this
- * job's id and a seq above the acknowledged one (sagewai.replay.job) is
+ * job's id and a seq above the acknowledged one (sagewai.replay = "ID/SEQ
+ * ...") is
  * collected: the rerun does not send them again.
  */
 #include <inttypes.h>
@@ -65,19 +66,19 @@ static int found_add(struct found *f, uint64_t seq)
 static int take(const rd_kafka_message_t *m, const struct replay_state *st, struct found *f)
 {
 	rd_kafka_headers_t *h = NULL;
-	char job[96], *end;
+	char job[400], *end;
 	size_t idlen = strlen(st->id);
 	uint64_t seq;
 
 	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
 		return 0;
-	/* "ID/SEQ" of this job */
-	if (header_str(h, SW_REPLAY_HDR_JOB, job, sizeof(job)) != 0 ||
+	/* "ID/SEQ TOPIC/PARTITION/OFFSET", ID this job's */
+	if (header_str(h, SW_REPLAY_HDR, job, sizeof(job)) != 0 ||
 	    strncmp(job, st->id, idlen) != 0 || job[idlen] != '/' || job[idlen + 1] < '0' ||
 	    job[idlen + 1] > '9')
 		return 0;
 	seq = strtoull(job + idlen + 1, &end, 10);
-	if (*end != '\0' || seq <= st->acked_seq || seq > st->end_seq)
+	if (*end != ' ' || seq <= st->acked_seq || seq > st->end_seq)
 		return 0;
 	return found_add(f, seq);
 }

@@ -9,14 +9,13 @@
  * held in memory meanwhile (up to hold_bytes; a larger selection is read
  * again, and checked again, after a first pass). Then each is produced,
  * unchanged (the exact stored bytes), in log order, with the Kafka key of
- * its original producers (header.run_id; none when it is empty) and the
- * headers
+ * its original producers (header.run_id; none when it is empty) and one
+ * header
  *
- *     sagewai.replay       "1"
- *     sagewai.replay.from  "TOPIC/PARTITION/OFFSET": where the audit service
- *                          consumed the event (topic names hold no '/')
- *     sagewai.replay.job   "ID/SEQ": the job's id (a UUIDv7, kept in the
- *                          state) and the record's seq in the log
+ *     sagewai.replay  "ID/SEQ TOPIC/PARTITION/OFFSET": the job's id (a
+ *                     UUIDv7, kept in the state) and the record's seq in the
+ *                     log; where the audit service consumed the event
+ *                     (topic names hold neither '/' nor ' ')
  *
  * through an idempotent producer (acks=all), so each key's events keep
  * their order in the target partition. Event ids are kept: a consumer that
@@ -46,11 +45,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Three headers, not one per field: each costs the producer an allocation
+/* One header, not one per field: each costs the producer an allocation
  * and its bytes on the wire, per message. */
 #define SW_REPLAY_HDR "sagewai.replay"
-#define SW_REPLAY_HDR_FROM "sagewai.replay.from"
-#define SW_REPLAY_HDR_JOB "sagewai.replay.job"
 
 /* Which events of the log a job publishes: all four must match. Only
  * events are published (records of kind SW_ALOG_EVENT); dead letters kept
