@@ -62,8 +62,8 @@ struct job {
 	struct slot *ring;
 	uint64_t head, tail; /* ordinals: [head, tail) not yet released */
 	uint64_t scanned;    /* the last seq the second pass is done with */
-	uint64_t *found;     /* seqs already in the topic (resume), sorted */
-	size_t nfound, ifound;
+	struct replay_id *found; /* ids already in the topic (resume), sorted */
+	size_t nfound;
 	struct sw_replay_progress pr;
 	int64_t t0_ns, last_state_ms, last_progress_ms;
 	char dr_err[256]; /* the first failed delivery */
@@ -401,17 +401,20 @@ static int produce(struct job *j, struct replay_item **itp, char *errstr, size_t
 	while (j->tail - j->head >= RING)
 		if (tick(j, 10, errstr, errlen) == -1)
 			goto fail;
-	memcpy(hv, j->st.id, 36);
-	hv[36] = '/';
-	p = put_dec(hv + 37, (int64_t)it->seq);
-	*p++ = ' ';
-	tl = strlen(it->topic);
-	memcpy(p, it->topic, tl);
-	p += tl;
-	*p++ = '/';
-	p = put_dec(p, it->partition);
-	*p++ = '/';
-	p = put_dec(p, it->offset);
+	p = hv;
+	if (j->o->mark) {
+		memcpy(hv, j->st.id, 36);
+		hv[36] = '/';
+		p = put_dec(hv + 37, (int64_t)it->seq);
+		*p++ = ' ';
+		tl = strlen(it->topic);
+		memcpy(p, it->topic, tl);
+		p += tl;
+		*p++ = '/';
+		p = put_dec(p, it->partition);
+		*p++ = '/';
+		p = put_dec(p, it->offset);
+	}
 	s = &j->ring[j->tail % RING];
 	s->item = it;
 	*itp = NULL;
@@ -420,11 +423,19 @@ static int produce(struct job *j, struct replay_item **itp, char *errstr, size_t
 	s->partition = -1;
 	s->offset = -1;
 	for (;;) {
-		e = rd_kafka_producev(j->rk, RD_KAFKA_V_TOPIC(j->st.topic),
-				      RD_KAFKA_V_KEY(it->key_len ? it->data : NULL, it->key_len),
-				      RD_KAFKA_V_VALUE((void *)(it->data + it->key_len), it->len),
-				      RD_KAFKA_V_HEADER(SW_REPLAY_HDR, hv, (ssize_t)(p - hv)),
-				      RD_KAFKA_V_OPAQUE((void *)(uintptr_t)j->tail), RD_KAFKA_V_END);
+		if (j->o->mark) /* a header costs librdkafka an allocation per message */
+			e = rd_kafka_producev(
+			    j->rk, RD_KAFKA_V_TOPIC(j->st.topic),
+			    RD_KAFKA_V_KEY(it->key_len ? it->data : NULL, it->key_len),
+			    RD_KAFKA_V_VALUE((void *)(it->data + it->key_len), it->len),
+			    RD_KAFKA_V_HEADER(SW_REPLAY_HDR, hv, (ssize_t)(p - hv)),
+			    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)j->tail), RD_KAFKA_V_END);
+		else
+			e = rd_kafka_producev(
+			    j->rk, RD_KAFKA_V_TOPIC(j->st.topic),
+			    RD_KAFKA_V_KEY(it->key_len ? it->data : NULL, it->key_len),
+			    RD_KAFKA_V_VALUE((void *)(it->data + it->key_len), it->len),
+			    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)j->tail), RD_KAFKA_V_END);
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
 		if (tick(j, 10, errstr, errlen) == -1)
@@ -621,7 +632,8 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 		goto out;
 	}
 	/* the reader checks the log, holding the selection, while we wait */
-	if (loaded && replay_resume_scan(o, &j.st, &j.found, &j.nfound, errstr, errlen) == -1)
+	if (loaded && replay_resume_scan(o, &j.st, &j.hdrs, j.reg, &j.found, &j.nfound, errstr,
+					 errlen) == -1)
 		goto out;
 	if ((reader = replay_reader_start(o->log_dir, &j.st, loaded, j.found, j.nfound,
 					  o->hold_bytes ? o->hold_bytes : REPLAY_HOLD, errstr,
