@@ -15,10 +15,10 @@ the fingerprints and decodes; confluent-kafka reads Kafka.
 
 Events are deduplicated by header.event_id, as every Sagewai consumer does
 (delivery is at least once, and a replay re-publishes events with their ids
-kept): a repeat is counted, not summed. Messages re-published by replay carry
-the header sagewai.replay = "ID/SEQ TOPIC/PARTITION/OFFSET" (SEQ: their place in
-the audit log); the consumer checks that these rise within each key (order kept
-per run).
+kept): a repeat is counted, not summed. Messages re-published by
+`sagewai replay publish --mark` carry the header
+sagewai.replay = "ID/SEQ TOPIC/PARTITION/OFFSET" (SEQ: their place in the audit
+log); the consumer checks that these rise within each key (order kept per run).
 
 Usage:
     run_summary.py [--bootstrap SERVERS] [--topics T,...] [--from-beginning]
