@@ -329,40 +329,46 @@ static void rp_topic(rd_kafka_t *rk, const char *topic)
 		die(topic, "the topic did not appear");
 }
 
+/* CPU seconds of the process (every thread: ours and librdkafka's) spent
+ * by the last rp_raw or rp_replay, from its start to its end (the raw
+ * producer's destroy included, as replay's is). */
+static double rp_cpu;
+
 /* events/s of a raw produce of msgs into topic, flushed. */
 static double rp_raw(const char *bootstrap, const char *topic, const struct rp_msg *msgs,
 		     uint64_t n, int headers)
 {
 	rd_kafka_t *rk = rp_client(bootstrap, RD_KAFKA_PRODUCER);
-	int64_t t0;
+	int64_t t0, c0;
 	uint64_t i;
 	double s;
 
 	rp_topic(rk, topic);
 	rp_failed = 0;
 	t0 = sw_mono_ns();
+	c0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 	for (i = 0; i < n; i++) {
 		rd_kafka_resp_err_t e;
 
-		char job[64], from[64];
-		int jl = 0, fl = 0;
+		char hv[128];
+		int hl = 0;
 
-		if (headers) { /* what replay adds */
-			jl = snprintf(job, sizeof(job), "01a2417e-5688-7263-b100-abcb9debb80d/%" PRIu64,
-				      i + 1);
-			fl = snprintf(from, sizeof(from), "%s/%d/%" PRIu64, TOPIC, (int)(i % 4), i);
-		}
+		if (headers) /* what replay adds: "ID/SEQ TOPIC/PARTITION/OFFSET" */
+			hl = snprintf(hv, sizeof(hv),
+				      "01a2417e-5688-7263-b100-abcb9debb80d/%" PRIu64
+				      " %s/%d/%" PRIu64,
+				      i + 1, TOPIC, (int)(i % 4), i);
 		for (;;) {
+			/* RD_KAFKA_MSG_F_COPY, as a plain producer does (replay hands
+			 * over its held bytes without a copy) */
 			if (headers)
 				e = rd_kafka_producev(
-					rk, RD_KAFKA_V_TOPIC(topic),
-					RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-					RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
-					RD_KAFKA_V_VALUE(msgs[i].buf, msgs[i].len),
-					RD_KAFKA_V_HEADER(SW_REPLAY_HDR, "1", 1),
-					RD_KAFKA_V_HEADER(SW_REPLAY_HDR_FROM, from, (ssize_t)fl),
-					RD_KAFKA_V_HEADER(SW_REPLAY_HDR_JOB, job, (ssize_t)jl),
-					RD_KAFKA_V_END);
+				    rk, RD_KAFKA_V_TOPIC(topic),
+				    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+				    RD_KAFKA_V_KEY(msgs[i].key, strlen(msgs[i].key)),
+				    RD_KAFKA_V_VALUE(msgs[i].buf, msgs[i].len),
+				    RD_KAFKA_V_HEADER(SW_REPLAY_HDR, hv, (ssize_t)hl),
+				    RD_KAFKA_V_END);
 			else
 				e = rd_kafka_producev(
 					rk, RD_KAFKA_V_TOPIC(topic),
@@ -382,18 +388,20 @@ static double rp_raw(const char *bootstrap, const char *topic, const struct rp_m
 		die("raw produce", "not every message was delivered");
 	s = secs(sw_mono_ns() - t0);
 	rd_kafka_destroy(rk);
+	rp_cpu = secs(cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - c0);
 	return (double)n / s;
 }
 
 /* events/s of sw_replay_publish of the whole log into topic. */
 static double rp_replay(const char *bootstrap, const char *logdir, const char *topic,
-			const char *state, uint64_t n)
+			const char *state, uint64_t n, int mark)
 {
 	struct sw_replay_opts o;
 	struct sw_replay_progress pr;
 	rd_kafka_t *rk = rp_client(bootstrap, RD_KAFKA_PRODUCER);
 	char err[512];
-	int64_t t0;
+	int64_t t0, c0;
+	double s;
 
 	rp_topic(rk, topic);
 	rd_kafka_destroy(rk);
@@ -402,15 +410,19 @@ static double rp_replay(const char *bootstrap, const char *logdir, const char *t
 	o.bootstrap = bootstrap;
 	o.topic = topic;
 	o.state = state;
+	o.mark = mark;
 	o.sel.since_us = INT64_MIN;
 	o.sel.until_us = INT64_MAX;
 	unlink(state);
 	t0 = sw_mono_ns();
+	c0 = cpu_ns(CLOCK_PROCESS_CPUTIME_ID);
 	if (sw_replay_publish(&o, &pr, err, sizeof(err)) != SW_REPLAY_OK)
 		die("replay publish", err);
+	s = secs(sw_mono_ns() - t0);
+	rp_cpu = secs(cpu_ns(CLOCK_PROCESS_CPUTIME_ID) - c0);
 	if (pr.done != n || pr.sent != n)
 		die("replay publish", "not every event was published");
-	return (double)n / secs(sw_mono_ns() - t0);
+	return (double)n / s;
 }
 
 #define RP_ROUNDS 5
@@ -433,14 +445,16 @@ static int median_round(const double *v, const double *base)
 
 /* Two figures of n events whose input is input_len bytes: name (against a
  * raw produce of the same bytes) and name_headers (against a raw produce of
- * the same bytes with the three headers replay adds). */
+ * the same bytes with the header replay adds). */
 static void replay_bench(const char *dir, const char *bootstrap, uint64_t n, size_t input_len,
 			 const char *name)
 {
-	static const char *const sides[3] = {"raw", "rawhdr", "replay"};
+	static const char *const sides[4] = {"raw", "rawhdr", "replay", "replaymark"};
 	char logdir[4200], state[4200], topic[128], hname[64];
 	struct rp_msg *msgs = calloc(n, sizeof(*msgs));
-	double raw[RP_ROUNDS], rawh[RP_ROUNDS], rep[RP_ROUNDS];
+	double raw[RP_ROUNDS], rawh[RP_ROUNDS], rep[RP_ROUNDS], repm[RP_ROUNDS];
+	double craw[RP_ROUNDS], crawh[RP_ROUNDS], crep[RP_ROUNDS],
+	    crepm[RP_ROUNDS]; /* per CPU s */
 	uint64_t i;
 	int k, m;
 
@@ -457,39 +471,63 @@ static void replay_bench(const char *dir, const char *bootstrap, uint64_t n, siz
 	snprintf(topic, sizeof(topic), "bench-audit-%d-%s-warm-raw", (int)getpid(), name);
 	(void)rp_raw(bootstrap, topic, msgs, n, 0);
 	snprintf(topic, sizeof(topic), "bench-audit-%d-%s-warm-replay", (int)getpid(), name);
-	(void)rp_replay(bootstrap, logdir, topic, state, n);
+	(void)rp_replay(bootstrap, logdir, topic, state, n, 0);
 	for (k = 0; k < RP_ROUNDS; k++) {
 		int j;
 
-		for (j = 0; j < 3; j++) { /* each round starts with another side */
-			int side = (j + k) % 3;
+		for (j = 0; j < 4; j++) { /* each round starts with another side */
+			int side = (j + k) % 4;
 
 			snprintf(topic, sizeof(topic), "bench-audit-%d-%s-%s-%d", (int)getpid(),
 				 name, sides[side], k);
-			if (side == 0)
+			if (side == 0) {
 				raw[k] = rp_raw(bootstrap, topic, msgs, n, 0);
-			else if (side == 1)
+				craw[k] = (double)n / rp_cpu;
+			} else if (side == 1) {
 				rawh[k] = rp_raw(bootstrap, topic, msgs, n, 1);
-			else
-				rep[k] = rp_replay(bootstrap, logdir, topic, state, n);
+				crawh[k] = (double)n / rp_cpu;
+			} else if (side == 2) {
+				rep[k] = rp_replay(bootstrap, logdir, topic, state, n, 0);
+				crep[k] = (double)n / rp_cpu;
+			} else {
+				repm[k] = rp_replay(bootstrap, logdir, topic, state, n, 1);
+				crepm[k] = (double)n / rp_cpu;
+			}
 		}
 		fprintf(stderr,
-			"bench-audit: %s round %d: %.0f events/s (raw %.0f: %.3f; raw with the "
-			"headers %.0f: %.3f)\n",
-			name, k, rep[k], raw[k], rep[k] / raw[k], rawh[k], rep[k] / rawh[k]);
+			"bench-audit: %s round %d: %.0f events/s (raw %.0f: %.3f); --mark %.0f "
+			"(raw with the header %.0f: %.3f)\n",
+			name, k, rep[k], raw[k], rep[k] / raw[k], repm[k], rawh[k],
+			repm[k] / rawh[k]);
+		fprintf(
+		    stderr,
+		    "bench-audit: %s round %d: %.0f events/cpu-s (raw %.0f: %.3f); --mark %.0f "
+		    "(raw with the header %.0f: %.3f)\n",
+		    name, k, crep[k], craw[k], crep[k] / craw[k], crepm[k], crawh[k],
+		    crepm[k] / crawh[k]);
 	}
 	m = median_round(rep, raw);
 	figure(name, rep[m], "events/s", raw[m]);
-	m = median_round(rep, rawh);
+	m = median_round(repm, rawh);
 	snprintf(hname, sizeof(hname), "%s_headers", name);
-	figure(hname, rep[m], "events/s", rawh[m]);
-	fprintf(stderr, "bench-audit: %s = sagewai replay publish of the whole log "
-			"(checked before the first message, state file, delivery reports) into a "
-			"fresh topic; baseline = librdkafka produce of the same bytes and keys "
-			"from memory, same producer settings, flushed (%s: with the three "
-			"replay headers as well); the round (of %d after a warm-up, each "
-			"starting with another side) with the median ratio\n",
-		name, hname, RP_ROUNDS);
+	figure(hname, repm[m], "events/s", rawh[m]);
+	m = median_round(crep, craw);
+	snprintf(hname, sizeof(hname), "%s_per_cpu_second", name);
+	figure(hname, crep[m], "events/cpu-s", craw[m]);
+	m = median_round(crepm, crawh);
+	snprintf(hname, sizeof(hname), "%s_per_cpu_second_headers", name);
+	figure(hname, crepm[m], "events/cpu-s", crawh[m]);
+	fprintf(stderr,
+		"bench-audit: %s = sagewai replay publish of the whole log "
+		"(checked before the first message, state file, delivery reports) into a "
+		"fresh topic; baseline = librdkafka produce of the same bytes and keys "
+		"from memory, same producer settings, flushed (%s_headers: replay --mark "
+		"against the same with the one replay header as well); the round (of %d after a "
+		"warm-up, each "
+		"starting with another side) with the median ratio; "
+		"%s_per_cpu_second(_headers): the same sides in events per CPU second "
+		"of this process (all threads), the figure for a loaded machine\n",
+		name, name, RP_ROUNDS, name);
 	for (i = 0; i < n; i++)
 		free(msgs[i].buf);
 	free(msgs);

@@ -15,9 +15,10 @@ the fingerprints and decodes; confluent-kafka reads Kafka.
 
 Events are deduplicated by header.event_id, as every Sagewai consumer does
 (delivery is at least once, and a replay re-publishes events with their ids
-kept): a repeat is counted, not summed. Messages re-published by replay carry
-the header sagewai.replay.job = "ID/SEQ" (SEQ: their place in the audit log);
-the consumer checks that these rise within each key (order kept per run).
+kept): a repeat is counted, not summed. Messages re-published by
+`sagewai replay publish --mark` carry the header
+sagewai.replay = "ID/SEQ TOPIC/PARTITION/OFFSET" (SEQ: their place in the audit
+log); the consumer checks that these rise within each key (order kept per run).
 
 Usage:
     run_summary.py [--bootstrap SERVERS] [--topics T,...] [--from-beginning]
@@ -56,7 +57,7 @@ MAGIC = b"\xc3\x01"
 # does not store them either); dead letters are the messages that are no
 # events (read them with --topics sagewai.deadletter)
 EXCLUDED = {"sagewai.identity.sealed", "sagewai.deadletter"}
-REPLAY_JOB = "sagewai.replay.job"
+REPLAY_HDR = "sagewai.replay"  # "ID/SEQ TOPIC/PARTITION/OFFSET"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -138,7 +139,7 @@ class Summary:
         self.messages = 0
         self.duplicates = 0
         self.undecodable = collections.Counter()  # reason -> count
-        self.last_replay_seq = {}  # key -> last seq of sagewai.replay.job
+        self.last_replay_seq = {}  # key -> last seq in sagewai.replay
         self.replay_order_errors = 0
         self.replayed = 0
 
@@ -153,12 +154,12 @@ class Summary:
         self.messages += 1
         h = ev["header"]
         eid = str(h["event_id"])  # fastavro may give a uuid.UUID
-        job = headers.get(REPLAY_JOB)
+        job = headers.get(REPLAY_HDR)
         if job is not None:
             self.replayed += 1
             k = key or b""
             try:
-                n = int(job.rsplit("/", 1)[1])
+                n = int(job.split(" ", 1)[0].rsplit("/", 1)[1])
             except (IndexError, ValueError):
                 n = -1
             if n <= self.last_replay_seq.get(k, 0):

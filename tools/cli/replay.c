@@ -28,15 +28,14 @@ static const char group_help[] =
 static const char publish_help[] =
 	"usage: sagewai replay publish --to TOPIC [--log DIR] [--run ID] [--type T]...\n"
 	"           [--since TIME] [--until TIME] [--rate N] [--memory MB] [--state FILE]\n"
-	"           [--kafka SERVERS] [--into-live] [--json]\n"
+	"           [--kafka SERVERS] [--into-live] [--mark] [--json]\n"
 	"\n"
 	"Read the events of the audit log in DIR (default $SAGEWAI_DATA_DIR/audit), checking\n"
 	"its hash chain first (a broken log is refused, naming the record, before anything\n"
 	"is sent), and produce the selected ones to TOPIC: the exact stored bytes, in log\n"
-	"order, keyed by their run id as the original producers key them, with the headers\n"
-	"sagewai.replay=1, sagewai.replay.from=TOPIC/PARTITION/OFFSET (where each came\n"
-	"from) and sagewai.replay.job=ID/SEQ (the job, the record's seq in the log).\n"
-	"Event ids are kept: a consumer that deduplicates by id sees each event once.\n"
+	"order, keyed by their run id as the original producers key them, with no header\n"
+	"(see --mark). Event ids are kept: a consumer that deduplicates by id sees each\n"
+	"event once; a resumed job finds what it delivered by their event ids.\n"
 	"\n"
 	"  --run ID        only the events of run ID\n"
 	"  --type T        only events of type T (repeatable)\n"
@@ -52,6 +51,10 @@ static const char publish_help[] =
 	"                  $SAGEWAI_KAFKA_PRODUCER_CONFIG adds name=value,... settings\n"
 	"  --into-live     allow a live sagewai.* topic as TOPIC: every service consuming\n"
 	"                  it would receive the events again (refused without it)\n"
+	"  --mark          add to each message the header\n"
+	"                  sagewai.replay=\"ID/SEQ TOPIC/PARTITION/OFFSET\" (the job, the\n"
+	"                  record's seq in the log; where the event came from); headers\n"
+	"                  cost librdkafka an allocation per message: ~0.8 x the speed\n"
 	"  --json          progress as JSON lines (the default when stdout is no terminal)\n"
 	"\n"
 	"Exit status: 0 done, 1 failure or interrupted (the state is saved), 2 usage.\n";
@@ -209,7 +212,7 @@ static int replay_publish(struct cli_env *env, int argc, char **argv)
 	struct sw_replay_progress pr;
 	struct sigaction sa, old_int, old_term;
 	struct show show = {0};
-	int into_live = 0, n, rc = CLI_FAIL;
+	int into_live = 0, mark = 0, n, rc = CLI_FAIL;
 	size_t ntypes;
 	enum sw_replay_rc r;
 	const struct cli_opt opts[] = {
@@ -218,7 +221,8 @@ static int replay_publish(struct cli_env *env, int argc, char **argv)
 		{"--until", &until, NULL}, {"--rate", &rate, NULL},
 		{"--state", &state, NULL}, {"--kafka", &kafka, NULL},
 		{"--memory", &memory, NULL},
-		{"--into-live", NULL, &into_live}, {NULL, NULL, NULL},
+		{"--into-live", NULL, &into_live}, {"--mark", NULL, &mark},
+		{NULL, NULL, NULL},
 	};
 
 	memset(&o, 0, sizeof(o));
@@ -280,6 +284,7 @@ static int replay_publish(struct cli_env *env, int argc, char **argv)
 	o.bootstrap = kafka;
 	o.topic = to;
 	o.into_live = into_live;
+	o.mark = mark;
 	o.state = state;
 	o.kafka_extra = extra;
 	o.sel.run_id = run;

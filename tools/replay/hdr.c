@@ -121,11 +121,11 @@ int replay_hdr_peek(const struct replay_hdrs *h, const void *buf, size_t len,
 	if (i == h->n)
 		return 0;
 	p += 10;
-	if (get_str(&p, end, &s, &n) == -1 ||				    /* event_id */
-	    get_str(&p, end, &out->type, &out->type_len) == -1 ||	    /* type */
-	    get_long(&p, end, &out->time_us) == -1 ||			    /* time */
-	    get_str(&p, end, &s, &n) == -1 ||				    /* tenant */
-	    get_str(&p, end, &out->run_id, &out->run_id_len) == -1)	    /* run_id */
+	if (get_str(&p, end, &out->event_id, &out->event_id_len) == -1 || /* event_id */
+	    get_str(&p, end, &out->type, &out->type_len) == -1 ||	  /* type */
+	    get_long(&p, end, &out->time_us) == -1 ||			  /* time */
+	    get_str(&p, end, &s, &n) == -1 ||				  /* tenant */
+	    get_str(&p, end, &out->run_id, &out->run_id_len) == -1)	  /* run_id */
 		return 0;
 	/* what sw_event_decode_header would refuse is left to it */
 	if (out->type_len != strlen(h->type[i]) ||
@@ -164,6 +164,8 @@ int replay_rec_header(const struct replay_hdrs *hdrs, struct sw_event_registry *
 		return 0;
 	if (sw_event_decode_header(reg, rec->payload, rec->payload_len, full, err,
 				   sizeof(err)) == 0) {
+		h->event_id = full->event_id;
+		h->event_id_len = strlen(full->event_id);
 		h->type = full->type;
 		h->type_len = strlen(full->type);
 		h->run_id = full->run_id;
@@ -176,6 +178,21 @@ int replay_rec_header(const struct replay_hdrs *hdrs, struct sw_event_registry *
 		 "than the log?",
 		 rec->seq, err);
 	return -1;
+}
+
+int replay_id_cmp(const void *a, const void *b)
+{
+	return strcmp(((const struct replay_id *)a)->s, ((const struct replay_id *)b)->s);
+}
+
+int replay_id_of(const struct replay_hdr *h, struct replay_id *id)
+{
+	if (h->event_id_len == 0 || h->event_id_len >= sizeof(id->s) ||
+	    memchr(h->event_id, '\0', h->event_id_len) != NULL)
+		return -1;
+	memcpy(id->s, h->event_id, h->event_id_len);
+	memset(id->s + h->event_id_len, 0, sizeof(id->s) - h->event_id_len);
+	return 0;
 }
 
 int replay_needs_header(const struct replay_state *st)

@@ -46,6 +46,7 @@
 enum slot_state { SLOT_SENT = 1, SLOT_ACKED = 2, SLOT_FAILED = 3 };
 
 struct slot {
+	struct replay_item *item; /* produced without a copy: freed on its report */
 	uint64_t seq;
 	int64_t offset;
 	int32_t partition;
@@ -61,8 +62,8 @@ struct job {
 	struct slot *ring;
 	uint64_t head, tail; /* ordinals: [head, tail) not yet released */
 	uint64_t scanned;    /* the last seq the second pass is done with */
-	uint64_t *found;     /* seqs already in the topic (resume), sorted */
-	size_t nfound, ifound;
+	struct replay_id *found; /* ids already in the topic (resume), sorted */
+	size_t nfound;
 	struct sw_replay_progress pr;
 	int64_t t0_ns, last_state_ms, last_progress_ms;
 	char dr_err[256]; /* the first failed delivery */
@@ -204,6 +205,8 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	struct slot *s = &j->ring[ord % RING];
 
 	(void)rk;
+	free(s->item); /* librdkafka is done with its bytes */
+	s->item = NULL;
 	if (m->err != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		s->state = SLOT_FAILED;
 		if (j->dr_err[0] == '\0') {
@@ -383,55 +386,77 @@ static char *put_dec(char *p, int64_t v)
 	return p;
 }
 
-/* Produce one event; waits while the queue or the window is full. */
-static int produce(struct job *j, const struct replay_item *it, char *errstr, size_t errlen)
+/* Produce one event, taking it over (*it is NULL after, whatever the
+ * outcome); waits while the queue or the window is full. The event's bytes
+ * are not copied: the slot holds the item until its delivery report. */
+static int produce(struct job *j, struct replay_item **itp, char *errstr, size_t errlen)
 {
-	char job[64], from[320], *p;
+	/* "ID/SEQ TOPIC/PARTITION/OFFSET" (the id is 36, the topic < 256) */
+	char hv[400], *p;
+	struct replay_item *it = *itp;
 	rd_kafka_resp_err_t e;
 	struct slot *s;
-	int jlen, flen;
+	size_t tl;
 
 	while (j->tail - j->head >= RING)
 		if (tick(j, 10, errstr, errlen) == -1)
-			return -1;
-	/* "ID/SEQ" and "TOPIC/PARTITION/OFFSET" (the id is 36, the topic < 256) */
-	memcpy(job, j->st.id, 36);
-	job[36] = '/';
-	jlen = (int)(put_dec(job + 37, (int64_t)it->seq) - job);
-	flen = (int)strlen(it->topic);
-	memcpy(from, it->topic, (size_t)flen);
-	from[flen++] = '/';
-	p = put_dec(from + flen, it->partition);
-	*p++ = '/';
-	flen = (int)(put_dec(p, it->offset) - from);
+			goto fail;
+	p = hv;
+	if (j->o->mark) {
+		memcpy(hv, j->st.id, 36);
+		hv[36] = '/';
+		p = put_dec(hv + 37, (int64_t)it->seq);
+		*p++ = ' ';
+		tl = strlen(it->topic);
+		memcpy(p, it->topic, tl);
+		p += tl;
+		*p++ = '/';
+		p = put_dec(p, it->partition);
+		*p++ = '/';
+		p = put_dec(p, it->offset);
+	}
 	s = &j->ring[j->tail % RING];
+	s->item = it;
+	*itp = NULL;
 	s->seq = it->seq;
 	s->state = SLOT_SENT;
 	s->partition = -1;
 	s->offset = -1;
 	for (;;) {
-		e = rd_kafka_producev(
-			j->rk, RD_KAFKA_V_TOPIC(j->st.topic),
-			RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			RD_KAFKA_V_KEY(it->key_len ? it->data : NULL, it->key_len),
-			RD_KAFKA_V_VALUE((void *)(it->data + it->key_len), it->len),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR, "1", 1),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_FROM, from, (ssize_t)flen),
-			RD_KAFKA_V_HEADER(SW_REPLAY_HDR_JOB, job, (ssize_t)jlen),
-			RD_KAFKA_V_OPAQUE((void *)(uintptr_t)j->tail), RD_KAFKA_V_END);
+		if (j->o->mark) /* a header costs librdkafka an allocation per message */
+			e = rd_kafka_producev(
+			    j->rk, RD_KAFKA_V_TOPIC(j->st.topic),
+			    RD_KAFKA_V_KEY(it->key_len ? it->data : NULL, it->key_len),
+			    RD_KAFKA_V_VALUE((void *)(it->data + it->key_len), it->len),
+			    RD_KAFKA_V_HEADER(SW_REPLAY_HDR, hv, (ssize_t)(p - hv)),
+			    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)j->tail), RD_KAFKA_V_END);
+		else
+			e = rd_kafka_producev(
+			    j->rk, RD_KAFKA_V_TOPIC(j->st.topic),
+			    RD_KAFKA_V_KEY(it->key_len ? it->data : NULL, it->key_len),
+			    RD_KAFKA_V_VALUE((void *)(it->data + it->key_len), it->len),
+			    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)j->tail), RD_KAFKA_V_END);
 		if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL)
 			break;
 		if (tick(j, 10, errstr, errlen) == -1)
-			return -1;
+			break;
 	}
+	if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL)
+		goto unslot; /* tick failed: errstr says why */
 	if (e != RD_KAFKA_RESP_ERR_NO_ERROR) {
 		snprintf(errstr, errlen, "kafka: producing seq %" PRIu64 " to %s: %s", it->seq,
 			 j->st.topic, rd_kafka_err2str(e));
-		return -1;
+		goto unslot;
 	}
 	j->tail++;
 	j->pr.sent++;
 	return 0;
+unslot: /* not produced: the slot past tail is not in the window */
+	s->item = NULL;
+fail:
+	free(it);
+	*itp = NULL;
+	return -1;
 }
 
 /* Hold back to the rate: wait until sent / elapsed <= rate. */
@@ -476,11 +501,11 @@ static enum sw_replay_rc pass_publish(struct job *j, struct replay_reader *r, ch
 			if (j->o->stop != NULL && *j->o->stop)
 				break;
 			if ((j->o->rate > 0 && pace(j, errstr, errlen) == -1) ||
-			    produce(j, g->items[i], errstr, errlen) == -1) {
+			    produce(j, &g->items[i], errstr, errlen) == -1) {
 				replay_group_free(g);
 				return SW_REPLAY_FAIL;
 			}
-			j->scanned = g->items[i]->seq;
+			j->scanned = j->ring[(j->tail - 1) % RING].seq;
 			if ((++n & 63) == 0 && tick(j, 0, errstr, errlen) == -1) {
 				replay_group_free(g);
 				return SW_REPLAY_FAIL;
@@ -607,7 +632,8 @@ enum sw_replay_rc sw_replay_publish(const struct sw_replay_opts *o, struct sw_re
 		goto out;
 	}
 	/* the reader checks the log, holding the selection, while we wait */
-	if (loaded && replay_resume_scan(o, &j.st, &j.found, &j.nfound, errstr, errlen) == -1)
+	if (loaded && replay_resume_scan(o, &j.st, &j.hdrs, j.reg, &j.found, &j.nfound, errstr,
+					 errlen) == -1)
 		goto out;
 	if ((reader = replay_reader_start(o->log_dir, &j.st, loaded, j.found, j.nfound,
 					  o->hold_bytes ? o->hold_bytes : REPLAY_HOLD, errstr,
@@ -685,6 +711,8 @@ out:
 		rd_kafka_flush(j.rk, 1000); /* only after a failure is anything left */
 		rd_kafka_destroy(j.rk);
 	}
+	for (; j.ring != NULL && j.head < j.tail; j.head++) /* never reported */
+		free(j.ring[j.head % RING].item);
 	if (j.counted) /* the first pass went through: the counts mean something */
 		report(&j, 1);
 	if (out != NULL)

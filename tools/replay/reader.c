@@ -88,8 +88,8 @@ struct replay_reader {
 	uint64_t acked;			  /* the acknowledged seq at the start */
 	int resuming;			  /* the end seq and its hash are the state's */
 	uint8_t end_hash[SW_ALOG_HASH];	  /* a resumed job's end record's hash */
-	const uint64_t *found;
-	size_t nfound, ifound;
+	const struct replay_id *found;
+	size_t nfound;
 	uint64_t total, resumed;
 	struct sw_event_registry *reg;
 	struct replay_hdrs hdrs;
@@ -291,11 +291,14 @@ static int consider(struct replay_reader *r, const struct sw_alog_rec *rec,
 		r->resumed++;
 		return 0;
 	}
-	while (r->ifound < r->nfound && r->found[r->ifound] < rec->seq)
-		r->ifound++;
-	if (r->ifound < r->nfound && r->found[r->ifound] == rec->seq) {
-		g->found++;
-		return 0;
+	if (r->nfound > 0) { /* delivered by a killed run (or already there) */
+		struct replay_id id;
+
+		if (replay_id_of(&h, &id) == 0 &&
+		    bsearch(&id, r->found, r->nfound, sizeof(id), replay_id_cmp) != NULL) {
+			g->found++;
+			return 0;
+		}
 	}
 	if ((*it = item_new(rec, &h)) == NULL) {
 		fail_with(r, "out of memory");
@@ -487,8 +490,9 @@ static void *reader_main(void *arg)
 }
 
 struct replay_reader *replay_reader_start(const char *dir, const struct replay_state *st,
-					  int resuming, const uint64_t *found, size_t nfound,
-					  size_t max_bytes, char *errstr, size_t errlen)
+					  int resuming, const struct replay_id *found,
+					  size_t nfound, size_t max_bytes, char *errstr,
+					  size_t errlen)
 {
 	struct replay_reader *r = calloc(1, sizeof(*r));
 	int e;

@@ -67,8 +67,8 @@ struct replay_hdrs {
 	size_t n;
 };
 struct replay_hdr {
-	const char *type, *run_id; /* into the message, not NUL-terminated */
-	size_t type_len, run_id_len;
+	const char *event_id, *type, *run_id; /* into the message, not NUL-terminated */
+	size_t event_id_len, type_len, run_id_len;
 	int64_t time_us;
 };
 /* 0, or -1 (out of memory). */
@@ -91,6 +91,15 @@ int replay_needs_header(const struct replay_state *st);
 int replay_rec_header(const struct replay_hdrs *hdrs, struct sw_event_registry *reg,
 		      const struct sw_alog_rec *rec, struct replay_hdr *h,
 		      struct sw_event_header *full, char *errstr, size_t errlen);
+
+/* An event id (a UUID, 36 characters), NUL-terminated; what a resume
+ * finds in the target (sorted by replay_id_cmp). */
+struct replay_id {
+	char s[40];
+};
+int replay_id_cmp(const void *a, const void *b);
+/* The event id of h as a key: 0, or -1 when it cannot be one (too long). */
+int replay_id_of(const struct replay_hdr *h, struct replay_id *id);
 
 /* reader.c: the second pass read ahead on its own thread */
 struct replay_item {
@@ -122,11 +131,13 @@ struct replay_check {
 	uint64_t total, resumed; /* as struct sw_replay_progress */
 };
 /* Start reading dir for the job st (resuming: up to its end seq, whose
- * hash must be the state's), found (sorted) being the seqs already in the
- * topic; at most max_bytes of events wait for the producer. NULL + errstr. */
+ * hash must be the state's), found (sorted) being the ids of the events
+ * already in the topic past the state's floors; at most max_bytes of events wait for the producer.
+ * NULL + errstr. */
 struct replay_reader *replay_reader_start(const char *dir, const struct replay_state *st,
-					  int resuming, const uint64_t *found, size_t nfound,
-					  size_t max_bytes, char *errstr, size_t errlen);
+					  int resuming, const struct replay_id *found,
+					  size_t nfound, size_t max_bytes, char *errstr,
+					  size_t errlen);
 /* Wait up to wait_ms for the reader to leave R_READING; the phase. R_AT_END
  * fills check; R_FAILED fills rc and errstr. */
 enum replay_phase replay_reader_wait(struct replay_reader *r, int wait_ms,
@@ -144,10 +155,11 @@ void replay_group_free(struct replay_group *g);
 enum sw_replay_rc replay_reader_stop(struct replay_reader *r, char *errstr, size_t errlen);
 
 /* resume.c */
-/* The seqs of job st->id found in st->topic past its floors, up to the
- * partitions' ends now, above st->acked_seq: sorted, malloc'd (*seqs, *n).
- * 0 or -1 with errstr. */
+/* The event ids of the messages in st->topic past its floors, up to the
+ * partitions' ends now (read from each message's value, headers or not):
+ * sorted, malloc'd (*ids, *n). 0 or -1 with errstr. */
 int replay_resume_scan(const struct sw_replay_opts *o, const struct replay_state *st,
-		       uint64_t **seqs, size_t *n, char *errstr, size_t errlen);
+		       const struct replay_hdrs *hdrs, struct sw_event_registry *reg,
+		       struct replay_id **ids, size_t *n, char *errstr, size_t errlen);
 
 #endif

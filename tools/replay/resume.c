@@ -4,9 +4,13 @@
  * event it counts as acknowledged (or none: from the beginning); a killed
  * run's later deliveries can only lie past it, since one producer's
  * messages keep their order within a partition. Those offsets are read up
- * to each partition's end as it is now, and every message carrying this
- * job's id and a seq above the acknowledged one (sagewai.replay.job) is
- * collected: the rerun does not send them again.
+ * to each partition's end as it is now, and the event id of every message
+ * there is collected, read from its value (the header sagewai.replay is
+ * optional: --mark): the rerun does not send again an event whose id it
+ * finds. Event ids are unique in the log (the audit service dedupes by
+ * id), so an id found is that event delivered; one put there by someone
+ * else since the job began is that event too, for a consumer that dedupes
+ * by id.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -21,69 +25,46 @@
 #define META_TIMEOUT_MS 10000
 #define READ_IDLE_MS 30000 /* no message for this long before an end: give up */
 
-static int cmp_u64(const void *a, const void *b)
-{
-	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static int header_str(rd_kafka_headers_t *h, const char *name, char *out, size_t outlen)
-{
-	const void *v;
-	size_t n;
-
-	if (h == NULL || rd_kafka_header_get_last(h, name, &v, &n) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    v == NULL || n == 0 || n >= outlen)
-		return -1;
-	memcpy(out, v, n);
-	out[n] = '\0';
-	return 0;
-}
-
 struct found {
-	uint64_t *v;
+	struct replay_id *v;
 	size_t n, cap;
 };
 
-static int found_add(struct found *f, uint64_t seq)
+/* Take one message: its event id goes into f (a value that is not an
+ * event of this registry is no event of this job: skipped). 0 or -1. */
+static int take(const rd_kafka_message_t *m, const struct replay_hdrs *hdrs,
+		struct sw_event_registry *reg, struct found *f)
 {
+	struct sw_event_header full;
+	struct replay_hdr h;
+	char err[256];
+
+	if (m->payload == NULL || m->len == 0)
+		return 0;
+	memset(&h, 0, sizeof(h));
+	if (replay_hdr_peek(hdrs, m->payload, m->len, &h) != 1) {
+		if (sw_event_decode_header(reg, m->payload, m->len, &full, err, sizeof(err)) != 0)
+			return 0;
+		h.event_id = full.event_id;
+		h.event_id_len = strlen(full.event_id);
+	}
 	if (f->n == f->cap) {
 		size_t cap = f->cap ? f->cap * 2 : 1024;
-		uint64_t *nv = realloc(f->v, cap * sizeof(*nv));
+		struct replay_id *nv = realloc(f->v, cap * sizeof(*nv));
 
 		if (nv == NULL)
 			return -1;
 		f->v = nv;
 		f->cap = cap;
 	}
-	f->v[f->n++] = seq;
+	if (replay_id_of(&h, &f->v[f->n]) == 0)
+		f->n++;
 	return 0;
 }
 
-/* Take one message: a seq of this job above acked goes into f. */
-static int take(const rd_kafka_message_t *m, const struct replay_state *st, struct found *f)
-{
-	rd_kafka_headers_t *h = NULL;
-	char job[96], *end;
-	size_t idlen = strlen(st->id);
-	uint64_t seq;
-
-	if (rd_kafka_message_headers(m, &h) != RD_KAFKA_RESP_ERR_NO_ERROR)
-		return 0;
-	/* "ID/SEQ" of this job */
-	if (header_str(h, SW_REPLAY_HDR_JOB, job, sizeof(job)) != 0 ||
-	    strncmp(job, st->id, idlen) != 0 || job[idlen] != '/' || job[idlen + 1] < '0' ||
-	    job[idlen + 1] > '9')
-		return 0;
-	seq = strtoull(job + idlen + 1, &end, 10);
-	if (*end != '\0' || seq <= st->acked_seq || seq > st->end_seq)
-		return 0;
-	return found_add(f, seq);
-}
-
 int replay_resume_scan(const struct sw_replay_opts *o, const struct replay_state *st,
-		       uint64_t **seqs, size_t *n, char *errstr, size_t errlen)
+		       const struct replay_hdrs *hdrs, struct sw_event_registry *reg,
+		       struct replay_id **ids, size_t *n, char *errstr, size_t errlen)
 {
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_topic_partition_list_t *assign = NULL;
@@ -97,7 +78,7 @@ int replay_resume_scan(const struct sw_replay_opts *o, const struct replay_state
 	char err[512];
 	int rc = -1;
 
-	*seqs = NULL;
+	*ids = NULL;
 	*n = 0;
 	if (rd_kafka_conf_set(conf, "bootstrap.servers", o->bootstrap, err, sizeof(err)) != 0 ||
 	    rd_kafka_conf_set(conf, "group.id", "sagewai-replay-resume", err, sizeof(err)) != 0 ||
@@ -185,7 +166,7 @@ int replay_resume_scan(const struct sw_replay_opts *o, const struct replay_state
 		if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF ||
 		    (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && m->partition >= 0 &&
 		     m->partition < np && m->offset + 1 >= ends[m->partition])) {
-			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && take(m, st, &f) == -1) {
+			if (m->err == RD_KAFKA_RESP_ERR_NO_ERROR && take(m, hdrs, reg, &f) == -1) {
 				rd_kafka_message_destroy(m);
 				snprintf(errstr, errlen, "out of memory");
 				goto out;
@@ -199,7 +180,7 @@ int replay_resume_scan(const struct sw_replay_opts *o, const struct replay_state
 				 rd_kafka_message_errstr(m));
 			rd_kafka_message_destroy(m);
 			goto out;
-		} else if (take(m, st, &f) == -1) {
+		} else if (take(m, hdrs, reg, &f) == -1) {
 			rd_kafka_message_destroy(m);
 			snprintf(errstr, errlen, "out of memory");
 			goto out;
@@ -207,8 +188,8 @@ int replay_resume_scan(const struct sw_replay_opts *o, const struct replay_state
 		rd_kafka_message_destroy(m);
 	}
 	if (f.n > 1)
-		qsort(f.v, f.n, sizeof(*f.v), cmp_u64);
-	*seqs = f.v;
+		qsort(f.v, f.n, sizeof(*f.v), replay_id_cmp);
+	*ids = f.v;
 	*n = f.n;
 	f.v = NULL;
 	rc = 0;

@@ -9,14 +9,13 @@
  * held in memory meanwhile (up to hold_bytes; a larger selection is read
  * again, and checked again, after a first pass). Then each is produced,
  * unchanged (the exact stored bytes), in log order, with the Kafka key of
- * its original producers (header.run_id; none when it is empty) and the
- * headers
+ * its original producers (header.run_id; none when it is empty), no
+ * Kafka header unless o->mark, then one:
  *
- *     sagewai.replay       "1"
- *     sagewai.replay.from  "TOPIC/PARTITION/OFFSET": where the audit service
- *                          consumed the event (topic names hold no '/')
- *     sagewai.replay.job   "ID/SEQ": the job's id (a UUIDv7, kept in the
- *                          state) and the record's seq in the log
+ *     sagewai.replay  "ID/SEQ TOPIC/PARTITION/OFFSET": the job's id (a
+ *                     UUIDv7, kept in the state) and the record's seq in the
+ *                     log; where the audit service consumed the event
+ *                     (topic names hold neither '/' nor ' ')
  *
  * through an idempotent producer (acks=all), so each key's events keep
  * their order in the target partition. Event ids are kept: a consumer that
@@ -31,8 +30,10 @@
  * after the last such event. A rerun with the same state checks that the
  * log still holds the same records up to the end seq (the hash chain ends
  * in the same hash), reads the target partitions from those offsets to
- * their ends, and does not send again the events of this job it finds
- * there (those the killed run had delivered after its last state write).
+ * their ends, and does not send again the selected events whose event id
+ * (read from each message's value) it finds there: those the killed run
+ * had delivered after its last state write. The event bytes are handed to
+ * librdkafka without a copy and freed on their delivery report.
  * So a kill -9 at any point followed by a rerun leaves each event once in
  * the target topic.
  *
@@ -46,11 +47,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Three headers, not one per field: each costs the producer an allocation
+/* One header, not one per field: each costs the producer an allocation
  * and its bytes on the wire, per message. */
 #define SW_REPLAY_HDR "sagewai.replay"
-#define SW_REPLAY_HDR_FROM "sagewai.replay.from"
-#define SW_REPLAY_HDR_JOB "sagewai.replay.job"
 
 /* Which events of the log a job publishes: all four must match. Only
  * events are published (records of kind SW_ALOG_EVENT); dead letters kept
@@ -89,6 +88,7 @@ struct sw_replay_opts {
 				  (a larger selection makes a first pass of its own) */
 	const char *const *kafka_extra; /* "name=value" librdkafka settings, NULL-ended, or NULL;
 					   idempotence and acks=all cannot be changed */
+	int mark;			/* add the header sagewai.replay to every message */
 	struct sw_replay_select sel;
 	sw_replay_progress_cb progress; /* may be NULL; called every progress_ms and at the end */
 	int progress_ms;		/* 0: 1000 */
