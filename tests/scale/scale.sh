@@ -1,0 +1,167 @@
+#!/usr/bin/env bash
+# Faults under load on the replicated shape: a three-node Kafka cluster
+# (harness start --brokers 3: replication 3, min.insync.replicas 2) and two
+# instances of every service (tools/lib/stack.sh sw_stack_start2).
+#
+#   scale.sh [FAULT...]   default: broker leader rolling kill pg
+#
+# For each fault, $SW_SCALE_RUNS (80) mixed runs are submitted (half to each
+# scheduler; "mix": llm, sandboxed, llm; "plain": llm, llm; llm-mock answers
+# after 300 ms), then with them in flight:
+#   broker   kill -9 of broker 2, started again 5 s later
+#   leader   kill -9 of the leader of sagewai.steps partition 0, started
+#            again 5 s later
+#   rolling  every service instance restarted in turn (SIGTERM, started,
+#            healthy, next)
+#   kill     kill -9 of one instance of each service, each restarted
+#   pg       PostgreSQL restarted
+# and then: every run succeeded (runs.py wait, bounded), and the time from
+# the fault to the first run finishing after it is printed (RECOVERY lines).
+# At the end, over all runs: the union of the two audit logs holds every
+# run's run.finished once and exactly one SUCCEEDED step.finished per step
+# (no effect lost or duplicated), no log holds an event twice, both logs
+# verify (sagewai audit verify with the signing key's public key), and both
+# schedulers handled runs (their metrics).
+set -euo pipefail
+
+root=${SW_SOURCE_DIR:?run through ctest}
+build=${SW_BUILD_DIR:?run through ctest}
+# shellcheck source=../../tools/lib/stack.sh
+. "$root/tools/lib/stack.sh"
+here=$root/tests/scale
+nruns=${SW_SCALE_RUNS:-80}
+faults=${*:-broker leader rolling kill pg}
+
+work=$build/tests-tmp/scale-$$
+rm -rf "$work"
+mkdir -p "$work"
+cli=$build/tools/cli/sagewai
+export SW_CLI=$cli
+fail() {
+	echo "FAIL (scale): $*" >&2
+	for f in "$work"/*.log "$work"/harness/kafka-*.log; do
+		[ -f "$f" ] || continue
+		echo "--- $f" >&2
+		tail -n 10 "$f" >&2
+	done
+	exit 1
+}
+trap 'sw_stack_stop "$work"' EXIT
+[ -x /usr/bin/bwrap ] || fail "bubblewrap is missing: sandboxd cannot run"
+H() { "$root/tests/harness/harness" "$@"; }
+
+t=$(date +%s)
+SW_STACK_BROKERS=3 SAGEWAI_LOG_LEVEL=warn SW_STACK_LLM_ARGS="--delay-ms 300" \
+	sw_stack_start "$work" "$build" real || fail "stack did not start"
+grep -qx sandboxd "$work/services" || fail "sandboxd did not start"
+for s in audit identity sandboxd worker scheduler; do
+	grep -qx "$s" "$work/services" || continue
+	sw_stack_start2 "$work" "$build" "$s" || fail "$s-2 did not start"
+done
+sw_stack_ready "$work" || fail "the scheduler has no partitions"
+set -a
+# shellcheck disable=SC1091
+. "$work/stack.sh.env"
+set +a
+echo "stack: 3 brokers, $(grep -c -- '-2$' "$work/services") services twice," \
+	"up in $(($(date +%s) - t)) s"
+
+step() { # NAME MODE RUN-OR-PROMPT
+	printf '  - name: %s\n    timeout: 60s\n    retries: 3\n    backoff: 200ms\n' "$1"
+	case $2 in
+	llm) printf '    uses: llm\n    with: {prompt: "%s"}\n' "$3" ;;
+	sandboxed) printf '    mode: sandboxed\n    run: "%s"\n' "$3" ;;
+	esac
+}
+{
+	echo "name: mix"
+	echo "steps:"
+	step ask llm 'Say something about ${{ input.n }}'
+	step box sandboxed 'echo boxed'
+	step tell llm 'Tell ${{ steps.box.output.stdout }}'
+} >"$work/mix.yaml"
+{
+	echo "name: plain"
+	echo "steps:"
+	step ask llm 'Say something about ${{ input.n }}'
+	step tell llm 'Tell more about ${{ input.n }}'
+} >"$work/plain.yaml"
+"$cli" workflow apply "$work/mix.yaml" >/dev/null || fail "apply mix"
+"$cli" workflow apply "$work/plain.yaml" >/dev/null || fail "apply plain"
+urls="$SAGEWAI_URL $(sw_stack_url "$work" scheduler-2)"
+
+instances() { grep -v '^llm-mock$' "$work/services"; }
+
+fault() {
+	local n s
+	case $1 in
+	broker)
+		H kafka-kill "$work/harness" 2
+		sleep 5
+		H kafka-start "$work/harness" 2 >/dev/null
+		;;
+	leader)
+		n=$(H kafka-leader "$work/harness" sagewai.steps 0)
+		[ -n "$n" ] && [ "$n" != -1 ] || fail "no leader of sagewai.steps 0"
+		echo "leader of sagewai.steps 0: broker $n"
+		H kafka-kill "$work/harness" "$n"
+		sleep 5
+		H kafka-start "$work/harness" "$n" >/dev/null
+		;;
+	rolling)
+		for s in $(instances); do
+			sw_stack_restart "$work" "$s" || fail "$s did not come back"
+		done
+		;;
+	kill)
+		for s in scheduler worker-2 sandboxd audit-2 identity; do
+			grep -qx "$s" "$work/services" || continue
+			sw_stack_kill "$work" "$s" KILL
+			sw_stack_restart "$work" "$s" || fail "$s did not come back"
+		done
+		;;
+	pg) H pg-restart "$work/harness" >/dev/null ;;
+	*) fail "no fault $1" ;;
+	esac
+}
+
+: >"$work/runs"
+for f in $faults; do
+	# shellcheck disable=SC2086
+	python3 "$here/runs.py" submit "$nruns" "$work/runs.$f" $urls || fail "$f: submit"
+	cat "$work/runs.$f" >>"$work/runs"
+	t0=$(date +%s.%N)
+	fault "$f"
+	echo "fault $f: injected in $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-5) s"
+	python3 "$here/runs.py" wait "$work/runs.$f" "$t0" 300 >"$work/result.$f" ||
+		{ cat "$work/result.$f"; fail "$f"; }
+	sed "s/^/$f: /" "$work/result.$f"
+	# the cluster whole again before the next fault
+	H kafka-isr "$work/harness" 180 || fail "$f: replicas not back in sync"
+done
+
+# both schedulers handled runs
+for s in scheduler scheduler-2; do
+	m=$(curl -fsS "$(sw_stack_url "$work" "$s")/metrics") || fail "$s metrics"
+	sub=$(sed -n 's/^sagewai_scheduler_runs_submitted_total \([0-9]*\).*/\1/p' <<<"$m")
+	con=$(sed -n 's/^sagewai_scheduler_events_consumed_total \([0-9]*\).*/\1/p' <<<"$m")
+	echo "$s (since its last restart): runs submitted ${sub:-0}, events consumed ${con:-0}"
+	[ "${con:-0}" -gt 0 ] || fail "$s consumed no events: the partitions are not shared"
+done
+
+# the audit logs: wait until the union holds every run's end, then check it
+for _ in $(seq 1 120); do
+	"$build/services/audit/sagewai-audit" dump "$work/data/audit" >"$work/dump-1" 2>&1 || true
+	"$build/services/audit/sagewai-audit" dump "$work/data-2/audit" >"$work/dump-2" 2>&1 || true
+	python3 "$here/runs.py" audit "$work/runs" "$work/dump-1" "$work/dump-2" \
+		>"$work/audit.out" 2>&1 && break
+	sleep 1
+done
+cat "$work/audit.out"
+grep -q '^audit:' "$work/audit.out" || fail "audit logs"
+for d in data data-2; do
+	"$cli" audit verify "$work/$d/audit" --pubkeys "$work/audit.pub" ||
+		fail "$d/audit does not verify"
+done
+sed -n 's/^RECOVERY/recovery (s):/p' "$work"/result.*
+echo "scale: $(wc -l <"$work/runs") runs, all succeeded, every step exactly once"
