@@ -1,14 +1,14 @@
 #!/usr/bin/env python3
 """The scale test's load and checks (see scale.sh).
 
-  runs.py submit N OUT URL...   submit N runs (two workflows, alternating),
-                                each to the next scheduler URL in turn, 4 at a
-                                time through the CLI ($SW_CLI); run ids to OUT
-  runs.py wait RUNS T0 LIMIT    poll every run until it ends (at most LIMIT
-                                s): fail unless all succeeded; print the time
-                                from T0 (the fault, epoch s) to the first run
-                                that finished after it, and the steps/s before
-                                T0 and after the first finish after it
+  runs.py load N OUT T0FILE LIMIT URL...
+      submit N runs (workflows mix and plain in turn), each to the next
+      scheduler URL, 4 at a time through the CLI ($SW_CLI), run ids appended
+      to OUT as they come, while polling every submitted run until it ends
+      (at most LIMIT s). Fail unless all N succeeded. T0FILE holds the time
+      of the fault (epoch s, written meanwhile by scale.sh): print the time
+      from it to the first run finishing after it (RECOVERY), the steps/s
+      before it and when a 10 s window is back at 80 % of that rate
   runs.py audit RUNS DUMP...    the union of the audit logs (sagewai-audit
                                 dump outputs): every run's run.finished and
                                 exactly one SUCCEEDED step.finished per
@@ -19,6 +19,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 
@@ -28,66 +29,103 @@ def fail(msg):
     sys.exit(1)
 
 
-def submit(n, out, urls):
-    cli = os.environ["SW_CLI"]
-
-    def one(i):
-        wf = "mix" if i % 2 == 0 else "plain"
-        env = dict(os.environ, SAGEWAI_URL=urls[i % len(urls)])
-        for attempt in range(5):
-            p = subprocess.run([cli, "--json", "run", "submit", wf, "--input",
-                                json.dumps({"n": i})], env=env,
-                               capture_output=True, text=True, timeout=120)
-            if p.returncode == 0:
-                return json.loads(p.stdout)["run_id"]
-            time.sleep(1)
-        fail("submit %d: %s" % (i, p.stderr.strip()))
-
-    with cf.ThreadPoolExecutor(4) as ex:
-        ids = list(ex.map(one, range(n)))
-    with open(out, "w") as f:
-        f.write("\n".join(ids) + "\n")
-
-
 def get(url):
     with urllib.request.urlopen(url, timeout=20) as r:
         return json.load(r)
 
 
-def wait(runs_file, t0, limit):
-    url = os.environ["SAGEWAI_URL"]
-    runs = open(runs_file).read().split()
+def load(n, out, t0_file, limit, urls):
+    """Submit n runs (4 at a time) while polling every submitted one."""
+    cli = os.environ["SW_CLI"]
+    ids = []
+    lock = threading.Lock()
+    errors = []
+
+    def one(i):
+        wf = "mix" if i % 2 == 0 else "plain"
+        env = dict(os.environ, SAGEWAI_URL=urls[i % len(urls)])
+        err = ""
+        for _ in range(10):
+            try:
+                p = subprocess.run([cli, "--json", "run", "submit", wf, "--input",
+                                    json.dumps({"n": i})], env=env,
+                                   capture_output=True, text=True, timeout=60)
+            except subprocess.TimeoutExpired:
+                err = "timed out"
+                continue
+            if p.returncode == 0:
+                rid = json.loads(p.stdout)["run_id"]
+                with lock:
+                    ids.append((rid, time.time()))
+                    with open(out, "a") as f:
+                        f.write(rid + "\n")
+                return
+            err = p.stderr.strip()
+            time.sleep(1)  # a scheduler restarting: submit again
+        with lock:
+            errors.append("submit %d: %s" % (i, err))
+
+    ex = cf.ThreadPoolExecutor(4)
+    futs = [ex.submit(one, i) for i in range(n)]
     done = {}  # run -> (state, seen at, steps)
     end = time.time() + limit
-    while len(done) < len(runs) and time.time() < end:
-        for r in runs:
+    while time.time() < end:
+        with lock:
+            cur = list(ids)
+        for r, _ in cur:
             if r in done:
                 continue
-            try:
-                j = get("%s/v1/runs/%s" % (url, r))
-            except Exception:
-                continue  # a scheduler restarting: ask again
+            j = None
+            for u in urls:  # any instance answers (the state is PostgreSQL's)
+                try:
+                    j = get("%s/v1/runs/%s" % (u, r))
+                    break
+                except Exception:
+                    continue  # that one is restarting
+            if j is None:
+                continue
             if j["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
                 done[r] = (j["state"], time.time(), len(j.get("steps", [])))
-        time.sleep(0.5)
-    left = [r for r in runs if r not in done]
-    if left:
-        fail("%d of %d runs not finished in %d s (e.g. %s)" % (len(left), len(runs), limit,
-                                                               left[0]))
+        if all(f.done() for f in futs) and len(done) == len(ids):
+            break
+        time.sleep(0.3)
+    ex.shutdown(wait=False, cancel_futures=True)
+    if errors:
+        fail("%d submits failed: %s" % (len(errors), errors[0]))
+    left = [r for r, _ in ids if r not in done]
+    if left or len(ids) < n:
+        fail("%d of %d runs not finished in %d s (e.g. %s)"
+             % (len(left) + n - len(ids), n, limit, left[0] if left else "-"))
     bad = [(r, s[0]) for r, s in done.items() if s[0] != "succeeded"]
     if bad:
         fail("%d runs did not succeed: %s" % (len(bad), bad[:5]))
-    after = sorted(s[1] for s in done.values() if s[1] >= t0)
-    rec = after[0] - t0 if after else 0.0
-    before = [s for s in done.values() if s[1] < t0]
-    print("runs %d, all succeeded; finished before the fault %d; first run finished %.1f s "
-          "after the fault; last %.1f s after" % (len(runs), len(before), rec,
-                                                 (after[-1] - t0) if after else 0.0))
-    if after:
-        steps = sum(s[2] for s in done.values() if s[1] > after[0])
-        span = after[-1] - after[0]
-        if span > 0:
-            print("after recovery: %.1f steps/s" % (steps / span))
+    try:
+        t0 = float(open(t0_file).read())
+    except (OSError, ValueError):
+        fail("no fault time in " + t0_file)
+    fin = sorted((s[1], s[2]) for s in done.values())
+    after = [t for t, _ in fin if t >= t0]
+    rec = after[0] - t0 if after else float("nan")
+    # steps/s before the fault (from the first finish) and the first time
+    # after it that a 10 s window reaches 80 % of that rate again
+    first = fin[0][0]
+    pre = sum(k for t, k in fin if t < t0) / (t0 - first) if t0 - first > 5 else 0.0
+    back = float("nan")
+    if pre > 0:
+        for t, _ in fin:
+            if t < t0 + 10:
+                continue
+            w = sum(k for u, k in fin if t - 10 <= u <= t) / 10.0
+            if w >= 0.8 * pre:
+                back = t - t0
+                break
+    span = fin[-1][0] - first
+    print("runs %d (%d steps), all succeeded; in flight at the fault %d; first run finished "
+          "%.1f s after the fault, the last %.1f s after; steps/s before the fault %.1f, "
+          "overall %.1f; back to 80%% of the rate after %.1f s"
+          % (n, sum(k for _, k in fin), sum(1 for r, t in ids if t < t0 and done[r][1] >= t0),
+             rec, fin[-1][0] - t0, pre, sum(k for _, k in fin) / span if span > 0 else 0.0,
+             back))
     print("RECOVERY %.1f" % rec)
 
 
@@ -151,10 +189,8 @@ def audit(runs_file, dumps):
 
 if __name__ == "__main__":
     a = sys.argv[1:]
-    if a[0] == "submit":
-        submit(int(a[1]), a[2], a[3:])
-    elif a[0] == "wait":
-        wait(a[1], float(a[2]), int(a[3]))
+    if a[0] == "load":
+        load(int(a[1]), a[2], a[3], int(a[4]), a[5:])
     elif a[0] == "audit":
         audit(a[1], a[2:])
     else:

@@ -5,7 +5,7 @@
 #
 #   scale.sh [FAULT...]   default: broker leader rolling kill pg
 #
-# For each fault, $SW_SCALE_RUNS (80) mixed runs are submitted (half to each
+# For each fault, $SW_SCALE_RUNS (90) mixed runs are submitted (half to each
 # scheduler; "mix": llm, sandboxed, llm; "plain": llm, llm; llm-mock answers
 # after 300 ms), then with them in flight:
 #   broker   kill -9 of broker 2, started again 5 s later
@@ -15,8 +15,12 @@
 #            healthy, next)
 #   kill     kill -9 of one instance of each service, each restarted
 #   pg       PostgreSQL restarted
-# and then: every run succeeded (runs.py wait, bounded), and the time from
-# the fault to the first run finishing after it is printed (RECOVERY lines).
+# the fault once a third of them are submitted (the rest are submitted
+# through it); then every run succeeded (runs.py load, bounded), and the
+# time from the fault to the first run finishing after it is printed
+# (RECOVERY lines) with the steps/s before the fault and when they are back.
+# An instance that exits by itself is restarted as a supervisor would
+# (systemd Restart=on-failure) and named in the output (see supervise).
 # At the end, over all runs: the union of the two audit logs holds every
 # run's run.finished once and exactly one SUCCEEDED step.finished per step
 # (no effect lost or duplicated), no log holds an event twice, both logs
@@ -29,7 +33,7 @@ build=${SW_BUILD_DIR:?run through ctest}
 # shellcheck source=../../tools/lib/stack.sh
 . "$root/tools/lib/stack.sh"
 here=$root/tests/scale
-nruns=${SW_SCALE_RUNS:-80}
+nruns=${SW_SCALE_RUNS:-90}
 faults=${*:-broker leader rolling kill pg}
 
 work=$build/tests-tmp/scale-$$
@@ -46,7 +50,7 @@ fail() {
 	done
 	exit 1
 }
-trap 'sw_stack_stop "$work"' EXIT
+trap 'rm -f "$work/supervise"; sw_stack_stop "$work"' EXIT
 [ -x /usr/bin/bwrap ] || fail "bubblewrap is missing: sandboxd cannot run"
 H() { "$root/tests/harness/harness" "$@"; }
 
@@ -125,20 +129,60 @@ fault() {
 	esac
 }
 
+# The supervisor (systemd's Restart=on-failure, Kubernetes' restartPolicy):
+# an instance that exits by itself (a service stops on a fatal error, e.g.
+# librdkafka's fatal idempotent-producer errors) is started again and named
+# in WORK/supervisor.log, which is printed. Not while a fault is being
+# injected (WORK/fault-active): the fault restarts what it kills.
+supervise() {
+	local s pid
+	while [ -f "$work/supervise" ]; do
+		if [ ! -f "$work/fault-active" ]; then
+			for s in $(instances); do
+				pid=$(cat "$work/$s.pid" 2>/dev/null) || continue
+				sw_pid_alive "$pid" && continue
+				[ -f "$work/supervise" ] || return 0
+				echo "supervisor: $s exited by itself (its last error:" \
+					"$(grep '"level":"error"' "$work/$s.log" | tail -n 1 | cut -c1-300));" \
+					"started again" >>"$work/supervisor.log"
+				sw_stack_launch "$work" "$s" >/dev/null 2>&1 ||
+					echo "supervisor: $s did not start" >>"$work/supervisor.log"
+			done
+		fi
+		sleep 2
+	done
+}
+touch "$work/supervise"
+supervise &
 : >"$work/runs"
+: >"$work/supervisor.log"
 for f in $faults; do
-	# shellcheck disable=SC2086
-	python3 "$here/runs.py" submit "$nruns" "$work/runs.$f" $urls || fail "$f: submit"
-	cat "$work/runs.$f" >>"$work/runs"
-	t0=$(date +%s.%N)
+	python3 "$here/runs.py" load "$nruns" "$work/runs.$f" "$work/t0.$f" 400 $urls \
+		>"$work/result.$f" 2>&1 &
+	load=$!
+	# the fault once a third of the runs are submitted (the rest go on
+	# being submitted through it)
+	for _ in $(seq 1 1200); do
+		[ "$(cat "$work/runs.$f" 2>/dev/null | wc -l)" -ge $((nruns / 3)) ] && break
+		sleep 0.2
+	done
+	touch "$work/fault-active"
+	date +%s.%N >"$work/t0.tmp" && mv "$work/t0.tmp" "$work/t0.$f"
 	fault "$f"
-	echo "fault $f: injected in $(echo "$(date +%s.%N) - $t0" | bc | cut -c1-5) s"
-	python3 "$here/runs.py" wait "$work/runs.$f" "$t0" 300 >"$work/result.$f" ||
-		{ cat "$work/result.$f"; fail "$f"; }
+	rm -f "$work/fault-active"
+	echo "fault $f: injected in $(echo "$(date +%s.%N) - $(cat "$work/t0.$f")" | bc | cut -c1-5) s"
+	wait "$load" || { cat "$work/result.$f"; cat "$work/supervisor.log"; fail "$f"; }
 	sed "s/^/$f: /" "$work/result.$f"
+	cat "$work/runs.$f" >>"$work/runs"
+	if [ -s "$work/supervisor.log" ]; then
+		sed "s/^/$f: /" "$work/supervisor.log"
+		: >"$work/supervisor.log"
+	fi
 	# the cluster whole again before the next fault
 	H kafka-isr "$work/harness" 180 || fail "$f: replicas not back in sync"
 done
+rm -f "$work/supervise"
+wait
 
 # both schedulers handled runs
 for s in scheduler scheduler-2; do
