@@ -5,7 +5,7 @@
 #
 #   scale.sh [FAULT...]   default: broker leader rolling kill pg
 #
-# For each fault, $SW_SCALE_RUNS (90) mixed runs are submitted (half to each
+# For each fault, $SW_SCALE_RUNS (150) mixed runs are submitted (half to each
 # scheduler; "mix": llm, sandboxed, llm; "plain": llm, llm; llm-mock answers
 # after 300 ms), then with them in flight:
 #   broker   kill -9 of broker 2, started again 5 s later
@@ -33,14 +33,13 @@ build=${SW_BUILD_DIR:?run through ctest}
 # shellcheck source=../../tools/lib/stack.sh
 . "$root/tools/lib/stack.sh"
 here=$root/tests/scale
-nruns=${SW_SCALE_RUNS:-90}
+nruns=${SW_SCALE_RUNS:-150}
 faults=${*:-broker leader rolling kill pg}
 
 work=$build/tests-tmp/scale-$$
 rm -rf "$work"
 mkdir -p "$work"
 cli=$build/tools/cli/sagewai
-export SW_CLI=$cli
 fail() {
 	echo "FAIL (scale): $*" >&2
 	for f in "$work"/*.log "$work"/harness/kafka-*.log; do
@@ -154,6 +153,7 @@ supervise() {
 }
 touch "$work/supervise"
 supervise &
+sup=$!
 : >"$work/runs"
 : >"$work/supervisor.log"
 for f in $faults; do
@@ -182,7 +182,7 @@ for f in $faults; do
 	H kafka-isr "$work/harness" 180 || fail "$f: replicas not back in sync"
 done
 rm -f "$work/supervise"
-wait
+wait "$sup"
 
 # both schedulers handled runs
 for s in scheduler scheduler-2; do
