@@ -5,7 +5,7 @@
       submit N runs (workflows mix and plain in turn; POST /v1/runs as the
       CLI does), each to the next scheduler URL, 8 at a time, run ids appended
       to OUT as they come, while polling every submitted run until it ends
-      (at most LIMIT s). Fail unless all N succeeded. T0FILE holds the time
+      (at most LIMIT s; the count of ended runs in OUT.done). Fail unless all N succeeded. T0FILE holds the time
       of the fault (epoch s, written meanwhile by scale.sh): print the time
       from it to the first run finishing after it (RECOVERY), the steps/s
       before it and when a 10 s window is back at 80 % of that rate
@@ -84,6 +84,8 @@ def load(n, out, t0_file, limit, urls):
                 continue
             if j["state"] in ("succeeded", "failed", "cancelled", "timed_out"):
                 done[r] = (j["state"], time.time(), len(j.get("steps", [])))
+                with open(out + ".done", "w") as f:
+                    f.write("%d\n" % len(done))
         if all(f.done() for f in futs) and len(done) == len(ids):
             break
         time.sleep(0.3)
@@ -107,7 +109,7 @@ def load(n, out, t0_file, limit, urls):
     # steps/s before the fault (from the first finish) and the first time
     # after it that a 10 s window reaches 80 % of that rate again
     first = fin[0][0]
-    pre = sum(k for t, k in fin if t < t0) / (t0 - first) if t0 - first > 5 else 0.0
+    pre = sum(k for t, k in fin if t < t0) / (t0 - first) if t0 - first > 2 else 0.0
     back = float("nan")
     if pre > 0:
         for t, _ in fin:

@@ -15,8 +15,8 @@
 #            healthy, next)
 #   kill     kill -9 of one instance of each service, each restarted
 #   pg       PostgreSQL restarted
-# the fault once a third of them are submitted (the rest are submitted
-# through it); then every run succeeded (runs.py load, bounded), and the
+# the fault once a fifth of them have ended and a third are submitted (the
+# rest are submitted through it); then every run succeeded (runs.py load, bounded), and the
 # time from the fault to the first run finishing after it is printed
 # (RECOVERY lines) with the steps/s before the fault and when they are back.
 # An instance that exits by itself is restarted as a supervisor would
@@ -132,44 +132,49 @@ fault() {
 # an instance that exits by itself (a service stops on a fatal error, e.g.
 # librdkafka's fatal idempotent-producer errors) is started again and named
 # in WORK/supervisor.log, which is printed. Not while a fault is being
-# injected (WORK/fault-active): the fault restarts what it kills.
+# injected (the fault restarts what it kills): each look holds the lock
+# WORK/fault.lock, which the fault holds throughout.
 supervise() {
 	local s pid
+	exec 8>"$work/fault.lock"
 	while [ -f "$work/supervise" ]; do
-		if [ ! -f "$work/fault-active" ]; then
-			for s in $(instances); do
-				pid=$(cat "$work/$s.pid" 2>/dev/null) || continue
-				sw_pid_alive "$pid" && continue
-				[ -f "$work/supervise" ] || return 0
-				echo "supervisor: $s exited by itself (its last error:" \
-					"$(grep '"level":"error"' "$work/$s.log" | tail -n 1 | cut -c1-300));" \
-					"started again" >>"$work/supervisor.log"
-				sw_stack_launch "$work" "$s" >/dev/null 2>&1 ||
-					echo "supervisor: $s did not start" >>"$work/supervisor.log"
-			done
-		fi
+		flock 8
+		for s in $(instances); do
+			pid=$(cat "$work/$s.pid" 2>/dev/null) || continue
+			sw_pid_alive "$pid" && continue
+			[ -f "$work/supervise" ] || break
+			echo "supervisor: $s exited by itself (its last error:" \
+				"$(grep '"level":"error"' "$work/$s.log" | tail -n 1 | cut -c1-300));" \
+				"started again" >>"$work/supervisor.log"
+			sw_stack_launch "$work" "$s" >/dev/null 2>&1 ||
+				echo "supervisor: $s did not start" >>"$work/supervisor.log"
+		done
+		flock -u 8
 		sleep 2
 	done
 }
 touch "$work/supervise"
 supervise &
 sup=$!
+exec 9>"$work/fault.lock"
 : >"$work/runs"
 : >"$work/supervisor.log"
 for f in $faults; do
 	python3 "$here/runs.py" load "$nruns" "$work/runs.$f" "$work/t0.$f" 400 $urls \
 		>"$work/result.$f" 2>&1 &
 	load=$!
-	# the fault once a third of the runs are submitted (the rest go on
-	# being submitted through it)
-	for _ in $(seq 1 1200); do
-		[ "$(cat "$work/runs.$f" 2>/dev/null | wc -l)" -ge $((nruns / 3)) ] && break
+	# the fault once a fifth of the runs have ended (the steps/s before it
+	# are known) and a third are submitted (the rest go on being
+	# submitted through it)
+	for _ in $(seq 1 1500); do
+		[ "$(cat "$work/runs.$f" 2>/dev/null | wc -l)" -ge $((nruns / 3)) ] &&
+			[ "$(cat "$work/runs.$f.done" 2>/dev/null || echo 0)" -ge $((nruns / 5)) ] && break
 		sleep 0.2
 	done
-	touch "$work/fault-active"
+	flock 9
 	date +%s.%N >"$work/t0.tmp" && mv "$work/t0.tmp" "$work/t0.$f"
 	fault "$f"
-	rm -f "$work/fault-active"
+	flock -u 9
 	echo "fault $f: injected in $(echo "$(date +%s.%N) - $(cat "$work/t0.$f")" | bc | cut -c1-5) s"
 	wait "$load" || { cat "$work/result.$f"; cat "$work/supervisor.log"; fail "$f"; }
 	sed "s/^/$f: /" "$work/result.$f"
