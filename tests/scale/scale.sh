@@ -212,5 +212,7 @@ for d in data data-2; do
 	"$cli" audit verify "$work/$d/audit" --pubkeys "$work/audit.pub" ||
 		fail "$d/audit does not verify"
 done
-sed -n 's/^RECOVERY/recovery (s):/p' "$work"/result.*
+for f in $faults; do
+	echo "recovery after $f: $(sed -n 's/^RECOVERY //p' "$work/result.$f") s"
+done
 echo "scale: $(wc -l <"$work/runs") runs, all succeeded, every step exactly once"
