@@ -147,7 +147,7 @@ sw_pg_svc_dsn() {
 sw_pg_owner() {
 	[ "$(id -u)" = 0 ] || return 0
 	case "$1" in
-	sandboxd) echo "${SW_SANDBOXD_USER:-65533:65533}" ;;
+	sandboxd | sandboxd-[2-9]) echo "${SW_SANDBOXD_USER:-65533:65533}" ;;
 	esac
 }
 

@@ -6,6 +6,8 @@
 #       worker, scheduler) on a Kafka and a PostgreSQL chosen by KIND:
 #         embedded  sagewai-devbroker and a private PostgreSQL cluster (default)
 #         real      the test harness: Apache Kafka (KRaft) and PostgreSQL
+#                   (SW_STACK_BROKERS=3: its three-node cluster, harness
+#                   start --brokers 3, in WORK/harness)
 #         env       those named by $SAGEWAI_KAFKA_BOOTSTRAP and $SAGEWAI_PG_DSN
 #                   (a fresh database is created there for this stack)
 #       and write WORK/stack.env (KEY=VALUE) and WORK/stack.sh.env (sourceable).
@@ -37,6 +39,15 @@
 #       SW_STACK_POLICY=0), sagewai-policy runs too (after identity, before
 #       sandboxd), with identity's admin token when identity runs; its URL
 #       (the API and the approvals page) is SAGEWAI_POLICY_URL.
+#   sw_stack_start2 WORK BUILD NAME    a second instance NAME-2 of a running
+#       service (scheduler, worker, sandboxd, audit, identity): NAME's
+#       settings (NAME.gen.env, then NAME.env, then NAME-2.env), DSN and
+#       keys, its own port (WORK/NAME-2.port, no URL in stack.env), its own
+#       SAGEWAI_INSTANCE_ID where NAME has one (NAME's with "-2"); audit-2
+#       its own data directory WORK/data-2 and its own index database
+#       (DB_audit_2: an index holds one log's seqs); sandboxd-2 its own seal key
+#       (WORK/secrets/sandboxd-2.seal.key), listed in identity's hosts file
+#       as sandboxd-2. Kill, restart and stop treat NAME-2 like any service.
 #   sw_stack_restart WORK NAME         restart one service (after kill -9, or to
 #                                      pick up WORK/NAME.env, extra settings),
 #                                      on the port it had
@@ -147,9 +158,15 @@ sw_stack_service() {
 	sw_stack_launch "$work" "$name"
 }
 
+# sw_stack_base NAME: the service an instance name NAME-2 is of (NAME itself
+# for a first instance)
+sw_stack_base() {
+	case "$1" in *-[2-9]) echo "${1%-[2-9]}" ;; *) echo "$1" ;; esac
+}
+
 # The services on the libs/service frame (they read SAGEWAI_* settings).
 sw_stack_is_service() { # NAME
-	case "$1" in scheduler | worker | sandboxd | audit | identity | policy) return 0 ;; esac
+	case "$(sw_stack_base "$1")" in scheduler | worker | sandboxd | audit | identity | policy) return 0 ;; esac
 	return 1
 }
 
@@ -157,7 +174,7 @@ sw_stack_is_service() { # NAME
 sw_stack_keys() {
 	sw_stack_is_service "$1" || return 0
 	echo SAGEWAI_KAFKA_BOOTSTRAP SAGEWAI_LOG_LEVEL SAGEWAI_KAFKA_CONSUMER_CONFIG
-	case "$1" in
+	case "$(sw_stack_base "$1")" in
 	audit) echo SAGEWAI_DATA_DIR ;;
 	worker) echo SAGEWAI_LLM_BASE_URL SAGEWAI_LLM_MODEL ;;
 	esac
@@ -165,6 +182,7 @@ sw_stack_keys() {
 
 # The secrets a caller may set in WORK/NAME.env, and who uses each.
 sw_stack_secret_user() { # KEY NAME: 0 when service NAME uses secret KEY
+	set -- "$1" "$(sw_stack_base "$2")"
 	case "$1" in
 	SAGEWAI_LLM_API_KEY) [ "$2" = worker ] ;;
 	SAGEWAI_ADMIN_TOKEN) [ "$2" = scheduler ] || [ "$2" = identity ] || [ "$2" = policy ] ;;
@@ -255,7 +273,12 @@ sw_stack_exec() {
 		else
 			echo "stack: $k withheld from $name (another service's secret)" >>"$work/$name.log"
 		fi
-	done < <(sw_stack_file_vars "$work/$name.gen.env" "$work/$name.env")
+	done < <(if [ "$(sw_stack_base "$name")" = "$name" ]; then
+		sw_stack_file_vars "$work/$name.gen.env" "$work/$name.env"
+	else
+		sw_stack_file_vars "$work/$name.gen.env" "$work/$(sw_stack_base "$name").env" \
+			"$work/$name.env"
+	fi)
 	for a in "$@"; do
 		[ "$a" = @PORT@ ] && a=$port
 		args+=("$a")
@@ -410,7 +433,12 @@ sw_stack_start() {
 		sw_stack_db_env "$work" "$db" || return 1
 		;;
 	real)
-		"$sw_stack_root/tests/harness/harness" start "$work/harness" >/dev/null
+		if [ "${SW_STACK_BROKERS:-1}" = 1 ]; then
+			"$sw_stack_root/tests/harness/harness" start "$work/harness" >/dev/null
+		else
+			"$sw_stack_root/tests/harness/harness" start "$work/harness" \
+				--brokers "$SW_STACK_BROKERS" >/dev/null
+		fi
 		bootstrap=$(sed -n 's/^SAGEWAI_KAFKA_BOOTSTRAP=//p' "$work/harness/env")
 		dsn=$(sed -n 's/^SAGEWAI_PG_DSN=//p' "$work/harness/env")
 		for svc in $sw_pg_services; do
@@ -562,6 +590,61 @@ sw_stack_audit_key() {
 	fi
 	echo "SAGEWAI_AUDIT_SIGNING_KEY_FILE=$key" >>"$work/audit.gen.env"
 	sw_stack_env_set "$work" SAGEWAI_AUDIT_PUBKEYS "$work/audit.pub"
+}
+
+sw_stack_start2() { # WORK BUILD NAME
+	local work=$1 build=$2 base=$3 name=$3-2 pub d=$1/secrets/identity
+	local -a args=()
+	grep -qx "$base" "$work/services" 2>/dev/null ||
+		{ echo "stack: $base is not running in $work" >&2; return 1; }
+	case "$base" in
+	scheduler | worker) ;;
+	sandboxd | audit | identity) args=(serve) ;;
+	*) echo "stack: no second instance of $base" >&2; return 1 ;;
+	esac
+	[ ! -s "$work/$base.dsn" ] || cp "$work/$base.dsn" "$work/$name.dsn"
+	sed 's/^SAGEWAI_INSTANCE_ID=\(.*\)$/SAGEWAI_INSTANCE_ID=\1-2/' \
+		"$work/$base.gen.env" >"$work/$name.gen.env" 2>/dev/null || : >"$work/$name.gen.env"
+	case "$base" in
+	audit)
+		echo "SAGEWAI_DATA_DIR=$work/data-2" >>"$work/$name.gen.env"
+		# the index (schema audit) is keyed by the seqs of one log: each
+		# instance keeps its own, in a database of its own
+		local admin role cur db
+		admin=$(sw_stack_env_get "$work" SAGEWAI_PG_DSN) || return 1
+		role=$(sed -n 's/.*user=\([^ ]*\).*/\1/p' "$work/audit.dsn")
+		cur=$(sed -n 's/.*dbname=\([^ ]*\).*/\1/p' "$work/audit.dsn")
+		db=${cur:-postgres}_audit_2
+		sw_pg_psql "$admin dbname=postgres" <<-EOF >/dev/null || return 1
+			SELECT 'CREATE DATABASE $db' WHERE NOT EXISTS
+			 (SELECT 1 FROM pg_database WHERE datname = '$db') \gexec
+		EOF
+		sw_pg_schemas "$admin dbname=$db" "${role%audit}" >/dev/null || return 1
+		echo "$(cat "$work/audit.dsn") dbname=$db" >"$work/$name.dsn"
+		;;
+	sandboxd)
+		if grep -q '^SAGEWAI_SANDBOXD_SEAL_KEY_FILE=' "$work/$name.gen.env"; then
+			if [ ! -s "$work/secrets/$name.seal.key" ]; then
+				rm -f "$work/secrets/$name.seal.key" "$work/secrets/$name.seal.pub"
+				"$build/tools/keygen/sagewai-keygen" x25519 "$work/secrets/$name.seal.key" \
+					"$work/secrets/$name.seal.pub" || return 1
+			fi
+			[ -z "$(sw_pg_owner "$name")" ] ||
+				chown "$(sw_pg_owner "$name")" "$work/secrets/$name.seal.key"
+			sed -i "s|^SAGEWAI_SANDBOXD_SEAL_KEY_FILE=.*|SAGEWAI_SANDBOXD_SEAL_KEY_FILE='$work/secrets/$name.seal.key'|" \
+				"$work/$name.gen.env"
+			pub=$("$build/tools/keygen/sagewai-keygen" x25519-pub \
+				"$work/secrets/$name.seal.key") || return 1
+			{
+				grep -v "^$name " "$d/hosts" || true
+				printf '%s %s\n' "$name" "$pub"
+			} >"$d/hosts.tmp" && chmod 600 "$d/hosts.tmp" && mv -f "$d/hosts.tmp" "$d/hosts"
+		fi
+		;;
+	esac
+	sw_stack_service "$work" "$name" "$build/services/$base/sagewai-$base" "${args[@]}" ||
+		return 1
+	sw_stack_wait_http "$(sw_stack_url "$work" "$name")" "$name" "$work"
 }
 
 sw_stack_stop() {
