@@ -6,19 +6,22 @@
  * and destroys sandboxes; the child drops to an unprivileged uid (when
  * started as root), then speaks Kafka, PostgreSQL and HTTP, drives the tool
  * runners and runs the egress proxies. They talk over a SOCK_SEQPACKET
- * socketpair, one JSON request and one JSON reply at a time:
+ * socketpair in fixed, length-checked binary messages (privmsg.h: a header
+ * of type, length and request id; fixed-size fields and length-prefixed
+ * strings), never JSON parsed as root:
  *
- *   {"op":"create","variant":"base","net":"none","limits":{...}}
- *       -> {"ok":true,"handle":N,"pid":P,"start_us":U,"limits":{...}}
- *          with SCM_RIGHTS: the runner's control socket (READY already
- *          read) and, for egress_only, a socket listening on
- *          127.0.0.1:SBD_EGRESS_PORT inside the sandbox's network namespace
- *   {"op":"destroy","handle":N}
- *       -> {"ok":true,"utime_us":..,"stime_us":..,"maxrss_kb":..,"oom_killed":b}
- *   anything else, or a bad field -> {"ok":false,"error":"..."}
+ *   CREATE {net, limits[8], variant}
+ *       -> CREATED {handle, pid, start_us, limits[8]} with SCM_RIGHTS: the
+ *          runner's control socket (READY already read) and, for
+ *          egress_only, a socket listening on 127.0.0.1:SBD_EGRESS_PORT
+ *          inside the sandbox's network namespace
+ *   DESTROY {handle}
+ *       -> DESTROYED {utime_us, stime_us, maxrss_kb, oom_killed}
+ *   anything else, a message sbd_pm_decode refuses, or a refused request
+ *       -> ERROR {text}, carrying the request's id
  *
- * The parent trusts nothing the child says: it parses each datagram
- * strictly, loads the variant from its own catalogue, takes limits only
+ * The parent trusts nothing the child says: it decodes each datagram
+ * strictly (its size, every length, every field's range), loads the variant from its own catalogue, takes limits only
  * when they lower the variant's (a CPU limit above it is lowered to it),
  * fixes the sandbox's environment itself (and its workspace: a tmpfs of
  * the sandbox's disk_bytes, never a host directory), and holds at most max_sandboxes. So a
@@ -46,51 +49,39 @@
 #include <unistd.h>
 #include <arpa/inet.h>
 
+#include "privmsg.h"
 #include "sandboxd.h"
 
-#define PRIV_MSG_MAX 16384
-#define PRIV_LIMIT_KEYS 8
 #define PRIV_LIMIT_CPU 6 /* cpu_millis: lowered to the variant's, not refused */
-
-static const char *const limit_names[PRIV_LIMIT_KEYS] = {
-    "nproc",   "memory_bytes", "cpu_seconds", "file_size_bytes",
-    "nofile",  "wall_ms",	    "cpu_millis",  "disk_bytes"};
 
 static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
 {
-	const uint64_t f[PRIV_LIMIT_KEYS] = {l->nproc,		 l->memory_bytes, l->cpu_seconds,
-					     l->file_size_bytes, l->nofile,	  l->wall_ms,
-					     l->cpu_millis,	 l->disk_bytes};
+	const uint64_t f[SBD_PM_LIMITS] = {l->nproc,	       l->memory_bytes, l->cpu_seconds,
+					   l->file_size_bytes, l->nofile,	l->wall_ms,
+					   l->cpu_millis,      l->disk_bytes};
 	return f[i];
 }
 
 static void limit_set(struct sw_sandbox_limits *l, int i, uint64_t v)
 {
-	uint64_t *f[PRIV_LIMIT_KEYS] = {&l->nproc,	     &l->memory_bytes, &l->cpu_seconds,
-					&l->file_size_bytes, &l->nofile,       &l->wall_ms,
-					&l->cpu_millis,	     &l->disk_bytes};
+	uint64_t *f[SBD_PM_LIMITS] = {&l->nproc,	   &l->memory_bytes, &l->cpu_seconds,
+				      &l->file_size_bytes, &l->nofile,	     &l->wall_ms,
+				      &l->cpu_millis,	   &l->disk_bytes};
 	*f[i] = v;
 }
 
 /* ---- the wire: one datagram, optional fds ---------------------------------- */
 
-static int send_msg(int fd, json_t *o, const int *fds, int nfds)
+static int send_raw(int fd, const void *buf, size_t len, const int *fds, int nfds)
 {
-	char *text = json_dumps(o, JSON_COMPACT);
 	union {
 		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov;
-	struct msghdr mh = {0};
+	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	ssize_t n;
 
-	if (text == NULL)
-		return -1;
-	iov.iov_base = text;
-	iov.iov_len = strlen(text);
-	mh.msg_iov = &iov;
-	mh.msg_iovlen = 1;
 	if (nfds > 0) {
 		struct cmsghdr *c;
 
@@ -106,39 +97,45 @@ static int send_msg(int fd, json_t *o, const int *fds, int nfds)
 	do
 		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
 	while (n < 0 && errno == EINTR);
-	free(text);
-	return n == (ssize_t)iov.iov_len ? 0 : -1;
+	return n == (ssize_t)len ? 0 : -1;
+}
+
+static int send_pm(int fd, const struct sbd_pm *m, const int *fds, int nfds)
+{
+	uint8_t buf[SBD_PM_MAX];
+	size_t n = sbd_pm_encode(m, buf, sizeof(buf));
+
+	if (n == 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	return send_raw(fd, buf, n, fds, nfds);
 }
 
 /*
- * Receive one datagram into a JSON object; up to 2 fds into fds[] (-1 when
- * absent). Returns 1, 0 at EOF, -1 on error (errno, or EBADMSG for a bad
- * datagram, whose fds are closed). EINTR is returned to the caller.
+ * Receive one datagram into buf (cap bytes); up to 2 fds into fds[] (-1
+ * when absent). Returns its length, 0 at EOF, -1 on error (errno; EBADMSG
+ * for a truncated datagram or one with more than 2 fds, whose fds are
+ * closed). EINTR is returned to the caller.
  */
-static int recv_msg(int fd, json_t **out, int fds[2])
+static ssize_t recv_raw(int fd, uint8_t *buf, size_t cap, int fds[2])
 {
-	char *buf = malloc(PRIV_MSG_MAX + 1);
 	union {
 		char buf[CMSG_SPACE(2 * sizeof(int))];
 		struct cmsghdr align;
 	} u;
-	struct iovec iov = {.iov_base = buf, .iov_len = PRIV_MSG_MAX + 1};
+	struct iovec iov = {.iov_base = buf, .iov_len = cap};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	struct cmsghdr *c;
 	ssize_t n;
 	int bad = 0;
 
 	fds[0] = fds[1] = -1;
-	*out = NULL;
-	if (buf == NULL)
-		return -1;
 	mh.msg_control = u.buf;
 	mh.msg_controllen = sizeof(u.buf);
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
-	if (n <= 0) {
-		free(buf);
-		return n == 0 ? 0 : -1;
-	}
+	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_TRUNC);
+	if (n <= 0)
+		return n;
 	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
 		size_t k;
 
@@ -155,16 +152,32 @@ static int recv_msg(int fd, json_t **out, int fds[2])
 				close(f), bad = 1;
 		}
 	}
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || n > PRIV_MSG_MAX)
+	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || (size_t)n > cap)
 		bad = 1;
-	if (!bad) {
-		*out = json_loadb(buf, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
-		bad = *out == NULL || !json_is_object(*out);
-	}
-	free(buf);
 	if (bad) {
-		json_decref(*out);
-		*out = NULL;
+		for (int i = 0; i < 2; i++)
+			if (fds[i] >= 0)
+				close(fds[i]), fds[i] = -1;
+		errno = EBADMSG;
+		return -1;
+	}
+	return n;
+}
+
+/* One message: 1, 0 at EOF, -1 (errno; EBADMSG with err for a message
+ * sbd_pm_decode refused, m->id then its header's id or 0). */
+static int recv_pm(int fd, struct sbd_pm *m, int fds[2], char *err, size_t errlen)
+{
+	uint8_t buf[SBD_PM_MAX];
+	ssize_t n = recv_raw(fd, buf, sizeof(buf), fds);
+
+	memset(m, 0, sizeof(*m));
+	if (n <= 0) {
+		if (n < 0 && errno == EBADMSG)
+			snprintf(err, errlen, "oversized or truncated message, or stray fds");
+		return (int)n;
+	}
+	if (sbd_pm_decode(buf, (size_t)n, m, err, errlen) != 0) {
 		for (int i = 0; i < 2; i++)
 			if (fds[i] >= 0)
 				close(fds[i]), fds[i] = -1;
@@ -270,7 +283,6 @@ static int egress_listener(pid_t pid, char *err, size_t errlen)
 	if ((kid = fork()) == 0) {
 		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(SBD_EGRESS_PORT)};
 		int s, code = 1;
-		json_t *o;
 
 		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		if ((userfd >= 0 && setns(userfd, CLONE_NEWUSER) != 0) ||
@@ -281,7 +293,7 @@ static int egress_listener(pid_t pid, char *err, size_t errlen)
 		else if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 			 bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s, 64) != 0)
 			code = 4;
-		else if ((o = json_object()) != NULL && send_msg(sv[1], o, &s, 1) == 0)
+		else if (send_raw(sv[1], "L", 1, &s, 1) == 0)
 			code = 0;
 		_exit(code);
 	}
@@ -297,14 +309,13 @@ static int egress_listener(pid_t pid, char *err, size_t errlen)
 	while (waitpid(kid, &status, 0) < 0 && errno == EINTR)
 		;
 	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		json_t *o;
+		uint8_t one_byte;
 		int fds[2];
 
-		if (recv_msg(sv[0], &o, fds) == 1) {
+		if (recv_raw(sv[0], &one_byte, 1, fds) == 1) {
 			fd = fds[0];
 			if (fds[1] >= 0)
 				close(fds[1]);
-			json_decref(o);
 		}
 	}
 	close(sv[0]);
@@ -319,12 +330,13 @@ static int egress_listener(pid_t pid, char *err, size_t errlen)
 	return fd;
 }
 
-static json_t *reply_error(const char *fmt, const char *a)
+/* Send an ERROR reply to request id: fmt with one %s. */
+static void reply_error(struct priv *p, uint32_t id, const char *fmt, const char *a)
 {
-	char msg[700];
+	struct sbd_pm r = {.type = SBD_PM_ERROR, .id = id};
 
-	snprintf(msg, sizeof(msg), fmt, a);
-	return json_pack("{s:b, s:s}", "ok", 0, "error", msg);
+	snprintf(r.u.error.text, sizeof(r.u.error.text), fmt, a);
+	send_pm(p->sock, &r, NULL, 0);
 }
 
 static void box_free(struct priv_box *b, struct sw_sandbox_usage *final)
@@ -356,59 +368,39 @@ static int sandbox_env(const struct sw_sandbox_variant *v, enum sw_sandbox_net n
 	return 0;
 }
 
-static void do_create(struct priv *p, json_t *req)
+static void do_create(struct priv *p, const struct sbd_pm *req)
 {
-	const char *op, *variant = NULL, *net_s = NULL;
-	json_t *lim = NULL, *reply, *lj;
 	const struct sw_sandbox_variant *v;
-	enum sw_sandbox_net net;
+	enum sw_sandbox_net net = (enum sw_sandbox_net)req->u.create.net;
 	struct sw_sandbox_limits limits = {0};
 	struct sw_sandbox_spec spec = {0};
 	struct priv_box *b = NULL;
 	struct sw_sandbox_stats st;
+	struct sbd_pm reply = {.type = SBD_PM_CREATED, .id = req->id};
 	const char *env[8];
 	char err[600], path[1024];
 	int fds[2] = {-1, -1}, nfds = 1;
 	int64_t t0 = sw_mono_ns();
-	const char *k;
-	json_t *val;
 
-	if (json_unpack(req, "{s:s, s:s, s:s, s?o !}", "op", &op, "variant", &variant, "net",
-			&net_s, "limits", &lim) != 0) {
-		reply = reply_error("bad create request%s", "");
+	/* sbd_pm_decode checked net's range and the variant's length and
+	 * bytes; the catalogue checks the name itself */
+	if ((v = variant_get(p, req->u.create.variant, err, sizeof(err))) == NULL) {
+		reply_error(p, req->id, "%s", err);
 		goto out;
 	}
-	if (sw_sandbox_net_parse(net_s, &net) != 0) {
-		reply = reply_error("unknown network policy '%.40s'", net_s);
-		goto out;
-	}
-	if ((v = variant_get(p, variant, err, sizeof(err))) == NULL) {
-		reply = reply_error("%s", err);
-		goto out;
-	}
-	if (lim != NULL && !json_is_object(lim)) {
-		reply = reply_error("limits is not an object%s", "");
-		goto out;
-	}
-	json_object_foreach(lim, k, val)
-	{
-		uint64_t want, ceil = 0;
-		int i;
+	for (int i = 0; i < SBD_PM_LIMITS; i++) {
+		uint64_t want = req->u.create.limits[i], ceil = limit_get(&v->limits, i);
 
-		for (i = 0; i < PRIV_LIMIT_KEYS && strcmp(k, limit_names[i]) != 0; i++)
-			;
-		if (i < PRIV_LIMIT_KEYS)
-			ceil = limit_get(&v->limits, i);
-		if (i == PRIV_LIMIT_KEYS || !json_is_integer(val) || json_integer_value(val) < 0 ||
-		    (uint64_t)json_integer_value(val) >
-			(i == PRIV_LIMIT_CPU ? SW_SANDBOX_CPU_MILLIS_MAX : ceil)) {
-			reply = reply_error("limit '%.40s' is unknown or over the variant's", k);
+		if (want == 0) /* not asked: the variant's */
+			continue;
+		if (want > (i == PRIV_LIMIT_CPU ? SW_SANDBOX_CPU_MILLIS_MAX : ceil)) {
+			reply_error(p, req->id, "limit '%s' is over the variant's",
+				    sbd_pm_limit_names[i]);
 			goto out;
 		}
 		/* A variant's CPU maximum is optional (0: none) and the child's
 		 * copy of the catalogue may be older than ours: lowering to
 		 * ours only ever narrows what was asked. */
-		want = (uint64_t)json_integer_value(val);
 		if (i == PRIV_LIMIT_CPU && ceil > 0 && want > ceil)
 			want = ceil;
 		limit_set(&limits, i, want);
@@ -417,106 +409,83 @@ static void do_create(struct priv *p, json_t *req)
 		char n[32];
 
 		snprintf(n, sizeof(n), "%zu", p->cfg->max_sandboxes);
-		reply = reply_error("this host already holds its maximum of %s sandboxes", n);
+		reply_error(p, req->id, "this host already holds its maximum of %s sandboxes", n);
 		goto out;
 	}
 	if ((b = calloc(1, sizeof(*b))) == NULL) {
-		reply = reply_error("out of memory%s", "");
+		reply_error(p, req->id, "out of memory%s", "");
 		goto out;
 	}
 	spec.variant = v;
 	spec.net = net;
 	spec.limits = limits;
 	if (sandbox_env(v, net, env, path, sizeof(path)) != 0) {
-		reply = reply_error("variant %s: its env_path makes PATH too long", variant);
+		reply_error(p, req->id, "variant %s: its env_path makes PATH too long", v->name);
 		goto out;
 	}
 	spec.env = env;
 	spec.workspace = NULL; /* a tmpfs of limits.disk_bytes: bounded, no host path */
 	spec.start_timeout_ms = 10000;
 	if ((b->sb = sw_sandbox_create(p->be, &spec, err, sizeof(err))) == NULL) {
-		reply = reply_error("%s", err);
+		reply_error(p, req->id, "%s", err);
 		goto out;
 	}
 	if (sw_sandbox_stats(b->sb, &st) != 0) {
-		reply = reply_error("sandbox has no pid%s", "");
+		reply_error(p, req->id, "sandbox has no pid%s", "");
 		goto out;
 	}
 	if (net == SW_SANDBOX_NET_EGRESS_ONLY) {
 		if ((fds[1] = egress_listener(st.pid, err, sizeof(err))) < 0) {
-			reply = reply_error("%s", err);
+			reply_error(p, req->id, "%s", err);
 			goto out;
 		}
 		nfds = 2;
 	}
 	if ((fds[0] = sw_sandbox_give_fd(b->sb)) < 0) {
-		reply = reply_error("sandbox ended while starting%s", "");
+		reply_error(p, req->id, "sandbox ended while starting%s", "");
 		goto out;
 	}
-	lj = json_object();
-	for (int i = 0; i < PRIV_LIMIT_KEYS; i++)
-		json_object_set_new(
-		    lj, limit_names[i],
-		    json_integer((json_int_t)limit_get(sw_sandbox_limits(b->sb), i)));
+	for (int i = 0; i < SBD_PM_LIMITS; i++)
+		reply.u.created.limits[i] = limit_get(sw_sandbox_limits(b->sb), i);
 	b->handle = ++p->next_handle;
-	reply = json_pack("{s:b, s:I, s:i, s:I, s:o}", "ok", 1, "handle", (json_int_t)b->handle,
-			  "pid", (int)st.pid, "start_us", (json_int_t)((sw_mono_ns() - t0) / 1000),
-			  "limits", lj);
-	if (reply == NULL || send_msg(p->sock, reply, fds, nfds) != 0) {
-		/* the child is gone or could not take it: nobody holds this one */
-		json_decref(reply);
-		for (int i = 0; i < 2; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
-		box_free(b, NULL);
-		return;
-	}
-	json_decref(reply);
-	for (int i = 0; i < 2; i++)
-		close(fds[i]);
+	reply.u.created.handle = b->handle;
+	reply.u.created.pid = (uint32_t)st.pid;
+	reply.u.created.start_us = (uint64_t)((sw_mono_ns() - t0) / 1000);
+	if (send_pm(p->sock, &reply, fds, nfds) != 0)
+		goto out; /* the child is gone or could not take it: nobody holds this one */
 	b->next = p->boxes;
 	p->boxes = b;
 	p->nboxes++;
-	return;
+	b = NULL;
 out:
 	for (int i = 0; i < 2; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
 	if (b != NULL)
 		box_free(b, NULL);
-	if (reply != NULL)
-		send_msg(p->sock, reply, NULL, 0);
-	json_decref(reply);
 }
 
-static void do_destroy(struct priv *p, json_t *req)
+static void do_destroy(struct priv *p, const struct sbd_pm *req)
 {
-	json_int_t h = 0;
-	const char *op;
+	struct sbd_pm reply = {.type = SBD_PM_DESTROYED, .id = req->id};
 	struct priv_box **pp, *b;
 	struct sw_sandbox_usage u;
-	json_t *reply;
 
-	if (json_unpack(req, "{s:s, s:I !}", "op", &op, "handle", &h) != 0) {
-		reply = reply_error("bad destroy request%s", "");
-		goto out;
-	}
-	for (pp = &p->boxes; *pp != NULL && (*pp)->handle != (uint64_t)h; pp = &(*pp)->next)
+	for (pp = &p->boxes; *pp != NULL && (*pp)->handle != req->u.destroy.handle;
+	     pp = &(*pp)->next)
 		;
 	if ((b = *pp) == NULL) {
-		reply = reply_error("no such sandbox%s", "");
-		goto out;
+		reply_error(p, req->id, "no such sandbox%s", "");
+		return;
 	}
 	*pp = b->next;
 	p->nboxes--;
 	box_free(b, &u);
-	reply = json_pack("{s:b, s:I, s:I, s:I, s:b}", "ok", 1, "utime_us", (json_int_t)u.utime_us,
-			  "stime_us", (json_int_t)u.stime_us, "maxrss_kb", (json_int_t)u.maxrss_kb,
-			  "oom_killed", u.oom_killed);
-out:
-	if (reply != NULL)
-		send_msg(p->sock, reply, NULL, 0);
-	json_decref(reply);
+	reply.u.destroyed.utime_us = (uint64_t)u.utime_us;
+	reply.u.destroyed.stime_us = (uint64_t)u.stime_us;
+	reply.u.destroyed.maxrss_kb = (uint64_t)u.maxrss_kb;
+	reply.u.destroyed.oom_killed = u.oom_killed ? 1 : 0;
+	send_pm(p->sock, &reply, NULL, 0);
 }
 
 /* The parent's whole life after the split. Returns the exit code. */
@@ -530,8 +499,8 @@ static int priv_serve(struct priv *p)
 	sigaction(SIGINT, &sa, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	for (;;) {
-		json_t *req;
-		const char *op;
+		struct sbd_pm req;
+		char err[256];
 		int fds[2], n;
 
 		if (got_signal) {
@@ -539,7 +508,7 @@ static int priv_serve(struct priv *p)
 			kill(p->child, got_signal);
 			got_signal = 0;
 		}
-		n = recv_msg(p->sock, &req, fds);
+		n = recv_pm(p->sock, &req, fds, err, sizeof(err));
 		if (n == 0)
 			break;
 		if (n < 0) {
@@ -547,11 +516,8 @@ static int priv_serve(struct priv *p)
 				continue;
 			if (errno == EBADMSG) {
 				sw_log(SW_LOG_WARN, "privileged part: malformed request refused",
-				       NULL);
-				json_t *r = reply_error("malformed request%s", "");
-
-				send_msg(p->sock, r, NULL, 0);
-				json_decref(r);
+				       "why", err, NULL);
+				reply_error(p, req.id, "malformed request: %s", err);
 				continue;
 			}
 			sw_log(SW_LOG_ERROR, "privileged part: socket", "error", strerror(errno),
@@ -562,19 +528,15 @@ static int priv_serve(struct priv *p)
 		for (int i = 0; i < 2; i++) /* nothing is ever passed this way */
 			if (fds[i] >= 0)
 				close(fds[i]);
-		op = json_string_value(json_object_get(req, "op"));
-		if (op != NULL && strcmp(op, "create") == 0) {
-			do_create(p, req);
-		} else if (op != NULL && strcmp(op, "destroy") == 0) {
-			do_destroy(p, req);
+		if (req.type == SBD_PM_CREATE) {
+			do_create(p, &req);
+		} else if (req.type == SBD_PM_DESTROY) {
+			do_destroy(p, &req);
 		} else {
-			json_t *r = reply_error("unknown request%s", "");
-
+			/* a reply's type: well-formed, but never a request */
 			sw_log(SW_LOG_WARN, "privileged part: unknown request refused", NULL);
-			send_msg(p->sock, r, NULL, 0);
-			json_decref(r);
+			reply_error(p, req.id, "unknown request%s", "");
 		}
-		json_decref(req);
 	}
 	/* the child ended (or broke the socket): nothing may outlive it */
 	while (p->boxes != NULL) {
@@ -728,101 +690,100 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 
 /* ---- the unprivileged side (the pool thread) --------------------------------- */
 
-static int call(int sock, json_t *req, json_t **reply, int fds[2], char *err, size_t errlen)
+static uint32_t next_id;
+
+/* Send req, wait for the reply carrying its id (the pool thread is the
+ * only caller). 0 with *reply and fds, or -1 with err (an ERROR reply's
+ * text, or why the exchange failed). */
+static int call(int sock, struct sbd_pm *req, struct sbd_pm *reply, uint16_t want, int fds[2],
+		char *err, size_t errlen)
 {
 	int n;
 
 	fds[0] = fds[1] = -1;
-	if (req == NULL || send_msg(sock, req, NULL, 0) != 0) {
-		json_decref(req);
+	req->id = ++next_id;
+	if (send_pm(sock, req, NULL, 0) != 0) {
 		snprintf(err, errlen, "privileged part: cannot send: %s", strerror(errno));
 		return -1;
 	}
-	json_decref(req);
-	while ((n = recv_msg(sock, reply, fds)) < 0 && errno == EINTR)
+	while ((n = recv_pm(sock, reply, fds, err, errlen)) < 0 && errno == EINTR)
 		;
 	if (n <= 0) {
-		snprintf(err, errlen, "privileged part: %s", n == 0 ? "gone" : strerror(errno));
+		if (n == 0)
+			snprintf(err, errlen, "privileged part: gone");
+		else if (errno != EBADMSG)
+			snprintf(err, errlen, "privileged part: %s", strerror(errno));
 		return -1;
 	}
-	if (!json_is_true(json_object_get(*reply, "ok"))) {
-		const char *e = json_string_value(json_object_get(*reply, "error"));
-
-		snprintf(err, errlen, "%s", e ? e : "privileged part: refused");
-		json_decref(*reply);
-		for (int i = 0; i < 2; i++)
-			if (fds[i] >= 0)
-				close(fds[i]), fds[i] = -1;
-		return -1;
+	if (reply->id != req->id || (reply->type != want && reply->type != SBD_PM_ERROR)) {
+		snprintf(err, errlen, "privileged part: reply %u (type %u) to request %u",
+			 (unsigned)reply->id, (unsigned)reply->type, (unsigned)req->id);
+		goto bad;
+	}
+	if (reply->type == SBD_PM_ERROR) {
+		snprintf(err, errlen, "%s",
+			 reply->u.error.text[0] ? reply->u.error.text : "privileged part: refused");
+		goto bad;
 	}
 	return 0;
+bad:
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]), fds[i] = -1;
+	return -1;
 }
 
 int sbd_priv_create(int sock, const char *variant, enum sw_sandbox_net net,
 		    const struct sw_sandbox_limits *limits, struct sbd_priv_sandbox *out,
 		    char *err, size_t errlen)
 {
-	json_t *lj = json_object(), *reply, *rl;
-	struct sw_sandbox_limits l = {0};
-	json_int_t h = 0, su = 0;
-	int fds[2], pid = 0;
+	struct sbd_pm req = {.type = SBD_PM_CREATE, .u.create.net = (uint8_t)net}, reply;
+	int fds[2];
 
 	memset(out, 0, sizeof(*out));
 	out->ctl_fd = out->egress_fd = -1;
-	if (limits != NULL)
-		l = *limits;
-	for (int i = 0; i < PRIV_LIMIT_KEYS && lj != NULL; i++)
-		if (limit_get(&l, i) > 0)
-			json_object_set_new(lj, limit_names[i],
-					    json_integer((json_int_t)limit_get(&l, i)));
-	if (call(sock,
-		 json_pack("{s:s, s:s, s:s, s:o*}", "op", "create", "variant", variant, "net",
-			   sw_sandbox_net_name(net), "limits", lj),
-		 &reply, fds, err, errlen) != 0)
+	if (strlen(variant) > SBD_PM_VARIANT_MAX) {
+		snprintf(err, errlen, "variant name over %d bytes", SBD_PM_VARIANT_MAX);
 		return -1;
-	rl = json_object_get(reply, "limits");
-	if (json_unpack(reply, "{s:I, s:I, s:i}", "handle", &h, "start_us", &su, "pid", &pid) != 0 ||
-	    fds[0] < 0 || (net == SW_SANDBOX_NET_EGRESS_ONLY) != (fds[1] >= 0) ||
-	    !json_is_object(rl)) {
+	}
+	snprintf(req.u.create.variant, sizeof(req.u.create.variant), "%s", variant);
+	for (int i = 0; i < SBD_PM_LIMITS && limits != NULL; i++)
+		req.u.create.limits[i] = limit_get(limits, i);
+	if (call(sock, &req, &reply, SBD_PM_CREATED, fds, err, errlen) != 0)
+		return -1;
+	if (fds[0] < 0 || (net == SW_SANDBOX_NET_EGRESS_ONLY) != (fds[1] >= 0) ||
+	    reply.u.created.handle == 0) {
 		snprintf(err, errlen, "privileged part: bad create reply");
 		for (int i = 0; i < 2; i++)
 			if (fds[i] >= 0)
 				close(fds[i]);
-		json_decref(reply);
 		return -1;
 	}
-	for (int i = 0; i < PRIV_LIMIT_KEYS; i++)
-		limit_set(&out->limits, i,
-			  (uint64_t)json_integer_value(json_object_get(rl, limit_names[i])));
-	out->handle = (uint64_t)h;
-	out->start_us = su;
-	out->pid = (pid_t)pid;
+	for (int i = 0; i < SBD_PM_LIMITS; i++)
+		limit_set(&out->limits, i, reply.u.created.limits[i]);
+	out->handle = reply.u.created.handle;
+	out->start_us = (int64_t)reply.u.created.start_us;
+	out->pid = (pid_t)reply.u.created.pid;
 	out->ctl_fd = fds[0];
 	out->egress_fd = fds[1];
-	json_decref(reply);
 	return 0;
 }
 
 int sbd_priv_destroy(int sock, uint64_t handle, struct sw_sandbox_usage *final, char *err,
 		     size_t errlen)
 {
-	json_t *reply;
-	json_int_t u = 0, s = 0, r = 0;
-	int fds[2], oom = 0;
+	struct sbd_pm req = {.type = SBD_PM_DESTROY, .u.destroy.handle = handle}, reply;
+	int fds[2];
 
 	memset(final, 0, sizeof(*final));
-	if (call(sock, json_pack("{s:s, s:I}", "op", "destroy", "handle", (json_int_t)handle),
-		 &reply, fds, err, errlen) != 0)
+	if (call(sock, &req, &reply, SBD_PM_DESTROYED, fds, err, errlen) != 0)
 		return -1;
-	json_unpack(reply, "{s?I, s?I, s?I, s?b}", "utime_us", &u, "stime_us", &s, "maxrss_kb", &r,
-		    "oom_killed", &oom);
-	final->utime_us = u;
-	final->stime_us = s;
-	final->maxrss_kb = r;
-	final->oom_killed = oom;
+	final->utime_us = (int64_t)reply.u.destroyed.utime_us;
+	final->stime_us = (int64_t)reply.u.destroyed.stime_us;
+	final->maxrss_kb = (int64_t)reply.u.destroyed.maxrss_kb;
+	final->oom_killed = reply.u.destroyed.oom_killed;
 	for (int i = 0; i < 2; i++)
 		if (fds[i] >= 0)
 			close(fds[i]);
-	json_decref(reply);
 	return 0;
 }

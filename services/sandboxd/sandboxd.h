@@ -1,7 +1,9 @@
 /*
  * sagewai-sandboxd: runs the sandboxed steps of workflow runs on one sandbox
- * host (docs/SANDBOX.md, "sandboxd"). One process, one libevent loop that
- * never blocks, plus the pool thread that starts and destroys sandboxes.
+ * host (docs/SANDBOX.md, "sandboxd"). Two processes (priv.c): a privileged
+ * part that only creates and destroys sandboxes, and the service part
+ * described here — one libevent loop that never blocks, plus the pool
+ * thread that asks the privileged part to start and destroy sandboxes.
  *
  * Flow of one step.dispatched message of mode sandboxed: the mechanics
  * are sw_executor's (libs/executor: offsets, duplicates, other modes left

@@ -14,10 +14,14 @@
  *     refused with SW_SANDBOX_ERR_NO_CPU, never run unbounded);
  *   - egress_only: a second fd listening on 127.0.0.1:3128 inside the
  *     sandbox's own network namespace, reachable from inside only;
- *   - hostile requests (garbage, traversal variant names, unknown network,
- *     limits over the variant's, unknown keys, fds passed in, oversize
- *     datagrams, unknown handles, unknown ops) are refused with an error
- *     and the privileged part keeps serving;
+ *   - hostile messages (garbage, short headers, length fields that
+ *     disagree with the datagram, truncated bodies, strings past the end,
+ *     over their cap or holding a NUL, trailing bytes, unknown types,
+ *     replies sent as requests, traversal variant names, unknown network,
+ *     limits over the variant's, fds passed in, oversize datagrams,
+ *     unknown handles, 300 random mutations) each get one ERROR reply
+ *     with the request's id, create nothing, and the privileged part
+ *     keeps serving;
  *   - at most max_sandboxes at once;
  *   - when the service side ends, the privileged part destroys every
  *     sandbox it holds and exits with the service side's status.
@@ -35,6 +39,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "privmsg.h"
 #include "sandboxd.h"
 #include "sw_test.h"
 
@@ -42,8 +47,9 @@ static const char *runner_path, *variants_dir;
 static char state_dir[256], my_variants[256];
 static int sock;
 
-/* Send raw bytes (and optionally an fd); return the reply's "ok" and copy
- * its error into err. */
+/* Send raw bytes (and optionally an fd); return 1 when the reply is not
+ * an ERROR, and copy an ERROR's text into err. The reply must decode and
+ * carry the request's id (when its header had one). */
 static int raw(const void *buf, size_t len, int pass_fd, char *err, size_t errlen)
 {
 	union {
@@ -52,10 +58,10 @@ static int raw(const void *buf, size_t len, int pass_fd, char *err, size_t errle
 	} u;
 	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	char reply[4096];
-	json_t *o;
+	uint8_t reply[SBD_PM_MAX];
+	struct sbd_pm m;
+	char derr[256];
 	ssize_t n;
-	int ok;
 
 	if (pass_fd >= 0) {
 		struct cmsghdr *c;
@@ -70,26 +76,36 @@ static int raw(const void *buf, size_t len, int pass_fd, char *err, size_t errle
 		memcpy(CMSG_DATA(c), &pass_fd, sizeof(int));
 	}
 	SW_CHECK(sendmsg(sock, &mh, 0) == (ssize_t)len);
-	n = recv(sock, reply, sizeof(reply) - 1, 0);
+	n = recv(sock, reply, sizeof(reply), 0);
 	SW_CHECKF(n > 0, "no reply (%s)", n < 0 ? strerror(errno) : "EOF");
-	reply[n] = '\0';
-	o = json_loads(reply, 0, NULL);
-	SW_CHECKF(o != NULL, "reply is not JSON: %s", reply);
-	ok = json_is_true(json_object_get(o, "ok"));
-	snprintf(err, errlen, "%s",
-		 json_string_value(json_object_get(o, "error")) ? json_string_value(
-								      json_object_get(o, "error"))
-								: "");
-	json_decref(o);
-	return ok;
+	SW_CHECKF(sbd_pm_decode(reply, (size_t)n, &m, derr, sizeof(derr)) == 0,
+		  "reply does not decode: %s", derr);
+	if (len >= SBD_PM_HDR && len <= SBD_PM_MAX)
+		SW_CHECKF(m.id == ((uint32_t)((const uint8_t *)buf)[6] << 24 |
+				   (uint32_t)((const uint8_t *)buf)[7] << 16 |
+				   (uint32_t)((const uint8_t *)buf)[8] << 8 |
+				   ((const uint8_t *)buf)[9]),
+			  "reply id %u", (unsigned)m.id);
+	snprintf(err, errlen, "%s", m.type == SBD_PM_ERROR ? m.u.error.text : "");
+	return m.type != SBD_PM_ERROR;
 }
 
-static void refused(const char *req, const char *needle)
+static void refused_bytes(const char *what, const void *req, size_t len, const char *needle)
 {
-	char err[512];
+	char err[800];
 
-	SW_CHECKF(!raw(req, strlen(req), -1, err, sizeof(err)), "accepted: %s", req);
-	SW_CHECKF(strstr(err, needle) != NULL, "%s: error '%s' lacks '%s'", req, err, needle);
+	SW_CHECKF(!raw(req, len, -1, err, sizeof(err)), "accepted: %s", what);
+	SW_CHECKF(strstr(err, needle) != NULL, "%s: error '%s' lacks '%s'", what, err, needle);
+}
+
+/* A well-formed message, then refused. */
+static void refused(const struct sbd_pm *m, const char *needle)
+{
+	uint8_t buf[SBD_PM_MAX];
+	size_t n = sbd_pm_encode(m, buf, sizeof(buf));
+
+	SW_CHECK(n > 0);
+	refused_bytes("message", buf, n, needle);
 }
 
 /* Run argv in an attached sandbox; stdout into out. */
@@ -354,45 +370,103 @@ static void check_egress(void)
 	SW_CHECK(sbd_priv_destroy(sock, c.handle, &u, err, sizeof(err)) == 0);
 }
 
+static void put_be(uint8_t *p, uint64_t v, int bytes)
+{
+	for (int i = 0; i < bytes; i++)
+		p[i] = (uint8_t)(v >> (8 * (bytes - 1 - i)));
+}
+
+static struct sbd_pm create_msg(const char *variant, uint8_t net)
+{
+	struct sbd_pm m = {.type = SBD_PM_CREATE, .id = 77, .u.create.net = net};
+
+	snprintf(m.u.create.variant, sizeof(m.u.create.variant), "%s", variant);
+	return m;
+}
+
 static void check_hostile(void)
 {
-	char big[20000], err[512];
+	uint8_t big[20000], b[SBD_PM_MAX];
+	char err[800];
+	struct sbd_pm m;
+	size_t n;
 	int fds[2];
 
-	refused("this is not json", "malformed");
-	refused("[1,2,3]", "malformed");
-	refused("{\"op\":\"format-disk\"}", "unknown request");
-	refused("{\"op\":\"create\",\"variant\":\"../../etc/passwd\",\"net\":\"none\"}",
-		"variant");
-	refused("{\"op\":\"create\",\"variant\":\"nosuch\",\"net\":\"none\"}", "unknown sandbox variant");
-	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"host\"}", "network policy");
-	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
-		"{\"nproc\":1000000000}}",
-		"over the variant");
-	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
-		"{\"uid\":0}}",
-		"unknown");
-	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
-		"{\"cpu_millis\":1000001}}",
-		"over the variant");
-	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"limits\":"
-		"{\"cpu_millis\":-1}}",
-		"over the variant");
-	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"workspace\":\"/\"}",
-		"bad create request");
-	refused("{\"op\":\"create\",\"variant\":\"base\",\"net\":\"none\",\"env\":[\"LD_PRELOAD=x\"]}",
-		"bad create request");
-	refused("{\"op\":\"destroy\",\"handle\":424242}", "no such sandbox");
-	refused("{\"op\":\"destroy\",\"handle\":\"1; rm -rf /\"}", "bad destroy request");
-	refused("{\"op\":\"create\",\"op\":\"destroy\"}", "malformed");
-	memset(big, ' ', sizeof(big));
-	memcpy(big, "{\"op\":\"destroy\",\"handle\":1", 26);
-	big[sizeof(big) - 1] = '}';
+	refused_bytes("text", "this is not a message", 21, "malformed");
+	refused_bytes("short header", "\0\1\0\0", 4, "malformed");
+	/* the length field disagrees with the datagram */
+	m = create_msg("base", 0);
+	n = sbd_pm_encode(&m, b, sizeof(b));
+	SW_CHECK(n > 0);
+	put_be(b + 2, n + 1, 4);
+	refused_bytes("length+1", b, n, "length field");
+	put_be(b + 2, n - 1, 4);
+	refused_bytes("length-1", b, n, "length field");
+	/* the datagram cut short, its length field fixed up to match */
+	put_be(b + 2, n - 3, 4);
+	refused_bytes("truncated body", b, n - 3, "past the end");
+	put_be(b + 2, 20, 4);
+	refused_bytes("truncated limits", b, 20, "too short");
+	/* a string length pointing past the end, over the cap, with a NUL */
+	put_be(b + 2, n, 4);
+	put_be(b + SBD_PM_HDR + 1 + 64, 40, 2);
+	refused_bytes("string past end", b, n, "past the end");
+	put_be(b + SBD_PM_HDR + 1 + 64, SBD_PM_VARIANT_MAX + 1, 2);
+	refused_bytes("string over cap", b, n, "cap");
+	put_be(b + SBD_PM_HDR + 1 + 64, 4, 2);
+	b[SBD_PM_HDR + 1 + 64 + 2 + 1] = '\0';
+	refused_bytes("NUL in variant", b, n, "NUL");
+	/* trailing bytes after a valid body */
+	m = (struct sbd_pm){.type = SBD_PM_DESTROY, .id = 5, .u.destroy.handle = 1};
+	n = sbd_pm_encode(&m, b, sizeof(b));
+	b[n] = 'x';
+	put_be(b + 2, n + 1, 4);
+	refused_bytes("trailing", b, n + 1, "trailing");
+	/* unknown type; a reply's type sent as a request */
+	put_be(b, 99, 2);
+	put_be(b + 2, n, 4);
+	refused_bytes("type 99", b, n, "unknown message type");
+	m = (struct sbd_pm){.type = SBD_PM_CREATED, .id = 6, .u.created.handle = 1};
+	refused(&m, "unknown request");
+	m = (struct sbd_pm){.type = SBD_PM_ERROR, .id = 8};
+	refused(&m, "unknown request");
+	/* well-formed creates the catalogue or the limits refuse */
+	m = create_msg("../../etc/passwd", 0);
+	refused(&m, "variant");
+	m = create_msg("nosuch", 0);
+	refused(&m, "unknown sandbox variant");
+	m = create_msg("base", 0);
+	n = sbd_pm_encode(&m, b, sizeof(b));
+	b[SBD_PM_HDR] = 7; /* no such network policy */
+	refused_bytes("net 7", b, n, "network policy");
+	m = create_msg("base", 0);
+	m.u.create.limits[0] = 1000000000; /* nproc */
+	refused(&m, "over the variant");
+	m = create_msg("base", 0);
+	m.u.create.limits[6] = 1000001; /* cpu_millis */
+	refused(&m, "over the variant");
+	m = create_msg("base", 0);
+	m.u.create.limits[1] = UINT64_MAX; /* memory_bytes */
+	refused(&m, "over the variant");
+	m = create_msg("", 0);
+	n = sbd_pm_encode(&m, b, sizeof(b));
+	refused_bytes("empty variant", b, n, "empty variant");
+	m = (struct sbd_pm){.type = SBD_PM_DESTROY, .id = 9, .u.destroy.handle = 424242};
+	refused(&m, "no such sandbox");
+	m.u.destroy.handle = 0;
+	refused(&m, "no such sandbox");
+	/* oversize: truncated by the socket, refused whole */
+	memset(big, 'A', sizeof(big));
+	m = create_msg("base", 0);
+	n = sbd_pm_encode(&m, big, sizeof(big));
+	put_be(big + 2, sizeof(big), 4);
 	SW_CHECK(!raw(big, sizeof(big), -1, err, sizeof(err)));
 	SW_CHECKF(strstr(err, "malformed") != NULL, "oversize: %s", err);
 	/* an fd passed to the privileged part is closed, the request refused */
 	SW_CHECK(pipe(fds) == 0);
-	SW_CHECK(!raw("{\"op\":\"destroy\",\"handle\":7}", 27, fds[0], err, sizeof(err)));
+	m = (struct sbd_pm){.type = SBD_PM_DESTROY, .id = 10, .u.destroy.handle = 7};
+	n = sbd_pm_encode(&m, b, sizeof(b));
+	SW_CHECK(!raw(b, n, fds[0], err, sizeof(err)));
 	close(fds[0]);
 	{
 		/* our copy is the only reader left: a write would SIGPIPE if the
@@ -401,6 +475,22 @@ static void check_hostile(void)
 		signal(SIGPIPE, SIG_IGN);
 		SW_CHECK(write(fds[1], "x", 1) == -1 && errno == EPIPE);
 		close(fds[1]);
+	}
+	/* a random burst: every datagram gets exactly one reply, none creates
+	 * (check_max afterwards finds the host empty) */
+	srandom(14);
+	for (int i = 0; i < 300; i++) {
+		size_t len = SBD_PM_HDR + (size_t)(random() % 120);
+
+		m = create_msg("base", 0);
+		n = sbd_pm_encode(&m, b, sizeof(b));
+		for (size_t k = 0; k < len; k++)
+			if (k >= n || random() % 8 == 0)
+				b[k] = (uint8_t)random();
+		if (sbd_pm_decode(b, len, &m, err, sizeof(err)) == 0 &&
+		    m.type == SBD_PM_CREATE)
+			continue; /* it mutated into a valid create */
+		SW_CHECK(!raw(b, len, -1, err, sizeof(err)));
 	}
 }
 

@@ -1,0 +1,83 @@
+/*
+ * privmsg.h: the messages between sandboxd's two parts (priv.c), in the
+ * manner of OpenBSD's privsep daemons: fixed, length-checked binary
+ * messages, one per SOCK_SEQPACKET datagram, instead of JSON parsed as
+ * root. Both sides encode and decode with this module; the privileged
+ * part decodes only what sbd_pm_decode accepted.
+ *
+ * Every message: a 10-byte header, then the body (integers big-endian)
+ *   type u16 | length u32 (header + body, == the datagram's size) | id u32
+ * Bodies (strings: u16 length, then that many bytes, no NUL in them):
+ *   CREATE     net u8 | limits 8 x u64 (0: the variant's) | variant str
+ *   DESTROY    handle u64
+ *   CREATED    handle u64 | pid u32 | start_us u64 | limits 8 x u64
+ *              (+ SCM_RIGHTS: the runner's control socket; for egress_only
+ *              also the egress listener)
+ *   DESTROYED  utime_us u64 | stime_us u64 | maxrss_kb u64 | oom u8 (0|1)
+ *   ERROR      text str
+ * A message whose length disagrees with the datagram, whose body is
+ * shorter or longer than its type's, whose string overruns its cap or
+ * holds a NUL, or whose type is unknown is refused whole.
+ */
+#ifndef SBD_PRIVMSG_H
+#define SBD_PRIVMSG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define SBD_PM_HDR 10
+#define SBD_PM_MAX 1024		/* the largest message of any type */
+#define SBD_PM_VARIANT_MAX 64	/* a variant's name */
+#define SBD_PM_TEXT_MAX 700	/* an error's text */
+#define SBD_PM_LIMITS 8
+#define SBD_PM_NET_MAX 2	/* enum sw_sandbox_net's last value */
+
+enum sbd_pm_type {
+	SBD_PM_CREATE = 1,
+	SBD_PM_DESTROY = 2,
+	SBD_PM_CREATED = 3,
+	SBD_PM_DESTROYED = 4,
+	SBD_PM_ERROR = 5,
+};
+
+/* The limits in their wire order (struct sw_sandbox_limits' field names). */
+extern const char *const sbd_pm_limit_names[SBD_PM_LIMITS];
+
+struct sbd_pm {
+	uint16_t type;
+	uint32_t id;
+	union {
+		struct {
+			uint8_t net;
+			uint64_t limits[SBD_PM_LIMITS];
+			char variant[SBD_PM_VARIANT_MAX + 1];
+		} create;
+		struct {
+			uint64_t handle;
+		} destroy;
+		struct {
+			uint64_t handle;
+			uint32_t pid;
+			uint64_t start_us;
+			uint64_t limits[SBD_PM_LIMITS];
+		} created;
+		struct {
+			uint64_t utime_us, stime_us, maxrss_kb;
+			uint8_t oom_killed;
+		} destroyed;
+		struct {
+			char text[SBD_PM_TEXT_MAX + 1];
+		} error;
+	} u;
+};
+
+/* m -> buf. The length written, or 0 (a field out of range: a net over
+ * SBD_PM_NET_MAX, a string over its cap, oom_killed not 0 or 1, an unknown
+ * type, or buf too small). */
+size_t sbd_pm_encode(const struct sbd_pm *m, uint8_t *buf, size_t buflen);
+
+/* One datagram of n bytes -> *m. 0, or -1 with err (m's contents then
+ * unspecified). Strings come out NUL-terminated. */
+int sbd_pm_decode(const uint8_t *p, size_t n, struct sbd_pm *m, char *err, size_t errlen);
+
+#endif
