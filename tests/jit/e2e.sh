@@ -86,7 +86,7 @@ trail_has() {
 			import collections, json, sys
 			ev = [e["event"] for e in json.load(open(sys.argv[1]))["events"]]
 			types = collections.Counter(e["header"]["type"] for e in ev)
-			sys.exit(0 if eval(sys.argv[2]) else 1)
+			sys.exit(0 if eval("(" + sys.argv[2] + ")") else 1)
 		PY
 		sleep 0.2
 	done
