@@ -22,6 +22,8 @@
 #            approve through the CLI: the client gets the value, the request
 #            is decided exactly once
 #   tenant   another tenant's key on this tenant's approval: 404
+#   acl      a name policy allows but the key's ACL (the step's cascade)
+#            forbids this step: refused not_allowed, nothing delivered
 #   many     three runs at once: each sandbox gets its value, every delivery
 #            names the sandbox that asked
 #   replay   `sagewai replay run` of the rule run: identical; its recorded
@@ -118,6 +120,7 @@ wf() {
 		echo "    prompt: the e2e test"
 		echo "    timeout: 300s"
 		echo "    artifact: {destination: none}"
+		[ -z "${4:-}" ] || echo "    $4"
 		echo "    run: |"
 		sed 's/^/      /' <<<"$2"
 	} >"$work/$1.yaml"
@@ -166,6 +169,10 @@ cat >"$work/policy.yaml" <<-'EOF'
 	    effect: ask
 	    deadline: 3s
 	    secret: jit-stripe
+	  - id: cascade-key
+	    name: "ACL_KEY"
+	    scope: "acl:*"
+	    effect: allow
 EOF
 c policy apply "$work/policy.yaml" >/dev/null || fail "policy apply"
 
@@ -298,6 +305,24 @@ n=$(curl -s -H "Authorization: Bearer $okey" "$SAGEWAI_POLICY_URL/v1/approvals?s
 c approvals deny "$aid" --reason "end of the tenant case" >/dev/null
 finished "$r_ten" >/dev/null
 echo "ok: tenant (404, nothing listed)"
+
+# ---- acl: policy allows, the key's ACL in the step's cascade does not ----
+echo '{"keys": {"ACL_KEY": {"secret": "jit-push", "steps": ["elsewhere/*"]}}}' >"$work/aclp.json"
+c identity profile set aclp --file "$work/aclp.json" >/dev/null || fail "acl: profile set"
+wf jitacl "$(
+	cat <<-'EOF'
+		sagewai-cred request ACL_KEY --scope acl:read --reason "not for this step" 2>/tmp/err
+		echo "acl: exit $? $(cat /tmp/err)"
+	EOF
+)" "" "identity: aclp"
+r_acl=$(submit jitacl)
+show=$(finished "$r_acl")
+grep -q "acl: exit 2 sagewai-cred: refused (not_allowed)" <<<"$show" || fail "acl: $show"
+trail_has "$r_acl" '
+[e["decision"] for e in ev if e["header"]["type"] == "credential.decided"] == ["allow"] and
+[e["code"] for e in ev if e["header"]["type"] == "credential.refused"] == ["not_allowed"] and
+types["credential.delivered"] == 0' || fail "acl: the trail"
+echo "ok: acl (allowed by policy, refused not_allowed by the key's ACL, nothing delivered)"
 
 # ---- many: three runs at once ---------------------------------------------
 runs=()
