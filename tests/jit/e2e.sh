@@ -30,8 +30,9 @@
 #            deny answered from the record (no new request reaches policy),
 #            the allow decided by policy again; a later version asking for a
 #            name the original never asked: refused not_recorded
-#   leaks    no delivered value in any service log, the audit log, `sagewai
-#            audit run` output, a pg_dump or any CLI output of this test
+#   leaks    no delivered value (plain, base64, hex) in any topic read raw
+#            (kcat), any service log, the audit log, `sagewai audit run`
+#            output, a pg_dump or any CLI output of this test
 set -euo pipefail
 
 root=${SW_SOURCE_DIR:?run through ctest}
@@ -295,6 +296,12 @@ aid=$(approval STRIPE_API_KEY pending) || fail "tenant: no pending approval"
 other=$("$cli" --json tenant create e2e-other 2>&1) || fail "tenant create: $other"
 okey=$(python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(d.get("api_key") or d["key"])' \
 	"$other") || fail "tenant create: no key in $other"
+# the new key reaches policy on sagewai.tenants: wait until it is known
+for _ in $(seq 1 100); do
+	[ "$(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer $okey" \
+		"$SAGEWAI_POLICY_URL/v1/approvals")" = 200 ] && break
+	sleep 0.2
+done
 code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: Bearer $okey" \
 	-H 'Content-Type: application/json' -d '{"reason": "not mine"}' \
 	"$SAGEWAI_POLICY_URL/v1/approvals/$aid/approve")
@@ -369,6 +376,14 @@ trail_has "$rr2" '
 echo "ok: replay (recorded deny from the record, unrecorded name refused not_recorded)"
 
 # ---- leaks ------------------------------------------------------------------
+# every topic read raw (only identity's sealed ciphertext may carry a value)
+while IFS=$'\t' read -r topic _; do
+	case "$topic" in '' | '#'*) continue ;; esac
+	kcat -C -b "$SAGEWAI_KAFKA_BOOTSTRAP" -t "$topic" -o beginning -e -q \
+		-f 'key=%k %h %s\n' >"$work/out/topic-$topic.raw" 2>/dev/null ||
+		fail "leaks: kcat could not read $topic"
+done <"$root/infra/kafka/topics.tsv"
+[ -s "$work/out/topic-sagewai.credentials.raw" ] || fail "leaks: sagewai.credentials read empty"
 pg_dump "$SAGEWAI_PG_DSN" >"$work/out/pg.dump" 2>"$work/pg_dump.err" || fail "pg_dump: $(cat "$work/pg_dump.err")"
 for v in push stripe; do
 	val=$(cat "$work/values/$v")
@@ -378,4 +393,4 @@ for v in push stripe; do
 		"$SAGEWAI_DATA_DIR" 2>/dev/null || true)
 	[ -z "$found" ] || fail "leaks: the $v value appears in: $found"
 done
-echo "ok: leaks (no value in logs, audit log, audit output, pg_dump, CLI output)"
+echo "ok: leaks (no value in any topic read raw, logs, audit log, audit output, pg_dump, CLI output)"
