@@ -30,6 +30,10 @@
 #            deny answered from the record (no new request reaches policy),
 #            the allow decided by policy again; a later version asking for a
 #            name the original never asked: refused not_recorded
+#   claude   the real Claude Code CLI (claude-code variant) against
+#            sagewai-llm-mock --script: its scripted bash tool call runs
+#            sagewai-cred; allowed by rule, delivered, the result reaches the
+#            model (skipped when the variant is not built)
 #   leaks    no delivered value (plain, base64, hex) in any topic read raw
 #            (kcat), any service log, the audit log, `sagewai audit run`
 #            output, a pg_dump or any CLI output of this test
@@ -67,6 +71,8 @@ cleanup() {
 trap cleanup EXIT
 
 [ -x /usr/bin/bwrap ] || fail "bubblewrap is missing: cli_agent_jit steps need sandboxd"
+# the claude case's model endpoint is on this machine's loopback
+echo "SAGEWAI_EGRESS_PRIVATE=allow" >"$work/sandboxd.env"
 sw_stack_start "$work" "$build" env || fail "stack did not start"
 sw_stack_ready "$work" || fail "the scheduler got no partitions"
 set -a
@@ -375,6 +381,56 @@ trail_has "$rr2" '
 [("EXTRA_TOKEN", "not_recorded")]' || fail "replay --latest: the trail"
 echo "ok: replay (recorded deny from the record, unrecorded name refused not_recorded)"
 
+# ---- claude: the real Claude Code CLI, its scripted tool call asks -------
+pf_claude=/var/lib/sagewai/variants/claude-code/bin/claude
+if [ -x "$pf_claude" ]; then
+	(umask 077 && printf 'sk-ant-e2e-%s' "$(head -c 18 /dev/urandom | od -An -tx1 |
+		tr -d ' \n')" >"$work/values/anthropic")
+	cat >"$work/claude-script.json" <<-'EOF'
+		[{"tool": "bash", "command": "sagewai-cred request GITHUB_TOKEN_SITE --scope github:push:acme/site --reason 'push the site' | wc -c"},
+		 {"text": "The push token arrived."}]
+	EOF
+	sw_stack_service "$work" claude-api "$build/tools/llm-mock/sagewai-llm-mock" \
+		--port @PORT@ --port-file "$work/claude-api.portfile" \
+		--script "$work/claude-script.json" --workdir /workspace \
+		--require-key-file "$work/values/anthropic" \
+		--log "$work/out/claude-api.requests" >/dev/null || fail "claude: llm-mock"
+	api_port=$(cat "$work/claude-api.port")
+	c secret set jit-anthropic --from-file "$work/values/anthropic" >/dev/null
+	c identity profile set claudep --key ANTHROPIC_API_KEY=secret:jit-anthropic \
+		--key "ANTHROPIC_BASE_URL=value:http://127.0.0.1:$api_port" >/dev/null ||
+		fail "claude: profile"
+	cat >"$work/jitclaude.yaml" <<-EOF
+		name: jitclaude
+		steps:
+		  - name: agent
+		    mode: cli_agent_jit
+		    cli_agent: claude-code
+		    variant: claude-code
+		    identity: claudep
+		    network: egress_only
+		    egress_allow: ["127.0.0.1:$api_port"]
+		    prompt: Ask for the push token with sagewai-cred, then say whether it arrived.
+		    artifact: {destination: none}
+		    limits: {memory_mb: 4096, pids: 1024}
+		    timeout: 5m
+	EOF
+	c workflow apply "$work/jitclaude.yaml" >/dev/null || fail "claude: apply"
+	r_cl=$(submit jitclaude)
+	show=$(finished "$r_cl")
+	grep -q "state *succeeded" <<<"$show" || fail "claude: $show"
+	trail_has "$r_cl" '
+[(e["name"], e["decision"], e["by"]) for e in ev if e["header"]["type"] == "credential.decided"] ==
+[("GITHUB_TOKEN_SITE", "allow", "rule")] and types["credential.delivered"] == 1' ||
+		fail "claude: the trail"
+	# the tool's result (wc's count, never the value) went back to the model
+	grep -q "tool_result" "$work/out/claude-api.requests" ||
+		fail "claude: no tool result reached the model"
+	echo "ok: claude (the real Claude Code CLI's tool call got the token by rule)"
+else
+	echo "skip: claude (the claude-code variant is not built: tools/variant-build)"
+fi
+
 # ---- leaks ------------------------------------------------------------------
 # every topic read raw (only identity's sealed ciphertext may carry a value)
 while IFS=$'\t' read -r topic _; do
@@ -385,7 +441,8 @@ while IFS=$'\t' read -r topic _; do
 done <"$root/infra/kafka/topics.tsv"
 [ -s "$work/out/topic-sagewai.credentials.raw" ] || fail "leaks: sagewai.credentials read empty"
 pg_dump "$SAGEWAI_PG_DSN" >"$work/out/pg.dump" 2>"$work/pg_dump.err" || fail "pg_dump: $(cat "$work/pg_dump.err")"
-for v in push stripe; do
+for v in push stripe anthropic; do
+	[ -f "$work/values/$v" ] || continue
 	val=$(cat "$work/values/$v")
 	b64=$(printf %s "$val" | base64 -w0)
 	hex=$(printf %s "$val" | od -An -tx1 | tr -d ' \n')
