@@ -139,6 +139,71 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	cred_free(c);
 }
 
+static const char *str(json_t *o, const char *k)
+{
+	const char *v = json_string_value(json_object_get(o, k));
+
+	return v != NULL ? v : "";
+}
+
+/* The refusal of a deny decision d (live, or recorded for a re-run: the
+ * client reads the same sentence either way). */
+static void deny(struct sbd_job *j, uint32_t id, const char *rid, const char *name, json_t *d)
+{
+	const char *by = str(d, "by"), *rule = str(d, "rule");
+
+	if (strcmp(by, "no_rule") == 0)
+		refuse(j, id, rid, name, ST_DENIED, "denied", "denied: no policy rule allows %s",
+		       name);
+	else if (strcmp(by, "deadline") == 0)
+		refuse(j, id, rid, name, ST_DENIED, "denied",
+		       "denied: nobody approved %s before the deadline", name);
+	else
+		refuse(j, id, rid, name, ST_DENIED, "denied", "denied: %s (by %.16s%s%.80s): %.300s",
+		       name, by, rule[0] ? " " : "", rule, str(d, "reason"));
+}
+
+/*
+ * A re-run (spec.replay.decisions: the original's credential.decided events,
+ * from `sagewai replay run`): the n-th request for NAME takes the n-th
+ * recorded decision for NAME (at most the first 64 decisions count). None
+ * left: refused (not_recorded) without asking anyone. A recorded deny:
+ * refused at once with the original's words, nobody asked. A recorded allow
+ * still goes to the policy like any request: the record comes with the
+ * submit and proves nothing, and only the policy may allow (docs/JIT.md,
+ * "Re-runs"). 1 when answered here, else 0.
+ */
+static int replay_answer(struct sbd_job *j, const struct sbd_cred_req *req, const char *rid)
+{
+	json_t *rp = json_object_get(j->x->spec, "replay");
+	json_t *ds = json_object_get(rp, "decisions"), *d;
+	const char *of = json_string_value(json_object_get(rp, "of"));
+	size_t i;
+
+	if (!json_is_array(ds))
+		return 0;
+	json_array_foreach(ds, i, d) {
+		if (i >= 64)
+			break;
+		if ((j->replay_used & (UINT64_C(1) << i)) || !json_is_object(d) ||
+		    strcmp(str(d, "name"), req->name) != 0)
+			continue;
+		j->replay_used |= UINT64_C(1) << i;
+		if (strcmp(str(d, "decision"), "allow") == 0)
+			return 0;
+		sw_log(SW_LOG_INFO, "credential refused from the original run's record", "run_id",
+		       j->x->dh.run_id, "step_id", j->x->dh.step_id, "request_id", rid,
+		       "replay_of", of != NULL ? of : "", "name", req->name, NULL);
+		deny(j, req->id, rid, req->name, d);
+		return 1;
+	}
+	refuse(j, req->id, rid, req->name, ST_DENIED, "not_recorded",
+	       "not_recorded: a re-run answers only what the original run %.36s asked; its "
+	       "recorded decisions hold none (or no more) for %s",
+	       of != NULL ? of : "", req->name);
+	return 1;
+}
+
 void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 {
 	struct sbd_env *env = j->env;
@@ -200,6 +265,8 @@ void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 		       "bad_request: request id %u is already waiting", req.id);
 		return;
 	}
+	if (replay_answer(j, &req, rid))
+		return;
 	/* never past the step's own end */
 	timeout = req.timeout_ms;
 	left = sbd_exec_left_ms(j);
@@ -259,17 +326,10 @@ static int secret_ok(const char *s)
 	return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789_.-") == n;
 }
 
-static const char *str(json_t *o, const char *k)
-{
-	const char *v = json_string_value(json_object_get(o, k));
-
-	return v != NULL ? v : "";
-}
-
 void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_header *h)
 {
 	const char *rid = str(ev, "request_id"), *decision = str(ev, "decision");
-	const char *by = str(ev, "by"), *rule = str(ev, "rule"), *secret = str(ev, "secret");
+	const char *secret = str(ev, "secret");
 	struct sbd_cred *c = find(env, rid, 0);
 	struct sbd_job *j;
 	json_t *o;
@@ -288,16 +348,7 @@ void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_hea
 		return;
 	}
 	if (strcmp(decision, "allow") != 0) {
-		if (strcmp(by, "no_rule") == 0)
-			refuse(j, c->id, c->request_id, c->name, ST_DENIED, "denied",
-			       "denied: no policy rule allows %s", c->name);
-		else if (strcmp(by, "deadline") == 0)
-			refuse(j, c->id, c->request_id, c->name, ST_DENIED, "denied",
-			       "denied: nobody approved %s before the deadline", c->name);
-		else
-			refuse(j, c->id, c->request_id, c->name, ST_DENIED, "denied",
-			       "denied: %s (by %s%s%.80s): %.300s", c->name, by,
-			       rule[0] ? " " : "", rule, str(ev, "reason"));
+		deny(j, c->id, c->request_id, c->name, ev);
 		cred_free(c);
 		return;
 	}

@@ -256,6 +256,7 @@ struct sbd_job {
 	size_t ncreds;
 	int64_t cred_window_ms; /* the rate limit's minute began (monotonic) */
 	long long cred_window_n; /* requests in it */
+	uint64_t replay_used;	 /* a re-run: the recorded decisions taken (cred.c) */
 };
 LIST_HEAD(sbd_jobl, sbd_job);
 

@@ -38,7 +38,9 @@
 #       When BUILD has services/policy/sagewai-policy (and unless
 #       SW_STACK_POLICY=0), sagewai-policy runs too (after identity, before
 #       sandboxd), with identity's admin token when identity runs; its URL
-#       (the API and the approvals page) is SAGEWAI_POLICY_URL.
+#       (the API and the approvals page) is SAGEWAI_POLICY_URL. With
+#       identity, sandboxd and policy up, the scheduler gets SAGEWAI_POLICY=1
+#       and cli_agent_jit joins its runnable modes.
 #   sw_stack_start2 WORK BUILD NAME    a second instance NAME-2 of a running
 #       service (scheduler, worker, sandboxd, audit, identity): NAME's
 #       settings (NAME.gen.env, then NAME.env, then NAME-2.env), DSN and
@@ -547,9 +549,11 @@ sw_stack_start() {
 		if sw_stack_service "$work" sandboxd \
 			"$build/services/sandboxd/sagewai-sandboxd" serve &&
 			sw_stack_wait_http "$(sw_stack_url "$work" sandboxd)" sandboxd "$work"; then
-			if [ $identity = 1 ] && [ "${SW_STACK_POLICY:-0}" = 1 ]; then
-				# something decides credential requests (bench/jit's
-				# responder, or sagewai-policy): cli_agent_jit runs
+			if [ $identity = 1 ] && { grep -qx policy "$work/services" ||
+				[ "${SW_STACK_POLICY:-0}" = 1 ]; }; then
+				# something decides credential requests (sagewai-policy,
+				# or with SW_STACK_POLICY=1 bench/jit's responder):
+				# cli_agent_jit runs
 				printf '%s\n' "SAGEWAI_POLICY=1" \
 					"SAGEWAI_RUNNABLE_MODES=in_process,sandboxed,identity_scoped,cli_agent,cli_agent_jit" \
 					>>"$work/scheduler.gen.env"
