@@ -230,6 +230,11 @@ int sw_alog_cursor_next(struct sw_alog_cursor *c, struct sw_alog_rec *rec, char 
 			rc = alog_rec_view(p, avail, 0, &v);
 		}
 		if (rc == ALOG_PARTIAL && avail == 0) {
+			/* an empty segment (a log that has no record yet): its end
+			 * is the log's end for now; opening the segment that
+			 * starts at expect again would only reopen this one */
+			if (c->expect == c->seg)
+				return 0;
 			/* the segment's end: go on in the next one, if any yet */
 			if ((r = cur_open_next(c, &later, errstr, errlen)) != 1)
 				goto ret;

@@ -218,8 +218,40 @@ static void test_broken(void)
 	free(dir);
 }
 
+/* A log whose first segment holds no record yet (the audit service has
+ * just started): the cursor says "nothing yet" at once, without
+ * consuming anything, and returns seq 1 once it is appended (a follower
+ * started then must not take the first record for part of the log it
+ * skipped). */
+static void test_empty_segment(void)
+{
+	char *dir = t_mkdir("cursor-empty");
+	struct sw_alog_cursor *c;
+	struct sw_alog_rec rec;
+	struct sw_alog *l;
+	char err[256];
+
+	l = sw_alog_open(dir, 8192, NULL, err, sizeof(err));
+	SW_CHECKF(l != NULL, "%s", err);
+	/* the segment's header on disk, no record after it */
+	SW_CHECKF(sw_alog_sync(l, err, sizeof(err)) == 0, "%s", err);
+	c = sw_alog_cursor_open(dir, err, sizeof(err));
+	SW_CHECKF(c != NULL, "%s", err);
+	SW_CHECK(sw_alog_cursor_next(c, &rec, err, sizeof(err)) == 0);
+	SW_CHECK(sw_alog_cursor_next(c, &rec, err, sizeof(err)) == 0);
+	t_fill(l, 1, 1, NULL);
+	SW_CHECKF(sw_alog_cursor_next(c, &rec, err, sizeof(err)) == 1, "%s", err);
+	SW_CHECK(rec.seq == 1);
+	SW_CHECK(sw_alog_cursor_next(c, &rec, err, sizeof(err)) == 0);
+	sw_alog_cursor_close(c);
+	sw_alog_close(l);
+	t_rmrf(dir);
+	free(dir);
+}
+
 int main(void)
 {
+	test_empty_segment();
 	test_follow();
 	test_partial_tail();
 	test_broken();
