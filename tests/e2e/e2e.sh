@@ -236,6 +236,9 @@ secrets)
 		        "SAGEWAI_ADMIN_TOKEN_FILE"}
 		    allowed["scheduler"] |= {"SAGEWAI_IDENTITY", "SAGEWAI_SECRET_MAC_KEY_FILE"}
 		    allowed["sandboxd"] |= {"SAGEWAI_SANDBOXD_SEAL_KEY_FILE"}
+		if os.path.exists(work + "/policy.pid"):  # sagewai-policy, and what it enables
+		    allowed["policy"] = common | ({"SAGEWAI_ADMIN_TOKEN_FILE"} if identity else set())
+		    allowed["scheduler"] |= {"SAGEWAI_POLICY"}
 		# every database password: the passfiles' last field
 		secrets = {"LLM key": key, "admin token": admin}
 		for d in secret_dirs:
