@@ -42,8 +42,9 @@ static void usage(FILE *o)
 	      "         where missing.\n"
 	      "produce  encodes like encode and sends each event to Kafka (idempotent,\n"
 	      "         acks=all), keyed by header.run_id, to TOPIC or by default to the\n"
-	      "         topic of its area (run.* to sagewai.runs, step.* to sagewai.steps,\n"
-	      "         audit.* to sagewai.audit.checkpoints); prints the number sent.\n"
+	      "         topic its schema names (sagewai.topic: run.* to sagewai.runs,\n"
+	      "         identity.resolved to sagewai.identity.replies, ...); prints the\n"
+	      "         number sent.\n"
 	      "types    lists event types, their CRC-64-AVRO fingerprints (as a number\n"
 	      "         in hex; on the wire it follows C3 01 little-endian) and names.\n"
 	      "schema   prints the schema of TYPE with sagewai.Header expanded, then its\n"
@@ -245,16 +246,17 @@ oom:
 	return -1;
 }
 
-/* Where an event of type goes by default: sagewai.<area>. */
-static void default_topic(const char *type, char *out, size_t len)
+/* Where an event of type goes by default: the topic its schema names
+ * (sagewai.topic), e.g. identity.resolved to sagewai.identity.replies. */
+static void default_topic(struct sw_event_registry *r, const char *type, char *out,
+			  size_t len)
 {
-	const char *dot = strchr(type, '.');
-	size_t area = dot ? (size_t)(dot - type) : strlen(type);
+	const char *text = sw_events_schema_json(r, type), *t;
+	json_t *s = text != NULL ? json_loads(text, 0, NULL) : NULL;
 
-	if (area == 5 && strncmp(type, "audit", 5) == 0)
-		snprintf(out, len, "sagewai.audit.checkpoints");
-	else
-		snprintf(out, len, "sagewai.%.*ss", (int)area, type);
+	t = json_string_value(json_object_get(s, "sagewai.topic"));
+	snprintf(out, len, "%s", t != NULL ? t : "sagewai.deadletter");
+	json_decref(s);
 }
 
 static int delivery_failed;
@@ -271,8 +273,9 @@ static void on_delivery(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 }
 
 /* Send one encoded event; 0 or -1 with err. */
-static int produce_one(rd_kafka_t *rk, const char *topic_arg, const char *type, json_t *ev,
-		       const void *msg, size_t len, char *err, size_t errlen)
+static int produce_one(struct sw_event_registry *r, rd_kafka_t *rk, const char *topic_arg,
+		       const char *type, json_t *ev, const void *msg, size_t len, char *err,
+		       size_t errlen)
 {
 	json_t *jkey = json_object_get(json_object_get(ev, "header"), "run_id");
 	const char *key = json_string_value(jkey);
@@ -282,7 +285,7 @@ static int produce_one(rd_kafka_t *rk, const char *topic_arg, const char *type, 
 	if (topic_arg != NULL)
 		snprintf(topic, sizeof(topic), "%s", topic_arg);
 	else
-		default_topic(type, topic, sizeof(topic));
+		default_topic(r, type, topic, sizeof(topic));
 	do {
 		e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
 				      RD_KAFKA_V_KEY(key, key ? json_string_length(jkey) : 0),
@@ -349,7 +352,7 @@ static int encode_lines(struct sw_event_registry *r, const char *type_arg, rd_ka
 		    sw_event_encode(r, type, NULL, ev, &msg, &len, err, sizeof(err)) < 0)
 			goto bad;
 		if (rk != NULL) {
-			int prc = produce_one(rk, topic_arg, type, ev, msg, len, err, sizeof(err));
+			int prc = produce_one(r, rk, topic_arg, type, ev, msg, len, err, sizeof(err));
 
 			free(msg);
 			if (prc < 0)
