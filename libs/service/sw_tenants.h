@@ -20,7 +20,10 @@
 #ifndef SW_TENANTS_H
 #define SW_TENANTS_H
 
+#include <stddef.h>
 #include <jansson.h>
+
+struct sw_store;
 
 #define SW_TENANTS_MAX_PARAMS 5
 
@@ -44,5 +47,14 @@ enum sw_tenants_rc {
  * the caller keeps a users table. st points into ev: keep ev until the
  * statement is queued. */
 enum sw_tenants_rc sw_tenants_stmt(json_t *ev, int users, struct sw_tenants_stmt *st);
+
+/* Apply ev to the tables of store: its statement queued keyed by the
+ * tenant (a tenant's events commit in their order), done(opaque, ok) called
+ * once it committed (ok 0 after a logged failure), or at once for an event
+ * that changes nothing here or is ignored (logged). 0, or -1 with errstr
+ * when it could not be queued (done not called: the caller stops). */
+int sw_tenants_apply(struct sw_store *store, json_t *ev, int users,
+		     void (*done)(void *opaque, int ok), void *opaque, char *errstr,
+		     size_t errlen);
 
 #endif

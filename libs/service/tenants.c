@@ -2,9 +2,18 @@
  * tenants.c: sw_tenants_stmt (sw_tenants.h).
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "sw_core.h"
+#include "sw_store.h"
 #include "sw_tenants.h"
+
+struct tapply {
+	void (*done)(void *opaque, int ok);
+	void *opaque;
+	char type[64];
+};
 
 static const char *str(json_t *o, const char *k)
 {
@@ -78,4 +87,56 @@ enum sw_tenants_rc sw_tenants_stmt(json_t *ev, int users, struct sw_tenants_stmt
 		return SW_TENANTS_MALFORMED;
 	}
 	return SW_TENANTS_APPLY;
+}
+
+static void applied(PGresult *res, const char *err, void *opaque)
+{
+	struct tapply *t = opaque;
+
+	(void)res;
+	if (err != NULL)
+		sw_log(SW_LOG_ERROR, "tenant event not applied", "type", t->type, "error", err,
+		       NULL);
+	t->done(t->opaque, err == NULL);
+	free(t);
+}
+
+int sw_tenants_apply(struct sw_store *store, json_t *ev, int users,
+		     void (*done)(void *opaque, int ok), void *opaque, char *errstr,
+		     size_t errlen)
+{
+	struct sw_tenants_stmt st;
+	struct tapply *t;
+
+	switch (sw_tenants_stmt(ev, users, &st)) {
+	case SW_TENANTS_APPLY:
+		break;
+	case SW_TENANTS_NOTHING:
+		done(opaque, 1);
+		return 0;
+	case SW_TENANTS_FOREIGN:
+		sw_log(SW_LOG_WARN, "tenant event not from the scheduler ignored", "type", st.type,
+		       NULL);
+		done(opaque, 1);
+		return 0;
+	default:
+		sw_log(SW_LOG_WARN, "tenant event not applied (unknown or malformed)", "type",
+		       st.type, NULL);
+		done(opaque, 1);
+		return 0;
+	}
+	if ((t = calloc(1, sizeof(*t))) == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return -1;
+	}
+	t->done = done;
+	t->opaque = opaque;
+	snprintf(t->type, sizeof(t->type), "%s", st.type);
+	if (sw_store_query_key(store, st.tenant, st.sql, st.nparams, st.params, applied, t) ==
+	    -1) {
+		free(t);
+		snprintf(errstr, errlen, "cannot queue");
+		return -1;
+	}
+	return 0;
 }

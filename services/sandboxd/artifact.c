@@ -250,12 +250,12 @@ static void *worker_main(struct sw_handoff *h, void *arg)
 
 	sw_handoff_lock(h);
 	for (;;) {
-		if ((j = TAILQ_FIRST(&a->todo)) == NULL) {
+		if ((j = TAILQ_FIRST(&a->queued)) == NULL) {
 			if (!sw_handoff_wait(h))
 				break;
 			continue;
 		}
-		TAILQ_REMOVE(&a->todo, j, entry);
+		TAILQ_REMOVE(&a->queued, j, entry);
 		TAILQ_INSERT_TAIL(&a->active, j, entry);
 		sw_handoff_unlock(h);
 
@@ -429,7 +429,7 @@ struct sbd_art *sbd_artifact_start(struct event_base *base, const struct sbd_art
 	a->base = base;
 	a->emit = emit;
 	a->emit_arg = emit_arg;
-	TAILQ_INIT(&a->todo);
+	TAILQ_INIT(&a->queued);
 	TAILQ_INIT(&a->active);
 	TAILQ_INIT(&a->done);
 	sweep_stale(cfg->stage_parent);
@@ -460,7 +460,7 @@ void sbd_artifact_stop(struct sbd_art *a)
 	if (a == NULL)
 		return;
 	sw_handoff_lock(&a->h);
-	TAILQ_FOREACH(j, &a->todo, entry)
+	TAILQ_FOREACH(j, &a->queued, entry)
 		j->abandoned = 1;
 	TAILQ_FOREACH(j, &a->active, entry)
 		j->abandoned = 1;
@@ -468,8 +468,8 @@ void sbd_artifact_stop(struct sbd_art *a)
 	/* workers see stopping at their next check and finish up */
 	if (sw_handoff_stop(&a->h, 30000) != 0)
 		return; /* a worker is stuck: leave it all to the exit */
-	while ((j = TAILQ_FIRST(&a->todo)) != NULL) {
-		TAILQ_REMOVE(&a->todo, j, entry);
+	while ((j = TAILQ_FIRST(&a->queued)) != NULL) {
+		TAILQ_REMOVE(&a->queued, j, entry);
 		job_free(j);
 	}
 	while ((j = TAILQ_FIRST(&a->done)) != NULL) {
@@ -595,7 +595,7 @@ int sbd_artifact_deliver(struct sbd_env *env, const struct sbd_artifact_req *req
 	j->deadline_ms = sw_mono_ms() + a->cfg.timeout_ms;
 	j->t_queued = sw_mono_ns();
 	sw_handoff_lock(&a->h);
-	TAILQ_INSERT_TAIL(&a->todo, j, entry);
+	TAILQ_INSERT_TAIL(&a->queued, j, entry);
 	a->running++;
 	sw_handoff_signal(&a->h, 0);
 	sw_handoff_unlock(&a->h);
@@ -617,7 +617,7 @@ void sbd_artifact_abandon(struct sbd_env *env, void *opaque)
 	if (a == NULL)
 		return;
 	sw_handoff_lock(&a->h);
-	TAILQ_FOREACH(j, &a->todo, entry)
+	TAILQ_FOREACH(j, &a->queued, entry)
 		if (j->opaque == opaque)
 			j->abandoned = 1;
 	TAILQ_FOREACH(j, &a->active, entry)

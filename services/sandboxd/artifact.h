@@ -228,7 +228,7 @@ struct sbd_art {
 	sbd_artifact_emit_fn emit;
 	void *emit_arg;
 	char stage_dir[600];	    /* this process's, removed at stop */
-	struct sbd_art_jobq todo;   /* loop -> workers */
+	struct sbd_art_jobq queued; /* loop -> workers */
 	struct sbd_art_jobq active; /* on a worker */
 	struct sbd_art_jobq done;   /* workers -> loop */
 	size_t running;
