@@ -21,9 +21,17 @@ steps:
     run: |
       cat > /tmp/p.py <<'PYEOF'
       import os, socket, struct, time
-      def conn():
-          s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-          s.settimeout(15); s.connect('\0sagewai-cred'); return s
+      def conn(wait=15):
+          # a full accept queue (just after the flood) says EAGAIN: retry
+          end = time.time() + wait
+          while True:
+              s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+              s.settimeout(15)
+              try: s.connect('\0sagewai-cred'); return s
+              except BlockingIOError:
+                  s.close()
+                  if time.time() > end: raise
+                  time.sleep(0.05)
       def reply(s):
           try:
               h = s.recv(4)
@@ -52,7 +60,7 @@ steps:
       one('timeout0', req(b'OK_NAME', t=0))
       held = []
       for i in range(300):
-          try: held.append(conn())
+          try: held.append(conn(0))
           except OSError: break
       for s in held: s.close()
       print('R flood', len(held))

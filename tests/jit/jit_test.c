@@ -703,8 +703,15 @@ static void scenario_concurrent(void)
 static const char hostile_py[] =
     "import socket, struct, sys, time\n"
     "def conn():\n"
-    "    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
-    "    s.settimeout(10); s.connect('\\0sagewai-cred'); return s\n"
+    "    end = time.time() + 10\n"
+    "    while True:\n"
+    "        s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)\n"
+    "        s.settimeout(10)\n"
+    "        try: s.connect('\\0sagewai-cred'); return s\n"
+    "        except BlockingIOError:\n" /* a full accept queue: retry */
+    "            s.close()\n"
+    "            if time.time() > end: raise\n"
+    "            time.sleep(0.05)\n"
     "def reply(s):\n"
     "    try:\n"
     "        h = s.recv(4)\n"
