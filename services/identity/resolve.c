@@ -1035,6 +1035,23 @@ static void pin_vault_cb(struct id_env *env, const struct id_bvalue *b, void *op
 	done_one(r);
 }
 
+/* The first key of the plans pinned to version ver of owner's secret name
+ * (for errors). */
+static const char *pinned_env(struct rslv *r, const char *owner, const char *name, int ver)
+{
+	const char *env;
+	json_t *plan, *e;
+	size_t i;
+
+	json_array_foreach(r->plans, i, plan)
+		json_object_foreach(plan, env, e)
+			if (json_integer_value(json_object_get(e, "pin")) == ver &&
+			    strcmp(step_str(json_object_get(e, "spec"), "secret"), name) == 0 &&
+			    strcmp(owner_of(r, step_str(e, "level")), owner) == 0)
+				return env;
+	return "";
+}
+
 /* Read each active pinned Vault version (builtin values are read at seal). */
 static void phase_vault_pins(struct rslv *r)
 {
@@ -1060,6 +1077,9 @@ static void phase_vault_pins(struct rslv *r)
 		memset(&ref, 0, sizeof(ref));
 		snprintf(ref.tenant, sizeof(ref.tenant), "%.*s", (int)(b1 - k), k);
 		snprintf(ref.name, sizeof(ref.name), "%.*s", (int)(b2 - b1 - 1), b1 + 1);
+		snprintf(ref.env, sizeof(ref.env), "%s",
+			 pinned_env(r, ref.tenant, ref.name,
+				    (int)json_integer_value(json_object_get(meta, "version"))));
 		snprintf(ref.backend, sizeof(ref.backend), "vault");
 		snprintf(ref.vault_path, sizeof(ref.vault_path), "%s",
 			 step_str(meta, "vault_path"));

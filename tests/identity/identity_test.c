@@ -1121,6 +1121,10 @@ static void t_rekey(void)
 
 /* ---- Vault ------------------------------------------------------------------------ */
 
+static json_t *resolve_pinned(const char *tenant, const char *run, json_t *steps, json_t *pins);
+static json_t *rpin(const char *env, const char *secret, int version, const char *value);
+static void require_key_version(json_t *a, const char *env, int version, const char *value);
+
 static char bao_dir[600];
 
 static void bao(const char *cmd)
@@ -1241,6 +1245,34 @@ static void t_vault(void)
 	SW_REQUIRE(k && json_integer_value(json_object_get(k, "version")) == 2, "OPS v2 from Vault");
 	s = seal_kafka("default", run, "s", host_pk, pin("OPS", "opsref", 2), sb);
 	require_sealed_value(s, run, sb, "OPS", ref2, 2);
+	/* a re-run's pins read the older Vault versions (?version=N): an owned
+	 * path's v1 and the reference's v1, each with its value */
+	snprintf(run, sizeof(run), "%s-rp", prefix);
+	a = resolve_pinned("default", run, json_pack("[{s:s, s:s, s:s, s:s}]", "step", "s", "mode",
+						     "identity_scoped", "agent", "", "profile", "p"),
+			   json_pack("[{s:s, s:s, s:s, s:i, s:s}, {s:s, s:s, s:s, s:i, s:s}]",
+				     "step", "s", "env", "GITHUB_TOKEN", "secret", "vs", "version",
+				     1, "mac", "", "step", "s", "env", "OPS", "secret", "opsref",
+				     "version", 1, "mac", ""));
+	require_key_version(a, "GITHUB_TOKEN", 1, v1);
+	require_key_version(a, "OPS", 1, ref1);
+	s = seal_kafka("default", run, "s", host_pk,
+		       json_pack("[{s:s, s:s, s:i}, {s:s, s:s, s:i}]", "env", "GITHUB_TOKEN",
+				 "secret", "vs", "version", 1, "env", "OPS", "secret", "opsref",
+				 "version", 1),
+		       sb);
+	require_sealed_value(s, run, sb, "GITHUB_TOKEN", v1, 1);
+	require_sealed_value(s, run, sb, "OPS", ref1, 1);
+	/* v1 destroyed in Vault behind identity's back: gone, closed */
+	json_decref(bao_http("POST", "/v1/secret/destroy/sagewai/default/vs",
+			     "{\"versions\": [1]}", &st));
+	SW_CHECK(st == 204 || st == 200);
+	a = resolve_pinned("default", run, step1("s", "identity_scoped", "", "p"),
+			   rpin("GITHUB_TOKEN", "vs", 1, v1));
+	require_refused(a, "version_gone", "GITHUB_TOKEN (secret vs");
+	a = resolve_pinned("default", run, step1("s", "identity_scoped", "", "p"),
+			   rpin("GITHUB_TOKEN", "vs", 5, NULL));
+	require_refused(a, "version_gone", "no such version");
 	/* deleting a reference leaves the operator's value alone */
 	must_drop(200, "DELETE", "/v1/secrets/opsref", NULL, admin);
 	json_decref(bao_http("GET", "/v1/secret/data/ops/gh", NULL, &st));
