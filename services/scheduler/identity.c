@@ -33,7 +33,7 @@
  * delivery answers 503 at once.
  *
  * An answer not ok refuses the submit with the code it names (revoked 409,
- * missing 422, not_allowed 403, credential_in_input 422,
+ * version_gone 409, missing 422, not_allowed 403, credential_in_input 422,
  * backend_unavailable 503, bad_request 400; anything else 503
  * identity_unavailable) and its error as the message. An ok answer gives
  * each identity-bearing step its keys: the JSON text of the ResolvedKey
