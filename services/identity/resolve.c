@@ -713,7 +713,7 @@ static json_t *pin_of(struct rslv *r, json_t *s, const char *env)
  * ACLs) binds to the same secret: a pin never widens access. */
 static void pins_check(struct rslv *r, json_t *s, json_t *plan)
 {
-	json_t *p, *e, *d;
+	json_t *p, *e, *d = NULL;
 	size_t i, j;
 
 	json_array_foreach(r->in.pins, i, p) {
