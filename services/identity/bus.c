@@ -504,6 +504,7 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 				 json_string_value(json_object_get(ev, "user")));
 			in.steps = json_object_get(ev, "steps");
 			in.input_macs = json_object_get(ev, "input_macs");
+			in.pins = json_object_get(ev, "pins");
 			it->pending++;
 			sw_metrics_counter_add(env->metrics, "sagewai_identity_resolves_total",
 					       "identity.resolve_requested handled", 1);

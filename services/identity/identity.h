@@ -50,6 +50,7 @@
 #define ID_MAX_STEPS 256	 /* steps of one resolve request */
 #define ID_MAX_INPUT_MACS 4096	 /* input MACs of one resolve request */
 #define ID_MAX_KEYS 256		 /* keys of one profile, pins of one seal */
+#define ID_MAX_PINS 4096	 /* pinned keys of one resolve request (a re-run) */
 #define ID_MAC_BYTES 32
 #define ID_KEY_BYTES 32
 #define ID_KEYID_MAX 32
@@ -258,6 +259,7 @@ struct id_resolve_in {
 	char user[128];
 	json_t *steps;	    /* [{step, mode, agent, profile}] */
 	json_t *input_macs; /* [{field, mac (hex)}] or NULL */
+	json_t *pins;	    /* a re-run's [{step, env, secret, version, mac (hex)}] or NULL */
 };
 /* The answer, as in identity.resolved: {ok, code, error, steps, denied}
  * (steps[].keys[] with env, level, profile, kind, secret, version, backend,
