@@ -13,6 +13,7 @@
  *   bus.c       Kafka: the producer, the group consumer of
  *               sagewai.credentials, sagewai.runs and sagewai.tenants
  *   tenants.c   tenants and API keys learnt from sagewai.tenants
+ *   replay.c    a re-run's requests decided from the original's record
  *   api.c       the HTTP API (auth, policies, approvals) and the page
  *   sse.c       GET /v1/approvals/stream
  *   web.c       the page's files (generated from web/ at build time)
@@ -205,6 +206,15 @@ typedef void (*pol_sent_cb)(struct pol_env *env, const char *err, void *opaque);
 int pol_publish(struct pol_env *env, const char *type, const char *key,
 		const struct sw_event_header *h, json_t *fields, pol_sent_cb cb, void *opaque,
 		char *errstr, size_t errlen);
+
+/* ---- replay.c ------------------------------------------------------------ */
+/* A credential.requested with replay_of (a re-run's): decided from the
+ * original run's recorded decision, never by a rule or a person. */
+void pol_replay_requested(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
+			  pol_done_cb done, void *opaque);
+/* A run.submitted: a re-run (replay_of, from the scheduler) is recorded. */
+void pol_run_submitted(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
+		       pol_done_cb done, void *opaque);
 
 /* ---- tenants.c ----------------------------------------------------------- */
 void pol_tenants_apply(struct pol_env *env, json_t *ev, pol_done_cb done, void *opaque);
