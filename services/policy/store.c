@@ -15,6 +15,8 @@
  *   finished_runs   run.finished seen (a later request of the run is void)
  *   reruns          re-runs as the scheduler announced them (run.submitted
  *                   with replay_of): the run each re-runs (replay.c)
+ *   withdrawals, finished_runs and reruns are pruned after the retention
+ *   (prune.c); requests are the record of the decisions and are kept
  *   tenants, apikeys  learnt from sagewai.tenants (tenants.c)
  */
 #include "policy.h"
@@ -103,6 +105,11 @@ const struct sw_migration pol_migrations[] = {
 	    " tenant text NOT NULL,"
 	    " replay_of text NOT NULL,"
 	    " at timestamptz NOT NULL DEFAULT now());"},
+	/* pruning (prune.c): when each tombstone was written */
+	{3, "ALTER TABLE withdrawals ADD COLUMN at timestamptz NOT NULL DEFAULT now();"
+	    "CREATE INDEX withdrawals_at ON withdrawals (at);"
+	    "CREATE INDEX finished_runs_at ON finished_runs (at);"
+	    "CREATE INDEX reruns_at ON reruns (at);"},
 };
 const size_t pol_nmigrations = sizeof(pol_migrations) / sizeof(pol_migrations[0]);
 

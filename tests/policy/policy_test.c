@@ -38,6 +38,10 @@
  *             another producer than the scheduler, a re-run of another run,
  *             another tenant, a malformed claim; a request consumed before
  *             its run.submitted waits for it
+ *   prune     tombstones (withdrawals, finished runs, re-runs) older than
+ *             SAGEWAI_POLICY_RETENTION_S are deleted in the background, the
+ *             younger ones and every request are kept, and a kept tombstone
+ *             still works (a request of a recently finished run is void)
  *   page      headless Chromium (tests/policy/page.py over the DevTools
  *             protocol): the page shows a pending request, a click on Approve
  *             produces credential.decided by human; a screenshot is kept in
@@ -64,6 +68,7 @@ static pid_t pol_pid = -1;
 static int pol_port;
 static json_t *seen[MAXEV];
 static size_t nseen;
+static const char *retention_env; /* SAGEWAI_POLICY_RETENTION_S=..., or NULL */
 
 /* ---- helpers -------------------------------------------------------------------- */
 
@@ -105,6 +110,8 @@ static pid_t spawn(const char *log, const char *mode)
 	env[n++] = "SAGEWAI_HTTP_PORT=0";
 	env[n++] = "SAGEWAI_LOG_LEVEL=debug";
 	env[n++] = SW_TEST_ENV_FAST_REBALANCE;
+	if (retention_env != NULL)
+		env[n++] = retention_env;
 	env[n] = NULL;
 	return sw_test_proc_spawn(path, argv, env, log);
 }
@@ -1255,11 +1262,81 @@ static void t_replay(void)
 	finish();
 }
 
+static void t_prune(void)
+{
+	char run_old[SW_UUID_STRLEN], run_new[SW_UUID_STRLEN], r1[SW_UUID_STRLEN];
+	char r2[SW_UUID_STRLEN], r3[SW_UUID_STRLEN], of[SW_UUID_STRLEN], q[600];
+	int64_t until;
+
+	mode = "single_org";
+	retention_env = "SAGEWAI_POLICY_RETENTION_S=86400";
+	setup("prune");
+	pol_start();
+	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
+	sw_uuid_v7_str(run_old);
+	sw_uuid_v7_str(run_new);
+	sw_uuid_v7_str(of);
+	/* tombstones of each kind for two runs, and requests */
+	request("default", run_old, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
+	reply_for("credential.decided", r1);
+	produce("run.finished", "sagewai.runs", "default", run_old, NULL, "sagewai-scheduler",
+		json_pack("{s:s}", "status", "SUCCEEDED"));
+	produce("run.finished", "sagewai.runs", "default", run_new, NULL, "sagewai-scheduler",
+		json_pack("{s:s}", "status", "SUCCEEDED"));
+	announce_rerun("default", run_old, of, "sagewai-scheduler");
+	announce_rerun("default", run_new, of, "sagewai-scheduler");
+	sw_uuid_v7_str(r2);
+	sw_uuid_v7_str(r3);
+	produce("credential.withdrawn", "sagewai.credentials", "default", run_old, NULL,
+		"sagewai-sandboxd", json_pack("{s:s, s:s}", "request_id", r2, "reason", "old"));
+	produce("credential.withdrawn", "sagewai.credentials", "default", run_new, NULL,
+		"sagewai-sandboxd", json_pack("{s:s, s:s}", "request_id", r3, "reason", "new"));
+	until = sw_mono_ms() + 30000;
+	while (sw_test_pg_long(db_dsn, "SELECT (SELECT count(*) FROM policy.withdrawals) +"
+				       " (SELECT count(*) FROM policy.finished_runs) +"
+				       " (SELECT count(*) FROM policy.reruns)") != 6) {
+		SW_REQUIRE(sw_mono_ms() < until, "the tombstones were not all written");
+		sw_test_msleep(200);
+	}
+	/* the old run's are two days old; a restart prunes a second later */
+	pol_stop();
+	snprintf(q, sizeof(q),
+		 "WITH a AS (UPDATE policy.withdrawals SET at = now() - interval '2 days'"
+		 " WHERE request_id = '%s' RETURNING 1), b AS (UPDATE policy.finished_runs SET"
+		 " at = now() - interval '2 days' WHERE run_id = '%s' RETURNING 1), c AS"
+		 " (UPDATE policy.reruns SET at = now() - interval '2 days' WHERE run_id = '%s'"
+		 " RETURNING 1) SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) +"
+		 " (SELECT count(*) FROM c)",
+		 r2, run_old, run_old);
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 3, "backdating failed");
+	pol_start();
+	until = sw_mono_ms() + 30000;
+	while (sw_test_pg_long(db_dsn, "SELECT (SELECT count(*) FROM policy.withdrawals) +"
+				       " (SELECT count(*) FROM policy.finished_runs) +"
+				       " (SELECT count(*) FROM policy.reruns)") != 3) {
+		SW_REQUIRE(sw_mono_ms() < until, "old tombstones not pruned");
+		sw_test_msleep(200);
+	}
+	snprintf(q, sizeof(q),
+		 "SELECT (SELECT count(*) FROM policy.withdrawals WHERE request_id = '%s') +"
+		 " (SELECT count(*) FROM policy.finished_runs WHERE run_id = '%s') +"
+		 " (SELECT count(*) FROM policy.reruns WHERE run_id = '%s')",
+		 r3, run_new, run_new);
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 3, "a young tombstone was pruned");
+	snprintf(q, sizeof(q), "SELECT count(*) FROM policy.requests WHERE request_id = '%s'", r1);
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 1, "a request was pruned");
+	/* the kept tombstone still voids a late request of its run */
+	request("default", run_new, "GITHUB_TOKEN_SITE", "github:push:acme/site", r2);
+	require_decided(reply_for("credential.decided", r2), "deny", "withdrawn", NULL);
+	retention_env = NULL;
+	finish();
+}
+
 static const struct sw_test_scenario scenarios[] = {
 	{"lang", t_lang},	  {"decide", t_decide}, {"deadline", t_deadline},
 	{"withdraw", t_withdraw}, {"kill9", t_kill9},	{"tenants", t_tenants},
 	{"hostile", t_hostile},	  {"page", t_page},	{"cli", t_cli},
-	{"replay", t_replay},
+	{"replay", t_replay},	  {"prune", t_prune},
 };
 
 int main(int argc, char **argv)
