@@ -60,8 +60,10 @@ static int source_check(const char *name, json_t *src, char *errstr, size_t errl
 	size_t i;
 
 	if (!id_name_valid(name)) {
-		snprintf(errstr, errlen, "mint source '%.64s': not a secret name "
-			 "([a-z0-9][a-z0-9_.-]{0,62})", name);
+		snprintf(errstr, errlen,
+			 "mint source '%.64s': not a secret name "
+			 "([a-z0-9][a-z0-9_.-]{0,62})",
+			 name);
 		return -1;
 	}
 	if (!json_is_object(src)) {
@@ -71,21 +73,27 @@ static int source_check(const char *name, json_t *src, char *errstr, size_t errl
 	json_object_foreach(src, k, v)
 		if (strcmp(k, "policies") != 0 && strcmp(k, "ttl_s") != 0 &&
 		    strcmp(k, "num_uses") != 0 && strcmp(k, "tenants") != 0) {
-			snprintf(errstr, errlen, "mint source %s: unknown field '%.64s' (policies, "
-				 "ttl_s, num_uses, tenants)", name, k);
+			snprintf(errstr, errlen,
+				 "mint source %s: unknown field '%.64s' (policies, "
+				 "ttl_s, num_uses, tenants)",
+				 name, k);
 			return -1;
 		}
 	if (!json_is_array(pol) || json_array_size(pol) == 0 ||
 	    json_array_size(pol) > MINT_POLICIES_MAX) {
-		snprintf(errstr, errlen, "mint source %s: policies must list 1 to %d Vault "
-			 "policies", name, MINT_POLICIES_MAX);
+		snprintf(errstr, errlen,
+			 "mint source %s: policies must list 1 to %d Vault "
+			 "policies",
+			 name, MINT_POLICIES_MAX);
 		return -1;
 	}
 	json_array_foreach(pol, i, v)
 		if (!json_is_string(v) || !policy_ok(json_string_value(v)) ||
 		    strcmp(json_string_value(v), "root") == 0) {
-			snprintf(errstr, errlen, "mint source %s: policy %zu is not a policy name "
-				 "([A-Za-z0-9_.-]{1,128}, not root)", name, i + 1);
+			snprintf(errstr, errlen,
+				 "mint source %s: policy %zu is not a policy name "
+				 "([A-Za-z0-9_.-]{1,128}, not root)",
+				 name, i + 1);
 			return -1;
 		}
 	if (!json_is_integer(ttl) || json_integer_value(ttl) < 1 ||
@@ -126,8 +134,10 @@ int id_mint_load(struct id_env *env, char *errstr, size_t errlen)
 		return 0;
 	if (stat(path, &st) == -1 || !S_ISREG(st.st_mode) || st.st_size > MINT_FILE_MAX ||
 	    (st.st_mode & 022) != 0) {
-		snprintf(errstr, errlen, "SAGEWAI_IDENTITY_MINTS_FILE %s: not a regular file of "
-			 "at most 256 KiB that only its owner may write", path);
+		snprintf(errstr, errlen,
+			 "SAGEWAI_IDENTITY_MINTS_FILE %s: not a regular file of "
+			 "at most 256 KiB that only its owner may write",
+			 path);
 		return -1;
 	}
 	if ((root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
@@ -138,15 +148,18 @@ int id_mint_load(struct id_env *env, char *errstr, size_t errlen)
 	mints = json_object_get(root, "mints");
 	if (!json_is_object(root) || json_object_size(root) != 1 || !json_is_object(mints) ||
 	    json_object_size(mints) > MINT_SOURCES_MAX) {
-		snprintf(errstr, errlen, "SAGEWAI_IDENTITY_MINTS_FILE %s: must be {\"mints\": "
-			 "{NAME: {...}}} with at most %d sources", path, MINT_SOURCES_MAX);
+		snprintf(errstr, errlen,
+			 "SAGEWAI_IDENTITY_MINTS_FILE %s: must be {\"mints\": "
+			 "{NAME: {...}}} with at most %d sources",
+			 path, MINT_SOURCES_MAX);
 		goto fail;
 	}
 	json_object_foreach(mints, name, src)
 		if (source_check(name, src, errstr, errlen) == -1)
 			goto fail;
 	if (json_object_size(mints) > 0 && env->vault_addr[0] == '\0') {
-		snprintf(errstr, errlen, "SAGEWAI_IDENTITY_MINTS_FILE names mint sources but "
+		snprintf(errstr, errlen,
+			 "SAGEWAI_IDENTITY_MINTS_FILE names mint sources but "
 			 "SAGEWAI_VAULT_ADDR is not set: tokens are minted by Vault");
 		goto fail;
 	}
@@ -194,7 +207,7 @@ static void mjob_finish(struct mjob *mj)
 }
 
 static void mfail(struct mjob *mj, enum id_berr e, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+    __attribute__((format(printf, 3, 4)));
 
 static void mfail(struct mjob *mj, enum id_berr e, const char *fmt, ...)
 {
@@ -266,8 +279,10 @@ static void recorded_cb(PGresult *res, const char *err, void *opaque)
 		sw_log(SW_LOG_ERROR, "minted token not recorded: revoked, not handed out",
 		       "run_id", mj->m.run_id, "error", err, NULL);
 		revoke(mj->env, mj->out.accessor);
-		mfail(mj, ID_BUNAVAILABLE, "backend vault mint for %s (secret %s): the token "
-		      "could not be recorded; it was revoked", mj->m.env, mj->m.source);
+		mfail(mj, ID_BUNAVAILABLE,
+		      "backend vault mint for %s (secret %s): the token "
+		      "could not be recorded; it was revoked",
+		      mj->m.env, mj->m.source);
 		return;
 	}
 	sw_log(SW_LOG_INFO, "token minted", "run_id", mj->m.run_id, "step_id", mj->m.step_id,
@@ -402,10 +417,10 @@ void id_mint_ended(struct id_env *env, const char *run_id, const char *step_id,
 	e->opaque = opaque;
 	if (sw_store_query(env->store,
 			   step_id != NULL
-				   ? "UPDATE minted SET ended = true WHERE run_id = $1 AND"
-				     " step_id = $2 AND revoked_at IS NULL RETURNING accessor"
-				   : "UPDATE minted SET ended = true WHERE run_id = $1 AND"
-				     " revoked_at IS NULL RETURNING accessor",
+			       ? "UPDATE minted SET ended = true WHERE run_id = $1 AND"
+				 " step_id = $2 AND revoked_at IS NULL RETURNING accessor"
+			       : "UPDATE minted SET ended = true WHERE run_id = $1 AND"
+				 " revoked_at IS NULL RETURNING accessor",
 			   step_id != NULL ? 2 : 1, params, ended_cb, e) == -1)
 		ended_cb(NULL, "cannot queue", e);
 }

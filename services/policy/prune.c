@@ -21,15 +21,15 @@
 #define PRUNE_ROUNDS 20
 
 static const char *const prune_sql[] = {
-	"WITH d AS (DELETE FROM withdrawals WHERE ctid IN (SELECT ctid FROM withdrawals"
-	" WHERE at < now() - make_interval(secs => $1::bigint) LIMIT 1000) RETURNING 1)"
-	" SELECT count(*) FROM d",
-	"WITH d AS (DELETE FROM finished_runs WHERE ctid IN (SELECT ctid FROM finished_runs"
-	" WHERE at < now() - make_interval(secs => $1::bigint) LIMIT 1000) RETURNING 1)"
-	" SELECT count(*) FROM d",
-	"WITH d AS (DELETE FROM reruns WHERE ctid IN (SELECT ctid FROM reruns"
-	" WHERE at < now() - make_interval(secs => $1::bigint) LIMIT 1000) RETURNING 1)"
-	" SELECT count(*) FROM d",
+    "WITH d AS (DELETE FROM withdrawals WHERE ctid IN (SELECT ctid FROM withdrawals"
+    " WHERE at < now() - make_interval(secs => $1::bigint) LIMIT 1000) RETURNING 1)"
+    " SELECT count(*) FROM d",
+    "WITH d AS (DELETE FROM finished_runs WHERE ctid IN (SELECT ctid FROM finished_runs"
+    " WHERE at < now() - make_interval(secs => $1::bigint) LIMIT 1000) RETURNING 1)"
+    " SELECT count(*) FROM d",
+    "WITH d AS (DELETE FROM reruns WHERE ctid IN (SELECT ctid FROM reruns"
+    " WHERE at < now() - make_interval(secs => $1::bigint) LIMIT 1000) RETURNING 1)"
+    " SELECT count(*) FROM d",
 };
 #define PRUNE_TABLES (sizeof(prune_sql) / sizeof(prune_sql[0]))
 

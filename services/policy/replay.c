@@ -116,20 +116,20 @@ static void rp_store(struct rp *r, const char *decision, const char *rule, const
 	params[19] = strcmp(decision, "allow") == 0 ? secret : "";
 	params[20] = of;
 	st[0].sql =
-		"INSERT INTO requests (request_id, tenant, run_id, step_id, trace_id, workflow,"
-		" step, cli_agent, sandbox_id, host, name, scope, reason_req, requester,"
-		" req_deadline_ms, received_us, state, rule, decision, by, reason, secret,"
-		" decided_us, replay_of)"
-		" SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::uuid, $10, $11, $12, $13, $14,"
-		" $15::bigint, $16::bigint, 'decided', $17::text,"
-		" CASE WHEN w.r IS NULL THEN $18::text ELSE 'deny' END,"
-		" CASE WHEN w.r IS NULL THEN 'replay' ELSE 'withdrawn' END,"
-		" coalesce(w.r, $19::text), CASE WHEN w.r IS NULL THEN $20::text ELSE '' END,"
-		" $16::bigint, $21::text"
-		" FROM (SELECT coalesce((SELECT reason FROM withdrawals WHERE request_id = $1::uuid"
-		"  AND tenant = $2), (SELECT 'the run finished before the request was decided'"
-		"  FROM finished_runs WHERE run_id = $3)) AS r) w"
-		" ON CONFLICT (request_id) DO NOTHING";
+	    "INSERT INTO requests (request_id, tenant, run_id, step_id, trace_id, workflow,"
+	    " step, cli_agent, sandbox_id, host, name, scope, reason_req, requester,"
+	    " req_deadline_ms, received_us, state, rule, decision, by, reason, secret,"
+	    " decided_us, replay_of)"
+	    " SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::uuid, $10, $11, $12, $13, $14,"
+	    " $15::bigint, $16::bigint, 'decided', $17::text,"
+	    " CASE WHEN w.r IS NULL THEN $18::text ELSE 'deny' END,"
+	    " CASE WHEN w.r IS NULL THEN 'replay' ELSE 'withdrawn' END,"
+	    " coalesce(w.r, $19::text), CASE WHEN w.r IS NULL THEN $20::text ELSE '' END,"
+	    " $16::bigint, $21::text"
+	    " FROM (SELECT coalesce((SELECT reason FROM withdrawals WHERE request_id = $1::uuid"
+	    "  AND tenant = $2), (SELECT 'the run finished before the request was decided'"
+	    "  FROM finished_runs WHERE run_id = $3)) AS r) w"
+	    " ON CONFLICT (request_id) DO NOTHING";
 	st[0].nparams = 21;
 	st[0].params = params;
 	if (sel[0] == '\0')
@@ -194,8 +194,7 @@ static void lookup_cb(PGresult *res, const char *err, void *opaque)
 		snprintf(reason, sizeof(reason),
 			 "not_recorded: the original run %.40s holds no decision %.40s for step "
 			 "%.64s, %.128s, scope %.128s",
-			 orig, of, jstr(r->ev, "step"), jstr(r->ev, "name"),
-			 jstr(r->ev, "scope"));
+			 orig, of, jstr(r->ev, "step"), jstr(r->ev, "name"), jstr(r->ev, "scope"));
 		rp_store(r, "deny", "", reason, "", "");
 		return;
 	}
@@ -234,7 +233,7 @@ static const char *rp_check(json_t *ev)
 	static const struct {
 		const char *k;
 		size_t max;
-	} lim[] = {{"workflow", 256}, {"step", 256},   {"cli_agent", 64},  {"host", 256},
+	} lim[] = {{"workflow", 256}, {"step", 256},	{"cli_agent", 64},  {"host", 256},
 		   {"scope", 256},    {"reason", 1024}, {"requester", 512}, {NULL, 0}};
 	size_t i;
 
