@@ -487,16 +487,15 @@ static void run_step(struct sw_test_dispatch *d, const char *run, const char *mo
 		   js(e->body, "error"));
 	keys = json_object_get(json_array_get(json_object_get(e->body, "steps"), 0), "keys");
 	SW_CHECK((pins = json_dumps(keys, JSON_COMPACT)) != NULL);
-	spec = json_dumps(json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s, s:s, s:s}", "workflow",
-				    "site", "workflow_version", 1, "uses", "", "with", "run_modes",
-				    mode, "output_max", 1048576, "cli_agent", "custom", "prompt",
-				    "fix it", "run", script),
-			  JSON_COMPACT);
-	if (spec_extra != NULL) {
-		json_t *sp = json_loads(spec, 0, NULL);
+	{
+		json_t *sp = json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s, s:s, s:s}",
+				       "workflow", "site", "workflow_version", 1, "uses", "",
+				       "with", "run_modes", mode, "output_max", 1048576,
+				       "cli_agent", "custom", "prompt", "fix it", "run", script);
 
-		free(spec);
-		SW_CHECK(sp != NULL && json_object_update(sp, spec_extra) == 0);
+		SW_CHECK(sp != NULL);
+		if (spec_extra != NULL)
+			SW_CHECK(json_object_update(sp, spec_extra) == 0);
 		SW_CHECK((spec = json_dumps(sp, JSON_COMPACT)) != NULL);
 		json_decref(sp);
 	}
