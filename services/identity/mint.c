@@ -274,7 +274,17 @@ static void recorded_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct mjob *mj = opaque;
 
-	(void)res;
+	if (err == NULL && PQntuples(res) == 1 && strcmp(PQgetvalue(res, 0, 0), "t") == 0) {
+		/* its step (or run) ended before the token was made: not handed out */
+		sw_log(SW_LOG_INFO, "token minted after its step ended: revoked", "run_id",
+		       mj->m.run_id, "step_id", mj->m.step_id, NULL);
+		revoke(mj->env, mj->out.accessor);
+		mfail(mj, ID_BREVOKED,
+		      "backend vault mint for %s (secret %s): the step has ended; the token was "
+		      "revoked",
+		      mj->m.env, mj->m.source);
+		return;
+	}
 	if (err != NULL) {
 		sw_log(SW_LOG_ERROR, "minted token not recorded: revoked, not handed out",
 		       "run_id", mj->m.run_id, "error", err, NULL);
@@ -320,11 +330,14 @@ static void minted_cb(struct id_env *env, const struct id_bvalue *b, void *opaqu
 	params[6] = mj->m.source;
 	params[7] = mj->m.env;
 	params[8] = ttl;
-	if (sw_store_query(env->store,
-			   "INSERT INTO minted (accessor, tenant, run_id, step_id, sandbox_id,"
-			   " request_id, source, env, expires_at) VALUES ($1, $2, $3, $4, $5,"
-			   " $6::uuid, $7, $8, now() + make_interval(secs => $9::int))",
-			   9, params, recorded_cb, mj) == -1)
+	if (sw_store_query_key(
+		env->store, mj->m.run_id,
+		"INSERT INTO minted (accessor, tenant, run_id, step_id, sandbox_id,"
+		" request_id, source, env, expires_at, ended) VALUES ($1, $2, $3, $4,"
+		" $5, $6::uuid, $7, $8, now() + make_interval(secs => $9::int),"
+		" EXISTS (SELECT 1 FROM mint_ends WHERE run_id = $3 AND step_id IN ($4, '')))"
+		" RETURNING ended",
+		9, params, recorded_cb, mj) == -1)
 		recorded_cb(NULL, "cannot queue", mj);
 }
 
@@ -402,7 +415,8 @@ void id_mint_ended(struct id_env *env, const char *run_id, const char *step_id,
 		   void (*done)(void *opaque, int ok), void *opaque)
 {
 	struct ended *e;
-	const char *params[2] = {run_id, step_id};
+	const char *params[2] = {run_id, step_id != NULL ? step_id : ""};
+	struct sw_store_stmt st[2];
 
 	if (env->mints == NULL || run_id[0] == '\0') {
 		done(opaque, 1);
@@ -415,13 +429,19 @@ void id_mint_ended(struct id_env *env, const char *run_id, const char *step_id,
 	e->env = env;
 	e->done = done;
 	e->opaque = opaque;
-	if (sw_store_query(env->store,
-			   step_id != NULL
-			       ? "UPDATE minted SET ended = true WHERE run_id = $1 AND"
-				 " step_id = $2 AND revoked_at IS NULL RETURNING accessor"
-			       : "UPDATE minted SET ended = true WHERE run_id = $1 AND"
-				 " revoked_at IS NULL RETURNING accessor",
-			   step_id != NULL ? 2 : 1, params, ended_cb, e) == -1)
+	/* the end is kept (a token minted later is revoked at once), then the
+	 * tokens minted so far are marked; keyed by the run, as the mints'
+	 * records, so that neither misses the other */
+	st[0].sql =
+	    "INSERT INTO mint_ends (run_id, step_id) VALUES ($1, $2) ON CONFLICT DO NOTHING";
+	st[0].nparams = 2;
+	st[0].params = params;
+	st[1].sql =
+	    "UPDATE minted SET ended = true WHERE run_id = $1 AND ($2 = '' OR step_id = $2)"
+	    " AND revoked_at IS NULL RETURNING accessor";
+	st[1].nparams = 2;
+	st[1].params = params;
+	if (sw_store_tx_key(env->store, run_id, st, 2, ended_cb, e) == -1)
 		ended_cb(NULL, "cannot queue", e);
 }
 
@@ -443,7 +463,9 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	if (sw_store_query(env->store,
-			   "SELECT accessor FROM minted WHERE ended AND revoked_at IS NULL"
+			   "WITH old AS (DELETE FROM mint_ends WHERE ctid IN (SELECT ctid FROM"
+			   " mint_ends WHERE at < now() - interval '1 day' LIMIT 1000))"
+			   " SELECT accessor FROM minted WHERE ended AND revoked_at IS NULL"
 			   " AND expires_at > now() ORDER BY expires_at LIMIT " MINT_SWEEP,
 			   0, NULL, sweep_cb, env) == -1)
 		sw_log(SW_LOG_WARN, "minted tokens sweep not queued", NULL);

@@ -1486,7 +1486,9 @@ static void grant_minted_cb(struct id_env *env, const struct id_bvalue *b, void 
 	struct pin *p = &s->pins[0];
 
 	(void)env;
-	if (b->err != ID_BOK)
+	if (b->err == ID_BREVOKED)
+		seal_error(s, "revoked", "revoked: %s", b->error);
+	else if (b->err != ID_BOK)
 		seal_error(s, "backend_unavailable", "%s", b->error);
 	else if ((p->value = id_secure_dup(b->value, b->len)) == NULL)
 		seal_error(s, "backend_unavailable", "out of memory");

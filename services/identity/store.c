@@ -119,7 +119,15 @@ static const char *const migration_3 =
 	" ended boolean NOT NULL DEFAULT false,"
 	" revoked_at timestamptz);"
 	"CREATE INDEX minted_run ON minted (run_id, step_id) WHERE revoked_at IS NULL;"
-	"CREATE INDEX minted_owed ON minted (expires_at) WHERE ended AND revoked_at IS NULL;";
+	"CREATE INDEX minted_owed ON minted (expires_at) WHERE ended AND revoked_at IS NULL;"
+	/* the step attempts ('' = the whole run) seen ending, for a day (the
+	 * longest TTL): a token minted after its step ended is revoked at once */
+	"CREATE TABLE mint_ends ("
+	" run_id text NOT NULL,"
+	" step_id text NOT NULL,"
+	" at timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (run_id, step_id));"
+	"CREATE INDEX mint_ends_at ON mint_ends (at);";
 
 const struct sw_migration id_migrations[] = {
 	{1, migration_1},

@@ -1080,6 +1080,67 @@ static void scenario_mint(void)
 	json_decref(j);
 	free(token);
 	free(out);
+	/* the step's end (step.finished of the attempt; sandboxd ignores one it
+	 * did not send) revokes at once, and a token asked for after it is
+	 * revoked before it is handed out */
+	{
+		struct sw_test_dispatch d2;
+		char *tok1;
+
+		snprintf(body, sizeof(body),
+			 "t=$(sagewai-cred request BAO_TOKEN --scope bao:ci:read --reason first)\n"
+			 "echo \"first=$? len=${#t}\"\n"
+			 "sleep 5\n"
+			 "sagewai-cred request BAO_TOKEN --scope bao:ci:read --reason late "
+			 "2>/tmp/err >/dev/null; echo \"second=$? $(cat /tmp/err)\"\n"
+			 "echo \"first_after=$(curl -s -o /dev/null -w '%%{http_code}' -H "
+			 "\"X-Vault-Token: $t\" %s/v1/secret/data/ci/thing)\"\n",
+			 bao_addr);
+		run_step(&d2, "r2", "cli_agent_jit", body, 120000);
+		cred_event("credential.delivered", d2.step_id, "BAO_TOKEN");
+		produce("sagewai.steps", "step.finished", "sagewai-sandboxd", d2.run_id, d2.step_id,
+			json_pack("{s:s, s:i, s:s, s:n, s:n, s:I}", "step", "fix", "attempt", 1,
+				  "status", "SUCCEEDED", "output", "error", "duration_us",
+				  (json_int_t)1));
+		tok1 = opened_value(d2.step_id, "BAO_TOKEN");
+		form_add(tok1);
+		free(tok1);
+		/* the real step.finished comes from sandboxd at the end */
+		for (int64_t until = sw_mono_ms() + 60000;;) {
+			SW_REQUIRE(sw_mono_ms() < until, "no step.finished of sandboxd for %s",
+				   d2.step_id);
+			f = NULL;
+			for (size_t i = 0; i < evl.n; i++)
+				if (strcmp(evl.ev[i]->type, "step.finished") == 0 &&
+				    strcmp(evl.ev[i]->step_id, d2.step_id) == 0 &&
+				    strcmp(js(json_object_get(evl.ev[i]->body, "header"), "producer"),
+					   "sagewai-sandboxd") == 0 &&
+				    json_integer_value(json_object_get(evl.ev[i]->body,
+								       "duration_us")) != 1)
+					f = evl.ev[i];
+			if (f != NULL)
+				break;
+			sw_test_evlog_poll(&evl, 200);
+		}
+		out = stdout_of(d2.step_id);
+		printf("--- the second agent's stdout:\n%s---\n", out);
+		has(out, "first=0 len=");
+		has(out, "second=2 sagewai-cred: refused (revoked): revoked: backend vault mint for "
+			 "BAO_TOKEN (secret ci-read): the step has ended; the token was revoked");
+		has(out, "first_after=403");
+		free(out);
+		SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted") == 4,
+			   "not four minted rows");
+		{
+			int64_t until = sw_mono_ms() + 30000;
+
+			while (sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted WHERE"
+							" revoked_at IS NULL") != 0) {
+				SW_REQUIRE(sw_mono_ms() < until, "minted rows not marked revoked");
+				sw_test_msleep(200);
+			}
+		}
+	}
 	finish();
 }
 
