@@ -1814,12 +1814,59 @@ static int grant_parse(struct seal *s, json_t *ev, json_t *keys)
 	return 0;
 }
 
+/* A token minted for the grant (mint.c): the one pin's value. */
+static void grant_minted_cb(struct id_env *env, const struct id_bvalue *b, void *opaque)
+{
+	struct seal *s = opaque;
+	struct pin *p = &s->pins[0];
+
+	(void)env;
+	if (b->err == ID_BREVOKED)
+		seal_error(s, "revoked", "revoked: %s", b->error);
+	else if (b->err != ID_BOK)
+		seal_error(s, "backend_unavailable", "%s", b->error);
+	else if ((p->value = id_secure_dup(b->value, b->len)) == NULL)
+		seal_error(s, "backend_unavailable", "out of memory");
+	else {
+		p->len = b->len;
+		p->version = b->version;
+		memcpy(p->mac, b->mac, ID_MAC_BYTES);
+		snprintf(p->scope, sizeof(p->scope), "%s", s->h.tenant);
+	}
+	seal_answer(s);
+}
+
+/* The decided secret names no secret of the tenant but a mint source. */
+static void grant_mint(struct seal *s)
+{
+	struct id_mint_for m;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(m.tenant, sizeof(m.tenant), "%s", s->h.tenant);
+	snprintf(m.run_id, sizeof(m.run_id), "%s", s->h.run_id);
+	snprintf(m.step_id, sizeof(m.step_id), "%s", s->h.step_id);
+	snprintf(m.sandbox_id, sizeof(m.sandbox_id), "%s", s->sandbox_id);
+	snprintf(m.grant, sizeof(m.grant), "%s", s->grant);
+	snprintf(m.source, sizeof(m.source), "%s", s->pins[0].secret);
+	snprintf(m.env, sizeof(m.env), "%s", s->pins[0].env);
+	if (id_mint(s->env, &m, grant_minted_cb, s) == -1) {
+		seal_error(s, "backend_unavailable", "backend vault unavailable for %s (mint %s): "
+			   "cannot queue", m.env, m.source);
+		seal_answer(s);
+	}
+}
+
 /* The decided secret's latest version (the tenant's own secret). */
 static void grant_version_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct seal *s = opaque;
 	struct pin *p = &s->pins[0];
 
+	if (err == NULL && PQntuples(res) == 0 &&
+	    id_mint_source(s->env, s->h.tenant, p->secret)) {
+		grant_mint(s);
+		return;
+	}
 	if (err == NULL && PQntuples(res) == 0) {
 		seal_error(s, "missing", "missing: %s (secret %s has no version)", p->env,
 			   p->secret);

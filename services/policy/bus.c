@@ -6,7 +6,8 @@
  *   consumer   group sagewai-policy (SAGEWAI_GROUP_ID) on
  *              sagewai.credentials (credential.requested and
  *              credential.withdrawn; the other types there are skipped),
- *              sagewai.runs (run.finished) and sagewai.tenants (tenants.c)
+ *              sagewai.runs (run.finished; run.submitted of re-runs,
+ *              replay.c) and sagewai.tenants (tenants.c)
  *
  * A consumed message's offset is stored only once its effect is committed
  * in PostgreSQL (the events it owes go out from the rows, decide.c), in
@@ -173,11 +174,18 @@ static void handle(struct pol_env *env, struct pol_item *it, const struct sw_bus
 		return;
 	}
 	if (strcmp(m->topic, SW_TOPIC_RUNS) == 0) {
-		/* only run.finished matters here: the header is enough */
-		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) == 0 &&
-		    strcmp(h.type, "run.finished") == 0) {
+		/* run.finished (the header is enough) and run.submitted (re-runs) */
+		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) != 0)
+			return;
+		if (strcmp(h.type, "run.finished") == 0) {
 			it->pending++;
 			pol_run_finished(env, &h, item_done, it);
+		} else if (strcmp(h.type, "run.submitted") == 0 &&
+			   (ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) !=
+				   NULL) {
+			it->pending++;
+			pol_run_submitted(env, ev, &h, item_done, it);
+			json_decref(ev);
 		}
 		return;
 	}

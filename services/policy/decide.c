@@ -295,6 +295,8 @@ static void publish_one(struct pol_env *env, PGresult *res, int i, int pending)
 			      PQgetvalue(res, i, 9), "approver", PQgetvalue(res, i, 13), "reason",
 			      sw_json_string_lossy(PQgetvalue(res, i, 14)), "secret",
 			      PQgetvalue(res, i, 15));
+	if (!pending && f != NULL)
+		json_object_set_new(f, "replay_of", json_string(PQgetvalue(res, i, 21)));
 	json_object_set_new(env->inflight, s->key, json_true());
 	if (pol_publish(env, type, h.run_id, &h, f, delivered_cb, s, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "cannot produce a credential event (the sweep tries again)",
@@ -546,6 +548,11 @@ void pol_requested(struct pol_env *env, json_t *ev, const struct sw_event_header
 		sw_log(SW_LOG_WARN, "credential.requested without request id, sandbox, tenant or run"
 		       " ignored", "run_id", h->run_id, NULL);
 		done(opaque, 1);
+		return;
+	}
+	if (json_string_length(json_object_get(ev, "replay_of")) > 0) {
+		/* a re-run's: from the record only (replay.c) */
+		pol_replay_requested(env, ev, h, done, opaque);
 		return;
 	}
 	if ((r = calloc(1, sizeof(*r))) == NULL) {

@@ -13,6 +13,8 @@
  *   bus.c       Kafka: the producer, the group consumer of
  *               sagewai.credentials, sagewai.runs and sagewai.tenants
  *   tenants.c   tenants and API keys learnt from sagewai.tenants
+ *   replay.c    a re-run's requests decided from the original's record
+ *   prune.c     old tombstones deleted in the background (retention)
  *   api.c       the HTTP API (auth, policies, approvals) and the page
  *   sse.c       GET /v1/approvals/stream
  *   web.c       the page's files (generated from web/ at build time)
@@ -114,6 +116,10 @@ struct pol_env {
 	int64_t poll_since_us;	      /* streams: changes after this were sent */
 	json_t *inflight;	      /* "request_id/type" keys produced, not yet marked */
 
+	struct event *prune;	     /* the pruning timer (prune.c) */
+	long long retention_s;	     /* SAGEWAI_POLICY_RETENTION_S; 0: keep all */
+	int pruning;		     /* a pruning pass is in flight */
+
 	struct pol_itemq items;
 	size_t nitems;
 	struct pol_streamq streams;
@@ -205,6 +211,19 @@ typedef void (*pol_sent_cb)(struct pol_env *env, const char *err, void *opaque);
 int pol_publish(struct pol_env *env, const char *type, const char *key,
 		const struct sw_event_header *h, json_t *fields, pol_sent_cb cb, void *opaque,
 		char *errstr, size_t errlen);
+
+/* ---- replay.c ------------------------------------------------------------ */
+/* A credential.requested with replay_of (a re-run's): decided from the
+ * original run's recorded decision, never by a rule or a person. */
+void pol_replay_requested(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
+			  pol_done_cb done, void *opaque);
+/* A run.submitted: a re-run (replay_of, from the scheduler) is recorded. */
+void pol_run_submitted(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
+		       pol_done_cb done, void *opaque);
+
+/* ---- prune.c ------------------------------------------------------------- */
+int pol_prune_start(struct pol_env *env, char *errstr, size_t errlen);
+void pol_prune_stop(struct pol_env *env);
 
 /* ---- tenants.c ----------------------------------------------------------- */
 void pol_tenants_apply(struct pol_env *env, json_t *ev, pol_done_cb done, void *opaque);

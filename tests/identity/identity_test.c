@@ -195,7 +195,7 @@ static void id_stop(void)
 }
 
 /* The exit status of a start that must fail, and its log holds want. */
-static void refused_start(const char *want)
+static void refused_start_with(const char *want, const char *const *more)
 {
 	char log[700], cmd[900];
 	int st = 0;
@@ -203,11 +203,16 @@ static void refused_start(const char *want)
 
 	snprintf(log, sizeof(log), "%s/refused.log", dir);
 	unlink(log);
-	pid = spawn(log, 0, NULL, NULL);
+	pid = spawn(log, 0, NULL, more);
 	SW_CHECK(waitpid(pid, &st, 0) == pid);
 	SW_REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d, want exit 2", st);
 	snprintf(cmd, sizeof(cmd), "grep -qF -- '%s' %s", want, log);
 	SW_REQUIRE(system(cmd) == 0, "the refusal does not say '%s'", want);
+}
+
+static void refused_start(const char *want)
+{
+	refused_start_with(want, NULL);
 }
 
 static void setup(const char *scenario)
@@ -672,6 +677,41 @@ static void t_config(void)
 	write_file(mkeys_path, good, 0600);
 	write_file(mac_path, "not hex at all\n", 0600);
 	refused_start("SAGEWAI_SECRET_MAC_KEY_FILE");
+	hex32(k);
+	write_file(mac_path, k, 0600);
+	/* mint sources (SAGEWAI_IDENTITY_MINTS_FILE): each mistake refused */
+	{
+		static const struct {
+			const char *text, *want;
+			mode_t mode;
+		} bad[] = {
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 60}}", "mints.json:1:",
+		     0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"root\"], \"ttl_s\": 60}}}",
+		     "not root", 0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 0}}}",
+		     "ttl_s must be 1..86400", 0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 9, \"x\": 1}}}",
+		     "unknown field", 0644},
+		    {"{\"mints\": {\"Bad Name\": {\"policies\": [\"r\"], \"ttl_s\": 9}}}",
+		     "not a secret name", 0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r x\"], \"ttl_s\": 9}}}",
+		     "not a policy name", 0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 9}}}",
+		     "only its owner may write", 0666},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 9}}}",
+		     "SAGEWAI_VAULT_ADDR is not set", 0644},
+		};
+		char mpath[700], menv[800];
+		const char *more[] = {menv, NULL};
+
+		snprintf(mpath, sizeof(mpath), "%s/mints.json", dir);
+		snprintf(menv, sizeof(menv), "SAGEWAI_IDENTITY_MINTS_FILE=%s", mpath);
+		for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+			write_file(mpath, bad[b].text, bad[b].mode);
+			refused_start_with(bad[b].want, more);
+		}
+	}
 	/* the key material itself is never in a refusal */
 	marker("unused");
 	id_pid = -1;
