@@ -580,8 +580,12 @@ static void do_destroy(struct priv *p, const struct sbd_pm *req)
 	b->id = req->id;
 	b->state = BOX_DYING;
 	sw_sandbox_kill(b->sb);
-	/* reaped once its monitor has exited, so the destroy does not wait */
-	box_watch(b, sw_sandbox_gone_fd(b->sb), PRIV_GONE_WAIT_MS, on_gone);
+	/* reaped once its monitor has exited, so the destroy does not wait
+	 * (no pidfd for it: destroyed now, waiting as long as it takes) */
+	if (sw_sandbox_gone_fd(b->sb) < 0)
+		on_gone(-1, EV_TIMEOUT, b);
+	else
+		box_watch(b, sw_sandbox_gone_fd(b->sb), PRIV_GONE_WAIT_MS, on_gone);
 }
 
 static void on_request(evutil_socket_t fd, short what, void *arg)
