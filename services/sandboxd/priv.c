@@ -74,6 +74,7 @@
 #define PRIV_EGRESS_WAIT_MS 5000 /* for the egress helper's socket */
 #define PRIV_GONE_WAIT_MS 3000	/* for a killed sandbox's monitor, then destroy anyway */
 #define PRIV_REAP_MAX 64	/* egress helpers not reaped yet */
+#define PRIV_OUT_MAX 256	/* replies queued before requests wait (backpressure) */
 
 static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
 {
@@ -130,6 +131,8 @@ struct priv {
 	int sock;
 	struct event *rd, *wr, *sigs[4];
 	struct sbd_pm_outq out;
+	size_t nout;  /* replies in out */
+	bool reading; /* rd is added: not held back by a full out */
 	pid_t child;
 	bool child_gone;
 	int child_status;
@@ -316,20 +319,27 @@ static void reply_error(struct priv *p, uint32_t id, const char *fmt, const char
 
 static void on_writable(evutil_socket_t fd, short what, void *arg);
 
-/* Queue a reply (taking fds) and send what the socket takes; the rest
- * goes when it is writable. A peer gone ends the loop. */
+/*
+ * Queue a reply (taking fds) and send what the socket takes; the rest goes
+ * when it is writable. A child that asks without reading its answers
+ * would grow the queue without end: past PRIV_OUT_MAX replies, requests
+ * are not read until it has drained (the socket's buffers then fill and
+ * the child's sends wait). A peer gone ends the loop.
+ */
 static void reply(struct priv *p, const struct sbd_pm *m, const int *fds, int nfds)
 {
 	if (sbd_pm_queue(&p->out, m, fds, nfds) != 0) {
 		sw_log(SW_LOG_ERROR, "privileged part: cannot encode a reply", NULL);
 		return;
 	}
+	p->nout++;
 	on_writable(p->sock, EV_WRITE, p);
 }
 
 static void on_writable(evutil_socket_t fd, short what, void *arg)
 {
 	struct priv *p = arg;
+	struct sbd_pm_out *o;
 
 	(void)what;
 	if (sbd_pm_flush((int)fd, &p->out) != 0) {
@@ -338,10 +348,20 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 		event_base_loopbreak(p->base);
 		return;
 	}
-	if (!TAILQ_EMPTY(&p->out))
+	p->nout = 0;
+	TAILQ_FOREACH(o, &p->out, entry)
+	p->nout++;
+	if (p->nout > 0)
 		event_add(p->wr, NULL);
 	else
 		event_del(p->wr);
+	if (p->reading && p->nout >= PRIV_OUT_MAX) {
+		event_del(p->rd);
+		p->reading = false;
+	} else if (!p->reading && p->nout < PRIV_OUT_MAX / 2) {
+		event_add(p->rd, NULL);
+		p->reading = true;
+	}
 }
 
 static void box_unwatch(struct priv_box *b)
@@ -593,7 +613,7 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 	struct priv *p = arg;
 
 	(void)what;
-	for (int k = 0; k < PRIV_READS_PER_CB; k++) {
+	for (int k = 0; k < PRIV_READS_PER_CB && p->reading; k++) {
 		struct sbd_pm req;
 		char err[256];
 		int fds[2], n;
@@ -670,6 +690,7 @@ static int priv_serve(struct priv *p)
 		sw_log(SW_LOG_ERROR, "privileged part: cannot set up its loop", NULL);
 		p->rc = 1;
 	}
+	p->reading = true;
 	for (int i = 0; i < 3 && p->rc == 0; i++)
 		if ((p->sigs[i] = evsignal_new(p->base, sigs[i], on_signal, p)) == NULL ||
 		    event_add(p->sigs[i], NULL) != 0)
@@ -680,6 +701,11 @@ static int priv_serve(struct priv *p)
 	while (!LIST_EMPTY(&p->boxes))
 		box_free(LIST_FIRST(&p->boxes), NULL);
 	sbd_pm_outq_free(&p->out);
+	if (p->rd != NULL)
+		event_free(p->rd);
+	if (p->wr != NULL)
+		event_free(p->wr);
+	p->rd = p->wr = NULL;
 	close(p->sock);
 	if (!p->child_gone) {
 		kill(p->child, SIGKILL);

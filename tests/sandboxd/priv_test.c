@@ -28,6 +28,9 @@
  *     two fail, with their own ids' errors, and each of the 14 others
  *     answers on its own control socket (egress_only ones with their
  *     listener); then all destroyed at once, every runner gone;
+ *   - a service side that sends requests without reading the answers is
+ *     held back (the privileged part stops reading; its reply queue is
+ *     bounded), then gets every answer in order;
  *   - at most max_sandboxes at once;
  *   - when the service side ends, the privileged part destroys every
  *     sandbox it holds and exits with the service side's status.
@@ -415,6 +418,54 @@ static struct sbd_pm create_msg(const char *variant, uint8_t net)
 	return m;
 }
 
+/*
+ * A service side that asks without reading the answers: the privileged
+ * part stops reading (its queue of replies is bounded) instead of growing
+ * without end, and once the answers are read every request has its one
+ * ERROR, in order.
+ */
+static void check_flood(void)
+{
+	uint8_t b[SBD_PM_HDR], r[SBD_PM_MAX];
+	int fl = fcntl(sock, F_GETFL);
+	uint32_t sent = 0;
+	bool held = false;
+
+	SW_CHECK(fl >= 0 && fcntl(sock, F_SETFL, fl | O_NONBLOCK) == 0);
+	while (sent < 20000 && !held) {
+		uint32_t id = sent + 1;
+
+		b[0] = 0, b[1] = 77; /* an unknown type */
+		b[2] = 0, b[3] = 0, b[4] = 0, b[5] = SBD_PM_HDR;
+		b[6] = (uint8_t)(id >> 24), b[7] = (uint8_t)(id >> 16);
+		b[8] = (uint8_t)(id >> 8), b[9] = (uint8_t)id;
+		if (send(sock, b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(b)) {
+			sent++;
+			continue;
+		}
+		SW_CHECKF(errno == EAGAIN || errno == EWOULDBLOCK, "send: %s", strerror(errno));
+		usleep(300 * 1000); /* time to drain, if it still read */
+		if (send(sock, b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(b))
+			sent++;
+		else
+			held = true;
+	}
+	SW_CHECKF(held, "the privileged part took %u requests whose answers nobody read", sent);
+	for (uint32_t i = 1; i <= sent; i++) {
+		struct sbd_pm m;
+		char err[256];
+		ssize_t n;
+
+		while ((n = recv(sock, r, sizeof(r), 0)) < 0 && (errno == EAGAIN || errno == EINTR))
+			usleep(1000);
+		SW_CHECK(n > 0);
+		SW_CHECKF(sbd_pm_decode(r, (size_t)n, &m, err, sizeof(err)) == 0, "%s", err);
+		SW_CHECKF(m.type == SBD_PM_ERROR && m.id == i, "reply %u: type %u id %u", i,
+			  (unsigned)m.type, (unsigned)m.id);
+	}
+	SW_CHECK(fcntl(sock, F_SETFL, fl) == 0);
+}
+
 static void check_hostile(void)
 {
 	uint8_t big[20000], b[SBD_PM_MAX];
@@ -691,6 +742,7 @@ static void service_side(int out)
 	check_cpu();
 	check_egress();
 	check_hostile();
+	check_flood();
 	check_create_destroy(); /* still serving */
 	check_concurrent();
 	check_create_destroy(); /* the blocking calls still pair up */
