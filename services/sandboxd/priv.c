@@ -44,7 +44,9 @@
  * over through Kafka, PostgreSQL, HTTP or a hostile runner can ask for
  * sandboxes and nothing else. bwrap's --die-with-parent ties every sandbox
  * to the parent; the child gets SIGKILL when the parent dies; when the
- * child ends, the parent destroys every sandbox and exits.
+ * child ends (or closes its end, which it does as it stops), the parent
+ * destroys every sandbox, waits a little for the child's exit status and
+ * exits with it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -75,6 +77,7 @@
 #define PRIV_GONE_WAIT_MS 3000	/* for a killed sandbox's monitor, then destroy anyway */
 #define PRIV_REAP_MAX 64	/* egress helpers not reaped yet */
 #define PRIV_OUT_MAX 256	/* replies queued before requests wait (backpressure) */
+#define PRIV_CHILD_WAIT_MS 5000 /* for the child to exit once it closed the socket */
 
 static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
 {
@@ -343,8 +346,13 @@ static void on_writable(evutil_socket_t fd, short what, void *arg)
 
 	(void)what;
 	if (sbd_pm_flush((int)fd, &p->out) != 0) {
-		sw_log(SW_LOG_ERROR, "privileged part: socket", "error", strerror(errno), NULL);
-		p->rc = 1;
+		/* the child closed its end (it stops without waiting for the
+		 * answers to its last destroys): its exit status tells */
+		if (errno != EPIPE && errno != ECONNRESET) {
+			sw_log(SW_LOG_ERROR, "privileged part: socket", "error", strerror(errno),
+			       NULL);
+			p->rc = 1;
+		}
 		event_base_loopbreak(p->base);
 		return;
 	}
@@ -632,9 +640,11 @@ static void on_request(evutil_socket_t fd, short what, void *arg)
 				reply_error(p, req.id, "malformed request: %s", err);
 				continue;
 			}
-			sw_log(SW_LOG_ERROR, "privileged part: socket", "error", strerror(errno),
-			       NULL);
-			p->rc = 1;
+			if (errno != ECONNRESET) { /* else the child is gone, as at EOF */
+				sw_log(SW_LOG_ERROR, "privileged part: socket", "error",
+				       strerror(errno), NULL);
+				p->rc = 1;
+			}
 			event_base_loopbreak(p->base);
 			return;
 		}
@@ -707,10 +717,19 @@ static int priv_serve(struct priv *p)
 		event_free(p->wr);
 	p->rd = p->wr = NULL;
 	close(p->sock);
-	if (!p->child_gone) {
-		kill(p->child, SIGKILL);
-		while (waitpid(p->child, &p->child_status, 0) < 0 && errno == EINTR)
-			;
+	/* the child closes its end as it stops: give it PRIV_CHILD_WAIT_MS to
+	 * finish, then no more */
+	for (int64_t t0 = sw_mono_ms(); !p->child_gone;) {
+		if (waitpid(p->child, &p->child_status, WNOHANG) == p->child) {
+			p->child_gone = true;
+		} else if (sw_mono_ms() - t0 >= PRIV_CHILD_WAIT_MS) {
+			kill(p->child, SIGKILL);
+			while (waitpid(p->child, &p->child_status, 0) < 0 && errno == EINTR)
+				;
+			p->child_gone = true;
+		} else {
+			usleep(5000);
+		}
 	}
 	status = p->child_status;
 	for (int i = 0; i < PRIV_REAP_MAX; i++)
