@@ -183,9 +183,9 @@ static void merge_limits(struct sw_sandbox_limits *out, const struct sw_sandbox_
 
 struct sw_sandbox_start {
 	struct sw_sandbox_backend *be;
-	void *inst;		/* the backend's, until sb holds it */
-	int ctl_fd, wait_fd;	/* in the backend's half: ours, and inst's */
-	struct sw_sandbox *sb;	/* in the READY half */
+	void *inst;	       /* the backend's, until sb holds it */
+	int ctl_fd, wait_fd;   /* in the backend's half: ours, and inst's */
+	struct sw_sandbox *sb; /* in the READY half */
 	struct sw_sandbox_limits lim;
 	int64_t deadline_ms;
 	uint32_t timeout_ms;
@@ -294,8 +294,7 @@ void sw_sandbox_start_abort(struct sw_sandbox_start *st)
 }
 
 /* A start that failed: errstr says why, with what the backend knows. */
-static int start_failed(struct sw_sandbox_start *st, const char *what, char *errstr,
-			size_t errlen)
+static int start_failed(struct sw_sandbox_start *st, const char *what, char *errstr, size_t errlen)
 {
 	char why[200] = "";
 

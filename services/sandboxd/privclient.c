@@ -106,8 +106,8 @@ static void on_reply(struct sbd_priv_client *cl, const struct sbd_pm *m, int fds
 	char why[SBD_PM_TEXT_MAX + 1];
 
 	TAILQ_FOREACH(c, &cl->calls, entry)
-	if (c->id == m->id)
-		break;
+		if (c->id == m->id)
+			break;
 	if (c == NULL) {
 		sw_log(SW_LOG_WARN, "privileged part: reply to no request, dropped", NULL);
 		close_fds(fds);
@@ -117,9 +117,11 @@ static void on_reply(struct sbd_priv_client *cl, const struct sbd_pm *m, int fds
 		close_fds(fds);
 		if (m->type == SBD_PM_ERROR)
 			snprintf(why, sizeof(why), "%s",
-				 m->u.error.text[0] ? m->u.error.text : "privileged part: refused");
+				 m->u.error.text[0] ? m->u.error.text
+						    : "privileged part: refused");
 		else
-			snprintf(why, sizeof(why), "privileged part: reply of type %u to a request",
+			snprintf(why, sizeof(why),
+				 "privileged part: reply of type %u to a request",
 				 (unsigned)m->type);
 		call_fail(cl, c, why);
 		return;
@@ -306,8 +308,8 @@ int sbd_priv_client_create(struct sbd_priv_client *cl, const char *variant,
 	return send_call(cl, &req, SBD_PM_CREATED, net, cb, arg, err, errlen);
 }
 
-int sbd_priv_client_destroy(struct sbd_priv_client *cl, uint64_t handle, sbd_priv_cb cb,
-			    void *arg, char *err, size_t errlen)
+int sbd_priv_client_destroy(struct sbd_priv_client *cl, uint64_t handle, sbd_priv_cb cb, void *arg,
+			    char *err, size_t errlen)
 {
 	struct sbd_pm req = {.type = SBD_PM_DESTROY, .u.destroy.handle = handle};
 
@@ -366,7 +368,8 @@ static int call(int sock, struct sbd_pm *req, struct sbd_pm *reply, uint16_t wan
 	}
 	if (reply->type == SBD_PM_ERROR) {
 		snprintf(err, errlen, "%s",
-			 reply->u.error.text[0] ? reply->u.error.text : "privileged part: refused");
+			 reply->u.error.text[0] ? reply->u.error.text
+						: "privileged part: refused");
 		goto bad;
 	}
 	return 0;
