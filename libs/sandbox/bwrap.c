@@ -794,6 +794,9 @@ static int bw_create_begin(void *state, const struct sw_sandbox_spec *spec,
 			exec_bwrap(b, a.v, src, &in->cg, self);
 	}
 	sw_sandbox_cg_box_close(&in->cg);
+	/* while bwrap starts: the next create's cgroup, made ahead (a failure
+	 * here only means the next one makes its own) */
+	(void)sw_sandbox_cg_spare_fill(&b->cg);
 	in->bwrap_pid = pid;
 	in->mon_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	close(sv[1]);
@@ -1053,6 +1056,17 @@ const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be)
 	if (be == NULL || be->free != bw_free)
 		return "off: not a bwrap backend";
 	return ((const struct bwrap *)be->state)->cg.mode;
+}
+
+int sw_sandbox_bwrap_spares(struct sw_sandbox_backend *be, int n)
+{
+	struct bwrap *b;
+
+	if (be == NULL || be->free != bw_free || n < 0 || n > SW_SANDBOX_CG_SPARES_MAX)
+		return -1;
+	b = be->state;
+	b->cg.want_spares = n;
+	return sw_sandbox_cg_spare_fill(&b->cg);
 }
 
 const char *sw_sandbox_bwrap_full_why(const struct sw_sandbox_backend *be)

@@ -276,6 +276,16 @@ struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_co
 const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be);
 
 /*
+ * Keep n (0..16) per-sandbox cgroups made ahead, refilled after each
+ * create's fork while bwrap starts, so that a create does not pay their
+ * mkdir on its path (a v1 memory cgroup: ~2 ms). Removed by
+ * sw_sandbox_backend_free (a crashed process's are swept at the next
+ * start, like its sandboxes'). Nothing to do with cgroups off. 0, or -1
+ * (not a bwrap backend, n out of range, or one could not be made).
+ */
+int sw_sandbox_bwrap_spares(struct sw_sandbox_backend *be, int n);
+
+/*
  * Policy full needs slirp4netns and nft (netfull.c): NULL when this
  * backend has both, else why not; a full create then fails with an error
  * starting with SW_SANDBOX_ERR_NO_FULL.

@@ -77,6 +77,7 @@
 #define PRIV_GONE_WAIT_MS 3000	/* for a killed sandbox's monitor, then destroy anyway */
 #define PRIV_REAP_MAX 64	/* egress helpers not reaped yet */
 #define PRIV_OUT_MAX 256	/* replies queued before requests wait (backpressure) */
+#define PRIV_CG_SPARES 4	/* per-sandbox cgroups made ahead */
 #define PRIV_CHILD_WAIT_MS 5000 /* for the child to exit once it closed the socket */
 
 static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
@@ -692,6 +693,9 @@ static int priv_serve(struct priv *p)
 	LIST_INIT(&p->boxes);
 	TAILQ_INIT(&p->out);
 	signal(SIGPIPE, SIG_IGN);
+	/* cgroups made ahead: a cold start does not wait for their mkdir */
+	if (sw_sandbox_bwrap_spares(p->be, PRIV_CG_SPARES) != 0)
+		sw_log(SW_LOG_WARN, "privileged part: no cgroups made ahead", NULL);
 	if ((p->base = event_base_new()) == NULL ||
 	    fcntl(p->sock, F_SETFL, fcntl(p->sock, F_GETFL) | O_NONBLOCK) != 0 ||
 	    (p->rd = event_new(p->base, p->sock, EV_READ | EV_PERSIST, on_request, p)) == NULL ||
