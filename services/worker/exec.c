@@ -216,6 +216,8 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 		j->replay = v;
 		j->kind = KIND_REPLAY;
 	}
+	/* a template's value and a recorded answer act on nothing outside */
+	x->no_effect = j->kind == KIND_TEMPLATE || j->kind == KIND_REPLAY;
 	sw_executor_admit(x);
 }
 
