@@ -34,10 +34,10 @@ struct pol_item {
 	char *topic;
 	int32_t partition;
 	int64_t offset;
-	int pending; /* effects outstanding */
-	int flushw;  /* committed lazily: waits for the WAL flush */
-	int asked;   /* ... and was waiting when the position was asked */
-	uint64_t lsn; /* ... of a WAL position past its commit, 0: not known yet */
+	int pending;		  /* effects outstanding */
+	int flushw;		  /* committed lazily: waits for the WAL flush */
+	int asked;		  /* ... and was waiting when the position was asked */
+	uint64_t lsn;		  /* ... of a WAL position past its commit, 0: not known yet */
 	unsigned long reconnects; /* the store's reconnects when it was consumed */
 };
 
