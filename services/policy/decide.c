@@ -577,6 +577,7 @@ struct wd {
 	struct pol_env *env;
 	pol_done_cb done;
 	void *opaque;
+	int lazy; /* the commit may not have waited for the disk */
 };
 
 static void wd_cb(PGresult *res, const char *err, void *opaque)
@@ -590,7 +591,7 @@ static void wd_cb(PGresult *res, const char *err, void *opaque)
 		return;
 	}
 	pol_publish_rows(w->env, res, 1);
-	w->done(w->opaque, 1);
+	w->done(w->opaque, w->lazy ? POL_DONE_LAZY : 1);
 	free(w);
 }
 
@@ -660,7 +661,7 @@ void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_
 {
 	static char *sql;
 	struct wd *w;
-	struct sw_store_stmt st[2];
+	struct sw_store_stmt st[3];
 	const char *params[3];
 	char now[24];
 
@@ -683,13 +684,25 @@ void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_
 	params[0] = h->run_id;
 	params[1] = "the run finished before anyone decided";
 	params[2] = now;
+	/*
+	 * The common case, a run that asked for nothing still pending, records
+	 * only that the run finished: that row is rebuilt from run.finished
+	 * itself, whose offset waits for the WAL flush (POL_DONE_LAZY), so its
+	 * commit need not wait for the disk. A withdrawal is a decision, sent
+	 * on from its row: that commit stays durable.
+	 */
+	w->lazy = 1;
 	st[0].sql = "INSERT INTO finished_runs (run_id) VALUES ($1) ON CONFLICT DO NOTHING";
 	st[0].nparams = 1;
 	st[0].params = params;
-	st[1].sql = sql;
-	st[1].nparams = 3;
+	st[1].sql = "SELECT set_config('synchronous_commit', 'off', true) WHERE NOT EXISTS"
+		    " (SELECT 1 FROM requests WHERE run_id = $1 AND state = 'pending')";
+	st[1].nparams = 1;
 	st[1].params = params;
-	if (sw_store_tx_key(env->store, h->run_id, st, 2, wd_cb, w) == -1)
+	st[2].sql = sql;
+	st[2].nparams = 3;
+	st[2].params = params;
+	if (sw_store_tx_key(env->store, h->run_id, st, 3, wd_cb, w) == -1)
 		wd_cb(NULL, "cannot queue", w);
 }
 

@@ -52,6 +52,7 @@
 #define POL_DEADLINE_MAX_MS (24LL * 3600 * 1000) /* the longest an ask may wait */
 #define POL_MAX_INFLIGHT 256	     /* consumed messages in hand before pausing */
 #define POL_TICK_MS 1000	     /* deadline check, outbox sweep, stream poll */
+#define POL_FLUSH_POLL_MS 50	     /* a lazy commit's offset: look at the WAL this often */
 #define POL_SWEEP_AGE_US 2000000LL   /* an unsent event older than this is re-sent */
 #define POL_RECENT 200		     /* decided approvals GET /v1/approvals shows */
 #define POL_BUS_EXTRA 24
@@ -122,6 +123,9 @@ struct pol_env {
 
 	struct pol_itemq items;
 	size_t nitems;
+	size_t nflushw;		/* items whose offset waits for a WAL flush (bus.c) */
+	struct event *flush_ev; /* the next look at the WAL's flush position */
+	int flush_asking;	/* that query is in flight */
 	struct pol_streamq streams;
 	size_t nstreams;
 	int paused;
@@ -173,7 +177,10 @@ extern const char pol_pub_cols[];
 int pol_decide_start(struct pol_env *env, char *errstr, size_t errlen);
 void pol_decide_stop(struct pol_env *env);
 /* A decoded credential.requested / credential.withdrawn / run.finished:
- * done(opaque, ok) on the loop once its effect is committed. */
+ * done(opaque, ok) on the loop once its effect is committed; ok is
+ * POL_DONE_LAZY when it was committed without waiting for the disk (its
+ * offset then waits for the WAL to be flushed past it, bus.c). */
+#define POL_DONE_LAZY 2
 typedef void (*pol_done_cb)(void *opaque, int ok);
 void pol_requested(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
 		   pol_done_cb done, void *opaque);

@@ -762,6 +762,55 @@ static void t_kill9(void)
 	finish();
 }
 
+/*
+ * A run.finished that withdraws nothing commits without waiting for the
+ * disk, and its offset waits for the WAL to be flushed past it. PostgreSQL
+ * crashes (immediate stop) right after the row shows, the WAL writer slowed
+ * to 10 s so that nothing else flushes it: the service stops (its store
+ * lost PostgreSQL) or, had the WAL been flushed, goes on; started again it
+ * has the run as finished, consuming run.finished again if the row was
+ * lost, so a request of the run is void.
+ */
+static void t_pgcrash(void)
+{
+	char run[80], q[300], r1[SW_UUID_STRLEN];
+	long n = 0;
+	int i;
+
+	mode = "single_org";
+	setup("pgcrash");
+	PQclear(sw_test_pg_exec(db_dsn, "ALTER SYSTEM SET wal_writer_delay = '10s'"));
+	PQclear(sw_test_pg_exec(db_dsn, "SELECT pg_reload_conf()"));
+	pol_start();
+	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
+	snprintf(run, sizeof(run), "%s-r1", prefix);
+	produce("run.finished", "sagewai.runs", "default", run, NULL, "sagewai-scheduler",
+		json_pack("{s:s}", "status", "SUCCEEDED"));
+	snprintf(q, sizeof(q), "SELECT count(*) FROM policy.finished_runs WHERE run_id = '%s'",
+		 run);
+	for (i = 0; i < 3000 && (n = sw_test_pg_long(db_dsn, q)) == 0; i++)
+		sw_test_msleep(10);
+	SW_REQUIRE(n == 1, "run.finished not recorded");
+	sw_test_pg_crash();
+	for (i = 0; i < 100 && sw_test_proc_running(pol_pid); i++)
+		sw_test_msleep(100);
+	if (sw_test_proc_running(pol_pid))
+		pol_stop();
+	else
+		pol_pid = -1;
+	printf("%s: the row %s the crash\n", prefix,
+	       sw_test_pg_long(db_dsn, q) == 1 ? "survived" : "was lost in");
+	pol_start();
+	request("default", run, "STRIPE_API_KEY", "s", r1);
+	require_decided(reply_for("credential.decided", r1), "deny", "withdrawn", NULL);
+	SW_REQUIRE(count_seen("credential.pending", r1) == 0, "a request of a finished run was "
+							      "asked");
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 1, "the run is not recorded as finished");
+	PQclear(sw_test_pg_exec(db_dsn, "ALTER SYSTEM RESET wal_writer_delay"));
+	PQclear(sw_test_pg_exec(db_dsn, "SELECT pg_reload_conf()"));
+	finish();
+}
+
 static void t_tenants(void)
 {
 	char ta[SW_UUID_STRLEN], tb[SW_UUID_STRLEN], ka[80], kb[80], ka_alice[80], ka_carol[80];
@@ -1336,7 +1385,7 @@ static const struct sw_test_scenario scenarios[] = {
 	{"lang", t_lang},	  {"decide", t_decide}, {"deadline", t_deadline},
 	{"withdraw", t_withdraw}, {"kill9", t_kill9},	{"tenants", t_tenants},
 	{"hostile", t_hostile},	  {"page", t_page},	{"cli", t_cli},
-	{"replay", t_replay},	  {"prune", t_prune},
+	{"replay", t_replay},	  {"prune", t_prune},	{"pgcrash", t_pgcrash},
 };
 
 int main(int argc, char **argv)
