@@ -133,6 +133,11 @@ static void poll_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* woken and requeried: its query is in flight and answers it (poll_park
+	 * finds the timer gone and replies); answering here would free it under
+	 * the query */
+	if (!p->parked)
+		return;
 	poll_unpark(p);
 	reply(p, json_array(), p->after, p->after);
 }
