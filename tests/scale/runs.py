@@ -11,8 +11,9 @@
       "SUBMITTED ENDED" (rewritten every 0.2 s). Fail unless all N succeeded within LIMIT s. T0FILE holds the
       time of the fault (epoch s, written meanwhile by scale.sh): print the
       runs in flight then (submitted before, ended after), the time from it
-      to the first run finishing after it (RECOVERY, by the run.finished
-      events' own times), the steps/s before it and when a 10 s window is
+      to the first probe finishing after it (RECOVERY, by the run.finished
+      events' own times), the longest a probe took around it (PROBEMAX),
+      the steps/s before it and when a 10 s window is
       back at 80 % of that rate
   runs.py audit RUNS INDEX DUMP:LOGID...
       the union of the audit logs (sagewai-audit dump outputs, each with the
@@ -99,6 +100,31 @@ def load(n, out, t0_file, limit, rate, sched, audits):
         with lock:
             errors.append("submit %d: %s" % (i, err))
 
+    probes = {}  # run -> submitted at
+    prober_stop = threading.Event()
+
+    def probe_loop():
+        k = 0
+        while not prober_stop.is_set():
+            body = json.dumps({"workflow": "probe", "input": {"n": k}}).encode()
+            u = sched[k % len(sched)]
+            req = urllib.request.Request(u + "/v1/runs", data=body, method="POST",
+                                         headers={"Content-Type": "application/json"})
+            t = time.time()
+            try:
+                with urllib.request.urlopen(req, timeout=30) as r:
+                    rid = json.load(r)["run_id"]
+                with lock:
+                    probes[rid] = t
+                    with open(out, "a") as f:
+                        f.write(rid + "\n")
+            except Exception:
+                pass  # that scheduler is away: the next probe goes to the other
+            k += 1
+            prober_stop.wait(max(0.0, t + 0.5 - time.time()))
+
+    prober = threading.Thread(target=probe_loop, daemon=True)
+    prober.start()
     ex = cf.ThreadPoolExecutor(32)
     futs = []
     begin = time.time()
@@ -118,19 +144,33 @@ def load(n, out, t0_file, limit, rate, sched, audits):
         if nsub == n and all(f.done() for f in futs) and ended == len(ids):
             break
         time.sleep(0.2)
+    # the probes stop; the last ones end
+    pstop = time.time()
+    prober_stop.set()
+    prober.join(timeout=35)
+    while time.time() < end and time.time() < pstop + 60:
+        with lock:
+            if all(r in ends for r in probes):
+                break
+        time.sleep(0.2)
     stop.set()
     ex.shutdown(wait=False, cancel_futures=True)
     with lock:
         ids = dict(ids)
         ends = dict(ends)
+        probes = dict(probes)
     if errors:
         fail("%d submits failed: %s" % (len(errors), errors[0]))
     left = [r for r in ids if r not in ends]
     if left or len(ids) < n:
         fail("%d of %d runs not finished in %d s (e.g. %s)"
              % (len(left) + n - len(ids), n, limit, left[0] if left else "-"))
+    pleft = [r for r in probes if r not in ends]
+    if pleft:
+        fail("%d of %d probe runs not finished (e.g. %s)" % (len(pleft), len(probes), pleft[0]))
     done = {r: ends[r] for r in ids}
     bad = [(r, s[0]) for r, s in done.items() if s[0] != "SUCCEEDED"]
+    bad += [(r, ends[r][0]) for r in probes if ends[r][0] != "SUCCEEDED"]
     if bad:
         fail("%d runs did not succeed: %s" % (len(bad), bad[:5]))
     try:
@@ -138,8 +178,15 @@ def load(n, out, t0_file, limit, rate, sched, audits):
     except (OSError, ValueError):
         fail("no fault time in " + t0_file)
     fin = sorted((done[r][1], ids[r][1]) for r in ids)
-    after = [t for t, _ in fin if t >= t0]
-    rec = after[0] - t0 if after else float("nan")
+    # recovery: the fault to the first probe ending after it (a probe ends
+    # within a second or so when nothing is wrong); and the longest a probe
+    # in flight at the fault or submitted within 30 s after it took
+    pend = sorted(ends[r][1] for r in probes if ends[r][1] >= t0)
+    rec = pend[0] - t0 if pend else float("nan")
+    plat = [ends[r][1] - t for r, t in probes.items() if ends[r][1] >= t0 and t <= t0 + 30]
+    pmax = max(plat) if plat else float("nan")
+    pbase = sorted(ends[r][1] - t for r, t in probes.items() if ends[r][1] < t0)
+    pmed = pbase[len(pbase) // 2] if pbase else float("nan")
     # steps/s before the fault (from the first finish) and the first time
     # after it that a 10 s window reaches 80 % of that rate again
     first = fin[0][0]
@@ -156,12 +203,15 @@ def load(n, out, t0_file, limit, rate, sched, audits):
     span = fin[-1][0] - first
     inflight = sum(1 for r in ids if ids[r][0] < t0 <= done[r][1])
     subs = sorted(v[0] for v in ids.values())
-    print("runs %d submitted in %.1f s (%d steps), all succeeded; in flight at the fault %d; "
-          "first run finished "
-          "%.1f s after the fault, the last %.1f s after; steps/s before the fault %.1f, "
-          "overall %.1f; back to 80%% of the rate after %.1f s"
-          % (n, subs[-1] - begin, sum(k for _, k in fin), inflight, rec, fin[-1][0] - t0, pre,
-             sum(k for _, k in fin) / span if span > 0 else 0.0, back))
+    print("runs %d submitted in %.1f s (%d steps) and %d probes, all succeeded; in flight at "
+          "the fault %d; the first probe finished %.1f s after the fault; a probe took %.1f s "
+          "at most around it (%.1f s median before it); the last run finished %.1f s after the "
+          "fault; steps/s before the fault %.1f, overall %.1f; back to 80%% of the rate after "
+          "%.1f s"
+          % (n, subs[-1] - begin, sum(k for _, k in fin), len(probes), inflight, rec, pmax,
+             pmed, fin[-1][0] - t0, pre, sum(k for _, k in fin) / span if span > 0 else 0.0,
+             back))
+    print("PROBEMAX %.1f" % pmax)
     print("INFLIGHT %d" % inflight)
     print("RECOVERY %.1f" % rec)
 
@@ -217,8 +267,9 @@ def audit(runs_file, index_file, dumps):
     steps_by_run = {}
     for (run, name) in ok:
         steps_by_run.setdefault(run, set()).add(name)
-    # mix: box, tell; plain: ask
-    short = [r for r in runs if steps_by_run.get(r, set()) not in ({"box", "tell"}, {"ask"})]
+    # mix: box, tell; plain: ask; probe: echo
+    short = [r for r in runs
+             if steps_by_run.get(r, set()) not in ({"box", "tell"}, {"ask"}, {"echo"})]
     if short:
         fail("%d runs lack a step.finished SUCCEEDED for some step (e.g. %s)"
              % (len(short), short[0]))

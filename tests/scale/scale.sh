@@ -9,7 +9,8 @@
 # $SW_SCALE_RATE (35) runs/s, 32 at a time, alternately to each scheduler
 # ("mix": sandboxed, then llm; "plain": llm; llm-mock answers after
 # $SW_SCALE_LLM_MS, 20000 ms, so that a run lasts at least 20 s while costing
-# the platform only its state transitions), and the fault is injected once
+# the platform only its state transitions), plus a probe run (one sandboxed
+# step, no LLM wait) every 0.5 s, and the fault is injected once
 # $SW_SCALE_INFLIGHT (300) runs are in flight (not finished, by the
 # scheduler's table) and 20 of the batch have finished (the steps/s before
 # the fault are known) or all are submitted; the rest are submitted through
@@ -23,9 +24,9 @@
 #   kill     kill -9 of one instance of each service, each restarted
 #   pg       PostgreSQL restarted
 # Then every run succeeded (runs.py load, bounded); the runs in flight at
-# the fault, the time from the fault to the first run finishing after it
-# (RECOVERY) and the steps/s before the fault and when they are back are
-# printed. An instance that exits by itself is restarted as a supervisor
+# the fault, the time from the fault to the first probe finishing after it
+# (RECOVERY), the longest a probe took around the fault, and the steps/s
+# before the fault and when they are back are printed. An instance that exits by itself is restarted as a supervisor
 # would (systemd Restart=on-failure) and named in the output (see
 # supervise).
 # At the end, over all runs: the union of the two audit logs holds every
@@ -103,6 +104,14 @@ step() { # NAME MODE RUN-OR-PROMPT
 } >"$work/plain.yaml"
 "$cli" workflow apply "$work/mix.yaml" >/dev/null || fail "apply mix"
 "$cli" workflow apply "$work/plain.yaml" >/dev/null || fail "apply plain"
+# the probes: one sandboxed step and no LLM wait, a run every 0.5 s through
+# each batch; their ends time the recovery
+{
+	echo "name: probe"
+	echo "steps:"
+	step echo sandboxed 'echo probe ${{ input.n }}'
+} >"$work/probe.yaml"
+"$cli" workflow apply "$work/probe.yaml" >/dev/null || fail "apply probe"
 scheds="$SAGEWAI_URL,$(sw_stack_url "$work" scheduler-2)"
 audits="$SAGEWAI_AUDIT_URL,$(sw_stack_url "$work" audit-2)"
 
@@ -190,7 +199,7 @@ for f in $faults; do
 	until=$(($(date +%s) + 180))
 	while [ "$(date +%s)" -lt $until ]; do
 		read -r open ended < <(runs_open_ended) || true
-		read -r sub _ <"$work/runs.$f.state" 2>/dev/null || sub=0
+		read -r sub _ 2>/dev/null <"$work/runs.$f.state" || sub=0
 		[ "${open:-0}" -le $peak ] || peak=$open
 		if [ "${open:-0}" -ge "$want" ] &&
 			{ [ $((${ended:-0} - base)) -ge 20 ] || [ "$sub" -ge "$nruns" ]; }; then
@@ -256,7 +265,8 @@ for d in data data-2; do
 		fail "$d/audit does not verify"
 done
 for f in $faults; do
-	echo "recovery after $f: $(sed -n 's/^RECOVERY //p' "$work/result.$f") s," \
+	echo "recovery after $f: $(sed -n 's/^RECOVERY //p' "$work/result.$f") s (a probe" \
+		"took $(sed -n 's/^PROBEMAX //p' "$work/result.$f") s at most)," \
 		"$(sed -n 's/^INFLIGHT //p' "$work/result.$f") runs in flight at the fault"
 done
 echo "scale: $(wc -l <"$work/runs") runs, all succeeded, every step exactly once"
