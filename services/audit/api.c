@@ -123,12 +123,13 @@ static void run_rows(PGresult *res, const char *err, void *opaque)
 /* The run's events the request may see, in log order. */
 static void run_query(struct run_req *r)
 {
-	const char *params[2] = {r->run_id, r->filtered ? r->tenant : NULL};
+	const char *params[3] = {r->run_id, r->filtered ? r->tenant : NULL, r->env->log_id};
 
+	/* this instance's log only: the rows of the others point into theirs */
 	if (sw_store_query(r->env->store,
-			   "SELECT segment, file_off FROM events WHERE run_id = $1"
+			   "SELECT segment, file_off FROM events WHERE log_id = $3 AND run_id = $1"
 			   " AND ($2::text IS NULL OR tenant = $2) ORDER BY seq LIMIT 100000",
-			   2, params, run_rows, r) == -1) {
+			   3, params, run_rows, r) == -1) {
 		sw_http_reply_error(r->req, 503, "unavailable", "index unavailable");
 		free(r);
 	}

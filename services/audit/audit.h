@@ -182,7 +182,7 @@ struct audit_env {
 
 	/* checkpoints: the signer and cps are the writer's once ingest runs */
 	struct sw_alog_signer *signer; /* NULL: checkpoints off */
-	char log_id[SW_ALOG_LOG_ID_MAX + 1];
+	char log_id[SW_ALOG_LOG_ID_MAX + 1]; /* DIR/log-id: the index's key, the checkpoints' */
 	struct sw_alog_cpstate cps;
 	struct event *cp_timer;
 	int cp_tag;            /* its address marks checkpoint deliveries */
@@ -266,10 +266,11 @@ int audit_recover(struct audit_env *env, char *errstr, size_t errlen);
 /* checkpoint.c */
 /* The settings and the signing key (SAGEWAI_AUDIT_SIGNING_KEY_FILE). */
 int audit_config_load(struct audit_env *env, char *errstr, size_t errlen);
-/* The log id (from the log's checkpoints, else a new one) and the
- * checkpoint state, from a record read back in order from seq 1. */
+/* The checkpoint state, from a record read back in order from seq 1; once
+ * all are read, check that the log's checkpoints name env->log_id (the
+ * log-id file's, audit_log_open). 0, or -1 with errstr. */
 void audit_cp_feed(struct audit_env *env, const struct sw_alog_rec *rec);
-void audit_cp_recovered(struct audit_env *env);
+int audit_cp_recovered(struct audit_env *env, char *errstr, size_t errlen);
 /* The checkpoint timer. */
 int audit_cp_start(struct audit_env *env, char *errstr, size_t errlen);
 void audit_cp_stop(struct audit_env *env);
@@ -288,7 +289,12 @@ extern const size_t audit_nmigrations;
 /* Queue the index rows of items (and, before them, the key-table effect of
  * their tenant.* and apikey.* events). */
 void audit_index_items(struct audit_env *env, const struct audit_item *items, size_t n);
-/* The highest seq the index holds (0: none). 0, or -1 with errstr. */
+/* Rows indexed before the index had log ids (log_id ''; one index served
+ * one log then) become this log's; with empty set (this log has no record)
+ * such rows are an error: their log is not here. 0, or -1 with errstr. */
+int audit_index_adopt(struct audit_env *env, int empty, char *errstr, size_t errlen);
+/* The highest seq the index holds of this log (0: none). 0, or -1 with
+ * errstr. */
 int audit_index_max_seq(struct audit_env *env, uint64_t *max, char *errstr, size_t errlen);
 int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen);
 /* At stop, after ingest: let the index rows still queued reach PostgreSQL

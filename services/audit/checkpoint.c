@@ -64,13 +64,16 @@ void audit_cp_feed(struct audit_env *env, const struct sw_alog_rec *rec)
 	sw_alog_cpstate_feed(&env->cps, rec);
 }
 
-void audit_cp_recovered(struct audit_env *env)
+int audit_cp_recovered(struct audit_env *env, char *errstr, size_t errlen)
 {
-	if (env->cps.log_id[0] != '\0' && sw_alog_id_ok(env->cps.log_id, SW_ALOG_LOG_ID_MAX)) {
-		snprintf(env->log_id, sizeof(env->log_id), "%s", env->cps.log_id);
-		return;
+	if (env->cps.log_id[0] != '\0' && strcmp(env->cps.log_id, env->log_id) != 0) {
+		snprintf(errstr, errlen,
+			 "the log's checkpoints name log %s but %.300s/log-id names %s: not"
+			 " this log's id file",
+			 env->cps.log_id, env->log_dir, env->log_id);
+		return -1;
 	}
-	sw_uuid_v7_str(env->log_id);
+	return 0;
 }
 
 /* Loop: the interval passed; the writer checkpoints if any record came. */

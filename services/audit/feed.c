@@ -63,18 +63,19 @@ struct audit_feed {
 };
 
 static const char *const sql_after =
-	"WITH h AS (SELECT coalesce(max(seq), 0) AS head FROM events)"
+	"WITH h AS (SELECT coalesce(max(seq), 0) AS head FROM events WHERE log_id = $6)"
 	" SELECT h.head, e.seq, e.segment, e.file_off FROM h LEFT JOIN LATERAL"
-	" (SELECT seq, segment, file_off FROM events WHERE seq > $1::bigint AND seq <= h.head"
+	" (SELECT seq, segment, file_off FROM events WHERE log_id = $6"
+	"  AND seq > $1::bigint AND seq <= h.head"
 	"  AND ($2::text IS NULL OR run_id = $2)"
 	"  AND ($3::text[] IS NULL OR type = ANY($3::text[]))"
 	"  AND ($4::text IS NULL OR tenant = $4) ORDER BY seq LIMIT $5::int) e ON true"
 	" ORDER BY e.seq";
 
 static const char *const sql_last =
-	"WITH h AS (SELECT coalesce(max(seq), 0) AS head FROM events)"
+	"WITH h AS (SELECT coalesce(max(seq), 0) AS head FROM events WHERE log_id = $6)"
 	" SELECT h.head, e.seq, e.segment, e.file_off FROM h LEFT JOIN LATERAL"
-	" (SELECT seq, segment, file_off FROM events WHERE seq <= h.head"
+	" (SELECT seq, segment, file_off FROM events WHERE log_id = $6 AND seq <= h.head"
 	"  AND ($2::text IS NULL OR run_id = $2)"
 	"  AND ($3::text[] IS NULL OR type = ANY($3::text[]))"
 	"  AND ($4::text IS NULL OR tenant = $4) AND $1::bigint >= 0"
@@ -132,6 +133,11 @@ static void poll_timeout(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
+	/* woken and requeried: its query is in flight and answers it (poll_park
+	 * finds the timer gone and replies); answering here would free it under
+	 * the query */
+	if (!p->parked)
+		return;
 	poll_unpark(p);
 	reply(p, json_array(), p->after, p->after);
 }
@@ -217,7 +223,7 @@ static void poll_rows(PGresult *res, const char *err, void *opaque)
 static void poll_query(struct audit_poll *p)
 {
 	char after[24], limit[16];
-	const char *params[5];
+	const char *params[6];
 
 	snprintf(after, sizeof(after), "%llu", (unsigned long long)p->after);
 	snprintf(limit, sizeof(limit), "%d", p->last > 0 ? p->last : p->limit);
@@ -226,7 +232,8 @@ static void poll_query(struct audit_poll *p)
 	params[2] = p->types[0] ? p->types : NULL;
 	params[3] = p->filtered ? p->tenant : NULL;
 	params[4] = limit;
-	if (sw_store_query(p->env->store, p->last > 0 ? sql_last : sql_after, 5, params, poll_rows,
+	params[5] = p->env->log_id; /* this instance's log (seqs are per log) */
+	if (sw_store_query(p->env->store, p->last > 0 ? sql_last : sql_after, 6, params, poll_rows,
 			   p) == -1) {
 		sw_http_reply_error(p->req, 503, "unavailable", "index unavailable");
 		poll_free(p);

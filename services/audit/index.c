@@ -1,7 +1,8 @@
 /*
  * The index of the log in PostgreSQL (schema "audit"): one row per record,
- * by seq, with the event id, run id, type and Kafka coordinates, and where
- * the record lies on disk. Rows go in chunks through one INSERT ... SELECT
+ * by log id and seq (the instances of a group share the index, each writing
+ * its own log's rows), with the event id, run id, type and Kafka
+ * coordinates, and where the record lies on disk. Rows go in chunks through one INSERT ... SELECT
  * FROM unnest(...) ON CONFLICT DO NOTHING, which is idempotent, so the
  * store may resend it after a reconnect. The log is the truth: at start
  * the index is completed from it for every seq above the highest indexed,
@@ -48,21 +49,40 @@ static const char *const migration_2 =
 	" role text NOT NULL DEFAULT '',"
 	" revoked boolean NOT NULL DEFAULT false);";
 
+/*
+ * Migration 3: the log each row is of (the log-id file of its instance,
+ * ingest.c), so that the audit instances of one consumer group share one
+ * index: a seq is unique per log, an event id per log (the same event may
+ * be in two logs when its partition moved before its offset was
+ * committed). The rows indexed before keep log_id '' until their instance
+ * adopts them at its next start (audit_index_adopt).
+ */
+static const char *const migration_3 =
+	"ALTER TABLE events ADD COLUMN IF NOT EXISTS log_id text NOT NULL DEFAULT '';"
+	"ALTER TABLE events DROP CONSTRAINT IF EXISTS events_pkey;"
+	"ALTER TABLE events DROP CONSTRAINT IF EXISTS events_event_id_key;"
+	"ALTER TABLE events ADD PRIMARY KEY (log_id, seq);"
+	"CREATE UNIQUE INDEX IF NOT EXISTS events_log_event ON events (log_id, event_id);"
+	"CREATE INDEX IF NOT EXISTS events_event ON events (event_id);"
+	"DROP INDEX IF EXISTS events_run;"
+	"CREATE INDEX IF NOT EXISTS events_log_run ON events (log_id, run_id, seq);";
+
 const struct sw_migration audit_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
+	{3, migration_3},
 };
 const size_t audit_nmigrations = sizeof(audit_migrations) / sizeof(audit_migrations[0]);
 
 static const char *const insert_sql =
 	"INSERT INTO events (seq, event_id, run_id, type, topic, kafka_partition, kafka_offset,"
-	" time_us, segment, file_off, kind, tenant)"
-	" SELECT * FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[], $5::text[],"
-	" $6::int[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::smallint[],"
-	" $12::text[])"
+	" time_us, segment, file_off, kind, tenant, log_id)"
+	" SELECT u.*, $13::text FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[],"
+	" $5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],"
+	" $11::smallint[], $12::text[]) AS u"
 	" ON CONFLICT DO NOTHING";
 
-#define NCOLS 12
+#define NCOLS 12 /* the arrays; parameter NCOLS + 1 is the log id */
 
 /* Append one element of a PostgreSQL array literal; NULL for SQL NULL.
  * Text is always double-quoted with '"' and '\' escaped. */
@@ -285,7 +305,7 @@ static int keys_apply(struct audit_env *env, const char *type, const void *paylo
 void audit_index_items(struct audit_env *env, const struct audit_item *items, size_t n)
 {
 	struct sw_store_stmt st[2] = {{"SET LOCAL synchronous_commit TO off", 0, NULL},
-				      {insert_sql, NCOLS, NULL}};
+				      {insert_sql, NCOLS + 1, NULL}};
 	size_t start, chunk, i;
 
 	for (i = 0; i < n; i++)
@@ -295,7 +315,7 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 
 	for (start = 0; start < n; start += chunk) {
 		struct sw_buf cols[NCOLS] = {0};
-		const char *params[NCOLS];
+		const char *params[NCOLS + 1];
 		struct index_req *r;
 		uint64_t last = 0;
 		size_t rows;
@@ -307,6 +327,7 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 			oom |= cols[c].oom;
 			params[c] = cols[c].p;
 		}
+		params[NCOLS] = env->log_id;
 		if (rows > 0 && !oom && (r = calloc(1, sizeof(*r))) != NULL) {
 			r->env = env;
 			r->rows = rows;
@@ -349,7 +370,7 @@ struct catch_ctx {
 static int flush_sync(struct catch_ctx *cc)
 {
 	struct sw_buf cols[NCOLS] = {0};
-	const char *params[NCOLS];
+	const char *params[NCOLS + 1];
 	uint64_t last = 0;
 	PGresult *res = NULL;
 	size_t i;
@@ -362,11 +383,13 @@ static int flush_sync(struct catch_ctx *cc)
 		oom |= cols[c].oom;
 		params[c] = cols[c].p;
 	}
+	params[NCOLS] = cc->env->log_id;
 	if (oom) {
 		snprintf(cc->err, cc->errlen, "out of memory");
 		goto out;
 	}
-	res = sw_store_exec_sync(cc->env->store, insert_sql, NCOLS, params, cc->err, cc->errlen);
+	res = sw_store_exec_sync(cc->env->store, insert_sql, NCOLS + 1, params, cc->err,
+				 cc->errlen);
 	if (res == NULL)
 		goto out;
 	cc->rows += cc->n;
@@ -424,12 +447,46 @@ static int catch_rec(const struct sw_alog_rec *rec, void *opaque)
 	return 0;
 }
 
+int audit_index_adopt(struct audit_env *env, int empty, char *errstr, size_t errlen)
+{
+	const char *params[1] = {env->log_id};
+	PGresult *res;
+	uint64_t n;
+
+	res = sw_store_exec_sync(env->store,
+				 "SELECT coalesce(max(seq), 0) FROM events WHERE log_id = ''", 0,
+				 NULL, errstr, errlen);
+	if (res == NULL)
+		return -1;
+	n = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	if (n == 0)
+		return 0;
+	if (empty) {
+		snprintf(errstr, errlen,
+			 "the index holds %llu seqs of a log from before log ids, and this log is"
+			 " empty: that log was lost, or this is not its index; refusing to start",
+			 (unsigned long long)n);
+		return -1;
+	}
+	res = sw_store_exec_sync(env->store, "UPDATE events SET log_id = $1 WHERE log_id = ''", 1,
+				 params, errstr, errlen);
+	if (res == NULL)
+		return -1;
+	sw_log(SW_LOG_INFO, "audit index: rows from before log ids adopted", "log_id",
+	       env->log_id, "rows", PQcmdTuples(res), NULL);
+	PQclear(res);
+	return 0;
+}
+
 int audit_index_max_seq(struct audit_env *env, uint64_t *max, char *errstr, size_t errlen)
 {
+	const char *params[1] = {env->log_id};
 	PGresult *res;
 
-	res = sw_store_exec_sync(env->store, "SELECT coalesce(max(seq), 0) FROM events", 0, NULL,
-				 errstr, errlen);
+	res = sw_store_exec_sync(env->store,
+				 "SELECT coalesce(max(seq), 0) FROM events WHERE log_id = $1", 1,
+				 params, errstr, errlen);
 	if (res == NULL)
 		return -1;
 	*max = strtoull(PQgetvalue(res, 0, 0), NULL, 10);
@@ -474,9 +531,11 @@ int audit_index_catch_up(struct audit_env *env, char *errstr, size_t errlen)
  */
 
 /*
- * Which of the ids (events) and places (raw records) the index holds: one
- * statement for the batch, on the store's one connection, so it runs after
- * every index insert queued before it.
+ * Which of the ids (events) and places (raw records) the index holds, in
+ * any log of the instances sharing it (an old id another instance logged
+ * is a duplicate of the union as well): one statement for the batch, on
+ * the store's one connection, so it runs after every index insert queued
+ * before it.
  */
 static const char *const lookup_sql =
 	"SELECT event_id::text, NULL::text, NULL::int, NULL::bigint FROM events"

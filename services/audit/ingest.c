@@ -3,8 +3,10 @@
  * See audit.h for the flow.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <sys/stat.h>
 
 #include "audit.h"
@@ -608,6 +610,95 @@ static int record_repair(struct audit_env *env, size_t cut, uint64_t indexed, ch
 		       : -1;
 }
 
+/* A checkpoint record's log id (its topic); the last one wins. */
+static int cp_id_rec(const struct sw_alog_rec *rec, void *opaque)
+{
+	char *id = opaque;
+
+	if (rec->kind == SW_ALOG_CHECKPOINT && rec->topic_len > 0 &&
+	    rec->topic_len <= SW_ALOG_LOG_ID_MAX) {
+		memcpy(id, rec->topic, rec->topic_len);
+		id[rec->topic_len] = '\0';
+	}
+	return 0;
+}
+
+/* Write DIR/log-id durably: a temporary file, synced, renamed, the
+ * directory synced. 0, or -1 with errstr. */
+static int log_id_write(const char *dir, const char *path, const char *id, char *errstr,
+			size_t errlen)
+{
+	char tmp[SW_CONFIG_STR + 40], line[SW_ALOG_LOG_ID_MAX + 2];
+	int fd, n, rc = -1;
+
+	snprintf(tmp, sizeof(tmp), "%s.tmp", path);
+	n = snprintf(line, sizeof(line), "%s\n", id);
+	if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600)) == -1)
+		goto out;
+	if (write(fd, line, (size_t)n) != n || fsync(fd) == -1) {
+		close(fd);
+		goto out;
+	}
+	if (close(fd) == -1 || rename(tmp, path) == -1)
+		goto out;
+	if ((fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) == -1)
+		goto out;
+	rc = fsync(fd);
+	close(fd);
+out:
+	if (rc == -1)
+		snprintf(errstr, errlen, "cannot write %.300s: %s", path, strerror(errno));
+	return rc;
+}
+
+/*
+ * The log's id, in DIR/log-id (written once): the key of the log's rows in
+ * the index, which several instances share, and the id its checkpoints
+ * carry. A log from before the file takes the id of its last checkpoint,
+ * if it has one, else a new UUIDv7. A file that is not one well-formed id
+ * is an error, never replaced.
+ */
+static int log_id_load(struct audit_env *env, char *errstr, size_t errlen)
+{
+	char path[SW_CONFIG_STR + 32], buf[SW_ALOG_LOG_ID_MAX + 2];
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "%s/log-id", env->log_dir);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW)) != -1) {
+		n = read(fd, buf, sizeof(buf));
+		close(fd);
+		if (n > 0 && buf[n - 1] == '\n')
+			n--;
+		if (n <= 0 || (size_t)n > SW_ALOG_LOG_ID_MAX) {
+			snprintf(errstr, errlen, "%.300s: not one log id line", path);
+			return -1;
+		}
+		buf[n] = '\0';
+		if (!sw_alog_id_ok(buf, SW_ALOG_LOG_ID_MAX)) {
+			snprintf(errstr, errlen, "%.300s: not a well-formed log id", path);
+			return -1;
+		}
+		memcpy(env->log_id, buf, (size_t)n + 1);
+		return 0;
+	}
+	if (errno != ENOENT) {
+		snprintf(errstr, errlen, "cannot read %.300s: %s", path, strerror(errno));
+		return -1;
+	}
+	env->log_id[0] = '\0';
+	errstr[0] = '\0';
+	if (sw_alog_next_seq(env->log) > 1 &&
+	    sw_alog_scan(env->log_dir, 1, cp_id_rec, env->log_id, errstr, errlen) != 0) {
+		if (errstr[0] == '\0')
+			snprintf(errstr, errlen, "cannot read the log's checkpoints");
+		return -1;
+	}
+	if (env->log_id[0] == '\0' || !sw_alog_id_ok(env->log_id, SW_ALOG_LOG_ID_MAX))
+		sw_uuid_v7_str(env->log_id);
+	return log_id_write(env->log_dir, path, env->log_id, errstr, errlen);
+}
+
 int audit_log_open(struct audit_env *env, char *errstr, size_t errlen)
 {
 	char e[256];
@@ -621,14 +712,17 @@ int audit_log_open(struct audit_env *env, char *errstr, size_t errlen)
 			 strerror(errno));
 		return -1;
 	}
-	if (audit_index_max_seq(env, &indexed, e, sizeof(e)) == -1) {
-		snprintf(errstr, errlen, "audit index: %s", e);
-		return -1;
-	}
 	if ((env->log = sw_alog_open(env->log_dir, (size_t)env->segment_bytes, &repaired, errstr,
 				     errlen)) == NULL)
 		return -1;
 	sw_alog_set_roll(env->log, (size_t)env->segment_bytes, env->segment_age_s * 1000000);
+	if (log_id_load(env, errstr, errlen) == -1)
+		return -1;
+	if (audit_index_adopt(env, sw_alog_next_seq(env->log) == 1, e, sizeof(e)) == -1 ||
+	    audit_index_max_seq(env, &indexed, e, sizeof(e)) == -1) {
+		snprintf(errstr, errlen, "audit index: %s", e);
+		return -1;
+	}
 	/* The index names only records made durable before it was written: a
 	 * log that ends before the index's highest seq lost durable records
 	 * (deleted, truncated, restored from an old copy). Never continue it:
@@ -804,7 +898,8 @@ int audit_recover(struct audit_env *env, char *errstr, size_t errlen)
 			snprintf(errstr, errlen, "out of memory");
 		return -1;
 	}
-	audit_cp_recovered(env);
+	if (audit_cp_recovered(env, errstr, errlen) == -1)
+		return -1;
 	snprintf(nrec, sizeof(nrec), "%llu", (unsigned long long)rc.records);
 	snprintf(nids, sizeof(nids), "%zu", audit_dedupe_len(&env->seen));
 	sw_log(SW_LOG_INFO, "audit log recovered", "records", nrec, "dedupe_window_ids", nids,

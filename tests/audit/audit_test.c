@@ -33,6 +33,10 @@
  *                 pinned ones; a tampered bundle names the record
  *   window        a dedupe window of 1000 ids: events re-published long after
  *                 (and after a restart) are found in the index and dropped
+ *   adopt         an index and a log from before log ids (rows with log id
+ *                 '', no log-id file): the service makes the file and takes
+ *                 the rows as its log's; the same rows with an empty log:
+ *                 it refuses to start (their log is not here)
  *
  * Topics are shared by every test of a run, so each scenario names its runs
  * "<scenario>-<pid>-..." and counts only those; each uses its own database,
@@ -662,6 +666,66 @@ static void scenario_shortened(void)
 	/* and it touched nothing */
 	SW_CHECK(sw_alog_verify(log_dir, 0, &vr, err, sizeof(err)) == 0 && vr.ok);
 	SW_CHECK(vr.records == (uint64_t)indexed - 6);
+}
+
+/* ---- an index from before log ids ---------------------------------------- */
+
+/* The log id in log_dir/log-id. */
+static void read_log_id(char *out, size_t len)
+{
+	char path[700];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/log-id", log_dir);
+	SW_REQUIRE((f = fopen(path, "r")) != NULL, "no %s", path);
+	SW_CHECK(fgets(out, (int)len, f) != NULL);
+	fclose(f);
+	out[strcspn(out, "\n")] = '\0';
+	SW_REQUIRE(strlen(out) == 36, "log id '%s' is no UUID", out);
+}
+
+static long rows_of_log(const char *id)
+{
+	char q[256];
+
+	snprintf(q, sizeof(q), "SELECT count(*) FROM audit.events WHERE log_id = '%s'", id);
+	return sw_test_pg_long(db_dsn, q);
+}
+
+static void scenario_adopt(void)
+{
+	char id[128], path[700], moved[720];
+	long rows;
+	int status;
+
+	(void)fill_and_stop(200);
+	read_log_id(id, sizeof(id));
+	rows = rows_of_log(id);
+	SW_REQUIRE(rows >= 200 && rows_of_log("") == 0, "%ld rows of log %s", rows, id);
+	/* as an index and a log made before log ids */
+	PQclear(sw_test_pg_exec(db_dsn, "UPDATE audit.events SET log_id = ''"));
+	snprintf(path, sizeof(path), "%s/log-id", log_dir);
+	SW_CHECK(unlink(path) == 0);
+	audit_start();
+	wait_http();
+	read_log_id(id, sizeof(id));
+	SW_REQUIRE(rows_of_log(id) == rows && rows_of_log("") == 0,
+		   "after the start: %ld rows of log %s (want %ld), %ld without a log id",
+		   rows_of_log(id), id, rows, rows_of_log(""));
+	SW_REQUIRE(log_has("rows from before log ids adopted"), "no adoption in the log");
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+
+	/* the same rows, and the log they index gone */
+	PQclear(sw_test_pg_exec(db_dsn, "UPDATE audit.events SET log_id = ''"));
+	snprintf(moved, sizeof(moved), "%s.gone", log_dir);
+	SW_CHECK(rename(log_dir, moved) == 0);
+	audit_start();
+	status = wait_exit();
+	SW_REQUIRE(WIFEXITED(status) && WEXITSTATUS(status) != 0,
+		   "sagewai-audit started on an empty log and another log's rows (status %d)",
+		   status);
+	SW_REQUIRE(log_has("this log is empty: that log was lost"), "no reason in the log");
+	SW_REQUIRE(rows_of_log("") == rows, "the rows were touched");
 }
 
 static void scenario_torn(void)
@@ -1681,6 +1745,7 @@ int main(int argc, char **argv)
 	    {"diskfull", scenario_diskfull},
 	    {"export", scenario_export},
 	    {"window", scenario_window},
+	    {"adopt", scenario_adopt},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));

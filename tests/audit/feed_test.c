@@ -12,6 +12,11 @@
  *   feed_keys  multi_tenant: no key 401; a tenant's key sees only its
  *              tenant's events, also in a long poll woken by another
  *              tenant's event; an auditor's key sees both
+ *   feed_race  40 long polls (wait=1) for a run that has no event while
+ *              other events stream: each is woken and requeried over and
+ *              over, so its wait runs out while a requery is in flight; every
+ *              poll is answered empty after its wait and the service lives
+ *              (it used to answer and free the poll there, under its query)
  *
  * The service's consumer group starts at the topics' ends, so its log holds
  * only what a scenario produces.
@@ -519,13 +524,84 @@ static void scenario_feed_keys(void)
 	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
 }
 
+/* ---- wait timers that run out during a requery -------------------------- */
+
+#define RACE_POLLS 40
+#define RACE_ROUNDS 3
+
+static volatile int race_streaming = 1;
+
+/* Events of run "busy", one every 5 ms, until race_streaming is cleared:
+ * every index insert wakes the parked polls. */
+static void *race_stream(void *arg)
+{
+	(void)arg;
+	while (race_streaming) {
+		produce("busy", "run.started", "default");
+		sw_test_msleep(5);
+	}
+	return NULL;
+}
+
+static void *race_poller(void *arg)
+{
+	struct poll_arg *a = arg;
+	int k;
+
+	for (k = 0; k < RACE_ROUNDS; k++) {
+		a->g = get_as(a->path, NULL);
+		if (a->g.status != 200 || a->g.secs < 0.9 ||
+		    json_array_size(json_object_get(a->g.body, "events")) != 0)
+			return a; /* checked by the caller */
+		json_decref(a->g.body);
+		a->g.body = NULL;
+	}
+	return NULL;
+}
+
+static void scenario_feed_race(void)
+{
+	static struct poll_arg pa[RACE_POLLS];
+	pthread_t th[RACE_POLLS], st;
+	struct get g;
+	void *bad;
+	int k, status;
+
+	audit_start();
+	produce("busy", "run.started", "default");
+	sw_test_kafka_flush(producer, 30000);
+	wait_indexed(1);
+	SW_CHECK(pthread_create(&st, NULL, race_stream, NULL) == 0);
+	for (k = 0; k < RACE_POLLS; k++) {
+		snprintf(pa[k].path, sizeof(pa[k].path),
+			 "/v1/audit/events?after=0&run=%s-none&wait=1", prefix);
+		SW_CHECK(pthread_create(&th[k], NULL, race_poller, &pa[k]) == 0);
+	}
+	for (k = 0; k < RACE_POLLS; k++) {
+		SW_CHECK(pthread_join(th[k], &bad) == 0);
+		SW_REQUIRE(bad == NULL, "poll %d: status %ld after %.2f s, %zu events", k,
+			   pa[k].g.status, pa[k].g.secs,
+			   json_array_size(json_object_get(pa[k].g.body, "events")));
+	}
+	race_streaming = 0;
+	SW_CHECK(pthread_join(st, NULL) == 0);
+	SW_REQUIRE(waitpid(audit_pid, &status, WNOHANG) == 0, "sagewai-audit died (status %d)",
+		   status);
+	g = get("/v1/audit/events?last=1");
+	SW_REQUIRE(g.status == 200 && jint(g.body, "head") > 100, "still serving (head %lld)",
+		   jint(g.body, "head"));
+	json_decref(g.body);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
 		{"feed", scenario_feed},
 		{"feed_keys", scenario_feed_keys},
+		{"feed_race", scenario_feed_race},
 	};
-	const struct sw_test_scenario *sc = sw_test_scenario_pick(argc, argv, scenarios, 2);
+	const struct sw_test_scenario *sc = sw_test_scenario_pick(argc, argv, scenarios, 3);
 
 	setup(sc->name);
 	sc->fn();

@@ -5,9 +5,17 @@
 #
 #   scale.sh [FAULT...]   default: broker leader rolling kill pg
 #
-# For each fault, $SW_SCALE_RUNS (150) mixed runs are submitted (half to each
-# scheduler; "mix": llm, sandboxed, llm; "plain": llm, llm; llm-mock answers
-# after 300 ms), then with them in flight:
+# For each fault, $SW_SCALE_RUNS (420) mixed runs are submitted at
+# $SW_SCALE_RATE (35) runs/s, 32 at a time, alternately to each scheduler
+# ("mix": sandboxed, then llm; "plain": llm; llm-mock answers after
+# $SW_SCALE_LLM_MS, 20000 ms, so that a run lasts at least 20 s while costing
+# the platform only its state transitions), plus a probe run (one sandboxed
+# step, no LLM wait) every 0.5 s, and the fault is injected once
+# $SW_SCALE_INFLIGHT (300) runs are in flight (not finished, by the
+# scheduler's table) and 20 of the batch have finished (the steps/s before
+# the fault are known) or all are submitted; the rest are submitted through
+# it. The runs' ends come from the audit instances' feeds (GET
+# /v1/audit/events, run.finished), not from polling each run. Faults:
 #   broker   kill -9 of broker 2, started again 5 s later
 #   leader   kill -9 of the leader of sagewai.steps partition 0, started
 #            again 5 s later
@@ -15,17 +23,18 @@
 #            healthy, next)
 #   kill     kill -9 of one instance of each service, each restarted
 #   pg       PostgreSQL restarted
-# the fault once a fifth of them have ended and a third are submitted (the
-# rest are submitted through it); then every run succeeded (runs.py load, bounded), and the
-# time from the fault to the first run finishing after it is printed
-# (RECOVERY lines) with the steps/s before the fault and when they are back.
-# An instance that exits by itself is restarted as a supervisor would
-# (systemd Restart=on-failure) and named in the output (see supervise).
+# Then every run succeeded (runs.py load, bounded); the runs in flight at
+# the fault, the time from the fault to the first probe finishing after it
+# (RECOVERY), the longest a probe took around the fault, and the steps/s
+# before the fault and when they are back are printed. An instance that exits by itself is restarted as a supervisor
+# would (systemd Restart=on-failure) and named in the output (see
+# supervise).
 # At the end, over all runs: the union of the two audit logs holds every
 # run's run.finished once and exactly one SUCCEEDED step.finished per step
-# (no effect lost or duplicated), no log holds an event twice, both logs
-# verify (sagewai audit verify with the signing key's public key), and both
-# schedulers handled runs (their metrics).
+# (no effect lost or duplicated), no log holds an event twice, the index
+# database both audit instances share holds exactly each log's events under
+# its log id, both logs verify (sagewai audit verify with the signing key's
+# public key), and both schedulers handled runs (their metrics).
 set -euo pipefail
 
 root=${SW_SOURCE_DIR:?run through ctest}
@@ -33,7 +42,10 @@ build=${SW_BUILD_DIR:?run through ctest}
 # shellcheck source=../../tools/lib/stack.sh
 . "$root/tools/lib/stack.sh"
 here=$root/tests/scale
-nruns=${SW_SCALE_RUNS:-150}
+nruns=${SW_SCALE_RUNS:-420}
+rate=${SW_SCALE_RATE:-35}
+want=${SW_SCALE_INFLIGHT:-300}
+llm_ms=${SW_SCALE_LLM_MS:-20000}
 faults=${*:-broker leader rolling kill pg}
 
 work=$build/tests-tmp/scale-$$
@@ -54,7 +66,10 @@ trap 'rm -f "$work/supervise"; sw_stack_stop "$work"' EXIT
 H() { "$root/tests/harness/harness" "$@"; }
 
 t=$(date +%s)
-SW_STACK_BROKERS=3 SAGEWAI_LOG_LEVEL=warn SW_STACK_LLM_ARGS="--delay-ms 300" \
+# a step in flight holds a worker slot and an LLM connection for llm_ms
+echo "SAGEWAI_WORKER_CONCURRENCY=$((nruns))" >"$work/worker.env"
+SW_STACK_BROKERS=3 SAGEWAI_LOG_LEVEL=warn \
+	SW_STACK_LLM_ARGS="--delay-ms $llm_ms --max-connections $((4 * nruns))" \
 	sw_stack_start "$work" "$build" real || fail "stack did not start"
 grep -qx sandboxd "$work/services" || fail "sandboxd did not start"
 for s in audit identity sandboxd worker scheduler; do
@@ -79,19 +94,26 @@ step() { # NAME MODE RUN-OR-PROMPT
 {
 	echo "name: mix"
 	echo "steps:"
-	step ask llm 'Say something about ${{ input.n }}'
-	step box sandboxed 'echo boxed'
+	step box sandboxed 'echo boxed ${{ input.n }}'
 	step tell llm 'Tell ${{ steps.box.output.stdout }}'
 } >"$work/mix.yaml"
 {
 	echo "name: plain"
 	echo "steps:"
 	step ask llm 'Say something about ${{ input.n }}'
-	step tell llm 'Tell more about ${{ input.n }}'
 } >"$work/plain.yaml"
 "$cli" workflow apply "$work/mix.yaml" >/dev/null || fail "apply mix"
 "$cli" workflow apply "$work/plain.yaml" >/dev/null || fail "apply plain"
-urls="$SAGEWAI_URL $(sw_stack_url "$work" scheduler-2)"
+# the probes: one sandboxed step and no LLM wait, a run every 0.5 s through
+# each batch; their ends time the recovery
+{
+	echo "name: probe"
+	echo "steps:"
+	step echo sandboxed 'echo probe ${{ input.n }}'
+} >"$work/probe.yaml"
+"$cli" workflow apply "$work/probe.yaml" >/dev/null || fail "apply probe"
+scheds="$SAGEWAI_URL,$(sw_stack_url "$work" scheduler-2)"
+audits="$SAGEWAI_AUDIT_URL,$(sw_stack_url "$work" audit-2)"
 
 instances() { grep -v '^llm-mock$' "$work/services"; }
 
@@ -159,20 +181,45 @@ sup=$!
 exec 9>"$work/fault.lock"
 : >"$work/runs"
 : >"$work/supervisor.log"
+# the runs not finished, and those finished, in the scheduler's table
+runs_open_ended() {
+	sw_pg_psql "$SAGEWAI_PG_DSN" <<<"SELECT count(*) FILTER (WHERE finished IS NULL),
+		count(*) FILTER (WHERE finished IS NOT NULL) FROM scheduler.runs" 2>/dev/null |
+		tr '|' ' '
+}
 for f in $faults; do
-	python3 "$here/runs.py" load "$nruns" "$work/runs.$f" "$work/t0.$f" 400 $urls \
-		>"$work/result.$f" 2>&1 &
+	read -r _ base < <(runs_open_ended) || fail "cannot count the runs"
+	python3 "$here/runs.py" load "$nruns" "$work/runs.$f" "$work/t0.$f" 300 "$rate" \
+		"$scheds" "$audits" >"$work/result.$f" 2>&1 &
 	load=$!
-	# the fault once a fifth of the runs have ended (the steps/s before it
-	# are known) and a third are submitted (the rest go on being
-	# submitted through it)
-	for _ in $(seq 1 1500); do
-		[ "$(cat "$work/runs.$f" 2>/dev/null | wc -l)" -ge $((nruns / 3)) ] &&
-			[ "$(cat "$work/runs.$f.done" 2>/dev/null || echo 0)" -ge $((nruns / 5)) ] && break
+	# the fault once $want runs are in flight, by the scheduler's table (the
+	# feeds lag a little), and 20 of the batch have finished or all are
+	# submitted
+	open=0 ended=0 ready=0 peak=0
+	until=$(($(date +%s) + 180))
+	while [ "$(date +%s)" -lt $until ]; do
+		read -r open ended < <(runs_open_ended) || true
+		read -r sub _ 2>/dev/null <"$work/runs.$f.state" || sub=0
+		[ "${open:-0}" -le $peak ] || peak=$open
+		if [ "${open:-0}" -ge "$want" ] &&
+			{ [ $((${ended:-0} - base)) -ge 20 ] || [ "$sub" -ge "$nruns" ]; }; then
+			ready=1
+			break
+		fi
+		# the load ended (a zombie until waited for)
+		case $(ps -o stat= -p "$load" 2>/dev/null) in '' | Z*) break ;; esac
 		sleep 0.2
 	done
+	ended=$((${ended:-0} - base))
+	if [ $ready = 0 ]; then
+		kill "$load" 2>/dev/null || true
+		cat "$work/result.$f"
+		fail "$f: never $want runs in flight (at most $peak; $open now, $ended of the" \
+			"batch finished)"
+	fi
 	flock 9
 	date +%s.%N >"$work/t0.tmp" && mv "$work/t0.tmp" "$work/t0.$f"
+	echo "fault $f: injecting with $open runs in flight ($ended of the batch finished)"
 	fault "$f"
 	flock -u 9
 	echo "fault $f: injected in $(echo "$(date +%s.%N) - $(cat "$work/t0.$f")" | bc | cut -c1-5) s"
@@ -198,12 +245,17 @@ for s in scheduler scheduler-2; do
 	[ "${con:-0}" -gt 0 ] || fail "$s consumed no events: the partitions are not shared"
 done
 
-# the audit logs: wait until the union holds every run's end, then check it
+# the audit logs and their shared index: wait until the union holds every
+# run's end and the index every record, then check them
+ids=$(cat "$work/data/audit/log-id"):$(cat "$work/data-2/audit/log-id") ||
+	fail "no log-id files"
 for _ in $(seq 1 120); do
 	"$build/services/audit/sagewai-audit" dump "$work/data/audit" >"$work/dump-1" 2>&1 || true
 	"$build/services/audit/sagewai-audit" dump "$work/data-2/audit" >"$work/dump-2" 2>&1 || true
-	python3 "$here/runs.py" audit "$work/runs" "$work/dump-1" "$work/dump-2" \
-		>"$work/audit.out" 2>&1 && break
+	sw_pg_psql "$SAGEWAI_PG_DSN" >"$work/index" 2>&1 <<<"SELECT log_id || ' ' || event_id
+		FROM audit.events WHERE kind = 1" || true
+	python3 "$here/runs.py" audit "$work/runs" "$work/index" "$work/dump-1:${ids%%:*}" \
+		"$work/dump-2:${ids#*:}" >"$work/audit.out" 2>&1 && break
 	sleep 1
 done
 cat "$work/audit.out"
@@ -213,6 +265,8 @@ for d in data data-2; do
 		fail "$d/audit does not verify"
 done
 for f in $faults; do
-	echo "recovery after $f: $(sed -n 's/^RECOVERY //p' "$work/result.$f") s"
+	echo "recovery after $f: $(sed -n 's/^RECOVERY //p' "$work/result.$f") s (a probe" \
+		"took $(sed -n 's/^PROBEMAX //p' "$work/result.$f") s at most)," \
+		"$(sed -n 's/^INFLIGHT //p' "$work/result.$f") runs in flight at the fault"
 done
 echo "scale: $(wc -l <"$work/runs") runs, all succeeded, every step exactly once"

@@ -46,8 +46,8 @@
 #       settings (NAME.gen.env, then NAME.env, then NAME-2.env), DSN and
 #       keys, its own port (WORK/NAME-2.port, no URL in stack.env), its own
 #       SAGEWAI_INSTANCE_ID where NAME has one (NAME's with "-2"); audit-2
-#       its own data directory WORK/data-2 and its own index database
-#       (DB_audit_2: an index holds one log's seqs); sandboxd-2 its own seal key
+#       its own data directory WORK/data-2 (its own log; the index database
+#       is shared, each log's rows under its log id); sandboxd-2 its own seal key
 #       (WORK/secrets/sandboxd-2.seal.key), listed in identity's hosts file
 #       as sandboxd-2. Kill, restart and stop treat NAME-2 like any service.
 #   sw_stack_restart WORK NAME         restart one service (after kill -9, or to
@@ -615,20 +615,9 @@ sw_stack_start2() { # WORK BUILD NAME
 		"$work/$base.gen.env" >"$work/$name.gen.env" 2>/dev/null || : >"$work/$name.gen.env"
 	case "$base" in
 	audit)
+		# its own log; the index (schema audit) is shared, each log's
+		# rows under its log id
 		echo "SAGEWAI_DATA_DIR=$work/data-2" >>"$work/$name.gen.env"
-		# the index (schema audit) is keyed by the seqs of one log: each
-		# instance keeps its own, in a database of its own
-		local admin role cur db
-		admin=$(sw_stack_env_get "$work" SAGEWAI_PG_DSN) || return 1
-		role=$(sed -n 's/.*user=\([^ ]*\).*/\1/p' "$work/audit.dsn")
-		cur=$(sed -n 's/.*dbname=\([^ ]*\).*/\1/p' "$work/audit.dsn")
-		db=${cur:-postgres}_audit_2
-		sw_pg_psql "$admin dbname=postgres" <<-EOF >/dev/null || return 1
-			SELECT 'CREATE DATABASE $db' WHERE NOT EXISTS
-			 (SELECT 1 FROM pg_database WHERE datname = '$db') \gexec
-		EOF
-		sw_pg_schemas "$admin dbname=$db" "${role%audit}" >/dev/null || return 1
-		echo "$(cat "$work/audit.dsn") dbname=$db" >"$work/$name.dsn"
 		;;
 	sandboxd)
 		if grep -q '^SAGEWAI_SANDBOXD_SEAL_KEY_FILE=' "$work/$name.gen.env"; then

@@ -5,7 +5,7 @@
  * Chat Completions, Gemini generateContent), playing a script of tool calls.
  *
  *   sagewai-llm-mock [--port P] [--port-file F] [--require-key KEY | --require-key-file F]
- *                    [--fail-first N] [--delay-ms N] [--fence]
+ *                    [--fail-first N] [--delay-ms N] [--fence] [--max-connections N]
  *                    [--script FILE [--workdir DIR]] [--log FILE]
  *
  * Scripted endpoints (mock.h has the script and how each turn becomes each
@@ -48,6 +48,9 @@
  * --require-key KEY   requests without "Authorization: Bearer KEY" get 401
  * --fail-first N      the first N completion requests get 500
  * --delay-ms N        every completion is answered N ms late (not blocking)
+ * --max-connections N open connections at once, from all and from one address
+ *                     (sw_http's defaults otherwise: 1024 and 64); load tests
+ *                     with long delays hold one per step in flight
  * --fence             JSON replies come as "Here it is:" and a ```json fence,
  *                     as chat models often answer (clients must cope)
  * GET /v1/mock/stats  {"requests", "completions", "unauthorized", "failed",
@@ -876,7 +879,8 @@ static void usage(FILE *f)
 	fprintf(f, "usage: sagewai-llm-mock [--port P] [--port-file F]"
 		   " [--require-key KEY | --require-key-file F]"
 		   " [--fail-first N]"
-		   " [--delay-ms N] [--fence] [--script FILE [--workdir DIR]] [--log FILE]\n");
+		   " [--delay-ms N] [--fence] [--max-connections N]"
+		   " [--script FILE [--workdir DIR]] [--log FILE]\n");
 }
 
 /* Write "port\n" to path through path.tmp and a rename; 0 or -1. */
@@ -916,7 +920,8 @@ int main(int argc, char **argv)
 	char err[512];
 	const char *port_file = NULL, *script = NULL, *log = NULL;
 	int rc = 1;
-	long port = 0;
+	long port = 0, maxconn = 0;
+	struct sw_http_limits lim;
 	int i;
 
 	for (i = 1; i < argc; i++) {
@@ -961,6 +966,8 @@ int main(int argc, char **argv)
 			log = v;
 		} else if (strcmp(a, "--fail-first") == 0 && num_arg(v, &m.fail_first) == 0) {
 		} else if (strcmp(a, "--delay-ms") == 0 && num_arg(v, &m.delay_ms) == 0) {
+		} else if (strcmp(a, "--max-connections") == 0 && num_arg(v, &maxconn) == 0 &&
+			   maxconn > 0 && maxconn <= 65536) {
 		} else {
 			fprintf(stderr, "sagewai-llm-mock: bad argument %s %s\n", a, v);
 			usage(stderr);
@@ -979,8 +986,11 @@ int main(int argc, char **argv)
 	}
 	if ((m.log = json_array()) == NULL || (m.base = event_base_new()) == NULL)
 		return 1;
-	m.http = sw_http_new(m.base, "127.0.0.1", (int)port, BODY_MAX, NULL, NULL, NULL, err,
-			     sizeof(err));
+	sw_http_limits_default(&lim);
+	if (maxconn > 0)
+		lim.max_connections = lim.max_per_address = (unsigned)maxconn;
+	m.http = sw_http_new_opts(m.base, "127.0.0.1", (int)port, BODY_MAX, &lim, NULL, NULL, NULL,
+				  err, sizeof(err));
 	if (m.http == NULL) {
 		fprintf(stderr, "sagewai-llm-mock: %s\n", err);
 		return 1;
