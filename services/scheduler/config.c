@@ -17,6 +17,9 @@
  *                              it; the run then fails with run_timeout
  *   SAGEWAI_PG_POOL            PostgreSQL connections (default
  *                              SCHED_PG_POOL_DEFAULT, 1..64)
+ *   SAGEWAI_SSE_POLL_MS        how often an event stream re-reads its run
+ *                              anyway (default SCHED_SSE_POLL_MS, 100..3600000;
+ *                              sse.c)
  *   SAGEWAI_IDENTITY           1: sagewai-identity is deployed; every submit
  *                              is resolved by it (identity.c) and
  *                              identity_scoped and cli_agent become runnable
@@ -198,6 +201,9 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 	/* every transition is one transaction: with several connections
 	 * their commits overlap (and share WAL flushes) instead of queueing
 	 * behind each other */
-	return sw_config_number(env->envp, "SAGEWAI_PG_POOL", SCHED_PG_POOL_DEFAULT, 1, 64,
-				&env->pg_pool, errstr, errlen);
+	if (sw_config_number(env->envp, "SAGEWAI_PG_POOL", SCHED_PG_POOL_DEFAULT, 1, 64,
+			     &env->pg_pool, errstr, errlen) == -1)
+		return -1;
+	return sw_config_number(env->envp, "SAGEWAI_SSE_POLL_MS", SCHED_SSE_POLL_MS, 100, 3600000,
+				&env->sse_poll_ms, errstr, errlen);
 }

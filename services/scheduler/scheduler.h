@@ -83,7 +83,7 @@
 #define SCHED_STARTED_HOLD_MS 50     /* a step.started waits this long for its outcome */
 #define SCHED_SWEEP_MS 1000	     /* outbox rows left behind */
 #define SCHED_SWEEP_AGE_MS 2000	     /* ... older than this */
-#define SCHED_SSE_POLL_MS 2000	     /* re-read streamed runs anyway */
+#define SCHED_SSE_POLL_MS 2000	     /* default: re-read streamed runs anyway */
 #define SCHED_SSE_KEEPALIVE_MS 15000
 #define SCHED_SSE_LINGER_MS 500	     /* a run's end waits for its output this long */
 #define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
@@ -168,6 +168,7 @@ struct sched_env {
 	int policy;		 /* SAGEWAI_POLICY=1: sagewai-policy is deployed */
 	uint8_t mac_key[32];	 /* SAGEWAI_SECRET_MAC_KEY_FILE (with identity) */
 	long long identity_timeout_ms; /* SAGEWAI_IDENTITY_TIMEOUT_MS */
+	long long sse_poll_ms;	       /* SAGEWAI_SSE_POLL_MS */
 
 	/* the identity client (identity.c) */
 	struct sw_bus_consumer *idtail; /* sagewai.identity.replies from its end */

@@ -10,11 +10,13 @@
  * SCHED_SSE_KEEPALIVE_MS keeps proxies from closing an idle stream.
  *
  * "May have changed" is: a transition this process committed, a
- * step.dispatched of another instance consumed here, and, every
- * SCHED_SSE_POLL_MS, anyway.
- * The last makes a stream correct when several schedulers share the
- * database (a transition committed by another instance shows within that
- * period); with one instance the stream follows each commit at once.
+ * step.dispatched of another instance consumed here, any event of the run
+ * on sagewai.runs or sagewai.steps seen by the tail reader below, and,
+ * every SAGEWAI_SSE_POLL_MS, anyway. When several schedulers share the
+ * database, another instance commits most of a run's transitions; the
+ * events it produces after each commit (the next dispatch, run.finished)
+ * reach every instance's tail reader, so a stream held here follows them
+ * at once, and the poll only covers a reader that fails.
  * Intermediate states that come and go between two reads are not shown;
  * the final state always is.
  *
@@ -336,7 +338,7 @@ static void sse_tick(evutil_socket_t fd, short what, void *arg)
 			continue;
 		if (now - s->last_write_ms >= SCHED_SSE_KEEPALIVE_MS)
 			send_text(s, NULL, ": keep-alive\n\n");
-		if (now - s->last_read_ms >= SCHED_SSE_POLL_MS)
+		if (now - s->last_read_ms >= env->sse_poll_ms)
 			stream_read(s);
 	}
 }
@@ -396,9 +398,15 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			break;
 		if (s == NULL)
 			continue; /* nobody follows that run here */
-		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)))
+		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) ||
+		    strcmp(h.run_id, run) != 0)
 			continue;
-		if (strcmp(h.type, "sandbox.output") != 0 || strcmp(h.run_id, run) != 0)
+		if (strcmp(m->topic, SW_TOPIC_SANDBOX) != 0) {
+			/* the run moved on, maybe at another instance */
+			sched_sse_touch(env, run);
+			continue;
+		}
+		if (strcmp(h.type, "sandbox.output") != 0)
 			continue;
 		if ((ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) == NULL) {
 			sw_log(SW_LOG_WARN, "a sandbox.output does not decode", "run_id", run,
@@ -414,15 +422,16 @@ static void on_tail_error(int fatal, const char *reason, void *opaque)
 {
 	struct sched_env *env = opaque;
 
-	/* output is informative: a reader that fails loses the chunks only */
-	sw_log(fatal ? SW_LOG_ERROR : SW_LOG_WARN, "Kafka reader of sagewai.sandbox", "error",
+	/* informative: a reader that fails loses the chunks, and streams fall
+	 * back to the poll for other instances' commits */
+	sw_log(fatal ? SW_LOG_ERROR : SW_LOG_WARN, "Kafka reader of the event streams", "error",
 	       reason, NULL);
 	(void)env;
 }
 
 int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 {
-	static const char *const topics[] = {SW_TOPIC_SANDBOX, NULL};
+	static const char *const topics[] = {SW_TOPIC_SANDBOX, SW_TOPIC_RUNS, SW_TOPIC_STEPS, NULL};
 	struct timeval tv = {1, 0};
 	char tuning[SW_CONFIG_STR], why[256];
 	const char *extra[SCHED_BUS_EXTRA];
@@ -439,7 +448,9 @@ int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 	if (env->sse_tail != NULL)
 		sw_bus_consumer_set_error_cb(env->sse_tail, on_tail_error, env);
 	else
-		sw_log(SW_LOG_WARN, "no live output on event streams: cannot read sagewai.sandbox",
+		sw_log(SW_LOG_WARN,
+		       "no live output on event streams (cannot read sagewai.sandbox, .runs, "
+		       ".steps): streams follow other instances' commits by the poll only",
 		       "error", why, NULL);
 	env->sse_ev = event_new(env->base, -1, EV_PERSIST, sse_tick, env);
 	if (env->sse_ev == NULL || event_add(env->sse_ev, &tv) == -1) {

@@ -3410,6 +3410,66 @@ static void scenario_identity(void)
 	free(kal);
 }
 
+/* Two schedulers in one consumer group share the runs' partitions, so
+ * each moves some of the runs. A stream held by one instance follows the
+ * runs the other moves, from the events both read: the poll is an hour
+ * here, so without them the streams of the other's runs would not end. */
+static void scenario_sse_peers(void)
+{
+	enum { N = 8 };
+	struct stream s[N];
+	char *ids[N];
+	pid_t pid_a, pid_b;
+	int port_a, port_b, i;
+	int64_t until;
+	double moved_a, moved_b;
+
+	sched_extra[0] = "SAGEWAI_SSE_POLL_MS=3600000";
+	sched_start();
+	wait_ready();
+	register_wf(chain_yaml, NULL);
+	other_pid = pid_a = sched_pid;
+	port_a = http_port;
+	http_port = port_b = sw_test_port_free();
+	sched_start(); /* the same group */
+	wait_ready();
+	pid_b = sched_pid;
+	sched_extra[0] = NULL;
+	until = sw_mono_ns() + 90 * 1000000000LL;
+	while (metric("sagewai_scheduler_partitions_assigned") < 1) {
+		SW_REQUIRE(sw_mono_ns() < until, "the second scheduler never got a partition");
+		pump(500);
+	}
+	for (i = 0; i < N; i++) {
+		http_port = port_a;
+		ids[i] = submit_chain('p', i);
+		stream_open(&s[i], ids[i], 0); /* every stream at the first instance */
+	}
+	for (i = 0; i < N; i++) {
+		stream_wait(&s[i], &s[i].done, 90);
+		pthread_join(s[i].th, NULL);
+		SW_REQUIRE(s[i].rc == CURLE_OK && s[i].status == 200, "stream %d: %s (%ld)", i,
+			   curl_easy_strerror(s[i].rc), s[i].status);
+		SW_REQUIRE(strstr(s[i].m.p, "\"succeeded\"") != NULL,
+			   "stream %d ended without the run's end:\n%s", i, s[i].m.p);
+		free(s[i].m.p);
+	}
+	http_port = port_b;
+	moved_b = metric("sagewai_scheduler_transitions_total");
+	http_port = port_a;
+	moved_a = metric("sagewai_scheduler_transitions_total");
+	fprintf(stderr, "sse_peers: transitions %.0f at the stream's instance, %.0f at the other\n",
+		moved_a, moved_b);
+	/* else every run was the first instance's and this proved nothing */
+	SW_REQUIRE(moved_b > 0, "the other instance moved no run");
+	check_chains(ids, N, 'p', 1000, 0);
+	sched_pid = pid_b;
+	sched_stop(SIGTERM);
+	sched_pid = pid_a;
+	other_pid = -1;
+	sched_stop(SIGTERM);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -3421,6 +3481,7 @@ int main(int argc, char **argv)
 	    {"kill9", scenario_kill9},
 	    {"pgrestart", scenario_pgrestart},
 	    {"twin", scenario_twin},
+	    {"sse_peers", scenario_sse_peers},
 	    {"outbox", scenario_outbox},
 	    {"concurrent", scenario_concurrent},
 	    {"bad_input", scenario_bad_input},
