@@ -272,6 +272,11 @@ void id_resolve(struct id_env *env, const struct id_resolve_in *in, id_resolve_c
 typedef void (*id_seal_cb)(struct id_env *env, json_t *fields, void *opaque);
 void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id_seal_cb cb,
 	     void *opaque);
+/* Seal on an allow credential.decided (decoded; cli_agent_jit): the one key
+ * it names for its sandbox, to its host key; the answer (cb, as above)
+ * carries the credential request's id. */
+void id_seal_decided(struct id_env *env, const struct sw_event_header *h, json_t *ev,
+		     id_seal_cb cb, void *opaque);
 
 /* Validation shared with api.c. */
 int id_name_valid(const char *s);

@@ -288,13 +288,13 @@ static void publish_one(struct pol_env *env, PGresult *res, int i, int pending)
 			      PQgetvalue(res, i, 8), "rule", PQgetvalue(res, i, 9), "deadline_ms",
 			      (json_int_t)strtoll(PQgetvalue(res, i, 10), NULL, 10));
 	else
-		f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s}", "request_id",
-			      rid, "sandbox_id", PQgetvalue(res, i, 5), "step",
+		f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s}",
+			      "request_id", rid, "sandbox_id", PQgetvalue(res, i, 5), "step",
 			      PQgetvalue(res, i, 6), "name", PQgetvalue(res, i, 7), "decision",
 			      PQgetvalue(res, i, 11), "by", PQgetvalue(res, i, 12), "rule",
 			      PQgetvalue(res, i, 9), "approver", PQgetvalue(res, i, 13), "reason",
 			      sw_json_string_lossy(PQgetvalue(res, i, 14)), "secret",
-			      PQgetvalue(res, i, 15));
+			      PQgetvalue(res, i, 15), "host_key", PQgetvalue(res, i, 21));
 	json_object_set_new(env->inflight, s->key, json_true());
 	if (pol_publish(env, type, h.run_id, &h, f, delivered_cb, s, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "cannot produce a credential event (the sweep tries again)",
@@ -384,7 +384,7 @@ static void rq_store(struct rq *r, const char *state, const char *rule, int64_t 
 	struct pol_env *env = r->env;
 	int64_t now_us = sw_now_us();
 	char now[24], rdl[24], dl[24], aid[SW_UUID_STRLEN];
-	const char *params[24];
+	const char *params[25];
 	struct sw_store_stmt st[2];
 	json_t *ev = r->ev;
 	int pending = strcmp(state, "pending") == 0;
@@ -418,11 +418,12 @@ static void rq_store(struct rq *r, const char *state, const char *rule, int64_t 
 	params[21] = by;
 	params[22] = reason;
 	params[23] = secret;
+	params[24] = jstr(ev, "host_key");
 	st[0].sql =
 		"INSERT INTO requests (request_id, tenant, run_id, step_id, trace_id, workflow,"
 		" step, cli_agent, sandbox_id, host, name, scope, reason_req, requester,"
 		" req_deadline_ms, received_us, state, approval_id, rule, deadline_ms, decision,"
-		" by, reason, secret, pending_us, decided_us)"
+		" by, reason, secret, pending_us, decided_us, host_key)"
 		" SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::uuid, $10, $11, $12, $13, $14,"
 		" $15::bigint, $16::bigint,"
 		" CASE WHEN w.r IS NULL THEN $17::text ELSE 'decided' END,"
@@ -432,12 +433,13 @@ static void rq_store(struct rq *r, const char *state, const char *rule, int64_t 
 		" CASE WHEN w.r IS NULL THEN $22::text ELSE 'withdrawn' END,"
 		" coalesce(w.r, $23::text), CASE WHEN w.r IS NULL THEN $24::text ELSE '' END,"
 		" CASE WHEN w.r IS NULL AND $17::text = 'pending' THEN $16::bigint END,"
-		" CASE WHEN w.r IS NULL AND $17::text = 'pending' THEN NULL ELSE $16::bigint END"
+		" CASE WHEN w.r IS NULL AND $17::text = 'pending' THEN NULL ELSE $16::bigint END,"
+		" $25"
 		" FROM (SELECT coalesce((SELECT reason FROM withdrawals WHERE request_id = $1::uuid"
 		"  AND tenant = $2), (SELECT 'the run finished before the request was decided'"
 		"  FROM finished_runs WHERE run_id = $3)) AS r) w"
 		" ON CONFLICT (request_id) DO NOTHING";
-	st[0].nparams = 24;
+	st[0].nparams = 25;
 	st[0].params = params;
 	/* the row as stored (this or an earlier consumption's): its events */
 	{
@@ -528,6 +530,9 @@ static const char *rq_check(struct rq *r)
 
 	if (!pol_env_name_valid(jstr(r->ev, "name")))
 		return "the name is not an environment key ([A-Z_][A-Z0-9_]{0,127})";
+	/* hex of 32 bytes, or none (then nothing is ever sealed for it) */
+	if (strlen(jstr(r->ev, "host_key")) != 0 && strlen(jstr(r->ev, "host_key")) != 64)
+		return "host_key is not 32 bytes";
 	for (i = 0; lim[i].k != NULL; i++)
 		if (strlen(jstr(r->ev, lim[i].k)) > lim[i].max)
 			return "a field is longer than allowed";

@@ -260,6 +260,11 @@ static void produce(const char *type, const char *topic, const char *tenant, con
 	free(buf);
 }
 
+/* The requesting host's seal key (hex) every request names: copied into
+ * its decision, whoever decides (identity seals to it). */
+#define HOST_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+static const char *req_host_key = HOST_KEY;
+
 /* Play sandboxd: a credential.requested; rid filled (the request id). */
 static void request_full(const char *tenant, const char *run, const char *name, const char *scope,
 			 const char *workflow, const char *step, const char *agent, char *rid)
@@ -270,11 +275,12 @@ static void request_full(const char *tenant, const char *run, const char *name, 
 	sw_uuid_v7_str(sb);
 	snprintf(sid, sizeof(sid), "%s/%s/1", run, step);
 	produce("credential.requested", "sagewai.credentials", tenant, run, sid, "sagewai-sandboxd",
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "request_id",
-			  rid, "workflow", workflow, "step", step, "cli_agent", agent, "sandbox_id",
-			  sb, "host", "host-a", "name", name, "scope", scope, "reason",
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}",
+			  "request_id", rid, "workflow", workflow, "step", step, "cli_agent", agent,
+			  "sandbox_id", sb, "host", "host-a", "name", name, "scope", scope, "reason",
 			  "the agent needs it <b>now</b>", "requester", "sagewai-cred/42",
-			  "deadline_ms", (json_int_t)(sw_now_us() / 1000 + 600000)));
+			  "deadline_ms", (json_int_t)(sw_now_us() / 1000 + 600000), "host_key",
+			  req_host_key));
 }
 
 static void request(const char *tenant, const char *run, const char *name, const char *scope,
@@ -564,6 +570,7 @@ static void t_decide(void)
 	SW_REQUIRE(strcmp(js(d, "secret"), "github-push") == 0 &&
 		   strcmp(js(d, "name"), "GITHUB_TOKEN_SITE") == 0 &&
 		   strcmp(js(d, "step"), "build") == 0 &&
+		   strcmp(js(d, "host_key"), HOST_KEY) == 0 &&
 		   strcmp(js(json_object_get(d, "header"), "run_id"), run) == 0,
 		   "decided fields wrong");
 	/* deny */
@@ -591,6 +598,7 @@ static void t_decide(void)
 	require_decided(d, "allow", "human", "new-api-key");
 	SW_REQUIRE(strcmp(js(d, "approver"), "admin") == 0 &&
 		   strcmp(js(d, "secret"), "vendor-keys") == 0 &&
+		   strcmp(js(d, "host_key"), HOST_KEY) == 0 &&
 		   strcmp(js(d, "reason"), "new vendor, agreed with finance") == 0,
 		   "approver %s reason %s", js(d, "approver"), js(d, "reason"));
 	approval_status(r4, "approved");
@@ -877,6 +885,17 @@ static void t_hostile(void)
 
 		require_decided(d, "deny", "no_rule", "");
 		SW_REQUIRE(strstr(js(d, "reason"), "malformed") != NULL, "reason %s",
+			   js(d, "reason"));
+	}
+	/* a host key that is not 32 bytes: the rule would allow, yet it is denied */
+	req_host_key = "0123456789abcdef0123456789abcdef";
+	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", rid);
+	req_host_key = HOST_KEY;
+	{
+		json_t *d = reply_for("credential.decided", rid);
+
+		require_decided(d, "deny", "no_rule", "");
+		SW_REQUIRE(strstr(js(d, "reason"), "host_key") != NULL, "reason %s",
 			   js(d, "reason"));
 	}
 	/* still serving */
