@@ -173,6 +173,22 @@ static void hops_report(void)
 				w ? "made" : "seen", names[k], (double)v[(n - 1) / 2] / 1e3,
 				(double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3, n);
 		}
+	/* each event from made to seen: its producer's work after stamping it
+	 * (policy: the commit) and the broker hop to this tail */
+	for (int k = 0; k < NEV && v != NULL; k++) {
+		static const char *const ev[NEV] = {"requested", "decided", "sealed", "delivered"};
+		size_t n = 0;
+
+		for (size_t i = 0; i < nhops; i++)
+			if (hops[i].made[k] > 0 && hops[i].seen[k] > 0)
+				v[n++] = hops[i].seen[k] - hops[i].made[k];
+		if (n == 0)
+			continue;
+		qsort(v, n, sizeof(*v), cmp64);
+		fprintf(stderr, "hop made_to_seen %s p50_ms %.3f p99_ms %.3f n %zu\n", ev[k],
+			(double)v[(n - 1) / 2] / 1e3,
+			(double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3, n);
+	}
 	free(v);
 }
 

@@ -563,10 +563,14 @@ static void t_decide(void)
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
 	require_decided(reply_for("credential.decided", r1), "deny", "no_rule", "");
 	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
-	/* allow, with the rule's secret */
+	/* allow, with the rule's secret: the service remembers "no policy"
+	 * from the request before, and that decision from memory is voided by
+	 * the policy applied since (never a stale deny) */
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
 	d = reply_for("credential.decided", r1);
 	require_decided(d, "allow", "rule", "push-own-org");
+	SW_REQUIRE(sw_test_metric_get(pol_port, "sagewai_policy_stale_decisions_total") >= 1,
+		   "the decision from memory was not voided by the policy applied since");
 	SW_REQUIRE(strcmp(js(d, "secret"), "github-push") == 0 &&
 		   strcmp(js(d, "name"), "GITHUB_TOKEN_SITE") == 0 &&
 		   strcmp(js(d, "step"), "build") == 0 &&
