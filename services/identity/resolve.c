@@ -1323,6 +1323,10 @@ static void seal_rows_cb(PGresult *res, const char *err, void *opaque)
 		pr->s = s;
 		pr->p = p;
 		s->pending++;
+		/* builtin: the value is in the row read already (columns 7..10) */
+		if (strcmp(p->backend, "builtin") == 0 &&
+		    id_backend_get_row(s->env, &ref, p->version, res, j, 7, pin_value_cb, pr) == 0)
+			continue;
 		if (id_backend_get(s->env, &ref, p->version, pin_value_cb, pr) == -1) {
 			s->pending--;
 			free(pr);
@@ -1432,7 +1436,7 @@ static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque)
 	if (q[0].oom || q[1].oom || q[2].oom ||
 	    sw_store_query(s->env->store,
 			   "SELECT v.tenant, v.name, v.version, v.state, v.mac, s.backend,"
-			   " s.vault_path FROM versions v"
+			   " s.vault_path, v.state, v.key_id, v.nonce, v.ct FROM versions v"
 			   " JOIN secrets s ON s.tenant = v.tenant AND s.name = v.name"
 			   " JOIN unnest($1::text[], $2::text[], $3::int[]) AS u(tenant, name, version)"
 			   "  ON v.tenant = u.tenant AND v.name = u.name AND v.version = u.version",
@@ -1580,7 +1584,7 @@ static void decided_lookup(struct seal *s)
 		params[1] = p->secret;
 		if (sw_store_query(s->env->store,
 				   "SELECT v.tenant, v.name, v.version, v.state, v.mac, s.backend,"
-				   " s.vault_path FROM versions v"
+				   " s.vault_path, v.state, v.key_id, v.nonce, v.ct FROM versions v"
 				   " JOIN secrets s ON s.tenant = v.tenant AND s.name = v.name"
 				   " WHERE v.tenant = $1 AND v.name = $2 AND v.state <> 'deleted'"
 				   " ORDER BY v.version DESC LIMIT 1",
