@@ -70,8 +70,9 @@ static rd_kafka_t *producer(void)
 	return p;
 }
 
-/* A consumer of every partition of topic from its end now. */
-static rd_kafka_t *tail(const char *topic)
+/* A consumer of every partition of topic (and topic2, unless NULL) from its
+ * end now: one poll sees both, in the order they arrive. */
+static rd_kafka_t *tail2(const char *topic, const char *topic2)
 {
 	rd_kafka_conf_t *cc = rd_kafka_conf_new();
 	const struct rd_kafka_metadata *md = NULL;
@@ -79,6 +80,7 @@ static rd_kafka_t *tail(const char *topic)
 	rd_kafka_topic_t *t;
 	rd_kafka_t *c;
 	char err[256], group[64];
+	const char *tp[2] = {topic, topic2};
 	int parts;
 
 	snprintf(group, sizeof(group), "bench-jit-%d", (int)getpid());
@@ -89,25 +91,32 @@ static rd_kafka_t *tail(const char *topic)
 	if ((c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err))) == NULL)
 		die("consumer", err);
 	rd_kafka_poll_set_consumer(c);
-	t = rd_kafka_topic_new(c, topic, NULL);
-	if (rd_kafka_metadata(c, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    md->topic_cnt != 1 || md->topics[0].partition_cnt < 1)
-		die("metadata", topic);
-	parts = md->topics[0].partition_cnt;
-	rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(t);
-	tl = rd_kafka_topic_partition_list_new(parts);
-	for (int p = 0; p < parts; p++) {
-		int64_t lo, hi;
+	tl = rd_kafka_topic_partition_list_new(8);
+	for (int k = 0; k < 2 && tp[k] != NULL; k++) {
+		t = rd_kafka_topic_new(c, tp[k], NULL);
+		if (rd_kafka_metadata(c, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		    md->topic_cnt != 1 || md->topics[0].partition_cnt < 1)
+			die("metadata", tp[k]);
+		parts = md->topics[0].partition_cnt;
+		rd_kafka_metadata_destroy(md);
+		rd_kafka_topic_destroy(t);
+		for (int p = 0; p < parts; p++) {
+			int64_t lo, hi;
 
-		if (rd_kafka_query_watermark_offsets(c, topic, p, &lo, &hi, 10000) != 0)
-			hi = RD_KAFKA_OFFSET_END;
-		rd_kafka_topic_partition_list_add(tl, topic, p)->offset = hi;
+			if (rd_kafka_query_watermark_offsets(c, tp[k], p, &lo, &hi, 10000) != 0)
+				hi = RD_KAFKA_OFFSET_END;
+			rd_kafka_topic_partition_list_add(tl, tp[k], p)->offset = hi;
+		}
 	}
 	if (rd_kafka_assign(c, tl) != 0)
 		die("consumer", "assign");
 	rd_kafka_topic_partition_list_destroy(tl);
 	return c;
+}
+
+static rd_kafka_t *tail(const char *topic)
+{
+	return tail2(topic, NULL);
 }
 
 static const char *js(json_t *o, const char *k)
@@ -236,7 +245,7 @@ static void hop_note(struct sw_event_registry *reg, const rd_kafka_message_t *m,
 static int watch(void)
 {
 	struct sw_event_registry *reg;
-	rd_kafka_t *c = tail("sagewai.credentials"), *cs = tail("sagewai.identity.sealed");
+	rd_kafka_t *c = tail2("sagewai.credentials", "sagewai.identity.sealed");
 	struct sw_event_header rh;
 	char err[256];
 
@@ -246,21 +255,17 @@ static int watch(void)
 	signal(SIGINT, on_term);
 	printf("ready\n");
 	fflush(stdout);
-	while (!stop)
-		for (int q = 0; q < 2; q++) {
-			rd_kafka_message_t *x;
+	while (!stop) {
+		rd_kafka_message_t *x = rd_kafka_consumer_poll(c, 100);
 
-			while ((x = rd_kafka_consumer_poll(q ? cs : c, q ? 0 : 2)) != NULL) {
-				if (x->err == 0 && x->payload != NULL &&
-				    sw_event_decode_header(reg, x->payload, x->len, &rh, err,
-							   sizeof(err)) == 0)
-					hop_note(reg, x, &rh);
-				rd_kafka_message_destroy(x);
-			}
-		}
+		if (x == NULL)
+			continue;
+		if (x->err == 0 && x->payload != NULL &&
+		    sw_event_decode_header(reg, x->payload, x->len, &rh, err, sizeof(err)) == 0)
+			hop_note(reg, x, &rh);
+		rd_kafka_message_destroy(x);
+	}
 	hops_report();
-	rd_kafka_consumer_close(cs);
-	rd_kafka_destroy(cs);
 	rd_kafka_consumer_close(c);
 	rd_kafka_destroy(c);
 	sw_events_registry_destroy(reg);

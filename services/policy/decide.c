@@ -286,6 +286,7 @@ static void delivered_cb(struct pol_env *env, const char *err, void *opaque)
 {
 	struct sent *s = opaque;
 	const char *params[1];
+	struct sw_store_stmt st[2];
 	char rid[SW_UUID_STRLEN];
 	int pending = s->key[SW_UUID_STRLEN] == 'p';
 
@@ -299,10 +300,17 @@ static void delivered_cb(struct pol_env *env, const char *err, void *opaque)
 	memcpy(rid, s->key, SW_UUID_STRLEN - 1);
 	rid[SW_UUID_STRLEN - 1] = '\0';
 	params[0] = rid;
-	if (sw_store_query(env->store,
-			   pending ? "UPDATE requests SET pending_sent = true WHERE request_id = $1::uuid"
-				   : "UPDATE requests SET decided_sent = true WHERE request_id = $1::uuid",
-			   1, params, marked_cb, s) == -1)
+	/* not waiting for the disk: a mark lost in a crash only sends the same
+	 * event (same id) again, and the commits that decide do not queue
+	 * behind this one's flush */
+	st[0].sql = "SET LOCAL synchronous_commit TO off";
+	st[0].nparams = 0;
+	st[0].params = NULL;
+	st[1].sql = pending ? "UPDATE requests SET pending_sent = true WHERE request_id = $1::uuid"
+			    : "UPDATE requests SET decided_sent = true WHERE request_id = $1::uuid";
+	st[1].nparams = 1;
+	st[1].params = params;
+	if (sw_store_tx(env->store, st, 2, marked_cb, s) == -1)
 		marked_cb(NULL, "cannot queue", s);
 }
 
