@@ -49,6 +49,11 @@ struct sw_alog {
 	int data_dirty;		  /* written since the last fdatasync */
 	int dir_dirty;		  /* a segment was created since the last sync */
 	int failed;		  /* an I/O error left the on-disk state unknown */
+	/* Is the segment old enough to roll: -1 not yet asked since the last
+	 * good sync, else the answer, asked once at the first append after it;
+	 * first_age keeps that first answer, so an attempt repeated after a
+	 * rollback rolls where the failed one did and writes the same bytes. */
+	int age_roll, first_age;
 };
 
 static const uint8_t zero_hash[SW_ALOG_HASH];
@@ -355,6 +360,7 @@ struct sw_alog *sw_alog_open(const char *dir, size_t segment_max, size_t *repair
 	}
 	l->dirfd = -1;
 	l->fd = -1;
+	l->age_roll = l->first_age = -1;
 	l->segment_max = segment_max ? segment_max : SW_ALOG_SEGMENT_DEFAULT;
 	l->buf_cap = ALOG_BUF;
 	if ((l->buf = malloc(l->buf_cap)) == NULL) {
@@ -438,11 +444,14 @@ int sw_alog_append(struct sw_alog *l, uint8_t kind, const char *topic, int32_t p
 	}
 	body = ALOG_BODY_MIN + tl + len;
 	size = ALOG_REC_OVER + body;
-	if (l->pos.seg_records > 0 &&
-	    (l->pos.seg_size + size > l->segment_max ||
-	     (l->max_age_us > 0 && now_us() - l->pos.seg_birth_us >= l->max_age_us)) &&
-	    roll(l, errstr, errlen) != 0)
-		return -1;
+	if (l->age_roll < 0)
+		l->first_age = l->age_roll =
+			l->max_age_us > 0 && now_us() - l->pos.seg_birth_us >= l->max_age_us;
+	if (l->pos.seg_records > 0 && (l->pos.seg_size + size > l->segment_max || l->age_roll)) {
+		if (roll(l, errstr, errlen) != 0)
+			return -1;
+		l->age_roll = 0;
+	}
 	if (l->buf_len + size > l->buf_cap) {
 		if (flush_buf(l, errstr, errlen) != 0)
 			return -1;
@@ -504,6 +513,7 @@ int sw_alog_sync(struct sw_alog *l, char *errstr, size_t errlen)
 		l->dir_dirty = 0;
 	}
 	l->dur = l->pos;
+	l->age_roll = l->first_age = -1;
 	return 0;
 }
 
@@ -585,6 +595,7 @@ int sw_alog_rollback(struct sw_alog *l, char *errstr, size_t errlen)
 	}
 	l->fd = fd;
 	l->pos = l->dur;
+	l->age_roll = l->first_age;
 	l->data_dirty = 0;
 	l->dir_dirty = 0;
 	if (l->pos.seg_size == 0) {

@@ -651,6 +651,8 @@ int sw_redact_stream_feed(struct sw_redact_stream *s, const void *chunk, size_t 
 
 	if (s->spent)
 		return -1;
+	if (len == 0)
+		return 0; /* nothing to decide (chunk may be NULL) */
 	if (s->hold > 0) {
 		m = len < s->r->maxlen ? len : s->r->maxlen;
 		memcpy(s->buf + s->hold, c, m);

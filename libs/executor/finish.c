@@ -501,6 +501,8 @@ void sw_executor_finish(struct sw_executor_job *j, enum sw_step_status st, json_
 	}
 	if (ex->ops.halt != NULL)
 		ex->ops.halt(ex->cfg.arg, j, st);
+	/* nothing ran (a refusal, a fence), or what ran acts on nothing */
+	j->lazy = j->phase != SW_EXECUTOR_ACTIVE || j->no_effect;
 	j->phase = SW_EXECUTOR_SAVING;
 	rc = compose(ex, j, st, output, error, shown, sizeof(shown), err, sizeof(err));
 	json_decref(output);

@@ -12,6 +12,14 @@
  * Group commit: while one save is in flight, the results that finish
  * meanwhile wait, and go as one INSERT of many rows (one COMMIT, one WAL
  * flush) when it is done. One at a time, a result is saved at once.
+ *
+ * A row whose step had no effect (j->lazy: the attempt never started, or
+ * the service marked it no_effect) commits with synchronous_commit off: it
+ * is visible at once, so a crashed executor's successor re-publishes it as
+ * ever, and only a crash of PostgreSQL within the WAL writer's delay can
+ * lose it, after which a redelivered dispatch runs again what acts on
+ * nothing and the scheduler, which applies one outcome per attempt, keeps
+ * the first it got. A group is lazy only when each of its rows is.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -53,6 +61,19 @@ static const char *const save_many_sql =
     " RETURNING dispatch_id::text, finished";
 
 #define SAVE_GROUP_MAX 256 /* results of one grouped INSERT */
+
+static const char *const lazy_sql = "SET LOCAL synchronous_commit TO off";
+
+/* The INSERT sql with params, alone or after lazy_sql in one transaction. */
+static int save_query(struct sw_executor *ex, int lazy, const char *sql, int nparams,
+		      const char *const *params, sw_store_cb cb, void *opaque)
+{
+	struct sw_store_stmt st[2] = {{lazy_sql, 0, NULL}, {sql, nparams, params}};
+
+	if (!lazy)
+		return sw_store_query(ex->cfg.store, sql, nparams, params, cb, opaque);
+	return sw_store_tx(ex->cfg.store, st, 2, cb, opaque);
+}
 
 struct sw_store *sw_executor_store_new(struct event_base *base, const char *conninfo,
 				       const char *schema, size_t npool, char *errstr,
@@ -204,7 +225,7 @@ static void save_one(struct sw_executor_job *j)
 	params[4] = sw_executor_status_name(j->status);
 	params[5] = x;
 	ex->saving = 1;
-	if (sw_store_query(ex->cfg.store, save_sql, 6, params, save_cb, j) == -1) {
+	if (save_query(ex, j->lazy, save_sql, 6, params, save_cb, j) == -1) {
 		ex->saving = 0;
 		exec_fatal(ex, "results save", "cannot queue the query");
 	}
@@ -272,7 +293,7 @@ static void save_next(struct sw_executor *ex)
 	struct save_group *g = NULL;
 	const char *params[6];
 	size_t i, k, keep = 0;
-	int c, oom = 0;
+	int c, oom = 0, lazy = 1;
 
 	if (ex->saving || ex->nsaveq == 0)
 		return;
@@ -307,6 +328,7 @@ static void save_next(struct sw_executor *ex)
 		array_add(&cols[4], sw_executor_status_name(j->status), g->n);
 		array_add(&cols[5], x, g->n);
 		free(x);
+		lazy &= j->lazy;
 		g->jobs[g->n++] = j;
 	}
 	ex->nsaveq = keep;
@@ -318,7 +340,7 @@ static void save_next(struct sw_executor *ex)
 	if (oom)
 		goto oom;
 	ex->saving = 1;
-	if (sw_store_query(ex->cfg.store, save_many_sql, 6, params, save_group_cb, g) == -1) {
+	if (save_query(ex, lazy, save_many_sql, 6, params, save_group_cb, g) == -1) {
 		ex->saving = 0;
 		exec_fatal(ex, "results save", "cannot queue the query");
 		goto out;

@@ -39,7 +39,12 @@
  *              and by what the bus carries), encoded once with a fresh
  *              event id, stored by dispatch id (the stored row wins over a
  *              concurrent copy), then produced; its delivery report marks
- *              the message (and its copies) done and frees the job.
+ *              the message (and its copies) done and frees the job. The
+ *              row is a durable commit when the step may have acted on the
+ *              world; for an attempt that never started, or a job the
+ *              service marked no_effect, it commits without waiting for
+ *              the disk: losing it in a crash of PostgreSQL can only make
+ *              a redelivered dispatch run again what has no effect.
  *
  * One executor per process, on the service's libevent loop; nothing here
  * blocks, logs, exits or reads the environment. What a service would log
@@ -112,6 +117,12 @@ struct sw_executor_job {
 	int64_t t0_ns;	    /* monotonic start of the attempt */
 	size_t text_max;    /* cap of a SUCCEEDED output's JSON text (0: none) */
 	void *owner;	    /* the service's */
+	/* Set by the service (ops->begin): executing this step acts on nothing
+	 * outside the platform, its outcome is a function of the dispatch (a
+	 * template, a re-run's recorded answer), so running it twice is
+	 * harmless. Its results row, like that of an attempt that never
+	 * started, is then committed without waiting for the disk. */
+	int no_effect;
 	enum sw_executor_phase phase;
 	/* the step.finished event, once encoded */
 	enum sw_step_status status;
@@ -119,6 +130,7 @@ struct sw_executor_job {
 	size_t finished_len;
 
 	/* the executor's own */
+	int lazy;     /* its results row need not be durable (no effect happened) */
 	uint32_t tag; /* first field the delivery report sees: a job */
 	struct sw_executor *ex;
 	TAILQ_ENTRY(sw_executor_job) entry;  /* every job in flight */

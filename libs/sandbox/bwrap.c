@@ -97,6 +97,14 @@ struct bwrap_inst {
 	bool reaped;
 	struct sw_sandbox_cg_box cg; /* its cgroup(s), when on */
 	struct sw_sandbox_netfull net; /* policy full: its slirp4netns */
+	/* while starting (bw_create_begin .. bw_create_step) */
+	struct bwrap *b;
+	int info_fd;		 /* --info-fd's read end, non-blocking, or -1 */
+	char info[1024];	 /* what it said so far */
+	size_t info_have;
+	enum sw_sandbox_net net_policy;
+	sw_sandbox_egress_hook egress_hook;
+	void *egress_arg;
 };
 
 struct argv_buf {
@@ -369,35 +377,28 @@ static pid_t parse_info(const char *buf, size_t len)
 	return pid > 1 && pid <= INT_MAX ? (pid_t)pid : 0;
 }
 
-/* Read the info pipe to EOF (bwrap closes it once the child exists). */
-static pid_t read_info(int fd, uint32_t timeout_ms)
+/*
+ * Read what the info pipe has now (bwrap writes one JSON object, then
+ * closes it once the child exists). 1 when it is complete (the object's
+ * closing brace, EOF or a full buffer), 0 when more may come.
+ */
+static int info_read(struct bwrap_inst *in)
 {
-	int64_t deadline = mono_ms() + timeout_ms;
-	char buf[1024];
-	size_t have = 0;
-
 	for (;;) {
-		struct pollfd pfd = {.fd = fd, .events = POLLIN};
-		int64_t left = deadline - mono_ms();
-		ssize_t n;
+		ssize_t n = read(in->info_fd, in->info + in->info_have,
+				 sizeof(in->info) - 1 - in->info_have);
 
-		if (left <= 0)
-			return 0;
-		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR)
-			return 0;
-		n = read(fd, buf + have, sizeof(buf) - 1 - have);
-		if (n < 0 && (errno == EINTR || errno == EAGAIN))
+		if (n < 0 && errno == EINTR)
 			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return 0;
 		if (n <= 0)
-			break;
-		have += (size_t)n;
-		if (have == sizeof(buf) - 1)
-			break;
-		/* The object is complete once its closing brace arrived. */
-		if (memchr(buf, '}', have) != NULL)
-			break;
+			return 1;
+		in->info_have += (size_t)n;
+		if (in->info_have == sizeof(in->info) - 1 ||
+		    memchr(in->info, '}', in->info_have) != NULL)
+			return 1;
 	}
-	return have ? parse_info(buf, have) : 0;
 }
 
 /* bwrap's stderr so far, first line, for an error message. */
@@ -466,6 +467,8 @@ static void bw_destroy(void *vinst, struct sw_sandbox_usage *final)
 		close(in->mon_pidfd);
 	if (in->errlog >= 0)
 		close(in->errlog);
+	if (in->info_fd >= 0)
+		close(in->info_fd);
 	free(in);
 }
 
@@ -562,16 +565,20 @@ exec_bwrap(const struct bwrap *b, char *const argv[], const int src[FD_FIRST_FRE
 	_exit(127);
 }
 
-static int bw_create(void *state, const struct sw_sandbox_spec *spec,
-		     const struct sw_sandbox_limits *lim, void **out_inst, int *ctl_fd,
-		     char *errstr, size_t errlen)
+/*
+ * The first half of a create: everything up to bwrap's fork and exec,
+ * without waiting for it. *wait_fd (the info pipe, owned by inst) becomes
+ * readable when bw_create_step has something to do.
+ */
+static int bw_create_begin(void *state, const struct sw_sandbox_spec *spec,
+			   const struct sw_sandbox_limits *lim, void **out_inst, int *ctl_fd,
+			   int *wait_fd, char *errstr, size_t errlen)
 {
 	struct bwrap *b = state;
 	struct bwrap_inst *in = NULL;
 	struct argv_buf a = {.n = 0};
-	char hosts[256], line[256], path[PATH_MAX];
+	char hosts[256], path[PATH_MAX];
 	const char *hostname = spec->hostname ? spec->hostname : DEFAULT_HOSTNAME;
-	uint32_t start_ms = spec->start_timeout_ms ? spec->start_timeout_ms : 10000;
 	int sv[2] = {-1, -1}, info[2] = {-1, -1};
 	int fd_seccomp = -1, fd_hosts = -1, fd_null = -1, fd_copy[3] = {-1, -1, -1};
 	int fd_resolv = -1;
@@ -608,7 +615,11 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 		snprintf(errstr, errlen, "out of memory");
 		goto fail;
 	}
-	in->pidfd = in->mon_pidfd = in->errlog = -1;
+	in->pidfd = in->mon_pidfd = in->errlog = in->info_fd = -1;
+	in->b = b;
+	in->net_policy = spec->net;
+	in->egress_hook = spec->egress_hook;
+	in->egress_arg = spec->egress_arg;
 	in->net.pidfd = in->net.exit_fd = -1;
 	for (int i = 0; i < SW_CG_MAX; i++)
 		in->cg.procs[i] = -1;
@@ -616,7 +627,7 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 	snprintf(hosts, sizeof(hosts), "127.0.0.1\tlocalhost\n::1\tlocalhost\n127.0.1.1\t%s\n",
 		 hostname);
 	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0 ||
-	    pipe2(info, O_CLOEXEC) != 0 ||
+	    pipe2(info, O_CLOEXEC) != 0 || fcntl(info[0], F_SETFL, O_NONBLOCK) != 0 ||
 	    (fd_seccomp = memfd_with("sw-seccomp", b->bpf, b->bpf_len)) < 0 ||
 	    (fd_null = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0 ||
 	    (fd_hosts = memfd_with("sw-hosts", hosts, strlen(hosts))) < 0 ||
@@ -783,6 +794,9 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 			exec_bwrap(b, a.v, src, &in->cg, self);
 	}
 	sw_sandbox_cg_box_close(&in->cg);
+	/* while bwrap starts: the next create's cgroup, made ahead (a failure
+	 * here only means the next one makes its own) */
+	(void)sw_sandbox_cg_spare_fill(&b->cg);
 	in->bwrap_pid = pid;
 	in->mon_pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 	close(sv[1]);
@@ -798,60 +812,15 @@ static int bw_create(void *state, const struct sw_sandbox_spec *spec,
 		fd_copy[i] = -1;
 	}
 
-	in->pid = read_info(info[0], start_ms);
-	close(info[0]);
+	in->info_fd = info[0];
 	info[0] = -1;
-	if (in->pid == 0) {
-		int status;
-
-		kill(in->bwrap_pid, SIGKILL);
-		while (waitpid(in->bwrap_pid, &status, 0) < 0 && errno == EINTR)
-			;
-		in->reaped = true;
-		errlog_line(in->errlog, line, sizeof(line));
-		snprintf(errstr, errlen, "bwrap failed: %s", line[0] ? line : "no child started");
-		goto fail;
-	}
-	in->pidfd = (int)syscall(SYS_pidfd_open, in->pid, 0);
-	{
-		char path[64];
-
-		snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)in->pid);
-		if (stat(path, &st) == 0) {
-			in->ns_dev = st.st_dev;
-			in->ns_ino = st.st_ino;
-		}
-	}
-	/* Before create returns, so before any command of the sandbox runs. */
-	if (spec->net == SW_SANDBOX_NET_FULL &&
-	    sw_sandbox_netfull_start(&b->net, in->pid, &in->net, errstr, errlen) != 0)
-		goto fail_running;
-	if (spec->net == SW_SANDBOX_NET_EGRESS_ONLY && spec->egress_hook != NULL) {
-		char path[64];
-		int nfd;
-
-		snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)in->pid);
-		if ((nfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
-			snprintf(errstr, errlen, "bwrap: %s: %s", path, strerror(errno));
-			goto fail_running;
-		}
-		if (spec->egress_hook(spec->egress_arg, nfd, in->pid, errstr, errlen) != 0) {
-			close(nfd);
-			goto fail_running;
-		}
-		close(nfd);
-	}
 	argv_free(&a);
 	free(mylinks);
 	*out_inst = in;
 	*ctl_fd = sv[0];
+	*wait_fd = in->info_fd;
 	return 0;
 
-fail_running:
-	close(sv[0]);
-	sv[0] = -1;
-	bw_destroy(in, NULL);
-	in = NULL;
 fail:
 	argv_free(&a);
 	free(mylinks);
@@ -881,6 +850,118 @@ fail:
 		free(in);
 	}
 	return -1;
+}
+
+/*
+ * The second half, called when the info pipe is readable: 0 while bwrap
+ * has not said everything yet; 1 once the runner's host pid is known and
+ * the network is set up (policy full, the egress hook); -1 with errstr
+ * (the caller destroys inst). Only policy full waits here (slirp4netns
+ * and nft, netfull.c).
+ */
+static int bw_create_step(void *vinst, char *errstr, size_t errlen)
+{
+	struct bwrap_inst *in = vinst;
+	char line[256], path[64];
+	struct stat st;
+
+	if (in->info_fd < 0) {
+		snprintf(errstr, errlen, "bwrap: not starting");
+		return -1;
+	}
+	if (info_read(in) == 0)
+		return 0;
+	close(in->info_fd);
+	in->info_fd = -1;
+	in->pid = in->info_have ? parse_info(in->info, in->info_have) : 0;
+	if (in->pid == 0) {
+		int status;
+
+		/* bwrap closed the pipe without a child: it has failed */
+		kill(in->bwrap_pid, SIGKILL);
+		while (waitpid(in->bwrap_pid, &status, 0) < 0 && errno == EINTR)
+			;
+		in->reaped = true;
+		errlog_line(in->errlog, line, sizeof(line));
+		snprintf(errstr, errlen, "bwrap failed: %s", line[0] ? line : "no child started");
+		return -1;
+	}
+	in->pidfd = (int)syscall(SYS_pidfd_open, in->pid, 0);
+	snprintf(path, sizeof(path), "/proc/%d/ns/pid", (int)in->pid);
+	if (stat(path, &st) == 0) {
+		in->ns_dev = st.st_dev;
+		in->ns_ino = st.st_ino;
+	}
+	/* Before the create ends, so before any command of the sandbox runs. */
+	if (in->net_policy == SW_SANDBOX_NET_FULL &&
+	    sw_sandbox_netfull_start(&in->b->net, in->pid, &in->net, errstr, errlen) != 0)
+		return -1;
+	if (in->net_policy == SW_SANDBOX_NET_EGRESS_ONLY && in->egress_hook != NULL) {
+		int nfd;
+
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)in->pid);
+		if ((nfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
+			snprintf(errstr, errlen, "bwrap: %s: %s", path, strerror(errno));
+			return -1;
+		}
+		if (in->egress_hook(in->egress_arg, nfd, in->pid, errstr, errlen) != 0) {
+			close(nfd);
+			return -1;
+		}
+		close(nfd);
+	}
+	return 1;
+}
+
+/* Both halves, waiting in poll for the info pipe (at most the spec's start
+ * timeout). */
+static int bw_create(void *state, const struct sw_sandbox_spec *spec,
+		     const struct sw_sandbox_limits *lim, void **out_inst, int *ctl_fd,
+		     char *errstr, size_t errlen)
+{
+	uint32_t start_ms = spec->start_timeout_ms ? spec->start_timeout_ms : 10000;
+	int64_t deadline = mono_ms() + start_ms;
+	void *inst;
+	int fd, wait_fd, rc;
+
+	if (bw_create_begin(state, spec, lim, &inst, &fd, &wait_fd, errstr, errlen) != 0)
+		return -1;
+	while ((rc = bw_create_step(inst, errstr, errlen)) == 0) {
+		struct pollfd pfd = {.fd = wait_fd, .events = POLLIN};
+		int64_t left = deadline - mono_ms();
+
+		if (left <= 0) {
+			snprintf(errstr, errlen, "bwrap failed: no child started in %u ms",
+				 start_ms);
+			rc = -1;
+			break;
+		}
+		if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) {
+			snprintf(errstr, errlen, "bwrap: poll: %s", strerror(errno));
+			rc = -1;
+			break;
+		}
+	}
+	if (rc < 0) {
+		close(fd);
+		bw_destroy(inst, NULL);
+		return -1;
+	}
+	*out_inst = inst;
+	*ctl_fd = fd;
+	return 0;
+}
+
+static pid_t bw_pid(void *vinst)
+{
+	return ((struct bwrap_inst *)vinst)->pid;
+}
+
+static int bw_gone_fd(void *vinst)
+{
+	struct bwrap_inst *in = vinst;
+
+	return in->reaped ? -1 : in->mon_pidfd;
 }
 
 static void bw_why(void *vinst, char *buf, size_t len)
@@ -952,6 +1033,10 @@ struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_co
 	be->name = "bwrap";
 	be->state = b;
 	be->create = bw_create;
+	be->create_begin = bw_create_begin;
+	be->create_step = bw_create_step;
+	be->pid = bw_pid;
+	be->gone_fd = bw_gone_fd;
 	be->kill = bw_kill;
 	be->destroy = bw_destroy;
 	be->stats = bw_stats;
@@ -971,6 +1056,17 @@ const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be)
 	if (be == NULL || be->free != bw_free)
 		return "off: not a bwrap backend";
 	return ((const struct bwrap *)be->state)->cg.mode;
+}
+
+int sw_sandbox_bwrap_spares(struct sw_sandbox_backend *be, int n)
+{
+	struct bwrap *b;
+
+	if (be == NULL || be->free != bw_free || n < 0 || n > SW_SANDBOX_CG_SPARES_MAX)
+		return -1;
+	b = be->state;
+	b->cg.want_spares = n;
+	return sw_sandbox_cg_spare_fill(&b->cg);
 }
 
 const char *sw_sandbox_bwrap_full_why(const struct sw_sandbox_backend *be)

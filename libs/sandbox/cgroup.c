@@ -499,6 +499,15 @@ int sw_sandbox_cg_init(struct sw_sandbox_cg *cg, const char *want, char *errstr,
 
 void sw_sandbox_cg_fini(struct sw_sandbox_cg *cg)
 {
+	while (cg->nspare > 0) {
+		cg->nspare--;
+		for (int i = 0; i < SW_CG_MAX; i++) {
+			if (cg->spare[cg->nspare][i] != NULL)
+				rmdir(cg->spare[cg->nspare][i]);
+			free(cg->spare[cg->nspare][i]);
+			cg->spare[cg->nspare][i] = NULL;
+		}
+	}
 	for (int i = 0; i < SW_CG_MAX; i++) {
 		free(cg->base[i]);
 		cg->base[i] = NULL;
@@ -574,10 +583,60 @@ static void cpu_bandwidth(uint64_t millis, char *quota, char *period, size_t len
 	snprintf(quota, len, "%llu", (unsigned long long)(millis * per / 1000));
 }
 
+/* Make the dirs of one sandbox's cgroup(s) under each base into dir[].
+ * 0, or -1 with errno and *wd the base that failed (nothing left). */
+static int cg_mkdirs(struct sw_sandbox_cg *cg, char *dir[SW_CG_MAX], int *wd)
+{
+	unsigned seq = __atomic_fetch_add(&cg_seq, 1, __ATOMIC_RELAXED);
+
+	for (int i = 0; i < SW_CG_MAX; i++) {
+		if (cg->base[i] == NULL)
+			continue;
+		*wd = i;
+		if (asprintf(&dir[i], "%s/" SW_SANDBOX_CG_PREFIX "%d-%u", cg->base[i],
+			     (int)getpid(), seq) < 0) {
+			dir[i] = NULL;
+			errno = ENOMEM;
+			goto fail;
+		}
+		/* The name is ours alone: one there was left by a dead namesake. */
+		if (mkdir(dir[i], 0755) != 0 &&
+		    (errno != EEXIST || rmdir(dir[i]) != 0 || mkdir(dir[i], 0755) != 0)) {
+			free(dir[i]);
+			dir[i] = NULL;
+			goto fail;
+		}
+	}
+	return 0;
+fail:
+	for (int i = 0; i < SW_CG_MAX; i++) {
+		int e = errno;
+
+		if (dir[i] != NULL)
+			rmdir(dir[i]);
+		free(dir[i]);
+		dir[i] = NULL;
+		errno = e;
+	}
+	return -1;
+}
+
+int sw_sandbox_cg_spare_fill(struct sw_sandbox_cg *cg)
+{
+	int wd;
+
+	while (cg->version != 0 && cg->nspare < cg->want_spares &&
+	       cg->nspare < SW_SANDBOX_CG_SPARES_MAX) {
+		if (cg_mkdirs(cg, cg->spare[cg->nspare], &wd) != 0)
+			return -1;
+		cg->nspare++;
+	}
+	return 0;
+}
+
 int sw_sandbox_cg_box_new(struct sw_sandbox_cg *cg, const struct sw_sandbox_limits *lim,
 			  struct sw_sandbox_cg_box *box, char *errstr, size_t errlen)
 {
-	unsigned seq;
 	char mem[32], pids[32], quota[32], period[32], cpu_max[80], path[PATH_MAX];
 	const char *what = "mkdir";
 	bool limit_cpu = lim->cpu_millis > 0;
@@ -594,7 +653,6 @@ int sw_sandbox_cg_box_new(struct sw_sandbox_cg *cg, const struct sw_sandbox_limi
 	}
 	if (cg->version == 0)
 		return 0;
-	seq = __atomic_fetch_add(&cg_seq, 1, __ATOMIC_RELAXED);
 	box->version = cg->version;
 	box->acct = cg->acct;
 	limit_str(mem, sizeof(mem), cg->version, lim->memory_bytes);
@@ -604,23 +662,15 @@ int sw_sandbox_cg_box_new(struct sw_sandbox_cg *cg, const struct sw_sandbox_limi
 		      : lim->nproc + SW_SANDBOX_CG_PIDS_MARGIN);
 	cpu_bandwidth(lim->cpu_millis, quota, period, sizeof(quota));
 	snprintf(cpu_max, sizeof(cpu_max), "%s %s", quota, period);
-	for (int i = 0; i < SW_CG_MAX; i++) {
-		if (cg->base[i] == NULL)
-			continue;
-		wd = i;
-		if (asprintf(&box->dir[i], "%s/" SW_SANDBOX_CG_PREFIX "%d-%u", cg->base[i],
-			     (int)getpid(), seq) < 0) {
-			box->dir[i] = NULL;
-			errno = ENOMEM;
-			goto fail;
+	/* one made ahead when there is one: fresh, empty and unlimited */
+	if (cg->nspare > 0) {
+		cg->nspare--;
+		for (int i = 0; i < SW_CG_MAX; i++) {
+			box->dir[i] = cg->spare[cg->nspare][i];
+			cg->spare[cg->nspare][i] = NULL;
 		}
-		/* The name is ours alone: one there was left by a dead namesake. */
-		if (mkdir(box->dir[i], 0755) != 0 && (errno != EEXIST || rmdir(box->dir[i]) != 0 ||
-						       mkdir(box->dir[i], 0755) != 0)) {
-			free(box->dir[i]);
-			box->dir[i] = NULL;
-			goto fail;
-		}
+	} else if (cg_mkdirs(cg, box->dir, &wd) != 0) {
+		goto fail;
 	}
 	/* The swap files are absent without swap accounting: no swap to bound.
 	 * The CPU files only when there is a CPU limit (a new cgroup has none). */

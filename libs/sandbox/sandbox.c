@@ -163,32 +163,6 @@ static void handle_free(struct sw_sandbox *sb)
 	free(sb);
 }
 
-/* Wait for READY (or the end) until the deadline. 0 when ready. */
-static int wait_ready(struct sw_sandbox *sb, uint32_t timeout_ms)
-{
-	static const struct sw_sandbox_events none;
-	int64_t deadline = mono_ms() + timeout_ms;
-
-	while (!sb->ready) {
-		struct pollfd pfd = {.fd = sb->fd, .events = POLLIN};
-		int64_t left = deadline - mono_ms();
-		int rc;
-
-		if (left <= 0) {
-			fail(sb, "tool runner not ready after %u ms", timeout_ms);
-			return -1;
-		}
-		rc = poll(&pfd, 1, (int)left);
-		if (rc < 0 && errno != EINTR) {
-			fail(sb, "poll: %s", strerror(errno));
-			return -1;
-		}
-		if (rc > 0 && sw_sandbox_read(sb, &none, NULL) != 0)
-			return -1;
-	}
-	return 0;
-}
-
 static void merge_limits(struct sw_sandbox_limits *out, const struct sw_sandbox_limits *spec,
 			 const struct sw_sandbox_limits *def)
 {
@@ -205,55 +179,195 @@ static void merge_limits(struct sw_sandbox_limits *out, const struct sw_sandbox_
 					    : SW_SANDBOX_DISK_BYTES_DEFAULT;
 }
 
-struct sw_sandbox *sw_sandbox_create(struct sw_sandbox_backend *be,
-				     const struct sw_sandbox_spec *spec, char *errstr,
-				     size_t errlen)
-{
-	struct sw_sandbox_limits lim;
-	struct sw_sandbox *sb = NULL;
-	void *inst = NULL;
-	int fd = -1;
+/* ---- creating ----------------------------------------------------------- */
 
+struct sw_sandbox_start {
+	struct sw_sandbox_backend *be;
+	void *inst;	       /* the backend's, until sb holds it */
+	int ctl_fd, wait_fd;   /* in the backend's half: ours, and inst's */
+	struct sw_sandbox *sb; /* in the READY half */
+	struct sw_sandbox_limits lim;
+	int64_t deadline_ms;
+	uint32_t timeout_ms;
+};
+
+/* The spec's own checks and its effective limits. 0 or -1. */
+static int spec_check(const struct sw_sandbox_backend *be, const struct sw_sandbox_spec *spec,
+		      struct sw_sandbox_limits *lim, char *errstr, size_t errlen)
+{
 	if (be == NULL || spec == NULL || spec->variant == NULL) {
 		snprintf(errstr, errlen, "sandbox: no backend, spec or variant");
-		return NULL;
+		return -1;
 	}
 	if (spec->net != SW_SANDBOX_NET_NONE && spec->net != SW_SANDBOX_NET_EGRESS_ONLY &&
 	    spec->net != SW_SANDBOX_NET_FULL) {
 		snprintf(errstr, errlen, "sandbox: bad network policy %d", (int)spec->net);
-		return NULL;
+		return -1;
 	}
 	for (size_t i = 0; spec->env != NULL && spec->env[i] != NULL; i++) {
 		if (!env_entry_ok(spec->env[i])) {
 			snprintf(errstr, errlen, "sandbox: bad environment entry #%zu", i);
+			return -1;
+		}
+	}
+	merge_limits(lim, &spec->limits, &spec->variant->limits);
+	if (lim->cpu_millis > SW_SANDBOX_CPU_MILLIS_MAX) {
+		snprintf(errstr, errlen, "sandbox: cpu_millis %llu over %d",
+			 (unsigned long long)lim->cpu_millis, SW_SANDBOX_CPU_MILLIS_MAX);
+		return -1;
+	}
+	return 0;
+}
+
+/* The backend's half is over: a handle on the control socket, waiting for
+ * READY. 0, or -1 (inst destroyed). */
+static int start_handle(struct sw_sandbox_start *st, char *errstr, size_t errlen)
+{
+	if ((st->sb = handle_new(st->ctl_fd, &st->lim, errstr, errlen)) == NULL) {
+		close(st->ctl_fd);
+		st->ctl_fd = -1;
+		st->be->destroy(st->inst, NULL);
+		st->inst = NULL;
+		return -1;
+	}
+	st->ctl_fd = -1;
+	st->sb->be = st->be;
+	st->sb->inst = st->inst;
+	st->inst = NULL;
+	return 0;
+}
+
+struct sw_sandbox_start *sw_sandbox_start_new(struct sw_sandbox_backend *be,
+					      const struct sw_sandbox_spec *spec, char *errstr,
+					      size_t errlen)
+{
+	struct sw_sandbox_start *st = calloc(1, sizeof(*st));
+
+	if (st == NULL) {
+		snprintf(errstr, errlen, "out of memory");
+		return NULL;
+	}
+	st->be = be;
+	st->ctl_fd = st->wait_fd = -1;
+	if (spec_check(be, spec, &st->lim, errstr, errlen) != 0)
+		goto fail;
+	st->timeout_ms = spec->start_timeout_ms ? spec->start_timeout_ms : 10000;
+	st->deadline_ms = mono_ms() + st->timeout_ms;
+	if (be->create_begin != NULL) {
+		if (be->create_begin(be->state, spec, &st->lim, &st->inst, &st->ctl_fd,
+				     &st->wait_fd, errstr, errlen) != 0)
+			goto fail;
+		return st;
+	}
+	if (be->create(be->state, spec, &st->lim, &st->inst, &st->ctl_fd, errstr, errlen) != 0 ||
+	    start_handle(st, errstr, errlen) != 0)
+		goto fail;
+	return st;
+fail:
+	free(st);
+	return NULL;
+}
+
+int sw_sandbox_start_fd(const struct sw_sandbox_start *st)
+{
+	return st->sb != NULL ? st->sb->fd : st->wait_fd;
+}
+
+int64_t sw_sandbox_start_left_ms(const struct sw_sandbox_start *st)
+{
+	int64_t left = st->deadline_ms - mono_ms();
+
+	return left > 0 ? left : 0;
+}
+
+void sw_sandbox_start_abort(struct sw_sandbox_start *st)
+{
+	if (st == NULL)
+		return;
+	if (st->sb != NULL)
+		sw_sandbox_destroy(st->sb, NULL);
+	if (st->ctl_fd >= 0)
+		close(st->ctl_fd);
+	if (st->inst != NULL)
+		st->be->destroy(st->inst, NULL);
+	free(st);
+}
+
+/* A start that failed: errstr says why, with what the backend knows. */
+static int start_failed(struct sw_sandbox_start *st, const char *what, char *errstr, size_t errlen)
+{
+	char why[200] = "";
+
+	if (st->sb != NULL && st->be->why != NULL)
+		st->be->why(st->sb->inst, why, sizeof(why));
+	snprintf(errstr, errlen, "sandbox: %s%s%s", what, why[0] ? ": " : "", why);
+	sw_sandbox_start_abort(st);
+	return -1;
+}
+
+int sw_sandbox_start_step(struct sw_sandbox_start *st, struct sw_sandbox **out, char *errstr,
+			  size_t errlen)
+{
+	static const struct sw_sandbox_events none;
+	char what[256];
+	int rc;
+
+	*out = NULL;
+	if (st->sb == NULL) {
+		rc = st->be->create_step(st->inst, errstr, errlen);
+		if (rc < 0) {
+			sw_sandbox_start_abort(st);
+			return -1;
+		}
+		if (rc == 0) {
+			if (sw_sandbox_start_left_ms(st) > 0)
+				return 0;
+			snprintf(errstr, errlen, "bwrap failed: no child started in %u ms",
+				 st->timeout_ms);
+			sw_sandbox_start_abort(st);
+			return -1;
+		}
+		if (start_handle(st, errstr, errlen) != 0) {
+			free(st);
+			return -1;
+		}
+	}
+	/* READY may be there already */
+	if (sw_sandbox_read(st->sb, &none, NULL) != 0) {
+		snprintf(what, sizeof(what), "%s", st->sb->error);
+		return start_failed(st, what, errstr, errlen);
+	}
+	if (!st->sb->ready) {
+		if (sw_sandbox_start_left_ms(st) > 0)
+			return 0;
+		snprintf(what, sizeof(what), "tool runner not ready after %u ms", st->timeout_ms);
+		return start_failed(st, what, errstr, errlen);
+	}
+	*out = st->sb;
+	free(st);
+	return 1;
+}
+
+struct sw_sandbox *sw_sandbox_create(struct sw_sandbox_backend *be,
+				     const struct sw_sandbox_spec *spec, char *errstr,
+				     size_t errlen)
+{
+	struct sw_sandbox_start *st = sw_sandbox_start_new(be, spec, errstr, errlen);
+	struct sw_sandbox *sb = NULL;
+	int rc;
+
+	if (st == NULL)
+		return NULL;
+	while ((rc = sw_sandbox_start_step(st, &sb, errstr, errlen)) == 0) {
+		struct pollfd pfd = {.fd = sw_sandbox_start_fd(st), .events = POLLIN};
+
+		if (poll(&pfd, 1, (int)sw_sandbox_start_left_ms(st)) < 0 && errno != EINTR) {
+			snprintf(errstr, errlen, "sandbox: poll: %s", strerror(errno));
+			sw_sandbox_start_abort(st);
 			return NULL;
 		}
 	}
-	merge_limits(&lim, &spec->limits, &spec->variant->limits);
-	if (lim.cpu_millis > SW_SANDBOX_CPU_MILLIS_MAX) {
-		snprintf(errstr, errlen, "sandbox: cpu_millis %llu over %d",
-			 (unsigned long long)lim.cpu_millis, SW_SANDBOX_CPU_MILLIS_MAX);
-		return NULL;
-	}
-	if (be->create(be->state, spec, &lim, &inst, &fd, errstr, errlen) != 0)
-		return NULL;
-	if ((sb = handle_new(fd, &lim, errstr, errlen)) == NULL) {
-		close(fd);
-		be->destroy(inst, NULL);
-		return NULL;
-	}
-	sb->be = be;
-	sb->inst = inst;
-	if (wait_ready(sb, spec->start_timeout_ms ? spec->start_timeout_ms : 10000) != 0) {
-		char why[200] = "";
-
-		if (be->why != NULL)
-			be->why(inst, why, sizeof(why));
-		snprintf(errstr, errlen, "sandbox: %s%s%s", sb->error, why[0] ? ": " : "", why);
-		sw_sandbox_destroy(sb, NULL);
-		return NULL;
-	}
-	return sb;
+	return rc == 1 ? sb : NULL;
 }
 
 struct sw_sandbox *sw_sandbox_attach(int ctl_fd, const struct sw_sandbox_limits *limits,
@@ -330,6 +444,16 @@ const char *sw_sandbox_error(const struct sw_sandbox *sb)
 const struct sw_sandbox_limits *sw_sandbox_limits(const struct sw_sandbox *sb)
 {
 	return &sb->limits;
+}
+
+pid_t sw_sandbox_pid(const struct sw_sandbox *sb)
+{
+	return sb->be != NULL && sb->be->pid != NULL ? sb->be->pid(sb->inst) : 0;
+}
+
+int sw_sandbox_gone_fd(const struct sw_sandbox *sb)
+{
+	return sb->be != NULL && sb->be->gone_fd != NULL ? sb->be->gone_fd(sb->inst) : -1;
 }
 
 int sw_sandbox_stats(struct sw_sandbox *sb, struct sw_sandbox_stats *st)

@@ -20,8 +20,13 @@
 /* Indexes of base[] and dir[]; v2 has one dir, [SW_CG_MEMORY]. */
 enum { SW_CG_MEMORY, SW_CG_PIDS, SW_CG_CPU, SW_CG_CPUACCT, SW_CG_MAX };
 
+#define SW_SANDBOX_CG_SPARES_MAX 16
+
 struct sw_sandbox_cg {
 	int version;	       /* 0: off, 1: cgroup v1, 2: cgroup v2 */
+	/* cgroups made ahead, empty and unlimited (sw_sandbox_cg_spare_fill) */
+	char *spare[SW_SANDBOX_CG_SPARES_MAX][SW_CG_MAX];
+	int nspare, want_spares;
 	bool cpu;	       /* the cpu controller is ours: cpu_millis is enforced */
 	int acct;	       /* the dir whose cpuacct.* / cpu.stat tells CPU time; -1 */
 	char mode[512];	       /* "v1", "v2", "v1; cpu off: <why>" or "off: <why>" */
@@ -59,6 +64,13 @@ void sw_sandbox_cg_fini(struct sw_sandbox_cg *cg);
  */
 int sw_sandbox_cg_box_new(struct sw_sandbox_cg *cg, const struct sw_sandbox_limits *lim,
 			  struct sw_sandbox_cg_box *box, char *errstr, size_t errlen);
+/*
+ * Make cgroups ahead, up to cg->want_spares, so that box_new takes one
+ * instead of paying mkdir (a v1 memory cgroup: ~2 ms) on a create's path.
+ * 0, or -1 (one could not be made; what was made stays). sw_sandbox_cg_fini
+ * removes what is left; a crashed process's are swept like its boxes.
+ */
+int sw_sandbox_cg_spare_fill(struct sw_sandbox_cg *cg);
 /* In the forked child, still privileged: move this process into the box.
  * Async-signal-safe. 0 or -1. */
 int sw_sandbox_cg_box_join(const struct sw_sandbox_cg_box *box);

@@ -215,6 +215,23 @@ struct sw_sandbox_backend {
 	 * stderr), into buf; "" when nothing. May be NULL. */
 	void (*why)(void *inst, char *buf, size_t len);
 	void (*free)(void *state);
+	/*
+	 * Optional (NULL: create() is used, blocking): create in two halves
+	 * for a caller on an event loop. create_begin starts the sandbox
+	 * without waiting (bwrap: fork and exec) and gives *wait_fd (owned by
+	 * inst), readable when create_step has work; create_step returns 0
+	 * (wait for wait_fd again), 1 (started: pids known, network set up)
+	 * or -1 with errstr (the caller destroys inst and closes *ctl_fd).
+	 */
+	int (*create_begin)(void *state, const struct sw_sandbox_spec *spec,
+			    const struct sw_sandbox_limits *limits, void **inst, int *ctl_fd,
+			    int *wait_fd, char *errstr, size_t errlen);
+	int (*create_step)(void *inst, char *errstr, size_t errlen);
+	/* Optional, cheap (no /proc scan): the first process's host pid, or
+	 * 0; an fd readable once the sandbox is gone and destroy() will not
+	 * wait (bwrap: its monitor's pidfd), or -1. */
+	pid_t (*pid)(void *inst);
+	int (*gone_fd)(void *inst);
 };
 
 /* Free a backend made by one of the constructors below. */
@@ -259,6 +276,16 @@ struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_co
 const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be);
 
 /*
+ * Keep n (0..16) per-sandbox cgroups made ahead, refilled after each
+ * create's fork while bwrap starts, so that a create does not pay their
+ * mkdir on its path (a v1 memory cgroup: ~2 ms). Removed by
+ * sw_sandbox_backend_free (a crashed process's are swept at the next
+ * start, like its sandboxes'). Nothing to do with cgroups off. 0, or -1
+ * (not a bwrap backend, n out of range, or one could not be made).
+ */
+int sw_sandbox_bwrap_spares(struct sw_sandbox_backend *be, int n);
+
+/*
  * Policy full needs slirp4netns and nft (netfull.c): NULL when this
  * backend has both, else why not; a full create then fails with an error
  * starting with SW_SANDBOX_ERR_NO_FULL.
@@ -288,6 +315,28 @@ struct sw_sandbox;
 struct sw_sandbox *sw_sandbox_create(struct sw_sandbox_backend *be,
 				     const struct sw_sandbox_spec *spec, char *errstr,
 				     size_t errlen);
+
+/*
+ * The same create for a caller on an event loop, in steps that never wait:
+ * sw_sandbox_start_new begins it (bwrap: forked and exec'd, nothing waited
+ * for) or returns NULL with errstr. Then, each time sw_sandbox_start_fd is
+ * readable (the fd may change between steps: watch it anew after each),
+ * or when sw_sandbox_start_left_ms reaches 0, call sw_sandbox_start_step:
+ * 0 not yet; 1 done, *out the ready sandbox; -1 failed with errstr
+ * (nothing is left running). After 1 or -1, st is freed. A start not
+ * wanted any more: sw_sandbox_start_abort (kills and reaps it). Backends
+ * without create_begin do their first half blocking in _new. Drive every
+ * start of a backend from one thread that outlives the sandboxes.
+ */
+struct sw_sandbox_start;
+struct sw_sandbox_start *sw_sandbox_start_new(struct sw_sandbox_backend *be,
+					      const struct sw_sandbox_spec *spec, char *errstr,
+					      size_t errlen);
+int sw_sandbox_start_fd(const struct sw_sandbox_start *st);
+int64_t sw_sandbox_start_left_ms(const struct sw_sandbox_start *st);
+int sw_sandbox_start_step(struct sw_sandbox_start *st, struct sw_sandbox **out, char *errstr,
+			  size_t errlen);
+void sw_sandbox_start_abort(struct sw_sandbox_start *st);
 
 /*
  * A handle on a runner reached some other way (e.g. a control socket
@@ -324,6 +373,13 @@ const char *sw_sandbox_error(const struct sw_sandbox *sb);
 /* The effective limits it runs with. */
 const struct sw_sandbox_limits *sw_sandbox_limits(const struct sw_sandbox *sb);
 int sw_sandbox_stats(struct sw_sandbox *sb, struct sw_sandbox_stats *st);
+/* The runner's host pid (0: unknown or attached), without sw_sandbox_stats'
+ * scan of /proc. */
+pid_t sw_sandbox_pid(const struct sw_sandbox *sb);
+/* After sw_sandbox_kill: an fd readable once sw_sandbox_destroy will not
+ * wait any more (bwrap: its monitor exited), or -1 (none known: destroy
+ * may wait). For a caller on an event loop. */
+int sw_sandbox_gone_fd(const struct sw_sandbox *sb);
 
 /* ---- the protocol, non-blocking ------------------------------------------- */
 

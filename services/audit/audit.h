@@ -273,9 +273,9 @@ void audit_cp_recovered(struct audit_env *env);
 /* The checkpoint timer. */
 int audit_cp_start(struct audit_env *env, char *errstr, size_t errlen);
 void audit_cp_stop(struct audit_env *env);
-/* Writer thread: append a checkpoint when one is due (force: the timer
- * said so). 1 appended (cp filled), 0 none due, -1 with errstr. */
-int audit_cp_maybe(struct audit_env *env, int force, struct sw_alog_checkpoint *cp,
+/* Writer thread: append a checkpoint dated at_us when one is due (force:
+ * the timer said so). 1 appended (cp filled), 0 none due, -1 with errstr. */
+int audit_cp_maybe(struct audit_env *env, int force, int64_t at_us, struct sw_alog_checkpoint *cp,
 		   char *errstr, size_t errlen);
 /* Loop: publish durable checkpoints (n of them, cps taken, freed). */
 void audit_cp_publish(struct audit_env *env, struct sw_alog_checkpoint *cps, size_t n);

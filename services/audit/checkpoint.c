@@ -116,13 +116,13 @@ void audit_cp_stop(struct audit_env *env)
 	env->cp_out = NULL;
 }
 
-int audit_cp_maybe(struct audit_env *env, int force, struct sw_alog_checkpoint *cp,
+int audit_cp_maybe(struct audit_env *env, int force, int64_t at_us, struct sw_alog_checkpoint *cp,
 		   char *errstr, size_t errlen)
 {
 	if (env->signer == NULL || env->cps.since == 0 ||
 	    (!force && env->cps.since < (uint64_t)env->cp_records))
 		return 0;
-	if (sw_alog_checkpoint_append(env->log, &env->cps, env->signer, env->log_id, sw_now_us(),
+	if (sw_alog_checkpoint_append(env->log, &env->cps, env->signer, env->log_id, at_us,
 				      cp, errstr, errlen) != 0)
 		return -1;
 	return 1;

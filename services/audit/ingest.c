@@ -41,15 +41,15 @@ struct cp_list {
 	size_t n, cap;
 };
 
-/* Writer thread: a checkpoint if one is due (force: the interval passed),
- * noted in l. 0 or -1. */
-static int group_cp(struct audit_env *env, int force, struct cp_list *l, char *err,
-		    size_t errlen)
+/* Writer thread: a checkpoint dated at_us if one is due (force: the
+ * interval passed), noted in l. 0 or -1. */
+static int group_cp(struct audit_env *env, int force, int64_t at_us, struct cp_list *l,
+		    char *err, size_t errlen)
 {
 	struct sw_alog_checkpoint cp;
 	int rc;
 
-	if ((rc = audit_cp_maybe(env, force, &cp, err, errlen)) <= 0)
+	if ((rc = audit_cp_maybe(env, force, at_us, &cp, err, errlen)) <= 0)
 		return rc;
 	if (l->n == l->cap) {
 		size_t cap = l->cap ? l->cap * 2 : 8;
@@ -68,8 +68,11 @@ static int group_cp(struct audit_env *env, int force, struct cp_list *l, char *e
  * every cp_records of them and one at the end when the interval passed,
  * then one sync. On failure the checkpoint state is as before (the log is
  * to be rolled back to its last sync) and l is emptied. 0, or -1 with
- * err. */
-static int write_group(struct audit_env *env, struct audit_batchq *work, int due,
+ * err. The checkpoints are dated at_us, the group's first attempt: a
+ * retry after a rollback then writes the very bytes the failed attempt
+ * may have left in the file, so a reader that saw those bytes before the
+ * cut still reads one chain. */
+static int write_group(struct audit_env *env, struct audit_batchq *work, int due, int64_t at_us,
 		       struct cp_list *l, char *err, size_t errlen)
 {
 	struct sw_alog_cpstate saved = env->cps;
@@ -90,11 +93,11 @@ static int write_group(struct audit_env *env, struct audit_batchq *work, int due
 				goto fail;
 			sw_alog_last_hash(env->log, h);
 			sw_alog_cpstate_add(&env->cps, h);
-			if (group_cp(env, 0, l, err, errlen) != 0)
+			if (group_cp(env, 0, at_us, l, err, errlen) != 0)
 				goto fail;
 		}
 	}
-	if (group_cp(env, due, l, err, errlen) != 0 || sw_alog_sync(env->log, err, errlen) != 0)
+	if (group_cp(env, due, at_us, l, err, errlen) != 0 || sw_alog_sync(env->log, err, errlen) != 0)
 		goto fail;
 	return 0;
 fail:
@@ -155,6 +158,7 @@ static void *writer_main(struct sw_handoff *h, void *arg)
 	struct cp_list cps = {0};
 	struct audit_batch *b;
 	char err[256];
+	int64_t at_us;
 	int rc, due, backoff;
 
 	sw_handoff_lock(h);
@@ -167,10 +171,11 @@ static void *writer_main(struct sw_handoff *h, void *arg)
 		due = env->cp_due;
 		env->cp_due = 0;
 		backoff = AUDIT_RETRY_FIRST_MS;
+		at_us = sw_now_us();
 		for (;;) {
 			sw_handoff_unlock(h);
 			err[0] = '\0';
-			rc = write_group(env, &work, due, &cps, err, sizeof(err));
+			rc = write_group(env, &work, due, at_us, &cps, err, sizeof(err));
 			sw_handoff_lock(h);
 			if (rc == 0)
 				break;

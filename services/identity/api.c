@@ -771,10 +771,12 @@ static void resolve_http(struct areq *a)
 	json_t *v;
 
 	json_object_foreach(a->body, k, v)
-		if (strcmp(k, "workflow") != 0 && strcmp(k, "user") != 0 && strcmp(k, "steps") != 0) {
+		if (strcmp(k, "workflow") != 0 && strcmp(k, "user") != 0 && strcmp(k, "steps") != 0 &&
+		    strcmp(k, "pins") != 0) {
 			fail(a, 400, "bad_request",
 			     "%.64s: the body is {\"workflow\", \"user\", \"steps\": [{\"step\", "
-			     "\"mode\", \"agent\", \"profile\"}]}",
+			     "\"mode\", \"agent\", \"profile\"}], \"pins\": [{\"step\", \"env\", "
+			     "\"secret\", \"version\", \"mac\"}] (optional)}",
 			     k);
 			return;
 		}
@@ -792,6 +794,7 @@ static void resolve_http(struct areq *a)
 	snprintf(in.workflow, sizeof(in.workflow), "%s", wf);
 	snprintf(in.user, sizeof(in.user), "%s", user ? user : "");
 	in.steps = json_object_get(a->body, "steps");
+	in.pins = json_object_get(a->body, "pins");
 	id_resolve(a->env, &in, resolve_cb, a);
 }
 

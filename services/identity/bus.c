@@ -421,6 +421,18 @@ static void on_decided(struct id_env *env, struct id_item *it, json_t *ev)
 	id_seal_decided(env, &it->h, ev, sealed_cb, it);
 }
 
+static void ended_done(void *opaque, int ok)
+{
+	struct id_item *it = opaque;
+
+	if (!ok) {
+		sw_service_fatal(it->env->svc, "minted tokens of an ended step not recorded",
+				 "see the error above");
+		return;
+	}
+	item_release(it);
+}
+
 static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_msg *m)
 {
 	char why[256];
@@ -429,6 +441,22 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 	if (m->value == NULL || m->len == 0) {
 		if (strcmp(m->topic, SW_TOPIC_IDENTITY) == 0)
 			deadletter(env, it, m, "empty message");
+		return;
+	}
+	if (strcmp(m->topic, SW_TOPIC_RUNS) == 0 || strcmp(m->topic, SW_TOPIC_STEPS) == 0) {
+		/* with mint sources only: a step attempt or run over, its minted
+		 * tokens revoked (mint.c); the header is enough */
+		if (sw_event_decode_header(env->reg, m->value, m->len, &it->h, why,
+					   sizeof(why)) == -1)
+			return;
+		if (strcmp(it->h.type, "step.finished") == 0 && it->h.step_id[0] != '\0') {
+			it->pending++;
+			id_mint_ended(env, it->h.run_id, it->h.step_id, ended_done, it);
+		} else if (strcmp(it->h.type, "run.finished") == 0 &&
+			   strcmp(it->h.producer, "sagewai-scheduler") == 0) {
+			it->pending++;
+			id_mint_ended(env, it->h.run_id, NULL, ended_done, it);
+		}
 		return;
 	}
 	ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why));
@@ -473,6 +501,7 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 				 json_string_value(json_object_get(ev, "user")));
 			in.steps = json_object_get(ev, "steps");
 			in.input_macs = json_object_get(ev, "input_macs");
+			in.pins = json_object_get(ev, "pins");
 			it->pending++;
 			sw_metrics_counter_add(env->metrics, "sagewai_identity_resolves_total",
 					       "identity.resolve_requested handled", 1);
@@ -549,6 +578,10 @@ int id_bus_start(struct id_env *env, char *errstr, size_t errlen)
 {
 	static const char *const topics[] = {SW_TOPIC_IDENTITY, SW_TOPIC_TENANTS,
 					     SW_TOPIC_CREDENTIALS, NULL};
+	/* with mint sources: the ends of steps and runs too (mint.c) */
+	static const char *const mint_topics[] = {SW_TOPIC_IDENTITY, SW_TOPIC_TENANTS,
+						  SW_TOPIC_CREDENTIALS, SW_TOPIC_RUNS,
+						  SW_TOPIC_STEPS, NULL};
 	static const char *const tail_topics[] = {SW_TOPIC_IDENTITY, NULL};
 	char pbuf[SW_CONFIG_STR], cbuf[SW_CONFIG_STR];
 	const char *pextra[ID_BUS_EXTRA], *cextra[ID_BUS_EXTRA];
@@ -573,7 +606,8 @@ int id_bus_start(struct id_env *env, char *errstr, size_t errlen)
 		return -1;
 	sw_bus_consumer_set_error_cb(env->tail, on_consumer_error, env);
 	env->consumer = sw_bus_consumer_new(env->base, env->cfg->kafka_bootstrap, env->group,
-					    topics, cextra, 256, on_batch, env, errstr, errlen);
+					    env->mints != NULL ? mint_topics : topics, cextra, 256,
+					    on_batch, env, errstr, errlen);
 	if (env->consumer == NULL)
 		return -1;
 	sw_bus_consumer_set_error_cb(env->consumer, on_consumer_error, env);

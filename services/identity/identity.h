@@ -10,6 +10,8 @@
  *   backend.c   the one interface both backends answer: value of a version,
  *               put a new version, destroy; builtin (PostgreSQL) here
  *   vault.c     the Vault KV v2 backend: libcurl on worker threads
+ *   mint.c      tokens minted on a credential grant (Vault token/create),
+ *               their accessors recorded and revoked when the step ends
  *   resolve.c   the cascade, ACLs, the input check, and seal
  *   api.c       the HTTP API (auth, secrets, profiles, resolve, rekey)
  *   bus.c       Kafka: producer, the group consumer of requests and tenant
@@ -50,6 +52,7 @@
 #define ID_MAX_STEPS 256	 /* steps of one resolve request */
 #define ID_MAX_INPUT_MACS 4096	 /* input MACs of one resolve request */
 #define ID_MAX_KEYS 256		 /* keys of one profile, pins of one seal */
+#define ID_MAX_PINS 4096	 /* pinned keys of one resolve request (a re-run) */
 #define ID_MAC_BYTES 32
 #define ID_KEY_BYTES 32
 #define ID_KEYID_MAX 32
@@ -115,6 +118,8 @@ struct id_env {
 
 	struct id_cache *cache;
 	struct id_vault *vault;
+	json_t *mints;		/* mint sources (mint.c); NULL: none configured */
+	struct event *mint_tick; /* retries revocations (mint.c) */
 
 	/* consumed messages in consumption order until their offsets are stored */
 	struct id_itemq items;
@@ -212,6 +217,7 @@ struct id_bvalue {
 	const uint8_t *value;
 	size_t len;
 	uint8_t mac[ID_MAC_BYTES];
+	char accessor[128]; /* a minted token's accessor (not a secret); else "" */
 };
 typedef void (*id_bvalue_cb)(struct id_env *env, const struct id_bvalue *v, void *opaque);
 
@@ -243,15 +249,43 @@ int id_backend_destroy(struct id_env *env, const struct id_secret_ref *ref, id_b
 		       void *opaque);
 
 /* ---- vault.c ------------------------------------------------------------- */
-enum id_vop { ID_VREAD, ID_VWRITE, ID_VDELETE };
+enum id_vop { ID_VREAD, ID_VWRITE, ID_VDELETE, ID_VMINT, ID_VREVOKE };
 int id_vault_start(struct id_env *env, char *errstr, size_t errlen);
 void id_vault_stop(struct id_env *env);
 int id_vault_idle(const struct id_env *env);
 /* Queue one Vault call for ref: read version (0 latest), write value
- * (copied), delete (destroy every version the path's metadata lists). cb
- * on the loop with the outcome. */
+ * (copied), delete (destroy every version the path's metadata lists),
+ * mint (value: the token/create body; the answer's value is the token,
+ * accessor its accessor), revoke (value: an accessor; ID_BMISSING when
+ * Vault no longer knows it). cb on the loop with the outcome. */
 int id_vault_call(struct id_env *env, enum id_vop op, const struct id_secret_ref *ref,
 		  int version, const uint8_t *value, size_t len, id_bvalue_cb cb, void *opaque);
+
+/* ---- mint.c -------------------------------------------------------------- */
+/* SAGEWAI_IDENTITY_MINTS_FILE: the operator's mint sources; 0 or -1. */
+int id_mint_load(struct id_env *env, char *errstr, size_t errlen);
+int id_mint_start(struct id_env *env, char *errstr, size_t errlen);
+void id_mint_stop(struct id_env *env);
+/* Is name a mint source tenant may use? */
+int id_mint_source(struct id_env *env, const char *tenant, const char *name);
+/* What a token is minted for (the grant's seal). */
+struct id_mint_for {
+	char tenant[128];
+	char run_id[64];
+	char step_id[200];
+	char sandbox_id[SW_UUID_STRLEN];
+	char grant[SW_UUID_STRLEN];
+	char source[64];
+	char env[130];
+};
+/* Mint a token from source m->source, record its accessor, then cb with
+ * the token as the value (version 1, its MAC); a token whose accessor
+ * cannot be recorded is revoked and not handed out. -1: not queued. */
+int id_mint(struct id_env *env, const struct id_mint_for *m, id_bvalue_cb cb, void *opaque);
+/* The step attempt (step_id; NULL: the whole run) ended: its minted
+ * tokens are revoked. done(opaque, ok) once that is recorded. */
+void id_mint_ended(struct id_env *env, const char *run_id, const char *step_id,
+		   void (*done)(void *opaque, int ok), void *opaque);
 
 /* ---- resolve.c ----------------------------------------------------------- */
 
@@ -264,6 +298,7 @@ struct id_resolve_in {
 	char user[128];
 	json_t *steps;	    /* [{step, mode, agent, profile}] */
 	json_t *input_macs; /* [{field, mac (hex)}] or NULL */
+	json_t *pins;	    /* a re-run's [{step, env, secret, version, mac (hex)}] or NULL */
 };
 /* The answer, as in identity.resolved: {ok, code, error, steps, denied}
  * (steps[].keys[] with env, level, profile, kind, secret, version, backend,

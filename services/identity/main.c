@@ -26,7 +26,9 @@ static int id_configure(struct sw_service *svc, void *arg, char *err, size_t err
 		snprintf(err, errlen, "libsodium initialisation failed");
 		return -1;
 	}
-	return id_config_load(env, err, errlen);
+	if (id_config_load(env, err, errlen) == -1)
+		return -1;
+	return id_mint_load(env, err, errlen);
 }
 
 static int id_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
@@ -60,6 +62,7 @@ static int id_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
 	env->store = sw_store_new_pool(env->base, env->cfg->pg_dsn, "identity", id_migrations,
 				       id_nmigrations, (size_t)env->pg_pool, err, errlen);
 	if (env->store == NULL || id_vault_start(env, err, errlen) == -1 ||
+	    id_mint_start(env, err, errlen) == -1 ||
 	    id_bus_start(env, err, errlen) == -1 || id_api_start(env, err, errlen) == -1)
 		return -1;
 	sw_service_started_fields(svc, kv);
@@ -95,6 +98,7 @@ static void id_stop(struct sw_service *svc, void *arg)
 	if (env->running)
 		id_bus_close(env);
 	id_bus_free(env);
+	id_mint_stop(env);
 	id_vault_stop(env);
 	sw_store_destroy(env->store);
 	env->store = NULL;
@@ -123,7 +127,8 @@ static const struct sw_service_def id_def = {
 		"SAGEWAI_ADMIN_TOKEN[_FILE], SAGEWAI_MODE, SAGEWAI_IDENTITY_CACHE_MS (1000),\n"
 		"SAGEWAI_VAULT_ADDR, SAGEWAI_VAULT_TOKEN[_FILE], SAGEWAI_VAULT_NAMESPACE,\n"
 		"SAGEWAI_VAULT_MOUNT (secret), SAGEWAI_VAULT_PREFIX (sagewai/),\n"
-		"SAGEWAI_VAULT_TIMEOUT_MS (2000), SAGEWAI_VAULT_THREADS (4), SAGEWAI_PG_POOL (4).\n",
+		"SAGEWAI_VAULT_TIMEOUT_MS (2000), SAGEWAI_VAULT_THREADS (4), SAGEWAI_PG_POOL (4),\n"
+		"SAGEWAI_IDENTITY_MINTS_FILE (tokens minted on a grant; docs/JIT.md).\n",
 	.drain_ms = 5000,
 	.configure = id_configure,
 	.start = id_start,

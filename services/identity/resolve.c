@@ -21,6 +21,16 @@
  *      and _system's secrets: a match is credential_in_input naming the
  *      field (and the secret, never its value).
  *
+ * A re-run's request pins keys (pins: step, key, secret, version, MAC, from
+ * the scheduler's record of the original run): a pinned key takes that
+ * version instead of the latest, after steps 1 and 2 exactly as above, so a
+ * pin never widens access. It must name a key the step's cascade gives
+ * after the ACLs, bound to the same secret (else not_allowed: no other
+ * tenant's secret, no key the step may not have); the version must exist
+ * with its value (else version_gone), be active (else revoked) and hold
+ * the original's value (its MAC; else version_gone). A Vault secret's
+ * version is read (?version=N). Read from PostgreSQL, never the cache.
+ *
  * Seal checks the host key is listed, each pin is one that a resolution of
  * that run, step and tenant gave, and its version is active -- read from
  * PostgreSQL, never from the cache -- then reads the values, seals them to
@@ -246,6 +256,8 @@ struct rslv {
 	json_t *metas;	  /* "scope|name" -> {backend, vault_path, version, state, mac,
 			     code?, error?, fresh?}, null when absent */
 	json_t *matches;  /* input MAC matches [{field, secret, version}] */
+	json_t *pmetas;	  /* pinned versions: "scope|name|version" -> {backend, vault_path,
+			     version, state, mac, code?, error?}, null when absent */
 	json_t *plans;	  /* per step: {env: {level, profile, spec}} */
 	json_t *denied;
 	int pending;
@@ -277,6 +289,8 @@ static void rslv_free(struct rslv *r)
 {
 	json_decref(r->in.steps);
 	json_decref(r->in.input_macs);
+	json_decref(r->in.pins);
+	json_decref(r->pmetas);
 	json_decref(r->profiles);
 	json_decref(r->asked);
 	json_decref(r->metas);
@@ -297,6 +311,66 @@ static const char *step_str(json_t *s, const char *k)
 	const char *v = json_string_value(json_object_get(s, k));
 
 	return v != NULL ? v : "";
+}
+
+static int hex_mac_or_empty(const char *s)
+{
+	size_t n = strlen(s);
+
+	return n == 0 || (n == 2 * ID_MAC_BYTES && strspn(s, "0123456789abcdef") == n);
+}
+
+/* A re-run's pins: each {step (one of steps), env, secret, version >= 1,
+ * mac (64 hex or "")}, one per step and key; bad_request otherwise. */
+static int pins_validate(struct rslv *r)
+{
+	json_t *p, *q, *s, *v;
+	const char *why;
+	size_t i, j;
+
+	if (r->in.pins == NULL)
+		return 0;
+	if (!json_is_array(r->in.pins) || json_array_size(r->in.pins) > ID_MAX_PINS) {
+		set_error(r, PRIO_BAD, "bad_request", "pins: an array of at most %d pins",
+			  ID_MAX_PINS);
+		return -1;
+	}
+	json_array_foreach(r->in.pins, i, p) {
+		const char *step = step_str(p, "step"), *env = step_str(p, "env");
+
+		v = json_object_get(p, "version");
+		if (!json_is_object(p) || !text_ok(step, 128) || !id_env_valid(env, &why) ||
+		    !id_name_valid(step_str(p, "secret")) || !json_is_integer(v) ||
+		    json_integer_value(v) < 1 || json_integer_value(v) > INT32_MAX ||
+		    !hex_mac_or_empty(step_str(p, "mac"))) {
+			set_error(r, PRIO_BAD, "bad_request",
+				  "pins[%zu]: {step, env, secret, version, mac} with a valid key"
+				  " and secret name, a version from 1 and a 32-byte MAC or none",
+				  i);
+			return -1;
+		}
+		json_array_foreach(r->in.steps, j, s)
+			if (strcmp(step_str(s, "step"), step) == 0)
+				break;
+		if (j == json_array_size(r->in.steps)) {
+			set_error(r, PRIO_BAD, "bad_request",
+				  "pins[%zu]: step %.128s is not an identity-bearing step of the"
+				  " request",
+				  i, step);
+			return -1;
+		}
+		for (j = 0; j < i; j++) {
+			q = json_array_get(r->in.pins, j);
+			if (strcmp(step_str(q, "step"), step) == 0 &&
+			    strcmp(step_str(q, "env"), env) == 0) {
+				set_error(r, PRIO_BAD, "bad_request",
+					  "pins[%zu]: key %s of step %.128s is pinned twice", i,
+					  env, step);
+				return -1;
+			}
+		}
+	}
+	return 0;
 }
 
 /* The request's own checks: bad_request when it is malformed. */
@@ -327,6 +401,8 @@ static int rslv_validate(struct rslv *r)
 			return -1;
 		}
 	}
+	if (pins_validate(r) == -1)
+		return -1;
 	if (r->in.input_macs == NULL)
 		return 0;
 	if (!json_is_array(r->in.input_macs) ||
@@ -596,18 +672,98 @@ static void metas_cb(PGresult *res, const char *err, void *opaque)
 	done_one(r);
 }
 
+static void pmetas_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct rslv *r = opaque;
+	char k[512];
+	int i;
+
+	if (err != NULL) {
+		sw_log(SW_LOG_ERROR, "pinned version read failed", "error", err, NULL);
+		set_error(r, PRIO_BAD, "backend_unavailable",
+			  "backend builtin unavailable: cannot read the pinned versions");
+		done_one(r);
+		return;
+	}
+	for (i = 0; i < PQntuples(res); i++) {
+		snprintf(k, sizeof(k), "%s|%s|%s", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
+			 PQgetvalue(res, i, 4));
+		json_object_set_new(
+			r->pmetas, k,
+			json_pack("{s:s, s:s, s:i, s:s, s:s}", "backend", PQgetvalue(res, i, 2),
+				  "vault_path", PQgetvalue(res, i, 3), "version",
+				  atoi(PQgetvalue(res, i, 4)), "state", PQgetvalue(res, i, 5),
+				  "mac", PQgetvalue(res, i, 6)));
+	}
+	done_one(r);
+}
+
+/* The pin of key env of step s, or NULL. */
+static json_t *pin_of(struct rslv *r, json_t *s, const char *env)
+{
+	json_t *p;
+	size_t i;
+
+	json_array_foreach(r->in.pins, i, p)
+		if (strcmp(step_str(p, "step"), step_str(s, "step")) == 0 &&
+		    strcmp(step_str(p, "env"), env) == 0)
+			return p;
+	return NULL;
+}
+
+/* Every pin of step s must name a key its plan (the cascade after the
+ * ACLs) binds to the same secret: a pin never widens access. */
+static void pins_check(struct rslv *r, json_t *s, json_t *plan)
+{
+	json_t *p, *e, *d = NULL;
+	size_t i, j;
+
+	json_array_foreach(r->in.pins, i, p) {
+		const char *env = step_str(p, "env"), *sec = step_str(p, "secret"), *now;
+
+		if (strcmp(step_str(p, "step"), step_str(s, "step")) != 0)
+			continue;
+		e = json_object_get(plan, env);
+		now = json_string_value(json_object_get(json_object_get(e, "spec"), "secret"));
+		if (now != NULL && strcmp(now, sec) == 0)
+			continue;
+		if (e != NULL) {
+			set_error(r, PRIO_KEY, "not_allowed",
+				  "not_allowed: %s (secret %s v%d) is pinned, but step %s is given"
+				  " %s %s now",
+				  env, sec, (int)json_integer_value(json_object_get(p, "version")),
+				  step_str(s, "step"), now != NULL ? "secret" : "a plain knob",
+				  now != NULL ? now : "");
+			continue;
+		}
+		json_array_foreach(r->denied, j, d)
+			if (strcmp(step_str(d, "step"), step_str(s, "step")) == 0 &&
+			    strcmp(step_str(d, "env"), env) == 0)
+				break;
+		set_error(r, PRIO_KEY, "not_allowed",
+			  "not_allowed: %s (secret %s v%d) is pinned, but step %s is not given"
+			  " the key (%s)",
+			  env, sec, (int)json_integer_value(json_object_get(p, "version")),
+			  step_str(s, "step"),
+			  j < json_array_size(r->denied) ? step_str(d, "reason")
+							 : "its cascade does not bind it");
+	}
+}
+
 static void phase_cascade(struct rslv *r)
 {
-	struct sw_buf q[2] = {{0}};
-	const char *params[2];
+	struct sw_buf q[2] = {{0}}, pq[3] = {{0}};
+	const char *params[3];
 	char k[512];
-	size_t i, nq = 0;
+	size_t i, nq = 0, npq = 0;
 	json_t *s;
 	int c;
 
 	r->pending = 1;
 	for (c = 0; c < 2; c++)
 		sw_buf_add(&q[c], "{", 1);
+	for (c = 0; c < 3; c++)
+		sw_buf_add(&pq[c], "{", 1);
 	json_array_foreach(r->in.steps, i, s) {
 		json_t *plan = json_object(), *body, *e;
 		const char *prof = step_str(s, "profile"), *env;
@@ -644,6 +800,24 @@ static void phase_cascade(struct rslv *r)
 			}
 			if (secret == NULL)
 				continue;
+			if ((m = pin_of(r, s, env)) != NULL &&
+			    strcmp(step_str(m, "secret"), secret) == 0) {
+				/* a re-run's version of this secret, read below */
+				const char *owner =
+					owner_of(r, json_string_value(json_object_get(e, "level")));
+				int ver = (int)json_integer_value(json_object_get(m, "version"));
+
+				json_object_set_new(e, "pin", json_integer(ver));
+				snprintf(k, sizeof(k), "%s|%s|%d", owner, secret, ver);
+				if (json_object_get(r->pmetas, k) != NULL)
+					continue;
+				json_object_set_new(r->pmetas, k, json_null());
+				sw_buf_printf(&pq[0], "%s\"%s\"", npq ? "," : "", owner);
+				sw_buf_printf(&pq[1], "%s\"%s\"", npq ? "," : "", secret);
+				sw_buf_printf(&pq[2], "%s%d", npq ? "," : "", ver);
+				npq++;
+				continue;
+			}
 			snprintf(k, sizeof(k), "%s|%s",
 				 owner_of(r, json_string_value(json_object_get(e, "level"))),
 				 secret);
@@ -665,8 +839,32 @@ static void phase_cascade(struct rslv *r)
 				nq++;
 			}
 		}
+		pins_check(r, s, plan);
 		json_array_append_new(r->plans, plan);
 	}
+	for (c = 0; c < 3; c++) {
+		sw_buf_add(&pq[c], "}", 1);
+		params[c] = pq[c].p;
+	}
+	if (npq > 0) {
+		r->pending++;
+		if (pq[0].oom || pq[1].oom || pq[2].oom ||
+		    sw_store_query(r->env->store,
+				   "SELECT s.tenant, s.name, s.backend, s.vault_path, v.version,"
+				   " v.state, coalesce(encode(v.mac, 'hex'), '')"
+				   " FROM secrets s JOIN unnest($1::text[], $2::text[], $3::int[])"
+				   "  AS u(tenant, name, version)"
+				   "  ON s.tenant = u.tenant AND s.name = u.name"
+				   " JOIN versions v ON v.tenant = s.tenant AND v.name = s.name"
+				   "  AND v.version = u.version",
+				   3, params, pmetas_cb, r) == -1) {
+			set_error(r, PRIO_BAD, "backend_unavailable",
+				  "backend builtin unavailable: cannot read the pinned versions");
+			r->pending--;
+		}
+	}
+	for (c = 0; c < 3; c++)
+		sw_buf_free(&pq[c]);
 	for (c = 0; c < 2; c++) {
 		sw_buf_add(&q[c], "}", 1);
 		params[c] = q[c].p;
@@ -815,12 +1013,105 @@ static const char *first_env(struct rslv *r, const char *k)
 	return "";
 }
 
+/* A pinned Vault version read: it must be there, with the row's value. */
+static void pin_vault_cb(struct id_env *env, const struct id_bvalue *b, void *opaque)
+{
+	struct vread *v = opaque;
+	struct rslv *r = v->r;
+	json_t *meta = json_object_get(r->pmetas, v->key);
+	char mac[2 * ID_MAC_BYTES + 1];
+
+	(void)env;
+	if (b->err != ID_BOK) {
+		json_object_set_new(meta, "code",
+				    json_string(b->err == ID_BMISSING   ? "version_gone"
+						: b->err == ID_BREVOKED ? "revoked"
+									: "backend_unavailable"));
+		json_object_set_new(meta, "error", json_string(b->error));
+	} else {
+		sw_hex_encode(b->mac, ID_MAC_BYTES, mac);
+		if (strcmp(mac, step_str(meta, "mac")) != 0)
+			json_object_set_new(meta, "changed", json_true());
+	}
+	free(v);
+	done_one(r);
+}
+
+/* The first key of the plans pinned to version ver of owner's secret name
+ * (for errors). */
+static const char *pinned_env(struct rslv *r, const char *owner, const char *name, int ver)
+{
+	const char *env;
+	json_t *plan, *e;
+	size_t i;
+
+	json_array_foreach(r->plans, i, plan)
+		json_object_foreach(plan, env, e)
+			if (json_integer_value(json_object_get(e, "pin")) == ver &&
+			    strcmp(step_str(json_object_get(e, "spec"), "secret"), name) == 0 &&
+			    strcmp(owner_of(r, step_str(e, "level")), owner) == 0)
+				return env;
+	return "";
+}
+
+/* Read each active pinned Vault version (builtin values are read at seal). */
+static void phase_vault_pins(struct rslv *r)
+{
+	const char *k;
+	json_t *meta;
+
+	json_object_foreach(r->pmetas, k, meta) {
+		struct id_secret_ref ref;
+		const char *b1 = strchr(k, '|'), *b2 = b1 ? strchr(b1 + 1, '|') : NULL;
+		struct vread *v;
+
+		if (!json_is_object(meta) || b2 == NULL ||
+		    strcmp(step_str(meta, "backend"), "vault") != 0 ||
+		    strcmp(step_str(meta, "state"), "active") != 0)
+			continue;
+		if (r->env->vault == NULL) {
+			json_object_set_new(meta, "code", json_string("backend_unavailable"));
+			json_object_set_new(
+				meta, "error",
+				json_string("backend vault is not configured (SAGEWAI_VAULT_ADDR)"));
+			continue;
+		}
+		memset(&ref, 0, sizeof(ref));
+		snprintf(ref.tenant, sizeof(ref.tenant), "%.*s", (int)(b1 - k), k);
+		snprintf(ref.name, sizeof(ref.name), "%.*s", (int)(b2 - b1 - 1), b1 + 1);
+		snprintf(ref.env, sizeof(ref.env), "%s",
+			 pinned_env(r, ref.tenant, ref.name,
+				    (int)json_integer_value(json_object_get(meta, "version"))));
+		snprintf(ref.backend, sizeof(ref.backend), "vault");
+		snprintf(ref.vault_path, sizeof(ref.vault_path), "%s",
+			 step_str(meta, "vault_path"));
+		if ((v = calloc(1, sizeof(*v))) == NULL) {
+			json_object_set_new(meta, "code", json_string("backend_unavailable"));
+			json_object_set_new(meta, "error", json_string("out of memory"));
+			continue;
+		}
+		v->r = r;
+		snprintf(v->key, sizeof(v->key), "%s", k);
+		r->pending++;
+		if (id_backend_get(r->env, &ref,
+				   (int)json_integer_value(json_object_get(meta, "version")),
+				   pin_vault_cb, v) == -1) {
+			r->pending--;
+			free(v);
+			json_object_set_new(meta, "code", json_string("backend_unavailable"));
+			json_object_set_new(meta, "error",
+					    json_string("backend vault: cannot queue the read"));
+		}
+	}
+}
+
 static void phase_vault(struct rslv *r)
 {
 	const char *k;
 	json_t *meta;
 
 	r->pending = 1;
+	phase_vault_pins(r);
 	json_object_foreach(r->metas, k, meta) {
 		struct id_secret_ref ref;
 		const char *bar = strchr(k, '|');
@@ -924,8 +1215,50 @@ static void phase_answer(struct rslv *r)
 				continue;
 			}
 			owner = owner_of(r, level);
-			snprintf(k, sizeof(k), "%s|%s", owner, secret);
-			meta = json_object_get(r->metas, k);
+			if (json_object_get(e, "pin") != NULL) {
+				int ver = (int)json_integer_value(json_object_get(e, "pin"));
+				const char *sys = strcmp(owner, ID_SYSTEM) == 0 ? " of _system" : "";
+				json_t *pin = pin_of(r, s, envs[j]);
+
+				snprintf(k, sizeof(k), "%s|%s|%d", owner, secret, ver);
+				meta = json_object_get(r->pmetas, k);
+				if (!json_is_object(meta)) {
+					set_error(r, PRIO_KEY, "version_gone",
+						  "version_gone: %s (secret %s%s v%d): no such version",
+						  envs[j], secret, sys, ver);
+					continue;
+				}
+				state = step_str(meta, "state");
+				if (strcmp(state, "deleted") == 0) {
+					set_error(r, PRIO_KEY, "version_gone",
+						  "version_gone: %s (secret %s%s v%d): its value was"
+						  " destroyed",
+						  envs[j], secret, sys, ver);
+					continue;
+				}
+				if (strcmp(state, "active") != 0) {
+					set_error(r, PRIO_KEY, "revoked", "revoked: %s (secret %s%s v%d)",
+						  envs[j], secret, sys, ver);
+					continue;
+				}
+				if (json_object_get(meta, "code") != NULL) {
+					set_error(r, PRIO_KEY, step_str(meta, "code"), "%s",
+						  step_str(meta, "error"));
+					continue;
+				}
+				if (json_is_true(json_object_get(meta, "changed")) ||
+				    (step_str(pin, "mac")[0] != '\0' &&
+				     strcmp(step_str(pin, "mac"), step_str(meta, "mac")) != 0)) {
+					set_error(r, PRIO_KEY, "version_gone",
+						  "version_gone: %s (secret %s%s v%d): the version holds"
+						  " another value than the original run's",
+						  envs[j], secret, sys, ver);
+					continue;
+				}
+			} else {
+				snprintf(k, sizeof(k), "%s|%s", owner, secret);
+				meta = json_object_get(r->metas, k);
+			}
 			if (!json_is_object(meta) ||
 			    json_integer_value(json_object_get(meta, "version")) == 0) {
 				set_error(r, PRIO_KEY, "missing", "missing: %s (secret %s%s)",
@@ -1015,6 +1348,7 @@ void id_resolve(struct id_env *env, const struct id_resolve_in *in, id_resolve_c
 	if (r == NULL || (r->profiles = json_object()) == NULL ||
 	    (r->asked = json_object()) == NULL ||
 	    (r->metas = json_object()) == NULL || (r->matches = json_array()) == NULL ||
+	    (r->pmetas = json_object()) == NULL ||
 	    (r->plans = json_array()) == NULL || (r->denied = json_array()) == NULL) {
 		if (r != NULL)
 			rslv_free(r);
@@ -1030,6 +1364,7 @@ void id_resolve(struct id_env *env, const struct id_resolve_in *in, id_resolve_c
 	r->in = *in;
 	json_incref(r->in.steps);
 	json_incref(r->in.input_macs);
+	json_incref(r->in.pins);
 	r->cb = cb;
 	r->opaque = opaque;
 	r->prio = PRIO_NONE;
@@ -1453,12 +1788,60 @@ static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque)
 static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque);
 static void seal_rows_cb(PGresult *res, const char *err, void *opaque);
 
+/* A token minted on the allow decision (mint.c): the one pin's value. */
+static void grant_minted_cb(struct id_env *env, const struct id_bvalue *b, void *opaque)
+{
+	struct seal *s = opaque;
+	struct pin *p = &s->pins[0];
+
+	(void)env;
+	if (b->err == ID_BREVOKED)
+		seal_error(s, "revoked", "revoked: %s", b->error);
+	else if (b->err != ID_BOK)
+		seal_error(s, "backend_unavailable", "%s", b->error);
+	else if ((p->value = id_secure_dup(b->value, b->len)) == NULL)
+		seal_error(s, "backend_unavailable", "out of memory");
+	else {
+		p->len = b->len;
+		p->version = b->version;
+		memcpy(p->mac, b->mac, ID_MAC_BYTES);
+		snprintf(p->scope, sizeof(p->scope), "%s", s->h.tenant);
+	}
+	seal_answer(s);
+}
+
+/* The decided secret names no secret of the tenant but a mint source. */
+static void grant_mint(struct seal *s)
+{
+	struct id_mint_for m;
+
+	memset(&m, 0, sizeof(m));
+	snprintf(m.tenant, sizeof(m.tenant), "%s", s->h.tenant);
+	snprintf(m.run_id, sizeof(m.run_id), "%s", s->h.run_id);
+	snprintf(m.step_id, sizeof(m.step_id), "%s", s->h.step_id);
+	snprintf(m.sandbox_id, sizeof(m.sandbox_id), "%s", s->sandbox_id);
+	/* the credential request the decision allowed */
+	snprintf(m.grant, sizeof(m.grant), "%s", s->request_id);
+	snprintf(m.source, sizeof(m.source), "%s", s->pins[0].secret);
+	snprintf(m.env, sizeof(m.env), "%s", s->pins[0].env);
+	if (id_mint(s->env, &m, grant_minted_cb, s) == -1) {
+		seal_error(s, "backend_unavailable", "backend vault unavailable for %s (mint %s): "
+			   "cannot queue", m.env, m.source);
+		seal_answer(s);
+	}
+}
+
 /* The decided secret's latest version (the tenant's own secret). */
 static void grant_version_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct seal *s = opaque;
 	struct pin *p = &s->pins[0];
 
+	if (err == NULL && PQntuples(res) == 0 &&
+	    id_mint_source(s->env, s->h.tenant, p->secret)) {
+		grant_mint(s);
+		return;
+	}
 	if (err == NULL && PQntuples(res) == 0) {
 		seal_error(s, "missing", "missing: %s (secret %s has no version)", p->env,
 			   p->secret);

@@ -102,9 +102,37 @@ static const char *const migration_2 =
 	" PRIMARY KEY (request_id, run_id, step_id, tenant, sandbox_id, name));"
 	"ALTER TABLE resolutions ADD COLUMN denied jsonb NOT NULL DEFAULT '[]';";
 
+/* tokens minted on a grant (mint.c): the accessor, never the token; ended
+ * once the step attempt or run is over, revoked_at once Vault revoked it */
+static const char *const migration_3 =
+	"CREATE TABLE minted ("
+	" accessor text PRIMARY KEY,"
+	" tenant text NOT NULL,"
+	" run_id text NOT NULL,"
+	" step_id text NOT NULL,"
+	" sandbox_id text NOT NULL,"
+	" request_id uuid NOT NULL,"
+	" source text NOT NULL,"
+	" env text NOT NULL,"
+	" created timestamptz NOT NULL DEFAULT now(),"
+	" expires_at timestamptz NOT NULL,"
+	" ended boolean NOT NULL DEFAULT false,"
+	" revoked_at timestamptz);"
+	"CREATE INDEX minted_run ON minted (run_id, step_id) WHERE revoked_at IS NULL;"
+	"CREATE INDEX minted_owed ON minted (expires_at) WHERE ended AND revoked_at IS NULL;"
+	/* the step attempts ('' = the whole run) seen ending, for a day (the
+	 * longest TTL): a token minted after its step ended is revoked at once */
+	"CREATE TABLE mint_ends ("
+	" run_id text NOT NULL,"
+	" step_id text NOT NULL,"
+	" at timestamptz NOT NULL DEFAULT now(),"
+	" PRIMARY KEY (run_id, step_id));"
+	"CREATE INDEX mint_ends_at ON mint_ends (at);";
+
 const struct sw_migration id_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
+	{3, migration_3},
 };
 const size_t id_nmigrations = sizeof(id_migrations) / sizeof(id_migrations[0]);
 

@@ -7,6 +7,9 @@
  *   write   POST   /v1/<mount>/data/<path>   {"data": {"value": "<base64>"}}
  *   delete  GET    /v1/<mount>/metadata/<path>, then
  *           POST   /v1/<mount>/destroy/<path>    {"versions": [every one listed]}
+ *   mint    POST   /v1/auth/token/create         (mint.c's body) -> auth.client_token,
+ *                                                auth.accessor
+ *   revoke  POST   /v1/auth/token/revoke-accessor {"accessor": A}
  *
  * <path> is <prefix><tenant>/<name> for the values identity writes
  * (base64 under "value"), or the operator's own path for a reference (the
@@ -206,6 +209,42 @@ static void parse_write(struct vjob *j, const struct vresp *r)
 	json_decref(root);
 }
 
+/* token/create's answer: auth.client_token (the value) and auth.accessor. */
+static void parse_mint(struct vjob *j, const struct vresp *r)
+{
+	json_t *root = json_loadb((const char *)r->p, r->len, JSON_REJECT_DUPLICATES, NULL);
+	json_t *auth = json_object_get(root, "auth");
+	json_t *tok = json_object_get(auth, "client_token"), *acc = json_object_get(auth, "accessor");
+	size_t n = json_string_length(tok), i;
+	const char *a = json_string_value(acc);
+
+	if (!json_is_string(tok) || n < ID_VALUE_MIN || n > 1024 ||
+	    strlen(json_string_value(tok)) != n || a == NULL || a[0] == '\0' ||
+	    strlen(a) >= sizeof(j->out.accessor)) {
+		fail(j, ID_BUNAVAILABLE, "mint", "the answer is not a token/create answer");
+		goto out;
+	}
+	for (i = 0; a[i] != '\0'; i++)
+		if (!((a[i] >= 'a' && a[i] <= 'z') || (a[i] >= 'A' && a[i] <= 'Z') ||
+		      (a[i] >= '0' && a[i] <= '9') || a[i] == '.' || a[i] == '_' || a[i] == '-')) {
+			fail(j, ID_BUNAVAILABLE, "mint", "the answer's accessor is malformed");
+			goto out;
+		}
+	if ((j->value = id_secure_dup(json_string_value(tok), n)) == NULL) {
+		fail(j, ID_BINTERNAL, "mint", "out of memory");
+		goto out;
+	}
+	snprintf(j->out.accessor, sizeof(j->out.accessor), "%s", a);
+	j->out.len = n;
+	j->out.version = 1;
+	j->out.value = j->value;
+	j->out.err = ID_BOK;
+out:
+	if (auth != NULL && json_is_string(tok))
+		sodium_memzero((void *)json_string_value(tok), n); /* the token, in jansson */
+	json_decref(root);
+}
+
 /*
  * One HTTP request on this thread's handle: method, url, an optional JSON
  * body. 0 with *status and the answer in r, or -1 with why (curl's reason,
@@ -348,6 +387,34 @@ static void run_job(struct id_env *env, CURL *e, struct curl_slist *hdrs, struct
 		alen--;
 	vault_path(env, &j->ref, path, sizeof(path));
 	snprintf(base, sizeof(base), "%.*s/v1/%s", (int)alen, addr, env->vault_mount);
+	if (j->op == ID_VMINT || j->op == ID_VREVOKE) {
+		/* mint.c: the body is given (the revoke's is the accessor) */
+		if (j->op == ID_VREVOKE) {
+			if ((body = sodium_malloc(j->inlen + 32)) == NULL) {
+				fail(j, ID_BINTERNAL, "revoke", "out of memory");
+				goto out;
+			}
+			sprintf(body, "{\"accessor\":\"%s\"}", (const char *)j->in);
+		}
+		snprintf(url, sizeof(url), "%.*s/v1/auth/token/%s", (int)alen, addr,
+			 j->op == ID_VMINT ? "create" : "revoke-accessor");
+		if (perform(env, e, hdrs, r, "POST", url, body ? body : (const char *)j->in,
+			    &status, why, sizeof(why)) == -1) {
+			fail(j, ID_BUNAVAILABLE, j->op == ID_VMINT ? "mint" : "revoke", why);
+		} else if (j->op == ID_VREVOKE && (status == 204 || status == 200)) {
+			j->out.err = ID_BOK;
+		} else if (j->op == ID_VREVOKE && status == 400) {
+			fail(j, ID_BMISSING, "revoke", "Vault knows no such accessor (expired)");
+		} else if (status != 200) {
+			snprintf(why, sizeof(why), "HTTP %ld", status);
+			fail(j, ID_BUNAVAILABLE, j->op == ID_VMINT ? "mint" : "revoke", why);
+		} else if (j->op == ID_VMINT) {
+			parse_mint(j, r);
+		} else {
+			j->out.err = ID_BOK;
+		}
+		goto out;
+	}
 	if (j->op == ID_VDELETE) {
 		run_delete(env, e, hdrs, r, j, base, path);
 		goto out;

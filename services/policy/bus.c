@@ -6,11 +6,20 @@
  *   consumer   group sagewai-policy (SAGEWAI_GROUP_ID) on
  *              sagewai.credentials (credential.requested and
  *              credential.withdrawn; the other types there are skipped),
- *              sagewai.runs (run.finished) and sagewai.tenants (tenants.c)
+ *              sagewai.runs (run.finished; run.submitted of re-runs,
+ *              replay.c) and sagewai.tenants (tenants.c)
  *
  * A consumed message's offset is stored only once its effect is committed
  * in PostgreSQL (the events it owes go out from the rows, decide.c), in
- * consumption order. A message of sagewai.credentials that does not
+ * consumption order. An effect committed without waiting for the disk
+ * (a run.finished that withdrew nothing, POL_DONE_LAZY) is durable once
+ * PostgreSQL's WAL is flushed past its commit, by anyone's durable commit
+ * or the WAL writer: its offset waits until then (we look every
+ * POL_FLUSH_POLL_MS), so a crash of PostgreSQL that loses the commit finds
+ * the message not committed on Kafka either, and it is consumed again.
+ * A store that reconnected meanwhile may have met a PostgreSQL that
+ * crashed and reuses the lost WAL positions: the service then stops, and
+ * what waited is consumed again at its restart. A message of sagewai.credentials that does not
  * decode goes to sagewai.deadletter with the reason. A failure to record
  * stops the service (the message comes back at restart and is decided
  * then, once).
@@ -26,7 +35,11 @@ struct pol_item {
 	char *topic;
 	int32_t partition;
 	int64_t offset;
-	int pending; /* effects outstanding */
+	int pending;		  /* effects outstanding */
+	int flushw;		  /* committed lazily: waits for the WAL flush */
+	int asked;		  /* ... and was waiting when the position was asked */
+	uint64_t lsn;		  /* ... of a WAL position past its commit, 0: not known yet */
+	unsigned long reconnects; /* the store's reconnects when it was consumed */
 };
 
 struct pub {
@@ -57,10 +70,108 @@ static void settle(struct pol_env *env)
 	}
 }
 
+static void flush_arm(struct pol_env *env);
+
+/* "X/Y" (pg_lsn's text) as a number; 0 when it is not one. */
+static uint64_t lsn_parse(const char *s)
+{
+	unsigned int hi, lo;
+	char tail;
+
+	if (s == NULL || sscanf(s, "%X/%X%c", &hi, &lo, &tail) != 2)
+		return 0;
+	return ((uint64_t)hi << 32) | lo;
+}
+
+/* The WAL's insert and flush positions: an item waiting when the query was
+ * sent committed before it, so its commit ends at or before insert; it is
+ * durable once flush has reached that. */
+static void flush_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct pol_env *env = opaque;
+	struct pol_item *it;
+	uint64_t ins = 0, fl = 0;
+	int any = 0;
+
+	env->flush_asking = 0;
+	if (err == NULL && PQntuples(res) == 1) {
+		ins = lsn_parse(PQgetvalue(res, 0, 0));
+		fl = lsn_parse(PQgetvalue(res, 0, 1));
+	}
+	if (ins == 0 || fl == 0) {
+		/* PostgreSQL is away: ask again; nothing is settled meanwhile */
+		sw_log(SW_LOG_WARN, "WAL position not read", "error", err ? err : "bad answer",
+		       NULL);
+		flush_arm(env);
+		return;
+	}
+	TAILQ_FOREACH(it, &env->items, entry) {
+		if (!it->flushw)
+			continue;
+		if (it->reconnects != sw_store_reconnects(env->store)) {
+			sw_service_fatal(env->svc, "PostgreSQL connection lost",
+					 "records committed without waiting for the disk may be "
+					 "lost; their messages are consumed again after a restart");
+			return;
+		}
+		if (it->asked && it->lsn == 0)
+			it->lsn = ins;
+		if (it->lsn != 0 && it->lsn <= fl) {
+			it->flushw = 0;
+			env->nflushw--;
+			any |= --it->pending == 0;
+		}
+	}
+	if (any)
+		settle(env);
+	flush_arm(env);
+}
+
+static void flush_poll(evutil_socket_t fd, short what, void *arg)
+{
+	struct pol_env *env = arg;
+	struct pol_item *it;
+
+	(void)fd;
+	(void)what;
+	if (env->nflushw == 0 || env->flush_asking)
+		return;
+	TAILQ_FOREACH(it, &env->items, entry)
+		if (it->flushw)
+			it->asked = 1;
+	env->flush_asking = 1;
+	if (sw_store_query(env->store,
+			   "SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text",
+			   0, NULL, flush_cb, env) == -1)
+		sw_service_fatal(env->svc, "WAL position", "cannot queue the query");
+}
+
+static void flush_arm(struct pol_env *env)
+{
+	struct timeval tv = {0, POL_FLUSH_POLL_MS * 1000};
+
+	if (env->nflushw == 0 || env->flush_asking)
+		return;
+	if (env->flush_ev == NULL &&
+	    (env->flush_ev = evtimer_new(env->base, flush_poll, env)) == NULL) {
+		sw_service_fatal(env->svc, "WAL position", "out of memory");
+		return;
+	}
+	if (!evtimer_pending(env->flush_ev, NULL))
+		evtimer_add(env->flush_ev, &tv);
+}
+
 static void item_done(void *opaque, int ok)
 {
 	struct pol_item *it = opaque;
 
+	if (ok == POL_DONE_LAZY) {
+		/* held (pending stays) until the WAL is flushed past it */
+		it->flushw = 1;
+		it->env->nflushw++;
+		flush_arm(it->env);
+		return;
+	}
 	if (!ok) {
 		/* nothing may be committed past it: stop; it comes back */
 		sw_service_fatal(it->env->svc, "credential message not recorded",
@@ -173,11 +284,18 @@ static void handle(struct pol_env *env, struct pol_item *it, const struct sw_bus
 		return;
 	}
 	if (strcmp(m->topic, SW_TOPIC_RUNS) == 0) {
-		/* only run.finished matters here: the header is enough */
-		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) == 0 &&
-		    strcmp(h.type, "run.finished") == 0) {
+		/* run.finished (the header is enough) and run.submitted (re-runs) */
+		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) != 0)
+			return;
+		if (strcmp(h.type, "run.finished") == 0) {
 			it->pending++;
 			pol_run_finished(env, &h, item_done, it);
+		} else if (strcmp(h.type, "run.submitted") == 0 &&
+			   (ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) !=
+				   NULL) {
+			it->pending++;
+			pol_run_submitted(env, ev, &h, item_done, it);
+			json_decref(ev);
 		}
 		return;
 	}
@@ -217,6 +335,7 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			return;
 		}
 		it->env = env;
+		it->reconnects = sw_store_reconnects(env->store);
 		it->partition = msgs[i].partition;
 		it->offset = msgs[i].offset;
 		it->pending = 1; /* held while handling */
@@ -304,6 +423,10 @@ void pol_bus_free(struct pol_env *env)
 	if (env->producer != NULL)
 		sw_bus_producer_destroy(env->producer);
 	env->producer = NULL;
+	if (env->flush_ev != NULL)
+		event_free(env->flush_ev);
+	env->flush_ev = NULL;
+	env->nflushw = 0;
 	while ((it = TAILQ_FIRST(&env->items)) != NULL) {
 		TAILQ_REMOVE(&env->items, it, entry);
 		free(it->topic);

@@ -352,7 +352,9 @@ static void publish_one(struct pol_env *env, PGresult *res, int i, int pending)
 			      PQgetvalue(res, i, 11), "by", PQgetvalue(res, i, 12), "rule",
 			      PQgetvalue(res, i, 9), "approver", PQgetvalue(res, i, 13), "reason",
 			      sw_json_string_lossy(PQgetvalue(res, i, 14)), "secret",
-			      PQgetvalue(res, i, 15), "host_key", PQgetvalue(res, i, 21));
+			      PQgetvalue(res, i, 15), "host_key", PQgetvalue(res, i, 22));
+	if (!pending && f != NULL)
+		json_object_set_new(f, "replay_of", json_string(PQgetvalue(res, i, 21)));
 	json_object_set_new(env->inflight, s->key, json_true());
 	if (pol_publish(env, type, h.run_id, &h, f, delivered_cb, s, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "cannot produce a credential event (the sweep tries again)",
@@ -492,7 +494,7 @@ static void rq_store(struct rq *r, const char *state, const char *rule, int64_t 
 	params[21] = by;
 	params[22] = reason;
 	params[23] = secret;
-	params[24] = jstr(ev, "host_key");
+	params[24] = r->malformed[0] == '\0' ? jstr(ev, "host_key") : "";
 	/* from memory: only while PostgreSQL holds the same policies */
 	params[25] = r->fast ? r->sysv : NULL;
 	params[26] = r->fast ? r->tenv : NULL;
@@ -657,6 +659,11 @@ void pol_requested(struct pol_env *env, json_t *ev, const struct sw_event_header
 		done(opaque, 1);
 		return;
 	}
+	if (json_string_length(json_object_get(ev, "replay_of")) > 0) {
+		/* a re-run's: from the record only (replay.c) */
+		pol_replay_requested(env, ev, h, done, opaque);
+		return;
+	}
 	if ((r = calloc(1, sizeof(*r))) == NULL) {
 		done(opaque, 0);
 		return;
@@ -681,6 +688,7 @@ struct wd {
 	struct pol_env *env;
 	pol_done_cb done;
 	void *opaque;
+	int lazy; /* the commit may not have waited for the disk */
 };
 
 static void wd_cb(PGresult *res, const char *err, void *opaque)
@@ -694,7 +702,7 @@ static void wd_cb(PGresult *res, const char *err, void *opaque)
 		return;
 	}
 	pol_publish_rows(w->env, res, 1);
-	w->done(w->opaque, 1);
+	w->done(w->opaque, w->lazy ? POL_DONE_LAZY : 1);
 	free(w);
 }
 
@@ -764,7 +772,7 @@ void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_
 {
 	static char *sql;
 	struct wd *w;
-	struct sw_store_stmt st[2];
+	struct sw_store_stmt st[3];
 	const char *params[3];
 	char now[24];
 
@@ -787,13 +795,25 @@ void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_
 	params[0] = h->run_id;
 	params[1] = "the run finished before anyone decided";
 	params[2] = now;
+	/*
+	 * The common case, a run that asked for nothing still pending, records
+	 * only that the run finished: that row is rebuilt from run.finished
+	 * itself, whose offset waits for the WAL flush (POL_DONE_LAZY), so its
+	 * commit need not wait for the disk. A withdrawal is a decision, sent
+	 * on from its row: that commit stays durable.
+	 */
+	w->lazy = 1;
 	st[0].sql = "INSERT INTO finished_runs (run_id) VALUES ($1) ON CONFLICT DO NOTHING";
 	st[0].nparams = 1;
 	st[0].params = params;
-	st[1].sql = sql;
-	st[1].nparams = 3;
+	st[1].sql = "SELECT set_config('synchronous_commit', 'off', true) WHERE NOT EXISTS"
+		    " (SELECT 1 FROM requests WHERE run_id = $1 AND state = 'pending')";
+	st[1].nparams = 1;
 	st[1].params = params;
-	if (sw_store_tx_key(env->store, h->run_id, st, 2, wd_cb, w) == -1)
+	st[2].sql = sql;
+	st[2].nparams = 3;
+	st[2].params = params;
+	if (sw_store_tx_key(env->store, h->run_id, st, 3, wd_cb, w) == -1)
 		wd_cb(NULL, "cannot queue", w);
 }
 

@@ -45,7 +45,8 @@ static int pol_start(struct sw_service *svc, void *arg, char *err, size_t errlen
 	env->store = sw_store_new_pool(env->base, env->cfg->pg_dsn, "policy", pol_migrations,
 				       pol_nmigrations, (size_t)env->pg_pool, err, errlen);
 	if (env->store == NULL || pol_decide_start(env, err, errlen) == -1 ||
-	    pol_bus_start(env, err, errlen) == -1 || pol_api_start(env, err, errlen) == -1)
+	    pol_bus_start(env, err, errlen) == -1 || pol_api_start(env, err, errlen) == -1 ||
+	    pol_prune_start(env, err, errlen) == -1)
 		return -1;
 	sw_service_started_fields(svc, kv);
 	env->running = 1;
@@ -82,6 +83,7 @@ static void pol_stop(struct sw_service *svc, void *arg)
 	if (env->running)
 		pol_bus_close(env);
 	pol_bus_free(env);
+	pol_prune_stop(env);
 	pol_decide_stop(env);
 	sw_store_destroy(env->store);
 	env->store = NULL;
@@ -106,7 +108,7 @@ static const struct sw_service_def pol_def = {
 		"page on $SAGEWAI_HTTP_ADDR:$SAGEWAI_HTTP_PORT (/ and /approvals), state in\n"
 		"PostgreSQL (schema policy, $SAGEWAI_PG_DSN), Kafka at $SAGEWAI_KAFKA_BOOTSTRAP.\n"
 		"Optional: SAGEWAI_ADMIN_TOKEN[_FILE], SAGEWAI_MODE, SAGEWAI_GROUP_ID,\n"
-		"SAGEWAI_PG_POOL (4).\n",
+		"SAGEWAI_PG_POOL (4), SAGEWAI_POLICY_RETENTION_S (2592000: 30 days).\n",
 	.drain_ms = 5000,
 	.configure = pol_configure,
 	.start = pol_start,

@@ -13,6 +13,8 @@
  *   bus.c       Kafka: the producer, the group consumer of
  *               sagewai.credentials, sagewai.runs and sagewai.tenants
  *   tenants.c   tenants and API keys learnt from sagewai.tenants
+ *   replay.c    a re-run's requests decided from the original's record
+ *   prune.c     old tombstones deleted in the background (retention)
  *   api.c       the HTTP API (auth, policies, approvals) and the page
  *   sse.c       GET /v1/approvals/stream
  *   web.c       the page's files (generated from web/ at build time)
@@ -50,6 +52,7 @@
 #define POL_DEADLINE_MAX_MS (24LL * 3600 * 1000) /* the longest an ask may wait */
 #define POL_MAX_INFLIGHT 256	     /* consumed messages in hand before pausing */
 #define POL_TICK_MS 1000	     /* deadline check, outbox sweep, stream poll */
+#define POL_FLUSH_POLL_MS 50	     /* a lazy commit's offset: look at the WAL this often */
 #define POL_SWEEP_AGE_US 2000000LL   /* an unsent event older than this is re-sent */
 #define POL_RECENT 200		     /* decided approvals GET /v1/approvals shows */
 #define POL_BUS_EXTRA 24
@@ -114,8 +117,15 @@ struct pol_env {
 	int64_t poll_since_us;	      /* streams: changes after this were sent */
 	json_t *inflight;	      /* "request_id/type" keys produced, not yet marked */
 
+	struct event *prune;	     /* the pruning timer (prune.c) */
+	long long retention_s;	     /* SAGEWAI_POLICY_RETENTION_S; 0: keep all */
+	int pruning;		     /* a pruning pass is in flight */
+
 	struct pol_itemq items;
 	size_t nitems;
+	size_t nflushw;		/* items whose offset waits for a WAL flush (bus.c) */
+	struct event *flush_ev; /* the next look at the WAL's flush position */
+	int flush_asking;	/* that query is in flight */
 	struct pol_streamq streams;
 	size_t nstreams;
 	int paused;
@@ -167,7 +177,10 @@ extern const char pol_pub_cols[];
 int pol_decide_start(struct pol_env *env, char *errstr, size_t errlen);
 void pol_decide_stop(struct pol_env *env);
 /* A decoded credential.requested / credential.withdrawn / run.finished:
- * done(opaque, ok) on the loop once its effect is committed. */
+ * done(opaque, ok) on the loop once its effect is committed; ok is
+ * POL_DONE_LAZY when it was committed without waiting for the disk (its
+ * offset then waits for the WAL to be flushed past it, bus.c). */
+#define POL_DONE_LAZY 2
 typedef void (*pol_done_cb)(void *opaque, int ok);
 void pol_requested(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
 		   pol_done_cb done, void *opaque);
@@ -205,6 +218,19 @@ typedef void (*pol_sent_cb)(struct pol_env *env, const char *err, void *opaque);
 int pol_publish(struct pol_env *env, const char *type, const char *key,
 		const struct sw_event_header *h, json_t *fields, pol_sent_cb cb, void *opaque,
 		char *errstr, size_t errlen);
+
+/* ---- replay.c ------------------------------------------------------------ */
+/* A credential.requested with replay_of (a re-run's): decided from the
+ * original run's recorded decision, never by a rule or a person. */
+void pol_replay_requested(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
+			  pol_done_cb done, void *opaque);
+/* A run.submitted: a re-run (replay_of, from the scheduler) is recorded. */
+void pol_run_submitted(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
+		       pol_done_cb done, void *opaque);
+
+/* ---- prune.c ------------------------------------------------------------- */
+int pol_prune_start(struct pol_env *env, char *errstr, size_t errlen);
+void pol_prune_stop(struct pol_env *env);
 
 /* ---- tenants.c ----------------------------------------------------------- */
 void pol_tenants_apply(struct pol_env *env, json_t *ev, pol_done_cb done, void *opaque);

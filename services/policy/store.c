@@ -13,6 +13,10 @@
  *                   delivered: the row is its own outbox
  *   withdrawals     credential.withdrawn seen, even before its request
  *   finished_runs   run.finished seen (a later request of the run is void)
+ *   reruns          re-runs as the scheduler announced them (run.submitted
+ *                   with replay_of): the run each re-runs (replay.c)
+ *   withdrawals, finished_runs and reruns are pruned after the retention
+ *   (prune.c); requests are the record of the decisions and are kept
  *   tenants, apikeys  learnt from sagewai.tenants (tenants.c)
  */
 #include "policy.h"
@@ -91,9 +95,24 @@ const struct sw_migration pol_migrations[] = {
 	    " username text NOT NULL DEFAULT '',"
 	    " revoked boolean NOT NULL DEFAULT false);"
 	    "CREATE INDEX apikeys_hash ON apikeys (key_hash);"},
+	/* re-runs (replay.c): decisions by 'replay' naming the original's */
+	{2, "ALTER TABLE requests ADD COLUMN replay_of text NOT NULL DEFAULT '';"
+	    "ALTER TABLE requests DROP CONSTRAINT requests_by_check;"
+	    "ALTER TABLE requests ADD CONSTRAINT requests_by_check CHECK"
+	    " (by IN ('rule', 'human', 'deadline', 'withdrawn', 'no_rule', 'replay'));"
+	    "CREATE TABLE reruns ("
+	    " run_id text PRIMARY KEY,"
+	    " tenant text NOT NULL,"
+	    " replay_of text NOT NULL,"
+	    " at timestamptz NOT NULL DEFAULT now());"},
+	/* pruning (prune.c): when each tombstone was written */
+	{3, "ALTER TABLE withdrawals ADD COLUMN at timestamptz NOT NULL DEFAULT now();"
+	    "CREATE INDEX withdrawals_at ON withdrawals (at);"
+	    "CREATE INDEX finished_runs_at ON finished_runs (at);"
+	    "CREATE INDEX reruns_at ON reruns (at);"},
 	/* the requesting host's seal key (hex), carried into credential.decided:
 	 * the identity service seals an allowed value to it (docs/JIT.md) */
-	{2, "ALTER TABLE requests ADD COLUMN host_key text NOT NULL DEFAULT ''"},
+	{4, "ALTER TABLE requests ADD COLUMN host_key text NOT NULL DEFAULT ''"},
 };
 const size_t pol_nmigrations = sizeof(pol_migrations) / sizeof(pol_migrations[0]);
 
@@ -103,4 +122,4 @@ const char pol_pub_cols[] =
 	" coalesce(approval_id::text, ''), rule, coalesce(deadline_ms, 0),"
 	" coalesce(decision, ''), coalesce(by, ''), approver, reason, secret,"
 	" coalesce(pending_us, 0), coalesce(decided_us, 0), pending_sent, decided_sent, "
-	POL_APPROVAL_JSON "::text, host_key";
+	POL_APPROVAL_JSON "::text, replay_of, host_key";

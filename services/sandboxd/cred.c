@@ -156,7 +156,10 @@ static void deny(struct sbd_job *j, uint32_t id, const char *rid, const char *na
 {
 	const char *by = str(d, "by"), *rule = str(d, "rule");
 
-	if (strcmp(by, "no_rule") == 0)
+	if (strcmp(by, "replay") == 0 && strncmp(str(d, "reason"), "not_recorded:", 13) == 0)
+		/* the policy found no such decision in the original's record */
+		refuse(j, id, rid, name, ST_DENIED, "not_recorded", "%.400s", str(d, "reason"));
+	else if (strcmp(by, "no_rule") == 0)
 		refuse(j, id, rid, name, ST_DENIED, "denied", "denied: no policy rule allows %s",
 		       name);
 	else if (strcmp(by, "deadline") == 0)
@@ -173,11 +176,14 @@ static void deny(struct sbd_job *j, uint32_t id, const char *rid, const char *na
  * recorded decision for NAME (at most the first 64 decisions count). None
  * left: refused (not_recorded) without asking anyone. A recorded deny:
  * refused at once with the original's words, nobody asked. A recorded allow
- * still goes to the policy like any request: the record comes with the
- * submit and proves nothing, and only the policy may allow (docs/JIT.md,
+ * goes to the policy as a request with replay_of = the recorded decision's
+ * request_id (copied to of): the record comes with the submit and proves
+ * nothing, so the policy checks it against its own record and allows again
+ * only what it allowed in the original run, asking nobody (docs/JIT.md,
  * "Re-runs"). 1 when answered here, else 0.
  */
-static int replay_answer(struct sbd_job *j, const struct sbd_cred_req *req, const char *rid)
+static int replay_answer(struct sbd_job *j, const struct sbd_cred_req *req, const char *rid,
+			 char of_rid[SW_UUID_STRLEN])
 {
 	json_t *rp = json_object_get(j->x->spec, "replay");
 	json_t *ds = json_object_get(rp, "decisions"), *d;
@@ -193,8 +199,13 @@ static int replay_answer(struct sbd_job *j, const struct sbd_cred_req *req, cons
 		    strcmp(str(d, "name"), req->name) != 0)
 			continue;
 		j->replay_used |= UINT64_C(1) << i;
-		if (strcmp(str(d, "decision"), "allow") == 0)
+		if (strcmp(str(d, "decision"), "allow") == 0 &&
+		    strlen(str(d, "request_id")) == SW_UUID_STRLEN - 1) {
+			snprintf(of_rid, SW_UUID_STRLEN, "%s", str(d, "request_id"));
 			return 0;
+		}
+		if (strcmp(str(d, "decision"), "allow") == 0)
+			break; /* a recorded allow without its request id */
 		sw_log(SW_LOG_INFO, "credential refused from the original run's record", "run_id",
 		       j->x->dh.run_id, "step_id", j->x->dh.step_id, "request_id", rid,
 		       "replay_of", of != NULL ? of : "", "name", req->name, NULL);
@@ -215,7 +226,7 @@ void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 	struct sbd_cred *c;
 	const char *agent = json_string_value(json_object_get(j->x->spec, "cli_agent"));
 	const char *wf = json_string_value(json_object_get(j->x->spec, "workflow"));
-	char err[256], rid[SW_UUID_STRLEN];
+	char err[256], rid[SW_UUID_STRLEN], of_rid[SW_UUID_STRLEN] = "";
 	int64_t left, timeout;
 	struct timeval tv;
 
@@ -269,7 +280,7 @@ void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 		       "bad_request: request id %u is already waiting", req.id);
 		return;
 	}
-	if (replay_answer(j, &req, rid))
+	if (replay_answer(j, &req, rid, of_rid))
 		return;
 	/* never past the step's own end */
 	timeout = req.timeout_ms;
@@ -298,12 +309,12 @@ void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 	       j->x->dh.step_id, "request_id", rid, "sandbox_id", j->slot->id, "name", req.name,
 	       NULL);
 	emit(j, "credential.requested",
-	     json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}",
-		       "request_id", rid, "workflow", wf ? wf : "", "step", j->x->step,
-		       "cli_agent", agent ? agent : "", "sandbox_id", j->slot->id, "host",
-		       env->executor, "name", req.name, "scope", req.scope, "reason", req.reason,
-		       "requester", req.requester, "deadline_ms",
-		       (json_int_t)(wall_ms() + timeout), "host_key", env->seal_pk_hex));
+	     json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
+		       "request_id", rid, "workflow", wf ? wf : "", "step", j->x->step, "cli_agent",
+		       agent ? agent : "", "sandbox_id", j->slot->id, "host", env->executor,
+		       "name", req.name, "scope", req.scope, "reason", req.reason, "requester",
+		       req.requester, "deadline_ms", (json_int_t)(wall_ms() + timeout),
+		       "replay_of", of_rid, "host_key", env->seal_pk_hex));
 }
 
 /* The request of ours with this id (any job), or NULL. */

@@ -13,8 +13,8 @@
  * (bounded work per call), a write event sw_sandbox_flush while
  * sw_sandbox_want_write. Whatever ends the attempt first -- EXIT, a
  * broken sandbox, the host-side deadline, a cancel, a hard revocation --
- * calls sbd_exec_finish; the sandbox then goes back to the pool thread to
- * be destroyed.
+ * calls sbd_exec_finish; the sandbox then goes back to the pool, which has
+ * the privileged part destroy it.
  *
  * identity_scoped steps (identity.c) take the same path with one stage
  * more: once the sandbox is held, its values are asked for, sealed to this

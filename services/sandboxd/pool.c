@@ -1,21 +1,16 @@
 /*
- * pool.c: the sandboxes of this host, and the thread that starts and
- * destroys them.
+ * pool.c: the sandboxes of this host: warm pools, cold starts, destroys.
  *
- * Starting and destroying are done by the privileged part (priv.c) and
- * block for milliseconds, so they never run on the loop: the pool thread
- * makes those round trips, in this order of priority: destroy what the loop gave
- * back, start what a job waits for (a cold start), refill the warm pools.
- * A warm pool per (variant, network) holds up to warm_target started
- * sandboxes with no identity; an acquire takes one under the mutex and
- * wakes the thread to start its replacement. A sandbox serves one step and
- * is destroyed afterwards, never reused.
- *
- * The thread is the pool's sw_handoff (one thread; the loop queues under
- * h.mu and signals, the thread wakes the loop for pool_cb). It outlives
- * every sandbox it forked (bwrap's --die-with-parent is tied to the forking
- * thread): it stops only after destroying them all, and sbd_pool_stop
- * waits for it without a limit.
+ * Starting and destroying are done by the privileged part (priv.c), which
+ * creates many sandboxes at once; this side asks without waiting
+ * (privclient.c) and takes each answer on the loop when it comes, so
+ * nothing here blocks and no thread is involved. A warm pool per (variant,
+ * network) holds up to warm_target started sandboxes with no identity; an
+ * acquire pops one and asks for its replacement at once. A step that finds
+ * none (or has limits of its own, which are fixed when a sandbox starts)
+ * waits for a cold start of its own. A sandbox serves one step and is
+ * destroyed afterwards, never reused; its final usage comes back with the
+ * destroy's answer (sandbox.released).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -26,139 +21,121 @@
 
 #include "sandboxd.h"
 
-/* Pool thread: start one sandbox into s (s->sb NULL and s->err on failure),
- * through the privileged part. */
-static void slot_start(struct sbd_pool *p, struct sbd_slot *s, const struct sw_sandbox_variant *v,
-		       enum sw_sandbox_net net, const struct sw_sandbox_limits *limits)
-{
-	struct sbd_priv_sandbox c;
-	int64_t t0 = sw_mono_ns();
+static void released(struct sbd_env *env, struct sbd_slot *s);
 
-	s->egress_fd = -1;
-	if (sbd_priv_create(p->priv_fd, v->name, net, limits, &c, s->err, sizeof(s->err)) != 0)
+/* Take a create's answer into s (s->sb NULL and s->err on failure). */
+static void slot_take(struct sbd_slot *s, struct sbd_priv_result *r)
+{
+	TAILQ_REMOVE(&s->env->pool.inflight, s, entry);
+	if (r->err != NULL) {
+		snprintf(s->err, sizeof(s->err), "%s", r->err);
 		return;
-	s->handle = c.handle;
-	s->egress_fd = c.egress_fd;
-	s->sb = sw_sandbox_attach(c.ctl_fd, &c.limits, true, s->err, sizeof(s->err));
-	s->start_us = (sw_mono_ns() - t0) / 1000;
+	}
+	s->handle = r->created.handle;
+	s->egress_fd = r->created.egress_fd;
+	s->start_us = (sw_mono_ns() - s->t0_ns) / 1000;
+	s->sb = sw_sandbox_attach(r->created.ctl_fd, &r->created.limits, true, s->err,
+				  sizeof(s->err));
+	/* the handle exists even when attaching failed: release destroys it */
 }
 
-/* Pool thread: destroy s's sandbox; s itself stays. */
-static void slot_destroy(struct sbd_pool *p, struct sbd_slot *s)
+/* A warm start answered. */
+static void warm_started(void *arg, struct sbd_priv_result *r)
 {
+	struct sbd_slot *s = arg;
+	struct sbd_env *env = s->env;
+	struct sbd_warm *w = s->warm;
+
+	slot_take(s, r);
+	w->starting--;
+	if (s->sb != NULL) {
+		w->started++;
+		w->start_us_sum += s->start_us;
+		w->start_us_last = s->start_us;
+		TAILQ_INSERT_TAIL(&w->ready, s, entry);
+		w->nready++;
+	} else {
+		/* keep the reason for the log; retry on demand */
+		w->failed++;
+		w->broken = 1;
+		sw_log(SW_LOG_WARN, "warm sandbox did not start", "error", s->err, NULL);
+		sbd_pool_release(env, s);
+	}
+	sbd_pool_metrics(env);
+}
+
+/* Ask for what the warm pools lack. */
+static void refill(struct sbd_env *env)
+{
+	struct sbd_pool *p = &env->pool;
+	struct sbd_warm *w;
 	char err[256];
 
-	if (s->egress_fd >= 0)
-		close(s->egress_fd);
-	s->egress_fd = -1;
-	/* closing the control socket ends the runner, pid 1 of the sandbox */
-	sw_sandbox_destroy(s->sb, NULL);
-	s->sb = NULL;
-	if (s->handle != 0 && sbd_priv_destroy(p->priv_fd, s->handle, &s->final, err,
-					       sizeof(err)) != 0)
-		sw_log(SW_LOG_WARN, "sandbox destroy failed", "error", err, NULL);
-	s->handle = 0;
-}
-
-/* A warm pool below its target and not failing, or NULL. Under h.mu. */
-static struct sbd_warm *needy(struct sbd_pool *p)
-{
-	struct sbd_warm *w;
-
 	LIST_FOREACH(w, &p->warms, entry)
-	if (!w->broken && w->nready + w->starting < p->warm_target)
-		return w;
-	return NULL;
-}
+	{
+		while (!w->broken && !p->stopping && w->nready + w->starting < p->warm_target) {
+			struct sbd_slot *s = calloc(1, sizeof(*s));
 
-/* The pool thread. In order: destroy what the loop gave back (stopping
- * too), start what a job waits for, refill the warm pools; then wait. */
-static void *pool_main(struct sw_handoff *h, void *arg)
-{
-	struct sbd_env *env = arg;
-	struct sbd_pool *p = &env->pool;
-	struct sbd_slot *s;
-	struct sbd_warm *w;
-
-	sw_handoff_lock(h);
-	for (;;) {
-		if ((s = TAILQ_FIRST(&p->doomed)) != NULL) {
-			TAILQ_REMOVE(&p->doomed, s, entry);
-			sw_handoff_unlock(h);
-			slot_destroy(p, s);
-			sw_handoff_lock(h);
-			TAILQ_INSERT_TAIL(&p->gone, s, entry);
-			sw_handoff_wake(h);
-			continue;
-		}
-		if (sw_handoff_stopping(h))
-			break;
-		if ((s = TAILQ_FIRST(&p->cold)) != NULL) {
-			TAILQ_REMOVE(&p->cold, s, entry);
-			w = s->warm;
-			sw_handoff_unlock(h);
-			slot_start(p, s, w->v, w->net, &s->limits);
-			sw_handoff_lock(h);
-			if (s->sb != NULL) {
-				w->cold_started++;
-				w->cold_us_sum += s->start_us;
-				w->cold_us_last = s->start_us;
-			}
-			w->failed += s->sb == NULL;
-			TAILQ_INSERT_TAIL(&p->started, s, entry);
-			sw_handoff_wake(h);
-			continue;
-		}
-		if ((w = needy(p)) != NULL) {
-			if ((s = calloc(1, sizeof(*s))) == NULL) {
+			if (s == NULL) {
 				w->broken = 1;
-				continue;
+				break;
 			}
 			s->warm = w;
+			s->env = env;
 			s->egress_fd = -1;
-			w->starting++;
-			sw_handoff_unlock(h);
-			slot_start(p, s, w->v, w->net, NULL);
-			sw_handoff_lock(h);
-			w->starting--;
-			if (s->sb != NULL) {
-				w->started++;
-				w->start_us_sum += s->start_us;
-				w->start_us_last = s->start_us;
-				TAILQ_INSERT_TAIL(&w->ready, s, entry);
-				w->nready++;
-			} else {
-				/* keep the reason for the log; retry on demand */
-				w->failed++;
+			s->t0_ns = sw_mono_ns();
+			if (sbd_priv_client_create(p->cl, w->v->name, w->net, NULL, warm_started, s,
+						   err, sizeof(err)) != 0) {
+				sw_log(SW_LOG_WARN, "warm sandbox not asked for", "error", err,
+				       NULL);
+				free(s);
 				w->broken = 1;
-				TAILQ_INSERT_TAIL(&p->gone, s, entry);
+				break;
 			}
-			sw_handoff_wake(h);
-			continue;
-		}
-		/* stopping: back to the top, where what is doomed goes first */
-		(void)sw_handoff_wait(h);
-	}
-	/* stopping: nothing is handed out any more; destroy what is held */
-	LIST_FOREACH(w, &p->warms, entry)
-	{
-		while ((s = TAILQ_FIRST(&w->ready)) != NULL) {
-			TAILQ_REMOVE(&w->ready, s, entry);
-			w->nready--;
-			sw_handoff_unlock(h);
-			slot_destroy(p, s);
-			sw_handoff_lock(h);
-			TAILQ_INSERT_TAIL(&p->gone, s, entry);
+			TAILQ_INSERT_TAIL(&p->inflight, s, entry);
+			w->starting++;
 		}
 	}
-	TAILQ_FOREACH(s, &p->started, entry)
-	{
-		sw_handoff_unlock(h);
-		slot_destroy(p, s);
-		sw_handoff_lock(h);
+}
+
+/* A cold start answered: to its job, or back if the job is gone. */
+static void cold_started(void *arg, struct sbd_priv_result *r)
+{
+	struct sbd_slot *s = arg;
+	struct sbd_env *env = s->env;
+	struct sbd_warm *w = s->warm;
+
+	slot_take(s, r);
+	if (s->sb != NULL) {
+		w->cold_started++;
+		w->cold_us_sum += s->start_us;
+		w->cold_us_last = s->start_us;
 	}
-	sw_handoff_unlock(h);
-	return NULL;
+	w->failed += s->sb == NULL;
+	if (s->job != NULL) {
+		struct sbd_job *j = s->job;
+
+		s->job = NULL;
+		sbd_exec_acquired(j, s);
+	} else {
+		snprintf(s->reason, sizeof(s->reason), "abandoned");
+		sbd_pool_release(env, s);
+	}
+	sbd_pool_metrics(env);
+}
+
+/* A destroy answered: its usage, sandbox.released, and the slot is gone. */
+static void destroyed(void *arg, struct sbd_priv_result *r)
+{
+	struct sbd_slot *s = arg;
+
+	TAILQ_REMOVE(&s->env->pool.inflight, s, entry);
+	if (r->err != NULL)
+		sw_log(SW_LOG_WARN, "sandbox destroy failed", "error", r->err, NULL);
+	else
+		s->final = r->final;
+	released(s->env, s);
+	free(s);
 }
 
 static void released(struct sbd_env *env, struct sbd_slot *s)
@@ -184,79 +161,51 @@ static void released(struct sbd_env *env, struct sbd_slot *s)
 			   (json_int_t)(elapsed > 0 ? elapsed : 0)));
 }
 
-/* Loop: take what the thread finished. */
-static void pool_cb(void *arg)
-{
-	struct sbd_env *env = arg;
-	struct sbd_pool *p = &env->pool;
-	struct sbd_slotq started, gone;
-	struct sbd_slot *s;
-
-	TAILQ_INIT(&started);
-	TAILQ_INIT(&gone);
-	sw_handoff_lock(&p->h);
-	TAILQ_CONCAT(&started, &p->started, entry);
-	TAILQ_CONCAT(&gone, &p->gone, entry);
-	sw_handoff_unlock(&p->h);
-	while ((s = TAILQ_FIRST(&started)) != NULL) {
-		TAILQ_REMOVE(&started, s, entry);
-		if (s->job != NULL) {
-			struct sbd_job *j = s->job;
-
-			s->job = NULL;
-			sbd_exec_acquired(j, s);
-		} else {
-			snprintf(s->reason, sizeof(s->reason), "abandoned");
-			sbd_pool_release(env, s);
-		}
-	}
-	while ((s = TAILQ_FIRST(&gone)) != NULL) {
-		TAILQ_REMOVE(&gone, s, entry);
-		if (s->err[0] != '\0' && s->h.run_id[0] == '\0')
-			sw_log(SW_LOG_WARN, "warm sandbox did not start", "error", s->err, NULL);
-		released(env, s);
-		free(s);
-	}
-	sbd_pool_metrics(env);
-}
-
 int sbd_pool_start(struct sbd_env *env, char *errstr, size_t errlen)
 {
 	struct sbd_pool *p = &env->pool;
 
 	LIST_INIT(&p->warms);
-	TAILQ_INIT(&p->cold);
-	TAILQ_INIT(&p->started);
-	TAILQ_INIT(&p->doomed);
-	TAILQ_INIT(&p->gone);
-	return sw_handoff_start(&p->h, env->base, 1, pool_main, pool_cb, env, errstr, errlen);
-}
-
-static void slotq_free(struct sbd_slotq *q)
-{
-	struct sbd_slot *s;
-
-	while ((s = TAILQ_FIRST(q)) != NULL) {
-		TAILQ_REMOVE(q, s, entry);
-		free(s);
+	TAILQ_INIT(&p->inflight);
+	if ((p->cl = sbd_priv_client_new(env->base, p->priv_fd, errstr, errlen)) == NULL) {
+		p->priv_fd = -1;
+		return -1;
 	}
+	p->priv_fd = -1; /* the client's now */
+	return 0;
 }
 
 void sbd_pool_stop(struct sbd_env *env)
 {
 	struct sbd_pool *p = &env->pool;
 	struct sbd_warm *w;
+	struct sbd_slot *s;
 
-	/* no limit: the thread must outlive the sandboxes it forked */
-	sw_handoff_stop(&p->h, -1);
-	/* cold starts nobody began: nothing runs for them */
-	slotq_free(&p->cold);
-	slotq_free(&p->started);
-	slotq_free(&p->gone);
-	slotq_free(&p->doomed);
+	/*
+	 * Closing the socket makes the privileged part destroy every sandbox
+	 * it holds (those starting, waiting warm or being destroyed) and then
+	 * exit: nothing outlives the service part. No answer comes any more:
+	 * the slots still waiting for one are freed here.
+	 */
+	p->stopping = 1;
+	sbd_priv_client_free(p->cl);
+	p->cl = NULL;
+	while ((s = TAILQ_FIRST(&p->inflight)) != NULL) {
+		TAILQ_REMOVE(&p->inflight, s, entry);
+		free(s);
+	}
+	if (p->priv_fd >= 0)
+		close(p->priv_fd);
+	p->priv_fd = -1;
 	while ((w = LIST_FIRST(&p->warms)) != NULL) {
 		LIST_REMOVE(w, entry);
-		slotq_free(&w->ready);
+		while ((s = TAILQ_FIRST(&w->ready)) != NULL) {
+			TAILQ_REMOVE(&w->ready, s, entry);
+			sw_sandbox_destroy(s->sb, NULL);
+			if (s->egress_fd >= 0)
+				close(s->egress_fd);
+			free(s);
+		}
 		free(w);
 	}
 	for (size_t i = 0; i < p->ncatalogue; i++)
@@ -314,7 +263,6 @@ struct sbd_warm *sbd_pool_warm(struct sbd_env *env, const char *variant, enum sw
 	struct sbd_warm *w;
 	size_t i, o = 0;
 
-	/* only the loop adds pools, so reading the list here needs no lock */
 	LIST_FOREACH(w, &p->warms, entry)
 	if (w->net == net && strcmp(w->variant, variant) == 0)
 		return w;
@@ -338,10 +286,8 @@ struct sbd_warm *sbd_pool_warm(struct sbd_env *env, const char *variant, enum sw
 	w->net = net;
 	w->v = v;
 	TAILQ_INIT(&w->ready);
-	sw_handoff_lock(&p->h);
 	LIST_INSERT_HEAD(&p->warms, w, entry);
-	sw_handoff_signal(&p->h, 0);
-	sw_handoff_unlock(&p->h);
+	refill(env);
 	return w;
 }
 
@@ -353,22 +299,15 @@ struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, 
 	struct sbd_slot *s;
 
 	*queued = 0;
-	for (;;) {
-		sw_handoff_lock(&p->h);
-		s = j->custom_limits ? NULL : TAILQ_FIRST(&w->ready);
-		if (s == NULL)
-			break;
+	while (!j->custom_limits && (s = TAILQ_FIRST(&w->ready)) != NULL) {
 		TAILQ_REMOVE(&w->ready, s, entry);
 		w->nready--;
-		sw_handoff_signal(&p->h, 0); /* start its replacement */
-		sw_handoff_unlock(&p->h);
 		/* a runner that died or spoke while waiting is not handed out */
 		if (sw_sandbox_read(s->sb, NULL, NULL) == 0) {
-			sw_handoff_lock(&p->h);
 			w->hits++;
-			sw_handoff_unlock(&p->h);
 			s->from_warm = true;
 			sw_uuid_v7_str(s->id);
+			refill(env); /* its replacement */
 			sbd_pool_metrics(env);
 			return s;
 		}
@@ -377,25 +316,30 @@ struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, 
 		snprintf(s->reason, sizeof(s->reason), "died");
 		sbd_pool_release(env, s);
 	}
-	/* a cold start, on the thread */
+	/* a cold start of its own */
 	w->misses++;
 	w->broken = 0;
 	if ((s = calloc(1, sizeof(*s))) == NULL) {
-		sw_handoff_unlock(&p->h);
 		snprintf(errstr, errlen, "out of memory");
 		return NULL;
 	}
 	sw_uuid_v7_str(s->id);
 	s->warm = w;
+	s->env = env;
 	s->egress_fd = -1;
 	s->limits = j->limits;
 	s->job = j;
-	TAILQ_INSERT_TAIL(&p->cold, s, entry);
-	sw_handoff_signal(&p->h, 0);
-	sw_handoff_unlock(&p->h);
+	s->t0_ns = sw_mono_ns();
+	if (sbd_priv_client_create(p->cl, w->v->name, w->net, &s->limits, cold_started, s, errstr,
+				   errlen) != 0) {
+		free(s);
+		return NULL;
+	}
+	TAILQ_INSERT_TAIL(&p->inflight, s, entry);
 	j->slot = s;
 	j->slot_pending = 1;
 	*queued = 1;
+	refill(env); /* a failed warm start is retried on demand */
 	sbd_pool_metrics(env);
 	return NULL;
 }
@@ -403,26 +347,34 @@ struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, 
 void sbd_pool_release(struct sbd_env *env, struct sbd_slot *s)
 {
 	struct sbd_pool *p = &env->pool;
+	char err[256];
 
 	if (s->egress != NULL)
 		sbd_egress_free(s->egress); /* the loop's; no callback after this */
 	s->egress = NULL;
-	if (s->sb != NULL)
-		sw_sandbox_kill(s->sb); /* at once; the thread waits for it */
-	sw_handoff_lock(&p->h);
-	if (s->revoke_event_id[0] != '\0')
-		TAILQ_INSERT_HEAD(&p->doomed, s, entry); /* a hard revocation: first */
-	else
-		TAILQ_INSERT_TAIL(&p->doomed, s, entry);
-	sw_handoff_signal(&p->h, 0);
-	sw_handoff_unlock(&p->h);
+	if (s->egress_fd >= 0)
+		close(s->egress_fd);
+	s->egress_fd = -1;
+	/* closing the control socket ends the runner, pid 1 of the sandbox, at
+	 * once; the privileged part then reaps what is left */
+	sw_sandbox_destroy(s->sb, NULL);
+	s->sb = NULL;
+	s->env = env;
+	if (s->handle != 0 && p->cl != NULL &&
+	    sbd_priv_client_destroy(p->cl, s->handle, destroyed, s, err, sizeof(err)) == 0) {
+		TAILQ_INSERT_TAIL(&p->inflight, s, entry);
+		return;
+	}
+	if (s->handle != 0 && p->cl != NULL)
+		sw_log(SW_LOG_WARN, "sandbox destroy failed", "error", err, NULL);
+	released(env, s);
+	free(s);
 }
 
 void sbd_pool_abandon(struct sbd_env *env, struct sbd_job *j)
 {
 	(void)env;
-	/* the slot is the thread's until it comes back through pool_cb, which
-	 * then releases it; only the loop reads slot->job */
+	/* the slot comes back through cold_started, which then releases it */
 	if (j->slot != NULL && j->slot_pending)
 		j->slot->job = NULL;
 	j->slot = NULL;
@@ -437,7 +389,6 @@ void sbd_pool_metrics(struct sbd_env *env)
 	int64_t sum = 0, last = 0, cold_sum = 0, cold_last = 0;
 	struct sbd_warm *w;
 
-	sw_handoff_lock(&p->h);
 	LIST_FOREACH(w, &p->warms, entry)
 	{
 		hits += w->hits;
@@ -454,7 +405,6 @@ void sbd_pool_metrics(struct sbd_env *env)
 			cold_last = w->cold_us_last;
 		npools++;
 	}
-	sw_handoff_unlock(&p->h);
 	sw_metrics_gauge_set(env->metrics, "sagewai_sandboxd_warm_ready",
 			     "Warm sandboxes started and waiting, all pools", (double)ready);
 	sw_metrics_gauge_set(env->metrics, "sagewai_sandboxd_warm_target",

@@ -1,14 +1,15 @@
 /*
- * priv.c: the privileged part of sandboxd, and how the rest talks to it.
+ * priv.c: the privileged part of sandboxd.
  *
  * sagewai-sandboxd starts as one process and splits before anything else
  * runs (sbd_priv_split): the parent keeps the privileges and only creates
  * and destroys sandboxes; the child drops to an unprivileged uid (when
  * started as root), then speaks Kafka, PostgreSQL and HTTP, drives the tool
- * runners and runs the egress proxies. They talk over a SOCK_SEQPACKET
- * socketpair in fixed, length-checked binary messages (privmsg.h: a header
- * of type, length and request id; fixed-size fields and length-prefixed
- * strings), never JSON parsed as root:
+ * runners and runs the egress proxies (its end of the socket:
+ * privclient.c). They talk over a SOCK_SEQPACKET socketpair in fixed,
+ * length-checked binary messages (privmsg.h: a header of type, length and
+ * request id; fixed-size fields and length-prefixed strings; privwire.c
+ * puts them on the socket), never JSON parsed as root:
  *
  *   CREATE {net, limits[8], variant}
  *       -> CREATED {handle, pid, start_us, limits[8]} with SCM_RIGHTS: the
@@ -20,21 +21,37 @@
  *   anything else, a message sbd_pm_decode refuses, or a refused request
  *       -> ERROR {text}, carrying the request's id
  *
+ * The parent is one libevent loop, in the manner of OpenBSD's privsep
+ * daemons: many requests are in flight at once and each reply carries its
+ * request's id, so replies come in the order the sandboxes are ready, not
+ * the order asked. A create forks bwrap and returns to the loop
+ * (sw_sandbox_start_*); bwrap's --info-fd, then the runner's READY on its
+ * control socket, are read when the loop says they are readable; the
+ * egress listener's helper answers on a socket too; a destroy kills the
+ * runner and waits on the loop for bwrap's pidfd before reaping it. So a
+ * slow or failing create never holds up another. Signals (SIGTERM, SIGINT,
+ * SIGCHLD) come through the loop. One thread: bwrap's --die-with-parent
+ * (PR_SET_PDEATHSIG) follows the thread that forked it, and this one lives
+ * as long as the process.
+ *
  * The parent trusts nothing the child says: it decodes each datagram
- * strictly (its size, every length, every field's range), loads the variant from its own catalogue, takes limits only
- * when they lower the variant's (a CPU limit above it is lowered to it),
- * fixes the sandbox's environment itself (and its workspace: a tmpfs of
- * the sandbox's disk_bytes, never a host directory), and holds at most max_sandboxes. So a
- * child taken over through Kafka, PostgreSQL, HTTP or a hostile runner can
- * ask for sandboxes and nothing else. bwrap's --die-with-parent ties every
- * sandbox to the parent; the child gets SIGKILL when the parent dies; when
- * the child ends, the parent destroys every sandbox and exits.
+ * strictly (its size, every length, every field's range), loads the
+ * variant from its own catalogue, takes limits only when they lower the
+ * variant's (a CPU limit above it is lowered to it), fixes the sandbox's
+ * environment itself (and its workspace: a tmpfs of the sandbox's
+ * disk_bytes, never a host directory), and holds at most max_sandboxes
+ * (those starting and those being destroyed included). So a child taken
+ * over through Kafka, PostgreSQL, HTTP or a hostile runner can ask for
+ * sandboxes and nothing else. bwrap's --die-with-parent ties every sandbox
+ * to the parent; the child gets SIGKILL when the parent dies; when the
+ * child ends (or closes its end, which it does as it stops), the parent
+ * destroys every sandbox, waits a little for the child's exit status and
+ * exits with it.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <grp.h>
-#include <poll.h>
 #include <pwd.h>
 #include <sched.h>
 #include <signal.h>
@@ -48,11 +65,20 @@
 #include <sys/wait.h>
 #include <unistd.h>
 #include <arpa/inet.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
 
 #include "privmsg.h"
 #include "sandboxd.h"
 
-#define PRIV_LIMIT_CPU 6 /* cpu_millis: lowered to the variant's, not refused */
+#define PRIV_LIMIT_CPU 6	/* cpu_millis: lowered to the variant's, not refused */
+#define PRIV_READS_PER_CB 32	/* requests read per wake-up of the loop */
+#define PRIV_EGRESS_WAIT_MS 5000 /* for the egress helper's socket */
+#define PRIV_GONE_WAIT_MS 3000	/* for a killed sandbox's monitor, then destroy anyway */
+#define PRIV_REAP_MAX 64	/* egress helpers not reaped yet */
+#define PRIV_OUT_MAX 256	/* replies queued before requests wait (backpressure) */
+#define PRIV_CG_SPARES 4	/* per-sandbox cgroups made ahead */
+#define PRIV_CHILD_WAIT_MS 5000 /* for the child to exit once it closed the socket */
 
 static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
 {
@@ -70,129 +96,31 @@ static void limit_set(struct sw_sandbox_limits *l, int i, uint64_t v)
 	*f[i] = v;
 }
 
-/* ---- the wire: one datagram, optional fds ---------------------------------- */
-
-static int send_raw(int fd, const void *buf, size_t len, const int *fds, int nfds)
-{
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = {.iov_base = (void *)buf, .iov_len = len};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	ssize_t n;
-
-	if (nfds > 0) {
-		struct cmsghdr *c;
-
-		memset(&u, 0, sizeof(u));
-		mh.msg_control = u.buf;
-		mh.msg_controllen = CMSG_SPACE((size_t)nfds * sizeof(int));
-		c = CMSG_FIRSTHDR(&mh);
-		c->cmsg_level = SOL_SOCKET;
-		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN((size_t)nfds * sizeof(int));
-		memcpy(CMSG_DATA(c), fds, (size_t)nfds * sizeof(int));
-	}
-	do
-		n = sendmsg(fd, &mh, MSG_NOSIGNAL);
-	while (n < 0 && errno == EINTR);
-	return n == (ssize_t)len ? 0 : -1;
-}
-
-static int send_pm(int fd, const struct sbd_pm *m, const int *fds, int nfds)
-{
-	uint8_t buf[SBD_PM_MAX];
-	size_t n = sbd_pm_encode(m, buf, sizeof(buf));
-
-	if (n == 0) {
-		errno = EINVAL;
-		return -1;
-	}
-	return send_raw(fd, buf, n, fds, nfds);
-}
-
-/*
- * Receive one datagram into buf (cap bytes); up to 2 fds into fds[] (-1
- * when absent). Returns its length, 0 at EOF, -1 on error (errno; EBADMSG
- * for a truncated datagram or one with more than 2 fds, whose fds are
- * closed). EINTR is returned to the caller.
- */
-static ssize_t recv_raw(int fd, uint8_t *buf, size_t cap, int fds[2])
-{
-	union {
-		char buf[CMSG_SPACE(2 * sizeof(int))];
-		struct cmsghdr align;
-	} u;
-	struct iovec iov = {.iov_base = buf, .iov_len = cap};
-	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
-	struct cmsghdr *c;
-	ssize_t n;
-	int bad = 0;
-
-	fds[0] = fds[1] = -1;
-	mh.msg_control = u.buf;
-	mh.msg_controllen = sizeof(u.buf);
-	n = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC | MSG_TRUNC);
-	if (n <= 0)
-		return n;
-	for (c = CMSG_FIRSTHDR(&mh); c != NULL; c = CMSG_NXTHDR(&mh, c)) {
-		size_t k;
-
-		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
-			continue;
-		k = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
-		for (size_t i = 0; i < k; i++) {
-			int f;
-
-			memcpy(&f, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (i < 2 && fds[i] < 0)
-				fds[i] = f;
-			else
-				close(f), bad = 1;
-		}
-	}
-	if (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC) || (size_t)n > cap)
-		bad = 1;
-	if (bad) {
-		for (int i = 0; i < 2; i++)
-			if (fds[i] >= 0)
-				close(fds[i]), fds[i] = -1;
-		errno = EBADMSG;
-		return -1;
-	}
-	return n;
-}
-
-/* One message: 1, 0 at EOF, -1 (errno; EBADMSG with err for a message
- * sbd_pm_decode refused, m->id then its header's id or 0). */
-static int recv_pm(int fd, struct sbd_pm *m, int fds[2], char *err, size_t errlen)
-{
-	uint8_t buf[SBD_PM_MAX];
-	ssize_t n = recv_raw(fd, buf, sizeof(buf), fds);
-
-	memset(m, 0, sizeof(*m));
-	if (n <= 0) {
-		if (n < 0 && errno == EBADMSG)
-			snprintf(err, errlen, "oversized or truncated message, or stray fds");
-		return (int)n;
-	}
-	if (sbd_pm_decode(buf, (size_t)n, m, err, errlen) != 0) {
-		for (int i = 0; i < 2; i++)
-			if (fds[i] >= 0)
-				close(fds[i]), fds[i] = -1;
-		errno = EBADMSG;
-		return -1;
-	}
-	return 1;
-}
-
 /* ---- the privileged side ------------------------------------------------------ */
 
+enum box_state {
+	BOX_STARTING, /* bwrap forked; waiting for its pid, then READY */
+	BOX_EGRESS,   /* started; waiting for the egress helper's listener */
+	BOX_LIVE,     /* handed to the service part */
+	BOX_DYING,    /* killed; waiting for its monitor to exit */
+};
+
+struct priv;
+
 struct priv_box {
+	LIST_ENTRY(priv_box) entry;
+	struct priv *p;
+	enum box_state state;
 	uint64_t handle;
-	struct sw_sandbox *sb;
-	struct priv_box *next;
+	uint32_t id; /* the request it serves now (CREATE, then DESTROY) */
+	enum sw_sandbox_net net;
+	struct sw_sandbox_start *st; /* BOX_STARTING */
+	struct sw_sandbox *sb;	     /* from BOX_EGRESS on */
+	pid_t helper;		     /* BOX_EGRESS: the egress helper, and */
+	int helper_sock;	     /* its answer socket, or -1 */
+	struct event ev;	     /* the fd (and deadline) waited for */
+	bool ev_set;
+	int64_t t0_ns;
 };
 
 struct priv_variant {
@@ -203,20 +131,22 @@ struct priv_variant {
 struct priv {
 	const struct sbd_priv_config *cfg;
 	struct sw_sandbox_backend *be;
+	struct event_base *base;
 	int sock;
+	struct event *rd, *wr, *sigs[4];
+	struct sbd_pm_outq out;
+	size_t nout;  /* replies in out */
+	bool reading; /* rd is added: not held back by a full out */
 	pid_t child;
-	struct priv_box *boxes;
-	size_t nboxes;
+	bool child_gone;
+	int child_status;
+	LIST_HEAD(, priv_box) boxes;
+	size_t nboxes; /* every state: what max_sandboxes bounds */
 	struct priv_variant *variants;
 	uint64_t next_handle;
+	pid_t reap[PRIV_REAP_MAX]; /* egress helpers to reap */
+	int rc;
 };
-
-static volatile sig_atomic_t got_signal;
-
-static void on_signal(int sig)
-{
-	got_signal = sig;
-}
 
 static int rm_one(const char *path, const struct stat *st, int flag, struct FTW *ftw)
 {
@@ -248,17 +178,19 @@ static const struct sw_sandbox_variant *variant_get(struct priv *p, const char *
 }
 
 /*
- * A socket listening on 127.0.0.1:SBD_EGRESS_PORT in the network namespace
- * of host pid `pid`, made by a short-lived child that joins the namespace
- * (and, when we are not root, first the sandbox's user namespace, which our
- * uid owns) and sends the socket back. -1 with err on failure.
+ * Start the helper that makes a socket listening on 127.0.0.1:
+ * SBD_EGRESS_PORT in the network namespace of host pid `pid`: a forked
+ * child that joins the namespace (and, when we are not root, first the
+ * sandbox's user namespace, which our uid owns) and sends the socket back
+ * on *sock ("L" with the fd), or one byte saying why not. Nothing here
+ * waits: the answer is read on the loop, the helper reaped on SIGCHLD.
+ * The helper's pid, or -1 with err.
  */
-static int egress_listener(pid_t pid, char *err, size_t errlen)
+static pid_t egress_helper(pid_t pid, int *sock, char *err, size_t errlen)
 {
 	char path[64];
-	int sv[2], nsfd, userfd = -1, fd = -1, one = 1;
+	int sv[2], nsfd, userfd = -1, one = 1;
 	pid_t kid;
-	int status;
 
 	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)pid);
 	if ((nsfd = open(path, O_RDONLY | O_CLOEXEC)) < 0) {
@@ -273,7 +205,7 @@ static int egress_listener(pid_t pid, char *err, size_t errlen)
 			return -1;
 		}
 	}
-	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0) {
+	if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, sv) != 0) {
 		snprintf(err, errlen, "egress: socketpair: %s", strerror(errno));
 		close(nsfd);
 		if (userfd >= 0)
@@ -282,7 +214,8 @@ static int egress_listener(pid_t pid, char *err, size_t errlen)
 	}
 	if ((kid = fork()) == 0) {
 		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(SBD_EGRESS_PORT)};
-		int s, code = 1;
+		uint8_t code = 1;
+		int s;
 
 		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		if ((userfd >= 0 && setns(userfd, CLONE_NEWUSER) != 0) ||
@@ -293,8 +226,9 @@ static int egress_listener(pid_t pid, char *err, size_t errlen)
 		else if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
 			 bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s, 64) != 0)
 			code = 4;
-		else if (send_raw(sv[1], "L", 1, &s, 1) == 0)
-			code = 0;
+		else if (sbd_pm_send_raw(sv[1], "L", 1, &s, 1) == 0)
+			_exit(0);
+		(void)sbd_pm_send_raw(sv[1], &code, 1, NULL, 0);
 		_exit(code);
 	}
 	close(nsfd);
@@ -306,43 +240,51 @@ static int egress_listener(pid_t pid, char *err, size_t errlen)
 		close(sv[0]);
 		return -1;
 	}
-	while (waitpid(kid, &status, 0) < 0 && errno == EINTR)
-		;
-	if (WIFEXITED(status) && WEXITSTATUS(status) == 0) {
-		uint8_t one_byte;
-		int fds[2];
+	*sock = sv[0];
+	return kid;
+}
 
-		if (recv_raw(sv[0], &one_byte, 1, fds) == 1) {
-			fd = fds[0];
-			if (fds[1] >= 0)
-				close(fds[1]);
+/* The helper's answer: the listener, or -1 with err (0 when none yet:
+ * *again set). */
+static int egress_answer(int sock, bool *again, char *err, size_t errlen)
+{
+	static const char *const why[] = {"helper failed", "helper failed",
+					  "cannot join the sandbox's namespaces", "socket",
+					  "cannot listen on 127.0.0.1"};
+	uint8_t b = 0;
+	int fds[2];
+	ssize_t n = sbd_pm_recv_raw(sock, &b, 1, fds, MSG_DONTWAIT);
+
+	*again = false;
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+		*again = true;
+		return -1;
+	}
+	if (n == 1 && b == 'L' && fds[0] >= 0 && fds[1] < 0)
+		return fds[0];
+	for (int i = 0; i < 2; i++)
+		if (fds[i] >= 0)
+			close(fds[i]);
+	snprintf(err, errlen, "egress proxy socket: %s",
+		 n == 1 && b >= 2 && b <= 4 ? why[b] : why[0]);
+	return -1;
+}
+
+static void reap_add(struct priv *p, pid_t pid)
+{
+	int status;
+
+	if (waitpid(pid, &status, WNOHANG) == pid)
+		return;
+	for (int i = 0; i < PRIV_REAP_MAX; i++)
+		if (p->reap[i] == 0) {
+			p->reap[i] = pid;
+			return;
 		}
-	}
-	close(sv[0]);
-	if (fd < 0) {
-		static const char *const why[] = {"", "", "cannot join the sandbox's namespaces",
-						  "socket", "cannot listen on 127.0.0.1"};
-		int c = WIFEXITED(status) ? WEXITSTATUS(status) : 0;
-
-		snprintf(err, errlen, "egress proxy socket: %s",
-			 c >= 2 && c <= 4 ? why[c] : "helper failed");
-	}
-	return fd;
-}
-
-/* Send an ERROR reply to request id: fmt with one %s. */
-static void reply_error(struct priv *p, uint32_t id, const char *fmt, const char *a)
-{
-	struct sbd_pm r = {.type = SBD_PM_ERROR, .id = id};
-
-	snprintf(r.u.error.text, sizeof(r.u.error.text), fmt, a);
-	send_pm(p->sock, &r, NULL, 0);
-}
-
-static void box_free(struct priv_box *b, struct sw_sandbox_usage *final)
-{
-	sw_sandbox_destroy(b->sb, final);
-	free(b);
+	/* full (64 helpers not yet gone): wait for this one, it is on its way out */
+	kill(pid, SIGKILL);
+	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+		;
 }
 
 #define PROXY "http://127.0.0.1:3128"
@@ -368,6 +310,200 @@ static int sandbox_env(const struct sw_sandbox_variant *v, enum sw_sandbox_net n
 	return 0;
 }
 
+static void reply(struct priv *p, const struct sbd_pm *m, const int *fds, int nfds);
+
+/* Send an ERROR reply to request id: fmt with one %s. */
+static void reply_error(struct priv *p, uint32_t id, const char *fmt, const char *a)
+{
+	struct sbd_pm r = {.type = SBD_PM_ERROR, .id = id};
+
+	snprintf(r.u.error.text, sizeof(r.u.error.text), fmt, a);
+	reply(p, &r, NULL, 0);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg);
+
+/*
+ * Queue a reply (taking fds) and send what the socket takes; the rest goes
+ * when it is writable. A child that asks without reading its answers
+ * would grow the queue without end: past PRIV_OUT_MAX replies, requests
+ * are not read until it has drained (the socket's buffers then fill and
+ * the child's sends wait). A peer gone ends the loop.
+ */
+static void reply(struct priv *p, const struct sbd_pm *m, const int *fds, int nfds)
+{
+	if (sbd_pm_queue(&p->out, m, fds, nfds) != 0) {
+		sw_log(SW_LOG_ERROR, "privileged part: cannot encode a reply", NULL);
+		return;
+	}
+	p->nout++;
+	on_writable(p->sock, EV_WRITE, p);
+}
+
+static void on_writable(evutil_socket_t fd, short what, void *arg)
+{
+	struct priv *p = arg;
+	struct sbd_pm_out *o;
+
+	(void)what;
+	if (sbd_pm_flush((int)fd, &p->out) != 0) {
+		/* the child closed its end (it stops without waiting for the
+		 * answers to its last destroys): its exit status tells */
+		if (errno != EPIPE && errno != ECONNRESET) {
+			sw_log(SW_LOG_ERROR, "privileged part: socket", "error", strerror(errno),
+			       NULL);
+			p->rc = 1;
+		}
+		event_base_loopbreak(p->base);
+		return;
+	}
+	p->nout = 0;
+	TAILQ_FOREACH(o, &p->out, entry)
+	p->nout++;
+	if (p->nout > 0)
+		event_add(p->wr, NULL);
+	else
+		event_del(p->wr);
+	if (p->reading && p->nout >= PRIV_OUT_MAX) {
+		event_del(p->rd);
+		p->reading = false;
+	} else if (!p->reading && p->nout < PRIV_OUT_MAX / 2) {
+		event_add(p->rd, NULL);
+		p->reading = true;
+	}
+}
+
+static void box_unwatch(struct priv_box *b)
+{
+	if (b->ev_set)
+		event_del(&b->ev);
+	b->ev_set = false;
+}
+
+/* Wait for fd to be readable, at most ms, then cb. */
+static int box_watch(struct priv_box *b, int fd, int64_t ms,
+		     void (*cb)(evutil_socket_t, short, void *))
+{
+	struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+
+	box_unwatch(b);
+	if (fd < 0)
+		event_assign(&b->ev, b->p->base, -1, 0, cb, b);
+	else
+		event_assign(&b->ev, b->p->base, fd, EV_READ, cb, b);
+	b->ev_set = true;
+	return event_add(&b->ev, &tv);
+}
+
+/* Forget b, destroying what it holds (waiting, if it must: only at the
+ * end, or for a box that failed early). */
+static void box_free(struct priv_box *b, struct sw_sandbox_usage *final)
+{
+	struct priv *p = b->p;
+
+	box_unwatch(b);
+	LIST_REMOVE(b, entry);
+	p->nboxes--;
+	if (b->st != NULL)
+		sw_sandbox_start_abort(b->st);
+	if (b->helper_sock >= 0)
+		close(b->helper_sock);
+	if (b->helper > 0)
+		reap_add(p, b->helper);
+	sw_sandbox_destroy(b->sb, final);
+	free(b);
+}
+
+/* Started, its listener (if any) made: hand it over. */
+static void box_created(struct priv_box *b, int egress_fd)
+{
+	struct priv *p = b->p;
+	struct sbd_pm r = {.type = SBD_PM_CREATED, .id = b->id};
+	int fds[2] = {-1, egress_fd};
+
+	if ((fds[0] = sw_sandbox_give_fd(b->sb)) < 0) {
+		if (egress_fd >= 0)
+			close(egress_fd);
+		reply_error(p, b->id, "sandbox ended while starting%s", "");
+		box_free(b, NULL);
+		return;
+	}
+	for (int i = 0; i < SBD_PM_LIMITS; i++)
+		r.u.created.limits[i] = limit_get(sw_sandbox_limits(b->sb), i);
+	r.u.created.handle = b->handle;
+	r.u.created.pid = (uint32_t)sw_sandbox_pid(b->sb);
+	r.u.created.start_us = (uint64_t)((sw_mono_ns() - b->t0_ns) / 1000);
+	b->state = BOX_LIVE;
+	reply(p, &r, fds, egress_fd >= 0 ? 2 : 1);
+}
+
+static void on_egress(evutil_socket_t fd, short what, void *arg)
+{
+	struct priv_box *b = arg;
+	char err[300];
+	bool again;
+	int lfd;
+
+	(void)fd;
+	b->ev_set = false;
+	if (what & EV_TIMEOUT) {
+		reply_error(b->p, b->id, "egress proxy socket: helper did not answer%s", "");
+		box_free(b, NULL);
+		return;
+	}
+	lfd = egress_answer(b->helper_sock, &again, err, sizeof(err));
+	if (lfd < 0 && again) {
+		box_watch(b, b->helper_sock, PRIV_EGRESS_WAIT_MS, on_egress);
+		return;
+	}
+	close(b->helper_sock);
+	b->helper_sock = -1;
+	reap_add(b->p, b->helper);
+	b->helper = 0;
+	if (lfd < 0) {
+		reply_error(b->p, b->id, "%s", err);
+		box_free(b, NULL);
+		return;
+	}
+	box_created(b, lfd);
+}
+
+static void on_start(evutil_socket_t fd, short what, void *arg)
+{
+	struct priv_box *b = arg;
+	char err[600];
+	int rc;
+
+	(void)fd;
+	(void)what; /* a timeout is the step's to tell */
+	b->ev_set = false;
+	rc = sw_sandbox_start_step(b->st, &b->sb, err, sizeof(err));
+	if (rc == 0) {
+		box_watch(b, sw_sandbox_start_fd(b->st), sw_sandbox_start_left_ms(b->st) + 1,
+			  on_start);
+		return;
+	}
+	b->st = NULL; /* freed by the step, either way */
+	if (rc < 0) {
+		reply_error(b->p, b->id, "%s", err);
+		box_free(b, NULL);
+		return;
+	}
+	if (b->net != SW_SANDBOX_NET_EGRESS_ONLY) {
+		box_created(b, -1);
+		return;
+	}
+	b->state = BOX_EGRESS;
+	if ((b->helper = egress_helper(sw_sandbox_pid(b->sb), &b->helper_sock, err,
+				       sizeof(err))) < 0) {
+		b->helper = 0;
+		reply_error(b->p, b->id, "%s", err);
+		box_free(b, NULL);
+		return;
+	}
+	box_watch(b, b->helper_sock, PRIV_EGRESS_WAIT_MS, on_egress);
+}
+
 static void do_create(struct priv *p, const struct sbd_pm *req)
 {
 	const struct sw_sandbox_variant *v;
@@ -375,18 +511,14 @@ static void do_create(struct priv *p, const struct sbd_pm *req)
 	struct sw_sandbox_limits limits = {0};
 	struct sw_sandbox_spec spec = {0};
 	struct priv_box *b = NULL;
-	struct sw_sandbox_stats st;
-	struct sbd_pm reply = {.type = SBD_PM_CREATED, .id = req->id};
 	const char *env[8];
 	char err[600], path[1024];
-	int fds[2] = {-1, -1}, nfds = 1;
-	int64_t t0 = sw_mono_ns();
 
 	/* sbd_pm_decode checked net's range and the variant's length and
 	 * bytes; the catalogue checks the name itself */
 	if ((v = variant_get(p, req->u.create.variant, err, sizeof(err))) == NULL) {
 		reply_error(p, req->id, "%s", err);
-		goto out;
+		return;
 	}
 	for (int i = 0; i < SBD_PM_LIMITS; i++) {
 		uint64_t want = req->u.create.limits[i], ceil = limit_get(&v->limits, i);
@@ -396,7 +528,7 @@ static void do_create(struct priv *p, const struct sbd_pm *req)
 		if (want > (i == PRIV_LIMIT_CPU ? SW_SANDBOX_CPU_MILLIS_MAX : ceil)) {
 			reply_error(p, req->id, "limit '%s' is over the variant's",
 				    sbd_pm_limit_names[i]);
-			goto out;
+			return;
 		}
 		/* A variant's CPU maximum is optional (0: none) and the child's
 		 * copy of the catalogue may be older than ours: lowering to
@@ -410,120 +542,112 @@ static void do_create(struct priv *p, const struct sbd_pm *req)
 
 		snprintf(n, sizeof(n), "%zu", p->cfg->max_sandboxes);
 		reply_error(p, req->id, "this host already holds its maximum of %s sandboxes", n);
-		goto out;
+		return;
+	}
+	if (sandbox_env(v, net, env, path, sizeof(path)) != 0) {
+		reply_error(p, req->id, "variant %s: its env_path makes PATH too long", v->name);
+		return;
 	}
 	if ((b = calloc(1, sizeof(*b))) == NULL) {
 		reply_error(p, req->id, "out of memory%s", "");
-		goto out;
+		return;
 	}
+	b->p = p;
+	b->id = req->id;
+	b->net = net;
+	b->helper_sock = -1;
+	b->t0_ns = sw_mono_ns();
 	spec.variant = v;
 	spec.net = net;
 	spec.limits = limits;
-	if (sandbox_env(v, net, env, path, sizeof(path)) != 0) {
-		reply_error(p, req->id, "variant %s: its env_path makes PATH too long", v->name);
-		goto out;
-	}
 	spec.env = env;
 	spec.workspace = NULL; /* a tmpfs of limits.disk_bytes: bounded, no host path */
 	spec.start_timeout_ms = 10000;
-	if ((b->sb = sw_sandbox_create(p->be, &spec, err, sizeof(err))) == NULL) {
+	/* forks bwrap and returns: the rest on the loop (on_start) */
+	if ((b->st = sw_sandbox_start_new(p->be, &spec, err, sizeof(err))) == NULL) {
 		reply_error(p, req->id, "%s", err);
-		goto out;
+		free(b);
+		return;
 	}
-	if (sw_sandbox_stats(b->sb, &st) != 0) {
-		reply_error(p, req->id, "sandbox has no pid%s", "");
-		goto out;
-	}
-	if (net == SW_SANDBOX_NET_EGRESS_ONLY) {
-		if ((fds[1] = egress_listener(st.pid, err, sizeof(err))) < 0) {
-			reply_error(p, req->id, "%s", err);
-			goto out;
-		}
-		nfds = 2;
-	}
-	if ((fds[0] = sw_sandbox_give_fd(b->sb)) < 0) {
-		reply_error(p, req->id, "sandbox ended while starting%s", "");
-		goto out;
-	}
-	for (int i = 0; i < SBD_PM_LIMITS; i++)
-		reply.u.created.limits[i] = limit_get(sw_sandbox_limits(b->sb), i);
 	b->handle = ++p->next_handle;
-	reply.u.created.handle = b->handle;
-	reply.u.created.pid = (uint32_t)st.pid;
-	reply.u.created.start_us = (uint64_t)((sw_mono_ns() - t0) / 1000);
-	if (send_pm(p->sock, &reply, fds, nfds) != 0)
-		goto out; /* the child is gone or could not take it: nobody holds this one */
-	b->next = p->boxes;
-	p->boxes = b;
+	LIST_INSERT_HEAD(&p->boxes, b, entry);
 	p->nboxes++;
-	b = NULL;
-out:
-	for (int i = 0; i < 2; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	if (b != NULL)
-		box_free(b, NULL);
+	box_watch(b, sw_sandbox_start_fd(b->st), sw_sandbox_start_left_ms(b->st) + 1, on_start);
+}
+
+/* A killed box's monitor is gone (or took too long): reap, account, reply. */
+static void on_gone(evutil_socket_t fd, short what, void *arg)
+{
+	struct priv_box *b = arg;
+	struct priv *p = b->p;
+	struct sbd_pm r = {.type = SBD_PM_DESTROYED, .id = b->id};
+	struct sw_sandbox_usage u;
+
+	(void)fd;
+	(void)what;
+	b->ev_set = false;
+	box_free(b, &u);
+	r.u.destroyed.utime_us = (uint64_t)u.utime_us;
+	r.u.destroyed.stime_us = (uint64_t)u.stime_us;
+	r.u.destroyed.maxrss_kb = (uint64_t)u.maxrss_kb;
+	r.u.destroyed.oom_killed = u.oom_killed ? 1 : 0;
+	reply(p, &r, NULL, 0);
 }
 
 static void do_destroy(struct priv *p, const struct sbd_pm *req)
 {
-	struct sbd_pm reply = {.type = SBD_PM_DESTROYED, .id = req->id};
-	struct priv_box **pp, *b;
-	struct sw_sandbox_usage u;
+	struct priv_box *b;
 
-	for (pp = &p->boxes; *pp != NULL && (*pp)->handle != req->u.destroy.handle;
-	     pp = &(*pp)->next)
-		;
-	if ((b = *pp) == NULL) {
+	/* only what was handed over has a handle the child knows */
+	LIST_FOREACH(b, &p->boxes, entry)
+	if (b->state == BOX_LIVE && b->handle == req->u.destroy.handle)
+		break;
+	if (b == NULL) {
 		reply_error(p, req->id, "no such sandbox%s", "");
 		return;
 	}
-	*pp = b->next;
-	p->nboxes--;
-	box_free(b, &u);
-	reply.u.destroyed.utime_us = (uint64_t)u.utime_us;
-	reply.u.destroyed.stime_us = (uint64_t)u.stime_us;
-	reply.u.destroyed.maxrss_kb = (uint64_t)u.maxrss_kb;
-	reply.u.destroyed.oom_killed = u.oom_killed ? 1 : 0;
-	send_pm(p->sock, &reply, NULL, 0);
+	b->id = req->id;
+	b->state = BOX_DYING;
+	sw_sandbox_kill(b->sb);
+	/* reaped once its monitor has exited, so the destroy does not wait
+	 * (no pidfd for it: destroyed now, waiting as long as it takes) */
+	if (sw_sandbox_gone_fd(b->sb) < 0)
+		on_gone(-1, EV_TIMEOUT, b);
+	else
+		box_watch(b, sw_sandbox_gone_fd(b->sb), PRIV_GONE_WAIT_MS, on_gone);
 }
 
-/* The parent's whole life after the split. Returns the exit code. */
-static int priv_serve(struct priv *p)
+static void on_request(evutil_socket_t fd, short what, void *arg)
 {
-	struct sigaction sa = {0};
-	int rc = 0, status = 0;
+	struct priv *p = arg;
 
-	sa.sa_handler = on_signal; /* no SA_RESTART: recvmsg returns EINTR */
-	sigaction(SIGTERM, &sa, NULL);
-	sigaction(SIGINT, &sa, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	for (;;) {
+	(void)what;
+	for (int k = 0; k < PRIV_READS_PER_CB && p->reading; k++) {
 		struct sbd_pm req;
 		char err[256];
 		int fds[2], n;
 
-		if (got_signal) {
-			/* the child drains and ends; its end ends us */
-			kill(p->child, got_signal);
-			got_signal = 0;
+		n = sbd_pm_recv((int)fd, &req, fds, MSG_DONTWAIT, err, sizeof(err));
+		if (n == 0) {
+			event_base_loopbreak(p->base); /* the child ended */
+			return;
 		}
-		n = recv_pm(p->sock, &req, fds, err, sizeof(err));
-		if (n == 0)
-			break;
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
 			if (errno == EBADMSG) {
 				sw_log(SW_LOG_WARN, "privileged part: malformed request refused",
 				       "why", err, NULL);
 				reply_error(p, req.id, "malformed request: %s", err);
 				continue;
 			}
-			sw_log(SW_LOG_ERROR, "privileged part: socket", "error", strerror(errno),
-			       NULL);
-			rc = 1;
-			break;
+			if (errno != ECONNRESET) { /* else the child is gone, as at EOF */
+				sw_log(SW_LOG_ERROR, "privileged part: socket", "error",
+				       strerror(errno), NULL);
+				p->rc = 1;
+			}
+			event_base_loopbreak(p->base);
+			return;
 		}
 		for (int i = 0; i < 2; i++) /* nothing is ever passed this way */
 			if (fds[i] >= 0)
@@ -538,19 +662,95 @@ static int priv_serve(struct priv *p)
 			reply_error(p, req.id, "unknown request%s", "");
 		}
 	}
-	/* the child ended (or broke the socket): nothing may outlive it */
-	while (p->boxes != NULL) {
-		struct priv_box *b = p->boxes;
+}
 
-		p->boxes = b->next;
-		box_free(b, NULL);
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct priv *p = arg;
+	int status;
+
+	(void)what;
+	if (sig != SIGCHLD) {
+		/* the child drains and ends; its end ends us */
+		kill(p->child, (int)sig);
+		return;
 	}
+	for (int i = 0; i < PRIV_REAP_MAX; i++)
+		if (p->reap[i] > 0 && waitpid(p->reap[i], &status, WNOHANG) == p->reap[i])
+			p->reap[i] = 0;
+	if (!p->child_gone && waitpid(p->child, &p->child_status, WNOHANG) == p->child) {
+		p->child_gone = true;
+		event_base_loopbreak(p->base);
+	}
+}
+
+/* The parent's whole life after the split. Returns the exit code. */
+static int priv_serve(struct priv *p)
+{
+	static const int sigs[4] = {SIGTERM, SIGINT, SIGCHLD, SIGPIPE};
+	int status = 0;
+
+	LIST_INIT(&p->boxes);
+	TAILQ_INIT(&p->out);
+	signal(SIGPIPE, SIG_IGN);
+	/* cgroups made ahead: a cold start does not wait for their mkdir */
+	if (sw_sandbox_bwrap_spares(p->be, PRIV_CG_SPARES) != 0)
+		sw_log(SW_LOG_WARN, "privileged part: no cgroups made ahead", NULL);
+	if ((p->base = event_base_new()) == NULL ||
+	    fcntl(p->sock, F_SETFL, fcntl(p->sock, F_GETFL) | O_NONBLOCK) != 0 ||
+	    (p->rd = event_new(p->base, p->sock, EV_READ | EV_PERSIST, on_request, p)) == NULL ||
+	    (p->wr = event_new(p->base, p->sock, EV_WRITE, on_writable, p)) == NULL ||
+	    event_add(p->rd, NULL) != 0) {
+		sw_log(SW_LOG_ERROR, "privileged part: cannot set up its loop", NULL);
+		p->rc = 1;
+	}
+	p->reading = true;
+	for (int i = 0; i < 3 && p->rc == 0; i++)
+		if ((p->sigs[i] = evsignal_new(p->base, sigs[i], on_signal, p)) == NULL ||
+		    event_add(p->sigs[i], NULL) != 0)
+			p->rc = 1;
+	if (p->rc == 0)
+		event_base_dispatch(p->base);
+	/* the child ended (or broke the socket): nothing may outlive it */
+	while (!LIST_EMPTY(&p->boxes))
+		box_free(LIST_FIRST(&p->boxes), NULL);
+	sbd_pm_outq_free(&p->out);
+	if (p->rd != NULL)
+		event_free(p->rd);
+	if (p->wr != NULL)
+		event_free(p->wr);
+	p->rd = p->wr = NULL;
 	close(p->sock);
-	kill(p->child, SIGKILL);
-	while (waitpid(p->child, &status, 0) < 0 && errno == EINTR)
-		;
-	if (rc == 0)
-		rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	/* the child closes its end as it stops: give it PRIV_CHILD_WAIT_MS to
+	 * finish, then no more */
+	for (int64_t t0 = sw_mono_ms(); !p->child_gone;) {
+		if (waitpid(p->child, &p->child_status, WNOHANG) == p->child) {
+			p->child_gone = true;
+		} else if (sw_mono_ms() - t0 >= PRIV_CHILD_WAIT_MS) {
+			kill(p->child, SIGKILL);
+			while (waitpid(p->child, &p->child_status, 0) < 0 && errno == EINTR)
+				;
+			p->child_gone = true;
+		} else {
+			usleep(5000);
+		}
+	}
+	status = p->child_status;
+	for (int i = 0; i < PRIV_REAP_MAX; i++)
+		if (p->reap[i] > 0)
+			while (waitpid(p->reap[i], NULL, 0) < 0 && errno == EINTR)
+				;
+	if (p->rc == 0)
+		p->rc = WIFEXITED(status) ? WEXITSTATUS(status) : 1;
+	for (int i = 0; i < 4; i++)
+		if (p->sigs[i] != NULL)
+			event_free(p->sigs[i]);
+	if (p->rd != NULL)
+		event_free(p->rd);
+	if (p->wr != NULL)
+		event_free(p->wr);
+	if (p->base != NULL)
+		event_base_free(p->base);
 	while (p->variants != NULL) {
 		struct priv_variant *pv = p->variants;
 
@@ -560,7 +760,7 @@ static int priv_serve(struct priv *p)
 	}
 	sw_sandbox_backend_free(p->be);
 	nftw(p->cfg->state_dir, rm_one, 16, FTW_DEPTH | FTW_PHYS);
-	return rc;
+	return p->rc;
 }
 
 /* "name", "uid" or "uid:gid" -> ids. 0 or -1. */
@@ -688,102 +888,3 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 	return 0;
 }
 
-/* ---- the unprivileged side (the pool thread) --------------------------------- */
-
-static uint32_t next_id;
-
-/* Send req, wait for the reply carrying its id (the pool thread is the
- * only caller). 0 with *reply and fds, or -1 with err (an ERROR reply's
- * text, or why the exchange failed). */
-static int call(int sock, struct sbd_pm *req, struct sbd_pm *reply, uint16_t want, int fds[2],
-		char *err, size_t errlen)
-{
-	int n;
-
-	fds[0] = fds[1] = -1;
-	req->id = ++next_id;
-	if (send_pm(sock, req, NULL, 0) != 0) {
-		snprintf(err, errlen, "privileged part: cannot send: %s", strerror(errno));
-		return -1;
-	}
-	while ((n = recv_pm(sock, reply, fds, err, errlen)) < 0 && errno == EINTR)
-		;
-	if (n <= 0) {
-		if (n == 0)
-			snprintf(err, errlen, "privileged part: gone");
-		else if (errno != EBADMSG)
-			snprintf(err, errlen, "privileged part: %s", strerror(errno));
-		return -1;
-	}
-	if (reply->id != req->id || (reply->type != want && reply->type != SBD_PM_ERROR)) {
-		snprintf(err, errlen, "privileged part: reply %u (type %u) to request %u",
-			 (unsigned)reply->id, (unsigned)reply->type, (unsigned)req->id);
-		goto bad;
-	}
-	if (reply->type == SBD_PM_ERROR) {
-		snprintf(err, errlen, "%s",
-			 reply->u.error.text[0] ? reply->u.error.text : "privileged part: refused");
-		goto bad;
-	}
-	return 0;
-bad:
-	for (int i = 0; i < 2; i++)
-		if (fds[i] >= 0)
-			close(fds[i]), fds[i] = -1;
-	return -1;
-}
-
-int sbd_priv_create(int sock, const char *variant, enum sw_sandbox_net net,
-		    const struct sw_sandbox_limits *limits, struct sbd_priv_sandbox *out,
-		    char *err, size_t errlen)
-{
-	struct sbd_pm req = {.type = SBD_PM_CREATE, .u.create.net = (uint8_t)net}, reply;
-	int fds[2];
-
-	memset(out, 0, sizeof(*out));
-	out->ctl_fd = out->egress_fd = -1;
-	if (strlen(variant) > SBD_PM_VARIANT_MAX) {
-		snprintf(err, errlen, "variant name over %d bytes", SBD_PM_VARIANT_MAX);
-		return -1;
-	}
-	snprintf(req.u.create.variant, sizeof(req.u.create.variant), "%s", variant);
-	for (int i = 0; i < SBD_PM_LIMITS && limits != NULL; i++)
-		req.u.create.limits[i] = limit_get(limits, i);
-	if (call(sock, &req, &reply, SBD_PM_CREATED, fds, err, errlen) != 0)
-		return -1;
-	if (fds[0] < 0 || (net == SW_SANDBOX_NET_EGRESS_ONLY) != (fds[1] >= 0) ||
-	    reply.u.created.handle == 0) {
-		snprintf(err, errlen, "privileged part: bad create reply");
-		for (int i = 0; i < 2; i++)
-			if (fds[i] >= 0)
-				close(fds[i]);
-		return -1;
-	}
-	for (int i = 0; i < SBD_PM_LIMITS; i++)
-		limit_set(&out->limits, i, reply.u.created.limits[i]);
-	out->handle = reply.u.created.handle;
-	out->start_us = (int64_t)reply.u.created.start_us;
-	out->pid = (pid_t)reply.u.created.pid;
-	out->ctl_fd = fds[0];
-	out->egress_fd = fds[1];
-	return 0;
-}
-
-int sbd_priv_destroy(int sock, uint64_t handle, struct sw_sandbox_usage *final, char *err,
-		     size_t errlen)
-{
-	struct sbd_pm req = {.type = SBD_PM_DESTROY, .u.destroy.handle = handle}, reply;
-	int fds[2];
-
-	memset(final, 0, sizeof(*final));
-	if (call(sock, &req, &reply, SBD_PM_DESTROYED, fds, err, errlen) != 0)
-		return -1;
-	final->utime_us = (int64_t)reply.u.destroyed.utime_us;
-	final->stime_us = (int64_t)reply.u.destroyed.stime_us;
-	final->maxrss_kb = (int64_t)reply.u.destroyed.maxrss_kb;
-	final->oom_killed = reply.u.destroyed.oom_killed;
-	for (int i = 0; i < 2; i++)
-		if (fds[i] >= 0)
-			close(fds[i]);
-	return 0;
-}

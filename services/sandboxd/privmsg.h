@@ -80,4 +80,42 @@ size_t sbd_pm_encode(const struct sbd_pm *m, uint8_t *buf, size_t buflen);
  * unspecified). Strings come out NUL-terminated. */
 int sbd_pm_decode(const uint8_t *p, size_t n, struct sbd_pm *m, char *err, size_t errlen);
 
+/*
+ * privwire.c: the messages on the socket, for both parts. Sockets are
+ * non-blocking; nothing here waits.
+ */
+#include <sys/queue.h>
+#include <sys/types.h>
+
+/* One encoded message (and the fds it carries, owned) not sent yet. */
+struct sbd_pm_out {
+	TAILQ_ENTRY(sbd_pm_out) entry;
+	size_t len;
+	int nfds;
+	int fds[2];
+	uint8_t buf[SBD_PM_MAX];
+};
+TAILQ_HEAD(sbd_pm_outq, sbd_pm_out);
+
+/* Queue m with nfds fds (taken: closed once sent or dropped). 0, or -1
+ * (m does not encode, or out of memory; the fds are closed then). */
+int sbd_pm_queue(struct sbd_pm_outq *q, const struct sbd_pm *m, const int *fds, int nfds);
+/* Send what the socket takes now. 0 (the queue is empty, or the rest must
+ * wait for the socket to be writable: check TAILQ_EMPTY), or -1 with errno
+ * (the peer is gone). */
+int sbd_pm_flush(int sock, struct sbd_pm_outq *q);
+void sbd_pm_outq_free(struct sbd_pm_outq *q);
+/*
+ * Receive one datagram into buf (cap bytes), with up to 2 fds into fds[]
+ * (-1 when absent). Its length, 0 at EOF, -1 with errno (EAGAIN: nothing
+ * now; EBADMSG: a truncated datagram or one with more than 2 fds, whose
+ * fds are closed). flags: MSG_DONTWAIT or 0.
+ */
+ssize_t sbd_pm_recv_raw(int sock, uint8_t *buf, size_t cap, int fds[2], int flags);
+/* One message: 1, 0 at EOF, -1 (errno; EBADMSG with err for a message
+ * sbd_pm_decode refused, m->id then its header's id or 0). */
+int sbd_pm_recv(int sock, struct sbd_pm *m, int fds[2], int flags, char *err, size_t errlen);
+/* One datagram with fds, at once (for a reply that must not wait). */
+int sbd_pm_send_raw(int sock, const void *buf, size_t len, const int *fds, int nfds);
+
 #endif

@@ -2,8 +2,9 @@
  * sagewai-sandboxd: runs the sandboxed steps of workflow runs on one sandbox
  * host (docs/SANDBOX.md, "sandboxd"). Two processes (priv.c): a privileged
  * part that only creates and destroys sandboxes, and the service part
- * described here — one libevent loop that never blocks, plus the pool
- * thread that asks the privileged part to start and destroy sandboxes.
+ * described here — one libevent loop that never blocks; it asks the
+ * privileged part to start and destroy sandboxes without waiting for the
+ * answers (many in flight, privclient.c).
  *
  * Flow of one step.dispatched message of mode sandboxed: the mechanics
  * are sw_executor's (libs/executor: offsets, duplicates, other modes left
@@ -14,9 +15,8 @@
  *   exec.c      preflight: spec checks (run, env, variant, network, limits,
  *               output_max); in a slot, an acquire from the pool
  *   pool.c      a warm sandbox of (variant, network) when one is ready (a
- *               replacement starts in the background), else a cold start on
- *               the pool thread; either way the loop gets the sandbox back
- *               through the pool's sw_handoff (pool_cb)
+ *               replacement is asked for at once), else a cold start of its
+ *               own, whose answer comes back on the loop (cold_started)
  *   exec.c      the command runs: the control socket is driven on the loop
  *               with the non-blocking sw_sandbox_* calls; output is captured
  *               (capped) and streamed as sandbox.output events (capped); the
@@ -31,14 +31,15 @@
  *               and home from a per-agent table, prepared before the seal;
  *               after the agent, the workspace snapshot (one more exec), the
  *               sandbox destroyed, the artifact delivered (artifact.h)
- *   pool.c      the sandbox goes back to the pool thread, which destroys it
- *               (never reused) and reports its final usage -> sandbox.released
+ *   pool.c      the sandbox's socket is closed and the privileged part asked
+ *               to destroy it (never reused); its answer carries the final
+ *               usage -> sandbox.released
  *
- * Threads: the loop thread owns jobs, the bus, the store and the sandboxes
- * while they are handed out; the pool thread owns the backend and the
- * sandboxes being created, waiting warm, or destroyed. They share only
- * struct sbd_pool under pool->h.mu (sw_handoff). bwrap's --die-with-parent follows the
- * thread that forked it, so the pool thread lives as long as the process.
+ * Threads: the loop thread owns jobs, the bus, the store, the pool and
+ * every sandbox handle; the sandboxes themselves are the privileged part's
+ * (its one loop forks every bwrap, so --die-with-parent ties them to a
+ * thread that lives as long as that process). The artifact workers are
+ * the only other threads (artifact.c).
  */
 #ifndef SANDBOXD_H
 #define SANDBOXD_H
@@ -86,22 +87,23 @@ struct sw_executor_report;
 struct sbd_job;
 
 /*
- * One sandbox as it travels between the threads. Fields above the line are
- * set by whoever made the request and read-only afterwards; below it, the
- * thread that holds the slot writes.
+ * One sandbox of this host, from the create request to the destroy's
+ * answer (all on the loop). Fields above the line are set by whoever made
+ * the request; below it, by the answers and the job holding it.
  */
 struct sbd_slot {
-	TAILQ_ENTRY(sbd_slot) entry; /* one pool queue at a time */
+	TAILQ_ENTRY(sbd_slot) entry; /* a warm pool's ready list, or pool.inflight */
 	char id[SW_UUID_STRLEN];     /* sandbox id */
 	struct sbd_warm *warm;	     /* the warm pool it belongs to (request key) */
 	struct sw_sandbox_limits limits; /* cold start: the job's limits */
 	struct sbd_job *job;	     /* cold start: the requester (NULL: abandoned) */
+	struct sbd_env *env;
+	int64_t t0_ns; /* when its create was asked for */
 	/* ---- */
 	struct sw_sandbox *sb;	 /* NULL when the start failed */
 	uint64_t handle;	 /* the privileged part's name for it, 0: none */
 	int egress_fd;		 /* egress_only: its proxy's listener until used, else -1 */
-	struct sbd_egress *egress; /* the proxy while handed out (loop only) */
-	struct sbd_env *env;	   /* set with egress */
+	struct sbd_egress *egress; /* the proxy while handed out */
 	const struct sw_redact *red; /* the step's injected values, while it holds it (loop) */
 	int64_t start_us;	 /* how long the start took */
 	bool from_warm;		 /* handed out of a warm pool */
@@ -119,7 +121,7 @@ struct sbd_slot {
 };
 TAILQ_HEAD(sbd_slotq, sbd_slot);
 
-/* The warm pool of one (variant, network). Under pool->h.mu. */
+/* The warm pool of one (variant, network). */
 struct sbd_warm {
 	LIST_ENTRY(sbd_warm) entry;
 	char variant[64];
@@ -135,18 +137,15 @@ struct sbd_warm {
 };
 
 struct sbd_pool {
-	struct sw_handoff h; /* the pool thread, mu, cv and the loop's wake-up */
-	int priv_fd;	     /* to the privileged part; the pool thread only */
+	struct sbd_priv_client *cl; /* requests to the privileged part */
+	int priv_fd;		    /* its socket until the client takes it */
 	char variants_dir[512];
 	struct sw_sandbox_variant **catalogue; /* read once, before the split */
 	size_t ncatalogue;
 	size_t warm_target;
 	LIST_HEAD(, sbd_warm) warms;
-	struct sbd_slotq cold;	  /* loop -> thread: start these */
-	struct sbd_slotq started; /* thread -> loop: cold starts done */
-	struct sbd_slotq doomed;  /* loop -> thread: destroy these */
-	struct sbd_slotq gone;	  /* thread -> loop: destroyed */
-	int fail_streak;	  /* warm starts failing in a row */
+	struct sbd_slotq inflight; /* waiting for a create's or a destroy's answer */
+	int stopping;
 };
 
 /* Where an active job (SW_EXECUTOR_ACTIVE) is. */
@@ -349,11 +348,12 @@ void sbd_exec_rearm(struct sbd_job *j);
 void sbd_exec_drop_sandbox(struct sbd_job *j);
 
 /* pool.c */
-/* The pool thread (sw_handoff) speaking to the privileged part over
- * pool.priv_fd. 0, or -1 with errstr. */
+/* The client of the privileged part on pool.priv_fd, on the loop. 0, or
+ * -1 with errstr. */
 int sbd_pool_start(struct sbd_env *env, char *errstr, size_t errlen);
-/* Stop the thread after destroying every sandbox it holds, then free the
- * pools and the catalogue. Idempotent; copes with a pool never started. */
+/* Close the privileged part's socket (it then destroys every sandbox and
+ * exits), free the pools, the slots waiting for answers and the
+ * catalogue. Idempotent; copes with a pool never started. */
 void sbd_pool_stop(struct sbd_env *env);
 /* Read the whole variant catalogue (before the split: the service part
  * never reads it again). 0, or -1 with errstr (a bad variant file). */
@@ -366,7 +366,7 @@ struct sbd_warm *sbd_pool_warm(struct sbd_env *env, const char *variant, enum sw
  * was queued (sbd_exec_acquired follows) or could not be queued (errstr
  * filled, *queued 0). */
 struct sbd_slot *sbd_pool_acquire(struct sbd_job *j, int *queued, char *errstr, size_t errlen);
-/* Hand a slot back: its sandbox is destroyed on the pool thread and, if it
+/* Hand a slot back: its sandbox is destroyed by the privileged part and, if it
  * served a run (slot->h.run_id set), sandbox.released follows. */
 void sbd_pool_release(struct sbd_env *env, struct sbd_slot *slot);
 /* A job gives up a cold start it is waiting for. */
@@ -465,7 +465,7 @@ void sbd_emit(struct sbd_env *env, const char *type, const struct sw_event_heade
 	      json_t *fields);
 
 /* priv.c: the privileged part (creates and destroys sandboxes, nothing
- * else) and the calls the pool thread makes to it. */
+ * else); privclient.c: the service part's end of its socket. */
 struct sbd_priv_config {
 	char runner[1024];	 /* sagewai-toolrunner */
 	char bwrap[1024];	 /* bubblewrap */
@@ -495,7 +495,31 @@ struct sbd_priv_sandbox {
  * socket in *sock. -1 with err when the split failed (nothing forked, or
  * the child could not drop privileges). Call before any thread exists. */
 int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size_t errlen);
-/* Blocking round trips; the pool thread only. */
+
+/* privclient.c: requests to the privileged part from the service's loop,
+ * many in flight, each answered through its callback on the loop. */
+struct sbd_priv_result {
+	const char *err;		 /* NULL: done; else why not */
+	struct sbd_priv_sandbox created; /* a create's: its fds are the callback's */
+	struct sw_sandbox_usage final;	 /* a destroy's: the whole sandbox's usage */
+};
+typedef void (*sbd_priv_cb)(void *arg, struct sbd_priv_result *r);
+struct sbd_priv_client;
+/* Takes sock (even on failure). NULL with errstr. */
+struct sbd_priv_client *sbd_priv_client_new(struct event_base *base, int sock, char *errstr,
+					    size_t errlen);
+/* Closes the socket (the privileged part then destroys every sandbox and
+ * exits); no callback runs any more. NULL is fine. */
+void sbd_priv_client_free(struct sbd_priv_client *cl);
+/* Send a request; cb runs once, later, on the loop (never from inside
+ * this call). 0, or -1 with err (the socket is gone: cb never runs). */
+int sbd_priv_client_create(struct sbd_priv_client *cl, const char *variant,
+			   enum sw_sandbox_net net, const struct sw_sandbox_limits *limits,
+			   sbd_priv_cb cb, void *arg, char *err, size_t errlen);
+int sbd_priv_client_destroy(struct sbd_priv_client *cl, uint64_t handle, sbd_priv_cb cb,
+			    void *arg, char *err, size_t errlen);
+size_t sbd_priv_client_pending(const struct sbd_priv_client *cl);
+/* Blocking round trips on a socket no client drives (tests). */
 int sbd_priv_create(int sock, const char *variant, enum sw_sandbox_net net,
 		    const struct sw_sandbox_limits *limits, struct sbd_priv_sandbox *out,
 		    char *err, size_t errlen);

@@ -1,7 +1,7 @@
 /*
  * serve.c: sandboxd's roles on the frame (libs/service), once config.c
  * has split off the privileged part: the egress proxies' resolver, the
- * pool thread, the results store, the executor and its Kafka clients, and
+ * pool (the privileged part's client), the results store, the executor and its Kafka clients, and
  * /healthz (the store is connected). A shutdown signal drains through the
  * executor: no more messages, running steps get SBD_DRAIN_S seconds.
  */
@@ -191,7 +191,7 @@ void sbd_stop(struct sw_service *svc, void *arg)
 	env->art = NULL;
 	sw_executor_destroy(env->ex); /* hands every held sandbox back to the pool */
 	env->ex = NULL;
-	sbd_pool_stop(env); /* destroys them all, then joins */
+	sbd_pool_stop(env); /* the privileged part destroys them all */
 	if (env->dns != NULL)
 		evdns_base_free(env->dns, 1); /* runs pending cancel callbacks */
 	env->dns = NULL;

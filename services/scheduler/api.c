@@ -61,6 +61,7 @@ struct api_req {
 	/* a re-run (sagewai replay run; docs/AUDIT.md "Re-run") */
 	char replay_of[SW_UUID_STRLEN]; /* "" for any other submit */
 	json_t *replay;			/* its "steps": name -> entry (checked shapes) */
+	json_t *original; /* the original's steps.identity: name -> JSON text (our store) */
 };
 
 int sched_uuid_valid(const char *s)
@@ -75,6 +76,7 @@ static void api_req_free(struct api_req *a)
 	json_decref(a->input);
 	json_decref(a->warnings);
 	json_decref(a->replay);
+	json_decref(a->original);
 	free(a->text);
 	free(a);
 }
@@ -343,10 +345,12 @@ static void pin_str(json_t *k, char *out, size_t n)
 }
 
 /* A re-run: 1 (why says which key) when the keys identity resolved now for
- * an identity-bearing step are not those the original run was given (its
- * step.dispatched.identity, sent as the step's replay entry "identity"):
- * another secret or version (the original revoked or rotated since), a
- * key more or less. 0 when every step's keys are the original's. Only the
+ * an identity-bearing step are not those the original run was given (the
+ * keys this scheduler stored for that step of the original, a->original;
+ * the same as its step.dispatched.identity): a key more or less, a plain
+ * knob's value, another secret or version (identity was asked for the
+ * original's versions and refuses one revoked or gone, so this is a
+ * backstop). 0 when every step's keys are the original's. Only the
  * identity-bearing steps of wf (the version that runs) are compared. */
 static int replay_pins_differ(struct api_req *a, const struct sw_workflow *wf, json_t *steps,
 			      char *why, size_t whylen)
@@ -354,8 +358,8 @@ static int replay_pins_differ(struct api_req *a, const struct sw_workflow *wf, j
 	const char *name;
 	json_t *entry;
 
-	json_object_foreach(a->replay, name, entry) {
-		const char *was = json_string_value(json_object_get(entry, "identity"));
+	json_object_foreach(a->original, name, entry) {
+		const char *was = json_string_value(entry);
 		const char *now = json_string_value(json_object_get(steps, name));
 		json_t *wa, *na, *k, *m;
 		size_t i, j;
@@ -490,6 +494,13 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 		sw_http_reply_error(a->req, 404, "not_found", "no run %s to re-run", a->replay_of);
 		goto out;
 	}
+	if (a->replay_of[0] != '\0' &&
+	    (a->original = PQgetisnull(res, 0, 3) ? json_object()
+						  : json_loads(PQgetvalue(res, 0, 3), 0, NULL)) ==
+		    NULL) {
+		sw_http_reply_error(a->req, 500, "internal", "the original's steps unreadable");
+		goto out;
+	}
 	/* network: full is the host's own network: offered only where the
 	 * operator lists it (never by default to tenants), refused here, at
 	 * submit, rather than left to sandboxd's configuration */
@@ -536,7 +547,7 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 			goto out;
 		}
 		if (sched_identity_resolve(env, a->tenant, a->user, a->run_id, wf, a->input,
-					   identity_done, a, &status, code, sizeof(code), why,
+					   a->original, identity_done, a, &status, code, sizeof(code), why,
 					   sizeof(why)) == -1) {
 			sw_http_reply_error(a->req, status, code, "%s", why);
 			goto out;
@@ -716,7 +727,10 @@ static void run_post(struct api_req *a)
 	/* a re-run's original must be a run of the same tenant */
 	if (sw_store_query(a->env->store,
 			   "SELECT def::text, version, $4::uuid IS NULL OR EXISTS (SELECT 1 FROM"
-			   " runs r WHERE r.id = $4::uuid AND r.tenant = $1)"
+			   " runs r WHERE r.id = $4::uuid AND r.tenant = $1),"
+			   " (SELECT json_object_agg(s.name, s.identity) FROM steps s JOIN runs r"
+			   "  ON r.id = s.run_id WHERE s.run_id = $4::uuid AND r.tenant = $1"
+			   "  AND s.identity IS NOT NULL)::text"
 			   " FROM workflows WHERE tenant = $1 AND name = $2"
 			   " AND ($3::int IS NULL OR version = $3::int)"
 			   " ORDER BY version DESC LIMIT 1",

@@ -13,6 +13,10 @@
  * more (creds.h), at most SCHED_ID_MACS_MAX distinct ones, each with the
  * field path where it was first found. A run with more is refused (413)
  * rather than checked in part. The values never leave the process.
+ * A re-run (docs/AUDIT.md "Re-run") adds pins: the secret keys (key,
+ * secret, version, MAC) this scheduler stored for the original run's
+ * steps -- never what the client sent -- so identity gives each the
+ * original's version, or refuses (revoked, version_gone, not_allowed).
  *
  * The answer, identity.resolved with the same request id, is read by a
  * tail reader (sw_bus_tail_new: every partition of sagewai.identity.replies
@@ -29,13 +33,14 @@
  * delivery answers 503 at once.
  *
  * An answer not ok refuses the submit with the code it names (revoked 409,
- * missing 422, not_allowed 403, credential_in_input 422,
+ * version_gone 409, missing 422, not_allowed 403, credential_in_input 422,
  * backend_unavailable 503, bad_request 400; anything else 503
  * identity_unavailable) and its error as the message. An ok answer gives
  * each identity-bearing step its keys: the JSON text of the ResolvedKey
  * records as decoded (bytes as lowercase hex), which runs.c stores with
  * the step and apply.c puts in each of its step.dispatched.
  */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sodium.h>
@@ -168,14 +173,50 @@ static int cand_string(const char *field, const char *s, size_t len, int is_key,
 	return sched_creds_tokens(s, len, cand_token, c);
 }
 
+/* A re-run: the secret keys of one step of the original (the JSON text
+ * the scheduler stored for it, read from our own store) appended to pins
+ * as {step, env, secret, version, mac}. A text that is not the stored
+ * shape pins nothing (identity then gives the latest and replay_pins_differ
+ * refuses the re-run). -1 when out of memory. */
+static int original_pins(json_t *text, const char *step, json_t *pins)
+{
+	json_t *keys, *k;
+	size_t i;
+	int rc = 0;
+
+	if (!json_is_string(text) || (keys = json_loads(json_string_value(text), 0, NULL)) == NULL)
+		return 0;
+	json_array_foreach(keys, i, k) {
+		json_t *v = json_object_get(k, "version");
+		const char *kind = json_string_value(json_object_get(k, "kind"));
+		const char *env = json_string_value(json_object_get(k, "env"));
+		const char *secret = json_string_value(json_object_get(k, "secret"));
+		const char *mac = json_string_value(json_object_get(k, "mac"));
+
+		if (kind == NULL || strcmp(kind, "secret") != 0 || env == NULL || secret == NULL ||
+		    !json_is_integer(v) || json_integer_value(v) < 1 ||
+		    json_integer_value(v) > INT32_MAX)
+			continue;
+		if (json_array_append_new(pins, json_pack("{s:s, s:s, s:s, s:O, s:s}", "step",
+							  step, "env", env, "secret", secret,
+							  "version", v, "mac",
+							  mac != NULL ? mac : "")) == -1) {
+			rc = -1;
+			break;
+		}
+	}
+	json_decref(keys);
+	return rc;
+}
+
 /* identity.resolve_requested's fields for run run_id (new reference), the
  * step names asked for into *names; NULL with status and reason. */
 static json_t *request_fields(struct sched_env *env, const char *request_id, const char *user,
-			      const struct sw_workflow *wf, json_t *input, json_t **names,
-			      int *status, char *message, size_t msglen)
+			      const struct sw_workflow *wf, json_t *input, json_t *original,
+			      json_t **names, int *status, char *message, size_t msglen)
 {
 	struct cands c;
-	json_t *steps = json_array(), *f = NULL;
+	json_t *steps = json_array(), *pins = json_array(), *f = NULL;
 	size_t i;
 
 	memset(&c, 0, sizeof(c));
@@ -184,7 +225,7 @@ static json_t *request_fields(struct sched_env *env, const char *request_id, con
 	c.set = calloc(c.cap, 32);
 	c.macs = json_array();
 	*names = json_array();
-	if (steps == NULL || c.set == NULL || c.macs == NULL || *names == NULL)
+	if (steps == NULL || pins == NULL || c.set == NULL || c.macs == NULL || *names == NULL)
 		goto oom;
 	for (i = 0; i < wf->nsteps; i++) {
 		const struct sw_step *st = &wf->steps[i];
@@ -198,7 +239,8 @@ static json_t *request_fields(struct sched_env *env, const char *request_id, con
 							   sw_mode_name(st->mode), "agent",
 							   agent ? agent : "", "profile",
 							   profile ? profile : "")) == -1 ||
-		    json_array_append_new(*names, json_string(st->name)) == -1)
+		    json_array_append_new(*names, json_string(st->name)) == -1 ||
+		    original_pins(json_object_get(original, st->name), st->name, pins) == -1)
 			goto oom;
 	}
 	sched_creds_walk(input, wf, cand_string, &c);
@@ -212,10 +254,10 @@ static json_t *request_fields(struct sched_env *env, const char *request_id, con
 			 SCHED_ID_MACS_MAX);
 		goto fail;
 	}
-	f = json_pack("{s:s, s:s, s:i, s:s, s:o, s:o}", "request_id", request_id, "workflow",
-		      wf->name, "workflow_version", wf->version, "user", user, "steps", steps,
-		      "input_macs", c.macs);
-	steps = c.macs = NULL;
+	f = json_pack("{s:s, s:s, s:i, s:s, s:o, s:o, s:o}", "request_id", request_id,
+		      "workflow", wf->name, "workflow_version", wf->version, "user", user, "steps",
+		      steps, "input_macs", c.macs, "pins", pins);
+	steps = c.macs = pins = NULL;
 	if (f == NULL)
 		goto oom;
 	sodium_memzero(c.set, c.cap * 32);
@@ -230,6 +272,7 @@ fail:
 	free(c.set);
 	json_decref(c.macs);
 	json_decref(steps);
+	json_decref(pins);
 	json_decref(*names);
 	*names = NULL;
 	return NULL;
@@ -252,7 +295,7 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 
 int sched_identity_resolve(struct sched_env *env, const char *tenant, const char *user,
 			   const char *run_id, const struct sw_workflow *wf, json_t *input,
-			   sched_identity_cb done, void *opaque, int *status, char *code,
+			   json_t *original, sched_identity_cb done, void *opaque, int *status, char *code,
 			   size_t codelen, char *message, size_t msglen)
 {
 	struct sched_idreq *r = NULL;
@@ -279,8 +322,8 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 	r->opaque = opaque;
 	sw_uuid_v7_str(r->request_id);
 	snprintf(r->run_id, sizeof(r->run_id), "%s", run_id);
-	fields = request_fields(env, r->request_id, user, wf, input, &names, status, message,
-				msglen);
+	fields = request_fields(env, r->request_id, user, wf, input, original, &names, status,
+				message, msglen);
 	if (fields == NULL) {
 		if (*status == 413)
 			snprintf(code, codelen, "too_large");
@@ -360,6 +403,7 @@ static int refusal_status(const char *code)
 	} map[] = {
 		{"revoked", 409},	 {"missing", 422},	       {"not_allowed", 403},
 		{"credential_in_input", 422}, {"backend_unavailable", 503}, {"bad_request", 400},
+		{"version_gone", 409},
 	};
 	size_t i;
 

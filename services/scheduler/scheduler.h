@@ -587,14 +587,18 @@ typedef void (*sched_identity_cb)(struct sched_env *env, int status, const char 
 /* Read sagewai.identity.replies from its end (SAGEWAI_IDENTITY=1 only). */
 int sched_identity_start(struct sched_env *env, char *errstr, size_t errlen);
 /* Ask sagewai-identity to resolve run run_id of wf (borrowed for the
- * call) with input for tenant and user; done is called exactly once, from
+ * call) with input for tenant and user; a re-run's original (borrowed, NULL
+ * for any other submit: step name -> the JSON text of the keys the
+ * scheduler stored for that step of the original run) has each secret key of
+ * wf's identity-bearing steps pinned to the original's version (identity
+ * refuses a version revoked or gone since). done is called exactly once, from
  * the loop, never from within this call: with the answer, or 503
  * identity_unavailable after SAGEWAI_IDENTITY_TIMEOUT_MS. -1 (done never
  * called) with status/code/message filled when the request cannot be sent
  * (too many strings to check: 413; the producer refused: 503). */
 int sched_identity_resolve(struct sched_env *env, const char *tenant, const char *user,
 			   const char *run_id, const struct sw_workflow *wf, json_t *input,
-			   sched_identity_cb done, void *opaque, int *status, char *code,
+			   json_t *original, sched_identity_cb done, void *opaque, int *status, char *code,
 			   size_t codelen, char *message, size_t msglen);
 void sched_identity_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
 /* Resolutions waiting. */

@@ -216,6 +216,8 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 		j->replay = v;
 		j->kind = KIND_REPLAY;
 	}
+	/* a template's value and a recorded answer act on nothing outside */
+	x->no_effect = j->kind == KIND_TEMPLATE || j->kind == KIND_REPLAY;
 	sw_executor_admit(x);
 }
 
@@ -361,9 +363,10 @@ int worker_exec_connect(struct worker_env *env, char *errstr, size_t errlen)
 	static const char *const topics[] = {SW_TOPIC_STEPS, SW_TOPIC_RUNS, NULL};
 	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
 				 "partition.assignment.strategy=range"};
-	const char *pextra[2] = {NULL, NULL};
+	const char *pextra[34] = {NULL};
 	char *const *envp = sw_service_environ(env->svc);
-	char tuning[SW_CONFIG_STR], msgmax[64];
+	char tuning[SW_CONFIG_STR], ptuning[SW_CONFIG_STR], msgmax[64];
+	size_t np = 0;
 
 	env->group = env->cfg->group_id[0] ? env->cfg->group_id : WORKER_DEFAULT_GROUP;
 	/* operator tuning: SAGEWAI_KAFKA_CONSUMER_CONFIG="name=value,name=value" */
@@ -373,8 +376,13 @@ int worker_exec_connect(struct worker_env *env, char *errstr, size_t errlen)
 		return -1;
 	if (sw_config_env(envp, "SAGEWAI_KAFKA_MESSAGE_MAX") != NULL) {
 		snprintf(msgmax, sizeof(msgmax), "message.max.bytes=%zu", env->bus_max);
-		pextra[0] = msgmax;
+		pextra[np++] = msgmax;
 	}
+	/* and SAGEWAI_KAFKA_PRODUCER_CONFIG, as the scheduler takes it */
+	if (sw_config_list(envp, "SAGEWAI_KAFKA_PRODUCER_CONFIG", pextra, np,
+			   sizeof(pextra) / sizeof(pextra[0]), ptuning, sizeof(ptuning), errstr,
+			   errlen) == -1)
+		return -1;
 	if (sw_executor_connect(env->ex, env->cfg->kafka_bootstrap, env->group, topics, pextra,
 				extra, errstr, errlen) == -1)
 		return -1;

@@ -25,6 +25,7 @@
  *                               "ADDR[/BITS][:PORT],[V6ADDR[/BITS]]:PORT,..."
  *                               (sw_addr.h); empty: public addresses only
  *   SAGEWAI_KAFKA_CONSUMER_CONFIG  "name=value,..." librdkafka tuning
+ *   SAGEWAI_KAFKA_PRODUCER_CONFIG  the same for the producer
  *   SAGEWAI_INSTANCE_ID         this instance's group.instance.id (static group
  *                               membership: a restart gets its partitions back at
  *                               once); stable across restarts, unique in the group;

@@ -4,6 +4,8 @@
 # profiles, against writes and against the cascade; no key; forged seal
 # requests produced straight onto sagewai.identity (an unlisted host key; a
 # listed one for what was never resolved, or for another tenant's secret);
+# a re-run's pins reaching for another tenant's secret, a key the step is
+# not given or a version it lacks;
 # a secret value in a URL; an oversized body; path traversal in names; a
 # profile binding another tenant's (or the system's) secret; and a hostile
 # step inside an identity sandbox reaching for sandboxd's and identity's
@@ -169,6 +171,58 @@ assert r.get("ok") is False or "error" in r, r' "$out" || {
 	! grep -qE 'gx_token|GX_TOKEN' <<<"$out" || { echo "globex's keys named: $out" >&2; return 1; }
 }
 attempt cross-resolve "resolve with globex's profile name using acme's key" cross_resolve
+
+# a re-run's pins (identity.resolve_requested.pins; the same check through
+# the HTTP preview): a pin names a key, a secret and a version, and must
+# never widen what the step's cascade gives
+resolve_pinned() { # PINS-JSON: acme's step with profile acp, pinned
+	curl -s -m 10 -X POST "$idu/v1/identity/resolve" "${A[@]}" -H 'Content-Type: application/json' \
+		-d "{\"workflow\": \"wf\", \"steps\": [{\"step\": \"s\", \"mode\": \"identity_scoped\", \"profile\": \"acp\"}], \"pins\": $1}"
+}
+pinned_as() { # CODE PINS-JSON
+	local out
+	out=$(resolve_pinned "$2")
+	python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+assert r["ok"] is (sys.argv[2] == "ok") and (r["code"] == sys.argv[2] or sys.argv[2] == "ok"), r
+assert r["ok"] or r["steps"] == [], r' "$out" "$1" || {
+		echo "pins $2: want $1, got $out" >&2
+		return 1
+	}
+	! grep -qF -- "$(cat "$work/values/b")" <<<"$out" || { echo "globex's value: $out" >&2; return 1; }
+	! grep -qF -- "$(cat "$work/values/sys")" <<<"$out" || { echo "the system's value: $out" >&2; return 1; }
+}
+forged_pins() {
+	# the control: acme's own key at its own version
+	pinned_as ok '[{"step": "s", "env": "AC_TOKEN", "secret": "ac_token", "version": 1, "mac": ""}]' ||
+		return 1
+	# acme's key pinned to globex's secret (by name: acme's scope has none)
+	pinned_as not_allowed '[{"step": "s", "env": "AC_TOKEN", "secret": "gx_token", "version": 1, "mac": ""}]' ||
+		return 1
+	# globex's key, the system's secret: keys acme's cascade does not give
+	pinned_as not_allowed '[{"step": "s", "env": "GX_TOKEN", "secret": "gx_token", "version": 1, "mac": ""}]' ||
+		return 1
+	pinned_as not_allowed '[{"step": "s", "env": "SYS_ONLY", "secret": "sys_only", "version": 1, "mac": ""}]' ||
+		return 1
+	# a version acme's secret does not have
+	pinned_as version_gone '[{"step": "s", "env": "AC_TOKEN", "secret": "ac_token", "version": 2, "mac": ""}]' ||
+		return 1
+	# acme's version with globex's value's MAC (a guess at another value)
+	pinned_as version_gone "[{\"step\": \"s\", \"env\": \"AC_TOKEN\", \"secret\": \"ac_token\", \"version\": 1, \"mac\": \"$(printf 'ab%.0s' $(seq 32))\"}]" ||
+		return 1
+	# malformed: a reserved key, a huge version, a step not asked for
+	pinned_as bad_request '[{"step": "s", "env": "LD_PRELOAD", "secret": "ac_token", "version": 1, "mac": ""}]' ||
+		return 1
+	pinned_as bad_request '[{"step": "s", "env": "AC_TOKEN", "secret": "ac_token", "version": 99999999999, "mac": ""}]' ||
+		return 1
+	pinned_as bad_request '[{"step": "../x", "env": "AC_TOKEN", "secret": "ac_token", "version": 1, "mac": ""}]' ||
+		return 1
+	pinned_as bad_request '"all"'
+}
+attempt forged-pins \
+	"resolve with pins naming globex's secret, the system's, a key the step is not given, a version or value it does not have, malformed pins" \
+	forged_pins
 
 no_key() {
 	expect_status 401 GET "$idu/v1/secrets" || return 1

@@ -167,8 +167,10 @@ static void test_splits(void)
 	r = set1("K", "SECRETVALUE1", 12);
 	s = sw_redact_stream_new(r);
 	sw_buf_init(&out, 0);
+	SW_CHECK(sw_redact_stream_feed(s, NULL, 0, &out) == 0 && out.len == 0); /* empty chunk */
 	SW_CHECK(sw_redact_stream_feed(s, "hello SECR", 10, &out) == 0);
 	SW_CHECKF(out.len == 6 && memcmp(out.p, "hello ", 6) == 0, "'%s'", out.p);
+	SW_CHECK(sw_redact_stream_feed(s, NULL, 0, &out) == 0 && out.len == 6); /* held back */
 	SW_CHECK(sw_redact_stream_feed(s, "ET", 2, &out) == 0 && out.len == 6);
 	SW_CHECK(sw_redact_stream_feed(s, "X", 1, &out) == 0);
 	SW_CHECKF(out.len == 13 && memcmp(out.p, "hello SECRETX", 13) == 0, "'%s'", out.p);

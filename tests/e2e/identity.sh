@@ -477,7 +477,7 @@ revoke)
 	apply rva "$(shastep s pa A_KEY)"
 	apply rvb "  - name: first
     mode: sandboxed
-    run: 'sleep 4'
+    run: 'sleep 10'
 $(shastep second pb B_KEY)"
 	apply rvc "$(shastep hold pc C_KEY 60)"
 	apply rvd "$(shastep s pd D_KEY)"
@@ -497,6 +497,10 @@ $(shastep second pb B_KEY)"
 	done
 	[ "$(step_field "$run" first state)" = '"running"' ] || fail "(b) the first step never ran"
 	cl secret revoke rv_b || fail "revoke rv_b"
+	# else the second step may have started before the revocation: the
+	# case was not made (a machine too loaded for a 10 s window)
+	[ "$(step_field "$run" first state)" = '"running"' ] ||
+		fail "(b) the first step ended before the revocation was in"
 	[ "$(wait_end "$run" 60)" = failed ] || fail "(b) run $run did not fail"
 	[ "$(step_field "$run" first state)" = '"succeeded"' ] || fail "(b) the first step failed"
 	err=$(step_field "$run" second error)

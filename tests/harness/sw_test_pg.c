@@ -90,12 +90,22 @@ void sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char 
 	sw_test_pg_svc_dsn(entry + sizeof(key) - 1, len - (sizeof(key) - 1), db_dsn, svc);
 }
 
-void sw_test_pg_restart(void)
+static void pg_harness(const char *what)
 {
 	const char *src = getenv("SW_SOURCE_DIR"), *dir = getenv("SW_HARNESS_DIR");
 	char cmd[1024];
 
 	SW_CHECK(src != NULL && dir != NULL);
-	snprintf(cmd, sizeof(cmd), "%s/tests/harness/harness pg-restart %s", src, dir);
+	snprintf(cmd, sizeof(cmd), "%s/tests/harness/harness %s %s", src, what, dir);
 	SW_CHECK(system(cmd) == 0);
+}
+
+void sw_test_pg_restart(void)
+{
+	pg_harness("pg-restart");
+}
+
+void sw_test_pg_crash(void)
+{
+	pg_harness("pg-crash");
 }

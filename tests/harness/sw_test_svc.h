@@ -112,6 +112,9 @@ void sw_test_pg_svc_dsn(char *dsn, size_t len, const char *db_dsn, const char *s
 void sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc);
 /* Restart the harness's PostgreSQL (harness pg-restart). */
 void sw_test_pg_restart(void);
+/* Stop it as a crash would (immediate: WAL still in its buffers is lost),
+ * then start it again (harness pg-crash). */
+void sw_test_pg_crash(void);
 
 /* ---- sw_test_http.c: HTTP clients --------------------------------------- */
 

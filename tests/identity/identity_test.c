@@ -195,7 +195,7 @@ static void id_stop(void)
 }
 
 /* The exit status of a start that must fail, and its log holds want. */
-static void refused_start(const char *want)
+static void refused_start_with(const char *want, const char *const *more)
 {
 	char log[700], cmd[900];
 	int st = 0;
@@ -203,11 +203,16 @@ static void refused_start(const char *want)
 
 	snprintf(log, sizeof(log), "%s/refused.log", dir);
 	unlink(log);
-	pid = spawn(log, 0, NULL, NULL);
+	pid = spawn(log, 0, NULL, more);
 	SW_CHECK(waitpid(pid, &st, 0) == pid);
 	SW_REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d, want exit 2", st);
 	snprintf(cmd, sizeof(cmd), "grep -qF -- '%s' %s", want, log);
 	SW_REQUIRE(system(cmd) == 0, "the refusal does not say '%s'", want);
+}
+
+static void refused_start(const char *want)
+{
+	refused_start_with(want, NULL);
 }
 
 static void setup(const char *scenario)
@@ -672,6 +677,41 @@ static void t_config(void)
 	write_file(mkeys_path, good, 0600);
 	write_file(mac_path, "not hex at all\n", 0600);
 	refused_start("SAGEWAI_SECRET_MAC_KEY_FILE");
+	hex32(k);
+	write_file(mac_path, k, 0600);
+	/* mint sources (SAGEWAI_IDENTITY_MINTS_FILE): each mistake refused */
+	{
+		static const struct {
+			const char *text, *want;
+			mode_t mode;
+		} bad[] = {
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 60}}", "mints.json:1:",
+		     0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"root\"], \"ttl_s\": 60}}}",
+		     "not root", 0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 0}}}",
+		     "ttl_s must be 1..86400", 0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 9, \"x\": 1}}}",
+		     "unknown field", 0644},
+		    {"{\"mints\": {\"Bad Name\": {\"policies\": [\"r\"], \"ttl_s\": 9}}}",
+		     "not a secret name", 0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r x\"], \"ttl_s\": 9}}}",
+		     "not a policy name", 0644},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 9}}}",
+		     "only its owner may write", 0666},
+		    {"{\"mints\": {\"ci\": {\"policies\": [\"r\"], \"ttl_s\": 9}}}",
+		     "SAGEWAI_VAULT_ADDR is not set", 0644},
+		};
+		char mpath[700], menv[800];
+		const char *more[] = {menv, NULL};
+
+		snprintf(mpath, sizeof(mpath), "%s/mints.json", dir);
+		snprintf(menv, sizeof(menv), "SAGEWAI_IDENTITY_MINTS_FILE=%s", mpath);
+		for (size_t b = 0; b < sizeof(bad) / sizeof(bad[0]); b++) {
+			write_file(mpath, bad[b].text, bad[b].mode);
+			refused_start_with(bad[b].want, more);
+		}
+	}
 	/* the key material itself is never in a refusal */
 	marker("unused");
 	id_pid = -1;
@@ -1121,6 +1161,10 @@ static void t_rekey(void)
 
 /* ---- Vault ------------------------------------------------------------------------ */
 
+static json_t *resolve_pinned(const char *tenant, const char *run, json_t *steps, json_t *pins);
+static json_t *rpin(const char *env, const char *secret, int version, const char *value);
+static void require_key_version(json_t *a, const char *env, int version, const char *value);
+
 static char bao_dir[600];
 
 static void bao(const char *cmd)
@@ -1241,6 +1285,34 @@ static void t_vault(void)
 	SW_REQUIRE(k && json_integer_value(json_object_get(k, "version")) == 2, "OPS v2 from Vault");
 	s = seal_kafka("default", run, "s", host_pk, pin("OPS", "opsref", 2), sb);
 	require_sealed_value(s, run, sb, "OPS", ref2, 2);
+	/* a re-run's pins read the older Vault versions (?version=N): an owned
+	 * path's v1 and the reference's v1, each with its value */
+	snprintf(run, sizeof(run), "%s-rp", prefix);
+	a = resolve_pinned("default", run, json_pack("[{s:s, s:s, s:s, s:s}]", "step", "s", "mode",
+						     "identity_scoped", "agent", "", "profile", "p"),
+			   json_pack("[{s:s, s:s, s:s, s:i, s:s}, {s:s, s:s, s:s, s:i, s:s}]",
+				     "step", "s", "env", "GITHUB_TOKEN", "secret", "vs", "version",
+				     1, "mac", "", "step", "s", "env", "OPS", "secret", "opsref",
+				     "version", 1, "mac", ""));
+	require_key_version(a, "GITHUB_TOKEN", 1, v1);
+	require_key_version(a, "OPS", 1, ref1);
+	s = seal_kafka("default", run, "s", host_pk,
+		       json_pack("[{s:s, s:s, s:i}, {s:s, s:s, s:i}]", "env", "GITHUB_TOKEN",
+				 "secret", "vs", "version", 1, "env", "OPS", "secret", "opsref",
+				 "version", 1),
+		       sb);
+	require_sealed_value(s, run, sb, "GITHUB_TOKEN", v1, 1);
+	require_sealed_value(s, run, sb, "OPS", ref1, 1);
+	/* v1 destroyed in Vault behind identity's back: gone, closed */
+	json_decref(bao_http("POST", "/v1/secret/destroy/sagewai/default/vs",
+			     "{\"versions\": [1]}", &st));
+	SW_CHECK(st == 204 || st == 200);
+	a = resolve_pinned("default", run, step1("s", "identity_scoped", "", "p"),
+			   rpin("GITHUB_TOKEN", "vs", 1, v1));
+	require_refused(a, "version_gone", "GITHUB_TOKEN (secret vs");
+	a = resolve_pinned("default", run, step1("s", "identity_scoped", "", "p"),
+			   rpin("GITHUB_TOKEN", "vs", 5, NULL));
+	require_refused(a, "version_gone", "no such version");
 	/* deleting a reference leaves the operator's value alone */
 	must_drop(200, "DELETE", "/v1/secrets/opsref", NULL, admin);
 	json_decref(bao_http("GET", "/v1/secret/data/ops/gh", NULL, &st));
@@ -1642,11 +1714,217 @@ static void t_grant(void)
 	finish();
 }
 
+/* ---- pins: a re-run's resolution at the original's versions ------------------ */
+
+/* Ask for a resolution with pins over Kafka (as the scheduler does for a
+ * re-run); the identity.resolved answer (borrowed). */
+static json_t *resolve_pinned(const char *tenant, const char *run, json_t *steps, json_t *pins)
+{
+	char rid[SW_UUID_STRLEN];
+
+	sw_uuid_v7_str(rid);
+	produce("identity.resolve_requested", "sagewai.identity", tenant, run, NULL,
+		"sagewai-scheduler",
+		json_pack("{s:s, s:s, s:i, s:s, s:o, s:[], s:o}", "request_id", rid, "workflow",
+			  "wf", "workflow_version", 1, "user", "", "steps", steps, "input_macs",
+			  "pins", pins));
+	return reply_for("identity.resolved", rid);
+}
+
+/* One pin of step s (mac: the value whose MAC is pinned, NULL for none). */
+static json_t *rpin(const char *env, const char *secret, int version, const char *value)
+{
+	char mac[65] = "";
+
+	if (value != NULL)
+		mac_hex(value, mac);
+	return json_pack("[{s:s, s:s, s:s, s:i, s:s}]", "step", "s", "env", env, "secret",
+			 secret, "version", version, "mac", mac);
+}
+
+static void require_key_version(json_t *a, const char *env, int version, const char *value)
+{
+	json_t *k = resolved_key(a, "s", env);
+	char mac[65];
+
+	SW_REQUIRE(json_is_true(json_object_get(a, "ok")), "pinned resolve refused: %s: %s",
+		   js(a, "code"), js(a, "error"));
+	mac_hex(value, mac);
+	SW_REQUIRE(k != NULL && json_integer_value(json_object_get(k, "version")) == version &&
+			   strcmp(js(k, "mac"), mac) == 0,
+		   "%s: not version %d with its value's MAC", env, version);
+}
+
+static void t_pins(void)
+{
+	const char *a1 = marker("pa1"), *a2 = marker("pa2"), *a3 = marker("pa3"),
+		   *b1 = marker("pb1"), *s1 = marker("ps1"), *s2 = marker("ps2");
+	char ta[SW_UUID_STRLEN], tb[SW_UUID_STRLEN], ka[80], kb[80], run[80], sb[SW_UUID_STRLEN];
+	char body[1024], mac[65];
+	int64_t until;
+	json_t *a, *s;
+	long st;
+	size_t i;
+
+	mode = "multi_tenant";
+	setup("pins");
+	id_start();
+	sw_uuid_v7_str(ta);
+	sw_uuid_v7_str(tb);
+	snprintf(ka, sizeof(ka), "swk_%s-a", prefix);
+	snprintf(kb, sizeof(kb), "swk_%s-b", prefix);
+	announce_tenant(ta, "acme", ka);
+	announce_tenant(tb, "globex", kb);
+	until = sw_mono_ms() + 20000;
+	for (;;) {
+		json_decref(http("GET", "/v1/secrets", NULL, kb, &st));
+		if (st == 200)
+			break;
+		SW_REQUIRE(sw_mono_ms() < until, "tenant key not accepted in 20 s (HTTP %ld)", st);
+		sw_test_msleep(200);
+	}
+	/* acme's tok at v3 (two rotations keep v1 and v2), globex's at v1 */
+	SW_CHECK(put_secret("acme", "tok", a1, NULL) == 1);
+	SW_CHECK(rotate_secret("acme", "tok", a2) == 2);
+	SW_CHECK(rotate_secret("acme", "tok", a3) == 3);
+	SW_CHECK(put_secret("globex", "tok", b1, NULL) == 1);
+	SW_CHECK(put_secret("acme", "other", marker("pother"), NULL) == 1);
+	SW_CHECK(put_secret("_system", "sys", s1, NULL) == 1);
+	SW_CHECK(rotate_secret("_system", "sys", s2) == 2);
+	put_profile("_system", "system", "default", "{\"keys\": {\"SYS\": {\"secret\": \"sys\"}}}");
+	put_profile("acme", "workflow", "p",
+		    "{\"keys\": {\"TOK\": {\"secret\": \"tok\"},"
+		    " \"DENY\": {\"secret\": \"other\", \"steps\": [\"elsewhere/*\"]},"
+		    " \"KNOB\": {\"value\": \"x\"}}}");
+	put_profile("globex", "workflow", "p", "{\"keys\": {\"TOK\": {\"secret\": \"tok\"}}}");
+
+	/* rotated since: the pinned version, sealed with its value */
+	snprintf(run, sizeof(run), "%s-r1", prefix);
+	a = resolve_kafka(ta, run, "wf", "", step1("s", "identity_scoped", "", "p"), NULL);
+	require_key_version(a, "TOK", 3, a3);
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 1, a1));
+	require_key_version(a, "TOK", 1, a1);
+	require_key_version(a, "SYS", 2, s2); /* unpinned keys: the latest */
+	s = seal_kafka(ta, run, "s", host_pk, pin("TOK", "tok", 1), sb);
+	require_sealed_value(s, run, sb, "TOK", a1, 1);
+	/* a key of _system pinned too; no MAC: not checked */
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"),
+			   json_pack("[{s:s, s:s, s:s, s:i, s:s}, {s:s, s:s, s:s, s:i, s:s}]",
+				     "step", "s", "env", "TOK", "secret", "tok", "version", 2, "mac",
+				     "", "step", "s", "env", "SYS", "secret", "sys", "version", 1,
+				     "mac", ""));
+	require_key_version(a, "TOK", 2, a2);
+	require_key_version(a, "SYS", 1, s1);
+	/* through the HTTP preview, with the tenant's own key */
+	mac_hex(a2, mac);
+	snprintf(body, sizeof(body),
+		 "{\"workflow\": \"wf\", \"steps\": [{\"step\": \"s\", \"mode\": "
+		 "\"identity_scoped\", \"agent\": \"\", \"profile\": \"p\"}], \"pins\": [{\"step\":"
+		 " \"s\", \"env\": \"TOK\", \"secret\": \"tok\", \"version\": 2, \"mac\": \"%s\"}]}",
+		 mac);
+	a = must(200, "POST", "/v1/identity/resolve", body, ka);
+	require_key_version(a, "TOK", 2, a2);
+	json_decref(a);
+
+	/* a version that is not there, or holds another value than pinned */
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 9, NULL));
+	require_refused(a, "version_gone", "version_gone: TOK (secret tok v9): no such version");
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 1, a2));
+	require_refused(a, "version_gone", "holds another value than the original run's");
+
+	/* across tenants: globex's tok has v1 only; acme's v3 is not reachable,
+	 * and globex's v1 is globex's own value */
+	snprintf(run, sizeof(run), "%s-rb", prefix);
+	a = resolve_pinned(tb, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 3, NULL));
+	require_refused(a, "version_gone", "(secret tok v3): no such version");
+	a = resolve_pinned(tb, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 1, a1));
+	require_refused(a, "version_gone", "another value");
+	a = resolve_pinned(tb, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 1, NULL));
+	require_key_version(a, "TOK", 1, b1);
+	s = seal_kafka(tb, run, "s", host_pk, pin("TOK", "tok", 1), sb);
+	require_sealed_value(s, run, sb, "TOK", b1, 1);
+	s = seal_kafka(tb, run, "s", host_pk, pin("TOK", "tok", 3), sb);
+	require_refused(s, "not_allowed", NULL);
+	/* a tenant's key cannot preview another's pins either: its own scope */
+	snprintf(body, sizeof(body),
+		 "{\"workflow\": \"wf\", \"steps\": [{\"step\": \"s\", \"mode\": "
+		 "\"identity_scoped\", \"agent\": \"\", \"profile\": \"p\"}], \"pins\": [{\"step\":"
+		 " \"s\", \"env\": \"TOK\", \"secret\": \"tok\", \"version\": 3, \"mac\": \"\"}]}");
+	a = must(200, "POST", "/v1/identity/resolve", body, kb);
+	require_refused(a, "version_gone", "no such version");
+	json_decref(a);
+
+	/* a pin never widens access: a key the ACL denies, a plain knob, another
+	 * secret than the cascade binds, a key not bound at all */
+	snprintf(run, sizeof(run), "%s-r2", prefix);
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"),
+			   rpin("DENY", "other", 1, NULL));
+	require_refused(a, "not_allowed", "not_allowed: DENY (secret other v1) is pinned, but"
+					  " step s is not given the key (step not in acl)");
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"),
+			   rpin("KNOB", "other", 1, NULL));
+	require_refused(a, "not_allowed", "is given a plain knob");
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"),
+			   rpin("TOK", "other", 1, NULL));
+	require_refused(a, "not_allowed", "is given secret tok now");
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"),
+			   rpin("NOT_BOUND", "tok", 1, NULL));
+	require_refused(a, "not_allowed", "its cascade does not bind it");
+	SW_CHECK(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.resolutions WHERE"
+					 " run_id LIKE '%-r2'") == 0);
+
+	/* malformed pins: bad_request, nothing resolved */
+	{
+		json_t *bad[] = {
+			rpin("TOK", "tok", 0, NULL),
+			rpin("LD_PRELOAD", "tok", 1, NULL),
+			rpin("TOK", "Bad Name", 1, NULL),
+			json_pack("[{s:s, s:s, s:s, s:i, s:s}]", "step", "nope", "env", "TOK",
+				  "secret", "tok", "version", 1, "mac", ""),
+			json_pack("[{s:s, s:s, s:s, s:i, s:s}]", "step", "s", "env", "TOK",
+				  "secret", "tok", "version", 1, "mac", "abcd"),
+			json_pack("[{s:s, s:s, s:s, s:i, s:s}, {s:s, s:s, s:s, s:i, s:s}]", "step",
+				  "s", "env", "TOK", "secret", "tok", "version", 1, "mac", "",
+				  "step", "s", "env", "TOK", "secret", "tok", "version", 2, "mac",
+				  ""),
+		};
+
+		for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+			a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"), bad[i]);
+			require_refused(a, "bad_request", "pins");
+		}
+	}
+	a = must(200, "POST", "/v1/identity/resolve",
+		 "{\"workflow\": \"wf\", \"steps\": [{\"step\": \"s\", \"mode\": "
+		 "\"identity_scoped\", \"agent\": \"\", \"profile\": \"p\"}], \"pins\": 7}",
+		 ka);
+	require_refused(a, "bad_request", "pins: an array");
+	json_decref(a);
+
+	/* revoked since: closed, while unpinned still resolves the latest */
+	must_drop(200, "POST", "/v1/secrets/tok/revoke?tenant=acme", "{\"version\": 1}", admin);
+	snprintf(run, sizeof(run), "%s-r3", prefix);
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 1, a1));
+	require_refused(a, "revoked", "revoked: TOK (secret tok v1)");
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 2, a2));
+	require_key_version(a, "TOK", 2, a2);
+	/* deleted (values destroyed): gone */
+	must_drop(200, "DELETE", "/v1/secrets/tok?tenant=acme", NULL, admin);
+	snprintf(run, sizeof(run), "%s-r4", prefix);
+	a = resolve_pinned(ta, run, step1("s", "identity_scoped", "", "p"), rpin("TOK", "tok", 2, a2));
+	require_refused(a, "version_gone", "version_gone: TOK (secret tok v2): its value was"
+					   " destroyed");
+	/* and the service keeps serving */
+	must_drop(200, "GET", "/v1/secrets", NULL, ka);
+	SW_REQUIRE(sw_test_proc_running(id_pid), "sagewai-identity exited");
+	finish();
+}
+
 static const struct sw_test_scenario scenarios[] = {
 	{"kill9", t_kill9},
 	{"config", t_config}, {"api", t_api},	  {"auth", t_auth},   {"cascade", t_cascade},
 	{"builtin", t_builtin}, {"rekey", t_rekey}, {"vault", t_vault}, {"cache", t_cache},
-	{"hostile", t_hostile}, {"grant", t_grant},
+	{"hostile", t_hostile}, {"grant", t_grant}, {"pins", t_pins},
 };
 
 int main(int argc, char **argv)

@@ -358,8 +358,11 @@ rr=$(grep -o "$uuid_re" "$work/out/replay.out" | grep -vx "$r_rule" | head -n 1)
 trail_has "$rr" '
 [e["name"] for e in ev if e["header"]["type"] == "credential.requested"] == ["GITHUB_TOKEN_SITE"] and
 [e["name"] for e in ev if e["header"]["type"] == "credential.refused"] == ["ORG_ADMIN_ROLE"] and
+[(e["name"], e["decision"], e["by"], e["rule"]) for e in ev
+ if e["header"]["type"] == "credential.decided"] ==
+[("GITHUB_TOKEN_SITE", "allow", "replay", "push-own-org")] and
 types["credential.delivered"] == 1' ||
-	fail "replay: the recorded deny was not answered from the record"
+	fail "replay: the recorded deny was not answered from the record, or the allow not by replay"
 # a later version asks for a name the original never asked for
 wf jitrule "$(
 	cat <<-'EOF'
@@ -379,7 +382,46 @@ trail_has "$rr2" '
 "EXTRA_TOKEN" not in [e["name"] for e in ev if e["header"]["type"] == "credential.requested"] and
 [(e["name"], e["code"]) for e in ev if e["header"]["type"] == "credential.refused"] ==
 [("EXTRA_TOKEN", "not_recorded")]' || fail "replay --latest: the trail"
-echo "ok: replay (recorded deny from the record, unrecorded name refused not_recorded)"
+# a person's approval in the original: the re-run gets the value, nobody is asked
+napp() { "$cli" --json approvals list --all | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("approvals", [])))'; }
+n0=$(napp)
+"$cli" replay run "$r_page" >"$work/out/replay-page.out" 2>&1 ||
+	fail "replay page: not identical: $(cat "$work/out/replay-page.out")"
+rp=$(grep -o "$uuid_re" "$work/out/replay-page.out" | grep -vx "$r_page" | head -n 1)
+[ -n "$rp" ] || fail "replay page: no re-run id in $(cat "$work/out/replay-page.out")"
+page_rid=$("$cli" --json audit run "$r_page" | python3 -c '
+import json, sys
+print([e["event"]["request_id"] for e in json.load(sys.stdin)["events"]
+       if e["event"]["header"]["type"] == "credential.decided"][0])') || fail "replay page: its decision"
+trail_has "$rp" "
+types['credential.pending'] == 0 and types['credential.delivered'] == 1 and
+[(e['decision'], e['by'], e['rule'], e['replay_of']) for e in ev
+ if e['header']['type'] == 'credential.decided'] == [('allow', 'replay', 'new-api-key', '$page_rid')] and
+[e['replay_of'] for e in ev if e['header']['type'] == 'credential.requested'] == ['$page_rid']" ||
+	fail "replay page: the trail"
+show=$(finished "$rp")
+grep -q "client got: \[REDACTED:STRIPE_API_KEY\]" <<<"$show" || fail "replay page: $show"
+grep -q "client length: $(wc -c <"$work/values/stripe")" <<<"$show" || fail "replay page: $show"
+[ "$(napp)" = "$n0" ] || fail "replay page: an approval was shown ($n0 -> $(napp))"
+# a forged record: a re-run of the rule run claiming the page run's approval
+# (the scheduler takes the replay field as the submitter wrote it; policy
+# checks it against its own record and refuses it, asking nobody)
+code=$(curl -s -o "$work/out/forged.json" -w '%{http_code}' -X POST "$SAGEWAI_URL/v1/runs" \
+	-H 'Content-Type: application/json' --data "{\"workflow\": \"jitpage\", \"input\": {},
+ \"replay\": {\"of\": \"$r_rule\", \"steps\": {\"agent\": {\"decisions\": [{\"name\":
+ \"STRIPE_API_KEY\", \"decision\": \"allow\", \"by\": \"human\", \"step\": \"agent\",
+ \"secret\": \"jit-stripe\", \"request_id\": \"$page_rid\"}]}}}}")
+[ "$code" = 201 ] || fail "forged: submit answered $code: $(cat "$work/out/forged.json")"
+rf=$(grep -o "$uuid_re" "$work/out/forged.json" | head -n 1)
+finished "$rf" >/dev/null
+trail_has "$rf" "
+types['credential.pending'] == 0 and types['credential.delivered'] == 0 and
+[(e['decision'], e['by']) for e in ev if e['header']['type'] == 'credential.decided'] ==
+[('deny', 'replay')] and
+[e['code'] for e in ev if e['header']['type'] == 'credential.refused'] == ['not_recorded']" ||
+	fail "forged: the trail"
+[ "$(napp)" = "$n0" ] || fail "forged: an approval was shown"
+echo "ok: replay (recorded deny from the record, allow by replay, unrecorded name refused not_recorded; a person's approval replayed with nobody asked; a forged record refused)"
 
 # ---- claude: the real Claude Code CLI, its scripted tool call asks -------
 pf_claude=/var/lib/sagewai/variants/claude-code/bin/claude

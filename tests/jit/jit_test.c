@@ -32,6 +32,15 @@
  *               each refused, then a good request is still served; a
  *               forged decision (another sandbox) is ignored; a cli_agent
  *               (not jit) step asking is refused not_jit
+ *   mint        a real OpenBao (tests/harness/openbao) and a mint source
+ *               (SAGEWAI_IDENTITY_MINTS_FILE): a grant of the source mints a
+ *               fresh token with the source's policy; inside the sandbox it
+ *               reads the one path its policy allows (through the egress
+ *               proxy) and is refused another; the token (opened from the
+ *               sealed answer with the host key) is in no event, log or the
+ *               database, only its accessor is recorded; once the step has
+ *               finished the token is revoked (lookup fails); a source not
+ *               offered to the tenant is refused missing
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -56,6 +65,8 @@ static int id_port;
 static rd_kafka_t *producer;
 static struct sw_test_evlog evl;
 static unsigned char host_pk[32], host_sk[32], mac_key[32];
+static const char *id_extra[4], *sbd_extra[2]; /* more settings (mint) */
+static json_t *spec_extra;		       /* more fields of the step's spec */
 
 /* ---- the values and their spellings ------------------------------------------ */
 
@@ -263,6 +274,10 @@ static void id_start(void)
 			     "SAGEWAI_HTTP_PORT=0",
 			     "SAGEWAI_LOG_LEVEL=debug",
 			     SW_TEST_ENV_FAST_REBALANCE,
+			     id_extra[0],
+			     id_extra[1],
+			     id_extra[2],
+			     id_extra[3],
 			     NULL};
 
 	snprintf(path, sizeof(path), "%s/services/identity/sagewai-identity",
@@ -291,6 +306,8 @@ static void sbd_start(void)
 			     "SAGEWAI_SANDBOX_WARM=1",
 			     kf,
 			     mf,
+			     sbd_extra[0],
+			     sbd_extra[1],
 			     NULL};
 
 	snprintf(path, sizeof(path), "%s/services/sandboxd/sagewai-sandboxd",
@@ -334,7 +351,8 @@ static void setup(const char *name)
 {
 	static const char *const sgtopics[] = {"sagewai.steps", "sagewai.runs", NULL};
 	static const char *const igtopics[] = {"sagewai.identity", "sagewai.tenants",
-					       "sagewai.credentials", NULL};
+					       "sagewai.credentials", "sagewai.runs",
+					       "sagewai.steps", NULL};
 	static const char *const topics[] = {"sagewai.steps",
 					     "sagewai.sandbox",
 					     "sagewai.identity",
@@ -468,11 +486,18 @@ static void run_step(struct sw_test_dispatch *d, const char *run, const char *mo
 		   js(e->body, "error"));
 	keys = json_object_get(json_array_get(json_object_get(e->body, "steps"), 0), "keys");
 	SW_CHECK((pins = json_dumps(keys, JSON_COMPACT)) != NULL);
-	spec = json_dumps(json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s, s:s, s:s}", "workflow",
-				    "site", "workflow_version", 1, "uses", "", "with", "run_modes",
-				    mode, "output_max", 1048576, "cli_agent", "custom", "prompt",
-				    "fix it", "run", script),
-			  JSON_COMPACT);
+	{
+		json_t *sp = json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s, s:s, s:s}",
+				       "workflow", "site", "workflow_version", 1, "uses", "",
+				       "with", "run_modes", mode, "output_max", 1048576,
+				       "cli_agent", "custom", "prompt", "fix it", "run", script);
+
+		SW_CHECK(sp != NULL);
+		if (spec_extra != NULL)
+			SW_CHECK(json_object_update(sp, spec_extra) == 0);
+		SW_CHECK((spec = json_dumps(sp, JSON_COMPACT)) != NULL);
+		json_decref(sp);
+	}
 	produce("sagewai.steps", "step.dispatched", "sagewai-scheduler", d->run_id, d->step_id,
 		json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:s}", "step", "fix", "index", 0, "mode",
 			  mode, "attempt", 1, "spec", spec, "timeout_ms", (json_int_t)timeout_ms,
@@ -858,6 +883,297 @@ static void scenario_hostile(void)
 	finish();
 }
 
+/* ---- mint: a token minted by OpenBao on a grant ------------------------------------- */
+
+static char bao_dir[600], bao_addr[200], bao_token[200];
+
+static void bao_stop(void)
+{
+	char q[1400];
+
+	snprintf(q, sizeof(q), "%s/tests/harness/openbao stop %s", getenv("SW_SOURCE_DIR"),
+		 bao_dir);
+	if (system(q) != 0)
+		fprintf(stderr, "openbao stop failed\n");
+}
+
+static void line_of(const char *path, char *out, size_t len)
+{
+	char *t = slurp(path);
+
+	SW_CHECKF(t != NULL, "%s", path);
+	snprintf(out, len, "%.*s", (int)strcspn(t, "\n"), t);
+	free(t);
+}
+
+/* A call to OpenBao with token (the operator's root token when NULL). */
+static json_t *bao_http(const char *method, const char *path, const char *body,
+			const char *token, long *status)
+{
+	char url[400], tok[300];
+	const char *hdrs[] = {tok, "Content-Type: application/json", NULL};
+	struct sw_test_http_reply r = {0};
+	json_t *j;
+
+	snprintf(url, sizeof(url), "%s%s", bao_addr, path);
+	snprintf(tok, sizeof(tok), "X-Vault-Token: %s", token ? token : bao_token);
+	sw_test_http_request(method, url, body, body ? strlen(body) : 0, hdrs, 10, &r);
+	*status = r.status;
+	j = r.body ? json_loads(r.body, 0, NULL) : NULL;
+	free(r.body);
+	return j;
+}
+
+/* The value of the one key of the sealed answer identity gave on the allow
+ * decision of the request for name in step_id (identity.sealed with the
+ * credential request's id), opened with the host key (caller frees). */
+static char *opened_value(const char *step_id, const char *name)
+{
+	struct sw_test_ev *rq = cred_event("credential.requested", step_id, name);
+	const char *seal = js(rq->body, "request_id"), *hex;
+	unsigned char *ct, *m, *v;
+	size_t clen, vlen;
+	json_t *box;
+	char *out;
+
+	for (size_t i = 0; i < evl.n; i++) {
+		if (strcmp(evl.ev[i]->type, "identity.sealed") != 0 ||
+		    strcmp(js(evl.ev[i]->body, "request_id"), seal) != 0)
+			continue;
+		hex = js(evl.ev[i]->body, "sealed");
+		clen = strlen(hex) / 2;
+		SW_CHECK(clen > crypto_box_SEALBYTES && (ct = malloc(clen)) != NULL &&
+			 (m = calloc(1, clen)) != NULL);
+		SW_CHECK(sodium_hex2bin(ct, clen, hex, strlen(hex), NULL, NULL, NULL) == 0);
+		SW_REQUIRE(crypto_box_seal_open(m, ct, clen, host_pk, host_sk) == 0,
+			   "the sealed answer does not open with the host key");
+		box = json_loadb((char *)m, clen - crypto_box_SEALBYTES, 0, NULL);
+		hex = js(json_array_get(json_object_get(box, "keys"), 0), "value_b64");
+		SW_CHECK((v = calloc(1, strlen(hex) + 1)) != NULL);
+		SW_CHECK(sodium_base642bin(v, strlen(hex), hex, strlen(hex), NULL, &vlen, NULL,
+					   sodium_base64_VARIANT_ORIGINAL) == 0);
+		out = strndup((char *)v, vlen);
+		sodium_memzero(m, clen);
+		json_decref(box);
+		free(ct);
+		free(m);
+		free(v);
+		return out;
+	}
+	SW_REQUIRE(0, "no identity.sealed on the allow decision of %s", name);
+	return NULL;
+}
+
+static void scenario_mint(void)
+{
+	const char *build = getenv("SW_BUILD_DIR");
+	char path[700], body[1024], mints[700], env_vault[300], env_tok[700], env_mints[800];
+	char kv[64], sha[65], want[300], allow[64], tokform[1200], site[64], *token, *out, *t;
+	struct sw_test_dispatch d;
+	struct sw_test_ev *f;
+	json_t *j;
+	long st;
+	int port = 0;
+
+	/* OpenBao, a policy that reads one path, a value there */
+	snprintf(bao_dir, sizeof(bao_dir), "%s/tests-tmp/jit-mint-bao-%d", build, (int)getpid());
+	sh("%s/tests/harness/openbao start %s", getenv("SW_SOURCE_DIR"), bao_dir);
+	atexit(bao_stop);
+	snprintf(path, sizeof(path), "%s/bao.addr", bao_dir);
+	line_of(path, bao_addr, sizeof(bao_addr));
+	snprintf(path, sizeof(path), "%s/bao.token", bao_dir);
+	line_of(path, bao_token, sizeof(bao_token));
+	SW_CHECK(sscanf(bao_addr, "http://127.0.0.1:%d", &port) == 1 && port > 0);
+	json_decref(bao_http("PUT", "/v1/sys/policies/acl/sagewai-ci-read",
+			     "{\"policy\": \"path \\\"secret/data/ci/*\\\" {capabilities = "
+			     "[\\\"read\\\"]}\"}",
+			     NULL, &st));
+	SW_REQUIRE(st == 204 || st == 200, "policy write: HTTP %ld", st);
+	{
+		unsigned char r[8];
+
+		randombytes_buf(r, sizeof(r));
+		snprintf(kv, sizeof(kv), "ci-thing-");
+		sodium_bin2hex(kv + 9, sizeof(kv) - 9, r, sizeof(r));
+	}
+	snprintf(body, sizeof(body), "{\"data\": {\"value\": \"%s\"}}", kv);
+	json_decref(bao_http("POST", "/v1/secret/data/ci/thing", body, NULL, &st));
+	SW_REQUIRE(st == 200, "kv write: HTTP %ld", st);
+	json_decref(bao_http("POST", "/v1/secret/data/other/thing", body, NULL, &st));
+	SW_REQUIRE(st == 200, "kv write: HTTP %ld", st);
+	/* the operator's mint sources: one for this tenant, one for another */
+	snprintf(mints, sizeof(mints), "%s/mints.json", bao_dir);
+	write_file(mints,
+		   "{\"mints\": {\"ci-read\": {\"policies\": [\"sagewai-ci-read\"], \"ttl_s\": 600,"
+		   " \"num_uses\": 0, \"tenants\": [\"default\"]},"
+		   " \"ci-other\": {\"policies\": [\"sagewai-ci-read\"], \"ttl_s\": 60,"
+		   " \"tenants\": [\"someone-else\"]}}}\n",
+		   0644);
+	snprintf(env_vault, sizeof(env_vault), "SAGEWAI_VAULT_ADDR=%s", bao_addr);
+	snprintf(env_tok, sizeof(env_tok), "SAGEWAI_VAULT_TOKEN_FILE=%s/bao.token", bao_dir);
+	snprintf(env_mints, sizeof(env_mints), "SAGEWAI_IDENTITY_MINTS_FILE=%s", mints);
+	id_extra[0] = env_vault;
+	id_extra[1] = env_tok;
+	id_extra[2] = env_mints;
+	sbd_extra[0] = "SAGEWAI_EGRESS_PRIVATE=allow";
+	snprintf(allow, sizeof(allow), "127.0.0.1:%d", port);
+	spec_extra = json_pack("{s:s, s:[s]}", "network", "egress_only", "egress_allow", allow);
+	setup("mint");
+	profile_make(site, sizeof(site));
+	rule_add(NULL, "BAO_TOKEN", ALLOW, "ci-read");
+	rule_add(NULL, "BAO_OTHER", ALLOW, "ci-other");
+	snprintf(body, sizeof(body),
+		 "%s"
+		 "req BAO_TOKEN bao:ci:read 'read the ci values'\n"
+			"req BAO_OTHER bao:ci:read 'not offered to this tenant'\n"
+			"t=$(sagewai-cred request BAO_TOKEN --scope bao:ci:read --reason again)\n"
+			"echo \"read=$(curl -s -H \"X-Vault-Token: $t\" "
+			"%s/v1/secret/data/ci/thing | grep -o '\"value\":\"[^\"]*\"')\"\n"
+			"echo \"other=$(curl -s -o /dev/null -w '%%{http_code}' -H "
+			"\"X-Vault-Token: $t\" %s/v1/secret/data/other/thing)\"\n",
+		 REQ_FN, bao_addr, bao_addr);
+	run_step(&d, "r1", "cli_agent_jit", body, 120000);
+	f = sw_test_evlog_finished(&evl, d.step_id);
+	out = stdout_of(d.step_id);
+	printf("--- the agent's stdout:\n%s---\n", out);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	token = opened_value(d.step_id, "BAO_TOKEN");
+	/* from now on every spelling of the token is searched for too */
+	form_add(token);
+	sodium_bin2hex(tokform, sizeof(tokform), (unsigned char *)token, strlen(token));
+	form_add(tokform);
+	sodium_bin2base64(tokform, sizeof(tokform), (unsigned char *)token, strlen(token),
+			  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
+	form_add(tokform);
+	sha_hex(token, sha);
+	snprintf(want, sizeof(want), "BAO_TOKEN rc=0 value=[REDACTED:BAO_TOKEN] sha=%s err=\n",
+		 sha);
+	has(out, want);
+	snprintf(want, sizeof(want), "read=\"value\":\"%s\"", kv);
+	has(out, want);
+	has(out, "other=403");
+	has(out, "BAO_OTHER rc=2 value= ");
+	has(out, "refused (missing): missing: BAO_OTHER (secret ci-other has no version)");
+	{
+		struct sw_test_ev *e = cred_event("credential.delivered", d.step_id, "BAO_TOKEN");
+
+		SW_REQUIRE(strcmp(js(e->body, "secret"), "ci-read") == 0 &&
+			       json_integer_value(json_object_get(e->body, "version")) == 1,
+			   "delivered names the source, version 1");
+	}
+	/* every event seen so far, searched again with the token known */
+	for (size_t i = 0; i < evl.n; i++) {
+		t = json_dumps(evl.ev[i]->body, JSON_COMPACT);
+		SW_REQUIRE(t != NULL && leak(t, strlen(t)) == NULL, "a %s event holds the token",
+			   evl.ev[i]->type);
+		free(t);
+	}
+	/* two tokens minted (the second request got its own), accessors only */
+	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted WHERE"
+					   " source = 'ci-read' AND tenant = 'default'") == 2,
+		   "not two minted rows");
+	/* the step is over: both are revoked */
+	{
+		int64_t until = sw_mono_ms() + 30000;
+
+		snprintf(body, sizeof(body), "{\"token\": \"%s\"}", token);
+		for (;;) {
+			json_decref(bao_http("POST", "/v1/auth/token/lookup", body, NULL, &st));
+			if (st != 200)
+				break;
+			SW_REQUIRE(sw_mono_ms() < until, "the minted token is still valid 30 s after "
+				   "its step finished");
+			sw_test_msleep(200);
+		}
+		SW_REQUIRE(st == 403 || st == 400, "lookup of the revoked token: HTTP %ld", st);
+		json_decref(bao_http("GET", "/v1/secret/data/ci/thing", NULL, token, &st));
+		SW_REQUIRE(st == 403, "the revoked token still reads: HTTP %ld", st);
+		while (sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted WHERE"
+						" revoked_at IS NULL") != 0) {
+			SW_REQUIRE(sw_mono_ms() < until, "minted rows not marked revoked");
+			sw_test_msleep(200);
+		}
+	}
+	j = bao_http("GET", "/v1/sys/policies/acl/sagewai-ci-read", NULL, NULL, &st);
+	json_decref(j);
+	free(token);
+	free(out);
+	/* the step's end (step.finished of the attempt; sandboxd ignores one it
+	 * did not send) revokes at once, and a token asked for after it is
+	 * revoked before it is handed out */
+	{
+		struct sw_test_dispatch d2;
+		char *tok1;
+
+		snprintf(body, sizeof(body),
+			 "t=$(sagewai-cred request BAO_TOKEN --scope bao:ci:read --reason first)\n"
+			 "echo \"first=$? len=${#t}\"\n"
+			 "sleep 5\n"
+			 "sagewai-cred request BAO_TOKEN --scope bao:ci:read --reason late "
+			 "2>/tmp/err >/dev/null; echo \"second=$? $(cat /tmp/err)\"\n"
+			 "echo \"first_after=$(curl -s -o /dev/null -w '%%{http_code}' -H "
+			 "\"X-Vault-Token: $t\" %s/v1/secret/data/ci/thing)\"\n",
+			 bao_addr);
+		run_step(&d2, "r2", "cli_agent_jit", body, 120000);
+		cred_event("credential.delivered", d2.step_id, "BAO_TOKEN");
+		produce("sagewai.steps", "step.finished", "sagewai-sandboxd", d2.run_id, d2.step_id,
+			json_pack("{s:s, s:i, s:s, s:n, s:n, s:I}", "step", "fix", "attempt", 1,
+				  "status", "SUCCEEDED", "output", "error", "duration_us",
+				  (json_int_t)1));
+		tok1 = opened_value(d2.step_id, "BAO_TOKEN");
+		form_add(tok1);
+		free(tok1);
+		/* the real step.finished comes from sandboxd at the end */
+		for (int64_t until = sw_mono_ms() + 60000;;) {
+			SW_REQUIRE(sw_mono_ms() < until, "no step.finished of sandboxd for %s",
+				   d2.step_id);
+			f = NULL;
+			for (size_t i = 0; i < evl.n; i++)
+				if (strcmp(evl.ev[i]->type, "step.finished") == 0 &&
+				    strcmp(evl.ev[i]->step_id, d2.step_id) == 0 &&
+				    strcmp(js(json_object_get(evl.ev[i]->body, "header"), "producer"),
+					   "sagewai-sandboxd") == 0 &&
+				    json_integer_value(json_object_get(evl.ev[i]->body,
+								       "duration_us")) != 1)
+					f = evl.ev[i];
+			if (f != NULL)
+				break;
+			sw_test_evlog_poll(&evl, 200);
+		}
+		out = stdout_of(d2.step_id);
+		printf("--- the second agent's stdout:\n%s---\n", out);
+		has(out, "first=0 len=");
+		has(out, "second=2 sagewai-cred: refused (revoked): revoked: backend vault mint for "
+			 "BAO_TOKEN (secret ci-read): the step has ended; the token was revoked");
+		has(out, "first_after=403");
+		free(out);
+		SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted") == 4,
+			   "not four minted rows");
+		{
+			int64_t until = sw_mono_ms() + 30000;
+
+			while (sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted WHERE"
+							" revoked_at IS NULL") != 0) {
+				SW_REQUIRE(sw_mono_ms() < until, "minted rows not marked revoked");
+				sw_test_msleep(200);
+			}
+		}
+	}
+	finish();
+}
+
+static void scenario_mint_cleanup(void)
+{
+	json_decref(spec_extra);
+	spec_extra = NULL;
+}
+
+static void scenario_mint_all(void)
+{
+	scenario_mint();
+	scenario_mint_cleanup();
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -865,6 +1181,7 @@ int main(int argc, char **argv)
 	    {"timeout", scenario_timeout},
 	    {"concurrent", scenario_concurrent},
 	    {"hostile", scenario_hostile},
+	    {"mint", scenario_mint_all},
 	};
 
 	sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]))

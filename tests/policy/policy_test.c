@@ -29,6 +29,19 @@
  *   cli       sagewai policy apply|show|test and approvals list|approve|deny|
  *             watch against the service: output, --json, --help, a bad file's
  *             FILE:LINE:COL on stderr (exit 1), an approval decided by the CLI
+ *   replay    a re-run's requests (replay_of) decided from the record: an
+ *             allow a person gave in the original is allowed again by
+ *             replay with nobody asked (no credential.pending, no approval),
+ *             a rule's allow and deny likewise; refused not_recorded (and
+ *             never asked): another name or scope than the original's
+ *             decision, a run that is not a re-run, a re-run announced by
+ *             another producer than the scheduler, a re-run of another run,
+ *             another tenant, a malformed claim; a request consumed before
+ *             its run.submitted waits for it
+ *   prune     tombstones (withdrawals, finished runs, re-runs) older than
+ *             SAGEWAI_POLICY_RETENTION_S are deleted in the background, the
+ *             younger ones and every request are kept, and a kept tombstone
+ *             still works (a request of a recently finished run is void)
  *   page      headless Chromium (tests/policy/page.py over the DevTools
  *             protocol): the page shows a pending request, a click on Approve
  *             produces credential.decided by human; a screenshot is kept in
@@ -55,6 +68,7 @@ static pid_t pol_pid = -1;
 static int pol_port;
 static json_t *seen[MAXEV];
 static size_t nseen;
+static const char *retention_env; /* SAGEWAI_POLICY_RETENTION_S=..., or NULL */
 
 /* ---- helpers -------------------------------------------------------------------- */
 
@@ -96,6 +110,8 @@ static pid_t spawn(const char *log, const char *mode)
 	env[n++] = "SAGEWAI_HTTP_PORT=0";
 	env[n++] = "SAGEWAI_LOG_LEVEL=debug";
 	env[n++] = SW_TEST_ENV_FAST_REBALANCE;
+	if (retention_env != NULL)
+		env[n++] = retention_env;
 	env[n] = NULL;
 	return sw_test_proc_spawn(path, argv, env, log);
 }
@@ -758,6 +774,55 @@ static void t_kill9(void)
 	finish();
 }
 
+/*
+ * A run.finished that withdraws nothing commits without waiting for the
+ * disk, and its offset waits for the WAL to be flushed past it. PostgreSQL
+ * crashes (immediate stop) right after the row shows, the WAL writer slowed
+ * to 10 s so that nothing else flushes it: the service stops (its store
+ * lost PostgreSQL) or, had the WAL been flushed, goes on; started again it
+ * has the run as finished, consuming run.finished again if the row was
+ * lost, so a request of the run is void.
+ */
+static void t_pgcrash(void)
+{
+	char run[80], q[300], r1[SW_UUID_STRLEN];
+	long n = 0;
+	int i;
+
+	mode = "single_org";
+	setup("pgcrash");
+	PQclear(sw_test_pg_exec(db_dsn, "ALTER SYSTEM SET wal_writer_delay = '10s'"));
+	PQclear(sw_test_pg_exec(db_dsn, "SELECT pg_reload_conf()"));
+	pol_start();
+	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
+	snprintf(run, sizeof(run), "%s-r1", prefix);
+	produce("run.finished", "sagewai.runs", "default", run, NULL, "sagewai-scheduler",
+		json_pack("{s:s}", "status", "SUCCEEDED"));
+	snprintf(q, sizeof(q), "SELECT count(*) FROM policy.finished_runs WHERE run_id = '%s'",
+		 run);
+	for (i = 0; i < 3000 && (n = sw_test_pg_long(db_dsn, q)) == 0; i++)
+		sw_test_msleep(10);
+	SW_REQUIRE(n == 1, "run.finished not recorded");
+	sw_test_pg_crash();
+	for (i = 0; i < 100 && sw_test_proc_running(pol_pid); i++)
+		sw_test_msleep(100);
+	if (sw_test_proc_running(pol_pid))
+		pol_stop();
+	else
+		pol_pid = -1;
+	printf("%s: the row %s the crash\n", prefix,
+	       sw_test_pg_long(db_dsn, q) == 1 ? "survived" : "was lost in");
+	pol_start();
+	request("default", run, "STRIPE_API_KEY", "s", r1);
+	require_decided(reply_for("credential.decided", r1), "deny", "withdrawn", NULL);
+	SW_REQUIRE(count_seen("credential.pending", r1) == 0, "a request of a finished run was "
+							      "asked");
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 1, "the run is not recorded as finished");
+	PQclear(sw_test_pg_exec(db_dsn, "ALTER SYSTEM RESET wal_writer_delay"));
+	PQclear(sw_test_pg_exec(db_dsn, "SELECT pg_reload_conf()"));
+	finish();
+}
+
 static void t_tenants(void)
 {
 	char ta[SW_UUID_STRLEN], tb[SW_UUID_STRLEN], ka[80], kb[80], ka_alice[80], ka_carol[80];
@@ -1121,10 +1186,229 @@ static void t_page(void)
 	finish();
 }
 
+/* Play sandboxd for a re-run: a credential.requested claiming the original
+ * decision of (replay_of). */
+static void request_replay(const char *tenant, const char *run, const char *name,
+			   const char *scope, const char *of, char *rid)
+{
+	char sb[SW_UUID_STRLEN], sid[200];
+
+	sw_uuid_v7_str(rid);
+	sw_uuid_v7_str(sb);
+	snprintf(sid, sizeof(sid), "%s/build/1", run);
+	produce("credential.requested", "sagewai.credentials", tenant, run, sid, "sagewai-sandboxd",
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}",
+			  "request_id", rid, "workflow", "site", "step", "build", "cli_agent",
+			  "claude-code", "sandbox_id", sb, "host", "host-a", "name", name, "scope",
+			  scope, "reason", "the re-run asks again", "requester", "sagewai-cred/7",
+			  "deadline_ms", (json_int_t)(sw_now_us() / 1000 + 600000), "replay_of",
+			  of));
+}
+
+/* Play the scheduler (or, producer, someone else): run.submitted of a
+ * re-run of of. */
+static void announce_rerun(const char *tenant, const char *run, const char *of,
+			   const char *producer_name)
+{
+	produce("run.submitted", "sagewai.runs", tenant, run, NULL, producer_name,
+		json_pack("{s:s, s:i, s:s, s:s}", "workflow", "site", "workflow_version", 1,
+			  "input", "{}", "replay_of", of));
+}
+
+/* rid was denied by replay as not recorded, and nobody was asked. */
+static void require_not_recorded(const char *rid, const char *what)
+{
+	json_t *d = reply_for("credential.decided", rid);
+
+	require_decided(d, "deny", "replay", "");
+	SW_REQUIRE(strncmp(js(d, "reason"), "not_recorded: ", 14) == 0,
+		   "%s: reason '%s' is not not_recorded", what, js(d, "reason"));
+	SW_REQUIRE(strcmp(js(d, "secret"), "") == 0 && strcmp(js(d, "replay_of"), "") == 0,
+		   "%s: a refused replay names a secret or an original", what);
+	SW_REQUIRE(count_seen("credential.pending", rid) == 0, "%s: a person was asked", what);
+}
+
+static void t_replay(void)
+{
+	char orig[80], orig2[80], rr[80], rr2[80], plain[80], forged[80], late[80];
+	char r_ask[SW_UUID_STRLEN], r_rule[SW_UUID_STRLEN], r_deny[SW_UUID_STRLEN];
+	char r_o2[SW_UUID_STRLEN], aid[SW_UUID_STRLEN], q[SW_UUID_STRLEN];
+	json_t *d;
+	int64_t t0;
+
+	mode = "single_org";
+	setup("replay");
+	pol_start();
+	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
+	/* run ids are UUIDs (replay_of must be one) */
+	sw_uuid_v7_str(orig);
+	sw_uuid_v7_str(orig2);
+	sw_uuid_v7_str(rr);
+	sw_uuid_v7_str(rr2);
+	sw_uuid_v7_str(plain);
+	sw_uuid_v7_str(forged);
+	sw_uuid_v7_str(late);
+
+	/* the original run: a person approves an ask; a rule allows; a rule denies */
+	request("default", orig, "STRIPE_API_KEY", "stripe:charges", r_ask);
+	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", r_ask), "approval_id"));
+	decide(200, aid, "approve", "agreed with finance", admin);
+	require_decided(reply_for("credential.decided", r_ask), "allow", "human", "new-api-key");
+	request("default", orig, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_rule);
+	require_decided(reply_for("credential.decided", r_rule), "allow", "rule", "push-own-org");
+	request("default", orig, "AWS_TOKEN", "aws:iam:role/admin", r_deny);
+	require_decided(reply_for("credential.decided", r_deny), "deny", "rule", "no-admin");
+	/* another run's decision, for a re-run of the wrong run */
+	request("default", orig2, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_o2);
+	reply_for("credential.decided", r_o2);
+
+	/* the re-run, as the scheduler announces it */
+	announce_rerun("default", rr, orig, "sagewai-scheduler");
+	/* the person's allow: allowed again by replay, nobody asked */
+	request_replay("default", rr, "STRIPE_API_KEY", "stripe:charges", r_ask, q);
+	d = reply_for("credential.decided", q);
+	require_decided(d, "allow", "replay", "new-api-key");
+	SW_REQUIRE(strcmp(js(d, "secret"), "vendor-keys") == 0 &&
+		   strcmp(js(d, "replay_of"), r_ask) == 0 && strcmp(js(d, "approver"), "") == 0 &&
+		   strstr(js(d, "reason"), "by human") != NULL,
+		   "replayed allow: secret %s replay_of %s approver %s reason %s", js(d, "secret"),
+		   js(d, "replay_of"), js(d, "approver"), js(d, "reason"));
+	SW_REQUIRE(count_settled("credential.decided", q) == 1, "replayed allow decided twice");
+	SW_REQUIRE(count_seen("credential.pending", q) == 0, "a replayed allow asked a person");
+	SW_REQUIRE(approval_of(q, admin) == NULL, "a replayed allow is listed as an approval");
+	/* the rule's allow and deny */
+	request_replay("default", rr, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_rule, q);
+	d = reply_for("credential.decided", q);
+	require_decided(d, "allow", "replay", "push-own-org");
+	SW_REQUIRE(strcmp(js(d, "secret"), "github-push") == 0, "secret %s", js(d, "secret"));
+	request_replay("default", rr, "AWS_TOKEN", "aws:iam:role/admin", r_deny, q);
+	d = reply_for("credential.decided", q);
+	require_decided(d, "deny", "replay", "no-admin");
+	SW_REQUIRE(strcmp(js(d, "secret"), "") == 0 && strcmp(js(d, "replay_of"), r_deny) == 0,
+		   "replayed deny: secret %s replay_of %s", js(d, "secret"), js(d, "replay_of"));
+
+	/* claims the record does not back: denied not_recorded, never asked */
+	request_replay("default", rr, "OTHER_API_KEY", "stripe:charges", r_ask, q);
+	require_not_recorded(q, "another name");
+	request_replay("default", rr, "STRIPE_API_KEY", "stripe:refunds", r_ask, q);
+	require_not_recorded(q, "another scope");
+	request_replay("default", rr, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_o2, q);
+	require_not_recorded(q, "a decision of another run");
+	request_replay("default", rr, "STRIPE_API_KEY", "stripe:charges", "not-a-uuid", q);
+	require_not_recorded(q, "a malformed claim");
+	/* a run nobody announced as a re-run (a forged claim): refused after the wait */
+	t0 = sw_mono_ms();
+	request_replay("default", plain, "STRIPE_API_KEY", "stripe:charges", r_ask, q);
+	require_not_recorded(q, "not a re-run");
+	SW_REQUIRE(sw_mono_ms() - t0 >= 2500, "refused before waiting for run.submitted");
+	/* a re-run announced by someone else than the scheduler */
+	announce_rerun("default", forged, orig, "sagewai-sandboxd");
+	request_replay("default", forged, "STRIPE_API_KEY", "stripe:charges", r_ask, q);
+	require_not_recorded(q, "announced by sandboxd");
+	/* a re-run of another run claiming this run's decision */
+	announce_rerun("default", rr2, orig2, "sagewai-scheduler");
+	request_replay("default", rr2, "STRIPE_API_KEY", "stripe:charges", r_ask, q);
+	require_not_recorded(q, "a re-run of another run");
+	/* another tenant's re-run of this tenant's run */
+	{
+		char ot[SW_UUID_STRLEN];
+
+		sw_uuid_v7_str(ot);
+		announce_rerun("other", ot, orig, "sagewai-scheduler");
+		request_replay("other", ot, "STRIPE_API_KEY", "stripe:charges", r_ask, q);
+		require_not_recorded(q, "another tenant");
+	}
+	/* the request consumed before its run.submitted: it waits for it */
+	request_replay("default", late, "STRIPE_API_KEY", "stripe:charges", r_ask, q);
+	sw_test_msleep(800);
+	announce_rerun("default", late, orig, "sagewai-scheduler");
+	require_decided(reply_for("credential.decided", q), "allow", "replay", "new-api-key");
+
+	/* nothing of the replays became an approval; the original's is the only one */
+	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM policy.requests WHERE by = 'replay'"
+					   " AND approval_id IS NOT NULL") == 0,
+		   "a replayed request has an approval");
+	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM policy.requests WHERE"
+					   " by = 'replay'") == 12,
+		   "not every replayed request was stored");
+	finish();
+}
+
+static void t_prune(void)
+{
+	char run_old[SW_UUID_STRLEN], run_new[SW_UUID_STRLEN], r1[SW_UUID_STRLEN];
+	char r2[SW_UUID_STRLEN], r3[SW_UUID_STRLEN], of[SW_UUID_STRLEN], q[600];
+	int64_t until;
+
+	mode = "single_org";
+	retention_env = "SAGEWAI_POLICY_RETENTION_S=86400";
+	setup("prune");
+	pol_start();
+	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
+	sw_uuid_v7_str(run_old);
+	sw_uuid_v7_str(run_new);
+	sw_uuid_v7_str(of);
+	/* tombstones of each kind for two runs, and requests */
+	request("default", run_old, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
+	reply_for("credential.decided", r1);
+	produce("run.finished", "sagewai.runs", "default", run_old, NULL, "sagewai-scheduler",
+		json_pack("{s:s}", "status", "SUCCEEDED"));
+	produce("run.finished", "sagewai.runs", "default", run_new, NULL, "sagewai-scheduler",
+		json_pack("{s:s}", "status", "SUCCEEDED"));
+	announce_rerun("default", run_old, of, "sagewai-scheduler");
+	announce_rerun("default", run_new, of, "sagewai-scheduler");
+	sw_uuid_v7_str(r2);
+	sw_uuid_v7_str(r3);
+	produce("credential.withdrawn", "sagewai.credentials", "default", run_old, NULL,
+		"sagewai-sandboxd", json_pack("{s:s, s:s}", "request_id", r2, "reason", "old"));
+	produce("credential.withdrawn", "sagewai.credentials", "default", run_new, NULL,
+		"sagewai-sandboxd", json_pack("{s:s, s:s}", "request_id", r3, "reason", "new"));
+	until = sw_mono_ms() + 30000;
+	while (sw_test_pg_long(db_dsn, "SELECT (SELECT count(*) FROM policy.withdrawals) +"
+				       " (SELECT count(*) FROM policy.finished_runs) +"
+				       " (SELECT count(*) FROM policy.reruns)") != 6) {
+		SW_REQUIRE(sw_mono_ms() < until, "the tombstones were not all written");
+		sw_test_msleep(200);
+	}
+	/* the old run's are two days old; a restart prunes a second later */
+	pol_stop();
+	snprintf(q, sizeof(q),
+		 "WITH a AS (UPDATE policy.withdrawals SET at = now() - interval '2 days'"
+		 " WHERE request_id = '%s' RETURNING 1), b AS (UPDATE policy.finished_runs SET"
+		 " at = now() - interval '2 days' WHERE run_id = '%s' RETURNING 1), c AS"
+		 " (UPDATE policy.reruns SET at = now() - interval '2 days' WHERE run_id = '%s'"
+		 " RETURNING 1) SELECT (SELECT count(*) FROM a) + (SELECT count(*) FROM b) +"
+		 " (SELECT count(*) FROM c)",
+		 r2, run_old, run_old);
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 3, "backdating failed");
+	pol_start();
+	until = sw_mono_ms() + 30000;
+	while (sw_test_pg_long(db_dsn, "SELECT (SELECT count(*) FROM policy.withdrawals) +"
+				       " (SELECT count(*) FROM policy.finished_runs) +"
+				       " (SELECT count(*) FROM policy.reruns)") != 3) {
+		SW_REQUIRE(sw_mono_ms() < until, "old tombstones not pruned");
+		sw_test_msleep(200);
+	}
+	snprintf(q, sizeof(q),
+		 "SELECT (SELECT count(*) FROM policy.withdrawals WHERE request_id = '%s') +"
+		 " (SELECT count(*) FROM policy.finished_runs WHERE run_id = '%s') +"
+		 " (SELECT count(*) FROM policy.reruns WHERE run_id = '%s')",
+		 r3, run_new, run_new);
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 3, "a young tombstone was pruned");
+	snprintf(q, sizeof(q), "SELECT count(*) FROM policy.requests WHERE request_id = '%s'", r1);
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 1, "a request was pruned");
+	/* the kept tombstone still voids a late request of its run */
+	request("default", run_new, "GITHUB_TOKEN_SITE", "github:push:acme/site", r2);
+	require_decided(reply_for("credential.decided", r2), "deny", "withdrawn", NULL);
+	retention_env = NULL;
+	finish();
+}
+
 static const struct sw_test_scenario scenarios[] = {
 	{"lang", t_lang},	  {"decide", t_decide}, {"deadline", t_deadline},
 	{"withdraw", t_withdraw}, {"kill9", t_kill9},	{"tenants", t_tenants},
 	{"hostile", t_hostile},	  {"page", t_page},	{"cli", t_cli},
+	{"replay", t_replay},	  {"prune", t_prune},	{"pgcrash", t_pgcrash},
 };
 
 int main(int argc, char **argv)

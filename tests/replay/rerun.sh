@@ -16,9 +16,13 @@
 #            of its output (the old line removed, the new one added), the
 #            others the same, exit 1
 #   refused  an llm step whose request changed fails without calling the
-#            model; a revoked secret fails the re-run closed (409, nothing
-#            stored); a rotated one too (409 replay_pin naming both
-#            versions); a missing run, a hostile replay field: clear errors
+#            model; a missing run, a hostile replay field: clear errors
+#   pinned   the secret rotated since: the re-run's identity step still gets
+#            the original's version (its output, a hash of the value, is the
+#            original's; step.dispatched.identity of the re-run says v1)
+#            while a new run gets v2; that version revoked since: the re-run
+#            fails closed (409 revoked, nothing stored), destroyed since
+#            (secret delete): 409 version_gone
 #   gate     the scheduler in multi_tenant mode without
 #            SAGEWAI_SEALED_PREVIEW=1: the re-run of the identity-bearing
 #            run is refused by the preview gate (403) before any step is
@@ -238,19 +242,58 @@ code=$(curl -s -o "$work/bad.json" -w '%{http_code}' -X POST "$SAGEWAI_URL/v1/ru
 n1=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')
 [ "$n0" = "$n1" ] || fail "a refused re-run was stored ($n0 -> $n1 runs)"
 
-# the secret revoked since: fails closed before anything runs
-"$cli" secret revoke rr_key >/dev/null || fail "secret revoke"
-if out=$("$cli" replay run "$orig" 2>&1); then fail "re-ran with a revoked secret: $out"; fi
-echo "$out" | grep -q "revoked: RR_KEY (secret rr_key v1)" || fail "revoked: $out"
-# rotated since: the original's version is not the one identity gives now
+echo "ok: refused (changed llm request, missing run, hostile fields)"
+
+# ---- pinned: rotated, revoked, destroyed since the original -------------
 (umask 077 && head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/values/v2")
 "$cli" secret rotate rr_key --from-file "$work/values/v2" >/dev/null || fail "secret rotate"
-if out=$("$cli" replay run "$orig" 2>&1); then fail "re-ran with a rotated secret: $out"; fi
-echo "$out" | grep -q "replay_pin" && echo "$out" | grep -q "secret rr_key v1, now secret rr_key v2" ||
-	fail "rotated: $out"
+v2_sha=$(printf %s "$(cat "$work/values/v2")" | sha256sum | cut -d' ' -f1)
+# a new run gets the new version ...
+out=$("$cli" run submit mixed --version 1 --input "$input" --watch 2>&1) || fail "run after rotate: $out"
+fresh=$(echo "$out" | grep -o "$uuid_re" | head -n 1)
+"$cli" --json run show "$fresh" >"$work/fresh.json" || fail "run show $fresh"
+python3 - "$work/fresh.json" "$v2_sha" <<-'PY' || fail "the new run did not get v2: $(cat "$work/fresh.json")"
+	import json, sys
+	d = json.load(open(sys.argv[1]))
+	s = {x["name"]: x for x in d["steps"]}["sealed"]
+	o = json.loads(s["output"]) if isinstance(s["output"], str) else s["output"]
+	assert o["stdout"].strip() == sys.argv[2], s
+PY
+# ... the re-run the original's, and the step output is the original's
+"$cli" --json replay run "$orig" >"$work/pinned.json" 2>"$work/pinned.err" ||
+	fail "re-run after rotate: $(cat "$work/pinned.json" "$work/pinned.err")"
+python3 - "$work/pinned.json" "$want_sha" <<-'PY' || fail "pinned: $(cat "$work/pinned.json")"
+	import json, sys
+	d = json.load(open(sys.argv[1]))
+	assert d["identical"] and d["changed"] == 0, d
+	s = {x["step"]: x for x in d["steps"]}["sealed"]
+	assert s["same"] and s["rerun"]["output"]["stdout"].strip() == sys.argv[2], s
+PY
+rerun=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' "$work/pinned.json")
+trail_has "$rerun" 'types["run.finished"] == 1 and types["identity.injected"] == 1' ||
+	fail "the pinned re-run's trail is incomplete"
+python3 - "$work/trail.json" <<-'PY' || fail "the audit log does not show the pinned version"
+	import json, sys
+	ev = [e["event"] for e in json.load(open(sys.argv[1]))["events"]]
+	d = [e for e in ev if e["header"]["type"] == "step.dispatched" and e["step"] == "sealed"]
+	keys = json.loads(d[-1]["identity"])
+	assert [(k["env"], k["secret"], k["version"]) for k in keys] == [("RR_KEY", "rr_key", 1)], keys
+PY
+echo "ok: pinned (rotated since: the re-run got v1 and the original's output, a new run v2)"
+
+n1=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')
+# that version revoked since: fails closed before anything runs
+"$cli" secret revoke rr_key --version 1 >/dev/null || fail "secret revoke --version 1"
+if out=$("$cli" replay run "$orig" 2>&1); then fail "re-ran with a revoked secret: $out"; fi
+echo "$out" | grep -q "revoked: RR_KEY (secret rr_key v1)" || fail "revoked: $out"
+# destroyed since: gone
+"$cli" secret delete rr_key >/dev/null || fail "secret delete"
+if out=$("$cli" replay run "$orig" 2>&1); then fail "re-ran with a destroyed secret: $out"; fi
+echo "$out" | grep -q "version_gone" && echo "$out" | grep -q "RR_KEY (secret rr_key v1): its value was destroyed" ||
+	fail "destroyed: $out"
 n2=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')
 [ "$n1" = "$n2" ] || fail "a refused re-run was stored ($n1 -> $n2 runs)"
-echo "ok: refused (changed llm request, missing run, hostile fields, revoked, rotated)"
+echo "ok: refused (revoked, destroyed since: fails closed, nothing stored)"
 
 # ---- gate: multi_tenant without SAGEWAI_SEALED_PREVIEW ----------------
 admin=adm-$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')

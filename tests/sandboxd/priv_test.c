@@ -22,6 +22,15 @@
  *     unknown handles, 300 random mutations) each get one ERROR reply
  *     with the request's id, create nothing, and the privileged part
  *     keeps serving;
+ *   - many creates in flight at once through the service part's client
+ *     (privclient.c): 16 asked together, one of a variant whose bwrap
+ *     fails after the fork and one of an unknown variant: exactly those
+ *     two fail, with their own ids' errors, and each of the 14 others
+ *     answers on its own control socket (egress_only ones with their
+ *     listener); then all destroyed at once, every runner gone;
+ *   - a service side that sends requests without reading the answers is
+ *     held back (the privileged part stops reading; its reply queue is
+ *     bounded), then gets every answer in order;
  *   - at most max_sandboxes at once;
  *   - when the service side ends, the privileged part destroys every
  *     sandbox it holds and exits with the service side's status.
@@ -39,12 +48,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
 #include "privmsg.h"
 #include "sandboxd.h"
 #include "sw_test.h"
 
+#define TEST_MAX 24 /* max_sandboxes */
+#define CONC_N 16   /* creates asked at once */
+
 static const char *runner_path, *variants_dir;
-static char state_dir[256], my_variants[256];
+static char state_dir[256], my_variants[256], locked[256];
 static int sock;
 
 /* Send raw bytes (and optionally an fd); return 1 when the reply is not
@@ -283,6 +297,21 @@ static void make_variants(void)
 	json_object_set_new(json_object_get(v, "limits"), "cpu_millis", json_integer(300));
 	snprintf(path, sizeof(path), "%s/capped.json", my_variants);
 	SW_CHECK(json_dump_file(v, path, 0) == 0);
+	/* valid to the catalogue and to the privileged part's checks, but
+	 * bwrap fails after the fork (in its child, after --info-fd said its
+	 * pid: the runner never sends READY): it runs as uid 65534 (we are root) and
+	 * cannot reach a directory inside a 0700 root-owned one (under
+	 * /var/tmp: /tmp may not enter a sandbox) */
+	snprintf(locked, sizeof(locked), "/var/tmp/sw-priv-locked-XXXXXX");
+	SW_CHECK(mkdtemp(locked) != NULL);
+	snprintf(path, sizeof(path), "%s/inner", locked);
+	SW_CHECK(mkdir(path, 0755) == 0);
+	json_object_set_new(v, "name", json_string("broken"));
+	json_object_del(json_object_get(v, "limits"), "cpu_millis");
+	json_array_append_new(json_object_get(v, "ro_binds"),
+			      json_pack("{s:s, s:s}", "path", path, "at", "/opt/broken"));
+	snprintf(path, sizeof(path), "%s/broken.json", my_variants);
+	SW_CHECK(json_dump_file(v, path, 0) == 0);
 	json_decref(v);
 	{
 		struct sw_sandbox_variant *cv = sw_sandbox_variant_load(my_variants, "capped", err,
@@ -301,6 +330,11 @@ static void remove_variants(void)
 	unlink(path);
 	snprintf(path, sizeof(path), "%s/capped.json", my_variants);
 	unlink(path);
+	snprintf(path, sizeof(path), "%s/broken.json", my_variants);
+	unlink(path);
+	snprintf(path, sizeof(path), "%s/inner", locked);
+	rmdir(path);
+	rmdir(locked);
 	rmdir(my_variants);
 }
 
@@ -382,6 +416,54 @@ static struct sbd_pm create_msg(const char *variant, uint8_t net)
 
 	snprintf(m.u.create.variant, sizeof(m.u.create.variant), "%s", variant);
 	return m;
+}
+
+/*
+ * A service side that asks without reading the answers: the privileged
+ * part stops reading (its queue of replies is bounded) instead of growing
+ * without end, and once the answers are read every request has its one
+ * ERROR, in order.
+ */
+static void check_flood(void)
+{
+	uint8_t b[SBD_PM_HDR], r[SBD_PM_MAX];
+	int fl = fcntl(sock, F_GETFL);
+	uint32_t sent = 0;
+	bool held = false;
+
+	SW_CHECK(fl >= 0 && fcntl(sock, F_SETFL, fl | O_NONBLOCK) == 0);
+	while (sent < 20000 && !held) {
+		uint32_t id = sent + 1;
+
+		b[0] = 0, b[1] = 77; /* an unknown type */
+		b[2] = 0, b[3] = 0, b[4] = 0, b[5] = SBD_PM_HDR;
+		b[6] = (uint8_t)(id >> 24), b[7] = (uint8_t)(id >> 16);
+		b[8] = (uint8_t)(id >> 8), b[9] = (uint8_t)id;
+		if (send(sock, b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(b)) {
+			sent++;
+			continue;
+		}
+		SW_CHECKF(errno == EAGAIN || errno == EWOULDBLOCK, "send: %s", strerror(errno));
+		usleep(300 * 1000); /* time to drain, if it still read */
+		if (send(sock, b, sizeof(b), MSG_DONTWAIT | MSG_NOSIGNAL) == (ssize_t)sizeof(b))
+			sent++;
+		else
+			held = true;
+	}
+	SW_CHECKF(held, "the privileged part took %u requests whose answers nobody read", sent);
+	for (uint32_t i = 1; i <= sent; i++) {
+		struct sbd_pm m;
+		char err[256];
+		ssize_t n;
+
+		while ((n = recv(sock, r, sizeof(r), 0)) < 0 && (errno == EAGAIN || errno == EINTR))
+			usleep(1000);
+		SW_CHECK(n > 0);
+		SW_CHECKF(sbd_pm_decode(r, (size_t)n, &m, err, sizeof(err)) == 0, "%s", err);
+		SW_CHECKF(m.type == SBD_PM_ERROR && m.id == i, "reply %u: type %u id %u", i,
+			  (unsigned)m.type, (unsigned)m.id);
+	}
+	SW_CHECK(fcntl(sock, F_SETFL, fl) == 0);
 }
 
 static void check_hostile(void)
@@ -494,21 +576,156 @@ static void check_hostile(void)
 	}
 }
 
+/* ---- many creates at once, through the client ---- */
+
+struct conc {
+	int i;
+	const char *variant;
+	enum sw_sandbox_net net;
+	bool done, ok;
+	char err[512];
+	struct sbd_priv_sandbox c;
+	struct sw_sandbox_usage u;
+};
+
+static int conc_left;
+
+static void conc_created(void *arg, struct sbd_priv_result *r)
+{
+	struct conc *k = arg;
+
+	SW_CHECKF(!k->done, "create %d answered twice", k->i);
+	k->done = true;
+	k->ok = r->err == NULL;
+	if (r->err != NULL)
+		snprintf(k->err, sizeof(k->err), "%s", r->err);
+	else
+		k->c = r->created;
+	conc_left--;
+}
+
+static void conc_destroyed(void *arg, struct sbd_priv_result *r)
+{
+	struct conc *k = arg;
+
+	SW_CHECKF(r->err == NULL, "destroy %d: %s", k->i, r->err);
+	k->u = r->final;
+	k->done = true;
+	conc_left--;
+}
+
+static void conc_wait(struct event_base *base)
+{
+	int64_t t0 = sw_mono_ms();
+
+	while (conc_left > 0) {
+		SW_CHECKF(sw_mono_ms() - t0 < 60000, "%d answers missing after 60 s", conc_left);
+		event_base_loop(base, EVLOOP_ONCE);
+	}
+}
+
+static void check_concurrent(void)
+{
+	struct event_base *base = event_base_new();
+	struct sbd_priv_client *cl;
+	struct conc k[CONC_N];
+	char err[512];
+	int fd = dup(sock);
+
+	SW_CHECK(base != NULL && fd >= 0);
+	SW_CHECKF((cl = sbd_priv_client_new(base, fd, err, sizeof(err))) != NULL, "%s", err);
+	memset(k, 0, sizeof(k));
+	for (int i = 0; i < CONC_N; i++) {
+		struct sw_sandbox_limits lim = {.nproc = (uint64_t)(20 + i)};
+
+		k[i].i = i;
+		k[i].variant = i == 5 ? "broken" : i == 9 ? "nosuch" : "base";
+		k[i].net = i % 4 == 1 ? SW_SANDBOX_NET_EGRESS_ONLY : SW_SANDBOX_NET_NONE;
+		SW_CHECKF(sbd_priv_client_create(cl, k[i].variant, k[i].net, &lim, conc_created,
+						 &k[i], err, sizeof(err)) == 0,
+			  "send %d: %s", i, err);
+		conc_left++;
+	}
+	/* all asked before any answer is read */
+	SW_CHECK(sbd_priv_client_pending(cl) == CONC_N);
+	conc_wait(base);
+	for (int i = 0; i < CONC_N; i++) {
+		if (i == 5) {
+			/* not root: bwrap runs as us and may reach it */
+			SW_CHECKF(getuid() != 65533 ||
+					  (!k[i].ok && strstr(k[i].err, "/inner: Permission denied") != NULL),
+				  "broken variant: %s", k[i].ok ? "created" : k[i].err);
+			if (k[i].ok) {
+				close(k[i].c.ctl_fd);
+				if (k[i].c.egress_fd >= 0)
+					close(k[i].c.egress_fd);
+				k[i].ok = false; /* left to the privileged part's end */
+			}
+			continue;
+		}
+		if (i == 9) {
+			SW_CHECKF(!k[i].ok && strstr(k[i].err, "nosuch") != NULL,
+				  "unknown variant: %s", k[i].ok ? "created" : k[i].err);
+			continue;
+		}
+		SW_CHECKF(k[i].ok, "create %d: %s", i, k[i].err);
+		SW_CHECK(k[i].c.limits.nproc == (uint64_t)(20 + i));
+		SW_CHECK((k[i].c.egress_fd >= 0) == (k[i].net == SW_SANDBOX_NET_EGRESS_ONLY));
+		for (int j = 0; j < i; j++)
+			SW_CHECK(!k[j].ok || k[j].c.handle != k[i].c.handle);
+	}
+	/* each runner answers on its own socket */
+	for (int i = 0; i < CONC_N; i++) {
+		const char *const argv[] = {"awk", "/Max processes/ {print $3}",
+					    "/proc/self/limits", NULL};
+		struct sw_sandbox *sb;
+		char out[64], want[16];
+
+		if (!k[i].ok)
+			continue;
+		sb = sw_sandbox_attach(k[i].c.ctl_fd, &k[i].c.limits, true, err, sizeof(err));
+		SW_CHECK(sb != NULL);
+		SW_CHECK(run_in(sb, argv, out, sizeof(out)) == 0);
+		snprintf(want, sizeof(want), "%d\n", 20 + i);
+		SW_CHECKF(strcmp(out, want) == 0, "sandbox %d: max processes %s", i, out);
+		sw_sandbox_destroy(sb, NULL);
+		if (k[i].c.egress_fd >= 0)
+			close(k[i].c.egress_fd);
+	}
+	/* all destroyed at once */
+	for (int i = 0; i < CONC_N; i++) {
+		if (!k[i].ok)
+			continue;
+		k[i].done = false;
+		SW_CHECK(sbd_priv_client_destroy(cl, k[i].c.handle, conc_destroyed, &k[i], err,
+						 sizeof(err)) == 0);
+		conc_left++;
+	}
+	conc_wait(base);
+	for (int i = 0; i < CONC_N; i++)
+		SW_CHECKF(!k[i].ok || kill(k[i].c.pid, 0) != 0, "runner %d outlived destroy",
+			  (int)k[i].c.pid);
+	sbd_priv_client_free(cl);
+	event_base_free(base);
+}
+
 static void check_max(pid_t *held)
 {
-	struct sbd_priv_sandbox c[3];
-	char err[512];
+	struct sbd_priv_sandbox c;
+	char err[512], want[32];
 
-	/* max_sandboxes is 2: two are held, a third is refused */
-	for (int i = 0; i < 2; i++) {
-		SW_CHECKF(sbd_priv_create(sock, "base", SW_SANDBOX_NET_NONE, NULL, &c[i], err,
+	/* TEST_MAX are held, one more is refused */
+	for (int i = 0; i < TEST_MAX; i++) {
+		SW_CHECKF(sbd_priv_create(sock, "base", SW_SANDBOX_NET_NONE, NULL, &c, err,
 					  sizeof(err)) == 0,
 			  "create %d: %s", i, err);
-		held[i] = c[i].pid;
+		if (i < 2)
+			held[i] = c.pid;
 	}
-	SW_CHECK(sbd_priv_create(sock, "base", SW_SANDBOX_NET_NONE, NULL, &c[2], err,
+	SW_CHECK(sbd_priv_create(sock, "base", SW_SANDBOX_NET_NONE, NULL, &c, err,
 				 sizeof(err)) != 0);
-	SW_CHECKF(strstr(err, "maximum of 2") != NULL, "%s", err);
+	snprintf(want, sizeof(want), "maximum of %d", TEST_MAX);
+	SW_CHECKF(strstr(err, want) != NULL, "%s", err);
 	/* the control sockets stay open here: the privileged part must end them */
 }
 
@@ -525,7 +742,10 @@ static void service_side(int out)
 	check_cpu();
 	check_egress();
 	check_hostile();
+	check_flood();
 	check_create_destroy(); /* still serving */
+	check_concurrent();
+	check_create_destroy(); /* the blocking calls still pair up */
 	check_max(held);
 	snprintf(line, sizeof(line), "%d %d\n", (int)held[0], (int)held[1]);
 	SW_CHECK(write(out, line, strlen(line)) == (ssize_t)strlen(line));
@@ -534,7 +754,7 @@ static void service_side(int out)
 
 int main(int argc, char **argv)
 {
-	struct sbd_priv_config cfg = {.max_sandboxes = 2};
+	struct sbd_priv_config cfg = {.max_sandboxes = TEST_MAX};
 	char err[512], buf[64] = "";
 	pid_t top;
 	int st, a = 0, b = 0, pp[2];

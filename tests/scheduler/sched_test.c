@@ -1625,10 +1625,24 @@ static const char *const replay_yaml =
  * step's recorded request and answer, the cli_agent_jit step's recorded
  * decisions (nothing serves that mode yet: this is where it gets them);
  * the template and sandboxed steps run again without. run.submitted and
- * the run carry replay_of. The original must be a run of the tenant (404),
- * hostile replay fields are 400, and nothing is stored for either. */
+ * the run carry replay_of. The identity-bearing step's keys are pinned in
+ * the re-run's identity.resolve_requested from the scheduler's own record
+ * of the original (a client's "identity" field is not what is pinned); an
+ * answer that is not the original's versions is refused (409 replay_pin),
+ * and identity's version_gone is 409. The original must be a run of the
+ * tenant (404), hostile replay fields are 400, and nothing is stored for
+ * any of them. */
 static void id_responder_start(const char *keys_json, char *kf_env, size_t kf_len);
 static void id_responder_stop(void);
+static void id_keys_set(const char *keys_json);
+static void id_set(const char *code, const char *error, int silent, int decoy);
+static json_t *id_request_of(const char *run_id);
+
+#define REPLAY_MAC "abababababababababababababababababababababababababababababababab"
+#define REPLAY_KEY(v)                                                                             \
+	"[{\"env\": \"GH_TOKEN\", \"level\": \"workflow\", \"profile\": \"p\", \"kind\":"         \
+	" \"secret\", \"secret\": \"gh\", \"version\": " #v ", \"backend\": \"builtin\","         \
+	" \"value\": \"\", \"mac\": \"" REPLAY_MAC "\"}]"
 
 static void scenario_replay(void)
 {
@@ -1641,7 +1655,7 @@ static void scenario_replay(void)
 
 	/* cli_agent_jit is runnable with identity (played here: no keys) and
 	 * a policy service */
-	id_responder_start("[]", kf_env, sizeof(kf_env));
+	id_responder_start(REPLAY_KEY(1), kf_env, sizeof(kf_env));
 	sched_extra[0] = "SAGEWAI_RUNNABLE_MODES=in_process,sandboxed,cli_agent_jit";
 	sched_extra[1] = "SAGEWAI_IDENTITY=1";
 	sched_extra[2] = "SAGEWAI_POLICY=1";
@@ -1656,9 +1670,11 @@ static void scenario_replay(void)
 		 "{\"of\": \"%s\", \"steps\": {"
 		 "\"think\": {\"request\": {\"uses\": \"llm\"}, \"status\": \"SUCCEEDED\","
 		 " \"answer\": {\"output\": \"\\\"recorded\\\"\", \"error\": null}},"
-		 "\"agent\": {\"decisions\": [{\"name\": \"GH_TOKEN\", \"decision\": \"deny\","
-		 " \"by\": \"rule\"}]},"
 		 "\"box\": {\"identity\": \"\"},"
+		 "\"agent\": {\"identity\": \"[{\\\"env\\\": \\\"GH_TOKEN\\\", \\\"kind\\\":"
+		 " \\\"secret\\\", \\\"secret\\\": \\\"gh\\\", \\\"version\\\": 7}]\","
+		 " \"decisions\": [{\"name\": \"GH_TOKEN\", \"decision\": \"deny\","
+		 " \"by\": \"rule\"}]},"
 		 "\"gone\": {\"decisions\": []}}}",
 		 orig);
 	snprintf(body, sizeof(body), fmt, field);
@@ -1715,6 +1731,43 @@ static void scenario_replay(void)
 		}
 	}
 	SW_REQUIRE(seen == 4, "%zu dispatches of the re-run", seen);
+	/* the re-run's resolution pinned the original's key from the
+	 * scheduler's record (v1), not from the client's field (v7); the
+	 * original's pinned nothing */
+	{
+		json_t *oreq = id_request_of(orig), *req = id_request_of(id), *p;
+		char *t = json_dumps(json_object_get(req, "pins"), JSON_COMPACT);
+
+		SW_REQUIRE(oreq != NULL && json_array_size(json_object_get(oreq, "pins")) == 0,
+			   "the original's resolution has pins");
+		p = json_array_get(json_object_get(req, "pins"), 0);
+		SW_REQUIRE(json_array_size(json_object_get(req, "pins")) == 1 &&
+				   !strcmp(json_string_value(json_object_get(p, "step")), "agent") &&
+				   !strcmp(json_string_value(json_object_get(p, "env")), "GH_TOKEN") &&
+				   !strcmp(json_string_value(json_object_get(p, "secret")), "gh") &&
+				   json_integer_value(json_object_get(p, "version")) == 1 &&
+				   !strcmp(json_string_value(json_object_get(p, "mac")), REPLAY_MAC),
+			   "the re-run's pins: %s", t ? t : "none");
+		free(t);
+		json_decref(oreq);
+		json_decref(req);
+	}
+	/* identity answers another version (it should not): the scheduler's
+	 * backstop refuses; identity's version_gone is 409 */
+	id_keys_set(REPLAY_KEY(2));
+	st = http_s("POST", "/v1/runs", body, NULL, &j);
+	SW_REQUIRE(st == 409 && !strcmp(err_code(j), "replay_pin") &&
+			   strstr(err_msg(j), "key GH_TOKEN was secret gh v1, now secret gh v2"),
+		   "another version answered: %ld %s", st, last_body);
+	json_decref(j);
+	id_keys_set(REPLAY_KEY(1));
+	id_set("version_gone", "version_gone: GH_TOKEN (secret gh v1): no such version", 0, 0);
+	st = http_s("POST", "/v1/runs", body, NULL, &j);
+	SW_REQUIRE(st == 409 && !strcmp(err_code(j), "version_gone") &&
+			   strstr(err_msg(j), "GH_TOKEN (secret gh v1)"),
+		   "version_gone: %ld %s", st, last_body);
+	json_decref(j);
+	id_set(NULL, NULL, 0, 0);
 
 	/* refused: nothing stored */
 	snprintf(field, sizeof(field),
@@ -2929,6 +2982,34 @@ static void id_responder_start(const char *keys_json, char *kf_env, size_t kf_le
 	id_set(NULL, NULL, 0, 0);
 	id_stop = 0;
 	SW_CHECK(pthread_create(&id_thread, NULL, id_main, NULL) == 0);
+}
+
+/* Answer with keys_json for every step from now on. */
+static void id_keys_set(const char *keys_json)
+{
+	json_t *k = json_loads(keys_json, 0, NULL);
+
+	SW_CHECK(k != NULL);
+	pthread_mutex_lock(&id_mu);
+	json_decref(id_keys);
+	id_keys = k;
+	pthread_mutex_unlock(&id_mu);
+}
+
+/* A copy of the last resolution request of run_id, or NULL. */
+static json_t *id_request_of(const char *run_id)
+{
+	json_t *ev = NULL;
+	size_t i;
+
+	pthread_mutex_lock(&id_mu);
+	for (i = 0; i < nidreqs; i++)
+		if (!strcmp(idreqs[i].run_id, run_id)) {
+			json_decref(ev);
+			ev = json_deep_copy(idreqs[i].ev);
+		}
+	pthread_mutex_unlock(&id_mu);
+	return ev;
 }
 
 static void id_responder_stop(void)

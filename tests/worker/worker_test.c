@@ -1000,6 +1000,99 @@ static void scenario_groupsave(void)
 		free(d[i].buf);
 }
 
+/* The results row of dispatch d in the worker's schema: 1 or 0. */
+static long result_rows(const struct sw_test_dispatch *d)
+{
+	char q[256];
+
+	snprintf(q, sizeof(q), "SELECT count(*) FROM worker.results WHERE step_id = '%s'",
+		 d->step_id);
+	return sw_test_pg_long(db_dsn, q);
+}
+
+/*
+ * A crash of PostgreSQL (immediate stop: WAL still in its buffers is lost)
+ * right after step.finished. The result of a step with an effect (an llm
+ * call) was a durable commit: it is there after the crash, and a
+ * redelivered dispatch re-publishes it without calling the model again. A
+ * template's result commits without waiting for the disk (docs/RUNS.md,
+ * "Durability"): after the crash it may be gone, and a redelivered dispatch
+ * then runs the template again, to the same output. The WAL writer is
+ * slowed to 10 s so that nothing but a durable commit flushes the WAL.
+ */
+static void scenario_pgcrash(void)
+{
+	struct sw_test_dispatch t1, l1, l2, t2;
+	struct sw_test_ev *e;
+	char first[64], q[128];
+	long had;
+
+	PQclear(sw_test_pg_exec(db_dsn, "ALTER SYSTEM SET wal_writer_delay = '10s'"));
+	PQclear(sw_test_pg_exec(db_dsn, "SELECT pg_reload_conf()"));
+	mock_start(NULL);
+	worker_start(NULL);
+
+	/* round 1: a template, then an llm step last before the crash */
+	sw_test_dispatch_make(&tx, &t1, "crash1", "shape", "in_process", 60000,
+			      spec("template", json_pack("{s:s}", "value", "shaped")));
+	sw_test_dispatch_send(&tx, &t1);
+	sw_test_ev_require(sw_test_evlog_finished(&evl, t1.step_id), "SUCCEEDED", NULL);
+	sw_test_dispatch_make(&tx, &l1, "crash1", "ask", "in_process", 60000,
+			      spec("llm", json_pack("{s:s}", "prompt", "say this once")));
+	sw_test_dispatch_send(&tx, &l1);
+	e = sw_test_evlog_finished(&evl, l1.step_id);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	snprintf(first, sizeof(first), "%s", e->event_id);
+	sw_test_pg_crash();
+	SW_REQUIRE(result_rows(&l1) == 1, "the llm step's result did not survive the crash");
+	/* the durable commit after it carried the template's row along */
+	SW_REQUIRE(result_rows(&t1) == 1, "the template's row, older than a durable commit, "
+					  "was lost");
+	sw_test_dispatch_send(&tx, &l1);
+	sw_test_evlog_wait(&evl, "step.finished", l1.step_id, 1, 120);
+	e = sw_test_evlog_find(&evl, "step.finished", l1.step_id, 1);
+	SW_REQUIRE(strcmp(e->event_id, first) == 0, "re-published %s, first was %s",
+		   e->event_id, first);
+	SW_REQUIRE(mock_stat("completions") == 1, "the mock answered %ld completions",
+		   mock_stat("completions"));
+
+	/* round 2: an llm step, then a template last before the crash */
+	sw_test_dispatch_make(&tx, &l2, "crash2", "ask", "in_process", 60000,
+			      spec("llm", json_pack("{s:s}", "prompt", "and once more")));
+	sw_test_dispatch_send(&tx, &l2);
+	sw_test_ev_require(sw_test_evlog_finished(&evl, l2.step_id), "SUCCEEDED", NULL);
+	sw_test_dispatch_make(&tx, &t2, "crash2", "shape", "in_process", 60000,
+			      spec("template", json_pack("{s:s}", "value", "again")));
+	sw_test_dispatch_send(&tx, &t2);
+	e = sw_test_evlog_finished(&evl, t2.step_id);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	snprintf(first, sizeof(first), "%s", e->event_id);
+	sw_test_pg_crash();
+	SW_REQUIRE(result_rows(&l2) == 1, "the llm step's result did not survive the crash");
+	had = result_rows(&t2);
+	sw_test_dispatch_send(&tx, &t2);
+	sw_test_evlog_wait(&evl, "step.finished", t2.step_id, 1, 120);
+	e = sw_test_evlog_find(&evl, "step.finished", t2.step_id, 1);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	SW_REQUIRE(json_is_string(e->output) && strcmp(json_string_value(e->output), "again") == 0,
+		   "the template's output after the crash is not \"again\"");
+	if (had == 1)
+		SW_REQUIRE(strcmp(e->event_id, first) == 0, "row kept, yet re-published %s, "
+			   "first was %s", e->event_id, first);
+	fprintf(stderr, "worker pgcrash: the template's lazy row was %s by the crash (%s)\n",
+		had ? "kept" : "lost", had ? "re-published" : "run again");
+	SW_REQUIRE(mock_stat("completions") == 2, "the mock answered %ld completions",
+		   mock_stat("completions"));
+	snprintf(q, sizeof(q), "ALTER SYSTEM RESET wal_writer_delay");
+	PQclear(sw_test_pg_exec(db_dsn, q));
+	PQclear(sw_test_pg_exec(db_dsn, "SELECT pg_reload_conf()"));
+	worker_stop(SIGTERM);
+	free(t1.buf);
+	free(l1.buf);
+	free(l2.buf);
+	free(t2.buf);
+}
+
 /* The step's error must be exactly the refusal of dest (an address:port)
  * for why. */
 static void require_refused(const char *step_id, const char *dest, const char *why)
@@ -1126,6 +1219,7 @@ int main(int argc, char **argv)
 	    {"badplugin", scenario_badplugin},
 	    {"concurrency", scenario_concurrency},
 	    {"groupsave", scenario_groupsave},
+	    {"pgcrash", scenario_pgcrash},
 	    {"ssrf", scenario_ssrf},
 	    {"replay", scenario_replay},
 	};

@@ -307,7 +307,7 @@ static int audit_run(struct cli_env *env, int argc, char **argv)
 	const char *pos[1];
 	json_t *events, *item;
 	size_t i;
-	char err[1024], *esc = NULL, *path = NULL, shown[128];
+	char *esc = NULL, *path = NULL, shown[128];
 	int n, rc = CLI_FAIL;
 
 	if ((n = cli_parse(env, "audit run", argc, argv, NULL, pos, 1)) == -2) {
@@ -323,11 +323,8 @@ static int audit_run(struct cli_env *env, int argc, char **argv)
 		path = NULL;
 		goto nomem;
 	}
-	if (cli_http_call(env, CLI_AUDIT_SVC, "GET", path, NULL, NULL, 0, env->token, &r, err,
-			  sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_AUDIT_SVC, "GET", path, NULL, env->token, &r) < 0)
 		goto out;
-	}
 	if (env->json) {
 		cli_raw_print(&r, stdout);
 		rc = CLI_OK;

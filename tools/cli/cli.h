@@ -144,6 +144,18 @@ int cli_http_call(struct cli_env *env, enum cli_target t, const char *method, co
 		  struct cli_resp *resp, char *errstr, size_t errlen);
 void cli_resp_free(struct cli_resp *r);
 
+/* cli_http_call with body (may be NULL) sent as compact JSON and the
+ * error said on stderr: 0 for a 2xx JSON answer, -1 otherwise. */
+int cli_call_json(struct cli_env *env, enum cli_target t, const char *method, const char *path,
+		  json_t *body, const char *bearer, struct cli_resp *resp);
+
+/* The array under key in a list answer from who ("the scheduler"). 1: *list
+ * is a non-empty array for the caller to print; 0: nothing left to do
+ * (with --json the answer was printed, an empty list printed none);
+ * -1: the answer has no such list (said on stderr). */
+int cli_answer_list(const struct cli_env *env, const struct cli_resp *r, const char *key,
+		    const char *who, const char *none, json_t **list);
+
 struct cli_sse;
 /* GET path from the scheduler as text/event-stream, feeding every chunk
  * to sse. Returns 0 when the server ended the stream, the parser

@@ -349,3 +349,40 @@ out:
 		curl_easy_cleanup(s.c);
 	return rc;
 }
+
+int cli_call_json(struct cli_env *env, enum cli_target t, const char *method, const char *path,
+		  json_t *body, const char *bearer, struct cli_resp *resp)
+{
+	char err[1024], *text = NULL;
+	int rc;
+
+	if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
+		memset(resp, 0, sizeof(*resp));
+		cli_error("out of memory");
+		return -1;
+	}
+	rc = cli_http_call(env, t, method, path, text ? "application/json" : NULL, text,
+			   text ? strlen(text) : 0, bearer, resp, err, sizeof(err));
+	free(text);
+	if (rc == -1)
+		cli_error("%s", err);
+	return rc;
+}
+
+int cli_answer_list(const struct cli_env *env, const struct cli_resp *r, const char *key,
+		    const char *who, const char *none, json_t **list)
+{
+	if (env->json) {
+		cli_raw_print(r, stdout);
+		return 0;
+	}
+	if (!json_is_array(*list = json_object_get(r->json, key))) {
+		cli_error("%s's answer has no \"%s\" list", who, key);
+		return -1;
+	}
+	if (json_array_size(*list) == 0) {
+		printf("%s\n", none);
+		return 0;
+	}
+	return 1;
+}

@@ -161,29 +161,6 @@ static int env_name_ok(const char *s, size_t n)
 	return 1;
 }
 
-/* One call to the identity service whose answer is printed raw with
- * --json; 0, or -1 after printing the error. */
-static int id_call(struct cli_env *env, const char *method, const char *path, json_t *body,
-		   const char *token, struct cli_resp *r)
-{
-	char err[1024], *text = NULL;
-	int rc;
-
-	if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
-		cli_error("out of memory");
-		memset(r, 0, sizeof(*r));
-		return -1;
-	}
-	rc = cli_http_call(env, CLI_IDENTITY_SVC, method, path, text ? "application/json" : NULL,
-			   text, text ? strlen(text) : 0, token, r, err, sizeof(err));
-	free(text);
-	if (rc == -1) {
-		cli_error("%s", err);
-		return -1;
-	}
-	return 0;
-}
-
 /* ---- profile set ------------------------------------------------------ */
 
 /* Take every "--key V" / "--key=V" out of argv (up to "--") into keys;
@@ -342,7 +319,7 @@ static int profile_set(struct cli_env *env, int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
-	if (id_call(env, "PUT", path, body, env->admin_token, &r) == -1)
+	if (cli_call_json(env, CLI_IDENTITY_SVC, "PUT", path, body, env->admin_token, &r) < 0)
 		goto out;
 	if (env->json) {
 		cli_raw_print(&r, stdout);
@@ -414,7 +391,8 @@ static int profile_show(struct cli_env *env, int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
-	if (id_call(env, "GET", path, NULL, cli_id_read_token(env), &r) == -1)
+	if (cli_call_json(env, CLI_IDENTITY_SVC, "GET", path, NULL, cli_id_read_token(env), &r) <
+	    0)
 		goto out;
 	if (env->json) {
 		cli_raw_print(&r, stdout);
@@ -486,20 +464,12 @@ static int profile_list(struct cli_env *env, int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
-	if (id_call(env, "GET", path, NULL, cli_id_read_token(env), &r) == -1)
+	if (cli_call_json(env, CLI_IDENTITY_SVC, "GET", path, NULL, cli_id_read_token(env), &r) <
+	    0)
 		goto out;
-	if (env->json) {
-		cli_raw_print(&r, stdout);
-		rc = CLI_OK;
-		goto out;
-	}
-	if (!json_is_array(list = json_object_get(r.json, "profiles"))) {
-		cli_error("the identity service's answer has no \"profiles\" list");
-		goto out;
-	}
-	if (json_array_size(list) == 0) {
-		printf("no profiles\n");
-		rc = CLI_OK;
+	if ((n = cli_answer_list(env, &r, "profiles", "the identity service", "no profiles",
+				 &list)) <= 0) {
+		rc = n == 0 ? CLI_OK : CLI_FAIL;
 		goto out;
 	}
 	if ((t = cli_table_new(4, head)) == NULL)
@@ -554,7 +524,7 @@ static int profile_delete(struct cli_env *env, int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
-	if (id_call(env, "DELETE", path, NULL, env->admin_token, &r) == -1)
+	if (cli_call_json(env, CLI_IDENTITY_SVC, "DELETE", path, NULL, env->admin_token, &r) < 0)
 		goto out;
 	if (env->json)
 		cli_raw_print(&r, stdout);
@@ -759,7 +729,8 @@ static int resolve(struct cli_env *env, int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
-	if (id_call(env, "POST", path, req, cli_id_read_token(env), &r) == -1)
+	if (cli_call_json(env, CLI_IDENTITY_SVC, "POST", path, req, cli_id_read_token(env), &r) <
+	    0)
 		goto out;
 	ok = json_object_get(r.json, "ok");
 	if (!json_is_boolean(ok)) {

@@ -13,7 +13,8 @@
  * preview gate first) with a "replay" field naming the original and, per
  * step, what it is given: an in_process llm or http step its recorded
  * request and outcome (the worker answers from them), an identity-bearing
- * step its pinned keys (compared with what identity resolves now), a
+ * step its pinned keys (informational: the scheduler pins the versions from
+ * its own record of the original, and identity gives those versions), a
  * cli_agent_jit step its recorded decisions. Then the run is read (polled)
  * until it ends and each step's outcome is compared with the original's:
  * same, or changed with a unified diff of the two as JSON.
@@ -41,8 +42,9 @@ static const char run_help[] =
 	"  in_process llm and http steps answer from the original's recorded responses\n"
 	"    (the model or URL is not called; a step whose request differs fails);\n"
 	"  template, plugin and sandboxed steps run again on the same inputs;\n"
-	"  identity-bearing steps get the original's secret versions, or the re-run is\n"
-	"    refused (409 replay_pin) when one was revoked or rotated since;\n"
+	"  identity-bearing steps get the original's secret versions even when rotated\n"
+	"    since, or the re-run is refused before any step runs (409 revoked or\n"
+	"    version_gone) when one was revoked or destroyed since;\n"
 	"  cli_agent_jit steps get the recorded credential decisions.\n"
 	"The re-run is an ordinary submit: the preview gate and every other check apply.\n"
 	"\n"

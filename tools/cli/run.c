@@ -407,7 +407,7 @@ static int run_submit(struct cli_env *env, int argc, char **argv)
 	};
 	struct cli_resp r = {0};
 	json_t *in = NULL, *req = NULL;
-	char err[1024], *body = NULL, *end;
+	char *end;
 	const char *id;
 	long long ver = 0;
 
@@ -435,15 +435,8 @@ static int run_submit(struct cli_env *env, int argc, char **argv)
 	}
 	if (ver > 0)
 		json_object_set_new(req, "version", json_integer(ver));
-	if ((body = json_dumps(req, JSON_COMPACT)) == NULL) {
-		cli_error("out of memory");
+	if (cli_call_json(env, CLI_SCHEDULER, "POST", "/v1/runs", req, env->token, &r) < 0)
 		goto out;
-	}
-	if (cli_http_call(env, CLI_SCHEDULER, "POST", "/v1/runs", "application/json", body,
-			  strlen(body), env->token, &r, err, sizeof(err)) == -1) {
-		cli_error("%s", err);
-		goto out;
-	}
 	if ((id = cli_jstr(r.json, "run_id", NULL)) == NULL || *id == '\0') {
 		cli_error("the scheduler's answer has no run_id");
 		goto out;
@@ -460,7 +453,6 @@ static int run_submit(struct cli_env *env, int argc, char **argv)
 out:
 	cli_resp_free(&r);
 	json_decref(req);
-	free(body);
 	return rc;
 }
 
@@ -578,7 +570,6 @@ static int run_list(struct cli_env *env, int argc, char **argv)
 	struct cli_table *t = NULL;
 	json_t *runs, *x;
 	size_t i;
-	char err[1024];
 	int n, rc = CLI_FAIL;
 
 	if ((n = cli_parse(env, "run list", argc, argv, NULL, NULL, 0)) == -2) {
@@ -587,23 +578,10 @@ static int run_list(struct cli_env *env, int argc, char **argv)
 	}
 	if (n == -1)
 		return CLI_USAGE;
-	if (cli_http_call(env, CLI_SCHEDULER, "GET", "/v1/runs", NULL, NULL, 0, env->token, &r,
-			  err, sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_SCHEDULER, "GET", "/v1/runs", NULL, env->token, &r) < 0)
 		goto out;
-	}
-	if (env->json) {
-		cli_raw_print(&r, stdout);
-		rc = CLI_OK;
-		goto out;
-	}
-	if (!json_is_array(runs = json_object_get(r.json, "runs"))) {
-		cli_error("the scheduler's answer has no \"runs\" list");
-		goto out;
-	}
-	if (json_array_size(runs) == 0) {
-		printf("no runs\n");
-		rc = CLI_OK;
+	if ((n = cli_answer_list(env, &r, "runs", "the scheduler", "no runs", &runs)) <= 0) {
+		rc = n == 0 ? CLI_OK : CLI_FAIL;
 		goto out;
 	}
 	if ((t = cli_table_new(5, head)) == NULL)

@@ -644,7 +644,7 @@ static int secret_delete(struct cli_env *env, int argc, char **argv)
 	static const char cmd[] = "secret delete";
 	const char *pos[1];
 	struct cli_resp r = {0};
-	char err[1024], *q = NULL, *path = NULL, a[128];
+	char *q = NULL, *path = NULL, a[128];
 	int n, rc = CLI_FAIL;
 
 	if ((n = cli_parse(env, cmd, argc, argv, NULL, pos, 1)) == -2) {
@@ -665,11 +665,8 @@ static int secret_delete(struct cli_env *env, int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
-	if (cli_http_call(env, CLI_IDENTITY_SVC, "DELETE", path, NULL, NULL, 0, env->admin_token,
-			  &r, err, sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_IDENTITY_SVC, "DELETE", path, NULL, env->admin_token, &r) < 0)
 		goto out;
-	}
 	if (env->json)
 		cli_raw_print(&r, stdout);
 	else
@@ -687,7 +684,7 @@ static int secret_rekey(struct cli_env *env, int argc, char **argv)
 {
 	static const char cmd[] = "secret rekey";
 	struct cli_resp r = {0};
-	char err[1024], a[128];
+	char a[128];
 	int n, rc = CLI_FAIL;
 
 	if ((n = cli_parse(env, cmd, argc, argv, NULL, NULL, 0)) == -2) {
@@ -698,11 +695,9 @@ static int secret_rekey(struct cli_env *env, int argc, char **argv)
 		return CLI_USAGE;
 	if (env->admin_token == NULL)
 		return cli_usage(cmd, "SAGEWAI_ADMIN_TOKEN is not set");
-	if (cli_http_call(env, CLI_IDENTITY_SVC, "POST", "/v1/secrets/rekey", NULL, NULL, 0,
-			  env->admin_token, &r, err, sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_IDENTITY_SVC, "POST", "/v1/secrets/rekey", NULL,
+			  env->admin_token, &r) < 0)
 		goto out;
-	}
 	if (env->json)
 		cli_raw_print(&r, stdout);
 	else
@@ -745,7 +740,7 @@ static int secret_list(struct cli_env *env, int argc, char **argv)
 	struct cli_table *t = NULL;
 	json_t *list, *s;
 	size_t i;
-	char err[1024], *q = NULL, *path = NULL;
+	char *q = NULL, *path = NULL;
 	int n, rc = CLI_FAIL;
 
 	if ((n = cli_parse(env, cmd, argc, argv, NULL, NULL, 0)) == -2) {
@@ -759,23 +754,12 @@ static int secret_list(struct cli_env *env, int argc, char **argv)
 		cli_error("out of memory");
 		goto out;
 	}
-	if (cli_http_call(env, CLI_IDENTITY_SVC, "GET", path, NULL, NULL, 0,
-			  cli_id_read_token(env), &r, err, sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_IDENTITY_SVC, "GET", path, NULL, cli_id_read_token(env), &r) <
+	    0)
 		goto out;
-	}
-	if (env->json) {
-		cli_raw_print(&r, stdout);
-		rc = CLI_OK;
-		goto out;
-	}
-	if (!json_is_array(list = json_object_get(r.json, "secrets"))) {
-		cli_error("the identity service's answer has no \"secrets\" list");
-		goto out;
-	}
-	if (json_array_size(list) == 0) {
-		printf("no secrets\n");
-		rc = CLI_OK;
+	if ((n = cli_answer_list(env, &r, "secrets", "the identity service", "no secrets",
+				 &list)) <= 0) {
+		rc = n == 0 ? CLI_OK : CLI_FAIL;
 		goto out;
 	}
 	if ((t = cli_table_new(5, head)) == NULL)

@@ -92,7 +92,7 @@ static int tenant_create(struct cli_env *env, int argc, char **argv)
 	struct cli_resp r = {0};
 	const char *pos[1], *key;
 	json_t *req = NULL;
-	char err[1024], *body = NULL, name[128];
+	char err[1024], name[128];
 	int n, rc = CLI_FAIL;
 
 	if ((n = cli_parse(env, "tenant create", argc, argv, NULL, pos, 1)) == -2) {
@@ -109,15 +109,9 @@ static int tenant_create(struct cli_env *env, int argc, char **argv)
 		cli_error("tenant create: the name is not valid UTF-8");
 		return CLI_USAGE;
 	}
-	if ((body = json_dumps(req, JSON_COMPACT)) == NULL) {
-		cli_error("out of memory");
+	if (cli_call_json(env, CLI_SCHEDULER, "POST", "/v1/tenants", req, env->admin_token, &r) <
+	    0)
 		goto out;
-	}
-	if (cli_http_call(env, CLI_SCHEDULER, "POST", "/v1/tenants", "application/json", body,
-			  strlen(body), env->admin_token, &r, err, sizeof(err)) == -1) {
-		cli_error("%s", err);
-		goto out;
-	}
 	if (env->json) {
 		cli_raw_print(&r, stdout);
 		rc = CLI_OK;
@@ -138,7 +132,6 @@ static int tenant_create(struct cli_env *env, int argc, char **argv)
 out:
 	cli_resp_free(&r);
 	json_decref(req);
-	free(body);
 	return rc;
 }
 
@@ -146,7 +139,7 @@ static int tenant_delete(struct cli_env *env, int argc, char **argv)
 {
 	struct cli_resp r = {0};
 	const char *pos[1];
-	char err[1024], path[256], *ref = NULL, a[128], b[128];
+	char path[256], *ref = NULL, a[128], b[128];
 	int n, rc = CLI_FAIL;
 
 	if ((n = cli_parse(env, "tenant delete", argc, argv, NULL, pos, 1)) == -2) {
@@ -165,11 +158,8 @@ static int tenant_delete(struct cli_env *env, int argc, char **argv)
 		return cli_usage("tenant delete", "NAME or ID too long");
 	}
 	curl_free(ref);
-	if (cli_http_call(env, CLI_SCHEDULER, "DELETE", path, NULL, NULL, 0, env->admin_token, &r,
-			  err, sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_SCHEDULER, "DELETE", path, NULL, env->admin_token, &r) < 0)
 		goto out;
-	}
 	if (env->json)
 		cli_raw_print(&r, stdout);
 	else
@@ -205,7 +195,7 @@ static int key_create(struct cli_env *env, int argc, char **argv)
 				       {"--tenant", &tenant, NULL},
 				       {"--user", &user, NULL},
 				       {NULL, NULL, NULL}};
-	char err[1024], a[128], b[128], *body = NULL;
+	char a[128], b[128];
 	json_t *req = NULL;
 	int n, rc = CLI_FAIL;
 
@@ -233,15 +223,8 @@ static int key_create(struct cli_env *env, int argc, char **argv)
 		cli_error("key create: the tenant or user is not valid UTF-8");
 		return CLI_USAGE;
 	}
-	if ((body = json_dumps(req, JSON_COMPACT)) == NULL) {
-		cli_error("out of memory");
+	if (cli_call_json(env, CLI_SCHEDULER, "POST", "/v1/keys", req, env->admin_token, &r) < 0)
 		goto out;
-	}
-	if (cli_http_call(env, CLI_SCHEDULER, "POST", "/v1/keys", "application/json", body,
-			  strlen(body), env->admin_token, &r, err, sizeof(err)) == -1) {
-		cli_error("%s", err);
-		goto out;
-	}
 	if (env->json) {
 		cli_raw_print(&r, stdout);
 		rc = CLI_OK;
@@ -263,7 +246,6 @@ static int key_create(struct cli_env *env, int argc, char **argv)
 out:
 	cli_resp_free(&r);
 	json_decref(req);
-	free(body);
 	return rc;
 }
 
@@ -316,7 +298,7 @@ static int user_create(struct cli_env *env, int argc, char **argv)
 {
 	struct cli_resp r = {0};
 	const char *name = NULL, *tenant = NULL;
-	char err[1024], path[512], a[128], b[128], *body = NULL;
+	char path[512], a[128], b[128];
 	json_t *req = NULL;
 	int rc;
 
@@ -330,15 +312,8 @@ static int user_create(struct cli_env *env, int argc, char **argv)
 		return CLI_USAGE;
 	}
 	rc = CLI_FAIL;
-	if ((body = json_dumps(req, JSON_COMPACT)) == NULL) {
-		cli_error("out of memory");
+	if (cli_call_json(env, CLI_SCHEDULER, "POST", path, req, env->admin_token, &r) < 0)
 		goto out;
-	}
-	if (cli_http_call(env, CLI_SCHEDULER, "POST", path, "application/json", body,
-			  strlen(body), env->admin_token, &r, err, sizeof(err)) == -1) {
-		cli_error("%s", err);
-		goto out;
-	}
 	if (env->json) {
 		cli_raw_print(&r, stdout);
 	} else {
@@ -352,7 +327,6 @@ static int user_create(struct cli_env *env, int argc, char **argv)
 out:
 	cli_resp_free(&r);
 	json_decref(req);
-	free(body);
 	return rc;
 }
 
@@ -362,7 +336,7 @@ static int user_list(struct cli_env *env, int argc, char **argv)
 	struct cli_resp r = {0};
 	const char *tenant = NULL;
 	struct cli_table *t = NULL;
-	char err[1024], path[512];
+	char path[512];
 	json_t *users, *u;
 	size_t i;
 	int rc;
@@ -373,11 +347,8 @@ static int user_list(struct cli_env *env, int argc, char **argv)
 	if (users_path(path, sizeof(path), tenant, NULL) == -1)
 		return cli_usage("user list", "--tenant too long");
 	rc = CLI_FAIL;
-	if (cli_http_call(env, CLI_SCHEDULER, "GET", path, NULL, NULL, 0, env->admin_token, &r,
-			  err, sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_SCHEDULER, "GET", path, NULL, env->admin_token, &r) < 0)
 		goto out;
-	}
 	if (env->json) {
 		cli_raw_print(&r, stdout);
 		rc = CLI_OK;
@@ -422,7 +393,7 @@ static int user_delete(struct cli_env *env, int argc, char **argv)
 {
 	struct cli_resp r = {0};
 	const char *name = NULL, *tenant = NULL;
-	char err[1024], path[512], a[128], b[128];
+	char path[512], a[128], b[128];
 	int rc;
 
 	if ((rc = user_args(env, "user delete", user_delete_help, argc, argv, &name, &tenant)) !=
@@ -431,11 +402,8 @@ static int user_delete(struct cli_env *env, int argc, char **argv)
 	if (users_path(path, sizeof(path), tenant, name) == -1)
 		return cli_usage("user delete", "NAME or --tenant too long");
 	rc = CLI_FAIL;
-	if (cli_http_call(env, CLI_SCHEDULER, "DELETE", path, NULL, NULL, 0, env->admin_token, &r,
-			  err, sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_SCHEDULER, "DELETE", path, NULL, env->admin_token, &r) < 0)
 		goto out;
-	}
 	if (env->json)
 		cli_raw_print(&r, stdout);
 	else

@@ -117,7 +117,6 @@ static int wf_list(struct cli_env *env, int argc, char **argv)
 	struct cli_table *t = NULL;
 	json_t *list, *w;
 	size_t i;
-	char err[1024];
 	int n, rc = CLI_FAIL;
 
 	if ((n = cli_parse(env, "workflow list", argc, argv, NULL, NULL, 0)) == -2) {
@@ -126,23 +125,11 @@ static int wf_list(struct cli_env *env, int argc, char **argv)
 	}
 	if (n == -1)
 		return CLI_USAGE;
-	if (cli_http_call(env, CLI_SCHEDULER, "GET", "/v1/workflows", NULL, NULL, 0, env->token,
-			  &r, err, sizeof(err)) == -1) {
-		cli_error("%s", err);
+	if (cli_call_json(env, CLI_SCHEDULER, "GET", "/v1/workflows", NULL, env->token, &r) < 0)
 		goto out;
-	}
-	if (env->json) {
-		cli_raw_print(&r, stdout);
-		rc = CLI_OK;
-		goto out;
-	}
-	if (!json_is_array(list = json_object_get(r.json, "workflows"))) {
-		cli_error("the scheduler's answer has no \"workflows\" list");
-		goto out;
-	}
-	if (json_array_size(list) == 0) {
-		printf("no workflows\n");
-		rc = CLI_OK;
+	if ((n = cli_answer_list(env, &r, "workflows", "the scheduler", "no workflows", &list)) <=
+	    0) {
+		rc = n == 0 ? CLI_OK : CLI_FAIL;
 		goto out;
 	}
 	if ((t = cli_table_new(4, head)) == NULL)

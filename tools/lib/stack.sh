@@ -176,6 +176,7 @@ sw_stack_is_service() { # NAME
 sw_stack_keys() {
 	sw_stack_is_service "$1" || return 0
 	echo SAGEWAI_KAFKA_BOOTSTRAP SAGEWAI_LOG_LEVEL SAGEWAI_KAFKA_CONSUMER_CONFIG
+	echo SAGEWAI_KAFKA_PRODUCER_CONFIG
 	case "$(sw_stack_base "$1")" in
 	audit) echo SAGEWAI_DATA_DIR ;;
 	worker) echo SAGEWAI_LLM_BASE_URL SAGEWAI_LLM_MODEL ;;
@@ -478,6 +479,9 @@ sw_stack_start() {
 	EOF
 	[ -z "${SAGEWAI_LLM_BASE_URL:-}" ] ||
 		echo "SAGEWAI_LLM_BASE_URL=$SAGEWAI_LLM_BASE_URL" >>"$work/stack.env"
+	# the caller's producer properties for every service (benchmarks)
+	[ -z "${SAGEWAI_KAFKA_PRODUCER_CONFIG:-}" ] ||
+		echo "SAGEWAI_KAFKA_PRODUCER_CONFIG=$SAGEWAI_KAFKA_PRODUCER_CONFIG" >>"$work/stack.env"
 	# the mock cluster answers a fetch only when fetch.wait.max.ms runs out
 	# (a real broker answers as soon as data arrives): keep it short there
 	[ "$kind" = embedded ] &&
