@@ -1197,12 +1197,12 @@ static void request_replay(const char *tenant, const char *run, const char *name
 	sw_uuid_v7_str(sb);
 	snprintf(sid, sizeof(sid), "%s/build/1", run);
 	produce("credential.requested", "sagewai.credentials", tenant, run, sid, "sagewai-sandboxd",
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}",
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
 			  "request_id", rid, "workflow", "site", "step", "build", "cli_agent",
 			  "claude-code", "sandbox_id", sb, "host", "host-a", "name", name, "scope",
 			  scope, "reason", "the re-run asks again", "requester", "sagewai-cred/7",
 			  "deadline_ms", (json_int_t)(sw_now_us() / 1000 + 600000), "replay_of",
-			  of));
+			  of, "host_key", req_host_key));
 }
 
 /* Play the scheduler (or, producer, someone else): run.submitted of a
@@ -1273,6 +1273,9 @@ static void t_replay(void)
 		   strstr(js(d, "reason"), "by human") != NULL,
 		   "replayed allow: secret %s replay_of %s approver %s reason %s", js(d, "secret"),
 		   js(d, "replay_of"), js(d, "approver"), js(d, "reason"));
+	/* identity seals a replayed allow on the decision: to the re-run's host */
+	SW_REQUIRE(strcmp(js(d, "host_key"), HOST_KEY) == 0, "replayed allow: host_key '%s'",
+		   js(d, "host_key"));
 	SW_REQUIRE(count_settled("credential.decided", q) == 1, "replayed allow decided twice");
 	SW_REQUIRE(count_seen("credential.pending", q) == 0, "a replayed allow asked a person");
 	SW_REQUIRE(approval_of(q, admin) == NULL, "a replayed allow is listed as an approval");
@@ -1286,6 +1289,15 @@ static void t_replay(void)
 	require_decided(d, "deny", "replay", "no-admin");
 	SW_REQUIRE(strcmp(js(d, "secret"), "") == 0 && strcmp(js(d, "replay_of"), r_deny) == 0,
 		   "replayed deny: secret %s replay_of %s", js(d, "secret"), js(d, "replay_of"));
+	/* a replay claim with a malformed host key: denied, the key not carried */
+	req_host_key = "0123456789abcdef";
+	request_replay("default", rr, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_rule, q);
+	req_host_key = HOST_KEY;
+	d = reply_for("credential.decided", q);
+	require_decided(d, "deny", "replay", "");
+	SW_REQUIRE(strstr(js(d, "reason"), "host_key") != NULL && js(d, "host_key")[0] == '\0',
+		   "replay with a bad host key: reason '%s', host_key '%s'", js(d, "reason"),
+		   js(d, "host_key"));
 
 	/* claims the record does not back: denied not_recorded, never asked */
 	request_replay("default", rr, "OTHER_API_KEY", "stripe:charges", r_ask, q);
@@ -1328,8 +1340,9 @@ static void t_replay(void)
 	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM policy.requests WHERE by = 'replay'"
 					   " AND approval_id IS NOT NULL") == 0,
 		   "a replayed request has an approval");
+	/* the claims above, the one with a bad host key among them */
 	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM policy.requests WHERE"
-					   " by = 'replay'") == 12,
+					   " by = 'replay'") == 13,
 		   "not every replayed request was stored");
 	finish();
 }
