@@ -8,6 +8,10 @@
  *       credential.decided allow (by rule, rule "bench-responder", secret
  *       S). It is NOT the policy service: bench/jit/run says so in its
  *       output. Runs until SIGTERM; prints "ready" once it reads.
+ *       Prints where the time went at the end (hop lines, as watch).
+ *   bench-jit watch --bootstrap B
+ *       Only watches sagewai.credentials and sagewai.identity.sealed until
+ *       SIGTERM, then prints where the time went per request (hop lines).
  *   bench-jit kafka --bootstrap B [-n N] [--warmup N]
  *       The baseline: a raw librdkafka produce -> consume round trip (one
  *       hop) on the same broker; prints p50 and p99 in ms as
@@ -66,8 +70,9 @@ static rd_kafka_t *producer(void)
 	return p;
 }
 
-/* A consumer of every partition of topic from its end now. */
-static rd_kafka_t *tail(const char *topic)
+/* A consumer of every partition of topic (and topic2, unless NULL) from its
+ * end now: one poll sees both, in the order they arrive. */
+static rd_kafka_t *tail2(const char *topic, const char *topic2)
 {
 	rd_kafka_conf_t *cc = rd_kafka_conf_new();
 	const struct rd_kafka_metadata *md = NULL;
@@ -75,6 +80,7 @@ static rd_kafka_t *tail(const char *topic)
 	rd_kafka_topic_t *t;
 	rd_kafka_t *c;
 	char err[256], group[64];
+	const char *tp[2] = {topic, topic2};
 	int parts;
 
 	snprintf(group, sizeof(group), "bench-jit-%d", (int)getpid());
@@ -85,25 +91,32 @@ static rd_kafka_t *tail(const char *topic)
 	if ((c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err))) == NULL)
 		die("consumer", err);
 	rd_kafka_poll_set_consumer(c);
-	t = rd_kafka_topic_new(c, topic, NULL);
-	if (rd_kafka_metadata(c, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-	    md->topic_cnt != 1 || md->topics[0].partition_cnt < 1)
-		die("metadata", topic);
-	parts = md->topics[0].partition_cnt;
-	rd_kafka_metadata_destroy(md);
-	rd_kafka_topic_destroy(t);
-	tl = rd_kafka_topic_partition_list_new(parts);
-	for (int p = 0; p < parts; p++) {
-		int64_t lo, hi;
+	tl = rd_kafka_topic_partition_list_new(8);
+	for (int k = 0; k < 2 && tp[k] != NULL; k++) {
+		t = rd_kafka_topic_new(c, tp[k], NULL);
+		if (rd_kafka_metadata(c, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
+		    md->topic_cnt != 1 || md->topics[0].partition_cnt < 1)
+			die("metadata", tp[k]);
+		parts = md->topics[0].partition_cnt;
+		rd_kafka_metadata_destroy(md);
+		rd_kafka_topic_destroy(t);
+		for (int p = 0; p < parts; p++) {
+			int64_t lo, hi;
 
-		if (rd_kafka_query_watermark_offsets(c, topic, p, &lo, &hi, 10000) != 0)
-			hi = RD_KAFKA_OFFSET_END;
-		rd_kafka_topic_partition_list_add(tl, topic, p)->offset = hi;
+			if (rd_kafka_query_watermark_offsets(c, tp[k], p, &lo, &hi, 10000) != 0)
+				hi = RD_KAFKA_OFFSET_END;
+			rd_kafka_topic_partition_list_add(tl, tp[k], p)->offset = hi;
+		}
 	}
 	if (rd_kafka_assign(c, tl) != 0)
 		die("consumer", "assign");
 	rd_kafka_topic_partition_list_destroy(tl);
 	return c;
+}
+
+static rd_kafka_t *tail(const char *topic)
+{
+	return tail2(topic, NULL);
 }
 
 static const char *js(json_t *o, const char *k)
@@ -113,23 +126,31 @@ static const char *js(json_t *o, const char *k)
 	return v != NULL ? v : "";
 }
 
-/* Where the time goes, from the events' header times (one machine, one
- * clock): per request, requested -> decided -> seal requested -> sealed ->
- * delivered. */
+/*
+ * Where the time goes (one machine, one clock), per request: requested ->
+ * decided -> identity.sealed (its request_id is the credential request's)
+ * -> delivered. Two times of each event: its header time (when its
+ * producer made it) and when this tail saw it on the broker. "seen" hops
+ * add up to the round trip from the bus's point of view; "made" hops end
+ * at the producing service's header time (policy stamps its decision
+ * before its commit, so its commit counts in the hop after it).
+ */
 #define HOPS_MAX 4096
+#define NEV 4
 static struct hop {
-	char rid[40], seal[40];
-	int64_t t[5];
+	char rid[40];
+	int64_t made[NEV], seen[NEV];
 } hops[HOPS_MAX];
 static size_t nhops;
 
-static struct hop *hop_of(const char *rid, const char *seal)
+static struct hop *hop_of(const char *rid)
 {
+	if (rid == NULL)
+		return NULL;
 	for (size_t i = nhops; i-- > 0;)
-		if ((rid != NULL && strcmp(hops[i].rid, rid) == 0) ||
-		    (seal != NULL && strcmp(hops[i].seal, seal) == 0))
+		if (strcmp(hops[i].rid, rid) == 0)
 			return &hops[i];
-	if (rid == NULL || nhops == HOPS_MAX)
+	if (nhops == HOPS_MAX)
 		return NULL;
 	snprintf(hops[nhops].rid, sizeof(hops[0].rid), "%s", rid);
 	return &hops[nhops++];
@@ -139,59 +160,123 @@ static int cmp64(const void *a, const void *b);
 
 static void hops_report(void)
 {
-	static const char *const names[] = {"requested_to_decided", "decided_to_seal_requested",
-					    "seal_requested_to_sealed", "sealed_to_delivered"};
+	static const char *const names[] = {"requested_to_decided", "decided_to_sealed",
+					    "sealed_to_delivered", "requested_to_delivered"};
+	static const int from[] = {0, 1, 2, 0}, to[] = {1, 2, 3, 3};
 	int64_t *v = calloc(HOPS_MAX, sizeof(*v));
 
-	for (int k = 0; k < 4 && v != NULL; k++) {
+	for (int w = 0; w < 2 && v != NULL; w++)
+		for (int k = 0; k < 4; k++) {
+			size_t n = 0;
+
+			for (size_t i = 0; i < nhops; i++) {
+				const int64_t *t = w ? hops[i].made : hops[i].seen;
+
+				if (t[from[k]] > 0 && t[to[k]] > 0)
+					v[n++] = t[to[k]] - t[from[k]];
+			}
+			if (n == 0)
+				continue;
+			qsort(v, n, sizeof(*v), cmp64);
+			fprintf(stderr, "hop %s %s p50_ms %.3f p99_ms %.3f n %zu\n",
+				w ? "made" : "seen", names[k], (double)v[(n - 1) / 2] / 1e3,
+				(double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3, n);
+		}
+	/* each event from made to seen: its producer's work after stamping it
+	 * (policy: the commit) and the broker hop to this tail */
+	for (int k = 0; k < NEV && v != NULL; k++) {
+		static const char *const ev[NEV] = {"requested", "decided", "sealed", "delivered"};
 		size_t n = 0;
 
 		for (size_t i = 0; i < nhops; i++)
-			if (hops[i].t[k] > 0 && hops[i].t[k + 1] > 0)
-				v[n++] = hops[i].t[k + 1] - hops[i].t[k];
+			if (hops[i].made[k] > 0 && hops[i].seen[k] > 0)
+				v[n++] = hops[i].seen[k] - hops[i].made[k];
 		if (n == 0)
 			continue;
 		qsort(v, n, sizeof(*v), cmp64);
-		fprintf(stderr, "hop %s p50_ms %.3f p99_ms %.3f n %zu\n", names[k],
+		fprintf(stderr, "hop made_to_seen %s p50_ms %.3f p99_ms %.3f n %zu\n", ev[k],
 			(double)v[(n - 1) / 2] / 1e3,
 			(double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3, n);
 	}
 	free(v);
 }
 
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 static void hop_note(struct sw_event_registry *reg, const rd_kafka_message_t *m,
 		     const struct sw_event_header *h)
 {
-	static const char *const types[] = {"credential.requested", "credential.decided",
-					    "identity.seal_requested", "identity.sealed",
-					    "credential.delivered"};
+	static const char *const types[NEV] = {"credential.requested", "credential.decided",
+					       "identity.sealed", "credential.delivered"};
+	int64_t seen = wall_us();
 	char err[128];
 	json_t *ev;
 	struct hop *hp;
 	int k;
 
-	for (k = 0; k < 5; k++)
+	for (k = 0; k < NEV; k++)
 		if (strcmp(h->type, types[k]) == 0)
 			break;
-	if (k == 5 || (ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err))) == NULL)
+	if (k == NEV || (ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err))) == NULL)
 		return;
-	if (k == 2 && json_string_value(json_object_get(ev, "grant")) != NULL &&
-	    (hp = hop_of(json_string_value(json_object_get(ev, "grant")), NULL)) != NULL)
-		snprintf(hp->seal, sizeof(hp->seal), "%s",
-			 json_string_value(json_object_get(ev, "request_id")));
+	/* a seal of pinned keys has a request id no credential request has:
+	 * a seal only joins a request seen */
+	hp = NULL;
+	if (k != 2)
+		hp = hop_of(js(ev, "request_id"));
 	else
-		hp = k == 3 ? hop_of(NULL, json_string_value(json_object_get(ev, "request_id")))
-			    : hop_of(json_string_value(json_object_get(ev, "request_id")), NULL);
-	if (hp != NULL)
-		hp->t[k] = h->time_us;
+		for (size_t i = nhops; hp == NULL && i-- > 0;)
+			if (strcmp(hops[i].rid, js(ev, "request_id")) == 0)
+				hp = &hops[i];
+	if (hp != NULL) {
+		hp->made[k] = h->time_us;
+		hp->seen[k] = seen;
+	}
 	json_decref(ev);
+}
+
+/* Only watch: the hops of every request until SIGTERM (with sagewai-policy). */
+static int watch(void)
+{
+	struct sw_event_registry *reg;
+	rd_kafka_t *c = tail2("sagewai.credentials", "sagewai.identity.sealed");
+	struct sw_event_header rh;
+	char err[256];
+
+	if ((reg = sw_events_registry_new(err, sizeof(err))) == NULL)
+		die("registry", err);
+	signal(SIGTERM, on_term);
+	signal(SIGINT, on_term);
+	printf("ready\n");
+	fflush(stdout);
+	while (!stop) {
+		rd_kafka_message_t *x = rd_kafka_consumer_poll(c, 100);
+
+		if (x == NULL)
+			continue;
+		if (x->err == 0 && x->payload != NULL &&
+		    sw_event_decode_header(reg, x->payload, x->len, &rh, err, sizeof(err)) == 0)
+			hop_note(reg, x, &rh);
+		rd_kafka_message_destroy(x);
+	}
+	hops_report();
+	rd_kafka_consumer_close(c);
+	rd_kafka_destroy(c);
+	sw_events_registry_destroy(reg);
+	return 0;
 }
 
 static int respond(const char *name, const char *secret)
 {
 	struct sw_event_registry *reg;
 	rd_kafka_t *p = producer(), *c = tail("sagewai.credentials");
-	rd_kafka_t *ci = tail("sagewai.identity"), *cs = tail("sagewai.identity.sealed");
+	rd_kafka_t *cs = tail("sagewai.identity.sealed");
 	struct sw_event_header h, rh;
 	char err[256];
 	long answered = 0;
@@ -208,10 +293,10 @@ static int respond(const char *name, const char *secret)
 		void *buf;
 		size_t len;
 
-		for (int q = 0; q < 2; q++) {
+		{
 			rd_kafka_message_t *x;
 
-			while ((x = rd_kafka_consumer_poll(q ? cs : ci, 0)) != NULL) {
+			while ((x = rd_kafka_consumer_poll(cs, 0)) != NULL) {
 				if (x->err == 0 && x->payload != NULL &&
 				    sw_event_decode_header(reg, x->payload, x->len, &rh, err,
 							   sizeof(err)) == 0)
@@ -237,12 +322,12 @@ static int respond(const char *name, const char *secret)
 			snprintf(h.tenant, sizeof(h.tenant), "%s", rh.tenant);
 			snprintf(h.run_id, sizeof(h.run_id), "%s", rh.run_id);
 			snprintf(h.step_id, sizeof(h.step_id), "%s", rh.step_id);
-			o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+			o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 				      "request_id", js(ev, "request_id"), "sandbox_id",
 				      js(ev, "sandbox_id"), "step", js(ev, "step"), "name", name,
 				      "decision", "allow", "by", "rule", "rule", "bench-responder",
 				      "approver", "", "reason", "bench: auto-approved", "secret",
-				      secret);
+				      secret, "host_key", js(ev, "host_key"));
 			if (sw_event_encode(reg, "credential.decided", &h, o, &buf, &len, err,
 					    sizeof(err)) != 0)
 				die("encode", err);
@@ -262,8 +347,6 @@ static int respond(const char *name, const char *secret)
 	rd_kafka_flush(p, 2000);
 	fprintf(stderr, "bench-jit respond: %ld requests answered\n", answered);
 	hops_report();
-	rd_kafka_consumer_close(ci);
-	rd_kafka_destroy(ci);
 	rd_kafka_consumer_close(cs);
 	rd_kafka_destroy(cs);
 	rd_kafka_consumer_close(c);
@@ -367,10 +450,12 @@ int main(int argc, char **argv)
 			die("usage", "respond needs --name and --secret");
 		return respond(name, secret);
 	}
+	if (strcmp(argv[1], "watch") == 0)
+		return watch();
 	if (strcmp(argv[1], "kafka") == 0)
 		return kafka(n, warm, 0);
 	if (strcmp(argv[1], "kafka-beside") == 0)
 		return kafka(100000, warm, 1);
-	die("usage", "respond or kafka");
+	die("usage", "respond, watch, kafka or kafka-beside");
 	return 1;
 }

@@ -89,37 +89,27 @@ static void subj(const struct id_secret_ref *r, int version, char *out, size_t l
 
 /* ---- get ------------------------------------------------------------------ */
 
-static void get_row_cb(PGresult *res, const char *err, void *opaque)
+/* Open row r of res (columns c..c+3: state, key_id, nonce, ct) and finish b. */
+static void get_row(struct bop *b, PGresult *res, int r, int c)
 {
-	struct bop *b = opaque;
 	struct id_env *env = b->env;
 	uint8_t *nonce = NULL, *ct = NULL, *pt = NULL;
 	size_t nlen = 0, ctlen = 0, ptlen = 0;
 	char s[256], why[320];
 
 	subj(&b->ref, b->version, s, sizeof(s));
-	if (err != NULL) {
-		sw_log(SW_LOG_ERROR, "builtin backend read failed", "error", err, NULL);
-		bop_finish(b, ID_BUNAVAILABLE, "backend builtin unavailable for %s: database error",
-			   s);
-		return;
-	}
-	if (PQntuples(res) != 1) {
-		bop_finish(b, ID_BMISSING, "missing: %s", s);
-		return;
-	}
-	if (strcmp(PQgetvalue(res, 0, 0), "active") != 0 || PQgetisnull(res, 0, 3)) {
+	if (strcmp(PQgetvalue(res, r, c), "active") != 0 || PQgetisnull(res, r, c + 3)) {
 		bop_finish(b, ID_BREVOKED, "revoked: %s", s);
 		return;
 	}
-	if (id_pg_bytea(PQgetvalue(res, 0, 2), &nonce, &nlen) == -1 || nlen != 24 ||
-	    id_pg_bytea(PQgetvalue(res, 0, 3), &ct, &ctlen) == -1) {
+	if (id_pg_bytea(PQgetvalue(res, r, c + 2), &nonce, &nlen) == -1 || nlen != 24 ||
+	    id_pg_bytea(PQgetvalue(res, r, c + 3), &ct, &ctlen) == -1) {
 		free(nonce);
 		bop_finish(b, ID_BINTERNAL, "backend builtin: malformed row for %s", s);
 		return;
 	}
-	if (id_decrypt(env, PQgetvalue(res, 0, 1), b->ref.tenant, b->ref.name, b->version, nonce,
-		       ct, ctlen, &pt, &ptlen, why, sizeof(why)) == -1) {
+	if (id_decrypt(env, PQgetvalue(res, r, c + 1), b->ref.tenant, b->ref.name, b->version,
+		       nonce, ct, ctlen, &pt, &ptlen, why, sizeof(why)) == -1) {
 		free(nonce);
 		free(ct);
 		sw_log(SW_LOG_ERROR, "builtin backend cannot open a value", "error", why, NULL);
@@ -134,6 +124,37 @@ static void get_row_cb(PGresult *res, const char *err, void *opaque)
 	b->out.version = b->version;
 	id_mac(env, pt, ptlen, b->out.mac);
 	bop_finish(b, ID_BOK, NULL);
+}
+
+static void get_row_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct bop *b = opaque;
+	char s[256];
+
+	subj(&b->ref, b->version, s, sizeof(s));
+	if (err != NULL) {
+		sw_log(SW_LOG_ERROR, "builtin backend read failed", "error", err, NULL);
+		bop_finish(b, ID_BUNAVAILABLE, "backend builtin unavailable for %s: database error",
+			   s);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		bop_finish(b, ID_BMISSING, "missing: %s", s);
+		return;
+	}
+	get_row(b, res, 0, 0);
+}
+
+int id_backend_get_row(struct id_env *env, const struct id_secret_ref *ref, int version,
+		       PGresult *res, int row, int col, id_bvalue_cb cb, void *opaque)
+{
+	struct bop *b;
+
+	if (strcmp(ref->backend, "builtin") != 0 || row < 0 || row >= PQntuples(res) ||
+	    col < 0 || col + 4 > PQnfields(res) || (b = bop_new(env, ref, version, cb, opaque)) == NULL)
+		return -1;
+	get_row(b, res, row, col);
+	return 0;
 }
 
 static void vault_relay(struct id_env *env, const struct id_bvalue *v, void *opaque)

@@ -10,8 +10,8 @@
  *              sagewai.tenants and sagewai.credentials:
  *              identity.resolve_requested and identity.seal_requested are
  *              answered, tenant, key and user events are applied
- *              (tenants.c), credential.decided (allow) is recorded as a
- *              grant (resolve.c checks seals against it); other decodable
+ *              (tenants.c), credential.decided (allow) is sealed for its
+ *              sandbox and answered like a seal request; other decodable
  *              events of sagewai.identity (ours) are skipped; a message of
  *              sagewai.identity that does not decode goes to
  *              sagewai.deadletter with the reason
@@ -397,59 +397,28 @@ static int uuid_ok(const char *s)
 
 /* ---- credential.decided ----------------------------------------------------- */
 
-static void grant_stored(PGresult *res, const char *err, void *opaque)
-{
-	struct id_item *it = opaque;
-
-	(void)res;
-	if (err != NULL)
-		/* its seal is refused (not_allowed): fails closed */
-		sw_log(SW_LOG_ERROR, "grant not recorded", "run_id", it->h.run_id, "error", err,
-		       NULL);
-	item_release(it);
-}
-
-/* An allow decision is recorded as a grant (denials need nothing: a seal
- * without a recorded allow is refused). */
+/* An allow decision is sealed at once, for its sandbox and host (resolve.c):
+ * the decision is the grant, and the seal's answer (identity.sealed, with
+ * the credential request's id) goes straight to the requesting host. A
+ * denial needs nothing. The decision's offset is stored once the answer is
+ * delivered: a kill -9 before that seals it again (the host takes the
+ * first answer). */
 static void on_decided(struct id_env *env, struct id_item *it, json_t *ev)
 {
-	static const char *const keys[] = {"request_id", "sandbox_id", "step", "name", "secret",
-					   "rule", "by"};
-	const char *params[10];
-	struct sw_store_stmt st[2];
-	size_t i;
 	const char *decision = json_string_value(json_object_get(ev, "decision"));
 
 	if (decision == NULL || strcmp(decision, "allow") != 0)
 		return;
-	for (i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if ((params[i] = json_string_value(json_object_get(ev, keys[i]))) == NULL)
-			return;
-	if (!uuid_ok(params[0]) || it->h.run_id[0] == '\0' || it->h.step_id[0] == '\0' ||
-	    it->h.tenant[0] == '\0') {
-		sw_log(SW_LOG_WARN, "ignored a malformed credential.decided", "event_id",
-		       it->h.event_id, NULL);
+	if (!uuid_ok(json_string_value(json_object_get(ev, "request_id")))) {
+		/* no answer could name it */
+		sw_log(SW_LOG_WARN, "ignored a credential.decided without a request id",
+		       "event_id", it->h.event_id, NULL);
 		return;
 	}
-	params[7] = it->h.run_id;
-	params[8] = it->h.step_id;
-	params[9] = it->h.tenant;
-	/* not waiting for the disk: the decision itself is durable where it
-	 * was made (the policy service), and a grant lost in a crash makes its
-	 * seal fail closed (not_allowed), never the reverse */
-	st[0].sql = "SET LOCAL synchronous_commit TO off";
-	st[0].nparams = 0;
-	st[0].params = NULL;
-	st[1].sql = "INSERT INTO grants (request_id, sandbox_id, step, name, secret, rule, by,"
-		    " run_id, step_id, tenant)"
-		    " VALUES ($1::uuid, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-		    " ON CONFLICT DO NOTHING";
-	st[1].nparams = 10;
-	st[1].params = params;
 	it->pending++;
-	/* keyed by the request: a seal's lookup of it runs after it (resolve.c) */
-	if (sw_store_tx_key(env->store, params[0], st, 2, grant_stored, it) == -1)
-		grant_stored(NULL, "cannot queue", it);
+	sw_metrics_counter_add(env->metrics, "sagewai_identity_decision_seals_total",
+			       "allow credential.decided sealed (or refused)", 1);
+	id_seal_decided(env, &it->h, ev, sealed_cb, it);
 }
 
 static void ended_done(void *opaque, int ok)

@@ -226,6 +226,12 @@ typedef void (*id_bvalue_cb)(struct id_env *env, const struct id_bvalue *v, void
  * version. cb runs later on the loop, always exactly once, unless -1. */
 int id_backend_get(struct id_env *env, const struct id_secret_ref *ref, int version,
 		   id_bvalue_cb cb, void *opaque);
+/* The same for a builtin version whose row was read already (row of res,
+ * columns col..col+3: state, key_id, nonce, ct): one read less. cb runs
+ * before it returns; -1 (cb not run) when ref is not builtin or res has no
+ * such row or columns. */
+int id_backend_get_row(struct id_env *env, const struct id_secret_ref *ref, int version,
+		       PGresult *res, int row, int col, id_bvalue_cb cb, void *opaque);
 /* Store a new version of value (copied; NULL for a Vault reference: its
  * current version is recorded): builtin encrypts and inserts it, vault
  * writes it to Vault then records it; the secrets row must exist. cb gets
@@ -307,6 +313,11 @@ void id_resolve(struct id_env *env, const struct id_resolve_in *in, id_resolve_c
 typedef void (*id_seal_cb)(struct id_env *env, json_t *fields, void *opaque);
 void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id_seal_cb cb,
 	     void *opaque);
+/* Seal on an allow credential.decided (decoded; cli_agent_jit): the one key
+ * it names for its sandbox, to its host key; the answer (cb, as above)
+ * carries the credential request's id. */
+void id_seal_decided(struct id_env *env, const struct sw_event_header *h, json_t *ev,
+		     id_seal_cb cb, void *opaque);
 
 /* Validation shared with api.c. */
 int id_name_valid(const char *s);

@@ -15,7 +15,9 @@
  * run and request. Its accessor -- never the token -- is written to the
  * table minted before the token is handed to the seal (a token whose
  * accessor cannot be written is revoked and not handed out), and the
- * token is sealed like any value (version 1).
+ * token is sealed like any value (version 1), on the allow
+ * credential.decided itself (resolve.c; request_id = the credential
+ * request's). A re-run's replayed allow (by replay) mints a new token.
  *
  * Revocation: step.finished of the attempt (the sandbox is gone) and
  * run.finished of the run mark its rows ended and revoke each accessor

@@ -36,13 +36,15 @@
  * PostgreSQL, never from the cache -- then reads the values, seals them to
  * the host key and wipes them.
  *
- * A seal with a grant (cli_agent_jit, docs/JIT.md) asks for one key at run
- * time: it is honoured only when an allow decision recorded for that
- * credential request (grants, bus.c) names the same run, attempt, step,
- * tenant, sandbox and key. The value is the decided secret's current
- * version, else the key as the run's resolution gave it (the cascade with
- * its ACLs at submit: a key the ACL denied is not_allowed, one the cascade
- * lacks is missing); then as above: active, read, sealed.
+ * A seal on a decision (cli_agent_jit, docs/JIT.md): an allow
+ * credential.decided is itself the grant. It names the run, attempt, step,
+ * tenant, sandbox, key and the requesting host's seal key, and one key is
+ * sealed for exactly those: the decided secret's current version, else the
+ * key as the run's resolution gave it (the cascade with its ACLs at
+ * submit: a key the ACL denied is not_allowed, one the cascade lacks is
+ * missing); then as above: host listed, active, read, sealed. The answer's
+ * request_id is the credential request's. A seal request carrying a grant
+ * (the former path) is refused.
  */
 #include <ctype.h>
 #include <stdarg.h>
@@ -1392,8 +1394,7 @@ struct seal {
 	struct id_env *env;
 	struct sw_event_header h;
 	char request_id[SW_UUID_STRLEN];
-	char grant[SW_UUID_STRLEN]; /* the credential request; "" for pinned keys */
-	int grant_lookups;
+	int grant; /* sealed on an allow decision (cli_agent_jit) */
 	char step[130];
 	char sandbox_id[SW_UUID_STRLEN];
 	uint8_t host_key[32];
@@ -1409,9 +1410,6 @@ struct seal {
 
 #define SEAL_LOOKUPS 25	     /* a resolution not found is looked up again ... */
 #define SEAL_LOOKUP_GAP_MS 40 /* ... this often: for up to a second */
-#define GRANT_LOOKUPS 200     /* a grant not found (its decision may be consumed just
-			       * after the seal request) is looked up again ... */
-#define GRANT_LOOKUP_GAP_MS 5 /* ... this often: for up to a second */
 
 static void seal_free(struct seal *s)
 {
@@ -1540,9 +1538,11 @@ static void seal_answer(struct seal *s)
 							      s->pins[i].secret, "version",
 							      s->pins[i].version, "mac", mac));
 		}
-	fields = json_pack("{s:s, s:b, s:s, s:s, s:s, s:o}", "request_id", s->request_id, "ok",
-			   s->code[0] == '\0', "code", s->code, "error", s->error, "sealed",
-			   s->code[0] == '\0' && hex ? hex : "", "keys", keys);
+	fields = json_pack("{s:s, s:b, s:s, s:s, s:s, s:o, s:s, s:s}", "request_id",
+			   s->request_id, "ok", s->code[0] == '\0', "code", s->code, "error",
+			   s->error, "sealed", s->code[0] == '\0' && hex ? hex : "", "keys", keys,
+			   "sandbox_id", s->grant ? s->sandbox_id : "", "name",
+			   s->grant && s->npins == 1 ? s->pins[0].env : "");
 	free(hex);
 	s->cb(s->env, fields, s->opaque);
 	json_decref(fields);
@@ -1658,6 +1658,10 @@ static void seal_rows_cb(PGresult *res, const char *err, void *opaque)
 		pr->s = s;
 		pr->p = p;
 		s->pending++;
+		/* builtin: the value is in the row read already (columns 7..10) */
+		if (strcmp(p->backend, "builtin") == 0 &&
+		    id_backend_get_row(s->env, &ref, p->version, res, j, 7, pin_value_cb, pr) == 0)
+			continue;
 		if (id_backend_get(s->env, &ref, p->version, pin_value_cb, pr) == -1) {
 			s->pending--;
 			free(pr);
@@ -1767,7 +1771,7 @@ static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque)
 	if (q[0].oom || q[1].oom || q[2].oom ||
 	    sw_store_query(s->env->store,
 			   "SELECT v.tenant, v.name, v.version, v.state, v.mac, s.backend,"
-			   " s.vault_path FROM versions v"
+			   " s.vault_path, v.state, v.key_id, v.nonce, v.ct FROM versions v"
 			   " JOIN secrets s ON s.tenant = v.tenant AND s.name = v.name"
 			   " JOIN unnest($1::text[], $2::text[], $3::int[]) AS u(tenant, name, version)"
 			   "  ON v.tenant = u.tenant AND v.name = u.name AND v.version = u.version",
@@ -1779,42 +1783,12 @@ static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque)
 		sw_buf_free(&q[c]);
 }
 
-/* ---- seal with a grant (cli_agent_jit) -------------------------------------- */
+/* ---- seal on an allow decision (cli_agent_jit) ---------------------------- */
 
 static void seal_resolutions_cb(PGresult *res, const char *err, void *opaque);
 static void seal_rows_cb(PGresult *res, const char *err, void *opaque);
 
-/* The one key of a seal with a grant: {env, secret ("" or a name), version 0}. */
-static int grant_parse(struct seal *s, json_t *ev, json_t *keys)
-{
-	json_t *k = json_array_get(keys, 0);
-	const char *g = step_str(ev, "grant"), *why, *sec;
-	uint8_t u[16];
-
-	if (strlen(g) != 36 || sw_uuid_parse(g, u) == -1) {
-		seal_error(s, "bad_request", "grant is not a UUID");
-		return -1;
-	}
-	snprintf(s->grant, sizeof(s->grant), "%s", g);
-	sec = step_str(k, "secret");
-	if (json_array_size(keys) != 1 || !id_env_valid(step_str(k, "env"), &why) ||
-	    (sec[0] != '\0' && !id_name_valid(sec)) ||
-	    json_integer_value(json_object_get(k, "version")) != 0) {
-		seal_error(s, "bad_request",
-			   "a seal with a grant asks for one key {env, secret or \"\", version 0}");
-		return -1;
-	}
-	if ((s->pins = calloc(1, sizeof(*s->pins))) == NULL) {
-		seal_error(s, "backend_unavailable", "out of memory");
-		return -1;
-	}
-	snprintf(s->pins[0].env, sizeof(s->pins[0].env), "%s", step_str(k, "env"));
-	snprintf(s->pins[0].secret, sizeof(s->pins[0].secret), "%s", sec);
-	s->npins = 1;
-	return 0;
-}
-
-/* A token minted for the grant (mint.c): the one pin's value. */
+/* A token minted on the allow decision (mint.c): the one pin's value. */
 static void grant_minted_cb(struct id_env *env, const struct id_bvalue *b, void *opaque)
 {
 	struct seal *s = opaque;
@@ -1846,7 +1820,8 @@ static void grant_mint(struct seal *s)
 	snprintf(m.run_id, sizeof(m.run_id), "%s", s->h.run_id);
 	snprintf(m.step_id, sizeof(m.step_id), "%s", s->h.step_id);
 	snprintf(m.sandbox_id, sizeof(m.sandbox_id), "%s", s->sandbox_id);
-	snprintf(m.grant, sizeof(m.grant), "%s", s->grant);
+	/* the credential request the decision allowed */
+	snprintf(m.grant, sizeof(m.grant), "%s", s->request_id);
 	snprintf(m.source, sizeof(m.source), "%s", s->pins[0].secret);
 	snprintf(m.env, sizeof(m.env), "%s", s->pins[0].env);
 	if (id_mint(s->env, &m, grant_minted_cb, s) == -1) {
@@ -1930,64 +1905,69 @@ static void grant_cascade_cb(PGresult *res, const char *err, void *opaque)
 	seal_answer(s);
 }
 
-static void grant_lookup(struct seal *s);
-
-static void grant_lookup_again(evutil_socket_t fd, short what, void *arg)
+/*
+ * Fill s from an allow credential.decided: its request, sandbox, step, the
+ * one key (env = name, secret = the decided secret or "") and the host key.
+ * -1 (with s->code set) when it is malformed.
+ */
+static int decided_parse(struct seal *s, json_t *ev)
 {
-	(void)fd;
-	(void)what;
-	grant_lookup(arg);
+	const char *rid = step_str(ev, "request_id"), *sid = step_str(ev, "sandbox_id");
+	const char *hk = step_str(ev, "host_key"), *env = step_str(ev, "name");
+	const char *sec = step_str(ev, "secret"), *why;
+	uint8_t u[16];
+
+	snprintf(s->request_id, sizeof(s->request_id), "%s", rid);
+	s->grant = 1;
+	/* named in any answer, refusals too (the host matches on them) */
+	if (strlen(sid) == 36 && sw_uuid_parse(sid, u) == 0)
+		snprintf(s->sandbox_id, sizeof(s->sandbox_id), "%s", sid);
+	if (!tenant_valid(s->h.tenant) || s->h.run_id[0] == '\0' || s->h.step_id[0] == '\0') {
+		seal_error(s, "bad_request", "header.tenant, run_id and step_id are required");
+		return -1;
+	}
+	if (!text_ok(step_str(ev, "step"), 128)) {
+		seal_error(s, "bad_request", "step: 1-128 printable characters");
+		return -1;
+	}
+	snprintf(s->step, sizeof(s->step), "%s", step_str(ev, "step"));
+	if (strlen(sid) != 36 || sw_uuid_parse(sid, u) == -1) {
+		seal_error(s, "bad_request", "sandbox_id is not a UUID");
+		return -1;
+	}
+	snprintf(s->sandbox_id, sizeof(s->sandbox_id), "%s", sid);
+	if (strlen(hk) != 64 || sw_hex_decode(hk, s->host_key, 32) == -1) {
+		seal_error(s, "bad_request",
+			   "the decision names no host key (32 bytes): nothing is sealed");
+		return -1;
+	}
+	if (!id_env_valid(env, &why) || (sec[0] != '\0' && !id_name_valid(sec))) {
+		seal_error(s, "bad_request", "the decision's name or secret is malformed");
+		return -1;
+	}
+	if ((s->pins = calloc(1, sizeof(*s->pins))) == NULL) {
+		seal_error(s, "backend_unavailable", "out of memory");
+		return -1;
+	}
+	snprintf(s->pins[0].env, sizeof(s->pins[0].env), "%s", env);
+	snprintf(s->pins[0].secret, sizeof(s->pins[0].secret), "%s", sec);
+	s->npins = 1;
+	return 0;
 }
 
-/* The recorded allow decision must name this seal's run, attempt, step,
- * tenant, sandbox and key (and secret, when the seal names one). */
-static void grant_cb(PGresult *res, const char *err, void *opaque)
+/* The decided key's value: the named secret's latest version, else the key
+ * in the run's resolution of this step. */
+static void decided_lookup(struct seal *s)
 {
-	struct seal *s = opaque;
 	struct pin *p = &s->pins[0];
 	const char *params[3];
-	int row;
 
-	if (err != NULL) {
-		sw_log(SW_LOG_ERROR, "seal: grant read failed", "error", err, NULL);
-		seal_error(s, "backend_unavailable",
-			   "backend builtin unavailable: cannot read the grant");
-		seal_answer(s);
-		return;
-	}
-	/* a decision naming anything else (another sandbox, run, key: a
-	 * forgery or a mistake) is no grant for this seal */
-	for (row = 0; row < PQntuples(res); row++)
-		if (strcmp(PQgetvalue(res, row, 0), s->h.run_id) == 0 &&
-		    strcmp(PQgetvalue(res, row, 1), s->h.step_id) == 0 &&
-		    strcmp(PQgetvalue(res, row, 2), s->step) == 0 &&
-		    strcmp(PQgetvalue(res, row, 3), s->h.tenant) == 0 &&
-		    strcmp(PQgetvalue(res, row, 4), s->sandbox_id) == 0 &&
-		    strcmp(PQgetvalue(res, row, 5), p->env) == 0 &&
-		    (p->secret[0] == '\0' || strcmp(PQgetvalue(res, row, 6), p->secret) == 0))
-			break;
-	if (row == PQntuples(res) && ++s->grant_lookups < GRANT_LOOKUPS) {
-		/* the decision may reach us a little after the seal request */
-		struct timeval tv = {0, GRANT_LOOKUP_GAP_MS * 1000};
-
-		if (event_base_once(s->env->base, -1, EV_TIMEOUT, grant_lookup_again, s, &tv) == 0)
-			return;
-	}
-	if (row == PQntuples(res)) {
-		seal_error(s, "not_allowed",
-			   "not_allowed: %s: no allow decision names this run, step, tenant, "
-			   "sandbox and key",
-			   p->env);
-		seal_answer(s);
-		return;
-	}
-	snprintf(p->secret, sizeof(p->secret), "%s", PQgetvalue(res, row, 6));
 	if (p->secret[0] != '\0') {
 		params[0] = s->h.tenant;
 		params[1] = p->secret;
 		if (sw_store_query(s->env->store,
 				   "SELECT v.tenant, v.name, v.version, v.state, v.mac, s.backend,"
-				   " s.vault_path FROM versions v"
+				   " s.vault_path, v.state, v.key_id, v.nonce, v.ct FROM versions v"
 				   " JOIN secrets s ON s.tenant = v.tenant AND s.name = v.name"
 				   " WHERE v.tenant = $1 AND v.name = $2 AND v.state <> 'deleted'"
 				   " ORDER BY v.version DESC LIMIT 1",
@@ -2005,21 +1985,6 @@ static void grant_cb(PGresult *res, const char *err, void *opaque)
 			   " WHERE run_id = $1 AND step = $2 AND tenant = $3",
 			   3, params, grant_cascade_cb, s) == -1) {
 		seal_error(s, "backend_unavailable", "cannot queue the resolution read");
-		seal_answer(s);
-	}
-}
-
-static void grant_lookup(struct seal *s)
-{
-	const char *params[1] = {s->grant};
-
-	/* keyed by the request: after its grant's insert on the same
-	 * connection when that was queued first (bus.c) */
-	if (sw_store_query_key(s->env->store, s->grant,
-			       "SELECT run_id, step_id, step, tenant, sandbox_id, name, secret"
-			       " FROM grants WHERE request_id = $1::uuid",
-			       1, params, grant_cb, s) == -1) {
-		seal_error(s, "backend_unavailable", "cannot queue the grant read");
 		seal_answer(s);
 	}
 }
@@ -2061,8 +2026,12 @@ static int seal_parse(struct seal *s, json_t *ev)
 		seal_error(s, "bad_request", "keys: at most %d pins", ID_MAX_KEYS);
 		return -1;
 	}
-	if (step_str(ev, "grant")[0] != '\0')
-		return grant_parse(s, ev, keys);
+	if (step_str(ev, "grant")[0] != '\0') {
+		seal_error(s, "bad_request",
+			   "a seal request with a grant is not taken: a credential allowed by "
+			   "its decision is sealed on the decision itself (docs/JIT.md)");
+		return -1;
+	}
 	if (json_array_size(keys) > 0 &&
 	    (s->pins = calloc(json_array_size(keys), sizeof(*s->pins))) == NULL) {
 		seal_error(s, "backend_unavailable", "out of memory");
@@ -2086,8 +2055,8 @@ static int seal_parse(struct seal *s, json_t *ev)
 	return 0;
 }
 
-void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id_seal_cb cb,
-	     void *opaque)
+static void seal_start(struct id_env *env, const struct sw_event_header *h, json_t *ev,
+		       int decision, id_seal_cb cb, void *opaque)
 {
 	struct seal *s = calloc(1, sizeof(*s));
 	json_t *fields;
@@ -2106,7 +2075,7 @@ void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id
 	s->h = *h;
 	s->cb = cb;
 	s->opaque = opaque;
-	if (seal_parse(s, ev) == -1) {
+	if ((decision ? decided_parse(s, ev) : seal_parse(s, ev)) == -1) {
 		seal_answer(s);
 		return;
 	}
@@ -2117,8 +2086,20 @@ void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id
 		seal_answer(s);
 		return;
 	}
-	if (s->grant[0] != '\0')
-		grant_lookup(s);
+	if (s->grant)
+		decided_lookup(s);
 	else
 		seal_lookup(s);
+}
+
+void id_seal(struct id_env *env, const struct sw_event_header *h, json_t *ev, id_seal_cb cb,
+	     void *opaque)
+{
+	seal_start(env, h, ev, 0, cb, opaque);
+}
+
+void id_seal_decided(struct id_env *env, const struct sw_event_header *h, json_t *ev,
+		     id_seal_cb cb, void *opaque)
+{
+	seal_start(env, h, ev, 1, cb, opaque);
 }

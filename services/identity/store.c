@@ -13,9 +13,12 @@
  *   resolutions  what each resolve request of a run resolved per step (keys
  *                with their owning scope); seal requests are checked
  *                against it
- *   grants       allow decisions of credential requests (cli_agent_jit),
- *                learnt from credential.decided on sagewai.credentials: a
- *                seal request with a grant is checked against it
+ *   grants       (migration 2; no longer written: an allow credential.decided
+ *                is sealed on the decision itself, and a seal request with a
+ *                grant is refused)
+ *   minted, mint_ends
+ *                accessors of tokens minted on an allow decision, and the
+ *                step attempts seen ending (mint.c)
  *   tenants, apikeys, users
  *                learnt from sagewai.tenants (tenants.c)
  *

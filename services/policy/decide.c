@@ -9,7 +9,12 @@
  *   requested   INSERT ... ON CONFLICT DO NOTHING: a request consumed twice
  *               is decided once (the first evaluation stands). A request
  *               already withdrawn (withdrawals) or of a finished run
- *               (finished_runs) is stored decided (deny, withdrawn).
+ *               (finished_runs) is stored decided (deny, withdrawn). The
+ *               rules come from memory (compiled at the last read) when
+ *               that read's versions are still cached, and the INSERT then
+ *               also requires PostgreSQL to hold those versions: one round
+ *               trip per request; a policy applied meanwhile voids the
+ *               insert, and the request is decided again from a fresh read.
  *   human       UPDATE ... WHERE approval_id = $1 AND state = 'pending'
  *   deadline    UPDATE ... WHERE state = 'pending' AND deadline_ms <= now
  *   withdrawn   a tombstone, then UPDATE ... WHERE request_id = $1 AND
@@ -46,9 +51,50 @@ struct tc_entry {
 	struct pol_policy *p;
 };
 
+/* What one read of a tenant's policies found (pget_cb): the versions of
+ * _system's and the tenant's (-1: none) and the tenant's name. A request of
+ * the tenant is decided from the compiled policies in memory when they are
+ * still these versions, and stored only if PostgreSQL still holds them at
+ * the insert (rq_store's guard): one round trip, never a stale decision. */
+struct tc_snap {
+	struct tc_snap *next;
+	char tenant[128];
+	int sysv, tenv;
+	char name[256];
+};
+
 struct pol_tcache {
 	struct tc_entry *head;
+	struct tc_snap *snaps;
 };
+
+static struct tc_snap *snap_find(struct pol_env *env, const char *tenant)
+{
+	struct tc_snap *sn;
+
+	for (sn = env->tcache->snaps; sn != NULL; sn = sn->next)
+		if (strcmp(sn->tenant, tenant) == 0)
+			return sn;
+	return NULL;
+}
+
+/* Remember (or forget, sysv < -1) what a read of tenant's policies found. */
+static void snap_note(struct pol_env *env, const char *tenant, int sysv, int tenv,
+		      const char *name)
+{
+	struct tc_snap *sn = snap_find(env, tenant);
+
+	if (sn == NULL) {
+		if (sysv < -1 || (sn = calloc(1, sizeof(*sn))) == NULL)
+			return;
+		snprintf(sn->tenant, sizeof(sn->tenant), "%s", tenant);
+		sn->next = env->tcache->snaps;
+		env->tcache->snaps = sn;
+	}
+	sn->sysv = sysv;
+	sn->tenv = tenv;
+	snprintf(sn->name, sizeof(sn->name), "%s", name);
+}
 
 /* ---- compiled policies ------------------------------------------------------ */
 
@@ -115,7 +161,7 @@ static void pget_cb(PGresult *res, const char *err, void *opaque)
 	struct pol_env *env = g->env;
 	const struct pol_policy *sys = NULL, *ten = NULL, *p;
 	const char *name = "";
-	int i;
+	int i, sysv = -1, tenv = -1;
 
 	if (err != NULL) {
 		g->cb(env, NULL, NULL, "", err, g->opaque);
@@ -134,11 +180,15 @@ static void pget_cb(PGresult *res, const char *err, void *opaque)
 			free(g);
 			return;
 		}
-		if (strcmp(PQgetvalue(res, i, 0), POL_SYSTEM) == 0)
+		if (strcmp(PQgetvalue(res, i, 0), POL_SYSTEM) == 0) {
 			sys = p;
-		else
+			sysv = atoi(PQgetvalue(res, i, 1));
+		} else {
 			ten = p;
+			tenv = atoi(PQgetvalue(res, i, 1));
+		}
 	}
+	snap_note(env, g->tenant, sysv, tenv, name);
 	g->cb(env, sys, ten, name, NULL, g->opaque);
 	free(g);
 }
@@ -236,6 +286,7 @@ static void delivered_cb(struct pol_env *env, const char *err, void *opaque)
 {
 	struct sent *s = opaque;
 	const char *params[1];
+	struct sw_store_stmt st[2];
 	char rid[SW_UUID_STRLEN];
 	int pending = s->key[SW_UUID_STRLEN] == 'p';
 
@@ -249,10 +300,17 @@ static void delivered_cb(struct pol_env *env, const char *err, void *opaque)
 	memcpy(rid, s->key, SW_UUID_STRLEN - 1);
 	rid[SW_UUID_STRLEN - 1] = '\0';
 	params[0] = rid;
-	if (sw_store_query(env->store,
-			   pending ? "UPDATE requests SET pending_sent = true WHERE request_id = $1::uuid"
-				   : "UPDATE requests SET decided_sent = true WHERE request_id = $1::uuid",
-			   1, params, marked_cb, s) == -1)
+	/* not waiting for the disk: a mark lost in a crash only sends the same
+	 * event (same id) again, and the commits that decide do not queue
+	 * behind this one's flush */
+	st[0].sql = "SET LOCAL synchronous_commit TO off";
+	st[0].nparams = 0;
+	st[0].params = NULL;
+	st[1].sql = pending ? "UPDATE requests SET pending_sent = true WHERE request_id = $1::uuid"
+			    : "UPDATE requests SET decided_sent = true WHERE request_id = $1::uuid";
+	st[1].nparams = 1;
+	st[1].params = params;
+	if (sw_store_tx(env->store, st, 2, marked_cb, s) == -1)
 		marked_cb(NULL, "cannot queue", s);
 }
 
@@ -288,13 +346,13 @@ static void publish_one(struct pol_env *env, PGresult *res, int i, int pending)
 			      PQgetvalue(res, i, 8), "rule", PQgetvalue(res, i, 9), "deadline_ms",
 			      (json_int_t)strtoll(PQgetvalue(res, i, 10), NULL, 10));
 	else
-		f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s}", "request_id",
-			      rid, "sandbox_id", PQgetvalue(res, i, 5), "step",
+		f = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:o, s:s, s:s}",
+			      "request_id", rid, "sandbox_id", PQgetvalue(res, i, 5), "step",
 			      PQgetvalue(res, i, 6), "name", PQgetvalue(res, i, 7), "decision",
 			      PQgetvalue(res, i, 11), "by", PQgetvalue(res, i, 12), "rule",
 			      PQgetvalue(res, i, 9), "approver", PQgetvalue(res, i, 13), "reason",
 			      sw_json_string_lossy(PQgetvalue(res, i, 14)), "secret",
-			      PQgetvalue(res, i, 15));
+			      PQgetvalue(res, i, 15), "host_key", PQgetvalue(res, i, 22));
 	if (!pending && f != NULL)
 		json_object_set_new(f, "replay_of", json_string(PQgetvalue(res, i, 21)));
 	json_object_set_new(env->inflight, s->key, json_true());
@@ -348,6 +406,8 @@ struct rq {
 	struct sw_event_header h;
 	json_t *ev;
 	char malformed[200]; /* why, when the request is refused unread */
+	int fast;	     /* decided from memory: stored only if still current */
+	char sysv[16], tenv[16], tname[256]; /* the versions and name it assumed */
 };
 
 static const char *jstr(json_t *o, const char *k)
@@ -363,6 +423,10 @@ static void rq_free(struct rq *r)
 	free(r);
 }
 
+static void rq_policies_cb(struct pol_env *env, const struct pol_policy *sys,
+			   const struct pol_policy *ten, const char *tenant_name, const char *err,
+			   void *opaque);
+
 static void stored_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct rq *r = opaque;
@@ -373,6 +437,16 @@ static void stored_cb(PGresult *res, const char *err, void *opaque)
 		       jstr(r->ev, "request_id"), "error", err, NULL);
 		r->done(r->opaque, 0);
 		rq_free(r);
+		return;
+	}
+	if (r->fast && PQntuples(res) == 0) {
+		/* the policies changed since they were read: read them again */
+		sw_metrics_counter_add(r->env->metrics, "sagewai_policy_stale_decisions_total",
+				       "Decisions from memory not stored: the policy had changed",
+				       1);
+		snap_note(r->env, r->h.tenant, -2, -2, "");
+		r->fast = 0;
+		pol_policies_get(r->env, r->h.tenant, r->h.run_id, rq_policies_cb, r);
 		return;
 	}
 	pol_publish_rows(r->env, res, 1);
@@ -386,7 +460,7 @@ static void rq_store(struct rq *r, const char *state, const char *rule, int64_t 
 	struct pol_env *env = r->env;
 	int64_t now_us = sw_now_us();
 	char now[24], rdl[24], dl[24], aid[SW_UUID_STRLEN];
-	const char *params[24];
+	const char *params[28];
 	struct sw_store_stmt st[2];
 	json_t *ev = r->ev;
 	int pending = strcmp(state, "pending") == 0;
@@ -420,11 +494,16 @@ static void rq_store(struct rq *r, const char *state, const char *rule, int64_t 
 	params[21] = by;
 	params[22] = reason;
 	params[23] = secret;
+	params[24] = r->malformed[0] == '\0' ? jstr(ev, "host_key") : "";
+	/* from memory: only while PostgreSQL holds the same policies */
+	params[25] = r->fast ? r->sysv : NULL;
+	params[26] = r->fast ? r->tenv : NULL;
+	params[27] = r->fast ? r->tname : NULL;
 	st[0].sql =
 		"INSERT INTO requests (request_id, tenant, run_id, step_id, trace_id, workflow,"
 		" step, cli_agent, sandbox_id, host, name, scope, reason_req, requester,"
 		" req_deadline_ms, received_us, state, approval_id, rule, deadline_ms, decision,"
-		" by, reason, secret, pending_us, decided_us)"
+		" by, reason, secret, pending_us, decided_us, host_key)"
 		" SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::uuid, $10, $11, $12, $13, $14,"
 		" $15::bigint, $16::bigint,"
 		" CASE WHEN w.r IS NULL THEN $17::text ELSE 'decided' END,"
@@ -434,12 +513,18 @@ static void rq_store(struct rq *r, const char *state, const char *rule, int64_t 
 		" CASE WHEN w.r IS NULL THEN $22::text ELSE 'withdrawn' END,"
 		" coalesce(w.r, $23::text), CASE WHEN w.r IS NULL THEN $24::text ELSE '' END,"
 		" CASE WHEN w.r IS NULL AND $17::text = 'pending' THEN $16::bigint END,"
-		" CASE WHEN w.r IS NULL AND $17::text = 'pending' THEN NULL ELSE $16::bigint END"
+		" CASE WHEN w.r IS NULL AND $17::text = 'pending' THEN NULL ELSE $16::bigint END,"
+		" $25"
 		" FROM (SELECT coalesce((SELECT reason FROM withdrawals WHERE request_id = $1::uuid"
 		"  AND tenant = $2), (SELECT 'the run finished before the request was decided'"
 		"  FROM finished_runs WHERE run_id = $3)) AS r) w"
+		" WHERE $26::int IS NULL OR"
+		" (coalesce((SELECT version FROM policies WHERE tenant = '" POL_SYSTEM "'), -1)"
+		"   = $26::int"
+		"  AND coalesce((SELECT version FROM policies WHERE tenant = $2), -1) = $27::int"
+		"  AND coalesce((SELECT name FROM tenants WHERE id = $2), '') = $28::text)"
 		" ON CONFLICT (request_id) DO NOTHING";
-	st[0].nparams = 24;
+	st[0].nparams = 28;
 	st[0].params = params;
 	/* the row as stored (this or an earlier consumption's): its events */
 	{
@@ -530,10 +615,34 @@ static const char *rq_check(struct rq *r)
 
 	if (!pol_env_name_valid(jstr(r->ev, "name")))
 		return "the name is not an environment key ([A-Z_][A-Z0-9_]{0,127})";
+	/* hex of 32 bytes, or none (then nothing is ever sealed for it) */
+	if (strlen(jstr(r->ev, "host_key")) != 0 && strlen(jstr(r->ev, "host_key")) != 64)
+		return "host_key is not 32 bytes";
 	for (i = 0; lim[i].k != NULL; i++)
 		if (strlen(jstr(r->ev, lim[i].k)) > lim[i].max)
 			return "a field is longer than allowed";
 	return NULL;
+}
+
+/* Decide r from the compiled policies in memory when the last read of its
+ * tenant's found the versions still cached (rq_store guards the insert). 1
+ * when under way. */
+static int rq_fast(struct pol_env *env, struct rq *r)
+{
+	struct tc_snap *sn = snap_find(env, r->h.tenant);
+	struct tc_entry *es = tc_find(env, POL_SYSTEM), *et = tc_find(env, r->h.tenant);
+
+	if (sn == NULL || sn->sysv < -1 || (sn->sysv >= 0) != (es != NULL) ||
+	    (es != NULL && es->version != sn->sysv) || (sn->tenv >= 0) != (et != NULL) ||
+	    (et != NULL && et->version != sn->tenv))
+		return 0;
+	r->fast = 1;
+	snprintf(r->sysv, sizeof(r->sysv), "%d", sn->sysv);
+	snprintf(r->tenv, sizeof(r->tenv), "%d", sn->tenv);
+	snprintf(r->tname, sizeof(r->tname), "%s", sn->name);
+	rq_policies_cb(env, es != NULL ? es->p : NULL, et != NULL ? et->p : NULL, r->tname, NULL,
+		       r);
+	return 1;
 }
 
 void pol_requested(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
@@ -568,6 +677,8 @@ void pol_requested(struct pol_env *env, json_t *ev, const struct sw_event_header
 		snprintf(r->malformed, sizeof(r->malformed), "malformed request: %s", why);
 	sw_metrics_counter_add(env->metrics, "sagewai_policy_requests_total",
 			       "credential.requested handled", 1);
+	if (rq_fast(env, r))
+		return;
 	pol_policies_get(env, h->tenant, h->run_id, rq_policies_cb, r);
 }
 
@@ -868,12 +979,19 @@ void pol_decide_stop(struct pol_env *env)
 	if (env->tick != NULL)
 		event_free(env->tick);
 	env->tick = NULL;
-	if (env->tcache != NULL)
+	if (env->tcache != NULL) {
+		struct tc_snap *sn, *sn_next;
+
 		for (e = env->tcache->head; e != NULL; e = n) {
 			n = e->next;
 			pol_free(e->p);
 			free(e);
 		}
+		for (sn = env->tcache->snaps; sn != NULL; sn = sn_next) {
+			sn_next = sn->next;
+			free(sn);
+		}
+	}
 	free(env->tcache);
 	env->tcache = NULL;
 	json_decref(env->inflight);

@@ -87,7 +87,7 @@ static void rp_store(struct rp *r, const char *decision, const char *rule, const
 {
 	static char sel[2048];
 	struct sw_store_stmt st[2];
-	const char *params[21];
+	const char *params[22];
 	char now[24], rdl[24];
 	json_t *ev = r->ev;
 
@@ -115,22 +115,24 @@ static void rp_store(struct rp *r, const char *decision, const char *rule, const
 	params[18] = reason;
 	params[19] = strcmp(decision, "allow") == 0 ? secret : "";
 	params[20] = of;
+	/* identity seals an allow to it; a malformed one (denied) is not kept */
+	params[21] = strlen(jstr(ev, "host_key")) == 64 ? jstr(ev, "host_key") : "";
 	st[0].sql =
 	    "INSERT INTO requests (request_id, tenant, run_id, step_id, trace_id, workflow,"
 	    " step, cli_agent, sandbox_id, host, name, scope, reason_req, requester,"
 	    " req_deadline_ms, received_us, state, rule, decision, by, reason, secret,"
-	    " decided_us, replay_of)"
+	    " decided_us, replay_of, host_key)"
 	    " SELECT $1::uuid, $2, $3, $4, $5, $6, $7, $8, $9::uuid, $10, $11, $12, $13, $14,"
 	    " $15::bigint, $16::bigint, 'decided', $17::text,"
 	    " CASE WHEN w.r IS NULL THEN $18::text ELSE 'deny' END,"
 	    " CASE WHEN w.r IS NULL THEN 'replay' ELSE 'withdrawn' END,"
 	    " coalesce(w.r, $19::text), CASE WHEN w.r IS NULL THEN $20::text ELSE '' END,"
-	    " $16::bigint, $21::text"
+	    " $16::bigint, $21::text, $22::text"
 	    " FROM (SELECT coalesce((SELECT reason FROM withdrawals WHERE request_id = $1::uuid"
 	    "  AND tenant = $2), (SELECT 'the run finished before the request was decided'"
 	    "  FROM finished_runs WHERE run_id = $3)) AS r) w"
 	    " ON CONFLICT (request_id) DO NOTHING";
-	st[0].nparams = 21;
+	st[0].nparams = 22;
 	st[0].params = params;
 	if (sel[0] == '\0')
 		snprintf(sel, sizeof(sel),
@@ -242,6 +244,9 @@ static const char *rp_check(json_t *ev)
 	if (!pol_env_name_valid(jstr(ev, "name")))
 		return "malformed request: the name is not an environment key "
 		       "([A-Z_][A-Z0-9_]{0,127})";
+	/* hex of 32 bytes, or none (then nothing is ever sealed for it) */
+	if (strlen(jstr(ev, "host_key")) != 0 && strlen(jstr(ev, "host_key")) != 64)
+		return "malformed request: host_key is not 32 bytes";
 	for (i = 0; lim[i].k != NULL; i++)
 		if (strlen(jstr(ev, lim[i].k)) > lim[i].max)
 			return "malformed request: a field is longer than allowed";

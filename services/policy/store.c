@@ -6,7 +6,7 @@
  *   policy_history  every version applied, who applied it and the
  *                   allow-all overrides it carried (the audit of policy)
  *   requests        one row per credential request (request_id): what was
- *                   asked, the state (pending, decided), the decision and
+ *                   asked (and the asking host's seal key), the state (pending, decided), the decision and
  *                   who made it; pending_us / decided_us are the times of
  *                   its credential.pending / credential.decided events and
  *                   pending_sent / decided_sent whether they were
@@ -110,6 +110,9 @@ const struct sw_migration pol_migrations[] = {
 	    "CREATE INDEX withdrawals_at ON withdrawals (at);"
 	    "CREATE INDEX finished_runs_at ON finished_runs (at);"
 	    "CREATE INDEX reruns_at ON reruns (at);"},
+	/* the requesting host's seal key (hex), carried into credential.decided:
+	 * the identity service seals an allowed value to it (docs/JIT.md) */
+	{4, "ALTER TABLE requests ADD COLUMN host_key text NOT NULL DEFAULT ''"},
 };
 const size_t pol_nmigrations = sizeof(pol_migrations) / sizeof(pol_migrations[0]);
 
@@ -119,4 +122,4 @@ const char pol_pub_cols[] =
 	" coalesce(approval_id::text, ''), rule, coalesce(deadline_ms, 0),"
 	" coalesce(decision, ''), coalesce(by, ''), approver, reason, secret,"
 	" coalesce(pending_us, 0), coalesce(decided_us, 0), pending_sent, decided_sent, "
-	POL_APPROVAL_JSON "::text, replay_of";
+	POL_APPROVAL_JSON "::text, replay_of, host_key";

@@ -7,11 +7,15 @@
  *      limits; then a request_id and credential.requested on
  *      sagewai.credentials. A refusal goes back to the runner (CRED_ANSWER)
  *      and, once the request is known, as credential.refused.
+ *      The request names this host's seal key (host_key): on allow the
+ *      identity service seals the value to it on the decision itself.
  *   2. credential.decided for that request_id (the tail reader, identity.c)
  *      must name our run, attempt, tenant, sandbox and key. deny: the
- *      refusal, credential.refused (denied). allow: identity.seal_requested
- *      with grant = request_id and the one key.
- *   3. identity.sealed for that seal (sbd_cred_sealed): opened with the
+ *      refusal, credential.refused (denied). allow: nothing to send; the
+ *      box is awaited.
+ *   3. identity.sealed with request_id = the credential request's
+ *      (sbd_cred_sealed; it may overtake the decision on its way here, it
+ *      comes only of an allow decision naming this request): opened with the
  *      host key, checked (ids, the one key, its MAC), added to the step's
  *      redaction as a new layer, kept for the artifact scan, sent to that
  *      sandbox's runner only (CRED_ANSWER: the client gets it, later
@@ -305,23 +309,23 @@ void sbd_cred_request(struct sbd_job *j, const char *json, size_t len)
 	       j->x->dh.step_id, "request_id", rid, "sandbox_id", j->slot->id, "name", req.name,
 	       NULL);
 	emit(j, "credential.requested",
-	     json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}",
+	     json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
 		       "request_id", rid, "workflow", wf ? wf : "", "step", j->x->step, "cli_agent",
 		       agent ? agent : "", "sandbox_id", j->slot->id, "host", env->executor,
 		       "name", req.name, "scope", req.scope, "reason", req.reason, "requester",
 		       req.requester, "deadline_ms", (json_int_t)(wall_ms() + timeout),
-		       "replay_of", of_rid));
+		       "replay_of", of_rid, "host_key", env->seal_pk_hex));
 }
 
 /* The request of ours with this id (any job), or NULL. */
-static struct sbd_cred *find(struct sbd_env *env, const char *rid, int seal)
+static struct sbd_cred *find(struct sbd_env *env, const char *rid)
 {
 	struct sbd_job *j;
 	struct sbd_cred *c;
 
 	LIST_FOREACH(j, &env->idjobs, id_entry)
 	LIST_FOREACH(c, &j->creds, entry)
-	if (strcmp(seal ? c->seal_id : c->request_id, rid) == 0)
+	if (strcmp(c->request_id, rid) == 0)
 		return c;
 	return NULL;
 }
@@ -342,9 +346,8 @@ void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_hea
 {
 	const char *rid = str(ev, "request_id"), *decision = str(ev, "decision");
 	const char *secret = str(ev, "secret");
-	struct sbd_cred *c = find(env, rid, 0);
+	struct sbd_cred *c = find(env, rid);
 	struct sbd_job *j;
-	json_t *o;
 
 	if (c == NULL || c->stage != SBD_CRED_DECIDING || c->j->slot == NULL)
 		return; /* another host's, decided already, or given up */
@@ -370,16 +373,10 @@ void sbd_cred_decided(struct sbd_env *env, json_t *ev, const struct sw_event_hea
 		cred_free(c);
 		return;
 	}
-	sw_uuid_v7_str(c->seal_id);
+	/* the identity service seals on this same decision: the box is awaited */
 	c->stage = SBD_CRED_SEALING;
-	o = json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:i}], s:s}", "request_id", c->seal_id,
-		      "step", j->x->step, "sandbox_id", j->slot->id, "host_key", env->seal_pk_hex,
-		      "keys", "env", c->name, "secret", secret, "version", 0, "grant",
-		      c->request_id);
-	sw_log(SW_LOG_INFO, "credential allowed: seal requested", "run_id", j->x->dh.run_id,
-	       "step_id", j->x->dh.step_id, "request_id", c->request_id, "seal_request_id",
-	       c->seal_id, NULL);
-	sw_executor_emit(env->ex, SW_TOPIC_IDENTITY, "identity.seal_requested", &j->x->dh, o);
+	sw_log(SW_LOG_INFO, "credential allowed: its box awaited", "run_id", j->x->dh.run_id,
+	       "step_id", j->x->dh.step_id, "request_id", c->request_id, NULL);
 }
 
 /* Map identity's refusal codes onto the contract's. */
@@ -436,7 +433,7 @@ static int open_grant(struct sbd_cred *c, json_t *ev, unsigned char **value, siz
 			 "sandbox_id, tenant, keys}");
 		goto out;
 	}
-	if (strcmp(str(box, "request_id"), c->seal_id) != 0 ||
+	if (strcmp(str(box, "request_id"), c->request_id) != 0 ||
 	    strcmp(str(box, "run_id"), j->x->dh.run_id) != 0 ||
 	    strcmp(str(box, "step_id"), j->x->dh.step_id) != 0 ||
 	    strcmp(str(box, "sandbox_id"), j->slot->id) != 0 ||
@@ -505,7 +502,7 @@ static int answer_mac(struct sbd_env *env, json_t *ev, const unsigned char *v, s
 
 void sbd_cred_sealed(struct sbd_env *env, json_t *ev)
 {
-	struct sbd_cred *c = find(env, str(ev, "request_id"), 1);
+	struct sbd_cred *c = find(env, str(ev, "request_id"));
 	struct sbd_job *j;
 	unsigned char *value = NULL;
 	size_t vlen = 0;
@@ -513,9 +510,19 @@ void sbd_cred_sealed(struct sbd_env *env, json_t *ev)
 	const char *code;
 	int version = 0, status, known;
 
-	if (c == NULL || c->stage != SBD_CRED_SEALING || c->j->slot == NULL)
+	/* DECIDING too: the box may overtake its allow decision on the way */
+	if (c == NULL || c->j->slot == NULL)
 		return; /* another host's, or one we gave up on */
 	j = c->j;
+	if (strcmp(str(ev, "sandbox_id"), j->slot->id) != 0 ||
+	    strcmp(str(ev, "name"), c->name) != 0) {
+		/* sealed on a decision naming another sandbox or key (forged or
+		 * mistaken): not this request's answer, which may still come */
+		sw_log(SW_LOG_WARN, "ignored a sealed answer for another sandbox or key",
+		       "request_id", c->request_id, NULL);
+		counter(env, "mismatched_boxes");
+		return;
+	}
 	if (!json_is_true(json_object_get(ev, "ok"))) {
 		const char *e = str(ev, "error");
 

@@ -204,7 +204,7 @@ struct sbd_ident {
 /* A credential request of a cli_agent_jit sandbox (cred.c). */
 enum sbd_cred_stage {
 	SBD_CRED_DECIDING, /* credential.requested out, credential.decided awaited */
-	SBD_CRED_SEALING,  /* allowed: identity.seal_requested out, the box awaited */
+	SBD_CRED_SEALING,  /* allowed: the box identity seals on the decision awaited */
 };
 
 struct sbd_cred {
@@ -213,7 +213,6 @@ struct sbd_cred {
 	enum sbd_cred_stage stage;
 	uint32_t id;			 /* the runner's */
 	char request_id[SW_UUID_STRLEN]; /* ours, in every credential.* event */
-	char seal_id[SW_UUID_STRLEN];	 /* the seal request's, once allowed */
 	char name[129];
 	int64_t timeout_ms;
 	struct event *timer; /* the requester's deadline */

@@ -55,7 +55,10 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 	static const char *const topics[] = {SW_TOPIC_STEPS, SW_TOPIC_RUNS, NULL};
 	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
 				 "partition.assignment.strategy=range"};
-	const char *pextra[2] = {NULL, NULL};
+	/* a program in a sandbox waits on credential.requested and a scheduler
+	 * on step.*: sent at once, not batched for the library's 1 ms (what
+	 * queues while a request is in flight still goes in one batch) */
+	const char *pextra[3] = {"linger.ms=0", NULL, NULL};
 	const struct sw_config *cfg = sw_service_config(env->svc);
 	char *const *envp = sw_service_environ(env->svc);
 	const char *instance = sw_config_env(envp, "SAGEWAI_INSTANCE_ID");
@@ -93,7 +96,7 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 		return -1;
 	if (sw_config_env(envp, "SAGEWAI_KAFKA_MESSAGE_MAX") != NULL) {
 		snprintf(msgmax, sizeof(msgmax), "message.max.bytes=%zu", env->bus_max);
-		pextra[0] = msgmax;
+		pextra[1] = msgmax;
 	}
 	return sw_executor_connect(env->ex, cfg->kafka_bootstrap, env->group, topics, pextra,
 				   extra, err, errlen);

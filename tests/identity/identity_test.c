@@ -1600,35 +1600,29 @@ static void t_kill9(void)
 	finish();
 }
 
-/* cli_agent_jit (docs/JIT.md): seals with a grant. The test plays the
- * policy (credential.decided) and sandboxd (identity.seal_requested). */
+/* cli_agent_jit (docs/JIT.md): an allow credential.decided is sealed at
+ * once, for the sandbox, key and host key it names; the answer carries the
+ * credential request's id. The test plays the policy (credential.decided). */
 static void decided(const char *run, const char *rid, const char *sandbox, const char *name,
-		    const char *decision, const char *secret)
+		    const char *decision, const char *secret, const uint8_t *hk)
 {
-	char step_id[200];
+	char step_id[200], hex[65] = "";
 
+	if (hk != NULL)
+		sw_hex_encode(hk, 32, hex);
 	snprintf(step_id, sizeof(step_id), "%s/s1/1", run);
 	produce("credential.decided", "sagewai.credentials", "default", run, step_id,
 		"sagewai-policy",
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id", rid,
-			  "sandbox_id", sandbox, "step", "s1", "name", name, "decision", decision,
-			  "by", "rule", "rule", "r1", "approver", "", "reason", "test", "secret",
-			  secret));
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
+			  rid, "sandbox_id", sandbox, "step", "s1", "name", name, "decision",
+			  decision, "by", "rule", "rule", "r1", "approver", "", "reason", "test",
+			  "secret", secret, "host_key", hex));
 }
 
-static json_t *grant_seal(const char *run, const char *grant, const char *sandbox,
-			  const char *env, const char *secret)
+static json_t *allowed(const char *run, const char *rid, const char *sandbox, const char *name,
+		       const char *secret)
 {
-	char rid[SW_UUID_STRLEN], hk[65], step_id[200];
-
-	sw_uuid_v7_str(rid);
-	sw_hex_encode(host_pk, 32, hk);
-	snprintf(step_id, sizeof(step_id), "%s/s1/1", run);
-	produce("identity.seal_requested", "sagewai.identity", "default", run, step_id,
-		"sagewai-sandboxd",
-		json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:i}], s:s}", "request_id", rid,
-			  "step", "s1", "sandbox_id", sandbox, "host_key", hk, "keys", "env", env,
-			  "secret", secret, "version", 0, "grant", grant));
+	decided(run, rid, sandbox, name, "allow", secret, host_pk);
 	return reply_for("identity.sealed", rid);
 }
 
@@ -1641,11 +1635,12 @@ static void sealed_refused(json_t *s, const char *code, const char *what)
 static void t_grant(void)
 {
 	const char *v = marker("jit"), *vp = marker("pinned");
-	char run[80], g1[SW_UUID_STRLEN], g2[SW_UUID_STRLEN], g3[SW_UUID_STRLEN];
-	char g4[SW_UUID_STRLEN], g5[SW_UUID_STRLEN], sb[SW_UUID_STRLEN], other[SW_UUID_STRLEN];
+	char run[80], g[8][SW_UUID_STRLEN], sb[SW_UUID_STRLEN], rid[SW_UUID_STRLEN];
+	char hk[65], step_id[200];
+	uint8_t other_pk[32], other_sk[32];
 	json_t *a, *s, *box, *k;
 	char *val;
-	int64_t t0;
+	int ver = 0;
 
 	setup("grant");
 	id_start();
@@ -1659,77 +1654,63 @@ static void t_grant(void)
 			  NULL);
 	SW_REQUIRE(json_is_true(json_object_get(a, "ok")), "resolve: %s", js(a, "error"));
 	sw_uuid_v7_str(sb);
-	sw_uuid_v7_str(other);
-	sw_uuid_v7_str(g1);
-	sw_uuid_v7_str(g2);
-	sw_uuid_v7_str(g3);
-	sw_uuid_v7_str(g4);
-	sw_uuid_v7_str(g5);
-	/* an allow naming the secret: sealed for that sandbox, and no other */
-	decided(run, g1, sb, "JIT_KEY", "allow", "jit-tok");
-	s = grant_seal(run, g1, sb, "JIT_KEY", "jit-tok");
+	for (int i = 0; i < 8; i++)
+		sw_uuid_v7_str(g[i]);
+	/* an allow naming the secret: sealed for that sandbox and key, to the
+	 * host key the decision names, answered with the request's id */
+	s = allowed(run, g[0], sb, "JIT_KEY", "jit-tok");
+	SW_REQUIRE(strcmp(js(s, "sandbox_id"), sb) == 0 && strcmp(js(s, "name"), "JIT_KEY") == 0,
+		   "the answer names the sandbox and key: %s %s", js(s, "sandbox_id"),
+		   js(s, "name"));
 	box = open_box(s);
 	k = json_array_get(json_object_get(box, "keys"), 0);
 	SW_REQUIRE(json_array_size(json_object_get(box, "keys")) == 1 &&
-		   strcmp(js(k, "env"), "JIT_KEY") == 0 && strcmp(js(k, "secret"), "jit-tok") == 0 &&
-		   json_integer_value(json_object_get(k, "version")) == 1,
-		   "the box holds JIT_KEY (jit-tok v1)");
-	SW_CHECK((val = malloc(strlen(v) + 8)) != NULL);
-	{
-		size_t n = 0;
-
-		SW_CHECK(sodium_base642bin((unsigned char *)val, strlen(v) + 8, js(k, "value_b64"),
-					   strlen(js(k, "value_b64")), NULL, &n, NULL,
-					   sodium_base64_VARIANT_ORIGINAL) == 0);
-		val[n] = '\0';
-	}
+		       strcmp(js(k, "env"), "JIT_KEY") == 0 &&
+		       strcmp(js(k, "secret"), "jit-tok") == 0 &&
+		       json_integer_value(json_object_get(k, "version")) == 1 &&
+		       strcmp(js(box, "request_id"), g[0]) == 0 &&
+		       strcmp(js(box, "sandbox_id"), sb) == 0 && strcmp(js(box, "run_id"), run) == 0,
+		   "the box holds JIT_KEY (jit-tok v1) for this request, run and sandbox");
+	val = box_value(box, "JIT_KEY", &ver);
 	SW_REQUIRE(strcmp(val, v) == 0, "the sealed value is the secret's");
 	free(val);
 	json_decref(box);
-	sealed_refused(grant_seal(run, g1, other, "JIT_KEY", "jit-tok"), "not_allowed",
-		       "another sandbox");
-	sealed_refused(grant_seal(run, g1, sb, "OTHER_KEY", ""), "not_allowed", "another key");
-	sealed_refused(grant_seal(run, g1, sb, "JIT_KEY", "pinned"), "not_allowed",
-		       "another secret");
-	/* no decision at all: looked for about a second, then not_allowed */
-	t0 = sw_mono_ms();
-	sealed_refused(grant_seal(run, g2, sb, "JIT_KEY", ""), "not_allowed", "no decision");
-	SW_REQUIRE(sw_mono_ms() - t0 >= 900, "gave up after %lld ms", (long long)(sw_mono_ms() - t0));
-	/* a denial is no grant */
-	decided(run, g3, sb, "JIT_KEY", "deny", "");
-	sealed_refused(grant_seal(run, g3, sb, "JIT_KEY", ""), "not_allowed", "denied");
+	/* a decision for a sandbox on another host (a host key not listed):
+	 * refused, nothing sealed to it */
+	crypto_box_keypair(other_pk, other_sk);
+	decided(run, g[1], sb, "JIT_KEY", "allow", "jit-tok", other_pk);
+	sealed_refused(reply_for("identity.sealed", g[1]), "unknown_host", "a host not listed");
+	/* a decision naming no host key: nothing to seal to */
+	decided(run, g[2], sb, "JIT_KEY", "allow", "jit-tok", NULL);
+	sealed_refused(reply_for("identity.sealed", g[2]), "bad_request", "no host key");
+	/* a denial is never sealed (nor answered) */
+	decided(run, g[3], sb, "JIT_KEY", "deny", "", host_pk);
 	/* from the run's cascade: a kept key is sealed at its pinned version;
 	 * one the ACL denied (agents) is not_allowed naming why; one in none
 	 * missing */
-	decided(run, g4, sb, "PINNED", "allow", "");
-	box = open_box(grant_seal(run, g4, sb, "PINNED", ""));
+	box = open_box(allowed(run, g[4], sb, "PINNED", ""));
 	k = json_array_get(json_object_get(box, "keys"), 0);
 	SW_REQUIRE(strcmp(js(k, "secret"), "pinned") == 0, "PINNED from the cascade");
 	json_decref(box);
-	decided(run, g5, sb, "FORBIDDEN", "allow", "");
-	s = grant_seal(run, g5, sb, "FORBIDDEN", "");
+	s = allowed(run, g[5], sb, "FORBIDDEN", "");
 	sealed_refused(s, "not_allowed", "ACL");
 	SW_REQUIRE(strstr(js(s, "error"), "agent not in acl") != NULL, "why: %s", js(s, "error"));
-	sw_uuid_v7_str(g5);
-	decided(run, g5, sb, "NOWHERE", "allow", "");
-	sealed_refused(grant_seal(run, g5, sb, "NOWHERE", ""), "missing", "not in the cascade");
-	/* a malformed grant seal: two keys */
-	{
-		char rid[SW_UUID_STRLEN], hk[65], step_id[200];
-
-		sw_uuid_v7_str(rid);
-		sw_hex_encode(host_pk, 32, hk);
-		snprintf(step_id, sizeof(step_id), "%s/s1/1", run);
-		produce("identity.seal_requested", "sagewai.identity", "default", run, step_id,
-			"sagewai-sandboxd",
-			json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:i}, {s:s, s:s, s:i}], s:s}",
-				  "request_id", rid, "step", "s1", "sandbox_id", sb, "host_key", hk,
-				  "keys", "env", "JIT_KEY", "secret", "", "version", 0, "env", "B",
-				  "secret", "", "version", 0, "grant", g1));
-		sealed_refused(reply_for("identity.sealed", rid), "bad_request", "two keys");
-	}
-	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.grants") == 4,
-		   "four allow decisions recorded");
+	sealed_refused(allowed(run, g[6], sb, "NOWHERE", ""), "missing", "not in the cascade");
+	/* a hostile decision: a malformed key name */
+	sealed_refused(allowed(run, g[7], sb, "bad name", ""), "bad_request", "bad name");
+	SW_REQUIRE(count_events("identity.sealed", g[3]) == 0, "a denial was sealed");
+	/* the former path: a seal request carrying a grant is refused */
+	sw_uuid_v7_str(rid);
+	sw_hex_encode(host_pk, 32, hk);
+	snprintf(step_id, sizeof(step_id), "%s/s1/1", run);
+	produce("identity.seal_requested", "sagewai.identity", "default", run, step_id,
+		"sagewai-sandboxd",
+		json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:i}], s:s}", "request_id", rid,
+			  "step", "s1", "sandbox_id", sb, "host_key", hk, "keys", "env", "JIT_KEY",
+			  "secret", "jit-tok", "version", 0, "grant", g[0]));
+	sealed_refused(reply_for("identity.sealed", rid), "bad_request", "a seal with a grant");
+	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.grants") == 0,
+		   "no grant rows: the decision is the grant");
 	finish();
 }
 

@@ -1,7 +1,7 @@
 /*
  * Black-box tests of the cli_agent_jit credential flow (docs/JIT.md) over
  * the harness's Kafka and PostgreSQL: the real sagewai-identity (secrets,
- * a profile, the resolution, grants and sealing) and the real
+ * a profile, the resolution, sealing on decisions) and the real
  * sagewai-sandboxd with bubblewrap sandboxes. The test program plays the
  * scheduler (identity.resolve_requested, then step.dispatched with the
  * pinned identity) and the policy service: it reads credential.requested
@@ -19,8 +19,8 @@
  *               a key of its cascade (delivered), a key its ACL denies
  *               (not_allowed), a key nowhere (missing), a key the policy
  *               denies (denied, the rule's words): exit codes 0/2, the
- *               events requested -> decided -> delivered/refused, the seal
- *               requests carrying the grant
+ *               events requested -> decided -> delivered/refused, identity
+ *               sealing on the allow decisions only (none on the deny)
  *   timeout     nobody decides: the client's --timeout gives exit 3 and
  *               credential.withdrawn; a request still waiting when the step
  *               ends is withdrawn too
@@ -225,21 +225,21 @@ static void decide(json_t *e)
 		/* a decision for another sandbox: sandboxd and identity ignore it */
 		produce("sagewai.credentials", "credential.decided", "sagewai-policy", run,
 			js(h, "step_id"),
-			json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
+			json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}",
 				  "request_id", js(e, "request_id"), "sandbox_id",
 				  "00000000-0000-4000-8000-000000000001", "step", js(e, "step"),
 				  "name", name, "decision", "allow", "by", "rule", "rule",
 				  "forged", "approver", "", "reason", "forged", "secret",
-				  r->secret));
+				  r->secret, "host_key", js(e, "host_key")));
 	}
 	produce(
 	    "sagewai.credentials", "credential.decided", "sagewai-policy", run, js(h, "step_id"),
-	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
+	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
 		      js(e, "request_id"), "sandbox_id", js(e, "sandbox_id"), "step",
 		      js(e, "step"), "name", name, "decision", r->act == ALLOW ? "allow" : "deny",
 		      "by", "rule", "rule", r->act == ALLOW ? "r-allow" : "r-deny", "approver", "",
 		      "reason", r->act == ALLOW ? "auto-approved" : "escalation to admin",
-		      "secret", r->secret));
+		      "secret", r->secret, "host_key", js(e, "host_key")));
 	ndecided++;
 }
 
@@ -434,7 +434,6 @@ static void finish(void)
 	SW_CHECK((buf = slurp(dump)) != NULL && strlen(buf) > 100);
 	bad = leak(buf, strlen(buf));
 	SW_REQUIRE(bad == NULL, "pg_dump holds a secret value (spelled '%s')", bad);
-	SW_REQUIRE(strstr(buf, "CREATE TABLE identity.grants") != NULL, "no grants table dumped");
 	free(buf);
 	sw_test_proc_stop(&sbd_pid, SIGTERM, "sagewai-sandboxd");
 	sw_test_proc_stop(&id_pid, SIGTERM, "sagewai-identity");
@@ -637,14 +636,32 @@ static void scenario_flow(void)
 		       sw_test_evlog_count(&evl, "credential.withdrawn", d.step_id) == 0,
 		   "requested 5, delivered 2, refused 3");
 	{
-		size_t grants = 0;
+		/* identity sealed on the four allow decisions (two delivered, two
+		 * refused: ACL, missing), for this sandbox, and nothing else; the
+		 * deny was never sealed; no seal request carried a grant */
+		size_t seals = 0, grants = 0;
+		struct sw_test_ev *rq = cred_event("credential.requested", d.step_id, "JIT_TOKEN");
 
-		for (size_t i = 0; i < evl.n; i++)
-			if (strcmp(evl.ev[i]->type, "identity.seal_requested") == 0 &&
+		for (size_t i = 0; i < evl.n; i++) {
+			/* (the step's own seal, of its pinned keys, names no key) */
+			if (strcmp(evl.ev[i]->type, "identity.sealed") == 0 &&
 			    strcmp(evl.ev[i]->step_id, d.step_id) == 0 &&
+			    js(evl.ev[i]->body, "name")[0] != '\0') {
+				SW_REQUIRE(strcmp(js(evl.ev[i]->body, "sandbox_id"),
+						  js(rq->body, "sandbox_id")) == 0 &&
+					       strcmp(js(evl.ev[i]->body, "name"), "DENY_ME") != 0,
+					   "a seal on a decision for %s of %s",
+					   js(evl.ev[i]->body, "name"),
+					   js(evl.ev[i]->body, "sandbox_id"));
+				seals++;
+			}
+			if (strcmp(evl.ev[i]->type, "identity.seal_requested") == 0 &&
 			    js(evl.ev[i]->body, "grant")[0] != '\0')
 				grants++;
-		SW_REQUIRE(grants == 4, "%zu seal requests with a grant, want 4", grants);
+		}
+		SW_REQUIRE(seals == 4 && grants == 0,
+			   "%zu seals on decisions (want 4), %zu seal requests with a grant (want 0)",
+			   seals, grants);
 	}
 	free(out);
 	finish();
@@ -856,6 +873,11 @@ static void scenario_hostile(void)
 			       strstr(log, "ignored a credential decision that does not "
 					   "match its request") != NULL,
 			   "sandboxd did not log the forged decision");
+		/* identity sealed the forged one too (for its other sandbox):
+		 * the host took it for no answer of its request */
+		SW_REQUIRE(strstr(log, "ignored a sealed answer for another sandbox or key") !=
+			       NULL,
+			   "sandboxd did not log the box sealed on the forged decision");
 		free(log);
 	}
 	finish();
@@ -902,22 +924,18 @@ static json_t *bao_http(const char *method, const char *path, const char *body,
 	return j;
 }
 
-/* The value of the one key of the sealed answer to the grant seal of the
- * request for name in step_id, opened with the host key (caller frees). */
+/* The value of the one key of the sealed answer identity gave on the allow
+ * decision of the request for name in step_id (identity.sealed with the
+ * credential request's id), opened with the host key (caller frees). */
 static char *opened_value(const char *step_id, const char *name)
 {
 	struct sw_test_ev *rq = cred_event("credential.requested", step_id, name);
-	const char *grant = js(rq->body, "request_id"), *seal = NULL, *hex;
+	const char *seal = js(rq->body, "request_id"), *hex;
 	unsigned char *ct, *m, *v;
 	size_t clen, vlen;
 	json_t *box;
 	char *out;
 
-	for (size_t i = 0; i < evl.n && seal == NULL; i++)
-		if (strcmp(evl.ev[i]->type, "identity.seal_requested") == 0 &&
-		    strcmp(js(evl.ev[i]->body, "grant"), grant) == 0)
-			seal = js(evl.ev[i]->body, "request_id");
-	SW_REQUIRE(seal != NULL, "no grant seal for %s", name);
 	for (size_t i = 0; i < evl.n; i++) {
 		if (strcmp(evl.ev[i]->type, "identity.sealed") != 0 ||
 		    strcmp(js(evl.ev[i]->body, "request_id"), seal) != 0)
@@ -942,7 +960,7 @@ static char *opened_value(const char *step_id, const char *name)
 		free(v);
 		return out;
 	}
-	SW_REQUIRE(0, "no identity.sealed for the grant seal of %s", name);
+	SW_REQUIRE(0, "no identity.sealed on the allow decision of %s", name);
 	return NULL;
 }
 

@@ -276,6 +276,11 @@ static void produce(const char *type, const char *topic, const char *tenant, con
 	free(buf);
 }
 
+/* The requesting host's seal key (hex) every request names: copied into
+ * its decision, whoever decides (identity seals to it). */
+#define HOST_KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+static const char *req_host_key = HOST_KEY;
+
 /* Play sandboxd: a credential.requested; rid filled (the request id). */
 static void request_full(const char *tenant, const char *run, const char *name, const char *scope,
 			 const char *workflow, const char *step, const char *agent, char *rid)
@@ -286,11 +291,12 @@ static void request_full(const char *tenant, const char *run, const char *name, 
 	sw_uuid_v7_str(sb);
 	snprintf(sid, sizeof(sid), "%s/%s/1", run, step);
 	produce("credential.requested", "sagewai.credentials", tenant, run, sid, "sagewai-sandboxd",
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I}", "request_id",
-			  rid, "workflow", workflow, "step", step, "cli_agent", agent, "sandbox_id",
-			  sb, "host", "host-a", "name", name, "scope", scope, "reason",
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}",
+			  "request_id", rid, "workflow", workflow, "step", step, "cli_agent", agent,
+			  "sandbox_id", sb, "host", "host-a", "name", name, "scope", scope, "reason",
 			  "the agent needs it <b>now</b>", "requester", "sagewai-cred/42",
-			  "deadline_ms", (json_int_t)(sw_now_us() / 1000 + 600000)));
+			  "deadline_ms", (json_int_t)(sw_now_us() / 1000 + 600000), "host_key",
+			  req_host_key));
 }
 
 static void request(const char *tenant, const char *run, const char *name, const char *scope,
@@ -573,13 +579,18 @@ static void t_decide(void)
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
 	require_decided(reply_for("credential.decided", r1), "deny", "no_rule", "");
 	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
-	/* allow, with the rule's secret */
+	/* allow, with the rule's secret: the service remembers "no policy"
+	 * from the request before, and that decision from memory is voided by
+	 * the policy applied since (never a stale deny) */
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
 	d = reply_for("credential.decided", r1);
 	require_decided(d, "allow", "rule", "push-own-org");
+	SW_REQUIRE(sw_test_metric_get(pol_port, "sagewai_policy_stale_decisions_total") >= 1,
+		   "the decision from memory was not voided by the policy applied since");
 	SW_REQUIRE(strcmp(js(d, "secret"), "github-push") == 0 &&
 		   strcmp(js(d, "name"), "GITHUB_TOKEN_SITE") == 0 &&
 		   strcmp(js(d, "step"), "build") == 0 &&
+		   strcmp(js(d, "host_key"), HOST_KEY) == 0 &&
 		   strcmp(js(json_object_get(d, "header"), "run_id"), run) == 0,
 		   "decided fields wrong");
 	/* deny */
@@ -607,6 +618,7 @@ static void t_decide(void)
 	require_decided(d, "allow", "human", "new-api-key");
 	SW_REQUIRE(strcmp(js(d, "approver"), "admin") == 0 &&
 		   strcmp(js(d, "secret"), "vendor-keys") == 0 &&
+		   strcmp(js(d, "host_key"), HOST_KEY) == 0 &&
 		   strcmp(js(d, "reason"), "new vendor, agreed with finance") == 0,
 		   "approver %s reason %s", js(d, "approver"), js(d, "reason"));
 	approval_status(r4, "approved");
@@ -944,6 +956,17 @@ static void t_hostile(void)
 		SW_REQUIRE(strstr(js(d, "reason"), "malformed") != NULL, "reason %s",
 			   js(d, "reason"));
 	}
+	/* a host key that is not 32 bytes: the rule would allow, yet it is denied */
+	req_host_key = "0123456789abcdef0123456789abcdef";
+	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", rid);
+	req_host_key = HOST_KEY;
+	{
+		json_t *d = reply_for("credential.decided", rid);
+
+		require_decided(d, "deny", "no_rule", "");
+		SW_REQUIRE(strstr(js(d, "reason"), "host_key") != NULL, "reason %s",
+			   js(d, "reason"));
+	}
 	/* still serving */
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", rid);
 	require_decided(reply_for("credential.decided", rid), "allow", "rule", NULL);
@@ -1174,12 +1197,12 @@ static void request_replay(const char *tenant, const char *run, const char *name
 	sw_uuid_v7_str(sb);
 	snprintf(sid, sizeof(sid), "%s/build/1", run);
 	produce("credential.requested", "sagewai.credentials", tenant, run, sid, "sagewai-sandboxd",
-		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s}",
+		json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:I, s:s, s:s}",
 			  "request_id", rid, "workflow", "site", "step", "build", "cli_agent",
 			  "claude-code", "sandbox_id", sb, "host", "host-a", "name", name, "scope",
 			  scope, "reason", "the re-run asks again", "requester", "sagewai-cred/7",
 			  "deadline_ms", (json_int_t)(sw_now_us() / 1000 + 600000), "replay_of",
-			  of));
+			  of, "host_key", req_host_key));
 }
 
 /* Play the scheduler (or, producer, someone else): run.submitted of a
@@ -1250,6 +1273,9 @@ static void t_replay(void)
 		   strstr(js(d, "reason"), "by human") != NULL,
 		   "replayed allow: secret %s replay_of %s approver %s reason %s", js(d, "secret"),
 		   js(d, "replay_of"), js(d, "approver"), js(d, "reason"));
+	/* identity seals a replayed allow on the decision: to the re-run's host */
+	SW_REQUIRE(strcmp(js(d, "host_key"), HOST_KEY) == 0, "replayed allow: host_key '%s'",
+		   js(d, "host_key"));
 	SW_REQUIRE(count_settled("credential.decided", q) == 1, "replayed allow decided twice");
 	SW_REQUIRE(count_seen("credential.pending", q) == 0, "a replayed allow asked a person");
 	SW_REQUIRE(approval_of(q, admin) == NULL, "a replayed allow is listed as an approval");
@@ -1263,6 +1289,15 @@ static void t_replay(void)
 	require_decided(d, "deny", "replay", "no-admin");
 	SW_REQUIRE(strcmp(js(d, "secret"), "") == 0 && strcmp(js(d, "replay_of"), r_deny) == 0,
 		   "replayed deny: secret %s replay_of %s", js(d, "secret"), js(d, "replay_of"));
+	/* a replay claim with a malformed host key: denied, the key not carried */
+	req_host_key = "0123456789abcdef";
+	request_replay("default", rr, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_rule, q);
+	req_host_key = HOST_KEY;
+	d = reply_for("credential.decided", q);
+	require_decided(d, "deny", "replay", "");
+	SW_REQUIRE(strstr(js(d, "reason"), "host_key") != NULL && js(d, "host_key")[0] == '\0',
+		   "replay with a bad host key: reason '%s', host_key '%s'", js(d, "reason"),
+		   js(d, "host_key"));
 
 	/* claims the record does not back: denied not_recorded, never asked */
 	request_replay("default", rr, "OTHER_API_KEY", "stripe:charges", r_ask, q);
@@ -1305,8 +1340,9 @@ static void t_replay(void)
 	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM policy.requests WHERE by = 'replay'"
 					   " AND approval_id IS NOT NULL") == 0,
 		   "a replayed request has an approval");
+	/* the claims above, the one with a bad host key among them */
 	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM policy.requests WHERE"
-					   " by = 'replay'") == 12,
+					   " by = 'replay'") == 13,
 		   "not every replayed request was stored");
 	finish();
 }
