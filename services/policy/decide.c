@@ -278,8 +278,28 @@ static void marked_cb(PGresult *res, const char *err, void *opaque)
 	if (err != NULL)
 		sw_log(SW_LOG_WARN, "event delivered but not marked sent (it may go out again)",
 		       "key", s->key, "error", err, NULL);
+	else
+		/* a sweep read before this mark committed may still hold the row
+		 * as unsent: remembered a while, it is not sent twice */
+		json_object_set_new(env->marked, s->key, json_integer(sw_mono_ms()));
 	json_object_del(env->inflight, s->key);
 	free(s);
+}
+
+/* Forget the marks older than POL_MARKED_MS: every read of the rows since
+ * sees them marked. */
+static void marked_prune(struct pol_env *env)
+{
+	int64_t now = sw_mono_ms();
+	const char *k;
+	json_t *v;
+	void *tmp;
+
+	json_object_foreach_safe(env->marked, tmp, k, v)
+	{
+		if (now - json_integer_value(v) > POL_MARKED_MS)
+			json_object_del(env->marked, k);
+	}
 }
 
 static void delivered_cb(struct pol_env *env, const char *err, void *opaque)
@@ -330,7 +350,8 @@ static void publish_one(struct pol_env *env, PGresult *res, int i, int pending)
 	}
 	s->env = env;
 	snprintf(s->key, sizeof(s->key), "%s/%c", rid, pending ? 'p' : 'd');
-	if (json_object_get(env->inflight, s->key) != NULL) {
+	if (json_object_get(env->inflight, s->key) != NULL ||
+	    json_object_get(env->marked, s->key) != NULL) {
 		free(s);
 		return;
 	}
@@ -942,6 +963,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (env->ticking || env->halted)
 		return;
 	env->ticking = 1;
+	marked_prune(env);
 	if (sql[0] == '\0')
 		snprintf(sql, sizeof(sql),
 			 "UPDATE requests SET state = 'decided', decision = 'deny', by = 'deadline',"
@@ -962,7 +984,7 @@ int pol_decide_start(struct pol_env *env, char *errstr, size_t errlen)
 	struct timeval now = {0, 0};
 
 	if ((env->tcache = calloc(1, sizeof(*env->tcache))) == NULL ||
-	    (env->inflight = json_object()) == NULL ||
+	    (env->inflight = json_object()) == NULL || (env->marked = json_object()) == NULL ||
 	    (env->tick = evtimer_new(env->base, tick_cb, env)) == NULL) {
 		snprintf(errstr, errlen, "out of memory");
 		return -1;
@@ -996,4 +1018,6 @@ void pol_decide_stop(struct pol_env *env)
 	env->tcache = NULL;
 	json_decref(env->inflight);
 	env->inflight = NULL;
+	json_decref(env->marked);
+	env->marked = NULL;
 }

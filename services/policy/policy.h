@@ -54,6 +54,7 @@
 #define POL_TICK_MS 1000	     /* deadline check, outbox sweep, stream poll */
 #define POL_FLUSH_POLL_MS 50	     /* a lazy commit's offset: look at the WAL this often */
 #define POL_SWEEP_AGE_US 2000000LL   /* an unsent event older than this is re-sent */
+#define POL_MARKED_MS 60000	     /* a mark remembered: longer than any sweep read takes */
 #define POL_RECENT 200		     /* decided approvals GET /v1/approvals shows */
 #define POL_BUS_EXTRA 24
 
@@ -116,6 +117,7 @@ struct pol_env {
 	int ticking;		      /* a tick's queries are in flight */
 	int64_t poll_since_us;	      /* streams: changes after this were sent */
 	json_t *inflight;	      /* "request_id/type" keys produced, not yet marked */
+	json_t *marked;		      /* keys marked sent lately: key -> when (ms) */
 
 	struct event *prune;	     /* the pruning timer (prune.c) */
 	long long retention_s;	     /* SAGEWAI_POLICY_RETENTION_S; 0: keep all */
