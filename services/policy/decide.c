@@ -438,6 +438,27 @@ static const char *jstr(json_t *o, const char *k)
 	return s != NULL ? s : "";
 }
 
+void pol_request_params(const struct sw_event_header *h, json_t *ev, char rdl[24],
+			const char **params)
+{
+	snprintf(rdl, 24, "%lld", (long long)json_integer_value(json_object_get(ev, "deadline_ms")));
+	params[0] = jstr(ev, "request_id");
+	params[1] = h->tenant;
+	params[2] = h->run_id;
+	params[3] = h->step_id;
+	params[4] = h->trace_id;
+	params[5] = jstr(ev, "workflow");
+	params[6] = jstr(ev, "step");
+	params[7] = jstr(ev, "cli_agent");
+	params[8] = jstr(ev, "sandbox_id");
+	params[9] = jstr(ev, "host");
+	params[10] = jstr(ev, "name");
+	params[11] = jstr(ev, "scope");
+	params[12] = jstr(ev, "reason");
+	params[13] = jstr(ev, "requester");
+	params[14] = rdl;
+}
+
 static void rq_free(struct rq *r)
 {
 	json_decref(r->ev);
@@ -487,25 +508,9 @@ static void rq_store(struct rq *r, const char *state, const char *rule, int64_t 
 	int pending = strcmp(state, "pending") == 0;
 
 	snprintf(now, sizeof(now), "%" PRId64, now_us);
-	snprintf(rdl, sizeof(rdl), "%lld",
-		 (long long)json_integer_value(json_object_get(ev, "deadline_ms")));
 	snprintf(dl, sizeof(dl), "%" PRId64, deadline_ms);
 	sw_uuid_v7_str(aid);
-	params[0] = jstr(ev, "request_id");
-	params[1] = r->h.tenant;
-	params[2] = r->h.run_id;
-	params[3] = r->h.step_id;
-	params[4] = r->h.trace_id;
-	params[5] = jstr(ev, "workflow");
-	params[6] = jstr(ev, "step");
-	params[7] = jstr(ev, "cli_agent");
-	params[8] = jstr(ev, "sandbox_id");
-	params[9] = jstr(ev, "host");
-	params[10] = jstr(ev, "name");
-	params[11] = jstr(ev, "scope");
-	params[12] = jstr(ev, "reason");
-	params[13] = jstr(ev, "requester");
-	params[14] = rdl;
+	pol_request_params(&r->h, ev, rdl, params);
 	params[15] = now;
 	params[16] = state;
 	params[17] = pending ? aid : NULL;

@@ -193,6 +193,12 @@ void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_
 /* Publish the events of the rows of res (pol_pub_cols) not yet sent;
  * push: also send their approvals to the streams. */
 void pol_publish_rows(struct pol_env *env, PGresult *res, int push);
+/* The first POL_REQ_PARAMS parameters of an INSERT INTO requests: the
+ * request as it came (h its header, ev its body; the strings are ev's,
+ * rdl holds the client's deadline as text). */
+#define POL_REQ_PARAMS 15
+void pol_request_params(const struct sw_event_header *h, json_t *ev, char rdl[24],
+			const char **params);
 /* The compiled policies of _system and of tenant (cached by version; NULL
  * when none is applied) and the tenant's name ("" if unknown): cb on the
  * loop, err set when PostgreSQL failed or a stored policy no longer

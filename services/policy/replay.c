@@ -92,23 +92,7 @@ static void rp_store(struct rp *r, const char *decision, const char *rule, const
 	json_t *ev = r->ev;
 
 	snprintf(now, sizeof(now), "%" PRId64, sw_now_us());
-	snprintf(rdl, sizeof(rdl), "%lld",
-		 (long long)json_integer_value(json_object_get(ev, "deadline_ms")));
-	params[0] = jstr(ev, "request_id");
-	params[1] = r->h.tenant;
-	params[2] = r->h.run_id;
-	params[3] = r->h.step_id;
-	params[4] = r->h.trace_id;
-	params[5] = jstr(ev, "workflow");
-	params[6] = jstr(ev, "step");
-	params[7] = jstr(ev, "cli_agent");
-	params[8] = jstr(ev, "sandbox_id");
-	params[9] = jstr(ev, "host");
-	params[10] = jstr(ev, "name");
-	params[11] = jstr(ev, "scope");
-	params[12] = jstr(ev, "reason");
-	params[13] = jstr(ev, "requester");
-	params[14] = rdl;
+	pol_request_params(&r->h, ev, rdl, params);
 	params[15] = now;
 	params[16] = rule;
 	params[17] = decision;
