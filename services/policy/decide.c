@@ -441,7 +441,8 @@ static const char *jstr(json_t *o, const char *k)
 void pol_request_params(const struct sw_event_header *h, json_t *ev, char rdl[24],
 			const char **params)
 {
-	snprintf(rdl, 24, "%lld", (long long)json_integer_value(json_object_get(ev, "deadline_ms")));
+	snprintf(rdl, 24, "%lld",
+		 (long long)json_integer_value(json_object_get(ev, "deadline_ms")));
 	params[0] = jstr(ev, "request_id");
 	params[1] = h->tenant;
 	params[2] = h->run_id;
