@@ -191,19 +191,24 @@ void sbd_exec_acquired(struct sbd_job *j, struct sbd_slot *s)
 /* ---- the control socket ------------------------------------------------ */
 
 /* len bytes of stream (1 stdout, 2 stderr), redacted, into the captured
- * output (capped) and a sandbox.output event (capped). */
+ * output (capped) and a sandbox.output event (capped). The two streams
+ * share output_max, but stderr may hold at most half of it: a step that
+ * floods both must not lose its stdout to a stderr read first. */
 static void output_take(struct sbd_job *j, int stream, const char *buf, size_t len)
 {
 	struct sw_buf *b = stream == 1 ? &j->out : &j->err;
-	size_t have = j->out.len + j->err.len, n = len;
+	size_t have = j->out.len + j->err.len, n = len, room;
 	json_t *o;
 	char *data, *safe;
 
 	if (len == 0)
 		return;
 
-	if (have + n > j->output_max) {
-		n = j->output_max > have ? j->output_max - have : 0;
+	room = j->output_max > have ? j->output_max - have : 0;
+	if (stream != 1 && j->err.len + room > j->output_max / 2)
+		room = j->output_max / 2 > j->err.len ? j->output_max / 2 - j->err.len : 0;
+	if (n > room) {
+		n = room;
 		j->truncated = true;
 	}
 	if (n > 0 && sw_buf_add(b, buf, n) != 0) {

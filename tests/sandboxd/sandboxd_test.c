@@ -193,7 +193,7 @@ static const char py_snippet[] =
 
 static void scenario_basic(void)
 {
-	struct sw_test_dispatch d_py, d_fail, d_slow, d_argv, d_var, d_inproc, d_big;
+	struct sw_test_dispatch d_py, d_fail, d_slow, d_argv, d_var, d_inproc, d_big, d_both;
 	struct sw_test_ev *e, *s, *f;
 	json_t *stdout_json, *v;
 	char *metrics;
@@ -222,6 +222,14 @@ static void scenario_basic(void)
 
 		json_object_set_new(sp, "output_max", json_integer(1000));
 		sw_test_dispatch_post(&tx, &d_big, "big", "big", "sandboxed", 60000, sp);
+	}
+	{
+		/* stderr floods first: stdout still gets its share */
+		json_t *sp = spec(json_string("head -c 5000 /dev/zero | tr '\\0' e >&2; "
+					      "sleep 0.3; head -c 5000 /dev/zero | tr '\\0' o"));
+
+		json_object_set_new(sp, "output_max", json_integer(1000));
+		sw_test_dispatch_post(&tx, &d_both, "both", "both", "sandboxed", 60000, sp);
 	}
 
 	/* the Python snippet's output */
@@ -290,6 +298,14 @@ static void scenario_basic(void)
 	SW_REQUIRE(json_string_length(json_object_get(f->output, "stdout")) == 1000 &&
 		       json_is_true(json_object_get(f->output, "truncated")),
 		   "output not capped at 1000 bytes with truncated: true");
+	f = sw_test_evlog_finished(&evl, d_both.step_id);
+	sw_test_ev_require(f, "SUCCEEDED", NULL);
+	SW_REQUIRE(json_string_length(json_object_get(f->output, "stderr")) == 500 &&
+		       json_string_length(json_object_get(f->output, "stdout")) == 500 &&
+		       json_is_true(json_object_get(f->output, "truncated")),
+		   "a stderr flood took stdout's share: stdout %zu, stderr %zu bytes",
+		   json_string_length(json_object_get(f->output, "stdout")),
+		   json_string_length(json_object_get(f->output, "stderr")));
 
 	/* lifecycle of the Python step's sandbox */
 	for (int tries = 0; tries < 100 && (acquired == 0 || released == 0); tries++) {
