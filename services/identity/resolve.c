@@ -523,10 +523,35 @@ static void want_profile(struct rslv *r, struct sw_buf q[3], size_t *nq, const c
 	(*nq)++;
 }
 
+/* Close the n Postgres array literals a[] (opened with "{"), and when nq
+ * rows are asked for, queue sql over them as $1..$n; a failure to queue is
+ * the resolution's error ("cannot read <what>"). Frees a[]. */
+static void query_arrays(struct rslv *r, struct sw_buf *a, int n, size_t nq, const char *sql,
+			 sw_store_cb cb, const char *what)
+{
+	const char *params[3];
+	int c, oom = 0;
+
+	for (c = 0; c < n; c++) {
+		sw_buf_add(&a[c], "}", 1);
+		params[c] = a[c].p;
+		oom |= a[c].oom;
+	}
+	if (nq > 0) {
+		r->pending++;
+		if (oom || sw_store_query(r->env->store, sql, n, params, cb, r) == -1) {
+			set_error(r, PRIO_BAD, "backend_unavailable",
+				  "backend builtin unavailable: cannot read %s", what);
+			r->pending--;
+		}
+	}
+	for (c = 0; c < n; c++)
+		sw_buf_free(&a[c]);
+}
+
 static void phase_profiles(struct rslv *r)
 {
 	struct sw_buf q[3] = {{0}};
-	const char *params[3];
 	size_t nq = 0, i;
 	json_t *s;
 	int c;
@@ -539,27 +564,13 @@ static void phase_profiles(struct rslv *r)
 			want_profile(r, q, &nq, r->in.tenant, "workflow", step_str(s, "profile"));
 	if (id_name_valid(r->in.user))
 		want_profile(r, q, &nq, r->in.tenant, "user", r->in.user);
-	for (c = 0; c < 3; c++) {
-		sw_buf_add(&q[c], "}", 1);
-		params[c] = q[c].p;
-	}
 	r->pending = 1; /* held until everything is queued */
-	if (nq > 0) {
-		r->pending++;
-		if (q[0].oom || q[1].oom || q[2].oom ||
-		    sw_store_query(r->env->store,
-				   "SELECT p.tenant, p.level, p.name, p.body::text FROM profiles p"
-				   " JOIN unnest($1::text[], $2::text[], $3::text[])"
-				   "  AS u(tenant, level, name)"
-				   " ON p.tenant = u.tenant AND p.level = u.level AND p.name = u.name",
-				   3, params, profiles_cb, r) == -1) {
-			set_error(r, PRIO_BAD, "backend_unavailable",
-				  "backend builtin unavailable: cannot read the profiles");
-			r->pending--;
-		}
-	}
-	for (c = 0; c < 3; c++)
-		sw_buf_free(&q[c]);
+	query_arrays(r, q, 3, nq,
+		     "SELECT p.tenant, p.level, p.name, p.body::text FROM profiles p"
+		     " JOIN unnest($1::text[], $2::text[], $3::text[])"
+		     "  AS u(tenant, level, name)"
+		     " ON p.tenant = u.tenant AND p.level = u.level AND p.name = u.name",
+		     profiles_cb, "the profiles");
 	if (r->in.input_macs != NULL && json_array_size(r->in.input_macs) > 0) {
 		struct sw_buf m = {0};
 		json_t *x;
@@ -753,7 +764,6 @@ static void pins_check(struct rslv *r, json_t *s, json_t *plan)
 static void phase_cascade(struct rslv *r)
 {
 	struct sw_buf q[2] = {{0}}, pq[3] = {{0}};
-	const char *params[3];
 	char k[512];
 	size_t i, nq = 0, npq = 0;
 	json_t *s;
@@ -842,53 +852,25 @@ static void phase_cascade(struct rslv *r)
 		pins_check(r, s, plan);
 		json_array_append_new(r->plans, plan);
 	}
-	for (c = 0; c < 3; c++) {
-		sw_buf_add(&pq[c], "}", 1);
-		params[c] = pq[c].p;
-	}
-	if (npq > 0) {
-		r->pending++;
-		if (pq[0].oom || pq[1].oom || pq[2].oom ||
-		    sw_store_query(r->env->store,
-				   "SELECT s.tenant, s.name, s.backend, s.vault_path, v.version,"
-				   " v.state, coalesce(encode(v.mac, 'hex'), '')"
-				   " FROM secrets s JOIN unnest($1::text[], $2::text[], $3::int[])"
-				   "  AS u(tenant, name, version)"
-				   "  ON s.tenant = u.tenant AND s.name = u.name"
-				   " JOIN versions v ON v.tenant = s.tenant AND v.name = s.name"
-				   "  AND v.version = u.version",
-				   3, params, pmetas_cb, r) == -1) {
-			set_error(r, PRIO_BAD, "backend_unavailable",
-				  "backend builtin unavailable: cannot read the pinned versions");
-			r->pending--;
-		}
-	}
-	for (c = 0; c < 3; c++)
-		sw_buf_free(&pq[c]);
-	for (c = 0; c < 2; c++) {
-		sw_buf_add(&q[c], "}", 1);
-		params[c] = q[c].p;
-	}
-	if (nq > 0) {
-		r->pending++;
-		if (q[0].oom || q[1].oom ||
-		    sw_store_query(r->env->store,
-				   "SELECT s.tenant, s.name, s.backend, s.vault_path,"
-				   " coalesce(v.version, 0), coalesce(v.state, ''),"
-				   " coalesce(encode(v.mac, 'hex'), '')"
-				   " FROM secrets s JOIN unnest($1::text[], $2::text[]) AS u(tenant, name)"
-				   "  ON s.tenant = u.tenant AND s.name = u.name"
-				   " LEFT JOIN LATERAL (SELECT version, state, mac FROM versions x"
-				   "  WHERE x.tenant = s.tenant AND x.name = s.name"
-				   "  ORDER BY version DESC LIMIT 1) v ON true",
-				   2, params, metas_cb, r) == -1) {
-			set_error(r, PRIO_BAD, "backend_unavailable",
-				  "backend builtin unavailable: cannot read the secrets");
-			r->pending--;
-		}
-	}
-	for (c = 0; c < 2; c++)
-		sw_buf_free(&q[c]);
+	query_arrays(r, pq, 3, npq,
+		     "SELECT s.tenant, s.name, s.backend, s.vault_path, v.version,"
+		     " v.state, coalesce(encode(v.mac, 'hex'), '')"
+		     " FROM secrets s JOIN unnest($1::text[], $2::text[], $3::int[])"
+		     "  AS u(tenant, name, version)"
+		     "  ON s.tenant = u.tenant AND s.name = u.name"
+		     " JOIN versions v ON v.tenant = s.tenant AND v.name = s.name"
+		     "  AND v.version = u.version",
+		     pmetas_cb, "the pinned versions");
+	query_arrays(r, q, 2, nq,
+		     "SELECT s.tenant, s.name, s.backend, s.vault_path,"
+		     " coalesce(v.version, 0), coalesce(v.state, ''),"
+		     " coalesce(encode(v.mac, 'hex'), '')"
+		     " FROM secrets s JOIN unnest($1::text[], $2::text[]) AS u(tenant, name)"
+		     "  ON s.tenant = u.tenant AND s.name = u.name"
+		     " LEFT JOIN LATERAL (SELECT version, state, mac FROM versions x"
+		     "  WHERE x.tenant = s.tenant AND x.name = s.name"
+		     "  ORDER BY version DESC LIMIT 1) v ON true",
+		     metas_cb, "the secrets");
 	done_one(r);
 }
 

@@ -80,22 +80,6 @@
 #define PRIV_CG_SPARES 4	/* per-sandbox cgroups made ahead */
 #define PRIV_CHILD_WAIT_MS 5000 /* for the child to exit once it closed the socket */
 
-static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
-{
-	const uint64_t f[SBD_PM_LIMITS] = {l->nproc,	       l->memory_bytes, l->cpu_seconds,
-					   l->file_size_bytes, l->nofile,	l->wall_ms,
-					   l->cpu_millis,      l->disk_bytes};
-	return f[i];
-}
-
-static void limit_set(struct sw_sandbox_limits *l, int i, uint64_t v)
-{
-	uint64_t *f[SBD_PM_LIMITS] = {&l->nproc,	   &l->memory_bytes, &l->cpu_seconds,
-				      &l->file_size_bytes, &l->nofile,	     &l->wall_ms,
-				      &l->cpu_millis,	   &l->disk_bytes};
-	*f[i] = v;
-}
-
 /* ---- the privileged side ------------------------------------------------------ */
 
 enum box_state {
@@ -429,7 +413,7 @@ static void box_created(struct priv_box *b, int egress_fd)
 		return;
 	}
 	for (int i = 0; i < SBD_PM_LIMITS; i++)
-		r.u.created.limits[i] = limit_get(sw_sandbox_limits(b->sb), i);
+		r.u.created.limits[i] = sbd_pm_limit_get(sw_sandbox_limits(b->sb), i);
 	r.u.created.handle = b->handle;
 	r.u.created.pid = (uint32_t)sw_sandbox_pid(b->sb);
 	r.u.created.start_us = (uint64_t)((sw_mono_ns() - b->t0_ns) / 1000);
@@ -521,7 +505,7 @@ static void do_create(struct priv *p, const struct sbd_pm *req)
 		return;
 	}
 	for (int i = 0; i < SBD_PM_LIMITS; i++) {
-		uint64_t want = req->u.create.limits[i], ceil = limit_get(&v->limits, i);
+		uint64_t want = req->u.create.limits[i], ceil = sbd_pm_limit_get(&v->limits, i);
 
 		if (want == 0) /* not asked: the variant's */
 			continue;
@@ -535,7 +519,7 @@ static void do_create(struct priv *p, const struct sbd_pm *req)
 		 * ours only ever narrows what was asked. */
 		if (i == PRIV_LIMIT_CPU && ceil > 0 && want > ceil)
 			want = ceil;
-		limit_set(&limits, i, want);
+		sbd_pm_limit_set(&limits, i, want);
 	}
 	if (p->nboxes >= p->cfg->max_sandboxes) {
 		char n[32];

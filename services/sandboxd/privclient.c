@@ -49,22 +49,6 @@ struct sbd_priv_client {
 	char dead[200]; /* why the socket ended, or "" */
 };
 
-static uint64_t limit_get(const struct sw_sandbox_limits *l, int i)
-{
-	const uint64_t f[SBD_PM_LIMITS] = {l->nproc,	       l->memory_bytes, l->cpu_seconds,
-					   l->file_size_bytes, l->nofile,	l->wall_ms,
-					   l->cpu_millis,      l->disk_bytes};
-	return f[i];
-}
-
-static void limit_set(struct sw_sandbox_limits *l, int i, uint64_t v)
-{
-	uint64_t *f[SBD_PM_LIMITS] = {&l->nproc,	   &l->memory_bytes, &l->cpu_seconds,
-				      &l->file_size_bytes, &l->nofile,	     &l->wall_ms,
-				      &l->cpu_millis,	   &l->disk_bytes};
-	*f[i] = v;
-}
-
 static void close_fds(int fds[2])
 {
 	for (int i = 0; i < 2; i++)
@@ -136,7 +120,7 @@ static void on_reply(struct sbd_priv_client *cl, const struct sbd_pm *m, int fds
 			return;
 		}
 		for (int i = 0; i < SBD_PM_LIMITS; i++)
-			limit_set(&r.created.limits, i, m->u.created.limits[i]);
+			sbd_pm_limit_set(&r.created.limits, i, m->u.created.limits[i]);
 		r.created.handle = m->u.created.handle;
 		r.created.start_us = (int64_t)m->u.created.start_us;
 		r.created.pid = (pid_t)m->u.created.pid;
@@ -304,7 +288,7 @@ int sbd_priv_client_create(struct sbd_priv_client *cl, const char *variant,
 	}
 	snprintf(req.u.create.variant, sizeof(req.u.create.variant), "%s", variant);
 	for (int i = 0; i < SBD_PM_LIMITS && limits != NULL; i++)
-		req.u.create.limits[i] = limit_get(limits, i);
+		req.u.create.limits[i] = sbd_pm_limit_get(limits, i);
 	return send_call(cl, &req, SBD_PM_CREATED, net, cb, arg, err, errlen);
 }
 
@@ -393,7 +377,7 @@ int sbd_priv_create(int sock, const char *variant, enum sw_sandbox_net net,
 	}
 	snprintf(req.u.create.variant, sizeof(req.u.create.variant), "%s", variant);
 	for (int i = 0; i < SBD_PM_LIMITS && limits != NULL; i++)
-		req.u.create.limits[i] = limit_get(limits, i);
+		req.u.create.limits[i] = sbd_pm_limit_get(limits, i);
 	if (call(sock, &req, &reply, SBD_PM_CREATED, fds, err, errlen) != 0)
 		return -1;
 	if (fds[0] < 0 || (net == SW_SANDBOX_NET_EGRESS_ONLY) != (fds[1] >= 0) ||
@@ -403,7 +387,7 @@ int sbd_priv_create(int sock, const char *variant, enum sw_sandbox_net net,
 		return -1;
 	}
 	for (int i = 0; i < SBD_PM_LIMITS; i++)
-		limit_set(&out->limits, i, reply.u.created.limits[i]);
+		sbd_pm_limit_set(&out->limits, i, reply.u.created.limits[i]);
 	out->handle = reply.u.created.handle;
 	out->start_us = (int64_t)reply.u.created.start_us;
 	out->pid = (pid_t)reply.u.created.pid;

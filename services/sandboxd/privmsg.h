@@ -118,4 +118,9 @@ int sbd_pm_recv(int sock, struct sbd_pm *m, int fds[2], int flags, char *err, si
 /* One datagram with fds, at once (for a reply that must not wait). */
 int sbd_pm_send_raw(int sock, const void *buf, size_t len, const int *fds, int nfds);
 
+/* Limit i (wire order, sbd_pm_limit_names) of a struct sw_sandbox_limits. */
+struct sw_sandbox_limits;
+uint64_t sbd_pm_limit_get(const struct sw_sandbox_limits *l, int i);
+void sbd_pm_limit_set(struct sw_sandbox_limits *l, int i, uint64_t v);
+
 #endif

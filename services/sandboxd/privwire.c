@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "privmsg.h"
+#include "sw_sandbox.h"
 
 int sbd_pm_send_raw(int sock, const void *buf, size_t len, const int *fds, int nfds)
 {
@@ -168,4 +169,20 @@ int sbd_pm_recv(int sock, struct sbd_pm *m, int fds[2], int flags, char *err, si
 		return -1;
 	}
 	return 1;
+}
+
+uint64_t sbd_pm_limit_get(const struct sw_sandbox_limits *l, int i)
+{
+	const uint64_t f[SBD_PM_LIMITS] = {l->nproc,	       l->memory_bytes, l->cpu_seconds,
+					   l->file_size_bytes, l->nofile,	l->wall_ms,
+					   l->cpu_millis,      l->disk_bytes};
+	return f[i];
+}
+
+void sbd_pm_limit_set(struct sw_sandbox_limits *l, int i, uint64_t v)
+{
+	uint64_t *f[SBD_PM_LIMITS] = {&l->nproc,	   &l->memory_bytes, &l->cpu_seconds,
+				      &l->file_size_bytes, &l->nofile,	     &l->wall_ms,
+				      &l->cpu_millis,	   &l->disk_bytes};
+	*f[i] = v;
 }
