@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "bus_int.h"
@@ -49,6 +50,10 @@ struct sw_bus_consumer {
 	int closing; /* close started: no commit on revoke */
 	int closed;
 	int tail; /* sw_bus_tail_new: assigned, no group, nothing stored */
+	struct event *commit_ev; /* the commit put off by the interval */
+	int commit_ms;		 /* at most one commit per this period */
+	int commit_due;		 /* offsets stored since the last commit */
+	int64_t last_commit_ms;
 };
 
 static const char *const consumer_defaults[] = {
@@ -158,8 +163,10 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 	case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
 		held_drop(c, parts);
 		/* Hand what is done to the next owner. */
-		if (!c->closing)
+		if (!c->closing) {
+			c->commit_due = 0;
 			rd_kafka_commit(rk, NULL, 1);
+		}
 		if (cooperative)
 			error = rd_kafka_incremental_unassign(rk, parts);
 		else
@@ -269,6 +276,8 @@ static void consumer_on_kick(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	consumer_drain(arg);
 }
+
+static void consumer_on_commit(evutil_socket_t fd, short what, void *arg);
 
 static int conf_get_int(rd_kafka_conf_t *conf, const char *name, int def)
 {
@@ -451,9 +460,12 @@ static struct sw_bus_consumer *consumer_create(struct event_base *base, const ch
 	c->ev = event_new(base, c->pipefd[0], EV_READ | EV_PERSIST, consumer_on_wakeup, c);
 	c->kick = event_new(base, -1, 0, consumer_on_kick, c);
 	c->tick = event_new(base, -1, EV_PERSIST, consumer_on_kick, c);
+	c->commit_ev = evtimer_new(base, consumer_on_commit, c);
+	c->commit_ms = SW_BUS_COMMIT_MS;
 	tv.tv_sec = poll_ms / 1000;
 	tv.tv_usec = (poll_ms % 1000) * 1000;
-	if (c->ev == NULL || c->kick == NULL || c->tick == NULL || event_add(c->ev, NULL) == -1 ||
+	if (c->ev == NULL || c->kick == NULL || c->tick == NULL || c->commit_ev == NULL ||
+	    event_add(c->ev, NULL) == -1 ||
 	    event_add(c->tick, &tv) == -1) {
 		snprintf(errstr, errlen, "consumer: cannot set up events");
 		goto fail;
@@ -509,14 +521,56 @@ int sw_bus_consumer_store(struct sw_bus_consumer *c, const struct sw_bus_msg *ms
 	return sw_bus_consumer_store_at(c, msg->topic, msg->partition, msg->offset);
 }
 
-int sw_bus_consumer_commit(struct sw_bus_consumer *c)
+static int64_t mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static int commit_now(struct sw_bus_consumer *c)
 {
 	rd_kafka_resp_err_t err;
 
-	if (c->closed || c->tail)
-		return -1;
+	c->commit_due = 0;
+	c->last_commit_ms = mono_ms();
 	err = rd_kafka_commit(c->rk, NULL, 1);
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR || err == RD_KAFKA_RESP_ERR__NO_OFFSET ? 0 : -1;
+}
+
+static void consumer_on_commit(evutil_socket_t fd, short what, void *arg)
+{
+	struct sw_bus_consumer *c = arg;
+
+	(void)fd;
+	(void)what;
+	if (c->commit_due && !c->closed && !c->closing)
+		commit_now(c);
+}
+
+int sw_bus_consumer_commit(struct sw_bus_consumer *c)
+{
+	int64_t wait;
+	struct timeval tv;
+
+	if (c->closed || c->tail)
+		return -1;
+	wait = c->last_commit_ms + c->commit_ms - mono_ms();
+	if (c->commit_ms <= 0 || wait <= 0 || c->commit_ev == NULL)
+		return commit_now(c);
+	c->commit_due = 1;
+	if (!evtimer_pending(c->commit_ev, NULL)) {
+		tv.tv_sec = (time_t)(wait / 1000);
+		tv.tv_usec = (suseconds_t)(wait % 1000) * 1000;
+		evtimer_add(c->commit_ev, &tv);
+	}
+	return 0;
+}
+
+void sw_bus_consumer_set_commit_interval(struct sw_bus_consumer *c, int ms)
+{
+	c->commit_ms = ms > 0 ? ms : 0;
 }
 
 /* The current assignment (caller destroys), or NULL. A helper of its own
@@ -588,6 +642,8 @@ static int consumer_shutdown(struct sw_bus_consumer *c)
 		event_del(c->kick);
 	if (c->tick != NULL)
 		event_del(c->tick);
+	if (c->commit_ev != NULL)
+		event_del(c->commit_ev);
 	err = rd_kafka_consumer_close(c->rk);
 	c->closed = 1;
 	return err == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
@@ -625,6 +681,8 @@ void sw_bus_consumer_destroy(struct sw_bus_consumer *c)
 		event_free(c->kick);
 	if (c->tick != NULL)
 		event_free(c->tick);
+	if (c->commit_ev != NULL)
+		event_free(c->commit_ev);
 	if (c->rk != NULL)
 		rd_kafka_destroy(c->rk);
 	bus_pipe_close(c->pipefd);

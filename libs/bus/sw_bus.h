@@ -117,8 +117,17 @@ int sw_bus_consumer_store(struct sw_bus_consumer *c, const struct sw_bus_msg *ms
 /* Store by coordinates (for effects that complete after the batch). */
 int sw_bus_consumer_store_at(struct sw_bus_consumer *c, const char *topic, int32_t partition,
 			     int64_t offset);
-/* Commit stored offsets (asynchronous). 0 or -1. */
+/* Commit stored offsets (asynchronous), at most once per commit interval
+ * (SW_BUS_COMMIT_MS unless set): a commit asked for sooner is made when
+ * the interval has passed. A commit is a broker request (and a write to
+ * its offsets log), and one per message would cost the broker more than
+ * the messages. What is stored and not yet committed is committed on
+ * close and on revocation; a crash redelivers it, so handling must be
+ * idempotent (it must be anyway: a commit can always be lost). 0 or -1. */
 int sw_bus_consumer_commit(struct sw_bus_consumer *c);
+#define SW_BUS_COMMIT_MS 50
+/* ms 0: every commit at once. */
+void sw_bus_consumer_set_commit_interval(struct sw_bus_consumer *c, int ms);
 /* Stop/start delivering messages to cb (backpressure). */
 void sw_bus_consumer_pause(struct sw_bus_consumer *c);
 void sw_bus_consumer_resume(struct sw_bus_consumer *c);

@@ -12,7 +12,7 @@
  * committed (or found a no-op) and every dead letter is delivered, and
  * batches settle in consumption order, so a crash redelivers at most what
  * was not durable yet -- and the processed table makes that a no-op. The
- * stored offsets are committed at most every SCHED_COMMIT_MS, and on close.
+ * stored offsets are committed at most every SW_BUS_COMMIT_MS, and on close.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -48,41 +48,6 @@ static void batch_free(struct sched_batch *b)
 	free(b);
 }
 
-static void commit_cb(evutil_socket_t fd, short what, void *arg)
-{
-	struct sched_env *env = arg;
-
-	(void)fd;
-	(void)what;
-	if (!env->commit_due || env->consumer == NULL)
-		return;
-	env->commit_due = 0;
-	env->last_commit_ms = sw_mono_ms();
-	sw_bus_consumer_commit(env->consumer);
-}
-
-/* Commit the stored offsets, at most once per SCHED_COMMIT_MS: a commit is
- * a broker request, and at a few messages per batch one per batch would
- * cost the broker more than the messages. Offsets stored and not yet
- * committed are committed on close and on revocation; a crash redelivers
- * them, which the processed table makes a no-op. */
-static void commit_soon(struct sched_env *env)
-{
-	int64_t wait = env->last_commit_ms + SCHED_COMMIT_MS - sw_mono_ms();
-	struct timeval tv;
-
-	env->commit_due = 1;
-	if (wait <= 0 || env->commit_ev == NULL) {
-		commit_cb(-1, 0, env);
-		return;
-	}
-	if (evtimer_pending(env->commit_ev, NULL))
-		return;
-	tv.tv_sec = 0;
-	tv.tv_usec = (suseconds_t)wait * 1000;
-	evtimer_add(env->commit_ev, &tv);
-}
-
 /* Store the offsets of every leading batch that is done, in order. */
 static void settle(struct sched_env *env)
 {
@@ -102,8 +67,8 @@ static void settle(struct sched_env *env)
 		stored = 1;
 		batch_free(b);
 	}
-	if (stored)
-		commit_soon(env);
+	if (stored) /* at most every SW_BUS_COMMIT_MS: see sw_bus_consumer_commit */
+		sw_bus_consumer_commit(env->consumer);
 	if (env->paused && env->nconsumed < SCHED_MAX_INFLIGHT / 2 && !env->stopping) {
 		env->paused = 0;
 		sw_bus_consumer_resume(env->consumer);
@@ -323,10 +288,6 @@ int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen)
 	const char *group = env->cfg->group_id[0] ? env->cfg->group_id : "sagewai-scheduler";
 
 	TAILQ_INIT(&env->batches);
-	if ((env->commit_ev = evtimer_new(env->base, commit_cb, env)) == NULL) {
-		snprintf(errstr, errlen, "out of memory");
-		return -1;
-	}
 	/* a restarted scheduler gets its partitions back in seconds, not after
 	 * librdkafka's 45 s default (the operator's settings still win) */
 	if (sched_bus_extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", "session.timeout.ms=10000", extra,
@@ -366,7 +327,4 @@ void sched_consume_free(struct sched_env *env)
 {
 	sw_bus_consumer_destroy(env->consumer);
 	env->consumer = NULL;
-	if (env->commit_ev != NULL)
-		event_free(env->commit_ev);
-	env->commit_ev = NULL;
 }

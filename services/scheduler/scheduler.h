@@ -78,7 +78,6 @@
 #define SCHED_MAX_BATCH 500	     /* consumed messages per batch */
 #define SCHED_PG_POOL_DEFAULT 8	     /* PostgreSQL connections */
 #define SCHED_MAX_INFLIGHT 8192	     /* consumed messages unsettled before pausing */
-#define SCHED_COMMIT_MS 50	     /* at most one offset commit per this period */
 #define SCHED_TICK_MS 100	     /* due retries and deadlines */
 #define SCHED_STARTED_HOLD_MS 50     /* a step.started waits this long for its outcome */
 #define SCHED_SWEEP_MS 1000	     /* outbox rows left behind */
@@ -191,9 +190,6 @@ struct sched_env {
 	size_t nbatches;
 	size_t nconsumed; /* messages of those batches */
 	int paused;
-	int commit_due; /* offsets stored since the last commit */
-	int64_t last_commit_ms;
-	struct event *commit_ev;
 
 	/* operations in flight, one per run at a time (ops.c) */
 	struct sched_run_lock **locks; /* SCHED_LOCK_BUCKETS chains */
