@@ -72,8 +72,10 @@ static int id_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
 
 static void id_drain(struct sw_service *svc, void *arg)
 {
+	struct id_env *env = arg;
+
 	(void)svc;
-	id_bus_pause(arg);
+	sw_svcbus_pause(&env->bus);
 }
 
 static int id_drained(void *arg)
@@ -96,8 +98,8 @@ static void id_stop(struct sw_service *svc, void *arg)
 
 	(void)svc;
 	if (env->running)
-		id_bus_close(env);
-	id_bus_free(env);
+		sw_svcbus_close(&env->bus);
+	sw_svcbus_free(&env->bus);
 	id_mint_stop(env);
 	id_vault_stop(env);
 	sw_store_destroy(env->store);
@@ -113,7 +115,7 @@ static int id_health(void *arg)
 {
 	struct id_env *env = arg;
 
-	return env->halted || env->draining;
+	return env->halted || env->bus.draining;
 }
 
 static const struct sw_service_def id_def = {

@@ -26,7 +26,6 @@ static int pol_configure(struct sw_service *svc, void *arg, char *err, size_t er
 		return -1;
 	}
 	LIST_INIT(&env->streams);
-	TAILQ_INIT(&env->items);
 	return pol_config_load(env, err, errlen);
 }
 
@@ -55,8 +54,10 @@ static int pol_start(struct sw_service *svc, void *arg, char *err, size_t errlen
 
 static void pol_drain(struct sw_service *svc, void *arg)
 {
+	struct pol_env *env = arg;
+
 	(void)svc;
-	pol_bus_pause(arg);
+	sw_svcbus_pause(&env->bus);
 }
 
 static int pol_drained(void *arg)
@@ -81,7 +82,7 @@ static void pol_stop(struct sw_service *svc, void *arg)
 	(void)svc;
 	pol_sse_close_all(env);
 	if (env->running)
-		pol_bus_close(env);
+		sw_svcbus_close(&env->bus);
 	pol_bus_free(env);
 	pol_prune_stop(env);
 	pol_decide_stop(env);
@@ -96,7 +97,7 @@ static int pol_health(void *arg)
 {
 	struct pol_env *env = arg;
 
-	return env->halted || env->draining;
+	return env->halted || env->bus.draining;
 }
 
 static const struct sw_service_def pol_def = {
