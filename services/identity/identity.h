@@ -119,7 +119,6 @@ struct id_env {
 	json_t *mints;		/* mint sources (mint.c); NULL: none configured */
 	struct event *mint_tick; /* retries revocations (mint.c) */
 
-	int halted;
 	int running;
 	size_t busy; /* resolutions, seals and HTTP writes in hand */
 };

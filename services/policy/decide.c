@@ -968,7 +968,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (env->ticking || env->halted)
+	if (env->ticking || sw_service_halted(env->svc))
 		return;
 	env->ticking = 1;
 	marked_prune(env);

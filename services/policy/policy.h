@@ -126,7 +126,6 @@ struct pol_env {
 	int flush_asking;	/* that query is in flight */
 	struct pol_streamq streams;
 	size_t nstreams;
-	int halted;
 	int running;
 	size_t busy; /* HTTP requests in hand */
 };
