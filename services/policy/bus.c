@@ -100,15 +100,18 @@ static void flush_cb(PGresult *res, const char *err, void *opaque)
 static void flush_poll(evutil_socket_t fd, short what, void *arg)
 {
 	struct pol_env *env = arg;
-	struct sw_svcbus_item *it;
+	struct sw_svcbus_item *base;
 
 	(void)fd;
 	(void)what;
 	if (env->nflushw == 0 || env->flush_asking)
 		return;
-	TAILQ_FOREACH(it, &env->bus.items, entry)
-		if (((struct pol_item *)it)->flushw)
-			((struct pol_item *)it)->asked = 1;
+	TAILQ_FOREACH(base, &env->bus.items, entry) {
+		struct pol_item *it = (struct pol_item *)base;
+
+		if (it->flushw)
+			it->asked = 1;
+	}
 	env->flush_asking = 1;
 	if (sw_store_query(env->store,
 			   "SELECT pg_current_wal_insert_lsn()::text, pg_current_wal_flush_lsn()::text",
