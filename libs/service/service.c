@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <sodium.h>
 #include <event2/thread.h>
 
 #include "sw_http.h"
@@ -31,6 +32,7 @@ struct sw_service {
 	struct sw_http *http;
 	struct event *sigterm, *sigint, *drain_ev;
 	int draining;
+	int halted; /* sw_service_fatal was called */
 	int64_t drain_deadline_ms;
 	int exit_code;
 	int port_fd; /* $SAGEWAI_PORT_FILE until the port is in it, else -1 */
@@ -73,6 +75,16 @@ int sw_service_draining(const struct sw_service *svc)
 	return svc->draining;
 }
 
+int sw_service_halted(const struct sw_service *svc)
+{
+	return svc->halted;
+}
+
+int sw_service_stopping(const struct sw_service *svc)
+{
+	return svc->halted || svc->draining;
+}
+
 static int health(void *opaque)
 {
 	struct sw_service *svc = opaque;
@@ -93,6 +105,7 @@ void sw_service_fatal(struct sw_service *svc, const char *what, const char *why)
 {
 	sw_log(SW_LOG_ERROR, what, "error", why, NULL);
 	svc->exit_code = 1;
+	svc->halted = 1;
 	if (svc->def->halt != NULL)
 		svc->def->halt(svc->arg);
 	event_base_loopbreak(svc->base);
@@ -261,6 +274,11 @@ static int serve(const struct sw_service_def *def, void *arg)
 	sw_log_init(def->name, stderr, sw_log_level_parse(svc->cfg.log_level));
 	if (port_file_open(svc, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "bad configuration", "error", err, NULL);
+		return 2;
+	}
+	if (sodium_init() < 0) {
+		sw_log(SW_LOG_ERROR, "bad configuration", "error",
+		       "libsodium initialisation failed", NULL);
 		return 2;
 	}
 	if (def->configure != NULL && def->configure(svc, arg, err, sizeof(err)) == -1) {

@@ -10,6 +10,7 @@
  *   - loads the configuration (struct sw_config from the environment and
  *     the KEY=VALUE file $SAGEWAI_CONFIG names) and starts the JSON log
  *     lines under def->name;
+ *   - initialises libsodium (a failure is "bad configuration", exit 2);
  *   - calls def->configure for the service's own settings (a failure is
  *     "bad configuration", exit 2), then makes the event base (libevent
  *     threads enabled), the metrics registry and calls def->start, which
@@ -109,6 +110,11 @@ void sw_service_fatal(struct sw_service *svc, const char *what, const char *why)
 void sw_service_on_fatal(void *svc, const char *what, const char *why);
 /* Non-zero once the first signal came. */
 int sw_service_draining(const struct sw_service *svc);
+/* Non-zero once sw_service_fatal was called. */
+int sw_service_halted(const struct sw_service *svc);
+/* Halted or draining: what /healthz of a service that is healthy only
+ * while it takes work reports (def->health may return it). */
+int sw_service_stopping(const struct sw_service *svc);
 /* Start the drain as the first signal would (tests, admin routes). */
 void sw_service_shutdown(struct sw_service *svc);
 

@@ -164,33 +164,10 @@ static void auth_rows(PGresult *res, const char *err, void *opaque)
 	free(a);
 }
 
-/* The Bearer value of the request into out; -1 when missing or malformed. */
-static int bearer(struct evhttp_request *req, char *out, size_t outlen)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	size_t n;
-
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		return -1;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	n = strlen(h);
-	while (n > 0 && h[n - 1] == ' ')
-		n--;
-	if (n == 0 || n >= outlen)
-		return -1;
-	memcpy(out, h, n);
-	out[n] = '\0';
-	return 0;
-}
-
 void audit_api_auth(struct audit_env *env, struct evhttp_request *req, audit_auth_cb cb,
 		    void *opaque)
 {
-	char key[KEY_MAX], hexhash[2 * crypto_hash_sha256_BYTES + 3];
-	uint8_t hash[crypto_hash_sha256_BYTES];
-	const char *params[1];
+	char key[KEY_MAX];
 	struct auth_req *a;
 
 	if (!env->multi_tenant) {
@@ -198,19 +175,14 @@ void audit_api_auth(struct audit_env *env, struct evhttp_request *req, audit_aut
 		return;
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-	if (bearer(req, key, sizeof(key)) == -1) {
+	if (sw_auth_bearer(req, key, sizeof(key)) != 0) {
 		sw_http_reply_error(req, 401, "unauthorized",
 				    "an API key is required: Authorization: Bearer <key>");
 		cb(NULL, NULL, opaque);
 		return;
 	}
-	crypto_hash_sha256(hash, (const uint8_t *)key, strlen(key));
-	sodium_memzero(key, sizeof(key));
-	hexhash[0] = '\\';
-	hexhash[1] = 'x';
-	sw_hex_encode(hash, sizeof(hash), hexhash + 2);
-	params[0] = hexhash;
 	if ((a = calloc(1, sizeof(*a))) == NULL) {
+		sodium_memzero(key, sizeof(key));
 		sw_http_reply_error(req, 503, "unavailable", "out of memory");
 		cb(NULL, NULL, opaque);
 		return;
@@ -219,12 +191,12 @@ void audit_api_auth(struct audit_env *env, struct evhttp_request *req, audit_aut
 	a->req = req;
 	a->cb = cb;
 	a->opaque = opaque;
-	if (sw_store_query(env->store,
-			   "SELECT k.role, k.tenant_id FROM apikeys k"
-			   " LEFT JOIN tenants t ON t.id = k.tenant_id"
-			   " WHERE k.key_hash = $1::bytea AND NOT k.revoked"
-			   " AND (k.role = 'AUDITOR' OR (k.role = 'TENANT' AND NOT t.deleted))",
-			   1, params, auth_rows, a) == -1) {
+	if (sw_auth_key_query(env->store,
+			      "SELECT k.role, k.tenant_id FROM apikeys k"
+			      " LEFT JOIN tenants t ON t.id = k.tenant_id"
+			      " WHERE k.key_hash = $1::bytea AND NOT k.revoked"
+			      " AND (k.role = 'AUDITOR' OR (k.role = 'TENANT' AND NOT t.deleted))",
+			      key, sizeof(key), auth_rows, a) == -1) {
 		free(a);
 		sw_http_reply_error(req, 503, "unavailable", "key lookup failed");
 		cb(NULL, NULL, opaque);

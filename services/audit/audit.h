@@ -37,6 +37,7 @@
 #include <event2/event.h>
 
 #include "sw_alog.h"
+#include "sw_auth.h"
 #include "sw_bus.h"
 #include "sw_core.h"
 #include "sw_events.h"

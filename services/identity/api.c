@@ -201,7 +201,7 @@ static void secrets_list(struct areq *a)
 
 /* ---- secrets: set and rotate ----------------------------------------------------- */
 
-static void published_cb(struct id_env *env, const char *err, void *opaque)
+static void published_cb(void *env, const char *err, void *opaque)
 {
 	struct areq *a = opaque;
 
@@ -228,8 +228,8 @@ static void publish(struct areq *a, const char *type, json_t *fields)
 
 	sw_event_header_init(&h, type, ID_PRODUCER);
 	snprintf(h.tenant, sizeof(h.tenant), "%s", a->scope);
-	if (id_publish(a->env, type, SW_TOPIC_IDENTITY, a->scope, &h, fields, published_cb, a,
-		       err, sizeof(err)) == -1) {
+	if (sw_svcbus_publish(&a->env->bus, type, SW_TOPIC_IDENTITY, a->scope, &h, fields,
+			      published_cb, a, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "cannot produce a change event", "type", type, "error", err,
 		       NULL);
 		fail(a, 500, "event_failed",
@@ -959,39 +959,13 @@ static void key_found_cb(PGresult *res, const char *err, void *opaque)
 	scope_start(a);
 }
 
-/* The Bearer value into out; -1 when absent or malformed. */
-static int bearer(struct evhttp_request *req, char *out, size_t outlen)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	size_t n;
-
-	if (h == NULL || strncasecmp(h, "Bearer ", 7) != 0)
-		return -1;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	n = strlen(h);
-	while (n > 0 && h[n - 1] == ' ')
-		n--;
-	if (n == 0 || n >= outlen)
-		return -1;
-	memcpy(out, h, n);
-	out[n] = '\0';
-	return 0;
-}
-
 static void auth_start(struct areq *a)
 {
 	struct id_env *env = a->env;
-	char tok[BEARER_MAX], hex[2 * crypto_hash_sha256_BYTES + 3];
-	uint8_t hash[crypto_hash_sha256_BYTES];
-	const char *params[1];
-	size_t alen = strlen(env->admin_token);
-	int have = bearer(a->req, tok, sizeof(tok)) == 0;
+	char tok[BEARER_MAX];
+	enum sw_auth_cred cred = sw_auth_credential(a->req, env->admin_token, tok, sizeof(tok));
 
-	if (have && alen > 0 && strlen(tok) == alen &&
-	    sodium_memcmp(tok, env->admin_token, alen) == 0) {
-		sodium_memzero(tok, sizeof(tok));
+	if (cred == SW_AUTH_ADMIN) {
 		a->admin = 1;
 		scope_start(a);
 		return;
@@ -1006,22 +980,12 @@ static void auth_start(struct areq *a)
 		return;
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(a->req), "WWW-Authenticate", "Bearer");
-	if (!have) {
+	if (cred == SW_AUTH_NONE) {
 		fail(a, 401, "unauthorized", "an API key is required: Authorization: Bearer <key>");
 		return;
 	}
-	crypto_hash_sha256(hash, (const uint8_t *)tok, strlen(tok));
-	sodium_memzero(tok, sizeof(tok));
-	hex[0] = '\\';
-	hex[1] = 'x';
-	sw_hex_encode(hash, sizeof(hash), hex + 2);
-	params[0] = hex;
-	if (sw_store_query(env->store,
-			   "SELECT k.tenant_id, coalesce(t.name, '') FROM apikeys k"
-			   " LEFT JOIN tenants t ON t.id = k.tenant_id"
-			   " WHERE k.key_hash = $1::bytea AND NOT k.revoked AND k.role = 'TENANT'"
-			   " AND k.tenant_id <> '' AND NOT coalesce(t.deleted, false)",
-			   1, params, key_found_cb, a) == -1)
+	if (sw_auth_tenant_key(env->store, "k.tenant_id, coalesce(t.name, '')", tok, sizeof(tok),
+			       key_found_cb, a) == -1)
 		db_fail(a, "cannot queue", NULL);
 }
 

@@ -33,13 +33,10 @@
 
 #include "identity.h"
 
+/* A consumed message (sw_svcbus.h) and what its answer needs. */
 struct id_item {
-	TAILQ_ENTRY(id_item) entry;
+	struct sw_svcbus_item base; /* first */
 	struct id_env *env;
-	char *topic;
-	int32_t partition;
-	int64_t offset;
-	int pending; /* deliveries and effects outstanding */
 	struct sw_event_header h;
 	json_t *answer; /* identity.resolved fields, until the resolution is stored */
 	char *record;	/* an ok resolution's steps (JSON text), written once answered */
@@ -48,115 +45,24 @@ struct id_item {
 	struct timespec t0; /* a resolve request taken in hand */
 };
 
-/* What a produced message's delivery report is for. */
-struct pub {
-	id_sent_cb cb;
-	void *opaque;
-};
-
-static void settle(struct id_env *env)
+static void item_clear(struct sw_svcbus_item *base)
 {
-	struct id_item *it;
-	int stored = 0;
+	struct id_item *it = (struct id_item *)base;
 
-	while ((it = TAILQ_FIRST(&env->items)) != NULL && it->pending == 0) {
-		TAILQ_REMOVE(&env->items, it, entry);
-		env->nitems--;
-		if (env->consumer != NULL)
-			sw_bus_consumer_store_at(env->consumer, it->topic, it->partition,
-						 it->offset);
-		stored = 1;
-		json_decref(it->answer);
-		free(it->record);
-		free(it->denied);
-		free(it->topic);
-		free(it);
-	}
-	if (stored && env->consumer != NULL)
-		sw_bus_consumer_commit(env->consumer);
-	if (env->paused && !env->draining && env->nitems < ID_MAX_INFLIGHT / 2) {
-		env->paused = 0;
-		sw_bus_consumer_resume(env->consumer);
-	}
-	sw_metrics_gauge_set(env->metrics, "sagewai_identity_inflight",
-			     "Consumed messages whose effect is not yet durable", (double)env->nitems);
+	json_decref(it->answer);
+	free(it->record);
+	free(it->denied);
 }
 
 static void item_release(struct id_item *it)
 {
-	if (--it->pending == 0)
-		settle(it->env);
+	sw_svcbus_release(&it->base);
 }
 
-static void on_delivery(const char *err, void *msg_opaque, void *opaque)
+/* A reply of item it was delivered: it may settle. */
+static void reply_sent(void *arg, const char *err, void *opaque)
 {
-	struct id_env *env = opaque;
-	struct pub *p = msg_opaque;
-
-	if (p == NULL)
-		return;
-	if (p->cb != NULL)
-		p->cb(env, err, p->opaque);
-	free(p);
-}
-
-static void on_producer_error(int fatal, const char *reason, void *opaque)
-{
-	struct id_env *env = opaque;
-
-	if (fatal)
-		sw_service_fatal(env->svc, "Kafka producer failed", reason);
-	else
-		sw_log(SW_LOG_WARN, "Kafka producer", "error", reason, NULL);
-}
-
-static void on_consumer_error(int fatal, const char *reason, void *opaque)
-{
-	struct id_env *env = opaque;
-
-	if (fatal)
-		sw_service_fatal(env->svc, "Kafka consumer failed", reason);
-	else
-		sw_log(SW_LOG_WARN, "Kafka consumer", "error", reason, NULL);
-}
-
-int id_publish(struct id_env *env, const char *type, const char *topic, const char *key,
-	       const struct sw_event_header *h, json_t *fields, id_sent_cb cb, void *opaque,
-	       char *errstr, size_t errlen)
-{
-	struct pub *p = NULL;
-	void *buf = NULL;
-	size_t len;
-	int rc = -1;
-
-	if (fields == NULL) {
-		snprintf(errstr, errlen, "out of memory");
-		return -1;
-	}
-	if (sw_event_encode(env->reg, type, h, fields, &buf, &len, errstr, errlen) == -1)
-		goto out;
-	if ((p = calloc(1, sizeof(*p))) == NULL) {
-		snprintf(errstr, errlen, "out of memory");
-		goto out;
-	}
-	p->cb = cb;
-	p->opaque = opaque;
-	if (sw_bus_produce(env->producer, topic, key, buf, len, NULL, p, errstr, errlen) == -1) {
-		free(p);
-		goto out;
-	}
-	sw_metrics_counter_add(env->metrics, "sagewai_identity_events_total",
-			       "Events produced by the identity service", 1);
-	rc = 0;
-out:
-	json_decref(fields);
-	free(buf);
-	return rc;
-}
-
-/* A reply (or dead letter) of item it was delivered: it may settle. */
-static void reply_sent(struct id_env *env, const char *err, void *opaque)
-{
+	struct id_env *env = arg;
 	struct id_item *it = opaque;
 
 	if (err != NULL) {
@@ -180,14 +86,14 @@ static void answer_header(struct sw_event_header *out, const struct sw_event_hea
 
 static void publish_or_die(struct id_env *env, struct id_item *it, const char *type,
 			   const char *topic, const struct sw_event_header *h, json_t *fields,
-			   id_sent_cb sent)
+			   sw_svcbus_sent_cb sent)
 {
 	char err[256];
 
-	it->pending++;
-	if (id_publish(env, type, topic, it->h.run_id, h, fields, sent, it, err,
-		       sizeof(err)) == -1) {
-		it->pending--;
+	it->base.pending++;
+	if (sw_svcbus_publish(&env->bus, type, topic, it->h.run_id, h, fields, sent, it, err,
+			      sizeof(err)) == -1) {
+		it->base.pending--;
 		sw_log(SW_LOG_ERROR, "cannot produce an answer", "type", type, "error", err, NULL);
 		sw_service_fatal(env->svc, "identity answer not produced", err);
 	}
@@ -214,15 +120,16 @@ static void stored_cb(PGresult *res, const char *err, void *opaque)
 }
 
 /* The answer of it was delivered: write its record (when ok), settle. */
-static void resolved_sent(struct id_env *env, const char *err, void *opaque)
+static void resolved_sent(void *arg, const char *err, void *opaque)
 {
+	struct id_env *env = arg;
 	struct id_item *it = opaque;
 	const char *params[5];
 	struct sw_store_stmt st[2];
 	char why[64];
 
 	if (err != NULL || it->record == NULL) {
-		reply_sent(env, err, it);
+		reply_sent(arg, err, it);
 		return;
 	}
 	params[0] = it->h.run_id;
@@ -242,7 +149,7 @@ static void resolved_sent(struct id_env *env, const char *err, void *opaque)
 		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
 	st[1].nparams = 5;
 	st[1].params = params;
-	it->pending++; /* the record */
+	it->base.pending++; /* the record */
 	if (sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
 		snprintf(why, sizeof(why), "cannot queue");
 		stored_cb(NULL, why, it);
@@ -342,31 +249,6 @@ static void sealed_cb(struct id_env *env, json_t *fields, void *opaque)
 
 /* ---- the consumer ------------------------------------------------------------ */
 
-static void deadletter(struct id_env *env, struct id_item *it, const struct sw_bus_msg *m,
-		       const char *why)
-{
-	struct pub *p = calloc(1, sizeof(*p));
-	char err[256];
-
-	if (p == NULL) {
-		sw_service_fatal(env->svc, "dead letter", "out of memory");
-		return;
-	}
-	p->cb = reply_sent;
-	p->opaque = it;
-	it->pending++;
-	if (sw_bus_deadletter(env->producer, m, why, p, err, sizeof(err)) == -1) {
-		it->pending--;
-		free(p);
-		sw_service_fatal(env->svc, "dead-letter produce failed", err);
-		return;
-	}
-	sw_metrics_counter_add(env->metrics, "sagewai_identity_deadlettered_total",
-			       "Undecodable messages sent to sagewai.deadletter", 1);
-	sw_log(SW_LOG_WARN, "dead-lettered undecodable message", "topic", m->topic, "reason", why,
-	       NULL);
-}
-
 static void tenant_done(void *opaque, int ok)
 {
 	(void)ok;
@@ -415,7 +297,7 @@ static void on_decided(struct id_env *env, struct id_item *it, json_t *ev)
 		       "event_id", it->h.event_id, NULL);
 		return;
 	}
-	it->pending++;
+	it->base.pending++;
 	sw_metrics_counter_add(env->metrics, "sagewai_identity_decision_seals_total",
 			       "allow credential.decided sealed (or refused)", 1);
 	id_seal_decided(env, &it->h, ev, sealed_cb, it);
@@ -433,14 +315,17 @@ static void ended_done(void *opaque, int ok)
 	item_release(it);
 }
 
-static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_msg *m)
+static void handle(void *arg, struct sw_svcbus_item *base, const struct sw_bus_msg *m)
 {
+	struct id_env *env = arg;
+	struct id_item *it = (struct id_item *)base;
 	char why[256];
 	json_t *ev;
 
+	it->env = env;
 	if (m->value == NULL || m->len == 0) {
 		if (strcmp(m->topic, SW_TOPIC_IDENTITY) == 0)
-			deadletter(env, it, m, "empty message");
+			sw_svcbus_deadletter(&it->base, m, "empty message");
 		return;
 	}
 	if (strcmp(m->topic, SW_TOPIC_RUNS) == 0 || strcmp(m->topic, SW_TOPIC_STEPS) == 0) {
@@ -450,11 +335,11 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 					   sizeof(why)) == -1)
 			return;
 		if (strcmp(it->h.type, "step.finished") == 0 && it->h.step_id[0] != '\0') {
-			it->pending++;
+			it->base.pending++;
 			id_mint_ended(env, it->h.run_id, it->h.step_id, ended_done, it);
 		} else if (strcmp(it->h.type, "run.finished") == 0 &&
 			   strcmp(it->h.producer, "sagewai-scheduler") == 0) {
-			it->pending++;
+			it->base.pending++;
 			id_mint_ended(env, it->h.run_id, NULL, ended_done, it);
 		}
 		return;
@@ -464,7 +349,7 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 						 sizeof(why)) == -1) {
 		json_decref(ev);
 		if (strcmp(m->topic, SW_TOPIC_IDENTITY) == 0)
-			deadletter(env, it, m, why);
+			sw_svcbus_deadletter(&it->base, m, why);
 		else
 			sw_log(SW_LOG_WARN, "undecodable tenant event skipped", "reason", why, NULL);
 		return;
@@ -473,13 +358,13 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 		if (strcmp(it->h.type, "credential.decided") == 0)
 			on_decided(env, it, ev);
 	} else if (strcmp(m->topic, SW_TOPIC_TENANTS) == 0) {
-		it->pending++;
+		it->base.pending++;
 		id_tenants_apply(env, ev, tenant_done, it);
 	} else if ((strcmp(it->h.type, "identity.resolve_requested") == 0 ||
 		    strcmp(it->h.type, "identity.seal_requested") == 0) &&
 		   !uuid_ok(json_string_value(json_object_get(ev, "request_id")))) {
 		/* no answer can name it: the requester's bug, kept for the operator */
-		deadletter(env, it, m, "request_id is not a UUID");
+		sw_svcbus_deadletter(&it->base, m, "request_id is not a UUID");
 	} else if (strcmp(it->h.type, "identity.resolve_requested") == 0) {
 		struct rwrap *w = calloc(1, sizeof(*w));
 		struct id_resolve_in in;
@@ -502,45 +387,17 @@ static void handle(struct id_env *env, struct id_item *it, const struct sw_bus_m
 			in.steps = json_object_get(ev, "steps");
 			in.input_macs = json_object_get(ev, "input_macs");
 			in.pins = json_object_get(ev, "pins");
-			it->pending++;
+			it->base.pending++;
 			sw_metrics_counter_add(env->metrics, "sagewai_identity_resolves_total",
 					       "identity.resolve_requested handled", 1);
 			id_resolve(env, &in, resolved_wrap, w);
 		}
 	} else if (strcmp(it->h.type, "identity.seal_requested") == 0) {
-		it->pending++;
+		it->base.pending++;
 		id_seal(env, &it->h, ev, sealed_cb, it);
 	}
 	/* anything else on sagewai.identity is ours: not for us */
 	json_decref(ev);
-}
-
-static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
-{
-	struct id_env *env = opaque;
-	size_t i;
-
-	for (i = 0; i < n; i++) {
-		struct id_item *it = calloc(1, sizeof(*it));
-
-		if (it == NULL || (it->topic = strdup(msgs[i].topic)) == NULL) {
-			free(it);
-			sw_service_fatal(env->svc, "consume", "out of memory");
-			return;
-		}
-		it->env = env;
-		it->partition = msgs[i].partition;
-		it->offset = msgs[i].offset;
-		it->pending = 1; /* held while handling */
-		TAILQ_INSERT_TAIL(&env->items, it, entry);
-		env->nitems++;
-		handle(env, it, &msgs[i]);
-		item_release(it);
-	}
-	if (!env->paused && env->nitems >= ID_MAX_INFLIGHT) {
-		env->paused = 1;
-		sw_bus_consumer_pause(env->consumer);
-	}
 }
 
 /* The tail: change events drop cache entries on every instance. */
@@ -561,19 +418,6 @@ static void on_tail(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	}
 }
 
-static int extra(struct id_env *env, const char *var, const char *def, const char **out,
-		 char *buf, size_t buflen, char *errstr, size_t errlen)
-{
-	size_t n = 0;
-
-	if (def != NULL)
-		out[n++] = def;
-	return sw_config_list(env->envp, var, out, n, ID_BUS_EXTRA, buf, buflen, errstr, errlen) ==
-			       -1
-		       ? -1
-		       : 0;
-}
-
 int id_bus_start(struct id_env *env, char *errstr, size_t errlen)
 {
 	static const char *const topics[] = {SW_TOPIC_IDENTITY, SW_TOPIC_TENANTS,
@@ -583,79 +427,25 @@ int id_bus_start(struct id_env *env, char *errstr, size_t errlen)
 						  SW_TOPIC_CREDENTIALS, SW_TOPIC_RUNS,
 						  SW_TOPIC_STEPS, NULL};
 	static const char *const tail_topics[] = {SW_TOPIC_IDENTITY, NULL};
-	char pbuf[SW_CONFIG_STR], cbuf[SW_CONFIG_STR];
-	const char *pextra[ID_BUS_EXTRA], *cextra[ID_BUS_EXTRA];
+	const struct sw_svcbus_def def = {
+	    .client_id = ID_PRODUCER,
+	    /* every answer has a requester waiting on it, and answers are
+	     * few: send each at once rather than batch for the library's 1 ms */
+	    .producer_default = "linger.ms=0",
+	    .group = env->group,
+	    .topics = env->mints != NULL ? mint_topics : topics,
+	    .tail_topics = tail_topics,
+	    .max_inflight = ID_MAX_INFLIGHT,
+	    .item_size = sizeof(struct id_item),
+	    .handle = handle,
+	    .item_clear = item_clear,
+	    .tail = on_tail,
+	};
 
-	TAILQ_INIT(&env->items);
-	/* every answer has a requester waiting on it, and answers are few:
-	 * send each at once rather than batch for the library's 1 ms */
-	if (extra(env, "SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=0", pextra, pbuf, sizeof(pbuf),
-		  errstr, errlen) == -1 ||
-	    extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, cextra, cbuf, sizeof(cbuf), errstr,
-		  errlen) == -1)
-		return -1;
-	env->producer = sw_bus_producer_new(env->base, env->cfg->kafka_bootstrap, ID_PRODUCER,
-					    pextra, on_delivery, env, errstr, errlen);
-	if (env->producer == NULL)
-		return -1;
-	sw_bus_producer_set_error_cb(env->producer, on_producer_error, env);
-	/* the tail first: a change made once requests flow is never missed */
-	env->tail = sw_bus_tail_new(env->base, env->cfg->kafka_bootstrap, tail_topics, cextra, 256,
-				    on_tail, env, errstr, errlen);
-	if (env->tail == NULL)
-		return -1;
-	sw_bus_consumer_set_error_cb(env->tail, on_consumer_error, env);
-	env->consumer = sw_bus_consumer_new(env->base, env->cfg->kafka_bootstrap, env->group,
-					    env->mints != NULL ? mint_topics : topics, cextra, 256,
-					    on_batch, env, errstr, errlen);
-	if (env->consumer == NULL)
-		return -1;
-	sw_bus_consumer_set_error_cb(env->consumer, on_consumer_error, env);
-	return 0;
-}
-
-void id_bus_pause(struct id_env *env)
-{
-	env->draining = 1;
-	if (env->consumer != NULL && !env->paused) {
-		env->paused = 1;
-		sw_bus_consumer_pause(env->consumer);
-	}
+	return sw_svcbus_start(&env->bus, env->svc, env->reg, &def, env, errstr, errlen);
 }
 
 int id_bus_idle(const struct id_env *env)
 {
-	return env->nitems == 0 && env->busy == 0 &&
-	       (env->producer == NULL || sw_bus_producer_outq(env->producer) == 0);
-}
-
-void id_bus_close(struct id_env *env)
-{
-	if (env->consumer != NULL)
-		sw_bus_consumer_close(env->consumer);
-	if (env->producer != NULL)
-		sw_bus_producer_flush(env->producer, 2000);
-}
-
-void id_bus_free(struct id_env *env)
-{
-	struct id_item *it;
-
-	if (env->consumer != NULL)
-		sw_bus_consumer_destroy(env->consumer);
-	env->consumer = NULL;
-	if (env->tail != NULL)
-		sw_bus_consumer_destroy(env->tail);
-	env->tail = NULL;
-	if (env->producer != NULL)
-		sw_bus_producer_destroy(env->producer);
-	env->producer = NULL;
-	while (env->items.tqh_first != NULL && (it = TAILQ_FIRST(&env->items)) != NULL) {
-		TAILQ_REMOVE(&env->items, it, entry);
-		json_decref(it->answer);
-		free(it->record);
-		free(it->denied);
-		free(it->topic);
-		free(it);
-	}
+	return env->busy == 0 && sw_svcbus_idle(&env->bus);
 }

@@ -34,12 +34,14 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "sw_auth.h"
 #include "sw_bus.h"
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
 #include "sw_service.h"
 #include "sw_store.h"
+#include "sw_svcbus.h"
 
 #define ID_PRODUCER "sagewai-identity"
 #define ID_GROUP "sagewai-identity"
@@ -56,7 +58,6 @@
 #define ID_MAC_BYTES 32
 #define ID_KEY_BYTES 32
 #define ID_KEYID_MAX 32
-#define ID_BUS_EXTRA 24
 
 enum id_level { ID_LEVEL_SYSTEM, ID_LEVEL_WORKFLOW, ID_LEVEL_USER };
 
@@ -74,9 +75,6 @@ struct id_host {
 
 struct id_cache;
 struct id_vault;
-struct id_item;
-
-TAILQ_HEAD(id_itemq, id_item);
 
 struct id_env {
 	struct sw_service *svc;
@@ -86,9 +84,9 @@ struct id_env {
 	struct sw_metrics *metrics;
 	struct sw_event_registry *reg;
 	struct sw_store *store;
-	struct sw_bus_producer *producer;
-	struct sw_bus_consumer *consumer; /* group: requests and tenant events */
-	struct sw_bus_consumer *tail;	  /* every instance: change events */
+	/* Kafka (bus.c): the group consumer reads requests and tenant events,
+	 * the tail change events (every instance) */
+	struct sw_svcbus bus;
 	struct sw_http *http;
 
 	/* settings (config.c) */
@@ -121,12 +119,6 @@ struct id_env {
 	json_t *mints;		/* mint sources (mint.c); NULL: none configured */
 	struct event *mint_tick; /* retries revocations (mint.c) */
 
-	/* consumed messages in consumption order until their offsets are stored */
-	struct id_itemq items;
-	size_t nitems;
-	int paused;
-	int draining;
-	int halted;
 	int running;
 	size_t busy; /* resolutions, seals and HTTP writes in hand */
 };
@@ -334,16 +326,9 @@ int id_api_start(struct id_env *env, char *errstr, size_t errlen);
 
 /* ---- bus.c --------------------------------------------------------------- */
 int id_bus_start(struct id_env *env, char *errstr, size_t errlen);
-void id_bus_pause(struct id_env *env);
-void id_bus_close(struct id_env *env);
-void id_bus_free(struct id_env *env);
+/* No message nor anything of ours in hand (the rest: sw_svcbus.h on
+ * env->bus; events of ours are produced with sw_svcbus_publish). */
 int id_bus_idle(const struct id_env *env);
-/* Produce an event of ours (fields stolen). topic, Kafka key. cb (may be
- * NULL) gets the delivery outcome (err NULL on success) on the loop. */
-typedef void (*id_sent_cb)(struct id_env *env, const char *err, void *opaque);
-int id_publish(struct id_env *env, const char *type, const char *topic, const char *key,
-	       const struct sw_event_header *h, json_t *fields, id_sent_cb cb, void *opaque,
-	       char *errstr, size_t errlen);
 
 /* ---- tenants.c ----------------------------------------------------------- */
 /* Apply one decoded event of sagewai.tenants; done(ok) on the loop once it

@@ -9,7 +9,6 @@
  */
 #include <stdlib.h>
 #include <curl/curl.h>
-#include <sodium.h>
 
 #include "identity.h"
 
@@ -22,10 +21,6 @@ static int id_configure(struct sw_service *svc, void *arg, char *err, size_t err
 	env->svc = svc;
 	env->cfg = sw_service_config(svc);
 	env->envp = sw_service_environ(svc);
-	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium initialisation failed");
-		return -1;
-	}
 	if (id_config_load(env, err, errlen) == -1)
 		return -1;
 	return id_mint_load(env, err, errlen);
@@ -72,8 +67,10 @@ static int id_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
 
 static void id_drain(struct sw_service *svc, void *arg)
 {
+	struct id_env *env = arg;
+
 	(void)svc;
-	id_bus_pause(arg);
+	sw_svcbus_pause(&env->bus);
 }
 
 static int id_drained(void *arg)
@@ -83,21 +80,14 @@ static int id_drained(void *arg)
 	return id_bus_idle(env) && id_vault_idle(env) && sw_store_pending(env->store) == 0;
 }
 
-static void id_halt(void *arg)
-{
-	struct id_env *env = arg;
-
-	env->halted = 1;
-}
-
 static void id_stop(struct sw_service *svc, void *arg)
 {
 	struct id_env *env = arg;
 
 	(void)svc;
 	if (env->running)
-		id_bus_close(env);
-	id_bus_free(env);
+		sw_svcbus_close(&env->bus);
+	sw_svcbus_free(&env->bus);
 	id_mint_stop(env);
 	id_vault_stop(env);
 	sw_store_destroy(env->store);
@@ -113,30 +103,29 @@ static int id_health(void *arg)
 {
 	struct id_env *env = arg;
 
-	return env->halted || env->draining;
+	return sw_service_stopping(env->svc);
 }
 
 static const struct sw_service_def id_def = {
-	.name = "identity",
-	.help = "Secrets, identity profiles, the cascade and sealed delivery\n"
-		"(docs/IDENTITY.md): the HTTP API on $SAGEWAI_HTTP_ADDR:$SAGEWAI_HTTP_PORT,\n"
-		"state in PostgreSQL (schema identity, $SAGEWAI_PG_DSN), requests and events\n"
-		"on Kafka ($SAGEWAI_KAFKA_BOOTSTRAP). Required: SAGEWAI_IDENTITY_MASTER_KEYS_FILE\n"
-		"(KEYID HEX64 lines, 0600, the last current), SAGEWAI_SECRET_MAC_KEY_FILE\n"
-		"(64 hex, 0600). Optional: SAGEWAI_IDENTITY_HOSTS_FILE (NAME HEX64 lines),\n"
-		"SAGEWAI_ADMIN_TOKEN[_FILE], SAGEWAI_MODE, SAGEWAI_IDENTITY_CACHE_MS (1000),\n"
-		"SAGEWAI_VAULT_ADDR, SAGEWAI_VAULT_TOKEN[_FILE], SAGEWAI_VAULT_NAMESPACE,\n"
-		"SAGEWAI_VAULT_MOUNT (secret), SAGEWAI_VAULT_PREFIX (sagewai/),\n"
-		"SAGEWAI_VAULT_TIMEOUT_MS (2000), SAGEWAI_VAULT_THREADS (4), SAGEWAI_PG_POOL (4),\n"
-		"SAGEWAI_IDENTITY_MINTS_FILE (tokens minted on a grant; docs/JIT.md).\n",
-	.drain_ms = 5000,
-	.configure = id_configure,
-	.start = id_start,
-	.drain = id_drain,
-	.drained = id_drained,
-	.halt = id_halt,
-	.stop = id_stop,
-	.health = id_health,
+    .name = "identity",
+    .help = "Secrets, identity profiles, the cascade and sealed delivery\n"
+	    "(docs/IDENTITY.md): the HTTP API on $SAGEWAI_HTTP_ADDR:$SAGEWAI_HTTP_PORT,\n"
+	    "state in PostgreSQL (schema identity, $SAGEWAI_PG_DSN), requests and events\n"
+	    "on Kafka ($SAGEWAI_KAFKA_BOOTSTRAP). Required: SAGEWAI_IDENTITY_MASTER_KEYS_FILE\n"
+	    "(KEYID HEX64 lines, 0600, the last current), SAGEWAI_SECRET_MAC_KEY_FILE\n"
+	    "(64 hex, 0600). Optional: SAGEWAI_IDENTITY_HOSTS_FILE (NAME HEX64 lines),\n"
+	    "SAGEWAI_ADMIN_TOKEN[_FILE], SAGEWAI_MODE, SAGEWAI_IDENTITY_CACHE_MS (1000),\n"
+	    "SAGEWAI_VAULT_ADDR, SAGEWAI_VAULT_TOKEN[_FILE], SAGEWAI_VAULT_NAMESPACE,\n"
+	    "SAGEWAI_VAULT_MOUNT (secret), SAGEWAI_VAULT_PREFIX (sagewai/),\n"
+	    "SAGEWAI_VAULT_TIMEOUT_MS (2000), SAGEWAI_VAULT_THREADS (4), SAGEWAI_PG_POOL (4),\n"
+	    "SAGEWAI_IDENTITY_MINTS_FILE (tokens minted on a grant; docs/JIT.md).\n",
+    .drain_ms = 5000,
+    .configure = id_configure,
+    .start = id_start,
+    .drain = id_drain,
+    .drained = id_drained,
+    .stop = id_stop,
+    .health = id_health,
 };
 
 int main(int argc, char **argv)

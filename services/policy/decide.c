@@ -302,8 +302,9 @@ static void marked_prune(struct pol_env *env)
 	}
 }
 
-static void delivered_cb(struct pol_env *env, const char *err, void *opaque)
+static void delivered_cb(void *arg, const char *err, void *opaque)
 {
+	struct pol_env *env = arg;
 	struct sent *s = opaque;
 	const char *params[1];
 	struct sw_store_stmt st[2];
@@ -377,7 +378,8 @@ static void publish_one(struct pol_env *env, PGresult *res, int i, int pending)
 	if (!pending && f != NULL)
 		json_object_set_new(f, "replay_of", json_string(PQgetvalue(res, i, 21)));
 	json_object_set_new(env->inflight, s->key, json_true());
-	if (pol_publish(env, type, h.run_id, &h, f, delivered_cb, s, err, sizeof(err)) == -1) {
+	if (sw_svcbus_publish(&env->bus, type, SW_TOPIC_CREDENTIALS, h.run_id, &h, f, delivered_cb,
+			      s, err, sizeof(err)) == -1) {
 		sw_log(SW_LOG_ERROR, "cannot produce a credential event (the sweep tries again)",
 		       "type", type, "request_id", rid, "error", err, NULL);
 		json_object_del(env->inflight, s->key);
@@ -966,7 +968,7 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (env->ticking || env->halted)
+	if (env->ticking || sw_service_halted(env->svc))
 		return;
 	env->ticking = 1;
 	marked_prune(env);

@@ -21,12 +21,7 @@ static int pol_configure(struct sw_service *svc, void *arg, char *err, size_t er
 	env->svc = svc;
 	env->cfg = sw_service_config(svc);
 	env->envp = sw_service_environ(svc);
-	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium initialisation failed");
-		return -1;
-	}
 	LIST_INIT(&env->streams);
-	TAILQ_INIT(&env->items);
 	return pol_config_load(env, err, errlen);
 }
 
@@ -55,8 +50,10 @@ static int pol_start(struct sw_service *svc, void *arg, char *err, size_t errlen
 
 static void pol_drain(struct sw_service *svc, void *arg)
 {
+	struct pol_env *env = arg;
+
 	(void)svc;
-	pol_bus_pause(arg);
+	sw_svcbus_pause(&env->bus);
 }
 
 static int pol_drained(void *arg)
@@ -67,13 +64,6 @@ static int pol_drained(void *arg)
 	       sw_store_pending(env->store) == 0;
 }
 
-static void pol_halt(void *arg)
-{
-	struct pol_env *env = arg;
-
-	env->halted = 1;
-}
-
 static void pol_stop(struct sw_service *svc, void *arg)
 {
 	struct pol_env *env = arg;
@@ -81,7 +71,7 @@ static void pol_stop(struct sw_service *svc, void *arg)
 	(void)svc;
 	pol_sse_close_all(env);
 	if (env->running)
-		pol_bus_close(env);
+		sw_svcbus_close(&env->bus);
 	pol_bus_free(env);
 	pol_prune_stop(env);
 	pol_decide_stop(env);
@@ -96,27 +86,26 @@ static int pol_health(void *arg)
 {
 	struct pol_env *env = arg;
 
-	return env->halted || env->draining;
+	return sw_service_stopping(env->svc);
 }
 
 static const struct sw_service_def pol_def = {
-	.name = "policy",
-	.help = "Credential-request policy and approvals (docs/POLICY.md): decides each\n"
-		"credential.requested on sagewai.credentials by the tenant's policy (allow,\n"
-		"deny, or ask a person before a deadline) and publishes credential.pending and\n"
-		"credential.decided exactly once per request. The HTTP API and the approvals\n"
-		"page on $SAGEWAI_HTTP_ADDR:$SAGEWAI_HTTP_PORT (/ and /approvals), state in\n"
-		"PostgreSQL (schema policy, $SAGEWAI_PG_DSN), Kafka at $SAGEWAI_KAFKA_BOOTSTRAP.\n"
-		"Optional: SAGEWAI_ADMIN_TOKEN[_FILE], SAGEWAI_MODE, SAGEWAI_GROUP_ID,\n"
-		"SAGEWAI_PG_POOL (4), SAGEWAI_POLICY_RETENTION_S (2592000: 30 days).\n",
-	.drain_ms = 5000,
-	.configure = pol_configure,
-	.start = pol_start,
-	.drain = pol_drain,
-	.drained = pol_drained,
-	.halt = pol_halt,
-	.stop = pol_stop,
-	.health = pol_health,
+    .name = "policy",
+    .help = "Credential-request policy and approvals (docs/POLICY.md): decides each\n"
+	    "credential.requested on sagewai.credentials by the tenant's policy (allow,\n"
+	    "deny, or ask a person before a deadline) and publishes credential.pending and\n"
+	    "credential.decided exactly once per request. The HTTP API and the approvals\n"
+	    "page on $SAGEWAI_HTTP_ADDR:$SAGEWAI_HTTP_PORT (/ and /approvals), state in\n"
+	    "PostgreSQL (schema policy, $SAGEWAI_PG_DSN), Kafka at $SAGEWAI_KAFKA_BOOTSTRAP.\n"
+	    "Optional: SAGEWAI_ADMIN_TOKEN[_FILE], SAGEWAI_MODE, SAGEWAI_GROUP_ID,\n"
+	    "SAGEWAI_PG_POOL (4), SAGEWAI_POLICY_RETENTION_S (2592000: 30 days).\n",
+    .drain_ms = 5000,
+    .configure = pol_configure,
+    .start = pol_start,
+    .drain = pol_drain,
+    .drained = pol_drained,
+    .stop = pol_stop,
+    .health = pol_health,
 };
 
 int main(int argc, char **argv)

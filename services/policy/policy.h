@@ -32,12 +32,14 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "sw_auth.h"
 #include "sw_bus.h"
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
 #include "sw_service.h"
 #include "sw_store.h"
+#include "sw_svcbus.h"
 
 #define POL_PRODUCER "sagewai-policy"
 #define POL_GROUP "sagewai-policy"
@@ -56,7 +58,6 @@
 #define POL_SWEEP_AGE_US 2000000LL   /* an unsent event older than this is re-sent */
 #define POL_MARKED_MS 60000	     /* a mark remembered: longer than any sweep read takes */
 #define POL_RECENT 200		     /* decided approvals GET /v1/approvals shows */
-#define POL_BUS_EXTRA 24
 
 enum pol_effect { POL_ALLOW, POL_DENY, POL_ASK };
 
@@ -89,8 +90,6 @@ struct pol_query {
 
 struct pol_tcache; /* compiled policies by tenant (decide.c) */
 struct pol_stream;
-struct pol_item;
-TAILQ_HEAD(pol_itemq, pol_item);
 LIST_HEAD(pol_streamq, pol_stream);
 
 struct pol_env {
@@ -101,8 +100,7 @@ struct pol_env {
 	struct sw_metrics *metrics;
 	struct sw_event_registry *reg;
 	struct sw_store *store;
-	struct sw_bus_producer *producer;
-	struct sw_bus_consumer *consumer;
+	struct sw_svcbus bus; /* Kafka (bus.c) */
 	struct sw_http *http;
 
 	/* settings (config.c) */
@@ -123,16 +121,11 @@ struct pol_env {
 	long long retention_s;	     /* SAGEWAI_POLICY_RETENTION_S; 0: keep all */
 	int pruning;		     /* a pruning pass is in flight */
 
-	struct pol_itemq items;
-	size_t nitems;
 	size_t nflushw;		/* items whose offset waits for a WAL flush (bus.c) */
 	struct event *flush_ev; /* the next look at the WAL's flush position */
 	int flush_asking;	/* that query is in flight */
 	struct pol_streamq streams;
 	size_t nstreams;
-	int paused;
-	int draining;
-	int halted;
 	int running;
 	size_t busy; /* HTTP requests in hand */
 };
@@ -217,15 +210,11 @@ void pol_deadline_note(struct pol_env *env, int64_t deadline_ms);
 
 /* ---- bus.c --------------------------------------------------------------- */
 int pol_bus_start(struct pol_env *env, char *errstr, size_t errlen);
-void pol_bus_pause(struct pol_env *env);
-void pol_bus_close(struct pol_env *env);
-void pol_bus_free(struct pol_env *env);
+/* No message nor HTTP request in hand, nothing produced undelivered (the
+ * rest: sw_svcbus.h on env->bus; events are produced with
+ * sw_svcbus_publish). */
 int pol_bus_idle(const struct pol_env *env);
-/* Produce an event (fields stolen); cb(err) on delivery (may be NULL). */
-typedef void (*pol_sent_cb)(struct pol_env *env, const char *err, void *opaque);
-int pol_publish(struct pol_env *env, const char *type, const char *key,
-		const struct sw_event_header *h, json_t *fields, pol_sent_cb cb, void *opaque,
-		char *errstr, size_t errlen);
+void pol_bus_free(struct pol_env *env);
 
 /* ---- replay.c ------------------------------------------------------------ */
 /* A credential.requested with replay_of (a re-run's): decided from the

@@ -79,7 +79,7 @@ static void pass_next(struct pass *p)
 	char secs[24];
 	const char *params[1] = {secs};
 
-	if (p->table >= PRUNE_TABLES || env->halted || env->draining) {
+	if (p->table >= PRUNE_TABLES || sw_service_stopping(env->svc)) {
 		if (p->deleted > 0) {
 			char n[24];
 
@@ -106,7 +106,7 @@ static void prune_cb(evutil_socket_t fd, short what, void *arg)
 
 	(void)fd;
 	(void)what;
-	if (env->pruning || env->halted || env->draining)
+	if (env->pruning || sw_service_stopping(env->svc))
 		return;
 	if ((p = calloc(1, sizeof(*p))) == NULL) {
 		prune_arm(env, PRUNE_EVERY_S);

@@ -134,7 +134,7 @@ void pol_sse_open(struct pol_env *env, struct evhttp_request *req, const char *t
 	struct pol_stream *s;
 	const char *params[1] = {tenant};
 
-	if (env->nstreams >= MAX_STREAMS || env->draining) {
+	if (env->nstreams >= MAX_STREAMS || sw_service_draining(env->svc)) {
 		sw_http_reply_error(req, 503, "unavailable", "too many streams open");
 		return;
 	}

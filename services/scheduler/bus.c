@@ -11,14 +11,9 @@ int sched_bus_extra(const struct sched_env *env, const char *var, const char *de
 		    const char **out, char *buf, size_t buflen)
 {
 	char err[128];
-	size_t n = 0;
 
-	if (def != NULL)
-		out[n++] = def;
-	if (sw_config_list(env->envp, var, out, n, SCHED_BUS_EXTRA, buf, buflen, err,
-			   sizeof(err)) == -1)
-		return -1;
-	return 0;
+	return sw_svcbus_extra(env->envp, var, def, out, SCHED_BUS_EXTRA, buf, buflen, err,
+			       sizeof(err));
 }
 
 static void on_delivery(const char *err, void *msg_opaque, void *opaque)
@@ -36,16 +31,6 @@ static void on_delivery(const char *err, void *msg_opaque, void *opaque)
 		sched_identity_delivery(env, err, dr);
 }
 
-static void on_producer_error(int fatal, const char *reason, void *opaque)
-{
-	struct sched_env *env = opaque;
-
-	if (fatal)
-		sw_service_fatal(env->svc, "Kafka producer failed", reason);
-	else
-		sw_log(SW_LOG_WARN, "Kafka producer", "error", reason, NULL);
-}
-
 int sched_producer_start(struct sched_env *env, char *errstr, size_t errlen)
 {
 	char tuning[SW_CONFIG_STR];
@@ -61,6 +46,6 @@ int sched_producer_start(struct sched_env *env, char *errstr, size_t errlen)
 					    extra, on_delivery, env, errstr, errlen);
 	if (env->producer == NULL)
 		return -1;
-	sw_bus_producer_set_error_cb(env->producer, on_producer_error, env);
+	sw_bus_producer_set_error_cb(env->producer, sw_svcbus_producer_error, env->svc);
 	return 0;
 }

@@ -270,16 +270,6 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 	batch_release(b);
 }
 
-static void on_consumer_error(int fatal, const char *reason, void *opaque)
-{
-	struct sched_env *env = opaque;
-
-	if (fatal)
-		sw_service_fatal(env->svc, "Kafka consumer failed", reason);
-	else
-		sw_log(SW_LOG_WARN, "Kafka consumer", "error", reason, NULL);
-}
-
 int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen)
 {
 	static const char *const topics[] = {SW_TOPIC_STEPS, NULL};
@@ -300,7 +290,7 @@ int sched_consume_start(struct sched_env *env, char *errstr, size_t errlen)
 					    extra, SCHED_MAX_BATCH, on_batch, env, errstr, errlen);
 	if (env->consumer == NULL)
 		return -1;
-	sw_bus_consumer_set_error_cb(env->consumer, on_consumer_error, env);
+	sw_bus_consumer_set_error_cb(env->consumer, sw_svcbus_consumer_error, env->svc);
 	return 0;
 }
 

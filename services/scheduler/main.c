@@ -9,7 +9,6 @@
  * redone at start.
  */
 #include <stdlib.h>
-#include <sodium.h>
 
 #include "scheduler.h"
 
@@ -39,10 +38,6 @@ static int sched_start(struct sw_service *svc, void *arg, char *err, size_t errl
 
 	env->base = sw_service_base(svc);
 	env->metrics = sw_service_metrics(svc);
-	if (sodium_init() < 0) {
-		snprintf(err, errlen, "libsodium initialisation failed");
-		return -1;
-	}
 	if ((env->reg = sw_events_registry_new(err, errlen)) == NULL)
 		return -1;
 	env->store = sw_store_new_pool(env->base, env->cfg->pg_dsn, "scheduler", sched_migrations,

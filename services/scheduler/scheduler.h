@@ -57,12 +57,14 @@
 #include <event2/http.h>
 #include <jansson.h>
 
+#include "sw_auth.h"
 #include "sw_bus.h"
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
 #include "sw_service.h"
 #include "sw_store.h"
+#include "sw_svcbus.h"
 #include "sw_workflow.h"
 
 #include "fsm.h"

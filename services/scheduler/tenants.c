@@ -124,30 +124,6 @@ void sched_tenants_free(struct sched_env *env)
 	env->tcache = NULL;
 }
 
-/* The Bearer value of the request, copied into out: 0; -1 when malformed,
- * 1 when there is no Authorization header at all. */
-static int bearer(struct evhttp_request *req, char *out, size_t outlen)
-{
-	const char *h = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
-	size_t n;
-
-	if (h == NULL)
-		return 1;
-	if (strncasecmp(h, "Bearer ", 7) != 0)
-		return -1;
-	h += 7;
-	while (*h == ' ')
-		h++;
-	n = strlen(h);
-	while (n > 0 && h[n - 1] == ' ')
-		n--;
-	if (n == 0 || n >= outlen)
-		return -1;
-	memcpy(out, h, n);
-	out[n] = '\0';
-	return 0;
-}
-
 struct auth_req {
 	struct sched_env *env;
 	struct evhttp_request *req;
@@ -179,12 +155,12 @@ static void auth_cb(PGresult *res, const char *err, void *opaque)
 void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb cont,
 		void *opaque)
 {
-	char key[KEY_MAX], hexhash[2 * crypto_hash_sha256_BYTES + 3];
-	uint8_t hash[crypto_hash_sha256_BYTES];
+	char key[KEY_MAX], hexhash[SW_AUTH_HASH_LITERAL];
+	uint8_t hash[SW_AUTH_HASH_BYTES];
 	const struct tcache_entry *e;
 	const char *params[1];
 	struct auth_req *a;
-	int b = bearer(req, key, sizeof(key));
+	int b = sw_auth_bearer(req, key, sizeof(key));
 
 	if (!env->multi_tenant && b == 1) {
 		cont(env, req, SCHED_SINGLE_TENANT, "", opaque);
@@ -199,7 +175,7 @@ void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb
 		cont(env, req, NULL, NULL, opaque);
 		return;
 	}
-	crypto_hash_sha256(hash, (const uint8_t *)key, strlen(key));
+	sw_auth_key_hash(key, hash, hexhash);
 	sodium_memzero(key, sizeof(key));
 	if ((e = tcache_find(env, hash)) != NULL) {
 		cont(env, req, e->tenant, e->user, opaque);
@@ -215,9 +191,6 @@ void sched_auth(struct sched_env *env, struct evhttp_request *req, sched_auth_cb
 	a->cont = cont;
 	a->opaque = opaque;
 	memcpy(a->hash, hash, sizeof(hash));
-	hexhash[0] = '\\';
-	hexhash[1] = 'x';
-	sw_hex_encode(hash, sizeof(hash), hexhash + 2);
 	params[0] = hexhash;
 	/* multi_tenant: a live key of a live tenant ("default" has no row, so
 	 * its keys never pass); single_org: a live key of "default" */
@@ -252,8 +225,7 @@ int sched_admin_check(struct sched_env *env, struct evhttp_request *req)
 		return -1;
 	}
 	evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate", "Bearer");
-	ok = bearer(req, token, sizeof(token)) == 0 && strlen(token) == alen &&
-	     sodium_memcmp(token, env->admin_token, alen) == 0;
+	ok = sw_auth_credential(req, env->admin_token, token, sizeof(token)) == SW_AUTH_ADMIN;
 	sodium_memzero(token, sizeof(token));
 	if (!ok) {
 		sw_http_reply_error(req, 401, "unauthorized",
@@ -275,11 +247,8 @@ static void key_new(char *key, size_t keylen, char hexhash[2 * crypto_hash_sha25
 	sodium_bin2base64(key + 4, keylen - 4, raw, sizeof(raw),
 			  sodium_base64_VARIANT_URLSAFE_NO_PADDING);
 	sodium_memzero(raw, sizeof(raw));
-	crypto_hash_sha256(hash, (const uint8_t *)key, strlen(key));
+	sw_auth_key_hash(key, hash, byteahash);
 	sw_hex_encode(hash, sizeof(hash), hexhash);
-	byteahash[0] = '\\';
-	byteahash[1] = 'x';
-	sw_hex_encode(hash, sizeof(hash), byteahash + 2);
 }
 
 struct sched_admin *sched_admin_new(struct sched_env *env, struct evhttp_request *req)

@@ -5,7 +5,8 @@
  *     started line, answers /healthz (and 503 when unhealthy) and /metrics;
  *   - SIGTERM drains (drain, then drained polled until true) and exits 0;
  *     a second signal stops at once, before the drain is done;
- *   - sw_service_fatal exits 1 and runs the halt hook;
+ *   - sw_service_fatal exits 1 and runs the halt hook; sw_service_halted
+ *     and sw_service_stopping say so, as draining makes the latter say;
  *   - a configure failure exits 2, a start failure exits 1, both stop;
  *   - --help exits 0, an unknown command 2, a subcommand gets its argv;
  * and the worker-thread hand-off: tasks queued by the loop run on the
@@ -76,6 +77,7 @@ static int app_start(struct sw_service *svc, void *arg, char *err, size_t errlen
 	const char *kv[] = {"role", "test", NULL};
 
 	note(a, "start");
+	SW_CHECK(!sw_service_stopping(svc) && !sw_service_halted(svc));
 	if (a->fail_start) {
 		snprintf(err, errlen, "cannot start on purpose");
 		return -1;
@@ -95,7 +97,7 @@ static int app_start(struct sw_service *svc, void *arg, char *err, size_t errlen
 
 static void app_drain(struct sw_service *svc, void *arg)
 {
-	SW_CHECK(sw_service_draining(svc));
+	SW_CHECK(sw_service_draining(svc) && sw_service_stopping(svc) && !sw_service_halted(svc));
 	note(arg, "drain");
 }
 
@@ -115,9 +117,10 @@ static void app_stop(struct sw_service *svc, void *arg)
 {
 	struct app *a = arg;
 
-	(void)svc;
 	if (a->timer != NULL)
 		event_free(a->timer);
+	if (sw_service_halted(svc) && sw_service_stopping(svc))
+		note(a, "halted");
 	note(a, "stop");
 }
 
@@ -265,7 +268,7 @@ static void test_serve_and_drain(void)
 	SW_CHECK(kill(pid, SIGTERM) == 0);
 	SW_CHECK(wait_exit(pid) == 0);
 	SW_CHECK(logged(&a, "configure") && logged(&a, "start") && logged(&a, "drain") &&
-		 logged(&a, "stop") && !logged(&a, "halt"));
+		 logged(&a, "stop") && !logged(&a, "halt") && !logged(&a, "halted"));
 
 	/* a service that drops root in configure still reports its port, in a
 	 * directory only root may write */
@@ -310,7 +313,7 @@ static void test_failures(void)
 	fresh(&a, "fatal", pf, sizeof(pf));
 	a.fatal_after_ms = 50;
 	SW_CHECK(wait_exit(spawn(&a, 2, argv)) == 1);
-	SW_CHECK(logged(&a, "halt") && logged(&a, "stop"));
+	SW_CHECK(logged(&a, "halt") && logged(&a, "halted") && logged(&a, "stop"));
 
 	fresh(&a, "conf", pf, sizeof(pf));
 	a.fail_configure = 1;
