@@ -9,6 +9,7 @@
 #include <unistd.h>
 #include <sys/stat.h>
 
+#include "sw_svcbus.h"
 #include "audit.h"
 
 static void batch_free(struct audit_batch *b)
@@ -771,6 +772,8 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 					    NULL, audit_ingest_delivery, env, errstr, errlen);
 	if (env->producer == NULL)
 		return -1;
+	/* a fatal Kafka error stops the service (its supervisor restarts it) */
+	sw_bus_producer_set_error_cb(env->producer, sw_svcbus_producer_error, env->svc);
 	if (sw_handoff_start(&env->writer, env->base, 1, writer_main, settle, env, errstr,
 			     errlen) == -1 ||
 	    audit_cp_start(env, errstr, errlen) == -1)
@@ -785,6 +788,7 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 					    env, errstr, errlen);
 	if (env->consumer == NULL)
 		return -1;
+	sw_bus_consumer_set_error_cb(env->consumer, sw_svcbus_consumer_error, env->svc);
 	announce_repair(env);
 	return 0;
 }
