@@ -264,7 +264,10 @@ void sw_test_sh(const char *fmt, ...)
 
 void sw_test_file_write(const char *path, const char *text, mode_t mode)
 {
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	int fd;
+
+	unlink(path); /* a fresh file, never written through a link */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
 
 	SW_CHECKF(fd >= 0, "%s: %s", path, strerror(errno));
 	SW_CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));

@@ -117,6 +117,17 @@ void sw_test_stack_init(struct sw_test_stack *s, const char *tag, const char *sc
 			void (*seen)(const rd_kafka_message_t *m, json_t *event))
 {
 	static const char *const group_topics[] = {"sagewai.steps", "sagewai.runs", NULL};
+	static const char *const all_topics[] = {"sagewai.steps",
+						 "sagewai.sandbox",
+						 "sagewai.identity",
+						 "sagewai.identity.replies",
+						 "sagewai.identity.sealed",
+						 "sagewai.runs",
+						 "sagewai.deadletter",
+						 "sagewai.credentials",
+						 "sagewai.tenants",
+						 "sagewai.audit.checkpoints",
+						 NULL};
 	const char *build = getenv("SW_BUILD_DIR");
 	int own_dir = s->dir[0] == '\0';
 	char err[256];
@@ -154,7 +165,7 @@ void sw_test_stack_init(struct sw_test_stack *s, const char *tag, const char *sc
 	key_file_write(s->seal_file, s->host_sk, sizeof(s->host_sk), "", 0600);
 	key_file_write(s->mac_file, s->mac_key, sizeof(s->mac_key), "", 0600);
 	sw_test_kafka_group_to_end(s->sbd_group, group_topics);
-	sw_test_evlog_open(&s->evl, s->reg, s->prefix, topics);
+	sw_test_evlog_open(&s->evl, s->reg, s->prefix, topics != NULL ? topics : all_topics);
 	s->evl.pid = &s->sbd_pid;
 	s->evl.name = "sagewai-sandboxd";
 	s->evl.seen = seen;
@@ -271,20 +282,8 @@ void sw_test_stack_emit(struct sw_test_stack *s, const char *topic, const char *
 			const char *type, const char *producer_name, const char *tenant,
 			const char *run_id, const char *step_id, json_t *o)
 {
-	struct sw_event_header h;
-	char err[256];
-	void *buf;
-	size_t len;
-
-	sw_event_header_init(&h, type, producer_name);
-	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant != NULL ? tenant : "");
-	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id != NULL ? run_id : "");
-	snprintf(h.step_id, sizeof(h.step_id), "%s", step_id != NULL ? step_id : "");
-	SW_CHECKF(sw_event_encode(s->reg, type, &h, o, &buf, &len, err, sizeof(err)) == 0,
-		  "%s: %s", type, err);
-	json_decref(o);
-	sw_test_kafka_send(s->producer, topic, key, buf, len);
-	free(buf);
+	sw_test_event_send(s->reg, s->producer, topic, key, type, producer_name, tenant, run_id,
+			   step_id, o);
 }
 
 void sw_test_stack_dispatch(struct sw_test_stack *s, struct sw_test_dispatch *d,

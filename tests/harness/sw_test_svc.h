@@ -97,7 +97,8 @@ size_t sw_test_proc_descendants(pid_t pid, pid_t *out, size_t max);
 
 /* Run the command fmt makes with system(); it must exit 0. */
 void sw_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-/* Write text to path (created or truncated), then chmod it to mode. */
+/* Write text to path (a new file: an old one is removed first), then
+ * chmod it to mode. */
 void sw_test_file_write(const char *path, const char *text, mode_t mode);
 /* The contents of path, NUL-terminated (caller frees), their length in
  * *len if len is not NULL; NULL if path cannot be opened. */
@@ -255,6 +256,37 @@ void sw_test_evlog_close(struct sw_test_evlog *l);
 /* e has status and, if error_prefix is not NULL, an error starting so. */
 void sw_test_ev_require(const struct sw_test_ev *e, const char *status, const char *error_prefix);
 
+/* Encode o (stolen) as type from producer_name, its header of tenant,
+ * run_id and step_id (NULL: ""), and produce it to topic with key; not
+ * flushed. */
+void sw_test_event_send(struct sw_event_registry *reg, rd_kafka_t *p, const char *topic,
+			const char *key, const char *type, const char *producer_name,
+			const char *tenant, const char *run_id, const char *step_id, json_t *o);
+
+/* The answers a service publishes to requests, read back by request_id. */
+#define SW_TEST_REPLIES_MAX 4096
+struct sw_test_replies {
+	rd_kafka_t *consumer;
+	struct sw_event_registry *reg;
+	json_t *ev[SW_TEST_REPLIES_MAX]; /* decoded, in the order read (owned) */
+	size_t n;
+	pid_t *pid;	  /* the service (-1: none): its exit ends a wait */
+	const char *name; /* its name, for messages */
+	/* if set, called with every message read and its decoded event */
+	void (*check)(const rd_kafka_message_t *m, json_t *event);
+};
+
+/* Read topics (NULL-terminated) from their ends, as consumer group. */
+void sw_test_replies_open(struct sw_test_replies *r, struct sw_event_registry *reg,
+			  const char *group, const char *const *topics, pid_t *pid,
+			  const char *name);
+/* Take in what has arrived, waiting up to wait_ms for the first message. */
+void sw_test_replies_poll(struct sw_test_replies *r, int wait_ms);
+/* The event of type answering request rid (waited for up to 30 s). */
+json_t *sw_test_replies_for(struct sw_test_replies *r, const char *type, const char *rid);
+/* How many events of type (answering rid; NULL: any) were read so far. */
+size_t sw_test_replies_count(const struct sw_test_replies *r, const char *type, const char *rid);
+
 /* Who sends step.dispatched events to a service under test. */
 struct sw_test_sender {
 	struct sw_event_registry *reg;
@@ -344,8 +376,9 @@ struct sw_test_stack {
  * "<tag>[-<scenario>]-<pid>", the directory (world-writable, with stage/:
  * sandboxd's service part may run as another uid), the database, the key
  * files, sandboxd's group committed at the ends of sagewai.steps and
- * sagewai.runs, and s->evl reading topics (NULL-terminated), seen as its
- * callback. Nothing is started.
+ * sagewai.runs, and s->evl reading topics (NULL-terminated; NULL: every
+ * topic sandboxd and identity read or write), seen as its callback.
+ * Nothing is started.
  */
 void sw_test_stack_init(struct sw_test_stack *s, const char *tag, const char *scenario,
 			const char *const *topics,

@@ -197,19 +197,7 @@ static void put_secret(const char *name, const char *value)
 
 static void setup(const char *name)
 {
-	static const char *const topics[] = {"sagewai.steps",
-					     "sagewai.sandbox",
-					     "sagewai.identity",
-					     "sagewai.identity.replies",
-					     "sagewai.identity.sealed",
-					     "sagewai.runs",
-					     "sagewai.deadletter",
-					     "sagewai.credentials",
-					     "sagewai.tenants",
-					     "sagewai.audit.checkpoints",
-					     NULL};
-
-	sw_test_stack_init(&stk, "jit", name, topics, on_seen);
+	sw_test_stack_init(&stk, "jit", name, NULL, on_seen);
 	sw_test_stack_id_init(&stk);
 	sw_test_stack_id_start(&stk);
 	sw_test_stack_sbd_start(&stk);

@@ -106,18 +106,7 @@ static void on_seen(const rd_kafka_message_t *m, json_t *e)
 
 static void setup(const char *name)
 {
-	static const char *const topics[] = {"sagewai.steps",
-					     "sagewai.sandbox",
-					     "sagewai.identity",
-					     "sagewai.identity.sealed",
-					     "sagewai.runs",
-					     "sagewai.deadletter",
-					     "sagewai.credentials",
-					     "sagewai.tenants",
-					     "sagewai.audit.checkpoints",
-					     NULL};
-
-	sw_test_stack_init(&stk, "sbc", name, topics, on_seen);
+	sw_test_stack_init(&stk, "sbc", name, NULL, on_seen);
 	snprintf(local_dir, sizeof(local_dir), "%s/artifacts", stk.dir);
 	snprintf(local_env, sizeof(local_env), "SAGEWAI_ARTIFACT_LOCAL_DIR=%s", local_dir);
 	/* written by sandboxd's service part (another uid when root) */

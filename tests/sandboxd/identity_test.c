@@ -216,13 +216,7 @@ static void on_seen(const rd_kafka_message_t *m, json_t *e)
 
 static void setup(const char *name)
 {
-	static const char *const topics[] = {"sagewai.steps",	  "sagewai.sandbox",
-					     "sagewai.identity",  "sagewai.identity.sealed",
-					     "sagewai.runs",	  "sagewai.deadletter",
-					     "sagewai.credentials", "sagewai.tenants",
-					     "sagewai.audit.checkpoints", NULL};
-
-	sw_test_stack_init(&stk, "sbi", name, topics, on_seen);
+	sw_test_stack_init(&stk, "sbi", name, NULL, on_seen);
 	tx = (struct sw_test_sender){stk.reg, stk.producer, "identity-test", stk.prefix};
 	crypto_box_keypair(other_pk, other_sk);
 	values_make();
