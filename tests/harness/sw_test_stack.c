@@ -150,8 +150,9 @@ void sw_test_stack_init(struct sw_test_stack *s, const char *tag, const char *sc
 	snprintf(s->sbd_log, sizeof(s->sbd_log), "%s/sandboxd.log", s->dir);
 	snprintf(s->seal_file, sizeof(s->seal_file), "%s/seal.key", s->dir);
 	snprintf(s->mac_file, sizeof(s->mac_file), "%s/mac.key", s->dir);
-	/* written by sandboxd's service part (another uid when root) */
-	sw_test_sh("mkdir -p %s/stage && chmod 777 %s %s/stage", s->dir, s->dir, s->dir);
+	/* stage/ is written by sandboxd's service part (another uid when root) */
+	sw_test_sh("mkdir -p %s/stage && chmod 755 %s && chmod 777 %s/stage", s->dir, s->dir,
+		   s->dir);
 	if (own_dir)
 		sw_test_sh("chmod 755 %s/..", s->dir);
 	sw_test_log_watch(s->sbd_log, 60);

@@ -373,8 +373,8 @@ struct sw_test_stack {
 
 /*
  * Set s up for scenario (NULL: none) of the test tag: prefix
- * "<tag>[-<scenario>]-<pid>", the directory (world-writable, with stage/:
- * sandboxd's service part may run as another uid), the database, the key
+ * "<tag>[-<scenario>]-<pid>", the directory (0755, with a world-writable
+ * stage/: sandboxd's service part may run as another uid), the database, the key
  * files, sandboxd's group committed at the ends of sagewai.steps and
  * sagewai.runs, and s->evl reading topics (NULL-terminated; NULL: every
  * topic sandboxd and identity read or write), seen as its callback.
