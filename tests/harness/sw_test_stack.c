@@ -150,9 +150,10 @@ void sw_test_stack_init(struct sw_test_stack *s, const char *tag, const char *sc
 	snprintf(s->sbd_log, sizeof(s->sbd_log), "%s/sandboxd.log", s->dir);
 	snprintf(s->seal_file, sizeof(s->seal_file), "%s/seal.key", s->dir);
 	snprintf(s->mac_file, sizeof(s->mac_file), "%s/mac.key", s->dir);
+	snprintf(s->stage_dir, sizeof(s->stage_dir), "%s/stage", s->dir);
 	/* stage/ is written by sandboxd's service part (another uid when root) */
-	sw_test_sh("mkdir -p %s/stage && chmod 755 %s && chmod 777 %s/stage", s->dir, s->dir,
-		   s->dir);
+	sw_test_sh("mkdir -p %s && chmod 755 %s && chmod 777 %s", s->stage_dir, s->dir,
+		   s->stage_dir);
 	if (own_dir)
 		sw_test_sh("chmod 755 %s/..", s->dir);
 	sw_test_log_watch(s->sbd_log, 60);
@@ -172,41 +173,49 @@ void sw_test_stack_init(struct sw_test_stack *s, const char *tag, const char *sc
 	s->evl.seen = seen;
 }
 
-/* env (room for max entries and the NULL) gets extra after its n first. */
-static void env_more(const char **env, size_t n, size_t max, const char *const *extra)
+/* "NAME=value" into buf (room for 700), returned. */
+static const char *env_kv(char *buf, const char *name, const char *value)
 {
+	SW_CHECK((size_t)snprintf(buf, 700, "%s=%s", name, value) < 700);
+	return buf;
+}
+
+/* Spawn <build>/services/<svc>/<bin> serve, its environment env (n entries)
+ * then extra (NULL-terminated), its output appended to log. */
+static pid_t svc_spawn(const char *svc, const char *bin, const char **env, size_t n,
+		       const char *const *extra, const char *log)
+{
+	const char *argv[] = {bin, "serve", NULL};
+	const char *all[16 + SW_TEST_STACK_ENV_MAX + 1];
+	char path[600];
+
+	SW_CHECK(n <= 16);
+	memcpy(all, env, n * sizeof(*env));
 	for (size_t i = 0; extra[i] != NULL; i++) {
-		SW_CHECK(n < max);
-		env[n++] = extra[i];
+		SW_CHECK(n < 16 + SW_TEST_STACK_ENV_MAX);
+		all[n++] = extra[i];
 	}
-	env[n] = NULL;
+	all[n] = NULL;
+	snprintf(path, sizeof(path), "%s/services/%s/%s", getenv("SW_BUILD_DIR"), svc, bin);
+	return sw_test_proc_spawn(path, argv, all, log);
 }
 
 pid_t sw_test_stack_sbd_spawn(struct sw_test_stack *s)
 {
-	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
-	char path[600], dsn[700], gid[200], state[700], kf[700], mf[700], sd[700];
-	const char *env[10 + SW_TEST_STACK_ENV_MAX + 1] = {dsn,
-							   gid,
-							   "SAGEWAI_HTTP_PORT=0",
-							   "SAGEWAI_LOG_LEVEL=debug",
-							   state,
-							   SW_TEST_ENV_FAST_REBALANCE,
-							   "SAGEWAI_SANDBOX_WARM=1",
-							   kf,
-							   mf,
-							   sd};
+	char e[6][700];
+	const char *env[] = {sw_test_pg_svc_env(e[0], sizeof(e[0]), s->db_dsn, "sandboxd"),
+			     env_kv(e[1], "SAGEWAI_GROUP_ID", s->sbd_group),
+			     "SAGEWAI_HTTP_PORT=0",
+			     "SAGEWAI_LOG_LEVEL=debug",
+			     env_kv(e[2], "SAGEWAI_SANDBOX_STATE_DIR", s->dir),
+			     SW_TEST_ENV_FAST_REBALANCE,
+			     "SAGEWAI_SANDBOX_WARM=1",
+			     env_kv(e[3], "SAGEWAI_SANDBOXD_SEAL_KEY_FILE", s->seal_file),
+			     env_kv(e[4], "SAGEWAI_SECRET_MAC_KEY_FILE", s->mac_file),
+			     env_kv(e[5], "SAGEWAI_ARTIFACT_STAGE_DIR", s->stage_dir)};
 
-	snprintf(path, sizeof(path), "%s/services/sandboxd/sagewai-sandboxd",
-		 getenv("SW_BUILD_DIR"));
-	sw_test_pg_svc_env(dsn, sizeof(dsn), s->db_dsn, "sandboxd");
-	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", s->sbd_group);
-	snprintf(state, sizeof(state), "SAGEWAI_SANDBOX_STATE_DIR=%s", s->dir);
-	snprintf(kf, sizeof(kf), "SAGEWAI_SANDBOXD_SEAL_KEY_FILE=%s", s->seal_file);
-	snprintf(mf, sizeof(mf), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", s->mac_file);
-	snprintf(sd, sizeof(sd), "SAGEWAI_ARTIFACT_STAGE_DIR=%s/stage", s->dir);
-	env_more(env, 10, 10 + SW_TEST_STACK_ENV_MAX, s->sbd_env);
-	s->sbd_pid = sw_test_proc_spawn(path, argv, env, s->sbd_log);
+	s->sbd_pid = svc_spawn("sandboxd", "sagewai-sandboxd", env, sizeof(env) / sizeof(env[0]),
+			       s->sbd_env, s->sbd_log);
 	return s->sbd_pid;
 }
 
@@ -252,29 +261,20 @@ void sw_test_stack_id_init(struct sw_test_stack *s)
 
 void sw_test_stack_id_start(struct sw_test_stack *s)
 {
-	static const char *const argv[] = {"sagewai-identity", "serve", NULL};
-	char path[600], dsn[700], gid[200], mk[700], mac[700], hosts[700], adm[700];
-	const char *env[10 + SW_TEST_STACK_ENV_MAX + 1] = {dsn,
-							   gid,
-							   "SAGEWAI_MODE=single_org",
-							   mk,
-							   mac,
-							   hosts,
-							   adm,
-							   "SAGEWAI_HTTP_PORT=0",
-							   "SAGEWAI_LOG_LEVEL=debug",
-							   SW_TEST_ENV_FAST_REBALANCE};
+	char e[6][700];
+	const char *env[] = {sw_test_pg_svc_env(e[0], sizeof(e[0]), s->db_dsn, "identity"),
+			     env_kv(e[1], "SAGEWAI_GROUP_ID", s->id_group),
+			     "SAGEWAI_MODE=single_org",
+			     env_kv(e[2], "SAGEWAI_IDENTITY_MASTER_KEYS_FILE", s->mkeys_file),
+			     env_kv(e[3], "SAGEWAI_SECRET_MAC_KEY_FILE", s->mac_file),
+			     env_kv(e[4], "SAGEWAI_IDENTITY_HOSTS_FILE", s->hosts_file),
+			     env_kv(e[5], "SAGEWAI_ADMIN_TOKEN_FILE", s->admin_file),
+			     "SAGEWAI_HTTP_PORT=0",
+			     "SAGEWAI_LOG_LEVEL=debug",
+			     SW_TEST_ENV_FAST_REBALANCE};
 
-	snprintf(path, sizeof(path), "%s/services/identity/sagewai-identity",
-		 getenv("SW_BUILD_DIR"));
-	sw_test_pg_svc_env(dsn, sizeof(dsn), s->db_dsn, "identity");
-	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", s->id_group);
-	snprintf(mk, sizeof(mk), "SAGEWAI_IDENTITY_MASTER_KEYS_FILE=%s", s->mkeys_file);
-	snprintf(mac, sizeof(mac), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", s->mac_file);
-	snprintf(hosts, sizeof(hosts), "SAGEWAI_IDENTITY_HOSTS_FILE=%s", s->hosts_file);
-	snprintf(adm, sizeof(adm), "SAGEWAI_ADMIN_TOKEN_FILE=%s", s->admin_file);
-	env_more(env, 10, 10 + SW_TEST_STACK_ENV_MAX, s->id_env);
-	s->id_pid = sw_test_proc_spawn(path, argv, env, s->id_log);
+	s->id_pid = svc_spawn("identity", "sagewai-identity", env, sizeof(env) / sizeof(env[0]),
+			      s->id_env, s->id_log);
 	s->id_port =
 	    sw_test_proc_wait_port(s->id_pid, "sagewai-identity", s->id_log, "identity started");
 }

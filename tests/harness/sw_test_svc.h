@@ -124,8 +124,9 @@ void sw_test_pg_db_create(char *dsn, size_t len, const char *svc, const char *sc
  * role, $SAGEWAI_PG_DSN_<SVC> of the harness, never the superuser's; the
  * test keeps db_dsn for its own checks. */
 void sw_test_pg_svc_dsn(char *dsn, size_t len, const char *db_dsn, const char *svc);
-/* The same as the environment entry "SAGEWAI_PG_DSN=..." of a service. */
-void sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc);
+/* The same as the environment entry "SAGEWAI_PG_DSN=..." of a service
+ * (entry, returned). */
+const char *sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc);
 /* Restart the harness's PostgreSQL (harness pg-restart). */
 void sw_test_pg_restart(void);
 /* Stop it as a crash would (immediate: WAL still in its buffers is lost),
@@ -348,6 +349,7 @@ struct sw_test_stack {
 	char prefix[48];  /* runs are "<prefix>-..." */
 	char tenant[64];  /* "tenant-<prefix>" */
 	char dir[512];	  /* preset before _init, or <build>/tests-tmp/<prefix> */
+	char stage_dir[600]; /* dir/stage (SAGEWAI_ARTIFACT_STAGE_DIR) */
 	char db_dsn[512]; /* the test's database (superuser) */
 	struct sw_event_registry *reg;
 	rd_kafka_t *producer;
