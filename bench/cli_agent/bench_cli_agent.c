@@ -77,18 +77,13 @@
 #define CSS "h1 { font-family: sans-serif; }\n"
 #define ROUNDS_MAX 1000
 
-static struct sw_event_registry *reg;
-static struct sw_test_evlog evl;
-static rd_kafka_t *producer;
-static char prefix[48], tenant[64], group[128], work[512], db_dsn[512];
-static char key_file[600], mac_file[600], sbd_log[600], mock_log[600];
+static struct sw_test_stack stk; /* its dir: --work */
+static char mock_log[600];
 static char repo_url[256], mock_base[128], mock_allow[64];
 static const char *variants_dir = SW_VARIANTS_DIR, *git_script = SW_GIT_SERVER;
-static pid_t sbd_pid = -1, git_pid = -1, mock_pid = -1;
+static pid_t git_pid = -1, mock_pid = -1;
 static struct sw_sandbox_variant *variant;
 static char token[64], gh_token[64];
-static unsigned char host_pk[crypto_box_PUBLICKEYBYTES], host_sk[crypto_box_SECRETKEYBYTES];
-static unsigned char mac_key[crypto_generichash_KEYBYTES];
 static long mock_off; /* of the mock's log: what earlier runs left */
 
 /* the step waited for: when its step.finished was read */
@@ -120,172 +115,9 @@ static void die(const char *fmt, ...)
 	exit(1);
 }
 
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text) ||
-	    fchmod(fd, mode) != 0)
-		die("%s: %s", path, strerror(errno));
-	close(fd);
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	if ((rc = system(cmd)) != 0)
-		die("%s: %d", cmd, rc);
-}
-
-static void random_value(char *out, size_t len, const char *tag)
-{
-	unsigned char r[12];
-	char hex[25];
-
-	randombytes_buf(r, sizeof(r));
-	sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
-	snprintf(out, len, "%s-%s-k9", tag, hex);
-}
-
 /* ---- the identity service we play (as cliagent_test.c) -------------------- */
 
-struct key {
-	const char *env;
-	const char *secret; /* NULL: a plain knob */
-	int version;
-	const char *value;
-};
-
-static struct key keys[3];
-
-static void mac_hex(const char *value, char out[65])
-{
-	unsigned char m[32];
-
-	crypto_generichash(m, sizeof(m), (const unsigned char *)value, strlen(value), mac_key,
-			   sizeof(mac_key));
-	sodium_bin2hex(out, 65, m, sizeof(m));
-}
-
-static char *identity_text(void)
-{
-	json_t *a = json_array();
-	char mac[65], *s;
-
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
-		const struct key *k = &keys[i];
-
-		if (k->secret != NULL) {
-			mac_hex(k->value, mac);
-			json_array_append_new(
-			    a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "env",
-					 k->env, "level", "workflow", "profile", "site", "kind",
-					 "secret", "secret", k->secret, "version", k->version,
-					 "backend", "builtin", "value", "", "mac", mac));
-		} else {
-			json_array_append_new(a,
-					      json_pack("{s:s, s:s, s:s, s:s, s:s}", "env", k->env,
-							"level", "workflow", "profile", "site",
-							"kind", "plain", "value", k->value));
-		}
-	}
-	s = json_dumps(a, JSON_COMPACT);
-	json_decref(a);
-	if (s == NULL)
-		die("out of memory");
-	return s;
-}
-
-static const struct key *key_of(const char *env)
-{
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strcmp(keys[i].env, env) == 0)
-			return &keys[i];
-	return NULL;
-}
-
-static void produce_event(const char *topic, const char *type, const struct sw_event_header *like,
-			  json_t *o, const char *key)
-{
-	struct sw_event_header h;
-	char err[256];
-	void *buf;
-	size_t len;
-
-	sw_event_header_init(&h, type, "sagewai-identity");
-	snprintf(h.tenant, sizeof(h.tenant), "%s", like->tenant);
-	snprintf(h.run_id, sizeof(h.run_id), "%s", like->run_id);
-	snprintf(h.step_id, sizeof(h.step_id), "%s", like->step_id);
-	if (sw_event_encode(reg, type, &h, o, &buf, &len, err, sizeof(err)) != 0)
-		die("%s: %s", type, err);
-	json_decref(o);
-	sw_test_kafka_send(producer, topic, key, buf, len);
-	free(buf);
-}
-
-/* Answer a seal request with the values, sealed to the host key. */
-static void answer(json_t *req)
-{
-	json_t *h = json_object_get(req, "header"), *asked = json_object_get(req, "keys"), *e;
-	json_t *bkeys = json_array(), *ekeys = json_array(), *box, *o;
-	const char *rid = json_string_value(json_object_get(req, "request_id"));
-	struct sw_event_header like;
-	char mac[65], *text, *hex;
-	unsigned char *c;
-	size_t i, tl;
-
-	memset(&like, 0, sizeof(like));
-	snprintf(like.tenant, sizeof(like.tenant), "%s",
-		 json_string_value(json_object_get(h, "tenant")));
-	snprintf(like.run_id, sizeof(like.run_id), "%s",
-		 json_string_value(json_object_get(h, "run_id")));
-	snprintf(like.step_id, sizeof(like.step_id), "%s",
-		 json_string_value(json_object_get(h, "step_id")));
-	json_array_foreach(asked, i, e) {
-		const char *env = json_string_value(json_object_get(e, "env"));
-		const struct key *k = env ? key_of(env) : NULL;
-		char b64[256];
-
-		if (k == NULL || k->secret == NULL)
-			die("sandboxd asked for %s, not a pinned secret", env ? env : "?");
-		sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)k->value,
-				  strlen(k->value), sodium_base64_VARIANT_ORIGINAL);
-		json_array_append_new(bkeys, json_pack("{s:s, s:s, s:i, s:s}", "env", env,
-						       "secret", k->secret, "version", k->version,
-						       "value_b64", b64));
-		mac_hex(k->value, mac);
-		json_array_append_new(ekeys,
-				      json_pack("{s:s, s:s, s:i, s:s}", "env", env, "secret",
-						k->secret, "version", k->version, "mac", mac));
-	}
-	box = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "request_id", rid, "run_id", like.run_id,
-			"step_id", like.step_id, "sandbox_id",
-			json_string_value(json_object_get(req, "sandbox_id")), "tenant",
-			like.tenant, "keys", bkeys);
-	text = json_dumps(box, JSON_COMPACT);
-	json_decref(box);
-	tl = strlen(text);
-	c = malloc(tl + crypto_box_SEALBYTES);
-	hex = malloc(2 * (tl + crypto_box_SEALBYTES) + 1);
-	if (c == NULL || hex == NULL ||
-	    crypto_box_seal(c, (unsigned char *)text, tl, host_pk) != 0)
-		die("cannot seal");
-	sodium_memzero(text, tl);
-	free(text);
-	sodium_bin2hex(hex, 2 * (tl + crypto_box_SEALBYTES) + 1, c, tl + crypto_box_SEALBYTES);
-	free(c);
-	o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:o}", "request_id", rid, "ok", 1, "code", "",
-		      "error", "", "sealed", hex, "keys", ekeys);
-	free(hex);
-	produce_event("sagewai.identity.sealed", "identity.sealed", &like, o, like.run_id);
-}
+static struct sw_test_idkey keys[3];
 
 static void on_seen(const rd_kafka_message_t *m, json_t *e)
 {
@@ -294,10 +126,10 @@ static void on_seen(const rd_kafka_message_t *m, json_t *e)
 	const char *sid = json_string_value(json_object_get(h, "step_id"));
 
 	(void)m;
-	if (type == NULL || sid == NULL || strncmp(sid, prefix, strlen(prefix)) != 0)
+	if (type == NULL || sid == NULL || strncmp(sid, stk.prefix, strlen(stk.prefix)) != 0)
 		return;
 	if (strcmp(type, "identity.seal_requested") == 0)
-		answer(e);
+		sw_test_seal_answer(&stk, e, keys, sizeof(keys) / sizeof(keys[0]), NULL);
 	else if (strcmp(type, "step.finished") == 0 && strcmp(sid, cur_step) == 0 &&
 		 cur_finished_read_us == 0)
 		cur_finished_read_us = sw_now_us();
@@ -305,125 +137,47 @@ static void on_seen(const rd_kafka_message_t *m, json_t *e)
 
 /* ---- the helpers: git server, mock, sandboxd --------------------------------- */
 
-/* Start argv whose first stdout line is "port N"; its pid, the port in *port. */
-static pid_t helper(const char *const *argv, int *port)
-{
-	int p[2];
-	pid_t pid;
-	char line[256];
-	FILE *f;
-
-	if (pipe(p) != 0 || (pid = fork()) < 0)
-		die("fork: %s", strerror(errno));
-	if (pid == 0) {
-		dup2(p[1], 1);
-		close(p[0]);
-		close(p[1]);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	if ((f = fdopen(p[0], "r")) == NULL || fgets(line, sizeof(line), f) == NULL ||
-	    sscanf(line, "port %d", port) != 1)
-		die("%s did not start", argv[1]);
-	fclose(f);
-	return pid;
-}
-
 static void git_start(void)
 {
-	char root[700], toks[700], log[700], t[200];
-	const char *argv[] = {"python3", git_script, root, toks, log, NULL};
-	int port;
+	char root[700];
 
-	snprintf(root, sizeof(root), "%s/git-root", work);
-	snprintf(toks, sizeof(toks), "%s/git-tokens", work);
-	snprintf(log, sizeof(log), "%s/git-requests.log", work);
-	sh("rm -rf %s && mkdir -p %s && git init -q --bare %s/site.git", root, root, root);
-	snprintf(t, sizeof(t), "good %s\n", gh_token);
-	write_file(toks, t, 0600);
-	write_file(log, "", 0600);
-	git_pid = helper(argv, &port);
-	snprintf(repo_url, sizeof(repo_url), "http://127.0.0.1:%d/site.git", port);
+	git_pid = sw_test_git_server(stk.dir, git_script, gh_token, root, sizeof(root), repo_url,
+				     sizeof(repo_url));
 }
 
 static void mock_start(void)
 {
-	char script[700], keyf[700], portf[700], mout[700], mock[700], k[100];
-	json_t *s;
-	char *o;
-	int port = 0;
-	FILE *fp;
+	json_t *s = json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s}]", "tool", "write", "path",
+			      "index.html", "content", PAGE, "tool", "write", "path", "style.css",
+			      "content", CSS, "text", "done");
+	char *o = json_dumps(s, 0);
+	int port;
 
-	snprintf(mock, sizeof(mock), "%s/tools/llm-mock/sagewai-llm-mock", getenv("SW_BUILD_DIR"));
-	snprintf(script, sizeof(script), "%s/script.json", work);
-	snprintf(keyf, sizeof(keyf), "%s/llm.key", work);
-	snprintf(portf, sizeof(portf), "%s/llm.port", work);
-	snprintf(mock_log, sizeof(mock_log), "%s/llm.log", work);
-	snprintf(mout, sizeof(mout), "%s/llm.out", work);
-	s = json_pack("[{s:s, s:s, s:s}, {s:s, s:s, s:s}, {s:s}]", "tool", "write", "path",
-		      "index.html", "content", PAGE, "tool", "write", "path", "style.css",
-		      "content", CSS, "text", "done");
-	o = json_dumps(s, 0);
 	json_decref(s);
-	write_file(script, o, 0644);
+	if (o == NULL)
+		die("out of memory");
+	mock_pid = sw_test_llm_mock_start(stk.dir, o, token, &port);
 	free(o);
-	snprintf(k, sizeof(k), "%s\n", token);
-	write_file(keyf, k, 0600);
-	if ((mock_pid = fork()) == 0) {
-		int fd = open(mout, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(mock, mock, "--port", "0", "--port-file", portf, "--script", script,
-		      "--workdir", "/workspace", "--require-key-file", keyf, "--log", mock_log,
-		      (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500 && port == 0; i++) {
-		if ((fp = fopen(portf, "r")) != NULL) {
-			if (fscanf(fp, "%d", &port) != 1)
-				port = 0;
-			fclose(fp);
-		}
-		if (port == 0)
-			sw_test_msleep(10);
-	}
-	if (port == 0)
-		die("the mock did not start (%s)", mout);
+	snprintf(mock_log, sizeof(mock_log), "%s/llm.log", stk.dir);
 	snprintf(mock_base, sizeof(mock_base), "http://127.0.0.1:%d", port);
 	snprintf(mock_allow, sizeof(mock_allow), "127.0.0.1:%d", port);
 }
 
 static void sbd_start(void)
 {
-	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
-	char path[600], dsn[600], gid[160], state[700], kf[700], mf[700], sd[700], vd[700];
-	const char *env[] = {dsn,
-			     gid,
-			     "SAGEWAI_HTTP_PORT=0",
-			     "SAGEWAI_LOG_LEVEL=info",
-			     state,
-			     kf,
-			     mf,
-			     sd,
-			     vd,
-			     "SAGEWAI_ARTIFACT_HTTP=allow",
-			     "SAGEWAI_ARTIFACT_PRIVATE=allow",
-			     "SAGEWAI_EGRESS_PRIVATE=allow",
-			     NULL};
+	static char vd[700];
 
-	snprintf(path, sizeof(path), "%s/services/sandboxd/sagewai-sandboxd",
-		 getenv("SW_BUILD_DIR"));
-	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "sandboxd");
-	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", group);
-	snprintf(state, sizeof(state), "SAGEWAI_SANDBOX_STATE_DIR=%s", work);
-	snprintf(kf, sizeof(kf), "SAGEWAI_SANDBOXD_SEAL_KEY_FILE=%s", key_file);
-	snprintf(mf, sizeof(mf), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", mac_file);
-	snprintf(sd, sizeof(sd), "SAGEWAI_ARTIFACT_STAGE_DIR=%s/stage", work);
 	snprintf(vd, sizeof(vd), "SAGEWAI_SANDBOX_VARIANTS_DIR=%s", variants_dir);
-	sbd_pid = sw_test_proc_spawn(path, argv, env, sbd_log);
-	(void)sw_test_proc_wait_port(sbd_pid, "sagewai-sandboxd", sbd_log, "sandboxd started");
+	stk.sbd_env[0] = "SAGEWAI_LOG_LEVEL=info";
+	/* sandboxd's own defaults for these two */
+	stk.sbd_env[1] = "SAGEWAI_KAFKA_CONSUMER_CONFIG";
+	stk.sbd_env[2] = "SAGEWAI_SANDBOX_WARM";
+	stk.sbd_env[3] = vd;
+	stk.sbd_env[4] = "SAGEWAI_ARTIFACT_HTTP=allow";
+	stk.sbd_env[5] = "SAGEWAI_ARTIFACT_PRIVATE=allow";
+	stk.sbd_env[6] = "SAGEWAI_EGRESS_PRIVATE=allow";
+	stk.sbd_env[7] = NULL;
+	sw_test_stack_sbd_start(&stk);
 }
 
 static void stop(pid_t *pid)
@@ -437,43 +191,13 @@ static void stop(pid_t *pid)
 
 static void setup(void)
 {
-	static const char *const group_topics[] = {"sagewai.steps", "sagewai.runs", NULL};
 	static const char *const topics[] = {"sagewai.steps", "sagewai.sandbox",
 					     "sagewai.identity", "sagewai.identity.sealed", NULL};
-	char err[256], hex[65];
+	char err[256];
 
-	sw_test_env_load();
-	if (getenv("SW_BUILD_DIR") == NULL)
-		die("SW_BUILD_DIR is not set");
-	if (sodium_init() < 0)
-		die("libsodium");
-	snprintf(prefix, sizeof(prefix), "bcli-%d", (int)getpid());
-	snprintf(tenant, sizeof(tenant), "tenant-%s", prefix);
-	snprintf(group, sizeof(group), "sandboxd-bench-%s", prefix);
-	snprintf(sbd_log, sizeof(sbd_log), "%s/sandboxd.log", work);
-	snprintf(key_file, sizeof(key_file), "%s/seal.key", work);
-	snprintf(mac_file, sizeof(mac_file), "%s/mac.key", work);
-	/* written by sandboxd's service part (another uid when root) */
-	sh("mkdir -p %s/stage && chmod 755 %s && chmod 777 %s/stage", work, work, work);
-	sw_test_log_watch(sbd_log, 40);
-	sw_test_proc_watch(&sbd_pid);
-	sw_test_pg_db_create(db_dsn, sizeof(db_dsn), "sandboxd", "bench");
-	if ((reg = sw_events_registry_new(err, sizeof(err))) == NULL)
-		die("%s", err);
-	producer = sw_test_kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
-	crypto_box_keypair(host_pk, host_sk);
-	randombytes_buf(mac_key, sizeof(mac_key));
-	sodium_bin2hex(hex, sizeof(hex), host_sk, sizeof(host_sk));
-	write_file(key_file, hex, 0600);
-	sodium_bin2hex(hex, sizeof(hex), mac_key, sizeof(mac_key));
-	write_file(mac_file, hex, 0600);
-	random_value(token, sizeof(token), "swkey");
-	random_value(gh_token, sizeof(gh_token), "swgit");
-	sw_test_kafka_group_to_end(group, group_topics);
-	sw_test_evlog_open(&evl, reg, prefix, topics);
-	evl.pid = &sbd_pid;
-	evl.name = "sagewai-sandboxd";
-	evl.seen = on_seen;
+	sw_test_stack_init(&stk, "bcli", NULL, topics, on_seen);
+	sw_test_secret_new(token, sizeof(token), "swkey-", "-k9");
+	sw_test_secret_new(gh_token, sizeof(gh_token), "swgit-", "-k9");
 	if ((variant = sw_sandbox_variant_load(variants_dir, "claude-code", err, sizeof(err))) ==
 	    NULL)
 		die("variant: %s", err);
@@ -531,7 +255,7 @@ static int64_t ev_time(const struct sw_test_ev *e)
 
 static struct sw_test_ev *ev(const char *type, const char *step_id)
 {
-	return sw_test_evlog_wait(&evl, type, step_id, 0, 60);
+	return sw_test_evlog_wait(&stk.evl, type, step_id, 0, 60);
 }
 
 /* sandboxd's "artifact delivered" line of step_id: its fields, its time. */
@@ -540,11 +264,11 @@ static json_t *delivered_line(const char *step_id, int64_t *ts_us)
 	for (int tries = 0; tries < 100; tries++) {
 		char *line = NULL;
 		size_t cap = 0;
-		FILE *f = fopen(sbd_log, "r");
+		FILE *f = fopen(stk.sbd_log, "r");
 		json_t *hit = NULL;
 
 		if (f == NULL)
-			die("%s: %s", sbd_log, strerror(errno));
+			die("%s: %s", stk.sbd_log, strerror(errno));
 		while (hit == NULL && getline(&line, &cap, f) > 0) {
 			json_t *e;
 
@@ -600,7 +324,7 @@ static void ours_round(int i, struct ours *r)
 
 	memset(&d, 0, sizeof(d));
 	snprintf(branch, sizeof(branch), "bench-%d", i);
-	snprintf(d.run_id, sizeof(d.run_id), "%.20s-ours%d", prefix, i);
+	snprintf(d.run_id, sizeof(d.run_id), "%.20s-ours%d", stk.prefix, i);
 	snprintf(d.step_id, sizeof(d.step_id), "%s/build/1", d.run_id);
 	spec = json_pack("{s:s, s:i, s:s, s:{}, s:[s], s:i, s:s, s:s, s:[s], s:{s:s, s:s, s:s}}",
 			 "workflow", "site", "workflow_version", 1, "uses", "", "with",
@@ -608,27 +332,28 @@ static void ours_round(int i, struct ours *r)
 			 "claude-code", "prompt", PROMPT, "egress_allow", mock_allow, "artifact",
 			 "destination", "github", "repo", repo_url, "branch", branch);
 	sw_event_header_init(&h, "step.dispatched", "bench-cli-agent");
-	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
+	snprintf(h.tenant, sizeof(h.tenant), "%s", stk.tenant);
 	snprintf(h.run_id, sizeof(h.run_id), "%s", d.run_id);
 	snprintf(h.step_id, sizeof(h.step_id), "%s", d.step_id);
 	text = json_dumps(spec, JSON_COMPACT);
 	json_decref(spec);
-	id = identity_text();
+	id = sw_test_identity_text(&stk, keys, sizeof(keys) / sizeof(keys[0]), "site");
 	o = json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:s}", "step", "build", "index", 0, "mode",
 		      "cli_agent", "attempt", 1, "spec", text, "timeout_ms", (json_int_t)240000,
 		      "identity", id);
 	free(text);
 	free(id);
-	if (sw_event_encode(reg, "step.dispatched", &h, o, &d.buf, &d.len, err, sizeof(err)) != 0)
+	if (sw_event_encode(stk.reg, "step.dispatched", &h, o, &d.buf, &d.len, err, sizeof(err)) !=
+	    0)
 		die("%s", err);
 	json_decref(o);
 	snprintf(cur_step, sizeof(cur_step), "%s", d.step_id);
 	cur_finished_read_us = 0;
 	t0 = sw_now_us();
-	sw_test_kafka_deliver(producer, "sagewai.steps", d.run_id, d.buf, d.len);
+	sw_test_kafka_deliver(stk.producer, "sagewai.steps", d.run_id, d.buf, d.len);
 	free(d.buf);
 
-	fin = sw_test_evlog_finished(&evl, d.step_id);
+	fin = sw_test_evlog_finished(&stk.evl, d.step_id);
 	if (strcmp(fin->status, "SUCCEEDED") != 0)
 		die("round %d: the step %s: %s", i, fin->status, fin->error ? fin->error : "");
 	st = ev("step.started", d.step_id);
@@ -645,7 +370,7 @@ static void ours_round(int i, struct ours *r)
 	dl = delivered_line(d.step_id, &dl_ts);
 
 	r->requests = q.n;
-	r->egress = (int)sw_test_evlog_count(&evl, "sandbox.egress", d.step_id);
+	r->egress = (int)sw_test_evlog_count(&stk.evl, "sandbox.egress", d.step_id);
 	r->warm = json_is_true(json_object_get(acq->body, "warm"));
 	r->start = (double)(q.first_us - t0) / 1000.0;
 	r->end = (double)(ev_time(fin) - ev_time(ex)) / 1000.0;
@@ -689,9 +414,9 @@ static void raw_round(int i, struct raw *r)
 	struct reqs q;
 	pid_t pid;
 
-	snprintf(ws, sizeof(ws), "%s/raw-ws-%d", work, i);
-	snprintf(outp, sizeof(outp), "%s/raw-out-%d.log", work, i);
-	sh("rm -rf %s && mkdir -m 777 %s", ws, ws);
+	snprintf(ws, sizeof(ws), "%s/raw-ws-%d", stk.dir, i);
+	snprintf(outp, sizeof(outp), "%s/raw-out-%d.log", stk.dir, i);
+	sw_test_sh("rm -rf %s && mkdir -m 777 %s", ws, ws);
 	if (sw_sandbox_variant_path(variant, "/usr/local/bin:/usr/bin:/bin", path, sizeof(path)) !=
 	    0)
 		die("PATH");
@@ -840,7 +565,7 @@ static void raw_round(int i, struct raw *r)
 	r->start = (double)(q.first_us - t0) / 1000.0;
 	r->end = (double)(t_reaped - t_exit) / 1000.0;
 	r->cli_run = (double)(t_exit - q.first_us) / 1000.0;
-	sh("rm -rf %s", ws);
+	sw_test_sh("rm -rf %s", ws);
 }
 
 /* ---- figures ------------------------------------------------------------------ */
@@ -886,7 +611,7 @@ int main(int argc, char **argv)
 
 	for (int i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--work") && i + 1 < argc)
-			snprintf(work, sizeof(work), "%s", argv[++i]);
+			snprintf(stk.dir, sizeof(stk.dir), "%s", argv[++i]);
 		else if (!strcmp(argv[i], "--rounds") && i + 1 < argc)
 			rounds = atoi(argv[++i]);
 		else if (!strcmp(argv[i], "--warmup") && i + 1 < argc)
@@ -901,15 +626,15 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (work[0] != '/' || rounds < 1 || rounds > ROUNDS_MAX || warmup < 0 || warmup > 100)
+	if (stk.dir[0] != '/' || rounds < 1 || rounds > ROUNDS_MAX || warmup < 0 || warmup > 100)
 		die("--work DIR (absolute), --rounds 1..%d, --warmup 0..100", ROUNDS_MAX);
 	signal(SIGPIPE, SIG_IGN);
 	setup();
-	keys[0] = (struct key){"ANTHROPIC_API_KEY", "llm", 2, token};
-	keys[1] = (struct key){"GITHUB_TOKEN", "github", 1, gh_token};
+	keys[0] = (struct sw_test_idkey){"ANTHROPIC_API_KEY", "workflow", "llm", 2, token};
+	keys[1] = (struct sw_test_idkey){"GITHUB_TOKEN", "workflow", "github", 1, gh_token};
 	git_start();
 	mock_start();
-	keys[2] = (struct key){"ANTHROPIC_BASE_URL", NULL, 0, mock_base};
+	keys[2] = (struct sw_test_idkey){"ANTHROPIC_BASE_URL", "workflow", NULL, 0, mock_base};
 	sbd_start();
 	fprintf(stderr,
 		"bench-cli-agent: %d warm-up and %d measured rounds, each ours and raw "
@@ -986,11 +711,11 @@ int main(int argc, char **argv)
 	figure("ours_exit_to_pushing", a[14], NULL, n);
 	figure("ours_pushed_to_finished", a[15], NULL, n);
 	fflush(stdout);
-	stop(&sbd_pid);
+	stop(&stk.sbd_pid);
 	stop(&mock_pid);
 	stop(&git_pid);
-	sw_test_evlog_close(&evl);
-	rd_kafka_destroy(producer);
+	sw_test_evlog_close(&stk.evl);
+	rd_kafka_destroy(stk.producer);
 	sw_sandbox_variant_free(variant);
 	return 0;
 }

@@ -34,19 +34,12 @@
 
 #include <sodium.h>
 
+#include "sw_bench.h"
 #include "sw_core.h"
 #include "sw_events.h"
 
 static const char *url, *bootstrap, *pg, *vault_addr, *vault_token, *admin;
 static struct sw_event_registry *reg;
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void die(const char *what, const char *why)
 {
@@ -139,88 +132,38 @@ static void setup(CURL *c)
 /* ---- Kafka: raw round trips and identity requests ------------------------ */
 
 static rd_kafka_t *kp, *kc;	   /* identity requests, and replies (their own topic) */
-static rd_kafka_t *raw_p, *raw_c; /* raw baseline */
-static const char *raw_topic = "bench.roundtrip"; /* outside sagewai.*: not audited */
+static struct sw_bench_rt raw;	   /* raw baseline */
 
 static rd_kafka_t *producer(void)
 {
-	rd_kafka_conf_t *pc = rd_kafka_conf_new();
-	rd_kafka_t *p;
 	char err[256];
+	rd_kafka_t *p = sw_bench_kafka_producer(bootstrap, err, sizeof(err));
 
-	rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, err, sizeof(err));
-	rd_kafka_conf_set(pc, "enable.idempotence", "true", err, sizeof(err));
-	rd_kafka_conf_set(pc, "linger.ms", "0", err, sizeof(err));
-	if ((p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err))) == NULL)
+	if (p == NULL)
 		die("producer", err);
 	return p;
 }
 
 /* A consumer of every partition of topic from its end now. */
-static rd_kafka_t *tail(const char *topic, int partitions)
+static rd_kafka_t *tail(const char *topic)
 {
-	rd_kafka_conf_t *cc = rd_kafka_conf_new();
-	rd_kafka_topic_partition_list_t *tl = rd_kafka_topic_partition_list_new(partitions);
-	rd_kafka_t *c;
+	const char *const topics[] = {topic, NULL};
 	char err[256], group[64];
+	rd_kafka_t *c;
 
 	snprintf(group, sizeof(group), "bench-identity-%d", (int)getpid());
-	rd_kafka_conf_set(cc, "bootstrap.servers", bootstrap, err, sizeof(err));
-	rd_kafka_conf_set(cc, "group.id", group, err, sizeof(err));
-	rd_kafka_conf_set(cc, "enable.auto.commit", "false", err, sizeof(err));
-	rd_kafka_conf_set(cc, "fetch.wait.max.ms", "10", err, sizeof(err));
-	if ((c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err))) == NULL)
+	if ((c = sw_bench_kafka_tail(bootstrap, group, topics, "10", err, sizeof(err))) == NULL)
 		die("consumer", err);
-	rd_kafka_poll_set_consumer(c);
-	for (int p = 0; p < partitions; p++) {
-		int64_t lo, hi;
-
-		if (rd_kafka_query_watermark_offsets(c, topic, p, &lo, &hi, 10000) != 0)
-			hi = RD_KAFKA_OFFSET_END;
-		rd_kafka_topic_partition_list_add(tl, topic, p)->offset = hi;
-	}
-	if (rd_kafka_assign(c, tl) != 0)
-		die("consumer", "assign");
-	rd_kafka_topic_partition_list_destroy(tl);
 	return c;
 }
 
 static void raw_setup(void)
 {
-	raw_p = producer();
-	for (int i = 0; i < 5; i++) { /* the topic exists before the tail looks */
-		rd_kafka_producev(raw_p, RD_KAFKA_V_TOPIC(raw_topic), RD_KAFKA_V_PARTITION(0),
-				  RD_KAFKA_V_VALUE("w", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				  RD_KAFKA_V_END);
-		rd_kafka_flush(raw_p, 5000);
-	}
-	raw_c = tail(raw_topic, 1);
-}
+	char err[256], group[64];
 
-static int64_t raw_once(uint64_t id)
-{
-	int64_t t0 = now_ns();
-
-	rd_kafka_producev(raw_p, RD_KAFKA_V_TOPIC(raw_topic), RD_KAFKA_V_PARTITION(0),
-			  RD_KAFKA_V_VALUE(&id, sizeof(id)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-			  RD_KAFKA_V_END);
-	for (;;) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(raw_c, 100);
-		int hit = 0;
-
-		rd_kafka_poll(raw_p, 0);
-		if (m == NULL)
-			continue;
-		if (m->err == 0 && m->len == sizeof(id)) {
-			uint64_t got;
-
-			memcpy(&got, m->payload, sizeof(got));
-			hit = got == id;
-		}
-		rd_kafka_message_destroy(m);
-		if (hit)
-			return now_ns() - t0;
-	}
+	snprintf(group, sizeof(group), "bench-identity-%d", (int)getpid());
+	if (sw_bench_rt_open(&raw, bootstrap, group, "10", err, sizeof(err)) != 0)
+		die("raw round trip", err);
 }
 
 /* Where the time of each resolution goes, from the events' header times
@@ -274,14 +217,14 @@ static void echo_setup(pthread_t *t)
 				  RD_KAFKA_V_END);
 		rd_kafka_flush(rr_p, 5000);
 	}
-	echo_c = tail("bench.req", 1);
-	rr_c = tail("bench.rep", 1);
+	echo_c = tail("bench.req");
+	rr_c = tail("bench.rep");
 	pthread_create(t, NULL, echo_main, NULL);
 }
 
 static int64_t echo_once(uint64_t id)
 {
-	int64_t t0 = now_ns();
+	int64_t t0 = sw_bench_now_ns();
 
 	rd_kafka_producev(rr_p, RD_KAFKA_V_TOPIC("bench.req"), RD_KAFKA_V_PARTITION(0),
 			  RD_KAFKA_V_VALUE(&id, sizeof(id)), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
@@ -292,7 +235,7 @@ static int64_t echo_once(uint64_t id)
 
 		rd_kafka_poll(rr_p, 0);
 		if (m == NULL) {
-			if (now_ns() - t0 > 10000000000LL)
+			if (sw_bench_now_ns() - t0 > 10000000000LL)
 				die("echo", "no reply within 10 s");
 			continue;
 		}
@@ -304,7 +247,7 @@ static int64_t echo_once(uint64_t id)
 		}
 		rd_kafka_message_destroy(m);
 		if (hit)
-			return now_ns() - t0;
+			return sw_bench_now_ns() - t0;
 	}
 }
 
@@ -335,7 +278,7 @@ static int64_t resolve_once(const char *wfprof)
 			    sizeof(err)) < 0)
 		die("encode", err);
 	json_decref(ev);
-	t0 = now_ns();
+	t0 = sw_bench_now_ns();
 	if (rd_kafka_producev(kp, RD_KAFKA_V_TOPIC("sagewai.identity"), RD_KAFKA_V_KEY(run, 36),
 			      RD_KAFKA_V_VALUE(msg, len), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
 			      RD_KAFKA_V_END) != 0)
@@ -348,7 +291,7 @@ static int64_t resolve_once(const char *wfprof)
 
 		rd_kafka_poll(kp, 0);
 		if (m == NULL) {
-			if (now_ns() - t0 > 10000000000LL)
+			if (sw_bench_now_ns() - t0 > 10000000000LL)
 				die("resolve", "no identity.resolved within 10 s");
 			continue;
 		}
@@ -374,7 +317,7 @@ static int64_t resolve_once(const char *wfprof)
 		}
 		rd_kafka_message_destroy(m);
 		if (done)
-			return now_ns() - t0;
+			return sw_bench_now_ns() - t0;
 	}
 }
 
@@ -407,37 +350,24 @@ static int64_t pg_once(int k)
 	PGresult *r;
 
 	snprintf(v, sizeof(v), "%d", 1 + k % 1000);
-	t0 = now_ns();
+	t0 = sw_bench_now_ns();
 	r = PQexecPrepared(pgc, "pk", 1, p, NULL, NULL, 0);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
 		die("postgresql", PQerrorMessage(pgc));
 	PQclear(r);
-	return now_ns() - t0;
+	return sw_bench_now_ns() - t0;
 }
 
 static int64_t vault_once(CURL *c, const char *u, const char *hdr, struct sw_buf *out)
 {
-	int64_t t0 = now_ns();
+	int64_t t0 = sw_bench_now_ns();
 
 	if (http(c, "GET", u, hdr, NULL, out) != 200)
 		die("vault", "raw GET of the KV path failed");
-	return now_ns() - t0;
+	return sw_bench_now_ns() - t0;
 }
 
 /* ---- figures --------------------------------------------------------------- */
-
-static int cmp64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double pct(int64_t *v, size_t n, double p)
-{
-	qsort(v, n, sizeof(*v), cmp64);
-	return (double)v[(size_t)((double)(n - 1) * p)] / 1e6;
-}
 
 static void emit(const char *figure, double value, const char *unit, const char *base_name,
 		 double baseline)
@@ -508,7 +438,7 @@ int main(int argc, char **argv)
 	c = curl_easy_init();
 	setup(c);
 	kp = producer();
-	kc = tail("sagewai.identity.replies", 4);
+	kc = tail("sagewai.identity.replies");
 	raw_setup();
 	echo_setup(&echo_t);
 	pg_setup();
@@ -518,7 +448,7 @@ int main(int argc, char **argv)
 	e = calloc(n, sizeof(*e));
 	for (i = 0; i < warm; i++) { /* JIT of the broker, caches, connections */
 		resolve_once("bench");
-		raw_once(i);
+		sw_bench_rt_once(&raw, i);
 		echo_once(i);
 		pg_once((int)i);
 	}
@@ -528,7 +458,7 @@ int main(int argc, char **argv)
 	caphops = n;
 	for (i = 0; i < n; i++) { /* interleaved: the same conditions for each */
 		a[i] = resolve_once("bench");
-		b[i] = raw_once(warm + i);
+		b[i] = sw_bench_rt_once(&raw, warm + i);
 		e[i] = echo_once(warm + i);
 		d[i] = pg_once((int)i);
 	}
@@ -537,26 +467,28 @@ int main(int argc, char **argv)
 			c1);
 	else
 		emit("service_own_work_mean_ms", (s1 - s0) / (c1 - c0) * 1e3, "ms",
-		     "raw_pg_pk_select_p50", pct(d, n, 0.5));
+		     "raw_pg_pk_select_p50", sw_bench_pct_ms(d, n, 0.5));
 	{
-		double rp50 = pct(a, n, 0.5), rp99 = pct(a, n, 0.99);
-		double kp50 = pct(b, n, 0.5), kp99 = pct(b, n, 0.99);
+		double rp50 = sw_bench_pct_ms(a, n, 0.5), rp99 = sw_bench_pct_ms(a, n, 0.99);
+		double kp50 = sw_bench_pct_ms(b, n, 0.5), kp99 = sw_bench_pct_ms(b, n, 0.99);
 
-		double ep50 = pct(e, n, 0.5), ep99 = pct(e, n, 0.99);
+		double ep50 = sw_bench_pct_ms(e, n, 0.5), ep99 = sw_bench_pct_ms(e, n, 0.99);
 
 		emit("builtin_resolve_p50_ms", rp50, "ms", "raw_kafka_roundtrip_p50", kp50);
 		emit("builtin_resolve_p50_ms", rp50, "ms", "raw_kafka_request_reply_p50", ep50);
 		emit("builtin_resolve_p99_ms", rp99, "ms", "raw_kafka_request_reply_p99", ep99);
 		if (nhops > 0) {
-			emit("builtin_request_to_answer_made_p50_ms", pct(hop_there, nhops, 0.5),
-			     "ms", "raw_kafka_roundtrip_p50", kp50);
-			emit("builtin_answer_made_to_received_p50_ms", pct(hop_back, nhops, 0.5),
-			     "ms", "raw_kafka_roundtrip_p50", kp50);
+			emit("builtin_request_to_answer_made_p50_ms",
+			     sw_bench_pct_ms(hop_there, nhops, 0.5), "ms",
+			     "raw_kafka_roundtrip_p50", kp50);
+			emit("builtin_answer_made_to_received_p50_ms",
+			     sw_bench_pct_ms(hop_back, nhops, 0.5), "ms",
+			     "raw_kafka_roundtrip_p50", kp50);
 		}
 		caphops = 0; /* the vault rounds are not broken down */
 		emit("builtin_resolve_p99_ms", rp99, "ms", "raw_kafka_roundtrip_p99", kp99);
-		emit("pg_pk_select_p50_ms", pct(d, n, 0.5), "ms", "none", 0);
-		emit("pg_pk_select_p99_ms", pct(d, n, 0.99), "ms", "none", 0);
+		emit("pg_pk_select_p50_ms", sw_bench_pct_ms(d, n, 0.5), "ms", "none", 0);
+		emit("pg_pk_select_p99_ms", sw_bench_pct_ms(d, n, 0.99), "ms", "none", 0);
 	}
 	if (vault_addr != NULL && vault_token != NULL) {
 		char u[512], hdr[512];
@@ -573,10 +505,10 @@ int main(int argc, char **argv)
 			a[i] = resolve_once("benchv");
 			b[i] = vault_once(c, u, hdr, &out);
 		}
-		emit("vault_resolve_p50_ms", pct(a, n, 0.5), "ms", "raw_vault_kv_get_p50",
-		     pct(b, n, 0.5));
-		emit("vault_resolve_p99_ms", pct(a, n, 0.99), "ms", "raw_vault_kv_get_p99",
-		     pct(b, n, 0.99));
+		emit("vault_resolve_p50_ms", sw_bench_pct_ms(a, n, 0.5), "ms",
+		     "raw_vault_kv_get_p50", sw_bench_pct_ms(b, n, 0.5));
+		emit("vault_resolve_p99_ms", sw_bench_pct_ms(a, n, 0.99), "ms",
+		     "raw_vault_kv_get_p99", sw_bench_pct_ms(b, n, 0.99));
 		sw_buf_free(&out);
 	}
 	echo_stop = 1;
@@ -587,11 +519,9 @@ int main(int argc, char **argv)
 	free(e);
 	curl_easy_cleanup(c);
 	rd_kafka_destroy(kp);
-	rd_kafka_destroy(raw_p);
 	rd_kafka_consumer_close(kc);
 	rd_kafka_destroy(kc);
-	rd_kafka_consumer_close(raw_c);
-	rd_kafka_destroy(raw_c);
+	sw_bench_rt_close(&raw);
 	PQfinish(pgc);
 	sw_events_registry_destroy(reg);
 	return 0;

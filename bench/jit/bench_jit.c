@@ -30,6 +30,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sw_bench.h"
 #include "sw_core.h"
 #include "sw_events.h"
 
@@ -42,14 +43,6 @@ static void on_term(int sig)
 	stop = 1;
 }
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static void die(const char *what, const char *why)
 {
 	fprintf(stderr, "bench-jit: %s: %s\n", what, why);
@@ -58,14 +51,10 @@ static void die(const char *what, const char *why)
 
 static rd_kafka_t *producer(void)
 {
-	rd_kafka_conf_t *pc = rd_kafka_conf_new();
-	rd_kafka_t *p;
 	char err[256];
+	rd_kafka_t *p = sw_bench_kafka_producer(bootstrap, err, sizeof(err));
 
-	rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, err, sizeof(err));
-	rd_kafka_conf_set(pc, "enable.idempotence", "true", err, sizeof(err));
-	rd_kafka_conf_set(pc, "linger.ms", "0", err, sizeof(err));
-	if ((p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err))) == NULL)
+	if (p == NULL)
 		die("producer", err);
 	return p;
 }
@@ -74,43 +63,13 @@ static rd_kafka_t *producer(void)
  * end now: one poll sees both, in the order they arrive. */
 static rd_kafka_t *tail2(const char *topic, const char *topic2)
 {
-	rd_kafka_conf_t *cc = rd_kafka_conf_new();
-	const struct rd_kafka_metadata *md = NULL;
-	rd_kafka_topic_partition_list_t *tl;
-	rd_kafka_topic_t *t;
-	rd_kafka_t *c;
+	const char *const topics[] = {topic, topic2, NULL};
 	char err[256], group[64];
-	const char *tp[2] = {topic, topic2};
-	int parts;
+	rd_kafka_t *c;
 
 	snprintf(group, sizeof(group), "bench-jit-%d", (int)getpid());
-	rd_kafka_conf_set(cc, "bootstrap.servers", bootstrap, err, sizeof(err));
-	rd_kafka_conf_set(cc, "group.id", group, err, sizeof(err));
-	rd_kafka_conf_set(cc, "enable.auto.commit", "false", err, sizeof(err));
-	rd_kafka_conf_set(cc, "fetch.wait.max.ms", "5", err, sizeof(err));
-	if ((c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err))) == NULL)
+	if ((c = sw_bench_kafka_tail(bootstrap, group, topics, "5", err, sizeof(err))) == NULL)
 		die("consumer", err);
-	rd_kafka_poll_set_consumer(c);
-	tl = rd_kafka_topic_partition_list_new(8);
-	for (int k = 0; k < 2 && tp[k] != NULL; k++) {
-		t = rd_kafka_topic_new(c, tp[k], NULL);
-		if (rd_kafka_metadata(c, 0, t, &md, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR ||
-		    md->topic_cnt != 1 || md->topics[0].partition_cnt < 1)
-			die("metadata", tp[k]);
-		parts = md->topics[0].partition_cnt;
-		rd_kafka_metadata_destroy(md);
-		rd_kafka_topic_destroy(t);
-		for (int p = 0; p < parts; p++) {
-			int64_t lo, hi;
-
-			if (rd_kafka_query_watermark_offsets(c, tp[k], p, &lo, &hi, 10000) != 0)
-				hi = RD_KAFKA_OFFSET_END;
-			rd_kafka_topic_partition_list_add(tl, tp[k], p)->offset = hi;
-		}
-	}
-	if (rd_kafka_assign(c, tl) != 0)
-		die("consumer", "assign");
-	rd_kafka_topic_partition_list_destroy(tl);
 	return c;
 }
 
@@ -156,8 +115,6 @@ static struct hop *hop_of(const char *rid)
 	return &hops[nhops++];
 }
 
-static int cmp64(const void *a, const void *b);
-
 static void hops_report(void)
 {
 	static const char *const names[] = {"requested_to_decided", "decided_to_sealed",
@@ -177,7 +134,7 @@ static void hops_report(void)
 			}
 			if (n == 0)
 				continue;
-			qsort(v, n, sizeof(*v), cmp64);
+			qsort(v, n, sizeof(*v), sw_bench_cmp64);
 			fprintf(stderr, "hop %s %s p50_ms %.3f p99_ms %.3f n %zu\n",
 				w ? "made" : "seen", names[k], (double)v[(n - 1) / 2] / 1e3,
 				(double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3, n);
@@ -193,7 +150,7 @@ static void hops_report(void)
 				v[n++] = hops[i].seen[k] - hops[i].made[k];
 		if (n == 0)
 			continue;
-		qsort(v, n, sizeof(*v), cmp64);
+		qsort(v, n, sizeof(*v), sw_bench_cmp64);
 		fprintf(stderr, "hop made_to_seen %s p50_ms %.3f p99_ms %.3f n %zu\n", ev[k],
 			(double)v[(n - 1) / 2] / 1e3,
 			(double)v[(size_t)((double)(n - 1) * 0.99)] / 1e3, n);
@@ -356,69 +313,39 @@ static int respond(const char *name, const char *secret)
 	return 0;
 }
 
-static int cmp64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* n round trips after warm; with until_signal, as many as fit until
  * SIGTERM (at most n) -- run beside the JIT requests, under the same load. */
 static int kafka(size_t n, size_t warm, int until_signal)
 {
-	static const char *topic = "bench.roundtrip"; /* outside sagewai.*: not audited */
-	rd_kafka_t *p = producer(), *c;
+	struct sw_bench_rt rt;
 	int64_t *v = calloc(n, sizeof(*v));
 	size_t got_n = 0;
+	char err[256], group[64];
 
-	for (int i = 0; i < 5; i++) { /* the topic exists before the tail looks */
-		rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
-				  RD_KAFKA_V_VALUE("w", 1),
-				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-		rd_kafka_flush(p, 5000);
-	}
-	c = tail(topic);
+	snprintf(group, sizeof(group), "bench-jit-%d", (int)getpid());
+	if (v == NULL || sw_bench_rt_open(&rt, bootstrap, group, "5", err, sizeof(err)) != 0)
+		die("kafka", v == NULL ? "out of memory" : err);
 	if (until_signal) {
 		signal(SIGTERM, on_term);
 		printf("ready\n");
 		fflush(stdout);
 	}
 	for (uint64_t id = 1; id <= n + warm && !stop; id++) {
-		int64_t t0 = now_ns();
-		int hit = 0;
+		int64_t t = sw_bench_rt_once(&rt, id);
 
-		rd_kafka_producev(p, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION(0),
-				  RD_KAFKA_V_VALUE(&id, sizeof(id)),
-				  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-		while (!hit) {
-			rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 100);
-			uint64_t got;
-
-			rd_kafka_poll(p, 0);
-			if (m == NULL)
-				continue;
-			if (m->err == 0 && m->len == sizeof(id)) {
-				memcpy(&got, m->payload, sizeof(got));
-				hit = got == id;
-			}
-			rd_kafka_message_destroy(m);
-		}
 		if (id > warm)
-			v[got_n++] = now_ns() - t0;
+			v[got_n++] = t;
 		if (until_signal)
 			usleep(20000); /* a sample every ~20 ms, not a flood */
 	}
 	if (got_n < 10)
 		die("kafka", "fewer than 10 round trips");
 	n = got_n;
-	qsort(v, n, sizeof(*v), cmp64);
+	qsort(v, n, sizeof(*v), sw_bench_cmp64);
 	printf("kafka_p50_ms %.3f\nkafka_p99_ms %.3f\nkafka_n %zu\n", (double)v[(n - 1) / 2] / 1e6,
 	       (double)v[(size_t)((double)(n - 1) * 0.99)] / 1e6, n);
 	free(v);
-	rd_kafka_consumer_close(c);
-	rd_kafka_destroy(c);
-	rd_kafka_destroy(p);
+	sw_bench_rt_close(&rt);
 	return 0;
 }
 

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "sw_bench.h"
 #include "sw_core.h"
 
 enum target { OURS, RESTATE };
@@ -39,70 +40,10 @@ enum target { OURS, RESTATE };
 static enum target target;
 static const char *url;
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static long long epoch_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static void die(const char *what, const char *why)
 {
 	fprintf(stderr, "bench-peers: %s: %s\n", what, why);
 	exit(1);
-}
-
-struct buf {
-	struct sw_buf body;
-	int done;    /* SSE: the run succeeded */
-	int failed;  /* SSE: the run ended otherwise */
-	size_t seen; /* SSE: bytes of whole events already looked at */
-};
-
-static size_t collect(char *d, size_t sz, size_t nm, void *u)
-{
-	struct buf *b = u;
-	size_t n = sz * nm;
-
-	return sw_buf_add(&b->body, d, n) == 0 ? n : 0;
-}
-
-/* SSE: stop once the run's terminal state arrives ("event: run" blocks
- * only, by their top-level state; see bench/steps/bench_steps.c). */
-static size_t sse_collect(char *d, size_t sz, size_t nm, void *u)
-{
-	struct buf *b = u;
-	char *ev, *end;
-
-	if (collect(d, sz, nm, u) == 0)
-		return 0;
-	while ((end = strstr(b->body.p + b->seen, "\n\n")) != NULL) {
-		ev = b->body.p + b->seen;
-		b->seen = (size_t)(end - b->body.p) + 2;
-		if (strncmp(ev, "event: run\ndata: ", 17) != 0)
-			continue;
-		json_t *run = json_loadb(ev + 17, (size_t)(end - ev) - 17, 0, NULL);
-		const char *st = json_string_value(json_object_get(run, "state"));
-
-		if (st != NULL && strcmp(st, "succeeded") == 0)
-			b->done = 1;
-		else if (st == NULL ||
-			 (strcmp(st, "running") != 0 && strcmp(st, "pending") != 0))
-			b->failed = 1;
-		json_decref(run);
-		if (b->done || b->failed)
-			return 0; /* abort the transfer: we have what we wanted */
-	}
-	return sz * nm;
 }
 
 /* The source address of a load thread's connections (NULL: the default).
@@ -120,7 +61,7 @@ static void source_for(int thread)
 static atomic_size_t retries_503;
 static atomic_int complaints; /* failures told on stderr, at most 5 a case */
 
-static void complain(const char *what, long status, const struct buf *b)
+static void complain(const char *what, long status, const struct sw_bench_buf *b)
 {
 	if (atomic_fetch_add(&complaints, 1) >= 5)
 		return;
@@ -140,7 +81,7 @@ static void setup(CURL *c, const char *u)
 
 /* A 503 too_many_connections (the servers' connection caps) is retried
  * after 5 ms: the request was refused at accept, nothing was done. */
-static int refused(long status, struct buf *b)
+static int refused(long status, struct sw_bench_buf *b)
 {
 	if (status != 503 || b->body.p == NULL ||
 	    strstr(b->body.p, "too_many_connections") == NULL)
@@ -153,27 +94,13 @@ static int refused(long status, struct buf *b)
 }
 
 static long request(CURL *c, const char *method, const char *u, const char *body,
-		    const char *ctype, struct buf *out)
+		    const char *ctype, struct sw_bench_buf *out)
 {
-	char ct[128];
-	struct curl_slist *h = NULL;
-	long status = 0;
+	long status;
 
 again:
 	setup(c, u);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
-	if (body != NULL) {
-		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-		h = curl_slist_append(h, ct);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	}
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(h);
-	h = NULL;
+	status = sw_bench_perform(c, method, body, ctype, out);
 	if (refused(status, out))
 		goto again;
 	return status;
@@ -183,7 +110,7 @@ again:
  * until it finished. 0 when it succeeded. */
 static int run_ours(CURL *c, int steps)
 {
-	struct buf b = {0};
+	struct sw_bench_buf b = {0};
 	char body[256], u[512];
 	const char *id;
 	json_t *j;
@@ -210,7 +137,7 @@ static int run_ours(CURL *c, int steps)
 		long status = 0;
 
 		setup(c, u);
-		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_collect);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sw_bench_sse_collect);
 		curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 		curl_easy_perform(c);
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
@@ -233,7 +160,7 @@ out:
  * the handler has completed, every ctx.run durably logged. */
 static int run_restate(CURL *c, int steps)
 {
-	struct buf b = {0};
+	struct sw_bench_buf b = {0};
 	char u[512];
 	long st;
 
@@ -250,13 +177,6 @@ static int run_restate(CURL *c, int steps)
 static int run_once(CURL *c, int steps)
 {
 	return target == OURS ? run_ours(c, steps) : run_restate(c, steps);
-}
-
-static int cmp64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
 }
 
 /* ---- concurrent runs ----------------------------------------------------- */
@@ -278,7 +198,7 @@ static void *load_thread(void *arg)
 		return NULL;
 	source_for(atomic_fetch_add(&l->thread, 1));
 	for (;;) {
-		if (l->deadline != 0 && now_ns() >= l->deadline)
+		if (l->deadline != 0 && sw_bench_now_ns() >= l->deadline)
 			break;
 		if (atomic_fetch_add(&l->next, 1) >= l->total)
 			break;
@@ -296,7 +216,7 @@ static double load(int steps, int conc, size_t total, double deadline_s, struct 
 {
 	pthread_t *ts = calloc((size_t)conc, sizeof(*ts));
 	pthread_attr_t attr;
-	int64_t t0 = now_ns();
+	int64_t t0 = sw_bench_now_ns();
 	int i, n = 0;
 
 	if (ts == NULL)
@@ -316,24 +236,19 @@ static double load(int steps, int conc, size_t total, double deadline_s, struct 
 		pthread_join(ts[i], NULL);
 	pthread_attr_destroy(&attr);
 	free(ts);
-	return (double)atomic_load(&l->done) / ((double)(now_ns() - t0) / 1e9);
+	return (double)atomic_load(&l->done) / ((double)(sw_bench_now_ns() - t0) / 1e9);
 }
 
 /* Our workflows bench1 and bench3: in-process template steps (echo), the
  * ones bench/steps applies. */
 static void apply(CURL *c, int steps)
 {
-	char yaml[2048], u[512];
-	size_t off;
-	struct buf b = {0};
+	char yaml[2048], u[512], name[32];
+	struct sw_bench_buf b = {0};
 	long st;
 
-	off = (size_t)snprintf(yaml, sizeof(yaml), "name: bench%d\nversion: 1\nsteps:\n", steps);
-	for (int i = 0; i < steps; i++)
-		off += (size_t)snprintf(yaml + off, sizeof(yaml) - off,
-					"  - name: s%d\n    mode: in_process\n    uses: template\n"
-					"    with:\n      value: \"step %d of ${{ input.n }}\"\n",
-					i, i);
+	snprintf(name, sizeof(name), "bench%d", steps);
+	sw_bench_workflow_yaml(yaml, sizeof(yaml), name, steps);
 	snprintf(u, sizeof(u), "%s/v1/workflows", url);
 	st = request(c, "POST", u, yaml, "application/yaml", &b);
 	if (st != 201 && st != 200 && st != 409)
@@ -402,20 +317,20 @@ int main(int argc, char **argv)
 			die("latency", "out of memory");
 		for (size_t i = 0; i < 10; i++)
 			run_once(c, 1);
-		t0 = epoch_ms();
+		t0 = sw_bench_epoch_ms();
 		for (size_t i = 0; i < nlat; i++) {
-			int64_t s = now_ns();
+			int64_t s = sw_bench_now_ns();
 
 			if (run_once(c, 1) != 0)
 				die("latency", "a run failed");
-			lat[i] = now_ns() - s;
+			lat[i] = sw_bench_now_ns() - s;
 		}
-		qsort(lat, nlat, sizeof(*lat), cmp64);
+		qsort(lat, nlat, sizeof(*lat), sw_bench_cmp64);
 		printf("{\"case\":\"latency\",\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"n\":%zu,"
 		       "\"t0\":%lld,\"t1\":%lld}\n",
 		       (double)lat[(nlat - 1) / 2] / 1e6,
 		       (double)lat[(size_t)((double)(nlat - 1) * 0.99)] / 1e6, nlat, t0,
-		       epoch_ms());
+		       sw_bench_epoch_ms());
 		fflush(stdout);
 		free(lat);
 	}
@@ -429,7 +344,7 @@ int main(int argc, char **argv)
 		if (sscanf(tok, "%d:%d:%zu", &steps, &conc, &total) < 2 ||
 		    (steps != 1 && steps != 3) || conc < 1 || conc > 8192)
 			die("--cases", tok);
-		t0 = epoch_ms();
+		t0 = sw_bench_epoch_ms();
 		atomic_store(&complaints, 0);
 		if (total > 0)
 			rate = load(steps, conc, total, 0, &l);
@@ -438,7 +353,7 @@ int main(int argc, char **argv)
 		printf("{\"case\":\"%d:%d\",\"steps\":%d,\"conc\":%d,\"runs\":%zu,\"errors\":%zu,"
 		       "\"retries_503\":%zu,\"runs_per_s\":%.3f,\"t0\":%lld,\"t1\":%lld}\n",
 		       steps, conc, steps, conc, atomic_load(&l.done), atomic_load(&l.errors),
-		       atomic_exchange(&retries_503, 0), rate, t0, epoch_ms());
+		       atomic_exchange(&retries_503, 0), rate, t0, sw_bench_epoch_ms());
 		fflush(stdout);
 	}
 	free(list);

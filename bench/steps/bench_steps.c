@@ -38,67 +38,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "sw_bench.h"
 #include "sw_core.h"
 
 static const char *url, *bootstrap;
-
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
 
 static void die(const char *what, const char *why)
 {
 	fprintf(stderr, "bench-steps: %s: %s\n", what, why);
 	exit(1);
-}
-
-struct buf {
-	struct sw_buf body;
-	int done;    /* SSE: terminal run event seen */
-	size_t seen; /* SSE: bytes of whole events already looked at */
-};
-
-static size_t collect(char *d, size_t sz, size_t nm, void *u)
-{
-	struct buf *b = u;
-	size_t n = sz * nm;
-
-	return sw_buf_add(&b->body, d, n) == 0 ? n : 0;
-}
-
-/* SSE: stop reading once the run's terminal state arrives. Only "event:
- * run" blocks count, by their top-level state: a step's JSON (or a step
- * inside the run's) saying "succeeded" is not the end of a multi-step run. */
-static size_t sse_collect(char *d, size_t sz, size_t nm, void *u)
-{
-	struct buf *b = u;
-	char *ev, *end;
-
-	if (collect(d, sz, nm, u) == 0)
-		return 0;
-	while ((end = strstr(b->body.p + b->seen, "\n\n")) != NULL) {
-		ev = b->body.p + b->seen;
-		b->seen = (size_t)(end - b->body.p) + 2;
-		if (strncmp(ev, "event: run\ndata: ", 17) == 0) {
-			json_t *run = json_loadb(ev + 17, (size_t)(end - ev) - 17, 0, NULL);
-			const char *st = json_string_value(json_object_get(run, "state"));
-
-			if (st == NULL)
-				die("events", "a run event without a state");
-			if (strcmp(st, "succeeded") == 0)
-				b->done = 1;
-			else if (strcmp(st, "running") != 0 && strcmp(st, "pending") != 0)
-				die("run", st);
-			json_decref(run);
-			if (b->done)
-				return 0; /* abort the transfer: we have what we wanted */
-		}
-	}
-	return sz * nm;
 }
 
 /* The scheduler takes at most 64 connections from one address (libs/http
@@ -117,39 +65,25 @@ static void source_addr(CURL *c)
 }
 
 static long request(CURL *c, const char *method, const char *path, const char *body,
-		    const char *ctype, struct buf *out)
+		    const char *ctype, struct sw_bench_buf *out)
 {
-	char u[512], ct[128];
-	struct curl_slist *h = NULL;
-	long status = 0;
+	char u[512];
 
 	snprintf(u, sizeof(u), "%s%s", url, path);
 	curl_easy_reset(c);
 	source_addr(c);
 	curl_easy_setopt(c, CURLOPT_URL, u);
-	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, collect);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, out);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	if (body != NULL) {
-		snprintf(ct, sizeof(ct), "Content-Type: %s", ctype);
-		h = curl_slist_append(h, ct);
-		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-	}
-	if (curl_easy_perform(c) == CURLE_OK)
-		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
-	curl_slist_free_all(h);
-	return status;
+	return sw_bench_perform(c, method, body, ctype, out);
 }
 
 /* Submit a run of wf and wait for it to finish; returns elapsed ns. */
 static int64_t run_once(CURL *c, const char *wf)
 {
-	struct buf b = {0};
+	struct sw_bench_buf b = {0};
 	char body[256], path[128];
 	json_t *j;
-	int64_t t0 = now_ns();
+	int64_t t0 = sw_bench_now_ns();
 
 	snprintf(body, sizeof(body), "{\"workflow\": \"%s\", \"input\": {\"n\": 1}}", wf);
 	if (request(c, "POST", "/v1/runs", body, "application/json", &b) != 201)
@@ -165,27 +99,16 @@ static int64_t run_once(CURL *c, const char *wf)
 	curl_easy_reset(c);
 	source_addr(c);
 	curl_easy_setopt(c, CURLOPT_URL, path);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sse_collect);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sw_bench_sse_collect);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, &b);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT, 120L);
 	curl_easy_perform(c);
+	if (b.failed)
+		die("run", b.failed_state);
 	if (!b.done)
 		die("events", "stream ended before the run finished");
 	sw_buf_free(&b.body);
-	return now_ns() - t0;
-}
-
-static int cmp64(const void *a, const void *b)
-{
-	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
-
-	return x < y ? -1 : x > y;
-}
-
-static double pct(int64_t *v, size_t n, double p)
-{
-	qsort(v, n, sizeof(*v), cmp64);
-	return (double)v[(size_t)((double)(n - 1) * p)] / 1e6;
+	return sw_bench_now_ns() - t0;
 }
 
 static void emit(const char *figure, double value, const char *unit, double baseline)
@@ -198,88 +121,40 @@ static void emit(const char *figure, double value, const char *unit, double base
 
 /* ---- raw librdkafka round trips ---------------------------------------- */
 
-static rd_kafka_t *raw_p, *raw_c;
-static const char *raw_topic = "bench.roundtrip"; /* outside sagewai.*: not audited */
+static struct sw_bench_rt raw;
 
 static void raw_setup(void)
 {
-	char err[256];
-	rd_kafka_conf_t *pc = rd_kafka_conf_new(), *cc = rd_kafka_conf_new();
-	rd_kafka_topic_partition_list_t *tl;
-	char group[64];
+	char err[256], group[64];
 
-	rd_kafka_conf_set(pc, "bootstrap.servers", bootstrap, err, sizeof(err));
-	rd_kafka_conf_set(pc, "enable.idempotence", "true", err, sizeof(err));
-	rd_kafka_conf_set(pc, "linger.ms", "0", err, sizeof(err));
-	if ((raw_p = rd_kafka_new(RD_KAFKA_PRODUCER, pc, err, sizeof(err))) == NULL)
-		die("raw producer", err);
 	snprintf(group, sizeof(group), "bench-raw-%d", (int)getpid());
-	rd_kafka_conf_set(cc, "bootstrap.servers", bootstrap, err, sizeof(err));
-	rd_kafka_conf_set(cc, "group.id", group, err, sizeof(err));
-	rd_kafka_conf_set(cc, "auto.offset.reset", "latest", err, sizeof(err));
-	rd_kafka_conf_set(cc, "fetch.wait.max.ms", "10", err, sizeof(err));
-	if ((raw_c = rd_kafka_new(RD_KAFKA_CONSUMER, cc, err, sizeof(err))) == NULL)
-		die("raw consumer", err);
-	rd_kafka_poll_set_consumer(raw_c);
-	tl = rd_kafka_topic_partition_list_new(1);
-	rd_kafka_topic_partition_list_add(tl, raw_topic, 0);
-	if (rd_kafka_assign(raw_c, tl) != 0)
-		die("raw consumer", "assign");
-	rd_kafka_topic_partition_list_destroy(tl);
-	/* warm up: create the topic and reach the end */
-	for (int i = 0; i < 20; i++) {
-		rd_kafka_producev(raw_p, RD_KAFKA_V_TOPIC(raw_topic), RD_KAFKA_V_PARTITION(0),
-				  RD_KAFKA_V_VALUE("w", 1), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-				  RD_KAFKA_V_END);
-		rd_kafka_flush(raw_p, 5000);
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(raw_c, 500);
-
-		if (m)
-			rd_kafka_message_destroy(m);
-	}
-	for (;;) {
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(raw_c, 300);
-
-		if (m == NULL)
-			break;
-		rd_kafka_message_destroy(m);
-	}
+	if (sw_bench_rt_open(&raw, bootstrap, group, "10", err, sizeof(err)) != 0)
+		die("raw round trip", err);
+	for (uint64_t i = 0; i < 20; i++) /* warm up the path */
+		sw_bench_rt_once(&raw, UINT64_MAX - i);
 }
 
 /* inflight messages kept in the pipe; returns completed round trips/s, and
  * fills lat[] (ns) when inflight == 1. */
 static double raw_rounds(int inflight, size_t n, int64_t *lat)
 {
-	int64_t sent_at[1024], t0 = now_ns();
+	int64_t sent_at[1024], t0 = sw_bench_now_ns();
 	size_t sent = 0, got = 0;
+	uint64_t id;
 
 	while (got < n) {
 		while (sent < n && (int)(sent - got) < inflight) {
-			uint64_t id = sent;
-
-			sent_at[id % 1024] = now_ns();
-			rd_kafka_producev(raw_p, RD_KAFKA_V_TOPIC(raw_topic),
-					  RD_KAFKA_V_PARTITION(0), RD_KAFKA_V_VALUE(&id, sizeof(id)),
-					  RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);
-			rd_kafka_poll(raw_p, 0);
+			sent_at[sent % 1024] = sw_bench_now_ns();
+			sw_bench_rt_send(&raw, sent);
 			sent++;
 		}
-		rd_kafka_message_t *m = rd_kafka_consumer_poll(raw_c, 100);
-
-		rd_kafka_poll(raw_p, 0);
-		if (m == NULL)
+		if (!sw_bench_rt_recv(&raw, 100, &id) || id >= n)
 			continue;
-		if (m->err == 0 && m->len == sizeof(uint64_t)) {
-			uint64_t id;
-
-			memcpy(&id, m->payload, sizeof(id));
-			if (lat != NULL && got < n)
-				lat[got] = now_ns() - sent_at[id % 1024];
-			got++;
-		}
-		rd_kafka_message_destroy(m);
+		if (lat != NULL && got < n)
+			lat[got] = sw_bench_now_ns() - sent_at[id % 1024];
+		got++;
 	}
-	return (double)n / ((double)(now_ns() - t0) / 1e9);
+	return (double)n / ((double)(sw_bench_now_ns() - t0) / 1e9);
 }
 
 /* ---- concurrent runs ----------------------------------------------------- */
@@ -306,7 +181,7 @@ static void *run_thread(void *arg)
 static double runs_per_s(const char *wf, int conc, size_t total)
 {
 	struct worker *ws = calloc((size_t)conc, sizeof(*ws));
-	int64_t t0 = now_ns();
+	int64_t t0 = sw_bench_now_ns();
 	int i;
 
 	for (i = 0; i < conc; i++) {
@@ -318,15 +193,16 @@ static double runs_per_s(const char *wf, int conc, size_t total)
 	for (i = 0; i < conc; i++)
 		pthread_join(ws[i].t, NULL);
 	free(ws);
-	return (double)(total / (size_t)conc * (size_t)conc) / ((double)(now_ns() - t0) / 1e9);
+	return (double)(total / (size_t)conc * (size_t)conc) /
+	       ((double)(sw_bench_now_ns() - t0) / 1e9);
 }
 
 /* Load the stack for seconds (see the top of the file). */
 static void warm_up(int seconds)
 {
-	int64_t end = now_ns() + (int64_t)seconds * 1000000000LL;
+	int64_t end = sw_bench_now_ns() + (int64_t)seconds * 1000000000LL;
 
-	while (now_ns() < end) {
+	while (sw_bench_now_ns() < end) {
 		runs_per_s("bench1", 16, 128);
 		runs_per_s("bench3", 16, 64);
 	}
@@ -336,16 +212,10 @@ static void warm_up(int seconds)
 static void apply(CURL *c, const char *name, int steps)
 {
 	char yaml[2048];
-	size_t off;
-	struct buf b = {0};
+	struct sw_bench_buf b = {0};
 	long st;
 
-	off = (size_t)snprintf(yaml, sizeof(yaml), "name: %s\nversion: 1\nsteps:\n", name);
-	for (int i = 0; i < steps; i++)
-		off += (size_t)snprintf(yaml + off, sizeof(yaml) - off,
-					"  - name: s%d\n    mode: in_process\n    uses: template\n"
-					"    with:\n      value: \"step %d of ${{ input.n }}\"\n",
-					i, i);
+	sw_bench_workflow_yaml(yaml, sizeof(yaml), name, steps);
 	st = request(c, "POST", "/v1/workflows", yaml, "application/yaml", &b);
 	if (st != 201 && st != 200 && st != 409)
 		die("apply", b.body.p ? b.body.p : "no answer");
@@ -401,12 +271,12 @@ int main(int argc, char **argv)
 	apply(c, "bench1", 1);
 	apply(c, "bench3", 3);
 	if (load_wf != NULL) {
-		int64_t t0 = now_ns();
+		int64_t t0 = sw_bench_now_ns();
 		double rps = runs_per_s(load_wf, load_c, load_n);
 
 		printf("{\"runs\": %zu, \"seconds\": %.3f, \"runs_per_s\": %.1f}\n",
-		       load_n / (size_t)load_c * (size_t)load_c, (double)(now_ns() - t0) / 1e9,
-		       rps);
+		       load_n / (size_t)load_c * (size_t)load_c,
+		       (double)(sw_bench_now_ns() - t0) / 1e9, rps);
 		curl_easy_cleanup(c);
 		return 0;
 	}
@@ -416,8 +286,8 @@ int main(int argc, char **argv)
 	rlat = calloc(nlat, sizeof(*rlat));
 	lat = calloc(nlat, sizeof(*lat));
 	raw_rounds(1, nlat, rlat);
-	rl50 = pct(rlat, nlat, 0.5);
-	rl99 = pct(rlat, nlat, 0.99);
+	rl50 = sw_bench_pct_ms(rlat, nlat, 0.5);
+	rl99 = sw_bench_pct_ms(rlat, nlat, 0.99);
 	for (int i = 0; i < 3; i++)
 		raw_tp[i] = raw_rounds(concs[i], total, NULL);
 
@@ -425,8 +295,8 @@ int main(int argc, char **argv)
 		run_once(c, "bench1"); /* warm up */
 	for (size_t i = 0; i < nlat; i++)
 		lat[i] = run_once(c, "bench1");
-	emit("submit_to_finished_p50_1step", pct(lat, nlat, 0.5), "ms", rl50);
-	emit("submit_to_finished_p99_1step", pct(lat, nlat, 0.99), "ms", rl99);
+	emit("submit_to_finished_p50_1step", sw_bench_pct_ms(lat, nlat, 0.5), "ms", rl50);
+	emit("submit_to_finished_p99_1step", sw_bench_pct_ms(lat, nlat, 0.99), "ms", rl99);
 
 	for (int w = 1; w <= 3; w += 2) {
 		for (int i = 0; i < 3; i++) {
@@ -443,9 +313,7 @@ int main(int argc, char **argv)
 		}
 	}
 	curl_easy_cleanup(c);
-	rd_kafka_consumer_close(raw_c);
-	rd_kafka_destroy(raw_c);
-	rd_kafka_destroy(raw_p);
+	sw_bench_rt_close(&raw);
 	free(lat);
 	free(rlat);
 	return 0;

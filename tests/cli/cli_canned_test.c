@@ -17,60 +17,26 @@
 #include <event2/thread.h>
 #include <jansson.h>
 
-#include "cli_spawn.h"
+#include "cli_stub.h"
 
 #define TOKEN "tenant-key-77aa88bb-SECRET"
 #define ADMIN "admin-token-99cc00dd-SECRET"
 
 /* ---- the stand-in server ------------------------------------------- */
 
-struct rq {
-	char method[8];
-	char *path;
-	char *query; /* may be NULL */
-	char *auth;  /* Authorization header, may be NULL */
-	char *ctype; /* Content-Type, may be NULL */
-	char *body;
-};
-
-static struct {
-	struct event_base *base;
-	struct evhttp *http;
-	int port;
-	pthread_t th;
-	pthread_mutex_t mu;
-	struct rq reqs[256];
-	int nreqs;
-} srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static char *dupn(const char *s)
-{
-	return s != NULL ? strdup(s) : NULL;
-}
-
 static void reply(struct evhttp_request *req, int status, const char *ctype, const char *body)
 {
-	struct evbuffer *b = evbuffer_new();
-
-	evbuffer_add(b, body, strlen(body));
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", ctype);
-	evhttp_send_reply(req, status, status < 300 ? "OK" : "Error", b);
-	evbuffer_free(b);
+	cli_stub_reply(req, status, ctype, body);
 }
 
 static void reply_json(struct evhttp_request *req, int status, const char *body)
 {
-	reply(req, status, "application/json", body);
+	cli_stub_json(req, status, body);
 }
 
 static void reply_err(struct evhttp_request *req, int status, const char *code, const char *msg)
 {
-	json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-	char *s = json_dumps(j, JSON_COMPACT);
-
-	reply_json(req, status, s);
-	free(s);
-	json_decref(j);
+	cli_stub_err(req, status, code, msg);
 }
 
 /* An event stream sent in chunks of awkward sizes, one every 2 ms. */
@@ -135,7 +101,7 @@ static void reply_stream(struct evhttp_request *req, const char *data)
 	st->evcon = evhttp_request_get_connection(req);
 	st->data = data;
 	st->len = strlen(data);
-	SW_CHECK((st->ev = evtimer_new(srv.base, stream_tick, st)) != NULL);
+	SW_CHECK((st->ev = evtimer_new(cli_srv.base, stream_tick, st)) != NULL);
 	evhttp_connection_set_closecb(st->evcon, stream_closed, st);
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
 			  "text/event-stream");
@@ -292,36 +258,11 @@ static const char audit_body[] =
 	"\"name\":\"GITHUB_TOKEN_X\",\"decision\":\"allow\",\"by\":\"human\","
 	"\"rule\":\"new-keys\",\"approver\":\"ops-ann\",\"reason\":\"ok\",\"secret\":\"\"}}]}";
 
-static void handle(struct evhttp_request *req, void *arg)
+static void handle(struct evhttp_request *req, const struct cli_rq *rq)
 {
-	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
-	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	const char *path = evhttp_uri_get_path(u), *query = evhttp_uri_get_query(u);
+	const char *path = rq->path, *query = rq->query, *body = rq->body;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	int post = cmd == EVHTTP_REQ_POST, get = cmd == EVHTTP_REQ_GET;
-	size_t blen = evbuffer_get_length(in);
-	struct rq *r;
-	char *body;
-
-	(void)arg;
-	SW_CHECK((body = malloc(blen + 1)) != NULL);
-	evbuffer_copyout(in, body, blen);
-	body[blen] = '\0';
-	pthread_mutex_lock(&srv.mu);
-	SW_CHECK(srv.nreqs < 256);
-	r = &srv.reqs[srv.nreqs++];
-	snprintf(r->method, sizeof(r->method), "%s",
-		 post ? "POST"
-		 : get ? "GET"
-		 : evhttp_request_get_command(req) == EVHTTP_REQ_DELETE ? "DELETE"
-									 : "OTHER");
-	r->path = dupn(path);
-	r->query = dupn(query);
-	r->auth = dupn(evhttp_find_header(h, "Authorization"));
-	r->ctype = dupn(evhttp_find_header(h, "Content-Type"));
-	r->body = body;
-	pthread_mutex_unlock(&srv.mu);
 
 	if (post && strcmp(path, "/v1/workflows") == 0) {
 		char fname[128] = "workflow.yaml", msg[256];
@@ -395,7 +336,7 @@ static void handle(struct evhttp_request *req, void *arg)
 	} else if (post && strcmp(path, "/v1/runs/run-live/cancel") == 0) {
 		reply_json(req, 202, "{\"run_id\":\"run-live\",\"state\":\"running\"}");
 	} else if (post && strcmp(path, "/v1/tenants") == 0) {
-		const char *a = evhttp_find_header(h, "Authorization");
+		const char *a = rq->auth;
 
 		if (a == NULL || strcmp(a, "Bearer " ADMIN) != 0)
 			reply_err(req, 401, "unauthorized", "admin token required");
@@ -405,7 +346,7 @@ static void handle(struct evhttp_request *req, void *arg)
 				   "\"name\":\"acme\",\"api_key\":\"swk_live_abc123\"}");
 	} else if (strcmp(path, "/v1/tenants/acme") == 0 &&
 		   evhttp_request_get_command(req) == EVHTTP_REQ_DELETE) {
-		const char *a = evhttp_find_header(h, "Authorization");
+		const char *a = rq->auth;
 
 		if (a == NULL || strcmp(a, "Bearer " ADMIN) != 0)
 			reply_err(req, 401, "unauthorized", "admin token required");
@@ -414,7 +355,7 @@ static void handle(struct evhttp_request *req, void *arg)
 				   "{\"id\":\"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b\","
 				   "\"name\":\"acme\",\"deleted\":true,\"keys_revoked\":1}");
 	} else if (post && strcmp(path, "/v1/keys") == 0) {
-		const char *a = evhttp_find_header(h, "Authorization");
+		const char *a = rq->auth;
 
 		if (a == NULL || strcmp(a, "Bearer " ADMIN) != 0)
 			reply_err(req, 401, "unauthorized", "admin token required");
@@ -467,70 +408,16 @@ static void handle(struct evhttp_request *req, void *arg)
 	}
 }
 
-static void *serve(void *arg)
-{
-	(void)arg;
-	event_base_dispatch(srv.base);
-	return NULL;
-}
-
-static void server_start(void)
-{
-	struct evhttp_bound_socket *bs;
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-
-	SW_CHECK(evthread_use_pthreads() == 0);
-	SW_CHECK((srv.base = event_base_new()) != NULL);
-	SW_CHECK((srv.http = evhttp_new(srv.base)) != NULL);
-	evhttp_set_gencb(srv.http, handle, NULL);
-	SW_CHECK((bs = evhttp_bind_socket_with_handle(srv.http, "127.0.0.1", 0)) != NULL);
-	SW_CHECK(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&a, &len) == 0);
-	srv.port = ntohs(a.sin_port);
-	SW_CHECK(pthread_create(&srv.th, NULL, serve, NULL) == 0);
-}
-
-static void server_stop(void)
-{
-	int i;
-
-	event_base_loopexit(srv.base, NULL);
-	pthread_join(srv.th, NULL);
-	evhttp_free(srv.http);
-	event_base_free(srv.base);
-	for (i = 0; i < srv.nreqs; i++) {
-		free(srv.reqs[i].path);
-		free(srv.reqs[i].query);
-		free(srv.reqs[i].auth);
-		free(srv.reqs[i].ctype);
-		free(srv.reqs[i].body);
-	}
-}
-
 /* The last request received whose path is path (a copy of its fields
  * valid until server_stop), or NULL. */
-static struct rq *last_req(const char *method, const char *path)
+static struct cli_rq *last_req(const char *method, const char *path)
 {
-	struct rq *r = NULL;
-	int i;
-
-	pthread_mutex_lock(&srv.mu);
-	for (i = srv.nreqs - 1; i >= 0 && r == NULL; i--)
-		if (strcmp(srv.reqs[i].method, method) == 0 && strcmp(srv.reqs[i].path, path) == 0)
-			r = &srv.reqs[i];
-	pthread_mutex_unlock(&srv.mu);
-	return r;
+	return cli_stub_last(method, path);
 }
 
 static int count_req(const char *method, const char *path)
 {
-	int i, n = 0;
-
-	pthread_mutex_lock(&srv.mu);
-	for (i = 0; i < srv.nreqs; i++)
-		n += strcmp(srv.reqs[i].method, method) == 0 && strcmp(srv.reqs[i].path, path) == 0;
-	pthread_mutex_unlock(&srv.mu);
-	return n;
+	return cli_stub_count(method, path);
 }
 
 /* ---- running the CLI ----------------------------------------------- */
@@ -574,26 +461,12 @@ static void cli_in(const char *stdin_path, struct cli_out *o, ...)
 static void expect(const char *what, struct cli_out *o, int status, const char *out,
 		   const char *err)
 {
-	if (o->status != status || (out != NULL && strcmp(o->out, out) != 0) ||
-	    (err != NULL && strcmp(o->err, err) != 0)) {
-		cli_out_dump(what, o);
-		if (out != NULL)
-			fprintf(stderr, "--- expected stdout:\n%s", out);
-		if (err != NULL)
-			fprintf(stderr, "--- expected stderr:\n%s", err);
-		SW_CHECKF(0, "%s: exit %d", what, status);
-	}
-	cli_out_free(o);
+	cli_expect(what, o, status, out, err);
 }
 
 static void write_file(const char *name, const char *text, char *path, size_t n)
 {
-	FILE *f;
-
-	snprintf(path, n, "%s/%s", tmpdir, name);
-	SW_CHECK((f = fopen(path, "w")) != NULL);
-	fputs(text, f);
-	fclose(f);
+	cli_write_bytes(tmpdir, name, text, strlen(text), path, n);
 }
 
 /* ---- the cases ----------------------------------------------------- */
@@ -603,7 +476,7 @@ static void test_workflow(void)
 	static const char good[] = "name: good\nversion: 2\nsteps:\n  - name: a\n    uses: template\n";
 	char gpath[256], bpath[256], opath[256], wpath[256];
 	struct cli_out o;
-	struct rq *r;
+	struct cli_rq *r;
 
 	write_file("good.yaml", good, gpath, sizeof(gpath));
 	write_file("bad file.yaml", "name: bad\nsteps:\n  stpes: 1\n", bpath, sizeof(bpath));
@@ -657,7 +530,7 @@ static void test_submit(void)
 {
 	char ipath[256];
 	struct cli_out o;
-	struct rq *r;
+	struct cli_rq *r;
 	json_t *j, *want;
 
 	write_file("in.json", "{\"brief\": \"hello\"}\n", ipath, sizeof(ipath));
@@ -880,7 +753,7 @@ static void test_audit_tenant(void)
 {
 	char want[4096];
 	struct cli_out o;
-	struct rq *r;
+	struct cli_rq *r;
 
 	snprintf(want, sizeof(want),
 		 "%-5s%-25s%-20s%-7s%s\n"
@@ -947,7 +820,7 @@ static void test_users(void)
 {
 	char want[2048];
 	struct cli_out o;
-	struct rq *r;
+	struct cli_rq *r;
 
 	CLI(&o, "user", "create", "alice", "--tenant", "acme");
 	expect("user create", &o, 0,
@@ -1016,9 +889,9 @@ static void test_auth(void)
 {
 	int i, n = 0;
 
-	pthread_mutex_lock(&srv.mu);
-	for (i = 0; i < srv.nreqs; i++) {
-		struct rq *r = &srv.reqs[i];
+	pthread_mutex_lock(&cli_srv.mu);
+	for (i = 0; i < cli_srv.nreqs; i++) {
+		struct cli_rq *r = &cli_srv.reqs[i];
 		const char *want = strncmp(r->path, "/v1/tenants", 11) == 0 ||
 						   strcmp(r->path, "/v1/keys") == 0
 					   ? "Bearer " ADMIN
@@ -1028,7 +901,7 @@ static void test_auth(void)
 			  r->path, r->auth ? "wrong token" : "no token");
 		n++;
 	}
-	pthread_mutex_unlock(&srv.mu);
+	pthread_mutex_unlock(&cli_srv.mu);
 	SW_CHECK(n > 30);
 }
 
@@ -1042,8 +915,8 @@ int main(int argc, char **argv)
 	}
 	bin = argv[1];
 	SW_CHECK(mkdtemp(tmpdir) != NULL);
-	server_start();
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+	cli_stub_start(handle);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", cli_srv.port);
 	test_workflow();
 	test_submit();
 	test_watch();
@@ -1051,7 +924,7 @@ int main(int argc, char **argv)
 	test_audit_tenant();
 	test_users();
 	test_auth();
-	server_stop();
+	cli_stub_stop();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	SW_CHECK(system(cmd) == 0);
 	printf("cli canned-server test ok\n");

@@ -28,7 +28,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "cli_spawn.h"
+#include "cli_stub.h"
 
 #define TOKEN "tenant-key-5e6f7a8b-SECRET"
 #define ADMIN "admin-token-1c2d3e4f-SECRET"
@@ -36,49 +36,14 @@
 
 /* ---- the stand-in server ------------------------------------------- */
 
-struct rq {
-	char method[8];
-	char *path;
-	char *query; /* may be NULL */
-	char *auth;  /* may be NULL */
-	char *ctype; /* may be NULL */
-	char *body;
-};
-
-static struct {
-	struct event_base *base;
-	struct evhttp *http;
-	int port;
-	pthread_t th;
-	pthread_mutex_t mu;
-	struct rq reqs[512];
-	int nreqs;
-} srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
-
-static char *dupn(const char *s)
-{
-	return s != NULL ? strdup(s) : NULL;
-}
-
 static void reply_json(struct evhttp_request *req, int status, const char *body)
 {
-	struct evbuffer *b = evbuffer_new();
-
-	evbuffer_add(b, body, strlen(body));
-	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-			  "application/json");
-	evhttp_send_reply(req, status, status < 300 ? "OK" : "Error", b);
-	evbuffer_free(b);
+	cli_stub_json(req, status, body);
 }
 
 static void reply_err(struct evhttp_request *req, int status, const char *code, const char *msg)
 {
-	json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
-	char *s = json_dumps(j, JSON_COMPACT);
-
-	reply_json(req, status, s);
-	free(s);
-	json_decref(j);
+	cli_stub_err(req, status, code, msg);
 }
 
 static const char secrets_body[] =
@@ -142,35 +107,13 @@ static int is_admin(struct evhttp_request *req)
 	return a != NULL && strcmp(a, "Bearer " ADMIN) == 0;
 }
 
-static void handle(struct evhttp_request *req, void *arg)
+static void handle(struct evhttp_request *req, const struct cli_rq *rq)
 {
-	const struct evhttp_uri *u = evhttp_request_get_evhttp_uri(req);
-	struct evkeyvalq *h = evhttp_request_get_input_headers(req);
-	struct evbuffer *in = evhttp_request_get_input_buffer(req);
-	const char *path = evhttp_uri_get_path(u), *query = evhttp_uri_get_query(u);
+	const char *path = rq->path, *query = rq->query, *body = rq->body;
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 	int post = cmd == EVHTTP_REQ_POST, get = cmd == EVHTTP_REQ_GET;
 	int put = cmd == EVHTTP_REQ_PUT, del = cmd == EVHTTP_REQ_DELETE;
-	size_t blen = evbuffer_get_length(in);
-	struct rq *r;
-	char *body;
 	json_t *j;
-
-	(void)arg;
-	SW_CHECK((body = malloc(blen + 1)) != NULL);
-	evbuffer_copyout(in, body, blen);
-	body[blen] = '\0';
-	pthread_mutex_lock(&srv.mu);
-	SW_CHECK(srv.nreqs < 512);
-	r = &srv.reqs[srv.nreqs++];
-	snprintf(r->method, sizeof(r->method), "%s",
-		 post ? "POST" : get ? "GET" : put ? "PUT" : del ? "DELETE" : "OTHER");
-	r->path = dupn(path);
-	r->query = dupn(query);
-	r->auth = dupn(evhttp_find_header(h, "Authorization"));
-	r->ctype = dupn(evhttp_find_header(h, "Content-Type"));
-	r->body = body;
-	pthread_mutex_unlock(&srv.mu);
 
 	if ((put || post || del) && strncmp(path, "/v1/workflows", 13) != 0 &&
 	    strcmp(path, "/v1/identity/resolve") != 0 && !is_admin(req)) {
@@ -231,67 +174,20 @@ static void handle(struct evhttp_request *req, void *arg)
 	}
 }
 
-static void *serve(void *arg)
-{
-	(void)arg;
-	event_base_dispatch(srv.base);
-	return NULL;
-}
-
-static void server_start(void)
-{
-	struct evhttp_bound_socket *bs;
-	struct sockaddr_in a;
-	socklen_t len = sizeof(a);
-
-	SW_CHECK(evthread_use_pthreads() == 0);
-	SW_CHECK((srv.base = event_base_new()) != NULL);
-	SW_CHECK((srv.http = evhttp_new(srv.base)) != NULL);
-	evhttp_set_allowed_methods(srv.http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
-						     EVHTTP_REQ_DELETE);
-	evhttp_set_gencb(srv.http, handle, NULL);
-	SW_CHECK((bs = evhttp_bind_socket_with_handle(srv.http, "127.0.0.1", 0)) != NULL);
-	SW_CHECK(getsockname(evhttp_bound_socket_get_fd(bs), (struct sockaddr *)&a, &len) == 0);
-	srv.port = ntohs(a.sin_port);
-	SW_CHECK(pthread_create(&srv.th, NULL, serve, NULL) == 0);
-}
-
-static void server_stop(void)
-{
-	int i;
-
-	event_base_loopexit(srv.base, NULL);
-	pthread_join(srv.th, NULL);
-	evhttp_free(srv.http);
-	event_base_free(srv.base);
-	for (i = 0; i < srv.nreqs; i++) {
-		free(srv.reqs[i].path);
-		free(srv.reqs[i].query);
-		free(srv.reqs[i].auth);
-		free(srv.reqs[i].ctype);
-		free(srv.reqs[i].body);
-	}
-}
-
 static int nreqs(void)
 {
-	int n;
-
-	pthread_mutex_lock(&srv.mu);
-	n = srv.nreqs;
-	pthread_mutex_unlock(&srv.mu);
-	return n;
+	return cli_stub_nreqs();
 }
 
 /* The last request (fields valid until server_stop); it must be method path. */
-static struct rq *last(const char *method, const char *path)
+static struct cli_rq *last(const char *method, const char *path)
 {
-	struct rq *r;
+	struct cli_rq *r;
 
-	pthread_mutex_lock(&srv.mu);
-	SW_CHECK(srv.nreqs > 0);
-	r = &srv.reqs[srv.nreqs - 1];
-	pthread_mutex_unlock(&srv.mu);
+	pthread_mutex_lock(&cli_srv.mu);
+	SW_CHECK(cli_srv.nreqs > 0);
+	r = &cli_srv.reqs[cli_srv.nreqs - 1];
+	pthread_mutex_unlock(&cli_srv.mu);
 	SW_CHECKF(strcmp(r->method, method) == 0 && strcmp(r->path, path) == 0,
 		  "last request %s %s, expected %s %s", r->method, r->path, method, path);
 	return r;
@@ -350,16 +246,7 @@ static void cli_run(int which, const char *stdin_path, struct cli_out *o, ...)
 static void expect(const char *what, struct cli_out *o, int status, const char *out,
 		   const char *err)
 {
-	if (o->status != status || (out != NULL && strcmp(o->out, out) != 0) ||
-	    (err != NULL && strcmp(o->err, err) != 0)) {
-		cli_out_dump(what, o);
-		if (out != NULL)
-			fprintf(stderr, "--- expected stdout:\n%s", out);
-		if (err != NULL)
-			fprintf(stderr, "--- expected stderr:\n%s", err);
-		SW_CHECKF(0, "%s: exit %d", what, status);
-	}
-	cli_out_free(o);
+	cli_expect(what, o, status, out, err);
 }
 
 /* exit status, stdout empty, stderr one line holding must */
@@ -375,12 +262,7 @@ static void expect_err(const char *what, struct cli_out *o, int status, const ch
 
 static void write_bytes(const char *name, const void *data, size_t len, char *path, size_t n)
 {
-	FILE *f;
-
-	snprintf(path, n, "%s/%s", tmpdir, name);
-	SW_CHECK((f = fopen(path, "wb")) != NULL);
-	SW_CHECK(fwrite(data, 1, len, f) == len);
-	fclose(f);
+	cli_write_bytes(tmpdir, name, data, len, path, n);
 }
 
 static void write_file(const char *name, const char *text, char *path, size_t n)
@@ -390,7 +272,7 @@ static void write_file(const char *name, const char *text, char *path, size_t n)
 
 /* The request carried JSON equal to want (a json_pack'd value, taken),
  * and neither its path nor its query holds the value. */
-static void body_is(const struct rq *r, json_t *want)
+static void body_is(const struct cli_rq *r, json_t *want)
 {
 	json_t *got = json_loads(r->body, 0, NULL);
 
@@ -412,7 +294,7 @@ static const char *b64(const void *p, size_t n)
 	return sodium_bin2base64(out, sizeof(out), p, n, sodium_base64_VARIANT_ORIGINAL);
 }
 
-static void query_is(const struct rq *r, const char *q)
+static void query_is(const struct cli_rq *r, const char *q)
 {
 	SW_CHECKF((q == NULL && r->query == NULL) ||
 		  (q != NULL && r->query != NULL && strcmp(r->query, q) == 0),
@@ -420,7 +302,7 @@ static void query_is(const struct rq *r, const char *q)
 		  r->query ? r->query : "(none)", q ? q : "(none)");
 }
 
-static void auth_is(const struct rq *r, const char *want)
+static void auth_is(const struct cli_rq *r, const char *want)
 {
 	SW_CHECKF((want == NULL && r->auth == NULL) ||
 		  (want != NULL && r->auth != NULL && strcmp(r->auth, want) == 0),
@@ -435,7 +317,7 @@ static void test_secret_set(void)
 	char p_nl[256], p_crlf[256], p_raw[256], p_empty[256], p_nl_only[256], p_big[256];
 	char p_bin[256], p_two[256], p_max[256];
 	struct cli_out o;
-	struct rq *r;
+	struct cli_rq *r;
 	int before;
 
 	write_file("value.txt", VALUE "\n", p_nl, sizeof(p_nl));
@@ -579,7 +461,7 @@ static void test_secret_others(void)
 {
 	char p_nl[256];
 	struct cli_out o;
-	struct rq *r;
+	struct cli_rq *r;
 
 	write_file("rot.txt", VALUE "-v2\n", p_nl, sizeof(p_nl));
 	CLI_IN(p_nl, &o, "secret", "rotate", "gh_token");
@@ -657,7 +539,7 @@ static void test_profiles(void)
 {
 	char p_json[256], p_bad[256], want[1024];
 	struct cli_out o;
-	struct rq *r;
+	struct cli_rq *r;
 	json_t *file_body;
 
 	CLI(&o, "identity", "profile", "set", "deploy", "--key", "GITHUB_TOKEN=secret:gh_token",
@@ -778,7 +660,7 @@ static void test_resolve(void)
 {
 	char want[2048];
 	struct cli_out o;
-	struct rq *r;
+	struct cli_rq *r;
 	json_t *steps;
 
 	steps = json_pack("[{s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}, {s:s, s:s, s:s, s:s}]",
@@ -799,10 +681,10 @@ static void test_resolve(void)
 	       "  STEP    KEY           SECRET    REASON\n"
 	       "  review  GITHUB_TOKEN  gh_token  agent claude-code not in acl\n",
 	       "");
-	pthread_mutex_lock(&srv.mu);
-	SW_CHECK(srv.nreqs >= 2);
-	r = &srv.reqs[srv.nreqs - 2];
-	pthread_mutex_unlock(&srv.mu);
+	pthread_mutex_lock(&cli_srv.mu);
+	SW_CHECK(cli_srv.nreqs >= 2);
+	r = &cli_srv.reqs[cli_srv.nreqs - 2];
+	pthread_mutex_unlock(&cli_srv.mu);
 	SW_CHECK(strcmp(r->method, "GET") == 0 && strcmp(r->path, "/v1/workflows/ship") == 0);
 	auth_is(r, "Bearer " TOKEN); /* the scheduler takes the tenant's key */
 	r = last("POST", "/v1/identity/resolve");
@@ -814,9 +696,9 @@ static void test_resolve(void)
 	cli_run(ENV_TENANT, NULL, &o, "--url", url, "identity", "resolve", "--workflow", "ship",
 		"--version", "3", "--tenant", "acme", (const char *)NULL);
 	expect("resolve version", &o, 0, NULL, "");
-	pthread_mutex_lock(&srv.mu);
-	r = &srv.reqs[srv.nreqs - 2];
-	pthread_mutex_unlock(&srv.mu);
+	pthread_mutex_lock(&cli_srv.mu);
+	r = &cli_srv.reqs[cli_srv.nreqs - 2];
+	pthread_mutex_unlock(&cli_srv.mu);
 	SW_CHECK(strcmp(r->path, "/v1/workflows/ship/3") == 0);
 	r = last("POST", "/v1/identity/resolve");
 	auth_is(r, "Bearer " TOKEN);
@@ -934,14 +816,14 @@ int main(int argc, char **argv)
 	bin = argv[1];
 	SW_CHECK(sodium_init() >= 0);
 	SW_CHECK(mkdtemp(tmpdir) != NULL);
-	server_start();
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d", srv.port);
+	cli_stub_start(handle);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d", cli_srv.port);
 	test_offline();
 	test_secret_set();
 	test_secret_others();
 	test_profiles();
 	test_resolve();
-	server_stop();
+	cli_stub_stop();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	SW_CHECK(system(cmd) == 0);
 	printf("cli identity canned-server test ok\n");

@@ -190,3 +190,92 @@ void sw_test_dispatch_post(const struct sw_test_sender *s, struct sw_test_dispat
 	free(d->buf);
 	d->buf = NULL;
 }
+
+void sw_test_event_send(struct sw_event_registry *reg, rd_kafka_t *p, const char *topic,
+			const char *key, const char *type, const char *producer_name,
+			const char *tenant, const char *run_id, const char *step_id, json_t *o)
+{
+	struct sw_event_header h;
+	char err[256];
+	void *buf;
+	size_t len;
+
+	sw_event_header_init(&h, type, producer_name);
+	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant != NULL ? tenant : "");
+	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id != NULL ? run_id : "");
+	snprintf(h.step_id, sizeof(h.step_id), "%s", step_id != NULL ? step_id : "");
+	SW_CHECKF(sw_event_encode(reg, type, &h, o, &buf, &len, err, sizeof(err)) == 0,
+		  "encode %s: %s", type, err);
+	json_decref(o);
+	sw_test_kafka_send(p, topic, key, buf, len);
+	free(buf);
+}
+
+static const char *ev_str(json_t *j, const char *k)
+{
+	const char *v = json_string_value(json_object_get(j, k));
+
+	return v != NULL ? v : "";
+}
+
+void sw_test_replies_open(struct sw_test_replies *r, struct sw_event_registry *reg,
+			  const char *group, const char *const *topics, pid_t *pid,
+			  const char *name)
+{
+	r->consumer = sw_test_kafka_tail(group, topics);
+	r->reg = reg;
+	r->n = 0;
+	r->pid = pid;
+	r->name = name;
+}
+
+void sw_test_replies_poll(struct sw_test_replies *r, int wait_ms)
+{
+	rd_kafka_message_t *m;
+	char err[256];
+	json_t *ev;
+
+	while ((m = rd_kafka_consumer_poll(r->consumer, wait_ms)) != NULL) {
+		wait_ms = 0;
+		if (m->err == 0 && m->payload != NULL &&
+		    (ev = sw_event_decode(r->reg, m->payload, m->len, err, sizeof(err))) != NULL) {
+			if (r->check != NULL)
+				r->check(m, ev);
+			if (r->n < SW_TEST_REPLIES_MAX)
+				r->ev[r->n++] = ev;
+			else
+				json_decref(ev);
+		}
+		rd_kafka_message_destroy(m);
+	}
+}
+
+static int reply_is(json_t *ev, const char *type, const char *rid)
+{
+	return strcmp(ev_str(json_object_get(ev, "header"), "type"), type) == 0 &&
+	       (rid == NULL || strcmp(ev_str(ev, "request_id"), rid) == 0);
+}
+
+json_t *sw_test_replies_for(struct sw_test_replies *r, const char *type, const char *rid)
+{
+	int64_t until = sw_mono_ms() + 30000;
+
+	for (;;) {
+		for (size_t i = 0; i < r->n; i++)
+			if (reply_is(r->ev[i], type, rid))
+				return r->ev[i];
+		SW_REQUIRE(r->pid == NULL || *r->pid < 0 || sw_test_proc_running(*r->pid),
+			   "%s exited", r->name);
+		SW_REQUIRE(sw_mono_ms() < until, "no %s for request %s in 30 s", type, rid);
+		sw_test_replies_poll(r, 200);
+	}
+}
+
+size_t sw_test_replies_count(const struct sw_test_replies *r, const char *type, const char *rid)
+{
+	size_t n = 0;
+
+	for (size_t i = 0; i < r->n; i++)
+		n += (size_t)reply_is(r->ev[i], type, rid);
+	return n;
+}

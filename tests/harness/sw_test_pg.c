@@ -81,13 +81,14 @@ void sw_test_pg_svc_dsn(char *dsn, size_t len, const char *db_dsn, const char *s
 	PQconninfoFree(opts);
 }
 
-void sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc)
+const char *sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc)
 {
 	static const char key[] = "SAGEWAI_PG_DSN=";
 
 	SW_CHECK(len > sizeof(key));
 	memcpy(entry, key, sizeof(key) - 1);
 	sw_test_pg_svc_dsn(entry + sizeof(key) - 1, len - (sizeof(key) - 1), db_dsn, svc);
+	return entry;
 }
 
 static void pg_harness(const char *what)

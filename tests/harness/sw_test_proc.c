@@ -2,8 +2,11 @@
  * sw_test_proc: service processes of a black-box test, their logs, /proc.
  */
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdarg.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -203,6 +206,28 @@ int sw_test_proc_alive(pid_t pid)
 	return p != NULL && p[2] != 'Z' && p[2] != 'X';
 }
 
+int sw_test_procs_holding(const char *file, const char *needle)
+{
+	static char buf[65536];
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	int n = 0;
+
+	SW_CHECK(d != NULL);
+	while ((e = readdir(d)) != NULL) {
+		pid_t p = atoi(e->d_name);
+		ssize_t r;
+
+		if (p <= 0)
+			continue;
+		r = sw_test_proc_read(p, file, buf, sizeof(buf));
+		if (r > 0 && memmem(buf, (size_t)r, needle, strlen(needle)) != NULL)
+			n++;
+	}
+	closedir(d);
+	return n;
+}
+
 size_t sw_test_proc_descendants(pid_t pid, pid_t *out, size_t max)
 {
 	size_t n = 0, i;
@@ -222,4 +247,73 @@ size_t sw_test_proc_descendants(pid_t pid, pid_t *out, size_t max)
 		closedir(d);
 	}
 	return n;
+}
+
+void sw_test_sh(const char *fmt, ...)
+{
+	char cmd[4096];
+	va_list ap;
+	int rc;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	rc = system(cmd);
+	SW_REQUIRE(rc == 0, "%s: %d", cmd, rc);
+}
+
+void sw_test_file_write(const char *path, const char *text, mode_t mode)
+{
+	int fd;
+
+	unlink(path); /* a fresh file, never written through a link */
+	fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+
+	SW_CHECKF(fd >= 0, "%s: %s", path, strerror(errno));
+	SW_CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
+	SW_CHECK(fchmod(fd, mode) == 0);
+	close(fd);
+}
+
+char *sw_test_file_read(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "r");
+	char *buf;
+	long n;
+
+	if (f == NULL)
+		return NULL;
+	SW_CHECK(fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0);
+	rewind(f);
+	buf = malloc((size_t)n + 1);
+	SW_CHECK(buf != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n);
+	fclose(f);
+	buf[n] = '\0';
+	if (len != NULL)
+		*len = (size_t)n;
+	return buf;
+}
+
+pid_t sw_test_helper_start(const char *const *argv, int *port)
+{
+	int p[2];
+	pid_t pid;
+	char line[256];
+	FILE *f;
+
+	SW_CHECK(pipe(p) == 0);
+	SW_CHECK((pid = fork()) >= 0);
+	if (pid == 0) {
+		dup2(p[1], 1);
+		close(p[0]);
+		close(p[1]);
+		execvp(argv[0], (char *const *)argv);
+		_exit(127);
+	}
+	close(p[1]);
+	SW_CHECK((f = fdopen(p[0], "r")) != NULL);
+	SW_REQUIRE(fgets(line, sizeof(line), f) != NULL && sscanf(line, "port %d", port) == 1,
+		   "%s did not start", argv[1] != NULL ? argv[1] : argv[0]);
+	fclose(f);
+	return pid;
 }

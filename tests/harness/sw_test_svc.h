@@ -89,8 +89,24 @@ ssize_t sw_test_proc_read(pid_t pid, const char *file, char *buf, size_t len);
 pid_t sw_test_proc_ppid(pid_t pid);
 /* 1 if pid exists and is not a zombie. */
 int sw_test_proc_alive(pid_t pid);
+/* How many processes have needle in their /proc/<pid>/<file> (its first
+ * 64 KiB), cmdline or environ say. */
+int sw_test_procs_holding(const char *file, const char *needle);
 /* pid and every descendant of it into out (pid first, at most max). */
 size_t sw_test_proc_descendants(pid_t pid, pid_t *out, size_t max);
+
+/* Run the command fmt makes with system(); it must exit 0. */
+void sw_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Write text to path (a new file: an old one is removed first), then
+ * chmod it to mode. */
+void sw_test_file_write(const char *path, const char *text, mode_t mode);
+/* The contents of path, NUL-terminated (caller frees), their length in
+ * *len if len is not NULL; NULL if path cannot be opened. */
+char *sw_test_file_read(const char *path, size_t *len);
+
+/* Start argv (argv[0] looked up in PATH) whose first line on stdout is
+ * "port N"; returns its pid, N in *port. */
+pid_t sw_test_helper_start(const char *const *argv, int *port);
 
 /* ---- sw_test_pg.c: PostgreSQL ------------------------------------------- */
 
@@ -108,8 +124,9 @@ void sw_test_pg_db_create(char *dsn, size_t len, const char *svc, const char *sc
  * role, $SAGEWAI_PG_DSN_<SVC> of the harness, never the superuser's; the
  * test keeps db_dsn for its own checks. */
 void sw_test_pg_svc_dsn(char *dsn, size_t len, const char *db_dsn, const char *svc);
-/* The same as the environment entry "SAGEWAI_PG_DSN=..." of a service. */
-void sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc);
+/* The same as the environment entry "SAGEWAI_PG_DSN=..." of a service
+ * (entry, returned). */
+const char *sw_test_pg_svc_env(char *entry, size_t len, const char *db_dsn, const char *svc);
 /* Restart the harness's PostgreSQL (harness pg-restart). */
 void sw_test_pg_restart(void);
 /* Stop it as a crash would (immediate: WAL still in its buffers is lost),
@@ -240,6 +257,37 @@ void sw_test_evlog_close(struct sw_test_evlog *l);
 /* e has status and, if error_prefix is not NULL, an error starting so. */
 void sw_test_ev_require(const struct sw_test_ev *e, const char *status, const char *error_prefix);
 
+/* Encode o (stolen) as type from producer_name, its header of tenant,
+ * run_id and step_id (NULL: ""), and produce it to topic with key; not
+ * flushed. */
+void sw_test_event_send(struct sw_event_registry *reg, rd_kafka_t *p, const char *topic,
+			const char *key, const char *type, const char *producer_name,
+			const char *tenant, const char *run_id, const char *step_id, json_t *o);
+
+/* The answers a service publishes to requests, read back by request_id. */
+#define SW_TEST_REPLIES_MAX 4096
+struct sw_test_replies {
+	rd_kafka_t *consumer;
+	struct sw_event_registry *reg;
+	json_t *ev[SW_TEST_REPLIES_MAX]; /* decoded, in the order read (owned) */
+	size_t n;
+	pid_t *pid;	  /* the service (-1: none): its exit ends a wait */
+	const char *name; /* its name, for messages */
+	/* if set, called with every message read and its decoded event */
+	void (*check)(const rd_kafka_message_t *m, json_t *event);
+};
+
+/* Read topics (NULL-terminated) from their ends, as consumer group. */
+void sw_test_replies_open(struct sw_test_replies *r, struct sw_event_registry *reg,
+			  const char *group, const char *const *topics, pid_t *pid,
+			  const char *name);
+/* Take in what has arrived, waiting up to wait_ms for the first message. */
+void sw_test_replies_poll(struct sw_test_replies *r, int wait_ms);
+/* The event of type answering request rid (waited for up to 30 s). */
+json_t *sw_test_replies_for(struct sw_test_replies *r, const char *type, const char *rid);
+/* How many events of type (answering rid; NULL: any) were read so far. */
+size_t sw_test_replies_count(const struct sw_test_replies *r, const char *type, const char *rid);
+
 /* Who sends step.dispatched events to a service under test. */
 struct sw_test_sender {
 	struct sw_event_registry *reg;
@@ -269,5 +317,164 @@ void sw_test_dispatch_send(const struct sw_test_sender *s, const struct sw_test_
 void sw_test_dispatch_post(const struct sw_test_sender *s, struct sw_test_dispatch *d,
 			   const char *run, const char *step, const char *mode, int64_t timeout_ms,
 			   json_t *spec);
+
+/* ---- sw_test_stack.c: sandboxd (and identity) set up for a test ---------- */
+
+/*
+ * Secret values a test hands out, and every spelling of them that must
+ * never leave: the value, its hex (both cases), base64 (standard and
+ * URL-safe, unpadded) and percent-encoding.
+ */
+void sw_test_secret_forbid(const char *v);
+/* Forbid s itself only (no other spelling). */
+void sw_test_secret_forbid_raw(const char *s);
+/* A fresh value "<head><24 random hex><tail>" into out, forbidden. */
+void sw_test_secret_new(char *out, size_t len, const char *head, const char *tail);
+/* The first forbidden spelling in buf[0..len), or NULL. */
+const char *sw_test_secret_leak(const void *buf, size_t len);
+/* The message (of any topic) holds no forbidden spelling. */
+void sw_test_secret_msg_clean(const rd_kafka_message_t *m);
+/* The file path (what, for the message) holds none. */
+void sw_test_secret_file_clean(const char *path, const char *what);
+
+#define SW_TEST_STACK_ENV_MAX 12
+
+/*
+ * What a test of sagewai-sandboxd (and of sagewai-identity beside it)
+ * sets up: names of its own, a directory, a database, the host's sealing
+ * key pair and the deployment's MAC key in files, the event registry, a
+ * producer and the events read from the ends of some topics.
+ */
+struct sw_test_stack {
+	char prefix[48];  /* runs are "<prefix>-..." */
+	char tenant[64];  /* "tenant-<prefix>" */
+	char dir[512];	  /* preset before _init, or <build>/tests-tmp/<prefix> */
+	char stage_dir[600]; /* dir/stage (SAGEWAI_ARTIFACT_STAGE_DIR) */
+	char db_dsn[512]; /* the test's database (superuser) */
+	struct sw_event_registry *reg;
+	rd_kafka_t *producer;
+	struct sw_test_evlog evl; /* of sandboxd */
+	unsigned char host_pk[32], host_sk[32], mac_key[32];
+	char seal_file[600]; /* hex of host_sk (SAGEWAI_SANDBOXD_SEAL_KEY_FILE) */
+	char mac_file[600];  /* hex of mac_key (SAGEWAI_SECRET_MAC_KEY_FILE) */
+	/* sagewai-sandboxd */
+	char sbd_group[128], sbd_log[600];
+	pid_t sbd_pid; /* -1 while not running */
+	int sbd_port;
+	/* more of its environment (as sw_test_proc_spawn's env: "NAME=VALUE",
+	 * or "NAME" to unset), NULL-terminated; after the defaults */
+	const char *sbd_env[SW_TEST_STACK_ENV_MAX + 1];
+	/* sagewai-identity (sw_test_stack_id_init) */
+	char id_group[128], id_log[600];
+	char mkeys_file[600], hosts_file[600], admin_file[600];
+	char admin[65]; /* its admin token */
+	pid_t id_pid;
+	int id_port;
+	const char *id_env[SW_TEST_STACK_ENV_MAX + 1];
+};
+
+/*
+ * Set s up for scenario (NULL: none) of the test tag: prefix
+ * "<tag>[-<scenario>]-<pid>", the directory (0755, with a world-writable
+ * stage/: sandboxd's service part may run as another uid), the database, the key
+ * files, sandboxd's group committed at the ends of sagewai.steps and
+ * sagewai.runs, and s->evl reading topics (NULL-terminated; NULL: every
+ * topic sandboxd and identity read or write), seen as its callback.
+ * Nothing is started.
+ */
+void sw_test_stack_init(struct sw_test_stack *s, const char *tag, const char *scenario,
+			const char *const *topics,
+			void (*seen)(const rd_kafka_message_t *m, json_t *event));
+/* Start sandboxd, its environment: the database, its group, port 0, log
+ * level debug, the state directory s->dir, fast rebalancing, one warm
+ * sandbox, the seal and MAC key files, the stage directory s->dir/stage,
+ * then s->sbd_env. Returns the pid (also in s->sbd_pid), not waiting. */
+pid_t sw_test_stack_sbd_spawn(struct sw_test_stack *s);
+/* Spawn it and wait for its port (s->sbd_port). */
+void sw_test_stack_sbd_start(struct sw_test_stack *s);
+/* SIGTERM: it must exit 0. */
+void sw_test_stack_sbd_stop(struct sw_test_stack *s);
+
+/* For the real sagewai-identity beside it: the files of its master key,
+ * its hosts (host-a with s->host_pk) and admin token, its group
+ * committed at the ends of the topics it reads. */
+void sw_test_stack_id_init(struct sw_test_stack *s);
+/* Start it (single_org, port 0, log level debug, fast rebalancing, then
+ * s->id_env) and wait for its port (s->id_port). */
+void sw_test_stack_id_start(struct sw_test_stack *s);
+
+/* Produce o (stolen) of type from producer_name to topic with key, its
+ * header of tenant, run_id and step_id (NULL: ""); not flushed. */
+void sw_test_stack_emit(struct sw_test_stack *s, const char *topic, const char *key,
+			const char *type, const char *producer_name, const char *tenant,
+			const char *run_id, const char *step_id, json_t *o);
+
+/*
+ * Deliver a step.dispatched (attempt 1, index 0, tenant s->tenant) of step
+ * in run "<prefix>-<run>" (its step id "<run id>/<step>/1", both into d),
+ * mode, spec sp (stolen, sent as its JSON text) and identity text, from
+ * producer_name.
+ */
+void sw_test_stack_dispatch(struct sw_test_stack *s, struct sw_test_dispatch *d,
+			    const char *producer_name, const char *run, const char *step,
+			    const char *mode, int64_t timeout_ms, json_t *sp,
+			    const char *identity);
+
+/* A key the scheduler pins for a step (step.dispatched.identity). */
+struct sw_test_idkey {
+	const char *env;
+	const char *level;  /* system, workflow, user; NULL: workflow */
+	const char *secret; /* NULL: a plain knob */
+	int version;
+	const char *value;
+};
+
+/* Hex of the MAC of value under s->mac_key, as the identity service has it. */
+void sw_test_stack_mac_hex(const struct sw_test_stack *s, const char *value, char out[65]);
+/* The step.dispatched.identity of keys, of profile (caller frees). */
+char *sw_test_identity_text(const struct sw_test_stack *s, const struct sw_test_idkey *keys,
+			    size_t n, const char *profile);
+
+/* All sandbox.output data of step_id's stream among l's events, in seq
+ * order (caller frees; "" if none); *chunks (if not NULL) gets their number. */
+char *sw_test_evlog_output(const struct sw_test_evlog *l, const char *step_id, const char *stream,
+			   size_t *chunks);
+
+/* How an answer to a seal request is forged (all zero: a true one). */
+struct sw_test_seal_forge {
+	const unsigned char *pk;    /* sealed to this key, not s->host_pk */
+	const char *request_id;	    /* the answer's and the box's request id */
+	const char *box_request_id; /* the box's only */
+	const char *step_id;	    /* the box's step */
+	const char *sandbox_id;	    /* the box's sandbox */
+	const char *value;	    /* every value in the box (the MACs stay) */
+	int version_delta;	    /* added to the versions in the box */
+	int drop_first;		    /* the box lacks the first key asked */
+	int extra_key;		    /* the box holds a key more */
+};
+
+/*
+ * Answer req (a decoded identity.seal_requested) as the identity service:
+ * identity.sealed on sagewai.identity.sealed with the values of the keys
+ * asked (each must be a pinned secret of keys) sealed to the host key,
+ * forged as forge says (NULL: not).
+ */
+void sw_test_seal_answer(struct sw_test_stack *s, json_t *req, const struct sw_test_idkey *keys,
+			 size_t n, const struct sw_test_seal_forge *forge);
+/* Refuse req: ok=false with code and error. */
+void sw_test_seal_refuse(struct sw_test_stack *s, json_t *req, const char *code,
+			 const char *error);
+
+/*
+ * sagewai-llm-mock playing script (JSON text) in dir (script.json, its log
+ * llm.log, its output llm.out), requiring key; returns its pid, its port
+ * in *port.
+ */
+pid_t sw_test_llm_mock_start(const char *dir, const char *script, const char *key, int *port);
+/* tests/sandboxd/git_server.py (script) in dir: the bare repository
+ * root (dir/git-root, into root)/site.git, which token may push to; its
+ * URL into url; returns its pid. */
+pid_t sw_test_git_server(const char *dir, const char *script, const char *token, char *root,
+			 size_t rootlen, char *url, size_t urllen);
 
 #endif

@@ -50,10 +50,8 @@
 #include "sw_events.h"
 #include "sw_test_svc.h"
 
-#define MAXEV 4096
-
 static struct sw_event_registry *reg;
-static rd_kafka_t *producer, *replies;
+static rd_kafka_t *producer;
 static char prefix[48], dir[512], db_dsn[512], group[128];
 static char mkeys_path[600], mac_path[600], hosts_path[600], admin_path[600];
 static char token_path[600], log_path[600];
@@ -65,8 +63,8 @@ static const char *mode = "single_org";
 static long cache_ms = 1000;
 static char vault_addr[128], vault_token[128];
 static int vault_on;
-static json_t *seen[MAXEV];
-static size_t nseen;
+static struct sw_test_replies rp; /* replies read back */
+static void check_topic(const rd_kafka_message_t *m, json_t *ev);
 static char *markers[64];
 static size_t nmarkers;
 
@@ -74,14 +72,7 @@ static size_t nmarkers;
 
 static void write_file(const char *path, const char *text, mode_t m)
 {
-	FILE *f;
-
-	unlink(path);
-	f = fopen(path, "w");
-	SW_CHECK(f != NULL);
-	fputs(text, f);
-	fclose(f);
-	SW_CHECK(chmod(path, m) == 0);
+	sw_test_file_write(path, text, m);
 }
 
 static void hex32(char out[65])
@@ -264,7 +255,8 @@ static void setup(const char *scenario)
 	/* the service's group starts at the ends; replies are read from now on */
 	sw_test_kafka_group_to_end(group, gtopics);
 	snprintf(rg, sizeof(rg), "identity-test-replies-%s", prefix);
-	replies = sw_test_kafka_tail(rg, rtopics);
+	sw_test_replies_open(&rp, reg, rg, rtopics, &id_pid, "sagewai-identity");
+	rp.check = check_topic;
 }
 
 /* ---- HTTP ------------------------------------------------------------------------ */
@@ -380,20 +372,9 @@ static void put_profile(const char *scope, const char *level, const char *name,
 static void produce(const char *type, const char *topic, const char *tenant, const char *run,
 		    const char *step_id, const char *producer_name, json_t *fields)
 {
-	struct sw_event_header h;
-	char err[256];
-	void *buf;
-	size_t len;
-
-	sw_event_header_init(&h, type, producer_name);
-	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
-	snprintf(h.run_id, sizeof(h.run_id), "%s", run);
-	snprintf(h.step_id, sizeof(h.step_id), "%s", step_id ? step_id : "");
-	SW_CHECKF(sw_event_encode(reg, type, &h, fields, &buf, &len, err, sizeof(err)) == 0,
-		  "encode %s: %s", type, err);
-	json_decref(fields);
-	sw_test_kafka_deliver(producer, topic, run[0] ? run : tenant, buf, len);
-	free(buf);
+	sw_test_event_send(reg, producer, topic, run[0] ? run : tenant, type, producer_name,
+			   tenant, run, step_id, fields);
+	sw_test_kafka_flush(producer, 30000);
 }
 
 /* An event the service produced came on the topic its schema names
@@ -414,64 +395,15 @@ static void check_topic(const rd_kafka_message_t *m, json_t *ev)
 	json_decref(schema);
 }
 
-/* Read replies into seen[] for up to wait_ms. */
-static void poll_replies(int wait_ms)
-{
-	rd_kafka_message_t *m;
-	char err[256];
-	json_t *ev;
-
-	while ((m = rd_kafka_consumer_poll(replies, wait_ms)) != NULL) {
-		wait_ms = 0;
-		if (m->err == 0 && m->payload != NULL &&
-		    (ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err))) != NULL) {
-			check_topic(m, ev);
-			if (nseen < MAXEV)
-				seen[nseen++] = ev;
-			else
-				json_decref(ev);
-		}
-		rd_kafka_message_destroy(m);
-	}
-}
-
-/* The event of type answering request id rid (waits up to 30 s). */
-static json_t *reply_for(const char *type, const char *rid)
-{
-	int64_t until = sw_mono_ms() + 30000;
-	size_t i;
-
-	for (;;) {
-		for (i = 0; i < nseen; i++)
-			if (strcmp(js(json_object_get(seen[i], "header"), "type"), type) == 0 &&
-			    strcmp(js(seen[i], "request_id"), rid) == 0)
-				return seen[i];
-		SW_REQUIRE(id_pid < 0 || sw_test_proc_running(id_pid), "sagewai-identity exited");
-		SW_REQUIRE(sw_mono_ms() < until, "no %s for request %s in 30 s", type, rid);
-		poll_replies(200);
-	}
-}
-
-static size_t count_seen(const char *type, const char *rid)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < nseen; i++)
-		if (strcmp(js(json_object_get(seen[i], "header"), "type"), type) == 0 &&
-		    (rid == NULL || strcmp(js(seen[i], "request_id"), rid) == 0))
-			n++;
-	return n;
-}
-
 /* The events of type (and request rid) seen so far, after waiting up to
  * 15 s for at least want of them (a loaded machine delivers late), then
  * 500 ms more for any extra that would make the count wrong. */
 static size_t count_events_at_least(const char *type, const char *rid, size_t want)
 {
-	for (int i = 0; i < 30 && count_seen(type, rid) < want; i++)
-		poll_replies(500);
-	poll_replies(500);
-	return count_seen(type, rid);
+	for (int i = 0; i < 30 && sw_test_replies_count(&rp, type, rid) < want; i++)
+		sw_test_replies_poll(&rp, 500);
+	sw_test_replies_poll(&rp, 500);
+	return sw_test_replies_count(&rp, type, rid);
 }
 
 static size_t count_events(const char *type, const char *rid)
@@ -491,7 +423,7 @@ static json_t *resolve_kafka(const char *tenant, const char *run, const char *wo
 		json_pack("{s:s, s:s, s:i, s:s, s:o, s:o}", "request_id", rid, "workflow",
 			  workflow, "workflow_version", 1, "user", user, "steps", steps,
 			  "input_macs", input_macs ? input_macs : json_array()));
-	return reply_for("identity.resolved", rid);
+	return sw_test_replies_for(&rp, "identity.resolved", rid);
 }
 
 static json_t *step1(const char *step, const char *mode_, const char *agent,
@@ -515,7 +447,7 @@ static json_t *seal_kafka(const char *tenant, const char *run, const char *step,
 		"sagewai-sandboxd",
 		json_pack("{s:s, s:s, s:s, s:s, s:o}", "request_id", rid, "step", step,
 			  "sandbox_id", sandbox, "host_key", hk, "keys", pins));
-	return reply_for("identity.sealed", rid);
+	return sw_test_replies_for(&rp, "identity.sealed", rid);
 }
 
 static json_t *pin(const char *env, const char *secret, int version)
@@ -1086,13 +1018,13 @@ static void t_builtin(void)
 		size_t i;
 		int found = 0;
 
-		poll_replies(500);
-		for (i = 0; i < nseen; i++)
-			if (strcmp(js(json_object_get(seen[i], "header"), "type"), "secret.revoked") ==
-				    0 &&
-			    strcmp(js(seen[i], "name"), "gh") == 0 &&
-			    json_is_true(json_object_get(seen[i], "hard")) &&
-			    json_integer_value(json_object_get(seen[i], "version")) == 2)
+		sw_test_replies_poll(&rp, 500);
+		for (i = 0; i < rp.n; i++)
+			if (strcmp(js(json_object_get(rp.ev[i], "header"), "type"),
+				   "secret.revoked") == 0 &&
+			    strcmp(js(rp.ev[i], "name"), "gh") == 0 &&
+			    json_is_true(json_object_get(rp.ev[i], "hard")) &&
+			    json_integer_value(json_object_get(rp.ev[i], "version")) == 2)
 				found = 1;
 		SW_REQUIRE(found, "no secret.revoked {gh, 2, hard}");
 	}
@@ -1478,7 +1410,7 @@ static void t_hostile(void)
 			"sagewai-sandboxd",
 			json_pack("{s:s, s:s, s:s, s:s, s:o}", "request_id", rid, "step", "s",
 				  "sandbox_id", sb, "host_key", "abcdef", "keys", json_array()));
-		s = reply_for("identity.sealed", rid);
+		s = sw_test_replies_for(&rp, "identity.sealed", rid);
 		require_refused(s, "bad_request", "host_key");
 	}
 	s = seal_kafka("default", run, "s", host_pk,
@@ -1592,7 +1524,7 @@ static void t_kill9(void)
 	SW_REQUIRE(count_events("identity.resolved", rid) == 0, "answered before the kill");
 	id_start();
 	{
-		json_t *a = reply_for("identity.resolved", rid);
+		json_t *a = sw_test_replies_for(&rp, "identity.resolved", rid);
 
 		require_refused(a, "backend_unavailable", "backend vault unavailable for SLOW");
 	}
@@ -1623,7 +1555,7 @@ static json_t *allowed(const char *run, const char *rid, const char *sandbox, co
 		       const char *secret)
 {
 	decided(run, rid, sandbox, name, "allow", secret, host_pk);
-	return reply_for("identity.sealed", rid);
+	return sw_test_replies_for(&rp, "identity.sealed", rid);
 }
 
 static void sealed_refused(json_t *s, const char *code, const char *what)
@@ -1679,10 +1611,12 @@ static void t_grant(void)
 	 * refused, nothing sealed to it */
 	crypto_box_keypair(other_pk, other_sk);
 	decided(run, g[1], sb, "JIT_KEY", "allow", "jit-tok", other_pk);
-	sealed_refused(reply_for("identity.sealed", g[1]), "unknown_host", "a host not listed");
+	sealed_refused(sw_test_replies_for(&rp, "identity.sealed", g[1]), "unknown_host",
+		       "a host not listed");
 	/* a decision naming no host key: nothing to seal to */
 	decided(run, g[2], sb, "JIT_KEY", "allow", "jit-tok", NULL);
-	sealed_refused(reply_for("identity.sealed", g[2]), "bad_request", "no host key");
+	sealed_refused(sw_test_replies_for(&rp, "identity.sealed", g[2]), "bad_request",
+		       "no host key");
 	/* a denial is never sealed (nor answered) */
 	decided(run, g[3], sb, "JIT_KEY", "deny", "", host_pk);
 	/* from the run's cascade: a kept key is sealed at its pinned version;
@@ -1708,7 +1642,8 @@ static void t_grant(void)
 		json_pack("{s:s, s:s, s:s, s:s, s:[{s:s, s:s, s:i}], s:s}", "request_id", rid,
 			  "step", "s1", "sandbox_id", sb, "host_key", hk, "keys", "env", "JIT_KEY",
 			  "secret", "jit-tok", "version", 0, "grant", g[0]));
-	sealed_refused(reply_for("identity.sealed", rid), "bad_request", "a seal with a grant");
+	sealed_refused(sw_test_replies_for(&rp, "identity.sealed", rid), "bad_request",
+		       "a seal with a grant");
 	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.grants") == 0,
 		   "no grant rows: the decision is the grant");
 	finish();
@@ -1728,7 +1663,7 @@ static json_t *resolve_pinned(const char *tenant, const char *run, json_t *steps
 		json_pack("{s:s, s:s, s:i, s:s, s:o, s:[], s:o}", "request_id", rid, "workflow",
 			  "wf", "workflow_version", 1, "user", "", "steps", steps, "input_macs",
 			  "pins", pins));
-	return reply_for("identity.resolved", rid);
+	return sw_test_replies_for(&rp, "identity.resolved", rid);
 }
 
 /* One pin of step s (mac: the value whose MAC is pinned, NULL for none). */

@@ -56,53 +56,18 @@
 #include "sw_events.h"
 #include "sw_test_svc.h"
 
-static struct sw_event_registry *reg;
-static char prefix[48], dir[512], db_dsn[512], sgroup[128], igroup[128];
-static char sbd_log[600], id_log[600], seal_file[600], mac_file[600], mkeys_file[600];
-static char hosts_file[600], admin_file[600], admin[65];
-static pid_t sbd_pid = -1, id_pid = -1;
-static int id_port;
-static rd_kafka_t *producer;
-static struct sw_test_evlog evl;
-static unsigned char host_pk[32], host_sk[32], mac_key[32];
-static const char *id_extra[4], *sbd_extra[2]; /* more settings (mint) */
-static json_t *spec_extra;		       /* more fields of the step's spec */
+static struct sw_test_stack stk;
+static json_t *spec_extra; /* more fields of the step's spec */
 
 /* ---- the values and their spellings ------------------------------------------ */
 
-#define FORMS_MAX 128
-static char *forms[FORMS_MAX];
-static size_t nforms;
-
-static void form_add(const char *s)
-{
-	SW_CHECK(nforms < FORMS_MAX);
-	SW_CHECK((forms[nforms++] = strdup(s)) != NULL);
-}
-
-/* A fresh value, remembered in every spelling that must never leave. */
+/* A fresh value, forbidden in every spelling (sw_test_secret_*). */
 static void value_make(char *out, size_t len, const char *tag)
 {
-	unsigned char r[12];
-	char rh[25], hex[256], b64[256];
+	char head[32];
 
-	randombytes_buf(r, sizeof(r));
-	sodium_bin2hex(rh, sizeof(rh), r, sizeof(r));
-	snprintf(out, len, "%s-%s-j7", tag, rh);
-	form_add(out);
-	sodium_bin2hex(hex, sizeof(hex), (const unsigned char *)out, strlen(out));
-	form_add(hex);
-	sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)out, strlen(out),
-			  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
-	form_add(b64);
-}
-
-static const char *leak(const void *buf, size_t len)
-{
-	for (size_t i = 0; i < nforms; i++)
-		if (buf != NULL && memmem(buf, len, forms[i], strlen(forms[i])) != NULL)
-			return forms[i];
-	return NULL;
+	snprintf(head, sizeof(head), "%s-", tag);
+	sw_test_secret_new(out, len, head, "-j7");
 }
 
 static void sha_hex(const char *v, char out[65])
@@ -115,47 +80,6 @@ static void sha_hex(const char *v, char out[65])
 
 /* ---- small helpers -------------------------------------------------------------- */
 
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = system(cmd);
-	SW_CHECKF(rc == 0, "%s: %d", cmd, rc);
-}
-
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	SW_CHECKF(fd >= 0, "%s: %s", path, strerror(errno));
-	SW_CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-	SW_CHECK(fchmod(fd, mode) == 0);
-	close(fd);
-}
-
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	SW_CHECK(fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	SW_CHECK(buf != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n);
-	fclose(f);
-	buf[n] = '\0';
-	return buf;
-}
-
 static const char *js(json_t *j, const char *k)
 {
 	const char *v = json_string_value(json_object_get(j, k));
@@ -166,20 +90,8 @@ static const char *js(json_t *j, const char *k)
 static void produce(const char *topic, const char *type, const char *producer_name,
 		    const char *run, const char *step_id, json_t *o)
 {
-	struct sw_event_header h;
-	char err[256];
-	void *buf;
-	size_t len;
-
-	sw_event_header_init(&h, type, producer_name);
-	snprintf(h.tenant, sizeof(h.tenant), "default");
-	snprintf(h.run_id, sizeof(h.run_id), "%s", run);
-	snprintf(h.step_id, sizeof(h.step_id), "%s", step_id ? step_id : "");
-	SW_CHECKF(sw_event_encode(reg, type, &h, o, &buf, &len, err, sizeof(err)) == 0, "%s: %s",
-		  type, err);
-	json_decref(o);
-	sw_test_kafka_deliver(producer, topic, run, buf, len);
-	free(buf);
+	sw_test_stack_emit(&stk, topic, run, type, producer_name, "default", run, step_id, o);
+	sw_test_kafka_flush(stk.producer, 30000);
 }
 
 /* ---- the policy we play -------------------------------------------------------- */
@@ -245,82 +157,18 @@ static void decide(json_t *e)
 
 static void on_seen(const rd_kafka_message_t *m, json_t *e)
 {
-	const char *bad = leak(m->payload, m->len);
 	json_t *h;
 
-	SW_REQUIRE(bad == NULL, "a message on %s holds a secret value (spelled '%s')",
-		   rd_kafka_topic_name(m->rkt), bad);
+	sw_test_secret_msg_clean(m);
 	if (e == NULL)
 		return;
 	h = json_object_get(e, "header");
 	if (strcmp(js(h, "type"), "credential.requested") == 0 &&
-	    strncmp(js(h, "run_id"), prefix, strlen(prefix)) == 0)
+	    strncmp(js(h, "run_id"), stk.prefix, strlen(stk.prefix)) == 0)
 		decide(e);
 }
 
 /* ---- the services ---------------------------------------------------------------- */
-
-static void id_start(void)
-{
-	static const char *const argv[] = {"sagewai-identity", "serve", NULL};
-	char path[600], dsn[700], gid[200], mk[700], mac[700], hosts[700], adm[700];
-	const char *env[] = {dsn,
-			     gid,
-			     "SAGEWAI_MODE=single_org",
-			     mk,
-			     mac,
-			     hosts,
-			     adm,
-			     "SAGEWAI_HTTP_PORT=0",
-			     "SAGEWAI_LOG_LEVEL=debug",
-			     SW_TEST_ENV_FAST_REBALANCE,
-			     id_extra[0],
-			     id_extra[1],
-			     id_extra[2],
-			     id_extra[3],
-			     NULL};
-
-	snprintf(path, sizeof(path), "%s/services/identity/sagewai-identity",
-		 getenv("SW_BUILD_DIR"));
-	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "identity");
-	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", igroup);
-	snprintf(mk, sizeof(mk), "SAGEWAI_IDENTITY_MASTER_KEYS_FILE=%s", mkeys_file);
-	snprintf(mac, sizeof(mac), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", mac_file);
-	snprintf(hosts, sizeof(hosts), "SAGEWAI_IDENTITY_HOSTS_FILE=%s", hosts_file);
-	snprintf(adm, sizeof(adm), "SAGEWAI_ADMIN_TOKEN_FILE=%s", admin_file);
-	sw_test_log_watch(id_log, 40);
-	id_pid = sw_test_proc_spawn(path, argv, env, id_log);
-	id_port = sw_test_proc_wait_port(id_pid, "sagewai-identity", id_log, "identity started");
-}
-
-static void sbd_start(void)
-{
-	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
-	char path[600], dsn[700], gid[200], state[700], kf[700], mf[700];
-	const char *env[] = {dsn,
-			     gid,
-			     "SAGEWAI_HTTP_PORT=0",
-			     "SAGEWAI_LOG_LEVEL=debug",
-			     state,
-			     SW_TEST_ENV_FAST_REBALANCE,
-			     "SAGEWAI_SANDBOX_WARM=1",
-			     kf,
-			     mf,
-			     sbd_extra[0],
-			     sbd_extra[1],
-			     NULL};
-
-	snprintf(path, sizeof(path), "%s/services/sandboxd/sagewai-sandboxd",
-		 getenv("SW_BUILD_DIR"));
-	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "sandboxd");
-	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", sgroup);
-	snprintf(state, sizeof(state), "SAGEWAI_SANDBOX_STATE_DIR=%s", dir);
-	snprintf(kf, sizeof(kf), "SAGEWAI_SANDBOXD_SEAL_KEY_FILE=%s", seal_file);
-	snprintf(mf, sizeof(mf), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", mac_file);
-	sw_test_log_watch(sbd_log, 60);
-	sbd_pid = sw_test_proc_spawn(path, argv, env, sbd_log);
-	sw_test_proc_wait_port(sbd_pid, "sagewai-sandboxd", sbd_log, "sandboxd started");
-}
 
 static void http_must(long want, const char *method, const char *path, const char *body)
 {
@@ -328,8 +176,8 @@ static void http_must(long want, const char *method, const char *path, const cha
 	const char *hdrs[3] = {"Content-Type: application/json", auth, NULL};
 	struct sw_test_http_reply r = {0};
 
-	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", id_port, path);
-	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", admin);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%d%s", stk.id_port, path);
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", stk.admin);
 	sw_test_http_request(method, url, body, strlen(body), hdrs, 20, &r);
 	SW_REQUIRE(r.status == want, "%s %s: HTTP %ld, want %ld: %s", method, path, r.status, want,
 		   r.body ? r.body : "");
@@ -349,95 +197,30 @@ static void put_secret(const char *name, const char *value)
 
 static void setup(const char *name)
 {
-	static const char *const sgtopics[] = {"sagewai.steps", "sagewai.runs", NULL};
-	static const char *const igtopics[] = {"sagewai.identity", "sagewai.tenants",
-					       "sagewai.credentials", "sagewai.runs",
-					       "sagewai.steps", NULL};
-	static const char *const topics[] = {"sagewai.steps",
-					     "sagewai.sandbox",
-					     "sagewai.identity",
-					     "sagewai.identity.replies",
-					     "sagewai.identity.sealed",
-					     "sagewai.runs",
-					     "sagewai.deadletter",
-					     "sagewai.credentials",
-					     "sagewai.tenants",
-					     "sagewai.audit.checkpoints",
-					     NULL};
-	const char *build = getenv("SW_BUILD_DIR");
-	char err[256], hex[65], line[300];
-
-	sw_test_env_load();
-	sw_test_proc_watch(&sbd_pid);
-	sw_test_proc_watch(&id_pid);
-	SW_CHECK(build != NULL && sodium_init() >= 0);
-	snprintf(prefix, sizeof(prefix), "jit-%s-%d", name, (int)getpid());
-	snprintf(sgroup, sizeof(sgroup), "jit-test-sbd-%s", prefix);
-	snprintf(igroup, sizeof(igroup), "jit-test-id-%s", prefix);
-	snprintf(dir, sizeof(dir), "%s/tests-tmp/%s", build, prefix);
-	snprintf(sbd_log, sizeof(sbd_log), "%s/sandboxd.log", dir);
-	snprintf(id_log, sizeof(id_log), "%s/identity.log", dir);
-	snprintf(seal_file, sizeof(seal_file), "%s/seal.key", dir);
-	snprintf(mac_file, sizeof(mac_file), "%s/mac.key", dir);
-	snprintf(mkeys_file, sizeof(mkeys_file), "%s/master.keys", dir);
-	snprintf(hosts_file, sizeof(hosts_file), "%s/hosts", dir);
-	snprintf(admin_file, sizeof(admin_file), "%s/admin.token", dir);
+	sw_test_stack_init(&stk, "jit", name, NULL, on_seen);
 	/* sandboxd's service part writes here (another uid when root) */
-	sh("rm -rf %s && mkdir -p %s && chmod 755 %s/.. && chmod 777 %s", dir, dir, dir, dir);
-	sw_test_pg_db_create(db_dsn, sizeof(db_dsn), "jit", name);
-	reg = sw_events_registry_new(err, sizeof(err));
-	SW_CHECKF(reg != NULL, "%s", err);
-	producer = sw_test_kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
-	crypto_box_keypair(host_pk, host_sk);
-	sodium_bin2hex(hex, sizeof(hex), host_sk, sizeof(host_sk));
-	write_file(seal_file, hex, 0600);
-	sodium_bin2hex(hex, sizeof(hex), host_pk, sizeof(host_pk));
-	snprintf(line, sizeof(line), "host-a %s\n", hex);
-	write_file(hosts_file, line, 0644);
-	randombytes_buf(mac_key, sizeof(mac_key));
-	sodium_bin2hex(hex, sizeof(hex), mac_key, sizeof(mac_key));
-	write_file(mac_file, hex, 0600);
-	randombytes_buf(mac_key, sizeof(mac_key)); /* a master key, reusing the buffer */
-	sodium_bin2hex(hex, sizeof(hex), mac_key, sizeof(mac_key));
-	snprintf(line, sizeof(line), "k1 %s\n", hex);
-	write_file(mkeys_file, line, 0600);
-	randombytes_buf(mac_key, sizeof(mac_key));
-	sodium_bin2hex(admin, sizeof(admin), mac_key, sizeof(mac_key));
-	snprintf(line, sizeof(line), "%s\n", admin);
-	write_file(admin_file, line, 0600);
-	sw_test_kafka_group_to_end(sgroup, sgtopics);
-	sw_test_kafka_group_to_end(igroup, igtopics);
-	sw_test_evlog_open(&evl, reg, prefix, topics);
-	evl.pid = &sbd_pid;
-	evl.name = "sagewai-sandboxd";
-	evl.seen = on_seen;
-	id_start();
-	sbd_start();
+	sw_test_sh("chmod 777 %s", stk.dir);
+	sw_test_stack_id_init(&stk);
+	sw_test_stack_id_start(&stk);
+	sw_test_stack_sbd_start(&stk);
 }
 
 /* No value in either service's log, nor anywhere in their database. */
 static void finish(void)
 {
-	const char *logs[] = {sbd_log, id_log};
 	char dump[700], *buf;
-	const char *bad;
 
-	sw_test_evlog_poll(&evl, 500);
-	for (size_t i = 0; i < 2; i++) {
-		SW_CHECK((buf = slurp(logs[i])) != NULL);
-		bad = leak(buf, strlen(buf));
-		SW_REQUIRE(bad == NULL, "%s holds a secret value (spelled '%s')", logs[i], bad);
-		free(buf);
-	}
-	snprintf(dump, sizeof(dump), "%s/pg.dump", dir);
-	sh("pg_dump -d '%s' -f %s", db_dsn, dump);
-	SW_CHECK((buf = slurp(dump)) != NULL && strlen(buf) > 100);
-	bad = leak(buf, strlen(buf));
-	SW_REQUIRE(bad == NULL, "pg_dump holds a secret value (spelled '%s')", bad);
+	sw_test_evlog_poll(&stk.evl, 500);
+	sw_test_secret_file_clean(stk.sbd_log, stk.sbd_log);
+	sw_test_secret_file_clean(stk.id_log, stk.id_log);
+	snprintf(dump, sizeof(dump), "%s/pg.dump", stk.dir);
+	sw_test_sh("pg_dump -d '%s' -f %s", stk.db_dsn, dump);
+	SW_CHECK((buf = sw_test_file_read(dump, NULL)) != NULL && strlen(buf) > 100);
 	free(buf);
-	sw_test_proc_stop(&sbd_pid, SIGTERM, "sagewai-sandboxd");
-	sw_test_proc_stop(&id_pid, SIGTERM, "sagewai-identity");
-	sw_test_evlog_close(&evl);
+	sw_test_secret_file_clean(dump, "pg_dump");
+	sw_test_stack_sbd_stop(&stk);
+	sw_test_proc_stop(&stk.id_pid, SIGTERM, "sagewai-identity");
+	sw_test_evlog_close(&stk.evl);
 	printf("ok: no value in any topic, log or the database\n");
 }
 
@@ -465,7 +248,7 @@ static void run_step(struct sw_test_dispatch *d, const char *run, const char *mo
 	int64_t until = sw_mono_ms() + 30000;
 
 	memset(d, 0, sizeof(*d));
-	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", prefix, run);
+	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", stk.prefix, run);
 	snprintf(d->step_id, sizeof(d->step_id), "%s/fix/1", d->run_id);
 	sw_uuid_v7_str(rid);
 	produce(
@@ -475,12 +258,12 @@ static void run_step(struct sw_test_dispatch *d, const char *run, const char *mo
 		      "fix", "mode", mode, "agent", "custom", "profile", "site", "input_macs"));
 	while (e == NULL || strcmp(js(e->body, "request_id"), rid) != 0) {
 		SW_REQUIRE(sw_mono_ms() < until, "no identity.resolved for %s", d->run_id);
-		sw_test_evlog_poll(&evl, 200);
+		sw_test_evlog_poll(&stk.evl, 200);
 		e = NULL;
-		for (size_t i = 0; i < evl.n; i++)
-			if (strcmp(evl.ev[i]->type, "identity.resolved") == 0 &&
-			    strcmp(js(evl.ev[i]->body, "request_id"), rid) == 0)
-				e = evl.ev[i];
+		for (size_t i = 0; i < stk.evl.n; i++)
+			if (strcmp(stk.evl.ev[i]->type, "identity.resolved") == 0 &&
+			    strcmp(js(stk.evl.ev[i]->body, "request_id"), rid) == 0)
+				e = stk.evl.ev[i];
 	}
 	SW_REQUIRE(json_is_true(json_object_get(e->body, "ok")), "resolution refused: %s",
 		   js(e->body, "error"));
@@ -509,27 +292,7 @@ static void run_step(struct sw_test_dispatch *d, const char *run, const char *mo
 /* All sandbox.output data of step_id's stdout, in order (caller frees). */
 static char *stdout_of(const char *step_id)
 {
-	struct sw_test_buf b = {0};
-	int seq = 0, found;
-
-	do {
-		found = 0;
-		for (size_t i = 0; i < evl.n; i++) {
-			json_t *body = evl.ev[i]->body;
-
-			if (strcmp(evl.ev[i]->type, "sandbox.output") != 0 ||
-			    strcmp(evl.ev[i]->step_id, step_id) != 0 ||
-			    json_integer_value(json_object_get(body, "seq")) != seq)
-				continue;
-			found = 1;
-			seq++;
-			if (strcmp(js(body, "stream"), "stdout") == 0)
-				sw_test_http_collect((char *)js(body, "data"), 1,
-						     strlen(js(body, "data")), &b);
-			break;
-		}
-	} while (found);
-	return b.p != NULL ? b.p : strdup("");
+	return sw_test_evlog_output(&stk.evl, step_id, "stdout", NULL);
 }
 
 static void has(const char *text, const char *want)
@@ -545,17 +308,17 @@ static struct sw_test_ev *cred_event(const char *type, const char *step_id, cons
 	const char *rid = NULL;
 
 	for (;;) {
-		for (size_t i = 0; i < evl.n && rid == NULL; i++)
-			if (strcmp(evl.ev[i]->type, "credential.requested") == 0 &&
-			    strcmp(evl.ev[i]->step_id, step_id) == 0 &&
-			    strcmp(js(evl.ev[i]->body, "name"), name) == 0)
-				rid = js(evl.ev[i]->body, "request_id");
-		for (size_t i = 0; i < evl.n && rid != NULL; i++)
-			if (strcmp(evl.ev[i]->type, type) == 0 &&
-			    strcmp(js(evl.ev[i]->body, "request_id"), rid) == 0)
-				return evl.ev[i];
+		for (size_t i = 0; i < stk.evl.n && rid == NULL; i++)
+			if (strcmp(stk.evl.ev[i]->type, "credential.requested") == 0 &&
+			    strcmp(stk.evl.ev[i]->step_id, step_id) == 0 &&
+			    strcmp(js(stk.evl.ev[i]->body, "name"), name) == 0)
+				rid = js(stk.evl.ev[i]->body, "request_id");
+		for (size_t i = 0; i < stk.evl.n && rid != NULL; i++)
+			if (strcmp(stk.evl.ev[i]->type, type) == 0 &&
+			    strcmp(js(stk.evl.ev[i]->body, "request_id"), rid) == 0)
+				return stk.evl.ev[i];
 		SW_REQUIRE(sw_mono_ms() < until, "no %s for %s in %s", type, name, step_id);
-		sw_test_evlog_poll(&evl, 200);
+		sw_test_evlog_poll(&stk.evl, 200);
 	}
 }
 
@@ -590,7 +353,7 @@ static void scenario_flow(void)
 			"req DENY_ME admin:root 'make me admin'\n"
 			"echo \"agent env: ${JIT_TOKEN:-unset}\"\n",
 		 120000);
-	f = sw_test_evlog_finished(&evl, d.step_id);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	out = stdout_of(d.step_id);
 	printf("--- the agent's stdout:\n%s---\n", out);
@@ -630,10 +393,10 @@ static void scenario_flow(void)
 	SW_REQUIRE(strcmp(js(e->body, "code"), "missing") == 0, "NOPE: %s", js(e->body, "code"));
 	e = cred_event("credential.refused", d.step_id, "DENY_ME");
 	SW_REQUIRE(strcmp(js(e->body, "code"), "denied") == 0, "DENY_ME: %s", js(e->body, "code"));
-	SW_REQUIRE(sw_test_evlog_count(&evl, "credential.requested", d.step_id) == 5 &&
-		       sw_test_evlog_count(&evl, "credential.delivered", d.step_id) == 2 &&
-		       sw_test_evlog_count(&evl, "credential.refused", d.step_id) == 3 &&
-		       sw_test_evlog_count(&evl, "credential.withdrawn", d.step_id) == 0,
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "credential.requested", d.step_id) == 5 &&
+		       sw_test_evlog_count(&stk.evl, "credential.delivered", d.step_id) == 2 &&
+		       sw_test_evlog_count(&stk.evl, "credential.refused", d.step_id) == 3 &&
+		       sw_test_evlog_count(&stk.evl, "credential.withdrawn", d.step_id) == 0,
 		   "requested 5, delivered 2, refused 3");
 	{
 		/* identity sealed on the four allow decisions (two delivered, two
@@ -642,21 +405,22 @@ static void scenario_flow(void)
 		size_t seals = 0, grants = 0;
 		struct sw_test_ev *rq = cred_event("credential.requested", d.step_id, "JIT_TOKEN");
 
-		for (size_t i = 0; i < evl.n; i++) {
+		for (size_t i = 0; i < stk.evl.n; i++) {
 			/* (the step's own seal, of its pinned keys, names no key) */
-			if (strcmp(evl.ev[i]->type, "identity.sealed") == 0 &&
-			    strcmp(evl.ev[i]->step_id, d.step_id) == 0 &&
-			    js(evl.ev[i]->body, "name")[0] != '\0') {
-				SW_REQUIRE(strcmp(js(evl.ev[i]->body, "sandbox_id"),
-						  js(rq->body, "sandbox_id")) == 0 &&
-					       strcmp(js(evl.ev[i]->body, "name"), "DENY_ME") != 0,
-					   "a seal on a decision for %s of %s",
-					   js(evl.ev[i]->body, "name"),
-					   js(evl.ev[i]->body, "sandbox_id"));
+			if (strcmp(stk.evl.ev[i]->type, "identity.sealed") == 0 &&
+			    strcmp(stk.evl.ev[i]->step_id, d.step_id) == 0 &&
+			    js(stk.evl.ev[i]->body, "name")[0] != '\0') {
+				SW_REQUIRE(
+				    strcmp(js(stk.evl.ev[i]->body, "sandbox_id"),
+					   js(rq->body, "sandbox_id")) == 0 &&
+					strcmp(js(stk.evl.ev[i]->body, "name"), "DENY_ME") != 0,
+				    "a seal on a decision for %s of %s",
+				    js(stk.evl.ev[i]->body, "name"),
+				    js(stk.evl.ev[i]->body, "sandbox_id"));
 				seals++;
 			}
-			if (strcmp(evl.ev[i]->type, "identity.seal_requested") == 0 &&
-			    js(evl.ev[i]->body, "grant")[0] != '\0')
+			if (strcmp(stk.evl.ev[i]->type, "identity.seal_requested") == 0 &&
+			    js(stk.evl.ev[i]->body, "grant")[0] != '\0')
 				grants++;
 		}
 		SW_REQUIRE(seals == 4 && grants == 0,
@@ -684,7 +448,7 @@ static void scenario_timeout(void)
 			"sagewai-cred request LATER --scope s --reason r --timeout 120 &\n"
 			"sleep 2\n",
 		 120000);
-	f = sw_test_evlog_finished(&evl, d.step_id);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	out = stdout_of(d.step_id);
 	printf("--- the agent's stdout:\n%s---\n", out);
@@ -719,21 +483,23 @@ static void scenario_concurrent(void)
 	for (int i = 0; i < 3; i++) {
 		char r[96];
 
-		snprintf(r, sizeof(r), "%s-%s", prefix, run[i]);
+		snprintf(r, sizeof(r), "%s-%s", stk.prefix, run[i]);
 		rule_add(r, "JIT_TOKEN", ALLOW, secret[i]);
 	}
 	for (int i = 0; i < 3; i++)
 		run_step(&d[i], run[i], "cli_agent_jit",
 			 REQ_FN "req JIT_TOKEN s r\nsleep 1\nreq JIT_TOKEN s again\n", 120000);
 	for (int i = 0; i < 3; i++) {
-		sw_test_ev_require(sw_test_evlog_finished(&evl, d[i].step_id), "SUCCEEDED", NULL);
+		sw_test_ev_require(sw_test_evlog_finished(&stk.evl, d[i].step_id), "SUCCEEDED",
+				   NULL);
 		out = stdout_of(d[i].step_id);
 		printf("--- sandbox %d:\n%s---\n", i, out);
 		for (int k = 0; k < 3; k++)
 			SW_REQUIRE((strstr(out, sha[k]) != NULL) == (k == i),
 				   "sandbox %d %s the value of sandbox %d", i,
 				   k == i ? "lacks" : "holds", k);
-		SW_REQUIRE(sw_test_evlog_count(&evl, "credential.delivered", d[i].step_id) == 2,
+		SW_REQUIRE(sw_test_evlog_count(&stk.evl, "credential.delivered", d[i].step_id) ==
+			       2,
 			   "sandbox %d: two deliveries", i);
 		free(out);
 	}
@@ -828,7 +594,7 @@ static void scenario_hostile(void)
 	run_step(&d, "r1", "cli_agent_jit", script, 120000);
 	/* a cli_agent step may not ask at all */
 	run_step(&dn, "r2", "cli_agent", REQ_FN "req JIT_TOKEN s r\n", 120000);
-	sw_test_ev_require(sw_test_evlog_finished(&evl, d.step_id), "SUCCEEDED", NULL);
+	sw_test_ev_require(sw_test_evlog_finished(&stk.evl, d.step_id), "SUCCEEDED", NULL);
 	out = stdout_of(d.step_id);
 	printf("--- the hostile agent's stdout:\n%s---\n", out);
 	has(out, "oversized status=3 code=bad_request");
@@ -846,12 +612,12 @@ static void scenario_hostile(void)
 	has(out, want);
 	free(out);
 	/* only well-formed requests reached sandboxd: 4 of WAIT_*, then JIT_TOKEN */
-	SW_REQUIRE(sw_test_evlog_count(&evl, "credential.requested", d.step_id) == 5,
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "credential.requested", d.step_id) == 5,
 		   "%zu requests reached sandboxd, want 5",
-		   sw_test_evlog_count(&evl, "credential.requested", d.step_id));
-	SW_REQUIRE(sw_test_evlog_count(&evl, "credential.delivered", d.step_id) == 1,
+		   sw_test_evlog_count(&stk.evl, "credential.requested", d.step_id));
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "credential.delivered", d.step_id) == 1,
 		   "the forged decision changed nothing");
-	sw_test_ev_require(sw_test_evlog_finished(&evl, dn.step_id), "SUCCEEDED", NULL);
+	sw_test_ev_require(sw_test_evlog_finished(&stk.evl, dn.step_id), "SUCCEEDED", NULL);
 	out = stdout_of(dn.step_id);
 	has(out, "JIT_TOKEN rc=2 value= ");
 	has(out, "refused (not_jit): not_jit: this is a cli_agent step");
@@ -859,15 +625,16 @@ static void scenario_hostile(void)
 	/* refused before any request was published: credential.refused alone */
 	{
 		struct sw_test_ev *e =
-		    sw_test_evlog_wait(&evl, "credential.refused", dn.step_id, 0, 30);
+		    sw_test_evlog_wait(&stk.evl, "credential.refused", dn.step_id, 0, 30);
 
 		SW_REQUIRE(strcmp(js(e->body, "code"), "not_jit") == 0 &&
 			       strcmp(js(e->body, "name"), "JIT_TOKEN") == 0 &&
-			       sw_test_evlog_count(&evl, "credential.requested", dn.step_id) == 0,
+			       sw_test_evlog_count(&stk.evl, "credential.requested", dn.step_id) ==
+				   0,
 			   "not_jit: %s", js(e->body, "code"));
 	}
 	{
-		char *log = slurp(sbd_log);
+		char *log = sw_test_file_read(stk.sbd_log, NULL);
 
 		SW_REQUIRE(log != NULL &&
 			       strstr(log, "ignored a credential decision that does not "
@@ -899,7 +666,7 @@ static void bao_stop(void)
 
 static void line_of(const char *path, char *out, size_t len)
 {
-	char *t = slurp(path);
+	char *t = sw_test_file_read(path, NULL);
 
 	SW_CHECKF(t != NULL, "%s", path);
 	snprintf(out, len, "%.*s", (int)strcspn(t, "\n"), t);
@@ -936,16 +703,16 @@ static char *opened_value(const char *step_id, const char *name)
 	json_t *box;
 	char *out;
 
-	for (size_t i = 0; i < evl.n; i++) {
-		if (strcmp(evl.ev[i]->type, "identity.sealed") != 0 ||
-		    strcmp(js(evl.ev[i]->body, "request_id"), seal) != 0)
+	for (size_t i = 0; i < stk.evl.n; i++) {
+		if (strcmp(stk.evl.ev[i]->type, "identity.sealed") != 0 ||
+		    strcmp(js(stk.evl.ev[i]->body, "request_id"), seal) != 0)
 			continue;
-		hex = js(evl.ev[i]->body, "sealed");
+		hex = js(stk.evl.ev[i]->body, "sealed");
 		clen = strlen(hex) / 2;
 		SW_CHECK(clen > crypto_box_SEALBYTES && (ct = malloc(clen)) != NULL &&
 			 (m = calloc(1, clen)) != NULL);
 		SW_CHECK(sodium_hex2bin(ct, clen, hex, strlen(hex), NULL, NULL, NULL) == 0);
-		SW_REQUIRE(crypto_box_seal_open(m, ct, clen, host_pk, host_sk) == 0,
+		SW_REQUIRE(crypto_box_seal_open(m, ct, clen, stk.host_pk, stk.host_sk) == 0,
 			   "the sealed answer does not open with the host key");
 		box = json_loadb((char *)m, clen - crypto_box_SEALBYTES, 0, NULL);
 		hex = js(json_array_get(json_object_get(box, "keys"), 0), "value_b64");
@@ -968,7 +735,7 @@ static void scenario_mint(void)
 {
 	const char *build = getenv("SW_BUILD_DIR");
 	char path[700], body[1024], mints[700], env_vault[300], env_tok[700], env_mints[800];
-	char kv[64], sha[65], want[300], allow[64], tokform[1200], site[64], *token, *out, *t;
+	char kv[64], sha[65], want[300], allow[64], site[64], *token, *out, *t;
 	struct sw_test_dispatch d;
 	struct sw_test_ev *f;
 	json_t *j;
@@ -977,7 +744,7 @@ static void scenario_mint(void)
 
 	/* OpenBao, a policy that reads one path, a value there */
 	snprintf(bao_dir, sizeof(bao_dir), "%s/tests-tmp/jit-mint-bao-%d", build, (int)getpid());
-	sh("%s/tests/harness/openbao start %s", getenv("SW_SOURCE_DIR"), bao_dir);
+	sw_test_sh("%s/tests/harness/openbao start %s", getenv("SW_SOURCE_DIR"), bao_dir);
 	atexit(bao_stop);
 	snprintf(path, sizeof(path), "%s/bao.addr", bao_dir);
 	line_of(path, bao_addr, sizeof(bao_addr));
@@ -1003,19 +770,20 @@ static void scenario_mint(void)
 	SW_REQUIRE(st == 200, "kv write: HTTP %ld", st);
 	/* the operator's mint sources: one for this tenant, one for another */
 	snprintf(mints, sizeof(mints), "%s/mints.json", bao_dir);
-	write_file(mints,
-		   "{\"mints\": {\"ci-read\": {\"policies\": [\"sagewai-ci-read\"], \"ttl_s\": 600,"
-		   " \"num_uses\": 0, \"tenants\": [\"default\"]},"
-		   " \"ci-other\": {\"policies\": [\"sagewai-ci-read\"], \"ttl_s\": 60,"
-		   " \"tenants\": [\"someone-else\"]}}}\n",
-		   0644);
+	sw_test_file_write(
+	    mints,
+	    "{\"mints\": {\"ci-read\": {\"policies\": [\"sagewai-ci-read\"], \"ttl_s\": 600,"
+	    " \"num_uses\": 0, \"tenants\": [\"default\"]},"
+	    " \"ci-other\": {\"policies\": [\"sagewai-ci-read\"], \"ttl_s\": 60,"
+	    " \"tenants\": [\"someone-else\"]}}}\n",
+	    0644);
 	snprintf(env_vault, sizeof(env_vault), "SAGEWAI_VAULT_ADDR=%s", bao_addr);
 	snprintf(env_tok, sizeof(env_tok), "SAGEWAI_VAULT_TOKEN_FILE=%s/bao.token", bao_dir);
 	snprintf(env_mints, sizeof(env_mints), "SAGEWAI_IDENTITY_MINTS_FILE=%s", mints);
-	id_extra[0] = env_vault;
-	id_extra[1] = env_tok;
-	id_extra[2] = env_mints;
-	sbd_extra[0] = "SAGEWAI_EGRESS_PRIVATE=allow";
+	stk.id_env[0] = env_vault;
+	stk.id_env[1] = env_tok;
+	stk.id_env[2] = env_mints;
+	stk.sbd_env[0] = "SAGEWAI_EGRESS_PRIVATE=allow";
 	snprintf(allow, sizeof(allow), "127.0.0.1:%d", port);
 	spec_extra = json_pack("{s:s, s:[s]}", "network", "egress_only", "egress_allow", allow);
 	setup("mint");
@@ -1033,18 +801,13 @@ static void scenario_mint(void)
 			"\"X-Vault-Token: $t\" %s/v1/secret/data/other/thing)\"\n",
 		 REQ_FN, bao_addr, bao_addr);
 	run_step(&d, "r1", "cli_agent_jit", body, 120000);
-	f = sw_test_evlog_finished(&evl, d.step_id);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
 	out = stdout_of(d.step_id);
 	printf("--- the agent's stdout:\n%s---\n", out);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	token = opened_value(d.step_id, "BAO_TOKEN");
 	/* from now on every spelling of the token is searched for too */
-	form_add(token);
-	sodium_bin2hex(tokform, sizeof(tokform), (unsigned char *)token, strlen(token));
-	form_add(tokform);
-	sodium_bin2base64(tokform, sizeof(tokform), (unsigned char *)token, strlen(token),
-			  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
-	form_add(tokform);
+	sw_test_secret_forbid(token);
 	sha_hex(token, sha);
 	snprintf(want, sizeof(want), "BAO_TOKEN rc=0 value=[REDACTED:BAO_TOKEN] sha=%s err=\n",
 		 sha);
@@ -1062,15 +825,15 @@ static void scenario_mint(void)
 			   "delivered names the source, version 1");
 	}
 	/* every event seen so far, searched again with the token known */
-	for (size_t i = 0; i < evl.n; i++) {
-		t = json_dumps(evl.ev[i]->body, JSON_COMPACT);
-		SW_REQUIRE(t != NULL && leak(t, strlen(t)) == NULL, "a %s event holds the token",
-			   evl.ev[i]->type);
+	for (size_t i = 0; i < stk.evl.n; i++) {
+		t = json_dumps(stk.evl.ev[i]->body, JSON_COMPACT);
+		SW_REQUIRE(t != NULL && sw_test_secret_leak(t, strlen(t)) == NULL,
+			   "a %s event holds the token", stk.evl.ev[i]->type);
 		free(t);
 	}
 	/* two tokens minted (the second request got its own), accessors only */
-	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted WHERE"
-					   " source = 'ci-read' AND tenant = 'default'") == 2,
+	SW_REQUIRE(sw_test_pg_long(stk.db_dsn, "SELECT count(*) FROM identity.minted WHERE"
+					       " source = 'ci-read' AND tenant = 'default'") == 2,
 		   "not two minted rows");
 	/* the step is over: both are revoked */
 	{
@@ -1088,8 +851,8 @@ static void scenario_mint(void)
 		SW_REQUIRE(st == 403 || st == 400, "lookup of the revoked token: HTTP %ld", st);
 		json_decref(bao_http("GET", "/v1/secret/data/ci/thing", NULL, token, &st));
 		SW_REQUIRE(st == 403, "the revoked token still reads: HTTP %ld", st);
-		while (sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted WHERE"
-						" revoked_at IS NULL") != 0) {
+		while (sw_test_pg_long(stk.db_dsn, "SELECT count(*) FROM identity.minted WHERE"
+						   " revoked_at IS NULL") != 0) {
 			SW_REQUIRE(sw_mono_ms() < until, "minted rows not marked revoked");
 			sw_test_msleep(200);
 		}
@@ -1121,24 +884,25 @@ static void scenario_mint(void)
 				  "status", "SUCCEEDED", "output", "error", "duration_us",
 				  (json_int_t)1));
 		tok1 = opened_value(d2.step_id, "BAO_TOKEN");
-		form_add(tok1);
+		sw_test_secret_forbid_raw(tok1);
 		free(tok1);
 		/* the real step.finished comes from sandboxd at the end */
 		for (int64_t until = sw_mono_ms() + 60000;;) {
 			SW_REQUIRE(sw_mono_ms() < until, "no step.finished of sandboxd for %s",
 				   d2.step_id);
 			f = NULL;
-			for (size_t i = 0; i < evl.n; i++)
-				if (strcmp(evl.ev[i]->type, "step.finished") == 0 &&
-				    strcmp(evl.ev[i]->step_id, d2.step_id) == 0 &&
-				    strcmp(js(json_object_get(evl.ev[i]->body, "header"), "producer"),
+			for (size_t i = 0; i < stk.evl.n; i++)
+				if (strcmp(stk.evl.ev[i]->type, "step.finished") == 0 &&
+				    strcmp(stk.evl.ev[i]->step_id, d2.step_id) == 0 &&
+				    strcmp(js(json_object_get(stk.evl.ev[i]->body, "header"),
+					      "producer"),
 					   "sagewai-sandboxd") == 0 &&
-				    json_integer_value(json_object_get(evl.ev[i]->body,
-								       "duration_us")) != 1)
-					f = evl.ev[i];
+				    json_integer_value(
+					json_object_get(stk.evl.ev[i]->body, "duration_us")) != 1)
+					f = stk.evl.ev[i];
 			if (f != NULL)
 				break;
-			sw_test_evlog_poll(&evl, 200);
+			sw_test_evlog_poll(&stk.evl, 200);
 		}
 		out = stdout_of(d2.step_id);
 		printf("--- the second agent's stdout:\n%s---\n", out);
@@ -1147,13 +911,15 @@ static void scenario_mint(void)
 			 "BAO_TOKEN (secret ci-read): the step has ended; the token was revoked");
 		has(out, "first_after=403");
 		free(out);
-		SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted") == 4,
+		SW_REQUIRE(sw_test_pg_long(stk.db_dsn, "SELECT count(*) FROM identity.minted") ==
+			       4,
 			   "not four minted rows");
 		{
 			int64_t until = sw_mono_ms() + 30000;
 
-			while (sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted WHERE"
-							" revoked_at IS NULL") != 0) {
+			while (sw_test_pg_long(stk.db_dsn,
+					       "SELECT count(*) FROM identity.minted WHERE"
+					       " revoked_at IS NULL") != 0) {
 				SW_REQUIRE(sw_mono_ms() < until, "minted rows not marked revoked");
 				sw_test_msleep(200);
 			}

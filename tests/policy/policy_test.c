@@ -58,16 +58,13 @@
 #include "sw_test_svc.h"
 #include "cli_spawn.h"
 
-#define MAXEV 4096
-
 static struct sw_event_registry *reg;
-static rd_kafka_t *producer, *replies;
+static rd_kafka_t *producer;
 static char prefix[48], dir[512], db_dsn[512], group[128], log_path[600], admin_path[600];
 static char admin[65];
 static pid_t pol_pid = -1;
 static int pol_port;
-static json_t *seen[MAXEV];
-static size_t nseen;
+static struct sw_test_replies rp; /* replies read back */
 static const char *retention_env; /* SAGEWAI_POLICY_RETENTION_S=..., or NULL */
 
 /* ---- helpers -------------------------------------------------------------------- */
@@ -81,14 +78,7 @@ static const char *js(json_t *j, const char *k)
 
 static void write_file(const char *path, const char *text, mode_t m)
 {
-	FILE *f;
-
-	unlink(path);
-	f = fopen(path, "w");
-	SW_CHECK(f != NULL);
-	fputs(text, f);
-	fclose(f);
-	SW_CHECK(chmod(path, m) == 0);
+	sw_test_file_write(path, text, m);
 }
 
 static pid_t spawn(const char *log, const char *mode)
@@ -162,7 +152,7 @@ static void setup(const char *scenario)
 	write_file(admin_path, line, 0600);
 	sw_test_kafka_group_to_end(group, gtopics);
 	snprintf(rg, sizeof(rg), "policy-test-replies-%s", prefix);
-	replies = sw_test_kafka_tail(rg, rtopics);
+	sw_test_replies_open(&rp, reg, rg, rtopics, &pol_pid, "sagewai-policy");
 }
 
 static void finish(void)
@@ -260,20 +250,9 @@ static void apply_fails(const char *yaml, const char *want)
 static void produce(const char *type, const char *topic, const char *tenant, const char *run,
 		    const char *step_id, const char *producer_name, json_t *fields)
 {
-	struct sw_event_header h;
-	char err[256];
-	void *buf;
-	size_t len;
-
-	sw_event_header_init(&h, type, producer_name);
-	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
-	snprintf(h.run_id, sizeof(h.run_id), "%s", run);
-	snprintf(h.step_id, sizeof(h.step_id), "%s", step_id ? step_id : "");
-	SW_CHECKF(sw_event_encode(reg, type, &h, fields, &buf, &len, err, sizeof(err)) == 0,
-		  "encode %s: %s", type, err);
-	json_decref(fields);
-	sw_test_kafka_deliver(producer, topic, run[0] ? run : tenant, buf, len);
-	free(buf);
+	sw_test_event_send(reg, producer, topic, run[0] ? run : tenant, type, producer_name,
+			   tenant, run, step_id, fields);
+	sw_test_kafka_flush(producer, 30000);
 }
 
 /* The requesting host's seal key (hex) every request names: copied into
@@ -305,63 +284,13 @@ static void request(const char *tenant, const char *run, const char *name, const
 	request_full(tenant, run, name, scope, "site", "build", "claude-code", rid);
 }
 
-static void poll_replies(int wait_ms)
-{
-	rd_kafka_message_t *m;
-	char err[256];
-	json_t *ev;
-
-	while ((m = rd_kafka_consumer_poll(replies, wait_ms)) != NULL) {
-		wait_ms = 0;
-		if (m->err == 0 && m->payload != NULL &&
-		    (ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err))) != NULL) {
-			if (nseen < MAXEV)
-				seen[nseen++] = ev;
-			else
-				json_decref(ev);
-		}
-		rd_kafka_message_destroy(m);
-	}
-}
-
-static const char *type_of(json_t *ev)
-{
-	return js(json_object_get(ev, "header"), "type");
-}
-
-static json_t *reply_for(const char *type, const char *rid)
-{
-	int64_t until = sw_mono_ms() + 30000;
-	size_t i;
-
-	for (;;) {
-		for (i = 0; i < nseen; i++)
-			if (strcmp(type_of(seen[i]), type) == 0 &&
-			    strcmp(js(seen[i], "request_id"), rid) == 0)
-				return seen[i];
-		SW_REQUIRE(pol_pid < 0 || sw_test_proc_running(pol_pid), "sagewai-policy exited");
-		SW_REQUIRE(sw_mono_ms() < until, "no %s for request %s in 30 s", type, rid);
-		poll_replies(200);
-	}
-}
-
-static size_t count_seen(const char *type, const char *rid)
-{
-	size_t i, n = 0;
-
-	for (i = 0; i < nseen; i++)
-		if (strcmp(type_of(seen[i]), type) == 0 && strcmp(js(seen[i], "request_id"), rid) == 0)
-			n++;
-	return n;
-}
-
 /* After the first one came, wait 2 s more for any duplicate. */
 static size_t count_settled(const char *type, const char *rid)
 {
-	reply_for(type, rid);
+	sw_test_replies_for(&rp, type, rid);
 	for (int i = 0; i < 4; i++)
-		poll_replies(500);
-	return count_seen(type, rid);
+		sw_test_replies_poll(&rp, 500);
+	return sw_test_replies_count(&rp, type, rid);
 }
 
 static void require_decided(json_t *d, const char *decision, const char *by, const char *rule)
@@ -577,13 +506,13 @@ static void t_decide(void)
 	snprintf(run, sizeof(run), "%s-r1", prefix);
 	/* no policy at all: denied, no_rule */
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
-	require_decided(reply_for("credential.decided", r1), "deny", "no_rule", "");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r1), "deny", "no_rule", "");
 	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
 	/* allow, with the rule's secret: the service remembers "no policy"
 	 * from the request before, and that decision from memory is voided by
 	 * the policy applied since (never a stale deny) */
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
-	d = reply_for("credential.decided", r1);
+	d = sw_test_replies_for(&rp, "credential.decided", r1);
 	require_decided(d, "allow", "rule", "push-own-org");
 	SW_REQUIRE(sw_test_metric_get(pol_port, "sagewai_policy_stale_decisions_total") >= 1,
 		   "the decision from memory was not voided by the policy applied since");
@@ -595,18 +524,20 @@ static void t_decide(void)
 		   "decided fields wrong");
 	/* deny */
 	request("default", run, "AWS_TOKEN", "aws:iam:role/admin", r2);
-	require_decided(reply_for("credential.decided", r2), "deny", "rule", "no-admin");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r2), "deny", "rule",
+			"no-admin");
 	/* no rule */
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:other/site", r3);
-	require_decided(reply_for("credential.decided", r3), "deny", "no_rule", "");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r3), "deny", "no_rule", "");
 	/* ask, then a person approves */
 	request("default", run, "STRIPE_API_KEY", "stripe:charges", r4);
-	p = reply_for("credential.pending", r4);
+	p = sw_test_replies_for(&rp, "credential.pending", r4);
 	SW_REQUIRE(strcmp(js(p, "rule"), "new-api-key") == 0 &&
 		   json_integer_value(json_object_get(p, "deadline_ms")) > sw_now_us() / 1000,
 		   "pending fields wrong");
 	snprintf(aid, sizeof(aid), "%s", js(p, "approval_id"));
-	SW_REQUIRE(count_seen("credential.decided", r4) == 0, "an ask was decided at once");
+	SW_REQUIRE(sw_test_replies_count(&rp, "credential.decided", r4) == 0,
+		   "an ask was decided at once");
 	a = approval_of(r4, admin);
 	SW_REQUIRE(a != NULL && strcmp(js(a, "status"), "pending") == 0 &&
 		   strcmp(js(a, "name"), "STRIPE_API_KEY") == 0 &&
@@ -614,7 +545,7 @@ static void t_decide(void)
 		   "the approval is not listed pending");
 	json_decref(a);
 	decide(200, aid, "approve", "new vendor, agreed with finance", admin);
-	d = reply_for("credential.decided", r4);
+	d = sw_test_replies_for(&rp, "credential.decided", r4);
 	require_decided(d, "allow", "human", "new-api-key");
 	SW_REQUIRE(strcmp(js(d, "approver"), "admin") == 0 &&
 		   strcmp(js(d, "secret"), "vendor-keys") == 0 &&
@@ -628,10 +559,13 @@ static void t_decide(void)
 		 "{\"reason\": \"x\"}", admin, "not_found", NULL);
 	/* ask, then a person denies */
 	request("default", run, "OTHER_API_KEY", "x", r5);
-	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", r5), "approval_id"));
+	snprintf(aid, sizeof(aid), "%s",
+		 js(sw_test_replies_for(&rp, "credential.pending", r5), "approval_id"));
 	decide(200, aid, "deny", "not today", admin);
-	require_decided(reply_for("credential.decided", r5), "deny", "human", "new-api-key");
-	SW_REQUIRE(strcmp(js(reply_for("credential.decided", r5), "secret"), "") == 0,
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r5), "deny", "human",
+			"new-api-key");
+	SW_REQUIRE(strcmp(js(sw_test_replies_for(&rp, "credential.decided", r5), "secret"), "") ==
+		       0,
 		   "a denial names a secret");
 	approval_status(r5, "denied");
 	/* the same request consumed twice (sandboxd re-sent it): decided once */
@@ -653,7 +587,7 @@ static void t_decide(void)
 			"sagewai-sandboxd", f);
 		SW_REQUIRE(count_settled("credential.decided", rid) == 1,
 			   "a request consumed twice was decided %zu times",
-			   count_seen("credential.decided", rid));
+			   sw_test_replies_count(&rp, "credential.decided", rid));
 	}
 	SW_REQUIRE(count_settled("credential.decided", r4) == 1, "r4 decided twice");
 	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM policy.requests WHERE"
@@ -676,8 +610,8 @@ static void t_deadline(void)
 	snprintf(run, sizeof(run), "%s-r1", prefix);
 	t0 = sw_mono_ms();
 	request("default", run, "QUICK_TOKEN", "q", rid);
-	reply_for("credential.pending", rid);
-	d = reply_for("credential.decided", rid);
+	sw_test_replies_for(&rp, "credential.pending", rid);
+	d = sw_test_replies_for(&rp, "credential.decided", rid);
 	require_decided(d, "deny", "deadline", "quick");
 	SW_REQUIRE(sw_mono_ms() - t0 >= 1500, "denied before its deadline");
 	approval_status(rid, "expired");
@@ -699,26 +633,30 @@ static void t_withdraw(void)
 	snprintf(run2, sizeof(run2), "%s-r2", prefix);
 	/* credential.withdrawn (the client gave up) */
 	request("default", run, "STRIPE_API_KEY", "s", r1);
-	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", r1), "approval_id"));
+	snprintf(aid, sizeof(aid), "%s",
+		 js(sw_test_replies_for(&rp, "credential.pending", r1), "approval_id"));
 	produce("credential.withdrawn", "sagewai.credentials", "default", run, NULL,
 		"sagewai-sandboxd",
 		json_pack("{s:s, s:s}", "request_id", r1, "reason", "timeout: the client stopped"));
-	d = reply_for("credential.decided", r1);
+	d = sw_test_replies_for(&rp, "credential.decided", r1);
 	require_decided(d, "deny", "withdrawn", "new-api-key");
 	SW_REQUIRE(strstr(js(d, "reason"), "timeout") != NULL, "reason %s", js(d, "reason"));
 	approval_status(r1, "withdrawn");
 	decide(409, aid, "approve", "late", admin);
 	/* run.finished withdraws every pending ask of the run */
 	request("default", run2, "STRIPE_API_KEY", "s", r2);
-	reply_for("credential.pending", r2);
+	sw_test_replies_for(&rp, "credential.pending", r2);
 	produce("run.finished", "sagewai.runs", "default", run2, NULL, "sagewai-scheduler",
 		json_pack("{s:s}", "status", "CANCELLED"));
-	require_decided(reply_for("credential.decided", r2), "deny", "withdrawn", NULL);
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r2), "deny", "withdrawn",
+			NULL);
 	approval_status(r2, "withdrawn");
 	/* a request of a finished run is void at once */
 	request("default", run2, "STRIPE_API_KEY", "s", r3);
-	require_decided(reply_for("credential.decided", r3), "deny", "withdrawn", NULL);
-	SW_REQUIRE(count_seen("credential.pending", r3) == 0, "a void request was asked");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r3), "deny", "withdrawn",
+			NULL);
+	SW_REQUIRE(sw_test_replies_count(&rp, "credential.pending", r3) == 0,
+		   "a void request was asked");
 	/* a withdrawal that arrives before its request */
 	{
 		char r4[SW_UUID_STRLEN], sb[SW_UUID_STRLEN], run3[80];
@@ -736,7 +674,8 @@ static void t_withdraw(void)
 				  "sandbox_id", sb, "host", "h", "name", "GITHUB_TOKEN_X", "scope",
 				  "github:push:acme/x", "reason", "r", "requester", "c/1",
 				  "deadline_ms", (json_int_t)(sw_now_us() / 1000 + 60000)));
-		require_decided(reply_for("credential.decided", r4), "deny", "withdrawn", NULL);
+		require_decided(sw_test_replies_for(&rp, "credential.decided", r4), "deny",
+				"withdrawn", NULL);
 	}
 	finish();
 }
@@ -752,25 +691,29 @@ static void t_kill9(void)
 	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
 	snprintf(run, sizeof(run), "%s-r1", prefix);
 	request("default", run, "STRIPE_API_KEY", "s", r1);
-	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", r1), "approval_id"));
+	snprintf(aid, sizeof(aid), "%s",
+		 js(sw_test_replies_for(&rp, "credential.pending", r1), "approval_id"));
 	request("default", run, "QUICK_KEY", "s", r3);
-	reply_for("credential.pending", r3);
+	sw_test_replies_for(&rp, "credential.pending", r3);
 	sw_test_proc_stop(&pol_pid, SIGKILL, "sagewai-policy");
 	/* while it is down: a new request, and r3's deadline passes */
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", r2);
 	sw_test_msleep(3000);
-	SW_REQUIRE(count_seen("credential.decided", r1) == 0 &&
-		   count_seen("credential.decided", r3) == 0,
+	SW_REQUIRE(sw_test_replies_count(&rp, "credential.decided", r1) == 0 &&
+		       sw_test_replies_count(&rp, "credential.decided", r3) == 0,
 		   "decided while down");
 	pol_start();
-	require_decided(reply_for("credential.decided", r2), "allow", "rule", "push-own-org");
-	require_decided(reply_for("credential.decided", r3), "deny", "deadline", "quick");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r2), "allow", "rule",
+			"push-own-org");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r3), "deny", "deadline",
+			"quick");
 	decide(200, aid, "approve", "after the restart", admin);
-	require_decided(reply_for("credential.decided", r1), "allow", "human", NULL);
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r1), "allow", "human",
+			NULL);
 	SW_REQUIRE(count_settled("credential.decided", r1) == 1, "r1 decided twice");
 	SW_REQUIRE(count_settled("credential.decided", r2) == 1, "r2 decided twice");
 	SW_REQUIRE(count_settled("credential.decided", r3) == 1, "r3 decided twice");
-	SW_REQUIRE(count_seen("credential.pending", r1) == 1, "r1 asked twice");
+	SW_REQUIRE(sw_test_replies_count(&rp, "credential.pending", r1) == 1, "r1 asked twice");
 	finish();
 }
 
@@ -814,9 +757,11 @@ static void t_pgcrash(void)
 	       sw_test_pg_long(db_dsn, q) == 1 ? "survived" : "was lost in");
 	pol_start();
 	request("default", run, "STRIPE_API_KEY", "s", r1);
-	require_decided(reply_for("credential.decided", r1), "deny", "withdrawn", NULL);
-	SW_REQUIRE(count_seen("credential.pending", r1) == 0, "a request of a finished run was "
-							      "asked");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r1), "deny", "withdrawn",
+			NULL);
+	SW_REQUIRE(sw_test_replies_count(&rp, "credential.pending", r1) == 0,
+		   "a request of a finished run was "
+		   "asked");
 	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 1, "the run is not recorded as finished");
 	PQclear(sw_test_pg_exec(db_dsn, "ALTER SYSTEM RESET wal_writer_delay"));
 	PQclear(sw_test_pg_exec(db_dsn, "SELECT pg_reload_conf()"));
@@ -863,7 +808,8 @@ static void t_tenants(void)
 	/* an ask of tenant A */
 	snprintf(run, sizeof(run), "%s-r1", prefix);
 	request(ta, run, "STRIPE_API_KEY", "s", rid);
-	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", rid), "approval_id"));
+	snprintf(aid, sizeof(aid), "%s",
+		 js(sw_test_replies_for(&rp, "credential.pending", rid), "approval_id"));
 	/* B sees nothing of it: 404 exactly as a missing one */
 	j = must(200, "GET", "/v1/approvals", NULL, kb);
 	SW_REQUIRE(json_array_size(json_object_get(j, "approvals")) == 0, "B sees A's approvals");
@@ -876,9 +822,10 @@ static void t_tenants(void)
 	/* A's keys: tenant-wide and carol are not approvers (403); alice is */
 	decide(403, aid, "approve", "tenant-wide", ka);
 	decide(403, aid, "approve", "carol", ka_carol);
-	SW_REQUIRE(count_seen("credential.decided", rid) == 0, "decided by a non-approver");
+	SW_REQUIRE(sw_test_replies_count(&rp, "credential.decided", rid) == 0,
+		   "decided by a non-approver");
 	decide(200, aid, "approve", "alice agrees", ka_alice);
-	d = reply_for("credential.decided", rid);
+	d = sw_test_replies_for(&rp, "credential.decided", rid);
 	require_decided(d, "allow", "human", NULL);
 	SW_REQUIRE(strncmp(js(d, "approver"), "user:alice key:", 15) == 0, "approver %s",
 		   js(d, "approver"));
@@ -950,7 +897,7 @@ static void t_hostile(void)
 	snprintf(run, sizeof(run), "%s-r1", prefix);
 	request("default", run, "lower-case", "s", rid);
 	{
-		json_t *d = reply_for("credential.decided", rid);
+		json_t *d = sw_test_replies_for(&rp, "credential.decided", rid);
 
 		require_decided(d, "deny", "no_rule", "");
 		SW_REQUIRE(strstr(js(d, "reason"), "malformed") != NULL, "reason %s",
@@ -961,7 +908,7 @@ static void t_hostile(void)
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", rid);
 	req_host_key = HOST_KEY;
 	{
-		json_t *d = reply_for("credential.decided", rid);
+		json_t *d = sw_test_replies_for(&rp, "credential.decided", rid);
 
 		require_decided(d, "deny", "no_rule", "");
 		SW_REQUIRE(strstr(js(d, "reason"), "host_key") != NULL, "reason %s",
@@ -969,7 +916,8 @@ static void t_hostile(void)
 	}
 	/* still serving */
 	request("default", run, "GITHUB_TOKEN_SITE", "github:push:acme/site", rid);
-	require_decided(reply_for("credential.decided", rid), "allow", "rule", NULL);
+	require_decided(sw_test_replies_for(&rp, "credential.decided", rid), "allow", "rule",
+			NULL);
 	/* the page: strict CSP, no inline script */
 	{
 		char url[200];
@@ -1064,7 +1012,8 @@ static void t_cli(void)
 	}
 	snprintf(run, sizeof(run), "%s-r1", prefix);
 	request("default", run, "STRIPE_API_KEY", "stripe:charges", rid);
-	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", rid), "approval_id"));
+	snprintf(aid, sizeof(aid), "%s",
+		 js(sw_test_replies_for(&rp, "credential.pending", rid), "approval_id"));
 	{
 		const char *a[] = {"approvals", "list", NULL};
 
@@ -1087,7 +1036,8 @@ static void t_cli(void)
 		SW_REQUIRE(strstr(o.out, "approved") != NULL, "%s", o.out);
 		cli_out_free(&o);
 	}
-	require_decided(reply_for("credential.decided", rid), "allow", "human", NULL);
+	require_decided(sw_test_replies_for(&rp, "credential.decided", rid), "allow", "human",
+			NULL);
 	{
 		const char *a[] = {"approvals", "deny", aid, "--reason", "again", NULL};
 
@@ -1165,7 +1115,7 @@ static void t_page(void)
 	json_decref(apply(200, "default", "main.yaml", policy_main, admin));
 	snprintf(run, sizeof(run), "%s-r1", prefix);
 	request("default", run, "STRIPE_API_KEY", "stripe:charges", rid);
-	reply_for("credential.pending", rid);
+	sw_test_replies_for(&rp, "credential.pending", rid);
 	snprintf(shot, sizeof(shot), "%s/tests-tmp/policy-page.png", getenv("SW_BUILD_DIR"));
 	unlink(shot);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d/approvals", pol_port);
@@ -1174,7 +1124,7 @@ static void t_page(void)
 		 getenv("SW_SOURCE_DIR"), url, admin_path, shot, dir);
 	st = system(cmd);
 	SW_REQUIRE(WIFEXITED(st) && WEXITSTATUS(st) == 0, "page.py failed (status %d)", st);
-	d = reply_for("credential.decided", rid);
+	d = sw_test_replies_for(&rp, "credential.decided", rid);
 	require_decided(d, "allow", "human", "new-api-key");
 	SW_REQUIRE(strcmp(js(d, "approver"), "admin") == 0, "approver %s", js(d, "approver"));
 	{
@@ -1218,14 +1168,15 @@ static void announce_rerun(const char *tenant, const char *run, const char *of,
 /* rid was denied by replay as not recorded, and nobody was asked. */
 static void require_not_recorded(const char *rid, const char *what)
 {
-	json_t *d = reply_for("credential.decided", rid);
+	json_t *d = sw_test_replies_for(&rp, "credential.decided", rid);
 
 	require_decided(d, "deny", "replay", "");
 	SW_REQUIRE(strncmp(js(d, "reason"), "not_recorded: ", 14) == 0,
 		   "%s: reason '%s' is not not_recorded", what, js(d, "reason"));
 	SW_REQUIRE(strcmp(js(d, "secret"), "") == 0 && strcmp(js(d, "replay_of"), "") == 0,
 		   "%s: a refused replay names a secret or an original", what);
-	SW_REQUIRE(count_seen("credential.pending", rid) == 0, "%s: a person was asked", what);
+	SW_REQUIRE(sw_test_replies_count(&rp, "credential.pending", rid) == 0,
+		   "%s: a person was asked", what);
 }
 
 static void t_replay(void)
@@ -1251,22 +1202,26 @@ static void t_replay(void)
 
 	/* the original run: a person approves an ask; a rule allows; a rule denies */
 	request("default", orig, "STRIPE_API_KEY", "stripe:charges", r_ask);
-	snprintf(aid, sizeof(aid), "%s", js(reply_for("credential.pending", r_ask), "approval_id"));
+	snprintf(aid, sizeof(aid), "%s",
+		 js(sw_test_replies_for(&rp, "credential.pending", r_ask), "approval_id"));
 	decide(200, aid, "approve", "agreed with finance", admin);
-	require_decided(reply_for("credential.decided", r_ask), "allow", "human", "new-api-key");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r_ask), "allow", "human",
+			"new-api-key");
 	request("default", orig, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_rule);
-	require_decided(reply_for("credential.decided", r_rule), "allow", "rule", "push-own-org");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r_rule), "allow", "rule",
+			"push-own-org");
 	request("default", orig, "AWS_TOKEN", "aws:iam:role/admin", r_deny);
-	require_decided(reply_for("credential.decided", r_deny), "deny", "rule", "no-admin");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r_deny), "deny", "rule",
+			"no-admin");
 	/* another run's decision, for a re-run of the wrong run */
 	request("default", orig2, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_o2);
-	reply_for("credential.decided", r_o2);
+	sw_test_replies_for(&rp, "credential.decided", r_o2);
 
 	/* the re-run, as the scheduler announces it */
 	announce_rerun("default", rr, orig, "sagewai-scheduler");
 	/* the person's allow: allowed again by replay, nobody asked */
 	request_replay("default", rr, "STRIPE_API_KEY", "stripe:charges", r_ask, q);
-	d = reply_for("credential.decided", q);
+	d = sw_test_replies_for(&rp, "credential.decided", q);
 	require_decided(d, "allow", "replay", "new-api-key");
 	SW_REQUIRE(strcmp(js(d, "secret"), "vendor-keys") == 0 &&
 		   strcmp(js(d, "replay_of"), r_ask) == 0 && strcmp(js(d, "approver"), "") == 0 &&
@@ -1277,15 +1232,16 @@ static void t_replay(void)
 	SW_REQUIRE(strcmp(js(d, "host_key"), HOST_KEY) == 0, "replayed allow: host_key '%s'",
 		   js(d, "host_key"));
 	SW_REQUIRE(count_settled("credential.decided", q) == 1, "replayed allow decided twice");
-	SW_REQUIRE(count_seen("credential.pending", q) == 0, "a replayed allow asked a person");
+	SW_REQUIRE(sw_test_replies_count(&rp, "credential.pending", q) == 0,
+		   "a replayed allow asked a person");
 	SW_REQUIRE(approval_of(q, admin) == NULL, "a replayed allow is listed as an approval");
 	/* the rule's allow and deny */
 	request_replay("default", rr, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_rule, q);
-	d = reply_for("credential.decided", q);
+	d = sw_test_replies_for(&rp, "credential.decided", q);
 	require_decided(d, "allow", "replay", "push-own-org");
 	SW_REQUIRE(strcmp(js(d, "secret"), "github-push") == 0, "secret %s", js(d, "secret"));
 	request_replay("default", rr, "AWS_TOKEN", "aws:iam:role/admin", r_deny, q);
-	d = reply_for("credential.decided", q);
+	d = sw_test_replies_for(&rp, "credential.decided", q);
 	require_decided(d, "deny", "replay", "no-admin");
 	SW_REQUIRE(strcmp(js(d, "secret"), "") == 0 && strcmp(js(d, "replay_of"), r_deny) == 0,
 		   "replayed deny: secret %s replay_of %s", js(d, "secret"), js(d, "replay_of"));
@@ -1293,7 +1249,7 @@ static void t_replay(void)
 	req_host_key = "0123456789abcdef";
 	request_replay("default", rr, "GITHUB_TOKEN_SITE", "github:push:acme/site", r_rule, q);
 	req_host_key = HOST_KEY;
-	d = reply_for("credential.decided", q);
+	d = sw_test_replies_for(&rp, "credential.decided", q);
 	require_decided(d, "deny", "replay", "");
 	SW_REQUIRE(strstr(js(d, "reason"), "host_key") != NULL && js(d, "host_key")[0] == '\0',
 		   "replay with a bad host key: reason '%s', host_key '%s'", js(d, "reason"),
@@ -1334,7 +1290,8 @@ static void t_replay(void)
 	request_replay("default", late, "STRIPE_API_KEY", "stripe:charges", r_ask, q);
 	sw_test_msleep(800);
 	announce_rerun("default", late, orig, "sagewai-scheduler");
-	require_decided(reply_for("credential.decided", q), "allow", "replay", "new-api-key");
+	require_decided(sw_test_replies_for(&rp, "credential.decided", q), "allow", "replay",
+			"new-api-key");
 
 	/* nothing of the replays became an approval; the original's is the only one */
 	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM policy.requests WHERE by = 'replay'"
@@ -1363,7 +1320,7 @@ static void t_prune(void)
 	sw_uuid_v7_str(of);
 	/* tombstones of each kind for two runs, and requests */
 	request("default", run_old, "GITHUB_TOKEN_SITE", "github:push:acme/site", r1);
-	reply_for("credential.decided", r1);
+	sw_test_replies_for(&rp, "credential.decided", r1);
 	produce("run.finished", "sagewai.runs", "default", run_old, NULL, "sagewai-scheduler",
 		json_pack("{s:s}", "status", "SUCCEEDED"));
 	produce("run.finished", "sagewai.runs", "default", run_new, NULL, "sagewai-scheduler",
@@ -1412,7 +1369,8 @@ static void t_prune(void)
 	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 1, "a request was pruned");
 	/* the kept tombstone still voids a late request of its run */
 	request("default", run_new, "GITHUB_TOKEN_SITE", "github:push:acme/site", r2);
-	require_decided(reply_for("credential.decided", r2), "deny", "withdrawn", NULL);
+	require_decided(sw_test_replies_for(&rp, "credential.decided", r2), "deny", "withdrawn",
+			NULL);
 	retention_env = NULL;
 	finish();
 }

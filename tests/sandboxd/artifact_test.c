@@ -53,7 +53,7 @@
 #include "sandboxd.h"
 #include "sw_redact.h"
 #include "sw_sandbox.h"
-#include "sw_test.h"
+#include "sw_test_svc.h"
 
 #define TOKEN "tok-Zq81xVb27LmNc4Rt"
 #define AWS_SECRET_MARK "not-the-real-secret" /* replaced by moto's */
@@ -76,20 +76,6 @@ static void kill_helpers(void)
 			waitpid(helpers[i], NULL, 0);
 			helpers[i] = 0;
 		}
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = system(cmd);
-	SW_CHECKF(rc == 0, "command failed (%d): %s", rc, cmd);
 }
 
 /* The output of a shell command (malloc'd, NUL-terminated). */
@@ -339,7 +325,7 @@ static struct emitted *last_event(const char *type)
 static void fresh_dir(char *out, size_t len, const char *name)
 {
 	snprintf(out, len, "%s/%s", tmp, name);
-	sh("rm -rf '%s' && mkdir -p '%s'", out, out);
+	sw_test_sh("rm -rf '%s' && mkdir -p '%s'", out, out);
 }
 
 /* ---- scan --------------------------------------------------------------------- */
@@ -385,9 +371,10 @@ static void test_scan(void)
 
 	/* raw, five directories down, line 3 */
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("mkdir -p %s/a/b/c/d/e && printf 'x\\ny\\nkey=%s\\n' > %s/a/b/c/d/e/deep.txt && "
-	   "echo ok > %s/index.html",
-	   ws, TOKEN, ws, ws);
+	sw_test_sh(
+	    "mkdir -p %s/a/b/c/d/e && printf 'x\\ny\\nkey=%s\\n' > %s/a/b/c/d/e/deep.txt && "
+	    "echo ok > %s/index.html",
+	    ws, TOKEN, ws, ws);
 	expect_refused(&env, spec, ws, &sec, "a/b/c/d/e/deep.txt:3 holds",
 		       "the value of GITHUB_TOKEN");
 	e = last_event("artifact.scan_refused");
@@ -403,33 +390,34 @@ static void test_scan(void)
 			  strlen(TOKEN) + 4, sodium_base64_VARIANT_ORIGINAL);
 	snprintf(p, sizeof(p), "%s/config.json", ws);
 	write_file(p, "{\n  \"blob\": \"");
-	sh("printf '%s\"\\n}\\n' >> %s/config.json", b64, ws);
+	sw_test_sh("printf '%s\"\\n}\\n' >> %s/config.json", b64, ws);
 	expect_refused(&env, spec, ws, &sec, "config.json:2 holds", "the value of GITHUB_TOKEN");
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("printf 'k: ' > %s/h.txt && printf '%%s' '%s' | od -An -tx1 | tr -d ' \\n' >> %s/h.txt",
-	   ws, TOKEN, ws);
+	sw_test_sh("printf 'k: ' > %s/h.txt && printf '%%s' '%s' | od -An -tx1 | tr -d ' \\n' >> "
+		   "%s/h.txt",
+		   ws, TOKEN, ws);
 	expect_refused(&env, spec, ws, &sec, "h.txt:1 holds", "the value of GITHUB_TOKEN");
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("printf 'u=wJalrXUtnFEMI%%%%2FK7MDENG\\n' > %s/url.txt", ws);
+	sw_test_sh("printf 'u=wJalrXUtnFEMI%%%%2FK7MDENG\\n' > %s/url.txt", ws);
 	expect_refused(&env, spec, ws, &sec, "url.txt:1 holds",
 		       "the value of AWS_SECRET_ACCESS_KEY");
 
 	/* credentials nobody injected, by their shape */
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("printf 'one\\ntwo\\nGH=%s\\n' > %s/.env", GHP_SHAPED, ws);
+	sw_test_sh("printf 'one\\ntwo\\nGH=%s\\n' > %s/.env", GHP_SHAPED, ws);
 	expect_refused(&env, spec, ws, &sec, ".env:3 holds", "a GitHub token");
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("printf 'id = AKIAZ7Q3R5T2LMN4PX6W\\n' > %s/aws.ini", ws);
+	sw_test_sh("printf 'id = AKIAZ7Q3R5T2LMN4PX6W\\n' > %s/aws.ini", ws);
 	expect_refused(&env, spec, ws, &sec, "aws.ini:1 holds", "an AWS access key id");
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("mkdir %s/keys && printf '\\n-----BEGIN OPENSSH PRIVATE KEY-----\\nAAA\\n' > "
-	   "%s/keys/id",
-	   ws, ws);
+	sw_test_sh("mkdir %s/keys && printf '\\n-----BEGIN OPENSSH PRIVATE KEY-----\\nAAA\\n' > "
+		   "%s/keys/id",
+		   ws, ws);
 	expect_refused(&env, spec, ws, &sec, "keys/id:2 holds", "a PEM private key");
 
 	/* in names: a file's, and a skipped symlink's */
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("echo hi > '%s/notes-%s.txt'", ws, TOKEN);
+	sw_test_sh("echo hi > '%s/notes-%s.txt'", ws, TOKEN);
 	expect_refused(&env, spec, ws, &sec,
 		       "notes-[withheld] holds the value of GITHUB_TOKEN in its name",
 		       "the value of GITHUB_TOKEN");
@@ -438,15 +426,16 @@ static void test_scan(void)
 	    !strcmp(json_string_value(json_object_get(e->fields, "file")), "notes-[withheld]"));
 	SW_CHECK(json_integer_value(json_object_get(e->fields, "line")) == 0);
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("ln -s /nowhere '%s/l-%s'", ws, GHP_SHAPED);
+	sw_test_sh("ln -s /nowhere '%s/l-%s'", ws, GHP_SHAPED);
 	expect_refused(&env, spec, ws, &sec, "l-[withheld] holds a GitHub token in its name",
 		       "a GitHub token");
 	SW_CHECKF(!exists(strcat(strcpy(p, local), "/tenant-1")), "something was written");
 
 	/* clean: delivered, artifact.pushed */
 	fresh_dir(ws, sizeof(ws), "scan-ws");
-	sh("mkdir -p %s/a/b && echo '<h1>site</h1>' > %s/index.html && echo x > %s/a/b/c.txt", ws,
-	   ws, ws);
+	sw_test_sh(
+	    "mkdir -p %s/a/b && echo '<h1>site</h1>' > %s/index.html && echo x > %s/a/b/c.txt", ws,
+	    ws, ws);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
 	SW_CHECKF(o.ok, "%s", o.error);
 	SW_CHECK(o.files == 2 && o.bytes == 16);
@@ -473,9 +462,10 @@ static void test_none(void)
 	c.inline_max = 4096;
 	env_start(&env, &c);
 	fresh_dir(ws, sizeof(ws), "none-ws");
-	sh("mkdir %s/d && printf 'hello\\n' > %s/d/a.txt && printf '\\000\\001\\377' > %s/bin && "
-	   "ln -s /etc/passwd %s/pw && mkdir %s/.git && echo x > %s/.git/config",
-	   ws, ws, ws, ws, ws, ws);
+	sw_test_sh(
+	    "mkdir %s/d && printf 'hello\\n' > %s/d/a.txt && printf '\\000\\001\\377' > %s/bin && "
+	    "ln -s /etc/passwd %s/pw && mkdir %s/.git && echo x > %s/.git/config",
+	    ws, ws, ws, ws, ws, ws);
 	SW_CHECK(deliver(&env, "{\"destination\": \"none\"}", ws, NULL, &o, NULL, 0) == 0);
 	SW_CHECKF(o.ok, "%s", o.error);
 	SW_CHECK(o.files == 2 && o.bytes == 9 && !strcmp(o.location, ""));
@@ -518,7 +508,7 @@ static void test_none(void)
 
 		memset(&h, 0, sizeof(h));
 		memset(&lo, 0, sizeof(lo));
-		sh("printf 'ghp-value-in-file-0001' > %s/d/tok.txt", ws);
+		sw_test_sh("printf 'ghp-value-in-file-0001' > %s/d/tok.txt", ws);
 		req.workspace_fd = open(ws, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 		SW_CHECK(req.workspace_fd >= 0);
 		SW_CHECKF(sbd_artifact_deliver(&env, &req, on_result, &lo, err, sizeof(err)) == 0,
@@ -535,7 +525,7 @@ static void test_none(void)
 						 "5891b5b522d5df086d0ff0b110fbd9d21bb4fc7163af34d0"
 						 "8286a2e846f6be03"));
 		outcome_free(&lo);
-		sh("rm %s/d/tok.txt", ws);
+		sw_test_sh("rm %s/d/tok.txt", ws);
 	}
 	{
 		char *s = json_dumps(json_object_get(o.summary, "skipped"), JSON_COMPACT);
@@ -548,7 +538,7 @@ static void test_none(void)
 	outcome_free(&o);
 
 	/* over the inline cap: an error, not a truncation */
-	sh("head -c 5000 /dev/zero | tr '\\0' 'a' > %s/big.txt", ws);
+	sw_test_sh("head -c 5000 /dev/zero | tr '\\0' 'a' > %s/big.txt", ws);
 	SW_CHECK(deliver(&env, "{\"destination\": \"none\"}", ws, NULL, &o, NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "artifact_too_large: the workspace holds 5009 bytes, "
 					   "more than the 4096") != NULL,
@@ -562,13 +552,13 @@ static void test_none(void)
 	c.max_bytes = 1000;
 	env_start(&env, &c);
 	fresh_dir(ws, sizeof(ws), "none-ws");
-	sh("for i in 1 2 3 4; do echo $i > %s/f$i; done", ws);
+	sw_test_sh("for i in 1 2 3 4; do echo $i > %s/f$i; done", ws);
 	SW_CHECK(deliver(&env, "{\"destination\": \"none\"}", ws, NULL, &o, NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "artifact_too_large: the workspace holds more than 3 "
 					   "files (SAGEWAI_ARTIFACT_MAX_FILES)"),
 		  "%s", o.error);
 	fresh_dir(ws, sizeof(ws), "none-ws");
-	sh("head -c 1001 /dev/zero > %s/z", ws);
+	sw_test_sh("head -c 1001 /dev/zero > %s/z", ws);
 	SW_CHECK(deliver(&env, "{\"destination\": \"none\"}", ws, NULL, &o, NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "artifact_too_large: the workspace holds more than "
 					   "1000 bytes"),
@@ -632,10 +622,10 @@ static void test_local(void)
 	snprintf(c.local_dir, sizeof(c.local_dir), "%s", local);
 	env_start(&env, &c);
 	fresh_dir(ws, sizeof(ws), "local-ws");
-	sh("mkdir -p %s/css %s/.git && echo '<h1>x</h1>' > %s/index.html && echo 'a{}' > "
-	   "%s/css/s.css && ln -s /etc %s/etc && ln -s /etc/passwd %s/css/pw && echo g > "
-	   "%s/.git/HEAD && ln -s %s %s/out",
-	   ws, ws, ws, ws, ws, ws, ws, outside, ws);
+	sw_test_sh("mkdir -p %s/css %s/.git && echo '<h1>x</h1>' > %s/index.html && echo 'a{}' > "
+		   "%s/css/s.css && ln -s /etc %s/etc && ln -s /etc/passwd %s/css/pw && echo g > "
+		   "%s/.git/HEAD && ln -s %s %s/out",
+		   ws, ws, ws, ws, ws, ws, ws, outside, ws);
 	SW_CHECK(deliver(&env, spec, ws, NULL, &o, NULL, 0) == 0);
 	SW_CHECKF(o.ok, "%s", o.error);
 	snprintf(p, sizeof(p), "%s/tenant-1/0190b0b0-1111-7000-8000-000000000002/build/site/out",
@@ -657,9 +647,9 @@ static void test_local(void)
 	SW_CHECKF(!strcmp(s, "out\n"), "left behind: %s", s); /* no partial copy */
 	free(s);
 	/* a symlink planted in the destination tree is not followed */
-	sh("mkdir -p %s/tenant-1/0190b0b0-1111-7000-8000-000000000002/build && ln -s %s "
-	   "%s/tenant-1/0190b0b0-1111-7000-8000-000000000002/build/evil",
-	   local, outside, local);
+	sw_test_sh("mkdir -p %s/tenant-1/0190b0b0-1111-7000-8000-000000000002/build && ln -s %s "
+		   "%s/tenant-1/0190b0b0-1111-7000-8000-000000000002/build/evil",
+		   local, outside, local);
 	SW_CHECK(deliver(&env, "{\"destination\": \"local\", \"path\": \"evil/x\"}", ws, NULL, &o,
 			 NULL, 0) == 0);
 	SW_CHECKF(!o.ok && strstr(o.error, "a symlink is never followed"), "%s", o.error);
@@ -756,7 +746,7 @@ static void test_local(void)
 			snprintf(c.local_dir, sizeof(c.local_dir), "%s", small);
 			env_start(&env, &c);
 			fresh_dir(ws, sizeof(ws), "local-ws");
-			sh("head -c 300000 /dev/urandom > %s/blob", ws);
+			sw_test_sh("head -c 300000 /dev/urandom > %s/blob", ws);
 			SW_CHECK(deliver(&env, spec, ws, NULL, &o, NULL, 0) == 0);
 			SW_CHECKF(!o.ok && !strncmp(o.error, "disk_full: local: copying into", 30),
 				  "%s", o.error);
@@ -788,7 +778,7 @@ static void test_github(void)
 	wrong.s[0] = (struct sbd_artifact_secret){"GITHUB_TOKEN", "tok-wrong-0000", 14};
 	revoked.s[0] = (struct sbd_artifact_secret){"GITHUB_TOKEN", "tok-revoked-1111", 16};
 	fresh_dir(root, sizeof(root), "git-root");
-	sh("git init -q --bare %s/site.git", root);
+	sw_test_sh("git init -q --bare %s/site.git", root);
 	snprintf(toks, sizeof(toks), "%s/tokens", tmp);
 	snprintf(log, sizeof(log), "%s/git-requests.log", tmp);
 	write_file(toks, "good " TOKEN "\nrevoked tok-revoked-1111\n");
@@ -806,14 +796,15 @@ static void test_github(void)
 	c.allow_private = true;
 	env_start(&env, &c);
 	fresh_dir(ws, sizeof(ws), "git-ws");
-	sh("mkdir -p %s/css %s/.git %s/node_modules/x && echo '<h1>portfolio</h1>' > "
-	   "%s/index.html && echo 'a{}' > %s/css/s.css && echo 'node_modules/' > %s/.gitignore && "
-	   "echo dep > %s/node_modules/x/i.js && echo '[core]' > %s/.git/config && "
-	   /* the token in UTF-16: the scan cannot read it, and git must not turn it
-	    * into UTF-8 (working-tree-encoding) on the way in */
-	   "echo '*.txt working-tree-encoding=UTF-16LE' > %s/.gitattributes && "
-	   "printf 'k=%s\n' | iconv -f UTF-8 -t UTF-16LE > %s/enc.txt",
-	   ws, ws, ws, ws, ws, ws, ws, ws, ws, TOKEN, ws);
+	sw_test_sh("mkdir -p %s/css %s/.git %s/node_modules/x && echo '<h1>portfolio</h1>' > "
+		   "%s/index.html && echo 'a{}' > %s/css/s.css && echo 'node_modules/' > "
+		   "%s/.gitignore && "
+		   "echo dep > %s/node_modules/x/i.js && echo '[core]' > %s/.git/config && "
+		   /* the token in UTF-16: the scan cannot read it, and git must not turn it
+		    * into UTF-8 (working-tree-encoding) on the way in */
+		   "echo '*.txt working-tree-encoding=UTF-16LE' > %s/.gitattributes && "
+		   "printf 'k=%s\n' | iconv -f UTF-8 -t UTF-16LE > %s/enc.txt",
+		   ws, ws, ws, ws, ws, ws, ws, ws, ws, TOKEN, ws);
 	snprintf(spec, sizeof(spec),
 		 "{\"destination\": \"github\", \"repo\": \"%s\", \"branch\": \"main\"}", url);
 	SW_CHECK(deliver(&env, spec, ws, &sec, &o, NULL, 0) == 0);
@@ -841,7 +832,7 @@ static void test_github(void)
 	outcome_free(&o);
 	/* again, through a name (resolved, then pinned): a fast-forward on top of
 	 * the first commit */
-	sh("echo more > %s/more.txt", ws);
+	sw_test_sh("echo more > %s/more.txt", ws);
 	snprintf(spec, sizeof(spec),
 		 "{\"destination\": \"github\", \"repo\": \"http://localhost:%d/site.git\"}",
 		 port);
@@ -879,7 +870,7 @@ static void test_github(void)
 	SW_CHECKF(!o.ok && strstr(o.error, "has no GITHUB_TOKEN"), "%s", o.error);
 	/* a refused scan leaves the branch alone */
 	s = sh_out(NULL, "git --git-dir=%s/site.git rev-parse main", root);
-	sh("printf 'token: %s\\n' > %s/oops.txt", TOKEN, ws);
+	sw_test_sh("printf 'token: %s\\n' > %s/oops.txt", TOKEN, ws);
 	expect_refused(&env, spec, ws, &sec, "oops.txt:1 holds", "the value of GITHUB_TOKEN");
 	free(first);
 	first = sh_out(NULL, "git --git-dir=%s/site.git rev-parse main", root);
@@ -992,10 +983,10 @@ static void test_s3(void)
 	snprintf(c.s3_endpoints, sizeof(c.s3_endpoints), "http://other:1, %s", ep);
 	env_start(&env, &c);
 	fresh_dir(ws, sizeof(ws), "s3-ws");
-	sh("mkdir -p %s/css && echo '<h1>portfolio</h1>' > %s/index.html && echo 'a{}' > "
-	   "%s/css/s.css && echo 'region us-east-1' > '%s/with space.txt' && "
-	   "head -c 3000000 /dev/urandom > %s/big.bin",
-	   ws, ws, ws, ws, ws);
+	sw_test_sh("mkdir -p %s/css && echo '<h1>portfolio</h1>' > %s/index.html && echo 'a{}' > "
+		   "%s/css/s.css && echo 'region us-east-1' > '%s/with space.txt' && "
+		   "head -c 3000000 /dev/urandom > %s/big.bin",
+		   ws, ws, ws, ws, ws);
 	snprintf(spec, sizeof(spec),
 		 "{\"destination\": \"s3\", \"bucket\": \"art-bucket\", \"prefix\": \"runs/r1\", "
 		 "\"endpoint\": \"%s\"}",
@@ -1039,7 +1030,7 @@ static void test_s3(void)
 			      "allowed"),
 		  "%s", err);
 	/* a refused scan uploads nothing */
-	sh("printf 'aws_secret_access_key = %s\\n' > %s/creds.ini", secret, ws);
+	sw_test_sh("printf 'aws_secret_access_key = %s\\n' > %s/creds.ini", secret, ws);
 	snprintf(spec, sizeof(spec),
 		 "{\"destination\": \"s3\", \"bucket\": \"art-bucket\", \"prefix\": \"leak/\", "
 		 "\"endpoint\": \"%s\"}",
@@ -1114,8 +1105,9 @@ static void test_snapshot(const char *runner, const char *variants)
 		if (dead == 0)
 			_exit(0);
 		waitpid(dead, NULL, 0);
-		sh("mkdir -p %s/sagewai-artifact-%d-old/j-x/tree %s/sagewai-artifact-%d-live", tmp,
-		   (int)dead, tmp, (int)getppid());
+		sw_test_sh(
+		    "mkdir -p %s/sagewai-artifact-%d-old/j-x/tree %s/sagewai-artifact-%d-live",
+		    tmp, (int)dead, tmp, (int)getppid());
 		env_start(&env, &c);
 		snprintf(err, sizeof(err), "%s/sagewai-artifact-%d-old", tmp, (int)dead);
 		SW_CHECKF(!exists(err), "%s left", err);
@@ -1167,7 +1159,7 @@ static void test_snapshot(const char *runner, const char *variants)
 		json_t *spec = json_pack("{s:s}", "destination", "none");
 
 		fresh_dir(ws, sizeof(ws), i == 0 ? "p0" : i == 1 ? "p1" : "p2");
-		sh("echo %zu > %s/f", i, ws);
+		sw_test_sh("echo %zu > %s/f", i, ws);
 		memset(&req, 0, sizeof(req));
 		req.spec = spec;
 		req.workspace_fd = open(ws, O_RDONLY | O_DIRECTORY);
@@ -1234,7 +1226,7 @@ int main(int argc, char **argv)
 	else
 		rc = 2;
 	kill_helpers();
-	sh("rm -rf %s", tmp);
+	sw_test_sh("rm -rf %s", tmp);
 	for (size_t i = 0; i < nevents; i++)
 		json_decref(events[i].fields);
 	sw_events_registry_destroy(reg);

@@ -61,91 +61,22 @@
 #include "sw_events.h"
 #include "sw_test_svc.h"
 
-static struct sw_event_registry *reg;
-static char prefix[48];
-static char tenant[64];
-static char tmp_dir[512];
-static char sbd_log[600];
-static char db_dsn[512];
-static char group[128];
-static char key_file[600];
-static char mac_file[600];
+static struct sw_test_stack stk;
 static char local_dir[600];
+static char local_env[700]; /* SAGEWAI_ARTIFACT_LOCAL_DIR=local_dir */
 static const char *src_dir;
-static pid_t sbd_pid = -1;
-static int sbd_port;
-static rd_kafka_t *producer;
-static struct sw_test_evlog evl;
 static const char *sbd_extra[8]; /* more settings for sandboxd, NULL-terminated */
 
-static unsigned char host_pk[crypto_box_PUBLICKEYBYTES], host_sk[crypto_box_SECRETKEYBYTES];
-static unsigned char mac_key[crypto_generichash_KEYBYTES];
+/* ---- the values that must never leave (sw_test_secret_*) ------------------ */
 
-/* ---- the values, and every spelling of them that must never leave -------- */
-
-#define FORMS_MAX 64
-static char *forms[FORMS_MAX];
-static size_t nforms;
 static char token[64];	  /* the agent's key (ANTHROPIC_API_KEY, ...) */
 static char gh_token[64]; /* GITHUB_TOKEN, as the git server knows it */
 
-static void form_add(const char *s)
-{
-	SW_CHECK(nforms < FORMS_MAX);
-	SW_CHECK((forms[nforms++] = strdup(s)) != NULL);
-}
-
-static void forms_add_value(const char *v)
-{
-	size_t n = strlen(v);
-	char hex[256], b64[256];
-
-	form_add(v);
-	sodium_bin2hex(hex, sizeof(hex), (const unsigned char *)v, n);
-	form_add(hex);
-	sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)v, n,
-			  sodium_base64_VARIANT_ORIGINAL_NO_PADDING);
-	form_add(b64);
-}
-
-static void random_value(char *out, size_t len, const char *tag)
-{
-	unsigned char r[12];
-	char hex[25];
-
-	randombytes_buf(r, sizeof(r));
-	sodium_bin2hex(hex, sizeof(hex), r, sizeof(r));
-	snprintf(out, len, "%s-%s-k9", tag, hex);
-}
-
-static void values_make(void)
-{
-	random_value(token, sizeof(token), "swkey");
-	random_value(gh_token, sizeof(gh_token), "swgit");
-	forms_add_value(token);
-	forms_add_value(gh_token);
-}
-
-static const char *leak(const void *buf, size_t len)
-{
-	for (size_t i = 0; i < nforms; i++)
-		if (buf != NULL && memmem(buf, len, forms[i], strlen(forms[i])) != NULL)
-			return forms[i];
-	return NULL;
-}
-
 /* ---- the identity service we play ------------------------------------------ */
-
-struct key {
-	const char *env;
-	const char *secret; /* NULL: a plain knob */
-	int version;
-	const char *value;
-};
 
 struct idstep {
 	char step_id[128];
-	const struct key *keys;
+	const struct sw_test_idkey *keys;
 	size_t nkeys;
 	int answered;
 };
@@ -153,289 +84,57 @@ struct idstep {
 static struct idstep idsteps[64];
 static size_t nidsteps;
 
-static void mac_hex(const char *value, char out[65])
-{
-	unsigned char m[32];
-
-	crypto_generichash(m, sizeof(m), (const unsigned char *)value, strlen(value), mac_key,
-			   sizeof(mac_key));
-	sodium_bin2hex(out, 65, m, sizeof(m));
-}
-
-static char *identity_text(const struct key *keys, size_t n)
-{
-	json_t *a = json_array();
-	char mac[65], *s;
-
-	for (size_t i = 0; i < n; i++) {
-		const struct key *k = &keys[i];
-
-		if (k->secret != NULL) {
-			mac_hex(k->value, mac);
-			json_array_append_new(
-			    a, json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:s}", "env",
-					 k->env, "level", "workflow", "profile", "site", "kind",
-					 "secret", "secret", k->secret, "version", k->version,
-					 "backend", "builtin", "value", "", "mac", mac));
-		} else {
-			json_array_append_new(a,
-					      json_pack("{s:s, s:s, s:s, s:s, s:s}", "env", k->env,
-							"level", "workflow", "profile", "site",
-							"kind", "plain", "value", k->value));
-		}
-	}
-	s = json_dumps(a, JSON_COMPACT);
-	json_decref(a);
-	SW_CHECK(s != NULL);
-	return s;
-}
-
-static const struct key *key_of(const struct idstep *st, const char *env)
-{
-	for (size_t i = 0; i < st->nkeys; i++)
-		if (strcmp(st->keys[i].env, env) == 0)
-			return &st->keys[i];
-	return NULL;
-}
-
-static void produce_event(const char *topic, const char *type, const struct sw_event_header *like,
-			  json_t *o, const char *key)
-{
-	struct sw_event_header h;
-	char err[256];
-	void *buf;
-	size_t len;
-
-	sw_event_header_init(&h, type, "sagewai-identity");
-	if (like != NULL) {
-		snprintf(h.tenant, sizeof(h.tenant), "%s", like->tenant);
-		snprintf(h.run_id, sizeof(h.run_id), "%s", like->run_id);
-		snprintf(h.step_id, sizeof(h.step_id), "%s", like->step_id);
-	}
-	SW_CHECKF(sw_event_encode(reg, type, &h, o, &buf, &len, err, sizeof(err)) == 0, "%s: %s",
-		  type, err);
-	json_decref(o);
-	sw_test_kafka_send(producer, topic, key, buf, len);
-	free(buf);
-}
-
-/* Answer a seal request with the step's values, sealed to the host key. */
-static void answer(struct idstep *st, json_t *req)
-{
-	json_t *h = json_object_get(req, "header"), *asked = json_object_get(req, "keys"), *e;
-	json_t *bkeys = json_array(), *ekeys = json_array(), *box, *o;
-	const char *rid = json_string_value(json_object_get(req, "request_id"));
-	struct sw_event_header like;
-	char mac[65], *text, *hex;
-	unsigned char *c;
-	size_t i, tl;
-
-	memset(&like, 0, sizeof(like));
-	snprintf(like.tenant, sizeof(like.tenant), "%s",
-		 json_string_value(json_object_get(h, "tenant")));
-	snprintf(like.run_id, sizeof(like.run_id), "%s",
-		 json_string_value(json_object_get(h, "run_id")));
-	snprintf(like.step_id, sizeof(like.step_id), "%s",
-		 json_string_value(json_object_get(h, "step_id")));
-	st->answered = 1;
-	json_array_foreach(asked, i, e) {
-		const char *env = json_string_value(json_object_get(e, "env"));
-		const struct key *k = key_of(st, env);
-		char b64[256];
-
-		SW_REQUIRE(k != NULL && k->secret != NULL, "asked for %s, not a pinned secret",
-			   env);
-		sodium_bin2base64(b64, sizeof(b64), (const unsigned char *)k->value,
-				  strlen(k->value), sodium_base64_VARIANT_ORIGINAL);
-		json_array_append_new(bkeys, json_pack("{s:s, s:s, s:i, s:s}", "env", env,
-						       "secret", k->secret, "version", k->version,
-						       "value_b64", b64));
-		mac_hex(k->value, mac);
-		json_array_append_new(ekeys,
-				      json_pack("{s:s, s:s, s:i, s:s}", "env", env, "secret",
-						k->secret, "version", k->version, "mac", mac));
-	}
-	box = json_pack("{s:s, s:s, s:s, s:s, s:s, s:o}", "request_id", rid, "run_id", like.run_id,
-			"step_id", like.step_id, "sandbox_id",
-			json_string_value(json_object_get(req, "sandbox_id")), "tenant",
-			like.tenant, "keys", bkeys);
-	text = json_dumps(box, JSON_COMPACT);
-	json_decref(box);
-	tl = strlen(text);
-	c = malloc(tl + crypto_box_SEALBYTES);
-	SW_CHECK(c != NULL && crypto_box_seal(c, (unsigned char *)text, tl, host_pk) == 0);
-	sodium_memzero(text, tl);
-	free(text);
-	hex = malloc(2 * (tl + crypto_box_SEALBYTES) + 1);
-	sodium_bin2hex(hex, 2 * (tl + crypto_box_SEALBYTES) + 1, c, tl + crypto_box_SEALBYTES);
-	free(c);
-	o = json_pack("{s:s, s:b, s:s, s:s, s:s, s:o}", "request_id", rid, "ok", 1, "code", "",
-		      "error", "", "sealed", hex, "keys", ekeys);
-	free(hex);
-	produce_event("sagewai.identity.sealed", "identity.sealed", &like, o, like.run_id);
-}
-
+/* Every message read: no value in any spelling; our seal requests answered
+ * with the step's values, sealed to the host key. */
 static void on_seen(const rd_kafka_message_t *m, json_t *e)
 {
-	const char *bad = leak(m->payload, m->len), *type, *sid;
-	json_t *h;
+	json_t *h = json_object_get(e, "header");
+	const char *type = json_string_value(json_object_get(h, "type"));
+	const char *sid = json_string_value(json_object_get(h, "step_id"));
 
-	SW_REQUIRE(bad == NULL, "a message on %s holds a secret value (spelled '%s')",
-		   rd_kafka_topic_name(m->rkt), bad);
-	h = json_object_get(e, "header");
-	type = json_string_value(json_object_get(h, "type"));
-	sid = json_string_value(json_object_get(h, "step_id"));
+	sw_test_secret_msg_clean(m);
 	if (type == NULL || sid == NULL || strcmp(type, "identity.seal_requested") != 0)
 		return;
 	for (size_t i = 0; i < nidsteps; i++)
 		if (strcmp(idsteps[i].step_id, sid) == 0) {
-			answer(&idsteps[i], e);
+			idsteps[i].answered = 1;
+			sw_test_seal_answer(&stk, e, idsteps[i].keys, idsteps[i].nkeys, NULL);
 		}
 }
 
 /* ---- set-up ------------------------------------------------------------------- */
 
-static void write_file(const char *path, const char *text, mode_t mode)
-{
-	int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-
-	SW_CHECKF(fd >= 0, "%s: %s", path, strerror(errno));
-	SW_CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text));
-	SW_CHECK(fchmod(fd, mode) == 0);
-	close(fd);
-}
-
-static void sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static void sh(const char *fmt, ...)
-{
-	char cmd[4096];
-	va_list ap;
-	int rc;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	rc = system(cmd);
-	SW_CHECKF(rc == 0, "%s: %d", cmd, rc);
-}
-
-/* The contents of path (NUL-terminated; caller frees), or NULL. */
-static char *slurp(const char *path)
-{
-	FILE *f = fopen(path, "r");
-	char *buf;
-	long n;
-
-	if (f == NULL)
-		return NULL;
-	SW_CHECK(fseek(f, 0, SEEK_END) == 0 && (n = ftell(f)) >= 0);
-	rewind(f);
-	buf = malloc((size_t)n + 1);
-	SW_CHECK(buf != NULL && fread(buf, 1, (size_t)n, f) == (size_t)n);
-	fclose(f);
-	buf[n] = '\0';
-	return buf;
-}
-
 static void setup(const char *name)
 {
-	static const char *const group_topics[] = {"sagewai.steps", "sagewai.runs", NULL};
-	static const char *const topics[] = {"sagewai.steps",
-					     "sagewai.sandbox",
-					     "sagewai.identity",
-					     "sagewai.identity.sealed",
-					     "sagewai.runs",
-					     "sagewai.deadletter",
-					     "sagewai.credentials",
-					     "sagewai.tenants",
-					     "sagewai.audit.checkpoints",
-					     NULL};
-	const char *build = getenv("SW_BUILD_DIR");
-	char err[256], hex[65];
-
-	sw_test_env_load();
-	sw_test_proc_watch(&sbd_pid);
-	SW_CHECK(build != NULL);
-	SW_CHECK(sodium_init() >= 0);
-	snprintf(prefix, sizeof(prefix), "sbc-%s-%d", name, (int)getpid());
-	snprintf(tenant, sizeof(tenant), "tenant-%s", prefix);
-	snprintf(group, sizeof(group), "sandboxd-test-%s", prefix);
-	snprintf(tmp_dir, sizeof(tmp_dir), "%s/tests-tmp/sandboxd-%s", build, prefix);
-	snprintf(sbd_log, sizeof(sbd_log), "%s/sandboxd.log", tmp_dir);
-	snprintf(key_file, sizeof(key_file), "%s/seal.key", tmp_dir);
-	snprintf(mac_file, sizeof(mac_file), "%s/mac.key", tmp_dir);
-	snprintf(local_dir, sizeof(local_dir), "%s/artifacts", tmp_dir);
-	/* both written by sandboxd's service part (another uid when root) */
-	sh("mkdir -p %s %s %s/stage && chmod 755 %s/.. %s && chmod 777 %s %s/stage", tmp_dir,
-	   local_dir, tmp_dir, tmp_dir, tmp_dir, local_dir, tmp_dir);
-	sw_test_log_watch(sbd_log, 60);
-	sw_test_pg_db_create(db_dsn, sizeof(db_dsn), "sandboxd", name);
-	reg = sw_events_registry_new(err, sizeof(err));
-	SW_CHECKF(reg != NULL, "%s", err);
-	producer = sw_test_kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
-	crypto_box_keypair(host_pk, host_sk);
-	randombytes_buf(mac_key, sizeof(mac_key));
-	sodium_bin2hex(hex, sizeof(hex), host_sk, sizeof(host_sk));
-	write_file(key_file, hex, 0600);
-	sodium_bin2hex(hex, sizeof(hex), mac_key, sizeof(mac_key));
-	write_file(mac_file, hex, 0600);
-	values_make();
-	sw_test_kafka_group_to_end(group, group_topics);
-	sw_test_evlog_open(&evl, reg, prefix, topics);
-	evl.pid = &sbd_pid;
-	evl.name = "sagewai-sandboxd";
-	evl.seen = on_seen;
+	sw_test_stack_init(&stk, "sbc", name, NULL, on_seen);
+	snprintf(local_dir, sizeof(local_dir), "%s/artifacts", stk.dir);
+	snprintf(local_env, sizeof(local_env), "SAGEWAI_ARTIFACT_LOCAL_DIR=%s", local_dir);
+	/* written by sandboxd's service part (another uid when root) */
+	sw_test_sh("mkdir -p %s && chmod 777 %s", local_dir, local_dir);
+	sw_test_secret_new(token, sizeof(token), "swkey-", "-k9");
+	sw_test_secret_new(gh_token, sizeof(gh_token), "swgit-", "-k9");
 }
 
 static void sbd_start(void)
 {
-	static const char *const argv[] = {"sagewai-sandboxd", "serve", NULL};
-	char path[600], dsn[600], gid[160], state[600], kf[700], mf[700], ld[700], sd[700];
-	const char *env[24] = {dsn,
-			       gid,
-			       "SAGEWAI_HTTP_PORT=0",
-			       "SAGEWAI_LOG_LEVEL=debug",
-			       state,
-			       SW_TEST_ENV_FAST_REBALANCE,
-			       "SAGEWAI_SANDBOX_WARM=1",
-			       kf,
-			       mf,
-			       ld,
-			       sd};
-	int n = 11;
+	size_t n = 0;
 
-	snprintf(path, sizeof(path), "%s/services/sandboxd/sagewai-sandboxd",
-		 getenv("SW_BUILD_DIR"));
-	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "sandboxd");
-	snprintf(gid, sizeof(gid), "SAGEWAI_GROUP_ID=%s", group);
-	snprintf(state, sizeof(state), "SAGEWAI_SANDBOX_STATE_DIR=%s", tmp_dir);
-	snprintf(kf, sizeof(kf), "SAGEWAI_SANDBOXD_SEAL_KEY_FILE=%s", key_file);
-	snprintf(mf, sizeof(mf), "SAGEWAI_SECRET_MAC_KEY_FILE=%s", mac_file);
-	snprintf(ld, sizeof(ld), "SAGEWAI_ARTIFACT_LOCAL_DIR=%s", local_dir);
-	snprintf(sd, sizeof(sd), "SAGEWAI_ARTIFACT_STAGE_DIR=%s/stage", tmp_dir);
+	stk.sbd_env[n++] = local_env;
 	for (size_t i = 0; sbd_extra[i] != NULL; i++)
-		env[n++] = sbd_extra[i];
-	env[n] = NULL;
-	sbd_pid = sw_test_proc_spawn(path, argv, env, sbd_log);
-	sbd_port =
-	    sw_test_proc_wait_port(sbd_pid, "sagewai-sandboxd", sbd_log, "sandboxd started");
+		stk.sbd_env[n++] = sbd_extra[i];
+	stk.sbd_env[n] = NULL;
+	sw_test_stack_sbd_start(&stk);
 }
 
 static void sbd_stop(void)
 {
-	sw_test_proc_stop(&sbd_pid, SIGTERM, "sagewai-sandboxd");
+	sw_test_stack_sbd_stop(&stk);
 }
 
 /* sandboxd's log holds none of the values */
 static void log_clean(void)
 {
-	char *buf = slurp(sbd_log);
-	const char *bad;
-
-	SW_CHECK(buf != NULL);
-	bad = leak(buf, strlen(buf));
-	SW_REQUIRE(bad == NULL, "sandboxd's log holds a secret value (spelled '%s')", bad);
-	free(buf);
+	sw_test_secret_file_clean(stk.sbd_log, "sandboxd's log");
 }
 
 /* ---- steps ------------------------------------------------------------------- */
@@ -461,93 +160,40 @@ static json_t *agent_spec(const char *agent, const char *prompt, json_t *run, js
 /* Send a cli_agent step.dispatched with keys (identity text raw when
  * identity is not NULL). */
 static void dispatch(struct sw_test_dispatch *d, const char *run, const char *step,
-		     int64_t timeout_ms, json_t *sp, const struct key *keys, size_t nkeys,
-		     const char *identity)
+		     int64_t timeout_ms, json_t *sp, const struct sw_test_idkey *keys,
+		     size_t nkeys, const char *identity)
 {
-	struct sw_event_header h;
-	char err[256], *text, *id = identity ? strdup(identity) : identity_text(keys, nkeys);
-	json_t *o;
+	char *id = identity ? strdup(identity) : sw_test_identity_text(&stk, keys, nkeys, "site");
 
-	memset(d, 0, sizeof(*d));
-	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", prefix, run);
-	snprintf(d->step_id, sizeof(d->step_id), "%s/%s/1", d->run_id, step);
+	SW_CHECK(id != NULL);
 	if (identity == NULL) {
 		struct idstep *st;
 
 		SW_CHECK(nidsteps < sizeof(idsteps) / sizeof(idsteps[0]));
 		st = &idsteps[nidsteps++];
 		memset(st, 0, sizeof(*st));
-		snprintf(st->step_id, sizeof(st->step_id), "%s", d->step_id);
+		snprintf(st->step_id, sizeof(st->step_id), "%s-%s/%s/1", stk.prefix, run, step);
 		st->keys = keys;
 		st->nkeys = nkeys;
 	}
-	sw_event_header_init(&h, "step.dispatched", "cliagent-test");
-	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
-	snprintf(h.run_id, sizeof(h.run_id), "%s", d->run_id);
-	snprintf(h.step_id, sizeof(h.step_id), "%s", d->step_id);
-	text = json_dumps(sp, JSON_COMPACT);
-	json_decref(sp);
-	o = json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:s}", "step", step, "index", 0, "mode",
-		      "cli_agent", "attempt", 1, "spec", text, "timeout_ms",
-		      (json_int_t)timeout_ms, "identity", id);
-	free(text);
+	sw_test_stack_dispatch(&stk, d, "cliagent-test", run, step, "cli_agent", timeout_ms, sp,
+			       id);
 	free(id);
-	SW_CHECKF(sw_event_encode(reg, "step.dispatched", &h, o, &d->buf, &d->len, err,
-				  sizeof(err)) == 0,
-		  "%s", err);
-	json_decref(o);
-	sw_test_kafka_deliver(producer, "sagewai.steps", d->run_id, d->buf, d->len);
-	free(d->buf);
-	d->buf = NULL;
 }
 
 static void cancel_run(const char *run_id)
 {
-	struct sw_event_header h;
-	char err[256];
-	void *buf;
-	size_t len;
-	json_t *o;
-
-	sw_event_header_init(&h, "run.cancel_requested", "cliagent-test");
-	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
-	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id);
-	o = json_pack("{s:s, s:s}", "requested_by", "cliagent-test", "reason", "test");
-	SW_CHECKF(
-	    sw_event_encode(reg, "run.cancel_requested", &h, o, &buf, &len, err, sizeof(err)) == 0,
-	    "%s", err);
-	json_decref(o);
-	sw_test_kafka_deliver(producer, "sagewai.runs", run_id, buf, len);
-	free(buf);
+	sw_test_stack_emit(
+	    &stk, "sagewai.runs", run_id, "run.cancel_requested", "cliagent-test", stk.tenant,
+	    run_id, NULL,
+	    json_pack("{s:s, s:s}", "requested_by", "cliagent-test", "reason", "test"));
+	sw_test_kafka_flush(stk.producer, 30000);
 }
 
 /* All sandbox.output data of step_id's stream, in seq order (caller frees). */
 static char *output_of(const char *step_id, const char *stream)
 {
-	struct sw_test_buf b = {0};
-	int seq = 0, found;
-
-	do {
-		found = 0;
-		for (size_t i = 0; i < evl.n; i++) {
-			json_t *body = evl.ev[i]->body;
-
-			if (strcmp(evl.ev[i]->type, "sandbox.output") != 0 ||
-			    strcmp(evl.ev[i]->step_id, step_id) != 0 ||
-			    json_integer_value(json_object_get(body, "seq")) != seq)
-				continue;
-			found = 1;
-			seq++;
-			if (strcmp(json_string_value(json_object_get(body, "stream")), stream) !=
-			    0)
-				break;
-			sw_test_http_collect(
-			    (char *)json_string_value(json_object_get(body, "data")), 1,
-			    json_string_length(json_object_get(body, "data")), &b);
-			break;
-		}
-	} while (found);
-	return b.p != NULL ? b.p : strdup("");
+	return sw_test_evlog_output(&stk.evl, step_id, stream, NULL);
 }
 
 static const char *out_str(const struct sw_test_ev *f, const char *key)
@@ -599,8 +245,8 @@ static int64_t ev_time(const struct sw_test_ev *e)
  * sandbox being gone (its sandbox.released): printed. */
 static void print_kill_time(const char *what, const char *step_id)
 {
-	struct sw_test_ev *f = sw_test_evlog_finished(&evl, step_id);
-	struct sw_test_ev *r = sw_test_evlog_wait(&evl, "sandbox.released", step_id, 0, 30);
+	struct sw_test_ev *f = sw_test_evlog_finished(&stk.evl, step_id);
+	struct sw_test_ev *r = sw_test_evlog_wait(&stk.evl, "sandbox.released", step_id, 0, 30);
 
 	printf("%s: sandboxd destroyed the sandbox %lld ms after it ended the step (%s)\n", what,
 	       (long long)((ev_time(r) - ev_time(f)) / 1000),
@@ -616,28 +262,7 @@ static size_t changed_count(const struct sw_test_ev *f)
 /* Processes whose command line holds needle. */
 static int procs_with(const char *needle)
 {
-	DIR *d;
-	struct dirent *e;
-	int n = 0;
-
-	SW_CHECK((d = opendir("/proc")) != NULL);
-	while ((e = readdir(d)) != NULL) {
-		char path[300], buf[65536];
-		ssize_t r;
-		int fd;
-
-		if (e->d_name[0] < '0' || e->d_name[0] > '9')
-			continue;
-		snprintf(path, sizeof(path), "/proc/%s/cmdline", e->d_name);
-		if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
-			continue;
-		r = read(fd, buf, sizeof(buf));
-		close(fd);
-		if (r > 0 && memmem(buf, (size_t)r, needle, strlen(needle)) != NULL)
-			n++;
-	}
-	closedir(d);
-	return n;
+	return sw_test_procs_holding("cmdline", needle);
 }
 
 /* ms until no process holds needle (at most limit_ms); -1 if one stays */
@@ -651,54 +276,13 @@ static int64_t gone_within(const char *needle, int64_t t0_ms, int limit_ms)
 	return sw_mono_ms() - t0_ms;
 }
 
-/* Start a helper (python3 script args...) whose first stdout line is
- * "port N"; its pid, the port in *port. */
-static pid_t helper(const char *const *argv, int *port)
-{
-	int p[2];
-	pid_t pid;
-	char line[256];
-	FILE *f;
-
-	SW_CHECK(pipe(p) == 0);
-	if ((pid = fork()) == 0) {
-		dup2(p[1], 1);
-		close(p[0]);
-		close(p[1]);
-		execvp(argv[0], (char *const *)argv);
-		_exit(127);
-	}
-	close(p[1]);
-	SW_CHECK((f = fdopen(p[0], "r")) != NULL);
-	SW_CHECKF(fgets(line, sizeof(line), f) != NULL && sscanf(line, "port %d", port) == 1,
-		  "%s did not start", argv[1]);
-	fclose(f);
-	return pid;
-}
-
 /* A git server for tokens; the bare repository ROOT/site.git. */
 static pid_t git_server(char *root, size_t rootlen, char *url, size_t urllen)
 {
-	char toks[700], log[700], script[700];
-	const char *argv[] = {"python3", script, root, toks, log, NULL};
-	pid_t pid;
-	int port;
+	char script[700];
 
-	snprintf(root, rootlen, "%s/git-root", tmp_dir);
-	snprintf(toks, sizeof(toks), "%s/git-tokens", tmp_dir);
-	snprintf(log, sizeof(log), "%s/git-requests.log", tmp_dir);
 	snprintf(script, sizeof(script), "%s/git_server.py", src_dir);
-	sh("rm -rf %s && mkdir -p %s && git init -q --bare %s/site.git", root, root, root);
-	{
-		char t[200];
-
-		snprintf(t, sizeof(t), "good %s\n", gh_token);
-		write_file(toks, t, 0600);
-	}
-	write_file(log, "", 0600);
-	pid = helper(argv, &port);
-	snprintf(url, urllen, "http://127.0.0.1:%d/site.git", port);
-	return pid;
+	return sw_test_git_server(stk.dir, script, gh_token, root, rootlen, url, urllen);
 }
 
 /* ---- scenarios ----------------------------------------------------------------- */
@@ -720,12 +304,14 @@ static const char site_cli[] = "set -e\n"
 
 #define PROMPT "build it $(touch /workspace/pwned) `id` \"q\" 'x'; rm -rf /workspace"
 
-static struct key k_agent[2];
+static struct sw_test_idkey k_agent[2];
 
 static void keys_init(void)
 {
-	k_agent[0] = (struct key){"ANTHROPIC_API_KEY", "anthropic", 2, token};
-	k_agent[1] = (struct key){"ANTHROPIC_BASE_URL", NULL, 0, "http://llm.internal:8080"};
+	k_agent[0] =
+	    (struct sw_test_idkey){"ANTHROPIC_API_KEY", "workflow", "anthropic", 2, token};
+	k_agent[1] = (struct sw_test_idkey){"ANTHROPIC_BASE_URL", "workflow", NULL, 0,
+					    "http://llm.internal:8080"};
 }
 
 static void scenario_deliver(void)
@@ -759,7 +345,7 @@ static void scenario_deliver(void)
 		 k_agent, 2, NULL);
 
 	/* local */
-	f = sw_test_evlog_finished(&evl, dl.step_id);
+	f = sw_test_evlog_finished(&stk.evl, dl.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	o = json_dumps(f->output, JSON_COMPACT);
 	printf("local: %.600s\n", o);
@@ -784,9 +370,9 @@ static void scenario_deliver(void)
 	SW_REQUIRE(o != NULL && strstr(o, "site/shadow") && strstr(o, "site/fifo"), "skipped: %s",
 		   o ? o : "");
 	free(o);
-	snprintf(path, sizeof(path), "%s/%s/%s/%s/out/site/site/index.html", local_dir, tenant,
+	snprintf(path, sizeof(path), "%s/%s/%s/%s/out/site/site/index.html", local_dir, stk.tenant,
 		 dl.run_id, "build");
-	page = slurp(path); /* under TENANT/RUN/STEP (the step's name)/PATH */
+	page = sw_test_file_read(path, NULL); /* under TENANT/RUN/STEP (the step's name)/PATH */
 	SW_REQUIRE(page != NULL && !strcmp(page, "<h1>portfolio</h1>\n"), "%s: %s", path,
 		   page ? page : "(none)");
 	free(page);
@@ -796,16 +382,17 @@ static void scenario_deliver(void)
 		   "artifact location");
 	/* the live output (before sandbox.released on the run's partition):
 	 * redacted, in order */
-	sw_test_evlog_wait(&evl, "artifact.pushed", dl.step_id, 0, 30);
-	sw_test_evlog_wait(&evl, "sandbox.released", dl.step_id, 0, 30);
+	sw_test_evlog_wait(&stk.evl, "artifact.pushed", dl.step_id, 0, 30);
+	sw_test_evlog_wait(&stk.evl, "sandbox.released", dl.step_id, 0, 30);
 	o = output_of(dl.step_id, "stdout");
 	SW_REQUIRE(strstr(o, "key=[REDACTED:ANTHROPIC_API_KEY]\n") != NULL, "sandbox.output: %s",
 		   o);
 	free(o);
-	SW_REQUIRE(sw_test_evlog_count(&evl, "identity.injected", dl.step_id) == 1, "injected");
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "identity.injected", dl.step_id) == 1,
+		   "injected");
 
 	/* none: the files in the output */
-	f = sw_test_evlog_finished(&evl, dn.step_id);
+	f = sw_test_evlog_finished(&stk.evl, dn.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	ws = json_object_get(f->output, "workspace");
 	json_array_foreach(ws, i, e)
@@ -820,17 +407,17 @@ static void scenario_deliver(void)
 		   "none: destination");
 
 	/* no artifact: listed, nothing delivered */
-	f = sw_test_evlog_finished(&evl, dx.step_id);
+	f = sw_test_evlog_finished(&stk.evl, dx.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	SW_REQUIRE(json_is_null(json_object_get(f->output, "artifact")) &&
 		       json_object_get(f->output, "workspace") == NULL,
 		   "list only: an artifact");
 	changed_has(f, "site/css/s.css", "a{}\n");
-	SW_REQUIRE(sw_test_evlog_count(&evl, "artifact.pushed", dx.step_id) == 0,
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "artifact.pushed", dx.step_id) == 0,
 		   "list only: artifact.pushed");
 
 	/* argv */
-	f = sw_test_evlog_finished(&evl, da.step_id);
+	f = sw_test_evlog_finished(&stk.evl, da.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	changed_has(f, "p.txt", PROMPT);
 	SW_REQUIRE(!strcmp(out_str(f, "stdout"), "n=1\n"), "argv: %s", out_str(f, "stdout"));
@@ -842,7 +429,7 @@ static void scenario_github(void)
 {
 	struct sw_test_dispatch dg, dw;
 	struct sw_test_ev *f;
-	struct key kg[2], kw[2];
+	struct sw_test_idkey kg[2], kw[2];
 	char root[700], url[256];
 	pid_t git;
 
@@ -854,16 +441,17 @@ static void scenario_github(void)
 	sbd_extra[2] = NULL;
 	sbd_start();
 	kg[0] = k_agent[0];
-	kg[1] = (struct key){"GITHUB_TOKEN", "github", 1, gh_token};
+	kg[1] = (struct sw_test_idkey){"GITHUB_TOKEN", "workflow", "github", 1, gh_token};
 	kw[0] = k_agent[0];
-	kw[1] = (struct key){"GITHUB_TOKEN", "github-old", 1, "swgit-not-known-here-0000"};
-	form_add("swgit-not-known-here-0000");
+	kw[1] = (struct sw_test_idkey){"GITHUB_TOKEN", "workflow", "github-old", 1,
+				       "swgit-not-known-here-0000"};
+	sw_test_secret_forbid_raw("swgit-not-known-here-0000");
 	dispatch(&dg, "push", "build", 120000,
 		 agent_spec("custom", "build a site", json_string(site_cli),
 			    json_pack("{s:s, s:s, s:s}", "destination", "github", "repo", url,
 				      "branch", "main")),
 		 kg, 2, NULL);
-	f = sw_test_evlog_finished(&evl, dg.step_id);
+	f = sw_test_evlog_finished(&stk.evl, dg.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	printf("pushed: %s\n", json_string_value(json_object_get(
 				   json_object_get(f->output, "artifact"), "location")));
@@ -884,7 +472,7 @@ static void scenario_github(void)
 		 agent_spec("custom", "build a site", json_string(site_cli),
 			    json_pack("{s:s, s:s}", "destination", "github", "repo", url)),
 		 kw, 2, NULL);
-	f = sw_test_evlog_finished(&evl, dw.step_id);
+	f = sw_test_evlog_finished(&stk.evl, dw.step_id);
 	sw_test_ev_require(f, "FAILED", "artifact_failed: ");
 	printf("wrong token: %s\n", f->error);
 	SW_REQUIRE(strstr(f->error, "bad credentials") != NULL, "not the server's answer: %s",
@@ -912,12 +500,12 @@ static void scenario_scan(void)
 				   "\"$ANTHROPIC_API_KEY\" > site/config.js && echo ok"),
 		       json_pack("{s:s, s:s}", "destination", "local", "path", "leak")),
 	    k_agent, 2, NULL);
-	f = sw_test_evlog_finished(&evl, d.step_id);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
 	sw_test_ev_require(f, "FAILED",
 			   "artifact_refused: site/config.js:3 holds the value of "
 			   "ANTHROPIC_API_KEY; nothing was delivered to local");
-	sw_test_evlog_wait(&evl, "artifact.scan_refused", d.step_id, 0, 30);
-	snprintf(path, sizeof(path), "%s/%s", local_dir, tenant);
+	sw_test_evlog_wait(&stk.evl, "artifact.scan_refused", d.step_id, 0, 30);
+	snprintf(path, sizeof(path), "%s/%s", local_dir, stk.tenant);
 	SW_REQUIRE(stat(path, &st) != 0, "something was delivered under %s", path);
 	log_clean();
 	sbd_stop();
@@ -939,18 +527,18 @@ static void scenario_fail(void)
 					"$ANTHROPIC_API_KEY\" >&2; exit 3"),
 			    json_pack("{s:s, s:s}", "destination", "local", "path", "x")),
 		 k_agent, 2, NULL);
-	f = sw_test_evlog_finished(&evl, d.step_id);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
 	sw_test_ev_require(f, "FAILED",
 			   "exit_status: the agent exited with status 3; stderr: no luck with "
 			   "[REDACTED:ANTHROPIC_API_KEY]");
-	snprintf(path, sizeof(path), "%s/%s", local_dir, tenant);
+	snprintf(path, sizeof(path), "%s/%s", local_dir, stk.tenant);
 	SW_REQUIRE(stat(path, &st) != 0, "a failed agent's workspace was delivered");
-	SW_REQUIRE(sw_test_evlog_count(&evl, "artifact.pushed", d.step_id) == 0, "pushed");
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "artifact.pushed", d.step_id) == 0, "pushed");
 	/* the agent is killed at the step's timeout */
 	dispatch(&dt, "slow", "build", 3000,
 		 agent_spec("custom", "do it", json_string("echo started; sleep 60"), NULL),
 		 k_agent, 2, NULL);
-	f = sw_test_evlog_finished(&evl, dt.step_id);
+	f = sw_test_evlog_finished(&stk.evl, dt.step_id);
 	sw_test_ev_require(f, "TIMED_OUT", "timeout: ");
 	log_clean();
 	sbd_stop();
@@ -961,14 +549,14 @@ static void scenario_cancel(void)
 	struct sw_test_dispatch d, dp;
 	struct sw_test_ev *f;
 	char marker[64], prompt[128], root[700], url[256], path[900];
-	struct key kg[2];
+	struct sw_test_idkey kg[2];
 	int64_t t0, ms;
 	pid_t git;
 	struct stat st;
 
 	setup("cancel");
 	keys_init();
-	snprintf(marker, sizeof(marker), "mark-%s", prefix);
+	snprintf(marker, sizeof(marker), "mark-%s", stk.prefix);
 	snprintf(prompt, sizeof(prompt), "%s-cli", marker);
 	sbd_start();
 	/* mid-CLI: the script waits for its sleep, its command line holds the
@@ -977,7 +565,7 @@ static void scenario_cancel(void)
 	    &d, "mid", "build", 120000,
 	    agent_spec("custom", prompt, json_string("echo started; sleep 300; echo done"), NULL),
 	    k_agent, 2, NULL);
-	sw_test_evlog_wait(&evl, "sandbox.output", d.step_id, 0, 60);
+	sw_test_evlog_wait(&stk.evl, "sandbox.output", d.step_id, 0, 60);
 	SW_REQUIRE(procs_with(prompt) > 0, "the CLI is not running");
 	/* timed from the cancel's delivery to the broker (the test's producer
 	 * may take a while for its first message to sagewai.runs) */
@@ -986,7 +574,7 @@ static void scenario_cancel(void)
 	printf("cancel mid-CLI: run.cancel_requested delivered in %lld ms\n",
 	       (long long)(sw_mono_ms() - t0));
 	t0 = sw_mono_ms();
-	f = sw_test_evlog_finished(&evl, d.step_id);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
 	sw_test_ev_require(f, "CANCELLED", NULL);
 	ms = sw_mono_ms() - t0;
 	printf("cancel mid-CLI: step.finished CANCELLED read %lld ms after the delivery\n",
@@ -995,7 +583,7 @@ static void scenario_cancel(void)
 	SW_REQUIRE(ms >= 0, "the CLI is still running after a cancel");
 	printf("cancel mid-CLI: no process of the CLI left %lld ms after the delivery\n",
 	       (long long)ms);
-	sw_test_evlog_wait(&evl, "sandbox.released", d.step_id, 0, 30);
+	sw_test_evlog_wait(&stk.evl, "sandbox.released", d.step_id, 0, 30);
 	printf("cancel mid-CLI: sandbox.released read %lld ms after the delivery\n",
 	       (long long)(sw_mono_ms() - t0));
 	print_kill_time("cancel mid-CLI", d.step_id);
@@ -1008,7 +596,7 @@ static void scenario_cancel(void)
 	sbd_extra[2] = NULL;
 	sbd_start();
 	kg[0] = k_agent[0];
-	kg[1] = (struct key){"GITHUB_TOKEN", "github", 1, gh_token};
+	kg[1] = (struct sw_test_idkey){"GITHUB_TOKEN", "workflow", "github", 1, gh_token};
 	dispatch(&dp, "push", "build", 300000,
 		 agent_spec("custom", "make a big site",
 			    json_string("for i in 1 2 3; do head -c 100000000 /dev/urandom > "
@@ -1016,14 +604,14 @@ static void scenario_cancel(void)
 			    json_pack("{s:s, s:s}", "destination", "github", "repo", url)),
 		 kg, 2, NULL);
 	/* the sandbox goes before the delivery starts */
-	sw_test_evlog_wait(&evl, "sandbox.released", dp.step_id, 0, 120);
+	sw_test_evlog_wait(&stk.evl, "sandbox.released", dp.step_id, 0, 120);
 	cancel_run(dp.run_id);
 	t0 = sw_mono_ms();
-	f = sw_test_evlog_finished(&evl, dp.step_id);
+	f = sw_test_evlog_finished(&stk.evl, dp.step_id);
 	sw_test_ev_require(f, "CANCELLED", NULL);
 	printf("cancel during the push: step.finished CANCELLED read %lld ms after the delivery\n",
 	       (long long)(sw_mono_ms() - t0));
-	SW_REQUIRE(sw_test_evlog_count(&evl, "artifact.pushed", dp.step_id) == 0, "pushed");
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "artifact.pushed", dp.step_id) == 0, "pushed");
 	/* nothing reached the repository, and the staging copy is gone */
 	snprintf(path, sizeof(path), "%s/site.git/refs/heads/main", root);
 	SW_REQUIRE(stat(path, &st) != 0, "the push went through");
@@ -1031,7 +619,7 @@ static void scenario_cancel(void)
 		char cmd[900];
 
 		snprintf(cmd, sizeof(cmd),
-			 "test -z \"$(ls -A %s/stage/sagewai-artifact-*/ 2>/dev/null)\"", tmp_dir);
+			 "test -z \"$(ls -A %s/stage/sagewai-artifact-*/ 2>/dev/null)\"", stk.dir);
 		if (system(cmd) == 0)
 			break;
 		SW_REQUIRE(i < 199, "the abandoned delivery's staging copy stays");
@@ -1054,16 +642,16 @@ static void scenario_timeout(void)
 
 	setup("timeout");
 	keys_init();
-	snprintf(prompt, sizeof(prompt), "mark-%s-cli", prefix);
+	snprintf(prompt, sizeof(prompt), "mark-%s-cli", stk.prefix);
 	sbd_start();
 	dispatch(
 	    &d, "slow", "build", 6000,
 	    agent_spec("custom", prompt, json_string("echo started; sleep 300; echo done"), NULL),
 	    k_agent, 2, NULL);
-	sd = sw_test_evlog_wait(&evl, "step.started", d.step_id, 0, 60);
+	sd = sw_test_evlog_wait(&stk.evl, "step.started", d.step_id, 0, 60);
 	(void)sd;
-	sw_test_evlog_wait(&evl, "sandbox.output", d.step_id, 0, 60);
-	f = sw_test_evlog_finished(&evl, d.step_id);
+	sw_test_evlog_wait(&stk.evl, "sandbox.output", d.step_id, 0, 60);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
 	t0 = sw_mono_ms();
 	sw_test_ev_require(f, "TIMED_OUT", "timeout: ");
 	printf("timeout: %s\n", f->error);
@@ -1084,32 +672,32 @@ static void scenario_kill9(void)
 
 	setup("kill9");
 	keys_init();
-	snprintf(prompt, sizeof(prompt), "mark-%s-cli", prefix);
+	snprintf(prompt, sizeof(prompt), "mark-%s-cli", stk.prefix);
 	sbd_start();
 	dispatch(&d, "k9", "build", 120000,
 		 agent_spec("custom", prompt,
 			    json_string("echo started; sleep 4; echo done > done.txt"),
 			    json_pack("{s:s}", "destination", "none")),
 		 k_agent, 2, NULL);
-	sw_test_evlog_wait(&evl, "sandbox.output", d.step_id, 0, 60);
+	sw_test_evlog_wait(&stk.evl, "sandbox.output", d.step_id, 0, 60);
 	SW_REQUIRE(procs_with(prompt) > 0, "the CLI is not running");
 	t0 = sw_mono_ms();
-	SW_CHECK(kill(sbd_pid, SIGKILL) == 0);
-	SW_CHECK(waitpid(sbd_pid, NULL, 0) == sbd_pid);
-	sbd_pid = -1;
+	SW_CHECK(kill(stk.sbd_pid, SIGKILL) == 0);
+	SW_CHECK(waitpid(stk.sbd_pid, NULL, 0) == stk.sbd_pid);
+	stk.sbd_pid = -1;
 	ms = gone_within(prompt, t0, 10000);
 	SW_REQUIRE(ms >= 0, "the CLI survived kill -9 of sandboxd");
 	printf("kill -9: no process of the CLI left after %lld ms\n", (long long)ms);
-	SW_REQUIRE(sw_test_evlog_count(&evl, "step.finished", d.step_id) == 0,
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "step.finished", d.step_id) == 0,
 		   "a step.finished from a killed sandboxd");
 	/* the dispatch was never committed: a new sandboxd runs it again */
 	sbd_start();
-	f = sw_test_evlog_finished(&evl, d.step_id);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
 	sw_test_ev_require(f, "SUCCEEDED", NULL);
 	changed_has(f, "done.txt", "done\n");
-	SW_REQUIRE(sw_test_evlog_count(&evl, "sandbox.acquired", d.step_id) == 2,
+	SW_REQUIRE(sw_test_evlog_count(&stk.evl, "sandbox.acquired", d.step_id) == 2,
 		   "%zu sandboxes for the step",
-		   sw_test_evlog_count(&evl, "sandbox.acquired", d.step_id));
+		   sw_test_evlog_count(&stk.evl, "sandbox.acquired", d.step_id));
 	printf("kill -9: the step ran again on the restarted sandboxd and succeeded\n");
 	sbd_stop();
 }
@@ -1117,7 +705,7 @@ static void scenario_kill9(void)
 static void scenario_hostile(void)
 {
 	struct sw_test_dispatch d[16], dok;
-	struct key kurl[2];
+	struct sw_test_idkey kurl[2];
 	char *big;
 	size_t n = 0;
 	struct {
@@ -1158,7 +746,8 @@ static void scenario_hostile(void)
 		       json_pack("{s:s, s:s}", "destination", "local", "path", "../../etc")),
 	    k_agent, 2, NULL);
 	kurl[0] = k_agent[0];
-	kurl[1] = (struct key){"OPENAI_BASE_URL", NULL, 0, "http://x\"\n[evil]\nk=\"v"};
+	kurl[1] = (struct sw_test_idkey){"OPENAI_BASE_URL", "workflow", NULL, 0,
+					 "http://x\"\n[evil]\nk=\"v"};
 	BAD("bad_input: the identity's OPENAI_BASE_URL is not",
 	    agent_spec("codex", "p", NULL, NULL), kurl, 2, NULL);
 	BAD("bad_input: cli_agent step without its identity",
@@ -1168,17 +757,17 @@ static void scenario_hostile(void)
 	    NULL);
 #undef BAD
 	for (size_t i = 0; i < n; i++) {
-		struct sw_test_ev *f = sw_test_evlog_finished(&evl, d[i].step_id);
+		struct sw_test_ev *f = sw_test_evlog_finished(&stk.evl, d[i].step_id);
 
 		sw_test_ev_require(f, "FAILED", want[i].want);
 		printf("hostile %zu: %s\n", i, f->error);
-		SW_REQUIRE(sw_test_evlog_count(&evl, "step.started", d[i].step_id) == 0,
+		SW_REQUIRE(sw_test_evlog_count(&stk.evl, "step.started", d[i].step_id) == 0,
 			   "a refused step was started");
 	}
 	dispatch(&dok, "ok", "build", 60000,
 		 agent_spec("custom", "p", json_string("echo fine"), NULL), k_agent, 2, NULL);
-	sw_test_ev_require(sw_test_evlog_finished(&evl, dok.step_id), "SUCCEEDED", NULL);
-	SW_CHECK(waitpid(sbd_pid, NULL, WNOHANG) == 0);
+	sw_test_ev_require(sw_test_evlog_finished(&stk.evl, dok.step_id), "SUCCEEDED", NULL);
+	SW_CHECK(waitpid(stk.sbd_pid, NULL, WNOHANG) == 0);
 	sbd_stop();
 }
 
@@ -1196,16 +785,12 @@ static void real_agent(const char *name, const char *agent, const char *key_env,
 {
 	struct sw_test_dispatch d;
 	struct sw_test_ev *f;
-	struct key kc[4];
-	char root[700], url[256], script[700], keyf[700], portf[700], mlog[700], mout[700];
-	char base[128], allow[64], bin[300], *o;
-	const char *build = getenv("SW_BUILD_DIR");
-	char mock[700];
+	struct sw_test_idkey kc[4];
+	char root[700], url[256], base[128], allow[64], bin[300], *o;
 	pid_t git, mpid;
-	int mport = 0;
+	int mport;
 	size_t nk = 0;
 	json_t *s;
-	FILE *fp;
 
 	snprintf(bin, sizeof(bin), "/var/lib/sagewai/variants/%s/bin", agent);
 	if (access(bin, X_OK) != 0) {
@@ -1215,52 +800,21 @@ static void real_agent(const char *name, const char *agent, const char *key_env,
 	setup(name);
 	git = git_server(root, sizeof(root), url, sizeof(url));
 	/* the scripted model endpoint */
-	snprintf(mock, sizeof(mock), "%s/tools/llm-mock/sagewai-llm-mock", build);
-	snprintf(script, sizeof(script), "%s/script.json", tmp_dir);
-	snprintf(keyf, sizeof(keyf), "%s/llm.key", tmp_dir);
-	snprintf(portf, sizeof(portf), "%s/llm.port", tmp_dir);
-	snprintf(mlog, sizeof(mlog), "%s/llm.log", tmp_dir);
-	snprintf(mout, sizeof(mout), "%s/llm.out", tmp_dir);
 	s = json_pack("[{s:s, s:s, s:s}, {s:s, s:s}, {s:s}]", "tool", "write", "path",
 		      "index.html", "content", PAGE, "tool", "bash", "command", "ls", "text",
 		      "done");
 	o = json_dumps(s, 0);
 	json_decref(s);
-	write_file(script, o, 0644);
+	SW_CHECK(o != NULL);
+	mpid = sw_test_llm_mock_start(stk.dir, o, token, &mport);
 	free(o);
-	{
-		char k[100];
-
-		snprintf(k, sizeof(k), "%s\n", token);
-		write_file(keyf, k, 0600);
-	}
-	if ((mpid = fork()) == 0) {
-		int fd = open(mout, O_WRONLY | O_CREAT | O_TRUNC, 0644);
-
-		dup2(fd, 1);
-		dup2(fd, 2);
-		execl(mock, mock, "--port", "0", "--port-file", portf, "--script", script,
-		      "--workdir", "/workspace", "--require-key-file", keyf, "--log", mlog,
-		      (char *)NULL);
-		_exit(127);
-	}
-	for (int i = 0; i < 500 && mport == 0; i++) {
-		if ((fp = fopen(portf, "r")) != NULL) {
-			if (fscanf(fp, "%d", &mport) != 1)
-				mport = 0;
-			fclose(fp);
-		}
-		if (mport == 0)
-			sw_test_msleep(10);
-	}
-	SW_REQUIRE(mport > 0, "the mock did not start (%s)", mout);
 	snprintf(base, sizeof(base), "http://127.0.0.1:%d%s", mport, url_suffix);
 	snprintf(allow, sizeof(allow), "127.0.0.1:%d", mport);
-	kc[nk++] = (struct key){key_env, "llm", 2, token};
-	kc[nk++] = (struct key){url_env, NULL, 0, base};
-	kc[nk++] = (struct key){"GITHUB_TOKEN", "github", 1, gh_token};
+	kc[nk++] = (struct sw_test_idkey){key_env, "workflow", "llm", 2, token};
+	kc[nk++] = (struct sw_test_idkey){url_env, "workflow", NULL, 0, base};
+	kc[nk++] = (struct sw_test_idkey){"GITHUB_TOKEN", "workflow", "github", 1, gh_token};
 	if (model_env != NULL)
-		kc[nk++] = (struct key){model_env, NULL, 0, model};
+		kc[nk++] = (struct sw_test_idkey){model_env, "workflow", NULL, 0, model};
 	sbd_extra[0] = "SAGEWAI_ARTIFACT_HTTP=allow";
 	sbd_extra[1] = "SAGEWAI_ARTIFACT_PRIVATE=allow";
 	sbd_extra[2] = "SAGEWAI_EGRESS_PRIVATE=allow";
@@ -1271,8 +825,8 @@ static void real_agent(const char *name, const char *agent, const char *key_env,
 	    json_pack("{s:s, s:s, s:s}", "destination", "github", "repo", url, "branch", "main"));
 	json_object_set_new(s, "egress_allow", json_pack("[s]", allow));
 	dispatch(&d, "real", "build", 240000, s, kc, nk, NULL);
-	f = sw_test_evlog_finished(&evl, d.step_id);
-	sw_test_evlog_wait(&evl, "sandbox.released", d.step_id, 0, 60);
+	f = sw_test_evlog_finished(&stk.evl, d.step_id);
+	sw_test_evlog_wait(&stk.evl, "sandbox.released", d.step_id, 0, 60);
 	{
 		char *so = output_of(d.step_id, "stdout"), *se = output_of(d.step_id, "stderr");
 
@@ -1301,11 +855,11 @@ static void real_agent(const char *name, const char *agent, const char *key_env,
 	       json_string_value(
 		   json_object_get(json_object_get(f->output, "artifact"), "location")));
 	/* every connection went through the proxy, to the endpoint only */
-	for (size_t i = 0; i < evl.n; i++) {
-		json_t *b = evl.ev[i]->body;
+	for (size_t i = 0; i < stk.evl.n; i++) {
+		json_t *b = stk.evl.ev[i]->body;
 
-		if (strcmp(evl.ev[i]->type, "sandbox.egress") != 0 ||
-		    strcmp(evl.ev[i]->step_id, d.step_id) != 0)
+		if (strcmp(stk.evl.ev[i]->type, "sandbox.egress") != 0 ||
+		    strcmp(stk.evl.ev[i]->step_id, d.step_id) != 0)
 			continue;
 		printf("egress: %s %s:%lld %s\n", json_string_value(json_object_get(b, "method")),
 		       json_string_value(json_object_get(b, "target_host")),
