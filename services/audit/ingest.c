@@ -764,12 +764,18 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
 				 /* a restarted audit rejoins in seconds, not 45 s */
 				 "session.timeout.ms=10000"};
-	char tuning[SW_CONFIG_STR];
+	char tuning[SW_CONFIG_STR], ptuning[SW_CONFIG_STR];
+	const char *pextra[32];
 
 	TAILQ_INIT(&env->inflight);
 	TAILQ_INIT(&env->wq);
+	/* operator tuning: SAGEWAI_KAFKA_PRODUCER_CONFIG="name=value,name=value" */
+	if (sw_svcbus_extra(sw_service_environ(env->svc), "SAGEWAI_KAFKA_PRODUCER_CONFIG", NULL,
+			    pextra, sizeof(pextra) / sizeof(pextra[0]), ptuning, sizeof(ptuning),
+			    errstr, errlen) == -1)
+		return -1;
 	env->producer = sw_bus_producer_new(env->base, env->cfg->kafka_bootstrap, "sagewai-audit",
-					    NULL, audit_ingest_delivery, env, errstr, errlen);
+					    pextra, audit_ingest_delivery, env, errstr, errlen);
 	if (env->producer == NULL)
 		return -1;
 	/* a fatal Kafka error stops the service (its supervisor restarts it) */
