@@ -41,6 +41,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
+#include "sw_prune.h"
 #include "sw_service.h"
 #include "sw_store.h"
 #include "sw_svcbus.h"
@@ -121,8 +122,7 @@ struct id_env {
 	struct id_vault *vault;
 	json_t *mints;		/* mint sources (mint.c); NULL: none configured */
 	struct event *mint_tick; /* retries revocations (mint.c) */
-	struct event *prune;	 /* the pruning timer (prune.c) */
-	int pruning;		 /* a pass is under way */
+	struct sw_prune *prune;	 /* old rows deleted (prune.c); NULL: none */
 
 	int running;
 	size_t busy; /* resolutions, seals and HTTP writes in hand */
