@@ -12,6 +12,8 @@
  *   SAGEWAI_VAULT_MOUNT (secret), SAGEWAI_VAULT_PREFIX (sagewai/),
  *   SAGEWAI_VAULT_TIMEOUT_MS (2000), SAGEWAI_VAULT_THREADS (4)
  *   SAGEWAI_PG_POOL                     PostgreSQL connections (default 4)
+ *   SAGEWAI_IDENTITY_RETENTION_S        resolutions and revoked minted rows
+ *                                       kept (default 2592000, 30 days; 0 all)
  *
  * Key files must be regular files that grant group and others nothing;
  * they are read into sodium_malloc'd memory and wiped after parsing. The
@@ -478,7 +480,9 @@ int id_config_load(struct id_env *env, char *errstr, size_t errlen)
 	if (sw_config_number(env->envp, "SAGEWAI_IDENTITY_CACHE_MS", 1000, 0, 3600000,
 			     &env->cache_ms, errstr, errlen) == -1 ||
 	    sw_config_number(env->envp, "SAGEWAI_PG_POOL", 4, 1, 64, &env->pg_pool, errstr,
-			     errlen) == -1)
+			     errlen) == -1 ||
+	    sw_config_number(env->envp, "SAGEWAI_IDENTITY_RETENTION_S", 30LL * 86400, 0,
+			     10LL * 365 * 86400, &env->retention_s, errstr, errlen) == -1)
 		return -1;
 	return load_vault(env, errstr, errlen);
 }

@@ -17,6 +17,8 @@
  *   bus.c       Kafka: producer, the group consumer of requests and tenant
  *               events, the tail reader of change events, dead letters
  *   tenants.c   tenants, API keys and users learnt from sagewai.tenants
+ *   prune.c     old resolutions and revoked minted rows deleted in the
+ *               background (SAGEWAI_IDENTITY_RETENTION_S)
  *
  * Everything runs on the loop but Vault calls (worker threads). Secret
  * values live only in sodium_malloc'd memory or in memory wiped on free
@@ -39,6 +41,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
+#include "sw_prune.h"
 #include "sw_service.h"
 #include "sw_store.h"
 #include "sw_svcbus.h"
@@ -113,11 +116,13 @@ struct id_env {
 	char vault_prefix[128];
 	long long vault_timeout_ms;
 	long long vault_threads;
+	long long retention_s; /* SAGEWAI_IDENTITY_RETENTION_S; 0: keep all */
 
 	struct id_cache *cache;
 	struct id_vault *vault;
 	json_t *mints;		/* mint sources (mint.c); NULL: none configured */
 	struct event *mint_tick; /* retries revocations (mint.c) */
+	struct sw_prune *prune;	 /* old rows deleted (prune.c); NULL: none */
 
 	int running;
 	size_t busy; /* resolutions, seals and HTTP writes in hand */
@@ -329,6 +334,11 @@ int id_bus_start(struct id_env *env, char *errstr, size_t errlen);
 /* No message nor anything of ours in hand (the rest: sw_svcbus.h on
  * env->bus; events of ours are produced with sw_svcbus_publish). */
 int id_bus_idle(const struct id_env *env);
+
+/* ---- prune.c ------------------------------------------------------------- */
+/* Arm the background deletion of old rows (nothing when retention_s is 0). */
+int id_prune_start(struct id_env *env, char *errstr, size_t errlen);
+void id_prune_stop(struct id_env *env);
 
 /* ---- tenants.c ----------------------------------------------------------- */
 /* Apply one decoded event of sagewai.tenants; done(ok) on the loop once it

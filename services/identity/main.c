@@ -57,7 +57,7 @@ static int id_start(struct sw_service *svc, void *arg, char *err, size_t errlen)
 	env->store = sw_store_new_pool(env->base, env->cfg->pg_dsn, "identity", id_migrations,
 				       id_nmigrations, (size_t)env->pg_pool, err, errlen);
 	if (env->store == NULL || id_vault_start(env, err, errlen) == -1 ||
-	    id_mint_start(env, err, errlen) == -1 ||
+	    id_mint_start(env, err, errlen) == -1 || id_prune_start(env, err, errlen) == -1 ||
 	    id_bus_start(env, err, errlen) == -1 || id_api_start(env, err, errlen) == -1)
 		return -1;
 	sw_service_started_fields(svc, kv);
@@ -88,6 +88,7 @@ static void id_stop(struct sw_service *svc, void *arg)
 	if (env->running)
 		sw_svcbus_close(&env->bus);
 	sw_svcbus_free(&env->bus);
+	id_prune_stop(env);
 	id_mint_stop(env);
 	id_vault_stop(env);
 	sw_store_destroy(env->store);
@@ -118,7 +119,9 @@ static const struct sw_service_def id_def = {
 	    "SAGEWAI_VAULT_ADDR, SAGEWAI_VAULT_TOKEN[_FILE], SAGEWAI_VAULT_NAMESPACE,\n"
 	    "SAGEWAI_VAULT_MOUNT (secret), SAGEWAI_VAULT_PREFIX (sagewai/),\n"
 	    "SAGEWAI_VAULT_TIMEOUT_MS (2000), SAGEWAI_VAULT_THREADS (4), SAGEWAI_PG_POOL (4),\n"
-	    "SAGEWAI_IDENTITY_MINTS_FILE (tokens minted on a grant; docs/JIT.md).\n",
+	    "SAGEWAI_IDENTITY_MINTS_FILE (tokens minted on a grant; docs/JIT.md),\n"
+	    "SAGEWAI_IDENTITY_RETENTION_S (2592000: 30 days; resolutions and revoked\n"
+	    "minted rows older are deleted; 0 keeps everything).\n",
     .drain_ms = 5000,
     .configure = id_configure,
     .start = id_start,

@@ -12,13 +12,11 @@
  *   profiles     (scope, level, name) -> body
  *   resolutions  what each resolve request of a run resolved per step (keys
  *                with their owning scope); seal requests are checked
- *                against it
- *   grants       (migration 2; no longer written: an allow credential.decided
- *                is sealed on the decision itself, and a seal request with a
- *                grant is refused)
+ *                against it; deleted after the retention (prune.c)
  *   minted, mint_ends
- *                accessors of tokens minted on an allow decision, and the
- *                step attempts seen ending (mint.c)
+ *                accessors of tokens minted on an allow decision (deleted
+ *                after the retention once revoked, prune.c), and the step
+ *                attempts seen ending (mint.c)
  *   tenants, apikeys, users
  *                learnt from sagewai.tenants (tenants.c)
  *
@@ -87,8 +85,9 @@ static const char *const migration_1 =
 	" name text NOT NULL,"
 	" deleted boolean NOT NULL DEFAULT false);";
 
-/* cli_agent_jit: the allow decisions, and each resolution's denied keys
- * (a grant of a key the step's ACL refuses is not_allowed, naming why) */
+/* cli_agent_jit: the allow decisions (dropped by migration 4), and each
+ * resolution's denied keys (a grant of a key the step's ACL refuses is
+ * not_allowed, naming why) */
 static const char *const migration_2 =
 	"CREATE TABLE grants ("
 	" request_id uuid NOT NULL,"
@@ -132,10 +131,19 @@ static const char *const migration_3 =
 	" PRIMARY KEY (run_id, step_id));"
 	"CREATE INDEX mint_ends_at ON mint_ends (at);";
 
+/* the former path's grants (migration 2) are no longer written nor read:
+ * an allow credential.decided is sealed on the decision itself. Pruning
+ * (prune.c) finds old resolutions and revoked minted rows by index. */
+static const char *const migration_4 =
+	"DROP TABLE IF EXISTS grants;"
+	"CREATE INDEX resolutions_created ON resolutions (created);"
+	"CREATE INDEX minted_revoked ON minted (revoked_at) WHERE revoked_at IS NOT NULL;";
+
 const struct sw_migration id_migrations[] = {
 	{1, migration_1},
 	{2, migration_2},
 	{3, migration_3},
+	{4, migration_4},
 };
 const size_t id_nmigrations = sizeof(id_migrations) / sizeof(id_migrations[0]);
 

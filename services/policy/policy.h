@@ -37,6 +37,7 @@
 #include "sw_core.h"
 #include "sw_events.h"
 #include "sw_http.h"
+#include "sw_prune.h"
 #include "sw_service.h"
 #include "sw_store.h"
 #include "sw_svcbus.h"
@@ -117,9 +118,8 @@ struct pol_env {
 	json_t *inflight;	      /* "request_id/type" keys produced, not yet marked */
 	json_t *marked;		      /* keys marked sent lately: key -> when (ms) */
 
-	struct event *prune;	     /* the pruning timer (prune.c) */
-	long long retention_s;	     /* SAGEWAI_POLICY_RETENTION_S; 0: keep all */
-	int pruning;		     /* a pruning pass is in flight */
+	struct sw_prune *prune; /* old tombstones deleted (prune.c); NULL: none */
+	long long retention_s;	/* SAGEWAI_POLICY_RETENTION_S; 0: keep all */
 
 	size_t nflushw;		/* items whose offset waits for a WAL flush (bus.c) */
 	struct event *flush_ev; /* the next look at the WAL's flush position */

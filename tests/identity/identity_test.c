@@ -32,6 +32,10 @@
  *   hostile   garbage and malformed requests on sagewai.identity (dead
  *             letters, bad_request answers; the service keeps serving),
  *             oversized and garbage HTTP bodies
+ *   prune     SAGEWAI_IDENTITY_RETENTION_S: a malformed one refused; 0 keeps
+ *             everything; resolutions created and minted rows revoked
+ *             longer ago are deleted, younger ones and minted rows not yet
+ *             revoked (however old) kept; the grants table is gone
  *
  * Every scenario ends by checking that no line the service logged holds a
  * secret value of the test (raw, base64 or hex).
@@ -64,6 +68,7 @@ static long cache_ms = 1000;
 static char vault_addr[128], vault_token[128];
 static int vault_on;
 static struct sw_test_replies rp; /* replies read back */
+static const char *const *start_more; /* more settings for id_start */
 static void check_topic(const rd_kafka_message_t *m, json_t *ev);
 static char *markers[64];
 static size_t nmarkers;
@@ -177,7 +182,7 @@ static void id_start(void)
 
 	snprintf(log_path, sizeof(log_path), "%s/identity-%d.log", dir, ++starts);
 	sw_test_log_watch(log_path, 60);
-	id_pid = spawn(log_path, 1, &id_port, NULL);
+	id_pid = spawn(log_path, 1, &id_port, start_more);
 }
 
 static void id_stop(void)
@@ -1644,8 +1649,10 @@ static void t_grant(void)
 			  "secret", "jit-tok", "version", 0, "grant", g[0]));
 	sealed_refused(sw_test_replies_for(&rp, "identity.sealed", rid), "bad_request",
 		       "a seal with a grant");
-	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.grants") == 0,
-		   "no grant rows: the decision is the grant");
+	SW_REQUIRE(sw_test_pg_long(db_dsn,
+				   "SELECT count(*) FROM pg_tables WHERE"
+				   " schemaname = 'identity' AND tablename = 'grants'") == 0,
+		   "a grants table: the decision is the grant");
 	finish();
 }
 
@@ -1855,11 +1862,104 @@ static void t_pins(void)
 	finish();
 }
 
+/* ---- prune: old resolutions and revoked minted rows deleted ------------------ */
+
+/* The rows of each kind still there (a, b...: one letter per row). */
+static long prune_left(const char *table, const char *col, const char *in)
+{
+	char q[400];
+
+	snprintf(q, sizeof(q), "SELECT count(*) FROM identity.%s WHERE %s IN (%s)", table, col,
+		 in);
+	return sw_test_pg_long(db_dsn, q);
+}
+
+static void t_prune(void)
+{
+	static const char *const bad[] = {"SAGEWAI_IDENTITY_RETENTION_S=soon", NULL};
+	static const char *const neg[] = {"SAGEWAI_IDENTITY_RETENTION_S=-1", NULL};
+	static const char *const keep[] = {"SAGEWAI_IDENTITY_RETENTION_S=0", NULL};
+	static const char *const day[] = {"SAGEWAI_IDENTITY_RETENTION_S=86400", NULL};
+	static const char *const old_res = "'prune-old'";
+	static const char *const young_res = "'prune-young'";
+	static const char *const old_mint = "'old-revoked'";
+	static const char *const kept_mint = "'young-revoked', 'old-owed', 'old-live'";
+	char cmd[900];
+	int64_t until;
+
+	setup("prune");
+	marker("prune-no-secret");
+	refused_start_with("SAGEWAI_IDENTITY_RETENTION_S", bad);
+	refused_start_with("SAGEWAI_IDENTITY_RETENTION_S", neg);
+	/* 0 keeps everything; the first start also drops the grants table */
+	start_more = keep;
+	id_start();
+	SW_REQUIRE(sw_test_pg_long(db_dsn,
+				   "SELECT count(*) FROM pg_tables WHERE"
+				   " schemaname = 'identity' AND tablename = 'grants'") == 0,
+		   "the unused grants table is still there");
+	/* resolutions two and three days old and one an hour old; minted rows
+	 * revoked two days and an hour ago, and two never revoked */
+	SW_REQUIRE(sw_test_pg_long(
+		       db_dsn,
+		       "WITH r AS (INSERT INTO identity.resolutions (run_id, step, request_id,"
+		       " tenant, keys, created) VALUES"
+		       " ('prune-old', 's1', '00000000-0000-4000-8000-000000000001',"
+		       " 'default', '[]', now() - interval '2 days'),"
+		       " ('prune-old', 's2', '00000000-0000-4000-8000-000000000002',"
+		       " 'default', '[]', now() - interval '3 days'),"
+		       " ('prune-young', 's1', '00000000-0000-4000-8000-000000000003',"
+		       " 'default', '[]', now() - interval '1 hour') RETURNING 1)"
+		       " SELECT count(*) FROM r") == 3,
+		   "the resolutions were not inserted");
+	SW_REQUIRE(sw_test_pg_long(
+		       db_dsn,
+		       "WITH m AS (INSERT INTO identity.minted (accessor, tenant, run_id,"
+		       " step_id, sandbox_id, request_id, source, env, created, expires_at,"
+		       " ended, revoked_at) SELECT a, 'default', 'prune-run', 'prune-run/s1/1',"
+		       " 'sb', '00000000-0000-4000-8000-000000000009', 'ci', 'CI_TOKEN',"
+		       " now() - interval '3 days', now() - interval '2 days', e, r FROM"
+		       " (VALUES ('old-revoked', true, now() - interval '2 days'),"
+		       " ('young-revoked', true, now() - interval '1 hour'),"
+		       " ('old-owed', true, NULL::timestamptz),"
+		       " ('old-live', false, NULL::timestamptz)) AS v (a, e, r) RETURNING 1)"
+		       " SELECT count(*) FROM m") == 4,
+		   "the minted rows were not inserted");
+	/* a pass would have run a second after the start: wait past it */
+	sw_test_msleep(2500);
+	SW_REQUIRE(prune_left("resolutions", "run_id", old_res) == 2 &&
+		       prune_left("minted", "accessor", old_mint) == 1,
+		   "a retention of 0 deleted rows");
+	id_stop();
+	/* a day: the older ones go at the first pass, a second after the start */
+	start_more = day;
+	id_start();
+	until = sw_mono_ms() + 30000;
+	while (prune_left("resolutions", "run_id", old_res) != 0 ||
+	       prune_left("minted", "accessor", old_mint) != 0) {
+		SW_REQUIRE(sw_mono_ms() < until,
+			   "old resolutions or revoked minted rows not pruned");
+		sw_test_msleep(200);
+	}
+	SW_REQUIRE(prune_left("resolutions", "run_id", young_res) == 1,
+		   "a young resolution was pruned");
+	SW_REQUIRE(prune_left("minted", "accessor", kept_mint) == 3,
+		   "a young or not yet revoked minted row was pruned");
+	SW_REQUIRE(sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.resolutions") == 1 &&
+		       sw_test_pg_long(db_dsn, "SELECT count(*) FROM identity.minted") == 3,
+		   "other rows appeared or went");
+	snprintf(cmd, sizeof(cmd), "grep -q 'pruned old resolutions and minted rows' %s",
+		 log_path);
+	SW_REQUIRE(system(cmd) == 0, "no log line of the pass");
+	start_more = NULL;
+	finish();
+}
+
 static const struct sw_test_scenario scenarios[] = {
-	{"kill9", t_kill9},
-	{"config", t_config}, {"api", t_api},	  {"auth", t_auth},   {"cascade", t_cascade},
-	{"builtin", t_builtin}, {"rekey", t_rekey}, {"vault", t_vault}, {"cache", t_cache},
-	{"hostile", t_hostile}, {"grant", t_grant}, {"pins", t_pins},
+    {"kill9", t_kill9},	    {"config", t_config},   {"api", t_api},	{"auth", t_auth},
+    {"cascade", t_cascade}, {"builtin", t_builtin}, {"rekey", t_rekey}, {"vault", t_vault},
+    {"cache", t_cache},	    {"hostile", t_hostile}, {"grant", t_grant}, {"pins", t_pins},
+    {"prune", t_prune},
 };
 
 int main(int argc, char **argv)
