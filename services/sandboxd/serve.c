@@ -58,11 +58,12 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 	/* a program in a sandbox waits on credential.requested and a scheduler
 	 * on step.*: sent at once, not batched for the library's 1 ms (what
 	 * queues while a request is in flight still goes in one batch) */
-	const char *pextra[3] = {"linger.ms=0", NULL, NULL};
+	const char *pextra[34] = {"linger.ms=0"};
+	size_t np = 1;
 	const struct sw_config *cfg = sw_service_config(env->svc);
 	char *const *envp = sw_service_environ(env->svc);
 	const char *instance = sw_config_env(envp, "SAGEWAI_INSTANCE_ID");
-	char tuning[SW_CONFIG_STR], msgmax[64];
+	char tuning[SW_CONFIG_STR], ptuning[SW_CONFIG_STR], msgmax[64];
 	const struct sw_executor_config xc = {
 	    .base = env->base,
 	    .reg = env->reg,
@@ -96,8 +97,13 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 		return -1;
 	if (sw_config_env(envp, "SAGEWAI_KAFKA_MESSAGE_MAX") != NULL) {
 		snprintf(msgmax, sizeof(msgmax), "message.max.bytes=%zu", env->bus_max);
-		pextra[1] = msgmax;
+		pextra[np++] = msgmax;
 	}
+	/* and SAGEWAI_KAFKA_PRODUCER_CONFIG, as the worker takes it */
+	if (sw_config_list(envp, "SAGEWAI_KAFKA_PRODUCER_CONFIG", pextra, np,
+			   sizeof(pextra) / sizeof(pextra[0]), ptuning, sizeof(ptuning), err,
+			   errlen) == -1)
+		return -1;
 	return sw_executor_connect(env->ex, cfg->kafka_bootstrap, env->group, topics, pextra,
 				   extra, err, errlen);
 }
