@@ -9,6 +9,8 @@
  * violation kills the sandbox and is kept as the handle's error.
  */
 #include <errno.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <fcntl.h>
 #include <poll.h>
 #include <stdarg.h>
@@ -1047,4 +1049,19 @@ void sw_sandbox_result_free(struct sw_sandbox_result *res)
 	free(res->err);
 	res->out = res->err = NULL;
 	res->out_len = res->err_len = 0;
+}
+
+int sw_sandbox_bind_loopback(int s, uint16_t port, int wait_ms)
+{
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port)};
+	struct timespec ms = {0, 1000000};
+
+	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	for (int i = 0;; i++) {
+		if (bind(s, (struct sockaddr *)&a, sizeof(a)) == 0)
+			return 0;
+		if (errno != EADDRNOTAVAIL || i >= wait_ms)
+			return -1;
+		nanosleep(&ms, NULL);
+	}
 }

@@ -151,6 +151,15 @@ int sw_sandbox_variant_path(const struct sw_sandbox_variant *v, const char *base
 typedef int (*sw_sandbox_egress_hook)(void *arg, int netns_fd, pid_t pid, char *errstr,
 				      size_t errlen);
 
+/*
+ * For a hook in the sandbox's network namespace: bind s to 127.0.0.1:port
+ * (0: any). bwrap brings the namespace's loopback up in its child, which
+ * may not have happened yet when the hook runs (the pid is reported
+ * first): while bind says EADDRNOTAVAIL it is tried again every
+ * millisecond, for up to wait_ms. 0, or -1 with errno.
+ */
+int sw_sandbox_bind_loopback(int s, uint16_t port, int wait_ms);
+
 struct sw_sandbox_spec {
 	const struct sw_sandbox_variant *variant; /* borrowed for the call */
 	enum sw_sandbox_net net;

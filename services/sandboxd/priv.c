@@ -74,6 +74,7 @@
 #define PRIV_LIMIT_CPU 6	/* cpu_millis: lowered to the variant's, not refused */
 #define PRIV_READS_PER_CB 32	/* requests read per wake-up of the loop */
 #define PRIV_EGRESS_WAIT_MS 5000 /* for the egress helper's socket */
+#define PRIV_LO_WAIT_MS 2000	 /* for the sandbox's loopback to come up */
 #define PRIV_GONE_WAIT_MS 3000	/* for a killed sandbox's monitor, then destroy anyway */
 #define PRIV_REAP_MAX 64	/* egress helpers not reaped yet */
 #define PRIV_OUT_MAX 256	/* replies queued before requests wait (backpressure) */
@@ -197,18 +198,17 @@ static pid_t egress_helper(pid_t pid, int *sock, char *err, size_t errlen)
 		return -1;
 	}
 	if ((kid = fork()) == 0) {
-		struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(SBD_EGRESS_PORT)};
 		uint8_t code = 1;
 		int s;
 
-		a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 		if ((userfd >= 0 && setns(userfd, CLONE_NEWUSER) != 0) ||
 		    setns(nsfd, CLONE_NEWNET) != 0)
 			code = 2;
 		else if ((s = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
 			code = 3;
 		else if (setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) != 0 ||
-			 bind(s, (struct sockaddr *)&a, sizeof(a)) != 0 || listen(s, 64) != 0)
+			 sw_sandbox_bind_loopback(s, SBD_EGRESS_PORT, PRIV_LO_WAIT_MS) != 0 ||
+			 listen(s, 64) != 0)
 			code = 4;
 		else if (sbd_pm_send_raw(sv[1], "L", 1, &s, 1) == 0)
 			_exit(0);

@@ -83,7 +83,7 @@ static int egress_hook(void *arg, int netns_fd, pid_t pid, char *errstr, size_t 
 		goto out;
 	}
 	c->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (c->listen_fd >= 0 && bind(c->listen_fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+	if (c->listen_fd >= 0 && sw_sandbox_bind_loopback(c->listen_fd, 0, 2000) == 0 &&
 	    listen(c->listen_fd, 16) == 0 &&
 	    getsockname(c->listen_fd, (struct sockaddr *)&a, &al) == 0) {
 		c->port = ntohs(a.sin_port);
