@@ -17,7 +17,7 @@
 #include <event2/thread.h>
 #include <jansson.h>
 
-#include "cli_stub.h"
+#include "cli_srv.h"
 
 #define TOKEN "tenant-key-77aa88bb-SECRET"
 #define ADMIN "admin-token-99cc00dd-SECRET"
@@ -26,17 +26,17 @@
 
 static void reply(struct evhttp_request *req, int status, const char *ctype, const char *body)
 {
-	cli_stub_reply(req, status, ctype, body);
+	cli_srv_reply(req, status, ctype, body);
 }
 
 static void reply_json(struct evhttp_request *req, int status, const char *body)
 {
-	cli_stub_json(req, status, body);
+	cli_srv_json(req, status, body);
 }
 
 static void reply_err(struct evhttp_request *req, int status, const char *code, const char *msg)
 {
-	cli_stub_err(req, status, code, msg);
+	cli_srv_err(req, status, code, msg);
 }
 
 /* An event stream sent in chunks of awkward sizes, one every 2 ms. */
@@ -412,12 +412,12 @@ static void handle(struct evhttp_request *req, const struct cli_rq *rq)
  * valid until server_stop), or NULL. */
 static struct cli_rq *last_req(const char *method, const char *path)
 {
-	return cli_stub_last(method, path);
+	return cli_srv_last(method, path);
 }
 
 static int count_req(const char *method, const char *path)
 {
-	return cli_stub_count(method, path);
+	return cli_srv_count(method, path);
 }
 
 /* ---- running the CLI ----------------------------------------------- */
@@ -915,7 +915,7 @@ int main(int argc, char **argv)
 	}
 	bin = argv[1];
 	SW_CHECK(mkdtemp(tmpdir) != NULL);
-	cli_stub_start(handle);
+	cli_srv_start(handle);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", cli_srv.port);
 	test_workflow();
 	test_submit();
@@ -924,7 +924,7 @@ int main(int argc, char **argv)
 	test_audit_tenant();
 	test_users();
 	test_auth();
-	cli_stub_stop();
+	cli_srv_stop();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	SW_CHECK(system(cmd) == 0);
 	printf("cli canned-server test ok\n");

@@ -28,7 +28,7 @@
 #include <jansson.h>
 #include <sodium.h>
 
-#include "cli_stub.h"
+#include "cli_srv.h"
 
 #define TOKEN "tenant-key-5e6f7a8b-SECRET"
 #define ADMIN "admin-token-1c2d3e4f-SECRET"
@@ -38,12 +38,12 @@
 
 static void reply_json(struct evhttp_request *req, int status, const char *body)
 {
-	cli_stub_json(req, status, body);
+	cli_srv_json(req, status, body);
 }
 
 static void reply_err(struct evhttp_request *req, int status, const char *code, const char *msg)
 {
-	cli_stub_err(req, status, code, msg);
+	cli_srv_err(req, status, code, msg);
 }
 
 static const char secrets_body[] =
@@ -176,7 +176,7 @@ static void handle(struct evhttp_request *req, const struct cli_rq *rq)
 
 static int nreqs(void)
 {
-	return cli_stub_nreqs();
+	return cli_srv_nreqs();
 }
 
 /* The last request (fields valid until server_stop); it must be method path. */
@@ -816,14 +816,14 @@ int main(int argc, char **argv)
 	bin = argv[1];
 	SW_CHECK(sodium_init() >= 0);
 	SW_CHECK(mkdtemp(tmpdir) != NULL);
-	cli_stub_start(handle);
+	cli_srv_start(handle);
 	snprintf(url, sizeof(url), "http://127.0.0.1:%d", cli_srv.port);
 	test_offline();
 	test_secret_set();
 	test_secret_others();
 	test_profiles();
 	test_resolve();
-	cli_stub_stop();
+	cli_srv_stop();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
 	SW_CHECK(system(cmd) == 0);
 	printf("cli identity canned-server test ok\n");

@@ -1,5 +1,5 @@
 /*
- * cli_stub: the stand-in HTTP server of the CLI tests (cli_stub.h).
+ * cli_srv: the stand-in HTTP server of the CLI tests (cli_srv.h).
  */
 #include <arpa/inet.h>
 #include <event2/buffer.h>
@@ -10,9 +10,9 @@
 #include <sys/queue.h>
 #include <sys/socket.h>
 
-#include "cli_stub.h"
+#include "cli_srv.h"
 
-struct cli_stub cli_srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
+struct cli_server cli_srv = {.mu = PTHREAD_MUTEX_INITIALIZER};
 
 static char *dupn(const char *s)
 {
@@ -49,7 +49,7 @@ static void handle(struct evhttp_request *req, void *arg)
 	evbuffer_copyout(in, body, blen);
 	body[blen] = '\0';
 	pthread_mutex_lock(&cli_srv.mu);
-	SW_CHECK(cli_srv.nreqs < CLI_STUB_REQS);
+	SW_CHECK(cli_srv.nreqs < CLI_SRV_REQS);
 	r = &cli_srv.reqs[cli_srv.nreqs++];
 	snprintf(r->method, sizeof(r->method), "%s", method_name(evhttp_request_get_command(req)));
 	r->path = dupn(evhttp_uri_get_path(u));
@@ -68,7 +68,7 @@ static void *serve(void *arg)
 	return NULL;
 }
 
-void cli_stub_start(void (*handler)(struct evhttp_request *req, const struct cli_rq *r))
+void cli_srv_start(void (*handler)(struct evhttp_request *req, const struct cli_rq *r))
 {
 	struct evhttp_bound_socket *bs;
 	struct sockaddr_in a;
@@ -88,7 +88,7 @@ void cli_stub_start(void (*handler)(struct evhttp_request *req, const struct cli
 	SW_CHECK(pthread_create(&cli_srv.th, NULL, serve, NULL) == 0);
 }
 
-void cli_stub_stop(void)
+void cli_srv_stop(void)
 {
 	event_base_loopexit(cli_srv.base, NULL);
 	pthread_join(cli_srv.th, NULL);
@@ -104,7 +104,7 @@ void cli_stub_stop(void)
 	cli_srv.nreqs = 0;
 }
 
-void cli_stub_reply(struct evhttp_request *req, int status, const char *ctype, const char *body)
+void cli_srv_reply(struct evhttp_request *req, int status, const char *ctype, const char *body)
 {
 	struct evbuffer *b = evbuffer_new();
 
@@ -114,22 +114,22 @@ void cli_stub_reply(struct evhttp_request *req, int status, const char *ctype, c
 	evbuffer_free(b);
 }
 
-void cli_stub_json(struct evhttp_request *req, int status, const char *body)
+void cli_srv_json(struct evhttp_request *req, int status, const char *body)
 {
-	cli_stub_reply(req, status, "application/json", body);
+	cli_srv_reply(req, status, "application/json", body);
 }
 
-void cli_stub_err(struct evhttp_request *req, int status, const char *code, const char *msg)
+void cli_srv_err(struct evhttp_request *req, int status, const char *code, const char *msg)
 {
 	json_t *j = json_pack("{s:{s:s, s:s}}", "error", "code", code, "message", msg);
 	char *s = json_dumps(j, JSON_COMPACT);
 
-	cli_stub_json(req, status, s);
+	cli_srv_json(req, status, s);
 	free(s);
 	json_decref(j);
 }
 
-int cli_stub_nreqs(void)
+int cli_srv_nreqs(void)
 {
 	int n;
 
@@ -139,7 +139,7 @@ int cli_stub_nreqs(void)
 	return n;
 }
 
-struct cli_rq *cli_stub_last(const char *method, const char *path)
+struct cli_rq *cli_srv_last(const char *method, const char *path)
 {
 	struct cli_rq *r = NULL;
 
@@ -152,7 +152,7 @@ struct cli_rq *cli_stub_last(const char *method, const char *path)
 	return r;
 }
 
-int cli_stub_count(const char *method, const char *path)
+int cli_srv_count(const char *method, const char *path)
 {
 	int n = 0;
 

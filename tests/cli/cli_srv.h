@@ -1,11 +1,11 @@
 /*
  * The stand-in HTTP server the CLI tests run the sagewai binary against
- * (library cli_stub): an evhttp server in a thread of the test that
+ * (library cli_srv): an evhttp server in a thread of the test that
  * records every request (method, path, query, Authorization, Content-Type,
  * body) and hands it to the test's handler, which answers it.
  */
-#ifndef CLI_STUB_H
-#define CLI_STUB_H
+#ifndef CLI_SRV_H
+#define CLI_SRV_H
 
 #include <event2/event.h>
 #include <event2/http.h>
@@ -23,38 +23,38 @@ struct cli_rq {
 	char *body;  /* NUL-terminated */
 };
 
-#define CLI_STUB_REQS 512
+#define CLI_SRV_REQS 512
 
-struct cli_stub {
+struct cli_server {
 	struct event_base *base;
 	struct evhttp *http;
 	int port;
 	pthread_t th;
 	pthread_mutex_t mu; /* over reqs and nreqs */
-	struct cli_rq reqs[CLI_STUB_REQS];
+	struct cli_rq reqs[CLI_SRV_REQS];
 	int nreqs;
 	void (*handle)(struct evhttp_request *req, const struct cli_rq *r);
 };
 
-extern struct cli_stub cli_srv;
+extern struct cli_server cli_srv;
 
 /* Listen on 127.0.0.1 (cli_srv.port) and serve in a thread: each request
  * recorded, then answered by handle. */
-void cli_stub_start(void (*handle)(struct evhttp_request *req, const struct cli_rq *r));
+void cli_srv_start(void (*handle)(struct evhttp_request *req, const struct cli_rq *r));
 /* Stop serving and free what was recorded. */
-void cli_stub_stop(void);
+void cli_srv_stop(void);
 
-void cli_stub_reply(struct evhttp_request *req, int status, const char *ctype, const char *body);
-void cli_stub_json(struct evhttp_request *req, int status, const char *body);
+void cli_srv_reply(struct evhttp_request *req, int status, const char *ctype, const char *body);
+void cli_srv_json(struct evhttp_request *req, int status, const char *body);
 /* {"error": {"code": code, "message": msg}} */
-void cli_stub_err(struct evhttp_request *req, int status, const char *code, const char *msg);
+void cli_srv_err(struct evhttp_request *req, int status, const char *code, const char *msg);
 
-int cli_stub_nreqs(void);
-/* The last request of method on path (fields valid until cli_stub_stop),
+int cli_srv_nreqs(void);
+/* The last request of method on path (fields valid until cli_srv_stop),
  * or NULL. */
-struct cli_rq *cli_stub_last(const char *method, const char *path);
+struct cli_rq *cli_srv_last(const char *method, const char *path);
 /* How many of method on path came. */
-int cli_stub_count(const char *method, const char *path);
+int cli_srv_count(const char *method, const char *path);
 
 /* o's exit status is status and, when not NULL, its stdout and stderr are
  * exactly out and err (else o is shown and the test fails); o freed. */
