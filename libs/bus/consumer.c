@@ -27,6 +27,12 @@
 
 #include "bus_int.h"
 
+/* A partition this group member was given (sw_bus_consumer_owns). */
+struct bus_owned {
+	char *topic;
+	int32_t partition;
+};
+
 struct sw_bus_consumer {
 	struct event_base *base;
 	rd_kafka_t *rk;
@@ -54,6 +60,8 @@ struct sw_bus_consumer {
 	int commit_ms;		 /* at most one commit per this period */
 	int commit_due;		 /* offsets stored since the last commit */
 	int64_t last_commit_ms;
+	struct bus_owned *owned; /* the partitions assigned by the last rebalance */
+	size_t nowned, owned_cap;
 };
 
 static const char *const consumer_defaults[] = {
@@ -142,6 +150,56 @@ static int held_push(struct sw_bus_consumer *c, rd_kafka_message_t *m)
 	return 0;
 }
 
+static void owned_clear(struct sw_bus_consumer *c)
+{
+	for (size_t i = 0; i < c->nowned; i++)
+		free(c->owned[i].topic);
+	c->nowned = 0;
+}
+
+static ssize_t owned_find(const struct sw_bus_consumer *c, const char *topic, int32_t partition)
+{
+	for (size_t i = 0; i < c->nowned; i++)
+		if (c->owned[i].partition == partition && strcmp(c->owned[i].topic, topic) == 0)
+			return (ssize_t)i;
+	return -1;
+}
+
+/* Record parts as given; on no memory the set is left short, which only
+ * makes sw_bus_consumer_owns say 0 (its callers then do the safe thing). */
+static void owned_add(struct sw_bus_consumer *c, const rd_kafka_topic_partition_list_t *parts)
+{
+	for (int i = 0; i < parts->cnt; i++) {
+		const rd_kafka_topic_partition_t *tp = &parts->elems[i];
+		struct bus_owned *n;
+
+		if (owned_find(c, tp->topic, tp->partition) >= 0)
+			continue;
+		if (c->nowned == c->owned_cap) {
+			size_t cap = c->owned_cap ? 2 * c->owned_cap : 16;
+
+			if ((n = realloc(c->owned, cap * sizeof(*n))) == NULL)
+				return;
+			c->owned = n;
+			c->owned_cap = cap;
+		}
+		if ((c->owned[c->nowned].topic = strdup(tp->topic)) == NULL)
+			return;
+		c->owned[c->nowned++].partition = tp->partition;
+	}
+}
+
+static void owned_del(struct sw_bus_consumer *c, const rd_kafka_topic_partition_list_t *parts)
+{
+	ssize_t k;
+
+	for (int i = 0; i < parts->cnt; i++)
+		if ((k = owned_find(c, parts->elems[i].topic, parts->elems[i].partition)) >= 0) {
+			free(c->owned[k].topic);
+			c->owned[k] = c->owned[--c->nowned];
+		}
+}
+
 static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			       rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -152,6 +210,9 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
 	switch (err) {
 	case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+		if (!cooperative)
+			owned_clear(c);
+		owned_add(c, parts);
 		if (cooperative)
 			error = rd_kafka_incremental_assign(rk, parts);
 		else
@@ -161,6 +222,10 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 			rd_kafka_pause_partitions(rk, parts);
 		break;
 	case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+		if (cooperative)
+			owned_del(c, parts);
+		else
+			owned_clear(c);
 		held_drop(c, parts);
 		/* Hand what is done to the next owner. */
 		if (!c->closing) {
@@ -174,6 +239,7 @@ static void consumer_rebalance(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 		break;
 	default:
 		consumer_report(c, 0, rd_kafka_err2str(err));
+		owned_clear(c);
 		held_drop(c, NULL);
 		if (cooperative)
 			error = rd_kafka_incremental_unassign(rk, parts);
@@ -617,6 +683,11 @@ void sw_bus_consumer_resume(struct sw_bus_consumer *c)
 	consumer_pause_resume(c, 0);
 }
 
+int sw_bus_consumer_owns(const struct sw_bus_consumer *c, const char *topic, int32_t partition)
+{
+	return c != NULL && !c->closed && owned_find(c, topic, partition) >= 0;
+}
+
 int sw_bus_consumer_assigned(struct sw_bus_consumer *c)
 {
 	rd_kafka_topic_partition_list_t *parts = NULL;
@@ -671,6 +742,8 @@ void sw_bus_consumer_destroy(struct sw_bus_consumer *c)
 	if (c->rk != NULL && !c->closed)
 		consumer_shutdown(c);
 	held_drop(c, NULL);
+	owned_clear(c);
+	free(c->owned);
 	if (c->q != NULL) {
 		rd_kafka_queue_io_event_enable(c->q, -1, NULL, 0);
 		rd_kafka_queue_destroy(c->q);

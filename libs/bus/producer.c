@@ -43,7 +43,12 @@ struct sw_bus_producer {
 static const char *const producer_defaults[] = {
     "statistics.interval.ms=1000",
     "message.timeout.ms=300000",
-    "linger.ms=1", /* events are small and latency counts: batch for 1 ms, not 5 */
+    /* events are small and latency counts: send at once. Each hop of a step
+     * (dispatch, outcome, identity request) waited the full 1 ms of
+     * linger.ms=1 when its partition was idle; under load messages still
+     * gather while max.in.flight requests are out (docs/BENCHMARKS.md,
+     * "Linger"). SAGEWAI_KAFKA_PRODUCER_CONFIG=linger.ms=1 trades back. */
+    "linger.ms=0",
     NULL,
 };
 

@@ -145,6 +145,10 @@ void sw_bus_consumer_set_error_cb(struct sw_bus_consumer *c, sw_bus_error_cb cb,
  * was nothing to commit). Served from the event base. */
 typedef void (*sw_bus_commit_cb)(const char *err, void *opaque);
 void sw_bus_consumer_set_commit_cb(struct sw_bus_consumer *c, sw_bus_commit_cb cb, void *opaque);
+/* 1 when the group's last rebalance gave this member (topic, partition),
+ * else 0 (also for a tail reader, or before any assignment). Kept from the
+ * rebalance callbacks, so it costs no call into librdkafka. */
+int sw_bus_consumer_owns(const struct sw_bus_consumer *c, const char *topic, int32_t partition);
 /* Number of partitions currently assigned to this member, or -1. */
 int sw_bus_consumer_assigned(struct sw_bus_consumer *c);
 

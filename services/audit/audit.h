@@ -49,6 +49,7 @@
 #define AUDIT_MAX_INFLIGHT 64   /* queued batches before the consumer pauses */
 #define AUDIT_INDEX_CHUNK 2000  /* index rows per INSERT */
 #define AUDIT_SEGMENT_MAX (256u << 20) /* SAGEWAI_AUDIT_SEGMENT_BYTES default */
+#define AUDIT_GATHER_MS 100	       /* SAGEWAI_AUDIT_GATHER_MS default */
 #define AUDIT_MAX_BODY (64u << 10)
 /* The smallest record: len 4 | seq 8 | prev 32 | body 23 (no topic, no
  * payload) | hash 32 (sw_alog.h); bounds the seqs a cut can have held. */
@@ -180,6 +181,7 @@ struct audit_env {
 	int64_t segment_age_s; /* SAGEWAI_AUDIT_SEGMENT_AGE_S, 0: none */
 	int64_t window;        /* SAGEWAI_AUDIT_DEDUPE_WINDOW */
 	int64_t retry_max_ms;  /* SAGEWAI_AUDIT_RETRY_MAX_MS */
+	int64_t gather_ms;     /* SAGEWAI_AUDIT_GATHER_MS, 0: every message at once */
 
 	/* checkpoints: the signer and cps are the writer's once ingest runs */
 	struct sw_alog_signer *signer; /* NULL: checkpoints off */

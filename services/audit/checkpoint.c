@@ -36,6 +36,7 @@ static const struct setting settings[] = {
 	{"SAGEWAI_AUDIT_DEDUPE_WINDOW", 1000000, 1000, 1000000000,
 	 offsetof(struct audit_env, window)},
 	{"SAGEWAI_AUDIT_RETRY_MAX_MS", 5000, 100, 600000, offsetof(struct audit_env, retry_max_ms)},
+	{"SAGEWAI_AUDIT_GATHER_MS", AUDIT_GATHER_MS, 0, 10000, offsetof(struct audit_env, gather_ms)},
 };
 
 int audit_config_load(struct audit_env *env, char *errstr, size_t errlen)

@@ -36,8 +36,8 @@ int sched_producer_start(struct sched_env *env, char *errstr, size_t errlen)
 	char tuning[SW_CONFIG_STR];
 	const char *extra[SCHED_BUS_EXTRA];
 
-	/* a step is latency-bound: batch for 1 ms, not librdkafka's 5 */
-	if (sched_bus_extra(env, "SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=1", extra, tuning,
+	/* a step is latency-bound: no linger (libs/bus/producer.c says why) */
+	if (sched_bus_extra(env, "SAGEWAI_KAFKA_PRODUCER_CONFIG", "linger.ms=0", extra, tuning,
 			    sizeof(tuning)) == -1) {
 		snprintf(errstr, errlen, "SAGEWAI_KAFKA_PRODUCER_CONFIG has too many entries");
 		return -1;

@@ -25,7 +25,7 @@
 #define SWEEP_LIMIT 1000
 #define SWEEP_LIMIT_S "1000"
 #define DELETE_CHUNK 4000
-#define OURS_SLOTS 4096 /* step event ids remembered (power of two) */
+#define OURS_SLOTS 8192 /* ids of events we committed, remembered (power of two) */
 
 struct relay_msg {
 	struct sched_dr dr;
@@ -234,8 +234,9 @@ static void relay_produce(struct sched_env *env, int64_t seq, const char *topic,
 			       "Outbox events handed to Kafka.", 1);
 }
 
-/* The table of our step events' ids: direct-mapped, a newer id evicts an
- * older one with the same slot. */
+/* The table of the ids of events this process committed (and so told its
+ * own progress streams about): direct-mapped, a newer id evicts an older
+ * one with the same slot; an evicted id only costs a stream a re-read. */
 static size_t ours_slot(const uint8_t *u)
 {
 	uint64_t x;
@@ -273,8 +274,7 @@ void sched_outbox_committed(struct sched_env *env, PGresult *res, const struct s
 	for (j = 0; j < n; j++)
 		for (i = 0; i < rows; i++)
 			if (strcmp(evs[j].id, PQgetvalue(res, i, 1)) == 0) {
-				if (strcmp(evs[j].topic, SW_TOPIC_STEPS) == 0)
-					ours_add(env, evs[j].id);
+				ours_add(env, evs[j].id);
 				relay_produce(env, strtoll(PQgetvalue(res, i, 0), NULL, 10),
 					      evs[j].topic, evs[j].key, evs[j].buf, evs[j].len);
 				break;

@@ -87,6 +87,7 @@
 #define SCHED_SSE_POLL_MS 2000	     /* default: re-read streamed runs anyway */
 #define SCHED_SSE_KEEPALIVE_MS 15000
 #define SCHED_SSE_LINGER_MS 500	     /* a run's end waits for its output this long */
+#define SCHED_SSE_GATHER "fetch.wait.max.ms=50" /* the streams' tail reader (sse.c) */
 #define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
 #define SCHED_OP_EVENTS 4	/* events one transition may cause */
 #define SCHED_GROUP_OPS 64	/* transitions of one group commit (<= SCHED_OUTBOX_MAX / 4) */
@@ -217,7 +218,7 @@ struct sched_env {
 	/* parsed workflow definitions (defs.c) */
 	struct sched_defs *defs;
 
-	/* ids of the step events this process produced (outbox.c) */
+	/* ids of the events this process committed (outbox.c) */
 	uint8_t (*ours)[16];
 
 	struct event *metrics_ev;

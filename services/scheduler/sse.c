@@ -11,7 +11,10 @@
  *
  * "May have changed" is: a transition this process committed, a
  * step.dispatched of another instance consumed here, any event of the run
- * on sagewai.runs or sagewai.steps seen by the tail reader below, and,
+ * on sagewai.runs or sagewai.steps seen by the tail reader below that this
+ * process did not commit itself (its commit woke the stream already) and
+ * that is not a step event of a partition its own consumer owns (the
+ * transition it causes here wakes the stream when it commits), and,
  * every SAGEWAI_SSE_POLL_MS, anyway. When several schedulers share the
  * database, another instance commits most of a run's transitions; the
  * events it produces after each commit (the next dispatch, run.finished)
@@ -402,8 +405,16 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 		    strcmp(h.run_id, run) != 0)
 			continue;
 		if (strcmp(m->topic, SW_TOPIC_SANDBOX) != 0) {
-			/* the run moved on, maybe at another instance */
-			sched_sse_touch(env, run);
+			/* the run moved on, maybe at another instance. Not when
+			 * this process will tell its streams anyway: an event it
+			 * committed woke them at the commit, and a step event of
+			 * a partition its consumer owns (consume.c) wakes them
+			 * when its transition commits -- a read now would only
+			 * find the run as it was. */
+			if (!sched_outbox_ours(env, h.event_id) &&
+			    !(strcmp(m->topic, SW_TOPIC_STEPS) == 0 &&
+			      sw_bus_consumer_owns(env->consumer, m->topic, m->partition)))
+				sched_sse_touch(env, run);
 			continue;
 		}
 		if (strcmp(h.type, "sandbox.output") != 0)
@@ -434,11 +445,18 @@ int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 	static const char *const topics[] = {SW_TOPIC_SANDBOX, SW_TOPIC_RUNS, SW_TOPIC_STEPS, NULL};
 	struct timeval tv = {1, 0};
 	char tuning[SW_CONFIG_STR], why[256];
-	const char *extra[SCHED_BUS_EXTRA];
+	/* Gathered: the broker answers this reader's fetch once a MiB is there
+	 * or SCHED_SSE_GATHER's wait passed, not at every event of every run. What
+	 * this process commits wakes its streams at the commit, so the wait
+	 * only delays what another instance did and live output, by at most
+	 * that long. The operator's settings come after, and win. */
+	const char *extra[SCHED_BUS_EXTRA + 2] = {SCHED_SSE_GATHER, "fetch.min.bytes=1048576"};
+	char err[128];
 
 	LIST_INIT(&env->streams);
-	if (sched_bus_extra(env, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, extra, tuning,
-			    sizeof(tuning)) == -1) {
+	if (sw_config_list(env->envp, "SAGEWAI_KAFKA_CONSUMER_CONFIG", extra, 2,
+			   sizeof(extra) / sizeof(extra[0]), tuning, sizeof(tuning), err,
+			   sizeof(err)) == -1) {
 		snprintf(errstr, errlen, "SAGEWAI_KAFKA_CONSUMER_CONFIG has too many entries");
 		return -1;
 	}

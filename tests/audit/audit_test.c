@@ -1738,6 +1738,62 @@ static void scenario_window(void)
 	free(t.ids);
 }
 
+/*
+ * gather: SAGEWAI_AUDIT_GATHER_MS out of range stops the service at start,
+ * naming the setting; in range (1 s here), 200 events trickled in one by
+ * one over a second or more are all logged, in far fewer batches than
+ * events -- taken one by one, as without gathering, they would make about
+ * one batch each. The bound is loose (other tests' events share the
+ * topics): three batches per second of trickle, plus ten.
+ */
+static void scenario_gather(void)
+{
+	struct tally t = {0};
+	char path[700];
+	char *log;
+	double b0, b1;
+	int64_t until, t0;
+	int i;
+
+	snprintf(extra_env[0], sizeof(extra_env[0]), "SAGEWAI_AUDIT_GATHER_MS=20000");
+	audit_start();
+	until = sw_mono_ns() + 60 * 1000000000LL;
+	while (sw_test_proc_running(audit_pid)) {
+		SW_REQUIRE(sw_mono_ns() < until, "sagewai-audit kept running with "
+						 "SAGEWAI_AUDIT_GATHER_MS=20000");
+		sw_test_msleep(100);
+	}
+	audit_pid = -1;
+	snprintf(path, sizeof(path), "%s/audit.log", data_dir);
+	log = sw_test_file_read(path, NULL);
+	SW_REQUIRE(log != NULL, "no %s", path);
+	SW_CHECKF(strstr(log, "SAGEWAI_AUDIT_GATHER_MS") != NULL,
+		  "the refusal does not name the setting: %.500s", log);
+	free(log);
+
+	snprintf(extra_env[0], sizeof(extra_env[0]), "SAGEWAI_AUDIT_GATHER_MS=1000");
+	audit_start();
+	wait_http();
+	sw_test_msleep(3000); /* what the topics held already is taken in */
+	b0 = sw_test_metric_get(http_port, "sagewai_audit_batches_total");
+	t0 = sw_mono_ns();
+	for (i = 0; i < 200; i++) {
+		produce_event(i % 10, i / 10);
+		sw_test_kafka_flush(producer, 10000);
+		sw_test_msleep(5);
+	}
+	wait_events(&t, 200, 120);
+	b1 = sw_test_metric_get(http_port, "sagewai_audit_batches_total");
+	check_exact(&t, 200);
+	SW_CHECKF(b1 - b0 <= 3.0 * (double)(sw_mono_ns() - t0) / 1e9 + 10.0,
+		  "200 events trickled over %.1f s came in %.0f batches",
+		  (double)(sw_mono_ns() - t0) / 1e9, b1 - b0);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	for (i = 0; i < 10; i++) /* produce_event keeps each run's n = 0 event */
+		free(sent_again[i].buf);
+	free(t.ids);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -1755,6 +1811,7 @@ int main(int argc, char **argv)
 	    {"export", scenario_export},
 	    {"window", scenario_window},
 	    {"adopt", scenario_adopt},
+	    {"gather", scenario_gather},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));

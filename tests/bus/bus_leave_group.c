@@ -5,6 +5,10 @@
  *
  * The session timeout is set to 10 minutes and the wait to 2: only a real
  * LeaveGroup lets the second member get all partitions in time.
+ *
+ * On the way, sw_bus_consumer_owns() agrees with each assignment: every
+ * partition owned by exactly one member while both are in, none by a closed
+ * member, all by the one left; never a partition of another topic.
  */
 #include "bus_real.h"
 
@@ -39,6 +43,16 @@ static int split(void *arg)
 	return na > 0 && nb > 0 && na + nb == PARTS;
 }
 
+/* How many of the topic's partitions c says it owns. */
+static int owned(const struct sw_bus_consumer *c, const char *topic)
+{
+	int n = 0;
+
+	for (int i = 0; i < PARTS; i++)
+		n += sw_bus_consumer_owns(c, topic, i);
+	return n;
+}
+
 static int all_parts(void *arg)
 {
 	return sw_bus_consumer_assigned(arg) == PARTS;
@@ -68,10 +82,23 @@ int main(void)
 	SW_CHECKF(run_until(base, split, &pr, 120), "A %d, B %d", sw_bus_consumer_assigned(a.c),
 		  sw_bus_consumer_assigned(b.c));
 
+	for (int i = 0; i < PARTS; i++)
+		SW_CHECKF(
+		    sw_bus_consumer_owns(a.c, topic, i) + sw_bus_consumer_owns(b.c, topic, i) == 1,
+		    "partition %d owned by A %d, B %d", i, sw_bus_consumer_owns(a.c, topic, i),
+		    sw_bus_consumer_owns(b.c, topic, i));
+	SW_CHECK(owned(a.c, topic) == sw_bus_consumer_assigned(a.c));
+	SW_CHECK(owned(b.c, topic) == sw_bus_consumer_assigned(b.c));
+	SW_CHECK(!sw_bus_consumer_owns(a.c, "sw.test.not.this.topic", 0));
+	SW_CHECK(!sw_bus_consumer_owns(NULL, topic, 0));
+
 	SW_CHECK(sw_bus_consumer_close(a.c) == 0);
 	SW_CHECK(sw_bus_consumer_assigned(a.c) == -1);
+	SW_CHECK(owned(a.c, topic) == 0);
 	SW_CHECKF(run_until(base, all_parts, b.c, 120), "B assigned %d after A left",
 		  sw_bus_consumer_assigned(b.c));
+	SW_CHECKF(owned(b.c, topic) == PARTS, "B owns %d of %d", owned(b.c, topic), PARTS);
+	SW_CHECK(!sw_bus_consumer_owns(b.c, topic, PARTS));
 
 	/* and B really consumes all of them */
 	p = sw_bus_producer_new(base, bootstrap, "leave-group", NULL, drs_cb, &d, err,

@@ -483,9 +483,13 @@ sw_stack_start() {
 	[ -z "${SAGEWAI_KAFKA_PRODUCER_CONFIG:-}" ] ||
 		echo "SAGEWAI_KAFKA_PRODUCER_CONFIG=$SAGEWAI_KAFKA_PRODUCER_CONFIG" >>"$work/stack.env"
 	# the mock cluster answers a fetch only when fetch.wait.max.ms runs out
-	# (a real broker answers as soon as data arrives): keep it short there
-	[ "$kind" = embedded ] &&
+	# (a real broker answers as soon as data arrives): keep it short there;
+	# on a real broker, the caller's consumer properties (benchmarks)
+	if [ "$kind" = embedded ]; then
 		echo "SAGEWAI_KAFKA_CONSUMER_CONFIG=fetch.wait.max.ms=5" >>"$work/stack.env"
+	elif [ -n "${SAGEWAI_KAFKA_CONSUMER_CONFIG:-}" ]; then
+		echo "SAGEWAI_KAFKA_CONSUMER_CONFIG=$SAGEWAI_KAFKA_CONSUMER_CONFIG" >>"$work/stack.env"
+	fi
 	sed 's/^\([A-Z_]*\)=\(.*\)$/\1='"'"'\2'"'"'/' "$work/stack.env" >"$work/stack.sh.env"
 	# the key reaches the worker (and the mock) only, through a file: never
 	# stack.env, never an environment
