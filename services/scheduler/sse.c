@@ -319,12 +319,17 @@ void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const cha
 	}
 }
 
+/* A stream still opening has its first read out: the touch marks it dirty,
+ * so it reads again once that read is answered. Dropping the touch instead
+ * would leave a stream whose first read saw the run before a commit that
+ * landed meanwhile waiting for the poll (SAGEWAI_SSE_POLL_MS), the commit's
+ * own event being skipped by the tail reader. */
 void sched_sse_touch(struct sched_env *env, const char *run_id)
 {
 	struct sched_stream *s;
 
 	for (s = LIST_FIRST(&env->streams); s != NULL; s = LIST_NEXT(s, entry))
-		if (s->started && !s->gone && strcmp(s->run_id, run_id) == 0)
+		if (!s->gone && strcmp(s->run_id, run_id) == 0)
 			stream_read(s);
 }
 
@@ -397,7 +402,7 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 		if (m->value == NULL || key_run(m, run) != 0)
 			continue;
 		LIST_FOREACH(s, &env->streams, entry)
-		if (s->started && !s->gone && strcmp(s->run_id, run) == 0)
+		if (!s->gone && strcmp(s->run_id, run) == 0)
 			break;
 		if (s == NULL)
 			continue; /* nobody follows that run here */
