@@ -47,7 +47,8 @@ static const char *const producer_defaults[] = {
      * (dispatch, outcome, identity request) waited the full 1 ms of
      * linger.ms=1 when its partition was idle; under load messages still
      * gather while max.in.flight requests are out (docs/BENCHMARKS.md,
-     * "Linger"). SAGEWAI_KAFKA_PRODUCER_CONFIG=linger.ms=1 trades back. */
+     * "Gathered readers and linger 0"). SAGEWAI_KAFKA_PRODUCER_CONFIG=linger.ms=1
+     * trades back. */
     "linger.ms=0",
     NULL,
 };
