@@ -34,15 +34,20 @@ marker() {
 		tr -d ' \n')" >"$work/values/$1")
 }
 
-ta=$(admin tenant create acme) || attack_fail "tenant create"
-tb=$(admin tenant create globex) || attack_fail "tenant create"
+# names of their own: the tests of a ctest run share the broker, so every
+# stack's identity learns every stack's tenants, and a name another test
+# also uses ("acme") could resolve to that test's tenant
+na=acme-$$
+nb=globex-$$
+ta=$(admin tenant create "$na") || attack_fail "tenant create"
+tb=$(admin tenant create "$nb") || attack_fail "tenant create"
 ka=$(jget api_key <<<"$ta")
 kb=$(jget api_key <<<"$tb")
 ida=$(jget id <<<"$ta")
 idb=$(jget id <<<"$tb")
 A=(-H "Authorization: Bearer $ka")
 # identity learns tenants from sagewai.tenants: wait for both
-for t in acme globex; do
+for t in "$na" "$nb"; do
 	for _ in $(seq 1 100); do
 		[ "$(http_status GET "$idu/v1/secrets?tenant=$t" "${adm[@]}")" = 200 ] && break
 		sleep 0.1
@@ -53,15 +58,15 @@ done
 marker a
 marker b
 marker sys
-admin --tenant acme secret set ac_token --from-file "$work/values/a" >/dev/null ||
+admin --tenant "$na" secret set ac_token --from-file "$work/values/a" >/dev/null ||
 	attack_fail "secret set (acme)"
-admin --tenant globex secret set gx_token --from-file "$work/values/b" >/dev/null ||
+admin --tenant "$nb" secret set gx_token --from-file "$work/values/b" >/dev/null ||
 	attack_fail "secret set (globex)"
 admin --tenant _system secret set sys_only --from-file "$work/values/sys" >/dev/null ||
 	attack_fail "secret set (_system)"
-admin --tenant acme identity profile set acp --key AC_TOKEN=secret:ac_token >/dev/null ||
+admin --tenant "$na" identity profile set acp --key AC_TOKEN=secret:ac_token >/dev/null ||
 	attack_fail "profile set (acme)"
-admin --tenant globex identity profile set gxp --key GX_TOKEN=secret:gx_token >/dev/null ||
+admin --tenant "$nb" identity profile set gxp --key GX_TOKEN=secret:gx_token >/dev/null ||
 	attack_fail "profile set (globex)"
 # the tenant's own view works (so that a 404 below means isolation)
 expect_status 200 GET "$idu/v1/secrets" "${A[@]}" || attack_fail "acme cannot list its secrets"
@@ -72,8 +77,8 @@ expect_status 200 GET "$idu/v1/identity/profiles/acp" "${A[@]}" ||
 # its profile is unchanged (after each attempt at them)
 globex_intact() {
 	local s p
-	s=$(curl -fsS -m 10 "$idu/v1/secrets?tenant=globex" "${adm[@]}")
-	p=$(curl -fsS -m 10 "$idu/v1/identity/profiles/gxp?tenant=globex" "${adm[@]}")
+	s=$(curl -fsS -m 10 "$idu/v1/secrets?tenant=$nb" "${adm[@]}")
+	p=$(curl -fsS -m 10 "$idu/v1/identity/profiles/gxp?tenant=$nb" "${adm[@]}")
 	python3 -c '
 import json, sys
 s, p = json.loads(sys.argv[1]), json.loads(sys.argv[2])
@@ -87,7 +92,7 @@ assert p["body"] == {"keys": {"GX_TOKEN": {"secret": "gx_token"}}}, p' "$s" "$p"
 	}
 }
 acme_names() { # the names of acme's secrets, as the operator sees them
-	curl -fsS -m 10 "$idu/v1/secrets?tenant=acme" "${adm[@]}" |
+	curl -fsS -m 10 "$idu/v1/secrets?tenant=$na" "${adm[@]}" |
 		python3 -c 'import json,sys; print(" ".join(sorted(x["name"] for x in json.load(sys.stdin)["secrets"])))'
 }
 [ "$(acme_names)" = ac_token ] || attack_fail "acme's secrets: $(acme_names)"
@@ -96,7 +101,7 @@ globex_intact 2>&1 || attack_fail "globex's initial state"
 # ---- a tenant's key against another tenant --------------------------------
 
 cross_list() {
-	expect_status 404 GET "$idu/v1/secrets?tenant=globex" "${A[@]}" || return 1
+	expect_status 404 GET "$idu/v1/secrets?tenant=$nb" "${A[@]}" || return 1
 	expect_status 404 GET "$idu/v1/secrets?tenant=$idb" "${A[@]}" || return 1
 	expect_status 404 GET "$idu/v1/secrets?tenant=_system" "${A[@]}" || return 1
 	local own
@@ -109,9 +114,9 @@ cross_list() {
 attempt cross-list-secrets "list globex's (and the system's) secrets with acme's key" cross_list
 cross_profile() {
 	expect_status 404 GET "$idu/v1/identity/profiles/gxp" "${A[@]}" || return 1
-	expect_status 404 GET "$idu/v1/identity/profiles/gxp?tenant=globex" "${A[@]}" || return 1
+	expect_status 404 GET "$idu/v1/identity/profiles/gxp?tenant=$nb" "${A[@]}" || return 1
 	expect_status 404 GET "$idu/v1/identity/profiles/gxp?tenant=$idb" "${A[@]}" || return 1
-	expect_status 404 GET "$idu/v1/identity/profiles?tenant=globex" "${A[@]}" || return 1
+	expect_status 404 GET "$idu/v1/identity/profiles?tenant=$nb" "${A[@]}" || return 1
 	expect_status 404 GET "$idu/v1/identity/profiles/default?level=system" "${A[@]}" ||
 		expect_status 403 GET "$idu/v1/identity/profiles/default?level=system" "${A[@]}" ||
 		return 1
@@ -124,7 +129,7 @@ attempt cross-read-profile "read globex's profiles with acme's key" cross_profil
 
 writes_forbidden() {
 	local b='{"value_b64": "QUJDREVGR0g="}' t
-	for t in "" "?tenant=globex"; do
+	for t in "" "?tenant=$nb"; do
 		expect_status 403 PUT "$idu/v1/secrets/ac_token$t" "${A[@]}" -d "$b" || return 1
 		expect_status 403 PUT "$idu/v1/secrets/new_one$t" "${A[@]}" -d "$b" || return 1
 		expect_status 403 POST "$idu/v1/secrets/ac_token/rotate$t" "${A[@]}" -d "$b" || return 1
@@ -158,7 +163,7 @@ assert r["ok"] is False and r["code"] == "missing", r' "$out" || {
 		return 1
 	}
 	! grep -qE 'gx_token|GX_TOKEN' <<<"$out" || { echo "globex's keys named: $out" >&2; return 1; }
-	out=$(curl -s -m 10 -X POST "$idu/v1/identity/resolve?tenant=globex" "${A[@]}" \
+	out=$(curl -s -m 10 -X POST "$idu/v1/identity/resolve?tenant=$nb" "${A[@]}" \
 		-H 'Content-Type: application/json' \
 		-d '{"workflow": "wf", "steps": [{"step": "s", "mode": "identity_scoped", "profile": "gxp"}]}')
 	python3 -c '
@@ -226,9 +231,9 @@ attempt forged-pins \
 
 no_key() {
 	expect_status 401 GET "$idu/v1/secrets" || return 1
-	expect_status 401 GET "$idu/v1/secrets?tenant=acme" || return 1
-	expect_status 401 GET "$idu/v1/identity/profiles/acp?tenant=acme" || return 1
-	expect_status 401 PUT "$idu/v1/secrets/x?tenant=acme" -d '{"value_b64": "QUJDREVGR0g="}' ||
+	expect_status 401 GET "$idu/v1/secrets?tenant=$na" || return 1
+	expect_status 401 GET "$idu/v1/identity/profiles/acp?tenant=$na" || return 1
+	expect_status 401 PUT "$idu/v1/secrets/x?tenant=$na" -d '{"value_b64": "QUJDREVGR0g="}' ||
 		return 1
 	expect_status 401 POST "$idu/v1/identity/resolve" \
 		-d '{"workflow": "wf", "steps": [{"step": "s", "mode": "identity_scoped", "profile": "acp"}]}' ||
@@ -448,11 +453,11 @@ value_in_url() {
 	local benc
 	benc=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$b")
 	local st
-	st=$(http_status PUT "$idu/v1/secrets/qx?tenant=acme&value_b64=$benc&value=$enc" "${adm[@]}" -d '{}')
+	st=$(http_status PUT "$idu/v1/secrets/qx?tenant=$na&value_b64=$benc&value=$enc" "${adm[@]}" -d '{}')
 	case "$st" in 4??) ;; *) echo "PUT with the value in the query: $st" >&2; return 1 ;; esac
-	st=$(http_status PUT "$idu/v1/secrets/$enc?tenant=acme" "${adm[@]}" -d "{\"value_b64\": \"$b\"}")
+	st=$(http_status PUT "$idu/v1/secrets/$enc?tenant=$na" "${adm[@]}" -d "{\"value_b64\": \"$b\"}")
 	case "$st" in 4??) ;; *) echo "PUT with the value as the name: $st" >&2; return 1 ;; esac
-	st=$(http_status GET "$idu/v1/secrets?tenant=acme&q=$enc" "${adm[@]}")
+	st=$(http_status GET "$idu/v1/secrets?tenant=$na&q=$enc" "${adm[@]}")
 	case "$st" in 200 | 400) ;; *) echo "GET with the value in the query: $st" >&2; return 1 ;; esac
 	st=$(http_status GET "$idu/v1/secrets?x=$enc" "${A[@]}")
 	case "$st" in 200 | 400) ;; *) echo "GET with the value in the query: $st" >&2; return 1 ;; esac
@@ -473,16 +478,16 @@ attempt value-in-url "a secret value in the URL's query and as a secret's name (
 oversized() {
 	local f=$work/big.json
 	python3 -c 'import sys; sys.stdout.write("{\"value_b64\": \"" + "QUJD" * 50000 + "\"}")' >"$f"
-	expect_status 413 PUT "$idu/v1/secrets/big?tenant=acme" "${adm[@]}" --data-binary "@$f" ||
+	expect_status 413 PUT "$idu/v1/secrets/big?tenant=$na" "${adm[@]}" --data-binary "@$f" ||
 		return 1
-	expect_status 413 PUT "$idu/v1/identity/profiles/big?tenant=acme" "${adm[@]}" \
+	expect_status 413 PUT "$idu/v1/identity/profiles/big?tenant=$na" "${adm[@]}" \
 		--data-binary "@$f" || return 1
 	expect_status 413 POST "$idu/v1/identity/resolve" "${A[@]}" --data-binary "@$f" || return 1
 	# under the body's cap (160 KiB), over the value's (64 KiB decoded)
 	python3 -c 'import sys; sys.stdout.write("{\"value_b64\": \"" + "QUJD" * 30000 + "\"}")' >"$f"
-	expect_status 413 PUT "$idu/v1/secrets/big?tenant=acme" "${adm[@]}" --data-binary "@$f" ||
+	expect_status 413 PUT "$idu/v1/secrets/big?tenant=$na" "${adm[@]}" --data-binary "@$f" ||
 		return 1
-	expect_status 413 POST "$idu/v1/secrets/ac_token/rotate?tenant=acme" "${adm[@]}" \
+	expect_status 413 POST "$idu/v1/secrets/ac_token/rotate?tenant=$na" "${adm[@]}" \
 		--data-binary "@$f" || return 1
 	[ "$(acme_names)" = ac_token ] || { echo "acme's secrets: $(acme_names)" >&2; return 1; }
 }
@@ -494,17 +499,17 @@ traversal() {
 	for p in "../globex/gx_token" "..%2fglobex%2fgx_token" "%2e%2e" "%2e%2e%2fgx_token" \
 		"..%2F..%2Fv1%2Fsecrets%2Fgx_token" "gx_token%00" "..;gx_token" "ac_token%2f..%2f..%2fgx_token"; do
 		for m in PUT GET; do
-			st=$(http_status "$m" "$idu/v1/secrets/$p?tenant=acme" --path-as-is "${adm[@]}" \
+			st=$(http_status "$m" "$idu/v1/secrets/$p?tenant=$na" --path-as-is "${adm[@]}" \
 				-d '{"value_b64": "QUJDREVGR0g="}')
 			case "$st" in 400 | 404 | 405) ;; *) echo "$m secrets/$p: $st" >&2; return 1 ;; esac
 		done
-		st=$(http_status POST "$idu/v1/secrets/$p/rotate?tenant=acme" --path-as-is "${adm[@]}" \
+		st=$(http_status POST "$idu/v1/secrets/$p/rotate?tenant=$na" --path-as-is "${adm[@]}" \
 			-d '{"value_b64": "QUJDREVGR0g="}')
 		case "$st" in 400 | 404) ;; *) echo "rotate secrets/$p: $st" >&2; return 1 ;; esac
-		st=$(http_status PUT "$idu/v1/identity/profiles/$p?tenant=acme" --path-as-is "${adm[@]}" \
+		st=$(http_status PUT "$idu/v1/identity/profiles/$p?tenant=$na" --path-as-is "${adm[@]}" \
 			-d '{"keys": {"X": {"value": "y"}}}')
 		case "$st" in 400 | 404) ;; *) echo "PUT profiles/$p: $st" >&2; return 1 ;; esac
-		st=$(http_status DELETE "$idu/v1/identity/profiles/$p?tenant=globex" --path-as-is \
+		st=$(http_status DELETE "$idu/v1/identity/profiles/$p?tenant=$nb" --path-as-is \
 			"${adm[@]}")
 		case "$st" in 400 | 404) ;; *) echo "DELETE profiles/$p: $st" >&2; return 1 ;; esac
 	done
@@ -518,13 +523,13 @@ attempt path-traversal "../, %2e%2e, encoded slashes and NUL in secret and profi
 bind_foreign() {
 	local out st
 	for s in gx_token sys_only "globex/gx_token" "../globex/gx_token" "_system/sys_only"; do
-		st=$(http_status PUT "$idu/v1/identity/profiles/steal?tenant=acme" "${adm[@]}" \
+		st=$(http_status PUT "$idu/v1/identity/profiles/steal?tenant=$na" "${adm[@]}" \
 			-d "{\"keys\": {\"STOLEN\": {\"secret\": \"$s\"}}}")
 		case "$st" in 400 | 404 | 422) ;; *) echo "profile binding $s: $st" >&2; return 1 ;; esac
 	done
 	expect_status 403 PUT "$idu/v1/identity/profiles/steal" "${A[@]}" \
 		-d '{"keys": {"STOLEN": {"secret": "gx_token"}}}' || return 1
-	expect_status 404 GET "$idu/v1/identity/profiles/steal?tenant=acme" "${adm[@]}" || return 1
+	expect_status 404 GET "$idu/v1/identity/profiles/steal?tenant=$na" "${adm[@]}" || return 1
 	# and a resolution as acme never lands on globex's or the system's value
 	out=$(resolve '"steal"')
 	! grep -qE 'gx_token|sys_only' <<<"$out" || { echo "resolved: $out" >&2; return 1; }
