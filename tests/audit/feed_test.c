@@ -543,13 +543,32 @@ static void *race_stream(void *arg)
 	return NULL;
 }
 
+/* 1 when g is the HTTP guard's refusal of a connection over its
+ * per-address cap: nothing was done. The pollers' 1 s timers run out
+ * together, so all of them reconnect at once while the server may not have
+ * freed their previous connections yet (40 + 40 over a cap of 64). */
+static int refused_at_accept(const struct get *g)
+{
+	const char *code =
+	    json_string_value(json_object_get(json_object_get(g->body, "error"), "code"));
+
+	return g->status == 503 && code != NULL && strcmp(code, "too_many_connections") == 0;
+}
+
 static void *race_poller(void *arg)
 {
 	struct poll_arg *a = arg;
-	int k;
+	int k, tries;
 
 	for (k = 0; k < RACE_ROUNDS; k++) {
-		a->g = get_as(a->path, NULL);
+		for (tries = 0;; tries++) {
+			a->g = get_as(a->path, NULL);
+			if (!refused_at_accept(&a->g) || tries == 200)
+				break;
+			json_decref(a->g.body);
+			a->g.body = NULL;
+			sw_test_msleep(5);
+		}
 		if (a->g.status != 200 || a->g.secs < 0.9 ||
 		    json_array_size(json_object_get(a->g.body, "events")) != 0)
 			return a; /* checked by the caller */
@@ -579,9 +598,14 @@ static void scenario_feed_race(void)
 	}
 	for (k = 0; k < RACE_POLLS; k++) {
 		SW_CHECK(pthread_join(th[k], &bad) == 0);
-		SW_REQUIRE(bad == NULL, "poll %d: status %ld after %.2f s, %zu events", k,
-			   pa[k].g.status, pa[k].g.secs,
-			   json_array_size(json_object_get(pa[k].g.body, "events")));
+		if (bad != NULL) {
+			char *text = json_dumps(pa[k].g.body, JSON_COMPACT);
+
+			SW_REQUIRE(0, "poll %d: status %ld after %.2f s, %zu events: %s", k,
+				   pa[k].g.status, pa[k].g.secs,
+				   json_array_size(json_object_get(pa[k].g.body, "events")),
+				   text != NULL ? text : "(no body)");
+		}
 	}
 	race_streaming = 0;
 	SW_CHECK(pthread_join(st, NULL) == 0);
