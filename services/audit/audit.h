@@ -49,7 +49,7 @@
 #define AUDIT_MAX_INFLIGHT 64   /* queued batches before the consumer pauses */
 #define AUDIT_INDEX_CHUNK 2000  /* index rows per INSERT */
 #define AUDIT_SEGMENT_MAX (256u << 20) /* SAGEWAI_AUDIT_SEGMENT_BYTES default */
-#define AUDIT_GATHER_MS 100	       /* SAGEWAI_AUDIT_GATHER_MS default */
+#define AUDIT_GATHER_MS 0	       /* SAGEWAI_AUDIT_GATHER_MS default: off (docs/AUDIT.md "Gathering") */
 #define AUDIT_MAX_BODY (64u << 10)
 /* The smallest record: len 4 | seq 8 | prev 32 | body 23 (no topic, no
  * payload) | hash 32 (sw_alog.h); bounds the seqs a cut can have held. */
