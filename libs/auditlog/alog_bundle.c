@@ -260,6 +260,8 @@ json_t *sw_alog_bundle_build(const char *dir, const char *run_id, struct sw_even
 		goto out;
 	}
 	if (json_array_size(b.records) == 0) {
+		/* not yet, perhaps: the service trails the bus (gathering) */
+		*uncovered = 1;
 		alog_err(errstr, errlen, "the log holds no event of run %s", run_id);
 		goto out;
 	}

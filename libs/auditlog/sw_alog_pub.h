@@ -78,9 +78,9 @@ int sw_alog_pub_read_kafka(struct sw_event_registry *reg, const char *bootstrap,
 
 /* The bundle of run_id's events in the log at dir, with the public keys of
  * keys that signed the checkpoints needed. NULL with errstr: no event of
- * the run, a record not yet covered by a checkpoint (*uncovered set: try
- * again once the next checkpoint is written), a key id keys lacks, a log
- * that does not read. */
+ * the run or a record not yet covered by a checkpoint (*uncovered set: try
+ * again, the running service may not have written or checkpointed it
+ * yet), a key id keys lacks, a log that does not read. */
 json_t *sw_alog_bundle_build(const char *dir, const char *run_id, struct sw_event_registry *reg,
 			     const struct sw_alog_keys *keys, int *uncovered, char *errstr,
 			     size_t errlen);

@@ -49,7 +49,7 @@
 #define AUDIT_MAX_INFLIGHT 64   /* queued batches before the consumer pauses */
 #define AUDIT_INDEX_CHUNK 2000  /* index rows per INSERT */
 #define AUDIT_SEGMENT_MAX (256u << 20) /* SAGEWAI_AUDIT_SEGMENT_BYTES default */
-#define AUDIT_GATHER_MS 0	       /* SAGEWAI_AUDIT_GATHER_MS default: off (docs/AUDIT.md "Gathering") */
+#define AUDIT_GATHER_MS 100 /* SAGEWAI_AUDIT_GATHER_MS default (docs/AUDIT.md "Gathering") */
 #define AUDIT_MAX_BODY (64u << 10)
 /* The smallest record: len 4 | seq 8 | prev 32 | body 23 (no topic, no
  * payload) | hash 32 (sw_alog.h); bounds the seqs a cut can have held. */
@@ -190,6 +190,11 @@ struct audit_env {
 	struct event *cp_timer;
 	int cp_tag;            /* its address marks checkpoint deliveries */
 	uint64_t cp_published, cp_publish_errors;
+	/* the log's last checkpoint record, rebuilt at recovery, published
+	 * again at start (a crash may have come between its sync and its
+	 * publish); have: rebuilt and its signature checked */
+	struct sw_alog_checkpoint cp_last;
+	int cp_last_have;
 
 	/* the writer thread; inflight, wq, cp_due, cp_out, the failure state
 	 * and the batches' written, failed and pending_dl are under writer.mu
@@ -274,6 +279,12 @@ int audit_config_load(struct audit_env *env, char *errstr, size_t errlen);
  * log-id file's, audit_log_open). 0, or -1 with errstr. */
 void audit_cp_feed(struct audit_env *env, const struct sw_alog_rec *rec);
 int audit_cp_recovered(struct audit_env *env, char *errstr, size_t errlen);
+/* At start, once the producer is up: publish the log's last checkpoint
+ * again. A kill between a checkpoint's sync and its publish, with no
+ * record coming after, would otherwise leave the records it covers
+ * unprotected off-box; a checkpoint published twice is harmless (verify
+ * checks each). */
+void audit_cp_republish(struct audit_env *env);
 /* The checkpoint timer. */
 int audit_cp_start(struct audit_env *env, char *errstr, size_t errlen);
 void audit_cp_stop(struct audit_env *env);

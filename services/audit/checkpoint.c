@@ -62,7 +62,49 @@ int audit_config_load(struct audit_env *env, char *errstr, size_t errlen)
 
 void audit_cp_feed(struct audit_env *env, const struct sw_alog_rec *rec)
 {
+	struct sw_alog_checkpoint cp, again;
+
+	/* a checkpoint record: rebuild what was published from it -- the root
+	 * of the records since the one before (the tree before this record is
+	 * fed), the log id, prev_seq and time its record carries -- and keep
+	 * it if our key signs those fields to the same signature (Ed25519 is
+	 * deterministic): a checkpoint of another key, or one that would not
+	 * verify, is not published again */
+	if (rec->kind == SW_ALOG_CHECKPOINT) {
+		env->cp_last_have = 0;
+		memset(&cp, 0, sizeof(cp));
+		if (env->signer != NULL &&
+		    sw_alog_checkpoint_parse(rec->payload, rec->payload_len, &cp) == 0 &&
+		    rec->topic_len > 0 && rec->topic_len <= SW_ALOG_LOG_ID_MAX &&
+		    strcmp(cp.key_id, sw_alog_signer_key_id(env->signer)) == 0 &&
+		    sw_alog_mtree_root(&env->cps.tree, cp.root) == 0) {
+			memcpy(cp.log_id, rec->topic, rec->topic_len);
+			cp.log_id[rec->topic_len] = '\0';
+			cp.prev_seq = (uint64_t)rec->offset;
+			cp.time_us = rec->time_us;
+			again = cp;
+			if (sw_alog_sign(env->signer, &again) == 0 &&
+			    memcmp(again.sig, cp.sig, SW_ALOG_SIG) == 0) {
+				env->cp_last = cp;
+				env->cp_last_have = 1;
+			}
+		}
+	}
 	sw_alog_cpstate_feed(&env->cps, rec);
+}
+
+void audit_cp_republish(struct audit_env *env)
+{
+	struct sw_alog_checkpoint *cp;
+
+	if (!env->cp_last_have || env->producer == NULL)
+		return;
+	if ((cp = malloc(sizeof(*cp))) == NULL) {
+		audit_cp_delivered(env, "out of memory");
+		return;
+	}
+	*cp = env->cp_last;
+	audit_cp_publish(env, cp, 1);
 }
 
 int audit_cp_recovered(struct audit_env *env, char *errstr, size_t errlen)

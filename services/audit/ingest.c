@@ -813,6 +813,7 @@ int audit_ingest_start(struct audit_env *env, char *errstr, size_t errlen)
 		return -1;
 	sw_bus_consumer_set_error_cb(env->consumer, sw_svcbus_consumer_error, env->svc);
 	announce_repair(env);
+	audit_cp_republish(env);
 	return 0;
 }
 

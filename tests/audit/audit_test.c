@@ -33,6 +33,10 @@
  *                 pinned ones; a tampered bundle names the record
  *   window        a dedupe window of 1000 ids: events re-published long after
  *                 (and after a restart) are found in the index and dropped
+ *   republish     a checkpoint synced to the log but never published (a kill
+ *                 between the two), no record after it: the restarted
+ *                 service publishes it, so the records it covers are
+ *                 protected off-box without waiting for new events
  *   adopt         an index and a log from before log ids (rows with log id
  *                 '', no log-id file): the service makes the file and takes
  *                 the rows as its log's; the same rows with an empty log:
@@ -1794,6 +1798,109 @@ static void scenario_gather(void)
 	free(t.ids);
 }
 
+/* ---- a checkpoint in the log, never published ------------------------ */
+
+static int feed_cps(const struct sw_alog_rec *rec, void *opaque)
+{
+	sw_alog_cpstate_feed(opaque, rec);
+	return 0;
+}
+
+/* 1 when a checkpoint of log_id covering exactly seq is on the topic. */
+static int published_at(const char *log_id, uint64_t seq)
+{
+	struct sw_alog_pubset set = {0};
+	char err[300];
+	size_t i;
+	int found = 0;
+
+	SW_CHECKF(sw_alog_pub_read_kafka(reg, getenv("SAGEWAI_KAFKA_BOOTSTRAP"), 30000, &set, err,
+					 sizeof(err)) == 0,
+		  "%s", err);
+	for (i = 0; i < set.n; i++)
+		if (strcmp(set.v[i].log_id, log_id) == 0 && set.v[i].seq == seq)
+			found = 1;
+	sw_alog_pubset_free(&set);
+	return found;
+}
+
+static void scenario_republish(void)
+{
+	struct tally t = {0};
+	struct sw_alog_cpstate cps;
+	struct sw_alog_checkpoint cp;
+	struct sw_alog_signer *k1;
+	struct sw_alog *l;
+	struct sw_event_header h;
+	char path[700], err[256], log_id[80];
+	size_t repaired = 0, len;
+	void *buf;
+	json_t *o, *j;
+	int r;
+
+	key_make("k1", 1);
+	checkpoint_env();
+	audit_start();
+	wait_http();
+	for (r = 0; r < 20; r++)
+		produce_event(r, 1);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 20, 120);
+	wait_covered(60);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	SW_CHECK(verify_json(pubkeys, kafka_source, &j) == 0);
+	snprintf(log_id, sizeof(log_id), "%s", json_string_value(json_object_get(j, "log_id")));
+	json_decref(j);
+
+	/* what a kill between a checkpoint's sync and its publish leaves: an
+	 * event and a signed checkpoint of it, durable in the log, never on
+	 * the topic (the service's own key, the service stopped) */
+	snprintf(path, sizeof(path), "%s/keys/k1.key", data_dir);
+	SW_REQUIRE((k1 = sw_alog_signer_load(path, err, sizeof(err))) != NULL, "%s", err);
+	sw_alog_cpstate_init(&cps);
+	SW_CHECKF(sw_alog_scan(log_dir, 1, feed_cps, &cps, err, sizeof(err)) == 0, "%s", err);
+	l = sw_alog_open(log_dir, 0, &repaired, err, sizeof(err));
+	SW_REQUIRE(l != NULL, "%s", err);
+	sw_event_header_init(&h, "run.submitted", "audit-test");
+	snprintf(h.run_id, sizeof(h.run_id), "%s-unpublished", prefix);
+	o = json_pack("{s:s, s:i, s:s}", "workflow", "audit-test", "workflow_version", 1, "input",
+		      "{}");
+	SW_CHECKF(sw_event_encode(reg, "run.submitted", &h, o, &buf, &len, err, sizeof(err)) == 0,
+		  "%s", err);
+	json_decref(o);
+	SW_CHECKF(sw_alog_append(l, SW_ALOG_EVENT, "sagewai.runs", 0, 1000000000, sw_now_us(), buf,
+				 len, NULL, NULL, NULL, err, sizeof(err)) == 0,
+		  "%s", err);
+	free(buf);
+	{
+		uint8_t hash[SW_ALOG_HASH];
+
+		sw_alog_last_hash(l, hash);
+		sw_alog_cpstate_add(&cps, hash);
+	}
+	SW_CHECKF(sw_alog_checkpoint_append(l, &cps, k1, log_id, sw_now_us(), &cp, err,
+					    sizeof(err)) == 0,
+		  "%s", err);
+	SW_CHECKF(sw_alog_sync(l, err, sizeof(err)) == 0, "%s", err);
+	sw_alog_close(l);
+	sw_alog_signer_destroy(k1);
+	SW_REQUIRE(!published_at(log_id, cp.seq), "checkpoint %llu is on the topic already",
+		   (unsigned long long)cp.seq);
+
+	/* restarted, with nothing new to take in: it publishes that one */
+	audit_start();
+	wait_http();
+	wait_covered(30);
+	SW_CHECKF(published_at(log_id, cp.seq),
+		  "the checkpoint of records ..%llu in the log was not published",
+		  (unsigned long long)cp.seq);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	SW_CHECK(verify_json(pubkeys, kafka_source, &j) == 0);
+	SW_CHECK(json_is_true(json_object_get(j, "ok")));
+	json_decref(j);
+	free(t.ids);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -1812,6 +1919,7 @@ int main(int argc, char **argv)
 	    {"window", scenario_window},
 	    {"adopt", scenario_adopt},
 	    {"gather", scenario_gather},
+	    {"republish", scenario_republish},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));

@@ -87,9 +87,10 @@ static const char export_help[] =
 	"Write the bundle of run ID: its records in the audit log DIR (default\n"
 	"$SAGEWAI_DATA_DIR/audit), the signed checkpoints covering them, each record's\n"
 	"Merkle proof and the public keys (--pubkeys, default $SAGEWAI_AUDIT_PUBKEYS),\n"
-	"to FILE (default: standard output). Records the next checkpoint will cover are\n"
-	"waited for (default 5000 ms). \"sagewai audit verify --bundle FILE\" checks it\n"
-	"anywhere; it shows each record is in the signed log, not that none was left out.\n";
+	"to FILE (default: standard output). Records the next checkpoint will cover, and\n"
+	"a run the service has not written yet, are waited for (default 5000 ms).\n"
+	"\"sagewai audit verify --bundle FILE\" checks it anywhere; it shows each record\n"
+	"is in the signed log, not that none was left out.\n";
 
 /* $SAGEWAI_AUDIT_PUBKEYS, the public keys of the stack (NULL when unset) */
 static const char *env_pubkeys(void)
