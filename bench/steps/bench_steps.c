@@ -15,7 +15,9 @@
  *             concurrency: each run makes 2 run transitions (running,
  *             succeeded) and 3 per step (dispatched, running, succeeded)
  *
- * "finished" is seen on the run's server-sent-event stream. One JSON line
+ * "finished" is the answer of a submit with ?wait=30 (200 and the ended
+ * run), or with --follow stream the terminal event of the run's
+ * server-sent-event stream (a 202 answer falls back to it). One JSON line
  * per figure: {"bench","figure","value","unit","baseline","ratio"}.
  *
  * --load WF CONC N only applies the workflows (bench1, bench3), makes N
@@ -77,6 +79,8 @@ static long request(CURL *c, const char *method, const char *path, const char *b
 	return sw_bench_perform(c, method, body, ctype, out);
 }
 
+static int follow_stream; /* --follow stream */
+
 /* Submit a run of wf and wait for it to finish; returns elapsed ns. */
 static int64_t run_once(CURL *c, const char *wf)
 {
@@ -84,9 +88,21 @@ static int64_t run_once(CURL *c, const char *wf)
 	char body[256], path[128];
 	json_t *j;
 	int64_t t0 = sw_bench_now_ns();
+	long st;
 
 	snprintf(body, sizeof(body), "{\"workflow\": \"%s\", \"input\": {\"n\": 1}}", wf);
-	if (request(c, "POST", "/v1/runs", body, "application/json", &b) != 201)
+	st = request(c, "POST", follow_stream ? "/v1/runs" : "/v1/runs?wait=30", body,
+		     "application/json", &b);
+	if (st == 200) {
+		j = json_loads(b.body.p, 0, NULL);
+		if (j == NULL || !json_is_string(json_object_get(j, "state")) ||
+		    strcmp(json_string_value(json_object_get(j, "state")), "succeeded") != 0)
+			die("run", b.body.p ? b.body.p : "no answer");
+		json_decref(j);
+		sw_buf_free(&b.body);
+		return sw_bench_now_ns() - t0;
+	}
+	if (st != 201 && st != 202)
 		die("submit", b.body.p ? b.body.p : "no answer");
 	j = json_loads(b.body.p, 0, NULL);
 	if (j == NULL || !json_is_string(json_object_get(j, "run_id")))
@@ -249,10 +265,13 @@ int main(int argc, char **argv)
 			load_n = strtoul(argv[++i], NULL, 10);
 		} else if (strcmp(argv[i], "--max-inflight") == 0 && i + 1 < argc) {
 			concs[2] = atoi(argv[++i]);
+		} else if (strcmp(argv[i], "--follow") == 0 && i + 1 < argc &&
+			   (strcmp(argv[i + 1], "stream") == 0 || strcmp(argv[i + 1], "wait") == 0)) {
+			follow_stream = strcmp(argv[++i], "stream") == 0;
 		} else {
 			fprintf(stderr, "usage: bench-steps --url SCHEDULER --bootstrap KAFKA "
 					"[--runs N] [--latency-runs N] [--warmup-s S] "
-					"[--load WF CONC N] [--max-inflight N]\n");
+					"[--load WF CONC N] [--max-inflight N] [--follow wait|stream]\n");
 			return 2;
 		}
 	}

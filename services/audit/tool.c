@@ -146,9 +146,10 @@ static const char export_usage[] =
 	"usage: sagewai-audit export DIR --run ID [--pubkeys FILE] [-o FILE] [--wait-ms N]\n"
 	"Write the bundle of run ID's events in the log DIR (its records, the signed\n"
 	"checkpoints covering them, each record's Merkle proof, the public keys) to\n"
-	"FILE (default: standard output). Records the next checkpoint will cover are\n"
-	"waited for (--wait-ms, default 5000). Public keys: --pubkeys or\n"
-	"$SAGEWAI_AUDIT_PUBKEYS. Check it anywhere with: sagewai-audit verify --bundle FILE\n";
+	"FILE (default: standard output). Records the next checkpoint will cover, and a\n"
+	"run not written yet, are waited for (--wait-ms, default 5000). Public keys:\n"
+	"--pubkeys or $SAGEWAI_AUDIT_PUBKEYS. Check it anywhere with:\n"
+	"sagewai-audit verify --bundle FILE\n";
 
 int audit_cmd_export(int argc, char **argv)
 {

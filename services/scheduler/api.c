@@ -23,6 +23,7 @@
  * with SAGEWAI_IDENTITY=1, sagewai-identity resolves it (identity.c) and
  * only an ok answer lets the run be stored.
  */
+#include <errno.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -62,6 +63,7 @@ struct api_req {
 	char replay_of[SW_UUID_STRLEN]; /* "" for any other submit */
 	json_t *replay;			/* its "steps": name -> entry (checked shapes) */
 	json_t *original; /* the original's steps.identity: name -> JSON text (our store) */
+	int wait_s;	  /* ?wait=S: answer when the run ends, within S seconds */
 };
 
 int sched_uuid_valid(const char *s)
@@ -300,16 +302,49 @@ static const char *mode_needs(enum sw_mode m)
 	}
 }
 
-static void submit_done(const char *run_id, const char *err, void *opaque)
+static void submit_done(const char *run_id, const char *state, const char *err, void *opaque)
 {
 	struct api_req *a = opaque;
 
 	if (run_id == NULL)
 		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be stored");
+	else if (a->wait_s > 0)
+		sched_wait_open(a->env, a->req, run_id, a->tenant, state, a->wait_s);
 	else
 		sw_http_reply_json(a->req, 201, json_pack("{s:s}", "run_id", run_id));
 	(void)err;
 	api_req_free(a);
+}
+
+/* ?wait=S (1..SCHED_WAIT_MAX_S): 0 and a->wait_s set, or -1 (replied). */
+static int query_wait(struct api_req *a)
+{
+	const char *q = evhttp_uri_get_query(evhttp_request_get_evhttp_uri(a->req));
+	struct evkeyvalq kv;
+	const char *w;
+	char *end;
+	long v;
+	int ret = 0;
+
+	if (q == NULL || q[0] == '\0')
+		return 0;
+	if (evhttp_parse_query_str(q, &kv) != 0) {
+		sw_http_reply_error(a->req, 400, "bad_request", "the query string does not parse");
+		return -1;
+	}
+	if ((w = evhttp_find_header(&kv, "wait")) != NULL) {
+		errno = 0;
+		v = strtol(w, &end, 10);
+		if (errno != 0 || end == w || *end != '\0' || v < 0 || v > SCHED_WAIT_MAX_S) {
+			sw_http_reply_error(a->req, 400, "bad_request",
+					    "wait must be whole seconds, 0..%d", SCHED_WAIT_MAX_S);
+			ret = -1;
+		} else {
+			a->wait_s = (int)v;
+		}
+	}
+	evhttp_clear_headers(&kv);
+	return ret;
 }
 
 /* The run may be stored: with identity, steps holds each identity-bearing
@@ -656,7 +691,7 @@ static void run_post(struct api_req *a)
 	char v[16], *text;
 	size_t len;
 
-	if ((body = sw_http_body_json(req)) == NULL)
+	if (query_wait(a) == -1 || (body = sw_http_body_json(req)) == NULL)
 		goto out;
 	name = json_object_get(body, "workflow");
 	version = json_object_get(body, "version");

@@ -207,7 +207,7 @@ static void submit_done(struct sched_op *op, enum sched_op_result r, void *opaqu
 	    !(strncmp(op->errmsg, "23505", 5) == 0 && strstr(op->errmsg, "runs_pkey") != NULL)) {
 		sw_log(SW_LOG_ERROR, "run submission failed", "run_id", sb->run_id, "error",
 		       op->errmsg, NULL);
-		sb->done(NULL, op->errmsg, sb->opaque);
+		sb->done(NULL, NULL, op->errmsg, sb->opaque);
 		free(sb);
 		return;
 	}
@@ -221,7 +221,7 @@ static void submit_done(struct sched_op *op, enum sched_op_result r, void *opaqu
 				       "Runs that failed.", 1);
 	sw_log(SW_LOG_INFO, "run submitted", "run_id", sb->run_id, "state", sb->run_state, NULL);
 	sched_sse_touch(env, sb->run_id);
-	sb->done(sb->run_id, NULL, sb->opaque);
+	sb->done(sb->run_id, sb->run_state, NULL, sb->opaque);
 	free(sb);
 }
 

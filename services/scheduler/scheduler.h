@@ -86,6 +86,7 @@
 #define SCHED_SWEEP_AGE_MS 2000	     /* ... older than this */
 #define SCHED_SSE_POLL_MS 2000	     /* default: re-read streamed runs anyway */
 #define SCHED_SSE_KEEPALIVE_MS 15000
+#define SCHED_WAIT_MAX_S 60	     /* POST /v1/runs?wait=S at most (the HTTP idle timeout) */
 #define SCHED_SSE_LINGER_MS 500	     /* a run's end waits for its output this long */
 #define SCHED_SSE_GATHER "fetch.wait.max.ms=50" /* the streams' tail reader (sse.c) */
 #define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
@@ -320,9 +321,11 @@ int sched_snap_find(const struct sched_snap *s, const char *name);
  * for tenant and user ("" for none): insert it and its steps and dispatch
  * the first step, in one transaction. identity (borrowed, may be NULL)
  * maps step names to the JSON text of their pinned identity keys, stored
- * with the step and sent in each of its dispatches. done gets the run id,
- * or NULL and a reason. */
-typedef void (*sched_submit_cb)(const char *run_id, const char *err, void *opaque);
+ * with the step and sent in each of its dispatches. done gets the run id
+ * and the run's state after that transaction (running, or failed when it
+ * ended at once), or NULL and a reason. */
+typedef void (*sched_submit_cb)(const char *run_id, const char *state, const char *err,
+				void *opaque);
 /* A re-run: replay_of the original run's id ("" or NULL for none), replay
  * (borrowed, may be NULL) maps step names to their replay entries (objects,
  * stored as text and put into each dispatch's spec.replay). */
@@ -619,6 +622,11 @@ int sched_uuid_valid(const char *s);
 /* GET /v1/runs/{id}/events for tenant. */
 void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const char *run_id,
 		    const char *tenant);
+/* POST /v1/runs?wait=S: run_id (just stored, in state) is answered once,
+ * when it ends (200, the run as GET /v1/runs/{id} shows it) or when wait_s
+ * passed (202, the run as it is then). */
+void sched_wait_open(struct sched_env *env, struct evhttp_request *req, const char *run_id,
+		     const char *tenant, const char *state, int wait_s);
 /* Something happened to run_id: streams on it re-read and send changes. */
 void sched_sse_touch(struct sched_env *env, const char *run_id);
 int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen);

@@ -37,6 +37,14 @@
  * step.finished travel on different topics, so a run that ends is held
  * back SCHED_SSE_LINGER_MS before its last events go out, letting the
  * chunks produced before its end arrive first.
+ *
+ * A waiting submit (POST /v1/runs?wait=S) is a stream that sends one
+ * answer: the same wake-ups, no read until the first (the run was just
+ * stored, and its submit said in which state), and the run as GET
+ * /v1/runs/{id} shows it once a read finds it ended (200), or at the
+ * deadline whatever it is then (202: follow it with GET .../events). A
+ * client gone meanwhile is noticed at the answer (libevent frees the
+ * request), so a waiter lives at most S seconds.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +75,9 @@ struct sched_stream {
 	int64_t last_write_ms;
 	struct event *linger; /* the run ended: its last events wait for its output */
 	int lingered;	      /* ... and have waited */
+	int wait;	      /* a waiting submit: one answer, no stream */
+	int expired;	      /* ... its deadline passed: answer what the next read finds */
+	struct event *deadline;
 };
 
 static void stream_read(struct sched_stream *s);
@@ -78,6 +89,8 @@ static void stream_free(struct sched_stream *s)
 	json_decref(s->last);
 	if (s->linger != NULL)
 		event_free(s->linger);
+	if (s->deadline != NULL)
+		event_free(s->deadline);
 	free(s);
 }
 
@@ -225,6 +238,36 @@ static void stream_diff(struct sched_stream *s, json_t *run)
 		send_json(s, "run", run);
 }
 
+/* A waiting submit's read: answer it if the run ended or time is up. */
+static void wait_read(struct sched_stream *s, PGresult *res, const char *err)
+{
+	json_t *run = NULL;
+
+	if (err == NULL && PQntuples(res) == 1)
+		run = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	if (run != NULL && terminal(run)) {
+		sw_http_reply_json(s->req, 200, run);
+		stream_free(s);
+		return;
+	}
+	if (s->expired || s->env->stopping) {
+		/* stored, not ended yet (or not read): the client follows it */
+		if (run == NULL)
+			run = json_pack("{s:s}", "run_id", s->run_id);
+		sw_http_reply_json(s->req, 202, run);
+		stream_free(s);
+		return;
+	}
+	json_decref(run);
+	if (err != NULL)
+		sw_log(SW_LOG_WARN, "waiting submit: run read failed", "run_id", s->run_id,
+		       "error", err, NULL); /* the poll tries again */
+	if (s->dirty) {
+		s->dirty = 0;
+		stream_read(s);
+	}
+}
+
 static void read_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct sched_stream *s = opaque;
@@ -232,6 +275,10 @@ static void read_cb(PGresult *res, const char *err, void *opaque)
 
 	s->reading = 0;
 	s->last_read_ms = sw_mono_ms();
+	if (s->wait) {
+		wait_read(s, res, err);
+		return;
+	}
 	if (s->gone) {
 		stream_end(s);
 		return;
@@ -319,6 +366,49 @@ void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const cha
 	}
 }
 
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_stream *s = arg;
+
+	(void)fd;
+	(void)what;
+	s->expired = 1;
+	stream_read(s); /* answers, as it is now */
+	if (!s->reading) {
+		sw_http_reply_json(s->req, 202, json_pack("{s:s}", "run_id", s->run_id));
+		stream_free(s);
+	}
+}
+
+void sched_wait_open(struct sched_env *env, struct evhttp_request *req, const char *run_id,
+		     const char *tenant, const char *state, int wait_s)
+{
+	struct sched_stream *s = calloc(1, sizeof(*s));
+	struct timeval tv = {wait_s, 0};
+
+	if (s == NULL || (s->deadline = evtimer_new(env->base, deadline_cb, s)) == NULL ||
+	    evtimer_add(s->deadline, &tv) == -1) {
+		/* stored all the same: answer as a submit without wait */
+		if (s != NULL && s->deadline != NULL)
+			event_free(s->deadline);
+		free(s);
+		sw_http_reply_json(req, 201, json_pack("{s:s}", "run_id", run_id));
+		return;
+	}
+	s->env = env;
+	s->req = req;
+	s->wait = 1;
+	snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
+	snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
+	s->last_read_ms = sw_mono_ms();
+	LIST_INSERT_HEAD(&env->streams, s, entry);
+	env->nstreams++;
+	/* running: the next transition's wake-up reads it; ended at once
+	 * (failed at submit): read it now */
+	if (state == NULL || strcmp(state, RUN_RUNNING) != 0)
+		stream_read(s);
+}
+
 /* A stream still opening has its first read out: the touch marks it dirty,
  * so it reads again once that read is answered. Dropping the touch instead
  * would leave a stream whose first read saw the run before a commit that
@@ -342,6 +432,11 @@ static void sse_tick(evutil_socket_t fd, short what, void *arg)
 	(void)fd;
 	(void)what;
 	for (s = LIST_FIRST(&env->streams); s != NULL; s = LIST_NEXT(s, entry)) {
+		if (s->wait) {
+			if (now - s->last_read_ms >= env->sse_poll_ms)
+				stream_read(s);
+			continue;
+		}
 		if (!s->started || s->gone)
 			continue;
 		if (now - s->last_write_ms >= SCHED_SSE_KEEPALIVE_MS)
@@ -491,6 +586,14 @@ void sched_sse_stop(struct sched_env *env)
 		event_del(env->sse_ev);
 	for (s = LIST_FIRST(&env->streams); s != NULL; s = next) {
 		next = LIST_NEXT(s, entry);
+		if (s->wait) {
+			/* 202: stored, follow it elsewhere (a read out answers so) */
+			if (!s->reading) {
+				sw_http_reply_json(s->req, 202, json_pack("{s:s}", "run_id", s->run_id));
+				stream_free(s);
+			}
+			continue;
+		}
 		if (!s->started)
 			continue; /* its first read answers it */
 		if (s->conn != NULL)

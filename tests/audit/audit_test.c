@@ -1516,9 +1516,9 @@ static void scenario_export(void)
 	snprintf(cmd, sizeof(cmd), "SAGEWAI_AUDIT_PUBKEYS=%s %s audit verify --bundle %s",
 		 pubkeys, cli(), tpath);
 	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 0 && strncmp(line, want, strlen(want)) == 0);
-	/* a run with nothing in the log */
-	snprintf(cmd, sizeof(cmd), "%s export %s --run %s-none --pubkeys %s 2>&1", tool(),
-		 log_dir, prefix, pubkeys);
+	/* a run with nothing in the log (after a second's wait for it) */
+	snprintf(cmd, sizeof(cmd), "%s export %s --run %s-none --pubkeys %s --wait-ms 1000 2>&1",
+		 tool(), log_dir, prefix, pubkeys);
 	SW_CHECK(run_cmd(cmd, line, sizeof(line)) == 1 && strstr(line, "no event of run"));
 
 	recs = json_object_get(b, "records");

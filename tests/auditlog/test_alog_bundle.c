@@ -142,7 +142,8 @@ static void test_bundle(void)
 	SW_CHECKF(r.ok && !r.pinned, "%s", r.reason);
 	SW_CHECK(sw_alog_bundle_build(dir, "run-c", reg, keys, &uncovered, err, sizeof(err)) ==
 		 NULL);
-	SW_CHECK(!uncovered && strstr(err, "no event of run run-c"));
+	/* not yet, perhaps: a caller may wait for the service to write it */
+	SW_CHECK(uncovered && strstr(err, "no event of run run-c"));
 	{
 		struct sw_alog_keys *none = sw_alog_keys_new();
 

@@ -17,9 +17,13 @@
 #                      not read
 #   e2e.sh tenants     multi-tenant mode: keys, isolation (404), the preview
 #                      gate (403 at submit) and its worker backstop
+#   e2e.sh wait        POST /v1/runs?wait=S: 200 and the ended run; with the
+#                      worker down, 202 and the running run after S seconds
+#                      (the run completes once it is back); a bad wait is a
+#                      400 that stores nothing
 set -euo pipefail
 
-scenario=${1:?usage: e2e.sh demo|kill|secrets|tenants}
+scenario=${1:?usage: e2e.sh demo|kill|secrets|tenants|wait}
 root=${SW_SOURCE_DIR:?run through ctest}
 build=${SW_BUILD_DIR:?run through ctest}
 # shellcheck source=../../tools/lib/stack.sh
@@ -105,7 +109,70 @@ assert runs == 1, "run.finished %d times" % runs
 ' "$steps" || fail "audit trail of $run is not once per step"
 }
 
+# post_run QUERY BODY: POST /v1/runs?QUERY; the answer's body in
+# $work/answer.json, its status printed
+post_run() {
+	curl -sS -o "$work/answer.json" -w '%{http_code}' -X POST \
+		-H 'Content-Type: application/json' --data "$2" "$SAGEWAI_URL/v1/runs?$1"
+}
+
 case "$scenario" in
+wait)
+	"$cli" workflow apply "$root/examples/hello.yaml" >>"$work/cli.out"
+	body='{"workflow": "hello", "input": {"brief": "waited for"}}'
+	code=$(post_run wait=30 "$body")
+	[ "$code" = 200 ] || fail "wait=30 answered $code: $(cat "$work/answer.json")"
+	python3 - "$work/answer.json" <<-'EOF' || fail "the waited answer is not the ended run"
+		import json, sys
+		r = json.load(open(sys.argv[1]))
+		assert r["state"] == "succeeded", r
+		assert r["run_id"] and r["output"], r
+		assert [s["state"] for s in r["steps"]] == ["succeeded"] * len(r["steps"]), r["steps"]
+	EOF
+	# the same run as GET shows it
+	run=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["run_id"])' \
+		"$work/answer.json")
+	"$cli" --json run show "$run" | python3 -c '
+import json, sys
+a, b = json.load(open(sys.argv[1])), json.load(sys.stdin)
+assert a == b, (a, b)
+' "$work/answer.json" || fail "the waited answer differs from GET /v1/runs/$run"
+
+	# bad waits: 400, nothing stored
+	before=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')
+	for q in wait=abc wait=61 wait=-1 wait=99999999999999999999999 wait=; do
+		code=$(post_run "$q" "$body")
+		[ "$code" = 400 ] || fail "?$q answered $code"
+		grep -q 'wait must be whole seconds' "$work/answer.json" || grep -q 'query' "$work/answer.json" ||
+			fail "?$q: no clear error: $(cat "$work/answer.json")"
+	done
+	after=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')
+	[ "$before" = "$after" ] || fail "a refused wait stored a run ($before -> $after)"
+
+	# the worker down: the run cannot end within 2 s -> 202, still running
+	sw_stack_kill "$work" worker TERM
+	t0=$(date +%s)
+	code=$(post_run wait=2 "$body")
+	[ "$code" = 202 ] || fail "wait=2 with no worker answered $code: $(cat "$work/answer.json")"
+	[ $(($(date +%s) - t0)) -ge 2 ] || fail "the 202 came before the 2 s wait passed"
+	run=$(python3 -c '
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["state"] == "running", r
+print(r["run_id"])' "$work/answer.json") || fail "the 202 is not the running run: $(cat "$work/answer.json")"
+	# a client that hangs up while it waits: the scheduler keeps serving
+	curl -sS -m 1 -o /dev/null -X POST -H 'Content-Type: application/json' --data "$body" \
+		"$SAGEWAI_URL/v1/runs?wait=30" 2>/dev/null && fail "a wait with no worker answered within 1 s"
+	sw_stack_launch "$work" worker || fail "worker did not restart"
+	for _ in $(seq 1 150); do
+		st=$("$cli" --json run show "$run" | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')
+		[ "$st" = succeeded ] && break
+		sleep 0.2
+	done
+	[ "$st" = succeeded ] || fail "the run answered 202 did not complete once the worker was back ($st)"
+	code=$(post_run wait=30 "$body")
+	[ "$code" = 200 ] || fail "after the worker came back, wait=30 answered $code"
+	;;
 demo)
 	"$cli" workflow apply "$root/examples/hello.yaml" | tee -a "$work/cli.out"
 	"$cli" workflow list | grep -q hello || fail "workflow list lacks hello"
