@@ -11,7 +11,7 @@
  * events' header.time included, so they compare across processes.
  *
  *   ours  a cli_agent step (claude-code, network egress_only, the mock's
- *         host:port in egress_allow) dispatched on sagewai.steps to
+ *         host:port in egress_allow) dispatched on sagewai.steps.sandbox to
  *         sagewai-sandboxd, which seals the identity (this program plays
  *         the identity service, as tests/sandboxd/cliagent_test.c does),
  *         runs the CLI through its tool runner and the egress proxy, and
@@ -350,7 +350,7 @@ static void ours_round(int i, struct ours *r)
 	snprintf(cur_step, sizeof(cur_step), "%s", d.step_id);
 	cur_finished_read_us = 0;
 	t0 = sw_now_us();
-	sw_test_kafka_deliver(stk.producer, "sagewai.steps", d.run_id, d.buf, d.len);
+	sw_test_kafka_deliver(stk.producer, d.topic, d.run_id, d.buf, d.len);
 	free(d.buf);
 
 	fin = sw_test_evlog_finished(&stk.evl, d.step_id);

@@ -1,7 +1,7 @@
 /*
  * bench-sandboxd: sagewai-sandboxd itself, against a running instance
  * (bench/sandboxd/run starts one on the harness's real Kafka broker and
- * PostgreSQL). Steps are dispatched straight onto sagewai.steps as
+ * PostgreSQL). Steps are dispatched straight onto sagewai.steps.sandbox as
  * step.dispatched events of mode sandboxed running /bin/true; the answers
  * are read back from sagewai.steps (step.finished) and sagewai.sandbox
  * (sandbox.acquired).
@@ -274,7 +274,7 @@ static void dispatch(struct phase *ph, size_t i)
 	if (sw_event_encode(reg, "step.dispatched", &h, o, &buf, &len, err, sizeof(err)) != 0)
 		die("encode", err);
 	json_decref(o);
-	ke = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC("sagewai.steps"),
+	ke = rd_kafka_producev(producer, RD_KAFKA_V_TOPIC("sagewai.steps.sandbox"),
 			       RD_KAFKA_V_KEY(h.run_id, strlen(h.run_id)),
 			       RD_KAFKA_V_VALUE(buf, len),
 			       RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END);

@@ -5,7 +5,8 @@
 
 (bench/steps/hops starts the stack and runs it)
 
-Reads sagewai.runs and sagewai.steps from their ends for S seconds (make the
+Reads sagewai.runs and sagewai.steps (and sagewai.identity and its
+replies, when the stack resolves submits) from their ends for S seconds (make the
 runs meanwhile, one at a time), decodes each event with `sagewai-event
 decode` and prints, per hop, the median and p90 over the runs seen of
 
@@ -30,8 +31,12 @@ a = ap.parse_args()
 c = Consumer({"bootstrap.servers": a.bootstrap, "group.id": "hops-%d" % time.time_ns(),
               "enable.auto.commit": False, "auto.offset.reset": "latest"})
 parts = []
-for t in ("sagewai.runs", "sagewai.steps"):
-    md = c.list_topics(t, timeout=10).topics[t]
+# the identity request and answer too, when the stack resolves submits
+for t in ("sagewai.runs", "sagewai.steps", "sagewai.steps.worker", "sagewai.steps.sandbox",
+          "sagewai.identity", "sagewai.identity.replies"):
+    md = c.list_topics(t, timeout=10).topics.get(t)
+    if md is None or md.error is not None:
+        continue
     parts += [TopicPartition(t, p, OFFSET_END) for p in md.partitions]
 c.assign(parts)
 msgs = []
@@ -72,6 +77,12 @@ for r in runs.values():
         (r["run.finished"][0] - r["run.submitted"][0]) / 1000.0)
     for k in chain:
         hops.setdefault("composed -> produced: " + k, []).append(r[k][1] - r[k][0] / 1000.0)
+    idc = ["identity.resolve_requested", "identity.resolved", "run.submitted"]
+    if all(k in r for k in idc):
+        for x, y in zip(idc, idc[1:]):
+            hops.setdefault(x + " -> " + y, []).append((r[y][0] - r[x][0]) / 1000.0)
+        hops.setdefault("total resolve_requested -> run.finished", []).append(
+            (r["run.finished"][0] - r[idc[0]][0]) / 1000.0)
 for k, v in hops.items():
     v.sort()
     print(json.dumps({"bench": "hops", "hop": k, "p50_ms": round(statistics.median(v), 3),

@@ -18,6 +18,11 @@
 
 #define SW_TOPIC_RUNS "sagewai.runs"
 #define SW_TOPIC_STEPS "sagewai.steps"
+/* step.dispatched, by who runs the step: a topic per executor kind, so that
+ * an executor wakes for its own work only, not for every step event of
+ * every run (docs/KAFKA.md "Topics by reader") */
+#define SW_TOPIC_STEPS_WORKER "sagewai.steps.worker"
+#define SW_TOPIC_STEPS_SANDBOX "sagewai.steps.sandbox"
 #define SW_TOPIC_IDENTITY "sagewai.identity"
 #define SW_TOPIC_IDENTITY_SEALED "sagewai.identity.sealed"
 #define SW_TOPIC_IDENTITY_REPLIES "sagewai.identity.replies"

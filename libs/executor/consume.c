@@ -256,7 +256,7 @@ void sw_executor_consume(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			continue;
 		}
 		if (strcmp(h.type, "step.dispatched") == 0 &&
-		    strcmp(m->topic, SW_TOPIC_STEPS) == 0) {
+		    strcmp(m->topic, ex->dispatch_topic) == 0) {
 			on_dispatch(ex, m, o, &h);
 			continue;
 		}

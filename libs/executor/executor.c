@@ -158,6 +158,12 @@ int sw_executor_connect(struct sw_executor *ex, const char *bootstrap, const cha
 		snprintf(errstr, errlen, "executor: already connected");
 		return -1;
 	}
+	if (topics == NULL || topics[0] == NULL ||
+	    strlen(topics[0]) >= sizeof(ex->dispatch_topic)) {
+		snprintf(errstr, errlen, "executor: no dispatch topic");
+		return -1;
+	}
+	snprintf(ex->dispatch_topic, sizeof(ex->dispatch_topic), "%s", topics[0]);
 	/* our membership first, the service's properties after (they win) */
 	for (i = 0; cextra != NULL && cextra[i] != NULL; i++)
 		;

@@ -55,6 +55,7 @@ struct sw_executor {
 	char producer[64];
 	char executor[192];
 	char instance_id[SW_EXECUTOR_INSTANCE_MAX + 1];
+	char dispatch_topic[128]; /* topics[0] of sw_executor_connect */
 	struct sw_executor_ops ops;
 	struct sw_bus_producer *bus_producer;
 	struct sw_bus_consumer *consumer;

@@ -240,7 +240,9 @@ struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *
  * (client id cfg.producer, pextra) for step.*, dead letters and emits,
  * and a member of group on topics (cextra) whose batches (at most
  * cfg.concurrency messages) the executor takes: the session settings
- * above and cfg.instance_id, then cextra. pextra and cextra are sw_bus's
+ * above and cfg.instance_id, then cextra. topics[0] is the dispatch topic:
+ * a step.dispatched is taken from it only; the others carry the runs'
+ * cancels and ends. pextra and cextra are sw_bus's
  * extra properties (may be NULL). 0, or -1 with errstr.
  */
 int sw_executor_connect(struct sw_executor *ex, const char *bootstrap, const char *group,

@@ -49,10 +49,11 @@ static int resolver_new(struct sbd_env *env, char *err, size_t errlen)
 	return 0;
 }
 
-/* The executor and its Kafka clients on sagewai.steps and sagewai.runs. */
+/* The executor and its Kafka clients on sagewai.steps.sandbox (its
+ * dispatches) and sagewai.runs. */
 static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 {
-	static const char *const topics[] = {SW_TOPIC_STEPS, SW_TOPIC_RUNS, NULL};
+	static const char *const topics[] = {SW_TOPIC_STEPS_SANDBOX, SW_TOPIC_RUNS, NULL};
 	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
 				 "partition.assignment.strategy=range"};
 	/* a program in a sandbox waits on credential.requested and a scheduler

@@ -3,10 +3,12 @@
  * sagewai-scheduler unless SAGEWAI_GROUP_ID says otherwise).
  *
  * step.started and step.finished become operations of the state machine
- * (runs.c), started together once the batch is read; step.dispatched only
- * wakes the progress streams of its run, when another instance produced it
- * (our own commit woke them already); other decodable events are not ours
- * and are skipped; undecodable messages go to sagewai.deadletter.
+ * (runs.c), started together once the batch is read. Dispatches travel on
+ * the executors' own topics (sagewai.steps.worker, .sandbox), which the
+ * progress streams' reader follows (sse.c); one found here (written before
+ * that split) only wakes the streams of its run, when another instance
+ * produced it. Other decodable events are not ours and are skipped;
+ * undecodable messages go to sagewai.deadletter.
  *
  * A batch's offsets are stored once every operation of the batch is
  * committed (or found a no-op) and every dead letter is delivered, and

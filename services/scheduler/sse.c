@@ -9,9 +9,9 @@
  * terminal run event the stream ends. A comment line every
  * SCHED_SSE_KEEPALIVE_MS keeps proxies from closing an idle stream.
  *
- * "May have changed" is: a transition this process committed, a
- * step.dispatched of another instance consumed here, any event of the run
- * on sagewai.runs or sagewai.steps seen by the tail reader below that this
+ * "May have changed" is: a transition this process committed, any event
+ * of the run on sagewai.runs, sagewai.steps or the executors' dispatch
+ * topics (sagewai.steps.worker, .sandbox) seen by the tail reader below that this
  * process did not commit itself (its commit woke the stream already) and
  * that is not a step event of a partition its own consumer owns (the
  * transition it causes here wakes the stream when it commits), and,
@@ -542,7 +542,9 @@ static void on_tail_error(int fatal, const char *reason, void *opaque)
 
 int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen)
 {
-	static const char *const topics[] = {SW_TOPIC_SANDBOX, SW_TOPIC_RUNS, SW_TOPIC_STEPS, NULL};
+	static const char *const topics[] = {SW_TOPIC_SANDBOX,	     SW_TOPIC_RUNS,
+					     SW_TOPIC_STEPS,	     SW_TOPIC_STEPS_WORKER,
+					     SW_TOPIC_STEPS_SANDBOX, NULL};
 	struct timeval tv = {1, 0};
 	char tuning[SW_CONFIG_STR], why[256];
 	/* Gathered: the broker answers this reader's fetch once a MiB is there

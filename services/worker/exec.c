@@ -360,7 +360,8 @@ int worker_exec_new(struct worker_env *env, char *errstr, size_t errlen)
 
 int worker_exec_connect(struct worker_env *env, char *errstr, size_t errlen)
 {
-	static const char *const topics[] = {SW_TOPIC_STEPS, SW_TOPIC_RUNS, NULL};
+	/* the first is the dispatch topic (sw_executor_connect) */
+	static const char *const topics[] = {SW_TOPIC_STEPS_WORKER, SW_TOPIC_RUNS, NULL};
 	const char *extra[34] = {"topic.metadata.refresh.interval.ms=2000",
 				 "partition.assignment.strategy=range"};
 	const char *pextra[34] = {NULL};

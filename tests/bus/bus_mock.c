@@ -502,7 +502,8 @@ static void t_api(void)
 
 	for (const char *const *t = sw_bus_topics; *t != NULL; t++)
 		SW_CHECK(strncmp(*t, "sagewai.", 8) == 0);
-	SW_CHECK(sw_bus_topics[9] != NULL && sw_bus_topics[10] == NULL); /* infra/kafka/topics.tsv */
+	SW_CHECK(sw_bus_topics[11] != NULL &&
+		 sw_bus_topics[12] == NULL); /* infra/kafka/topics.tsv */
 
 	err[0] = '\0';
 	SW_CHECK(sw_bus_producer_new(base, "", "x", NULL, NULL, NULL, err, sizeof(err)) == NULL);

@@ -44,7 +44,7 @@ static struct state {
 		char error[512];
 	} finished[MAXJ];
 	size_t nfinished;
-	int64_t offset; /* the next offset on sagewai.steps 0 */
+	int64_t offset; /* the next offset on sagewai.steps.worker 0 */
 	int64_t roffset; /* the next offset on sagewai.runs 0 */
 } S;
 
@@ -184,7 +184,7 @@ static void dispatch(const char *run, const char *step, int attempt, int64_t tim
 			       "in_process", "attempt", attempt, "spec", "{\"uses\":\"x\"}",
 			       "timeout_ms", (json_int_t)timeout_ms),
 		     &len);
-	feed_one(SW_TOPIC_STEPS, S.offset++, buf, len);
+	feed_one(SW_TOPIC_STEPS_WORKER, S.offset++, buf, len);
 }
 
 static void run_event(const char *type, const char *run)
@@ -296,7 +296,9 @@ int main(void)
 {
 	static const char *const cextra[] = {"session.timeout.ms=6000",
 					     "heartbeat.interval.ms=500", NULL};
-	static const char *const topics[] = {"fence.other", NULL};
+	/* the dispatch topic first (sw_executor_connect); nothing is produced to
+	 * it, the dispatches are fed straight in */
+	static const char *const topics[] = {SW_TOPIC_STEPS_WORKER, NULL};
 	struct event_base *base = event_base_new();
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_mock_cluster_t *mc;
@@ -313,6 +315,7 @@ int main(void)
 	SW_CHECK((mc = rd_kafka_mock_cluster_new(rk, 1)) != NULL);
 	snprintf(bootstrap, sizeof(bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(mc));
 	SW_CHECK(rd_kafka_mock_topic_create(mc, SW_TOPIC_STEPS, 1, 1) == 0);
+	SW_CHECK(rd_kafka_mock_topic_create(mc, SW_TOPIC_STEPS_WORKER, 1, 1) == 0);
 	SW_CHECK(rd_kafka_mock_topic_create(mc, "fence.other", 1, 1) == 0);
 
 	memset(&c, 0, sizeof(c));

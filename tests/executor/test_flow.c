@@ -262,8 +262,8 @@ static void run_until(struct event_base *base, cond_fn cond, const char *what)
 	event_base_dispatch(base);
 	event_free(ev);
 	SW_CHECKF(w.met, "waited in vain for %s (settled %lld %lld %lld, started %zu)", what,
-		  (long long)sw_executor_settled(S.ex, SW_TOPIC_STEPS, 0),
-		  (long long)sw_executor_settled(S.ex, SW_TOPIC_STEPS, 1),
+		  (long long)sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 0),
+		  (long long)sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 1),
 		  (long long)sw_executor_settled(S.ex, SW_TOPIC_RUNS, 0), S.nstarted);
 }
 
@@ -274,30 +274,30 @@ static int delivered(void)
 
 static int settled_p0_2(void)
 {
-	return sw_executor_settled(S.ex, SW_TOPIC_STEPS, 0) == 2 && S.nstarted == 2;
+	return sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 0) == 2 && S.nstarted == 2;
 }
 
 static int settled_p0_all(void)
 {
-	return sw_executor_settled(S.ex, SW_TOPIC_STEPS, 0) == 6;
+	return sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 0) == 6;
 }
 
 static int settled_rest(void)
 {
-	return sw_executor_settled(S.ex, SW_TOPIC_STEPS, 1) == 2 &&
+	return sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 1) == 2 &&
 	       sw_executor_settled(S.ex, SW_TOPIC_RUNS, 0) == 0 && S.nstarted == 3;
 }
 
 static int settled_all(void)
 {
 	return sw_executor_settled(S.ex, SW_TOPIC_RUNS, 0) == 1 &&
-	       sw_executor_settled(S.ex, SW_TOPIC_STEPS, 1) == 4 &&
+	       sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 1) == 4 &&
 	       sw_executor_inflight(S.ex) == 0;
 }
 
 static int settled_long(void)
 {
-	return sw_executor_settled(S.ex, SW_TOPIC_STEPS, 1) == 25 && sw_executor_outq(S.ex) == 0;
+	return sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 1) == 25 && sw_executor_outq(S.ex) == 0;
 }
 
 static void give_up(evutil_socket_t fd, short what, void *arg)
@@ -326,7 +326,9 @@ int main(void)
 {
 	static const char *const cextra[] = {"session.timeout.ms=6000",
 					     "heartbeat.interval.ms=500", NULL};
-	static const char *const topics[] = {"exec.other", NULL};
+	/* the dispatch topic first (sw_executor_connect); nothing is produced to
+	 * it, the dispatches are fed straight in */
+	static const char *const topics[] = {SW_TOPIC_STEPS_WORKER, NULL};
 	struct event_base *base = event_base_new();
 	rd_kafka_conf_t *conf = rd_kafka_conf_new();
 	rd_kafka_mock_cluster_t *mc;
@@ -347,6 +349,7 @@ int main(void)
 	SW_CHECK((mc = rd_kafka_mock_cluster_new(rk, 1)) != NULL);
 	snprintf(bootstrap, sizeof(bootstrap), "%s", rd_kafka_mock_cluster_bootstraps(mc));
 	SW_CHECK(rd_kafka_mock_topic_create(mc, SW_TOPIC_STEPS, 2, 1) == 0);
+	SW_CHECK(rd_kafka_mock_topic_create(mc, SW_TOPIC_STEPS_WORKER, 2, 1) == 0);
 	SW_CHECK(rd_kafka_mock_topic_create(mc, SW_TOPIC_DEADLETTER, 1, 1) == 0);
 	SW_CHECK(rd_kafka_mock_topic_create(mc, "exec.other", 1, 1) == 0);
 
@@ -370,10 +373,10 @@ int main(void)
 	SW_CHECK(sw_executor_connect(S.ex, bootstrap, "exec-test", topics, NULL, cextra, err,
 				     sizeof(err)) == -1);
 
-	/* sagewai.steps partition 0 */
+	/* sagewai.steps.worker partition 0 */
 	memset(m, 0, sizeof(m));
 	for (i = 0; i < 7; i++) {
-		snprintf(m[i].topic, sizeof(m[i].topic), SW_TOPIC_STEPS);
+		snprintf(m[i].topic, sizeof(m[i].topic), SW_TOPIC_STEPS_WORKER);
 		m[i].offset = (int64_t)i;
 	}
 	m[0].value = dispatch("run-1", "a", "in_process", "{\"uses\":\"x\"}", &m[0].len);
@@ -407,8 +410,8 @@ int main(void)
 	/* the dead letters delivered, 1, 4, 5 and 6 are done; 0 is not */
 	run_until(base, delivered, "the dead letters");
 	sw_executor_settle(S.ex);
-	SW_CHECKF(sw_executor_settled(S.ex, SW_TOPIC_STEPS, 0) == -1, "settled %lld",
-		  (long long)sw_executor_settled(S.ex, SW_TOPIC_STEPS, 0));
+	SW_CHECKF(sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 0) == -1, "settled %lld",
+		  (long long)sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 0));
 	SW_CHECK(sw_executor_inflight(S.ex) == 7);
 
 	/* a ends: 0, 1, 2 settle, b takes the slot; 3 (b) holds the rest */
@@ -429,7 +432,7 @@ int main(void)
 	m[n].value = cancel_requested("run-3", &m[n].len);
 	n++;
 	for (i = 0; i < 5; i++, n++) {
-		snprintf(m[n].topic, sizeof(m[n].topic), SW_TOPIC_STEPS);
+		snprintf(m[n].topic, sizeof(m[n].topic), SW_TOPIC_STEPS_WORKER);
 		m[n].partition = 1;
 		m[n].offset = (int64_t)i;
 	}
@@ -487,7 +490,7 @@ int main(void)
 	 * (here: 20 dispatches of a mode not ours) must not pause reading, or
 	 * one long step stalls every other */
 	memset(m, 0, sizeof(m));
-	snprintf(m[0].topic, sizeof(m[0].topic), SW_TOPIC_STEPS);
+	snprintf(m[0].topic, sizeof(m[0].topic), SW_TOPIC_STEPS_WORKER);
 	m[0].partition = 1;
 	m[0].offset = 5;
 	m[0].value = dispatch("run-6", "long", "in_process", "{\"uses\":\"x\"}", &m[0].len);
@@ -498,7 +501,7 @@ int main(void)
 
 		memset(m, 0, sizeof(m));
 		for (k = 0; k < 4; k++) {
-			snprintf(m[k].topic, sizeof(m[k].topic), SW_TOPIC_STEPS);
+			snprintf(m[k].topic, sizeof(m[k].topic), SW_TOPIC_STEPS_WORKER);
 			m[k].partition = 1;
 			m[k].offset = (int64_t)(6 + i + k);
 			m[k].value = dispatch("run-7", "other", "sandboxed", "{\"uses\":\"x\"}",
@@ -515,7 +518,7 @@ int main(void)
 	/* shutdown: a step in flight holds the loop; no message is taken; the
 	 * loop breaks once the step is done */
 	memset(m, 0, sizeof(m));
-	snprintf(m[0].topic, sizeof(m[0].topic), SW_TOPIC_STEPS);
+	snprintf(m[0].topic, sizeof(m[0].topic), SW_TOPIC_STEPS_WORKER);
 	m[0].offset = 7;
 	m[0].value = dispatch("run-5", "h", "in_process", "{\"uses\":\"x\"}", &m[0].len);
 	feed(m, 1);
@@ -538,7 +541,7 @@ int main(void)
 	}
 	SW_CHECKF(S.drained, "the loop did not break once drained");
 	SW_CHECK(sw_executor_inflight(S.ex) == 0 && sw_executor_njobs(S.ex) == 0);
-	SW_CHECK(sw_executor_settled(S.ex, SW_TOPIC_STEPS, 0) == 7);
+	SW_CHECK(sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 0) == 7);
 	SW_CHECK(sw_executor_close(S.ex, 5000) == 0);
 
 	sw_executor_destroy(S.ex);

@@ -161,6 +161,7 @@ void sw_test_dispatch_make(const struct sw_test_sender *s, struct sw_test_dispat
 	SW_CHECK(spec != NULL);
 	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", s->prefix, run);
 	snprintf(d->step_id, sizeof(d->step_id), "%s/%s/1", d->run_id, step);
+	d->topic = s->dispatch_topic != NULL ? s->dispatch_topic : sw_test_dispatch_topic(mode);
 	sw_event_header_init(&h, "step.dispatched", s->name);
 	snprintf(h.tenant, sizeof(h.tenant), "default");
 	snprintf(h.run_id, sizeof(h.run_id), "%s", d->run_id);
@@ -176,9 +177,14 @@ void sw_test_dispatch_make(const struct sw_test_sender *s, struct sw_test_dispat
 	json_decref(o);
 }
 
+const char *sw_test_dispatch_topic(const char *mode)
+{
+	return strcmp(mode, "in_process") == 0 ? "sagewai.steps.worker" : "sagewai.steps.sandbox";
+}
+
 void sw_test_dispatch_send(const struct sw_test_sender *s, const struct sw_test_dispatch *d)
 {
-	sw_test_kafka_deliver(s->producer, "sagewai.steps", d->run_id, d->buf, d->len);
+	sw_test_kafka_deliver(s->producer, d->topic, d->run_id, d->buf, d->len);
 }
 
 void sw_test_dispatch_post(const struct sw_test_sender *s, struct sw_test_dispatch *d,

@@ -116,18 +116,12 @@ void sw_test_stack_init(struct sw_test_stack *s, const char *tag, const char *sc
 			const char *const *topics,
 			void (*seen)(const rd_kafka_message_t *m, json_t *event))
 {
-	static const char *const group_topics[] = {"sagewai.steps", "sagewai.runs", NULL};
-	static const char *const all_topics[] = {"sagewai.steps",
-						 "sagewai.sandbox",
-						 "sagewai.identity",
-						 "sagewai.identity.replies",
-						 "sagewai.identity.sealed",
-						 "sagewai.runs",
-						 "sagewai.deadletter",
-						 "sagewai.credentials",
-						 "sagewai.tenants",
-						 "sagewai.audit.checkpoints",
-						 NULL};
+	static const char *const group_topics[] = {"sagewai.steps.sandbox", "sagewai.runs", NULL};
+	static const char *const all_topics[] = {
+	    "sagewai.steps",	"sagewai.steps.sandbox",     "sagewai.sandbox",
+	    "sagewai.identity", "sagewai.identity.replies",  "sagewai.identity.sealed",
+	    "sagewai.runs",	"sagewai.deadletter",	     "sagewai.credentials",
+	    "sagewai.tenants",	"sagewai.audit.checkpoints", NULL};
 	const char *build = getenv("SW_BUILD_DIR");
 	int own_dir = s->dir[0] == '\0';
 	char err[256];
@@ -296,6 +290,7 @@ void sw_test_stack_dispatch(struct sw_test_stack *s, struct sw_test_dispatch *d,
 	json_t *o;
 
 	memset(d, 0, sizeof(*d));
+	d->topic = sw_test_dispatch_topic(mode);
 	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", s->prefix, run);
 	snprintf(d->step_id, sizeof(d->step_id), "%s/%s/1", d->run_id, step);
 	sw_event_header_init(&h, "step.dispatched", producer_name);
@@ -313,7 +308,8 @@ void sw_test_stack_dispatch(struct sw_test_stack *s, struct sw_test_dispatch *d,
 				  sizeof(err)) == 0,
 		  "%s", err);
 	json_decref(o);
-	sw_test_kafka_deliver(s->producer, "sagewai.steps", d->run_id, d->buf, d->len);
+	sw_test_kafka_deliver(s->producer, sw_test_dispatch_topic(mode), d->run_id, d->buf,
+			      d->len);
 	free(d->buf);
 	d->buf = NULL;
 }

@@ -294,12 +294,17 @@ struct sw_test_sender {
 	rd_kafka_t *producer;
 	const char *name;   /* the producer named in the header */
 	const char *prefix; /* runs are "<prefix>-<run>" */
+	/* the topic of every dispatch (the one executor under test reads, for
+	 * a test that sends it other modes too); NULL: by mode, as the
+	 * scheduler routes them */
+	const char *dispatch_topic;
 };
 
 /* A step.dispatched as a worker-like service receives it. */
 struct sw_test_dispatch {
 	char run_id[64];
 	char step_id[128];
+	const char *topic; /* its executor's: sw_test_dispatch_topic(mode) */
 	void *buf; /* the encoded event (owned; NULL after _post) */
 	size_t len;
 };
@@ -311,7 +316,10 @@ struct sw_test_dispatch {
 void sw_test_dispatch_make(const struct sw_test_sender *s, struct sw_test_dispatch *d,
 			   const char *run, const char *step, const char *mode, int64_t timeout_ms,
 			   json_t *spec);
-/* Deliver d's bytes to sagewai.steps, keyed by its run. */
+/* The topic a step of mode is dispatched on, as the scheduler sends it
+ * (sagewai.steps.worker for in_process, else sagewai.steps.sandbox). */
+const char *sw_test_dispatch_topic(const char *mode);
+/* Deliver d's bytes to its executor's dispatch topic, keyed by its run. */
 void sw_test_dispatch_send(const struct sw_test_sender *s, const struct sw_test_dispatch *d);
 /* Make and send; d keeps its ids, not its bytes. */
 void sw_test_dispatch_post(const struct sw_test_sender *s, struct sw_test_dispatch *d,
@@ -377,7 +385,7 @@ struct sw_test_stack {
  * Set s up for scenario (NULL: none) of the test tag: prefix
  * "<tag>[-<scenario>]-<pid>", the directory (0755, with a world-writable
  * stage/: sandboxd's service part may run as another uid), the database, the key
- * files, sandboxd's group committed at the ends of sagewai.steps and
+ * files, sandboxd's group committed at the ends of sagewai.steps.sandbox and
  * sagewai.runs, and s->evl reading topics (NULL-terminated; NULL: every
  * topic sandboxd and identity read or write), seen as its callback.
  * Nothing is started.

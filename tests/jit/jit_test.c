@@ -281,7 +281,8 @@ static void run_step(struct sw_test_dispatch *d, const char *run, const char *mo
 		SW_CHECK((spec = json_dumps(sp, JSON_COMPACT)) != NULL);
 		json_decref(sp);
 	}
-	produce("sagewai.steps", "step.dispatched", "sagewai-scheduler", d->run_id, d->step_id,
+	produce("sagewai.steps.sandbox", "step.dispatched", "sagewai-scheduler", d->run_id,
+		d->step_id,
 		json_pack("{s:s, s:i, s:s, s:i, s:s, s:I, s:s}", "step", "fix", "index", 0, "mode",
 			  mode, "attempt", 1, "spec", spec, "timeout_ms", (json_int_t)timeout_ms,
 			  "identity", pins));

@@ -217,7 +217,7 @@ static void on_seen(const rd_kafka_message_t *m, json_t *e)
 static void setup(const char *name)
 {
 	sw_test_stack_init(&stk, "sbi", name, NULL, on_seen);
-	tx = (struct sw_test_sender){stk.reg, stk.producer, "identity-test", stk.prefix};
+	tx = (struct sw_test_sender){stk.reg, stk.producer, "identity-test", stk.prefix, NULL};
 	crypto_box_keypair(other_pk, other_sk);
 	values_make();
 }

@@ -145,7 +145,7 @@ static json_t *spec(json_t *run)
 
 static void setup(const char *name)
 {
-	static const char *const group_topics[] = {"sagewai.steps", "sagewai.runs", NULL};
+	static const char *const group_topics[] = {"sagewai.steps.sandbox", "sagewai.runs", NULL};
 	static const char *const topics[] = {"sagewai.steps", "sagewai.sandbox", NULL};
 	const char *build = getenv("SW_BUILD_DIR");
 	char q[2048], err[256];
@@ -164,7 +164,9 @@ static void setup(const char *name)
 	reg = sw_events_registry_new(err, sizeof(err));
 	SW_CHECKF(reg != NULL, "%s", err);
 	producer = sw_test_kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
-	tx = (struct sw_test_sender){reg, producer, "sandboxd-test", prefix};
+	/* every dispatch on sandboxd's topic, in_process too (left alone) */
+	tx = (struct sw_test_sender){reg, producer, "sandboxd-test", prefix,
+				     "sagewai.steps.sandbox"};
 	/* sandboxd's group starts at the end: it sees only what we send */
 	sw_test_kafka_group_to_end(group, group_topics);
 	sw_test_evlog_open(&evl, reg, prefix, topics);
@@ -202,8 +204,13 @@ static void scenario_basic(void)
 
 	setup("basic");
 	sbd_start();
-	sw_test_dispatch_post(&tx, &d_inproc, "inproc", "t", "in_process", 0,
+	/* an in_process dispatch on sandboxd's own topic (misrouted): not its work */
+	sw_test_dispatch_make(&tx, &d_inproc, "inproc", "t", "in_process", 0,
 			      json_pack("{s:s, s:{s:i}}", "uses", "template", "with", "value", 1));
+	d_inproc.topic = "sagewai.steps.sandbox";
+	sw_test_dispatch_send(&tx, &d_inproc);
+	free(d_inproc.buf);
+	d_inproc.buf = NULL;
 	sw_test_dispatch_post(&tx, &d_py, "py", "check", "sandboxed", 60000,
 			      spec(json_pack("[s, s, s, s]", "python3", "-c", py_snippet,
 					     "{\"numbers\": [1, 2, 3, 36]}")));
@@ -361,7 +368,7 @@ static void scenario_basic(void)
 		   "failed") == 0,
 	    "failed step's sandbox released with another reason");
 
-	/* the in_process dispatch was left to the worker */
+	/* the in_process dispatch was left alone (the worker's, wherever it comes) */
 	SW_REQUIRE(sw_test_evlog_count(&evl, "step.finished", d_inproc.step_id) == 0 &&
 		       sw_test_evlog_count(&evl, "step.started", d_inproc.step_id) == 0,
 		   "sandboxd answered an in_process dispatch");
@@ -684,10 +691,10 @@ static void scenario_redelivery(void)
 	sbd_start();
 	sw_test_dispatch_make(&tx, &d, "once", "count", "sandboxed", 60000,
 			      spec(json_string("echo ran >> /tmp/x; date +%s%N")));
-	sw_test_kafka_deliver(producer, "sagewai.steps", d.run_id, d.buf, d.len);
+	sw_test_kafka_deliver(producer, d.topic, d.run_id, d.buf, d.len);
 	f1 = sw_test_evlog_finished(&evl, d.step_id);
 	sw_test_ev_require(f1, "SUCCEEDED", NULL);
-	sw_test_kafka_deliver(producer, "sagewai.steps", d.run_id, d.buf, d.len);
+	sw_test_kafka_deliver(producer, d.topic, d.run_id, d.buf, d.len);
 	f2 = sw_test_evlog_wait(&evl, "step.finished", d.step_id, 1, 120);
 	f1 = sw_test_evlog_find(&evl, "step.finished", d.step_id, 0);
 	SW_REQUIRE(strcmp(f1->event_id, f2->event_id) == 0, "re-published with another event id");
@@ -715,10 +722,10 @@ static void scenario_deadletter(void)
 	setup("deadletter");
 	sbd_start();
 	snprintf(garbage, sizeof(garbage), "not an event %s", prefix);
-	sw_test_kafka_deliver(producer, "sagewai.steps", prefix, garbage, strlen(garbage));
+	sw_test_kafka_deliver(producer, "sagewai.steps.sandbox", prefix, garbage, strlen(garbage));
 	sw_test_dispatch_make(&tx, &d[0], "cut", "x", "sandboxed", 60000,
 			      spec(json_string("true")));
-	sw_test_kafka_deliver(producer, "sagewai.steps", d[0].run_id, d[0].buf, d[0].len - 5);
+	sw_test_kafka_deliver(producer, d[0].topic, d[0].run_id, d[0].buf, d[0].len - 5);
 	sw_test_dispatch_post(&tx, &d[1], "after", "ok", "sandboxed", 60000,
 			      spec(json_string("echo still here")));
 	f = sw_test_evlog_finished(&evl, d[1].step_id);

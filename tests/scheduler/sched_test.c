@@ -2,12 +2,14 @@
  * Black-box tests of sagewai-scheduler over the harness's real Kafka broker
  * and PostgreSQL. One program, one scenario per argument (see main).
  *
- * The test plays the worker: a "fake worker" consumes sagewai.steps, and
- * for each step.dispatched of a run this test submitted it answers with
- * step.started and step.finished as the scenario's behaviour function
+ * The test plays the executors: a "fake worker" consumes the dispatch
+ * topics (sagewai.steps.worker, sagewai.steps.sandbox), and for each
+ * step.dispatched of a run this test submitted it answers on sagewai.steps
+ * with step.started and step.finished as the scenario's behaviour function
  * says (succeed with the rendered with.value, fail, never answer, answer
- * later...). It also records every event of those runs on sagewai.runs and
- * sagewai.steps, so a scenario can check what the scheduler published.
+ * later...). It also records every event of those runs on sagewai.runs,
+ * sagewai.steps and the dispatch topics, so a scenario can check what the
+ * scheduler published, and where.
  *
  * Topics are shared with every other test, so only runs submitted here
  * are looked at; each scenario has its own database, consumer group and
@@ -338,6 +340,17 @@ static void pump(int ms)
 		snprintf(r->step_id, sizeof(r->step_id), "%s", h.step_id);
 		r->ev = sw_event_decode(reg, m->payload, m->len, err, sizeof(err));
 		SW_CHECKF(r->ev != NULL, "decode: %s", err);
+		if (strcmp(r->type, "step.dispatched") == 0) {
+			/* on the topic of its executor, and only there */
+			const char *mode = json_string_value(json_object_get(r->ev, "mode"));
+			const char *want = mode != NULL && strcmp(mode, "in_process") == 0
+					       ? "sagewai.steps.worker"
+					       : "sagewai.steps.sandbox";
+
+			SW_REQUIRE(strcmp(rd_kafka_topic_name(m->rkt), want) == 0,
+				   "step.dispatched %s (mode %s) on %s, not %s", r->step_id,
+				   mode ? mode : "?", rd_kafka_topic_name(m->rkt), want);
+		}
 		rd_kafka_message_destroy(m);
 		if (strcmp(r->type, "step.dispatched") == 0)
 			on_dispatch(r);
@@ -513,9 +526,11 @@ static void setup(void)
 	snprintf(gid, sizeof(gid), "%s-observer", group);
 	consumer = sw_test_kafka_new(RD_KAFKA_CONSUMER, gid, NULL);
 	rd_kafka_poll_set_consumer(consumer);
-	tl = rd_kafka_topic_partition_list_new(2);
+	tl = rd_kafka_topic_partition_list_new(4);
 	rd_kafka_topic_partition_list_add(tl, "sagewai.runs", RD_KAFKA_PARTITION_UA);
 	rd_kafka_topic_partition_list_add(tl, "sagewai.steps", RD_KAFKA_PARTITION_UA);
+	rd_kafka_topic_partition_list_add(tl, "sagewai.steps.worker", RD_KAFKA_PARTITION_UA);
+	rd_kafka_topic_partition_list_add(tl, "sagewai.steps.sandbox", RD_KAFKA_PARTITION_UA);
 	SW_CHECK(rd_kafka_subscribe(consumer, tl) == 0);
 	rd_kafka_topic_partition_list_destroy(tl);
 	pump(200);

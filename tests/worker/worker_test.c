@@ -361,7 +361,7 @@ static void target_start(void)
 
 static void setup(const char *name)
 {
-	static const char *const group_topics[] = {"sagewai.steps", "sagewai.runs", NULL};
+	static const char *const group_topics[] = {"sagewai.steps.worker", "sagewai.runs", NULL};
 	static const char *const topics[] = {"sagewai.steps", NULL};
 	const char *build = getenv("SW_BUILD_DIR");
 	char q[4096], err[256];
@@ -389,7 +389,9 @@ static void setup(const char *name)
 	reg = sw_events_registry_new(err, sizeof(err));
 	SW_CHECKF(reg != NULL, "%s", err);
 	producer = sw_test_kafka_new(RD_KAFKA_PRODUCER, NULL, NULL);
-	tx = (struct sw_test_sender){reg, producer, "worker-test", prefix};
+	/* every dispatch on the worker's topic, other modes too (refused or
+	 * ignored there, as a misrouted one would be) */
+	tx = (struct sw_test_sender){reg, producer, "worker-test", prefix, "sagewai.steps.worker"};
 	/* the worker group starts at the end: it sees only what we send */
 	sw_test_kafka_group_to_end(group, group_topics);
 	sw_test_evlog_open(&evl, reg, prefix, topics);
@@ -837,10 +839,10 @@ static void scenario_deadletter(void)
 
 	snprintf(key, sizeof(key), "%s-garbage", prefix);
 	snprintf(garbage, sizeof(garbage), "not an event at all %s", prefix);
-	sw_test_kafka_deliver(producer, "sagewai.steps", key, garbage, strlen(garbage));
+	sw_test_kafka_deliver(producer, "sagewai.steps.worker", key, garbage, strlen(garbage));
 	sw_test_dispatch_make(&tx, &d[0], "cut", "cut", "in_process", 0,
 			      spec("template", json_pack("{s:s}", "value", "never")));
-	sw_test_kafka_deliver(producer, "sagewai.steps", d[0].run_id, d[0].buf, d[0].len - 5);
+	sw_test_kafka_deliver(producer, d[0].topic, d[0].run_id, d[0].buf, d[0].len - 5);
 	sw_test_dispatch_post(&tx, &d[1], "after", "fine", "in_process", 0,
 			      spec("template", json_pack("{s:s}", "value", "still serving")));
 	e = sw_test_evlog_finished(&evl, d[1].step_id);

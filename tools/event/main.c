@@ -247,13 +247,22 @@ oom:
 }
 
 /* Where an event of type goes by default: the topic its schema names
- * (sagewai.topic), e.g. identity.resolved to sagewai.identity.replies. */
-static void default_topic(struct sw_event_registry *r, const char *type, char *out,
+ * (sagewai.topic), e.g. identity.resolved to sagewai.identity.replies; a
+ * step.dispatched of a mode other than in_process to sandboxd's topic, as
+ * the scheduler routes it. */
+static void default_topic(struct sw_event_registry *r, const char *type, json_t *ev, char *out,
 			  size_t len)
 {
-	const char *text = sw_events_schema_json(r, type), *t;
+	const char *text = sw_events_schema_json(r, type), *t, *mode;
 	json_t *s = text != NULL ? json_loads(text, 0, NULL) : NULL;
 
+	mode = json_string_value(json_object_get(ev, "mode"));
+	if (strcmp(type, "step.dispatched") == 0 && mode != NULL &&
+	    strcmp(mode, "in_process") != 0) {
+		snprintf(out, len, "sagewai.steps.sandbox");
+		json_decref(s);
+		return;
+	}
 	t = json_string_value(json_object_get(s, "sagewai.topic"));
 	snprintf(out, len, "%s", t != NULL ? t : "sagewai.deadletter");
 	json_decref(s);
@@ -285,7 +294,7 @@ static int produce_one(struct sw_event_registry *r, rd_kafka_t *rk, const char *
 	if (topic_arg != NULL)
 		snprintf(topic, sizeof(topic), "%s", topic_arg);
 	else
-		default_topic(r, type, topic, sizeof(topic));
+		default_topic(r, type, ev, topic, sizeof(topic));
 	do {
 		e = rd_kafka_producev(rk, RD_KAFKA_V_TOPIC(topic),
 				      RD_KAFKA_V_KEY(key, key ? json_string_length(jkey) : 0),
