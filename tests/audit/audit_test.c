@@ -1203,6 +1203,20 @@ static void publish_forged(const char *log_id, uint64_t seq, struct sw_alog_sign
 	free(msg);
 }
 
+/* Events from..to-1 of runs (r % runs, its n r / runs) in, the log
+ * covered by published checkpoints, the service stopped (TERM). */
+static void fill_covered(struct tally *t, int from, int to, int runs)
+{
+	int r;
+
+	for (r = from; r < to; r++)
+		produce_event(r % runs, r / runs);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(t, (size_t)to, 120);
+	wait_covered(60);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+}
+
 static void scenario_rotation(void)
 {
 	struct tally t = {0};
@@ -1211,30 +1225,19 @@ static void scenario_rotation(void)
 	struct sw_alog_signer *k9;
 	long records, first_cp;
 	json_t *j;
-	int r;
 
 	key_make("k1", 1);
 	checkpoint_env();
 	audit_start();
 	wait_http();
-	for (r = 0; r < 200; r++)
-		produce_event(r % 20, r / 20);
-	sw_test_kafka_flush(producer, 60000);
-	wait_events(&t, 200, 120);
-	wait_covered(60);
-	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	fill_covered(&t, 0, 200, 20);
 
 	/* rotate: a new key, the old one stays listed */
 	key_make("k2", 1);
 	audit_start();
 	wait_http();
 	SW_REQUIRE(log_has("\"checkpoints\":\"k2\""), "the restarted service does not sign with k2");
-	for (r = 200; r < 400; r++)
-		produce_event(r % 20, r / 20);
-	sw_test_kafka_flush(producer, 60000);
-	wait_events(&t, 400, 120);
-	wait_covered(60);
-	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	fill_covered(&t, 200, 400, 20);
 	SW_CHECK(verify_json(pubkeys, kafka_source, &j) == 0);
 	snprintf(log_id, sizeof(log_id), "%s", json_string_value(json_object_get(j, "log_id")));
 	records = jlong(j, "records");
@@ -1836,18 +1839,12 @@ static void scenario_republish(void)
 	size_t repaired = 0, len;
 	void *buf;
 	json_t *o, *j;
-	int r;
 
 	key_make("k1", 1);
 	checkpoint_env();
 	audit_start();
 	wait_http();
-	for (r = 0; r < 20; r++)
-		produce_event(r, 1);
-	sw_test_kafka_flush(producer, 60000);
-	wait_events(&t, 20, 120);
-	wait_covered(60);
-	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	fill_covered(&t, 0, 20, 20);
 	SW_CHECK(verify_json(pubkeys, kafka_source, &j) == 0);
 	snprintf(log_id, sizeof(log_id), "%s", json_string_value(json_object_get(j, "log_id")));
 	json_decref(j);

@@ -63,7 +63,8 @@ static const char run_help[] =
 struct rstep {
 	char name[128];
 	int index;
-	int attempt;
+	int attempt;	    /* of the latest step.dispatched */
+	int fin_attempt;    /* of the latest step.finished, 0: none */
 	json_t *dispatched; /* the step.dispatched event (borrowed from the answer) */
 	json_t *finished;   /* the matching step.finished, or NULL */
 	json_t *decisions;  /* credential.decided of the step (owned array) */
@@ -107,7 +108,10 @@ static int cmp_step(const void *a, const void *b)
 }
 
 /* The original's trail (the audit service's events, in log order) into r.
- * -1 after printing the error. */
+ * Log order is not the run's order across topics: a dispatch (on its
+ * executor's topic) may be logged after its outcome (on sagewai.steps), so
+ * each step keeps its latest dispatch and its latest outcome, matched by
+ * attempt at the end. -1 after printing the error. */
 static int trail_read(struct rerun *r, json_t *events, const char *id)
 {
 	json_t *item, *ev;
@@ -138,13 +142,17 @@ static int trail_read(struct rerun *r, json_t *events, const char *id)
 		if ((s = step_get(r, name)) == NULL)
 			return cli_error("out of memory"), -1;
 		attempt = (int)json_integer_value(json_object_get(ev, "attempt"));
-		if (strcmp(t, "step.dispatched") == 0 && attempt >= s->attempt) {
-			s->attempt = attempt;
-			s->dispatched = ev;
-			s->finished = NULL;
-			s->index = (int)json_integer_value(json_object_get(ev, "index"));
-		} else if (strcmp(t, "step.finished") == 0 && attempt == s->attempt) {
-			s->finished = ev;
+		if (strcmp(t, "step.dispatched") == 0) {
+			if (attempt >= s->attempt) {
+				s->attempt = attempt;
+				s->dispatched = ev;
+				s->index = (int)json_integer_value(json_object_get(ev, "index"));
+			}
+		} else if (strcmp(t, "step.finished") == 0) {
+			if (attempt >= s->fin_attempt) {
+				s->fin_attempt = attempt;
+				s->finished = ev;
+			}
 		} else if (strcmp(t, "credential.decided") == 0) {
 			json_t *d = json_deep_copy(ev);
 
@@ -164,6 +172,10 @@ static int trail_read(struct rerun *r, json_t *events, const char *id)
 			  id);
 		return -1;
 	}
+	for (i = 0; i < r->n; i++)
+		if (r->steps[i].dispatched == NULL ||
+		    r->steps[i].fin_attempt != r->steps[i].attempt)
+			r->steps[i].finished = NULL; /* the latest attempt has no outcome */
 	if (r->n > 0)
 		qsort(r->steps, r->n, sizeof(*r->steps), cmp_step);
 	return 0;
