@@ -26,6 +26,11 @@ const char *const sw_bus_topics[] = {
     NULL,
 };
 
+const char *sw_bus_dispatch_topic(const char *mode)
+{
+	return strcmp(mode, "in_process") == 0 ? SW_TOPIC_STEPS_WORKER : SW_TOPIC_STEPS_SANDBOX;
+}
+
 /* Apply "name=value" entries; 0 or -1 with errstr. */
 static int conf_apply(rd_kafka_conf_t *conf, const char *const *kv, char *errstr, size_t errlen)
 {

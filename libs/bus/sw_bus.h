@@ -35,6 +35,11 @@
 /* All topics, NULL-terminated (for devbroker and infra). */
 extern const char *const sw_bus_topics[];
 
+/* The topic a step of mode (its name: "in_process", "sandboxed", ...) is
+ * dispatched on: SW_TOPIC_STEPS_WORKER for in_process, else
+ * SW_TOPIC_STEPS_SANDBOX. */
+const char *sw_bus_dispatch_topic(const char *mode);
+
 /* Extra librdkafka properties (name=value pairs, NULL-terminated array,
  * may be NULL) let tests and operators tune the client. Each entry is one
  * "name=value" string, applied after our defaults; the guarantees stated

@@ -191,8 +191,8 @@ struct audit_env {
 	int cp_tag;            /* its address marks checkpoint deliveries */
 	uint64_t cp_published, cp_publish_errors;
 	/* the log's last checkpoint record, rebuilt at recovery, published
-	 * again at start (a crash may have come between its sync and its
-	 * publish); have: rebuilt and its signature checked */
+	 * again at start if this key signed it (a crash may have come between
+	 * its sync and its publish); have: rebuilt */
 	struct sw_alog_checkpoint cp_last;
 	int cp_last_have;
 

@@ -62,32 +62,24 @@ int audit_config_load(struct audit_env *env, char *errstr, size_t errlen)
 
 void audit_cp_feed(struct audit_env *env, const struct sw_alog_rec *rec)
 {
-	struct sw_alog_checkpoint cp, again;
+	struct sw_alog_checkpoint *cp = &env->cp_last;
 
 	/* a checkpoint record: rebuild what was published from it -- the root
 	 * of the records since the one before (the tree before this record is
-	 * fed), the log id, prev_seq and time its record carries -- and keep
-	 * it if our key signs those fields to the same signature (Ed25519 is
-	 * deterministic): a checkpoint of another key, or one that would not
-	 * verify, is not published again */
+	 * fed), the log id, prev_seq and time its record carries. Only the
+	 * last one is published again, so its signature is checked then. */
 	if (rec->kind == SW_ALOG_CHECKPOINT) {
-		env->cp_last_have = 0;
-		memset(&cp, 0, sizeof(cp));
-		if (env->signer != NULL &&
-		    sw_alog_checkpoint_parse(rec->payload, rec->payload_len, &cp) == 0 &&
+		memset(cp, 0, sizeof(*cp));
+		env->cp_last_have =
+		    env->signer != NULL &&
+		    sw_alog_checkpoint_parse(rec->payload, rec->payload_len, cp) == 0 &&
 		    rec->topic_len > 0 && rec->topic_len <= SW_ALOG_LOG_ID_MAX &&
-		    strcmp(cp.key_id, sw_alog_signer_key_id(env->signer)) == 0 &&
-		    sw_alog_mtree_root(&env->cps.tree, cp.root) == 0) {
-			memcpy(cp.log_id, rec->topic, rec->topic_len);
-			cp.log_id[rec->topic_len] = '\0';
-			cp.prev_seq = (uint64_t)rec->offset;
-			cp.time_us = rec->time_us;
-			again = cp;
-			if (sw_alog_sign(env->signer, &again) == 0 &&
-			    memcmp(again.sig, cp.sig, SW_ALOG_SIG) == 0) {
-				env->cp_last = cp;
-				env->cp_last_have = 1;
-			}
+		    sw_alog_mtree_root(&env->cps.tree, cp->root) == 0;
+		if (env->cp_last_have) {
+			memcpy(cp->log_id, rec->topic, rec->topic_len);
+			cp->log_id[rec->topic_len] = '\0';
+			cp->prev_seq = (uint64_t)rec->offset;
+			cp->time_us = rec->time_us;
 		}
 	}
 	sw_alog_cpstate_feed(&env->cps, rec);
@@ -95,10 +87,22 @@ void audit_cp_feed(struct audit_env *env, const struct sw_alog_rec *rec)
 
 void audit_cp_republish(struct audit_env *env)
 {
-	struct sw_alog_checkpoint *cp;
+	struct sw_alog_checkpoint *cp, again = env->cp_last;
 
 	if (!env->cp_last_have || env->producer == NULL)
 		return;
+	/* only if our key signs those fields to the same signature (Ed25519 is
+	 * deterministic): one of another key (rotated since) is not ours to
+	 * publish, one that would not verify is not published again */
+	if (strcmp(again.key_id, sw_alog_signer_key_id(env->signer)) != 0)
+		return;
+	if (sw_alog_sign(env->signer, &again) != 0 ||
+	    memcmp(again.sig, env->cp_last.sig, SW_ALOG_SIG) != 0) {
+		sw_log(SW_LOG_WARN,
+		       "the log's last checkpoint does not verify as rebuilt: not published again",
+		       "key_id", env->cp_last.key_id, NULL);
+		return;
+	}
 	if ((cp = malloc(sizeof(*cp))) == NULL) {
 		audit_cp_delivered(env, "out of memory");
 		return;

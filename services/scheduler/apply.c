@@ -219,8 +219,7 @@ static void plan_dispatch(struct sched_plan *p, int idx, int attempt)
 	if (p->failed)
 		return;
 	/* onto the topic its executor reads, and only it (sw_bus.h) */
-	p->ev[*p->nev - 1].topic =
-	    st->mode == SW_MODE_IN_PROCESS ? SW_TOPIC_STEPS_WORKER : SW_TOPIC_STEPS_SANDBOX;
+	p->ev[*p->nev - 1].topic = sw_bus_dispatch_topic(sw_mode_name(st->mode));
 	sched_tx_add(&p->tx,
 		     "UPDATE steps SET state = 'dispatched', attempt = $3::int,"
 		     " started = coalesce(started, now()),"

@@ -238,6 +238,15 @@ static void stream_diff(struct sched_stream *s, json_t *run)
 		send_json(s, "run", run);
 }
 
+/* A waiting submit's one answer: the run (taken), or its id when there is
+ * none to show; then the waiter goes. */
+static void wait_end(struct sched_stream *s, int status, json_t *run)
+{
+	sw_http_reply_json(s->req, status,
+			   run != NULL ? run : json_pack("{s:s}", "run_id", s->run_id));
+	stream_free(s);
+}
+
 /* A waiting submit's read: answer it if the run ended or time is up. */
 static void wait_read(struct sched_stream *s, PGresult *res, const char *err)
 {
@@ -246,16 +255,12 @@ static void wait_read(struct sched_stream *s, PGresult *res, const char *err)
 	if (err == NULL && PQntuples(res) == 1)
 		run = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
 	if (run != NULL && terminal(run)) {
-		sw_http_reply_json(s->req, 200, run);
-		stream_free(s);
+		wait_end(s, 200, run);
 		return;
 	}
 	if (s->expired || s->env->stopping) {
 		/* stored, not ended yet (or not read): the client follows it */
-		if (run == NULL)
-			run = json_pack("{s:s}", "run_id", s->run_id);
-		sw_http_reply_json(s->req, 202, run);
-		stream_free(s);
+		wait_end(s, 202, run);
 		return;
 	}
 	json_decref(run);
@@ -374,10 +379,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 	(void)what;
 	s->expired = 1;
 	stream_read(s); /* answers, as it is now */
-	if (!s->reading) {
-		sw_http_reply_json(s->req, 202, json_pack("{s:s}", "run_id", s->run_id));
-		stream_free(s);
-	}
+	if (!s->reading)
+		wait_end(s, 202, NULL);
 }
 
 void sched_wait_open(struct sched_env *env, struct evhttp_request *req, const char *run_id,
@@ -590,10 +593,8 @@ void sched_sse_stop(struct sched_env *env)
 		next = LIST_NEXT(s, entry);
 		if (s->wait) {
 			/* 202: stored, follow it elsewhere (a read out answers so) */
-			if (!s->reading) {
-				sw_http_reply_json(s->req, 202, json_pack("{s:s}", "run_id", s->run_id));
-				stream_free(s);
-			}
+			if (!s->reading)
+				wait_end(s, 202, NULL);
 			continue;
 		}
 		if (!s->started)

@@ -2,6 +2,7 @@
  * sw_test_events: the events a service under test publishes, read back
  * from the harness's broker; and dispatches to send it.
  */
+#include "sw_bus.h"
 #include "sw_core.h"
 #include "sw_test_svc.h"
 
@@ -161,7 +162,7 @@ void sw_test_dispatch_make(const struct sw_test_sender *s, struct sw_test_dispat
 	SW_CHECK(spec != NULL);
 	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", s->prefix, run);
 	snprintf(d->step_id, sizeof(d->step_id), "%s/%s/1", d->run_id, step);
-	d->topic = s->dispatch_topic != NULL ? s->dispatch_topic : sw_test_dispatch_topic(mode);
+	d->topic = s->dispatch_topic != NULL ? s->dispatch_topic : sw_bus_dispatch_topic(mode);
 	sw_event_header_init(&h, "step.dispatched", s->name);
 	snprintf(h.tenant, sizeof(h.tenant), "default");
 	snprintf(h.run_id, sizeof(h.run_id), "%s", d->run_id);
@@ -175,11 +176,6 @@ void sw_test_dispatch_make(const struct sw_test_sender *s, struct sw_test_dispat
 				  sizeof(err)) == 0,
 		  "%s", err);
 	json_decref(o);
-}
-
-const char *sw_test_dispatch_topic(const char *mode)
-{
-	return strcmp(mode, "in_process") == 0 ? "sagewai.steps.worker" : "sagewai.steps.sandbox";
 }
 
 void sw_test_dispatch_send(const struct sw_test_sender *s, const struct sw_test_dispatch *d)

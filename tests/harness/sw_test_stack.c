@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "sw_bus.h"
 #include "sw_test_svc.h"
 
 /* ---- secret values and their spellings ------------------------------------ */
@@ -290,7 +291,7 @@ void sw_test_stack_dispatch(struct sw_test_stack *s, struct sw_test_dispatch *d,
 	json_t *o;
 
 	memset(d, 0, sizeof(*d));
-	d->topic = sw_test_dispatch_topic(mode);
+	d->topic = sw_bus_dispatch_topic(mode);
 	snprintf(d->run_id, sizeof(d->run_id), "%s-%s", s->prefix, run);
 	snprintf(d->step_id, sizeof(d->step_id), "%s/%s/1", d->run_id, step);
 	sw_event_header_init(&h, "step.dispatched", producer_name);
@@ -308,8 +309,7 @@ void sw_test_stack_dispatch(struct sw_test_stack *s, struct sw_test_dispatch *d,
 				  sizeof(err)) == 0,
 		  "%s", err);
 	json_decref(o);
-	sw_test_kafka_deliver(s->producer, sw_test_dispatch_topic(mode), d->run_id, d->buf,
-			      d->len);
+	sw_test_kafka_deliver(s->producer, sw_bus_dispatch_topic(mode), d->run_id, d->buf, d->len);
 	free(d->buf);
 	d->buf = NULL;
 }

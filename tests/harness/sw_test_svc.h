@@ -304,7 +304,7 @@ struct sw_test_sender {
 struct sw_test_dispatch {
 	char run_id[64];
 	char step_id[128];
-	const char *topic; /* its executor's: sw_test_dispatch_topic(mode) */
+	const char *topic; /* its executor's: sw_bus_dispatch_topic(mode) */
 	void *buf; /* the encoded event (owned; NULL after _post) */
 	size_t len;
 };
@@ -316,9 +316,6 @@ struct sw_test_dispatch {
 void sw_test_dispatch_make(const struct sw_test_sender *s, struct sw_test_dispatch *d,
 			   const char *run, const char *step, const char *mode, int64_t timeout_ms,
 			   json_t *spec);
-/* The topic a step of mode is dispatched on, as the scheduler sends it
- * (sagewai.steps.worker for in_process, else sagewai.steps.sandbox). */
-const char *sw_test_dispatch_topic(const char *mode);
 /* Deliver d's bytes to its executor's dispatch topic, keyed by its run. */
 void sw_test_dispatch_send(const struct sw_test_sender *s, const struct sw_test_dispatch *d);
 /* Make and send; d keeps its ids, not its bytes. */

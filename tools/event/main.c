@@ -12,6 +12,7 @@
 #include <sodium.h>
 
 #include "event.h"
+#include "sw_bus.h"
 #include "sw_core.h"
 
 #define PROG "sagewai-event"
@@ -257,9 +258,8 @@ static void default_topic(struct sw_event_registry *r, const char *type, json_t 
 	json_t *s = text != NULL ? json_loads(text, 0, NULL) : NULL;
 
 	mode = json_string_value(json_object_get(ev, "mode"));
-	if (strcmp(type, "step.dispatched") == 0 && mode != NULL &&
-	    strcmp(mode, "in_process") != 0) {
-		snprintf(out, len, "sagewai.steps.sandbox");
+	if (strcmp(type, "step.dispatched") == 0 && mode != NULL) {
+		snprintf(out, len, "%s", sw_bus_dispatch_topic(mode));
 		json_decref(s);
 		return;
 	}
