@@ -179,7 +179,7 @@ static void handle(struct sched_env *env, struct sched_batch *b, const struct sw
 		/* another instance's dispatch: our streams learn it here; our
 		 * own commit has told them already */
 		if (sched_uuid_valid(h.run_id) && !sched_outbox_ours(env, h.event_id))
-			sched_sse_touch(env, h.run_id);
+			sched_sse_touch(env, h.run_id, 0);
 		return;
 	}
 	started = strcmp(h.type, "step.started") == 0;

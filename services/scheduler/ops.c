@@ -207,7 +207,7 @@ static void op_tx_cb(PGresult *res, const char *err, void *opaque)
 	if (op->nev > 0)
 		sched_outbox_committed(env, res, op->ev, op->nev);
 	op_count(env, op);
-	sched_sse_touch(env, op->run_id);
+	sched_sse_touch(env, op->run_id, sched_run_state_ended(op->run_state));
 	op_end(op, SCHED_OP_APPLIED);
 }
 
@@ -331,7 +331,8 @@ static void group_cb(PGresult *res, const char *err, void *opaque)
 			op = g->ops[i];
 			if (op->kind != SCHED_OP_SUBMIT) {
 				op_count(env, op);
-				sched_sse_touch(env, op->run_id);
+				sched_sse_touch(env, op->run_id,
+						sched_run_state_ended(op->run_state));
 			}
 			op_end(op, SCHED_OP_APPLIED);
 		}

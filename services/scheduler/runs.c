@@ -220,7 +220,7 @@ static void submit_done(struct sched_op *op, enum sched_op_result r, void *opaqu
 		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_runs_failed_total",
 				       "Runs that failed.", 1);
 	sw_log(SW_LOG_INFO, "run submitted", "run_id", sb->run_id, "state", sb->run_state, NULL);
-	sched_sse_touch(env, sb->run_id);
+	sched_sse_touch(env, sb->run_id, sched_run_state_ended(sb->run_state));
 	sb->done(sb->run_id, sb->run_state, NULL, sb->opaque);
 	free(sb);
 }

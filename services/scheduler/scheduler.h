@@ -627,8 +627,13 @@ void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const cha
  * passed (202, the run as it is then). */
 void sched_wait_open(struct sched_env *env, struct evhttp_request *req, const char *run_id,
 		     const char *tenant, const char *state, int wait_s);
-/* Something happened to run_id: streams on it re-read and send changes. */
-void sched_sse_touch(struct sched_env *env, const char *run_id);
+/* Something happened to run_id: streams on it re-read and send changes.
+ * Waiting submits re-read only when the run may have ended (ended != 0):
+ * they answer nothing before that, so a read at each step is wasted. */
+void sched_sse_touch(struct sched_env *env, const char *run_id, int ended);
+/* A run state (fsm names) after which a waiting submit answers; NULL or
+ * empty counts as "may have ended" (read and see). */
+int sched_run_state_ended(const char *state);
 int sched_sse_start(struct sched_env *env, char *errstr, size_t errlen);
 /* End every stream (shutdown). */
 void sched_sse_stop(struct sched_env *env);

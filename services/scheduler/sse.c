@@ -150,7 +150,7 @@ static int terminal(json_t *run)
 {
 	const char *st = json_string_value(json_object_get(run, "state"));
 
-	return st != NULL && strcmp(st, RUN_RUNNING) != 0 && strcmp(st, "pending") != 0;
+	return st != NULL && sched_run_state_ended(st);
 }
 
 /* The run has a step that runs on a sandbox host (whose output streams). */
@@ -417,13 +417,19 @@ void sched_wait_open(struct sched_env *env, struct evhttp_request *req, const ch
  * would leave a stream whose first read saw the run before a commit that
  * landed meanwhile waiting for the poll (SAGEWAI_SSE_POLL_MS), the commit's
  * own event being skipped by the tail reader. */
-void sched_sse_touch(struct sched_env *env, const char *run_id)
+void sched_sse_touch(struct sched_env *env, const char *run_id, int ended)
 {
 	struct sched_stream *s;
 
 	for (s = LIST_FIRST(&env->streams); s != NULL; s = LIST_NEXT(s, entry))
-		if (!s->gone && strcmp(s->run_id, run_id) == 0)
+		if (!s->gone && strcmp(s->run_id, run_id) == 0 && (ended || !s->wait))
 			stream_read(s);
+}
+
+int sched_run_state_ended(const char *state)
+{
+	return state == NULL || state[0] == '\0' ||
+	       (strcmp(state, RUN_RUNNING) != 0 && strcmp(state, "pending") != 0);
 }
 
 static void sse_tick(evutil_socket_t fd, short what, void *arg)
@@ -517,7 +523,7 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			if (!sched_outbox_ours(env, h.event_id) &&
 			    !(strcmp(m->topic, SW_TOPIC_STEPS) == 0 &&
 			      sw_bus_consumer_owns(env->consumer, m->topic, m->partition)))
-				sched_sse_touch(env, run);
+				sched_sse_touch(env, run, strcmp(h.type, "run.finished") == 0);
 			continue;
 		}
 		if (strcmp(h.type, "sandbox.output") != 0)
