@@ -3485,6 +3485,75 @@ static void scenario_sse_peers(void)
 	sched_stop(SIGTERM);
 }
 
+/*
+ * plans: the run read (sched_run_json_sql, every GET /v1/runs/{id}, event
+ * stream read and waiting submit) keeps finding its run by primary key
+ * when its table grows after the plan was cached. A connection caches a
+ * generic plan after five calls; made while runs was small and had no
+ * statistics (a new database's first minute, before autovacuum), the
+ * read once filtered id on runs_tenant_created and read all of the
+ * tenant's runs at every call. Here: the generic plan made on an almost
+ * empty runs, then 20,000 runs of the same tenant added with autovacuum
+ * off (inserts do not invalidate a cached plan), then the same prepared
+ * read explained: it must use runs_pkey and read a handful of buffers.
+ */
+extern const char *const sched_run_json_sql; /* services/scheduler/schema.c */
+
+static void scenario_plans(void)
+{
+	char sql[4096], id[SW_UUID_STRLEN];
+	PGconn *c;
+	PGresult *res;
+	struct sw_buf plan = {0};
+
+	sched_start();
+	wait_ready();
+	register_wf(chain_yaml, NULL);
+	snprintf(id, sizeof(id), "%s", submit("chain", "{\"word\": \"a\", \"n\": 1}", NULL));
+	json_decref(wait_run(id, NULL, 60));
+	sched_stop(SIGTERM);
+
+	c = PQconnectdb(db_dsn);
+	SW_REQUIRE(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
+	res = PQexec(c, "ALTER TABLE scheduler.runs SET (autovacuum_enabled = false);"
+			"ALTER TABLE scheduler.steps SET (autovacuum_enabled = false);"
+			"SET search_path = scheduler, public;"
+			"SET plan_cache_mode = force_generic_plan");
+	SW_REQUIRE(PQresultStatus(res) == PGRES_COMMAND_OK, "set up: %s", PQerrorMessage(c));
+	PQclear(res);
+	snprintf(sql, sizeof(sql), "PREPARE run_read (uuid, text) AS %s", sched_run_json_sql);
+	res = PQexec(c, sql);
+	SW_REQUIRE(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare: %s", PQerrorMessage(c));
+	PQclear(res);
+	snprintf(sql, sizeof(sql), "EXPLAIN EXECUTE run_read ('%s', 'default')", id);
+	res = PQexec(c, sql); /* the generic plan, made and cached now */
+	SW_REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK, "explain: %s", PQerrorMessage(c));
+	PQclear(res);
+	res = PQexec(c, "INSERT INTO runs (id, tenant, workflow, version, input, state, created)"
+			" SELECT gen_random_uuid(), 'default', 'chain', 1, '{}', 'succeeded',"
+			" now() - make_interval(secs => g) FROM generate_series(1, 20000) g");
+	SW_REQUIRE(PQresultStatus(res) == PGRES_COMMAND_OK, "grow: %s", PQerrorMessage(c));
+	PQclear(res);
+	snprintf(sql, sizeof(sql),
+		 "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) EXECUTE run_read ('%s', 'default')", id);
+	res = PQexec(c, sql);
+	SW_REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK, "explain: %s", PQerrorMessage(c));
+	for (int i = 0; i < PQntuples(res); i++) {
+		sw_buf_puts(&plan, PQgetvalue(res, i, 0));
+		sw_buf_puts(&plan, "\n");
+	}
+	PQclear(res);
+	SW_REQUIRE(plan.p != NULL && !plan.oom, "no plan");
+	SW_REQUIRE(strstr(plan.p, "runs_pkey") != NULL && strstr(plan.p, "Seq Scan") == NULL &&
+		       strstr(plan.p, "runs_tenant_created") == NULL,
+		   "the run read does not find its run by primary key once runs grew:\n%s",
+		   plan.p);
+	sw_buf_free(&plan);
+	res = PQexec(c, "DEALLOCATE run_read");
+	PQclear(res);
+	PQfinish(c);
+}
+
 int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
@@ -3508,6 +3577,7 @@ int main(int argc, char **argv)
 	    {"users", scenario_users},
 	    {"creds", scenario_creds},
 	    {"identity", scenario_identity},
+	    {"plans", scenario_plans},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));
