@@ -39,8 +39,10 @@
  * chunks produced before its end arrive first.
  *
  * A waiting submit (POST /v1/runs?wait=S) is a stream that sends one
- * answer: the same wake-ups, no read until the first (the run was just
- * stored, and its submit said in which state), and the run as GET
+ * answer: woken only when the run may have ended (a commit here whose new
+ * run state is final, another instance's run.finished, or the poll), no
+ * read before that (the run was just stored, and its submit said in which
+ * state), and the run as GET
  * /v1/runs/{id} shows it once a read finds it ended (200), or at the
  * deadline whatever it is then (202: follow it with GET .../events). A
  * client gone meanwhile is noticed at the answer (libevent frees the
