@@ -266,3 +266,33 @@ void sw_bench_rt_close(struct sw_bench_rt *rt)
 		rd_kafka_destroy(rt->p);
 	rt->c = rt->p = NULL;
 }
+
+void sw_bench_peers_latency(int64_t *lat, size_t n, long long t0)
+{
+	qsort(lat, n, sizeof(*lat), sw_bench_cmp64);
+	printf("{\"case\":\"latency\",\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"n\":%zu,"
+	       "\"t0\":%lld,\"t1\":%lld}\n",
+	       (double)lat[(n - 1) / 2] / 1e6, (double)lat[(size_t)((double)(n - 1) * 0.99)] / 1e6,
+	       n, t0, sw_bench_epoch_ms());
+	fflush(stdout);
+}
+
+void sw_bench_peers_case(int steps, int conc, size_t runs, size_t errors, size_t retries_503,
+			 double runs_per_s, long long t0)
+{
+	printf("{\"case\":\"%d:%d\",\"steps\":%d,\"conc\":%d,\"runs\":%zu,\"errors\":%zu,"
+	       "\"retries_503\":%zu,\"runs_per_s\":%.3f,\"t0\":%lld,\"t1\":%lld}\n",
+	       steps, conc, steps, conc, runs, errors, retries_503, runs_per_s, t0,
+	       sw_bench_epoch_ms());
+	fflush(stdout);
+}
+
+int sw_bench_peers_parse_case(const char *tok, int *steps, int *conc, size_t *total)
+{
+	*steps = *conc = 0;
+	*total = 0;
+	if (sscanf(tok, "%d:%d:%zu", steps, conc, total) < 2 || (*steps != 1 && *steps != 3) ||
+	    *conc < 1 || *conc > 8192)
+		return -1;
+	return 0;
+}

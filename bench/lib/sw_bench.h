@@ -59,6 +59,16 @@ rd_kafka_t *sw_bench_kafka_tail(const char *bootstrap, const char *group,
 				const char *const *topics, const char *fetch_wait_ms, char *err,
 				size_t errlen);
 
+/* bench/peers' drivers (bench_peers.c, bench_floor.c): the latency line of
+ * lat[0..n) (ns, sorted in place) measured from t0 (ms since the epoch) to
+ * now, and a case's line; both flushed. */
+void sw_bench_peers_latency(int64_t *lat, size_t n, long long t0);
+void sw_bench_peers_case(int steps, int conc, size_t runs, size_t errors, size_t retries_503,
+			 double runs_per_s, long long t0);
+/* One element of --cases, STEPS:CONC[:TOTAL] (TOTAL 0 when absent); 0, or
+ * -1 when it is not one (steps 1 or 3, conc 1..8192). */
+int sw_bench_peers_parse_case(const char *tok, int *steps, int *conc, size_t *total);
+
 /* The raw round trip: a producer and a consumer of one partition. */
 struct sw_bench_rt {
 	const char *topic; /* "bench.roundtrip": outside sagewai.*, not audited */

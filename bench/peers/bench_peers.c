@@ -345,24 +345,17 @@ int main(int argc, char **argv)
 				die("latency", "a run failed");
 			lat[i] = sw_bench_now_ns() - s;
 		}
-		qsort(lat, nlat, sizeof(*lat), sw_bench_cmp64);
-		printf("{\"case\":\"latency\",\"p50_ms\":%.3f,\"p99_ms\":%.3f,\"n\":%zu,"
-		       "\"t0\":%lld,\"t1\":%lld}\n",
-		       (double)lat[(nlat - 1) / 2] / 1e6,
-		       (double)lat[(size_t)((double)(nlat - 1) * 0.99)] / 1e6, nlat, t0,
-		       sw_bench_epoch_ms());
-		fflush(stdout);
+		sw_bench_peers_latency(lat, nlat, t0);
 		free(lat);
 	}
 	list = strdup(cases);
 	for (tok = strtok_r(list, ",", &save); tok != NULL; tok = strtok_r(NULL, ",", &save)) {
-		int steps = 0, conc = 0;
-		size_t total = 0;
+		int steps, conc;
+		size_t total;
 		long long t0;
 		double rate;
 
-		if (sscanf(tok, "%d:%d:%zu", &steps, &conc, &total) < 2 ||
-		    (steps != 1 && steps != 3) || conc < 1 || conc > 8192)
+		if (sw_bench_peers_parse_case(tok, &steps, &conc, &total) == -1)
 			die("--cases", tok);
 		t0 = sw_bench_epoch_ms();
 		atomic_store(&complaints, 0);
@@ -370,11 +363,8 @@ int main(int argc, char **argv)
 			rate = load(steps, conc, total, 0, &l);
 		else
 			rate = load(steps, conc, SIZE_MAX, deadline, &l);
-		printf("{\"case\":\"%d:%d\",\"steps\":%d,\"conc\":%d,\"runs\":%zu,\"errors\":%zu,"
-		       "\"retries_503\":%zu,\"runs_per_s\":%.3f,\"t0\":%lld,\"t1\":%lld}\n",
-		       steps, conc, steps, conc, atomic_load(&l.done), atomic_load(&l.errors),
-		       atomic_exchange(&retries_503, 0), rate, t0, sw_bench_epoch_ms());
-		fflush(stdout);
+		sw_bench_peers_case(steps, conc, atomic_load(&l.done), atomic_load(&l.errors),
+				    atomic_exchange(&retries_503, 0), rate, t0);
 	}
 	free(list);
 	curl_easy_cleanup(c);
