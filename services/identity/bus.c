@@ -107,53 +107,124 @@ static void publish_or_die(struct id_env *env, struct id_item *it, const char *t
  * answer neither waits on the disk nor shares the cores with PostgreSQL on
  * its way to the requester. The request's offset waits for both. A record
  * that fails makes the step's seal fail closed (not_allowed), never the
- * reverse. */
-static void stored_cb(PGresult *res, const char *err, void *opaque)
+ * reverse.
+ *
+ * Records are written in batches, one INSERT at a time: those of the
+ * answers delivered while a batch is being written go together in the
+ * next. One statement per request on the pool's connections queued the
+ * input checks of the next requests behind the records of the last ones
+ * (each connection runs its units in order), and with 1,024 runs in
+ * flight some submits waited past their identity timeout
+ * (docs/BENCHMARKS.md, "A cached plan that read every run; the floor of
+ * our parts"). */
+static const char records_sql[] =
+    "INSERT INTO resolutions (run_id, step, request_id, tenant, keys, denied)"
+    " SELECT r->>'run_id', e->>'step', (r->>'rid')::uuid, r->>'tenant', e->'keys',"
+    "  coalesce((SELECT jsonb_agg(d) FROM jsonb_array_elements((r->>'den')::jsonb) d"
+    "   WHERE d->>'step' = e->>'step'), '[]'::jsonb)"
+    " FROM jsonb_array_elements($1::jsonb) r, jsonb_array_elements((r->>'rec')::jsonb) e"
+    " ON CONFLICT DO NOTHING";
+
+static void records_flush(struct id_env *env);
+
+/* The batch in flight was written (err NULL) or not: its items settle. */
+static void records_cb(PGresult *res, const char *err, void *opaque)
 {
-	struct id_item *it = opaque;
+	struct id_env *env = opaque;
 
 	(void)res;
-	if (err != NULL)
-		sw_log(SW_LOG_ERROR, "resolution not recorded: its seals will be refused",
-		       "run_id", it->h.run_id, "error", err, NULL);
-	item_release(it); /* the record */
+	for (size_t i = 0; i < env->rec_nflight; i++) {
+		struct id_item *it = env->rec_flight[i];
+
+		if (err != NULL)
+			sw_log(SW_LOG_ERROR, "resolution not recorded: its seals will be refused",
+			       "run_id", it->h.run_id, "error", err, NULL);
+		item_release(it); /* the record */
+	}
+	free(env->rec_flight);
+	env->rec_flight = NULL;
+	env->rec_nflight = 0;
+	records_flush(env);
 }
 
-/* The answer of it was delivered: write its record (when ok), settle. */
-static void resolved_sent(void *arg, const char *err, void *opaque)
+/* No batch in flight: the waiting records go, as one INSERT. */
+static void records_flush(struct id_env *env)
 {
-	struct id_env *env = arg;
-	struct id_item *it = opaque;
-	const char *params[5];
 	struct sw_store_stmt st[2];
-	char why[64];
+	const char *params[1];
+	json_t *all;
+	char *text = NULL;
+	int oom = 0;
 
-	if (err != NULL || it->record == NULL) {
-		reply_sent(arg, err, it);
+	if (env->rec_nflight > 0 || env->rec_nwait == 0)
+		return;
+	env->rec_flight = env->rec_wait;
+	env->rec_nflight = env->rec_nwait;
+	env->rec_wait = NULL;
+	env->rec_nwait = env->rec_capwait = 0;
+	if ((all = json_array()) == NULL)
+		oom = 1;
+	for (size_t i = 0; !oom && i < env->rec_nflight; i++) {
+		struct id_item *it = env->rec_flight[i];
+
+		oom = json_array_append_new(
+			  all, json_pack("{s:s, s:s, s:s, s:s, s:s}", "run_id", it->h.run_id,
+					 "rid", it->rid, "tenant", it->h.tenant, "rec", it->record,
+					 "den", it->denied != NULL ? it->denied : "[]")) == -1;
+	}
+	if (!oom)
+		oom = (text = json_dumps(all, JSON_COMPACT)) == NULL;
+	json_decref(all);
+	if (oom) {
+		records_cb(NULL, "out of memory", env);
 		return;
 	}
-	params[0] = it->h.run_id;
-	params[1] = it->rid;
-	params[2] = it->h.tenant;
-	params[3] = it->record;
-	params[4] = it->denied != NULL ? it->denied : "[]";
+	sw_metrics_counter_add(env->metrics, "sagewai_identity_record_batches_total",
+			       "INSERTs of resolution records (each holds those waiting)", 1);
+	sw_metrics_counter_add(env->metrics, "sagewai_identity_records_total",
+			       "resolution records written in those batches",
+			       (double)env->rec_nflight);
+	params[0] = text;
 	st[0].sql = "SET LOCAL synchronous_commit TO off";
 	st[0].nparams = 0;
 	st[0].params = NULL;
 	/* the denials too: a credential granted later at run time for a key
 	 * the step's ACL refuses is not_allowed (resolve.c) */
-	st[1].sql = "INSERT INTO resolutions (run_id, step, request_id, tenant, keys, denied)"
-		    " SELECT $1, e->>'step', $2::uuid, $3, e->'keys',"
-		    "  coalesce((SELECT jsonb_agg(d) FROM jsonb_array_elements($5::jsonb) d"
-		    "   WHERE d->>'step' = e->>'step'), '[]'::jsonb)"
-		    " FROM jsonb_array_elements($4::jsonb) e ON CONFLICT DO NOTHING";
-	st[1].nparams = 5;
+	st[1].sql = records_sql;
+	st[1].nparams = 1;
 	st[1].params = params;
-	it->base.pending++; /* the record */
-	if (sw_store_tx(env->store, st, 2, stored_cb, it) == -1) {
-		snprintf(why, sizeof(why), "cannot queue");
-		stored_cb(NULL, why, it);
+	if (sw_store_tx(env->store, st, 2, records_cb, env) == -1)
+		records_cb(NULL, "cannot queue", env);
+	free(text);
+}
+
+/* The answer of it was delivered: its record joins the next batch (when
+ * ok), and it settles once that is written. */
+static void resolved_sent(void *arg, const char *err, void *opaque)
+{
+	struct id_env *env = arg;
+	struct id_item *it = opaque;
+
+	if (err != NULL || it->record == NULL) {
+		reply_sent(arg, err, it);
+		return;
 	}
+	if (env->rec_nwait == env->rec_capwait) {
+		size_t cap = env->rec_capwait ? env->rec_capwait * 2 : 64;
+		struct id_item **v = realloc(env->rec_wait, cap * sizeof(*v));
+
+		if (v == NULL) {
+			sw_log(SW_LOG_ERROR, "resolution not recorded: its seals will be refused",
+			       "run_id", it->h.run_id, "error", "out of memory", NULL);
+			item_release(it); /* the answer */
+			return;
+		}
+		env->rec_wait = v;
+		env->rec_capwait = cap;
+	}
+	it->base.pending++; /* the record */
+	env->rec_wait[env->rec_nwait++] = it;
+	records_flush(env);
 	item_release(it); /* the answer */
 }
 

@@ -79,6 +79,8 @@ struct id_host {
 struct id_cache;
 struct id_vault;
 
+struct id_item; /* a consumed message (bus.c) */
+
 struct id_env {
 	struct sw_service *svc;
 	const struct sw_config *cfg;
@@ -120,6 +122,10 @@ struct id_env {
 
 	struct id_cache *cache;
 	struct id_vault *vault;
+	/* resolution records waiting for their batch, and the batch being
+	 * written: one INSERT at a time (bus.c) */
+	struct id_item **rec_wait, **rec_flight;
+	size_t rec_nwait, rec_capwait, rec_nflight;
 	json_t *mints;		/* mint sources (mint.c); NULL: none configured */
 	struct event *mint_tick; /* retries revocations (mint.c) */
 	struct sw_prune *prune;	 /* old rows deleted (prune.c); NULL: none */

@@ -93,6 +93,11 @@ static void id_stop(struct sw_service *svc, void *arg)
 	id_vault_stop(env);
 	sw_store_destroy(env->store);
 	env->store = NULL;
+	/* records not written: their items went with the bus */
+	free(env->rec_wait);
+	free(env->rec_flight);
+	env->rec_wait = env->rec_flight = NULL;
+	env->rec_nwait = env->rec_nflight = env->rec_capwait = 0;
 	sw_events_registry_destroy(env->reg);
 	env->reg = NULL;
 	id_cache_free(env);

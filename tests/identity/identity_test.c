@@ -1955,11 +1955,60 @@ static void t_prune(void)
 	finish();
 }
 
+/* ---- records: the resolutions of many requests at once --------------------- */
+
+/* 64 resolve requests sent back to back: every one answered, every one's
+ * record written (the records of answers delivered while a batch is being
+ * written go in the next batch, bus.c), and a seal of the first and the
+ * last finds its record. */
+static void t_records(void)
+{
+	enum { N = 64 };
+	const char *v1 = marker("rec");
+	char runs[N][80], rids[N][SW_UUID_STRLEN], sb[SW_UUID_STRLEN], q[512];
+	json_t *a, *s;
+	int64_t until;
+	long n = 0;
+
+	setup("records");
+	id_start();
+	SW_CHECK(put_secret("default", "gh", v1, NULL) == 1);
+	put_profile("default", "workflow", "deploy",
+		    "{\"keys\": {\"GITHUB_TOKEN\": {\"secret\": \"gh\"}}}");
+	for (int i = 0; i < N; i++) {
+		snprintf(runs[i], sizeof(runs[i]), "%s-rec-%d", prefix, i);
+		sw_uuid_v7_str(rids[i]);
+		produce("identity.resolve_requested", "sagewai.identity", "default", runs[i], NULL,
+			"sagewai-scheduler",
+			json_pack("{s:s, s:s, s:i, s:s, s:o, s:o}", "request_id", rids[i],
+				  "workflow", "wf", "workflow_version", 1, "user", "", "steps",
+				  step1("s1", "identity_scoped", "", "deploy"), "input_macs",
+				  json_array()));
+	}
+	for (int i = 0; i < N; i++) {
+		a = sw_test_replies_for(&rp, "identity.resolved", rids[i]);
+		SW_REQUIRE(json_is_true(json_object_get(a, "ok")), "resolve %d: %s", i,
+			   js(a, "error"));
+	}
+	snprintf(q, sizeof(q),
+		 "SELECT count(*) FROM identity.resolutions WHERE run_id LIKE '%s-rec-%%'",
+		 prefix);
+	for (until = sw_mono_ns() + 20000000000LL; sw_mono_ns() < until; usleep(50000))
+		if ((n = sw_test_pg_long(db_dsn, q)) == N)
+			break;
+	SW_REQUIRE(n == N, "%ld of %d resolutions recorded", n, N);
+	s = seal_kafka("default", runs[0], "s1", host_pk, pin("GITHUB_TOKEN", "gh", 1), sb);
+	require_sealed_value(s, runs[0], sb, "GITHUB_TOKEN", v1, 1);
+	s = seal_kafka("default", runs[N - 1], "s1", host_pk, pin("GITHUB_TOKEN", "gh", 1), sb);
+	require_sealed_value(s, runs[N - 1], sb, "GITHUB_TOKEN", v1, 1);
+	finish();
+}
+
 static const struct sw_test_scenario scenarios[] = {
     {"kill9", t_kill9},	    {"config", t_config},   {"api", t_api},	{"auth", t_auth},
     {"cascade", t_cascade}, {"builtin", t_builtin}, {"rekey", t_rekey}, {"vault", t_vault},
     {"cache", t_cache},	    {"hostile", t_hostile}, {"grant", t_grant}, {"pins", t_pins},
-    {"prune", t_prune},
+    {"prune", t_prune},	    {"records", t_records},
 };
 
 int main(int argc, char **argv)
