@@ -38,7 +38,6 @@
 #include <libpq-fe.h>
 #include <librdkafka/rdkafka.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -113,32 +112,6 @@ static void *executor(void *arg)
 
 /* ---- the engine --------------------------------------------------------- */
 
-struct sw_buf_local {
-	char *p;
-	size_t len, cap;
-};
-
-static void put(struct sw_buf_local *b, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
-static void put(struct sw_buf_local *b, const char *fmt, ...)
-{
-	va_list ap;
-	int n;
-
-	for (;;) {
-		va_start(ap, fmt);
-		n = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
-		va_end(ap);
-		if (n >= 0 && (size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		b->cap = b->cap * 2 + (size_t)n + 64;
-		if ((b->p = realloc(b->p, b->cap)) == NULL)
-			die("sql", "out of memory");
-	}
-}
-
 struct load {
 	int steps;
 	int64_t next_id;
@@ -157,27 +130,25 @@ static int64_t run_ids = 1;
 static void commit(struct load *l, const int64_t *start, size_t nstart, const struct msg *out,
 		   size_t nout)
 {
-	static struct sw_buf_local b;
+	static struct sw_buf b; /* sw_core's: the memory kept from call to call */
 	PGresult *r;
 
-	b.len = 0;
-	if (b.p == NULL) {
-		b.cap = 65536;
-		if ((b.p = malloc(b.cap)) == NULL)
-			die("sql", "out of memory");
-	}
-	put(&b, "WITH ins AS (INSERT INTO %s (id, steps) SELECT unnest('{", table);
+	sw_buf_reset(&b);
+	sw_buf_printf(&b, "WITH ins AS (INSERT INTO %s (id, steps) SELECT unnest('{", table);
 	for (size_t i = 0; i < nstart; i++)
-		put(&b, "%s%lld", i ? "," : "", (long long)start[i]);
-	put(&b, "}'::bigint[]), %d), upd AS (UPDATE %s r SET done = r.done + 1 FROM unnest('{",
+		sw_buf_printf(&b, "%s%lld", i ? "," : "", (long long)start[i]);
+	sw_buf_printf(
+	    &b, "}'::bigint[]), %d), upd AS (UPDATE %s r SET done = r.done + 1 FROM unnest('{",
 	    l->steps, table);
 	for (size_t i = 0; i < nout; i++)
-		put(&b, "%s%lld", i ? "," : "", (long long)out[i].id);
-	put(&b, "}'::bigint[], '{");
+		sw_buf_printf(&b, "%s%lld", i ? "," : "", (long long)out[i].id);
+	sw_buf_printf(&b, "}'::bigint[], '{");
 	for (size_t i = 0; i < nout; i++)
-		put(&b, "%s%d", i ? "," : "", out[i].step);
-	put(&b, "}'::int[]) u(id, d) WHERE r.id = u.id AND r.done = u.d"
-		" RETURNING r.id, r.done, r.steps) SELECT id, done, steps FROM upd");
+		sw_buf_printf(&b, "%s%d", i ? "," : "", out[i].step);
+	sw_buf_printf(&b, "}'::int[]) u(id, d) WHERE r.id = u.id AND r.done = u.d"
+			  " RETURNING r.id, r.done, r.steps) SELECT id, done, steps FROM upd");
+	if (b.oom || sw_buf_add(&b, "", 1) == -1)
+		die("sql", "out of memory");
 	r = PQexec(pg, b.p);
 	if (PQresultStatus(r) != PGRES_TUPLES_OK)
 		die("commit", PQerrorMessage(pg));
