@@ -36,6 +36,8 @@ struct sw_alog_cursor {
 	int defer;	    /* hashes left to the caller (sw_alog_cursor_defer) */
 	const uint8_t *raw; /* the last record returned, as stored */
 	size_t raw_len;
+	size_t part_have; /* the log's end: bytes of a partial record there */
+	size_t part_want; /* its size, when its head is there (else 0) */
 };
 
 struct sw_alog_cursor *sw_alog_cursor_open(const char *dir, char *errstr, size_t errlen)
@@ -73,6 +75,18 @@ void sw_alog_cursor_close(struct sw_alog_cursor *c)
 uint64_t sw_alog_cursor_seq(const struct sw_alog_cursor *c)
 {
 	return c->expect != 0 ? c->expect : 1;
+}
+
+int sw_alog_cursor_partial(const struct sw_alog_cursor *c, uint64_t *segment, uint64_t *off,
+			   size_t *have, size_t *want)
+{
+	if (c->part_have == 0)
+		return 0;
+	*segment = c->seg;
+	*off = (uint64_t)c->off;
+	*have = c->part_have;
+	*want = c->part_want;
+	return 1;
 }
 
 /* Make [off, off + need) available if the file has it: *p points at off,
@@ -216,6 +230,7 @@ int sw_alog_cursor_next(struct sw_alog_cursor *c, struct sw_alog_rec *rec, char 
 		alog_err(errstr, errlen, "the log was found broken before");
 		return -1;
 	}
+	c->part_have = 0;
 	if (c->fd < 0) {
 		if ((r = cur_open_next(c, &later, errstr, errlen)) != 1)
 			goto ret;
@@ -241,8 +256,12 @@ int sw_alog_cursor_next(struct sw_alog_cursor *c, struct sw_alog_rec *rec, char 
 			continue;
 		}
 		if (rc == ALOG_PARTIAL) {
-			if ((r = cur_has_next(c, errstr, errlen)) == 0)
-				return 0; /* being written, or a torn tail: for now the end */
+			if ((r = cur_has_next(c, errstr, errlen)) == 0) {
+				/* being written, or a torn tail: for now the end */
+				c->part_have = avail;
+				c->part_want = avail >= ALOG_REC_HEAD ? v.size : 0;
+				return 0;
+			}
 			if (r == -1)
 				goto ret;
 			snprintf(why, sizeof(why), "record extends past the end of the file");
@@ -270,8 +289,16 @@ int sw_alog_cursor_next(struct sw_alog_cursor *c, struct sw_alog_rec *rec, char 
 		snprintf(why, sizeof(why), "prev hash does not chain");
 		goto bad;
 	}
-	if (alog_body_parse(v.body, v.len, rec, why, sizeof(why)) != 0)
+	if (alog_body_parse(v.body, v.len, rec, why, sizeof(why)) != 0) {
+		/* with the hashes deferred, a changed byte shows here first:
+		 * name it as what it is */
+		if (c->defer) {
+			alog_rec_hash(p, v.len, h);
+			if (memcmp(h, v.hash, SW_ALOG_HASH) != 0)
+				snprintf(why, sizeof(why), "hash mismatch");
+		}
 		goto bad;
+	}
 	rec->seq = v.seq;
 	memcpy(rec->hash, v.hash, SW_ALOG_HASH);
 	rec->segment = c->seg;

@@ -48,6 +48,19 @@ int sw_alog_cursor_next(struct sw_alog_cursor *c, struct sw_alog_rec *rec, char 
 uint64_t sw_alog_cursor_seq(const struct sw_alog_cursor *c);
 
 /*
+ * After sw_alog_cursor_next returned 0: 1 when the log ends in part of a
+ * record (have bytes of it at off in the segment that starts at seq
+ * segment; want is its size when its length is there, else 0), 0 when it
+ * ends at a record boundary. A writer's append shows so for a moment; a
+ * torn tail (a crash mid-append, until the audit service repairs it on
+ * start) or a record whose length was changed stays so. Whoever must not
+ * take a prefix of the log for all of it asks again a little later, then
+ * refuses.
+ */
+int sw_alog_cursor_partial(const struct sw_alog_cursor *c, uint64_t *segment, uint64_t *off,
+			   size_t *have, size_t *want);
+
+/*
  * Hashing left to the caller, for hashing on other threads: with on, the
  * cursor checks everything but each record's hash (its length, seq, body,
  * and its prev against the stored hash of the record before it), and the

@@ -7,8 +7,9 @@
 # sagewai.audit.checkpoints forges checkpoints: verify names them. A run's
 # bundle altered after export is refused, naming the record. A signing
 # key others may read is refused.
-# A changed byte stops replay publish before it sends anything; the audit
-# cursor refuses hostile queries and survives clients hanging up.
+# A changed byte, in any field of a record, stops replay publish before it
+# sends anything, and so does a torn or lengthened last record (not taken
+# for the log's end); the audit cursor refuses hostile queries and survives clients hanging up.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -144,28 +145,52 @@ shorten() {
 }
 # replay publish of a log with one changed byte: refused, nothing sent
 replay_tampered() {
-	local copy=$work/tampered topic=attack-replay-$$ out
-	rm -rf "$copy"
-	cp -r "$logdir" "$copy"
-	python3 - "$(ls "$copy"/seg-*.swlog | head -n 1)" <<-'PY'
-		import sys
-		f = open(sys.argv[1], "r+b")
-		d = f.read()
-		f.seek(64 + (len(d) - 64) // 2)
-		f.write(bytes([d[64 + (len(d) - 64) // 2] ^ 0x01]))
-	PY
-	if out=$("$cli" replay publish --log "$copy" --to "$topic" 2>&1); then
-		echo "a tampered log was published: $out" >&2
-		return 1
-	fi
-	echo "$out" | grep -q "is broken: .*record seq [0-9]* .*nothing was published" || {
-		echo "no clear refusal naming the record: $out" >&2
-		return 1
-	}
-	[ "$(kcat -b "$SAGEWAI_KAFKA_BOOTSTRAP" -C -t "$topic" -o beginning -e -q 2>/dev/null |
-		wc -l)" = 0 ] || { echo "messages reached $topic" >&2; return 1; }
+	local copy=$work/tampered topic out how
+	# one byte changed in the middle of the file, in each field of the
+	# middle record (its length, seq, prev hash, kind, topic length, its
+	# event's magic, its event, its hash), the last record lengthened past
+	# the file's end, and the tail torn mid-record
+	for how in middle len seq prev kind topiclen magic event hash lastlen torn; do
+		topic=attack-replay-$how-$$
+		rm -rf "$copy"
+		cp -r "$logdir" "$copy"
+		python3 - "$(ls "$copy"/seg-*.swlog | tail -n 1)" "$how" <<-'PY'
+			import os, struct, sys
+			path, how = sys.argv[1], sys.argv[2]
+			d = bytearray(open(path, "rb").read())
+			recs, o = [], 64
+			while o + 44 <= len(d):
+			    n = struct.unpack_from("<I", d, o)[0]
+			    recs.append((o, n))
+			    o += 76 + n
+			o, n = recs[len(recs) // 2]
+			body = o + 44
+			tl = struct.unpack_from("<H", d, body + 1)[0]
+			at = {"middle": 64 + (len(d) - 64) // 2, "len": o + 1, "seq": o + 4,
+			      "prev": o + 12 + 7, "kind": body, "topiclen": body + 1,
+			      "magic": body + 3 + tl + 20 + 1, "event": body + 3 + tl + 20 + 30,
+			      "hash": body + n + 5}.get(how)
+			if how == "lastlen":
+			    at = recs[-1][0] + 1
+			if how == "torn":
+			    os.truncate(path, len(d) - 10)
+			else:
+			    d[at] ^= 0x01
+			    open(path, "r+b").write(d)
+		PY
+		if out=$("$cli" replay publish --log "$copy" --to "$topic" 2>&1); then
+			echo "$how: a tampered log was published: $out" >&2
+			return 1
+		fi
+		echo "$out" | grep -q "is broken: .*record seq [0-9]* .*nothing was published" || {
+			echo "$how: no clear refusal naming the record: $out" >&2
+			return 1
+		}
+		[ "$(kcat -b "$SAGEWAI_KAFKA_BOOTSTRAP" -C -t "$topic" -o beginning -e -q 2>/dev/null |
+			wc -l)" = 0 ] || { echo "$how: messages reached $topic" >&2; return 1; }
+	done
 }
-attempt replay-tampered "re-publish a log with one changed byte" replay_tampered
+attempt replay-tampered "re-publish a log with one changed byte, in each field, or torn" replay_tampered
 
 # the audit cursor under hostile queries and clients that hang up mid-poll
 cursor_hostile() {

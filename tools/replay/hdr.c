@@ -28,8 +28,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "replay_int.h"
+#include "sw_alog_cursor.h"
 
 /* What a conforming canonical form holds where its header starts. */
 static const char prefix[] =
@@ -177,6 +179,30 @@ int replay_rec_header(const struct replay_hdrs *hdrs, struct sw_event_registry *
 		 "record seq %" PRIu64 ": its event does not decode (%s); is this sagewai older "
 		 "than the log?",
 		 rec->seq, err);
+	return -1;
+}
+
+int replay_end_check(struct sw_alog_cursor *c, int *tries, char *errstr, size_t errlen)
+{
+	struct timespec pause = {0, 10 * 1000 * 1000};
+	uint64_t seg, off;
+	size_t have, want;
+	char size[48] = "";
+
+	if (!sw_alog_cursor_partial(c, &seg, &off, &have, &want))
+		return 0;
+	if (++*tries < REPLAY_PARTIAL_TRIES) {
+		nanosleep(&pause, NULL);
+		return 1;
+	}
+	if (want > 0)
+		snprintf(size, sizeof(size), " of %zu", want);
+	snprintf(errstr, errlen,
+		 "segment %" PRIu64 ": record seq %" PRIu64 " at offset %" PRIu64
+		 ": the log ends in part of it (%zu%s bytes), for over a second: a torn tail or "
+		 "a changed length (the audit service repairs a torn tail when it starts; "
+		 "sagewai audit verify names the record)",
+		 seg, sw_alog_cursor_seq(c), off, have, size);
 	return -1;
 }
 

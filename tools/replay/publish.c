@@ -119,12 +119,18 @@ static enum sw_replay_rc pass_count(struct job *j, int resuming, char *errstr, s
 	uint64_t last = 0;
 	uint8_t last_hash[SW_ALOG_HASH] = {0};
 	char err[512];
-	int rc;
+	int rc, tries = 0, end;
 
 	if ((c = sw_alog_cursor_open(j->o->log_dir, errstr, errlen)) == NULL)
 		return SW_REPLAY_FAIL;
 	while (!resuming || last < j->st.end_seq) {
-		if ((rc = sw_alog_cursor_next(c, &rec, err, sizeof(err))) != 1)
+		if ((rc = sw_alog_cursor_next(c, &rec, err, sizeof(err))) == 0 &&
+		    (end = replay_end_check(c, &tries, err, sizeof(err))) != 0) {
+			if (end == 1)
+				continue;
+			rc = -1;
+		}
+		if (rc != 1)
 			break;
 		last = rec.seq;
 		memcpy(last_hash, rec.hash, SW_ALOG_HASH);

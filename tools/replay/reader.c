@@ -317,7 +317,7 @@ static enum sw_replay_rc read_all(struct replay_reader *r)
 	uint64_t last = 0, end;
 	size_t scanned = 0;
 	char err[400];
-	int rc = 0, known, over, stop, defer = 1;
+	int rc = 0, known, over, stop, defer = 1, tries = 0, end_rc;
 
 	if ((c = sw_alog_cursor_open(r->dir, err, sizeof(err))) == NULL) {
 		fail_with(r, "%s", err);
@@ -347,6 +347,12 @@ static enum sw_replay_rc read_all(struct replay_reader *r)
 		if (rc == 0) {
 			struct timespec t;
 
+			if ((end_rc = replay_end_check(c, &tries, err, sizeof(err))) == 1)
+				continue;
+			if (end_rc == -1) {
+				rc = -1;
+				break;
+			}
 			if (known) { /* the job's end lies beyond the log's */
 				fail_with(r,
 					  "the audit log %s ends at seq %" PRIu64
@@ -417,6 +423,11 @@ static enum sw_replay_rc read_all(struct replay_reader *r)
 		}
 	}
 	if (rc == -1) {
+		if (defer) { /* what was read is checked: the first bad record is named */
+			(void)hq_push(r, hb, 1); /* takes hb */
+			hb = NULL;
+		}
+		hb_free(hb);
 		pthread_mutex_lock(&r->mu);
 		if (r->phase == R_READING)
 			snprintf(r->err, sizeof(r->err),
@@ -462,6 +473,13 @@ static enum sw_replay_rc read_all(struct replay_reader *r)
 	pthread_mutex_unlock(&r->mu);
 	return SW_REPLAY_OK;
 fail:
+	/* the records read so far, the failing one among them, are still
+	 * checked: a changed byte that made an event undecodable is named as
+	 * what it is (a record whose hash does not match), before this */
+	if (defer) {
+		(void)hq_push(r, hb, 1); /* takes hb */
+		hb = NULL;
+	}
 	hb_free(hb);
 	replay_group_free(g);
 	sw_alog_cursor_close(c);
