@@ -33,6 +33,7 @@ void sw_svcbus_settle(struct sw_svcbus *bus)
 	while ((it = TAILQ_FIRST(&bus->items)) != NULL && it->pending == 0) {
 		TAILQ_REMOVE(&bus->items, it, entry);
 		bus->nitems--;
+		bus->nbytes -= it->bytes;
 		if (bus->consumer != NULL)
 			sw_bus_consumer_store_at(bus->consumer, it->topic, it->partition,
 						 it->offset);
@@ -41,7 +42,8 @@ void sw_svcbus_settle(struct sw_svcbus *bus)
 	}
 	if (stored && bus->consumer != NULL)
 		sw_bus_consumer_commit(bus->consumer);
-	if (bus->paused && !bus->draining && bus->nitems < bus->def.max_inflight / 2) {
+	if (bus->paused && !bus->draining && bus->nitems < bus->def.max_inflight / 2 &&
+	    (bus->def.max_bytes == 0 || bus->nbytes < bus->def.max_bytes / 2)) {
 		bus->paused = 0;
 		sw_bus_consumer_resume(bus->consumer);
 	}
@@ -179,14 +181,22 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 		it->partition = msgs[i].partition;
 		it->offset = msgs[i].offset;
 		it->pending = 1; /* held while handling */
+		it->bytes = msgs[i].len;
 		TAILQ_INSERT_TAIL(&bus->items, it, entry);
 		bus->nitems++;
+		bus->nbytes += it->bytes;
 		bus->def.handle(bus->arg, it, &msgs[i]);
 		sw_svcbus_release(it);
 	}
-	if (!bus->paused && bus->nitems >= bus->def.max_inflight) {
+	if (!bus->paused && (bus->nitems >= bus->def.max_inflight ||
+			     (bus->def.max_bytes > 0 && bus->nbytes >= bus->def.max_bytes))) {
 		bus->paused = 1;
 		sw_bus_consumer_pause(bus->consumer);
+		sw_metrics_counter_add(
+		    bus->metrics, bus->m_pauses,
+		    "Times consumption paused: as many consumed messages in hand "
+		    "as the service takes at once",
+		    1);
 	}
 }
 
@@ -220,6 +230,7 @@ int sw_svcbus_start(struct sw_svcbus *bus, struct sw_service *svc, struct sw_eve
 	snprintf(bus->h_events, sizeof(bus->h_events), "Events produced by the %s service", name);
 	snprintf(bus->m_dead, sizeof(bus->m_dead), "sagewai_%s_deadlettered_total", name);
 	snprintf(bus->m_inflight, sizeof(bus->m_inflight), "sagewai_%s_inflight", name);
+	snprintf(bus->m_pauses, sizeof(bus->m_pauses), "sagewai_%s_consumer_pauses_total", name);
 	if (sw_svcbus_extra(envp, "SAGEWAI_KAFKA_PRODUCER_CONFIG", def->producer_default, pextra,
 			    SW_SVCBUS_EXTRA, pbuf, sizeof(pbuf), errstr, errlen) == -1 ||
 	    sw_svcbus_extra(envp, "SAGEWAI_KAFKA_CONSUMER_CONFIG", NULL, cextra, SW_SVCBUS_EXTRA,

@@ -18,8 +18,15 @@
  * for each effect it starts and releases it when the effect is durable.
  * Items settle in consumption order: an item's offset is stored only once
  * it and every item consumed before it have no effect pending, then the
- * stored offsets are committed. With def->max_inflight items in hand the
- * consumer pauses, and resumes at half that (not once draining).
+ * stored offsets are committed. With def->max_inflight items in hand, or
+ * def->max_bytes of their messages, the consumer pauses, and resumes once
+ * both are under half that (not once draining). A pause costs more than
+ * the wait: librdkafka drops what it had fetched for the paused partitions
+ * and takes a fetch cycle or more to start again after the resume, so a
+ * service under a burst it could take in that pauses and resumes over and
+ * over leaves requests in Kafka for seconds. The caps are therefore for
+ * overload (memory, a stalled dependency), set well above the requests a
+ * deployment has in flight; the byte cap bounds the memory.
  *
  * A fatal Kafka error stops the service (sw_service_fatal); so does a dead
  * letter or a publish whose delivery fails: nothing may be committed past
@@ -27,7 +34,7 @@
  *
  * Metrics, <name> the service's: sagewai_<name>_events_total (events
  * produced), sagewai_<name>_deadlettered_total, sagewai_<name>_inflight
- * (items not settled).
+ * (items not settled), sagewai_<name>_consumer_pauses_total.
  */
 #ifndef SW_SVCBUS_H
 #define SW_SVCBUS_H
@@ -54,6 +61,7 @@ struct sw_svcbus_item {
 	int32_t partition;
 	int64_t offset;
 	int pending; /* effects outstanding (1 while handled) */
+	size_t bytes; /* its message's value */
 };
 TAILQ_HEAD(sw_svcbus_itemq, sw_svcbus_item);
 
@@ -64,6 +72,7 @@ struct sw_svcbus_def {
 	const char *const *topics;	/* the consumer's, NULL-terminated */
 	const char *const *tail_topics; /* NULL: no tail */
 	size_t max_inflight;		/* items in hand before pausing */
+	size_t max_bytes;		/* or their messages' bytes (0: no cap) */
 	size_t item_size;		/* >= sizeof(struct sw_svcbus_item) */
 	/* A consumed message, its item zeroed but for the struct
 	 * sw_svcbus_item; m is valid during the call only. */
@@ -86,9 +95,10 @@ struct sw_svcbus {
 	struct sw_bus_consumer *tail;
 	struct sw_svcbus_itemq items; /* in consumption order, until settled */
 	size_t nitems;
+	size_t nbytes; /* the items' messages */
 	int paused;
 	int draining;
-	char m_events[96], h_events[96], m_dead[96], m_inflight[96];
+	char m_events[96], h_events[96], m_dead[96], m_inflight[96], m_pauses[96];
 };
 
 /* Make the clients of def (copied; the arrays it points to must last)

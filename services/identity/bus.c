@@ -228,6 +228,17 @@ static void resolved_sent(void *arg, const char *err, void *opaque)
 	item_release(it); /* the answer */
 }
 
+/* Count (name) a request taken in hand more than a second after it was
+ * made: requesters give up after seconds (the scheduler's
+ * SAGEWAI_IDENTITY_TIMEOUT_MS), and this tells a wait on the way here from
+ * one in this service. */
+static void late(struct id_env *env, const struct sw_event_header *h, const char *name,
+		 const char *help)
+{
+	if (h->time_us > 0 && sw_now_us() - h->time_us > 1000000)
+		sw_metrics_counter_add(env->metrics, name, help, 1);
+}
+
 static void send_resolved(struct id_env *env, struct id_item *it)
 {
 	struct sw_event_header h;
@@ -245,6 +256,9 @@ static void send_resolved(struct id_env *env, struct id_item *it)
 				   (double)(t1.tv_nsec - it->t0.tv_nsec) / 1e9);
 	sw_metrics_counter_add(env->metrics, "sagewai_identity_resolve_seconds_count",
 			       "resolutions timed in sagewai_identity_resolve_seconds_sum", 1);
+	if ((t1.tv_sec - it->t0.tv_sec) * 1000 + (t1.tv_nsec - it->t0.tv_nsec) / 1000000 > 1000)
+		sw_metrics_counter_add(env->metrics, "sagewai_identity_resolve_slow_total",
+				       "resolutions that took this service more than a second", 1);
 	answer_header(&h, &it->h, "identity.resolved");
 	h.step_id[0] = '\0';
 	/* identity.resolved's denials carry no level (identity.denied does) */
@@ -446,6 +460,9 @@ static void handle(void *arg, struct sw_svcbus_item *base, const struct sw_bus_m
 		} else {
 			w->it = it;
 			clock_gettime(CLOCK_MONOTONIC, &it->t0);
+			late(env, &it->h, "sagewai_identity_resolve_late_total",
+			     "resolve requests taken in hand more than a second after they "
+			     "were made (the requester's clock)");
 			snprintf(w->rid, sizeof(w->rid), "%s", rid ? rid : "");
 			memset(&in, 0, sizeof(in));
 			snprintf(in.tenant, sizeof(in.tenant), "%s", it->h.tenant);
@@ -507,6 +524,7 @@ int id_bus_start(struct id_env *env, char *errstr, size_t errlen)
 	    .topics = env->mints != NULL ? mint_topics : topics,
 	    .tail_topics = tail_topics,
 	    .max_inflight = ID_MAX_INFLIGHT,
+	    .max_bytes = ID_MAX_INFLIGHT_BYTES,
 	    .item_size = sizeof(struct id_item),
 	    .handle = handle,
 	    .item_clear = item_clear,

@@ -53,7 +53,8 @@
 #define ID_VALUE_MAX (64u << 10) /* a secret value's longest */
 #define ID_VALUE_MIN 4		 /* shorter values could not be redacted */
 #define ID_MAX_BODY (160u << 10) /* HTTP body cap: a value in base64 fits */
-#define ID_MAX_INFLIGHT 256	 /* consumed messages in hand before pausing */
+#define ID_MAX_INFLIGHT 8192	 /* consumed messages in hand before pausing, */
+#define ID_MAX_INFLIGHT_BYTES (32u << 20) /* or their bytes (sw_svcbus.h: for overload) */
 #define ID_MAX_STEPS 256	 /* steps of one resolve request */
 #define ID_MAX_INPUT_MACS 4096	 /* input MACs of one resolve request */
 #define ID_MAX_KEYS 256		 /* keys of one profile, pins of one seal */

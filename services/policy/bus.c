@@ -218,6 +218,7 @@ int pol_bus_start(struct pol_env *env, char *errstr, size_t errlen)
 	    .group = env->group,
 	    .topics = topics,
 	    .max_inflight = POL_MAX_INFLIGHT,
+	    .max_bytes = POL_MAX_INFLIGHT_BYTES,
 	    .item_size = sizeof(struct pol_item),
 	    .handle = handle,
 	};

@@ -53,7 +53,8 @@
 #define POL_REASON_MAX 512
 #define POL_DEADLINE_DEFAULT_MS (10LL * 60 * 1000)
 #define POL_DEADLINE_MAX_MS (24LL * 3600 * 1000) /* the longest an ask may wait */
-#define POL_MAX_INFLIGHT 256	     /* consumed messages in hand before pausing */
+#define POL_MAX_INFLIGHT 8192			 /* consumed messages in hand before pausing, */
+#define POL_MAX_INFLIGHT_BYTES (32u << 20)	 /* or their bytes (sw_svcbus.h: for overload) */
 #define POL_TICK_MS 1000	     /* deadline check, outbox sweep, stream poll */
 #define POL_FLUSH_POLL_MS 50	     /* a lazy commit's offset: look at the WAL this often */
 #define POL_SWEEP_AGE_US 2000000LL   /* an unsent event older than this is re-sent */

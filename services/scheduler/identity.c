@@ -571,6 +571,12 @@ static void on_batch(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 			garbage(env, &msgs[i], err);
 			continue;
 		}
+		if (h.time_us > 0 && sw_now_us() - h.time_us > 1000000)
+			sw_metrics_counter_add(
+			    env->metrics, "sagewai_scheduler_identity_answers_late_total",
+			    "identity.resolved read more than a second after it was "
+			    "made (the identity service's clock)",
+			    1);
 		request_id = json_string_value(json_object_get(ev, "request_id"));
 		if (request_id == NULL || (r = find(env, request_id)) == NULL) {
 			/* another instance's, or one answered or timed out already */
