@@ -760,24 +760,49 @@ static void expect_broken(const char *dir, uint64_t seq, const char *name, const
 	expect_refused(dir, seq, "hash mismatch", name, memory);
 }
 
+/* The segment file holding record seq. */
+static void seg_path(const char *dir, uint64_t seq, char *path, size_t n)
+{
+	snprintf(path, n, "%s/seg-%020llu.swlog", dir, (unsigned long long)gen[seq].segment);
+}
+
+/* XOR the byte at off of path with x; the byte as it was. */
+static uint8_t xor_at(const char *path, off_t off, uint8_t x)
+{
+	uint8_t b, was;
+	int fd = open(path, O_RDWR);
+
+	SW_CHECK(fd >= 0 && pread(fd, &b, 1, off) == 1);
+	was = b;
+	b ^= x;
+	SW_CHECK(pwrite(fd, &b, 1, off) == 1);
+	close(fd);
+	return was;
+}
+
+/* Where the second byte of record seq's event's magic lies in path (the
+ * body: kind, topic length, topic, partition, offset, time, then the
+ * event). */
+static off_t magic_at(const char *path, uint64_t seq)
+{
+	uint8_t tl[2];
+	int fd = open(path, O_RDONLY);
+
+	SW_CHECK(fd >= 0 && pread(fd, tl, 2, (off_t)gen[seq].file_off + 44 + 1) == 2);
+	close(fd);
+	return (off_t)gen[seq].file_off + 44 + 3 + (tl[0] | tl[1] << 8) + 20 + 1;
+}
+
 static void broken(void)
 {
 	char dir[600], path[700];
-	uint8_t b;
-	int fd;
 
 	setup("broken");
 	snprintf(dir, sizeof(dir), "%s/audit", work);
 	gen_log(dir, 20000, 50);
 	/* one byte of record 15000's event changed, its length and hash kept */
-	snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", dir,
-		 (unsigned long long)gen[15000].segment);
-	fd = open(path, O_RDWR);
-	SW_CHECK(fd >= 0);
-	SW_CHECK(pread(fd, &b, 1, (off_t)gen[15000].file_off + 44 + 60) == 1);
-	b ^= 0x20;
-	SW_CHECK(pwrite(fd, &b, 1, (off_t)gen[15000].file_off + 44 + 60) == 1);
-	close(fd);
+	seg_path(dir, 15000, path, sizeof(path));
+	xor_at(path, (off_t)gen[15000].file_off + 44 + 60, 0x20);
 	/* found while the selection is held in memory, and by the first pass
 	 * of a job that holds less (1 MB: 15,000 events are more) */
 	expect_broken(dir, 15000, "held", NULL);
@@ -785,62 +810,27 @@ static void broken(void)
 	/* that byte back; now one bit of record 12000's event's magic, so
 	 * that its event no longer decodes: still the record's hash that does
 	 * not match (the header is read before the hashes are checked) */
-	fd = open(path, O_RDWR);
-	SW_CHECK(fd >= 0);
-	b ^= 0x20;
-	SW_CHECK(pwrite(fd, &b, 1, (off_t)gen[15000].file_off + 44 + 60) == 1);
-	close(fd);
-	snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", dir,
-		 (unsigned long long)gen[12000].segment);
-	fd = open(path, O_RDWR);
-	SW_CHECK(fd >= 0);
-	{
-		uint8_t tl[2];
-		off_t magic;
-
-		SW_CHECK(pread(fd, tl, 2, (off_t)gen[12000].file_off + 44 + 1) == 2);
-		magic = (off_t)gen[12000].file_off + 44 + 3 + (tl[0] | tl[1] << 8) + 20 + 1;
-		SW_CHECK(pread(fd, &b, 1, magic) == 1);
-		SW_CHECK(b == 0x01);
-		b ^= 0x01;
-		SW_CHECK(pwrite(fd, &b, 1, magic) == 1);
-	}
-	close(fd);
+	xor_at(path, (off_t)gen[15000].file_off + 44 + 60, 0x20);
+	seg_path(dir, 12000, path, sizeof(path));
+	SW_CHECK(xor_at(path, magic_at(path, 12000), 0x01) == 0x01);
 	expect_broken(dir, 12000, "magic-held", NULL);
 	expect_broken(dir, 12000, "magic-first-pass", "1");
-	/* the magic back; the last record's length 256 more, past the file's
-	 * end: not a prefix published as if it were the log, but a refusal
-	 * (after a second: a writer might have been appending) */
-	fd = open(path, O_RDWR);
-	SW_CHECK(fd >= 0);
-	{
-		uint8_t tl[2];
-		off_t magic;
-
-		SW_CHECK(pread(fd, tl, 2, (off_t)gen[12000].file_off + 44 + 1) == 2);
-		magic = (off_t)gen[12000].file_off + 44 + 3 + (tl[0] | tl[1] << 8) + 20 + 1;
-		b = 0x01;
-		SW_CHECK(pwrite(fd, &b, 1, magic) == 1);
-	}
-	close(fd);
-	snprintf(path, sizeof(path), "%s/seg-%020llu.swlog", dir,
-		 (unsigned long long)gen[gen_n].segment);
-	fd = open(path, O_RDWR);
-	SW_CHECK(fd >= 0);
-	SW_CHECK(pread(fd, &b, 1, (off_t)gen[gen_n].file_off + 1) == 1);
-	b += 1;
-	SW_CHECK(pwrite(fd, &b, 1, (off_t)gen[gen_n].file_off + 1) == 1);
+	/* the magic back; the last record's length 512 more (bit 9 was
+	 * clear), past the file's end: not a prefix published as if it were
+	 * the log, but a refusal (after a second: a writer might have been
+	 * appending) */
+	xor_at(path, magic_at(path, 12000), 0x01);
+	seg_path(dir, gen_n, path, sizeof(path));
+	SW_CHECK((xor_at(path, (off_t)gen[gen_n].file_off + 1, 0x02) & 0x02) == 0);
 	expect_refused(dir, gen_n, "the log ends in part of it", "length-held", NULL);
 	expect_refused(dir, gen_n, "the log ends in part of it", "length-first-pass", "1");
 	/* the length back, and the tail torn: 10 bytes of the last record lost */
-	b -= 1;
-	SW_CHECK(pwrite(fd, &b, 1, (off_t)gen[gen_n].file_off + 1) == 1);
+	xor_at(path, (off_t)gen[gen_n].file_off + 1, 0x02);
 	{
 		struct stat st;
 
-		SW_CHECK(fstat(fd, &st) == 0 && ftruncate(fd, st.st_size - 10) == 0);
+		SW_CHECK(stat(path, &st) == 0 && truncate(path, st.st_size - 10) == 0);
 	}
-	close(fd);
 	expect_refused(dir, gen_n, "the log ends in part of it", "torn-held", NULL);
 }
 
