@@ -90,6 +90,43 @@ void sw_test_kafka_group_to_end(const char *group, const char *const *topics)
 	rd_kafka_destroy(rk);
 }
 
+void sw_test_kafka_group_to_end_prefix(const char *group, const char *prefix)
+{
+	rd_kafka_t *rk = sw_test_kafka_new(RD_KAFKA_CONSUMER, group, NULL);
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(32);
+	const struct rd_kafka_metadata *md;
+	rd_kafka_resp_err_t e;
+	int64_t lo, hi;
+	int i, p;
+
+	SW_CHECK(rd_kafka_metadata(rk, 1, NULL, &md, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+	for (i = 0; i < md->topic_cnt; i++) {
+		const struct rd_kafka_metadata_topic *t = &md->topics[i];
+
+		/* a topic another test is making right now has no leader yet:
+		 * it holds nothing of earlier tests */
+		if (strncmp(t->topic, prefix, strlen(prefix)) != 0 || t->err)
+			continue;
+		for (p = 0; p < t->partition_cnt; p++) {
+			if (t->partitions[p].err || rd_kafka_query_watermark_offsets(
+							rk, t->topic, t->partitions[p].id, &lo,
+							&hi, 10000) != RD_KAFKA_RESP_ERR_NO_ERROR)
+				continue;
+			rd_kafka_topic_partition_list_add(l, t->topic, t->partitions[p].id)
+			    ->offset = hi;
+		}
+	}
+	rd_kafka_metadata_destroy(md);
+	if (l->cnt > 0) {
+		e = rd_kafka_commit(rk, l, 0);
+		SW_CHECKF(e == RD_KAFKA_RESP_ERR_NO_ERROR, "commit group position: %s",
+			  rd_kafka_err2str(e));
+	}
+	rd_kafka_topic_partition_list_destroy(l);
+	rd_kafka_consumer_close(rk);
+	rd_kafka_destroy(rk);
+}
+
 rd_kafka_t *sw_test_kafka_tail(const char *group, const char *const *topics)
 {
 	rd_kafka_t *rk = sw_test_kafka_new(RD_KAFKA_CONSUMER, group, NULL);

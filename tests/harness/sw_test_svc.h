@@ -187,6 +187,11 @@ int sw_test_kafka_partitions(rd_kafka_t *rk, const char *topic);
 rd_kafka_topic_partition_list_t *sw_test_kafka_ends(rd_kafka_t *rk, const char *const *topics);
 /* Commit group at the end of topics: a service in it starts from there. */
 void sw_test_kafka_group_to_end(const char *group, const char *const *topics);
+/* The same for every topic whose name starts with prefix (a service that
+ * subscribes by pattern, as sagewai-audit does to all of sagewai.*, reads
+ * every such topic: the events earlier tests left in any of them are not
+ * this test's). */
+void sw_test_kafka_group_to_end_prefix(const char *group, const char *prefix);
 /* A consumer (group, committing nothing) reading topics from their ends. */
 rd_kafka_t *sw_test_kafka_tail(const char *group, const char *const *topics);
 
