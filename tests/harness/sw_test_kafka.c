@@ -76,18 +76,26 @@ rd_kafka_topic_partition_list_t *sw_test_kafka_ends(rd_kafka_t *rk, const char *
 	return l;
 }
 
-void sw_test_kafka_group_to_end(const char *group, const char *const *topics)
+/* Commit l (the group's positions) with rk, then close rk; l is freed. */
+static void group_commit(rd_kafka_t *rk, rd_kafka_topic_partition_list_t *l)
 {
-	rd_kafka_t *rk = sw_test_kafka_new(RD_KAFKA_CONSUMER, group, NULL);
-	rd_kafka_topic_partition_list_t *l = sw_test_kafka_ends(rk, topics);
 	rd_kafka_resp_err_t e;
 
-	e = rd_kafka_commit(rk, l, 0);
-	SW_CHECKF(e == RD_KAFKA_RESP_ERR_NO_ERROR, "commit group position: %s",
-		  rd_kafka_err2str(e));
+	if (l->cnt > 0) {
+		e = rd_kafka_commit(rk, l, 0);
+		SW_CHECKF(e == RD_KAFKA_RESP_ERR_NO_ERROR, "commit group position: %s",
+			  rd_kafka_err2str(e));
+	}
 	rd_kafka_topic_partition_list_destroy(l);
 	rd_kafka_consumer_close(rk);
 	rd_kafka_destroy(rk);
+}
+
+void sw_test_kafka_group_to_end(const char *group, const char *const *topics)
+{
+	rd_kafka_t *rk = sw_test_kafka_new(RD_KAFKA_CONSUMER, group, NULL);
+
+	group_commit(rk, sw_test_kafka_ends(rk, topics));
 }
 
 void sw_test_kafka_group_to_end_prefix(const char *group, const char *prefix)
@@ -95,7 +103,6 @@ void sw_test_kafka_group_to_end_prefix(const char *group, const char *prefix)
 	rd_kafka_t *rk = sw_test_kafka_new(RD_KAFKA_CONSUMER, group, NULL);
 	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(32);
 	const struct rd_kafka_metadata *md;
-	rd_kafka_resp_err_t e;
 	int64_t lo, hi;
 	int i, p;
 
@@ -117,14 +124,7 @@ void sw_test_kafka_group_to_end_prefix(const char *group, const char *prefix)
 		}
 	}
 	rd_kafka_metadata_destroy(md);
-	if (l->cnt > 0) {
-		e = rd_kafka_commit(rk, l, 0);
-		SW_CHECKF(e == RD_KAFKA_RESP_ERR_NO_ERROR, "commit group position: %s",
-			  rd_kafka_err2str(e));
-	}
-	rd_kafka_topic_partition_list_destroy(l);
-	rd_kafka_consumer_close(rk);
-	rd_kafka_destroy(rk);
+	group_commit(rk, l);
 }
 
 rd_kafka_t *sw_test_kafka_tail(const char *group, const char *const *topics)
