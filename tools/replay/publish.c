@@ -132,6 +132,7 @@ static enum sw_replay_rc pass_count(struct job *j, int resuming, char *errstr, s
 		}
 		if (rc != 1)
 			break;
+		tries = 0; /* a second for each record a writer is appending */
 		last = rec.seq;
 		memcpy(last_hash, rec.hash, SW_ALOG_HASH);
 		if (rec.kind != SW_ALOG_EVENT)

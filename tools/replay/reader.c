@@ -376,6 +376,7 @@ static enum sw_replay_rc read_all(struct replay_reader *r)
 			pthread_mutex_unlock(&r->mu);
 			continue;
 		}
+		tries = 0; /* a second for each record a writer is appending */
 		last = rec.seq;
 		memcpy(last_hash, rec.hash, SW_ALOG_HASH);
 		if (defer) {

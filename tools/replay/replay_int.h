@@ -96,10 +96,11 @@ int replay_rec_header(const struct replay_hdrs *hdrs, struct sw_event_registry *
  * The cursor c said the log holds no further whole record. 0 when the log
  * ends at a record boundary. When it ends in part of a record: 1 (pause
  * briefly, then ask the cursor again: a writer may be appending) while
- * *tries is below REPLAY_PARTIAL_TRIES, then -1 with errstr naming the
- * record. A job must not take a prefix of the log for all of it: a torn
- * tail is repaired (and audited) by the audit service, and a changed
- * length of the last record looks the same.
+ * *tries is below REPLAY_PARTIAL_TRIES (the caller sets it to 0 at each
+ * record read), then -1 with errstr naming the record. A job must not
+ * take a prefix of the log for all of it: a torn tail is repaired (and
+ * audited) by the audit service, and a changed length of the last record
+ * looks the same.
  */
 #define REPLAY_PARTIAL_TRIES 100 /* 10 ms apart: one second */
 struct sw_alog_cursor;
