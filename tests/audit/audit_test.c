@@ -993,16 +993,26 @@ static const char *cli(void)
 }
 
 /* sagewai-audit verify of the log with keys (pub) and the checkpoints read
- * back from Kafka, as JSON; its exit status. */
-static int verify_json(const char *pub, const char *source, json_t **out)
+ * back from Kafka, as JSON (NULL when it printed none, its first line in
+ * line); its exit status. */
+static int verify_try(const char *pub, const char *source, json_t **out, char *line,
+		      size_t linelen)
 {
-	char cmd[3000], line[4096];
+	char cmd[3000];
 	int st;
 
 	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s %s --json 2>&1", tool(), log_dir,
 		 pub, source);
-	st = run_cmd(cmd, line, sizeof(line));
+	st = run_cmd(cmd, line, linelen);
 	*out = json_loads(line, 0, NULL);
+	return st;
+}
+
+static int verify_json(const char *pub, const char *source, json_t **out)
+{
+	char line[4096];
+	int st = verify_try(pub, source, out, line, sizeof(line));
+
 	SW_CHECKF(*out != NULL, "verify printed no JSON: %s", line);
 	return st;
 }
@@ -1019,19 +1029,24 @@ static char kafka_source[700];
 static void wait_covered(int limit_s)
 {
 	int64_t until = sw_mono_ns() + (int64_t)limit_s * 1000000000LL;
+	char line[4096];
 	json_t *j;
 
+	/* Until the log holds a checkpoint of its own, verify cannot tell it
+	 * from the other logs whose checkpoints share the topic (earlier
+	 * tests' services) and says so without JSON: wait on. */
 	for (;;) {
-		int st = verify_json(pubkeys, kafka_source, &j);
+		int st = verify_try(pubkeys, kafka_source, &j, line, sizeof(line));
 
-		if (st == 0 && json_is_true(json_object_get(j, "ok")) &&
+		if (j != NULL && st == 0 && json_is_true(json_object_get(j, "ok")) &&
 		    jlong(j, "published_max") + 1 == jlong(j, "records") &&
 		    jlong(j, "covered_seq") == jlong(j, "published_max")) {
 			json_decref(j);
 			return;
 		}
 		json_decref(j);
-		SW_REQUIRE(sw_mono_ns() < until, "the log is not covered by published checkpoints");
+		SW_REQUIRE(sw_mono_ns() < until,
+			   "the log is not covered by published checkpoints: %s", line);
 		sw_test_msleep(300);
 	}
 }
