@@ -17,6 +17,10 @@
  *                              it; the run then fails with run_timeout
  *   SAGEWAI_PG_POOL            PostgreSQL connections (default
  *                              SCHED_PG_POOL_DEFAULT, 1..64)
+ *   SAGEWAI_SNAPSHOT_CACHE     runs whose state a transition may take from
+ *                              memory instead of reading it first (default
+ *                              SCHED_SNAPC_DEFAULT, 0..1000000; 0 reads every
+ *                              time; snapc.c)
  *   SAGEWAI_SSE_POLL_MS        how often an event stream re-reads its run
  *                              anyway (default SCHED_SSE_POLL_MS, 100..3600000;
  *                              sse.c)
@@ -203,6 +207,9 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 	 * behind each other */
 	if (sw_config_number(env->envp, "SAGEWAI_PG_POOL", SCHED_PG_POOL_DEFAULT, 1, 64,
 			     &env->pg_pool, errstr, errlen) == -1)
+		return -1;
+	if (sw_config_number(env->envp, "SAGEWAI_SNAPSHOT_CACHE", SCHED_SNAPC_DEFAULT, 0, 1000000,
+			     &env->snap_cache, errstr, errlen) == -1)
 		return -1;
 	return sw_config_number(env->envp, "SAGEWAI_SSE_POLL_MS", SCHED_SSE_POLL_MS, 100, 3600000,
 				&env->sse_poll_ms, errstr, errlen);

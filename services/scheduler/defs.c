@@ -85,6 +85,10 @@ const struct sw_workflow *sched_def_get(struct sched_env *env, const char *tenan
 		if (d->hash == h && d->version == version && strcmp(d->name, name) == 0 &&
 		    strcmp(d->tenant, tenant) == 0)
 			return d->wf;
+	if (def_text == NULL) {
+		snprintf(errstr, errlen, "not cached");
+		return NULL;
+	}
 	if ((def = json_loads(def_text, 0, &jerr)) == NULL) {
 		snprintf(errstr, errlen, "stored definition unreadable: %s", jerr.text);
 		return NULL;

@@ -105,6 +105,7 @@ static void sched_stop(struct sw_service *svc, void *arg)
 	sched_tenants_free(env);
 	sched_defs_free(env);
 	sched_ops_free(env);
+	sched_snapc_free(env);
 	sched_timers_free(env);
 	sched_sse_free(env);
 }

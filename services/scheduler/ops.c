@@ -130,9 +130,31 @@ void sched_ops_free(struct sched_env *env)
 	env->locks = NULL;
 }
 
+/* The commit planned failed or will not be made: the run is read again. */
+static void op_unsnap(struct sched_op *op)
+{
+	if (op->snap != NULL) {
+		sched_snap_free(op->snap);
+		free(op->snap);
+		op->snap = NULL;
+	}
+}
+
+/* The commit planned is made: its snapshot is the run's now (snapc.c). */
+static void op_keep(struct sched_op *op)
+{
+	if (op->snap != NULL) {
+		sched_snapc_put(op->env, op->run_id, op->snap);
+		free(op->snap);
+		op->snap = NULL;
+	}
+}
+
 static void op_end(struct sched_op *op, enum sched_op_result r)
 {
 	struct sched_op *next = lock_pass(op);
+
+	op_unsnap(op);
 
 	if (op->hold_ev != NULL)
 		event_free(op->hold_ev);
@@ -189,6 +211,7 @@ static void op_tx_cb(PGresult *res, const char *err, void *opaque)
 	struct sched_env *env = op->env;
 
 	if (err != NULL) {
+		op_unsnap(op);
 		if (strncmp(err, "SWREV", 5) == 0 || strncmp(err, "23505", 5) == 0) {
 			/* the run moved on, or our own resent commit: read again */
 			sw_metrics_counter_add(env->metrics, "sagewai_scheduler_conflicts_total",
@@ -206,6 +229,7 @@ static void op_tx_cb(PGresult *res, const char *err, void *opaque)
 	}
 	if (op->nev > 0)
 		sched_outbox_committed(env, res, op->ev, op->nev);
+	op_keep(op);
 	op_count(env, op);
 	sched_sse_touch(env, op->run_id, sched_run_state_ended(op->run_state));
 	op_end(op, SCHED_OP_APPLIED);
@@ -272,6 +296,8 @@ static void submit_alone_cb(PGresult *res, const char *err, void *opaque)
 
 	if (err == NULL && op->nev > 0)
 		sched_outbox_committed(op->env, res, op->ev, op->nev);
+	if (err == NULL)
+		op_keep(op);
 	op_untx(op);
 	if (err != NULL) {
 		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
@@ -318,6 +344,7 @@ static void group_cb(PGresult *res, const char *err, void *opaque)
 			op_tx_cb(NULL, err, op);
 		} else if (err != NULL) {
 			op->solo = 1;
+			op_unsnap(op);
 			op_clear_events(op);
 			op_read(op);
 		}
@@ -329,6 +356,7 @@ static void group_cb(PGresult *res, const char *err, void *opaque)
 				       "Transactions that committed transitions.", 1);
 		for (i = 0; i < g->n; i++) {
 			op = g->ops[i];
+			op_keep(op);
 			if (op->kind != SCHED_OP_SUBMIT) {
 				op_count(env, op);
 				sched_sse_touch(env, op->run_id,
@@ -397,6 +425,7 @@ fail:
 		}
 		op_untx(op);
 		op->solo = 1;
+		op_unsnap(op);
 		op_clear_events(op);
 		op_read(op);
 	}
@@ -424,40 +453,37 @@ void sched_op_commit(struct sched_op *op)
 	group_queue(op);
 }
 
-static void op_read_cb(PGresult *res, const char *err, void *opaque)
+/* Decide op on its run's snapshot s (read or from memory; moved: op or
+ * the cache owns it after) and commit what the machine says. */
+static void op_decide(struct sched_op *op, struct sched_snap *s)
 {
-	struct sched_op *op = opaque;
 	struct sched_env *env = op->env;
 	struct sched_plan p;
-	struct sched_snap s;
 	enum sched_fsm_verdict v;
 	const char *rev;
 	int lazy;
 
-	if (err != NULL) {
-		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
-		op_end(op, SCHED_OP_ERROR);
-		return;
-	}
-	if (PQntuples(res) != 1) {
-		op_end(op, SCHED_OP_NOT_FOUND);
-		return;
-	}
-	if (sched_snap_load(env, &s, res, op->errmsg, sizeof(op->errmsg)) == -1) {
-		op_end(op, SCHED_OP_ERROR);
-		return;
-	}
-	snprintf(op->run_state, sizeof(op->run_state), "%s", sched_run_state_name(s.run.state));
-	if (s.processed) {
-		sched_snap_free(&s);
+	snprintf(op->run_state, sizeof(op->run_state), "%s", sched_run_state_name(s->run.state));
+	if (s->processed) {
+		sched_snapc_put(env, op->run_id, s);
 		op_end(op, SCHED_OP_IGNORED);
 		return;
 	}
-	sched_plan_init(&p, env, &s, op->run_id, op->ev, &op->nev);
-	rev = sched_tx_fmt(&p.tx, "%lld", s.rev);
+	sched_plan_init(&p, env, s, op->run_id, op->ev, &op->nev);
+	rev = sched_tx_fmt(&p.tx, "%lld", s->rev);
 	sched_tx_add(&p.tx, "SELECT bump_rev($1::uuid, $2::bigint)", 2, op->run_id, rev);
 	v = sched_plan_op(&p, op);
-	sched_snap_free(&s);
+	if (v == SCHED_FSM_APPLY && (op->snap = malloc(sizeof(*op->snap))) != NULL) {
+		/* the run as the commit will leave it (bump_rev) */
+		*op->snap = *s;
+		op->snap->rev++;
+		op->snap->bytes += op->output != NULL ? strlen(op->output) : 0;
+	} else if (v == SCHED_FSM_APPLY || v == SCHED_FSM_TERMINAL) {
+		sched_snap_free(s);
+	} else {
+		sched_snapc_put(env, op->run_id, s); /* as it was */
+	}
+	memset(s, 0, sizeof(*s));
 	/* step.started (not folded into its outcome) is a mark: it moves a
 	 * step from dispatched to running and causes no event. Its commit
 	 * does not wait for the disk; lost in a crash, the step shows
@@ -536,11 +562,44 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 	sched_tx_free(&p.tx);
 }
 
+static void op_read_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct sched_op *op = opaque;
+	struct sched_snap s;
+
+	if (err != NULL) {
+		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	if (PQntuples(res) != 1) {
+		op_end(op, SCHED_OP_NOT_FOUND);
+		return;
+	}
+	if (sched_snap_load(op->env, &s, res, op->errmsg, sizeof(op->errmsg)) == -1) {
+		op_end(op, SCHED_OP_ERROR);
+		return;
+	}
+	op_decide(op, &s);
+}
+
 static void op_read(struct sched_op *op)
 {
 	const char *params[3] = {op->run_id, op->event_id[0] ? op->event_id : NULL,
 				 op->kind == SCHED_OP_CANCEL ? op->tenant : NULL};
+	struct sched_snap s;
 
+	/* the first try decides on the snapshot in memory, if there is one;
+	 * a conflict or a failed group reads the run */
+	if (op->tries == 0 && !op->solo && sched_snapc_take(op->env, op->run_id, &s) == 0) {
+		if (op->kind == SCHED_OP_CANCEL && strcmp(s.tenant, op->tenant) != 0) {
+			sched_snapc_put(op->env, op->run_id, &s);
+			op_end(op, SCHED_OP_NOT_FOUND);
+			return;
+		}
+		op_decide(op, &s);
+		return;
+	}
 	if (sw_store_query_key(op->env->store, op->run_id, sched_snap_sql, 3, params, op_read_cb,
 			       op) == -1) {
 		snprintf(op->errmsg, sizeof(op->errmsg), "cannot queue the read");

@@ -160,6 +160,7 @@ int sched_snap_load(struct sched_env *env, struct sched_snap *s, PGresult *res, 
 	s->processed = PQgetvalue(res, 0, 7)[0] == 't';
 	s->input = json_loads(PQgetvalue(res, 0, 5), JSON_DECODE_ANY, &jerr);
 	s->steps = json_loads(PQgetvalue(res, 0, 8), JSON_DECODE_ANY, &jerr);
+	s->bytes = (size_t)PQgetlength(res, 0, 5) + (size_t)PQgetlength(res, 0, 8);
 	s->wf = sched_def_get(env, s->tenant, s->workflow, s->version, PQgetvalue(res, 0, 6),
 			      errstr, errlen);
 	if (s->input == NULL || !json_is_array(s->steps) || s->wf == NULL ||
@@ -385,6 +386,14 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 	 * answered once it is durable (with the group commit of ops.c) */
 	if (!p.tx.oom && !p.failed && input_text != NULL &&
 	    (op->tx = sched_tx_move(&p.tx)) != NULL) {
+		/* the run as committed (rev 0), for its first transition */
+		if ((op->snap = malloc(sizeof(*op->snap))) != NULL) {
+			*op->snap = s;
+			op->snap->input = json_incref(input);
+			op->snap->bytes = strlen(input_text);
+			s.steps = NULL;
+			s.run.steps = NULL;
+		}
 		sched_op_commit(op);
 		rc = 0;
 	}

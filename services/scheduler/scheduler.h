@@ -99,6 +99,8 @@
 #define SCHED_OUTBOX_MAX 256	   /* events of one administrative transaction */
 #define SCHED_KEYS_MAX 200	   /* live keys of one tenant (its deletion revokes them at once) */
 #define SCHED_IDENTITY_TIMEOUT_MS 5000 /* default wait for identity.resolved */
+#define SCHED_SNAPC_DEFAULT 16384      /* runs' snapshots kept in memory (snapc.c) */
+#define SCHED_SNAPC_BYTES (64u << 20)  /* ... and at most this much of their data */
 
 /* First statement of a transaction that records only a mark (step.started,
  * a processed no-op, a delivered outbox row): its COMMIT returns without
@@ -200,6 +202,8 @@ struct sched_env {
 	struct sched_op *cq_head, *cq_tail; /* planned, waiting for the next group commit */
 	size_t cq_n;
 	int committing; /* group commits in flight */
+	struct sched_snapc *snapc; /* runs' snapshots (snapc.c) */
+	long long snap_cache;	   /* SAGEWAI_SNAPSHOT_CACHE */
 
 	/* timers (timers.c) */
 	struct event *tick_ev;
@@ -304,6 +308,7 @@ struct sched_snap {
 	json_t *steps;		      /* [{idx, name, state, attempt, output}] by idx */
 	struct sched_fsm_run run;     /* the states; run.steps owned */
 	int processed;		      /* the triggering event was handled before */
+	size_t bytes;		      /* about what input and outputs hold (snapc.c) */
 };
 
 /* The snapshot SELECT: $1 run id, $2 the triggering event id or NULL, $3
@@ -316,6 +321,16 @@ int sched_snap_load(struct sched_env *env, struct sched_snap *s, PGresult *res, 
 void sched_snap_free(struct sched_snap *s);
 /* The index of step name, or -1. */
 int sched_snap_find(const struct sched_snap *s, const char *name);
+
+/* ---- snapc.c: snapshots in memory --------------------------------------- */
+
+/* Take run_id's snapshot out of memory into s (0), or -1: none, read it. */
+int sched_snapc_take(struct sched_env *env, const char *run_id, struct sched_snap *s);
+/* Keep s (moved: s is emptied) as run_id's snapshot, committed with s->rev;
+ * a finished run's is freed instead. */
+void sched_snapc_put(struct sched_env *env, const char *run_id, struct sched_snap *s);
+void sched_snapc_drop(struct sched_env *env, const char *run_id);
+void sched_snapc_free(struct sched_env *env);
 
 /* Submit run run_id of wf (borrowed for the call) with input (borrowed)
  * for tenant and user ("" for none): insert it and its steps and dispatch
@@ -385,6 +400,7 @@ struct sched_op {
 	struct sched_tx *tx;	       /* planned, waiting for its group commit (owned) */
 	struct sched_op *next_commit;  /* the group-commit queue (ops.c) */
 	int solo;		       /* a group with it failed: commit alone from now */
+	struct sched_snap *snap;       /* the run once the planned commit is made (owned) */
 };
 
 struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,
@@ -503,7 +519,8 @@ void sched_consume_free(struct sched_env *env);
 /* The parsed definition of workflow (tenant, name, version), from the
  * cache or else parsed from def_text (its stored JSON) and cached. The
  * pointer is the cache's: valid until the next sched_def_get or
- * sched_defs_free, so never kept. NULL + errstr when def_text is bad. */
+ * sched_defs_free, so never kept. NULL + errstr when def_text is bad, or
+ * when it is NULL (a lookup only) and the definition is not cached. */
 const struct sw_workflow *sched_def_get(struct sched_env *env, const char *tenant,
 					const char *name, int version, const char *def_text,
 					char *errstr, size_t errlen);

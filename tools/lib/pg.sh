@@ -108,6 +108,9 @@ sw_pg_init() {
 		log_min_messages = warning
 		password_encryption = scram-sha-256
 	EOF2
+	# SW_PG_EXTRA_CONF: more lines for a profile (e.g.
+	# "shared_preload_libraries = 'pg_stat_statements'")
+	[ -z "${SW_PG_EXTRA_CONF:-}" ] || printf '%s\n' "$SW_PG_EXTRA_CONF" >>"$dir/pg/postgresql.conf"
 	# the socket only, scram only: no trust, no peer, no TCP lines
 	cat >"$dir/pg/pg_hba.conf" <<-EOF2
 		# TYPE  DATABASE  USER  METHOD  (written by tools/lib/pg.sh)
