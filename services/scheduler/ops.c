@@ -453,9 +453,9 @@ void sched_op_commit(struct sched_op *op)
 	group_queue(op);
 }
 
-/* Decide op on its run's snapshot s (read or from memory; moved: op or
- * the cache owns it after) and commit what the machine says. */
-static void op_decide(struct sched_op *op, struct sched_snap *s)
+/* Decide op on its run's snapshot s (from memory when cached, else read;
+ * moved: op or the cache owns it after) and commit what the machine says. */
+static void op_decide(struct sched_op *op, struct sched_snap *s, int cached)
 {
 	struct sched_env *env = op->env;
 	struct sched_plan p;
@@ -465,7 +465,7 @@ static void op_decide(struct sched_op *op, struct sched_snap *s)
 
 	snprintf(op->run_state, sizeof(op->run_state), "%s", sched_run_state_name(s->run.state));
 	if (s->processed) {
-		sched_snapc_put(env, op->run_id, s);
+		sched_snap_free(s); /* read: it may show a mark not yet durable */
 		op_end(op, SCHED_OP_IGNORED);
 		return;
 	}
@@ -478,7 +478,7 @@ static void op_decide(struct sched_op *op, struct sched_snap *s)
 		*op->snap = *s;
 		op->snap->rev++;
 		op->snap->bytes += op->output != NULL ? strlen(op->output) : 0;
-	} else if (v == SCHED_FSM_APPLY || v == SCHED_FSM_TERMINAL) {
+	} else if (v == SCHED_FSM_APPLY || v == SCHED_FSM_TERMINAL || !cached) {
 		sched_snap_free(s);
 	} else {
 		sched_snapc_put(env, op->run_id, s); /* as it was */
@@ -490,6 +490,8 @@ static void op_decide(struct sched_op *op, struct sched_snap *s)
 	 * dispatched until its outcome, which the machine takes from either
 	 * state (docs/RUNS.md). */
 	lazy = v == SCHED_FSM_APPLY && op->kind == SCHED_OP_STARTED && op->nev == 0;
+	if (lazy)
+		op_unsnap(op); /* a mark: the next transition reads the run */
 	if (v != SCHED_FSM_APPLY) {
 		sched_tx_free(&p.tx);
 		op_clear_events(op);
@@ -580,7 +582,7 @@ static void op_read_cb(PGresult *res, const char *err, void *opaque)
 		op_end(op, SCHED_OP_ERROR);
 		return;
 	}
-	op_decide(op, &s);
+	op_decide(op, &s, 0);
 }
 
 static void op_read(struct sched_op *op)
@@ -597,7 +599,7 @@ static void op_read(struct sched_op *op)
 			op_end(op, SCHED_OP_NOT_FOUND);
 			return;
 		}
-		op_decide(op, &s);
+		op_decide(op, &s, 1);
 		return;
 	}
 	if (sw_store_query_key(op->env->store, op->run_id, sched_snap_sql, 3, params, op_read_cb,

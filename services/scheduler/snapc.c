@@ -14,6 +14,12 @@
  * kept. At most SAGEWAI_SNAPSHOT_CACHE snapshots (0: none, every
  * transition reads) and SCHED_SNAPC_BYTES of their input and outputs are
  * kept; the oldest put goes first.
+ *
+ * Only durable state is kept: a snapshot after a durable commit (which
+ * flushed every earlier mark with it), never after a mark committed with
+ * synchronous_commit off, nor one read and left unchanged (it may show such
+ * a mark). A crash of PostgreSQL may lose marks: when the store has
+ * reconnected since, every snapshot is dropped before the next is used.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +41,7 @@ struct sched_snapc {
 	struct snapc_ent *b[SNAPC_BUCKETS];
 	struct snapc_order order;
 	size_t n, bytes;
+	unsigned long reconnects; /* sw_store_reconnects when the snapshots were made */
 };
 
 static struct snapc_ent **slot(struct sched_snapc *c, const char *run_id)
@@ -63,6 +70,19 @@ static struct snapc_ent *unlink_ent(struct sched_snapc *c, struct snapc_ent **e)
 	return x;
 }
 
+/* Drop every snapshot if the store reconnected since they were made. */
+static void check_store(struct sched_env *env, struct sched_snapc *c)
+{
+	unsigned long now = sw_store_reconnects(env->store);
+	struct snapc_ent *x;
+
+	if (now == c->reconnects)
+		return;
+	c->reconnects = now;
+	while ((x = TAILQ_FIRST(&c->order)) != NULL)
+		sched_snapc_drop(env, x->run_id);
+}
+
 int sched_snapc_take(struct sched_env *env, const char *run_id, struct sched_snap *s)
 {
 	struct sched_snapc *c = env->snapc;
@@ -71,6 +91,7 @@ int sched_snapc_take(struct sched_env *env, const char *run_id, struct sched_sna
 
 	if (c == NULL)
 		return -1;
+	check_store(env, c);
 	if (*(e = slot(c, run_id)) == NULL) {
 		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_snapshot_misses_total",
 				       "Transitions that read their run from PostgreSQL.", 1);
@@ -106,7 +127,9 @@ void sched_snapc_put(struct sched_env *env, const char *run_id, struct sched_sna
 			return;
 		}
 		TAILQ_INIT(&c->order);
+		c->reconnects = sw_store_reconnects(env->store);
 	}
+	check_store(env, c);
 	if (*(e = slot(c, run_id)) != NULL) { /* not expected: one holder per run */
 		x = unlink_ent(c, e);
 		sched_snap_free(&x->s);

@@ -84,6 +84,7 @@ static long sql_long(const char *q)
 static char last_body[4096]; /* the last answer's text, for messages */
 static void pump(int ms);
 static double metric(const char *name);
+static double metric_reaches(const char *name, double want, int limit_s);
 
 /* method path [body] [token]: returns the status, JSON answer in *out. */
 static long http(const char *method, const char *path, const char *body, size_t len,
@@ -816,6 +817,82 @@ static void scenario_retry(void)
 	sched_stop(SIGTERM);
 	free(a);
 	free(b);
+}
+
+/* The snapshot in memory (snapc.c) is guarded: the fake worker holds step
+ * second's outcome while the test moves the run behind the scheduler's
+ * back, as another instance would -- attempt 2 of second dispatched, the
+ * run's rev bumped. The outcome of attempt 1 then decided on the snapshot
+ * in memory would move the run on; the rev guard must make the scheduler
+ * read the run, find attempt 2 and leave the run where it is. Attempt 2's
+ * outcome then finishes it. */
+static enum act behave_hold_second(const struct dispatch *d, char *err, size_t errlen)
+{
+	(void)err;
+	(void)errlen;
+	return strcmp(d->step, "second") == 0 ? ACT_IGNORE : ACT_SUCCEED;
+}
+
+static void scenario_snapshot(void)
+{
+	struct dispatch *second = NULL;
+	char q[512];
+	json_t *run;
+	double hits, conflicts;
+	char *id;
+	size_t i;
+
+	behave = behave_hold_second;
+	sched_start();
+	wait_ready();
+	register_wf(chain_yaml, NULL);
+	id = submit("chain", "{\"word\": \"held\", \"n\": 1}", NULL);
+	wait_events(id, "step.dispatched", 2, 30);
+	pump(300);
+	for (i = 0; i < ndispatches; i++)
+		if (strcmp(dispatches[i].run_id, id) == 0 && !strcmp(dispatches[i].step, "second"))
+			second = &dispatches[i];
+	SW_REQUIRE(second != NULL, "step second not dispatched");
+	hits = metric("sagewai_scheduler_snapshot_hits_total");
+	SW_REQUIRE(hits >= 1, "the first step's outcome was not decided in memory");
+	conflicts = metric("sagewai_scheduler_conflicts_total");
+
+	snprintf(q, sizeof(q),
+		 "WITH s AS (UPDATE scheduler.steps SET attempt = 2 WHERE run_id = '%s' AND"
+		 " idx = 1 RETURNING 1), r AS (UPDATE scheduler.runs SET rev = rev + 1"
+		 " WHERE id = '%s' RETURNING 1) SELECT (SELECT count(*) FROM s) +"
+		 " (SELECT count(*) FROM r)",
+		 id, id);
+	SW_REQUIRE(sql_long(q) == 2, "the run was not moved behind the scheduler's back");
+	send_started(second);
+	send_finished(second, 1, "SUCCEEDED", second->value, NULL);
+	SW_REQUIRE(metric_reaches("sagewai_scheduler_conflicts_total", conflicts + 1, 30) >=
+		       conflicts + 1,
+		   "the stale snapshot's commit did not trip the rev guard");
+	pump(1000);
+	/* one conflict, then the read: not the stale snapshot again */
+	SW_REQUIRE(metric("sagewai_scheduler_conflicts_total") == conflicts + 1,
+		   "%g conflicts for one stale snapshot",
+		   metric("sagewai_scheduler_conflicts_total") - conflicts);
+	run = run_get(id, NULL);
+	SW_REQUIRE(!strcmp(jstate(run), "running"), "attempt 1's outcome moved the run: %s",
+		   jstate(run));
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 1)), "dispatched") &&
+		       json_integer_value(json_object_get(step_of(run, 1), "attempts")) == 2,
+		   "step second: %s, attempts %lld", jstate(step_of(run, 1)),
+		   (long long)json_integer_value(json_object_get(step_of(run, 1), "attempts")));
+	SW_REQUIRE(!strcmp(jstate(step_of(run, 2)), "pending"), "step third: %s",
+		   jstate(step_of(run, 2)));
+	json_decref(run);
+
+	/* the attempt the database holds finishes the run */
+	send_started(second);
+	send_finished(second, 2, "SUCCEEDED", second->value, NULL);
+	run = wait_run(id, NULL, 60);
+	check_chain_run(run, "held", 1);
+	json_decref(run);
+	sched_stop(SIGTERM);
+	free(id);
 }
 
 /* retries x backoff that would keep the run open for days */
@@ -3567,6 +3644,7 @@ int main(int argc, char **argv)
 	static const struct sw_test_scenario scenarios[] = {
 	    {"three_step", scenario_three_step},
 	    {"retry", scenario_retry},
+	    {"snapshot", scenario_snapshot},
 	    {"run_max", scenario_run_max},
 	    {"cancel", scenario_cancel},
 	    {"timeout", scenario_timeout},
