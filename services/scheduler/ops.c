@@ -454,7 +454,9 @@ void sched_op_commit(struct sched_op *op)
 }
 
 /* Decide op on its run's snapshot s (from memory when cached, else read;
- * moved: op or the cache owns it after) and commit what the machine says. */
+ * moved: op or the cache owns it after) and commit what the machine says.
+ * Only a decision to commit is taken on a snapshot in memory: any other is
+ * taken again on the run as read. */
 static void op_decide(struct sched_op *op, struct sched_snap *s, int cached)
 {
 	struct sched_env *env = op->env;
@@ -473,15 +475,30 @@ static void op_decide(struct sched_op *op, struct sched_snap *s, int cached)
 	rev = sched_tx_fmt(&p.tx, "%lld", s->rev);
 	sched_tx_add(&p.tx, "SELECT bump_rev($1::uuid, $2::bigint)", 2, op->run_id, rev);
 	v = sched_plan_op(&p, op);
+	if (v != SCHED_FSM_APPLY && cached) {
+		/* only a commit is guarded by the run's rev: a snapshot in memory
+		 * that says "nothing to do" may be one another instance has moved
+		 * past (an outcome of an attempt it dispatched), so the run is
+		 * read and the event decided again on what is stored */
+		sched_tx_free(&p.tx);
+		op_clear_events(op);
+		sched_snap_free(s);
+		memset(s, 0, sizeof(*s));
+		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_snapshot_rereads_total",
+				       "Transitions whose snapshot in memory said nothing to do,"
+				       " read again.",
+				       1);
+		op->uncached = 1;
+		op_read(op);
+		return;
+	}
 	if (v == SCHED_FSM_APPLY && (op->snap = malloc(sizeof(*op->snap))) != NULL) {
 		/* the run as the commit will leave it (bump_rev) */
 		*op->snap = *s;
 		op->snap->rev++;
 		op->snap->bytes += op->output != NULL ? strlen(op->output) : 0;
-	} else if (v == SCHED_FSM_APPLY || v == SCHED_FSM_TERMINAL || !cached) {
-		sched_snap_free(s);
 	} else {
-		sched_snapc_put(env, op->run_id, s); /* as it was */
+		sched_snap_free(s);
 	}
 	memset(s, 0, sizeof(*s));
 	/* step.started (not folded into its outcome) is a mark: it moves a
@@ -593,7 +610,8 @@ static void op_read(struct sched_op *op)
 
 	/* the first try decides on the snapshot in memory, if there is one;
 	 * a conflict or a failed group reads the run */
-	if (op->tries == 0 && !op->solo && sched_snapc_take(op->env, op->run_id, &s) == 0) {
+	if (op->tries == 0 && !op->solo && !op->uncached &&
+	    sched_snapc_take(op->env, op->run_id, &s) == 0) {
 		if (op->kind == SCHED_OP_CANCEL && strcmp(s.tenant, op->tenant) != 0) {
 			sched_snapc_put(op->env, op->run_id, &s);
 			op_end(op, SCHED_OP_NOT_FOUND);

@@ -401,6 +401,7 @@ struct sched_op {
 	struct sched_op *next_commit;  /* the group-commit queue (ops.c) */
 	int solo;		       /* a group with it failed: commit alone from now */
 	struct sched_snap *snap;       /* the run once the planned commit is made (owned) */
+	int uncached;		       /* read the run: its snapshot in memory said no */
 };
 
 struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,

@@ -8,6 +8,13 @@
  * run was deleted, an event came twice -- therefore costs a conflict and a
  * read, never a wrong commit.
  *
+ * Only a decision to commit is taken on a snapshot: one that says there is
+ * nothing to do (a stale or duplicate event, an attempt it never saw) may
+ * be behind what another instance stored, and that decision commits no
+ * guarded rev, so ops.c takes it again on the run as read
+ * (sagewai_scheduler_snapshot_rereads_total). Else an outcome of an attempt
+ * dispatched by another instance would be dropped as unknown.
+ *
  * A transition takes its run's snapshot out (one operation per run at a
  * time holds it) and puts the next one back once committed; a failure
  * drops it, and the next operation reads the run. Finished runs are not

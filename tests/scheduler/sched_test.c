@@ -891,6 +891,36 @@ static void scenario_snapshot(void)
 	run = wait_run(id, NULL, 60);
 	check_chain_run(run, "held", 1);
 	json_decref(run);
+	free(id);
+
+	/* the other way round: the snapshot in memory is behind, and the
+	 * outcome is of the attempt the database holds. On the snapshot it is
+	 * an outcome of an attempt never dispatched, nothing to do -- a
+	 * decision no rev guards, so it must be taken again on the run as
+	 * read, which moves the run on. (Lost, the run would wait for its
+	 * deadline, retry and fail, as another instance's runs did under a
+	 * broker kill in tests/scale before this.) */
+	id = submit("chain", "{\"word\": \"ahead\", \"n\": 2}", NULL);
+	wait_events(id, "step.dispatched", 2, 30);
+	pump(300);
+	second = NULL;
+	for (i = 0; i < ndispatches; i++)
+		if (strcmp(dispatches[i].run_id, id) == 0 && !strcmp(dispatches[i].step, "second"))
+			second = &dispatches[i];
+	SW_REQUIRE(second != NULL, "step second not dispatched");
+	snprintf(q, sizeof(q),
+		 "WITH s AS (UPDATE scheduler.steps SET attempt = 2 WHERE run_id = '%s' AND"
+		 " idx = 1 RETURNING 1), r AS (UPDATE scheduler.runs SET rev = rev + 1"
+		 " WHERE id = '%s' RETURNING 1) SELECT (SELECT count(*) FROM s) +"
+		 " (SELECT count(*) FROM r)",
+		 id, id);
+	SW_REQUIRE(sql_long(q) == 2, "the run was not moved behind the scheduler's back");
+	send_finished(second, 2, "SUCCEEDED", second->value, NULL);
+	run = wait_run(id, NULL, 30);
+	check_chain_run(run, "ahead", 2);
+	json_decref(run);
+	SW_REQUIRE(metric("sagewai_scheduler_snapshot_rereads_total") >= 1,
+		   "the snapshot's 'nothing to do' was not read again");
 	sched_stop(SIGTERM);
 	free(id);
 }
