@@ -11,6 +11,15 @@
 
 #include "scheduler.h"
 
+uint32_t sched_run_hash(const char *run_id)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *run_id; run_id++)
+		h = (h ^ (uint8_t)*run_id) * 16777619u;
+	return h;
+}
+
 static void op_read(struct sched_op *op);
 static void op_begin(struct sched_op *op);
 
@@ -39,12 +48,9 @@ struct sched_run_lock {
 static struct sched_run_lock **lock_slot(struct sched_env *env, const char *run_id)
 {
 	struct sched_run_lock **l;
-	uint32_t h = 2166136261u;
-	const char *p;
 
-	for (p = run_id; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	for (l = &env->locks[h % SCHED_LOCK_BUCKETS]; *l != NULL; l = &(*l)->next)
+	for (l = &env->locks[sched_run_hash(run_id) % SCHED_LOCK_BUCKETS]; *l != NULL;
+	     l = &(*l)->next)
 		if (strcmp((*l)->run_id, run_id) == 0)
 			break;
 	return l;

@@ -634,6 +634,8 @@ void sched_identity_free(struct sched_env *env);
 int sched_api_start(struct sched_env *env, char *errstr, size_t errlen);
 /* s is a UUID in its 8-4-4-4-12 form */
 int sched_uuid_valid(const char *s);
+/* FNV-1a of a run id, for the tables keyed by run (ops.c, snapc.c). */
+uint32_t sched_run_hash(const char *run_id);
 
 /* ---- sse.c -------------------------------------------------------------- */
 

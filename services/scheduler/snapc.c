@@ -54,12 +54,8 @@ struct sched_snapc {
 static struct snapc_ent **slot(struct sched_snapc *c, const char *run_id)
 {
 	struct snapc_ent **e;
-	uint32_t h = 2166136261u;
-	const char *p;
 
-	for (p = run_id; *p; p++)
-		h = (h ^ (uint8_t)*p) * 16777619u;
-	for (e = &c->b[h % SNAPC_BUCKETS]; *e != NULL; e = &(*e)->next)
+	for (e = &c->b[sched_run_hash(run_id) % SNAPC_BUCKETS]; *e != NULL; e = &(*e)->next)
 		if (strcmp((*e)->run_id, run_id) == 0)
 			break;
 	return e;

@@ -833,29 +833,31 @@ static enum act behave_hold_second(const struct dispatch *d, char *err, size_t e
 	return strcmp(d->step, "second") == 0 ? ACT_IGNORE : ACT_SUCCEED;
 }
 
-static void scenario_snapshot(void)
+/* Submit a chain run (word, n) and wait for its step second to be
+ * dispatched (and held); that dispatch. */
+static struct dispatch *held_second(const char *word, int n, char **id)
 {
 	struct dispatch *second = NULL;
-	char q[512];
-	json_t *run;
-	double hits, conflicts;
-	char *id;
+	char input[128];
 	size_t i;
 
-	behave = behave_hold_second;
-	sched_start();
-	wait_ready();
-	register_wf(chain_yaml, NULL);
-	id = submit("chain", "{\"word\": \"held\", \"n\": 1}", NULL);
-	wait_events(id, "step.dispatched", 2, 30);
+	snprintf(input, sizeof(input), "{\"word\": \"%s\", \"n\": %d}", word, n);
+	*id = submit("chain", input, NULL);
+	wait_events(*id, "step.dispatched", 2, 30);
 	pump(300);
 	for (i = 0; i < ndispatches; i++)
-		if (strcmp(dispatches[i].run_id, id) == 0 && !strcmp(dispatches[i].step, "second"))
+		if (strcmp(dispatches[i].run_id, *id) == 0 &&
+		    !strcmp(dispatches[i].step, "second"))
 			second = &dispatches[i];
 	SW_REQUIRE(second != NULL, "step second not dispatched");
-	hits = metric("sagewai_scheduler_snapshot_hits_total");
-	SW_REQUIRE(hits >= 1, "the first step's outcome was not decided in memory");
-	conflicts = metric("sagewai_scheduler_conflicts_total");
+	return second;
+}
+
+/* What another instance would do: attempt 2 of step second dispatched,
+ * the run's rev bumped (in the database only). */
+static void move_behind(const char *id)
+{
+	char q[512];
 
 	snprintf(q, sizeof(q),
 		 "WITH s AS (UPDATE scheduler.steps SET attempt = 2 WHERE run_id = '%s' AND"
@@ -864,6 +866,25 @@ static void scenario_snapshot(void)
 		 " (SELECT count(*) FROM r)",
 		 id, id);
 	SW_REQUIRE(sql_long(q) == 2, "the run was not moved behind the scheduler's back");
+}
+
+static void scenario_snapshot(void)
+{
+	struct dispatch *second;
+	json_t *run;
+	double hits, conflicts;
+	char *id;
+
+	behave = behave_hold_second;
+	sched_start();
+	wait_ready();
+	register_wf(chain_yaml, NULL);
+	second = held_second("held", 1, &id);
+	hits = metric("sagewai_scheduler_snapshot_hits_total");
+	SW_REQUIRE(hits >= 1, "the first step's outcome was not decided in memory");
+	conflicts = metric("sagewai_scheduler_conflicts_total");
+
+	move_behind(id);
 	send_started(second);
 	send_finished(second, 1, "SUCCEEDED", second->value, NULL);
 	SW_REQUIRE(metric_reaches("sagewai_scheduler_conflicts_total", conflicts + 1, 30) >=
@@ -900,21 +921,8 @@ static void scenario_snapshot(void)
 	 * read, which moves the run on. (Lost, the run would wait for its
 	 * deadline, retry and fail, as another instance's runs did under a
 	 * broker kill in tests/scale before this.) */
-	id = submit("chain", "{\"word\": \"ahead\", \"n\": 2}", NULL);
-	wait_events(id, "step.dispatched", 2, 30);
-	pump(300);
-	second = NULL;
-	for (i = 0; i < ndispatches; i++)
-		if (strcmp(dispatches[i].run_id, id) == 0 && !strcmp(dispatches[i].step, "second"))
-			second = &dispatches[i];
-	SW_REQUIRE(second != NULL, "step second not dispatched");
-	snprintf(q, sizeof(q),
-		 "WITH s AS (UPDATE scheduler.steps SET attempt = 2 WHERE run_id = '%s' AND"
-		 " idx = 1 RETURNING 1), r AS (UPDATE scheduler.runs SET rev = rev + 1"
-		 " WHERE id = '%s' RETURNING 1) SELECT (SELECT count(*) FROM s) +"
-		 " (SELECT count(*) FROM r)",
-		 id, id);
-	SW_REQUIRE(sql_long(q) == 2, "the run was not moved behind the scheduler's back");
+	second = held_second("ahead", 2, &id);
+	move_behind(id);
 	send_finished(second, 2, "SUCCEEDED", second->value, NULL);
 	run = wait_run(id, NULL, 30);
 	check_chain_run(run, "ahead", 2);
