@@ -137,7 +137,7 @@ void sched_snapc_put(struct sched_env *env, const char *run_id, struct sched_sna
 		x = unlink_ent(c, e);
 		sched_snap_free(&x->s);
 		free(x);
-	}
+	} /* e: where the run's entry goes in its chain */
 	if ((x = calloc(1, sizeof(*x))) == NULL) {
 		sched_snap_free(s);
 		return;
@@ -147,8 +147,8 @@ void sched_snapc_put(struct sched_env *env, const char *run_id, struct sched_sna
 	x->s.wf = NULL;
 	x->s.processed = 0;
 	memset(s, 0, sizeof(*s));
-	x->next = *slot(c, run_id);
-	*slot(c, run_id) = x;
+	x->next = *e;
+	*e = x;
 	TAILQ_INSERT_TAIL(&c->order, x, order);
 	c->n++;
 	c->bytes += x->s.bytes;
