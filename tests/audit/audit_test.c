@@ -1113,6 +1113,19 @@ static void save_published(const char *json_path, const char *hex_path)
 	sw_alog_pubset_free(&set);
 }
 
+/* A verdict read from Kafka without the note on messages that were no
+ * checkpoint at all: the shared topic may hold other tests' hostile
+ * messages, which a file saved from its checkpoints does not. */
+static void strip_unreadable(char *line)
+{
+	char *p = strstr(line, " messages on " SW_TOPIC_AUDIT_CHECKPOINTS " were no checkpoint");
+
+	while (p != NULL && p > line && *p != '(')
+		p--;
+	if (p != NULL && p > line && p[-1] == ' ')
+		p[-1] = '\0';
+}
+
 static void scenario_checkpoints(void)
 {
 	struct sw_alog_verify_result vr;
@@ -1124,6 +1137,9 @@ static void scenario_checkpoints(void)
 
 	key_make("k1", 1);
 	checkpoint_env();
+	/* a message that is no checkpoint at all on the shared topic (other
+	 * tests put hostile ones there too): verify reads past it and says so */
+	sw_test_kafka_send(producer, SW_TOPIC_AUDIT_CHECKPOINTS, "not-a-log", "garbage", 7);
 	audit_start();
 	wait_http();
 	SW_REQUIRE(log_has("\"checkpoints\":\"k1\""), "the started line does not name key k1");
@@ -1175,6 +1191,8 @@ static void scenario_checkpoints(void)
 	snprintf(cmd, sizeof(cmd), "SAGEWAI_AUDIT_PUBKEYS=%s %s audit verify %s %s", pubkeys,
 		 cli(), log_dir, kafka_source);
 	SW_CHECK(run_cmd(cmd, line2, sizeof(line2)) == 1 && strcmp(line, line2) == 0);
+	SW_CHECKF(strstr(line, "were no checkpoint at all") != NULL, "%s", line);
+	strip_unreadable(line);
 	snprintf(cmd, sizeof(cmd), "%s verify %s --pubkeys %s --checkpoints %s", tool(), log_dir,
 		 pubkeys, jpath);
 	SW_CHECK(run_cmd(cmd, line2, sizeof(line2)) == 1 && strcmp(line, line2) == 0);
