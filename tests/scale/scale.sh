@@ -269,4 +269,18 @@ for f in $faults; do
 		"took $(sed -n 's/^PROBEMAX //p' "$work/result.$f") s at most)," \
 		"$(sed -n 's/^INFLIGHT //p' "$work/result.$f") runs in flight at the fault"
 done
-echo "scale: $(wc -l <"$work/runs") runs, all succeeded, every step exactly once"
+# nothing of a sandbox outlives the stack: every kill -9 above took its
+# sandboxes with it (bwrap's --die-with-parent and the parent-death signal
+# set before its exec), and the stop destroyed the rest
+rm -f "$work/supervise"
+sw_stack_stop "$work"
+left=
+for _ in $(seq 1 100); do
+	left=$(ps -eo pid=,etimes=,args= | awk -v t=$((SECONDS + 5)) \
+		'$2 <= t && ($3 ~ /(^|\/)bwrap$/ || $3 ~ /toolrunner/) { print }')
+	[ -z "$left" ] && break
+	sleep 0.1
+done
+[ -z "$left" ] || fail "sandbox processes outlived the stack: $left"
+echo "scale: $(wc -l <"$work/runs") runs, all succeeded, every step exactly once;" \
+	"no sandbox process left"
