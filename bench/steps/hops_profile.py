@@ -66,11 +66,14 @@ for (ts_ms, _), line in zip(msgs, out.splitlines()):
     runs.setdefault(h["run_id"], {})[e["type"]] = (t, ts_ms)
 
 
-chain = ["run.submitted", "step.dispatched", "step.started", "step.finished", "run.finished"]
+need = ["run.submitted", "step.dispatched", "step.finished", "run.finished"]
 hops = {}
 for r in runs.values():
-    if not all(k in r for k in chain):
+    if not all(k in r for k in need):
         continue
+    # a step done within the worker's SAGEWAI_WORKER_STARTED_AFTER_MS has no
+    # step.started: its hop is dispatched -> finished
+    chain = need[:2] + (["step.started"] if "step.started" in r else []) + need[2:]
     for x, y in zip(chain, chain[1:]):
         hops.setdefault(x + " -> " + y, []).append((r[y][0] - r[x][0]) / 1000.0)
     hops.setdefault("total submitted -> run.finished", []).append(

@@ -79,6 +79,8 @@ void exec_job_free(struct sw_executor_job *j)
 	j->ex->ops.job_free(j->ex->cfg.arg, j);
 	if (j->deadline_ev != NULL)
 		event_free(j->deadline_ev);
+	if (j->started_ev != NULL)
+		event_free(j->started_ev);
 	json_decref(j->spec);
 	free(j->spec_text);
 	free(j->identity);

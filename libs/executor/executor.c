@@ -75,10 +75,11 @@ struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *
 
 	if (cfg == NULL || cfg->base == NULL || cfg->reg == NULL || o == NULL ||
 	    o->wants == NULL || o->job_new == NULL || o->begin == NULL || o->start == NULL ||
-	    o->job_free == NULL || o->report == NULL || o->fatal == NULL ||
-	    cfg->concurrency < 1 || cfg->bus_max == 0) {
-		snprintf(errstr, errlen, "executor: missing base, registry, callback, "
-					 "concurrency or bus_max");
+	    o->job_free == NULL || o->report == NULL || o->fatal == NULL || cfg->concurrency < 1 ||
+	    cfg->bus_max == 0 || cfg->started_after_ms < 0) {
+		snprintf(errstr, errlen,
+			 "executor: missing base, registry, callback, "
+			 "concurrency or bus_max, or a negative started_after_ms");
 		return NULL;
 	}
 	if (cfg->producer == NULL || strlen(cfg->producer) >= sizeof(ex->producer) ||

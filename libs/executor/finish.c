@@ -276,8 +276,32 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 			    j->attempt, j->step, (long long)j->timeout_ms);
 }
 
+static void emit_started(struct sw_executor_job *j)
+{
+	struct sw_executor *ex = j->ex;
+
+	sw_executor_emit(ex, SW_TOPIC_STEPS, "step.started", &j->dh,
+			 json_pack("{s:s, s:i, s:s}", "step", j->step, "attempt", j->attempt,
+				   "executor", ex->executor));
+}
+
+/* The attempt has run cfg.started_after_ms and goes on: step.started. */
+static void started_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sw_executor_job *j = arg;
+
+	(void)fd;
+	(void)what;
+	if (j->phase == SW_EXECUTOR_ACTIVE)
+		emit_started(j);
+}
+
 /* j takes a slot: its deadline, step.started, then the service executes
- * it. fence() has just passed, so the deadline is ahead. */
+ * it. fence() has just passed, so the deadline is ahead. step.started is
+ * informative (the scheduler takes an outcome from dispatched as well):
+ * with cfg.started_after_ms it waits that long, and an attempt that ends
+ * sooner has none, which spares every reader of sagewai.steps one event
+ * per quick step and keeps it from going ahead of the outcome. */
 static void activate(struct sw_executor_job *j)
 {
 	struct sw_executor *ex = j->ex;
@@ -301,9 +325,17 @@ static void activate(struct sw_executor_job *j)
 	}
 	j->counted = 1;
 	ex->running++;
-	sw_executor_emit(ex, SW_TOPIC_STEPS, "step.started", &j->dh,
-			 json_pack("{s:s, s:i, s:s}", "step", j->step, "attempt", j->attempt,
-				   "executor", ex->executor));
+	if (ex->cfg.started_after_ms <= 0) {
+		emit_started(j);
+	} else {
+		tv.tv_sec = ex->cfg.started_after_ms / 1000;
+		tv.tv_usec = (suseconds_t)(ex->cfg.started_after_ms % 1000) * 1000;
+		if (j->started_ev == NULL &&
+		    (j->started_ev = evtimer_new(ex->cfg.base, started_cb, j)) == NULL)
+			emit_started(j); /* no timer: at once, as without the delay */
+		else
+			evtimer_add(j->started_ev, &tv);
+	}
 	ex->ops.start(ex->cfg.arg, j);
 }
 
@@ -494,6 +526,8 @@ void sw_executor_finish(struct sw_executor_job *j, enum sw_step_status st, json_
 		TAILQ_REMOVE(&ex->waitq, j, qentry);
 	if (j->deadline_ev != NULL)
 		evtimer_del(j->deadline_ev);
+	if (j->started_ev != NULL)
+		evtimer_del(j->started_ev);
 	if (j->counted) {
 		ex->running--;
 		j->counted = 0;

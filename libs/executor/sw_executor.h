@@ -32,7 +32,8 @@
  *   preflight  the spec is parsed and the preview gate applied; then the
  *              service checks the spec (ops->begin) and admits the job.
  *   slots      at most `concurrency` jobs are active; the others queue.
- *              On activation step.started is produced and ops->start runs.
+ *              On activation step.started is produced (or put off:
+ *              cfg.started_after_ms) and ops->start runs.
  *   finish     the first sw_executor_finish of an attempt counts: the
  *              outcome becomes step.finished (error texts "<code>:
  *              <message>", valid UTF-8, outputs capped by the job's limit
@@ -141,6 +142,7 @@ struct sw_executor_job {
 	char *spec_text;
 	int counted;		   /* holds a concurrency slot */
 	struct event *deadline_ev; /* while ACTIVE: the attempt's deadline */
+	struct event *started_ev;  /* while ACTIVE: step.started put off */
 };
 
 enum sw_executor_report_kind {
@@ -204,6 +206,9 @@ struct sw_executor_config {
 	int concurrency;		  /* active jobs at most, >= 1 */
 	size_t line_min;		  /* messages in flight before pausing, at least */
 	int refuse_identity_modes;	  /* the preview gate's backstop is closed */
+	/* step.started once an attempt has run this long; an attempt that ends
+	 * sooner has none (its step.finished says all). 0: at once. */
+	int started_after_ms;
 	/* group.instance.id of the consumer (static membership): stable across
 	 * restarts of one instance, distinct between instances of the group,
 	 * [A-Za-z0-9._-]{1,200}. NULL or "": dynamic membership. */

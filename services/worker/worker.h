@@ -46,6 +46,9 @@
 #define WORKER_DEFAULT_GROUP "sagewai-worker"
 #define WORKER_OUTPUT_MAX_DEFAULT (1u << 20) /* 1 MiB */
 #define WORKER_CONCURRENCY_DEFAULT 64
+/* step.started of a quick step is one more event for every reader of
+ * sagewai.steps, and goes ahead of its outcome: put off this long */
+#define WORKER_STARTED_AFTER_MS_DEFAULT 20
 #define WORKER_PG_POOL_DEFAULT 4
 #define WORKER_LINE_MIN 4096 /* messages held before pausing the consumer, at least */
 #define WORKER_PLUGIN_THREADS 2
@@ -122,6 +125,7 @@ struct worker_env {
 	size_t output_cap; /* SAGEWAI_STEP_OUTPUT_MAX */
 	size_t bus_max;	   /* largest event the bus carries */
 	int concurrency;
+	int started_after_ms;	/* SAGEWAI_WORKER_STARTED_AFTER_MS */
 	size_t pg_pool;		/* SAGEWAI_PG_POOL */
 	int multi_tenant;
 	int sealed_preview;

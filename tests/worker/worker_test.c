@@ -45,6 +45,10 @@
  *                provider's port (whose llm steps still work), and at a
  *                redirect from an allowed listener to another port; a bad
  *                SAGEWAI_HTTP_ALLOW refuses the start (exit 2)
+ *   startedafter SAGEWAI_WORKER_STARTED_AFTER_MS=300: a quick step has no
+ *                step.started, ever; a plugin and an llm step that run
+ *                longer, and one timed out after the delay, have one each,
+ *                before their outcome (the other scenarios set 0: at once)
  *
  * Topics are shared by every test of a run: each scenario names its runs
  * "<scenario>-<pid>-...", uses its own database and consumer group, and
@@ -111,9 +115,14 @@ static void worker_start(const char *const *extra)
 	snprintf(base_url, sizeof(base_url), "SAGEWAI_LLM_BASE_URL=http://127.0.0.1:%d/v1",
 		 mock_port);
 	snprintf(plugins, sizeof(plugins), "SAGEWAI_PLUGIN_DIR=%s", plugin_dir);
+	/* every step's step.started at once, unless the scenario says */
+	env[n++] = "SAGEWAI_WORKER_STARTED_AFTER_MS=0";
 	for (; extra != NULL && *extra != NULL; extra++) {
 		SW_CHECK(n < 31);
-		env[n++] = *extra;
+		if (strncmp(*extra, "SAGEWAI_WORKER_STARTED_AFTER_MS=", 32) == 0)
+			env[9] = *extra;
+		else
+			env[n++] = *extra;
 	}
 	env[n] = NULL;
 	worker_pid = sw_test_proc_spawn(path, argv, env, worker_log);
@@ -742,6 +751,44 @@ static void scenario_timeout(void)
 	worker_stop(SIGTERM);
 }
 
+/*
+ * SAGEWAI_WORKER_STARTED_AFTER_MS: a step done sooner has no step.started
+ * (not even late: the timer dies with the attempt); one that runs longer
+ * has exactly one, before its outcome; a step timed out after it has one.
+ */
+static void scenario_startedafter(void)
+{
+	static const char *const mock_args[] = {"--delay-ms", "1500", NULL};
+	const char *const extra[] = {"SAGEWAI_WORKER_STARTED_AFTER_MS=300", NULL};
+	struct sw_test_dispatch quick, nap, llm, cut;
+
+	mock_start(mock_args);
+	worker_start(extra);
+	sw_test_dispatch_post(&tx, &quick, "tpl", "quick", "in_process", 30000,
+			      spec("template", json_pack("{s:i}", "value", 7)));
+	sw_test_dispatch_post(&tx, &nap, "plugin", "nap", "in_process", 30000,
+			      spec("plugin:sleepy", json_pack("{s:i}", "ms", 1200)));
+	sw_test_dispatch_post(&tx, &llm, "llm", "slow", "in_process", 30000,
+			      spec("llm", json_pack("{s:s}", "prompt", "take your time")));
+	sw_test_dispatch_post(&tx, &cut, "llm", "cut", "in_process", 800,
+			      spec("llm", json_pack("{s:s}", "prompt", "too slow")));
+	sw_test_ev_require(sw_test_evlog_finished(&evl, quick.step_id), "SUCCEEDED", NULL);
+	sw_test_ev_require(sw_test_evlog_finished(&evl, nap.step_id), "SUCCEEDED", NULL);
+	sw_test_ev_require(sw_test_evlog_finished(&evl, llm.step_id), "SUCCEEDED", NULL);
+	sw_test_ev_require(sw_test_evlog_finished(&evl, cut.step_id), "TIMED_OUT", "timeout: ");
+	/* well past the delay: a timer left behind would have fired */
+	sw_test_evlog_poll(&evl, 1500);
+	require_not_started(quick.step_id);
+	require_started_first(nap.step_id);
+	require_started_first(llm.step_id);
+	require_started_first(cut.step_id);
+	SW_REQUIRE(sw_test_evlog_count(&evl, "step.started", nap.step_id) == 1 &&
+		       sw_test_evlog_count(&evl, "step.started", llm.step_id) == 1 &&
+		       sw_test_evlog_count(&evl, "step.started", cut.step_id) == 1,
+		   "a step.started more than once");
+	worker_stop(SIGTERM);
+}
+
 static void scenario_cancel(void)
 {
 	static const char *const mock_args[] = {"--delay-ms", "60000", NULL};
@@ -1224,6 +1271,7 @@ int main(int argc, char **argv)
 	    {"pgcrash", scenario_pgcrash},
 	    {"ssrf", scenario_ssrf},
 	    {"replay", scenario_replay},
+	    {"startedafter", scenario_startedafter},
 	};
 	const struct sw_test_scenario *sc =
 	    sw_test_scenario_pick(argc, argv, scenarios, sizeof(scenarios) / sizeof(scenarios[0]));

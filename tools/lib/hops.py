@@ -4,9 +4,10 @@
     sagewai --json audit run RUN | python3 tools/lib/hops.py
 
 For each step, in dispatch order: dispatch -> start (the executor consumed
-the dispatch), start -> finish (the step ran), finish -> next dispatch (the
-scheduler consumed the outcome and dispatched the next step); then submit ->
-first dispatch and submit -> finished. Times are those the producing
+the dispatch), start -> finish (the step ran), dispatch -> finish, finish ->
+next dispatch (the scheduler consumed the outcome and dispatched the next
+step); then submit -> first dispatch and submit -> finished. A quick step of
+the worker has no start (SAGEWAI_WORKER_STARTED_AFTER_MS): "-". Times are those the producing
 services stamped, so a hop includes the broker's delivery and the consumer's
 fetch. The first attempt's dispatch and start and the last finish count.
 """
@@ -44,13 +45,15 @@ def main():
     def ms(a, b):
         return "%8.1f ms" % ((b - a) / 1000.0) if a is not None and b is not None else "%11s" % "-"
 
-    print("%-12s %13s %13s %13s" % ("STEP", "dispatch>start", "start>finish", "finish>next"))
+    print("%-12s %13s %13s %15s %13s" % ("STEP", "dispatch>start", "start>finish",
+                                          "dispatch>finish", "finish>next"))
     for i, n in enumerate(order):
         s = steps[n]
         nxt = steps[order[i + 1]].get("step.dispatched") if i + 1 < len(order) else run.get("run.finished")
-        print("%-12s %14s %13s %13s" % (n, ms(s.get("step.dispatched"), s.get("step.started")),
-                                        ms(s.get("step.started"), s.get("step.finished")),
-                                        ms(s.get("step.finished"), nxt)))
+        print("%-12s %14s %13s %15s %13s" % (n, ms(s.get("step.dispatched"), s.get("step.started")),
+                                             ms(s.get("step.started"), s.get("step.finished")),
+                                             ms(s.get("step.dispatched"), s.get("step.finished")),
+                                             ms(s.get("step.finished"), nxt)))
     sub = run.get("run.submitted")
     first = steps[order[0]].get("step.dispatched") if order else None
     print("submit > first dispatch %s" % ms(sub, first).strip())
