@@ -1279,7 +1279,13 @@ static void scenario_worker(void)
 						"    backoff: 50ms\n";
 	static const char *const argv[] = {"sagewai-worker", NULL};
 	char path[600], log[600], dsn[700], wgroup[200], *a, *b;
-	const char *const env[] = {dsn, wgroup, "SAGEWAI_HTTP_PORT=0", SW_TEST_ENV_FAST_REBALANCE,
+	/* every step.started at once, to count them (worker_startedafter
+	 * tests the default, which leaves quick steps without one) */
+	const char *const env[] = {dsn,
+				   wgroup,
+				   "SAGEWAI_HTTP_PORT=0",
+				   "SAGEWAI_WORKER_STARTED_AFTER_MS=0",
+				   SW_TEST_ENV_FAST_REBALANCE,
 				   NULL};
 	json_t *run;
 	int status;

@@ -45,7 +45,7 @@
  *                provider's port (whose llm steps still work), and at a
  *                redirect from an allowed listener to another port; a bad
  *                SAGEWAI_HTTP_ALLOW refuses the start (exit 2)
- *   startedafter SAGEWAI_WORKER_STARTED_AFTER_MS=300: a quick step has no
+ *   startedafter SAGEWAI_WORKER_STARTED_AFTER_MS=1000: a quick step has no
  *                step.started, ever; a plugin and an llm step that run
  *                longer, and one timed out after the delay, have one each,
  *                before their outcome (the other scenarios set 0: at once)
@@ -752,14 +752,15 @@ static void scenario_timeout(void)
 }
 
 /*
- * SAGEWAI_WORKER_STARTED_AFTER_MS: a step done sooner has no step.started
+ * SAGEWAI_WORKER_STARTED_AFTER_MS (1 s here, so that a loaded machine
+ * does not make the template step late): a step done sooner has no step.started
  * (not even late: the timer dies with the attempt); one that runs longer
  * has exactly one, before its outcome; a step timed out after it has one.
  */
 static void scenario_startedafter(void)
 {
-	static const char *const mock_args[] = {"--delay-ms", "1500", NULL};
-	const char *const extra[] = {"SAGEWAI_WORKER_STARTED_AFTER_MS=300", NULL};
+	static const char *const mock_args[] = {"--delay-ms", "3000", NULL};
+	const char *const extra[] = {"SAGEWAI_WORKER_STARTED_AFTER_MS=1000", NULL};
 	struct sw_test_dispatch quick, nap, llm, cut;
 
 	mock_start(mock_args);
@@ -767,17 +768,17 @@ static void scenario_startedafter(void)
 	sw_test_dispatch_post(&tx, &quick, "tpl", "quick", "in_process", 30000,
 			      spec("template", json_pack("{s:i}", "value", 7)));
 	sw_test_dispatch_post(&tx, &nap, "plugin", "nap", "in_process", 30000,
-			      spec("plugin:sleepy", json_pack("{s:i}", "ms", 1200)));
+			      spec("plugin:sleepy", json_pack("{s:i}", "ms", 2500)));
 	sw_test_dispatch_post(&tx, &llm, "llm", "slow", "in_process", 30000,
 			      spec("llm", json_pack("{s:s}", "prompt", "take your time")));
-	sw_test_dispatch_post(&tx, &cut, "llm", "cut", "in_process", 800,
+	sw_test_dispatch_post(&tx, &cut, "llm", "cut", "in_process", 2000,
 			      spec("llm", json_pack("{s:s}", "prompt", "too slow")));
 	sw_test_ev_require(sw_test_evlog_finished(&evl, quick.step_id), "SUCCEEDED", NULL);
 	sw_test_ev_require(sw_test_evlog_finished(&evl, nap.step_id), "SUCCEEDED", NULL);
 	sw_test_ev_require(sw_test_evlog_finished(&evl, llm.step_id), "SUCCEEDED", NULL);
 	sw_test_ev_require(sw_test_evlog_finished(&evl, cut.step_id), "TIMED_OUT", "timeout: ");
 	/* well past the delay: a timer left behind would have fired */
-	sw_test_evlog_poll(&evl, 1500);
+	sw_test_evlog_poll(&evl, 2500);
 	require_not_started(quick.step_id);
 	require_started_first(nap.step_id);
 	require_started_first(llm.step_id);
