@@ -133,11 +133,12 @@ void sched_snapc_put(struct sched_env *env, const char *run_id, struct sched_sna
 		c->reconnects = sw_store_reconnects(env->store);
 	}
 	check_store(env, c);
+	/* e: where the run's entry goes in its chain, found once */
 	if (*(e = slot(c, run_id)) != NULL) { /* not expected: one holder per run */
 		x = unlink_ent(c, e);
 		sched_snap_free(&x->s);
 		free(x);
-	} /* e: where the run's entry goes in its chain */
+	}
 	if ((x = calloc(1, sizeof(*x))) == NULL) {
 		sched_snap_free(s);
 		return;

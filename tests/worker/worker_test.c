@@ -107,7 +107,7 @@ static void worker_start(const char *const *extra)
 			       "SAGEWAI_LLM_MODEL=test-model",
 			       plugins,
 			       SW_TEST_ENV_FAST_REBALANCE};
-	int n = 9;
+	int n = 9, started;
 
 	snprintf(path, sizeof(path), "%s/services/worker/sagewai-worker", getenv("SW_BUILD_DIR"));
 	sw_test_pg_svc_env(dsn, sizeof(dsn), db_dsn, "worker");
@@ -116,11 +116,12 @@ static void worker_start(const char *const *extra)
 		 mock_port);
 	snprintf(plugins, sizeof(plugins), "SAGEWAI_PLUGIN_DIR=%s", plugin_dir);
 	/* every step's step.started at once, unless the scenario says */
+	started = n;
 	env[n++] = "SAGEWAI_WORKER_STARTED_AFTER_MS=0";
 	for (; extra != NULL && *extra != NULL; extra++) {
 		SW_CHECK(n < 31);
 		if (strncmp(*extra, "SAGEWAI_WORKER_STARTED_AFTER_MS=", 32) == 0)
-			env[9] = *extra;
+			env[started] = *extra;
 		else
 			env[n++] = *extra;
 	}

@@ -7,9 +7,10 @@ For each step, in dispatch order: dispatch -> start (the executor consumed
 the dispatch), start -> finish (the step ran), dispatch -> finish, finish ->
 next dispatch (the scheduler consumed the outcome and dispatched the next
 step); then submit -> first dispatch and submit -> finished. A quick step of
-the worker has no start (SAGEWAI_WORKER_STARTED_AFTER_MS): "-". Times are those the producing
-services stamped, so a hop includes the broker's delivery and the consumer's
-fetch. The first attempt's dispatch and start and the last finish count.
+the worker has no start (SAGEWAI_WORKER_STARTED_AFTER_MS): "-". Times are
+those the producing services stamped, so a hop includes the broker's
+delivery and the consumer's fetch. The first attempt's dispatch and start
+and the last finish count.
 """
 import json
 import sys
