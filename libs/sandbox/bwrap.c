@@ -1058,6 +1058,13 @@ const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be)
 	return ((const struct bwrap *)be->state)->cg.mode;
 }
 
+int sw_sandbox_bwrap_swept(const struct sw_sandbox_backend *be)
+{
+	if (be == NULL || be->free != bw_free)
+		return 0;
+	return ((const struct bwrap *)be->state)->cg.swept_busy;
+}
+
 int sw_sandbox_bwrap_spares(struct sw_sandbox_backend *be, int n)
 {
 	struct bwrap *b;

@@ -294,12 +294,73 @@ static int probe(const char *dir, char *why, size_t wlen)
 	return 0;
 }
 
+static void remove_cg(const char *dir, int version);
+
+/* The system's boot time, in seconds since the epoch (/proc/stat btime);
+ * -1 when unknown. */
+static long long boot_time(void)
+{
+	char line[256];
+	long long bt = -1;
+	FILE *f = fopen("/proc/stat", "re");
+
+	if (f == NULL)
+		return -1;
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (sscanf(line, "btime %lld", &bt) == 1)
+			break;
+	fclose(f);
+	return bt;
+}
+
+/*
+ * 1 when the process that made the cgroup at path (pid, from its name) is
+ * gone: no such process, a zombie nobody reaped, or a process that started
+ * after the cgroup appeared (the pid reused). The last test errs towards
+ * "alive": the directory's ctime is never before its creation.
+ */
+static int creator_gone(long pid, const char *path)
+{
+	char proc[64], buf[1024], *p;
+	unsigned long long start;
+	long long bt;
+	struct stat st;
+	long hz = sysconf(_SC_CLK_TCK);
+	ssize_t n;
+	int fd;
+
+	if (kill((pid_t)pid, 0) != 0)
+		return errno == ESRCH;
+	snprintf(proc, sizeof(proc), "/proc/%ld/stat", pid);
+	if ((fd = open(proc, O_RDONLY | O_CLOEXEC)) < 0)
+		return errno == ENOENT;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	/* after the command's ')': state (field 3), ..., starttime (field 22) */
+	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
+		return 0;
+	if (p[2] == 'Z' || p[2] == 'X')
+		return 1;
+	if (sscanf(p + 2,
+		   "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u %*d %*d %*d %*d "
+		   "%*d %*d %llu",
+		   &start) != 1 ||
+	    hz <= 0 || (bt = boot_time()) < 0 || stat(path, &st) != 0)
+		return 0;
+	return bt + (long long)(start / (unsigned long long)hz) > (long long)st.st_ctime + 2;
+}
+
 /*
  * Remove what a dead process of ours left (sagewai-sbx-<pid>-<seq> whose
- * pid is gone). rmdir only succeeds on a cgroup without tasks, so a
- * cgroup still in use, whoever owns it, stays.
+ * creator is gone, creator_gone), killing what still runs in it first: a sandbox whose
+ * creator was killed mid-create can leave a bwrap child behind that no
+ * parent-death signal reaches (docs/SANDBOX.md, "Sandboxes of a dead
+ * instance"). A cgroup whose creator lives is not touched.
  */
-static void sweep(const char *dir)
+static void sweep(struct sw_sandbox_cg *cg, const char *dir, int version)
 {
 	DIR *d = opendir(dir);
 	struct dirent *e;
@@ -315,10 +376,13 @@ static void sweep(const char *dir)
 			continue;
 		pid = strtol(p + strlen(SW_SANDBOX_CG_PREFIX), &end, 10);
 		if (pid <= 0 || pid > INT_MAX || *end != '-' || pid == getpid() ||
-		    kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+		    snprintf(path, sizeof(path), "%s/%s", dir, p) >= (int)sizeof(path) ||
+		    !creator_gone(pid, path))
 			continue;
-		if (snprintf(path, sizeof(path), "%s/%s", dir, p) < (int)sizeof(path))
-			rmdir(path);
+		if (rmdir(path) != 0 && errno == EBUSY) {
+			cg->swept_busy++;
+			remove_cg(path, version);
+		}
 	}
 	closedir(d);
 }
@@ -403,7 +467,7 @@ static int try_v2(struct sw_sandbox_cg *cg, char *why, size_t wlen)
 		free(dir);
 		return -1;
 	}
-	sweep(dir);
+	sweep(cg, dir, 2);
 	cg->base[SW_CG_MEMORY] = dir;
 	cg->version = 2;
 	cg->acct = SW_CG_MEMORY; /* cpu.stat is there without the controller */
@@ -436,7 +500,7 @@ static void v1_cpu(struct sw_sandbox_cg *cg, char *why, size_t wlen)
 	cg->acct = -1;
 	if ((cg->base[SW_CG_CPU] = v1_dir("cpu", why, wlen)) != NULL) {
 		cg->cpu = true;
-		sweep(cg->base[SW_CG_CPU]);
+		sweep(cg, cg->base[SW_CG_CPU], 1);
 	}
 	cg->base[SW_CG_CPUACCT] = v1_dir("cpuacct", tmp, sizeof(tmp));
 	if (cg->base[SW_CG_CPUACCT] != NULL && cg->base[SW_CG_CPU] != NULL &&
@@ -445,7 +509,7 @@ static void v1_cpu(struct sw_sandbox_cg *cg, char *why, size_t wlen)
 		cg->base[SW_CG_CPUACCT] = NULL;
 		cg->acct = SW_CG_CPU;
 	} else if (cg->base[SW_CG_CPUACCT] != NULL) {
-		sweep(cg->base[SW_CG_CPUACCT]);
+		sweep(cg, cg->base[SW_CG_CPUACCT], 1);
 		cg->acct = SW_CG_CPUACCT;
 	}
 }
@@ -459,7 +523,7 @@ static int try_v1(struct sw_sandbox_cg *cg, char *why, size_t wlen)
 		if ((dir[i] = v1_dir(ctrl[i], why, wlen)) == NULL)
 			goto fail;
 	for (int i = 0; i < 2; i++) {
-		sweep(dir[i]);
+		sweep(cg, dir[i], 1);
 		cg->base[i] = dir[i];
 	}
 	cg->version = 1;

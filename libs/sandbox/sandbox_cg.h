@@ -30,6 +30,7 @@ struct sw_sandbox_cg {
 	bool cpu;	       /* the cpu controller is ours: cpu_millis is enforced */
 	int acct;	       /* the dir whose cpuacct.* / cpu.stat tells CPU time; -1 */
 	char mode[512];	       /* "v1", "v2", "v1; cpu off: <why>" or "off: <why>" */
+	int swept_busy;	       /* dead instances' cgroups found in use, killed (init) */
 	char *base[SW_CG_MAX]; /* v1: each hierarchy's dir, NULL when not used (cpu
 				* off, or cpuacct mounted with cpu); v2: base[0] */
 };

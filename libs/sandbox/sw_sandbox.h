@@ -285,6 +285,15 @@ struct sw_sandbox_backend *sw_sandbox_bwrap_new(const struct sw_sandbox_bwrap_co
 const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be);
 
 /*
+ * At sw_sandbox_bwrap_new, sandbox cgroups whose creating process is gone
+ * (sagewai-sbx-<pid>-<seq>, pid dead) are removed, and whatever still ran
+ * in them killed first: a creator killed mid-create can leave a bwrap
+ * child that no parent-death signal reaches. How many such cgroups were
+ * still in use (for the caller's log); 0 for anything but a bwrap backend.
+ */
+int sw_sandbox_bwrap_swept(const struct sw_sandbox_backend *be);
+
+/*
  * Keep n (0..16) per-sandbox cgroups made ahead, refilled after each
  * create's fork while bwrap starts, so that a create does not pay their
  * mkdir on its path (a v1 memory cgroup: ~2 ms). Removed by

@@ -828,6 +828,13 @@ int sbd_priv_split(const struct sbd_priv_config *cfg, int *sock, char *err, size
 	if ((p.be = sw_sandbox_bwrap_new(&bc, err, errlen)) == NULL)
 		return -1;
 	sw_log(SW_LOG_INFO, "sandbox cgroups", "mode", sw_sandbox_bwrap_cgroup_mode(p.be), NULL);
+	if (sw_sandbox_bwrap_swept(p.be) > 0) {
+		char n[16];
+
+		snprintf(n, sizeof(n), "%d", sw_sandbox_bwrap_swept(p.be));
+		sw_log(SW_LOG_WARN, "sandboxes of a dead instance were still running: killed",
+		       "cgroups", n, NULL);
+	}
 	if (sw_sandbox_bwrap_full_why(p.be) != NULL)
 		sw_log(SW_LOG_WARN, "sandbox network full unavailable, refused", "why",
 		       sw_sandbox_bwrap_full_why(p.be), NULL);

@@ -1468,6 +1468,167 @@ static void t_cgroup_cleanup(void)
 		SW_CHECKF(our_cgroups(base[k], NULL, 0) == 0, "%s", base[k]);
 }
 
+/* A process left in dirs (nb of them, joined in order), whose parent has
+ * exited: an orphan, as a killed creator's bwrap child is. Its pid. */
+static pid_t orphan_in(char dirs[][1024], int nb)
+{
+	int p[2];
+	pid_t mid, pid = -1;
+
+	SW_CHECK(pipe(p) == 0);
+	SW_CHECK((mid = fork()) >= 0);
+	if (mid == 0) {
+		pid_t g;
+
+		for (int k = 0; k < nb; k++) {
+			char path[1100];
+			int fd;
+
+			snprintf(path, sizeof(path), "%s/cgroup.procs", dirs[k]);
+			if ((fd = open(path, O_WRONLY)) < 0 || write(fd, "0", 1) != 1)
+				_exit(1);
+			close(fd);
+		}
+		if ((g = fork()) == 0) {
+			int null = open("/dev/null", O_RDWR);
+
+			/* a failed check must not leave our output open */
+			for (int fd = 0; fd < 3; fd++)
+				dup2(null, fd);
+			close(p[1]);
+			for (;;)
+				pause();
+		}
+		_exit(write(p[1], &g, sizeof(g)) == sizeof(g) ? 0 : 1);
+	}
+	close(p[1]);
+	SW_CHECK(read(p[0], &pid, sizeof(pid)) == sizeof(pid) && pid > 0);
+	close(p[0]);
+	{
+		int st;
+
+		SW_CHECK(waitpid(mid, &st, 0) == mid && WIFEXITED(st) && WEXITSTATUS(st) == 0);
+	}
+	return pid;
+}
+
+/*
+ * A live process whose pid was chosen before it started (the pid of a
+ * cgroup made earlier): ns_last_pid set to pid - 1 before the fork, as
+ * checkpoint/restore tools do. -1 when this host does not let us.
+ */
+static pid_t fork_as(pid_t want)
+{
+	for (int tries = 0; tries < 20; tries++) {
+		FILE *f = fopen("/proc/sys/kernel/ns_last_pid", "we");
+		pid_t pid;
+
+		if (f == NULL || fprintf(f, "%d", (int)want - 1) < 0 || fclose(f) != 0)
+			return -1;
+		SW_CHECK((pid = fork()) >= 0);
+		if (pid == 0) {
+			int null = open("/dev/null", O_RDWR);
+
+			for (int fd = 0; fd < 3; fd++)
+				dup2(null, fd);
+			for (;;)
+				pause();
+		}
+		if (pid == want)
+			return pid;
+		kill(pid, SIGKILL);
+		waitpid(pid, NULL, 0);
+	}
+	return -1;
+}
+
+/*
+ * A creator killed mid-create can leave a bwrap child that no
+ * parent-death signal reaches, in its sandbox's cgroup. The next start
+ * (a new backend) kills it and removes the cgroup, when the creator is
+ * gone, a zombie, or its pid now another, younger process's; a cgroup
+ * whose creator still lives is left alone.
+ */
+static void t_cgroup_sweep(void)
+{
+	enum { GONE, ZOMBIE, REUSED, LIVE, NCASE };
+	static const char *const what[NCASE] = {"gone", "zombie", "pid reused", "live"};
+	struct sw_sandbox_bwrap_config cfg = {.runner_path = SW_TOOLRUNNER, .cgroup = "auto"};
+	struct sw_sandbox_backend *be;
+	char base[2][512], dir[NCASE][2][1024], err[512];
+	pid_t creator[NCASE], orphan[NCASE], w = 0, reused = -1;
+	int nb, st = 0, ncase = NCASE;
+
+	if (!cgroups_on("cgroup_sweep"))
+		return;
+	nb = cg_bases(base);
+	SW_CHECK((creator[GONE] = fork()) >= 0);
+	if (creator[GONE] == 0)
+		_exit(0);
+	SW_CHECK(waitpid(creator[GONE], NULL, 0) == creator[GONE]);
+	SW_CHECK((creator[ZOMBIE] = fork()) >= 0);
+	if (creator[ZOMBIE] == 0)
+		_exit(0);
+	/* a pid free now, that a process started later will have */
+	SW_CHECK((creator[REUSED] = fork()) >= 0);
+	if (creator[REUSED] == 0)
+		_exit(0);
+	SW_CHECK(waitpid(creator[REUSED], NULL, 0) == creator[REUSED]);
+	creator[LIVE] = getppid();
+	/* orphans come to us, so that their end can be seen */
+	SW_CHECK(prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0);
+	for (int c = 0; c < NCASE; c++)
+		for (int k = 0; k < nb; k++) {
+			snprintf(dir[c][k], sizeof(dir[c][k]), "%s/sagewai-sbx-%d-t%d.%d", base[k],
+				 (int)creator[c], (int)getpid(), c);
+			SW_CHECKF(mkdir(dir[c][k], 0755) == 0, "%s: %s", dir[c][k],
+				  strerror(errno));
+		}
+	for (int c = 0; c < NCASE; c++)
+		orphan[c] = orphan_in(dir[c], nb);
+	/* after the cgroup, by more than the margin of a second's rounding */
+	sleep(4);
+	if ((reused = fork_as(creator[REUSED])) < 0) {
+		printf("sandbox_test cgroup_sweep: the pid-reuse case not run here "
+		       "(ns_last_pid)\n");
+		SW_CHECK(kill(orphan[REUSED], SIGKILL) == 0);
+		SW_CHECK(waitpid(orphan[REUSED], NULL, 0) == orphan[REUSED]);
+		ncase--;
+	}
+
+	SW_CHECKF((be = sw_sandbox_bwrap_new(&cfg, err, sizeof(err))) != NULL, "%s", err);
+	SW_CHECKF(sw_sandbox_bwrap_swept(be) >= (ncase == NCASE ? 3 : 2), "swept %d",
+		  sw_sandbox_bwrap_swept(be));
+	for (int c = 0; c < LIVE; c++) {
+		if (c == REUSED && reused < 0)
+			continue;
+		for (int i = 0; i < 500 && (w = waitpid(orphan[c], &st, WNOHANG)) == 0; i++)
+			usleep(10000);
+		SW_CHECKF(w == orphan[c] && WIFSIGNALED(st) && WTERMSIG(st) == SIGKILL,
+			  "creator %s: its leftover still runs (waitpid %d)", what[c], (int)w);
+		for (int k = 0; k < nb; k++)
+			SW_CHECKF(access(dir[c][k], F_OK) != 0 && errno == ENOENT, "%s left",
+				  dir[c][k]);
+	}
+	/* a live creator's: untouched */
+	SW_CHECK(waitpid(orphan[LIVE], &st, WNOHANG) == 0 && kill(orphan[LIVE], 0) == 0);
+	for (int k = 0; k < nb; k++)
+		SW_CHECKF(access(dir[LIVE][k], F_OK) == 0, "%s removed", dir[LIVE][k]);
+	sw_sandbox_backend_free(be);
+
+	SW_CHECK(kill(orphan[LIVE], SIGKILL) == 0 &&
+		 waitpid(orphan[LIVE], &st, 0) == orphan[LIVE]);
+	SW_CHECK(waitpid(creator[ZOMBIE], NULL, 0) == creator[ZOMBIE]);
+	if (reused > 0) {
+		kill(reused, SIGKILL);
+		waitpid(reused, NULL, 0);
+	}
+	for (int c = 0; c < NCASE; c++)
+		for (int k = 0; k < nb; k++)
+			for (int i = 0; i < 200 && rmdir(dir[c][k]) != 0 && errno == EBUSY; i++)
+				usleep(10000);
+}
+
 struct sc_expect {
 	const char *name;
 	int err; /* expected errno; 0: must succeed */
@@ -1940,6 +2101,7 @@ static const struct {
     {"cgroup_pids", t_cgroup_pids},
     {"cgroup_cpu", t_cgroup_cpu},
     {"cgroup_cleanup", t_cgroup_cleanup},
+    {"cgroup_sweep", t_cgroup_sweep},
     {"cred", t_cred},
 };
 
