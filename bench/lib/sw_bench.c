@@ -84,6 +84,7 @@ long sw_bench_perform(CURL *c, const char *method, const char *body, const char 
 	struct curl_slist *h = NULL;
 	char ct[128];
 	long status = 0;
+	CURLcode rc;
 
 	curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, sw_bench_collect);
@@ -94,8 +95,10 @@ long sw_bench_perform(CURL *c, const char *method, const char *body, const char 
 		curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
 	}
-	if (curl_easy_perform(c) == CURLE_OK)
+	if ((rc = curl_easy_perform(c)) == CURLE_OK)
 		curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	else
+		snprintf(out->curl_err, sizeof(out->curl_err), "%s", curl_easy_strerror(rc));
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, NULL);
 	curl_slist_free_all(h);
 	return status;
@@ -278,11 +281,19 @@ void sw_bench_peers_latency(int64_t *lat, size_t n, long long t0)
 }
 
 void sw_bench_peers_case(int steps, int conc, size_t runs, size_t errors, size_t retries_503,
-			 double runs_per_s, long long t0)
+			 double runs_per_s, long long t0, int64_t *lat, size_t nlat)
 {
+	char pct[96] = "";
+
+	if (lat != NULL && nlat > 0) {
+		qsort(lat, nlat, sizeof(*lat), sw_bench_cmp64);
+		snprintf(pct, sizeof(pct), ",\"p50_ms\":%.3f,\"p99_ms\":%.3f",
+			 (double)lat[(nlat - 1) / 2] / 1e6,
+			 (double)lat[(size_t)((double)(nlat - 1) * 0.99)] / 1e6);
+	}
 	printf("{\"case\":\"%d:%d\",\"steps\":%d,\"conc\":%d,\"runs\":%zu,\"errors\":%zu,"
-	       "\"retries_503\":%zu,\"runs_per_s\":%.3f,\"t0\":%lld,\"t1\":%lld}\n",
-	       steps, conc, steps, conc, runs, errors, retries_503, runs_per_s, t0,
+	       "\"retries_503\":%zu,\"runs_per_s\":%.3f%s,\"t0\":%lld,\"t1\":%lld}\n",
+	       steps, conc, steps, conc, runs, errors, retries_503, runs_per_s, pct, t0,
 	       sw_bench_epoch_ms());
 	fflush(stdout);
 }

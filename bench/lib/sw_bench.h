@@ -30,6 +30,7 @@ struct sw_bench_buf {
 	int failed;  /* SSE: the run ended otherwise (state in failed_state) */
 	size_t seen; /* SSE: bytes of whole events already looked at */
 	char failed_state[32];
+	char curl_err[96]; /* sw_bench_perform: why no answer came, if none */
 };
 
 /* A CURLOPT_WRITEFUNCTION appending to the struct sw_bench_buf in u. */
@@ -61,10 +62,11 @@ rd_kafka_t *sw_bench_kafka_tail(const char *bootstrap, const char *group,
 
 /* bench/peers' drivers (bench_peers.c, bench_floor.c): the latency line of
  * lat[0..n) (ns, sorted in place) measured from t0 (ms since the epoch) to
- * now, and a case's line; both flushed. */
+ * now, and a case's line, with the p50 and p99 of its runs' times lat[0..nlat)
+ * (sorted in place; none when lat is NULL); both flushed. */
 void sw_bench_peers_latency(int64_t *lat, size_t n, long long t0);
 void sw_bench_peers_case(int steps, int conc, size_t runs, size_t errors, size_t retries_503,
-			 double runs_per_s, long long t0);
+			 double runs_per_s, long long t0, int64_t *lat, size_t nlat);
 /* One element of --cases, STEPS:CONC[:TOTAL] (TOTAL 0 when absent); 0, or
  * -1 when it is not one (steps 1 or 3, conc 1..8192). */
 int sw_bench_peers_parse_case(const char *tok, int *steps, int *conc, size_t *total);

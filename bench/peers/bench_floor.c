@@ -346,7 +346,7 @@ int main(int argc, char **argv)
 			die("--cases", tok);
 		t0 = sw_bench_epoch_ms();
 		rate = load(steps, conc, total, total > 0 ? 0 : deadline, &l);
-		sw_bench_peers_case(steps, conc, l.done, 0, 0, rate, t0);
+		sw_bench_peers_case(steps, conc, l.done, 0, 0, rate, t0, NULL, 0);
 	}
 	free(list);
 	teardown();

@@ -21,11 +21,14 @@
  * for the caller's memory and sync sampling:
  *   {"case":"latency","p50_ms":X,"p99_ms":Y,"n":N,"t0":T,"t1":T}
  *   {"case":"3:128","steps":3,"conc":128,"runs":N,"errors":E,
- *    "runs_per_s":X,"t0":T,"t1":T}
+ *    "runs_per_s":X,"p50_ms":X,"p99_ms":Y,"t0":T,"t1":T}
+ * where a case's p50 and p99 are of its completed runs' times from submit
+ * to answer (503 retries at accept included).
  * A case's rate is its completed runs over the time from its start until
  * the last one finished (the drain after the deadline included).
  */
 #include <curl/curl.h>
+#include <errno.h>
 #include <jansson.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -33,7 +36,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "sw_bench.h"
 #include "sw_core.h"
@@ -62,6 +67,7 @@ static void source_for(int thread)
 }
 
 static atomic_size_t retries_503;
+static int thread_base;	      /* a load process's first thread index (load_split) */
 static atomic_int complaints; /* failures told on stderr, at most 5 a case */
 
 static void complain(const char *what, long status, const struct sw_bench_buf *b)
@@ -69,7 +75,9 @@ static void complain(const char *what, long status, const struct sw_bench_buf *b
 	if (atomic_fetch_add(&complaints, 1) >= 5)
 		return;
 	fprintf(stderr, "bench-peers: %s failed: HTTP %ld: %.200s\n", what, status,
-		b->body.p != NULL ? b->body.p : "(no answer)");
+		b->body.p != NULL     ? b->body.p
+		: b->curl_err[0] != 0 ? b->curl_err
+				      : "(no answer)");
 }
 
 static void setup(CURL *c, const char *u)
@@ -202,25 +210,35 @@ struct load {
 	size_t total;     /* runs to start at most */
 	int64_t deadline; /* no new run after this (0: none) */
 	atomic_size_t next, done, errors;
+	int64_t *lat; /* each completed run's time, submit to answer (ns) */
+	size_t lat_cap;
+	atomic_size_t nlat;
 };
 
 static void *load_thread(void *arg)
 {
 	struct load *l = arg;
 	CURL *c = curl_easy_init();
+	int64_t s;
 
 	if (c == NULL)
 		return NULL;
-	source_for(atomic_fetch_add(&l->thread, 1));
+	source_for(thread_base + atomic_fetch_add(&l->thread, 1));
 	for (;;) {
 		if (l->deadline != 0 && sw_bench_now_ns() >= l->deadline)
 			break;
 		if (atomic_fetch_add(&l->next, 1) >= l->total)
 			break;
-		if (run_once(c, l->steps) == 0)
+		s = sw_bench_now_ns();
+		if (run_once(c, l->steps) == 0) {
+			size_t i = atomic_fetch_add(&l->nlat, 1);
+
+			if (i < l->lat_cap)
+				l->lat[i] = sw_bench_now_ns() - s;
 			atomic_fetch_add(&l->done, 1);
-		else
+		} else {
 			atomic_fetch_add(&l->errors, 1);
+		}
 	}
 	curl_easy_cleanup(c);
 	return NULL;
@@ -236,7 +254,11 @@ static double load(int steps, int conc, size_t total, double deadline_s, struct 
 
 	if (ts == NULL)
 		die("load", "out of memory");
+	free(l->lat);
 	memset(l, 0, sizeof(*l));
+	l->lat_cap = total < 4000000 ? total : 4000000;
+	if ((l->lat = calloc(l->lat_cap, sizeof(*l->lat))) == NULL)
+		die("load", "out of memory");
 	l->steps = steps;
 	l->total = total;
 	l->deadline = deadline_s > 0 ? t0 + (int64_t)(deadline_s * 1e9) : 0;
@@ -251,6 +273,114 @@ static double load(int steps, int conc, size_t total, double deadline_s, struct 
 		pthread_join(ts[i], NULL);
 	pthread_attr_destroy(&attr);
 	free(ts);
+	return (double)atomic_load(&l->done) / ((double)(sw_bench_now_ns() - t0) / 1e9);
+}
+
+/*
+ * Each thread holds a socket and its curl handle's wakeup pair: three
+ * descriptors a run in flight. Above LOAD_THREADS_PER_PROC runs in flight
+ * (8,192 would need about 25,000 descriptors, more than the open-files
+ * limit a container may allow) the case is split over forked processes,
+ * each with its own limit; their counts and times come back over a pipe
+ * and the rate is the total over the parent's wall clock.
+ */
+#define LOAD_THREADS_PER_PROC 4096
+
+static int write_all(int fd, const void *p, size_t n)
+{
+	for (const char *c = p; n > 0;) {
+		ssize_t w = write(fd, c, n);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		c += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+static int read_all(int fd, void *p, size_t n)
+{
+	for (char *c = p; n > 0;) {
+		ssize_t r = read(fd, c, n);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -1;
+		c += r;
+		n -= (size_t)r;
+	}
+	return 0;
+}
+
+static double load_split(int steps, int conc, size_t total, double deadline_s, struct load *l)
+{
+	int nproc = (conc + LOAD_THREADS_PER_PROC - 1) / LOAD_THREADS_PER_PROC, fd[64];
+	pid_t pid[64];
+	int64_t t0 = sw_bench_now_ns();
+	size_t got = 0;
+
+	if (nproc <= 1)
+		return load(steps, conc, total, deadline_s, l);
+	if (nproc > 64)
+		die("load", "too many runs in flight");
+	fflush(NULL);
+	for (int i = 0; i < nproc; i++) {
+		int p[2];
+		int share = conc / nproc + (i < conc % nproc);
+		size_t part = total == SIZE_MAX
+				  ? SIZE_MAX
+				  : total / (size_t)nproc + ((size_t)i < total % (size_t)nproc);
+
+		if (pipe(p) != 0 || (pid[i] = fork()) < 0)
+			die("load", strerror(errno));
+		if (pid[i] == 0) {
+			size_t head[4];
+
+			close(p[0]);
+			thread_base = i * (conc / nproc + 1);
+			load(steps, share, part, deadline_s, l);
+			head[0] = atomic_load(&l->done);
+			head[1] = atomic_load(&l->errors);
+			head[2] = atomic_load(&retries_503);
+			head[3] = atomic_load(&l->nlat) < l->lat_cap ? atomic_load(&l->nlat)
+								     : l->lat_cap;
+			_exit(write_all(p[1], head, sizeof(head)) != 0 ||
+				      write_all(p[1], l->lat, head[3] * sizeof(*l->lat)) != 0
+				  ? 1
+				  : 0);
+		}
+		close(p[1]);
+		fd[i] = p[0];
+	}
+	free(l->lat);
+	memset(l, 0, sizeof(*l));
+	l->lat_cap = 0;
+	for (int i = 0; i < nproc; i++) {
+		size_t head[4];
+		int64_t *more;
+		int st;
+
+		if (read_all(fd[i], head, sizeof(head)) != 0)
+			die("load", "a load process gave no count");
+		if ((more = realloc(l->lat, (got + head[3] + 1) * sizeof(*more))) == NULL)
+			die("load", "out of memory");
+		l->lat = more;
+		if (read_all(fd[i], l->lat + got, head[3] * sizeof(*l->lat)) != 0)
+			die("load", "a load process gave no times");
+		got += head[3];
+		atomic_fetch_add(&l->done, head[0]);
+		atomic_fetch_add(&l->errors, head[1]);
+		atomic_fetch_add(&retries_503, head[2]);
+		close(fd[i]);
+		if (waitpid(pid[i], &st, 0) != pid[i] || !WIFEXITED(st) || WEXITSTATUS(st) != 0)
+			die("load", "a load process failed");
+	}
+	l->lat_cap = got;
+	atomic_store(&l->nlat, got);
 	return (double)atomic_load(&l->done) / ((double)(sw_bench_now_ns() - t0) / 1e9);
 }
 
@@ -285,7 +415,7 @@ int main(int argc, char **argv)
 	double deadline = 10;
 	const char *cases = "1:1,1:16,1:128,1:1024,3:1,3:16,3:128,3:1024";
 	char *list, *tok, *save = NULL;
-	struct load l;
+	struct load l = {0};
 	CURL *c;
 
 	for (int i = 1; i < argc; i++) {
@@ -360,13 +490,16 @@ int main(int argc, char **argv)
 		t0 = sw_bench_epoch_ms();
 		atomic_store(&complaints, 0);
 		if (total > 0)
-			rate = load(steps, conc, total, 0, &l);
+			rate = load_split(steps, conc, total, 0, &l);
 		else
-			rate = load(steps, conc, SIZE_MAX, deadline, &l);
+			rate = load_split(steps, conc, SIZE_MAX, deadline, &l);
 		sw_bench_peers_case(steps, conc, atomic_load(&l.done), atomic_load(&l.errors),
-				    atomic_exchange(&retries_503, 0), rate, t0);
+				    atomic_exchange(&retries_503, 0), rate, t0, l.lat,
+				    atomic_load(&l.nlat) < l.lat_cap ? atomic_load(&l.nlat)
+								     : l.lat_cap);
 	}
 	free(list);
+	free(l.lat);
 	curl_easy_cleanup(c);
 	curl_global_cleanup();
 	return 0;

@@ -138,35 +138,55 @@ def side_figures(work, r, side):
             else:
                 fig["steps_per_s_3step_c%d" % d["conc"]] = (round(d["runs_per_s"] * 3, 3),
                                                               "steps/s")
+            if "p50_ms" in d:  # each run's submit to answer, at that concurrency
+                fig["p50_ms_%dstep_c%d" % (d["steps"], d["conc"])] = (d["p50_ms"], "ms")
+                fig["p99_ms_%dstep_c%d" % (d["steps"], d["conc"])] = (d["p99_ms"], "ms")
             if d.get("errors"):
                 print("peers: %s round %d case %s: %d runs failed" % (side, r, c, d["errors"]),
                       file=sys.stderr)
-            if d["conc"] == 128:
-                fig.setdefault("_w128", []).append((d["t0"], d["t1"]))
+            fig.setdefault("_w", {}).setdefault(d["conc"], []).append((d["t0"], d["t1"]))
     s = os.path.join(work, "res", "%d.%s.syncs.json" % (r, side))
     if os.path.exists(s):
         with open(s) as f:
             sy = json.load(f)
         fig["syncs_per_run_1step"] = (sy["per_run_1step"], "syncs")
         fig["syncs_per_extra_step"] = (sy["per_extra_step"], "syncs")
-    peak = None
+    # memory: the peak summed PSS of the side's processes over the cases
+    # at each concurrency, and each process name's own peak there
+    windows = fig.pop("_w", {})
+    peak, by = {}, {}
     rs = os.path.join(work, "res", "%d.%s.rss" % (r, side))
     if os.path.exists(rs):
         with open(rs) as f:
             for line in f:
                 w = line.split()
-                if len(w) >= 2 and any(a <= int(w[0]) <= b for a, b in fig.get("_w128", [])):
-                    peak = max(peak or 0, int(w[1]))
-    if peak is not None:
-        fig["rss_mb_c128"] = (round(peak / 1024.0, 1), "MB")
-    fig.pop("_w128", None)
+                if len(w) < 2:
+                    continue
+                for conc, spans in windows.items():
+                    if any(a <= int(w[0]) <= b for a, b in spans):
+                        peak[conc] = max(peak.get(conc, 0), int(w[1]))
+                        for kv in (w[2].split(",") if len(w) > 2 else []):
+                            k, _, v = kv.rpartition(":")
+                            if k and v.isdigit():
+                                m = by.setdefault(conc, {})
+                                m[k] = max(m.get(k, 0), int(v))
+    for conc, kb in peak.items():
+        fig["rss_mb_c%d" % conc] = (round(kb / 1024.0, 1), "MB")
+    for conc, m in by.items():
+        fig["rss_mb_by_process_c%d" % conc] = (
+            {k: round(v / 1024.0, 1) for k, v in sorted(m.items())}, "MB")
     return fig
 
 
+CONCS = (1, 16, 128, 1024, 8192)
 ORDER = (["p50_1step_ms", "p99_1step_ms"]
-         + ["runs_per_s_1step_c%d" % c for c in (1, 16, 128, 1024)]
-         + ["steps_per_s_3step_c%d" % c for c in (1, 16, 128, 1024)]
-         + ["syncs_per_run_1step", "syncs_per_extra_step", "rss_mb_c128"])
+         + ["runs_per_s_1step_c%d" % c for c in CONCS]
+         + ["steps_per_s_3step_c%d" % c for c in CONCS]
+         + ["syncs_per_run_1step", "syncs_per_extra_step", "rss_mb_c128"]
+         # the cost curve: each case's latency and memory
+         + ["%s_ms_%dstep_c%d" % (q, s, c) for s in (1, 3) for c in CONCS for q in ("p50", "p99")]
+         + ["rss_mb_c%d" % c for c in CONCS if c != 128]
+         + ["rss_mb_by_process_c%d" % c for c in CONCS])
 
 
 def report(work, rounds, peers):

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -95,9 +96,36 @@ static int health(void *opaque)
 struct sw_http *sw_service_http(struct sw_service *svc, size_t max_body, char *err,
 				size_t errlen)
 {
-	if (svc->http == NULL)
-		svc->http = sw_http_new(svc->base, svc->cfg.http_addr, svc->cfg.http_port,
-					max_body, svc->metrics, health, svc, err, errlen);
+	struct sw_http_limits lim;
+	struct rlimit rl;
+	long long n;
+
+	if (svc->http != NULL)
+		return svc->http;
+	sw_http_limits_default(&lim);
+	if (sw_config_number(svc->envp, "SAGEWAI_HTTP_MAX_CONNECTIONS", lim.max_connections, 1,
+			     1000000, &n, err, errlen) == -1)
+		return NULL;
+	lim.max_connections = (unsigned)n;
+	/* A cap set: room for that many sockets besides the service's own
+	 * descriptors (above the soft limit, it would turn into failed
+	 * accepts). The default is left to the host's limit, as before. */
+	if (sw_config_env(svc->envp, "SAGEWAI_HTTP_MAX_CONNECTIONS") != NULL &&
+	    getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
+	    rl.rlim_cur < (rlim_t)n + 256) {
+		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)n + 256
+				  ? (rlim_t)n + 256
+				  : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < (rlim_t)n + 256) {
+			snprintf(err, errlen,
+				 "SAGEWAI_HTTP_MAX_CONNECTIONS %lld: the open-files limit (%llu) "
+				 "leaves no room for that many",
+				 n, (unsigned long long)rl.rlim_cur);
+			return NULL;
+		}
+	}
+	svc->http = sw_http_new_opts(svc->base, svc->cfg.http_addr, svc->cfg.http_port, max_body,
+				     &lim, svc->metrics, health, svc, err, errlen);
 	return svc->http;
 }
 

@@ -18,7 +18,11 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <stdint.h>
 #include <sys/queue.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -333,6 +337,82 @@ static void test_failures(void)
 	unsetenv("SAGEWAI_HTTP_PORT");
 }
 
+/* A TCP connection to the service, held open (nothing sent). */
+static int hold(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	SW_CHECK(fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0);
+	return fd;
+}
+
+/* The soft open-files limit of process pid, from /proc/pid/limits. */
+static long long soft_nofile(pid_t pid)
+{
+	char path[64], line[256];
+	long long n = -1;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/limits", (int)pid);
+	SW_CHECK((f = fopen(path, "r")) != NULL);
+	while (fgets(line, sizeof(line), f) != NULL)
+		if (strncmp(line, "Max open files", 14) == 0)
+			n = strtoll(line + 14, NULL, 10);
+	fclose(f);
+	return n;
+}
+
+/*
+ * SAGEWAI_HTTP_MAX_CONNECTIONS: a bad value stops the start with the
+ * setting named; a value caps the open connections (one more gets 503);
+ * a cap above the open-files limit raises it, or the start fails.
+ */
+static void test_max_connections(void)
+{
+	char *argv[] = {"sagewai-frametest", "serve", NULL};
+	char pf[600];
+	struct rlimit rl;
+	struct app a;
+	int port, fd[2];
+	pid_t pid;
+
+	fresh(&a, "capbad", pf, sizeof(pf));
+	setenv("SAGEWAI_HTTP_MAX_CONNECTIONS", "0", 1);
+	SW_CHECK(wait_exit(spawn(&a, 2, argv)) == 1);
+	SW_CHECK(logged(&a, "stop") && no_port(pf));
+
+	fresh(&a, "cap2", pf, sizeof(pf));
+	setenv("SAGEWAI_HTTP_MAX_CONNECTIONS", "2", 1);
+	pid = spawn(&a, 2, argv);
+	port = read_port(pf);
+	SW_CHECK(get(port, "/healthz") == 200);
+	fd[0] = hold(port);
+	fd[1] = hold(port);
+	usleep(200000); /* both accepted */
+	SW_CHECK(get(port, "/healthz") == 503);
+	close(fd[0]);
+	close(fd[1]);
+	for (int i = 0; i < 100 && get(port, "/healthz") != 200; i++)
+		usleep(20000);
+	SW_CHECK(get(port, "/healthz") == 200);
+	SW_CHECK(kill(pid, SIGTERM) == 0 && wait_exit(pid) == 0);
+
+	SW_CHECK(getrlimit(RLIMIT_NOFILE, &rl) == 0);
+	fresh(&a, "capfiles", pf, sizeof(pf));
+	setenv("SAGEWAI_HTTP_MAX_CONNECTIONS", "5000", 1);
+	pid = spawn(&a, 2, argv);
+	if (rl.rlim_max == RLIM_INFINITY || rl.rlim_max >= 5256) {
+		port = read_port(pf);
+		SW_CHECK(port > 0 && soft_nofile(pid) >= 5256);
+		SW_CHECK(kill(pid, SIGTERM) == 0 && wait_exit(pid) == 0);
+	} else {
+		SW_CHECK(wait_exit(pid) == 1 && no_port(pf));
+	}
+	unsetenv("SAGEWAI_HTTP_MAX_CONNECTIONS");
+}
+
 static void test_commands(void)
 {
 	char *help[] = {"x", "--help", NULL}, *unk[] = {"x", "frobnicate", NULL};
@@ -452,6 +532,7 @@ int main(void)
 	test_commands();
 	test_serve_and_drain();
 	test_failures();
+	test_max_connections();
 	test_handoff();
 	curl_global_cleanup();
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
