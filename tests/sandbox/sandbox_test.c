@@ -1470,7 +1470,7 @@ static void t_cgroup_cleanup(void)
 
 /* A process left in dirs (nb of them, joined in order), whose parent has
  * exited: an orphan, as a killed creator's bwrap child is. Its pid. */
-static pid_t orphan_in(char dirs[][1024], int nb)
+static pid_t orphan_in(char dirs[][1100], int nb)
 {
 	int p[2];
 	pid_t mid, pid = -1;
@@ -1481,7 +1481,7 @@ static pid_t orphan_in(char dirs[][1024], int nb)
 		pid_t g;
 
 		for (int k = 0; k < nb; k++) {
-			char path[1100];
+			char path[1200];
 			int fd;
 
 			snprintf(path, sizeof(path), "%s/cgroup.procs", dirs[k]);
@@ -1555,7 +1555,7 @@ static void t_cgroup_sweep(void)
 	static const char *const what[NCASE] = {"gone", "zombie", "pid reused", "live"};
 	struct sw_sandbox_bwrap_config cfg = {.runner_path = SW_TOOLRUNNER, .cgroup = "auto"};
 	struct sw_sandbox_backend *be;
-	char base[2][512], dir[NCASE][2][1024], err[512];
+	char base[2][512], dir[NCASE][2][1100], err[512];
 	pid_t creator[NCASE], orphan[NCASE], w = 0, reused = -1;
 	int nb, st = 0, ncase = NCASE;
 
