@@ -215,6 +215,14 @@ struct load {
 	atomic_size_t nlat;
 };
 
+/* The times recorded: one per completed run, up to lat_cap. */
+static size_t load_nlat(struct load *l)
+{
+	size_t n = atomic_load(&l->nlat);
+
+	return n < l->lat_cap ? n : l->lat_cap;
+}
+
 static void *load_thread(void *arg)
 {
 	struct load *l = arg;
@@ -346,8 +354,7 @@ static double load_split(int steps, int conc, size_t total, double deadline_s, s
 			head[0] = atomic_load(&l->done);
 			head[1] = atomic_load(&l->errors);
 			head[2] = atomic_load(&retries_503);
-			head[3] = atomic_load(&l->nlat) < l->lat_cap ? atomic_load(&l->nlat)
-								     : l->lat_cap;
+			head[3] = load_nlat(l);
 			_exit(write_all(p[1], head, sizeof(head)) != 0 ||
 				      write_all(p[1], l->lat, head[3] * sizeof(*l->lat)) != 0
 				  ? 1
@@ -358,7 +365,6 @@ static double load_split(int steps, int conc, size_t total, double deadline_s, s
 	}
 	free(l->lat);
 	memset(l, 0, sizeof(*l));
-	l->lat_cap = 0;
 	for (int i = 0; i < nproc; i++) {
 		size_t head[4];
 		int64_t *more;
@@ -495,8 +501,7 @@ int main(int argc, char **argv)
 			rate = load_split(steps, conc, SIZE_MAX, deadline, &l);
 		sw_bench_peers_case(steps, conc, atomic_load(&l.done), atomic_load(&l.errors),
 				    atomic_exchange(&retries_503, 0), rate, t0, l.lat,
-				    atomic_load(&l.nlat) < l.lat_cap ? atomic_load(&l.nlat)
-								     : l.lat_cap);
+				    load_nlat(&l));
 	}
 	free(list);
 	free(l.lat);

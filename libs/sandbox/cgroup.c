@@ -296,16 +296,17 @@ static int probe(const char *dir, char *why, size_t wlen)
 
 static void remove_cg(const char *dir, int version);
 
-/* The system's boot time, in seconds since the epoch (/proc/stat btime);
+/* The system's boot time, in seconds since the epoch (/proc/stat btime,
+ * read once: /proc/stat outgrows cg_read_key's buffer on large hosts);
  * -1 when unknown. */
 static long long boot_time(void)
 {
+	static long long bt = -1;
 	char line[256];
-	long long bt = -1;
-	FILE *f = fopen("/proc/stat", "re");
+	FILE *f;
 
-	if (f == NULL)
-		return -1;
+	if (bt >= 0 || (f = fopen("/proc/stat", "re")) == NULL)
+		return bt;
 	while (fgets(line, sizeof(line), f) != NULL)
 		if (sscanf(line, "btime %lld", &bt) == 1)
 			break;
@@ -326,19 +327,13 @@ static int creator_gone(long pid, const char *path)
 	long long bt;
 	struct stat st;
 	long hz = sysconf(_SC_CLK_TCK);
-	ssize_t n;
-	int fd;
+	int n;
 
 	if (kill((pid_t)pid, 0) != 0)
 		return errno == ESRCH;
-	snprintf(proc, sizeof(proc), "/proc/%ld/stat", pid);
-	if ((fd = open(proc, O_RDONLY | O_CLOEXEC)) < 0)
-		return errno == ENOENT;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
+	snprintf(proc, sizeof(proc), "/proc/%ld", pid);
+	if ((n = cg_read(proc, "stat", buf, sizeof(buf))) <= 0)
+		return n < 0 && errno == ENOENT;
 	/* after the command's ')': state (field 3), ..., starttime (field 22) */
 	if ((p = strrchr(buf, ')')) == NULL || p[1] != ' ')
 		return 0;
@@ -355,10 +350,10 @@ static int creator_gone(long pid, const char *path)
 
 /*
  * Remove what a dead process of ours left (sagewai-sbx-<pid>-<seq> whose
- * creator is gone, creator_gone), killing what still runs in it first: a sandbox whose
- * creator was killed mid-create can leave a bwrap child behind that no
- * parent-death signal reaches (docs/SANDBOX.md, "Sandboxes of a dead
- * instance"). A cgroup whose creator lives is not touched.
+ * creator is gone, creator_gone), killing what still runs in it first: a
+ * sandbox whose creator was killed mid-create can leave a bwrap child
+ * behind that no parent-death signal reaches (docs/SANDBOX.md, "Sandboxes
+ * of a dead instance"). A cgroup whose creator lives is not touched.
  */
 static void sweep(struct sw_sandbox_cg *cg, const char *dir, int version)
 {

@@ -286,10 +286,11 @@ const char *sw_sandbox_bwrap_cgroup_mode(const struct sw_sandbox_backend *be);
 
 /*
  * At sw_sandbox_bwrap_new, sandbox cgroups whose creating process is gone
- * (sagewai-sbx-<pid>-<seq>, pid dead) are removed, and whatever still ran
- * in them killed first: a creator killed mid-create can leave a bwrap
- * child that no parent-death signal reaches. How many such cgroups were
- * still in use (for the caller's log); 0 for anything but a bwrap backend.
+ * (sagewai-sbx-<pid>-<seq>: no such pid, a zombie, or a process younger
+ * than the cgroup) are removed, and whatever still ran in them killed
+ * first: a creator killed mid-create can leave a bwrap child that no
+ * parent-death signal reaches. How many such cgroups were still in use
+ * (for the caller's log); 0 for anything but a bwrap backend.
  */
 int sw_sandbox_bwrap_swept(const struct sw_sandbox_backend *be);
 

@@ -99,6 +99,7 @@ struct sw_http *sw_service_http(struct sw_service *svc, size_t max_body, char *e
 	struct sw_http_limits lim;
 	struct rlimit rl;
 	long long n;
+	rlim_t want;
 
 	if (svc->http != NULL)
 		return svc->http;
@@ -110,17 +111,18 @@ struct sw_http *sw_service_http(struct sw_service *svc, size_t max_body, char *e
 	/* A cap set: room for that many sockets besides the service's own
 	 * descriptors (above the soft limit, it would turn into failed
 	 * accepts). The default is left to the host's limit, as before. */
+	want = (rlim_t)n + 256;
 	if (sw_config_env(svc->envp, "SAGEWAI_HTTP_MAX_CONNECTIONS") != NULL &&
 	    getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY &&
-	    rl.rlim_cur < (rlim_t)n + 256) {
-		rl.rlim_cur = rl.rlim_max == RLIM_INFINITY || rl.rlim_max > (rlim_t)n + 256
-				  ? (rlim_t)n + 256
-				  : rl.rlim_max;
-		if (setrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur < (rlim_t)n + 256) {
-			snprintf(err, errlen,
-				 "SAGEWAI_HTTP_MAX_CONNECTIONS %lld: the open-files limit (%llu) "
-				 "leaves no room for that many",
-				 n, (unsigned long long)rl.rlim_cur);
+	    rl.rlim_cur < want) {
+		rl.rlim_cur = want;
+		if ((rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) ||
+		    setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			snprintf(
+			    err, errlen,
+			    "SAGEWAI_HTTP_MAX_CONNECTIONS %lld: the open-files limit (hard %llu) "
+			    "leaves no room for that many",
+			    n, (unsigned long long)rl.rlim_max);
 			return NULL;
 		}
 	}

@@ -365,9 +365,8 @@ static long long soft_nofile(pid_t pid)
 }
 
 /*
- * SAGEWAI_HTTP_MAX_CONNECTIONS: a bad value stops the start with the
- * setting named; a value caps the open connections (one more gets 503);
- * a cap above the open-files limit raises it, or the start fails.
+ * SAGEWAI_HTTP_MAX_CONNECTIONS: a bad value stops the start; a value caps the open connections
+ * (one more gets 503); a cap above the open-files limit raises it, or the start fails.
  */
 static void test_max_connections(void)
 {
