@@ -39,7 +39,10 @@ PY
 }
 
 # forge: a checkpoint on the topic claiming the log is longer, signed by a
-# key nobody lists: verify must call it forged (unknown key), not believe it
+# key nobody lists: verify must call it forged (unknown key), not believe it.
+# It claims a million records more: verify names the earliest bad point,
+# and the genuine checkpoints that prove shorten's cut (below, after the
+# records of the attempts between) must come before it.
 forge() {
 	local out log_id records msg
 	out=$("$cli" --json audit verify) || { echo "the log does not verify: $out" >&2; return 1; }
@@ -47,7 +50,7 @@ forge() {
 	records=$(printf '%s' "$out" | python3 -c 'import json,sys; print(json.load(sys.stdin)["records"])')
 	msg=$work/forged.msg
 	printf '{"type":"audit.checkpoint","header":{"run_id":""},"log_id":"%s","seq":%d,"hash":"%s","prev_checkpoint_seq":-1,"key_id":"forger","signature":"%s","root":"%s"}\n' \
-		"$log_id" $((records + 100)) "$(printf '0%.0s' $(seq 1 64))" \
+		"$log_id" $((records + 1000000)) "$(printf '0%.0s' $(seq 1 64))" \
 		"$(printf 'a%.0s' $(seq 1 128))" "$(printf 'b%.0s' $(seq 1 64))" |
 		"$attack_build/tools/event/sagewai-event" encode audit.checkpoint | base64 -d >"$msg"
 	kcat -P -b "$SAGEWAI_KAFKA_BOOTSTRAP" -t sagewai.audit.checkpoints -k "$log_id" "$msg"
