@@ -88,6 +88,7 @@
 #define SCHED_SSE_KEEPALIVE_MS 15000
 #define SCHED_WAIT_MAX_S 60	     /* POST /v1/runs?wait=S at most (the HTTP idle timeout) */
 #define SCHED_SSE_LINGER_MS 500	     /* a run's end waits for its output this long */
+#define SCHED_SSE_BUCKETS 4096	     /* hash chains of the streams by run id (sse.c) */
 #define SCHED_SSE_GATHER "fetch.wait.max.ms=50" /* the streams' tail reader (sse.c) */
 #define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
 #define SCHED_OP_EVENTS 4	/* events one transition may cause */
@@ -214,6 +215,10 @@ struct sched_env {
 	/* streams (sse.c) */
 	struct sched_streams streams;
 	size_t nstreams;
+	/* the same streams by run id (sched_run_hash): an event, a commit or
+	 * a chunk of output finds its run's streams without walking all of
+	 * them -- 8,192 waiting submits made every event cost 8,192 compares */
+	struct sched_streams sbuckets[SCHED_SSE_BUCKETS];
 	struct event *sse_ev;
 	struct sw_bus_consumer *sse_tail; /* sagewai.sandbox from its end: live output */
 

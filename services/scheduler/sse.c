@@ -63,6 +63,7 @@
 
 struct sched_stream {
 	LIST_ENTRY(sched_stream) entry;
+	LIST_ENTRY(sched_stream) hentry; /* env->sbuckets[bucket(run_id)] */
 	struct sched_env *env;
 	struct evhttp_request *req;
 	struct evhttp_connection *conn;
@@ -84,9 +85,23 @@ struct sched_stream {
 
 static void stream_read(struct sched_stream *s);
 
+static struct sched_streams *bucket(struct sched_env *env, const char *run_id)
+{
+	return &env->sbuckets[sched_run_hash(run_id) % SCHED_SSE_BUCKETS];
+}
+
+/* s, its run id set, joins the streams */
+static void stream_add(struct sched_env *env, struct sched_stream *s)
+{
+	LIST_INSERT_HEAD(&env->streams, s, entry);
+	LIST_INSERT_HEAD(bucket(env, s->run_id), s, hentry);
+	env->nstreams++;
+}
+
 static void stream_free(struct sched_stream *s)
 {
 	LIST_REMOVE(s, entry);
+	LIST_REMOVE(s, hentry);
 	s->env->nstreams--;
 	json_decref(s->last);
 	if (s->linger != NULL)
@@ -364,8 +379,7 @@ void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const cha
 	snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
 	snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
 	s->last_write_ms = sw_mono_ms();
-	LIST_INSERT_HEAD(&env->streams, s, entry);
-	env->nstreams++;
+	stream_add(env, s);
 	stream_read(s);
 	if (!s->reading) {
 		sw_http_reply_error(req, 503, "unavailable", "store unavailable");
@@ -406,8 +420,7 @@ void sched_wait_open(struct sched_env *env, struct evhttp_request *req, const ch
 	snprintf(s->run_id, sizeof(s->run_id), "%s", run_id);
 	snprintf(s->tenant, sizeof(s->tenant), "%s", tenant);
 	s->last_read_ms = sw_mono_ms();
-	LIST_INSERT_HEAD(&env->streams, s, entry);
-	env->nstreams++;
+	stream_add(env, s);
 	/* running: the next transition's wake-up reads it; ended at once
 	 * (failed at submit): read it now */
 	if (state == NULL || strcmp(state, RUN_RUNNING) != 0)
@@ -423,9 +436,10 @@ void sched_sse_touch(struct sched_env *env, const char *run_id, int ended)
 {
 	struct sched_stream *s;
 
-	for (s = LIST_FIRST(&env->streams); s != NULL; s = LIST_NEXT(s, entry))
-		if (!s->gone && strcmp(s->run_id, run_id) == 0 && (ended || !s->wait))
-			stream_read(s);
+	/* stream_read only queues a read: s stays */
+	LIST_FOREACH(s, bucket(env, run_id), hentry)
+	if (!s->gone && strcmp(s->run_id, run_id) == 0 && (ended || !s->wait))
+		stream_read(s);
 }
 
 int sched_run_state_ended(const char *state)
@@ -487,7 +501,7 @@ static void output(struct sched_env *env, const struct sw_event_header *h, json_
 			 json_is_true(json_object_get(ev, "truncated")));
 	if (data == NULL)
 		return;
-	LIST_FOREACH(s, &env->streams, entry)
+	LIST_FOREACH(s, bucket(env, h->run_id), hentry)
 	if (s->started && !s->gone && strcmp(s->run_id, h->run_id) == 0 &&
 	    strcmp(s->tenant, h->tenant) == 0)
 		send_json(s, "output", data);
@@ -507,7 +521,7 @@ static void tail_cb(const struct sw_bus_msg *msgs, size_t n, void *opaque)
 
 		if (m->value == NULL || key_run(m, run) != 0)
 			continue;
-		LIST_FOREACH(s, &env->streams, entry)
+		LIST_FOREACH(s, bucket(env, run), hentry)
 		if (!s->gone && strcmp(s->run_id, run) == 0)
 			break;
 		if (s == NULL)
