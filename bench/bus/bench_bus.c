@@ -109,7 +109,8 @@ int main(int argc, char **argv)
 			bootstrap = NULL, i = argc;
 	}
 	if (bootstrap == NULL || rounds < 1 || m < 10 || m > MAX_MESSAGES) {
-		fprintf(stderr, "usage: bench-bus --bootstrap B [--rounds N] [--messages 10..%d]\n",
+		fprintf(stderr,
+			"usage: bench-bus --bootstrap B [--rounds N] [--messages 10..%d]\n",
 			MAX_MESSAGES);
 		return 2;
 	}
