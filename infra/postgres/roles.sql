@@ -16,7 +16,8 @@
 -- superuser, createdb, createrole, replication or bypassrls, member of no
 -- role (so not pg_execute_server_program: no COPY ... FROM PROGRAM), and the
 -- public schema is closed to everyone. The services create their tables in
--- their schema at start (migrations), so nothing else is granted.
+-- their schema at start (migrations), so nothing else is granted but the
+-- one below (the scheduler's input check through identity's function).
 -- Same model as the test harness (tools/lib/pg.sh).
 
 \set ON_ERROR_STOP 1
@@ -48,3 +49,11 @@ $$;
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 SELECT pg_temp.sagewai_role(s)
   FROM unnest(ARRAY['scheduler', 'worker', 'sandboxd', 'audit', 'identity', 'policy']) AS s;
+
+-- One way across, and only one: the scheduler checks each run's input
+-- against the secrets' MACs through identity.input_matches (a SECURITY
+-- DEFINER function answering one boolean; docs/IDENTITY.md "The input
+-- check"). USAGE on the schema lets it call that function; it grants no
+-- table, and identity revokes EXECUTE on its other functions from PUBLIC.
+-- Without this grant the scheduler asks identity over Kafka instead.
+GRANT USAGE ON SCHEMA identity TO sagewai_scheduler;

@@ -33,6 +33,11 @@
  *                              as 64 hex digits, shared with sagewai-identity
  *   SAGEWAI_IDENTITY_TIMEOUT_MS   how long a submit waits for identity.resolved
  *                              (default SCHED_IDENTITY_TIMEOUT_MS, 10..120000)
+ *   SAGEWAI_IDENTITY_DIRECT_CHECK  1 (default): a submit with no
+ *                              identity-bearing step checks its input through
+ *                              identity.input_matches in PostgreSQL instead of
+ *                              a round trip to sagewai-identity (identity.c);
+ *                              0: every submit takes the round trip
  *   SAGEWAI_POLICY             1: sagewai-policy is deployed (it decides the
  *                              credential requests of cli_agent_jit steps):
  *                              with SAGEWAI_IDENTITY=1, cli_agent_jit becomes
@@ -62,6 +67,7 @@ int sched_mode_runnable(const struct sched_env *env, enum sw_mode m)
 static int identity_config(struct sched_env *env, char *errstr, size_t errlen)
 {
 	const char *v = sw_config_env(env->envp, "SAGEWAI_IDENTITY");
+	long long direct;
 	char hex[130];
 	int rc;
 
@@ -77,6 +83,10 @@ static int identity_config(struct sched_env *env, char *errstr, size_t errlen)
 	if (sw_config_number(env->envp, "SAGEWAI_IDENTITY_TIMEOUT_MS", SCHED_IDENTITY_TIMEOUT_MS,
 			     10, 120000, &env->identity_timeout_ms, errstr, errlen) == -1)
 		return -1;
+	if (sw_config_number(env->envp, "SAGEWAI_IDENTITY_DIRECT_CHECK", 1, 0, 1, &direct, errstr,
+			     errlen) == -1)
+		return -1;
+	env->id_direct = (int)direct;
 	/* a file only: the key must not sit in any process's environment */
 	if (sw_config_env(env->envp, "SAGEWAI_SECRET_MAC_KEY") != NULL) {
 		snprintf(errstr, errlen,

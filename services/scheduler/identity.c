@@ -62,6 +62,8 @@ struct sched_idreq {
 	char request_id[SW_UUID_STRLEN];
 	char run_id[SW_UUID_STRLEN];
 	json_t *steps; /* the names of the identity-bearing steps asked for */
+	void *buf;     /* the encoded request, while the direct check runs */
+	size_t len;
 	struct event *timer;
 	sched_identity_cb done;
 	void *opaque;
@@ -99,6 +101,7 @@ static void idreq_free(struct sched_idreq *r)
 	if (r->timer != NULL)
 		event_free(r->timer);
 	json_decref(r->steps);
+	free(r->buf);
 	free(r);
 }
 
@@ -278,6 +281,154 @@ fail:
 	return NULL;
 }
 
+/*
+ * The input check without the round trip (docs/IDENTITY.md, "The input
+ * check"). A submit with no identity-bearing step and no pins asks
+ * identity only one thing: whether a string of the run equals the value
+ * of an active secret of the tenant or _system. identity.input_matches
+ * answers exactly that from identity's own table, in the same transaction
+ * isolation as identity's resolve (read committed, at the moment of the
+ * submit), with one boolean: the scheduler's role may call that function
+ * (USAGE on identity's schema) and read no table of identity's.
+ *
+ *   false  the run goes on, as on an ok answer with no steps;
+ *   true   the round trip after all: identity refuses it as before, with
+ *          the message naming the field and the secret, and its refusal
+ *          (identity.resolved, ok false) is audited as before;
+ *   error  (the grant missing, identity not migrated yet, PostgreSQL
+ *          down) the round trip for this submit, and for every submit of
+ *          the next SCHED_ID_DIRECT_OFF_MS, with one warning.
+ *
+ * So a refusal is always identity's, and a clean input never waits on
+ * Kafka. SAGEWAI_IDENTITY_DIRECT_CHECK=0 sends every submit the old way.
+ */
+#define SCHED_ID_DIRECT_OFF_MS 60000
+#define SCHED_ID_DIRECT_MACS_MAX 4096 /* identity's cap (ID_MAX_INPUT_MACS) and the function's */
+
+static int hex64_or_empty(const char *s);
+
+struct direct_q {
+	struct sched_env *env;
+	char request_id[SW_UUID_STRLEN];
+};
+
+static int direct_eligible(const struct sched_env *env, json_t *names, json_t *pins, json_t *macs)
+{
+	/* more MACs than identity takes: identity's bad_request, as before */
+	return env->id_direct && json_array_size(names) == 0 && json_array_size(pins) == 0 &&
+	       json_array_size(macs) <= SCHED_ID_DIRECT_MACS_MAX &&
+	       (env->id_direct_off_ms == 0 || sw_mono_ms() >= env->id_direct_off_ms);
+}
+
+/* input_macs' MACs as a PostgreSQL text[] literal (64 hex digits each:
+ * nothing to quote). -1 when out of memory. */
+static int macs_literal(json_t *macs, struct sw_buf *out)
+{
+	json_t *m;
+	size_t i;
+
+	sw_buf_add(out, "{", 1);
+	json_array_foreach(macs, i, m) {
+		const char *mac = json_string_value(json_object_get(m, "mac"));
+
+		if (mac != NULL && hex64_or_empty(mac) && mac[0] != '\0')
+			sw_buf_printf(out, "%s%s", out->len > 1 ? "," : "", mac);
+	}
+	sw_buf_add(out, "}", 1);
+	if (out->oom) {
+		sw_buf_free(out);
+		return -1;
+	}
+	return 0;
+}
+
+/* Send r's request to the identity service (the round trip); dr is
+ * consumed either way. 0, or -1 (logged). */
+static int send_request(struct sched_idreq *r, struct id_dr *dr)
+{
+	struct sched_env *env = r->env;
+	char err[256];
+
+	if (dr == NULL && (dr = calloc(1, sizeof(*dr))) == NULL)
+		return -1;
+	dr->dr.kind = SCHED_DR_IDENTITY;
+	snprintf(dr->request_id, sizeof(dr->request_id), "%s", r->request_id);
+	if (sw_bus_produce(env->producer, SW_TOPIC_IDENTITY, r->run_id, r->buf, r->len, NULL, dr,
+			   err, sizeof(err)) == -1) {
+		sw_log(SW_LOG_ERROR, "cannot send identity.resolve_requested", "error", err, NULL);
+		free(dr);
+		return -1;
+	}
+	free(r->buf);
+	r->buf = NULL;
+	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_requests_total",
+			       "Identity resolutions asked for.", 1);
+	return 0;
+}
+
+static void direct_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct direct_q *q = opaque;
+	struct sched_env *env = q->env;
+	struct sched_idreq *r = find(env, q->request_id);
+	json_t *none;
+
+	free(q);
+	if (r == NULL) /* timed out, or the scheduler is stopping */
+		return;
+	if (err == NULL && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 'f') {
+		sw_metrics_counter_add(
+		    env->metrics, "sagewai_scheduler_identity_direct_clean_total",
+		    "Inputs found clean by identity.input_matches (no round trip).", 1);
+		if ((none = json_object()) == NULL) {
+			unavailable(r, "%s", "out of memory");
+			return;
+		}
+		finish(r, 0, NULL, NULL, none);
+		json_decref(none);
+		return;
+	}
+	if (err != NULL || PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] != 't') {
+		sw_metrics_counter_add(
+		    env->metrics, "sagewai_scheduler_identity_direct_failed_total",
+		    "identity.input_matches calls that failed (round trip taken).", 1);
+		if (env->id_direct_off_ms == 0 || sw_mono_ms() >= env->id_direct_off_ms)
+			sw_log(SW_LOG_WARN,
+			       "the input check through identity.input_matches failed; submits"
+			       " take the round trip to sagewai-identity for a minute (is"
+			       " USAGE on schema identity granted to the scheduler's role?)",
+			       "error", err != NULL ? err : "no answer of true or false", NULL);
+		env->id_direct_off_ms = sw_mono_ms() + SCHED_ID_DIRECT_OFF_MS;
+	} else {
+		sw_metrics_counter_add(env->metrics,
+				       "sagewai_scheduler_identity_direct_matched_total",
+				       "Inputs holding a secret's value by identity.input_matches"
+				       " (sent to sagewai-identity, which refuses them).",
+				       1);
+	}
+	if (send_request(r, NULL) == -1)
+		unavailable(r, "%s", "cannot send the resolution request");
+}
+
+/* Queue the direct check of r (its request encoded in r->buf). 0, or -1
+ * (nothing queued: the caller sends the request). */
+static int direct_start(struct sched_idreq *r, const char *tenant, const char *macs)
+{
+	const char *params[2] = {tenant, macs};
+	struct direct_q *q;
+
+	if ((q = calloc(1, sizeof(*q))) == NULL)
+		return -1;
+	q->env = r->env;
+	snprintf(q->request_id, sizeof(q->request_id), "%s", r->request_id);
+	if (sw_store_query(r->env->store, "SELECT identity.input_matches($1, $2::text[])", 2,
+			   params, direct_cb, q) == -1) {
+		free(q);
+		return -1;
+	}
+	return 0;
+}
+
 static void on_timeout(evutil_socket_t fd, short what, void *arg)
 {
 	struct sched_idreq *r = arg;
@@ -301,6 +452,7 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 	struct sched_idreq *r = NULL;
 	struct sw_event_header h;
 	struct id_dr *dr = NULL;
+	struct sw_buf direct = {0};
 	struct timeval tv;
 	json_t *fields, *names = NULL;
 	char err[256];
@@ -330,6 +482,13 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 		goto fail;
 	}
 	r->steps = names;
+	if (direct_eligible(env, names, json_object_get(fields, "pins"),
+			    json_object_get(fields, "input_macs")) &&
+	    macs_literal(json_object_get(fields, "input_macs"), &direct) == -1) {
+		json_decref(fields);
+		snprintf(message, msglen, "out of memory");
+		goto fail;
+	}
 	sw_event_header_init(&h, "identity.resolve_requested", SCHED_PRODUCER);
 	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
 	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id);
@@ -358,21 +517,27 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 		snprintf(message, msglen, "cannot arm a timer");
 		goto fail;
 	}
-	dr->dr.kind = SCHED_DR_IDENTITY;
-	snprintf(dr->request_id, sizeof(dr->request_id), "%s", r->request_id);
-	if (sw_bus_produce(env->producer, SW_TOPIC_IDENTITY, run_id, buf, len, NULL, dr, err,
-			   sizeof(err)) == -1) {
-		sw_log(SW_LOG_ERROR, "cannot send identity.resolve_requested", "error", err, NULL);
+	r->buf = buf;
+	r->len = len;
+	buf = NULL;
+	if (direct.p != NULL && direct_start(r, tenant, direct.p) == 0) {
+		sw_buf_free(&direct);
+		free(dr);
+		LIST_INSERT_HEAD(&env->idreqs[bucket(r->request_id)], r, entry);
+		env->nidreqs++;
+		return 0;
+	}
+	sw_buf_free(&direct);
+	if (send_request(r, dr) == -1) {
+		dr = NULL;
 		snprintf(message, msglen, "cannot send the resolution request");
 		goto fail;
 	}
-	free(buf);
 	LIST_INSERT_HEAD(&env->idreqs[bucket(r->request_id)], r, entry);
 	env->nidreqs++;
-	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_requests_total",
-			       "Identity resolutions asked for.", 1);
 	return 0;
 fail:
+	sw_buf_free(&direct);
 	free(buf);
 	free(dr);
 	if (r != NULL)

@@ -181,6 +181,8 @@ struct sched_env {
 	struct sched_idreqs *idreqs;	 /* resolutions waiting: hash chains (owned) */
 	size_t nidreqs;
 	int64_t idgarbage_ms;		 /* when undecodable input was last logged */
+	int id_direct;			 /* SAGEWAI_IDENTITY_DIRECT_CHECK */
+	int64_t id_direct_off_ms;	 /* the direct check failed: round trips until */
 
 	/* outbox relay (outbox.c) */
 	struct sched_seqset inflight; /* produced, not yet deleted */

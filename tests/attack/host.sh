@@ -19,27 +19,6 @@ n=$(psql "$SAGEWAI_PG_DSN" -XAtc "SELECT count(*) FROM pg_tables WHERE schemanam
 	attack_fail "admin query"
 [ "$n" -gt 0 ] || attack_fail "no service tables"
 
-# pg_try DSN SQL: psql with no password from anywhere but the DSN
-pg_try() {
-	env -i PATH="$PATH" psql "$1" -XAt -v ON_ERROR_STOP=1 -c "$2" </dev/null
-}
-
-# refused DSN SQL [WHY]: the statement must fail (with an error matching
-# the extended regular expression WHY, when given: the right refusal, not
-# a typo)
-refused() {
-	local out
-	if out=$(pg_try "$1" "$2" 2>&1); then
-		echo "accepted: $2 -> $out ($1)" >&2
-		return 1
-	fi
-	if [ -n "${3:-}" ] && ! grep -qE -- "$3" <<<"$out"; then
-		echo "refused for another reason than '$3': $2 -> $out" >&2
-		return 1
-	fi
-	echo "refused as expected: $out"
-}
-
 no_password() {
 	local u
 	for u in postgres sagewai_scheduler sagewai_worker sagewai_sandboxd sagewai_audit; do

@@ -536,4 +536,95 @@ bind_foreign() {
 }
 attempt profile-binds-foreign "an acme profile binding globex's or the system's secret name" \
 	bind_foreign
+
+# ---- the input check through identity.input_matches -------------------------
+# The scheduler checks the input of a run with no identity-bearing step by
+# calling identity.input_matches (SECURITY DEFINER, one boolean) with its
+# own role, instead of a round trip to identity: its one way into
+# identity's schema. The role reaches that function and nothing else there;
+# no other service's role reaches even that; and a tenant cannot use the
+# check as an oracle for another tenant's secrets.
+marker p
+admin --tenant "$na" secret set ac_probe --from-file "$work/values/p" >/dev/null ||
+	attack_fail "secret set (acme probe)"
+cat >"$work/plain.yaml" <<'YAML'
+name: plain
+steps:
+  - name: echo
+    uses: template
+    with:
+      value: ${{ input.note }}
+YAML
+for k in "$ka" "$kb"; do
+	SAGEWAI_TOKEN=$k "$cli" workflow apply "$work/plain.yaml" >/dev/null ||
+		attack_fail "apply plain"
+done
+B=(-H "Authorization: Bearer $kb")
+# submit_plain HEADERS-ARRAY-NAME NOTE: POST /v1/runs?wait=20 of plain; the
+# status printed, the body in $work/submit.out
+submit_plain() {
+	local -n hdr=$1
+	curl -s -m 30 -o "$work/submit.out" -w '%{http_code}' -X POST \
+		"$SAGEWAI_URL/v1/runs?wait=20" "${hdr[@]}" -H 'Content-Type: application/json' \
+		-d "{\"workflow\": \"plain\", \"input\": {\"note\": \"$2\"}}"
+}
+metric_of() { curl -fsS -m 10 "$SAGEWAI_URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+input_check() {
+	local sdsn out st s v q clean0 matched0
+	sdsn=$(cat "$work/scheduler.dsn")
+	out=$(pg_try "$sdsn" "SELECT identity.input_matches('$ida', '{}')") && [ "$out" = f ] || {
+		echo "identity.input_matches as the scheduler's role: $out" >&2
+		return 1
+	}
+	for q in "SELECT count(*) FROM identity.versions" "SELECT count(*) FROM identity.secrets" \
+		"SELECT count(*) FROM identity.profiles" "SELECT count(*) FROM identity.resolutions"; do
+		refused "$sdsn" "$q" 'permission denied for table' || return 1
+	done
+	refused "$sdsn" "CREATE TABLE identity.evil (x int)" 'permission denied for schema' ||
+		return 1
+	refused "$sdsn" "CREATE FUNCTION identity.evil() RETURNS int LANGUAGE sql AS 'SELECT 1'" \
+		'permission denied for schema' || return 1
+	refused "$sdsn" "CREATE OR REPLACE FUNCTION identity.input_matches(text, text[])
+		RETURNS boolean LANGUAGE sql AS 'SELECT false'" 'permission denied|must be owner' ||
+		return 1
+	for s in worker sandboxd audit policy; do
+		[ -s "$work/$s.dsn" ] || continue
+		refused "$(cat "$work/$s.dsn")" "SELECT identity.input_matches('$ida', '{}')" \
+			'permission denied for schema' || return 1
+	done
+	clean0=$(metric_of sagewai_scheduler_identity_direct_clean_total)
+	matched0=$(metric_of sagewai_scheduler_identity_direct_matched_total)
+	# globex's input holding acme's secret value runs: it is not globex's
+	# secret, so nothing tells globex that it is anyone's
+	st=$(submit_plain B "$(cat "$work/values/p")")
+	[ "$st" = 200 ] && grep -q '"succeeded"' "$work/submit.out" || {
+		echo "globex with acme's value: $st $(cat "$work/submit.out")" >&2
+		return 1
+	}
+	# acme's own value and the system's are refused, naming the field
+	for v in p sys; do
+		st=$(submit_plain A "$(cat "$work/values/$v")")
+		[ "$st" = 422 ] && grep -q credential_in_input "$work/submit.out" &&
+			grep -q 'input.note' "$work/submit.out" || {
+			echo "acme with the $v value: $st $(cat "$work/submit.out")" >&2
+			return 1
+		}
+		! grep -qF -- "$(cat "$work/values/$v")" "$work/submit.out" || {
+			echo "the refusal echoes the value" >&2
+			return 1
+		}
+	done
+	st=$(submit_plain A "nothing-secret-here")
+	[ "$st" = 200 ] || { echo "acme, clean: $st $(cat "$work/submit.out")" >&2; return 1; }
+	# and the check was the direct one (clean twice, matched twice)
+	[ "$(metric_of sagewai_scheduler_identity_direct_clean_total)" -ge $((${clean0:-0} + 2)) ] &&
+		[ "$(metric_of sagewai_scheduler_identity_direct_matched_total)" -ge \
+			$((${matched0:-0} + 2)) ] || {
+		echo "not the direct check: $(curl -fsS "$SAGEWAI_URL/metrics" | grep direct)" >&2
+		return 1
+	}
+}
+attempt input-check-function \
+	"the scheduler's role beyond identity.input_matches; other roles at it; a tenant probing another's secret through the input check" \
+	input_check
 attack_done

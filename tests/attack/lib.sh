@@ -121,3 +121,24 @@ expect_status() {
 		return 1
 	}
 }
+
+# pg_try DSN SQL: psql with no password from anywhere but the DSN
+pg_try() {
+	env -i PATH="$PATH" psql "$1" -XAt -v ON_ERROR_STOP=1 -c "$2" </dev/null
+}
+
+# refused DSN SQL [WHY]: the statement must fail (with an error matching
+# the extended regular expression WHY, when given: the right refusal, not
+# a typo)
+refused() {
+	local out
+	if out=$(pg_try "$1" "$2" 2>&1); then
+		echo "accepted: $2 -> $out ($1)" >&2
+		return 1
+	fi
+	if [ -n "${3:-}" ] && ! grep -qE -- "$3" <<<"$out"; then
+		echo "refused for another reason than '$3': $2 -> $out" >&2
+		return 1
+	fi
+	echo "refused as expected: $out"
+}

@@ -483,6 +483,10 @@ $(shastep second pb B_KEY)"
 	apply rvd "$(shastep s pd D_KEY)"
 	apply rve "$(shastep s pe E_KEY)"
 	apply rvok "$(shastep s pok OK_KEY)"
+	apply plain "  - name: t
+    uses: template
+    with:
+      value: \${{ input.note }}"
 
 	# (a) revoked before the submit: 409 naming the key, nothing stored
 	cl secret revoke rv_a || fail "revoke rv_a"
@@ -599,6 +603,16 @@ print(e["elapsed_ms"])' "$(head -n 1 <<<"$killed")") || fail "(c) revoke_killed:
 	t0=$(date +%s.%N)
 	refused 503 identity_unavailable -- rvok '{}'
 	t1=$(date +%s.%N)
+	# with identity down, a run with no identity-bearing step still runs:
+	# its input is checked through identity.input_matches in PostgreSQL,
+	# not over Kafka (docs/IDENTITY.md "The input check"); one holding a
+	# secret's value needs identity's refusal, so it fails closed
+	run=$(submit plain '{"note": "nothing secret"}') ||
+		fail "(f) an identity-less run was refused with identity down"
+	[ "$(wait_end "$run" 60)" = succeeded ] || fail "(f) the identity-less run failed"
+	before=$(runs_of plain)
+	refused 503 identity_unavailable -- plain "{\"note\": \"$(cat "$work/values/ok")\"}"
+	[ "$(runs_of plain)" = "$before" ] || fail "(f) a refused run was stored"
 	python3 -c '
 import sys
 d = float(sys.argv[2]) - float(sys.argv[1])
@@ -619,6 +633,37 @@ assert not stuck, "runs not finished: %s" % stuck' || fail "(f) a run is stuck"
 	[ -n "$ok" ] || fail "(f) submits still refused after identity's restart"
 	[ "$(wait_end "$run" 60)" = succeeded ] || fail "(f) the run after the restart failed"
 	echo "(f) identity killed: 503 identity_unavailable, nothing stored; restarted: runs work"
+
+	# (g) the direct input check: used while the scheduler's role may call
+	# identity.input_matches; without the grant every submit takes the
+	# round trip (one warning), and the check still refuses
+	metric() { curl -fsS "$(sw_stack_url "$work" scheduler)/metrics" |
+		awk -v m="$1" '$1 == m {print $2}'; }
+	clean0=$(metric sagewai_scheduler_identity_direct_clean_total)
+	asked0=$(metric sagewai_scheduler_identity_requests_total)
+	run=$(submit plain '{"note": "clean input"}') || fail "(g) submit"
+	[ "$(wait_end "$run" 60)" = succeeded ] || fail "(g) the run failed"
+	[ "$(metric sagewai_scheduler_identity_direct_clean_total)" -gt "${clean0:-0}" ] &&
+		[ "$(metric sagewai_scheduler_identity_requests_total)" = "${asked0:-0}" ] ||
+		fail "(g) not the direct check: clean $clean0 ->" \
+			"$(metric sagewai_scheduler_identity_direct_clean_total), asked $asked0 ->" \
+			"$(metric sagewai_scheduler_identity_requests_total)"
+	srole=$(sed -n 's/.*user=\([^ ]*\).*/\1/p' "$work/scheduler.dsn")
+	[ -n "$srole" ] || fail "(g) no scheduler role in its DSN"
+	psql "$SAGEWAI_PG_DSN" -XAtq -c "REVOKE USAGE ON SCHEMA identity FROM \"$srole\"" ||
+		fail "(g) revoke"
+	run=$(submit plain '{"note": "clean input again"}') || fail "(g) submit without the grant"
+	[ "$(wait_end "$run" 60)" = succeeded ] || fail "(g) the run without the grant failed"
+	refused 422 credential_in_input input.note -- plain \
+		"{\"note\": \"$(cat "$work/values/ok")\"}"
+	psql "$SAGEWAI_PG_DSN" -XAtq -c "GRANT USAGE ON SCHEMA identity TO \"$srole\"" ||
+		fail "(g) grant"
+	[ "$(metric sagewai_scheduler_identity_direct_failed_total)" -ge 1 ] &&
+		[ "$(metric sagewai_scheduler_identity_requests_total)" -ge $((${asked0:-0} + 2)) ] ||
+		fail "(g) no round trip without the grant"
+	grep -q "identity.input_matches failed" "$work/scheduler.log" ||
+		fail "(g) no warning logged"
+	echo "(g) the direct input check: used with the grant; without it, the round trip"
 
 	# nothing of the refused submits reached the audit log (checked last: by
 	# now the audit service has everything the later runs produced)

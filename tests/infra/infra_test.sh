@@ -206,6 +206,13 @@ case_postgres() {
 	out=$(psql "$dsn" -X -At -c "SELECT has_schema_privilege('sagewai_worker', 'scheduler', 'USAGE'),
 		has_schema_privilege('sagewai_worker', 'public', 'CREATE')")
 	[ "$out" = "f|f" ] || fail "sagewai_worker reaches another schema or public: $out"
+	# the one way across: the scheduler may use identity's schema (its
+	# input_matches function; no table of it), no other role may
+	out=$(psql "$dsn" -X -At -c "SELECT string_agg(r.rolname || '=' ||
+		has_schema_privilege(r.rolname, 'identity', 'USAGE')::text, ',' ORDER BY r.rolname)
+		FROM pg_roles r WHERE r.rolname LIKE 'sagewai\\_%' AND r.rolname <> 'sagewai_identity'")
+	[ "$out" = "sagewai_audit=false,sagewai_policy=false,sagewai_sandboxd=false,sagewai_scheduler=true,sagewai_worker=false" ] ||
+		fail "USAGE on schema identity: $out (only sagewai_scheduler's)"
 	ok "roles.sql: $(services | wc -l) roles, each owning only its schema"
 }
 

@@ -191,7 +191,8 @@ sw_pg_roles() {
 
 # sw_pg_schemas ADMIN_DSN [PREFIX]: in the database of ADMIN_DSN, close the
 # public schema and give each service's role its own schema (and whatever
-# is in it, as an older stack run as the superuser left it)
+# is in it, as an older stack run as the superuser left it); the scheduler
+# may use identity's schema (its input_matches function, nothing else)
 sw_pg_schemas() {
 	local dsn=$1 prefix=${2:-sagewai_} svc
 	{
@@ -216,6 +217,10 @@ sw_pg_schemas() {
 				                      AND d.deptype IN ('a', 'i')) \gexec
 			EOF
 		done
+		# one way across: the scheduler checks a run's input against the
+		# secrets' MACs through identity.input_matches (SECURITY DEFINER,
+		# a boolean); USAGE lets it call that function and read no table
+		echo "GRANT USAGE ON SCHEMA identity TO \"${prefix}scheduler\";"
 	} | sw_pg_psql "$dsn"
 }
 
