@@ -3364,6 +3364,14 @@ static void scenario_identity(void)
 	refuses_to_start("SAGEWAI_SECRET_MAC_KEY_FILE");
 	sched_extra[1] = "SAGEWAI_SECRET_MAC_KEY=" MAC_KEY_HEX;
 	refuses_to_start("give the MAC key as a file");
+	/* the direct input check is on (1) or off (0), nothing else */
+	sched_extra[1] = kf_env;
+	sched_extra[2] = "SAGEWAI_IDENTITY_DIRECT_CHECK=yes";
+	sched_extra[3] = NULL;
+	refuses_to_start("SAGEWAI_IDENTITY_DIRECT_CHECK: 'yes' is not a number in 0..1");
+	sched_extra[2] = "SAGEWAI_IDENTITY_DIRECT_CHECK=2";
+	refuses_to_start("SAGEWAI_IDENTITY_DIRECT_CHECK: '2' is not a number in 0..1");
+	sched_extra[2] = NULL;
 	SW_REQUIRE(system("true") == 0, "shell");
 
 	/* identity_scoped runs only with identity AND in SAGEWAI_RUNNABLE_MODES */
