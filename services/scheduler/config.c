@@ -25,7 +25,7 @@
  *                              anyway (default SCHED_SSE_POLL_MS, 100..3600000;
  *                              sse.c)
  *   SAGEWAI_IDENTITY           1: sagewai-identity is deployed; every submit
- *                              is resolved by it (identity.c) and
+ *                              is checked by it (identity.c) and
  *                              identity_scoped and cli_agent become runnable
  *                              (when also in SAGEWAI_RUNNABLE_MODES)
  *   SAGEWAI_SECRET_MAC_KEY_FILE   with SAGEWAI_IDENTITY=1: a file (0600 or
