@@ -283,7 +283,7 @@ fail:
 
 /*
  * The input check without the round trip (docs/IDENTITY.md, "The input
- * check"). A submit with no identity-bearing step and no pins asks
+ * check"). A submit with no identity-bearing step (and so no pins) asks
  * identity only one thing: whether a string of the run equals the value
  * of an active secret of the tenant or _system. identity.input_matches
  * answers exactly that from identity's own table, in the same transaction
@@ -305,23 +305,22 @@ fail:
 #define SCHED_ID_DIRECT_OFF_MS 60000
 #define SCHED_ID_DIRECT_MACS_MAX 4096 /* identity's cap (ID_MAX_INPUT_MACS) and the function's */
 
-static int hex64_or_empty(const char *s);
-
 struct direct_q {
 	struct sched_env *env;
 	char request_id[SW_UUID_STRLEN];
 };
 
-static int direct_eligible(const struct sched_env *env, json_t *names, json_t *pins, json_t *macs)
+/* No identity-bearing step (so no pins either: a re-run pins only those
+ * steps' keys); more MACs than identity takes: its bad_request, as before. */
+static int direct_eligible(const struct sched_env *env, json_t *names, json_t *macs)
 {
-	/* more MACs than identity takes: identity's bad_request, as before */
-	return env->id_direct && json_array_size(names) == 0 && json_array_size(pins) == 0 &&
+	return env->id_direct && json_array_size(names) == 0 &&
 	       json_array_size(macs) <= SCHED_ID_DIRECT_MACS_MAX &&
-	       (env->id_direct_off_ms == 0 || sw_mono_ms() >= env->id_direct_off_ms);
+	       sw_mono_ms() >= env->id_direct_off_ms;
 }
 
-/* input_macs' MACs as a PostgreSQL text[] literal (64 hex digits each:
- * nothing to quote). -1 when out of memory. */
+/* input_macs' MACs as a PostgreSQL text[] literal (cand_token's 64 hex
+ * digits each: nothing to quote). -1 when out of memory. */
 static int macs_literal(json_t *macs, struct sw_buf *out)
 {
 	json_t *m;
@@ -331,7 +330,7 @@ static int macs_literal(json_t *macs, struct sw_buf *out)
 	json_array_foreach(macs, i, m) {
 		const char *mac = json_string_value(json_object_get(m, "mac"));
 
-		if (mac != NULL && hex64_or_empty(mac) && mac[0] != '\0')
+		if (mac != NULL)
 			sw_buf_printf(out, "%s%s", out->len > 1 ? "," : "", mac);
 	}
 	sw_buf_add(out, "}", 1);
@@ -392,7 +391,7 @@ static void direct_cb(PGresult *res, const char *err, void *opaque)
 		sw_metrics_counter_add(
 		    env->metrics, "sagewai_scheduler_identity_direct_failed_total",
 		    "identity.input_matches calls that failed (round trip taken).", 1);
-		if (env->id_direct_off_ms == 0 || sw_mono_ms() >= env->id_direct_off_ms)
+		if (sw_mono_ms() >= env->id_direct_off_ms)
 			sw_log(SW_LOG_WARN,
 			       "the input check through identity.input_matches failed; submits"
 			       " take the round trip to sagewai-identity for a minute (is"
@@ -482,8 +481,7 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 		goto fail;
 	}
 	r->steps = names;
-	if (direct_eligible(env, names, json_object_get(fields, "pins"),
-			    json_object_get(fields, "input_macs")) &&
+	if (direct_eligible(env, names, json_object_get(fields, "input_macs")) &&
 	    macs_literal(json_object_get(fields, "input_macs"), &direct) == -1) {
 		json_decref(fields);
 		snprintf(message, msglen, "out of memory");

@@ -568,7 +568,7 @@ submit_plain() {
 		"$SAGEWAI_URL/v1/runs?wait=20" "${hdr[@]}" -H 'Content-Type: application/json' \
 		-d "{\"workflow\": \"plain\", \"input\": {\"note\": \"$2\"}}"
 }
-metric_of() { curl -fsS -m 10 "$SAGEWAI_URL/metrics" | awk -v m="$1" '$1 == m {print $2}'; }
+metric_of() { sw_stack_metric "$work" scheduler "$1"; }
 input_check() {
 	local sdsn out st s v q clean0 matched0
 	sdsn=$(cat "$work/scheduler.dsn")

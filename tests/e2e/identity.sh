@@ -637,8 +637,7 @@ assert not stuck, "runs not finished: %s" % stuck' || fail "(f) a run is stuck"
 	# (g) the direct input check: used while the scheduler's role may call
 	# identity.input_matches; without the grant every submit takes the
 	# round trip (one warning), and the check still refuses
-	metric() { curl -fsS "$(sw_stack_url "$work" scheduler)/metrics" |
-		awk -v m="$1" '$1 == m {print $2}'; }
+	metric() { sw_stack_metric "$work" scheduler "$1"; }
 	clean0=$(metric sagewai_scheduler_identity_direct_clean_total)
 	asked0=$(metric sagewai_scheduler_identity_requests_total)
 	run=$(submit plain '{"note": "clean input"}') || fail "(g) submit"

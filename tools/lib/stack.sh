@@ -341,15 +341,20 @@ sw_stack_restart() { # WORK NAME
 # waits for it. The scheduler is started last, so its group forms last; it
 # alone reports its assignment (sagewai_scheduler_partitions_assigned).
 sw_stack_ready() {
-	local url n
-	url=$(sw_stack_url "$1" scheduler)
+	local n
 	for _ in $(seq 1 300); do
-		n=$(curl -fsS "$url/metrics" 2>/dev/null |
-			sed -n 's/^sagewai_scheduler_partitions_assigned \([0-9]*\).*/\1/p')
-		[ "${n:-0}" -gt 0 ] && return 0
+		n=$(sw_stack_metric "$1" scheduler sagewai_scheduler_partitions_assigned)
+		[ "${n%.*}" -gt 0 ] && return 0
 		sleep 0.05
 	done
 	return 1
+}
+
+# sw_stack_metric WORK SVC NAME: the value of the unlabelled metric NAME of
+# service SVC (0 when it is absent or the service does not answer)
+sw_stack_metric() {
+	curl -fsS -m 10 "$(sw_stack_url "$1" "$2")/metrics" 2>/dev/null |
+		awk -v m="$3" '$1 == m {v = $2} END {print (v == "" ? 0 : v)}'
 }
 
 # sw_stack_dsn_strip DSN: a keyword=value DSN without user, password and
