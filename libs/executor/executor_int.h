@@ -43,6 +43,7 @@ TAILQ_HEAD(exec_jobq, sw_executor_job);
 struct exec_attempt {
 	char run_id[64];
 	char step[128];
+	uint32_t hash; /* exec_hash(run_id, step): compared first */
 	int attempt;
 };
 
@@ -76,9 +77,13 @@ struct sw_executor {
 	struct exec_jobq waitq;
 	size_t njobs;
 	int running;
+	/* the rings are scanned for every dispatch: each id's exec_hash is
+	 * compared before its text */
 	char cancelled[SW_EXECUTOR_CANCEL_RING][64];
+	uint32_t cancelled_hash[SW_EXECUTOR_CANCEL_RING];
 	size_t cancel_next;
 	char finished[SW_EXECUTOR_FINISHED_RING][64];
+	uint32_t finished_hash[SW_EXECUTOR_FINISHED_RING];
 	size_t finished_next;
 	struct exec_attempt attempts[SW_EXECUTOR_ATTEMPT_RING];
 	size_t attempt_next;

@@ -73,16 +73,29 @@ char *sw_executor_utf8(const char *buf, size_t len)
 static const char *const fence_names[EXEC_NFENCES] = {"expired", "cancelled", "finished",
 							"superseded"};
 
+/* FNV-1a of a, then of b if not NULL: what the rings compare first. */
+static uint32_t exec_hash(const char *a, const char *b)
+{
+	uint32_t h = 2166136261u;
+
+	for (; *a; a++)
+		h = (h ^ (uint8_t)*a) * 16777619u;
+	for (; b != NULL && *b; b++)
+		h = (h ^ (uint8_t)*b) * 16777619u;
+	return h;
+}
+
 /* The newest attempt of (run_id, step) consumed, or NULL. */
 static struct exec_attempt *attempt_find(struct sw_executor *ex, const char *run_id,
-					 const char *step)
+					 const char *step, uint32_t hash)
 {
 	size_t i;
 
 	for (i = 0; i < SW_EXECUTOR_ATTEMPT_RING; i++) {
 		struct exec_attempt *a = &ex->attempts[i];
 
-		if (a->attempt > 0 && strcmp(a->run_id, run_id) == 0 && strcmp(a->step, step) == 0)
+		if (a->hash == hash && a->attempt > 0 && strcmp(a->run_id, run_id) == 0 &&
+		    strcmp(a->step, step) == 0)
 			return a;
 	}
 	return NULL;
@@ -113,7 +126,9 @@ static int fence_check(struct sw_executor_job *j, enum exec_fence *fence,
 			 j->attempt, j->step);
 		return 1;
 	}
-	if ((a = attempt_find(ex, j->dh.run_id, j->step)) != NULL && a->attempt > j->attempt) {
+	if ((a = attempt_find(ex, j->dh.run_id, j->step, exec_hash(j->dh.run_id, j->step))) !=
+		NULL &&
+	    a->attempt > j->attempt) {
 		*fence = EXEC_FENCE_SUPERSEDED;
 		*st = SW_STEP_TIMED_OUT;
 		snprintf(why, len, "fenced: attempt %d of step %s is superseded by attempt %d",
@@ -175,14 +190,17 @@ void exec_attempt_seen(struct sw_executor *ex, struct sw_executor_job *j)
 	struct sw_executor_job *o, *next;
 	struct exec_attempt *a;
 	char why[512];
+	uint32_t hash;
 
 	if (j->attempt < 1 || strlen(j->dh.run_id) >= sizeof(a->run_id))
 		return;
-	if ((a = attempt_find(ex, j->dh.run_id, j->step)) == NULL) {
+	hash = exec_hash(j->dh.run_id, j->step);
+	if ((a = attempt_find(ex, j->dh.run_id, j->step, hash)) == NULL) {
 		a = &ex->attempts[ex->attempt_next];
 		ex->attempt_next = (ex->attempt_next + 1) % SW_EXECUTOR_ATTEMPT_RING;
 		snprintf(a->run_id, sizeof(a->run_id), "%s", j->dh.run_id);
 		snprintf(a->step, sizeof(a->step), "%s", j->step);
+		a->hash = hash;
 		a->attempt = j->attempt;
 	} else if (j->attempt > a->attempt) {
 		a->attempt = j->attempt;
@@ -204,10 +222,12 @@ void exec_attempt_seen(struct sw_executor *ex, struct sw_executor_job *j)
 
 int sw_executor_run_over(const struct sw_executor *ex, const char *run_id)
 {
+	uint32_t hash = exec_hash(run_id, NULL);
 	size_t i;
 
 	for (i = 0; i < SW_EXECUTOR_FINISHED_RING; i++)
-		if (ex->finished[i][0] && strcmp(ex->finished[i], run_id) == 0)
+		if (ex->finished_hash[i] == hash && ex->finished[i][0] &&
+		    strcmp(ex->finished[i], run_id) == 0)
 			return 1;
 	return 0;
 }
@@ -219,6 +239,8 @@ void sw_executor_run_finished(struct sw_executor *ex, const char *run_id)
 
 	if (!sw_executor_run_over(ex, run_id)) {
 		snprintf(ex->finished[ex->finished_next], sizeof(ex->finished[0]), "%s", run_id);
+		ex->finished_hash[ex->finished_next] =
+		    exec_hash(ex->finished[ex->finished_next], NULL);
 		ex->finished_next = (ex->finished_next + 1) % SW_EXECUTOR_FINISHED_RING;
 	}
 	for (j = TAILQ_FIRST(&ex->jobs); j != NULL; j = next) {
@@ -235,10 +257,12 @@ void sw_executor_run_finished(struct sw_executor *ex, const char *run_id)
 
 int sw_executor_cancelled(const struct sw_executor *ex, const char *run_id)
 {
+	uint32_t hash = exec_hash(run_id, NULL);
 	size_t i;
 
 	for (i = 0; i < SW_EXECUTOR_CANCEL_RING; i++)
-		if (ex->cancelled[i][0] && strcmp(ex->cancelled[i], run_id) == 0)
+		if (ex->cancelled_hash[i] == hash && ex->cancelled[i][0] &&
+		    strcmp(ex->cancelled[i], run_id) == 0)
 			return 1;
 	return 0;
 }
@@ -249,6 +273,8 @@ void sw_executor_cancel(struct sw_executor *ex, const char *run_id)
 
 	if (!sw_executor_cancelled(ex, run_id)) {
 		snprintf(ex->cancelled[ex->cancel_next], sizeof(ex->cancelled[0]), "%s", run_id);
+		ex->cancelled_hash[ex->cancel_next] =
+		    exec_hash(ex->cancelled[ex->cancel_next], NULL);
 		ex->cancel_next = (ex->cancel_next + 1) % SW_EXECUTOR_CANCEL_RING;
 	}
 	for (j = TAILQ_FIRST(&ex->jobs); j != NULL; j = next) {

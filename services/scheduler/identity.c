@@ -139,22 +139,60 @@ struct cands {
 	int oom;
 };
 
+/* The slot of mac in c's set: where it is, or the empty one it goes in. */
+static size_t cand_slot(const struct cands *c, const uint8_t mac[32])
+{
+	uint64_t h;
+	size_t i;
+
+	memcpy(&h, mac, sizeof(h));
+	for (i = h & (c->cap - 1); sodium_is_zero(c->set[i], 32) == 0; i = (i + 1) & (c->cap - 1))
+		if (memcmp(c->set[i], mac, 32) == 0)
+			break;
+	return i;
+}
+
+/* Double the set (kept at most half full). Most runs have a few dozen
+ * strings: sizing it for SCHED_ID_MACS_MAX up front zeroed a MiB a submit. */
+static int cand_grow(struct cands *c)
+{
+	struct cands g = *c;
+	size_t i;
+
+	g.cap = c->cap * 2;
+	if ((g.set = calloc(g.cap, 32)) == NULL)
+		return -1;
+	for (i = 0; i < c->cap; i++)
+		if (sodium_is_zero(c->set[i], 32) == 0)
+			memcpy(g.set[cand_slot(&g, c->set[i])], c->set[i], 32);
+	sodium_memzero(c->set, c->cap * 32);
+	free(c->set);
+	c->set = g.set;
+	c->cap = g.cap;
+	return 0;
+}
+
 static int cand_token(const char *tok, size_t len, void *arg)
 {
 	struct cands *c = arg;
 	uint8_t mac[32];
 	char hex[65];
-	uint64_t h;
 	size_t i;
 
 	crypto_generichash(mac, sizeof(mac), (const uint8_t *)tok, len, c->key, 32);
-	memcpy(&h, mac, sizeof(h));
-	for (i = h & (c->cap - 1); sodium_is_zero(c->set[i], 32) == 0; i = (i + 1) & (c->cap - 1))
-		if (memcmp(c->set[i], mac, 32) == 0)
-			return 0;
+	i = cand_slot(c, mac);
+	if (sodium_is_zero(c->set[i], 32) == 0)
+		return 0; /* seen */
 	if (c->n == SCHED_ID_MACS_MAX) {
 		c->over = 1;
 		return 1;
+	}
+	if (2 * (c->n + 1) > c->cap) {
+		if (cand_grow(c) == -1) {
+			c->oom = 1;
+			return 1;
+		}
+		i = cand_slot(c, mac);
 	}
 	memcpy(c->set[i], mac, 32);
 	c->n++;
@@ -224,7 +262,7 @@ static json_t *request_fields(struct sched_env *env, const char *request_id, con
 
 	memset(&c, 0, sizeof(c));
 	c.key = env->mac_key;
-	c.cap = 2 * 16384; /* a power of two, twice SCHED_ID_MACS_MAX and more */
+	c.cap = 64; /* a power of two; doubled as it fills (cand_grow) */
 	c.set = calloc(c.cap, 32);
 	c.macs = json_array();
 	*names = json_array();

@@ -3459,6 +3459,62 @@ static void scenario_identity(void)
 	hold_secret = 0;
 	free(id);
 
+	/* many strings: every one MAC'd once (the set grows as it fills), a
+	 * repeated one not twice; past the limit, 413 before identity is asked */
+	{
+		size_t n = 300, cap = 200000, len = 0, k, before;
+		char *big = malloc(cap), val[32], fld[32], val2[65];
+		json_t *m;
+
+		SW_CHECK(big != NULL);
+		len += (size_t)snprintf(big + len, cap - len,
+					"{\"workflow\": \"idwf\", \"input\": {");
+		for (k = 0; k < n; k++)
+			len += (size_t)snprintf(big + len, cap - len,
+						"\"k%03zu\": \"val-%03zu-zz\", ", k, k);
+		len += (size_t)snprintf(big + len, cap - len, "\"again\": \"val-007-zz\"}}");
+		before = id_count();
+		st = http_s("POST", "/v1/runs", big, kal, &j);
+		SW_REQUIRE(st == 201, "300 strings: %ld %s", st, last_body);
+		track(json_string_value(json_object_get(j, "run_id")));
+		json_decref(j);
+		for (k = 0; id_count() == before && k < 100; k++)
+			pump(100);
+		SW_REQUIRE(id_count() == before + 1, "no request for the 300 strings");
+		r = &idreqs[before];
+		for (k = 0; k < n; k++) {
+			snprintf(fld, sizeof(fld), "input.k%03zu", k);
+			snprintf(val, sizeof(val), "val-%03zu-zz", k);
+			SW_REQUIRE(has_mac(r, fld, val), "MAC of %s", fld);
+		}
+		{
+			size_t same = 0;
+
+			mac_hex("val-007-zz", val2);
+			json_array_foreach(json_object_get(r->ev, "input_macs"), k, m)
+				same +=
+				    !strcmp(json_string_value(json_object_get(m, "mac")), val2);
+			SW_REQUIRE(same == 1, "a repeated string MAC'd %zu times", same);
+		}
+
+		len =
+		    (size_t)snprintf(big, cap, "{\"workflow\": \"idwf\", \"input\": {\"list\": [");
+		for (k = 0; k <= 10000; k++)
+			len += (size_t)snprintf(big + len, cap - len, "%s\"v%05zu-abcd\"",
+						k ? "," : "", k);
+		SW_CHECK(len + 8 < cap);
+		snprintf(big + len, cap - len, "]}}");
+		before = id_count();
+		st = http_s("POST", "/v1/runs", big, kal, &j);
+		SW_REQUIRE(st == 413 &&
+			       strstr(err_msg(j), "more than 10000 distinct strings") != NULL,
+			   "10,001 strings: %ld %.300s", st, last_body);
+		json_decref(j);
+		pump(300);
+		SW_REQUIRE(id_count() == before, "identity asked about 10,001 strings");
+		free(big);
+	}
+
 	/* each refusal: its status, its code, its error; nothing stored */
 	for (i = 0; i < sizeof(refusals) / sizeof(refusals[0]); i++) {
 		snprintf(msg, sizeof(msg), "%s: GITHUB_TOKEN (secret gh_token v2)",
