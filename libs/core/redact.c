@@ -485,33 +485,6 @@ int sw_redact_find(const struct sw_redact *r, const void *buf, size_t len, size_
 
 /* ---- JSON --------------------------------------------------------------- */
 
-/* The length of the valid UTF-8 sequence at s[0..n) (NUL included, as
- * jansson takes it), or 0. */
-static size_t utf8_seq(const unsigned char *s, size_t n)
-{
-	unsigned c = s[0], need, cp, k;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		need = 1, cp = c & 0x1f;
-	else if (c >= 0xe0 && c <= 0xef)
-		need = 2, cp = c & 0x0f;
-	else if (c >= 0xf0 && c <= 0xf4)
-		need = 3, cp = c & 0x07;
-	else
-		return 0;
-	for (k = 1; k <= need; k++) {
-		if (k >= n || (s[k] & 0xc0) != 0x80)
-			return 0;
-		cp = cp << 6 | (s[k] & 0x3f);
-	}
-	if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-	    (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-		return 0;
-	return need + 1;
-}
-
 /* Redact s[0..n) (valid UTF-8), then drop the bytes a cut through a
  * character left that start no valid sequence: they sit at the edges of
  * the released runs, next to a marker, so dropping them joins no two runs. */
@@ -524,7 +497,7 @@ static char *redact_utf8(const struct sw_redact *r, const char *s, size_t n, siz
 	if ((o = (unsigned char *)sw_redact_buf(r, s, n, &len, hits)) == NULL)
 		return NULL;
 	while (i < len) {
-		if ((q = utf8_seq(o + i, len - i)) == 0) {
+		if ((q = sw_utf8_seq(o + i, len - i)) == 0) {
 			i++;
 			continue;
 		}

@@ -172,6 +172,13 @@ int sw_hex_decode(const char *s, void *out, size_t n);
 
 /* ---- JSON text ---------------------------------------------------------- */
 
+/* The length of the valid UTF-8 sequence at s[0..n) (n > 0), as jansson
+ * takes UTF-8 (a NUL is a sequence of one byte), or 0 when none starts
+ * there. */
+size_t sw_utf8_seq(const unsigned char *s, size_t n);
+/* 1 when s[0..n) is valid UTF-8 as jansson takes it, else 0. */
+int sw_utf8_valid(const char *s, size_t n);
+
 struct json_t;
 /* A jansson string of s, with every byte of an invalid UTF-8 sequence
  * shown as '?' (jansson refuses invalid UTF-8); NULL s is "(null)". NULL

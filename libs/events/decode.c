@@ -11,6 +11,7 @@
  * body is consumed exactly. Only a body that passes is handed to avro-c,
  * whose reading is then bounded by the size of the message.
  */
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -448,19 +449,117 @@ static int hdr_str(json_t *hdr, const char *name, char *dst, size_t cap, char *e
 	return 0;
 }
 
+/* A string of the header read in place: its bytes in *s, *n. */
+static int direct_str(struct walk *k, const char **s, size_t *n)
+{
+	int64_t len;
+
+	if (walk_long(k, &len) < 0)
+		return -1;
+	*s = (const char *)k->p + k->pos;
+	if (walk_skip(k, len, "string length") < 0)
+		return -1;
+	*n = (size_t)len;
+	if (!sw_utf8_valid(*s, *n)) {
+		sw_ev_err(k->errstr, k->errlen, "string is not valid UTF-8");
+		return -1;
+	}
+	return 0;
+}
+
+/* As hdr_str, for a string read in place. */
+static int direct_copy(const char *s, size_t n, const char *name, char *dst, size_t cap,
+		       char *errstr, size_t errlen)
+{
+	if (n >= cap || memchr(s, '\0', n) != NULL) {
+		sw_ev_err(errstr, errlen, "header.%s: longer than %zu bytes or holds a NUL", name,
+			  cap - 1);
+		return -1;
+	}
+	memcpy(dst, s, n);
+	dst[n] = '\0';
+	return 0;
+}
+
+/*
+ * The header of a body that sw_ev_check has walked, read in place: for a
+ * writer whose first field is today's sagewai.Header (w->hdr_direct), the
+ * header is the body's first bytes, its fields in the Header's order. The
+ * same checks and texts as the general path below, without building an
+ * avro-c value and its JSON for every message every service consumes.
+ */
+static int header_direct(const struct sw_ev_writer *w, const uint8_t *body, size_t bodylen,
+			 struct sw_event_header *h, char *errstr, size_t errlen)
+{
+	static const char *const names[] = {"event_id", "type",	    "tenant",  "run_id",
+					    "step_id",	"trace_id", "producer"};
+	struct walk k = {body, bodylen, 0, 0, errstr, errlen};
+	char *dst[] = {h->event_id, h->type,	 h->tenant,  h->run_id,
+		       h->step_id,  h->trace_id, h->producer};
+	size_t cap[] = {sizeof(h->event_id), sizeof(h->type),	 sizeof(h->tenant),
+			sizeof(h->run_id),   sizeof(h->step_id), sizeof(h->trace_id),
+			sizeof(h->producer)};
+	const char *s[7];
+	size_t n[7], i;
+	int64_t branch;
+
+	/* event_id, type, time, tenant, run_id, step_id (null | string),
+	 * trace_id, producer */
+	if (direct_str(&k, &s[0], &n[0]) < 0 || direct_str(&k, &s[1], &n[1]) < 0 ||
+	    walk_long(&k, &h->time_us) < 0 || direct_str(&k, &s[2], &n[2]) < 0 ||
+	    direct_str(&k, &s[3], &n[3]) < 0 || walk_long(&k, &branch) < 0)
+		return -1;
+	if (branch == 1) {
+		if (direct_str(&k, &s[4], &n[4]) < 0)
+			return -1;
+	} else if (branch == 0) {
+		s[4] = "";
+		n[4] = 0;
+	} else {
+		return walk_fail(&k, "union branch out of range");
+	}
+	if (direct_str(&k, &s[5], &n[5]) < 0 || direct_str(&k, &s[6], &n[6]) < 0)
+		return -1;
+	/* the type as a C string (to a NUL it may hold: direct_copy refuses it) */
+	i = strnlen(s[1], n[1]);
+	if (i != strlen(w->reader->type) || memcmp(s[1], w->reader->type, i) != 0) {
+		sw_ev_err(errstr, errlen, "header.type \"%.*s\" is not the schema's type \"%s\"",
+			  i > INT_MAX ? INT_MAX : (int)i, s[1], w->reader->type);
+		return -1;
+	}
+	for (i = 0; i < 7; i++)
+		if (direct_copy(s[i], n[i], names[i], dst[i], cap[i], errstr, errlen) < 0)
+			return -1;
+	return 0;
+}
+
 int sw_event_decode_header(struct sw_event_registry *r, const void *buf, size_t len,
 			   struct sw_event_header *h, char *errstr, size_t errlen)
 {
 	struct sw_ev_writer *w;
 	const uint8_t *body;
 	size_t bodylen;
+
+	memset(h, 0, sizeof(*h));
+	if (sw_ev_check(r, buf, len, &w, &body, &bodylen, errstr, errlen) < 0)
+		return -1;
+	if (!w->hdr_direct)
+		return sw_ev_header_general(w, body, bodylen, h, errstr, errlen);
+	if (header_direct(w, body, bodylen, h, errstr, errlen) < 0) {
+		memset(h, 0, sizeof(*h));
+		return -1;
+	}
+	return 0;
+}
+
+int sw_ev_header_general(const struct sw_ev_writer *w, const uint8_t *body, size_t bodylen,
+			 struct sw_event_header *h, char *errstr, size_t errlen)
+{
 	avro_value_t v;
 	json_t *rec = NULL, *hdr, *t;
 	int rc = -1;
 
 	memset(h, 0, sizeof(*h));
-	if (sw_ev_check(r, buf, len, &w, &body, &bodylen, errstr, errlen) < 0)
-		return -1;
 	if (read_body(body, bodylen, w->hdr_iface, w->hdr_resolver, &v, errstr, errlen) < 0)
 		return -1;
 	rec = sw_ev_value_to_json(&v, 0, errstr, errlen);

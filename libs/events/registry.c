@@ -488,6 +488,46 @@ static int parse_schema(json_t *j, avro_schema_t *out, const char *what, char *e
 	return rc;
 }
 
+/* Does writer schema ws begin with today's header, field for field? Its
+ * header is then read in place (decode.c, header_direct). */
+static int header_is_current(avro_schema_t ws)
+{
+	static const struct {
+		const char *name;
+		int nullable; /* ["null", "string"] */
+		avro_type_t type;
+	} want[] = {
+	    {"event_id", 0, AVRO_STRING}, {"type", 0, AVRO_STRING},
+	    {"time", 0, AVRO_INT64},	  {"tenant", 0, AVRO_STRING},
+	    {"run_id", 0, AVRO_STRING},	  {"step_id", 1, AVRO_STRING},
+	    {"trace_id", 0, AVRO_STRING}, {"producer", 0, AVRO_STRING},
+	};
+	avro_schema_t h, f;
+	const char *name;
+	size_t i;
+
+	if (!is_avro_record(ws) || avro_schema_record_size(ws) < 1 ||
+	    (name = avro_schema_record_field_name(ws, 0)) == NULL || strcmp(name, "header") != 0 ||
+	    (h = avro_schema_record_field_get_by_index(ws, 0)) == NULL || !is_avro_record(h) ||
+	    avro_schema_record_size(h) != sizeof(want) / sizeof(want[0]))
+		return 0;
+	for (i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+		if ((name = avro_schema_record_field_name(h, (int)i)) == NULL ||
+		    strcmp(name, want[i].name) != 0 ||
+		    (f = avro_schema_record_field_get_by_index(h, (int)i)) == NULL)
+			return 0;
+		if (want[i].nullable) {
+			if (!is_avro_union(f) || avro_schema_union_size(f) != 2 ||
+			    !is_avro_null(avro_schema_union_branch(f, 0)) ||
+			    avro_typeof(avro_schema_union_branch(f, 1)) != want[i].type)
+				return 0;
+		} else if (avro_typeof(f) != want[i].type) {
+			return 0;
+		}
+	}
+	return 1;
+}
+
 /* Set up everything decoding needs for writer schema ws (json: wj) of
  * reader rd. ws is taken over (even on failure). */
 static int writer_setup(struct sw_ev_writer *w, struct sw_ev_reader *rd, avro_schema_t ws,
@@ -540,6 +580,7 @@ static int writer_setup(struct sw_ev_writer *w, struct sw_ev_reader *rd, avro_sc
 		sw_ev_err(errstr, errlen, "header reader: avro: %s", avro_strerror());
 		goto out;
 	}
+	w->hdr_direct = header_is_current(ws);
 	rc = 0;
 out:
 	json_decref(tj);

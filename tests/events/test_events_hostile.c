@@ -4,9 +4,12 @@
  * fingerprints, and length prefixes that claim far more than is there.
  * Each must be an error with a reason (or, for a corruption that still
  * parses, a clean result), never a crash, a hang or a huge allocation
- * (the sanitizer build runs this too).
+ * (the sanitizer build runs this too). The header read in place (a writer
+ * with today's header) must equal the header read through avro-c, or fail
+ * with the same text, for every one of them.
  */
 #include "ev_test.h"
+#include "events_int.h"
 
 static const char *const types[] = {
     "run.submitted",   "run.started",  "run.finished",	"run.cancel_requested",
@@ -34,6 +37,32 @@ static void *encode(struct sw_event_registry *r, const char *type, int variant, 
 	return msg;
 }
 
+static size_t direct_compared; /* bodies whose header was read both ways */
+
+/* sw_event_decode_header's answer (rc, h, err) is what the general path
+ * gives for m[0..n): the same header, or the same error. */
+static void same_header(struct sw_event_registry *r, const uint8_t *m, size_t n, int rc,
+			const struct sw_event_header *h, const char *err)
+{
+	struct sw_event_header g;
+	struct sw_ev_writer *w;
+	const uint8_t *body;
+	size_t bodylen;
+	char gerr[512] = "";
+	int grc;
+
+	if (sw_ev_check(r, m, n, &w, &body, &bodylen, gerr, sizeof(gerr)) < 0)
+		return;
+	direct_compared += w->hdr_direct;
+	grc = sw_ev_header_general(w, body, bodylen, &g, gerr, sizeof(gerr));
+	SW_CHECKF(grc == rc, "header in place %d (%s), through avro-c %d (%s)", rc, err, grc,
+		  gerr);
+	if (rc == 0)
+		SW_CHECK(memcmp(&g, h, sizeof(g)) == 0);
+	else
+		SW_CHECKF(strcmp(err, gerr) == 0, "in place: %s; through avro-c: %s", err, gerr);
+}
+
 /* Decode both ways; a failure must say why. Returns whether decode took it. */
 static int try_decode(struct sw_event_registry *r, const uint8_t *m, size_t n)
 {
@@ -49,6 +78,7 @@ static int try_decode(struct sw_event_registry *r, const uint8_t *m, size_t n)
 	hrc = sw_event_decode_header(r, m, n, &h, err, sizeof(err));
 	if (hrc < 0)
 		SW_CHECK(err[0] != '\0');
+	same_header(r, m, n, hrc, &h, err);
 	/* the header path checks the whole body too: what decodes, has a header,
 	 * unless a header string outgrew struct sw_event_header */
 	SW_CHECKF(!ok || hrc == 0 || strstr(err, "longer than"), "decoded, header did not: %s",
@@ -245,6 +275,95 @@ static void test_huge_lengths(struct sw_event_registry *r)
 	}
 }
 
+/* A step.started whose header names tenant (and step id sid: NULL for
+ * none), encoded; *len its length. */
+static uint8_t *header_event(struct sw_event_registry *r, const char *tenant, const char *sid,
+			     size_t *len)
+{
+	json_t *ev = ev_sample_event(r, "step.started", 0), *h = json_object_get(ev, "header");
+	char err[512];
+	void *msg;
+
+	json_object_set_new(h, "tenant", json_string(tenant));
+	json_object_set_new(h, "run_id", json_string("0190b1a8-7b2c-7def-8abc-0123456789ac"));
+	json_object_set_new(h, "step_id", sid ? json_string(sid) : json_null());
+	json_object_set_new(h, "trace_id", json_string("4bf92f3577b34da6a3ce929d0e0e4736"));
+	json_object_set_new(h, "producer", json_string("sagewai-worker"));
+	SW_CHECKF(sw_event_encode(r, "step.started", NULL, ev, &msg, len, err, sizeof(err)) == 0,
+		  "%s", err);
+	json_decref(ev);
+	return msg;
+}
+
+/* The header's fields one by one, each way (same_header via try_decode):
+ * as written; a byte of invalid UTF-8, a NUL, another type, a type with a
+ * NUL, a string longer than struct sw_event_header holds. */
+static void test_header_fields(struct sw_event_registry *r)
+{
+	static const char tenant[] = "tenant-abcdef";
+	char err[512], big[201];
+	struct sw_event_header h;
+	size_t len, before = direct_compared;
+	uint8_t *msg, *at;
+
+	for (int sid = 0; sid < 2; sid++) {
+		msg = header_event(r, tenant,
+				   sid ? "0190b1a8-7b2c-7def-8abc-0123456789ac/s/1" : NULL, &len);
+		SW_CHECK(try_decode(r, msg, len));
+		SW_CHECKF(sw_event_decode_header(r, msg, len, &h, err, sizeof(err)) == 0, "%s",
+			  err);
+		SW_CHECK(
+		    strcmp(h.tenant, tenant) == 0 && strcmp(h.type, "step.started") == 0 &&
+		    strcmp(h.producer, "sagewai-worker") == 0 &&
+		    strcmp(h.trace_id, "4bf92f3577b34da6a3ce929d0e0e4736") == 0 &&
+		    h.time_us == 1720000000123456LL &&
+		    strcmp(h.step_id, sid ? "0190b1a8-7b2c-7def-8abc-0123456789ac/s/1" : "") == 0);
+		at = memmem(msg, len, tenant, strlen(tenant));
+		SW_CHECK(at != NULL);
+		at[0] = 0xff;
+		SW_CHECK(sw_event_decode_header(r, msg, len, &h, err, sizeof(err)) == -1 &&
+			 strcmp(err, "string is not valid UTF-8") == 0);
+		try_decode(r, msg, len);
+		at[0] = 't';
+		at[3] = '\0';
+		SW_CHECK(sw_event_decode_header(r, msg, len, &h, err, sizeof(err)) == -1 &&
+			 strstr(err, "header.tenant: longer than 127 bytes or holds a NUL") !=
+			     NULL);
+		try_decode(r, msg, len);
+		at[3] = 'a';
+		at = memmem(msg, len, "step.started", 12);
+		SW_CHECK(at != NULL);
+		at[11] = 'e';
+		SW_CHECK(sw_event_decode_header(r, msg, len, &h, err, sizeof(err)) == -1 &&
+			 strstr(err, "header.type \"step.startee\" is not the schema's type") !=
+			     NULL);
+		try_decode(r, msg, len);
+		at[11] = '\0';
+		SW_CHECK(sw_event_decode_header(r, msg, len, &h, err, sizeof(err)) == -1 &&
+			 strstr(err, "header.type \"step.starte\" is not") != NULL);
+		try_decode(r, msg, len);
+		free(msg);
+	}
+	/* 127 bytes fit struct sw_event_header's tenant; 128 and 200 do not */
+	for (size_t n = 127; n <= 200; n += n == 128 ? 72 : 1) {
+		memset(big, 'x', n);
+		big[n] = '\0';
+		msg = header_event(r, big, NULL, &len);
+		if (n == 127)
+			SW_CHECK(sw_event_decode_header(r, msg, len, &h, err, sizeof(err)) == 0 &&
+				 strcmp(h.tenant, big) == 0);
+		else
+			SW_CHECKF(sw_event_decode_header(r, msg, len, &h, err, sizeof(err)) ==
+					  -1 &&
+				      strstr(err, "header.tenant: longer than 127 bytes") != NULL,
+				  "a tenant of %zu bytes", n);
+		try_decode(r, msg, len);
+		free(msg);
+	}
+	/* today's writers take the path in place */
+	SW_CHECKF(direct_compared > before, "no header read in place (%zu)", direct_compared);
+}
+
 int main(void)
 {
 	char err[512];
@@ -252,10 +371,11 @@ int main(void)
 
 	SW_CHECKF(r != NULL, "%s", err);
 	test_prefix(r);
+	test_header_fields(r);
 	test_truncations(r);
 	test_huge_lengths(r);
 	test_flips(r);
 	sw_events_registry_destroy(r);
-	printf("events hostile: ok\n");
+	printf("events hostile: ok (%zu headers read both ways)\n", direct_compared);
 	return 0;
 }
