@@ -61,8 +61,10 @@ struct sched_idreq {
 	struct sched_env *env;
 	char request_id[SW_UUID_STRLEN];
 	char run_id[SW_UUID_STRLEN];
-	json_t *steps; /* the names of the identity-bearing steps asked for */
-	void *buf;     /* the encoded request, while the direct check runs */
+	json_t *steps;		    /* the names of the identity-bearing steps asked for */
+	json_t *fields;		    /* the request's fields, until it is encoded */
+	struct sw_event_header hdr; /* ... and its header */
+	void *buf;		    /* the request encoded, until it is sent */
 	size_t len;
 	struct event *timer;
 	sched_identity_cb done;
@@ -101,6 +103,7 @@ static void idreq_free(struct sched_idreq *r)
 	if (r->timer != NULL)
 		event_free(r->timer);
 	json_decref(r->steps);
+	json_decref(r->fields);
 	free(r->buf);
 	free(r);
 }
@@ -379,6 +382,34 @@ static int macs_literal(json_t *macs, struct sw_buf *out)
 	return 0;
 }
 
+/* Encode r's request (a clean input checked directly never is). 0; -1
+ * when it cannot be (logged) or is larger than Kafka takes (413 and why
+ * into *status, message). */
+static int encode_request(struct sched_idreq *r, int *status, char *message, size_t msglen)
+{
+	char err[256];
+
+	if (sw_event_encode(r->env->reg, "identity.resolve_requested", &r->hdr, r->fields, &r->buf,
+			    &r->len, err, sizeof(err)) == -1) {
+		r->buf = NULL;
+		sw_log(SW_LOG_ERROR, "cannot encode identity.resolve_requested", "error", err,
+		       NULL);
+		snprintf(message, msglen, "cannot encode the resolution request");
+		return -1;
+	}
+	json_decref(r->fields);
+	r->fields = NULL;
+	if (r->len > SCHED_ID_MSG_MAX) {
+		*status = 413;
+		snprintf(message, msglen,
+			 "the input and the steps' definitions hold too many strings to check for"
+			 " secret values (%zu bytes of MACs and field paths); send less",
+			 r->len);
+		return -1;
+	}
+	return 0;
+}
+
 /* Send r's request to the identity service (the round trip); dr is
  * consumed either way. 0, or -1 (logged). */
 static int send_request(struct sched_idreq *r, struct id_dr *dr)
@@ -443,12 +474,23 @@ static void direct_cb(PGresult *res, const char *err, void *opaque)
 				       " (sent to sagewai-identity, which refuses them).",
 				       1);
 	}
+	if (r->buf == NULL) {
+		int status = 503;
+		char msg[512];
+
+		if (encode_request(r, &status, msg, sizeof(msg)) == -1) {
+			finish(r, status, status == 413 ? "too_large" : "identity_unavailable",
+			       msg, NULL);
+			return;
+		}
+	}
 	if (send_request(r, NULL) == -1)
 		unavailable(r, "%s", "cannot send the resolution request");
 }
 
-/* Queue the direct check of r (its request encoded in r->buf). 0, or -1
- * (nothing queued: the caller sends the request). */
+/* Queue the direct check of r (its request not encoded yet: direct_cb
+ * encodes it if the round trip is taken after all). 0, or -1 (nothing
+ * queued: the caller sends the request). */
 static int direct_start(struct sched_idreq *r, const char *tenant, const char *macs)
 {
 	const char *params[2] = {tenant, macs};
@@ -487,14 +529,10 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 			   size_t codelen, char *message, size_t msglen)
 {
 	struct sched_idreq *r = NULL;
-	struct sw_event_header h;
 	struct id_dr *dr = NULL;
 	struct sw_buf direct = {0};
 	struct timeval tv;
 	json_t *fields, *names = NULL;
-	char err[256];
-	void *buf = NULL;
-	size_t len;
 
 	snprintf(code, codelen, "identity_unavailable");
 	*status = 503;
@@ -519,31 +557,19 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 		goto fail;
 	}
 	r->steps = names;
+	r->fields = fields;
+	sw_event_header_init(&r->hdr, "identity.resolve_requested", SCHED_PRODUCER);
+	snprintf(r->hdr.tenant, sizeof(r->hdr.tenant), "%s", tenant);
+	snprintf(r->hdr.run_id, sizeof(r->hdr.run_id), "%s", run_id);
 	if (direct_eligible(env, names, json_object_get(fields, "input_macs")) &&
 	    macs_literal(json_object_get(fields, "input_macs"), &direct) == -1) {
-		json_decref(fields);
 		snprintf(message, msglen, "out of memory");
 		goto fail;
 	}
-	sw_event_header_init(&h, "identity.resolve_requested", SCHED_PRODUCER);
-	snprintf(h.tenant, sizeof(h.tenant), "%s", tenant);
-	snprintf(h.run_id, sizeof(h.run_id), "%s", run_id);
-	if (sw_event_encode(env->reg, "identity.resolve_requested", &h, fields, &buf, &len, err,
-			    sizeof(err)) == -1) {
-		json_decref(fields);
-		sw_log(SW_LOG_ERROR, "cannot encode identity.resolve_requested", "error", err,
-		       NULL);
-		snprintf(message, msglen, "cannot encode the resolution request");
-		goto fail;
-	}
-	json_decref(fields);
-	if (len > SCHED_ID_MSG_MAX) {
-		*status = 413;
-		snprintf(code, codelen, "too_large");
-		snprintf(message, msglen,
-			 "the input and the steps' definitions hold too many strings to check for"
-			 " secret values (%zu bytes of MACs and field paths); send less",
-			 len);
+	/* checked directly, the request is encoded only if it is sent after all */
+	if (direct.p == NULL && encode_request(r, status, message, msglen) == -1) {
+		if (*status == 413)
+			snprintf(code, codelen, "too_large");
 		goto fail;
 	}
 	r->timer = evtimer_new(env->base, on_timeout, r);
@@ -553,15 +579,17 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 		snprintf(message, msglen, "cannot arm a timer");
 		goto fail;
 	}
-	r->buf = buf;
-	r->len = len;
-	buf = NULL;
 	if (direct.p != NULL && direct_start(r, tenant, direct.p) == 0) {
 		sw_buf_free(&direct);
 		free(dr);
 		LIST_INSERT_HEAD(&env->idreqs[bucket(r->request_id)], r, entry);
 		env->nidreqs++;
 		return 0;
+	}
+	if (direct.p != NULL && encode_request(r, status, message, msglen) == -1) {
+		if (*status == 413)
+			snprintf(code, codelen, "too_large");
+		goto fail;
 	}
 	sw_buf_free(&direct);
 	if (send_request(r, dr) == -1) {
@@ -574,7 +602,6 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 	return 0;
 fail:
 	sw_buf_free(&direct);
-	free(buf);
 	free(dr);
 	if (r != NULL)
 		idreq_free(r);

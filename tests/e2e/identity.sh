@@ -647,6 +647,22 @@ assert not stuck, "runs not finished: %s" % stuck' || fail "(f) a run is stuck"
 		fail "(g) not the direct check: clean $clean0 ->" \
 			"$(metric sagewai_scheduler_identity_direct_clean_total), asked $asked0 ->" \
 			"$(metric sagewai_scheduler_identity_requests_total)"
+	# a request larger than Kafka takes (4,000 strings on 216-byte paths) is
+	# encoded only if it must be sent: clean, the run goes on; holding a
+	# secret's value, it is refused 413 (not sent to identity)
+	deep() { python3 -c 'import json, sys
+v = ["v%05d-abcd" % i for i in range(4000)]
+if len(sys.argv) > 1:
+    v[1234] = open(sys.argv[1]).read().rstrip("\n")
+for _ in range(70):
+    v = {"aa": v}
+v["note"] = "long paths"
+print(json.dumps(v))' "$@"; }
+	run=$(submit plain "$(deep)") || fail "(g) submit of a clean input on long paths"
+	[ "$(wait_end "$run" 60)" = succeeded ] || fail "(g) the clean input on long paths failed"
+	refused 413 too_large "bytes of MACs and field paths" -- plain "$(deep "$work/values/ok")"
+	[ "$(metric sagewai_scheduler_identity_requests_total)" = "${asked0:-0}" ] ||
+		fail "(g) a request too large for Kafka was sent"
 	srole=$(sed -n 's/.*user=\([^ ]*\).*/\1/p' "$work/scheduler.dsn")
 	[ -n "$srole" ] || fail "(g) no scheduler role in its DSN"
 	psql "$SAGEWAI_PG_DSN" -XAtq -c "REVOKE USAGE ON SCHEMA identity FROM \"$srole\"" ||

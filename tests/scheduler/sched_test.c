@@ -3512,6 +3512,28 @@ static void scenario_identity(void)
 		json_decref(j);
 		pump(300);
 		SW_REQUIRE(id_count() == before, "identity asked about 10,001 strings");
+
+		/* fewer strings, on long paths: a request larger than Kafka takes */
+		len = (size_t)snprintf(big, cap, "{\"workflow\": \"idwf\", \"input\": ");
+		for (k = 0; k < 70; k++)
+			len += (size_t)snprintf(big + len, cap - len, "{\"aa\": ");
+		len += (size_t)snprintf(big + len, cap - len, "[");
+		for (k = 0; k < 4000; k++)
+			len += (size_t)snprintf(big + len, cap - len, "%s\"v%05zu-abcd\"",
+						k ? "," : "", k);
+		len += (size_t)snprintf(big + len, cap - len, "]");
+		for (k = 0; k < 70; k++)
+			len += (size_t)snprintf(big + len, cap - len, "}");
+		SW_CHECK(len + 8 < cap);
+		snprintf(big + len, cap - len, "}");
+		before = id_count();
+		st = http_s("POST", "/v1/runs", big, kal, &j);
+		SW_REQUIRE(st == 413 && !strcmp(err_code(j), "too_large") &&
+			       strstr(err_msg(j), "bytes of MACs and field paths") != NULL,
+			   "4,000 strings on 216-byte paths: %ld %.300s", st, last_body);
+		json_decref(j);
+		pump(300);
+		SW_REQUIRE(id_count() == before, "identity asked with a request too large");
 		free(big);
 	}
 
