@@ -31,40 +31,21 @@ char *sw_executor_utf8(const char *buf, size_t len)
 	static const char repl[] = "\xef\xbf\xbd";
 	const unsigned char *s = (const unsigned char *)buf;
 	char *out;
-	size_t i = 0, o = 0;
+	size_t i = 0, o = 0, q;
 
 	if (len > (SIZE_MAX - 1) / 3 || (out = malloc(len * 3 + 1)) == NULL)
 		return NULL;
 	while (i < len) {
-		unsigned c = s[i], need = 0, cp = 0, k;
-
-		if (c >= 0x01 && c < 0x80) {
-			out[o++] = (char)c;
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			need = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			need = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			need = 3, cp = c & 0x07;
-		for (k = 1; need > 0 && k <= need; k++) {
-			if (i + k >= len || (s[i + k] & 0xc0) != 0x80)
-				break;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if (need == 0 || k <= need ||
-		    (need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (need == 3 && (cp < 0x10000 || cp > 0x10ffff))) {
+		/* a NUL or a byte that starts no valid sequence: U+FFFD */
+		if (s[i] == 0 || (q = sw_utf8_seq(s + i, len - i)) == 0) {
 			memcpy(out + o, repl, 3);
 			o += 3;
 			i++;
 			continue;
 		}
-		memcpy(out + o, s + i, need + 1);
-		o += need + 1;
-		i += need + 1;
+		memcpy(out + o, s + i, q);
+		o += q;
+		i += q;
 	}
 	out[o] = '\0';
 	return out;
