@@ -155,6 +155,13 @@ int sw_hex_decode(const char *s, void *out, size_t n)
 	return s[2 * n] == '\0' ? 0 : -1;
 }
 
+uint32_t sw_fnv1a(uint32_t h, const char *s)
+{
+	for (; *s; s++)
+		h = (h ^ (uint8_t)*s) * 16777619u;
+	return h;
+}
+
 size_t sw_utf8_seq(const unsigned char *s, size_t n)
 {
 	unsigned c = s[0], need, cp, k;

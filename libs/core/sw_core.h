@@ -170,6 +170,14 @@ int sw_hex_digit(char c);
  * 2n hex digits. */
 int sw_hex_decode(const char *s, void *out, size_t n);
 
+/* ---- hashing -------------------------------------------------------------- */
+
+/* FNV-1a over the bytes of s (to its NUL), continuing from h: start with
+ * SW_FNV1A_INIT. For hash tables of ids, not for anything an attacker's
+ * collisions could harm beyond speed. */
+#define SW_FNV1A_INIT 2166136261u
+uint32_t sw_fnv1a(uint32_t h, const char *s);
+
 /* ---- JSON text ---------------------------------------------------------- */
 
 /* The length of the valid UTF-8 sequence at s[0..n) (n > 0), as jansson

@@ -57,13 +57,9 @@ static const char *const fence_names[EXEC_NFENCES] = {"expired", "cancelled", "f
 /* FNV-1a of a, then of b if not NULL: what the rings compare first. */
 static uint32_t exec_hash(const char *a, const char *b)
 {
-	uint32_t h = 2166136261u;
+	uint32_t h = sw_fnv1a(SW_FNV1A_INIT, a);
 
-	for (; *a; a++)
-		h = (h ^ (uint8_t)*a) * 16777619u;
-	for (; b != NULL && *b; b++)
-		h = (h ^ (uint8_t)*b) * 16777619u;
-	return h;
+	return b != NULL ? sw_fnv1a(h, b) : h;
 }
 
 /* The newest attempt of (run_id, step) consumed, or NULL. */

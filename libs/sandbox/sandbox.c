@@ -23,6 +23,7 @@
 
 #include <jansson.h>
 
+#include "sw_core.h"
 #include "sw_sandbox.h"
 
 #define READS_PER_CALL 16 /* records read by one sw_sandbox_read */
@@ -789,38 +790,9 @@ int sw_sandbox_exec_kill(struct sw_sandbox *sb)
 }
 
 /* 1 if s[0..n) is valid UTF-8 without NUL (what jansson accepts). */
-static int utf8_ok(const unsigned char *s, size_t n)
+static int utf8_ok(const char *s, size_t n)
 {
-	size_t i = 0;
-
-	while (i < n) {
-		unsigned c = s[i], need, cp;
-
-		if (c == 0)
-			return 0;
-		if (c < 0x80) {
-			i++;
-			continue;
-		}
-		if (c >= 0xc2 && c <= 0xdf)
-			need = 1, cp = c & 0x1f;
-		else if (c >= 0xe0 && c <= 0xef)
-			need = 2, cp = c & 0x0f;
-		else if (c >= 0xf0 && c <= 0xf4)
-			need = 3, cp = c & 0x07;
-		else
-			return 0;
-		for (unsigned k = 1; k <= need; k++) {
-			if (i + k >= n || (s[i + k] & 0xc0) != 0x80)
-				return 0;
-			cp = cp << 6 | (s[i + k] & 0x3f);
-		}
-		if ((need == 2 && (cp < 0x800 || (cp >= 0xd800 && cp <= 0xdfff))) ||
-		    (need == 3 && (cp < 0x10000 || cp > 0x10ffff)))
-			return 0;
-		i += need + 1;
-	}
-	return 1;
+	return memchr(s, '\0', n) == NULL && sw_utf8_valid(s, n);
 }
 
 /*
@@ -838,7 +810,7 @@ int sw_sandbox_inject_env(struct sw_sandbox *sb, const char *name, const char *v
 		snprintf(errstr, errlen, "inject_env: bad variable name");
 		return -1;
 	}
-	if (!utf8_ok((const unsigned char *)value, vl)) {
+	if (!utf8_ok(value, vl)) {
 		snprintf(errstr, errlen, "inject_env: value is not valid UTF-8");
 		return -1;
 	}
@@ -900,7 +872,7 @@ int sw_sandbox_cred_answer(struct sw_sandbox *sb, uint32_t id, int status, const
 		snprintf(errstr, errlen, "cred_answer: bad variable name or status");
 		return -1;
 	}
-	if (!utf8_ok((const unsigned char *)text, tl) || !utf8_ok((const unsigned char *)code, cl)) {
+	if (!utf8_ok(text, tl) || !utf8_ok(code, cl)) {
 		snprintf(errstr, errlen, "cred_answer: text is not valid UTF-8");
 		return -1;
 	}

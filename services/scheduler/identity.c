@@ -383,9 +383,10 @@ static int macs_literal(json_t *macs, struct sw_buf *out)
 }
 
 /* Encode r's request (a clean input checked directly never is). 0; -1
- * when it cannot be (logged) or is larger than Kafka takes (413 and why
- * into *status, message). */
-static int encode_request(struct sched_idreq *r, int *status, char *message, size_t msglen)
+ * with the answer's status, code and message when it cannot be (logged:
+ * 503) or is larger than Kafka takes (413 too_large). */
+static int encode_request(struct sched_idreq *r, int *status, char *code, size_t codelen,
+			  char *message, size_t msglen)
 {
 	char err[256];
 
@@ -394,6 +395,8 @@ static int encode_request(struct sched_idreq *r, int *status, char *message, siz
 		r->buf = NULL;
 		sw_log(SW_LOG_ERROR, "cannot encode identity.resolve_requested", "error", err,
 		       NULL);
+		*status = 503;
+		snprintf(code, codelen, "identity_unavailable");
 		snprintf(message, msglen, "cannot encode the resolution request");
 		return -1;
 	}
@@ -401,6 +404,7 @@ static int encode_request(struct sched_idreq *r, int *status, char *message, siz
 	r->fields = NULL;
 	if (r->len > SCHED_ID_MSG_MAX) {
 		*status = 413;
+		snprintf(code, codelen, "too_large");
 		snprintf(message, msglen,
 			 "the input and the steps' definitions hold too many strings to check for"
 			 " secret values (%zu bytes of MACs and field paths); send less",
@@ -439,7 +443,9 @@ static void direct_cb(PGresult *res, const char *err, void *opaque)
 	struct direct_q *q = opaque;
 	struct sched_env *env = q->env;
 	struct sched_idreq *r = find(env, q->request_id);
+	char code[32], msg[512];
 	json_t *none;
+	int status;
 
 	free(q);
 	if (r == NULL) /* timed out, or the scheduler is stopping */
@@ -474,15 +480,9 @@ static void direct_cb(PGresult *res, const char *err, void *opaque)
 				       " (sent to sagewai-identity, which refuses them).",
 				       1);
 	}
-	if (r->buf == NULL) {
-		int status = 503;
-		char msg[512];
-
-		if (encode_request(r, &status, msg, sizeof(msg)) == -1) {
-			finish(r, status, status == 413 ? "too_large" : "identity_unavailable",
-			       msg, NULL);
-			return;
-		}
+	if (encode_request(r, &status, code, sizeof(code), msg, sizeof(msg)) == -1) {
+		finish(r, status, code, msg, NULL);
+		return;
 	}
 	if (send_request(r, NULL) == -1)
 		unavailable(r, "%s", "cannot send the resolution request");
@@ -566,12 +566,6 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 		snprintf(message, msglen, "out of memory");
 		goto fail;
 	}
-	/* checked directly, the request is encoded only if it is sent after all */
-	if (direct.p == NULL && encode_request(r, status, message, msglen) == -1) {
-		if (*status == 413)
-			snprintf(code, codelen, "too_large");
-		goto fail;
-	}
 	r->timer = evtimer_new(env->base, on_timeout, r);
 	tv.tv_sec = (time_t)(env->identity_timeout_ms / 1000);
 	tv.tv_usec = (suseconds_t)(env->identity_timeout_ms % 1000) * 1000;
@@ -584,13 +578,10 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 		free(dr);
 		LIST_INSERT_HEAD(&env->idreqs[bucket(r->request_id)], r, entry);
 		env->nidreqs++;
-		return 0;
+		return 0; /* the request is encoded only if it is sent after all */
 	}
-	if (direct.p != NULL && encode_request(r, status, message, msglen) == -1) {
-		if (*status == 413)
-			snprintf(code, codelen, "too_large");
+	if (encode_request(r, status, code, codelen, message, msglen) == -1)
 		goto fail;
-	}
 	sw_buf_free(&direct);
 	if (send_request(r, dr) == -1) {
 		dr = NULL;

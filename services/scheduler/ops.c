@@ -13,11 +13,7 @@
 
 uint32_t sched_run_hash(const char *run_id)
 {
-	uint32_t h = 2166136261u;
-
-	for (; *run_id; run_id++)
-		h = (h ^ (uint8_t)*run_id) * 16777619u;
-	return h;
+	return sw_fnv1a(SW_FNV1A_INIT, run_id);
 }
 
 static void op_read(struct sched_op *op);
