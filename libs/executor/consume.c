@@ -42,17 +42,22 @@ static struct sw_executor_offset *offset_track(struct sw_executor *ex, const str
 	o->tag = EXEC_TAG_OFFSET;
 	o->part = p;
 	o->offset = m->offset;
+	o->bytes = m->key_len + m->len;
 	TAILQ_INSERT_TAIL(&p->offsets, o, entry);
 	ex->noffsets++;
 	ex->nundone++;
+	ex->nundone_bytes += o->bytes;
 	return o;
 }
 
 /* Done: stored and committed on the next loop turn. */
 void exec_offset_done(struct sw_executor *ex, struct sw_executor_offset *o)
 {
-	if (!o->done && ex->nundone > 0)
-		ex->nundone--;
+	if (!o->done) {
+		if (ex->nundone > 0)
+			ex->nundone--;
+		ex->nundone_bytes -= ex->nundone_bytes < o->bytes ? ex->nundone_bytes : o->bytes;
+	}
 	o->done = 1;
 	event_active(ex->settle_ev, 0, 0);
 }
@@ -72,6 +77,7 @@ void exec_offsets_free(struct sw_executor *ex)
 	}
 	ex->noffsets = 0;
 	ex->nundone = 0;
+	ex->nundone_bytes = 0;
 }
 
 void exec_job_free(struct sw_executor_job *j)

@@ -289,6 +289,7 @@ void sw_executor_settle(struct sw_executor *ex)
 void exec_flow(struct sw_executor *ex)
 {
 	size_t line = 2 * (size_t)ex->cfg.concurrency;
+	size_t bytes = ex->cfg.line_bytes ? ex->cfg.line_bytes : EXEC_LINE_BYTES;
 
 	sw_metrics_gauge_set(ex->cfg.metrics, ex->m_running, "Steps executing now", ex->running);
 	sw_metrics_gauge_set(ex->cfg.metrics, ex->m_inflight,
@@ -304,7 +305,8 @@ void exec_flow(struct sw_executor *ex)
 	 * messages in all) wait in line; then stop reading. A pause is dear:
 	 * librdkafka drops what it had fetched and fetches again up to
 	 * fetch.wait.max.ms after the resume, so the line may be made long
-	 * enough that only a real backlog pauses, not a burst of short steps. */
+	 * enough that only a real backlog pauses, not a burst of short steps;
+	 * the bytes those messages hold bound it whatever its length. */
 	if (line < ex->cfg.line_min)
 		line = ex->cfg.line_min;
 	/* The line counts messages whose work is not done. Messages already
@@ -312,10 +314,12 @@ void exec_flow(struct sw_executor *ex)
 	 * partition: offsets commit in order) do not stop the reading, or one
 	 * step of hours would stall every other; they are bounded apart
 	 * (EXEC_SETTLE_MAX), for memory. */
-	if (!ex->paused && (ex->nundone >= line || ex->noffsets >= EXEC_SETTLE_MAX)) {
+	if (!ex->paused && (ex->nundone >= line || ex->nundone_bytes >= bytes ||
+			    ex->noffsets >= EXEC_SETTLE_MAX)) {
 		ex->paused = 1;
 		sw_bus_consumer_pause(ex->consumer);
-	} else if (ex->paused && ex->nundone < line / 2 && ex->noffsets < EXEC_SETTLE_MAX / 2) {
+	} else if (ex->paused && ex->nundone < line / 2 && ex->nundone_bytes < bytes / 2 &&
+		   ex->noffsets < EXEC_SETTLE_MAX / 2) {
 		ex->paused = 0;
 		sw_bus_consumer_resume(ex->consumer);
 	}

@@ -13,6 +13,10 @@
 
 /* Objects handed to the producer as msg_opaque start with one of these. */
 #define EXEC_SETTLE_MAX 65536 /* messages held uncommitted before reading stops */
+/* bytes of messages whose work is not done before reading stops, whatever
+ * line_min says (cfg.line_bytes 0): what a long line of large dispatches
+ * may hold */
+#define EXEC_LINE_BYTES (32u << 20)
 #define EXEC_TAG_OFFSET 0x6f666673u
 #define EXEC_TAG_JOB 0x6a6f6273u
 
@@ -24,6 +28,7 @@ struct sw_executor_offset {
 	TAILQ_ENTRY(sw_executor_offset) entry; /* part->offsets, in offset order */
 	struct exec_part *part;
 	int64_t offset;
+	size_t bytes; /* the message's key and value, counted in nundone_bytes */
 	int done;
 };
 TAILQ_HEAD(exec_offsetq, sw_executor_offset);
@@ -67,6 +72,7 @@ struct sw_executor {
 	LIST_HEAD(, exec_part) parts;
 	size_t noffsets; /* offsets not yet settled */
 	size_t nundone;	 /* ... of which the message's effect is not done yet */
+	size_t nundone_bytes; /* ... and their bytes */
 	struct event *settle_ev;
 	struct event *drain_timer;
 	int paused;

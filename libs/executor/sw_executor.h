@@ -205,6 +205,7 @@ struct sw_executor_config {
 	size_t bus_max;			  /* largest event the bus carries */
 	int concurrency;		  /* active jobs at most, >= 1 */
 	size_t line_min;		  /* messages in flight before pausing, at least */
+	size_t line_bytes; /* ... but pausing once their bytes reach this; 0: 32 MiB */
 	int refuse_identity_modes;	  /* the preview gate's backstop is closed */
 	/* step.started once an attempt has run this long; an attempt that ends
 	 * sooner has none (its step.finished says all). 0: at once. */

@@ -31,6 +31,8 @@
 #include <grp.h>
 #include <limits.h>
 #include <poll.h>
+#include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,6 +69,7 @@ enum {
 
 #define MAX_ARGS 1024
 #define SW_SANDBOX_MAX_LINKS 32 /* host symlinks a variant may mirror */
+#define SPAWN_STACK (64 * 1024) /* exec_bwrap's stack until its execve */
 #define KILL_WAIT_MS 3000	/* for the runner to die before bwrap is killed too */
 #define DEFAULT_HOSTNAME "sandbox"
 
@@ -505,9 +508,11 @@ static int bw_stats(void *vinst, struct sw_sandbox_stats *st)
 }
 
 /* Child side of create: into the sandbox's cgroup, fds into place, drop
- * to the run uid, exec bwrap. Only async-signal-safe calls: the caller
- * may have threads. */
-static void __attribute__((noreturn))
+ * to the run uid, exec bwrap. It runs on the creator's memory (spawn_bwrap)
+ * with every signal blocked: only raw system calls and async-signal-safe
+ * ones, nothing that writes to memory the creator uses (no malloc, no
+ * stdio, no set*id wrappers that signal the creator's other threads). */
+static void __attribute__((noreturn, no_sanitize_address))
 exec_bwrap(const struct bwrap *b, char *const argv[], const int src[FD_FIRST_FREE],
 	   const struct sw_sandbox_cg_box *cg, pid_t parent)
 {
@@ -563,6 +568,54 @@ exec_bwrap(const struct bwrap *b, char *const argv[], const int src[FD_FIRST_FRE
 		(void)!write(2, msg, sizeof(msg) - 1);
 	}
 	_exit(127);
+}
+
+struct spawn_arg {
+	const struct bwrap *b;
+	char *const *argv;
+	const int *src;
+	const struct sw_sandbox_cg_box *cg;
+	pid_t parent;
+};
+
+__attribute__((no_sanitize_address)) static int spawn_child(void *arg)
+{
+	const struct spawn_arg *sa = arg;
+
+	exec_bwrap(sa->b, sa->argv, sa->src, sa->cg, sa->parent);
+}
+
+/*
+ * Start exec_bwrap in a child that shares our memory until its execve, as
+ * posix_spawn does (CLONE_VM | CLONE_VFORK: this thread waits meanwhile).
+ * A fork would copy the page tables of the whole creating process and pay
+ * copy-on-write faults on both sides, for a child that only moves file
+ * descriptors and execs: a third of the privileged part's CPU in a burst
+ * of creates. Every signal stays blocked across the clone, so no handler
+ * of ours runs on the shared memory; the child sets them to the default
+ * before unblocking (exec_bwrap). Its own stack, mapped for the call.
+ * The child's pid, or -1 with errno.
+ */
+static pid_t spawn_bwrap(struct spawn_arg *sa)
+{
+	const size_t size = SPAWN_STACK;
+	sigset_t all, old;
+	pid_t pid;
+	void *stack;
+	int e;
+
+	stack = mmap(NULL, size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK,
+		     -1, 0);
+	if (stack == MAP_FAILED)
+		return -1;
+	sigfillset(&all);
+	pthread_sigmask(SIG_BLOCK, &all, &old);
+	pid = clone(spawn_child, (char *)stack + size, CLONE_VM | CLONE_VFORK | SIGCHLD, sa);
+	e = errno;
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	munmap(stack, size);
+	errno = e;
+	return pid;
 }
 
 /*
@@ -784,14 +837,12 @@ static int bw_create_begin(void *state, const struct sw_sandbox_spec *spec,
 		    fd_resolv,
 		};
 
-		pid_t self = getpid();
+		struct spawn_arg sa = {b, a.v, src, &in->cg, getpid()};
 
-		if ((pid = fork()) < 0) {
-			snprintf(errstr, errlen, "bwrap: fork: %s", strerror(errno));
+		if ((pid = spawn_bwrap(&sa)) < 0) {
+			snprintf(errstr, errlen, "bwrap: clone: %s", strerror(errno));
 			goto fail;
 		}
-		if (pid == 0)
-			exec_bwrap(b, a.v, src, &in->cg, self);
 	}
 	sw_sandbox_cg_box_close(&in->cg);
 	/* while bwrap starts: the next create's cgroup, made ahead (a failure

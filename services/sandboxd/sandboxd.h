@@ -75,6 +75,10 @@ struct sw_executor_report;
 #define SBD_OUTPUT_MAX_DEFAULT (1u << 20)	   /* spec.output_max default, 1 MiB */
 #define SBD_OUTPUT_EVENTS_DEFAULT (64u << 10) /* sandbox.output bytes per step */
 #define SBD_CONCURRENCY_DEFAULT 16
+/* dispatches held before pausing the consumer, at least: a pause costs up
+ * to fetch.wait.max.ms of reading after the resume, so a burst of steps
+ * must not cause one (the executor also stops at EXEC_LINE_BYTES) */
+#define SBD_LINE_MIN 4096
 #define SBD_WARM_DEFAULT 2
 #define SBD_BUS_MAX_DEFAULT 1000000
 #define SBD_GRACE_MS 5000    /* host-side slack over the runner's own timeout */

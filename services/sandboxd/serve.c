@@ -75,6 +75,7 @@ static int executor_new(struct sbd_env *env, char *err, size_t errlen)
 	    .executor = env->executor,
 	    .bus_max = env->bus_max,
 	    .concurrency = env->concurrency,
+	    .line_min = SBD_LINE_MIN,
 	    /* the preview gate's backstop, as in the worker */
 	    .refuse_identity_modes = env->multi_tenant && !env->sealed_preview,
 	    /* static membership, as in the worker (config.c) */

@@ -300,6 +300,12 @@ static int settled_long(void)
 	return sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 1) == 25 && sw_executor_outq(S.ex) == 0;
 }
 
+static int settled_big(void)
+{
+	return sw_executor_settled(S.ex, SW_TOPIC_STEPS_WORKER, 1) == 29 &&
+	       sw_executor_inflight(S.ex) == 0 && sw_executor_outq(S.ex) == 0;
+}
+
 static void give_up(evutil_socket_t fd, short what, void *arg)
 {
 	(void)fd;
@@ -361,6 +367,10 @@ int main(void)
 	c.executor = "sagewai-test@here/1";
 	c.bus_max = 1000000;
 	c.concurrency = 1;
+	/* the line is long in messages (as the services make it), and bounded
+	 * in bytes: 64 KiB here */
+	c.line_min = 4096;
+	c.line_bytes = 64 << 10;
 	c.refuse_identity_modes = 1;
 	c.ops = &ops;
 	SW_CHECKF((S.ex = sw_executor_new(&c, err, sizeof(err))) != NULL, "%s", err);
@@ -515,6 +525,42 @@ int main(void)
 	sw_executor_finish(S.started[3]->x, SW_STEP_SUCCEEDED, json_true(), NULL);
 	run_until(base, settled_long, "partition 1 after the long step");
 
+	/* a line of large dispatches: one runs, the others wait; reading
+	 * pauses once the waiting bytes reach line_bytes, however few the
+	 * messages, and resumes once they are done */
+	{
+		static const char head[] = "{\"uses\":\"x\",\"pad\":\"";
+		static char spec[20 << 10];
+		size_t k;
+
+		memset(spec, 'x', sizeof(spec) - 1); /* NUL-terminated */
+		memcpy(spec, head, strlen(head));
+		memcpy(spec + sizeof(spec) - 3, "\"}", 2);
+		for (k = 0; k < 4; k++) {
+			char step[8];
+
+			memset(m, 0, sizeof(m));
+			snprintf(step, sizeof(step), "big%zu", k);
+			snprintf(m[0].topic, sizeof(m[0].topic), SW_TOPIC_STEPS_WORKER);
+			m[0].partition = 1;
+			m[0].offset = (int64_t)(26 + k);
+			m[0].value = dispatch("run-8", step, "in_process", spec, &m[0].len);
+			feed(m, 1);
+			/* 20 KiB each: 60 KiB do not pause, 80 KiB do */
+			SW_CHECKF(sw_executor_paused(S.ex) == (k == 3),
+				  "paused %d with %zu dispatches of 20 KiB held",
+				  sw_executor_paused(S.ex), k + 1);
+		}
+		SW_CHECK(S.nstarted == 5 && strcmp(S.started[4]->step, "big0") == 0);
+		memset(m, 0, sizeof(m));
+		snprintf(m[0].topic, sizeof(m[0].topic), SW_TOPIC_RUNS);
+		m[0].offset = 2;
+		m[0].value = cancel_requested("run-8", &m[0].len);
+		feed(m, 1);
+		run_until(base, settled_big, "the large dispatches cancelled and settled");
+		SW_CHECKF(!sw_executor_paused(S.ex), "still paused with nothing held");
+	}
+
 	/* shutdown: a step in flight holds the loop; no message is taken; the
 	 * loop breaks once the step is done */
 	memset(m, 0, sizeof(m));
@@ -522,14 +568,15 @@ int main(void)
 	m[0].offset = 7;
 	m[0].value = dispatch("run-5", "h", "in_process", "{\"uses\":\"x\"}", &m[0].len);
 	feed(m, 1);
-	SW_CHECK(S.nstarted == 5);
+	SW_CHECK(S.nstarted == 6);
 	sw_executor_shutdown(S.ex, 60);
 	SW_CHECK(sw_executor_draining(S.ex));
 	m[0].offset = 8;
 	m[0].value = dispatch("run-5", "i", "in_process", "{\"uses\":\"x\"}", &m[0].len);
 	feed(m, 1);
-	SW_CHECK(sw_executor_inflight(S.ex) == 1 && S.nbegun == 5);
-	sw_executor_finish(S.started[4]->x, SW_STEP_SUCCEEDED, json_true(), NULL);
+	/* a, b, f, long, big0-3 and h begun; i not taken */
+	SW_CHECK(sw_executor_inflight(S.ex) == 1 && S.nbegun == 9);
+	sw_executor_finish(S.started[5]->x, SW_STEP_SUCCEEDED, json_true(), NULL);
 	{
 		struct timeval tv = {60, 0};
 		struct event *ev = evtimer_new(base, give_up, base);
