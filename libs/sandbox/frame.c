@@ -261,3 +261,248 @@ void sw_frame_outq_free(struct sw_frame_outq *q)
 	free(q->buf);
 	memset(q, 0, sizeof(*q));
 }
+
+/* ---- the host's payloads -------------------------------------------------- */
+
+struct rd {
+	const uint8_t *p;
+	size_t n, off;
+};
+
+static int rd_u32(struct rd *r, uint32_t *v)
+{
+	const uint8_t *b = r->p + r->off;
+
+	if (r->n - r->off < 4)
+		return -1;
+	*v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	r->off += 4;
+	return 0;
+}
+
+/* A field; text: no NUL in it. 0, -1 truncated, -2 NUL in text. */
+static int rd_field(struct rd *r, struct sw_frame_field *f, int text)
+{
+	uint32_t len;
+
+	if (rd_u32(r, &len) != 0 || len > r->n - r->off)
+		return -1;
+	f->p = r->p + r->off;
+	f->len = len;
+	r->off += len;
+	if (text && memchr(f->p, '\0', len) != NULL)
+		return -2;
+	return 0;
+}
+
+static int rd_fail(int rc, const char *what, char *errstr, size_t errlen)
+{
+	snprintf(errstr, errlen, "%s: %s", what,
+		 rc == -2 ? "a text field holds NUL" : "truncated or a length past its end");
+	return -1;
+}
+
+static int rd_done(const struct rd *r, const char *what, char *errstr, size_t errlen)
+{
+	if (r->off == r->n)
+		return 0;
+	snprintf(errstr, errlen, "%s: %zu bytes after its last field", what, r->n - r->off);
+	return -1;
+}
+
+static uint8_t *put_u32(uint8_t *b, uint32_t v)
+{
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+	b[2] = (uint8_t)(v >> 16);
+	b[3] = (uint8_t)(v >> 24);
+	return b + 4;
+}
+
+static uint8_t *put_field(uint8_t *b, const void *s, size_t len)
+{
+	b = put_u32(b, (uint32_t)len);
+	if (len > 0)
+		memcpy(b, s, len);
+	return b + len;
+}
+
+/* *total += 4 + len, refusing what no frame can carry. */
+static int room(size_t *total, size_t len)
+{
+	if (len > SW_FRAME_MAX || *total > SW_FRAME_MAX - 4 - len)
+		return -1;
+	*total += 4 + len;
+	return 0;
+}
+
+uint8_t *sw_frame_exec_encode(const char *const *argv, const char *const *env, const char *cwd,
+			      const void *in, size_t in_len, int has_stdin, uint64_t timeout_ms,
+			      size_t *len)
+{
+	size_t argc = 0, envc = 0, total = 20;
+	uint8_t *buf, *b;
+
+	if (argv == NULL || cwd == NULL || room(&total, strlen(cwd)) != 0)
+		return NULL;
+	for (; argv[argc] != NULL; argc++)
+		if (argc >= SW_FRAME_ARGV_MAX || room(&total, strlen(argv[argc])) != 0)
+			return NULL;
+	for (; env != NULL && env[envc] != NULL; envc++)
+		if (envc >= SW_FRAME_ENV_MAX || room(&total, strlen(env[envc])) != 0)
+			return NULL;
+	if (argc == 0 || (has_stdin && room(&total, in_len) != 0) || (buf = malloc(total)) == NULL)
+		return NULL;
+	b = put_u32(buf, (uint32_t)argc);
+	b = put_u32(b, (uint32_t)envc);
+	b = put_u32(b, has_stdin ? SW_FRAME_EXEC_STDIN : 0);
+	b = put_u32(b, (uint32_t)timeout_ms);
+	b = put_u32(b, (uint32_t)(timeout_ms >> 32));
+	b = put_field(b, cwd, strlen(cwd));
+	for (size_t i = 0; i < argc; i++)
+		b = put_field(b, argv[i], strlen(argv[i]));
+	for (size_t i = 0; i < envc; i++)
+		b = put_field(b, env[i], strlen(env[i]));
+	if (has_stdin)
+		b = put_field(b, in, in_len);
+	*len = (size_t)(b - buf);
+	return buf;
+}
+
+/* Copy f into *at as a C string; the next free byte after it. */
+static char *cstr(char **at, const struct sw_frame_field *f)
+{
+	char *s = *at;
+
+	memcpy(s, f->p, f->len);
+	s[f->len] = '\0';
+	*at = s + f->len + 1;
+	return s;
+}
+
+int sw_frame_exec_decode(const uint8_t *p, size_t n, struct sw_frame_exec *x, char *errstr,
+			 size_t errlen)
+{
+	struct rd r = {p, n, 0};
+	struct sw_frame_field f, cwd, in = {NULL, 0};
+	uint32_t argc, envc, flags, lo, hi;
+	size_t text = 0, slots;
+	char *at;
+	int rc;
+
+	memset(x, 0, sizeof(*x));
+	if (rd_u32(&r, &argc) != 0 || rd_u32(&r, &envc) != 0 || rd_u32(&r, &flags) != 0 ||
+	    rd_u32(&r, &lo) != 0 || rd_u32(&r, &hi) != 0)
+		return rd_fail(-1, "EXEC", errstr, errlen);
+	if (argc == 0 || argc > SW_FRAME_ARGV_MAX || envc > SW_FRAME_ENV_MAX ||
+	    (flags & ~SW_FRAME_EXEC_STDIN) != 0) {
+		snprintf(errstr, errlen, "EXEC: argc %u, envc %u or flags %#x out of range", argc,
+			 envc, flags);
+		return -1;
+	}
+	/* first pass: check, and size the copy */
+	if ((rc = rd_field(&r, &cwd, 1)) != 0)
+		return rd_fail(rc, "EXEC", errstr, errlen);
+	text += cwd.len + 1;
+	for (uint32_t i = 0; i < argc + envc; i++) {
+		if ((rc = rd_field(&r, &f, 1)) != 0)
+			return rd_fail(rc, "EXEC", errstr, errlen);
+		text += f.len + 1;
+	}
+	if ((flags & SW_FRAME_EXEC_STDIN) && (rc = rd_field(&r, &in, 0)) != 0)
+		return rd_fail(rc, "EXEC", errstr, errlen);
+	if (rd_done(&r, "EXEC", errstr, errlen) != 0)
+		return -1;
+	/* second pass: copy (every length is within n, so nothing overflows) */
+	slots = (size_t)argc + 1 + envc + 1;
+	x->mem_len = slots * sizeof(char *) + text + in.len;
+	if ((x->mem = malloc(x->mem_len)) == NULL) {
+		snprintf(errstr, errlen, "EXEC: out of memory");
+		return -1;
+	}
+	x->argv = x->mem;
+	x->env = x->argv + argc + 1;
+	at = (char *)(x->env + envc + 1);
+	r.off = 20;
+	(void)rd_field(&r, &f, 1);
+	x->cwd = cstr(&at, &f);
+	for (uint32_t i = 0; i < argc; i++) {
+		(void)rd_field(&r, &f, 1);
+		x->argv[i] = cstr(&at, &f);
+	}
+	x->argv[argc] = NULL;
+	for (uint32_t i = 0; i < envc; i++) {
+		(void)rd_field(&r, &f, 1);
+		x->env[i] = cstr(&at, &f);
+	}
+	x->env[envc] = NULL;
+	if (flags & SW_FRAME_EXEC_STDIN) {
+		x->in = at;
+		if (in.len > 0)
+			memcpy(at, in.p, in.len);
+		x->in_len = in.len;
+	}
+	x->argc = argc;
+	x->envc = envc;
+	x->timeout_ms = (uint64_t)hi << 32 | lo;
+	return 0;
+}
+
+uint8_t *sw_frame_inject_encode(const char *name, const char *value, size_t *len)
+{
+	size_t nl = strlen(name), vl = strlen(value), total = 0;
+	uint8_t *buf, *b;
+
+	if (room(&total, nl) != 0 || room(&total, vl) != 0 || (buf = malloc(total)) == NULL)
+		return NULL;
+	b = put_field(buf, name, nl);
+	b = put_field(b, value, vl);
+	*len = (size_t)(b - buf);
+	return buf;
+}
+
+int sw_frame_inject_decode(const uint8_t *p, size_t n, struct sw_frame_field *name,
+			   struct sw_frame_field *value, char *errstr, size_t errlen)
+{
+	struct rd r = {p, n, 0};
+	int rc;
+
+	if ((rc = rd_field(&r, name, 1)) != 0 || (rc = rd_field(&r, value, 1)) != 0)
+		return rd_fail(rc, "INJECT_ENV", errstr, errlen);
+	return rd_done(&r, "INJECT_ENV", errstr, errlen);
+}
+
+uint8_t *sw_frame_answer_encode(uint32_t id, uint32_t status, const char *a, const char *b,
+				size_t *len)
+{
+	size_t al = strlen(a), bl = strlen(b), total = 8;
+	uint8_t *buf, *o;
+
+	if (status > 3 || room(&total, al) != 0 || room(&total, bl) != 0 ||
+	    (buf = malloc(total)) == NULL)
+		return NULL;
+	o = put_u32(buf, id);
+	o = put_u32(o, status);
+	o = put_field(o, a, al);
+	o = put_field(o, b, bl);
+	*len = (size_t)(o - buf);
+	return buf;
+}
+
+int sw_frame_answer_decode(const uint8_t *p, size_t n, struct sw_frame_answer *ans, char *errstr,
+			   size_t errlen)
+{
+	struct rd r = {p, n, 0};
+	int rc;
+
+	memset(ans, 0, sizeof(*ans));
+	if (rd_u32(&r, &ans->id) != 0 || rd_u32(&r, &ans->status) != 0)
+		return rd_fail(-1, "CRED_ANSWER", errstr, errlen);
+	if (ans->status > 3) {
+		snprintf(errstr, errlen, "CRED_ANSWER: status %u out of range", ans->status);
+		return -1;
+	}
+	if ((rc = rd_field(&r, &ans->a, 1)) != 0 || (rc = rd_field(&r, &ans->b, 1)) != 0)
+		return rd_fail(rc, "CRED_ANSWER", errstr, errlen);
+	return rd_done(&r, "CRED_ANSWER", errstr, errlen);
+}

@@ -701,29 +701,30 @@ static int queue(struct sw_sandbox *sb, enum sw_frame_type type, const void *p, 
 	return 0;
 }
 
-static json_t *strv_json(const char *const *v, int need_env)
+/* 1 if s[0..n) is valid UTF-8 without NUL. */
+static int utf8_ok(const char *s, size_t n)
 {
-	json_t *a = json_array();
-
-	for (size_t i = 0; a != NULL && v != NULL && v[i] != NULL; i++) {
-		json_t *s = json_string(v[i]);
-
-		if (s == NULL || (need_env && !env_entry_ok(v[i])) ||
-		    json_array_append_new(a, s)) {
-			json_decref(s);
-			json_decref(a);
-			return NULL;
-		}
-	}
-	return a;
+	return memchr(s, '\0', n) == NULL && sw_utf8_valid(s, n);
 }
 
+/* 1 if every entry of v is UTF-8 (and NAME=value, need_env). */
+static int strv_ok(const char *const *v, int need_env)
+{
+	for (size_t i = 0; v != NULL && v[i] != NULL; i++)
+		if (!sw_utf8_valid(v[i], strlen(v[i])) || (need_env && !env_entry_ok(v[i])))
+			return 0;
+	return 1;
+}
+
+/* EXEC's payload holds the step's environment: built into a buffer this
+ * function wipes. */
 int sw_sandbox_exec_start(struct sw_sandbox *sb, const struct sw_sandbox_exec *ex, char *errstr,
 			  size_t errlen)
 {
-	json_t *req = NULL, *argv, *env, *in = NULL;
-	char *s = NULL;
-	int rc = -1;
+	const char *cwd = ex->cwd ? ex->cwd : SW_SANDBOX_WORKSPACE;
+	uint8_t *buf;
+	size_t len;
+	int rc;
 
 	if (sb->busy) {
 		snprintf(errstr, errlen, "sandbox busy: an exec is running");
@@ -733,50 +734,37 @@ int sw_sandbox_exec_start(struct sw_sandbox *sb, const struct sw_sandbox_exec *e
 		snprintf(errstr, errlen, "exec: empty argv");
 		return -1;
 	}
-	if ((argv = strv_json(ex->argv, 0)) == NULL) {
+	if (!strv_ok(ex->argv, 0)) {
 		snprintf(errstr, errlen, "exec: argv is not valid UTF-8");
 		return -1;
 	}
-	if ((env = strv_json(ex->env, 1)) == NULL) {
-		json_decref(argv);
+	if (!strv_ok(ex->env, 1)) {
 		snprintf(errstr, errlen, "exec: bad environment entry (NAME=value, UTF-8)");
 		return -1;
 	}
-	if (ex->stdin_data != NULL &&
-	    (in = json_stringn((const char *)ex->stdin_data, ex->stdin_len)) == NULL) {
+	if (ex->stdin_data != NULL && !utf8_ok((const char *)ex->stdin_data, ex->stdin_len)) {
 		snprintf(errstr, errlen, "exec: stdin is not valid UTF-8 (or holds NUL)");
-		json_decref(argv);
-		json_decref(env);
 		return -1;
 	}
-	req = json_pack("{s:o, s:o, s:s, s:I}", "argv", argv, "env", env, "cwd",
-			ex->cwd ? ex->cwd : SW_SANDBOX_WORKSPACE, "timeout_ms",
-			(json_int_t)(ex->timeout_ms ? ex->timeout_ms : sb->limits.wall_ms));
-	if (req == NULL) {
-		snprintf(errstr, errlen, "exec: cannot encode request (cwd not UTF-8?)");
-		goto out;
+	if (!sw_utf8_valid(cwd, strlen(cwd))) {
+		snprintf(errstr, errlen, "exec: cwd is not valid UTF-8");
+		return -1;
 	}
-	if (in != NULL) {
-		int bad = json_object_set_new(req, "stdin", in);
-
-		in = NULL; /* stolen either way */
-		if (bad) {
-			snprintf(errstr, errlen, "out of memory");
-			goto out;
-		}
+	buf = sw_frame_exec_encode((const char *const *)ex->argv, (const char *const *)ex->env,
+				   cwd, ex->stdin_data, ex->stdin_len, ex->stdin_data != NULL,
+				   ex->timeout_ms ? ex->timeout_ms : sb->limits.wall_ms, &len);
+	if (buf == NULL) {
+		snprintf(errstr, errlen,
+			 "exec: request too large (over %u bytes, or over %u argv or %u env "
+			 "entries), or out of memory",
+			 SW_FRAME_MAX, SW_FRAME_ARGV_MAX, SW_FRAME_ENV_MAX);
+		return -1;
 	}
-	if ((s = json_dumps(req, JSON_COMPACT)) == NULL) {
-		snprintf(errstr, errlen, "out of memory");
-		goto out;
-	}
-	if (queue(sb, SW_FRAME_EXEC, s, strlen(s), errstr, errlen) != 0)
-		goto out;
-	sb->busy = true;
-	rc = 0;
-out:
-	json_decref(in);
-	json_decref(req);
-	free(s);
+	rc = queue(sb, SW_FRAME_EXEC, buf, len, errstr, errlen);
+	explicit_bzero(buf, len);
+	free(buf);
+	if (rc == 0)
+		sb->busy = true;
 	return rc;
 }
 
@@ -789,21 +777,12 @@ int sw_sandbox_exec_kill(struct sw_sandbox *sb)
 	return queue(sb, SW_FRAME_KILL, NULL, 0, err, sizeof(err));
 }
 
-/* 1 if s[0..n) is valid UTF-8 without NUL (what jansson accepts). */
-static int utf8_ok(const char *s, size_t n)
-{
-	return memchr(s, '\0', n) == NULL && sw_utf8_valid(s, n);
-}
-
-/*
- * INJECT_ENV carries a secret, so its JSON is built here by hand into a
- * buffer this function wipes, rather than through jansson's allocator.
- */
+/* INJECT_ENV carries a secret: its payload is wiped once queued. */
 int sw_sandbox_inject_env(struct sw_sandbox *sb, const char *name, const char *value, char *errstr,
 			  size_t errlen)
 {
-	size_t nl = strlen(name), vl = strlen(value), cap = nl + vl * 6 + 32, o = 0;
-	char *buf;
+	size_t nl = strlen(name), vl = strlen(value), len;
+	uint8_t *buf;
 	int rc;
 
 	if (!env_name_ok(name, nl)) {
@@ -814,86 +793,40 @@ int sw_sandbox_inject_env(struct sw_sandbox *sb, const char *name, const char *v
 		snprintf(errstr, errlen, "inject_env: value is not valid UTF-8");
 		return -1;
 	}
-	if ((buf = malloc(cap)) == NULL) {
-		snprintf(errstr, errlen, "out of memory");
+	if ((buf = sw_frame_inject_encode(name, value, &len)) == NULL) {
+		snprintf(errstr, errlen, "inject_env: value too large, or out of memory");
 		return -1;
 	}
-	o += (size_t)sprintf(buf, "{\"name\":\"%s\",\"value\":\"", name);
-	for (size_t i = 0; i < vl; i++) {
-		unsigned char c = (unsigned char)value[i];
-
-		if (c == '"' || c == '\\') {
-			buf[o++] = '\\';
-			buf[o++] = (char)c;
-		} else if (c < 0x20) {
-			o += (size_t)sprintf(buf + o, "\\u%04x", c);
-		} else {
-			buf[o++] = (char)c;
-		}
-	}
-	buf[o++] = '"';
-	buf[o++] = '}';
-	rc = queue(sb, SW_FRAME_INJECT_ENV, buf, o, errstr, errlen);
-	explicit_bzero(buf, cap);
+	rc = queue(sb, SW_FRAME_INJECT_ENV, buf, len, errstr, errlen);
+	explicit_bzero(buf, len);
 	free(buf);
 	return rc;
 }
 
-/* A JSON string literal of s[0..n) into buf at *o (room checked by the
- * caller: 6 bytes per input byte + 2). */
-static void json_lit(char *buf, size_t *o, const char *s, size_t n)
-{
-	buf[(*o)++] = '"';
-	for (size_t i = 0; i < n; i++) {
-		unsigned char c = (unsigned char)s[i];
-
-		if (c == '"' || c == '\\') {
-			buf[(*o)++] = '\\';
-			buf[(*o)++] = (char)c;
-		} else if (c < 0x20) {
-			*o += (size_t)sprintf(buf + *o, "\\u%04x", c);
-		} else {
-			buf[(*o)++] = (char)c;
-		}
-	}
-	buf[(*o)++] = '"';
-}
-
-/* CRED_ANSWER may carry a value: built by hand and wiped, as INJECT_ENV. */
+/* CRED_ANSWER may carry a value: wiped as INJECT_ENV. */
 int sw_sandbox_cred_answer(struct sw_sandbox *sb, uint32_t id, int status, const char *code,
 			   const char *name, const char *text, char *errstr, size_t errlen)
 {
-	size_t nl = strlen(name), cl = strlen(code), tl = strlen(text);
-	size_t cap = 6 * (nl + cl + tl) + 128, o = 0;
-	char *buf;
+	size_t nl = strlen(name), len;
+	uint8_t *buf;
 	int rc;
 
 	if ((status == 0 && !env_name_ok(name, nl)) || status < 0 || status > 3) {
 		snprintf(errstr, errlen, "cred_answer: bad variable name or status");
 		return -1;
 	}
-	if (!utf8_ok(text, tl) || !utf8_ok(code, cl)) {
+	if (!utf8_ok(text, strlen(text)) || !utf8_ok(code, strlen(code))) {
 		snprintf(errstr, errlen, "cred_answer: text is not valid UTF-8");
 		return -1;
 	}
-	if ((buf = malloc(cap)) == NULL) {
-		snprintf(errstr, errlen, "out of memory");
+	buf = status == 0 ? sw_frame_answer_encode(id, 0, name, text, &len)
+			  : sw_frame_answer_encode(id, (uint32_t)status, code, text, &len);
+	if (buf == NULL) {
+		snprintf(errstr, errlen, "cred_answer: text too large, or out of memory");
 		return -1;
 	}
-	if (status == 0) {
-		o += (size_t)sprintf(buf, "{\"id\":%u,\"ok\":true,\"name\":\"%s\",\"value\":",
-				     id, name);
-	} else {
-		o += (size_t)sprintf(buf, "{\"id\":%u,\"ok\":false,\"status\":%d,\"code\":",
-				     id, status);
-		json_lit(buf, &o, code, cl);
-		memcpy(buf + o, ",\"error\":", 9);
-		o += 9;
-	}
-	json_lit(buf, &o, text, tl);
-	buf[o++] = '}';
-	rc = queue(sb, SW_FRAME_CRED_ANSWER, buf, o, errstr, errlen);
-	explicit_bzero(buf, cap);
+	rc = queue(sb, SW_FRAME_CRED_ANSWER, buf, len, errstr, errlen);
+	explicit_bzero(buf, len);
 	free(buf);
 	return rc;
 }

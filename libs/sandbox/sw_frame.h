@@ -9,8 +9,11 @@
  *
  * flags and reserved must be zero, len must be <= SW_FRAME_MAX and type
  * must be one the receiving side accepts; anything else is a protocol
- * error, which ends the connection (and the sandbox). JSON payloads are
- * UTF-8 objects; STDOUT/STDERR payloads are raw bytes.
+ * error, which ends the connection (and the sandbox). What the runner
+ * sends (READY, EXIT, ERROR, CRED_REQUEST) is a UTF-8 JSON object, read on
+ * the host with jansson; what the host sends (EXEC, INJECT_ENV,
+ * CRED_ANSWER) is binary, below, so that the runner links no JSON library;
+ * STDOUT/STDERR payloads are raw bytes.
  *
  * Frames form a byte stream. The transport (a SOCK_SEQPACKET socketpair)
  * carries that stream in records of at most SW_FRAME_RECORD_MAX bytes; a
@@ -29,21 +32,21 @@
 #define SW_FRAME_RECORD_MAX (64u << 10) /* largest transport record */
 
 enum sw_frame_type {
-	SW_FRAME_EXEC = 1,	   /* host -> runner: JSON {argv, env, cwd, timeout_ms, stdin} */
+	SW_FRAME_EXEC = 1,	   /* host -> runner: argv, env, cwd, timeout_ms, stdin */
 	SW_FRAME_STDOUT = 2,	   /* runner -> host: a chunk of the command's stdout */
 	SW_FRAME_STDERR = 3,	   /* runner -> host: a chunk of the command's stderr */
 	SW_FRAME_EXIT = 4,	   /* runner -> host: JSON {status, signal, timed_out, ...} */
 	SW_FRAME_KILL = 5,	   /* host -> runner: kill the running command (empty) */
-	SW_FRAME_INJECT_ENV = 6,   /* host -> runner: JSON {name, value} for the next EXEC */
+	SW_FRAME_INJECT_ENV = 6,   /* host -> runner: name, value for the next EXEC */
 	SW_FRAME_CRED_REQUEST = 7, /* runner -> host: JSON {id, name, scope, reason,
 				    * timeout_ms, requester}: a credential asked from
 				    * inside (sw_credsock.h), at most
 				    * SW_FRAME_CRED_REQUEST_MAX bytes */
 	SW_FRAME_ERROR = 8,	   /* runner -> host: JSON {message} */
 	SW_FRAME_READY = 9,	   /* runner -> host, first frame: JSON {version, pid} */
-	SW_FRAME_CRED_ANSWER = 10, /* host -> runner: JSON {id, ok: true, name, value} (the
-				    * runner keeps NAME=value for every later EXEC) or
-				    * {id, ok: false, status, code, error} */
+	SW_FRAME_CRED_ANSWER = 10, /* host -> runner: id, status 0 with name and value (the
+				    * runner keeps NAME=value for every later EXEC), or
+				    * status 1-3 with code and error */
 	SW_FRAME_TYPE_MAX = 10,
 };
 
@@ -57,7 +60,7 @@ enum sw_frame_type {
 	(SW_FRAME_BIT(SW_FRAME_EXEC) | SW_FRAME_BIT(SW_FRAME_KILL) |                              \
 	 SW_FRAME_BIT(SW_FRAME_INJECT_ENV) | SW_FRAME_BIT(SW_FRAME_CRED_ANSWER))
 
-#define SW_FRAME_VERSION 1 /* sent in READY */
+#define SW_FRAME_VERSION 2	       /* sent in READY; 2: the host's payloads are binary */
 #define SW_FRAME_CRED_REQUEST_MAX 4096 /* a CRED_REQUEST payload's largest */
 
 /* The name of a frame type ("EXEC", ...), or "?" */
@@ -94,6 +97,73 @@ int sw_frame_parser_feed(struct sw_frame_parser *p, const void *buf, size_t n, s
 
 /* 1 when a frame is partially received (the stream ended mid-frame). */
 int sw_frame_parser_partial(const struct sw_frame_parser *p);
+
+/*
+ * The host's payloads: little-endian integers, then fields, each
+ *
+ *   len u32 | bytes[len]
+ *
+ * in the order the type fixes, and nothing after the last:
+ *
+ *   EXEC         argc u32 | envc u32 | flags u32 (1: stdin follows) |
+ *                timeout_ms u64 | cwd | argv[argc] | env[envc] | [stdin]
+ *   INJECT_ENV   name | value
+ *   CRED_ANSWER  id u32 | status u32 | name | value       (status 0: granted)
+ *                id u32 | status u32 | code | error       (1 denied, 2 timed
+ *                                                          out, 3 error)
+ *
+ * Text fields (all but stdin) hold no NUL. A decoder checks every length
+ * against what is left before reading, and refuses a payload with bytes
+ * left over. The encoders return a malloc'd payload (*len set), or NULL
+ * when a count or length is out of range or memory runs out; payloads that
+ * may hold a value are the caller's to wipe.
+ */
+#define SW_FRAME_ARGV_MAX 4096 /* argv entries of an EXEC, at most */
+#define SW_FRAME_ENV_MAX 4096  /* env entries of an EXEC, at most */
+#define SW_FRAME_EXEC_STDIN 1u /* EXEC flags: stdin follows */
+
+/* A field as decoded: it points into the payload, not NUL-terminated. */
+struct sw_frame_field {
+	const uint8_t *p;
+	uint32_t len;
+};
+
+/* An EXEC decoded: one allocation (mem, mem_len) holds NUL-terminated
+ * copies of every field and the argv and env arrays; the caller frees it
+ * (wiping first: env may hold what a step was given). */
+struct sw_frame_exec {
+	char **argv; /* argc entries, then NULL */
+	char **env;  /* envc entries, then NULL */
+	char *cwd;
+	char *in; /* stdin (not NUL-terminated; may hold NUL), or NULL */
+	size_t in_len;
+	uint32_t argc, envc;
+	uint64_t timeout_ms;
+	void *mem;
+	size_t mem_len;
+};
+
+uint8_t *sw_frame_exec_encode(const char *const *argv, const char *const *env, const char *cwd,
+			      const void *in, size_t in_len, int has_stdin, uint64_t timeout_ms,
+			      size_t *len);
+/* 0, or -1 with errstr (nothing then to free). argc >= 1 is required. */
+int sw_frame_exec_decode(const uint8_t *p, size_t n, struct sw_frame_exec *x, char *errstr,
+			 size_t errlen);
+
+uint8_t *sw_frame_inject_encode(const char *name, const char *value, size_t *len);
+int sw_frame_inject_decode(const uint8_t *p, size_t n, struct sw_frame_field *name,
+			   struct sw_frame_field *value, char *errstr, size_t errlen);
+
+struct sw_frame_answer {
+	uint32_t id, status;
+	struct sw_frame_field a, b; /* name and value, or code and error */
+};
+
+uint8_t *sw_frame_answer_encode(uint32_t id, uint32_t status, const char *a, const char *b,
+				size_t *len);
+/* status above 3 is refused. */
+int sw_frame_answer_decode(const uint8_t *p, size_t n, struct sw_frame_answer *ans, char *errstr,
+			   size_t errlen);
 
 /*
  * An outgoing byte queue for a non-blocking socket: frames are appended

@@ -3,8 +3,9 @@
  * (hostile) tool runner can send reaches sw_sandbox_feed, which must never
  * crash, leak, allocate beyond one frame, or dispatch anything after a
  * protocol error. The same bytes also go through a runner-side parser
- * (sw_frame_parser with the host's frame types), and, when asked, through
- * the variant loader.
+ * (sw_frame_parser with the host's frame types) and the runner's decoders
+ * of the host's binary payloads (EXEC, INJECT_ENV, CRED_ANSWER: refused, or
+ * whole), and, when asked, through the variant loader.
  *
  * Input: flags u8 | chunk u8 | stream...
  *   flags & 1  feed a valid READY first (so the state machine gets past it)
@@ -73,7 +74,7 @@ static size_t put(uint8_t *buf, unsigned type, const char *payload)
 	return SW_FRAME_HDR + n;
 }
 
-static const char *READY = "{\"version\":1,\"pid\":1}";
+static const char *READY = "{\"version\":2,\"pid\":1}";
 
 static void write_seed(const char *dir, int i, uint8_t flags, const uint8_t *b, size_t n)
 {
@@ -115,6 +116,33 @@ static void write_seeds(const char *dir)
 	n = put(b, SW_FRAME_READY, READY);
 	n += put(b + n, SW_FRAME_READY, READY);
 	write_seed(dir, i++, 0, b, n);
+	{
+		/* what the host sends, for the runner's decoders */
+		static const char *const argv[] = {"sh", "-c", "echo hi", NULL};
+		static const char *const env[] = {"A=1", NULL};
+		uint8_t *e = sw_frame_exec_encode(argv, env, "/workspace", "in", 2, 1, 1000, &n);
+		size_t m = 0, k;
+
+		if (e != NULL && n + 3 * SW_FRAME_HDR + 64 < sizeof(b)) {
+			sw_frame_header(b, SW_FRAME_EXEC, (uint32_t)n);
+			memcpy(b + SW_FRAME_HDR, e, n);
+			m = SW_FRAME_HDR + n;
+		}
+		free(e);
+		if ((e = sw_frame_inject_encode("TOKEN", "v", &k)) != NULL) {
+			sw_frame_header(b + m, SW_FRAME_INJECT_ENV, (uint32_t)k);
+			memcpy(b + m + SW_FRAME_HDR, e, k);
+			m += SW_FRAME_HDR + k;
+		}
+		free(e);
+		if ((e = sw_frame_answer_encode(1, 1, "denied", "no", &k)) != NULL) {
+			sw_frame_header(b + m, SW_FRAME_CRED_ANSWER, (uint32_t)k);
+			memcpy(b + m + SW_FRAME_HDR, e, k);
+			m += SW_FRAME_HDR + k;
+		}
+		free(e);
+		write_seed(dir, i++, 0, b, m);
+	}
 	n = (size_t)snprintf(
 	    (char *)b, sizeof(b),
 	    "{\"name\":\"v\",\"description\":\"d\",\"offers\":[\"shell\"],"
@@ -143,12 +171,53 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	return 0;
 }
 
+/* A field decoded lies within the payload and holds no NUL if text. */
+static void field_in(const struct sw_frame_field *f, const uint8_t *p, uint32_t len, int text)
+{
+	if (f->p < p || f->len > len || f->p + f->len > p + len ||
+	    (text && memchr(f->p, '\0', f->len) != NULL))
+		abort();
+}
+
 static int collect(void *arg, unsigned type, const uint8_t *p, uint32_t len)
 {
+	struct sw_frame_field a, b;
+	struct sw_frame_answer ans;
+	struct sw_frame_exec x;
+	char err[256];
+
 	(void)arg;
 	if (type == 0 || type > SW_FRAME_TYPE_MAX || !(SW_FRAME_FROM_HOST & SW_FRAME_BIT(type)) ||
 	    len > SW_FRAME_MAX || (len > 0 && p == NULL))
 		abort();
+	if (type == SW_FRAME_EXEC && sw_frame_exec_decode(p, len, &x, err, sizeof(err)) == 0) {
+		const uint8_t *end = (const uint8_t *)x.mem + x.mem_len;
+
+		if (x.argc == 0 || x.argc > SW_FRAME_ARGV_MAX || x.argv[x.argc] != NULL ||
+		    x.envc > SW_FRAME_ENV_MAX || x.env[x.envc] != NULL ||
+		    (const uint8_t *)x.cwd + strlen(x.cwd) >= end ||
+		    (x.in != NULL && (const uint8_t *)x.in + x.in_len > end))
+			abort();
+		for (uint32_t i = 0; i < x.argc; i++)
+			if ((const uint8_t *)x.argv[i] + strlen(x.argv[i]) >= end)
+				abort();
+		for (uint32_t i = 0; i < x.envc; i++)
+			if ((const uint8_t *)x.env[i] + strlen(x.env[i]) >= end)
+				abort();
+		free(x.mem);
+	}
+	if (type == SW_FRAME_INJECT_ENV &&
+	    sw_frame_inject_decode(p, len, &a, &b, err, sizeof(err)) == 0) {
+		field_in(&a, p, len, 1);
+		field_in(&b, p, len, 1);
+	}
+	if (type == SW_FRAME_CRED_ANSWER &&
+	    sw_frame_answer_decode(p, len, &ans, err, sizeof(err)) == 0) {
+		if (ans.status > 3)
+			abort();
+		field_in(&ans.a, p, len, 1);
+		field_in(&ans.b, p, len, 1);
+	}
 	return 0;
 }
 

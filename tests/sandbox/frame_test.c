@@ -73,6 +73,161 @@ static void test_codec(void)
 	sw_frame_parser_destroy(p);
 }
 
+/* decode(p, k) for every k < n is refused, and so is p with a byte more. */
+static void refuse_cuts(int (*decode)(const uint8_t *, size_t, char *, size_t), const uint8_t *p,
+			size_t n)
+{
+	uint8_t *more = malloc(n + 1);
+	char err[160];
+
+	SW_CHECK(more != NULL);
+	for (size_t k = 0; k < n; k++)
+		SW_CHECKF(decode(p, k, err, sizeof(err)) == -1, "%zu of %zu bytes taken", k, n);
+	memcpy(more, p, n);
+	more[n] = 'x';
+	SW_CHECK(decode(more, n + 1, err, sizeof(err)) == -1);
+	SW_CHECKF(strstr(err, "1 bytes after its last field") != NULL, "%s", err);
+	free(more);
+}
+
+static int exec_dec(const uint8_t *p, size_t n, char *err, size_t errlen)
+{
+	struct sw_frame_exec x;
+	int rc = sw_frame_exec_decode(p, n, &x, err, errlen);
+
+	if (rc == 0) {
+		/* what a decode gives is whole: counts, strings without NUL */
+		SW_CHECK(x.argc >= 1 && x.argc <= SW_FRAME_ARGV_MAX && x.argv[x.argc] == NULL);
+		SW_CHECK(x.envc <= SW_FRAME_ENV_MAX && x.env[x.envc] == NULL);
+		for (uint32_t i = 0; i < x.argc; i++)
+			SW_CHECK((uint8_t *)x.argv[i] + strlen(x.argv[i]) <
+				 (uint8_t *)x.mem + x.mem_len);
+		SW_CHECK(x.in == NULL ||
+			 (uint8_t *)x.in + x.in_len <= (uint8_t *)x.mem + x.mem_len);
+		free(x.mem);
+	}
+	return rc;
+}
+
+static int inject_dec(const uint8_t *p, size_t n, char *err, size_t errlen)
+{
+	struct sw_frame_field a, b;
+
+	return sw_frame_inject_decode(p, n, &a, &b, err, errlen);
+}
+
+static int answer_dec(const uint8_t *p, size_t n, char *err, size_t errlen)
+{
+	struct sw_frame_answer a;
+
+	return sw_frame_answer_decode(p, n, &a, err, errlen);
+}
+
+static void put32(uint8_t *b, uint32_t v)
+{
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+	b[2] = (uint8_t)(v >> 16);
+	b[3] = (uint8_t)(v >> 24);
+}
+
+/* The host's binary payloads (EXEC, INJECT_ENV, CRED_ANSWER): what is
+ * encoded decodes the same; a cut, a byte more, a length past the end, a
+ * NUL in text, counts and a status out of range are refused; random
+ * corruption never gives a decode that is not whole. */
+static void test_payloads(void)
+{
+	static const char *const argv[] = {"python3", "-c", "print(1)", NULL};
+	static const char *const env[] = {"A=1", "B=", NULL};
+	const char *many[SW_FRAME_ARGV_MAX + 2];
+	struct sw_frame_field f1, f2;
+	struct sw_frame_answer ans;
+	struct sw_frame_exec x;
+	char err[160];
+	uint8_t *p, *q;
+	size_t n, m;
+	uint32_t seed = 12345;
+
+	SW_CHECK((p = sw_frame_exec_encode(argv, env, "/workspace", "in\0put", 6, 1,
+					   7ULL * 86400 * 1000 + 5, &n)) != NULL);
+	SW_CHECK(sw_frame_exec_decode(p, n, &x, err, sizeof(err)) == 0);
+	SW_CHECK(x.argc == 3 && x.envc == 2 && strcmp(x.cwd, "/workspace") == 0);
+	SW_CHECK(strcmp(x.argv[2], "print(1)") == 0 && strcmp(x.env[1], "B=") == 0);
+	SW_CHECK(x.timeout_ms == 7ULL * 86400 * 1000 + 5);
+	SW_CHECK(x.in_len == 6 && memcmp(x.in, "in\0put", 6) == 0); /* stdin may hold NUL */
+	free(x.mem);
+	refuse_cuts(exec_dec, p, n);
+	/* the cwd's length past the end; a NUL in it; counts; flags */
+	SW_CHECK((q = malloc(n)) != NULL);
+	memcpy(q, p, n);
+	put32(q + 20, 0xffffffffu);
+	SW_CHECK(exec_dec(q, n, err, sizeof(err)) == -1 && strstr(err, "past its end") != NULL);
+	memcpy(q, p, n);
+	q[24 + 3] = '\0';
+	SW_CHECK(exec_dec(q, n, err, sizeof(err)) == -1 && strstr(err, "holds NUL") != NULL);
+	memcpy(q, p, n);
+	put32(q, 0);
+	SW_CHECK(exec_dec(q, n, err, sizeof(err)) == -1 && strstr(err, "out of range") != NULL);
+	put32(q, SW_FRAME_ARGV_MAX + 1);
+	SW_CHECK(exec_dec(q, n, err, sizeof(err)) == -1 && strstr(err, "out of range") != NULL);
+	memcpy(q, p, n);
+	put32(q + 4, SW_FRAME_ENV_MAX + 1);
+	SW_CHECK(exec_dec(q, n, err, sizeof(err)) == -1 && strstr(err, "out of range") != NULL);
+	memcpy(q, p, n);
+	put32(q + 8, 2);
+	SW_CHECK(exec_dec(q, n, err, sizeof(err)) == -1 && strstr(err, "flags") != NULL);
+	/* random corruption: refused, or whole */
+	for (int i = 0; i < 200000; i++) {
+		memcpy(q, p, n);
+		for (int k = 0; k < 1 + i % 4; k++) {
+			seed = seed * 1103515245u + 12345u;
+			q[(seed >> 8) % n] = (uint8_t)(seed >> 24);
+		}
+		(void)exec_dec(q, n, err, sizeof(err));
+	}
+	free(q);
+	free(p);
+	/* without stdin there is none; argc 0 and too many entries are not
+	 * encoded */
+	SW_CHECK((p = sw_frame_exec_encode(argv, NULL, "/", NULL, 0, 0, 1, &n)) != NULL);
+	SW_CHECK(sw_frame_exec_decode(p, n, &x, err, sizeof(err)) == 0);
+	SW_CHECK(x.in == NULL && x.in_len == 0 && x.envc == 0 && x.env[0] == NULL);
+	free(x.mem);
+	free(p);
+	SW_CHECK(sw_frame_exec_encode(argv + 3, NULL, "/", NULL, 0, 0, 1, &n) == NULL);
+	for (m = 0; m < SW_FRAME_ARGV_MAX + 1; m++)
+		many[m] = "x";
+	many[m] = NULL;
+	SW_CHECK(sw_frame_exec_encode(many, NULL, "/", NULL, 0, 0, 1, &n) == NULL);
+	many[SW_FRAME_ARGV_MAX] = NULL;
+	SW_CHECK((p = sw_frame_exec_encode(many, NULL, "/", NULL, 0, 0, 1, &n)) != NULL);
+	SW_CHECK(exec_dec(p, n, err, sizeof(err)) == 0);
+	free(p);
+
+	SW_CHECK((p = sw_frame_inject_encode("TOKEN", "v\"al\nue", &n)) != NULL);
+	SW_CHECK(sw_frame_inject_decode(p, n, &f1, &f2, err, sizeof(err)) == 0);
+	SW_CHECK(f1.len == 5 && memcmp(f1.p, "TOKEN", 5) == 0);
+	SW_CHECK(f2.len == 7 && memcmp(f2.p, "v\"al\nue", 7) == 0);
+	refuse_cuts(inject_dec, p, n);
+	p[4 + 2] = '\0';
+	SW_CHECK(inject_dec(p, n, err, sizeof(err)) == -1 && strstr(err, "holds NUL") != NULL);
+	free(p);
+
+	SW_CHECK((p = sw_frame_answer_encode(7, 0, "GH_TOKEN", "ghp_x", &n)) != NULL);
+	SW_CHECK(sw_frame_answer_decode(p, n, &ans, err, sizeof(err)) == 0);
+	SW_CHECK(ans.id == 7 && ans.status == 0 && ans.a.len == 8 && ans.b.len == 5 &&
+		 memcmp(ans.b.p, "ghp_x", 5) == 0);
+	refuse_cuts(answer_dec, p, n);
+	put32(p + 4, 4);
+	SW_CHECK(answer_dec(p, n, err, sizeof(err)) == -1 && strstr(err, "status 4") != NULL);
+	free(p);
+	SW_CHECK((p = sw_frame_answer_encode(8, 1, "denied", "not by policy", &n)) != NULL);
+	SW_CHECK(sw_frame_answer_decode(p, n, &ans, err, sizeof(err)) == 0);
+	SW_CHECK(ans.id == 8 && ans.status == 1 && ans.a.len == 6 && ans.b.len == 13);
+	free(p);
+	SW_CHECK(sw_frame_answer_encode(9, 4, "x", "y", &n) == NULL);
+}
+
 /* Feed hdr to a fresh parser; expect a failure mentioning want. */
 static void expect_bad(const uint8_t hdr[SW_FRAME_HDR], uint32_t allowed, const char *want)
 {
@@ -223,7 +378,7 @@ static int feed_frame(struct sw_sandbox *sb, unsigned type, const char *payload,
 	return sw_sandbox_feed(sb, buf, n, &evs, l);
 }
 
-static const char *READY = "{\"version\":1,\"pid\":1}";
+static const char *READY = "{\"version\":2,\"pid\":1}";
 static const char *EXIT0 = "{\"status\":0,\"signal\":0,\"timed_out\":false,\"killed\":false,"
 			   "\"usage\":{\"utime_us\":1,\"stime_us\":2,\"maxrss_kb\":3}}";
 
@@ -291,11 +446,24 @@ static void test_host_side(void)
 		sw_frame_parser_destroy(p);
 	}
 	{
-		const char *a = "\"argv\":[\"python3\",\"-c\",\"print(1)\"]";
-		const char *v = "\"value\":\"s\\\"e\\\\c\\u000aret\"";
+		/* the runner's decoders read back what was sent */
+		const uint8_t *r8 = (const uint8_t *)rec;
+		uint32_t l1 = (uint32_t)r8[4] | (uint32_t)r8[5] << 8 | (uint32_t)r8[6] << 16 |
+			      (uint32_t)r8[7] << 24;
+		const uint8_t *p2 = r8 + SW_FRAME_HDR + l1;
+		struct sw_frame_field name, value;
+		struct sw_frame_exec x;
 
-		SW_CHECK(memmem(rec, (size_t)n, a, strlen(a)) != NULL);
-		SW_CHECK(memmem(rec, (size_t)n, v, strlen(v)) != NULL);
+		SW_CHECK(sw_frame_exec_decode(r8 + SW_FRAME_HDR, l1, &x, err, sizeof(err)) == 0);
+		SW_CHECK(x.argc == 3 && strcmp(x.argv[0], "python3") == 0 &&
+			 strcmp(x.argv[1], "-c") == 0 && strcmp(x.argv[2], "print(1)") == 0 &&
+			 x.argv[3] == NULL);
+		free(x.mem);
+		SW_CHECK(sw_frame_inject_decode(p2 + SW_FRAME_HDR,
+						(size_t)n - SW_FRAME_HDR * 2 - l1, &name, &value,
+						err, sizeof(err)) == 0);
+		SW_CHECK(name.len == 5 && memcmp(name.p, "TOKEN", 5) == 0);
+		SW_CHECK(value.len == 9 && memcmp(value.p, "s\"e\\c\nret", 9) == 0);
 	}
 
 	SW_CHECK(feed_frame(sb, SW_FRAME_STDOUT, "1\n", &l) == 0);
@@ -343,7 +511,8 @@ static void test_host_side(void)
 		sw_sandbox_destroy(sb2, NULL);
 		close(sv[1]);
 	}
-	/* Anything before READY, and a READY of another version. */
+	/* Anything before READY, and a READY of another version (1: a runner
+	 * that reads JSON from the host). */
 	{
 		struct sw_sandbox *sb2 = attached(&peer);
 
@@ -352,7 +521,7 @@ static void test_host_side(void)
 		sw_sandbox_destroy(sb2, NULL);
 		close(peer);
 		sb2 = attached(&peer);
-		SW_CHECK(feed_frame(sb2, SW_FRAME_READY, "{\"version\":2,\"pid\":1}", &l) == -1);
+		SW_CHECK(feed_frame(sb2, SW_FRAME_READY, "{\"version\":1,\"pid\":1}", &l) == -1);
 		SW_CHECK(strstr(sw_sandbox_error(sb2), "version") != NULL);
 		sw_sandbox_destroy(sb2, NULL);
 		close(peer);
@@ -433,6 +602,7 @@ static void test_outq(void)
 int main(void)
 {
 	test_codec();
+	test_payloads();
 	test_header_rules();
 	test_callback_stop();
 	test_host_side();

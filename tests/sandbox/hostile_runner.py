@@ -22,7 +22,7 @@ def frame(t, payload=b"", flags=0, length=None):
     return struct.pack("<BBHI", t, flags, 0, length) + payload
 
 
-READY = frame(9, b'{"version":1,"pid":1}')
+READY = frame(9, b'{"version":2,"pid":1}')
 STDOUT, EXIT, EXEC = 2, 4, 1
 
 
@@ -35,11 +35,19 @@ def ready_then_exec():
         s.recv(65536)  # the EXEC
 
 
+def exec_argv0(payload):
+    # EXEC (libs/sandbox/sw_frame.h): argc, envc, flags, timeout_ms (u64),
+    # then fields (len u32 | bytes): cwd, argv[0], ...
+    (cwd_len,) = struct.unpack_from("<I", payload, 20)
+    at = 24 + cwd_len
+    (n,) = struct.unpack_from("<I", payload, at)
+    return payload[at + 4:at + 4 + n].decode()
+
+
 if mode is None:
-    import json
     s.send(READY)
     rec = s.recv(65536)
-    mode = json.loads(rec[8:])["argv"][0]
+    mode = exec_argv0(rec[8:])
     exec_seen = True
 
 

@@ -26,8 +26,6 @@
 #include <sys/un.h>
 #include <unistd.h>
 
-#include <jansson.h>
-
 #include "runner.h"
 #include "sw_credsock.h"
 
@@ -110,7 +108,7 @@ static void forward(struct runner *r, struct cred_conn *c)
 	struct ucred uc;
 	socklen_t ul = sizeof(uc);
 	char why[160], requester[192];
-	json_t *o;
+	struct jw w;
 
 	if (sw_credsock_req_decode(c->in + 4, c->in_len - 4, &req, why, sizeof(why)) != 0) {
 		refuse(c, why);
@@ -125,12 +123,14 @@ static void forward(struct runner *r, struct cred_conn *c)
 	snprintf(requester, sizeof(requester), "%s (pid %d)", req.argv0[0] ? req.argv0 : "?",
 		 (int)uc.pid);
 	c->id = ++r->cred_next_id;
-	o = json_pack("{s:I, s:s, s:s, s:s, s:I, s:s}", "id", (json_int_t)c->id, "name", req.name,
-		      "scope", req.scope, "reason", req.reason, "timeout_ms",
-		      (json_int_t)req.timeout_ms, "requester", requester);
-	if (o == NULL)
-		_exit(3);
-	runner_send_json(r, SW_FRAME_CRED_REQUEST, o);
+	jw_open(&w);
+	jw_int(&w, "id", c->id);
+	jw_str(&w, "name", req.name);
+	jw_str(&w, "scope", req.scope);
+	jw_str(&w, "reason", req.reason);
+	jw_int(&w, "timeout_ms", (long long)req.timeout_ms);
+	jw_str(&w, "requester", requester);
+	runner_send_jw(r, SW_FRAME_CRED_REQUEST, &w);
 	c->reading = false;
 	c->waiting = true;
 	c->deadline_ms = runner_now_ms() + req.timeout_ms + CRED_SLACK_MS;
@@ -294,24 +294,26 @@ static void grant_keep(struct runner *r, const char *name, const char *value)
 
 int cred_answer(struct runner *r, const uint8_t *p, uint32_t n)
 {
-	const char *name = "", *value = "", *code = "", *error = "";
-	json_int_t id, status = 0;
+	struct sw_frame_answer a;
+	char *name = NULL, *value = NULL, *code = NULL, *error = NULL, err[160];
 	int ok;
-	json_error_t jerr;
-	json_t *j;
 
-	if ((j = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
-	    json_unpack_ex(j, &jerr, JSON_STRICT, "{s:I, s:b, s?s, s?s, s?I, s?s, s?s}", "id", &id,
-			   "ok", &ok, "name", &name, "value", &value, "status", &status, "code",
-			   &code, "error", &error) != 0) {
-		runner_error(r, "CRED_ANSWER: %s", jerr.text);
-		json_decref(j);
+	if (sw_frame_answer_decode(p, n, &a, err, sizeof(err)) != 0) {
+		runner_error(r, "%s", err);
 		return -1;
 	}
-	if (ok && (!sw_credsock_name_ok(name, strlen(name)) ||
-		   strlen(value) > SW_CREDSOCK_VALUE_MAX || r->grants == NULL)) {
+	ok = a.status == 0;
+	/* C strings of the fields (no NUL in them: decoded as text) */
+	if ((ok && ((name = strndup((const char *)a.a.p, a.a.len)) == NULL ||
+		    (value = strndup((const char *)a.b.p, a.b.len)) == NULL)) ||
+	    (!ok && ((code = strndup((const char *)a.a.p, a.a.len)) == NULL ||
+		     (error = strndup((const char *)a.b.p, a.b.len)) == NULL)))
+		_exit(3);
+	if (ok && (!sw_credsock_name_ok(name, a.a.len) || a.b.len > SW_CREDSOCK_VALUE_MAX ||
+		   r->grants == NULL)) {
 		runner_error(r, "CRED_ANSWER: bad name or value");
-		json_decref(j);
+		free(name);
+		runner_wipe_free(value);
 		return -1;
 	}
 	if (ok)
@@ -319,19 +321,22 @@ int cred_answer(struct runner *r, const uint8_t *p, uint32_t n)
 	for (int i = 0; i < CRED_CONNS_MAX; i++) {
 		struct cred_conn *c = &r->cred[i];
 
-		if (c->fd < 0 || !c->waiting || (json_int_t)c->id != id)
+		if (c->fd < 0 || !c->waiting || c->id != a.id)
 			continue;
 		if (ok)
-			reply(c, SW_CREDSOCK_OK, "", value, strlen(value));
+			reply(c, SW_CREDSOCK_OK, "", value, a.b.len);
 		else
 			reply(c,
-			      status == 1   ? SW_CREDSOCK_DENIED
-			      : status == 2 ? SW_CREDSOCK_TIMEOUT
-					    : SW_CREDSOCK_ERROR,
-			      strlen(code) <= 64 ? code : "error", error,
+			      a.status == 1   ? SW_CREDSOCK_DENIED
+			      : a.status == 2 ? SW_CREDSOCK_TIMEOUT
+					      : SW_CREDSOCK_ERROR,
+			      a.a.len <= 64 ? code : "error", error,
 			      strnlen(error, SW_CREDSOCK_TEXT_MAX));
 		break;
 	}
-	json_decref(j); /* wiped: jansson frees through runner_wipe_free */
+	free(name);
+	runner_wipe_free(value);
+	free(code);
+	free(error);
 	return 0;
 }

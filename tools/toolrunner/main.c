@@ -29,26 +29,20 @@
 #include <sys/syscall.h>
 #include <sys/vfs.h>
 #include <sys/wait.h>
-#include <linux/magic.h>
 #include <unistd.h>
-
-#include <jansson.h>
 
 #include "runner.h"
 
+#ifndef TMPFS_MAGIC
+#define TMPFS_MAGIC 0x01021994 /* linux/magic.h, which musl's headers lack */
+#endif
+
 #define CHUNK (SW_FRAME_RECORD_MAX - SW_FRAME_HDR) /* output bytes per frame */
-#define MAX_ARGV 4096
-#define MAX_ENV 4096
 #define MAX_INJECT 256
 
 extern char **environ;
 
-static void *wipe_malloc(size_t n)
-{
-	return malloc(n);
-}
-
-/* jansson's memory may hold an injected value: wipe before freeing. */
+/* Memory that held an injected or granted value: wiped before freeing. */
 void runner_wipe_free(void *p)
 {
 	if (p == NULL)
@@ -64,26 +58,19 @@ int runner_send(struct runner *r, enum sw_frame_type type, const void *p, size_t
 	return 0;
 }
 
-void runner_send_json(struct runner *r, enum sw_frame_type type, json_t *j)
-{
-	char *s = j ? json_dumps(j, JSON_COMPACT) : NULL;
-
-	if (s == NULL)
-		_exit(3);
-	runner_send(r, type, s, strlen(s));
-	runner_wipe_free(s);
-	json_decref(j);
-}
-
 void runner_error(struct runner *r, const char *fmt, ...)
 {
 	char msg[256];
+	struct jw w;
 	va_list ap;
 
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	runner_send_json(r, SW_FRAME_ERROR, json_pack("{s:s}", "message", msg));
+
+	jw_open(&w);
+	jw_str(&w, "message", msg);
+	runner_send_jw(r, SW_FRAME_ERROR, &w);
 }
 
 /* Push out what is queued, waiting at most ms; used before exiting. */
@@ -169,11 +156,35 @@ static const char *full_disk(void)
 	return NULL;
 }
 
+/* EXIT: status, signal, timed_out, killed, usage{utime_us, stime_us,
+ * maxrss_kb}, and error or disk_full when there is one. */
+static void exit_frame(struct runner *r, int status, int sig, bool timed_out, bool killed,
+		       const struct job *j, const char *error, const char *full)
+{
+	struct jw w;
+
+	jw_open(&w);
+	jw_int(&w, "status", status);
+	jw_int(&w, "signal", sig);
+	jw_bool(&w, "timed_out", timed_out);
+	jw_bool(&w, "killed", killed);
+	jw_obj(&w, "usage");
+	jw_int(&w, "utime_us", j ? j->utime_us : 0);
+	jw_int(&w, "stime_us", j ? j->stime_us : 0);
+	jw_int(&w, "maxrss_kb", j ? j->maxrss_kb : 0);
+	jw_close(&w);
+	if (error != NULL)
+		jw_str(&w, "error", error);
+	if (full != NULL)
+		jw_str(&w, "disk_full", full);
+	runner_send_jw(r, SW_FRAME_EXIT, &w);
+}
+
 static void send_exit(struct runner *r)
 {
 	struct job *j = &r->job;
 	int status = 0, sig = 0;
-	json_t *o;
+	const char *full = NULL;
 
 	if (WIFEXITED(j->wstatus)) {
 		status = WEXITSTATUS(j->wstatus);
@@ -181,80 +192,48 @@ static void send_exit(struct runner *r)
 		status = -1;
 		sig = WTERMSIG(j->wstatus);
 	}
-	o = json_pack("{s:i, s:i, s:b, s:b, s:{s:I, s:I, s:I}}", "status", status, "signal", sig,
-		      "timed_out", j->timed_out, "killed", j->killed, "usage", "utime_us",
-		      (json_int_t)j->utime_us, "stime_us", (json_int_t)j->stime_us, "maxrss_kb",
-		      (json_int_t)j->maxrss_kb);
-	if (o != NULL && j->error[0] != '\0')
-		json_object_set_new(o, "error", json_string(j->error));
-	if (o != NULL && j->error[0] == '\0' && !j->timed_out && !j->killed &&
-	    (status != 0 || sig != 0)) {
-		const char *full = full_disk();
-
-		if (full != NULL)
-			json_object_set_new(o, "disk_full", json_string(full));
-	}
-	runner_send_json(r, SW_FRAME_EXIT, o);
+	if (j->error[0] == '\0' && !j->timed_out && !j->killed && (status != 0 || sig != 0))
+		full = full_disk();
+	exit_frame(r, status, sig, j->timed_out, j->killed, j, j->error[0] ? j->error : NULL,
+		   full);
 }
 
 /* A command that cannot even be forked still gets its EXIT. */
 static void send_start_failure(struct runner *r, const char *why)
 {
-	runner_send_json(r, SW_FRAME_EXIT,
-		  json_pack("{s:i, s:i, s:b, s:b, s:{s:i, s:i, s:i}, s:s}", "status", 127,
-			    "signal", 0, "timed_out", 0, "killed", 0, "usage", "utime_us", 0,
-			    "stime_us", 0, "maxrss_kb", 0, "error", why));
+	exit_frame(r, 127, 0, false, false, NULL, why, NULL);
 }
 
 static int on_exec(struct runner *r, const uint8_t *p, uint32_t n)
 {
-	json_t *j, *jargv, *jenv;
-	const char *cwd, *in = NULL;
-	size_t in_len = 0, na, ne, k = 0;
-	json_int_t timeout;
-	char **argv = NULL, **env = NULL, err[256];
-	json_error_t jerr;
+	struct sw_frame_exec x;
+	size_t ne, k = 0;
+	char **env = NULL, err[256];
 	int rc = -1;
 
 	if (r->job.running) {
 		runner_error(r, "busy: an exec is running");
 		return 0;
 	}
-	if ((j = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr)) == NULL) {
-		runner_error(r, "EXEC: %s", jerr.text);
+	if (sw_frame_exec_decode(p, n, &x, err, sizeof(err)) != 0) {
+		runner_error(r, "%s", err);
 		return -1;
 	}
-	if (json_unpack_ex(j, &jerr, JSON_STRICT, "{s:o, s:o, s:s, s:I, s?s%}", "argv", &jargv,
-			   "env", &jenv, "cwd", &cwd, "timeout_ms", &timeout, "stdin", &in,
-			   &in_len) != 0) {
-		runner_error(r, "EXEC: %s", jerr.text);
-		goto out;
+	if (x.cwd[0] != '/' || x.timeout_ms == 0 || x.timeout_ms > 7ULL * 86400 * 1000) {
+		runner_error(r, "EXEC: bad cwd or timeout_ms");
+		runner_wipe_free(x.mem);
+		return -1;
 	}
-	na = json_array_size(jargv);
-	ne = json_array_size(jenv);
-	if (!json_is_array(jargv) || na == 0 || na > MAX_ARGV || !json_is_array(jenv) ||
-	    ne > MAX_ENV || cwd[0] != '/' || timeout <= 0 || timeout > 7LL * 86400 * 1000) {
-		runner_error(r, "EXEC: bad argv, env, cwd or timeout_ms");
-		goto out;
-	}
-	argv = calloc(na + 1, sizeof(char *));
 	for (ne = 0; r->base_env[ne] != NULL; ne++)
 		;
-	env = calloc(ne + json_array_size(jenv) + r->n_grants + r->n_inject + 1, sizeof(char *));
-	if (argv == NULL || env == NULL)
+	if ((env = calloc(ne + x.envc + r->n_grants + r->n_inject + 1, sizeof(char *))) == NULL)
 		_exit(3);
-	for (size_t i = 0; i < na; i++) {
-		if ((argv[i] = (char *)json_string_value(json_array_get(jargv, i))) == NULL) {
-			runner_error(r, "EXEC: argv[%zu] is not a string", i);
-			goto out;
-		}
-	}
 	for (size_t i = 0; r->base_env[i] != NULL; i++)
 		env_put(env, &k, r->base_env[i]);
-	for (size_t i = 0; i < json_array_size(jenv); i++) {
-		const char *e = json_string_value(json_array_get(jenv, i));
+	for (size_t i = 0; i < x.envc; i++) {
+		const char *e = x.env[i];
 
-		if (e == NULL || !env_name_ok(e, name_len(e))) {
+		if (!env_name_ok(e, name_len(e))) {
 			runner_error(r, "EXEC: env[%zu] is not NAME=value", i);
 			goto out;
 		}
@@ -266,43 +245,36 @@ static int on_exec(struct runner *r, const uint8_t *p, uint32_t n)
 		env_put(env, &k, r->grants[i]);
 	for (size_t i = 0; i < r->n_inject; i++)
 		env_put(env, &k, r->inject[i]);
-	if (job_start(r, argv, env, cwd, (uint32_t)timeout, in, in_len, err, sizeof(err)) != 0)
+	if (job_start(r, x.argv, env, x.cwd, (uint32_t)x.timeout_ms, x.in, x.in_len, err,
+		      sizeof(err)) != 0)
 		send_start_failure(r, err);
 	rc = 0;
 out:
 	/* Injected values serve one exec only, started or not. */
 	inject_clear(r);
-	free(argv);
 	free(env);
-	json_decref(j);
+	runner_wipe_free(x.mem);
 	return rc;
 }
 
 static int on_inject(struct runner *r, const uint8_t *p, uint32_t n)
 {
-	const char *name, *value;
-	json_error_t jerr;
-	char *entry;
-	json_t *j;
-	size_t nl;
+	struct sw_frame_field name, value;
+	char *entry, err[160];
 
-	if ((j = json_loadb((const char *)p, n, JSON_REJECT_DUPLICATES, &jerr)) == NULL ||
-	    json_unpack_ex(j, &jerr, JSON_STRICT, "{s:s, s:s}", "name", &name, "value", &value) !=
-		0) {
-		runner_error(r, "INJECT_ENV: %s", jerr.text);
-		json_decref(j);
+	if (sw_frame_inject_decode(p, n, &name, &value, err, sizeof(err)) != 0) {
+		runner_error(r, "%s", err);
 		return -1;
 	}
-	nl = strlen(name);
-	if (!env_name_ok(name, nl) || r->n_inject >= MAX_INJECT ||
-	    asprintf(&entry, "%s=%s", name, value) < 0) {
+	if (!env_name_ok((const char *)name.p, name.len) || r->n_inject >= MAX_INJECT ||
+	    asprintf(&entry, "%.*s=%.*s", (int)name.len, (const char *)name.p, (int)value.len,
+		     (const char *)value.p) < 0) {
 		runner_error(r, "INJECT_ENV: bad name or too many");
-		json_decref(j);
 		return -1;
 	}
-	json_decref(j);
 	for (size_t i = 0; i < r->n_inject; i++) {
-		if (name_len(r->inject[i]) == nl && strncmp(r->inject[i], entry, nl + 1) == 0) {
+		if (name_len(r->inject[i]) == name.len &&
+		    strncmp(r->inject[i], entry, name.len + 1) == 0) {
 			runner_wipe_free(r->inject[i]);
 			r->inject[i] = entry;
 			return 0;
@@ -483,7 +455,6 @@ static void setup(struct runner *r, int argc, char **argv)
 	if (fd > 2)
 		close(fd);
 	prctl(PR_SET_DUMPABLE, 0);
-	json_set_alloc_funcs(wipe_malloc, runner_wipe_free);
 	if ((r->parser = sw_frame_parser_new(SW_FRAME_FROM_HOST)) == NULL)
 		_exit(3);
 	r->job.out_fd = r->job.err_fd = r->job.in_fd = r->job.errpipe = -1;
@@ -512,8 +483,14 @@ static void setup(struct runner *r, int argc, char **argv)
 			_exit(3);
 	}
 	cred_init(r);
-	runner_send_json(r, SW_FRAME_READY,
-		  json_pack("{s:i, s:i}", "version", SW_FRAME_VERSION, "pid", (int)getpid()));
+	{
+		struct jw w;
+
+		jw_open(&w);
+		jw_int(&w, "version", SW_FRAME_VERSION);
+		jw_int(&w, "pid", (int)getpid());
+		runner_send_jw(r, SW_FRAME_READY, &w);
+	}
 }
 
 static void loop(struct runner *r)

@@ -18,7 +18,6 @@
 #include <sys/types.h>
 
 #include <poll.h>
-#include <jansson.h>
 
 #include "sw_frame.h"
 #include "sw_sandbox.h"
@@ -110,9 +109,25 @@ int cred_answer(struct runner *r, const uint8_t *p, uint32_t n);
 /* cred.c: sagewai-cred */
 int cred_main(int argc, char **argv);
 
+/* jsonw.c: the object a frame to the host carries, written from jw_open
+ * to runner_send_jw (which closes it); jw_obj opens one nested object
+ * under a key, jw_close closes it. */
+struct jw {
+	char *buf;
+	size_t len, cap;
+	int depth;
+	bool first[2]; /* no member yet at this depth */
+};
+void jw_open(struct jw *w);
+void jw_obj(struct jw *w, const char *key);
+void jw_close(struct jw *w);
+void jw_int(struct jw *w, const char *key, long long v);
+void jw_bool(struct jw *w, const char *key, bool v);
+void jw_str(struct jw *w, const char *key, const char *s);
+void runner_send_jw(struct runner *r, enum sw_frame_type type, struct jw *w);
+
 /* main.c */
 void runner_wipe_free(void *p);
-void runner_send_json(struct runner *r, enum sw_frame_type type, json_t *j);
 int runner_send(struct runner *r, enum sw_frame_type type, const void *p, size_t n);
 void runner_error(struct runner *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
