@@ -91,11 +91,20 @@ struct sw_frame_parser *sw_frame_parser_new(uint32_t allowed)
 	return p;
 }
 
+/* A payload may hold an injected or granted value: wiped before it is freed. */
+static void payload_free(struct sw_frame_parser *p)
+{
+	if (p->payload != NULL)
+		explicit_bzero(p->payload, p->len);
+	free(p->payload);
+	p->payload = NULL;
+}
+
 void sw_frame_parser_destroy(struct sw_frame_parser *p)
 {
 	if (p == NULL)
 		return;
-	free(p->payload);
+	payload_free(p);
 	free(p);
 }
 
@@ -107,8 +116,7 @@ int sw_frame_parser_partial(const struct sw_frame_parser *p)
 static int fail(struct sw_frame_parser *p, char *errstr, size_t errlen)
 {
 	p->failed = 1;
-	free(p->payload);
-	p->payload = NULL;
+	payload_free(p);
 	snprintf(errstr, errlen, "%s", p->why);
 	return -1;
 }
@@ -118,8 +126,7 @@ static int deliver(struct sw_frame_parser *p, const uint8_t *payload, sw_frame_c
 {
 	int rc = cb(arg, p->type, payload, p->len);
 
-	free(p->payload);
-	p->payload = NULL;
+	payload_free(p);
 	p->hdr_have = 0;
 	p->have = 0;
 	if (rc != 0)

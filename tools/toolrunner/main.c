@@ -315,6 +315,7 @@ static void read_ctl(struct runner *r)
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 	char why[160], msg[200];
 	ssize_t n = recvmsg(r->ctl, &mh, MSG_DONTWAIT);
+	int rc;
 
 	if (n < 0) {
 		if (errno == EAGAIN || errno == EINTR)
@@ -325,7 +326,10 @@ static void read_ctl(struct runner *r)
 		_exit(0); /* sandboxd is gone: so is the sandbox */
 	if (mh.msg_flags & MSG_TRUNC)
 		die(r, "protocol error: record too large");
-	if (sw_frame_parser_feed(r->parser, buf, (size_t)n, on_frame, r, why, sizeof(why)) != 0) {
+	rc = sw_frame_parser_feed(r->parser, buf, (size_t)n, on_frame, r, why, sizeof(why));
+	/* the record may have held an injected or granted value */
+	explicit_bzero(buf, (size_t)n);
+	if (rc != 0) {
 		snprintf(msg, sizeof(msg), "protocol error: %s", why);
 		die(r, msg);
 	}
