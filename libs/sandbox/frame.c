@@ -43,23 +43,34 @@ const char *sw_frame_type_name(unsigned type)
 	return type_names[type];
 }
 
+/* Every integer on the wire is little endian. */
+static uint8_t *put_u32(uint8_t *b, uint32_t v)
+{
+	b[0] = (uint8_t)v;
+	b[1] = (uint8_t)(v >> 8);
+	b[2] = (uint8_t)(v >> 16);
+	b[3] = (uint8_t)(v >> 24);
+	return b + 4;
+}
+
+static uint32_t get_u32(const uint8_t *b)
+{
+	return (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+}
+
 void sw_frame_header(uint8_t hdr[SW_FRAME_HDR], enum sw_frame_type type, uint32_t len)
 {
 	hdr[0] = (uint8_t)type;
 	hdr[1] = 0;
 	hdr[2] = 0;
 	hdr[3] = 0;
-	hdr[4] = (uint8_t)len;
-	hdr[5] = (uint8_t)(len >> 8);
-	hdr[6] = (uint8_t)(len >> 16);
-	hdr[7] = (uint8_t)(len >> 24);
+	put_u32(hdr + 4, len);
 }
 
 int sw_frame_header_check(const uint8_t hdr[SW_FRAME_HDR], uint32_t allowed, unsigned *type,
 			  uint32_t *len, char *errstr, size_t errlen)
 {
-	uint32_t n = (uint32_t)hdr[4] | (uint32_t)hdr[5] << 8 | (uint32_t)hdr[6] << 16 |
-		     (uint32_t)hdr[7] << 24;
+	uint32_t n = get_u32(hdr + 4);
 	unsigned t = hdr[0];
 
 	if (t == 0 || t > SW_FRAME_TYPE_MAX || !(allowed & SW_FRAME_BIT(t))) {
@@ -278,11 +289,9 @@ struct rd {
 
 static int rd_u32(struct rd *r, uint32_t *v)
 {
-	const uint8_t *b = r->p + r->off;
-
 	if (r->n - r->off < 4)
 		return -1;
-	*v = (uint32_t)b[0] | (uint32_t)b[1] << 8 | (uint32_t)b[2] << 16 | (uint32_t)b[3] << 24;
+	*v = get_u32(r->p + r->off);
 	r->off += 4;
 	return 0;
 }
@@ -315,15 +324,6 @@ static int rd_done(const struct rd *r, const char *what, char *errstr, size_t er
 		return 0;
 	snprintf(errstr, errlen, "%s: %zu bytes after its last field", what, r->n - r->off);
 	return -1;
-}
-
-static uint8_t *put_u32(uint8_t *b, uint32_t v)
-{
-	b[0] = (uint8_t)v;
-	b[1] = (uint8_t)(v >> 8);
-	b[2] = (uint8_t)(v >> 16);
-	b[3] = (uint8_t)(v >> 24);
-	return b + 4;
 }
 
 static uint8_t *put_field(uint8_t *b, const void *s, size_t len)
