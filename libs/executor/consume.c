@@ -95,8 +95,9 @@ void exec_job_free(struct sw_executor_job *j)
 	free(j);
 }
 
-/* step.finished is delivered: the message and its copies are done. */
-static void job_release(struct sw_executor_job *j)
+/* step.finished is delivered (and a lazy row saved): the message and its
+ * copies are done. */
+void exec_job_release(struct sw_executor_job *j)
 {
 	struct sw_executor *ex = j->ex;
 	size_t i;
@@ -301,6 +302,12 @@ void sw_executor_delivery(const char *err, void *msg_opaque, void *opaque)
 	}
 	if (*tag == EXEC_TAG_OFFSET)
 		exec_offset_done(ex, (struct sw_executor_offset *)tag);
-	else if (*tag == EXEC_TAG_JOB)
-		job_release(EXEC_JOB_OF_TAG(tag));
+	else if (*tag == EXEC_TAG_JOB) {
+		struct sw_executor_job *j = EXEC_JOB_OF_TAG(tag);
+
+		if (j->row_pending)
+			j->delivered = 1; /* released when its row is saved */
+		else
+			exec_job_release(j);
+	}
 }

@@ -122,6 +122,7 @@ void exec_offset_done(struct sw_executor *ex, struct sw_executor_offset *o);
 void exec_offsets_free(struct sw_executor *ex);
 /* Free j and what it holds (ops->job_free first); j is out of the lists. */
 void exec_job_free(struct sw_executor_job *j);
+void exec_job_release(struct sw_executor_job *j);
 
 /* results.c */
 void exec_results_lookup(struct sw_executor_job *j);

@@ -20,6 +20,16 @@
  * lose it, after which a redelivered dispatch runs again what acts on
  * nothing and the scheduler, which applies one outcome per attempt, keeps
  * the first it got. A group is lazy only when each of its rows is.
+ *
+ * For the same reason a lazy row is not waited for: its step.finished is
+ * produced at once, beside the save (j->row_pending), and the message is
+ * done when both are (the delivery report and the save's answer, in either
+ * order): the offset is never committed before the row is saved, and a
+ * redelivery after a crash finds the row if the save had landed. What the
+ * order gives up, only for what acted on nothing:
+ * a crash between the produce and the save, or a copy racing through
+ * another member, can publish a second step.finished (another event id) for
+ * the attempt, which the scheduler drops as above.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -159,6 +169,15 @@ void exec_results_lookup(struct sw_executor_job *j)
 
 static void save_next(struct sw_executor *ex);
 
+/* A lazy row produced before its save is saved: the job goes if its
+ * delivery report came already (j may be freed). */
+static void row_saved(struct sw_executor_job *j)
+{
+	j->row_pending = 0;
+	if (j->delivered)
+		exec_job_release(j);
+}
+
 static void save_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct sw_executor_job *j = opaque;
@@ -169,12 +188,19 @@ static void save_cb(PGresult *res, const char *err, void *opaque)
 		exec_fatal(ex, "results save failed", err);
 		return;
 	}
-	/* the stored row wins: a concurrent copy may have saved first */
-	if (PQntuples(res) != 1 || take_bytes(j, res, 0, 0) == -1) {
+	if (PQntuples(res) != 1) {
 		exec_fatal(ex, "results save", "no row returned");
 		return;
 	}
-	publish(j);
+	if (j->row_pending) {
+		row_saved(j); /* produced already (lazy) */
+	} else if (take_bytes(j, res, 0, 0) == -1) {
+		/* the stored row wins: a concurrent copy may have saved first */
+		exec_fatal(ex, "results save", "out of memory");
+		return;
+	} else {
+		publish(j);
+	}
 	save_next(ex);
 }
 
@@ -256,14 +282,22 @@ static void save_group_cb(PGresult *res, const char *err, void *opaque)
 		for (r = 0; r < rows; r++)
 			if (strcasecmp(PQgetvalue(res, r, 0), g->jobs[i]->dh.event_id) == 0)
 				break;
-		/* the stored row wins: a concurrent copy may have saved first */
-		if (r == rows || take_bytes(g->jobs[i], res, r, 1) == -1) {
+		if (r == rows) {
 			exec_fatal(ex, "results save", "no row returned");
 			goto out;
 		}
+		/* the stored row wins: a concurrent copy may have saved first */
+		if (!g->jobs[i]->row_pending && take_bytes(g->jobs[i], res, r, 1) == -1) {
+			exec_fatal(ex, "results save", "out of memory");
+			goto out;
+		}
 	}
-	for (i = 0; i < g->n; i++)
-		publish(g->jobs[i]);
+	for (i = 0; i < g->n; i++) {
+		if (g->jobs[i]->row_pending)
+			row_saved(g->jobs[i]); /* produced already (lazy) */
+		else
+			publish(g->jobs[i]);
+	}
 	save_next(ex);
 out:
 	free(g->jobs);
@@ -358,7 +392,8 @@ out:
 	}
 }
 
-/* Store j->finished by dispatch id, then produce the stored bytes. */
+/* Store j->finished by dispatch id, then produce the stored bytes; a lazy
+ * row's bytes are produced at once, beside its save. */
 void exec_results_save(struct sw_executor_job *j)
 {
 	struct sw_executor *ex = j->ex;
@@ -379,5 +414,9 @@ void exec_results_save(struct sw_executor_job *j)
 		ex->capsaveq = cap;
 	}
 	ex->saveq[ex->nsaveq++] = j;
+	if (j->lazy) {
+		j->row_pending = 1;
+		publish(j);
+	}
 	save_next(ex);
 }

@@ -45,7 +45,9 @@
  *              world; for an attempt that never started, or a job the
  *              service marked no_effect, it commits without waiting for
  *              the disk: losing it in a crash of PostgreSQL can only make
- *              a redelivered dispatch run again what has no effect.
+ *              a redelivered dispatch run again what has no effect. Such a
+ *              lazy row is not waited for either: step.finished is produced
+ *              beside its save, and the message is done once both are.
  *
  * One executor per process, on the service's libevent loop; nothing here
  * blocks, logs, exits or reads the environment. What a service would log
@@ -132,6 +134,11 @@ struct sw_executor_job {
 
 	/* the executor's own */
 	int lazy;     /* its results row need not be durable (no effect happened) */
+	/* A lazy row is produced without waiting for its save: both are in
+	 * flight, and the job goes when both are done (row_pending: the save
+	 * is not answered yet; delivered: the delivery report came first). */
+	int row_pending;
+	int delivered;
 	uint32_t tag; /* first field the delivery report sees: a job */
 	struct sw_executor *ex;
 	TAILQ_ENTRY(sw_executor_job) entry;  /* every job in flight */

@@ -45,6 +45,9 @@
  *                provider's port (whose llm steps still work), and at a
  *                redirect from an allowed listener to another port; a bad
  *                SAGEWAI_HTTP_ALLOW refuses the start (exit 2)
+ *   lazysave     a template's step.finished goes out while its results row
+ *                waits on a locked table; its offset is committed only
+ *                after the row lands; a redelivery re-publishes that event
  *   startedafter SAGEWAI_WORKER_STARTED_AFTER_MS=1000: a quick step has no
  *                step.started, ever; a plugin and an llm step that run
  *                longer, and one timed out after the delay, have one each,
@@ -1144,6 +1147,125 @@ static void scenario_pgcrash(void)
 	free(t2.buf);
 }
 
+/* The delivery report of lazysave's own producer: where the dispatch went. */
+static int64_t lazy_offset = -1;
+
+static void lazy_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+	(void)rk;
+	(void)opaque;
+	SW_CHECKF(m->err == RD_KAFKA_RESP_ERR_NO_ERROR, "dispatch not delivered: %s",
+		  rd_kafka_err2str(m->err));
+	lazy_offset = m->offset;
+}
+
+/* The worker group's committed offset of sagewai.steps.worker partition 0
+ * (RD_KAFKA_OFFSET_INVALID: none). */
+static int64_t committed0(rd_kafka_t *c)
+{
+	rd_kafka_topic_partition_list_t *l = rd_kafka_topic_partition_list_new(1);
+	int64_t off;
+
+	rd_kafka_topic_partition_list_add(l, "sagewai.steps.worker", 0);
+	SW_CHECK(rd_kafka_committed(c, l, 10000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+	off = l->elems[0].offset;
+	rd_kafka_topic_partition_list_destroy(l);
+	return off;
+}
+
+/*
+ * A template's results row is lazy: its step.finished is produced beside the
+ * save, not after it, and its message is done only when both are. With the
+ * results table locked, the step.finished comes out while the row cannot be
+ * written, and the dispatch's offset is not committed; once the lock goes,
+ * the row lands, the offset is committed, and a redelivery re-publishes the
+ * very event id that went out first.
+ */
+static void scenario_lazysave(void)
+{
+	struct sw_test_dispatch w, t;
+	struct sw_test_ev *e;
+	rd_kafka_conf_t *conf = rd_kafka_conf_new();
+	rd_kafka_t *p, *c;
+	char err[256], first[64];
+	PGconn *lk;
+	PGresult *r;
+	int64_t off = RD_KAFKA_OFFSET_INVALID;
+	int i;
+
+	worker_start(NULL);
+	/* the worker is up and its table made */
+	sw_test_dispatch_post(&tx, &w, "lazy0", "warm", "in_process", 60000,
+			      spec("template", json_pack("{s:s}", "value", "warm")));
+	sw_test_ev_require(sw_test_evlog_finished(&evl, w.step_id), "SUCCEEDED", NULL);
+
+	lk = PQconnectdb(db_dsn);
+	SW_CHECKF(PQstatus(lk) == CONNECTION_OK, "%s", PQerrorMessage(lk));
+	r = PQexec(lk, "BEGIN; LOCK TABLE worker.results IN EXCLUSIVE MODE");
+	SW_CHECKF(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(lk));
+	PQclear(r);
+
+	/* the dispatch on a partition we know, its offset from the report */
+	SW_CHECK(rd_kafka_conf_set(conf, "bootstrap.servers", getenv("SAGEWAI_KAFKA_BOOTSTRAP"),
+				   err, sizeof(err)) == RD_KAFKA_CONF_OK);
+	SW_CHECK(rd_kafka_conf_set(conf, "enable.idempotence", "true", err, sizeof(err)) ==
+		 RD_KAFKA_CONF_OK);
+	rd_kafka_conf_set_dr_msg_cb(conf, lazy_dr);
+	SW_CHECKF((p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))) != NULL, "%s",
+		  err);
+	sw_test_dispatch_make(&tx, &t, "lazy1", "shape", "in_process", 60000,
+			      spec("template", json_pack("{s:s}", "value", "shaped")));
+	SW_CHECK(rd_kafka_producev(
+		     p, RD_KAFKA_V_TOPIC("sagewai.steps.worker"), RD_KAFKA_V_PARTITION(0),
+		     RD_KAFKA_V_KEY(t.run_id, strlen(t.run_id)), RD_KAFKA_V_VALUE(t.buf, t.len),
+		     RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+		     RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR_NO_ERROR);
+	SW_CHECK(rd_kafka_flush(p, 30000) == RD_KAFKA_RESP_ERR_NO_ERROR);
+	SW_CHECK(lazy_offset >= 0);
+
+	/* produced while its row cannot be written */
+	e = sw_test_evlog_wait(&evl, "step.finished", t.step_id, 0, 60);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	snprintf(first, sizeof(first), "%s", e->event_id);
+	SW_REQUIRE(result_rows(&t) == 0, "the row was written through the lock");
+	/* and not done: the offset stays at or before the dispatch (a commit
+	 * follows a done message within a loop turn; give it two seconds) */
+	c = sw_test_kafka_new(RD_KAFKA_CONSUMER, group, NULL);
+	sleep(2);
+	off = committed0(c);
+	SW_REQUIRE(off <= lazy_offset,
+		   "offset %lld committed past the dispatch at %lld before "
+		   "its row was saved",
+		   (long long)off, (long long)lazy_offset);
+
+	r = PQexec(lk, "COMMIT");
+	SW_CHECKF(PQresultStatus(r) == PGRES_COMMAND_OK, "%s", PQerrorMessage(lk));
+	PQclear(r);
+	PQfinish(lk);
+	for (i = 0; i < 600 && (off = committed0(c)) <= lazy_offset; i++)
+		usleep(100 * 1000);
+	SW_REQUIRE(off > lazy_offset,
+		   "the dispatch's offset %lld was not committed after its row "
+		   "was saved (committed %lld)",
+		   (long long)lazy_offset, (long long)off);
+	SW_REQUIRE(result_rows(&t) == 1, "the row did not land once the lock went");
+	fprintf(stderr,
+		"worker lazysave: step.finished out with the table locked, offset %lld "
+		"held at %lld, committed %lld after the save\n",
+		(long long)lazy_offset, (long long)lazy_offset, (long long)off);
+
+	/* the row holds what went out: a redelivery re-publishes that event */
+	sw_test_dispatch_send(&tx, &t);
+	sw_test_evlog_wait(&evl, "step.finished", t.step_id, 1, 120);
+	e = sw_test_evlog_find(&evl, "step.finished", t.step_id, 1);
+	SW_REQUIRE(strcmp(e->event_id, first) == 0, "re-published %s, first was %s", e->event_id,
+		   first);
+	worker_stop(SIGTERM);
+	rd_kafka_destroy(c);
+	rd_kafka_destroy(p);
+	free(t.buf);
+}
+
 /* The step's error must be exactly the refusal of dest (an address:port)
  * for why. */
 static void require_refused(const char *step_id, const char *dest, const char *why)
@@ -1271,6 +1393,7 @@ int main(int argc, char **argv)
 	    {"concurrency", scenario_concurrency},
 	    {"groupsave", scenario_groupsave},
 	    {"pgcrash", scenario_pgcrash},
+	    {"lazysave", scenario_lazysave},
 	    {"ssrf", scenario_ssrf},
 	    {"replay", scenario_replay},
 	    {"startedafter", scenario_startedafter},
