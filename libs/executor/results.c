@@ -26,10 +26,10 @@
  * done when both are (the delivery report and the save's answer, in either
  * order): the offset is never committed before the row is saved, and a
  * redelivery after a crash finds the row if the save had landed. What the
- * order gives up, only for what acted on nothing:
- * a crash between the produce and the save, or a copy racing through
- * another member, can publish a second step.finished (another event id) for
- * the attempt, which the scheduler drops as above.
+ * order gives up, only for what acted on nothing: a crash between the
+ * produce and the save, or a copy racing through another member, can
+ * publish a second step.finished (another event id) for the attempt, which
+ * the scheduler drops as above.
  */
 #include <stdlib.h>
 #include <string.h>

@@ -590,10 +590,11 @@ __attribute__((no_sanitize_address)) static int spawn_child(void *arg)
  * posix_spawn does (CLONE_VM | CLONE_VFORK: this thread waits meanwhile).
  * A fork would copy the page tables of the whole creating process and pay
  * copy-on-write faults on both sides, for a child that only moves file
- * descriptors and execs: with its copy-on-write faults, half of the
- * privileged part's CPU in a burst of creates. Every signal stays blocked across the clone, so no
- * handler of ours runs on the shared memory; the child sets them to the default before unblocking
- * (exec_bwrap). Its own stack, mapped for the call. The child's pid, or -1 with errno.
+ * descriptors and execs: about half of the privileged part's CPU in a
+ * burst of creates. Every signal stays blocked across the clone, so no
+ * handler of ours runs on the shared memory; the child sets them to the
+ * default before unblocking (exec_bwrap). Its own stack, mapped for the
+ * call. The child's pid, or -1 with errno.
  */
 static pid_t spawn_bwrap(struct spawn_arg *sa)
 {

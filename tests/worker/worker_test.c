@@ -1190,7 +1190,7 @@ static void scenario_lazysave(void)
 	char err[256], first[64];
 	PGconn *lk;
 	PGresult *r;
-	int64_t off = RD_KAFKA_OFFSET_INVALID;
+	int64_t off = RD_KAFKA_OFFSET_INVALID, held;
 	int i;
 
 	worker_start(NULL);
@@ -1232,7 +1232,7 @@ static void scenario_lazysave(void)
 	 * follows a done message within a loop turn; give it two seconds) */
 	c = sw_test_kafka_new(RD_KAFKA_CONSUMER, group, NULL);
 	sleep(2);
-	off = committed0(c);
+	held = off = committed0(c);
 	SW_REQUIRE(off <= lazy_offset,
 		   "offset %lld committed past the dispatch at %lld before "
 		   "its row was saved",
@@ -1250,9 +1250,9 @@ static void scenario_lazysave(void)
 		   (long long)lazy_offset, (long long)off);
 	SW_REQUIRE(result_rows(&t) == 1, "the row did not land once the lock went");
 	fprintf(stderr,
-		"worker lazysave: step.finished out with the table locked, offset %lld "
-		"held at %lld, committed %lld after the save\n",
-		(long long)lazy_offset, (long long)lazy_offset, (long long)off);
+		"worker lazysave: step.finished out with the table locked; committed offset "
+		"%lld (the dispatch at %lld) until the save, %lld after it\n",
+		(long long)held, (long long)lazy_offset, (long long)off);
 
 	/* the row holds what went out: a redelivery re-publishes that event */
 	sw_test_dispatch_send(&tx, &t);
