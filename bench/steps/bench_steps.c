@@ -20,6 +20,8 @@
  * server-sent-event stream (a 202 answer falls back to it). One JSON line
  * per figure: {"bench","figure","value","unit","baseline","ratio"}.
  *
+ * --latency-only measures the one-step latency and its baseline alone.
+ *
  * --load WF CONC N only applies the workflows (bench1, bench3), makes N
  * runs of WF with CONC in flight, prints {"runs", "seconds"} and exits: no
  * warm-up, no baseline. bench/steps/syncs counts commits around it.
@@ -242,7 +244,7 @@ int main(int argc, char **argv)
 {
 	size_t nlat = 200, total = 512, load_n = 0;
 	const char *load_wf = NULL;
-	int warm_s = 60, load_c = 0;
+	int warm_s = 60, load_c = 0, latency_only = 0;
 	int concs[] = {1, 16, 128};
 	int64_t *lat, *rlat;
 	double rl50, rl99, raw_tp[3];
@@ -257,6 +259,8 @@ int main(int argc, char **argv)
 			total = strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--latency-runs") == 0 && i + 1 < argc)
 			nlat = strtoul(argv[++i], NULL, 10);
+		else if (strcmp(argv[i], "--latency-only") == 0)
+			latency_only = 1;
 		else if (strcmp(argv[i], "--warmup-s") == 0 && i + 1 < argc)
 			warm_s = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--load") == 0 && i + 3 < argc) {
@@ -307,7 +311,7 @@ int main(int argc, char **argv)
 	raw_rounds(1, nlat, rlat);
 	rl50 = sw_bench_pct_ms(rlat, nlat, 0.5);
 	rl99 = sw_bench_pct_ms(rlat, nlat, 0.99);
-	for (int i = 0; i < 3; i++)
+	for (int i = 0; i < 3 && !latency_only; i++)
 		raw_tp[i] = raw_rounds(concs[i], total, NULL);
 
 	for (size_t i = 0; i < 10; i++)
@@ -317,7 +321,7 @@ int main(int argc, char **argv)
 	emit("submit_to_finished_p50_1step", sw_bench_pct_ms(lat, nlat, 0.5), "ms", rl50);
 	emit("submit_to_finished_p99_1step", sw_bench_pct_ms(lat, nlat, 0.99), "ms", rl99);
 
-	for (int w = 1; w <= 3; w += 2) {
+	for (int w = 1; w <= 3 && !latency_only; w += 2) {
 		for (int i = 0; i < 3; i++) {
 			char fig[64];
 			double rps = runs_per_s(w == 1 ? "bench1" : "bench3", concs[i], total);

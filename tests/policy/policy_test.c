@@ -657,6 +657,46 @@ static void t_withdraw(void)
 			NULL);
 	SW_REQUIRE(sw_test_replies_count(&rp, "credential.pending", r3) == 0,
 		   "a void request was asked");
+	/* 40 runs finish at once, two of them with an ask pending: every run
+	 * recorded, both asks withdrawn */
+	{
+		char runs[40][80], ra[SW_UUID_STRLEN], rb[SW_UUID_STRLEN], q[200], forged[80];
+		int i;
+
+		for (i = 0; i < 40; i++)
+			snprintf(runs[i], sizeof(runs[i]), "%s-burst-%d", prefix, i);
+		snprintf(forged, sizeof(forged), "%s-forged", prefix);
+		request("default", runs[7], "STRIPE_API_KEY", "s", ra);
+		request("default", runs[30], "STRIPE_API_KEY", "s", rb);
+		sw_test_replies_for(&rp, "credential.pending", ra);
+		sw_test_replies_for(&rp, "credential.pending", rb);
+		/* first, in the partition of the last of them, one another
+		 * producer claims: ignored */
+		sw_test_event_send(reg, producer, "sagewai.runs", runs[39], "run.finished",
+				   "sagewai-sandboxd", "default", forged, NULL,
+				   json_pack("{s:s}", "status", "SUCCEEDED"));
+		for (i = 0; i < 40; i++)
+			sw_test_event_send(reg, producer, "sagewai.runs", runs[i], "run.finished",
+					   "sagewai-scheduler", "default", runs[i], NULL,
+					   json_pack("{s:s}", "status", "SUCCEEDED"));
+		sw_test_kafka_flush(producer, 30000);
+		require_decided(sw_test_replies_for(&rp, "credential.decided", ra), "deny",
+				"withdrawn", NULL);
+		require_decided(sw_test_replies_for(&rp, "credential.decided", rb), "deny",
+				"withdrawn", NULL);
+		snprintf(
+		    q, sizeof(q),
+		    "SELECT count(*) FROM policy.finished_runs WHERE run_id LIKE '%s-burst-%%'",
+		    prefix);
+		for (i = 0; i < 500 && sw_test_pg_long(db_dsn, q) != 40; i++)
+			sw_test_msleep(10);
+		SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 40, "%ld of 40 finished runs recorded",
+			   sw_test_pg_long(db_dsn, q));
+		snprintf(q, sizeof(q),
+			 "SELECT count(*) FROM policy.finished_runs WHERE run_id = '%s'", forged);
+		SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 0,
+			   "run.finished of another producer recorded");
+	}
 	/* a withdrawal that arrives before its request */
 	{
 		char r4[SW_UUID_STRLEN], sb[SW_UUID_STRLEN], run3[80];
