@@ -23,8 +23,12 @@
  * --latency-only measures the one-step latency and its baseline alone.
  *
  * --load WF CONC N only applies the workflows (bench1, bench3), makes N
- * runs of WF with CONC in flight, prints {"runs", "seconds"} and exits: no
- * warm-up, no baseline. bench/steps/syncs counts commits around it.
+ * runs of WF with CONC in flight, prints {"runs", "seconds", "runs_per_s"}
+ * and exits: no warm-up, no baseline. bench/steps/syncs counts commits
+ * around it.
+ *
+ * --raw CONC N only measures N raw round trips with CONC in flight on the
+ * broker and prints {"round_trips_per_s"}: a baseline for --load.
  *
  * Before measuring anything, the stack is loaded for --warmup-s seconds
  * (default 60; runs of both workflows at concurrency 16, and raw round
@@ -242,9 +246,9 @@ static void apply(CURL *c, const char *name, int steps)
 
 int main(int argc, char **argv)
 {
-	size_t nlat = 200, total = 512, load_n = 0;
+	size_t nlat = 200, total = 512, load_n = 0, raw_n = 0;
 	const char *load_wf = NULL;
-	int warm_s = 60, load_c = 0, latency_only = 0;
+	int warm_s = 60, load_c = 0, latency_only = 0, raw_c = 0;
 	int concs[] = {1, 16, 128};
 	int64_t *lat, *rlat;
 	double rl50, rl99, raw_tp[3];
@@ -261,7 +265,10 @@ int main(int argc, char **argv)
 			nlat = strtoul(argv[++i], NULL, 10);
 		else if (strcmp(argv[i], "--latency-only") == 0)
 			latency_only = 1;
-		else if (strcmp(argv[i], "--warmup-s") == 0 && i + 1 < argc)
+		else if (strcmp(argv[i], "--raw") == 0 && i + 2 < argc) {
+			raw_c = atoi(argv[++i]);
+			raw_n = strtoul(argv[++i], NULL, 10);
+		} else if (strcmp(argv[i], "--warmup-s") == 0 && i + 1 < argc)
 			warm_s = atoi(argv[++i]);
 		else if (strcmp(argv[i], "--load") == 0 && i + 3 < argc) {
 			load_wf = argv[++i];
@@ -282,6 +289,17 @@ int main(int argc, char **argv)
 	if (load_wf != NULL && (load_c < 1 || load_n < (size_t)load_c)) {
 		fprintf(stderr, "bench-steps: --load needs CONC >= 1 and N >= CONC\n");
 		return 2;
+	}
+	if (raw_c != 0 || raw_n != 0) {
+		if (bootstrap == NULL || raw_c < 1 || raw_c > 1024 || raw_n < (size_t)raw_c) {
+			fprintf(stderr, "bench-steps: --raw needs --bootstrap, CONC 1 to 1024 and"
+					" N >= CONC\n");
+			return 2;
+		}
+		raw_setup();
+		printf("{\"round_trips_per_s\": %.1f}\n", raw_rounds(raw_c, raw_n, NULL));
+		sw_bench_rt_close(&raw);
+		return 0;
 	}
 	if (url == NULL || bootstrap == NULL || nlat < 2 || total < 128 || concs[2] <= 16 ||
 	    concs[2] > 128) {
