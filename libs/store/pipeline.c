@@ -121,6 +121,16 @@ void store_finish(struct store_conn *c)
 		c->tail = NULL;
 	c->npending--;
 	c->s->npending--;
+	if (err == NULL) {
+		size_t i;
+
+		for (i = 0; i < u->n; i++)
+			if (u->stmts[i].cb != NULL)
+				u->stmts[i].cb(u->stmts[i].res != NULL ? u->stmts[i].res
+					       : i + 1 == u->n	       ? res
+								       : NULL,
+					       NULL, u->stmts[i].opaque);
+	}
 	if (u->cb != NULL) {
 		if (err != NULL)
 			u->cb(NULL, err, u->opaque);
@@ -180,7 +190,7 @@ static void store_send_failed(struct store_conn *c, const char *why)
  * connection (e.g. out of memory) becomes the batch's error and stops
  * further sends; the Sync is still sent so the batch completes. */
 static int store_send(struct store_conn *c, const char *sql, int nparams,
-		      const char *const *params, int cache)
+		      const char *const *params, int cache, int item)
 {
 	int pi = -1, ok;
 	uint64_t h;
@@ -211,7 +221,7 @@ static int store_send(struct store_conn *c, const char *sql, int nparams,
 		store_send_failed(c, NULL);
 		return -1;
 	}
-	c->items[c->nsent] = -1;
+	c->items[c->nsent] = item;
 	return c->nsent++;
 }
 
@@ -231,19 +241,22 @@ static int store_send_unit(struct store_conn *c)
 	store_batch_reset(c);
 	c->inflight = 1;
 	c->phase = PHASE_MAIN;
-	if (u->tx && store_send(c, "BEGIN", 0, NULL, 0) < 0)
+	if (u->tx && store_send(c, "BEGIN", 0, NULL, 0, -1) < 0)
 		goto sync;
 	for (i = 0; i < u->n; i++) {
 		struct store_stmt *st = &u->stmts[i];
 
-		idx = store_send(c, st->sql, st->nparams, (const char *const *)st->params, 1);
+		PQclear(st->res); /* a resend's: this batch answers again */
+		st->res = NULL;
+		idx = store_send(c, st->sql, st->nparams, (const char *const *)st->params, 1,
+				 -2 - (int)i);
 		if (idx < 0)
 			goto sync;
 		if (i + 1 == u->n)
 			c->last = idx;
 	}
 	if (u->tx)
-		store_send(c, "COMMIT", 0, NULL, 0);
+		store_send(c, "COMMIT", 0, NULL, 0, -1);
 sync:
 	return store_sync(c);
 }
@@ -325,6 +338,13 @@ static int store_result(struct store_conn *c, PGresult *r)
 		if (c->phase == PHASE_MAIN && c->rx == c->last) {
 			PQclear(c->res);
 			c->res = r;
+		} else if (c->phase == PHASE_MAIN && c->rx < c->nsent && c->items[c->rx] <= -2 &&
+			   c->head != NULL && (size_t)(-2 - c->items[c->rx]) < c->head->n &&
+			   c->head->stmts[-2 - c->items[c->rx]].cb != NULL) {
+			struct store_stmt *st = &c->head->stmts[-2 - c->items[c->rx]];
+
+			PQclear(st->res);
+			st->res = r;
 		} else {
 			PQclear(r);
 		}

@@ -49,6 +49,7 @@ void store_unit_free(struct store_unit *u)
 		for (j = 0; st->params != NULL && j < st->nparams; j++)
 			free(st->params[j]);
 		free(st->params);
+		PQclear(st->res);
 	}
 	free(u->stmts);
 	free(u);
@@ -127,14 +128,20 @@ static struct store_conn *store_pick(struct sw_store *s, const char *key)
 }
 
 static int store_queue(struct sw_store *s, const char *key, int tx,
-		       const struct sw_store_stmt *stmts, size_t n, sw_store_cb cb, void *opaque)
+		       const struct sw_store_stmt *stmts, size_t n,
+		       const struct sw_store_each *each, size_t neach, sw_store_cb cb,
+		       void *opaque)
 {
 	struct store_conn *c;
 	struct store_unit *u;
 	size_t i;
 
-	if (s == NULL || stmts == NULL || n == 0 || n > (size_t)INT32_MAX / 4)
+	if (s == NULL || stmts == NULL || n == 0 || n > (size_t)INT32_MAX / 4 ||
+	    (neach > 0 && each == NULL))
 		return -1;
+	for (i = 0; i < neach; i++)
+		if (each[i].stmt >= n || each[i].cb == NULL)
+			return -1;
 	for (i = 0; i < n; i++) {
 		if (stmts[i].sql == NULL || stmts[i].nparams < 0 ||
 		    stmts[i].nparams > STORE_MAX_PARAMS ||
@@ -143,6 +150,10 @@ static int store_queue(struct sw_store *s, const char *key, int tx,
 	}
 	if ((u = store_unit_new(tx, stmts, n, cb, opaque)) == NULL)
 		return -1;
+	for (i = 0; i < neach; i++) {
+		u->stmts[each[i].stmt].cb = each[i].cb;
+		u->stmts[each[i].stmt].opaque = each[i].opaque;
+	}
 	c = store_pick(s, key);
 	if (c->tail != NULL)
 		c->tail->next = u;
@@ -297,7 +308,7 @@ int sw_store_query(struct sw_store *s, const char *sql, int nparams, const char 
 int sw_store_tx(struct sw_store *s, const struct sw_store_stmt *stmts, size_t n, sw_store_cb cb,
 		void *opaque)
 {
-	return store_queue(s, NULL, 1, stmts, n, cb, opaque);
+	return store_queue(s, NULL, 1, stmts, n, NULL, 0, cb, opaque);
 }
 
 int sw_store_query_key(struct sw_store *s, const char *key, const char *sql, int nparams,
@@ -305,13 +316,20 @@ int sw_store_query_key(struct sw_store *s, const char *key, const char *sql, int
 {
 	struct sw_store_stmt st = {sql, nparams, params};
 
-	return store_queue(s, key, 0, &st, 1, cb, opaque);
+	return store_queue(s, key, 0, &st, 1, NULL, 0, cb, opaque);
 }
 
 int sw_store_tx_key(struct sw_store *s, const char *key, const struct sw_store_stmt *stmts,
 		    size_t n, sw_store_cb cb, void *opaque)
 {
-	return store_queue(s, key, 1, stmts, n, cb, opaque);
+	return store_queue(s, key, 1, stmts, n, NULL, 0, cb, opaque);
+}
+
+int sw_store_tx_each(struct sw_store *s, const char *key, const struct sw_store_stmt *stmts,
+		     size_t n, const struct sw_store_each *each, size_t neach, sw_store_cb cb,
+		     void *opaque)
+{
+	return store_queue(s, key, 1, stmts, n, each, neach, cb, opaque);
 }
 
 size_t sw_store_pending(const struct sw_store *s)

@@ -31,6 +31,9 @@ struct store_stmt {
 	char *sql;
 	int nparams;
 	char **params; /* nparams entries; NULL is SQL NULL */
+	sw_store_cb cb; /* its own result wanted (sw_store_tx_each), or NULL */
+	void *opaque;
+	PGresult *res; /* that result, kept until the unit ends */
 };
 
 /* A queued unit of work: what is sent as one pipeline batch. */
@@ -92,7 +95,9 @@ struct store_conn {
 	PGresult *res; /* result of query `last`, kept until the Sync */
 	char *err;     /* first error of the batch (malloc'd) */
 	int *items;    /* per query of the batch: the preps index its Parse
-			* makes, or -1 for an Execute */
+			* makes; -1 for an Execute of no statement of the unit
+			* (BEGIN, COMMIT); -2 - i for the Execute of the
+			* unit's statement i */
 	size_t cap_items;
 
 	struct store_prep *preps; /* STORE_PREP_MAX slots */

@@ -128,6 +128,21 @@ int sw_store_query_key(struct sw_store *s, const char *key, const char *sql, int
 int sw_store_tx_key(struct sw_store *s, const char *key, const struct sw_store_stmt *stmts,
 		    size_t n, sw_store_cb cb, void *opaque);
 
+/* A transaction (key as for sw_store_tx_key, may be NULL) whose chosen
+ * statements' own results are wanted too: each[i].cb gets the result of
+ * statement each[i].stmt (with err NULL), after COMMIT succeeded and just
+ * before cb; when the transaction fails, only cb is called (with err).
+ * -1 as for sw_store_tx, or when an each[i].stmt is not below n or has no
+ * cb. */
+struct sw_store_each {
+	size_t stmt;
+	sw_store_cb cb;
+	void *opaque;
+};
+int sw_store_tx_each(struct sw_store *s, const char *key, const struct sw_store_stmt *stmts,
+		     size_t n, const struct sw_store_each *each, size_t neach, sw_store_cb cb,
+		     void *opaque);
+
 /* Queries queued or in flight, on all connections. */
 size_t sw_store_pending(const struct sw_store *s);
 /* 1 when every connection is connected (idle or working), 0 while any of

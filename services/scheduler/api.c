@@ -64,6 +64,11 @@ struct api_req {
 	json_t *replay;			/* its "steps": name -> entry (checked shapes) */
 	json_t *original; /* the original's steps.identity: name -> JSON text (our store) */
 	int wait_s;	  /* ?wait=S: answer when the run ends, within S seconds */
+	/* the submit's one round trip: the definition from the cache and the
+	 * input check in the run's own transaction (submit_guard) */
+	int fast;
+	int guard_latest; /* the version is the latest hint (sched_def_latest) */
+	char *guard_macs; /* the input's MACs for identity.input_matches, or NULL */
 };
 
 int sched_uuid_valid(const char *s)
@@ -80,6 +85,7 @@ static void api_req_free(struct api_req *a)
 	json_decref(a->replay);
 	json_decref(a->original);
 	free(a->text);
+	free(a->guard_macs);
 	free(a);
 }
 
@@ -182,9 +188,13 @@ static void wf_post_cb(PGresult *res, const char *err, void *opaque)
 				   json_pack("{s:s, s:i, s:i, s:O}", "name", a->name, "version",
 					     a->version, "steps", atoi(PQgetvalue(res, 0, 2)),
 					     "warnings", a->warnings));
-		if (PQgetvalue(res, 0, 0)[0] == 't')
+		if (PQgetvalue(res, 0, 0)[0] == 't') {
+			/* the next submit reads which version is the latest
+			 * (its guard would find this one and fail) */
+			sched_def_latest_set(a->env, a->tenant, a->name, 0);
 			sw_log(SW_LOG_INFO, "workflow registered", "tenant", a->tenant, "workflow",
 			       a->name, NULL);
+		}
 	}
 	api_req_free(a);
 }
@@ -302,10 +312,40 @@ static const char *mode_needs(enum sw_mode m)
 	}
 }
 
+static void run_post_read(struct api_req *a);
+static int run_post_fast(struct api_req *a);
+
 static void submit_done(const char *run_id, const char *state, const char *err, void *opaque)
 {
 	struct api_req *a = opaque;
 
+	if (run_id == NULL && a->fast && sched_submit_guarded(err)) {
+		/* what the submit took without reading does not hold: nothing
+		 * was stored; the old way, reading everything first */
+		if (strncmp(err, "SWVER", 5) == 0)
+			sched_def_latest_set(a->env, a->tenant, a->name, 0);
+		else if (strncmp(err, "SWIDF", 5) == 0)
+			sched_identity_direct_failed(a->env, err);
+		sw_metrics_counter_add(
+		    a->env->metrics, "sagewai_scheduler_submit_guard_fallbacks_total",
+		    "Submits whose transaction's guard failed (a later workflow"
+		    " version, an input for identity to judge, the check failed),"
+		    " taken again the way that reads first.",
+		    1);
+		a->fast = 0;
+		free(a->guard_macs);
+		a->guard_macs = NULL;
+		run_post_read(a);
+		return;
+	}
+	if (run_id != NULL && a->fast) {
+		sw_metrics_counter_add(a->env->metrics, "sagewai_scheduler_submits_unread_total",
+				       "Submits stored in one round trip: the definition from the"
+				       " cache, the input check in their transaction.",
+				       1);
+		if (a->guard_macs != NULL)
+			sched_identity_direct_clean(a->env);
+	}
 	if (run_id == NULL)
 		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be stored");
 	else if (a->wait_s > 0)
@@ -351,8 +391,10 @@ static int query_wait(struct api_req *a)
  * step's pinned keys. */
 static void submit_now(struct api_req *a, const struct sw_workflow *wf, json_t *steps)
 {
+	struct sched_submit_guard g = {a->guard_latest, a->guard_macs};
+
 	if (sched_run_submit(a->env, a->tenant, a->user, a->run_id, wf, a->input, steps,
-			     a->replay_of, a->replay, submit_done, a) == -1) {
+			     a->replay_of, a->replay, a->fast ? &g : NULL, submit_done, a) == -1) {
 		sw_http_reply_error(a->req, 503, "unavailable", "the run could not be queued");
 		api_req_free(a);
 	}
@@ -485,14 +527,15 @@ static void identity_done(struct sched_env *env, int status, const char *code,
 	submit_now(a, wf, steps);
 }
 
+static void run_post_go(struct api_req *a, const struct sw_workflow *wf, const char *def_text,
+			PGresult *res);
+
 static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct api_req *a = opaque;
 	struct sched_env *env = a->env;
 	const struct sw_workflow *wf = NULL;
 	char why[512];
-	size_t i;
-	int u;
 
 	if (err != NULL) {
 		store_failed(a->req, "workflow lookup failed", err);
@@ -512,6 +555,26 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 		sw_http_reply_error(a->req, 500, "internal", "stored workflow unreadable");
 		goto out;
 	}
+	if (a->version == 0 && a->replay_of[0] == '\0')
+		sched_def_latest_set(env, a->tenant, a->name, wf->version);
+	run_post_go(a, wf, PQgetvalue(res, 0, 0), res);
+	return;
+out:
+	api_req_free(a);
+}
+
+/* The submit of wf: its checks, then identity's resolve or the run's
+ * transaction. def_text and res are the definition read's (res: its row,
+ * with a re-run's original), or NULL when the submit took wf from the cache
+ * (a->fast: its transaction checks what it did not read). */
+static void run_post_go(struct api_req *a, const struct sw_workflow *wf, const char *def_text,
+			PGresult *res)
+{
+	struct sched_env *env = a->env;
+	char why[512];
+	size_t i;
+	int u;
+
 	if (env->multi_tenant && !env->sealed_preview && sw_workflow_identity_bearing(wf)) {
 		for (i = 0; i < wf->nsteps; i++)
 			if (sw_mode_identity_bearing(wf->steps[i].mode))
@@ -525,14 +588,14 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 		goto out;
 	}
 	/* a re-run is checked as any submit, the gate first (docs/AUDIT.md) */
-	if (PQgetvalue(res, 0, 2)[0] != 't') {
+	if (res != NULL && PQgetvalue(res, 0, 2)[0] != 't') {
 		sw_http_reply_error(a->req, 404, "not_found", "no run %s to re-run", a->replay_of);
 		goto out;
 	}
-	if (a->replay_of[0] != '\0' &&
-	    (a->original = PQgetisnull(res, 0, 3) ? json_object()
-						  : json_loads(PQgetvalue(res, 0, 3), 0, NULL)) ==
-		    NULL) {
+	if (res != NULL && a->replay_of[0] != '\0' &&
+	    (a->original = PQgetisnull(res, 0, 3)
+			       ? json_object()
+			       : json_loads(PQgetvalue(res, 0, 3), 0, NULL)) == NULL) {
 		sw_http_reply_error(a->req, 500, "internal", "the original's steps unreadable");
 		goto out;
 	}
@@ -573,11 +636,12 @@ static void run_post_def_cb(PGresult *res, const char *err, void *opaque)
 	}
 	sw_uuid_v7_str(a->run_id);
 	a->wf_version = wf->version;
-	if (env->identity) {
+	if (env->identity && !a->fast) {
 		int status;
 		char code[64];
 
-		if ((a->text = strdup(PQgetvalue(res, 0, 0))) == NULL) {
+		free(a->text);
+		if ((a->text = strdup(def_text)) == NULL) {
 			sw_http_reply_error(a->req, 503, "unavailable", "out of memory");
 			goto out;
 		}
@@ -687,8 +751,7 @@ static void run_post(struct api_req *a)
 {
 	struct evhttp_request *req = a->req;
 	json_t *body, *name, *version, *input;
-	const char *params[4];
-	char v[16], *text;
+	char *text;
 	size_t len;
 
 	if (query_wait(a) == -1 || (body = sw_http_body_json(req)) == NULL)
@@ -751,6 +814,55 @@ static void run_post(struct api_req *a)
 	snprintf(a->name, sizeof(a->name), "%s", json_string_value(name));
 	a->version = json_is_integer(version) ? (int)json_integer_value(version) : 0;
 	json_decref(body);
+	if (a->replay_of[0] == '\0' && run_post_fast(a))
+		return;
+	run_post_read(a);
+	return;
+out_body:
+	json_decref(body);
+out:
+	api_req_free(a);
+}
+
+/*
+ * The submit's one round trip (docs/RUNS.md). A submit reads which
+ * version of the workflow is the latest, then asks PostgreSQL whether its
+ * input holds a secret's value (identity.input_matches), then stores the
+ * run: three round trips before the first dispatch. When this scheduler
+ * holds the version a submit without one last found the latest (parsed, in
+ * its cache), or the version asked for, and the input check is the only
+ * thing identity would be asked, the submit takes both as they are and
+ * its transaction checks them where the run is stored (submit_guard): a
+ * later version, an input for identity to judge, or a failed check stores
+ * nothing and the submit goes the way that reads first (submit_done). A
+ * re-run always reads (its original's keys). 1: taken; 0: read first.
+ */
+static int run_post_fast(struct api_req *a)
+{
+	struct sched_env *env = a->env;
+	const struct sw_workflow *wf;
+	char why[64];
+	int v = a->version > 0 ? a->version : sched_def_latest(env, a->tenant, a->name);
+
+	if (v == 0 ||
+	    (wf = sched_def_get(env, a->tenant, a->name, v, NULL, why, sizeof(why))) == NULL)
+		return 0;
+	if (env->identity &&
+	    sched_identity_direct_macs(env, a->user, wf, a->input, &a->guard_macs) != 1)
+		return 0;
+	a->fast = 1;
+	a->guard_latest = a->version == 0;
+	run_post_go(a, wf, NULL, NULL);
+	return 1;
+}
+
+/* Read the workflow's definition (the latest version, or the one asked
+ * for; a re-run's original), then run_post_def_cb. */
+static void run_post_read(struct api_req *a)
+{
+	const char *params[4];
+	char v[16];
+
 	params[0] = a->tenant;
 	params[1] = a->name;
 	params[2] = NULL;
@@ -770,14 +882,9 @@ static void run_post(struct api_req *a)
 			   " AND ($3::int IS NULL OR version = $3::int)"
 			   " ORDER BY version DESC LIMIT 1",
 			   4, params, run_post_def_cb, a) == -1) {
-		sw_http_reply_error(req, 503, "unavailable", "store unavailable");
-		goto out;
+		sw_http_reply_error(a->req, 503, "unavailable", "store unavailable");
+		api_req_free(a);
 	}
-	return;
-out_body:
-	json_decref(body);
-out:
-	api_req_free(a);
 }
 
 static void run_get_cb(PGresult *res, const char *err, void *opaque)

@@ -24,9 +24,21 @@ struct sched_def {
 	struct sw_workflow *wf;
 };
 
+/* The version of a workflow a submit without one last found the latest:
+ * a hint, checked in the submit's own transaction (submit_guard). */
+struct sched_latest {
+	struct sched_latest *next;
+	uint64_t hash;
+	char *tenant;
+	char *name;
+	int version;
+};
+
 struct sched_defs {
 	struct sched_def *b[DEFS_BUCKETS];
 	size_t n;
+	struct sched_latest *lb[DEFS_BUCKETS];
+	size_t nl;
 };
 
 static uint64_t defs_hash(const char *tenant, const char *name, int version)
@@ -58,11 +70,20 @@ void sched_defs_free(struct sched_env *env)
 
 	if (c == NULL)
 		return;
-	for (i = 0; i < DEFS_BUCKETS; i++)
+	for (i = 0; i < DEFS_BUCKETS; i++) {
+		struct sched_latest *l, *lnext;
+
 		for (d = c->b[i]; d != NULL; d = next) {
 			next = d->next;
 			def_free(d);
 		}
+		for (l = c->lb[i]; l != NULL; l = lnext) {
+			lnext = l->next;
+			free(l->tenant);
+			free(l->name);
+			free(l);
+		}
+	}
 	free(c);
 	env->defs = NULL;
 }
@@ -120,4 +141,61 @@ oom:
 	sw_workflow_free(wf);
 	snprintf(errstr, errlen, "out of memory");
 	return NULL;
+}
+
+static struct sched_latest **latest_slot(struct sched_defs *c, const char *tenant,
+					 const char *name, uint64_t h)
+{
+	struct sched_latest **l;
+
+	for (l = &c->lb[h % DEFS_BUCKETS]; *l != NULL; l = &(*l)->next)
+		if ((*l)->hash == h && strcmp((*l)->name, name) == 0 &&
+		    strcmp((*l)->tenant, tenant) == 0)
+			break;
+	return l;
+}
+
+int sched_def_latest(struct sched_env *env, const char *tenant, const char *name)
+{
+	struct sched_latest **l;
+
+	if (env->defs == NULL)
+		return 0;
+	l = latest_slot(env->defs, tenant, name, defs_hash(tenant, name, 0));
+	return *l != NULL ? (*l)->version : 0;
+}
+
+void sched_def_latest_set(struct sched_env *env, const char *tenant, const char *name, int version)
+{
+	uint64_t h = defs_hash(tenant, name, 0);
+	struct sched_latest **l, *n;
+
+	if (env->defs == NULL)
+		return; /* only beside a cached definition */
+	l = latest_slot(env->defs, tenant, name, h);
+	if (*l != NULL) {
+		if (version > 0) {
+			(*l)->version = version;
+			return;
+		}
+		n = *l;
+		*l = n->next;
+		env->defs->nl--;
+		free(n->tenant);
+		free(n->name);
+		free(n);
+		return;
+	}
+	if (version <= 0 || env->defs->nl >= DEFS_MAX || (n = calloc(1, sizeof(*n))) == NULL)
+		return; /* a hint: none is fine */
+	if ((n->tenant = strdup(tenant)) == NULL || (n->name = strdup(name)) == NULL) {
+		free(n->tenant);
+		free(n);
+		return;
+	}
+	n->hash = h;
+	n->version = version;
+	n->next = env->defs->lb[h % DEFS_BUCKETS];
+	env->defs->lb[h % DEFS_BUCKETS] = n;
+	env->defs->nl++;
 }

@@ -438,6 +438,53 @@ static int send_request(struct sched_idreq *r, struct id_dr *dr)
 	return 0;
 }
 
+void sched_identity_direct_failed(struct sched_env *env, const char *err)
+{
+	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_direct_failed_total",
+			       "identity.input_matches calls that failed (round trip taken).", 1);
+	if (sw_mono_ms() >= env->id_direct_off_ms)
+		sw_log(SW_LOG_WARN,
+		       "the input check through identity.input_matches failed; submits"
+		       " take the round trip to sagewai-identity for a minute (is"
+		       " USAGE on schema identity granted to the scheduler's role?)",
+		       "error", err, NULL);
+	env->id_direct_off_ms = sw_mono_ms() + SCHED_ID_DIRECT_OFF_MS;
+}
+
+void sched_identity_direct_clean(struct sched_env *env)
+{
+	sw_metrics_counter_add(env->metrics, "sagewai_scheduler_identity_direct_clean_total",
+			       "Inputs found clean by identity.input_matches (no round trip).", 1);
+}
+
+int sched_identity_direct_macs(struct sched_env *env, const char *user,
+			       const struct sw_workflow *wf, json_t *input, char **macs)
+{
+	struct sw_buf lit = {0};
+	json_t *fields, *names = NULL;
+	char msg[256];
+	int status, ok;
+
+	*macs = NULL;
+	if (!env->id_direct || sw_mono_ms() < env->id_direct_off_ms)
+		return 0;
+	/* what the resolve would send; an input it refuses (413) goes that way
+	 * and is refused there */
+	if ((fields = request_fields(env, "", user, wf, input, NULL, &names, &status, msg,
+				     sizeof(msg))) == NULL)
+		return 0;
+	ok = direct_eligible(env, names, json_object_get(fields, "input_macs")) &&
+	     macs_literal(json_object_get(fields, "input_macs"), &lit) == 0;
+	json_decref(fields);
+	json_decref(names);
+	if (!ok) {
+		sw_buf_free(&lit);
+		return 0;
+	}
+	*macs = lit.p; /* sw_buf's own, NUL-terminated (sw_buf_add) */
+	return 1;
+}
+
 static void direct_cb(PGresult *res, const char *err, void *opaque)
 {
 	struct direct_q *q = opaque;
@@ -451,9 +498,7 @@ static void direct_cb(PGresult *res, const char *err, void *opaque)
 	if (r == NULL) /* timed out, or the scheduler is stopping */
 		return;
 	if (err == NULL && PQntuples(res) == 1 && PQgetvalue(res, 0, 0)[0] == 'f') {
-		sw_metrics_counter_add(
-		    env->metrics, "sagewai_scheduler_identity_direct_clean_total",
-		    "Inputs found clean by identity.input_matches (no round trip).", 1);
+		sched_identity_direct_clean(env);
 		if ((none = json_object()) == NULL) {
 			unavailable(r, "%s", "out of memory");
 			return;
@@ -463,16 +508,8 @@ static void direct_cb(PGresult *res, const char *err, void *opaque)
 		return;
 	}
 	if (err != NULL || PQntuples(res) != 1 || PQgetvalue(res, 0, 0)[0] != 't') {
-		sw_metrics_counter_add(
-		    env->metrics, "sagewai_scheduler_identity_direct_failed_total",
-		    "identity.input_matches calls that failed (round trip taken).", 1);
-		if (sw_mono_ms() >= env->id_direct_off_ms)
-			sw_log(SW_LOG_WARN,
-			       "the input check through identity.input_matches failed; submits"
-			       " take the round trip to sagewai-identity for a minute (is"
-			       " USAGE on schema identity granted to the scheduler's role?)",
-			       "error", err != NULL ? err : "no answer of true or false", NULL);
-		env->id_direct_off_ms = sw_mono_ms() + SCHED_ID_DIRECT_OFF_MS;
+		sched_identity_direct_failed(env,
+					     err != NULL ? err : "no answer of true or false");
 	} else {
 		sw_metrics_counter_add(env->metrics,
 				       "sagewai_scheduler_identity_direct_matched_total",

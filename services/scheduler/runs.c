@@ -196,6 +196,12 @@ struct submit {
 	void *opaque;
 };
 
+int sched_submit_guarded(const char *err)
+{
+	return err != NULL && (strncmp(err, "SWVER", 5) == 0 || strncmp(err, "SWINP", 5) == 0 ||
+			       strncmp(err, "SWIDF", 5) == 0);
+}
+
 /* The submission's group commit is over (ops.c). */
 static void submit_done(struct sched_op *op, enum sched_op_result r, void *opaque)
 {
@@ -206,8 +212,9 @@ static void submit_done(struct sched_op *op, enum sched_op_result r, void *opaqu
 	 * (its outbox rows go out with the sweep) */
 	if (r != SCHED_OP_APPLIED &&
 	    !(strncmp(op->errmsg, "23505", 5) == 0 && strstr(op->errmsg, "runs_pkey") != NULL)) {
-		sw_log(SW_LOG_ERROR, "run submission failed", "run_id", sb->run_id, "error",
-		       op->errmsg, NULL);
+		if (!sched_submit_guarded(op->errmsg))
+			sw_log(SW_LOG_ERROR, "run submission failed", "run_id", sb->run_id,
+			       "error", op->errmsg, NULL);
 		sb->done(NULL, NULL, op->errmsg, sb->opaque);
 		free(sb);
 		return;
@@ -291,8 +298,8 @@ static char *replay_array(const struct sw_workflow *wf, json_t *replay)
 
 int sched_run_submit(struct sched_env *env, const char *tenant, const char *user,
 		     const char *run_id, const struct sw_workflow *wf, json_t *input,
-		     json_t *identity, const char *replay_of, json_t *replay, sched_submit_cb done,
-		     void *opaque)
+		     json_t *identity, const char *replay_of, json_t *replay,
+		     const struct sched_submit_guard *guard, sched_submit_cb done, void *opaque)
 {
 	struct submit *sb;
 	struct sched_op *op;
@@ -347,6 +354,11 @@ int sched_run_submit(struct sched_env *env, const char *tenant, const char *user
 	}
 	sched_plan_init(&p, env, &s, op->run_id, op->ev, &op->nev);
 
+	if (guard != NULL && (guard->latest || guard->macs != NULL))
+		sched_tx_add(
+		    &p.tx, "SELECT submit_guard($1, $2, $3::int, $4::text[])", 4, tenant, wf->name,
+		    guard->latest ? sched_tx_fmt(&p.tx, "%d", wf->version) : NULL,
+		    guard->macs != NULL ? sched_tx_own(&p.tx, strdup(guard->macs)) : NULL);
 	input_text = json_dumps(input, JSON_COMPACT);
 	sched_tx_own(&p.tx, input_text);
 	sched_tx_add(&p.tx,

@@ -93,6 +93,10 @@
 #define SCHED_MAX_TRIES 200	/* re-reads of one operation on conflicts */
 #define SCHED_OP_EVENTS 4	/* events one transition may cause */
 #define SCHED_GROUP_OPS 64	/* transitions of one group commit (<= SCHED_OUTBOX_MAX / 4) */
+/* A group of at most this many reads the run a waiting submit is answered
+ * with in its own transaction (ops.c); a larger one leaves the reads to
+ * after its commit, on other connections, not lengthening it. */
+#define SCHED_GROUP_ANSWERS 4
 #define SCHED_GROUPS 1		/* group commits in flight at once */
 #define SCHED_LOCK_BUCKETS 4096 /* hash chains of runs with an operation */
 #define SCHED_RUN_LIST 100
@@ -351,10 +355,25 @@ typedef void (*sched_submit_cb)(const char *run_id, const char *state, const cha
 /* A re-run: replay_of the original run's id ("" or NULL for none), replay
  * (borrowed, may be NULL) maps step names to their replay entries (objects,
  * stored as text and put into each dispatch's spec.replay). */
+/* guard (may be NULL): what the submit took without reading it, checked
+ * first in its transaction by submit_guard (migration 5), which fails it
+ * with a code of its own:
+ *   latest  wf->version was taken as the latest (sched_def_latest): SWVER
+ *           when a later version exists;
+ *   macs    the input's MACs (sched_identity_direct_macs), the input check
+ *           made here instead of before: SWINP when identity.input_matches
+ *           says true, SWIDF when it fails.
+ * done then gets NULL and that code first in err; nothing is stored. */
+struct sched_submit_guard {
+	int latest;
+	const char *macs;
+};
 int sched_run_submit(struct sched_env *env, const char *tenant, const char *user,
 		     const char *run_id, const struct sw_workflow *wf, json_t *input,
-		     json_t *identity, const char *replay_of, json_t *replay, sched_submit_cb done,
-		     void *opaque);
+		     json_t *identity, const char *replay_of, json_t *replay,
+		     const struct sched_submit_guard *guard, sched_submit_cb done, void *opaque);
+/* err from a submit that its guard failed: 1 (SWVER, SWINP, SWIDF), or 0. */
+int sched_submit_guarded(const char *err);
 
 /* ---- ops.c: the operation engine ----------------------------------------- */
 
@@ -409,6 +428,9 @@ struct sched_op {
 	int solo;		       /* a group with it failed: commit alone from now */
 	struct sched_snap *snap;       /* the run once the planned commit is made (owned) */
 	int uncached;		       /* read the run: its snapshot in memory said no */
+	char answer_tenant[128];       /* ended the run for a waiting submit of it: its
+					* tenant, its answer read in the commit */
+	const char *answer_params[2];
 };
 
 struct sched_op *sched_op_new(struct sched_env *env, enum sched_op_kind kind, const char *run_id,
@@ -533,6 +555,13 @@ const struct sw_workflow *sched_def_get(struct sched_env *env, const char *tenan
 					const char *name, int version, const char *def_text,
 					char *errstr, size_t errlen);
 void sched_defs_free(struct sched_env *env);
+/* The version a submit without one last found to be the latest of tenant's
+ * workflow name, or 0: a hint, which the submit's transaction checks
+ * (submit_guard, SWVER when a later one exists). _set records it (0: forgets
+ * it). */
+int sched_def_latest(struct sched_env *env, const char *tenant, const char *name);
+void sched_def_latest_set(struct sched_env *env, const char *tenant, const char *name,
+			  int version);
 
 /* ---- tenants.c ---------------------------------------------------------- */
 
@@ -629,6 +658,17 @@ int sched_identity_resolve(struct sched_env *env, const char *tenant, const char
 			   json_t *original, sched_identity_cb done, void *opaque, int *status, char *code,
 			   size_t codelen, char *message, size_t msglen);
 void sched_identity_delivery(struct sched_env *env, const char *err, struct sched_dr *dr);
+/* A submit that may skip the resolve: 1 with *macs (malloc'd: a text[]
+ * literal of the input's MACs, for identity.input_matches in the submit's
+ * transaction) when wf has no identity-bearing step and the check through
+ * PostgreSQL is on; 0 otherwise (sched_identity_resolve decides). */
+int sched_identity_direct_macs(struct sched_env *env, const char *user,
+			       const struct sw_workflow *wf, json_t *input, char **macs);
+/* identity.input_matches failed (err): warn, and take the round trip for a
+ * while. */
+void sched_identity_direct_failed(struct sched_env *env, const char *err);
+/* An input found clean by identity.input_matches (metrics). */
+void sched_identity_direct_clean(struct sched_env *env);
 /* Resolutions waiting. */
 size_t sched_identity_pending(const struct sched_env *env);
 /* Answer every waiting resolution 503 (shutdown). */
@@ -658,6 +698,16 @@ void sched_wait_open(struct sched_env *env, struct evhttp_request *req, const ch
  * Waiting submits re-read only when the run may have ended (ended != 0):
  * they answer nothing before that, so a read at each step is wasted. */
 void sched_sse_touch(struct sched_env *env, const char *run_id, int ended);
+/* The tenant of a waiting submit on run_id that no read is out for, or
+ * NULL: the commit that ends the run may read the run in its own
+ * transaction (sched_run_json_sql) and answer it with sched_wait_answer,
+ * sparing the read after the commit. */
+const char *sched_wait_tenant(struct sched_env *env, const char *run_id);
+/* res, sched_run_json_sql's row of run_id for tenant read in the
+ * transaction that ended it, committed: the waiting submits on it that no
+ * read is out for are answered with it. */
+void sched_wait_answer(struct sched_env *env, const char *run_id, const char *tenant,
+		       PGresult *res);
 /* A run state (fsm names) after which a waiting submit answers; NULL or
  * empty counts as "may have ended" (read and see). */
 int sched_run_state_ended(const char *state);

@@ -442,6 +442,44 @@ void sched_sse_touch(struct sched_env *env, const char *run_id, int ended)
 		stream_read(s);
 }
 
+const char *sched_wait_tenant(struct sched_env *env, const char *run_id)
+{
+	struct sched_stream *s;
+
+	LIST_FOREACH(s, bucket(env, run_id), hentry)
+	if (s->wait && !s->gone && !s->reading && strcmp(s->run_id, run_id) == 0)
+		return s->tenant;
+	return NULL;
+}
+
+void sched_wait_answer(struct sched_env *env, const char *run_id, const char *tenant,
+		       PGresult *res)
+{
+	struct sched_stream *s, *next;
+	json_t *run;
+
+	if (res == NULL || PQntuples(res) != 1 ||
+	    (run = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL)
+		return; /* the touch after the commit reads it */
+	if (terminal(run))
+		for (s = LIST_FIRST(bucket(env, run_id)); s != NULL; s = next) {
+			next = LIST_NEXT(s, hentry);
+			/* one with a read out is answered by that read (the
+			 * touch marks it dirty): freeing it here would leave
+			 * the read's callback a freed stream */
+			if (s->wait && !s->gone && !s->reading && strcmp(s->run_id, run_id) == 0 &&
+			    strcmp(s->tenant, tenant) == 0) {
+				wait_end(s, 200, json_incref(run));
+				sw_metrics_counter_add(
+				    env->metrics, "sagewai_scheduler_wait_answers_in_commit_total",
+				    "Waiting submits answered with the run read in the commit that"
+				    " ended it.",
+				    1);
+			}
+		}
+	json_decref(run);
+}
+
 int sched_run_state_ended(const char *state)
 {
 	return state == NULL || state[0] == '\0' ||

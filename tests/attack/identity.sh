@@ -592,8 +592,14 @@ input_check() {
 		refused "$(cat "$work/$s.dsn")" "SELECT identity.input_matches('$ida', '{}')" \
 			'permission denied for schema' || return 1
 	done
+	# acme's clean submit first: its next submits take the definition from
+	# the cache and make the input check inside their transaction
+	st=$(submit_plain A "clean-before")
+	[ "$st" = 200 ] || { echo "acme, clean first: $st $(cat "$work/submit.out")" >&2; return 1; }
 	clean0=$(metric_of sagewai_scheduler_identity_direct_clean_total)
 	matched0=$(metric_of sagewai_scheduler_identity_direct_matched_total)
+	fall0=$(metric_of sagewai_scheduler_submit_guard_fallbacks_total)
+	runs0=$(psql "$SAGEWAI_PG_DSN" -XAtq -c "SELECT count(*) FROM scheduler.runs WHERE tenant = '$ida'")
 	# globex's input holding acme's secret value runs: it is not globex's
 	# secret, so nothing tells globex that it is anyone's
 	st=$(submit_plain B "$(cat "$work/values/p")")
@@ -621,6 +627,18 @@ input_check() {
 		[ "$(metric_of sagewai_scheduler_identity_direct_matched_total)" -ge \
 			$((${matched0:-0} + 2)) ] || {
 		echo "not the direct check: $(curl -fsS "$SAGEWAI_URL/metrics" | grep direct)" >&2
+		return 1
+	}
+	# the two refused inputs were caught inside their transactions (the
+	# guard), which stored nothing: acme has one run more, the clean one
+	[ "$(metric_of sagewai_scheduler_submit_guard_fallbacks_total)" -ge $((${fall0:-0} + 2)) ] || {
+		echo "the refused inputs did not meet the submit's guard:" \
+			"$(curl -fsS "$SAGEWAI_URL/metrics" | grep -E 'guard|unread')" >&2
+		return 1
+	}
+	[ "$(psql "$SAGEWAI_PG_DSN" -XAtq -c "SELECT count(*) FROM scheduler.runs WHERE tenant = '$ida'")" = \
+		$((runs0 + 1)) ] || {
+		echo "a refused input was stored" >&2
 		return 1
 	}
 }

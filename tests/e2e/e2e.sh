@@ -20,7 +20,9 @@
 #   e2e.sh wait        POST /v1/runs?wait=S: 200 and the ended run; with the
 #                      worker down, 202 and the running run after S seconds
 #                      (the run completes once it is back); a bad wait is a
-#                      400 that stores nothing
+#                      400 that stores nothing; later submits take the
+#                      definition from the cache, and their guard catches a
+#                      version registered behind the scheduler's back
 set -euo pipefail
 
 scenario=${1:?usage: e2e.sh demo|kill|secrets|tenants|wait}
@@ -137,6 +139,38 @@ import json, sys
 a, b = json.load(open(sys.argv[1])), json.load(sys.stdin)
 assert a == b, (a, b)
 ' "$work/answer.json" || fail "the waited answer differs from GET /v1/runs/$run"
+
+	# the submit's one round trip: the first submit read the definition;
+	# the next ones take it from the cache (and its latest version as a
+	# hint their transaction checks); one at a time, the ended run is read
+	# in the commit that ends it, not after it
+	metric() { sw_stack_metric "$work" scheduler "$1"; }
+	unread0=$(metric sagewai_scheduler_submits_unread_total)
+	incommit0=$(metric sagewai_scheduler_wait_answers_in_commit_total)
+	for _ in 1 2 3; do
+		code=$(post_run wait=30 "$body")
+		[ "$code" = 200 ] || fail "a later wait=30 answered $code: $(cat "$work/answer.json")"
+	done
+	[ "$(metric sagewai_scheduler_submits_unread_total)" -ge $((${unread0:-0} + 3)) ] ||
+		fail "later submits read the definition again: ${unread0:-0} -> $(metric sagewai_scheduler_submits_unread_total)"
+	[ "$(metric sagewai_scheduler_wait_answers_in_commit_total)" -gt "${incommit0:-0}" ] ||
+		fail "no waiting submit was answered from the commit that ended its run"
+	# another instance registers version 2 behind this scheduler's back:
+	# the hint is stale, the submit's guard finds version 2 (nothing stored
+	# for the try), and the submit runs version 2 after reading it
+	fall0=$(metric sagewai_scheduler_submit_guard_fallbacks_total)
+	nruns0=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')
+	psql "$SAGEWAI_PG_DSN" -XAtq -c "INSERT INTO scheduler.workflows (tenant, name, version, yaml, def)
+		SELECT tenant, name, 2, yaml, jsonb_set(def, '{version}', '2') FROM scheduler.workflows
+		WHERE name = 'hello' AND version = 1" >/dev/null || fail "cannot register version 2 directly"
+	code=$(post_run wait=30 "$body")
+	[ "$code" = 200 ] || fail "the submit after version 2 answered $code: $(cat "$work/answer.json")"
+	python3 -c 'import json,sys; r = json.load(open(sys.argv[1])); assert r["version"] == 2, r' \
+		"$work/answer.json" || fail "the submit after version 2 did not run it: $(cat "$work/answer.json")"
+	[ "$(metric sagewai_scheduler_submit_guard_fallbacks_total)" = $((${fall0:-0} + 1)) ] ||
+		fail "the stale version was not caught by the guard: ${fall0:-0} -> $(metric sagewai_scheduler_submit_guard_fallbacks_total)"
+	nruns1=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')
+	[ "$nruns1" = $((nruns0 + 1)) ] || fail "the guarded try stored a run: $nruns0 -> $nruns1"
 
 	# bad waits: 400, nothing stored
 	before=$("$cli" --json run list | python3 -c 'import json,sys; print(len(json.load(sys.stdin)["runs"]))')

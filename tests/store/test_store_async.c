@@ -9,7 +9,10 @@
  *  3. the backend is terminated while a statement is in flight (it waits
  *     on a lock the test holds): the store reconnects, sets search_path
  *     again (statements use unqualified names) and resends it, so the
- *     effect happens once and its callback fires once, with success.
+ *     effect happens once and its callback fires once, with success;
+ *  4. sw_store_tx_each: the chosen statements' own results reach their
+ *     callbacks, in statement order, before the unit's; a transaction that
+ *     fails calls none of them, only the unit's with its error.
  */
 #include <stdio.h>
 #include <string.h>
@@ -186,6 +189,48 @@ static void test_errors(struct event_base *base, struct sw_store *s)
 #undef TX
 }
 
+/* ---- 4 ---------------------------------------------------------------- */
+
+static void test_each(struct event_base *base, struct sw_store *s)
+{
+	static struct expect ex[8];
+	struct sw_store_stmt ok[] = {
+	    {"SELECT 'a'", 0, NULL},
+	    {"INSERT INTO acct VALUES (5, 50) ON CONFLICT DO NOTHING", 0, NULL},
+	    {"SELECT 'b'", 0, NULL},
+	    {"SELECT n FROM acct WHERE id = 5", 0, NULL},
+	};
+	struct sw_store_stmt bad[] = {
+	    {"SELECT 'x'", 0, NULL},
+	    {"SELECT 1/0", 0, NULL},
+	};
+	struct sw_store_each ok_each[] = {
+	    {2, expect_cb, &ex[1]},
+	    {0, expect_cb, &ex[0]},
+	    {3, expect_cb, &ex[2]},
+	};
+	struct sw_store_each bad_each[] = {{0, expect_cb, &ex[5]}};
+	struct sw_store_each out_of_range[] = {{2, expect_cb, &ex[6]}};
+	struct sw_store_each no_cb[] = {{0, NULL, NULL}};
+
+	reset(5);
+	ex[0] = (struct expect){.seq = 0, .val = "a"};
+	ex[1] = (struct expect){.seq = 1, .val = "b"};
+	ex[2] = (struct expect){.seq = 2, .val = "50"};
+	ex[3] = (struct expect){.seq = 3, .val = "50"};
+	ex[4] = (struct expect){.seq = 4, .err = "22012"};
+	ex[5] = (struct expect){.seq = 99}; /* must not be called */
+	SW_CHECK(sw_store_tx_each(s, NULL, ok, 4, ok_each, 3, expect_cb, &ex[3]) == 0);
+	SW_CHECK(sw_store_tx_each(s, "k", bad, 2, bad_each, 1, expect_cb, &ex[4]) == 0);
+	store_test_run(base, &g_done, 120);
+	SW_CHECK(g_next == 5);
+	SW_CHECK(ex[5].hits == 0);
+	SW_CHECK(sw_store_tx_each(s, NULL, bad, 2, out_of_range, 1, expect_cb, &ex[6]) == -1);
+	SW_CHECK(sw_store_tx_each(s, NULL, bad, 2, no_cb, 1, expect_cb, &ex[6]) == -1);
+	SW_CHECK(sw_store_tx_each(s, NULL, bad, 2, NULL, 1, expect_cb, &ex[6]) == -1);
+	SW_CHECK(sw_store_pending(s) == 0);
+}
+
 /* ---- 3 ---------------------------------------------------------------- */
 
 struct killer {
@@ -290,6 +335,7 @@ int main(void)
 
 	test_order(base, s);
 	test_errors(base, s);
+	test_each(base, s);
 	test_terminate(base, s, dsn, schema);
 
 	sw_store_destroy(s);
