@@ -24,6 +24,9 @@
  *   SAGEWAI_SSE_POLL_MS        how often an event stream re-reads its run
  *                              anyway (default SCHED_SSE_POLL_MS, 100..3600000;
  *                              sse.c)
+ *   SAGEWAI_RUNS_HOLD_MS       how long the run events (sagewai.runs) are held
+ *                              back after their commit, to go out together
+ *                              (default SCHED_RUNS_HOLD_MS, 0..100; outbox.c)
  *   SAGEWAI_IDENTITY           1: sagewai-identity is deployed; every submit
  *                              is checked by it (identity.c) and
  *                              identity_scoped and cli_agent become runnable
@@ -220,6 +223,9 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 		return -1;
 	if (sw_config_number(env->envp, "SAGEWAI_SNAPSHOT_CACHE", SCHED_SNAPC_DEFAULT, 0, 1000000,
 			     &env->snap_cache, errstr, errlen) == -1)
+		return -1;
+	if (sw_config_number(env->envp, "SAGEWAI_RUNS_HOLD_MS", SCHED_RUNS_HOLD_MS, 0, 100,
+			     &env->runs_hold_ms, errstr, errlen) == -1)
 		return -1;
 	return sw_config_number(env->envp, "SAGEWAI_SSE_POLL_MS", SCHED_SSE_POLL_MS, 100, 3600000,
 				&env->sse_poll_ms, errstr, errlen);

@@ -205,11 +205,84 @@ void sched_seqset_del(struct sched_seqset *s, int64_t v)
 
 /* ---- the relay --------------------------------------------------------- */
 
+/*
+ * The run events held back (SAGEWAI_RUNS_HOLD_MS). Every reader of
+ * sagewai.runs (policy, sandboxd, the worker's fences, audit, the other
+ * schedulers' streams) wakes for each of its messages. A run's submitted
+ * event, produced beside its first dispatch, so woke them all while that
+ * dispatch crossed to the worker and back, on the same cores. Nothing
+ * waits on a run event (a waiting submit is answered from the commit, the
+ * worker runs a dispatch without its run's submitted event), so they go
+ * out a moment later, in commit order, several at once: the readers wake
+ * once for them, after the step's round trip. Only their timing moves: the
+ * rows are in the outbox, in the in-flight set (the sweep leaves them), and
+ * a crash resends them as ever.
+ */
+struct relay_held {
+	struct relay_held *next;
+	int64_t seq;
+	char key[SW_UUID_STRLEN];
+	size_t len;
+	unsigned char buf[]; /* len bytes */
+};
+
+static void relay_send(struct sched_env *env, int64_t seq, const char *topic, const char *key,
+		       const void *buf, size_t len);
+
+static void held_release(struct sched_env *env)
+{
+	struct relay_held *h;
+
+	while ((h = env->held_head) != NULL) {
+		env->held_head = h->next;
+		relay_send(env, h->seq, SW_TOPIC_RUNS, h->key, h->buf, h->len);
+		free(h);
+	}
+	env->held_tail = NULL;
+}
+
+static void held_tick(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	held_release(arg);
+}
+
+/* Hold a run event (seq in the in-flight set already); 0, or -1: send it. */
+static int held_add(struct sched_env *env, int64_t seq, const char *key, const void *buf,
+		    size_t len)
+{
+	struct timeval tv = {0, env->runs_hold_ms * 1000};
+	struct relay_held *h;
+
+	if (env->runs_hold_ms <= 0 || env->stopping || strlen(key) >= sizeof(h->key) ||
+	    (h = malloc(sizeof(*h) + len)) == NULL)
+		return -1;
+	if (env->held_ev == NULL &&
+	    (env->held_ev = evtimer_new(env->base, held_tick, env)) == NULL) {
+		free(h);
+		return -1;
+	}
+	if (env->held_head == NULL && evtimer_add(env->held_ev, &tv) == -1) {
+		free(h);
+		return -1;
+	}
+	h->next = NULL;
+	h->seq = seq;
+	snprintf(h->key, sizeof(h->key), "%s", key);
+	h->len = len;
+	memcpy(h->buf, buf, len);
+	if (env->held_tail != NULL)
+		env->held_tail->next = h;
+	else
+		env->held_head = h;
+	env->held_tail = h;
+	return 0;
+}
+
 static void relay_produce(struct sched_env *env, int64_t seq, const char *topic, const char *key,
 			  const void *buf, size_t len)
 {
-	struct relay_msg *m;
-	char err[256];
 	int added = sched_seqset_add(&env->inflight, seq);
 
 	if (added != 1) {
@@ -217,6 +290,20 @@ static void relay_produce(struct sched_env *env, int64_t seq, const char *topic,
 			sw_service_fatal(env->svc, "outbox relay", "out of memory");
 		return;
 	}
+	/* in commit order: a run event joins the held ones while any wait */
+	if (strcmp(topic, SW_TOPIC_RUNS) == 0 && held_add(env, seq, key, buf, len) == 0)
+		return;
+	if (strcmp(topic, SW_TOPIC_RUNS) == 0)
+		held_release(env);
+	relay_send(env, seq, topic, key, buf, len);
+}
+
+static void relay_send(struct sched_env *env, int64_t seq, const char *topic, const char *key,
+		       const void *buf, size_t len)
+{
+	struct relay_msg *m;
+	char err[256];
+
 	if ((m = calloc(1, sizeof(*m))) == NULL) {
 		sched_seqset_del(&env->inflight, seq);
 		return; /* the sweep tries again */
@@ -479,6 +566,7 @@ void sched_outbox_stop(struct sched_env *env)
 {
 	if (env->sweep_ev != NULL)
 		event_del(env->sweep_ev);
+	held_release(env); /* the drain waits for their delivery */
 }
 
 void sched_outbox_free(struct sched_env *env)
@@ -491,4 +579,14 @@ void sched_outbox_free(struct sched_env *env)
 	if (env->sweep_ev != NULL)
 		event_free(env->sweep_ev);
 	env->sweep_ev = NULL;
+	while (env->held_head != NULL) {
+		struct relay_held *h = env->held_head;
+
+		env->held_head = h->next;
+		free(h); /* their rows stay: the next start's sweep sends them */
+	}
+	env->held_tail = NULL;
+	if (env->held_ev != NULL)
+		event_free(env->held_ev);
+	env->held_ev = NULL;
 }

@@ -85,6 +85,7 @@
 #define SCHED_SWEEP_MS 1000	     /* outbox rows left behind */
 #define SCHED_SWEEP_AGE_MS 2000	     /* ... older than this */
 #define SCHED_SSE_POLL_MS 2000	     /* default: re-read streamed runs anyway */
+#define SCHED_RUNS_HOLD_MS 5	     /* default: run events held back (outbox.c) */
 #define SCHED_SSE_KEEPALIVE_MS 15000
 #define SCHED_WAIT_MAX_S 60	     /* POST /v1/runs?wait=S at most (the HTTP idle timeout) */
 #define SCHED_SSE_LINGER_MS 500	     /* a run's end waits for its output this long */
@@ -179,6 +180,9 @@ struct sched_env {
 	uint8_t mac_key[32];	 /* SAGEWAI_SECRET_MAC_KEY_FILE (with identity) */
 	long long identity_timeout_ms; /* SAGEWAI_IDENTITY_TIMEOUT_MS */
 	long long sse_poll_ms;	       /* SAGEWAI_SSE_POLL_MS */
+	long long runs_hold_ms;	       /* SAGEWAI_RUNS_HOLD_MS (outbox.c) */
+	struct relay_held *held_head, *held_tail;
+	struct event *held_ev;
 
 	/* the identity client (identity.c) */
 	struct sw_bus_consumer *idtail; /* sagewai.identity.replies from its end */
