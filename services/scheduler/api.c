@@ -66,8 +66,7 @@ struct api_req {
 	int wait_s;	  /* ?wait=S: answer when the run ends, within S seconds */
 	/* the submit's one round trip: the definition from the cache and the
 	 * input check in the run's own transaction (submit_guard) */
-	int fast;
-	int guard_latest; /* the version is the latest hint (sched_def_latest) */
+	int fast;	  /* a->version 0: the latest hint (sched_def_latest) is checked */
 	char *guard_macs; /* the input's MACs for identity.input_matches, or NULL */
 };
 
@@ -391,7 +390,7 @@ static int query_wait(struct api_req *a)
  * step's pinned keys. */
 static void submit_now(struct api_req *a, const struct sw_workflow *wf, json_t *steps)
 {
-	struct sched_submit_guard g = {a->guard_latest, a->guard_macs};
+	struct sched_submit_guard g = {a->version == 0, a->guard_macs};
 
 	if (sched_run_submit(a->env, a->tenant, a->user, a->run_id, wf, a->input, steps,
 			     a->replay_of, a->replay, a->fast ? &g : NULL, submit_done, a) == -1) {
@@ -851,7 +850,6 @@ static int run_post_fast(struct api_req *a)
 	    sched_identity_direct_macs(env, a->user, wf, a->input, &a->guard_macs) != 1)
 		return 0;
 	a->fast = 1;
-	a->guard_latest = a->version == 0;
 	run_post_go(a, wf, NULL, NULL);
 	return 1;
 }

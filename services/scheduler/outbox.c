@@ -258,11 +258,6 @@ static int held_add(struct sched_env *env, int64_t seq, const char *key, const v
 	if (env->runs_hold_ms <= 0 || env->stopping || strlen(key) >= sizeof(h->key) ||
 	    (h = malloc(sizeof(*h) + len)) == NULL)
 		return -1;
-	if (env->held_ev == NULL &&
-	    (env->held_ev = evtimer_new(env->base, held_tick, env)) == NULL) {
-		free(h);
-		return -1;
-	}
 	if (env->held_head == NULL && evtimer_add(env->held_ev, &tv) == -1) {
 		free(h);
 		return -1;
@@ -283,7 +278,8 @@ static int held_add(struct sched_env *env, int64_t seq, const char *key, const v
 static void relay_produce(struct sched_env *env, int64_t seq, const char *topic, const char *key,
 			  const void *buf, size_t len)
 {
-	int added = sched_seqset_add(&env->inflight, seq);
+	int added = sched_seqset_add(&env->inflight, seq),
+	    runs = strcmp(topic, SW_TOPIC_RUNS) == 0;
 
 	if (added != 1) {
 		if (added == -1)
@@ -291,9 +287,9 @@ static void relay_produce(struct sched_env *env, int64_t seq, const char *topic,
 		return;
 	}
 	/* in commit order: a run event joins the held ones while any wait */
-	if (strcmp(topic, SW_TOPIC_RUNS) == 0 && held_add(env, seq, key, buf, len) == 0)
+	if (runs && held_add(env, seq, key, buf, len) == 0)
 		return;
-	if (strcmp(topic, SW_TOPIC_RUNS) == 0)
+	if (runs)
 		held_release(env);
 	relay_send(env, seq, topic, key, buf, len);
 }
@@ -549,7 +545,8 @@ int sched_outbox_start(struct sched_env *env, char *errstr, size_t errlen)
 		return -1;
 	}
 	env->sweep_ev = event_new(env->base, -1, EV_PERSIST, sweep_tick, env);
-	if (env->sweep_ev == NULL || event_add(env->sweep_ev, &tv) == -1) {
+	env->held_ev = evtimer_new(env->base, held_tick, env);
+	if (env->sweep_ev == NULL || env->held_ev == NULL || event_add(env->sweep_ev, &tv) == -1) {
 		snprintf(errstr, errlen, "cannot start the outbox sweep");
 		return -1;
 	}
