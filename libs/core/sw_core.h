@@ -120,6 +120,12 @@ void sw_uuid_format(const uint8_t in[16], char out[SW_UUID_STRLEN]);
 int sw_uuid_parse(const char *s, uint8_t out[16]);
 /* Convenience: a new v7 directly as a string. */
 void sw_uuid_v7_str(char out[SW_UUID_STRLEN]);
+/* The id of the event that label names for base (another event's id), the
+ * same on every call: base's 48-bit timestamp, then version 7, the variant,
+ * and 74 bits of BLAKE2b-128 of (label, base). A UUIDv7 whose time is
+ * base's, for events that must get the same id when made twice (a pure
+ * step's step.finished, from its dispatch's id). */
+void sw_uuid_derive(const uint8_t base[16], const char *label, uint8_t out[16]);
 
 /* ---- clocks ----------------------------------------------------------- */
 

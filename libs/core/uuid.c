@@ -73,6 +73,23 @@ void sw_uuid_v7(uint8_t out[16])
 	out[8] = (uint8_t)(0x80 | (out[8] & 0x3f));
 }
 
+void sw_uuid_derive(const uint8_t base[16], const char *label, uint8_t out[16])
+{
+	crypto_generichash_state st;
+	uint8_t h[16];
+
+	pthread_once(&uuid_once, uuid_init);
+	/* the label's NUL is hashed: ("ab", x) and ("a", "b" x) differ */
+	crypto_generichash_init(&st, NULL, 0, sizeof(h));
+	crypto_generichash_update(&st, (const unsigned char *)label, strlen(label) + 1);
+	crypto_generichash_update(&st, base, 16);
+	crypto_generichash_final(&st, h, sizeof(h));
+	memcpy(out, base, 6);
+	memcpy(out + 6, h, 10);
+	out[6] = (uint8_t)(0x70 | (out[6] & 0x0f));
+	out[8] = (uint8_t)(0x80 | (out[8] & 0x3f));
+}
+
 void sw_uuid_format(const uint8_t in[16], char out[SW_UUID_STRLEN])
 {
 	static const char hex[] = "0123456789abcdef";

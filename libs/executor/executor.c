@@ -117,6 +117,7 @@ struct sw_executor *sw_executor_new(const struct sw_executor_config *cfg, char *
 		 cfg->metrics_prefix);
 	snprintf(ex->m_republished, sizeof(ex->m_republished), "%s_republished_total",
 		 cfg->metrics_prefix);
+	snprintf(ex->m_pure, sizeof(ex->m_pure), "%s_pure_steps_total", cfg->metrics_prefix);
 	for (i = 0; i < 4; i++)
 		snprintf(ex->m_status[i], sizeof(ex->m_status[i]), "%s_steps_%s_total",
 			 cfg->metrics_prefix, status_metric[i]);

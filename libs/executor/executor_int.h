@@ -66,6 +66,7 @@ struct sw_executor {
 	struct sw_bus_producer *bus_producer;
 	struct sw_bus_consumer *consumer;
 	char m_running[128], m_inflight[128], m_deadlettered[128], m_republished[128];
+	char m_pure[128];
 	char m_status[4][128];
 	char m_fenced[EXEC_NFENCES][128];
 

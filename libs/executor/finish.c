@@ -387,7 +387,8 @@ void exec_preflight(struct sw_executor_job *j)
 
 	if (fence(j))
 		return;
-	j->spec = json_loads(j->spec_text, 0, &jerr);
+	if (j->spec == NULL) /* a pure job's was parsed before its lookup */
+		j->spec = json_loads(j->spec_text, 0, &jerr);
 	if (!json_is_object(j->spec)) {
 		sw_executor_finish(j, SW_STEP_FAILED, NULL,
 				   "bad_input: spec is not a JSON object");
@@ -414,6 +415,17 @@ static int encode(struct sw_executor *ex, struct sw_executor_job *j, enum sw_ste
 	int rc;
 
 	sw_event_header_init(&h, "step.finished", ex->producer);
+	if (j->pure) {
+		uint8_t d[16], id[16];
+
+		/* checked at consume */
+		if (sw_uuid_parse(j->dh.event_id, d) == -1) {
+			snprintf(err, errlen, "dispatch event_id is not a UUID");
+			return -1;
+		}
+		sw_uuid_derive(d, "step.finished", id);
+		sw_uuid_format(id, h.event_id);
+	}
 	memcpy(h.tenant, j->dh.tenant, sizeof(h.tenant));
 	memcpy(h.run_id, j->dh.run_id, sizeof(h.run_id));
 	memcpy(h.step_id, j->dh.step_id, sizeof(h.step_id));

@@ -16,7 +16,12 @@
  *              does not run is left alone; else a job is made.
  *   results    the results table (the service's own PostgreSQL schema)
  *              is asked first: a hit re-publishes the stored step.finished
- *              bytes (same event id) and nothing runs again.
+ *              bytes (same event id) and nothing runs again. A pure step
+ *              (ops->pure: its outcome is a function of the dispatch and it
+ *              acts on nothing) skips the table both ways: nothing is asked
+ *              or stored, a copy runs again, and its step.finished has an
+ *              event id derived from the dispatch's (sw_uuid_derive), so
+ *              every copy's outcome is one event to those who dedupe by id.
  *   fences     a dispatch whose attempt is no longer current is refused
  *              before it starts (after the lookup, at admission and when a
  *              queued job would take a slot), without step.started: its
@@ -126,6 +131,10 @@ struct sw_executor_job {
 	 * harmless. Its results row, like that of an attempt that never
 	 * started, is then committed without waiting for the disk. */
 	int no_effect;
+	/* Set by the executor from ops->pure before the results lookup: no
+	 * lookup, no row, step.finished's event id derived from the
+	 * dispatch's. */
+	int pure;
 	enum sw_executor_phase phase;
 	/* the step.finished event, once encoded */
 	enum sw_step_status status;
@@ -181,6 +190,12 @@ struct sw_executor_ops {
 	/* Attach the service's state to a new job (j->owner); 0, or -1 when
 	 * out of memory. */
 	int (*job_new)(void *arg, struct sw_executor_job *j);
+	/* 1 when j (j->spec parsed, an object) is pure: what any attempt of
+	 * it finishes with is a function of the dispatch alone and running it
+	 * acts on nothing outside the platform (a template's value), so a
+	 * copy may run again instead of asking the results table. Optional
+	 * (NULL: none is). */
+	int (*pure)(void *arg, const struct sw_executor_job *j);
 	/* No stored result; j->spec is an object past the preview gate. Check
 	 * it, then sw_executor_admit(j) or sw_executor_finish(j, ...). */
 	void (*begin)(void *arg, struct sw_executor_job *j);

@@ -221,6 +221,19 @@ static void exec_begin(void *arg, struct sw_executor_job *x)
 	sw_executor_admit(x);
 }
 
+/* A template's outcome is its dispatch's own with.value (or the refusal of
+ * a spec that has none): nothing to look up or store (sw_executor_ops.pure).
+ * A re-run's recorded answer is as pure; it keeps its (lazy) results row
+ * for now. */
+static int exec_pure(void *arg, const struct sw_executor_job *x)
+{
+	json_t *v = json_object_get(x->spec, "uses");
+
+	(void)arg;
+	return strcmp(x->mode, "in_process") == 0 && json_is_string(v) &&
+	       strcmp(json_string_value(v), "template") == 0;
+}
+
 /* With sandboxd on this deployment, its steps (sandboxed, identity_scoped,
  * cli_agent, cli_agent_jit) are its own; every other mode still gets this worker's
  * preflight (preview gate, refusal). */
@@ -309,6 +322,7 @@ static void exec_fatal(void *arg, const char *what, const char *why)
 const struct sw_executor_ops worker_exec_ops = {
     .wants = exec_wants,
     .job_new = exec_job_new,
+    .pure = exec_pure,
     .begin = exec_begin,
     .start = exec_start,
     .halt = exec_halt,

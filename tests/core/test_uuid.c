@@ -2,6 +2,9 @@
  * core_uuid: UUIDv7 layout (version, variant, timestamp), strict bytewise
  * ordering of consecutive ids from one and from several threads, and the
  * text form: roundtrip, either case accepted, malformed input rejected.
+ * Derived ids: the same for the same (label, base), a UUIDv7 with base's
+ * time, another for another label or base, and the value Python's hashlib
+ * gives for a known base (an independent BLAKE2b).
  */
 #include <pthread.h>
 #include <string.h>
@@ -136,12 +139,43 @@ static void test_text(void)
 	SW_CHECK(sw_uuid_parse(NULL, back) == -1);
 }
 
+static void test_derive(void)
+{
+	static const uint8_t known[16] = {0x01, 0x8f, 0x3a, 0x5b, 0x7c, 0x9d, 0x70, 0x01,
+					  0xab, 0xcd, 0xef, 0x01, 0x23, 0x45, 0x67, 0x89};
+	uint8_t a[16], b[16], base[16], other[16];
+	char s[SW_UUID_STRLEN];
+	int i;
+
+	sw_uuid_derive(known, "step.finished", a);
+	sw_uuid_format(a, s);
+	/* python3: blake2b(b"step.finished\0" + base, digest_size=16), its first
+	 * ten bytes after base's six, version and variant set */
+	SW_CHECKF(strcmp(s, "018f3a5b-7c9d-7872-9ae2-693368ce2f9a") == 0, "derived %s", s);
+	for (i = 0; i < 1000; i++) {
+		sw_uuid_v7(base);
+		sw_uuid_derive(base, "step.finished", a);
+		sw_uuid_derive(base, "step.finished", b);
+		SW_CHECK(memcmp(a, b, 16) == 0);
+		SW_CHECK(memcmp(a, base, 6) == 0);		     /* base's time */
+		SW_CHECK((a[6] >> 4) == 7 && (a[8] & 0xc0) == 0x80); /* a UUIDv7 */
+		SW_CHECK(memcmp(a, base, 16) != 0);
+		sw_uuid_derive(base, "step.finishes", b);
+		SW_CHECK(memcmp(a, b, 16) != 0);
+		memcpy(other, base, 16);
+		other[15] ^= 1;
+		sw_uuid_derive(other, "step.finished", b);
+		SW_CHECK(memcmp(a + 6, b + 6, 10) != 0);
+	}
+}
+
 int main(void)
 {
 	test_layout();
 	test_ordering();
 	test_threads();
 	test_text();
+	test_derive();
 	printf("core_uuid: ok\n");
 	return 0;
 }

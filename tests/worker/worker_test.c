@@ -39,13 +39,18 @@
  *                '\' and ',' included: each finishes once, and a second
  *                copy of every dispatch is answered from the results table
  *                with the first step.finished's event id, never run again
+ *                (recorded answers: steps with no effect that keep a row)
+ *   pure         a template step is pure: its step.finished's event id is
+ *                the one derived from its dispatch's, it leaves no results
+ *                row, and a second copy runs again to the same event id and
+ *                output; a recorded answer still leaves its row
  *   ssrf         an http step reaches a loopback listener only when
  *                SAGEWAI_HTTP_ALLOW names it: refused to 127.0.0.1, to
  *                localhost, to [::1], to the metadata address, to the LLM
  *                provider's port (whose llm steps still work), and at a
  *                redirect from an allowed listener to another port; a bad
  *                SAGEWAI_HTTP_ALLOW refuses the start (exit 2)
- *   lazysave     a template's step.finished goes out while its results row
+ *   lazysave     a recorded answer's step.finished goes out while its row
  *                waits on a locked table; its offset is committed only
  *                after the row lands; a redelivery re-publishes that event
  *   startedafter SAGEWAI_WORKER_STARTED_AFTER_MS=1000: a quick step has no
@@ -640,6 +645,15 @@ static json_t *replay_spec(const char *uses, json_t *with, json_t *req, const ch
 	return o;
 }
 
+/* A step with no effect that keeps a (lazy) results row: a re-run's
+ * recorded answer, whose output is the JSON text output. A template is pure
+ * and keeps none (scenario_pure). */
+static json_t *recorded(const char *output)
+{
+	return replay_spec("llm", json_pack("{s:s}", "prompt", "recorded"), NULL, "SUCCEEDED",
+			   output, NULL);
+}
+
 static void scenario_replay(void)
 {
 	struct sw_test_dispatch d[8];
@@ -1027,7 +1041,7 @@ static void scenario_groupsave(void)
 		snprintf(run, sizeof(run), i % 4 == 0 ? "g%d\"q" : i % 4 == 1 ? "g%d\\b"
 						 : i % 4 == 2 ? "g%d,c" : "g%d", i);
 		sw_test_dispatch_make(&tx, &d[i], run, "quick", "in_process", 0,
-				      spec("template", json_pack("{s:s}", "value", "fast")));
+				      recorded("\"fast\""));
 	}
 	for (i = 0; i < N; i++)
 		sw_test_dispatch_send(&tx, &d[i]);
@@ -1069,9 +1083,9 @@ static long result_rows(const struct sw_test_dispatch *d)
  * right after step.finished. The result of a step with an effect (an llm
  * call) was a durable commit: it is there after the crash, and a
  * redelivered dispatch re-publishes it without calling the model again. A
- * template's result commits without waiting for the disk (docs/RUNS.md,
- * "Durability"): after the crash it may be gone, and a redelivered dispatch
- * then runs the template again, to the same output. The WAL writer is
+ * recorded answer's (a re-run's step: no effect) commits without waiting for
+ * the disk (docs/RUNS.md, "Durability"): after the crash it may be gone, and
+ * a redelivered dispatch then answers again, to the same output. The WAL writer is
  * slowed to 10 s so that nothing but a durable commit flushes the WAL.
  */
 static void scenario_pgcrash(void)
@@ -1086,9 +1100,9 @@ static void scenario_pgcrash(void)
 	mock_start(NULL);
 	worker_start(NULL);
 
-	/* round 1: a template, then an llm step last before the crash */
+	/* round 1: a recorded answer, then an llm step last before the crash */
 	sw_test_dispatch_make(&tx, &t1, "crash1", "shape", "in_process", 60000,
-			      spec("template", json_pack("{s:s}", "value", "shaped")));
+			      recorded("\"shaped\""));
 	sw_test_dispatch_send(&tx, &t1);
 	sw_test_ev_require(sw_test_evlog_finished(&evl, t1.step_id), "SUCCEEDED", NULL);
 	sw_test_dispatch_make(&tx, &l1, "crash1", "ask", "in_process", 60000,
@@ -1099,8 +1113,8 @@ static void scenario_pgcrash(void)
 	snprintf(first, sizeof(first), "%s", e->event_id);
 	sw_test_pg_crash();
 	SW_REQUIRE(result_rows(&l1) == 1, "the llm step's result did not survive the crash");
-	/* the durable commit after it carried the template's row along */
-	SW_REQUIRE(result_rows(&t1) == 1, "the template's row, older than a durable commit, "
+	/* the durable commit after it carried the lazy row along */
+	SW_REQUIRE(result_rows(&t1) == 1, "the lazy row, older than a durable commit, "
 					  "was lost");
 	sw_test_dispatch_send(&tx, &l1);
 	sw_test_evlog_wait(&evl, "step.finished", l1.step_id, 1, 120);
@@ -1110,13 +1124,13 @@ static void scenario_pgcrash(void)
 	SW_REQUIRE(mock_stat("completions") == 1, "the mock answered %ld completions",
 		   mock_stat("completions"));
 
-	/* round 2: an llm step, then a template last before the crash */
+	/* round 2: an llm step, then a recorded answer last before the crash */
 	sw_test_dispatch_make(&tx, &l2, "crash2", "ask", "in_process", 60000,
 			      spec("llm", json_pack("{s:s}", "prompt", "and once more")));
 	sw_test_dispatch_send(&tx, &l2);
 	sw_test_ev_require(sw_test_evlog_finished(&evl, l2.step_id), "SUCCEEDED", NULL);
 	sw_test_dispatch_make(&tx, &t2, "crash2", "shape", "in_process", 60000,
-			      spec("template", json_pack("{s:s}", "value", "again")));
+			      recorded("\"again\""));
 	sw_test_dispatch_send(&tx, &t2);
 	e = sw_test_evlog_finished(&evl, t2.step_id);
 	sw_test_ev_require(e, "SUCCEEDED", NULL);
@@ -1129,11 +1143,12 @@ static void scenario_pgcrash(void)
 	e = sw_test_evlog_find(&evl, "step.finished", t2.step_id, 1);
 	sw_test_ev_require(e, "SUCCEEDED", NULL);
 	SW_REQUIRE(json_is_string(e->output) && strcmp(json_string_value(e->output), "again") == 0,
-		   "the template's output after the crash is not \"again\"");
+		   "the recorded output after the crash is not \"again\"");
 	if (had == 1)
 		SW_REQUIRE(strcmp(e->event_id, first) == 0, "row kept, yet re-published %s, "
 			   "first was %s", e->event_id, first);
-	fprintf(stderr, "worker pgcrash: the template's lazy row was %s by the crash (%s)\n",
+	fprintf(stderr,
+		"worker pgcrash: the recorded answer's lazy row was %s by the crash (%s)\n",
 		had ? "kept" : "lost", had ? "re-published" : "run again");
 	SW_REQUIRE(mock_stat("completions") == 2, "the mock answered %ld completions",
 		   mock_stat("completions"));
@@ -1145,6 +1160,61 @@ static void scenario_pgcrash(void)
 	free(l1.buf);
 	free(l2.buf);
 	free(t2.buf);
+}
+
+/*
+ * A template is pure (sw_executor_ops.pure): no results lookup, no row, and
+ * its step.finished's event id is derived from the dispatch's
+ * (sw_uuid_derive), so a copy of the dispatch runs again and finishes as the
+ * same event. A recorded answer, also without effect, keeps its row.
+ */
+static void scenario_pure(void)
+{
+	struct sw_test_dispatch t, r;
+	struct sw_event_header h;
+	struct sw_test_ev *e;
+	uint8_t d[16], id[16];
+	char want[SW_UUID_STRLEN], err[256];
+	int i;
+
+	worker_start(NULL);
+	sw_test_dispatch_make(&tx, &t, "pure1", "shape", "in_process", 60000,
+			      spec("template", json_pack("{s:s}", "value", "shaped")));
+	SW_CHECKF(sw_event_decode_header(reg, t.buf, t.len, &h, err, sizeof(err)) == 0, "%s", err);
+	SW_CHECK(sw_uuid_parse(h.event_id, d) == 0);
+	sw_uuid_derive(d, "step.finished", id);
+	sw_uuid_format(id, want);
+	sw_test_dispatch_send(&tx, &t);
+	e = sw_test_evlog_finished(&evl, t.step_id);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	require_output(e, "\"shaped\"");
+	SW_REQUIRE(strcmp(e->event_id, want) == 0, "step.finished %s, derived from %s is %s",
+		   e->event_id, h.event_id, want);
+	/* its delivery report frees the job: a copy then is no joined duplicate */
+	usleep(500 * 1000);
+	sw_test_dispatch_send(&tx, &t);
+	sw_test_evlog_wait(&evl, "step.finished", t.step_id, 1, 120);
+	e = sw_test_evlog_find(&evl, "step.finished", t.step_id, 1);
+	sw_test_ev_require(e, "SUCCEEDED", NULL);
+	require_output(e, "\"shaped\"");
+	SW_REQUIRE(strcmp(e->event_id, want) == 0, "the copy finished as %s, the first as %s",
+		   e->event_id, want);
+	SW_REQUIRE(sw_test_evlog_count(&evl, "step.started", t.step_id) == 2,
+		   "the copy did not run again (%zu step.started)",
+		   sw_test_evlog_count(&evl, "step.started", t.step_id));
+	SW_REQUIRE(result_rows(&t) == 0, "a pure step left a results row");
+
+	sw_test_dispatch_make(&tx, &r, "pure1", "kept", "in_process", 60000, recorded("\"kept\""));
+	sw_test_dispatch_send(&tx, &r);
+	sw_test_ev_require(sw_test_evlog_finished(&evl, r.step_id), "SUCCEEDED", NULL);
+	for (i = 0; i < 100 && result_rows(&r) == 0; i++)
+		usleep(100 * 1000); /* a lazy row may land after its event */
+	SW_REQUIRE(result_rows(&r) == 1, "a recorded answer left no results row");
+	fprintf(stderr, "worker pure: template finished twice as %s (derived from %s), no row\n",
+		want, h.event_id);
+	worker_stop(SIGTERM);
+	free(t.buf);
+	free(r.buf);
 }
 
 /* The delivery report of lazysave's own producer: where the dispatch went. */
@@ -1174,7 +1244,7 @@ static int64_t committed0(rd_kafka_t *c)
 }
 
 /*
- * A template's results row is lazy: its step.finished is produced beside the
+ * A recorded answer's results row is lazy: its step.finished is produced beside the
  * save, not after it, and its message is done only when both are. With the
  * results table locked, the step.finished comes out while the row cannot be
  * written, and the dispatch's offset is not committed; once the lock goes,
@@ -1214,7 +1284,7 @@ static void scenario_lazysave(void)
 	SW_CHECKF((p = rd_kafka_new(RD_KAFKA_PRODUCER, conf, err, sizeof(err))) != NULL, "%s",
 		  err);
 	sw_test_dispatch_make(&tx, &t, "lazy1", "shape", "in_process", 60000,
-			      spec("template", json_pack("{s:s}", "value", "shaped")));
+			      recorded("\"shaped\""));
 	SW_CHECK(rd_kafka_producev(
 		     p, RD_KAFKA_V_TOPIC("sagewai.steps.worker"), RD_KAFKA_V_PARTITION(0),
 		     RD_KAFKA_V_KEY(t.run_id, strlen(t.run_id)), RD_KAFKA_V_VALUE(t.buf, t.len),
@@ -1394,6 +1464,7 @@ int main(int argc, char **argv)
 	    {"groupsave", scenario_groupsave},
 	    {"pgcrash", scenario_pgcrash},
 	    {"lazysave", scenario_lazysave},
+	    {"pure", scenario_pure},
 	    {"ssrf", scenario_ssrf},
 	    {"replay", scenario_replay},
 	    {"startedafter", scenario_startedafter},
