@@ -330,7 +330,18 @@ static const char *const migration_5 =
     "  END IF;"
     " END $$;";
 
+/*
+ * Migration 6: the timers' scan of runs past SAGEWAI_RUN_MAX reads the
+ * oldest running runs first and stops at the first young one. On the index
+ * of the state alone it read every running run to sort them: at 1,024 in
+ * flight, 4 ms of PostgreSQL's time a scan, every tick.
+ */
+static const char *const migration_6 =
+    "CREATE INDEX runs_running_created ON runs (created) WHERE state = 'running';"
+    "DROP INDEX runs_running;";
+
 const struct sw_migration sched_migrations[] = {
-    {1, migration_1}, {2, migration_2}, {3, migration_3}, {4, migration_4}, {5, migration_5},
+    {1, migration_1}, {2, migration_2}, {3, migration_3},
+    {4, migration_4}, {5, migration_5}, {6, migration_6},
 };
 const size_t sched_nmigrations = sizeof(sched_migrations) / sizeof(sched_migrations[0]);
