@@ -13,7 +13,8 @@
  * A batch's offsets are stored once every operation of the batch is
  * committed (or found a no-op) and every dead letter is delivered, and
  * batches settle in consumption order, so a crash redelivers at most what
- * was not durable yet -- and the processed table makes that a no-op. The
+ * was not durable yet -- and the state machine makes that a no-op (an
+ * outcome or a start counts only for the attempt still in flight). The
  * stored offsets are committed at most every SW_BUS_COMMIT_MS, and on close.
  */
 #include <stdlib.h>

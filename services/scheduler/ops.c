@@ -4,7 +4,10 @@
  * commits the result in one transaction guarded by the run's rev; a
  * conflict reads again. Operations on one run take turns in a per-run
  * queue, and a step.started waits a moment to be folded into its outcome.
- * A late or stale trigger is recorded as processed, never applied.
+ * A late, stale or repeated trigger is never applied: the state machine
+ * takes an outcome or a start only for the attempt in flight, so what it
+ * applied once it ignores after (no table of processed event ids is
+ * written; docs/RUNS.md, "Fencing").
  */
 #include <stdlib.h>
 #include <string.h>
@@ -235,19 +238,6 @@ static void op_tx_cb(PGresult *res, const char *err, void *opaque)
 	op_count(env, op);
 	sched_sse_touch(env, op->run_id, sched_run_state_ended(op->run_state));
 	op_end(op, SCHED_OP_APPLIED);
-}
-
-static void op_ignored_cb(PGresult *res, const char *err, void *opaque)
-{
-	struct sched_op *op = opaque;
-
-	(void)res;
-	if (err != NULL) {
-		snprintf(op->errmsg, sizeof(op->errmsg), "%s", err);
-		op_end(op, SCHED_OP_ERROR);
-		return;
-	}
-	op_end(op, SCHED_OP_IGNORED);
 }
 
 /*
@@ -553,26 +543,9 @@ static void op_decide(struct sched_op *op, struct sched_snap *s, int cached)
 			op_end(op, SCHED_OP_TERMINAL);
 			return;
 		}
-		if (op->event_id[0] != '\0') {
-			/* a mark only: lost in a crash, the event is redelivered
-			 * or not, and is a no-op again either way */
-			const char *params[1] = {op->event_id};
-			struct sw_store_stmt st[2] = {
-				{SCHED_LAZY_SQL, 0, NULL},
-				{"INSERT INTO processed (event_id) VALUES ($1::uuid)"
-				 " ON CONFLICT DO NOTHING",
-				 1, params},
-			};
-
-			if (sw_store_tx_key(env->store, op->run_id, st, 2, op_ignored_cb, op) == 0)
-				return;
-		}
 		op_end(op, SCHED_OP_IGNORED);
 		return;
 	}
-	if (op->event_id[0] != '\0')
-		sched_tx_add(&p.tx, "INSERT INTO processed (event_id) VALUES ($1::uuid)", 1,
-			     op->event_id);
 	if (p.tx.oom || p.failed) {
 		snprintf(op->errmsg, sizeof(op->errmsg), "cannot build the transition: %.200s",
 			 p.failed ? p.errstr : "out of memory");

@@ -105,6 +105,9 @@ struct sched_tx *sched_tx_move(struct sched_tx *t)
 
 /* ---- snapshots --------------------------------------------------------- */
 
+/* The processed flag: the event is in the table of processed ids that
+ * versions before the state machine alone guarded repeats wrote (a week of
+ * them is kept, timers.c); nothing writes it now. */
 const char *const sched_snap_sql =
 	"SELECT r.tenant, r.workflow, r.version, r.state, r.rev, r.input::text, w.def::text,"
 	" EXISTS (SELECT 1 FROM processed p WHERE p.event_id = $2::uuid),"

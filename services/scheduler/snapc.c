@@ -3,10 +3,11 @@
  * without reading its run first (ops.c). PostgreSQL stays the record: a
  * snapshot is put here only after the transaction that made it committed
  * (with the rev that transaction left), and every transition built from
- * one is still guarded by that rev (bump_rev) and by the processed table's
- * key. A snapshot that is stale -- another instance moved the run, the
- * run was deleted, an event came twice -- therefore costs a conflict and a
- * read, never a wrong commit.
+ * one is still guarded by that rev (bump_rev). A snapshot that is stale --
+ * another instance moved the run, the run was deleted -- therefore costs a
+ * conflict and a read, never a wrong commit; an event that came twice is
+ * decided on the state its first application left, where the state machine
+ * ignores it.
  *
  * Only a decision to commit is taken on a snapshot: one that says there is
  * nothing to do (a stale or duplicate event, an attempt it never saw) may

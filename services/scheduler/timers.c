@@ -89,7 +89,8 @@ static void tick_cb(evutil_socket_t fd, short what, void *arg)
 	if (env->stopping)
 		return;
 	if (env->last_prune_ms == 0 || now - env->last_prune_ms > 3600 * 1000) {
-		/* processed ids outlive any redelivery by far after a week */
+		/* the processed ids written before the state machine alone
+		 * guarded repeats (migration 1's table): gone after a week */
 		env->last_prune_ms = now;
 		sw_store_query(env->store,
 			       "DELETE FROM processed WHERE created < now() - interval '7 days'",

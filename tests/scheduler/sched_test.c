@@ -196,7 +196,7 @@ static struct dispatch dispatches[MAX_DISPATCH];
 static size_t ndispatches;
 static size_t answered; /* step.finished sent */
 
-enum act { ACT_SUCCEED, ACT_FAIL, ACT_IGNORE, ACT_START_ONLY };
+enum act { ACT_SUCCEED, ACT_FAIL, ACT_IGNORE, ACT_START_ONLY, ACT_REPEAT };
 /* What to do with a dispatch; for ACT_FAIL, err says why. */
 typedef enum act (*behave_fn)(const struct dispatch *d, char *err, size_t errlen);
 static enum act behave_succeed(const struct dispatch *d, char *err, size_t errlen)
@@ -231,7 +231,9 @@ static int tracked(const char *run_id)
 	return found;
 }
 
-static void emit(const char *type, const struct dispatch *d, int attempt, json_t *fields)
+/* Send an event of d's step, copies times with the same bytes (event id). */
+static void emit_copies(const char *type, const struct dispatch *d, int attempt, json_t *fields,
+			int copies)
 {
 	struct sw_event_header h;
 	char err[256];
@@ -245,8 +247,14 @@ static void emit(const char *type, const struct dispatch *d, int attempt, json_t
 	SW_CHECKF(sw_event_encode(reg, type, &h, fields, &buf, &len, err, sizeof(err)) == 0, "%s",
 		  err);
 	json_decref(fields);
-	sw_test_kafka_send(producer, "sagewai.steps", d->run_id, buf, len);
+	while (copies-- > 0)
+		sw_test_kafka_send(producer, "sagewai.steps", d->run_id, buf, len);
 	free(buf);
+}
+
+static void emit(const char *type, const struct dispatch *d, int attempt, json_t *fields)
+{
+	emit_copies(type, d, attempt, fields, 1);
 }
 
 static void send_started(const struct dispatch *d)
@@ -308,6 +316,29 @@ static void on_dispatch(struct rec *r)
 	case ACT_START_ONLY:
 		send_started(d);
 		break;
+	case ACT_REPEAT: {
+		/* as a redelivery and a racing copy would: the start and the
+		 * outcome twice each with one event id, then another outcome of
+		 * the same attempt under a new id, with another output */
+		char *text =
+		    json_dumps(d->value ? d->value : json_null(), JSON_COMPACT | JSON_ENCODE_ANY);
+		json_t *late = json_string("a late copy");
+
+		SW_CHECK(text != NULL && late != NULL);
+		emit_copies("step.started", d, d->attempt,
+			    json_pack("{s:s, s:i, s:s}", "step", d->step, "attempt", d->attempt,
+				      "executor", "fake"),
+			    2);
+		emit_copies("step.finished", d, d->attempt,
+			    json_pack("{s:s, s:i, s:s, s:s, s:n, s:I}", "step", d->step, "attempt",
+				      d->attempt, "status", "SUCCEEDED", "output", text, "error",
+				      "duration_us", (json_int_t)1000),
+			    2);
+		send_finished(d, d->attempt, "SUCCEEDED", late, NULL);
+		json_decref(late);
+		free(text);
+		break;
+	}
 	case ACT_IGNORE:
 		break;
 	}
@@ -1105,9 +1136,60 @@ static void scenario_cancel(void)
 	SW_REQUIRE(http_s("POST", "/v1/runs/01890000-0000-7000-8000-000000000000/cancel", "", NULL,
 			  NULL) == 404,
 		   "cancel of a missing run");
-	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.processed") >= 2, "processed events");
+	/* the late outcome changed nothing, and left nothing: repeats are the
+	 * state machine's to ignore, no table of processed ids grows */
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.processed") == 0,
+		   "processed ids were written");
 	sched_stop(SIGTERM);
 	json_decref(late);
+	free(id);
+}
+
+static enum act behave_repeat(const struct dispatch *d, char *err, size_t errlen)
+{
+	(void)d;
+	(void)err;
+	(void)errlen;
+	return ACT_REPEAT;
+}
+
+/*
+ * Every start and outcome comes twice under one event id, and a third
+ * outcome of the same attempt under another id (another output): the run
+ * takes each step's first outcome once. Each step has one attempt and its
+ * first output, each next step one dispatch, the run one end. Nothing but
+ * the state machine guards this: no processed ids are written.
+ */
+static void scenario_repeat(void)
+{
+	json_t *run;
+	char *id;
+	size_t i;
+
+	behave = behave_repeat;
+	sched_start();
+	wait_ready();
+	register_wf(chain_yaml, NULL);
+	id = submit("chain", "{\"word\": \"twice\", \"n\": 2}", NULL);
+	run = wait_run(id, NULL, 60);
+	check_chain_run(run, "twice", 2);
+	for (i = 0; i < 3; i++)
+		SW_REQUIRE(
+		    json_integer_value(json_object_get(step_of(run, i), "attempts")) == 1,
+		    "step %zu: %lld attempts", i,
+		    (long long)json_integer_value(json_object_get(step_of(run, i), "attempts")));
+	json_decref(run);
+	wait_events(id, "run.finished", 1, 30);
+	pump(1500); /* a second application would show now */
+	check_unique(id, 1, chain_steps, 3);
+	run = run_get(id, NULL);
+	check_chain_run(run, "twice", 2);
+	json_decref(run);
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.processed") == 0,
+		   "processed ids were written");
+	SW_REQUIRE(http_s("GET", "/healthz", NULL, NULL, NULL) == 200, "healthz");
+	sched_stop(SIGTERM);
+	behave = behave_succeed;
 	free(id);
 }
 
@@ -3829,6 +3911,7 @@ int main(int argc, char **argv)
 {
 	static const struct sw_test_scenario scenarios[] = {
 	    {"three_step", scenario_three_step},
+	    {"repeat", scenario_repeat},
 	    {"retry", scenario_retry},
 	    {"snapshot", scenario_snapshot},
 	    {"run_max", scenario_run_max},
