@@ -860,7 +860,11 @@ static void scenario_redelivery(void)
 	sw_test_dispatch_send(&tx, &d);
 	e = sw_test_evlog_finished(&evl, d.step_id);
 	sw_test_ev_require(e, "SUCCEEDED", NULL);
-	/* again once it finished: answered from the results table */
+	/* again once it finished: answered from the results table. The job
+	 * goes with its step.finished's delivery report, which may come after
+	 * this test reads the event; a copy before that joins the job (one
+	 * step.finished for both), so give the report a moment */
+	usleep(500 * 1000);
 	sw_test_dispatch_send(&tx, &d);
 	sw_test_evlog_wait(&evl, "step.finished", d.step_id, 1, 120);
 	/* and to a fresh worker process */
@@ -1050,7 +1054,10 @@ static void scenario_groupsave(void)
 		sw_test_ev_require(e, "SUCCEEDED", NULL);
 		snprintf(first[i], sizeof(first[i]), "%s", e->event_id);
 	}
-	/* every row was stored as produced: a redelivery re-publishes it */
+	/* every row was stored as produced: a redelivery re-publishes it (once
+	 * the jobs went with their delivery reports: a copy before that joins
+	 * its job, scenario_redelivery) */
+	usleep(500 * 1000);
 	for (i = 0; i < N; i++)
 		sw_test_dispatch_send(&tx, &d[i]);
 	for (i = 0; i < N; i++) {
