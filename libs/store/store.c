@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "store_int.h"
+#include "sw_core.h"
 
 static int store_schema_valid(const char *name)
 {
@@ -101,6 +102,11 @@ uint64_t store_hash(const char *p)
 	for (; *p != '\0'; p++)
 		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
 	return h;
+}
+
+size_t sw_store_key_conn(const struct sw_store *s, const char *key)
+{
+	return s->nconns > 1 ? (size_t)(store_hash(key) % s->nconns) : 0;
 }
 
 /* The connection for a unit: the key's own, or the least loaded (a
@@ -360,4 +366,45 @@ unsigned long sw_store_reconnects(const struct sw_store *s)
 size_t sw_store_pool_size(const struct sw_store *s)
 {
 	return s->nconns;
+}
+
+/* ---- array literals -------------------------------------------------------- */
+
+void sw_store_array_elem(struct sw_buf *b, const char *v, int first)
+{
+	const char *s, *run;
+
+	if (!first)
+		sw_buf_add(b, ",", 1);
+	if (v == NULL) {
+		sw_buf_puts(b, "NULL");
+		return;
+	}
+	sw_buf_add(b, "\"", 1);
+	for (s = run = v; *s; s++) {
+		if (*s != '"' && *s != '\\')
+			continue;
+		sw_buf_add(b, run, (size_t)(s - run));
+		sw_buf_add(b, "\\", 1);
+		run = s;
+	}
+	sw_buf_add(b, run, (size_t)(s - run));
+	sw_buf_add(b, "\"", 1);
+}
+
+char *sw_store_array(const char *const *v, size_t n)
+{
+	struct sw_buf b;
+	size_t i;
+
+	sw_buf_init(&b, 0);
+	sw_buf_add(&b, "{", 1);
+	for (i = 0; i < n; i++)
+		sw_store_array_elem(&b, v[i], i == 0);
+	sw_buf_add(&b, "}", 1);
+	if (b.oom) {
+		sw_buf_free(&b);
+		return NULL;
+	}
+	return sw_buf_steal(&b, NULL);
 }

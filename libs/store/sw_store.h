@@ -143,6 +143,16 @@ int sw_store_tx_each(struct sw_store *s, const char *key, const struct sw_store_
 		     size_t n, const struct sw_store_each *each, size_t neach, sw_store_cb cb,
 		     void *opaque);
 
+/* PostgreSQL array literals, for a statement that takes many rows at once
+ * as arrays (unnest): every element is double-quoted with '"' and '\'
+ * escaped, a NULL element is SQL NULL. sw_store_array_elem appends one
+ * element to the literal in b (first: no comma before it; the braces are
+ * the caller's); sw_store_array makes the literal of n strings, malloc'd
+ * (NULL when out of memory). */
+struct sw_buf;
+void sw_store_array_elem(struct sw_buf *b, const char *v, int first);
+char *sw_store_array(const char *const *v, size_t n);
+
 /* Queries queued or in flight, on all connections. */
 size_t sw_store_pending(const struct sw_store *s);
 /* 1 when every connection is connected (idle or working), 0 while any of
@@ -152,6 +162,9 @@ int sw_store_connected(const struct sw_store *s);
 unsigned long sw_store_reconnects(const struct sw_store *s);
 /* Connections of the store. */
 size_t sw_store_pool_size(const struct sw_store *s);
+/* Which of them (0 .. pool size - 1) takes the units of key: keys with
+ * the same connection may share one unit and stay in order with each. */
+size_t sw_store_key_conn(const struct sw_store *s, const char *key);
 
 /* Run one statement synchronously (start-up, tools, tests; never from an
  * event callback). Returns a PGresult the caller clears, or NULL + errstr.

@@ -97,27 +97,6 @@ static const char *const insert_sql =
 
 #define NCOLS 12 /* the arrays; parameter NCOLS + 1 is the log id */
 
-/* Append one element of a PostgreSQL array literal; NULL for SQL NULL.
- * Text is always double-quoted with '"' and '\' escaped. */
-static void array_elem(struct sw_buf *b, const char *v, int first)
-{
-	const char *s;
-
-	if (!first)
-		sw_buf_add(b, ",", 1);
-	if (v == NULL) {
-		sw_buf_puts(b, "NULL");
-		return;
-	}
-	sw_buf_add(b, "\"", 1);
-	for (s = v; *s; s++) {
-		if (*s == '"' || *s == '\\')
-			sw_buf_add(b, "\\", 1);
-		sw_buf_add(b, s, 1);
-	}
-	sw_buf_add(b, "\"", 1);
-}
-
 struct index_req {
 	struct audit_env *env;
 	size_t rows;
@@ -178,18 +157,19 @@ static size_t build_arrays(const struct audit_item *items, size_t n, struct sw_b
 		snprintf(num[5], sizeof(num[5]), "%llu", (unsigned long long)it->file_off);
 		snprintf(num[6], sizeof(num[6]), "%d", it->kind);
 		sw_uuid_format(it->id, uuid);
-		array_elem(&cols[0], num[0], first);
-		array_elem(&cols[1], it->kind == SW_ALOG_EVENT ? uuid : NULL, first);
-		array_elem(&cols[2], it->run_id[0] ? it->run_id : NULL, first);
-		array_elem(&cols[3], it->type[0] ? it->type : NULL, first);
-		array_elem(&cols[4], it->topic, first);
-		array_elem(&cols[5], num[1], first);
-		array_elem(&cols[6], num[2], first);
-		array_elem(&cols[7], num[3], first);
-		array_elem(&cols[8], num[4], first);
-		array_elem(&cols[9], num[5], first);
-		array_elem(&cols[10], num[6], first);
-		array_elem(&cols[11], it->kind == SW_ALOG_EVENT ? it->tenant : NULL, first);
+		sw_store_array_elem(&cols[0], num[0], first);
+		sw_store_array_elem(&cols[1], it->kind == SW_ALOG_EVENT ? uuid : NULL, first);
+		sw_store_array_elem(&cols[2], it->run_id[0] ? it->run_id : NULL, first);
+		sw_store_array_elem(&cols[3], it->type[0] ? it->type : NULL, first);
+		sw_store_array_elem(&cols[4], it->topic, first);
+		sw_store_array_elem(&cols[5], num[1], first);
+		sw_store_array_elem(&cols[6], num[2], first);
+		sw_store_array_elem(&cols[7], num[3], first);
+		sw_store_array_elem(&cols[8], num[4], first);
+		sw_store_array_elem(&cols[9], num[5], first);
+		sw_store_array_elem(&cols[10], num[6], first);
+		sw_store_array_elem(&cols[11], it->kind == SW_ALOG_EVENT ? it->tenant : NULL,
+				    first);
 		*last_seq = it->seq;
 		rows++;
 	}

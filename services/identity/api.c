@@ -694,8 +694,8 @@ static void profile_put(struct areq *a)
 		pn[i] = json_string_value(json_object_get(
 			json_object_get(json_object_get(a->body, "keys"), pe[i]), "secret"));
 	}
-	if ((ae = id_pg_array(pe, json_array_size(envs))) == NULL ||
-	    (an = id_pg_array(pn, json_array_size(envs))) == NULL)
+	if ((ae = sw_store_array(pe, json_array_size(envs))) == NULL ||
+	    (an = sw_store_array(pn, json_array_size(envs))) == NULL)
 		goto oom;
 	params[0] = a->scope;
 	params[1] = ae;

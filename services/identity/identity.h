@@ -180,8 +180,6 @@ extern const size_t id_nmigrations;
 int id_pg_bytea(const char *text, uint8_t **out, size_t *len);
 /* "\x" + hex of n bytes into a malloc'd string for a bytea parameter. */
 char *id_pg_bytea_param(const uint8_t *p, size_t n);
-/* A PostgreSQL array literal of the strings (quoted); malloc'd. */
-char *id_pg_array(const char *const *v, size_t n);
 
 /* ---- cache.c ------------------------------------------------------------- */
 int id_cache_new(struct id_env *env);

@@ -204,30 +204,3 @@ char *id_pg_bytea_param(const uint8_t *p, size_t n)
 	sw_hex_encode(p, n, s + 2);
 	return s;
 }
-
-char *id_pg_array(const char *const *v, size_t n)
-{
-	struct sw_buf b;
-	size_t i;
-	const char *s;
-
-	sw_buf_init(&b, 0);
-	sw_buf_add(&b, "{", 1);
-	for (i = 0; i < n; i++) {
-		if (i > 0)
-			sw_buf_add(&b, ",", 1);
-		sw_buf_add(&b, "\"", 1);
-		for (s = v[i]; *s; s++) {
-			if (*s == '"' || *s == '\\')
-				sw_buf_add(&b, "\\", 1);
-			sw_buf_add(&b, s, 1);
-		}
-		sw_buf_add(&b, "\"", 1);
-	}
-	sw_buf_add(&b, "}", 1);
-	if (b.oom) {
-		sw_buf_free(&b);
-		return NULL;
-	}
-	return sw_buf_steal(&b, NULL);
-}

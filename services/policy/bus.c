@@ -165,6 +165,9 @@ static void handle(void *arg, struct sw_svcbus_item *base, const struct sw_bus_m
 	int creds = strcmp(m->topic, SW_TOPIC_CREDENTIALS) == 0;
 
 	it->reconnects = sw_store_reconnects(env->store);
+	/* what was consumed before goes to PostgreSQL before */
+	if (strcmp(m->topic, SW_TOPIC_RUNS) != 0)
+		pol_finished_flush(env);
 	if (m->value == NULL || m->len == 0) {
 		if (creds)
 			sw_svcbus_deadletter(&it->base, m, "empty message");
@@ -177,9 +180,12 @@ static void handle(void *arg, struct sw_svcbus_item *base, const struct sw_bus_m
 		if (strcmp(h.type, "run.finished") == 0) {
 			it->base.pending++;
 			pol_run_finished(env, &h, item_done, it);
-		} else if (strcmp(h.type, "run.submitted") == 0 &&
-			   (ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) !=
-				   NULL) {
+			return;
+		}
+		if (strcmp(h.type, "run.submitted") != 0)
+			return;
+		pol_finished_flush(env);
+		if ((ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) != NULL) {
 			it->base.pending++;
 			pol_run_submitted(env, ev, &h, item_done, it);
 			json_decref(ev);

@@ -796,54 +796,177 @@ void pol_withdrawn(struct pol_env *env, json_t *ev, const struct sw_event_header
 		wd_cb(NULL, "cannot queue", w);
 }
 
-void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_done_cb done,
-		      void *opaque)
+/*
+ * run.finished, gathered. The runs that ended in one consumed batch are
+ * recorded together: per PostgreSQL connection, one transaction for all of
+ * its runs (the connection each run's own statements take, so what was
+ * queued for a run before stays before). Any other message flushes the
+ * gathered ones first (pol_finished_flush), so consumption order holds:
+ * a request after its run's end finds the run finished.
+ *
+ * The common case, a run that asked for nothing still pending, records
+ * only that the run finished: that row is rebuilt from run.finished
+ * itself, whose offset waits for the WAL flush (POL_DONE_LAZY), so its
+ * commit need not wait for the disk. A withdrawal is a decision, sent on
+ * from its row: a transaction with one stays durable.
+ */
+struct fin {
+	char run_id[sizeof(((struct sw_event_header *)0)->run_id)];
+	pol_done_cb done;
+	void *opaque;
+};
+
+struct fin_tx {
+	struct pol_env *env;
+	struct fin *f;
+	size_t n;
+	char *runs; /* the run ids' array literal */
+};
+
+#define POL_FIN_MAX 1024 /* gathered at most; more flushes at once */
+
+static void fin_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct fin_tx *t = opaque;
+	size_t i;
+
+	if (err != NULL)
+		sw_log(SW_LOG_ERROR, "finished runs not recorded", "error", err, NULL);
+	else
+		pol_publish_rows(t->env, res, 1);
+	for (i = 0; i < t->n; i++)
+		t->f[i].done(t->f[i].opaque, err != NULL ? 0 : POL_DONE_LAZY);
+	free(t->runs);
+	free(t->f);
+	free(t);
+}
+
+/* One transaction for the gathered runs f[0..n) (all of one connection;
+ * f is the transaction's now). */
+static void fin_send(struct pol_env *env, struct fin *f, size_t n)
 {
 	static char *sql;
-	struct wd *w;
+	struct fin_tx *t = calloc(1, sizeof(*t));
+	const char **ids = calloc(n, sizeof(*ids));
 	struct sw_store_stmt st[3];
 	const char *params[3];
 	char now[24];
+	size_t i;
 
-	if (h->run_id[0] == '\0' || strcmp(h->producer, "sagewai-scheduler") != 0) {
-		done(opaque, 1);
+	if (sql == NULL)
+		sql = withdraw_sql("run_id = ANY ($1::text[])");
+	for (i = 0; ids != NULL && i < n; i++)
+		ids[i] = f[i].run_id;
+	if (t == NULL || ids == NULL || sql == NULL ||
+	    (t->runs = sw_store_array(ids, n)) == NULL) {
+		free(ids);
+		if (t != NULL)
+			free(t->runs);
+		free(t);
+		for (i = 0; i < n; i++)
+			f[i].done(f[i].opaque, 0);
+		free(f);
 		return;
 	}
-	if (sql == NULL && (sql = withdraw_sql("run_id = $1")) == NULL) {
-		done(opaque, 0);
-		return;
-	}
-	if ((w = calloc(1, sizeof(*w))) == NULL) {
-		done(opaque, 0);
-		return;
-	}
-	w->env = env;
-	w->done = done;
-	w->opaque = opaque;
+	free(ids);
+	t->env = env;
+	t->f = f;
+	t->n = n;
 	snprintf(now, sizeof(now), "%" PRId64, sw_now_us());
-	params[0] = h->run_id;
+	params[0] = t->runs;
 	params[1] = "the run finished before anyone decided";
 	params[2] = now;
-	/*
-	 * The common case, a run that asked for nothing still pending, records
-	 * only that the run finished: that row is rebuilt from run.finished
-	 * itself, whose offset waits for the WAL flush (POL_DONE_LAZY), so its
-	 * commit need not wait for the disk. A withdrawal is a decision, sent
-	 * on from its row: that commit stays durable.
-	 */
-	w->lazy = 1;
-	st[0].sql = "INSERT INTO finished_runs (run_id) VALUES ($1) ON CONFLICT DO NOTHING";
+	st[0].sql = "INSERT INTO finished_runs (run_id) SELECT unnest($1::text[])"
+		    " ON CONFLICT DO NOTHING";
 	st[0].nparams = 1;
 	st[0].params = params;
-	st[1].sql = "SELECT set_config('synchronous_commit', 'off', true) WHERE NOT EXISTS"
-		    " (SELECT 1 FROM requests WHERE run_id = $1 AND state = 'pending')";
+	st[1].sql =
+	    "SELECT set_config('synchronous_commit', 'off', true) WHERE NOT EXISTS"
+	    " (SELECT 1 FROM requests WHERE run_id = ANY ($1::text[]) AND state = 'pending')";
 	st[1].nparams = 1;
 	st[1].params = params;
 	st[2].sql = sql;
 	st[2].nparams = 3;
 	st[2].params = params;
-	if (sw_store_tx_key(env->store, h->run_id, st, 3, wd_cb, w) == -1)
-		wd_cb(NULL, "cannot queue", w);
+	if (sw_store_tx_key(env->store, f[0].run_id, st, 3, fin_cb, t) == -1)
+		fin_cb(NULL, "cannot queue", t);
+}
+
+void pol_finished_flush(struct pol_env *env)
+{
+	size_t nconn = sw_store_pool_size(env->store), i, k, n;
+	struct fin *all = env->fin, *f;
+
+	if (env->nfin == 0)
+		return;
+	env->fin = NULL;
+	n = env->nfin;
+	env->nfin = env->fin_cap = 0;
+	if (nconn == 0)
+		nconn = 1;
+	for (k = 0; k < nconn; k++) {
+		size_t m = 0;
+
+		for (i = 0; i < n; i++)
+			m += sw_store_key_conn(env->store, all[i].run_id) == k;
+		if (m == 0)
+			continue;
+		if ((f = calloc(m, sizeof(*f))) == NULL) {
+			for (i = 0; i < n; i++)
+				if (sw_store_key_conn(env->store, all[i].run_id) == k)
+					all[i].done(all[i].opaque, 0);
+			continue;
+		}
+		for (i = 0, m = 0; i < n; i++)
+			if (sw_store_key_conn(env->store, all[i].run_id) == k)
+				f[m++] = all[i];
+		sw_metrics_counter_add(env->metrics, "sagewai_policy_finished_batches_total",
+				       "Transactions that recorded finished runs.", 1);
+		fin_send(env, f, m);
+	}
+	free(all);
+}
+
+static void fin_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	(void)fd;
+	(void)what;
+	pol_finished_flush(arg);
+}
+
+void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_done_cb done,
+		      void *opaque)
+{
+	struct fin *f;
+
+	if (h->run_id[0] == '\0' || strcmp(h->producer, "sagewai-scheduler") != 0) {
+		done(opaque, 1);
+		return;
+	}
+	if (env->fin_ev == NULL &&
+	    (env->fin_ev = event_new(env->base, -1, 0, fin_flush_cb, env)) == NULL) {
+		done(opaque, 0);
+		return;
+	}
+	if (env->nfin == env->fin_cap) {
+		size_t cap = env->fin_cap ? env->fin_cap * 2 : 64;
+
+		if ((f = realloc(env->fin, cap * sizeof(*f))) == NULL) {
+			done(opaque, 0);
+			return;
+		}
+		env->fin = f;
+		env->fin_cap = cap;
+	}
+	f = &env->fin[env->nfin++];
+	snprintf(f->run_id, sizeof(f->run_id), "%s", h->run_id);
+	f->done = done;
+	f->opaque = opaque;
+	/* after the rest of the consumed batch, in one go */
+	if (env->nfin >= POL_FIN_MAX)
+		pol_finished_flush(env);
+	else
+		event_active(env->fin_ev, EV_TIMEOUT, 0);
 }
 
 /* ---- the tick: deadlines, the outbox sweep, the streams' poll ---------------- */
@@ -1009,6 +1132,13 @@ void pol_decide_stop(struct pol_env *env)
 	if (env->tick != NULL)
 		event_free(env->tick);
 	env->tick = NULL;
+	/* run.finished gathered and not sent: not committed, read again */
+	if (env->fin_ev != NULL)
+		event_free(env->fin_ev);
+	env->fin_ev = NULL;
+	free(env->fin);
+	env->fin = NULL;
+	env->nfin = env->fin_cap = 0;
 	if (env->tcache != NULL) {
 		struct tc_snap *sn, *sn_next;
 

@@ -94,6 +94,7 @@ struct pol_tcache; /* compiled policies by tenant (decide.c) */
 struct pol_stream;
 LIST_HEAD(pol_streamq, pol_stream);
 
+struct fin;
 struct pol_env {
 	struct sw_service *svc;
 	const struct sw_config *cfg;
@@ -121,6 +122,10 @@ struct pol_env {
 
 	struct sw_prune *prune; /* old tombstones deleted (prune.c); NULL: none */
 	long long retention_s;	/* SAGEWAI_POLICY_RETENTION_S; 0: keep all */
+
+	struct fin *fin; /* run.finished gathered (decide.c) */
+	size_t nfin, fin_cap;
+	struct event *fin_ev; /* their flush, after the consumed batch */
 
 	size_t nflushw;		/* items whose offset waits for a WAL flush (bus.c) */
 	struct event *flush_ev; /* the next look at the WAL's flush position */
@@ -182,6 +187,9 @@ void pol_requested(struct pol_env *env, json_t *ev, const struct sw_event_header
 		   pol_done_cb done, void *opaque);
 void pol_withdrawn(struct pol_env *env, json_t *ev, const struct sw_event_header *h,
 		   pol_done_cb done, void *opaque);
+/* The run.finished gathered so far, queued now (before any other message
+ * of the bus is handled). */
+void pol_finished_flush(struct pol_env *env);
 void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_done_cb done,
 		      void *opaque);
 /* Publish the events of the rows of res (pol_pub_cols) not yet sent;

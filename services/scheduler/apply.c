@@ -74,6 +74,7 @@ static void plan_finish_run(struct sched_plan *p, const struct sched_fsm_decisio
 		     "UPDATE runs SET state = $2, output = $3::jsonb, error = $4, finished = now()"
 		     " WHERE id = $1::uuid",
 		     4, p->run_id, state, output, error);
+	sched_tx_batch(&p->tx, SCHED_B_RUN_END);
 	if (d->skip_pending)
 		sched_tx_add(&p->tx,
 			     "UPDATE steps SET state = 'skipped'"
@@ -231,6 +232,7 @@ static void plan_dispatch(struct sched_plan *p, int idx, int attempt)
 		     5, p->run_id, sched_tx_fmt(&p->tx, "%d", idx),
 		     sched_tx_fmt(&p->tx, "%d", attempt),
 		     sched_tx_fmt(&p->tx, "%" PRId64, st->timeout_ms), p->ev[*p->nev - 1].id);
+	sched_tx_batch(&p->tx, SCHED_B_DISPATCH);
 	p->dispatched++;
 }
 
@@ -253,6 +255,7 @@ static void plan_step(struct sched_plan *p, const struct sched_fsm_decision *d,
 			     " error = NULL, finished = now(), deadline = NULL"
 			     " WHERE run_id = $1::uuid AND idx = $2::int",
 			     3, p->run_id, idx, output);
+		sched_tx_batch(&p->tx, SCHED_B_STEP_OK);
 		/* the next step's templates read it */
 		json_object_set_new(json_array_get(p->s->steps, (size_t)d->step), "output",
 				    output ? json_loads(output, JSON_DECODE_ANY, NULL)

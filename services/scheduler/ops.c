@@ -260,16 +260,126 @@ struct group {
 	size_t nev;
 	char *ob_sql;
 	char **ob_params;
+	char *bparams[SCHED_B_N][SCHED_BATCH_COLS]; /* the batched statements' arrays */
+	size_t batched[SCHED_B_N];		    /* rows of each (0: not sent batched) */
 };
 
 static void group_flush(struct sched_env *env);
 
 static void group_free(struct group *g)
 {
+	int k, c;
+
 	if (g->ob_sql != NULL)
 		sched_outbox_sql_free(g->ob_sql, g->ob_params, g->nev);
 	free(g->ob_params);
+	for (k = 0; k < SCHED_B_N; k++)
+		for (c = 0; c < SCHED_BATCH_COLS; c++)
+			free(g->bparams[k][c]);
 	free(g);
+}
+
+/* op's statements may go into the group's batches: none of a batch kind
+ * twice (one row per run and kind) and each with its kind's parameters. */
+static int op_batchable(const struct sched_op *op)
+{
+	unsigned seen = 0;
+	size_t j;
+	int k;
+
+	for (j = 0; j < op->tx->n; j++) {
+		if ((k = op->tx->batch[j]) == SCHED_B_NONE)
+			continue;
+		if (k >= SCHED_B_N || (seen & (1u << k)) ||
+		    op->tx->st[j].nparams != sched_batch_stmts[k].ncols)
+			return 0;
+		seen |= 1u << k;
+	}
+	return 1;
+}
+
+/* The arrays of batch k over the group's batchable ops; -1 out of memory. */
+static int group_batch_arrays(struct group *g, const int *ok, int k)
+{
+	struct sw_buf b[SCHED_BATCH_COLS];
+	const struct sched_tx *tx;
+	size_t i, j, rows = 0;
+	int c, oom = 0;
+
+	for (c = 0; c < sched_batch_stmts[k].ncols; c++) {
+		sw_buf_init(&b[c], 0);
+		sw_buf_add(&b[c], "{", 1);
+	}
+	for (i = 0; i < g->n; i++) {
+		if (!ok[i])
+			continue;
+		tx = g->ops[i]->tx;
+		for (j = 0; j < tx->n; j++) {
+			if (tx->batch[j] != k)
+				continue;
+			for (c = 0; c < sched_batch_stmts[k].ncols; c++)
+				sw_store_array_elem(&b[c], tx->st[j].params[c], rows == 0);
+			rows++;
+		}
+	}
+	for (c = 0; c < sched_batch_stmts[k].ncols; c++) {
+		sw_buf_add(&b[c], "}", 1);
+		if (b[c].oom) {
+			oom = 1;
+			sw_buf_free(&b[c]);
+			continue;
+		}
+		g->bparams[k][c] = sw_buf_steal(&b[c], NULL);
+	}
+	g->batched[k] = rows;
+	return oom ? -1 : 0;
+}
+
+/*
+ * The group's statements into st (room for every op's statements, one a
+ * batch, one an answer each, and the outbox INSERT): the revision guards
+ * first, then what each op sends as it planned it (a submit's inserts, a
+ * step's other transitions), in op order, then the batches, so that a
+ * batched update of a row follows what an op planned before it (a new
+ * run's steps are inserted before the first is dispatched). Returns the
+ * count, or -1 when out of memory.
+ */
+static long group_stmts(struct group *g, struct sw_store_stmt *st)
+{
+	static const enum sched_rows after[] = {SCHED_B_STEP_OK, SCHED_B_DISPATCH,
+						SCHED_B_RUN_END};
+	int ok[SCHED_GROUP_OPS], k;
+	size_t cnt[SCHED_B_N] = {0}, i, j, nst = 0;
+	struct sched_tx *tx;
+
+	for (i = 0; i < g->n; i++) {
+		ok[i] = op_batchable(g->ops[i]);
+		for (j = 0; ok[i] && j < g->ops[i]->tx->n; j++)
+			cnt[g->ops[i]->tx->batch[j]]++;
+	}
+	/* one row goes as it is: the same statement, planned once */
+	for (k = SCHED_B_NONE + 1; k < SCHED_B_N; k++)
+		if (cnt[k] >= 2 && group_batch_arrays(g, ok, k) == -1)
+			return -1;
+	if (g->batched[SCHED_B_REV] > 0) {
+		st[nst].sql = sched_batch_stmts[SCHED_B_REV].sql;
+		st[nst].nparams = sched_batch_stmts[SCHED_B_REV].ncols;
+		st[nst++].params = (const char *const *)g->bparams[SCHED_B_REV];
+	}
+	for (i = 0; i < g->n; i++) {
+		tx = g->ops[i]->tx;
+		for (j = 0; j < tx->n; j++)
+			if (!ok[i] || g->batched[tx->batch[j]] == 0)
+				st[nst++] = tx->st[j];
+	}
+	for (i = 0; i < sizeof(after) / sizeof(after[0]); i++) {
+		if (g->batched[after[i]] == 0)
+			continue;
+		st[nst].sql = sched_batch_stmts[after[i]].sql;
+		st[nst].nparams = sched_batch_stmts[after[i]].ncols;
+		st[nst++].params = (const char *const *)g->bparams[after[i]];
+	}
+	return (long)nst;
 }
 
 static void op_untx(struct sched_op *op)
@@ -346,6 +456,13 @@ static void group_cb(PGresult *res, const char *err, void *opaque)
 			sched_outbox_committed(env, res, g->evs, g->nev);
 		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_group_commits_total",
 				       "Transactions that committed transitions.", 1);
+		for (i = SCHED_B_NONE + 1; i < SCHED_B_N; i++)
+			if (g->batched[i] > 0)
+				sw_metrics_counter_add(
+				    env->metrics, "sagewai_scheduler_batched_rows_total",
+				    "Rows of transitions committed by a statement a group sent"
+				    " once for many runs.",
+				    (double)g->batched[i]);
 		for (i = 0; i < g->n; i++) {
 			op = g->ops[i];
 			op_keep(op);
@@ -382,6 +499,7 @@ static void group_flush(struct sched_env *env)
 	struct sched_op *op;
 	const char *t;
 	size_t i, j, nst = 0, neach;
+	long ns;
 
 	while (env->committing < SCHED_GROUPS && env->cq_head != NULL) {
 		if ((g = calloc(1, sizeof(*g))) == NULL)
@@ -398,19 +516,18 @@ static void group_flush(struct sched_env *env)
 			for (j = 0; j < op->nev; j++)
 				g->evs[g->nev++] = op->ev[j];
 		}
-		if ((st = calloc(nst + 1 + g->n, sizeof(*st))) == NULL ||
-		    (each = calloc(g->n, sizeof(*each))) == NULL)
+		if ((st = calloc(nst + 1 + g->n + SCHED_B_N, sizeof(*st))) == NULL ||
+		    (each = calloc(g->n, sizeof(*each))) == NULL || (ns = group_stmts(g, st)) < 0)
 			goto fail;
-		nst = neach = 0;
+		nst = (size_t)ns;
+		neach = 0;
 		for (i = 0; i < g->n; i++) {
 			op = g->ops[i];
-			for (j = 0; j < op->tx->n; j++)
-				st[nst++] = op->tx->st[j];
 			op->answer_tenant[0] = '\0';
 			if (g->n > SCHED_GROUP_ANSWERS || !op->finished_run ||
 			    (t = sched_wait_tenant(env, op->run_id)) == NULL)
 				continue;
-			/* after the op's own statements: it sees them */
+			/* after every statement of the group: it sees the op's */
 			snprintf(op->answer_tenant, sizeof(op->answer_tenant), "%s", t);
 			op->answer_params[0] = op->run_id;
 			op->answer_params[1] = op->answer_tenant;
@@ -501,6 +618,7 @@ static void op_decide(struct sched_op *op, struct sched_snap *s, int cached)
 	sched_plan_init(&p, env, s, op->run_id, op->ev, &op->nev);
 	rev = sched_tx_fmt(&p.tx, "%lld", s->rev);
 	sched_tx_add(&p.tx, "SELECT bump_rev($1::uuid, $2::bigint)", 2, op->run_id, rev);
+	sched_tx_batch(&p.tx, SCHED_B_REV);
 	v = sched_plan_op(&p, op);
 	if (v != SCHED_FSM_APPLY && cached) {
 		/* only a commit is guarded by the run's rev: a snapshot in memory

@@ -55,6 +55,12 @@ void sched_tx_add(struct sched_tx *t, const char *sql, int np, ...)
 	t->n++;
 }
 
+void sched_tx_batch(struct sched_tx *t, enum sched_rows b)
+{
+	if (!t->oom && t->n > 0)
+		t->batch[t->n - 1] = (unsigned char)b;
+}
+
 void sched_tx_outbox(struct sched_tx *t, const struct sched_event *evs, size_t n)
 {
 	if (n == 0)

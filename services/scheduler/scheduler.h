@@ -277,6 +277,14 @@ extern const struct sw_migration sched_migrations[];
 extern const size_t sched_nmigrations;
 /* SELECT of one run's API JSON (text); $1 run id, $2 tenant. */
 extern const char *const sched_run_json_sql;
+/* The statements a group commit sends once for the rows of many
+ * transitions of one enum sched_rows kind, each row's parameters as
+ * arrays (ops.c, "Group commit"). */
+struct sched_batch_stmt {
+	const char *sql;
+	int ncols; /* the parameters of a row, as enum sched_rows lists them */
+};
+#define SCHED_BATCH_COLS 5 /* the most of them */
 
 /* ---- runs.c: transactions, snapshots, submission ------------------------ */
 
@@ -284,8 +292,21 @@ extern const char *const sched_run_json_sql;
  * long as it does. Any failure to add sets oom; check it before queueing. */
 #define SCHED_TX_STMTS 16
 #define SCHED_TX_PARAMS 96
+/* The statements a group commit sends once for all its transitions, their
+ * parameters as arrays (ops.c, "Group commit"): each is one row of one
+ * table keyed by the run (and step), with its parameters in a fixed order. */
+enum sched_rows {
+	SCHED_B_NONE,
+	SCHED_B_REV,	  /* bump_rev: run id, rev */
+	SCHED_B_STEP_OK,  /* a step succeeded: run id, idx, output */
+	SCHED_B_DISPATCH, /* a step dispatched: run id, idx, attempt, timeout ms, event id */
+	SCHED_B_RUN_END,  /* a run ended: run id, state, output, error */
+	SCHED_B_N
+};
+extern const struct sched_batch_stmt sched_batch_stmts[SCHED_B_N];
 struct sched_tx {
 	struct sw_store_stmt st[SCHED_TX_STMTS];
+	unsigned char batch[SCHED_TX_STMTS]; /* enum sched_rows of each */
 	size_t n;
 	const char *pv[SCHED_TX_PARAMS]; /* parameters of all statements, in order */
 	size_t npv;
@@ -305,6 +326,9 @@ const char *sched_tx_fmt(struct sched_tx *t, const char *fmt, ...)
 /* Add a statement; the np parameters (const char *, NULL = SQL NULL) must
  * outlive the tx: literals, sched_tx_fmt strings or the caller's buffers. */
 void sched_tx_add(struct sched_tx *t, const char *sql, int np, ...);
+/* The statement just added is of batch b (its parameters as enum
+ * sched_rows lists them). */
+void sched_tx_batch(struct sched_tx *t, enum sched_rows b);
 /* The outbox INSERT of evs (copied) as the last statement. */
 void sched_tx_outbox(struct sched_tx *t, const struct sched_event *evs, size_t n);
 void sched_tx_free(struct sched_tx *t);

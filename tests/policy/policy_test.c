@@ -660,7 +660,8 @@ static void t_withdraw(void)
 	/* 40 runs finish at once, two of them with an ask pending: every run
 	 * recorded, both asks withdrawn */
 	{
-		char runs[40][80], ra[SW_UUID_STRLEN], rb[SW_UUID_STRLEN], q[200], forged[80];
+		char runs[40][80], ra[SW_UUID_STRLEN], rb[SW_UUID_STRLEN], rc[SW_UUID_STRLEN];
+		char q[200], forged[80];
 		int i;
 
 		for (i = 0; i < 40; i++)
@@ -680,9 +681,15 @@ static void t_withdraw(void)
 					   "sagewai-scheduler", "default", runs[i], NULL,
 					   json_pack("{s:s}", "status", "SUCCEEDED"));
 		sw_test_kafka_flush(producer, 30000);
+		/* an ask of a run whose end is gathered with the others, sent
+		 * right behind them: before the end is recorded it is withdrawn
+		 * by it, after it it is void; never left pending */
+		request("default", runs[11], "STRIPE_API_KEY", "s", rc);
 		require_decided(sw_test_replies_for(&rp, "credential.decided", ra), "deny",
 				"withdrawn", NULL);
 		require_decided(sw_test_replies_for(&rp, "credential.decided", rb), "deny",
+				"withdrawn", NULL);
+		require_decided(sw_test_replies_for(&rp, "credential.decided", rc), "deny",
 				"withdrawn", NULL);
 		snprintf(
 		    q, sizeof(q),

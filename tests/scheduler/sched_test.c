@@ -26,6 +26,7 @@
 
 #include "sw_core.h"
 #include "sw_events.h"
+#include "scheduler.h"
 #include "sw_test_svc.h"
 
 /* ---- process and environment ------------------------------------------ */
@@ -1626,12 +1627,24 @@ static void scenario_outbox(void)
 	sched_stop(SIGTERM);
 }
 
+/* Pump (as the worker) until n runs have ended. */
+static void wait_runs_ended(long n)
+{
+	int64_t until = sw_mono_ns() + 240 * 1000000000LL;
+
+	while (sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'") < n) {
+		pump(200);
+		SW_REQUIRE(
+		    sw_mono_ns() < until, "%ld of %ld runs finished",
+		    sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'"), n);
+	}
+}
+
 static void scenario_concurrent(void)
 {
 	enum { N = 100 };
 	char *ids[N];
 	int i;
-	int64_t until;
 
 	/* with the run events held back: still once each, in order */
 	sched_extra[0] = "SAGEWAI_RUNS_HOLD_MS=20";
@@ -1644,18 +1657,60 @@ static void scenario_concurrent(void)
 		ids[i] = submit_chain('c', i);
 		pump(0);
 	}
-	until = sw_mono_ns() + 240 * 1000000000LL;
-	while (sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'") < N) {
-		pump(200);
-		SW_REQUIRE(
-		    sw_mono_ns() < until, "%ld of %d runs finished",
-		    sql_long("SELECT count(*) FROM scheduler.runs WHERE state <> 'running'"), N);
-	}
+	wait_runs_ended(N);
 	check_chains(ids, N, 'c', 2000, 1);
 	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.steps WHERE attempt <> 1") == 0,
 		   "a step needed more than one attempt");
 	fprintf(stderr, "concurrent: %g conflicts re-read\n",
 		metric("sagewai_scheduler_conflicts_total"));
+	sched_stop(SIGTERM);
+}
+
+/* Many outcomes consumed at once commit as a group that sends each kind
+ * of row (revision guards, steps done, dispatches, runs ended) as one
+ * statement of arrays: the words hold what a PostgreSQL array literal and
+ * JSON must escape, and every output comes back as it went in. */
+static void scenario_batch(void)
+{
+	enum { N = 64 };
+	char *ids[N], input[160], word[64];
+	int i;
+
+	sched_start();
+	wait_ready();
+	register_wf(chain_yaml, NULL);
+	for (i = 0; i < N; i++) {
+		snprintf(input, sizeof(input),
+			 "{\"word\": \"b%d \\\"q\\\" \\\\ {x,y} NULL\", \"n\": %d}", i, i);
+		ids[i] = submit("chain", input, NULL);
+	}
+	wait_runs_ended(N);
+	for (i = 0; i < N; i++) {
+		json_t *run = run_get(ids[i], NULL);
+
+		snprintf(word, sizeof(word), "b%d \"q\" \\ {x,y} NULL", i);
+		check_chain_run(run, word, i);
+		json_decref(run);
+	}
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.steps WHERE attempt <> 1 OR"
+			    " state <> 'succeeded' OR finished IS NULL OR deadline IS NOT NULL"
+			    " OR dispatch_event_id IS NULL") == 0,
+		   "a step is not as its batched updates leave it");
+	SW_REQUIRE(sql_long("SELECT count(*) FROM scheduler.runs WHERE rev < 3 OR"
+			    " finished IS NULL") == 0,
+		   "a run is not as its batched updates leave it");
+	/* the pump answered many dispatches at once: some groups batched */
+	SW_REQUIRE(metric("sagewai_scheduler_batched_rows_total") > 0,
+		   "no group sent its rows batched");
+	/* and none failed: alone, each transition would have committed */
+	SW_REQUIRE(metric("sagewai_scheduler_group_retries_total") == 0,
+		   "%g group commits failed and were retried alone",
+		   metric("sagewai_scheduler_group_retries_total"));
+	fprintf(stderr, "batch: %g rows batched in %g groups\n",
+		metric("sagewai_scheduler_batched_rows_total"),
+		metric("sagewai_scheduler_group_commits_total"));
+	for (i = 0; i < N; i++)
+		free(ids[i]);
 	sched_stop(SIGTERM);
 }
 
@@ -3852,6 +3907,71 @@ static void scenario_sse_peers(void)
  */
 extern const char *const sched_run_json_sql; /* services/scheduler/schema.c */
 
+/* The plan of one statement of a group's batches (sql, with the arrays
+ * args), generic and cached before the tables grew, EXPLAINed now: by
+ * primary key, no table read whole. */
+static void check_batch_plan(PGconn *c, const char *name, const char *types, const char *sql,
+			     const char *args, int grow)
+{
+	char q[4096];
+	PGresult *res;
+	struct sw_buf plan = {0};
+
+	snprintf(q, sizeof(q), "PREPARE %s (%s) AS %s", name, types, sql);
+	res = PQexec(c, q);
+	SW_REQUIRE(PQresultStatus(res) == PGRES_COMMAND_OK, "prepare %s: %s", name,
+		   PQerrorMessage(c));
+	PQclear(res);
+	snprintf(q, sizeof(q), "EXPLAIN EXECUTE %s (%s)", name, args);
+	res = PQexec(c, q); /* the generic plan, made and cached now */
+	SW_REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK, "explain: %s", PQerrorMessage(c));
+	PQclear(res);
+	if (grow) {
+		res = PQexec(c, "INSERT INTO steps (run_id, idx, name, mode, state)"
+				" SELECT id, i, 's', 'in_process', 'succeeded' FROM runs,"
+				" generate_series(0, 2) i ON CONFLICT DO NOTHING");
+		SW_REQUIRE(PQresultStatus(res) == PGRES_COMMAND_OK, "grow steps: %s",
+			   PQerrorMessage(c));
+		PQclear(res);
+	}
+	res = PQexec(c, q);
+	SW_REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK, "explain: %s", PQerrorMessage(c));
+	for (int i = 0; i < PQntuples(res); i++) {
+		sw_buf_puts(&plan, PQgetvalue(res, i, 0));
+		sw_buf_puts(&plan, "\n");
+	}
+	PQclear(res);
+	SW_REQUIRE(plan.p != NULL && !plan.oom, "no plan");
+	SW_REQUIRE(strstr(plan.p, "_pkey") != NULL && strstr(plan.p, "Seq Scan") == NULL,
+		   "%s does not find its rows by primary key once the tables grew:\n%s", name,
+		   plan.p);
+	sw_buf_free(&plan);
+	snprintf(q, sizeof(q), "DEALLOCATE %s", name);
+	PQclear(PQexec(c, q));
+}
+
+/* Each statement of a group's batches keeps its rows by primary key. The
+ * revision guard's is bump_revs' own UPDATE (schema.c, migration 7). */
+static void check_batch_plans(PGconn *c, const char *id)
+{
+	char a[512];
+
+	snprintf(a, sizeof(a), "'{%s}', '{1}'", id);
+	check_batch_plan(c, "b_rev", "uuid[], bigint[]",
+			 "UPDATE runs r SET rev = r.rev + 1 FROM unnest($1, $2) AS u(id, rev)"
+			 " WHERE r.id = u.id AND r.rev = u.rev",
+			 a, 1);
+	snprintf(a, sizeof(a), "'{%s}', '{0}', '{\"1\"}'", id);
+	check_batch_plan(c, "b_ok", "uuid[], int[], jsonb[]",
+			 sched_batch_stmts[SCHED_B_STEP_OK].sql, a, 0);
+	snprintf(a, sizeof(a), "'{%s}', '{1}', '{1}', '{0}', '{%s}'", id, id);
+	check_batch_plan(c, "b_dispatch", "uuid[], int[], int[], bigint[], uuid[]",
+			 sched_batch_stmts[SCHED_B_DISPATCH].sql, a, 0);
+	snprintf(a, sizeof(a), "'{%s}', '{succeeded}', '{NULL}', '{NULL}'", id);
+	check_batch_plan(c, "b_end", "uuid[], text[], jsonb[], text[]",
+			 sched_batch_stmts[SCHED_B_RUN_END].sql, a, 0);
+}
+
 static void scenario_plans(void)
 {
 	char sql[4096], id[SW_UUID_STRLEN];
@@ -3904,6 +4024,7 @@ static void scenario_plans(void)
 	sw_buf_free(&plan);
 	res = PQexec(c, "DEALLOCATE run_read");
 	PQclear(res);
+	check_batch_plans(c, id);
 	PQfinish(c);
 }
 
@@ -3923,6 +4044,7 @@ int main(int argc, char **argv)
 	    {"sse_peers", scenario_sse_peers},
 	    {"outbox", scenario_outbox},
 	    {"concurrent", scenario_concurrent},
+	    {"batch", scenario_batch},
 	    {"bad_input", scenario_bad_input},
 	    {"preview_gate", scenario_preview_gate},
 	    {"replay", scenario_replay},

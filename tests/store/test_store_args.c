@@ -4,6 +4,7 @@
  * Needs nothing running.
  */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <event2/event.h>
@@ -25,6 +26,21 @@ static void expect_fail(struct event_base *base, const char *schema,
 		  schema ? schema : "(null)", err, want);
 }
 
+/* Array literals: quoted, '"' and '\\' escaped, NULL elements bare. */
+static void check_arrays(void)
+{
+	const char *v[] = {"a", "b \"q\" \\ {x,y}", NULL, "", "NULL"};
+	char *s = sw_store_array(v, 5);
+
+	SW_CHECK(s != NULL);
+	SW_CHECKF(strcmp(s, "{\"a\",\"b \\\"q\\\" \\\\ {x,y}\",NULL,\"\",\"NULL\"}") == 0,
+		  "array literal %s", s);
+	free(s);
+	s = sw_store_array(v, 0);
+	SW_CHECK(s != NULL && strcmp(s, "{}") == 0);
+	free(s);
+}
+
 int main(void)
 {
 	struct event_base *base = event_base_new();
@@ -36,6 +52,7 @@ int main(void)
 	char long_name[80];
 
 	SW_CHECK(base != NULL);
+	check_arrays();
 	memset(long_name, 'a', 64);
 	long_name[64] = '\0';
 
