@@ -3907,6 +3907,20 @@ static void scenario_sse_peers(void)
  */
 extern const char *const sched_run_json_sql; /* services/scheduler/schema.c */
 
+/* The lines of the EXPLAIN q into plan. */
+static void explain_into(PGconn *c, const char *q, struct sw_buf *plan)
+{
+	PGresult *res = PQexec(c, q);
+
+	SW_REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK, "explain: %s", PQerrorMessage(c));
+	for (int i = 0; i < PQntuples(res); i++) {
+		sw_buf_puts(plan, PQgetvalue(res, i, 0));
+		sw_buf_puts(plan, "\n");
+	}
+	PQclear(res);
+	SW_REQUIRE(plan->p != NULL && !plan->oom, "no plan");
+}
+
 /* The plan of one statement of a group's batches (sql, with the arrays
  * args), generic and cached before the tables grew, EXPLAINed now: by
  * primary key, no table read whole. */
@@ -3934,14 +3948,7 @@ static void check_batch_plan(PGconn *c, const char *name, const char *types, con
 			   PQerrorMessage(c));
 		PQclear(res);
 	}
-	res = PQexec(c, q);
-	SW_REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK, "explain: %s", PQerrorMessage(c));
-	for (int i = 0; i < PQntuples(res); i++) {
-		sw_buf_puts(&plan, PQgetvalue(res, i, 0));
-		sw_buf_puts(&plan, "\n");
-	}
-	PQclear(res);
-	SW_REQUIRE(plan.p != NULL && !plan.oom, "no plan");
+	explain_into(c, q, &plan);
 	SW_REQUIRE(strstr(plan.p, "_pkey") != NULL && strstr(plan.p, "Seq Scan") == NULL,
 		   "%s does not find its rows by primary key once the tables grew:\n%s", name,
 		   plan.p);
@@ -4009,14 +4016,7 @@ static void scenario_plans(void)
 	PQclear(res);
 	snprintf(sql, sizeof(sql),
 		 "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) EXECUTE run_read ('%s', 'default')", id);
-	res = PQexec(c, sql);
-	SW_REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK, "explain: %s", PQerrorMessage(c));
-	for (int i = 0; i < PQntuples(res); i++) {
-		sw_buf_puts(&plan, PQgetvalue(res, i, 0));
-		sw_buf_puts(&plan, "\n");
-	}
-	PQclear(res);
-	SW_REQUIRE(plan.p != NULL && !plan.oom, "no plan");
+	explain_into(c, sql, &plan);
 	SW_REQUIRE(strstr(plan.p, "runs_pkey") != NULL && strstr(plan.p, "Seq Scan") == NULL &&
 		       strstr(plan.p, "runs_tenant_created") == NULL,
 		   "the run read does not find its run by primary key once runs grew:\n%s",
