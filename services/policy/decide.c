@@ -812,6 +812,7 @@ void pol_withdrawn(struct pol_env *env, json_t *ev, const struct sw_event_header
  */
 struct fin {
 	char run_id[sizeof(((struct sw_event_header *)0)->run_id)];
+	size_t conn; /* the store connection of its run (sw_store_key_conn) */
 	pol_done_cb done;
 	void *opaque;
 };
@@ -902,23 +903,21 @@ void pol_finished_flush(struct pol_env *env)
 	env->fin = NULL;
 	n = env->nfin;
 	env->nfin = env->fin_cap = 0;
-	if (nconn == 0)
-		nconn = 1;
 	for (k = 0; k < nconn; k++) {
 		size_t m = 0;
 
 		for (i = 0; i < n; i++)
-			m += sw_store_key_conn(env->store, all[i].run_id) == k;
+			m += all[i].conn == k;
 		if (m == 0)
 			continue;
 		if ((f = calloc(m, sizeof(*f))) == NULL) {
 			for (i = 0; i < n; i++)
-				if (sw_store_key_conn(env->store, all[i].run_id) == k)
+				if (all[i].conn == k)
 					all[i].done(all[i].opaque, 0);
 			continue;
 		}
 		for (i = 0, m = 0; i < n; i++)
-			if (sw_store_key_conn(env->store, all[i].run_id) == k)
+			if (all[i].conn == k)
 				f[m++] = all[i];
 		sw_metrics_counter_add(env->metrics, "sagewai_policy_finished_batches_total",
 				       "Transactions that recorded finished runs.", 1);
@@ -960,6 +959,7 @@ void pol_run_finished(struct pol_env *env, const struct sw_event_header *h, pol_
 	}
 	f = &env->fin[env->nfin++];
 	snprintf(f->run_id, sizeof(f->run_id), "%s", h->run_id);
+	f->conn = sw_store_key_conn(env->store, f->run_id);
 	f->done = done;
 	f->opaque = opaque;
 	/* after the rest of the consumed batch, in one go */

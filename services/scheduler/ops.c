@@ -426,7 +426,7 @@ static void group_cb(PGresult *res, const char *err, void *opaque)
 	struct group *g = opaque;
 	struct sched_env *env = g->env;
 	struct sched_op *op;
-	size_t i;
+	size_t i, rows;
 
 	env->committing--;
 	if (err != NULL && g->n > 1)
@@ -456,13 +456,14 @@ static void group_cb(PGresult *res, const char *err, void *opaque)
 			sched_outbox_committed(env, res, g->evs, g->nev);
 		sw_metrics_counter_add(env->metrics, "sagewai_scheduler_group_commits_total",
 				       "Transactions that committed transitions.", 1);
-		for (i = SCHED_B_NONE + 1; i < SCHED_B_N; i++)
-			if (g->batched[i] > 0)
-				sw_metrics_counter_add(
-				    env->metrics, "sagewai_scheduler_batched_rows_total",
-				    "Rows of transitions committed by a statement a group sent"
-				    " once for many runs.",
-				    (double)g->batched[i]);
+		for (i = SCHED_B_NONE + 1, rows = 0; i < SCHED_B_N; i++)
+			rows += g->batched[i];
+		if (rows > 0)
+			sw_metrics_counter_add(
+			    env->metrics, "sagewai_scheduler_batched_rows_total",
+			    "Rows of transitions committed by a statement a group"
+			    " sent once for many runs.",
+			    (double)rows);
 		for (i = 0; i < g->n; i++) {
 			op = g->ops[i];
 			op_keep(op);
@@ -695,6 +696,8 @@ static void op_decide(struct sched_op *op, struct sched_snap *s, int cached)
 	}
 	if (lazy && p.tx.n < SCHED_TX_STMTS) {
 		memmove(&p.tx.st[1], &p.tx.st[0], p.tx.n * sizeof(p.tx.st[0]));
+		memmove(&p.tx.batch[1], &p.tx.batch[0], p.tx.n * sizeof(p.tx.batch[0]));
+		p.tx.batch[0] = SCHED_B_NONE;
 		p.tx.st[0].sql = SCHED_LAZY_SQL;
 		p.tx.st[0].nparams = 0;
 		p.tx.st[0].params = NULL;
