@@ -109,6 +109,12 @@ static struct rule rules[16];
 static size_t nrules;
 static size_t ndecided;
 static int forge_decision; /* also send a decision naming another sandbox first */
+/* the true decision behind a forged one, sent once identity has sealed the
+ * forged one: sandboxd then meets the forged box while its request is open */
+static struct {
+	json_t *o;
+	char run[96], step_id[128], rid[64];
+} held;
 
 static void rule_add(const char *run, const char *name, enum act act, const char *secret)
 {
@@ -126,6 +132,7 @@ static void decide(json_t *e)
 	json_t *h = json_object_get(e, "header");
 	const char *run = js(h, "run_id"), *name = js(e, "name");
 	const struct rule *r = NULL;
+	json_t *o;
 
 	for (size_t i = 0; i < nrules && r == NULL; i++)
 		if (strcmp(rules[i].name, name) == 0 &&
@@ -144,15 +151,23 @@ static void decide(json_t *e)
 				  "forged", "approver", "", "reason", "forged", "secret",
 				  r->secret, "host_key", js(e, "host_key")));
 	}
-	produce(
-	    "sagewai.credentials", "credential.decided", "sagewai-policy", run, js(h, "step_id"),
-	    json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
+	o = json_pack("{s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s, s:s}", "request_id",
 		      js(e, "request_id"), "sandbox_id", js(e, "sandbox_id"), "step",
 		      js(e, "step"), "name", name, "decision", r->act == ALLOW ? "allow" : "deny",
 		      "by", "rule", "rule", r->act == ALLOW ? "r-allow" : "r-deny", "approver", "",
 		      "reason", r->act == ALLOW ? "auto-approved" : "escalation to admin",
-		      "secret", r->secret, "host_key", js(e, "host_key")));
+		      "secret", r->secret, "host_key", js(e, "host_key"));
 	ndecided++;
+	if (forge_decision && r->act == ALLOW) {
+		SW_CHECK(held.o == NULL);
+		held.o = o;
+		snprintf(held.run, sizeof(held.run), "%s", run);
+		snprintf(held.step_id, sizeof(held.step_id), "%s", js(h, "step_id"));
+		snprintf(held.rid, sizeof(held.rid), "%s", js(e, "request_id"));
+		return;
+	}
+	produce("sagewai.credentials", "credential.decided", "sagewai-policy", run,
+		js(h, "step_id"), o);
 }
 
 static void on_seen(const rd_kafka_message_t *m, json_t *e)
@@ -166,6 +181,15 @@ static void on_seen(const rd_kafka_message_t *m, json_t *e)
 	if (strcmp(js(h, "type"), "credential.requested") == 0 &&
 	    strncmp(js(h, "run_id"), stk.prefix, strlen(stk.prefix)) == 0)
 		decide(e);
+	/* identity sealed the forged decision (the true one is not out yet) */
+	if (strcmp(js(h, "type"), "identity.sealed") == 0 && held.o != NULL &&
+	    strcmp(js(e, "request_id"), held.rid) == 0) {
+		json_t *o = held.o;
+
+		held.o = NULL;
+		produce("sagewai.credentials", "credential.decided", "sagewai-policy", held.run,
+			held.step_id, o);
+	}
 }
 
 /* ---- the services ---------------------------------------------------------------- */
