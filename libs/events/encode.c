@@ -1,8 +1,10 @@
 /*
- * Encoding: JSON (the in-memory form described in sw_events.h) into an
- * avro-c generic value of the reader schema, then into a single-object
- * message. Every mismatch names the field path ("header.run_id",
- * "modes[2]").
+ * Encoding: JSON (the in-memory form described in sw_events.h) into a
+ * single-object message of the reader schema, the Avro binary encoding
+ * written as the JSON and the schema are walked together (no avro-c value
+ * between: building one allocated a node per field, then it was walked
+ * twice more to size and to write it). Every mismatch names the field
+ * path ("header.run_id", "modes[2]").
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -14,6 +16,9 @@
 struct enc {
 	json_t *defaults;
 	int is_default; /* j is an Avro default literal */
+	json_t *header; /* the top record's header field, if given apart */
+	const struct sw_event_header *hs; /* or as the struct, written as is */
+	struct sw_ev_buf *out;
 	char path[512];
 	char *errstr;
 	size_t errlen;
@@ -57,21 +62,28 @@ static int wrong(struct enc *e, const char *want, const json_t *j)
 	return -1;
 }
 
-static int avro_fail(struct enc *e)
-{
-	sw_ev_err(e->errstr, e->errlen, "%s: avro: %s", path_of(e), avro_strerror());
-	return -1;
-}
-
-/* Append ".name" or "[i]" to the path; returns the old length. */
+/* Append ".name" or "[i]" to the path (cut at its size); returns the old
+ * length. Once a field: no printf. */
 static size_t path_push(struct enc *e, const char *name, size_t idx)
 {
-	size_t n = strlen(e->path);
+	size_t n = strlen(e->path), k, room = sizeof(e->path) - 1 - n;
 
-	if (name != NULL)
-		snprintf(e->path + n, sizeof(e->path) - n, "%s%s", n ? "." : "", name);
-	else
+	if (name == NULL) {
 		snprintf(e->path + n, sizeof(e->path) - n, "[%zu]", idx);
+		return n;
+	}
+	k = strlen(name);
+	if (n > 0 && room > 0) {
+		e->path[n] = '.';
+		room--;
+		k = k < room ? k : room;
+		memcpy(e->path + n + 1, name, k);
+		e->path[n + 1 + k] = '\0';
+	} else {
+		k = k < room ? k : room;
+		memcpy(e->path + n, name, k);
+		e->path[n + k] = '\0';
+	}
 	return n;
 }
 
@@ -154,43 +166,212 @@ static int accepts(avro_schema_t b, const json_t *j)
 	}
 }
 
-static int set_value(struct enc *e, json_t *j, avro_value_t *v, int depth);
+/* ---- the Avro binary encoding, written as the JSON is walked ---------- */
 
-static int set_record(struct enc *e, json_t *j, avro_value_t *v, avro_schema_t s, int depth)
+static int put(struct enc *e, const void *p, size_t n)
 {
-	const char *ns = avro_schema_namespace(s), *key;
-	char full[512];
-	json_t *defs, *jv;
-	size_t nf = avro_schema_record_size(s);
+	struct sw_ev_buf *o = e->out;
 
-	if (!json_is_object(j))
-		return wrong(e, "object", j);
+	if (o->len + n > o->cap) {
+		size_t cap = o->cap ? o->cap : 256;
+		uint8_t *b;
+
+		while (cap < o->len + n)
+			cap *= 2;
+		if ((b = realloc(o->buf, cap)) == NULL)
+			return fail(e, "out of memory");
+		o->buf = b;
+		o->cap = cap;
+	}
+	memcpy(o->buf + o->len, p, n);
+	o->len += n;
+	return 0;
+}
+
+/* int and long alike: zig-zag, then 7 bits a byte, low first */
+static int put_long(struct enc *e, int64_t l)
+{
+	uint64_t z = ((uint64_t)l << 1) ^ (uint64_t)(l >> 63);
+	uint8_t b[10];
+	size_t n = 0;
+
+	while (z > 0x7f) {
+		b[n++] = (uint8_t)((z & 0x7f) | 0x80);
+		z >>= 7;
+	}
+	b[n++] = (uint8_t)z;
+	return put(e, b, n);
+}
+
+static int put_bytes(struct enc *e, const void *p, size_t n)
+{
+	if (put_long(e, (int64_t)n) < 0)
+		return -1;
+	return n > 0 ? put(e, p, n) : 0;
+}
+
+/* little-endian, as Avro writes float and double */
+static int put_le(struct enc *e, uint64_t bits, size_t n)
+{
+	uint8_t b[8];
+
+	for (size_t i = 0; i < n; i++)
+		b[i] = (uint8_t)(bits >> (8 * i));
+	return put(e, b, n);
+}
+
+static int put_value(struct enc *e, json_t *j, avro_schema_t s, int depth);
+
+/* A header field's string: at most the array, and valid UTF-8. */
+static int put_hstr(struct enc *e, const char *p, size_t size)
+{
+	size_t n = strnlen(p, size);
+
+	if (!sw_utf8_valid(p, n))
+		return fail(e, "not valid UTF-8");
+	return put_bytes(e, p, n);
+}
+
+/* step_id: the union's null when empty, else its string */
+static int put_step_id(struct enc *e, const struct sw_event_header *h)
+{
+	if (h->step_id[0] == '\0')
+		return put_long(e, 0);
+	if (put_long(e, 1) < 0)
+		return -1;
+	return put_hstr(e, h->step_id, sizeof(h->step_id));
+}
+
+/*
+ * The header from its struct, as header_json would make it and
+ * put_record write it: each field of the schema the struct has, with
+ * step_id null when empty. header_direct_ok said the schema is the one
+ * this knows, field by field.
+ */
+static int put_header(struct enc *e, avro_schema_t s)
+{
+	const struct sw_event_header *h = e->hs;
+
+	s = skip_links(s);
+	for (size_t i = 0; i < avro_schema_record_size(s); i++) {
+		const char *name = avro_schema_record_field_name(s, (int)i);
+		size_t old = path_push(e, name, 0);
+		int rc;
+
+		if (strcmp(name, "time") == 0)
+			rc = put_long(e, h->time_us);
+		else if (strcmp(name, "step_id") == 0)
+			rc = put_step_id(e, h);
+		else if (strcmp(name, "event_id") == 0)
+			rc = put_hstr(e, h->event_id, sizeof(h->event_id));
+		else if (strcmp(name, "type") == 0)
+			rc = put_hstr(e, h->type, sizeof(h->type));
+		else if (strcmp(name, "tenant") == 0)
+			rc = put_hstr(e, h->tenant, sizeof(h->tenant));
+		else if (strcmp(name, "run_id") == 0)
+			rc = put_hstr(e, h->run_id, sizeof(h->run_id));
+		else if (strcmp(name, "trace_id") == 0)
+			rc = put_hstr(e, h->trace_id, sizeof(h->trace_id));
+		else if (strcmp(name, "producer") == 0)
+			rc = put_hstr(e, h->producer, sizeof(h->producer));
+		else
+			rc = fail(e, "a header field the struct does not have");
+		if (rc < 0)
+			return -1;
+		e->path[old] = '\0';
+	}
+	return 0;
+}
+
+/* Whether the reader's header is the one put_header writes: strings,
+ * time a long, step_id a union of null then string. */
+static int header_direct_ok(avro_schema_t rec)
+{
+	avro_schema_t s = skip_links(avro_schema_record_field_get(rec, "header"));
+	static const char *const strings[] = {"event_id", "type",     "tenant",
+					      "run_id",	  "trace_id", "producer"};
+	avro_schema_t f;
+
+	if (s == NULL || !is_avro_record(s) || avro_schema_record_size(s) != 8)
+		return 0;
+	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
+		if ((f = skip_links(avro_schema_record_field_get(s, strings[i]))) == NULL ||
+		    !is_avro_string(f))
+			return 0;
+	if ((f = skip_links(avro_schema_record_field_get(s, "time"))) == NULL || !is_avro_int64(f))
+		return 0;
+	f = skip_links(avro_schema_record_field_get(s, "step_id"));
+	return f != NULL && is_avro_union(f) && avro_schema_union_size(f) == 2 &&
+	       is_avro_null(skip_links(avro_schema_union_branch(f, 0))) &&
+	       is_avro_string(skip_links(avro_schema_union_branch(f, 1)));
+}
+
+/* The defaults of record s (NULL: none), by its full name. */
+static json_t *record_defaults(struct enc *e, avro_schema_t s)
+{
+	const char *ns = avro_schema_namespace(s);
+	char full[512];
+
 	if (ns != NULL && ns[0] != '\0')
 		snprintf(full, sizeof(full), "%s.%s", ns, avro_schema_name(s));
 	else
 		snprintf(full, sizeof(full), "%s", avro_schema_name(s));
-	defs = json_object_get(e->defaults, full);
-	json_object_foreach(j, key, jv) {
-		if (avro_schema_record_field_get_index(s, key) < 0) {
-			path_push(e, key, 0);
-			return fail(e, "unknown field");
+	return json_object_get(e->defaults, full);
+}
+
+#define RECORD_FIELDS_MAX 64 /* fields looked up once; a wider record twice */
+
+static int put_record(struct enc *e, json_t *j, avro_schema_t s, int depth)
+{
+	const char *key;
+	json_t *defs = NULL, *jv, *got[RECORD_FIELDS_MAX];
+	size_t nf = avro_schema_record_size(s), present = 0;
+	int looked = 0;
+
+	if (!json_is_object(j))
+		return wrong(e, "object", j);
+	/* every key of j must be a field: when fewer of the fields are in j
+	 * than j has keys, name the stranger */
+	if (nf <= RECORD_FIELDS_MAX) {
+		for (size_t i = 0; i < nf; i++) {
+			got[i] = json_object_get(j, avro_schema_record_field_name(s, (int)i));
+			present += got[i] != NULL;
+		}
+		looked = 1;
+	}
+	if (!looked || present != json_object_size(j)) {
+		json_object_foreach(j, key, jv) {
+			if (avro_schema_record_field_get_index(s, key) < 0) {
+				path_push(e, key, 0);
+				return fail(e, "unknown field");
+			}
 		}
 	}
 	for (size_t i = 0; i < nf; i++) {
 		const char *name = avro_schema_record_field_name(s, (int)i);
 		size_t old = path_push(e, name, 0);
 		int was_default = e->is_default;
-		avro_value_t child;
 
-		jv = json_object_get(j, name);
+		/* the event's own header, given apart (sw_event_encode) */
+		if (depth == 0 && e->hs != NULL && strcmp(name, "header") == 0) {
+			if (put_header(e, avro_schema_record_field_get_by_index(s, (int)i)) < 0)
+				return -1;
+			e->path[old] = '\0';
+			continue;
+		}
+		if (depth == 0 && e->header != NULL && strcmp(name, "header") == 0)
+			jv = e->header;
+		else
+			jv = looked ? got[i] : json_object_get(j, name);
 		if (jv == NULL) {
+			if (defs == NULL)
+				defs = record_defaults(e, s);
 			if ((jv = json_object_get(defs, name)) == NULL)
 				return fail(e, "missing, and the field has no default");
 			e->is_default = 1;
 		}
-		if (avro_value_get_by_index(v, i, &child, NULL) != 0)
-			return avro_fail(e);
-		if (set_value(e, jv, &child, depth + 1) < 0)
+		if (put_value(e, jv, avro_schema_record_field_get_by_index(s, (int)i), depth + 1) <
+		    0)
 			return -1;
 		e->is_default = was_default;
 		e->path[old] = '\0';
@@ -198,10 +379,9 @@ static int set_record(struct enc *e, json_t *j, avro_value_t *v, avro_schema_t s
 	return 0;
 }
 
-static int set_union(struct enc *e, json_t *j, avro_value_t *v, avro_schema_t s, int depth)
+static int put_union(struct enc *e, json_t *j, avro_schema_t s, int depth)
 {
 	size_t n = avro_schema_union_size(s);
-	avro_value_t branch;
 	size_t i;
 
 	if (e->is_default) {
@@ -216,20 +396,20 @@ static int set_union(struct enc *e, json_t *j, avro_value_t *v, avro_schema_t s,
 			  path_of(e), jtype(j));
 		return -1;
 	}
-	if (avro_value_set_branch(v, (int)i, &branch) != 0)
-		return avro_fail(e);
-	return set_value(e, j, &branch, depth + 1);
+	if (put_long(e, (int64_t)i) < 0)
+		return -1;
+	return put_value(e, j, avro_schema_union_branch(s, (int)i), depth + 1);
 }
 
-static int set_value(struct enc *e, json_t *j, avro_value_t *v, int depth)
+static int put_value(struct enc *e, json_t *j, avro_schema_t s, int depth)
 {
-	avro_schema_t s = skip_links(avro_value_get_schema(v));
 	uint8_t *b;
 	size_t n, i;
 	json_t *item;
 	const char *key;
 	int rc;
 
+	s = skip_links(s);
 	if (s == NULL)
 		return fail(e, "value without a schema");
 	if (depth > SW_EV_MAX_DEPTH)
@@ -238,40 +418,48 @@ static int set_value(struct enc *e, json_t *j, avro_value_t *v, int depth)
 	case AVRO_NULL:
 		if (!json_is_null(j))
 			return wrong(e, "null", j);
-		rc = avro_value_set_null(v);
-		break;
-	case AVRO_BOOLEAN:
+		return 0;
+	case AVRO_BOOLEAN: {
+		uint8_t t = json_is_true(j);
+
 		if (!json_is_boolean(j))
 			return wrong(e, "boolean", j);
-		rc = avro_value_set_boolean(v, json_is_true(j));
-		break;
+		return put(e, &t, 1);
+	}
 	case AVRO_INT32:
 		if (!json_is_integer(j))
 			return wrong(e, "integer", j);
 		if (json_integer_value(j) < INT32_MIN || json_integer_value(j) > INT32_MAX)
 			return fail(e, "integer out of range for int");
-		rc = avro_value_set_int(v, (int32_t)json_integer_value(j));
-		break;
+		return put_long(e, (int64_t)json_integer_value(j));
 	case AVRO_INT64:
 		if (!json_is_integer(j))
 			return wrong(e, "integer", j);
-		rc = avro_value_set_long(v, (int64_t)json_integer_value(j));
-		break;
-	case AVRO_FLOAT:
+		return put_long(e, (int64_t)json_integer_value(j));
+	case AVRO_FLOAT: {
+		float f;
+		uint32_t bits;
+
 		if (!json_is_number(j))
 			return wrong(e, "number", j);
-		rc = avro_value_set_float(v, (float)json_number_value(j));
-		break;
-	case AVRO_DOUBLE:
+		f = (float)json_number_value(j);
+		memcpy(&bits, &f, sizeof(bits));
+		return put_le(e, bits, 4);
+	}
+	case AVRO_DOUBLE: {
+		double d;
+		uint64_t bits;
+
 		if (!json_is_number(j))
 			return wrong(e, "number", j);
-		rc = avro_value_set_double(v, json_number_value(j));
-		break;
+		d = json_number_value(j);
+		memcpy(&bits, &d, sizeof(bits));
+		return put_le(e, bits, 8);
+	}
 	case AVRO_STRING:
 		if (!json_is_string(j))
 			return wrong(e, "string", j);
-		rc = avro_value_set_string_len(v, json_string_value(j), json_string_length(j) + 1);
-		break;
+		return put_bytes(e, json_string_value(j), json_string_length(j));
 	case AVRO_BYTES:
 	case AVRO_FIXED:
 		if (!json_is_string(j))
@@ -284,10 +472,9 @@ static int set_value(struct enc *e, json_t *j, avro_value_t *v, int depth)
 				  path_of(e), (long long)avro_schema_fixed_size(s), n);
 			return -1;
 		}
-		rc = is_avro_fixed(s) ? avro_value_set_fixed(v, b, n)
-				      : avro_value_set_bytes(v, b, n);
+		rc = is_avro_fixed(s) ? (n > 0 ? put(e, b, n) : 0) : put_bytes(e, b, n);
 		free(b);
-		break;
+		return rc;
 	case AVRO_ENUM: {
 		int sym;
 
@@ -300,55 +487,57 @@ static int set_value(struct enc *e, json_t *j, avro_value_t *v, int depth)
 				  path_of(e), json_string_value(j), avro_schema_name(s));
 			return -1;
 		}
-		rc = avro_value_set_enum(v, sym);
-		break;
+		return put_long(e, sym);
 	}
 	case AVRO_ARRAY:
+		/* one block of all the items, then the empty block */
 		if (!json_is_array(j))
 			return wrong(e, "array", j);
+		if (json_array_size(j) > 0 && put_long(e, (int64_t)json_array_size(j)) < 0)
+			return -1;
 		json_array_foreach(j, i, item) {
 			size_t old = path_push(e, NULL, i);
-			avro_value_t child;
 
-			if (avro_value_append(v, &child, NULL) != 0)
-				return avro_fail(e);
-			if (set_value(e, item, &child, depth + 1) < 0)
+			if (put_value(e, item, avro_schema_array_items(s), depth + 1) < 0)
 				return -1;
 			e->path[old] = '\0';
 		}
-		return 0;
+		return put_long(e, 0);
 	case AVRO_MAP:
 		if (!json_is_object(j))
 			return wrong(e, "object", j);
+		if (json_object_size(j) > 0 && put_long(e, (int64_t)json_object_size(j)) < 0)
+			return -1;
 		json_object_foreach(j, key, item) {
 			size_t old = path_push(e, key, 0);
-			avro_value_t child;
 
-			if (avro_value_add(v, key, &child, NULL, NULL) != 0)
-				return avro_fail(e);
-			if (set_value(e, item, &child, depth + 1) < 0)
+			/* a key is a C string to avro-c's readers */
+			if (put_bytes(e, key, strlen(key)) < 0 ||
+			    put_value(e, item, avro_schema_map_values(s), depth + 1) < 0)
 				return -1;
 			e->path[old] = '\0';
 		}
-		return 0;
+		return put_long(e, 0);
 	case AVRO_RECORD:
-		return set_record(e, j, v, s, depth);
+		return put_record(e, j, s, depth);
 	case AVRO_UNION:
-		return set_union(e, j, v, s, depth);
+		return put_union(e, j, s, depth);
 	default:
 		return fail(e, "unsupported schema type");
 	}
-	return rc != 0 ? avro_fail(e) : 0;
 }
 
-int sw_ev_json_to_value(json_t *j, avro_value_t *dst, json_t *defaults, int is_default,
-			const char *path, char *errstr, size_t errlen)
+int sw_ev_json_write(json_t *j, avro_schema_t s, json_t *defaults, int is_default,
+		     const char *path, struct sw_ev_buf *out, char *errstr, size_t errlen)
 {
-	struct enc e = {
-	    .defaults = defaults, .is_default = is_default, .errstr = errstr, .errlen = errlen};
+	struct enc e = {.defaults = defaults,
+			.is_default = is_default,
+			.errstr = errstr,
+			.errlen = errlen,
+			.out = out};
 
 	snprintf(e.path, sizeof(e.path), "%s", path ? path : "");
-	return set_value(&e, j, dst, 0);
+	return put_value(&e, j, s, 0);
 }
 
 void sw_event_header_init(struct sw_event_header *h, const char *type, const char *producer)
@@ -399,15 +588,39 @@ static int check_header(json_t *hdr, const char *type, char *errstr, size_t errl
 	return 0;
 }
 
+/* check_header of a header struct, with the same messages. */
+static int check_header_struct(const struct sw_event_header *h, const char *type, char *errstr,
+			       size_t errlen)
+{
+	size_t n = strnlen(h->type, sizeof(h->type));
+	char t[sizeof(h->type) + 1], id[sizeof(h->event_id) + 1];
+	uint8_t uuid[16];
+
+	if (n != strlen(type) || memcmp(h->type, type, n) != 0) {
+		memcpy(t, h->type, n);
+		t[n] = '\0';
+		sw_ev_err(errstr, errlen, "header.type: \"%s\" is not the event type \"%s\"", t,
+			  type);
+		return -1;
+	}
+	n = strnlen(h->event_id, sizeof(h->event_id));
+	memcpy(id, h->event_id, n);
+	id[n] = '\0';
+	if (sw_uuid_parse(id, uuid) != 0) {
+		sw_ev_err(errstr, errlen, "header.event_id: \"%s\" is not a UUID", id);
+		return -1;
+	}
+	return 0;
+}
+
 int sw_event_encode(struct sw_event_registry *r, const char *type, const struct sw_event_header *h,
 		    json_t *obj, void **out, size_t *outlen, char *errstr, size_t errlen)
 {
 	struct sw_ev_reader *rd = sw_ev_reader_find(r, type);
-	avro_writer_t wr = NULL;
-	avro_value_t v = {0};
-	json_t *work = NULL;
-	uint8_t *buf = NULL;
-	size_t size;
+	struct sw_ev_buf buf = {0};
+	struct enc e = {.errstr = errstr, .errlen = errlen, .out = &buf};
+	json_t *hj = NULL;
+	uint8_t prefix[SW_EV_PREFIX];
 	int rc = -1;
 
 	*out = NULL;
@@ -420,52 +633,35 @@ int sw_event_encode(struct sw_event_registry *r, const char *type, const struct 
 		sw_ev_err(errstr, errlen, "%s: the event must be a JSON object", type);
 		return -1;
 	}
-	if (h != NULL) {
-		json_t *hj = header_json(h);
-
-		work = json_copy(obj);
-		if (hj == NULL || work == NULL || json_object_set_new(work, "header", hj) < 0) {
+	if (h != NULL && header_direct_ok(rd->schema)) {
+		/* the struct written as it is: no JSON of it */
+		if (check_header_struct(h, type, errstr, errlen) < 0)
+			return -1;
+		e.hs = h;
+	} else if (h != NULL) {
+		if ((hj = header_json(h)) == NULL) {
 			sw_ev_err(errstr, errlen, "header: not valid UTF-8, or out of memory");
-			goto out;
+			return -1;
 		}
-	} else {
-		work = json_incref(obj);
 	}
-	if (check_header(json_object_get(work, "header"), type, errstr, errlen) < 0)
+	if (e.hs == NULL && check_header(hj != NULL ? hj : json_object_get(obj, "header"), type,
+					 errstr, errlen) < 0)
 		goto out;
-	if (avro_generic_value_new(rd->iface, &v) != 0) {
-		sw_ev_err(errstr, errlen, "avro: %s", avro_strerror());
-		goto out;
-	}
-	if (sw_ev_json_to_value(work, &v, rd->defaults, 0, "", errstr, errlen) < 0)
-		goto out;
-	if (avro_value_sizeof(&v, &size) != 0) {
-		sw_ev_err(errstr, errlen, "avro: %s", avro_strerror());
-		goto out;
-	}
-	if ((buf = malloc(SW_EV_PREFIX + size)) == NULL) {
-		sw_ev_err(errstr, errlen, "out of memory");
-		goto out;
-	}
-	buf[0] = SW_EV_MAGIC0;
-	buf[1] = SW_EV_MAGIC1;
+	prefix[0] = SW_EV_MAGIC0;
+	prefix[1] = SW_EV_MAGIC1;
 	for (int i = 0; i < 8; i++)
-		buf[2 + i] = (uint8_t)(rd->fp >> (8 * i));
-	wr = avro_writer_memory((const char *)buf + SW_EV_PREFIX, (int64_t)size);
-	if (wr == NULL || avro_value_write(wr, &v) != 0 || avro_writer_tell(wr) != (int64_t)size) {
-		sw_ev_err(errstr, errlen, "avro write: %s", avro_strerror());
+		prefix[2 + i] = (uint8_t)(rd->fp >> (8 * i));
+	e.defaults = rd->defaults;
+	e.header = hj;
+	/* the record straight into the message: no avro-c value between */
+	if (put(&e, prefix, sizeof(prefix)) < 0 || put_value(&e, obj, rd->schema, 0) < 0)
 		goto out;
-	}
-	*out = buf;
-	*outlen = SW_EV_PREFIX + size;
-	buf = NULL;
+	*out = buf.buf;
+	*outlen = buf.len;
+	buf.buf = NULL;
 	rc = 0;
 out:
-	if (wr != NULL)
-		avro_writer_free(wr);
-	if (v.self != NULL)
-		avro_value_decref(&v);
-	json_decref(work);
-	free(buf);
+	json_decref(hj);
+	free(buf.buf);
 	return rc;
 }

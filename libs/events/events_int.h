@@ -88,12 +88,18 @@ struct sw_ev_writer *sw_ev_writer_find(const struct sw_event_registry *r, uint64
  * record, keeping the reader's field order. */
 int sw_ev_fill_apply(json_t *obj, json_t *fill, char *errstr, size_t errlen);
 
-/* encode.c: set dst (a generic value of a reader-side schema) from j.
- * defaults is the reader's table; is_default makes bytes/fixed strings
- * Avro default literals (code points 0-255) rather than hex. path names
- * the value in errors. */
-int sw_ev_json_to_value(json_t *j, avro_value_t *dst, json_t *defaults, int is_default,
-			const char *path, char *errstr, size_t errlen);
+/* A growing buffer of bytes (free buf when done). */
+struct sw_ev_buf {
+	uint8_t *buf;
+	size_t len, cap;
+};
+
+/* encode.c: append j as a value of schema s in Avro's binary encoding to
+ * out. defaults is the reader's table; is_default makes bytes/fixed
+ * strings Avro default literals (code points 0-255) rather than hex. path
+ * names the value in errors. 0 or -1 + errstr. */
+int sw_ev_json_write(json_t *j, avro_schema_t s, json_t *defaults, int is_default,
+		     const char *path, struct sw_ev_buf *out, char *errstr, size_t errlen);
 
 /* decode.c: the JSON form of a value; NULL + errstr on failure. */
 json_t *sw_ev_value_to_json(avro_value_t *v, int depth, char *errstr, size_t errlen);

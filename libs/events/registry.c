@@ -245,25 +245,36 @@ static void writer_free(struct sw_ev_writer *w)
 	memset(w, 0, sizeof(*w));
 }
 
-/* The JSON form of a reader field's default: run it through a value of
- * the field's schema, so bytes defaults become hex and so on. */
+/* The JSON form of a reader field's default: encoded as the field's
+ * schema and read back by avro-c, so bytes defaults become hex and so on. */
 static json_t *default_json(struct sw_ev_reader *rd, avro_schema_t fs, json_t *def,
 			    const char *path, char *errstr, size_t errlen)
 {
-	avro_value_iface_t *iface = avro_generic_class_from_schema(fs);
-	avro_value_t v;
+	avro_value_iface_t *iface = NULL;
+	avro_reader_t rdr = NULL;
+	struct sw_ev_buf buf = {0};
+	avro_value_t v = {0};
 	json_t *out = NULL;
 
-	if (iface == NULL || avro_generic_value_new(iface, &v) != 0) {
+	if (sw_ev_json_write(def, fs, rd->defaults, 1, path, &buf, errstr, errlen) < 0)
+		goto out;
+	if ((iface = avro_generic_class_from_schema(fs)) == NULL ||
+	    avro_generic_value_new(iface, &v) != 0 ||
+	    (rdr = avro_reader_memory(buf.buf != NULL ? (const char *)buf.buf : "",
+				      (int64_t)buf.len)) == NULL ||
+	    avro_value_read(rdr, &v) != 0) {
 		sw_ev_err(errstr, errlen, "%s: avro: %s", path, avro_strerror());
 		goto out;
 	}
-	if (sw_ev_json_to_value(def, &v, rd->defaults, 1, path, errstr, errlen) == 0)
-		out = sw_ev_value_to_json(&v, 0, errstr, errlen);
-	avro_value_decref(&v);
+	out = sw_ev_value_to_json(&v, 0, errstr, errlen);
 out:
+	if (rdr != NULL)
+		avro_reader_free(rdr);
+	if (v.self != NULL)
+		avro_value_decref(&v);
 	if (iface != NULL)
 		avro_value_iface_decref(iface);
+	free(buf.buf);
 	return out;
 }
 

@@ -360,9 +360,20 @@ static const char *const migration_7 =
     "  END IF;"
     " END $$;";
 
+/*
+ * Migration 8: room on each page of runs for its row's next version. Every
+ * transition moves a run's rev (bump_revs), a column no index holds, so
+ * the new version can stay on its page without an entry in each of the
+ * table's indexes (a HOT update) when the page has room. Packed full, 44 %
+ * of them found none under load (pg_stat_user_tables, 3-step runs at 128
+ * in flight) and each wrote a new entry in all three indexes. Pages filled
+ * before this keep their fill until rewritten.
+ */
+static const char *const migration_8 = "ALTER TABLE runs SET (fillfactor = 80);";
+
 const struct sw_migration sched_migrations[] = {
     {1, migration_1}, {2, migration_2}, {3, migration_3}, {4, migration_4},
-    {5, migration_5}, {6, migration_6}, {7, migration_7},
+    {5, migration_5}, {6, migration_6}, {7, migration_7}, {8, migration_8},
 };
 const size_t sched_nmigrations = sizeof(sched_migrations) / sizeof(sched_migrations[0]);
 

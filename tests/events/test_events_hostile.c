@@ -6,7 +6,8 @@
  * parses, a clean result), never a crash, a hang or a huge allocation
  * (the sanitizer build runs this too). The header read in place (a writer
  * with today's header) must equal the header read through avro-c, or fail
- * with the same text, for every one of them.
+ * with the same text, for every one of them. And what our encoder writes
+ * is, byte for byte, what avro-c writes for the same value.
  */
 #include "ev_test.h"
 #include "events_int.h"
@@ -368,6 +369,200 @@ static void test_header_fields(struct sw_event_registry *r)
 	SW_CHECKF(direct_compared > before, "no header read in place (%zu)", direct_compared);
 }
 
+/* ---- our writer against avro-c's -------------------------------------------- */
+
+/* A random string of 0..299 bytes: ASCII, 2-, 3- and 4-byte UTF-8, and the
+ * characters JSON escapes. */
+static json_t *random_string(void)
+{
+	static const char *const bits[] = {"a",	 "Z", "0", " ", "\"", "\\",
+					   "\n", "é", "€", "😀", "{",  ","};
+	char buf[1400];
+	size_t n = next() % 300, len = 0;
+
+	for (size_t i = 0; i < n && len + 5 < sizeof(buf); i++) {
+		const char *b = bits[next() % (sizeof(bits) / sizeof(bits[0]))];
+
+		memcpy(buf + len, b, strlen(b));
+		len += strlen(b);
+	}
+	return json_stringn(buf, len);
+}
+
+/* Vary a sample: strings (not the header's, which are checked) get random
+ * text, integers random magnitudes, arrays more items. What the schema
+ * refuses then (an enum symbol, an int out of range) is skipped by the
+ * caller. */
+static void vary(json_t *j, int depth)
+{
+	const char *key;
+	json_t *v;
+	size_t i;
+
+	if (json_is_object(j)) {
+		json_object_foreach(j, key, v) {
+			if (depth == 0 && strcmp(key, "header") == 0)
+				continue;
+			if (json_is_string(v) && next() % 2)
+				json_object_set_new(j, key, random_string());
+			else if (json_is_integer(v))
+				json_object_set_new(
+				    j, key,
+				    json_integer((json_int_t)(next() >> (next() % 64)) *
+						 (next() % 2 ? 1 : -1)));
+			else
+				vary(v, depth + 1);
+		}
+	} else if (json_is_array(j)) {
+		size_t n = json_array_size(j), more = next() % 4;
+
+		for (i = 0; i < n; i++)
+			vary(json_array_get(j, i), depth + 1);
+		for (i = 0; n > 0 && i < more; i++)
+			json_array_append_new(j, json_deep_copy(json_array_get(j, 0)));
+		if (next() % 5 == 0)
+			json_array_clear(j);
+	}
+}
+
+/* A header of random words (step_id empty one time in three), and its
+ * JSON as the encoder's callers would have written it. */
+static json_t *random_header(struct sw_event_header *h, const char *type)
+{
+	static const char *const words[] = {
+	    "", "default", "r-1", "é€😀", "a\"b\\c", "0190b1a8-7b2c-7def-8abc-0123456789ab"};
+	const size_t nw = sizeof(words) / sizeof(words[0]);
+
+	sw_event_header_init(h, type, words[next() % nw]);
+	snprintf(h->tenant, sizeof(h->tenant), "%s", words[next() % nw]);
+	snprintf(h->run_id, sizeof(h->run_id), "%s", words[next() % nw]);
+	if (next() % 3 != 0)
+		snprintf(h->step_id, sizeof(h->step_id), "%s/s/%u", words[next() % nw],
+			 (unsigned)(next() % 1000));
+	if (next() % 2)
+		snprintf(h->trace_id, sizeof(h->trace_id), "%032x", (unsigned)next());
+	h->time_us = (int64_t)(next() >> 1) * (next() % 2 ? 1 : -1);
+	/* a field filled to its end, no NUL: read to the array's end */
+	if (next() % 4 == 0)
+		memset(h->step_id, 's', sizeof(h->step_id));
+	if (next() % 4 == 0)
+		memset(h->tenant, 't', sizeof(h->tenant));
+#define HS(f) h->f, strnlen(h->f, sizeof(h->f))
+	return json_pack("{s:s%,s:s%,s:I,s:s%,s:s%,s:o,s:s%,s:s%}", "event_id", HS(event_id),
+			 "type", HS(type), "time", (json_int_t)h->time_us, "tenant", HS(tenant),
+			 "run_id", HS(run_id), "step_id",
+			 h->step_id[0] ? json_stringn(HS(step_id)) : json_null(), "trace_id",
+			 HS(trace_id), "producer", HS(producer));
+#undef HS
+}
+
+/* The header given as a struct is written as its JSON would be. */
+static void same_as_json_header(struct sw_event_registry *r, const char *type, json_t *ev)
+{
+	struct sw_event_header h;
+	json_t *hj = random_header(&h, type), *jev = json_copy(ev);
+	void *a, *b;
+	size_t alen, blen;
+	char err[512], jerr[512];
+	int arc, brc;
+
+	json_object_set_new(jev, "header", hj);
+	arc = sw_event_encode(r, type, &h, ev, &a, &alen, err, sizeof(err));
+	brc = sw_event_encode(r, type, NULL, jev, &b, &blen, jerr, sizeof(jerr));
+	SW_CHECKF(arc == brc, "%s: struct header %d (%s), JSON header %d (%s)", type, arc, err,
+		  brc, jerr);
+	if (arc == 0) {
+		SW_CHECKF(alen == blen && memcmp(a, b, alen) == 0,
+			  "%s: the header struct written differs from its JSON's", type);
+		free(a);
+		free(b);
+	}
+	json_decref(jev);
+}
+
+/*
+ * sw_event_encode writes Avro's binary encoding itself, as it walks the
+ * JSON. Every message it makes must be exactly what avro-c writes for the
+ * same value: read each back into an avro-c value of the reader schema,
+ * write that with avro_value_write, and compare the bytes. Every type of
+ * the registry, both samples, and many variations of them.
+ */
+static void test_writer_is_avroc(struct sw_event_registry *r)
+{
+	size_t compared = 0;
+
+	for (size_t t = 0; t < r->nreaders; t++) {
+		struct sw_ev_reader *rd = &r->readers[t];
+
+		for (int k = 0; k < 202; k++) {
+			json_t *ev = ev_sample_event(r, rd->type, k % 2);
+			avro_value_t v;
+			avro_reader_t in;
+			avro_writer_t out;
+			char err[512], back[16384];
+			size_t len, blen;
+			void *msg;
+
+			if (k >= 2)
+				vary(ev, 0);
+			same_as_json_header(r, rd->type, ev);
+			if (sw_event_encode(r, rd->type, NULL, ev, &msg, &len, err, sizeof(err)) !=
+			    0) {
+				SW_CHECKF(k >= 2, "%s: the sample does not encode: %s", rd->type,
+					  err);
+				json_decref(ev);
+				continue;
+			}
+			SW_CHECK(len > SW_EV_PREFIX && len - SW_EV_PREFIX <= sizeof(back));
+			SW_CHECK(avro_generic_value_new(rd->iface, &v) == 0);
+			in = avro_reader_memory((const char *)msg + SW_EV_PREFIX,
+						(int64_t)(len - SW_EV_PREFIX));
+			SW_CHECKF(in != NULL && avro_value_read(in, &v) == 0, "%s: avro-c: %s",
+				  rd->type, avro_strerror());
+			out = avro_writer_memory(back, sizeof(back));
+			SW_CHECKF(out != NULL && avro_value_write(out, &v) == 0, "%s: avro-c: %s",
+				  rd->type, avro_strerror());
+			blen = (size_t)avro_writer_tell(out);
+			SW_CHECKF(blen == len - SW_EV_PREFIX &&
+				      memcmp(back, (char *)msg + SW_EV_PREFIX, blen) == 0,
+				  "%s (sample %d): our %zu bytes differ from avro-c's %zu",
+				  rd->type, k, len - SW_EV_PREFIX, blen);
+			compared++;
+			avro_writer_free(out);
+			avro_reader_free(in);
+			avro_value_decref(&v);
+			free(msg);
+			json_decref(ev);
+		}
+	}
+	{
+		struct sw_event_header h;
+		json_t *ev = ev_sample_event(r, "run.finished", 0);
+		char err[512];
+		void *m;
+		size_t len;
+
+		sw_event_header_init(&h, "run.finished", "p");
+		memcpy(h.run_id, "\xff\xfe", 3); /* not UTF-8 */
+		SW_CHECK(sw_event_encode(r, "run.finished", &h, ev, &m, &len, err, sizeof(err)) ==
+			 -1);
+		SW_CHECKF(strstr(err, "header.run_id") && strstr(err, "UTF-8"), "%s", err);
+		sw_event_header_init(&h, "run.started", "p");
+		SW_CHECK(sw_event_encode(r, "run.finished", &h, ev, &m, &len, err, sizeof(err)) ==
+			 -1);
+		SW_CHECKF(strstr(err, "is not the event type"), "%s", err);
+		sw_event_header_init(&h, "run.finished", "p");
+		memset(h.producer, 'p', sizeof(h.producer)); /* no NUL: read to its end */
+		SW_CHECK(sw_event_encode(r, "run.finished", &h, ev, &m, &len, err, sizeof(err)) ==
+			 0);
+		free(m);
+		json_decref(ev);
+	}
+	/* most variations must encode, or this tests little */
+	SW_CHECKF(compared > r->nreaders * 50, "only %zu messages compared", compared);
+	printf("writer: %zu messages byte for byte as avro-c writes them\n", compared);
+}
+
 int main(void)
 {
 	char err[512];
@@ -379,6 +574,7 @@ int main(void)
 	test_truncations(r);
 	test_huge_lengths(r);
 	test_flips(r);
+	test_writer_is_avroc(r);
 	sw_events_registry_destroy(r);
 	printf("events hostile: ok (%zu headers read both ways)\n", direct_compared);
 	return 0;
