@@ -403,8 +403,8 @@ static int put_union(struct enc *e, json_t *j, avro_schema_t s, int depth)
 
 static int put_value(struct enc *e, json_t *j, avro_schema_t s, int depth)
 {
-	uint8_t *b;
-	size_t n, i;
+	uint8_t *b = NULL;
+	size_t n = 0, i;
 	json_t *item;
 	const char *key;
 	int rc;
