@@ -1,7 +1,8 @@
 # shellcheck shell=bash
 # sw_bench_ticks WORK: "NAME TICKS" (utime + stime, in clock ticks) for each
 # process of the stack in WORK (tools/lib/stack.sh): every service, the
-# broker (its JIT compiler threads apart, "kafka:jit"), and PostgreSQL's processes summed by the role each backend serves
+# broker (its JIT compiler threads apart, "kafka:jit"), and PostgreSQL's
+# processes summed by the role each backend serves
 # ("postgres:sagewai_scheduler", ...; its own as "postgres:walwriter", ...).
 # Sourced by bench/steps/cpu and bench/steps/ab.
 sw_bench_ticks() {

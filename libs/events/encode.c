@@ -66,25 +66,21 @@ static int wrong(struct enc *e, const char *want, const json_t *j)
  * length. Once a field: no printf. */
 static size_t path_push(struct enc *e, const char *name, size_t idx)
 {
-	size_t n = strlen(e->path), k, room = sizeof(e->path) - 1 - n;
+	size_t old = strlen(e->path), n = old, k, room = sizeof(e->path) - 1 - n;
 
 	if (name == NULL) {
 		snprintf(e->path + n, sizeof(e->path) - n, "[%zu]", idx);
-		return n;
+		return old;
+	}
+	if (n > 0 && room > 0) {
+		e->path[n++] = '.';
+		room--;
 	}
 	k = strlen(name);
-	if (n > 0 && room > 0) {
-		e->path[n] = '.';
-		room--;
-		k = k < room ? k : room;
-		memcpy(e->path + n + 1, name, k);
-		e->path[n + 1 + k] = '\0';
-	} else {
-		k = k < room ? k : room;
-		memcpy(e->path + n, name, k);
-		e->path[n + k] = '\0';
-	}
-	return n;
+	k = k < room ? k : room;
+	memcpy(e->path + n, name, k);
+	e->path[n + k] = '\0';
+	return old;
 }
 
 static avro_schema_t skip_links(avro_schema_t s)
@@ -223,13 +219,16 @@ static int put_le(struct enc *e, uint64_t bits, size_t n)
 static int put_value(struct enc *e, json_t *j, avro_schema_t s, int depth);
 
 /* A header field's string: at most the array, and valid UTF-8. */
-static int put_hstr(struct enc *e, const char *p, size_t size)
+static int put_hstr(struct enc *e, const char *name, const char *p, size_t size)
 {
-	size_t n = strnlen(p, size);
+	size_t old = path_push(e, name, 0), n = strnlen(p, size);
 
 	if (!sw_utf8_valid(p, n))
 		return fail(e, "not valid UTF-8");
-	return put_bytes(e, p, n);
+	if (put_bytes(e, p, n) < 0)
+		return -1;
+	e->path[old] = '\0';
+	return 0;
 }
 
 /* step_id: the union's null when empty, else its string */
@@ -239,71 +238,23 @@ static int put_step_id(struct enc *e, const struct sw_event_header *h)
 		return put_long(e, 0);
 	if (put_long(e, 1) < 0)
 		return -1;
-	return put_hstr(e, h->step_id, sizeof(h->step_id));
+	return put_hstr(e, "step_id", h->step_id, sizeof(h->step_id));
 }
 
-/*
- * The header from its struct, as header_json would make it and
- * put_record write it: each field of the schema the struct has, with
- * step_id null when empty. header_direct_ok said the schema is the one
- * this knows, field by field.
- */
-static int put_header(struct enc *e, avro_schema_t s)
+/* The header from its struct, as header_json would make it and
+ * put_record write it. The reader's header is today's, field for field
+ * (rd->hdr_direct), so the fields go in its order. */
+static int put_header(struct enc *e)
 {
 	const struct sw_event_header *h = e->hs;
 
-	s = skip_links(s);
-	for (size_t i = 0; i < avro_schema_record_size(s); i++) {
-		const char *name = avro_schema_record_field_name(s, (int)i);
-		size_t old = path_push(e, name, 0);
-		int rc;
-
-		if (strcmp(name, "time") == 0)
-			rc = put_long(e, h->time_us);
-		else if (strcmp(name, "step_id") == 0)
-			rc = put_step_id(e, h);
-		else if (strcmp(name, "event_id") == 0)
-			rc = put_hstr(e, h->event_id, sizeof(h->event_id));
-		else if (strcmp(name, "type") == 0)
-			rc = put_hstr(e, h->type, sizeof(h->type));
-		else if (strcmp(name, "tenant") == 0)
-			rc = put_hstr(e, h->tenant, sizeof(h->tenant));
-		else if (strcmp(name, "run_id") == 0)
-			rc = put_hstr(e, h->run_id, sizeof(h->run_id));
-		else if (strcmp(name, "trace_id") == 0)
-			rc = put_hstr(e, h->trace_id, sizeof(h->trace_id));
-		else if (strcmp(name, "producer") == 0)
-			rc = put_hstr(e, h->producer, sizeof(h->producer));
-		else
-			rc = fail(e, "a header field the struct does not have");
-		if (rc < 0)
-			return -1;
-		e->path[old] = '\0';
-	}
-	return 0;
-}
-
-/* Whether the reader's header is the one put_header writes: strings,
- * time a long, step_id a union of null then string. */
-static int header_direct_ok(avro_schema_t rec)
-{
-	avro_schema_t s = skip_links(avro_schema_record_field_get(rec, "header"));
-	static const char *const strings[] = {"event_id", "type",     "tenant",
-					      "run_id",	  "trace_id", "producer"};
-	avro_schema_t f;
-
-	if (s == NULL || !is_avro_record(s) || avro_schema_record_size(s) != 8)
-		return 0;
-	for (size_t i = 0; i < sizeof(strings) / sizeof(strings[0]); i++)
-		if ((f = skip_links(avro_schema_record_field_get(s, strings[i]))) == NULL ||
-		    !is_avro_string(f))
-			return 0;
-	if ((f = skip_links(avro_schema_record_field_get(s, "time"))) == NULL || !is_avro_int64(f))
-		return 0;
-	f = skip_links(avro_schema_record_field_get(s, "step_id"));
-	return f != NULL && is_avro_union(f) && avro_schema_union_size(f) == 2 &&
-	       is_avro_null(skip_links(avro_schema_union_branch(f, 0))) &&
-	       is_avro_string(skip_links(avro_schema_union_branch(f, 1)));
+	if (put_hstr(e, "event_id", h->event_id, sizeof(h->event_id)) < 0 ||
+	    put_hstr(e, "type", h->type, sizeof(h->type)) < 0 || put_long(e, h->time_us) < 0 ||
+	    put_hstr(e, "tenant", h->tenant, sizeof(h->tenant)) < 0 ||
+	    put_hstr(e, "run_id", h->run_id, sizeof(h->run_id)) < 0 || put_step_id(e, h) < 0 ||
+	    put_hstr(e, "trace_id", h->trace_id, sizeof(h->trace_id)) < 0)
+		return -1;
+	return put_hstr(e, "producer", h->producer, sizeof(h->producer));
 }
 
 /* The defaults of record s (NULL: none), by its full name. */
@@ -326,18 +277,15 @@ static int put_record(struct enc *e, json_t *j, avro_schema_t s, int depth)
 	const char *key;
 	json_t *defs = NULL, *jv, *got[RECORD_FIELDS_MAX];
 	size_t nf = avro_schema_record_size(s), present = 0;
-	int looked = 0;
+	int looked = nf <= RECORD_FIELDS_MAX;
 
 	if (!json_is_object(j))
 		return wrong(e, "object", j);
 	/* every key of j must be a field: when fewer of the fields are in j
 	 * than j has keys, name the stranger */
-	if (nf <= RECORD_FIELDS_MAX) {
-		for (size_t i = 0; i < nf; i++) {
-			got[i] = json_object_get(j, avro_schema_record_field_name(s, (int)i));
-			present += got[i] != NULL;
-		}
-		looked = 1;
+	for (size_t i = 0; looked && i < nf; i++) {
+		got[i] = json_object_get(j, avro_schema_record_field_name(s, (int)i));
+		present += got[i] != NULL;
 	}
 	if (!looked || present != json_object_size(j)) {
 		json_object_foreach(j, key, jv) {
@@ -354,7 +302,7 @@ static int put_record(struct enc *e, json_t *j, avro_schema_t s, int depth)
 
 		/* the event's own header, given apart (sw_event_encode) */
 		if (depth == 0 && e->hs != NULL && strcmp(name, "header") == 0) {
-			if (put_header(e, avro_schema_record_field_get_by_index(s, (int)i)) < 0)
+			if (put_header(e) < 0)
 				return -1;
 			e->path[old] = '\0';
 			continue;
@@ -633,7 +581,7 @@ int sw_event_encode(struct sw_event_registry *r, const char *type, const struct 
 		sw_ev_err(errstr, errlen, "%s: the event must be a JSON object", type);
 		return -1;
 	}
-	if (h != NULL && header_direct_ok(rd->schema)) {
+	if (h != NULL && rd->hdr_direct) {
 		/* the struct written as it is: no JSON of it */
 		if (check_header_struct(h, type, errstr, errlen) < 0)
 			return -1;

@@ -44,6 +44,7 @@ struct sw_ev_reader {
 	avro_schema_t schema;
 	avro_value_iface_t *iface; /* generic class of schema */
 	json_t *defaults;	   /* record full name -> {field: default} */
+	int hdr_direct;		   /* its first field is today's header (registry.c) */
 };
 
 /* A schema messages may be written with: every reader, plus extras. */

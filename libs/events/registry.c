@@ -500,7 +500,8 @@ static int parse_schema(json_t *j, avro_schema_t *out, const char *what, char *e
 }
 
 /* Does writer schema ws begin with today's header, field for field? Its
- * header is then read in place (decode.c, header_direct). */
+ * header is then read in place (decode.c, header_direct), and a reader's
+ * written from the struct (encode.c, put_header). */
 static int header_is_current(avro_schema_t ws)
 {
 	static const struct {
@@ -655,6 +656,7 @@ struct sw_event_registry *sw_events_registry_new(char *errstr, size_t errlen)
 			sw_ev_err(errstr, errlen, "%s: avro: %s", a->file, avro_strerror());
 			goto fail;
 		}
+		rd->hdr_direct = header_is_current(rd->schema);
 		if (writers_grow(r) < 0)
 			goto oom;
 		ws = avro_schema_incref(rd->schema);
