@@ -43,6 +43,17 @@ static int store_preparable(const char *sql)
 	return 0;
 }
 
+/* sql is one the store was told to plan at each use (sw_store_plan_each). */
+static int store_plans_each(const struct sw_store *s, const char *sql, uint64_t h)
+{
+	size_t i;
+
+	for (i = 0; i < s->nplan_each; i++)
+		if (s->plan_each_hash[i] == h && strcmp(s->plan_each[i], sql) == 0)
+			return 1;
+	return 0;
+}
+
 static int store_prep_find(const struct store_conn *c, const char *sql, uint64_t h)
 {
 	size_t i;
@@ -201,8 +212,7 @@ static int store_send(struct store_conn *c, const char *sql, int nparams,
 		store_send_failed(c, "out of memory");
 		return -1;
 	}
-	if (cache && store_preparable(sql)) {
-		h = store_hash(sql);
+	if (cache && store_preparable(sql) && !store_plans_each(c->s, sql, h = store_hash(sql))) {
 		if ((pi = store_prep_find(c, sql, h)) < 0 &&
 		    (pi = store_prep_add(c, sql, h)) >= 0) {
 			if (!PQsendPrepare(c->conn, c->preps[pi].name, sql, 0, NULL)) {

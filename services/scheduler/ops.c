@@ -337,18 +337,18 @@ static int group_batch_arrays(struct group *g, const int *ok, int k)
 
 /*
  * The group's statements into st (room for every op's statements, one a
- * batch, one an answer each, and the outbox INSERT): the revision guards
- * first, then what each op sends as it planned it (a submit's inserts, a
- * step's other transitions), in op order, then the batches, so that a
- * batched update of a row follows what an op planned before it (a new
- * run's steps are inserted before the first is dispatched). Returns the
- * count, or -1 when out of memory.
+ * batch, the join setting, one an answer each, and the outbox INSERT): the
+ * revision guards first, then what each op sends as it planned it (a
+ * submit's inserts, a step's other transitions), in op order, then the
+ * join setting and the batches, so that a batched update of a row follows
+ * what an op planned before it (a new run's steps are inserted before the
+ * first is dispatched). Returns the count, or -1 when out of memory.
  */
 static long group_stmts(struct group *g, struct sw_store_stmt *st)
 {
 	static const enum sched_rows after[] = {SCHED_B_STEP_OK, SCHED_B_DISPATCH,
 						SCHED_B_RUN_END};
-	int ok[SCHED_GROUP_OPS], k;
+	int ok[SCHED_GROUP_OPS], k, joins = 0;
 	size_t cnt[SCHED_B_N] = {0}, i, j, nst = 0;
 	struct sched_tx *tx;
 
@@ -375,6 +375,12 @@ static long group_stmts(struct group *g, struct sw_store_stmt *st)
 	for (i = 0; i < sizeof(after) / sizeof(after[0]); i++) {
 		if (g->batched[after[i]] == 0)
 			continue;
+		if (!joins) { /* for the rest of the transaction (schema.c) */
+			st[nst].sql = sched_batch_joins_sql;
+			st[nst].nparams = 0;
+			st[nst++].params = NULL;
+			joins = 1;
+		}
 		st[nst].sql = sched_batch_stmts[after[i]].sql;
 		st[nst].nparams = sched_batch_stmts[after[i]].ncols;
 		st[nst++].params = (const char *const *)g->bparams[after[i]];
@@ -517,7 +523,7 @@ static void group_flush(struct sched_env *env)
 			for (j = 0; j < op->nev; j++)
 				g->evs[g->nev++] = op->ev[j];
 		}
-		if ((st = calloc(nst + 1 + g->n + SCHED_B_N, sizeof(*st))) == NULL ||
+		if ((st = calloc(nst + 2 + g->n + SCHED_B_N, sizeof(*st))) == NULL ||
 		    (each = calloc(g->n, sizeof(*each))) == NULL || (ns = group_stmts(g, st)) < 0)
 			goto fail;
 		nst = (size_t)ns;

@@ -304,6 +304,8 @@ enum sched_rows {
 	SCHED_B_N
 };
 extern const struct sched_batch_stmt sched_batch_stmts[SCHED_B_N];
+/* Sent before a group's batches: they join by nested loops only. */
+extern const char *const sched_batch_joins_sql;
 struct sched_tx {
 	struct sw_store_stmt st[SCHED_TX_STMTS];
 	unsigned char batch[SCHED_TX_STMTS]; /* enum sched_rows of each */

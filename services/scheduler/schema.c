@@ -371,9 +371,29 @@ static const char *const migration_7 =
  */
 static const char *const migration_8 = "ALTER TABLE runs SET (fillfactor = 80);";
 
+/*
+ * Migration 9: bump_revs finds its runs by primary key, whatever the size
+ * of runs. PL/pgSQL caches a statement's plan per connection; after five
+ * calls it keeps a generic one, made for arrays of a guessed length and
+ * runs as large as it was then. Made in a new database's first minute
+ * (before autovacuum's first ANALYZE) that was a hash join over a scan of
+ * all of runs, kept while runs grew, at every group commit. With the
+ * group's other batches alike, the scheduler's backends spent 1.09-1.24
+ * ms of CPU a 3-step run at 128 in flight, against 0.58-0.63 with plans by
+ * primary key (bench/steps/cpu, docs/BENCHMARKS.md). So it plans at every
+ * call, for the arrays given; and by nested loops only: planned afresh
+ * on a table of a few thousand rows without statistics, a hash join over
+ * a scan of it still looked cheaper than as many lookups by key as the
+ * arrays hold, and took 2-6 ms a statement. The other batches alike
+ * (main.c, sw_store_plan_each; ops.c, sched_batch_joins_sql).
+ */
+static const char *const migration_9 =
+    "ALTER FUNCTION bump_revs(uuid[], bigint[]) SET plan_cache_mode = force_custom_plan"
+    " SET enable_hashjoin = off SET enable_mergejoin = off;";
+
 const struct sw_migration sched_migrations[] = {
-    {1, migration_1}, {2, migration_2}, {3, migration_3}, {4, migration_4},
-    {5, migration_5}, {6, migration_6}, {7, migration_7}, {8, migration_8},
+    {1, migration_1}, {2, migration_2}, {3, migration_3}, {4, migration_4}, {5, migration_5},
+    {6, migration_6}, {7, migration_7}, {8, migration_8}, {9, migration_9},
 };
 const size_t sched_nmigrations = sizeof(sched_migrations) / sizeof(sched_migrations[0]);
 
@@ -383,8 +403,16 @@ const size_t sched_nmigrations = sizeof(sched_migrations) / sizeof(sched_migrati
  * group as one bump_rev fails its transition), the steps that succeeded,
  * the dispatches and the runs that ended. A statement costs PostgreSQL
  * about as much to start as to update its one row, so under load a group
- * of 64 transitions sends a few statements instead of some 200.
+ * of 64 transitions sends a few statements instead of some 200. Each is
+ * planned at each use, for the rows it holds (sw_store_plan_each, and
+ * migration 9 for bump_revs), and joined by nested loops only
+ * (sched_batch_joins_sql): the plan a connection would cache could be a
+ * scan of the whole table, made while it was small, and a fresh plan on a
+ * table without statistics may prefer the scan to many lookups by key.
  */
+const char *const sched_batch_joins_sql = "SELECT set_config('enable_hashjoin', 'off', true),"
+					  " set_config('enable_mergejoin', 'off', true)";
+
 const struct sched_batch_stmt sched_batch_stmts[SCHED_B_N] = {
     [SCHED_B_REV] = {"SELECT bump_revs($1::uuid[], $2::bigint[])", 2},
     [SCHED_B_STEP_OK] = {"UPDATE steps s SET state = 'succeeded', output = u.o, error = NULL,"
