@@ -221,6 +221,9 @@ int sched_config_load(struct sched_env *env, char *errstr, size_t errlen)
 	if (sw_config_number(env->envp, "SAGEWAI_PG_POOL", SCHED_PG_POOL_DEFAULT, 1, 64,
 			     &env->pg_pool, errstr, errlen) == -1)
 		return -1;
+	if (sw_config_number(env->envp, "SAGEWAI_GROUP_COMMITS", SCHED_GROUPS, 1, 64, &env->groups,
+			     errstr, errlen) == -1)
+		return -1;
 	if (sw_config_number(env->envp, "SAGEWAI_SNAPSHOT_CACHE", SCHED_SNAPC_DEFAULT, 0, 1000000,
 			     &env->snap_cache, errstr, errlen) == -1)
 		return -1;

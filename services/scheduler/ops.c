@@ -242,7 +242,7 @@ static void op_tx_cb(PGresult *res, const char *err, void *opaque)
 
 /*
  * Group commit. A planned transition (op->tx, its events in op->ev) joins
- * the queue; while fewer than SCHED_GROUPS groups are in flight, the queue
+ * the queue; while fewer than SAGEWAI_GROUP_COMMITS groups are in flight, the queue
  * goes out as one transaction: every op's statements (each guarded by its
  * run's rev), then one outbox INSERT of all their events. Under load the
  * queue fills while a group commits, so the outcomes of many runs share
@@ -508,7 +508,7 @@ static void group_flush(struct sched_env *env)
 	size_t i, j, nst = 0, neach;
 	long ns;
 
-	while (env->committing < SCHED_GROUPS && env->cq_head != NULL) {
+	while (env->committing < env->groups && env->cq_head != NULL) {
 		if ((g = calloc(1, sizeof(*g))) == NULL)
 			goto oom;
 		g->env = env;

@@ -98,7 +98,7 @@
  * with in its own transaction (ops.c); a larger one leaves the reads to
  * after its commit, on other connections, not lengthening it. */
 #define SCHED_GROUP_ANSWERS 4
-#define SCHED_GROUPS 1		/* group commits in flight at once */
+#define SCHED_GROUPS 1		/* group commits in flight at once (default) */
 #define SCHED_LOCK_BUCKETS 4096 /* hash chains of runs with an operation */
 #define SCHED_RUN_LIST 100
 #define SCHED_NAME_MAX 64	   /* a user's name, NUL included */
@@ -163,6 +163,7 @@ struct sched_env {
 	struct sw_bus_producer *producer;
 	struct sw_bus_consumer *consumer;
 	long long pg_pool;	      /* SAGEWAI_PG_POOL */
+	long long groups;	      /* SAGEWAI_GROUP_COMMITS: in flight at once */
 	int running;		      /* start succeeded */
 	int halted;		      /* sw_service_fatal: take no more work */
 
