@@ -41,10 +41,10 @@
  * the SELECT, INSERT, UPDATE, DELETE and WITH statements it sees (up to
  * 256 distinct sql strings per connection, matched by their exact text;
  * not those named to sw_store_plan_each) and executes them by name
- * afterwards, so the server parses and plans a
- * statement once per connection rather than once per use; this is
- * invisible to callers, except that an sql string should be a constant
- * with $n parameters rather than text with values spliced in.
+ * afterwards, so the server parses and plans a statement once per
+ * connection rather than once per use; this is invisible to callers,
+ * except that an sql string should be a constant with $n parameters
+ * rather than text with values spliced in.
  *
  * Hostnames in conninfo are resolved with a blocking getaddrinfo on
  * reconnect: prefer hostaddr= or a literal address where that matters.

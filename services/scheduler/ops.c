@@ -242,11 +242,12 @@ static void op_tx_cb(PGresult *res, const char *err, void *opaque)
 
 /*
  * Group commit. A planned transition (op->tx, its events in op->ev) joins
- * the queue; while fewer than SAGEWAI_GROUP_COMMITS groups are in flight, the queue
- * goes out as one transaction: every op's statements (each guarded by its
- * run's rev), then one outbox INSERT of all their events. Under load the
- * queue fills while a group commits, so the outcomes of many runs share
- * one COMMIT and one WAL flush; one at a time, an op commits at once.
+ * the queue; while fewer than SAGEWAI_GROUP_COMMITS (env->groups, 1 by
+ * default) groups are in flight, the queue goes out as one transaction:
+ * every op's statements (each guarded by its run's rev), then one outbox
+ * INSERT of all their events. Under load the queue fills while a group
+ * commits, so the outcomes of many runs share one COMMIT and one WAL
+ * flush; one at a time, an op commits at once.
  *
  * A group that fails (a rev guard tripped, a duplicate, any refused
  * statement) is rolled back whole: its ops read their runs again and
