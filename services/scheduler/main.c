@@ -44,7 +44,8 @@ static int sched_start(struct sw_service *svc, void *arg, char *err, size_t errl
 				       sched_nmigrations, (size_t)env->pg_pool, err, errlen);
 	if (env->store == NULL)
 		return -1;
-	/* a group's batches: planned for the rows they hold (schema.c) */
+	/* a group's batches: planned for the rows they hold (schema.c);
+	 * bump_revs plans its UPDATE so itself (migration 9) */
 	for (int k = SCHED_B_NONE + 1; k < SCHED_B_N; k++)
 		if (k != SCHED_B_REV &&
 		    sw_store_plan_each(env->store, sched_batch_stmts[k].sql) == -1) {

@@ -1670,13 +1670,14 @@ static void scenario_concurrent(void)
  * of row (revision guards, steps done, dispatches, runs ended) as one
  * statement of arrays: the words hold what a PostgreSQL array literal and
  * JSON must escape, and every output comes back as it went in. */
-static void scenario_batch(void)
+static void batch_runs(void)
 {
 	enum { N = 64 };
 	char *ids[N], input[160], word[64];
 	int i;
 
 	sched_start();
+	sched_extra[0] = NULL;
 	wait_ready();
 	register_wf(chain_yaml, NULL);
 	for (i = 0; i < N; i++) {
@@ -1712,6 +1713,26 @@ static void scenario_batch(void)
 	for (i = 0; i < N; i++)
 		free(ids[i]);
 	sched_stop(SIGTERM);
+}
+
+static void scenario_batch(void)
+{
+	batch_runs();
+}
+
+static void refuses_to_start(const char *needle);
+
+/* The same with four group commits in flight at once, each on its own
+ * connection (SAGEWAI_GROUP_COMMITS): every run as before, none retried.
+ * None in flight is no setting. */
+static void scenario_batch_groups(void)
+{
+	sched_extra[0] = "SAGEWAI_GROUP_COMMITS=0";
+	sched_extra[1] = NULL;
+	refuses_to_start("SAGEWAI_GROUP_COMMITS: '0' is not a number in 1..64");
+	sched_extra[0] = "SAGEWAI_GROUP_COMMITS=4";
+	sched_extra[1] = NULL;
+	batch_runs();
 }
 
 static int matches(const char *s, const char *re)
@@ -4057,6 +4078,7 @@ int main(int argc, char **argv)
 	    {"outbox", scenario_outbox},
 	    {"concurrent", scenario_concurrent},
 	    {"batch", scenario_batch},
+	    {"batch_groups", scenario_batch_groups},
 	    {"bad_input", scenario_bad_input},
 	    {"preview_gate", scenario_preview_gate},
 	    {"replay", scenario_replay},
