@@ -22,6 +22,7 @@
 #include <strings.h>
 
 #include "store_int.h"
+#include "sw_core.h"
 
 /* ---- prepared statements ---------------------------------------------- */
 
@@ -43,17 +44,6 @@ static int store_preparable(const char *sql)
 	return 0;
 }
 
-/* sql is one the store was told to plan at each use (sw_store_plan_each). */
-static int store_plans_each(const struct sw_store *s, const char *sql, uint64_t h)
-{
-	size_t i;
-
-	for (i = 0; i < s->nplan_each; i++)
-		if (s->plan_each_hash[i] == h && strcmp(s->plan_each[i], sql) == 0)
-			return 1;
-	return 0;
-}
-
 static int store_prep_find(const struct store_conn *c, const char *sql, uint64_t h)
 {
 	size_t i;
@@ -65,13 +55,27 @@ static int store_prep_find(const struct store_conn *c, const char *sql, uint64_t
 }
 
 /* A new, not yet ready entry, or -1 when the cache is full (or no memory:
- * the statement then simply goes unprepared). */
+ * the statement then simply goes unprepared). A full cache is a caller
+ * making statement texts without bound (a literal, a list of n values in
+ * the text): said once a connection, since every statement after it is
+ * then parsed and planned at each use. */
 static int store_prep_add(struct store_conn *c, const char *sql, uint64_t h)
 {
 	struct store_prep *p;
 
-	if (c->preps == NULL || c->nprep == STORE_PREP_MAX)
+	if (c->preps == NULL)
 		return -1;
+	if (c->nprep == STORE_PREP_MAX) {
+		if (!c->prep_full_said) {
+			c->prep_full_said = 1;
+			sw_log(
+			    SW_LOG_WARN,
+			    "prepared statement cache full: statements not yet prepared on this "
+			    "connection are planned at each use",
+			    "max", STORE_PREP_MAX_S, NULL);
+		}
+		return -1;
+	}
 	p = &c->preps[c->nprep];
 	if ((p->sql = strdup(sql)) == NULL)
 		return -1;
@@ -212,7 +216,8 @@ static int store_send(struct store_conn *c, const char *sql, int nparams,
 		store_send_failed(c, "out of memory");
 		return -1;
 	}
-	if (cache && store_preparable(sql) && !store_plans_each(c->s, sql, h = store_hash(sql))) {
+	if (cache && store_preparable(sql)) {
+		h = store_hash(sql);
 		if ((pi = store_prep_find(c, sql, h)) < 0 &&
 		    (pi = store_prep_add(c, sql, h)) >= 0) {
 			if (!PQsendPrepare(c->conn, c->preps[pi].name, sql, 0, NULL)) {

@@ -274,16 +274,6 @@ struct sw_store *sw_store_new(struct event_base *base, const char *conninfo, con
 	return sw_store_new_pool(base, conninfo, schema, migs, nmigs, 1, errstr, errlen);
 }
 
-int sw_store_plan_each(struct sw_store *s, const char *sql)
-{
-	if (s == NULL || sql == NULL || s->nplan_each == STORE_PLAN_EACH_MAX)
-		return -1;
-	if ((s->plan_each[s->nplan_each] = strdup(sql)) == NULL)
-		return -1;
-	s->plan_each_hash[s->nplan_each++] = store_hash(sql);
-	return 0;
-}
-
 void sw_store_destroy(struct sw_store *s)
 {
 	struct store_unit *u, *next;
@@ -309,8 +299,6 @@ void sw_store_destroy(struct sw_store *s)
 		}
 	}
 	free(s->conns);
-	for (i = 0; i < s->nplan_each; i++)
-		free(s->plan_each[i]);
 	if (s->sync_conn != NULL)
 		PQfinish(s->sync_conn);
 	free(s->conninfo);

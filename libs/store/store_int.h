@@ -26,7 +26,7 @@
 #define STORE_CONNECT_STEP_S 10 /* longest wait for one PQconnectPoll step */
 #define STORE_POOL_MAX 64
 #define STORE_PREP_MAX 256 /* prepared statements per connection */
-#define STORE_PLAN_EACH_MAX 16 /* sql strings never prepared (sw_store_plan_each) */
+#define STORE_PREP_MAX_S "256"
 
 struct store_stmt {
 	char *sql;
@@ -103,6 +103,7 @@ struct store_conn {
 
 	struct store_prep *preps; /* STORE_PREP_MAX slots */
 	size_t nprep;
+	int prep_full_said;	/* the cache-full warning was logged */
 	unsigned long prep_seq; /* names: sw_<seq>, never reused on a connection */
 };
 
@@ -116,9 +117,6 @@ struct sw_store {
 	size_t nconns;
 	size_t npending; /* over all connections */
 	size_t rr;	 /* where the next least-loaded search starts */
-	char *plan_each[STORE_PLAN_EACH_MAX]; /* sw_store_plan_each's */
-	uint64_t plan_each_hash[STORE_PLAN_EACH_MAX];
-	size_t nplan_each;
 };
 
 /* store.c */

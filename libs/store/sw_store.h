@@ -39,12 +39,14 @@
  * Statements go through the extended protocol, so each sql string holds
  * exactly one statement; COPY is not supported. Each connection prepares
  * the SELECT, INSERT, UPDATE, DELETE and WITH statements it sees (up to
- * 256 distinct sql strings per connection, matched by their exact text;
- * not those named to sw_store_plan_each) and executes them by name
- * afterwards, so the server parses and plans a statement once per
- * connection rather than once per use; this is invisible to callers,
- * except that an sql string should be a constant with $n parameters
- * rather than text with values spliced in.
+ * 256 distinct sql strings per connection, matched by their exact text)
+ * and executes them by name afterwards, so the server parses and plans a
+ * statement once per connection rather than once per use; this is
+ * invisible to callers, except that an sql string should be a constant
+ * with $n parameters rather than text with values spliced in, or a list
+ * whose length varies (an array parameter instead): once 256 texts filled
+ * a connection's cache, the statements it has not seen yet are parsed
+ * and planned at each use there (logged once a connection).
  *
  * Hostnames in conninfo are resolved with a blocking getaddrinfo on
  * reconnect: prefer hostaddr= or a literal address where that matters.
@@ -89,18 +91,6 @@ struct sw_store *sw_store_new(struct event_base *base, const char *conninfo, con
 struct sw_store *sw_store_new_pool(struct event_base *base, const char *conninfo,
 				   const char *schema, const struct sw_migration *migs,
 				   size_t nmigs, size_t npool, char *errstr, size_t errlen);
-/* Never prepare sql (matched by its text) on this store's connections:
- * the server parses and plans it at each use, for the values of its
- * parameters (the unnamed statement). For a statement whose best plan
- * depends on them, such as a join of a table with unnest($1) of an array
- * whose length varies: the plan a connection caches is made once, for an
- * array of a guessed length and the table as large as it was then, and
- * one made while the table was small (a hash join over a scan of every
- * row) stays in use as the table grows, until something (an ANALYZE)
- * invalidates it. Planning costs a fraction of a millisecond: for a
- * statement run once per many rows. At most 16 strings; 0, or -1 (full,
- * or out of memory). Call it before queuing work. */
-int sw_store_plan_each(struct sw_store *s, const char *sql);
 
 /* Close the connections and drop queued units WITHOUT calling their
  * callbacks (wait for sw_store_pending() == 0 for a clean stop). Never

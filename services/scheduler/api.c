@@ -902,7 +902,7 @@ static void run_get(struct api_req *a)
 {
 	const char *params[2] = {a->id, a->tenant};
 
-	if (sw_store_query(a->env->store, sched_run_json_sql, 2, params, run_get_cb, a) == -1) {
+	if (sched_run_read(a->env, params, run_get_cb, a) == -1) {
 		sw_http_reply_error(a->req, 503, "unavailable", "store unavailable");
 		api_req_free(a);
 	}

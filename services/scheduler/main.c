@@ -44,14 +44,6 @@ static int sched_start(struct sw_service *svc, void *arg, char *err, size_t errl
 				       sched_nmigrations, (size_t)env->pg_pool, err, errlen);
 	if (env->store == NULL)
 		return -1;
-	/* a group's batches: planned for the rows they hold (schema.c);
-	 * bump_revs plans its UPDATE so itself (migration 9) */
-	for (int k = SCHED_B_NONE + 1; k < SCHED_B_N; k++)
-		if (k != SCHED_B_REV &&
-		    sw_store_plan_each(env->store, sched_batch_stmts[k].sql) == -1) {
-			snprintf(err, errlen, "out of memory");
-			return -1;
-		}
 	if (sched_producer_start(env, err, errlen) == -1 ||
 	    sched_outbox_start(env, err, errlen) == -1 ||
 	    sched_identity_start(env, err, errlen) == -1 ||

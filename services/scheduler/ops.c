@@ -259,10 +259,10 @@ struct group {
 	size_t n;
 	struct sched_event evs[SCHED_GROUP_OPS * SCHED_OP_EVENTS]; /* borrowed from ops */
 	size_t nev;
-	char *ob_sql;
 	char **ob_params;
 	char *bparams[SCHED_B_N][SCHED_BATCH_COLS]; /* the batched statements' arrays */
 	size_t batched[SCHED_B_N];		    /* rows of each (0: not sent batched) */
+	int key_plans;				    /* sched_key_plans_sql is in st */
 };
 
 static void group_flush(struct sched_env *env);
@@ -271,8 +271,7 @@ static void group_free(struct group *g)
 {
 	int k, c;
 
-	if (g->ob_sql != NULL)
-		sched_outbox_sql_free(g->ob_sql, g->ob_params, g->nev);
+	sched_outbox_params_free(g->ob_params);
 	free(g->ob_params);
 	for (k = 0; k < SCHED_B_N; k++)
 		for (c = 0; c < SCHED_BATCH_COLS; c++)
@@ -338,10 +337,10 @@ static int group_batch_arrays(struct group *g, const int *ok, int k)
 
 /*
  * The group's statements into st (room for every op's statements, one a
- * batch, the join setting, one an answer each, and the outbox INSERT): the
+ * batch, the plan settings, one an answer each, and the outbox INSERT): the
  * revision guards first, then what each op sends as it planned it (a
  * submit's inserts, a step's other transitions), in op order, then the
- * join setting and the batches, so that a batched update of a row follows
+ * plan settings and the batches, so that a batched update of a row follows
  * what an op planned before it (a new run's steps are inserted before the
  * first is dispatched). Returns the count, or -1 when out of memory.
  */
@@ -349,7 +348,7 @@ static long group_stmts(struct group *g, struct sw_store_stmt *st)
 {
 	static const enum sched_rows after[] = {SCHED_B_STEP_OK, SCHED_B_DISPATCH,
 						SCHED_B_RUN_END};
-	int ok[SCHED_GROUP_OPS], k, joins = 0;
+	int ok[SCHED_GROUP_OPS], k;
 	size_t cnt[SCHED_B_N] = {0}, i, j, nst = 0;
 	struct sched_tx *tx;
 
@@ -376,11 +375,11 @@ static long group_stmts(struct group *g, struct sw_store_stmt *st)
 	for (i = 0; i < sizeof(after) / sizeof(after[0]); i++) {
 		if (g->batched[after[i]] == 0)
 			continue;
-		if (!joins) { /* for the rest of the transaction (schema.c) */
-			st[nst].sql = sched_batch_joins_sql;
+		if (!g->key_plans) { /* for the rest of the transaction (schema.c) */
+			st[nst].sql = sched_key_plans_sql;
 			st[nst].nparams = 0;
 			st[nst++].params = NULL;
-			joins = 1;
+			g->key_plans = 1;
 		}
 		st[nst].sql = sched_batch_stmts[after[i]].sql;
 		st[nst].nparams = sched_batch_stmts[after[i]].ncols;
@@ -535,7 +534,14 @@ static void group_flush(struct sched_env *env)
 			if (g->n > SCHED_GROUP_ANSWERS || !op->finished_run ||
 			    (t = sched_wait_tenant(env, op->run_id)) == NULL)
 				continue;
-			/* after every statement of the group: it sees the op's */
+			/* after every statement of the group: it sees the op's;
+			 * planned as the run read always is (sched_run_read) */
+			if (!g->key_plans) {
+				st[nst].sql = sched_key_plans_sql;
+				st[nst].nparams = 0;
+				st[nst++].params = NULL;
+				g->key_plans = 1;
+			}
 			snprintf(op->answer_tenant, sizeof(op->answer_tenant), "%s", t);
 			op->answer_params[0] = op->run_id;
 			op->answer_params[1] = op->answer_tenant;
@@ -547,11 +553,11 @@ static void group_flush(struct sched_env *env)
 			each[neach++].opaque = op;
 		}
 		if (g->nev > 0) {
-			if ((g->ob_params = calloc(4 * g->nev, sizeof(*g->ob_params))) == NULL ||
-			    sched_outbox_sql(g->evs, g->nev, &g->ob_sql, g->ob_params) == -1)
+			if ((g->ob_params = calloc(4, sizeof(*g->ob_params))) == NULL ||
+			    sched_outbox_params(g->evs, g->nev, g->ob_params) == -1)
 				goto fail;
-			st[nst].sql = g->ob_sql;
-			st[nst].nparams = (int)(4 * g->nev);
+			st[nst].sql = sched_outbox_insert_sql;
+			st[nst].nparams = 4;
 			st[nst].params = (const char *const *)g->ob_params;
 			nst++;
 		}

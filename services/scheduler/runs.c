@@ -66,14 +66,13 @@ void sched_tx_outbox(struct sched_tx *t, const struct sched_event *evs, size_t n
 	if (n == 0)
 		return;
 	if (t->n == SCHED_TX_STMTS || t->ob_params != NULL ||
-	    (t->ob_params = calloc(4 * n, sizeof(*t->ob_params))) == NULL ||
-	    sched_outbox_sql(evs, n, &t->ob_sql, t->ob_params) == -1) {
+	    (t->ob_params = calloc(4, sizeof(*t->ob_params))) == NULL ||
+	    sched_outbox_params(evs, n, t->ob_params) == -1) {
 		t->oom = 1;
 		return;
 	}
-	t->ob_n = n;
-	t->st[t->n].sql = t->ob_sql;
-	t->st[t->n].nparams = (int)(4 * n);
+	t->st[t->n].sql = sched_outbox_insert_sql;
+	t->st[t->n].nparams = 4;
 	t->st[t->n].params = (const char *const *)t->ob_params;
 	t->n++;
 }
@@ -84,8 +83,7 @@ void sched_tx_free(struct sched_tx *t)
 
 	for (i = 0; i < t->nown; i++)
 		free(t->own[i]);
-	if (t->ob_sql != NULL)
-		sched_outbox_sql_free(t->ob_sql, t->ob_params, t->ob_n);
+	sched_outbox_params_free(t->ob_params);
 	free(t->ob_params);
 	memset(t, 0, sizeof(*t));
 }

@@ -305,8 +305,13 @@ enum sched_rows {
 	SCHED_B_N
 };
 extern const struct sched_batch_stmt sched_batch_stmts[SCHED_B_N];
-/* Sent before a group's batches: they join by nested loops only. */
-extern const char *const sched_batch_joins_sql;
+/* Sent before a group's batches and the run read: one generic plan each,
+ * lookups by key (schema.c). */
+extern const char *const sched_key_plans_sql;
+/* sched_run_json_sql for params {run id, tenant}, after sched_key_plans_sql
+ * in one read-only transaction: cb gets its row (none: no such run). */
+int sched_run_read(struct sched_env *env, const char *const params[2], sw_store_cb cb,
+		   void *opaque);
 struct sched_tx {
 	struct sw_store_stmt st[SCHED_TX_STMTS];
 	unsigned char batch[SCHED_TX_STMTS]; /* enum sched_rows of each */
@@ -315,9 +320,7 @@ struct sched_tx {
 	size_t npv;
 	char *own[SCHED_TX_PARAMS]; /* strings to free with the tx */
 	size_t nown;
-	char *ob_sql; /* the outbox INSERT */
-	char **ob_params; /* its 4 * ob_n parameters (owned) */
-	size_t ob_n;
+	char **ob_params; /* the outbox INSERT's 4 parameters (owned) */
 	int oom;
 };
 
@@ -538,11 +541,13 @@ int sched_event_build(struct sched_env *env, struct sched_event *ev, const char 
 		      const char *tenant, const char *run_id, const char *step_id, json_t *fields,
 		      char *errstr, size_t errlen);
 void sched_event_clear(struct sched_event *ev);
-/* The outbox INSERT for evs (last statement of a transaction; n at most
- * SCHED_OUTBOX_MAX): sql and 4 * n params, malloc'd into *sql and params[]
- * (the caller frees them with sched_outbox_sql_free). */
-int sched_outbox_sql(const struct sched_event *evs, size_t n, char **sql, char **params);
-void sched_outbox_sql_free(char *sql, char **params, size_t n);
+/* The outbox INSERT (last statement of a transaction) and its 4 parameters
+ * for evs (n at most SCHED_OUTBOX_MAX): arrays of ids, topics, keys and hex
+ * payloads, malloc'd into params[0..3] (the caller frees them with
+ * sched_outbox_params_free). 0, or -1 out of memory (none left set). */
+extern const char *const sched_outbox_insert_sql;
+int sched_outbox_params(const struct sched_event *evs, size_t n, char **params);
+void sched_outbox_params_free(char **params);
 /* A transaction with evs committed; res holds RETURNING seq, event_id. */
 void sched_outbox_committed(struct sched_env *env, PGresult *res, const struct sched_event *evs,
 			    size_t n);

@@ -361,7 +361,7 @@ static void stream_read(struct sched_stream *s)
 		return;
 	}
 	s->reading = 1;
-	if (sw_store_query(s->env->store, sched_run_json_sql, 2, params, read_cb, s) == -1)
+	if (sched_run_read(s->env, params, read_cb, s) == -1)
 		s->reading = 0;
 }
 

@@ -62,7 +62,7 @@ static void test_seqset(void)
 static void test_outbox_sql(void)
 {
 	struct sched_event ev[2];
-	char *sql, *params[8];
+	char *params[4];
 	uint8_t payload[3] = {0xc3, 0x01, 0xff};
 
 	memset(ev, 0, sizeof(ev));
@@ -72,23 +72,27 @@ static void test_outbox_sql(void)
 	ev[0].buf = payload;
 	ev[0].len = sizeof(payload);
 	ev[1] = ev[0];
+	snprintf(ev[1].id, sizeof(ev[1].id), "01890000-0000-7000-8000-000000000002");
 	ev[1].topic = SW_TOPIC_STEPS;
+	snprintf(ev[1].key, sizeof(ev[1].key), "a \"key\", \\ {odd}");
 	ev[1].len = 0;
-	SW_CHECK(sched_outbox_sql(ev, 2, &sql, params) == 0);
-	SW_CHECKF(strstr(sql,
-			 "($1::uuid, $2, $3, decode($4, 'hex')), "
-			 "($5::uuid, $6, $7, decode($8, 'hex')) ON CONFLICT (event_id)") != NULL,
-		  "%s", sql);
-	SW_CHECK(strstr(sql, "RETURNING seq, event_id::text") != NULL);
-	SW_CHECK(strcmp(params[0], ev[0].id) == 0);
-	SW_CHECK(strcmp(params[1], "sagewai.runs") == 0);
-	SW_CHECK(strcmp(params[5], "sagewai.steps") == 0);
-	SW_CHECK(strcmp(params[3], "c301ff") == 0);
-	SW_CHECK(strcmp(params[7], "") == 0);
-	sched_outbox_sql_free(sql, params, 2);
-	SW_CHECK(params[0] == NULL);
-	SW_CHECK(sched_outbox_sql(ev, 0, &sql, params) == -1);
-	SW_CHECK(sched_outbox_sql(ev, SCHED_OUTBOX_MAX + 1, &sql, params) == -1);
+	/* one text for any count: each connection prepares it once */
+	SW_CHECK(strstr(sched_outbox_insert_sql, "unnest($1::uuid[], $2::text[], $3::text[], "
+						 "$4::text[])") != NULL);
+	SW_CHECK(strstr(sched_outbox_insert_sql, "RETURNING seq, event_id::text") != NULL);
+	SW_CHECK(sched_outbox_params(ev, 2, params) == 0);
+	SW_CHECKF(strcmp(params[0], "{\"01890000-0000-7000-8000-000000000001\","
+				    "\"01890000-0000-7000-8000-000000000002\"}") == 0,
+		  "%s", params[0]);
+	SW_CHECKF(strcmp(params[1], "{\"sagewai.runs\",\"sagewai.steps\"}") == 0, "%s", params[1]);
+	SW_CHECKF(strcmp(params[2], "{\"01890000-0000-7000-8000-00000000000a\","
+				    "\"a \\\"key\\\", \\\\ {odd}\"}") == 0,
+		  "%s", params[2]);
+	SW_CHECKF(strcmp(params[3], "{c301ff,\"\"}") == 0, "%s", params[3]);
+	sched_outbox_params_free(params);
+	SW_CHECK(params[0] == NULL && params[3] == NULL);
+	SW_CHECK(sched_outbox_params(ev, 0, params) == -1 && params[0] == NULL);
+	SW_CHECK(sched_outbox_params(ev, SCHED_OUTBOX_MAX + 1, params) == -1);
 }
 
 int main(void)
