@@ -165,12 +165,25 @@ static const char *const migration_5 =
 	" END $$;"
 	"GRANT EXECUTE ON FUNCTION input_matches(text, text[]) TO PUBLIC;";
 
+/*
+ * Migration 6: input_matches finds the MACs by the index of active
+ * versions whatever the size of versions. PL/pgSQL keeps its query's plan
+ * for the session; made while versions was small, the planner chose a
+ * hash join over a scan of all of versions (cheaper than ten lookups, its
+ * guess of the array's length, on a few hundred rows) and kept it as the
+ * table grew: with 20,000 versions 3.6 ms a call against 14 us by the
+ * index, and 0.19 ms against 0.02 already at 1,000 (a PL/pgSQL loop of
+ * 5,000 calls each, docs/BENCHMARKS.md "Statements planned at every
+ * call"). Every submit whose input holds a string calls it. So it plans
+ * once a session, generic, by nested loops and index scans only.
+ */
+static const char *const migration_6 =
+    "ALTER FUNCTION input_matches(text, text[]) SET plan_cache_mode = force_generic_plan"
+    " SET enable_seqscan = off SET enable_hashjoin = off SET enable_mergejoin = off;";
+
 const struct sw_migration id_migrations[] = {
-	{1, migration_1},
-	{2, migration_2},
-	{3, migration_3},
-	{4, migration_4},
-	{5, migration_5},
+    {1, migration_1}, {2, migration_2}, {3, migration_3},
+    {4, migration_4}, {5, migration_5}, {6, migration_6},
 };
 const size_t id_nmigrations = sizeof(id_migrations) / sizeof(id_migrations[0]);
 

@@ -1961,6 +1961,61 @@ static void t_prune(void)
  * record written (the records of answers delivered while a batch is being
  * written go in the next batch, bus.c), and a seal of the first and the
  * last finds its record. */
+/* input_matches keeps finding MACs by the index once versions grew after
+ * its plan was made (migration 6). One session: its plan made on a table
+ * of 1,000 versions, 19,000 more added (autovacuum off: no ANALYZE to
+ * replan it), then a call must not have scanned versions whole
+ * (pg_stat_xact_user_tables, this transaction's own counts). Fails without
+ * migration 6: the cached plan is a hash join over a scan of versions. */
+static void t_matches(void)
+{
+	PGconn *c;
+	PGresult *r;
+	int i;
+
+	setup("matches");
+	id_start();
+	SW_CHECK(put_secret("default", "gh", marker("matches"), NULL) == 1);
+	c = PQconnectdb(db_dsn);
+	SW_REQUIRE(PQstatus(c) == CONNECTION_OK, "connect: %s", PQerrorMessage(c));
+	PQclear(PQexec(c, "ALTER TABLE identity.versions SET (autovacuum_enabled = false)"));
+	r = PQexec(c, "INSERT INTO identity.versions (tenant, name, version, mac)"
+		      " SELECT 'default', 'gh', g, sha256(g::text::bytea)"
+		      " FROM generate_series(2, 1001) g; ANALYZE identity.versions");
+	SW_REQUIRE(PQresultStatus(r) == PGRES_COMMAND_OK, "insert: %s", PQerrorMessage(c));
+	PQclear(r);
+	for (i = 0; i < 8; i++) {
+		r = PQexec(c, "SELECT identity.input_matches('default', ARRAY['00', '01'])");
+		SW_REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK &&
+			       strcmp(PQgetvalue(r, 0, 0), "f") == 0,
+			   "input_matches on 1,000 versions: %s", PQerrorMessage(c));
+		PQclear(r);
+	}
+	r = PQexec(c, "INSERT INTO identity.versions (tenant, name, version, mac)"
+		      " SELECT 'default', 'gh', g, sha256(g::text::bytea)"
+		      " FROM generate_series(1002, 20001) g");
+	SW_REQUIRE(PQresultStatus(r) == PGRES_COMMAND_OK, "insert: %s", PQerrorMessage(c));
+	PQclear(r);
+	PQclear(PQexec(c, "BEGIN"));
+	r = PQexec(c, "SELECT identity.input_matches('default',"
+		      " ARRAY[encode(sha256('777'::bytea), 'hex'), '00'])");
+	SW_REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), "t") == 0,
+		   "input_matches does not find an active version's MAC: %s", PQerrorMessage(c));
+	PQclear(r);
+	r = PQexec(c, "SELECT seq_scan, idx_scan FROM pg_stat_xact_user_tables"
+		      " WHERE schemaname = 'identity' AND relname = 'versions'");
+	SW_REQUIRE(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "stats: %s",
+		   PQerrorMessage(c));
+	SW_REQUIRE(strcmp(PQgetvalue(r, 0, 0), "0") == 0 && strcmp(PQgetvalue(r, 0, 1), "0") != 0,
+		   "input_matches scanned versions whole after it grew (seq %s, index %s):"
+		   " a plan made while it was small",
+		   PQgetvalue(r, 0, 0), PQgetvalue(r, 0, 1));
+	PQclear(r);
+	PQclear(PQexec(c, "COMMIT"));
+	PQfinish(c);
+	id_stop();
+}
+
 static void t_records(void)
 {
 	enum { N = 64 };
@@ -2005,10 +2060,10 @@ static void t_records(void)
 }
 
 static const struct sw_test_scenario scenarios[] = {
-    {"kill9", t_kill9},	    {"config", t_config},   {"api", t_api},	{"auth", t_auth},
-    {"cascade", t_cascade}, {"builtin", t_builtin}, {"rekey", t_rekey}, {"vault", t_vault},
-    {"cache", t_cache},	    {"hostile", t_hostile}, {"grant", t_grant}, {"pins", t_pins},
-    {"prune", t_prune},	    {"records", t_records},
+    {"kill9", t_kill9},	    {"config", t_config},   {"api", t_api},	    {"auth", t_auth},
+    {"cascade", t_cascade}, {"builtin", t_builtin}, {"rekey", t_rekey},	    {"vault", t_vault},
+    {"cache", t_cache},	    {"hostile", t_hostile}, {"grant", t_grant},	    {"pins", t_pins},
+    {"prune", t_prune},	    {"records", t_records}, {"matches", t_matches},
 };
 
 int main(int argc, char **argv)
