@@ -267,6 +267,18 @@ struct group {
 
 static void group_flush(struct sched_env *env);
 
+/* sched_key_plans_sql into st at *nst, once a group: for the rest of its
+ * transaction (schema.c). */
+static void group_key_plans(struct group *g, struct sw_store_stmt *st, size_t *nst)
+{
+	if (g->key_plans)
+		return;
+	st[*nst].sql = sched_key_plans_sql;
+	st[*nst].nparams = 0;
+	st[(*nst)++].params = NULL;
+	g->key_plans = 1;
+}
+
 static void group_free(struct group *g)
 {
 	int k, c;
@@ -375,12 +387,7 @@ static long group_stmts(struct group *g, struct sw_store_stmt *st)
 	for (i = 0; i < sizeof(after) / sizeof(after[0]); i++) {
 		if (g->batched[after[i]] == 0)
 			continue;
-		if (!g->key_plans) { /* for the rest of the transaction (schema.c) */
-			st[nst].sql = sched_key_plans_sql;
-			st[nst].nparams = 0;
-			st[nst++].params = NULL;
-			g->key_plans = 1;
-		}
+		group_key_plans(g, st, &nst);
 		st[nst].sql = sched_batch_stmts[after[i]].sql;
 		st[nst].nparams = sched_batch_stmts[after[i]].ncols;
 		st[nst++].params = (const char *const *)g->bparams[after[i]];
@@ -536,12 +543,7 @@ static void group_flush(struct sched_env *env)
 				continue;
 			/* after every statement of the group: it sees the op's;
 			 * planned as the run read always is (sched_run_read) */
-			if (!g->key_plans) {
-				st[nst].sql = sched_key_plans_sql;
-				st[nst].nparams = 0;
-				st[nst++].params = NULL;
-				g->key_plans = 1;
-			}
+			group_key_plans(g, st, &nst);
 			snprintf(op->answer_tenant, sizeof(op->answer_tenant), "%s", t);
 			op->answer_params[0] = op->run_id;
 			op->answer_params[1] = op->answer_tenant;

@@ -424,7 +424,7 @@ static void delete_cb(PGresult *res, const char *err, void *opaque)
  * next durable commit makes it durable too. */
 static void relay_delete(struct sched_env *env)
 {
-	struct sw_store_stmt st[2] = {{0}};
+	struct sw_store_stmt st[3] = {{0}};
 	struct delete_ctx *d;
 	const char *params[1];
 	size_t i, n, len = 0;
@@ -454,17 +454,16 @@ static void relay_delete(struct sched_env *env)
 	lit[len++] = '}';
 	lit[len] = '\0';
 	params[0] = lit;
-	/* and one plan a connection, by key: left to choose, a connection
-	 * planned it at a third of the calls (its cost against the average of
-	 * the custom plans it made so far) */
-	st[0].sql = "SELECT set_config('synchronous_commit', 'off', true),"
-		    " set_config('enable_seqscan', 'off', true),"
-		    " set_config('plan_cache_mode', 'force_generic_plan', true)";
-	st[1].sql = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])";
-	st[1].nparams = 1;
-	st[1].params = params;
+	st[0].sql = SCHED_LAZY_SQL;
+	/* one plan a connection, by key: left to choose, a connection planned
+	 * it at a third of the calls (its cost against the average of the
+	 * custom plans it made so far) */
+	st[1].sql = sched_key_plans_sql;
+	st[2].sql = "DELETE FROM outbox WHERE seq = ANY($1::bigint[])";
+	st[2].nparams = 1;
+	st[2].params = params;
 	env->deleting = 1;
-	if (sw_store_tx(env->store, st, 2, delete_cb, d) == -1) {
+	if (sw_store_tx(env->store, st, 3, delete_cb, d) == -1) {
 		env->deleting = 0;
 		for (i = 0; i < n; i++)
 			sched_seqset_del(&env->inflight, d->seqs[i]);

@@ -231,11 +231,11 @@ static void test_each(struct event_base *base, struct sw_store *s)
 	SW_CHECK(sw_store_pending(s) == 0);
 }
 
-/* ---- plan each -------------------------------------------------------- */
+/* ---- the cache of prepared statements ---------------------------------- */
 
 /* More statement texts than the cache holds: each still answers, the
- * cache stops at its size (the rest go unprepared, planned at each use) and
- * the store says so once. A caller that makes texts without bound (the
+ * cache stops at its size (the rest go unprepared, planned at each use;
+ * the store logs that once a connection). A caller that makes texts without bound (the
  * scheduler's outbox INSERT had one per event count) fills it. */
 static void test_prep_full(struct event_base *base, struct sw_store *s)
 {
