@@ -11,8 +11,18 @@
                                     in every backend) count once
   lib.py tree PID...                every thread id of the PIDs and of all
                                     their descendants
-  lib.py syncs STRACE_FILE...       fsync+fdatasync+sync_file_range calls
-                                    counted by `strace -c` in the files
+  lib.py pids PID...                the PIDs and all their descendants
+                                    (process ids, one a line)
+  lib.py now                        CLOCK_MONOTONIC in seconds
+  lib.py perf-syncs PERF_DATA PIDFILE T0 T1
+                                    the sync calls `perf record` saw (its
+                                    syscalls:sys_enter_* tracepoints, the
+                                    whole machine) made by a process listed
+                                    in PIDFILE: "syncs N", then "by NAME N"
+                                    for each process name
+  lib.py syncs FILE...              fsync+fdatasync+sync_file_range calls
+                                    in the files: strace -c tables, or the
+                                    "syncs N" line of perf-syncs
   lib.py report WORK ROUNDS PEERS   the JSON lines of the run (see run)
 """
 import json
@@ -89,6 +99,56 @@ def tree(roots):
     print(" ".join(str(x) for x in tids))
 
 
+def pids(roots):
+    for p in sorted(descendants(proc_table(), roots)):
+        print(p)
+
+
+def perf_syncs(data, pidfile, t0, t1):
+    """Count the sync calls in a `perf record -a -k monotonic` of the sync
+    tracepoints and sched:sched_process_fork made from CLOCK_MONOTONIC t0
+    to t1 by the processes of PIDFILE and by any process they forked
+    during the recording (a PostgreSQL backend that came and went inside
+    the window), in the recording's order."""
+    import re
+    import subprocess
+    want = set(int(x) for x in open(pidfile).read().split())
+    out = subprocess.run(["perf", "script", "-f", "-i", data, "-F", "comm,pid,time,event,trace"],
+                         capture_output=True, text=True, check=True).stdout
+    child = re.compile(r"child_pid=(\d+)")
+    line_re = re.compile(r"^\s*(.*?)\s+(\d+)\s+([0-9.]+):\s+(\S+):")
+    n, by, times = 0, {}, []
+    for line in out.splitlines():
+        m = line_re.match(line)
+        if m is None or int(m.group(2)) not in want:
+            continue
+        if m.group(4) == "sched:sched_process_fork":
+            c = child.search(line)
+            if c is not None:
+                want.add(int(c.group(1)))
+            continue
+        t = float(m.group(3))
+        if not float(t0) <= t <= float(t1):
+            continue
+        times.append(t)
+        n += 1
+        name = m.group(1).replace(" ", "_")
+        by[name] = by.get(name, 0) + 1
+    print("syncs %d" % n)
+    # the median of the calls in each whole second of the window: an idle
+    # rate that one burst (a checkpoint) does not move
+    bins = [0] * min(int(float(t1) - float(t0)), 100000)
+    for t in times:
+        i = int(t - float(t0))
+        if i < len(bins):
+            bins[i] += 1
+    if bins:
+        bins.sort()
+        print("median_per_s %s" % bins[len(bins) // 2])
+    for k in sorted(by):
+        print("by %s %d" % (k, by[k]))
+
+
 def rss(out, roots):
     with open(out, "a") as f:
         while True:
@@ -108,7 +168,9 @@ def syncs(files):
         with open(fn) as f:
             for line in f:
                 w = line.split()
-                if len(w) >= 5 and w[-1] in SYNCS and w[3].isdigit():
+                if len(w) == 2 and w[0] == "syncs" and w[1].isdigit():
+                    n += int(w[1])
+                elif len(w) >= 5 and w[-1] in SYNCS and w[3].isdigit():
                     n += int(w[3])
     return n
 
@@ -212,6 +274,12 @@ def main(a):
         rss(a[1], [int(x) for x in a[2:]])
     elif a[0] == "tree":
         tree([int(x) for x in a[1:]])
+    elif a[0] == "pids":
+        pids([int(x) for x in a[1:]])
+    elif a[0] == "perf-syncs":
+        perf_syncs(a[1], a[2], a[3], a[4])
+    elif a[0] == "now":
+        print("%.6f" % time.clock_gettime(time.CLOCK_MONOTONIC))
     elif a[0] == "syncs":
         print(syncs(a[1:]))
     elif a[0] == "report":
