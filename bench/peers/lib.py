@@ -15,11 +15,14 @@
                                     (process ids, one a line)
   lib.py now                        CLOCK_MONOTONIC in seconds
   lib.py perf-syncs PERF_DATA PIDFILE T0 T1
-                                    the sync calls `perf record` saw (its
-                                    syscalls:sys_enter_* tracepoints, the
-                                    whole machine) made by a process listed
-                                    in PIDFILE: "syncs N", then "by NAME N"
-                                    for each process name
+                                    the sync calls `perf record -a -k
+                                    monotonic` saw (its syscalls:sys_enter_*
+                                    tracepoints) from T0 to T1 (lib.py now)
+                                    made by a process listed in PIDFILE or
+                                    forked by one during the recording:
+                                    "syncs N", "median_per_s M" (the median
+                                    count of the window's whole seconds),
+                                    then "by NAME N" for each thread name
   lib.py syncs FILE...              fsync+fdatasync+sync_file_range calls
                                     in the files: strace -c tables, or the
                                     "syncs N" line of perf-syncs
