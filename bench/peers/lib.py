@@ -30,7 +30,9 @@
 """
 import json
 import os
+import re
 import socket
+import subprocess
 import sys
 import time
 
@@ -107,21 +109,19 @@ def pids(roots):
         print(p)
 
 
-def perf_syncs(data, pidfile, t0, t1):
-    """Count the sync calls in a `perf record -a -k monotonic` of the sync
-    tracepoints and sched:sched_process_fork made from CLOCK_MONOTONIC t0
-    to t1 by the processes of PIDFILE and by any process they forked
-    during the recording (a PostgreSQL backend that came and went inside
-    the window), in the recording's order."""
-    import re
-    import subprocess
-    want = set(int(x) for x in open(pidfile).read().split())
-    out = subprocess.run(["perf", "script", "-f", "-i", data, "-F", "comm,pid,time,event,trace"],
-                         capture_output=True, text=True, check=True).stdout
+def count_syncs(lines, want, t0, t1):
+    """Count the sync calls in the lines of `perf script -F
+    comm,pid,time,event,trace` made from t0 to t1 by the processes of the
+    set want and by any process they forked during the recording (a
+    PostgreSQL backend that came and went inside the window), in the
+    recording's order. Returns (count, the median count of the window's
+    whole seconds or None when it is shorter than one, {thread name: count})."""
+    want = set(want)
+    t0, t1 = float(t0), float(t1)
     child = re.compile(r"child_pid=(\d+)")
     line_re = re.compile(r"^\s*(.*?)\s+(\d+)\s+([0-9.]+):\s+(\S+):")
     n, by, times = 0, {}, []
-    for line in out.splitlines():
+    for line in lines:
         m = line_re.match(line)
         if m is None or int(m.group(2)) not in want:
             continue
@@ -131,23 +131,36 @@ def perf_syncs(data, pidfile, t0, t1):
                 want.add(int(c.group(1)))
             continue
         t = float(m.group(3))
-        if not float(t0) <= t <= float(t1):
+        if not t0 <= t <= t1:
             continue
         times.append(t)
         n += 1
         name = m.group(1).replace(" ", "_")
         by[name] = by.get(name, 0) + 1
-    print("syncs %d" % n)
     # the median of the calls in each whole second of the window: an idle
     # rate that one burst (a checkpoint) does not move
-    bins = [0] * min(int(float(t1) - float(t0)), 100000)
+    bins = [0] * min(int(t1 - t0), 100000)
     for t in times:
-        i = int(t - float(t0))
+        i = int(t - t0)
         if i < len(bins):
             bins[i] += 1
+    median = None
     if bins:
         bins.sort()
-        print("median_per_s %s" % bins[len(bins) // 2])
+        median = bins[len(bins) // 2]
+    return n, median, by
+
+
+def perf_syncs(data, pidfile, t0, t1):
+    """count_syncs of a `perf record -a -k monotonic` of the sync
+    tracepoints and sched:sched_process_fork, printed for sync_stop"""
+    want = set(int(x) for x in open(pidfile).read().split())
+    out = subprocess.run(["perf", "script", "-f", "-i", data, "-F", "comm,pid,time,event,trace"],
+                         capture_output=True, text=True, check=True).stdout
+    n, median, by = count_syncs(out.splitlines(), want, t0, t1)
+    print("syncs %d" % n)
+    if median is not None:
+        print("median_per_s %s" % median)
     for k in sorted(by):
         print("by %s %d" % (k, by[k]))
 
