@@ -14,6 +14,19 @@
  * metadata comes with the first connection or that timer's first turn, before
  * anything is produced. The topics exist anyway (infra/kafka/topics.tsv;
  * every consumer subscribes to them).
+ *
+ * Gathering (sw_bus_producer_gather): librdkafka 2.0.2's broker thread
+ * spins while a partition has messages it may not send yet -- an
+ * idempotent producer keeps at most 5 messages of a partition in flight and
+ * one request unsent, and with linger.ms=0 the waiting messages set its
+ * next wake-up to now: measured in the worker at 128 runs in flight, 26,000
+ * turns of its loop a second for 340 requests, its busiest thread
+ * (docs/BENCHMARKS.md, "The producer's spin"). A gathering producer hands
+ * librdkafka a burst only when everything before it is delivered: what is
+ * produced meanwhile waits here, in order, and goes as the next burst (one
+ * request a partition). With nothing in flight a message goes at the end
+ * of the event base's current pass, with whatever that pass produced too:
+ * one at a time, no wait.
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -35,10 +48,30 @@ struct sw_bus_producer {
 	void *opaque;
 	sw_bus_error_cb err_cb;
 	void *err_opaque;
+	struct held *held, **held_tail; /* gathering: waiting for the burst out */
+	size_t nheld;
+	struct event *release_ev; /* hands the held burst over (gathering) */
+	int gather;
+	long inflight;	      /* handed to librdkafka, not yet reported */
 	int have_stats;	      /* a statistics JSON was seen */
 	char idemp_state[32]; /* eos.idemp_state of the latest statistics */
 	int64_t producer_id;  /* eos.producer_id of the latest statistics */
 };
+
+/* A message held while a burst is out (gathering). */
+struct held {
+	struct held *next;
+	char *topic;
+	void *key;
+	size_t key_len;
+	void *value;
+	size_t len;
+	rd_kafka_headers_t *hdrs;
+	void *opaque;
+};
+
+/* At most this many held: then produce fails as a full queue would. */
+#define HELD_MAX 100000
 
 static const char *const producer_defaults[] = {
     "statistics.interval.ms=1000",
@@ -64,6 +97,7 @@ static void producer_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaqu
 	struct sw_bus_producer *p = opaque;
 
 	(void)rk;
+	p->inflight--;
 	if (p->dr != NULL)
 		p->dr(m->err ? rd_kafka_err2str(m->err) : NULL, m->_private, p->opaque);
 }
@@ -117,6 +151,111 @@ static void producer_on_wakeup(evutil_socket_t fd, short what, void *arg)
 	rd_kafka_poll(p->rk, 0);
 	if (rd_kafka_queue_length(p->mainq) > 0)
 		event_active(p->ev, EV_READ, 0);
+	if (p->nheld > 0 && p->inflight <= 0)
+		event_active(p->release_ev, EV_TIMEOUT, 0);
+}
+
+static void held_free(struct held *h)
+{
+	if (h->hdrs != NULL)
+		rd_kafka_headers_destroy(h->hdrs);
+	free(h->topic);
+	free(h->key);
+	free(h->value);
+	free(h);
+}
+
+/* Hand every held message to librdkafka, in order. One it refuses gets its
+ * delivery report now, with the reason. */
+static void producer_release(struct sw_bus_producer *p)
+{
+	struct held *h;
+	char err[256];
+
+	while ((h = p->held) != NULL) {
+		if ((p->held = h->next) == NULL)
+			p->held_tail = &p->held;
+		p->nheld--;
+		if (bus_produce(p->rk, h->topic, h->key, h->key_len, h->value, h->len, h->hdrs,
+				h->opaque, err, sizeof(err)) == 0)
+			p->inflight++;
+		else if (p->dr != NULL)
+			p->dr(err, h->opaque, p->opaque);
+		h->hdrs = NULL; /* bus_produce took them */
+		held_free(h);
+	}
+}
+
+static void release_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sw_bus_producer *p = arg;
+
+	(void)fd;
+	(void)what;
+	if (p->inflight <= 0)
+		producer_release(p);
+}
+
+/* Gathering: keep the message for the next burst (copies key and value;
+ * takes hdrs). 0, or -1 with errstr. */
+static int producer_hold(struct sw_bus_producer *p, const char *topic, const void *key,
+			 size_t key_len, const void *value, size_t len, rd_kafka_headers_t *hdrs,
+			 void *msg_opaque, char *errstr, size_t errlen)
+{
+	struct held *h = NULL;
+
+	if (topic == NULL || (value == NULL && len > 0) || (key == NULL && key_len > 0)) {
+		snprintf(errstr, errlen, "produce: bad arguments");
+		goto fail;
+	}
+	if (p->nheld >= HELD_MAX) {
+		snprintf(errstr, errlen, "produce to %s: %s", topic,
+			 rd_kafka_err2str(RD_KAFKA_RESP_ERR__QUEUE_FULL));
+		goto fail;
+	}
+	if ((h = calloc(1, sizeof(*h))) == NULL || (h->topic = strdup(topic)) == NULL ||
+	    (key_len > 0 && (h->key = malloc(key_len)) == NULL) ||
+	    (len > 0 && (h->value = malloc(len)) == NULL)) {
+		snprintf(errstr, errlen, "produce to %s: out of memory", topic);
+		goto fail;
+	}
+	if (key_len > 0)
+		memcpy(h->key, key, key_len);
+	if (len > 0)
+		memcpy(h->value, value, len);
+	h->key_len = key_len;
+	h->len = len;
+	h->hdrs = hdrs;
+	h->opaque = msg_opaque;
+	*p->held_tail = h;
+	p->held_tail = &h->next;
+	p->nheld++;
+	if (p->inflight <= 0)
+		event_active(p->release_ev, EV_TIMEOUT, 0);
+	return 0;
+fail:
+	if (h != NULL) {
+		h->hdrs = NULL;
+		held_free(h);
+	}
+	if (hdrs != NULL)
+		rd_kafka_headers_destroy(hdrs);
+	return -1;
+}
+
+/* bus_produce, or held when gathering. */
+static int producer_send(struct sw_bus_producer *p, const char *topic, const void *key,
+			 size_t key_len, const void *value, size_t len, rd_kafka_headers_t *hdrs,
+			 void *msg_opaque, char *errstr, size_t errlen)
+{
+	if (p->gather)
+		return producer_hold(p, topic, key, key_len, value, len, hdrs, msg_opaque, errstr,
+				     errlen);
+	if (bus_produce(p->rk, topic, key, key_len, value, len, hdrs, msg_opaque, errstr,
+			errlen) == -1)
+		return -1;
+	p->inflight++;
+	return 0;
 }
 
 /* Take a handle on each sagewai topic (see the top of this file). */
@@ -162,6 +301,7 @@ struct sw_bus_producer *sw_bus_producer_new(struct event_base *base, const char 
 	p->opaque = opaque;
 	p->producer_id = -1;
 	p->pipefd[0] = p->pipefd[1] = -1;
+	p->held_tail = &p->held;
 
 	conf = bus_conf_new(bootstrap, producer_defaults, extra, producer_forced, errstr, errlen);
 	if (conf == NULL)
@@ -187,7 +327,8 @@ struct sw_bus_producer *sw_bus_producer_new(struct event_base *base, const char 
 	if (bus_pipe_open(p->pipefd, errstr, errlen) == -1)
 		goto fail;
 	p->ev = event_new(base, p->pipefd[0], EV_READ | EV_PERSIST, producer_on_wakeup, p);
-	if (p->ev == NULL || event_add(p->ev, NULL) == -1) {
+	p->release_ev = event_new(base, -1, 0, release_cb, p);
+	if (p->ev == NULL || p->release_ev == NULL || event_add(p->ev, NULL) == -1) {
 		snprintf(errstr, errlen, "producer: cannot watch the wake-up pipe");
 		goto fail;
 	}
@@ -228,8 +369,8 @@ int sw_bus_produce(struct sw_bus_producer *p, const char *topic, const char *key
 		for (size_t i = 0; i < n; i += 2)
 			rd_kafka_header_add(hdrs, headers[i], -1, headers[i + 1], -1);
 	}
-	return bus_produce(p->rk, topic, key, key != NULL ? strlen(key) : 0, value, len, hdrs,
-			   msg_opaque, errstr, errlen);
+	return producer_send(p, topic, key, key != NULL ? strlen(key) : 0, value, len, hdrs,
+			     msg_opaque, errstr, errlen);
 }
 
 int sw_bus_deadletter(struct sw_bus_producer *p, const struct sw_bus_msg *m, const char *reason,
@@ -249,18 +390,26 @@ int sw_bus_deadletter(struct sw_bus_producer *p, const struct sw_bus_msg *m, con
 	rd_kafka_header_add(hdrs, "sagewai.topic", -1, m->topic, -1);
 	rd_kafka_header_add(hdrs, "sagewai.partition", -1, part, -1);
 	rd_kafka_header_add(hdrs, "sagewai.offset", -1, off, -1);
-	return bus_produce(p->rk, SW_TOPIC_DEADLETTER, m->key, m->key_len, m->value, m->len, hdrs,
-			   msg_opaque, errstr, errlen);
+	return producer_send(p, SW_TOPIC_DEADLETTER, m->key, m->key_len, m->value, m->len, hdrs,
+			     msg_opaque, errstr, errlen);
+}
+
+void sw_bus_producer_gather(struct sw_bus_producer *p, int on)
+{
+	p->gather = on != 0;
+	if (!p->gather)
+		producer_release(p);
 }
 
 int sw_bus_producer_flush(struct sw_bus_producer *p, int timeout_ms)
 {
+	producer_release(p);
 	return rd_kafka_flush(p->rk, timeout_ms) == RD_KAFKA_RESP_ERR_NO_ERROR ? 0 : -1;
 }
 
 int sw_bus_producer_outq(struct sw_bus_producer *p)
 {
-	return rd_kafka_outq_len(p->rk);
+	return rd_kafka_outq_len(p->rk) + (int)p->nheld;
 }
 
 int sw_bus_producer_idemp_state(struct sw_bus_producer *p, char *buf, size_t len,
@@ -285,6 +434,14 @@ void sw_bus_producer_destroy(struct sw_bus_producer *p)
 	}
 	if (p->ev != NULL)
 		event_free(p->ev);
+	if (p->release_ev != NULL)
+		event_free(p->release_ev);
+	while (p->held != NULL) { /* not flushed: dropped, as librdkafka's queue */
+		struct held *h = p->held;
+
+		p->held = h->next;
+		held_free(h);
+	}
 	for (size_t i = 0; p->topics != NULL && p->topics[i] != NULL; i++)
 		rd_kafka_topic_destroy(p->topics[i]);
 	free(p->topics);

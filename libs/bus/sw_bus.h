@@ -70,10 +70,16 @@ struct sw_bus_producer *sw_bus_producer_new(struct event_base *base, const char 
 int sw_bus_produce(struct sw_bus_producer *p, const char *topic, const char *key,
 		   const void *value, size_t len, const char *const *headers, void *msg_opaque,
 		   char *errstr, size_t errlen);
+/* Gathering on (on != 0): a message produced while others are in flight
+ * waits, in order, until all of them are delivered, then goes with the
+ * rest produced meanwhile as one burst; with none in flight it goes at the
+ * end of the event base's current pass. Off by default (each message goes
+ * to librdkafka at once). See producer.c for why. */
+void sw_bus_producer_gather(struct sw_bus_producer *p, int on);
 /* Block until all outstanding messages are delivered or timeout. For
  * shutdown and tools only, never from a callback. 0 or -1. */
 int sw_bus_producer_flush(struct sw_bus_producer *p, int timeout_ms);
-/* Messages not yet delivered. */
+/* Messages not yet delivered (held ones included). */
 int sw_bus_producer_outq(struct sw_bus_producer *p);
 /* The librdkafka statistics JSON idempotence state ("Assigned" when a
  * producer id is held), for checks; copied into buf. 0 or -1. */

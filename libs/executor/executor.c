@@ -193,6 +193,7 @@ int sw_executor_connect(struct sw_executor *ex, const char *bootstrap, const cha
 		return -1;
 	}
 	sw_bus_producer_set_error_cb(ex->bus_producer, bus_error, ex);
+	sw_bus_producer_gather(ex->bus_producer, !ex->cfg.produce_at_once);
 	/* a batch never exceeds what may run at once */
 	ex->consumer = sw_bus_consumer_new(ex->cfg.base, bootstrap, group, topics, extra,
 					   (size_t)ex->cfg.concurrency, sw_executor_consume, ex,

@@ -229,6 +229,9 @@ struct sw_executor_config {
 	size_t line_min;		  /* messages in flight before pausing, at least */
 	size_t line_bytes; /* ... but pausing once their bytes reach this; 0: 32 MiB */
 	int refuse_identity_modes;	  /* the preview gate's backstop is closed */
+	/* 1: each event to librdkafka at once; 0: gathered while others are in
+	 * flight (sw_bus_producer_gather: no spin of librdkafka's broker thread) */
+	int produce_at_once;
 	/* step.started once an attempt has run this long; an attempt that ends
 	 * sooner has none (its step.finished says all). 0: at once. */
 	int started_after_ms;

@@ -364,6 +364,7 @@ int worker_exec_new(struct worker_env *env, char *errstr, size_t errlen)
 	xc.bus_max = env->bus_max;
 	xc.concurrency = env->concurrency;
 	xc.started_after_ms = env->started_after_ms;
+	xc.produce_at_once = env->produce_at_once;
 	xc.line_min = WORKER_LINE_MIN;
 	xc.refuse_identity_modes = env->multi_tenant && !env->sealed_preview;
 	xc.instance_id = instance;

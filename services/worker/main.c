@@ -13,6 +13,9 @@
  *   SAGEWAI_WORKER_CONCURRENCY  steps executing at once (64)
  *   SAGEWAI_WORKER_STARTED_AFTER_MS  step.started once a step has run this
  *                               long (20); a step done sooner has none; 0: at once
+ *   SAGEWAI_WORKER_PRODUCE_GATHER  1 (default): outcomes produced while others
+ *                               are in flight go together once those are
+ *                               delivered (libs/bus/producer.c); 0: each at once
  *   SAGEWAI_SEALED_PREVIEW      1 lets identity-bearing workflows run in
  *                               multi_tenant mode (preview gate)
  *   SAGEWAI_WORKER_OTHER_MODES  refuse (default): a dispatch of another mode than
@@ -84,6 +87,10 @@ static int worker_configure(struct sw_service *svc, void *arg, char *err, size_t
 			     WORKER_STARTED_AFTER_MS_DEFAULT, 0, 3600000, &n, err, errlen) == -1)
 		return -1;
 	env->started_after_ms = (int)n;
+	if (sw_config_number(envp, "SAGEWAI_WORKER_PRODUCE_GATHER", 1, 0, 1, &n, err, errlen) ==
+	    -1)
+		return -1;
+	env->produce_at_once = n == 0;
 	if (sw_config_number(envp, "SAGEWAI_PG_POOL", WORKER_PG_POOL_DEFAULT, 1, 64, &n, err,
 			     errlen) == -1)
 		return -1;

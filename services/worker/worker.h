@@ -126,6 +126,7 @@ struct worker_env {
 	size_t bus_max;	   /* largest event the bus carries */
 	int concurrency;
 	int started_after_ms;	/* SAGEWAI_WORKER_STARTED_AFTER_MS */
+	int produce_at_once;	/* SAGEWAI_WORKER_PRODUCE_GATHER=0 */
 	size_t pg_pool;		/* SAGEWAI_PG_POOL */
 	int multi_tenant;
 	int sealed_preview;
