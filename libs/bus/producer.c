@@ -58,16 +58,18 @@ struct sw_bus_producer {
 	int64_t producer_id;  /* eos.producer_id of the latest statistics */
 };
 
-/* A message held while a burst is out (gathering). */
+/* A message held while a burst is out (gathering): one allocation, the
+ * topic, key and value copied after the struct. */
 struct held {
 	struct held *next;
 	char *topic;
-	void *key;
+	char *key;
 	size_t key_len;
-	void *value;
+	char *value;
 	size_t len;
 	rd_kafka_headers_t *hdrs;
 	void *opaque;
+	char data[];
 };
 
 /* At most this many held: then produce fails as a full queue would. */
@@ -159,9 +161,6 @@ static void held_free(struct held *h)
 {
 	if (h->hdrs != NULL)
 		rd_kafka_headers_destroy(h->hdrs);
-	free(h->topic);
-	free(h->key);
-	free(h->value);
 	free(h);
 }
 
@@ -202,7 +201,8 @@ static int producer_hold(struct sw_bus_producer *p, const char *topic, const voi
 			 size_t key_len, const void *value, size_t len, rd_kafka_headers_t *hdrs,
 			 void *msg_opaque, char *errstr, size_t errlen)
 {
-	struct held *h = NULL;
+	struct held *h;
+	size_t tlen;
 
 	if (topic == NULL || (value == NULL && len > 0) || (key == NULL && key_len > 0)) {
 		snprintf(errstr, errlen, "produce: bad arguments");
@@ -213,17 +213,16 @@ static int producer_hold(struct sw_bus_producer *p, const char *topic, const voi
 			 rd_kafka_err2str(RD_KAFKA_RESP_ERR__QUEUE_FULL));
 		goto fail;
 	}
-	if ((h = calloc(1, sizeof(*h))) == NULL || (h->topic = strdup(topic)) == NULL ||
-	    (key_len > 0 && (h->key = malloc(key_len)) == NULL) ||
-	    (len > 0 && (h->value = malloc(len)) == NULL)) {
+	tlen = strlen(topic) + 1;
+	if ((h = malloc(sizeof(*h) + tlen + key_len + len)) == NULL) {
 		snprintf(errstr, errlen, "produce to %s: out of memory", topic);
 		goto fail;
 	}
-	if (key_len > 0)
-		memcpy(h->key, key, key_len);
-	if (len > 0)
-		memcpy(h->value, value, len);
+	h->next = NULL;
+	h->topic = memcpy(h->data, topic, tlen);
+	h->key = key_len > 0 ? memcpy(h->data + tlen, key, key_len) : NULL;
 	h->key_len = key_len;
+	h->value = len > 0 ? memcpy(h->data + tlen + key_len, value, len) : NULL;
 	h->len = len;
 	h->hdrs = hdrs;
 	h->opaque = msg_opaque;
@@ -234,10 +233,6 @@ static int producer_hold(struct sw_bus_producer *p, const char *topic, const voi
 		event_active(p->release_ev, EV_TIMEOUT, 0);
 	return 0;
 fail:
-	if (h != NULL) {
-		h->hdrs = NULL;
-		held_free(h);
-	}
 	if (hdrs != NULL)
 		rd_kafka_headers_destroy(hdrs);
 	return -1;
