@@ -155,6 +155,35 @@ static void item_done(void *opaque, int ok)
 	sw_svcbus_release(&it->base);
 }
 
+/*
+ * Whether a run.finished is of a run that could have asked for a credential:
+ * only a cli_agent_jit step can (sandboxd refuses a request from any other),
+ * so the end of a run without one has nothing pending to withdraw and no
+ * later request to void, and is not recorded. The modes come from the
+ * scheduler's own record of the run (run.finished.modes); an event without
+ * them (a writer before the field, or one that does not decode) counts as a
+ * run that could.
+ */
+static int finished_may_ask(struct pol_env *env, const struct sw_bus_msg *m)
+{
+	json_t *ev, *modes, *mode;
+	char why[256];
+	size_t i;
+	int may = 0;
+
+	if ((ev = sw_event_decode(env->reg, m->value, m->len, why, sizeof(why))) == NULL)
+		return 1;
+	modes = json_object_get(ev, "modes");
+	if (!json_is_array(modes))
+		may = 1;
+	json_array_foreach(modes, i, mode) {
+		if (!json_is_string(mode) || strcmp(json_string_value(mode), POL_JIT_MODE) == 0)
+			may = 1;
+	}
+	json_decref(ev);
+	return may;
+}
+
 static void handle(void *arg, struct sw_svcbus_item *base, const struct sw_bus_msg *m)
 {
 	struct pol_env *env = arg;
@@ -174,10 +203,16 @@ static void handle(void *arg, struct sw_svcbus_item *base, const struct sw_bus_m
 		return;
 	}
 	if (strcmp(m->topic, SW_TOPIC_RUNS) == 0) {
-		/* run.finished (the header is enough) and run.submitted (re-runs) */
+		/* run.finished and run.submitted (re-runs) */
 		if (sw_event_decode_header(env->reg, m->value, m->len, &h, why, sizeof(why)) != 0)
 			return;
 		if (strcmp(h.type, "run.finished") == 0) {
+			if (!finished_may_ask(env, m)) {
+				sw_metrics_counter_add(
+				    env->metrics, "sagewai_policy_finished_skipped_total",
+				    "Ended runs not recorded: none of their steps could ask.", 1);
+				return;
+			}
 			it->base.pending++;
 			pol_run_finished(env, &h, item_done, it);
 			return;

@@ -44,6 +44,7 @@
 
 #define POL_PRODUCER "sagewai-policy"
 #define POL_GROUP "sagewai-policy"
+#define POL_JIT_MODE "cli_agent_jit" /* the one mode whose steps may ask (docs/JIT.md) */
 #define POL_SYSTEM "_system"	     /* the operator's policy, evaluated first */
 #define POL_SINGLE_TENANT "default"
 #define POL_MAX_BODY (256u << 10)    /* HTTP body cap: a policy file */

@@ -81,9 +81,10 @@ static void plan_finish_run(struct sched_plan *p, const struct sched_fsm_decisio
 			     " WHERE run_id = $1::uuid AND state = 'pending'",
 			     1, p->run_id);
 	sched_plan_event(p, "run.finished", NULL,
-			 json_pack("{s:s, s:o, s:o}", "status", status, "output",
+			 json_pack("{s:s, s:o, s:o, s:o}", "status", status, "output",
 				   output ? json_string(output) : json_null(), "error",
-				   error ? json_string(error) : json_null()));
+				   error ? json_string(error) : json_null(), "modes",
+				   p->s->wf != NULL ? sched_plan_modes(p->s->wf) : json_null()));
 	snprintf(p->run_state, sizeof(p->run_state), "%s", state);
 	p->finished_run = 1;
 }

@@ -61,11 +61,12 @@ static void test_new_writer(void)
 	SW_CHECK(sw_events_registry_add_writer(r, v2, err, sizeof(err)) == 0); /* idempotent */
 	got = sw_event_decode(r, b.b, b.n, err, sizeof(err));
 	SW_CHECKF(got != NULL, "%s", err);
-	want = json_pack("{s:{s:s,s:s,s:I,s:s,s:s,s:n,s:s,s:s},s:s,s:s,s:n}", "header", "event_id",
-			 "0190b1a8-7b2c-7def-8abc-0123456789ab", "type", "run.finished", "time",
-			 (json_int_t)1720000000123456LL, "tenant", "acme", "run_id", "run-v2",
-			 "step_id", "trace_id", "", "producer", "test", "status", "FAILED",
-			 "output", "{\"ok\":true}", "error");
+	/* modes: not in that writer, the reader's default */
+	want = json_pack("{s:{s:s,s:s,s:I,s:s,s:s,s:n,s:s,s:s},s:s,s:s,s:n,s:n}", "header",
+			 "event_id", "0190b1a8-7b2c-7def-8abc-0123456789ab", "type",
+			 "run.finished", "time", (json_int_t)1720000000123456LL, "tenant", "acme",
+			 "run_id", "run-v2", "step_id", "trace_id", "", "producer", "test",
+			 "status", "FAILED", "output", "{\"ok\":true}", "error", "modes");
 	if (!json_equal(got, want))
 		SW_CHECKF(0, "got %s", json_dumps(got, JSON_COMPACT));
 	json_decref(got);

@@ -661,8 +661,13 @@ static void t_withdraw(void)
 	 * recorded, both asks withdrawn */
 	{
 		char runs[40][80], ra[SW_UUID_STRLEN], rb[SW_UUID_STRLEN], rc[SW_UUID_STRLEN];
-		char q[200], forged[80];
+		char q[200], forged[80], nojit[3][80];
+		double skipped0 =
+		    sw_test_metric_get(pol_port, "sagewai_policy_finished_skipped_total");
 		int i;
+
+		if (skipped0 < 0)
+			skipped0 = 0; /* none yet: not shown */
 
 		for (i = 0; i < 40; i++)
 			snprintf(runs[i], sizeof(runs[i]), "%s-burst-%d", prefix, i);
@@ -676,10 +681,24 @@ static void t_withdraw(void)
 		sw_test_event_send(reg, producer, "sagewai.runs", runs[39], "run.finished",
 				   "sagewai-sandboxd", "default", forged, NULL,
 				   json_pack("{s:s}", "status", "SUCCEEDED"));
+		/* the runs say their modes (run.finished.modes): with a
+		 * cli_agent_jit step, or none given (a writer before the
+		 * field), recorded; without one, not (none of its steps could
+		 * ask) */
 		for (i = 0; i < 40; i++)
 			sw_test_event_send(reg, producer, "sagewai.runs", runs[i], "run.finished",
 					   "sagewai-scheduler", "default", runs[i], NULL,
-					   json_pack("{s:s}", "status", "SUCCEEDED"));
+					   i % 3 == 1 ? json_pack("{s:s, s:[s, s]}", "status",
+								  "SUCCEEDED", "modes",
+								  "in_process", "cli_agent_jit")
+						      : json_pack("{s:s}", "status", "SUCCEEDED"));
+		for (i = 0; i < 3; i++) {
+			snprintf(nojit[i], sizeof(nojit[i]), "%s-nojit-%d", prefix, i);
+			sw_test_event_send(reg, producer, "sagewai.runs", nojit[i], "run.finished",
+					   "sagewai-scheduler", "default", nojit[i], NULL,
+					   json_pack("{s:s, s:[s, s]}", "status", "FAILED",
+						     "modes", "in_process", "cli_agent"));
+		}
 		sw_test_kafka_flush(producer, 30000);
 		/* an ask of a run whose end is gathered with the others, sent
 		 * right behind them: before the end is recorded it is withdrawn
@@ -703,6 +722,22 @@ static void t_withdraw(void)
 			 "SELECT count(*) FROM policy.finished_runs WHERE run_id = '%s'", forged);
 		SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 0,
 			   "run.finished of another producer recorded");
+		for (i = 0; i < 500 &&
+			    sw_test_metric_get(pol_port, "sagewai_policy_finished_skipped_total") <
+				skipped0 + 3;
+		     i++)
+			sw_test_msleep(10);
+		SW_REQUIRE(sw_test_metric_get(pol_port, "sagewai_policy_finished_skipped_total") ==
+			       skipped0 + 3,
+			   "%.0f runs without a cli_agent_jit step skipped, want 3",
+			   sw_test_metric_get(pol_port, "sagewai_policy_finished_skipped_total") -
+			       skipped0);
+		snprintf(
+		    q, sizeof(q),
+		    "SELECT count(*) FROM policy.finished_runs WHERE run_id LIKE '%s-nojit-%%'",
+		    prefix);
+		SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 0,
+			   "the end of a run without a cli_agent_jit step recorded");
 	}
 	/* a withdrawal that arrives before its request */
 	{
