@@ -231,6 +231,11 @@ struct sched_env {
 	 * them -- 8,192 waiting submits made every event cost 8,192 compares */
 	struct sched_streams sbuckets[SCHED_SSE_BUCKETS];
 	struct event *sse_ev;
+	/* streams whose read is queued: read together, at the end of the loop's
+	 * pass (sse.c) */
+	struct sched_stream **rq;
+	size_t nrq, rq_cap;
+	struct event *rq_ev;
 	struct sw_bus_consumer *sse_tail; /* sagewai.sandbox from its end: live output */
 
 	/* tenants (tenants.c) */
@@ -278,6 +283,9 @@ extern const struct sw_migration sched_migrations[];
 extern const size_t sched_nmigrations;
 /* SELECT of one run's API JSON (text); $1 run id, $2 tenant. */
 extern const char *const sched_run_json_sql;
+/* sched_run_json_sql for many runs: $1 ids, $2 tenants (arrays); a row each,
+ * in order, NULL when not found (sse.c reads the streams' runs so). */
+extern const char *const sched_runs_json_sql;
 /* The statements a group commit sends once for the rows of many
  * transitions of one enum sched_rows kind, each row's parameters as
  * arrays (ops.c, "Group commit"). */

@@ -21,7 +21,8 @@
  * reach every instance's tail reader, so a stream held here follows them
  * at once, and the poll only covers a reader that fails.
  * Intermediate states that come and go between two reads are not shown;
- * the final state always is.
+ * the final state always is. The reads of all the streams touched in one
+ * pass of the event loop go together, one statement (stream_read).
  *
  * Live output ("event: output"): the sandbox hosts publish each chunk a
  * sandboxed, identity_scoped or cli_agent step writes, already redacted of
@@ -264,13 +265,14 @@ static void wait_end(struct sched_stream *s, int status, json_t *run)
 	stream_free(s);
 }
 
-/* A waiting submit's read: answer it if the run ended or time is up. */
-static void wait_read(struct sched_stream *s, PGresult *res, const char *err)
+/* A waiting submit's read (text: the run's JSON, NULL when not found):
+ * answer it if the run ended or time is up. */
+static void wait_read(struct sched_stream *s, const char *text, const char *err)
 {
 	json_t *run = NULL;
 
-	if (err == NULL && PQntuples(res) == 1)
-		run = json_loads(PQgetvalue(res, 0, 0), 0, NULL);
+	if (err == NULL && text != NULL)
+		run = json_loads(text, 0, NULL);
 	if (run != NULL && terminal(run)) {
 		wait_end(s, 200, run);
 		return;
@@ -290,15 +292,16 @@ static void wait_read(struct sched_stream *s, PGresult *res, const char *err)
 	}
 }
 
-static void read_cb(PGresult *res, const char *err, void *opaque)
+/* A stream's read is over: text, the run's JSON (NULL: no such run of its
+ * tenant), or err. */
+static void read_done(struct sched_stream *s, const char *text, const char *err)
 {
-	struct sched_stream *s = opaque;
 	json_t *run;
 
 	s->reading = 0;
 	s->last_read_ms = sw_mono_ms();
 	if (s->wait) {
-		wait_read(s, res, err);
+		wait_read(s, text, err);
 		return;
 	}
 	if (s->gone) {
@@ -313,7 +316,7 @@ static void read_cb(PGresult *res, const char *err, void *opaque)
 		}
 		return; /* the poll tries again */
 	}
-	if (PQntuples(res) != 1 || (run = json_loads(PQgetvalue(res, 0, 0), 0, NULL)) == NULL) {
+	if (text == NULL || (run = json_loads(text, 0, NULL)) == NULL) {
 		if (!s->started) {
 			sw_http_reply_error(s->req, 404, "not_found", "no such run");
 			stream_free(s);
@@ -352,17 +355,128 @@ static void read_cb(PGresult *res, const char *err, void *opaque)
 	}
 }
 
+/*
+ * The reads of the streams are queued and go together at the end of the
+ * event loop's pass: one statement (sched_runs_json_sql) for every stream
+ * touched meanwhile, not a transaction each. Under load a group commit ends
+ * dozens of runs at once and wakes as many waiting submits; one at a time
+ * the batch is of one, read in the same pass as before.
+ */
+#define SSE_READ_BATCH 256 /* streams read by one statement at most */
+
+struct read_batch {
+	size_t n;
+	char *ids, *tenants; /* the array literals */
+	const char *params[2];
+	struct sched_stream *s[];
+};
+
+static void batch_cb(PGresult *res, const char *err, void *opaque)
+{
+	struct read_batch *b = opaque;
+	size_t i;
+
+	if (err == NULL && PQntuples(res) != (int)b->n)
+		err = "the run read gave a row count other than asked";
+	/* a stream's read_done may queue its next read: the batch is ours */
+	for (i = 0; i < b->n; i++)
+		read_done(b->s[i],
+			  err == NULL && !PQgetisnull(res, (int)i, 0) ? PQgetvalue(res, (int)i, 0)
+								      : NULL,
+			  err);
+	free(b->ids);
+	free(b->tenants);
+	free(b);
+}
+
+static void rq_send(evutil_socket_t fd, short what, void *arg)
+{
+	struct sched_env *env = arg;
+
+	(void)fd;
+	(void)what;
+	while (env->nrq > 0) {
+		size_t n = env->nrq < SSE_READ_BATCH ? env->nrq : SSE_READ_BATCH, i, k = 0;
+		struct sched_stream *take[SSE_READ_BATCH];
+		struct read_batch *b = calloc(1, sizeof(*b) + n * sizeof(b->s[0]));
+		const char **ids = calloc(n, sizeof(*ids)),
+			   **tenants = calloc(n, sizeof(*tenants));
+		struct sw_store_stmt st[2] = {{0}};
+		uint8_t u[16];
+
+		/* out of the queue first: an answer below may queue a stream again */
+		memcpy(take, env->rq, n * sizeof(*take));
+		memmove(env->rq, env->rq + n, (env->nrq - n) * sizeof(*env->rq));
+		env->nrq -= n;
+		if (b == NULL || ids == NULL || tenants == NULL) {
+			free(b);
+			free(ids);
+			free(tenants);
+			for (i = 0; i < n; i++)
+				read_done(take[i], NULL, "out of memory");
+			continue;
+		}
+		for (i = 0; i < n; i++) {
+			if (sw_uuid_parse(take[i]->run_id, u) == -1) {
+				read_done(take[i], NULL, NULL); /* no run has that id */
+				continue;
+			}
+			ids[k] = take[i]->run_id;
+			tenants[k] = take[i]->tenant;
+			b->s[k++] = take[i];
+		}
+		b->n = k;
+		if (k > 0) {
+			b->ids = sw_store_array(ids, k);
+			b->tenants = sw_store_array(tenants, k);
+		}
+		free(ids);
+		free(tenants);
+		if (k == 0) {
+			free(b);
+			continue;
+		}
+		if (b->ids == NULL || b->tenants == NULL) {
+			batch_cb(NULL, "out of memory", b);
+			continue;
+		}
+		b->params[0] = b->ids;
+		b->params[1] = b->tenants;
+		/* planned as every run read is (sched_run_read) */
+		st[0].sql = sched_key_plans_sql;
+		st[1].sql = sched_runs_json_sql;
+		st[1].nparams = 2;
+		st[1].params = b->params;
+		if (sw_store_tx(env->store, st, 2, batch_cb, b) == -1)
+			batch_cb(NULL, "store unavailable", b);
+	}
+}
+
+/* Queue s's read (at most one out a stream: a touch meanwhile reads again
+ * after it). Not queued (out of memory): s->reading stays 0, and the caller
+ * answers or the poll tries again. */
 static void stream_read(struct sched_stream *s)
 {
-	const char *params[2] = {s->run_id, s->tenant};
+	struct sched_env *env = s->env;
 
 	if (s->reading) {
 		s->dirty = 1;
 		return;
 	}
+	if (env->nrq == env->rq_cap) {
+		size_t cap = env->rq_cap ? env->rq_cap * 2 : 64;
+		struct sched_stream **q = realloc(env->rq, cap * sizeof(*q));
+
+		if (q == NULL)
+			return;
+		env->rq = q;
+		env->rq_cap = cap;
+	}
+	if (env->rq_ev == NULL && (env->rq_ev = event_new(env->base, -1, 0, rq_send, env)) == NULL)
+		return;
+	env->rq[env->nrq++] = s;
 	s->reading = 1;
-	if (sched_run_read(s->env, params, read_cb, s) == -1)
-		s->reading = 0;
+	event_active(env->rq_ev, EV_TIMEOUT, 0);
 }
 
 void sched_sse_open(struct sched_env *env, struct evhttp_request *req, const char *run_id,
@@ -666,7 +780,7 @@ void sched_sse_stop(struct sched_env *env)
 		s->started = 0;
 		s->gone = 1;
 		if (!s->reading)
-			stream_free(s); /* else read_cb frees it */
+			stream_free(s); /* else read_done frees it */
 	}
 }
 
@@ -675,6 +789,12 @@ void sched_sse_free(struct sched_env *env)
 	if (env->sse_ev != NULL)
 		event_free(env->sse_ev);
 	env->sse_ev = NULL;
+	if (env->rq_ev != NULL)
+		event_free(env->rq_ev);
+	env->rq_ev = NULL;
+	free(env->rq);
+	env->rq = NULL;
+	env->nrq = env->rq_cap = 0;
 	if (env->sse_tail != NULL)
 		sw_bus_consumer_destroy(env->sse_tail);
 	env->sse_tail = NULL;

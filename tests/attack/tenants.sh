@@ -95,6 +95,41 @@ attempt name-like-id "create a tenant named like another's id" \
 	expect_status 400 POST "$api/v1/tenants" -H "Authorization: Bearer $ATTACK_ADMIN" \
 	-H 'Content-Type: application/json' -d '{"name":"0190a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"}'
 
+# event streams are read together (one statement for all the streams
+# touched in one pass of the scheduler's loop, each run's tenant compared in
+# it): globex's streams on acme's run, opened at once beside acme's own,
+# get 404 and nothing of the run, while acme's get it
+streams_mixed() { # KA KB API RUN
+	local d i k code
+	for _ in $(seq 1 100); do
+		curl -fsS -m 5 -H "Authorization: Bearer $1" "$3/v1/runs/$4" |
+			grep -q '"state": *"\(succeeded\|failed\|cancelled\)"' && break
+		sleep 0.1
+	done
+	d=$(mktemp -d "$work/streams.XXXXXX")
+	for i in $(seq 1 40); do
+		k=$2
+		[ $((i % 2)) -eq 0 ] && k=$1
+		curl -sS -m 10 -o "$d/$i.body" -w '%{http_code}' -H "Authorization: Bearer $k" \
+			"$3/v1/runs/$4/events" >"$d/$i.code" &
+	done
+	wait
+	for i in $(seq 1 40); do
+		code=$(cat "$d/$i.code")
+		if [ $((i % 2)) -eq 0 ]; then
+			[ "$code" = 200 ] && grep -q "acme secret brief" "$d/$i.body" || {
+				echo "acme's stream $i: $code" >&2
+				return 1
+			}
+		elif [ "$code" != 404 ] || grep -q "$4\|acme secret brief" "$d/$i.body"; then
+			echo "globex's stream $i on acme's run: $code $(head -c 200 "$d/$i.body")" >&2
+			return 1
+		fi
+	done
+}
+attempt stream-batch-cross-tenant "stream another tenant's run beside its owner's streams" \
+	streams_mixed "$ka" "$kb" "$api" "$run"
+
 # users: the operator's alone; a user's key acts for its tenant, no more
 admin user create alice --tenant acme >/dev/null || attack_fail "user create"
 admin user create bob --tenant globex >/dev/null || attack_fail "user create"

@@ -721,6 +721,13 @@ static void scenario_three_step(void)
 	SW_REQUIRE(
 	    !strcmp(json_string_value(json_object_get(r->ev, "output")), "\"got hello-2 and 7\""),
 	    "run.finished output %s", json_string_value(json_object_get(r->ev, "output")));
+	/* its modes, as in run.submitted: the policy service records only the
+	 * ends of runs with a cli_agent_jit step */
+	SW_REQUIRE(
+	    json_array_size(json_object_get(r->ev, "modes")) == 1 &&
+		!strcmp(json_string_value(json_array_get(json_object_get(r->ev, "modes"), 0)),
+			"in_process"),
+	    "run.finished modes");
 	r = event_find(id, "run.submitted");
 	SW_REQUIRE(!strcmp(json_string_value(json_object_get(r->ev, "workflow")), "chain"),
 		   "run.submitted workflow");
@@ -3938,7 +3945,8 @@ static void scenario_sse_peers(void)
  * are in), and the run read, prepared and made generic on the small table
  * in this connection, must use runs_pkey and read a handful of buffers.
  */
-extern const char *const sched_run_json_sql; /* services/scheduler/schema.c */
+extern const char *const sched_run_json_sql;  /* services/scheduler/schema.c */
+extern const char *const sched_runs_json_sql; /* the streams' reads together */
 
 /* The lines of the EXPLAIN q into plan. */
 static void explain_into(PGconn *c, const char *q, struct sw_buf *plan)
@@ -4029,6 +4037,12 @@ static void scenario_plans(void)
 	exec_ok(c, sql);
 	snprintf(sql, sizeof(sql), "EXPLAIN EXECUTE run_read ('%s', 'default')", id);
 	exec_ok(c, sql); /* the generic plan, made and cached now */
+	snprintf(sql, sizeof(sql), "PREPARE runs_read (uuid[], text[]) AS %s",
+		 sched_runs_json_sql);
+	exec_ok(c, sql);
+	snprintf(sql, sizeof(sql), "EXPLAIN EXECUTE runs_read ('{%s,%s}', '{default,other}')", id,
+		 id);
+	exec_ok(c, sql);
 
 	exec_ok(c, "INSERT INTO runs (id, tenant, workflow, version, input, state, rev, created)"
 		   " SELECT gen_random_uuid(), 'default', 'chain', 1, '{}', 'succeeded', 3,"
@@ -4058,6 +4072,36 @@ static void scenario_plans(void)
 		   plan.p);
 	sw_buf_free(&plan);
 	exec_ok(c, "DEALLOCATE run_read");
+	/* the streams' reads together: by key too, a row a run in order, NULL
+	 * for another tenant's */
+	snprintf(sql, sizeof(sql),
+		 "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) EXECUTE runs_read ('{%s,%s}',"
+		 " '{default,other}')",
+		 id, id);
+	memset(&plan, 0, sizeof(plan));
+	explain_into(c, sql, &plan);
+	SW_REQUIRE(
+	    strstr(plan.p, "runs_pkey") != NULL && strstr(plan.p, "Seq Scan") == NULL &&
+		strstr(plan.p, "runs_tenant_created") == NULL,
+	    "the streams' run read does not find its runs by primary key once runs grew:\n%s",
+	    plan.p);
+	sw_buf_free(&plan);
+	{
+		PGresult *res;
+
+		snprintf(sql, sizeof(sql),
+			 "EXECUTE runs_read ('{%s,%s,00000000-0000-7000-8000-000000000000}',"
+			 " '{default,other,default}')",
+			 id, id);
+		res = PQexec(c, sql);
+		SW_REQUIRE(PQresultStatus(res) == PGRES_TUPLES_OK && PQntuples(res) == 3,
+			   "runs_read: %s", PQerrorMessage(c));
+		SW_REQUIRE(!PQgetisnull(res, 0, 0) && strstr(PQgetvalue(res, 0, 0), id) != NULL &&
+			       PQgetisnull(res, 1, 0) && PQgetisnull(res, 2, 0),
+			   "runs_read: its run, then NULL for another tenant and for no run");
+		PQclear(res);
+	}
+	exec_ok(c, "DEALLOCATE runs_read");
 	PQfinish(c);
 }
 
