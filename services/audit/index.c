@@ -96,13 +96,25 @@ const struct sw_migration audit_migrations[] = {
 };
 const size_t audit_nmigrations = sizeof(audit_migrations) / sizeof(audit_migrations[0]);
 
-static const char *const insert_sql =
-	"INSERT INTO events (seq, event_id, run_id, type, topic, kafka_partition, kafka_offset,"
-	" time_us, segment, file_off, kind, tenant, log_id)"
-	" SELECT u.*, $13::text FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[],"
-	" $5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],"
+#define INSERT_ROWS                                                                               \
+	"INSERT INTO events (seq, event_id, run_id, type, topic, kafka_partition, kafka_offset,"  \
+	" time_us, segment, file_off, kind, tenant, log_id)"                                      \
+	" SELECT u.*, $13::text FROM unnest($1::bigint[], $2::uuid[], $3::text[], $4::text[],"    \
+	" $5::text[], $6::int[], $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[],"        \
 	" $11::smallint[], $12::text[]) AS u"
-	" ON CONFLICT DO NOTHING";
+
+/* Idempotent: rows already indexed are skipped. */
+static const char *const insert_sql = INSERT_ROWS " ON CONFLICT DO NOTHING";
+
+/*
+ * The live rows' insert, without ON CONFLICT: a speculative insert probes
+ * both unique indexes before it inserts and confirms each row after, about
+ * a quarter of the index's backend CPU (docs/BENCHMARKS.md, "The audit
+ * index's insert"). Live rows are new but for a resend after a reconnect
+ * or a record seen twice; a unique violation (23505) rolls the chunk back
+ * and it is sent again as insert_sql.
+ */
+static const char *const insert_new_sql = INSERT_ROWS;
 
 #define NCOLS 12 /* the arrays; parameter NCOLS + 1 is the log id */
 
@@ -110,7 +122,33 @@ struct index_req {
 	struct audit_env *env;
 	size_t rows;
 	uint64_t last_seq;
+	int again;	   /* sent again as insert_sql */
+	char *cols[NCOLS]; /* the arrays, kept for that */
 };
+
+static void index_req_free(struct index_req *r)
+{
+	int c;
+
+	for (c = 0; c < NCOLS; c++)
+		free(r->cols[c]);
+	free(r);
+}
+
+static void index_done(PGresult *res, const char *err, void *opaque);
+
+static int index_send(struct index_req *r, const char *sql)
+{
+	const char *params[NCOLS + 1];
+	struct sw_store_stmt st[2] = {{"SET LOCAL synchronous_commit TO off", 0, NULL},
+				      {sql, NCOLS + 1, params}};
+	int c;
+
+	for (c = 0; c < NCOLS; c++)
+		params[c] = r->cols[c];
+	params[NCOLS] = r->env->log_id;
+	return sw_store_tx(r->env->store, st, 2, index_done, r);
+}
 
 static void index_done(PGresult *res, const char *err, void *opaque)
 {
@@ -118,6 +156,16 @@ static void index_done(PGresult *res, const char *err, void *opaque)
 	struct audit_env *env = r->env;
 
 	(void)res;
+	if (err != NULL && !r->again && strncmp(err, "23505", 5) == 0) {
+		r->again = 1;
+		sw_metrics_counter_add(env->metrics, "sagewai_audit_index_resends_total",
+				       "Index chunks sent again as idempotent inserts after a "
+				       "unique violation",
+				       1);
+		if (index_send(r, insert_sql) == 0)
+			return;
+		err = "out of memory";
+	}
 	if (err != NULL) {
 		/* not a connection problem (the store retries those): a row the
 		 * schema refuses. The log keeps the record; say so loudly. */
@@ -138,7 +186,7 @@ static void index_done(PGresult *res, const char *err, void *opaque)
 				     (double)r->last_seq);
 		audit_feed_wake(env, r->last_seq);
 	}
-	free(r);
+	index_req_free(r);
 }
 
 /* Build the NCOLS array literals for items with kind != 0 and queue the
@@ -306,8 +354,6 @@ static int keys_apply(struct audit_env *env, const char *type, const void *paylo
  */
 void audit_index_items(struct audit_env *env, const struct audit_item *items, size_t n)
 {
-	struct sw_store_stmt st[2] = {{"SET LOCAL synchronous_commit TO off", 0, NULL},
-				      {insert_sql, NCOLS + 1, NULL}};
 	size_t start, chunk, i;
 
 	for (i = 0; i < n; i++)
@@ -317,26 +363,25 @@ void audit_index_items(struct audit_env *env, const struct audit_item *items, si
 
 	for (start = 0; start < n; start += chunk) {
 		struct sw_buf cols[NCOLS] = {0};
-		const char *params[NCOLS + 1];
-		struct index_req *r;
+		struct index_req *r = NULL;
 		uint64_t last = 0;
 		size_t rows;
 		int c, oom = 0;
 
 		chunk = n - start < AUDIT_INDEX_CHUNK ? n - start : AUDIT_INDEX_CHUNK;
 		rows = build_arrays(items + start, chunk, cols, &last);
-		for (c = 0; c < NCOLS; c++) {
+		for (c = 0; c < NCOLS; c++)
 			oom |= cols[c].oom;
-			params[c] = cols[c].p;
-		}
-		params[NCOLS] = env->log_id;
-		if (rows > 0 && !oom && (r = calloc(1, sizeof(*r))) != NULL) {
+		if (rows > 0 && !oom && (r = calloc(1, sizeof(*r))) == NULL)
+			oom = 1;
+		if (r != NULL) {
 			r->env = env;
 			r->rows = rows;
 			r->last_seq = last;
-			st[1].params = params;
-			if (sw_store_tx(env->store, st, 2, index_done, r) == -1) {
-				free(r);
+			for (c = 0; c < NCOLS; c++)
+				r->cols[c] = sw_buf_steal(&cols[c], NULL);
+			if (index_send(r, insert_new_sql) == -1) {
+				index_req_free(r);
 				oom = 1;
 			}
 		}

@@ -735,6 +735,70 @@ static void scenario_adopt(void)
 	SW_REQUIRE(rows_of_log("") == rows, "the rows were touched");
 }
 
+/*
+ * A live chunk of index rows meets a row already there (as after a resend
+ * across a reconnect): the insert without ON CONFLICT is refused (23505),
+ * and the chunk goes again as the idempotent insert. Every other row of
+ * it is indexed, the service says so by a metric, and nothing is an error.
+ */
+static void scenario_resend(void)
+{
+	struct tally t = {0};
+	char id[128], q[512];
+	long top, last;
+	int r;
+
+	audit_start();
+	wait_http();
+	for (r = 0; r < 100; r++)
+		produce_event(r, 0);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 100, 120);
+	wait_index(100, 120);
+	read_log_id(id, sizeof(id));
+	snprintf(q, sizeof(q), "SELECT max(seq) FROM audit.events WHERE log_id = '%s'", id);
+	top = sw_test_pg_long(db_dsn, q);
+	SW_REQUIRE(top >= 100, "the index of log %s ends at seq %ld", id, top);
+	/* the row of a record the log does not hold yet, at a seq the next
+	 * chunk takes */
+	snprintf(q, sizeof(q),
+		 "INSERT INTO audit.events (seq, event_id, run_id, type, topic, kafka_partition,"
+		 " kafka_offset, time_us, segment, file_off, kind, tenant, log_id)"
+		 " VALUES (%ld, gen_random_uuid(), 'resend-there', 'run.submitted',"
+		 " 'sagewai.runs', 0, 0, 0, 0, 0, 1, NULL, '%s')",
+		 top + 5, id);
+	PQclear(sw_test_pg_exec(db_dsn, q));
+	SW_CHECK(sw_test_metric_get(http_port, "sagewai_audit_index_resends_total") <= 0);
+	for (r = 0; r < 50; r++)
+		produce_event(r, 1);
+	sw_test_kafka_flush(producer, 60000);
+	wait_events(&t, 150, 120);
+	/* every seq past top is in the index: the one taken by the row that
+	 * was there, the others by the chunk sent again */
+	wait_index(149, 120);
+	snprintf(q, sizeof(q), "SELECT max(seq) FROM audit.events WHERE log_id = '%s'", id);
+	last = sw_test_pg_long(db_dsn, q);
+	snprintf(q, sizeof(q),
+		 "SELECT count(*) FROM audit.events WHERE log_id = '%s' AND seq > %ld", id, top);
+	SW_REQUIRE(last >= top + 50 && sw_test_pg_long(db_dsn, q) == last - top,
+		   "seqs %ld..%ld: %ld rows", top + 1, last, sw_test_pg_long(db_dsn, q));
+	snprintf(q, sizeof(q),
+		 "SELECT count(*) FROM audit.events WHERE log_id = '%s' AND seq = %ld"
+		 " AND run_id = 'resend-there'",
+		 id, top + 5);
+	SW_REQUIRE(sw_test_pg_long(db_dsn, q) == 1, "the row that was there was replaced");
+	SW_REQUIRE(sw_test_metric_get(http_port, "sagewai_audit_index_resends_total") >= 1,
+		   "no chunk was sent again");
+	SW_REQUIRE(sw_test_metric_get(http_port, "sagewai_audit_index_errors_total") <= 0,
+		   "an index error was counted");
+	SW_REQUIRE(!log_has("audit index insert failed"), "an insert failure was logged");
+	check_exact(&t, 150);
+	sw_test_proc_stop(&audit_pid, SIGTERM, "sagewai-audit");
+	for (r = 0; r < 100; r++) /* produce_event keeps each run's n = 0 event */
+		free(sent_again[r].buf);
+	free(t.ids);
+}
+
 static void scenario_torn(void)
 {
 	static const uint8_t junk[150] = {0x61, 0x00, 0x00, 0x00, 0x13, 0x37};
@@ -1961,6 +2025,7 @@ int main(int argc, char **argv)
 	    {"export", scenario_export},
 	    {"window", scenario_window},
 	    {"adopt", scenario_adopt},
+	    {"resend", scenario_resend},
 	    {"gather", scenario_gather},
 	    {"republish", scenario_republish},
 	};
